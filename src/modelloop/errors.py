@@ -1,0 +1,31 @@
+"""One exception hierarchy for user mistakes.
+
+Every error a user can fix (a bad config value, a missing file, an unknown column) is a
+``ModelloopError``; the CLI maps it to exit code 2 and prints its one-line message. Anything else
+is a bug and exits 1 with a traceback. Each class is also a fitting built-in so that Python callers
+can catch what they expect (``ValueError``, ``LookupError``...).
+"""
+
+from __future__ import annotations
+
+__all__ = ["ModelloopError", "ConfigError", "DataError", "NotFoundError", "StateError"]
+
+
+class ModelloopError(Exception):
+    """A problem the user can fix; the message says what is wrong and what to do."""
+
+
+class ConfigError(ModelloopError, ValueError):
+    """``modelloop.yaml`` (or an argument) holds a value that is not allowed."""
+
+
+class DataError(ModelloopError, ValueError):
+    """Input data cannot be used as it is: missing, empty, malformed or of the wrong type."""
+
+
+class NotFoundError(ModelloopError, LookupError):
+    """A named object (dataset version, model, column, request id) does not exist."""
+
+
+class StateError(ModelloopError, RuntimeError):
+    """The project is not in a state where the command makes sense (e.g. no model trained yet)."""

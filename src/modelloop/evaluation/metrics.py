@@ -1,0 +1,133 @@
+"""Metric names, their directions and how each is computed.
+
+One registry serves the search (validation scores), the evaluate stage (test figures), monitoring
+and the optimize stage, so a figure called ``f1_macro`` means the same thing everywhere.
+
+Conventions: for classification ``y_true`` holds class indices ``0..K-1`` and ``proba`` an
+``(n, K)`` array in the same class order; for regression ``pred`` is a float array.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from sklearn import metrics as skm
+
+from ..errors import ConfigError
+
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "REGRESSION_METRICS",
+    "F1_TYPE",
+    "direction",
+    "labels_from_proba",
+    "score",
+    "classification_metrics",
+    "regression_metrics",
+    "default_metric",
+    "check_metric",
+]
+
+CLASSIFICATION_METRICS = (
+    "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted",
+    "f1", "roc_auc", "pr_auc", "log_loss",
+)
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+F1_TYPE = ("f1", "f1_macro", "f1_weighted")
+_MINIMIZE = {"log_loss", "rmse", "mae"}
+_NEEDS_PROBA = {"roc_auc", "pr_auc", "log_loss"}
+
+
+def direction(metric: str) -> str:
+    """``"minimize"`` for losses and errors, ``"maximize"`` for everything else."""
+    return "minimize" if metric in _MINIMIZE else "maximize"
+
+
+def default_metric(task: str) -> str:
+    return "rmse" if task == "regression" else "f1_macro"
+
+
+def check_metric(metric: str, task: str) -> None:
+    """Raise a ConfigError naming the allowed metrics when ``metric`` does not fit ``task``."""
+    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    if metric not in allowed:
+        raise ConfigError(
+            f"train.metric: '{metric}' is not a {task} metric; allowed: {', '.join(allowed)}"
+        )
+
+
+def labels_from_proba(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Class indices: argmax, or for binary problems ``p(class 1) >= threshold`` when one is set."""
+    proba = np.asarray(proba)
+    if threshold is not None and proba.shape[1] == 2:
+        return (proba[:, 1] >= threshold).astype(int)
+    return proba.argmax(axis=1)
+
+
+def _cls(name: str, y: np.ndarray, proba: np.ndarray, threshold: float | None) -> float:
+    k = proba.shape[1]
+    if name in _NEEDS_PROBA:
+        present = np.unique(y)
+        if name == "log_loss":
+            return float(skm.log_loss(y, np.clip(proba, 1e-15, 1.0), labels=list(range(k))))
+        if len(present) < 2:
+            return float("nan")
+        if k == 2:
+            fn: Callable = skm.roc_auc_score if name == "roc_auc" else skm.average_precision_score
+            return float(fn(y, proba[:, 1]))
+        if name == "pr_auc":
+            onehot = np.eye(k)[y]
+            return float(skm.average_precision_score(onehot, proba, average="macro"))
+        sub = proba[:, present] / np.clip(proba[:, present].sum(axis=1, keepdims=True), 1e-15, None)
+        if len(present) == 2:
+            return float(skm.roc_auc_score(y == present[1], sub[:, 1]))
+        return float(skm.roc_auc_score(y, sub, multi_class="ovr", labels=present))
+    pred = labels_from_proba(proba, threshold)
+    labels = list(range(k))
+    if name == "accuracy":
+        return float(skm.accuracy_score(y, pred))
+    if name == "balanced_accuracy":
+        return float(skm.balanced_accuracy_score(y, pred))
+    if name == "f1":
+        if k != 2:
+            return float(skm.f1_score(y, pred, average="macro", labels=labels, zero_division=0))
+        return float(skm.f1_score(y, pred, pos_label=1, zero_division=0))
+    avg = name.rsplit("_", 1)[1]
+    fn = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[
+        name.rsplit("_", 1)[0]
+    ]
+    return float(fn(y, pred, average=avg, labels=labels, zero_division=0))
+
+
+def _reg(name: str, y: np.ndarray, pred: np.ndarray) -> float:
+    if name == "rmse":
+        return float(np.sqrt(skm.mean_squared_error(y, pred)))
+    if name == "mae":
+        return float(skm.mean_absolute_error(y, pred))
+    return float(skm.r2_score(y, pred))
+
+
+def score(metric: str, y_true, output, *, threshold: float | None = None) -> float:
+    """One figure: ``output`` is ``(n, K)`` probabilities for classification, predictions otherwise."""
+    y = np.asarray(y_true)
+    out = np.asarray(output)
+    if metric in REGRESSION_METRICS:
+        return _reg(metric, y.astype(float), out.astype(float))
+    if metric not in CLASSIFICATION_METRICS:
+        raise ConfigError(f"unknown metric '{metric}'; allowed: "
+                          f"{', '.join(CLASSIFICATION_METRICS + REGRESSION_METRICS)}")
+    return _cls(metric, y.astype(int), out, threshold)
+
+
+def classification_metrics(y_true, proba, *, threshold: float | None = None) -> dict[str, float]:
+    """The contract figures for a classifier (``roc_auc``/``pr_auc`` for binary and multiclass)."""
+    names = ["accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+             "f1_weighted", "roc_auc", "pr_auc", "log_loss"]
+    if np.asarray(proba).shape[1] == 2:
+        names.append("f1")
+    return {n: score(n, y_true, proba, threshold=threshold) for n in names}
+
+
+def regression_metrics(y_true, pred) -> dict[str, float]:
+    return {n: score(n, y_true, pred) for n in REGRESSION_METRICS}

@@ -8,7 +8,7 @@ can catch what they expect (``ValueError``, ``LookupError``...).
 
 from __future__ import annotations
 
-__all__ = ["ModelloopError", "ConfigError", "DataError", "NotFoundError", "StateError"]
+__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError"]
 
 
 class ModelloopError(Exception):

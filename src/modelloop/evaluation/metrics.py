@@ -9,7 +9,7 @@ Conventions: for classification ``y_true`` holds class indices ``0..K-1`` and ``
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from sklearn import metrics as skm
@@ -18,15 +18,15 @@ from ..errors import ConfigError
 
 __all__ = [
     "CLASSIFICATION_METRICS",
-    "REGRESSION_METRICS",
     "F1_TYPE",
+    "REGRESSION_METRICS",
+    "check_metric",
+    "classification_metrics",
+    "default_metric",
     "direction",
     "labels_from_proba",
-    "score",
-    "classification_metrics",
     "regression_metrics",
-    "default_metric",
-    "check_metric",
+    "score",
 ]
 
 CLASSIFICATION_METRICS = (

@@ -1,0 +1,306 @@
+"""The lineage catalog: datasets, runs, models, deployments, predictions, feedback, decisions.
+
+SQLAlchemy Core over SQLite (WAL mode) by default; a PostgreSQL URL works unchanged. One context
+manager (``Catalog.tx``) owns every transaction. The schema version is checked when the catalog is
+opened, and a mismatch names the command that upgrades it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .errors import NotFoundError, StateError
+
+__all__ = ["SCHEMA_VERSION", "Catalog", "utcnow"]
+
+SCHEMA_VERSION = 1
+_md = sa.MetaData()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+meta = sa.Table("meta", _md, sa.Column("key", sa.String(64), primary_key=True),
+                sa.Column("value", sa.String(256), nullable=False))
+datasets = sa.Table(
+    "datasets", _md,
+    sa.Column("id", sa.String(64), primary_key=True),        # content hash (12 hex chars)
+    sa.Column("project", sa.String(128), nullable=False, index=True),
+    sa.Column("seq", sa.Integer, nullable=False),             # 1, 2, 3... per project, for people
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("step", sa.String(32), nullable=False),         # ingest | clean | feedback-merge
+    sa.Column("parents", sa.JSON, nullable=False),
+    sa.Column("schema", sa.JSON, nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("source", sa.JSON, nullable=False),
+    sa.Column("quality", sa.JSON, nullable=True),
+)
+splits = sa.Table(
+    "splits", _md,
+    sa.Column("dataset_id", sa.String(64), sa.ForeignKey("datasets.id"), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),        # hash of the split settings
+    sa.Column("settings", sa.JSON, nullable=False),
+    sa.Column("counts", sa.JSON, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+runs = sa.Table(
+    "runs", _md,
+    sa.Column("id", sa.String(64), primary_key=True),         # the MLflow run id
+    sa.Column("project", sa.String(128), nullable=False, index=True),
+    sa.Column("dataset_id", sa.String(64), nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),         # train | retrain | optimize
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("artifacts", sa.JSON, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("ended_at", sa.DateTime, nullable=True),
+)
+models = sa.Table(
+    "models", _md,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("dataset_id", sa.String(64), nullable=False),
+    sa.Column("parent_version", sa.Integer, nullable=True),   # e.g. an optimized variant's original
+    sa.Column("formats", sa.JSON, nullable=False),            # {"native": uri, "onnx": path, ...}
+    sa.Column("metrics", sa.JSON, nullable=False),            # holdout (frozen test set) figures
+    sa.Column("input_schema", sa.JSON, nullable=False),
+    sa.Column("info", sa.JSON, nullable=False),               # size, latency, description, threshold
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+deployments = sa.Table(
+    "deployments", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, index=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+)
+predictions = sa.Table(
+    "predictions", _md,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False, index=True),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("output", sa.JSON, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+)
+feedback = sa.Table(
+    "feedback", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("label", sa.JSON, nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),       # api | file
+)
+decisions = sa.Table(
+    "retrain_decisions", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("trigger", sa.JSON, nullable=False),
+    sa.Column("dataset_id", sa.String(64), nullable=True),
+    sa.Column("champion", sa.JSON, nullable=False),
+    sa.Column("challenger", sa.JSON, nullable=False),
+    sa.Column("promoted", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")     # readers never block the writer
+    cur.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL survives a killed process
+    cur.execute("PRAGMA busy_timeout=30000")   # several server workers share one file
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return dict(r._mapping) if r is not None else None  # type: ignore[return-value]
+
+
+class Catalog:
+    """Lineage store. ``Catalog(url)`` creates the tables on first use."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kw: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            kw["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kw["pool_pre_ping"] = True
+        self.engine: Engine = sa.create_engine(url, **kw)
+        if url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._open()
+
+    def _open(self) -> None:
+        _md.create_all(self.engine)
+        with self.tx() as c:
+            found = c.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+            if found is None:
+                c.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) != SCHEMA_VERSION:
+                raise StateError(
+                    f"catalog {self.url} has schema version {found}, this modelloop needs "
+                    f"{SCHEMA_VERSION}. Run `modelloop upgrade` (or use a matching modelloop release)."
+                )
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """One transaction: commits on success, rolls back on any exception."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- datasets ---------------------------------------------------------------------------
+    def add_dataset(self, **row: Any) -> dict[str, Any]:
+        """Insert a dataset version unless one with the same id exists; returns the stored row."""
+        with self.tx() as c:
+            old = c.execute(sa.select(datasets).where(datasets.c.id == row["id"])).first()
+            if old is not None:
+                return _row(old)
+            seq = c.execute(sa.select(sa.func.max(datasets.c.seq))
+                            .where(datasets.c.project == row["project"])).scalar() or 0
+            row = {"created_at": utcnow(), "quality": None, **row, "seq": seq + 1}
+            c.execute(datasets.insert().values(**row))
+            return row
+
+    def get_dataset(self, ref: str, project: str | None = None) -> dict[str, Any]:
+        """A dataset version by id, id prefix or ``v<seq>``."""
+        q = sa.select(datasets)
+        if project:
+            q = q.where(datasets.c.project == project)
+        if ref.startswith("v") and ref[1:].isdigit():
+            q = q.where(datasets.c.seq == int(ref[1:]))
+        else:
+            q = q.where(datasets.c.id.startswith(ref))
+        with self.tx() as c:
+            rows = c.execute(q).fetchall()
+        if len(rows) != 1:
+            what = "matches several" if rows else "matches no"
+            raise NotFoundError(f"dataset '{ref}' {what} dataset version; see `modelloop status`")
+        return _row(rows[0])
+
+    def list_datasets(self, project: str) -> list[dict[str, Any]]:
+        with self.tx() as c:
+            q = sa.select(datasets).where(datasets.c.project == project).order_by(datasets.c.seq)
+            return [_row(r) for r in c.execute(q)]
+
+    def latest_dataset(self, project: str) -> dict[str, Any] | None:
+        rows = self.list_datasets(project)
+        return rows[-1] if rows else None
+
+    def set_dataset_quality(self, dataset_id: str, quality: dict[str, Any]) -> None:
+        with self.tx() as c:
+            c.execute(datasets.update().where(datasets.c.id == dataset_id).values(quality=quality))
+
+    # ---- splits -----------------------------------------------------------------------------
+    def add_split(self, **row: Any) -> None:
+        with self.tx() as c:
+            q = sa.select(splits.c.key).where(splits.c.dataset_id == row["dataset_id"],
+                                             splits.c.key == row["key"])
+            if c.execute(q).first() is None:
+                c.execute(splits.insert().values(created_at=utcnow(), **row))
+
+    def get_split(self, dataset_id: str, key: str) -> dict[str, Any] | None:
+        with self.tx() as c:
+            q = sa.select(splits).where(splits.c.dataset_id == dataset_id, splits.c.key == key)
+            return _row(c.execute(q).first())
+
+    # ---- runs and models --------------------------------------------------------------------
+    def add_run(self, **row: Any) -> None:
+        with self.tx() as c:
+            c.execute(runs.insert().values(**row))
+
+    def list_runs(self, project: str) -> list[dict[str, Any]]:
+        with self.tx() as c:
+            q = sa.select(runs).where(runs.c.project == project).order_by(runs.c.started_at)
+            return [_row(r) for r in c.execute(q)]
+
+    def add_model(self, **row: Any) -> dict[str, Any]:
+        row = {"created_at": utcnow(), "parent_version": None, **row}
+        with self.tx() as c:
+            c.execute(models.insert().values(**row))
+        return row
+
+    def get_model(self, name: str, version: int) -> dict[str, Any]:
+        with self.tx() as c:
+            r = c.execute(sa.select(models).where(models.c.name == name,
+                                                  models.c.version == version)).first()
+        if r is None:
+            raise NotFoundError(f"model {name}:{version} does not exist; see `modelloop status`")
+        return _row(r)
+
+    def list_models(self, name: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(models).order_by(models.c.name, models.c.version)
+        if name:
+            q = q.where(models.c.name == name)
+        with self.tx() as c:
+            return [_row(r) for r in c.execute(q)]
+
+    def update_model(self, name: str, version: int, **values: Any) -> None:
+        with self.tx() as c:
+            c.execute(models.update().where(models.c.name == name, models.c.version == version)
+                      .values(**values))
+
+    # ---- deployments (aliases) ----------------------------------------------------------------
+    def set_alias(self, name: str, version: int, alias: str, reason: str | None = None) -> None:
+        self.get_model(name, version)
+        with self.tx() as c:
+            c.execute(deployments.insert().values(name=name, version=version, alias=alias,
+                                                  at=utcnow(), reason=reason))
+
+    def alias_history(self, name: str, alias: str) -> list[dict[str, Any]]:
+        q = (sa.select(deployments).where(deployments.c.name == name, deployments.c.alias == alias)
+             .order_by(deployments.c.id))
+        with self.tx() as c:
+            return [_row(r) for r in c.execute(q)]
+
+    def get_alias(self, name: str, alias: str) -> int | None:
+        hist = self.alias_history(name, alias)
+        return hist[-1]["version"] if hist else None
+
+    # ---- predictions, feedback, decisions -------------------------------------------------------
+    def add_predictions(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            with self.tx() as c:
+                c.execute(predictions.insert(), rows)
+
+    def get_prediction(self, request_id: str) -> dict[str, Any] | None:
+        with self.tx() as c:
+            return _row(c.execute(sa.select(predictions)
+                                  .where(predictions.c.request_id == request_id)).first())
+
+    def add_feedback(self, request_id: str, label: Any, source: str = "api") -> bool:
+        """Store a label durably; False when the request already has feedback."""
+        with self.tx() as c:
+            if c.execute(sa.select(feedback.c.id).where(feedback.c.request_id == request_id)).first():
+                return False
+            c.execute(feedback.insert().values(request_id=request_id, label=label, at=utcnow(),
+                                               source=source))
+        return True
+
+    def add_decision(self, **row: Any) -> None:
+        with self.tx() as c:
+            c.execute(decisions.insert().values(at=utcnow(), **row))
+
+    def list_decisions(self, name: str) -> list[dict[str, Any]]:
+        with self.tx() as c:
+            q = sa.select(decisions).where(decisions.c.name == name).order_by(decisions.c.id)
+            return [_row(r) for r in c.execute(q)]

@@ -1,0 +1,165 @@
+"""The command line: parse, load the config, call one API function, print. No logic here.
+
+Exit codes: 0 success, 2 bad input (one line on stderr saying what and what to do), 1 a bug.
+``--json`` prints one object on stdout; progress and chatter go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from .errors import ModelloopError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="modelloop: from raw data to a deployed, monitored model and back again.")
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = typer.Option("modelloop.yaml", "-c", "--config", help="path to modelloop.yaml")
+JsonOpt = typer.Option(False, "--json", help="print one JSON object on stdout")
+
+
+def _project(config: str):
+    from .project import Project
+
+    return Project.load(config)
+
+
+def _finite(v: Any) -> Any:
+    """NaN/inf are not JSON: they become null."""
+    import numpy as np
+
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(v, dict):
+        return {str(k): _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _emit(result: dict[str, Any], as_json: bool, render) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(_finite(result), default=str) + "\n")
+    else:
+        render(result)
+
+
+@app.command()
+def init(directory: Path = typer.Argument(Path("."), help="project folder to create"),
+         example: str | None = typer.Option(None, "--example", help="fraud"),
+         as_json: bool = JsonOpt) -> None:
+    """Scaffold a project: a commented modelloop.yaml (and example data with --example)."""
+    from .scaffold import init_project
+
+    res = init_project(directory, example=example)
+    _emit(res, as_json, lambda r: out.print(f"Created [bold]{r['config']}[/]. Next: "
+                                            f"cd {directory} && modelloop run"))
+
+
+@app.command()
+def ingest(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Read data.source into a dataset version (unchanged data keeps its version)."""
+    from .ui import render_dataset
+
+    _emit(_project(config).ingest(), as_json, render_dataset)
+
+
+@app.command()
+def train(config: str = ConfigOpt, budget: float | None = typer.Option(
+              None, "--budget", min=1, help="seconds for the whole search"),
+          trials: int | None = typer.Option(None, "--trials", min=1, help="cap on finished trials"),
+          as_json: bool = JsonOpt) -> None:
+    """Search, train, evaluate on the frozen test set, register a model version."""
+    from .ui import render_train, search_progress
+
+    project = _project(config)
+    with search_progress(budget or project.config.train.budget) as progress:
+        res = project.train(budget=budget, trials=trials, progress=progress)
+    _emit(res, as_json, render_train)
+
+
+@app.command()
+def run(config: str = ConfigOpt, budget: float | None = typer.Option(None, "--budget", min=1),
+        trials: int | None = typer.Option(None, "--trials", min=1), as_json: bool = JsonOpt) -> None:
+    """Every stage the config enables, in order."""
+    from .ui import render_train, search_progress, stage_printer
+
+    project = _project(config)
+    with search_progress(budget or project.config.train.budget) as progress:
+        res = project.run(budget=budget, trials=trials, on_stage=stage_printer, progress=progress)
+    _emit(res, as_json, render_train)
+
+
+@app.command()
+def evaluate(config: str = ConfigOpt,
+             model: str | None = typer.Option(None, "--model", help="NAME:VERSION, NAME@ALIAS or VERSION"),
+             data: str | None = typer.Option(None, "--data", help="labeled CSV/Parquet/JSONL file"),
+             as_json: bool = JsonOpt) -> None:
+    """Score a model (production by default) on its frozen test set or on --data."""
+    from .ui import render_evaluation
+
+    _emit(_project(config).evaluate(model=model, data=data), as_json, render_evaluation)
+
+
+@app.command()
+def promote(ref: str = typer.Argument(..., help="NAME:VERSION, NAME@ALIAS or VERSION"),
+            alias: str = typer.Option("production", "--alias"), config: str = ConfigOpt,
+            as_json: bool = JsonOpt) -> None:
+    """Point an alias (production by default) at a model version."""
+    _emit(_project(config).promote(ref, alias=alias), as_json,
+          lambda r: out.print(f"{r['alias']} -> {r['model']['name']}:{r['model']['version']} "
+                              f"(was {r['previous_version']})"))
+
+
+@app.command()
+def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Lineage at a glance: dataset versions, models, aliases."""
+    from .ui import render_status
+
+    _emit(_project(config).status(), as_json, render_status)
+
+
+@app.command()
+def demo(directory: Path = typer.Option(Path("modelloop-demo"), "--dir", help="where to build the demo"),
+         budget: float = typer.Option(45, "--budget", min=1, help="seconds for the search"),
+         as_json: bool = JsonOpt) -> None:
+    """The whole loop on the bundled fraud example, embedded defaults."""
+    from .scaffold import run_demo
+
+    run_demo(directory, budget=budget, as_json=as_json)
+
+
+def main() -> None:
+    """Entry point: user mistakes exit 2 with one line, interrupts 130, bugs 1 with a traceback."""
+    try:
+        app(standalone_mode=False)
+    except ModelloopError as exc:
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        for line in lines:
+            err.print(f"[red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
+        raise SystemExit(130) from None
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        if isinstance(exc, click.exceptions.Abort):
+            raise SystemExit(130) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The ``modelloop.yaml`` schema.
+
+Checked in two layers (as Ludwig does): structure and value ranges by pydantic models with
+``extra="forbid"``, then small named cross-field checks registered in ``CHECKS``. Every problem is
+reported at once, one line each, as ``dotted.path: what is allowed, got VALUE``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+__all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_config", "parse_config"]
+
+DEFAULT_CONFIG_NAME = "modelloop.yaml"
+Kind = Literal["numeric", "categorical", "boolean", "datetime", "text", "identifier"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str = Field(description="path (CSV, Parquet, JSONL) or SQLAlchemy URL")
+    query: str | None = None
+    format: Literal["auto", "csv", "parquet", "jsonl", "sql"] = "auto"
+    encoding: str = "auto"
+    on_bad_lines: Literal["error", "skip"] = "error"
+    on_type_error: Literal["error", "coerce"] = "error"
+    target: str
+    id: str | None = None
+    time: str | None = None
+    group: str | None = None
+    text: str | None = None
+    columns: dict[str, Kind] = Field(default_factory=dict)
+    drop: list[str] = Field(default_factory=list)
+
+
+class SplitConfig(_Section):
+    strategy: Literal["stratified", "random", "time", "group"] = "stratified"
+    test_size: float = Field(0.2, gt=0.0, lt=0.9)
+    seed: int = 0
+
+
+class TrainConfig(_Section):
+    budget: float | None = Field(120.0, gt=0, description="seconds for the whole search")
+    trials: int | None = Field(None, ge=1)
+    metric: str | None = None
+    families: list[Literal["lightgbm", "xgboost", "linear"]] = Field(
+        default_factory=lambda: ["lightgbm", "xgboost", "linear"], min_length=1)
+    cv_folds: int = Field(5, ge=1, le=20)
+    class_weight: Literal["balanced", "none"] = "balanced"
+    ensemble: bool = True
+    ensemble_size: int = Field(5, ge=2, le=50)
+    tune_threshold: bool = True
+
+
+class StorageConfig(_Section):
+    catalog: str | None = None
+    tracking: str | None = None
+    optuna: str | None = None
+
+
+class Config(_Section):
+    name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: Literal["classification", "regression"] = "classification"
+    seed: int = 0
+    data: DataConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    # The directory the config was loaded from; relative paths resolve against it.
+    root: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def metric(self) -> str:
+        if self.train.metric:
+            return self.train.metric
+        return "rmse" if self.task == "regression" else "f1_macro"
+
+
+# ---- cross-field checks: each returns a list of "path: message" strings ----------------------
+CHECKS: dict[str, Callable[[Config], list[str]]] = {}
+
+
+def _check(fn: Callable[[Config], list[str]]) -> Callable[[Config], list[str]]:
+    CHECKS[fn.__name__] = fn
+    return fn
+
+
+@_check
+def metric_fits_task(cfg: Config) -> list[str]:
+    m = cfg.train.metric
+    allowed = REGRESSION_METRICS if cfg.task == "regression" else CLASSIFICATION_METRICS
+    if m is not None and m not in allowed:
+        return [f"train.metric: must be one of {', '.join(allowed)} for task {cfg.task}, got '{m}'"]
+    return []
+
+
+@_check
+def split_needs_its_column(cfg: Config) -> list[str]:
+    s = cfg.split.strategy
+    if s == "time" and not cfg.data.time:
+        return ["split.strategy: 'time' needs data.time (the timestamp column), got data.time: null"]
+    if s == "group" and not cfg.data.group:
+        return ["split.strategy: 'group' needs data.group (the group column), got data.group: null"]
+    if s == "stratified" and cfg.task == "regression":
+        return ["split.strategy: 'stratified' needs a classification task; use random, time or group"]
+    return []
+
+
+@_check
+def roles_are_distinct(cfg: Config) -> list[str]:
+    d = cfg.data
+    if d.id is not None and d.id == d.target:
+        return [f"data.id: must differ from data.target, got '{d.id}' for both"]
+    if d.target in d.drop:
+        return [f"data.drop: must not list the target column '{d.target}'"]
+    return []
+
+
+@_check
+def sql_source_has_query(cfg: Config) -> list[str]:
+    is_url = "://" in cfg.data.source and not cfg.data.source.startswith("file://")
+    if (cfg.data.format == "sql" or is_url) and not cfg.data.query:
+        return [f"data.query: a SQL source ({cfg.data.source}) needs a query, got null"]
+    return []
+
+
+# ---- loading -----------------------------------------------------------------------------------
+def _fields_of(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Allowed key names at ``loc`` (for 'unknown key' messages)."""
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return [n for n, f in model.model_fields.items() if not f.exclude]
+
+
+def _format_error(err: dict) -> str:
+    loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        allowed = _fields_of(Config, loc)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{path}: unknown key{hint}; allowed: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"{path}: required, but missing"
+    msg = err["msg"]
+    if err["type"] == "literal_error":
+        msg = "must be " + msg.removeprefix("Input should be ")
+    else:
+        msg = msg[0].lower() + msg[1:] if msg else msg
+        msg = msg.replace("input should be", "must be")
+    return f"{path}: {msg}, got {json.dumps(value, default=str)}"
+
+
+def parse_config(raw: Any, *, root: Path | str = ".") -> Config:
+    """Validate a parsed YAML mapping; raise ConfigError listing every problem, one per line."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: must be a mapping of keys (name, task, data, ...), got {type(raw).__name__}")
+    try:
+        cfg = Config.model_validate({**raw, "root": Path(root)})
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_format_error(e) for e in exc.errors())) from None
+    problems = [p for check in CHECKS.values() for p in check(cfg)]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return cfg
+
+
+def load_config(path: Path | str = DEFAULT_CONFIG_NAME) -> Config:
+    """Read and validate ``modelloop.yaml``; the error names the file when it is missing or not YAML."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found. Run `modelloop init` to create one, or pass -c PATH.")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_config(raw, root=p.resolve().parent)
+
+
+def config_hash(cfg: Config, *sections: str) -> str:
+    """A short stable hash of the named sections (all when none), e.g. to key an Optuna study."""
+    data = cfg.model_dump(mode="json", exclude={"root"})
+    if sections:
+        data = {s: data[s] for s in sections}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,111 @@
+"""The ingest stage: source -> checked table -> content-addressed dataset version in the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..config import Config
+from ..errors import DataError
+from ..workspace import Workspace
+from .schema import Schema
+from .snapshot import ROW_ID, assign_row_ids, content_hash, read_snapshot, write_snapshot
+from .sources import check_types, infer_schema, read_table
+from .split import check_target
+
+__all__ = ["ingest", "load_dataset", "read_config_source"]
+
+
+def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
+    """Read ``data.source`` and check it against the config: columns, target, types."""
+    d = cfg.data
+    df, report = read_table(d.source, root=cfg.root, fmt=d.format, query=d.query,
+                            encoding=d.encoding, on_bad_lines=d.on_bad_lines)
+    if d.target not in df.columns:
+        raise DataError(f"data.target: column '{d.target}' is not in {d.source}; "
+                        f"columns: {', '.join(map(str, df.columns[:40]))}")
+    schema = infer_schema(df, target=d.target, id=d.id, time=d.time, text=d.text,
+                          overrides=d.columns, drop=d.drop)
+    df, coerced = check_types(df, schema, coerce=d.on_type_error == "coerce")
+    check_target(df[d.target], cfg.task, d.target)
+    before = len(df)
+    df = df[df[d.target].notna()].reset_index(drop=True)
+    report["dropped_missing_target"] = before - len(df)
+    report["coerced"] = coerced
+    return df, schema, dict(report)
+
+
+def ingest(ws: Workspace) -> dict[str, Any]:
+    """Create (or find) the dataset version for the configured source; ``created`` says which."""
+    cfg = ws.config
+    df, schema, report = read_config_source(cfg)
+    df = assign_row_ids(df)
+    vid = content_hash(df)
+    path = ws.datasets_dir / vid
+    known = [d for d in ws.catalog.list_datasets(cfg.name) if d["id"] == vid]
+    if known:
+        return {**known[0], "created": False}
+    manifest = {"id": vid, "step": "ingest", "parents": [], "schema": schema.to_dict(),
+                "rows": len(df), "source": report}
+    write_snapshot(df, path, manifest)
+    row = ws.catalog.add_dataset(id=vid, project=cfg.name, step="ingest", parents=[],
+                                 schema=schema.to_dict(), rows=len(df), path=str(path), source=report)
+    return {**row, "created": True}
+
+
+def load_dataset(ws: Workspace, ref: str | None = None) -> tuple[dict[str, Any], pd.DataFrame, Schema]:
+    """A dataset version (latest when ``ref`` is None) as catalog row, frame and schema."""
+    cat = ws.catalog
+    row = cat.get_dataset(ref, ws.config.name) if ref else cat.latest_dataset(ws.config.name)
+    if row is None:
+        raise DataError("no dataset version yet; run `modelloop ingest` (or `modelloop run`) first")
+    df = read_snapshot(row["path"])
+    if ROW_ID not in df.columns:
+        raise DataError(f"dataset {row['id']} has no {ROW_ID} column; re-run `modelloop ingest`")
+    return row, df, Schema.from_dict(row["schema"])
+
+
+def split_key(cfg: Config) -> str:
+    """The frozen split is keyed by what decides it (strategy, size, seed and the role columns)."""
+    import hashlib
+    import json
+
+    s = cfg.split
+    key = [s.strategy, s.test_size, s.seed, cfg.data.target, cfg.data.time, cfg.data.group]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
+
+
+def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Series:
+    """The train/test side of each row of ``df``, made once per dataset version and split settings.
+
+    A derived version (clean, feedback merge) inherits its parent's assignment for the rows it kept,
+    so models trained before and after are compared on the same test rows.
+    """
+    from .split import make_split
+
+    cfg, cat, key = ws.config, ws.catalog, split_key(ws.config)
+    stored = cat.get_split(row["id"], key)
+    if stored is None:
+        inherit = None
+        for parent in row.get("parents") or []:
+            p = cat.get_split(parent, key)
+            if p is not None:
+                inherit = pd.read_parquet(p["path"])
+        frame = make_split(df, strategy=cfg.split.strategy, test_size=cfg.split.test_size,
+                           seed=cfg.split.seed, target=cfg.data.target, time=cfg.data.time,
+                           group=cfg.data.group, inherit=inherit)
+        path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
+        tmp = path.with_suffix(".tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        counts = {k: int(v) for k, v in frame["split"].value_counts().items()}
+        cat.add_split(dataset_id=row["id"], key=key, settings=cfg.split.model_dump(),
+                      counts=counts, path=str(path))
+        stored = cat.get_split(row["id"], key)
+    frame = pd.read_parquet(stored["path"])
+    side = df[ROW_ID].map(dict(zip(frame[ROW_ID], frame["split"])))
+    if side.isna().any():
+        raise DataError(f"split of dataset {row['id']} does not cover {int(side.isna().sum())} rows; "
+                        f"re-run `modelloop ingest`")
+    return side

@@ -1,0 +1,49 @@
+"""Runs the stages in order and reports the lineage of a project."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .registry import PRODUCTION
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .project import Project
+
+__all__ = ["project_status", "run_pipeline"]
+
+
+def run_pipeline(project: Project, *, budget: float | None = None, trials: int | None = None,
+                 on_stage: Callable[[str], None] | None = None,
+                 progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """ingest -> train (search, test evaluation, registration); each stage's result in one dict."""
+    note = on_stage or (lambda _s: None)
+    note("ingest")
+    dataset = project.ingest()
+    note("train")
+    trained = project.train(budget=budget, trials=trials, progress=progress)
+    return {"dataset": _dataset_brief(dataset), **{k: v for k, v in trained.items() if k != "dataset"}}
+
+
+def _dataset_brief(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "version": row["seq"], "rows": row["rows"], "step": row["step"],
+            "created": bool(row.get("created", False))}
+
+
+def project_status(ws: Workspace) -> dict[str, Any]:
+    """Dataset versions, model versions with their test figures, and where each alias points."""
+    cat, name = ws.catalog, ws.config.name
+    datasets = [{"id": d["id"], "version": d["seq"], "step": d["step"], "rows": d["rows"],
+                 "parents": d["parents"], "created_at": d["created_at"].isoformat(timespec="seconds")}
+                for d in cat.list_datasets(name)]
+    production = cat.get_alias(name, PRODUCTION)
+    models = [{"name": m["name"], "version": m["version"], "dataset": m["dataset_id"],
+               "run_id": m["run_id"], "metrics": m["metrics"], "formats": sorted(m["formats"]),
+               "production": m["version"] == production,
+               "created_at": m["created_at"].isoformat(timespec="seconds")}
+              for m in cat.list_models(name)]
+    return {"project": name, "root": str(ws.root), "metric": ws.config.metric,
+            "datasets": datasets, "models": models,
+            "production": {"name": name, "version": production} if production else None,
+            "stores": {"catalog": ws.catalog_url, "tracking": ws.tracking_url, "optuna": ws.optuna_url}}

@@ -1,0 +1,64 @@
+"""``modelloop.Project``: the Python API that the command line is a skin over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import DEFAULT_CONFIG_NAME, Config, load_config
+from .workspace import Workspace
+
+__all__ = ["Project"]
+
+
+class Project:
+    """One project folder. Each method runs one stage and returns a JSON-ready dict."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.workspace = Workspace(config)
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_CONFIG_NAME) -> Project:
+        """Open the project whose ``modelloop.yaml`` is at ``path``."""
+        return cls(load_config(path))
+
+    def ingest(self) -> dict[str, Any]:
+        """Read the configured source into a dataset version (unchanged data -> the same version)."""
+        from .data.ingest import ingest
+
+        return ingest(self.workspace)
+
+    def train(self, *, budget: float | None = None, trials: int | None = None,
+              progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+        """Search, fit, evaluate on the frozen test split and register a model version."""
+        from .training.train import train
+
+        return train(self.workspace, budget=budget, trials=trials, progress=progress)
+
+    def evaluate(self, *, model: str | None = None, data: str | None = None) -> dict[str, Any]:
+        """Metrics of a model (production by default) on its test split or a labeled file."""
+        from .evaluation.evaluate import evaluate
+
+        return evaluate(self.workspace, model=model, data=data)
+
+    def promote(self, ref: str, *, alias: str = "production") -> dict[str, Any]:
+        """Point ``alias`` (production by default) at a model version."""
+        from .registry import promote
+
+        return promote(self.workspace, ref, alias, reason="modelloop promote")
+
+    def run(self, *, budget: float | None = None, trials: int | None = None,
+            on_stage: Callable[[str], None] | None = None,
+            progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+        """Every enabled stage in order: ingest -> split -> search + train -> evaluate -> register."""
+        from .pipeline import run_pipeline
+
+        return run_pipeline(self, budget=budget, trials=trials, on_stage=on_stage, progress=progress)
+
+    def status(self) -> dict[str, Any]:
+        """Lineage at a glance: dataset versions, models, aliases."""
+        from .pipeline import project_status
+
+        return project_status(self.workspace)

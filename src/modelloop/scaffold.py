@@ -1,0 +1,77 @@
+"""``modelloop init`` and ``modelloop demo``: new projects from the bundled examples."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["EXAMPLES", "init_project", "run_demo"]
+
+EXAMPLES = ("fraud",)
+
+_BLANK = """\
+# modelloop project. Every key but data.source and data.target has a default;
+# `modelloop init --example fraud` writes a complete, commented example.
+name: {name}
+task: classification          # classification | regression
+data:
+  source: data/train.csv      # CSV, Parquet, JSONL path, or a SQLAlchemy URL (then `query:`)
+  target: label               # the column to predict
+  id: null                    # optional row id column (never used as a feature)
+train:
+  budget: 120                 # seconds for the whole search
+  metric: f1_macro
+"""
+
+
+def init_project(directory: Path | str, *, example: str | None = None) -> dict[str, Any]:
+    """Write ``modelloop.yaml`` (and the example's data) into ``directory``; never overwrites."""
+    root = Path(directory)
+    cfg_path = root / "modelloop.yaml"
+    if cfg_path.exists():
+        raise ConfigError(f"{cfg_path} already exists; choose another folder or edit it")
+    if example is not None and example not in EXAMPLES:
+        raise ConfigError(f"--example: unknown example '{example}'; allowed: {', '.join(EXAMPLES)}")
+    root.mkdir(parents=True, exist_ok=True)
+    files = [str(cfg_path)]
+    if example == "fraud":
+        from .examples.fraud import generate_transactions
+
+        (root / "data").mkdir(exist_ok=True)
+        data = root / "data" / "transactions.csv"
+        generate_transactions(seed=0).to_csv(data, index=False)
+        text = resources.files("modelloop.examples").joinpath("fraud.yaml").read_text()
+        files.append(str(data))
+    else:
+        text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model")
+    tmp = cfg_path.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    tmp.replace(cfg_path)
+    return {"config": str(cfg_path), "files": files, "example": example}
+
+
+def run_demo(directory: Path | str, *, budget: float = 45, as_json: bool = False) -> dict[str, Any]:
+    """Generate the fraud example, then ingest -> train -> evaluate -> register, with progress bars."""
+    from .project import Project
+    from .ui import render_train, search_progress, stage_printer
+
+    root = Path(directory)
+    if not (root / "modelloop.yaml").exists():
+        stage_printer("generate the fraud example")
+        init_project(root, example="fraud")
+    project = Project.load(root / "modelloop.yaml")
+    with search_progress(budget) as progress:
+        res = project.run(budget=budget, on_stage=stage_printer, progress=progress)
+    if as_json:
+        sys.stdout.write(json.dumps(res, default=str) + "\n")
+    else:
+        render_train(res)
+        from .ui import out
+
+        out.print(f"\nNext: cd {root} && modelloop status | modelloop evaluate --json")
+    return res

@@ -1,0 +1,133 @@
+"""The train stage: dataset version -> search -> test evaluation -> registered model version.
+
+Reads and writes only through the workspace (catalog, tracker, reports); the search itself is the
+pure ``run_search``. The first model of a project becomes ``production``; later ones wait for
+``modelloop promote`` (or the retrain gate).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import config_hash
+from ..data.ingest import ensure_split, load_dataset
+from ..data.split import make_folds
+from ..evaluation.evaluate import evaluate_model, resolve_task
+from ..registry import PRODUCTION, tracker_for
+from ..workspace import Workspace
+from .tune import SearchSettings, run_search
+
+__all__ = ["study_name", "train"]
+
+
+def study_name(ws: Workspace, dataset_id: str) -> str:
+    """A search is resumable while the dataset and everything but the budget stay the same."""
+    cfg = ws.config
+    train = cfg.train.model_dump(exclude={"budget", "trials"})
+    key = json.dumps([train, cfg.metric, cfg.split.model_dump(), cfg.task, cfg.seed,
+                      config_hash(cfg, "data")], sort_keys=True, default=str)
+    import hashlib
+
+    return f"{cfg.name}-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def train(ws: Workspace, *, budget: float | None = None, trials: int | None = None,
+          dataset: str | None = None, warm_start: list[dict] | None = None, kind: str = "train",
+          progress: Callable[[int, float], None] | None = None,
+          register_as_production: bool | None = None) -> dict[str, Any]:
+    """Search, fit, evaluate on the frozen test split, register. Returns a JSON-ready summary."""
+    cfg, cat = ws.config, ws.catalog
+    row, df, schema = load_dataset(ws, dataset)
+    side = ensure_split(ws, row, df)
+    train_df = df[side == "train"].reset_index(drop=True)
+    test_df = df[side == "test"].reset_index(drop=True)
+    target = cfg.data.target
+    task = resolve_task(cfg.task, df[target])
+    folds = make_folds(train_df, strategy=cfg.split.strategy, n_folds=cfg.train.cv_folds,
+                       seed=cfg.seed, target=target, time=cfg.data.time, group=cfg.data.group)
+    settings = SearchSettings(
+        task=task, metric=cfg.metric, families=list(cfg.train.families),
+        budget=budget if budget is not None else cfg.train.budget,
+        n_trials=trials if trials is not None else cfg.train.trials, seed=cfg.seed,
+        class_weight=cfg.train.class_weight, ensemble=cfg.train.ensemble,
+        ensemble_size=cfg.train.ensemble_size, tune_threshold=cfg.train.tune_threshold)
+    study = study_name(ws, row["id"])
+    tracker = tracker_for(ws)
+    started = time.time()
+    tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study}
+    with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
+        def on_trial(rec: Any) -> None:
+            with tracker.run(f"trial-{rec.number}-{rec.family}", parent=run_id,
+                             tags={"modelloop.state": rec.state}) as trial_run:
+                tracker.log(trial_run, params={"family": rec.family, **rec.params},
+                            metrics={f"valid_{cfg.metric}": rec.value} if rec.value is not None else {})
+
+        result = run_search(train_df.drop(columns=[target]), train_df[target], schema=schema,
+                            folds=folds, settings=settings, storage=ws.optuna_url, study_name=study,
+                            work_dir=ws.study_dir(study), on_trial=on_trial, progress=progress,
+                            warm_start=warm_start)
+        model = result.model
+        evaluation = evaluate_model(model, test_df, target=target, task=task)
+        tracker.log(run_id, params={"metric": cfg.metric, "task": task, "dataset": row["id"],
+                                    "best_family": result.best_single.family,
+                                    "threshold": result.threshold},
+                    metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items()},
+                             f"valid_{cfg.metric}": result.validation_score})
+        version = int(tracker.log_model(run_id, model, name=cfg.name))
+    return _record(ws, row, run_id, version, model, result, evaluation, task, kind, started,
+                   test_df, register_as_production)
+
+
+def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, result: Any,
+            evaluation: dict, task: str, kind: str, started: float, test_df: pd.DataFrame,
+            register_as_production: bool | None) -> dict[str, Any]:
+    """Catalog rows for the run and the model version; the first model becomes production."""
+    import datetime as dt
+
+    from ..catalog import utcnow
+    from ..evaluation.evaluate import write_evaluation_report
+
+    cfg, cat = ws.config, ws.catalog
+    name = cfg.name
+    report = write_evaluation_report(ws, model, test_df, evaluation, name=name, version=version,
+                                     dataset_id=row["id"])
+    search = {"metric": cfg.metric, "direction": result.direction,
+              "validation_score": result.validation_score, "threshold": result.threshold,
+              "best_family": result.best_single.family, "best_params": result.best_single.params,
+              "ensemble": result.ensemble, "trials": len(result.trials),
+              "resumed_trials": result.resumed_trials,
+              "trial_states": pd.Series([t.state for t in result.trials]).value_counts().to_dict()}
+    cat.add_run(id=run_id, project=name, dataset_id=row["id"], config_hash=config_hash(cfg),
+                kind=kind, params=search, metrics=evaluation["metrics"],
+                artifacts={"report": str(report)},
+                started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None),
+                ended_at=utcnow())
+    info = {"task": task, "threshold": result.threshold, "classes": _jsonable(model.classes_),
+            "description": model.describe(), "report": str(report), "search": search}
+    cat.add_model(name=name, version=version, run_id=run_id, dataset_id=row["id"],
+                  formats={"native": f"models:/{name}/{version}"}, metrics=evaluation["metrics"],
+                  input_schema=model.schema.to_dict(), info=info)
+    first = cat.get_alias(name, PRODUCTION) is None
+    promoted = register_as_production if register_as_production is not None else first
+    if promoted:
+        from ..registry import promote
+
+        promote(ws, f"{name}:{version}", reason="first model of the project" if first else kind)
+    return {"model": {"name": name, "version": version}, "dataset": row["id"], "run_id": run_id,
+            "task": task, "metric": cfg.metric, "validation_score": result.validation_score,
+            "test_metrics": evaluation["metrics"],
+            "rows": {"train": int(row["rows"]) - int(evaluation["rows"]), "test": evaluation["rows"]},
+            "best_family": result.best_single.family, "ensemble": result.ensemble,
+            "threshold": result.threshold, "trials": len(result.trials),
+            "resumed_trials": result.resumed_trials, "production": bool(promoted),
+            "report": str(report), "seconds": round(time.time() - started, 1)}
+
+
+def _jsonable(values: Any) -> list:
+    return [v.item() if isinstance(v, np.generic) else v for v in list(values)]

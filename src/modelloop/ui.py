@@ -1,0 +1,106 @@
+"""Terminal output: progress bars on stderr and one-screen summaries (Rich)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+err = Console(stderr=True)
+out = Console()
+
+__all__ = [
+    "render_dataset",
+    "render_evaluation",
+    "render_status",
+    "render_train",
+    "search_progress",
+    "stage_printer",
+]
+
+
+@contextmanager
+def search_progress(budget: float | None) -> Iterator[Callable[[int, float], None]]:
+    """A bar over the search's time budget; the callback takes (finished trials, elapsed seconds)."""
+    total = float(budget or 0) or None
+    with Progress(TextColumn("[bold]search[/]"), BarColumn(), TextColumn("{task.fields[trials]} trials"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("search", total=total, trials=0)
+
+        def update(trials: int, elapsed: float) -> None:
+            bar.update(task, completed=min(elapsed, total or elapsed), trials=trials)
+
+        yield update
+
+
+def stage_printer(stage: str) -> None:
+    err.print(f"[cyan]▶[/] {stage}  [dim]{time.strftime('%H:%M:%S')}[/]")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else ("—" if v is None else str(v))
+
+
+def render_dataset(r: dict[str, Any]) -> None:
+    state = "new version" if r.get("created") else "unchanged (existing version)"
+    out.print(f"dataset [bold]{r['id']}[/] (v{r['seq']}): {r['rows']} rows — {state}")
+
+
+def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    t = Table(title=title, show_header=True, header_style="bold")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in metrics.items():
+        t.add_row(k, _fmt(v))
+    return t
+
+
+def render_train(r: dict[str, Any]) -> None:
+    m = r["model"]
+    ds = r.get("dataset")
+    ds_txt = f"{ds['id']} (v{ds['version']}, {ds['rows']} rows)" if isinstance(ds, dict) else ds
+    ens = r.get("ensemble") or {}
+    kind = (f"ensemble of {len(ens.get('members', []))}" if ens.get("kept") else r["best_family"])
+    out.print(f"\n[bold green]model {m['name']}:{m['version']}[/] registered"
+              f"{' and now production' if r.get('production') else ' (run `modelloop promote ' + str(m['version']) + '` to serve it)'}")
+    out.print(f"  dataset     {ds_txt}")
+    out.print(f"  model       {kind}; {r['trials']} trials ({r['resumed_trials']} resumed) in {r['seconds']} s")
+    out.print(f"  validation  {r['metric']} = {_fmt(r['validation_score'])}"
+              + (f", threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""))
+    keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "pr_auc", "log_loss",
+            "rmse", "mae", "r2"]
+    shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]}
+    out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)"))
+    out.print(f"  report      {r['report']}")
+
+
+def render_evaluation(r: dict[str, Any]) -> None:
+    m = r["model"]
+    out.print(f"[bold]{m['name']}:{m['version']}[/] on {r['data']} ({r['rows']} rows)")
+    out.print(_metrics_table(r["metrics"], "metrics"))
+    out.print(f"report: {r['report']}")
+
+
+def render_status(r: dict[str, Any]) -> None:
+    out.print(f"[bold]{r['project']}[/]  ({r['root']})")
+    t = Table(title="dataset versions", header_style="bold")
+    for c in ("version", "id", "step", "rows", "parents", "created"):
+        t.add_column(c)
+    for d in r["datasets"]:
+        t.add_row(f"v{d['version']}", d["id"], d["step"], str(d["rows"]), ",".join(d["parents"]) or "—",
+                  d["created_at"])
+    out.print(t)
+    t = Table(title="models", header_style="bold")
+    for c in ("version", "dataset", r["metric"], "formats", "alias", "created"):
+        t.add_column(c)
+    for m in r["models"]:
+        t.add_row(str(m["version"]), m["dataset"], _fmt(m["metrics"].get(r["metric"])),
+                  ",".join(m["formats"]), "production" if m["production"] else "", m["created_at"])
+    out.print(t)
+    if not r["models"]:
+        out.print("no model yet: run `modelloop run`")

@@ -1,0 +1,82 @@
+"""The catalog contract: one suite, run against SQLite always and PostgreSQL when reachable."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from modelloop.catalog import Catalog
+from modelloop.errors import NotFoundError, StateError
+
+
+def _dataset(cat: Catalog, vid: str, parents=()):
+    return cat.add_dataset(id=vid, project="p", step="ingest", parents=list(parents),
+                           schema={"columns": {"a": "numeric"}}, rows=3, path="/x", source={})
+
+
+def test_dataset_versions_are_deduplicated_and_numbered(store_url):
+    cat = Catalog(store_url)
+    first = _dataset(cat, "aaa111")
+    again = _dataset(cat, "aaa111")
+    second = _dataset(cat, "bbb222", parents=["aaa111"])
+    assert first["seq"] == again["seq"] == 1 and second["seq"] == 2
+    assert [d["id"] for d in cat.list_datasets("p")] == ["aaa111", "bbb222"]
+    assert cat.get_dataset("v2", "p")["parents"] == ["aaa111"]
+    assert cat.get_dataset("bbb", "p")["id"] == "bbb222"
+    with pytest.raises(NotFoundError):
+        cat.get_dataset("zzz", "p")
+
+
+def test_models_aliases_keep_history(store_url):
+    cat = Catalog(store_url)
+    _dataset(cat, "aaa111")
+    for v in (1, 2):
+        cat.add_model(name="m", version=v, run_id=f"r{v}", dataset_id="aaa111", formats={"native": "x"},
+                      metrics={"f1_macro": 0.5 + v / 10}, input_schema={}, info={})
+    assert cat.get_alias("m", "production") is None
+    cat.set_alias("m", 1, "production")
+    cat.set_alias("m", 2, "production")
+    assert cat.get_alias("m", "production") == 2
+    assert [h["version"] for h in cat.alias_history("m", "production")] == [1, 2]
+    with pytest.raises(NotFoundError):
+        cat.set_alias("m", 9, "production")
+    assert cat.get_model("m", 2)["metrics"]["f1_macro"] == pytest.approx(0.7)
+
+
+def test_feedback_is_stored_once_and_predictions_roundtrip(store_url):
+    cat = Catalog(store_url)
+    cat.add_predictions([{"request_id": "r1", "name": "m", "version": 1, "at": __import__("datetime").datetime(2026, 1, 1),
+                          "inputs": {"a": 1.5}, "output": {"label": 1}, "latency_ms": 1.2}])
+    assert cat.get_prediction("r1")["inputs"] == {"a": 1.5}
+    assert cat.get_prediction("nope") is None
+    assert cat.add_feedback("r1", 1) is True
+    assert cat.add_feedback("r1", 0) is False
+
+
+def test_failed_transaction_leaves_nothing(store_url):
+    cat = Catalog(store_url)
+    from modelloop.catalog import datasets
+
+    with pytest.raises(RuntimeError), cat.tx() as c:
+        c.execute(datasets.insert().values(id="x1", project="p", seq=1, created_at=sa.func.now(),
+                                           step="ingest", parents=[], schema={}, rows=1, path="/",
+                                           source={}))
+        raise RuntimeError("boom")
+    assert cat.list_datasets("p") == []
+
+
+def test_schema_version_mismatch_names_the_upgrade(store_url):
+    cat = Catalog(store_url)
+    from modelloop.catalog import meta
+
+    with cat.tx() as c:
+        c.execute(meta.update().where(meta.c.key == "schema_version").values(value="999"))
+    cat.close()
+    with pytest.raises(StateError, match="modelloop upgrade"):
+        Catalog(store_url)
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    cat = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    with cat.tx() as c:
+        assert c.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"

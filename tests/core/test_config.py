@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from modelloop.config import CHECKS, Config, config_hash, load_config, parse_config
+from modelloop.errors import ConfigError
+
+MIN = {"data": {"source": "a.csv", "target": "y"}}
+
+
+def test_minimal_config_gets_defaults():
+    cfg = parse_config(MIN)
+    assert cfg.task == "classification" and cfg.metric == "f1_macro"
+    assert cfg.split.strategy == "stratified" and cfg.train.budget == 120
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({**MIN, "trian": {}}, "trian: unknown key (did you mean 'train'?)"),
+    ({"data": {"source": "a.csv", "target": "y", "tagret": 1}}, "data.tagret: unknown key (did you mean 'target'?)"),
+    ({**MIN, "train": {"budget": -5}}, "train.budget: must be greater than 0, got -5"),
+    ({**MIN, "split": {"strategy": "foo"}}, "split.strategy: must be 'stratified', 'random', 'time' or 'group', got \"foo\""),
+    ({"data": {"source": "a.csv"}}, "data.target: required, but missing"),
+    ({**MIN, "train": {"metric": "rmse"}}, "train.metric: must be one of"),
+    ({**MIN, "split": {"strategy": "time"}}, "split.strategy: 'time' needs data.time"),
+    ({"data": {"source": "a.csv", "target": "y", "id": "y"}}, "data.id: must differ from data.target"),
+    ({"data": {"source": "sqlite:///x.db", "target": "y"}}, "data.query: a SQL source"),
+])
+def test_errors_name_the_key_the_value_and_what_is_allowed(raw, expected):
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw)
+    assert expected in str(exc.value)
+
+
+def test_all_errors_reported_at_once():
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"data": {"source": "a.csv"}, "split": {"strategy": "foo"}, "trian": 1})
+    assert len(str(exc.value).splitlines()) == 3
+
+
+def test_every_cross_field_check_is_registered():
+    import modelloop.config as c
+
+    defined = {n for n, f in vars(c).items() if callable(f) and getattr(f, "__module__", "") == c.__name__
+               and n not in {"parse_config", "load_config", "config_hash", "_check", "_fields_of",
+                             "_format_error"} and not isinstance(f, type) and not n.startswith("_")}
+    assert defined <= set(CHECKS), defined - set(CHECKS)
+
+
+def test_load_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "modelloop.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("data:\n  source: a.csv\n  target: y\n")
+    assert load_config(bad).root == tmp_path
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a, b = parse_config(MIN), parse_config({**MIN, "seed": 1})
+    assert config_hash(a) == config_hash(parse_config(MIN)) != config_hash(b)
+    assert config_hash(a, "data") == config_hash(b, "data")
+    assert isinstance(a, Config)

@@ -1,0 +1,122 @@
+"""Readers and schema inference on real files: encodings, malformed rows, formats, SQL."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop.data.sources import check_types, detect_encoding, infer_schema, read_table
+from modelloop.errors import DataError
+
+ROWS = "name,city,amount\n张三,北京,12.5\nJosé,São Paulo,7\nZoë,Zürich,3.25\n"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030", "gbk"])
+def test_csv_encodings_read_correctly(tmp_path, encoding):
+    text = ROWS if encoding.startswith("utf") else "name,city,amount\n张三,北京,12.5\n李四,上海,7\n王五,广州,3\n" * 20
+    p = tmp_path / "a.csv"
+    p.write_bytes(text.encode(encoding))
+    df, report = read_table(str(p))
+    assert df.columns.tolist() == ["name", "city", "amount"]  # no BOM left in the first name
+    assert df["name"].iloc[0] == "张三" and df["city"].iloc[0] == "北京"
+
+
+def test_latin1_is_detected(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_bytes(("name,city\n" + "José,São Paulo\nZoë,Zürich\nFrançois,Besançon\n" * 30).encode("latin-1"))
+    df, report = read_table(str(p))
+    assert df["name"].iloc[0] == "José" and df["city"].iloc[2] == "Besançon"
+    explicit, _ = read_table(str(p), encoding="latin-1")
+    assert explicit.equals(df)
+
+
+def test_detect_encoding_maps_gbk_family_to_gb18030():
+    assert detect_encoding(("客户投诉:我的卡被扣了两次钱," * 50).encode("gbk")) == "gb18030"
+    assert detect_encoding("\ufeffa,b\n".encode("utf-8")) == "utf-8-sig"
+
+
+def test_malformed_rows_fail_with_line_number_or_are_skipped_and_counted(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("a,b,y\n1,2,0\n3,4,5,6\n7,8,1\n9,10,11,12\n")
+    with pytest.raises(DataError, match=r"line 3: expected 3 fields, saw 4"):
+        read_table(str(p))
+    df, report = read_table(str(p), on_bad_lines="skip")
+    assert len(df) == 2 and report["skipped_lines"] == [3, 5]
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"", "file is empty"),
+    (b"a,b,y\n", "no data rows"),
+])
+def test_empty_inputs(tmp_path, content, match):
+    p = tmp_path / "e.csv"
+    p.write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        read_table(str(p))
+
+
+def test_missing_file_and_wrong_format(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        read_table(str(tmp_path / "nope.csv"))
+    fake = tmp_path / "x.parquet"
+    fake.write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="not a valid parquet file"):
+        read_table(str(fake))
+    odd = tmp_path / "x.xlsx"
+    odd.write_text("x")
+    with pytest.raises(DataError, match="unknown file type"):
+        read_table(str(odd))
+
+
+def test_parquet_jsonl_and_sql_give_the_same_table(tmp_path):
+    df = pd.DataFrame({"a": [1.0, 2.5, 3.0], "c": ["x", "y", "x"], "y": [0, 1, 0]})
+    df.to_parquet(tmp_path / "t.parquet")
+    df.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    db = tmp_path / "t.db"
+    with sqlite3.connect(db) as con:
+        df.to_sql("tx", con, index=False)
+    got = [read_table(str(tmp_path / "t.parquet"))[0], read_table(str(tmp_path / "t.jsonl"))[0],
+           read_table(f"sqlite:///{db}", query="select * from tx where a > 0")[0]]
+    for g in got:
+        assert g["a"].tolist() == [1.0, 2.5, 3.0] and g["c"].astype(str).tolist() == ["x", "y", "x"]
+    with pytest.raises(DataError, match="data.query failed"):
+        read_table(f"sqlite:///{db}", query="select * from missing_table")
+
+
+def test_schema_inference_kinds():
+    n = 200
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "tx_id": [f"tx_{i:05d}" for i in range(n)],
+        "amount": rng.lognormal(3, 1, n),
+        "merchant": rng.choice(["a", "b", "c"], n),
+        "flag": rng.choice(["yes", "no"], n),
+        "ts": pd.date_range("2026-01-01", periods=n, freq="h").astype(str),
+        "note": [f"the customer said the card was charged twice on day {i}" for i in range(n)],
+        "y": rng.integers(0, 2, n),
+    })
+    s = infer_schema(df, target="y")
+    assert s.columns == {"tx_id": "identifier", "amount": "numeric", "merchant": "categorical",
+                         "flag": "boolean", "ts": "datetime", "note": "text", "y": "numeric"}
+    assert s.features() == ["amount", "merchant", "flag", "ts"]
+    s2 = infer_schema(df, target="y", id="tx_id", overrides={"merchant": "identifier"})
+    assert "merchant" not in s2.features()
+    with pytest.raises(DataError, match="'nope' named in the config is not in the data"):
+        infer_schema(df, target="y", overrides={"nope": "numeric"})
+
+
+def test_numeric_column_with_text_names_column_and_row():
+    df = pd.DataFrame({"amount": ["1.5", "2", "abc", "4"] * 10, "y": [0, 1] * 20})
+    s = infer_schema(df, target="y", overrides={"amount": "numeric"})
+    with pytest.raises(DataError, match=r"column 'amount' is numeric but 10 row\(s\) hold text, e.g. row 3 "
+                                        r"\(file line 4\): 'abc'"):
+        check_types(df, s)
+    fixed, report = check_types(df, s, coerce=True)
+    assert fixed["amount"].isna().sum() == 10 and report["amount"]["coerced_to_missing"] == 10
+    # mostly-numeric but undeclared columns are caught too
+    df2 = pd.DataFrame({"amount": [str(i) for i in range(50)] + ["n/a?"], "y": [0, 1] * 25 + [0]})
+    with pytest.raises(DataError, match="column 'amount'"):
+        check_types(df2, infer_schema(df2, target="y"))

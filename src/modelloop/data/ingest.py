@@ -96,6 +96,7 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
                            seed=cfg.split.seed, target=cfg.data.target, time=cfg.data.time,
                            group=cfg.data.group, inherit=inherit)
         path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         frame.to_parquet(tmp, index=False)
         tmp.replace(path)

@@ -85,7 +85,7 @@ class Tracker:
         t = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
         self.client.log_batch(run_id, metrics=m, params=p, tags=t)
 
-    def log_model(self, run_id: str, model: Any, *, name: str, input_example: Any = None) -> str:
+    def log_model(self, run_id: str, model: Any, *, name: str) -> int:
         """Log a scikit-learn-compatible model to the run and register it; returns the version."""
         mlflow = self.mlflow
         mlflow.set_tracking_uri(self.url)
@@ -93,7 +93,7 @@ class Tracker:
         with mlflow.start_run(run_id=run_id):
             info = mlflow.sklearn.log_model(model, name="model", pip_requirements=_REQUIREMENTS,
                                             registered_model_name=name)
-        return str(info.registered_model_version)
+        return int(info.registered_model_version)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))

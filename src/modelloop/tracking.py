@@ -7,6 +7,8 @@ costs ~11 s per model), and MLflow's own log chatter stays out of the user's ter
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -22,6 +24,8 @@ _REQUIREMENTS = ["scikit-learn", "lightgbm", "xgboost-cpu", "pandas", "numpy", "
 def _quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
     for name in ("mlflow", "alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -44,6 +48,7 @@ class Tracker:
         _quiet()
         import mlflow
 
+        _quiet()
         self.mlflow = mlflow
         self.url = tracking_url
         self.client = mlflow.MlflowClient(tracking_uri=tracking_url, registry_uri=tracking_url)
@@ -90,9 +95,13 @@ class Tracker:
         mlflow = self.mlflow
         mlflow.set_tracking_uri(self.url)
         mlflow.set_registry_uri(self.url)
-        with mlflow.start_run(run_id=run_id):
+        _quiet()
+        with mlflow.start_run(run_id=run_id), contextlib.redirect_stderr(io.StringIO()):
+            # cloudpickle: our own model objects, loaded only from our own registry (skops, MLflow's
+            # default, refuses types it does not know, such as TabularModel).
             info = mlflow.sklearn.log_model(model, name="model", pip_requirements=_REQUIREMENTS,
-                                            registered_model_name=name)
+                                            registered_model_name=name,
+                                            serialization_format="cloudpickle")
         return int(info.registered_model_version)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:

@@ -70,7 +70,8 @@ def _cls(name: str, y: np.ndarray, proba: np.ndarray, threshold: float | None) -
     if name in _NEEDS_PROBA:
         present = np.unique(y)
         if name == "log_loss":
-            return float(skm.log_loss(y, np.clip(proba, 1e-15, 1.0), labels=list(range(k))))
+            p = np.clip(proba, 1e-15, 1.0)
+            return float(skm.log_loss(y, p / p.sum(axis=1, keepdims=True), labels=list(range(k))))
         if len(present) < 2:
             return float("nan")
         if k == 2:

@@ -1,0 +1,204 @@
+"""The command-line contract end to end: a real project folder, real stores, exit codes, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop.cli import main
+
+CONFIG = """\
+name: tiny
+data:
+  source: data.csv
+  target: y
+  id: rid
+train:
+  budget: 60
+  trials: {trials}
+  cv_folds: 3
+  families: [lightgbm, linear]
+"""
+
+
+def _table(n=600, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    cat = rng.choice(["a", "b", "c"], n)
+    logit = 2 * x1 - x2 + (cat == "a") * 1.5 - 2.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    df = pd.DataFrame({"rid": [f"r{i}" for i in range(n)], "x1": x1, "x2": x2, "cat": cat, "y": y})
+    df.loc[rng.choice(n, 20, replace=False), "x2"] = np.nan
+    return df
+
+
+def cli(args: list[str], capsys, cwd: Path) -> tuple[int, str, str]:
+    old = os.getcwd()
+    os.chdir(cwd)
+    sys_argv = sys.argv
+    sys.argv = ["modelloop", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = sys_argv
+        os.chdir(old)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("proj")
+    _table().to_csv(root / "data.csv", index=False)
+    (root / "modelloop.yaml").write_text(CONFIG.format(trials=6))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(project):
+    from modelloop import Project
+
+    return Project.load(project / "modelloop.yaml").run()
+
+
+def test_run_registers_a_production_model_with_a_report(trained, project):
+    assert trained["model"] == {"name": "tiny", "version": 1} and trained["production"]
+    assert trained["trials"] >= 6 and Path(trained["report"]).exists()
+    html = Path(trained["report"]).read_text()
+    assert "<svg" in html and "https://" not in html.split("<svg")[0]
+
+
+def test_status_json(trained, project, capsys):
+    code, out, _ = cli(["status", "--json"], capsys, project)
+    st = json.loads(out)
+    assert code == 0 and st["production"] == {"name": "tiny", "version": 1}
+    assert st["datasets"][0]["rows"] == 600 and st["models"][0]["dataset"] == st["datasets"][0]["id"]
+
+
+def test_registered_model_reproduces_the_reported_test_metrics(trained, project):
+    from modelloop import Project
+    from modelloop.data.ingest import ensure_split, load_dataset
+    from modelloop.evaluation.metrics import score
+    from modelloop.registry import load_model, resolve_model
+
+    p = Project.load(project / "modelloop.yaml")
+    row = resolve_model(p.workspace, "tiny@production")
+    model = load_model(p.workspace, row)
+    drow, df, _ = load_dataset(p.workspace, row["dataset_id"])
+    test = df[ensure_split(p.workspace, drow, df) == "test"]
+    y = test["y"].map({c: i for i, c in enumerate(model.classes_)}).to_numpy()
+    proba = model.predict_proba(test.drop(columns=["y"]))
+    assert score("f1_macro", y, proba, threshold=model.threshold_) == pytest.approx(row["metrics"]["f1_macro"])
+    assert score("roc_auc", y, proba) == pytest.approx(row["metrics"]["roc_auc"])
+    assert (model.predict(test.drop(columns=["y"])) == np.where(proba[:, 1] >= model.threshold_, 1, 0)).all()
+
+
+def test_evaluate_on_a_new_labeled_file(trained, project, capsys):
+    _table(n=200, seed=5).to_csv(project / "new.csv", index=False)
+    code, out, _ = cli(["evaluate", "--data", "new.csv", "--json"], capsys, project)
+    res = json.loads(out)
+    assert code == 0 and res["rows"] == 200 and res["model"] == {"name": "tiny", "version": 1}
+    for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "pr_auc", "log_loss"):
+        assert isinstance(res["metrics"][key], float)
+    assert res["metrics"]["roc_auc"] > 0.75
+
+
+def test_second_model_waits_for_promote(trained, project, capsys):
+    code, out, _ = cli(["train", "--trials", "7", "--json"], capsys, project)
+    res = json.loads(out)
+    assert code == 0 and res["model"]["version"] == 2 and res["production"] is False
+    assert res["resumed_trials"] >= 6  # same data and settings: the stored search continues
+    code, out, _ = cli(["promote", "2", "--json"], capsys, project)
+    assert code == 0 and json.loads(out)["previous_version"] == 1
+    code, out, _ = cli(["status", "--json"], capsys, project)
+    assert json.loads(out)["production"]["version"] == 2
+    code, _, err = cli(["promote", "tiny:9"], capsys, project)
+    assert code == 2 and "tiny:9 does not exist" in err
+
+
+def _bad_project(tmp_path: Path, df: pd.DataFrame | None, config: str = CONFIG.format(trials=2), raw: bytes | None = None):
+    if raw is not None:
+        (tmp_path / "data.csv").write_bytes(raw)
+    elif df is not None:
+        df.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "modelloop.yaml").write_text(config)
+    return tmp_path
+
+
+def _text_in_numeric():
+    df = _table(100)
+    df["x1"] = df["x1"].astype(str)
+    df.loc[41, "x1"] = "twelve"
+    return df
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing file", "data.source: file not found"),
+    ("empty file", "file is empty"),
+    ("unknown target", "data.target: column 'y' is not in"),
+    ("single class", "target column 'y' has a single class"),
+    ("text in numeric", "column 'x1' is numeric but 1 row(s) hold text, e.g. row 42 (file line 43): 'twelve'"),
+    ("config typo", "trian: unknown key (did you mean 'train'?)"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case, expected):
+    if case == "missing file":
+        _bad_project(tmp_path, None)
+    elif case == "empty file":
+        _bad_project(tmp_path, None, raw=b"")
+    elif case == "unknown target":
+        _bad_project(tmp_path, _table(50).drop(columns=["y"]))
+    elif case == "single class":
+        _bad_project(tmp_path, _table(50).assign(y=1))
+    elif case == "text in numeric":
+        _bad_project(tmp_path, _text_in_numeric())
+    else:
+        _bad_project(tmp_path, _table(50), config=CONFIG.format(trials=2) + "trian: {}\n")
+    code, out, err = cli(["run"], capsys, tmp_path)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and out == ""
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / ".modelloop" / "datasets").exists() or not any(
+        p.suffix == ".parquet" for p in (tmp_path / ".modelloop" / "datasets").rglob("*"))
+
+
+def test_killed_search_resumes_when_the_command_runs_again(tmp_path):
+    _table(400).to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "modelloop.yaml").write_text(CONFIG.format(trials=40).replace("budget: 60", "budget: 600"))
+    exe = [sys.executable, "-m", "modelloop.cli"]
+    proc = subprocess.Popen([*exe, "train"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ingest = subprocess.run([*exe, "ingest"], cwd=tmp_path, capture_output=True)  # noqa: F841
+        import optuna
+        deadline = time.time() + 90
+        done = 0
+        while time.time() < deadline and done < 5:
+            time.sleep(1)
+            try:
+                storage = f"sqlite:///{tmp_path / '.modelloop' / 'optuna.db'}"
+                studies = optuna.get_all_study_summaries(storage)
+                done = sum(1 for s in studies for t in optuna.load_study(study_name=s.study_name,
+                           storage=storage).trials if t.state.is_finished())
+            except Exception:
+                continue
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert done >= 5, "the search never got going"
+    res = subprocess.run([*exe, "train", "--trials", str(done + 2), "--json"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["resumed_trials"] >= done and out["trials"] <= done + 3

@@ -304,3 +304,40 @@ class Catalog:
         with self.tx() as c:
             q = sa.select(decisions).where(decisions.c.name == name).order_by(decisions.c.id)
             return [_row(r) for r in c.execute(q)]
+
+    # ---- joins for monitoring and retraining ----------------------------------------------------
+    def recent_predictions(self, name: str, limit: int, version: int | None = None) -> list[dict[str, Any]]:
+        """The latest ``limit`` predictions of a model (oldest first), with their feedback if any."""
+        q = (sa.select(predictions, feedback.c.label, feedback.c.at.label("feedback_at"))
+             .select_from(predictions.outerjoin(feedback, feedback.c.request_id == predictions.c.request_id))
+             .where(predictions.c.name == name).order_by(predictions.c.at.desc()).limit(limit))
+        if version is not None:
+            q = q.where(predictions.c.version == version)
+        with self.tx() as c:
+            return [_row(r) for r in c.execute(q)][::-1]
+
+    def labeled_predictions(self, name: str, since: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Predictions that got feedback (oldest feedback first), optionally only newer than ``since``."""
+        q = (sa.select(predictions, feedback.c.label, feedback.c.at.label("feedback_at"))
+             .select_from(predictions.join(feedback, feedback.c.request_id == predictions.c.request_id))
+             .where(predictions.c.name == name).order_by(feedback.c.at, feedback.c.id))
+        if since is not None:
+            q = q.where(feedback.c.at > since)
+        with self.tx() as c:
+            return [_row(r) for r in c.execute(q)]
+
+    def has_feedback(self, request_ids: list[str]) -> set[str]:
+        with self.tx() as c:
+            q = sa.select(feedback.c.request_id).where(feedback.c.request_id.in_(request_ids))
+            return {r[0] for r in c.execute(q)}
+
+    def known_requests(self, request_ids: list[str]) -> set[str]:
+        with self.tx() as c:
+            q = sa.select(predictions.c.request_id).where(predictions.c.request_id.in_(request_ids))
+            return {r[0] for r in c.execute(q)}
+
+    def add_feedback_many(self, rows: list[dict[str, Any]]) -> None:
+        """Insert many labels in one transaction (the caller removed unknown and duplicate ids)."""
+        if rows:
+            with self.tx() as c:
+                c.execute(feedback.insert(), [{"at": utcnow(), **r} for r in rows])

@@ -129,6 +129,46 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
 
 @app.command()
+def feedback(file: str = typer.Argument(..., help="CSV/Parquet/JSONL with columns request_id,label"),
+             config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Import labels for earlier predictions."""
+    _emit(_project(config).feedback(file), as_json,
+          lambda r: out.print(f"{r['accepted']} accepted, {r['unknown_request']} unknown request ids, "
+                              f"{r['duplicate']} duplicates, {r['invalid']} invalid labels (of {r['rows']})"))
+
+
+@app.command()
+def monitor(config: str = ConfigOpt, window: int | None = typer.Option(None, "--window", min=10),
+            as_json: bool = JsonOpt) -> None:
+    """Live metrics per model version, drift per feature, alerts (HTML + --json)."""
+    from .ui import render_monitor
+
+    _emit(_project(config).monitor(window=window), as_json, render_monitor)
+
+
+@app.command()
+def retrain(config: str = ConfigOpt, if_needed: bool = typer.Option(False, "--if-needed",
+            help="only when a trigger fires (for cron); exits 0 without work otherwise"),
+            budget: float | None = typer.Option(None, "--budget", min=1), as_json: bool = JsonOpt) -> None:
+    """Feedback -> new dataset version -> challenger -> gate -> promote (or not)."""
+    from .ui import render_retrain, search_progress
+
+    project = _project(config)
+    with search_progress(budget or project.config.retrain.budget or project.config.train.budget) as progress:
+        res = project.retrain(if_needed=if_needed, budget=budget, progress=progress)
+    _emit(res, as_json, render_retrain)
+
+
+@app.command()
+def rollback(config: str = ConfigOpt, alias: str = typer.Option("production", "--alias"),
+             as_json: bool = JsonOpt) -> None:
+    """Point production back at the previous version."""
+    _emit(_project(config).rollback(alias=alias), as_json,
+          lambda r: out.print(f"{r['alias']} -> {r['model']['name']}:{r['model']['version']} "
+                              f"(rolled back from {r['rolled_back_from']})"))
+
+
+@app.command()
 def demo(directory: Path = typer.Option(Path("modelloop-demo"), "--dir", help="where to build the demo"),
          budget: float = typer.Option(45, "--budget", min=1, help="seconds for the search"),
          as_json: bool = JsonOpt) -> None:

@@ -65,6 +65,30 @@ class TrainConfig(_Section):
     tune_threshold: bool = True
 
 
+class RetrainConfig(_Section):
+    """Champion/challenger gate and the triggers that start a retrain (``--if-needed``)."""
+
+    recent_fraction: float = Field(0.3, gt=0.0, lt=1.0,
+                                   description="latest share of labeled feedback held out as the recent slice")
+    min_improvement: float = Field(0.0, ge=0.0, description="challenger must beat champion on the recent slice by this")
+    # Old data says less once the world has changed: allow a moderate drop on the frozen holdout,
+    # but refuse a collapse (poisoned labels, a broken pipeline).
+    max_holdout_drop: float = Field(0.1, ge=0.0, le=1.0)
+    min_new_labels: int = Field(200, ge=1, description="trigger: labeled feedback since the champion")
+    max_age_days: float | None = Field(30.0, gt=0, description="trigger: champion older than this")
+    on_drift: bool = Field(True, description="trigger: any feature drifted")
+    budget: float | None = Field(None, gt=0, description="search seconds; null = train.budget")
+
+
+class MonitorConfig(_Section):
+    window: int = Field(5000, ge=10, description="most recent predictions compared with the training data")
+    metric_windows: list[int] = Field(default_factory=lambda: [100, 1000], min_length=1)
+    psi_threshold: float = Field(0.2, gt=0)
+    p_value: float = Field(0.01, gt=0, lt=1)
+    min_rows: int = Field(100, ge=1, description="fewer recent predictions than this: no drift verdict")
+    webhook: str | None = Field(None, description="URL POSTed a JSON alert when a threshold is crossed")
+
+
 class StorageConfig(_Section):
     catalog: str | None = None
     tracking: str | None = None
@@ -78,6 +102,8 @@ class Config(_Section):
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     # The directory the config was loaded from; relative paths resolve against it.

@@ -57,6 +57,31 @@ class Project:
 
         return run_pipeline(self, budget=budget, trials=trials, on_stage=on_stage, progress=progress)
 
+    def feedback(self, path: str) -> dict[str, Any]:
+        """Import ``request_id,label`` rows for earlier predictions; counts of what was accepted."""
+        from .feedback.store import import_feedback
+
+        return import_feedback(self.workspace, path)
+
+    def monitor(self, *, window: int | None = None) -> dict[str, Any]:
+        """Live metrics per model version, drift per feature, alerts (and an HTML report)."""
+        from .feedback.monitor import monitor
+
+        return monitor(self.workspace, window=window)
+
+    def retrain(self, *, if_needed: bool = False, budget: float | None = None,
+                progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+        """Feedback -> new dataset version -> challenger -> gate -> promote (or not)."""
+        from .feedback.retrain import retrain
+
+        return retrain(self.workspace, if_needed=if_needed, budget=budget, progress=progress)
+
+    def rollback(self, *, alias: str = "production") -> dict[str, Any]:
+        """Point ``alias`` back at the version it held before."""
+        from .feedback.retrain import rollback
+
+        return rollback(self.workspace, alias)
+
     def status(self) -> dict[str, Any]:
         """Lineage at a glance: dataset versions, models, aliases."""
         from .pipeline import project_status

@@ -104,3 +104,43 @@ def render_status(r: dict[str, Any]) -> None:
     out.print(t)
     if not r["models"]:
         out.print("no model yet: run `modelloop run`")
+
+
+def render_monitor(r: dict[str, Any]) -> None:
+    m, w = r["model"], r["window"]
+    out.print(f"[bold]{m['name']}:{m['version']}[/] — {w['predictions']} recent predictions, "
+              f"{w['labeled']} labeled")
+    t = Table(title="drift (training data vs recent traffic)", header_style="bold")
+    for c in ("feature", "method", "PSI", "p-value", "verdict"):
+        t.add_column(c)
+    for c, d in sorted(r["drift"]["features"].items(), key=lambda kv: -kv[1]["psi"]):
+        t.add_row(c, d["method"], _fmt(d["psi"]), _fmt(d["p_value"]),
+                  "[red]drifted[/]" if d["drifted"] else "stable")
+    out.print(t)
+    if not w["enough_for_drift"]:
+        out.print(f"fewer than {w['min_rows']} recent predictions: no drift verdict yet")
+    for v, per in r["metrics"].items():
+        for win, f in per.items():
+            figures = ", ".join(f"{k} {_fmt(x)}" for k, x in f.items() if k != "n")
+            out.print(f"  v{v} {win}: n={f['n']} {figures}")
+    for a in r["alerts"]:
+        out.print(f"[red]alert[/] {a['message']}")
+    if not r["alerts"]:
+        out.print("[green]no alert[/]")
+    out.print(f"report: {r['report']}")
+
+
+def render_retrain(r: dict[str, Any]) -> None:
+    if r.get("skipped"):
+        out.print(f"no retrain: {r['reason']}")
+        return
+    verdict = "[bold green]promoted[/]" if r["promoted"] else "[bold yellow]not promoted[/]"
+    ch, cl = r["champion"], r["challenger"]
+    out.print(f"challenger {cl['model']['name']}:{cl['model']['version']} {verdict} — {r['reason']}")
+    t = Table(title=f"{r['metric']} on the same rows", header_style="bold")
+    for c in ("slice", f"champion v{ch['model']['version']}", f"challenger v{cl['model']['version']}"):
+        t.add_column(c)
+    for part in ("holdout", "recent"):
+        t.add_row(f"{part} ({r['rows'][part]} rows)", _fmt(ch["metrics"][part].get(r["metric"])),
+                  _fmt(cl["metrics"][part].get(r["metric"])))
+    out.print(t)

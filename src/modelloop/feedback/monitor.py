@@ -1,0 +1,213 @@
+"""Live monitoring: metrics of labeled predictions per model version, drift, alerts.
+
+Drift is measured by ``data.shift.compare_distributions`` (the same code that compares train and
+test splits in the quality report): per feature between the production model's training rows and
+the most recent prediction inputs, on the predicted labels, and on the labels that came back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data.schema import Schema
+from ..evaluation.metrics import classification_metrics, regression_metrics
+from ..workspace import Workspace
+
+__all__ = ["drift_report", "live_metrics", "monitor", "training_rows"]
+
+log = logging.getLogger(__name__)
+
+
+def training_rows(ws: Workspace, model_row: dict[str, Any], limit: int = 50_000) -> pd.DataFrame:
+    """The rows the model was trained on (train side of its dataset's frozen split), sampled."""
+    from ..data.ingest import ensure_split, load_dataset
+
+    drow, df, _ = load_dataset(ws, model_row["dataset_id"])
+    train = df[ensure_split(ws, drow, df) == "train"]
+    return train.sample(n=limit, random_state=0) if len(train) > limit else train
+
+
+def _proba_matrix(outputs: list[dict], classes: list[Any]) -> np.ndarray | None:
+    keys = [str(c) for c in classes]
+    rows = []
+    for o in outputs:
+        p = (o or {}).get("probabilities")
+        if not isinstance(p, dict):
+            return None
+        rows.append([float(p.get(k, 0.0)) for k in keys])
+    return np.asarray(rows) if rows else None
+
+
+def live_metrics(ws: Workspace, labeled: list[dict[str, Any]], windows: list[int]) -> dict[str, Any]:
+    """Per model version and sliding window (last N labeled predictions): figures and their counts."""
+    out: dict[str, Any] = {}
+    for version in sorted({r["version"] for r in labeled}):
+        info = ws.catalog.get_model(ws.config.name, version)["info"]
+        rows = [r for r in labeled if r["version"] == version]
+        per: dict[str, Any] = {}
+        for w in [*sorted(set(windows)), len(rows)]:
+            part = rows[-w:]
+            key = "all" if w == len(rows) else f"last_{w}"
+            if key != "all" and w >= len(rows):
+                continue
+            per[key] = {"n": len(part), **_figures(part, info)}
+        out[str(version)] = per
+    return out
+
+
+def _figures(rows: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, float | None]:
+    if info.get("task") == "regression":
+        y = np.array([float(r["label"]) for r in rows])
+        pred = np.array([float((r["output"] or {}).get("label", np.nan)) for r in rows])
+        return {k: v for k, v in regression_metrics(y, pred).items() if k in ("mae", "rmse", "r2")}
+    classes = info.get("classes") or []
+    index = {str(c): i for i, c in enumerate(classes)}
+    y = np.array([index.get(str(r["label"]), -1) for r in rows])
+    keep = y >= 0
+    proba = _proba_matrix([r["output"] for r in rows], classes)
+    if proba is None or not keep.any():
+        return {}
+    m = classification_metrics(y[keep], proba[keep], threshold=info.get("threshold"))
+    return {k: m[k] for k in ("accuracy", "f1_macro", "roc_auc", "log_loss") if k in m}
+
+
+def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str, Any]]) -> dict[str, Any]:
+    """Feature, prediction and label drift between training rows and recent traffic."""
+    from ..data.shift import compare_distributions
+
+    cfg = ws.config.monitor
+    schema = Schema.from_dict(model_row["input_schema"])
+    kinds = {c: schema.columns[c] for c in schema.features()}
+    current = pd.DataFrame.from_records([r["inputs"] for r in recent])
+    for c in kinds:
+        if c not in current.columns:
+            current[c] = np.nan
+    reference = training_rows(ws, model_row)
+    for c in kinds:
+        if kinds[c] in ("categorical", "boolean"):
+            reference[c] = reference[c].astype("string")
+            current[c] = current[c].astype("string")
+        elif kinds[c] == "numeric":
+            current[c] = pd.to_numeric(current[c], errors="coerce")
+        elif kinds[c] == "datetime":
+            reference[c] = pd.to_datetime(reference[c], errors="coerce", format="mixed")
+            current[c] = pd.to_datetime(current[c], errors="coerce", format="mixed")
+    args = {"psi_threshold": cfg.psi_threshold, "p_threshold": cfg.p_value}
+    features = compare_distributions(reference[list(kinds)], current[list(kinds)], kinds, **args)
+    features = {c: {**v, "score": v["psi"], "threshold": cfg.psi_threshold} for c, v in features.items()}
+    return {"features": features, "prediction": _prediction_drift(ws, model_row, reference, recent, args),
+            "label": _label_drift(ws, reference, recent, args)}
+
+
+def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, recent: list[dict],
+                      args: dict) -> dict[str, Any] | None:
+    from ..data.shift import compare_distributions
+    from ..registry import load_model
+
+    preds = [(r["output"] or {}).get("label") for r in recent]
+    if not preds:
+        return None
+    model = load_model(ws, model_row)
+    sample = reference.head(5000)
+    ref_pred = model.predict(sample.drop(columns=[ws.config.data.target], errors="ignore"))
+    kind = "numeric" if model_row["info"].get("task") == "regression" else "categorical"
+    conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
+    res = compare_distributions(pd.DataFrame({"prediction": conv(ref_pred)}),
+                                pd.DataFrame({"prediction": conv(preds)}), {"prediction": kind}, **args)
+    return res["prediction"]
+
+
+def _label_drift(ws: Workspace, reference: pd.DataFrame, recent: list[dict], args: dict) -> dict | None:
+    from ..data.shift import compare_distributions
+
+    labels = [r["label"] for r in recent if r.get("label") is not None]
+    target = ws.config.data.target
+    if len(labels) < ws.config.monitor.min_rows or target not in reference.columns:
+        return None
+    kind = "numeric" if ws.config.task == "regression" else "categorical"
+    conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
+    res = compare_distributions(pd.DataFrame({"label": conv(reference[target].tolist())}),
+                                pd.DataFrame({"label": conv(labels)}), {"label": kind}, **args)
+    return res["label"]
+
+
+def _alerts(drift: dict[str, Any], metrics: dict[str, Any], model_row: dict, metric: str,
+            max_drop: float) -> list[dict[str, Any]]:
+    alerts = []
+    for col, d in drift.get("features", {}).items():
+        if d["drifted"]:
+            alerts.append({"kind": "feature_drift", "feature": col, "score": d["psi"], "threshold": d["threshold"],
+                           "message": f"feature '{col}' drifted: PSI {d['psi']:.3f} (threshold {d['threshold']})"})
+    for part in ("prediction", "label"):
+        d = drift.get(part)
+        if d and d["drifted"]:
+            alerts.append({"kind": f"{part}_drift", "feature": None, "score": d["psi"],
+                           "threshold": None, "message": f"{part} distribution drifted: PSI {d['psi']:.3f}"})
+    live = (metrics.get(str(model_row["version"])) or {}).get("all", {})
+    ref = model_row["metrics"].get(metric)
+    if live.get(metric) is not None and ref is not None and live["n"] >= 30:
+        drop = (ref - live[metric]) if metric not in ("rmse", "mae", "log_loss") else (live[metric] - ref)
+        if drop > max_drop:
+            alerts.append({"kind": "metric_drop", "feature": None, "score": live[metric], "threshold": ref,
+                           "message": f"live {metric} {live[metric]:.3f} is {drop:.3f} worse than on the "
+                                      f"holdout ({ref:.3f}), over {live['n']} labeled predictions"})
+    return alerts
+
+
+def _notify(url: str, payload: dict[str, Any]) -> str:
+    req = urllib.request.Request(url, data=json.dumps(payload, default=str).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return f"sent ({resp.status})"
+    except OSError as exc:
+        log.warning("monitor webhook %s failed: %s", url, exc)
+        return f"failed: {exc}"
+
+
+def monitor(ws: Workspace, *, window: int | None = None, notify: bool = True) -> dict[str, Any]:
+    """Live metrics per version, drift per feature, alerts; JSON-ready, plus an HTML report."""
+    from ..registry import resolve_model
+    from .report import render_monitor
+
+    cfg = ws.config
+    model_row = resolve_model(ws, None)
+    recent = ws.catalog.recent_predictions(cfg.name, limit=window or cfg.monitor.window)
+    labeled = ws.catalog.labeled_predictions(cfg.name)
+    metrics = live_metrics(ws, labeled, cfg.monitor.metric_windows)
+    enough = len(recent) >= cfg.monitor.min_rows
+    drift = drift_report(ws, model_row, recent) if enough else {"features": {}, "prediction": None,
+                                                                "label": None}
+    alerts = _alerts(drift, metrics, model_row, cfg.metric, cfg.retrain.max_holdout_drop)
+    times = [r["at"] for r in recent]
+    result = {
+        "model": {"name": model_row["name"], "version": model_row["version"]},
+        "window": {"predictions": len(recent), "labeled": sum(r.get("label") is not None for r in recent),
+                   "from": min(times).isoformat() if times else None,
+                   "to": max(times).isoformat() if times else None,
+                   "enough_for_drift": enough, "min_rows": cfg.monitor.min_rows},
+        "metrics": metrics, "holdout_metrics": model_row["metrics"], "metric": cfg.metric,
+        "drift": drift, "alerts": alerts,
+        "drifted_features": sorted(c for c, d in drift["features"].items() if d["drifted"]),
+    }
+    if alerts and cfg.monitor.webhook and notify:
+        result["webhook"] = _notify(cfg.monitor.webhook, {"project": cfg.name, **result})
+    path = ws.reports_dir / f"monitor-{cfg.name}.html"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render_monitor(result))
+    tmp.replace(path)
+    result["report"] = str(path)
+    return result
+
+
+def model_age_days(model_row: dict[str, Any]) -> float:
+    return (dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - model_row["created_at"]).total_seconds() / 86400
+
+

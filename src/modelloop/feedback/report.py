@@ -1,0 +1,75 @@
+"""The monitor report: one self-contained HTML page (no CDN), alerts first, then drift and metrics."""
+
+from __future__ import annotations
+
+import html
+import io
+from typing import Any
+
+__all__ = ["render_monitor"]
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#222;max-width:1100px}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}
+th{background:#f4f4f4}.bad{color:#b00020;font-weight:600}.ok{color:#1b7f3b}.card{border:1px solid #e3e3e3;
+border-radius:8px;padding:1rem;margin-bottom:1rem}"""
+
+
+def _e(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return html.escape("—" if v is None else str(v))
+
+
+def _psi_chart(features: dict[str, Any]) -> str:
+    if not features:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(features.items(), key=lambda kv: kv[1]["psi"])[-25:]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(items) + 1))
+    ax.barh([k for k, _ in items], [v["psi"] for _, v in items],
+            color=["#b00020" if v["drifted"] else "#4c78a8" for _, v in items])
+    thr = next(iter(features.values()))["threshold"]
+    ax.axvline(thr, color="#444", ls="--", lw=1)
+    ax.set_xlabel("PSI (training data vs recent traffic)")
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.find("<svg"):]
+
+
+def render_monitor(r: dict[str, Any]) -> str:
+    m = r["model"]
+    parts = [f"<h1>Monitor — {_e(m['name'])} v{_e(m['version'])}</h1>",
+             f"<p>{_e(r['window']['predictions'])} recent predictions ({_e(r['window']['from'])} → "
+             f"{_e(r['window']['to'])}), {_e(r['window']['labeled'])} labeled.</p>"]
+    alerts = r["alerts"]
+    parts.append("<div class='card'><h2>Alerts</h2>" + (
+        "<ul>" + "".join(f"<li class='bad'>{_e(a['message'])}</li>" for a in alerts) + "</ul>"
+        if alerts else "<p class='ok'>No alert.</p>") + "</div>")
+    feats = r["drift"]["features"]
+    rows = "".join(f"<tr><td>{_e(c)}</td><td>{_e(d['method'])}</td><td>{_e(d['psi'])}</td><td>{_e(d['ks'])}</td>"
+                   f"<td>{_e(d['p_value'])}</td><td class='{'bad' if d['drifted'] else 'ok'}'>"
+                   f"{'drifted' if d['drifted'] else 'stable'}</td></tr>"
+                   for c, d in sorted(feats.items(), key=lambda kv: -kv[1]["psi"]))
+    parts.append("<div class='card'><h2>Feature drift</h2>" + _psi_chart(feats) +
+                 "<table><tr><th>feature</th><th>method</th><th>PSI</th><th>KS</th><th>p-value</th>"
+                 f"<th>verdict</th></tr>{rows}</table></div>")
+    for part in ("prediction", "label"):
+        d = r["drift"].get(part)
+        if d:
+            parts.append(f"<p>{part} drift: PSI {_e(d['psi'])}, p-value {_e(d['p_value'])} — "
+                         f"{'drifted' if d['drifted'] else 'stable'}</p>")
+    mrows = "".join(f"<tr><td>{_e(v)}</td><td>{_e(w)}</td><td>{_e(f.get('n'))}</td>" +
+                    "".join(f"<td>{_e(f.get(k))}</td>" for k in ("accuracy", "f1_macro", "roc_auc", "mae", "rmse")) +
+                    "</tr>" for v, per in r["metrics"].items() for w, f in per.items())
+    parts.append("<div class='card'><h2>Live metrics (labeled predictions)</h2><table><tr><th>version</th>"
+                 "<th>window</th><th>n</th><th>accuracy</th><th>f1_macro</th><th>roc_auc</th><th>mae</th>"
+                 f"<th>rmse</th></tr>{mrows}</table></div>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>monitor {_e(m['name'])}</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")

@@ -1,0 +1,218 @@
+"""Closing the loop: feedback -> new dataset version -> challenger -> gate -> promote (or not).
+
+The new dataset version is the champion's dataset plus the labeled feedback (deduplicated by
+request id, each row keeping its provenance in ``_origin``/``_request_id``). Its split inherits the
+frozen test set; the most recent share of the new feedback becomes the ``recent`` slice, held out
+from training. Champion and challenger are scored on both, and the gate decides:
+
+* the challenger must beat the champion on the recent slice by ``retrain.min_improvement``, and
+* must not fall on the frozen holdout by more than ``retrain.max_holdout_drop``. The default (0.1)
+  lets a model follow a real change of the world, where old data says less, and stops a collapse
+  such as poisoned labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ..data.ingest import ensure_split, load_dataset, split_key
+from ..data.snapshot import ROW_ID, content_hash, write_snapshot
+from ..errors import StateError
+from ..evaluation.evaluate import evaluate_model
+from ..evaluation.metrics import direction
+from ..registry import PRODUCTION, load_model, promote, resolve_model
+from ..workspace import Workspace
+from .store import labeled_frame
+
+__all__ = ["check_triggers", "merge_feedback", "retrain", "rollback"]
+
+
+def _row_ids(request_ids: pd.Series) -> np.ndarray:
+    return np.array([int.from_bytes(hashlib.sha256(f"fb:{r}".encode()).digest()[:8], "little", signed=True)
+                     for r in request_ids], dtype=np.int64)
+
+
+def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | None:
+    """The champion's dataset + new labeled feedback as a new version (None when nothing is new)."""
+    cfg, cat = ws.config, ws.catalog
+    parent, base, schema = load_dataset(ws, champion["dataset_id"])
+    fb = labeled_frame(ws)
+    if fb.empty:
+        return None
+    if "_request_id" in base.columns:
+        fb = fb[~fb["_request_id"].isin(set(base["_request_id"].dropna()))]
+    fb = fb.drop_duplicates("_request_id", keep="first")
+    if fb.empty:
+        return None
+    cols = [c for c in base.columns if not c.startswith("_")]
+    new = pd.DataFrame({c: fb[c] if c in fb.columns else np.nan for c in cols})
+    for c in cols:  # keep the parent's dtypes so the content hash is stable
+        try:
+            new[c] = new[c].astype(base[c].dtype)
+        except (TypeError, ValueError):
+            pass
+    new.insert(0, ROW_ID, _row_ids(fb["_request_id"]))
+    new["_origin"] = "feedback"
+    new["_request_id"] = fb["_request_id"].to_numpy()
+    new["_feedback_at"] = pd.to_datetime(fb["_feedback_at"]).to_numpy()
+    old = base.copy()
+    for c, default in (("_origin", "base"), ("_request_id", None), ("_feedback_at", pd.NaT)):
+        if c not in old.columns:
+            old[c] = default
+    old["_feedback_at"] = pd.to_datetime(old["_feedback_at"])
+    old["_request_id"] = old["_request_id"].astype(object)
+    new["_request_id"] = new["_request_id"].astype(object)
+    merged = pd.concat([old, new], ignore_index=True)
+    vid = content_hash(merged)
+    path = ws.datasets_dir / vid
+    manifest = {"id": vid, "step": "feedback-merge", "parents": [parent["id"]], "schema": schema.to_dict(),
+                "rows": len(merged), "added_feedback_rows": len(new)}
+    write_snapshot(merged, path, manifest)
+    row = cat.add_dataset(id=vid, project=cfg.name, step="feedback-merge", parents=[parent["id"]],
+                          schema=schema.to_dict(), rows=len(merged), path=str(path),
+                          source={"feedback_rows": len(new), "parent": parent["id"]})
+    _write_split(ws, row, parent, merged, new)
+    return {**row, "added": len(new)}
+
+
+def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, new: pd.DataFrame) -> None:
+    """Parent rows keep their side; the latest ``recent_fraction`` of the new feedback is ``recent``."""
+    cat, key = ws.catalog, split_key(ws.config)
+    if cat.get_split(row["id"], key) is not None:
+        return
+    _, base, _ = load_dataset(ws, parent["id"])
+    base_side = ensure_split(ws, parent, base)
+    sides = dict(zip(base[ROW_ID], base_side, strict=True))
+    order = new.sort_values("_feedback_at", kind="stable")
+    n_recent = max(1, int(round(len(order) * ws.config.retrain.recent_fraction)))
+    recent_ids = set(order[ROW_ID].iloc[-n_recent:])
+    for rid in new[ROW_ID]:
+        sides[rid] = "recent" if rid in recent_ids else "train"
+    frame = pd.DataFrame({ROW_ID: merged[ROW_ID], "split": merged[ROW_ID].map(sides)})
+    path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    counts = {k: int(v) for k, v in frame["split"].value_counts().items()}
+    cat.add_split(dataset_id=row["id"], key=key, settings={**ws.config.split.model_dump(), "recent": True},
+                  counts=counts, path=str(path))
+
+
+def _score(model: Any, df: pd.DataFrame, ws: Workspace, task: str) -> dict[str, Any]:
+    if df.empty:
+        return {}
+    return evaluate_model(model, df, target=ws.config.data.target, task=task)["metrics"]
+
+
+def check_triggers(ws: Workspace, champion: dict[str, Any], *, drift: dict | None = None) -> dict[str, Any]:
+    """Which retrain triggers fire: new labels, model age, drift."""
+    from .monitor import model_age_days
+
+    rc = ws.config.retrain
+    since = champion["created_at"]
+    new_labels = len(ws.catalog.labeled_predictions(ws.config.name, since=since))
+    age = model_age_days(champion)
+    fired = []
+    if new_labels >= rc.min_new_labels:
+        fired.append(f"{new_labels} new labels (>= {rc.min_new_labels})")
+    if rc.max_age_days is not None and age > rc.max_age_days:
+        fired.append(f"model is {age:.1f} days old (> {rc.max_age_days})")
+    drifted = sorted(c for c, d in ((drift or {}).get("features") or {}).items() if d["drifted"])
+    if rc.on_drift and drifted:
+        fired.append(f"drift in {', '.join(drifted)}")
+    return {"fired": fired, "new_labels": new_labels, "age_days": round(age, 2), "drifted": drifted}
+
+
+def retrain(ws: Workspace, *, if_needed: bool = False, budget: float | None = None,
+            progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """One turn of the loop; returns the decision with both models' figures (JSON contract)."""
+    from ..training.train import train
+    from .monitor import monitor
+
+    cfg = ws.config
+    champion = resolve_model(ws, f"{cfg.name}@{PRODUCTION}") if ws.catalog.get_alias(cfg.name, PRODUCTION) \
+        else resolve_model(ws, None)
+    drift = monitor(ws, notify=False)["drift"] if cfg.retrain.on_drift else None
+    triggers = check_triggers(ws, champion, drift=drift)
+    if if_needed and not triggers["fired"]:
+        return {"promoted": False, "skipped": True, "reason": "no trigger fired", "triggers": triggers,
+                "dataset": champion["dataset_id"], "champion": _brief(champion, {}), "challenger": None}
+    merged = merge_feedback(ws, champion)
+    if merged is None:
+        raise StateError("no new labeled feedback to learn from; import labels with `modelloop feedback FILE` "
+                         "or POST /v1/feedback")
+    info = champion["info"]["search"]
+    warm = [{"family": info["best_family"], **info["best_params"]}] if info.get("best_params") else None
+    trained = train(ws, dataset=merged["id"], budget=budget or cfg.retrain.budget, warm_start=warm,
+                    kind="retrain", progress=progress, register_as_production=False)
+    challenger = resolve_model(ws, f"{cfg.name}:{trained['model']['version']}")
+    return _decide(ws, champion, challenger, merged, triggers)
+
+
+def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, triggers: dict) -> dict[str, Any]:
+    cfg, metric = ws.config, ws.config.metric
+    row, df, _ = load_dataset(ws, merged["id"])
+    side = ensure_split(ws, row, df)
+    holdout, recent = df[side == "test"], df[side == "recent"]
+    task = champion["info"]["task"]
+    scores = {}
+    for name, m in (("champion", champion), ("challenger", challenger)):
+        model = load_model(ws, m)
+        scores[name] = {"holdout": _score(model, holdout, ws, task), "recent": _score(model, recent, ws, task)}
+    sign = 1.0 if direction(metric) == "maximize" else -1.0
+    gain = sign * (scores["challenger"]["recent"][metric] - scores["champion"]["recent"][metric])
+    drop = sign * (scores["champion"]["holdout"][metric] - scores["challenger"]["holdout"][metric])
+    rc = cfg.retrain
+    beats = gain > 0 and gain >= rc.min_improvement
+    holds = drop <= rc.max_holdout_drop
+    promoted = beats and holds
+    if promoted:
+        reason = (f"challenger beats champion on the recent slice by {gain:+.4f} {metric} and drops "
+                  f"{drop:+.4f} on the frozen holdout (allowed {rc.max_holdout_drop})")
+    elif not beats:
+        reason = (f"challenger does not beat the champion on the recent slice: {metric} gain {gain:+.4f} "
+                  f"(needs > 0 and >= {rc.min_improvement})")
+    else:
+        reason = (f"challenger falls {drop:.4f} {metric} on the frozen holdout (allowed {rc.max_holdout_drop}): "
+                  f"refused")
+    ws.catalog.add_decision(name=cfg.name, trigger=triggers, dataset_id=merged["id"],
+                            champion=_brief(champion, scores["champion"]),
+                            challenger=_brief(challenger, scores["challenger"]), promoted=promoted, reason=reason)
+    if promoted:
+        promote(ws, f"{cfg.name}:{challenger['version']}", reason=f"retrain: {reason}")
+    return {"promoted": promoted, "reason": reason, "dataset": merged["id"], "added_rows": merged["added"],
+            "rows": {"holdout": len(holdout), "recent": len(recent)}, "metric": metric,
+            "gate": {"recent_gain": gain, "holdout_drop": drop, "min_improvement": rc.min_improvement,
+                     "max_holdout_drop": rc.max_holdout_drop},
+            "triggers": triggers, "champion": _brief(champion, scores["champion"]),
+            "challenger": _brief(challenger, scores["challenger"])}
+
+
+def _brief(m: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"model": {"name": m["name"], "version": m["version"]}, "metrics": metrics}
+
+
+def rollback(ws: Workspace, alias: str = PRODUCTION) -> dict[str, Any]:
+    """Point ``alias`` back at the version it held before the current one."""
+    cfg = ws.config
+    hist = ws.catalog.alias_history(cfg.name, alias)
+    if not hist:
+        raise StateError(f"model '{cfg.name}' has no '{alias}' version to roll back from")
+    stack: list[int] = []  # versions in service order; a rollback pops the one it replaced
+    for h in hist:
+        if (h.get("reason") or "").startswith("rollback from"):
+            if stack:
+                stack.pop()
+        elif not stack or stack[-1] != h["version"]:
+            stack.append(h["version"])
+    current = hist[-1]["version"]
+    if len(stack) < 2:
+        raise StateError(f"'{alias}' has only ever been version {current}; nothing to roll back to")
+    previous = stack[-2]
+    res = promote(ws, f"{cfg.name}:{previous}", alias, reason=f"rollback from {current}")
+    return {**res, "rolled_back_from": current, "at": dt.datetime.now().isoformat(timespec="seconds")}

@@ -1,0 +1,95 @@
+"""Labels that come back from production: bulk import, validation, and the labeled-prediction table.
+
+A label is accepted only for a request id the server issued, at most once per request, and only
+when it is a value the model can learn from (one of its classes, or a number for regression).
+Everything else is counted, never silently dropped or stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..data.sources import read_table
+from ..errors import DataError
+from ..workspace import Workspace
+
+__all__ = ["check_label", "import_feedback", "labeled_frame"]
+
+
+def check_label(label: Any, info: dict[str, Any]) -> Any:
+    """The label as the model knows it, or a DataError saying what is allowed."""
+    if label is None or (isinstance(label, float) and label != label):
+        raise DataError("label: missing")
+    if info.get("task") == "regression":
+        try:
+            return float(label)
+        except (TypeError, ValueError):
+            raise DataError(f"label: must be a number for a regression model, got {label!r}") from None
+    classes = info.get("classes") or []
+    by_text = {_text(c): c for c in classes}
+    if _text(label) not in by_text:
+        raise DataError(f"label: must be one of {', '.join(map(str, classes))}, got {label!r}")
+    return by_text[_text(label)]
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v).strip()
+
+
+def import_feedback(ws: Workspace, path: str | Path) -> dict[str, Any]:
+    """Import ``request_id,label`` rows; counts of accepted, unknown_request, duplicate, invalid."""
+    df, _ = read_table(str(path), root=Path.cwd())
+    missing = [c for c in ("request_id", "label") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; a feedback file has "
+                        f"columns request_id,label")
+    cat = ws.catalog
+    ids = df["request_id"].astype(str).str.strip().tolist()
+    known = cat.known_requests(ids)
+    already = cat.has_feedback(ids)
+    versions = {}
+    counts = {"accepted": 0, "unknown_request": 0, "duplicate": 0, "invalid": 0}
+    examples: dict[str, list[str]] = {k: [] for k in counts}
+    rows, seen = [], set()
+    for rid, label in zip(ids, df["label"].tolist(), strict=True):
+        kind = _classify(ws, rid, label, known, already | seen, versions)
+        if isinstance(kind, tuple):
+            rows.append({"request_id": rid, "label": kind[1], "source": "file"})
+            seen.add(rid)
+            kind = "accepted"
+        counts[kind] += 1
+        if len(examples[kind]) < 3 and kind != "accepted":
+            examples[kind].append(rid)
+    cat.add_feedback_many(rows)
+    return {**counts, "rows": len(df), "examples": {k: v for k, v in examples.items() if v}}
+
+
+def _classify(ws: Workspace, rid: str, label: Any, known: set[str], taken: set[str],
+              versions: dict[int, dict]) -> str | tuple[str, Any]:
+    if rid not in known:
+        return "unknown_request"
+    if rid in taken:
+        return "duplicate"
+    pred = ws.catalog.get_prediction(rid)
+    v = pred["version"]
+    if v not in versions:
+        versions[v] = ws.catalog.get_model(pred["name"], v)["info"]
+    try:
+        return ("ok", check_label(label, versions[v]))
+    except DataError:
+        return "invalid"
+
+
+def labeled_frame(ws: Workspace, since: Any = None) -> pd.DataFrame:
+    """Labeled predictions as a table: the inputs, the target column, request id, version, times."""
+    target = ws.config.data.target
+    rows = ws.catalog.labeled_predictions(ws.config.name, since=since)
+    records = [{**r["inputs"], target: r["label"], "_request_id": r["request_id"], "_version": r["version"],
+                "_predicted_at": r["at"], "_feedback_at": r["feedback_at"],
+                "_prediction": (r["output"] or {}).get("label")} for r in rows]
+    return pd.DataFrame.from_records(records)

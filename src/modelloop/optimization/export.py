@@ -1,0 +1,196 @@
+"""Export a :class:`~modelloop.models.tabular.TabularModel` to ONNX and check it against scikit-learn.
+
+The graph covers ``model.estimator_`` (preprocessing + model, or the soft-voting ensemble); the
+feature preparation before it and the threshold/label mapping after it stay in Python, because
+they are cheap and the same code serves both paths.
+
+**Graph contract (what serving feeds)** — :func:`onnx_inputs` builds it from a raw frame:
+
+* one input per *prepared* column, in ``prepared_columns(schema)`` order (numerics, booleans and
+  datetime parts ``{col}__year ... {col}__epoch`` first, then categoricals), each of shape ``[N, 1]``.
+  skl2onnx renames inputs whose column names ONNX dislikes (``"mean radius"`` -> ``mean_radius``),
+  so feed by position: ``onnx_inputs(model, X, [i.name for i in session.get_inputs()])``; the
+  metadata entry ``modelloop.input_columns`` also maps each input name to its prepared column;
+* numeric inputs are ``float32`` with NaN for missing; categorical inputs are strings with ``""``
+  for missing (``prepare_features`` treats ``""`` as missing too, so both paths agree);
+* outputs: classifiers give ``label`` (int64 class *index*, argmax — apply ``model.threshold_`` to
+  ``probabilities[:, 1]`` yourself for binary models) and ``probabilities`` ``[N, K]`` float32 in
+  ``model.classes_`` order (no ZipMap); regressors give ``variable`` ``[N, 1]``.
+
+``float32`` inputs mean a datetime ``__epoch`` (seconds) is rounded to ~2 minutes; trees split on
+float32 thresholds anyway, so only rows sitting on a threshold can differ.
+
+LightGBM and XGBoost converters come from ``onnxmltools`` and are registered with skl2onnx on first
+use; ``MissingIndicator`` (the linear family's missing flags) gets a small converter here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ModelloopError
+from ..models.tabular import TabularModel, prepare_features, prepared_columns
+
+__all__ = ["INPUT_COLUMNS_KEY", "check_onnx", "onnx_inputs", "to_onnx"]
+
+INPUT_COLUMNS_KEY = "modelloop.input_columns"
+_REGISTERED = False
+
+
+def to_onnx(model: TabularModel, *, target_opset: int | dict[str, int] | None = None) -> Any:
+    """The ``onnx.ModelProto`` of ``model.estimator_`` with one input tensor per prepared column."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    _register_converters()
+    if not hasattr(model, "estimator_"):
+        raise ModelloopError("the model is not fitted; train it before exporting to ONNX")
+    estimator = _onnx_ready(model.estimator_)
+    numeric, categorical = prepared_columns(model.prepared_schema())
+    inputs = [(c, FloatTensorType([None, 1])) for c in numeric]
+    inputs += [(c, StringTensorType([None, 1])) for c in categorical]
+    options = None if model.task == "regression" else {id(estimator): {"zipmap": False}}
+    onx = convert_sklearn(estimator, initial_types=inputs, options=options,
+                          target_opset=target_opset or _default_opset())
+    names = [i.name for i in onx.graph.input]
+    if len(names) != len(inputs):
+        raise ModelloopError(f"ONNX graph has {len(names)} inputs for {len(inputs)} prepared columns")
+    entry = onx.metadata_props.add()
+    entry.key, entry.value = INPUT_COLUMNS_KEY, json.dumps(dict(zip(names, numeric + categorical,
+                                                                    strict=True)))
+    return onx
+
+
+def onnx_inputs(model: TabularModel, X_raw: pd.DataFrame,
+                input_names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The ONNX feed for a raw frame: prepared columns as ``[N, 1]`` float32 / string arrays.
+
+    ``input_names`` are the graph's input names in order (``[i.name for i in session.get_inputs()]``);
+    without them the prepared column names are used as they are.
+    """
+    schema = model.prepared_schema()
+    frame = prepare_features(X_raw, schema)
+    numeric, categorical = prepared_columns(schema)
+    columns = numeric + categorical
+    names = list(input_names) if input_names is not None else columns
+    if len(names) != len(columns):
+        raise ModelloopError(f"{len(names)} input names for {len(columns)} prepared columns")
+    feed: dict[str, np.ndarray] = {}
+    for name, col in zip(names, columns, strict=True):
+        if col in numeric:
+            feed[name] = frame[col].to_numpy(dtype=np.float32).reshape(-1, 1)
+        else:
+            values = frame[col].to_numpy(dtype=object)
+            feed[name] = np.where(pd.isna(values), "", values).astype(str).reshape(-1, 1)
+    return feed
+
+
+def check_onnx(model: TabularModel, onnx_model: Any, X_raw: pd.DataFrame, atol: float = 1e-4) -> float:
+    """Max |ONNX - scikit-learn| over probabilities (or predictions); raises if above ``atol``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # skl2onnx leaves unused initializers; ORT warns about each
+    session = ort.InferenceSession(onnx_model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    outputs = session.run(None, onnx_inputs(model, X_raw, names))
+    if model.task == "regression":
+        got, want = np.asarray(outputs[0]).ravel(), model.predict(X_raw)
+    else:
+        got, want = np.asarray(outputs[1]), model.predict_proba(X_raw)
+    diff = float(np.max(np.abs(got.astype(float) - want))) if len(want) else 0.0
+    if not diff <= atol:
+        raise ModelloopError(f"ONNX output differs from scikit-learn by {diff:.3g} (> atol {atol:g})")
+    return diff
+
+
+def _default_opset() -> dict[str, int]:
+    """The newest main opset skl2onnx has tested, with ``ai.onnx.ml`` 3 (onnxmltools' tree ops)."""
+    from skl2onnx import get_latest_tested_opset_version
+
+    return {"": get_latest_tested_opset_version(), "ai.onnx.ml": 3}
+
+
+def _onnx_ready(estimator: Any) -> Any:
+    """A copy whose string imputers treat ``""`` as missing (skl2onnx cannot match NaN in strings)."""
+    from sklearn.impute import SimpleImputer
+
+    ready = copy.deepcopy(estimator)
+    for step in _walk(ready):
+        if isinstance(step, SimpleImputer) and getattr(step, "statistics_", np.zeros(0)).dtype == object:
+            step.missing_values = ""
+    return ready
+
+
+def _walk(est: Any):
+    """Every estimator nested in pipelines, column transformers and voting ensembles."""
+    yield est
+    children: list[Any] = []
+    if hasattr(est, "steps"):
+        children = [s for _, s in est.steps]
+    elif hasattr(est, "transformers_"):
+        children = [t for _, t, _ in est.transformers_]
+    elif hasattr(est, "estimators_"):
+        children = list(est.estimators_)
+    for child in children:
+        if not isinstance(child, str):
+            yield from _walk(child)
+
+
+def _register_converters() -> None:
+    """Teach skl2onnx the LightGBM/XGBoost estimators (onnxmltools) and MissingIndicator (here)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    import lightgbm as lgb
+    import xgboost as xgb
+    from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+    from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+    from sklearn.impute import MissingIndicator
+
+    cls_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    for est, conv in ((lgb.LGBMClassifier, convert_lightgbm), (xgb.XGBClassifier, convert_xgboost)):
+        update_registered_converter(est, f"Modelloop{est.__name__}",
+                                    calculate_linear_classifier_output_shapes, conv, options=cls_options)
+    for est, conv in ((lgb.LGBMRegressor, convert_lightgbm), (xgb.XGBRegressor, convert_xgboost)):
+        update_registered_converter(est, f"Modelloop{est.__name__}",
+                                    calculate_linear_regressor_output_shapes, conv)
+    update_registered_converter(MissingIndicator, "ModelloopMissingIndicator",
+                                _missing_indicator_shape, _convert_missing_indicator)
+    _REGISTERED = True
+
+
+def _missing_indicator_shape(operator: Any) -> None:
+    from skl2onnx.common.data_types import FloatTensorType
+
+    n = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = FloatTensorType([n, len(operator.raw_operator.features_)])
+
+
+def _convert_missing_indicator(scope: Any, operator: Any, container: Any) -> None:
+    """1.0 where a feature that had missing values at fit time is NaN (``features="missing-only"``)."""
+    from onnx import TensorProto
+    from skl2onnx.operator_converters.common import concatenate_variables
+
+    features = np.asarray(operator.raw_operator.features_, dtype=np.int64)
+    data = concatenate_variables(scope, operator.inputs, container)
+    index = scope.get_unique_variable_name("indicator_index")
+    container.add_initializer(index, TensorProto.INT64, [len(features)], features.tolist())
+    picked = scope.get_unique_variable_name("indicator_columns")
+    container.add_node("Gather", [data, index], [picked], axis=1,
+                       name=scope.get_unique_operator_name("Gather"))
+    isnan = scope.get_unique_variable_name("indicator_isnan")
+    container.add_node("IsNaN", [picked], [isnan], name=scope.get_unique_operator_name("IsNaN"))
+    container.add_node("Cast", [isnan], [operator.outputs[0].full_name], to=TensorProto.FLOAT,
+                       name=scope.get_unique_operator_name("Cast"))

@@ -1,0 +1,573 @@
+"""Hyper-parameter search for tabular models: Optuna over LightGBM, XGBoost and linear models.
+
+One call, :func:`run_search`, goes from a raw frame and its folds to a fitted
+:class:`~modelloop.models.tabular.TabularModel`:
+
+1. each trial picks a family and its parameters (TPE, seeded, multivariate over a conditional
+   space), fits one model per fold (boosting stops early on the fold's valid part), reports the
+   running mean fold score so a ``MedianPruner`` can stop hopeless trials, and saves its
+   out-of-fold (OOF) predictions to ``work_dir/trial_{number}.npy``;
+2. the first trials are each family's library defaults and the caller's ``warm_start`` sets, so the
+   result is never worse on validation than the defaults;
+3. after the search, the best trial and a greedy ensemble of the top trials are compared on OOF
+   predictions (with a tuned threshold for binary F1-type metrics); the winner is refitted on all rows.
+
+**Trial value** = the metric on the pooled OOF predictions (with the trial's own tuned threshold when
+threshold tuning applies), so trial values, the ensemble score and ``validation_score`` compare
+like with like.
+
+**Resume.** The study lives in ``storage`` under ``study_name``. Calling again with the same
+arguments reuses every finished trial; the budget and ``n_trials`` count finished trials of all
+runs. ``run_search`` assumes it is the only process working on its study: trials left RUNNING (by a
+killed process) are marked failed on start and, if they were enqueued defaults, enqueued again.
+Those, and trials interrupted by ``KeyboardInterrupt``, do not count as finished.
+
+The time budget is checked before each trial and between folds (a trial that runs past it is
+pruned once some trial has completed); the final refit comes after the budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from ..data.schema import Schema
+from ..errors import ConfigError, DataError, ModelloopError
+from ..evaluation.metrics import F1_TYPE, check_metric, direction, score
+from ..models.tabular import (
+    FAMILIES,
+    TASKS,
+    TabularModel,
+    build_estimator,
+    encode_labels,
+    fit_estimator,
+    prepare_features,
+    prepared_columns,
+)
+from .ensemble import blend, blend_estimator, caruana_weights
+from .threshold import tune_threshold
+
+__all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search"]
+
+MAX_ROUNDS = 1000          # boosting rounds cap; early stopping picks the real number per fold
+EARLY_STOPPING_ROUNDS = 50
+_SPENT_KEY = "modelloop_spent_s"
+_STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+_PREFIX = {"lightgbm": "lgb_", "xgboost": "xgb_", "linear": "linear_"}
+# Each family's library defaults, in search-space names (first trials of every search).
+# LightGBM's reg_lambda default is 0; 1e-8 is the bottom of its log range and equivalent.
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "lightgbm": {"num_leaves": 31, "learning_rate": 0.1, "min_child_samples": 20, "subsample": 1.0,
+                 "colsample_bytree": 1.0, "reg_lambda": 1e-8},
+    "xgboost": {"max_depth": 6, "learning_rate": 0.3, "min_child_weight": 1.0, "subsample": 1.0,
+                "colsample_bytree": 1.0, "reg_lambda": 1.0},
+    "linear": {"C": 1.0},
+}
+
+
+@dataclass
+class SearchSettings:
+    """What to search and for how long. ``budget`` (seconds) and ``n_trials`` both stop the search;
+    either may be None but not both. ``budget`` spans all runs of a resumed search."""
+
+    task: str
+    metric: str
+    families: list[str] = field(default_factory=lambda: ["lightgbm", "xgboost", "linear"])
+    budget: float | None = 60.0
+    n_trials: int | None = None
+    seed: int = 0
+    class_weight: str = "balanced"
+    ensemble: bool = True
+    ensemble_size: int = 5
+    tune_threshold: bool = True
+    n_jobs: int = 1
+
+
+@dataclass
+class TrialRecord:
+    """One finished trial, as the caller logs it (``params`` in the family's native names)."""
+
+    number: int
+    family: str
+    params: dict[str, Any]
+    value: float | None
+    state: str                      # "complete" | "pruned" | "failed"
+    duration_s: float
+    best_iteration: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class SearchResult:
+    """The chosen model and how it was chosen; scores are OOF scores with the tuned threshold."""
+
+    model: TabularModel
+    metric: str
+    direction: str
+    validation_score: float
+    best_single: TrialRecord
+    ensemble: dict[str, Any] | None
+    threshold: float | None
+    trials: list[TrialRecord]
+    resumed_trials: int
+
+
+@dataclass
+class _Data:
+    """The search's view of the data: prepared frame, encoded target, folds and their unions."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    classes: list[Any] | None
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    eval_idx: np.ndarray            # sorted union of the valid positions (OOF rows)
+    fit_idx: np.ndarray             # sorted union of all fold positions (the refit rows)
+    numeric: list[str]
+    categorical: list[str]
+    schema: Schema
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+    @property
+    def y_eval(self) -> np.ndarray:
+        return self.y[self.eval_idx]
+
+
+def run_search(
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    schema: Schema,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    settings: SearchSettings,
+    storage: str,
+    study_name: str,
+    work_dir: Path,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    warm_start: list[dict[str, Any]] | None = None,
+) -> SearchResult:
+    """Search, pick the best single model or ensemble on OOF predictions, refit it on all rows.
+
+    ``warm_start`` holds parameter sets to try first: ``{"family": ..., **native params}``.
+    """
+    _check_settings(settings)
+    data = _prepare_data(X, y, schema, folds, settings)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        study = _open_study(storage, study_name, settings, data)
+        resumed = len(_finished(study))
+        _enqueue_first_trials(study, settings, warm_start)
+        _search_loop(study, data, settings, work_dir, on_trial, progress)
+        return _conclude(study, data, settings, work_dir, resumed)
+
+
+# --------------------------------------------------------------------------- checks and data
+def _check_settings(s: SearchSettings) -> None:
+    if s.task not in TASKS:
+        raise ConfigError(f"task: '{s.task}' is not allowed; allowed: {', '.join(TASKS)}")
+    check_metric(s.metric, s.task)
+    bad = [f for f in s.families if f not in FAMILIES]
+    if not s.families or bad:
+        raise ConfigError(f"train.families: {bad or 'empty'} not allowed; choose from {', '.join(FAMILIES)}")
+    if s.budget is None and s.n_trials is None:
+        raise ConfigError("train: set a time budget or n_trials (or both); with neither the search never ends")
+    if s.budget is not None and not s.budget > 0:
+        raise ConfigError(f"train.budget: must be a number of seconds > 0, got {s.budget}")
+    if s.n_trials is not None and s.n_trials < 1:
+        raise ConfigError(f"train.n_trials: must be >= 1, got {s.n_trials}")
+    if s.class_weight not in ("balanced", "none"):
+        raise ConfigError(f"train.class_weight: '{s.class_weight}' is not allowed; allowed: balanced, none")
+    if s.ensemble_size < 1:
+        raise ConfigError(f"train.ensemble_size: must be >= 1, got {s.ensemble_size}")
+
+
+def _prepare_data(X: pd.DataFrame, y: pd.Series, schema: Schema,
+                  folds: list[tuple[np.ndarray, np.ndarray]], settings: SearchSettings) -> _Data:
+    if len(X) != len(y):
+        raise DataError(f"X has {len(X)} rows but y has {len(y)}")
+    target, classes = encode_labels(y, settings.task)
+    if settings.task == "binary" and classes is not None and len(classes) != 2:
+        raise DataError(f"task 'binary' needs exactly 2 classes, the target has {len(classes)}: "
+                        f"{classes[:10]}; use task 'multiclass'")
+    folds = [(np.asarray(tr, dtype=np.int64), np.asarray(va, dtype=np.int64)) for tr, va in folds]
+    if not folds or any(len(tr) == 0 or len(va) == 0 for tr, va in folds):
+        raise DataError("folds: need at least one (train, valid) pair, each with rows")
+    every = np.concatenate([np.r_[tr, va] for tr, va in folds])
+    if every.min() < 0 or every.max() >= len(X):
+        raise DataError(f"folds: positions must lie in 0..{len(X) - 1}")
+    numeric, categorical = prepared_columns(schema)
+    return _Data(prepare_features(X, schema), target, classes, folds,
+                 np.unique(np.concatenate([va for _, va in folds])), np.unique(every),
+                 numeric, categorical, schema)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Optuna's per-trial logs and its experimental-feature warnings while searching."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message=".*Fixed parameter .* is out of range.*")
+            yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+# --------------------------------------------------------------------------- the study
+def _open_study(storage: str, study_name: str, settings: SearchSettings, data: _Data) -> optuna.Study:
+    """Create or load the study, check it belongs to this data, fail stale trials, seed the sampler."""
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
+                                direction=_study_direction(settings.metric), pruner=pruner)
+    _check_fingerprint(study, study_name, _fingerprint(settings, data))
+    _fail_stale_trials(study)
+    # Offset the seed by the trials already there, so a resumed search does not replay the
+    # random start-up suggestions of the first run.
+    study.sampler = optuna.samplers.TPESampler(
+        seed=settings.seed + len(study.trials), multivariate=True, group=True)
+    return study
+
+
+def _study_direction(metric: str) -> optuna.study.StudyDirection:
+    maximize = direction(metric) == "maximize"
+    return optuna.study.StudyDirection.MAXIMIZE if maximize else optuna.study.StudyDirection.MINIMIZE
+
+
+def _fingerprint(settings: SearchSettings, data: _Data) -> str:
+    h = hashlib.sha256()
+    h.update(repr((settings.task, settings.metric, sorted(settings.families), data.classes)).encode())
+    h.update(np.ascontiguousarray(data.y).tobytes())
+    for tr, va in data.folds:
+        h.update(tr.tobytes() + b"|" + va.tobytes())
+    return h.hexdigest()
+
+
+def _check_fingerprint(study: optuna.Study, study_name: str, fingerprint: str) -> None:
+    known = study.user_attrs.get("modelloop_fingerprint")
+    if known is None:
+        study.set_user_attr("modelloop_fingerprint", fingerprint)
+    elif known != fingerprint:
+        raise ConfigError(
+            f"study '{study_name}' was started with other data or settings (target, folds, task, "
+            "metric or families differ); resume with the same arguments, or pass a new study_name")
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Trials left RUNNING by a killed process: fail them, and re-enqueue the enqueued ones."""
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        _abandon(study, stale.number, stale.system_attrs.get("fixed_params"))
+
+
+def _abandon(study: optuna.Study, number: int, fixed_params: dict[str, Any] | None) -> None:
+    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    if fixed_params:
+        study.enqueue_trial(dict(fixed_params))
+
+
+def _enqueue_first_trials(study: optuna.Study, settings: SearchSettings, warm_start: list[dict] | None) -> None:
+    """Library defaults of each family, then the caller's warm-start sets (never twice per study)."""
+    first = [{"family": f, **DEFAULT_PARAMS[f]} for f in settings.families]
+    for params in first + list(warm_start or []):
+        family = params.get("family")
+        if family not in settings.families:
+            raise ConfigError(f"warm_start: family '{family}' is not searched; searched: "
+                              f"{', '.join(settings.families)}")
+        study.enqueue_trial(_to_space(params, settings.task), skip_if_exists=True)
+
+
+def _to_space(params: dict[str, Any], task: str) -> dict[str, Any]:
+    """Native names -> search-space names (``num_leaves`` -> ``lgb_num_leaves``).
+
+    Keys outside the family's space (e.g. a refitted model's ``n_estimators``) are dropped.
+    """
+    family = params["family"]
+    prefix = _PREFIX[family]
+    known = set(DEFAULT_PARAMS[family]) if family != "linear" else {"alpha" if task == "regression" else "C"}
+    out: dict[str, Any] = {"family": family}
+    for key, value in params.items():
+        name = key[len(prefix):] if key.startswith(prefix) else key
+        if name in known:
+            out[prefix + name] = value
+    return out
+
+
+def _native(params: dict[str, Any]) -> dict[str, Any]:
+    family = params.get("family")
+    prefix = _PREFIX.get(family or "", "")
+    return {k[len(prefix):]: v for k, v in params.items() if k != "family" and k.startswith(prefix)}
+
+
+def _suggest(trial: optuna.Trial, families: list[str], task: str) -> tuple[str, dict[str, Any]]:
+    """The conditional search space: one branch per family."""
+    family = trial.suggest_categorical("family", families)
+    if family == "lightgbm":
+        trial.suggest_int("lgb_num_leaves", 7, 255, log=True)
+        trial.suggest_float("lgb_learning_rate", 0.01, 0.3, log=True)
+        trial.suggest_int("lgb_min_child_samples", 3, 100, log=True)
+        trial.suggest_float("lgb_subsample", 0.5, 1.0)
+        trial.suggest_float("lgb_colsample_bytree", 0.4, 1.0)
+        trial.suggest_float("lgb_reg_lambda", 1e-8, 10.0, log=True)
+    elif family == "xgboost":
+        trial.suggest_int("xgb_max_depth", 2, 10)
+        trial.suggest_float("xgb_learning_rate", 0.01, 0.3, log=True)
+        trial.suggest_float("xgb_min_child_weight", 0.5, 20.0, log=True)
+        trial.suggest_float("xgb_subsample", 0.5, 1.0)
+        trial.suggest_float("xgb_colsample_bytree", 0.4, 1.0)
+        trial.suggest_float("xgb_reg_lambda", 1e-3, 10.0, log=True)
+    elif task == "regression":
+        trial.suggest_float("linear_alpha", 1e-3, 1e3, log=True)
+    else:
+        trial.suggest_float("linear_C", 1e-3, 1e2, log=True)
+    return family, _native(trial.params)
+
+
+# --------------------------------------------------------------------------- the search loop
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count: complete, pruned, or failed by an error (not abandoned)."""
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state in done or (t.state == TrialState.FAIL and "duration_s" in t.user_attrs)]
+
+
+def _search_loop(study: optuna.Study, data: _Data, settings: SearchSettings, work_dir: Path,
+                 on_trial: Callable | None, progress: Callable | None) -> None:
+    spent_before = _spent(study)
+    start = time.monotonic()
+    deadline = start + settings.budget - spent_before if settings.budget is not None else np.inf
+    n_done = len(_finished(study))
+    while (settings.n_trials is None or n_done < settings.n_trials) and time.monotonic() < deadline:
+        trial = study.ask()
+        try:
+            record = _run_trial(study, trial, data, settings, work_dir, deadline)
+        except KeyboardInterrupt:
+            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+            _abandon(study, trial.number, frozen.system_attrs.get("fixed_params"))
+            raise
+        n_done += 1
+        spent = spent_before + time.monotonic() - start
+        study.set_user_attr(_SPENT_KEY, spent)
+        if on_trial is not None:
+            on_trial(record)
+        if progress is not None:
+            progress(n_done, spent)
+
+
+def _spent(study: optuna.Study) -> float:
+    """Seconds of search in earlier runs: wall time recorded after each trial, or (for studies from
+    elsewhere) the finished trials' durations. Time inside a killed process's last trial is lost."""
+    recorded = study.user_attrs.get(_SPENT_KEY)
+    if recorded is not None:
+        return float(recorded)
+    return float(sum(t.user_attrs.get("duration_s", 0.0) for t in _finished(study)))
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, data: _Data, settings: SearchSettings, work_dir: Path,
+               deadline: float) -> TrialRecord:
+    """Evaluate one trial, save its OOF predictions, tell the study; errors become failed trials."""
+    t0 = time.monotonic()
+    family, params = _suggest(trial, settings.families, settings.task)
+    may_stop = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    state, value, error, best_iter = TrialState.COMPLETE, None, None, None
+    try:
+        oof, best_iter = _cross_validate(family, params, data, settings, trial,
+                                         deadline if may_stop else np.inf)
+        value, threshold = _score_oof(oof, data, settings)
+        if not np.isfinite(value):
+            raise DataError(f"the metric '{settings.metric}' is not defined on these folds (NaN)")
+        _save_oof(work_dir, trial.number, oof)
+        trial.set_user_attr("threshold", threshold)
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except Exception as exc:  # a failed fit is recorded, the search goes on
+        state, error = TrialState.FAIL, f"{type(exc).__name__}: {exc}"
+        trial.set_user_attr("error", error[:2000])
+    duration = time.monotonic() - t0
+    trial.set_user_attr("duration_s", duration)
+    trial.set_user_attr("best_iteration", best_iter)
+    return _record(study.tell(trial, value if state == TrialState.COMPLETE else None, state=state))
+
+
+def _cross_validate(family: str, params: dict[str, Any], data: _Data, settings: SearchSettings,
+                    trial: optuna.Trial | None = None, deadline: float = np.inf) -> tuple[np.ndarray, int | None]:
+    """OOF predictions over ``eval_idx`` and the mean best iteration; reports fold scores to ``trial``."""
+    position = np.full(len(data.y), -1)
+    position[data.eval_idx] = np.arange(len(data.eval_idx))
+    oof = _empty_output(len(data.eval_idx), data.n_classes, settings.task)
+    fold_scores: list[float] = []
+    iterations: list[int] = []
+    for step, (tr, va) in enumerate(data.folds):
+        pipe = _build(family, {**params, **_rounds(family, MAX_ROUNDS)}, data, settings)
+        best = fit_estimator(pipe, data.X.iloc[tr], data.y[tr], task=settings.task,
+                             class_weight=settings.class_weight,
+                             valid=(data.X.iloc[va], data.y[va]),
+                             early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+        if best is not None:
+            iterations.append(best)
+        out = _predict(pipe, data.X.iloc[va], data.n_classes, settings.task)
+        oof[position[va]] = out
+        fold_scores.append(score(settings.metric, data.y[va], out))
+        if trial is not None:
+            trial.report(float(np.nanmean(fold_scores)), step)
+            if trial.should_prune() or (time.monotonic() > deadline and step < len(data.folds) - 1):
+                raise optuna.TrialPruned()
+    return oof, int(round(np.mean(iterations))) if iterations else None
+
+
+def _rounds(family: str, n: int) -> dict[str, Any]:
+    return {"n_estimators": n} if family in ("lightgbm", "xgboost") else {}
+
+
+def _build(family: str, params: dict[str, Any], data: _Data, settings: SearchSettings) -> Any:
+    params = dict(params)
+    if family == "lightgbm" and params.get("subsample", 1.0) < 1.0:
+        params["subsample_freq"] = 1  # LightGBM ignores subsample unless bagging is switched on
+    return build_estimator(family, params, task=settings.task, numeric_cols=data.numeric,
+                           categorical_cols=data.categorical, seed=settings.seed,
+                           class_weight=settings.class_weight, n_jobs=settings.n_jobs)
+
+
+def _empty_output(n: int, n_classes: int, task: str) -> np.ndarray:
+    return np.full(n, np.nan) if task == "regression" else np.full((n, n_classes), np.nan)
+
+
+def _predict(pipe: Any, X: pd.DataFrame, n_classes: int, task: str) -> np.ndarray:
+    """Predictions, or (n, K) probabilities even when a fold's training part lacked some class."""
+    if task == "regression":
+        return np.asarray(pipe.predict(X), dtype=float)
+    proba = np.asarray(pipe.predict_proba(X), dtype=float)
+    full = np.zeros((len(X), n_classes))
+    full[:, np.asarray(pipe.classes_, dtype=int)] = proba
+    return full
+
+
+def _threshold_applies(settings: SearchSettings) -> bool:
+    return settings.task == "binary" and settings.metric in F1_TYPE and settings.tune_threshold
+
+
+def _score_oof(out: np.ndarray, data: _Data, settings: SearchSettings) -> tuple[float, float | None]:
+    """(score, threshold) of OOF output; the threshold is tuned when that applies, else None."""
+    if _threshold_applies(settings):
+        threshold, value = tune_threshold(data.y_eval, out[:, 1], settings.metric)
+        return value, threshold
+    return score(settings.metric, data.y_eval, out), None
+
+
+def _save_oof(work_dir: Path, number: int, oof: np.ndarray) -> None:
+    """Write-then-rename, so a kill never leaves a half-written file under the final name."""
+    final = work_dir / f"trial_{number}.npy"
+    tmp = work_dir / f".trial_{number}.{os.getpid()}.tmp.npy"
+    with open(tmp, "wb") as fh:
+        np.save(fh, oof, allow_pickle=False)
+    os.replace(tmp, final)
+
+
+# --------------------------------------------------------------------------- choosing and refitting
+def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
+    value = t.value if t.state == TrialState.COMPLETE else None
+    if value is None and t.intermediate_values:
+        value = float(t.intermediate_values[max(t.intermediate_values)])
+    return TrialRecord(t.number, t.params.get("family", "unknown"), _native(t.params), value,
+                       _STATE_NAMES[t.state], float(t.user_attrs.get("duration_s", 0.0)),
+                       t.user_attrs.get("best_iteration"), t.user_attrs.get("error"))
+
+
+def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_dir: Path,
+              resumed: int) -> SearchResult:
+    records = sorted((_record(t) for t in _finished(study)), key=lambda r: r.number)
+    ranked = _ranked_complete(records, settings)
+    if not ranked:
+        first = next((r.error for r in records if r.error), "no trial finished within the budget")
+        raise ModelloopError(f"no trial completed; first error: {first}. "
+                             "Fix the data or raise train.budget / n_trials and run again")
+    best = ranked[0]
+    best_oof = _load_oof(best, data, settings, work_dir)
+    best_score, best_threshold = _score_oof(best_oof, data, settings)
+    members, weights, threshold, chosen_score = [best], [1.0], best_threshold, best_score
+    ensemble = None
+    if settings.ensemble and len(ranked) > 1:
+        ensemble, ens_threshold = _select_ensemble(ranked[: settings.ensemble_size], data, settings,
+                                                   work_dir, best_score)
+        if ensemble["kept"]:
+            chosen = [r for r in ranked if r.number in ensemble["members"]]
+            order = {n: i for i, n in enumerate(ensemble["members"])}
+            members = sorted(chosen, key=lambda r: order[r.number])
+            weights, threshold, chosen_score = ensemble["weights"], ens_threshold, ensemble["score"]
+    model = _refit(members, weights, threshold, data, settings)
+    return SearchResult(model, settings.metric, direction(settings.metric), float(chosen_score), best,
+                        ensemble, threshold, records, resumed)
+
+
+def _ranked_complete(records: list[TrialRecord], settings: SearchSettings) -> list[TrialRecord]:
+    sign = -1.0 if direction(settings.metric) == "maximize" else 1.0
+    keyed = [(sign * r.value, r.number, r) for r in records if r.state == "complete" and r.value is not None]
+    return [r for _, _, r in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
+def _load_oof(record: TrialRecord, data: _Data, settings: SearchSettings, work_dir: Path) -> np.ndarray:
+    """The trial's saved OOF predictions; recomputed (and saved) if the file is gone or stale."""
+    path = work_dir / f"trial_{record.number}.npy"
+    expected = _empty_output(len(data.eval_idx), data.n_classes, settings.task).shape
+    if path.exists():
+        oof = np.load(path, allow_pickle=False)
+        if oof.shape == expected:
+            return oof
+    oof, _ = _cross_validate(record.family, record.params, data, settings)
+    _save_oof(work_dir, record.number, oof)
+    return oof
+
+
+def _select_ensemble(candidates: list[TrialRecord], data: _Data, settings: SearchSettings,
+                     work_dir: Path, best_score: float) -> tuple[dict[str, Any], float | None]:
+    """Greedy selection over the top trials; kept only if it beats the best single trial."""
+    oofs = [_load_oof(r, data, settings, work_dir) for r in candidates]
+    maximize = direction(settings.metric) == "maximize"
+    weights, _ = caruana_weights(oofs, lambda out: _score_oof(out, data, settings)[0], maximize=maximize)
+    used = [i for i, w in enumerate(weights) if w > 0]
+    value, threshold = _score_oof(blend([oofs[i] for i in used], weights[used]), data, settings)
+    better = value > best_score if maximize else value < best_score
+    info = {"members": [candidates[i].number for i in used], "weights": [float(weights[i]) for i in used],
+            "score": float(value), "kept": bool(better and len(used) > 1)}
+    return info, threshold
+
+
+def _refit(members: list[TrialRecord], weights: list[float], threshold: float | None, data: _Data,
+           settings: SearchSettings) -> TabularModel:
+    """Refit each member on all fold rows (boosting rounds scaled to the larger data) and wrap them."""
+    mean_train = float(np.mean([len(tr) for tr, _ in data.folds]))
+    rows = data.fit_idx
+    fitted, used_params = [], []
+    for rec in members:
+        rounds = {}
+        if rec.best_iteration:
+            rounds = _rounds(rec.family, max(1, int(round(rec.best_iteration * len(rows) / mean_train))))
+        params = {**rec.params, **rounds}
+        pipe = _build(rec.family, params, data, settings)
+        fit_estimator(pipe, data.X.iloc[rows], data.y[rows], task=settings.task,
+                      class_weight=settings.class_weight)
+        fitted.append(pipe)
+        used_params.append(params)
+    estimator = fitted[0] if len(fitted) == 1 else blend_estimator(
+        fitted, weights, task=settings.task, n_classes=data.n_classes)
+    description = {"families": [r.family for r in members], "members": [r.number for r in members],
+                   "weights": [float(w) for w in weights], "params": used_params}
+    family = members[0].family if len(members) == 1 else "ensemble"
+    return TabularModel.from_fitted(schema=data.schema, task=settings.task, classes=data.classes,
+                                    estimator=estimator, threshold=threshold, description=description,
+                                    family=family, params=used_params[0] if len(members) == 1 else None)

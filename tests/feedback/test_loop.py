@@ -1,0 +1,129 @@
+"""The loop closes: logged predictions + labels -> drift -> retrain -> gate -> promote or refuse."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop import Project, parse_config
+from modelloop.registry import load_model, resolve_model
+
+
+def world(n: int, seed: int, shifted: bool = False) -> pd.DataFrame:
+    """Base world: risk from x1 and merchant a. Shifted: a new merchant 'z' carries the risk,
+    amounts inflate."""
+    rng = np.random.default_rng(seed)
+    merchants = ["a", "b", "c", "z"] if shifted else ["a", "b", "c"]
+    p = [0.2, 0.2, 0.2, 0.4] if shifted else None
+    m = rng.choice(merchants, n, p=p)
+    x1 = rng.normal(size=n)
+    amount = rng.lognormal(3, 1, n) * (1.6 if shifted else 1.0)
+    logit = 2.0 * x1 + 1.5 * (m == "a") - 2.0
+    if shifted:
+        logit = 1.0 * x1 + 4.0 * (m == "z") - 2.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"x1": x1, "amount": amount, "merchant": m, "y": y})
+
+
+@pytest.fixture
+def project(tmp_path):
+    world(1500, 0).to_csv(tmp_path / "d.csv", index=False)
+    cfg = parse_config({"name": "loop", "data": {"source": "d.csv", "target": "y"},
+                        "train": {"trials": 5, "cv_folds": 3, "families": ["lightgbm", "linear"],
+                                  "ensemble": False},
+                        "retrain": {"min_new_labels": 100},
+                        "monitor": {"min_rows": 100}}, root=tmp_path)
+    p = Project(cfg)
+    p.run()
+    return p
+
+
+def serve_stream(p: Project, df: pd.DataFrame) -> list[str]:
+    """What the server does for each request: predict with production and log it."""
+    ws = p.workspace
+    row = resolve_model(ws)
+    model = load_model(ws, row)
+    X = df.drop(columns=["y"])
+    proba = model.predict_proba(X)
+    labels = model.predict(X)
+    ids, rows = [], []
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    for i, rec in enumerate(json.loads(X.to_json(orient="records"))):
+        rid = uuid.uuid4().hex
+        ids.append(rid)
+        rows.append({"request_id": rid, "name": row["name"], "version": row["version"],
+                     "at": now + dt.timedelta(milliseconds=i), "inputs": rec,
+                     "output": {"label": int(labels[i]),
+                                "probabilities": {str(c): float(proba[i, k]) for k, c in enumerate(model.classes_)}},
+                     "latency_ms": 1.0})
+    ws.catalog.add_predictions(rows)
+    return ids
+
+
+def post_labels(p: Project, tmp_path, ids: list[str], labels) -> dict:
+    f = tmp_path / f"labels-{uuid.uuid4().hex[:6]}.csv"
+    pd.DataFrame({"request_id": ids, "label": labels}).to_csv(f, index=False)
+    return p.feedback(str(f))
+
+
+def test_concept_drift_is_detected_and_the_retrained_model_is_promoted(project, tmp_path):
+    shifted = world(1200, 1, shifted=True)
+    ids = serve_stream(project, shifted)
+    counts = post_labels(project, tmp_path, ids, shifted["y"])
+    assert counts["accepted"] == 1200
+
+    mon = project.monitor()
+    assert "merchant" in mon["drifted_features"] and "amount" in mon["drifted_features"]
+    assert "x1" not in mon["drifted_features"]
+    assert mon["metrics"]["1"]["all"]["n"] == 1200
+    assert any(a["kind"] == "feature_drift" for a in mon["alerts"])
+
+    res = project.retrain(if_needed=True)
+    assert res["promoted"] is True, res["reason"]
+    assert res["challenger"]["metrics"]["recent"]["f1_macro"] > res["champion"]["metrics"]["recent"]["f1_macro"]
+    assert project.status()["production"]["version"] == 2
+    decision = project.workspace.catalog.list_decisions("loop")[-1]
+    assert decision["promoted"] and decision["dataset_id"] == res["dataset"]
+    # the new dataset version is the parent plus the feedback, with provenance, and keeps the frozen test set
+    ds = project.status()["datasets"]
+    assert ds[-1]["step"] == "feedback-merge" and ds[-1]["rows"] == ds[0]["rows"] + 1200
+    assert ds[-1]["parents"] == [ds[0]["id"]]
+    assert res["rows"]["recent"] == 360 and res["rows"]["holdout"] == 300
+
+    back = project.rollback()
+    assert back["model"]["version"] == 1 and back["rolled_back_from"] == 2
+
+
+def test_poisoned_feedback_is_refused_and_the_reason_recorded(project, tmp_path):
+    same = world(2500, 2)
+    ids = serve_stream(project, same)
+    post_labels(project, tmp_path, ids, 1 - same["y"])  # every label wrong
+    res = project.retrain()
+    assert res["promoted"] is False
+    ch, cl = res["champion"]["metrics"], res["challenger"]["metrics"]
+    assert cl["holdout"]["f1_macro"] < ch["holdout"]["f1_macro"] - 0.1
+    assert "frozen holdout" in res["reason"] or "does not beat" in res["reason"]
+    assert project.status()["production"]["version"] == 1
+    decision = project.workspace.catalog.list_decisions("loop")[-1]
+    assert decision["promoted"] is False and decision["reason"] == res["reason"]
+
+
+def test_feedback_counts_unknown_duplicate_invalid(project, tmp_path):
+    data = world(5, 3)
+    ids = serve_stream(project, data)
+    res = post_labels(project, tmp_path, [ids[0], ids[0], "nope", ids[1], ids[2]], [1, 0, 1, "maybe", 0])
+    assert {k: res[k] for k in ("accepted", "duplicate", "unknown_request", "invalid")} == {
+        "accepted": 2, "duplicate": 1, "unknown_request": 1, "invalid": 1}
+    again = post_labels(project, tmp_path, [ids[2]], [1])
+    assert again["duplicate"] == 1 and again["accepted"] == 0
+
+
+def test_if_needed_does_nothing_without_a_trigger(project):
+    res = project.retrain(if_needed=True)
+    assert res["skipped"] and res["promoted"] is False and res["triggers"]["fired"] == []
+    assert len(project.status()["models"]) == 1

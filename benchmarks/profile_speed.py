@@ -1,0 +1,160 @@
+"""Profiling speed: modelloop's quality profile against ydata-profiling (minimal mode) on one table.
+
+    python benchmarks/profile_speed.py                  # 1,000,000 rows x 30 mixed columns
+    python benchmarks/profile_speed.py --rows 200000 --tools modelloop
+
+Generates a seeded table (numbers with missing values and outliers, categories, a high-cardinality
+city, ids, e-mails, booleans, dates, short text, a constant column and a binary target), writes it
+to Parquet, then profiles it with each tool in its own subprocess so that the peak resident memory
+(``resource.getrusage`` max RSS; tracemalloc misses Polars/Arrow allocations) belongs to one tool.
+Both tools read the Parquet file and produce their HTML report; the wall time covers profile +
+report, the read time is shown apart. ydata-profiling is not a modelloop dependency: install it
+with ``pip install ydata-profiling`` to include the peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+KINDS = {
+    **{f"num_{i}": "numeric" for i in range(10)}, **{f"int_{i}": "numeric" for i in range(4)},
+    **{f"cat_{i}": "categorical" for i in range(6)}, "city": "categorical", "txn_id": "identifier",
+    "email": "identifier", "flag_a": "boolean", "flag_b": "boolean", "created": "datetime",
+    "updated": "datetime", "note": "text", "constant": "categorical", "is_fraud": "categorical",
+}
+
+
+def generate(rows: int, seed: int = 0):
+    """A (rows x 30) Polars frame with planted problems; the same for the same seed."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    cols: dict[str, object] = {}
+    for i in range(10):
+        x = rng.lognormal(0, 1, rows) if i % 3 == 0 else rng.normal(i, 1 + i, rows)
+        if i < 4:
+            x[rng.random(rows) < 0.02 * (i + 1)] = np.nan
+        if i == 5:
+            x[rng.random(rows) < 0.001] = 1e6
+        cols[f"num_{i}"] = x
+    for i in range(4):
+        cols[f"int_{i}"] = rng.integers(0, 10 ** (i + 1), rows)
+    for i in range(6):
+        levels = np.array([f"L{i}_{j}" for j in range(3 + 8 * i)])
+        cols[f"cat_{i}"] = levels[rng.integers(0, len(levels), rows)]
+    cities = np.array([f"City{j:04d}" for j in range(5000)])
+    cols["city"] = cities[rng.zipf(1.3, rows) % 5000]
+    words = np.array("the a card paid online store refund late night travel gift fuel grocery".split())
+    notes = np.array([" ".join(rng.choice(words, rng.integers(3, 9))) for _ in range(2000)])
+    cols["note"] = notes[rng.integers(0, len(notes), rows)]
+    cols["flag_a"] = rng.random(rows) < 0.3
+    cols["flag_b"] = rng.random(rows) < 0.5
+    start = np.datetime64("2023-01-01T00:00:00", "ms")
+    created = start + rng.integers(0, 365 * 24 * 3600, rows).astype("timedelta64[s]")
+    cols["created"] = created.astype("datetime64[ms]")
+    cols["updated"] = (created + rng.integers(-3600, 30 * 24 * 3600, rows).astype("timedelta64[s]")).astype("datetime64[ms]")
+    cols["constant"] = np.full(rows, "EUR")
+    logit = -3.2 + 0.8 * np.nan_to_num(cols["num_1"]) / 2 + 1.5 * cols["flag_a"] - 0.5 * np.log(cols["num_0"] + 1e-9)
+    cols["is_fraud"] = (rng.random(rows) < 1 / (1 + np.exp(-np.nan_to_num(logit)))).astype(np.int64)
+    df = pl.DataFrame(cols)
+    idx = pl.int_range(0, rows, eager=False)
+    domains = pl.Series(["example.com", "mail.org", "corp.net"])
+    df = df.with_columns(
+        pl.format("T{}", idx).alias("txn_id"),
+        pl.format("user{}@{}", (idx * 7919) % (rows // 3 + 1),
+                  pl.lit(domains).gather(idx % 3)).alias("email"),
+    )
+    return df.select(list(KINDS))
+
+
+def _run_modelloop(path: str) -> dict[str, float]:
+    import polars as pl
+
+    from modelloop.data.quality import profile
+    from modelloop.data.schema import Schema
+
+    t0 = time.perf_counter()
+    df = pl.read_parquet(path)
+    t1 = time.perf_counter()
+    report = profile(df, Schema(columns=dict(KINDS), target="is_fraud", id="txn_id"))
+    html = report.to_html()
+    json.dumps(report.to_dict())
+    t2 = time.perf_counter()
+    return {"read_s": t1 - t0, "wall_s": t2 - t1, "html_kb": len(html) / 1024,
+            "findings": len(report.findings), "label_rows": report.sampled.get("label_issues_rows", 0)}
+
+
+def _run_ydata(path: str) -> dict[str, float]:
+    import pandas as pd
+    from ydata_profiling import ProfileReport
+
+    t0 = time.perf_counter()
+    df = pd.read_parquet(path)
+    t1 = time.perf_counter()
+    html = ProfileReport(df, minimal=True, progress_bar=False).to_html()
+    t2 = time.perf_counter()
+    return {"read_s": t1 - t0, "wall_s": t2 - t1, "html_kb": len(html) / 1024}
+
+
+def _worker(tool: str, path: str) -> None:
+    result = (_run_modelloop if tool == "modelloop" else _run_ydata)(path)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps(result))
+
+
+def _available(module: str) -> bool:
+    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tools", default="modelloop,ydata")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        _worker(args.worker, args.path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "table.parquet")
+        t = time.perf_counter()
+        generate(args.rows, args.seed).write_parquet(path)
+        print(f"table: {args.rows:,} rows x {len(KINDS)} columns, generated in {time.perf_counter() - t:.1f}s "
+              f"({Path(path).stat().st_size / 2**20:.0f} MiB Parquet); CPUs: {os.cpu_count()}")
+        results: dict[str, dict[str, float]] = {}
+        for tool in args.tools.split(","):
+            if tool == "ydata" and not _available("ydata_profiling"):
+                print("ydata-profiling is not installed; `pip install ydata-profiling` to compare against it")
+                continue
+            proc = subprocess.run([sys.executable, __file__, "--worker", tool, "--path", path],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{tool} failed:\n{proc.stderr[-2000:]}")
+                continue
+            results[tool] = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"\n{'tool':<12}{'profile+report s':>18}{'read s':>9}{'peak RSS MiB':>14}{'HTML KiB':>10}")
+    for tool, r in results.items():
+        print(f"{tool:<12}{r['wall_s']:>18.2f}{r['read_s']:>9.2f}{r['peak_rss_mb']:>14.0f}{r['html_kb']:>10.0f}")
+    if "modelloop" in results and "ydata" in results:
+        m, y = results["modelloop"], results["ydata"]
+        print(f"\nydata-profiling / modelloop: {y['wall_s'] / m['wall_s']:.1f}x time, "
+              f"{y['peak_rss_mb'] / m['peak_rss_mb']:.1f}x peak memory")
+    if "modelloop" in results:
+        print(f"modelloop details: {results['modelloop']}")
+
+
+if __name__ == "__main__":
+    main()

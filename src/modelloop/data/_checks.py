@@ -1,0 +1,319 @@
+"""Table-level checks: declared rules (validity), cross-column rules and key agreement
+(consistency), exact duplicates, single-feature target leakage and correlated pairs.
+
+Each function returns ``Check`` measurements for the scores and ``Finding`` entries for the report.
+Rule checks are built as Polars expressions and counted in one select.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ..errors import ConfigError
+from ._expr import parse_expr
+from ._findings import Check, Finding
+from ._profile import BOOL_STRINGS, json_value
+from ._tables import check_columns, is_numeric, is_stringy, preview
+from .quality_config import ColumnRule, CrossCheck, LeakageConfig
+
+__all__ = [
+    "correlated_pairs",
+    "cross_checks",
+    "duplicate_rows",
+    "key_checks",
+    "leakage_scores",
+    "rule_checks",
+    "share_severity",
+    "type_violation",
+]
+
+
+def share_severity(share: float, warn: float = 0.01, error: float = 0.05) -> str:
+    return "error" if share >= error else "warning" if share >= warn else "info"
+
+
+def type_violation(c: str, dtype: pl.DataType, kind: str | None) -> pl.Expr | None:
+    """True where a present value is not of ``kind``; None when the dtype already guarantees it."""
+    x = pl.col(c)
+    if kind == "numeric":
+        if is_numeric(dtype) or dtype == pl.Boolean:
+            return None
+        if is_stringy(dtype):
+            text = x.cast(pl.String)
+            return text.cast(pl.Float64, strict=False).is_null() & (text.str.strip_chars() != "")
+        return x.is_not_null()
+    if kind == "datetime":
+        if dtype.is_temporal() or is_numeric(dtype):
+            return None
+        if is_stringy(dtype):
+            return x.cast(pl.String).str.to_datetime(strict=False).is_null() & x.is_not_null()
+        return x.is_not_null()
+    if kind == "boolean":
+        if dtype == pl.Boolean:
+            return None
+        if is_numeric(dtype):
+            return ~x.is_in([0, 1])
+        return ~x.cast(pl.String).str.to_lowercase().str.strip_chars().is_in(sorted(BOOL_STRINGS))
+    return None
+
+
+def _rule_masks(c: str, dtype: pl.DataType, rule: ColumnRule, where: str) -> dict[str, tuple[pl.Expr, str]]:
+    """Per rule property: (violation mask, what is allowed) — masks are null/False where fine."""
+    x = pl.col(c)
+    out: dict[str, tuple[pl.Expr, str]] = {}
+    tv = type_violation(c, dtype, rule.type) if rule.type else None
+    if tv is not None:
+        out["type"] = (tv, f"values of type {rule.type}")
+    if rule.min is not None or rule.max is not None:
+        if not (is_numeric(dtype) or is_stringy(dtype)):
+            raise ConfigError(f"{where}.min/max: needs a numeric column, '{c}' holds {dtype}")
+        num = x.cast(pl.Float64, strict=False)
+        if rule.min is not None:
+            out["min"] = (num < rule.min, f">= {rule.min:g}")
+        if rule.max is not None:
+            out["max"] = (num > rule.max, f"<= {rule.max:g}")
+    if rule.regex is not None:
+        out["regex"] = (~x.cast(pl.String).str.contains(f"^(?:{rule.regex})$"), f"matching {rule.regex!r}")
+    if rule.allowed is not None:
+        if is_numeric(dtype):
+            try:
+                allowed: list[Any] = [float(a) for a in rule.allowed]
+            except (TypeError, ValueError):
+                raise ConfigError(f"{where}.allowed: '{c}' is numeric, so every allowed value must be a "
+                                  f"number, got {rule.allowed}") from None
+            out["allowed"] = (~x.cast(pl.Float64).is_in(allowed), f"one of {rule.allowed}")
+        else:
+            out["allowed"] = (~x.cast(pl.String).is_in([str(a) for a in rule.allowed]),
+                              f"one of {rule.allowed}")
+    if rule.unique:
+        out["unique"] = (x.is_not_null() & ~x.is_first_distinct(), "unique values")
+    if rule.not_null:
+        out["not_null"] = (x.is_null(), "no missing values")
+    return out
+
+
+def rule_checks(df: pl.DataFrame, rules: dict[str, ColumnRule], kinds: dict[str, str]
+                ) -> tuple[list[Check], list[Finding]]:
+    """Validity: each declared rule property and each declared kind a column's dtype does not enforce."""
+    check_columns(rules, df.columns, "quality.rules")
+    masks: dict[tuple[str, str], tuple[pl.Expr, str]] = {}
+    for c, kind in kinds.items():
+        tv = type_violation(c, df.schema[c], kind) if c in df.columns else None
+        if tv is not None and not (c in rules and rules[c].type):
+            masks[(c, "kind")] = (tv, f"values of the declared kind {kind}")
+    for c, rule in rules.items():
+        for prop, m in _rule_masks(c, df.schema[c], rule, f"quality.rules.{c}").items():
+            masks[(c, prop)] = m
+    if not masks:
+        return [], []
+    exprs = []
+    for i, ((c, prop), (mask, _)) in enumerate(masks.items()):
+        checked = pl.len() if prop == "not_null" else pl.col(c).is_not_null().sum()
+        exprs += [mask.fill_null(False).sum().alias(f"f{i}"), checked.alias(f"n{i}")]
+    try:
+        row = df.select(exprs).row(0, named=True)
+    except pl.exceptions.ComputeError as exc:
+        raise ConfigError(f"quality.rules: a rule cannot be evaluated ({str(exc).splitlines()[0]})") from exc
+    checks, findings = [], []
+    for i, ((c, prop), (mask, allowed)) in enumerate(masks.items()):
+        failed, checked = int(row[f"f{i}"]), int(row[f"n{i}"])
+        checks.append(Check("validity", f"{c}.{prop}", checked, failed))
+        if failed:
+            examples = df.filter(mask.fill_null(False)).get_column(c).head(3).to_list()
+            share = failed / max(checked, 1)
+            kind = "type_mismatch" if prop in ("kind", "type") else "rule_violation"
+            what = "missing" if prop == "not_null" else f"break rule '{prop}'"
+            eg = f" (e.g. {preview(examples)})" if prop != "not_null" else ""
+            findings.append(Finding(
+                kind, c, "error" if kind == "type_mismatch" else share_severity(share, 0.0, 0.01), failed,
+                f"column '{c}': {failed} of {checked} values ({share:.1%}) {what}; allowed: {allowed}{eg}",
+                {"rule": prop, "share": share, "examples": [json_value(e) for e in examples]}))
+    return checks, findings
+
+
+def cross_checks(df: pl.DataFrame, checks_cfg: list[CrossCheck]) -> tuple[list[Check], list[Finding]]:
+    """Consistency: each ``expr`` must hold on every row where it can be evaluated."""
+    if not checks_cfg:
+        return [], []
+    parsed = [parse_expr(cc.expr, df.columns, where=f"quality.checks[{i}] ({cc.name})")
+              for i, cc in enumerate(checks_cfg)]
+    exprs = []
+    for i, (e, _) in enumerate(parsed):
+        exprs += [(~e).fill_null(False).sum().alias(f"f{i}"), e.is_not_null().sum().alias(f"n{i}")]
+    try:
+        row = df.select(exprs).row(0, named=True)
+    except pl.exceptions.PolarsError as exc:
+        raise ConfigError(f"quality.checks: cannot evaluate ({str(exc).splitlines()[0]}); compare columns of "
+                          f"compatible types") from exc
+    checks, findings = [], []
+    for i, (cc, (e, used)) in enumerate(zip(checks_cfg, parsed, strict=True)):
+        failed, checked = int(row[f"f{i}"]), int(row[f"n{i}"])
+        checks.append(Check("consistency", cc.name, checked, failed))
+        if failed:
+            bad = df.with_row_index("_pos").filter((~e).fill_null(False)).head(3)
+            rows = bad.get_column("_pos").to_list()
+            findings.append(Finding(
+                "check_failed", used[0] if len(used) == 1 else None, cc.severity, failed,
+                f"check '{cc.name}' ({cc.expr}) fails on {failed} of {checked} rows (e.g. rows {rows})",
+                {"check": cc.name, "expr": cc.expr, "columns": used, "rows": rows}))
+    return checks, findings
+
+
+def key_checks(df: pl.DataFrame, keys: list[str], where: str) -> tuple[list[Check], list[Finding]]:
+    """Rows sharing a key: ``duplicate_keys``; and those that disagree on another column: ``key_conflict``."""
+    check_columns(keys, df.columns, where)
+    present = df.filter(pl.all_horizontal(pl.col(keys).is_not_null()))
+    key = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
+    name = "+".join(keys)
+    dup_rows = present.filter(key.is_duplicated())
+    if dup_rows.height == 0:
+        return [Check("consistency", f"key_agreement:{name}", present.height, 0)], []
+    n_repeats = int(present.select((~key.is_first_distinct()).sum()).item())
+    findings = [Finding("duplicate_keys", name, "warning", n_repeats,
+                        f"key {name}: {n_repeats} rows repeat a key seen earlier "
+                        f"({dup_rows.select(key.n_unique()).item()} keys occur more than once)")]
+    others = [c for c in df.columns if c not in keys and not c.startswith("_")]
+    per_key = dup_rows.group_by(keys).agg([pl.col(c).n_unique().alias(c) for c in others] + [pl.len().alias("_n")])
+    bad_rows = per_key.filter(pl.any_horizontal([pl.col(c) > 1 for c in others]) if others else pl.lit(False))
+    n_bad = int(bad_rows.get_column("_n").sum()) if bad_rows.height else 0
+    checks = [Check("consistency", f"key_agreement:{name}", present.height, n_bad)]
+    for c in others:
+        conflicted = per_key.filter(pl.col(c) > 1)
+        if conflicted.height:
+            eg = conflicted.row(0, named=True)
+            eg_key = ", ".join(f"{k}={eg[k]!r}" for k in keys)
+            findings.append(Finding(
+                "key_conflict", c, "warning", conflicted.height,
+                f"column '{c}': {conflicted.height} keys ({name}) have different values across their rows "
+                f"(e.g. {eg_key})", {"keys": keys}))
+    return checks, findings
+
+
+def duplicate_rows(df: pl.DataFrame) -> int:
+    """Rows equal to an earlier row (hash first, then an exact check on the candidates)."""
+    if df.height < 2 or df.width == 0:
+        return 0
+    candidates = df.filter(df.hash_rows(seed=7).is_duplicated())
+    return candidates.height - candidates.n_unique() if candidates.height else 0
+
+
+# ---- leakage -------------------------------------------------------------------------------------
+def _codes(s: pl.Series, bins: int) -> np.ndarray:
+    """Integer codes: quantile bins for numbers/dates, one code per value otherwise; missing = its own."""
+    t = s.dtype
+    if is_numeric(t) or t == pl.Boolean or t.is_temporal():
+        x = (s.to_physical() if t.is_temporal() else s).cast(pl.Float64).to_numpy()
+        ok = ~np.isnan(x)
+        if not ok.any():
+            return np.zeros(len(x), dtype=np.int64)
+        edges = np.unique(np.quantile(x[ok], np.linspace(0, 1, bins + 1)[1:-1]))
+        codes = np.searchsorted(edges, np.where(ok, x, 0.0), side="right")
+        codes[~ok] = len(edges) + 1
+        return codes.astype(np.int64)
+    r = s.cast(pl.String).rank("dense")
+    return r.fill_null(0).cast(pl.Int64).to_numpy()
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    pos = y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return 0.5
+    ranks = rankdata(score)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _oof_score(codes: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, k: int) -> float:
+    ncodes = int(codes.max()) + 1
+    if n_classes:
+        prior = np.bincount(y, minlength=n_classes) / len(y)
+        pred = np.empty((len(y), n_classes))
+        for f in range(k):
+            tr, te = fold != f, fold == f
+            counts = np.bincount(codes[tr] * n_classes + y[tr], minlength=ncodes * n_classes)
+            counts = counts.reshape(ncodes, n_classes).astype(float)
+            pred[te] = ((counts + prior) / (counts.sum(1) + 1.0)[:, None])[codes[te]]
+        aucs = [_auc((y == j).astype(int), pred[:, j]) for j in range(n_classes)]
+        if n_classes == 2:
+            return aucs[1]
+        return float(np.mean(aucs))
+    prior = float(y.mean())
+    pred = np.empty(len(y))
+    for f in range(k):
+        tr, te = fold != f, fold == f
+        sums = np.bincount(codes[tr], weights=y[tr], minlength=ncodes)
+        cnt = np.bincount(codes[tr], minlength=ncodes)
+        pred[te] = ((sums + prior) / (cnt + 1.0))[codes[te]]
+    sst = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((y - pred) ** 2).sum()) / sst if sst > 0 else 0.0
+
+
+def _pearson_r2(x: np.ndarray, y: np.ndarray) -> float:
+    ok = ~np.isnan(x)
+    if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(y[ok]) == 0:
+        return 0.0
+    return float(np.corrcoef(x[ok], y[ok])[0, 1] ** 2)
+
+
+def leakage_scores(sample: pl.DataFrame, target: str, features: list[str], task: str,
+                   cfg: LeakageConfig, seed: int = 0) -> tuple[dict[str, dict[str, Any]], list[Finding]]:
+    """How well each feature *alone* predicts the target, out of fold (binned target rates).
+
+    Classification: one-vs-rest AUC of the per-value class frequencies; regression: R² of the
+    per-bin target mean (or the squared correlation, if higher). A score near 1 means the column
+    (almost) is the target.
+    """
+    data = sample.filter(pl.col(target).is_not_null())
+    if data.height < 30 or not features:
+        return {}, []
+    if task == "classification":
+        y = data.get_column(target).cast(pl.String).rank("dense").cast(pl.Int64).to_numpy() - 1
+        n_classes = int(y.max()) + 1
+        if n_classes < 2:
+            return {}, []
+        metric = "auc"
+    else:
+        y = data.get_column(target).cast(pl.Float64).to_numpy()
+        n_classes, metric = 0, "r2"
+    k = 3
+    fold = np.random.default_rng(seed).permutation(data.height) % k
+    scores: dict[str, dict[str, Any]] = {}
+    findings = []
+    for c in features:
+        s = data.get_column(c)
+        codes = _codes(s, 64 if task == "regression" else 32)
+        score = _oof_score(codes, y, n_classes, fold, k)
+        if task != "classification" and is_numeric(s.dtype):
+            score = max(score, _pearson_r2(s.cast(pl.Float64).to_numpy(), y))
+        score = round(score, 4)
+        scores[c] = {"metric": metric, "score": score}
+        if score >= cfg.warn_threshold:
+            sev = "error" if score >= cfg.threshold else "warning"
+            findings.append(Finding(
+                "target_leakage", c, sev, 1,
+                f"column '{c}' alone predicts '{target}' with {metric.upper()} {score:.3f} out of fold; "
+                f"check it is known at prediction time, or drop it (clean rule drop_columns)",
+                {"metric": metric, "score": score}))
+    return scores, findings
+
+
+def correlated_pairs(sample: pl.DataFrame, columns: list[str], threshold: float) -> list[dict[str, Any]]:
+    """Pairs of numeric columns with |Pearson r| >= threshold (missing values mean-filled)."""
+    usable = [c for c in columns if sample.get_column(c).drop_nulls().n_unique() > 1]
+    if len(usable) < 2:
+        return []
+    x = sample.select(pl.col(c).cast(pl.Float64).fill_null(pl.col(c).cast(pl.Float64).mean())
+                      for c in usable).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.corrcoef(x, rowvar=False)
+    out = []
+    for i in range(len(usable)):
+        for j in range(i + 1, len(usable)):
+            if np.isfinite(r[i, j]) and abs(r[i, j]) >= threshold:
+                out.append({"a": usable[i], "b": usable[j], "r": round(float(r[i, j]), 4)})
+    return sorted(out, key=lambda p: -abs(p["r"]))

@@ -1,0 +1,96 @@
+"""Small helpers shared by the quality, cleaning, shift and integrate modules.
+
+Every public function there accepts a pandas or a Polars frame; the work is done in Polars, and
+cleaning hands back the flavour it was given so that callers on pandas stay on pandas.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import polars as pl
+
+from ..errors import ConfigError, DataError
+
+__all__ = [
+    "check_columns",
+    "is_internal",
+    "is_numeric",
+    "is_stringy",
+    "like_input",
+    "preview",
+    "to_polars",
+    "user_columns",
+]
+
+
+def to_polars(df: Any, what: str = "data") -> pl.DataFrame:
+    """A Polars frame of ``df`` (pandas, Polars eager or lazy); float NaN becomes missing (null)."""
+    if isinstance(df, pl.LazyFrame):
+        df = df.collect()
+    elif not isinstance(df, pl.DataFrame):
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - pandas is a dependency
+            pd = None
+        if pd is None or not isinstance(df, pd.DataFrame):
+            raise DataError(f"{what}: expected a pandas or Polars DataFrame, got {type(df).__name__}")
+        try:
+            df = pl.from_pandas(df, nan_to_null=True)
+        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            raise DataError(f"{what}: cannot convert the pandas frame to Polars ({exc})") from exc
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    if floats:
+        df = df.with_columns(pl.col(floats).fill_nan(None))
+    return df
+
+
+def like_input(out: pl.DataFrame, original: Any) -> Any:
+    """``out`` as pandas when ``original`` was pandas, else as Polars."""
+    if isinstance(original, (pl.DataFrame, pl.LazyFrame)):
+        return out
+    return out.to_pandas()
+
+
+def is_internal(column: str) -> bool:
+    """Columns starting with '_' (``_row_id``, ``_source``) are bookkeeping, not data."""
+    return column.startswith("_")
+
+
+def user_columns(df: pl.DataFrame) -> list[str]:
+    return [c for c in df.columns if not is_internal(c)]
+
+
+def check_columns(names: Iterable[str], available: Sequence[str], where: str) -> None:
+    """ConfigError naming ``where`` and the first unknown column, listing the available ones."""
+    have = set(available)
+    missing = [n for n in names if n not in have]
+    if missing:
+        listed = ", ".join(str(c) for c in available[:40]) + (" ..." if len(available) > 40 else "")
+        raise ConfigError(f"{where}: column '{missing[0]}' is not in the data; available columns: {listed}")
+
+
+def is_numeric(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() and dtype != pl.Boolean
+
+
+def is_stringy(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, (pl.Categorical, pl.Enum))
+
+
+def preview(values: Iterable[Any], n: int = 3) -> str:
+    """'a', 'b', 2.5 – a short list of example values for messages (text quoted, numbers not)."""
+    out = []
+    for v in values:
+        if len(out) == n:
+            break
+        if isinstance(v, bool) or v is None:
+            out.append(str(v))
+        elif isinstance(v, float):
+            out.append(f"{v:.6g}")
+        elif isinstance(v, int):
+            out.append(str(v))
+        else:
+            text = str(v)
+            out.append(repr(text[:40] + "…" if len(text) > 40 else text))
+    return ", ".join(out)

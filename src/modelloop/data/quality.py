@@ -1,0 +1,313 @@
+"""Profile a table into a ``QualityReport``: per-column facts, findings, scores and a quality gate.
+
+``profile(df, schema, config)`` runs on Polars (pandas input is converted once). Cheap facts use
+the whole table in a few wide selects; the expensive detectors (target leakage, correlations and
+label issues) run on a seeded sample of ``config.sample_rows`` / ``label_issues.max_rows`` rows, and
+the report says so under ``sampled``.
+
+JSON contract (``QualityReport.to_dict()``, read by other programs; keys are never renamed):
+``rows``, ``columns_count``, ``scores`` {completeness, validity, consistency, overall: 0–100},
+``gate`` {passed, failed: [{check, column, value, threshold, message}]}, ``columns`` {name: facts},
+``findings`` [{kind, column, severity, count, message, details}], ``label_issues`` [suspects],
+``shift`` ({column: {method, psi, ks, p_value, drifted, ...}} or null).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from ..errors import DataError
+from ._checks import (correlated_pairs, cross_checks, duplicate_rows, key_checks, leakage_scores, rule_checks,
+                      share_severity)
+from ._findings import Check, Finding, compute_scores, evaluate_gate, severity_rank
+from ._profile import json_value, profile_columns
+from ._tables import is_internal, is_numeric, to_polars
+from .label_issues import find_label_issues
+from .quality_config import FINDING_KINDS, QualityConfig, parse_section
+from .schema import FEATURE_KINDS, Schema
+from .shift import compare_distributions
+
+__all__ = ["Finding", "QualityReport", "infer_task", "profile"]
+
+
+@dataclass
+class QualityReport:
+    """The outcome of ``profile``; ``to_dict()`` is the JSON contract, ``to_html()`` the page."""
+
+    rows: int
+    columns_count: int
+    scores: dict[str, float]
+    gate: dict[str, Any]
+    columns: dict[str, dict[str, Any]]
+    findings: list[Finding]
+    label_issues: list[dict[str, Any]] = field(default_factory=list)
+    shift: dict[str, dict[str, Any]] | None = None
+    target: dict[str, Any] | None = None
+    duplicates: dict[str, Any] = field(default_factory=dict)
+    correlations: list[dict[str, Any]] = field(default_factory=list)
+    leakage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    sampled: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.gate["passed"])
+
+    def findings_of(self, kind: str) -> list[Finding]:
+        return [f for f in self.findings if f.kind == kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["findings"] = [f.to_dict() for f in self.findings]
+        return _jsonable(d)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QualityReport:
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        kw["findings"] = [Finding.from_dict(f) for f in d.get("findings", [])]
+        return cls(**kw)
+
+    def to_html(self, title: str = "Data quality report") -> str:
+        from ._report_html import render_html
+
+        return render_html(self.to_dict(), title)
+
+    def raise_for_gate(self) -> None:
+        """DataError listing the failed gate checks (what ``modelloop run`` stops on); no-op if passed."""
+        if not self.passed:
+            lines = "; ".join(f["message"] for f in self.gate["failed"][:5])
+            more = len(self.gate["failed"]) - 5
+            raise DataError(f"the data failed the quality gate ({len(self.gate['failed'])} checks): {lines}"
+                            f"{f'; and {more} more' if more > 0 else ''}. Run `modelloop profile` for the "
+                            f"report, fix the data (`modelloop clean`) or relax quality.gate")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()]
+    return json_value(v)
+
+
+def infer_task(dtype: pl.DataType, kind: str | None, distinct: int) -> str:
+    """classification for categorical/boolean/text targets and integers with <= 20 values."""
+    if kind in ("categorical", "boolean") or not (is_numeric(dtype)):
+        return "classification"
+    return "classification" if dtype.is_integer() and distinct <= 20 else "regression"
+
+
+def _resolve(data: pl.DataFrame, schema: Schema | None) -> tuple[list[str], dict[str, str]]:
+    """Columns to profile (schema's, then any other non-internal ones) and their declared kinds."""
+    declared = dict(schema.columns) if schema else {}
+    missing = [c for c in declared if c not in data.columns]
+    if missing:
+        raise DataError(f"column '{missing[0]}' is in the schema but not in the data; data columns: "
+                        f"{', '.join(data.columns[:40])}")
+    cols = [c for c in declared] + [c for c in data.columns if c not in declared and not is_internal(c)]
+    return cols, declared
+
+
+def _column_findings(cols: dict[str, dict[str, Any]], cfg: QualityConfig, target: str | None,
+                     id_col: str | None) -> tuple[list[Check], list[Finding]]:
+    checks, findings = [], []
+    for c, f in cols.items():
+        n, miss, share = f["rows"], f["missing"], f["missing_share"]
+        checks.append(Check("completeness", c, n, miss))
+        if miss:
+            sev = ("error" if share >= 0.05 else "warning") if c == target else share_severity(share, 0.05, 0.5)
+            findings.append(Finding("missing_values", c, sev, miss,
+                                    f"column '{c}' is {share:.1%} missing ({miss} of {n} rows)"
+                                    + (" — rows without a label cannot be used to train" if c == target else ""),
+                                    {"share": share}))
+        kind = f.get("kind") or f.get("inferred_kind")
+        distinct = f.get("distinct", 0)
+        if distinct <= 1 and c != id_col:
+            findings.append(Finding("constant_column", c, "warning", n,
+                                    f"column '{c}' holds a single value"
+                                    + (f" ({f['top'][0]['value']!r})" if f.get("top") else "")
+                                    + "; it carries no information (clean rule drop_columns)"))
+        elif f.get("_top_share", 0) >= cfg.near_constant_share and c != target:
+            findings.append(Finding("near_constant_column", c, "info", n,
+                                    f"column '{c}': one value covers {f['_top_share']:.1%} of rows",
+                                    {"share": f["_top_share"]}))
+        if kind == "categorical" and distinct > cfg.high_cardinality and c != target:
+            findings.append(Finding("high_cardinality", c, "warning", distinct,
+                                    f"categorical column '{c}' has {distinct} distinct values (more than "
+                                    f"quality.high_cardinality = {cfg.high_cardinality}); declare it text or "
+                                    f"identifier, or group rare values", {"distinct": distinct}))
+        out = f.get("outliers")
+        if out and out["count"] and kind == "numeric" and c != target:
+            findings.append(Finding("outliers", c, "warning" if out["share"] >= 0.05 else "info", out["count"],
+                                    f"column '{c}': {out['count']} values ({out['share']:.2%}) outside "
+                                    f"[{out['lower']:.4g}, {out['upper']:.4g}] ({out['method']})",
+                                    {"share": out["share"], "lower": out["lower"], "upper": out["upper"]}))
+    return checks, findings
+
+
+def _top_shares(data: pl.DataFrame, cols: dict[str, dict[str, Any]]) -> None:
+    """Share of the most common value, for near-constant detection (numbers: only when p01 == p99)."""
+    probe = []
+    for c, f in cols.items():
+        non_null = f["rows"] - f["missing"]
+        if f.get("top"):
+            f["_top_share"] = f["top"][0]["count"] / max(non_null, 1)
+        elif f.get("quantiles") and f["quantiles"]["p01"] is not None and f["quantiles"]["p01"] == f["quantiles"]["p99"]:
+            probe.append((c, f["quantiles"]["p50"], non_null))
+    if probe:
+        row = data.select([(pl.col(c) == v).sum().alias(c) for c, v, _ in probe]).row(0, named=True)
+        for c, _, non_null in probe:
+            cols[c]["_top_share"] = row[c] / max(non_null, 1)
+
+
+def _target_facts(data: pl.DataFrame, target: str, task: str
+                  ) -> tuple[dict[str, Any], list[Finding]]:
+    facts: dict[str, Any] = {"column": target, "task": task}
+    if task != "classification":
+        return facts, []
+    vc = data.get_column(target).drop_nulls().value_counts(sort=True, name="n")
+    total = max(int(vc["n"].sum()), 1)
+    facts["classes"] = [{"value": json_value(v), "count": int(n), "share": n / total} for v, n in vc.iter_rows()]
+    if vc.height < 2:
+        return facts, [Finding("class_imbalance", target, "error", vc.height,
+                               f"target '{target}' has {vc.height} class; a classifier needs at least 2")]
+    ratio = vc["n"][-1] / vc["n"][0]
+    facts["imbalance_ratio"] = ratio
+    if ratio < 0.1:
+        minority = facts["classes"][-1]
+        return facts, [Finding("class_imbalance", target, "warning", int(minority["count"]),
+                               f"target '{target}': class {minority['value']!r} has {minority['count']} rows "
+                               f"({minority['share']:.1%}), {ratio:.1%} of the largest class; prefer f1/pr_auc "
+                               f"metrics and class weights", {"ratio": ratio})]
+    return facts, []
+
+
+def _label_findings(data: pl.DataFrame, target: str, features: list[str], cfg: QualityConfig, seed: int
+                    ) -> tuple[list[dict[str, Any]], list[Finding], dict[str, Any]]:
+    li = cfg.label_issues
+    try:
+        res = find_label_issues(data, target, features=features, model=li.model, folds=li.folds, seed=seed,
+                                max_rows=li.max_rows, top=li.top)
+    except DataError as exc:
+        return [], [], {"label_issues_skipped": str(exc)}
+    info = {"label_issues_rows": res.checked_rows}
+    if not res.total:
+        return [], [], info
+    share = res.total / res.checked_rows
+    f = Finding("label_issues", target, "warning" if share >= 0.01 else "info", res.total,
+                f"{res.total} of {res.checked_rows} checked rows ({share:.1%}) look mislabelled (out-of-fold "
+                f"model disagrees confidently); review label_issues, or use clean rule drop_label_issues / "
+                f"relabel_label_issues", {"share": share, "checked_rows": res.checked_rows, "model": li.model})
+    return res.suspects, [f], info
+
+
+def _shift_findings(shift: dict[str, dict[str, Any]]) -> list[Finding]:
+    out = []
+    for c, r in shift.items():
+        if r["drifted"]:
+            test = f"KS {r['ks']:.3f}" if r["ks"] is not None else f"TVD {r['effect']:.3f}"
+            p = f", p={r['p_value']:.2g}" if r["p_value"] is not None else ""
+            out.append(Finding("split_shift", c, "error" if r["psi"] >= 0.5 else "warning", 1,
+                               f"column '{c}' is distributed differently from the reference: PSI {r['psi']:.3f}, "
+                               f"{test}{p}", {"psi": r["psi"], "p_value": r["p_value"]}))
+    return out
+
+
+def _external(findings: Sequence[Finding | Mapping[str, Any]]) -> tuple[list[Check], list[Finding]]:
+    """Findings from elsewhere (e.g. ``integrate``); source conflicts count against consistency."""
+    fs = [f if isinstance(f, Finding) else Finding.from_dict(f) for f in findings]
+    checks = [Check("consistency", f"source_conflict:{f.column}", int(f.details.get("checked", f.count)), f.count)
+              for f in fs if f.kind == "source_conflict"]
+    return checks, fs
+
+
+def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mapping[str, Any] | None = None, *,
+            reference: Any = None, task: str | None = None,
+            findings: Sequence[Finding | Mapping[str, Any]] = (), seed: int = 0) -> QualityReport:
+    """Profile ``df`` (pandas or Polars) against ``schema`` and the ``quality:`` config.
+
+    ``reference`` (e.g. the train split when ``df`` is the test split) adds per-feature shift;
+    ``task`` defaults to one inferred from the target; ``findings`` from ``integrate`` are merged.
+    Without a schema, every non-internal column is profiled and kinds are inferred.
+    """
+    started = time.perf_counter()
+    cfg = parse_section(QualityConfig, config, "quality")
+    data = to_polars(df)
+    names, declared = _resolve(data, schema)
+    cols = profile_columns(data.select(names), declared, cfg.outliers)
+    kinds = {c: declared.get(c) or cols[c]["inferred_kind"] for c in names}
+    target = schema.target if schema and schema.target in cols else None
+    id_col = schema.id if schema and schema.id in cols else None
+    _top_shares(data, cols)
+    checks, found = _column_findings(cols, cfg, target, id_col)
+    for c in cols.values():
+        c.pop("_top_share", None)
+    n_dup = duplicate_rows(data.select(names))
+    dup_share = n_dup / data.height if data.height else 0.0
+    if n_dup:
+        found.append(Finding("duplicate_rows", None, share_severity(dup_share, 0.01, 0.2), n_dup,
+                             f"{n_dup} rows ({dup_share:.1%}) repeat an earlier row exactly (clean rule "
+                             f"drop_duplicates)", {"share": dup_share}))
+    for ch, fs in (rule_checks(data, cfg.rules, {c: kinds[c] for c in declared}),
+                   cross_checks(data, cfg.checks),
+                   key_checks(data, cfg.keys or ([id_col] if id_col else []), "quality.keys")
+                   if (cfg.keys or id_col) else ([], []),
+                   _external(findings)):
+        checks += ch
+        found += fs
+    sample = data.sample(cfg.sample_rows, seed=seed) if data.height > cfg.sample_rows else data
+    features = [c for c in names if kinds[c] in FEATURE_KINDS and c not in (target, id_col)]
+    numeric = [c for c in features if is_numeric(data.schema[c]) and kinds[c] == "numeric"]
+    correlations = correlated_pairs(sample, numeric, cfg.correlation_threshold)
+    for p in correlations:
+        found.append(Finding("correlated_features", p["a"], "info", 1,
+                             f"columns '{p['a']}' and '{p['b']}' are correlated (r = {p['r']:.3f}); one may be "
+                             f"redundant", {"other": p["b"], "r": p["r"]}))
+    sampled: dict[str, Any] = {"rows": sample.height, "of": data.height}
+    target_facts, leakage, suspects = None, {}, []
+    if target is not None:
+        task = task or infer_task(data.schema[target], kinds[target], cols[target].get("distinct", 0))
+        target_facts, fs = _target_facts(data, target, task)
+        found += fs
+        if cfg.leakage.enabled:
+            leakage, fs = leakage_scores(sample, target, features, task, cfg.leakage, seed)
+            found += fs
+        if task == "classification" and cfg.label_issues.enabled and data.height >= 50 and \
+                len(target_facts.get("classes", [])) >= 2:
+            leaks = {f.column for f in found if f.kind == "target_leakage" and f.severity == "error"}
+            suspects, fs, info = _label_findings(data, target, [c for c in features if c not in leaks], cfg, seed)
+            found += fs
+            sampled.update(info)
+    shift = None
+    if reference is not None:
+        s = cfg.shift
+        shift_cols = {c: kinds[c] for c in features + ([target] if target else [])}
+        shift = compare_distributions(reference, data, shift_cols, s.bins, psi_threshold=s.psi_threshold,
+                                      p_threshold=s.p_threshold, effect_threshold=s.effect_threshold, seed=seed)
+        found += _shift_findings(shift)
+    found.sort(key=lambda f: (-severity_rank(f.severity), _kind_order(f.kind), f.column or ""))
+    scores = compute_scores(checks, dict(cfg.weights))
+    failed = evaluate_gate(cfg.gate, scores, found, cols, dup_share)
+    return QualityReport(
+        rows=data.height, columns_count=len(names), scores=scores, gate={"passed": not failed, "failed": failed},
+        columns=cols, findings=found, label_issues=suspects, shift=shift, target=target_facts,
+        duplicates={"rows": n_dup, "share": dup_share}, correlations=correlations, leakage=leakage,
+        checks=[{"dimension": c.dimension, "name": c.name, "checked": c.checked, "failed": c.failed,
+                 "pass_rate": c.pass_rate} for c in checks],
+        sampled=sampled, duration_s=round(time.perf_counter() - started, 3))
+
+
+def _kind_order(kind: str) -> int:
+    return FINDING_KINDS.index(kind) if kind in FINDING_KINDS else len(FINDING_KINDS)

@@ -1,0 +1,162 @@
+"""Distribution shift between a reference table and a current one, per feature.
+
+Used for train vs test splits by ``profile`` and, unchanged, for training data vs live traffic by
+monitoring. Per column:
+
+* **PSI** (population stability index) on bins taken from the *reference*: quantile bins for
+  numbers and dates, the most frequent categories (+ "other") for categoricals, plus a bin for
+  missing values when either side has some. Shares are Laplace-smoothed so empty bins stay finite.
+  Rule of thumb: < 0.1 stable, 0.1–0.25 moderate, > 0.25 large.
+* **KS** statistic and p-value (two-sample Kolmogorov–Smirnov) for numbers and dates.
+* **chi²** p-value on the category counts, with the total variation distance as its effect size.
+
+A p-value alone flags negligible differences on large tables, so a column is ``drifted`` when its
+PSI reaches ``psi_threshold``, or when the test is significant (``p < p_threshold``) *and* the effect
+(KS statistic or total variation distance) reaches ``effect_threshold``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping
+
+import numpy as np
+import polars as pl
+
+from ..errors import ConfigError, DataError
+from ._tables import is_numeric, to_polars
+
+__all__ = ["CATEGORICAL_KINDS", "NUMERIC_KINDS", "compare_distributions", "numeric_edges", "psi"]
+
+NUMERIC_KINDS = ("numeric", "datetime")
+CATEGORICAL_KINDS = ("categorical", "boolean")
+MAX_CATEGORIES = 30
+KS_ROWS = 200_000  # each side is sampled to this many values for the KS test
+
+
+def psi(reference_counts: np.ndarray, current_counts: np.ndarray, alpha: float = 0.5) -> float:
+    """Population stability index of two count vectors over the same bins (Laplace-smoothed)."""
+    r = np.asarray(reference_counts, dtype=float)
+    c = np.asarray(current_counts, dtype=float)
+    rs = (r + alpha) / (r.sum() + alpha * len(r))
+    cs = (c + alpha) / (c.sum() + alpha * len(c))
+    return float(np.sum((cs - rs) * np.log(cs / rs)))
+
+
+def numeric_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Interior cut points at the reference's quantiles (duplicates merged, so ties share a bin)."""
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return np.array([])
+    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+
+
+def _as_float(s: pl.Series) -> np.ndarray:
+    if s.dtype.is_temporal():
+        s = s.to_physical()
+    return s.cast(pl.Float64).to_numpy()
+
+
+def _sample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
+    return x if x.size <= n else np.random.default_rng(seed).choice(x, n, replace=False)
+
+
+def _numeric(ref: pl.Series, cur: pl.Series, bins: int, seed: int) -> dict[str, Any]:
+    from scipy.stats import ks_2samp
+
+    r, c = _as_float(ref), _as_float(cur)
+    edges = numeric_edges(r, bins)
+    r_ok, c_ok = ~np.isnan(r), ~np.isnan(c)
+    nb = len(edges) + 1
+    rc = np.bincount(np.searchsorted(edges, r[r_ok], side="right"), minlength=nb)
+    cc = np.bincount(np.searchsorted(edges, c[c_ok], side="right"), minlength=nb)
+    labels = [f"<= {edges[0]:.4g}"] if len(edges) else ["all"]
+    labels += [f"({a:.4g}, {b:.4g}]" for a, b in itertools.pairwise(edges)]
+    if len(edges):
+        labels.append(f"> {edges[-1]:.4g}")
+    rc, cc, labels = _with_missing(rc, cc, labels, int((~r_ok).sum()), int((~c_ok).sum()))
+    rv, cv = r[r_ok], c[c_ok]
+    if rv.size and cv.size:
+        test = ks_2samp(_sample(rv, KS_ROWS, seed), _sample(cv, KS_ROWS, seed + 1))
+        ks, p = float(test.statistic), float(test.pvalue)
+    else:
+        ks, p = None, None
+    return {"method": "psi+ks", "psi": psi(rc, cc), "ks": ks, "p_value": p, "effect": ks,
+            "bins": _bins(labels, rc, cc)}
+
+
+def _categorical(ref: pl.Series, cur: pl.Series) -> dict[str, Any]:
+    from scipy.stats import chi2_contingency
+
+    r, c = ref.cast(pl.String), cur.cast(pl.String)
+    top = (r.drop_nulls().value_counts(sort=True, name="n").head(MAX_CATEGORIES)
+           .get_column(r.name).to_list())
+    cats = sorted(top)
+    idx = {v: i for i, v in enumerate(cats)}
+
+    def counts(s: pl.Series) -> np.ndarray:
+        out = np.zeros(len(cats) + 1, dtype=np.int64)
+        for v, n in s.drop_nulls().value_counts(name="n").iter_rows():
+            out[idx.get(v, len(cats))] += n
+        return out
+
+    rc, cc = counts(r), counts(c)
+    labels = [*cats, "(other)"]
+    if rc[-1] == 0 and cc[-1] == 0:
+        rc, cc, labels = rc[:-1], cc[:-1], labels[:-1]
+    rc, cc, labels = _with_missing(rc, cc, labels, r.null_count(), c.null_count())
+    table = np.vstack([rc, cc])
+    table = table[:, table.sum(axis=0) > 0]
+    p = None
+    if table.shape[1] >= 2 and rc.sum() and cc.sum():
+        p = float(chi2_contingency(table).pvalue)
+    elif rc.sum() and cc.sum():
+        p = 1.0
+    tvd = 0.5 * float(np.abs(rc / max(rc.sum(), 1) - cc / max(cc.sum(), 1)).sum())
+    return {"method": "psi+chi2", "psi": psi(rc, cc), "ks": None, "p_value": p, "effect": tvd,
+            "bins": _bins(labels, rc, cc)}
+
+
+def _with_missing(rc: np.ndarray, cc: np.ndarray, labels: list[str], r_miss: int, c_miss: int
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if r_miss or c_miss:
+        return np.append(rc, r_miss), np.append(cc, c_miss), [*labels, "(missing)"]
+    return rc, cc, labels
+
+
+def _bins(labels: list[str], rc: np.ndarray, cc: np.ndarray) -> list[dict[str, Any]]:
+    rt, ct = max(int(rc.sum()), 1), max(int(cc.sum()), 1)
+    return [{"bin": lab, "reference": int(a) / rt, "current": int(b) / ct} for lab, a, b in zip(labels, rc, cc, strict=True)]
+
+
+def compare_distributions(reference: Any, current: Any, columns_kinds: Mapping[str, str], bins: int = 10, *,
+                          psi_threshold: float = 0.2, p_threshold: float = 0.01, effect_threshold: float = 0.1,
+                          seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Per column ``{"method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins"}``.
+
+    ``columns_kinds`` maps the columns to compare to their kind: numeric/datetime columns get PSI
+    + KS, categorical/boolean ones PSI + chi²; text and identifier columns are skipped. ``bins`` is
+    the number of reference quantile bins for numbers. Values are plain floats (JSON-ready).
+    """
+    if bins < 2:
+        raise ConfigError(f"shift bins: must be >= 2, got {bins}")
+    ref, cur = to_polars(reference, "reference"), to_polars(current, "current")
+    out: dict[str, dict[str, Any]] = {}
+    for col, kind in columns_kinds.items():
+        for name, frame in (("reference", ref), ("current", cur)):
+            if col not in frame.columns:
+                raise DataError(f"shift: column '{col}' is missing from the {name} table; its columns: "
+                                f"{', '.join(frame.columns[:40])}")
+        if kind in NUMERIC_KINDS and (is_numeric(ref.schema[col]) or ref.schema[col].is_temporal()):
+            res = _numeric(ref.get_column(col), cur.get_column(col), bins, seed)
+        elif kind in (*NUMERIC_KINDS, *CATEGORICAL_KINDS):
+            res = _categorical(ref.get_column(col), cur.get_column(col))
+        else:
+            continue
+        p, effect = res["p_value"], res["effect"]
+        res["drifted"] = bool(res["psi"] >= psi_threshold
+                              or (p is not None and p < p_threshold and effect is not None
+                                  and effect >= effect_threshold))
+        res["kind"] = kind
+        out[col] = {k: res[k] for k in ("method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins")}
+    return out

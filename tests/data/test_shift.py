@@ -1,0 +1,78 @@
+"""compare_distributions: a shifted column drifts, an unshifted one does not, for each method."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from modelloop.data.shift import compare_distributions, numeric_edges, psi
+from modelloop.errors import ConfigError, DataError
+
+KINDS = {"moved": "numeric", "same": "numeric", "cat_moved": "categorical", "cat_same": "categorical",
+         "flag": "boolean", "when": "datetime", "note": "text"}
+
+
+@pytest.fixture(scope="module")
+def frames() -> tuple[pl.DataFrame, pl.DataFrame]:
+    rng = np.random.default_rng(0)
+    n = 4000
+
+    def table(shift: float, probs: list[float]) -> pl.DataFrame:
+        start = dt.datetime(2024, 1, 1)
+        return pl.DataFrame({
+            "moved": rng.normal(shift, 1, n), "same": rng.lognormal(0, 1, n),
+            "cat_moved": rng.choice(["a", "b", "c"], n, p=probs), "cat_same": rng.choice(["x", "y"], n),
+            "flag": rng.random(n) < 0.3,
+            "when": [start + dt.timedelta(hours=int(h)) for h in rng.integers(0, 5000, n)],
+            "note": ["free text"] * n,
+        })
+
+    return table(0.0, [0.5, 0.3, 0.2]), table(0.8, [0.2, 0.3, 0.5])
+
+
+def test_shifted_columns_drift_and_unshifted_do_not(frames) -> None:
+    ref, cur = frames
+    res = compare_distributions(ref, cur, KINDS)
+    assert set(res) == set(KINDS) - {"note"}  # text is not compared
+    assert {c for c, r in res.items() if r["drifted"]} == {"moved", "cat_moved"}
+    assert res["moved"]["method"] == "psi+ks" and res["moved"]["ks"] > 0.2 and res["moved"]["p_value"] < 1e-6
+    assert res["moved"]["psi"] > 0.2 and res["same"]["psi"] < 0.05
+    assert res["cat_moved"]["method"] == "psi+chi2" and res["cat_moved"]["ks"] is None
+    assert res["cat_moved"]["p_value"] < 1e-6 and res["cat_same"]["p_value"] > 0.001
+    assert res["when"]["method"] == "psi+ks" and not res["when"]["drifted"]
+    assert sum(b["reference"] for b in res["moved"]["bins"]) == pytest.approx(1.0)
+    assert len(res["moved"]["bins"]) == 10  # deciles of the reference
+
+
+def test_thresholds_are_parameters(frames) -> None:
+    ref, cur = frames
+    lax = compare_distributions(ref, cur, {"moved": "numeric"}, psi_threshold=10, effect_threshold=0.9)
+    assert not lax["moved"]["drifted"]
+    strict = compare_distributions(ref, ref.sample(fraction=0.5, seed=1), {"same": "numeric"}, psi_threshold=1e-9)
+    assert strict["same"]["drifted"]
+
+
+def test_missing_values_get_their_own_bin_and_pandas_works() -> None:
+    ref = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0] * 50, "c": ["u", "v", None, "u"] * 50})
+    cur = pd.DataFrame({"a": [1.0, np.nan, np.nan, np.nan] * 50, "c": ["u", None, None, None] * 50})
+    res = compare_distributions(ref, cur, {"a": "numeric", "c": "categorical"}, bins=4)
+    assert res["a"]["bins"][-1] == {"bin": "(missing)", "reference": 0.0, "current": 0.75}
+    assert res["a"]["drifted"] and res["c"]["drifted"]
+
+
+def test_psi_helpers() -> None:
+    assert psi(np.array([10, 20, 30]), np.array([10, 20, 30])) == pytest.approx(0.0)
+    assert psi(np.array([50, 50]), np.array([90, 10])) > 0.5
+    assert numeric_edges(np.array([1.0, 1.0, 1.0, 2.0]), 4).tolist() == [1.0, 1.25]
+
+
+def test_errors_name_the_column_and_table(frames) -> None:
+    ref, cur = frames
+    with pytest.raises(DataError, match=r"column 'moved' is missing from the current table"):
+        compare_distributions(ref, cur.drop("moved"), {"moved": "numeric"})
+    with pytest.raises(ConfigError, match="bins"):
+        compare_distributions(ref, cur, {"moved": "numeric"}, bins=1)

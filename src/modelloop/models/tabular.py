@@ -327,7 +327,11 @@ def encode_labels(y: pd.Series | np.ndarray, task: str) -> tuple[np.ndarray, lis
             return values.astype("float64"), None
         except (TypeError, ValueError) as exc:
             raise DataError("a regression target must be numeric") from exc
-    classes, idx = np.unique(values, return_inverse=True)
+    try:
+        classes, idx = np.unique(values, return_inverse=True)
+    except TypeError as exc:
+        kinds = sorted({type(v).__name__ for v in values})
+        raise DataError(f"the target mixes value types {kinds}; give every label the same type") from exc
     if len(classes) < 2:
         raise DataError(f"the target has a single class {list(classes)}; classification needs two or more")
     return idx.astype(np.int64), [_py(c) for c in classes]

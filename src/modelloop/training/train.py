@@ -42,7 +42,7 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
           progress: Callable[[int, float], None] | None = None,
           register_as_production: bool | None = None) -> dict[str, Any]:
     """Search, fit, evaluate on the frozen test split, register. Returns a JSON-ready summary."""
-    cfg, cat = ws.config, ws.catalog
+    cfg = ws.config
     row, df, schema = load_dataset(ws, dataset)
     side = ensure_split(ws, row, df)
     train_df = df[side == "train"].reset_index(drop=True)

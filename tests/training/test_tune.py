@@ -1,0 +1,289 @@
+"""The search: defaults-first trials, thresholds, ensembles, failures, budget and resume after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import VotingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from modelloop.data.schema import Schema
+from modelloop.errors import ConfigError, ModelloopError
+from modelloop.evaluation.metrics import score
+from modelloop.training import (
+    SearchSettings,
+    blend,
+    blend_estimator,
+    caruana_weights,
+    run_search,
+    tune_threshold,
+)
+from modelloop.training import tune as tune_module
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    data = load_breast_cancer(as_frame=True)
+    X = data.data
+    y = pd.Series(np.where(data.target == 1, "benign", "malignant"))
+    schema = Schema(columns={c: "numeric" for c in X.columns})
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    return X, y, schema, folds
+
+
+def _search(cancer, tmp: Path, name: str = "s", storage: str | None = None, progress=None, **overrides):
+    X, y, schema, folds = cancer
+    calls: list = []
+    settings = SearchSettings(**{"task": "binary", "metric": "f1", "budget": None, **overrides})
+    result = run_search(X, y, schema=schema, folds=folds, settings=settings,
+                        storage=storage or f"sqlite:///{tmp / 'optuna.db'}", study_name=name,
+                        work_dir=tmp / name, on_trial=calls.append, progress=progress)
+    return result, calls
+
+
+# --------------------------------------------------------------------------- threshold
+@pytest.mark.parametrize("metric", ["f1", "f1_macro", "f1_weighted"])
+def test_tune_threshold_matches_brute_force(metric):
+    rng = np.random.default_rng(0)
+    y = (rng.random(300) < 0.2).astype(int)
+    p1 = np.clip(0.3 * y + rng.random(300) * 0.7, 0, 1).round(2)   # rounding creates ties
+    threshold, best = tune_threshold(y, p1, metric)
+    brute = max(score(metric, y, np.c_[1 - p1, p1], threshold=t) for t in np.r_[np.unique(p1), 1.01])
+    assert best == pytest.approx(brute)
+    assert score(metric, y, np.c_[1 - p1, p1], threshold=threshold) == pytest.approx(best)
+
+
+def test_tune_threshold_rejects_other_metrics():
+    with pytest.raises(ConfigError, match="threshold tuning supports"):
+        tune_threshold(np.array([0, 1]), np.array([0.2, 0.8]), "roc_auc")
+
+
+# --------------------------------------------------------------------------- ensemble selection
+def test_caruana_weights_sum_to_one_and_beat_members():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=500)
+    members = [truth + rng.normal(scale=1.0, size=500) for _ in range(3)]   # independent errors
+    rmse = lambda out: float(np.sqrt(np.mean((out - truth) ** 2)))         # noqa: E731
+    weights, value = caruana_weights(members, rmse, maximize=False)
+    assert weights.sum() == pytest.approx(1.0) and (weights > 0).sum() >= 2
+    assert value < min(rmse(m) for m in members)
+    assert value == pytest.approx(rmse(blend(members, weights)))
+    same, _ = caruana_weights([members[0], members[0]], rmse, maximize=False)
+    assert (same > 0).sum() == 1
+
+
+def test_blend_estimator_is_the_weighted_average(cancer):
+    X, y, _, _ = cancer
+    yi = (y == "malignant").to_numpy().astype(int)
+    fitted = [Pipeline([("s", StandardScaler()), ("m", LogisticRegression(C=c))]).fit(X, yi)
+              for c in (0.01, 1.0)]
+    est = blend_estimator(fitted, [0.25, 0.75], task="binary", n_classes=2)
+    expected = 0.25 * fitted[0].predict_proba(X) + 0.75 * fitted[1].predict_proba(X)
+    np.testing.assert_allclose(est.predict_proba(X), expected)
+
+
+# --------------------------------------------------------------------------- run_search
+def test_search_never_worse_than_defaults_and_tunes_threshold(cancer, tmp_path):
+    ticks: list = []
+    result, calls = _search(cancer, tmp_path, n_trials=8, ensemble=False,
+                            progress=lambda n, s: ticks.append((n, s)))
+    trials = {t.number: t for t in result.trials}
+    assert len(result.trials) == len(calls) == 8 and result.resumed_trials == 0
+    assert [trials[i].family for i in range(3)] == ["lightgbm", "xgboost", "linear"]
+    assert trials[0].params["num_leaves"] == 31 and trials[0].best_iteration > 0
+    assert result.validation_score >= trials[0].value
+    assert result.validation_score == pytest.approx(result.best_single.value)
+    assert result.threshold is not None and 0 < result.threshold < 1
+    assert result.model.threshold_ == result.threshold
+    assert {t.state for t in result.trials} <= {"complete", "pruned"}
+    for t in result.trials:
+        assert (tmp_path / "s" / f"trial_{t.number}.npy").exists() == (t.state == "complete")
+    X, y, _, _ = cancer
+    assert (result.model.predict(X) == y.to_numpy()).mean() > 0.95
+    assert set(result.model.predict(X)) == {"benign", "malignant"}
+    assert [n for n, _ in ticks] == list(range(1, 9)) and ticks[-1][1] > ticks[0][1] > 0
+
+
+def test_ensemble_kept_when_better(cancer, tmp_path):
+    result, _ = _search(cancer, tmp_path, metric="log_loss", families=["lightgbm", "linear"], n_trials=5)
+    ens = result.ensemble
+    assert ens is not None and ens["kept"] and len(ens["members"]) >= 2
+    assert sum(ens["weights"]) == pytest.approx(1.0)
+    assert ens["score"] < result.best_single.value                 # log_loss: lower is better
+    assert result.validation_score == pytest.approx(ens["score"])
+    assert result.threshold is None                                # not an F1-type metric
+    est = result.model.estimator_
+    assert isinstance(est, VotingClassifier) and len(est.estimators_) == len(ens["members"])
+    assert result.model.describe()["members"] == ens["members"]
+    X, _, _, _ = cancer
+    assert result.model.predict_proba(X).shape == (len(X), 2)
+
+
+def test_ensemble_not_kept_when_not_better(cancer, tmp_path):
+    result, _ = _search(cancer, tmp_path, families=["linear"], n_trials=3, ensemble_size=1)
+    assert result.ensemble is not None and result.ensemble["kept"] is False
+    assert isinstance(result.model.estimator_, Pipeline)
+    assert result.validation_score == pytest.approx(result.best_single.value)
+
+
+def test_regression_search_and_warm_start(tmp_path):
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "c": rng.choice(["u", "v"], 300)})
+    y = pd.Series(2 * X["a"] + (X["c"] == "u") + rng.normal(scale=0.1, size=300))
+    schema = Schema(columns={"a": "numeric", "c": "categorical"})
+    folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+    settings = SearchSettings(task="regression", metric="rmse", families=["lightgbm", "linear"],
+                              n_trials=3, budget=None)
+    result = run_search(X, y, schema=schema, folds=folds, settings=settings,
+                        storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="r", work_dir=tmp_path / "w",
+                        warm_start=[{"family": "lightgbm", "num_leaves": 7, "n_estimators": 5}])
+    assert result.threshold is None and result.direction == "minimize"
+    assert result.trials[2].params["num_leaves"] == 7          # warm start runs right after defaults
+    assert result.validation_score < 0.5
+    assert result.model.predict(X).shape == (300,)
+
+
+def test_failed_trials_are_recorded_and_search_goes_on(cancer, tmp_path):
+    X, y, schema, folds = cancer
+    settings = SearchSettings(task="binary", metric="f1", families=["xgboost"], n_trials=2, budget=None,
+                              ensemble=False)
+    result = run_search(X, y, schema=schema, folds=folds[:2], settings=settings,
+                        storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="f", work_dir=tmp_path / "w",
+                        warm_start=[{"family": "xgboost", "max_depth": -3}])
+    failed = [t for t in result.trials if t.state == "failed"]
+    assert len(failed) == 1 and "max_depth" in failed[0].error and failed[0].value is None
+    assert result.best_single.state == "complete"
+
+
+def test_no_completed_trial_raises_with_first_error(cancer, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom in fit")
+
+    monkeypatch.setattr(tune_module, "fit_estimator", broken)
+    with pytest.raises(ModelloopError, match="no trial completed; first error: RuntimeError: boom in fit"):
+        _search(cancer, tmp_path, families=["linear"], n_trials=2)
+
+
+def test_budget_spans_resumed_runs(cancer, tmp_path):
+    first, calls = _search(cancer, tmp_path, families=["linear"], budget=1.0, ensemble=False)
+    assert calls
+    again, calls = _search(cancer, tmp_path, families=["linear"], budget=1.0, ensemble=False)
+    assert calls == [] and again.resumed_trials == len(first.trials)
+
+
+def test_lost_oof_files_are_recomputed_on_resume(cancer, tmp_path):
+    first, _ = _search(cancer, tmp_path, families=["linear"], n_trials=2)
+    for npy in (tmp_path / "s").glob("trial_*.npy"):
+        npy.unlink()
+    again, calls = _search(cancer, tmp_path, families=["linear"], n_trials=2)
+    assert calls == [] and again.validation_score == pytest.approx(first.validation_score)
+    assert (tmp_path / "s" / f"trial_{again.best_single.number}.npy").exists()
+
+
+def test_bad_settings_are_config_errors(cancer, tmp_path):
+    with pytest.raises(ConfigError, match="budget or n_trials"):
+        _search(cancer, tmp_path, n_trials=None, budget=None)
+    with pytest.raises(ConfigError, match="families"):
+        _search(cancer, tmp_path, families=["catboost"], n_trials=1)
+
+
+# --------------------------------------------------------------------------- resume
+def test_resume_runs_only_the_missing_trials(cancer, tmp_path, store_url):
+    first, calls = _search(cancer, tmp_path, storage=store_url, families=["lightgbm", "linear"],
+                           n_trials=4, ensemble=False)
+    assert len(calls) == 4
+    second, calls = _search(cancer, tmp_path, storage=store_url, families=["lightgbm", "linear"],
+                            n_trials=6, ensemble=False)
+    assert len(calls) == 2 and [c.number for c in calls] == [4, 5]
+    assert second.resumed_trials == 4 and len(second.trials) == 6
+    with pytest.raises(ConfigError, match="started with other data or settings"):
+        _search(cancer, tmp_path, storage=store_url, families=["lightgbm", "linear"], metric="accuracy",
+                n_trials=7)
+
+
+def test_keyboard_interrupt_leaves_a_resumable_study(cancer, tmp_path, monkeypatch):
+    real = tune_module._cross_validate
+
+    def interrupt_second(family, params, data, settings, trial=None, deadline=np.inf):
+        if trial is not None and trial.number == 1:
+            raise KeyboardInterrupt
+        return real(family, params, data, settings, trial, deadline)
+
+    monkeypatch.setattr(tune_module, "_cross_validate", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        _search(cancer, tmp_path, families=["lightgbm", "linear"], n_trials=3, ensemble=False)
+    monkeypatch.setattr(tune_module, "_cross_validate", real)
+    result, calls = _search(cancer, tmp_path, families=["lightgbm", "linear"], n_trials=3, ensemble=False)
+    assert result.resumed_trials == 1 and len(calls) == 2
+    assert calls[0].family == "linear" and calls[0].params == {"C": 1.0}  # the interrupted default
+
+
+_KILLED_SCRIPT = """
+import sys, time
+from pathlib import Path
+import numpy as np, pandas as pd
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import StratifiedKFold
+from modelloop.data.schema import Schema
+from modelloop.training import SearchSettings, run_search
+from modelloop.training import tune
+
+tmp, marker = Path(sys.argv[1]), Path(sys.argv[2])
+real = tune._cross_validate
+
+def stall_on_third(family, params, data, settings, trial=None, deadline=np.inf):
+    if trial is not None and trial.number == 2:
+        marker.write_text("running")
+        time.sleep(120)
+    return real(family, params, data, settings, trial, deadline)
+
+tune._cross_validate = stall_on_third
+data = load_breast_cancer(as_frame=True)
+X, y = data.data, pd.Series(np.where(data.target == 1, "benign", "malignant"))
+folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+run_search(X, y, schema=Schema(columns={c: "numeric" for c in X.columns}), folds=folds,
+           settings=SearchSettings(task="binary", metric="f1", budget=None, n_trials=10),
+           storage=f"sqlite:///{tmp / 'optuna.db'}", study_name="s", work_dir=tmp / "s")
+"""
+
+
+def test_resume_after_sigkill_reuses_finished_trials(cancer, tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(textwrap.dedent(_KILLED_SCRIPT))
+    marker = tmp_path / "marker"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), str(marker)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the search in the subprocess never reached trial 2"
+            time.sleep(0.1)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "RUNNING"]
+
+    result, calls = _search(cancer, tmp_path, n_trials=4, ensemble=False)
+    assert result.resumed_trials == 2
+    assert [c.number for c in calls] == [3, 4]                     # 0 and 1 were not re-run
+    assert calls[0].family == "linear" and calls[0].params == {"C": 1.0}   # the killed default, again
+    assert [t.number for t in result.trials] == [0, 1, 3, 4]
+    assert optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials[2].state \
+        == optuna.trial.TrialState.FAIL

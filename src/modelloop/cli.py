@@ -74,6 +74,24 @@ def ingest(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
 
 @app.command()
+def profile(config: str = ConfigOpt, dataset: str | None = typer.Option(None, "--dataset", help="id or vN"),
+            as_json: bool = JsonOpt) -> None:
+    """Quality report of the current dataset version: HTML + JSON, scores and findings."""
+    from .ui import render_profile
+
+    _emit(_project(config).profile(dataset=dataset), as_json, render_profile)
+
+
+@app.command()
+def clean(config: str = ConfigOpt, dataset: str | None = typer.Option(None, "--dataset", help="id or vN"),
+          as_json: bool = JsonOpt) -> None:
+    """Apply the cleaning rules in modelloop.yaml -> a new dataset version with lineage."""
+    from .ui import render_clean
+
+    _emit(_project(config).clean(dataset=dataset), as_json, render_clean)
+
+
+@app.command()
 def train(config: str = ConfigOpt, budget: float | None = typer.Option(
               None, "--budget", min=1, help="seconds for the whole search"),
           trials: int | None = typer.Option(None, "--trials", min=1, help="cap on finished trials"),

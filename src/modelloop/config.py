@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError
 from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
@@ -102,6 +103,8 @@ class Config(_Section):
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -187,6 +190,13 @@ def _format_error(err: dict) -> str:
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{path}: unknown key{hint}; allowed: {', '.join(allowed)}"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        ctx = err.get("ctx") or {}
+        tag = ctx.get("tag", value.get(ctx.get("discriminator", "").strip("'")) if isinstance(value, dict) else value)
+        key = f"{path}.{ctx.get('discriminator', 'action').strip(chr(39))}"
+        if "expected_tags" not in ctx:
+            return f"{key}: required, but missing"
+        return f"{key}: must be one of {ctx['expected_tags']}, got {json.dumps(tag, default=str)}"
     if err["type"] == "missing":
         return f"{path}: required, but missing"
     msg = err["msg"]

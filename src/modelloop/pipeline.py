@@ -21,9 +21,23 @@ def run_pipeline(project: Project, *, budget: float | None = None, trials: int |
     note = on_stage or (lambda _s: None)
     note("ingest")
     dataset = project.ingest()
+    cleaned = None
+    if project.config.clean.rules:
+        note("clean")
+        cleaned = project.clean(dataset=dataset["id"])
+        dataset = cleaned
+    note("profile")
+    quality = project.profile(dataset=dataset["id"])
+    gate = quality["gate"]
+    if not gate["passed"]:
+        from .data.quality import QualityReport
+
+        QualityReport.from_dict(quality).raise_for_gate()
     note("train")
-    trained = project.train(budget=budget, trials=trials, progress=progress)
-    return {"dataset": _dataset_brief(dataset), **{k: v for k, v in trained.items() if k != "dataset"}}
+    trained = project.train(budget=budget, trials=trials, progress=progress, dataset=dataset["id"])
+    return {"dataset": _dataset_brief(dataset), **{k: v for k, v in trained.items() if k != "dataset"},
+            "quality": {"scores": quality["scores"], "gate": gate, "report": quality.get("report")},
+            "clean": None if cleaned is None else {"created": cleaned["created"], "changes": cleaned["changes"]}}
 
 
 def _dataset_brief(row: dict[str, Any]) -> dict[str, Any]:

@@ -30,12 +30,24 @@ class Project:
 
         return ingest(self.workspace)
 
-    def train(self, *, budget: float | None = None, trials: int | None = None,
+    def profile(self, *, dataset: str | None = None) -> dict[str, Any]:
+        """Quality report of a dataset version (latest by default): scores, gate, findings; HTML + JSON."""
+        from .data.stages import profile_dataset
+
+        return profile_dataset(self.workspace, dataset)
+
+    def clean(self, *, dataset: str | None = None) -> dict[str, Any]:
+        """Apply the ``clean:`` rules -> a new dataset version whose parent is the input."""
+        from .data.stages import clean_dataset
+
+        return clean_dataset(self.workspace, dataset)
+
+    def train(self, *, budget: float | None = None, trials: int | None = None, dataset: str | None = None,
               progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
         """Search, fit, evaluate on the frozen test split and register a model version."""
         from .training.train import train
 
-        return train(self.workspace, budget=budget, trials=trials, progress=progress)
+        return train(self.workspace, budget=budget, trials=trials, dataset=dataset, progress=progress)
 
     def evaluate(self, *, model: str | None = None, data: str | None = None) -> dict[str, Any]:
         """Metrics of a model (production by default) on its test split or a labeled file."""

@@ -144,3 +144,35 @@ def render_retrain(r: dict[str, Any]) -> None:
         t.add_row(f"{part} ({r['rows'][part]} rows)", _fmt(ch["metrics"][part].get(r["metric"])),
                   _fmt(cl["metrics"][part].get(r["metric"])))
     out.print(t)
+
+
+def render_profile(r: dict[str, Any]) -> None:
+    d, sc, gate = r["dataset"], r["scores"], r["gate"]
+    out.print(f"[bold]dataset v{d['version']}[/] ({d['id']}, {d['rows']} rows) — quality "
+              f"{sc['overall']:.1f}/100 (completeness {sc['completeness']:.1f}, validity {sc['validity']:.1f}, "
+              f"consistency {sc['consistency']:.1f})")
+    out.print("gate: [green]passed[/]" if gate["passed"] else "gate: [red]failed[/]")
+    for f in gate.get("failed", []):
+        out.print(f"  [red]✗[/] {f['message']}")
+    t = Table(title="findings", header_style="bold")
+    for c in ("severity", "kind", "column", "count", "message"):
+        t.add_column(c)
+    for f in r["findings"][:20]:
+        t.add_row(f["severity"], f["kind"], f.get("column") or "", str(f.get("count", "")), f["message"])
+    out.print(t)
+    if len(r["findings"]) > 20:
+        out.print(f"... and {len(r['findings']) - 20} more in the report")
+    if r.get("report"):
+        out.print(f"report: {r['report']['html']}")
+
+
+def render_clean(r: dict[str, Any]) -> None:
+    state = "new version" if r.get("created") else "no change (existing version)"
+    out.print(f"dataset [bold]{r['id']}[/] (v{r['seq']}, parent {r['parent']}): {r['rows']} rows — {state}")
+    t = Table(title="rules", header_style="bold")
+    for c in ("#", "action", "columns", "rows changed", "cells changed", "rows dropped"):
+        t.add_column(c)
+    for ch in r["changes"]:
+        t.add_row(str(ch.get("rule", "")), ch.get("action", ""), ",".join(ch.get("columns") or []),
+                  str(ch.get("rows_changed", "")), str(ch.get("cells_changed", "")), str(ch.get("rows_dropped", "")))
+    out.print(t)

@@ -399,9 +399,18 @@ class TabularModel(BaseEstimator):
             raise ConfigError("TabularModel needs a schema (column -> kind)")
         return self.schema
 
+    def clean_inputs(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Replay the cleaning steps the training data went through (imputation, text normalisation)."""
+        plan = getattr(self, "cleaning_plan_", None)
+        if not plan:
+            return X
+        from ..data.cleaning import CleaningPlan
+
+        return CleaningPlan.from_dict(plan).apply_inference(X)
+
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         self._check_fitted()
-        return prepare_features(X, self.prepared_schema())
+        return prepare_features(self.clean_inputs(X), self.prepared_schema())
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """(n, K) class probabilities in ``classes_`` order."""

@@ -73,6 +73,9 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
                             work_dir=ws.study_dir(study), on_trial=on_trial, progress=progress,
                             warm_start=warm_start)
         model = result.model
+        from ..data.stages import cleaning_plan
+
+        model.cleaning_plan_ = cleaning_plan(ws, row)
         evaluation = evaluate_model(model, test_df, target=target, task=task)
         tracker.log(run_id, params={"metric": cfg.metric, "task": task, "dataset": row["id"],
                                     "best_family": result.best_single.family,

@@ -1,0 +1,108 @@
+"""The profile and clean stages: quality report of a dataset version, and cleaning into a new one.
+
+``profile`` scores the latest (or a named) version, compares its train and test splits, stores a
+summary in the catalog and writes the report as HTML and JSON. ``clean`` applies the ``clean:``
+rules in order and records a new version whose parent is the input, whose manifest holds, per rule,
+what changed, and the replayable plan that prediction-time code applies to incoming records.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from ..workspace import Workspace
+from .ingest import ensure_split, load_dataset
+from .schema import Schema
+from .snapshot import ROW_ID, content_hash, read_manifest, write_snapshot
+
+__all__ = ["profile_dataset", "clean_dataset", "cleaning_plan"]
+
+
+def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = True) -> dict[str, Any]:
+    """The quality report (JSON contract: scores, gate, columns, findings) of a dataset version."""
+    from .quality import profile
+
+    cfg = ws.config
+    row, df, schema = load_dataset(ws, dataset)
+    side = ensure_split(ws, row, df)
+    frame = df.drop(columns=[c for c in df.columns if c.startswith("_")])
+    task = "regression" if cfg.task == "regression" else None
+    report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed)
+    shift = _split_shift(frame, side, schema, cfg)
+    result = report.to_dict()
+    if shift is not None:
+        result["shift"] = shift
+    result["dataset"] = {"id": row["id"], "version": row["seq"], "rows": row["rows"]}
+    ws.catalog.set_dataset_quality(row["id"], {"scores": result["scores"], "passed": result["gate"]["passed"],
+                                               "findings": len(result["findings"])})
+    if write:
+        base = ws.reports_dir / f"quality-{row['id']}"
+        _atomic(base.with_suffix(".json"), json.dumps(result, indent=2, default=str))
+        _atomic(base.with_suffix(".html"), report.to_html(title=f"{cfg.name} — data quality, dataset "
+                                                                  f"v{row['seq']} ({row['id']})"))
+        result["report"] = {"html": str(base.with_suffix(".html")), "json": str(base.with_suffix(".json"))}
+    return result
+
+
+def _split_shift(frame: pd.DataFrame, side: pd.Series, schema: Schema, cfg: Any) -> dict | None:
+    """Per-feature distance between the train and the frozen test split (the same code monitoring uses)."""
+    from .shift import compare_distributions
+
+    if not (side == "test").any() or not (side == "train").any():
+        return None
+    kinds = {c: schema.columns[c] for c in schema.features()}
+    return compare_distributions(frame.loc[side == "train", list(kinds)], frame.loc[side == "test", list(kinds)],
+                                 kinds, psi_threshold=cfg.monitor.psi_threshold, p_threshold=cfg.monitor.p_value)
+
+
+def _atomic(path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def clean_dataset(ws: Workspace, dataset: str | None = None) -> dict[str, Any]:
+    """Apply ``clean.rules`` -> a new dataset version (or the existing one when nothing changed)."""
+    from .cleaning import fit_rules
+
+    cfg = ws.config
+    row, df, schema = load_dataset(ws, dataset)
+    cleaned, changes, plan = fit_rules(df, cfg.clean, target=cfg.data.target)
+    cleaned = cleaned.reset_index(drop=True)
+    new_schema = _schema_after(cleaned, schema)
+    vid = content_hash(cleaned)
+    if vid == row["id"]:
+        return {**row, "created": False, "changes": changes, "parent": row["id"]}
+    known = [d for d in ws.catalog.list_datasets(cfg.name) if d["id"] == vid]
+    if known:
+        return {**known[0], "created": False, "changes": changes, "parent": row["id"]}
+    path = ws.datasets_dir / vid
+    manifest = {"id": vid, "step": "clean", "parents": [row["id"]], "schema": new_schema.to_dict(),
+                "rows": len(cleaned), "changes": changes, "plan": plan.to_dict()}
+    write_snapshot(cleaned, path, manifest)
+    new = ws.catalog.add_dataset(id=vid, project=cfg.name, step="clean", parents=[row["id"]],
+                                 schema=new_schema.to_dict(), rows=len(cleaned), path=str(path),
+                                 source={"parent": row["id"], "rules": len(changes)})
+    return {**new, "created": True, "changes": changes, "parent": row["id"]}
+
+
+def _schema_after(df: pd.DataFrame, schema: Schema) -> Schema:
+    """Columns a rule added (e.g. ``x__missing`` indicators) become numeric features; dropped ones go."""
+    columns = {}
+    for c in df.columns:
+        if c == ROW_ID or c.startswith("_"):
+            continue
+        columns[c] = schema.columns.get(c) or ("numeric" if pd.api.types.is_numeric_dtype(df[c])
+                                                 else "categorical")
+    return Schema(columns=columns, target=schema.target, id=schema.id, text=schema.text, time=schema.time,
+                  dtypes={c: str(df[c].dtype) for c in columns})
+
+
+def cleaning_plan(ws: Workspace, dataset_row: dict[str, Any]) -> dict[str, Any] | None:
+    """The replayable cleaning plan that produced a dataset version (None for raw ingests)."""
+    if dataset_row["step"] != "clean":
+        return None
+    return read_manifest(dataset_row["path"]).get("plan")

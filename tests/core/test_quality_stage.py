@@ -1,0 +1,88 @@
+"""profile / clean / the quality gate through the project API and the CLI contract."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop import DataError, Project, parse_config
+from modelloop.registry import load_model, resolve_model
+
+
+def _table(n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    df = pd.DataFrame({"x": x, "z": rng.normal(size=n), "c": rng.choice(["a", "b"], n),
+                       "y": (x + rng.normal(0, .5, n) > 0).astype(int)})
+    df.loc[rng.choice(n, 50, replace=False), "x"] = np.nan
+    return pd.concat([df, df.iloc[:10]], ignore_index=True)  # 10 exact duplicates
+
+
+def _project(tmp_path, **extra) -> Project:
+    _table().to_csv(tmp_path / "d.csv", index=False)
+    cfg = {"name": "q", "data": {"source": "d.csv", "target": "y"},
+           "train": {"trials": 3, "cv_folds": 3, "families": ["linear"], "ensemble": False}, **extra}
+    return Project(parse_config(cfg, root=tmp_path))
+
+
+def test_profile_json_contract_and_report(tmp_path):
+    p = _project(tmp_path)
+    p.ingest()
+    r = p.profile()
+    assert set(r["scores"]) >= {"completeness", "validity", "consistency", "overall"}
+    assert all(0 <= v <= 100 for v in r["scores"].values())
+    assert r["gate"]["passed"] is True and set(r["columns"]) >= {"x", "c", "y"}
+    kinds = {f["kind"] for f in r["findings"]}
+    assert {"missing_values", "duplicate_rows"} <= kinds
+    for f in r["findings"]:
+        assert set(f) >= {"kind", "column", "severity", "count", "message"}
+    assert set(r["shift"]) == {"x", "z", "c"}  # train vs frozen test split
+    html = open(r["report"]["html"], encoding="utf-8").read()
+    assert "<svg" in html and "https://" not in html
+    assert json.load(open(r["report"]["json"]))["scores"] == r["scores"]
+    stored = p.workspace.catalog.get_dataset(r["dataset"]["id"])["quality"]
+    assert stored["scores"]["overall"] == r["scores"]["overall"]
+
+
+def test_run_stops_before_training_when_the_gate_fails(tmp_path):
+    p = _project(tmp_path, quality={"gate": {"max_missing_share": 0.05}})
+    with pytest.raises(DataError, match="failed the quality gate"):
+        p.run()
+    assert p.status()["models"] == []
+
+
+def test_clean_makes_a_child_version_and_the_model_replays_imputation(tmp_path):
+    rules = [{"action": "drop_duplicates"}, {"action": "impute", "columns": ["x"], "strategy": "median",
+                                             "indicator": True}]
+    p = _project(tmp_path, clean={"rules": rules}, quality={"gate": {"max_missing_share": 0.05}})
+    res = p.run()  # clean runs before the gate: the cleaned version passes it
+    ds = p.status()["datasets"]
+    assert [d["step"] for d in ds] == ["ingest", "clean"] and ds[1]["parents"] == [ds[0]["id"]]
+    assert ds[1]["rows"] == ds[0]["rows"] - 10 and res["dataset"]["id"] == ds[1]["id"]
+    changes = res["clean"]["changes"]
+    assert changes[0]["rows_dropped"] == 10 and changes[1]["cells_changed"] == 50
+    again = p.clean(dataset=ds[0]["id"])
+    assert not again["created"] and again["id"] == ds[1]["id"]
+    model = load_model(p.workspace, resolve_model(p.workspace))
+    assert "x__missing" in model.schema.features()
+    # a raw record with x missing gets the training median and the indicator at prediction time
+    raw = pd.DataFrame({"x": [np.nan], "z": [0.3], "c": ["a"]})
+    median = pd.read_csv(tmp_path / "d.csv").drop_duplicates()["x"].median()
+    cleaned = model.clean_inputs(raw)
+    assert cleaned["x"].iloc[0] == pytest.approx(median) and int(cleaned["x__missing"].iloc[0]) == 1
+    present = model.clean_inputs(pd.DataFrame({"x": [0.1], "z": [0.3], "c": ["a"]}))
+    assert present["x"].iloc[0] == 0.1 and int(present["x__missing"].iloc[0]) == 0
+    assert model.predict_proba(raw).shape == (1, 2)
+
+
+def test_clean_rule_naming_an_unknown_column(tmp_path):
+    from modelloop import ConfigError
+
+    p = _project(tmp_path, clean={"rules": [{"action": "impute", "columns": ["nope"]}]})
+    p.ingest()
+    with pytest.raises(ConfigError, match="nope"):
+        p.clean()
+    assert len(p.status()["datasets"]) == 1

@@ -129,6 +129,17 @@ def evaluate(config: str = ConfigOpt,
 
 
 @app.command()
+def optimize(config: str = ConfigOpt,
+             model: str | None = typer.Option(None, "--model", help="NAME:VERSION, NAME@ALIAS or VERSION"),
+             variant: list[str] | None = typer.Option(None, "--variant", help="repeatable; default: optimize.variants"),
+             as_json: bool = JsonOpt) -> None:
+    """Export, quantize, distil; benchmark each variant and register the best that keeps quality."""
+    from .ui import render_optimize
+
+    _emit(_project(config).optimize(model=model, variants=variant or None), as_json, render_optimize)
+
+
+@app.command()
 def promote(ref: str = typer.Argument(..., help="NAME:VERSION, NAME@ALIAS or VERSION"),
             alias: str = typer.Option("production", "--alias"), config: str = ConfigOpt,
             as_json: bool = JsonOpt) -> None:

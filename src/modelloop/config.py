@@ -90,6 +90,13 @@ class MonitorConfig(_Section):
     webhook: str | None = Field(None, description="URL POSTed a JSON alert when a threshold is crossed")
 
 
+class OptimizeConfig(_Section):
+    variants: Literal["auto"] | list[Literal["onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned",
+                                             "distilled"]] = "auto"
+    max_metric_drop: float = Field(0.01, ge=0.0, le=1.0, description="on the frozen test set, in train.metric")
+    target: Literal["latency", "throughput", "size"] = "latency"
+
+
 class StorageConfig(_Section):
     catalog: str | None = None
     tracking: str | None = None
@@ -105,6 +112,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)

@@ -55,6 +55,12 @@ class Project:
 
         return evaluate(self.workspace, model=model, data=data)
 
+    def optimize(self, *, model: str | None = None, variants: list[str] | None = None) -> dict[str, Any]:
+        """Build, verify and benchmark variants (ONNX, distilled...); register the best that keeps quality."""
+        from .optimization.optimize import optimize
+
+        return optimize(self.workspace, model=model, variants=variants)
+
     def promote(self, ref: str, *, alias: str = "production") -> dict[str, Any]:
         """Point ``alias`` (production by default) at a model version."""
         from .registry import promote

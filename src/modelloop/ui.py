@@ -176,3 +176,21 @@ def render_clean(r: dict[str, Any]) -> None:
         t.add_row(str(ch.get("rule", "")), ch.get("action", ""), ",".join(ch.get("columns") or []),
                   str(ch.get("rows_changed", "")), str(ch.get("cells_changed", "")), str(ch.get("rows_dropped", "")))
     out.print(t)
+
+
+def render_optimize(r: dict[str, Any]) -> None:
+    t = Table(title=f"variants of {r['parent']['name']}:{r['parent']['version']} (target: {r['target']})",
+              header_style="bold")
+    for c in ("variant", "size", "p50 ms", "p99 ms", "rows/s @64", r["metric"], "delta", "kept", "reason"):
+        t.add_column(c)
+    for v in r["variants"]:
+        size = f"{v['size_bytes'] / 1024:.0f} KiB" if v["size_bytes"] else "—"
+        t.add_row(v["name"], size, _fmt(v["latency_p50_ms"]), _fmt(v["latency_p99_ms"]), _fmt(v["throughput_rps"]),
+                  _fmt(v["metric"]), _fmt(v["metric_delta"]), "yes" if v["kept"] else "no", v["reason"])
+    out.print(t)
+    m = r["model"]
+    if r["chosen"] == r["baseline"]:
+        out.print("the unoptimized model stays best; nothing registered")
+    else:
+        out.print(f"chosen [bold]{r['chosen']}[/], registered as {m['name']}:{m['version']} — "
+                  f"`modelloop promote {m['version']}` to serve it")

@@ -163,7 +163,8 @@ def build_estimator(
     """An unfitted ``Pipeline(prep, model)`` over the prepared frame.
 
     ``params`` are the family's native constructor arguments (e.g. ``num_leaves`` for LightGBM, ``C``
-    or ``alpha`` for linear; ``min_frequency`` sets the linear one-hot encoder). XGBoost cannot take a
+    or ``alpha`` for linear; ``min_frequency`` sets the linear one-hot encoder, off by default because
+    skl2onnx cannot convert infrequent-category grouping). XGBoost cannot take a
     class weight in its constructor: pass :func:`balanced_weights` as ``model__sample_weight``
     (:func:`fit_estimator` does).
     """
@@ -172,7 +173,7 @@ def build_estimator(
     _check_choice("class_weight", class_weight, ("balanced", "none"))
     params = dict(params or {})
     if family == "linear":
-        prep = _linear_prep(numeric_cols, categorical_cols, params.pop("min_frequency", 5))
+        prep = _linear_prep(numeric_cols, categorical_cols, params.pop("min_frequency", None))
         model = _linear_model(task, params, seed, class_weight)
     else:
         prep = _tree_prep(numeric_cols, categorical_cols)

@@ -1,0 +1,324 @@
+"""The optimize stage: build variants of a model, verify and benchmark each, register the best.
+
+Tabular variants:
+
+* ``native`` — the model as trained, scored by its own ``predict_proba`` on a DataFrame: how a
+  user would otherwise serve it (the baseline).
+* ``onnx`` — the same estimator in an ONNX Runtime session (trees and linear models convert).
+* ``distilled`` — for an ensemble: one LightGBM model trained on the ensemble's soft labels, so
+  users get ensemble accuracy at single-model latency. Soft labels are learned exactly by
+  weighting: each training row appears once per class with weight ``p(class)``, which makes the
+  student's log loss the cross-entropy to the teacher. Served through ONNX like any tree model.
+* ``onnx_int8_dynamic`` / ``onnx_int8_static`` / ``pruned`` apply to neural networks (weights in
+  MatMul/Gemm); for tree ensembles they are skipped with that reason.
+
+Every variant is scored on the frozen test set (metric, agreement with the original) and timed the
+same way; one outside ``optimize.max_metric_drop`` is reported and never registered.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation.evaluate import evaluate_model
+from ..evaluation.metrics import direction
+from ..workspace import Workspace
+
+__all__ = ["optimize", "VariantResult", "TABULAR_VARIANTS", "distill"]
+
+TABULAR_VARIANTS = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
+_NN_ONLY = "applies to neural networks (weights in MatMul/Gemm); a tree/linear model has none to quantize or prune"
+
+
+@dataclass
+class VariantResult:
+    name: str
+    size_bytes: int | None = None
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    throughput_rps: float | None = None
+    memory_mb: float | None = None
+    metric: float | None = None
+    metric_delta: float | None = None
+    agreement: float | None = None
+    kept: bool = False
+    reason: str = ""
+
+
+class _Predictor:
+    """One variant behind one call: ``proba(frame) -> (n, K)`` (or predictions for regression)."""
+
+    def __init__(self, name: str, fn: Callable[[pd.DataFrame], np.ndarray], size: int, model: Any,
+                 onnx_bytes: bytes | None = None):
+        self.name, self.fn, self.size, self.model, self.onnx_bytes = name, fn, size, model, onnx_bytes
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _native(model: Any) -> _Predictor:
+    fn = model.predict if model.task == "regression" else model.predict_proba
+    return _Predictor("native", fn, len(pickle.dumps(model)), model)
+
+
+def _onnx(model: Any, name: str = "onnx") -> _Predictor:
+    import onnxruntime as ort
+
+    from .export import onnx_inputs, to_onnx
+
+    blob = to_onnx(model).SerializeToString()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    out_index = 0 if model.task == "regression" else 1
+
+    def fn(frame: pd.DataFrame) -> np.ndarray:
+        res = sess.run(None, onnx_inputs(model, model.clean_inputs(frame), names))[out_index]
+        return np.asarray(res, dtype=float).reshape(len(frame), -1) if out_index else np.asarray(res).ravel()
+
+    return _Predictor(name, fn, len(blob), model, blob)
+
+
+def distill(teacher: Any, X: pd.DataFrame, *, seed: int = 0, params: dict | None = None) -> Any:
+    """One LightGBM student fitted on the teacher's soft labels over ``X`` (raw training rows)."""
+    from ..models.tabular import TabularModel, _categorical_indices, build_estimator, prepared_columns
+
+    schema = teacher.prepared_schema()
+    numeric, categorical = prepared_columns(schema)
+    pipe = build_estimator("lightgbm", params or {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63},
+                           task=teacher.task, numeric_cols=numeric, categorical_cols=categorical, seed=seed,
+                           class_weight="none")
+    prepared = teacher._prepare(X)
+    prep, model = pipe.named_steps["prep"], pipe.named_steps["model"]
+    if teacher.task == "regression":
+        Xt = prep.fit_transform(prepared)
+        model.fit(Xt, teacher.predict(X), categorical_feature=_categorical_indices(prep) or "auto")
+    else:
+        proba = teacher.predict_proba(X)
+        k = proba.shape[1]
+        rep = pd.concat([prepared] * k, ignore_index=True)
+        y = np.repeat(np.arange(k), len(prepared))
+        w = proba.T.reshape(-1)
+        Xt = prep.fit_transform(rep)
+        keep = w > 1e-6
+        model.fit(Xt[keep], y[keep], sample_weight=w[keep],
+                  categorical_feature=_categorical_indices(prep) or "auto")
+    threshold = teacher.threshold_
+    if teacher.task == "binary" and threshold is not None:
+        # keep the teacher's decision rate: the student's threshold flags as many training rows
+        threshold = _matching_threshold(proba[:, 1] >= threshold, model.predict_proba(Xt[: len(prepared)])[:, 1])
+    student = TabularModel.from_fitted(schema=schema, task=teacher.task, classes=teacher.classes_, estimator=pipe,
+                                       threshold=threshold, family="lightgbm",
+                                       description={"distilled_from": teacher.describe().get("family")})
+    student.cleaning_plan_ = getattr(teacher, "cleaning_plan_", None)
+    return student
+
+
+def _matching_threshold(teacher_flags: np.ndarray, student_p1: np.ndarray) -> float:
+    """The student threshold that flags the same share of rows as the teacher's decision did."""
+    share = float(np.mean(teacher_flags))
+    if share <= 0.0:
+        return float(student_p1.max() + 1e-9)
+    return float(np.quantile(student_p1, 1.0 - share))
+
+
+def _time(pred: _Predictor, frame: pd.DataFrame, repeats: int = 200) -> tuple[float, float, float]:
+    one = frame.iloc[:1]
+    for _ in range(5):
+        pred.fn(one)
+    lat = []
+    deadline = time.perf_counter() + 5.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        pred.fn(one)
+        lat.append((time.perf_counter() - t) * 1000)
+        if time.perf_counter() > deadline:
+            break
+    batch = frame.iloc[:64] if len(frame) >= 64 else pd.concat([frame] * (64 // len(frame) + 1)).iloc[:64]
+    t, n = time.perf_counter(), 0
+    while time.perf_counter() - t < 1.0 or n < 3:
+        pred.fn(batch)
+        n += 1
+    thr = 64 * n / (time.perf_counter() - t)
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(thr)
+
+
+def _evaluate_variant(pred: _Predictor, base: _Predictor | None, base_metric: float | None, test: pd.DataFrame,
+                      target: str, task: str, metric: str, max_drop: float) -> VariantResult:
+    X = test.drop(columns=[target])
+    rss = _rss_mb()
+    p50, p99, thr = _time(pred, X)
+    res = VariantResult(pred.name, size_bytes=pred.size, latency_p50_ms=round(p50, 4), latency_p99_ms=round(p99, 4),
+                        throughput_rps=round(thr, 1), memory_mb=round(max(_rss_mb() - rss, 0.0), 2))
+
+    class _Wrapped:  # evaluate_model wants predict/predict_proba; route them through the variant
+        classes_ = getattr(pred.model, "classes_", None)
+        threshold_ = getattr(pred.model, "threshold_", None)
+
+        def predict_proba(self, frame):  # noqa: D401
+            return pred.fn(frame)
+
+        def predict(self, frame):
+            return pred.fn(frame)
+
+    res.metric = evaluate_model(_Wrapped(), test, target=target, task=task)["metrics"][metric]
+    if base is not None:
+        a, b = pred.fn(X), base.fn(X)
+        res.agreement = float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-3)) if task == "regression"
+                              else np.mean(a.argmax(1) == b.argmax(1)))
+        sign = 1.0 if direction(metric) == "maximize" else -1.0
+        res.metric_delta = round(sign * (res.metric - base_metric), 6)
+        res.kept = res.metric_delta >= -max_drop
+        res.reason = "within the quality budget" if res.kept else \
+            f"{metric} falls {-res.metric_delta:.4f} (> max_metric_drop {max_drop})"
+    else:
+        res.metric_delta, res.agreement, res.kept, res.reason = 0.0, 1.0, True, "the unoptimized model"
+    return res
+
+
+def _choose(results: list[VariantResult], target: str) -> VariantResult:
+    kept = [r for r in results if r.kept and r.latency_p50_ms is not None]
+    key = {"latency": lambda r: r.latency_p50_ms, "throughput": lambda r: -r.throughput_rps,
+           "size": lambda r: r.size_bytes}[target]
+    return min(kept, key=key)
+
+
+def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | None = None) -> dict[str, Any]:
+    """Build, verify and benchmark variants; register the best one that keeps quality."""
+    from ..data.ingest import ensure_split, load_dataset
+    from ..registry import load_model, resolve_model
+
+    cfg = ws.config
+    oc = cfg.optimize
+    row = resolve_model(ws, model)
+    teacher = load_model(ws, row)
+    task = row["info"]["task"]
+    drow, df, _ = load_dataset(ws, row["dataset_id"])
+    side = ensure_split(ws, drow, df)
+    target = cfg.data.target
+    test = df[side == "test"].reset_index(drop=True)
+    train = df[side == "train"].reset_index(drop=True)
+    wanted = list(TABULAR_VARIANTS) if (variants or oc.variants) in (None, "auto", ["auto"]) else \
+        list(variants or oc.variants)
+    base = _native(teacher)
+    results = [_evaluate_variant(base, None, None, test, target, task, cfg.metric, oc.max_metric_drop)]
+    base_metric = results[0].metric
+    built: dict[str, _Predictor] = {"native": base}
+    for name in wanted:
+        try:
+            pred = _build(name, teacher, train.drop(columns=[target]), cfg.seed)
+        except _Skip as exc:
+            results.append(VariantResult(name, reason=str(exc)))
+            continue
+        built[name] = pred
+        results.append(_evaluate_variant(pred, base, base_metric, test, target, task, cfg.metric,
+                                         oc.max_metric_drop))
+    chosen = _choose(results, oc.target)
+    version = row["version"]
+    if chosen.name != "native":
+        version = _register(ws, row, built[chosen.name], chosen, results, drow)
+    out = {"variants": [asdict(r) for r in results], "baseline": "native", "chosen": chosen.name,
+           "target": oc.target, "metric": cfg.metric, "parent": {"name": row["name"], "version": row["version"]},
+           "model": {"name": row["name"], "version": version}}
+    out["report"] = str(_write_report(ws, out))
+    return out
+
+
+class _Skip(Exception):
+    pass
+
+
+def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int) -> _Predictor:
+    family = (teacher.describe() or {}).get("family")
+    if name == "onnx":
+        try:
+            return _onnx(teacher)
+        except Exception as exc:  # the converter names the operator or estimator at fault
+            raise _Skip(f"export failed: {str(exc).splitlines()[0][:300]}") from None
+    if name == "distilled":
+        members = (teacher.describe() or {}).get("members") or []
+        if family != "ensemble" and len(members) < 2:
+            raise _Skip("the model is a single model, not an ensemble: nothing to distil")
+        student = distill(teacher, X_train, seed=seed)
+        try:
+            pred = _onnx(student, "distilled")
+        except Exception:
+            pred = _native(student)
+            pred.name = "distilled"
+        pred.model = student
+        return pred
+    if name in ("onnx_int8_dynamic", "onnx_int8_static", "pruned"):
+        raise _Skip(_NN_ONLY)
+    raise _Skip(f"unknown variant; allowed: {', '.join(TABULAR_VARIANTS)}")
+
+
+def _register(ws: Workspace, parent: dict, pred: _Predictor, chosen: VariantResult, results: list,
+              drow: dict) -> int:
+    """A new model version (native object + its ONNX file) linked to its parent."""
+    from ..registry import tracker_for
+
+    cfg = ws.config
+    tracker = tracker_for(ws)
+    with tracker.run(f"optimize-{parent['name']}-v{parent['version']}-{chosen.name}",
+                     tags={"modelloop.kind": "optimize", "modelloop.parent_version": str(parent["version"])}) as rid:
+        tracker.log(rid, params={"variant": chosen.name, "parent_version": parent["version"]},
+                    metrics={k: v for k, v in asdict(chosen).items() if isinstance(v, (int, float))
+                             and not isinstance(v, bool)})
+        version = tracker.log_model(rid, pred.model, name=cfg.name)
+    formats = {"native": f"models:/{cfg.name}/{version}"}
+    if pred.onnx_bytes is not None:
+        path = ws.models_dir / f"{cfg.name}-v{version}.onnx"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pred.onnx_bytes)
+        tmp.replace(path)
+        formats["onnx"] = str(path)
+    info = {**parent["info"], "variant": chosen.name, "optimize": [asdict(r) for r in results],
+            "size_bytes": chosen.size_bytes, "latency_p50_ms": chosen.latency_p50_ms,
+            "description": pred.model.describe()}
+    metrics = dict(parent["metrics"])
+    metrics[cfg.metric] = chosen.metric
+    ws.catalog.add_model(name=cfg.name, version=version, run_id=rid, dataset_id=parent["dataset_id"],
+                         parent_version=parent["version"], formats=formats, metrics=metrics,
+                         input_schema=parent["input_schema"], info=info)
+    from ..catalog import utcnow
+
+    ws.catalog.add_run(id=rid, project=cfg.name, dataset_id=drow["id"], config_hash="optimize", kind="optimize",
+                       params={"variant": chosen.name, "parent_version": parent["version"]},
+                       metrics={cfg.metric: chosen.metric}, artifacts=formats, started_at=utcnow(),
+                       ended_at=utcnow())
+    return int(version)
+
+
+def _write_report(ws: Workspace, out: dict[str, Any]):
+    import html
+
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v.get(k)))}</td>" for k in
+                         ("name", "size_bytes", "latency_p50_ms", "latency_p99_ms", "throughput_rps", "metric",
+                          "metric_delta", "agreement", "kept", "reason")) + "</tr>" for v in out["variants"])
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>optimize</title><style>body{{font-family:"
+            f"system-ui,sans-serif;margin:2rem}}td,th{{border:1px solid #ddd;padding:.3rem .6rem}}table{{"
+            f"border-collapse:collapse}}</style></head><body><h1>Optimize — {html.escape(out['parent']['name'])} "
+            f"v{out['parent']['version']}</h1><p>chosen: <b>{html.escape(out['chosen'])}</b> (target "
+            f"{html.escape(out['target'])}) → registered as v{out['model']['version']}</p><table><tr>"
+            + "".join(f"<th>{h}</th>" for h in ("variant", "size bytes", "p50 ms (batch 1)", "p99 ms", "rows/s (batch 64)",
+                                                out["metric"], "delta", "agreement", "kept", "reason"))
+            + f"</tr>{rows}</table></body></html>")
+    path = ws.reports_dir / f"optimize-{out['parent']['name']}-v{out['parent']['version']}.html"
+    buf = io.StringIO(page)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,73 @@
+"""The optimize stage on a trained ensemble: variants verified, benchmarked, best one registered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop import Project, parse_config
+from modelloop.registry import load_model, resolve_model
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("opt")
+    rng = np.random.default_rng(0)
+    n = 800
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    c = rng.choice(["a", "b", "c"], n)
+    y = ((x1 + 0.5 * x2 + (c == "a") + rng.normal(0, .5, n)) > 0.5).astype(int)
+    pd.DataFrame({"x1": x1, "x2": x2, "c": c, "y": y}).to_csv(root / "d.csv", index=False)
+    cfg = parse_config({"name": "opt", "data": {"source": "d.csv", "target": "y"},
+                        "train": {"trials": 6, "cv_folds": 3, "ensemble_size": 3},
+                        "optimize": {"max_metric_drop": 0.02}}, root=root)
+    p = Project(cfg)
+    p.run()
+    return p
+
+
+def test_optimize_json_contract_and_registration(project):
+    r = project.optimize()
+    names = [v["name"] for v in r["variants"]]
+    assert r["baseline"] == "native" and names[0] == "native"
+    assert set(names) == {"native", "onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled"}
+    for v in r["variants"]:
+        assert set(v) >= {"name", "size_bytes", "latency_p50_ms", "latency_p99_ms", "throughput_rps", "metric",
+                          "metric_delta", "kept", "reason"}
+        if v["metric_delta"] is not None and v["metric_delta"] < -0.02:
+            assert v["kept"] is False
+    by = {v["name"]: v for v in r["variants"]}
+    assert by["onnx"]["kept"] and by["onnx"]["metric_delta"] == pytest.approx(0.0, abs=1e-9)
+    assert by["onnx"]["agreement"] == 1.0
+    assert "neural networks" in by["onnx_int8_dynamic"]["reason"] and not by["pruned"]["kept"]
+    chosen = by[r["chosen"]]
+    assert chosen["kept"]
+    if r["chosen"] != "native":
+        row = resolve_model(project.workspace, f"opt:{r['model']['version']}")
+        assert row["parent_version"] == 1 and row["info"]["variant"] == r["chosen"]
+        if "onnx" in row["formats"]:
+            import onnx
+            onnx.checker.check_model(row["formats"]["onnx"])
+        # the registered variant predicts like its parent on the frozen test set
+        assert project.status()["production"]["version"] == 1  # waits for promote
+        model = load_model(project.workspace, row)
+        assert model.predict_proba(pd.DataFrame({"x1": [0.1], "x2": [1.0], "c": ["a"]})).shape == (1, 2)
+
+
+def test_distilled_student_mimics_the_ensemble(project):
+    from modelloop.optimization.optimize import distill
+
+    teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))
+    X = pd.read_csv(project.config.root / "d.csv").drop(columns=["y"])
+    student = distill(teacher, X)
+    agree = np.mean(student.predict(X) == teacher.predict(X))
+    assert agree > 0.95
+    assert np.corrcoef(student.predict_proba(X)[:, 1], teacher.predict_proba(X)[:, 1])[0, 1] > 0.95
+
+
+def test_unknown_variant_is_a_config_error(project):
+    from modelloop import ConfigError
+
+    with pytest.raises(ConfigError, match="optimize.variants"):
+        parse_config({"data": {"source": "d.csv", "target": "y"}, "optimize": {"variants": ["turbo"]}})

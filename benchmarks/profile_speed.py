@@ -2,6 +2,7 @@
 
     python benchmarks/profile_speed.py                  # 1,000,000 rows x 30 mixed columns
     python benchmarks/profile_speed.py --rows 200000 --tools modelloop
+    python benchmarks/profile_speed.py --peer-python /path/to/other/venv/bin/python
 
 Generates a seeded table (numbers with missing values and outliers, categories, a high-cardinality
 city, ids, e-mails, booleans, dates, short text, a constant column and a binary target), writes it
@@ -9,7 +10,8 @@ to Parquet, then profiles it with each tool in its own subprocess so that the pe
 (``resource.getrusage`` max RSS; tracemalloc misses Polars/Arrow allocations) belongs to one tool.
 Both tools read the Parquet file and produce their HTML report; the wall time covers profile +
 report, the read time is shown apart. ydata-profiling is not a modelloop dependency: install it
-with ``pip install ydata-profiling`` to include the peer.
+with ``pip install ydata-profiling`` to include the peer, best in a separate virtualenv (it pins
+its own pandas and numpy) whose interpreter is passed as ``--peer-python``.
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ def _worker(tool: str, path: str) -> None:
     print(json.dumps(result))
 
 
-def _available(module: str) -> bool:
-    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+def _available(python: str, module: str) -> bool:
+    probe = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
     return probe.returncode == 0
 
 
@@ -122,6 +124,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tools", default="modelloop,ydata")
+    ap.add_argument("--peer-python", default=sys.executable,
+                    help="interpreter that has ydata-profiling (default: this one)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -136,10 +140,12 @@ def main() -> None:
               f"({Path(path).stat().st_size / 2**20:.0f} MiB Parquet); CPUs: {os.cpu_count()}")
         results: dict[str, dict[str, float]] = {}
         for tool in args.tools.split(","):
-            if tool == "ydata" and not _available("ydata_profiling"):
-                print("ydata-profiling is not installed; `pip install ydata-profiling` to compare against it")
+            python = args.peer_python if tool == "ydata" else sys.executable
+            if tool == "ydata" and not _available(python, "ydata_profiling"):
+                print("ydata-profiling is not installed; `pip install ydata-profiling` (or pass --peer-python) "
+                      "to compare against it")
                 continue
-            proc = subprocess.run([sys.executable, __file__, "--worker", tool, "--path", path],
+            proc = subprocess.run([python, __file__, "--worker", tool, "--path", path],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{tool} failed:\n{proc.stderr[-2000:]}")

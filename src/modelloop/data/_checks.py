@@ -111,13 +111,14 @@ def rule_checks(df: pl.DataFrame, rules: dict[str, ColumnRule], kinds: dict[str,
         return [], []
     exprs = []
     for i, ((c, prop), (mask, _)) in enumerate(masks.items()):
-        checked = pl.len() if prop == "not_null" else pl.col(c).is_not_null().sum()
-        exprs += [mask.fill_null(False).sum().alias(f"f{i}"), checked.alias(f"n{i}")]
+        n_expr = pl.len() if prop == "not_null" else pl.col(c).is_not_null().sum()
+        exprs += [mask.fill_null(False).sum().alias(f"f{i}"), n_expr.alias(f"n{i}")]
     try:
         row = df.select(exprs).row(0, named=True)
     except pl.exceptions.ComputeError as exc:
         raise ConfigError(f"quality.rules: a rule cannot be evaluated ({str(exc).splitlines()[0]})") from exc
-    checks, findings = [], []
+    checks: list[Check] = []
+    findings: list[Finding] = []
     for i, ((c, prop), (mask, allowed)) in enumerate(masks.items()):
         failed, checked = int(row[f"f{i}"]), int(row[f"n{i}"])
         checks.append(Check("validity", f"{c}.{prop}", checked, failed))
@@ -141,7 +142,7 @@ def cross_checks(df: pl.DataFrame, checks_cfg: list[CrossCheck]) -> tuple[list[C
     parsed = [parse_expr(cc.expr, df.columns, where=f"quality.checks[{i}] ({cc.name})")
               for i, cc in enumerate(checks_cfg)]
     exprs = []
-    for i, (e, _) in enumerate(parsed):
+    for i, (e, _unused) in enumerate(parsed):
         exprs += [(~e).fill_null(False).sum().alias(f"f{i}"), e.is_not_null().sum().alias(f"n{i}")]
     try:
         row = df.select(exprs).row(0, named=True)
@@ -242,15 +243,15 @@ def _oof_score(codes: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarra
         if n_classes == 2:
             return aucs[1]
         return float(np.mean(aucs))
-    prior = float(y.mean())
-    pred = np.empty(len(y))
+    mean = float(y.mean())
+    out = np.empty(len(y))
     for f in range(k):
         tr, te = fold != f, fold == f
         sums = np.bincount(codes[tr], weights=y[tr], minlength=ncodes)
         cnt = np.bincount(codes[tr], minlength=ncodes)
-        pred[te] = ((sums + prior) / (cnt + 1.0))[codes[te]]
+        out[te] = ((sums + mean) / (cnt + 1.0))[codes[te]]
     sst = float(((y - y.mean()) ** 2).sum())
-    return 1.0 - float(((y - pred) ** 2).sum()) / sst if sst > 0 else 0.0
+    return 1.0 - float(((y - out) ** 2).sum()) / sst if sst > 0 else 0.0
 
 
 def _pearson_r2(x: np.ndarray, y: np.ndarray) -> float:

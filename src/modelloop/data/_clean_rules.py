@@ -204,7 +204,7 @@ def impute(df: pl.DataFrame, rule: Impute, ctx: Ctx) -> tuple[pl.DataFrame, Chan
     if rule.strategy == "constant" and rule.value is None:
         raise ConfigError(f"{ctx.where} (impute): strategy constant needs a value, e.g. value: 0")
     explicit = rule.columns is not None
-    cols = rule.columns if explicit else [c for c in _data_columns(df, ctx, lambda t: True)
+    cols: list[str] = list(rule.columns) if rule.columns is not None else [c for c in _data_columns(df, ctx, lambda t: True)
                                           if df.get_column(c).null_count()]
     values: dict[str, dict[str, Any]] = {}
     skipped = []

@@ -172,7 +172,7 @@ def _datetime_share(values: pl.Series) -> float:
     if values.len() == 0:
         return 0.0
     try:
-        return float(values.str.to_datetime(strict=False).is_not_null().mean() or 0.0)
+        return int(values.str.to_datetime(strict=False).is_not_null().sum()) / values.len()
     except pl.exceptions.PolarsError:
         return 0.0
 

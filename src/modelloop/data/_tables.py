@@ -80,7 +80,7 @@ def is_stringy(dtype: pl.DataType) -> bool:
 
 def preview(values: Iterable[Any], n: int = 3) -> str:
     """'a', 'b', 2.5 – a short list of example values for messages (text quoted, numbers not)."""
-    out = []
+    out: list[str] = []
     for v in values:
         if len(out) == n:
             break

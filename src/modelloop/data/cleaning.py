@@ -40,9 +40,8 @@ def parse_rules(rules: CleanConfig | Sequence[Any] | Mapping[str, Any] | None) -
         return []
     if isinstance(rules, CleanConfig):
         return list(rules.rules)
-    if isinstance(rules, Mapping):
-        rules = rules.get("rules", [])
-    items = [r.model_dump() if hasattr(r, "model_dump") else r for r in rules]
+    listed: Sequence[Any] = rules.get("rules", []) if isinstance(rules, Mapping) else rules
+    items = [r.model_dump() if hasattr(r, "model_dump") else r for r in listed]
     return list(parse_section(CleanConfig, {"rules": items}, "clean").rules)
 
 

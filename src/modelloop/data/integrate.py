@@ -121,7 +121,7 @@ def _join(data: dict[str, pl.DataFrame], keys: list[str], join_type: str) -> tup
         earlier = "+".join(names[: names.index(name)])
         shared = [c for c in other.columns if c in out.columns and c not in keys]
         right = other.rename({c: f"{c}\x00{name}" for c in shared})
-        joined = out.join(right, on=keys, how=join_type, coalesce=True, nulls_equal=False)
+        joined = out.join(right, on=keys, how=join_type, coalesce=True, nulls_equal=False)  # type: ignore[arg-type]
         for c in shared:
             rc = f"{c}\x00{name}"
             both = pl.col(c).is_not_null() & pl.col(rc).is_not_null()

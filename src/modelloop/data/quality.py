@@ -227,10 +227,105 @@ def _shift_findings(shift: dict[str, dict[str, Any]]) -> list[Finding]:
 
 def _external(findings: Sequence[Finding | Mapping[str, Any]]) -> tuple[list[Check], list[Finding]]:
     """Findings from elsewhere (e.g. ``integrate``); source conflicts count against consistency."""
-    fs = [f if isinstance(f, Finding) else Finding.from_dict(f) for f in findings]
+    fs = [f if isinstance(f, Finding) else Finding.from_dict(dict(f)) for f in findings]
     checks = [Check("consistency", f"source_conflict:{f.column}", int(f.details.get("checked", f.count)), f.count)
               for f in fs if f.kind == "source_conflict"]
     return checks, fs
+
+
+@dataclass
+class _Run:
+    """What one ``profile`` call accumulates, stage by stage."""
+
+    data: pl.DataFrame
+    cfg: QualityConfig
+    names: list[str]
+    declared: dict[str, str]
+    cols: dict[str, dict[str, Any]]
+    kinds: dict[str, str]
+    target: str | None
+    id_col: str | None
+    checks: list[Check] = field(default_factory=list)
+    found: list[Finding] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        return [c for c in self.names if self.kinds[c] in FEATURE_KINDS and c not in (self.target, self.id_col)]
+
+    def add(self, checks: list[Check], findings: list[Finding]) -> None:
+        self.checks += checks
+        self.found += findings
+
+
+def _start(data: pl.DataFrame, schema: Schema | None, cfg: QualityConfig) -> _Run:
+    """Column facts (the full-table passes) and the per-column findings."""
+    names, declared = _resolve(data, schema)
+    cols = profile_columns(data.select(names), declared, cfg.outliers)
+    run = _Run(data, cfg, names, declared, cols, {c: declared.get(c) or cols[c]["inferred_kind"] for c in names},
+               schema.target if schema and schema.target in cols else None,
+               schema.id if schema and schema.id in cols else None)
+    _top_shares(data, cols)
+    run.add(*_column_findings(cols, cfg, run.target, run.id_col))
+    for c in cols.values():
+        c.pop("_top_share", None)
+    return run
+
+
+def _table_checks(run: _Run, findings: Sequence[Finding | Mapping[str, Any]]) -> None:
+    """Duplicates, declared rules, cross-column checks, key agreement and external findings."""
+    data, cfg = run.data, run.cfg
+    n_dup = duplicate_rows(data.select(run.names))
+    share = n_dup / data.height if data.height else 0.0
+    run.extra["duplicates"] = {"rows": n_dup, "share": share}
+    if n_dup:
+        run.found.append(Finding("duplicate_rows", None, share_severity(share, 0.01, 0.2), n_dup,
+                                 f"{n_dup} rows ({share:.1%}) repeat an earlier row exactly (clean rule "
+                                 f"drop_duplicates)", {"share": share}))
+    run.add(*rule_checks(data, cfg.rules, {c: run.kinds[c] for c in run.declared}))
+    run.add(*cross_checks(data, cfg.checks))
+    keys = cfg.keys or ([run.id_col] if run.id_col else [])
+    if keys:
+        run.add(*key_checks(data, keys, "quality.keys"))
+    run.add(*_external(findings))
+
+
+def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
+    """Correlations, target facts, leakage and label issues: on a seeded sample of rows."""
+    data, cfg, target = run.data, run.cfg, run.target
+    sample = data.sample(cfg.sample_rows, seed=seed) if data.height > cfg.sample_rows else data
+    run.extra["sampled"] = {"rows": sample.height, "of": data.height}
+    numeric = [c for c in run.features if is_numeric(data.schema[c]) and run.kinds[c] == "numeric"]
+    run.extra["correlations"] = correlated_pairs(sample, numeric, cfg.correlation_threshold)
+    for p in run.extra["correlations"]:
+        run.found.append(Finding("correlated_features", p["a"], "info", 1,
+                                 f"columns '{p['a']}' and '{p['b']}' are correlated (r = {p['r']:.3f}); one may "
+                                 f"be redundant", {"other": p["b"], "r": p["r"]}))
+    if target is None:
+        return
+    task = task or infer_task(data.schema[target], run.kinds[target], run.cols[target].get("distinct", 0))
+    facts, fs = _target_facts(data, target, task)
+    run.extra["target"] = facts
+    run.found += fs
+    if cfg.leakage.enabled:
+        run.extra["leakage"], fs = leakage_scores(sample, target, run.features, task, cfg.leakage, seed)
+        run.found += fs
+    if task == "classification" and cfg.label_issues.enabled and data.height >= 50 \
+            and len(facts.get("classes", [])) >= 2:
+        leaks = {f.column for f in run.found if f.kind == "target_leakage" and f.severity == "error"}
+        suspects, fs, info = _label_findings(data, target, [c for c in run.features if c not in leaks], cfg, seed)
+        run.extra["label_issues"] = suspects
+        run.found += fs
+        run.extra["sampled"].update(info)
+
+
+def _shift(run: _Run, reference: Any, seed: int) -> None:
+    s = run.cfg.shift
+    cols = {c: run.kinds[c] for c in run.features + ([run.target] if run.target else [])}
+    run.extra["shift"] = compare_distributions(reference, run.data, cols, s.bins, psi_threshold=s.psi_threshold,
+                                               p_threshold=s.p_threshold, effect_threshold=s.effect_threshold,
+                                               seed=seed)
+    run.found += _shift_findings(run.extra["shift"])
 
 
 def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mapping[str, Any] | None = None, *,
@@ -244,69 +339,20 @@ def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mappi
     """
     started = time.perf_counter()
     cfg = parse_section(QualityConfig, config, "quality")
-    data = to_polars(df)
-    names, declared = _resolve(data, schema)
-    cols = profile_columns(data.select(names), declared, cfg.outliers)
-    kinds = {c: declared.get(c) or cols[c]["inferred_kind"] for c in names}
-    target = schema.target if schema and schema.target in cols else None
-    id_col = schema.id if schema and schema.id in cols else None
-    _top_shares(data, cols)
-    checks, found = _column_findings(cols, cfg, target, id_col)
-    for c in cols.values():
-        c.pop("_top_share", None)
-    n_dup = duplicate_rows(data.select(names))
-    dup_share = n_dup / data.height if data.height else 0.0
-    if n_dup:
-        found.append(Finding("duplicate_rows", None, share_severity(dup_share, 0.01, 0.2), n_dup,
-                             f"{n_dup} rows ({dup_share:.1%}) repeat an earlier row exactly (clean rule "
-                             f"drop_duplicates)", {"share": dup_share}))
-    for ch, fs in (rule_checks(data, cfg.rules, {c: kinds[c] for c in declared}),
-                   cross_checks(data, cfg.checks),
-                   key_checks(data, cfg.keys or ([id_col] if id_col else []), "quality.keys")
-                   if (cfg.keys or id_col) else ([], []),
-                   _external(findings)):
-        checks += ch
-        found += fs
-    sample = data.sample(cfg.sample_rows, seed=seed) if data.height > cfg.sample_rows else data
-    features = [c for c in names if kinds[c] in FEATURE_KINDS and c not in (target, id_col)]
-    numeric = [c for c in features if is_numeric(data.schema[c]) and kinds[c] == "numeric"]
-    correlations = correlated_pairs(sample, numeric, cfg.correlation_threshold)
-    for p in correlations:
-        found.append(Finding("correlated_features", p["a"], "info", 1,
-                             f"columns '{p['a']}' and '{p['b']}' are correlated (r = {p['r']:.3f}); one may be "
-                             f"redundant", {"other": p["b"], "r": p["r"]}))
-    sampled: dict[str, Any] = {"rows": sample.height, "of": data.height}
-    target_facts, leakage, suspects = None, {}, []
-    if target is not None:
-        task = task or infer_task(data.schema[target], kinds[target], cols[target].get("distinct", 0))
-        target_facts, fs = _target_facts(data, target, task)
-        found += fs
-        if cfg.leakage.enabled:
-            leakage, fs = leakage_scores(sample, target, features, task, cfg.leakage, seed)
-            found += fs
-        if task == "classification" and cfg.label_issues.enabled and data.height >= 50 and \
-                len(target_facts.get("classes", [])) >= 2:
-            leaks = {f.column for f in found if f.kind == "target_leakage" and f.severity == "error"}
-            suspects, fs, info = _label_findings(data, target, [c for c in features if c not in leaks], cfg, seed)
-            found += fs
-            sampled.update(info)
-    shift = None
+    run = _start(to_polars(df), schema, cfg)
+    _table_checks(run, findings)
+    _sampled_checks(run, task, seed)
     if reference is not None:
-        s = cfg.shift
-        shift_cols = {c: kinds[c] for c in features + ([target] if target else [])}
-        shift = compare_distributions(reference, data, shift_cols, s.bins, psi_threshold=s.psi_threshold,
-                                      p_threshold=s.p_threshold, effect_threshold=s.effect_threshold, seed=seed)
-        found += _shift_findings(shift)
-    found.sort(key=lambda f: (-severity_rank(f.severity), _kind_order(f.kind), f.column or ""))
-    scores = compute_scores(checks, dict(cfg.weights))
-    failed = evaluate_gate(cfg.gate, scores, found, cols, dup_share)
+        _shift(run, reference, seed)
+    run.found.sort(key=lambda f: (-severity_rank(f.severity), _kind_order(f.kind), f.column or ""))
+    scores = compute_scores(run.checks, dict(cfg.weights))
+    failed = evaluate_gate(cfg.gate, scores, run.found, run.cols, run.extra["duplicates"]["share"])
     return QualityReport(
-        rows=data.height, columns_count=len(names), scores=scores, gate={"passed": not failed, "failed": failed},
-        columns=cols, findings=found, label_issues=suspects, shift=shift, target=target_facts,
-        duplicates={"rows": n_dup, "share": dup_share}, correlations=correlations, leakage=leakage,
+        rows=run.data.height, columns_count=len(run.names), scores=scores,
+        gate={"passed": not failed, "failed": failed}, columns=run.cols, findings=run.found,
         checks=[{"dimension": c.dimension, "name": c.name, "checked": c.checked, "failed": c.failed,
-                 "pass_rate": c.pass_rate} for c in checks],
-        sampled=sampled, duration_s=round(time.perf_counter() - started, 3))
+                 "pass_rate": c.pass_rate} for c in run.checks],
+        duration_s=round(time.perf_counter() - started, 3), **run.extra)
 
 
 def _kind_order(kind: str) -> int:

@@ -94,11 +94,11 @@ def _check_regex(v: str | None) -> str | None:
 class ColumnRule(_Section):
     """Declared expectations for one column; each broken one counts against validity."""
 
-    type: Kind | None = Field(None, description="the kind every non-missing value must parse as")
+    type: Kind | None = Field(default=None, description="the kind every non-missing value must parse as")
     min: float | None = None
     max: float | None = None
-    regex: str | None = Field(None, description="every non-missing value must fully match")
-    allowed: list[Any] | None = Field(None, description="the only values allowed")
+    regex: str | None = Field(default=None, description="every non-missing value must fully match")
+    allowed: list[Any] | None = Field(default=None, description="the only values allowed")
     unique: bool = False
     not_null: bool = False
 
@@ -139,13 +139,13 @@ class ForbidFinding(_Section):
 class GateConfig(_Section):
     """Pass/fail thresholds; the defaults let everything pass (the gate is opt-in)."""
 
-    min_completeness: float = Field(0.0, ge=0, le=100)
-    min_validity: float = Field(0.0, ge=0, le=100)
-    min_consistency: float = Field(0.0, ge=0, le=100)
-    min_overall: float = Field(0.0, ge=0, le=100)
-    max_missing_share: float | None = Field(None, ge=0, le=1, description="per column")
-    max_duplicate_share: float | None = Field(None, ge=0, le=1, description="exact duplicate rows")
-    fail_on_severity: Severity | None = Field(None, description="any finding this severe fails")
+    min_completeness: float = Field(default=0.0, ge=0, le=100)
+    min_validity: float = Field(default=0.0, ge=0, le=100)
+    min_consistency: float = Field(default=0.0, ge=0, le=100)
+    min_overall: float = Field(default=0.0, ge=0, le=100)
+    max_missing_share: float | None = Field(default=None, ge=0, le=1, description="per column")
+    max_duplicate_share: float | None = Field(default=None, ge=0, le=1, description="exact duplicate rows")
+    fail_on_severity: Severity | None = Field(default=None, description="any finding this severe fails")
     forbid: list[ForbidFinding] = Field(default_factory=list)
 
 
@@ -154,28 +154,35 @@ class LabelIssuesConfig(_Section):
 
     enabled: bool = True
     model: Literal["lightgbm", "logistic"] = "lightgbm"
-    folds: int = Field(3, ge=2, le=10)
-    max_rows: int = Field(20_000, ge=100)
-    top: int = Field(50, ge=1, description="suspects listed in the report")
+    folds: int = Field(default=3, ge=2, le=10)
+    max_rows: int = Field(default=20_000, ge=100)
+    top: int = Field(default=50, ge=1, description="suspects listed in the report")
 
 
 class OutliersConfig(_Section):
     method: Literal["iqr", "zscore"] = "iqr"
     threshold: float | None = Field(
-        None, gt=0, description="IQR factor (default 3.0) or robust z-score (default 3.5)")
+        default=None, gt=0, description="IQR factor (default 3.0) or robust z-score (default 3.5)")
 
 
 class LeakageConfig(_Section):
     enabled: bool = True
-    threshold: float = Field(0.98, gt=0.5, le=1.0, description="single-feature AUC / R² flagged as error")
-    warn_threshold: float = Field(0.95, gt=0.5, le=1.0)
+    threshold: float = Field(default=0.98, gt=0.5, le=1.0, description="single-feature AUC / R² flagged as error")
+    warn_threshold: float = Field(default=0.95, gt=0.5, le=1.0)
 
 
 class ShiftConfig(_Section):
-    bins: int = Field(10, ge=2, le=100)
-    psi_threshold: float = Field(0.2, gt=0)
-    p_threshold: float = Field(0.01, gt=0, lt=1)
-    effect_threshold: float = Field(0.1, gt=0, le=1, description="KS statistic or total variation distance")
+    bins: int = Field(default=10, ge=2, le=100)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    p_threshold: float = Field(default=0.01, gt=0, lt=1)
+    effect_threshold: float = Field(default=0.1, gt=0, le=1, description="KS statistic or total variation distance")
+
+
+Dimension = Literal["completeness", "validity", "consistency"]
+
+
+def _equal_weights() -> dict[Dimension, float]:
+    return {"completeness": 1.0, "validity": 1.0, "consistency": 1.0}
 
 
 class QualityConfig(_Section):
@@ -189,12 +196,11 @@ class QualityConfig(_Section):
     outliers: OutliersConfig = Field(default_factory=OutliersConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
     shift: ShiftConfig = Field(default_factory=ShiftConfig)
-    sample_rows: int = Field(50_000, ge=1000, description="rows used by correlations and leakage")
-    high_cardinality: int = Field(100, ge=2, description="distinct values above which a categorical is flagged")
-    near_constant_share: float = Field(0.99, gt=0.5, le=1.0)
-    correlation_threshold: float = Field(0.95, gt=0, le=1.0)
-    weights: dict[Literal["completeness", "validity", "consistency"], float] = Field(
-        default_factory=lambda: {"completeness": 1.0, "validity": 1.0, "consistency": 1.0})
+    sample_rows: int = Field(default=50_000, ge=1000, description="rows used by correlations and leakage")
+    high_cardinality: int = Field(default=100, ge=2, description="distinct values above which a categorical is flagged")
+    near_constant_share: float = Field(default=0.99, gt=0.5, le=1.0)
+    correlation_threshold: float = Field(default=0.95, gt=0, le=1.0)
+    weights: dict[Dimension, float] = Field(default_factory=_equal_weights)
 
 
 # ---- clean -------------------------------------------------------------------------------------
@@ -209,7 +215,7 @@ class _Rule(_Section):
 
 class DropDuplicates(_Rule):
     action: Literal["drop_duplicates"]
-    subset: list[str] | None = Field(None, description="default: every column but internal '_' ones")
+    subset: list[str] | None = Field(default=None, description="default: every column but internal '_' ones")
     keep: Literal["first", "last", "none"] = "first"
 
     def named_columns(self) -> list[str]:
@@ -229,18 +235,18 @@ class MergeDuplicates(_Rule):
 
 class Impute(_Rule):
     action: Literal["impute"]
-    columns: list[str] | None = Field(None, description="default: every column with missing values")
+    columns: list[str] | None = Field(default=None, description="default: every column with missing values")
     strategy: Literal["median", "mean", "mode", "constant"] = "median"
-    value: Any = Field(None, description="the fill value for strategy: constant")
-    indicator: bool = Field(False, description="add '{col}__missing' (0/1) before filling")
+    value: Any = Field(default=None, description="the fill value for strategy: constant")
+    indicator: bool = Field(default=False, description="add '{col}__missing' (0/1) before filling")
 
 
 class _Bounds(_Rule):
-    columns: list[str] | None = Field(None, description="default: every numeric feature")
+    columns: list[str] | None = Field(default=None, description="default: every numeric feature")
     method: Literal["iqr", "quantile"] = "iqr"
-    factor: float = Field(1.5, gt=0, description="IQR multiplier")
-    lower: float = Field(0.01, ge=0, lt=0.5, description="lower quantile (method: quantile)")
-    upper: float = Field(0.99, gt=0.5, le=1, description="upper quantile (method: quantile)")
+    factor: float = Field(default=1.5, gt=0, description="IQR multiplier")
+    lower: float = Field(default=0.01, ge=0, lt=0.5, description="lower quantile (method: quantile)")
+    upper: float = Field(default=0.99, gt=0.5, le=1, description="upper quantile (method: quantile)")
 
 
 class ClipOutliers(_Bounds):
@@ -253,7 +259,7 @@ class DropOutliers(_Bounds):
 
 class NormalizeText(_Rule):
     action: Literal["normalize_text"]
-    columns: list[str] | None = Field(None, description="default: every string column but the target")
+    columns: list[str] | None = Field(default=None, description="default: every string column but the target")
     unicode: Literal["NFC", "NFKC", "NFD", "NFKD"] | None = "NFKC"
     collapse_whitespace: bool = True
     strip: bool = True
@@ -282,11 +288,11 @@ class DropRows(_Rule):
 
 
 class _LabelRule(_Rule):
-    features: list[str] | None = Field(None, description="default: every non-target column")
-    min_confidence: float = Field(0.5, ge=0, le=1, description="keep suspects at least this sure")
-    max_share: float = Field(0.05, gt=0, le=1, description="act on at most this share of rows")
+    features: list[str] | None = Field(default=None, description="default: every non-target column")
+    min_confidence: float = Field(default=0.5, ge=0, le=1, description="keep suspects at least this sure")
+    max_share: float = Field(default=0.05, gt=0, le=1, description="act on at most this share of rows")
     model: Literal["lightgbm", "logistic"] = "lightgbm"
-    folds: int = Field(5, ge=2, le=10)
+    folds: int = Field(default=5, ge=2, le=10)
     seed: int = 0
 
     def named_columns(self) -> list[str]:
@@ -299,7 +305,7 @@ class DropLabelIssues(_LabelRule):
 
 class RelabelLabelIssues(_LabelRule):
     action: Literal["relabel_label_issues"]
-    min_confidence: float = Field(0.8, ge=0, le=1)
+    min_confidence: float = Field(default=0.8, ge=0, le=1)
 
 
 CleanRule = Annotated[

@@ -167,7 +167,7 @@ def _evaluate_variant(pred: _Predictor, base: _Predictor | None, base_metric: fl
         classes_ = getattr(pred.model, "classes_", None)
         threshold_ = getattr(pred.model, "threshold_", None)
 
-        def predict_proba(self, frame):  # noqa: D401
+        def predict_proba(self, frame):
             return pred.fn(frame)
 
         def predict(self, frame):

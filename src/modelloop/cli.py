@@ -158,6 +158,16 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
 
 @app.command()
+def serve(config: str = ConfigOpt, host: str | None = typer.Option(None, "--host", help="default 127.0.0.1"),
+          port: int | None = typer.Option(None, "--port", min=0, max=65535, help="default 8000"),
+          workers: int | None = typer.Option(None, "--workers", min=1, help="processes sharing the port"),
+          model: str | None = typer.Option(None, "--model", help="pin a version instead of following production")
+          ) -> None:
+    """REST API over the production model (ONNX Runtime, micro-batching, prediction log)."""
+    _project(config).serve(host=host, port=port, workers=workers, model=model)
+
+
+@app.command()
 def feedback(file: str = typer.Argument(..., help="CSV/Parquet/JSONL with columns request_id,label"),
              config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Import labels for earlier predictions."""
@@ -199,12 +209,13 @@ def rollback(config: str = ConfigOpt, alias: str = typer.Option("production", "-
 
 @app.command()
 def demo(directory: Path = typer.Option(Path("modelloop-demo"), "--dir", help="where to build the demo"),
-         budget: float = typer.Option(45, "--budget", min=1, help="seconds for the search"),
+         budget: float = typer.Option(45, "--budget", min=1, help="seconds for each search"),
+         loop: bool = typer.Option(True, "--loop/--no-loop", help="serve, replay drifted traffic, retrain"),
          as_json: bool = JsonOpt) -> None:
     """The whole loop on the bundled fraud example, embedded defaults."""
     from .scaffold import run_demo
 
-    run_demo(directory, budget=budget, as_json=as_json)
+    run_demo(directory, budget=budget, as_json=as_json, loop=loop)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError
+from .serving.config import ServeConfig
 from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 __all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_config", "parse_config"]
@@ -113,6 +114,7 @@ class Config(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)

@@ -55,23 +55,18 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
     return {"config": str(cfg_path), "files": files, "example": example}
 
 
-def run_demo(directory: Path | str, *, budget: float = 45, as_json: bool = False) -> dict[str, Any]:
-    """Generate the fraud example, then ingest -> train -> evaluate -> register, with progress bars."""
-    from .project import Project
-    from .ui import render_train, search_progress, stage_printer
+def run_demo(directory: Path | str, *, budget: float = 45, as_json: bool = False,
+             loop: bool = True) -> dict[str, Any]:
+    """The whole loop on the fraud example (see ``modelloop.demo``), then a one-screen summary."""
+    from .demo import run_demo as _run, summary_rows
+    from .ui import out
 
-    root = Path(directory)
-    if not (root / "modelloop.yaml").exists():
-        stage_printer("generate the fraud example")
-        init_project(root, example="fraud")
-    project = Project.load(root / "modelloop.yaml")
-    with search_progress(budget) as progress:
-        res = project.run(budget=budget, on_stage=stage_printer, progress=progress)
+    res = _run(directory, budget=budget, loop=loop)
     if as_json:
         sys.stdout.write(json.dumps(res, default=str) + "\n")
-    else:
-        render_train(res)
-        from .ui import out
-
-        out.print(f"\nNext: cd {root} && modelloop status | modelloop evaluate --json")
+        return res
+    out.print("\n[bold]modelloop demo — one turn of the loop[/]")
+    for label, text in summary_rows(res):
+        out.print(f"  [cyan]{label:12}[/] {text}")
+    out.print(f"\nNext: cd {directory} && modelloop status | modelloop monitor | modelloop serve")
     return res

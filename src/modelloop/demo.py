@@ -1,0 +1,192 @@
+"""``modelloop demo``: the whole loop on the bundled fraud example, in one command.
+
+generate data -> ingest -> profile -> search + train -> evaluate -> register -> optimize ->
+serve (a real server on 127.0.0.1) -> replay a shifted stream (new merchants, amount inflation, a
+changed fraud pattern) -> post the labels -> monitor (drift) -> retrain -> gate -> promote ->
+the server follows the new production version -> replay again -> before/after figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import StateError
+
+__all__ = ["run_demo"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """``modelloop serve`` in a child process, on a free loopback port."""
+
+    def __init__(self, root: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log = open(root / ".modelloop" / "demo-server.log", "w")  # closed in stop()
+        self._log = log
+        self.proc = subprocess.Popen([sys.executable, "-m", "modelloop.cli", "serve", "--port", str(self.port)],
+                                     cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "MODELLOOP_API_KEYS": ""})
+
+    def wait_ready(self, timeout: float = 120) -> dict:
+        import httpx
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise StateError(f"the demo server exited ({self.proc.returncode}); see .modelloop/demo-server.log")
+            try:
+                r = httpx.get(f"{self.url}/v1/ready", timeout=2)
+                if r.status_code == 200:
+                    return r.json()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise StateError("the demo server did not become ready; see .modelloop/demo-server.log")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+async def _replay(url: str, records: list[dict], labels: list[Any], concurrency: int = 16) -> dict[str, Any]:
+    """Each record as its own request (as live traffic comes), then each label as feedback."""
+    import httpx
+
+    sem = asyncio.Semaphore(concurrency)
+    ids: list[str | None] = [None] * len(records)
+    versions: dict[int, int] = {}
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async def predict(i: int) -> None:
+            async with sem:
+                r = await client.post("/v1/predict", json={"records": [records[i]]})
+                r.raise_for_status()
+                body = r.json()
+                ids[i] = body["request_id"]
+                v = body["model"]["version"]
+                versions[v] = versions.get(v, 0) + 1
+
+        await asyncio.gather(*(predict(i) for i in range(len(records))))
+
+        async def label(i: int) -> None:
+            async with sem:
+                r = await client.post("/v1/feedback", json={"request_id": ids[i], "label": labels[i]})
+                r.raise_for_status()
+
+        await asyncio.gather(*(label(i) for i in range(len(records))))
+    return {"requests": len(records), "versions": versions}
+
+
+def _records(df: pd.DataFrame, target: str) -> tuple[list[dict], list[Any]]:
+    X = df.drop(columns=[target])
+    return json.loads(X.to_json(orient="records", date_format="iso")), [int(v) for v in df[target]]
+
+
+def run_demo(directory: Path | str, *, budget: float = 45, stream_rows: int = 2000,
+             loop: bool = True) -> dict[str, Any]:
+    """The whole loop; returns every stage's result (the CLI prints a one-screen summary)."""
+    from .examples.fraud import generate_transactions
+    from .project import Project
+    from .scaffold import init_project
+    from .ui import search_progress, stage_printer
+
+    root = Path(directory)
+    if not (root / "modelloop.yaml").exists():
+        stage_printer("generate the fraud example")
+        init_project(root, example="fraud")
+    project = Project.load(root / "modelloop.yaml")
+    with search_progress(budget) as progress:
+        trained = project.run(budget=budget, on_stage=stage_printer, progress=progress)
+    result: dict[str, Any] = {"train": trained}
+    if not loop:
+        return result
+    stage_printer("optimize")
+    result["optimize"] = project.optimize()
+    server = _Server(root)
+    try:
+        stage_printer("serve")
+        ready = server.wait_ready()
+        target = project.config.data.target
+        stage_printer(f"replay {stream_rows} shifted transactions through {server.url}")
+        shifted = generate_transactions(n_rows=stream_rows, seed=11, shift=True)
+        recs, labels = _records(shifted, target)
+        before = asyncio.run(_replay(server.url, recs, labels))
+        stage_printer("monitor")
+        result["monitor"] = project.monitor()
+        stage_printer("retrain")
+        with search_progress(budget) as progress:
+            result["retrain"] = project.retrain(budget=budget, progress=progress)
+        if result["retrain"]["promoted"]:
+            import httpx
+
+            httpx.post(f"{server.url}/v1/admin/reload", timeout=60).raise_for_status()
+        stage_printer("replay fresh shifted traffic to the server")
+        fresh = generate_transactions(n_rows=stream_rows // 2, seed=12, shift=True)
+        recs2, labels2 = _records(fresh, target)
+        after = asyncio.run(_replay(server.url, recs2, labels2))
+        result["serve"] = {"url": server.url, "first_model": ready.get("model"), "before": before, "after": after}
+        result["monitor_after"] = project.monitor()
+    finally:
+        server.stop()
+    return result
+
+
+def live_f1(monitor: dict[str, Any], version: int) -> tuple[float | None, int]:
+    per = (monitor.get("metrics") or {}).get(str(version)) or {}
+    allw = per.get("all") or {}
+    return allw.get("f1_macro"), int(allw.get("n") or 0)
+
+
+def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The one-screen summary as (label, text) rows."""
+    t = result["train"]
+    rows = [("dataset", f"{t['dataset']['id']} (v{t['dataset']['version']}, {t['dataset']['rows']} rows)"),
+            ("model", f"{t['model']['name']}:{t['model']['version']} — {t['best_family']}, test f1_macro "
+                      f"{t['test_metrics']['f1_macro']:.4f}, roc_auc {t['test_metrics']['roc_auc']:.4f}"),
+            ("report", t["report"])]
+    if "optimize" in result:
+        o = result["optimize"]
+        base = o["variants"][0]["latency_p50_ms"]
+        ch = next(v for v in o["variants"] if v["name"] == o["chosen"])
+        rows.append(("optimize", f"chosen {o['chosen']}: p50 {ch['latency_p50_ms']:.2f} ms vs native {base:.2f} ms "
+                                 f"({base / ch['latency_p50_ms']:.1f}×)"))
+    if "monitor" in result:
+        m = result["monitor"]
+        rows.append(("drift", ", ".join(m["drifted_features"]) or "none"))
+        f1, n = live_f1(m, t["model"]["version"])
+        rows.append(("live before", f"f1_macro {f1:.4f} on {n} labeled predictions" if f1 is not None else "—"))
+    if "retrain" in result:
+        r = result["retrain"]
+        ch, cl = r["champion"]["metrics"], r["challenger"]["metrics"]
+        rows.append(("retrain", f"{'promoted' if r['promoted'] else 'not promoted'} v{r['challenger']['model']['version']}: "
+                                f"recent f1 {ch['recent'].get('f1_macro', np.nan):.4f} -> "
+                                f"{cl['recent'].get('f1_macro', np.nan):.4f}, holdout "
+                                f"{ch['holdout'].get('f1_macro', np.nan):.4f} -> {cl['holdout'].get('f1_macro', np.nan):.4f}"))
+    if "monitor_after" in result:
+        versions = result["serve"]["after"]["versions"]
+        v = max(versions, key=versions.get)
+        f1, n = live_f1(result["monitor_after"], v)
+        rows.append(("live after", f"v{v} f1_macro {f1:.4f} on {n} labeled predictions" if f1 is not None else "—"))
+    return rows

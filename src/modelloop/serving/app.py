@@ -1,0 +1,460 @@
+"""The prediction API: FastAPI app factory and ``serve`` (uvicorn, one or several worker processes).
+
+Endpoints (JSON in and out; keys and limits in ``security.py``):
+
+``POST /v1/predict``  ``{"records": [{column: value, ...}, ...]}`` ->
+    ``{"predictions": [{"request_id", "label", "probabilities": {label: p}}], "model": {"name",
+    "version", "variant"}, "request_id"}``. Regression predictions carry ``value`` (and the same
+    number as ``label``, so clients read one key for every task). Probability keys are the labels
+    as text (JSON keys are strings); ``label`` keeps the label's own type.
+    **Prediction ids**: a request has one ``request_id``. A single-record request logs its
+    prediction under that id; a request of n > 1 records logs ``{request_id}-0`` ...
+    ``{request_id}-{n-1}``. Each prediction in the answer carries its own id: send that one to
+    ``/v1/feedback``.
+``POST /v1/feedback``  ``{"request_id", "label"}`` -> 201 once stored (a synchronous catalog
+    write); 404 for an id this server never issued, 409 when the id already has feedback, 422 for
+    a label the model does not know.
+``GET /v1/health``  alive (200 while the process runs). ``GET /v1/ready``: 200 once a model is
+    loaded, else 503 with the reason. ``GET /v1/model``: name, version, variant (onnx | native
+    and why), input schema, metrics. ``GET /metrics``: Prometheus (``metrics.py``).
+``POST /v1/admin/reload``  load the model again (the production alias by default) and swap.
+
+Hot swap: a new model is loaded in a thread next to the old one and replaces it in one reference
+assignment; requests already validated finish on the model they started with, so none is dropped.
+Besides ``/v1/admin/reload``, the server polls the catalog's production alias every
+``serve.reload_poll_seconds``, so ``modelloop promote`` from another process is picked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from hashlib import sha256
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from ..catalog import utcnow
+from ..registry import PRODUCTION
+from ..workspace import Workspace
+from .batching import MicroBatcher
+from .config import ServeConfig, serve_config
+from .log import PredictionLog
+from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
+from .security import ApiKeys, BodyLimitMiddleware, load_api_keys
+from .validation import ValidationProblem, describe_errors
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("modelloop.serving")
+SECRET_ENV = "MODELLOOP_SERVE_SECRET"
+_ENDPOINTS = {p: p for p in ("/v1/predict", "/v1/feedback", "/v1/health", "/v1/ready", "/v1/model",
+                             "/v1/admin/reload", "/metrics", "/docs", "/openapi.json")}
+_ERROR_KINDS = {401: "auth", 403: "auth", 404: "not_found", 405: "bad_request", 409: "conflict",
+                413: "too_large", 422: "validation", 503: "not_ready"}
+
+
+# ---- response models (documentation; responses are serialised by hand for speed) ----------------
+class Prediction(BaseModel):
+    request_id: str = Field(description="id of this prediction: send it to /v1/feedback")
+    label: Any = Field(description="predicted label (regression: the predicted value)")
+    probabilities: dict[str, float] | None = Field(None, description="label -> probability")
+    value: float | None = Field(None, description="regression only")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+    variant: str = Field(description="onnx | native")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+    model: ModelRef
+    request_id: str
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request_id: str = Field(min_length=1, max_length=64, description="a prediction id from /v1/predict")
+    label: StrictStr | StrictInt | StrictFloat | StrictBool = Field(
+        description="the true label (regression: the true value)")
+
+
+# ---- server state ------------------------------------------------------------------------------
+class ServerState:
+    """Everything one server process holds: the model, the batcher, the log, the cache."""
+
+    def __init__(self, ws: Workspace, config: ServeConfig, *, model: str | None = None,
+                 api_keys: list[str] | None = None, secret: bytes | None = None):
+        self.ws, self.config, self.ref = ws, config, model
+        self.keys = ApiKeys(api_keys if api_keys is not None
+                            else load_api_keys(config.api_keys_file, ws.root))
+        env_secret = os.environ.get(SECRET_ENV)
+        self.secret = secret or (bytes.fromhex(env_secret) if env_secret else secrets.token_bytes(16))
+        self.metrics = ServingMetrics()
+        self.runtime: Any = None
+        self.load_error: str | None = "model not loaded yet"
+        self.cache: OrderedDict[tuple, dict] | None = OrderedDict() if config.cache_size else None
+        self.batcher: MicroBatcher | None = None
+        self.plog: PredictionLog | None = None
+        self._reload_lock = asyncio.Lock()
+        self._classes: dict[tuple[str, int], Any] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        cfg, m = self.config, self.metrics
+        self.batcher = MicroBatcher(max_batch_size=cfg.max_batch_size, max_wait_ms=cfg.max_wait_ms,
+                                    on_batch=m.observe_batch)
+        self.plog = PredictionLog(self.ws.catalog, flush_ms=cfg.log_flush_ms, batch=cfg.log_batch,
+                                  on_write=lambda n, s: (m.log_rows.inc(n), m.log_pending.set(self.plog.pending)))
+        m.ready.set(0)
+        self._tasks = [asyncio.create_task(self._watch())]
+        try:
+            yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.to_thread(self.plog.close)   # nothing answered is lost on a clean stop
+            self.batcher.close()
+            m.process_exit()
+
+    async def _watch(self) -> None:
+        """Load the model, then follow the production alias (or the alias in ``model``)."""
+        with contextlib.suppress(HTTPException):  # the reason is in /v1/ready; retried below
+            await self.reload("startup")
+        interval = self.config.reload_poll_seconds
+        alias = self._watched_alias()
+        while interval > 0 and alias is not None:
+            await asyncio.sleep(interval)
+            if self.runtime is None:
+                with contextlib.suppress(HTTPException):
+                    await self.reload("retry")
+                continue
+            try:
+                version = await asyncio.to_thread(self.ws.catalog.get_alias, *alias)
+            except Exception as exc:  # a busy or unreachable catalog: try again next time
+                log.warning("alias poll failed: %s", exc)
+                continue
+            if version is not None and version != self.runtime.version:
+                with contextlib.suppress(HTTPException):  # logged and counted; keeps serving
+                    await self.reload(f"alias {alias[1]} -> {version}")
+
+    def _watched_alias(self) -> tuple[str, str] | None:
+        name = self.ws.config.name
+        if self.ref is None:
+            return name, PRODUCTION
+        ref = self.ref.strip()
+        if "@" in ref:
+            left, alias = ref.split("@", 1)
+            return left or name, alias
+        return None  # a pinned version never moves
+
+    async def reload(self, why: str) -> dict[str, Any]:
+        """Load the model next to the current one, then swap in one assignment."""
+        from .runtime import load_runtime
+
+        async with self._reload_lock:
+            old = self.runtime
+            try:
+                new = await asyncio.to_thread(load_runtime, self.ws, self.ref)
+            except Exception as exc:
+                self.metrics.reloads.labels("failed").inc()
+                self.load_error = f"{type(exc).__name__}: {exc}"
+                log.error("model load failed (%s): %s", why, self.load_error)
+                if old is None:
+                    raise HTTPException(503, f"no model could be loaded: {self.load_error}") from None
+                raise HTTPException(500, f"reload failed, still serving version {old.version}: "
+                                         f"{self.load_error}") from None
+            self.runtime = new                        # the swap: one reference assignment
+            self.load_error = None
+            self.metrics.set_model(new.name, new.version, new.variant == "onnx")
+            self.metrics.reloads.labels("ok").inc()
+            log.info("serving %s:%s (%s) after %s", new.name, new.version, new.variant, why)
+        return {"model": _ref(new), "previous": _ref(old) if old is not None else None,
+                "reason": new.reason}
+
+    # ---- request ids -------------------------------------------------------------------------------
+    def new_request_id(self) -> str:
+        """24 random hex chars + 8 of an HMAC that proves this server (any of its workers) issued it."""
+        base = secrets.token_hex(12)
+        return base + hmac.new(self.secret, base.encode(), sha256).hexdigest()[:8]
+
+    def issued(self, prediction_id: str) -> bool:
+        rid, _, index = prediction_id.partition("-")
+        if len(rid) != 32 or (index and not index.isdigit()):
+            return False
+        sig = hmac.new(self.secret, rid[:24].encode(), sha256).hexdigest()[:8]
+        return hmac.compare_digest(sig, rid[24:])
+
+    # ---- inference -------------------------------------------------------------------------------
+    async def infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assert self.batcher is not None
+        if self.cache is None:
+            return await self.batcher.predict(rt, records)
+        keys = [(rt.name, rt.version, json.dumps(r, sort_keys=True, separators=(",", ":")))
+                for r in records]
+        found = [self.cache.get(k) for k in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        self.metrics.observe_cache(len(records) - len(missing), len(missing))
+        for k, f in zip(keys, found, strict=True):
+            if f is not None:
+                self.cache.move_to_end(k)
+        if missing:
+            fresh = await self.batcher.predict(rt, [records[i] for i in missing])
+            for i, out in zip(missing, fresh, strict=True):
+                found[i] = out
+                self.cache[keys[i]] = out
+            while len(self.cache) > self.config.cache_size:
+                self.cache.popitem(last=False)
+        return found  # type: ignore[return-value]
+
+    def known_labels(self, name: str, version: int) -> tuple[str, list[Any] | None]:
+        key = (name, version)
+        if key not in self._classes:
+            info = self.ws.catalog.get_model(name, version)["info"] or {}
+            self._classes[key] = (info.get("task", "binary"), info.get("classes"))
+        return self._classes[key]
+
+
+def _ref(rt: Any) -> dict[str, Any]:
+    return {"name": rt.name, "version": rt.version, "variant": rt.variant}
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, default=str).encode(), status_code=status,
+                    media_type="application/json")
+
+
+# ---- the app ---------------------------------------------------------------------------------------
+def create_app(ws: Workspace, *, config: ServeConfig | None = None, model: str | None = None,
+               api_keys: list[str] | None = None, secret: bytes | None = None) -> FastAPI:
+    """The ASGI app over ``model`` (default: the production alias, followed as it moves).
+
+    ``config`` defaults to the project's ``serve:`` section; ``api_keys`` to env
+    ``MODELLOOP_API_KEYS`` or ``serve.api_keys_file``. The model loads in the background after
+    start-up: ``/v1/ready`` answers 503 until it is in memory.
+    """
+    cfg = config or serve_config(ws.config)
+    state = ServerState(ws, cfg, model=model, api_keys=api_keys, secret=secret)
+    app = FastAPI(title=f"modelloop · {ws.config.name}", version="1",
+                  description="Predictions, feedback and health of the production model.",
+                  lifespan=state.lifespan)
+    app.state.serving = state
+    _routes(app, state)
+    _errors(app)
+    if cfg.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=cfg.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    app.openapi = lambda: _openapi(app, state)  # type: ignore[method-assign]
+    return app
+
+
+def _routes(app: FastAPI, state: ServerState) -> None:
+    bearer = HTTPBearer(auto_error=False, description="an API key (env MODELLOOP_API_KEYS)")
+
+    async def require_key(creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
+        if state.keys.enabled and not state.keys.verify(creds.credentials if creds else None):
+            raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    keyed = [Depends(require_key)]
+    generic_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"records": {"type": "array", "items": {"type": "object"}}}}}}}}
+
+    @app.post("/v1/predict", dependencies=keyed, response_model=None, openapi_extra=generic_body,
+              responses={200: {"model": PredictResponse}, 413: {}, 422: {}, 503: {}})
+    async def predict(request: Request) -> Response:
+        """Predict one or many records with the model being served."""
+        start = time.perf_counter()
+        rt = state.runtime
+        if rt is None:
+            raise HTTPException(503, f"no model loaded ({state.load_error}); retry shortly",
+                                headers={"Retry-After": "1"})
+        try:
+            records = rt.validator.validate_json(await request.body())
+        except ValidationProblem as problem:
+            return _json({"detail": problem.errors, "message": str(problem)}, 422)
+        if len(records) > state.config.max_records:
+            raise HTTPException(413, f"{len(records)} records is more than serve.max_records "
+                                     f"({state.config.max_records}); split the request")
+        try:
+            outputs = await state.infer(rt, records)
+        except Exception as exc:
+            request.scope["modelloop.error"] = "inference"
+            log.exception("inference failed on model %s:%s", rt.name, rt.version)
+            raise HTTPException(500, f"inference failed: {type(exc).__name__}") from None
+        rid = state.new_request_id()
+        ids = [rid] if len(records) == 1 else [f"{rid}-{i}" for i in range(len(records))]
+        latency_ms = (time.perf_counter() - start) * 1000.0
+        at = utcnow()
+        assert state.plog is not None
+        rows = [{"request_id": i, "name": rt.name, "version": rt.version, "at": at, "inputs": rec,
+                 "output": out, "latency_ms": latency_ms} for i, rec, out in zip(ids, records, outputs, strict=True)]
+        if not state.plog.add(rows):  # writer behind: wait (off the loop) to bound what kill -9 loses
+            await run_in_threadpool(state.plog.wait_below_high_water)
+        state.metrics.log_pending.set(state.plog.pending)
+        return _json({"predictions": [{"request_id": i, **out} for i, out in zip(ids, outputs, strict=True)],
+                      "model": _ref(rt), "request_id": rid})
+
+    @app.post("/v1/feedback", dependencies=keyed, status_code=201, responses={404: {}, 409: {}})
+    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        """Store the true label of an earlier prediction (durable before the answer)."""
+        return await _feedback(state, body)
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "worker": os.getpid()}
+
+    @app.get("/v1/ready", responses={503: {}})
+    async def ready() -> Response:
+        """Readiness: 200 once a model is loaded."""
+        rt = state.runtime
+        if rt is None:
+            return _json({"ready": False, "reason": state.load_error}, 503)
+        return _json({"ready": True, "model": _ref(rt)})
+
+    @app.get("/v1/model", dependencies=keyed)
+    async def model_info() -> dict[str, Any]:
+        """The model being served: version, variant (onnx | native, and why), schema, metrics."""
+        rt = state.runtime
+        if rt is None:
+            raise HTTPException(503, f"no model loaded ({state.load_error})")
+        cfg = state.config
+        return {**rt.describe(), "serving": {
+            "max_batch_size": cfg.max_batch_size, "max_wait_ms": cfg.max_wait_ms,
+            "max_records": cfg.max_records, "max_body_bytes": cfg.max_body_bytes,
+            "cache_size": cfg.cache_size, "api_keys": state.keys.enabled, "worker": os.getpid()}}
+
+    @app.post("/v1/admin/reload", dependencies=keyed)
+    async def reload() -> dict[str, Any]:
+        """Load the model again (the production alias unless pinned) and swap it in atomically."""
+        return await state.reload("POST /v1/admin/reload")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        if state.plog is not None:
+            state.metrics.log_pending.set(state.plog.pending)
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]:
+    cat, rid, m = state.ws.catalog, body.request_id, state.metrics
+    assert state.plog is not None
+    if state.plog.is_pending(rid):
+        await run_in_threadpool(state.plog.flush)
+    row = await run_in_threadpool(cat.get_prediction, rid)
+    if row is None and not state.issued(rid):
+        m.feedback.labels("unknown").inc()
+        raise HTTPException(404, f"no prediction with request_id '{rid}'; use a request_id "
+                                 "returned by /v1/predict")
+    served_by = row or (_ref(state.runtime) if state.runtime is not None else None)
+    if served_by is not None:
+        task, classes = await run_in_threadpool(state.known_labels, served_by["name"], served_by["version"])
+        _check_label(body.label, task, classes)
+    try:
+        stored = await run_in_threadpool(cat.add_feedback, rid, body.label, "api")
+    except Exception as exc:  # a concurrent duplicate hits the unique constraint
+        from sqlalchemy.exc import IntegrityError
+
+        if not isinstance(exc, IntegrityError):
+            raise
+        stored = False
+    if not stored:
+        m.feedback.labels("duplicate").inc()
+        raise HTTPException(409, f"request_id '{rid}' already has feedback; it is stored once")
+    m.feedback.labels("stored").inc()
+    return {"request_id": rid, "stored": True, "prediction_logged": row is not None}
+
+
+def _check_label(label: Any, task: str, classes: list[Any] | None) -> None:
+    if task == "regression":
+        if isinstance(label, bool) or not isinstance(label, (int, float)):
+            raise HTTPException(422, f"label: must be a number for a regression model, got {label!r}")
+    elif classes is not None and label not in classes:
+        raise HTTPException(422, f"label: must be one of {', '.join(map(json.dumps, classes))}, "
+                                 f"got {json.dumps(label)}")
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = describe_errors(list(exc.errors()), allowed=["request_id", "label"])
+        return _json({"detail": errors, "message": "; ".join(e["msg"] for e in errors)}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+class MetricsMiddleware:
+    """Pure ASGI: counts every answer by endpoint and status, latency, and errors by kind."""
+
+    def __init__(self, app: Any, metrics: ServingMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def tracked(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        finally:
+            endpoint = _ENDPOINTS.get(scope["path"], "other")
+            self.metrics.observe_request(endpoint, status, time.perf_counter() - start)
+            if status >= 400:
+                kind = scope.get("modelloop.error") or _ERROR_KINDS.get(status, "internal")
+                self.metrics.errors.labels(kind).inc()
+
+
+def _openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
+    """The spec, with ``/v1/predict``'s body built from the served model's input schema."""
+    rt = state.runtime
+    key = (rt.name, rt.version) if rt is not None else None
+    cached = getattr(app.state, "openapi_cache", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    spec = get_openapi(title=app.title, version=app.version, description=app.description,
+                       routes=app.routes)
+    if rt is not None:
+        body = rt.validator.json_schema()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(body.pop("$defs", {}))
+        schemas["PredictRequest"] = body
+        spec["paths"]["/v1/predict"]["post"]["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}
+    app.state.openapi_cache = (key, spec)
+    return spec

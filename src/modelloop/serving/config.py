@@ -1,0 +1,41 @@
+"""The ``serve:`` section of ``modelloop.yaml``: every key has a default, so the section is optional.
+
+Kept free of heavy imports (pydantic only): the main config imports it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ServeConfig", "serve_config"]
+
+
+class ServeConfig(BaseModel):
+    """Settings of ``modelloop serve``; CLI flags (--host/--port/--workers) override the first three."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # Loopback unless told otherwise: exposing the API is a deliberate act (``--host 0.0.0.0``).
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn processes sharing the port")
+    # Micro-batching: a request never waits for a timer when the queue is idle; ``max_wait_ms``
+    # only bounds how long an already-forming batch yields to the event loop for requests whose
+    # bytes have already arrived (see serving/batching.py).
+    max_batch_size: int = Field(64, ge=1, le=100_000, description="records per inference call")
+    max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    max_body_bytes: int = Field(1_000_000, ge=1, description="413 above this request body size")
+    max_records: int = Field(1000, ge=1, description="413 above this many records per request")
+    api_keys_file: Path | None = Field(None, description="one key per line; env MODELLOOP_API_KEYS wins")
+    cors_origins: list[str] = Field(default_factory=list, description="empty: CORS off")
+    cache_size: int = Field(0, ge=0, description="LRU response cache entries; 0: off")
+    reload_poll_seconds: float = Field(5.0, ge=0, description="production alias poll; 0: off")
+    log_flush_ms: float = Field(200.0, gt=0, le=60_000, description="prediction log write interval")
+    log_batch: int = Field(500, ge=1, le=100_000, description="prediction log rows per write")
+
+
+def serve_config(config: object) -> ServeConfig:
+    """The ``serve`` section of a project config, or the defaults until the section exists."""
+    return getattr(config, "serve", None) or ServeConfig()

@@ -1,0 +1,82 @@
+"""``serve``: run the API with uvicorn, in this process or in ``workers`` processes sharing the port.
+
+With several workers, uvicorn starts each one from an import string (``app_from_env``) and the
+parent hands them what they need through the environment: the project config and serve settings
+(``MODELLOOP_SERVE_SPEC``), the secret that signs request ids, so that feedback reaching any worker
+recognises an id issued by another (``MODELLOOP_SERVE_SECRET``), and a shared
+``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics`` adds up all workers. The parent converts the
+model to ONNX once before the workers start, so they load the cached file instead of converting
+side by side. Every worker appends to the same prediction log (SQLite WAL, batched inserts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from typing import Any
+
+from ..workspace import Workspace
+from .config import ServeConfig, serve_config
+
+__all__ = ["SPEC_ENV", "app_from_env", "serve"]
+
+SPEC_ENV = "MODELLOOP_SERVE_SPEC"
+log = logging.getLogger("modelloop.serving")
+
+
+def serve(ws: Workspace, host: str | None = None, port: int | None = None, workers: int | None = None,
+          *, config: ServeConfig | None = None, model: str | None = None) -> None:
+    """Serve ``model`` (the production alias by default) until SIGTERM / Ctrl-C; flushes the log on exit."""
+    import uvicorn
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+    cfg = (config or serve_config(ws.config)).model_copy(update=overrides)
+    common: dict[str, Any] = {"host": cfg.host, "port": cfg.port, "access_log": False,
+                              "log_level": "info", "timeout_graceful_shutdown": 10}
+    if cfg.workers == 1:
+        from .app import create_app
+
+        uvicorn.run(create_app(ws, config=cfg, model=model), **common)
+        return
+    _warm_onnx(ws, model)
+    metrics_dir = tempfile.mkdtemp(prefix="modelloop-metrics-")
+    env = {SPEC_ENV: json.dumps({"config": ws.config.model_dump(mode="json"), "root": str(ws.root),
+                                 "serve": cfg.model_dump(mode="json"), "model": model}),
+           "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    env.setdefault("MODELLOOP_SERVE_SECRET", os.environ.get("MODELLOOP_SERVE_SECRET") or secrets.token_hex(16))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        uvicorn.run("modelloop.serving.launch:app_from_env", factory=True, workers=cfg.workers, **common)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def app_from_env() -> Any:
+    """The app of one worker process, rebuilt from ``MODELLOOP_SERVE_SPEC`` (set by ``serve``)."""
+    from ..config import parse_config
+    from .app import create_app
+
+    spec = json.loads(os.environ[SPEC_ENV])
+    ws = Workspace(parse_config(spec["config"], root=spec["root"]))
+    return create_app(ws, config=ServeConfig.model_validate(spec["serve"]), model=spec["model"])
+
+
+def _warm_onnx(ws: Workspace, model: str | None) -> None:
+    """Convert (and check) once in the parent; a failure here is left for the workers to report."""
+    from .runtime import load_runtime
+
+    try:
+        rt = load_runtime(ws, model)
+        log.info("model %s:%s ready as %s", rt.name, rt.version, rt.variant)
+    except Exception as exc:
+        log.warning("model not loaded before starting workers: %s", exc)

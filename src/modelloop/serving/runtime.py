@@ -1,0 +1,298 @@
+"""The served model: an ONNX Runtime session (or the native model) behind one ``predict(records)``.
+
+Loading a model version (:func:`load_runtime`):
+
+1. The ONNX file cached next to the model (``formats["onnx"]``, by default
+   ``.modelloop/models/{name}-v{version}.onnx``) is used when it exists and has the graph inputs
+   serving feeds. Otherwise the native model is converted with
+   :func:`modelloop.optimization.export.to_onnx`, checked, written atomically and recorded in the
+   catalog (``formats["onnx"]`` and ``info["onnx_check"]``).
+2. The check compares, on up to 256 rows of the model's dataset plus synthetic edge rows (all
+   missing, unseen categories), the probabilities (or values) that *this runtime* serves against
+   the native model's: ``check_onnx`` on the graph, then the served path end to end. Tolerance:
+   ``ONNX_ATOL`` = 1e-4 (absolute, on probabilities / regression values).
+3. A model that cannot be converted or fails the check is served natively; the reason is logged
+   and shown by ``GET /v1/model`` (``variant: native``, ``reason``).
+
+Per request the runtime turns validated JSON records into the graph's inputs. For speed it builds
+the feed directly from the records (about 20 µs for one record, against ~1.8 ms through pandas)
+with the same mapping as ``prepare_features`` + ``onnx_inputs`` (numeric/boolean -> float32 with NaN
+for missing, categoricals -> their text with "" for missing); datetime columns go through
+``prepare_features`` itself. ``tests/serving/test_runtime.py`` holds the two paths equal. Then the
+binary threshold is applied to ``p(class 1)`` and class indices map back to the original labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data.schema import Schema
+from ..workspace import Workspace
+from .validation import RequestValidator
+
+__all__ = ["ONNX_ATOL", "Runtime", "load_runtime", "onnx_path"]
+
+log = logging.getLogger("modelloop.serving")
+ONNX_ATOL = 1e-4
+_CHECK_ROWS = 256
+
+
+def onnx_path(ws: Workspace, name: str, version: int) -> Path:
+    """Where serving caches the ONNX file of a model version."""
+    return ws.models_dir / f"{name}-v{version}.onnx"
+
+
+class Runtime:
+    """One loaded model version. ``predict`` is thread-safe (ORT sessions are) and never mutates."""
+
+    def __init__(self, row: dict[str, Any], *, session: Any = None, native: Any = None,
+                 reason: str | None = None, check: dict[str, Any] | None = None):
+        info = row.get("info") or {}
+        self.name: str = row["name"]
+        self.version: int = int(row["version"])
+        self.row = row
+        self.schema = Schema.from_dict(row["input_schema"])
+        self.task: str = info.get("task") or getattr(native, "task", "binary")
+        classes = info.get("classes") if self.task != "regression" else None
+        self.classes: list[Any] | None = list(classes) if classes is not None else None
+        self.threshold: float | None = info.get("threshold") if self.task == "binary" else None
+        self.session, self.native, self.reason, self.check = session, native, reason, check
+        self.variant = "onnx" if session is not None else "native"
+        self.validator = RequestValidator(self.schema, title=f"{self.name}_v{self.version}_record")
+        self.loaded_at = time.time()
+        self._plan = _FeedPlan(self.schema)
+        self._keys = [str(c) for c in self.classes] if self.classes is not None else []
+        self._output = ["variable"] if self.task == "regression" else ["probabilities"]
+
+    # ---- inference ---------------------------------------------------------------------------
+    def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """(n, K) probabilities in ``classes`` order, or (n,) values for regression."""
+        if self.session is not None:
+            out = self.session.run(self._output, self._plan.feed(records))[0]
+            return np.asarray(out, dtype=np.float64).reshape(len(records), -1) if self.task != "regression" \
+                else np.asarray(out, dtype=np.float64).ravel()
+        frame = pd.DataFrame.from_records(records, columns=self.validator.features)
+        if self.task == "regression":
+            return np.asarray(self.native.predict(frame), dtype=np.float64)
+        return np.asarray(self.native.predict_proba(frame), dtype=np.float64)
+
+    def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One output per record: ``{"label", "probabilities"}`` or ``{"label", "value"}`` (regression)."""
+        scores = self.scores(records)
+        if self.task == "regression":
+            return [{"label": v, "value": v} for v in scores.round(6).tolist()]
+        from ..evaluation.metrics import labels_from_proba
+
+        idx = labels_from_proba(scores, self.threshold).tolist()
+        labels, keys = self.classes, self._keys
+        return [{"label": labels[i], "probabilities": dict(zip(keys, p, strict=True))}  # type: ignore[index]
+                for i, p in zip(idx, scores.round(6).tolist(), strict=True)]
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /v1/model`` shows."""
+        return {"name": self.name, "version": self.version, "task": self.task,
+                "variant": self.variant, "reason": self.reason, "onnx_check": self.check,
+                "classes": self.classes, "threshold": self.threshold,
+                "input_schema": self.schema.to_dict(), "features": self.validator.features,
+                "metrics": self.row.get("metrics") or {}, "formats": self.row.get("formats") or {},
+                "loaded_at": self.loaded_at}
+
+
+class _FeedPlan:
+    """Raw JSON records -> the ONNX feed (the ``onnx_inputs`` contract) without pandas."""
+
+    def __init__(self, schema: Schema):
+        from ..models.tabular import prepared_columns
+
+        self.floats = [c for c in schema.features() if schema.columns[c] in ("numeric", "boolean")]
+        self.strings = [c for c in schema.features() if schema.columns[c] == "categorical"]
+        dts = [c for c in schema.features() if schema.columns[c] == "datetime"]
+        self.dt_schema = Schema(columns={c: "datetime" for c in dts}) if dts else None
+        numeric, categorical = prepared_columns(schema)
+        self.inputs = [*numeric, *categorical]
+
+    def feed(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        feed: dict[str, np.ndarray] = {}
+        for c in self.floats:
+            feed[c] = np.array([r[c] for r in records], dtype=np.float64).astype(np.float32).reshape(-1, 1)
+        for c in self.strings:
+            feed[c] = np.array(["" if (v := r[c]) is None else str(v) for r in records],
+                               dtype=object).reshape(-1, 1)
+        if self.dt_schema is not None:
+            from ..models.tabular import prepare_features
+
+            cols = list(self.dt_schema.columns)
+            parts = prepare_features(pd.DataFrame.from_records(records, columns=cols), self.dt_schema)
+            for c in parts.columns:
+                feed[c] = parts[c].to_numpy(dtype=np.float32).reshape(-1, 1)
+        return feed
+
+
+# ---- loading -------------------------------------------------------------------------------------
+def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_ATOL,
+                 onnx: bool = True) -> Runtime:
+    """Load a model version (production by default) as ONNX when it converts and checks, else native."""
+    from ..registry import resolve_model
+
+    row = resolve_model(ws, ref)
+    if not onnx:
+        return Runtime(row, native=_native(ws, row), reason="ONNX disabled by the caller")
+    try:
+        session, check = _onnx_session(ws, row, atol)
+        return Runtime(ws.catalog.get_model(row["name"], row["version"]), session=session, check=check)
+    except Exception as exc:  # any failure to convert, load or check: serve natively, say why
+        reason = f"ONNX unavailable ({type(exc).__name__}: {exc}); serving the native model"
+        log.warning("model %s:%s: %s", row["name"], row["version"], reason)
+        return Runtime(row, native=_native(ws, row), reason=reason)
+
+
+def _native(ws: Workspace, row: dict[str, Any]) -> Any:
+    from ..registry import load_model
+
+    return load_model(ws, row)
+
+
+def _session(source: str | bytes) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1       # requests are batched; more threads fight the HTTP workers
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+
+
+def _onnx_session(ws: Workspace, row: dict[str, Any], atol: float) -> tuple[Any, dict[str, Any]]:
+    """A checked session: the cached file when it fits the feed contract, else a fresh conversion."""
+    schema = Schema.from_dict(row["input_schema"])
+    cached = (row.get("formats") or {}).get("onnx")
+    if cached and Path(cached).is_file():
+        session = _session(str(cached))
+        if _fits(session, schema):
+            check = (row.get("info") or {}).get("onnx_check") or {"cached": True}
+            return session, {**check, "path": str(cached)}
+        log.warning("model %s:%s: cached ONNX %s does not have the expected inputs; converting again",
+                    row["name"], row["version"], cached)
+    return _convert(ws, row, schema, atol)
+
+
+def _fits(session: Any, schema: Schema) -> bool:
+    return sorted(i.name for i in session.get_inputs()) == sorted(_FeedPlan(schema).inputs)
+
+
+def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float) -> tuple[Any, dict[str, Any]]:
+    from ..optimization.export import check_onnx, to_onnx
+
+    native = _native(ws, row)
+    onnx_model = to_onnx(native)
+    raw = onnx_model.SerializeToString()
+    sample = check_frame(ws, row, schema)
+    graph_diff = check_onnx(native, onnx_model, sample, atol=atol)
+    session = _session(raw)
+    served_diff = _served_diff(Runtime(row, session=session), native, sample)
+    if not served_diff <= atol:
+        raise ValueError(f"served ONNX output differs from the native model by {served_diff:.3g} "
+                         f"(> atol {atol:g})")
+    path = onnx_path(ws, row["name"], row["version"])
+    _write_atomic(path, raw)
+    check = {"max_abs_diff": max(graph_diff, served_diff), "atol": atol, "rows": len(sample),
+             "path": str(path)}
+    fresh = ws.catalog.get_model(row["name"], row["version"])  # merge with concurrent writers
+    ws.catalog.update_model(row["name"], row["version"],
+                            formats={**fresh["formats"], "onnx": str(path)},
+                            info={**fresh["info"], "onnx_check": check})
+    log.info("model %s:%s converted to ONNX (%s), max |diff| %.2g on %d rows",
+             row["name"], row["version"], path, check["max_abs_diff"], len(sample))
+    return session, check
+
+
+def _served_diff(runtime: Runtime, native: Any, sample: pd.DataFrame) -> float:
+    """Max |served - native| with the records as a client would send them (JSON scalars)."""
+    records = to_records(sample, runtime.schema)
+    got = runtime.scores(records)
+    want = native.predict(sample) if runtime.task == "regression" else native.predict_proba(sample)
+    return float(np.max(np.abs(got - np.asarray(want, dtype=np.float64)))) if len(sample) else 0.0
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# ---- check rows ----------------------------------------------------------------------------------
+def check_frame(ws: Workspace, row: dict[str, Any], schema: Schema, n: int = _CHECK_ROWS) -> pd.DataFrame:
+    """Up to ``n`` rows of the model's dataset (synthetic rows when unreadable) plus edge rows."""
+    cols = [c for c in schema.features()]
+    frame: pd.DataFrame | None = None
+    try:
+        from ..data.snapshot import read_snapshot
+
+        data = read_snapshot(ws.catalog.get_dataset(row["dataset_id"])["path"])
+        frame = data[cols].sample(min(n, len(data)), random_state=0).reset_index(drop=True)
+    except Exception as exc:  # a deleted snapshot must not stop serving
+        log.info("model %s:%s: dataset rows unavailable (%s); checking on synthetic rows",
+                 row["name"], row["version"], exc)
+    synthetic = synthetic_frame(schema, 32 if frame is None else 0)
+    edge = pd.DataFrame([{c: None for c in cols},
+                         {c: ("__unseen__" if schema.columns[c] == "categorical" else None) for c in cols}])
+    parts = [p for p in (frame, synthetic, edge) if p is not None and len(p)]
+    return pd.concat([p.astype(object) for p in parts], ignore_index=True)
+
+
+def synthetic_frame(schema: Schema, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` plausible rows of the schema's features (numbers, two categories, booleans, dates)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for c in schema.features():
+        kind = schema.columns[c]
+        if kind == "categorical":
+            out[c] = rng.choice(["a", "b"], n).tolist()
+        elif kind == "boolean":
+            out[c] = rng.choice([True, False], n).tolist()
+        elif kind == "datetime":
+            out[c] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365 * 86400, n), "s")
+                      ).astype(str).tolist()
+        else:
+            out[c] = rng.normal(0, 10, n).round(3).tolist()
+    return pd.DataFrame(out)
+
+
+def to_records(frame: pd.DataFrame, schema: Schema) -> list[dict[str, Any]]:
+    """Rows as validated JSON records: numbers, bools, strings and None for missing."""
+    from .validation import _boolean
+
+    records: list[dict[str, Any]] = []
+    for row in frame.to_dict(orient="records"):
+        rec: dict[str, Any] = {}
+        for c, v in row.items():
+            kind = schema.columns.get(c)
+            if v is None or (not isinstance(v, str) and pd.isna(v)):
+                rec[c] = None
+            elif kind == "boolean":
+                try:
+                    rec[c] = _boolean(v.item() if isinstance(v, np.generic) else v)
+                except ValueError:  # a value the API would refuse: send it as missing
+                    rec[c] = None
+            elif kind == "datetime":
+                rec[c] = pd.Timestamp(v).isoformat()
+            elif kind == "numeric":
+                rec[c] = float(v)
+            else:
+                rec[c] = v.item() if isinstance(v, np.generic) else v
+        records.append(rec)
+    return records
+

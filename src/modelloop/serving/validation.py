@@ -1,0 +1,184 @@
+"""Request validation against a model's registered input schema.
+
+The request type is built from the schema at load time (a pydantic ``TypedDict`` per model version,
+so a hot-swapped model with other columns gets its own), validated straight from the body bytes by
+pydantic-core (~2 µs a record) and published in the OpenAPI spec. One validator per column kind
+gives one clear error per field:
+
+===========  ================================================================================
+kind         accepted JSON values (``null`` always means a missing value)
+===========  ================================================================================
+numeric      numbers (``true``/``false`` and strings are refused)
+boolean      ``true``/``false``, ``0``/``1``, or the strings true/false/yes/no/t/f/y/n (any case)
+categorical  strings, or numbers/booleans (matched by their text, as at training time)
+datetime     ISO 8601 strings (``2024-05-01T12:30:00Z``)
+===========  ================================================================================
+
+Every feature column is required (send ``null`` when unknown). Other columns of the table (the id,
+text or time columns a tabular model does not use) may be sent and are kept in the prediction log;
+the target and any other name is an unknown field. Errors name the field as ``records[i].column``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
+from typing_extensions import NotRequired, TypedDict
+
+from ..data.schema import Schema
+
+__all__ = ["RequestValidator", "ValidationProblem", "describe_errors"]
+
+BOOL_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+BOOL_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
+_SCALARS = (str, int, float, bool)
+
+
+def _got(v: Any) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fail(kind: str, what: str, v: Any) -> PydanticCustomError:
+    return PydanticCustomError(f"{kind}_type", "must be {what}, got {got}", {"what": what, "got": _got(v)})
+
+
+def _numeric(v: Any) -> Any:
+    if v is None or type(v) is float or type(v) is int:
+        return v
+    raise _fail("numeric", "a number (or null for a missing value)", v)
+
+
+def _boolean(v: Any) -> Any:
+    if v is None or type(v) is bool:
+        return v
+    if (type(v) is int or type(v) is float) and v in (0, 1):
+        return bool(v)
+    if type(v) is str:
+        low = v.strip().lower()
+        if low in BOOL_TRUE or low in BOOL_FALSE:
+            return low in BOOL_TRUE
+    raise _fail("boolean", "true, false, 0, 1, 'yes'/'no' (or null for a missing value)", v)
+
+
+def _categorical(v: Any) -> Any:
+    if v is None or type(v) in _SCALARS:
+        return v
+    raise _fail("categorical", "a string (a category; or null for a missing value)", v)
+
+
+def _datetime(v: Any) -> Any:
+    if v is None:
+        return v
+    if type(v) is str:
+        try:
+            dt.datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+            return v
+        except ValueError:
+            pass
+    raise _fail("datetime", "an ISO 8601 date-time string such as '2024-05-01T12:30:00Z' (or null)", v)
+
+
+def _passthrough(v: Any) -> Any:
+    if v is None or type(v) in _SCALARS:
+        return v
+    raise _fail("scalar", "a string, number, boolean or null", v)
+
+
+_KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "numeric": (_numeric, {"type": ["number", "null"]}),
+    "boolean": (_boolean, {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]}, {"type": "string"},
+                                     {"type": "null"}]}),
+    "categorical": (_categorical, {"type": ["string", "number", "boolean", "null"]}),
+    "datetime": (_datetime, {"type": ["string", "null"], "format": "date-time"}),
+}
+
+
+def _field(validator: Any, json_schema: dict[str, Any], description: str) -> Any:
+    return Annotated[Any, PlainValidator(validator),
+                     WithJsonSchema({**json_schema, "description": description})]
+
+
+class ValidationProblem(ValueError):
+    """A request that does not match the schema; ``errors`` holds one entry per bad field."""
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        self.errors = errors
+        super().__init__("; ".join(e["msg"] for e in errors))
+
+
+class RequestValidator:
+    """Validates ``{"records": [{column: value, ...}, ...]}`` bodies for one input schema."""
+
+    def __init__(self, schema: Schema, title: str = "Record"):
+        self.schema = schema
+        self.features = schema.features()
+        feats = set(self.features)
+        self.optional = [c for c in schema.columns if c not in feats and c != schema.target]
+        self.allowed = [*self.features, *self.optional]
+        fields: dict[str, Any] = {}
+        for col in self.features:
+            kind = schema.columns[col]
+            fn, js = _KINDS[kind]
+            fields[col] = _field(fn, js, f"{kind} feature (required; null = missing)")
+        for col in self.optional:
+            fields[col] = NotRequired[_field(_passthrough, {}, f"{schema.columns[col]} column "
+                                             "(optional, not a model input; kept in the log)")]
+        record = TypedDict(title, fields)  # type: ignore[misc]
+        record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        request = TypedDict("PredictRequest", {  # type: ignore[misc]  # noqa: UP013
+            "records": Annotated[list[record], Field(min_length=1, description="one or many records")]})
+        request.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+        self._adapter = TypeAdapter(request)
+
+    def validate_json(self, body: bytes) -> list[dict[str, Any]]:
+        """The validated records of a request body; raises :class:`ValidationProblem`."""
+        try:
+            return self._adapter.validate_json(body)["records"]
+        except ValidationError as exc:
+            raise ValidationProblem(describe_errors(exc.errors(), self.allowed, self.schema.target)) from None
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON schema of the request body (``$defs`` refer to ``#/components/schemas``)."""
+        return self._adapter.json_schema(ref_template="#/components/schemas/{model}")
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def describe_errors(errors: list[dict[str, Any]], allowed: list[str], target: str | None = None,
+                    limit: int = 20) -> list[dict[str, Any]]:
+    """pydantic error dicts as ``{"loc", "field", "type", "msg"}`` whose ``msg`` names the field."""
+    out: list[dict[str, Any]] = []
+    for err in errors[:limit]:
+        loc = tuple(err["loc"])
+        path, kind = _path(loc), err["type"]
+        field = loc[-1] if loc and isinstance(loc[-1], str) else None
+        if kind == "missing":
+            hint = " (send null for a missing value)" if loc[:1] == ("records",) else ""
+            msg = f"{path}: required field is missing{hint}"
+        elif kind == "extra_forbidden" and field == target and loc[:1] == ("records",):
+            msg = (f"{path}: '{field}' is the target; do not send it "
+                   f"(send the true label later with POST /v1/feedback)")
+        elif kind == "extra_forbidden":
+            close = difflib.get_close_matches(str(field), allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            msg = f"{path}: unknown field{hint}; allowed: {', '.join(allowed)}"
+        elif kind == "json_invalid":
+            msg = f"body: not valid JSON ({err['msg'].removeprefix('Invalid JSON: ')})"
+        elif kind.endswith("_type") and kind.split("_")[0] in (*_KINDS, "scalar"):
+            msg = f"{path}: {err['msg']}"
+        else:
+            text = err["msg"]
+            msg = f"{path}: {text[0].lower() + text[1:]}, got {_got(err.get('input'))}"
+        out.append({"loc": list(loc), "field": field, "type": kind, "msg": msg})
+    return out

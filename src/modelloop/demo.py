@@ -104,7 +104,7 @@ def _records(df: pd.DataFrame, target: str) -> tuple[list[dict], list[Any]]:
     return json.loads(X.to_json(orient="records", date_format="iso")), [int(v) for v in df[target]]
 
 
-def run_demo(directory: Path | str, *, budget: float = 45, stream_rows: int = 2000,
+def run_demo(directory: Path | str, *, budget: float = 45, stream_rows: int = 3000,
              loop: bool = True) -> dict[str, Any]:
     """The whole loop; returns every stage's result (the CLI prints a one-screen summary)."""
     from .examples.fraud import generate_transactions
@@ -148,9 +148,24 @@ def run_demo(directory: Path | str, *, budget: float = 45, stream_rows: int = 20
         after = asyncio.run(_replay(server.url, recs2, labels2))
         result["serve"] = {"url": server.url, "first_model": ready.get("model"), "before": before, "after": after}
         result["monitor_after"] = project.monitor()
+        result["fresh"] = _compare_on(project, fresh, result["retrain"])
     finally:
         server.stop()
     return result
+
+
+def _compare_on(project: Any, df: pd.DataFrame, retrain: dict[str, Any]) -> dict[str, Any]:
+    """Champion and challenger on the same fresh labeled traffic (neither trained on it)."""
+    from .evaluation.evaluate import evaluate_model
+    from .registry import load_model, resolve_model
+
+    ws, out = project.workspace, {}
+    for role in ("champion", "challenger"):
+        ref = retrain[role]["model"]
+        row = resolve_model(ws, f"{ref['name']}:{ref['version']}")
+        m = evaluate_model(load_model(ws, row), df, target=project.config.data.target, task=row["info"]["task"])
+        out[role] = {"version": ref["version"], "metrics": m["metrics"], "rows": m["rows"]}
+    return out
 
 
 def live_f1(monitor: dict[str, Any], version: int) -> tuple[float | None, int]:
@@ -188,5 +203,13 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         versions = result["serve"]["after"]["versions"]
         v = max(versions, key=versions.get)
         f1, n = live_f1(result["monitor_after"], v)
-        rows.append(("live after", f"v{v} f1_macro {f1:.4f} on {n} labeled predictions" if f1 is not None else "—"))
+        rows.append(("live after", f"served by v{v}: f1_macro {f1:.4f} on {n} labeled predictions"
+                     if f1 is not None else "—"))
+    if "fresh" in result:
+        f = result["fresh"]
+        ch, cl = f["champion"], f["challenger"]
+        rows.append(("fresh data", f"{ch['rows']} new shifted rows: champion v{ch['version']} f1_macro "
+                                   f"{ch['metrics']['f1_macro']:.4f} / roc_auc {ch['metrics']['roc_auc']:.4f}, "
+                                   f"challenger v{cl['version']} {cl['metrics']['f1_macro']:.4f} / "
+                                   f"{cl['metrics']['roc_auc']:.4f}"))
     return rows

@@ -28,7 +28,7 @@ test-all: $(STAMP)
 BENCH := .venv-bench
 $(BENCH)/.installed: $(STAMP) benchmarks/requirements.txt
 	test -x $(BENCH)/bin/python || $(PYTHON) -m venv $(BENCH)
-	$(BENCH)/bin/python -c "import site,sys; open(site.getsitepackages()[0]+'/modelloop-venv.pth','w').write(sys.argv[1])" \
+	$(BENCH)/bin/python -c "import site,sys; open(site.getsitepackages()[0]+'/modelloop-venv.pth','w').write('import site; site.addsitedir(%r)\\n' % sys.argv[1])" \
 	  "$$($(PY) -c 'import site; print(site.getsitepackages()[0])')"
 	$(BENCH)/bin/python -m pip install -q -c constraints.txt -r benchmarks/requirements.txt || \
 	  echo "some peers did not install; their benchmark columns will say so"

@@ -173,7 +173,8 @@ def render_clean(r: dict[str, Any]) -> None:
     for c in ("#", "action", "columns", "rows changed", "cells changed", "rows dropped"):
         t.add_column(c)
     for ch in r["changes"]:
-        t.add_row(str(ch.get("rule", "")), ch.get("action", ""), ",".join(ch.get("columns") or []),
+        cols = ch.get("columns") or []
+        t.add_row(str(ch.get("index", "")), ch.get("action", ""), ",".join(cols if isinstance(cols, list) else cols),
                   str(ch.get("rows_changed", "")), str(ch.get("cells_changed", "")), str(ch.get("rows_dropped", "")))
     out.print(t)
 

@@ -145,6 +145,15 @@ def test_empty_config_and_no_schema_work() -> None:
     assert r.passed and set(r.columns) == {"a", "b"}  # internal '_' columns are not profiled
     assert r.columns["b"]["inferred_kind"] == "categorical"
     assert profile(df, None, {}).scores == r.scores
+    dup = pl.concat([df, df.head(1).with_columns(pl.lit(9, dtype=pl.Int64).alias("_row_id"))])
+    assert profile(dup).duplicates["rows"] == 1  # row ids differ, the data does not
+
+
+def test_label_suspects_carry_row_ids(planted) -> None:
+    df, schema, flipped = planted
+    with_ids = df.with_row_index("_row_id", offset=1000)
+    r = profile(with_ids, schema, {"leakage": {"enabled": False}})
+    assert all(s["row_id"] == s["row"] + 1000 for s in r.label_issues)
 
 
 def _rules_frame() -> pl.DataFrame:

@@ -32,8 +32,21 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class SourceConfig(_Section):
+    """One of several sources (``data.sources``), combined by ``data.combine``."""
+
+    name: str
+    source: str
+    query: str | None = None
+    format: Literal["auto", "csv", "parquet", "jsonl", "sql"] = "auto"
+    encoding: str = "auto"
+
+
 class DataConfig(_Section):
-    source: str = Field(description="path (CSV, Parquet, JSONL) or SQLAlchemy URL")
+    source: str | None = Field(None, description="path (CSV, Parquet, JSONL) or SQLAlchemy URL")
+    sources: list[SourceConfig] = Field(default_factory=list, description="several sources instead of one")
+    combine: Literal["union", "join"] = "union"
+    keys: list[str] = Field(default_factory=list, description="join keys (and conflict keys for a union)")
     query: str | None = None
     format: Literal["auto", "csv", "parquet", "jsonl", "sql"] = "auto"
     encoding: str = "auto"
@@ -170,7 +183,24 @@ def roles_are_distinct(cfg: Config) -> list[str]:
 
 
 @_check
+def one_kind_of_source(cfg: Config) -> list[str]:
+    d = cfg.data
+    if (d.source is None) == (not d.sources):
+        return ["data.source: give either data.source (one source) or data.sources (several), "
+                f"got {'both' if d.source else 'neither'}"]
+    names = [s.name for s in d.sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        return [f"data.sources: names must be unique, got {', '.join(repr(n) for n in dupes)} more than once"]
+    if d.sources and d.combine == "join" and not d.keys:
+        return ["data.keys: data.combine: join needs the key columns, got []"]
+    return []
+
+
+@_check
 def sql_source_has_query(cfg: Config) -> list[str]:
+    if cfg.data.source is None:
+        return []
     is_url = "://" in cfg.data.source and not cfg.data.source.startswith("file://")
     if (cfg.data.format == "sql" or is_url) and not cfg.data.query:
         return [f"data.query: a SQL source ({cfg.data.source}) needs a query, got null"]

@@ -174,7 +174,7 @@ def render_clean(r: dict[str, Any]) -> None:
         t.add_column(c)
     for ch in r["changes"]:
         cols = ch.get("columns") or []
-        t.add_row(str(ch.get("index", "")), ch.get("action", ""), ",".join(cols if isinstance(cols, list) else cols),
+        t.add_row(str(ch.get("index", "")), ch.get("action", ""), ",".join(map(str, cols)),
                   str(ch.get("rows_changed", "")), str(ch.get("cells_changed", "")), str(ch.get("rows_dropped", "")))
     out.print(t)
 

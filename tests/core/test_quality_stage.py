@@ -86,3 +86,48 @@ def test_clean_rule_naming_an_unknown_column(tmp_path):
     with pytest.raises(ConfigError, match="nope"):
         p.clean()
     assert len(p.status()["datasets"]) == 1
+
+
+def _sources(tmp_path):
+    a = pd.DataFrame({"cid": ["c1", "c2", "c3", "c4"] * 30, "x": np.arange(120.0), "y": [0, 1] * 60})
+    b = a.copy()
+    b.loc[b["cid"] == "c2", "x"] = -1.0  # the same key disagrees with source a
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_parquet(tmp_path / "b.parquet", index=False)
+
+
+def test_several_sources_union_with_conflicts_reported(tmp_path):
+    _sources(tmp_path)
+    cfg = {"name": "s", "data": {"sources": [{"name": "crm", "source": "a.csv"},
+                                             {"name": "billing", "source": "b.parquet"}],
+                                 "combine": "union", "keys": ["cid"], "target": "y"}}
+    p = Project(parse_config(cfg, root=tmp_path))
+    row = p.ingest()
+    assert row["rows"] == 240 and row["source"]["combine"] == "union"
+    r = p.profile()
+    conflicts = [f for f in r["findings"] if f["kind"] == "source_conflict"]
+    assert conflicts and conflicts[0]["column"] == "x"
+    assert r["scores"]["consistency"] < 100
+
+
+def test_join_key_missing_in_one_source(tmp_path):
+    _sources(tmp_path)
+    pd.DataFrame({"other": [1, 2], "y": [0, 1]}).to_csv(tmp_path / "c.csv", index=False)
+    cfg = {"name": "s", "data": {"sources": [{"name": "crm", "source": "a.csv"}, {"name": "c", "source": "c.csv"}],
+                                 "combine": "join", "keys": ["cid"], "target": "y"}}
+    with pytest.raises(DataError, match="source 'c' has no key column 'cid'"):
+        Project(parse_config(cfg, root=tmp_path)).ingest()
+    assert not (tmp_path / ".modelloop" / "datasets").exists() or not any(
+        (tmp_path / ".modelloop" / "datasets").iterdir())
+
+
+def test_source_config_errors():
+    from modelloop import ConfigError
+
+    with pytest.raises(ConfigError, match="give either data.source"):
+        parse_config({"data": {"target": "y"}})
+    with pytest.raises(ConfigError, match="data.keys: data.combine: join needs"):
+        parse_config({"data": {"target": "y", "combine": "join", "sources": [{"name": "a", "source": "a.csv"}]}})
+    with pytest.raises(ConfigError, match="names must be unique"):
+        parse_config({"data": {"target": "y", "sources": [{"name": "a", "source": "a.csv"},
+                                                          {"name": "a", "source": "b.csv"}]}})

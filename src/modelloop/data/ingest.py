@@ -20,10 +20,13 @@ __all__ = ["ingest", "load_dataset", "read_config_source"]
 def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """Read ``data.source`` and check it against the config: columns, target, types."""
     d = cfg.data
-    df, report = read_table(d.source, root=cfg.root, fmt=d.format, query=d.query,
-                            encoding=d.encoding, on_bad_lines=d.on_bad_lines)
+    if d.sources:
+        df, report = _read_sources(cfg)
+    else:
+        df, report = read_table(d.source, root=cfg.root, fmt=d.format, query=d.query,
+                                encoding=d.encoding, on_bad_lines=d.on_bad_lines)
     if d.target not in df.columns:
-        raise DataError(f"data.target: column '{d.target}' is not in {d.source}; "
+        raise DataError(f"data.target: column '{d.target}' is not in {d.source or ', '.join(s.name for s in d.sources)}; "
                         f"columns: {', '.join(map(str, df.columns[:40]))}")
     schema = infer_schema(df, target=d.target, id=d.id, time=d.time, text=d.text,
                           overrides=d.columns, drop=d.drop)
@@ -34,6 +37,21 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     report["dropped_missing_target"] = before - len(df)
     report["coerced"] = coerced
     return df, schema, dict(report)
+
+
+def _read_sources(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Several sources combined (union or join on keys); conflicts become consistency findings."""
+    from .integrate import integrate
+
+    d = cfg.data
+    frames, reports = {}, {}
+    for s in d.sources:
+        frames[s.name], reports[s.name] = read_table(s.source, root=cfg.root, fmt=s.format, query=s.query,
+                                                     encoding=s.encoding, on_bad_lines=d.on_bad_lines)
+    df, findings = integrate(frames, how=d.combine, keys=d.keys or None)
+    report = {"source": [s.name for s in d.sources], "sources": {k: dict(v) for k, v in reports.items()},
+              "combine": d.combine, "keys": d.keys, "integration_findings": [f.to_dict() for f in findings]}
+    return df.reset_index(drop=True), report
 
 
 def ingest(ws: Workspace) -> dict[str, Any]:
@@ -105,7 +123,7 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
                       counts=counts, path=str(path))
         stored = cat.get_split(row["id"], key)
     frame = pd.read_parquet(stored["path"])
-    side = df[ROW_ID].map(dict(zip(frame[ROW_ID], frame["split"])))
+    side = df[ROW_ID].map(dict(zip(frame[ROW_ID], frame["split"], strict=True)))
     if side.isna().any():
         raise DataError(f"split of dataset {row['id']} does not cover {int(side.isna().sum())} rows; "
                         f"re-run `modelloop ingest`")

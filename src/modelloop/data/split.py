@@ -38,7 +38,7 @@ def make_split(df: pd.DataFrame, *, strategy: str, test_size: float, seed: int, 
     """``_row_id`` -> ``split`` ('train' | 'test'). Inherited rows keep their side; new rows are split."""
     assigned = pd.Series(index=df.index, dtype=object)
     if inherit is not None:
-        known = dict(zip(inherit[ROW_ID], inherit["split"]))
+        known = dict(zip(inherit[ROW_ID], inherit["split"], strict=True))
         assigned = df[ROW_ID].map(known)
     todo = df[assigned.isna()]
     if len(todo):

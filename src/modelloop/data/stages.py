@@ -30,7 +30,8 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     side = ensure_split(ws, row, df)
     frame = df.drop(columns=[c for c in df.columns if c.startswith("_")])
     task = "regression" if cfg.task == "regression" else None
-    report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed)
+    integration = _lineage_findings(ws, row)
+    report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration)
     shift = _split_shift(frame, side, schema, cfg)
     result = report.to_dict()
     if shift is not None:
@@ -45,6 +46,16 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
                                                                   f"v{row['seq']} ({row['id']})"))
         result["report"] = {"html": str(base.with_suffix(".html")), "json": str(base.with_suffix(".json"))}
     return result
+
+
+def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Source conflicts found when the version (or the ingest it derives from) combined sources."""
+    seen, todo = [], [row]
+    while todo:
+        r = todo.pop()
+        seen += list((r.get("source") or {}).get("integration_findings") or [])
+        todo += [ws.catalog.get_dataset(p) for p in r.get("parents") or []]
+    return seen
 
 
 def _split_shift(frame: pd.DataFrame, side: pd.Series, schema: Schema, cfg: Any) -> dict | None:

@@ -91,8 +91,25 @@ def _onnx(model: Any, name: str = "onnx") -> _Predictor:
     return _Predictor(name, fn, len(blob), model, blob)
 
 
-def distill(teacher: Any, X: pd.DataFrame, *, seed: int = 0, params: dict | None = None) -> Any:
-    """One LightGBM student fitted on the teacher's soft labels over ``X`` (raw training rows)."""
+def _perturbed(X: pd.DataFrame, seed: int, share: float = 0.3) -> pd.DataFrame:
+    """Extra rows near the data for the teacher to label: each cell swapped, with probability
+    ``share``, for the same column's value in another random row (MUNGE-style, Bucila et al. 2006)."""
+    rng = np.random.default_rng(seed)
+    out = X.copy()
+    n = len(X)
+    for c in X.columns:
+        swap = rng.random(n) < share
+        donors = rng.integers(0, n, int(swap.sum()))
+        out.loc[swap, c] = X[c].to_numpy()[donors]
+    return out
+
+
+def distill(teacher: Any, X: pd.DataFrame, *, seed: int = 0, params: dict | None = None,
+            augment: int = 1) -> Any:
+    """One LightGBM student fitted on the teacher's soft labels over ``X`` (raw training rows) plus
+    ``augment`` perturbed copies of it, so the student also learns the teacher between the rows."""
+    X = pd.concat([X.reset_index(drop=True)] + [_perturbed(X.reset_index(drop=True), seed + i)
+                                                for i in range(augment)], ignore_index=True)
     from ..models.tabular import TabularModel, _categorical_indices, build_estimator, prepared_columns
 
     schema = teacher.prepared_schema()

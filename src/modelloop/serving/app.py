@@ -49,6 +49,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from ..catalog import utcnow
 from ..registry import PRODUCTION
@@ -282,14 +283,17 @@ def _routes(app: FastAPI, state: ServerState) -> None:
                                 headers={"WWW-Authenticate": "Bearer"})
 
     keyed = [Depends(require_key)]
-    generic_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"records": {"type": "array", "items": {"type": "object"}}}}}}}}
 
-    @app.post("/v1/predict", dependencies=keyed, response_model=None, openapi_extra=generic_body,
-              responses={200: {"model": PredictResponse}, 413: {}, 422: {}, 503: {}})
+    # /v1/predict is a plain Starlette route inside the app (same middleware, same error handlers):
+    # FastAPI's per-request dependency and parameter machinery costs more than validating and
+    # predicting one record, so the hot path checks its key and parses its body itself. Its
+    # OpenAPI entry is written by ``_openapi`` from the served model's schema.
     async def predict(request: Request) -> Response:
         """Predict one or many records with the model being served."""
         start = time.perf_counter()
+        if state.keys.enabled and not state.keys.verify(_bearer(request.scope)):
+            raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
+                                headers={"WWW-Authenticate": "Bearer"})
         rt = state.runtime
         if rt is None:
             raise HTTPException(503, f"no model loaded ({state.load_error}); retry shortly",
@@ -319,6 +323,8 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         state.metrics.log_pending.set(state.plog.pending)
         return _json({"predictions": [{"request_id": i, **out} for i, out in zip(ids, outputs, strict=True)],
                       "model": _ref(rt), "request_id": rid})
+
+    app.router.routes.append(Route("/v1/predict", predict, methods=["POST"], name="predict"))
 
     @app.post("/v1/feedback", dependencies=keyed, status_code=201, responses={404: {}, 409: {}})
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:
@@ -360,6 +366,14 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         if state.plog is not None:
             state.metrics.log_pending.set(state.plog.pending)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _bearer(scope: dict) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
 
 
 async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]:
@@ -440,8 +454,15 @@ class MetricsMiddleware:
                 self.metrics.errors.labels(kind).inc()
 
 
+_PREDICT_DOC = """Predict one or many records with the model being served.
+
+One request id per request; a single record is logged under it, n > 1 records under
+`{request_id}-0` ... `{request_id}-{n-1}` (each prediction carries its own id for /v1/feedback).
+Every feature column is required; send null for a missing value."""
+
+
 def _openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
-    """The spec, with ``/v1/predict``'s body built from the served model's input schema."""
+    """The spec, with ``/v1/predict`` built from the served model's input schema."""
     rt = state.runtime
     key = (rt.name, rt.version) if rt is not None else None
     cached = getattr(app.state, "openapi_cache", None)
@@ -449,12 +470,33 @@ def _openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
         return cached[1]
     spec = get_openapi(title=app.title, version=app.version, description=app.description,
                        routes=app.routes)
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    response = PredictResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(response.pop("$defs", {}))
+    schemas["PredictResponse"] = response
+    body: dict[str, Any] = {"type": "object", "required": ["records"], "properties": {
+        "records": {"type": "array", "minItems": 1, "items": {"type": "object"}}}}
     if rt is not None:
         body = rt.validator.json_schema()
-        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(body.pop("$defs", {}))
-        schemas["PredictRequest"] = body
-        spec["paths"]["/v1/predict"]["post"]["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}
+    schemas["PredictRequest"] = body
+    spec.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = {
+        "type": "http", "scheme": "bearer"}
+
+    def answer(text: str) -> dict[str, Any]:
+        return {"description": text, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+    spec["paths"]["/v1/predict"] = {"post": {
+        "summary": "Predict", "description": _PREDICT_DOC, "operationId": "predict",
+        "security": [{"HTTPBearer": []}],
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
+        "responses": {
+            "200": {"description": "one prediction per record", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PredictResponse"}}}},
+            "401": answer("missing or wrong API key"),
+            "413": answer("body above serve.max_body_bytes or more than serve.max_records records"),
+            "422": answer("a record does not match the input schema; `detail` names each field"),
+            "503": answer("no model loaded yet")}}}
     app.state.openapi_cache = (key, spec)
     return spec

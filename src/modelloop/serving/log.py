@@ -59,12 +59,13 @@ class PredictionLog:
     def add(self, rows: list[dict[str, Any]]) -> bool:
         """Queue rows; False when the queue is above its high-water mark (the caller should wait)."""
         with self._cond:
-            if not self._rows:
+            was_empty = not self._rows
+            if was_empty:
                 self._first_at = time.monotonic()
             self._rows.extend(rows)
             self._ids.update(r["request_id"] for r in rows)
-            if len(self._rows) >= self.batch:
-                self._cond.notify()
+            if was_empty or len(self._rows) >= self.batch:
+                self._cond.notify()  # the writer sleeps without a timeout while the queue is empty
             return len(self._rows) < self.high_water
 
     def is_pending(self, request_id: str) -> bool:
@@ -80,13 +81,20 @@ class PredictionLog:
             if n == 0:
                 return total
 
-    def close(self) -> None:
-        """Stop the writer and write what is left. Idempotent."""
+    def close(self, attempts: int = 5) -> None:
+        """Stop the writer and write what is left (retrying a failing store a few times). Idempotent."""
         with self._cond:
             self._closed = True
             self._cond.notify()
         self._thread.join()
-        self.flush()
+        for attempt in range(attempts):
+            try:
+                self.flush()
+                return
+            except Exception:
+                log.exception("prediction log flush at shutdown failed (attempt %d)", attempt + 1)
+                time.sleep(min(self.interval, 0.5))
+        log.error("prediction log: %d rows could not be written at shutdown", len(self._rows))
 
     # ---- writer ------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -101,7 +109,9 @@ class PredictionLog:
                 self._write_some()
             except Exception:  # keep serving; the rows stay queued and are retried
                 log.exception("prediction log write failed; retrying in %.1fs", self.interval)
-                time.sleep(self.interval)
+                with self._cond:
+                    if not self._closed:
+                        self._cond.wait(timeout=self.interval)
 
     def _due(self) -> bool:
         return bool(self._rows) and (len(self._rows) >= self.batch

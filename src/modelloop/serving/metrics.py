@@ -44,6 +44,9 @@ class ServingMetrics:
     """The server's metrics in their own registry (several apps can live in one process)."""
 
     def __init__(self) -> None:
+        from prometheus_client import disable_created_metrics
+
+        disable_created_metrics()  # no *_created series: they double the scrape for nothing here
         r = self.registry = CollectorRegistry()
         self.requests = Counter("modelloop_requests_total", "HTTP requests answered",
                                 ["endpoint", "status"], registry=r)

@@ -1,0 +1,90 @@
+"""The runtime: ONNX conversion, the check against the native model, the cache, the native fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop.optimization import export
+from modelloop.registry import load_model, resolve_model
+from modelloop.serving.runtime import ONNX_ATOL, _FeedPlan, load_runtime, onnx_path, to_records
+
+
+@pytest.fixture(scope="module")
+def native(toy):
+    return load_model(toy.ws, resolve_model(toy.ws, "toy:1"))
+
+
+def test_onnx_is_converted_cached_and_recorded(toy) -> None:
+    rt = load_runtime(toy.ws, "toy:1")
+    assert rt.variant == "onnx" and rt.reason is None
+    row = toy.ws.catalog.get_model("toy", 1)
+    path = onnx_path(toy.ws, "toy", 1)
+    assert row["formats"]["onnx"] == str(path) and path.is_file()
+    assert row["info"]["onnx_check"]["max_abs_diff"] <= ONNX_ATOL
+    assert row["info"]["onnx_check"]["rows"] > 200
+    assert not list(path.parent.glob(".*.tmp"))           # the write was atomic
+    again = load_runtime(toy.ws, "toy:1")                  # now from the cached file
+    assert again.variant == "onnx" and again.check["path"] == str(path)
+
+
+EDGE = [{"amount": None, "country": None, "online": None, "signup": None},
+        {"country": "never-seen", "age": 10**6, "online": False, "signup": "2024-03-31T23:30:00"},
+        {"country": "", "amount": 1e-3, "signup": "2024-02-29T23:59:59+02:00"},
+        {"signup": "2023-12-31T22:15:00Z"}, {"signup": "1999-01-01 00:00:01.250"}]
+
+
+def test_fast_feed_equals_onnx_inputs_record_by_record(toy, native) -> None:
+    """The pandas-free feed is the ``onnx_inputs`` contract (missing values, unseen categories, time
+    zones and ISO variants included) and a record's feed does not depend on its batch neighbours.
+
+    Compared record by record: pandas parses a column of date strings with the format of its first
+    value, so in a batch mixing ``2024-01-01`` and ``2024-01-01T10:00:00`` it turns one into NaT.
+    """
+    records = [toy.record(i) for i in range(12)] + [{**toy.record(i), **e} for i, e in enumerate(EDGE)]
+    plan = _FeedPlan(native.schema)
+    batch = plan.feed(records)
+    for k, rec in enumerate(records):
+        fast = plan.feed([rec])
+        slow = export.onnx_inputs(native, pd.DataFrame.from_records([rec]))
+        assert sorted(fast) == sorted(slow) == sorted(batch)
+        for name, want in slow.items():
+            assert fast[name].shape == want.shape == (1, 1), name
+            got, in_batch = fast[name][0, 0], batch[name][k, 0]
+            if want.dtype.kind == "f":
+                np.testing.assert_array_equal([got, in_batch], [want[0, 0]] * 2, err_msg=f"{k} {name}")
+            else:
+                assert str(got) == str(in_batch) == str(want[0, 0]), (k, name)
+
+
+def test_served_onnx_agrees_with_native(toy, native) -> None:
+    from modelloop.data.ingest import load_dataset
+
+    _, df, _ = load_dataset(toy.ws)
+    frame = df[native.schema.features()].head(300)
+    rt = load_runtime(toy.ws, "toy:1")
+    got = rt.scores(to_records(frame, rt.schema))
+    want = native.predict_proba(frame)
+    assert np.max(np.abs(got - want)) <= ONNX_ATOL
+    labels = [p["label"] for p in rt.predict(to_records(frame, rt.schema))]
+    near = np.abs(want[:, 1] - native.threshold_) < 1e-4   # float32 may flip a row on the threshold
+    assert all(a == b for a, b, n in zip(labels, native.predict(frame), near, strict=True) if not n)
+
+
+def test_unconvertible_model_is_served_natively_with_the_reason(toy, monkeypatch) -> None:
+    def boom(model, **kw):
+        raise RuntimeError("no converter for this estimator")
+
+    monkeypatch.setattr(export, "to_onnx", boom)
+    rt = load_runtime(toy.ws, "toy:2", use_cache=False)
+    assert rt.variant == "native" and rt.session is None
+    assert "no converter for this estimator" in rt.reason
+    out = rt.predict([toy.record(0), toy.record(1)])
+    assert {p["label"] for p in out} <= {0, 1} and abs(sum(out[0]["probabilities"].values()) - 1) < 1e-6
+
+
+def test_model_failing_the_check_is_served_natively(toy) -> None:
+    rt = load_runtime(toy.ws, "toy:1", atol=0.0, use_cache=False)   # float32 never matches exactly
+    assert rt.variant == "native" and "differs" in rt.reason
+    assert rt.describe()["reason"] == rt.reason

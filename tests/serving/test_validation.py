@@ -1,0 +1,88 @@
+"""Request validation against the input schema: one clear message per bad field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modelloop.data.schema import Schema
+from modelloop.serving.validation import RequestValidator, ValidationProblem
+
+SCHEMA = Schema(columns={"tid": "identifier", "amount": "numeric", "country": "categorical",
+                         "online": "boolean", "signup": "datetime", "note": "text", "y": "numeric"},
+                target="y", id="tid", text="note")
+GOOD = {"amount": 1.5, "country": "FR", "online": True, "signup": "2024-05-01T12:30:00Z"}
+
+
+def problems(records) -> list[dict]:
+    with pytest.raises(ValidationProblem) as info:
+        RequestValidator(SCHEMA).validate_json(json.dumps({"records": records}).encode())
+    return info.value.errors
+
+
+def test_valid_records_pass_and_null_means_missing() -> None:
+    v = RequestValidator(SCHEMA)
+    nulls = dict.fromkeys(GOOD)
+    out = v.validate_json(json.dumps({"records": [GOOD, {**nulls, "tid": "x", "note": "hi"}]}).encode())
+    assert out[0] == GOOD and out[1]["amount"] is None and out[1]["tid"] == "x"
+    assert v.features == ["amount", "country", "online", "signup"]
+
+
+@pytest.mark.parametrize(("value", "stored"), [(1, True), (0, False), ("Yes", True), (" no ", False)])
+def test_boolean_accepts_the_training_spellings(value, stored) -> None:
+    out = RequestValidator(SCHEMA).validate_json(json.dumps({"records": [{**GOOD, "online": value}]}).encode())
+    assert out[0]["online"] is stored
+
+
+def test_missing_field_is_named() -> None:
+    [err] = problems([{k: v for k, v in GOOD.items() if k != "amount"}])
+    assert err["field"] == "amount" and err["msg"].startswith("records[0].amount: required")
+    assert "null" in err["msg"]
+
+
+def test_unknown_field_is_named_with_what_is_allowed() -> None:
+    [err] = problems([{**GOOD, "amout": 3}])
+    assert err["field"] == "amout"
+    assert "unknown field (did you mean 'amount'?)" in err["msg"]
+    assert "allowed: amount, country, online, signup, tid, note" in err["msg"]
+
+
+def test_target_is_refused_with_a_pointer_to_feedback() -> None:
+    [err] = problems([{**GOOD, "y": 1}])
+    assert "is the target" in err["msg"] and "/v1/feedback" in err["msg"]
+
+
+@pytest.mark.parametrize(("field", "value", "expect"), [
+    ("amount", "12.5", "must be a number"),
+    ("amount", True, "must be a number"),
+    ("country", {"a": 1}, "must be a string"),
+    ("online", "maybe", "true, false"),
+    ("signup", "yesterday", "ISO 8601"),
+    ("signup", 1714566600, "ISO 8601"),
+])
+def test_wrong_type_names_field_value_and_what_is_allowed(field, value, expect) -> None:
+    [err] = problems([{**GOOD, field: value}])
+    assert err["msg"].startswith(f"records[0].{field}: ")
+    assert expect in err["msg"] and json.dumps(value)[:10] in err["msg"]
+
+
+def test_every_bad_field_is_reported_at_once_with_its_record_index() -> None:
+    errs = problems([GOOD, {**GOOD, "amount": "x", "country": [1]}])
+    assert [e["msg"].split(":")[0] for e in errs] == ["records[1].amount", "records[1].country"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'{"records": []}', b'{"rows": []}'])
+def test_malformed_bodies(body) -> None:
+    with pytest.raises(ValidationProblem) as info:
+        RequestValidator(SCHEMA).validate_json(body)
+    assert info.value.errors and all(e["msg"] for e in info.value.errors)
+
+
+def test_json_schema_documents_columns() -> None:
+    js = RequestValidator(SCHEMA, title="Rec").json_schema()
+    rec = js["$defs"]["Rec"]
+    assert rec["required"] == ["amount", "country", "online", "signup"]
+    assert rec["additionalProperties"] is False
+    assert rec["properties"]["signup"]["format"] == "date-time"
+    assert "y" not in rec["properties"]

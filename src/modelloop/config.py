@@ -21,6 +21,7 @@ from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError
 from .serving.config import ServeConfig
 from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from .models.text_config import TextModelConfig
 
 __all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_config", "parse_config"]
 
@@ -119,10 +120,11 @@ class StorageConfig(_Section):
 
 class Config(_Section):
     name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    task: Literal["classification", "regression"] = "classification"
+    task: Literal["classification", "regression", "text_classification"] = "classification"
     seed: int = 0
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
+    model: TextModelConfig = Field(default_factory=TextModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)

@@ -12,7 +12,7 @@ from .errors import ConfigError
 
 __all__ = ["EXAMPLES", "init_project", "run_demo"]
 
-EXAMPLES = ("fraud",)
+EXAMPLES = ("fraud", "intents")
 
 _BLANK = """\
 # modelloop project. Every key but data.source and data.target has a default;
@@ -46,6 +46,13 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
         data = root / "data" / "transactions.csv"
         generate_transactions(seed=0).to_csv(data, index=False)
         text = resources.files("modelloop.examples").joinpath("fraud.yaml").read_text()
+        files.append(str(data))
+    elif example == "intents":
+        (root / "data").mkdir(exist_ok=True)
+        src = resources.files("modelloop.examples")
+        data = root / "data" / "intents.jsonl"
+        data.write_bytes(src.joinpath("intents.jsonl").read_bytes())
+        text = src.joinpath("intents.yaml").read_text()
         files.append(str(data))
     else:
         text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model")

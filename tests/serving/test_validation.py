@@ -86,3 +86,19 @@ def test_json_schema_documents_columns() -> None:
     assert rec["additionalProperties"] is False
     assert rec["properties"]["signup"]["format"] == "date-time"
     assert "y" not in rec["properties"]
+
+
+def test_text_model_requests_take_the_text_column():
+    from modelloop.data.schema import Schema
+    from modelloop.serving.validation import RequestValidator, ValidationProblem
+
+    v = RequestValidator(Schema(columns={"message": "text", "intent": "categorical"}, target="intent",
+                                text="message"))
+    assert v.features == ["message"]
+    assert v.validate_json(b'{"records": [{"message": "my card was charged twice"}]}') == [
+        {"message": "my card was charged twice"}]
+    for body, field in ((b'{"records": [{"message": "  "}]}', "message"), (b'{"records": [{}]}', "message"),
+                        (b'{"records": [{"message": "hi", "msg": "x"}]}', "msg")):
+        with pytest.raises(ValidationProblem) as exc:
+            v.validate_json(body)
+        assert exc.value.errors[0]["field"] == field

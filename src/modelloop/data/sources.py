@@ -108,6 +108,12 @@ def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query:
         path = Path(source) if Path(source).is_absolute() else root / source
         if not path.exists():
             raise DataError(f"data.source: file not found: {path}")
+        if path.is_dir():
+            from .text_folder import read_text_folder
+
+            df = read_text_folder(path, encoding=encoding, report=report)
+            df.columns = [str(c).strip() for c in df.columns]
+            return df, report
         if path.is_file() and path.stat().st_size == 0:
             raise DataError(f"{path}: file is empty; expected a header row and data rows")
         kind = fmt if fmt != "auto" else {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet",

@@ -90,7 +90,14 @@ def _passthrough(v: Any) -> Any:
     raise _fail("scalar", "a string, number, boolean or null", v)
 
 
+def _text(v: Any) -> Any:
+    if type(v) is str and v.strip():
+        return v
+    raise _fail("text", "a non-empty string (the text to classify)", v)
+
+
 _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "text": (_text, {"type": "string", "minLength": 1}),
     "numeric": (_numeric, {"type": ["number", "null"]}),
     "boolean": (_boolean, {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]}, {"type": "string"},
                                      {"type": "null"}]}),
@@ -117,7 +124,8 @@ class RequestValidator:
 
     def __init__(self, schema: Schema, title: str = "Record"):
         self.schema = schema
-        self.features = schema.features()
+        # model inputs: the tabular features, or the text column of a text model
+        self.features = schema.features() or ([schema.text] if schema.text else [])
         feats = set(self.features)
         self.optional = [c for c in schema.columns if c not in feats and c != schema.target]
         self.allowed = [*self.features, *self.optional]

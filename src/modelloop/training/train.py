@@ -43,6 +43,11 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
           register_as_production: bool | None = None) -> dict[str, Any]:
     """Search, fit, evaluate on the frozen test split, register. Returns a JSON-ready summary."""
     cfg = ws.config
+    if cfg.task == "text_classification":
+        from .text import train_text
+
+        return train_text(ws, budget=budget, trials=trials, dataset=dataset, kind=kind, progress=progress,
+                          register_as_production=register_as_production, warm_start=warm_start)
     row, df, schema = load_dataset(ws, dataset)
     side = ensure_split(ws, row, df)
     train_df = df[side == "train"].reset_index(drop=True)

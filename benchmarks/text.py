@@ -1,0 +1,193 @@
+"""Text models on the bundled intents example: quality against a TF-IDF peer, and CPU inference speed.
+
+    python benchmarks/text.py [--epochs 2] [--json results.json] [--skip-train]
+
+Data: ``src/modelloop/examples/intents.jsonl`` (480 messages, 8 intents, half English, half
+Chinese), one seeded stratified split (80/20); every model sees the same training rows and is scored
+on the same test rows. Backbone: the bundled all-MiniLM-L6-v2 (offline).
+
+Quality: ``TextModel`` with method ``head`` (frozen encoder + logistic regression; with and without
+vocabulary extension), ``lora`` and ``full`` (config defaults, ``--epochs`` epochs each, early
+stopping on the 15% validation part) against the peer **TF-IDF (character 1-3-grams) + logistic
+regression** (scikit-learn). Reports test accuracy, macro-F1, accuracy per language and training wall time.
+
+Inference (the ``lora`` model, merged): PyTorch fp32 eager vs ONNX Runtime fp32 (plain export) vs
+ONNX Runtime fp32 after the transformer optimizer vs ONNX Runtime int8 (dynamic quantization of each
+fp32 graph). Batches of 1 and 32 test texts, tokenization included (the same code for every
+variant), ``--threads`` intra-op threads for every variant (default 1, as ``modelloop serve`` runs a
+session), variants timed in alternating blocks; p50/p99 latency, throughput, file size and the test
+accuracy of each variant.
+Goal: int8 >= 2x ORT fp32 and >= 3x PyTorch eager, <= 1 point of accuracy lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "src" / "modelloop" / "examples" / "intents.jsonl"
+
+
+def _quality(name: str, pred, test: pd.DataFrame, seconds: float) -> dict:
+    pred = np.asarray(pred)
+    by_lang = {lang: round(float(np.mean(pred[(test["lang"] == lang).to_numpy()]
+                                         == test["intent"][test["lang"] == lang])), 4) for lang in ("en", "zh")}
+    return {"model": name, "accuracy": round(accuracy_score(test["intent"], pred), 4),
+            "f1_macro": round(f1_score(test["intent"], pred, average="macro"), 4),
+            "acc_en": by_lang["en"], "acc_zh": by_lang["zh"], "train_s": round(seconds, 1)}
+
+
+def _tfidf(train: pd.DataFrame, test: pd.DataFrame) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    t = time.perf_counter()
+    pipe = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True),
+                         LogisticRegression(C=10, max_iter=3000))
+    pipe.fit(train["message"], train["intent"])
+    seconds = time.perf_counter() - t
+    return _quality("peer: TF-IDF char 1-3 + LR", pipe.predict(test["message"]), test, seconds)
+
+
+def _text_model(name: str, config: dict, train: pd.DataFrame, test: pd.DataFrame) -> tuple[dict, object]:
+    from modelloop.models.text import TextModel
+
+    t = time.perf_counter()
+    model = TextModel(config, text_column="message").fit(train, train["intent"])
+    seconds = time.perf_counter() - t
+    row = _quality(name, model.predict(test), test, seconds)
+    info = model.describe()
+    row["epochs"] = info.get("epochs_run") or "-"
+    return row, model
+
+
+def _timings(fns: dict, texts: list[str], batch: int, seconds: float, rounds: int = 5) -> dict[str, dict]:
+    """p50/p99 latency (ms) and throughput (texts/s) per variant. Each variant runs in blocks of
+    ``seconds / rounds``, the blocks taking turns, so slow drifts in the machine's load fall on all
+    of them while one variant's spinning threads never steal time from the next call."""
+    rng = np.random.default_rng(0)
+    batches = [list(rng.choice(texts, size=batch)) for _ in range(64)]
+    for fn in fns.values():  # warm up
+        fn(batches[0])
+        fn(batches[1])
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            end, i = time.perf_counter() + seconds / rounds, 0
+            while time.perf_counter() < end or i < 3:
+                t = time.perf_counter()
+                fn(batches[i % len(batches)])
+                times[name].append(time.perf_counter() - t)
+                i += 1
+    return {k: {"p50_ms": round(1000 * float(np.percentile(v, 50)), 2),
+                "p99_ms": round(1000 * float(np.percentile(v, 99)), 2),
+                "texts_per_s": round(batch * len(v) / float(np.sum(v)), 1), "calls": len(v)}
+            for k, v in times.items()}
+
+
+def _inference(model, test: pd.DataFrame, seconds: float, threads: int) -> list[dict]:
+    import torch
+
+    from modelloop.optimization.export_text import export_text_onnx
+
+    torch.set_num_threads(threads)
+    folder = Path(tempfile.mkdtemp(prefix="bench-text-"))
+    plain = export_text_onnx(model, folder / "plain.onnx", quantize=True, optimize=False)
+    fused = export_text_onnx(model, folder / "fused.onnx", quantize=True, optimize=True)
+    files = {"ORT fp32": plain["fp32"], "ORT fp32 + optimizer": fused["fp32"],
+             "ORT int8": plain["int8"], "ORT int8 (optimizer + int8)": fused["int8"]}
+    sessions = {k: model.onnx_session("fp32", path=v["path"], threads=threads) for k, v in files.items()}
+    fns = {"PyTorch fp32 eager": model.predict_proba}
+    fns.update({k: (lambda texts, s=s: model.predict_proba_onnx(texts, session=s)) for k, s in sessions.items()})
+    texts = list(test["message"])
+    base = np.asarray(model.predict_proba(texts))
+    base_acc = float(np.mean(np.asarray(model.classes_)[base.argmax(1)] == test["intent"].to_numpy()))
+    t1 = _timings(fns, texts, 1, seconds)
+    t32 = _timings(fns, texts, 32, seconds)
+    pytorch_size = sum(p.numel() * p.element_size() for p in model.network_.parameters())
+    rows = []
+    for name, fn in fns.items():
+        proba = np.asarray(fn(texts))
+        acc = float(np.mean(np.asarray(model.classes_)[proba.argmax(1)] == test["intent"].to_numpy()))
+        size = files[name]["size_bytes"] if name in files else pytorch_size
+        rows.append({"variant": name, "size_mb": round(size / 2**20, 1),
+                     "b1_p50_ms": t1[name]["p50_ms"], "b1_p99_ms": t1[name]["p99_ms"],
+                     "b1_texts_s": t1[name]["texts_per_s"], "b32_p50_ms": t32[name]["p50_ms"],
+                     "b32_p99_ms": t32[name]["p99_ms"], "b32_texts_s": t32[name]["texts_per_s"],
+                     "accuracy": round(acc, 4), "acc_delta_pts": round(100 * (acc - base_acc), 2),
+                     "max_abs_diff": round(float(np.max(np.abs(proba - base))), 5)})
+    return rows
+
+
+def _table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    width = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(width[c]) for c in cols)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(width[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def _ratios(rows: list[dict]) -> dict[str, float]:
+    by = {r["variant"]: r for r in rows}
+    int8 = min((r for r in rows if "int8" in r["variant"]), key=lambda r: r["b32_p50_ms"])
+    out = {"int8_variant": int8["variant"]}
+    for b in ("b1", "b32"):
+        out[f"{b}_int8_vs_ort_fp32"] = round(by["ORT fp32"][f"{b}_p50_ms"] / int8[f"{b}_p50_ms"], 2)
+        out[f"{b}_int8_vs_pytorch"] = round(by["PyTorch fp32 eager"][f"{b}_p50_ms"] / int8[f"{b}_p50_ms"], 2)
+    out["int8_accuracy_delta_pts"] = int8["acc_delta_pts"]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=2, help="epochs for lora and full")
+    ap.add_argument("--seconds", type=float, default=20.0, help="timing seconds per variant and batch size")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="intra-op threads for PyTorch and ONNX Runtime (1: as `modelloop serve` runs)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    data = pd.read_json(DATA, lines=True)
+    train, test = train_test_split(data, test_size=0.2, stratify=data["intent"], random_state=0)
+    train, test = train.reset_index(drop=True), test.reset_index(drop=True)
+    print(f"intents: {len(train)} train / {len(test)} test rows, {data['intent'].nunique()} intents, "
+          f"{os.cpu_count()} CPU cores (shared machine: timings are indicative)", flush=True)
+    from modelloop.models.text import load_backbone, resolve_backbone
+
+    load_backbone(resolve_backbone("bundled"))  # warm-up: imports and file cache, outside every timing
+    quality = [_tfidf(train, test)]
+    configs = [("head (no vocab extension)", {"method": "head", "extend_vocab": False}),
+               ("head", {"method": "head"}),
+               ("lora", {"method": "lora", "epochs": args.epochs}),
+               ("full", {"method": "full", "epochs": args.epochs})]
+    models = {}
+    for name, config in configs:
+        row, models[name] = _text_model(name, config, train, test)
+        quality.append(row)
+        print(f"  {name}: accuracy {row['accuracy']}, {row['train_s']} s", flush=True)
+    print("\nQuality (test split)\n" + _table(quality), flush=True)
+    speed = _inference(models["lora"], test, args.seconds, args.threads)
+    print(f"\nInference on CPU ({args.threads} thread(s)), lora model (merged), tokenization included\n"
+          + _table(speed))
+    ratios = _ratios(speed)
+    print("\n" + json.dumps(ratios))
+    if args.json:
+        args.json.write_text(json.dumps({"quality": quality, "inference": speed, "ratios": ratios}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

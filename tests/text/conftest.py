@@ -1,0 +1,111 @@
+"""Text-model fixtures: a tiny randomly initialised BERT and WordPiece tokenizer built here, never a
+download (HF_HUB_OFFLINE=1 for the whole package), and a small synthetic intent data set."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+INTENTS = {
+    "refund": ["refund", "money", "back", "return", "reimburse"],
+    "lost_card": ["card", "lost", "stolen", "block", "missing"],
+    "delivery": ["package", "delivery", "late", "arrive", "courier"],
+}
+FILLER = ["please", "i", "want", "my", "the", "help", "now", "today", "can", "you", "need", "a", "is", "it"]
+CJK = list("我的卡丢了退款快递")
+
+
+def make_texts(n_per_class: int = 30, seed: int = 0) -> pd.DataFrame:
+    """Three intents, each text = 2-3 of the intent's keywords among filler words (shuffled)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, words in INTENTS.items():
+        for _ in range(n_per_class):
+            picked = list(rng.choice(words, size=rng.integers(2, 4), replace=False))
+            picked += list(rng.choice(FILLER, size=rng.integers(2, 6)))
+            rng.shuffle(picked)
+            rows.append({"message": " ".join(picked), "intent": label})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def build_tiny_backbone(folder: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2,
+                        max_positions: int = 64) -> Path:
+    """A BertModel from a BertConfig (seeded random weights) and a WordPiece tokenizer over our words."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for ws in INTENTS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s", "##ed", ",", ".", "?", "!"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True,
+                                  model_max_length=max_positions)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=2 * hidden,
+                        max_position_embeddings=max_positions)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    return build_tiny_backbone(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def texts() -> pd.DataFrame:
+    return make_texts()
+
+
+def text_config(root: Path, backbone: Path, *, method: Literal["head", "lora", "full"] = "head",
+                source: str = "data.jsonl", **model: object):
+    """A parsed project config for task text_classification (through the real ``parse_config`` once
+    the main Config has ``model:``; until then a subclass that adds the two fields)."""
+    from modelloop.config import Config, parse_config
+
+    raw = {"name": "intents", "task": "text_classification",
+           "data": {"source": source, "target": "intent", "text": "message"},
+           "train": {"budget": 60}, "model": {"backbone": str(backbone), "method": method, **model}}
+    if "model" in Config.model_fields:
+        return parse_config(raw, root=root)
+    from modelloop.models.text_config import TextModelConfig
+
+    class TextConfig(Config):
+        task: Literal["classification", "regression", "text_classification"] = "classification"
+        model: TextModelConfig = TextModelConfig()
+
+    return TextConfig.model_validate({**raw, "root": root})
+
+
+@pytest.fixture
+def make_text_config():
+    """``text_config`` as a fixture (test modules do not import conftest)."""
+    return text_config
+
+
+@pytest.fixture
+def project(tmp_path, texts):
+    """A project folder with ``data.jsonl`` and a helper to build its config and workspace."""
+    texts.to_json(tmp_path / "data.jsonl", orient="records", lines=True, force_ascii=False)
+
+    def make(backbone: Path, **model: object):
+        from modelloop.workspace import Workspace
+
+        return Workspace(text_config(tmp_path, backbone, **model))
+
+    return make

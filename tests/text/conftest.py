@@ -92,7 +92,7 @@ def text_config(root: Path, backbone: Path, *, method: Literal["head", "lora", "
     return TextConfig.model_validate({**raw, "root": root})
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_text_config():
     """``text_config`` as a fixture (test modules do not import conftest)."""
     return text_config

@@ -12,6 +12,10 @@ Tabular variants:
 * ``onnx_int8_dynamic`` / ``onnx_int8_static`` / ``pruned`` apply to neural networks (weights in
   MatMul/Gemm); for tree ensembles they are skipped with that reason.
 
+Text models get their own variants (:mod:`.text_variants`: ONNX fp32, int8 dynamic, int8 static);
+the registered version carries its ONNX file in ``formats`` (``onnx`` or ``onnx_int8``), which is
+what serving loads for a text model.
+
 Every variant is scored on the frozen test set (metric, agreement with the original) and timed the
 same way; one outside ``optimize.max_metric_drop`` is reported and never registered.
 """
@@ -21,8 +25,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -57,8 +63,9 @@ class _Predictor:
     """One variant behind one call: ``proba(frame) -> (n, K)`` (or predictions for regression)."""
 
     def __init__(self, name: str, fn: Callable[[pd.DataFrame], np.ndarray], size: int, model: Any,
-                 onnx_bytes: bytes | None = None):
+                 onnx_bytes: bytes | None = None, onnx_format: str = "onnx"):
         self.name, self.fn, self.size, self.model, self.onnx_bytes = name, fn, size, model, onnx_bytes
+        self.onnx_format = onnx_format  # the ``formats`` key the ONNX file is registered under
 
 
 def _rss_mb() -> float:
@@ -229,23 +236,24 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     train = df[side == "train"].reset_index(drop=True)
     wanted = list(TABULAR_VARIANTS) if (variants or oc.variants) in (None, "auto", ["auto"]) else \
         list(variants or oc.variants)
-    base = _native(teacher)
-    results = [_evaluate_variant(base, None, None, test, target, task, cfg.metric, oc.max_metric_drop)]
-    base_metric = results[0].metric
-    built: dict[str, _Predictor] = {"native": base}
-    for name in wanted:
-        try:
-            pred = _build(name, teacher, train.drop(columns=[target]), cfg.seed)
-        except _Skip as exc:
-            results.append(VariantResult(name, reason=str(exc)))
-            continue
-        built[name] = pred
-        results.append(_evaluate_variant(pred, base, base_metric, test, target, task, cfg.metric,
-                                         oc.max_metric_drop))
-    chosen = _choose(results, oc.target)
-    version = row["version"]
-    if chosen.name != "native":
-        version = _register(ws, row, built[chosen.name], chosen, results, drow)
+    with tempfile.TemporaryDirectory(prefix="modelloop-optimize-") as scratch:
+        make = _variant_maker(teacher, train, target, cfg.seed, Path(scratch))
+        base = _native(teacher)
+        results = [_evaluate_variant(base, None, None, test, target, task, cfg.metric, oc.max_metric_drop)]
+        built: dict[str, _Predictor] = {"native": base}
+        for name in wanted:
+            try:
+                pred = make(name)
+            except _Skip as exc:
+                results.append(VariantResult(name, reason=str(exc)))
+                continue
+            built[name] = pred
+            results.append(_evaluate_variant(pred, base, results[0].metric, test, target, task, cfg.metric,
+                                             oc.max_metric_drop))
+        chosen = _choose(results, oc.target)
+        version = row["version"]
+        if chosen.name != "native":
+            version = _register(ws, row, built[chosen.name], chosen, results, drow)
     out = {"variants": [asdict(r) for r in results], "baseline": "native", "chosen": chosen.name,
            "target": oc.target, "metric": cfg.metric, "parent": {"name": row["name"], "version": row["version"]},
            "model": {"name": row["name"], "version": version}}
@@ -255,6 +263,29 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
 
 class _Skip(Exception):
     pass
+
+
+def _variant_maker(teacher: Any, train: pd.DataFrame, target: str, seed: int,
+                   scratch: Path) -> Callable[[str], _Predictor]:
+    """``name -> _Predictor`` for the teacher's family: text models through :mod:`.text_variants`
+    (files built in ``scratch``), tabular ones through :func:`_build`."""
+    if not hasattr(teacher, "onnx_session"):
+        X_train = train.drop(columns=[target])
+        return lambda name: _build(name, teacher, X_train, seed)
+    from .text_variants import SkipVariant, TextVariantBuilder
+
+    builder = TextVariantBuilder(teacher, train, target=target, seed=seed, folder=scratch)
+
+    def make(name: str) -> _Predictor:
+        try:
+            variant = builder.build(name)
+        except SkipVariant as exc:
+            raise _Skip(str(exc)) from None
+        pred = _Predictor(name, variant.proba, variant.size_bytes, variant.model, variant.path.read_bytes())
+        pred.onnx_format = variant.fmt
+        return pred
+
+    return make
 
 
 def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int) -> _Predictor:
@@ -296,11 +327,12 @@ def _register(ws: Workspace, parent: dict, pred: _Predictor, chosen: VariantResu
         version = tracker.log_model(rid, pred.model, name=cfg.name)
     formats = {"native": f"models:/{cfg.name}/{version}"}
     if pred.onnx_bytes is not None:
-        path = ws.models_dir / f"{cfg.name}-v{version}.onnx"
+        key = pred.onnx_format
+        path = ws.models_dir / f"{cfg.name}-v{version}{'-int8' if key == 'onnx_int8' else ''}.onnx"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(pred.onnx_bytes)
         tmp.replace(path)
-        formats["onnx"] = str(path)
+        formats[key] = str(path)
     info = {**parent["info"], "variant": chosen.name, "optimize": [asdict(r) for r in results],
             "size_bytes": chosen.size_bytes, "latency_p50_ms": chosen.latency_p50_ms,
             "description": pred.model.describe()}

@@ -83,6 +83,8 @@ class Runtime:
             return np.asarray(out, dtype=np.float64).reshape(len(records), -1) if self.task != "regression" \
                 else np.asarray(out, dtype=np.float64).ravel()
         frame = pd.DataFrame.from_records(records, columns=self.validator.features)
+        if getattr(self, "text_session", None) is not None:
+            return np.asarray(self.native.predict_proba_onnx(frame, session=self.text_session), dtype=np.float64)
         if self.task == "regression":
             return np.asarray(self.native.predict(frame), dtype=np.float64)
         return np.asarray(self.native.predict_proba(frame), dtype=np.float64)
@@ -171,6 +173,8 @@ def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_AT
     row = resolve_model(ws, ref)
     if not onnx:
         return Runtime(row, native=_native(ws, row), reason="ONNX disabled by the caller")
+    if (row.get("input_schema") or {}).get("text") and not Schema.from_dict(row["input_schema"]).features():
+        return _text_runtime(ws, row)
     try:
         session, check = _onnx_session(ws, row, atol, use_cache)
         return Runtime(ws.catalog.get_model(row["name"], row["version"]), session=session, check=check)
@@ -178,6 +182,25 @@ def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_AT
         reason = f"ONNX unavailable ({type(exc).__name__}: {exc}); serving the native model"
         log.warning("model %s:%s: %s", row["name"], row["version"], reason)
         return Runtime(row, native=_native(ws, row), reason=reason)
+
+
+def _text_runtime(ws: Workspace, row: dict[str, Any]) -> Runtime:
+    """A text model: tokenization here, the network in its int8 (else fp32) ONNX session when
+    ``modelloop optimize`` registered one, else PyTorch."""
+    native = _native(ws, row)
+    formats = row.get("formats") or {}
+    for key, variant in (("onnx_int8", "int8"), ("onnx", "fp32")):
+        if formats.get(key):
+            try:
+                session = native.onnx_session(variant, path=formats[key], threads=1)
+            except Exception as exc:
+                log.warning("model %s:%s: %s session failed: %s", row["name"], row["version"], key, exc)
+                continue
+            rt = Runtime(row, native=native, reason=f"text model served through ONNX Runtime ({key})")
+            rt.text_session, rt.variant = session, key
+            return rt
+    return Runtime(row, native=native, reason="text model without an ONNX variant (run `modelloop optimize`); "
+                                              "serving PyTorch")
 
 
 def _native(ws: Workspace, row: dict[str, Any]) -> Any:

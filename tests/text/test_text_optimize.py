@@ -1,0 +1,68 @@
+"""``modelloop optimize`` on a text model, and serving what it registers: ONNX fp32 / int8 variants
+built, checked on the frozen test set, registered with their ONNX file, and served by ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop.data.ingest import ingest
+from modelloop.optimization.optimize import optimize
+from modelloop.registry import load_model, resolve_model
+from modelloop.serving.runtime import load_runtime
+from modelloop.training.text import train_text
+
+TEXTS = pd.DataFrame({"message": ["please refund my money", "my card was stolen", "where is my package",
+                                  "", "refund " * 100]})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_backbone, texts, make_text_config):
+    from modelloop.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("text-opt")
+    texts.to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
+    ws = Workspace(make_text_config(root, tiny_backbone))
+    ingest(ws)
+    train_text(ws)
+    return ws
+
+
+def test_text_variants_are_built_checked_and_the_best_registered(trained):
+    ws = trained
+    out = optimize(ws, variants=["onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned"])
+    by = {v["name"]: v for v in out["variants"]}
+    assert list(by) == ["native", "onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned"]
+    assert by["onnx"]["kept"] and by["onnx"]["agreement"] == 1.0
+    assert by["onnx"]["metric_delta"] == pytest.approx(0.0, abs=1e-9)
+    for name in ("onnx_int8_dynamic", "onnx_int8_static"):  # built and measured, kept or not by the budget
+        assert by[name]["latency_p50_ms"] > 0 and by[name]["metric"] is not None
+        assert by[name]["size_bytes"] < by["onnx"]["size_bytes"]
+        assert by[name]["kept"] == (by[name]["metric_delta"] >= -ws.config.optimize.max_metric_drop)
+    assert by["pruned"]["kept"] is False and by["pruned"]["reason"]
+    assert out["chosen"] != "native"  # the fp32 graph alone is faster than PyTorch eager at batch 1
+
+    row = resolve_model(ws, f"intents:{out['model']['version']}")
+    assert row["parent_version"] == 1 and row["info"]["variant"] == out["chosen"]
+    key = "onnx" if out["chosen"] == "onnx" else "onnx_int8"
+    assert Path(row["formats"][key]).is_file()
+
+    # served through ONNX Runtime: same labels as the PyTorch model on the same texts
+    runtime = load_runtime(ws, f"intents:{row['version']}")
+    assert runtime.variant == key and "ONNX Runtime" in runtime.reason
+    served = runtime.predict(TEXTS.to_dict("records"))
+    native = load_model(ws, row).predict_proba(TEXTS)
+    got = np.array([[p["probabilities"][str(c)] for c in runtime.classes] for p in served])
+    assert got.shape == native.shape
+    if key == "onnx":
+        assert np.allclose(got, native, atol=1e-4)
+    assert [p["label"] for p in served][:3] == list(load_model(ws, row).predict(TEXTS.iloc[:3]))
+
+
+def test_text_model_without_onnx_variant_is_served_by_pytorch(trained):
+    runtime = load_runtime(trained, "intents:1")
+    assert runtime.variant == "native" and "modelloop optimize" in runtime.reason
+    assert len(runtime.predict(TEXTS.to_dict("records"))) == len(TEXTS)

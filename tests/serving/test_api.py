@@ -230,8 +230,8 @@ def test_unconvertible_model_is_served_natively_and_says_why(toy, monkeypatch) -
 
     original = runtime._onnx_session
     monkeypatch.setattr(export, "to_onnx", boom)
-    monkeypatch.setattr(runtime, "_onnx_session", lambda ws, row, atol, use_cache=True:
-                        original(ws, row, atol, use_cache=False))
+    monkeypatch.setattr(runtime, "_onnx_session", lambda ws, row, atol, use_cache=True, plan=None:
+                        original(ws, row, atol, False, plan))
     app = create_app(toy.ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])
     with running(app) as base, httpx.Client(base_url=base, timeout=30) as c:
         m = c.get("/v1/model").json()

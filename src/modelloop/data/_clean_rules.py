@@ -346,7 +346,9 @@ def replay_step(df: pl.DataFrame, step: Step, *, where: str, skip_missing: tuple
     present = [c for c in needed if c in df.columns]
     if op == "impute":
         inds = [pl.col(c).is_null().cast(pl.Int8).alias(f"{c}__missing") for c in step["indicators"] if c in present]
-        fills = [pl.col(c).fill_null(literal(v, df.schema[c])) for c, v in step["values"].items() if c in present]
+        # a column that is missing in every incoming record has dtype Null: it takes the fill's type
+        fills = [pl.col(c).fill_null(pl.lit(v) if df.schema[c] == pl.Null else literal(v, df.schema[c]))
+                 for c, v in step["values"].items() if c in present]
         return df.with_columns(inds).with_columns(fills)
     if op == "clip":
         return df.with_columns([pl.col(c).clip(*step["bounds"][c]) for c in present])

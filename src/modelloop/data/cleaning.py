@@ -81,6 +81,18 @@ class CleaningPlan:
 
     transform = apply_inference
 
+    def apply_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`apply_inference` on JSON records (the serving path): records in, records out."""
+        import polars as pl
+
+        frame = pl.DataFrame(records, infer_schema_length=None, strict=False)
+        return self.apply_inference(frame).to_dicts()
+
+    def added_columns(self) -> list[str]:
+        """Columns the plan makes (e.g. ``x__missing``): model inputs a client never sends."""
+        given = set(self.input_columns)
+        return [c for c in self.output_columns if c not in given]
+
 
 def fit_rules(df: Any, rules: CleanConfig | Sequence[Any] | Mapping[str, Any] | None, *,
               target: str | None = None) -> tuple[Any, list[dict[str, Any]], CleaningPlan]:

@@ -113,7 +113,8 @@ def _schema_after(df: pd.DataFrame, schema: Schema) -> Schema:
 
 
 def cleaning_plan(ws: Workspace, dataset_row: dict[str, Any]) -> dict[str, Any] | None:
-    """The replayable cleaning plan that produced a dataset version (None for raw ingests)."""
-    if dataset_row["step"] != "clean":
+    """The replayable cleaning plan behind a dataset version: written by ``clean`` and carried on by
+    versions derived from a cleaned one (``feedback-merge``); None for raw ingests."""
+    if dataset_row["step"] == "ingest":
         return None
     return read_manifest(dataset_row["path"]).get("plan")

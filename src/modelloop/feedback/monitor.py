@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.cleaning import CleaningPlan
 from ..data.schema import Schema
+from ..data.stages import cleaning_plan
 from ..evaluation.metrics import classification_metrics, regression_metrics
 from ..workspace import Workspace
 
@@ -86,6 +88,9 @@ def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str
     schema = Schema.from_dict(model_row["input_schema"])
     kinds = {c: schema.columns[c] for c in schema.features()}
     current = pd.DataFrame.from_records([r["inputs"] for r in recent])
+    plan = cleaning_plan(ws, ws.catalog.get_dataset(model_row["dataset_id"]))
+    if plan and len(current):  # raw requests vs cleaned training rows: clean the requests the same way
+        current = CleaningPlan.from_dict(plan).apply_inference(current)
     for c in kinds:
         if c not in current.columns:
             current[c] = np.nan

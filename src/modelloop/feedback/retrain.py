@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..data.ingest import ensure_split, load_dataset, split_key
 from ..data.snapshot import ROW_ID, content_hash, write_snapshot
+from ..data.stages import cleaning_plan
 from ..errors import StateError
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.metrics import direction
@@ -49,6 +50,11 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
     fb = fb.drop_duplicates("_request_id", keep="first")
     if fb.empty:
         return None
+    plan = cleaning_plan(ws, parent)
+    if plan:  # logged inputs are raw records: clean them as the parent's rows were (indicators, fills)
+        from ..data.cleaning import CleaningPlan
+
+        fb = CleaningPlan.from_dict(plan).apply_inference(fb.reset_index(drop=True))
     cols = [c for c in base.columns if not c.startswith("_")]
     new = pd.DataFrame({c: fb[c] if c in fb.columns else np.nan for c in cols})
     for c in cols:  # keep the parent's dtypes so the content hash is stable
@@ -71,7 +77,7 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
     vid = content_hash(merged)
     path = ws.datasets_dir / vid
     manifest = {"id": vid, "step": "feedback-merge", "parents": [parent["id"]], "schema": schema.to_dict(),
-                "rows": len(merged), "added_feedback_rows": len(new)}
+                "rows": len(merged), "added_feedback_rows": len(new), **({"plan": plan} if plan else {})}
     write_snapshot(merged, path, manifest)
     row = cat.add_dataset(id=vid, project=cfg.name, step="feedback-merge", parents=[parent["id"]],
                           schema=schema.to_dict(), rows=len(merged), path=str(path),

@@ -99,7 +99,7 @@ def check_onnx(model: TabularModel, onnx_model: Any, X_raw: pd.DataFrame, atol: 
     session = ort.InferenceSession(onnx_model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    outputs = session.run(None, onnx_inputs(model, X_raw, names))
+    outputs = session.run(None, onnx_inputs(model, model.clean_inputs(X_raw), names))
     if model.task == "regression":
         got, want = np.asarray(outputs[0]).ravel(), model.predict(X_raw)
     else:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.cleaning import CleaningPlan
 from ..data.schema import Schema
 from ..workspace import Workspace
 from .validation import RequestValidator
@@ -57,7 +58,8 @@ class Runtime:
     """One loaded model version. ``predict`` is thread-safe (ORT sessions are) and never mutates."""
 
     def __init__(self, row: dict[str, Any], *, session: Any = None, native: Any = None,
-                 reason: str | None = None, check: dict[str, Any] | None = None):
+                 reason: str | None = None, check: dict[str, Any] | None = None,
+                 plan: dict[str, Any] | None = None):
         info = row.get("info") or {}
         self.name: str = row["name"]
         self.version: int = int(row["version"])
@@ -69,7 +71,10 @@ class Runtime:
         self.threshold: float | None = info.get("threshold") if self.task == "binary" else None
         self.session, self.native, self.reason, self.check = session, native, reason, check
         self.variant = "onnx" if session is not None else "native"
-        self.validator = RequestValidator(self.schema, title=f"{self.name}_v{self.version}_record")
+        # a model trained on cleaned data: clients send the raw columns, the plan makes the rest
+        self.plan = CleaningPlan.from_dict(plan) if plan else None
+        self.request_schema = request_schema(self.schema, self.plan)
+        self.validator = RequestValidator(self.request_schema, title=f"{self.name}_v{self.version}_record")
         self.loaded_at = time.time()
         self._plan = _FeedPlan(self.schema)
         self._keys = [str(c) for c in self.classes] if self.classes is not None else []
@@ -79,6 +84,8 @@ class Runtime:
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
         """(n, K) probabilities in ``classes`` order, or (n,) values for regression."""
         if self.session is not None:
+            if self.plan is not None:
+                records = self.plan.apply_records(records)
             out = self.session.run(self._output, self._plan.feed(records))[0]
             return np.asarray(out, dtype=np.float64).reshape(len(records), -1) if self.task != "regression" \
                 else np.asarray(out, dtype=np.float64).ravel()
@@ -106,9 +113,20 @@ class Runtime:
         return {"name": self.name, "version": self.version, "task": self.task,
                 "variant": self.variant, "reason": self.reason, "onnx_check": self.check,
                 "classes": self.classes, "threshold": self.threshold,
-                "input_schema": self.schema.to_dict(), "features": self.validator.features,
+                "input_schema": self.request_schema.to_dict(), "features": self.validator.features,
+                "cleaning_plan": self.plan.to_dict() if self.plan is not None else None,
                 "metrics": self.row.get("metrics") or {}, "formats": self.row.get("formats") or {},
                 "loaded_at": self.loaded_at}
+
+
+def request_schema(schema: Schema, plan: CleaningPlan | None) -> Schema:
+    """What a client sends: the model's input schema without the columns its cleaning plan adds."""
+    if plan is None:
+        return schema
+    added = set(plan.added_columns())
+    columns = {c: k for c, k in schema.columns.items() if c not in added}
+    return Schema(columns=columns, target=schema.target, id=schema.id, text=schema.text, time=schema.time,
+                  dtypes={c: t for c, t in schema.dtypes.items() if c not in added})
 
 
 _PARTS = ("year", "month", "day", "dayofweek", "hour", "epoch")
@@ -171,20 +189,33 @@ def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_AT
     from ..registry import resolve_model
 
     row = resolve_model(ws, ref)
+    plan = _cleaning_plan(ws, row)
     if not onnx:
-        return Runtime(row, native=_native(ws, row), reason="ONNX disabled by the caller")
+        return Runtime(row, native=_native(ws, row), reason="ONNX disabled by the caller", plan=plan)
     if (row.get("input_schema") or {}).get("text") and not Schema.from_dict(row["input_schema"]).features():
-        return _text_runtime(ws, row)
+        return _text_runtime(ws, row, plan)
     try:
-        session, check = _onnx_session(ws, row, atol, use_cache)
-        return Runtime(ws.catalog.get_model(row["name"], row["version"]), session=session, check=check)
+        session, check = _onnx_session(ws, row, atol, use_cache, plan)
+        return Runtime(ws.catalog.get_model(row["name"], row["version"]), session=session, check=check, plan=plan)
     except Exception as exc:  # any failure to convert, load or check: serve natively, say why
         reason = f"ONNX unavailable ({type(exc).__name__}: {exc}); serving the native model"
         log.warning("model %s:%s: %s", row["name"], row["version"], reason)
-        return Runtime(row, native=_native(ws, row), reason=reason)
+        return Runtime(row, native=_native(ws, row), reason=reason, plan=plan)
 
 
-def _text_runtime(ws: Workspace, row: dict[str, Any]) -> Runtime:
+def _cleaning_plan(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The cleaning plan replayed on requests: the one of the data the model was trained on."""
+    from ..data.stages import cleaning_plan
+
+    try:
+        return cleaning_plan(ws, ws.catalog.get_dataset(row["dataset_id"]))
+    except Exception as exc:  # a deleted dataset: the model object still carries its plan
+        log.info("model %s:%s: dataset manifest unavailable (%s); using the model's own plan",
+                 row["name"], row["version"], exc)
+        return getattr(_native(ws, row), "cleaning_plan_", None)
+
+
+def _text_runtime(ws: Workspace, row: dict[str, Any], plan: dict[str, Any] | None) -> Runtime:
     """A text model: tokenization here, the network in its int8 (else fp32) ONNX session when
     ``modelloop optimize`` registered one, else PyTorch."""
     native = _native(ws, row)
@@ -196,11 +227,11 @@ def _text_runtime(ws: Workspace, row: dict[str, Any]) -> Runtime:
             except Exception as exc:
                 log.warning("model %s:%s: %s session failed: %s", row["name"], row["version"], key, exc)
                 continue
-            rt = Runtime(row, native=native, reason=f"text model served through ONNX Runtime ({key})")
+            rt = Runtime(row, native=native, reason=f"text model served through ONNX Runtime ({key})", plan=plan)
             rt.text_session, rt.variant = session, key
             return rt
     return Runtime(row, native=native, reason="text model without an ONNX variant (run `modelloop optimize`); "
-                                              "serving PyTorch")
+                                              "serving PyTorch", plan=plan)
 
 
 def _native(ws: Workspace, row: dict[str, Any]) -> Any:
@@ -221,8 +252,8 @@ def _session(source: str | bytes) -> Any:
     return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 
 
-def _onnx_session(ws: Workspace, row: dict[str, Any], atol: float,
-                  use_cache: bool = True) -> tuple[Any, dict[str, Any]]:
+def _onnx_session(ws: Workspace, row: dict[str, Any], atol: float, use_cache: bool = True,
+                  plan: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """A checked session: the cached file when it fits the feed contract, else a fresh conversion."""
     schema = Schema.from_dict(row["input_schema"])
     cached = (row.get("formats") or {}).get("onnx") if use_cache else None
@@ -233,23 +264,25 @@ def _onnx_session(ws: Workspace, row: dict[str, Any], atol: float,
             return session, {**check, "path": str(cached)}
         log.warning("model %s:%s: cached ONNX %s does not have the expected inputs; converting again",
                     row["name"], row["version"], cached)
-    return _convert(ws, row, schema, atol)
+    return _convert(ws, row, schema, atol, plan)
 
 
 def _fits(session: Any, schema: Schema) -> bool:
     return sorted(i.name for i in session.get_inputs()) == sorted(_FeedPlan(schema).inputs)
 
 
-def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float) -> tuple[Any, dict[str, Any]]:
+def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float,
+             plan: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     from ..optimization.export import check_onnx, to_onnx
 
     native = _native(ws, row)
     onnx_model = to_onnx(native)
     raw = onnx_model.SerializeToString()
-    sample = check_frame(ws, row, schema)
+    served = Runtime(row, session=_session(raw), plan=plan)
+    sample = check_frame(ws, row, served.request_schema)
     graph_diff = check_onnx(native, onnx_model, sample, atol=atol)
-    session = _session(raw)
-    served_diff = _served_diff(Runtime(row, session=session), native, sample)
+    session = served.session
+    served_diff = _served_diff(served, native, sample)
     if not served_diff <= atol:
         raise ValueError(f"served ONNX output differs from the native model by {served_diff:.3g} "
                          f"(> atol {atol:g})")
@@ -268,7 +301,7 @@ def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float) ->
 
 def _served_diff(runtime: Runtime, native: Any, sample: pd.DataFrame) -> float:
     """Max |served - native| with the records as a client would send them (JSON scalars)."""
-    records = to_records(sample, runtime.schema)
+    records = to_records(sample, runtime.request_schema)
     got = runtime.scores(records)
     want = native.predict(sample) if runtime.task == "regression" else native.predict_proba(sample)
     return float(np.max(np.abs(got - np.asarray(want, dtype=np.float64)))) if len(sample) else 0.0

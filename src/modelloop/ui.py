@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -181,14 +182,28 @@ def render_clean(r: dict[str, Any]) -> None:
 
 def render_optimize(r: dict[str, Any]) -> None:
     t = Table(title=f"variants of {r['parent']['name']}:{r['parent']['version']} (target: {r['target']})",
-              header_style="bold")
-    for c in ("variant", "size", "p50 ms", "p99 ms", "rows/s @64", r["metric"], "delta", "kept", "reason"):
-        t.add_column(c)
+              header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+              show_edge=False)
+    for c in ("variant", "size", "p50 ms", "p99 ms", "rows/s", r["metric"], "delta", "×", "kept"):
+        t.add_column(c, no_wrap=True, justify="left" if c in ("variant", "kept") else "right")
+    base = r["variants"][0]
+    notes = []
     for v in r["variants"]:
-        size = f"{v['size_bytes'] / 1024:.0f} KiB" if v["size_bytes"] else "—"
-        t.add_row(v["name"], size, _fmt(v["latency_p50_ms"]), _fmt(v["latency_p99_ms"]), _fmt(v["throughput_rps"]),
-                  _fmt(v["metric"]), _fmt(v["metric_delta"]), "yes" if v["kept"] else "no", v["reason"])
+        if v["latency_p50_ms"] is None:
+            t.add_row(v["name"], *["—"] * 7, "[dim]skip[/]")
+            notes.append(f"  {v['name']}: {v['reason']}")
+            continue
+        size = f"{v['size_bytes'] / 2**20:.1f}M" if v["size_bytes"] >= 2**20 else f"{v['size_bytes'] / 1024:.0f}K"
+        speed = f"{base['latency_p50_ms'] / v['latency_p50_ms']:.1f}×" if v["latency_p50_ms"] else "—"
+        t.add_row(v["name"], size, f"{v['latency_p50_ms']:.2f}", f"{v['latency_p99_ms']:.2f}",
+                  f"{v['throughput_rps']:.0f}", _fmt(v["metric"]), f"{v['metric_delta']:+.4f}", speed,
+                  "yes" if v["kept"] else "[red]no[/]")
+        if not v["kept"]:
+            notes.append(f"  {v['name']}: {v['reason']}")
     out.print(t)
+    out.print(f"  p50/p99: batch-1 latency; rows/s: at batch 64; ×: speed-up over {base['name']}", style="dim")
+    for line in notes:
+        out.print(line, markup=False)
     m = r["model"]
     if r["chosen"] == r["baseline"]:
         out.print("the unoptimized model stays best; nothing registered")

@@ -175,6 +175,15 @@ def split_needs_its_column(cfg: Config) -> list[str]:
 
 
 @_check
+def model_section_fits_task(cfg: Config) -> list[str]:
+    # ``model:`` describes a pretrained text encoder; on a table it would be silently ignored
+    if cfg.task != "text_classification" and cfg.model != TextModelConfig():
+        return [f"model: only used by task: text_classification (a pretrained text encoder), got task: {cfg.task}; "
+                "remove the section or set task: text_classification"]
+    return []
+
+
+@_check
 def roles_are_distinct(cfg: Config) -> list[str]:
     d = cfg.data
     if d.id is not None and d.id == d.target:

@@ -24,6 +24,7 @@ def test_minimal_config_gets_defaults():
     ({**MIN, "split": {"strategy": "time"}}, "split.strategy: 'time' needs data.time"),
     ({"data": {"source": "a.csv", "target": "y", "id": "y"}}, "data.id: must differ from data.target"),
     ({"data": {"source": "sqlite:///x.db", "target": "y"}}, "data.query: a SQL source"),
+    ({**MIN, "model": {"method": "lora"}}, "model: only used by task: text_classification"),
 ])
 def test_errors_name_the_key_the_value_and_what_is_allowed(raw, expected):
     with pytest.raises(ConfigError) as exc:

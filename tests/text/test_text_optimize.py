@@ -33,16 +33,16 @@ def trained(tmp_path_factory, tiny_backbone, texts, make_text_config):
 
 def test_text_variants_are_built_checked_and_the_best_registered(trained):
     ws = trained
-    out = optimize(ws, variants=["onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned"])
+    out = optimize(ws, variants=["onnx", "onnx_int8_dynamic", "onnx_int8_static"])  # pruned/distilled:
+    # tests/text/test_text_compress.py
     by = {v["name"]: v for v in out["variants"]}
-    assert list(by) == ["native", "onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned"]
+    assert list(by) == ["native", "onnx", "onnx_int8_dynamic", "onnx_int8_static"]
     assert by["onnx"]["kept"] and by["onnx"]["agreement"] == 1.0
     assert by["onnx"]["metric_delta"] == pytest.approx(0.0, abs=1e-9)
     for name in ("onnx_int8_dynamic", "onnx_int8_static"):  # built and measured, kept or not by the budget
         assert by[name]["latency_p50_ms"] > 0 and by[name]["metric"] is not None
         assert by[name]["size_bytes"] < by["onnx"]["size_bytes"]
         assert by[name]["kept"] == (by[name]["metric_delta"] >= -ws.config.optimize.max_metric_drop)
-    assert by["pruned"]["kept"] is False and by["pruned"]["reason"]
     assert out["chosen"] != "native"  # the fp32 graph alone is faster than PyTorch eager at batch 1
 
     row = resolve_model(ws, f"intents:{out['model']['version']}")
@@ -66,3 +66,22 @@ def test_text_model_without_onnx_variant_is_served_by_pytorch(trained):
     runtime = load_runtime(trained, "intents:1")
     assert runtime.variant == "native" and "modelloop optimize" in runtime.reason
     assert len(runtime.predict(TEXTS.to_dict("records"))) == len(TEXTS)
+
+
+def test_monitor_compares_the_text_column_of_a_text_model(trained):
+    import datetime as dt
+    import uuid
+
+    from modelloop.feedback.monitor import monitor
+
+    ws = trained
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    texts = ["我的卡丢了请帮我退款" * (1 + i % 3) for i in range(150)]  # another language, longer
+    ws.catalog.add_predictions([
+        {"request_id": uuid.uuid4().hex, "name": "intents", "version": 1, "at": now + dt.timedelta(milliseconds=i),
+         "inputs": {"message": t}, "output": {"label": "refund", "probabilities": {}}, "latency_ms": 1.0}
+        for i, t in enumerate(texts)])
+    res = monitor(ws)
+    features = res["drift"]["features"]
+    assert {"message:chars", "message:words", "message:cjk_share"} <= set(features)
+    assert features["message:cjk_share"]["drifted"] and "message:cjk_share" in res["drifted_features"]

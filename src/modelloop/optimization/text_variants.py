@@ -13,9 +13,25 @@
   usually lose more to static than to dynamic int8 (activation ranges vary with the text); the
   stage's quality budget decides whether it is kept.
 
+* ``pruned`` — a new network with 40 % of each encoder layer's feed-forward neurons removed
+  (structured: the matrices shrink, so ONNX Runtime's dense kernels do less work; zeroed weights
+  would not), least important first (mean |activation| on training texts x output-weight norm),
+  then a short fine-tune on the teacher's logits and the labels.
+* ``distilled`` — a student that keeps every other encoder layer (half, top layer included),
+  trained the same way for a few more epochs.
+
+  Both (:mod:`.text_compress`, settings in :class:`~.text_compress.CompressSettings`, time-capped)
+  are exported and checked like the teacher, and served in int8 unless int8 changes more than
+  1 - ``INT8_MIN_AGREEMENT`` of their labels on the calibration texts (then fp32). An encoder
+  without BERT-style layers, or a build that fails, is skipped with a one-line reason; nothing is
+  written then. On the intents example (MiniLM-L6, 384 training texts, 2 CPU cores) the pruned
+  network kept every test label of the teacher with 40 % pruned and 3 epochs (50 % changed one);
+  the 3-layer student kept them all after 4 epochs; each build took 0.5-2 minutes (shared machine).
+
 Every variant comes back as a :class:`TextVariant`: the model object to register (the teacher for
-the three above), the ONNX file, the ``formats`` key serving looks for (``onnx`` or
-``onnx_int8``) and an open session. The optimize stage scores and times it like any other.
+the first three, the smaller TextModel for the last two), the ONNX file, the ``formats`` key
+serving looks for (``onnx`` or ``onnx_int8``) and an open session. The optimize stage scores and
+times it like any other.
 """
 
 from __future__ import annotations
@@ -29,10 +45,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .text_compress import CompressSettings
+
 __all__ = ["CALIBRATION_TEXTS", "TEXT_VARIANTS", "SkipVariant", "TextVariant", "TextVariantBuilder"]
 
 TEXT_VARIANTS = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
 CALIBRATION_TEXTS = 128
+INT8_MIN_AGREEMENT = 0.99  # a compressed network is served in int8 when int8 keeps this share of its labels
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:300]
 
 
 class SkipVariant(Exception):
@@ -57,9 +80,11 @@ class TextVariant:
 class TextVariantBuilder:
     """Builds the variants of one teacher into ``folder`` (exporting the fp32 graph once)."""
 
-    def __init__(self, teacher: Any, train: pd.DataFrame, *, target: str, seed: int, folder: Path):
+    def __init__(self, teacher: Any, train: pd.DataFrame, *, target: str, seed: int, folder: Path,
+                 compress: CompressSettings | None = None):
         self.teacher, self.train, self.target, self.seed = teacher, train, target, seed
         self.folder = Path(folder)
+        self.compress = compress or CompressSettings()
         self._export: dict[str, Any] | None = None
 
     def build(self, name: str) -> TextVariant:
@@ -70,7 +95,7 @@ class TextVariantBuilder:
         if name == "onnx_int8_static":
             return self._variant(self.teacher, self._static(), "onnx_int8")
         if name in ("pruned", "distilled"):
-            raise SkipVariant("not built for text models yet (onnx, onnx_int8_dynamic and onnx_int8_static are)")
+            return self._compressed(name)
         raise SkipVariant(f"unknown variant; allowed: {', '.join(TEXT_VARIANTS)}")
 
     # ---- steps -------------------------------------------------------------------------------
@@ -85,8 +110,33 @@ class TextVariantBuilder:
             try:
                 self._export = export_text_onnx(self.teacher, self.folder / "model.onnx", quantize=True)
             except Exception as exc:  # the exporter names the operator or layer at fault
-                raise SkipVariant(f"export failed: {str(exc).splitlines()[0][:300]}") from None
+                raise SkipVariant(f"export failed: {_first_line(exc)}") from None
         return self._export
+
+    def _compressed(self, kind: str) -> TextVariant:
+        """The pruned or distilled network, fine-tuned, exported and checked; int8 unless int8 changes
+        more than ``INT8_MIN_AGREEMENT`` of its labels on the calibration texts."""
+        from .export_text import export_text_onnx
+        from .text_compress import NotApplicable, compress
+
+        try:
+            student = compress(self.teacher, kind, self.train, target=self.target, seed=self.seed,
+                               settings=self.compress)
+        except NotApplicable as exc:
+            raise SkipVariant(str(exc)) from None
+        except Exception as exc:
+            raise SkipVariant(f"building the {kind} network failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        try:
+            report = export_text_onnx(student, self.folder / f"{kind}.onnx", quantize=True,
+                                      texts=self.calibration_texts())
+        except Exception as exc:  # the exporter names the operator or layer at fault
+            raise SkipVariant(f"export of the {kind} network failed: {_first_line(exc)}") from None
+        int8 = report["int8"]
+        fmt = "onnx_int8" if int8 and int8["agreement"] >= INT8_MIN_AGREEMENT else "onnx"
+        student.description_["compression"]["served"] = {
+            "format": fmt, "int8_agreement": int8 and round(int8["agreement"], 4),
+            "fp32_bytes": report["fp32"]["size_bytes"], "int8_bytes": int8 and int8["size_bytes"]}
+        return self._variant(student, Path((int8 if fmt == "onnx_int8" else report["fp32"])["path"]), fmt)
 
     def calibration_texts(self) -> list[str]:
         """A seeded sample of training texts, longest-first order kept out (batches mix lengths)."""
@@ -127,6 +177,6 @@ class TextVariantBuilder:
                                 calibrate_method=CalibrationMethod.MinMax)
         except Exception as exc:
             tmp.unlink(missing_ok=True)
-            raise SkipVariant(f"static quantization failed: {str(exc).splitlines()[0][:300]}") from None
+            raise SkipVariant(f"static quantization failed: {_first_line(exc)}") from None
         os.replace(tmp, out)
         return out

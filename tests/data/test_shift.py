@@ -37,7 +37,9 @@ def frames() -> tuple[pl.DataFrame, pl.DataFrame]:
 def test_shifted_columns_drift_and_unshifted_do_not(frames) -> None:
     ref, cur = frames
     res = compare_distributions(ref, cur, KINDS)
-    assert set(res) == set(KINDS) - {"note"}  # text is not compared
+    # text is compared through its per-text statistics (a constant "free text" here: no drift)
+    assert set(res) == set(KINDS) - {"note"} | {"note:chars", "note:words", "note:cjk_share"}
+    assert not any(res[f"note:{s}"]["drifted"] for s in ("chars", "words", "cjk_share"))
     assert {c for c, r in res.items() if r["drifted"]} == {"moved", "cat_moved"}
     assert res["moved"]["method"] == "psi+ks" and res["moved"]["ks"] > 0.2 and res["moved"]["p_value"] < 1e-6
     assert res["moved"]["psi"] > 0.2 and res["same"]["psi"] < 0.05
@@ -76,3 +78,36 @@ def test_errors_name_the_column_and_table(frames) -> None:
         compare_distributions(ref, cur.drop("moved"), {"moved": "numeric"})
     with pytest.raises(ConfigError, match="bins"):
         compare_distributions(ref, cur, {"moved": "numeric"}, bins=1)
+
+
+def _messages(n: int, seed: int, *, chinese: float = 0.0, words: tuple[int, int] = (3, 8)) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    en, zh = ["card", "refund", "late", "package", "please", "my", "charged", "twice"], list("我的卡快递退款到哪里了")
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(*words))
+        if rng.random() < chinese:
+            out.append("".join(rng.choice(zh, k * 2)))
+        else:
+            out.append(" ".join(rng.choice(en, k)))
+    return pd.DataFrame({"msg": out})
+
+
+def test_text_stats_counts_characters_words_and_cjk():
+    from modelloop.data.shift import text_stats
+
+    s = text_stats(pl.Series(["ab 我的", "", None, "hello  world"]))
+    assert s["chars"].to_list() == [5.0, 0.0, 0.0, 12.0]
+    assert s["words"].to_list() == [2.0, 0.0, 0.0, 2.0]
+    assert s["cjk_share"].to_list() == [pytest.approx(0.4), 0.0, 0.0, 0.0]
+
+
+def test_text_columns_drift_by_length_and_language_mix():
+    ref = _messages(2000, 0)
+    same = compare_distributions(ref, _messages(2000, 1), {"msg": "text"})
+    assert set(same) == {"msg:chars", "msg:words", "msg:cjk_share"}
+    assert not any(v["drifted"] for v in same.values())
+    shifted = compare_distributions(ref, _messages(2000, 2, chinese=0.5), {"msg": "text"})
+    assert shifted["msg:cjk_share"]["drifted"] and shifted["msg:words"]["drifted"]
+    longer = compare_distributions(ref, _messages(2000, 3, words=(10, 20)), {"msg": "text"})
+    assert longer["msg:chars"]["drifted"] and not longer["msg:cjk_share"]["drifted"]

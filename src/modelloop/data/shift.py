@@ -9,6 +9,10 @@ monitoring. Per column:
   Rule of thumb: < 0.1 stable, 0.1–0.25 moderate, > 0.25 large.
 * **KS** statistic and p-value (two-sample Kolmogorov–Smirnov) for numbers and dates.
 * **chi²** p-value on the category counts, with the total variation distance as its effect size.
+* **Text** columns are summarised per text by :func:`text_stats` — length in characters, number of
+  words, share of CJK characters — and each summary is compared as a number (``"{col}:chars"``,
+  ``"{col}:words"``, ``"{col}:cjk_share"``): longer or shorter messages, more empty ones, or another
+  language mix are what a text model's traffic drifts by, and they need no model to measure.
 
 A p-value alone flags negligible differences on large tables, so a column is ``drifted`` when its
 PSI reaches ``psi_threshold``, or when the test is significant (``p < p_threshold``) *and* the effect
@@ -26,10 +30,13 @@ import polars as pl
 from ..errors import ConfigError, DataError
 from ._tables import is_numeric, to_polars
 
-__all__ = ["CATEGORICAL_KINDS", "NUMERIC_KINDS", "compare_distributions", "numeric_edges", "psi"]
+__all__ = ["CATEGORICAL_KINDS", "NUMERIC_KINDS", "TEXT_KINDS", "compare_distributions", "compared_columns",
+           "numeric_edges", "psi", "text_stats"]
 
 NUMERIC_KINDS = ("numeric", "datetime")
 CATEGORICAL_KINDS = ("categorical", "boolean")
+TEXT_KINDS = ("text",)
+_CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"  # kana, CJK ideographs, hangul
 MAX_CATEGORIES = 30
 KS_ROWS = 200_000  # each side is sampled to this many values for the KS test
 
@@ -135,7 +142,8 @@ def compare_distributions(reference: Any, current: Any, columns_kinds: Mapping[s
     """Per column ``{"method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins"}``.
 
     ``columns_kinds`` maps the columns to compare to their kind: numeric/datetime columns get PSI
-    + KS, categorical/boolean ones PSI + chi²; text and identifier columns are skipped. ``bins`` is
+    + KS, categorical/boolean ones PSI + chi², text columns the same as numbers on their
+    :func:`text_stats` (one entry per statistic); identifier columns are skipped. ``bins`` is
     the number of reference quantile bins for numbers. Values are plain floats (JSON-ready).
     """
     if bins < 2:
@@ -147,16 +155,45 @@ def compare_distributions(reference: Any, current: Any, columns_kinds: Mapping[s
             if col not in frame.columns:
                 raise DataError(f"shift: column '{col}' is missing from the {name} table; its columns: "
                                 f"{', '.join(frame.columns[:40])}")
+        verdict = {"psi_threshold": psi_threshold, "p_threshold": p_threshold, "effect_threshold": effect_threshold}
+        if kind in TEXT_KINDS:
+            r, c = text_stats(ref.get_column(col)), text_stats(cur.get_column(col))
+            for stat in r.columns:
+                out[f"{col}:{stat}"] = _verdict(_numeric(r.get_column(stat), c.get_column(stat), bins, seed),
+                                                kind, **verdict)
+            continue
         if kind in NUMERIC_KINDS and (is_numeric(ref.schema[col]) or ref.schema[col].is_temporal()):
             res = _numeric(ref.get_column(col), cur.get_column(col), bins, seed)
         elif kind in (*NUMERIC_KINDS, *CATEGORICAL_KINDS):
             res = _categorical(ref.get_column(col), cur.get_column(col))
         else:
             continue
-        p, effect = res["p_value"], res["effect"]
-        res["drifted"] = bool(res["psi"] >= psi_threshold
-                              or (p is not None and p < p_threshold and effect is not None
-                                  and effect >= effect_threshold))
-        res["kind"] = kind
-        out[col] = {k: res[k] for k in ("method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins")}
+        out[col] = _verdict(res, kind, **verdict)
     return out
+
+
+def compared_columns(schema: Any) -> dict[str, str]:
+    """Column -> kind of what drift compares for a model's input schema: its features, and its text
+    column (a text model has no other input)."""
+    kinds = {c: schema.columns[c] for c in schema.features()}
+    if schema.text and schema.text in schema.columns:
+        kinds.setdefault(schema.text, "text")
+    return kinds
+
+
+def text_stats(texts: pl.Series) -> pl.DataFrame:
+    """Per text: ``chars`` (length), ``words`` (whitespace-separated runs) and ``cjk_share`` (share of
+    its characters that are CJK); a missing text counts as empty."""
+    s = texts.cast(pl.String).fill_null("")
+    chars = s.str.len_chars().cast(pl.Float64)
+    return pl.DataFrame({"chars": chars, "words": s.str.count_matches(r"\S+").cast(pl.Float64),
+                         "cjk_share": s.str.count_matches(_CJK).cast(pl.Float64) / chars.clip(1.0)})
+
+
+def _verdict(res: dict[str, Any], kind: str, *, psi_threshold: float, p_threshold: float,
+             effect_threshold: float) -> dict[str, Any]:
+    p, effect = res["p_value"], res["effect"]
+    res["drifted"] = bool(res["psi"] >= psi_threshold
+                          or (p is not None and p < p_threshold and effect is not None and effect >= effect_threshold))
+    res["kind"] = kind
+    return {k: res[k] for k in ("method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins")}

@@ -60,11 +60,11 @@ def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]
 
 def _split_shift(frame: pd.DataFrame, side: pd.Series, schema: Schema, cfg: Any) -> dict | None:
     """Per-feature distance between the train and the frozen test split (the same code monitoring uses)."""
-    from .shift import compare_distributions
+    from .shift import compare_distributions, compared_columns
 
     if not (side == "test").any() or not (side == "train").any():
         return None
-    kinds = {c: schema.columns[c] for c in schema.features()}
+    kinds = compared_columns(schema)
     return compare_distributions(frame.loc[side == "train", list(kinds)], frame.loc[side == "test", list(kinds)],
                                  kinds, psi_threshold=cfg.monitor.psi_threshold, p_threshold=cfg.monitor.p_value)
 

@@ -82,11 +82,11 @@ def _figures(rows: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, floa
 
 def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str, Any]]) -> dict[str, Any]:
     """Feature, prediction and label drift between training rows and recent traffic."""
-    from ..data.shift import compare_distributions
+    from ..data.shift import compare_distributions, compared_columns
 
     cfg = ws.config.monitor
     schema = Schema.from_dict(model_row["input_schema"])
-    kinds = {c: schema.columns[c] for c in schema.features()}
+    kinds = compared_columns(schema)
     current = pd.DataFrame.from_records([r["inputs"] for r in recent])
     plan = cleaning_plan(ws, ws.catalog.get_dataset(model_row["dataset_id"]))
     if plan and len(current):  # raw requests vs cleaned training rows: clean the requests the same way

@@ -12,7 +12,8 @@ Tabular variants:
 * ``onnx_int8_dynamic`` / ``onnx_int8_static`` / ``pruned`` apply to neural networks (weights in
   MatMul/Gemm); for tree ensembles they are skipped with that reason.
 
-Text models get their own variants (:mod:`.text_variants`: ONNX fp32, int8 dynamic, int8 static);
+Text models get their own variants (:mod:`.text_variants`: ONNX fp32, int8 dynamic, int8 static,
+a structurally pruned and a distilled fewer-layer student, :mod:`.text_compress`);
 the registered version carries its ONNX file in ``formats`` (``onnx`` or ``onnx_int8``), which is
 what serving loads for a text model.
 

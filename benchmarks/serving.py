@@ -119,16 +119,22 @@ def start(kind: str, root: Path, tracking_url: str, model_uri: str) -> tuple[sub
     if kind == "mlflow":
         cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
                "-h", "127.0.0.1", "-p", str(port)]
-        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_url}
+        # mlflow execs `uvicorn` from PATH: the interpreter's own bin folder must be on it
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_url,
+               "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
         path, ready = "/invocations", "/ping"
     else:
         cmd = [sys.executable, str(HERE), "--_serve", kind, "--dir", str(root), "--port", str(port)]
         env = {**os.environ, "MODELLOOP_API_KEYS": ""}
         path, ready = ("/v1/predict" if kind == "modelloop" else "/v1/noop"), "/v1/ready"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url + ready, proc)
+    try:
+        wait_until_ready(url + ready, proc)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{kind}: {exc}; its log ({log.name}) ends with:\n"
+                           f"{Path(log.name).read_text(errors='replace')[-2000:]}") from None
     return proc, url, path
 
 

@@ -131,7 +131,8 @@ def test_feedback_is_durable_404_and_409(api, toy) -> None:
     forged = rid[:24] + "0" * 8
     assert api.post("/v1/feedback", json={"request_id": forged, "label": 1}).status_code == 404
     bad = api.post("/v1/feedback", json={"request_id": rid, "label": 7})
-    assert bad.status_code == 422 and "must be one of 0, 1" in bad.json()["detail"]
+    assert bad.status_code == 422 and "must be one of 0, 1" in bad.json()["message"]
+    assert bad.json()["detail"][0]["field"] == "label"                   # shaped like every 422
 
 
 def test_feedback_addresses_each_record_of_a_multi_record_request(api, toy) -> None:

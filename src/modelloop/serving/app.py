@@ -67,6 +67,7 @@ log = logging.getLogger("modelloop.serving")
 SECRET_ENV = "MODELLOOP_SERVE_SECRET"
 _ENDPOINTS = {p: p for p in ("/v1/predict", "/v1/feedback", "/v1/health", "/v1/ready", "/v1/model",
                              "/v1/admin/reload", "/metrics", "/docs", "/openapi.json")}
+_KEYED = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/v1/admin/reload"})  # security.py
 _ERROR_KINDS = {401: "auth", 403: "auth", 404: "not_found", 405: "bad_request", 409: "conflict",
                 413: "too_large", 422: "validation", 503: "not_ready"}
 
@@ -262,7 +263,7 @@ def create_app(ws: Workspace, *, config: ServeConfig | None = None, model: str |
                   lifespan=state.lifespan)
     app.state.serving = state
     _routes(app, state)
-    _errors(app)
+    _errors(app, state)
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -279,8 +280,7 @@ def _routes(app: FastAPI, state: ServerState) -> None:
 
     async def require_key(creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
         if state.keys.enabled and not state.keys.verify(creds.credentials if creds else None):
-            raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise _no_key()
 
     keyed = [Depends(require_key)]
 
@@ -292,8 +292,7 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         """Predict one or many records with the model being served."""
         start = time.perf_counter()
         if state.keys.enabled and not state.keys.verify(_bearer(request.scope)):
-            raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise _no_key()
         rt = state.runtime
         if rt is None:
             raise HTTPException(503, f"no model loaded ({state.load_error}); retry shortly",
@@ -301,7 +300,7 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         try:
             records = rt.validator.validate_json(await request.body())
         except ValidationProblem as problem:
-            return _json({"detail": problem.errors, "message": str(problem)}, 422)
+            return _invalid(problem.errors)
         if len(records) > state.config.max_records:
             raise HTTPException(413, f"{len(records)} records is more than serve.max_records "
                                      f"({state.config.max_records}); split the request")
@@ -326,7 +325,10 @@ def _routes(app: FastAPI, state: ServerState) -> None:
 
     app.router.routes.append(Route("/v1/predict", predict, methods=["POST"], name="predict"))
 
-    @app.post("/v1/feedback", dependencies=keyed, status_code=201, responses={404: {}, 409: {}})
+    @app.post("/v1/feedback", dependencies=keyed, status_code=201, responses={
+        400: {"description": "body is not UTF-8 (FastAPI cannot decode it)"},
+        404: {"description": "no prediction with this request_id was issued"},
+        409: {"description": "this request_id already has feedback"}})
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:
         """Store the true label of an earlier prediction (durable before the answer)."""
         return await _feedback(state, body)
@@ -368,6 +370,11 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+def _no_key() -> HTTPException:
+    return HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
 def _bearer(scope: dict) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -406,23 +413,47 @@ async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]
 
 
 def _check_label(label: Any, task: str, classes: list[Any] | None) -> None:
+    """A label the model cannot have is a 422 shaped like every other (``ValidationProblem``)."""
     if task == "regression":
         if isinstance(label, bool) or not isinstance(label, (int, float)):
-            raise HTTPException(422, f"label: must be a number for a regression model, got {label!r}")
+            raise _bad_label(f"must be a number for a regression model, got {json.dumps(label)}")
     elif classes is not None and label not in classes:
-        raise HTTPException(422, f"label: must be one of {', '.join(map(json.dumps, classes))}, "
-                                 f"got {json.dumps(label)}")
+        raise _bad_label(f"must be one of {', '.join(map(json.dumps, classes))}, got {json.dumps(label)}")
 
 
-def _errors(app: FastAPI) -> None:
+def _bad_label(text: str) -> ValidationProblem:
+    return ValidationProblem([{"loc": ["body", "label"], "field": "label", "type": "label_unknown",
+                               "msg": f"body.label: {text}"}])
+
+
+def _errors(app: FastAPI, state: ServerState) -> None:
+    # FastAPI parses a body before it runs the route's dependencies, so a keyed route whose body is
+    # not JSON (400, 422) would answer a caller without the key with details of the body's schema:
+    # the key is checked again here, first.
+    def keyless(request: Request) -> bool:
+        return request.url.path in _KEYED and not state.keys.verify(_bearer(request.scope))
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        if keyless(request):
+            return await http_error(request, _no_key())
         errors = describe_errors(list(exc.errors()), allowed=["request_id", "label"])
-        return _json({"detail": errors, "message": "; ".join(e["msg"] for e in errors)}, 422)
+        return _invalid(errors)
+
+    @app.exception_handler(ValidationProblem)
+    async def problem(request: Request, exc: ValidationProblem) -> Response:
+        return _invalid(exc.errors)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400 and keyless(request):
+            exc = _no_key()
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _invalid(errors: list[dict[str, Any]]) -> Response:
+    """422 in one shape for every endpoint: ``detail`` lists the fields at fault, ``message`` sums up."""
+    return _json({"detail": errors, "message": "; ".join(e["msg"] for e in errors)}, 422)
 
 
 class MetricsMiddleware:
@@ -479,6 +510,7 @@ def _openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
     if rt is not None:
         body = rt.validator.json_schema()
         schemas.update(body.pop("$defs", {}))
+    body["properties"]["records"]["maxItems"] = state.config.max_records   # 413 above it
     schemas["PredictRequest"] = body
     spec.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = {
         "type": "http", "scheme": "bearer"}

@@ -96,11 +96,15 @@ def _text(v: Any) -> Any:
     raise _fail("text", "a non-empty string (the text to classify)", v)
 
 
+# The published schemas accept exactly what the validators accept (schemathesis checks both ways in
+# tests/serving/test_fuzz.py): the boolean words in any case with surrounding whitespace, text with
+# at least one non-blank character.
+_BOOL_WORDS = r"^\s*(?:[Tt](?:[Rr][Uu][Ee])?|[Yy](?:[Ee][Ss])?|[Ff](?:[Aa][Ll][Ss][Ee])?|[Nn][Oo]?|[01](?:\.0)?)\s*$"
 _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
-    "text": (_text, {"type": "string", "minLength": 1}),
+    "text": (_text, {"type": "string", "pattern": r"\S"}),
     "numeric": (_numeric, {"type": ["number", "null"]}),
-    "boolean": (_boolean, {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]}, {"type": "string"},
-                                     {"type": "null"}]}),
+    "boolean": (_boolean, {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]},
+                                     {"type": "string", "pattern": _BOOL_WORDS}, {"type": "null"}]}),
     "categorical": (_categorical, {"type": ["string", "number", "boolean", "null"]}),
     "datetime": (_datetime, {"type": ["string", "null"], "format": "date-time"}),
 }
@@ -135,7 +139,8 @@ class RequestValidator:
             fn, js = _KINDS[kind]
             fields[col] = _field(fn, js, f"{kind} feature (required; null = missing)")
         for col in self.optional:
-            fields[col] = NotRequired[_field(_passthrough, {}, f"{schema.columns[col]} column "
+            fields[col] = NotRequired[_field(_passthrough, {"type": ["string", "number", "boolean", "null"]},
+                                             f"{schema.columns[col]} column "
                                              "(optional, not a model input; kept in the log)")]
         record = TypedDict(title, fields)  # type: ignore[misc]
         record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]

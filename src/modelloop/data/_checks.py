@@ -2,7 +2,8 @@
 (consistency), exact duplicates, single-feature target leakage and correlated pairs.
 
 Each function returns ``Check`` measurements for the scores and ``Finding`` entries for the report.
-Rule checks are built as Polars expressions and counted in one select.
+Rule checks are built as Polars expressions and counted in one select. Every check takes a Polars
+frame, eager or lazy (e.g. ``pl.scan_parquet``), and collects only the columns and rows it needs.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from ..errors import ConfigError
 from ._expr import parse_expr
 from ._findings import Check, Finding
 from ._profile import BOOL_STRINGS, json_value
-from ._tables import check_columns, is_numeric, is_stringy, preview
+from ._tables import BATCH_COLUMNS, check_columns, is_numeric, is_stringy, preview
 from .quality_config import ColumnRule, CrossCheck, LeakageConfig
+
+Frame = pl.DataFrame | pl.LazyFrame
+POS = "__row_pos"  # row position column added inside queries
 
 __all__ = [
     "correlated_pairs",
@@ -27,6 +31,7 @@ __all__ = [
     "leakage_scores",
     "rule_checks",
     "share_severity",
+    "take_rows",
     "type_violation",
 ]
 
@@ -95,17 +100,19 @@ def _rule_masks(c: str, dtype: pl.DataType, rule: ColumnRule, where: str) -> dic
     return out
 
 
-def rule_checks(df: pl.DataFrame, rules: dict[str, ColumnRule], kinds: dict[str, str]
+def rule_checks(df: Frame, rules: dict[str, ColumnRule], kinds: dict[str, str]
                 ) -> tuple[list[Check], list[Finding]]:
     """Validity: each declared rule property and each declared kind a column's dtype does not enforce."""
-    check_columns(rules, df.columns, "quality.rules")
+    lf = df.lazy()
+    schema = lf.collect_schema()
+    check_columns(rules, schema.names(), "quality.rules")
     masks: dict[tuple[str, str], tuple[pl.Expr, str]] = {}
     for c, kind in kinds.items():
-        tv = type_violation(c, df.schema[c], kind) if c in df.columns else None
+        tv = type_violation(c, schema[c], kind) if c in schema else None
         if tv is not None and not (c in rules and rules[c].type):
             masks[(c, "kind")] = (tv, f"values of the declared kind {kind}")
     for c, rule in rules.items():
-        for prop, m in _rule_masks(c, df.schema[c], rule, f"quality.rules.{c}").items():
+        for prop, m in _rule_masks(c, schema[c], rule, f"quality.rules.{c}").items():
             masks[(c, prop)] = m
     if not masks:
         return [], []
@@ -114,7 +121,7 @@ def rule_checks(df: pl.DataFrame, rules: dict[str, ColumnRule], kinds: dict[str,
         n_expr = pl.len() if prop == "not_null" else pl.col(c).is_not_null().sum()
         exprs += [mask.fill_null(False).sum().alias(f"f{i}"), n_expr.alias(f"n{i}")]
     try:
-        row = df.select(exprs).row(0, named=True)
+        row = lf.select(exprs).collect().row(0, named=True)
     except pl.exceptions.ComputeError as exc:
         raise ConfigError(f"quality.rules: a rule cannot be evaluated ({str(exc).splitlines()[0]})") from exc
     checks: list[Check] = []
@@ -123,7 +130,7 @@ def rule_checks(df: pl.DataFrame, rules: dict[str, ColumnRule], kinds: dict[str,
         failed, checked = int(row[f"f{i}"]), int(row[f"n{i}"])
         checks.append(Check("validity", f"{c}.{prop}", checked, failed))
         if failed:
-            examples = df.filter(mask.fill_null(False)).get_column(c).head(3).to_list()
+            examples = lf.filter(mask.fill_null(False)).select(c).head(3).collect().to_series().to_list()
             share = failed / max(checked, 1)
             kind = "type_mismatch" if prop in ("kind", "type") else "rule_violation"
             what = "missing" if prop == "not_null" else f"break rule '{prop}'"
@@ -135,17 +142,18 @@ def rule_checks(df: pl.DataFrame, rules: dict[str, ColumnRule], kinds: dict[str,
     return checks, findings
 
 
-def cross_checks(df: pl.DataFrame, checks_cfg: list[CrossCheck]) -> tuple[list[Check], list[Finding]]:
+def cross_checks(df: Frame, checks_cfg: list[CrossCheck]) -> tuple[list[Check], list[Finding]]:
     """Consistency: each ``expr`` must hold on every row where it can be evaluated."""
     if not checks_cfg:
         return [], []
-    parsed = [parse_expr(cc.expr, df.columns, where=f"quality.checks[{i}] ({cc.name})")
+    lf = df.lazy()
+    parsed = [parse_expr(cc.expr, lf.collect_schema().names(), where=f"quality.checks[{i}] ({cc.name})")
               for i, cc in enumerate(checks_cfg)]
     exprs = []
     for i, (e, _unused) in enumerate(parsed):
         exprs += [(~e).fill_null(False).sum().alias(f"f{i}"), e.is_not_null().sum().alias(f"n{i}")]
     try:
-        row = df.select(exprs).row(0, named=True)
+        row = lf.select(exprs).collect().row(0, named=True)
     except pl.exceptions.PolarsError as exc:
         raise ConfigError(f"quality.checks: cannot evaluate ({str(exc).splitlines()[0]}); compare columns of "
                           f"compatible types") from exc
@@ -154,8 +162,8 @@ def cross_checks(df: pl.DataFrame, checks_cfg: list[CrossCheck]) -> tuple[list[C
         failed, checked = int(row[f"f{i}"]), int(row[f"n{i}"])
         checks.append(Check("consistency", cc.name, checked, failed))
         if failed:
-            bad = df.with_row_index("_pos").filter((~e).fill_null(False)).head(3)
-            rows = bad.get_column("_pos").to_list()
+            bad = lf.with_row_index(POS).filter((~e).fill_null(False)).select(POS).head(3).collect()
+            rows = bad.get_column(POS).to_list()
             findings.append(Finding(
                 "check_failed", used[0] if len(used) == 1 else None, cc.severity, failed,
                 f"check '{cc.name}' ({cc.expr}) fails on {failed} of {checked} rows (e.g. rows {rows})",
@@ -163,20 +171,27 @@ def cross_checks(df: pl.DataFrame, checks_cfg: list[CrossCheck]) -> tuple[list[C
     return checks, findings
 
 
-def key_checks(df: pl.DataFrame, keys: list[str], where: str) -> tuple[list[Check], list[Finding]]:
-    """Rows sharing a key: ``duplicate_keys``; and those that disagree on another column: ``key_conflict``."""
-    check_columns(keys, df.columns, where)
-    present = df.filter(pl.all_horizontal(pl.col(keys).is_not_null()))
+def key_checks(df: Frame, keys: list[str], where: str) -> tuple[list[Check], list[Finding]]:
+    """Rows sharing a key: ``duplicate_keys``; and those that disagree on another column: ``key_conflict``.
+
+    The keys are read first; the other columns only for the rows whose key repeats.
+    """
+    lf = df.lazy()
+    columns = lf.collect_schema().names()
+    check_columns(keys, columns, where)
+    present = (lf.select(keys).with_row_index(POS).filter(pl.all_horizontal(pl.col(keys).is_not_null()))
+               .collect())
     key = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
     name = "+".join(keys)
-    dup_rows = present.filter(key.is_duplicated())
-    if dup_rows.height == 0:
+    dup_keys = present.filter(key.is_duplicated())
+    if dup_keys.height == 0:
         return [Check("consistency", f"key_agreement:{name}", present.height, 0)], []
     n_repeats = int(present.select((~key.is_first_distinct()).sum()).item())
     findings = [Finding("duplicate_keys", name, "warning", n_repeats,
                         f"key {name}: {n_repeats} rows repeat a key seen earlier "
-                        f"({dup_rows.select(key.n_unique()).item()} keys occur more than once)")]
-    others = [c for c in df.columns if c not in keys and not c.startswith("_")]
+                        f"({dup_keys.select(key.n_unique()).item()} keys occur more than once)")]
+    dup_rows = take_rows(lf, dup_keys.get_column(POS))
+    others = [c for c in columns if c not in keys and not c.startswith("_")]
     per_key = dup_rows.group_by(keys).agg([pl.col(c).n_unique().alias(c) for c in others] + [pl.len().alias("_n")])
     bad_rows = per_key.filter(pl.any_horizontal([pl.col(c) > 1 for c in others]) if others else pl.lit(False))
     n_bad = int(bad_rows.get_column("_n").sum()) if bad_rows.height else 0
@@ -193,12 +208,32 @@ def key_checks(df: pl.DataFrame, keys: list[str], where: str) -> tuple[list[Chec
     return checks, findings
 
 
-def duplicate_rows(df: pl.DataFrame) -> int:
-    """Rows equal to an earlier row (hash first, then an exact check on the candidates)."""
-    if df.height < 2 or df.width == 0:
+def duplicate_rows(df: Frame) -> int:
+    """Rows equal to an earlier row (hash first, then an exact check on the candidates).
+
+    The row hash is built a batch of columns at a time, so only those columns, one hash per row and
+    the candidate rows are ever held, not the whole table.
+    """
+    lf = df.lazy()
+    columns = lf.collect_schema().names()
+    if not columns:
         return 0
-    candidates = df.filter(df.hash_rows(seed=7).is_duplicated())
-    return candidates.height - candidates.n_unique() if candidates.height else 0
+    hashes = pl.Series("h", [], pl.UInt64)
+    for i in range(0, len(columns), BATCH_COLUMNS):
+        h = lf.select(pl.struct(columns[i:i + BATCH_COLUMNS]).hash(seed=7).alias("b")).collect().to_series()
+        hashes = h if i == 0 else pl.select(pl.struct(a=hashes, b=h).hash(seed=7)).to_series()
+    if hashes.len() < 2:
+        return 0
+    positions = hashes.is_duplicated().arg_true()
+    candidates = take_rows(lf, positions) if positions.len() else None
+    return candidates.height - candidates.n_unique() if candidates is not None else 0
+
+
+def take_rows(df: Frame, positions: pl.Series) -> pl.DataFrame:
+    """The rows of ``df`` at ``positions``, in that order, streaming over ``df`` (positions unique)."""
+    found = (df.lazy().with_row_index(POS).filter(pl.col(POS).is_in(positions.cast(pl.get_index_type()).implode()))
+             .collect(engine="streaming").sort(POS).drop(POS))
+    return found[(positions.rank("ordinal") - 1).cast(pl.UInt32)]
 
 
 # ---- leakage -------------------------------------------------------------------------------------

@@ -6,19 +6,24 @@ cleaning hands back the flavour it was given so that callers on pandas stay on p
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable, Sequence
 
 import polars as pl
 
 from ..errors import ConfigError, DataError
 
+BATCH_COLUMNS = 6  # columns read per query by table-wide passes: bounds the memory intermediates take
+
 __all__ = [
+    "BATCH_COLUMNS",
     "check_columns",
     "is_internal",
     "is_numeric",
     "is_stringy",
     "like_input",
     "preview",
+    "to_lazy",
     "to_polars",
     "user_columns",
 ]
@@ -39,10 +44,25 @@ def to_polars(df: Any, what: str = "data") -> pl.DataFrame:
             df = pl.from_pandas(df, nan_to_null=True)
         except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
             raise DataError(f"{what}: cannot convert the pandas frame to Polars ({exc})") from exc
-    floats = [c for c, t in df.schema.items() if t.is_float()]
-    if floats:
-        df = df.with_columns(pl.col(floats).fill_nan(None))
-    return df
+    return _nan_to_null(df)
+
+
+def to_lazy(df: Any, what: str = "data") -> pl.LazyFrame:
+    """A lazy Polars view of ``df``: a Parquet path is scanned, a Polars frame is not copied.
+
+    Float NaN becomes missing (null) inside the query, so each later ``collect`` reads only the
+    columns it selects; pandas input is converted once, as by ``to_polars``.
+    """
+    if isinstance(df, (str, os.PathLike)):
+        return _nan_to_null(pl.scan_parquet(df))
+    if isinstance(df, (pl.DataFrame, pl.LazyFrame)):
+        return _nan_to_null(df.lazy())
+    return to_polars(df, what).lazy()
+
+
+def _nan_to_null(df: Any) -> Any:
+    floats = [c for c, t in df.collect_schema().items() if t.is_float()]
+    return df.with_columns(pl.col(floats).fill_nan(None)) if floats else df
 
 
 def like_input(out: pl.DataFrame, original: Any) -> Any:

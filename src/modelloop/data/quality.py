@@ -1,9 +1,12 @@
 """Profile a table into a ``QualityReport``: per-column facts, findings, scores and a quality gate.
 
-``profile(df, schema, config)`` runs on Polars (pandas input is converted once). Cheap facts use
-the whole table in a few wide selects; the expensive detectors (target leakage, correlations and
-label issues) run on a seeded sample of ``config.sample_rows`` / ``label_issues.max_rows`` rows, and
-the report says so under ``sampled``.
+``profile(df, schema, config)`` runs on Polars (pandas input is converted once) through a lazy view
+of the table: a Polars frame is not copied, and a ``LazyFrame`` or a Parquet path is scanned, so each
+step reads only the columns (or rows) it needs and a table larger than memory can be profiled. Cheap
+facts use the whole table in a few wide selects per batch of ``BATCH_COLUMNS`` columns, exact
+duplicates a streamed row hash; the expensive detectors (target leakage, correlations and label
+issues) run on a seeded sample of ``config.sample_rows`` / ``label_issues.max_rows`` rows, gathered
+by position, and the report says so under ``sampled``.
 
 JSON contract (``QualityReport.to_dict()``, read by other programs; keys are never renamed):
 ``rows``, ``columns_count``, ``scores`` {completeness, validity, consistency, overall: 0–100},
@@ -23,12 +26,12 @@ import numpy as np
 import polars as pl
 
 from ..errors import DataError
-from ._checks import (correlated_pairs, cross_checks, duplicate_rows, key_checks, leakage_scores, rule_checks,
-                      share_severity)
+from ._checks import (POS, correlated_pairs, cross_checks, duplicate_rows, key_checks, leakage_scores,
+                      rule_checks, share_severity, take_rows)
 from ._findings import Check, Finding, compute_scores, evaluate_gate, severity_rank
 from ._profile import json_value, profile_columns
-from ._tables import is_internal, is_numeric, to_polars
-from .label_issues import find_label_issues
+from ._tables import BATCH_COLUMNS, is_internal, is_numeric, to_lazy
+from .label_issues import ROW_ID, find_label_issues
 from .quality_config import FINDING_KINDS, QualityConfig, parse_section
 from .schema import FEATURE_KINDS, Schema
 from .shift import compare_distributions
@@ -109,14 +112,14 @@ def infer_task(dtype: pl.DataType, kind: str | None, distinct: int) -> str:
     return "classification" if dtype.is_integer() and distinct <= 20 else "regression"
 
 
-def _resolve(data: pl.DataFrame, schema: Schema | None) -> tuple[list[str], dict[str, str]]:
+def _resolve(columns: list[str], schema: Schema | None) -> tuple[list[str], dict[str, str]]:
     """Columns to profile (schema's, then any other non-internal ones) and their declared kinds."""
     declared = dict(schema.columns) if schema else {}
-    missing = [c for c in declared if c not in data.columns]
+    missing = [c for c in declared if c not in columns]
     if missing:
         raise DataError(f"column '{missing[0]}' is in the schema but not in the data; data columns: "
-                        f"{', '.join(data.columns[:40])}")
-    cols = [c for c in declared] + [c for c in data.columns if c not in declared and not is_internal(c)]
+                        f"{', '.join(columns[:40])}")
+    cols = [c for c in declared] + [c for c in columns if c not in declared and not is_internal(c)]
     return cols, declared
 
 
@@ -157,7 +160,7 @@ def _column_findings(cols: dict[str, dict[str, Any]], cfg: QualityConfig, target
     return checks, findings
 
 
-def _top_shares(data: pl.DataFrame, cols: dict[str, dict[str, Any]]) -> None:
+def _top_shares(data: pl.LazyFrame, cols: dict[str, dict[str, Any]]) -> None:
     """Share of the most common value, for near-constant detection (numbers: only when p01 == p99)."""
     probe = []
     for c, f in cols.items():
@@ -167,7 +170,7 @@ def _top_shares(data: pl.DataFrame, cols: dict[str, dict[str, Any]]) -> None:
         elif f.get("quantiles") and f["quantiles"]["p01"] is not None and f["quantiles"]["p01"] == f["quantiles"]["p99"]:
             probe.append((c, f["quantiles"]["p50"], non_null))
     if probe:
-        row = data.select([(pl.col(c) == v).sum().alias(c) for c, v, _ in probe]).row(0, named=True)
+        row = data.select([(pl.col(c) == v).sum().alias(c) for c, v, _ in probe]).collect().row(0, named=True)
         for c, _, non_null in probe:
             cols[c]["_top_share"] = row[c] / max(non_null, 1)
 
@@ -194,14 +197,31 @@ def _target_facts(data: pl.DataFrame, target: str, task: str
     return facts, []
 
 
-def _label_findings(data: pl.DataFrame, target: str, features: list[str], cfg: QualityConfig, seed: int
+def _label_rows(data: pl.LazyFrame, target: str, columns: list[str], max_rows: int | None, seed: int
+                ) -> tuple[pl.DataFrame, pl.Series]:
+    """The rows ``find_label_issues`` checks (labelled, seeded sample of ``max_rows``) and their positions.
+
+    The same rows and order it would draw from the whole table, gathered without copying the table.
+    """
+    labelled = (data.select(target).with_row_index(POS).filter(pl.col(target).is_not_null()).select(POS)
+                .collect().get_column(POS))
+    if max_rows is not None and labelled.len() > max_rows:
+        labelled = labelled.sample(max_rows, seed=seed)
+    return take_rows(data.select(columns), labelled), labelled
+
+
+def _label_findings(data: pl.LazyFrame, target: str, features: list[str], cfg: QualityConfig, seed: int
                     ) -> tuple[list[dict[str, Any]], list[Finding], dict[str, Any]]:
     li = cfg.label_issues
+    columns = [*features, target] + ([ROW_ID] if ROW_ID in data.collect_schema() else [])
+    rows, positions = _label_rows(data, target, list(dict.fromkeys(columns)), li.max_rows, seed)
     try:
-        res = find_label_issues(data, target, features=features, model=li.model, folds=li.folds, seed=seed,
+        res = find_label_issues(rows, target, features=features, model=li.model, folds=li.folds, seed=seed,
                                 max_rows=li.max_rows, top=li.top)
     except DataError as exc:
         return [], [], {"label_issues_skipped": str(exc)}
+    for s in res.suspects:
+        s["row"] = int(positions[s["row"]])
     info = {"label_issues_rows": res.checked_rows}
     if not res.total:
         return [], [], info
@@ -237,7 +257,9 @@ def _external(findings: Sequence[Finding | Mapping[str, Any]]) -> tuple[list[Che
 class _Run:
     """What one ``profile`` call accumulates, stage by stage."""
 
-    data: pl.DataFrame
+    data: pl.LazyFrame
+    height: int
+    schema: pl.Schema
     cfg: QualityConfig
     names: list[str]
     declared: dict[str, str]
@@ -258,11 +280,16 @@ class _Run:
         self.found += findings
 
 
-def _start(data: pl.DataFrame, schema: Schema | None, cfg: QualityConfig) -> _Run:
-    """Column facts (the full-table passes) and the per-column findings."""
-    names, declared = _resolve(data, schema)
-    cols = profile_columns(data.select(names), declared, cfg.outliers)
-    run = _Run(data, cfg, names, declared, cols, {c: declared.get(c) or cols[c]["inferred_kind"] for c in names},
+def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig) -> _Run:
+    """Column facts (the full-table passes, a batch of columns at a time) and the per-column findings."""
+    dtypes = data.collect_schema()
+    names, declared = _resolve(dtypes.names(), schema)
+    height = int(data.select(pl.len()).collect().item())
+    cols: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(names), BATCH_COLUMNS):
+        cols.update(profile_columns(data.select(names[i:i + BATCH_COLUMNS]).collect(), declared, cfg.outliers))
+    run = _Run(data, height, dtypes, cfg, names, declared, cols,
+               {c: declared.get(c) or cols[c]["inferred_kind"] for c in names},
                schema.target if schema and schema.target in cols else None,
                schema.id if schema and schema.id in cols else None)
     _top_shares(data, cols)
@@ -275,8 +302,8 @@ def _start(data: pl.DataFrame, schema: Schema | None, cfg: QualityConfig) -> _Ru
 def _table_checks(run: _Run, findings: Sequence[Finding | Mapping[str, Any]]) -> None:
     """Duplicates, declared rules, cross-column checks, key agreement and external findings."""
     data, cfg = run.data, run.cfg
-    n_dup = duplicate_rows(data.select(run.names))
-    share = n_dup / data.height if data.height else 0.0
+    n_dup = duplicate_rows(data.select(run.names)) if run.height >= 2 else 0
+    share = n_dup / run.height if run.height else 0.0
     run.extra["duplicates"] = {"rows": n_dup, "share": share}
     if n_dup:
         run.found.append(Finding("duplicate_rows", None, share_severity(share, 0.01, 0.2), n_dup,
@@ -293,9 +320,9 @@ def _table_checks(run: _Run, findings: Sequence[Finding | Mapping[str, Any]]) ->
 def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
     """Correlations, target facts, leakage and label issues: on a seeded sample of rows."""
     data, cfg, target = run.data, run.cfg, run.target
-    sample = data.sample(cfg.sample_rows, seed=seed) if data.height > cfg.sample_rows else data
-    run.extra["sampled"] = {"rows": sample.height, "of": data.height}
-    numeric = [c for c in run.features if is_numeric(data.schema[c]) and run.kinds[c] == "numeric"]
+    sample = _sample(run, cfg.sample_rows, seed)
+    run.extra["sampled"] = {"rows": sample.height, "of": run.height}
+    numeric = [c for c in run.features if is_numeric(run.schema[c]) and run.kinds[c] == "numeric"]
     run.extra["correlations"] = correlated_pairs(sample, numeric, cfg.correlation_threshold)
     for p in run.extra["correlations"]:
         run.found.append(Finding("correlated_features", p["a"], "info", 1,
@@ -303,14 +330,14 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
                                  f"be redundant", {"other": p["b"], "r": p["r"]}))
     if target is None:
         return
-    task = task or infer_task(data.schema[target], run.kinds[target], run.cols[target].get("distinct", 0))
-    facts, fs = _target_facts(data, target, task)
+    task = task or infer_task(run.schema[target], run.kinds[target], run.cols[target].get("distinct", 0))
+    facts, fs = _target_facts(data.select(target).collect(), target, task)
     run.extra["target"] = facts
     run.found += fs
     if cfg.leakage.enabled:
         run.extra["leakage"], fs = leakage_scores(sample, target, run.features, task, cfg.leakage, seed)
         run.found += fs
-    if task == "classification" and cfg.label_issues.enabled and data.height >= 50 \
+    if task == "classification" and cfg.label_issues.enabled and run.height >= 50 \
             and len(facts.get("classes", [])) >= 2:
         leaks = {f.column for f in run.found if f.kind == "target_leakage" and f.severity == "error"}
         suspects, fs, info = _label_findings(data, target, [c for c in run.features if c not in leaks], cfg, seed)
@@ -319,10 +346,19 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
         run.extra["sampled"].update(info)
 
 
+def _sample(run: _Run, rows: int, seed: int) -> pl.DataFrame:
+    """``rows`` seeded rows of the table (all when it has fewer): ``DataFrame.sample``'s rows and order."""
+    data = run.data.select(run.names)
+    if run.height <= rows:
+        return data.collect()
+    return take_rows(data, pl.int_range(0, run.height, eager=True).sample(rows, seed=seed))
+
+
 def _shift(run: _Run, reference: Any, seed: int) -> None:
     s = run.cfg.shift
     cols = {c: run.kinds[c] for c in run.features + ([run.target] if run.target else [])}
-    run.extra["shift"] = compare_distributions(reference, run.data, cols, s.bins, psi_threshold=s.psi_threshold,
+    current = run.data.select(list(cols)).collect()
+    run.extra["shift"] = compare_distributions(reference, current, cols, s.bins, psi_threshold=s.psi_threshold,
                                                p_threshold=s.p_threshold, effect_threshold=s.effect_threshold,
                                                seed=seed)
     run.found += _shift_findings(run.extra["shift"])
@@ -331,7 +367,7 @@ def _shift(run: _Run, reference: Any, seed: int) -> None:
 def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mapping[str, Any] | None = None, *,
             reference: Any = None, task: str | None = None,
             findings: Sequence[Finding | Mapping[str, Any]] = (), seed: int = 0) -> QualityReport:
-    """Profile ``df`` (pandas or Polars) against ``schema`` and the ``quality:`` config.
+    """Profile ``df`` (pandas, Polars eager or lazy, or a Parquet path) against ``schema`` and ``quality:``.
 
     ``reference`` (e.g. the train split when ``df`` is the test split) adds per-feature shift;
     ``task`` defaults to one inferred from the target; ``findings`` from ``integrate`` are merged.
@@ -339,7 +375,7 @@ def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mappi
     """
     started = time.perf_counter()
     cfg = parse_section(QualityConfig, config, "quality")
-    run = _start(to_polars(df), schema, cfg)
+    run = _start(to_lazy(df), schema, cfg)
     _table_checks(run, findings)
     _sampled_checks(run, task, seed)
     if reference is not None:
@@ -348,7 +384,7 @@ def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mappi
     scores = compute_scores(run.checks, dict(cfg.weights))
     failed = evaluate_gate(cfg.gate, scores, run.found, run.cols, run.extra["duplicates"]["share"])
     return QualityReport(
-        rows=run.data.height, columns_count=len(run.names), scores=scores,
+        rows=run.height, columns_count=len(run.names), scores=scores,
         gate={"passed": not failed, "failed": failed}, columns=run.cols, findings=run.found,
         checks=[{"dimension": c.dimension, "name": c.name, "checked": c.checked, "failed": c.failed,
                  "pass_rate": c.pass_rate} for c in run.checks],

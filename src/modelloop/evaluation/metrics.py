@@ -9,6 +9,7 @@ Conventions: for classification ``y_true`` holds class indices ``0..K-1`` and ``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -127,7 +128,9 @@ def classification_metrics(y_true, proba, *, threshold: float | None = None) -> 
              "f1_weighted", "roc_auc", "pr_auc", "log_loss"]
     if np.asarray(proba).shape[1] == 2:
         names.append("f1")
-    return {n: score(n, y_true, proba, threshold=threshold) for n in names}
+    with warnings.catch_warnings():  # a small slice may lack a class: the figures say so, not a warning
+        warnings.simplefilter("ignore", UserWarning)
+        return {n: score(n, y_true, proba, threshold=threshold) for n in names}
 
 
 def regression_metrics(y_true, pred) -> dict[str, float]:

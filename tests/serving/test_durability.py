@@ -5,6 +5,8 @@
   ``5 × log_batch`` rows (the figure documented in ``serving/log.py``).
 * ``--workers 2``: both processes answer and log, feedback reaching either worker finds ids issued
   by the other, ``/metrics`` adds them up, and SIGTERM loses nothing.
+* feedback posted while the server is killed (-9) and a new one started: every feedback answered
+  with a 2xx is in the store afterwards, once (it is written before the answer, never queued).
 """
 
 from __future__ import annotations
@@ -117,3 +119,44 @@ def test_two_workers_serve_log_and_stop_cleanly(toy) -> None:
     with Catalog(toy.ws.catalog_url).tx() as c:
         assert c.exec_driver_sql("select count(*) from feedback where request_id = ?",
                                  (ids[0],)).scalar() == 1
+
+
+def test_feedback_answered_2xx_survives_kill_9_and_restart(toy) -> None:
+    """Feedback keeps coming while the server is killed and a new one started: every 2xx is stored."""
+    proc, url = start_server(toy)
+    try:
+        wait_ready(url, proc=proc)
+        ids = [p["request_id"] for k in range(30) for p in httpx.post(
+            f"{url}/v1/predict", json={"records": [toy.record(10 * k + j) for j in range(10)]},
+            timeout=30).json()["predictions"]]
+        deadline = time.monotonic() + 10
+        while not set(ids) <= _logged_ids(toy) and time.monotonic() < deadline:   # the log flushes
+            time.sleep(0.1)
+        acked: dict[str, int] = {}
+
+        async def post_all(base: str, todo: list[str], kill_after: int | None = None) -> None:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+                for n, rid in enumerate(todo):
+                    if n == kill_after:
+                        os.kill(proc.pid, signal.SIGKILL)
+                    try:
+                        r = await c.post("/v1/feedback", json={"request_id": rid, "label": n % 2})
+                    except httpx.HTTPError:
+                        continue                                      # the server is gone
+                    if r.status_code in (201, 409):
+                        acked.setdefault(rid, r.status_code)
+
+        asyncio.run(post_all(url, ids, kill_after=len(ids) // 2))
+        proc.wait(timeout=10)
+        first = dict(acked)
+        proc, url = start_server(toy)                                 # the restart
+        wait_ready(url, proc=proc)
+        asyncio.run(post_all(url, [rid for rid in ids if rid not in acked]))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    with Catalog(toy.ws.catalog_url).tx() as c:
+        stored = dict(c.exec_driver_sql("select request_id, count(*) from feedback group by request_id").all())
+    assert len(ids) // 2 <= len(first) < len(ids)                     # the kill did cut the stream
+    assert set(acked) == set(ids)                                     # the restarted server took the rest
+    assert all(stored.get(rid) == 1 for rid in acked)                 # every 2xx is stored, once

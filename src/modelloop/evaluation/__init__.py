@@ -14,7 +14,17 @@ from .metrics import (
     regression_metrics,
     score,
 )
-from .report import TASKS, evaluate_predictions, render_report, write_report
+
+_REPORT = ("TASKS", "evaluate_predictions", "render_report", "write_report")
+
+
+def __getattr__(name: str) -> object:
+    """The report half (plots, scikit-learn) loads on first use: the config and CLI only need metric names."""
+    if name in _REPORT:
+        from . import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "CLASSIFICATION_METRICS",

@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from sklearn import metrics as skm
 
 from ..errors import ConfigError
 
@@ -67,6 +66,7 @@ def labels_from_proba(proba: np.ndarray, threshold: float | None = None) -> np.n
 
 
 def _cls(name: str, y: np.ndarray, proba: np.ndarray, threshold: float | None) -> float:
+    from sklearn import metrics as skm  # here, not at import: the config (and the CLI) name metrics too
     k = proba.shape[1]
     if name in _NEEDS_PROBA:
         present = np.unique(y)
@@ -103,6 +103,7 @@ def _cls(name: str, y: np.ndarray, proba: np.ndarray, threshold: float | None) -
 
 
 def _reg(name: str, y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn import metrics as skm
     if name == "rmse":
         return float(np.sqrt(skm.mean_squared_error(y, pred)))
     if name == "mae":

@@ -160,3 +160,18 @@ def test_feedback_answered_2xx_survives_kill_9_and_restart(toy) -> None:
     assert len(ids) // 2 <= len(first) < len(ids)                     # the kill did cut the stream
     assert set(acked) == set(ids)                                     # the restarted server took the rest
     assert all(stored.get(rid) == 1 for rid in acked)                 # every 2xx is stored, once
+
+
+def test_readme_states_the_figures_tested_here() -> None:
+    """README's serving section: the kill -9 bound checked above, the key variable, the ops kit."""
+    from pathlib import Path
+
+    from modelloop.serving import ServeConfig
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    defaults = ServeConfig()
+    assert (defaults.log_flush_ms, defaults.log_batch) == (FLUSH_MS, BATCH)
+    assert f"`serve.log_flush_ms` ({FLUSH_MS} ms)" in readme
+    assert f"5 × `serve.log_batch` rows ({5 * BATCH:,} with the defaults)" in readme
+    for name in ("MODELLOOP_API_KEYS", "modelloop/ops/grafana-dashboard.json", "modelloop/ops/prometheus-alerts.yml"):
+        assert name in readme, name

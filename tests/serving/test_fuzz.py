@@ -20,6 +20,7 @@ documented way to use schemathesis outside its loaders) itself.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,9 @@ from modelloop.serving import ServeConfig, create_app
 KEY = "fuzz-key"
 OPEN = {"GET /v1/health", "GET /v1/ready"}           # no key needed (serving/security.py)
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+# Answers that count as refusing a schema-violating request: schemathesis' list plus 413 (more
+# records than serve.max_records, which the spec states as maxItems); a 5xx never counts.
+REFUSED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,9 @@ def api(toy) -> Iterator[tuple[Any, list[str]]]:
         auth = {"Authorization": f"Bearer {KEY}"}
         r = httpx.post(f"{url}/v1/predict", json={"records": toy.records[:20]}, headers=auth, timeout=30)
         assert r.status_code == 200, r.text
-        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        config = schemathesis.Config.from_dict(
+            {"checks": {"negative_data_rejection": {"expected-statuses": REFUSED}}})
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json", config=config)
         schema.config.update(base_url=url, headers=auth)
         yield schema, [p["request_id"] for p in r.json()["predictions"]]
 
@@ -143,3 +149,11 @@ def test_the_spec_describes_what_the_validator_accepts(api) -> None:
         except PydanticCustomError:
             accepted = False
         assert (re.search(words, word) is not None) == accepted, repr(word)
+
+
+def test_an_integer_beyond_float64_is_a_422_not_a_500(api, toy) -> None:
+    """JSON integers are unbounded: a 400-digit ``age`` passed validation and failed in inference."""
+    body = json.dumps({"records": [{**toy.record(0), "age": 0}]}).replace('"age": 0', '"age": 1' + "0" * 400)
+    r = httpx.post(f"{api[0].config.base_url}/v1/predict", content=body, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "age", r.text

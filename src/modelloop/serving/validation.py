@@ -8,7 +8,7 @@ gives one clear error per field:
 ===========  ================================================================================
 kind         accepted JSON values (``null`` always means a missing value)
 ===========  ================================================================================
-numeric      numbers (``true``/``false`` and strings are refused)
+numeric      numbers up to ±1.8e308 (``true``/``false`` and strings are refused)
 boolean      ``true``/``false``, ``0``/``1``, or the strings true/false/yes/no/t/f/y/n (any case)
 categorical  strings, or numbers/booleans (matched by their text, as at training time)
 datetime     ISO 8601 strings (``2024-05-01T12:30:00Z``)
@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
+import sys
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, WithJsonSchema
@@ -37,6 +38,7 @@ __all__ = ["RequestValidator", "ValidationProblem", "describe_errors"]
 BOOL_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 BOOL_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
 _SCALARS = (str, int, float, bool)
+FLOAT_MAX = sys.float_info.max
 
 
 def _got(v: Any) -> str:
@@ -49,8 +51,12 @@ def _fail(kind: str, what: str, v: Any) -> PydanticCustomError:
 
 
 def _numeric(v: Any) -> Any:
-    if v is None or type(v) is float or type(v) is int:
+    if v is None or type(v) is float:
         return v
+    if type(v) is int:
+        if -FLOAT_MAX <= v <= FLOAT_MAX:       # JSON integers are unbounded; features are float64
+            return v
+        raise _fail("numeric", f"a number between -{FLOAT_MAX:.4g} and {FLOAT_MAX:.4g}", v)
     raise _fail("numeric", "a number (or null for a missing value)", v)
 
 
@@ -102,7 +108,7 @@ def _text(v: Any) -> Any:
 _BOOL_WORDS = r"^\s*(?:[Tt](?:[Rr][Uu][Ee])?|[Yy](?:[Ee][Ss])?|[Ff](?:[Aa][Ll][Ss][Ee])?|[Nn][Oo]?|[01](?:\.0)?)\s*$"
 _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
     "text": (_text, {"type": "string", "pattern": r"\S"}),
-    "numeric": (_numeric, {"type": ["number", "null"]}),
+    "numeric": (_numeric, {"type": ["number", "null"], "minimum": -FLOAT_MAX, "maximum": FLOAT_MAX}),
     "boolean": (_boolean, {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]},
                                      {"type": "string", "pattern": _BOOL_WORDS}, {"type": "null"}]}),
     "categorical": (_categorical, {"type": ["string", "number", "boolean", "null"]}),

@@ -36,7 +36,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from hashlib import sha256
 from typing import Any
@@ -375,7 +375,7 @@ def _no_key() -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
-def _bearer(scope: dict) -> str | None:
+def _bearer(scope: Mapping[str, Any]) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")

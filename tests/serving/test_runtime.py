@@ -88,3 +88,15 @@ def test_model_failing_the_check_is_served_natively(toy) -> None:
     rt = load_runtime(toy.ws, "toy:1", atol=0.0, use_cache=False)   # float32 never matches exactly
     assert rt.variant == "native" and "differs" in rt.reason
     assert rt.describe()["reason"] == rt.reason
+
+
+def test_numbers_beyond_float32_saturate_instead_of_overflowing(toy) -> None:
+    import warnings
+
+    rt = load_runtime(toy.ws, "toy:1")
+    big = [{**toy.record(0), "amount": 1e300}, {**toy.record(0), "amount": -1e300}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)   # the float32 cast warned "overflow" before
+        scores = rt.scores(big)
+    assert np.isfinite(scores).all()
+    assert np.allclose(scores[0], rt.scores([{**toy.record(0), "amount": 3.4e38}])[0])

@@ -130,6 +130,7 @@ def request_schema(schema: Schema, plan: CleaningPlan | None) -> Schema:
 
 
 _PARTS = ("year", "month", "day", "dayofweek", "hour", "epoch")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 class _FeedPlan:
@@ -151,7 +152,9 @@ class _FeedPlan:
     def feed(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         feed: dict[str, np.ndarray] = {}
         for c in self.floats:
-            feed[c] = np.array([r[c] for r in records], dtype=np.float64).astype(np.float32).reshape(-1, 1)
+            # the graph takes float32: values beyond its range saturate instead of becoming inf
+            values = np.clip(np.array([r[c] for r in records], dtype=np.float64), -_F32_MAX, _F32_MAX)
+            feed[c] = values.astype(np.float32).reshape(-1, 1)
         for c in self.strings:
             feed[c] = np.array(["" if (v := r[c]) is None else str(v) for r in records],
                                dtype=object).reshape(-1, 1)

@@ -230,10 +230,17 @@ def duplicate_rows(df: Frame) -> int:
 
 
 def take_rows(df: Frame, positions: pl.Series) -> pl.DataFrame:
-    """The rows of ``df`` at ``positions``, in that order, streaming over ``df`` (positions unique)."""
-    found = (df.lazy().with_row_index(POS).filter(pl.col(POS).is_in(positions.cast(pl.get_index_type()).implode()))
-             .collect(engine="streaming").sort(POS).drop(POS))
-    return found[(positions.rank("ordinal") - 1).cast(pl.UInt32)]
+    """The rows of ``df`` at ``positions``, in that order, streaming over ``df`` (positions unique).
+
+    ``BATCH_COLUMNS`` columns per pass: a scanned table is then never decoded whole at once."""
+    lf = df.lazy()
+    wanted = positions.cast(pl.get_index_type()).implode()
+    order = (positions.rank("ordinal") - 1).cast(pl.UInt32)
+    columns = lf.collect_schema().names()
+    parts = [lf.select(columns[i:i + BATCH_COLUMNS]).with_row_index(POS).filter(pl.col(POS).is_in(wanted))
+             .collect(engine="streaming").sort(POS).drop(POS)[order]
+             for i in range(0, len(columns), BATCH_COLUMNS)]
+    return pl.concat(parts, how="horizontal") if parts else pl.DataFrame()
 
 
 # ---- leakage -------------------------------------------------------------------------------------

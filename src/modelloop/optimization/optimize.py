@@ -282,9 +282,8 @@ def _variant_maker(teacher: Any, train: pd.DataFrame, target: str, seed: int,
             variant = builder.build(name)
         except SkipVariant as exc:
             raise _Skip(str(exc)) from None
-        pred = _Predictor(name, variant.proba, variant.size_bytes, variant.model, variant.path.read_bytes())
-        pred.onnx_format = variant.fmt
-        return pred
+        return _Predictor(name, variant.proba, variant.size_bytes, variant.model, variant.path.read_bytes(),
+                          onnx_format=variant.fmt)
 
     return make
 

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ._expr import parse_expr
 from ._findings import Check, Finding
 from ._profile import BOOL_STRINGS, json_value
-from ._tables import BATCH_COLUMNS, check_columns, is_numeric, is_stringy, preview
+from ._tables import BATCH_COLUMNS, check_columns, column_batches, is_numeric, is_stringy, preview
 from .quality_config import ColumnRule, CrossCheck, LeakageConfig
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -174,19 +174,25 @@ def cross_checks(df: Frame, checks_cfg: list[CrossCheck]) -> tuple[list[Check], 
 def key_checks(df: Frame, keys: list[str], where: str) -> tuple[list[Check], list[Finding]]:
     """Rows sharing a key: ``duplicate_keys``; and those that disagree on another column: ``key_conflict``.
 
-    The keys are read first; the other columns only for the rows whose key repeats.
+    A hash of the key is read first (one number per row, streamed); the keys themselves only for the
+    rows whose hash repeats, and the other columns only for the rows whose key repeats.
     """
     lf = df.lazy()
     columns = lf.collect_schema().names()
     check_columns(keys, columns, where)
-    present = (lf.select(keys).with_row_index(POS).filter(pl.all_horizontal(pl.col(keys).is_not_null()))
-               .collect())
     key = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
     name = "+".join(keys)
-    dup_keys = present.filter(key.is_duplicated())
+    hashed = (lf.select(keys).with_row_index(POS).filter(pl.all_horizontal(pl.col(keys).is_not_null()))
+              .select(POS, key.hash(seed=7).alias("h")).collect(engine="streaming"))
+    present = hashed.height
+    candidates = hashed.filter(pl.col("h").is_duplicated()).get_column(POS)
+    del hashed
+    # Every row of a repeated key is a candidate, so the exact test on the candidates finds them all.
+    dup_keys = (take_rows(lf.select(keys), candidates).with_columns(candidates).filter(key.is_duplicated())
+                if candidates.len() else pl.DataFrame())
     if dup_keys.height == 0:
-        return [Check("consistency", f"key_agreement:{name}", present.height, 0)], []
-    n_repeats = int(present.select((~key.is_first_distinct()).sum()).item())
+        return [Check("consistency", f"key_agreement:{name}", present, 0)], []
+    n_repeats = int(dup_keys.select((~key.is_first_distinct()).sum()).item())
     findings = [Finding("duplicate_keys", name, "warning", n_repeats,
                         f"key {name}: {n_repeats} rows repeat a key seen earlier "
                         f"({dup_keys.select(key.n_unique()).item()} keys occur more than once)")]
@@ -195,7 +201,7 @@ def key_checks(df: Frame, keys: list[str], where: str) -> tuple[list[Check], lis
     per_key = dup_rows.group_by(keys).agg([pl.col(c).n_unique().alias(c) for c in others] + [pl.len().alias("_n")])
     bad_rows = per_key.filter(pl.any_horizontal([pl.col(c) > 1 for c in others]) if others else pl.lit(False))
     n_bad = int(bad_rows.get_column("_n").sum()) if bad_rows.height else 0
-    checks = [Check("consistency", f"key_agreement:{name}", present.height, n_bad)]
+    checks = [Check("consistency", f"key_agreement:{name}", present, n_bad)]
     for c in others:
         conflicted = per_key.filter(pl.col(c) > 1)
         if conflicted.height:
@@ -211,16 +217,17 @@ def key_checks(df: Frame, keys: list[str], where: str) -> tuple[list[Check], lis
 def duplicate_rows(df: Frame) -> int:
     """Rows equal to an earlier row (hash first, then an exact check on the candidates).
 
-    The row hash is built a batch of columns at a time, so only those columns, one hash per row and
-    the candidate rows are ever held, not the whole table.
+    The row hash is built a batch of columns at a time (``column_batches``) by the streaming engine,
+    so only a chunk of those columns, one hash per row and the candidate rows are ever held, not the
+    whole table.
     """
     lf = df.lazy()
-    columns = lf.collect_schema().names()
-    if not columns:
+    schema = lf.collect_schema()
+    if not schema.names():
         return 0
     hashes = pl.Series("h", [], pl.UInt64)
-    for i in range(0, len(columns), BATCH_COLUMNS):
-        h = lf.select(pl.struct(columns[i:i + BATCH_COLUMNS]).hash(seed=7).alias("b")).collect().to_series()
+    for i, batch in enumerate(column_batches(schema, schema.names())):
+        h = lf.select(pl.struct(batch).hash(seed=7).alias("b")).collect(engine="streaming").to_series()
         hashes = h if i == 0 else pl.select(pl.struct(a=hashes, b=h).hash(seed=7)).to_series()
     if hashes.len() < 2:
         return 0

@@ -18,6 +18,7 @@ BATCH_COLUMNS = 6  # columns read per query by table-wide passes: bounds the mem
 __all__ = [
     "BATCH_COLUMNS",
     "check_columns",
+    "column_batches",
     "is_internal",
     "is_numeric",
     "is_stringy",
@@ -63,6 +64,27 @@ def to_lazy(df: Any, what: str = "data") -> pl.LazyFrame:
 def _nan_to_null(df: Any) -> Any:
     floats = [c for c, t in df.collect_schema().items() if t.is_float()]
     return df.with_columns(pl.col(floats).fill_nan(None)) if floats else df
+
+
+def column_batches(schema: pl.Schema, names: Sequence[str]) -> list[list[str]]:
+    """``names`` split for the per-column passes: up to ``BATCH_COLUMNS`` fixed-width columns per batch,
+    each string-like (or nested) column in a batch of its own.
+
+    A string column costs several times a number column (16-byte views plus the text, and a hash table
+    as large when its values are mostly distinct), so two of them in one query double the peak.
+    """
+    batches: list[list[str]] = []
+    fixed: list[str] = []
+    for c in names:
+        t = schema[c]
+        if is_stringy(t) or t.is_nested() or t in (pl.Binary, pl.Object):
+            batches.append([c])
+        else:
+            fixed.append(c)
+            if len(fixed) == BATCH_COLUMNS:
+                batches.append(fixed)
+                fixed = []
+    return batches + ([fixed] if fixed else [])
 
 
 def like_input(out: pl.DataFrame, original: Any) -> Any:

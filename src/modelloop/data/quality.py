@@ -3,7 +3,7 @@
 ``profile(df, schema, config)`` runs on Polars (pandas input is converted once) through a lazy view
 of the table: a Polars frame is not copied, and a ``LazyFrame`` or a Parquet path is scanned, so each
 step reads only the columns (or rows) it needs and a table larger than memory can be profiled. Cheap
-facts use the whole table in a few wide selects per batch of ``BATCH_COLUMNS`` columns, exact
+facts use the whole table in a few wide selects per batch of columns (``column_batches``), exact
 duplicates a streamed row hash; the expensive detectors (target leakage, correlations and label
 issues) run on a seeded sample of ``config.sample_rows`` / ``label_issues.max_rows`` rows, gathered
 by position, and the report says so under ``sampled``.
@@ -30,7 +30,7 @@ from ._checks import (POS, correlated_pairs, cross_checks, duplicate_rows, key_c
                       rule_checks, share_severity, take_rows)
 from ._findings import Check, Finding, compute_scores, evaluate_gate, severity_rank
 from ._profile import json_value, profile_columns
-from ._tables import BATCH_COLUMNS, is_internal, is_numeric, to_lazy
+from ._tables import column_batches, is_internal, is_numeric, to_lazy
 from .label_issues import ROW_ID, find_label_issues
 from .quality_config import FINDING_KINDS, QualityConfig, parse_section
 from .schema import FEATURE_KINDS, Schema
@@ -286,8 +286,9 @@ def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig) -> _Ru
     names, declared = _resolve(dtypes.names(), schema)
     height = int(data.select(pl.len()).collect().item())
     cols: dict[str, dict[str, Any]] = {}
-    for i in range(0, len(names), BATCH_COLUMNS):
-        cols.update(profile_columns(data.select(names[i:i + BATCH_COLUMNS]).collect(), declared, cfg.outliers))
+    for batch in column_batches(dtypes, names):
+        cols.update(profile_columns(data.select(batch).collect(), declared, cfg.outliers))
+    cols = {c: cols[c] for c in names}
     run = _Run(data, height, dtypes, cfg, names, declared, cols,
                {c: declared.get(c) or cols[c]["inferred_kind"] for c in names},
                schema.target if schema and schema.target in cols else None,

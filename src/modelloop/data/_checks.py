@@ -175,7 +175,8 @@ def key_checks(df: Frame, keys: list[str], where: str) -> tuple[list[Check], lis
     """Rows sharing a key: ``duplicate_keys``; and those that disagree on another column: ``key_conflict``.
 
     A hash of the key is read first (one number per row, streamed); the keys themselves only for the
-    rows whose hash repeats, and the other columns only for the rows whose key repeats.
+    rows whose hash repeats, and the other columns only for the rows whose key repeats. The example
+    key in a ``key_conflict`` message is the first conflicting one in row order.
     """
     lf = df.lazy()
     columns = lf.collect_schema().names()
@@ -198,7 +199,7 @@ def key_checks(df: Frame, keys: list[str], where: str) -> tuple[list[Check], lis
                         f"({dup_keys.select(key.n_unique()).item()} keys occur more than once)")]
     dup_rows = take_rows(lf, dup_keys.get_column(POS))
     others = [c for c in columns if c not in keys and not c.startswith("_")]
-    per_key = dup_rows.group_by(keys).agg([pl.col(c).n_unique().alias(c) for c in others] + [pl.len().alias("_n")])
+    per_key = dup_rows.group_by(keys, maintain_order=True).agg([pl.col(c).n_unique().alias(c) for c in others] + [pl.len().alias("_n")])
     bad_rows = per_key.filter(pl.any_horizontal([pl.col(c) > 1 for c in others]) if others else pl.lit(False))
     n_bad = int(bad_rows.get_column("_n").sum()) if bad_rows.height else 0
     checks = [Check("consistency", f"key_agreement:{name}", present, n_bad)]

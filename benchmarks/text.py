@@ -18,6 +18,12 @@ variant), ``--threads`` intra-op threads for every variant (default 1, as ``mode
 session), variants timed in alternating blocks; p50/p99 latency, throughput, file size and the test
 accuracy of each variant.
 Goal: int8 >= 2x ORT fp32 and >= 3x PyTorch eager, <= 1 point of accuracy lost.
+
+Hardware ceiling: the int8 speed-up depends on the CPU's integer dot-product instructions (AVX-512
+VNNI / AVX-VNNI / AMX do 4 int8 multiply-adds where an FMA does 1 fp32; plain AVX2 has only
+``vpmaddubsw`` + ``vpmaddwd``, about 2x in theory). So the run also times the GEMM alone at the
+model's feed-forward shape (one MatMul, fp32 vs ``quantize_dynamic`` int8, 1 thread) and prints the
+CPU's int8 instructions: the whole-model int8/fp32 ratio can hardly exceed that kernel ratio.
 """
 
 from __future__ import annotations
@@ -133,6 +139,53 @@ def _inference(model, test: pd.DataFrame, seconds: float, threads: int) -> list[
     return rows
 
 
+def _cpu_int8_features() -> str:
+    """The int8 dot-product instruction sets this CPU reports (Linux ``/proc/cpuinfo``)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    found = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2") if f in flags]
+    return ", ".join(found) or "none of avx2/avx512/vnni/amx"
+
+
+def _gemm_ceiling(rows: int, hidden: int, inner: int, repeat: int = 60) -> dict:
+    """fp32 MatMul vs its ``quantize_dynamic`` int8 form ([rows, hidden] x [hidden, inner], 1 thread)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(0)
+    weight = (rng.standard_normal((hidden, inner)) * 0.05).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "gemm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", hidden])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", inner])],
+                              [numpy_helper.from_array(weight, "W")])
+    folder = Path(tempfile.mkdtemp(prefix="bench-gemm-"))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), folder / "fp32.onnx")
+    quantize_dynamic(str(folder / "fp32.onnx"), str(folder / "int8.onnx"), weight_type=QuantType.QInt8,
+                     per_channel=True)
+    x = rng.standard_normal((rows, hidden)).astype(np.float32)
+    median = {}
+    for name in ("fp32", "int8"):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(folder / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+        for _ in range(5):
+            session.run(None, {"x": x})
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            session.run(None, {"x": x})
+            times.append(time.perf_counter() - t)
+        median[name] = float(np.median(times))
+    return {"shape": f"[{rows}, {hidden}] x [{hidden}, {inner}]", "fp32_ms": round(1000 * median["fp32"], 2),
+            "int8_ms": round(1000 * median["int8"], 2),
+            "fp32_gflops": round(2 * rows * hidden * inner / median["fp32"] / 1e9, 1),
+            "int8_vs_fp32": round(median["fp32"] / median["int8"], 2), "cpu_int8": _cpu_int8_features()}
+
+
 def _table(rows: list[dict]) -> str:
     cols = list(rows[0])
     width = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
@@ -183,9 +236,17 @@ def main() -> int:
     print(f"\nInference on CPU ({args.threads} thread(s)), lora model (merged), tokenization included\n"
           + _table(speed))
     ratios = _ratios(speed)
+    config = models["lora"].network_.encoder.config
+    tokens = 32 * int(np.median([len(ids) for ids in models["lora"].encode(list(test["message"]))[0]]))
+    ceiling = _gemm_ceiling(tokens, config.hidden_size, config.intermediate_size)
+    print(f"\nint8 GEMM kernel alone at the feed-forward shape {ceiling['shape']} (batch 32 x median "
+          f"length): fp32 {ceiling['fp32_ms']} ms ({ceiling['fp32_gflops']} GFLOP/s), int8 {ceiling['int8_ms']} ms, "
+          f"{ceiling['int8_vs_fp32']}x; CPU int8 instructions: {ceiling['cpu_int8']}")
+    ratios["gemm_int8_vs_fp32"] = ceiling["int8_vs_fp32"]
     print("\n" + json.dumps(ratios))
     if args.json:
-        args.json.write_text(json.dumps({"quality": quality, "inference": speed, "ratios": ratios}, indent=2))
+        args.json.write_text(json.dumps({"quality": quality, "inference": speed, "gemm_ceiling": ceiling,
+                                              "ratios": ratios}, indent=2))
     return 0
 
 

@@ -31,6 +31,9 @@ class ServeConfig(BaseModel):
     api_keys_file: Path | None = Field(None, description="one key per line; env MODELLOOP_API_KEYS wins")
     cors_origins: list[str] = Field(default_factory=list, description="empty: CORS off")
     cache_size: int = Field(0, ge=0, description="LRU response cache entries; 0: off")
+    # FastAPI's own OpenTelemetry spans/metrics look up the global providers on every request
+    # (~10 % of a no-op request's CPU); the Prometheus /metrics endpoint is always on.
+    telemetry: bool = Field(False, description="FastAPI's native OpenTelemetry instrumentation")
     reload_poll_seconds: float = Field(5.0, ge=0, description="production alias poll; 0: off")
     log_flush_ms: float = Field(200.0, gt=0, le=60_000, description="prediction log write interval")
     log_batch: int = Field(500, ge=1, le=100_000, description="prediction log rows per write")

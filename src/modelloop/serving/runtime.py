@@ -151,10 +151,12 @@ class _FeedPlan:
 
     def feed(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         feed: dict[str, np.ndarray] = {}
-        for c in self.floats:
-            # the graph takes float32: values beyond its range saturate instead of becoming inf
-            values = np.clip(np.array([r[c] for r in records], dtype=np.float64), -_F32_MAX, _F32_MAX)
-            feed[c] = values.astype(np.float32).reshape(-1, 1)
+        if self.floats:
+            # one array for every numeric column (rows of it are contiguous [n, 1] inputs); the graph
+            # takes float32: values beyond its range saturate instead of becoming inf
+            table = np.array([[r[c] for r in records] for c in self.floats], dtype=np.float64)
+            table = np.clip(table, -_F32_MAX, _F32_MAX).astype(np.float32)[:, :, None]
+            feed.update(zip(self.floats, table, strict=True))
         for c in self.strings:
             feed[c] = np.array(["" if (v := r[c]) is None else str(v) for r in records],
                                dtype=object).reshape(-1, 1)

@@ -197,24 +197,22 @@ def _target_facts(data: pl.DataFrame, target: str, task: str
     return facts, []
 
 
-def _label_rows(data: pl.LazyFrame, target: str, columns: list[str], max_rows: int | None, seed: int
-                ) -> tuple[pl.DataFrame, pl.Series]:
-    """The rows ``find_label_issues`` checks (labelled, seeded sample of ``max_rows``) and their positions.
+def _labelled_positions(data: pl.LazyFrame, target: str, max_rows: int | None, seed: int) -> pl.Series:
+    """Positions of the rows ``find_label_issues`` checks: the labelled ones, a seeded ``max_rows`` of them.
 
-    The same rows and order it would draw from the whole table, gathered without copying the table.
+    The same rows and order it would draw from the whole table, found without copying the table.
     """
     labelled = (data.select(target).with_row_index(POS).filter(pl.col(target).is_not_null()).select(POS)
                 .collect().get_column(POS))
     if max_rows is not None and labelled.len() > max_rows:
         labelled = labelled.sample(max_rows, seed=seed)
-    return take_rows(data.select(columns), labelled), labelled
+    return labelled
 
 
-def _label_findings(data: pl.LazyFrame, target: str, features: list[str], cfg: QualityConfig, seed: int
-                    ) -> tuple[list[dict[str, Any]], list[Finding], dict[str, Any]]:
+def _label_findings(rows: pl.DataFrame, positions: pl.Series, target: str, features: list[str], cfg: QualityConfig,
+                    seed: int) -> tuple[list[dict[str, Any]], list[Finding], dict[str, Any]]:
+    """Label issues among ``rows``, the table's rows at ``positions`` (suspects name table positions)."""
     li = cfg.label_issues
-    columns = [*features, target] + ([ROW_ID] if ROW_ID in data.collect_schema() else [])
-    rows, positions = _label_rows(data, target, list(dict.fromkeys(columns)), li.max_rows, seed)
     try:
         res = find_label_issues(rows, target, features=features, model=li.model, folds=li.folds, seed=seed,
                                 max_rows=li.max_rows, top=li.top)
@@ -319,9 +317,22 @@ def _table_checks(run: _Run, findings: Sequence[Finding | Mapping[str, Any]]) ->
 
 
 def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
-    """Correlations, target facts, leakage and label issues: on a seeded sample of rows."""
+    """Correlations, target facts, leakage and label issues: on a seeded sample of rows.
+
+    The sample and the label-issue rows are read in one pass, and the sample is let go before the
+    label-issue model starts (its imports — LightGBM, scikit-learn, pandas — are the largest step).
+    """
     data, cfg, target = run.data, run.cfg, run.target
-    sample = _sample(run, cfg.sample_rows, seed)
+    facts: dict[str, Any] = {}
+    target_findings: list[Finding] = []
+    if target is not None:
+        task = task or infer_task(run.schema[target], run.kinds[target], run.cols[target].get("distinct", 0))
+        facts, target_findings = _target_facts(data.select(target).collect(), target, task)
+    li = cfg.label_issues
+    labelled = (_labelled_positions(data, target, li.max_rows, seed)
+                if target is not None and task == "classification" and li.enabled and run.height >= 50
+                and len(facts.get("classes", [])) >= 2 else None)
+    sample, label_rows = _sample(run, cfg.sample_rows, seed, labelled)
     run.extra["sampled"] = {"rows": sample.height, "of": run.height}
     numeric = [c for c in run.features if is_numeric(run.schema[c]) and run.kinds[c] == "numeric"]
     run.extra["correlations"] = correlated_pairs(sample, numeric, cfg.correlation_threshold)
@@ -331,28 +342,36 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
                                  f"be redundant", {"other": p["b"], "r": p["r"]}))
     if target is None:
         return
-    task = task or infer_task(run.schema[target], run.kinds[target], run.cols[target].get("distinct", 0))
-    facts, fs = _target_facts(data.select(target).collect(), target, task)
     run.extra["target"] = facts
-    run.found += fs
+    run.found += target_findings
     if cfg.leakage.enabled:
         run.extra["leakage"], fs = leakage_scores(sample, target, run.features, task, cfg.leakage, seed)
         run.found += fs
-    if task == "classification" and cfg.label_issues.enabled and run.height >= 50 \
-            and len(facts.get("classes", [])) >= 2:
+    del sample
+    if labelled is not None and label_rows is not None:
         leaks = {f.column for f in run.found if f.kind == "target_leakage" and f.severity == "error"}
-        suspects, fs, info = _label_findings(data, target, [c for c in run.features if c not in leaks], cfg, seed)
+        suspects, fs, info = _label_findings(label_rows, labelled, target,
+                                             [c for c in run.features if c not in leaks], cfg, seed)
         run.extra["label_issues"] = suspects
         run.found += fs
         run.extra["sampled"].update(info)
 
 
-def _sample(run: _Run, rows: int, seed: int) -> pl.DataFrame:
-    """``rows`` seeded rows of the table (all when it has fewer): ``DataFrame.sample``'s rows and order."""
-    data = run.data.select(run.names)
+def _sample(run: _Run, rows: int, seed: int, labelled: pl.Series | None = None
+            ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """``rows`` seeded rows of the table (all when it has fewer: ``DataFrame.sample``'s rows and order),
+    and the rows at the positions ``labelled`` (with ``_row_id`` when the table has it), in one pass."""
+    extra = [ROW_ID] if labelled is not None and ROW_ID in run.schema else []
+    data = run.data.select(run.names + extra)
     if run.height <= rows:
-        return data.collect()
-    return take_rows(data, pl.int_range(0, run.height, eager=True).sample(rows, seed=seed))
+        table = data.collect()
+        return table.select(run.names), (table[labelled] if labelled is not None else None)
+    picked = pl.int_range(0, run.height, eager=True).sample(rows, seed=seed)
+    if labelled is None:
+        return take_rows(data, picked), None
+    wanted = pl.concat([picked, labelled.cast(picked.dtype)]).unique().sort()
+    table = take_rows(data, wanted)
+    return table[wanted.search_sorted(picked)].select(run.names), table[wanted.search_sorted(labelled)]
 
 
 def _shift(run: _Run, reference: Any, seed: int) -> None:

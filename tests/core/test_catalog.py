@@ -53,6 +53,28 @@ def test_feedback_is_stored_once_and_predictions_roundtrip(store_url):
     assert cat.add_feedback("r1", 0) is False
 
 
+def test_predictions_batch_roundtrips_every_column_type(store_url):
+    """The serving log's insert goes to the driver directly: values must read back as written."""
+    import datetime as dt
+
+    from sqlalchemy.exc import IntegrityError
+
+    cat = Catalog(store_url)
+    at = dt.datetime(2026, 1, 2, 3, 4, 5)  # no microseconds: SQLite stores a padded string
+    later = dt.datetime(2026, 1, 2, 3, 4, 5, 123456)
+    rows = [{"request_id": f"b{i}", "name": "m", "version": 2, "at": t, "latency_ms": 0.25 * i,
+             "inputs": {"x": None, "text": "é 中文", "n": [1, 2], "flag": True},
+             "output": {"label": "yes", "probabilities": {"no": 0.1, "yes": 0.9}}}
+            for i, t in enumerate([at, later, at])]
+    cat.add_predictions(rows)
+    for row in rows:
+        assert cat.get_prediction(row["request_id"]) == row
+    recent = [p["request_id"] for p in cat.recent_predictions("m", 10)]
+    assert recent[-1] == "b1" and sorted(recent) == ["b0", "b1", "b2"]  # ordered by time, as datetimes
+    with pytest.raises(IntegrityError):  # the log falls back to row-by-row on this
+        cat.add_predictions([rows[0]])
+
+
 def test_failed_transaction_leaves_nothing(store_url):
     cat = Catalog(store_url)
     from modelloop.catalog import datasets

@@ -10,9 +10,17 @@ The command line (``modelloop ...``) is a thin skin over this API::
 
 from __future__ import annotations
 
-from .config import Config, load_config, parse_config
+from typing import TYPE_CHECKING, Any
+
 from .errors import ConfigError, DataError, ModelloopError, NotFoundError, StateError
-from .project import Project
+
+if TYPE_CHECKING:
+    from .config import Config, load_config, parse_config
+    from .project import Project
+
+# Imported on first use (PEP 562): ``import modelloop.data.quality`` (the profile alone) then does not
+# load the config schema, the catalog and SQLAlchemy, about 20 MiB of resident memory it never uses.
+_LAZY = {"Config": "config", "load_config": "config", "parse_config": "config", "Project": "project"}
 
 __all__ = [
     "Config",
@@ -28,3 +36,13 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

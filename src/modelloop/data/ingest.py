@@ -14,7 +14,7 @@ from .snapshot import ROW_ID, assign_row_ids, content_hash, read_snapshot, write
 from .sources import check_types, infer_schema, read_table
 from .split import check_target
 
-__all__ = ["ingest", "load_dataset", "read_config_source"]
+__all__ = ["check_row_ids", "dataset_row", "ingest", "load_dataset", "read_config_source"]
 
 
 def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
@@ -74,14 +74,24 @@ def ingest(ws: Workspace) -> dict[str, Any]:
 
 def load_dataset(ws: Workspace, ref: str | None = None) -> tuple[dict[str, Any], pd.DataFrame, Schema]:
     """A dataset version (latest when ``ref`` is None) as catalog row, frame and schema."""
+    row = dataset_row(ws, ref)
+    df = read_snapshot(row["path"])
+    check_row_ids(row, df.columns)
+    return row, df, Schema.from_dict(row["schema"])
+
+
+def dataset_row(ws: Workspace, ref: str | None = None) -> dict[str, Any]:
+    """The catalog row of a dataset version (latest when ``ref`` is None), without reading its data."""
     cat = ws.catalog
     row = cat.get_dataset(ref, ws.config.name) if ref else cat.latest_dataset(ws.config.name)
     if row is None:
         raise DataError("no dataset version yet; run `modelloop ingest` (or `modelloop run`) first")
-    df = read_snapshot(row["path"])
-    if ROW_ID not in df.columns:
+    return row
+
+
+def check_row_ids(row: dict[str, Any], columns: Any) -> None:
+    if ROW_ID not in columns:
         raise DataError(f"dataset {row['id']} has no {ROW_ID} column; re-run `modelloop ingest`")
-    return row, df, Schema.from_dict(row["schema"])
 
 
 def split_key(cfg: Config) -> str:
@@ -123,7 +133,9 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
                       counts=counts, path=str(path))
         stored = cat.get_split(row["id"], key)
     frame = pd.read_parquet(stored["path"])
-    side = df[ROW_ID].map(dict(zip(frame[ROW_ID], frame["split"], strict=True)))
+    # An index lookup rather than a dict of a million Python objects (several times the table's ids).
+    lookup = pd.Series(frame["split"].to_numpy(), index=frame[ROW_ID].to_numpy())
+    side = df[ROW_ID].map(lookup[~lookup.index.duplicated(keep="last")])
     if side.isna().any():
         raise DataError(f"split of dataset {row['id']} does not cover {int(side.isna().sum())} rows; "
                         f"re-run `modelloop ingest`")

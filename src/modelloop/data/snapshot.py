@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ROW_ID", "assign_row_ids", "content_hash", "read_manifest", "read_snapshot", "write_snapshot"]
+__all__ = ["ROW_ID", "assign_row_ids", "content_hash", "read_manifest", "read_snapshot", "snapshot_file",
+           "write_snapshot"]
 
 ROW_ID = "_row_id"
 
@@ -61,8 +62,13 @@ def write_snapshot(df: pd.DataFrame, directory: Path, manifest: dict[str, Any]) 
     return directory
 
 
-def read_snapshot(directory: Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(directory) / "data.parquet")
+def snapshot_file(directory: Path | str) -> Path:
+    """The Parquet file holding a version's rows (for readers that scan it rather than load it)."""
+    return Path(directory) / "data.parquet"
+
+
+def read_snapshot(directory: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.read_parquet(snapshot_file(directory), columns=columns)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

@@ -14,21 +14,32 @@ from typing import Any
 import pandas as pd
 
 from ..workspace import Workspace
-from .ingest import ensure_split, load_dataset
+from .ingest import check_row_ids, dataset_row, ensure_split, load_dataset
 from .schema import Schema
-from .snapshot import ROW_ID, content_hash, read_manifest, write_snapshot
+from .snapshot import ROW_ID, content_hash, read_manifest, read_snapshot, snapshot_file, write_snapshot
 
 __all__ = ["profile_dataset", "clean_dataset", "cleaning_plan"]
 
 
 def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = True) -> dict[str, Any]:
-    """The quality report (JSON contract: scores, gate, columns, findings) of a dataset version."""
+    """The quality report (JSON contract: scores, gate, columns, findings) of a dataset version.
+
+    The version's Parquet file is scanned, not loaded: the profile reads the columns (or rows) each
+    step needs, the split the role columns only, and the split shift the compared columns.
+    """
+    import polars as pl
+
     from .quality import profile
 
     cfg = ws.config
-    row, df, schema = load_dataset(ws, dataset)
-    side = ensure_split(ws, row, df)
-    frame = df.drop(columns=[c for c in df.columns if c.startswith("_")])
+    row = dataset_row(ws, dataset)
+    schema = Schema.from_dict(row["schema"])
+    data = pl.scan_parquet(snapshot_file(row["path"]))
+    names = data.collect_schema().names()
+    check_row_ids(row, names)
+    roles = [c for c in dict.fromkeys([ROW_ID, cfg.data.target, cfg.data.time, cfg.data.group]) if c in names]
+    side = ensure_split(ws, row, read_snapshot(row["path"], columns=roles))
+    frame = data.select([c for c in names if not c.startswith("_")])
     task = "regression" if cfg.task == "regression" else None
     integration = _lineage_findings(ws, row)
     report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration)
@@ -58,15 +69,21 @@ def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]
     return seen
 
 
-def _split_shift(frame: pd.DataFrame, side: pd.Series, schema: Schema, cfg: Any) -> dict | None:
+def _split_shift(frame: Any, side: pd.Series, schema: Schema, cfg: Any) -> dict | None:
     """Per-feature distance between the train and the frozen test split (the same code monitoring uses)."""
+    import polars as pl
+
     from .shift import compare_distributions, compared_columns
 
     if not (side == "test").any() or not (side == "train").any():
         return None
-    kinds = compared_columns(schema)
-    return compare_distributions(frame.loc[side == "train", list(kinds)], frame.loc[side == "test", list(kinds)],
-                                 kinds, psi_threshold=cfg.monitor.psi_threshold, p_threshold=cfg.monitor.p_value)
+    is_train, is_test = (pl.Series((side == s).to_numpy()) for s in ("train", "test"))
+    out: dict[str, Any] = {}
+    for column, kind in compared_columns(schema).items():  # a column at a time: each is compared alone
+        values = frame.select(column).collect()
+        out.update(compare_distributions(values.filter(is_train), values.filter(is_test), {column: kind},
+                                         psi_threshold=cfg.monitor.psi_threshold, p_threshold=cfg.monitor.p_value))
+    return out
 
 
 def _atomic(path, text: str) -> None:

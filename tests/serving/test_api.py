@@ -246,3 +246,25 @@ def test_unconvertible_model_is_served_natively_and_says_why(toy, monkeypatch) -
         onnx = c.post("/v1/predict", json={"records": [toy.record(i) for i in range(5)]}).json()
     for a, b in zip(native["predictions"], onnx["predictions"], strict=True):
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+
+
+def test_request_ids_are_unique_verifiable_and_not_shared_with_a_fork(toy) -> None:
+    """Ids come from a buffered OS random stream: a forked worker must not replay the parent's bytes."""
+    import os
+
+    from modelloop.serving.app import ServerState
+    from modelloop.serving.config import ServeConfig
+
+    state = ServerState(toy.ws, ServeConfig(), api_keys=[], secret=b"k" * 16)
+    ids = [state.new_request_id() for _ in range(2000)]  # several refills of the buffer
+    assert len(set(ids)) == len(ids) and all(state.issued(i) and len(i) == 32 for i in ids)
+    assert not ServerState(toy.ws, ServeConfig(), api_keys=[], secret=b"x" * 16).issued(ids[0])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the next id from the inherited state
+        os.write(write, state.new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    assert state.issued(child) and child != state.new_request_id()

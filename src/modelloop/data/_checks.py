@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ._expr import parse_expr
 from ._findings import Check, Finding
 from ._profile import BOOL_STRINGS, json_value
-from ._tables import BATCH_COLUMNS, check_columns, column_batches, is_numeric, is_stringy, preview
+from ._tables import check_columns, column_batches, is_numeric, is_stringy, preview
 from .quality_config import ColumnRule, CrossCheck, LeakageConfig
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -240,15 +240,15 @@ def duplicate_rows(df: Frame) -> int:
 def take_rows(df: Frame, positions: pl.Series) -> pl.DataFrame:
     """The rows of ``df`` at ``positions``, in that order, streaming over ``df`` (positions unique).
 
-    ``BATCH_COLUMNS`` columns per pass: a scanned table is then never decoded whole at once."""
+    A batch of columns per pass (``column_batches``): a scanned table is then never decoded whole at once."""
     lf = df.lazy()
     wanted = positions.cast(pl.get_index_type()).implode()
     order = (positions.rank("ordinal") - 1).cast(pl.UInt32)
-    columns = lf.collect_schema().names()
-    parts = [lf.select(columns[i:i + BATCH_COLUMNS]).with_row_index(POS).filter(pl.col(POS).is_in(wanted))
+    schema = lf.collect_schema()
+    parts = [lf.select(batch).with_row_index(POS).filter(pl.col(POS).is_in(wanted))
              .collect(engine="streaming").sort(POS).drop(POS)[order]
-             for i in range(0, len(columns), BATCH_COLUMNS)]
-    return pl.concat(parts, how="horizontal") if parts else pl.DataFrame()
+             for batch in column_batches(schema, schema.names())]
+    return pl.concat(parts, how="horizontal").select(schema.names()) if parts else pl.DataFrame()
 
 
 # ---- leakage -------------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def leakage_scores(sample: pl.DataFrame, target: str, features: list[str], task:
     per-bin target mean (or the squared correlation, if higher). A score near 1 means the column
     (almost) is the target.
     """
-    data = sample.filter(pl.col(target).is_not_null())
+    data = sample.filter(pl.col(target).is_not_null()) if sample.get_column(target).null_count() else sample
     if data.height < 30 or not features:
         return {}, []
     if task == "classification":

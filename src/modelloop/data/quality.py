@@ -332,7 +332,7 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
     labelled = (_labelled_positions(data, target, li.max_rows, seed)
                 if target is not None and task == "classification" and li.enabled and run.height >= 50
                 and len(facts.get("classes", [])) >= 2 else None)
-    sample, label_rows = _sample(run, cfg.sample_rows, seed, labelled)
+    sample, label_rows = _sample(run, run.features + ([target] if target else []), cfg.sample_rows, seed, labelled)
     run.extra["sampled"] = {"rows": sample.height, "of": run.height}
     numeric = [c for c in run.features if is_numeric(run.schema[c]) and run.kinds[c] == "numeric"]
     run.extra["correlations"] = correlated_pairs(sample, numeric, cfg.correlation_threshold)
@@ -357,21 +357,22 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
         run.extra["sampled"].update(info)
 
 
-def _sample(run: _Run, rows: int, seed: int, labelled: pl.Series | None = None
+def _sample(run: _Run, columns: list[str], rows: int, seed: int, labelled: pl.Series | None = None
             ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """``rows`` seeded rows of the table (all when it has fewer: ``DataFrame.sample``'s rows and order),
-    and the rows at the positions ``labelled`` (with ``_row_id`` when the table has it), in one pass."""
+    """``columns`` of ``rows`` seeded rows of the table (all when it has fewer: ``DataFrame.sample``'s rows
+    and order), and of the rows at the positions ``labelled`` (with ``_row_id`` when the table has it),
+    read in one pass. Only the columns the sampled checks use are read (features and target)."""
     extra = [ROW_ID] if labelled is not None and ROW_ID in run.schema else []
-    data = run.data.select(run.names + extra)
+    data = run.data.select(columns + extra)
     if run.height <= rows:
         table = data.collect()
-        return table.select(run.names), (table[labelled] if labelled is not None else None)
+        return table.select(columns), (table[labelled] if labelled is not None else None)
     picked = pl.int_range(0, run.height, eager=True).sample(rows, seed=seed)
     if labelled is None:
         return take_rows(data, picked), None
     wanted = pl.concat([picked, labelled.cast(picked.dtype)]).unique().sort()
     table = take_rows(data, wanted)
-    return table[wanted.search_sorted(picked)].select(run.names), table[wanted.search_sorted(labelled)]
+    return table[wanted.search_sorted(picked)].select(columns), table[wanted.search_sorted(labelled)]
 
 
 def _shift(run: _Run, reference: Any, seed: int) -> None:

@@ -25,8 +25,23 @@ def test_valid_records_pass_and_null_means_missing() -> None:
     v = RequestValidator(SCHEMA)
     nulls = dict.fromkeys(GOOD)
     out = v.validate_json(json.dumps({"records": [GOOD, {**nulls, "tid": "x", "note": "hi"}]}).encode())
-    assert out[0] == GOOD and out[1]["amount"] is None and out[1]["tid"] == "x"
+    assert out[0] == {**GOOD, "signup": "2024-05-01T12:30:00+00:00"}
+    assert out[1]["amount"] is None and out[1]["tid"] == "x"
     assert v.features == ["amount", "country", "online", "signup"]
+
+
+@pytest.mark.parametrize(("value", "stored"), [
+    ("2024-05-01T12:30:00Z", "2024-05-01T12:30:00+00:00"),
+    ("2024-05-01t12:30:00z", "2024-05-01T12:30:00+00:00"),        # RFC 3339 allows both cases
+    (" 2024-05-01 14:30:00+02:00 ", "2024-05-01T14:30:00+02:00"),
+    ("2024-05-01", "2024-05-01T00:00:00"),
+])
+def test_datetimes_pass_on_in_one_canonical_form(value, stored) -> None:
+    out = RequestValidator(SCHEMA).validate_json(json.dumps({"records": [{**GOOD, "signup": value}]}).encode())
+    assert out[0]["signup"] == stored
+    import pandas as pd  # the native path parses what the validator passes on
+
+    assert pd.to_datetime(pd.Series([stored]), utc=True).notna().all()
 
 
 @pytest.mark.parametrize(("value", "stored"), [(1, True), (0, False), ("Yes", True), (" no ", False)])

@@ -11,7 +11,9 @@ kind         accepted JSON values (``null`` always means a missing value)
 numeric      numbers up to ±1.8e308 (``true``/``false`` and strings are refused)
 boolean      ``true``/``false``, ``0``/``1``, or the strings true/false/yes/no/t/f/y/n (any case)
 categorical  strings, or numbers/booleans (matched by their text, as at training time)
-datetime     ISO 8601 strings (``2024-05-01T12:30:00Z``)
+datetime     ISO 8601 / RFC 3339 strings (``2024-05-01T12:30:00Z``; ``t``/``z`` in any case),
+             passed on in one canonical form (``2024-05-01T12:30:00+00:00``) so the ONNX and
+             the native path, and the prediction log, read the same instant
 ===========  ================================================================================
 
 Every feature column is required (send ``null`` when unknown). Other columns of the table (the id,
@@ -82,9 +84,11 @@ def _datetime(v: Any) -> Any:
     if v is None:
         return v
     if type(v) is str:
+        text = v.strip()
+        if text[-1:] in ("z", "Z"):
+            text = text[:-1] + "+00:00"
         try:
-            dt.datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
-            return v
+            return dt.datetime.fromisoformat(text).isoformat()
         except ValueError:
             pass
     raise _fail("datetime", "an ISO 8601 date-time string such as '2024-05-01T12:30:00Z' (or null)", v)

@@ -39,6 +39,7 @@ bench: $(BENCH)/.installed
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src/modelloop
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

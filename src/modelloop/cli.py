@@ -231,9 +231,10 @@ def main() -> None:
         err.print("interrupted; run the same command again to resume")
         raise SystemExit(130) from None
     except Exception as exc:  # usage errors from Typer's (vendored) click
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            raise SystemExit(code) from None
         if type(exc).__name__ == "Abort":
             raise SystemExit(130) from None
         raise

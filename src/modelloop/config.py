@@ -73,7 +73,7 @@ class TrainConfig(_Section):
     trials: int | None = Field(None, ge=1)
     metric: str | None = None
     families: list[Literal["lightgbm", "xgboost", "linear"]] = Field(
-        default_factory=lambda: ["lightgbm", "xgboost", "linear"], min_length=1)
+        default_factory=lambda: ["lightgbm", "xgboost", "linear"], min_length=1)  # type: ignore[arg-type]
     cv_folds: int = Field(5, ge=1, le=20)
     class_weight: Literal["balanced", "none"] = "balanced"
     ensemble: bool = True
@@ -232,7 +232,7 @@ def _fields_of(model: type[BaseModel], loc: tuple) -> list[str]:
     return [n for n, f in model.model_fields.items() if not f.exclude]
 
 
-def _format_error(err: dict) -> str:
+def _format_error(err: Any) -> str:
     loc = tuple(err["loc"])
     path = ".".join(str(p) for p in loc) or "(top level)"
     value = err.get("input")

@@ -55,7 +55,7 @@ def to_lazy(df: Any, what: str = "data") -> pl.LazyFrame:
     columns it selects; pandas input is converted once, as by ``to_polars``.
     """
     if isinstance(df, (str, os.PathLike)):
-        return _nan_to_null(pl.scan_parquet(df))
+        return _nan_to_null(pl.scan_parquet(os.fspath(df)))
     if isinstance(df, (pl.DataFrame, pl.LazyFrame)):
         return _nan_to_null(df.lazy())
     return to_polars(df, what).lazy()

@@ -23,6 +23,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     if d.sources:
         df, report = _read_sources(cfg)
     else:
+        assert d.source is not None  # the config requires source or sources
         df, report = read_table(d.source, root=cfg.root, fmt=d.format, query=d.query,
                                 encoding=d.encoding, on_bad_lines=d.on_bad_lines)
     if d.target not in df.columns:
@@ -132,6 +133,7 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
         cat.add_split(dataset_id=row["id"], key=key, settings=cfg.split.model_dump(),
                       counts=counts, path=str(path))
         stored = cat.get_split(row["id"], key)
+    assert stored is not None
     frame = pd.read_parquet(stored["path"])
     # An index lookup rather than a dict of a million Python objects (several times the table's ids).
     lookup = pd.Series(frame["split"].to_numpy(), index=frame[ROW_ID].to_numpy())

@@ -345,6 +345,7 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
     run.extra["target"] = facts
     run.found += target_findings
     if cfg.leakage.enabled:
+        assert task is not None
         run.extra["leakage"], fs = leakage_scores(sample, target, run.features, task, cfg.leakage, seed)
         run.found += fs
     del sample

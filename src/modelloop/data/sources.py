@@ -6,6 +6,8 @@ column, and what to do about it; nothing is written until a read has fully succe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import re
 import warnings
 from pathlib import Path
@@ -42,6 +44,7 @@ def detect_encoding(raw: bytes) -> str:
     / Latin-1. Deterministic on purpose: statistical guessers mistake short Western files for Baltic
     or Cyrillic code pages. Other encodings are set with ``data.encoding``."""
     for enc in ("utf-8-sig", "gb18030", "cp1252"):
+        text: str | None
         try:
             text = raw.decode(enc)
         except UnicodeDecodeError:
@@ -181,7 +184,7 @@ def _infer_kind(s: pd.Series) -> str:
 
 
 def infer_schema(df: pd.DataFrame, *, target: str, id: str | None = None, time: str | None = None,
-                 text: str | None = None, overrides: dict[str, str] | None = None,
+                 text: str | None = None, overrides: Mapping[str, str] | None = None,
                  drop: list[str] | tuple[str, ...] = ()) -> Schema:
     """Kinds per column; config overrides win, the id column is an identifier, dropped columns too."""
     overrides = dict(overrides or {})

@@ -104,7 +104,7 @@ def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str
         elif kinds[c] == "datetime":
             reference[c] = pd.to_datetime(reference[c], errors="coerce", format="mixed")
             current[c] = pd.to_datetime(current[c], errors="coerce", format="mixed")
-    args = {"psi_threshold": cfg.psi_threshold, "p_threshold": cfg.p_value}
+    args: dict[str, Any] = {"psi_threshold": cfg.psi_threshold, "p_threshold": cfg.p_value}
     features = compare_distributions(reference[list(kinds)], current[list(kinds)], kinds, **args)
     features = {c: {**v, "score": v["psi"], "threshold": cfg.psi_threshold} for c, v in features.items()}
     return {"features": features, "prediction": _prediction_drift(ws, model_row, reference, recent, args),

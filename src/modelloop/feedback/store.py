@@ -52,10 +52,11 @@ def import_feedback(ws: Workspace, path: str | Path) -> dict[str, Any]:
     ids = df["request_id"].astype(str).str.strip().tolist()
     known = cat.known_requests(ids)
     already = cat.has_feedback(ids)
-    versions = {}
+    versions: dict[int, dict] = {}
     counts = {"accepted": 0, "unknown_request": 0, "duplicate": 0, "invalid": 0}
     examples: dict[str, list[str]] = {k: [] for k in counts}
-    rows, seen = [], set()
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for rid, label in zip(ids, df["label"].tolist(), strict=True):
         kind = _classify(ws, rid, label, known, already | seen, versions)
         if isinstance(kind, tuple):
@@ -76,6 +77,7 @@ def _classify(ws: Workspace, rid: str, label: Any, known: set[str], taken: set[s
     if rid in taken:
         return "duplicate"
     pred = ws.catalog.get_prediction(rid)
+    assert pred is not None  # rid is in ``known``
     v = pred["version"]
     if v not in versions:
         versions[v] = ws.catalog.get_model(pred["name"], v)["info"]

@@ -199,7 +199,7 @@ def _evaluate_variant(pred: _Predictor, base: _Predictor | None, base_metric: fl
             return pred.fn(frame)
 
     res.metric = evaluate_model(_Wrapped(), test, target=target, task=task)["metrics"][metric]
-    if base is not None:
+    if base is not None and base_metric is not None:
         a, b = pred.fn(X), base.fn(X)
         res.agreement = float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-3)) if task == "regression"
                               else np.mean(a.argmax(1) == b.argmax(1)))

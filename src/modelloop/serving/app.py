@@ -128,8 +128,12 @@ class ServerState:
         cfg, m = self.config, self.metrics
         self.batcher = MicroBatcher(max_batch_size=cfg.max_batch_size, max_wait_ms=cfg.max_wait_ms,
                                     on_batch=m.observe_batch)
-        self.plog = PredictionLog(self.ws.catalog, flush_ms=cfg.log_flush_ms, batch=cfg.log_batch,
-                                  on_write=lambda n, s: (m.log_rows.inc(n), m.log_pending.set(self.plog.pending)))
+        def written(rows: int, seconds: float) -> None:
+            m.log_rows.inc(rows)
+            m.log_pending.set(plog.pending)
+
+        self.plog = plog = PredictionLog(self.ws.catalog, flush_ms=cfg.log_flush_ms, batch=cfg.log_batch,
+                                         on_write=written)
         m.ready.set(0)
         self._tasks = [asyncio.create_task(self._watch())]
         try:

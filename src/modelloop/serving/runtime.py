@@ -65,7 +65,7 @@ class Runtime:
         self.version: int = int(row["version"])
         self.row = row
         self.schema = Schema.from_dict(row["input_schema"])
-        self.task: str = info.get("task") or getattr(native, "task", "binary")
+        self.task: str = str(info.get("task") or getattr(native, "task", "binary"))
         classes = info.get("classes") if self.task != "regression" else None
         self.classes: list[Any] | None = list(classes) if classes is not None else None
         self.threshold: float | None = info.get("threshold") if self.task == "binary" else None
@@ -76,6 +76,7 @@ class Runtime:
         self.request_schema = request_schema(self.schema, self.plan)
         self.validator = RequestValidator(self.request_schema, title=f"{self.name}_v{self.version}_record")
         self.loaded_at = time.time()
+        self.text_session: Any = None  # a text model's ONNX Runtime session (``load_runtime`` sets it)
         self._plan = _FeedPlan(self.schema)
         self._keys = [str(c) for c in self.classes] if self.classes is not None else []
         self._output = ["variable"] if self.task == "regression" else ["probabilities"]
@@ -90,7 +91,7 @@ class Runtime:
             return np.asarray(out, dtype=np.float64).reshape(len(records), -1) if self.task != "regression" \
                 else np.asarray(out, dtype=np.float64).ravel()
         frame = pd.DataFrame.from_records(records, columns=self.validator.features)
-        if getattr(self, "text_session", None) is not None:
+        if self.text_session is not None:
             return np.asarray(self.native.predict_proba_onnx(frame, session=self.text_session), dtype=np.float64)
         if self.task == "regression":
             return np.asarray(self.native.predict(frame), dtype=np.float64)
@@ -154,8 +155,8 @@ class _FeedPlan:
         if self.floats:
             # one array for every numeric column (rows of it are contiguous [n, 1] inputs); the graph
             # takes float32: values beyond its range saturate instead of becoming inf
-            table = np.array([[r[c] for r in records] for c in self.floats], dtype=np.float64)
-            table = np.clip(table, -_F32_MAX, _F32_MAX).astype(np.float32)[:, :, None]
+            raw = np.array([[r[c] for r in records] for c in self.floats], dtype=np.float64)
+            table = np.clip(raw, -_F32_MAX, _F32_MAX).astype(np.float32)[:, :, None]
             feed.update(zip(self.floats, table, strict=True))
         for c in self.strings:
             feed[c] = np.array(["" if (v := r[c]) is None else str(v) for r in records],

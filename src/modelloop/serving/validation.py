@@ -27,7 +27,8 @@ import datetime as dt
 import difflib
 import json
 import sys
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, cast
 
 from pydantic import ConfigDict, Field, PlainValidator, TypeAdapter, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -154,7 +155,7 @@ class RequestValidator:
                                              "(optional, not a model input; kept in the log)")]
         record = TypedDict(title, fields)  # type: ignore[misc]
         record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-        request = TypedDict("PredictRequest", {  # type: ignore[misc]  # noqa: UP013
+        request = TypedDict("PredictRequest", {  # type: ignore[misc,name-match]  # noqa: UP013
             "records": Annotated[list[record], Field(min_length=1, description="one or many records")]})
         request.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
         self._adapter = TypeAdapter(request)
@@ -162,7 +163,7 @@ class RequestValidator:
     def validate_json(self, body: bytes) -> list[dict[str, Any]]:
         """The validated records of a request body; raises :class:`ValidationProblem`."""
         try:
-            return self._adapter.validate_json(body)["records"]
+            return cast("list[dict[str, Any]]", self._adapter.validate_json(body)["records"])
         except ValidationError as exc:
             raise ValidationProblem(describe_errors(exc.errors(), self.allowed, self.schema.target)) from None
 
@@ -178,7 +179,7 @@ def _path(loc: tuple) -> str:
     return out or "body"
 
 
-def describe_errors(errors: list[dict[str, Any]], allowed: list[str], target: str | None = None,
+def describe_errors(errors: Sequence[Any], allowed: list[str], target: str | None = None,
                     limit: int = 20) -> list[dict[str, Any]]:
     """pydantic error dicts as ``{"loc", "field", "type", "msg"}`` whose ``msg`` names the field."""
     out: list[dict[str, Any]] = []

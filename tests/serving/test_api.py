@@ -38,7 +38,7 @@ def test_predict_one(api, toy) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == {"name": "toy", "version": 1, "variant": "onnx"}
-    assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
+    assert re.fullmatch(r"[0-9a-f]{40}", body["request_id"])
     [p] = body["predictions"]
     assert p["request_id"] == body["request_id"]                 # one record: the request id
     assert p["label"] in (0, 1) and set(p["probabilities"]) == {"0", "1"}
@@ -128,7 +128,7 @@ def test_feedback_is_durable_404_and_409(api, toy) -> None:
     assert stored is not None and stored["version"] == 1          # flushed before the feedback
     assert api.post("/v1/feedback", json={"request_id": rid, "label": 0}).status_code == 409
     assert api.post("/v1/feedback", json={"request_id": "no-such-id", "label": 1}).status_code == 404
-    forged = rid[:24] + "0" * 8
+    forged = rid[:32] + "0" * 8
     assert api.post("/v1/feedback", json={"request_id": forged, "label": 1}).status_code == 404
     bad = api.post("/v1/feedback", json={"request_id": rid, "label": 7})
     assert bad.status_code == 422 and "must be one of 0, 1" in bad.json()["message"]
@@ -257,7 +257,12 @@ def test_request_ids_are_unique_verifiable_and_not_shared_with_a_fork(toy) -> No
 
     state = ServerState(toy.ws, ServeConfig(), api_keys=[], secret=b"k" * 16)
     ids = [state.new_request_id() for _ in range(2000)]  # several refills of the buffer
-    assert len(set(ids)) == len(ids) and all(state.issued(i) and len(i) == 32 for i in ids)
+    assert len(set(ids)) == len(ids) and all(state.issued(i) and len(i) == 40 for i in ids)
+    stamps = [i[:12] for i in ids]  # time first (ms): the log's primary key grows at its end
+    assert stamps == sorted(stamps) and abs(int(stamps[0], 16) / 1000 - __import__("time").time()) < 60
+    legacy = "ab" * 12
+    legacy += __import__("hmac").new(b"k" * 16, legacy.encode(), "sha256").hexdigest()[:8]
+    assert state.issued(legacy) and state.issued(legacy + "-3")  # 32-char ids of earlier releases
     assert not ServerState(toy.ws, ServeConfig(), api_keys=[], secret=b"x" * 16).issued(ids[0])
     read, write = os.pipe()
     pid = os.fork()

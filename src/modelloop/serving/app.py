@@ -210,23 +210,28 @@ class ServerState:
 
     # ---- request ids -------------------------------------------------------------------------------
     def new_request_id(self) -> str:
-        """24 random hex chars + 8 of an HMAC that proves this server (any of its workers) issued it.
+        """40 hex chars: the time in ms (12), 80 random bits (20), 8 of an HMAC that proves this
+        server (any of its workers) issued it.
 
-        The random part comes from the OS generator 4 KiB at a time: one ``getrandom`` call per
-        341 requests instead of one each (a system call lets the log and inference threads take
-        the GIL from the event loop)."""
-        if len(self._random) < 12 or self._random_pid != os.getpid():  # a forked copy must not reuse bytes
-            self._random, self._random_pid = bytearray(os.urandom(4092)), os.getpid()
-        base = self._random[:12].hex()
-        del self._random[:12]
+        Time first, as in UUIDv7: consecutive ids sort together, so the prediction log's
+        primary-key index grows at its end. With random ids every insert lands on a random page,
+        which gets slower as the log grows (2-3x the CPU per row at 570k rows, and disk reads once
+        the index outgrows memory). The random part comes from the OS generator 4 KiB at a time:
+        one ``getrandom`` call per 409 requests (a system call lets the log and inference threads
+        take the GIL from the event loop)."""
+        if len(self._random) < 10 or self._random_pid != os.getpid():  # a forked copy must not reuse bytes
+            self._random, self._random_pid = bytearray(os.urandom(4090)), os.getpid()
+        base = f"{time.time_ns() // 1_000_000:012x}{self._random[:10].hex()}"
+        del self._random[:10]
         return base + hmac.new(self.secret, base.encode(), sha256).hexdigest()[:8]
 
     def issued(self, prediction_id: str) -> bool:
+        """Whether this server's secret signed the id (40 chars; 32 for ids from before 2026-11-23)."""
         rid, _, index = prediction_id.partition("-")
-        if len(rid) != 32 or (index and not index.isdigit()):
+        if len(rid) not in (32, 40) or (index and not index.isdigit()):
             return False
-        sig = hmac.new(self.secret, rid[:24].encode(), sha256).hexdigest()[:8]
-        return hmac.compare_digest(sig, rid[24:])
+        sig = hmac.new(self.secret, rid[:-8].encode(), sha256).hexdigest()[:8]
+        return hmac.compare_digest(sig, rid[-8:])
 
     # ---- inference -------------------------------------------------------------------------------
     async def infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, StratifiedKFold, train_test_split
 
 from ..errors import DataError
 from .snapshot import ROW_ID
@@ -57,6 +56,9 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
         order = np.argsort(pd.to_datetime(df[time], errors="coerce", format="mixed").to_numpy(), kind="stable")
         out[order[int(round(n * (1 - test_size))):]] = "test"
         return out
+    # scikit-learn (and SciPy behind it) on first use: ingest only needs check_target.
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
     if strategy == "group":
         gss = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
         _, test = next(gss.split(idx, groups=df[group].astype(str).to_numpy()))
@@ -73,6 +75,8 @@ def make_folds(df: pd.DataFrame, *, strategy: str, n_folds: int, seed: int, targ
                time: str | None = None, group: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Validation folds over the training rows (positions). ``n_folds == 1`` or a time split: one
     holdout of the latest/random 20%."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
     n = len(df)
     idx = np.arange(n)
     if strategy == "time" or n_folds == 1:

@@ -100,3 +100,31 @@ def test_single_class_target(tmp_path):
         _project(tmp_path).ingest()
     assert not (tmp_path / ".modelloop" / "datasets").exists() or not any(
         (tmp_path / ".modelloop" / "datasets").iterdir())
+
+
+def test_split_sides_agrees_with_ensure_split_in_any_stored_order(tmp_path):
+    import polars as pl
+
+    from modelloop.data.ingest import split_key, split_sides
+    from modelloop.data.snapshot import snapshot_file
+
+    _table().to_csv(tmp_path / "t.csv", index=False)
+    p = _project(tmp_path)
+    row = p.ingest()
+    ws = p.workspace
+    data = pl.scan_parquet(snapshot_file(row["path"]))
+    side = split_sides(ws, row, data)  # makes the split
+    df = load_dataset(ws)[1]
+    expected = ensure_split(ws, row, df)
+    assert side.to_list() == expected.tolist()
+    path = ws.catalog.get_split(row["id"], split_key(ws.config))["path"]
+    stored = pd.read_parquet(path)
+    shuffled = stored.sample(frac=1.0, random_state=1)
+    flipped = stored.iloc[:5].assign(split=np.where(stored["split"].iloc[:5] == "test", "train", "test"))
+    pd.concat([flipped, shuffled]).to_parquet(path, index=False)  # repeated ids: the last entry wins
+    assert split_sides(ws, row, data).to_list() == ensure_split(ws, row, df).tolist() == expected.tolist()
+    stored.iloc[1:].to_parquet(path, index=False)
+    with pytest.raises(DataError, match="does not cover 1 rows"):
+        split_sides(ws, row, data)
+    with pytest.raises(DataError, match="does not cover 1 rows"):
+        ensure_split(ws, row, df)

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..errors import DataError
 from ..workspace import Workspace
 from .schema import Schema
 from .snapshot import ROW_ID, assign_row_ids, content_hash, read_snapshot, write_snapshot
-from .sources import check_types, infer_schema, read_table
-from .split import check_target
 
-__all__ = ["check_row_ids", "dataset_row", "ingest", "load_dataset", "read_config_source"]
+if TYPE_CHECKING:  # pandas (and the readers, the split) on first use: `modelloop profile` reads with Polars
+    import pandas as pd
+    import polars as pl
+
+__all__ = ["check_row_ids", "dataset_row", "ingest", "load_dataset", "read_config_source", "split_sides"]
 
 
 def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """Read ``data.source`` and check it against the config: columns, target, types."""
+    from .sources import check_types, infer_schema, read_table
+    from .split import check_target
+
     d = cfg.data
     if d.sources:
         df, report = _read_sources(cfg)
@@ -43,6 +46,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
 def _read_sources(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Several sources combined (union or join on keys); conflicts become consistency findings."""
     from .integrate import integrate
+    from .sources import read_table
 
     d = cfg.data
     frames, reports = {}, {}
@@ -111,6 +115,8 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
     A derived version (clean, feedback merge) inherits its parent's assignment for the rows it kept,
     so models trained before and after are compared on the same test rows.
     """
+    import pandas as pd
+
     from .split import make_split
 
     cfg, cat, key = ws.config, ws.catalog, split_key(ws.config)
@@ -142,3 +148,37 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
         raise DataError(f"split of dataset {row['id']} does not cover {int(side.isna().sum())} rows; "
                         f"re-run `modelloop ingest`")
     return side
+
+
+def split_sides(ws: Workspace, row: dict[str, Any], data: pl.LazyFrame) -> pl.Series:
+    """``ensure_split`` for the version's whole table ``data``, with Polars: the side of each row, in order.
+
+    Only making a new split reads the role columns into pandas (``make_split``); a stored split is
+    looked up without pandas, so that reading a version (``modelloop profile``) does not load it.
+    """
+    import polars as pl
+
+    key = split_key(ws.config)
+    if ws.catalog.get_split(row["id"], key) is None:
+        cfg = ws.config
+        roles = [c for c in dict.fromkeys([ROW_ID, cfg.data.target, cfg.data.time, cfg.data.group])
+                 if c in data.collect_schema().names()]
+        ensure_split(ws, row, read_snapshot(row["path"], columns=roles))
+    stored = ws.catalog.get_split(row["id"], key)
+    assert stored is not None
+    split = pl.read_parquet(stored["path"], columns=[ROW_ID, "split"])
+    ids, sides = data.select(ROW_ID).collect().get_column(ROW_ID), split.get_column("split")
+    if split.get_column(ROW_ID).equals(ids):  # the version's own split, in its row order: the usual case
+        return sides
+    # Otherwise a sorted lookup (the last entry of a repeated id wins, as in ensure_split); a hash
+    # join or `unique` costs ~150 MiB more at a million rows.
+    import numpy as np
+
+    keys, wanted = split.get_column(ROW_ID).to_numpy(), ids.to_numpy()
+    order = np.argsort(keys, kind="stable")
+    at = np.searchsorted(keys[order], wanted, side="right") - 1
+    found = (at >= 0) & (keys[order[np.maximum(at, 0)]] == wanted)
+    if not found.all():
+        raise DataError(f"split of dataset {row['id']} does not cover {int((~found).sum())} rows; "
+                        f"re-run `modelloop ingest`")
+    return sides.gather(order[at])

@@ -13,10 +13,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # pandas on first use: `modelloop profile` reads versions with Polars
+    import pandas as pd
 
 __all__ = ["ROW_ID", "assign_row_ids", "content_hash", "read_manifest", "read_snapshot", "snapshot_file",
            "write_snapshot"]
@@ -26,6 +26,9 @@ ROW_ID = "_row_id"
 
 def assign_row_ids(df: pd.DataFrame) -> pd.DataFrame:
     """Give each row a stable id from its content and its occurrence number (duplicates differ)."""
+    import numpy as np
+    import pandas as pd
+
     if ROW_ID in df.columns:
         return df
     h = pd.util.hash_pandas_object(df, index=False).to_numpy()
@@ -38,6 +41,8 @@ def assign_row_ids(df: pd.DataFrame) -> pd.DataFrame:
 
 def content_hash(df: pd.DataFrame) -> str:
     """A 12-hex-digit id: equal for equal tables, whatever file they came from."""
+    import pandas as pd
+
     h = hashlib.sha256()
     h.update(json.dumps([[c, str(df[c].dtype)] for c in df.columns]).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
@@ -68,6 +73,8 @@ def snapshot_file(directory: Path | str) -> Path:
 
 
 def read_snapshot(directory: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.read_parquet(snapshot_file(directory), columns=columns)
 
 

@@ -9,14 +9,16 @@ what changed, and the replayable plan that prediction-time code applies to incom
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..workspace import Workspace
-from .ingest import check_row_ids, dataset_row, ensure_split, load_dataset
+from .ingest import check_row_ids, dataset_row, load_dataset, split_sides
 from .schema import Schema
-from .snapshot import ROW_ID, content_hash, read_manifest, read_snapshot, snapshot_file, write_snapshot
+from .snapshot import ROW_ID, content_hash, read_manifest, snapshot_file, write_snapshot
+
+if TYPE_CHECKING:  # pandas on first use (clean): the profile reads the version with Polars
+    import pandas as pd
+    import polars as pl
 
 __all__ = ["profile_dataset", "clean_dataset", "cleaning_plan"]
 
@@ -25,7 +27,8 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     """The quality report (JSON contract: scores, gate, columns, findings) of a dataset version.
 
     The version's Parquet file is scanned, not loaded: the profile reads the columns (or rows) each
-    step needs, the split the role columns only, and the split shift the compared columns.
+    step needs, the split its row ids (the role columns, in pandas, only to make a new split), and the split
+    shift the compared columns.
     """
     import polars as pl
 
@@ -37,8 +40,7 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     data = pl.scan_parquet(snapshot_file(row["path"]))
     names = data.collect_schema().names()
     check_row_ids(row, names)
-    roles = [c for c in dict.fromkeys([ROW_ID, cfg.data.target, cfg.data.time, cfg.data.group]) if c in names]
-    side = ensure_split(ws, row, read_snapshot(row["path"], columns=roles))
+    side = split_sides(ws, row, data)
     frame = data.select([c for c in names if not c.startswith("_")])
     task = "regression" if cfg.task == "regression" else None
     integration = _lineage_findings(ws, row)
@@ -69,15 +71,13 @@ def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]
     return seen
 
 
-def _split_shift(frame: Any, side: pd.Series, schema: Schema, cfg: Any) -> dict | None:
+def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any) -> dict | None:
     """Per-feature distance between the train and the frozen test split (the same code monitoring uses)."""
-    import polars as pl
-
     from .shift import compare_distributions, compared_columns
 
-    if not (side == "test").any() or not (side == "train").any():
+    is_train, is_test = (side == s for s in ("train", "test"))
+    if not is_test.any() or not is_train.any():
         return None
-    is_train, is_test = (pl.Series((side == s).to_numpy()) for s in ("train", "test"))
     out: dict[str, Any] = {}
     for column, kind in compared_columns(schema).items():  # a column at a time: each is compared alone
         values = frame.select(column).collect()
@@ -119,6 +119,8 @@ def clean_dataset(ws: Workspace, dataset: str | None = None) -> dict[str, Any]:
 
 def _schema_after(df: pd.DataFrame, schema: Schema) -> Schema:
     """Columns a rule added (e.g. ``x__missing`` indicators) become numeric features; dropped ones go."""
+    import pandas as pd
+
     columns = {}
     for c in df.columns:
         if c == ROW_ID or c.startswith("_"):

@@ -9,8 +9,12 @@ Tabular variants:
   users get ensemble accuracy at single-model latency. Soft labels are learned exactly by
   weighting: each training row appears once per class with weight ``p(class)``, which makes the
   student's log loss the cross-entropy to the teacher. Served through ONNX like any tree model.
-* ``onnx_int8_dynamic`` / ``onnx_int8_static`` / ``pruned`` apply to neural networks (weights in
-  MatMul/Gemm); for tree ensembles they are skipped with that reason.
+* ``pruned`` — for boosted trees (XGBoost / LightGBM, alone or blended): the same model with only
+  its first rounds, the smallest share whose decisions agree with the full model's on the training
+  rows (:mod:`.tree_prune`). Serving cost grows with the number of trees; the last rounds of a
+  boosted model change few decisions.
+* ``onnx_int8_dynamic`` / ``onnx_int8_static`` apply to neural networks (weights in MatMul/Gemm);
+  for tree ensembles they are skipped with that reason.
 
 Text models get their own variants (:mod:`.text_variants`: ONNX fp32, int8 dynamic, int8 static,
 a structurally pruned and a distilled fewer-layer student, :mod:`.text_compress`);
@@ -42,7 +46,7 @@ from ..workspace import Workspace
 __all__ = ["optimize", "VariantResult", "TABULAR_VARIANTS", "distill"]
 
 TABULAR_VARIANTS = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
-_NN_ONLY = "applies to neural networks (weights in MatMul/Gemm); a tree/linear model has none to quantize or prune"
+_NN_ONLY = "applies to neural networks (weights in MatMul/Gemm); a tree/linear model has none to quantize"
 
 
 @dataclass
@@ -238,7 +242,7 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     wanted = list(TABULAR_VARIANTS) if (variants or oc.variants) in (None, "auto", ["auto"]) else \
         list(variants or oc.variants)
     with tempfile.TemporaryDirectory(prefix="modelloop-optimize-") as scratch:
-        make = _variant_maker(teacher, train, target, cfg.seed, Path(scratch))
+        make = _variant_maker(teacher, train, target, cfg.seed, Path(scratch), oc.max_metric_drop)
         base = _native(teacher)
         results = [_evaluate_variant(base, None, None, test, target, task, cfg.metric, oc.max_metric_drop)]
         built: dict[str, _Predictor] = {"native": base}
@@ -267,12 +271,12 @@ class _Skip(Exception):
 
 
 def _variant_maker(teacher: Any, train: pd.DataFrame, target: str, seed: int,
-                   scratch: Path) -> Callable[[str], _Predictor]:
+                   scratch: Path, max_drop: float = 0.01) -> Callable[[str], _Predictor]:
     """``name -> _Predictor`` for the teacher's family: text models through :mod:`.text_variants`
     (files built in ``scratch``), tabular ones through :func:`_build`."""
     if not hasattr(teacher, "onnx_session"):
         X_train = train.drop(columns=[target])
-        return lambda name: _build(name, teacher, X_train, seed)
+        return lambda name: _build(name, teacher, X_train, seed, max_drop)
     from .text_variants import SkipVariant, TextVariantBuilder
 
     builder = TextVariantBuilder(teacher, train, target=target, seed=seed, folder=scratch)
@@ -288,8 +292,21 @@ def _variant_maker(teacher: Any, train: pd.DataFrame, target: str, seed: int,
     return make
 
 
-def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int) -> _Predictor:
+def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: float = 0.01) -> _Predictor:
     family = (teacher.describe() or {}).get("family")
+    if name == "pruned":
+        from .tree_prune import NothingToPrune, prune_rounds
+
+        try:  # agreement asked of the pruned model: half the quality budget, the test set gets the rest
+            model, _ = prune_rounds(teacher, X_train, min_fidelity=1.0 - max_drop / 2, seed=seed)
+        except NothingToPrune as exc:
+            raise _Skip(str(exc)) from None
+        try:
+            return _onnx(model, "pruned")
+        except Exception:
+            pred = _native(model)
+            pred.name = "pruned"
+            return pred
     if name == "onnx":
         try:
             return _onnx(teacher)
@@ -307,7 +324,7 @@ def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int) -> _Predic
             pred.name = "distilled"
         pred.model = student
         return pred
-    if name in ("onnx_int8_dynamic", "onnx_int8_static", "pruned"):
+    if name in ("onnx_int8_dynamic", "onnx_int8_static"):
         raise _Skip(_NN_ONLY)
     raise _Skip(f"unknown variant; allowed: {', '.join(TABULAR_VARIANTS)}")
 

@@ -67,18 +67,28 @@ def build_project(root: Path, rows: int, budget: float) -> tuple[Any, list[dict[
                            "country": rng.choice(["FR", "DE", "US"], rows)})
         df["is_fraud"] = ((df.amount > 150) ^ (rng.random(rows) < 0.05)).astype(int)
         raw = {"name": "fraud", "data": {"source": "data.csv", "target": "is_fraud"}}
-    root.mkdir(parents=True, exist_ok=True)
-    df.to_csv(root / "data.csv", index=False)
-    (root / "modelloop.yaml").write_text(yaml.safe_dump(raw))
-    project = Project(load_config(root / "modelloop.yaml"))
-    project.ingest()
-    result = project.train(budget=budget)
-    print(f"trained {result['model']} ({result['best_family']}, ensemble {bool(result['ensemble'])}) "
-          f"in {result['seconds']} s", file=sys.stderr)
+    trained = (root / "modelloop.yaml").exists() and (root / "data.csv").exists()
+    if trained:  # a project an earlier run trained in --dir: served as it is, so runs compare one model
+        project = Project(load_config(root / "modelloop.yaml"))
+        cat = project.workspace.catalog
+        version = cat.get_alias("fraud", "production")
+        trained = version is not None
+    if not trained:
+        root.mkdir(parents=True, exist_ok=True)
+        df.to_csv(root / "data.csv", index=False)
+        (root / "modelloop.yaml").write_text(yaml.safe_dump(raw))
+        project = Project(load_config(root / "modelloop.yaml"))
+        project.ingest()
+        result = project.train(budget=budget)
+        version = result["model"]["version"]
+        print(f"trained {result['model']} ({result['best_family']}, ensemble {bool(result['ensemble'])}) "
+              f"in {result['seconds']} s", file=sys.stderr)
+    else:
+        print(f"reusing fraud:{version} in {root}", file=sys.stderr)
     from modelloop.serving.runtime import to_records
 
     sample = df.drop(columns=[raw["data"]["target"]]).sample(500, random_state=0)
-    schema = project.workspace.catalog.get_model("fraud", result["model"]["version"])["input_schema"]
+    schema = project.workspace.catalog.get_model("fraud", version)["input_schema"]
     from modelloop.data.schema import Schema
 
     records = to_records(sample, Schema.from_dict(schema))
@@ -291,7 +301,9 @@ def main() -> None:
                     help="load generator: bare asyncio HTTP/1.1 (default) or httpx.AsyncClient")
     ap.add_argument("--optimized", action="store_true",
                     help="serve the version `modelloop optimize` registers (promoted), not the trained one")
-    ap.add_argument("--dir", type=Path, default=None, help="project folder (default: a temp dir)")
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="project folder, kept afterwards; a folder an earlier run trained is served again "
+                         "without training (default: a temp dir)")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--_serve", dest="serve", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -282,3 +282,15 @@ def test_outliers_imbalance_and_correlation() -> None:
     assert out.count == 20
     assert [f.column for f in r.findings if f.kind == "class_imbalance"] == ["y"]
     assert [(p["a"], p["b"]) for p in r.correlations] == [("b", "b2")]
+
+
+def test_leakage_auc_ranks_are_scipys() -> None:
+    """The leakage check's AUC ranks ties like ``scipy.stats.rankdata`` (the profile does not import SciPy)."""
+    from scipy.stats import rankdata
+
+    from modelloop.data._checks import _average_ranks
+
+    rng = np.random.default_rng(0)
+    for a in (rng.normal(size=500), rng.integers(0, 7, 500).astype(float), np.round(rng.random(2000), 2),
+              np.array([3.0])):
+        assert np.array_equal(_average_ranks(a), rankdata(a))

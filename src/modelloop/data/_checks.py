@@ -269,14 +269,24 @@ def _codes(s: pl.Series, bins: int) -> np.ndarray:
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
     pos = y == 1
     n1, n0 = int(pos.sum()), int((~pos).sum())
     if n1 == 0 or n0 == 0:
         return 0.5
-    ranks = rankdata(score)
+    ranks = _average_ranks(score)
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _average_ranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing their mean rank (``scipy.stats.rankdata``; the profile loads no SciPy)."""
+    order = np.argsort(a, kind="mergesort")
+    ordered = a[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], len(a)]  # a run of ties holds ranks starts+1 .. ends
+    ranks = np.empty(len(a))
+    ranks[order] = ((starts + 1 + ends) / 2.0)[np.cumsum(first) - 1]
+    return ranks
 
 
 def _oof_score(codes: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarray, k: int) -> float:

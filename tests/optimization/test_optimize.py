@@ -74,3 +74,16 @@ def test_unknown_variant_is_a_config_error(project):
 
     with pytest.raises(ConfigError, match="optimize.variants"):
         parse_config({"data": {"source": "d.csv", "target": "y"}, "optimize": {"variants": ["turbo"]}})
+
+
+def test_variants_are_timed_on_the_serving_path(project):
+    """The latencies optimize compares are those of the served runtime running that very variant."""
+    from modelloop.optimization.optimize import _native, _onnx, _served
+
+    teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))
+    X = pd.read_csv(project.config.root / "d.csv").drop(columns=["y"]).head(7)
+    for pred in (_onnx(teacher), _native(teacher)):
+        out = _served(pred)(X)()
+        assert len(out) == 7 and all(o["label"] in (0, 1) for o in out)
+        served = np.array([[o["probabilities"]["0"], o["probabilities"]["1"]] for o in out])
+        np.testing.assert_allclose(served, pred.fn(X), atol=1e-5)

@@ -21,7 +21,8 @@ from ..errors import DataError
 from ._profile import json_value
 from ._tables import check_columns, is_internal, is_numeric, is_stringy, to_polars
 
-__all__ = ["LabelIssues", "confident_learning", "encode_features", "find_label_issues", "out_of_fold_proba"]
+__all__ = ["LabelIssues", "assign_folds", "confident_learning", "encode_features", "find_label_issues",
+           "out_of_fold_proba"]
 
 ROW_ID = "_row_id"
 MAX_CATEGORIES = 200  # categorical features with more distinct values are left out (ids, free text)
@@ -82,6 +83,37 @@ def encode_features(df: pl.DataFrame, features: Sequence[str]) -> tuple[np.ndarr
     return x, cats, used
 
 
+def assign_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each row's test fold in ``0..folds-1`` for codes ``y``: the folds of scikit-learn's
+    ``StratifiedKFold(folds, shuffle=True, random_state=seed)`` when every class has at least ``folds``
+    rows, else of its ``KFold(folds, shuffle=True, random_state=seed)``, drawn here with numpy.
+
+    The same folds as before the profile stopped importing scikit-learn, so its reports did not change.
+    Stratified: the label-sorted rows are dealt to the folds in turn, which fixes how many rows of each
+    class a fold gets; then each class, in the order classes first appear, shuffles its fold numbers.
+    """
+    rng = np.random.RandomState(seed)  # the legacy generator: scikit-learn's integer random_state
+    fold = np.empty(len(y), dtype=np.int64)
+    n_classes = int(y.max()) + 1
+    if np.bincount(y, minlength=n_classes).min() < folds:
+        shuffled = np.arange(len(y))
+        rng.shuffle(shuffled)
+        sizes = np.full(folds, len(y) // folds)
+        sizes[: len(y) % folds] += 1
+        fold[shuffled] = np.repeat(np.arange(folds), sizes)
+        return fold
+    by_appearance = np.argsort(np.unique(y, return_index=True)[1])  # class codes, first seen first
+    seen_rank = np.empty(n_classes, dtype=np.int64)
+    seen_rank[by_appearance] = np.arange(n_classes)
+    dealt = np.sort(seen_rank[y])
+    per_fold = np.stack([np.bincount(dealt[f::folds], minlength=n_classes) for f in range(folds)])
+    for rank, code in enumerate(by_appearance):
+        members = np.repeat(np.arange(folds), per_fold[:, rank])
+        rng.shuffle(members)
+        fold[y == code] = members
+    return fold
+
+
 def _model(kind: str, n_classes: int, cats: list[int], seed: int) -> Any:
     if kind == "lightgbm":
         import lightgbm as lgb
@@ -100,16 +132,14 @@ def _model(kind: str, n_classes: int, cats: list[int], seed: int) -> Any:
 def out_of_fold_proba(x: np.ndarray, y: np.ndarray, *, model: str = "lightgbm", folds: int = 5, seed: int = 0,
                       categorical: list[int] | None = None) -> np.ndarray:
     """(n, K) probabilities, each row's from a model trained on the other folds (``y`` in 0..K-1)."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
     n_classes = int(y.max()) + 1
     counts = np.bincount(y, minlength=n_classes)
-    splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if counts.min() >= folds
-                else KFold(folds, shuffle=True, random_state=seed))
     proba = np.tile(counts / counts.sum(), (len(y), 1))
-    for tr, te in splitter.split(x, y):
+    fold = assign_folds(y, folds, seed)
+    for f in range(folds):
+        te, tr = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         present = np.unique(y[tr])
-        if len(present) < 2:
+        if len(te) == 0 or len(present) < 2:
             continue
         est = _model(model, n_classes, categorical or [], seed)
         if model == "lightgbm":

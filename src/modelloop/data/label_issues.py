@@ -7,6 +7,10 @@ self-confidence). A row is *confidently* of class ``j`` when ``p_j >= t_j`` (the
 ``j`` when several pass); rows confidently of a class other than their label sit off the diagonal
 of the confident joint and are the suspects, ranked by ``p(suggested) - p(given)``
 (Northcutt et al., "Confident Learning", JAIR 2021).
+
+The folds are drawn with numpy (scikit-learn's folds) and the LightGBM model is fit through LightGBM's C API
+(``_lgbm_capi``), so the profile imports neither the lightgbm package nor the pandas, SciPy and
+scikit-learn that it pulls in; without the shared library the lightgbm package is used.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from ..errors import DataError
+from . import _lgbm_capi
 from ._profile import json_value
 from ._tables import check_columns, is_internal, is_numeric, is_stringy, to_polars
 
@@ -114,21 +119,6 @@ def assign_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def _model(kind: str, n_classes: int, cats: list[int], seed: int) -> Any:
-    if kind == "lightgbm":
-        import lightgbm as lgb
-
-        return lgb.LGBMClassifier(n_estimators=60, learning_rate=0.1, num_leaves=15, min_child_samples=10,
-                                  subsample=0.8, subsample_freq=1, colsample_bytree=0.8, n_jobs=1,
-                                  random_state=seed, verbose=-1)
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=300))
-
-
 def out_of_fold_proba(x: np.ndarray, y: np.ndarray, *, model: str = "lightgbm", folds: int = 5, seed: int = 0,
                       categorical: list[int] | None = None) -> np.ndarray:
     """(n, K) probabilities, each row's from a model trained on the other folds (``y`` in 0..K-1)."""
@@ -141,15 +131,40 @@ def out_of_fold_proba(x: np.ndarray, y: np.ndarray, *, model: str = "lightgbm", 
         present = np.unique(y[tr])
         if len(te) == 0 or len(present) < 2:
             continue
-        est = _model(model, n_classes, categorical or [], seed)
-        if model == "lightgbm":
-            est.fit(x[tr], y[tr], categorical_feature=categorical or "auto")
-        else:
-            est.fit(x[tr], y[tr])
-        p = est.predict_proba(x[te])
         proba[te] = 0.0
-        proba[np.ix_(te, est.classes_.astype(int))] = p
+        proba[np.ix_(te, present)] = _fit_predict(model, x[tr], np.searchsorted(present, y[tr]), x[te],
+                                                  len(present), categorical or [], seed)
     return proba
+
+
+def _fit_predict(model: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_classes: int,
+                 categorical: list[int], seed: int) -> np.ndarray:
+    """Probabilities of classes ``0..n_classes-1`` (all present in ``y_train``) for ``x_test``."""
+    if model == "lightgbm" and _lgbm_capi.available():
+        return _lgbm_capi.fit_predict_proba(x_train, y_train, x_test, n_classes=n_classes,
+                                            categorical=categorical, seed=seed)
+    est = _model(model, seed)  # logistic, or lightgbm without a loadable shared library
+    if model == "lightgbm":
+        est.fit(x_train, y_train, categorical_feature=categorical or "auto")
+    else:
+        est.fit(x_train, y_train)
+    return np.asarray(est.predict_proba(x_test))
+
+
+def _model(kind: str, seed: int) -> Any:
+    """The scikit-learn estimator for ``kind`` (``lightgbm``: the same model as ``_lgbm_capi``)."""
+    if kind == "lightgbm":
+        import lightgbm as lgb
+
+        return lgb.LGBMClassifier(n_estimators=60, learning_rate=0.1, num_leaves=15, min_child_samples=10,
+                                  subsample=0.8, subsample_freq=1, colsample_bytree=0.8, n_jobs=1,
+                                  random_state=seed, verbose=-1)
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=300))
 
 
 def find_label_issues(df: Any, target: str, *, features: Sequence[str] | None = None, model: str = "lightgbm",

@@ -1,6 +1,9 @@
 """Optimize: each variant of the demo fraud model and of the intents text model against the
 unoptimized model served the way a user otherwise would (the peer): native ``predict_proba`` on a
 pandas row for the fraud ensemble (LightGBM/XGBoost/scikit-learn), PyTorch eager for the text model.
+Tabular variants are timed as ``modelloop serve`` runs them: a JSON record through the serving
+runtime (the DataFrame built from it and ``predict_proba`` for the native model, the feed arrays and
+the ONNX Runtime session for the others).
 
     python benchmarks/optimize.py [--example fraud|intents|all] [--budget 60]
 

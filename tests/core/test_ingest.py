@@ -128,3 +128,22 @@ def test_split_sides_agrees_with_ensure_split_in_any_stored_order(tmp_path):
         split_sides(ws, row, data)
     with pytest.raises(DataError, match="does not cover 1 rows"):
         ensure_split(ws, row, df)
+
+
+def test_ingest_freezes_the_split_of_the_version(tmp_path):
+    from modelloop.data.ingest import split_key
+
+    _table().to_csv(tmp_path / "t.csv", index=False)
+    p = _project(tmp_path)
+    row = p.ingest()
+    ws = p.workspace
+    stored = ws.catalog.get_split(row["id"], split_key(ws.config))
+    assert stored is not None  # made by ingest, so later stages only look it up
+    sides = pd.read_parquet(stored["path"])
+    assert len(sides) == 300 and set(sides["split"]) == {"train", "test"}
+    assert ensure_split(ws, row, load_dataset(ws)[1]).tolist() == sides["split"].tolist()
+    # a split setting changed later: re-ingesting the same data freezes that split too
+    p2 = Project(parse_config({"name": "p", "data": {"source": "t.csv", "target": "y", "id": "id"},
+                               "split": {"test_size": 0.3}}, root=tmp_path))
+    assert not p2.ingest()["created"]
+    assert p2.workspace.catalog.get_split(row["id"], split_key(p2.workspace.config)) is not None

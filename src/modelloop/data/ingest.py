@@ -68,12 +68,16 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     path = ws.datasets_dir / vid
     known = [d for d in ws.catalog.list_datasets(cfg.name) if d["id"] == vid]
     if known:
+        ensure_split(ws, known[0], df)
         return {**known[0], "created": False}
     manifest = {"id": vid, "step": "ingest", "parents": [], "schema": schema.to_dict(),
                 "rows": len(df), "source": report}
     write_snapshot(df, path, manifest)
     row = ws.catalog.add_dataset(id=vid, project=cfg.name, step="ingest", parents=[],
                                  schema=schema.to_dict(), rows=len(df), path=str(path), source=report)
+    # the test split is frozen now, while the table is in memory: later stages (profile, train)
+    # look it up instead of reading the role columns again to make it
+    ensure_split(ws, row, df)
     return {**row, "created": True}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -73,6 +74,13 @@ def test_predictions_batch_roundtrips_every_column_type(store_url):
     assert recent[-1] == "b1" and sorted(recent) == ["b0", "b1", "b2"]  # ordered by time, as datetimes
     with pytest.raises(IntegrityError):  # the log falls back to row-by-row on this
         cat.add_predictions([rows[0]])
+    # JSON text keeps numbers exact; a value JSON has no type for is an error, never a string
+    exact = {**rows[0], "request_id": "b3", "inputs": {"tiny": 1e-7, "big": 2**53 + 1, "pi": 3.141592653589793}}
+    cat.add_predictions([exact])
+    assert cat.get_prediction("b3")["inputs"] == exact["inputs"]
+    with pytest.raises(Exception, match="int64|serializ"):
+        cat.add_predictions([{**rows[0], "request_id": "b4", "inputs": {"n": np.int64(3)}}])
+    assert cat.get_prediction("b4") is None
 
 
 def test_failed_transaction_leaves_nothing(store_url):

@@ -48,6 +48,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
@@ -268,8 +269,8 @@ def _ref(rt: Any) -> dict[str, Any]:
 
 
 def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload, default=str).encode(), status_code=status,
-                    media_type="application/json")
+    # pydantic-core's serializer (Rust): ~1 us for a prediction where json.dumps takes ~13
+    return Response(to_json(payload, fallback=str), status_code=status, media_type="application/json")
 
 
 # ---- the app ---------------------------------------------------------------------------------------

@@ -314,7 +314,11 @@ def main() -> None:
     try:
         project, records = build_project(root, args.rows, args.budget)
         ws = project.workspace
-        if args.optimized:
+        served = ws.catalog.get_model("fraud", ws.catalog.get_alias("fraud", "production"))
+        if args.optimized and (served.get("info") or {}).get("variant"):  # a reused --dir, optimized before
+            print(f"serving fraud:{served['version']} (optimize variant {served['info']['variant']})",
+                  file=sys.stderr)
+        elif args.optimized:
             opt = project.optimize()
             if opt["model"]["version"] != opt["parent"]["version"]:
                 project.promote(str(opt["model"]["version"]))

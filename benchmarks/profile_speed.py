@@ -98,10 +98,11 @@ def _rss_mb() -> float:
 
 
 def _run_modelloop(path: str, how: str = "scan") -> dict[str, float]:
-    import polars as pl
-
+    # modelloop first, as the CLI does: it sets Polars' allocator options before Polars loads.
     from modelloop.data.quality import profile
     from modelloop.data.schema import Schema
+
+    import polars as pl
 
     import_rss = _rss_mb()
     t0 = time.perf_counter()

@@ -294,3 +294,38 @@ def test_leakage_auc_ranks_are_scipys() -> None:
     for a in (rng.normal(size=500), rng.integers(0, 7, 500).astype(float), np.round(rng.random(2000), 2),
               np.array([3.0])):
         assert np.array_equal(_average_ranks(a), rankdata(a))
+
+
+def test_duplicate_rows_and_keys_are_exact() -> None:
+    """The row hash is folded from per-column hashes and its repeats found by sorting: the counts are exact
+    (``height - n_unique``), with missing values, several dtypes and as many colliding keys as rows."""
+    from modelloop.data._checks import duplicate_rows, key_checks
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 57, 400):
+        df = pl.DataFrame({"a": rng.integers(0, 3, n), "f": rng.random(n) < 0.5,
+                           "s": pl.Series([("x", "y", None)[i] for i in rng.integers(0, 3, n)], dtype=pl.String),
+                           "k": rng.integers(0, max(n // 2, 1), n)})
+        for cols in (["a"], ["a", "s"], ["a", "f", "s"], ["s", "k"]):
+            assert duplicate_rows(df.select(cols)) == (df.height - df.select(cols).n_unique() if n else 0)
+        checks, findings = key_checks(df, ["k"], "quality.keys")
+        repeats = int(df.select((~pl.col("k").is_first_distinct()).sum()).item()) if n else 0
+        assert [f.count for f in findings if f.kind == "duplicate_keys"] == ([repeats] if repeats else [])
+
+
+def test_allocator_setting_is_made_before_polars_loads() -> None:
+    """``import modelloop`` sets Polars' jemalloc options unless the user did; Polars' own default, which a
+    parent that imported Polars passes down, is replaced."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import modelloop, polars, os; print(os.environ['_RJEM_MALLOC_CONF'])"
+    for given, expected in ((None, "dirty_decay_ms:100,muzzy_decay_ms:0"),
+                            ("dirty_decay_ms:500,muzzy_decay_ms:1000", "dirty_decay_ms:100,muzzy_decay_ms:0"),
+                            ("narenas:1", "narenas:1")):
+        env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+        if given is not None:
+            env["_RJEM_MALLOC_CONF"] = given
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == f"dirty_decay_ms:500,muzzy_decay_ms:1000,{expected}"

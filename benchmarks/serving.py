@@ -1,6 +1,7 @@
 """Serving speed: `modelloop serve` against MLflow's scoring server, a no-op ceiling and in-process ORT.
 
     .venv/bin/python benchmarks/serving.py [--rows 5000] [--budget 20] [--seconds 5] [--concurrency 1 16 64]
+                                           [--rounds 3] [--dir D] [--optimized]
 
 Trains a model on the bundled fraud example (``modelloop.examples.fraud``; a synthetic table when it
 is missing), then drives each server with a closed loop of single-record requests (c keep-alive
@@ -20,7 +21,8 @@ deploys after the optimize stage; without it the trained model (often an ensembl
 
 Goal at concurrency 16 on 2 cores: >= 20x MLflow's throughput with a lower p99, and >= 70% of noop.
 The client runs on the same machine and takes CPU from the servers; on a shared machine figures
-are noisy: compare ratios within one run, not across runs.
+are noisy: compare ratios within one run, not across runs, and prefer ``--rounds 3`` or more (the
+servers alternate, each round's ratio is printed, and the table gives medians).
 """
 
 from __future__ import annotations
@@ -301,6 +303,8 @@ def main() -> None:
                     help="load generator: bare asyncio HTTP/1.1 (default) or httpx.AsyncClient")
     ap.add_argument("--optimized", action="store_true",
                     help="serve the version `modelloop optimize` registers (promoted), not the trained one")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every server this many times, alternating; report medians and each round's ratio")
     ap.add_argument("--dir", type=Path, default=None,
                     help="project folder, kept afterwards; a folder an earlier run trained is served again "
                          "without training (default: a temp dir)")
@@ -327,22 +331,23 @@ def main() -> None:
         bodies = [json.dumps({"records": [r]}).encode() for r in records]
         mlflow_bodies = [json.dumps({"dataframe_records": [r]}).encode() for r in records]
         results = inproc(ws, records, min(args.seconds, 3))
-        for kind in args.targets:
-            proc, url, path = start(kind, root, ws.tracking_url, row["formats"]["native"])
-            try:
-                for c in args.concurrency:
-                    before = batch_stats(url) if kind == "modelloop" else None
-                    loop = raw_closed_loop if args.client == "raw" else closed_loop
-                    res = asyncio.run(loop(url + path, mlflow_bodies if kind == "mlflow" else bodies,
-                                           c, args.seconds))
-                    if before is not None:
-                        after = batch_stats(url)
-                        res["batch"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
-                    results.append({"setting": kind, "c": c, **res, "unit": "req/s"})
-                    print(f"  {kind:10s} c={c:<3d} {res['rps']:8.0f} req/s  p50 {res['p50']:7.2f} ms  "
-                          f"p99 {res['p99']:7.2f} ms  errors {res['errors']}", file=sys.stderr)
-            finally:
-                stop(proc)
+        for rnd in range(args.rounds):  # rounds alternate the servers, so a busy spell hits them alike
+            for kind in args.targets:
+                proc, url, path = start(kind, root, ws.tracking_url, row["formats"]["native"])
+                try:
+                    for c in args.concurrency:
+                        before = batch_stats(url) if kind == "modelloop" else None
+                        loop = raw_closed_loop if args.client == "raw" else closed_loop
+                        res = asyncio.run(loop(url + path, mlflow_bodies if kind == "mlflow" else bodies,
+                                               c, args.seconds))
+                        if before is not None:
+                            after = batch_stats(url)
+                            res["batch"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
+                        results.append({"setting": kind, "c": c, **res, "unit": "req/s", "round": rnd})
+                        print(f"  {kind:10s} c={c:<3d} {res['rps']:8.0f} req/s  p50 {res['p50']:7.2f} ms  "
+                              f"p99 {res['p99']:7.2f} ms  errors {res['errors']}", file=sys.stderr)
+                finally:
+                    stop(proc)
         report(results, row, args.client)
     finally:
         if args.dir is None:
@@ -355,22 +360,53 @@ def report(results: list[dict[str, Any]], row: dict[str, Any], client: str) -> N
     what = ", ".join(x for x in (str(families) if families else "", f"optimize variant {variant}" if variant else "") if x)
     print(f"\nmodel {row['name']}:{row['version']} ({what}), "
           f"{os.cpu_count()} CPUs, single-record requests, closed loop ({client} client on the same machine)\n")
-    print(f"{'setting':34s} {'conc':>4s} {'throughput':>12s} {'p50 ms':>8s} {'p99 ms':>8s} {'batch':>6s} {'err':>4s}")
-    for r in results:
+    rounds = len({r["round"] for r in results if "round" in r})
+    if rounds > 1:
+        print(f"medians of {rounds} alternating rounds; range = lowest-highest throughput\n")
+    print(f"{'setting':34s} {'conc':>4s} {'throughput':>12s} {'p50 ms':>8s} {'p99 ms':>8s} {'batch':>6s} {'err':>4s}"
+          + ("  range" if rounds > 1 else ""))
+    for r in _medians(results):
         batch = f"{r['batch']:6.1f}" if "batch" in r else "      "
+        spread = f"  {r['low']:.0f}-{r['high']:.0f}" if "low" in r else ""
         print(f"{r['setting']:34s} {r['c']:4d} {r['rps']:9.0f} {r['unit'][:-2]:>2s} "
-              f"{r['p50']:8.2f} {r['p99']:8.2f} {batch} {r['errors']:4d}")
-    by = {(r["setting"], r["c"]): r for r in results}
+              f"{r['p50']:8.2f} {r['p99']:8.2f} {batch} {r['errors']:4d}{spread}")
     print()
     for c in sorted({r["c"] for r in results if r["setting"] == "modelloop"}):
-        ml, noop, peer = by.get(("modelloop", c)), by.get(("noop", c)), by.get(("mlflow", c))
+        # each ratio from one round's pair of servers, then the median over rounds
+        pairs = [(_one(results, "modelloop", c, k), _one(results, "noop", c, k), _one(results, "mlflow", c, k))
+                 for k in range(max(rounds, 1))]
         parts = []
-        if ml and peer and peer["rps"]:
-            parts.append(f"vs mlflow {ml['rps'] / peer['rps']:5.1f}x throughput, "
+        vs_peer = [ml["rps"] / peer["rps"] for ml, _, peer in pairs if ml and peer and peer["rps"]]
+        if vs_peer:
+            ml, _, peer = pairs[0]
+            parts.append(f"vs mlflow {float(np.median(vs_peer)):5.1f}x throughput, "
                          f"p99 {ml['p99']:.1f} vs {peer['p99']:.1f} ms")
-        if ml and noop and noop["rps"]:
-            parts.append(f"{100 * ml['rps'] / noop['rps']:3.0f}% of noop")
+        of_noop = [100 * ml["rps"] / noop["rps"] for ml, noop, _ in pairs if ml and noop and noop["rps"]]
+        if of_noop:
+            each = f" (rounds: {', '.join(f'{x:.0f}%' for x in of_noop)})" if len(of_noop) > 1 else ""
+            parts.append(f"{float(np.median(of_noop)):3.0f}% of noop{each}")
         print(f"c={c:<3d} modelloop: " + "; ".join(parts))
+
+
+def _one(results: list[dict[str, Any]], setting: str, c: int, rnd: int) -> dict[str, Any] | None:
+    return next((r for r in results if r["setting"] == setting and r["c"] == c and r.get("round", 0) == rnd), None)
+
+
+def _medians(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (setting, c): the median of its rounds' figures, with the throughput range."""
+    out: list[dict[str, Any]] = []
+    for key in dict.fromkeys((r["setting"], r["c"]) for r in results):
+        runs = [r for r in results if (r["setting"], r["c"]) == key]
+        if len(runs) == 1:
+            out.append(runs[0])
+            continue
+        row = {**runs[0], **{k: float(np.median([r[k] for r in runs])) for k in ("rps", "p50", "p99")},
+               "errors": sum(r["errors"] for r in runs),
+               "low": min(r["rps"] for r in runs), "high": max(r["rps"] for r in runs)}
+        if all("batch" in r for r in runs):
+            row["batch"] = float(np.median([r["batch"] for r in runs]))
+        out.append(row)
+    return out
 
 
 if __name__ == "__main__":

@@ -35,14 +35,14 @@ class NothingToPrune(Exception):
 
 def boosted_trees(estimator: Any) -> list[tuple[Any, int]]:
     """``(model, rounds)`` of each XGBoost / LightGBM model inside ``estimator`` (pipelines, voting blends)."""
-    inner = getattr(estimator, "estimators_", None)
-    if inner is not None and hasattr(estimator, "weights"):
-        return [pair for e in inner for pair in boosted_trees(e)]
-    steps = getattr(estimator, "steps", None)
-    if steps is not None:
-        return boosted_trees(steps[-1][1])
-    rounds = _rounds(estimator)
-    return [] if rounds is None else [(estimator, rounds)]
+    found: list[tuple[Any, int]] = []
+
+    def collect(model: Any, rounds: int) -> Any:
+        found.append((model, rounds))
+        return model
+
+    _walk(estimator, collect)
+    return found
 
 
 def prune_rounds(teacher: Any, X: pd.DataFrame, *, min_fidelity: float, seed: int = 0,

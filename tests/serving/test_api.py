@@ -263,6 +263,9 @@ def test_request_ids_are_unique_verifiable_and_not_shared_with_a_fork(toy) -> No
     legacy = "ab" * 12
     legacy += __import__("hmac").new(b"k" * 16, legacy.encode(), "sha256").hexdigest()[:8]
     assert state.issued(legacy) and state.issued(legacy + "-3")  # 32-char ids of earlier releases
+    hmac40 = ids[0][:32] + __import__("hmac").new(b"k" * 16, ids[0][:32].encode(), "sha256").hexdigest()[:8]
+    assert state.issued(hmac40)  # 40-char ids signed with HMAC-SHA256 before the BLAKE2b MAC
+    assert not state.issued(ids[0][:32] + "0" * 8) and not state.issued(ids[1][:32] + ids[0][32:])
     assert not ServerState(toy.ws, ServeConfig(), api_keys=[], secret=b"x" * 16).issued(ids[0])
     read, write = os.pipe()
     pid = os.fork()

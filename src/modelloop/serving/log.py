@@ -44,9 +44,10 @@ class PredictionLog:
         self.written = 0
         self.failures = 0
         self._rows: list[dict[str, Any]] = []
-        self._ids: set[str] = set()
         self._first_at = 0.0
-        self._cond = threading.Condition()
+        # a plain lock (``add`` enters it directly: no Python-level Condition.__enter__ per request)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # one writer at a time: thread, flush() or close()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="modelloop-prediction-log", daemon=True)
@@ -58,19 +59,30 @@ class PredictionLog:
 
     def add(self, rows: list[dict[str, Any]]) -> bool:
         """Queue rows; False when the queue is above its high-water mark (the caller should wait)."""
-        with self._cond:
-            was_empty = not self._rows
-            if was_empty:
+        with self._lock:
+            queued = self._rows
+            if not queued:
                 self._first_at = time.monotonic()
-            self._rows.extend(rows)
-            self._ids.update(r["request_id"] for r in rows)
-            if was_empty or len(self._rows) >= self.batch:
+                queued.extend(rows)
                 self._cond.notify()  # the writer sleeps without a timeout while the queue is empty
-            return len(self._rows) < self.high_water
+            else:
+                queued.extend(rows)
+                if len(queued) >= self.batch:
+                    self._cond.notify()
+            return len(queued) < self.high_water
 
     def is_pending(self, request_id: str) -> bool:
-        """Whether a prediction id is queued (or being written) but not yet committed."""
-        return request_id in self._ids
+        """Whether a prediction id is queued (or being written) but not yet committed.
+
+        Ids start with their time in ms (``ServerState.new_request_id``) and rows queue in the order
+        they were answered, so an id older than the oldest queued row (feedback usually comes
+        seconds or days later) is answered without a scan; only a very recent one is looked for.
+        """
+        with self._lock:
+            rows = self._rows
+            if not rows or request_id[:12] < rows[0]["request_id"][:12]:
+                return False
+            return any(r["request_id"] == request_id for r in rows)
 
     def flush(self) -> int:
         """Write everything queued now (blocking); returns the rows written."""
@@ -131,7 +143,6 @@ class PredictionLog:
                 raise
             with self._cond:
                 del self._rows[:len(rows)]
-                self._ids.difference_update(r["request_id"] for r in rows)
                 self._cond.notify_all()  # rows left over keep their (older) due time
             self.written += len(rows)
             if self.on_write is not None:

@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ..catalog import utcnow
@@ -328,45 +329,52 @@ def _routes(app: FastAPI, state: ServerState) -> None:
 
     keyed = [Depends(require_key)]
 
-    # /v1/predict is a plain Starlette route inside the app (same middleware, same error handlers):
-    # FastAPI's per-request dependency and parameter machinery costs more than validating and
-    # predicting one record, so the hot path checks its key and parses its body itself. Its
-    # OpenAPI entry is written by ``_openapi`` from the served model's schema.
-    async def predict(request: Request) -> Response:
+    # /v1/predict is a bare ASGI endpoint inside the app (same middleware, same error handlers):
+    # FastAPI's per-request dependency and parameter machinery, and Starlette's Request object and
+    # body stream, cost more than validating and predicting one record, so the hot path checks its
+    # key, reads its body and sends its answer itself. Its OpenAPI entry is written by ``_openapi``
+    # from the served model's schema.
+    async def predict(scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Predict one or many records with the model being served."""
         start = time.perf_counter()
-        if state.keys.enabled and not state.keys.verify(_bearer(request.scope)):
+        if state.keys.enabled and not state.keys.verify(_bearer(scope)):
             raise _no_key()
         rt = state.runtime
         if rt is None:
             raise HTTPException(503, f"no model loaded ({state.load_error}); retry shortly",
                                 headers={"Retry-After": "1"})
         try:
-            records = rt.validator.validate_json(await request.body())
+            records = rt.validator.validate_json(await _body(receive))
         except ValidationProblem as problem:
-            return _invalid(problem.errors)
+            await _invalid(problem.errors)(scope, receive, send)
+            return
         if len(records) > state.config.max_records:
             raise HTTPException(413, f"{len(records)} records is more than serve.max_records "
                                      f"({state.config.max_records}); split the request")
         try:
             outputs = await state.infer(rt, records)
         except Exception as exc:
-            request.scope["modelloop.error"] = "inference"
+            scope["modelloop.error"] = "inference"
             log.exception("inference failed on model %s:%s", rt.name, rt.version)
             raise HTTPException(500, f"inference failed: {type(exc).__name__}") from None
         rid = state.new_request_id()
         ids = [rid] if len(records) == 1 else [f"{rid}-{i}" for i in range(len(records))]
         latency_ms = (time.perf_counter() - start) * 1000.0
         at = utcnow()
-        assert state.plog is not None
-        rows = [{"request_id": i, "name": rt.name, "version": rt.version, "at": at, "inputs": rec,
-                 "output": out, "latency_ms": latency_ms} for i, rec, out in zip(ids, records, outputs, strict=True)]
-        if not state.plog.add(rows):  # writer behind: wait (off the loop) to bound what kill -9 loses
-            await run_in_threadpool(state.plog.wait_below_high_water)
-        return _json({"predictions": [{"request_id": i, **out} for i, out in zip(ids, outputs, strict=True)],
-                      "model": _ref(rt), "request_id": rid})
+        name, version, plog = rt.name, rt.version, state.plog
+        assert plog is not None
+        if not plog.add([{"request_id": i, "name": name, "version": version, "at": at, "inputs": rec,
+                          "output": out, "latency_ms": latency_ms}
+                         for i, rec, out in zip(ids, records, outputs, strict=True)]):
+            # the writer is behind: wait (off the loop) to bound what kill -9 loses
+            await run_in_threadpool(plog.wait_below_high_water)
+        body = to_json({"predictions": [{"request_id": i, **out} for i, out in zip(ids, outputs, strict=True)],
+                        "model": _ref(rt), "request_id": rid}, fallback=str)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
 
-    app.router.routes.append(Route("/v1/predict", predict, methods=["POST"], name="predict"))
+    app.router.routes.append(Route("/v1/predict", _Asgi(predict), methods=["POST"], name="predict"))
 
     @app.post("/v1/feedback", dependencies=keyed, status_code=201, responses={
         400: {"description": "body is not UTF-8 (FastAPI cannot decode it)"},
@@ -424,6 +432,37 @@ def _bearer(scope: Mapping[str, Any]) -> str | None:
             scheme, _, token = value.decode("latin-1").partition(" ")
             return token.strip() if scheme.lower() == "bearer" else None
     return None
+
+
+class _Asgi:
+    """An ``async def (scope, receive, send)`` as an ASGI endpoint (Starlette would wrap a plain function
+    as a request handler)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Any):
+        self.fn = fn
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        return self.fn(scope, receive, send)
+
+
+async def _body(receive: Any) -> bytes:
+    """The request body from ASGI ``receive`` (Starlette's ``Request.body`` without its stream)."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body  # the common case: the whole body in one message
+    chunks = [body]
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]:

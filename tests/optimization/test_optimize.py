@@ -69,6 +69,39 @@ def test_distilled_student_mimics_the_ensemble(project):
     assert np.corrcoef(student.predict_proba(X)[:, 1], teacher.predict_proba(X)[:, 1])[0, 1] > 0.95
 
 
+def test_student_splits_categories_by_teacher_ordered_codes(project):
+    """Binary teachers get all-``<=`` students: categories numbered by the teacher's mean score."""
+
+    from modelloop.optimization.export import to_onnx
+    from modelloop.optimization.optimize import distill
+
+    teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))
+    X = pd.read_csv(project.config.root / "d.csv").drop(columns=["y"])
+    student = distill(teacher, X)
+    encoder = student.estimator_.named_steps["prep"].named_transformers_["cat"]
+    p1 = pd.Series(teacher.predict_proba(X)[:, 1])
+    means = p1.groupby(X["c"].astype(str).to_numpy()).mean()
+    assert list(encoder.categories_[0]) == list(means.sort_values().index)
+    graph = to_onnx(student).graph
+    modes = {m for n in graph.node if n.op_type.startswith("TreeEnsemble")
+             for a in n.attribute if a.name == "nodes_modes" for m in a.strings}
+    assert modes <= {b"BRANCH_LEQ", b"LEAF"}  # no chains of equality nodes
+
+
+def test_distill_keeps_the_smallest_faithful_student(project, monkeypatch):
+    from modelloop.optimization import optimize
+
+    teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))
+    X = pd.read_csv(project.config.root / "d.csv").drop(columns=["y"])
+    small, large = {"n_estimators": 5, "learning_rate": 0.3, "num_leaves": 4}, optimize.STUDENTS[-1]
+    monkeypatch.setattr(optimize, "STUDENTS", (small, large))
+    monkeypatch.setattr(optimize, "STUDENT_TOLERANCE", 1.0)  # any student is close enough: the small one
+    assert optimize.distill(teacher, X).description_["student"] == {"n_estimators": 5, "num_leaves": 4}
+    monkeypatch.setattr(optimize, "STUDENT_TOLERANCE", 0.0)   # only the most faithful
+    fitted = optimize.distill(teacher, X).description_["student"]
+    assert fitted["n_estimators"] in (5, large["n_estimators"])
+
+
 def test_unknown_variant_is_a_config_error(project):
     from modelloop import ConfigError
 

@@ -189,7 +189,7 @@ def _fit_student(teacher: Any, X: pd.DataFrame, *, seed: int, params: dict, augm
         model.fit(Xt[keep], y[keep], sample_weight=w[keep],
                   categorical_feature=[] if scored else (_categorical_indices(prep) or "auto"))
     threshold = teacher.threshold_
-    if teacher.task == "binary" and threshold is not None:
+    if teacher.task == "binary" and threshold is not None and proba is not None:
         # keep the teacher's decision rate: the student's threshold flags as many training rows
         threshold = _matching_threshold(proba[:, 1] >= threshold, model.predict_proba(Xt[: len(prepared)])[:, 1])
     student = TabularModel.from_fitted(schema=schema, task=teacher.task, classes=teacher.classes_, estimator=pipe,

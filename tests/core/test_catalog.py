@@ -70,6 +70,10 @@ def test_predictions_batch_roundtrips_every_column_type(store_url):
     cat.add_predictions(rows)
     for row in rows:
         assert cat.get_prediction(row["request_id"]) == row
+    if cat.engine.dialect.name == "sqlite":  # the text SQLAlchemy's own DateTime type writes
+        with cat.engine.connect() as c:
+            stored = dict(c.exec_driver_sql("select request_id, at from predictions").all())
+        assert stored["b0"] == "2026-01-02 03:04:05.000000" and stored["b1"] == "2026-01-02 03:04:05.123456"
     recent = [p["request_id"] for p in cat.recent_predictions("m", 10)]
     assert recent[-1] == "b1" and sorted(recent) == ["b0", "b1", "b2"]  # ordered by time, as datetimes
     with pytest.raises(IntegrityError):  # the log falls back to row-by-row on this

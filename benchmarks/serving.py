@@ -15,9 +15,9 @@ the default bare-asyncio HTTP/1.1 client, which costs ~10x less CPU per request)
 * **mlflow**      ``mlflow models serve -m models:/NAME/V --env-manager local`` on the same model
 * **ort-inproc**  the runtime's ``predict`` called in-process (no HTTP): 1 record, and 1024 at once
 
-``--optimized`` runs ``modelloop optimize`` on the trained model first and promotes the version it
-registers (ONNX / int8 / distilled, whichever kept quality and was fastest), which is what a user
-deploys after the optimize stage; without it the trained model (often an ensemble) is served.
+``--optimized`` runs ``modelloop optimize --promote`` on the trained model first, as ``make demo``
+does: the version it registers (ONNX / pruned / distilled, whichever kept quality and was fastest)
+is served; without it the trained model (often an ensemble) is served.
 
 Goal at concurrency 16 on 2 cores: >= 20x MLflow's throughput with a lower p99, and >= 70% of noop.
 The client runs on the same machine and takes CPU from the servers; on a shared machine figures
@@ -323,9 +323,7 @@ def main() -> None:
             print(f"serving fraud:{served['version']} (optimize variant {served['info']['variant']})",
                   file=sys.stderr)
         elif args.optimized:
-            opt = project.optimize()
-            if opt["model"]["version"] != opt["parent"]["version"]:
-                project.promote(str(opt["model"]["version"]))
+            opt = project.optimize(promote=True)  # what `make demo` does
             print(f"optimize chose {opt['chosen']}: serving version {opt['model']['version']}", file=sys.stderr)
         row = ws.catalog.get_model("fraud", ws.catalog.get_alias("fraud", "production"))
         bodies = [json.dumps({"records": [r]}).encode() for r in records]

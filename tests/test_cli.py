@@ -212,3 +212,20 @@ def test_optimize_table_names_every_variant_and_why_one_was_not_kept(trained, pr
     assert "onnx_int8_dynamic: applies to neural networks" in out  # the reason, below the table, never cut
     rows = [line for line in lines if line.split(" ")[0] in ("variant", "native", "onnx", "onnx_int8_dynamic")]
     assert len(rows) == 4 and all(len(line) <= 80 for line in rows)  # fits a plain 80-column terminal
+
+
+def test_optimize_promote_serves_the_variant_in_place_of_production_only(trained, project, capsys):
+    code, out, _ = cli(["status", "--json"], capsys, project)
+    prod = json.loads(out)["production"]["version"]
+    code, out, _ = cli(["optimize", "--variant", "onnx", "--promote", "--json"], capsys, project)
+    assert code == 0
+    r = json.loads(out)
+    assert r["chosen"] == "onnx" and r["parent"]["version"] == prod  # ONNX at batch 1 beats the native model
+    assert r["promoted"] is True and r["promotion"] == f"production v{prod} -> v{r['model']['version']}"
+    code, out, _ = cli(["status", "--json"], capsys, project)
+    assert json.loads(out)["production"]["version"] == r["model"]["version"]
+    # the old version is no longer production: optimizing it registers a variant but deploys nothing
+    code, out, _ = cli(["optimize", "--model", str(prod), "--variant", "onnx", "--promote"], capsys, project)
+    assert code == 0 and f"not promoted: v{prod} is not the production version" in out
+    code, out, _ = cli(["status", "--json"], capsys, project)
+    assert json.loads(out)["production"]["version"] == r["model"]["version"]

@@ -132,11 +132,15 @@ def evaluate(config: str = ConfigOpt,
 def optimize(config: str = ConfigOpt,
              model: str | None = typer.Option(None, "--model", help="NAME:VERSION, NAME@ALIAS or VERSION"),
              variant: list[str] | None = typer.Option(None, "--variant", help="repeatable; default: optimize.variants"),
+             promote: bool | None = typer.Option(None, "--promote/--no-promote",
+                                                 help="serve the registered variant in place of its parent when "
+                                                      "the parent is production; default: optimize.promote"),
              as_json: bool = JsonOpt) -> None:
     """Export, quantize, distil; benchmark each variant and register the best that keeps quality."""
     from .ui import render_optimize
 
-    _emit(_project(config).optimize(model=model, variants=variant or None), as_json, render_optimize)
+    _emit(_project(config).optimize(model=model, variants=variant or None, promote=promote), as_json,
+          render_optimize)
 
 
 @app.command()

@@ -110,6 +110,8 @@ class OptimizeConfig(_Section):
                                              "distilled"]] = "auto"
     max_metric_drop: float = Field(0.01, ge=0.0, le=1.0, description="on the frozen test set, in train.metric")
     target: Literal["latency", "throughput", "size"] = "latency"
+    promote: bool = Field(False, description="point production at the registered variant when its parent is "
+                                             "the production version")
 
 
 class StorageConfig(_Section):

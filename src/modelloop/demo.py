@@ -123,7 +123,7 @@ def run_demo(directory: Path | str, *, budget: float = 45, stream_rows: int = 30
     if not loop:
         return result
     stage_printer("optimize")
-    result["optimize"] = project.optimize()
+    result["optimize"] = project.optimize(promote=True)  # serve what optimize found, as a user would
     server = _Server(root)
     try:
         stage_printer("serve")
@@ -186,11 +186,13 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         base = o["variants"][0]["latency_p50_ms"]
         ch = next(v for v in o["variants"] if v["name"] == o["chosen"])
         rows.append(("optimize", f"chosen {o['chosen']}: p50 {ch['latency_p50_ms']:.2f} ms vs native {base:.2f} ms "
-                                 f"({base / ch['latency_p50_ms']:.1f}×)"))
+                                 f"({base / ch['latency_p50_ms']:.1f}×)"
+                                 + (f", served as v{o['model']['version']}" if o.get("promoted") else "")))
     if "monitor" in result:
         m = result["monitor"]
         rows.append(("drift", ", ".join(m["drifted_features"]) or "none"))
-        f1, n = live_f1(m, t["model"]["version"])
+        served = result["optimize"]["model"] if result.get("optimize", {}).get("promoted") else t["model"]
+        f1, n = live_f1(m, served["version"])
         rows.append(("live before", f"f1_macro {f1:.4f} on {n} labeled predictions" if f1 is not None else "—"))
     if "retrain" in result:
         r = result["retrain"]

@@ -55,11 +55,13 @@ class Project:
 
         return evaluate(self.workspace, model=model, data=data)
 
-    def optimize(self, *, model: str | None = None, variants: list[str] | None = None) -> dict[str, Any]:
-        """Build, verify and benchmark variants (ONNX, distilled...); register the best that keeps quality."""
+    def optimize(self, *, model: str | None = None, variants: list[str] | None = None,
+                 promote: bool | None = None) -> dict[str, Any]:
+        """Build, verify and benchmark variants (ONNX, distilled...); register the best that keeps quality,
+        and with ``promote`` (default: ``optimize.promote``) serve it in its parent's place."""
         from .optimization.optimize import optimize
 
-        return optimize(self.workspace, model=model, variants=variants)
+        return optimize(self.workspace, model=model, variants=variants, promote=promote)
 
     def promote(self, ref: str, *, alias: str = "production") -> dict[str, Any]:
         """Point ``alias`` (production by default) at a model version."""

@@ -207,6 +207,11 @@ def render_optimize(r: dict[str, Any]) -> None:
     m = r["model"]
     if r["chosen"] == r["baseline"]:
         out.print("the unoptimized model stays best; nothing registered")
+    elif r.get("promoted"):
+        out.print(f"chosen [bold]{r['chosen']}[/], registered as {m['name']}:{m['version']} and promoted: "
+                  f"{r['promotion']}")
     else:
         out.print(f"chosen [bold]{r['chosen']}[/], registered as {m['name']}:{m['version']} — "
                   f"`modelloop promote {m['version']}` to serve it")
+        if r.get("promotion"):
+            out.print(f"  not promoted: {r['promotion']}", markup=False)

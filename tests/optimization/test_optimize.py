@@ -31,6 +31,7 @@ def test_optimize_json_contract_and_registration(project):
     r = project.optimize()
     names = [v["name"] for v in r["variants"]]
     assert r["baseline"] == "native" and names[0] == "native"
+    assert r["promoted"] is False and r["promotion"] is None  # optimize.promote defaults to false
     assert set(names) == {"native", "onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled"}
     for v in r["variants"]:
         assert set(v) >= {"name", "size_bytes", "latency_p50_ms", "latency_p99_ms", "throughput_rps", "metric",

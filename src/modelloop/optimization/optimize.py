@@ -300,8 +300,14 @@ def _choose(results: list[VariantResult], target: str) -> VariantResult:
     return min(kept, key=key)
 
 
-def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | None = None) -> dict[str, Any]:
-    """Build, verify and benchmark variants; register the best one that keeps quality."""
+def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | None = None,
+             promote: bool | None = None) -> dict[str, Any]:
+    """Build, verify and benchmark variants; register the best one that keeps quality.
+
+    With ``promote`` (default ``optimize.promote``) the registered variant replaces its parent in
+    production, so that what optimize found is what gets served; a parent that is not production is
+    left alone (optimizing a candidate must not deploy it), and the answer says why.
+    """
     from ..data.ingest import ensure_split, load_dataset
     from ..registry import load_model, resolve_model
 
@@ -335,11 +341,28 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
         version = row["version"]
         if chosen.name != "native":
             version = _register(ws, row, built[chosen.name], chosen, results, drow)
-    out = {"variants": [asdict(r) for r in results], "baseline": "native", "chosen": chosen.name,
+    out: dict[str, Any] = {"variants": [asdict(r) for r in results], "baseline": "native", "chosen": chosen.name,
            "target": oc.target, "metric": cfg.metric, "parent": {"name": row["name"], "version": row["version"]},
            "model": {"name": row["name"], "version": version}}
+    out["promoted"], out["promotion"] = _promote(ws, row, version, oc.promote if promote is None else promote)
     out["report"] = str(_write_report(ws, out))
     return out
+
+
+def _promote(ws: Workspace, parent: dict, version: int, wanted: bool) -> tuple[bool, str | None]:
+    """(promoted, why) for the registered ``version``; (False, None) when promotion was not asked for."""
+    from ..registry import PRODUCTION, promote
+
+    if not wanted:
+        return False, None
+    if version == parent["version"]:
+        return False, "the unoptimized model stays best; nothing to promote"
+    current = ws.catalog.get_alias(parent["name"], PRODUCTION)
+    if current != parent["version"]:
+        return False, (f"v{parent['version']} is not the production version ({'v' + str(current) if current else 'none'}"
+                       f"); `modelloop promote {version}` serves the variant anyway")
+    promote(ws, f"{parent['name']}:{version}", PRODUCTION, reason=f"modelloop optimize: variant of v{parent['version']}")
+    return True, f"production v{parent['version']} -> v{version}"
 
 
 class _Skip(Exception):
@@ -454,7 +477,8 @@ def _write_report(ws: Workspace, out: dict[str, Any]):
             f"system-ui,sans-serif;margin:2rem}}td,th{{border:1px solid #ddd;padding:.3rem .6rem}}table{{"
             f"border-collapse:collapse}}</style></head><body><h1>Optimize — {html.escape(out['parent']['name'])} "
             f"v{out['parent']['version']}</h1><p>chosen: <b>{html.escape(out['chosen'])}</b> (target "
-            f"{html.escape(out['target'])}) → registered as v{out['model']['version']}</p><table><tr>"
+            f"{html.escape(out['target'])}) → registered as v{out['model']['version']}"
+            f"{html.escape(' (promoted: ' + out['promotion'] + ')' if out['promoted'] else '')}</p><table><tr>"
             + "".join(f"<th>{h}</th>" for h in ("variant", "size bytes", "p50 ms (batch 1)", "p99 ms", "rows/s (batch 64)",
                                                 out["metric"], "delta", "agreement", "kept", "reason"))
             + f"</tr>{rows}</table></body></html>")

@@ -1,7 +1,7 @@
 """Serving speed: `modelloop serve` against MLflow's scoring server, a no-op ceiling and in-process ORT.
 
     .venv/bin/python benchmarks/serving.py [--rows 5000] [--budget 20] [--seconds 5] [--concurrency 1 16 64]
-                                           [--rounds 3] [--dir D] [--optimized]
+                                           [--rounds 3] [--dir D | --project DIR] [--optimized]
 
 Trains a model on the bundled fraud example (``modelloop.examples.fraud``; a synthetic table when it
 is missing), then drives each server with a closed loop of single-record requests (c keep-alive
@@ -18,6 +18,9 @@ the default bare-asyncio HTTP/1.1 client, which costs ~10x less CPU per request)
 ``--optimized`` runs ``modelloop optimize --promote`` on the trained model first, as ``make demo``
 does: the version it registers (ONNX / pruned / distilled, whichever kept quality and was fastest)
 is served; without it the trained model (often an ensemble) is served.
+
+``--project demo`` serves the production model of an existing project as it is: after ``make demo``,
+that is the demo model (what the demo's optimize stage promoted, then its retrain, if that won).
 
 Goal at concurrency 16 on 2 cores: >= 20x MLflow's throughput with a lower p99, and >= 70% of noop.
 The client runs on the same machine and takes CPU from the servers; on a shared machine figures
@@ -292,6 +295,27 @@ def inproc(ws: Any, records: list[dict[str, Any]], seconds: float) -> list[dict[
 
 
 # ---- main ----------------------------------------------------------------------------------------
+def existing_project(root: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """A project another command trained (``make demo`` leaves one in ``demo/``) and 500 records of
+    its production model's dataset, as that model's input schema has them."""
+    from modelloop.config import load_config
+    from modelloop.data.ingest import load_dataset
+    from modelloop.data.schema import Schema
+    from modelloop.project import Project
+    from modelloop.registry import resolve_model
+    from modelloop.serving.runtime import to_records
+
+    project = Project(load_config(root / "modelloop.yaml"))
+    row = resolve_model(project.workspace)
+    _, df, _ = load_dataset(project.workspace, row["dataset_id"])
+    schema = row["input_schema"]
+    allowed = set(schema["columns"]) - {schema["target"]}
+    sample = df[[c for c in df.columns if c in allowed]].sample(min(500, len(df)), random_state=0)
+    print(f"serving {row['name']}:{row['version']} of {root}", file=sys.stderr)
+    return project, [{k: v for k, v in r.items() if k in allowed}
+                     for r in to_records(sample, Schema.from_dict(schema))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=5000)
@@ -308,24 +332,29 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None,
                     help="project folder, kept afterwards; a folder an earlier run trained is served again "
                          "without training (default: a temp dir)")
+    ap.add_argument("--project", type=Path, default=None,
+                    help="serve this existing project's production model as it is (for example `demo/`, "
+                         "which `make demo` leaves); nothing is trained or deleted")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--_serve", dest="serve", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         run_server(args.serve, args.dir, args.port)
         return
-    root = args.dir or Path(tempfile.mkdtemp(prefix="modelloop-bench-"))
+    root = args.project or args.dir or Path(tempfile.mkdtemp(prefix="modelloop-bench-"))
+    keep = args.project is not None or args.dir is not None
     try:
-        project, records = build_project(root, args.rows, args.budget)
+        project, records = existing_project(root) if args.project else build_project(root, args.rows, args.budget)
         ws = project.workspace
-        served = ws.catalog.get_model("fraud", ws.catalog.get_alias("fraud", "production"))
+        name = project.config.name
+        served = ws.catalog.get_model(name, ws.catalog.get_alias(name, "production"))
         if args.optimized and (served.get("info") or {}).get("variant"):  # a reused --dir, optimized before
-            print(f"serving fraud:{served['version']} (optimize variant {served['info']['variant']})",
+            print(f"serving {name}:{served['version']} (optimize variant {served['info']['variant']})",
                   file=sys.stderr)
         elif args.optimized:
             opt = project.optimize(promote=True)  # what `make demo` does
             print(f"optimize chose {opt['chosen']}: serving version {opt['model']['version']}", file=sys.stderr)
-        row = ws.catalog.get_model("fraud", ws.catalog.get_alias("fraud", "production"))
+        row = ws.catalog.get_model(name, ws.catalog.get_alias(name, "production"))
         bodies = [json.dumps({"records": [r]}).encode() for r in records]
         mlflow_bodies = [json.dumps({"dataframe_records": [r]}).encode() for r in records]
         results = inproc(ws, records, min(args.seconds, 3))
@@ -348,7 +377,7 @@ def main() -> None:
                     stop(proc)
         report(results, row, args.client)
     finally:
-        if args.dir is None:
+        if not keep:
             shutil.rmtree(root, ignore_errors=True)
 
 

@@ -200,7 +200,9 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("retrain", f"{'promoted' if r['promoted'] else 'not promoted'} v{r['challenger']['model']['version']}: "
                                 f"recent f1 {ch['recent'].get('f1_macro', np.nan):.4f} -> "
                                 f"{cl['recent'].get('f1_macro', np.nan):.4f}, holdout "
-                                f"{ch['holdout'].get('f1_macro', np.nan):.4f} -> {cl['holdout'].get('f1_macro', np.nan):.4f}"))
+                                f"{ch['holdout'].get('f1_macro', np.nan):.4f} -> {cl['holdout'].get('f1_macro', np.nan):.4f}"
+                                + (f", optimized ({r['optimize']['chosen']}) as v{r['optimize']['model']['version']}"
+                                   if (r.get("optimize") or {}).get("promoted") else "")))
     if "monitor_after" in result:
         versions = result["serve"]["after"]["versions"]
         v = max(versions, key=versions.get)

@@ -145,6 +145,10 @@ def render_retrain(r: dict[str, Any]) -> None:
         t.add_row(f"{part} ({r['rows'][part]} rows)", _fmt(ch["metrics"][part].get(r["metric"])),
                   _fmt(cl["metrics"][part].get(r["metric"])))
     out.print(t)
+    if r.get("optimize"):
+        o = r["optimize"]
+        out.print(f"optimize: chosen {o['chosen']}, {o['model']['name']}:{o['model']['version']} — "
+                  + (o["promotion"] if o["promoted"] else f"not promoted: {o['promotion']}"), markup=False)
 
 
 def render_profile(r: dict[str, Any]) -> None:

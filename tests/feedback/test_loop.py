@@ -30,17 +30,21 @@ def world(n: int, seed: int, shifted: bool = False) -> pd.DataFrame:
     return pd.DataFrame({"x1": x1, "amount": amount, "merchant": m, "y": y})
 
 
-@pytest.fixture
-def project(tmp_path):
+def trained_project(tmp_path, **sections) -> Project:
     world(1500, 0).to_csv(tmp_path / "d.csv", index=False)
     cfg = parse_config({"name": "loop", "data": {"source": "d.csv", "target": "y"},
                         "train": {"trials": 5, "cv_folds": 3, "families": ["lightgbm", "linear"],
                                   "ensemble": False},
                         "retrain": {"min_new_labels": 100},
-                        "monitor": {"min_rows": 100}}, root=tmp_path)
+                        "monitor": {"min_rows": 100}, **sections}, root=tmp_path)
     p = Project(cfg)
     p.run()
     return p
+
+
+@pytest.fixture
+def project(tmp_path):
+    return trained_project(tmp_path)
 
 
 def serve_stream(p: Project, df: pd.DataFrame) -> list[str]:
@@ -97,6 +101,25 @@ def test_concept_drift_is_detected_and_the_retrained_model_is_promoted(project, 
 
     back = project.rollback()
     assert back["model"]["version"] == 1 and back["rolled_back_from"] == 2
+
+
+@pytest.mark.parametrize("how", ["config", "flag"])
+def test_production_stays_optimized_through_retrain(tmp_path, how):
+    """optimize.promote (or one `optimize --promote`): the variant replaces the trained model, and a
+    promoted challenger is optimized in turn, so production never falls back to an unoptimized model."""
+    p = trained_project(tmp_path, optimize={"promote": how == "config", "variants": ["onnx"]})
+    opt = p.optimize(promote=True) if how == "flag" else p.optimize()
+    assert opt["promoted"] and opt["model"]["version"] == 2 and p.status()["production"]["version"] == 2
+    shifted = world(1200, 1, shifted=True)
+    post_labels(p, tmp_path, serve_stream(p, shifted), shifted["y"])
+    res = p.retrain()
+    assert res["promoted"] is True and res["champion"]["model"]["version"] == 2, res["reason"]
+    challenger = res["challenger"]["model"]["version"]
+    assert res["optimize"]["promoted"] is True and res["optimize"]["chosen"] == "onnx"
+    served = res["optimize"]["model"]["version"]
+    assert served > challenger and p.status()["production"]["version"] == served
+    row = resolve_model(p.workspace, f"loop:{served}")
+    assert row["parent_version"] == challenger and row["info"]["variant"] == "onnx"
 
 
 def test_poisoned_feedback_is_refused_and_the_reason_recorded(project, tmp_path):

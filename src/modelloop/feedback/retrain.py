@@ -9,6 +9,10 @@ from training. Champion and challenger are scored on both, and the gate decides:
 * must not fall on the frozen holdout by more than ``retrain.max_holdout_drop``. The default (0.1)
   lets a model follow a real change of the world, where old data says less, and stops a collapse
   such as poisoned labels.
+
+A promoted challenger goes through ``optimize`` at once when ``optimize.promote`` is set or the
+champion it replaces was itself an optimize variant; the variant optimize keeps then replaces it in
+production. A project that serves optimized models keeps doing so.
 """
 
 from __future__ import annotations
@@ -157,7 +161,13 @@ def retrain(ws: Workspace, *, if_needed: bool = False, budget: float | None = No
     trained = train(ws, dataset=merged["id"], budget=budget or cfg.retrain.budget, warm_start=warm,
                     kind="retrain", progress=progress, register_as_production=False)
     challenger = resolve_model(ws, f"{cfg.name}:{trained['model']['version']}")
-    return _decide(ws, champion, challenger, merged, triggers)
+    result = _decide(ws, champion, challenger, merged, triggers)
+    if result["promoted"] and (cfg.optimize.promote or champion["info"].get("variant")):
+        from ..optimization.optimize import optimize  # production served an optimized model: keep it so
+
+        opt = optimize(ws, model=f"{cfg.name}:{challenger['version']}", promote=True)
+        result["optimize"] = {k: opt[k] for k in ("chosen", "model", "promoted", "promotion", "report")}
+    return result
 
 
 def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, triggers: dict) -> dict[str, Any]:

@@ -228,4 +228,10 @@ def test_optimize_promote_serves_the_variant_in_place_of_production_only(trained
     code, out, _ = cli(["optimize", "--model", str(prod), "--variant", "onnx", "--promote"], capsys, project)
     assert code == 0 and f"not promoted: v{prod} is not the production version" in out
     code, out, _ = cli(["status", "--json"], capsys, project)
-    assert json.loads(out)["production"]["version"] == r["model"]["version"]
+    status = json.loads(out)
+    assert status["production"]["version"] == r["model"]["version"]
+    served = next(m for m in status["models"] if m["version"] == r["model"]["version"])
+    assert served["variant"] == "onnx" and served["parent_version"] == prod
+    code, out, _ = cli(["status"], capsys, project)  # the table says what made each version, in 80 columns
+    line = next(x for x in out.splitlines() if x.startswith(f"{r['model']['version']} "))
+    assert f"onnx of {prod}" in line and "production" in line and len(line) <= 80

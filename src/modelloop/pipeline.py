@@ -54,7 +54,8 @@ def project_status(ws: Workspace) -> dict[str, Any]:
     production = cat.get_alias(name, PRODUCTION)
     models = [{"name": m["name"], "version": m["version"], "dataset": m["dataset_id"],
                "run_id": m["run_id"], "metrics": m["metrics"], "formats": sorted(m["formats"]),
-               "production": m["version"] == production,
+               "production": m["version"] == production, "parent_version": m.get("parent_version"),
+               "variant": (m.get("info") or {}).get("variant"),
                "created_at": m["created_at"].isoformat(timespec="seconds")}
               for m in cat.list_models(name)]
     return {"project": name, "root": str(ws.root), "metric": ws.config.metric,

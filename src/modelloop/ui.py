@@ -87,21 +87,30 @@ def render_evaluation(r: dict[str, Any]) -> None:
     out.print(f"report: {r['report']}")
 
 
+def _compact_table(title: str) -> Table:
+    """A table without side borders or cell padding: fits a plain 80-column terminal."""
+    return Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                 show_edge=False)
+
+
 def render_status(r: dict[str, Any]) -> None:
     out.print(f"[bold]{r['project']}[/]  ({r['root']})")
-    t = Table(title="dataset versions", header_style="bold")
+    seq = {d["id"]: f"v{d['version']}" for d in r["datasets"]}
+    t = _compact_table("dataset versions")
     for c in ("version", "id", "step", "rows", "parents", "created"):
-        t.add_column(c)
+        t.add_column(c, no_wrap=True)
     for d in r["datasets"]:
-        t.add_row(f"v{d['version']}", d["id"], d["step"], str(d["rows"]), ",".join(d["parents"]) or "—",
-                  d["created_at"])
+        t.add_row(seq[d["id"]], d["id"], d["step"], str(d["rows"]),
+                  ",".join(seq.get(p, p) for p in d["parents"]) or "—", d["created_at"][5:16].replace("T", " "))
     out.print(t)
-    t = Table(title="models", header_style="bold")
-    for c in ("version", "dataset", r["metric"], "formats", "alias", "created"):
-        t.add_column(c)
+    t = _compact_table("models")
+    for c in ("version", "made by", "dataset", r["metric"], "formats", "alias", "created"):
+        t.add_column(c, no_wrap=True)
     for m in r["models"]:
-        t.add_row(str(m["version"]), m["dataset"], _fmt(m["metrics"].get(r["metric"])),
-                  ",".join(m["formats"]), "production" if m["production"] else "", m["created_at"])
+        origin = f"{m['variant']} of {m['parent_version']}" if m.get("variant") else "training"
+        t.add_row(str(m["version"]), origin, seq.get(m["dataset"], m["dataset"]), _fmt(m["metrics"].get(r["metric"])),
+                  ",".join(m["formats"]), "production" if m["production"] else "",
+                  m["created_at"][5:16].replace("T", " "))
     out.print(t)
     if not r["models"]:
         out.print("no model yet: run `modelloop run`")
@@ -185,9 +194,7 @@ def render_clean(r: dict[str, Any]) -> None:
 
 
 def render_optimize(r: dict[str, Any]) -> None:
-    t = Table(title=f"variants of {r['parent']['name']}:{r['parent']['version']} (target: {r['target']})",
-              header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-              show_edge=False)
+    t = _compact_table(f"variants of {r['parent']['name']}:{r['parent']['version']} (target: {r['target']})")
     for c in ("variant", "size", "p50 ms", "p99 ms", "rows/s", r["metric"], "delta", "×", "kept"):
         t.add_column(c, no_wrap=True, justify="left" if c in ("variant", "kept") else "right")
     base = r["variants"][0]

@@ -120,6 +120,8 @@ def test_production_stays_optimized_through_retrain(tmp_path, how):
     assert served > challenger and p.status()["production"]["version"] == served
     row = resolve_model(p.workspace, f"loop:{served}")
     assert row["parent_version"] == challenger and row["info"]["variant"] == "onnx"
+    back = p.rollback()  # undoes the whole retrain, not just its optimize step
+    assert back["rolled_back_from"] == served and back["model"]["version"] == 2
 
 
 def test_poisoned_feedback_is_refused_and_the_reason_recorded(project, tmp_path):

@@ -165,7 +165,7 @@ def retrain(ws: Workspace, *, if_needed: bool = False, budget: float | None = No
     if result["promoted"] and (cfg.optimize.promote or champion["info"].get("variant")):
         from ..optimization.optimize import optimize  # production served an optimized model: keep it so
 
-        opt = optimize(ws, model=f"{cfg.name}:{challenger['version']}", promote=True)
+        opt = optimize(ws, model=f"{cfg.name}:{challenger['version']}", promote=True, by="retrain")
         result["optimize"] = {k: opt[k] for k in ("chosen", "model", "promoted", "promotion", "report")}
     return result
 
@@ -214,16 +214,22 @@ def _brief(m: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def rollback(ws: Workspace, alias: str = PRODUCTION) -> dict[str, Any]:
-    """Point ``alias`` back at the version it held before the current one."""
+    """Point ``alias`` back at the version it held before the current one. A retrain that promoted
+    its challenger and then the challenger's optimized variant is one step: it is undone at once."""
     cfg = ws.config
     hist = ws.catalog.alias_history(cfg.name, alias)
     if not hist:
         raise StateError(f"model '{cfg.name}' has no '{alias}' version to roll back from")
+    from ..optimization.optimize import OPTIMIZED_VARIANT_OF
+
     stack: list[int] = []  # versions in service order; a rollback pops the one it replaced
     for h in hist:
-        if (h.get("reason") or "").startswith("rollback from"):
+        reason = h.get("reason") or ""
+        if reason.startswith("rollback from"):
             if stack:
                 stack.pop()
+        elif reason.startswith(f"retrain: {OPTIMIZED_VARIANT_OF}") and stack:
+            stack[-1] = h["version"]  # the same retrain's challenger, optimized: one step to undo
         elif not stack or stack[-1] != h["version"]:
             stack.append(h["version"])
     current = hist[-1]["version"]

@@ -301,12 +301,13 @@ def _choose(results: list[VariantResult], target: str) -> VariantResult:
 
 
 def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | None = None,
-             promote: bool | None = None) -> dict[str, Any]:
+             promote: bool | None = None, by: str = "modelloop optimize") -> dict[str, Any]:
     """Build, verify and benchmark variants; register the best one that keeps quality.
 
     With ``promote`` (default ``optimize.promote``) the registered variant replaces its parent in
     production, so that what optimize found is what gets served; a parent that is not production is
-    left alone (optimizing a candidate must not deploy it), and the answer says why.
+    left alone (optimizing a candidate must not deploy it), and the answer says why. ``by`` names
+    the step in the alias history (``retrain`` when a promoted challenger is optimized at once).
     """
     from ..data.ingest import ensure_split, load_dataset
     from ..registry import load_model, resolve_model
@@ -344,12 +345,15 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     out: dict[str, Any] = {"variants": [asdict(r) for r in results], "baseline": "native", "chosen": chosen.name,
            "target": oc.target, "metric": cfg.metric, "parent": {"name": row["name"], "version": row["version"]},
            "model": {"name": row["name"], "version": version}}
-    out["promoted"], out["promotion"] = _promote(ws, row, version, oc.promote if promote is None else promote)
+    out["promoted"], out["promotion"] = _promote(ws, row, version, oc.promote if promote is None else promote, by)
     out["report"] = str(_write_report(ws, out))
     return out
 
 
-def _promote(ws: Workspace, parent: dict, version: int, wanted: bool) -> tuple[bool, str | None]:
+OPTIMIZED_VARIANT_OF = "optimized variant of v"  # the alias history's reason, read by ``rollback``
+
+
+def _promote(ws: Workspace, parent: dict, version: int, wanted: bool, by: str) -> tuple[bool, str | None]:
     """(promoted, why) for the registered ``version``; (False, None) when promotion was not asked for."""
     from ..registry import PRODUCTION, promote
 
@@ -361,7 +365,7 @@ def _promote(ws: Workspace, parent: dict, version: int, wanted: bool) -> tuple[b
     if current != parent["version"]:
         return False, (f"v{parent['version']} is not the production version ({'v' + str(current) if current else 'none'}"
                        f"); `modelloop promote {version}` serves the variant anyway")
-    promote(ws, f"{parent['name']}:{version}", PRODUCTION, reason=f"modelloop optimize: variant of v{parent['version']}")
+    promote(ws, f"{parent['name']}:{version}", PRODUCTION, reason=f"{by}: {OPTIMIZED_VARIANT_OF}{parent['version']}")
     return True, f"production v{parent['version']} -> v{version}"
 
 

@@ -185,9 +185,9 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         o = result["optimize"]
         base = o["variants"][0]["latency_p50_ms"]
         ch = next(v for v in o["variants"] if v["name"] == o["chosen"])
-        rows.append(("optimize", f"chosen {o['chosen']}: p50 {ch['latency_p50_ms']:.2f} ms vs native {base:.2f} ms "
-                                 f"({base / ch['latency_p50_ms']:.1f}×)"
-                                 + (f", served as v{o['model']['version']}" if o.get("promoted") else "")))
+        rows.append(("optimize", f"{o['chosen']}: p50 {ch['latency_p50_ms']:.2f} ms vs {base:.2f} ms native "
+                                 f"({base / ch['latency_p50_ms']:.0f}×)"
+                                 + (f", serving v{o['model']['version']}" if o.get("promoted") else "")))
     if "monitor" in result:
         m = result["monitor"]
         rows.append(("drift", ", ".join(m["drifted_features"]) or "none"))
@@ -198,11 +198,12 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         r = result["retrain"]
         ch, cl = r["champion"]["metrics"], r["challenger"]["metrics"]
         rows.append(("retrain", f"{'promoted' if r['promoted'] else 'not promoted'} v{r['challenger']['model']['version']}: "
-                                f"recent f1 {ch['recent'].get('f1_macro', np.nan):.4f} -> "
-                                f"{cl['recent'].get('f1_macro', np.nan):.4f}, holdout "
-                                f"{ch['holdout'].get('f1_macro', np.nan):.4f} -> {cl['holdout'].get('f1_macro', np.nan):.4f}"
-                                + (f", optimized ({r['optimize']['chosen']}) as v{r['optimize']['model']['version']}"
-                                   if (r.get("optimize") or {}).get("promoted") else "")))
+                                f"f1_macro recent {ch['recent'].get('f1_macro', np.nan):.3f} → "
+                                f"{cl['recent'].get('f1_macro', np.nan):.3f}, holdout "
+                                f"{ch['holdout'].get('f1_macro', np.nan):.3f} → {cl['holdout'].get('f1_macro', np.nan):.3f}"))
+        if (r.get("optimize") or {}).get("promoted"):
+            rows.append(("", f"v{r['challenger']['model']['version']} optimized ({r['optimize']['chosen']}), "
+                             f"serving v{r['optimize']['model']['version']}"))
     if "monitor_after" in result:
         versions = result["serve"]["after"]["versions"]
         v = max(versions, key=versions.get)
@@ -212,8 +213,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     if "fresh" in result:
         f = result["fresh"]
         ch, cl = f["champion"], f["challenger"]
-        rows.append(("fresh data", f"{ch['rows']} new shifted rows: champion v{ch['version']} f1_macro "
-                                   f"{ch['metrics']['f1_macro']:.4f} / roc_auc {ch['metrics']['roc_auc']:.4f}, "
-                                   f"challenger v{cl['version']} {cl['metrics']['f1_macro']:.4f} / "
-                                   f"{cl['metrics']['roc_auc']:.4f}"))
+        rows.append(("fresh data", f"{ch['rows']} rows: f1_macro v{ch['version']} {ch['metrics']['f1_macro']:.3f} → "
+                                   f"v{cl['version']} {cl['metrics']['f1_macro']:.3f}, roc_auc "
+                                   f"{ch['metrics']['roc_auc']:.3f} → {cl['metrics']['roc_auc']:.3f}"))
     return rows

@@ -40,7 +40,12 @@ def test_optimize_json_contract_and_registration(project):
             assert v["kept"] is False
     by = {v["name"]: v for v in r["variants"]}
     assert by["onnx"]["kept"] and by["onnx"]["metric_delta"] == pytest.approx(0.0, abs=1e-9)
-    assert by["onnx"]["agreement"] == 1.0
+    assert by["onnx"]["agreement"] == 1.0 and by["onnx"]["metric_delta_ci"] == [0.0, 0.0]
+    for v in r["variants"][1:]:
+        if v["metric_delta"] is not None:  # the decisions served, each at its own threshold
+            assert 0.0 <= v["agreement"] <= 1.0 and v["metric_delta_ci"][0] <= v["metric_delta_ci"][1]
+            if not v["kept"]:
+                assert "95% interval of the change" in v["reason"]
     assert "neural networks" in by["onnx_int8_dynamic"]["reason"] and not by["onnx_int8_dynamic"]["kept"]
     # boosted members are pruned to their first rounds, or the reason says why not
     assert by["pruned"]["latency_p50_ms"] is not None or "prune" in by["pruned"]["reason"] \
@@ -122,3 +127,25 @@ def test_variants_are_timed_on_the_serving_path(project):
         assert len(out) == 7 and all(o["label"] in (0, 1) for o in out)
         served = np.array([[o["probabilities"]["0"], o["probabilities"]["1"]] for o in out])
         np.testing.assert_allclose(served, pred.fn(X), atol=1e-5)
+
+
+def test_the_quality_change_comes_with_a_paired_bootstrap_interval():
+    """Noise on a small test set is told apart from a real loss: a variant that flips a fifth of the
+    decisions has an interval well below zero; one that flips a single row of 400 straddles zero."""
+    from modelloop.optimization.optimize import _delta_interval
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    base = np.eye(2)[y] * 0.8 + 0.1  # right on every row
+    worse = base.copy()
+    flip = rng.random(400) < 0.2
+    worse[flip] = worse[flip][:, ::-1]
+    lo, hi = _delta_interval("f1_macro", 1.0, y, (worse, None), (base, None))
+    assert hi < -0.1
+    one = base.copy()
+    one[0] = one[0][::-1]
+    lo, hi = _delta_interval("f1_macro", 1.0, y, (one, None), (base, None))
+    assert lo < 0.0 <= hi + 1e-12 and lo > -0.02
+    # for a metric to minimize the sign turns a loss into a negative change too
+    lo, hi = _delta_interval("log_loss", -1.0, y, (worse, None), (base, None))
+    assert hi < 0

@@ -61,6 +61,7 @@ class VariantResult:
     metric: float | None = None
     metric_delta: float | None = None
     agreement: float | None = None
+    metric_delta_ci: list[float] | None = None  # 95 % paired-bootstrap interval of metric_delta
     kept: bool = False
     reason: str = ""
 
@@ -280,17 +281,48 @@ def _evaluate_variant(pred: _Predictor, base: _Predictor | None, base_metric: fl
 
     res.metric = evaluate_model(_Wrapped(), test, target=target, task=task)["metrics"][metric]
     if base is not None and base_metric is not None:
+        from ..evaluation.evaluate import _label_indices
+        from ..evaluation.metrics import labels_from_proba
+
         a, b = pred.fn(X), base.fn(X)
-        res.agreement = float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-3)) if task == "regression"
-                              else np.mean(a.argmax(1) == b.argmax(1)))
+        thr_a, thr_b = _Wrapped.threshold_, getattr(base.model, "threshold_", None)
+        if task == "regression":
+            y = test[target].to_numpy(dtype=float)
+            res.agreement = float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-3)))
+        else:  # the decisions each model serves, each at its own threshold
+            y = _label_indices(_Wrapped(), test[target], target)
+            res.agreement = float(np.mean(labels_from_proba(a, thr_a) == labels_from_proba(b, thr_b)))
         sign = 1.0 if direction(metric) == "maximize" else -1.0
         res.metric_delta = round(sign * (res.metric - base_metric), 6)
+        res.metric_delta_ci = _delta_interval(metric, sign, y, (a, thr_a), (b, thr_b))
         res.kept = res.metric_delta >= -max_drop
+        lo, hi = res.metric_delta_ci
         res.reason = "within the quality budget" if res.kept else \
-            f"{metric} falls {-res.metric_delta:.4f} (> max_metric_drop {max_drop})"
+            f"{metric} falls {-res.metric_delta:.4f} (> max_metric_drop {max_drop}; 95% interval of the change " \
+            f"{lo:+.4f} to {hi:+.4f})"
     else:
         res.metric_delta, res.agreement, res.kept, res.reason = 0.0, 1.0, True, "the unoptimized model"
     return res
+
+
+def _delta_interval(metric: str, sign: float, y: np.ndarray, variant: tuple[np.ndarray, float | None],
+                    base: tuple[np.ndarray, float | None], rounds: int = 200, seed: int = 0) -> list[float]:
+    """The 95 % interval of ``sign * (metric(variant) - metric(base))`` over paired bootstrap resamples
+    of the test rows: how much of a change on a small test set (few positives) is noise."""
+    import warnings
+
+    from ..evaluation.metrics import score
+
+    rng = np.random.default_rng(seed)
+    deltas = []
+    with warnings.catch_warnings():  # a resample may lack a class: its figure is nan, left out
+        warnings.simplefilter("ignore")
+        for _ in range(rounds):
+            i = rng.integers(0, len(y), len(y))
+            deltas.append(sign * (score(metric, y[i], variant[0][i], threshold=variant[1])
+                                  - score(metric, y[i], base[0][i], threshold=base[1])))
+    lo, hi = np.nanpercentile(np.array(deltas, dtype=float), [2.5, 97.5])
+    return [round(float(lo), 6), round(float(hi), 6)]
 
 
 def _choose(results: list[VariantResult], target: str) -> VariantResult:
@@ -476,7 +508,8 @@ def _write_report(ws: Workspace, out: dict[str, Any]):
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v.get(k)))}</td>" for k in
                          ("name", "size_bytes", "latency_p50_ms", "latency_p99_ms", "throughput_rps", "metric",
-                          "metric_delta", "agreement", "kept", "reason")) + "</tr>" for v in out["variants"])
+                          "metric_delta", "metric_delta_ci", "agreement", "kept", "reason")) + "</tr>"
+        for v in out["variants"])
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>optimize</title><style>body{{font-family:"
             f"system-ui,sans-serif;margin:2rem}}td,th{{border:1px solid #ddd;padding:.3rem .6rem}}table{{"
             f"border-collapse:collapse}}</style></head><body><h1>Optimize — {html.escape(out['parent']['name'])} "
@@ -484,7 +517,8 @@ def _write_report(ws: Workspace, out: dict[str, Any]):
             f"{html.escape(out['target'])}) → registered as v{out['model']['version']}"
             f"{html.escape(' (promoted: ' + out['promotion'] + ')' if out['promoted'] else '')}</p><table><tr>"
             + "".join(f"<th>{h}</th>" for h in ("variant", "size bytes", "p50 ms (batch 1)", "p99 ms", "rows/s (batch 64)",
-                                                out["metric"], "delta", "agreement", "kept", "reason"))
+                                                out["metric"], "delta", "delta 95% interval", "agreement",
+                                                "kept", "reason"))
             + f"</tr>{rows}</table></body></html>")
     path = ws.reports_dir / f"optimize-{out['parent']['name']}-v{out['parent']['version']}.html"
     buf = io.StringIO(page)

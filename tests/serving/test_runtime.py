@@ -100,3 +100,29 @@ def test_numbers_beyond_float32_saturate_instead_of_overflowing(toy) -> None:
         scores = rt.scores(big)
     assert np.isfinite(scores).all()
     assert np.allclose(scores[0], rt.scores([{**toy.record(0), "amount": 3.4e38}])[0])
+
+
+def test_columns_the_converter_renames_are_still_served_through_onnx(tmp_path) -> None:
+    """skl2onnx turns ``"card amount"`` into ``card_amount``: the feed follows the names recorded in
+    the graph, so such a model is served by ONNX Runtime, not natively, from a fresh and a cached file."""
+    from modelloop.config import parse_config
+    from modelloop.project import Project
+
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({"card amount": rng.gamma(2, 50, n), "home country": rng.choice(["FR", "DE", "US"], n),
+                       "signed-up at": pd.date_range("2024-01-01", periods=n, freq="h").astype(str)})
+    df["y"] = ((df["card amount"] > 100) ^ (rng.random(n) < 0.1)).astype(int)
+    df.to_csv(tmp_path / "d.csv", index=False)
+    project = Project(parse_config({"name": "sp", "data": {"source": "d.csv", "target": "y"},
+                                    "train": {"trials": 2, "cv_folds": 2, "families": ["lightgbm"]}}, root=tmp_path))
+    project.ingest()
+    project.train()
+    native = load_model(project.workspace, resolve_model(project.workspace, "sp:1"))
+    frame = df.drop(columns=["y"]).head(50)
+    for attempt in ("converted", "cached"):
+        rt = load_runtime(project.workspace, "sp:1")
+        assert rt.variant == "onnx" and rt.reason is None, (attempt, rt.reason)
+        assert "card_amount" in {i.name for i in rt.session.get_inputs()}
+        got = rt.scores(to_records(frame, rt.schema))
+        assert np.max(np.abs(got - native.predict_proba(frame))) <= ONNX_ATOL, attempt

@@ -78,7 +78,7 @@ class Runtime:
         self.validator = RequestValidator(self.request_schema, title=f"{self.name}_v{self.version}_record")
         self.loaded_at = time.time()
         self.text_session: Any = None  # a text model's ONNX Runtime session (``load_runtime`` sets it)
-        self._plan = _FeedPlan(self.schema)
+        self._plan = _FeedPlan(self.schema, input_map(session, self.schema) if session is not None else None)
         self._keys = [str(c) for c in self.classes] if self.classes is not None else []
         self._output = ["variable"] if self.task == "regression" else ["probabilities"]
 
@@ -136,9 +136,12 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 
 class _FeedPlan:
-    """Raw JSON records -> the ONNX feed (the ``onnx_inputs`` contract) without pandas."""
+    """Raw JSON records -> the ONNX feed (the ``onnx_inputs`` contract) without pandas.
 
-    def __init__(self, schema: Schema):
+    ``names`` maps prepared columns to the graph's input names where the converter renamed them
+    (``"mean radius"`` -> ``mean_radius``); without it the feed uses the prepared names."""
+
+    def __init__(self, schema: Schema, names: dict[str, str] | None = None):
         from ..models.tabular import DATETIME_PARTS, prepared_columns
 
         feats = schema.features()
@@ -150,8 +153,11 @@ class _FeedPlan:
                                "update serving.runtime._datetime_parts to match")
         numeric, categorical = prepared_columns(schema)
         self.inputs = [*numeric, *categorical]
+        name = (names or {}).get
         self._get_floats = itemgetter(*self.floats) if self.floats else None
-        self._part_names = {c: [f"{c}__{part}" for part in _PARTS] for c in self.datetimes}
+        self._float_keys = [name(c, c) for c in self.floats]
+        self._string_keys = [(c, name(c, c)) for c in self.strings]
+        self._part_names = {c: [name(f"{c}__{part}", f"{c}__{part}") for part in _PARTS] for c in self.datetimes}
 
     def feed(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         # This runs in the inference thread holding the GIL, which the event loop then waits for:
@@ -164,9 +170,10 @@ class _FeedPlan:
             raw = np.array([self._get_floats(r) for r in records], dtype=np.float64).reshape(n, -1)
             np.minimum(raw, _F32_MAX, out=raw)
             np.maximum(raw, -_F32_MAX, out=raw)
-            feed.update(zip(self.floats, np.ascontiguousarray(raw.T, dtype=np.float32)[:, :, None], strict=True))
-        for c in self.strings:
-            feed[c] = np.array(["" if (v := r[c]) is None else str(v) for r in records],
+            feed.update(zip(self._float_keys, np.ascontiguousarray(raw.T, dtype=np.float32)[:, :, None],
+                            strict=True))
+        for c, key in self._string_keys:
+            feed[key] = np.array(["" if (v := r[c]) is None else str(v) for r in records],
                                dtype=object).reshape(-1, 1)
         for c, names in self._part_names.items():
             parts = np.array([_datetime_parts(r[c]) for r in records], dtype=np.float64).reshape(n, -1)
@@ -279,8 +286,24 @@ def _onnx_session(ws: Workspace, row: dict[str, Any], atol: float, use_cache: bo
     return _convert(ws, row, schema, atol, plan)
 
 
+def input_map(session: Any, schema: Schema) -> dict[str, str] | None:
+    """Prepared column -> graph input name for a session over ``schema``'s model; None when the
+    graph's inputs are not the feed contract's. ``to_onnx`` records the names it gave in the model's
+    metadata; a graph without that entry must use the prepared names as they are."""
+    import json
+
+    from ..optimization.export import INPUT_COLUMNS_KEY
+
+    graph = sorted(i.name for i in session.get_inputs())
+    recorded = session.get_modelmeta().custom_metadata_map.get(INPUT_COLUMNS_KEY)
+    names = {col: name for name, col in json.loads(recorded).items()} if recorded else {n: n for n in graph}
+    if sorted(names) != sorted(_FeedPlan(schema).inputs) or sorted(names.values()) != graph:
+        return None
+    return names
+
+
 def _fits(session: Any, schema: Schema) -> bool:
-    return sorted(i.name for i in session.get_inputs()) == sorted(_FeedPlan(schema).inputs)
+    return input_map(session, schema) is not None
 
 
 def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float,

@@ -79,6 +79,8 @@ class TrainConfig(_Section):
     ensemble: bool = True
     ensemble_size: int = Field(5, ge=2, le=50)
     tune_threshold: bool = True
+    max_latency_ms: float | None = Field(None, gt=0, description="most ms a record may take through the "
+                                                                 "served model (batch 1, p50, this machine)")
 
 
 class RetrainConfig(_Section):

@@ -71,6 +71,12 @@ def render_train(r: dict[str, Any]) -> None:
               f"{' and now production' if r.get('production') else ' (run `modelloop promote ' + str(m['version']) + '` to serve it)'}")
     out.print(f"  dataset     {ds_txt}")
     out.print(f"  model       {kind}; {r['trials']} trials ({r['resumed_trials']} resumed) in {r['seconds']} s")
+    lat = r.get("latency")
+    if lat:
+        verdict = "within" if lat["met"] else "[red]over[/]"
+        out.print(f"  latency     {lat['latency_ms']:.3f} ms a record, {verdict} train.max_latency_ms "
+                  f"{lat['limit_ms']:g} ({len(lat['tried'])} timed: "
+                  + ", ".join(f"{'+'.join(t['families'])} {t['latency_ms']:.2f}" for t in lat["tried"]) + ")")
     out.print(f"  validation  {r['metric']} = {_fmt(r['validation_score'])}"
               + (f", threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""))
     keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "pr_auc", "log_loss",

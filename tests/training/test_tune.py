@@ -194,11 +194,43 @@ def test_lost_oof_files_are_recomputed_on_resume(cancer, tmp_path):
     assert (tmp_path / "s" / f"trial_{again.best_single.number}.npy").exists()
 
 
+def _cost(model) -> float:
+    """A served latency that depends only on the model: 1 ms per LightGBM member, 0.1 per linear one."""
+    return sum(1.0 if f == "lightgbm" else 0.1 for f in model.describe()["families"])
+
+
+def test_max_latency_keeps_the_best_model_within_the_limit(cancer, tmp_path):
+    result, calls = _search(cancer, tmp_path, metric="log_loss", families=["lightgbm", "linear"], n_trials=6,
+                            max_latency_ms=0.5, latency_fn=_cost)
+    lat = result.latency
+    assert lat["met"] is True and lat["limit_ms"] == 0.5 and lat["latency_ms"] == pytest.approx(0.1)
+    # the OOF choice (the ensemble) was timed first and refused, then single trials in OOF order
+    assert len(lat["tried"][0]["members"]) >= 2 and lat["tried"][0]["latency_ms"] > 0.5
+    assert result.ensemble["kept"] is False and result.ensemble["reason"] == "over train.max_latency_ms"
+    assert result.model.describe()["families"] == ["linear"]
+    linear = sorted((c for c in calls if c.family == "linear" and c.state == "complete"), key=lambda c: c.value)
+    assert result.model.describe()["members"] == [linear[0].number]     # the best linear trial
+    assert result.validation_score == pytest.approx(linear[0].value)
+    # after one LightGBM trial was too slow, no larger one was refitted to find out again
+    timed_lgbm = [t for t in lat["tried"][1:] if t["families"] == ["lightgbm"]]
+    assert len(timed_lgbm) <= 1 and len(lat["tried"]) <= tune_module.MAX_LATENCY_TRIES
+
+
+def test_max_latency_that_nothing_meets_keeps_the_fastest_and_says_so(cancer, tmp_path):
+    result, _ = _search(cancer, tmp_path, metric="log_loss", families=["lightgbm"], n_trials=3,
+                        max_latency_ms=0.01, latency_fn=_cost)
+    lat = result.latency
+    assert lat["met"] is False and lat["latency_ms"] == min(t["latency_ms"] for t in lat["tried"])
+    assert result.model.describe()["families"] == ["lightgbm"]
+
+
 def test_bad_settings_are_config_errors(cancer, tmp_path):
     with pytest.raises(ConfigError, match="budget or n_trials"):
         _search(cancer, tmp_path, n_trials=None, budget=None)
     with pytest.raises(ConfigError, match="families"):
         _search(cancer, tmp_path, families=["catboost"], n_trials=1)
+    with pytest.raises(ConfigError, match="max_latency_ms"):
+        _search(cancer, tmp_path, n_trials=1, max_latency_ms=0)
 
 
 # --------------------------------------------------------------------------- resume

@@ -238,9 +238,19 @@ def _served(pred: _Predictor) -> Callable[[pd.DataFrame], Callable[[], Any]] | N
     return prepare
 
 
-def _time(pred: _Predictor, frame: pd.DataFrame, repeats: int = 200) -> tuple[float, float, float]:
-    served = _served(pred)
-    prepare = served or (lambda f: (lambda: pred.fn(f)))
+def served_latency_ms(model: Any, frame: pd.DataFrame) -> float:
+    """Batch-1 p50 milliseconds of a tabular ``model`` run as ``modelloop serve`` would run it: over
+    ONNX Runtime when it converts, natively when not (what ``optimize`` reports as latency_p50_ms)."""
+    try:
+        pred = _onnx(model)
+    except Exception:  # served natively, as the server would
+        pred = _native(model)
+    return _latencies(_served(pred) or (lambda f: (lambda: pred.fn(f))), frame, repeats=100)[0]
+
+
+def _latencies(prepare: Callable[[pd.DataFrame], Callable[[], Any]], frame: pd.DataFrame,
+               repeats: int) -> tuple[float, float]:
+    """(p50, p99) milliseconds of one record, at most ``repeats`` runs or 5 s."""
     one = prepare(frame.iloc[:1])
     for _ in range(5):
         one()
@@ -252,13 +262,20 @@ def _time(pred: _Predictor, frame: pd.DataFrame, repeats: int = 200) -> tuple[fl
         lat.append((time.perf_counter() - t) * 1000)
         if time.perf_counter() > deadline:
             break
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+
+
+def _time(pred: _Predictor, frame: pd.DataFrame, repeats: int = 200) -> tuple[float, float, float]:
+    served = _served(pred)
+    prepare = served or (lambda f: (lambda: pred.fn(f)))
+    p50, p99 = _latencies(prepare, frame, repeats)
     batch = prepare(frame.iloc[:64] if len(frame) >= 64 else pd.concat([frame] * (64 // len(frame) + 1)).iloc[:64])
     t, n = time.perf_counter(), 0
     while time.perf_counter() - t < 1.0 or n < 3:
         batch()
         n += 1
     thr = 64 * n / (time.perf_counter() - t)
-    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), float(thr)
+    return p50, p99, float(thr)
 
 
 def _evaluate_variant(pred: _Predictor, base: _Predictor | None, base_metric: float | None, test: pd.DataFrame,

@@ -21,6 +21,7 @@ from ..data.split import make_folds
 from ..evaluation.evaluate import evaluate_model, resolve_task
 from ..registry import PRODUCTION, tracker_for
 from ..workspace import Workspace
+from ..errors import ConfigError
 from .tune import SearchSettings, run_search
 
 __all__ = ["study_name", "train"]
@@ -46,6 +47,10 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
     if cfg.task == "text_classification":
         from .text import train_text
 
+        if cfg.train.max_latency_ms is not None:
+            raise ConfigError("train.max_latency_ms: applies to tabular models; for a text model choose a "
+                              "smaller backbone or let `modelloop optimize` quantize or distil it")
+
         return train_text(ws, budget=budget, trials=trials, dataset=dataset, kind=kind, progress=progress,
                           register_as_production=register_as_production, warm_start=warm_start)
     row, df, schema = load_dataset(ws, dataset)
@@ -61,7 +66,8 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
         budget=budget if budget is not None else cfg.train.budget,
         n_trials=trials if trials is not None else cfg.train.trials, seed=cfg.seed,
         class_weight=cfg.train.class_weight, ensemble=cfg.train.ensemble,
-        ensemble_size=cfg.train.ensemble_size, tune_threshold=cfg.train.tune_threshold)
+        ensemble_size=cfg.train.ensemble_size, tune_threshold=cfg.train.tune_threshold,
+        max_latency_ms=cfg.train.max_latency_ms, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed))
     study = study_name(ws, row["id"])
     tracker = tracker_for(ws)
     started = time.time()
@@ -92,6 +98,16 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
                    test_df, register_as_production)
 
 
+def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], float]:
+    """How ``train.max_latency_ms`` is checked: the candidate served as ``modelloop serve`` runs it."""
+    def measure(model: Any) -> float:
+        from ..optimization.optimize import served_latency_ms
+
+        return served_latency_ms(model, X.sample(min(len(X), 64), random_state=seed))
+
+    return measure
+
+
 def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, result: Any,
             evaluation: dict, task: str, kind: str, started: float, test_df: pd.DataFrame,
             register_as_production: bool | None) -> dict[str, Any]:
@@ -109,7 +125,7 @@ def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, res
               "validation_score": result.validation_score, "threshold": result.threshold,
               "best_family": result.best_single.family, "best_params": result.best_single.params,
               "ensemble": result.ensemble, "trials": len(result.trials),
-              "resumed_trials": result.resumed_trials,
+              "resumed_trials": result.resumed_trials, "latency": result.latency,
               "trial_states": pd.Series([t.state for t in result.trials]).value_counts().to_dict()}
     cat.add_run(id=run_id, project=name, dataset_id=row["id"], config_hash=config_hash(cfg),
                 kind=kind, params=search, metrics=evaluation["metrics"],
@@ -132,6 +148,7 @@ def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, res
             "test_metrics": evaluation["metrics"],
             "rows": {"train": int(row["rows"]) - int(evaluation["rows"]), "test": evaluation["rows"]},
             "best_family": result.best_single.family, "ensemble": result.ensemble,
+            "families": model.describe().get("families"), "latency": result.latency,
             "threshold": result.threshold, "trials": len(result.trials),
             "resumed_trials": result.resumed_trials, "production": bool(promoted),
             "report": str(report), "seconds": round(time.time() - started, 1)}

@@ -92,6 +92,10 @@ class SearchSettings:
     ensemble_size: int = 5
     tune_threshold: bool = True
     n_jobs: int = 1
+    # most milliseconds one record may take through the served model; ``latency_fn`` measures a
+    # fitted model (the caller knows how it is served); None: no limit
+    max_latency_ms: float | None = None
+    latency_fn: Callable[[TabularModel], float] | None = None
 
 
 @dataclass
@@ -121,6 +125,7 @@ class SearchResult:
     threshold: float | None
     trials: list[TrialRecord]
     resumed_trials: int
+    latency: dict[str, Any] | None = None  # with max_latency_ms: what was timed and what was chosen
 
 
 @dataclass
@@ -194,6 +199,8 @@ def _check_settings(s: SearchSettings) -> None:
         raise ConfigError(f"train.class_weight: '{s.class_weight}' is not allowed; allowed: balanced, none")
     if s.ensemble_size < 1:
         raise ConfigError(f"train.ensemble_size: must be >= 1, got {s.ensemble_size}")
+    if s.max_latency_ms is not None and not s.max_latency_ms > 0:
+        raise ConfigError(f"train.max_latency_ms: must be a number of milliseconds > 0, got {s.max_latency_ms}")
 
 
 def _prepare_data(X: pd.DataFrame, y: pd.Series, schema: Schema,
@@ -510,8 +517,72 @@ def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_d
             members = sorted(chosen, key=lambda r: order[r.number])
             weights, threshold, chosen_score = ensemble["weights"], ens_threshold, ensemble["score"]
     model = _refit(members, weights, threshold, data, settings)
+    latency = None
+    if settings.max_latency_ms is not None and settings.latency_fn is not None:
+        model, (members, weights, threshold, chosen_score), latency = _within_latency(
+            model, (members, weights, threshold, chosen_score), ranked, data, settings, work_dir)
+        if ensemble is not None and ensemble["kept"] and len(members) == 1:
+            ensemble = {**ensemble, "kept": False, "reason": "over train.max_latency_ms"}
     return SearchResult(model, settings.metric, direction(settings.metric), float(chosen_score), best,
-                        ensemble, threshold, records, resumed)
+                        ensemble, threshold, records, resumed, latency)
+
+
+MAX_LATENCY_TRIES = 6  # models refitted and timed at most when the first choice is too slow
+
+
+def _size(r: TrialRecord) -> float:
+    """Tree leaves over all rounds: a model's walk per record, only to order one family's trials."""
+    rounds = r.best_iteration or r.params.get("n_estimators") or 100
+    if r.family == "lightgbm":
+        return float(rounds * r.params.get("num_leaves", 31))
+    if r.family == "xgboost":
+        return float(rounds * 2 ** r.params.get("max_depth", 6))
+    return 1.0
+
+
+def _within_latency(model: TabularModel, choice: tuple, ranked: list[TrialRecord], data: _Data,
+                    settings: SearchSettings, work_dir: Path) -> tuple[TabularModel, tuple, dict[str, Any]]:
+    """The best model (on OOF) whose served latency is within ``max_latency_ms``.
+
+    The OOF choice is timed first; when it is over the limit, single trials follow in OOF order,
+    each refitted and timed, skipping a trial when one of its family no larger (``_size``) was
+    already too slow. Without a model under the limit after ``MAX_LATENCY_TRIES`` timings, the
+    fastest one timed is kept and ``met`` says so."""
+    assert settings.latency_fn is not None and settings.max_latency_ms is not None
+    limit, measure = settings.max_latency_ms, settings.latency_fn
+    tried: list[dict[str, Any]] = []
+    timed: list[tuple[float, TabularModel, tuple]] = []
+    too_slow: dict[str, float] = {}  # family -> smallest size timed over the limit
+    skipped = 0
+    candidates = iter(ranked)
+    while True:
+        ms = float(measure(model))
+        members = choice[0]
+        tried.append({"members": [r.number for r in members], "families": [r.family for r in members],
+                      "score": float(choice[3]), "latency_ms": round(ms, 4)})
+        timed.append((ms, model, choice))
+        if ms <= limit or len(tried) >= MAX_LATENCY_TRIES:
+            break
+        if len(members) == 1:
+            too_slow[members[0].family] = min(too_slow.get(members[0].family, np.inf), _size(members[0]))
+        rec = None
+        for r in candidates:  # the next single trial in OOF order not known to be too slow
+            if [r] == members:
+                continue
+            if _size(r) >= too_slow.get(r.family, np.inf):
+                skipped += 1
+                continue
+            rec = r
+            break
+        if rec is None:
+            break
+        score, threshold = _score_oof(_load_oof(rec, data, settings, work_dir), data, settings)
+        choice = ([rec], [1.0], threshold, score)
+        model = _refit([rec], [1.0], threshold, data, settings)
+    ms, model, choice = timed[-1] if timed[-1][0] <= limit else min(timed, key=lambda t: t[0])
+    info = {"limit_ms": limit, "latency_ms": round(ms, 4), "met": ms <= limit, "tried": tried,
+            "skipped_larger": skipped}
+    return model, choice, info
 
 
 def _ranked_complete(records: list[TrialRecord], settings: SearchSettings) -> list[TrialRecord]:

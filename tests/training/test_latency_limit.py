@@ -1,0 +1,50 @@
+"""train.max_latency_ms end to end: the candidates are timed as the server runs them (ONNX Runtime)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from modelloop import ConfigError, Project, parse_config
+
+
+def _project(root, **train) -> Project:
+    data = load_breast_cancer(as_frame=True)
+    df = data.data.iloc[:, :8].assign(y=data.target)
+    df.to_csv(root / "d.csv", index=False)
+    cfg = parse_config({"name": "lat", "data": {"source": "d.csv", "target": "y"},
+                        "train": {"trials": 4, "cv_folds": 3, "families": ["lightgbm", "linear"], **train}},
+                       root=root)
+    p = Project(cfg)
+    p.ingest()
+    return p
+
+
+def test_a_limit_no_model_meets_keeps_the_fastest_timed_and_says_so(tmp_path, capsys):
+    res = _project(tmp_path, max_latency_ms=1e-6).train()
+    lat = res["latency"]
+    assert lat["met"] is False and lat["limit_ms"] == 1e-6
+    assert all(t["latency_ms"] > 0 for t in lat["tried"])          # real timings of the served path
+    assert lat["latency_ms"] == min(t["latency_ms"] for t in lat["tried"])
+    chosen = next(t for t in lat["tried"] if t["latency_ms"] == lat["latency_ms"])
+    assert res["families"] == chosen["families"]
+    from modelloop.ui import render_train
+
+    render_train(res)
+    assert "over train.max_latency_ms" in capsys.readouterr().out
+
+
+def test_a_generous_limit_changes_nothing_but_records_the_timing(tmp_path):
+    res = _project(tmp_path, max_latency_ms=1e6).train()
+    lat = res["latency"]
+    assert lat["met"] is True and len(lat["tried"]) == 1             # the OOF choice, timed once
+    assert res["families"] == lat["tried"][0]["families"]
+
+
+def test_a_text_project_refuses_the_limit(tmp_path):
+    pd.DataFrame({"t": ["good", "bad"] * 10, "y": [1, 0] * 10}).to_csv(tmp_path / "d.csv", index=False)
+    cfg = parse_config({"task": "text_classification", "data": {"source": "d.csv", "target": "y", "text": "t"},
+                        "train": {"max_latency_ms": 1.0}}, root=tmp_path)
+    with pytest.raises(ConfigError, match="train.max_latency_ms: applies to tabular models"):
+        Project(cfg).train()

@@ -84,6 +84,18 @@ def test_prepare_features_native_dtypes_and_arrow_strings():
     assert out["d__hour"].tolist() == [0.0, 12.0]
 
 
+def test_datetimes_in_mixed_spellings_all_parse():
+    """A CSV's ``2024-03-02 00:53:31`` next to logged requests' ``2024-06-14T02:29:54`` (what retrain
+    merges): pandas' default parse infers one format and made the second NaT."""
+    schema = Schema(columns={"d": "datetime"})
+    values = ["2024-03-02 00:53:31", "2024-06-14T02:29:54", "2024-01-01", "2024-02-29T23:59:59.250",
+              "03/05/2024 08:55", None, "", "not a date"]
+    out = prepare_features(pd.DataFrame({"d": values}), schema)
+    assert out["d__hour"].tolist()[:5] == [0.0, 2.0, 0.0, 23.0, 8.0]
+    assert out["d__day"].tolist()[:5] == [2.0, 14.0, 1.0, 29.0, 5.0]
+    assert out.iloc[5:].isna().all().all()
+
+
 def test_prepare_features_missing_column_names_it():
     _, schema, _ = _frame(10)
     with pytest.raises(DataError, match=r"missing feature column\(s\) \['color'\].*expects columns"):

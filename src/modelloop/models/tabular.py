@@ -108,7 +108,7 @@ def _boolean(s: pd.Series) -> pd.Series:
 
 def _datetime_parts(s: pd.Series, col: str) -> dict[str, pd.Series]:
     if not pd.api.types.is_datetime64_any_dtype(s):
-        s = pd.to_datetime(s, errors="coerce", utc=_has_tz(s))
+        s = _parse_datetimes(s)
     if getattr(s.dt, "tz", None) is not None:
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
     parts = {
@@ -117,6 +117,19 @@ def _datetime_parts(s: pd.Series, col: str) -> dict[str, pd.Series]:
         "epoch": (s - _EPOCH) / pd.Timedelta(seconds=1),
     }
     return {f"{col}__{p}": parts[p].astype("float64") for p in DATETIME_PARTS}
+
+
+def _parse_datetimes(s: pd.Series) -> pd.Series:
+    """Each value on its own, as the server parses one request: pandas' default infers one format
+    from the first value and turns every other spelling into NaT, so a column mixing
+    ``2024-03-02 00:53:31`` (a CSV) and ``2024-06-14T02:29:54`` (logged JSON requests, merged by
+    retrain) lost half its timestamps. ISO 8601 in any spelling first (fast), then the rest."""
+    utc = _has_tz(s)
+    out = pd.to_datetime(s, errors="coerce", utc=utc, format="ISO8601")
+    redo = out.isna() & s.notna() & (s.astype(str).str.strip() != "")
+    if redo.any():
+        out[redo] = pd.to_datetime(s[redo], errors="coerce", utc=utc, format="mixed")
+    return out
 
 
 def _has_tz(s: pd.Series) -> bool:

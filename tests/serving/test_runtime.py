@@ -32,7 +32,8 @@ def test_onnx_is_converted_cached_and_recorded(toy) -> None:
 EDGE = [{"amount": None, "country": None, "online": None, "signup": None},
         {"country": "never-seen", "age": 10**6, "online": False, "signup": "2024-03-31T23:30:00"},
         {"country": "", "amount": 1e-3, "signup": "2024-02-29T23:59:59+02:00"},
-        {"signup": "2023-12-31T22:15:00Z"}, {"signup": "1999-01-01 00:00:01.250"}]
+        {"signup": "2023-12-31T22:15:00Z"}, {"signup": "1999-01-01 00:00:01.250"},
+        {"signup": "03/05/2024 08:55"}, {"signup": "March 5, 2024 8:55 PM"}, {"signup": "not a date"}]
 
 
 def test_fast_feed_equals_onnx_inputs_record_by_record(toy, native) -> None:

@@ -186,13 +186,16 @@ _EPOCH = dt.datetime(1970, 1, 1)
 
 
 def _datetime_parts(value: str | None) -> tuple[float, ...]:
-    """``prepare_features``' datetime parts of one ISO string: aware times in UTC, naive ones as they are."""
+    """``prepare_features``' datetime parts of one string: aware times in UTC, naive ones as they are."""
     if value is None:
         return _NO_DATE
     try:
         t = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return _NO_DATE
+    except ValueError:  # not ISO 8601 ("03/05/2024 08:55"): parsed as training parsed it
+        parsed = pd.to_datetime(value, errors="coerce", format="mixed")
+        if pd.isna(parsed):
+            return _NO_DATE
+        t = parsed.to_pydatetime()
     if t.tzinfo is not None:
         t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return (t.year, t.month, t.day, t.weekday(), t.hour, (t - _EPOCH).total_seconds())

@@ -26,6 +26,7 @@ def test_a_limit_no_model_meets_keeps_the_fastest_timed_and_says_so(tmp_path, ca
     lat = res["latency"]
     assert lat["met"] is False and lat["limit_ms"] == 1e-6
     assert all(t["latency_ms"] > 0 for t in lat["tried"])          # real timings of the served path
+    assert {t["served_as"] for t in lat["tried"]} == {"onnx"}       # each passed the server's own check
     assert lat["latency_ms"] == min(t["latency_ms"] for t in lat["tried"])
     chosen = next(t for t in lat["tried"] if t["latency_ms"] == lat["latency_ms"])
     assert res["families"] == chosen["families"]
@@ -48,3 +49,16 @@ def test_a_text_project_refuses_the_limit(tmp_path):
                         "train": {"max_latency_ms": 1.0}}, root=tmp_path)
     with pytest.raises(ConfigError, match="train.max_latency_ms: applies to tabular models"):
         Project(cfg).train()
+
+
+def test_a_model_the_server_would_run_natively_is_timed_natively(tmp_path, monkeypatch):
+    """The limit is checked against what the server would load: a model whose ONNX graph does not
+    match it (here: a conversion that fails) is timed as the native model it would be served as."""
+    from modelloop.optimization import optimize
+
+    def broken(model, name="onnx"):
+        raise RuntimeError("no converter")
+
+    monkeypatch.setattr(optimize, "_onnx", broken)
+    res = _project(tmp_path, max_latency_ms=1e6).train()
+    assert [t["served_as"] for t in res["latency"]["tried"]] == ["native"]

@@ -194,9 +194,9 @@ def test_lost_oof_files_are_recomputed_on_resume(cancer, tmp_path):
     assert (tmp_path / "s" / f"trial_{again.best_single.number}.npy").exists()
 
 
-def _cost(model) -> float:
+def _cost(model) -> tuple[float, str]:
     """A served latency that depends only on the model: 1 ms per LightGBM member, 0.1 per linear one."""
-    return sum(1.0 if f == "lightgbm" else 0.1 for f in model.describe()["families"])
+    return sum(1.0 if f == "lightgbm" else 0.1 for f in model.describe()["families"]), "cost model"
 
 
 def test_max_latency_keeps_the_best_model_within_the_limit(cancer, tmp_path):

@@ -216,20 +216,29 @@ def _matching_threshold(teacher_flags: np.ndarray, student_p1: np.ndarray) -> fl
     return float(np.quantile(student_p1, 1.0 - share))
 
 
-def _served(pred: _Predictor) -> Callable[[pd.DataFrame], Callable[[], Any]] | None:
-    """For a tabular variant: ``frame -> call`` running it as ``modelloop serve`` does (JSON records
-    in, the serving runtime over its ONNX session or, without one, the native model), so the times
-    ``optimize`` compares are the ones a deployed model pays, not those of a DataFrame round trip."""
-    from ..serving.runtime import Runtime, _session, to_records
+def _runtime(pred: _Predictor) -> Any:
+    """The serving runtime over a tabular variant (None for a text model, which has its own path)."""
+    from ..serving.runtime import Runtime, _session
 
     model = pred.model
-    if hasattr(model, "onnx_session") or getattr(model, "schema", None) is None:  # text: its own path
+    if hasattr(model, "onnx_session") or getattr(model, "schema", None) is None:
         return None
     info = {"task": model.task, "classes": model.classes_, "threshold": model.threshold_}
     row = {"name": "variant", "version": 0, "input_schema": model.schema.to_dict(), "info": info}
     plan = getattr(model, "cleaning_plan_", None)
-    runtime = (Runtime(row, session=_session(pred.onnx_bytes), plan=plan) if pred.onnx_bytes is not None
-               else Runtime(row, native=model, plan=plan))
+    return (Runtime(row, session=_session(pred.onnx_bytes), plan=plan) if pred.onnx_bytes is not None
+            else Runtime(row, native=model, plan=plan))
+
+
+def _served(pred: _Predictor) -> Callable[[pd.DataFrame], Callable[[], Any]] | None:
+    """For a tabular variant: ``frame -> call`` running it as ``modelloop serve`` does (JSON records
+    in, the serving runtime over its ONNX session or, without one, the native model), so the times
+    ``optimize`` compares are the ones a deployed model pays, not those of a DataFrame round trip."""
+    from ..serving.runtime import to_records
+
+    runtime = _runtime(pred)
+    if runtime is None:
+        return None
 
     def prepare(frame: pd.DataFrame) -> Callable[[], Any]:
         records = to_records(frame, runtime.request_schema)
@@ -238,14 +247,22 @@ def _served(pred: _Predictor) -> Callable[[pd.DataFrame], Callable[[], Any]] | N
     return prepare
 
 
-def served_latency_ms(model: Any, frame: pd.DataFrame) -> float:
-    """Batch-1 p50 milliseconds of a tabular ``model`` run as ``modelloop serve`` would run it: over
-    ONNX Runtime when it converts, natively when not (what ``optimize`` reports as latency_p50_ms)."""
+def served_latency(model: Any, frame: pd.DataFrame) -> tuple[float, str]:
+    """(batch-1 p50 milliseconds, ``"onnx"`` or ``"native"``) of a tabular ``model`` loaded as
+    ``modelloop serve`` loads it: over ONNX Runtime when it converts and its served output matches
+    the native model on ``frame`` (the server's own check), natively otherwise."""
+    from ..serving.runtime import ONNX_ATOL, _served_diff
+
+    pred = _native(model)
     try:
-        pred = _onnx(model)
+        onnx = _onnx(model)
+        runtime = _runtime(onnx)
+        if runtime is not None and _served_diff(runtime, model, frame) <= ONNX_ATOL:
+            pred = onnx
     except Exception:  # served natively, as the server would
-        pred = _native(model)
-    return _latencies(_served(pred) or (lambda f: (lambda: pred.fn(f))), frame, repeats=100)[0]
+        pass
+    served = pred.name if pred.name == "native" else "onnx"
+    return _latencies(_served(pred) or (lambda f: (lambda: pred.fn(f))), frame, repeats=100)[0], served
 
 
 def _latencies(prepare: Callable[[pd.DataFrame], Callable[[], Any]], frame: pd.DataFrame,

@@ -98,12 +98,12 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
                    test_df, register_as_production)
 
 
-def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], float]:
-    """How ``train.max_latency_ms`` is checked: the candidate served as ``modelloop serve`` runs it."""
-    def measure(model: Any) -> float:
-        from ..optimization.optimize import served_latency_ms
+def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], tuple[float, str]]:
+    """How ``train.max_latency_ms`` is checked: the candidate loaded and run as ``modelloop serve`` would."""
+    def measure(model: Any) -> tuple[float, str]:
+        from ..optimization.optimize import served_latency
 
-        return served_latency_ms(model, X.sample(min(len(X), 64), random_state=seed))
+        return served_latency(model, X.sample(min(len(X), 64), random_state=seed))
 
     return measure
 

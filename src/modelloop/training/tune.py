@@ -93,9 +93,9 @@ class SearchSettings:
     tune_threshold: bool = True
     n_jobs: int = 1
     # most milliseconds one record may take through the served model; ``latency_fn`` measures a
-    # fitted model (the caller knows how it is served); None: no limit
+    # fitted model as (milliseconds, how it is served), the caller knowing how; None: no limit
     max_latency_ms: float | None = None
-    latency_fn: Callable[[TabularModel], float] | None = None
+    latency_fn: Callable[[TabularModel], tuple[float, str]] | None = None
 
 
 @dataclass
@@ -556,10 +556,10 @@ def _within_latency(model: TabularModel, choice: tuple, ranked: list[TrialRecord
     skipped = 0
     candidates = iter(ranked)
     while True:
-        ms = float(measure(model))
+        ms, served_as = measure(model)
         members = choice[0]
         tried.append({"members": [r.number for r in members], "families": [r.family for r in members],
-                      "score": float(choice[3]), "latency_ms": round(ms, 4)})
+                      "score": float(choice[3]), "latency_ms": round(ms, 4), "served_as": served_as})
         timed.append((ms, model, choice))
         if ms <= limit or len(tried) >= MAX_LATENCY_TRIES:
             break

@@ -16,7 +16,7 @@ from modelloop.training.text import text_study_name, train_text
 
 TRAIN_KEYS = {"model", "dataset", "run_id", "task", "metric", "validation_score", "test_metrics", "rows",
               "best_family", "ensemble", "threshold", "trials", "resumed_trials", "production", "report",
-              "seconds"}
+              "seconds", "families", "latency"}
 
 
 def _child_runs(ws, parent: str) -> list:

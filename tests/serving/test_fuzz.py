@@ -163,3 +163,18 @@ def test_an_integer_beyond_float64_is_a_422_not_a_500(api, toy) -> None:
     r = httpx.post(f"{api[0].config.base_url}/v1/predict", content=body, headers={
         "Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "age", r.text
+
+
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_an_integer_just_beyond_the_published_bound_is_a_422(api, toy, sign) -> None:
+    """The spec says maximum 1.7976931348623157e+308; an integer one above that decimal (still
+    below the double's exact value) was accepted, and schemathesis' negative run caught it."""
+    big = sign + "17976931348623157" + "0" * 291 + "1"
+    body = json.dumps({"records": [{**toy.record(0), "age": 0}]}).replace('"age": 0', '"age": ' + big)
+    r = httpx.post(f"{api[0].config.base_url}/v1/predict", content=body, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "age", r.text
+    edge = json.dumps({"records": [{**toy.record(0), "age": 0}]}).replace(
+        '"age": 0', '"age": ' + sign + "17976931348623157" + "0" * 292)
+    assert httpx.post(f"{api[0].config.base_url}/v1/predict", content=edge, headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}).status_code == 200

@@ -24,6 +24,7 @@ the target and any other name is an unknown field. Errors name the field as ``re
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import difflib
 import json
 import sys
@@ -42,6 +43,9 @@ BOOL_TRUE = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 BOOL_FALSE = frozenset({"false", "f", "no", "n", "0", "0.0"})
 _SCALARS = (str, int, float, bool)
 FLOAT_MAX = sys.float_info.max
+# the bound as the spec prints it (1.7976931348623157e+308, exactly 17976931348623157 * 10**292): an
+# integer between it and the double's exact value (1797...858368) is beyond what clients are told
+_INT_MAX = int(decimal.Decimal(repr(FLOAT_MAX)))
 
 
 def _got(v: Any) -> str:
@@ -57,7 +61,7 @@ def _numeric(v: Any) -> Any:
     if v is None or type(v) is float:
         return v
     if type(v) is int:
-        if -FLOAT_MAX <= v <= FLOAT_MAX:       # JSON integers are unbounded; features are float64
+        if -_INT_MAX <= v <= _INT_MAX:         # JSON integers are unbounded; features are float64
             return v
         raise _fail("numeric", f"a number between -{FLOAT_MAX:.4g} and {FLOAT_MAX:.4g}", v)
     raise _fail("numeric", "a number (or null for a missing value)", v)

@@ -253,15 +253,14 @@ def served_latency(model: Any, frame: pd.DataFrame) -> tuple[float, str]:
     the native model on ``frame`` (the server's own check), natively otherwise."""
     from ..serving.runtime import ONNX_ATOL, _served_diff
 
-    pred = _native(model)
+    pred, served = _native(model), "native"
     try:
         onnx = _onnx(model)
         runtime = _runtime(onnx)
         if runtime is not None and _served_diff(runtime, model, frame) <= ONNX_ATOL:
-            pred = onnx
+            pred, served = onnx, "onnx"
     except Exception:  # served natively, as the server would
         pass
-    served = pred.name if pred.name == "native" else "onnx"
     return _latencies(_served(pred) or (lambda f: (lambda: pred.fn(f))), frame, repeats=100)[0], served
 
 

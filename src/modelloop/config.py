@@ -188,6 +188,15 @@ def model_section_fits_task(cfg: Config) -> list[str]:
 
 
 @_check
+def latency_limit_fits_task(cfg: Config) -> list[str]:
+    # the limit picks among the search's tabular trials; a text model has no such choice
+    if cfg.task == "text_classification" and cfg.train.max_latency_ms is not None:
+        return ["train.max_latency_ms: applies to tabular models; for a text model choose a smaller backbone "
+                "or let `modelloop optimize` quantize or distil it"]
+    return []
+
+
+@_check
 def roles_are_distinct(cfg: Config) -> list[str]:
     d = cfg.data
     if d.id is not None and d.id == d.target:

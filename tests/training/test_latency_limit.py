@@ -43,12 +43,11 @@ def test_a_generous_limit_changes_nothing_but_records_the_timing(tmp_path):
     assert res["families"] == lat["tried"][0]["families"]
 
 
-def test_a_text_project_refuses_the_limit(tmp_path):
+def test_a_text_project_config_refuses_the_limit(tmp_path):
     pd.DataFrame({"t": ["good", "bad"] * 10, "y": [1, 0] * 10}).to_csv(tmp_path / "d.csv", index=False)
-    cfg = parse_config({"task": "text_classification", "data": {"source": "d.csv", "target": "y", "text": "t"},
-                        "train": {"max_latency_ms": 1.0}}, root=tmp_path)
     with pytest.raises(ConfigError, match="train.max_latency_ms: applies to tabular models"):
-        Project(cfg).train()
+        parse_config({"task": "text_classification", "data": {"source": "d.csv", "target": "y", "text": "t"},
+                      "train": {"max_latency_ms": 1.0}}, root=tmp_path)
 
 
 def test_a_model_the_server_would_run_natively_is_timed_natively(tmp_path, monkeypatch):

@@ -21,7 +21,6 @@ from ..data.split import make_folds
 from ..evaluation.evaluate import evaluate_model, resolve_task
 from ..registry import PRODUCTION, tracker_for
 from ..workspace import Workspace
-from ..errors import ConfigError
 from .tune import SearchSettings, run_search
 
 __all__ = ["study_name", "train"]
@@ -46,10 +45,6 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
     cfg = ws.config
     if cfg.task == "text_classification":
         from .text import train_text
-
-        if cfg.train.max_latency_ms is not None:
-            raise ConfigError("train.max_latency_ms: applies to tabular models; for a text model choose a "
-                              "smaller backbone or let `modelloop optimize` quantize or distil it")
 
         return train_text(ws, budget=budget, trials=trials, dataset=dataset, kind=kind, progress=progress,
                           register_as_production=register_as_production, warm_start=warm_start)
@@ -100,10 +95,12 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
 
 def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], tuple[float, str]]:
     """How ``train.max_latency_ms`` is checked: the candidate loaded and run as ``modelloop serve`` would."""
+    sample = X.sample(min(len(X), 64), random_state=seed)
+
     def measure(model: Any) -> tuple[float, str]:
         from ..optimization.optimize import served_latency
 
-        return served_latency(model, X.sample(min(len(X), 64), random_state=seed))
+        return served_latency(model, sample)
 
     return measure
 

@@ -65,8 +65,8 @@ def render_train(r: dict[str, Any]) -> None:
     m = r["model"]
     ds = r.get("dataset")
     ds_txt = f"{ds['id']} (v{ds['version']}, {ds['rows']} rows)" if isinstance(ds, dict) else ds
-    ens = r.get("ensemble") or {}
-    kind = (f"ensemble of {len(ens.get('members', []))}" if ens.get("kept") else r["best_family"])
+    families = r.get("families") or [r["best_family"]]  # what is served (a latency limit may trim it)
+    kind = f"ensemble of {len(families)}" if len(families) > 1 else families[0]
     out.print(f"\n[bold green]model {m['name']}:{m['version']}[/] registered"
               f"{' and now production' if r.get('production') else ' (run `modelloop promote ' + str(m['version']) + '` to serve it)'}")
     out.print(f"  dataset     {ds_txt}")

@@ -33,7 +33,11 @@ def test_a_limit_no_model_meets_keeps_the_fastest_timed_and_says_so(tmp_path, ca
     from modelloop.ui import render_train
 
     render_train(res)
-    assert "over train.max_latency_ms" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "over train.max_latency_ms" in shown
+    # the summary names the model served, not the best trial the limit refused
+    served = chosen["families"][0] if len(chosen["families"]) == 1 else f"ensemble of {len(chosen['families'])}"
+    assert f"model       {served};" in shown
 
 
 def test_a_generous_limit_changes_nothing_but_records_the_timing(tmp_path):

@@ -194,9 +194,13 @@ def test_lost_oof_files_are_recomputed_on_resume(cancer, tmp_path):
     assert (tmp_path / "s" / f"trial_{again.best_single.number}.npy").exists()
 
 
+def _family_cost(family: str) -> float:
+    return 1.0 if family == "lightgbm" else 0.1
+
+
 def _cost(model) -> tuple[float, str]:
     """A served latency that depends only on the model: 1 ms per LightGBM member, 0.1 per linear one."""
-    return sum(1.0 if f == "lightgbm" else 0.1 for f in model.describe()["families"]), "cost model"
+    return sum(_family_cost(f) for f in model.describe()["families"]), "cost model"
 
 
 def test_max_latency_keeps_the_best_model_within_the_limit(cancer, tmp_path):
@@ -211,9 +215,33 @@ def test_max_latency_keeps_the_best_model_within_the_limit(cancer, tmp_path):
     linear = sorted((c for c in calls if c.family == "linear" and c.state == "complete"), key=lambda c: c.value)
     assert result.model.describe()["members"] == [linear[0].number]     # the best linear trial
     assert result.validation_score == pytest.approx(linear[0].value)
-    # after one LightGBM trial was too slow, no larger one was refitted to find out again
-    timed_lgbm = [t for t in lat["tried"][1:] if t["families"] == ["lightgbm"]]
-    assert len(timed_lgbm) <= 1 and len(lat["tried"]) <= tune_module.MAX_LATENCY_TRIES
+    # the ensemble's members were timed alone without a refit; after one LightGBM model was too slow,
+    # no larger LightGBM trial was refitted to find out again
+    kinds = [t["kind"] for t in lat["tried"]]
+    assert kinds[0] == "choice" and kinds.count("member") == len(lat["tried"][0]["members"])
+    refitted_lgbm = [t for t in lat["tried"] if t["kind"] == "trial" and t["families"] == ["lightgbm"]]
+    assert len(refitted_lgbm) <= 1 and kinds.count("trial") <= tune_module.MAX_LATENCY_TRIES
+
+
+def test_max_latency_trims_an_ensemble_before_falling_back_to_one_model(cancer, tmp_path):
+    free, _ = _search(cancer, tmp_path, families=["lightgbm", "linear"], n_trials=10,
+                      max_latency_ms=1e6, latency_fn=_cost)
+    members = free.ensemble["members"]
+    cost = {n: _family_cost(f) for n, f in zip(members, free.model.describe()["families"], strict=True)}
+    assert len(members) >= 3
+    limit = sum(cost.values()) - min(cost.values()) / 2   # the whole ensemble is over, a smaller set fits
+    trimmed, calls = _search(cancer, tmp_path, families=["lightgbm", "linear"], n_trials=10,
+                             max_latency_ms=limit, latency_fn=_cost)   # the same study: nothing retrained
+    lat = trimmed.latency
+    assert calls == [] and lat["met"] is True and lat["tried"][0]["latency_ms"] > limit
+    chosen = trimmed.model.describe()
+    assert len(chosen["members"]) >= 2 and set(chosen["members"]) < set(members)
+    assert lat["latency_ms"] <= limit and lat["tried"][-1]["kind"] == "members"
+    # better on OOF than any one model within the limit, which is what falling back would have kept
+    singles = [t for t in free.trials if t.state == "complete" and _family_cost(t.family) <= limit]
+    assert trimmed.validation_score >= max(t.value for t in singles)
+    assert trimmed.validation_score < free.validation_score      # the price of the limit, on OOF
+    assert trimmed.ensemble["kept"] is True
 
 
 def test_max_latency_that_nothing_meets_keeps_the_fastest_and_says_so(cancer, tmp_path):

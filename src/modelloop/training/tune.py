@@ -521,13 +521,17 @@ def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_d
     if settings.max_latency_ms is not None and settings.latency_fn is not None:
         model, (members, weights, threshold, chosen_score), latency = _within_latency(
             model, (members, weights, threshold, chosen_score), ranked, data, settings, work_dir)
+        served = [r.number for r in members]
         if ensemble is not None and ensemble["kept"] and len(members) == 1:
             ensemble = {**ensemble, "kept": False, "reason": "over train.max_latency_ms"}
+        elif ensemble is not None and ensemble["kept"] and served != ensemble["members"]:
+            ensemble = {**ensemble, "reason": f"trimmed to members {served} within train.max_latency_ms"}
     return SearchResult(model, settings.metric, direction(settings.metric), float(chosen_score), best,
                         ensemble, threshold, records, resumed, latency)
 
 
-MAX_LATENCY_TRIES = 6  # models refitted and timed at most when the first choice is too slow
+MAX_LATENCY_TRIES = 6     # trials refitted and timed at most when the OOF choice is too slow
+MAX_SUBSET_TIMINGS = 3    # sub-ensembles timed at most (built from fitted members: no refit)
 
 
 def _size(r: TrialRecord) -> float:
@@ -540,49 +544,129 @@ def _size(r: TrialRecord) -> float:
     return 1.0
 
 
+class _Timings:
+    """Each model timed for ``max_latency_ms``, in order, as the train JSON reports it."""
+
+    def __init__(self, measure: Callable[[TabularModel], tuple[float, str]]):
+        self.measure = measure
+        self.tried: list[dict[str, Any]] = []
+        self.timed: list[tuple[float, TabularModel, tuple]] = []
+
+    def __call__(self, model: TabularModel, choice: tuple, kind: str) -> float:
+        ms, served_as = self.measure(model)
+        members = choice[0]
+        self.tried.append({"kind": kind, "members": [r.number for r in members],
+                           "families": [r.family for r in members], "score": float(choice[3]),
+                           "latency_ms": round(ms, 4), "served_as": served_as})
+        self.timed.append((ms, model, choice))
+        return ms
+
+    def count(self, kind: str) -> int:
+        return sum(t["kind"] == kind for t in self.tried)
+
+
 def _within_latency(model: TabularModel, choice: tuple, ranked: list[TrialRecord], data: _Data,
                     settings: SearchSettings, work_dir: Path) -> tuple[TabularModel, tuple, dict[str, Any]]:
-    """The best model (on OOF) whose served latency is within ``max_latency_ms``.
+    """The best model (on OOF) whose served latency is within ``max_latency_ms``, as AutoGluon's
+    ``infer_limit`` trims an ensemble rather than falling back to one model at once.
 
-    The OOF choice is timed first; when it is over the limit, single trials follow in OOF order,
-    each refitted and timed, skipping a trial when one of its family no larger (``_size``) was
-    already too slow. Without a model under the limit after ``MAX_LATENCY_TRIES`` timings, the
-    fastest one timed is kept and ``met`` says so."""
+    The OOF choice is timed first. When an ensemble is over the limit, each member is timed alone
+    (already fitted: no refit), and every smaller set of members whose latency, estimated from those
+    timings, fits is re-weighted by greedy selection on OOF. Then candidates are walked best OOF
+    score first: a sub-ensemble is built from the fitted members and timed; a member is already
+    timed; another trial is refitted and timed, unless one of its family no larger (``_size``) was
+    already too slow. The first under the limit is kept; without one after ``MAX_LATENCY_TRIES``
+    refits, the fastest model timed is kept and ``met`` says so."""
     assert settings.latency_fn is not None and settings.max_latency_ms is not None
-    limit, measure = settings.max_latency_ms, settings.latency_fn
-    tried: list[dict[str, Any]] = []
-    timed: list[tuple[float, TabularModel, tuple]] = []
-    too_slow: dict[str, float] = {}  # family -> smallest size timed over the limit
-    skipped = 0
-    candidates = iter(ranked)
-    while True:
-        ms, served_as = measure(model)
-        members = choice[0]
-        tried.append({"members": [r.number for r in members], "families": [r.family for r in members],
-                      "score": float(choice[3]), "latency_ms": round(ms, 4), "served_as": served_as})
-        timed.append((ms, model, choice))
-        if ms <= limit or len(tried) >= MAX_LATENCY_TRIES:
-            break
-        if len(members) == 1:
+    limit = settings.max_latency_ms
+    timing = _Timings(settings.latency_fn)
+    timing(model, choice, "choice")
+    chosen = timing.timed[0] if timing.timed[0][0] <= limit else None
+    known: dict[int, tuple] = {}  # trial number -> (ms, model, choice) of the trial alone, timed
+    candidates: list[tuple[float, Any]] = []  # (sortable OOF score, a trial or a built sub-ensemble)
+    if chosen is None:
+        if len(choice[0]) > 1:
+            candidates += _sub_ensembles(model, choice[0], data, settings, work_dir, timing, known)
+        else:
+            known[choice[0][0].number] = timing.timed[0]
+        sign = -1.0 if direction(settings.metric) == "maximize" else 1.0
+        candidates += [(sign * r.value, r) for r in ranked if r.value is not None]
+        candidates.sort(key=lambda c: c[0])  # stable: a sub-ensemble before a trial of equal score
+    too_slow: dict[str, float] = {}  # family -> smallest single trial timed over the limit
+    for ms, _, (members, *_) in known.values():
+        if ms > limit:
             too_slow[members[0].family] = min(too_slow.get(members[0].family, np.inf), _size(members[0]))
-        rec = None
-        for r in candidates:  # the next single trial in OOF order not known to be too slow
-            if [r] == members:
-                continue
-            if _size(r) >= too_slow.get(r.family, np.inf):
-                skipped += 1
-                continue
-            rec = r
+    skipped = 0
+    for _, what in candidates:  # best first: the first within the limit is the one
+        if not isinstance(what, TrialRecord):  # a sub-ensemble of fitted members
+            if timing.count("members") < MAX_SUBSET_TIMINGS and timing(what[0], what[1], "members") <= limit:
+                chosen = timing.timed[-1]
+                break
+            continue
+        if what.number in known:
+            if known[what.number][0] <= limit:
+                chosen = known[what.number]
+                break
+            continue
+        if timing.count("trial") >= MAX_LATENCY_TRIES:
             break
-        if rec is None:
+        if _size(what) >= too_slow.get(what.family, np.inf):
+            skipped += 1
+            continue
+        value, threshold = _score_oof(_load_oof(what, data, settings, work_dir), data, settings)
+        pick = ([what], [1.0], threshold, value)
+        if timing(_refit(*pick[:3], data, settings), pick, "trial") <= limit:
+            chosen = timing.timed[-1]
             break
-        score, threshold = _score_oof(_load_oof(rec, data, settings, work_dir), data, settings)
-        choice = ([rec], [1.0], threshold, score)
-        model = _refit([rec], [1.0], threshold, data, settings)
-    ms, model, choice = timed[-1] if timed[-1][0] <= limit else min(timed, key=lambda t: t[0])
-    info = {"limit_ms": limit, "latency_ms": round(ms, 4), "met": ms <= limit, "tried": tried,
+        too_slow[what.family] = min(too_slow.get(what.family, np.inf), _size(what))
+    ms, model, choice = chosen or min(timing.timed, key=lambda t: t[0])
+    info = {"limit_ms": limit, "latency_ms": round(ms, 4), "met": ms <= limit, "tried": timing.tried,
             "skipped_larger": skipped}
     return model, choice, info
+
+
+def _sub_ensembles(model: TabularModel, members: list[TrialRecord], data: _Data, settings: SearchSettings,
+                   work_dir: Path, timing: _Timings, known: dict[int, tuple]) -> list[tuple[float, Any]]:
+    """Time each member of an ensemble alone (into ``known``: number -> (ms, model, choice)) and return the smaller sets of members
+    whose estimated latency fits the limit, as ``(sortable OOF score, (model, choice))``.
+
+    A set's latency is estimated as ``c + sum(member - c)``, where ``c`` is what the members share
+    per call (feature preparation, the session run), solved from the members' and the whole
+    ensemble's timings."""
+    from itertools import combinations
+
+    assert settings.max_latency_ms is not None
+    pipes = list(model.estimator_.estimators_)
+    params = model.describe().get("params") or [{} for _ in members]
+    oofs = [_load_oof(r, data, settings, work_dir) for r in members]
+    for rec, pipe, p, oof in zip(members, pipes, params, oofs, strict=True):
+        value, threshold = _score_oof(oof, data, settings)
+        pick = ([rec], [1.0], threshold, value)
+        timing(_wrap(pick[0], [pipe], [p], [1.0], threshold, data, settings), pick, "member")
+        known[rec.number] = timing.timed[-1]
+    each = [known[r.number][0] for r in members]
+    whole = timing.tried[0]["latency_ms"]
+    shared = min(max((sum(each) - whole) / (len(members) - 1), 0.0), min(each))
+    maximize = direction(settings.metric) == "maximize"
+    sign = -1.0 if maximize else 1.0
+    out: list[tuple[float, Any]] = []
+    seen: set[tuple[int, ...]] = set()
+    for k in range(len(members) - 1, 1, -1):
+        for idx in combinations(range(len(members)), k):
+            if shared + sum(each[i] - shared for i in idx) > settings.max_latency_ms:
+                continue
+            weights, _ = caruana_weights([oofs[i] for i in idx], lambda out: _score_oof(out, data, settings)[0],
+                                         maximize=maximize)
+            used = [idx[j] for j, w in enumerate(weights) if w > 0]
+            if len(used) < 2 or tuple(used) in seen:
+                continue  # one member alone is timed already
+            seen.add(tuple(used))
+            w = [float(weights[j]) for j, _ in enumerate(idx) if weights[j] > 0]
+            value, threshold = _score_oof(blend([oofs[i] for i in used], w), data, settings)
+            pick = ([members[i] for i in used], w, threshold, value)
+            sub = _wrap(pick[0], [pipes[i] for i in used], [params[i] for i in used], w, threshold, data, settings)
+            out.append((sign * value, (sub, pick)))
+    return out
 
 
 def _ranked_complete(records: list[TrialRecord], settings: SearchSettings) -> list[TrialRecord]:
@@ -634,11 +718,17 @@ def _refit(members: list[TrialRecord], weights: list[float], threshold: float | 
                       class_weight=settings.class_weight)
         fitted.append(pipe)
         used_params.append(params)
+    return _wrap(members, fitted, used_params, weights, threshold, data, settings)
+
+
+def _wrap(members: list[TrialRecord], fitted: list[Any], params: list[dict[str, Any]], weights: list[float],
+          threshold: float | None, data: _Data, settings: SearchSettings) -> TabularModel:
+    """The model of fitted member pipelines: the pipeline itself for one, their blend for several."""
     estimator = fitted[0] if len(fitted) == 1 else blend_estimator(
         fitted, weights, task=settings.task, n_classes=data.n_classes)
     description = {"families": [r.family for r in members], "members": [r.number for r in members],
-                   "weights": [float(w) for w in weights], "params": used_params}
+                   "weights": [float(w) for w in weights], "params": params}
     family = members[0].family if len(members) == 1 else "ensemble"
     return TabularModel.from_fitted(schema=data.schema, task=settings.task, classes=data.classes,
                                     estimator=estimator, threshold=threshold, description=description,
-                                    family=family, params=used_params[0] if len(members) == 1 else None)
+                                    family=family, params=params[0] if len(members) == 1 else None)

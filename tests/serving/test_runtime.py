@@ -8,7 +8,16 @@ import pytest
 
 from modelloop.optimization import export
 from modelloop.registry import load_model, resolve_model
-from modelloop.serving.runtime import ONNX_ATOL, _FeedPlan, load_runtime, onnx_path, to_records
+from modelloop.serving.runtime import (
+    ONNX_ATOL,
+    PACKED_INPUT,
+    _FeedPlan,
+    _pack,
+    load_runtime,
+    onnx_path,
+    packed_inputs,
+    to_records,
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +73,58 @@ def test_fast_feed_equals_onnx_inputs_record_by_record(toy, native) -> None:
                 np.testing.assert_array_equal([got, in_batch], [want[0, 0]] * 2, err_msg=f"{k} {name}")
             else:
                 assert str(got) == str(in_batch) == str(want[0, 0]), (k, name)
+
+
+def test_served_session_takes_the_float_columns_as_one_tensor(toy, native) -> None:
+    """The stored graph keeps one input per prepared column (the export contract); the session the
+    server opens takes every float column in one ``[N, k]`` tensor and answers exactly as the stored
+    graph does when fed column by column."""
+    import onnxruntime as ort
+
+    records = [toy.record(i) for i in range(12)] + [{**toy.record(i), **e} for i, e in enumerate(EDGE)]
+    rt = load_runtime(toy.ws, "toy:1")
+    packed = packed_inputs(rt.session)
+    served = {i.name for i in rt.session.get_inputs()}
+    assert packed is not None and len(packed) >= 7 and PACKED_INPUT in served and not served & set(packed)
+    stored = ort.InferenceSession(str(onnx_path(toy.ws, "toy", 1)), providers=["CPUExecutionProvider"])
+    assert set(packed) <= {i.name for i in stored.get_inputs()}          # the file is left as exported
+    plain = _FeedPlan(native.schema).feed(records)
+    fed = rt._plan.feed(records)
+    np.testing.assert_array_equal(fed[PACKED_INPUT], np.hstack([plain[n] for n in packed]))
+    assert sorted(set(fed) - {PACKED_INPUT}) == sorted(set(plain) - set(packed))   # the string inputs
+    np.testing.assert_array_equal(rt.session.run(["probabilities"], fed)[0],
+                                  stored.run(["probabilities"], plain)[0])
+
+
+@pytest.mark.parametrize("order", ["reversed", "one float"])
+def test_packed_feed_follows_the_graphs_column_order(toy, native, order) -> None:
+    """A graph may interleave the float columns with a datetime's parts: the packed tensor's column
+    ``j`` is the per-column input named ``packed[j]``, whatever the order."""
+    from modelloop.data.schema import Schema
+
+    schema = native.schema
+    if order == "one float":
+        keep = {c: k for c, k in schema.columns.items() if k not in ("numeric", "boolean") or c == "amount"}
+        schema = Schema(columns=keep, target=schema.target)
+    records = [toy.record(i) for i in range(5)] + [{**toy.record(0), **e} for e in EDGE]
+    plain = _FeedPlan(schema).feed(records)
+    floats = [n for n, a in plain.items() if a.dtype.kind == "f"]
+    packed = floats[::-1]
+    fed = _FeedPlan(schema, packed=packed).feed(records)
+    assert len(floats) == (7 if order == "one float" else 9)
+    np.testing.assert_array_equal(fed[PACKED_INPUT], np.hstack([plain[n] for n in packed]))
+
+
+def test_a_graph_with_one_float_input_is_left_alone() -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    _pack(model)
+    assert model.SerializeToString() == before
 
 
 def test_served_onnx_agrees_with_native(toy, native) -> None:
@@ -131,6 +192,6 @@ def test_columns_the_converter_renames_are_still_served_through_onnx(tmp_path) -
     for attempt in ("converted", "cached"):
         rt = load_runtime(project.workspace, "sp:1")
         assert rt.variant == "onnx" and rt.reason is None, (attempt, rt.reason)
-        assert "card_amount" in {i.name for i in rt.session.get_inputs()}
+        assert "card_amount" in packed_inputs(rt.session)        # renamed, then packed with the other floats
         got = rt.scores(to_records(frame, rt.schema))
         assert np.max(np.abs(got - native.predict_proba(frame))) <= ONNX_ATOL, attempt

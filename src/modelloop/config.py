@@ -80,7 +80,7 @@ class TrainConfig(_Section):
     ensemble_size: int = Field(5, ge=2, le=50)
     tune_threshold: bool = True
     max_latency_ms: float | None = Field(None, gt=0, description="most ms a record may take through the "
-                                                                 "served model (batch 1, p50, this machine)")
+                                                                 "served model (batch 1, CPU time on an uncontended core, this machine)")
 
 
 class RetrainConfig(_Section):

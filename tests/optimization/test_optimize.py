@@ -149,3 +149,21 @@ def test_the_quality_change_comes_with_a_paired_bootstrap_interval():
     # for a metric to minimize the sign turns a loss into a negative change too
     lo, hi = _delta_interval("log_loss", -1.0, y, (worse, None), (base, None))
     assert hi < 0
+
+
+def test_the_latency_limit_times_cpu_not_waiting() -> None:
+    """``train.max_latency_ms`` compares models by the CPU a call takes: time the thread spends off
+    the core (here asleep; on a shared machine, taken by another tenant) is not the model's."""
+    import time
+
+    from modelloop.optimization.optimize import _cpu_ms
+
+    asleep = _cpu_ms(lambda: time.sleep(0.002), seconds=0.2)
+    assert asleep < 0.5                                       # 2 ms of wall time a call, little CPU
+
+    def busy() -> None:
+        end = time.thread_time() + 0.001
+        while time.thread_time() < end:
+            pass
+
+    assert 0.9 <= _cpu_ms(busy, seconds=0.2) < 3.0           # 1 ms of CPU a call is 1 ms

@@ -176,9 +176,11 @@ def live_f1(monitor: dict[str, Any], version: int) -> tuple[float | None, int]:
 
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """The one-screen summary as (label, text) rows."""
+    from .ui import model_kind
+
     t = result["train"]
     rows = [("dataset", f"{t['dataset']['id']} (v{t['dataset']['version']}, {t['dataset']['rows']} rows)"),
-            ("model", f"{t['model']['name']}:{t['model']['version']} — {t['best_family']}, test f1_macro "
+            ("model", f"{t['model']['name']}:{t['model']['version']} — {model_kind(t)}, test f1_macro "
                       f"{t['test_metrics']['f1_macro']:.4f}, roc_auc {t['test_metrics']['roc_auc']:.4f}"),
             ("report", t["report"])]
     if "optimize" in result:

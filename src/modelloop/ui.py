@@ -16,6 +16,7 @@ err = Console(stderr=True)
 out = Console()
 
 __all__ = [
+    "model_kind",
     "render_dataset",
     "render_evaluation",
     "render_status",
@@ -61,12 +62,18 @@ def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
     return t
 
 
+def model_kind(train: dict[str, Any]) -> str:
+    """What a train result registered: ``xgboost``, or ``ensemble of 3`` (a latency limit may have
+    trimmed the ensemble the selection chose, or replaced it by one model that is not the best one)."""
+    families = train.get("families") or [train["best_family"]]
+    return f"ensemble of {len(families)}" if len(families) > 1 else families[0]
+
+
 def render_train(r: dict[str, Any]) -> None:
     m = r["model"]
     ds = r.get("dataset")
     ds_txt = f"{ds['id']} (v{ds['version']}, {ds['rows']} rows)" if isinstance(ds, dict) else ds
-    families = r.get("families") or [r["best_family"]]  # what is served (a latency limit may trim it)
-    kind = f"ensemble of {len(families)}" if len(families) > 1 else families[0]
+    kind = model_kind(r)
     out.print(f"\n[bold green]model {m['name']}:{m['version']}[/] registered"
               f"{' and now production' if r.get('production') else ' (run `modelloop promote ' + str(m['version']) + '` to serve it)'}")
     out.print(f"  dataset     {ds_txt}")

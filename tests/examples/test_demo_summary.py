@@ -9,7 +9,8 @@ def _result() -> dict:
     metrics = {"recent": {"f1_macro": 0.4924}, "holdout": {"f1_macro": 0.7862}}
     return {
         "train": {"dataset": {"id": "9b68fc005df5", "version": 1, "rows": 20000},
-                  "model": {"name": "fraud", "version": 1}, "best_family": "ensemble",
+                  "model": {"name": "fraud", "version": 1}, "best_family": "xgboost",
+                  "families": ["lightgbm", "xgboost"],
                   "test_metrics": {"f1_macro": 0.7862, "roc_auc": 0.9043},
                   "report": "/home/someone/demo/.modelloop/reports/evaluation-fraud-v1.html"},
         "optimize": {"variants": [{"name": "native", "latency_p50_ms": 65.7}, {"name": "onnx", "latency_p50_ms": 0.4987}],
@@ -30,6 +31,7 @@ def _result() -> dict:
 def test_summary_names_the_served_versions_and_fits_80_columns():
     rows = summary_rows(_result())
     text = dict(rows)
+    assert text["model"].startswith("fraud:1 — ensemble of 2,")   # what was registered, not the best trial
     assert text["optimize"].endswith("serving v2")
     assert text["live before"] == "f1_macro 0.4949 on 3000 labeled predictions"  # v2 served, not v1
     assert ("", "v3 optimized (onnx), serving v4") in rows

@@ -65,3 +65,24 @@ def test_a_model_the_server_would_run_natively_is_timed_natively(tmp_path, monke
     monkeypatch.setattr(optimize, "_onnx", broken)
     res = _project(tmp_path, max_latency_ms=1e6).train()
     assert [t["served_as"] for t in res["latency"]["tried"]] == ["native"]
+
+
+def test_the_train_summary_says_what_the_limit_cost(capsys):
+    """A trimmed choice is reported with the model the search preferred, its latency and OOF score,
+    in lines that fit an 80-column terminal."""
+    from modelloop.ui import render_train
+
+    tried = [{"kind": "choice", "families": ["xgboost", "lightgbm", "xgboost", "xgboost", "linear"],
+              "score": 0.7716, "latency_ms": 0.3458},
+             {"kind": "members", "families": ["lightgbm", "xgboost"], "score": 0.7649, "latency_ms": 0.1867}]
+    render_train({"model": {"name": "fraud", "version": 1}, "dataset": {"id": "9b68", "version": 1, "rows": 20000},
+                  "production": True, "best_family": "xgboost", "families": ["lightgbm", "xgboost"], "trials": 11,
+                  "resumed_trials": 0, "seconds": 70.1, "report": "r.html", "metric": "f1_macro",
+                  "validation_score": 0.7649, "threshold": 0.61, "test_metrics": {"f1_macro": 0.7746},
+                  "rows": {"train": 16000, "test": 4000},
+                  "latency": {"limit_ms": 0.2, "latency_ms": 0.1867, "met": True, "tried": tried}})
+    lines = capsys.readouterr().out.splitlines()
+    assert "  model       ensemble of 2; 11 trials (0 resumed) in 70.1 s" in lines
+    assert "  latency     0.187 ms CPU a record, within train.max_latency_ms 0.2" in lines
+    assert "              instead of an ensemble of 5: 0.346 ms, OOF 0.7716; 2 timed" in lines
+    assert all(len(line) <= 80 for line in lines)

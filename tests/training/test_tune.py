@@ -244,6 +244,19 @@ def test_max_latency_trims_an_ensemble_before_falling_back_to_one_model(cancer, 
     assert trimmed.ensemble["kept"] is True
 
 
+def test_max_latency_without_refits_left_still_takes_the_best_member_within_the_limit(cancer, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(tune_module, "MAX_LATENCY_TRIES", 0)
+    result, _ = _search(cancer, tmp_path, metric="log_loss", families=["lightgbm", "linear"], n_trials=6,
+                        max_latency_ms=0.5, latency_fn=_cost)
+    lat = result.latency
+    members = [t for t in lat["tried"] if t["kind"] == "member"]
+    fits = [t for t in members if t["latency_ms"] <= 0.5]
+    assert fits and "trial" not in {t["kind"] for t in lat["tried"]}      # nothing refitted
+    best = min(fits, key=lambda t: t["score"])                                # log loss: lower is better
+    assert lat["met"] is True and result.model.describe()["members"] == best["members"]
+
+
 def test_max_latency_that_nothing_meets_keeps_the_fastest_and_says_so(cancer, tmp_path):
     result, _ = _search(cancer, tmp_path, metric="log_loss", families=["lightgbm"], n_trials=3,
                         max_latency_ms=0.01, latency_fn=_cost)

@@ -609,7 +609,7 @@ def _within_latency(model: TabularModel, choice: tuple, ranked: list[TrialRecord
                 break
             continue
         if timing.count("trial") >= MAX_LATENCY_TRIES:
-            break
+            continue  # no more refits; a member or sub-ensemble further down may still fit
         if _size(what) >= too_slow.get(what.family, np.inf):
             skipped += 1
             continue

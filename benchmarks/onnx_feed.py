@@ -7,32 +7,18 @@
 ``D`` is a project folder with a production model (``make demo`` leaves one in ``demo/``). Both
 sessions get the same options and the same records; each call is the runtime's whole ``predict``
 (the feed built from JSON records, the ONNX Runtime run, labels), timed back to back, the two
-alternating by round. Printed: CPU µs a call (median over chunks of 100 calls; ONNX Runtime
-runs on the calling thread with one intra-op thread) for each and the ratio.
+alternating by round. Printed: CPU µs a call on an uncontended core (``optimize._cpu_ms``: the 10th
+percentile of chunks of 100 calls over 2 s; ONNX Runtime runs on the calling thread with one
+intra-op thread) for each and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _cpu_us(fn, seconds: float = 2.0, chunk: int = 100) -> float:
-    """Median CPU µs a call over chunks of ``chunk`` calls: this thread's CPU time, which a shared
-    machine's stolen time does not inflate as it does wall-clock time."""
-    for _ in range(50):
-        fn()
-    per_call, end = [], time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        t = time.thread_time()
-        for _ in range(chunk):
-            fn()
-        per_call.append((time.thread_time() - t) / chunk)
-    return float(np.median(per_call) * 1e6)
 
 
 def main() -> None:
@@ -44,6 +30,7 @@ def main() -> None:
     os.chdir(args.project)
     from modelloop.config import load_config
     from modelloop.data.ingest import load_dataset
+    from modelloop.optimization.optimize import _cpu_ms  # what train.max_latency_ms times with
     from modelloop.serving.runtime import Runtime, _session, load_runtime, onnx_path, packed_inputs, to_records
     from modelloop.workspace import Workspace
 
@@ -63,8 +50,8 @@ def main() -> None:
         assert np.allclose(plain.scores(recs), packed.scores(recs), atol=0, rtol=0)
         figures: dict[str, list[float]] = {"per column": [], "packed": []}
         for _ in range(args.rounds):
-            figures["per column"].append(_cpu_us(lambda recs=recs: plain.predict(recs)))
-            figures["packed"].append(_cpu_us(lambda recs=recs: packed.predict(recs)))
+            figures["per column"].append(1000 * _cpu_ms(lambda recs=recs: plain.predict(recs), 2.0, 100))
+            figures["packed"].append(1000 * _cpu_ms(lambda recs=recs: packed.predict(recs), 2.0, 100))
         a, b = np.median(figures["per column"]), np.median(figures["packed"])
         print(f"batch {batch:3d}: per column {a:7.1f} µs, packed {b:7.1f} µs CPU a call "
               f"-> {a / b:.2f}x (rounds: {', '.join(f'{x / y:.2f}' for x, y in zip(*figures.values(), strict=True))})")

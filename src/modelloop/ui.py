@@ -71,8 +71,8 @@ def model_kind(train: dict[str, Any]) -> str:
 
 def _members(timed: dict[str, Any]) -> str:
     """``lightgbm`` or ``an ensemble of 5`` for a ``latency.tried`` entry."""
-    families = timed["families"]
-    return families[0] if len(families) == 1 else f"an ensemble of {len(families)}"
+    kind = model_kind(timed)
+    return f"an {kind}" if len(timed["families"]) > 1 else kind
 
 
 def render_train(r: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ binary threshold is applied to ``p(class 1)`` and class indices map back to the 
 The stored graph keeps one ``[N, 1]`` input per prepared column (the export contract). The session
 the server opens is rewritten so that the float inputs arrive as one ``[N, k]`` tensor
 (``PACKED_INPUT``) split inside the graph: ONNX Runtime pays per input fed, and the fraud example's
-17 float inputs cost ~18 µs of a ~90 µs batch-1 run (``benchmarks/serving_cpu.py`` times both).
+17 float inputs cost ~18 µs of a ~90 µs batch-1 run (``benchmarks/onnx_feed.py`` times both).
 """
 
 from __future__ import annotations

@@ -109,3 +109,23 @@ def project(tmp_path, texts):
         return Workspace(text_config(tmp_path, backbone, **model))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_text(tmp_path_factory, tiny_backbone, texts):
+    """``trained_text(folder, **model)``: the workspace of a new project over ``texts`` with the tiny
+    backbone, ingested and trained (``intents:1``, production)."""
+
+    def make(folder: str, **model: object):
+        from modelloop.data.ingest import ingest
+        from modelloop.training.text import train_text
+        from modelloop.workspace import Workspace
+
+        root = tmp_path_factory.mktemp(folder)
+        texts.to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
+        ws = Workspace(text_config(root, tiny_backbone, **model))
+        ingest(ws)
+        train_text(ws)
+        return ws
+
+    return make

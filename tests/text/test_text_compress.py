@@ -9,28 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelloop.data.ingest import ensure_split, ingest, load_dataset
+from modelloop.data.ingest import ensure_split, load_dataset
 from modelloop.optimization.optimize import optimize
 from modelloop.optimization.text_compress import CompressSettings, drop_layers
 from modelloop.optimization.text_variants import SkipVariant, TextVariantBuilder
 from modelloop.registry import load_model, resolve_model
 from modelloop.serving.runtime import load_runtime
-from modelloop.training.text import train_text
 
 TEXTS = pd.DataFrame({"message": ["please refund my money", "my card was stolen", "where is my package", ""]})
 FAST = CompressSettings(epochs={"pruned": 2, "distilled": 3}, seconds=30)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_backbone, texts, make_text_config):
+def trained(trained_text):
     """A tiny fully fine-tuned model (every weight trained, as a compressed network must be)."""
-    from modelloop.workspace import Workspace
-
-    root = tmp_path_factory.mktemp("text-compress")
-    texts.to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
-    ws = Workspace(make_text_config(root, tiny_backbone, method="full", epochs=4, learning_rate=1e-3))
-    ingest(ws)
-    train_text(ws)
+    ws = trained_text("text-compress", method="full", epochs=4, learning_rate=1e-3)
     teacher = load_model(ws, resolve_model(ws, "intents:1"))
     row, df, _ = load_dataset(ws)
     side = ensure_split(ws, row, df)

@@ -9,26 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelloop.data.ingest import ingest
 from modelloop.optimization.optimize import optimize
 from modelloop.registry import load_model, resolve_model
 from modelloop.serving.runtime import load_runtime
-from modelloop.training.text import train_text
 
 TEXTS = pd.DataFrame({"message": ["please refund my money", "my card was stolen", "where is my package",
                                   "", "refund " * 100]})
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_backbone, texts, make_text_config):
-    from modelloop.workspace import Workspace
-
-    root = tmp_path_factory.mktemp("text-opt")
-    texts.to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
-    ws = Workspace(make_text_config(root, tiny_backbone))
-    ingest(ws)
-    train_text(ws)
-    return ws
+def trained(trained_text):
+    return trained_text("text-opt")
 
 
 def test_text_variants_are_built_checked_and_the_best_registered(trained):
@@ -54,6 +45,7 @@ def test_text_variants_are_built_checked_and_the_best_registered(trained):
     runtime = load_runtime(ws, f"intents:{row['version']}")
     assert runtime.variant == key and "ONNX Runtime" in runtime.reason
     served = runtime.predict(TEXTS.to_dict("records"))
+    assert [p.get("truncated", False) for p in served] == [False] * 4 + [True]   # 100 words, 64 positions
     native = load_model(ws, row).predict_proba(TEXTS)
     got = np.array([[p["probabilities"][str(c)] for c in runtime.classes] for p in served])
     assert got.shape == native.shape

@@ -419,9 +419,15 @@ class TextModel(BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(n, K) class probabilities in ``classes_`` order (PyTorch, batches sorted by length)."""
+        return self.scores(X)[0]
+
+    def scores(self, X: Any, *, session: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(n, K) probabilities and which texts were cut to ``max_length`` (the server reports
+        both): through the ONNX Runtime ``session`` when given, else PyTorch."""
         self._check_fitted()
-        ids, _ = self.encode(_texts(self.clean_inputs(X), self.text_column))
-        return self._run(ids, self._torch_logits)
+        ids, cut = self.encode(_texts(self.clean_inputs(X), self.text_column))
+        logits = self._torch_logits if session is None else lambda feed: session.run(["logits"], feed)[0]
+        return self._run(ids, logits), cut
 
     def predict_index(self, X: Any) -> np.ndarray:
         """Class indices (argmax)."""
@@ -498,9 +504,7 @@ class TextModel(BaseEstimator):
     def predict_proba_onnx(self, X: Any, variant: str = "int8", *, session: Any = None) -> np.ndarray:
         """(n, K) probabilities through ONNX Runtime: tokenization here, the network in the session."""
         self._check_fitted()
-        sess = session or self.onnx_session(variant)
-        ids, _ = self.encode(_texts(self.clean_inputs(X), self.text_column))
-        return self._run(ids, lambda feed: sess.run(["logits"], feed)[0])
+        return self.scores(X, session=session or self.onnx_session(variant))[0]
 
     # ---- compact pickling ----------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:

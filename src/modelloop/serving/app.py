@@ -246,6 +246,14 @@ class ServerState:
 
     # ---- inference -------------------------------------------------------------------------------
     async def infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = await self._infer(rt, records)
+        if rt.text:
+            cut = sum("truncated" in o for o in out)
+            if cut:
+                self.metrics.truncated.inc(cut)
+        return out
+
+    async def _infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         assert self.batcher is not None
         if self.cache is None:
             return await self.batcher.predict(rt, records)

@@ -18,6 +18,7 @@ name                                                   what
 ``modelloop_prediction_log_pending``                   rows queued for the prediction log
 ``modelloop_prediction_log_rows_total``                rows written to the catalog
 ``modelloop_feedback_total{result}``                   stored, duplicate, unknown
+``modelloop_texts_truncated_total``                    texts cut to a text model's max_length
 =====================================================  ==============================================
 
 With ``--workers N`` the processes share a ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``), and any
@@ -73,6 +74,8 @@ class ServingMetrics:
         self.log_rows = Counter("modelloop_prediction_log_rows_total", "prediction rows written",
                                 registry=r)
         self.feedback = Counter("modelloop_feedback_total", "feedback requests", ["result"], registry=r)
+        self.truncated = Counter("modelloop_texts_truncated_total",
+                                 "texts cut to the text model's max_length before scoring", registry=r)
         self._hits = self._lookups = 0
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 

@@ -83,6 +83,7 @@ class Runtime:
         self.validator = RequestValidator(self.request_schema, title=f"{self.name}_v{self.version}_record")
         self.loaded_at = time.time()
         self.text_session: Any = None  # a text model's ONNX Runtime session (``load_runtime`` sets it)
+        self.text = bool(self.schema.text) and not self.schema.features()  # tokenized here, from raw text
         self._plan = _FeedPlan(self.schema, input_map(session, self.schema) if session is not None else None,
                                packed=packed_inputs(session) if session is not None else None)
         self._keys = [str(c) for c in self.classes] if self.classes is not None else []
@@ -97,24 +98,39 @@ class Runtime:
             out = self.session.run(self._output, self._plan.feed(records))[0]
             return np.asarray(out, dtype=np.float64).reshape(len(records), -1) if self.task != "regression" \
                 else np.asarray(out, dtype=np.float64).ravel()
+        if self.text:
+            return self._text_scores(records)[0]
         frame = pd.DataFrame.from_records(records, columns=self.validator.features)
-        if self.text_session is not None:
-            return np.asarray(self.native.predict_proba_onnx(frame, session=self.text_session), dtype=np.float64)
         if self.task == "regression":
             return np.asarray(self.native.predict(frame), dtype=np.float64)
         return np.asarray(self.native.predict_proba(frame), dtype=np.float64)
 
+    def _text_scores(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        frame = pd.DataFrame.from_records(records, columns=self.validator.features)
+        proba, cut = self.native.scores(frame, session=self.text_session)
+        return np.asarray(proba, dtype=np.float64), cut
+
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One output per record: ``{"label", "probabilities"}`` or ``{"label", "value"}`` (regression)."""
-        scores = self.scores(records)
+        """One output per record: ``{"label", "probabilities"}`` or ``{"label", "value"}`` (regression).
+        A text model's output also says ``"truncated": true`` when its text was cut to the model's
+        ``max_length`` (the server counts these in ``modelloop_texts_truncated_total``)."""
+        cut = None
+        if self.text:
+            scores, cut = self._text_scores(records)
+        else:
+            scores = self.scores(records)
         if self.task == "regression":
             return [{"label": v, "value": v} for v in scores.round(6).tolist()]
         from ..evaluation.metrics import labels_from_proba
 
         idx = labels_from_proba(scores, self.threshold).tolist()
         labels, keys = self.classes, self._keys
-        return [{"label": labels[i], "probabilities": dict(zip(keys, p, strict=True))}  # type: ignore[index]
-                for i, p in zip(idx, scores.round(6).tolist(), strict=True)]
+        out = [{"label": labels[i], "probabilities": dict(zip(keys, p, strict=True))}  # type: ignore[index]
+               for i, p in zip(idx, scores.round(6).tolist(), strict=True)]
+        if cut is not None:
+            for i in np.flatnonzero(cut).tolist():
+                out[i]["truncated"] = True
+        return out
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/model`` shows."""

@@ -169,7 +169,8 @@ class RequestValidator:
         try:
             return cast("list[dict[str, Any]]", self._adapter.validate_json(body)["records"])
         except ValidationError as exc:
-            raise ValidationProblem(describe_errors(exc.errors(), self.allowed, self.schema.target)) from None
+            raise ValidationProblem(describe_errors(exc.errors(), self.allowed, self.schema.target,
+                                                    text=self.schema.text)) from None
 
     def json_schema(self) -> dict[str, Any]:
         """JSON schema of the request body (``$defs`` refer to ``#/components/schemas``)."""
@@ -184,15 +185,17 @@ def _path(loc: tuple) -> str:
 
 
 def describe_errors(errors: Sequence[Any], allowed: list[str], target: str | None = None,
-                    limit: int = 20) -> list[dict[str, Any]]:
-    """pydantic error dicts as ``{"loc", "field", "type", "msg"}`` whose ``msg`` names the field."""
+                    limit: int = 20, *, text: str | None = None) -> list[dict[str, Any]]:
+    """pydantic error dicts as ``{"loc", "field", "type", "msg"}`` whose ``msg`` names the field.
+    ``text`` is a text model's input column, which takes no null."""
     out: list[dict[str, Any]] = []
     for err in errors[:limit]:
         loc = tuple(err["loc"])
         path, kind = _path(loc), err["type"]
         field = loc[-1] if loc and isinstance(loc[-1], str) else None
         if kind == "missing":
-            hint = " (send null for a missing value)" if loc[:1] == ("records",) else ""
+            hint = "" if loc[:1] != ("records",) else \
+                " (the text to classify, a non-empty string)" if field == text else " (send null for a missing value)"
             msg = f"{path}: required field is missing{hint}"
         elif kind == "extra_forbidden" and field == target and loc[:1] == ("records",):
             msg = (f"{path}: '{field}' is the target; do not send it "

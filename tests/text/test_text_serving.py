@@ -1,0 +1,66 @@
+"""A text model behind the real HTTP server on 127.0.0.1: raw text in, the server tokenizes; bad
+texts get a 422 that says what to send; a text longer than the model's maximum is scored on its
+first ``max_length`` tokens, and the answer and ``/metrics`` both say so."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+from servers import running
+
+from modelloop.serving import ServeConfig, create_app
+
+
+@pytest.fixture(scope="module")
+def served(trained_text):
+    ws = trained_text("text-serve")
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        yield url, ws
+
+
+def _truncated(served) -> float:
+    url, _ = served
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("modelloop_texts_truncated_total"))
+
+
+def test_raw_text_is_tokenized_and_scored_by_the_server(served):
+    import pandas as pd
+
+    from modelloop.registry import load_model, resolve_model
+
+    url, ws = served
+    sent = ["please refund my money", "my card was stolen", "where is my package"]
+    r = httpx.post(f"{url}/v1/predict", json={"records": [{"message": t} for t in sent]})
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    model = load_model(ws, resolve_model(ws, "intents@production"))
+    want = model.predict_proba(pd.DataFrame({"message": sent}))
+    got = [[p["probabilities"][str(c)] for c in model.classes_] for p in preds]
+    assert np.allclose(got, want, atol=1e-5)            # the same tokens, the same network
+    assert not any("truncated" in p for p in preds)      # short texts: nothing cut, nothing said
+
+
+def test_a_text_longer_than_the_model_takes_is_cut_said_and_counted(served):
+    url, _ = served
+    before = _truncated(served)
+    long = "please refund my money " * 200                 # ~800 tokens; the tiny model takes 64
+    r = httpx.post(f"{url}/v1/predict", json={"records": [{"message": long}, {"message": "my card was stolen"}]})
+    assert r.status_code == 200, r.text
+    first, second = r.json()["predictions"]
+    assert first["truncated"] is True and "truncated" not in second
+    assert _truncated(served) == before + 1
+
+
+@pytest.mark.parametrize(("record", "says"), [
+    ({"message": ""}, "records[0].message: must be a non-empty string (the text to classify), got \"\""),
+    ({"message": "   "}, "must be a non-empty string"),
+    ({"message": None}, "must be a non-empty string (the text to classify), got null"),
+    ({"message": 5}, "got 5"),
+    ({}, "records[0].message: required field is missing (the text to classify, a non-empty string)"),
+    ({"msg": "hi"}, "unknown field (did you mean 'message'?); allowed: message"),
+])
+def test_a_bad_text_is_a_422_that_says_what_to_send(served, record, says):
+    r = httpx.post(f"{served[0]}/v1/predict", json={"records": [record]})
+    assert r.status_code == 422 and says in r.json()["message"], r.text

@@ -33,6 +33,16 @@ def test_latin1_is_detected(tmp_path):
     assert explicit.equals(df)
 
 
+def test_a_file_that_is_not_the_encoding_set_names_the_line_and_byte_of_the_file(tmp_path):
+    """Past the first read buffer too: the place is counted in the file, not in pandas' buffer."""
+    head = "message,label\n".encode() + "été ok,a\n".encode() * 200_000   # 2.2 MB of valid UTF-8
+    p = tmp_path / "t.csv"
+    p.write_bytes(head + b"bad \xff here,b\n")
+    with pytest.raises(DataError, match=rf"cannot be decoded as utf-8 \(invalid start byte at line 200002, "
+                                        rf"byte {len(head) + 4}\); set data.encoding"):
+        read_table(str(p), encoding="utf-8")
+
+
 def test_detect_encoding_maps_gbk_family_to_gb18030():
     assert detect_encoding(("客户投诉:我的卡被扣了两次钱," * 50).encode("gbk")) == "gb18030"
     assert detect_encoding("\ufeffa,b\n".encode("utf-8")) == "utf-8-sig"

@@ -60,6 +60,27 @@ def detect_encoding(raw: bytes) -> str:
     return "latin-1"
 
 
+def _where_undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:
+    """Where the file stops decoding, as a line and byte of the file: pandas' error counts bytes
+    from the start of its read buffer, not of the file."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, lines = 0, 1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            held = len(decoder.getstate()[0])  # bytes of a character begun in the last chunk
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                before = chunk[:max(err.start - held, 0)]
+                line = lines + before.count(b"\n")
+                return f"{err.reason} at line {line}, byte {offset - held + err.start}"
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+    return f"{exc.reason} at byte {exc.start} of a read buffer"
+
+
 def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) -> pd.DataFrame:
     if encoding == "auto":
         with open(path, "rb") as fh:
@@ -73,7 +94,7 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) 
             df = pd.read_csv(path, encoding=encoding, low_memory=False,
                              on_bad_lines="warn" if on_bad_lines == "skip" else "error")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: cannot be decoded as {encoding} ({exc.reason} at byte {exc.start}); "
+        raise DataError(f"{path}: cannot be decoded as {encoding} ({_where_undecodable(path, encoding, exc)}); "
                         f"set data.encoding (e.g. utf-8, gb18030, latin-1)") from None
     except pd.errors.ParserError as exc:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))

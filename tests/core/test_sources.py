@@ -35,7 +35,7 @@ def test_latin1_is_detected(tmp_path):
 
 def test_a_file_that_is_not_the_encoding_set_names_the_line_and_byte_of_the_file(tmp_path):
     """Past the first read buffer too: the place is counted in the file, not in pandas' buffer."""
-    head = "message,label\n".encode() + "été ok,a\n".encode() * 200_000   # 2.2 MB of valid UTF-8
+    head = b"message,label\n" + "été ok,a\n".encode() * 200_000   # 2.2 MB of valid UTF-8
     p = tmp_path / "t.csv"
     p.write_bytes(head + b"bad \xff here,b\n")
     with pytest.raises(DataError, match=rf"cannot be decoded as utf-8 \(invalid start byte at line 200002, "

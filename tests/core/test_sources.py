@@ -41,6 +41,11 @@ def test_a_file_that_is_not_the_encoding_set_names_the_line_and_byte_of_the_file
     with pytest.raises(DataError, match=rf"cannot be decoded as utf-8 \(invalid start byte at line 200002, "
                                         rf"byte {len(head) + 4}\); set data.encoding"):
         read_table(str(p), encoding="utf-8")
+    p = tmp_path / "t.jsonl"
+    p.write_bytes(b'{"message": "ok"}\n{"message": "bad \xff"}\n')
+    with pytest.raises(DataError, match=r"cannot be decoded as utf-8 \(invalid start byte at line 2, byte 35\); "
+                                        r"JSON Lines files are UTF-8"):
+        read_table(str(p))
 
 
 def test_detect_encoding_maps_gbk_family_to_gb18030():

@@ -46,6 +46,8 @@ def test_a_file_that_is_not_the_encoding_set_names_the_line_and_byte_of_the_file
     with pytest.raises(DataError, match=r"cannot be decoded as utf-8 \(invalid start byte at line 2, byte 35\); "
                                         r"JSON Lines files are UTF-8"):
         read_table(str(p))
+    p.write_bytes(b'\xef\xbb\xbf{"message": "ok"}\n')      # UTF-8 with a byte-order mark, as Windows tools write
+    assert read_table(str(p))[0]["message"].tolist() == ["ok"]
 
 
 def test_detect_encoding_maps_gbk_family_to_gb18030():

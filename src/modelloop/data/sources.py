@@ -159,9 +159,9 @@ def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: 
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
-        return pd.read_json(path, lines=True, encoding="utf-8" if encoding == "auto" else encoding)
+        return pd.read_json(path, lines=True, encoding="utf-8-sig" if encoding == "auto" else encoding)
     except UnicodeDecodeError as exc:
-        enc = "utf-8" if encoding == "auto" else encoding
+        enc = "utf-8" if encoding == "auto" else encoding  # utf-8-sig: UTF-8 with or without a BOM
         raise DataError(f"{path}: cannot be decoded as {enc} ({_where_undecodable(path, enc, exc)}); "
                         f"JSON Lines files are UTF-8 (or set data.encoding)") from None
     except (ValueError, OSError) as exc:

@@ -55,6 +55,11 @@ def test_detect_encoding_maps_gbk_family_to_gb18030():
     assert detect_encoding("\ufeffa,b\n".encode("utf-8")) == "utf-8-sig"
 
 
+def test_detect_encoding_forgives_only_a_character_cut_at_the_end_of_the_sample():
+    assert detect_encoding("é".encode() * 5 + b"\xc3") == "utf-8-sig"      # the sample cut inside 'é'
+    assert detect_encoding(b"name\nJos\xe9\n") == "cp1252"                # Latin-1 'é' near the end
+
+
 def test_malformed_rows_fail_with_line_number_or_are_skipped_and_counted(tmp_path):
     p = tmp_path / "bad.csv"
     p.write_text("a,b,y\n1,2,0\n3,4,5,6\n7,8,1\n9,10,11,12\n")

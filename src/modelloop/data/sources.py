@@ -6,10 +6,10 @@ column, and what to do about it; nothing is written until a read has fully succe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+import codecs
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +44,9 @@ def detect_encoding(raw: bytes) -> str:
     / Latin-1. Deterministic on purpose: statistical guessers mistake short Western files for Baltic
     or Cyrillic code pages. Other encodings are set with ``data.encoding``."""
     for enc in ("utf-8-sig", "gb18030", "cp1252"):
-        text: str | None
-        try:
-            text = raw.decode(enc)
+        try:  # not final: the sample may end inside a multi-byte character, and nowhere else
+            text = codecs.getincrementaldecoder(enc)().decode(raw, final=False)
         except UnicodeDecodeError:
-            # the sample may end inside a multi-byte character
-            try:
-                text = raw[:-4].decode(enc) if len(raw) > 4 else None
-            except UnicodeDecodeError:
-                text = None
-        if text is None:
             continue
         if enc != "gb18030" or _mostly_cjk(text):
             return enc
@@ -63,8 +56,6 @@ def detect_encoding(raw: bytes) -> str:
 def _where_undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:
     """Where the file stops decoding, as a line and byte of the file: pandas' error counts bytes
     from the start of its read buffer, not of the file."""
-    import codecs
-
     decoder = codecs.getincrementaldecoder(encoding)()
     offset, lines = 0, 1
     with open(path, "rb") as fh:

@@ -173,6 +173,17 @@ def wait_until_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> 
     raise TimeoutError(url)
 
 
+def warm_up(url: str, body: bytes) -> None:
+    """One answered request before the clock starts: a server may load its model on the first
+    request (MLflow's pyfunc of a text model rebuilds the network then, ~5 s), and that first
+    request would otherwise eat the measured window."""
+    import httpx
+
+    r = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=300)
+    if r.status_code != 200:
+        raise RuntimeError(f"{url}: the warm-up request got HTTP {r.status_code}: {r.text[:500]}")
+
+
 def stop(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -362,6 +373,7 @@ def main() -> None:
             for kind in args.targets:
                 proc, url, path = start(kind, root, ws.tracking_url, row["formats"]["native"])
                 try:
+                    warm_up(url + path, (mlflow_bodies if kind == "mlflow" else bodies)[0])
                     for c in args.concurrency:
                         before = batch_stats(url) if kind == "modelloop" else None
                         loop = raw_closed_loop if args.client == "raw" else closed_loop

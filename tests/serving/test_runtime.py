@@ -195,3 +195,14 @@ def test_columns_the_converter_renames_are_still_served_through_onnx(tmp_path) -
         assert "card_amount" in packed_inputs(rt.session)        # renamed, then packed with the other floats
         got = rt.scores(to_records(frame, rt.schema))
         assert np.max(np.abs(got - native.predict_proba(frame))) <= ONNX_ATOL, attempt
+
+
+def test_a_text_session_takes_each_workers_share_of_the_cpus(monkeypatch) -> None:
+    from modelloop.serving import ServeConfig
+    from modelloop.serving import runtime
+
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 8)
+    assert runtime.text_threads(ServeConfig()) == 8
+    assert runtime.text_threads(ServeConfig(workers=3)) == 2          # 3 processes, no oversubscription
+    assert runtime.text_threads(ServeConfig(workers=16)) == 1
+    assert runtime.text_threads(ServeConfig(workers=3, text_threads=5)) == 5

@@ -42,8 +42,9 @@ def test_text_variants_are_built_checked_and_the_best_registered(trained):
     assert Path(row["formats"][key]).is_file()
 
     # served through ONNX Runtime: same labels as the PyTorch model on the same texts
-    runtime = load_runtime(ws, f"intents:{row['version']}")
-    assert runtime.variant == key and "ONNX Runtime" in runtime.reason
+    runtime = load_runtime(ws, f"intents:{row['version']}", text_threads=3)
+    assert runtime.variant == key and f"ONNX Runtime ({key}, 3 threads)" in runtime.reason
+    assert runtime.text_session.get_session_options().intra_op_num_threads == 3
     served = runtime.predict(TEXTS.to_dict("records"))
     assert [p.get("truncated", False) for p in served] == [False] * 4 + [True]   # 100 words, 64 positions
     native = load_model(ws, row).predict_proba(TEXTS)

@@ -183,12 +183,13 @@ class ServerState:
 
     async def reload(self, why: str) -> dict[str, Any]:
         """Load the model next to the current one, then swap in one assignment."""
-        from .runtime import load_runtime
+        from .runtime import load_runtime, text_threads
 
+        threads = text_threads(self.config)
         async with self._reload_lock:
             old = self.runtime
             try:
-                new = await asyncio.to_thread(load_runtime, self.ws, self.ref)
+                new = await asyncio.to_thread(load_runtime, self.ws, self.ref, text_threads=threads)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
                 self.load_error = f"{type(exc).__name__}: {exc}"

@@ -34,6 +34,10 @@ class ServeConfig(BaseModel):
     # FastAPI's own OpenTelemetry spans/metrics look up the global providers on every request
     # (~10 % of a no-op request's CPU); the Prometheus /metrics endpoint is always on.
     telemetry: bool = Field(False, description="FastAPI's native OpenTelemetry instrumentation")
+    # A text model's network is the whole cost of a request: its session may use the cores the
+    # HTTP stack leaves idle. Tabular sessions keep one thread (their requests are mostly HTTP).
+    text_threads: int | None = Field(None, ge=1, le=256, description="ONNX Runtime threads of a text "
+                                     "model's session; null: the CPUs this process may use / workers")
     reload_poll_seconds: float = Field(5.0, ge=0, description="production alias poll; 0: off")
     log_flush_ms: float = Field(200.0, gt=0, le=60_000, description="prediction log write interval")
     log_batch: int = Field(500, ge=1, le=100_000, description="prediction log rows per write")

@@ -249,10 +249,12 @@ def _datetime_parts(value: str | None) -> tuple[float, ...]:
 
 # ---- loading -------------------------------------------------------------------------------------
 def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_ATOL,
-                 onnx: bool = True, use_cache: bool = True) -> Runtime:
+                 onnx: bool = True, use_cache: bool = True, text_threads: int | None = None) -> Runtime:
     """Load a model version (production by default) as ONNX when it converts and checks, else native.
 
     ``use_cache=False`` converts again even when an ONNX file is recorded for the version.
+    ``text_threads``: intra-op threads of a text model's session (default: the CPUs this process may
+    use); a tabular session always runs on one.
     """
     from ..registry import resolve_model
 
@@ -261,7 +263,7 @@ def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_AT
     if not onnx:
         return Runtime(row, native=_native(ws, row), reason="ONNX disabled by the caller", plan=plan)
     if (row.get("input_schema") or {}).get("text") and not Schema.from_dict(row["input_schema"]).features():
-        return _text_runtime(ws, row, plan)
+        return _text_runtime(ws, row, plan, text_threads or available_cpus())
     try:
         session, check = _onnx_session(ws, row, atol, use_cache, plan)
         return Runtime(ws.catalog.get_model(row["name"], row["version"]), session=session, check=check, plan=plan)
@@ -283,19 +285,34 @@ def _cleaning_plan(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
         return getattr(_native(ws, row), "cleaning_plan_", None)
 
 
-def _text_runtime(ws: Workspace, row: dict[str, Any], plan: dict[str, Any] | None) -> Runtime:
-    """A text model: tokenization here, the network in its int8 (else fp32) ONNX session when
-    ``modelloop optimize`` registered one, else PyTorch."""
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, as containers and taskset set it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def text_threads(config: Any) -> int:
+    """A served text model's session threads: ``serve.text_threads``, else this process's share of
+    the CPUs when ``serve.workers`` processes each load the model."""
+    return int(config.text_threads or max(1, available_cpus() // config.workers))
+
+
+def _text_runtime(ws: Workspace, row: dict[str, Any], plan: dict[str, Any] | None, threads: int) -> Runtime:
+    """A text model: tokenization here, the network in its int8 (else fp32) ONNX session on
+    ``threads`` intra-op threads when ``modelloop optimize`` registered one, else PyTorch."""
     native = _native(ws, row)
     formats = row.get("formats") or {}
     for key, variant in (("onnx_int8", "int8"), ("onnx", "fp32")):
         if formats.get(key):
             try:
-                session = native.onnx_session(variant, path=formats[key], threads=1)
+                session = native.onnx_session(variant, path=formats[key], threads=threads)
             except Exception as exc:
                 log.warning("model %s:%s: %s session failed: %s", row["name"], row["version"], key, exc)
                 continue
-            rt = Runtime(row, native=native, reason=f"text model served through ONNX Runtime ({key})", plan=plan)
+            rt = Runtime(row, native=native, plan=plan,
+                         reason=f"text model served through ONNX Runtime ({key}, {threads} threads)")
             rt.text_session, rt.variant = session, key
             return rt
     return Runtime(row, native=native, reason="text model without an ONNX variant (run `modelloop optimize`); "

@@ -11,6 +11,8 @@ import pytest
 
 from modelloop.models.text import TextModel, _texts
 from modelloop.training import text as T
+from modelloop.training import text_search as S
+from modelloop.training import text_fit as F
 
 
 def _job(backbone, texts, method="full", **extra):
@@ -33,8 +35,8 @@ def test_validation_split_is_stratified_and_seeded():
 def test_early_stopping_stops_after_patience(tiny_backbone, texts, monkeypatch):
     job = _job(tiny_backbone, texts, epochs=10, early_stopping_patience=2)
     scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
-    monkeypatch.setattr(T, "score", lambda metric, y, proba: next(scores))
-    result = T.run_params(job, T.default_params(job.settings))
+    monkeypatch.setattr(F, "score", lambda metric, y, proba: next(scores))
+    result = F.run_params(job, S.default_params(job.settings))
     assert result["epochs_run"] == 4 and result["best_epoch"] == 2 and result["value"] == 0.7
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3, 4]
 
@@ -45,7 +47,7 @@ def test_warmup_then_decay(tiny_backbone, texts, schedule):
 
     job = _job(tiny_backbone, texts, schedule=schedule)
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = T._scheduler(opt, schedule, warmup=4, total=20)
+    sched = F._scheduler(opt, schedule, warmup=4, total=20)
     lrs = []
     for _ in range(20):
         lrs.append(opt.param_groups[0]["lr"])
@@ -58,7 +60,7 @@ def test_warmup_then_decay(tiny_backbone, texts, schedule):
 
 def test_gradient_accumulation_steps_the_optimizer_less_often(tiny_backbone, texts, monkeypatch):
     steps = []
-    real = T._scheduler
+    real = F._scheduler
 
     def counting(opt, schedule, warmup, total):
         sched = real(opt, schedule, warmup, total)
@@ -67,9 +69,9 @@ def test_gradient_accumulation_steps_the_optimizer_less_often(tiny_backbone, tex
         steps.append(("total", total))
         return sched
 
-    monkeypatch.setattr(T, "_scheduler", counting)
+    monkeypatch.setattr(F, "_scheduler", counting)
     job = _job(tiny_backbone, texts, epochs=1, grad_accum=3, early_stopping_patience=5)
-    T.run_params(job, T.default_params(job.settings))
+    F.run_params(job, S.default_params(job.settings))
     n_batches = -(-len(job.fit_ids) // 8)
     assert steps[0] == ("total", -(-n_batches // 3))
     assert sum(1 for s in steps if s == 1) == -(-n_batches // 3)
@@ -78,51 +80,51 @@ def test_gradient_accumulation_steps_the_optimizer_less_often(tiny_backbone, tex
 def test_balanced_class_weights(tiny_backbone, texts):
     job = _job(tiny_backbone, texts)
     job.y_fit = np.array([0] * 6 + [1] * 2 + [2] * 2)
-    np.testing.assert_allclose(T._class_weights(job), [10 / 18, 10 / 6, 10 / 6])
+    np.testing.assert_allclose(F._class_weights(job), [10 / 18, 10 / 6, 10 / 6])
     job.class_weight = "none"
-    np.testing.assert_allclose(T._class_weights(job), [1, 1, 1])
+    np.testing.assert_allclose(F._class_weights(job), [1, 1, 1])
 
 
 def test_checkpoint_resume_gives_the_uninterrupted_result(tiny_backbone, texts, tmp_path, monkeypatch):
     job = _job(tiny_backbone, texts, epochs=4, early_stopping_patience=10, dropout=0.1)
-    params = T.default_params(job.settings)
-    whole = T.run_params(job, params)
+    params = S.default_params(job.settings)
+    whole = F.run_params(job, params)
 
     ckpt = tmp_path / "ckpt.pt"
-    real_save = T._save_checkpoint
+    real_save = F._save_checkpoint
 
     def save_then_die(path, key, net, opt, sched, scaler, state):
         real_save(path, key, net, opt, sched, scaler, state)
         if state["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(F, "_save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        T.run_params(job, params, checkpoint=ckpt)
-    monkeypatch.setattr(T, "_save_checkpoint", real_save)
-    resumed = T.run_params(job, params, checkpoint=ckpt)
+        F.run_params(job, params, checkpoint=ckpt)
+    monkeypatch.setattr(F, "_save_checkpoint", real_save)
+    resumed = F.run_params(job, params, checkpoint=ckpt)
     assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_run"] == 4
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
     for name, tensor in whole["payload"].items():
         np.testing.assert_allclose(resumed["payload"][name].numpy(), tensor.numpy(), atol=1e-5)
     # a checkpoint of other parameters is ignored
-    other = T.run_params(job, {**params, "learning_rate": 5e-4}, checkpoint=ckpt)
+    other = F.run_params(job, {**params, "learning_rate": 5e-4}, checkpoint=ckpt)
     assert other["resumed_from_epoch"] == 0
 
 
 def test_precision_and_device_choice(monkeypatch):
     import torch
 
-    assert T._precision("cpu", True) == "fp32"
-    assert T._precision("cuda", False) == "fp32"
+    assert F._precision("cpu", True) == "fp32"
+    assert F._precision("cuda", False) == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert T._precision("cuda", True) == "bf16"
+    assert F._precision("cuda", True) == "bf16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert T._precision("cuda", True) == "fp16"
+    assert F._precision("cuda", True) == "fp16"
     if not torch.cuda.is_available():
-        assert T._device("auto") == "cpu"
+        assert F._device("auto") == "cpu"
         with pytest.raises(Exception, match="no CUDA device"):
-            T._device("cuda")
+            F._device("cuda")
 
 
 def test_head_folds_logistic_regression_exactly():
@@ -133,7 +135,7 @@ def test_head_folds_logistic_regression_exactly():
     X = rng.normal(size=(60, 5)) * [1, 10, 0.5, 1, 3] + 2
     for k in (2, 3):
         y = rng.integers(0, k, 60)
-        W, b = T._fit_head(X, y, k, c=0.5, class_weight="balanced", seed=0)
+        W, b = F._fit_head(X, y, k, c=0.5, class_weight="balanced", seed=0)
         z = X @ W.T + b
         got = np.exp(z - z.max(1, keepdims=True))
         got /= got.sum(1, keepdims=True)
@@ -147,5 +149,5 @@ def test_head_weights_stay_bounded_on_constant_directions():
     rng = np.random.default_rng(0)
     X = np.c_[rng.normal(size=(80, 4)), np.full(80, 0.3) + rng.normal(size=80) * 1e-9]
     y = (X[:, 0] > 0).astype(int)
-    W, b = T._fit_head(X, y, 2, c=1.0, class_weight="balanced", seed=0)
+    W, b = F._fit_head(X, y, 2, c=1.0, class_weight="balanced", seed=0)
     assert np.abs(W).max() < 100 and np.abs(b).max() < 100

@@ -219,7 +219,7 @@ def fine_tune(student: Any, teacher_logits: np.ndarray, labels: np.ndarray, ids:
     """Train ``student`` (in place) on the teacher's logits ``[n, K]`` and ``labels`` ``[n]`` of ``ids``
     with the train stage's epoch loop: its targets are the row positions, which the loss looks up."""
     torch = require_torch()
-    from ..training.text import _class_weights, _Job, _optimizer, _scheduler, _train_epoch
+    from ..training.text_fit import _class_weights, _Job, _optimizer, _scheduler, _train_epoch
 
     functional = torch.nn.functional
     job = _Job(model.settings(), "", model.tokenizer_, model.max_length_, [], list(model.classes_), ids,

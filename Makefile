@@ -23,7 +23,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''
 
-# The bench environment layers the peers (FLAML, ydata-profiling) over .venv without touching it:
+# The bench environment layers the peers (FLAML) over .venv without touching it:
 # a .pth file makes .venv's packages visible, the peers are installed into .venv-bench only.
 BENCH := .venv-bench
 $(BENCH)/.installed: $(STAMP) benchmarks/requirements.txt
@@ -34,7 +34,16 @@ $(BENCH)/.installed: $(STAMP) benchmarks/requirements.txt
 	  echo "some peers did not install; their benchmark columns will say so"
 	touch $@
 
-bench: $(BENCH)/.installed
+# AutoGluon pins an older pandas than modelloop's: it gets a venv of its own, which
+# benchmarks/tabular_quality.py runs as a subprocess.
+AG := .venv-ag
+$(AG)/.installed: benchmarks/requirements-autogluon.txt
+	test -x $(AG)/bin/python || $(PYTHON) -m venv $(AG)
+	$(AG)/bin/python -m pip install -q -r benchmarks/requirements-autogluon.txt || \
+	  echo "AutoGluon did not install; its benchmark row will say so"
+	touch $@
+
+bench: $(BENCH)/.installed $(AG)/.installed
 	$(BENCH)/bin/python benchmarks/run_all.py
 
 lint: $(STAMP)

@@ -6,7 +6,8 @@ Endpoints (JSON in and out; keys and limits in ``security.py``):
     ``{"predictions": [{"request_id", "label", "probabilities": {label: p}}], "model": {"name",
     "version", "variant"}, "request_id"}``. Regression predictions carry ``value`` (and the same
     number as ``label``, so clients read one key for every task). Probability keys are the labels
-    as text (JSON keys are strings); ``label`` keeps the label's own type.
+    as text (JSON keys are strings); ``label`` keeps the label's own type. A text model's
+    prediction says ``"truncated": true`` when its text was longer than the model's ``max_length``.
     **Prediction ids**: a request has one ``request_id``. A single-record request logs its
     prediction under that id; a request of n > 1 records logs ``{request_id}-0`` ...
     ``{request_id}-{n-1}``. Each prediction in the answer carries its own id: send that one to
@@ -81,6 +82,8 @@ class Prediction(BaseModel):
     label: Any = Field(description="predicted label (regression: the predicted value)")
     probabilities: dict[str, float] | None = Field(None, description="label -> probability")
     value: float | None = Field(None, description="regression only")
+    truncated: bool | None = Field(None, description="text models: present (true) when the text was cut to "
+                                                     "the model's max_length tokens before scoring")
 
 
 class ModelRef(BaseModel):

@@ -42,6 +42,12 @@ def test_raw_text_is_tokenized_and_scored_by_the_server(served):
     assert not any("truncated" in p for p in preds)      # short texts: nothing cut, nothing said
 
 
+def test_the_model_endpoint_says_how_many_tokens_the_model_reads(served):
+    described = httpx.get(f"{served[0]}/v1/model").json()
+    assert described["text"]["column"] == "message" and described["text"]["method"] == "head"
+    assert described["text"]["max_length"] == 64          # the tiny backbone's 64 positions, not the 128 asked
+
+
 def test_a_text_longer_than_the_model_takes_is_cut_said_and_counted(served):
     url, _ = served
     before = _truncated(served)

@@ -140,7 +140,15 @@ class Runtime:
                 "input_schema": self.request_schema.to_dict(), "features": self.validator.features,
                 "cleaning_plan": self.plan.to_dict() if self.plan is not None else None,
                 "metrics": self.row.get("metrics") or {}, "formats": self.row.get("formats") or {},
-                "loaded_at": self.loaded_at}
+                "loaded_at": self.loaded_at, **self._text_info()}
+
+    def _text_info(self) -> dict[str, Any]:
+        """A text model's input: its column and the tokens it reads (longer texts are cut)."""
+        if not self.text:
+            return {}
+        settings = self.native.settings()
+        return {"text": {"column": self.schema.text, "max_length": int(self.native.max_length_),
+                         "method": settings.method, "backbone": settings.backbone}}
 
 
 def request_schema(schema: Schema, plan: CleaningPlan | None) -> Schema:

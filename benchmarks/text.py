@@ -14,8 +14,9 @@ regression** (scikit-learn). Reports test accuracy, macro-F1, accuracy per langu
 Inference (the ``lora`` model, merged): PyTorch fp32 eager vs ONNX Runtime fp32 (plain export) vs
 ONNX Runtime fp32 after the transformer optimizer vs ONNX Runtime int8 (dynamic quantization of each
 fp32 graph). Batches of 1 and 32 test texts, tokenization included (the same code for every
-variant), ``--threads`` intra-op threads for every variant (default 1, as ``modelloop serve`` runs a
-session), variants timed in alternating blocks; p50/p99 latency, throughput, file size and the test
+variant), ``--threads`` intra-op threads for every variant (default 1: the same single core for each;
+``modelloop serve`` gives a text session the process's share of the CPUs, ``serve.text_threads``),
+variants timed in alternating blocks; p50/p99 latency, throughput, file size and the test
 accuracy of each variant.
 Goal: int8 >= 2x ORT fp32 and >= 3x PyTorch eager, <= 1 point of accuracy lost.
 
@@ -210,7 +211,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=2, help="epochs for lora and full")
     ap.add_argument("--seconds", type=float, default=20.0, help="timing seconds per variant and batch size")
     ap.add_argument("--threads", type=int, default=1,
-                    help="intra-op threads for PyTorch and ONNX Runtime (1: as `modelloop serve` runs)")
+                    help="intra-op threads for PyTorch and ONNX Runtime, the same for every variant")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     data = pd.read_json(DATA, lines=True)

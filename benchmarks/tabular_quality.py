@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.datasets import load_breast_cancer, load_wine
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +50,8 @@ def _scores(y, pred, proba) -> dict[str, float]:
     if proba is not None:
         out["roc_auc"] = (roc_auc_score(y, proba[:, 1]) if proba.shape[1] == 2
                           else roc_auc_score(y, proba, multi_class="ovr"))
+        if proba.shape[1] == 2:  # the ranking figure that matters when positives are rare (fraud)
+            out["pr_auc"] = average_precision_score(y, proba[:, 1])
     return {k: round(float(v), 4) for k, v in out.items()}
 
 
@@ -167,23 +169,19 @@ def main() -> None:
         for preset in args.autogluon_presets:
             row[f"autogluon {preset}"] = _autogluon(train, test, args.budget, args.autogluon_python, preset)
         results[name] = row
-        base, ours, fl = row["lightgbm_defaults"], row["modelloop"], row["flaml"]
+        ours = row["modelloop"]
         print(f"\n{name}: {len(train)} train / {len(test)} test rows, budget {args.budget:.0f} s")
-        print(f"{'':28}{'f1_macro':>10}{'accuracy':>10}{'roc_auc':>10}{'seconds':>9}")
+        print(f"{'':28}{'f1_macro':>10}{'accuracy':>10}{'roc_auc':>10}{'pr_auc':>10}{'seconds':>9}")
         for label, r in row.items():
             if r is None:
                 print(f"{label:28}   not installed (`make bench` installs it)")
                 continue
             print(f"{label:28}{r['f1_macro']:>10.4f}{r['accuracy']:>10.4f}{r.get('roc_auc', np.nan):>10.4f}"
-                  f"{r['seconds']:>9.1f}" + (f"  best: {r['best']}" if "best" in r else ""))
-        print(f"ratio modelloop / lightgbm defaults, f1_macro: {ours['f1_macro'] / base['f1_macro']:.4f}")
-        if fl:
-            print(f"ratio modelloop / flaml, f1_macro: {ours['f1_macro'] / fl['f1_macro']:.4f}, "
-                  f"roc_auc: {ours['roc_auc'] / fl['roc_auc']:.4f}")
-        for preset in args.autogluon_presets:
-            if ag := row[f"autogluon {preset}"]:
-                print(f"ratio modelloop / autogluon {preset}, f1_macro: {ours['f1_macro'] / ag['f1_macro']:.4f}, "
-                      f"roc_auc: {ours['roc_auc'] / ag['roc_auc']:.4f}")
+                  f"{r.get('pr_auc', np.nan):>10.4f}{r['seconds']:>9.1f}" + (f"  best: {r['best']}" if "best" in r else ""))
+        for label, peer in row.items():
+            if label != "modelloop" and peer:
+                print(f"ratio modelloop / {label}: " + ", ".join(
+                    f"{k} {ours[k] / peer[k]:.4f}" for k in ("f1_macro", "roc_auc", "pr_auc") if k in ours))
     if args.json:
         json.dump(results, sys.stdout, indent=2)
 

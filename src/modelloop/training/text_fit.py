@@ -36,6 +36,7 @@ from ..models.text import (
 )
 from ..models.text_config import TextModelConfig
 
+__all__ = ["embed", "run_params"]
 
 _EMBED_BATCH = 64
 

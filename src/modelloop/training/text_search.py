@@ -24,6 +24,7 @@ from ..models.text_config import TextModelConfig
 from .text_fit import _better, _Job, _params_key, run_params
 from .tune import SearchResult, TrialRecord
 
+__all__ = ["HEAD_TRIALS", "default_params", "run_text_search"]
 
 _SPENT_KEY = "modelloop_spent_s"
 _STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}

@@ -128,6 +128,14 @@ def test_second_model_waits_for_promote(trained, project, capsys):
     assert code == 2 and "tiny:9 does not exist" in err
 
 
+def test_a_feedback_file_with_nothing_usable_exits_2_after_its_counts(trained, project, capsys):
+    pd.DataFrame({"request_id": ["nope", "gone"], "label": [1, 0]}).to_csv(project / "fb.csv", index=False)
+    code, out, err = cli(["feedback", "fb.csv", "--json"], capsys, project)
+    assert code == 2 and json.loads(out)["unknown_request"] == 2          # the counts, then the reason
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "none of the 2 feedback rows was accepted: 2 unknown request ids" in lines[0]
+
+
 def _bad_project(tmp_path: Path, df: pd.DataFrame | None, config: str = CONFIG.format(trials=2), raw: bytes | None = None):
     if raw is not None:
         (tmp_path / "data.csv").write_bytes(raw)

@@ -174,10 +174,16 @@ def serve(config: str = ConfigOpt, host: str | None = typer.Option(None, "--host
 @app.command()
 def feedback(file: str = typer.Argument(..., help="CSV/Parquet/JSONL with columns request_id,label"),
              config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Import labels for earlier predictions."""
-    _emit(_project(config).feedback(file), as_json,
+    """Import labels for earlier predictions (exit 2 when none of the rows could be used)."""
+    from .errors import DataError
+    from .feedback.store import nothing_usable
+
+    res = _project(config).feedback(file)
+    _emit(res, as_json,
           lambda r: out.print(f"{r['accepted']} accepted, {r['unknown_request']} unknown request ids, "
                               f"{r['duplicate']} duplicates, {r['invalid']} invalid labels (of {r['rows']})"))
+    if why := nothing_usable(res):
+        raise DataError(f"{file}: {why}")
 
 
 @app.command()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from modelloop import Project, parse_config
+from modelloop.feedback.store import nothing_usable
 from modelloop.registry import load_model, resolve_model
 
 
@@ -146,6 +147,13 @@ def test_feedback_counts_unknown_duplicate_invalid(project, tmp_path):
         "accepted": 2, "duplicate": 1, "unknown_request": 1, "invalid": 1}
     again = post_labels(project, tmp_path, [ids[2]], [1])
     assert again["duplicate"] == 1 and again["accepted"] == 0
+    # something usable, or a re-import: fine; nothing usable at all: `modelloop feedback` exits 2
+    assert nothing_usable(res) is None and nothing_usable(again) is None
+    useless = post_labels(project, tmp_path, ["nope", ids[3]], [1, "maybe"])
+    assert nothing_usable(useless) == (
+        "none of the 2 feedback rows was accepted: 1 unknown request ids (e.g. 'nope'); 1 invalid labels "
+        f"(e.g. '{ids[3]}'). A request id is the request_id of a prediction /v1/predict returned; a label is "
+        "one of the model's classes (or a number for regression)")
 
 
 def test_if_needed_does_nothing_without_a_trigger(project):

@@ -16,7 +16,7 @@ from ..data.sources import read_table
 from ..errors import DataError
 from ..workspace import Workspace
 
-__all__ = ["check_label", "import_feedback", "labeled_frame"]
+__all__ = ["check_label", "import_feedback", "labeled_frame", "nothing_usable"]
 
 
 def check_label(label: Any, info: dict[str, Any]) -> Any:
@@ -68,6 +68,20 @@ def import_feedback(ws: Workspace, path: str | Path) -> dict[str, Any]:
             examples[kind].append(rid)
     cat.add_feedback_many(rows)
     return {**counts, "rows": len(df), "examples": {k: v for k, v in examples.items() if v}}
+
+
+def nothing_usable(counts: dict[str, Any]) -> str | None:
+    """Why a feedback file gave nothing, when none of its rows was accepted or already there (a
+    re-import is not a mistake); ``None`` when something was usable."""
+    if not counts.get("rows") or counts["accepted"] or counts["duplicate"]:
+        return None
+    seen = counts.get("examples") or {}
+    parts = [f"{counts[k]} {what} (e.g. {', '.join(map(repr, seen.get(k, [])))})"
+             for k, what in (("unknown_request", "unknown request ids"), ("invalid", "invalid labels"))
+             if counts[k]]
+    return (f"none of the {counts['rows']} feedback rows was accepted: {'; '.join(parts)}. A request id is "
+            f"the request_id of a prediction /v1/predict returned; a label is one of the model's classes "
+            f"(or a number for regression)")
 
 
 def _classify(ws: Workspace, rid: str, label: Any, known: set[str], taken: set[str],

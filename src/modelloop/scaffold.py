@@ -12,7 +12,8 @@ from .errors import ConfigError
 
 __all__ = ["EXAMPLES", "init_project", "run_demo"]
 
-EXAMPLES = ("fraud", "intents")
+EXAMPLES = ("fraud", "intents", "sentiment")
+_TEXT_EXAMPLES = ("intents", "sentiment")  # data/NAME.jsonl shipped in the package, config NAME.yaml
 
 _BLANK = """\
 # modelloop project. Every key but data.source and data.target has a default;
@@ -47,12 +48,12 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
         generate_transactions(seed=0).to_csv(data, index=False)
         text = resources.files("modelloop.examples").joinpath("fraud.yaml").read_text()
         files.append(str(data))
-    elif example == "intents":
+    elif example in _TEXT_EXAMPLES:
         (root / "data").mkdir(exist_ok=True)
         src = resources.files("modelloop.examples")
-        data = root / "data" / "intents.jsonl"
-        data.write_bytes(src.joinpath("intents.jsonl").read_bytes())
-        text = src.joinpath("intents.yaml").read_text()
+        data = root / "data" / f"{example}.jsonl"
+        data.write_bytes(src.joinpath(f"{example}.jsonl").read_bytes())
+        text = src.joinpath(f"{example}.yaml").read_text()
         files.append(str(data))
     else:
         text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model")

@@ -48,6 +48,28 @@ def test_intents_config_is_complete_and_runs(tmp_path, tiny_backbone, make_text_
     assert res["task"] == "multiclass" and len(ws.catalog.get_model("intents", 1)["info"]["classes"]) == 8
 
 
+def test_init_sentiment_writes_a_project_that_runs(tmp_path, tiny_backbone):
+    """`modelloop init --example sentiment`: its data and config, trained as written (the tiny
+    backbone in place of the bundled one)."""
+    from modelloop.config import load_config
+    from modelloop.data.ingest import ingest
+    from modelloop.scaffold import init_project
+    from modelloop.training.text import train_text
+    from modelloop.workspace import Workspace
+
+    made = init_project(tmp_path / "s", example="sentiment")
+    cfg_path = tmp_path / "s" / "modelloop.yaml"
+    raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    assert made["files"][1].endswith("sentiment.jsonl") and raw["data"]["source"] == "data/sentiment.jsonl"
+    raw["model"]["backbone"] = str(tiny_backbone)
+    cfg_path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    ws = Workspace(load_config(cfg_path))
+    ingest(ws)
+    res = train_text(ws)
+    assert res["model"]["name"] == "sentiment"
+    assert sorted(ws.catalog.get_model("sentiment", 1)["info"]["classes"]) == ["negative", "positive"]
+
+
 @pytest.mark.slow
 def test_intents_example_with_the_bundled_minilm(tmp_path, make_text_config):
     """The example as shipped (bundled MiniLM, method head) reaches the README's accuracy."""

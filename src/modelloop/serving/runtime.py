@@ -83,7 +83,7 @@ class Runtime:
         self.validator = RequestValidator(self.request_schema, title=f"{self.name}_v{self.version}_record")
         self.loaded_at = time.time()
         self.text_session: Any = None  # a text model's ONNX Runtime session (``load_runtime`` sets it)
-        self.text = bool(self.schema.text) and not self.schema.features()  # tokenized here, from raw text
+        self.text = reads_raw_text(self.schema)
         self._plan = _FeedPlan(self.schema, input_map(session, self.schema) if session is not None else None,
                                packed=packed_inputs(session) if session is not None else None)
         self._keys = [str(c) for c in self.classes] if self.classes is not None else []
@@ -149,6 +149,11 @@ class Runtime:
         settings = self.native.settings()
         return {"text": {"column": self.schema.text, "max_length": int(self.native.max_length_),
                          "method": settings.method, "backbone": settings.backbone}}
+
+
+def reads_raw_text(schema: Schema) -> bool:
+    """A text model's schema: one text column and no tabular features; the server tokenizes."""
+    return bool(schema.text) and not schema.features()
 
 
 def request_schema(schema: Schema, plan: CleaningPlan | None) -> Schema:
@@ -270,7 +275,7 @@ def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_AT
     plan = _cleaning_plan(ws, row)
     if not onnx:
         return Runtime(row, native=_native(ws, row), reason="ONNX disabled by the caller", plan=plan)
-    if (row.get("input_schema") or {}).get("text") and not Schema.from_dict(row["input_schema"]).features():
+    if reads_raw_text(Schema.from_dict(row["input_schema"])):
         return _text_runtime(ws, row, plan, text_threads or available_cpus())
     try:
         session, check = _onnx_session(ws, row, atol, use_cache, plan)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -51,3 +54,27 @@ def wait_ready(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = 
                 return
         time.sleep(0.1)
     raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+SERVE_SCRIPT = """
+import json, sys
+from modelloop.config import parse_config
+from modelloop.workspace import Workspace
+from modelloop.serving import ServeConfig, serve
+spec = json.loads(sys.argv[1])
+ws = Workspace(parse_config(spec["raw"], root=spec["root"]))
+serve(ws, port=spec["port"], workers=spec["workers"], config=ServeConfig(**spec["serve"]))
+"""
+
+
+def start_server(toy: Any, *, workers: int = 1, **serve: Any) -> tuple[subprocess.Popen, str]:
+    """``serve(...)`` of ``toy``'s project (a ``tests/toy.py`` Toy: ``raw`` config and ``root``) in a
+    subprocess with its own process group; returns the process and base URL."""
+    port = free_port()
+    spec = {"raw": toy.raw, "root": str(toy.root), "port": port, "workers": workers,
+            "serve": {"reload_poll_seconds": 0, **serve}}
+    env = {**os.environ, "MODELLOOP_API_KEYS": ""}
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, json.dumps(spec)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}"

@@ -1,52 +1,17 @@
-"""A tiny trained project shared by the serving tests, and real uvicorn servers on 127.0.0.1.
+"""A tiny trained project shared by the serving tests (``toy``), built once per session.
 
 ``toy`` v1 comes from ``Project.train`` (the search and its ensemble) and is production; v2 is a
-linear model registered directly (same schema, other predictions) for hot-swap tests.
+linear model registered directly (same schema, other predictions) for hot-swap tests. The table and
+the :class:`Toy` handle live in ``tests/toy.py``, the servers in ``tests/servers.py``.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
-from servers import free_port, running, wait_ready  # noqa: F401  (the serving tests import them from here)
-
-RAW_CONFIG = {"name": "toy", "data": {"source": "data.csv", "target": "y", "id": "tid"},
-              "train": {"cv_folds": 3, "ensemble_size": 2}}
-
-
-@dataclass
-class Toy:
-    root: Path
-    ws: Any
-    raw: dict[str, Any]
-    records: list[dict[str, Any]]       # valid JSON records (rows of the table, no target)
-
-    def record(self, i: int = 0) -> dict[str, Any]:
-        return dict(self.records[i % len(self.records)])
-
-
-def make_table(n: int = 600, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "tid": [f"t{i}" for i in range(n)],
-        "amount": rng.gamma(2.0, 50.0, n).round(2),
-        "age": rng.integers(18, 80, n),
-        "country": rng.choice(["FR", "DE", "US", "GB"], n),
-        "online": rng.choice([True, False], n),
-        "signup": (pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 500, n), "D")).astype(str),
-    })
-    y = (df["amount"] > 120) ^ (rng.random(n) < 0.1) | ((df["country"] == "US") & (df["age"] < 30))
-    df["y"] = y.astype(int)
-    df.loc[rng.random(n) < 0.05, "amount"] = np.nan
-    return df
+from toy import RAW_CONFIG, Toy, make_table
 
 
 def _register_linear(ws: Any) -> int:
@@ -86,29 +51,3 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Toy:
         records.append({k: (None if isinstance(v, float) and np.isnan(v) else
                             v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()})
     return Toy(root=root, ws=project.workspace, raw=RAW_CONFIG, records=records)
-
-
-# ---- servers ---------------------------------------------------------------------------------------
-SERVE_SCRIPT = """
-import json, sys
-from modelloop.config import parse_config
-from modelloop.workspace import Workspace
-from modelloop.serving import ServeConfig, serve
-spec = json.loads(sys.argv[1])
-ws = Workspace(parse_config(spec["raw"], root=spec["root"]))
-serve(ws, port=spec["port"], workers=spec["workers"], config=ServeConfig(**spec["serve"]))
-"""
-
-
-def start_server(toy: Toy, *, workers: int = 1, **serve: Any) -> tuple[subprocess.Popen, str]:
-    """``serve(...)`` in a subprocess (its own process group); returns the process and base URL."""
-    import json
-
-    port = free_port()
-    spec = {"raw": toy.raw, "root": str(toy.root), "port": port, "workers": workers,
-            "serve": {"reload_poll_seconds": 0, **serve}}
-    env = {**os.environ, "MODELLOOP_API_KEYS": ""}
-    proc = subprocess.Popen([sys.executable, "-c", SERVE_SCRIPT, json.dumps(spec)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}"

@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from conftest import running
+from servers import running
 
 from modelloop.serving import ServeConfig, create_app
 

@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_table, running
+from servers import running
+from toy import make_table
 
 from modelloop.config import parse_config
 from modelloop.project import Project

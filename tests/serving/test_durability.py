@@ -17,7 +17,7 @@ import signal
 import time
 
 import httpx
-from conftest import start_server, wait_ready
+from servers import start_server, wait_ready
 
 from modelloop.catalog import Catalog
 

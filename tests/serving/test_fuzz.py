@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from conftest import running
+from servers import running
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable

@@ -7,7 +7,7 @@ import collections
 import time
 
 import httpx
-from conftest import running
+from servers import running
 
 from modelloop.registry import promote
 from modelloop.serving import ServeConfig, create_app

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from modelloop.models.text import TextModel
+from modelloop.models.text import TextModel, _ort_session
 from modelloop.optimization.export_text import CHECK_TEXTS, export_text_onnx, int8_path
 
 
@@ -45,7 +45,8 @@ def test_fp32_graph_matches_pytorch_with_dynamic_axes(lora_model, exported, text
 def test_transformer_optimizer_fused_the_graph(exported):
     fp32 = exported[1]["fp32"]
     assert fp32["optimized"] is True
-    assert fp32["fusions"].get("Attention") == 2 and fp32["fusions"].get("SkipLayerNormalization")
+    assert fp32["fusions"].get("Attention") == 2 and fp32["fusions"].get("LayerNormalization")
+    assert "SkipLayerNormalization" not in fp32["fusions"]  # slower than the Add + LayerNorm it fuses
 
 
 def test_int8_variant_is_smaller_and_agrees(lora_model, exported, texts):
@@ -74,3 +75,19 @@ def test_onnx_session_exports_on_demand(lora_model, texts):
     assert lora_model.onnx_session("int8") is session
     proba = lora_model.predict_proba_onnx(texts, "int8")
     assert proba.shape == (len(texts), 3)
+
+
+def test_text_sessions_leave_slow_fusions_out(lora_model, tmp_path):
+    """ONNX Runtime's own default folds the int8 graph's residual Add + LayerNorm into
+    SkipLayerNormalization (a slower kernel); the sessions modelloop opens keep the pair."""
+    int8 = export_text_onnx(lora_model, tmp_path / "plain.onnx", quantize=True)["int8"]["path"]
+
+    def ops_run(**options) -> set[str]:
+        out = tmp_path / f"run-{len(options)}.onnx"
+        _ort_session(int8, 1, optimized_path=str(out), **options)
+        return {n.op_type for n in onnx.load(str(out)).graph.node}
+
+    assert "SkipLayerNormalization" in ops_run(disabled=())  # the fusion applies to this graph
+    ours = ops_run()
+    assert "SkipLayerNormalization" not in ours and "LayerNormalization" in ours
+    assert ours & {"DynamicQuantizeMatMul", "MatMulIntegerToFloat"}  # the other fusions still run

@@ -14,7 +14,8 @@ Steps, each recorded in the returned report:
    encoder switched to eager attention for the trace, which gives the attention pattern ONNX
    Runtime's transformer optimizer knows;
 2. optionally (``optimize=True``, BERT-family encoders) ``onnxruntime.transformers.optimizer``
-   fuses embeddings + layer norm, attention, bias + GELU and skip + layer norm. Off by default:
+   fuses embeddings + layer norm, attention and bias + GELU (not residual + layer norm: see
+   :data:`~modelloop.models.text.SLOW_FUSIONS`). Off by default:
    ONNX Runtime applies most of these fusions itself when a session opens, and with ORT 1.32 on
    CPU the offline-fused graph measured slower at batch 32 (``benchmarks/text.py`` shows both);
 3. the fp32 graph is run by ONNX Runtime on check texts (short, long, empty, Chinese, each alone and
@@ -185,11 +186,14 @@ def _fp32(model: TextModel, raw: Path, path: Path, optimize: bool, check: list[s
 
 
 def _optimized(raw: Path, config: Any) -> tuple[Any, dict[str, int]]:
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")  # SkipLayerNormalization is slower than what it fuses (SLOW_FUSIONS)
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False
     with _quiet_logs():
         opt = optimize_model(str(raw), model_type="bert", num_heads=int(config.num_attention_heads),
-                             hidden_size=int(config.hidden_size))
+                             hidden_size=int(config.hidden_size), optimization_options=options)
     fusions = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
     return opt.model, fusions
 

@@ -234,7 +234,9 @@ def render_optimize(r: dict[str, Any]) -> None:
         if not v["kept"]:
             notes.append(f"  {v['name']}: {v['reason']}")
     out.print(t)
-    out.print(f"  p50/p99: batch-1 latency; rows/s: at batch 64; ×: speed-up over {base['name']}", style="dim")
+    threads = f"; each on {r['threads']} thread(s), as served" if r.get("threads") else ""
+    out.print(f"  p50/p99: batch-1 latency; rows/s: at batch 64; ×: speed-up over {base['name']}{threads}",
+              style="dim")
     for line in notes:
         out.print(line, markup=False)
     m = r["model"]

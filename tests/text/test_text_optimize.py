@@ -23,9 +23,17 @@ def trained(trained_text):
 
 
 def test_text_variants_are_built_checked_and_the_best_registered(trained):
+    import torch
+
     ws = trained
-    out = optimize(ws, variants=["onnx", "onnx_int8_dynamic", "onnx_int8_static"])  # pruned/distilled:
-    # tests/text/test_text_compress.py
+    torch_threads = torch.get_num_threads()
+    ws.config.serve.text_threads = 3  # every variant timed on the threads serving gives the network
+    try:
+        out = optimize(ws, variants=["onnx", "onnx_int8_dynamic", "onnx_int8_static"])  # pruned/distilled:
+        # tests/text/test_text_compress.py
+    finally:
+        ws.config.serve.text_threads = None
+    assert out["threads"] == 3 and torch.get_num_threads() == torch_threads  # restored afterwards
     by = {v["name"]: v for v in out["variants"]}
     assert list(by) == ["native", "onnx", "onnx_int8_dynamic", "onnx_int8_static"]
     assert by["onnx"]["kept"] and by["onnx"]["agreement"] == 1.0
@@ -78,3 +86,14 @@ def test_monitor_compares_the_text_column_of_a_text_model(trained):
     features = res["drift"]["features"]
     assert {"message:chars", "message:words", "message:cjk_share"} <= set(features)
     assert features["message:cjk_share"]["drifted"] and "message:cjk_share" in res["drifted_features"]
+
+
+def test_variant_sessions_run_on_the_threads_given(trained, tmp_path):
+    from modelloop.data.ingest import load_dataset
+    from modelloop.optimization.text_variants import TextVariantBuilder
+
+    _, df, _ = load_dataset(trained)
+    builder = TextVariantBuilder(load_model(trained, resolve_model(trained, "intents:1")), df, target="intent",
+                                 seed=0, folder=tmp_path, threads=2)
+    for name in ("onnx", "onnx_int8_dynamic"):
+        assert builder.build(name).session.get_session_options().intra_op_num_threads == 2

@@ -28,6 +28,7 @@ outside ``optimize.max_metric_drop`` is reported and never registered.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -35,6 +36,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
@@ -410,8 +412,9 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     train = df[side == "train"].reset_index(drop=True)
     wanted = list(TABULAR_VARIANTS) if (variants or oc.variants) in (None, "auto", ["auto"]) else \
         list(variants or oc.variants)
-    with tempfile.TemporaryDirectory(prefix="modelloop-optimize-") as scratch:
-        make = _variant_maker(teacher, train, target, cfg.seed, Path(scratch), oc.max_metric_drop)
+    threads = _text_threads(ws, teacher)
+    with tempfile.TemporaryDirectory(prefix="modelloop-optimize-") as scratch, _torch_threads(threads):
+        make = _variant_maker(teacher, train, target, cfg.seed, Path(scratch), oc.max_metric_drop, threads or 1)
         base = _native(teacher)
         results = [_evaluate_variant(base, None, None, test, target, task, cfg.metric, oc.max_metric_drop)]
         built: dict[str, _Predictor] = {"native": base}
@@ -431,9 +434,38 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     out: dict[str, Any] = {"variants": [asdict(r) for r in results], "baseline": "native", "chosen": chosen.name,
            "target": oc.target, "metric": cfg.metric, "parent": {"name": row["name"], "version": row["version"]},
            "model": {"name": row["name"], "version": version}}
+    if threads:
+        out["threads"] = threads
     out["promoted"], out["promotion"] = _promote(ws, row, version, oc.promote if promote is None else promote, by)
     out["report"] = str(_write_report(ws, out))
     return out
+
+
+def _text_threads(ws: Workspace, model: Any) -> int | None:
+    """For a text model, the threads ``modelloop serve`` gives its network (``serve.text_threads``):
+    every variant, PyTorch included, is timed on as many, so the table shows what serving pays and
+    the native row gets no more cores than the rest. None for a tabular model (one thread each)."""
+    if not hasattr(model, "onnx_session"):
+        return None
+    from ..serving.runtime import text_threads
+
+    return text_threads(ws.config.serve)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """PyTorch's intra-op threads set to ``threads`` for the block (unchanged when None)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 OPTIMIZED_VARIANT_OF = "optimized variant of v"  # the alias history's reason, read by ``rollback``
@@ -460,15 +492,15 @@ class _Skip(Exception):
 
 
 def _variant_maker(teacher: Any, train: pd.DataFrame, target: str, seed: int,
-                   scratch: Path, max_drop: float = 0.01) -> Callable[[str], _Predictor]:
+                   scratch: Path, max_drop: float = 0.01, threads: int = 1) -> Callable[[str], _Predictor]:
     """``name -> _Predictor`` for the teacher's family: text models through :mod:`.text_variants`
-    (files built in ``scratch``), tabular ones through :func:`_build`."""
+    (files built in ``scratch``, sessions on ``threads`` threads), tabular ones through :func:`_build`."""
     if not hasattr(teacher, "onnx_session"):
         X_train = train.drop(columns=[target])
         return lambda name: _build(name, teacher, X_train, seed, max_drop)
     from .text_variants import SkipVariant, TextVariantBuilder
 
-    builder = TextVariantBuilder(teacher, train, target=target, seed=seed, folder=scratch)
+    builder = TextVariantBuilder(teacher, train, target=target, seed=seed, folder=scratch, threads=threads)
 
     def make(name: str) -> _Predictor:
         try:
@@ -573,7 +605,9 @@ def _write_report(ws: Workspace, out: dict[str, Any]):
             + "".join(f"<th>{h}</th>" for h in ("variant", "size bytes", "p50 ms (batch 1)", "p99 ms", "rows/s (batch 64)",
                                                 out["metric"], "delta", "delta 95% interval", "agreement",
                                                 "kept", "reason"))
-            + f"</tr>{rows}</table></body></html>")
+            + f"</tr>{rows}</table>"
+            + (f"<p>each variant timed on {out['threads']} thread(s), as served</p>" if out.get("threads") else "")
+            + "</body></html>")
     path = ws.reports_dir / f"optimize-{out['parent']['name']}-v{out['parent']['version']}.html"
     buf = io.StringIO(page)
     tmp = path.with_suffix(".tmp")

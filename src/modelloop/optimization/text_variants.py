@@ -81,8 +81,9 @@ class TextVariantBuilder:
     """Builds the variants of one teacher into ``folder`` (exporting the fp32 graph once)."""
 
     def __init__(self, teacher: Any, train: pd.DataFrame, *, target: str, seed: int, folder: Path,
-                 compress: CompressSettings | None = None):
+                 compress: CompressSettings | None = None, threads: int = 1):
         self.teacher, self.train, self.target, self.seed = teacher, train, target, seed
+        self.threads = threads  # intra-op threads of each variant's session: those it will be served with
         self.folder = Path(folder)
         self.compress = compress or CompressSettings()
         self._export: dict[str, Any] | None = None
@@ -100,7 +101,7 @@ class TextVariantBuilder:
 
     # ---- steps -------------------------------------------------------------------------------
     def _variant(self, model: Any, path: Path, fmt: str) -> TextVariant:
-        session = model.onnx_session("int8" if fmt == "onnx_int8" else "fp32", path=path, threads=1)
+        session = model.onnx_session("int8" if fmt == "onnx_int8" else "fp32", path=path, threads=self.threads)
         return TextVariant(model=model, path=path, fmt=fmt, session=session)
 
     def _exported(self) -> dict[str, Any]:

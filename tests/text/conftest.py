@@ -73,7 +73,7 @@ def texts() -> pd.DataFrame:
 
 
 def text_config(root: Path, backbone: Path, *, method: Literal["head", "lora", "full"] = "head",
-                source: str = "data.jsonl", **model: object):
+                source: str = "data.jsonl", clean: list[dict] | None = None, **model: object):
     """A parsed project config for task text_classification (through the real ``parse_config`` once
     the main Config has ``model:``; until then a subclass that adds the two fields)."""
     from modelloop.config import Config, parse_config
@@ -81,6 +81,8 @@ def text_config(root: Path, backbone: Path, *, method: Literal["head", "lora", "
     raw = {"name": "intents", "task": "text_classification",
            "data": {"source": source, "target": "intent", "text": "message"},
            "train": {"budget": 60}, "model": {"backbone": str(backbone), "method": method, **model}}
+    if clean:
+        raw["clean"] = {"rules": clean}
     if "model" in Config.model_fields:
         return parse_config(raw, root=root)
     from modelloop.models.text_config import TextModelConfig
@@ -113,18 +115,22 @@ def project(tmp_path, texts):
 
 @pytest.fixture(scope="session")
 def trained_text(tmp_path_factory, tiny_backbone, texts):
-    """``trained_text(folder, **model)``: the workspace of a new project over ``texts`` with the tiny
-    backbone, ingested and trained (``intents:1``, production)."""
+    """``trained_text(folder, clean=None, **model)``: the workspace of a new project over ``texts`` with
+    the tiny backbone, ingested (and cleaned by the ``clean`` rules, if any) and trained (``intents:1``,
+    production)."""
 
-    def make(folder: str, **model: object):
+    def make(folder: str, clean: list[dict] | None = None, **model: object):
         from modelloop.data.ingest import ingest
+        from modelloop.data.stages import clean_dataset
         from modelloop.training.text import train_text
         from modelloop.workspace import Workspace
 
         root = tmp_path_factory.mktemp(folder)
         texts.to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
-        ws = Workspace(text_config(root, tiny_backbone, **model))
+        ws = Workspace(text_config(root, tiny_backbone, clean=clean, **model))
         ingest(ws)
+        if clean:
+            clean_dataset(ws)
         train_text(ws)
         return ws
 

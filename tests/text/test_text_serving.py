@@ -70,3 +70,27 @@ def test_a_text_longer_than_the_model_takes_is_cut_said_and_counted(served):
 def test_a_bad_text_is_a_422_that_says_what_to_send(served, record, says):
     r = httpx.post(f"{served[0]}/v1/predict", json={"records": [record]})
     assert r.status_code == 422 and says in r.json()["message"], r.text
+
+
+def test_a_cleaned_text_model_replays_its_text_normalisation_when_served(trained_text):
+    """Trained on NFKC-normalised texts: a full-width request is normalised by the server before
+    the tokenizer sees it (without the replay, the tiny WordPiece vocabulary reads [UNK]s)."""
+    import pandas as pd
+
+    from modelloop.registry import load_model, resolve_model
+
+    # case upper: the training texts change, so cleaning makes a new version with a plan (the
+    # tokenizer lowercases again); NFKC is what a full-width request needs
+    rule = {"action": "normalize_text", "columns": ["message"], "unicode": "NFKC", "case": "upper"}
+    ws = trained_text("text-clean", clean=[rule])
+    model = load_model(ws, resolve_model(ws, "intents@production"))
+    assert model.cleaning_plan_ is not None
+    plain, wide = "refund my money back", "ｒｅｆｕｎｄ ｍｙ ｍｏｎｅｙ ｂａｃｋ"
+    raw = model.predict_proba([wide])             # a list skips the plan: what no replay would serve
+    want = model.predict_proba(pd.DataFrame({"message": [plain]}))
+    assert not np.allclose(raw, want, atol=1e-3)
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        r = httpx.post(f"{url}/v1/predict", json={"records": [{"message": wide}]})
+    assert r.status_code == 200, r.text
+    got = [r.json()["predictions"][0]["probabilities"][str(c)] for c in model.classes_]
+    assert np.allclose(got, want[0], atol=1e-5)

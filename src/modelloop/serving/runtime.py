@@ -109,7 +109,8 @@ class Runtime:
         if getattr(self.native, "cleaning_plan_", None):  # the plan's text normalisation reads a table
             texts: Any = pd.DataFrame.from_records(records, columns=self.validator.features)
         else:  # the texts alone: a one-row frame, built and read back, took 0.2 of 0.9 ms (int8, batch 1)
-            texts = [r.get(self.schema.text) for r in records]
+            column = str(self.schema.text)  # a text runtime's schema always names its text column
+            texts = [r.get(column) for r in records]
         proba, cut = self.native.scores(texts, session=self.text_session)
         return np.asarray(proba, dtype=np.float64), cut
 

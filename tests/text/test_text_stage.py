@@ -101,6 +101,9 @@ def test_killed_fine_tuning_resumes_from_its_checkpoint(project, tiny_backbone, 
     assert not list(ws.study_dir(text_study_name(ws, res["dataset"])).glob("ckpt-*"))  # cleaned up
     info = ws.catalog.get_model("intents", res["model"]["version"])["info"]["description"]
     assert info["precision"] == "fp32" and info["epochs_run"] == 3
+    # every epoch, the resumed one included, in the registered model's description
+    assert [h["epoch"] for h in info["history"]] == [1, 2, 3] and all(h["seconds"] > 0 for h in info["history"])
+    assert info["fit_rows"] > 0
 
 
 def test_augmentation_touches_the_fit_rows_only_and_is_recorded(project, tiny_backbone):

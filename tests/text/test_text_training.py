@@ -151,3 +151,18 @@ def test_head_weights_stay_bounded_on_constant_directions():
     y = (X[:, 0] > 0).astype(int)
     W, b = F._fit_head(X, y, 2, c=1.0, class_weight="balanced", seed=0)
     assert np.abs(W).max() < 100 and np.abs(b).max() < 100
+
+
+def test_the_optimizer_is_fused_adamw_with_no_decay_on_biases_and_norms(tiny_backbone, texts):
+    import torch
+
+    job = _job(tiny_backbone, texts, method="full")
+    net = F._network_for(job, S.default_params(job.settings))
+    opt = F._optimizer(net, 1e-3, 0.01)
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in net.named_parameters()}
+    assert all(p.ndim >= 2 for p in decay["params"])
+    assert any("LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == sum(p.requires_grad for p in net.parameters())

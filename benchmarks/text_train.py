@@ -12,7 +12,9 @@ padding to the longest text of each batch; LoRA with the same rank, alpha and ta
 * **modelloop**: ``TextModel`` (``method`` full or lora, early stopping off), on CUDA with its default
   mixed precision (bf16 where supported, else fp16) and once more in fp32; on a CPU, fp32 only.
   Samples/s = fit rows x epochs / the epochs' seconds (the model's ``history``; each epoch's
-  seconds include its validation pass, which the peer does not do).
+  seconds include its validation pass, which the peer does not do). For ``full``, once more with the
+  multi-tensor AdamW kernel the loop used before it took the fused one (the row shows what that
+  change gave).
 * **peer: Hugging Face Trainer with its defaults** (fp32, no evaluation, no checkpoints):
   ``AutoModelForSequenceClassification`` from the same folder, ``DataCollatorWithPadding``,
   samples/s = ``train_samples_per_second`` of ``Trainer.train()``.
@@ -26,11 +28,13 @@ machine without one, the CPU figures compare the two loops on the same arithmeti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,20 +46,39 @@ from sklearn.model_selection import train_test_split
 from text import DATA, _table  # benchmarks/text.py (this script's folder is on sys.path)
 
 
+@contextlib.contextmanager
+def _multi_tensor_adamw() -> Iterator[None]:
+    """modelloop's loop with the multi-tensor AdamW kernel it used before 1804eb5 (the fused one now)."""
+    import torch
+
+    fused = torch.optim.AdamW
+
+    def adamw(*a, **k):
+        return fused(*a, **{**k, "fused": False})
+
+    torch.optim.AdamW = adamw
+    try:
+        yield
+    finally:
+        torch.optim.AdamW = fused
+
+
 def _ours(method: str, train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace,
-          mixed: bool) -> tuple[dict, dict]:
+          mixed: bool, multi_tensor: bool = False) -> tuple[dict, dict]:
     from modelloop.models.text import TextModel
 
     config = {"method": method, "epochs": args.epochs, "batch_size": args.batch_size, "max_length": 128,
               "early_stopping_patience": args.epochs + 1, "mixed_precision": mixed}
     t = time.perf_counter()
-    model = TextModel(config, text_column="message").fit(train, train["intent"])
+    with _multi_tensor_adamw() if multi_tensor else contextlib.nullcontext():
+        model = TextModel(config, text_column="message").fit(train, train["intent"])
     wall = time.perf_counter() - t
     info = model.describe()
     seconds = sum(h["seconds"] for h in info["history"])
     acc = float(np.mean(model.predict(test) == test["intent"].to_numpy()))
     settings = model.settings()
-    return ({"trainer": f"modelloop {method} ({info['precision']})", "device": info["device"],
+    kernel = ", multi-tensor AdamW" if multi_tensor else ""
+    return ({"trainer": f"modelloop {method} ({info['precision']}{kernel})", "device": info["device"],
              "epochs": info["epochs_run"], "samples_per_s": round(info["fit_rows"] * info["epochs_run"] / seconds, 1),
              "train_s": round(seconds, 1), "wall_s": round(wall, 1), "test_accuracy": round(acc, 4)},
             {"fit_rows": info["fit_rows"], "learning_rate": settings.resolved_learning_rate(method),
@@ -151,6 +174,9 @@ def main() -> int:
             runs.setdefault("ours", []).append(ours)
             if cuda:
                 runs.setdefault("ours fp32", []).append(_ours(method, train, test, args, mixed=False)[0])
+            if method == "full":  # the optimizer kernel matters where every weight trains
+                runs.setdefault("ours multi-tensor", []).append(
+                    _ours(method, train, test, args, mixed=True, multi_tensor=True)[0])
             # the peer trains the rows modelloop fitted on: the train split less the same validation share
             fit, _ = train_test_split(train, test_size=len(train) - same["fit_rows"], stratify=train["intent"],
                                       random_state=0)

@@ -297,8 +297,8 @@ def _probe_head(net: Any, job: _Job) -> None:
 
 def _optimizer(net: Any, lr: float, weight_decay: float) -> Any:
     """AdamW, no decay on biases and norms; the fused kernel (one pass over each parameter group):
-    full fine-tuning of MiniLM on 2 CPU threads ran 73-85 samples/s with it against 53-62 with the
-    default multi-tensor one, alternated three times (LoRA, with few trainable weights, the same)."""
+    full fine-tuning of MiniLM on 2 CPU threads ran 1.29x the samples/s of the default multi-tensor
+    one (``benchmarks/text_train.py`` times both; LoRA, with few trainable weights, gains nothing)."""
     torch = require_torch()
     decay: list[Any] = []
     no_decay: list[Any] = []

@@ -166,3 +166,33 @@ def test_the_optimizer_is_fused_adamw_with_no_decay_on_biases_and_norms(tiny_bac
     assert all(p.ndim >= 2 for p in decay["params"])
     assert any("LayerNorm" in names[id(p)] for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == sum(p.requires_grad for p in net.parameters())
+
+
+def test_lora_trains_only_the_added_characters_rows_and_merges_them(tiny_backbone):
+    """LoRA with an extended vocabulary: the added rows are one small parameter laid over the frozen
+    table while training, written into it by the merge; every pre-trained row stays as it was."""
+    import torch
+
+    from modelloop.models.text import load_encoder
+
+    rows = pd.DataFrame({"message": ["退款 refund money"] * 12 + ["丢卡 card lost"] * 12})
+    job = _job(tiny_backbone, rows.assign(intent=["refund"] * 12 + ["lost_card"] * 12), method="lora")
+    assert len(job.added) == 4
+    net = F._network_for(job, S.default_params(job.settings))
+    trainable = {n: p.shape for n, p in net.named_parameters() if p.requires_grad}
+    new_rows = [n for n in trainable if n.endswith("word_embeddings.rows")]
+    assert len(new_rows) == 1 and trainable[new_rows[0]][0] == 4          # 4 rows, not the whole table
+    assert not any("word_embeddings" in n and n not in new_rows for n in trainable)
+
+    model = TextModel({"backbone": str(tiny_backbone), "method": "lora", "epochs": 3, "learning_rate": 1e-2,
+                       "batch_size": 8}, text_column="message").fit(rows, ["refund"] * 12 + ["lost_card"] * 12)
+    table = model.network_.encoder.get_input_embeddings()
+    assert isinstance(table, torch.nn.Embedding)                            # merged: a plain layer again
+    original = load_encoder(str(tiny_backbone)).get_input_embeddings().weight
+    n_old = original.shape[0]
+    assert table.weight.shape[0] == n_old + 4
+    torch.testing.assert_close(table.weight[:n_old], original, rtol=0, atol=0)
+    start = F._network_for(job, S.default_params(job.settings)).encoder.get_input_embeddings().rows
+    assert not torch.allclose(table.weight[n_old:], start)                  # the new rows trained
+    ids = model.encode(["退款"])[0][0][1:-1]
+    assert min(ids) >= n_old                                               # and the new characters read them

@@ -9,6 +9,7 @@ The search (``text_search.py``) calls :func:`run_params` once per trial; the tra
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -115,27 +116,75 @@ def _network_for(job: _Job, params: dict[str, Any]) -> Any:
 
 
 def _with_lora(encoder: Any, job: _Job, params: dict[str, Any]) -> Any:
+    """LoRA adapters around ``encoder``; the rows of the characters added to the vocabulary train too
+    (only those rows): laid over the frozen table (:func:`_new_rows_class`) when they are its last
+    rows, as :func:`init_new_embeddings` puts them, else by PEFT's ``trainable_token_indices``."""
     from peft import LoraConfig, get_peft_model
 
     s = job.settings
     extra: dict[str, Any] = {}
-    if job.added:  # new characters' embeddings train too (only those rows, not the whole matrix)
+    first = _last_rows_start(encoder, _new_token_ids(job)) if job.added else None
+    if job.added and first is None:
         extra["trainable_token_indices"] = _new_token_ids(job)
     config = LoraConfig(r=int(params["lora_r"]), lora_alpha=int(params["lora_alpha"]),
                         lora_dropout=s.lora_dropout, target_modules=s.lora_target_modules, **extra)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return get_peft_model(encoder, config)
+            model = get_peft_model(encoder, config)
     except ValueError as exc:
         raise ConfigError(f"model.lora_target_modules: PEFT cannot choose LoRA targets for this backbone "
                           f"({exc}); list the attention projection names, e.g. [query, value]") from None
+    if first is not None:
+        base: Any = model.get_base_model()
+        base.set_input_embeddings(_new_rows_class()(base.get_input_embeddings(), first))
+    return model
+
+
+def _last_rows_start(encoder: Any, ids: list[int]) -> int | None:
+    """Where ``ids`` start when they are exactly the last rows of the input embeddings, else None."""
+    rows = int(encoder.get_input_embeddings().weight.shape[0])
+    first = rows - len(ids)
+    return first if sorted(ids) == list(range(first, rows)) else None
+
+
+@functools.cache
+def _new_rows_class() -> Any:
+    torch = require_torch()
+
+    class NewTokenRows(torch.nn.Module):  # type: ignore[name-defined]
+        """Input embeddings whose rows from ``first`` on are a trainable parameter laid over the frozen
+        table: a gather a step. PEFT's ``trainable_token_indices`` copies the whole table into a new
+        tensor every forward and back-propagates a gradient of its size: 30 ms a step against 0.6
+        for MiniLM's 30,666 x 384 table and a batch of 16 (2 CPU threads)."""
+
+        def __init__(self, base: Any, first: int):
+            super().__init__()
+            self.base, self.first = base, first
+            self.rows = torch.nn.Parameter(base.weight[first:].detach().clone())
+
+        def forward(self, ids: Any) -> Any:
+            out = torch.nn.functional.embedding(ids, self.base.weight, self.base.padding_idx)
+            new = (ids >= self.first).unsqueeze(-1)
+            return torch.where(new, self.rows[(ids - self.first).clamp(min=0)], out)
+
+        def merged(self) -> Any:
+            """The plain embedding layer with the trained rows written in."""
+            with torch.no_grad():
+                self.base.weight[self.first:] = self.rows
+            return self.base
+
+    return NewTokenRows
 
 
 def _merged(net: Any) -> Any:
-    """The network with LoRA adapters folded into the encoder weights (a plain transformers model)."""
+    """The network with LoRA adapters and trained new-token rows folded into the encoder weights (a
+    plain transformers model)."""
     if hasattr(net.encoder, "merge_and_unload"):
         net.encoder = net.encoder.merge_and_unload()
+    embeddings: Any = net.encoder.get_input_embeddings()
+    if isinstance(embeddings, _new_rows_class()):
+        net.encoder.set_input_embeddings(embeddings.merged())
     return net
 
 

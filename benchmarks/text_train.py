@@ -13,8 +13,9 @@ padding to the longest text of each batch; LoRA with the same rank, alpha and ta
   mixed precision (bf16 where supported, else fp16) and once more in fp32; on a CPU, fp32 only.
   Samples/s = fit rows x epochs / the epochs' seconds (the model's ``history``; each epoch's
   seconds include its validation pass, which the peer does not do). For ``full``, once more with the
-  multi-tensor AdamW kernel the loop used before it took the fused one (the row shows what that
-  change gave).
+  multi-tensor AdamW kernel the loop used before it took the fused one; for ``lora``, once more with
+  the added characters' rows trained by PEFT's ``trainable_token_indices``, as before 1baec71 (each
+  row shows what that change gave).
 * **peer: Hugging Face Trainer with its defaults** (fp32, no evaluation, no checkpoints):
   ``AutoModelForSequenceClassification`` from the same folder, ``DataCollatorWithPadding``,
   samples/s = ``train_samples_per_second`` of ``Trainer.train()``.
@@ -63,21 +64,36 @@ def _multi_tensor_adamw() -> Iterator[None]:
         torch.optim.AdamW = fused
 
 
+@contextlib.contextmanager
+def _peft_token_rows() -> Iterator[None]:
+    """modelloop's LoRA with the added characters' rows trained by PEFT's ``trainable_token_indices``
+    (as before 1baec71) instead of the rows laid over the frozen table."""
+    import modelloop.training.text_fit as fit
+
+    before = fit._last_rows_start
+    fit._last_rows_start = lambda encoder, ids: None
+    try:
+        yield
+    finally:
+        fit._last_rows_start = before
+
+
 def _ours(method: str, train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace,
-          mixed: bool, multi_tensor: bool = False) -> tuple[dict, dict]:
+          mixed: bool, multi_tensor: bool = False, peft_tokens: bool = False) -> tuple[dict, dict]:
     from modelloop.models.text import TextModel
 
     config = {"method": method, "epochs": args.epochs, "batch_size": args.batch_size, "max_length": 128,
               "early_stopping_patience": args.epochs + 1, "mixed_precision": mixed}
     t = time.perf_counter()
-    with _multi_tensor_adamw() if multi_tensor else contextlib.nullcontext():
+    with (_multi_tensor_adamw() if multi_tensor else contextlib.nullcontext(),
+          _peft_token_rows() if peft_tokens else contextlib.nullcontext()):
         model = TextModel(config, text_column="message").fit(train, train["intent"])
     wall = time.perf_counter() - t
     info = model.describe()
     seconds = sum(h["seconds"] for h in info["history"])
     acc = float(np.mean(model.predict(test) == test["intent"].to_numpy()))
     settings = model.settings()
-    kernel = ", multi-tensor AdamW" if multi_tensor else ""
+    kernel = ", multi-tensor AdamW" if multi_tensor else ", PEFT trainable tokens" if peft_tokens else ""
     return ({"trainer": f"modelloop {method} ({info['precision']}{kernel})", "device": info["device"],
              "epochs": info["epochs_run"], "samples_per_s": round(info["fit_rows"] * info["epochs_run"] / seconds, 1),
              "train_s": round(seconds, 1), "wall_s": round(wall, 1), "test_accuracy": round(acc, 4)},
@@ -177,6 +193,9 @@ def main() -> int:
             if method == "full":  # the optimizer kernel matters where every weight trains
                 runs.setdefault("ours multi-tensor", []).append(
                     _ours(method, train, test, args, mixed=True, multi_tensor=True)[0])
+            else:  # how the added characters' rows train matters where little else does
+                runs.setdefault("ours peft tokens", []).append(
+                    _ours(method, train, test, args, mixed=True, peft_tokens=True)[0])
             # the peer trains the rows modelloop fitted on: the train split less the same validation share
             fit, _ = train_test_split(train, test_size=len(train) - same["fit_rows"], stratify=train["intent"],
                                       random_state=0)

@@ -123,9 +123,10 @@ def _with_lora(encoder: Any, job: _Job, params: dict[str, Any]) -> Any:
 
     s = job.settings
     extra: dict[str, Any] = {}
-    first = _last_rows_start(encoder, _new_token_ids(job)) if job.added else None
-    if job.added and first is None:
-        extra["trainable_token_indices"] = _new_token_ids(job)
+    new_ids = _new_token_ids(job) if job.added else []
+    first = _last_rows_start(encoder, new_ids) if new_ids else None
+    if new_ids and first is None:
+        extra["trainable_token_indices"] = new_ids
     config = LoraConfig(r=int(params["lora_r"]), lora_alpha=int(params["lora_alpha"]),
                         lora_dropout=s.lora_dropout, target_modules=s.lora_target_modules, **extra)
     try:

@@ -103,6 +103,13 @@ def evaluate_gate(gate: GateConfig, scores: dict[str, float], findings: list[Fin
             if severity_rank(f.severity) >= floor:
                 fail("fail_on_severity", f.severity, gate.fail_on_severity,
                      f"{f.kind} ({f.severity}): {f.message}", f.column)
+    if gate.fail_on_leakage:
+        for f in findings:
+            if f.kind == "target_leakage":
+                fail("fail_on_leakage", f.details.get("score"), f.details.get("threshold"),
+                     f"{f.message}; quality.gate.fail_on_leakage refuses possible target leakage (set it "
+                     f"to false to report it without failing)",
+                     f.column)
     for rule in gate.forbid:
         floor = severity_rank(rule.severity)
         for f in findings:

@@ -146,6 +146,8 @@ class GateConfig(_Section):
     max_missing_share: float | None = Field(default=None, ge=0, le=1, description="per column")
     max_duplicate_share: float | None = Field(default=None, ge=0, le=1, description="exact duplicate rows")
     fail_on_severity: Severity | None = Field(default=None, description="any finding this severe fails")
+    fail_on_leakage: bool = Field(default=False, description="a column reported as possible target leakage "
+                                                             "fails (default: reported only)")
     forbid: list[ForbidFinding] = Field(default_factory=list)
 
 
@@ -166,9 +168,23 @@ class OutliersConfig(_Section):
 
 
 class LeakageConfig(_Section):
+    """When one column alone predicts the target suspiciously well (out-of-fold AUC, or R² for regression).
+
+    Two rules. Any column at ``warn_threshold`` / ``threshold`` is reported whatever the others score.
+    Below that, a column that stands out is still reported: a copy of the target with some noise
+    scores an AUC of ~0.94, not 0.99, yet no honest single feature usually comes close, so a score of
+    ``dominant_auc`` (``dominant_r2``) that beats every other column by ``dominant_margin`` is
+    reported as possible leakage too (a warning: a genuinely dominant feature also looks like this).
+    """
+
     enabled: bool = True
     threshold: float = Field(default=0.98, gt=0.5, le=1.0, description="single-feature AUC / R² flagged as error")
     warn_threshold: float = Field(default=0.95, gt=0.5, le=1.0)
+    dominant_auc: float = Field(default=0.9, gt=0.5, le=1.0,
+                                description="AUC reported when the column also beats the next by dominant_margin")
+    dominant_r2: float = Field(default=0.8, gt=0.0, le=1.0,
+                               description="R² reported when the column also beats the next by dominant_margin")
+    dominant_margin: float = Field(default=0.05, ge=0.0, le=1.0, description="lead over the next best column")
 
 
 class ShiftConfig(_Section):

@@ -223,9 +223,10 @@ def demo(directory: Path = typer.Option(Path("modelloop-demo"), "--dir", help="w
          loop: bool = typer.Option(True, "--loop/--no-loop", help="serve, replay drifted traffic, retrain"),
          as_json: bool = JsonOpt) -> None:
     """The whole loop on the bundled fraud example, embedded defaults."""
-    from .scaffold import run_demo
+    from .demo import run_demo
+    from .ui import render_demo
 
-    run_demo(directory, budget=budget, as_json=as_json, loop=loop)
+    _emit(run_demo(directory, budget=budget, loop=loop), as_json, render_demo)
 
 
 def main() -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["EXAMPLES", "init_project", "run_demo"]
+__all__ = ["EXAMPLES", "init_project"]
 
 EXAMPLES = ("fraud", "intents", "sentiment")
 _TEXT_EXAMPLES = ("intents", "sentiment")  # data/NAME.jsonl shipped in the package, config NAME.yaml
@@ -61,20 +59,3 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
     tmp.write_text(text)
     tmp.replace(cfg_path)
     return {"config": str(cfg_path), "files": files, "example": example}
-
-
-def run_demo(directory: Path | str, *, budget: float = 45, as_json: bool = False,
-             loop: bool = True) -> dict[str, Any]:
-    """The whole loop on the fraud example (see ``modelloop.demo``), then a one-screen summary."""
-    from .demo import run_demo as _run, summary_rows
-    from .ui import out
-
-    res = _run(directory, budget=budget, loop=loop)
-    if as_json:
-        sys.stdout.write(json.dumps(res, default=str) + "\n")
-        return res
-    out.print("\n[bold]modelloop demo — one turn of the loop[/]")
-    for label, text in summary_rows(res):
-        out.print(f"  [cyan]{label:12}[/] {text}")
-    out.print(f"\nNext: cd {directory} && modelloop status | modelloop monitor | modelloop serve")
-    return res

@@ -16,6 +16,8 @@ err = Console(stderr=True)
 out = Console()
 
 __all__ = [
+    "demo_summary_rows",
+    "render_demo",
     "model_kind",
     "render_dataset",
     "render_evaluation",
@@ -250,3 +252,62 @@ def render_optimize(r: dict[str, Any]) -> None:
                   f"`modelloop promote {m['version']}` to serve it")
         if r.get("promotion"):
             out.print(f"  not promoted: {r['promotion']}", markup=False)
+
+
+def _live_f1(monitor: dict[str, Any], version: int) -> tuple[float | None, int]:
+    per = (monitor.get("metrics") or {}).get(str(version)) or {}
+    allw = per.get("all") or {}
+    return allw.get("f1_macro"), int(allw.get("n") or 0)
+
+
+def demo_summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The one-screen summary as (label, text) rows."""
+    t = result["train"]
+    rows = [("dataset", f"{t['dataset']['id']} (v{t['dataset']['version']}, {t['dataset']['rows']} rows)"),
+            ("model", f"{t['model']['name']}:{t['model']['version']} — {model_kind(t)}, test f1_macro "
+                      f"{t['test_metrics']['f1_macro']:.4f}, roc_auc {t['test_metrics']['roc_auc']:.4f}"),
+            ("report", t["report"])]
+    if "optimize" in result:
+        o = result["optimize"]
+        base = o["variants"][0]["latency_p50_ms"]
+        ch = next(v for v in o["variants"] if v["name"] == o["chosen"])
+        rows.append(("optimize", f"{o['chosen']}: p50 {ch['latency_p50_ms']:.2f} ms vs {base:.2f} ms native "
+                                 f"({base / ch['latency_p50_ms']:.0f}×)"
+                                 + (f", serving v{o['model']['version']}" if o.get("promoted") else "")))
+    if "monitor" in result:
+        m = result["monitor"]
+        rows.append(("drift", ", ".join(m["drifted_features"]) or "none"))
+        served = result["optimize"]["model"] if result.get("optimize", {}).get("promoted") else t["model"]
+        f1, n = _live_f1(m, served["version"])
+        rows.append(("live before", f"f1_macro {f1:.4f} on {n} labeled predictions" if f1 is not None else "—"))
+    if "retrain" in result:
+        r = result["retrain"]
+        ch, cl = r["champion"]["metrics"], r["challenger"]["metrics"]
+        rows.append(("retrain", f"{'promoted' if r['promoted'] else 'not promoted'} v{r['challenger']['model']['version']}: "
+                                f"f1_macro recent {ch['recent'].get('f1_macro', float('nan')):.3f} → "
+                                f"{cl['recent'].get('f1_macro', float('nan')):.3f}, holdout "
+                                f"{ch['holdout'].get('f1_macro', float('nan')):.3f} → {cl['holdout'].get('f1_macro', float('nan')):.3f}"))
+        if (r.get("optimize") or {}).get("promoted"):
+            rows.append(("", f"v{r['challenger']['model']['version']} optimized ({r['optimize']['chosen']}), "
+                             f"serving v{r['optimize']['model']['version']}"))
+    if "monitor_after" in result:
+        versions = result["serve"]["after"]["versions"]
+        v = max(versions, key=versions.get)
+        f1, n = _live_f1(result["monitor_after"], v)
+        rows.append(("live after", f"served by v{v}: f1_macro {f1:.4f} on {n} labeled predictions"
+                     if f1 is not None else "—"))
+    if "fresh" in result:
+        f = result["fresh"]
+        ch, cl = f["champion"], f["challenger"]
+        rows.append(("fresh data", f"{ch['rows']} rows: f1_macro v{ch['version']} {ch['metrics']['f1_macro']:.3f} → "
+                                   f"v{cl['version']} {cl['metrics']['f1_macro']:.3f}, roc_auc "
+                                   f"{ch['metrics']['roc_auc']:.3f} → {cl['metrics']['roc_auc']:.3f}"))
+    return rows
+
+
+def render_demo(result: dict[str, Any]) -> None:
+    """The demo's one-screen summary."""
+    out.print("\n[bold]modelloop demo — one turn of the loop[/]")
+    for label, text in demo_summary_rows(result):
+        out.print(f"  [cyan]{label:12}[/] {text}")
+    out.print(f"\nNext: cd {result.get('directory', '.')} && modelloop status | modelloop monitor | modelloop serve")

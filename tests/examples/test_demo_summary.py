@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelloop.demo import summary_rows
+from modelloop.ui import demo_summary_rows
 
 
 def _result() -> dict:
@@ -29,7 +29,7 @@ def _result() -> dict:
 
 
 def test_summary_names_the_served_versions_and_fits_80_columns():
-    rows = summary_rows(_result())
+    rows = demo_summary_rows(_result())
     text = dict(rows)
     assert text["model"].startswith("fraud:1 — ensemble of 2,")   # what was registered, not the best trial
     assert text["optimize"].endswith("serving v2")

@@ -75,3 +75,35 @@ def test_a_dominant_column_of_a_regression_target_is_reported(fraud: pl.DataFram
                                 target="amount"), {"label_issues": {"enabled": False}}, task="regression")
     assert list(_leaks(report)) == ["amount_billed"]
     assert 0.8 <= _leaks(report)["amount_billed"]["score"] < 0.95
+
+
+def test_suspects_are_counted_per_class_and_an_overlapping_class_is_not_offered_for_deletion(
+        fraud: pl.DataFrame) -> None:
+    """About a fifth of the ~80 fraud rows look genuine to the out-of-fold model: 0.8% of all rows, but
+    far too many of the minority class to be wrong labels. The report says the classes overlap and
+    does not suggest the clean rules that would delete them."""
+    report = profile(fraud, SCHEMA)
+    (found,) = report.findings_of("label_issues")
+    per_class = {c["label"]: c for c in found.details["per_class"]}
+    fraud_rows = int(fraud.get_column(TARGET).sum())
+    assert per_class[1]["rows"] == fraud_rows and per_class[0]["rows"] == fraud.height - fraud_rows
+    assert sum(c["suspects"] for c in per_class.values()) == found.count
+    assert per_class[1]["share"] > 0.1 > per_class[0]["share"] and per_class[1]["suggested"] == 0
+    assert found.details["overlapping_classes"] == [1]
+    assert "overlap" in found.message and f"of {fraud_rows} (" in found.message
+    assert "drop_label_issues" not in found.message and "relabel_label_issues" not in found.message
+    assert "Label suspects per class" in report.to_html()
+
+
+@pytest.mark.parametrize("action", ["drop_label_issues", "relabel_label_issues"])
+def test_label_rules_refuse_to_remove_a_large_share_of_a_class(fraud: pl.DataFrame, action: str) -> None:
+    from modelloop.data.cleaning import apply_rules
+    from modelloop.errors import DataError
+
+    data = fraud.drop("transaction_id", "customer_id")
+    with pytest.raises(DataError, match=rf"clean.rules\[0\] \({action}\): would \w+ \d+ of the \d+ rows labelled 1 "
+                                        r"\(\d+\.\d%\), more than max_class_share = 0.1.*set max_class_share: "):
+        apply_rules(data, [{"action": action}], target=TARGET)
+    out, (change,) = apply_rules(data, [{"action": action, "max_class_share": 1}], target=TARGET)
+    fraud_rows = int(fraud.get_column(TARGET).sum())
+    assert change["rows_dropped"] + change["rows_changed"] == change["details"]["acted_on"] > 0.1 * fraud_rows

@@ -85,6 +85,10 @@ def test_flipped_labels_lead_the_suspects(report: QualityReport, planted) -> Non
         (s["confidence"] - s["given_label_prob"] for s in report.label_issues), reverse=True)
     (finding,) = _kinds(report, "label_issues")
     assert finding.column == "y" and finding.count >= 15
+    # 2% of each class flipped: label noise, not overlapping classes, so the clean rules are offered
+    assert [c["label"] for c in finding.details["per_class"]] == [0, 1]
+    assert all(c["share"] < 0.1 for c in finding.details["per_class"]) and not finding.details["overlapping_classes"]
+    assert "drop_label_issues" in finding.message
 
 
 def test_column_facts(report: QualityReport) -> None:

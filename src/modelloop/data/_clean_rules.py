@@ -162,9 +162,34 @@ def _label_suspects(df: pl.DataFrame, rule: DropLabelIssues | RelabelLabelIssues
                             seed=rule.seed)
     cap = int(rule.max_share * df.height)
     chosen = [s for s in res.suspects if s["confidence"] >= rule.min_confidence][:cap]
+    _refuse_overlap(chosen, res.per_class, rule, ctx)
     info = {"checked_rows": res.checked_rows, "suspects": res.total, "acted_on": len(chosen),
             "examples": chosen[:5]}
     return chosen, info
+
+
+def _refuse_overlap(chosen: list[dict[str, Any]], per_class: list[dict[str, Any]],
+                    rule: DropLabelIssues | RelabelLabelIssues, ctx: Ctx) -> None:
+    """DataError when ``chosen`` holds more than ``rule.max_class_share`` of a class's rows.
+
+    Confident learning flags every row of a class that looks like another class. A few such rows
+    are wrong labels; a large share of a class means the classes overlap, and on an imbalanced
+    target dropping (or relabelling) them deletes the real cases of the minority class.
+    """
+    verb, doing = ("drop", "dropping") if rule.action == "drop_label_issues" else ("relabel", "relabelling")
+    for c in per_class:
+        n = sum(s["given_label"] == c["label"] for s in chosen)
+        share = n / c["rows"] if c["rows"] else 0.0
+        if share > rule.max_class_share:
+            needed = math.ceil(share * 100) / 100
+            raise DataError(
+                f"{ctx.where} ({rule.action}): would {verb} {n} of the {c['rows']} rows labelled "
+                f"{c['label']!r} ({share:.1%}), more than max_class_share = {rule.max_class_share:g}. So many "
+                f"suspects in one class mean class {c['label']!r} overlaps class {c['suggested']!r} (the "
+                f"features cannot tell them apart), not that the labels are wrong, and {doing} them would "
+                f"{'delete' if verb == 'drop' else 'mislabel'} real {c['label']!r} rows; `modelloop profile` "
+                f"lists the suspects per class. To {verb} them anyway, set "
+                f"max_class_share: {needed:g} (or 1) on this rule")
 
 
 def drop_label_issues(df: pl.DataFrame, rule: DropLabelIssues, ctx: Ctx) -> tuple[pl.DataFrame, Change, None]:

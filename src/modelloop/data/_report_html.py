@@ -110,8 +110,21 @@ def _table(rows: list[dict[str, Any]], keys: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _per_class(report: dict[str, Any]) -> str:
+    """Label suspects per given class: on an imbalanced target the overall share hides that a large part
+    of the minority class is flagged (classes that overlap, not wrong labels)."""
+    found = next((f for f in report["findings"] if f["kind"] == "label_issues"), None)
+    per_class = (found or {}).get("details", {}).get("per_class")
+    if not per_class:
+        return ""
+    overlapping = found["details"].get("overlapping_classes") or []
+    rows = [{**c, "overlap": c["label"] in overlapping} for c in per_class]
+    return ("<h2>Label suspects per class</h2>"
+            + _table(rows, ["label", "rows", "suspects", "share", "suggested", "overlap"]))
+
+
 def _extras(report: dict[str, Any]) -> str:
-    out = []
+    out = [_per_class(report)]
     if report.get("label_issues"):
         keys = ["row", "row_id", "given_label", "suggested_label", "confidence", "given_label_prob"]
         keys = [k for k in keys if any(k in s for s in report["label_issues"])]

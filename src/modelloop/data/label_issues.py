@@ -27,7 +27,7 @@ from ._profile import json_value
 from ._tables import check_columns, is_internal, is_numeric, is_stringy, to_polars
 
 __all__ = ["LabelIssues", "assign_folds", "confident_learning", "encode_features", "find_label_issues",
-           "out_of_fold_proba"]
+           "out_of_fold_proba", "suspects_per_class"]
 
 ROW_ID = "_row_id"
 MAX_CATEGORIES = 200  # categorical features with more distinct values are left out (ids, free text)
@@ -44,6 +44,7 @@ class LabelIssues:
     confident_joint: list[list[int]]
     features: list[str] = field(default_factory=list)
     total: int = 0  # suspects found (``suspects`` may list only the top ones)
+    per_class: list[dict[str, Any]] = field(default_factory=list)  # see ``suspects_per_class``
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +64,26 @@ def confident_learning(labels: np.ndarray, proba: np.ndarray) -> tuple[np.ndarra
     np.add.at(joint, (labels[confident], suggested[confident]), 1)
     is_issue = confident & (suggested != labels)
     return is_issue, np.where(confident, suggested, labels), thresholds, joint
+
+
+def suspects_per_class(labels: np.ndarray, is_issue: np.ndarray, suggested: np.ndarray, classes: Sequence[Any]
+                       ) -> list[dict[str, Any]]:
+    """Per given class: ``label``, ``rows``, ``suspects``, ``share`` (suspects / rows) and ``suggested``
+    (the label most suspects of the class are given instead; None without suspects).
+
+    The overall share hides what matters on an imbalanced target: 1% of all rows can be half of the
+    minority class, and a class that loses that many rows to the suggestions has not been mislabelled,
+    it overlaps another one.
+    """
+    out = []
+    for j, label in enumerate(classes):
+        mine = labels == j
+        hit = is_issue & mine
+        n, k = int(mine.sum()), int(hit.sum())
+        instead = np.bincount(suggested[hit], minlength=len(classes)).argmax() if k else None
+        out.append({"label": json_value(label), "rows": n, "suspects": k, "share": round(k / n, 4) if n else 0.0,
+                    "suggested": None if instead is None else json_value(classes[instead])})
+    return out
 
 
 def encode_features(df: pl.DataFrame, features: Sequence[str]) -> tuple[np.ndarray, list[int], list[str]]:
@@ -212,7 +233,8 @@ def find_label_issues(df: Any, target: str, *, features: Sequence[str] | None = 
         suspects.append(s)
     return LabelIssues(suspects=suspects, checked_rows=data.height, classes=[json_value(c) for c in classes],
                        thresholds=[round(float(t), 4) for t in thresholds],
-                       confident_joint=joint.tolist(), features=used, total=len(idx))
+                       confident_joint=joint.tolist(), features=used, total=len(idx),
+                       per_class=suspects_per_class(y, is_issue, suggested, classes))
 
 
 def _original(series: pl.Series, text: str) -> Any:

@@ -12,7 +12,11 @@ JSON contract (``QualityReport.to_dict()``, read by other programs; keys are nev
 ``rows``, ``columns_count``, ``scores`` {completeness, validity, consistency, overall: 0–100},
 ``gate`` {passed, failed: [{check, column, value, threshold, message}]}, ``columns`` {name: facts},
 ``findings`` [{kind, column, severity, count, message, details}], ``label_issues`` [suspects],
-``shift`` ({column: {method, psi, ks, p_value, drifted, ...}} or null).
+``shift`` ({column: {method, psi, ks, p_value, drifted, ...}} or null). The ``label_issues`` finding's
+details carry ``per_class`` [{label, rows, suspects, share, suggested}] and ``overlapping_classes``
+(classes flagged above ``label_issues.overlap_share``: overlap, not wrong labels); a ``target_leakage``
+finding's details carry ``metric``, ``score``, ``threshold`` and, when it is reported for leading every
+other column, ``next_column`` and ``next_score``.
 """
 
 from __future__ import annotations
@@ -224,10 +228,23 @@ def _label_findings(rows: pl.DataFrame, positions: pl.Series, target: str, featu
     if not res.total:
         return [], [], info
     share = res.total / res.checked_rows
-    f = Finding("label_issues", target, "warning" if share >= 0.01 else "info", res.total,
-                f"{res.total} of {res.checked_rows} checked rows ({share:.1%}) look mislabelled (out-of-fold "
-                f"model disagrees confidently); review label_issues, or use clean rule drop_label_issues / "
-                f"relabel_label_issues", {"share": share, "checked_rows": res.checked_rows, "model": li.model})
+    overlapping = [c for c in res.per_class if c["share"] > li.overlap_share]
+    details = {"share": share, "checked_rows": res.checked_rows, "model": li.model, "per_class": res.per_class,
+               "overlapping_classes": [c["label"] for c in overlapping]}
+    by_class = "; ".join(f"{c['label']!r}: {c['suspects']} of {c['rows']} ({c['share']:.1%})" for c in res.per_class)
+    head = (f"{res.total} of {res.checked_rows} checked rows ({share:.1%}) look mislabelled (out-of-fold model "
+            f"disagrees confidently); per class: {by_class}")
+    if overlapping:
+        f = Finding("label_issues", target, "warning", res.total, f"{head}. " + " ".join(
+            f"{c['share']:.0%} of the rows labelled {c['label']!r} look like {c['suggested']!r}: too many to be "
+            f"wrong labels (above quality.label_issues.overlap_share = {li.overlap_share:g}), the classes "
+            f"overlap and the features cannot tell them apart." for c in overlapping)
+            + " Do not drop or relabel these rows, that would delete real cases; add features that separate "
+              "the classes", details)
+    else:
+        f = Finding("label_issues", target, "warning" if share >= 0.01 else "info", res.total,
+                    f"{head}; review label_issues, or use clean rule drop_label_issues / relabel_label_issues",
+                    details)
     return res.suspects, [f], info
 
 

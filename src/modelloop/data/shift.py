@@ -139,7 +139,8 @@ def _bins(labels: list[str], rc: np.ndarray, cc: np.ndarray) -> list[dict[str, A
 def compare_distributions(reference: Any, current: Any, columns_kinds: Mapping[str, str], bins: int = 10, *,
                           psi_threshold: float = 0.2, p_threshold: float = 0.01, effect_threshold: float = 0.1,
                           seed: int = 0) -> dict[str, dict[str, Any]]:
-    """Per column ``{"method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins"}``.
+    """Per column ``{"method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins", "fired"}``
+    (``fired``: the tests that found drift, of ``psi``, ``ks`` and ``chi2``).
 
     ``columns_kinds`` maps the columns to compare to their kind: numeric/datetime columns get PSI
     + KS, categorical/boolean ones PSI + chi², text columns the same as numbers on their
@@ -192,8 +193,13 @@ def text_stats(texts: pl.Series) -> pl.DataFrame:
 
 def _verdict(res: dict[str, Any], kind: str, *, psi_threshold: float, p_threshold: float,
              effect_threshold: float) -> dict[str, Any]:
+    """``drifted``, and ``fired``: the tests whose thresholds were crossed (``psi``, then ``ks`` or
+    ``chi2``), so a message can name what decided rather than quote a PSI under its threshold."""
     p, effect = res["p_value"], res["effect"]
-    res["drifted"] = bool(res["psi"] >= psi_threshold
-                          or (p is not None and p < p_threshold and effect is not None and effect >= effect_threshold))
+    res["fired"] = [name for name, crossed in (
+        ("psi", res["psi"] >= psi_threshold),
+        (res["method"].split("+")[1], p is not None and p < p_threshold and effect is not None
+         and effect >= effect_threshold)) if crossed]
+    res["drifted"] = bool(res["fired"])
     res["kind"] = kind
-    return {k: res[k] for k in ("method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins")}
+    return {k: res[k] for k in ("method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins", "fired")}

@@ -3,10 +3,19 @@
 Drift is measured by ``data.shift.compare_distributions`` (the same code that compares train and
 test splits in the quality report): per feature between the production model's training rows and
 the most recent prediction inputs, on the predicted labels, and on the labels that came back.
+
+A datetime column is compared through the parts training derives from it (``prepare_features``):
+``{col}:hour``, ``{col}:dayofweek``, ``{col}:day`` and ``{col}:month``, each only when the training
+rows span its whole cycle (a model trained on one quarter is not compared by month). Its raw value, and the year, only move forward, so they would drift on
+every run; where the window lies in time is described under ``window.time_columns`` instead.
+
+An alert names the test that found the drift (``test``: psi, ks or chi2) with its ``statistic`` and
+``p_value``; ``score`` and ``threshold`` stay the PSI and its threshold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -22,7 +31,7 @@ from ..data.stages import cleaning_plan
 from ..evaluation.metrics import classification_metrics, regression_metrics
 from ..workspace import Workspace
 
-__all__ = ["drift_report", "live_metrics", "monitor", "training_rows"]
+__all__ = ["drift_report", "live_metrics", "monitor", "time_parts", "training_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +110,54 @@ def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str
             current[c] = current[c].astype("string")
         elif kinds[c] == "numeric":
             current[c] = pd.to_numeric(current[c], errors="coerce")
-        elif kinds[c] == "datetime":
-            reference[c] = pd.to_datetime(reference[c], errors="coerce", format="mixed")
-            current[c] = pd.to_datetime(current[c], errors="coerce", format="mixed")
+    plain = [c for c, k in kinds.items() if k != "datetime"]
+    ref_parts, cur_parts, time_columns = time_parts(reference, current, schema)
+    compared = {**{c: kinds[c] for c in plain}, **{c: "numeric" for c in ref_parts.columns}}
     args: dict[str, Any] = {"psi_threshold": cfg.psi_threshold, "p_threshold": cfg.p_value}
-    features = compare_distributions(reference[list(kinds)], current[list(kinds)], kinds, **args)
+    features = compare_distributions(pd.concat([reference[plain], ref_parts], axis=1),
+                                     pd.concat([current[plain], cur_parts], axis=1), compared, **args)
     features = {c: {**v, "score": v["psi"], "threshold": cfg.psi_threshold} for c, v in features.items()}
     return {"features": features, "prediction": _prediction_drift(ws, model_row, reference, recent, args),
-            "label": _label_drift(ws, reference, recent, args)}
+            "label": _label_drift(ws, reference, recent, args), "time_columns": time_columns}
+
+
+# A part is compared only when the training rows span enough time to hold each of its values (days:
+# 00:00 to 23:00, Monday to Sunday, the 1st to the 31st, January to December): a model trained on one
+# quarter has seen three months, so every later month would be "drift". The parts training derives
+# that have no cycle (year, epoch) only move forward and are never compared.
+_FULL_CYCLE_DAYS = {"hour": 23 / 24, "dayofweek": 6.0, "day": 30.0, "month": 334.0}
+
+
+def time_parts(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema
+               ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The parts of each datetime feature that drift can fairly compare, as the model sees them.
+
+    Returns the reference and current parts (columns ``{col}:{part}``, from ``prepare_features``,
+    the function training uses) and, per datetime column, where both sides lie in time: ``from``
+    and ``to`` of the recent window, ``training_from`` and ``training_to``, the parts ``compared``.
+    """
+    from ..models.tabular import DATETIME_PARTS, prepare_features
+
+    times = [c for c in schema.features() if schema.columns[c] == "datetime"]
+    if not times:
+        return pd.DataFrame(index=reference.index), pd.DataFrame(index=current.index), {}
+    only = dataclasses.replace(schema, columns={c: "datetime" for c in times})
+    ref, cur = prepare_features(reference, only), prepare_features(current, only)
+    keep: dict[str, str] = {}
+    described: dict[str, Any] = {}
+    for c in times:
+        r_epoch, c_epoch = ref[f"{c}__epoch"].dropna(), cur[f"{c}__epoch"].dropna()
+        span_days = (r_epoch.max() - r_epoch.min()) / 86400 if len(r_epoch) else 0.0
+        parts = [p for p in DATETIME_PARTS if p in _FULL_CYCLE_DAYS and span_days >= _FULL_CYCLE_DAYS[p]]
+        keep.update({f"{c}__{p}": f"{c}:{p}" for p in parts})
+        described[c] = {"from": _when(c_epoch.min()), "to": _when(c_epoch.max()),
+                        "training_from": _when(r_epoch.min()), "training_to": _when(r_epoch.max()),
+                        "compared": [f"{c}:{p}" for p in parts]}
+    return ref[list(keep)].rename(columns=keep), cur[list(keep)].rename(columns=keep), described
+
+
+def _when(epoch_seconds: float) -> str | None:
+    return None if pd.isna(epoch_seconds) else pd.Timestamp(epoch_seconds, unit="s").isoformat()
 
 
 def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, recent: list[dict],
@@ -143,18 +192,42 @@ def _label_drift(ws: Workspace, reference: pd.DataFrame, recent: list[dict], arg
     return res["label"]
 
 
+def _test_fired(d: dict[str, Any], psi_threshold: float, p_value: float) -> dict[str, Any]:
+    """``test``, ``statistic``, ``p_value`` and ``why`` (words) of the drift verdict ``d``.
+
+    The headline test is PSI when it crossed its threshold, else the KS or chi² test that did; ``why``
+    quotes every test that fired, each with its own threshold, and nothing that did not fire.
+    """
+    said = []
+    for test in d.get("fired", []):
+        if test == "psi":
+            said.append(f"PSI {d['psi']:.3f} (threshold {psi_threshold:g})")
+        elif test == "ks":
+            said.append(f"KS test statistic {d['effect']:.3f}, p-value {d['p_value']:.2g} (below {p_value:g})")
+        else:
+            said.append(f"chi-squared test p-value {d['p_value']:.2g} (below {p_value:g}), total variation "
+                        f"distance {d['effect']:.3f}")
+    test = (d.get("fired") or [None])[0]
+    return {"test": test, "statistic": d["psi"] if test == "psi" else d["effect"],
+            "p_value": None if test == "psi" else d["p_value"], "why": "; ".join(said)}
+
+
 def _alerts(drift: dict[str, Any], metrics: dict[str, Any], model_row: dict, metric: str,
-            max_drop: float) -> list[dict[str, Any]]:
+            max_drop: float, *, psi_threshold: float, p_value: float) -> list[dict[str, Any]]:
     alerts = []
     for col, d in drift.get("features", {}).items():
         if d["drifted"]:
+            t = _test_fired(d, psi_threshold, p_value)
             alerts.append({"kind": "feature_drift", "feature": col, "score": d["psi"], "threshold": d["threshold"],
-                           "message": f"feature '{col}' drifted: PSI {d['psi']:.3f} (threshold {d['threshold']})"})
+                           "test": t["test"], "statistic": t["statistic"], "p_value": t["p_value"],
+                           "message": f"feature '{col}' drifted: {t['why']}"})
     for part in ("prediction", "label"):
         d = drift.get(part)
         if d and d["drifted"]:
-            alerts.append({"kind": f"{part}_drift", "feature": None, "score": d["psi"],
-                           "threshold": None, "message": f"{part} distribution drifted: PSI {d['psi']:.3f}"})
+            t = _test_fired(d, psi_threshold, p_value)
+            alerts.append({"kind": f"{part}_drift", "feature": None, "score": d["psi"], "threshold": None,
+                           "test": t["test"], "statistic": t["statistic"], "p_value": t["p_value"],
+                           "message": f"{part} distribution drifted: {t['why']}"})
     live = (metrics.get(str(model_row["version"])) or {}).get("all", {})
     ref = model_row["metrics"].get(metric)
     if live.get(metric) is not None and ref is not None and live["n"] >= 30:
@@ -190,14 +263,16 @@ def monitor(ws: Workspace, *, window: int | None = None, notify: bool = True) ->
     enough = len(recent) >= cfg.monitor.min_rows
     drift = drift_report(ws, model_row, recent) if enough else {"features": {}, "prediction": None,
                                                                 "label": None}
-    alerts = _alerts(drift, metrics, model_row, cfg.metric, cfg.retrain.max_holdout_drop)
+    time_columns = drift.pop("time_columns", {})
+    alerts = _alerts(drift, metrics, model_row, cfg.metric, cfg.retrain.max_holdout_drop,
+                     psi_threshold=cfg.monitor.psi_threshold, p_value=cfg.monitor.p_value)
     times = [r["at"] for r in recent]
     result = {
         "model": {"name": model_row["name"], "version": model_row["version"]},
         "window": {"predictions": len(recent), "labeled": sum(r.get("label") is not None for r in recent),
                    "from": min(times).isoformat() if times else None,
                    "to": max(times).isoformat() if times else None,
-                   "enough_for_drift": enough, "min_rows": cfg.monitor.min_rows},
+                   "enough_for_drift": enough, "min_rows": cfg.monitor.min_rows, "time_columns": time_columns},
         "metrics": metrics, "holdout_metrics": model_row["metrics"], "metric": cfg.metric,
         "drift": drift, "alerts": alerts,
         "drifted_features": sorted(c for c, d in drift["features"].items() if d["drifted"]),

@@ -48,6 +48,10 @@ def render_monitor(r: dict[str, Any]) -> str:
     parts = [f"<h1>Monitor — {_e(m['name'])} v{_e(m['version'])}</h1>",
              f"<p>{_e(r['window']['predictions'])} recent predictions ({_e(r['window']['from'])} → "
              f"{_e(r['window']['to'])}), {_e(r['window']['labeled'])} labeled.</p>"]
+    for c, t in (r["window"].get("time_columns") or {}).items():  # where the window lies in time: not drift
+        parts.append(f"<p>{_e(c)}: this window {_e(t['from'])} → {_e(t['to'])}, training rows "
+                     f"{_e(t['training_from'])} → {_e(t['training_to'])}; compared by "
+                     f"{_e(', '.join(t['compared']) or 'nothing (training spans under a day)')}.</p>")
     alerts = r["alerts"]
     parts.append("<div class='card'><h2>Alerts</h2>" + (
         "<ul>" + "".join(f"<li class='bad'>{_e(a['message'])}</li>" for a in alerts) + "</ul>"

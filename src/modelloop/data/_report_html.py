@@ -113,11 +113,11 @@ def _table(rows: list[dict[str, Any]], keys: list[str]) -> str:
 def _per_class(report: dict[str, Any]) -> str:
     """Label suspects per given class: on an imbalanced target the overall share hides that a large part
     of the minority class is flagged (classes that overlap, not wrong labels)."""
-    found = next((f for f in report["findings"] if f["kind"] == "label_issues"), None)
-    per_class = (found or {}).get("details", {}).get("per_class")
+    details: dict[str, Any] = next((f["details"] for f in report["findings"] if f["kind"] == "label_issues"), {})
+    per_class = details.get("per_class")
     if not per_class:
         return ""
-    overlapping = found["details"].get("overlapping_classes") or []
+    overlapping = details.get("overlapping_classes") or []
     rows = [{**c, "overlap": c["label"] in overlapping} for c in per_class]
     return ("<h2>Label suspects per class</h2>"
             + _table(rows, ["label", "rows", "suspects", "share", "suggested", "overlap"]))

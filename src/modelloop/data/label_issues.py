@@ -80,7 +80,7 @@ def suspects_per_class(labels: np.ndarray, is_issue: np.ndarray, suggested: np.n
         mine = labels == j
         hit = is_issue & mine
         n, k = int(mine.sum()), int(hit.sum())
-        instead = np.bincount(suggested[hit], minlength=len(classes)).argmax() if k else None
+        instead = int(np.bincount(suggested[hit], minlength=len(classes)).argmax()) if k else None
         out.append({"label": json_value(label), "rows": n, "suspects": k, "share": round(k / n, 4) if n else 0.0,
                     "suggested": None if instead is None else json_value(classes[instead])})
     return out

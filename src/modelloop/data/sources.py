@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
+from .dates import infer_datetime_format, is_datetime_column
 from .schema import Schema
 
 __all__ = ["ReadReport", "check_types", "detect_encoding", "infer_schema", "read_table"]
@@ -162,13 +163,12 @@ def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: 
 
 # ---- schema inference ---------------------------------------------------------------------------
 def _looks_datetime(s: pd.Series) -> bool:
+    """Values that carry a date (``data.dates``): codes (``m01``), month and weekday names and bare
+    times stay categorical, though dateutil reads them as times in year 1 or in this year."""
     sample = s.dropna().astype(str).head(500)
     if sample.empty or sample.str.fullmatch(r"[-+]?\d+(\.\d+)?").mean() > 0.5:
         return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
-    return bool(parsed.notna().mean() >= 0.95)
+    return is_datetime_column(sample)
 
 
 def _infer_kind(s: pd.Series) -> str:
@@ -199,6 +199,18 @@ def _infer_kind(s: pd.Series) -> str:
     return "categorical"
 
 
+def _datetime_formats(df: pd.DataFrame, kinds: Mapping[str, str]) -> dict[str, str]:
+    """The one format each text datetime column is written in, read from all its values (a sample
+    could miss a ``13/05/2024`` that makes the column day-first)."""
+    out: dict[str, str] = {}
+    for c, kind in kinds.items():
+        if kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(df[c]):
+            fmt = infer_datetime_format(df[c])
+            if fmt is not None:
+                out[c] = fmt
+    return out
+
+
 def infer_schema(df: pd.DataFrame, *, target: str, id: str | None = None, time: str | None = None,
                  text: str | None = None, overrides: Mapping[str, str] | None = None,
                  drop: list[str] | tuple[str, ...] = ()) -> Schema:
@@ -219,7 +231,7 @@ def infer_schema(df: pd.DataFrame, *, target: str, id: str | None = None, time: 
     for c in drop:
         kinds[c] = "identifier"
     return Schema(columns=kinds, target=target, id=id, text=text, time=time,
-                  dtypes={c: str(df[c].dtype) for c in cols})
+                  dtypes={c: str(df[c].dtype) for c in cols}, datetime_formats=_datetime_formats(df, kinds))
 
 
 def check_types(df: pd.DataFrame, schema: Schema, *, coerce: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -128,7 +128,8 @@ def _schema_after(df: pd.DataFrame, schema: Schema) -> Schema:
         columns[c] = schema.columns.get(c) or ("numeric" if pd.api.types.is_numeric_dtype(df[c])
                                                  else "categorical")
     return Schema(columns=columns, target=schema.target, id=schema.id, text=schema.text, time=schema.time,
-                  dtypes={c: str(df[c].dtype) for c in columns})
+                  dtypes={c: str(df[c].dtype) for c in columns},
+                  datetime_formats={c: f for c, f in schema.datetime_formats.items() if c in columns})
 
 
 def cleaning_plan(ws: Workspace, dataset_row: dict[str, Any]) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
+from ..data.dates import parse_datetimes
 from ..data.schema import Schema
 from ..errors import ConfigError, DataError, StateError
 from ..evaluation.metrics import labels_from_proba
@@ -80,7 +81,7 @@ def prepare_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     for col in features:
         kind = schema.columns[col]
         if kind == "datetime":
-            out.update(_datetime_parts(df[col], col))
+            out.update(_datetime_parts(df[col], col, schema.datetime_format(col)))
         elif kind == "categorical":
             out[col] = _categorical(df[col])
         elif kind == "boolean":
@@ -106,9 +107,13 @@ def _boolean(s: pd.Series) -> pd.Series:
     return mapped.astype("float64")
 
 
-def _datetime_parts(s: pd.Series, col: str) -> dict[str, pd.Series]:
+def _datetime_parts(s: pd.Series, col: str, fmt: str | None) -> dict[str, pd.Series]:
+    """Text is read by ``data.dates``' rules, the server's (ISO 8601, the column's one format, a
+    dated spelling), each value on its own: pandas' default infers one format from the first value
+    and turned every other spelling into NaT, so a column mixing ``2024-03-02 00:53:31`` (a CSV) and
+    ``2024-06-14T02:29:54`` (logged JSON requests, merged by retrain) lost half its timestamps."""
     if not pd.api.types.is_datetime64_any_dtype(s):
-        s = _parse_datetimes(s)
+        s = parse_datetimes(s, fmt)
     if getattr(s.dt, "tz", None) is not None:
         s = s.dt.tz_convert("UTC").dt.tz_localize(None)
     parts = {
@@ -117,25 +122,6 @@ def _datetime_parts(s: pd.Series, col: str) -> dict[str, pd.Series]:
         "epoch": (s - _EPOCH) / pd.Timedelta(seconds=1),
     }
     return {f"{col}__{p}": parts[p].astype("float64") for p in DATETIME_PARTS}
-
-
-def _parse_datetimes(s: pd.Series) -> pd.Series:
-    """Each value on its own, as the server parses one request: pandas' default infers one format
-    from the first value and turns every other spelling into NaT, so a column mixing
-    ``2024-03-02 00:53:31`` (a CSV) and ``2024-06-14T02:29:54`` (logged JSON requests, merged by
-    retrain) lost half its timestamps. ISO 8601 in any spelling first (fast), then the rest."""
-    utc = _has_tz(s)
-    out = pd.to_datetime(s, errors="coerce", utc=utc, format="ISO8601")
-    redo = out.isna() & s.notna() & (s.astype(str).str.strip() != "")
-    if redo.any():
-        out[redo] = pd.to_datetime(s[redo], errors="coerce", utc=utc, format="mixed")
-    return out
-
-
-def _has_tz(s: pd.Series) -> bool:
-    """Mixed-offset strings only parse with ``utc=True``; plain ones must stay naive."""
-    sample = s.dropna().astype(str).head(20)
-    return bool(sample.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).any())
 
 
 def prepared_columns(schema: Schema) -> tuple[list[str], list[str]]:

@@ -78,3 +78,18 @@ def start_server(toy: Any, *, workers: int = 1, **serve: Any) -> tuple[subproces
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def predict_all(url: str, records: list[dict[str, Any]], chunk: int = 200) -> list[dict[str, Any]]:
+    """POST ``records`` to ``url``/v1/predict in requests of ``chunk``; the predictions, in order.
+    Fails on the first answer that is not 200, with its body (which names the field at fault)."""
+    import httpx
+
+    out: list[dict[str, Any]] = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(0, len(records), chunk):
+            body = json.dumps({"records": records[i:i + chunk]}, ensure_ascii=False).encode()
+            r = client.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 200, f"records {i}..{i + chunk - 1}: {r.status_code} {r.text[:600]}"
+            out.extend(r.json()["predictions"])
+    return out

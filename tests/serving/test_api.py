@@ -73,6 +73,18 @@ def test_422_names_the_field_and_what_is_allowed(api, toy, change, field, words)
     assert words in r.json()["message"]
 
 
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN"])
+def test_422_for_infinity_or_nan_which_json_does_not_have(api, toy, number) -> None:
+    import json
+
+    rec = json.dumps({**toy.record(0), "amount": "__X__"}).replace('"__X__"', number)
+    r = api.post("/v1/predict", content=f'{{"records": [{json.dumps(toy.record(1))}, {rec}]}}',
+                 headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    [err] = r.json()["detail"]
+    assert err["field"] == "amount" and err["msg"].startswith("records[1].amount: must be a finite number")
+
+
 def test_422_for_a_missing_field(api, toy) -> None:
     rec = toy.record(0)
     del rec["age"]

@@ -117,3 +117,52 @@ def test_text_model_requests_take_the_text_column():
         with pytest.raises(ValidationProblem) as exc:
             v.validate_json(body)
         assert exc.value.errors[0]["field"] == field
+
+
+# ---- datetimes: what training read --------------------------------------------------------------
+@pytest.mark.parametrize(("value", "stored"), [
+    ("03/05/2024 08:55", "2024-03-05T08:55:00"),      # month-first, as training read it (dateutil)
+    ("5 Mar 2024", "2024-03-05T00:00:00"),
+    ("Tue, 05 Mar 2024 08:55:00 +0000", "2024-03-05T08:55:00+00:00"),
+])
+def test_a_datetime_column_takes_every_spelling_training_read(value, stored) -> None:
+    out = RequestValidator(SCHEMA).validate_json(json.dumps({"records": [{**GOOD, "signup": value}]}).encode())
+    assert out[0]["signup"] == stored
+
+
+@pytest.mark.parametrize("value", ["m01", "may", "Monday", "12:30", ""])
+def test_a_value_without_a_date_is_refused(value) -> None:
+    [err] = problems([{**GOOD, "signup": value}])
+    assert err["field"] == "signup" and "four-digit year" in err["msg"]
+
+
+def test_a_column_with_one_format_reads_requests_in_it() -> None:
+    """Training read ``signup`` as ``%d/%m/%Y`` (its values had a day past 12): the server reads
+    ``03/05/2024`` as 3 May too, still takes ISO 8601, and refuses another spelling naming both."""
+    schema = Schema(columns=SCHEMA.columns, target="y", id="tid", text="note",
+                    datetime_formats={"signup": "%d/%m/%Y"})
+    v = RequestValidator(schema, title="Rec")
+    body = {"records": [{**GOOD, "signup": "03/05/2024"}, {**GOOD, "signup": "2024-05-03t10:00:00z"}]}
+    out = v.validate_json(json.dumps(body).encode())
+    assert [r["signup"] for r in out] == ["2024-05-03T00:00:00", "2024-05-03T10:00:00+00:00"]
+    with pytest.raises(ValidationProblem) as info:
+        v.validate_json(json.dumps({"records": [{**GOOD, "signup": "May 3, 2024"}]}).encode())
+    [err] = info.value.errors
+    assert err["msg"].startswith("records[0].signup: ") and "'%d/%m/%Y'" in err["msg"] and "ISO 8601" in err["msg"]
+    prop = v.json_schema()["$defs"]["Rec"]["properties"]["signup"]   # "03/05/2024" is no RFC 3339 date-time
+    assert "format" not in prop and "%d/%m/%Y" in prop["description"]
+
+
+# ---- JSON has no Infinity or NaN ------------------------------------------------------------------
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN"])
+@pytest.mark.parametrize("field", ["amount", "country", "tid"])   # numeric, categorical, kept in the log
+def test_infinity_and_nan_are_refused_naming_the_field(number, field) -> None:
+    """pydantic's JSON reader takes them; a model fed infinity answers nonsense. In a batch, the
+    record at fault is named."""
+    bad = json.dumps({**GOOD, field: "__X__"}).replace('"__X__"', number)
+    body = f'{{"records": [{json.dumps(GOOD)}, {json.dumps(GOOD)}, {bad}]}}'.encode()
+    with pytest.raises(ValidationProblem) as info:
+        RequestValidator(SCHEMA).validate_json(body)
+    [err] = info.value.errors
+    assert err["field"] == field and err["msg"].startswith(f"records[2].{field}: must be ")
+    assert "finite number" in err["msg"] and err["msg"].endswith(f"got {number}")

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.cleaning import CleaningPlan
+from ..data.dates import read_datetime
 from ..data.schema import Schema
 from ..workspace import Workspace
 from .validation import RequestValidator
@@ -167,7 +168,8 @@ def request_schema(schema: Schema, plan: CleaningPlan | None) -> Schema:
     added = set(plan.added_columns())
     columns = {c: k for c, k in schema.columns.items() if c not in added}
     return Schema(columns=columns, target=schema.target, id=schema.id, text=schema.text, time=schema.time,
-                  dtypes={c: t for c, t in schema.dtypes.items() if c not in added})
+                  dtypes={c: t for c, t in schema.dtypes.items() if c not in added},
+                  datetime_formats={c: f for c, f in schema.datetime_formats.items() if c in columns})
 
 
 _PARTS = ("year", "month", "day", "dayofweek", "hour", "epoch")
@@ -252,13 +254,13 @@ def _datetime_parts(value: str | None) -> tuple[float, ...]:
     """``prepare_features``' datetime parts of one string: aware times in UTC, naive ones as they are."""
     if value is None:
         return _NO_DATE
-    try:
-        t = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:  # not ISO 8601 ("03/05/2024 08:55"): parsed as training parsed it
-        parsed = pd.to_datetime(value, errors="coerce", format="mixed")
-        if pd.isna(parsed):
+    try:  # the validator's canonical ISO 8601
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:  # not from the validator: read as training read it
+        read = read_datetime(value)
+        if read is None:
             return _NO_DATE
-        t = parsed.to_pydatetime()
+        t = read
     if t.tzinfo is not None:
         t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return (t.year, t.month, t.day, t.weekday(), t.hour, (t - _EPOCH).total_seconds())
@@ -542,8 +544,9 @@ def to_records(frame: pd.DataFrame, schema: Schema) -> list[dict[str, Any]]:
                     rec[c] = _boolean(v.item() if isinstance(v, np.generic) else v)
                 except ValueError:  # a value the API would refuse: send it as missing
                     rec[c] = None
-            elif kind == "datetime":
-                rec[c] = pd.Timestamp(v).isoformat()
+            elif kind == "datetime":  # read as training read it (the column's format), as a client sends it
+                t = read_datetime(str(v), schema.datetime_format(c))
+                rec[c] = None if t is None else t.isoformat()
             elif kind == "numeric":
                 rec[c] = float(v)
             else:

@@ -11,10 +11,17 @@ kind         accepted JSON values (``null`` always means a missing value)
 numeric      numbers up to ±1.8e308 (``true``/``false`` and strings are refused)
 boolean      ``true``/``false``, ``0``/``1``, or the strings true/false/yes/no/t/f/y/n (any case)
 categorical  strings, or numbers/booleans (matched by their text, as at training time)
-datetime     ISO 8601 / RFC 3339 strings (``2024-05-01T12:30:00Z``; ``t``/``z`` in any case),
-             passed on in one canonical form (``2024-05-01T12:30:00+00:00``) so the ONNX and
-             the native path, and the prediction log, read the same instant
+datetime     what training read (``data.dates``): ISO 8601 / RFC 3339 strings
+             (``2024-05-01T12:30:00Z``; ``t``/``z`` in any case); else the column's one format
+             when its training values had one (``03/05/2024 08:55``); else, for a column of mixed
+             spellings, any date that carries its four-digit year (``5 Mar 2024``). Passed on in
+             one canonical form (``2024-05-01T12:30:00+00:00``) so the ONNX and the native path,
+             and the prediction log, read the same instant
 ===========  ================================================================================
+
+JSON has no ``Infinity`` or ``NaN`` (RFC 8259), though the JSON readers take them: such a number
+is refused wherever it stands (a feature of any kind, or a column kept only in the log), as a
+model fed infinity answers nonsense; ``null`` is the way to send a missing value.
 
 Every feature column is required (send ``null`` when unknown). Other columns of the table (the id,
 text or time columns a tabular model does not use) may be sent and are kept in the prediction log;
@@ -23,10 +30,10 @@ the target and any other name is an unknown field. Errors name the field as ``re
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import difflib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, cast
@@ -35,6 +42,7 @@ from pydantic import ConfigDict, Field, PlainValidator, TypeAdapter, ValidationE
 from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
+from ..data.dates import read_datetime
 from ..data.schema import Schema
 
 __all__ = ["RequestValidator", "ValidationProblem", "describe_errors"]
@@ -57,9 +65,16 @@ def _fail(kind: str, what: str, v: Any) -> PydanticCustomError:
     return PydanticCustomError(f"{kind}_type", "must be {what}, got {got}", {"what": what, "got": _got(v)})
 
 
+_NOT_FINITE = "a finite number (JSON has no Infinity or NaN; send null for a missing value)"
+
+
 def _numeric(v: Any) -> Any:
-    if v is None or type(v) is float:
+    if v is None:
         return v
+    if type(v) is float:
+        if math.isfinite(v):
+            return v
+        raise _fail("numeric", _NOT_FINITE, v)
     if type(v) is int:
         if -_INT_MAX <= v <= _INT_MAX:         # JSON integers are unbounded; features are float64
             return v
@@ -81,26 +96,37 @@ def _boolean(v: Any) -> Any:
 
 def _categorical(v: Any) -> Any:
     if v is None or type(v) in _SCALARS:
+        if type(v) is float and not math.isfinite(v):
+            raise _fail("categorical", f"a string or {_NOT_FINITE}", v)
         return v
     raise _fail("categorical", "a string (a category; or null for a missing value)", v)
 
 
-def _datetime(v: Any) -> Any:
-    if v is None:
-        return v
-    if type(v) is str:
-        text = v.strip()
-        if text[-1:] in ("z", "Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            return dt.datetime.fromisoformat(text).isoformat()
-        except ValueError:
-            pass
-    raise _fail("datetime", "an ISO 8601 date-time string such as '2024-05-01T12:30:00Z' (or null)", v)
+def _datetime(fmt: str | None) -> Any:
+    """The validator of a datetime column whose training values had format ``fmt`` (None: ISO 8601
+    or mixed spellings): it accepts what training read, by the same reader."""
+    if fmt is not None:
+        what = f"an ISO 8601 date-time such as '2024-05-01T12:30:00Z' or a date in the format '{fmt}' (or null)"
+    else:
+        what = ("an ISO 8601 date-time such as '2024-05-01T12:30:00Z' or a date with its four-digit year "
+                "such as '5 Mar 2024' (or null)")
+
+    def validate(v: Any) -> Any:
+        if v is None:
+            return v
+        if type(v) is str:
+            t = read_datetime(v, fmt) if v.strip() else None
+            if t is not None:
+                return t.isoformat()
+        raise _fail("datetime", what, v)
+
+    return validate
 
 
 def _passthrough(v: Any) -> Any:
     if v is None or type(v) in _SCALARS:
+        if type(v) is float and not math.isfinite(v):
+            raise _fail("scalar", f"a string, a boolean or {_NOT_FINITE}", v)
         return v
     raise _fail("scalar", "a string, number, boolean or null", v)
 
@@ -121,7 +147,7 @@ _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
     "boolean": (_boolean, {"anyOf": [{"type": "boolean"}, {"enum": [0, 1]},
                                      {"type": "string", "pattern": _BOOL_WORDS}, {"type": "null"}]}),
     "categorical": (_categorical, {"type": ["string", "number", "boolean", "null"]}),
-    "datetime": (_datetime, {"type": ["string", "null"], "format": "date-time"}),
+    "datetime": (_datetime(None), {"type": ["string", "null"], "format": "date-time"}),
 }
 
 
@@ -152,7 +178,12 @@ class RequestValidator:
         for col in self.features:
             kind = schema.columns[col]
             fn, js = _KINDS[kind]
-            fields[col] = _field(fn, js, f"{kind} feature (required; null = missing)")
+            description = f"{kind} feature (required; null = missing)"
+            fmt = schema.datetime_format(col) if kind == "datetime" else None
+            if fmt is not None:  # "03/05/2024 08:55" is no RFC 3339 date-time: no "format" keyword
+                fn, js = _datetime(fmt), {"type": ["string", "null"]}
+                description += f"; ISO 8601 or the format '{fmt}' of the training data"
+            fields[col] = _field(fn, js, description)
         for col in self.optional:
             fields[col] = NotRequired[_field(_passthrough, {"type": ["string", "number", "boolean", "null"]},
                                              f"{schema.columns[col]} column "

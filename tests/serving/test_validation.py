@@ -166,3 +166,15 @@ def test_infinity_and_nan_are_refused_naming_the_field(number, field) -> None:
     [err] = info.value.errors
     assert err["field"] == field and err["msg"].startswith(f"records[2].{field}: must be ")
     assert "finite number" in err["msg"] and err["msg"].endswith(f"got {number}")
+
+
+def test_a_text_model_takes_the_other_columns_of_its_table() -> None:
+    """A text model's schema names its text and target only; the rows of its table carry more (the
+    examples' ``lang``): kept in the log, while the target is still refused."""
+    schema = Schema(columns={"message": "text", "intent": "categorical"}, target="intent", text="message")
+    v = RequestValidator(schema, table=["message", "intent", "lang"])
+    assert v.features == ["message"] and v.optional == ["lang"]
+    assert v.validate_json(b'{"records": [{"message": "hi", "lang": "en"}]}') == [{"message": "hi", "lang": "en"}]
+    with pytest.raises(ValidationProblem) as info:
+        v.validate_json(b'{"records": [{"message": "hi", "intent": "refund"}]}')
+    assert "is the target" in info.value.errors[0]["msg"]

@@ -36,6 +36,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class Runtime:
 
     def __init__(self, row: dict[str, Any], *, session: Any = None, native: Any = None,
                  reason: str | None = None, check: dict[str, Any] | None = None,
-                 plan: dict[str, Any] | None = None):
+                 plan: dict[str, Any] | None = None, table: Sequence[str] = ()):
         info = row.get("info") or {}
         self.name: str = row["name"]
         self.version: int = int(row["version"])
@@ -81,7 +82,8 @@ class Runtime:
         # a model trained on cleaned data: clients send the raw columns, the plan makes the rest
         self.plan = CleaningPlan.from_dict(plan) if plan else None
         self.request_schema = request_schema(self.schema, self.plan)
-        self.validator = RequestValidator(self.request_schema, title=f"{self.name}_v{self.version}_record")
+        self.validator = RequestValidator(self.request_schema, title=f"{self.name}_v{self.version}_record",
+                                          table=table)
         self.loaded_at = time.time()
         self.text_session: Any = None  # a text model's ONNX Runtime session (``load_runtime`` sets it)
         self.text = reads_raw_text(self.schema)
@@ -323,6 +325,7 @@ def _text_runtime(ws: Workspace, row: dict[str, Any], plan: dict[str, Any] | Non
     ``threads`` intra-op threads when ``modelloop optimize`` registered one, else PyTorch."""
     native = _native(ws, row)
     formats = row.get("formats") or {}
+    table = _table_columns(ws, row)
     for key, variant in (("onnx_int8", "int8"), ("onnx", "fp32")):
         if formats.get(key):
             try:
@@ -330,12 +333,23 @@ def _text_runtime(ws: Workspace, row: dict[str, Any], plan: dict[str, Any] | Non
             except Exception as exc:
                 log.warning("model %s:%s: %s session failed: %s", row["name"], row["version"], key, exc)
                 continue
-            rt = Runtime(row, native=native, plan=plan,
+            rt = Runtime(row, native=native, plan=plan, table=table,
                          reason=f"text model served through ONNX Runtime ({key}, {threads} threads)")
             rt.text_session, rt.variant = session, key
             return rt
     return Runtime(row, native=native, reason="text model without an ONNX variant (run `modelloop optimize`); "
-                                              "serving PyTorch", plan=plan)
+                                              "serving PyTorch", plan=plan, table=table)
+
+
+def _table_columns(ws: Workspace, row: dict[str, Any]) -> list[str]:
+    """The columns of the table a model was trained on. A text model's schema names only its text
+    and target, yet clients send the table's rows (the examples' ``lang`` beside the text): the
+    server takes the other columns and keeps them in the log, as it does for a tabular model."""
+    try:
+        return list(ws.catalog.get_dataset(row["dataset_id"])["schema"]["columns"])
+    except Exception as exc:  # a deleted dataset: the text column alone
+        log.info("model %s:%s: dataset schema unavailable (%s)", row["name"], row["version"], exc)
+        return []
 
 
 def _native(ws: Workspace, row: dict[str, Any]) -> Any:

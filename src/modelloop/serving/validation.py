@@ -24,8 +24,9 @@ is refused wherever it stands (a feature of any kind, or a column kept only in t
 model fed infinity answers nonsense; ``null`` is the way to send a missing value.
 
 Every feature column is required (send ``null`` when unknown). Other columns of the table (the id,
-text or time columns a tabular model does not use) may be sent and are kept in the prediction log;
-the target and any other name is an unknown field. Errors name the field as ``records[i].column``.
+text or time columns a tabular model does not use, the columns beside a text model's text) may be
+sent and are kept in the prediction log; the target and any other name is an unknown field. Errors
+name the field as ``records[i].column``.
 """
 
 from __future__ import annotations
@@ -167,12 +168,15 @@ class ValidationProblem(ValueError):
 class RequestValidator:
     """Validates ``{"records": [{column: value, ...}, ...]}`` bodies for one input schema."""
 
-    def __init__(self, schema: Schema, title: str = "Record"):
+    def __init__(self, schema: Schema, title: str = "Record", table: Sequence[str] = ()):
+        """``table``: the columns of the training table, when the schema does not list them all (a
+        text model's has its text and target only), so a client may send the table's rows."""
         self.schema = schema
         # model inputs: the tabular features, or the text column of a text model
         self.features = schema.features() or ([schema.text] if schema.text else [])
         feats = set(self.features)
         self.optional = [c for c in schema.columns if c not in feats and c != schema.target]
+        self.optional += [c for c in table if c not in schema.columns and c != schema.target]
         self.allowed = [*self.features, *self.optional]
         fields: dict[str, Any] = {}
         for col in self.features:
@@ -186,7 +190,7 @@ class RequestValidator:
             fields[col] = _field(fn, js, description)
         for col in self.optional:
             fields[col] = NotRequired[_field(_passthrough, {"type": ["string", "number", "boolean", "null"]},
-                                             f"{schema.columns[col]} column "
+                                             f"{schema.columns.get(col, 'training table')} column "
                                              "(optional, not a model input; kept in the log)")]
         record = TypedDict(title, fields)  # type: ignore[misc]
         record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]

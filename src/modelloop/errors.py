@@ -8,7 +8,24 @@ can catch what they expect (``ValueError``, ``LookupError``...).
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError"]
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError", "cap_list"]
+
+LIST_LIMIT = 10
+
+
+def cap_list(values: Iterable[Any], limit: int = LIST_LIMIT, show: Callable[[Any], str] = str) -> str:
+    """``a, b, c and 490 more``: the values an error message lists, at most ``limit`` of them.
+
+    A message stays one readable line however many values are wrong or allowed (a float target
+    taken for classes once listed 10 KB of labels on one line); the count says how many were left out.
+    """
+    items = list(values)
+    shown = ", ".join(show(v) for v in items[:limit])
+    rest = len(items) - limit
+    return f"{shown} and {rest} more" if rest > 0 else shown
 
 
 class ModelloopError(Exception):

@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import polars as pl
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, cap_list
 from ._findings import Finding
 from ._tables import like_input, to_polars
 
@@ -41,7 +41,7 @@ def integrate(frames: Mapping[str, Any], how: Literal["union", "join"] = "union"
     for name, df in data.items():
         for k in keys:
             if k not in df.columns:
-                raise DataError(f"source '{name}' has no key column '{k}'; its columns: {', '.join(df.columns[:40])}")
+                raise DataError(f"source '{name}' has no key column '{k}'; its columns: {cap_list(df.columns)}")
     _check_types(data)
     first = next(iter(frames.values()))
     if how == "union":

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, cap_list
 from .sources import detect_encoding
 
 __all__ = ["read_text_folder"]
@@ -57,7 +57,7 @@ def read_text_folder(path: str | Path, *, encoding: str = "auto", suffixes: tupl
     loose = [f.name for f in root.iterdir() if f.is_file() and f.suffix.lower() in suffixes]
     if not rows:
         raise DataError(f"{root}: no non-empty {'/'.join(suffixes)} files in its class folders "
-                        f"({', '.join(d.name for d in classes)})")
+                        f"({cap_list(d.name for d in classes)})")
     if report is not None:
         report.update({"source": str(root), "format": "text_folder", "files": len(rows),
                        "classes": {d.name: sum(1 for _, c in rows if c == d.name) for d in classes},

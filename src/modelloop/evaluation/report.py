@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, cap_list
 from .metrics import classification_metrics, direction, labels_from_proba, regression_metrics
 
 __all__ = ["TASKS", "evaluate_predictions", "render_report", "write_report"]
@@ -79,7 +79,7 @@ def _class_indices(y_true: Any, labels: Sequence[Any]) -> np.ndarray:
     if (mapped < 0).any():
         bad = y[mapped < 0][0]
         raise DataError(f"y_true holds the label {bad!r}, which is not in classes "
-                        f"({', '.join(index)}); pass class indices or one of these labels")
+                        f"({cap_list(index)}); pass class indices or one of these labels")
     return mapped
 
 

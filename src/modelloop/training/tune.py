@@ -43,7 +43,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from ..data.schema import Schema
-from ..errors import ConfigError, DataError, ModelloopError
+from ..errors import ConfigError, DataError, ModelloopError, cap_list
 from ..evaluation.metrics import F1_TYPE, check_metric, direction, score
 from ..models.tabular import (
     FAMILIES,
@@ -210,7 +210,7 @@ def _prepare_data(X: pd.DataFrame, y: pd.Series, schema: Schema,
     target, classes = encode_labels(y, settings.task)
     if settings.task == "binary" and classes is not None and len(classes) != 2:
         raise DataError(f"task 'binary' needs exactly 2 classes, the target has {len(classes)}: "
-                        f"{classes[:10]}; use task 'multiclass'")
+                        f"{cap_list(classes, show=repr)}; use task 'multiclass'")
     folds = [(np.asarray(tr, dtype=np.int64), np.asarray(va, dtype=np.int64)) for tr, va in folds]
     if not folds or any(len(tr) == 0 or len(va) == 0 for tr, va in folds):
         raise DataError("folds: need at least one (train, valid) pair, each with rows")

@@ -243,3 +243,18 @@ def test_optimize_promote_serves_the_variant_in_place_of_production_only(trained
     code, out, _ = cli(["status"], capsys, project)  # the table says what made each version, in 80 columns
     line = next(x for x in out.splitlines() if x.startswith(f"{r['model']['version']} "))
     assert f"onnx of {prod}" in line and "production" in line and len(line) <= 80
+
+
+def test_an_error_listing_many_values_shows_ten_and_counts_the_rest(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    labels = np.array([f"c{i:02d}" for i in range(15)])
+    df = pd.DataFrame({"x": rng.normal(size=300), "y": labels[np.arange(300) % 15]})
+    df.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "modelloop.yaml").write_text("name: many\ndata:\n  source: data.csv\n  target: y\ntrain:\n  trials: 1\n"
+                                             "  cv_folds: 2\n  families: [linear]\n  ensemble: false\n")
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 0, err
+    df.assign(y=[f"new{i}" for i in range(300)]).to_csv(tmp_path / "new.csv", index=False)
+    code, _, err = cli(["evaluate", "--data", "new.csv"], capsys, tmp_path)
+    [line] = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and "known labels: c00, c01, c02, c03, c04, c05, c06, c07, c08, c09 and 5 more" in line

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .data.quality_config import CleanConfig, QualityConfig
-from .errors import ConfigError
+from .errors import ConfigError, StateError, cap_list
 from .serving.config import ServeConfig
 from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from .models.text_config import TextModelConfig
@@ -63,9 +63,15 @@ class DataConfig(_Section):
 
 
 class SplitConfig(_Section):
-    strategy: Literal["stratified", "random", "time", "group"] = "stratified"
+    # Left out, the strategy follows the data: time when data.time is set, else stratified for a
+    # classification and random for a regression (a continuous target has no strata). It is filled
+    # in once the task is known: at load when ``task`` is set, else when it is inferred.
+    strategy: Literal["stratified", "random", "time", "group"] | None = Field(
+        None, description="default: time with data.time, else stratified (classification) or random (regression)")
     test_size: float = Field(0.2, gt=0.0, lt=0.9)
     seed: int = 0
+    # True when ``strategy`` was filled in from the task rather than written in the config
+    _follows_task: bool = PrivateAttr(False)
 
 
 class TrainConfig(_Section):
@@ -88,6 +94,8 @@ class RetrainConfig(_Section):
 
     recent_fraction: float = Field(0.3, gt=0.0, lt=1.0,
                                    description="latest share of labeled feedback held out as the recent slice")
+    # Both in train.metric's direction; for rmse and mae (in the target's units) a share of the
+    # champion's figure, so one default fits every scale.
     min_improvement: float = Field(0.0, ge=0.0, description="challenger must beat champion on the recent slice by this")
     # Old data says less once the world has changed: allow a moderate drop on the frozen holdout,
     # but refuse a collapse (poisoned labels, a broken pipeline).
@@ -124,7 +132,11 @@ class StorageConfig(_Section):
 
 class Config(_Section):
     name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    task: Literal["classification", "regression", "text_classification"] = "classification"
+    # Left out, the task is inferred from the target column at ingest (``modelloop.data.task``), filled in
+    # by ``settle_task``; until then it is None. A task written here always wins.
+    task: Literal["classification", "regression", "text_classification"] | None = Field(
+        None, description="default: inferred from the target (few values, text, booleans: classification; "
+                          "fractional or many distinct numbers: regression)")
     seed: int = 0
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -140,12 +152,59 @@ class Config(_Section):
 
     # The directory the config was loaded from; relative paths resolve against it.
     root: Path = Field(default=Path("."), exclude=True)
+    # How ``task`` was inferred ({"task", "reason"}); None while it is the config's own (or unknown).
+    _task_inferred: dict[str, str] | None = PrivateAttr(None)
 
     @property
     def metric(self) -> str:
         if self.train.metric:
             return self.train.metric
+        if self.task is None:
+            raise StateError("task: not set in modelloop.yaml and not inferred yet (that takes a dataset "
+                             "version); run `modelloop ingest` first, or set task: classification | regression")
         return "rmse" if self.task == "regression" else "f1_macro"
+
+    @property
+    def task_inferred(self) -> dict[str, str] | None:
+        """``{"task", "reason"}`` when the task was inferred from the target, None when the config set it."""
+        return None if self._task_inferred is None else dict(self._task_inferred)
+
+    def settle_task(self, task: str, reason: str) -> None:
+        """Take ``task`` (inferred from the target, for ``reason``) unless the config set one.
+
+        Fills in the split strategy that follows the task and re-runs the cross-field checks that
+        depend on it, so that ``train.metric: rmse`` or ``split.strategy: stratified`` against the
+        inferred task fails here, naming the inference and how to override it.
+        """
+        if self.task is not None and self._task_inferred is None:
+            return
+        before = (self.task, self.split.strategy, self._task_inferred, self.split._follows_task)
+        self.task = task  # type: ignore[assignment]  # one of the Literal's values, from infer_task
+        self._task_inferred = {"task": task, "reason": reason}
+        if self.split._follows_task:
+            self.split.strategy = None  # it followed an earlier inference: let it follow this one
+        _settle_split(self)
+        problems = [p for check in CHECKS.values() for p in check(self)]
+        if problems:
+            self.task, self.split.strategy, self._task_inferred, self.split._follows_task = before  # type: ignore[assignment]
+            why = (f" (task {task} was inferred: {reason}; set `task:` in modelloop.yaml to choose "
+                   f"another)")
+            raise ConfigError("\n".join(p + why for p in problems))
+
+
+def _default_strategy(task: str | None, time: str | None) -> str | None:
+    """The split a task gets when ``split.strategy`` is left out (None while the task is unknown)."""
+    if time:
+        return "time"
+    if task is None:
+        return None
+    return "random" if task == "regression" else "stratified"
+
+
+def _settle_split(cfg: Config) -> None:
+    if cfg.split.strategy is None:
+        cfg.split.strategy = _default_strategy(cfg.task, cfg.data.time)  # type: ignore[assignment]
+        cfg.split._follows_task = cfg.split.strategy is not None
 
 
 # ---- cross-field checks: each returns a list of "path: message" strings ----------------------
@@ -161,7 +220,7 @@ def _check(fn: Callable[[Config], list[str]]) -> Callable[[Config], list[str]]:
 def metric_fits_task(cfg: Config) -> list[str]:
     m = cfg.train.metric
     allowed = REGRESSION_METRICS if cfg.task == "regression" else CLASSIFICATION_METRICS
-    if m is not None and m not in allowed:
+    if m is not None and cfg.task is not None and m not in allowed:  # an unset task: checked once inferred
         return [f"train.metric: must be one of {', '.join(allowed)} for task {cfg.task}, got '{m}'"]
     return []
 
@@ -182,7 +241,8 @@ def split_needs_its_column(cfg: Config) -> list[str]:
 def model_section_fits_task(cfg: Config) -> list[str]:
     # ``model:`` describes a pretrained text encoder; on a table it would be silently ignored
     if cfg.task != "text_classification" and cfg.model != TextModelConfig():
-        return [f"model: only used by task: text_classification (a pretrained text encoder), got task: {cfg.task}; "
+        return [f"model: only used by task: text_classification (a pretrained text encoder), got task: "
+                f"{cfg.task or 'left out (inferred: classification or regression)'}; "
                 "remove the section or set task: text_classification"]
     return []
 
@@ -215,7 +275,7 @@ def one_kind_of_source(cfg: Config) -> list[str]:
     names = [s.name for s in d.sources]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        return [f"data.sources: names must be unique, got {', '.join(repr(n) for n in dupes)} more than once"]
+        return [f"data.sources: names must be unique, got {cap_list(dupes, show=repr)} more than once"]
     if d.sources and d.combine == "join" and not d.keys:
         return ["data.keys: data.combine: join needs the key columns, got []"]
     return []
@@ -280,6 +340,7 @@ def parse_config(raw: Any, *, root: Path | str = ".") -> Config:
         cfg = Config.model_validate({**raw, "root": Path(root)})
     except ValidationError as exc:
         raise ConfigError("\n".join(_format_error(e) for e in exc.errors())) from None
+    _settle_split(cfg)
     problems = [p for check in CHECKS.values() for p in check(cfg)]
     if problems:
         raise ConfigError("\n".join(problems))

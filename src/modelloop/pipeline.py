@@ -45,6 +45,18 @@ def _dataset_brief(row: dict[str, Any]) -> dict[str, Any]:
             "created": bool(row.get("created", False))}
 
 
+def _metric(ws: Workspace) -> str | None:
+    """``train.metric``, or the task's default once the task is known; None before any data when
+    the config leaves both out (the task is inferred from the first dataset version)."""
+    cfg = ws.config
+    if cfg.task is None and cfg.train.metric is None:
+        latest = ws.catalog.latest_dataset(cfg.name)
+        if latest is None:
+            return None
+        ws.settle_task(dataset=latest)
+    return cfg.metric
+
+
 def project_status(ws: Workspace) -> dict[str, Any]:
     """Dataset versions, model versions with their test figures, and where each alias points."""
     cat, name = ws.catalog, ws.config.name
@@ -58,7 +70,7 @@ def project_status(ws: Workspace) -> dict[str, Any]:
                "variant": (m.get("info") or {}).get("variant"),
                "created_at": m["created_at"].isoformat(timespec="seconds")}
               for m in cat.list_models(name)]
-    return {"project": name, "root": str(ws.root), "metric": ws.config.metric,
+    return {"project": name, "root": str(ws.root), "metric": _metric(ws),
             "datasets": datasets, "models": models,
             "production": {"name": name, "version": production} if production else None,
             "stores": {"catalog": ws.catalog_url, "tracking": ws.tracking_url, "optuna": ws.optuna_url}}

@@ -25,7 +25,17 @@ def tracker_for(ws: Workspace):
 
 
 def resolve_model(ws: Workspace, ref: str | None = None) -> dict[str, Any]:
-    """The catalog row of a model reference; None means production, else the latest version."""
+    """The catalog row of a model reference; None means production, else the latest version.
+
+    A task left out of the config becomes the one the model was trained for, so that scoring,
+    monitoring and retraining it use its metric.
+    """
+    row = _model_row(ws, ref)
+    ws.settle_task(model=row)
+    return row
+
+
+def _model_row(ws: Workspace, ref: str | None) -> dict[str, Any]:
     cat, name = ws.catalog, ws.config.name
     if ref is None:
         version = cat.get_alias(name, PRODUCTION)

@@ -17,14 +17,14 @@ _BLANK = """\
 # modelloop project. Every key but data.source and data.target has a default;
 # `modelloop init --example fraud` writes a complete, commented example.
 name: {name}
-task: classification          # classification | regression
+# task: classification        # classification | regression; left out, inferred from the target
 data:
   source: data/train.csv      # CSV, Parquet, JSONL path, or a SQLAlchemy URL (then `query:`)
   target: label               # the column to predict
   id: null                    # optional row id column (never used as a feature)
 train:
   budget: 120                 # seconds for the whole search
-  metric: f1_macro
+  # metric: f1_macro          # default: f1_macro for classification, rmse for regression
 """
 
 

@@ -85,6 +85,9 @@ def render_train(r: dict[str, Any]) -> None:
     out.print(f"\n[bold green]model {m['name']}:{m['version']}[/] registered"
               f"{' and now production' if r.get('production') else ' (run `modelloop promote ' + str(m['version']) + '` to serve it)'}")
     out.print(f"  dataset     {ds_txt}")
+    if inferred := r.get("task_inferred"):
+        out.print(f"  task        {inferred['task']}, inferred: {inferred['reason']} (set `task:` in "
+                  f"modelloop.yaml to choose)")
     out.print(f"  model       {kind}; {r['trials']} trials ({r['resumed_trials']} resumed) in {r['seconds']} s")
     lat = r.get("latency")
     if lat:

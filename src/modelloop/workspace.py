@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from .catalog import Catalog
 from .config import Config
@@ -69,3 +70,30 @@ class Workspace:
     @cached_property
     def catalog(self) -> Catalog:
         return Catalog(self.catalog_url)
+
+    def settle_task(self, *, dataset: dict[str, Any] | None = None, model: dict[str, Any] | None = None) -> None:
+        """Fill in the task that ``modelloop.yaml`` leaves out, from what a stage is about to use.
+
+        A dataset version carries the task inferred at its ingest (versions ingested before that was
+        recorded are inferred again from their target column); a model carries the task it was
+        trained for, which is what scoring, monitoring and retraining it must follow. A task set in
+        the config always wins: then this does nothing.
+        """
+        cfg = self.config
+        if cfg.task is not None and cfg.task_inferred is None:
+            return
+        if model is not None:
+            info = model.get("info") or {}
+            found = info.get("task_inferred") or {
+                "task": "regression" if info.get("task") == "regression" else "classification",
+                "reason": f"model {model['name']}:{model['version']} was trained for {info.get('task')}"}
+            cfg.settle_task(found["task"], found["reason"])
+        elif dataset is not None:
+            from .data.snapshot import read_snapshot
+            from .data.task import infer_task, recorded_task
+
+            inferred = recorded_task(self.catalog, dataset)
+            if inferred is None:
+                target = cfg.data.target
+                inferred = infer_task(read_snapshot(dataset["path"], columns=[target])[target], target)
+            cfg.settle_task(inferred.task, inferred.reason)

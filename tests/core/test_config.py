@@ -3,15 +3,51 @@ from __future__ import annotations
 import pytest
 
 from modelloop.config import CHECKS, Config, config_hash, load_config, parse_config
-from modelloop.errors import ConfigError
+from modelloop.errors import ConfigError, StateError
 
 MIN = {"data": {"source": "a.csv", "target": "y"}}
 
 
 def test_minimal_config_gets_defaults():
-    cfg = parse_config(MIN)
-    assert cfg.task == "classification" and cfg.metric == "f1_macro"
+    cfg = parse_config({**MIN, "task": "classification"})
+    assert cfg.task == "classification" and cfg.metric == "f1_macro" and cfg.task_inferred is None
     assert cfg.split.strategy == "stratified" and cfg.train.budget == 120
+    assert parse_config({**MIN, "task": "regression"}).split.strategy == "random"
+    assert parse_config({**MIN, "data": {**MIN["data"], "time": "t"}}).split.strategy == "time"
+
+
+def test_a_task_left_out_is_settled_from_the_data_with_the_split_and_metric_that_follow_it():
+    cfg = parse_config(MIN)
+    assert cfg.task is None and cfg.split.strategy is None
+    with pytest.raises(StateError, match="run `modelloop ingest` first"):
+        _ = cfg.metric
+    cfg.settle_task("regression", "target 'y' holds fractional numbers")
+    assert (cfg.task, cfg.split.strategy, cfg.metric) == ("regression", "random", "rmse")
+    assert cfg.task_inferred == {"task": "regression", "reason": "target 'y' holds fractional numbers"}
+    cfg.settle_task("classification", "target 'y' holds 3 distinct values")  # a later version's inference
+    assert (cfg.task, cfg.split.strategy, cfg.metric) == ("classification", "stratified", "f1_macro")
+
+
+def test_the_config_s_task_and_split_win_over_the_inference():
+    cfg = parse_config({**MIN, "task": "classification"})
+    cfg.settle_task("regression", "target 'y' holds fractional numbers")
+    assert cfg.task == "classification" and cfg.task_inferred is None
+    cfg = parse_config({**MIN, "split": {"strategy": "group"}, "data": {**MIN["data"], "group": "g"}})
+    cfg.settle_task("regression", "many values")
+    assert cfg.split.strategy == "group"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({**MIN, "train": {"metric": "f1_macro"}}, "train.metric: must be one of rmse, mae, r2 for task regression"),
+    ({**MIN, "split": {"strategy": "stratified"}}, "split.strategy: 'stratified' needs a classification task"),
+])
+def test_settings_that_contradict_the_inferred_task_name_the_inference(raw, expected):
+    cfg = parse_config(raw)
+    with pytest.raises(ConfigError) as exc:
+        cfg.settle_task("regression", "target 'y' holds fractional numbers (500 distinct values in 500 rows)")
+    assert expected in str(exc.value) and "task regression was inferred: target 'y' holds fractional" in str(exc.value)
+    assert "set `task:` in modelloop.yaml" in str(exc.value)
+    assert cfg.task is None  # nothing half-settled
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -20,7 +56,7 @@ def test_minimal_config_gets_defaults():
     ({**MIN, "train": {"budget": -5}}, "train.budget: must be greater than 0, got -5"),
     ({**MIN, "split": {"strategy": "foo"}}, "split.strategy: must be 'stratified', 'random', 'time' or 'group', got \"foo\""),
     ({"data": {"source": "a.csv"}}, "data.target: required, but missing"),
-    ({**MIN, "train": {"metric": "rmse"}}, "train.metric: must be one of"),
+    ({**MIN, "task": "classification", "train": {"metric": "rmse"}}, "train.metric: must be one of"),
     ({**MIN, "split": {"strategy": "time"}}, "split.strategy: 'time' needs data.time"),
     ({"data": {"source": "a.csv", "target": "y", "id": "y"}}, "data.id: must differ from data.target"),
     ({"data": {"source": "sqlite:///x.db", "target": "y"}}, "data.query: a SQL source"),

@@ -14,7 +14,7 @@ from modelloop.models.text import BackboneError
 from modelloop.training import text_fit as F
 from modelloop.training.text import text_study_name, train_text
 
-TRAIN_KEYS = {"model", "dataset", "run_id", "task", "metric", "validation_score", "test_metrics", "rows",
+TRAIN_KEYS = {"model", "dataset", "run_id", "task", "task_inferred", "metric", "validation_score", "test_metrics", "rows",
               "best_family", "ensemble", "threshold", "trials", "resumed_trials", "production", "report",
               "seconds", "families", "latency"}
 

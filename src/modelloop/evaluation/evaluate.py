@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, cap_list
 from ..workspace import Workspace
 
 __all__ = ["evaluate", "evaluate_model", "resolve_task", "write_evaluation_report"]
@@ -34,7 +34,7 @@ def _label_indices(model: Any, y: pd.Series, target: str) -> np.ndarray:
     unknown = y[mapped.to_numpy() < 0]
     if len(unknown):
         raise DataError(f"target '{target}' holds labels the model never saw, e.g. {unknown.iloc[0]!r}; "
-                        f"known labels: {', '.join(index)}")
+                        f"known labels: {cap_list(index)}")
     return mapped.to_numpy(dtype=int)
 
 
@@ -46,7 +46,12 @@ def _outputs(model: Any, df: pd.DataFrame, target: str, task: str) -> tuple[np.n
         raise DataError(f"data has no rows with a value in target column '{target}'")
     X = df.drop(columns=[target])
     if task == "regression":
-        return df[target].to_numpy(dtype=float), np.asarray(model.predict(X), dtype=float)
+        y = pd.to_numeric(df[target], errors="coerce")
+        if y.isna().any():
+            bad = df[target][y.isna()].unique()
+            raise DataError(f"target '{target}' must hold numbers for a regression model, got "
+                            f"{cap_list(bad, show=repr)}")
+        return y.to_numpy(dtype=float), np.asarray(model.predict(X), dtype=float)
     return _label_indices(model, df[target], target), np.asarray(model.predict_proba(X))
 
 
@@ -65,8 +70,8 @@ def write_evaluation_report(ws: Workspace, model: Any, df: pd.DataFrame, evaluat
     from .report import render_report, write_report
 
     target = ws.config.data.target
-    task = "regression" if ws.config.task == "regression" else ("binary" if len(model.classes_) == 2
-                                                                 else "multiclass")
+    task = "regression" if getattr(model, "task", None) == "regression" else (
+        "binary" if len(model.classes_) == 2 else "multiclass")
     y, out = _outputs(model, df, target, task)
     context = {"model": f"{name}:{version}", "dataset": dataset_id, "rows": evaluation["rows"],
                "threshold": getattr(model, "threshold_", None),

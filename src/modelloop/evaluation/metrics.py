@@ -19,11 +19,13 @@ from ..errors import ConfigError
 __all__ = [
     "CLASSIFICATION_METRICS",
     "F1_TYPE",
+    "IN_TARGET_UNITS",
     "REGRESSION_METRICS",
     "check_metric",
     "classification_metrics",
     "default_metric",
     "direction",
+    "improvement",
     "labels_from_proba",
     "regression_metrics",
     "score",
@@ -36,12 +38,29 @@ CLASSIFICATION_METRICS = (
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 F1_TYPE = ("f1", "f1_macro", "f1_weighted")
 _MINIMIZE = {"log_loss", "rmse", "mae"}
+# Errors measured in the target's own units: 0.1 is nothing on house prices and everything on a
+# rate, so a change is judged as a share of the figure it changes.
+IN_TARGET_UNITS = frozenset({"rmse", "mae"})
 _NEEDS_PROBA = {"roc_auc", "pr_auc", "log_loss"}
 
 
 def direction(metric: str) -> str:
     """``"minimize"`` for losses and errors, ``"maximize"`` for everything else."""
     return "minimize" if metric in _MINIMIZE else "maximize"
+
+
+def improvement(metric: str, before: float, after: float) -> float:
+    """How much better ``after`` is than ``before`` (negative: worse), in the metric's direction.
+
+    For errors in the target's units (``IN_TARGET_UNITS``) the change is a share of ``before``, so
+    that one threshold (``retrain.min_improvement``, ``retrain.max_holdout_drop``) fits every scale.
+    """
+    gain = after - before if direction(metric) == "maximize" else before - after
+    if metric not in IN_TARGET_UNITS:
+        return float(gain)
+    if before == 0:
+        return 0.0 if gain == 0 else float(np.copysign(np.inf, gain))
+    return float(gain / abs(before))
 
 
 def default_metric(task: str) -> str:

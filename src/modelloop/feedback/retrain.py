@@ -10,6 +10,10 @@ from training. Champion and challenger are scored on both, and the gate decides:
   lets a model follow a real change of the world, where old data says less, and stops a collapse
   such as poisoned labels.
 
+Both are in the metric's direction (a lower rmse is better); for errors in the target's units
+(rmse, mae) both are shares of the champion's figure (``gate.relative``): 0.1 rmse is nothing on
+house prices and everything on a rate.
+
 A promoted challenger goes through ``optimize`` at once when ``optimize.promote`` is set or the
 champion it replaces was itself an optimize variant; the variant optimize keeps then replaces it in
 production. A project that serves optimized models keeps doing so.
@@ -29,7 +33,7 @@ from ..data.snapshot import ROW_ID, content_hash, write_snapshot
 from ..data.stages import cleaning_plan
 from ..errors import StateError
 from ..evaluation.evaluate import evaluate_model
-from ..evaluation.metrics import direction
+from ..evaluation.metrics import IN_TARGET_UNITS, improvement
 from ..registry import PRODUCTION, load_model, promote, resolve_model
 from ..workspace import Workspace
 from .store import labeled_frame
@@ -180,22 +184,25 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     for name, m in (("champion", champion), ("challenger", challenger)):
         model = load_model(ws, m)
         scores[name] = {"holdout": _score(model, holdout, ws, task), "recent": _score(model, recent, ws, task)}
-    sign = 1.0 if direction(metric) == "maximize" else -1.0
-    gain = sign * (scores["challenger"]["recent"][metric] - scores["champion"]["recent"][metric])
-    drop = sign * (scores["champion"]["holdout"][metric] - scores["challenger"]["holdout"][metric])
+    champ, chall = scores["champion"], scores["challenger"]
+    gain = improvement(metric, champ["recent"][metric], chall["recent"][metric])
+    drop = -improvement(metric, champ["holdout"][metric], chall["holdout"][metric])
     rc = cfg.retrain
     beats = gain > 0 and gain >= rc.min_improvement
     holds = drop <= rc.max_holdout_drop
     promoted = beats and holds
+    relative = metric in IN_TARGET_UNITS  # rmse, mae: shares of the champion's figure, not target units
+    unit, fmt = (f" of the champion's {metric}", "{:+.1%}") if relative else (f" {metric}", "{:+.4f}")
+    allowed = fmt.format(rc.max_holdout_drop).lstrip("+") if relative else rc.max_holdout_drop
     if promoted:
-        reason = (f"challenger beats champion on the recent slice by {gain:+.4f} {metric} and drops "
-                  f"{drop:+.4f} on the frozen holdout (allowed {rc.max_holdout_drop})")
+        reason = (f"challenger beats champion on the recent slice by {fmt.format(gain)}{unit} and drops "
+                  f"{fmt.format(drop)} on the frozen holdout (allowed {allowed})")
     elif not beats:
-        reason = (f"challenger does not beat the champion on the recent slice: {metric} gain {gain:+.4f} "
+        reason = (f"challenger does not beat the champion on the recent slice: gain {fmt.format(gain)}{unit} "
                   f"(needs > 0 and >= {rc.min_improvement})")
     else:
-        reason = (f"challenger falls {drop:.4f} {metric} on the frozen holdout (allowed {rc.max_holdout_drop}): "
-                  f"refused")
+        reason = (f"challenger falls {fmt.format(drop).lstrip('+')}{unit} on the frozen holdout (allowed "
+                  f"{allowed}): refused")
     ws.catalog.add_decision(name=cfg.name, trigger=triggers, dataset_id=merged["id"],
                             champion=_brief(champion, scores["champion"]),
                             challenger=_brief(challenger, scores["challenger"]), promoted=promoted, reason=reason)
@@ -204,7 +211,7 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     return {"promoted": promoted, "reason": reason, "dataset": merged["id"], "added_rows": merged["added"],
             "rows": {"holdout": len(holdout), "recent": len(recent)}, "metric": metric,
             "gate": {"recent_gain": gain, "holdout_drop": drop, "min_improvement": rc.min_improvement,
-                     "max_holdout_drop": rc.max_holdout_drop},
+                     "max_holdout_drop": rc.max_holdout_drop, "relative": relative},
             "triggers": triggers, "champion": _brief(champion, scores["champion"]),
             "challenger": _brief(challenger, scores["challenger"])}
 

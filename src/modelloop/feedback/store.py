@@ -7,13 +7,15 @@ Everything else is counted, never silently dropped or stored.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data.sources import read_table
-from ..errors import DataError
+from ..errors import DataError, cap_list
 from ..workspace import Workspace
 
 __all__ = ["check_label", "import_feedback", "labeled_frame", "nothing_usable"]
@@ -24,15 +26,26 @@ def check_label(label: Any, info: dict[str, Any]) -> Any:
     if label is None or (isinstance(label, float) and label != label):
         raise DataError("label: missing")
     if info.get("task") == "regression":
-        try:
-            return float(label)
-        except (TypeError, ValueError):
-            raise DataError(f"label: must be a number for a regression model, got {label!r}") from None
+        return _number(label)
     classes = info.get("classes") or []
     by_text = {_text(c): c for c in classes}
     if _text(label) not in by_text:
-        raise DataError(f"label: must be one of {', '.join(map(str, classes))}, got {label!r}")
+        raise DataError(f"label: must be one of {cap_list(classes)}, got {label!r}")
     return by_text[_text(label)]
+
+
+def _number(label: Any) -> float:
+    """A regression label: a finite number, or text that reads as one (a CSV cell); not a boolean,
+    which a regressor would learn as 0/1 without anyone having meant it."""
+    if isinstance(label, (bool, np.bool_)):
+        raise DataError(f"label: must be a number for a regression model, got {label!r}")
+    try:
+        value = float(label.strip() if isinstance(label, str) else label)
+    except (TypeError, ValueError):
+        raise DataError(f"label: must be a number for a regression model, got {label!r}") from None
+    if not math.isfinite(value):
+        raise DataError(f"label: must be a finite number for a regression model, got {label!r}")
+    return value
 
 
 def _text(v: Any) -> str:

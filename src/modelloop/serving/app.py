@@ -34,6 +34,7 @@ import gc
 import hmac
 import json
 import logging
+import math
 import os
 import secrets
 import time
@@ -56,6 +57,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ..catalog import utcnow
+from ..errors import cap_list
 from ..registry import PRODUCTION
 from ..workspace import Workspace
 from .batching import MicroBatcher
@@ -509,10 +511,10 @@ async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]
 def _check_label(label: Any, task: str, classes: list[Any] | None) -> None:
     """A label the model cannot have is a 422 shaped like every other (``ValidationProblem``)."""
     if task == "regression":
-        if isinstance(label, bool) or not isinstance(label, (int, float)):
-            raise _bad_label(f"must be a number for a regression model, got {json.dumps(label)}")
+        if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
+            raise _bad_label(f"must be a finite number for a regression model, got {json.dumps(label)}")
     elif classes is not None and label not in classes:
-        raise _bad_label(f"must be one of {', '.join(map(json.dumps, classes))}, got {json.dumps(label)}")
+        raise _bad_label(f"must be one of {cap_list(classes, show=json.dumps)}, got {json.dumps(label)}")
 
 
 def _bad_label(text: str) -> ValidationProblem:

@@ -49,6 +49,7 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
         return train_text(ws, budget=budget, trials=trials, dataset=dataset, kind=kind, progress=progress,
                           register_as_production=register_as_production, warm_start=warm_start)
     row, df, schema = load_dataset(ws, dataset)
+    assert cfg.task is not None and cfg.split.strategy is not None  # settled for this version by load_dataset
     side = ensure_split(ws, row, df)
     train_df = df[side == "train"].reset_index(drop=True)
     test_df = df[side == "test"].reset_index(drop=True)
@@ -129,8 +130,9 @@ def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, res
                 artifacts={"report": str(report)},
                 started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None),
                 ended_at=utcnow())
-    info = {"task": task, "threshold": result.threshold, "classes": _jsonable(model.classes_),
-            "description": model.describe(), "report": str(report), "search": search}
+    info = {"task": task, "task_inferred": cfg.task_inferred, "threshold": result.threshold,
+            "classes": _jsonable(model.classes_), "description": model.describe(), "report": str(report),
+            "search": search}
     cat.add_model(name=name, version=version, run_id=run_id, dataset_id=row["id"],
                   formats={"native": f"models:/{name}/{version}"}, metrics=evaluation["metrics"],
                   input_schema=model.schema.to_dict(), info=info)
@@ -141,7 +143,8 @@ def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, res
 
         promote(ws, f"{name}:{version}", reason="first model of the project" if first else kind)
     return {"model": {"name": name, "version": version}, "dataset": row["id"], "run_id": run_id,
-            "task": task, "metric": cfg.metric, "validation_score": result.validation_score,
+            "task": task, "task_inferred": cfg.task_inferred, "metric": cfg.metric,
+            "validation_score": result.validation_score,
             "test_metrics": evaluation["metrics"],
             "rows": {"train": int(row["rows"]) - int(evaluation["rows"]), "test": evaluation["rows"]},
             "best_family": result.best_single.family, "ensemble": result.ensemble,
@@ -151,5 +154,8 @@ def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, res
             "report": str(report), "seconds": round(time.time() - started, 1)}
 
 
-def _jsonable(values: Any) -> list:
+def _jsonable(values: Any) -> list | None:
+    """The classes as JSON values; None for a regressor, which has none."""
+    if values is None:
+        return None
     return [v.item() if isinstance(v, np.generic) else v for v in list(values)]

@@ -1,0 +1,77 @@
+"""Which task a target column asks for, when ``modelloop.yaml`` does not say.
+
+The rules are AutoGluon's (``infer_problem_type``): two distinct values, text or booleans make a
+classification; floats that are not whole numbers, or numbers with many distinct values (more than
+10 % of the rows, 5 % past 1,000 rows, or more than 1,000 values) make a regression; a few distinct
+whole numbers (ratings, codes) make a classification. Guessing a classifier for a continuous target
+once spent the search on a 400-class model and crashed evaluation; guessing a regressor for codes
+would predict 2.4 for class 2 or 3, so whole numbers with few values stay classes.
+
+The inference is made once, at ingest, and stored with the dataset version (its ``source``
+report), so every later command of the project, and every version derived from it (clean,
+feedback merge), sees the same task even when new rows would tip the ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["TaskInference", "infer_task", "recorded_task"]
+
+MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
+LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
+FEW_VALUES_SHARE = 0.1          # at most this share of distinct values: classes (numbers)
+FEW_VALUES_SHARE_LARGE = 0.05
+
+
+@dataclass(frozen=True)
+class TaskInference:
+    """The task inferred for a target and why, as the train summary reports it (``task_inferred``)."""
+
+    task: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def infer_task(y: pd.Series, target: str) -> TaskInference:
+    """``classification`` or ``regression`` for the values of target column ``target``."""
+    import numpy as np
+    import pandas as pd
+
+    y = y.replace([np.inf, -np.inf], np.nan).dropna()
+    rows, distinct = len(y), int(y.nunique())
+    what = f"target '{target}'"
+    if rows == 0 or distinct <= 2:
+        return TaskInference("classification", f"{what} holds {distinct} distinct value(s)")
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+        return TaskInference("classification", f"{what} holds text or booleans ({distinct} distinct values)")
+    share = FEW_VALUES_SHARE_LARGE if rows > LARGE_DATA_ROWS else FEW_VALUES_SHARE
+    few = distinct <= share * rows and distinct <= MULTICLASS_UPPER_LIMIT
+    counted = f"{distinct} distinct values in {rows} rows"
+    if not few:
+        return TaskInference("regression", f"{what} holds numbers with many distinct values ({counted})")
+    if pd.api.types.is_float_dtype(y) and not np.array_equal(y.to_numpy(), np.round(y.to_numpy())):
+        return TaskInference("regression", f"{what} holds fractional numbers ({counted})")
+    return TaskInference("classification", f"{what} holds few distinct whole numbers ({counted}, at most "
+                                           f"{share:.0%} of the rows)")
+
+
+def recorded_task(catalog: Any, row: dict[str, Any]) -> TaskInference | None:
+    """The inference stored at the ingest that ``row`` (a dataset version) derives from, if any."""
+    todo, seen = [row], set()
+    while todo:
+        r = todo.pop()
+        if r["id"] in seen:
+            continue
+        seen.add(r["id"])
+        stored = (r.get("source") or {}).get("task")
+        if isinstance(stored, dict) and stored.get("task") in ("classification", "regression"):
+            return TaskInference(str(stored["task"]), str(stored.get("reason") or ""))
+        todo += [catalog.get_dataset(p) for p in r.get("parents") or []]
+    return None

@@ -1,0 +1,66 @@
+"""The task a config leaves out is inferred from the target at ingest, stored, and followed later."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelloop import Project, parse_config
+from modelloop.data.task import infer_task
+from modelloop.errors import ConfigError
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("values, task", [
+    (RNG.normal(size=500), "regression"),                         # 500 distinct floats
+    (np.round(RNG.normal(size=300), 1), "regression"),            # fractional, few values
+    (RNG.integers(0, 3, 500), "classification"),                  # 3 integers
+    (RNG.integers(0, 1_000_000, 500), "regression"),              # integers, many values
+    (RNG.integers(1, 6, 500).astype(float), "classification"),    # ratings read as floats (a NaN in the CSV)
+    (RNG.choice(["low", "mid", "high"], 500), "classification"),  # text
+    (RNG.choice([True, False], 500), "classification"),
+    (np.arange(30) % 2 * 7.5, "classification"),                  # two values, whatever they are
+])
+def test_infer_task_follows_autogluon_s_rules(values, task):
+    got = infer_task(pd.Series(values), "y")
+    assert got.task == task and "target 'y'" in got.reason
+
+
+def _project(tmp_path, y, **config) -> Project:
+    n = len(y)
+    pd.DataFrame({"x": RNG.normal(size=n), "c": RNG.choice(["a", "b"], n), "y": y}).to_csv(tmp_path / "d.csv",
+                                                                                          index=False)
+    return Project(parse_config({"data": {"source": "d.csv", "target": "y"}, **config}, root=tmp_path))
+
+
+@pytest.mark.parametrize("y, task, split, metric", [
+    (RNG.normal(size=400) * 1e5, "regression", "random", "rmse"),
+    (RNG.integers(0, 3, 400), "classification", "stratified", "f1_macro"),
+    (RNG.choice(["churn", "stay"], 400), "classification", "stratified", "f1_macro"),
+])
+def test_ingest_infers_the_task_and_later_commands_follow_it(tmp_path, y, task, split, metric):
+    p = _project(tmp_path, y)
+    ds = p.ingest()
+    assert ds["source"]["task"]["task"] == task
+    assert (p.config.task, p.config.split.strategy, p.config.metric) == (task, split, metric)
+    later = Project(parse_config({"data": {"source": "d.csv", "target": "y"}}, root=tmp_path))
+    assert later.status()["metric"] == metric          # a new process reads what ingest recorded
+    assert later.config.task_inferred == ds["source"]["task"]
+
+
+def test_the_config_s_task_wins(tmp_path):
+    p = _project(tmp_path, RNG.integers(0, 3, 400), task="regression")
+    ds = p.ingest()
+    assert "task" not in ds["source"] and p.config.task_inferred is None
+    assert (p.config.task, p.config.split.strategy) == ("regression", "random")
+
+
+def test_a_setting_that_contradicts_the_inference_fails_before_anything_is_stored(tmp_path):
+    p = _project(tmp_path, RNG.normal(size=400), train={"metric": "f1_macro"})
+    with pytest.raises(ConfigError, match=r"train.metric: .* for task regression, got .f1_macro. \(task regression was inferred: "
+                                          r"target 'y' holds numbers with many distinct values"):
+        p.ingest()
+    assert not (tmp_path / ".modelloop" / "datasets").exists() or not any((tmp_path / ".modelloop" / "datasets").iterdir())
+

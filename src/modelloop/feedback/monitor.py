@@ -28,7 +28,7 @@ import pandas as pd
 from ..data.cleaning import CleaningPlan
 from ..data.schema import Schema
 from ..data.stages import cleaning_plan
-from ..evaluation.metrics import classification_metrics, regression_metrics
+from ..evaluation.metrics import IN_TARGET_UNITS, classification_metrics, improvement, regression_metrics
 from ..workspace import Workspace
 
 __all__ = ["drift_report", "live_metrics", "monitor", "time_parts", "training_rows"]
@@ -231,10 +231,11 @@ def _alerts(drift: dict[str, Any], metrics: dict[str, Any], model_row: dict, met
     live = (metrics.get(str(model_row["version"])) or {}).get("all", {})
     ref = model_row["metrics"].get(metric)
     if live.get(metric) is not None and ref is not None and live["n"] >= 30:
-        drop = (ref - live[metric]) if metric not in ("rmse", "mae", "log_loss") else (live[metric] - ref)
+        drop = -improvement(metric, ref, live[metric])  # rmse, mae: a share of the holdout figure, as retrain's gate
         if drop > max_drop:
+            worse = f"{drop:.1%}" if metric in IN_TARGET_UNITS else f"{drop:.3f}"
             alerts.append({"kind": "metric_drop", "feature": None, "score": live[metric], "threshold": ref,
-                           "message": f"live {metric} {live[metric]:.3f} is {drop:.3f} worse than on the "
+                           "message": f"live {metric} {live[metric]:.3f} is {worse} worse than on the "
                                       f"holdout ({ref:.3f}), over {live['n']} labeled predictions"})
     return alerts
 

@@ -142,3 +142,38 @@ def test_numeric_column_with_text_names_column_and_row():
     df2 = pd.DataFrame({"amount": [str(i) for i in range(50)] + ["n/a?"], "y": [0, 1] * 25 + [0]})
     with pytest.raises(DataError, match="column 'amount'"):
         check_types(df2, infer_schema(df2, target="y"))
+
+
+def test_long_columns_are_judged_as_a_full_read_judges_them(monkeypatch):
+    """Text columns longer than the sample are judged on one, read lazily from Polars, with the
+    verdicts of a full read: a stray value deep in a yes/no column, and a column whose share of
+    distinct values a sample would overstate (0.85 here, 0.95 in a 20,000-row sample: an identifier)
+    keep their kinds."""
+    import polars as pl
+
+    from modelloop.data import sources
+
+    n = 60_000
+    rng = np.random.default_rng(0)
+    flag = rng.choice(["yes", "no"], n).astype(object)
+    flag[50_000] = "maybe"
+    df = pd.DataFrame({
+        "flag": flag,
+        "yes_no": rng.choice(["yes", "no"], n),
+        "mid": [f"m{v}" for v in rng.integers(0, 180_000, n)],
+        "code": [f"c{i:06d}" for i in range(n)],
+        "note": rng.choice(["the card was charged twice today", "refund the late fee please now"], n),
+        "when": pd.date_range("2026-01-01", periods=n, freq="min").astype(str),
+        "num_text": rng.integers(0, 999, n).astype(str),
+        "cat": rng.choice([f"L{i}" for i in range(30)], n),
+        "amount": rng.normal(size=n),
+        "y": rng.integers(0, 2, n),
+    })
+    sampled = infer_schema(df, target="y")
+    lazy = infer_schema(pl.from_pandas(df).lazy(), target="y")
+    monkeypatch.setattr(sources, "_SAMPLE_ROWS", n)  # every column read whole
+    full = infer_schema(df, target="y")
+    assert sampled.columns == lazy.columns == full.columns == {
+        "flag": "categorical", "yes_no": "boolean", "mid": "categorical", "code": "identifier", "note": "text",
+        "when": "datetime", "num_text": "numeric", "cat": "categorical", "amount": "numeric", "y": "numeric"}
+    assert sampled.dtypes == lazy.dtypes == full.dtypes

@@ -6,7 +6,10 @@ cleaning hands back the flavour it was given so that callers on pandas stay on p
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+from functools import cache
 from typing import Any, Iterable, Sequence
 
 import polars as pl
@@ -24,6 +27,7 @@ __all__ = [
     "is_stringy",
     "like_input",
     "preview",
+    "release_memory",
     "to_lazy",
     "to_polars",
     "user_columns",
@@ -136,3 +140,21 @@ def preview(values: Iterable[Any], n: int = 3) -> str:
             text = str(v)
             out.append(repr(text[:40] + "…" if len(text) > 40 else text))
     return ", ".join(out)
+
+
+def release_memory() -> None:
+    """Hand the memory a pass over a large table freed back to the system before the next pass: pyarrow's
+    pool and glibc's heap keep it otherwise, and the next pass's peak would sit on top of it."""
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from ..errors import DataError
+from ..errors import DataError, cap_list
 from ..workspace import Workspace
 from .schema import Schema
-from .snapshot import ROW_ID, assign_row_ids, content_hash, read_snapshot, write_snapshot
+from .snapshot import (HASH_SCHEME, ROW_ID, assign_row_ids, content_hash, read_manifest, read_snapshot,
+                       write_snapshot_batches)
 
 if TYPE_CHECKING:  # pandas (and the readers, the split) on first use: `modelloop profile` reads with Polars
     import pandas as pd
     import polars as pl
+
+    from ._checked import CheckedTable
 
 __all__ = ["check_row_ids", "dataset_row", "ingest", "load_dataset", "read_config_source", "split_sides"]
 
@@ -20,7 +24,6 @@ __all__ = ["check_row_ids", "dataset_row", "ingest", "load_dataset", "read_confi
 def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """Read ``data.source`` and check it against the config: columns, target, types."""
     from .sources import check_types, infer_schema, read_table
-    from .split import check_target
 
     d = cfg.data
     if d.sources:
@@ -31,16 +34,91 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
                                 encoding=d.encoding, on_bad_lines=d.on_bad_lines)
     if d.target not in df.columns:
         raise DataError(f"data.target: column '{d.target}' is not in {d.source or ', '.join(s.name for s in d.sources)}; "
-                        f"columns: {', '.join(map(str, df.columns[:40]))}")
+                        f"columns: {cap_list(df.columns)}")
     schema = infer_schema(df, target=d.target, id=d.id, time=d.time, text=d.text,
                           overrides=d.columns, drop=d.drop)
     df, coerced = check_types(df, schema, coerce=d.on_type_error == "coerce")
-    check_target(df[d.target], cfg.task, d.target)
+    _settle_target(cfg, df[d.target], report)
     before = len(df)
     df = df[df[d.target].notna()].reset_index(drop=True)
     report["dropped_missing_target"] = before - len(df)
     report["coerced"] = coerced
     return df, schema, dict(report)
+
+
+def _settle_target(cfg: Config, y: pd.Series, report: dict[str, Any]) -> None:
+    """The task (inferred from the target ``y`` when the config leaves it out), then the target's check."""
+    from .split import check_target
+
+    if cfg.task is None or cfg.task_inferred is not None:  # left out of the config: the target decides
+        from .task import infer_task
+
+        inferred = infer_task(y, cfg.data.target)
+        cfg.settle_task(inferred.task, inferred.reason)
+        report["task"] = inferred.to_dict()
+    check_target(y, str(cfg.task), cfg.data.target)
+
+
+def read_checked_source(cfg: Config) -> CheckedTable:
+    """``read_config_source`` as ingest reads it: a Parquet source is checked where it lies, column by
+    column, and never loaded whole; any other source is read into pandas and checked by it."""
+    from ._checked import CheckedTable, scan_parquet
+    from ._tables import to_lazy
+
+    d, path = cfg.data, _parquet_path(cfg)
+    scanned = scan_parquet(path) if path is not None else None
+    if path is None or scanned is None or d.target not in scanned[0].collect_schema().names():
+        df, schema, read = read_config_source(cfg)  # which also says what is wrong with the source
+        return CheckedTable(to_lazy(df, "data.source"), schema, read)
+    frame, file_names = scanned
+    schema = infer_schema_of(cfg, frame)
+    replaced, coerced = _numbers_checked(frame, schema, coerce=d.on_type_error == "coerce")
+    y = (replaced[d.target] if d.target in replaced else frame.select(d.target).collect().to_series()).to_pandas()
+    report: dict[str, Any] = {"source": d.source}
+    _settle_target(cfg, y, report)
+    keep = y.notna().to_numpy()
+    report["dropped_missing_target"] = int((~keep).sum())
+    report["coerced"] = coerced
+    return CheckedTable(frame, schema, report, keep=None if keep.all() else keep, replaced=replaced,
+                        parquet=(path, file_names))
+
+
+def infer_schema_of(cfg: Config, frame: Any) -> Schema:
+    """The schema of ``frame`` under the config's roles and column overrides."""
+    from .sources import infer_schema
+
+    d = cfg.data
+    return infer_schema(frame, target=d.target, id=d.id, time=d.time, text=d.text, overrides=d.columns, drop=d.drop)
+
+
+def _parquet_path(cfg: Config) -> Path | None:
+    """The file behind a single ``data.source`` that is read as Parquet."""
+    d = cfg.data
+    if d.sources or not d.source or d.format not in ("auto", "parquet"):
+        return None
+    path = Path(d.source) if Path(d.source).is_absolute() else cfg.root / d.source
+    if not path.is_file() or (d.format == "auto" and path.suffix.lower() not in (".parquet", ".pq")):
+        return None
+    return path
+
+
+def _numbers_checked(frame: pl.LazyFrame, schema: Schema, *, coerce: bool) -> tuple[dict[str, pl.Series], dict]:
+    """``check_types`` a column at a time: the text columns that are numeric, as numbers, and the report."""
+    import polars as pl
+
+    from .sources import check_types
+
+    types = frame.collect_schema()
+    replaced: dict[str, pl.Series] = {}
+    report: dict[str, Any] = {}
+    for c, kind in schema.columns.items():
+        if kind != "numeric" or c not in types or types[c].is_numeric() or types[c] == pl.Boolean:
+            continue
+        column = frame.select(c).collect().to_series().to_pandas()
+        fixed, found = check_types(column.to_frame(), Schema(columns={c: kind}), coerce=coerce)
+        replaced[c] = pl.Series(c, fixed[c], nan_to_null=True)
+        report.update(found)
+    return replaced, report
 
 
 def _read_sources(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -60,25 +138,62 @@ def _read_sources(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def ingest(ws: Workspace) -> dict[str, Any]:
-    """Create (or find) the dataset version for the configured source; ``created`` says which."""
+    """Create (or find) the dataset version for the configured source; ``created`` says which.
+
+    The checked table is read in passes (``read_checked_source``): a pass over its columns gives the
+    version id and the row ids, and only a new version is written, a batch of rows at a time.
+    """
+    from ._tables import release_memory
+
     cfg = ws.config
-    df, schema, report = read_config_source(cfg)
-    df = assign_row_ids(df)
-    vid = content_hash(df)
-    path = ws.datasets_dir / vid
-    known = [d for d in ws.catalog.list_datasets(cfg.name) if d["id"] == vid]
+    table = read_checked_source(cfg)
+    release_memory()  # between the passes: each one's peak then starts from what is in use
+    digest = table.digest()
+    release_memory()
+    vid = digest.version_id(table.names)
+    known = _version(ws, vid) or _legacy_version(ws, table.rows)
     if known:
-        ensure_split(ws, known[0], df)
-        return {**known[0], "created": False}
-    manifest = {"id": vid, "step": "ingest", "parents": [], "schema": schema.to_dict(),
-                "rows": len(df), "source": report}
-    write_snapshot(df, path, manifest)
-    row = ws.catalog.add_dataset(id=vid, project=cfg.name, step="ingest", parents=[],
-                                 schema=schema.to_dict(), rows=len(df), path=str(path), source=report)
-    # the test split is frozen now, while the table is in memory: later stages (profile, train)
-    # look it up instead of reading the role columns again to make it
-    ensure_split(ws, row, df)
+        if ws.catalog.get_split(known["id"], split_key(cfg)) is None:
+            roles = _split_inputs(cfg, known["schema"]["columns"])
+            freeze_split(ws, known, read_snapshot(known["path"], columns=[ROW_ID, *roles]))
+        return {**known, "created": False}
+    ids = None if ROW_ID in table.names else digest.row_ids()
+    schema, rows = table.schema.to_dict(), table.rows
+    manifest = {"id": vid, "step": "ingest", "parents": [], "schema": schema, "rows": rows,
+                "source": table.report, "hash": HASH_SCHEME}
+    path = write_snapshot_batches(table.record_batches(ids), ws.datasets_dir / vid, manifest)
+    release_memory()
+    row = ws.catalog.add_dataset(id=vid, project=cfg.name, step="ingest", parents=[], schema=schema,
+                                 rows=rows, path=str(path), source=table.report)
+    # the test split is frozen now, from the role columns alone: later stages (profile, train) look it up
+    roles = table.columns(_split_inputs(cfg, table.names)).to_pandas()
+    if ids is not None:
+        roles.insert(0, ROW_ID, ids)
+    freeze_split(ws, row, roles)
     return {**row, "created": True}
+
+
+def _version(ws: Workspace, vid: str) -> dict[str, Any] | None:
+    return next((d for d in ws.catalog.list_datasets(ws.config.name) if d["id"] == vid), None)
+
+
+def _legacy_version(ws: Workspace, rows: int) -> dict[str, Any] | None:
+    """An ingest version made before ``HASH_SCHEME`` that holds this table. Its id hashed the pandas
+    frame, so that id is made again (the old, slow way) only when such a version has as many rows."""
+    older = [d for d in ws.catalog.list_datasets(ws.config.name)
+             if d["step"] == "ingest" and d["rows"] == rows and _hash_scheme(d) != HASH_SCHEME]
+    if not older:
+        return None
+    df, _, _ = read_config_source(ws.config)
+    vid = content_hash(assign_row_ids(df))
+    return next((d for d in older if d["id"] == vid), None)
+
+
+def _hash_scheme(row: dict[str, Any]) -> int | None:
+    try:
+        return read_manifest(row["path"]).get("hash")
+    except (OSError, ValueError):
+        return None
 
 
 def load_dataset(ws: Workspace, ref: str | None = None) -> tuple[dict[str, Any], pd.DataFrame, Schema]:
@@ -95,6 +210,7 @@ def dataset_row(ws: Workspace, ref: str | None = None) -> dict[str, Any]:
     row = cat.get_dataset(ref, ws.config.name) if ref else cat.latest_dataset(ws.config.name)
     if row is None:
         raise DataError("no dataset version yet; run `modelloop ingest` (or `modelloop run`) first")
+    ws.settle_task(dataset=row)  # a task left out of the config is the one inferred for this version
     return row
 
 
@@ -121,6 +237,22 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
     """
     import pandas as pd
 
+    stored = freeze_split(ws, row, df)
+    frame = pd.read_parquet(stored["path"])
+    # An index lookup rather than a dict of a million Python objects (several times the table's ids).
+    lookup = pd.Series(frame["split"].to_numpy(), index=frame[ROW_ID].to_numpy())
+    side = df[ROW_ID].map(lookup[~lookup.index.duplicated(keep="last")])
+    if side.isna().any():
+        raise DataError(f"split of dataset {row['id']} does not cover {int(side.isna().sum())} rows; "
+                        f"re-run `modelloop ingest`")
+    return side
+
+
+def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> dict[str, Any]:
+    """The stored split of ``row`` under the configured settings (its catalog row), made when missing
+    from ``df``: the version's ``_row_id`` and role columns (``_split_inputs``)."""
+    import pandas as pd
+
     from .split import make_split
 
     cfg, cat, key = ws.config, ws.catalog, split_key(ws.config)
@@ -131,7 +263,7 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
             p = cat.get_split(parent, key)
             if p is not None:
                 inherit = pd.read_parquet(p["path"])
-        frame = make_split(df, strategy=cfg.split.strategy, test_size=cfg.split.test_size,
+        frame = make_split(df, strategy=str(cfg.split.strategy), test_size=cfg.split.test_size,
                            seed=cfg.split.seed, target=cfg.data.target, time=cfg.data.time,
                            group=cfg.data.group, inherit=inherit)
         path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
@@ -144,14 +276,13 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
                       counts=counts, path=str(path))
         stored = cat.get_split(row["id"], key)
     assert stored is not None
-    frame = pd.read_parquet(stored["path"])
-    # An index lookup rather than a dict of a million Python objects (several times the table's ids).
-    lookup = pd.Series(frame["split"].to_numpy(), index=frame[ROW_ID].to_numpy())
-    side = df[ROW_ID].map(lookup[~lookup.index.duplicated(keep="last")])
-    if side.isna().any():
-        raise DataError(f"split of dataset {row['id']} does not cover {int(side.isna().sum())} rows; "
-                        f"re-run `modelloop ingest`")
-    return side
+    return stored
+
+
+def _split_inputs(cfg: Config, columns: Any) -> list[str]:
+    """The role columns a new split reads (target, time, group) that ``columns`` has."""
+    d = cfg.data
+    return [c for c in dict.fromkeys([d.target, d.time, d.group]) if c is not None and c in columns]
 
 
 def split_sides(ws: Workspace, row: dict[str, Any], data: pl.LazyFrame) -> pl.Series:
@@ -164,10 +295,8 @@ def split_sides(ws: Workspace, row: dict[str, Any], data: pl.LazyFrame) -> pl.Se
 
     key = split_key(ws.config)
     if ws.catalog.get_split(row["id"], key) is None:
-        cfg = ws.config
-        roles = [c for c in dict.fromkeys([ROW_ID, cfg.data.target, cfg.data.time, cfg.data.group])
-                 if c in data.collect_schema().names()]
-        ensure_split(ws, row, read_snapshot(row["path"], columns=roles))
+        roles = _split_inputs(ws.config, data.collect_schema().names())
+        freeze_split(ws, row, read_snapshot(row["path"], columns=[ROW_ID, *roles]))
     stored = ws.catalog.get_split(row["id"], key)
     assert stored is not None
     split = pl.read_parquet(stored["path"], columns=[ROW_ID, "split"])

@@ -234,3 +234,29 @@ def test_ingest_leaves_scikit_learn_unloaded(tmp_path):
             "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_parquet_source_of_unusual_types_ingests_and_keeps_its_version(tmp_path):
+    """Null, list, decimal, date, time, binary, dictionary, unsigned, float32, zoned and duration
+    columns are copied as they are (pandas could not even hash the list column)."""
+    import datetime as dt
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 40
+    pq.write_table(pa.table({
+        "y": [i % 2 for i in range(n)], "nothing": pa.nulls(n), "pair": [[i, i + 1] for i in range(n)],
+        "price": pa.array([decimal.Decimal(f"{i}.25") for i in range(n)], pa.decimal128(10, 2)),
+        "day": [dt.date(2024, 1, 1 + i % 28) for i in range(n)], "at": [dt.time(i % 24) for i in range(n)],
+        "raw": [b"x%d" % i for i in range(n)], "level": pa.array(["a", "b"] * (n // 2)).dictionary_encode(),
+        "count": pa.array(range(n), pa.uint64()), "ratio": pa.array([i / 3 for i in range(n)], pa.float32()),
+        "when": pa.array([dt.datetime(2024, 1, 1, i % 24) for i in range(n)], pa.timestamp("us", tz="Europe/Paris")),
+        "took": [dt.timedelta(seconds=i) for i in range(n)],
+    }), tmp_path / "t.parquet")
+    p = _project(tmp_path, source="t.parquet", id=None)
+    first = p.ingest()
+    assert first["created"] and first["rows"] == n and not p.ingest()["created"]
+    snap = load_dataset(p.workspace)[1]
+    assert snap["pair"].iloc[3].tolist() == [3, 4] and str(snap["when"].dtype) == "datetime64[us, Europe/Paris]"

@@ -23,7 +23,7 @@ from ._tables import to_lazy
 from .schema import Schema
 from .snapshot import ROW_ID, ContentDigest
 
-ROWS_PER_BATCH = 32_768  # source rows per record batch (and snapshot row group): the write pass's memory
+ROWS_PER_BATCH = 16_384  # source rows per record batch (and snapshot row group): the write pass's memory
 
 
 @dataclass

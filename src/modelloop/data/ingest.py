@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pandas (and the readers, the split) on first use: `modelloo
     import polars as pl
 
     from ._checked import CheckedTable
+    from .snapshot import ContentDigest
 
 __all__ = ["check_row_ids", "dataset_row", "ingest", "load_dataset", "read_config_source", "split_sides"]
 
@@ -145,18 +146,25 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     """
     from ._tables import release_memory
 
-    cfg = ws.config
-    table = read_checked_source(cfg)
+    table = read_checked_source(ws.config)
     release_memory()  # between the passes: each one's peak then starts from what is in use
     digest = table.digest()
     release_memory()
     vid = digest.version_id(table.names)
     known = _version(ws, vid) or _legacy_version(ws, table.rows)
     if known:
-        if ws.catalog.get_split(known["id"], split_key(cfg)) is None:
-            roles = _split_inputs(cfg, known["schema"]["columns"])
+        if ws.catalog.get_split(known["id"], split_key(ws.config)) is None:
+            roles = _split_inputs(ws.config, known["schema"]["columns"])
             freeze_split(ws, known, read_snapshot(known["path"], columns=[ROW_ID, *roles]))
         return {**known, "created": False}
+    return {**_store_version(ws, table, vid, digest), "created": True}
+
+
+def _store_version(ws: Workspace, table: CheckedTable, vid: str, digest: ContentDigest) -> dict[str, Any]:
+    """Write the new version ``vid`` of ``table``, record it and freeze its split (its catalog row)."""
+    from ._tables import release_memory
+
+    cfg = ws.config
     ids = None if ROW_ID in table.names else digest.row_ids()
     schema, rows = table.schema.to_dict(), table.rows
     manifest = {"id": vid, "step": "ingest", "parents": [], "schema": schema, "rows": rows,
@@ -170,7 +178,7 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     if ids is not None:
         roles.insert(0, ROW_ID, ids)
     freeze_split(ws, row, roles)
-    return {**row, "created": True}
+    return row
 
 
 def _version(ws: Workspace, vid: str) -> dict[str, Any] | None:

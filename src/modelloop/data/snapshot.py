@@ -180,8 +180,14 @@ def _few_distinct(batch: pa.RecordBatch) -> list[str]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return [f.name for f, column in zip(batch.schema, batch.columns, strict=True)
-            if not pa.types.is_nested(f.type) and pc.count_distinct(column).as_py() <= batch.num_rows // 8]
+    names = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        try:
+            if pc.count_distinct(column).as_py() <= batch.num_rows // 8:
+                names.append(name)
+        except pa.ArrowNotImplementedError:  # a null or nested column: no dictionary
+            pass
+    return names
 
 
 def _write_version(directory: Path, manifest: dict[str, Any], write_data: Callable[[Path], None]) -> Path:

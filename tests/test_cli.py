@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelloop.cli import main
+from clirun import cli
 
 CONFIG = """\
 name: tiny
@@ -39,23 +38,6 @@ def _table(n=600, seed=0) -> pd.DataFrame:
     df = pd.DataFrame({"rid": [f"r{i}" for i in range(n)], "x1": x1, "x2": x2, "cat": cat, "y": y})
     df.loc[rng.choice(n, 20, replace=False), "x2"] = np.nan
     return df
-
-
-def cli(args: list[str], capsys, cwd: Path) -> tuple[int, str, str]:
-    old = os.getcwd()
-    os.chdir(cwd)
-    sys_argv = sys.argv
-    sys.argv = ["modelloop", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        sys.argv = sys_argv
-        os.chdir(old)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 
 SQLAlchemy Core over SQLite (WAL mode) by default; a PostgreSQL URL works unchanged. One context
 manager (``Catalog.tx``) owns every transaction. The schema version is checked when the catalog is
-opened, and a mismatch names the command that upgrades it.
+opened: an older catalog is migrated in place, in one transaction (:data:`MIGRATIONS`), and a newer
+one is refused with the reason.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from .errors import NotFoundError, StateError
 
-__all__ = ["SCHEMA_VERSION", "Catalog", "utcnow"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalog", "utcnow"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _md = sa.MetaData()
 
 
@@ -73,6 +74,7 @@ models = sa.Table(
     sa.Column("run_id", sa.String(64), nullable=False),
     sa.Column("dataset_id", sa.String(64), nullable=False),
     sa.Column("parent_version", sa.Integer, nullable=True),   # e.g. an optimized variant's original
+    sa.Column("family", sa.String(64), nullable=True),        # the model family that made it (schema 2)
     sa.Column("formats", sa.JSON, nullable=False),            # {"native": uri, "onnx": path, ...}
     sa.Column("metrics", sa.JSON, nullable=False),            # holdout (frozen test set) figures
     sa.Column("input_schema", sa.JSON, nullable=False),
@@ -154,6 +156,21 @@ def _row(r: Any) -> dict[str, Any]:
     return dict(r._mapping) if r is not None else None  # type: ignore[return-value]
 
 
+def _add_model_family(c: Connection) -> None:
+    """Schema 1 -> 2: ``models.family``, filled for every version from what it recorded (a text model's
+    schema reads one text column and no table features)."""
+    from .families import family_name_of
+
+    c.execute(sa.text("ALTER TABLE models ADD COLUMN family VARCHAR(64)"))
+    for r in c.execute(sa.select(models.c.name, models.c.version, models.c.input_schema)).all():
+        c.execute(models.update().where(models.c.name == r.name, models.c.version == r.version)
+                  .values(family=family_name_of({"input_schema": r.input_schema})))
+
+
+# MIGRATIONS[v] takes a catalog of schema version v to v + 1, inside the opening transaction
+MIGRATIONS = {1: _add_model_family}
+
+
 class Catalog:
     """Lineage store. ``Catalog(url)`` creates the tables on first use."""
 
@@ -177,11 +194,16 @@ class Catalog:
             found = c.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
             if found is None:
                 c.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif int(found) != SCHEMA_VERSION:
+                return
+            if int(found) > SCHEMA_VERSION:
                 raise StateError(
-                    f"catalog {self.url} has schema version {found}, this modelloop needs "
-                    f"{SCHEMA_VERSION}. Run `modelloop upgrade` (or use a matching modelloop release)."
+                    f"catalog {self.url} has schema version {found}, newer than this modelloop's "
+                    f"({SCHEMA_VERSION}); upgrade modelloop (pip install -U modelloop) to open it"
                 )
+            for version in range(int(found), SCHEMA_VERSION):
+                MIGRATIONS[version](c)
+            if int(found) != SCHEMA_VERSION:
+                c.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -258,7 +280,10 @@ class Catalog:
             return [_row(r) for r in c.execute(q)]
 
     def add_model(self, **row: Any) -> dict[str, Any]:
+        from .families import family_name_of
+
         row = {"created_at": utcnow(), "parent_version": None, **row}
+        row["family"] = row.get("family") or family_name_of(row)
         with self.tx() as c:
             c.execute(models.insert().values(**row))
         return row

@@ -129,6 +129,22 @@ def evaluate(config: str = ConfigOpt,
 
 
 @app.command()
+def predict(config: str = ConfigOpt,
+            data: str = typer.Option(..., "--data", help="CSV, Parquet or JSONL file of rows to score"),
+            out_file: str = typer.Option(..., "--out", help="where to write them with the model's answers "
+                                                            "(.csv, .parquet or .jsonl)"),
+            model: str | None = typer.Option(None, "--model", help="NAME:VERSION, NAME@ALIAS or VERSION"),
+            as_json: bool = JsonOpt) -> None:
+    """Score a file with a model (production by default), as the API would; the input's columns are kept."""
+    from .ui import render_predict, rows_progress
+
+    project = _project(config)
+    with rows_progress("predict") as progress:
+        res = project.predict(data, out_file, model=model, progress=progress)
+    _emit(res, as_json, render_predict)
+
+
+@app.command()
 def optimize(config: str = ConfigOpt,
              model: str | None = typer.Option(None, "--model", help="NAME:VERSION, NAME@ALIAS or VERSION"),
              variant: list[str] | None = typer.Option(None, "--variant", help="repeatable; default: optimize.variants"),

@@ -239,11 +239,18 @@ def split_needs_its_column(cfg: Config) -> list[str]:
 
 @_check
 def model_section_fits_task(cfg: Config) -> list[str]:
-    # ``model:`` describes a pretrained text encoder; on a table it would be silently ignored
-    if cfg.task != "text_classification" and cfg.model != TextModelConfig():
-        return [f"model: only used by task: text_classification (a pretrained text encoder), got task: "
+    # ``model:`` is the settings of a family that has them (a pretrained encoder's); on a family without
+    # them it would be silently ignored. Asking the family also reports a missing optional dependency.
+    from .families import family_for_task, tasks_with_settings
+
+    if cfg.model == TextModelConfig():
+        return []
+    family = family_for_task(cfg.task)
+    if family.settings_schema() is None:
+        tasks = " | ".join(tasks_with_settings())
+        return [f"model: only used by task: {tasks} (the {family.name} family has no model section), got task: "
                 f"{cfg.task or 'left out (inferred: classification or regression)'}; "
-                "remove the section or set task: text_classification"]
+                f"remove the section or set task: {tasks}"]
     return []
 
 

@@ -55,6 +55,13 @@ class Project:
 
         return evaluate(self.workspace, model=model, data=data)
 
+    def predict(self, data: str | Path, out: str | Path, *, model: str | None = None,
+                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Batch prediction: every row of ``data`` scored by the served object into ``out``."""
+        from .serving.batch import predict_file
+
+        return predict_file(self.workspace, data, out, model=model, progress=progress)
+
     def optimize(self, *, model: str | None = None, variants: list[str] | None = None,
                  promote: bool | None = None) -> dict[str, Any]:
         """Build, verify and benchmark variants (ONNX, distilled...); register the best that keeps quality,

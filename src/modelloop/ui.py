@@ -21,6 +21,8 @@ __all__ = [
     "model_kind",
     "render_dataset",
     "render_evaluation",
+    "render_predict",
+    "rows_progress",
     "render_status",
     "render_train",
     "search_progress",
@@ -105,6 +107,26 @@ def render_train(r: dict[str, Any]) -> None:
     shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]}
     out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)"))
     out.print(f"  report      {r['report']}")
+
+
+@contextmanager
+def rows_progress(what: str) -> Iterator[Callable[[int], None]]:
+    """A spinner with the rows done so far (the total of a streamed file is not known up front)."""
+    with Progress(TextColumn(f"[bold]{what}[/]"), TextColumn("{task.completed:,.0f} rows"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(rows: int) -> None:
+            bar.update(task, completed=rows)
+
+        yield update
+
+
+def render_predict(r: dict[str, Any]) -> None:
+    m = r["model"]
+    out.print(f"[bold]{m['name']}:{m['version']}[/] ({r['variant']}) scored {r['rows']:,} rows of {r['data']} "
+              f"in {r['seconds']} s")
+    out.print(f"  wrote {r['out']} with {', '.join(r['columns'])}")
 
 
 def render_evaluation(r: dict[str, Any]) -> None:

@@ -99,15 +99,36 @@ def test_failed_transaction_leaves_nothing(store_url):
     assert cat.list_datasets("p") == []
 
 
-def test_schema_version_mismatch_names_the_upgrade(store_url):
+def test_newer_schema_version_is_refused_with_how_to_upgrade(store_url):
     cat = Catalog(store_url)
     from modelloop.catalog import meta
 
     with cat.tx() as c:
         c.execute(meta.update().where(meta.c.key == "schema_version").values(value="999"))
     cat.close()
-    with pytest.raises(StateError, match="modelloop upgrade"):
+    with pytest.raises(StateError, match=r"schema version 999, newer .*pip install -U modelloop"):
         Catalog(store_url)
+
+
+def test_schema_1_catalog_is_migrated_with_each_models_family(store_url):
+    """A project made before families were recorded opens, and its versions say which family made them."""
+    from modelloop.catalog import SCHEMA_VERSION, meta
+
+    cat = Catalog(store_url)
+    common = {"run_id": "r", "dataset_id": "d", "formats": {}, "metrics": {}, "info": {"task": "binary"}}
+    cat.add_model(name="m", version=1, input_schema={"columns": {"a": "numeric", "y": "categorical"},
+                                                     "target": "y"}, **common)
+    cat.add_model(name="m", version=2, input_schema={"columns": {"msg": "text", "y": "categorical"},
+                                                     "target": "y", "text": "msg"}, **common)
+    with cat.tx() as c:  # back to schema 1: no family column
+        c.execute(sa.text("ALTER TABLE models DROP COLUMN family"))
+        c.execute(meta.update().where(meta.c.key == "schema_version").values(value="1"))
+    cat.close()
+    cat = Catalog(store_url)
+    assert [m["family"] for m in cat.list_models("m")] == ["tabular", "text"]
+    with cat.tx() as c:
+        assert c.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar() == \
+            str(SCHEMA_VERSION)
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):

@@ -12,54 +12,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-INTENTS = {
-    "refund": ["refund", "money", "back", "return", "reimburse"],
-    "lost_card": ["card", "lost", "stolen", "block", "missing"],
-    "delivery": ["package", "delivery", "late", "arrive", "courier"],
-}
-FILLER = ["please", "i", "want", "my", "the", "help", "now", "today", "can", "you", "need", "a", "is", "it"]
-CJK = list("我的卡丢了退款快递")
-
-
-def make_texts(n_per_class: int = 30, seed: int = 0) -> pd.DataFrame:
-    """Three intents, each text = 2-3 of the intent's keywords among filler words (shuffled)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for label, words in INTENTS.items():
-        for _ in range(n_per_class):
-            picked = list(rng.choice(words, size=rng.integers(2, 4), replace=False))
-            picked += list(rng.choice(FILLER, size=rng.integers(2, 6)))
-            rng.shuffle(picked)
-            rows.append({"message": " ".join(picked), "intent": label})
-    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
-
-
-def build_tiny_backbone(folder: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2,
-                        max_positions: int = 64) -> Path:
-    """A BertModel from a BertConfig (seeded random weights) and a WordPiece tokenizer over our words."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    words = sorted({w for ws in INTENTS.values() for w in ws} | set(FILLER))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s", "##ed", ",", ".", "?", "!"]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True,
-                                  model_max_length=max_positions)
-    tokenizer.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=2 * hidden,
-                        max_position_embeddings=max_positions)
-    BertModel(config).save_pretrained(folder)
-    return folder
+from text_toy import CJK, FILLER, INTENTS, build_tiny_backbone, make_texts  # noqa: F401
 
 
 @pytest.fixture(scope="session")

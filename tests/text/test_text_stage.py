@@ -16,7 +16,7 @@ from modelloop.training.text import text_study_name, train_text
 
 TRAIN_KEYS = {"model", "dataset", "run_id", "task", "task_inferred", "metric", "validation_score", "test_metrics", "rows",
               "best_family", "ensemble", "threshold", "trials", "resumed_trials", "production", "report",
-              "seconds", "families", "latency"}
+              "seconds", "families", "latency", "family"}
 
 
 def _child_runs(ws, parent: str) -> list:
@@ -35,9 +35,11 @@ def test_head_stage_registers_like_the_tabular_stage(project, tiny_backbone):
     assert set(res) == TRAIN_KEYS
     assert res["best_family"] == "head" and res["ensemble"] is None and res["threshold"] is None
     assert res["task"] == "multiclass" and res["trials"] == 1 and res["production"] is True
+    assert res["family"] == "text"
     assert res["test_metrics"]["accuracy"] >= 0.8 and res["rows"]["test"] == 18
     row = ws.catalog.get_model("intents", 1)
     assert row["info"]["task"] == "multiclass" and row["info"]["classes"] == ["delivery", "lost_card", "refund"]
+    assert row["family"] == "text" and row["info"]["head"] == "classification"
     description = row["info"]["description"]
     assert description["method"] == "head" and description["text_stats"]["truncated"] == {"train": 0, "test": 0}
     assert row["input_schema"]["columns"]["message"] == "text"

@@ -28,6 +28,7 @@ import pandas as pd
 from ..data.cleaning import CleaningPlan
 from ..data.schema import Schema
 from ..data.stages import cleaning_plan
+from ..families.heads import head_for
 from ..evaluation.metrics import IN_TARGET_UNITS, classification_metrics, improvement, regression_metrics
 from ..workspace import Workspace
 
@@ -91,11 +92,12 @@ def _figures(rows: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, floa
 
 def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str, Any]]) -> dict[str, Any]:
     """Feature, prediction and label drift between training rows and recent traffic."""
-    from ..data.shift import compare_distributions, compared_columns
+    from ..data.shift import compare_distributions
+    from ..families import family_of
 
     cfg = ws.config.monitor
     schema = Schema.from_dict(model_row["input_schema"])
-    kinds = compared_columns(schema)
+    kinds = family_of(model_row).drift_columns(schema)
     current = pd.DataFrame.from_records([r["inputs"] for r in recent])
     plan = cleaning_plan(ws, ws.catalog.get_dataset(model_row["dataset_id"]))
     if plan and len(current):  # raw requests vs cleaned training rows: clean the requests the same way
@@ -118,7 +120,7 @@ def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str
                                      pd.concat([current[plain], cur_parts], axis=1), compared, **args)
     features = {c: {**v, "score": v["psi"], "threshold": cfg.psi_threshold} for c, v in features.items()}
     return {"features": features, "prediction": _prediction_drift(ws, model_row, reference, recent, args),
-            "label": _label_drift(ws, reference, recent, args), "time_columns": time_columns}
+            "label": _label_drift(ws, model_row, reference, recent, args), "time_columns": time_columns}
 
 
 # A part is compared only when the training rows span enough time to hold each of its values (days:
@@ -171,21 +173,22 @@ def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, r
     model = load_model(ws, model_row)
     sample = reference.head(5000)
     ref_pred = model.predict(sample.drop(columns=[ws.config.data.target], errors="ignore"))
-    kind = "numeric" if model_row["info"].get("task") == "regression" else "categorical"
+    kind = head_for(model_row["info"]).drift_kind
     conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
     res = compare_distributions(pd.DataFrame({"prediction": conv(ref_pred)}),
                                 pd.DataFrame({"prediction": conv(preds)}), {"prediction": kind}, **args)
     return res["prediction"]
 
 
-def _label_drift(ws: Workspace, reference: pd.DataFrame, recent: list[dict], args: dict) -> dict | None:
+def _label_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, recent: list[dict],
+                 args: dict) -> dict | None:
     from ..data.shift import compare_distributions
 
     labels = [r["label"] for r in recent if r.get("label") is not None]
     target = ws.config.data.target
     if len(labels) < ws.config.monitor.min_rows or target not in reference.columns:
         return None
-    kind = "numeric" if ws.config.task == "regression" else "categorical"
+    kind = head_for(model_row["info"]).drift_kind
     conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
     res = compare_distributions(pd.DataFrame({"label": conv(reference[target].tolist())}),
                                 pd.DataFrame({"label": conv(labels)}), {"label": kind}, **args)

@@ -7,51 +7,23 @@ Everything else is counted, never silently dropped or stored.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..data.sources import read_table
-from ..errors import DataError, cap_list
+from ..errors import DataError
 from ..workspace import Workspace
 
 __all__ = ["check_label", "import_feedback", "labeled_frame", "nothing_usable"]
 
 
 def check_label(label: Any, info: dict[str, Any]) -> Any:
-    """The label as the model knows it, or a DataError saying what is allowed."""
-    if label is None or (isinstance(label, float) and label != label):
-        raise DataError("label: missing")
-    if info.get("task") == "regression":
-        return _number(label)
-    classes = info.get("classes") or []
-    by_text = {_text(c): c for c in classes}
-    if _text(label) not in by_text:
-        raise DataError(f"label: must be one of {cap_list(classes)}, got {label!r}")
-    return by_text[_text(label)]
+    """The label as the model knows it (its head's rule), or a DataError saying what is allowed."""
+    from ..families.heads import head_for
 
-
-def _number(label: Any) -> float:
-    """A regression label: a finite number, or text that reads as one (a CSV cell); not a boolean,
-    which a regressor would learn as 0/1 without anyone having meant it."""
-    if isinstance(label, (bool, np.bool_)):
-        raise DataError(f"label: must be a number for a regression model, got {label!r}")
-    try:
-        value = float(label.strip() if isinstance(label, str) else label)
-    except (TypeError, ValueError):
-        raise DataError(f"label: must be a number for a regression model, got {label!r}") from None
-    if not math.isfinite(value):
-        raise DataError(f"label: must be a finite number for a regression model, got {label!r}")
-    return value
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    return str(v).strip()
+    return head_for(info).check_label(label)
 
 
 def import_feedback(ws: Workspace, path: str | Path) -> dict[str, Any]:

@@ -46,9 +46,13 @@ from ..evaluation.evaluate import evaluate_model
 from ..evaluation.metrics import direction
 from ..workspace import Workspace
 
-__all__ = ["optimize", "VariantResult", "TABULAR_VARIANTS", "distill"]
+__all__ = ["TABULAR_VARIANTS", "VARIANTS", "VariantResult", "distill", "optimize", "tabular_variants",
+           "text_variants"]
 
-TABULAR_VARIANTS = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
+# every variant ``optimize.variants: auto`` tries; a family skips, with the reason, those that do not
+# apply to its models (its ``variants`` declare the ones that do)
+VARIANTS = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
+TABULAR_VARIANTS = VARIANTS  # the name earlier releases exported
 _NN_ONLY = "applies to neural networks (weights in MatMul/Gemm); a tree/linear model has none to quantize"
 
 
@@ -72,9 +76,11 @@ class _Predictor:
     """One variant behind one call: ``proba(frame) -> (n, K)`` (or predictions for regression)."""
 
     def __init__(self, name: str, fn: Callable[[pd.DataFrame], np.ndarray], size: int, model: Any,
-                 onnx_bytes: bytes | None = None, onnx_format: str = "onnx"):
+                 onnx_bytes: bytes | None = None, onnx_format: str = "onnx", serves_records: bool = True):
         self.name, self.fn, self.size, self.model, self.onnx_bytes = name, fn, size, model, onnx_bytes
         self.onnx_format = onnx_format  # the ``formats`` key the ONNX file is registered under
+        # timed through the generic serving Runtime (JSON records in); False: the variant's own ``fn``
+        self.serves_records = serves_records
 
 
 def _rss_mb() -> float:
@@ -219,11 +225,11 @@ def _matching_threshold(teacher_flags: np.ndarray, student_p1: np.ndarray) -> fl
 
 
 def _runtime(pred: _Predictor) -> Any:
-    """The serving runtime over a tabular variant (None for a text model, which has its own path)."""
+    """The serving runtime over a variant served from records (None for one timed by its own ``fn``)."""
     from ..serving.runtime import Runtime, _session
 
     model = pred.model
-    if hasattr(model, "onnx_session") or getattr(model, "schema", None) is None:
+    if not pred.serves_records or getattr(model, "schema", None) is None:
         return None
     info = {"task": model.task, "classes": model.classes_, "threshold": model.threshold_}
     row = {"name": "variant", "version": 0, "input_schema": model.schema.to_dict(), "info": info}
@@ -398,23 +404,28 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     the step in the alias history (``retrain`` when a promoted challenger is optimized at once).
     """
     from ..data.ingest import ensure_split, load_dataset
-    from ..registry import load_model, resolve_model
+    from ..families import family_of
+    from ..registry import resolve_model
 
     cfg = ws.config
     oc = cfg.optimize
     row = resolve_model(ws, model)
-    teacher = load_model(ws, row)
+    family = family_of(row)
+    teacher = family.load(ws, row)
     task = row["info"]["task"]
     drow, df, _ = load_dataset(ws, row["dataset_id"])
     side = ensure_split(ws, drow, df)
     target = cfg.data.target
     test = df[side == "test"].reset_index(drop=True)
     train = df[side == "train"].reset_index(drop=True)
-    wanted = list(TABULAR_VARIANTS) if (variants or oc.variants) in (None, "auto", ["auto"]) else \
+    wanted = list(VARIANTS) if (variants or oc.variants) in (None, "auto", ["auto"]) else \
         list(variants or oc.variants)
-    threads = _text_threads(ws, teacher)
+    # every variant of a model whose family serves it on several threads (a text network) is timed on as
+    # many, PyTorch included, so the table shows what serving pays; None: one thread each (tabular)
+    threads = family.serve_threads(cfg.serve)
     with tempfile.TemporaryDirectory(prefix="modelloop-optimize-") as scratch, _torch_threads(threads):
-        make = _variant_maker(teacher, train, target, cfg.seed, Path(scratch), oc.max_metric_drop, threads or 1)
+        make = family.variant_maker(teacher, train, target=target, seed=cfg.seed, scratch=Path(scratch),
+                                    max_drop=oc.max_metric_drop, threads=threads)
         base = _native(teacher)
         results = [_evaluate_variant(base, None, None, test, target, task, cfg.metric, oc.max_metric_drop)]
         built: dict[str, _Predictor] = {"native": base}
@@ -439,17 +450,6 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     out["promoted"], out["promotion"] = _promote(ws, row, version, oc.promote if promote is None else promote, by)
     out["report"] = str(_write_report(ws, out))
     return out
-
-
-def _text_threads(ws: Workspace, model: Any) -> int | None:
-    """For a text model, the threads ``modelloop serve`` gives its network (``serve.text_threads``):
-    every variant, PyTorch included, is timed on as many, so the table shows what serving pays and
-    the native row gets no more cores than the rest. None for a tabular model (one thread each)."""
-    if not hasattr(model, "onnx_session"):
-        return None
-    from ..serving.runtime import text_threads
-
-    return text_threads(ws.config.serve)
 
 
 @contextlib.contextmanager
@@ -491,13 +491,17 @@ class _Skip(Exception):
     pass
 
 
-def _variant_maker(teacher: Any, train: pd.DataFrame, target: str, seed: int,
-                   scratch: Path, max_drop: float = 0.01, threads: int = 1) -> Callable[[str], _Predictor]:
-    """``name -> _Predictor`` for the teacher's family: text models through :mod:`.text_variants`
-    (files built in ``scratch``, sessions on ``threads`` threads), tabular ones through :func:`_build`."""
-    if not hasattr(teacher, "onnx_session"):
-        X_train = train.drop(columns=[target])
-        return lambda name: _build(name, teacher, X_train, seed, max_drop)
+def tabular_variants(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
+                     max_drop: float = 0.01) -> Callable[[str], _Predictor]:
+    """``name -> predictor`` for a tabular model (:func:`_build`)."""
+    X_train = train.drop(columns=[target])
+    return lambda name: _build(name, teacher, X_train, seed, max_drop)
+
+
+def text_variants(teacher: Any, train: pd.DataFrame, *, target: str, seed: int, scratch: Path,
+                  threads: int = 1) -> Callable[[str], _Predictor]:
+    """``name -> predictor`` for a text model, through :mod:`.text_variants` (files built in
+    ``scratch``, sessions on ``threads`` threads)."""
     from .text_variants import SkipVariant, TextVariantBuilder
 
     builder = TextVariantBuilder(teacher, train, target=target, seed=seed, folder=scratch, threads=threads)
@@ -508,7 +512,7 @@ def _variant_maker(teacher: Any, train: pd.DataFrame, target: str, seed: int,
         except SkipVariant as exc:
             raise _Skip(str(exc)) from None
         return _Predictor(name, variant.proba, variant.size_bytes, variant.model, variant.path.read_bytes(),
-                          onnx_format=variant.fmt)
+                          onnx_format=variant.fmt, serves_records=False)
 
     return make
 
@@ -547,7 +551,7 @@ def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: 
         return pred
     if name in ("onnx_int8_dynamic", "onnx_int8_static"):
         raise _Skip(_NN_ONLY)
-    raise _Skip(f"unknown variant; allowed: {', '.join(TABULAR_VARIANTS)}")
+    raise _Skip(f"unknown variant; allowed: {', '.join(VARIANTS)}")
 
 
 def _register(ws: Workspace, parent: dict, pred: _Predictor, chosen: VariantResult, results: list,

@@ -34,7 +34,6 @@ import gc
 import hmac
 import json
 import logging
-import math
 import os
 import secrets
 import time
@@ -57,7 +56,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ..catalog import utcnow
-from ..errors import cap_list
+from ..errors import DataError
 from ..registry import PRODUCTION
 from ..workspace import Workspace
 from .batching import MicroBatcher
@@ -253,10 +252,9 @@ class ServerState:
     # ---- inference -------------------------------------------------------------------------------
     async def infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = await self._infer(rt, records)
-        if rt.text:
-            cut = sum("truncated" in o for o in out)
-            if cut:
-                self.metrics.truncated.inc(cut)
+        cut = sum("truncated" in o for o in out)
+        if cut:
+            self.metrics.truncated.inc(cut)
         return out
 
     async def _infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -280,11 +278,13 @@ class ServerState:
                 self.cache.popitem(last=False)
         return found  # type: ignore[return-value]
 
-    def known_labels(self, name: str, version: int) -> tuple[str, list[Any] | None]:
+    def known_labels(self, name: str, version: int) -> Any:
+        """The head of a model version, which says what labels its feedback may carry."""
         key = (name, version)
         if key not in self._classes:
-            info = self.ws.catalog.get_model(name, version)["info"] or {}
-            self._classes[key] = (info.get("task", "binary"), info.get("classes"))
+            from ..families.heads import head_for
+
+            self._classes[key] = head_for(self.ws.catalog.get_model(name, version)["info"] or {})
         return self._classes[key]
 
 
@@ -491,8 +491,8 @@ async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]
                                  "returned by /v1/predict")
     served_by = row or (_ref(state.runtime) if state.runtime is not None else None)
     if served_by is not None:
-        task, classes = await run_in_threadpool(state.known_labels, served_by["name"], served_by["version"])
-        _check_label(body.label, task, classes)
+        head = await run_in_threadpool(state.known_labels, served_by["name"], served_by["version"])
+        _check_label(body.label, head)
     try:
         stored = await run_in_threadpool(cat.add_feedback, rid, body.label, "api")
     except Exception as exc:  # a concurrent duplicate hits the unique constraint
@@ -508,13 +508,12 @@ async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]
     return {"request_id": rid, "stored": True, "prediction_logged": row is not None}
 
 
-def _check_label(label: Any, task: str, classes: list[Any] | None) -> None:
+def _check_label(label: Any, head: Any) -> None:
     """A label the model cannot have is a 422 shaped like every other (``ValidationProblem``)."""
-    if task == "regression":
-        if isinstance(label, bool) or not isinstance(label, (int, float)) or not math.isfinite(label):
-            raise _bad_label(f"must be a finite number for a regression model, got {json.dumps(label)}")
-    elif classes is not None and label not in classes:
-        raise _bad_label(f"must be one of {cap_list(classes, show=json.dumps)}, got {json.dumps(label)}")
+    try:
+        head.check_label(label, strict=True)
+    except DataError as exc:
+        raise _bad_label(str(exc).removeprefix("label: ")) from None
 
 
 def _bad_label(text: str) -> ValidationProblem:

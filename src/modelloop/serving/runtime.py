@@ -36,7 +36,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,11 @@ from ..data.schema import Schema
 from ..workspace import Workspace
 from .validation import RequestValidator
 
-__all__ = ["ONNX_ATOL", "Runtime", "load_runtime", "onnx_path"]
+__all__ = ["ONNX_ATOL", "Runtime", "Scorer", "available_cpus", "load_runtime", "native_model", "onnx_path",
+           "table_columns", "tabular_runtime", "text_threads"]
+
+# validated records -> (scores in the head's shape, which texts were cut or None): a family's serving path
+Scorer = Callable[[list[dict[str, Any]]], tuple[np.ndarray, np.ndarray | None]]
 
 log = logging.getLogger("modelloop.serving")
 ONNX_ATOL = 1e-4
@@ -67,73 +71,65 @@ class Runtime:
 
     def __init__(self, row: dict[str, Any], *, session: Any = None, native: Any = None,
                  reason: str | None = None, check: dict[str, Any] | None = None,
-                 plan: dict[str, Any] | None = None, table: Sequence[str] = ()):
+                 plan: dict[str, Any] | None = None, table: Sequence[str] = (),
+                 scorer: Scorer | None = None, variant: str | None = None,
+                 extra: dict[str, Any] | None = None):
+        """``session``/``native``: a tabular graph or model scored here; ``scorer``: a family's own way
+        from validated records to scores (and which texts were cut), e.g. the text family's tokenizer
+        and network; ``extra``: what the family adds to ``GET /v1/model``."""
+        from ..families.heads import head_for
+
         info = row.get("info") or {}
         self.name: str = row["name"]
         self.version: int = int(row["version"])
         self.row = row
         self.schema = Schema.from_dict(row["input_schema"])
-        self.task: str = str(info.get("task") or getattr(native, "task", "binary"))
-        classes = info.get("classes") if self.task != "regression" else None
-        self.classes: list[Any] | None = list(classes) if classes is not None else None
-        self.threshold: float | None = info.get("threshold") if self.task == "binary" else None
+        self.head = head_for({**info, "task": info.get("task") or getattr(native, "task", "binary")})
+        self.task: str = self.head.kind
+        self.classes: list[Any] | None = self.head.classes
+        self.threshold: float | None = self.head.threshold
         self.session, self.native, self.reason, self.check = session, native, reason, check
-        self.variant = "onnx" if session is not None else "native"
+        self.variant = variant or ("onnx" if session is not None else "native")
         # a model trained on cleaned data: clients send the raw columns, the plan makes the rest
         self.plan = CleaningPlan.from_dict(plan) if plan else None
         self.request_schema = request_schema(self.schema, self.plan)
         self.validator = RequestValidator(self.request_schema, title=f"{self.name}_v{self.version}_record",
                                           table=table)
         self.loaded_at = time.time()
-        self.text_session: Any = None  # a text model's ONNX Runtime session (``load_runtime`` sets it)
-        self.text = reads_raw_text(self.schema)
+        self.text_session: Any = None  # a text model's ONNX Runtime session (the text family sets it)
+        self._scorer = scorer
+        self._extra = dict(extra or {})
         self._plan = _FeedPlan(self.schema, input_map(session, self.schema) if session is not None else None,
                                packed=packed_inputs(session) if session is not None else None)
-        self._keys = [str(c) for c in self.classes] if self.classes is not None else []
-        self._output = ["variable"] if self.task == "regression" else ["probabilities"]
+        self._output = [self.head.onnx_output]
 
     # ---- inference ---------------------------------------------------------------------------
+    def score_records(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores of validated records (the head's shape: ``(n, K)`` probabilities or ``(n,)`` values)
+        and, for a model that reads text, which texts were cut to its ``max_length`` (else None)."""
+        if self._scorer is not None:
+            return self._scorer(records)
+        return self.scores(records), None
+
     def scores(self, records: list[dict[str, Any]]) -> np.ndarray:
         """(n, K) probabilities in ``classes`` order, or (n,) values for regression."""
+        if self._scorer is not None:
+            return self._scorer(records)[0]
         if self.session is not None:
             if self.plan is not None:
                 records = self.plan.apply_records(records)
             out = self.session.run(self._output, self._plan.feed(records))[0]
-            return np.asarray(out, dtype=np.float64).reshape(len(records), -1) if self.task != "regression" \
-                else np.asarray(out, dtype=np.float64).ravel()
-        if self.text:
-            return self._text_scores(records)[0]
+            return self.head.shape_scores(np.asarray(out, dtype=np.float64), len(records))
         frame = pd.DataFrame.from_records(records, columns=self.validator.features)
-        if self.task == "regression":
-            return np.asarray(self.native.predict(frame), dtype=np.float64)
-        return np.asarray(self.native.predict_proba(frame), dtype=np.float64)
-
-    def _text_scores(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        if getattr(self.native, "cleaning_plan_", None):  # the plan's text normalisation reads a table
-            texts: Any = pd.DataFrame.from_records(records, columns=self.validator.features)
-        else:  # the texts alone: a one-row frame, built and read back, took 0.2 of 0.9 ms (int8, batch 1)
-            column = str(self.schema.text)  # a text runtime's schema always names its text column
-            texts = [r.get(column) for r in records]
-        proba, cut = self.native.scores(texts, session=self.text_session)
-        return np.asarray(proba, dtype=np.float64), cut
+        return self.head.shape_scores(np.asarray(self.head.native_scores(self.native, frame), dtype=np.float64),
+                                      len(records))
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One output per record: ``{"label", "probabilities"}`` or ``{"label", "value"}`` (regression).
-        A text model's output also says ``"truncated": true`` when its text was cut to the model's
-        ``max_length`` (the server counts these in ``modelloop_texts_truncated_total``)."""
-        cut = None
-        if self.text:
-            scores, cut = self._text_scores(records)
-        else:
-            scores = self.scores(records)
-        if self.task == "regression":
-            return [{"label": v, "value": v} for v in scores.round(6).tolist()]
-        from ..evaluation.metrics import labels_from_proba
-
-        idx = labels_from_proba(scores, self.threshold).tolist()
-        labels, keys = self.classes, self._keys
-        out = [{"label": labels[i], "probabilities": dict(zip(keys, p, strict=True))}  # type: ignore[index]
-               for i, p in zip(idx, scores.round(6).tolist(), strict=True)]
+        """One output per record, shaped by the model's head: ``{"label", "probabilities"}`` or
+        ``{"label", "value"}`` (regression). A text model's output also says ``"truncated": true`` when
+        its text was cut to the model's ``max_length`` (counted in ``modelloop_texts_truncated_total``)."""
+        scores, cut = self.score_records(records)
+        out = self.head.outputs(scores)
         if cut is not None:
             for i in np.flatnonzero(cut).tolist():
                 out[i]["truncated"] = True
@@ -142,25 +138,13 @@ class Runtime:
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/model`` shows."""
         return {"name": self.name, "version": self.version, "task": self.task,
+                "family": self.row.get("family"), "head": self.head.name,
                 "variant": self.variant, "reason": self.reason, "onnx_check": self.check,
                 "classes": self.classes, "threshold": self.threshold,
                 "input_schema": self.request_schema.to_dict(), "features": self.validator.features,
                 "cleaning_plan": self.plan.to_dict() if self.plan is not None else None,
                 "metrics": self.row.get("metrics") or {}, "formats": self.row.get("formats") or {},
-                "loaded_at": self.loaded_at, **self._text_info()}
-
-    def _text_info(self) -> dict[str, Any]:
-        """A text model's input: its column and the tokens it reads (longer texts are cut)."""
-        if not self.text:
-            return {}
-        settings = self.native.settings()
-        return {"text": {"column": self.schema.text, "max_length": int(self.native.max_length_),
-                         "method": settings.method, "backbone": settings.backbone}}
-
-
-def reads_raw_text(schema: Schema) -> bool:
-    """A text model's schema: one text column and no tabular features; the server tokenizes."""
-    return bool(schema.text) and not schema.features()
+                "loaded_at": self.loaded_at, **self._extra}
 
 
 def request_schema(schema: Schema, plan: CleaningPlan | None) -> Schema:
@@ -277,21 +261,28 @@ def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_AT
     ``text_threads``: intra-op threads of a text model's session (default: the CPUs this process may
     use); a tabular session always runs on one.
     """
+    from ..families import family_of
     from ..registry import resolve_model
 
     row = resolve_model(ws, ref)
     plan = _cleaning_plan(ws, row)
     if not onnx:
-        return Runtime(row, native=_native(ws, row), reason="ONNX disabled by the caller", plan=plan)
-    if reads_raw_text(Schema.from_dict(row["input_schema"])):
-        return _text_runtime(ws, row, plan, text_threads or available_cpus())
+        return Runtime(row, native=native_model(ws, row), reason="ONNX disabled by the caller", plan=plan)
+    return family_of(row).runtime(ws, row, plan=plan, threads=text_threads or available_cpus(), atol=atol,
+                                  use_cache=use_cache)
+
+
+def tabular_runtime(ws: Workspace, row: dict[str, Any], *, plan: dict[str, Any] | None, atol: float = ONNX_ATOL,
+                    use_cache: bool = True) -> Runtime:
+    """A tabular model: its ONNX graph when it converts and checks (one intra-op thread per session),
+    else the native model, with the reason."""
     try:
         session, check = _onnx_session(ws, row, atol, use_cache, plan)
         return Runtime(ws.catalog.get_model(row["name"], row["version"]), session=session, check=check, plan=plan)
     except Exception as exc:  # any failure to convert, load or check: serve natively, say why
         reason = f"ONNX unavailable ({type(exc).__name__}: {exc}); serving the native model"
         log.warning("model %s:%s: %s", row["name"], row["version"], reason)
-        return Runtime(row, native=_native(ws, row), reason=reason, plan=plan)
+        return Runtime(row, native=native_model(ws, row), reason=reason, plan=plan)
 
 
 def _cleaning_plan(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
@@ -303,7 +294,7 @@ def _cleaning_plan(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:
     except Exception as exc:  # a deleted dataset: the model object still carries its plan
         log.info("model %s:%s: dataset manifest unavailable (%s); using the model's own plan",
                  row["name"], row["version"], exc)
-        return getattr(_native(ws, row), "cleaning_plan_", None)
+        return getattr(native_model(ws, row), "cleaning_plan_", None)
 
 
 def available_cpus() -> int:
@@ -320,28 +311,7 @@ def text_threads(config: Any) -> int:
     return int(config.text_threads or max(1, available_cpus() // config.workers))
 
 
-def _text_runtime(ws: Workspace, row: dict[str, Any], plan: dict[str, Any] | None, threads: int) -> Runtime:
-    """A text model: tokenization here, the network in its int8 (else fp32) ONNX session on
-    ``threads`` intra-op threads when ``modelloop optimize`` registered one, else PyTorch."""
-    native = _native(ws, row)
-    formats = row.get("formats") or {}
-    table = _table_columns(ws, row)
-    for key, variant in (("onnx_int8", "int8"), ("onnx", "fp32")):
-        if formats.get(key):
-            try:
-                session = native.onnx_session(variant, path=formats[key], threads=threads)
-            except Exception as exc:
-                log.warning("model %s:%s: %s session failed: %s", row["name"], row["version"], key, exc)
-                continue
-            rt = Runtime(row, native=native, plan=plan, table=table,
-                         reason=f"text model served through ONNX Runtime ({key}, {threads} threads)")
-            rt.text_session, rt.variant = session, key
-            return rt
-    return Runtime(row, native=native, reason="text model without an ONNX variant (run `modelloop optimize`); "
-                                              "serving PyTorch", plan=plan, table=table)
-
-
-def _table_columns(ws: Workspace, row: dict[str, Any]) -> list[str]:
+def table_columns(ws: Workspace, row: dict[str, Any]) -> list[str]:
     """The columns of the table a model was trained on. A text model's schema names only its text
     and target, yet clients send the table's rows (the examples' ``lang`` beside the text): the
     server takes the other columns and keeps them in the log, as it does for a tabular model."""
@@ -352,7 +322,7 @@ def _table_columns(ws: Workspace, row: dict[str, Any]) -> list[str]:
         return []
 
 
-def _native(ws: Workspace, row: dict[str, Any]) -> Any:
+def native_model(ws: Workspace, row: dict[str, Any]) -> Any:
     from ..registry import load_model
 
     return load_model(ws, row)
@@ -463,7 +433,7 @@ def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float,
              plan: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     from ..optimization.export import check_onnx, to_onnx
 
-    native = _native(ws, row)
+    native = native_model(ws, row)
     onnx_model = to_onnx(native)
     raw = onnx_model.SerializeToString()
     served = Runtime(row, session=_session(raw), plan=plan)

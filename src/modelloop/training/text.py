@@ -153,7 +153,7 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     from ..data.stages import cleaning_plan
     from ..evaluation.evaluate import evaluate_model
     from ..registry import tracker_for
-    from .train import _record
+    from .train import record_model
 
     cfg, started = ws.config, time.time()
     settings = text_settings(cfg)
@@ -185,8 +185,8 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                     metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items()},
                              f"valid_{cfg.metric}": summary.validation_score})
         version = int(tracker.log_model(run_id, model, name=cfg.name))
-    return _record(ws, row, run_id, version, model, summary, evaluation, model.task, kind, started,
-                   parts["test"], register_as_production)
+    return record_model(ws, row, run_id, version, model, summary, evaluation, model.task, kind, started,
+                        parts["test"], register_as_production, family="text")
 
 
 def _text_column(cfg: Any, schema: Any) -> str:

@@ -24,7 +24,7 @@ from ..models.text_config import TextModelConfig
 from .text_fit import _better, _Job, _params_key, run_params
 from .tune import SearchResult, TrialRecord
 
-__all__ = ["HEAD_TRIALS", "default_params", "run_text_search"]
+__all__ = ["HEAD_TRIALS", "default_params", "run_text_search", "suggest_params"]
 
 _SPENT_KEY = "modelloop_spent_s"
 _STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
@@ -42,7 +42,7 @@ def default_params(settings: TextModelConfig) -> dict[str, Any]:
     return params
 
 
-def _suggest(trial: optuna.Trial, settings: TextModelConfig) -> dict[str, Any]:
+def suggest_params(trial: optuna.Trial, settings: TextModelConfig) -> dict[str, Any]:
     """The search space of the method; each range contains the configured value."""
     if settings.method == "head":
         return {"head_c": trial.suggest_float("head_c", min(1e-3, settings.head_c),
@@ -145,7 +145,7 @@ def _warm_params(warm_start: list[dict[str, Any]] | None, settings: TextModelCon
 def _run_trial(study: optuna.Study, job: _Job, work_dir: Path, deadline: float) -> tuple[TrialRecord, dict]:
     trial = study.ask()
     t0 = time.monotonic()
-    params = _suggest(trial, job.settings)
+    params = suggest_params(trial, job.settings)
     checkpoint = work_dir / f"ckpt-{_params_key(job, params)}.pt"
     state, value, info = TrialState.COMPLETE, None, {}
     try:
@@ -246,7 +246,7 @@ def _conclude(study: optuna.Study, job: _Job, work_dir: Path, resumed: int) -> t
         raise ModelloopError(f"no text-model trial completed; first error: {first}. Fix the data or raise "
                              "train.budget / train.trials and run again")
     best = ranked[0]
-    params = _suggest(optuna.trial.FixedTrial(best.params), job.settings)  # type: ignore[arg-type]
+    params = suggest_params(optuna.trial.FixedTrial(best.params), job.settings)  # type: ignore[arg-type]
     payload = _load_payload(_trial_file(work_dir, best.number), job.method)
     if job.method == "head" or payload is None:  # head refits in milliseconds; lost weights: train again
         result = run_params(job, params)

@@ -23,7 +23,7 @@ from ..registry import PRODUCTION, tracker_for
 from ..workspace import Workspace
 from .tune import SearchSettings, run_search
 
-__all__ = ["study_name", "train"]
+__all__ = ["record_model", "study_name", "train", "train_tabular"]
 
 
 def study_name(ws: Workspace, dataset_id: str) -> str:
@@ -41,13 +41,21 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
           dataset: str | None = None, warm_start: list[dict] | None = None, kind: str = "train",
           progress: Callable[[int, float], None] | None = None,
           register_as_production: bool | None = None) -> dict[str, Any]:
-    """Search, fit, evaluate on the frozen test split, register. Returns a JSON-ready summary."""
-    cfg = ws.config
-    if cfg.task == "text_classification":
-        from .text import train_text
+    """Search, fit, evaluate on the frozen test split, register: the family serving the config's
+    task does the work. Returns a JSON-ready summary."""
+    from ..families import family_for_task
 
-        return train_text(ws, budget=budget, trials=trials, dataset=dataset, kind=kind, progress=progress,
-                          register_as_production=register_as_production, warm_start=warm_start)
+    return family_for_task(ws.config.task).train(
+        ws, budget=budget, trials=trials, dataset=dataset, warm_start=warm_start, kind=kind, progress=progress,
+        register_as_production=register_as_production)
+
+
+def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | None = None,
+                  dataset: str | None = None, warm_start: list[dict] | None = None, kind: str = "train",
+                  progress: Callable[[int, float], None] | None = None,
+                  register_as_production: bool | None = None) -> dict[str, Any]:
+    """The tabular family's train stage: the search over its estimators, ensembles and threshold."""
+    cfg = ws.config
     row, df, schema = load_dataset(ws, dataset)
     assert cfg.task is not None and cfg.split.strategy is not None  # settled for this version by load_dataset
     side = ensure_split(ws, row, df)
@@ -90,8 +98,8 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
                     metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items()},
                              f"valid_{cfg.metric}": result.validation_score})
         version = int(tracker.log_model(run_id, model, name=cfg.name))
-    return _record(ws, row, run_id, version, model, result, evaluation, task, kind, started,
-                   test_df, register_as_production)
+    return record_model(ws, row, run_id, version, model, result, evaluation, task, kind, started,
+                        test_df, register_as_production, family="tabular")
 
 
 def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], tuple[float, str]]:
@@ -106,10 +114,13 @@ def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], tuple[float, str]
     return measure
 
 
-def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, result: Any,
-            evaluation: dict, task: str, kind: str, started: float, test_df: pd.DataFrame,
-            register_as_production: bool | None) -> dict[str, Any]:
-    """Catalog rows for the run and the model version; the first model becomes production."""
+def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any, result: Any,
+                 evaluation: dict, task: str, kind: str, started: float, test_df: pd.DataFrame,
+                 register_as_production: bool | None, *, family: str) -> dict[str, Any]:
+    """Catalog rows for the run and the model version (with the ``family`` that made it and the head
+    it predicts through); the first model becomes production."""
+    from ..families.heads import KINDS
+
     import datetime as dt
 
     from ..catalog import utcnow
@@ -130,12 +141,12 @@ def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, res
                 artifacts={"report": str(report)},
                 started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None),
                 ended_at=utcnow())
-    info = {"task": task, "task_inferred": cfg.task_inferred, "threshold": result.threshold,
+    info = {"task": task, "head": KINDS[task].name, "task_inferred": cfg.task_inferred, "threshold": result.threshold,
             "classes": _jsonable(model.classes_), "description": model.describe(), "report": str(report),
             "search": search}
     cat.add_model(name=name, version=version, run_id=run_id, dataset_id=row["id"],
                   formats={"native": f"models:/{name}/{version}"}, metrics=evaluation["metrics"],
-                  input_schema=model.schema.to_dict(), info=info)
+                  input_schema=model.schema.to_dict(), info=info, family=family)
     first = cat.get_alias(name, PRODUCTION) is None
     promoted = register_as_production if register_as_production is not None else first
     if promoted:
@@ -143,7 +154,7 @@ def _record(ws: Workspace, row: dict, run_id: str, version: int, model: Any, res
 
         promote(ws, f"{name}:{version}", reason="first model of the project" if first else kind)
     return {"model": {"name": name, "version": version}, "dataset": row["id"], "run_id": run_id,
-            "task": task, "task_inferred": cfg.task_inferred, "metric": cfg.metric,
+            "task": task, "family": family, "task_inferred": cfg.task_inferred, "metric": cfg.metric,
             "validation_score": result.validation_score,
             "test_metrics": evaluation["metrics"],
             "rows": {"train": int(row["rows"]) - int(evaluation["rows"]), "test": evaluation["rows"]},

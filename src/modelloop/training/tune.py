@@ -58,7 +58,7 @@ from ..models.tabular import (
 from .ensemble import blend, blend_estimator, caruana_weights
 from .threshold import tune_threshold
 
-__all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search"]
+__all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search", "suggest_params"]
 
 MAX_ROUNDS = 1000          # boosting rounds cap; early stopping picks the real number per fold
 EARLY_STOPPING_ROUNDS = 50
@@ -321,7 +321,7 @@ def _native(params: dict[str, Any]) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in params.items() if k != "family" and k.startswith(prefix)}
 
 
-def _suggest(trial: optuna.Trial, families: list[str], task: str) -> tuple[str, dict[str, Any]]:
+def suggest_params(trial: optuna.Trial, families: list[str], task: str) -> tuple[str, dict[str, Any]]:
     """The conditional search space: one branch per family."""
     family = trial.suggest_categorical("family", families)
     if family == "lightgbm":
@@ -389,7 +389,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, data: _Data, settings: 
                deadline: float) -> TrialRecord:
     """Evaluate one trial, save its OOF predictions, tell the study; errors become failed trials."""
     t0 = time.monotonic()
-    family, params = _suggest(trial, settings.families, settings.task)
+    family, params = suggest_params(trial, settings.families, settings.task)
     may_stop = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
     state, value, error, best_iter = TrialState.COMPLETE, None, None, None
     try:

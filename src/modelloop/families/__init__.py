@@ -1,0 +1,100 @@
+"""Model families as plugins: a registry from task to family, loaded lazily.
+
+Each family is a package (``modelloop.families.tabular``, ``modelloop.families.text``) exposing ``FAMILY``,
+an object implementing :class:`~modelloop.families.base.Family`. The registry below names each family's
+package, the config tasks it serves and the modules it needs, so that the config can be checked and a
+missing optional dependency reported (with the ``pip install`` that adds it) without importing any family.
+
+Adding a family: a new package, one :class:`FamilySpec` in ``_SPECS`` and its tests (the contract suite
+in ``tests/families`` runs over every registered family).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Family, Resources
+
+__all__ = ["FAMILIES", "TASKS", "Family", "FamilySpec", "FamilyUnavailable", "Resources", "family_for_task",
+           "family_of", "family_name_of", "get_family", "tasks_with_settings"]
+
+
+class FamilyUnavailable(ConfigError):
+    """A family whose optional dependencies are not installed (exit 2, with the install command)."""
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    module: str                     # the package exposing FAMILY
+    tasks: tuple[str, ...]          # config ``task:`` values
+    requires: tuple[str, ...] = ()  # importable modules it needs
+    extra: str | None = None        # ``pip install 'modelloop[extra]'`` installs them
+
+
+_SPECS = (
+    FamilySpec("tabular", "modelloop.families.tabular", ("classification", "regression"),
+               requires=("sklearn", "lightgbm", "xgboost")),
+    FamilySpec("text", "modelloop.families.text", ("text_classification",),
+               requires=("torch", "transformers", "peft"), extra="text"),
+)
+FAMILIES: dict[str, FamilySpec] = {s.name: s for s in _SPECS}
+TASKS: dict[str, str] = {task: s.name for s in _SPECS for task in s.tasks}
+_LOADED: dict[str, Family] = {}
+
+
+def get_family(name: str) -> Family:
+    """The family registered as ``name``, imported on first use."""
+    spec = FAMILIES.get(name)
+    if spec is None:
+        raise ConfigError(f"unknown model family '{name}'; registered: {', '.join(FAMILIES)}")
+    if name not in _LOADED:
+        missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            hint = f"pip install 'modelloop[{spec.extra}]'" if spec.extra else "pip install modelloop"
+            raise FamilyUnavailable(f"the {name} model family needs {', '.join(missing)}, which is not "
+                                    f"installed; install it with `{hint}`")
+        _LOADED[name] = importlib.import_module(spec.module).FAMILY
+    return _LOADED[name]
+
+
+# A config without ``task:`` has it inferred from its target at ingest (``modelloop.data.task``), which
+# chooses between this family's tasks: it serves such a project until the task is settled.
+INFERRED_TASKS_FAMILY = "tabular"
+
+
+def family_for_task(task: str | None) -> Family:
+    """The family that serves a config ``task:`` (None: left out, to be inferred from the target)."""
+    if task is None:
+        return get_family(INFERRED_TASKS_FAMILY)
+    if task not in TASKS:
+        raise ConfigError(f"task: must be one of {', '.join(TASKS)}, got '{task}'")
+    return get_family(TASKS[task])
+
+
+def tasks_with_settings() -> list[str]:
+    """The config tasks whose family reads a ``model:`` section (its declarations only: no dependency
+    of the family is needed to answer)."""
+    return [task for spec in _SPECS if importlib.import_module(spec.module).FAMILY.settings_schema() is not None
+            for task in spec.tasks]
+
+
+def family_name_of(row: Mapping[str, Any]) -> str:
+    """The family of a registered model version. Versions registered before families were recorded
+    (catalog schema 1) are migrated by the catalog; this also reads a row built by hand."""
+    if row.get("family"):
+        return str(row["family"])
+    from ..data.schema import Schema
+
+    schema = Schema.from_dict(dict(row.get("input_schema") or {"columns": {}}))
+    return "text" if schema.text and not schema.features() else "tabular"
+
+
+def family_of(row: Mapping[str, Any]) -> Family:
+    """The family object of a registered model version."""
+    return get_family(family_name_of(row))

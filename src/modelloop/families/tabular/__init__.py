@@ -1,0 +1,67 @@
+"""The tabular family: LightGBM, XGBoost and linear models searched and ensembled over a typed table,
+served as one ONNX graph (scikit-learn pipeline -> ONNX Runtime), with ONNX, pruned and distilled variants.
+
+Its parts: ``modelloop.models.tabular`` (features, estimators, :class:`TabularModel`),
+``modelloop.training.tune`` (the search), ``modelloop.optimization.export``/``tree_prune`` (variants).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..base import Resources
+
+__all__ = ["FAMILY", "TabularFamily"]
+
+
+class TabularFamily:
+    name = "tabular"
+    tasks = ("classification", "regression")
+    heads = ("classification", "regression")
+    resources = Resources(cpus=0, gpus=0, memory_gb=2.0)
+    variants = ("onnx", "pruned", "distilled")
+
+    def settings_schema(self) -> None:
+        return None  # the tabular family reads ``train:`` only; it has no ``model:`` section
+
+    def search_space(self, settings: Any) -> dict[str, Any]:
+        from ...training.tune import suggest_params
+
+        families = list(getattr(settings, "families", None) or ("lightgbm", "xgboost", "linear"))
+        task = "regression" if getattr(settings, "task", None) == "regression" else "binary"
+        from ..space import describe_space
+
+        return describe_space(lambda t: suggest_params(t, families, task), {"family": families})
+
+    def train(self, ws: Any, **options: Any) -> dict[str, Any]:
+        from ...training.train import train_tabular
+
+        return train_tabular(ws, **options)
+
+    def load(self, ws: Any, row: dict[str, Any]) -> Any:
+        from ...registry import load_model
+
+        return load_model(ws, row)
+
+    def runtime(self, ws: Any, row: dict[str, Any], *, plan: dict[str, Any] | None, threads: int,
+                atol: float, use_cache: bool) -> Any:
+        from ...serving.runtime import tabular_runtime
+
+        return tabular_runtime(ws, row, plan=plan, atol=atol, use_cache=use_cache)
+
+    def serve_threads(self, config: Any) -> int | None:
+        return None  # one intra-op thread per session: requests run side by side instead
+
+    def variant_maker(self, teacher: Any, train: Any, *, target: str, seed: int, scratch: Path,
+                      max_drop: float, threads: int | None) -> Callable[[str], Any]:
+        from ...optimization.optimize import tabular_variants
+
+        return tabular_variants(teacher, train, target=target, seed=seed, max_drop=max_drop)
+
+    def drift_columns(self, schema: Any) -> dict[str, str]:
+        return {c: schema.columns[c] for c in schema.features()}
+
+
+FAMILY = TabularFamily()

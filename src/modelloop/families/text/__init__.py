@@ -1,0 +1,72 @@
+"""The text family: a pretrained transformer encoder (MiniLM by default) with a classification head,
+trained as a head on frozen embeddings, by LoRA or by full fine-tuning, and served through its int8 or
+fp32 ONNX graph with tokenization in the server; variants are ONNX exports, int8 and distilled students.
+
+Its parts: ``modelloop.models.text`` and ``text_config`` (backbone, network, :class:`TextModel`),
+``modelloop.training.text*`` (data side, fine-tuning loop, search), ``modelloop.optimization.export_text``,
+``text_compress`` and ``text_variants``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..base import Resources
+
+__all__ = ["FAMILY", "TextFamily"]
+
+
+class TextFamily:
+    name = "text"
+    tasks = ("text_classification",)
+    heads = ("classification",)
+    resources = Resources(cpus=0, gpus=1, memory_gb=4.0)
+    variants = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
+
+    def settings_schema(self) -> type:
+        from ...models.text_config import TextModelConfig
+
+        return TextModelConfig
+
+    def search_space(self, settings: Any) -> dict[str, Any]:
+        from ...models.text_config import TextModelConfig
+        from ...training.text_search import suggest_params
+        from ..space import describe_space
+
+        model = settings if isinstance(settings, TextModelConfig) else TextModelConfig()
+        return describe_space(lambda t: suggest_params(t, model))
+
+    def train(self, ws: Any, **options: Any) -> dict[str, Any]:
+        from ...training.text import train_text
+
+        return train_text(ws, **options)
+
+    def load(self, ws: Any, row: dict[str, Any]) -> Any:
+        from ...registry import load_model
+
+        return load_model(ws, row)
+
+    def runtime(self, ws: Any, row: dict[str, Any], *, plan: dict[str, Any] | None, threads: int,
+                atol: float, use_cache: bool) -> Any:
+        from .serve import text_runtime
+
+        return text_runtime(ws, row, plan, threads)
+
+    def serve_threads(self, config: Any) -> int | None:
+        from ...serving.runtime import text_threads
+
+        return text_threads(config)
+
+    def variant_maker(self, teacher: Any, train: Any, *, target: str, seed: int, scratch: Path,
+                      max_drop: float, threads: int | None) -> Callable[[str], Any]:
+        from ...optimization.optimize import text_variants
+
+        return text_variants(teacher, train, target=target, seed=seed, scratch=scratch, threads=threads or 1)
+
+    def drift_columns(self, schema: Any) -> dict[str, str]:
+        return {str(schema.text): "text"} if schema.text else {}
+
+
+FAMILY = TextFamily()

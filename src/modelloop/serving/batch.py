@@ -1,0 +1,165 @@
+"""Batch prediction (``modelloop predict``): a file in, the same file with the model's answers added.
+
+It runs the served object itself (:func:`~modelloop.serving.runtime.load_runtime`: the ONNX session the
+API would use, the cleaning plan, the request validator), so an offline answer equals the online one.
+Each chunk is turned into the JSON body a client would send, validated by the server's validator and
+scored; the head of the model adds its columns (``label`` and ``proba_<class>``, or ``prediction``). The
+input is read in chunks and the output written as it goes, to a temporary file renamed at the end: a
+file larger than memory works, and an interrupted run leaves nothing half-written. MLflow users know
+this as ``mlflow models predict``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import DataError
+from ..workspace import Workspace
+
+__all__ = ["FORMATS", "predict_file"]
+
+FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+           ".ndjson": "jsonl"}
+CHUNK_ROWS = 20_000
+
+
+def _format(path: Path, what: str) -> str:
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{what}: unknown file type '{path.suffix}' ({path}); allowed: "
+                        f"{', '.join(sorted(FORMATS))}")
+    return kind
+
+
+def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int) -> Iterator[pd.DataFrame]:
+    """The input in frames of ``rows`` rows; text-like columns stay text (``"007"`` is not 7)."""
+    if kind == "csv":
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        yield from pd.read_csv(path, sep=sep, dtype=dtypes, chunksize=rows, keep_default_na=True)
+    elif kind == "jsonl":
+        yield from pd.read_json(path, lines=True, dtype=dtypes, chunksize=rows)
+    else:
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
+
+
+class _Writer:
+    """Appends frames to a temporary file next to ``path``; ``commit`` renames it into place."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path, self.kind = path, kind
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._parquet: Any = None
+        self._first = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.kind == "csv":
+            sep = "\t" if self.path.suffix.lower() == ".tsv" else ","
+            frame.to_csv(self.tmp, sep=sep, index=False, header=self._first, mode="w" if self._first else "a")
+        elif self.kind == "jsonl":
+            with open(self.tmp, "w" if self._first else "a", encoding="utf-8") as fh:
+                fh.write(frame.to_json(orient="records", lines=True, date_format="iso"))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.tmp, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+        self._first = False
+
+    def commit(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._first:  # no rows at all: still an output file with nothing in it
+            self.tmp.touch()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str | None = None,
+                 chunk_rows: int = CHUNK_ROWS, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Score every row of ``data`` with ``model`` (production by default) into ``out``.
+
+    Returns ``{"model", "data", "out", "rows", "columns", "variant", "seconds"}``. A row the server
+    would refuse stops the run with a DataError naming the row and the field; nothing is written.
+    """
+    from .runtime import load_runtime
+
+    src, dst = Path(data), Path(out)
+    if not src.is_file():
+        raise DataError(f"--data: file not found: {src}")
+    if dst.resolve() == src.resolve():
+        raise DataError(f"--out: {dst} is the input file; write the predictions to another file")
+    kind_in, kind_out = _format(src, "--data"), _format(dst, "--out")
+    started = time.time()
+    runtime = load_runtime(ws, model, text_threads=None)
+    schema, validator = runtime.request_schema, runtime.validator
+    texts = {c: str for c, k in schema.columns.items() if k in ("categorical", "text", "datetime", "identifier")}
+    writer, rows, added = _Writer(dst, kind_out), 0, []
+    try:
+        for chunk in _chunks(src, kind_in, texts, chunk_rows):
+            missing = [c for c in validator.features if c not in chunk.columns]
+            if missing:
+                raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "
+                                f"{', '.join(validator.features[:20])}")
+            sent = [c for c in chunk.columns if c in validator.allowed]
+            body = b'{"records":' + _numbers(chunk[sent], schema, rows).to_json(
+                orient="records", date_format="iso").encode() + b"}"
+            try:
+                records = validator.validate_json(body)
+            except ValueError as exc:  # ValidationProblem: records[i] -> the file's row number
+                raise DataError(_row_message(str(exc), rows)) from None
+            columns = runtime.head.columns(runtime.score_records(records)[0])
+            added = [c for c in columns if c not in chunk.columns] or list(columns)
+            writer.write(chunk.assign(**columns))
+            rows += len(chunk)
+            if progress is not None:
+                progress(rows)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    return {"model": {"name": runtime.name, "version": runtime.version}, "data": str(src), "out": str(dst),
+            "rows": rows, "columns": added, "variant": runtime.variant,
+            "seconds": round(time.time() - started, 2)}
+
+
+def _numbers(frame: pd.DataFrame, schema: Any, offset: int) -> pd.DataFrame:
+    """Numeric columns as numbers. One stray word in a CSV column makes pandas read every cell of it
+    as text, which the validator would refuse row by row; name the cell that is not a number instead."""
+    for col in frame.columns:
+        if schema.columns.get(col) != "numeric" or pd.api.types.is_numeric_dtype(frame[col]):
+            continue
+        numbers = pd.to_numeric(frame[col], errors="coerce")
+        bad = frame[col].notna() & numbers.isna() & (frame[col].astype(str).str.strip() != "")
+        if bad.any():
+            i = int(bad.to_numpy().argmax())
+            raise DataError(f"--data: row {offset + i + 1}, {col}: must be a number (or empty for a missing "
+                            f"value), got {frame[col].iloc[i]!r}")
+        frame = frame.assign(**{col: numbers})
+    return frame
+
+
+def _row_message(message: str, offset: int) -> str:
+    """``records[3].amount: ...`` as ``row 1004, amount: ...`` (1-based data rows of the file)."""
+    import re
+
+    def row(m: re.Match[str]) -> str:
+        return f"row {offset + int(m.group(1)) + 1}, "
+
+    first = message.split("; ")[0]
+    return "--data: " + re.sub(r"records\[(\d+)\]\.?", row, first) + (" (and more)" if "; " in message else "")

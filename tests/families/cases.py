@@ -1,0 +1,63 @@
+"""One tiny project per registered family (and per head it serves), for the contract suite.
+
+A new family adds its cases here; ``test_every_family_has_a_case`` fails until it does. Each case is a
+function ``(root) -> raw config`` that writes its data into ``root`` and trains in a few seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _table(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "amount": rng.gamma(2.0, 50.0, n).round(2),
+        "country": rng.choice(["FR", "DE", "US", "GB"], n),
+        "online": rng.choice(["yes", "no"], n),
+        "signup": (pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 500, n), "D")).astype(str),
+    })
+    df.loc[rng.random(n) < 0.05, "amount"] = np.nan
+    return df
+
+
+def tabular_binary(root: Path) -> dict[str, Any]:
+    df = _table()
+    rng = np.random.default_rng(1)
+    df["y"] = np.where((df["amount"].fillna(0) > 110) ^ (rng.random(len(df)) < 0.1), "fraud", "ok")
+    df.to_csv(root / "data.csv", index=False)
+    return {"name": "cbin", "data": {"source": "data.csv", "target": "y"},
+            "train": {"cv_folds": 3, "ensemble_size": 2, "families": ["lightgbm", "linear"]}}
+
+
+def tabular_regression(root: Path) -> dict[str, Any]:
+    df = _table()
+    rng = np.random.default_rng(2)
+    df["y"] = 2.0 * df["amount"].fillna(100) + (df["country"] == "US") * 30 + rng.normal(0, 5, len(df))
+    df.to_csv(root / "data.csv", index=False)
+    return {"name": "creg", "task": "regression", "data": {"source": "data.csv", "target": "y"},
+            "split": {"strategy": "random"},
+            "train": {"cv_folds": 3, "ensemble_size": 2, "families": ["lightgbm", "linear"]}}
+
+
+def text_multiclass(root: Path) -> dict[str, Any]:
+    from text_toy import build_tiny_backbone, make_texts
+
+    make_texts(20).to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
+    backbone = build_tiny_backbone(root / "backbone")
+    return {"name": "ctext", "task": "text_classification",
+            "data": {"source": "data.jsonl", "target": "intent", "text": "message"},
+            "model": {"backbone": str(backbone), "method": "head", "search": True}}
+
+
+CASES: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "tabular-binary": tabular_binary,
+    "tabular-regression": tabular_regression,
+    "text-multiclass": text_multiclass,
+}
+FAMILY_OF_CASE = {case: case.split("-")[0] for case in CASES}

@@ -1,0 +1,104 @@
+"""``modelloop predict``: a file in, the same rows out with the served answers added, written whole or
+not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from toy import Toy
+
+from clirun import cli
+
+
+@pytest.fixture
+def project(toy: Toy) -> Path:
+    (toy.root / "modelloop.yaml").write_text(yaml.safe_dump(toy.raw))
+    return toy.root
+
+
+def _served(toy: Toy, rows: pd.DataFrame) -> list[dict]:
+    from modelloop.serving.runtime import load_runtime
+
+    runtime = load_runtime(toy.ws)
+    body = json.dumps({"records": json.loads(rows.to_json(orient="records"))}).encode()
+    return runtime.predict(runtime.validator.validate_json(body))
+
+
+def test_predict_csv_keeps_the_columns_and_adds_the_served_answers(toy, project, capsys, tmp_path):
+    rows = pd.read_csv(project / "data.csv").head(120)
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    code, out, err = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.csv"),
+                          "--json"], capsys, project)
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["rows"] == 120 and res["columns"] == ["label", "proba_0", "proba_1"]
+    assert res["model"] == {"name": "toy", "version": 1}
+    got = pd.read_csv(tmp_path / "out.csv")
+    assert list(got.columns) == [*rows.columns, "label", "proba_0", "proba_1"]  # the target too: it was there
+    served = _served(toy, rows.drop(columns=["y"]))
+    assert got["label"].tolist() == [s["label"] for s in served]
+    np.testing.assert_allclose(got["proba_1"], [s["probabilities"]["1"] for s in served], atol=1e-6)
+
+
+def test_predict_streams_jsonl_into_parquet_in_chunks(toy, project, tmp_path):
+    from modelloop.serving.batch import predict_file
+
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(95)
+    rows.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    seen: list[int] = []
+    res = predict_file(toy.ws, tmp_path / "in.jsonl", tmp_path / "out.parquet", chunk_rows=20,
+                       progress=seen.append)
+    assert seen == [20, 40, 60, 80, 95] and res["rows"] == 95
+    got = pd.read_parquet(tmp_path / "out.parquet")
+    assert got["tid"].tolist() == rows["tid"].tolist()
+    assert got["label"].tolist() == [s["label"] for s in _served(toy, rows)]
+
+
+def test_a_row_the_server_would_refuse_stops_the_run_and_writes_nothing(project, capsys, tmp_path):
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(50).astype({"amount": object})
+    rows.loc[37, "amount"] = "twelve"
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    code, _, err = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.csv")],
+                       capsys, project)
+    assert code == 2
+    assert "row 38, amount: must be a number" in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == ["in.csv"]  # no output, no temporary file
+
+
+def test_an_interrupted_run_leaves_no_output(toy, project, tmp_path):
+    from modelloop.serving.batch import predict_file
+
+    pd.read_csv(project / "data.csv").head(60).to_csv(tmp_path / "in.csv", index=False)
+
+    def stop(rows: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "out.parquet", chunk_rows=20, progress=stop)
+    assert os.listdir(tmp_path) == ["in.csv"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "in.xlsx", "--out", "o.csv"], "unknown file type '.xlsx'"),
+    (["--data", "missing.csv", "--out", "o.csv"], "file not found"),
+    (["--data", "in.csv", "--out", "o.txt"], "--out: unknown file type '.txt'"),
+    (["--data", "in.csv", "--out", "in.csv"], "is the input file"),
+])
+def test_bad_arguments_exit_2_naming_what_is_wrong(project, capsys, tmp_path, args, message):
+    pd.read_csv(project / "data.csv").head(5).to_csv(tmp_path / "in.csv", index=False)
+    (tmp_path / "in.xlsx").write_text("x")
+    code, _, err = cli(["predict", "-c", str(project / "modelloop.yaml"), *args], capsys, tmp_path)
+    assert code == 2 and message in err, err
+
+
+def test_a_file_without_a_model_column_names_it(project, capsys, tmp_path):
+    pd.read_csv(project / "data.csv").drop(columns=["country"]).head(5).to_csv(tmp_path / "in.csv", index=False)
+    code, _, err = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o.csv")],
+                       capsys, project)
+    assert code == 2 and "has no column(s) country" in err

@@ -187,7 +187,7 @@ def test_a_parquet_source_is_checked_in_place_and_is_the_same_version_as_its_csv
     assert via_csv.ingest()["id"] != parquet_row["id"]  # with the id column: another table
 
 
-def test_reingest_finds_a_version_hashed_before_the_digest(tmp_path):
+def test_reingest_finds_a_version_hashed_before_the_digest(tmp_path, monkeypatch):
     """A catalog from before ``HASH_SCHEME`` (its ids hash the pandas rows) keeps its versions."""
     from modelloop.data.ingest import read_config_source, split_key
     from modelloop.data.snapshot import assign_row_ids, content_hash, write_snapshot
@@ -204,6 +204,10 @@ def test_reingest_finds_a_version_hashed_before_the_digest(tmp_path):
     again = p.ingest()
     assert again["id"] == old and not again["created"]
     assert ws.catalog.get_split(old, split_key(ws.config)) is not None  # frozen from the stored rows
+    # the match is kept: the next re-ingest finds the version without making the old id again
+    monkeypatch.setattr("modelloop.data.ingest.content_hash", None)
+    assert p.ingest()["id"] == old
+    monkeypatch.undo()
     _table(seed=1).to_csv(tmp_path / "t.csv", index=False)  # as many rows, other values: a new version
     assert p.ingest()["created"]
 

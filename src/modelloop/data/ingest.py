@@ -10,7 +10,7 @@ from ..errors import DataError, cap_list
 from ..workspace import Workspace
 from .schema import Schema
 from .snapshot import (HASH_SCHEME, ROW_ID, assign_row_ids, content_hash, read_manifest, read_snapshot,
-                       write_snapshot_batches)
+                       update_manifest, write_snapshot_batches)
 
 if TYPE_CHECKING:  # pandas (and the readers, the split) on first use: `modelloop profile` reads with Polars
     import pandas as pd
@@ -151,7 +151,7 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     digest = table.digest()
     release_memory()
     vid = digest.version_id(table.names)
-    known = _version(ws, vid) or _legacy_version(ws, table.rows)
+    known = _version(ws, vid) or _legacy_version(ws, table.rows, vid)
     if known:
         if ws.catalog.get_split(known["id"], split_key(ws.config)) is None:
             roles = _split_inputs(ws.config, known["schema"]["columns"])
@@ -185,23 +185,33 @@ def _version(ws: Workspace, vid: str) -> dict[str, Any] | None:
     return next((d for d in ws.catalog.list_datasets(ws.config.name) if d["id"] == vid), None)
 
 
-def _legacy_version(ws: Workspace, rows: int) -> dict[str, Any] | None:
-    """An ingest version made before ``HASH_SCHEME`` that holds this table. Its id hashed the pandas
-    frame, so that id is made again (the old, slow way) only when such a version has as many rows."""
-    older = [d for d in ws.catalog.list_datasets(ws.config.name)
-             if d["step"] == "ingest" and d["rows"] == rows and _hash_scheme(d) != HASH_SCHEME]
+def _legacy_version(ws: Workspace, rows: int, vid: str) -> dict[str, Any] | None:
+    """An ingest version made before ``HASH_SCHEME`` that holds this table (id ``vid`` now). Its id
+    hashed the pandas frame, so that id is made again (the old, slow way) only when such a version has
+    as many rows and was not matched before; a match is kept in its manifest (``digest``), so the next
+    re-ingest finds it at once."""
+    older = []
+    for d in ws.catalog.list_datasets(ws.config.name):
+        manifest = _manifest(d) if d["step"] == "ingest" and d["rows"] == rows else {"hash": HASH_SCHEME}
+        if manifest.get("digest") == vid:
+            return d
+        if manifest.get("hash") != HASH_SCHEME:
+            older.append(d)
     if not older:
         return None
     df, _, _ = read_config_source(ws.config)
-    vid = content_hash(assign_row_ids(df))
-    return next((d for d in older if d["id"] == vid), None)
+    old = content_hash(assign_row_ids(df))
+    match = next((d for d in older if d["id"] == old), None)
+    if match is not None:
+        update_manifest(match["path"], digest=vid)
+    return match
 
 
-def _hash_scheme(row: dict[str, Any]) -> int | None:
+def _manifest(row: dict[str, Any]) -> dict[str, Any]:
     try:
-        return read_manifest(row["path"]).get("hash")
+        return read_manifest(row["path"])
     except (OSError, ValueError):
-        return None
+        return {}
 
 
 def load_dataset(ws: Workspace, ref: str | None = None) -> tuple[dict[str, Any], pd.DataFrame, Schema]:

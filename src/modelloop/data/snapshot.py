@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pandas on first use: `modelloop profile` reads versions wit
     import pyarrow as pa
 
 __all__ = ["HASH_SCHEME", "ROW_ID", "ContentDigest", "assign_row_ids", "content_hash", "read_manifest",
-           "read_snapshot", "row_ids", "snapshot_file", "write_snapshot", "write_snapshot_batches"]
+           "read_snapshot", "row_ids", "snapshot_file", "update_manifest", "write_snapshot", "write_snapshot_batches"]
 
 ROW_ID = "_row_id"
 HASH_SCHEME = 2
@@ -224,3 +224,11 @@ def read_snapshot(directory: Path, columns: list[str] | None = None) -> pd.DataF
 
 def read_manifest(directory: Path) -> dict[str, Any]:
     return json.loads((Path(directory) / "manifest.json").read_text())
+
+
+def update_manifest(directory: Path | str, **values: Any) -> None:
+    """Add ``values`` to a version's manifest (written to a temporary file, then renamed)."""
+    path = Path(directory) / "manifest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**read_manifest(Path(directory)), **values}, indent=2, default=str))
+    tmp.replace(path)

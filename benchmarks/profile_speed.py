@@ -1,9 +1,11 @@
-"""Profiling speed: modelloop's quality profile against ydata-profiling (minimal mode) on one table.
+"""Profiling speed: modelloop's quality profile against ydata-profiling (minimal mode) on one table,
+and the path a user takes to the first report (``ingest`` then ``profile``) against a basic pandas pass.
 
     python benchmarks/profile_speed.py                  # 1,000,000 rows x 30 mixed columns
     python benchmarks/profile_speed.py --rows 200000 --tools modelloop
     python benchmarks/profile_speed.py --peer-python /path/to/other/venv/bin/python
     python benchmarks/profile_speed.py --tools modelloop --modelloop-input read   # eager read, then profile
+    python benchmarks/profile_speed.py --tools ingest,pandas --rounds 3          # the first report, 3 rounds
 
 Generates a seeded table (numbers with missing values and outliers, categories, a high-cardinality
 city, ids, e-mails, booleans, dates, short text, a constant column and a binary target), writes it
@@ -17,6 +19,14 @@ each step reads the columns or rows it needs, so its read time is inside the pro
 is a peak under 3x the Parquet size. ydata-profiling is not a modelloop dependency: install it
 with ``pip install ydata-profiling`` to include the peer, best in a separate virtualenv (it pins
 its own pandas and numpy) whose interpreter is passed as ``--peer-python``.
+
+``ingest`` runs the stages a user runs on a project whose ``data.source`` is the Parquet file: the
+ingest (schema, checks, content id, snapshot, frozen split) in one process, then the profile of that
+version (``profile_dataset``: report, split shift, HTML + JSON) in another, as ``modelloop ingest`` and
+``modelloop profile`` do. ``pandas`` is the basic pass a user would write instead: ``read_parquet``,
+``describe(include="all")``, missing shares, distinct counts and duplicate rows. Both are timed from
+after their imports; the ratio printed is (ingest + profile) / pandas. ``--rounds`` repeats the
+ingest and pandas rows, alternating them, and prints each round (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -130,10 +140,80 @@ def _run_ydata(path: str) -> dict[str, float]:
     return {"read_s": t1 - t0, "wall_s": t2 - t1, "html_kb": len(html) / 1024, "import_rss_mb": import_rss}
 
 
-def _worker(tool: str, path: str, how: str) -> None:
-    result = _run_modelloop(path, how) if tool == "modelloop" else _run_ydata(path)
+def _run_pandas(path: str) -> dict[str, float]:
+    """The basic pandas pass: summary statistics, missing shares, distinct counts, duplicate rows."""
+    import pandas as pd
+
+    import_rss = _rss_mb()
+    t0 = time.perf_counter()
+    df = pd.read_parquet(path)
+    t1 = time.perf_counter()
+    summary = {"describe": df.describe(include="all"), "missing": df.isna().mean(), "distinct": df.nunique(),
+               "duplicates": int(df.duplicated().sum())}
+    t2 = time.perf_counter()
+    return {"read_s": t1 - t0, "wall_s": t2 - t0, "import_rss_mb": import_rss, "html_kb": 0.0,
+            "duplicates": summary["duplicates"]}
+
+
+def _project_config(path: str, project: str) -> str:
+    config = Path(project) / "modelloop.yaml"
+    config.write_text(f"name: bench\ndata:\n  source: {path}\n  target: is_fraud\n  id: txn_id\n")
+    return str(config)
+
+
+def _run_stage(stage: str, path: str, project: str) -> dict[str, float]:
+    """One stage of the CLI path in this process: ``ingest`` (makes the version) or ``profile`` (of it)."""
+    from modelloop import Project
+
+    project_ = Project.load(_project_config(path, project))
+    import_rss = _rss_mb()
+    t0 = time.perf_counter()
+    result = project_.ingest() if stage == "ingest" else project_.profile()
+    t1 = time.perf_counter()
+    out = {"wall_s": t1 - t0, "read_s": 0.0, "import_rss_mb": import_rss}
+    if stage == "ingest":
+        out["created"] = result["created"]
+    else:
+        out["findings"] = len(result["findings"])
+    return out
+
+
+def _worker(tool: str, path: str, how: str, project: str | None = None) -> None:
+    if tool == "modelloop":
+        result = _run_modelloop(path, how)
+    elif tool == "pandas":
+        result = _run_pandas(path)
+    elif tool in ("ingest", "profile"):
+        assert project is not None
+        result = _run_stage(tool, path, project)
+    else:
+        result = _run_ydata(path)
     result["peak_rss_mb"] = _rss_mb()
     print(json.dumps(result))
+
+
+def _run_worker(python: str, tool: str, path: str, how: str, project: str | None = None) -> dict | None:
+    """One tool in a fresh interpreter (its peak memory is its own); None, with the error shown, on failure."""
+    cmd = [python, __file__, "--worker", tool, "--path", path, "--modelloop-input", how]
+    proc = subprocess.run(cmd + (["--project", project] if project else []), capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"{tool} failed:\n{proc.stderr[-2000:]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _first_report(path: str, tmp: str, round_: int) -> dict[str, float] | None:
+    """``ingest`` then ``profile`` of a new project, each in its own process: the CLI path."""
+    project = os.path.join(tmp, f"project-{round_}")
+    os.makedirs(project)
+    ingest = _run_worker(sys.executable, "ingest", path, "scan", project)
+    profile = _run_worker(sys.executable, "profile", path, "scan", project) if ingest else None
+    if ingest is None or profile is None:
+        return None
+    return {"wall_s": ingest["wall_s"] + profile["wall_s"], "read_s": 0.0, "ingest_s": ingest["wall_s"],
+            "profile_s": profile["wall_s"], "import_rss_mb": max(ingest["import_rss_mb"], profile["import_rss_mb"]),
+            "peak_rss_mb": max(ingest["peak_rss_mb"], profile["peak_rss_mb"]),
+            "ingest_peak_mb": ingest["peak_rss_mb"], "profile_peak_mb": profile["peak_rss_mb"], "html_kb": 0.0}
 
 
 def _available(python: str, module: str) -> bool:
@@ -145,16 +225,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tools", default="modelloop,ydata")
+    ap.add_argument("--tools", default="modelloop,ingest,pandas,ydata")
     ap.add_argument("--peer-python", default=sys.executable,
                     help="interpreter that has ydata-profiling (default: this one)")
     ap.add_argument("--modelloop-input", choices=("scan", "read"), default="scan",
                     help="scan the Parquet lazily (default) or read it into memory before profiling")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the ingest and pandas rows, alternating")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
+    ap.add_argument("--project", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        _worker(args.worker, args.path, args.modelloop_input)
+        _worker(args.worker, args.path, args.modelloop_input, args.project)
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "table.parquet")
@@ -164,18 +246,22 @@ def main() -> None:
         print(f"table: {args.rows:,} rows x {len(KINDS)} columns, generated in {time.perf_counter() - t:.1f}s "
               f"({parquet_mb:.0f} MiB Parquet); CPUs: {os.cpu_count()}")
         results: dict[str, dict[str, float]] = {}
-        for tool in args.tools.split(","):
-            python = args.peer_python if tool == "ydata" else sys.executable
-            if tool == "ydata" and not _available(python, "ydata_profiling"):
-                print("ydata-profiling is not installed; `pip install ydata-profiling` (or pass --peer-python) "
-                      "to compare against it")
-                continue
-            proc = subprocess.run([python, __file__, "--worker", tool, "--path", path,
-                                   "--modelloop-input", args.modelloop_input], capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(f"{tool} failed:\n{proc.stderr[-2000:]}")
-                continue
-            results[tool] = json.loads(proc.stdout.strip().splitlines()[-1])
+        rounds: dict[str, list[dict[str, float]]] = {}
+        tools = args.tools.split(",")
+        for round_ in range(args.rounds):
+            for tool in tools:
+                if round_ and tool not in ("ingest", "pandas"):
+                    continue
+                python = args.peer_python if tool == "ydata" else sys.executable
+                if tool == "ydata" and not _available(python, "ydata_profiling"):
+                    print("ydata-profiling is not installed; `pip install ydata-profiling` (or pass --peer-python) "
+                          "to compare against it")
+                    continue
+                got = (_first_report(path, tmp, round_) if tool == "ingest"
+                       else _run_worker(python, tool, path, args.modelloop_input))
+                if got is not None:
+                    results[tool] = got
+                    rounds.setdefault(tool, []).append(got)
     print(f"\n{'tool':<12}{'profile+report s':>18}{'read s':>9}{'import MiB':>12}{'peak RSS MiB':>14}"
           f"{'peak/Parquet':>14}{'HTML KiB':>10}")
     for tool, r in results.items():
@@ -191,6 +277,23 @@ def main() -> None:
               f"{y['peak_rss_mb'] / m['peak_rss_mb']:.1f}x peak memory")
     if "modelloop" in results:
         print(f"modelloop details: {results['modelloop']}")
+    _print_first_report(rounds)
+
+
+def _print_first_report(rounds: dict[str, list[dict[str, float]]]) -> None:
+    """Per round: ingest, profile, their sum against the pandas pass (the user's wait to a first report)."""
+    if "ingest" not in rounds:
+        return
+    print("\nfirst report (seconds after imports; peaks per process):")
+    for i, r in enumerate(rounds["ingest"]):
+        pandas = rounds.get("pandas", [])
+        line = (f"  round {i + 1}: ingest {r['ingest_s']:.2f} s (peak {r['ingest_peak_mb']:.0f} MiB), "
+                f"profile {r['profile_s']:.2f} s (peak {r['profile_peak_mb']:.0f} MiB), sum {r['wall_s']:.2f} s")
+        if i < len(pandas):
+            p = pandas[i]
+            line += (f"; pandas basic pass {p['wall_s']:.2f} s (peak {p['peak_rss_mb']:.0f} MiB): "
+                     f"ingest+profile / pandas = {r['wall_s'] / p['wall_s']:.2f}x")
+        print(line)
 
 
 if __name__ == "__main__":

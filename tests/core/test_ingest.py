@@ -264,3 +264,21 @@ def test_a_parquet_source_of_unusual_types_ingests_and_keeps_its_version(tmp_pat
     assert first["created"] and first["rows"] == n and not p.ingest()["created"]
     snap = load_dataset(p.workspace)[1]
     assert snap["pair"].iloc[3].tolist() == [3, 4] and str(snap["when"].dtype) == "datetime64[us, Europe/Paris]"
+
+
+def test_a_source_that_carries_row_ids_keeps_them(tmp_path):
+    """A version's own file ingested as a source (an export, a copy): its ``_row_id`` column is kept,
+    and the split is made from it."""
+    from modelloop.data.snapshot import snapshot_file
+
+    _table().to_csv(tmp_path / "t.csv", index=False)
+    first = _project(tmp_path).ingest()
+    other = tmp_path / "copy"
+    other.mkdir()
+    (other / "t.parquet").write_bytes(snapshot_file(first["path"]).read_bytes())
+    p = _project(other, source="t.parquet")
+    copy = p.ingest()
+    row, snap, _ = load_dataset(p.workspace)
+    original = pd.read_parquet(snapshot_file(first["path"]))
+    assert copy["created"] and snap[ROW_ID].tolist() == original[ROW_ID].tolist()
+    assert ensure_split(p.workspace, row, snap).notna().all()

@@ -19,12 +19,13 @@ if TYPE_CHECKING:  # pandas (and the readers, the split) on first use: `modelloo
     from ._checked import CheckedTable
     from .snapshot import ContentDigest
 
-__all__ = ["check_row_ids", "dataset_row", "ingest", "load_dataset", "read_config_source", "split_sides"]
+__all__ = ["check_row_ids", "dataset_row", "freeze_split", "ingest", "load_dataset", "read_checked_source",
+           "read_config_source", "split_sides"]
 
 
 def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any]]:
     """Read ``data.source`` and check it against the config: columns, target, types."""
-    from .sources import check_types, infer_schema, read_table
+    from .sources import check_types, read_table
 
     d = cfg.data
     if d.sources:
@@ -36,8 +37,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     if d.target not in df.columns:
         raise DataError(f"data.target: column '{d.target}' is not in {d.source or ', '.join(s.name for s in d.sources)}; "
                         f"columns: {cap_list(df.columns)}")
-    schema = infer_schema(df, target=d.target, id=d.id, time=d.time, text=d.text,
-                          overrides=d.columns, drop=d.drop)
+    schema = _infer_schema(cfg, df)
     df, coerced = check_types(df, schema, coerce=d.on_type_error == "coerce")
     _settle_target(cfg, df[d.target], report)
     before = len(df)
@@ -72,7 +72,7 @@ def read_checked_source(cfg: Config) -> CheckedTable:
         df, schema, read = read_config_source(cfg)  # which also says what is wrong with the source
         return CheckedTable(to_lazy(df, "data.source"), schema, read)
     frame, file_names = scanned
-    schema = infer_schema_of(cfg, frame)
+    schema = _infer_schema(cfg, frame)
     replaced, coerced = _numbers_checked(frame, schema, coerce=d.on_type_error == "coerce")
     y = (replaced[d.target] if d.target in replaced else frame.select(d.target).collect().to_series()).to_pandas()
     report: dict[str, Any] = {"source": d.source}
@@ -84,8 +84,8 @@ def read_checked_source(cfg: Config) -> CheckedTable:
                         parquet=(path, file_names))
 
 
-def infer_schema_of(cfg: Config, frame: Any) -> Schema:
-    """The schema of ``frame`` under the config's roles and column overrides."""
+def _infer_schema(cfg: Config, frame: Any) -> Schema:
+    """The schema of ``frame`` (pandas or Polars) under the config's roles and column overrides."""
     from .sources import infer_schema
 
     d = cfg.data
@@ -174,7 +174,8 @@ def _store_version(ws: Workspace, table: CheckedTable, vid: str, digest: Content
     row = ws.catalog.add_dataset(id=vid, project=cfg.name, step="ingest", parents=[], schema=schema,
                                  rows=rows, path=str(path), source=table.report)
     # the test split is frozen now, from the role columns alone: later stages (profile, train) look it up
-    roles = table.columns(_split_inputs(cfg, table.names)).to_pandas()
+    inputs = _split_inputs(cfg, table.names)
+    roles = table.columns(inputs if ids is not None else [ROW_ID, *inputs]).to_pandas()
     if ids is not None:
         roles.insert(0, ROW_ID, ids)
     freeze_split(ws, row, roles)
@@ -192,7 +193,9 @@ def _legacy_version(ws: Workspace, rows: int, vid: str) -> dict[str, Any] | None
     re-ingest finds it at once."""
     older = []
     for d in ws.catalog.list_datasets(ws.config.name):
-        manifest = _manifest(d) if d["step"] == "ingest" and d["rows"] == rows else {"hash": HASH_SCHEME}
+        if d["step"] != "ingest" or d["rows"] != rows:
+            continue
+        manifest = _manifest(d)
         if manifest.get("digest") == vid:
             return d
         if manifest.get("hash") != HASH_SCHEME:

@@ -31,14 +31,14 @@ def main() -> None:
     from modelloop.config import load_config
     from modelloop.data.ingest import load_dataset
     from modelloop.optimization.optimize import _cpu_ms  # what train.max_latency_ms times with
-    from modelloop.serving.runtime import Runtime, _session, load_runtime, onnx_path, packed_inputs, to_records
+    from modelloop.serving.runtime import Runtime, serving_session, load_runtime, onnx_path, packed_inputs, to_records
     from modelloop.workspace import Workspace
 
     ws = Workspace(load_config())
     packed = load_runtime(ws)
     if packed.session is None or packed_inputs(packed.session) is None:
         raise SystemExit(f"the production model is not served through a packed ONNX session ({packed.reason})")
-    plain = Runtime(packed.row, session=_session(str(onnx_path(ws, packed.name, packed.version)), pack=False),
+    plain = Runtime(packed.row, session=serving_session(str(onnx_path(ws, packed.name, packed.version)), pack=False),
                     plan=packed.plan.to_dict() if packed.plan is not None else None)
     _, df, _ = load_dataset(ws, packed.row["dataset_id"])
     records = to_records(df[packed.request_schema.features()].sample(max(args.batch), random_state=0),

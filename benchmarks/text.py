@@ -113,7 +113,7 @@ def _timings(fns: dict, texts: list[str], batch: int, seconds: float, rounds: in
 def _inference(model, test: pd.DataFrame, seconds: float, threads: int) -> list[dict]:
     import torch
 
-    from modelloop.models.text import _ort_session
+    from modelloop.models.text import ort_session
     from modelloop.optimization.export_text import export_text_onnx
 
     torch.set_num_threads(threads)
@@ -125,7 +125,7 @@ def _inference(model, test: pd.DataFrame, seconds: float, threads: int) -> list[
     sessions = {k: model.onnx_session("fp32", path=v["path"], threads=threads) for k, v in files.items()}
     # the same int8 file under ONNX Runtime's own default fusions (modelloop leaves SLOW_FUSIONS out)
     files["ORT int8, ORT default fusions"] = plain["int8"]
-    sessions["ORT int8, ORT default fusions"] = _ort_session(plain["int8"]["path"], threads, disabled=())
+    sessions["ORT int8, ORT default fusions"] = ort_session(plain["int8"]["path"], threads, disabled=())
     fns = {"PyTorch fp32 eager": model.predict_proba}
     fns.update({k: (lambda texts, s=s: model.predict_proba_onnx(texts, session=s)) for k, s in sessions.items()})
     texts = list(test["message"])

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
-from modelloop.models.text import TextModel, _ort_session
+from modelloop.models.text import TextModel, ort_session
 from modelloop.optimization.export_text import CHECK_TEXTS, export_text_onnx, int8_path
 
 
@@ -84,7 +84,7 @@ def test_text_sessions_leave_slow_fusions_out(lora_model, tmp_path):
 
     def ops_run(**options) -> set[str]:
         out = tmp_path / f"run-{len(options)}.onnx"
-        _ort_session(int8, 1, optimized_path=str(out), **options)
+        ort_session(int8, 1, optimized_path=str(out), **options)
         return {n.op_type for n in onnx.load(str(out)).graph.node}
 
     assert "SkipLayerNormalization" in ops_run(disabled=())  # the fusion applies to this graph

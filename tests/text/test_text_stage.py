@@ -80,7 +80,7 @@ def test_killed_fine_tuning_resumes_from_its_checkpoint(project, tiny_backbone, 
     ws = project(tiny_backbone, method="full", epochs=3, learning_rate=1e-3, batch_size=8,
                  early_stopping_patience=5)
     ingest(ws)
-    real = F._train_epoch
+    real = F.train_epoch
     calls = []
 
     def dies_in_epoch_two(*args, **kwargs):
@@ -89,10 +89,10 @@ def test_killed_fine_tuning_resumes_from_its_checkpoint(project, tiny_backbone, 
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(F, "_train_epoch", dies_in_epoch_two)
+    monkeypatch.setattr(F, "train_epoch", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train_text(ws)
-    monkeypatch.setattr(F, "_train_epoch", real)
+    monkeypatch.setattr(F, "train_epoch", real)
     res = train_text(ws)
     study = optuna.load_study(study_name=text_study_name(ws, res["dataset"]), storage=ws.optuna_url)
     states = [t.state.name for t in study.trials]

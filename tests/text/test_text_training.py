@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelloop.models.text import TextModel, _texts
+from modelloop.models.text import TextModel, texts_of
 from modelloop.training import text as T
+from modelloop.training import text_estimator as E
 from modelloop.training import text_search as S
 from modelloop.training import text_fit as F
 
@@ -18,7 +19,7 @@ from modelloop.training import text_fit as F
 def _job(backbone, texts, method="full", **extra):
     model = TextModel({"backbone": str(backbone), "method": method, "epochs": 4, "learning_rate": 1e-3,
                        "batch_size": 8, **extra}, text_column="message")
-    job, _ = T._prepare(model, _texts(texts, "message"), pd.Series(texts["intent"]))
+    job, _ = E.prepare_job(model, texts_of(texts, "message"), pd.Series(texts["intent"]))
     return job
 
 
@@ -47,7 +48,7 @@ def test_warmup_then_decay(tiny_backbone, texts, schedule):
 
     job = _job(tiny_backbone, texts, schedule=schedule)
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = F._scheduler(opt, schedule, warmup=4, total=20)
+    sched = F.make_scheduler(opt, schedule, warmup=4, total=20)
     lrs = []
     for _ in range(20):
         lrs.append(opt.param_groups[0]["lr"])
@@ -60,7 +61,7 @@ def test_warmup_then_decay(tiny_backbone, texts, schedule):
 
 def test_gradient_accumulation_steps_the_optimizer_less_often(tiny_backbone, texts, monkeypatch):
     steps = []
-    real = F._scheduler
+    real = F.make_scheduler
 
     def counting(opt, schedule, warmup, total):
         sched = real(opt, schedule, warmup, total)
@@ -69,7 +70,7 @@ def test_gradient_accumulation_steps_the_optimizer_less_often(tiny_backbone, tex
         steps.append(("total", total))
         return sched
 
-    monkeypatch.setattr(F, "_scheduler", counting)
+    monkeypatch.setattr(F, "make_scheduler", counting)
     job = _job(tiny_backbone, texts, epochs=1, grad_accum=3, early_stopping_patience=5)
     F.run_params(job, S.default_params(job.settings))
     n_batches = -(-len(job.fit_ids) // 8)
@@ -80,9 +81,9 @@ def test_gradient_accumulation_steps_the_optimizer_less_often(tiny_backbone, tex
 def test_balanced_class_weights(tiny_backbone, texts):
     job = _job(tiny_backbone, texts)
     job.y_fit = np.array([0] * 6 + [1] * 2 + [2] * 2)
-    np.testing.assert_allclose(F._class_weights(job), [10 / 18, 10 / 6, 10 / 6])
+    np.testing.assert_allclose(F.class_weights(job), [10 / 18, 10 / 6, 10 / 6])
     job.class_weight = "none"
-    np.testing.assert_allclose(F._class_weights(job), [1, 1, 1])
+    np.testing.assert_allclose(F.class_weights(job), [1, 1, 1])
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
@@ -162,7 +163,7 @@ def test_the_optimizer_is_fused_adamw_with_no_decay_on_biases_and_norms(tiny_bac
 
     job = _job(tiny_backbone, texts, method="full")
     net = F._network_for(job, S.default_params(job.settings))
-    opt = F._optimizer(net, 1e-3, 0.01)
+    opt = F.make_optimizer(net, 1e-3, 0.01)
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0

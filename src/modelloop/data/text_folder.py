@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DataError, cap_list
-from .sources import detect_encoding
+from .encoding import detect_encoding
 
 __all__ = ["read_text_folder"]
 

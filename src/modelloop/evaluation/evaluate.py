@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import DataError, cap_list
 from ..workspace import Workspace
 
-__all__ = ["evaluate", "evaluate_model", "resolve_task", "write_evaluation_report"]
+__all__ = ["evaluate", "evaluate_model", "label_indices", "resolve_task", "write_evaluation_report"]
 
 
 def resolve_task(task: str, y: pd.Series) -> str:
@@ -22,7 +22,7 @@ def resolve_task(task: str, y: pd.Series) -> str:
     return "binary" if y.dropna().nunique() == 2 else "multiclass"
 
 
-def _label_indices(model: Any, y: pd.Series, target: str) -> np.ndarray:
+def label_indices(model: Any, y: pd.Series, target: str) -> np.ndarray:
     """Map labels to the model's class indices by their text, so 1, 1.0 and '1' agree."""
     def norm(v: Any) -> str:
         if isinstance(v, (float, np.floating)) and float(v).is_integer():
@@ -52,7 +52,7 @@ def _outputs(model: Any, df: pd.DataFrame, target: str, task: str) -> tuple[np.n
             raise DataError(f"target '{target}' must hold numbers for a regression model, got "
                             f"{cap_list(bad, show=repr)}")
         return y.to_numpy(dtype=float), np.asarray(model.predict(X), dtype=float)
-    return _label_indices(model, df[target], target), np.asarray(model.predict_proba(X))
+    return label_indices(model, df[target], target), np.asarray(model.predict_proba(X))
 
 
 def evaluate_model(model: Any, df: pd.DataFrame, *, target: str, task: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from ..errors import ConfigError, DataError, StateError
 from ..evaluation.metrics import labels_from_proba
 
 __all__ = [
+    "categorical_indices",
     "DATETIME_PARTS",
     "FAMILIES",
     "TASKS",
@@ -272,7 +273,7 @@ def fit_estimator(
         return None
     Xv = prep.transform(valid[0]) if valid is not None else None
     if family == "lightgbm":
-        return _fit_lightgbm(model, Xt, y, _categorical_indices(prep), Xv, valid, early_stopping_rounds)
+        return _fit_lightgbm(model, Xt, y, categorical_indices(prep), Xv, valid, early_stopping_rounds)
     weights = balanced_weights(y, task, class_weight)
     if valid is None:
         model.fit(Xt, y, sample_weight=weights, verbose=False)
@@ -301,7 +302,7 @@ def _fit_lightgbm(model: Any, Xt: np.ndarray, y: np.ndarray, cat_idx: list[int],
     return int(model.best_iteration_ or model.n_estimators) if valid is not None else None
 
 
-def _categorical_indices(prep: ColumnTransformer) -> list[int]:
+def categorical_indices(prep: ColumnTransformer) -> list[int]:
     """Output positions of the ordinal-encoded categoricals (they follow the numerics)."""
     cat = prep.output_indices_.get("cat", slice(0, 0))
     return list(range(cat.start, cat.stop))

@@ -35,12 +35,15 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ModelloopError
-from ..models.text import TextModel, require_torch
+from ..models.text_backbone import require_torch
+
+if TYPE_CHECKING:
+    from ..models.text import TextModel
 
 __all__ = ["CHECK_TEXTS", "OPTIMIZABLE", "check_text_onnx", "export_text_onnx", "int8_path"]
 
@@ -90,9 +93,9 @@ def export_text_onnx(model: TextModel, path: str | Path, *, quantize: bool, opti
 
 def check_text_onnx(model: TextModel, onnx_path: str | Path, texts: Sequence[str]) -> dict[str, float]:
     """``max_abs_diff`` (probabilities) and ``agreement`` (argmax) of an ONNX file against PyTorch."""
-    from ..models.text import _ort_session
+    from ..models.text_backbone import ort_session
 
-    session = _ort_session(str(onnx_path), None)
+    session = ort_session(str(onnx_path), None)
     ids, _ = model.encode(list(texts))
     want = model._run(ids, model._torch_logits)
     got = model._run(ids, lambda feed: session.run(["logits"], feed)[0])

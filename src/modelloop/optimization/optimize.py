@@ -45,6 +45,7 @@ import pandas as pd
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.metrics import direction
 from ..workspace import Workspace
+from .fidelity import matching_threshold, perturbed
 
 __all__ = ["TABULAR_VARIANTS", "VARIANTS", "VariantResult", "distill", "optimize", "tabular_variants",
            "text_variants"]
@@ -113,19 +114,6 @@ def _onnx(model: Any, name: str = "onnx") -> _Predictor:
     return _Predictor(name, fn, len(blob), model, blob)
 
 
-def _perturbed(X: pd.DataFrame, seed: int, share: float = 0.3) -> pd.DataFrame:
-    """Extra rows near the data for the teacher to label: each cell swapped, with probability
-    ``share``, for the same column's value in another random row (MUNGE-style, Bucila et al. 2006)."""
-    rng = np.random.default_rng(seed)
-    out = X.copy()
-    n = len(X)
-    for c in X.columns:
-        swap = rng.random(n) < share
-        donors = rng.integers(0, n, int(swap.sum()))
-        out.loc[swap, c] = X[c].to_numpy()[donors]
-    return out
-
-
 # students from small to large: ONNX Runtime's time in a server grows with the tree nodes it walks
 # (fraud example, batch 16, cold cache as between a server's batches: 150x31 9k nodes 754 µs,
 # 300x63 38k nodes 1,420 µs; agreement with the teacher on unseen rows 0.990 and 0.992)
@@ -169,9 +157,9 @@ def _fit_student(teacher: Any, X: pd.DataFrame, *, seed: int, params: dict, augm
     splits convert to chains of equality nodes; ONNX Runtime walks trees of one node kind faster
     (the fraud example's student: 30 against 55 µs a record at batch 16). A multiclass teacher has
     no one order for all classes: its student keeps LightGBM's categorical splits."""
-    X = pd.concat([X.reset_index(drop=True)] + [_perturbed(X.reset_index(drop=True), seed + i)
+    X = pd.concat([X.reset_index(drop=True)] + [perturbed(X.reset_index(drop=True), seed + i)
                                                 for i in range(augment)], ignore_index=True)
-    from ..models.tabular import TabularModel, _categorical_indices, build_estimator, prepared_columns
+    from ..models.tabular import TabularModel, categorical_indices, build_estimator, prepared_columns
 
     schema = teacher.prepared_schema()
     numeric, categorical = prepared_columns(schema)
@@ -196,11 +184,11 @@ def _fit_student(teacher: Any, X: pd.DataFrame, *, seed: int, params: dict, augm
         Xt = prep.fit_transform(rep)
         keep = w > 1e-6
         model.fit(Xt[keep], y[keep], sample_weight=w[keep],
-                  categorical_feature=[] if scored else (_categorical_indices(prep) or "auto"))
+                  categorical_feature=[] if scored else (categorical_indices(prep) or "auto"))
     threshold = teacher.threshold_
     if teacher.task == "binary" and threshold is not None and proba is not None:
         # keep the teacher's decision rate: the student's threshold flags as many training rows
-        threshold = _matching_threshold(proba[:, 1] >= threshold, model.predict_proba(Xt[: len(prepared)])[:, 1])
+        threshold = matching_threshold(proba[:, 1] >= threshold, model.predict_proba(Xt[: len(prepared)])[:, 1])
     student = TabularModel.from_fitted(schema=schema, task=teacher.task, classes=teacher.classes_, estimator=pipe,
                                        threshold=threshold, family="lightgbm",
                                        description={"distilled_from": teacher.describe().get("family"),
@@ -216,17 +204,9 @@ def _score_order(column: pd.Series, score: np.ndarray) -> list[Any]:
     return list(means.sort_values(kind="stable").index)
 
 
-def _matching_threshold(teacher_flags: np.ndarray, student_p1: np.ndarray) -> float:
-    """The student threshold that flags the same share of rows as the teacher's decision did."""
-    share = float(np.mean(teacher_flags))
-    if share <= 0.0:
-        return float(student_p1.max() + 1e-9)
-    return float(np.quantile(student_p1, 1.0 - share))
-
-
 def _runtime(pred: _Predictor) -> Any:
     """The serving runtime over a variant served from records (None for one timed by its own ``fn``)."""
-    from ..serving.runtime import Runtime, _session
+    from ..serving.runtime import Runtime, serving_session
 
     model = pred.model
     if not pred.serves_records or getattr(model, "schema", None) is None:
@@ -234,7 +214,7 @@ def _runtime(pred: _Predictor) -> Any:
     info = {"task": model.task, "classes": model.classes_, "threshold": model.threshold_}
     row = {"name": "variant", "version": 0, "input_schema": model.schema.to_dict(), "info": info}
     plan = getattr(model, "cleaning_plan_", None)
-    return (Runtime(row, session=_session(pred.onnx_bytes), plan=plan) if pred.onnx_bytes is not None
+    return (Runtime(row, session=serving_session(pred.onnx_bytes), plan=plan) if pred.onnx_bytes is not None
             else Runtime(row, native=model, plan=plan))
 
 
@@ -262,13 +242,13 @@ def served_latency(model: Any, frame: pd.DataFrame) -> tuple[float, str]:
 
     The figure is the call's CPU time on an uncontended core (``_cpu_ms``): a limit compares models,
     and on a shared machine wall-clock time also counts what other tenants take."""
-    from ..serving.runtime import ONNX_ATOL, _served_diff
+    from ..serving.runtime import ONNX_ATOL, served_diff
 
     pred, served = _native(model), "native"
     try:
         onnx = _onnx(model)
         runtime = _runtime(onnx)
-        if runtime is not None and _served_diff(runtime, model, frame) <= ONNX_ATOL:
+        if runtime is not None and served_diff(runtime, model, frame) <= ONNX_ATOL:
             pred, served = onnx, "onnx"
     except Exception:  # served natively, as the server would
         pass
@@ -343,7 +323,7 @@ def _evaluate_variant(pred: _Predictor, base: _Predictor | None, base_metric: fl
 
     res.metric = evaluate_model(_Wrapped(), test, target=target, task=task)["metrics"][metric]
     if base is not None and base_metric is not None:
-        from ..evaluation.evaluate import _label_indices
+        from ..evaluation.evaluate import label_indices
         from ..evaluation.metrics import labels_from_proba
 
         a, b = pred.fn(X), base.fn(X)
@@ -352,7 +332,7 @@ def _evaluate_variant(pred: _Predictor, base: _Predictor | None, base_metric: fl
             y = test[target].to_numpy(dtype=float)
             res.agreement = float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-3)))
         else:  # the decisions each model serves, each at its own threshold
-            y = _label_indices(_Wrapped(), test[target], target)
+            y = label_indices(_Wrapped(), test[target], target)
             res.agreement = float(np.mean(labels_from_proba(a, thr_a) == labels_from_proba(b, thr_b)))
         sign = 1.0 if direction(metric) == "maximize" else -1.0
         res.metric_delta = round(sign * (res.metric - base_metric), 6)

@@ -32,12 +32,15 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ..models.text import TextModel, _texts, length_batches, pad_batch, require_torch
+from ..models.text_backbone import length_batches, pad_batch, require_torch, texts_of
+
+if TYPE_CHECKING:
+    from ..models.text import TextModel
 
 __all__ = ["CompressSettings", "NotApplicable", "compress", "drop_layers", "fine_tune", "prune_ffn"]
 
@@ -219,13 +222,13 @@ def fine_tune(student: Any, teacher_logits: np.ndarray, labels: np.ndarray, ids:
     """Train ``student`` (in place) on the teacher's logits ``[n, K]`` and ``labels`` ``[n]`` of ``ids``
     with the train stage's epoch loop: its targets are the row positions, which the loss looks up."""
     torch = require_torch()
-    from ..training.text_fit import _class_weights, _Job, _optimizer, _scheduler, _train_epoch
+    from ..training.text_fit import class_weights, FitJob, make_optimizer, make_scheduler, train_epoch
 
     functional = torch.nn.functional
-    job = _Job(model.settings(), "", model.tokenizer_, model.max_length_, [], list(model.classes_), ids,
+    job = FitJob(model.settings(), "", model.tokenizer_, model.max_length_, [], list(model.classes_), ids,
                np.arange(len(ids), dtype=np.int64), [], np.zeros(0, dtype=np.int64), model.metric,
                model.class_weight, seed, "cpu")
-    weight = torch.tensor(_class_weights(dataclasses.replace(job, y_fit=labels)), dtype=torch.float32)
+    weight = torch.tensor(class_weights(dataclasses.replace(job, y_fit=labels)), dtype=torch.float32)
     soft, hard, T, a = torch.from_numpy(teacher_logits).float(), torch.from_numpy(labels), \
         settings.temperature, settings.soft_weight
 
@@ -239,13 +242,13 @@ def fine_tune(student: Any, teacher_logits: np.ndarray, labels: np.ndarray, ids:
     if embeddings is not None:  # frozen: tokens absent from the sample keep their vectors (no decay)
         embeddings.requires_grad_(False)
     steps = math.ceil(len(ids) / settings.batch_size) * epochs
-    opt = _optimizer(student, settings.learning_rate, job.settings.weight_decay)
-    sched = _scheduler(opt, job.settings.schedule, int(round(job.settings.warmup_ratio * steps)), steps)
+    opt = make_optimizer(student, settings.learning_rate, job.settings.weight_decay)
+    sched = make_scheduler(opt, job.settings.schedule, int(round(job.settings.warmup_ratio * steps)), steps)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     losses: list[float] = []
     started = time.monotonic()
     for epoch in range(epochs):
-        losses.append(round(_train_epoch(student, job, epoch, settings.batch_size, opt, sched, scaler,
+        losses.append(round(train_epoch(student, job, epoch, settings.batch_size, opt, sched, scaler,
                                          loss_fn, "fp32"), 5))
         if time.monotonic() - started > settings.seconds:
             break
@@ -285,7 +288,7 @@ def compress(teacher: TextModel, kind: str, train: pd.DataFrame, *, target: str,
 def _training_rows(teacher: TextModel, train: pd.DataFrame, target: str, seed: int,
                    cap: int) -> tuple[list[list[int]], np.ndarray]:
     """Token ids and class indices of up to ``cap`` non-empty, labelled training texts (seeded order)."""
-    texts = _texts(teacher.clean_inputs(train), teacher.text_column)
+    texts = texts_of(teacher.clean_inputs(train), teacher.text_column)
     index = {str(c): i for i, c in enumerate(teacher.classes_)}
     y = train[target].map(lambda v: index.get(str(v), -1)).to_numpy(dtype=np.int64) if target in train \
         else np.full(len(texts), -1, dtype=np.int64)
@@ -305,7 +308,7 @@ def _n_parameters(net: Any) -> int:
 
 def _student(teacher: TextModel, net: Any, info: dict[str, Any]) -> TextModel:
     """A TextModel like ``teacher`` (classes, tokenizer, cleaning, schema...) around ``net``."""
-    student = TextModel.__new__(type(teacher))
+    student = type(teacher).__new__(type(teacher))
     skip = ("network_", "_sessions", "_exports", "_packed", "description_")
     student.__dict__.update({k: v for k, v in teacher.__dict__.items() if k not in skip})
     student.network_ = net.eval()

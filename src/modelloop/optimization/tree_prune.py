@@ -53,7 +53,7 @@ def prune_rounds(teacher: Any, X: pd.DataFrame, *, min_fidelity: float, seed: in
     Raises :class:`NothingToPrune` when there are no boosted trees or no share in ``shares`` agrees.
     """
     from ..models.tabular import TabularModel
-    from .optimize import _matching_threshold, _perturbed
+    from .fidelity import matching_threshold, perturbed
 
     members = boosted_trees(teacher.estimator_)
     if not members:
@@ -62,7 +62,7 @@ def prune_rounds(teacher: Any, X: pd.DataFrame, *, min_fidelity: float, seed: in
     sample = X.sample(_SAMPLE, random_state=seed) if len(X) > _SAMPLE else X.reset_index(drop=True)
     # the training rows, where late trees fit noise, and as many rows near them (cells swapped between
     # rows, as distillation does), where the model must generalise: the pruned model agrees on both
-    sample = pd.concat([sample, _perturbed(sample, seed)], ignore_index=True)
+    sample = pd.concat([sample, perturbed(sample, seed)], ignore_index=True)
     regression = teacher.task == "regression"
     full = teacher.predict(sample) if regression else teacher.predict_proba(sample)
     threshold = teacher.threshold_
@@ -83,7 +83,7 @@ def prune_rounds(teacher: Any, X: pd.DataFrame, *, min_fidelity: float, seed: in
         else:
             proba = pruned.predict_proba(sample)
             if teacher.task == "binary" and threshold is not None:
-                pruned.threshold_ = _matching_threshold(full[:, 1] >= threshold, proba[:, 1])
+                pruned.threshold_ = matching_threshold(full[:, 1] >= threshold, proba[:, 1])
             fidelity = _label_f1(_labels(full, threshold), _labels(proba, pruned.threshold_))
         tried.append({"share": share, "trees": kept, "fidelity": round(fidelity, 6)})
         if fidelity >= min_fidelity:

@@ -51,7 +51,7 @@ from ..workspace import Workspace
 from .validation import RequestValidator
 
 __all__ = ["ONNX_ATOL", "Runtime", "Scorer", "available_cpus", "load_runtime", "native_model", "onnx_path",
-           "table_columns", "tabular_runtime", "text_threads"]
+           "served_diff", "serving_session", "table_columns", "tabular_runtime", "text_threads"]
 
 # validated records -> (scores in the head's shape, which texts were cut or None): a family's serving path
 Scorer = Callable[[list[dict[str, Any]]], tuple[np.ndarray, np.ndarray | None]]
@@ -332,7 +332,7 @@ PACKED_INPUT = "modelloop_floats"
 _PACKED_KEY = "modelloop.packed_inputs"
 
 
-def _session(source: str | bytes, pack: bool = True) -> Any:
+def serving_session(source: str | bytes, pack: bool = True) -> Any:
     """An ONNX Runtime session for serving a tabular graph, its float inputs packed (``_pack``;
     ``pack=False`` only to measure what packing saves)."""
     import onnx
@@ -397,7 +397,7 @@ def _onnx_session(ws: Workspace, row: dict[str, Any], atol: float, use_cache: bo
     schema = Schema.from_dict(row["input_schema"])
     cached = (row.get("formats") or {}).get("onnx") if use_cache else None
     if cached and Path(cached).is_file():
-        session = _session(str(cached))
+        session = serving_session(str(cached))
         if _fits(session, schema):
             check = (row.get("info") or {}).get("onnx_check") or {"cached": True}
             return session, {**check, "path": str(cached)}
@@ -436,17 +436,17 @@ def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float,
     native = native_model(ws, row)
     onnx_model = to_onnx(native)
     raw = onnx_model.SerializeToString()
-    served = Runtime(row, session=_session(raw), plan=plan)
+    served = Runtime(row, session=serving_session(raw), plan=plan)
     sample = check_frame(ws, row, served.request_schema)
     graph_diff = check_onnx(native, onnx_model, sample, atol=atol)
     session = served.session
-    served_diff = _served_diff(served, native, sample)
-    if not served_diff <= atol:
-        raise ValueError(f"served ONNX output differs from the native model by {served_diff:.3g} "
+    end_to_end = served_diff(served, native, sample)
+    if not end_to_end <= atol:
+        raise ValueError(f"served ONNX output differs from the native model by {end_to_end:.3g} "
                          f"(> atol {atol:g})")
     path = onnx_path(ws, row["name"], row["version"])
     _write_atomic(path, raw)
-    check = {"max_abs_diff": max(graph_diff, served_diff), "atol": atol, "rows": len(sample),
+    check = {"max_abs_diff": max(graph_diff, end_to_end), "atol": atol, "rows": len(sample),
              "path": str(path)}
     fresh = ws.catalog.get_model(row["name"], row["version"])  # merge with concurrent writers
     ws.catalog.update_model(row["name"], row["version"],
@@ -457,7 +457,7 @@ def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float,
     return session, check
 
 
-def _served_diff(runtime: Runtime, native: Any, sample: pd.DataFrame) -> float:
+def served_diff(runtime: Runtime, native: Any, sample: pd.DataFrame) -> float:
     """Max |served - native| with the records as a client would send them (JSON scalars)."""
     records = to_records(sample, runtime.request_schema)
     got = runtime.scores(records)

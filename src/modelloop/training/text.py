@@ -42,11 +42,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from ..evaluation.metrics import check_metric
 from ..models.tabular import encode_labels
 from ..models.text import (
     TextModel,
-    _texts,
+    texts_of,
     backbone_fingerprint,
     effective_max_length,
     extend_vocabulary,
@@ -55,8 +54,9 @@ from ..models.text import (
     tokenize,
 )
 from ..models.text_config import TextModelConfig
-from .text_fit import _build_model, _device, _Job, _network_for, embed, run_params
-from .text_search import HEAD_TRIALS, _SearchSettings, _warm_params, default_params, run_text_search
+from .text_estimator import fit_text_model, validation_split
+from .text_fit import FitJob, _device, _network_for, build_model, embed
+from .text_search import HEAD_TRIALS, _SearchSettings, _warm_params, run_text_search
 from .tune import TrialRecord
 
 __all__ = ["HEAD_TRIALS", "fit_text_model", "run_text_search", "text_settings", "text_study_name", "train_text",
@@ -70,63 +70,6 @@ def text_settings(cfg: Any) -> TextModelConfig:
     if section is None:
         return TextModelConfig()
     return section if isinstance(section, TextModelConfig) else TextModelConfig.model_validate(section)
-
-
-def validation_split(y: pd.Series, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit, validation) positions: stratified when every class has two rows, else random."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(y))
-    n_val = max(1, int(round(size * len(y))))
-    if len(y) < 4 or n_val >= len(y):
-        raise DataError(f"the train split has {len(y)} rows; text models need at least 4 to hold out "
-                        f"model.validation_size ({size}) for early stopping")
-    labels = y.astype(str).to_numpy()
-    counts = pd.Series(labels).value_counts()
-    strat = labels if counts.min() >= 2 and n_val >= len(counts) else None
-    fit, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strat)
-    return np.sort(fit), np.sort(val)
-
-
-# --------------------------------------------------------------------------- TextModel.fit
-def _prepare(model: TextModel, texts: list[str], y: pd.Series) -> tuple[_Job, dict[str, Any]]:
-    settings = model.settings()
-    check_metric(model.metric, "multiclass")
-    keep = np.array([bool(t.strip()) for t in texts])
-    if not keep.any():
-        raise DataError(f"every text in column '{model.text_column}' is empty")
-    texts = [t for t, k in zip(texts, keep, strict=True) if k]
-    y = y[keep].reset_index(drop=True)
-    target, classes = encode_labels(y, "multiclass")
-    fit, val = validation_split(y, settings.validation_size, model.seed)
-    source = resolve_backbone(settings.backbone, root=model.root or ".")
-    tokenizer = load_tokenizer(source)
-    max_length = effective_max_length(tokenizer, source, settings.max_length)
-    fit_texts = [texts[i] for i in fit]
-    added = extend_vocabulary(tokenizer, fit_texts) if settings.extend_vocab else []
-    ids, cut = tokenize(tokenizer, texts, max_length)
-    job = _Job(settings, source, tokenizer, max_length, added, list(classes or []), [ids[i] for i in fit],
-               target[fit], [ids[i] for i in val], target[val], model.metric, model.class_weight, model.seed,
-               _device(settings.device))
-    stats = {"rows": len(keep), "skipped_empty": int((~keep).sum()), "truncated": int(cut.sum()),
-             "max_length": max_length, "added_tokens": len(added)}
-    return job, stats
-
-
-def fit_text_model(model: TextModel, X: Any, y: Any) -> TextModel:
-    """``TextModel.fit``: one trial with the configured values (no search, no tracking), in place."""
-    model.settings()  # bad settings fail before any data is read
-    texts = _texts(X, model.text_column)
-    labels = pd.Series(np.asarray(y, dtype=object))
-    if len(labels) != len(texts):
-        raise DataError(f"X has {len(texts)} texts but y has {len(labels)} labels")
-    job, stats = _prepare(model, texts, labels)
-    params = default_params(job.settings)
-    result = run_params(job, params)
-    built = _build_model(job, params, result, text_column=model.text_column, target=None,
-                         description={"text_stats": stats})
-    model.__dict__.update({k: v for k, v in built.__dict__.items() if k not in model.get_params()})
-    return model
 
 
 # --------------------------------------------------------------------------- the stage
@@ -176,7 +119,8 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
         chosen, summary = run_text_search(job, storage=ws.optuna_url, study_name=study,
                                           work_dir=ws.study_dir(study), settings=search,
                                           on_trial=_trial_logger(tracker, run_id, job), progress=progress)
-        model = _build_model(job, chosen["params"], chosen["result"], text_column=text, target=target,
+        model = build_model(job, chosen["params"], chosen["result"], model_class=TextModel, text_column=text,
+                            target=target,
                              description={"text_stats": stats, "augment": parts["augment"]})
         model.cleaning_plan_ = cleaning_plan(ws, row)
         summary.model = model
@@ -203,12 +147,12 @@ def _text_column(cfg: Any, schema: Any) -> str:
 
 
 def _stage_job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, text: str, target: str,
-               settings: TextModelConfig) -> tuple[_Job, dict[str, Any], dict[str, Any]]:
+               settings: TextModelConfig) -> tuple[FitJob, dict[str, Any], dict[str, Any]]:
     """Split, skip empty texts, hold out validation rows, augment, tokenize (cached) -> the job."""
     from ..data.snapshot import ROW_ID
 
     cfg = ws.config
-    texts = pd.Series(_texts(df, text))
+    texts = pd.Series(texts_of(df, text))
     empty = (texts.str.strip() == "").to_numpy()
     stats: dict[str, Any] = {"skipped_empty": {"train": int((empty & (side == "train")).sum()),
                                                "test": int((empty & (side == "test")).sum())}}
@@ -224,11 +168,11 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, text: str
     source = resolve_backbone(settings.backbone, root=ws.root)
     tokenizer = load_tokenizer(source)
     max_length = effective_max_length(tokenizer, source, settings.max_length)
-    fit_texts = _texts(fit_df, text) + _texts(aug_df, text)
+    fit_texts = texts_of(fit_df, text) + texts_of(aug_df, text)
     added = extend_vocabulary(tokenizer, fit_texts) if settings.extend_vocab else []
     key = _cache_key(source, added, max_length)
     by_row, cut_by_row = _cached_tokens(ws, row["id"], key, df, text, tokenizer, max_length)
-    aug_ids, _ = tokenize(tokenizer, _texts(aug_df, text), max_length)
+    aug_ids, _ = tokenize(tokenizer, texts_of(aug_df, text), max_length)
     fit_ids = [by_row[r] for r in fit_df[ROW_ID]] + aug_ids
     stats["truncated"] = {part: int(sum(cut_by_row[r] for r in frame[ROW_ID]))
                           for part, frame in (("train", train_df), ("test", test_df))}
@@ -236,7 +180,7 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, text: str
                  rows={"fit": len(fit_df), "validation": len(val_df), "augmented": len(aug_df),
                        "test": len(test_df)})
     y = lambda frame: frame[target].map(lambda v: index[str(v)]).to_numpy(dtype=np.int64)  # noqa: E731
-    job = _Job(settings, source, tokenizer, max_length, added, list(classes or []), fit_ids,
+    job = FitJob(settings, source, tokenizer, max_length, added, list(classes or []), fit_ids,
                np.r_[y(fit_df), y(aug_df)].astype(np.int64), [by_row[r] for r in val_df[ROW_ID]], y(val_df),
                cfg.metric, cfg.train.class_weight, cfg.seed, _device(settings.device))
     if settings.method == "head":
@@ -285,7 +229,7 @@ def _cached_tokens(ws: Any, dataset_id: str, key: str, df: pd.DataFrame, text: s
         with np.load(path) as z:
             rows, flat, offsets, cut = z["row_id"], z["flat"], z["offsets"], z["truncated"]
     else:
-        ids, cut = tokenize(tokenizer, _texts(df, text), max_length)
+        ids, cut = tokenize(tokenizer, texts_of(df, text), max_length)
         rows = df[ROW_ID].to_numpy(dtype=np.int64)
         offsets = np.r_[0, np.cumsum([len(x) for x in ids])].astype(np.int64)
         flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(offsets[-1]))
@@ -294,7 +238,7 @@ def _cached_tokens(ws: Any, dataset_id: str, key: str, df: pd.DataFrame, text: s
     return by_row, {int(r): bool(c) for r, c in zip(rows, cut, strict=True)}
 
 
-def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: _Job, df: pd.DataFrame,
+def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: FitJob, df: pd.DataFrame,
                        by_row: dict[int, list[int]], fit_df: pd.DataFrame, val_df: pd.DataFrame,
                        aug_ids: list[list[int]]) -> dict[str, np.ndarray]:
     """Frozen-encoder embeddings of every row (cached per dataset version) and of augmented rows."""
@@ -328,7 +272,7 @@ def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: _Job, df: pd.Dat
     return {"fit": fit, "val": emb[[where[int(r)] for r in val_df[ROW_ID]]]}
 
 
-def _trial_logger(tracker: Any, parent: str, job: _Job) -> Callable[[TrialRecord, dict], None]:
+def _trial_logger(tracker: Any, parent: str, job: FitJob) -> Callable[[TrialRecord, dict], None]:
     def log(rec: TrialRecord, extra: dict) -> None:
         from mlflow.entities import Metric
 

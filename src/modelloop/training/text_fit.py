@@ -4,7 +4,7 @@ stopping, mixed precision and per-epoch checkpoints (a killed trial resumes at i
 
 The search (``text_search.py``) calls :func:`run_params` once per trial; the train stage
 (``text.py``) builds the registered :class:`~modelloop.models.text.TextModel` with
-:func:`_build_model`."""
+  :func:`build_model`."""
 
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
 
 from ..errors import ConfigError, DataError, ModelloopError
 from ..evaluation.metrics import direction, score
-from ..models.text import (
-    TextModel,
+from ..models.text_backbone import (
     backbone_fingerprint,
     init_new_embeddings,
     length_batches,
@@ -37,13 +36,16 @@ from ..models.text import (
 )
 from ..models.text_config import TextModelConfig
 
+if TYPE_CHECKING:
+    from ..models.text import TextModel
+
 __all__ = ["embed", "run_params"]
 
 _EMBED_BATCH = 64
 
 
 @dataclass
-class _Job:
+class FitJob:
     """Everything a trial needs: settings, backbone, tokenized parts, and the search's objective."""
 
     settings: TextModelConfig
@@ -97,11 +99,11 @@ def _autocast(device: str, precision: str) -> Any:
     return torch.autocast(device_type=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def _new_token_ids(job: _Job) -> list[int]:
+def _new_token_ids(job: FitJob) -> list[int]:
     return [int(i) for i in job.tokenizer.convert_tokens_to_ids(job.added)]
 
 
-def _network_for(job: _Job, params: dict[str, Any]) -> Any:
+def _network_for(job: FitJob, params: dict[str, Any]) -> Any:
     """A fresh network of the backbone for one trial (LoRA adapters wrapped around the encoder)."""
     torch = require_torch()
     s = job.settings
@@ -115,7 +117,7 @@ def _network_for(job: _Job, params: dict[str, Any]) -> Any:
     return network(encoder, job.n_classes, pooling=s.pooling, dropout=s.dropout)
 
 
-def _with_lora(encoder: Any, job: _Job, params: dict[str, Any]) -> Any:
+def _with_lora(encoder: Any, job: FitJob, params: dict[str, Any]) -> Any:
     """LoRA adapters around ``encoder``; the rows of the characters added to the vocabulary train too
     (only those rows): laid over the frozen table (:func:`_new_rows_class`) when they are its last
     rows, as :func:`init_new_embeddings` puts them, else by PEFT's ``trainable_token_indices``."""
@@ -220,7 +222,7 @@ def embed(net: Any, ids: list[list[int]], pad_id: int, device: str = "cpu") -> n
     return out
 
 
-def _head_features(job: _Job) -> dict[str, np.ndarray]:
+def _head_features(job: FitJob) -> dict[str, np.ndarray]:
     if not job.features:
         net = _network_for(job, {}).to(job.device)
         job.features = {"fit": embed(net, job.fit_ids, job.pad_id, job.device),
@@ -255,7 +257,7 @@ def _fit_head(X: np.ndarray, y: np.ndarray, n_classes: int, *, c: float, class_w
     return W, b
 
 
-def _run_head(job: _Job, params: dict[str, Any]) -> dict[str, Any]:
+def _run_head(job: FitJob, params: dict[str, Any]) -> dict[str, Any]:
     feats = _head_features(job)
     W, b = _fit_head(feats["fit"], job.y_fit, job.n_classes, c=float(params["head_c"]),
                      class_weight=job.class_weight, seed=job.seed)
@@ -266,7 +268,7 @@ def _run_head(job: _Job, params: dict[str, Any]) -> dict[str, Any]:
             "precision": "fp32", "resumed_from_epoch": 0}
 
 
-def _class_weights(job: _Job) -> np.ndarray:
+def class_weights(job: FitJob) -> np.ndarray:
     counts = np.bincount(job.y_fit, minlength=job.n_classes).astype(float)
     if job.class_weight != "balanced":
         return np.ones(job.n_classes)
@@ -282,12 +284,12 @@ def _better(value: float, best: float | None, metric: str) -> bool:
     return value > best if direction(metric) == "maximize" else value < best
 
 
-def _params_key(job: _Job, params: dict[str, Any]) -> str:
+def _params_key(job: FitJob, params: dict[str, Any]) -> str:
     blob = json.dumps([params, job.method, job.seed, len(job.fit_ids)], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _run_finetune(job: _Job, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
+def _run_finetune(job: FitJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
                   trial: optuna.Trial | None) -> dict[str, Any]:
     """Train ``params`` with early stopping; returns the best epoch's trainable weights and its score."""
     torch = require_torch()
@@ -297,8 +299,8 @@ def _run_finetune(job: _Job, params: dict[str, Any], *, checkpoint: Path | None,
     batch_size, epochs = int(params["batch_size"]), int(params["epochs"])
     n_batches = math.ceil(len(job.fit_ids) / batch_size)
     total = math.ceil(n_batches / s.grad_accum) * epochs
-    opt = _optimizer(net, float(params["learning_rate"]), s.weight_decay)
-    sched = _scheduler(opt, s.schedule, int(round(s.warmup_ratio * total)), total)
+    opt = make_optimizer(net, float(params["learning_rate"]), s.weight_decay)
+    sched = make_scheduler(opt, s.schedule, int(round(s.warmup_ratio * total)), total)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_score": None, "best_epoch": 0, "bad": 0,
                              "history": []}
@@ -306,11 +308,11 @@ def _run_finetune(job: _Job, params: dict[str, Any], *, checkpoint: Path | None,
     resumed = _load_checkpoint(checkpoint, key, net, opt, sched, scaler, state)
     if not resumed and s.init_head:
         _probe_head(net, job)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(_class_weights(job), dtype=torch.float32,
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights(job), dtype=torch.float32,
                                                             device=job.device))
     for epoch in range(state["epoch"], epochs):
         t0 = time.monotonic()
-        loss = _train_epoch(net, job, epoch, batch_size, opt, sched, scaler, loss_fn, precision)
+        loss = train_epoch(net, job, epoch, batch_size, opt, sched, scaler, loss_fn, precision)
         value = score(job.metric, job.y_val, _probabilities(net, job.val_ids, job.pad_id, job.device, precision))
         state["history"].append({"epoch": epoch + 1, "train_loss": loss, f"valid_{job.metric}": value,
                                  "seconds": round(time.monotonic() - t0, 3)})
@@ -333,7 +335,7 @@ def _run_finetune(job: _Job, params: dict[str, Any], *, checkpoint: Path | None,
             "resumed_from_epoch": resumed}
 
 
-def _probe_head(net: Any, job: _Job) -> None:
+def _probe_head(net: Any, job: FitJob) -> None:
     """Start the classification layer from a logistic regression on the encoder's embeddings as they
     are before fine-tuning ("linear probing, then fine-tuning": the encoder is not pushed around by
     a random head in the first steps). LoRA adapters start at zero, so this is the frozen encoder."""
@@ -345,7 +347,7 @@ def _probe_head(net: Any, job: _Job) -> None:
         net.head.bias.copy_(torch.from_numpy(b).float())
 
 
-def _optimizer(net: Any, lr: float, weight_decay: float) -> Any:
+def make_optimizer(net: Any, lr: float, weight_decay: float) -> Any:
     """AdamW, no decay on biases and norms; the fused kernel (one pass over each parameter group):
     full fine-tuning of MiniLM on 2 CPU threads ran 1.29x the samples/s of the default multi-tensor
     one (``benchmarks/text_train.py`` times both; LoRA, with few trainable weights, gains nothing)."""
@@ -359,14 +361,14 @@ def _optimizer(net: Any, lr: float, weight_decay: float) -> Any:
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, fused=True)
 
 
-def _scheduler(opt: Any, schedule: str, warmup: int, total: int) -> Any:
+def make_scheduler(opt: Any, schedule: str, warmup: int, total: int) -> Any:
     from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
     fn = get_cosine_schedule_with_warmup if schedule == "cosine" else get_linear_schedule_with_warmup
     return fn(opt, num_warmup_steps=warmup, num_training_steps=max(total, 1))
 
 
-def _train_epoch(net: Any, job: _Job, epoch: int, batch_size: int, opt: Any, sched: Any, scaler: Any,
+def train_epoch(net: Any, job: FitJob, epoch: int, batch_size: int, opt: Any, sched: Any, scaler: Any,
                  loss_fn: Any, precision: str) -> float:
     """One pass over the fit rows. The shuffle and dropout are seeded by (seed, epoch), so an epoch
     replayed after a resume is the epoch an uninterrupted run would have had."""
@@ -430,7 +432,7 @@ def _load_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any
     return int(state["epoch"])
 
 
-def run_params(job: _Job, params: dict[str, Any], *, checkpoint: Path | None = None,
+def run_params(job: FitJob, params: dict[str, Any], *, checkpoint: Path | None = None,
                deadline: float = math.inf, trial: optuna.Trial | None = None) -> dict[str, Any]:
     """Train one configuration: ``{"value", "payload", "epochs_run", "best_epoch", "history", ...}``."""
     if job.method == "head":
@@ -438,7 +440,7 @@ def run_params(job: _Job, params: dict[str, Any], *, checkpoint: Path | None = N
     return _run_finetune(job, params, checkpoint=checkpoint, deadline=deadline, trial=trial)
 
 
-def _final_network(job: _Job, params: dict[str, Any], payload: dict[str, Any]) -> Any:
+def _final_network(job: FitJob, params: dict[str, Any], payload: dict[str, Any]) -> Any:
     """The inference network of a trial: head refitted on fit + validation rows, or the fine-tuned
     weights loaded and LoRA merged; on the CPU in fp32, in eval mode."""
     torch = require_torch()
@@ -460,15 +462,17 @@ def _final_network(job: _Job, params: dict[str, Any], payload: dict[str, Any]) -
     return net
 
 
-def _build_model(job: _Job, params: dict[str, Any], result: dict[str, Any], *, text_column: str,
-                 target: str | None, description: dict[str, Any]) -> TextModel:
+def build_model(job: FitJob, params: dict[str, Any], result: dict[str, Any], *, model_class: type[TextModel],
+                text_column: str, target: str | None, description: dict[str, Any]) -> TextModel:
+    """The trained network of ``params`` as a ``model_class`` (:class:`TextModel`, passed in: this
+    module sits below the model object, which fits itself through it)."""
     net = _final_network(job, params, result["payload"])
     info = {"params": params, "validation_score": result["value"], "epochs_run": result["epochs_run"],
             "best_epoch": result["best_epoch"], "precision": result["precision"], "device": job.device,
             "history": result["history"], "fit_rows": len(job.fit_ids),
             "backbone_source": job.source, "backbone_fingerprint": backbone_fingerprint(job.source),
             "added_tokens": len(job.added), **description}
-    return TextModel.from_network(network=net, tokenizer=job.tokenizer, classes=job.classes,
+    return model_class.from_network(network=net, tokenizer=job.tokenizer, classes=job.classes,
                                   text_column=text_column, target=target,
                                   config=job.settings.model_dump(mode="json"), max_length=job.max_length,
                                   seed=job.seed,

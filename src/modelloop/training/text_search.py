@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -19,10 +19,13 @@ from optuna.trial import TrialState
 
 from ..errors import ConfigError, ModelloopError
 from ..evaluation.metrics import direction
-from ..models.text import require_torch
+from ..models.text_backbone import require_torch
 from ..models.text_config import TextModelConfig
-from .text_fit import _better, _Job, _params_key, run_params
+from .text_fit import _better, FitJob, _params_key, run_params
 from .tune import SearchResult, TrialRecord
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["HEAD_TRIALS", "default_params", "run_text_search", "suggest_params"]
 
@@ -60,7 +63,7 @@ def suggest_params(trial: optuna.Trial, settings: TextModelConfig) -> dict[str, 
     return params
 
 
-def _fingerprint(job: _Job) -> str:
+def _fingerprint(job: FitJob) -> str:
     h = hashlib.sha256(repr((job.method, job.metric, job.classes, len(job.added))).encode())
     for part in (job.y_fit, job.y_val):
         h.update(np.ascontiguousarray(part).tobytes() + b"|")
@@ -68,7 +71,7 @@ def _fingerprint(job: _Job) -> str:
     return h.hexdigest()
 
 
-def _open_study(job: _Job, storage: str, study_name: str) -> optuna.Study:
+def _open_study(job: FitJob, storage: str, study_name: str) -> optuna.Study:
     maximize = direction(job.metric) == "maximize"
     study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
                                 direction="maximize" if maximize else "minimize",
@@ -142,7 +145,7 @@ def _warm_params(warm_start: list[dict[str, Any]] | None, settings: TextModelCon
             if w.get("family", settings.method) == settings.method and names <= set(w)]
 
 
-def _run_trial(study: optuna.Study, job: _Job, work_dir: Path, deadline: float) -> tuple[TrialRecord, dict]:
+def _run_trial(study: optuna.Study, job: FitJob, work_dir: Path, deadline: float) -> tuple[TrialRecord, dict]:
     trial = study.ask()
     t0 = time.monotonic()
     params = suggest_params(trial, job.settings)
@@ -174,7 +177,7 @@ def _run_trial(study: optuna.Study, job: _Job, work_dir: Path, deadline: float) 
                                             "precision": info.get("precision")}
 
 
-def _keep_if_best(study: optuna.Study, job: _Job, work_dir: Path, number: int, value: float,
+def _keep_if_best(study: optuna.Study, job: FitJob, work_dir: Path, number: int, value: float,
                   payload: dict[str, Any]) -> None:
     """Keep the weights of the best trial so far on disk (only that one: full models are large)."""
     ranked = _ranked(study)
@@ -186,7 +189,7 @@ def _keep_if_best(study: optuna.Study, job: _Job, work_dir: Path, number: int, v
         _trial_file(work_dir, t.number).unlink(missing_ok=True)
 
 
-def run_text_search(job: _Job, *, storage: str, study_name: str, work_dir: Path, settings: _SearchSettings,
+def run_text_search(job: FitJob, *, storage: str, study_name: str, work_dir: Path, settings: _SearchSettings,
                     on_trial: Callable[[TrialRecord, dict], None] | None = None,
                     progress: Callable[[int, float], None] | None = None) -> tuple[dict, SearchResult]:
     """Trials of ``job`` in an Optuna study (resumed when it exists); returns the best trial's
@@ -203,7 +206,7 @@ def run_text_search(job: _Job, *, storage: str, study_name: str, work_dir: Path,
         optuna.logging.set_verbosity(level)
 
 
-def _search_loop(study: optuna.Study, job: _Job, work_dir: Path, settings: _SearchSettings,
+def _search_loop(study: optuna.Study, job: FitJob, work_dir: Path, settings: _SearchSettings,
                  on_trial: Callable | None, progress: Callable | None) -> None:
     defaults = default_params(job.settings)
     if not settings.search:
@@ -238,7 +241,7 @@ def _queued(study: optuna.Study, params: dict[str, Any]) -> bool:
                for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def _conclude(study: optuna.Study, job: _Job, work_dir: Path, resumed: int) -> tuple[dict, SearchResult]:
+def _conclude(study: optuna.Study, job: FitJob, work_dir: Path, resumed: int) -> tuple[dict, SearchResult]:
     records = sorted((_record_of(t, job.method) for t in _finished(study)), key=lambda r: r.number)
     ranked = _ranked(study)
     if not ranked:

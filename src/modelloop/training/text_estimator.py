@@ -1,0 +1,88 @@
+"""``TextModel.fit``: one trial with the configured values, no search and no tracking.
+
+It sits below the model object (which calls it) and above the fine-tuning loop, so that neither
+imports the other in a circle; the train stage (``training/text.py``) shares its data split.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..evaluation.metrics import check_metric
+from ..models.tabular import encode_labels
+from ..models.text_backbone import (
+    effective_max_length,
+    extend_vocabulary,
+    load_tokenizer,
+    resolve_backbone,
+    texts_of,
+    tokenize,
+)
+from .text_fit import FitJob, _device, build_model, run_params
+from .text_search import default_params
+
+if TYPE_CHECKING:
+    from ..models.text import TextModel
+
+__all__ = ["fit_text_model", "prepare_job", "validation_split"]
+
+
+def validation_split(y: pd.Series, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) positions: stratified when every class has two rows, else random."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    n_val = max(1, int(round(size * len(y))))
+    if len(y) < 4 or n_val >= len(y):
+        raise DataError(f"the train split has {len(y)} rows; text models need at least 4 to hold out "
+                        f"model.validation_size ({size}) for early stopping")
+    labels = y.astype(str).to_numpy()
+    counts = pd.Series(labels).value_counts()
+    strat = labels if counts.min() >= 2 and n_val >= len(counts) else None
+    fit, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strat)
+    return np.sort(fit), np.sort(val)
+
+
+# --------------------------------------------------------------------------- TextModel.fit
+def prepare_job(model: TextModel, texts: list[str], y: pd.Series) -> tuple[FitJob, dict[str, Any]]:
+    settings = model.settings()
+    check_metric(model.metric, "multiclass")
+    keep = np.array([bool(t.strip()) for t in texts])
+    if not keep.any():
+        raise DataError(f"every text in column '{model.text_column}' is empty")
+    texts = [t for t, k in zip(texts, keep, strict=True) if k]
+    y = y[keep].reset_index(drop=True)
+    target, classes = encode_labels(y, "multiclass")
+    fit, val = validation_split(y, settings.validation_size, model.seed)
+    source = resolve_backbone(settings.backbone, root=model.root or ".")
+    tokenizer = load_tokenizer(source)
+    max_length = effective_max_length(tokenizer, source, settings.max_length)
+    fit_texts = [texts[i] for i in fit]
+    added = extend_vocabulary(tokenizer, fit_texts) if settings.extend_vocab else []
+    ids, cut = tokenize(tokenizer, texts, max_length)
+    job = FitJob(settings, source, tokenizer, max_length, added, list(classes or []), [ids[i] for i in fit],
+               target[fit], [ids[i] for i in val], target[val], model.metric, model.class_weight, model.seed,
+               _device(settings.device))
+    stats = {"rows": len(keep), "skipped_empty": int((~keep).sum()), "truncated": int(cut.sum()),
+             "max_length": max_length, "added_tokens": len(added)}
+    return job, stats
+
+
+def fit_text_model(model: TextModel, X: Any, y: Any) -> TextModel:
+    """``TextModel.fit``: one trial with the configured values (no search, no tracking), in place."""
+    model.settings()  # bad settings fail before any data is read
+    texts = texts_of(X, model.text_column)
+    labels = pd.Series(np.asarray(y, dtype=object))
+    if len(labels) != len(texts):
+        raise DataError(f"X has {len(texts)} texts but y has {len(labels)} labels")
+    job, stats = prepare_job(model, texts, labels)
+    params = default_params(job.settings)
+    result = run_params(job, params)
+    built = build_model(job, params, result, model_class=type(model), text_column=model.text_column, target=None,
+                         description={"text_stats": stats})
+    model.__dict__.update({k: v for k, v in built.__dict__.items() if k not in model.get_params()})
+    return model

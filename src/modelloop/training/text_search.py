@@ -5,7 +5,6 @@ budget over all runs of a resumed search; each trial is one :func:`~.text_fit.ru
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import time
 from collections.abc import Callable
@@ -17,11 +16,12 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import ConfigError, ModelloopError
+from ..errors import ModelloopError
 from ..evaluation.metrics import direction
 from ..models.text_backbone import require_torch
 from ..models.text_config import TextModelConfig
 from .text_fit import _better, FitJob, _params_key, run_params
+from .search import STATE_NAMES, finished, open_study, ranked, search_loop
 from .tune import SearchResult, TrialRecord
 
 if TYPE_CHECKING:
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["HEAD_TRIALS", "default_params", "run_text_search", "suggest_params"]
 
-_SPENT_KEY = "modelloop_spent_s"
-_STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 HEAD_TRIALS = 30  # trial cap of a head search when train.trials is not set
 
 
@@ -71,35 +69,9 @@ def _fingerprint(job: FitJob) -> str:
     return h.hexdigest()
 
 
-def _open_study(job: FitJob, storage: str, study_name: str) -> optuna.Study:
-    maximize = direction(job.metric) == "maximize"
-    study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
-                                direction="maximize" if maximize else "minimize",
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
-    known, fingerprint = study.user_attrs.get("modelloop_fingerprint"), _fingerprint(job)
-    if known is None:
-        study.set_user_attr("modelloop_fingerprint", fingerprint)
-    elif known != fingerprint:
-        raise ConfigError(f"study '{study_name}' was started with other data or settings; resume with the "
-                          "same data and config, or change model/train settings to start a new study")
-    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # a killed run: fail the trial and queue its parameters again, so its checkpoint resumes
-        study.tell(stale.number, state=TrialState.FAIL, skip_if_finished=True)
-        if stale.params:
-            study.enqueue_trial(dict(stale.params))
-    study.sampler = optuna.samplers.TPESampler(seed=job.seed + len(study.trials), multivariate=True)
-    return study
-
-
-def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    done = (TrialState.COMPLETE, TrialState.PRUNED)
-    return [t for t in study.get_trials(deepcopy=False)
-            if t.state in done or (t.state == TrialState.FAIL and "duration_s" in t.user_attrs)]
-
-
 def _record_of(t: optuna.trial.FrozenTrial, method: str) -> TrialRecord:
     value = t.value if t.state == TrialState.COMPLETE else None
-    return TrialRecord(t.number, method, dict(t.params), value, _STATE_NAMES[t.state],
+    return TrialRecord(t.number, method, dict(t.params), value, STATE_NAMES[t.state],
                        float(t.user_attrs.get("duration_s", 0.0)), t.user_attrs.get("best_epoch"),
                        t.user_attrs.get("error"))
 
@@ -124,12 +96,6 @@ def _load_payload(path: Path, method: str) -> dict[str, Any] | None:
     return {k: v.numpy() for k, v in blob.items()} if method == "head" else blob
 
 
-def _ranked(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
-    return sorted(done, key=lambda t: (sign * float(t.value or 0.0), t.number))
-
-
 @dataclass
 class _SearchSettings:
     budget: float | None
@@ -145,8 +111,8 @@ def _warm_params(warm_start: list[dict[str, Any]] | None, settings: TextModelCon
             if w.get("family", settings.method) == settings.method and names <= set(w)]
 
 
-def _run_trial(study: optuna.Study, job: FitJob, work_dir: Path, deadline: float) -> tuple[TrialRecord, dict]:
-    trial = study.ask()
+def _run_trial(study: optuna.Study, trial: optuna.Trial, job: FitJob, work_dir: Path,
+               deadline: float) -> tuple[TrialRecord, dict]:
     t0 = time.monotonic()
     params = suggest_params(trial, job.settings)
     checkpoint = work_dir / f"ckpt-{_params_key(job, params)}.pt"
@@ -160,7 +126,7 @@ def _run_trial(study: optuna.Study, job: FitJob, work_dir: Path, deadline: float
             trial.set_user_attr(k, info[k])
         trial.set_user_attr("history", info["history"])
     except KeyboardInterrupt:
-        # leave the checkpoint; the next run fails this trial and queues its parameters again
+        # the checkpoint stays: the driver queues these parameters again, and the next run resumes it
         raise
     except optuna.TrialPruned:
         state = TrialState.PRUNED
@@ -180,12 +146,12 @@ def _run_trial(study: optuna.Study, job: FitJob, work_dir: Path, deadline: float
 def _keep_if_best(study: optuna.Study, job: FitJob, work_dir: Path, number: int, value: float,
                   payload: dict[str, Any]) -> None:
     """Keep the weights of the best trial so far on disk (only that one: full models are large)."""
-    ranked = _ranked(study)
-    best = ranked[0] if ranked else None
+    ranked_trials = ranked(study)
+    best = ranked_trials[0] if ranked_trials else None
     if best is not None and not _better(value, best.value, job.metric):
         return
     _save_payload(_trial_file(work_dir, number), payload)
-    for t in ranked:
+    for t in ranked_trials:
         _trial_file(work_dir, t.number).unlink(missing_ok=True)
 
 
@@ -198,8 +164,10 @@ def run_text_search(job: FitJob, *, storage: str, study_name: str, work_dir: Pat
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = _open_study(job, storage, study_name)
-        resumed = len(_finished(study))
+        study = open_study(storage, study_name, metric=job.metric, fingerprint=_fingerprint(job), seed=job.seed,
+                           startup_trials=3, differs="resume with the same data and config, or change "
+                                                     "model/train settings to start a new study")
+        resumed = len(finished(study))
         _search_loop(study, job, work_dir, settings, on_trial, progress)
         return _conclude(study, job, work_dir, resumed)
     finally:
@@ -209,31 +177,20 @@ def run_text_search(job: FitJob, *, storage: str, study_name: str, work_dir: Pat
 def _search_loop(study: optuna.Study, job: FitJob, work_dir: Path, settings: _SearchSettings,
                  on_trial: Callable | None, progress: Callable | None) -> None:
     defaults = default_params(job.settings)
-    if not settings.search:
-        if any(t.params == defaults for t in _ranked(study)):
+    if not settings.search:  # the configured values, once
+        if any(t.params == defaults for t in ranked(study)):
             return
-        if not _queued(study, defaults):  # (a killed run's trial is queued again by _open_study)
+        if not _queued(study, defaults):  # (a killed run's trial is queued again by open_study)
             study.enqueue_trial(defaults)
         budget: float | None = None
-        n_trials: int | None = 1
-        n_done = 0
+        n_trials: int | None = len(finished(study)) + 1
     else:
         for params in [defaults, *settings.warm_start]:
             study.enqueue_trial(params, skip_if_exists=True)
-        budget, n_trials, n_done = settings.budget, settings.n_trials, len(_finished(study))
-    spent_before = float(study.user_attrs.get(_SPENT_KEY, 0.0))
-    start = time.monotonic()
-    deadline = start + budget - spent_before if budget is not None else math.inf
-    while (n_trials is None or n_done < n_trials) and time.monotonic() < deadline:
-        may_stop = bool(_ranked(study))
-        record, extra = _run_trial(study, job, work_dir, deadline if may_stop else math.inf)
-        n_done += 1
-        spent = spent_before + time.monotonic() - start
-        study.set_user_attr(_SPENT_KEY, spent)
-        if on_trial is not None:
-            on_trial(record, extra)
-        if progress is not None:
-            progress(n_done, spent)
+        budget, n_trials = settings.budget, settings.n_trials
+    search_loop(study, lambda trial, deadline: _run_trial(study, trial, job, work_dir, deadline),
+                budget=budget, n_trials=n_trials, progress=progress,
+                on_trial=(lambda result: on_trial(*result)) if on_trial is not None else None)
 
 
 def _queued(study: optuna.Study, params: dict[str, Any]) -> bool:
@@ -242,13 +199,13 @@ def _queued(study: optuna.Study, params: dict[str, Any]) -> bool:
 
 
 def _conclude(study: optuna.Study, job: FitJob, work_dir: Path, resumed: int) -> tuple[dict, SearchResult]:
-    records = sorted((_record_of(t, job.method) for t in _finished(study)), key=lambda r: r.number)
-    ranked = _ranked(study)
-    if not ranked:
+    records = sorted((_record_of(t, job.method) for t in finished(study)), key=lambda r: r.number)
+    ranked_trials = ranked(study)
+    if not ranked_trials:
         first = next((r.error for r in records if r.error), "no trial finished within the budget")
         raise ModelloopError(f"no text-model trial completed; first error: {first}. Fix the data or raise "
                              "train.budget / train.trials and run again")
-    best = ranked[0]
+    best = ranked_trials[0]
     params = suggest_params(optuna.trial.FixedTrial(best.params), job.settings)  # type: ignore[arg-type]
     payload = _load_payload(_trial_file(work_dir, best.number), job.method)
     if job.method == "head" or payload is None:  # head refits in milliseconds; lost weights: train again

@@ -56,14 +56,13 @@ from ..models.tabular import (
     prepared_columns,
 )
 from .ensemble import blend, blend_estimator, caruana_weights
+from .search import STATE_NAMES, finished, open_study, search_loop
 from .threshold import tune_threshold
 
 __all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search", "suggest_params"]
 
 MAX_ROUNDS = 1000          # boosting rounds cap; early stopping picks the real number per fold
 EARLY_STOPPING_ROUNDS = 50
-_SPENT_KEY = "modelloop_spent_s"
-_STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 _PREFIX = {"lightgbm": "lgb_", "xgboost": "xgb_", "linear": "linear_"}
 # Each family's library defaults, in search-space names (first trials of every search).
 # LightGBM's reg_lambda default is 0; 1e-8 is the bottom of its log range and equivalent.
@@ -174,10 +173,14 @@ def run_search(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     with _quiet():
-        study = _open_study(storage, study_name, settings, data)
-        resumed = len(_finished(study))
+        study = open_study(storage, study_name, metric=settings.metric, fingerprint=_fingerprint(settings, data),
+                           seed=settings.seed, startup_trials=5, group=True,
+                           differs="target, folds, task, metric or families differ; resume with the same "
+                                   "arguments, or pass a new study_name")
+        resumed = len(finished(study))
         _enqueue_first_trials(study, settings, warm_start)
-        _search_loop(study, data, settings, work_dir, on_trial, progress)
+        search_loop(study, lambda trial, deadline: _run_trial(study, trial, data, settings, work_dir, deadline),
+                    budget=settings.budget, n_trials=settings.n_trials, on_trial=on_trial, progress=progress)
         return _conclude(study, data, settings, work_dir, resumed)
 
 
@@ -238,25 +241,6 @@ def _quiet() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- the study
-def _open_study(storage: str, study_name: str, settings: SearchSettings, data: _Data) -> optuna.Study:
-    """Create or load the study, check it belongs to this data, fail stale trials, seed the sampler."""
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-    study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True,
-                                direction=_study_direction(settings.metric), pruner=pruner)
-    _check_fingerprint(study, study_name, _fingerprint(settings, data))
-    _fail_stale_trials(study)
-    # Offset the seed by the trials already there, so a resumed search does not replay the
-    # random start-up suggestions of the first run.
-    study.sampler = optuna.samplers.TPESampler(
-        seed=settings.seed + len(study.trials), multivariate=True, group=True)
-    return study
-
-
-def _study_direction(metric: str) -> optuna.study.StudyDirection:
-    maximize = direction(metric) == "maximize"
-    return optuna.study.StudyDirection.MAXIMIZE if maximize else optuna.study.StudyDirection.MINIMIZE
-
-
 def _fingerprint(settings: SearchSettings, data: _Data) -> str:
     h = hashlib.sha256()
     h.update(repr((settings.task, settings.metric, sorted(settings.families), data.classes)).encode())
@@ -264,28 +248,6 @@ def _fingerprint(settings: SearchSettings, data: _Data) -> str:
     for tr, va in data.folds:
         h.update(tr.tobytes() + b"|" + va.tobytes())
     return h.hexdigest()
-
-
-def _check_fingerprint(study: optuna.Study, study_name: str, fingerprint: str) -> None:
-    known = study.user_attrs.get("modelloop_fingerprint")
-    if known is None:
-        study.set_user_attr("modelloop_fingerprint", fingerprint)
-    elif known != fingerprint:
-        raise ConfigError(
-            f"study '{study_name}' was started with other data or settings (target, folds, task, "
-            "metric or families differ); resume with the same arguments, or pass a new study_name")
-
-
-def _fail_stale_trials(study: optuna.Study) -> None:
-    """Trials left RUNNING by a killed process: fail them, and re-enqueue the enqueued ones."""
-    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        _abandon(study, stale.number, stale.system_attrs.get("fixed_params"))
-
-
-def _abandon(study: optuna.Study, number: int, fixed_params: dict[str, Any] | None) -> None:
-    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-    if fixed_params:
-        study.enqueue_trial(dict(fixed_params))
 
 
 def _enqueue_first_trials(study: optuna.Study, settings: SearchSettings, warm_start: list[dict] | None) -> None:
@@ -346,55 +308,14 @@ def suggest_params(trial: optuna.Trial, families: list[str], task: str) -> tuple
 
 
 # --------------------------------------------------------------------------- the search loop
-def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that count: complete, pruned, or failed by an error (not abandoned)."""
-    done = (TrialState.COMPLETE, TrialState.PRUNED)
-    return [t for t in study.get_trials(deepcopy=False)
-            if t.state in done or (t.state == TrialState.FAIL and "duration_s" in t.user_attrs)]
-
-
-def _search_loop(study: optuna.Study, data: _Data, settings: SearchSettings, work_dir: Path,
-                 on_trial: Callable | None, progress: Callable | None) -> None:
-    spent_before = _spent(study)
-    start = time.monotonic()
-    deadline = start + settings.budget - spent_before if settings.budget is not None else np.inf
-    n_done = len(_finished(study))
-    while (settings.n_trials is None or n_done < settings.n_trials) and time.monotonic() < deadline:
-        trial = study.ask()
-        try:
-            record = _run_trial(study, trial, data, settings, work_dir, deadline)
-        except KeyboardInterrupt:
-            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-            _abandon(study, trial.number, frozen.system_attrs.get("fixed_params"))
-            raise
-        n_done += 1
-        spent = spent_before + time.monotonic() - start
-        study.set_user_attr(_SPENT_KEY, spent)
-        if on_trial is not None:
-            on_trial(record)
-        if progress is not None:
-            progress(n_done, spent)
-
-
-def _spent(study: optuna.Study) -> float:
-    """Seconds of search in earlier runs: wall time recorded after each trial, or (for studies from
-    elsewhere) the finished trials' durations. Time inside a killed process's last trial is lost."""
-    recorded = study.user_attrs.get(_SPENT_KEY)
-    if recorded is not None:
-        return float(recorded)
-    return float(sum(t.user_attrs.get("duration_s", 0.0) for t in _finished(study)))
-
-
 def _run_trial(study: optuna.Study, trial: optuna.Trial, data: _Data, settings: SearchSettings, work_dir: Path,
                deadline: float) -> TrialRecord:
     """Evaluate one trial, save its OOF predictions, tell the study; errors become failed trials."""
     t0 = time.monotonic()
     family, params = suggest_params(trial, settings.families, settings.task)
-    may_stop = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
     state, value, error, best_iter = TrialState.COMPLETE, None, None, None
     try:
-        oof, best_iter = _cross_validate(family, params, data, settings, trial,
-                                         deadline if may_stop else np.inf)
+        oof, best_iter = _cross_validate(family, params, data, settings, trial, deadline)
         value, threshold = _score_oof(oof, data, settings)
         if not np.isfinite(value):
             raise DataError(f"the metric '{settings.metric}' is not defined on these folds (NaN)")
@@ -491,13 +412,13 @@ def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
     if value is None and t.intermediate_values:
         value = float(t.intermediate_values[max(t.intermediate_values)])
     return TrialRecord(t.number, t.params.get("family", "unknown"), _native(t.params), value,
-                       _STATE_NAMES[t.state], float(t.user_attrs.get("duration_s", 0.0)),
+                       STATE_NAMES[t.state], float(t.user_attrs.get("duration_s", 0.0)),
                        t.user_attrs.get("best_iteration"), t.user_attrs.get("error"))
 
 
 def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_dir: Path,
               resumed: int) -> SearchResult:
-    records = sorted((_record(t) for t in _finished(study)), key=lambda r: r.number)
+    records = sorted((_record(t) for t in finished(study)), key=lambda r: r.number)
     ranked = _ranked_complete(records, settings)
     if not ranked:
         first = next((r.error for r in records if r.error), "no trial finished within the budget")

@@ -1,0 +1,113 @@
+"""The Optuna search driver every family shares: the study, its stale trials, the budget and the loop.
+
+A family brings what differs (its search space, how one trial is fitted and scored, its fingerprint
+of the data); everything about running trials is written once here:
+
+* :func:`open_study` creates or resumes the study, refuses one started on other data or settings
+  (``modelloop_fingerprint``), fails the trials a killed process left RUNNING and queues their
+  parameters again, and seeds the sampler past the trials already there (so a resumed search does
+  not replay the first run's random start-up suggestions).
+* :func:`search_loop` runs trials until ``n_trials`` finished trials or the time ``budget``, which
+  spans every run of the study (``modelloop_spent_s``). The first trial of a study may run past the
+  budget (a search must end with one model); an interrupted trial is failed and queued again.
+* :func:`finished`, :func:`ranked`, :func:`spent`: what counts, in the study's order of merit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import optuna
+from optuna.trial import TrialState
+
+from ..errors import ConfigError
+from ..evaluation.metrics import direction
+
+__all__ = ["FINGERPRINT_KEY", "SPENT_KEY", "STATE_NAMES", "abandon", "finished", "open_study", "ranked",
+           "search_loop", "spent"]
+
+SPENT_KEY = "modelloop_spent_s"
+FINGERPRINT_KEY = "modelloop_fingerprint"
+STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+R = TypeVar("R")
+
+
+def open_study(storage: str, study_name: str, *, metric: str, fingerprint: str, seed: int,
+               startup_trials: int, differs: str, group: bool = False) -> optuna.Study:
+    """Create or resume ``study_name``; ``differs`` says, in the user's terms, what a fingerprint
+    mismatch means and how to start a new study."""
+    goal = optuna.study.StudyDirection.MAXIMIZE if direction(metric) == "maximize" \
+        else optuna.study.StudyDirection.MINIMIZE
+    study = optuna.create_study(storage=storage, study_name=study_name, load_if_exists=True, direction=goal,
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=startup_trials,
+                                                                   n_warmup_steps=1))
+    known = study.user_attrs.get(FINGERPRINT_KEY)
+    if known is None:
+        study.set_user_attr(FINGERPRINT_KEY, fingerprint)
+    elif known != fingerprint:
+        raise ConfigError(f"study '{study_name}' was started with other data or settings ({differs})")
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        abandon(study, stale)
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), multivariate=True, group=group)
+    return study
+
+
+def abandon(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """A trial that did not end (interrupted, or its process killed): failed, and its parameters
+    queued again so the next run tries them first (a fine-tuning trial resumes from its checkpoint)."""
+    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    params = trial.system_attrs.get("fixed_params") or trial.params
+    if params:
+        study.enqueue_trial(dict(params))
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count: complete, pruned, or failed by an error (not abandoned)."""
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state in done or (t.state == TrialState.FAIL and "duration_s" in t.user_attrs)]
+
+
+def ranked(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials, best first (ties: the earlier trial)."""
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
+    return sorted(done, key=lambda t: (sign * float(t.value or 0.0), t.number))
+
+
+def spent(study: optuna.Study) -> float:
+    """Seconds of search in earlier runs: wall time recorded after each trial, or (for studies from
+    elsewhere) the finished trials' durations. Time inside a killed process's last trial is lost."""
+    recorded = study.user_attrs.get(SPENT_KEY)
+    if recorded is not None:
+        return float(recorded)
+    return float(sum(t.user_attrs.get("duration_s", 0.0) for t in finished(study)))
+
+
+def search_loop(study: optuna.Study, run_trial: Callable[[optuna.Trial, float], R], *, budget: float | None,
+                n_trials: int | None, on_trial: Callable[[R], Any] | None = None,
+                progress: Callable[[int, float], None] | None = None) -> None:
+    """Ask, run, record: ``run_trial(trial, deadline)`` fits and scores one trial and tells the study
+    (a deadline of ``inf`` while no trial has completed: the first one always finishes)."""
+    spent_before = spent(study)
+    start = time.monotonic()
+    deadline = start + budget - spent_before if budget is not None else math.inf
+    n_done = len(finished(study))
+    while (n_trials is None or n_done < n_trials) and time.monotonic() < deadline:
+        may_stop = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+        trial = study.ask()
+        try:
+            result = run_trial(trial, deadline if may_stop else math.inf)
+        except KeyboardInterrupt:
+            abandon(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
+            raise
+        n_done += 1
+        seconds = spent_before + time.monotonic() - start
+        study.set_user_attr(SPENT_KEY, seconds)
+        if on_trial is not None:
+            on_trial(result)
+        if progress is not None:
+            progress(n_done, seconds)

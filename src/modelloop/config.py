@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError, StateError, cap_list
@@ -134,9 +135,10 @@ class Config(_Section):
     name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     # Left out, the task is inferred from the target column at ingest (``modelloop.data.task``), filled in
     # by ``settle_task``; until then it is None. A task written here always wins.
-    task: Literal["classification", "regression", "text_classification"] | None = Field(
-        None, description="default: inferred from the target (few values, text, booleans: classification; "
-                          "fractional or many distinct numbers: regression)")
+    task: str | None = Field(
+        None, description="one of the registered families' tasks (modelloop.families.TASKS); default: inferred "
+                          "from the target (few values, text, booleans: classification; fractional or many "
+                          "distinct numbers: regression)")
     seed: int = 0
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -154,6 +156,15 @@ class Config(_Section):
     root: Path = Field(default=Path("."), exclude=True)
     # How ``task`` was inferred ({"task", "reason"}); None while it is the config's own (or unknown).
     _task_inferred: dict[str, str] | None = PrivateAttr(None)
+
+    @field_validator("task")
+    @classmethod
+    def _a_registered_task(cls, value: str | None) -> str | None:
+        from .families import TASKS  # the registry's declarations: no family is imported
+
+        if value is not None and value not in TASKS:
+            raise PydanticCustomError("task_unknown", "must be one of {allowed}", {"allowed": ", ".join(TASKS)})
+        return value
 
     @property
     def metric(self) -> str:
@@ -256,11 +267,11 @@ def model_section_fits_task(cfg: Config) -> list[str]:
 
 @_check
 def latency_limit_fits_task(cfg: Config) -> list[str]:
-    # the limit picks among the search's tabular trials; a text model has no such choice
-    if cfg.task == "text_classification" and cfg.train.max_latency_ms is not None:
-        return ["train.max_latency_ms: applies to tabular models; for a text model choose a smaller backbone "
-                "or let `modelloop optimize` quantize or distil it"]
-    return []
+    # the limit picks among a search's trials by their served latency; a family without that choice says why
+    from .families import family_for_task
+
+    why_not = family_for_task(cfg.task).latency_limit_advice if cfg.train.max_latency_ms is not None else None
+    return [f"train.max_latency_ms: applies to tabular models; {why_not}"] if why_not else []
 
 
 @_check

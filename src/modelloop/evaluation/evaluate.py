@@ -12,14 +12,7 @@ import pandas as pd
 from ..errors import DataError, cap_list
 from ..workspace import Workspace
 
-__all__ = ["evaluate", "evaluate_model", "label_indices", "resolve_task", "write_evaluation_report"]
-
-
-def resolve_task(task: str, y: pd.Series) -> str:
-    """``classification`` becomes ``binary`` or ``multiclass`` from the number of classes."""
-    if task == "regression":
-        return "regression"
-    return "binary" if y.dropna().nunique() == 2 else "multiclass"
+__all__ = ["evaluate", "evaluate_model", "label_indices", "write_evaluation_report"]
 
 
 def label_indices(model: Any, y: pd.Series, target: str) -> np.ndarray:

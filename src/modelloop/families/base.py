@@ -42,6 +42,7 @@ class Family(Protocol):
     heads: tuple[str, ...]         # the output heads it can predict through
     resources: Resources
     variants: tuple[str, ...]      # what ``modelloop optimize`` can build for it
+    latency_limit_advice: str | None  # None: ``train.max_latency_ms`` applies; else why not, what instead
 
     def settings_schema(self) -> type[BaseModel] | None:
         """The pydantic model of the ``model:`` section for this family (None: it has none)."""

@@ -18,7 +18,8 @@ import pandas as pd
 from ..config import config_hash
 from ..data.ingest import ensure_split, load_dataset
 from ..data.split import make_folds
-from ..evaluation.evaluate import evaluate_model, resolve_task
+from ..evaluation.evaluate import evaluate_model
+from ..families.heads import head_kind
 from ..registry import PRODUCTION, tracker_for
 from ..workspace import Workspace
 from .tune import SearchSettings, run_search
@@ -62,7 +63,7 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
     train_df = df[side == "train"].reset_index(drop=True)
     test_df = df[side == "test"].reset_index(drop=True)
     target = cfg.data.target
-    task = resolve_task(cfg.task, df[target])
+    task = head_kind(cfg.task, df[target])
     folds = make_folds(train_df, strategy=cfg.split.strategy, n_folds=cfg.train.cv_folds,
                        seed=cfg.seed, target=target, time=cfg.data.time, group=cfg.data.group)
     settings = SearchSettings(

@@ -21,6 +21,7 @@ class TabularFamily:
     tasks = ("classification", "regression")
     heads = ("classification", "regression")
     resources = Resources(cpus=0, gpus=0, memory_gb=2.0)
+    latency_limit_advice: str | None = None  # train.max_latency_ms picks among its trials
     variants = ("onnx", "pruned", "distilled")
 
     def settings_schema(self) -> None:

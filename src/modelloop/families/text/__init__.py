@@ -23,6 +23,8 @@ class TextFamily:
     tasks = ("text_classification",)
     heads = ("classification",)
     resources = Resources(cpus=0, gpus=1, memory_gb=4.0)
+    latency_limit_advice: str | None = ("for a text model choose a smaller backbone or let `modelloop optimize` "
+                            "quantize or distil it")
     variants = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
 
     def settings_schema(self) -> type:

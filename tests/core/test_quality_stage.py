@@ -47,6 +47,26 @@ def test_profile_json_contract_and_report(tmp_path):
     assert stored["scores"]["overall"] == r["scores"]["overall"]
 
 
+def test_a_time_split_compares_the_timestamp_by_its_parts(tmp_path):
+    """Under a time split every test row is later than every train row, so the raw timestamp always
+    looked shifted; the profile now compares the parts a model reads, as monitoring does."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    seconds = np.sort(rng.integers(0, 300 * 86400, n))
+    t = pd.Timestamp("2024-01-01") + pd.to_timedelta(seconds, unit="s")
+    x = rng.normal(size=n)
+    pd.DataFrame({"t": t, "x": x, "y": (x + rng.normal(0, .5, n) > 0).astype(int)}).to_csv(
+        tmp_path / "d.csv", index=False)
+    cfg = {"name": "q", "data": {"source": "d.csv", "target": "y", "time": "t"}}
+    p = Project(parse_config(cfg, root=tmp_path))
+    p.ingest()
+    r = p.profile()
+    assert p.workspace.config.split.strategy == "time"
+    assert sorted(r["shift"]) == ["t:day", "t:dayofweek", "t:hour", "x"]  # ~240 train days: no month
+    assert not any(v["drifted"] for v in r["shift"].values()), r["shift"]
+    assert not [f for f in r["findings"] if f["kind"] == "split_shift"]
+
+
 def test_run_stops_before_training_when_the_gate_fails(tmp_path):
     p = _project(tmp_path, quality={"gate": {"max_missing_share": 0.05}})
     with pytest.raises(DataError, match="failed the quality gate"):

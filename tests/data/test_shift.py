@@ -111,3 +111,50 @@ def test_text_columns_drift_by_length_and_language_mix():
     assert shifted["msg:cjk_share"]["drifted"] and shifted["msg:words"]["drifted"]
     longer = compare_distributions(ref, _messages(2000, 3, words=(10, 20)), {"msg": "text"})
     assert longer["msg:chars"]["drifted"] and not longer["msg:cjk_share"]["drifted"]
+
+
+def test_time_parts_are_the_parts_training_derives() -> None:
+    """``time_parts`` (Polars, for the profile and monitoring) gives the values ``prepare_features`` (pandas,
+    for training) gives, for a naive datetime, an aware one, a date and text in the column's format."""
+    from modelloop.data.schema import Schema
+    from modelloop.data.shift import time_parts
+    from modelloop.models.tabular import DATETIME_PARTS, prepare_features
+
+    rng = np.random.default_rng(3)
+    stamps = dt.datetime(2023, 1, 1) + pd.to_timedelta(rng.integers(0, 400 * 86400, 300), unit="s")
+    stamps = pd.Series(stamps).where(rng.random(300) > 0.05)  # some missing
+    frame = pd.DataFrame({"naive": stamps, "aware": stamps.dt.tz_localize("Europe/Paris"),
+                          "day": stamps.dt.normalize(),
+                          "text": stamps.dt.strftime("%d/%m/%Y %H:%M").where(stamps.notna(), None)})
+    schema = Schema(columns=dict.fromkeys(frame.columns, "datetime"), datetime_formats={"text": "%d/%m/%Y %H:%M"})
+    polars_frame = pl.from_pandas(frame).with_columns(pl.col("day").cast(pl.Date))
+    expected = prepare_features(frame, schema)
+    for given in (frame, polars_frame):
+        ref, cur, described = time_parts(given, given.head(7), schema)
+        assert isinstance(ref, pl.DataFrame) and ref.columns == cur.columns
+        assert [c.split(":")[1] for c in ref.columns if c.startswith("naive:")] == [
+            p for p in DATETIME_PARTS if p not in ("year", "epoch")]  # training's parts, in its order
+        for column in ref.columns:
+            name, part = column.split(":")
+            np.testing.assert_array_equal(ref.get_column(column).to_numpy(), expected[f"{name}__{part}"].to_numpy())
+        assert described["naive"]["training_from"] == stamps.min().isoformat()
+        in_utc = frame["aware"].dt.tz_convert("UTC").dt.tz_localize(None)  # as training reads it
+        assert described["aware"]["training_to"] == in_utc.max().isoformat() != stamps.max().isoformat()
+
+
+def test_a_time_split_does_not_shift_a_timestamp_by_its_raw_value() -> None:
+    """Train rows before test rows: by raw time every row of the test side is later (shifted); by the parts
+    a model reads (hour, weekday, day of month), taken once the train side spans their cycle, it is not."""
+    from modelloop.data.schema import Schema
+    from modelloop.data.shift import time_parts
+
+    rng = np.random.default_rng(4)
+    seconds = np.sort(rng.integers(0, 300 * 86400, 5000)).astype("timedelta64[s]")
+    when = pl.Series("t", (np.datetime64("2024-01-01T00:00:00", "s") + seconds).astype("datetime64[ms]"))
+    train, test = when[:4000].to_frame(), when[4000:].to_frame()
+    assert compare_distributions(train, test, {"t": "datetime"})["t"]["drifted"]
+    ref, cur, described = time_parts(train, test, Schema(columns={"t": "datetime"}))
+    parts = compare_distributions(ref, cur, dict.fromkeys(ref.columns, "numeric"))
+    assert sorted(parts) == ["t:day", "t:dayofweek", "t:hour"]  # ~240 train days: no month
+    assert not any(v["drifted"] for v in parts.values()), parts
+    assert described["t"]["compared"] == ref.columns

@@ -8,6 +8,7 @@ what changed, and the replayable plan that prediction-time code applies to incom
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,9 @@ def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any) -> dict | None:
-    """Per-feature distance between the train and the frozen test split (the same code monitoring uses)."""
-    from .shift import compare_distributions, compared_columns
+    """Per-feature distance between the train and the frozen test split (the same code monitoring uses:
+    a datetime feature by the parts a model reads from it, ``shift.time_parts``, as in monitoring)."""
+    from .shift import compare_distributions, compared_columns, time_parts
 
     is_train, is_test = (side == s for s in ("train", "test"))
     if not is_test.any() or not is_train.any():
@@ -81,8 +83,14 @@ def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any) -> dict 
     out: dict[str, Any] = {}
     for column, kind in compared_columns(schema).items():  # a column at a time: each is compared alone
         values = frame.select(column).collect()
-        out.update(compare_distributions(values.filter(is_train), values.filter(is_test), {column: kind},
-                                         psi_threshold=cfg.monitor.psi_threshold, p_threshold=cfg.monitor.p_value))
+        train, test = values.filter(is_train), values.filter(is_test)
+        del values
+        compared = {column: kind}
+        if kind == "datetime":
+            train, test, _ = time_parts(train, test, dataclasses.replace(schema, columns={column: kind}))
+            compared = dict.fromkeys(train.columns, "numeric")
+        out.update(compare_distributions(train, test, compared, psi_threshold=cfg.monitor.psi_threshold,
+                                         p_threshold=cfg.monitor.p_value))
     return out
 
 

@@ -4,9 +4,10 @@ Drift is measured by ``data.shift.compare_distributions`` (the same code that co
 test splits in the quality report): per feature between the production model's training rows and
 the most recent prediction inputs, on the predicted labels, and on the labels that came back.
 
-A datetime column is compared through the parts training derives from it (``prepare_features``):
-``{col}:hour``, ``{col}:dayofweek``, ``{col}:day`` and ``{col}:month``, each only when the training
-rows span its whole cycle (a model trained on one quarter is not compared by month). Its raw value, and the year, only move forward, so they would drift on
+A datetime column is compared through the parts training derives from it (``data.shift.time_parts``,
+shared with the profile's train/test shift): ``{col}:hour``, ``{col}:dayofweek``, ``{col}:day`` and
+``{col}:month``, each only when the training rows span its whole cycle (a model trained on one quarter
+is not compared by month). Its raw value, and the year, only move forward, so they would drift on
 every run; where the window lies in time is described under ``window.time_columns`` instead.
 
 An alert names the test that found the drift (``test``: psi, ks or chi2) with its ``statistic`` and
@@ -15,7 +16,6 @@ An alert names the test that found the drift (``test``: psi, ks or chi2) with it
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..data.cleaning import CleaningPlan
 from ..data.schema import Schema
+from ..data.shift import compare_distributions, time_parts
 from ..data.stages import cleaning_plan
 from ..families.heads import head_for
 from ..evaluation.metrics import IN_TARGET_UNITS, classification_metrics, improvement, regression_metrics
@@ -92,7 +93,6 @@ def _figures(rows: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, floa
 
 def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str, Any]]) -> dict[str, Any]:
     """Feature, prediction and label drift between training rows and recent traffic."""
-    from ..data.shift import compare_distributions
     from ..families import family_of
 
     cfg = ws.config.monitor
@@ -112,59 +112,18 @@ def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str
             current[c] = current[c].astype("string")
         elif kinds[c] == "numeric":
             current[c] = pd.to_numeric(current[c], errors="coerce")
-    plain = [c for c, k in kinds.items() if k != "datetime"]
+    plain = {c: k for c, k in kinds.items() if k != "datetime"}
     ref_parts, cur_parts, time_columns = time_parts(reference, current, schema)
-    compared = {**{c: kinds[c] for c in plain}, **{c: "numeric" for c in ref_parts.columns}}
     args: dict[str, Any] = {"psi_threshold": cfg.psi_threshold, "p_threshold": cfg.p_value}
-    features = compare_distributions(pd.concat([reference[plain], ref_parts], axis=1),
-                                     pd.concat([current[plain], cur_parts], axis=1), compared, **args)
+    features = {**compare_distributions(reference[list(plain)], current[list(plain)], plain, **args),
+                **compare_distributions(ref_parts, cur_parts, dict.fromkeys(ref_parts.columns, "numeric"), **args)}
     features = {c: {**v, "score": v["psi"], "threshold": cfg.psi_threshold} for c, v in features.items()}
     return {"features": features, "prediction": _prediction_drift(ws, model_row, reference, recent, args),
             "label": _label_drift(ws, model_row, reference, recent, args), "time_columns": time_columns}
 
 
-# A part is compared only when the training rows span enough time to hold each of its values (days:
-# 00:00 to 23:00, Monday to Sunday, the 1st to the 31st, January to December): a model trained on one
-# quarter has seen three months, so every later month would be "drift". The parts training derives
-# that have no cycle (year, epoch) only move forward and are never compared.
-_FULL_CYCLE_DAYS = {"hour": 23 / 24, "dayofweek": 6.0, "day": 30.0, "month": 334.0}
-
-
-def time_parts(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema
-               ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """The parts of each datetime feature that drift can fairly compare, as the model sees them.
-
-    Returns the reference and current parts (columns ``{col}:{part}``, from ``prepare_features``,
-    the function training uses) and, per datetime column, where both sides lie in time: ``from``
-    and ``to`` of the recent window, ``training_from`` and ``training_to``, the parts ``compared``.
-    """
-    from ..models.tabular import DATETIME_PARTS, prepare_features
-
-    times = [c for c in schema.features() if schema.columns[c] == "datetime"]
-    if not times:
-        return pd.DataFrame(index=reference.index), pd.DataFrame(index=current.index), {}
-    only = dataclasses.replace(schema, columns={c: "datetime" for c in times})
-    ref, cur = prepare_features(reference, only), prepare_features(current, only)
-    keep: dict[str, str] = {}
-    described: dict[str, Any] = {}
-    for c in times:
-        r_epoch, c_epoch = ref[f"{c}__epoch"].dropna(), cur[f"{c}__epoch"].dropna()
-        span_days = (r_epoch.max() - r_epoch.min()) / 86400 if len(r_epoch) else 0.0
-        parts = [p for p in DATETIME_PARTS if p in _FULL_CYCLE_DAYS and span_days >= _FULL_CYCLE_DAYS[p]]
-        keep.update({f"{c}__{p}": f"{c}:{p}" for p in parts})
-        described[c] = {"from": _when(c_epoch.min()), "to": _when(c_epoch.max()),
-                        "training_from": _when(r_epoch.min()), "training_to": _when(r_epoch.max()),
-                        "compared": [f"{c}:{p}" for p in parts]}
-    return ref[list(keep)].rename(columns=keep), cur[list(keep)].rename(columns=keep), described
-
-
-def _when(epoch_seconds: float) -> str | None:
-    return None if pd.isna(epoch_seconds) else pd.Timestamp(epoch_seconds, unit="s").isoformat()
-
-
 def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, recent: list[dict],
                       args: dict) -> dict[str, Any] | None:
-    from ..data.shift import compare_distributions
     from ..registry import load_model
 
     preds = [(r["output"] or {}).get("label") for r in recent]
@@ -182,8 +141,6 @@ def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, r
 
 def _label_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, recent: list[dict],
                  args: dict) -> dict | None:
-    from ..data.shift import compare_distributions
-
     labels = [r["label"] for r in recent if r.get("label") is not None]
     target = ws.config.data.target
     if len(labels) < ws.config.monitor.min_rows or target not in reference.columns:

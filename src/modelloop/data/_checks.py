@@ -329,10 +329,9 @@ def _oof_score(codes: np.ndarray, y: np.ndarray, n_classes: int, fold: np.ndarra
             counts = np.bincount(codes[tr] * n_classes + y[tr], minlength=ncodes * n_classes)
             counts = counts.reshape(ncodes, n_classes).astype(float)
             pred[te] = ((counts + prior) / (counts.sum(1) + 1.0)[:, None])[codes[te]]
-        aucs = [_auc((y == j).astype(int), pred[:, j]) for j in range(n_classes)]
-        if n_classes == 2:
-            return aucs[1]
-        return float(np.mean(aucs))
+        if n_classes == 2:  # the AUC of class 1; class 0's is not used (and costs as much)
+            return _auc((y == 1).astype(int), pred[:, 1])
+        return float(np.mean([_auc((y == j).astype(int), pred[:, j]) for j in range(n_classes)]))
     mean = float(y.mean())
     out = np.empty(len(y))
     for f in range(k):

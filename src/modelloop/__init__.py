@@ -25,6 +25,12 @@ from .errors import ConfigError, DataError, ModelloopError, NotFoundError, State
 _POLARS_JEMALLOC_DEFAULT = "dirty_decay_ms:500,muzzy_decay_ms:1000"
 if os.environ.get("_RJEM_MALLOC_CONF", _POLARS_JEMALLOC_DEFAULT) == _POLARS_JEMALLOC_DEFAULT:
     os.environ["_RJEM_MALLOC_CONF"] = "dirty_decay_ms:100,muzzy_decay_ms:0"
+# pyarrow's default pool (jemalloc or mimalloc) keeps what a pass freed for its next allocations, and its
+# Parquet reader allocates from that pool whatever pool a caller passes: ingest's snapshot write (pyarrow
+# copies the source a batch of rows at a time) peaked ~40 MiB higher at 1M x 30 than with the C library's
+# allocator, whose freed memory `release_memory` hands back (malloc_trim), at the same speed (benchmarks/
+# RESULTS.md). pyarrow reads this once, when its default pool is first made; a value the user set wins.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 if TYPE_CHECKING:
     from .config import Config, load_config, parse_config

@@ -333,3 +333,19 @@ def test_allocator_setting_is_made_before_polars_loads() -> None:
             env["_RJEM_MALLOC_CONF"] = given
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == f"dirty_decay_ms:500,muzzy_decay_ms:1000,{expected}"
+
+
+def test_arrow_allocates_from_the_c_library_unless_the_user_chose_a_pool() -> None:
+    """``import modelloop`` makes pyarrow's default pool the system allocator (ingest's snapshot write then
+    peaks lower, see ``modelloop/__init__.py``); a pool the user named wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import modelloop, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    for given, expected in ((None, "system"), ("mimalloc", "mimalloc")):
+        env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+        if given is not None:
+            env["ARROW_DEFAULT_MEMORY_POOL"] = given
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected

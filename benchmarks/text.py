@@ -75,7 +75,7 @@ def _tfidf(train: pd.DataFrame, test: pd.DataFrame) -> dict:
 
 
 def _text_model(name: str, config: dict, train: pd.DataFrame, test: pd.DataFrame) -> tuple[dict, object]:
-    from modelloop.models.text import TextModel
+    from modelloop.families.text.model import TextModel
 
     t = time.perf_counter()
     model = TextModel(config, text_column="message").fit(train, train["intent"])
@@ -113,8 +113,8 @@ def _timings(fns: dict, texts: list[str], batch: int, seconds: float, rounds: in
 def _inference(model, test: pd.DataFrame, seconds: float, threads: int) -> list[dict]:
     import torch
 
-    from modelloop.models.text import ort_session
-    from modelloop.optimization.export_text import export_text_onnx
+    from modelloop.families.text.model import ort_session
+    from modelloop.families.text.export import export_text_onnx
 
     torch.set_num_threads(threads)
     folder = Path(tempfile.mkdtemp(prefix="bench-text-"))
@@ -165,7 +165,7 @@ def _gemm_ceiling(rows: int, hidden: int, inner: int, repeat: int = 60) -> dict:
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from modelloop.optimization.export_text import _quiet_logs
+    from modelloop.families.text.export import _quiet_logs
 
     rng = np.random.default_rng(0)
     weight = (rng.standard_normal((hidden, inner)) * 0.05).astype(np.float32)
@@ -234,7 +234,7 @@ def main() -> int:
     train, test = train.reset_index(drop=True), test.reset_index(drop=True)
     print(f"intents: {len(train)} train / {len(test)} test rows, {data['intent'].nunique()} intents, "
           f"{os.cpu_count()} CPU cores (shared machine: timings are indicative)", flush=True)
-    from modelloop.models.text import load_backbone, resolve_backbone
+    from modelloop.families.text.model import load_backbone, resolve_backbone
 
     load_backbone(resolve_backbone("bundled"))  # warm-up: imports and file cache, outside every timing
     quality = [_tfidf(train, test)]

@@ -68,7 +68,7 @@ def _multi_tensor_adamw() -> Iterator[None]:
 def _peft_token_rows() -> Iterator[None]:
     """modelloop's LoRA with the added characters' rows trained by PEFT's ``trainable_token_indices``
     (as before 1baec71) instead of the rows laid over the frozen table."""
-    import modelloop.training.text_fit as fit
+    import modelloop.families.text.fit as fit
 
     before = fit._last_rows_start
     fit._last_rows_start = lambda encoder, ids: None
@@ -80,7 +80,7 @@ def _peft_token_rows() -> Iterator[None]:
 
 def _ours(method: str, train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace,
           mixed: bool, multi_tensor: bool = False, peft_tokens: bool = False) -> tuple[dict, dict]:
-    from modelloop.models.text import TextModel
+    from modelloop.families.text.model import TextModel
 
     config = {"method": method, "epochs": args.epochs, "batch_size": args.batch_size, "max_length": 128,
               "early_stopping_patience": args.epochs + 1, "mixed_precision": mixed}
@@ -108,7 +108,7 @@ def _peer(method: str, fit: pd.DataFrame, test: pd.DataFrame, args: argparse.Nam
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from modelloop.models.text import BUNDLED, resolve_backbone
+    from modelloop.families.text.model import BUNDLED, resolve_backbone
 
     folder = resolve_backbone(BUNDLED)
     labels = sorted(fit["intent"].unique())
@@ -173,7 +173,7 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    from modelloop.models.text import load_backbone, resolve_backbone
+    from modelloop.families.text.model import load_backbone, resolve_backbone
 
     data = pd.read_json(DATA, lines=True)
     train, test = train_test_split(data, test_size=0.2, stratify=data["intent"], random_state=0)

@@ -22,7 +22,7 @@ from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError, StateError, cap_list
 from .serving.config import ServeConfig
 from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from .models.text_config import TextModelConfig
+from .families.text.config import TextModelConfig
 
 __all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_config", "parse_config"]
 

@@ -53,7 +53,7 @@ def test_search_spaces_are_read_off_the_searches():
     assert tab["lgb_num_leaves"] == {"type": "int", "low": 7, "high": 255, "log": True}
     assert "linear_C" in tab and not any(k.startswith("xgb_") for k in tab)
     pytest.importorskip("torch")
-    from modelloop.models.text_config import TextModelConfig
+    from modelloop.families.text.config import TextModelConfig
 
     lora = get_family("text").search_space(TextModelConfig(method="lora"))
     assert {"learning_rate", "epochs", "batch_size", "lora_r", "lora_alpha"} == set(lora)

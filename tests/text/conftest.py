@@ -44,7 +44,7 @@ def text_config(root: Path, backbone: Path, *, method: Literal["head", "lora", "
         raw["clean"] = {"rules": clean}
     if "model" in Config.model_fields:
         return parse_config(raw, root=root)
-    from modelloop.models.text_config import TextModelConfig
+    from modelloop.families.text.config import TextModelConfig
 
     class TextConfig(Config):
         task: Literal["classification", "regression", "text_classification"] = "classification"
@@ -81,7 +81,7 @@ def trained_text(tmp_path_factory, tiny_backbone, texts):
     def make(folder: str, clean: list[dict] | None = None, **model: object):
         from modelloop.data.ingest import ingest
         from modelloop.data.stages import clean_dataset
-        from modelloop.training.text import train_text
+        from modelloop.families.text.stage import train_text
         from modelloop.workspace import Workspace
 
         root = tmp_path_factory.mktemp(folder)

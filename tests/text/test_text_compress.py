@@ -11,8 +11,8 @@ import pytest
 
 from modelloop.data.ingest import ensure_split, load_dataset
 from modelloop.optimization.optimize import optimize
-from modelloop.optimization.text_compress import CompressSettings, drop_layers
-from modelloop.optimization.text_variants import SkipVariant, TextVariantBuilder
+from modelloop.families.text.compress import CompressSettings, drop_layers
+from modelloop.families.text.variants import SkipVariant, TextVariantBuilder
 from modelloop.registry import load_model, resolve_model
 from modelloop.serving.runtime import load_runtime
 
@@ -108,7 +108,7 @@ def _gpt2_model(tiny_backbone):
     """A TextModel whose encoder is GPT-2: none of the BERT-style modules the variants need."""
     from transformers import AutoTokenizer, GPT2Config, GPT2Model
 
-    from modelloop.models.text import TextModel, network
+    from modelloop.families.text.model import TextModel, network
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
     encoder = GPT2Model(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=64))
@@ -126,7 +126,7 @@ def test_a_non_bert_encoder_is_skipped_with_the_reason(tiny_backbone, texts, tmp
 
 
 def test_a_failure_while_building_is_a_one_line_skip_and_writes_nothing(trained, tmp_path, monkeypatch):
-    from modelloop.optimization import text_compress
+    from modelloop.families.text import compress as text_compress
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory\nsecond line")

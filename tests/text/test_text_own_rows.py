@@ -22,7 +22,7 @@ def test_a_text_example_serves_its_own_rows(tmp_path, tiny_backbone, example) ->
     from modelloop.data.ingest import ingest
     from modelloop.registry import load_model, resolve_model
     from modelloop.scaffold import init_project
-    from modelloop.training.text import train_text
+    from modelloop.families.text.stage import train_text
     from modelloop.workspace import Workspace
 
     init_project(tmp_path, example=example)

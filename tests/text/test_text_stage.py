@@ -10,9 +10,9 @@ import pytest
 
 from modelloop.data.ingest import ingest
 from modelloop.errors import DataError
-from modelloop.models.text import BackboneError
-from modelloop.training import text_fit as F
-from modelloop.training.text import text_study_name, train_text
+from modelloop.families.text.model import BackboneError
+from modelloop.families.text import fit as F
+from modelloop.families.text.stage import text_study_name, train_text
 
 TRAIN_KEYS = {"model", "dataset", "run_id", "task", "task_inferred", "metric", "validation_score", "test_metrics", "rows",
               "best_family", "ensemble", "threshold", "trials", "resumed_trials", "production", "report",

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelloop.models.text import TextModel, texts_of
-from modelloop.training import text as T
-from modelloop.training import text_estimator as E
-from modelloop.training import text_search as S
-from modelloop.training import text_fit as F
+from modelloop.families.text.model import TextModel, texts_of
+from modelloop.families.text import stage as T
+from modelloop.families.text import estimator as E
+from modelloop.families.text import search as S
+from modelloop.families.text import fit as F
 
 
 def _job(backbone, texts, method="full", **extra):
@@ -178,7 +178,7 @@ def test_lora_trains_only_the_added_characters_rows_and_merges_them(tiny_backbon
     table while training, written into it by the merge; every pre-trained row stays as it was."""
     import torch
 
-    from modelloop.models.text import load_encoder
+    from modelloop.families.text.model import load_encoder
 
     rows = pd.DataFrame({"message": ["退款 refund money"] * 12 + ["丢卡 card lost"] * 12})
     job = _job(tiny_backbone, rows.assign(intent=["refund"] * 12 + ["lost_card"] * 12), method="lora")

@@ -1,7 +1,7 @@
-"""Model families behind one small protocol (tabular and text models share the same shape).
+"""The tabular model object and its estimators (the tabular family's model; the family protocol and
+the text family live in :mod:`modelloop.families`).
 
-The names below load on first use: ``modelloop.models.text_config`` is read by the config, and
-importing the config (every CLI command) must not pay for scikit-learn and LightGBM.
+The names below load on first use: importing the package must not pay for scikit-learn and LightGBM.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ __all__ = [
     "build_estimator",
     "encode_labels",
     "fit_estimator",
+    "jsonable",
     "prepare_features",
     "prepared_columns",
     "raw_column",
@@ -447,7 +448,7 @@ class TabularModel(BaseEstimator):
         self._check_fitted()
         info = {"task": self.task, "classes": self.classes_, "threshold": self.threshold_,
                 "features": self.schema.features() if self.schema else []}
-        return _jsonable({**info, **self.description_})
+        return jsonable({**info, **self.description_})
 
 
 def _members(estimator: Any) -> tuple[list[Any], list[float]]:
@@ -481,11 +482,12 @@ def _pipeline_gain(pipe: Any, schema: Schema | None) -> dict[str, float]:
     return out
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A model description as JSON values (numpy scalars as Python ones, NaN and infinities as None)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, float) and not np.isfinite(value):

@@ -47,8 +47,8 @@ from ..evaluation.metrics import direction
 from ..workspace import Workspace
 from .fidelity import matching_threshold, perturbed
 
-__all__ = ["TABULAR_VARIANTS", "VARIANTS", "VariantResult", "distill", "optimize", "tabular_variants",
-           "text_variants"]
+__all__ = ["TABULAR_VARIANTS", "VARIANTS", "VariantPredictor", "VariantResult", "VariantSkipped", "distill",
+           "optimize", "tabular_variants"]
 
 # every variant ``optimize.variants: auto`` tries; a family skips, with the reason, those that do not
 # apply to its models (its ``variants`` declare the ones that do)
@@ -73,7 +73,7 @@ class VariantResult:
     reason: str = ""
 
 
-class _Predictor:
+class VariantPredictor:
     """One variant behind one call: ``proba(frame) -> (n, K)`` (or predictions for regression)."""
 
     def __init__(self, name: str, fn: Callable[[pd.DataFrame], np.ndarray], size: int, model: Any,
@@ -89,12 +89,12 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _native(model: Any) -> _Predictor:
+def _native(model: Any) -> VariantPredictor:
     fn = model.predict if model.task == "regression" else model.predict_proba
-    return _Predictor("native", fn, len(pickle.dumps(model)), model)
+    return VariantPredictor("native", fn, len(pickle.dumps(model)), model)
 
 
-def _onnx(model: Any, name: str = "onnx") -> _Predictor:
+def _onnx(model: Any, name: str = "onnx") -> VariantPredictor:
     import onnxruntime as ort
 
     from .export import onnx_inputs, to_onnx
@@ -111,7 +111,7 @@ def _onnx(model: Any, name: str = "onnx") -> _Predictor:
         res = sess.run(None, onnx_inputs(model, model.clean_inputs(frame), names))[out_index]
         return np.asarray(res, dtype=float).reshape(len(frame), -1) if out_index else np.asarray(res).ravel()
 
-    return _Predictor(name, fn, len(blob), model, blob)
+    return VariantPredictor(name, fn, len(blob), model, blob)
 
 
 # students from small to large: ONNX Runtime's time in a server grows with the tree nodes it walks
@@ -204,7 +204,7 @@ def _score_order(column: pd.Series, score: np.ndarray) -> list[Any]:
     return list(means.sort_values(kind="stable").index)
 
 
-def _runtime(pred: _Predictor) -> Any:
+def _runtime(pred: VariantPredictor) -> Any:
     """The serving runtime over a variant served from records (None for one timed by its own ``fn``)."""
     from ..serving.runtime import Runtime, serving_session
 
@@ -218,7 +218,7 @@ def _runtime(pred: _Predictor) -> Any:
             else Runtime(row, native=model, plan=plan))
 
 
-def _served(pred: _Predictor) -> Callable[[pd.DataFrame], Callable[[], Any]] | None:
+def _served(pred: VariantPredictor) -> Callable[[pd.DataFrame], Callable[[], Any]] | None:
     """For a tabular variant: ``frame -> call`` running it as ``modelloop serve`` does (JSON records
     in, the serving runtime over its ONNX session or, without one, the native model), so the times
     ``optimize`` compares are the ones a deployed model pays, not those of a DataFrame round trip."""
@@ -290,7 +290,7 @@ def _latencies(prepare: Callable[[pd.DataFrame], Callable[[], Any]], frame: pd.D
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
-def _time(pred: _Predictor, frame: pd.DataFrame, repeats: int = 200) -> tuple[float, float, float]:
+def _time(pred: VariantPredictor, frame: pd.DataFrame, repeats: int = 200) -> tuple[float, float, float]:
     served = _served(pred)
     prepare = served or (lambda f: (lambda: pred.fn(f)))
     p50, p99 = _latencies(prepare, frame, repeats)
@@ -303,7 +303,7 @@ def _time(pred: _Predictor, frame: pd.DataFrame, repeats: int = 200) -> tuple[fl
     return p50, p99, float(thr)
 
 
-def _evaluate_variant(pred: _Predictor, base: _Predictor | None, base_metric: float | None, test: pd.DataFrame,
+def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, base_metric: float | None, test: pd.DataFrame,
                       target: str, task: str, metric: str, max_drop: float) -> VariantResult:
     X = test.drop(columns=[target])
     rss = _rss_mb()
@@ -408,11 +408,11 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
                                     max_drop=oc.max_metric_drop, threads=threads)
         base = _native(teacher)
         results = [_evaluate_variant(base, None, None, test, target, task, cfg.metric, oc.max_metric_drop)]
-        built: dict[str, _Predictor] = {"native": base}
+        built: dict[str, VariantPredictor] = {"native": base}
         for name in wanted:
             try:
                 pred = make(name)
-            except _Skip as exc:
+            except VariantSkipped as exc:
                 results.append(VariantResult(name, reason=str(exc)))
                 continue
             built[name] = pred
@@ -467,37 +467,18 @@ def _promote(ws: Workspace, parent: dict, version: int, wanted: bool, by: str) -
     return True, f"production v{parent['version']} -> v{version}"
 
 
-class _Skip(Exception):
-    pass
+class VariantSkipped(Exception):
+    """A variant that does not apply to this model; the message says why (the table shows it)."""
 
 
 def tabular_variants(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
-                     max_drop: float = 0.01) -> Callable[[str], _Predictor]:
+                     max_drop: float = 0.01) -> Callable[[str], VariantPredictor]:
     """``name -> predictor`` for a tabular model (:func:`_build`)."""
     X_train = train.drop(columns=[target])
     return lambda name: _build(name, teacher, X_train, seed, max_drop)
 
 
-def text_variants(teacher: Any, train: pd.DataFrame, *, target: str, seed: int, scratch: Path,
-                  threads: int = 1) -> Callable[[str], _Predictor]:
-    """``name -> predictor`` for a text model, through :mod:`.text_variants` (files built in
-    ``scratch``, sessions on ``threads`` threads)."""
-    from .text_variants import SkipVariant, TextVariantBuilder
-
-    builder = TextVariantBuilder(teacher, train, target=target, seed=seed, folder=scratch, threads=threads)
-
-    def make(name: str) -> _Predictor:
-        try:
-            variant = builder.build(name)
-        except SkipVariant as exc:
-            raise _Skip(str(exc)) from None
-        return _Predictor(name, variant.proba, variant.size_bytes, variant.model, variant.path.read_bytes(),
-                          onnx_format=variant.fmt, serves_records=False)
-
-    return make
-
-
-def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: float = 0.01) -> _Predictor:
+def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: float = 0.01) -> VariantPredictor:
     family = (teacher.describe() or {}).get("family")
     if name == "pruned":
         from .tree_prune import NothingToPrune, prune_rounds
@@ -505,7 +486,7 @@ def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: 
         try:  # agreement asked of the pruned model: half the quality budget, the test set gets the rest
             model, _ = prune_rounds(teacher, X_train, min_fidelity=1.0 - max_drop / 2, seed=seed)
         except NothingToPrune as exc:
-            raise _Skip(str(exc)) from None
+            raise VariantSkipped(str(exc)) from None
         try:
             return _onnx(model, "pruned")
         except Exception:
@@ -516,11 +497,11 @@ def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: 
         try:
             return _onnx(teacher)
         except Exception as exc:  # the converter names the operator or estimator at fault
-            raise _Skip(f"export failed: {str(exc).splitlines()[0][:300]}") from None
+            raise VariantSkipped(f"export failed: {str(exc).splitlines()[0][:300]}") from None
     if name == "distilled":
         members = (teacher.describe() or {}).get("members") or []
         if family != "ensemble" and len(members) < 2:
-            raise _Skip("the model is a single model, not an ensemble: nothing to distil")
+            raise VariantSkipped("the model is a single model, not an ensemble: nothing to distil")
         student = distill(teacher, X_train, seed=seed)
         try:
             pred = _onnx(student, "distilled")
@@ -530,11 +511,11 @@ def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: 
         pred.model = student
         return pred
     if name in ("onnx_int8_dynamic", "onnx_int8_static"):
-        raise _Skip(_NN_ONLY)
-    raise _Skip(f"unknown variant; allowed: {', '.join(VARIANTS)}")
+        raise VariantSkipped(_NN_ONLY)
+    raise VariantSkipped(f"unknown variant; allowed: {', '.join(VARIANTS)}")
 
 
-def _register(ws: Workspace, parent: dict, pred: _Predictor, chosen: VariantResult, results: list,
+def _register(ws: Workspace, parent: dict, pred: VariantPredictor, chosen: VariantResult, results: list,
               drow: dict) -> int:
     """A new model version (native object + its ONNX file) linked to its parent."""
     from ..registry import tracker_for

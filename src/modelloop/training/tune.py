@@ -19,8 +19,8 @@ like with like.
 **Resume.** The study lives in ``storage`` under ``study_name``. Calling again with the same
 arguments reuses every finished trial; the budget and ``n_trials`` count finished trials of all
 runs. ``run_search`` assumes it is the only process working on its study: trials left RUNNING (by a
-killed process) are marked failed on start and, if they were enqueued defaults, enqueued again.
-Those, and trials interrupted by ``KeyboardInterrupt``, do not count as finished.
+killed process) are marked failed on start and their parameters queued again (the shared driver,
+:mod:`.search`). Those, and trials interrupted by ``KeyboardInterrupt``, do not count as finished.
 
 The time budget is checked before each trial and between folds (a trial that runs past it is
 pruned once some trial has completed); the final refit comes after the budget.

@@ -2,9 +2,11 @@
 trained as a head on frozen embeddings, by LoRA or by full fine-tuning, and served through its int8 or
 fp32 ONNX graph with tokenization in the server; variants are ONNX exports, int8 and distilled students.
 
-Its parts: ``modelloop.models.text`` and ``text_config`` (backbone, network, :class:`TextModel`),
-``modelloop.training.text*`` (data side, fine-tuning loop, search), ``modelloop.optimization.export_text``,
-``text_compress`` and ``text_variants``.
+Its modules, each above the ones it imports: ``config`` (the ``model:`` section), ``backbone`` (encoders,
+tokenization, the network, ONNX sessions), ``fit`` (the fine-tuning loop), ``search`` (its space, on the
+shared driver), ``estimator`` (``TextModel.fit``), ``model`` (:class:`TextModel`), ``export`` (ONNX, int8),
+``compress`` (pruned and distilled students), ``variants`` (what optimize builds), ``stage`` (the train
+stage: data, caches, search, registration) and ``serve`` (the served object).
 """
 
 from __future__ import annotations
@@ -28,20 +30,20 @@ class TextFamily:
     variants = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
 
     def settings_schema(self) -> type:
-        from ...models.text_config import TextModelConfig
+        from .config import TextModelConfig
 
         return TextModelConfig
 
     def search_space(self, settings: Any) -> dict[str, Any]:
-        from ...models.text_config import TextModelConfig
-        from ...training.text_search import suggest_params
+        from .config import TextModelConfig
+        from .search import suggest_params
         from ..space import describe_space
 
         model = settings if isinstance(settings, TextModelConfig) else TextModelConfig()
         return describe_space(lambda t: suggest_params(t, model))
 
     def train(self, ws: Any, **options: Any) -> dict[str, Any]:
-        from ...training.text import train_text
+        from .stage import train_text
 
         return train_text(ws, **options)
 
@@ -63,9 +65,9 @@ class TextFamily:
 
     def variant_maker(self, teacher: Any, train: Any, *, target: str, seed: int, scratch: Path,
                       max_drop: float, threads: int | None) -> Callable[[str], Any]:
-        from ...optimization.optimize import text_variants
+        from .variants import text_variant_maker
 
-        return text_variants(teacher, train, target=target, seed=seed, scratch=scratch, threads=threads or 1)
+        return text_variant_maker(teacher, train, target=target, seed=seed, scratch=scratch, threads=threads or 1)
 
     def drift_columns(self, schema: Any) -> dict[str, str]:
         return {str(schema.text): "text"} if schema.text else {}

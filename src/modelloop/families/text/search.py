@@ -16,13 +16,13 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import ModelloopError
-from ..evaluation.metrics import direction
-from ..models.text_backbone import require_torch
-from ..models.text_config import TextModelConfig
-from .text_fit import _better, FitJob, _params_key, run_params
-from .search import STATE_NAMES, finished, open_study, ranked, search_loop
-from .tune import SearchResult, TrialRecord
+from ...errors import ModelloopError
+from ...evaluation.metrics import direction
+from .backbone import require_torch
+from .config import TextModelConfig
+from .fit import _better, FitJob, _params_key, run_params
+from ...training.search import STATE_NAMES, finished, open_study, ranked, search_loop
+from ...training.tune import SearchResult, TrialRecord
 
 if TYPE_CHECKING:
     pass

@@ -3,7 +3,7 @@ head on frozen embeddings, and the fine-tuning loop with its schedule, class wei
 stopping, mixed precision and per-epoch checkpoints (a killed trial resumes at its next epoch).
 
 The search (``text_search.py``) calls :func:`run_params` once per trial; the train stage
-(``text.py``) builds the registered :class:`~modelloop.models.text.TextModel` with
+(``text.py``) builds the registered :class:`~modelloop.families.text.model.TextModel` with
   :func:`build_model`."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 
-from ..errors import ConfigError, DataError, ModelloopError
-from ..evaluation.metrics import direction, score
-from ..models.text_backbone import (
+from ...errors import ConfigError, DataError, ModelloopError
+from ...evaluation.metrics import direction, score
+from .backbone import (
     backbone_fingerprint,
     init_new_embeddings,
     length_batches,
@@ -34,10 +34,10 @@ from ..models.text_backbone import (
     pad_batch,
     require_torch,
 )
-from ..models.text_config import TextModelConfig
+from .config import TextModelConfig
 
 if TYPE_CHECKING:
-    from ..models.text import TextModel
+    from .model import TextModel
 
 __all__ = ["embed", "run_params"]
 

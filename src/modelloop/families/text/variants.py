@@ -1,7 +1,7 @@
 """Variants of a text model for the optimize stage, each an ONNX graph served by ONNX Runtime.
 
 * ``onnx`` — the fp32 graph of the (LoRA-merged) network, checked against PyTorch on export
-  (:func:`~modelloop.optimization.export_text.export_text_onnx`).
+  (:func:`~modelloop.families.text.export.export_text_onnx`).
 * ``onnx_int8_dynamic`` — int8 weights per output channel, activations quantized per batch at run
   time: no calibration, the usual best choice for transformers on CPU.
 * ``onnx_int8_static`` — int8 weights and uint8 activations with scales fixed beforehand from a
@@ -37,17 +37,21 @@ times it like any other.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .text_compress import CompressSettings
+from .compress import CompressSettings
 
-__all__ = ["CALIBRATION_TEXTS", "TEXT_VARIANTS", "SkipVariant", "TextVariant", "TextVariantBuilder"]
+if TYPE_CHECKING:
+    from ...optimization.optimize import VariantPredictor
+
+__all__ = ["CALIBRATION_TEXTS", "TEXT_VARIANTS", "SkipVariant", "TextVariant", "TextVariantBuilder",
+           "text_variant_maker"]
 
 TEXT_VARIANTS = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
 CALIBRATION_TEXTS = 128
@@ -105,7 +109,7 @@ class TextVariantBuilder:
         return TextVariant(model=model, path=path, fmt=fmt, session=session)
 
     def _exported(self) -> dict[str, Any]:
-        from .export_text import export_text_onnx
+        from .export import export_text_onnx
 
         if self._export is None:
             try:
@@ -117,8 +121,8 @@ class TextVariantBuilder:
     def _compressed(self, kind: str) -> TextVariant:
         """The pruned or distilled network, fine-tuned, exported and checked; int8 unless int8 changes
         more than ``INT8_MIN_AGREEMENT`` of its labels on the calibration texts."""
-        from .export_text import export_text_onnx
-        from .text_compress import NotApplicable, compress
+        from .export import export_text_onnx
+        from .compress import NotApplicable, compress
 
         try:
             student = compress(self.teacher, kind, self.train, target=self.target, seed=self.seed,
@@ -149,7 +153,7 @@ class TextVariantBuilder:
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
 
-        from .export_text import _quiet_logs
+        from .export import _quiet_logs
 
         fp32 = Path(self._exported()["fp32"]["path"])
         texts = self.calibration_texts()
@@ -181,3 +185,22 @@ class TextVariantBuilder:
             raise SkipVariant(f"static quantization failed: {_first_line(exc)}") from None
         os.replace(tmp, out)
         return out
+
+
+def text_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed: int, scratch: Path,
+                       threads: int = 1) -> Callable[[str], VariantPredictor]:
+    """``name -> predictor`` for ``modelloop optimize`` (files built in ``scratch``, sessions on
+    ``threads`` threads, each timed through its own ``proba``: the server's scorer does the same)."""
+    from ...optimization.optimize import VariantPredictor, VariantSkipped
+
+    builder = TextVariantBuilder(teacher, train, target=target, seed=seed, folder=scratch, threads=threads)
+
+    def make(name: str) -> VariantPredictor:
+        try:
+            variant = builder.build(name)
+        except SkipVariant as exc:
+            raise VariantSkipped(str(exc)) from None
+        return VariantPredictor(name, variant.proba, variant.size_bytes, variant.model, variant.path.read_bytes(),
+                                onnx_format=variant.fmt, serves_records=False)
+
+    return make

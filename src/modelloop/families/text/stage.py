@@ -16,7 +16,7 @@ records) for ``task: text_classification``:
    (linear probing, then fine-tuning) and fine-tune with AdamW, warmup + linear/cosine decay,
    gradient accumulation, class weights, early stopping on the validation score and, on CUDA, autocast.
    Each epoch writes a checkpoint, so a trial interrupted by a kill resumes at its next epoch;
-4. the best trial becomes a :class:`~modelloop.models.text.TextModel` (head refitted on train +
+4. the best trial becomes a :class:`~modelloop.families.text.model.TextModel` (head refitted on train +
    validation; LoRA merged), is scored on the test split, logged to MLflow and registered.
 
 **Budget.** With ``model.search: true`` the search runs within ``train.budget`` seconds (over all
@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError
-from ..models.tabular import encode_labels
-from ..models.text import (
+from ...errors import ConfigError, DataError
+from ...models.tabular import encode_labels
+from .model import (
     TextModel,
     texts_of,
     backbone_fingerprint,
@@ -53,11 +53,11 @@ from ..models.text import (
     resolve_backbone,
     tokenize,
 )
-from ..models.text_config import TextModelConfig
-from .text_estimator import fit_text_model, validation_split
-from .text_fit import FitJob, _device, _network_for, build_model, embed
-from .text_search import HEAD_TRIALS, _SearchSettings, _warm_params, run_text_search
-from .tune import TrialRecord
+from .config import TextModelConfig
+from .estimator import fit_text_model, validation_split
+from .fit import FitJob, _device, _network_for, build_model, embed
+from .search import HEAD_TRIALS, _SearchSettings, _warm_params, run_text_search
+from ...training.tune import TrialRecord
 
 __all__ = ["HEAD_TRIALS", "fit_text_model", "run_text_search", "text_settings", "text_study_name", "train_text",
            "validation_split"]
@@ -75,7 +75,7 @@ def text_settings(cfg: Any) -> TextModelConfig:
 # --------------------------------------------------------------------------- the stage
 def text_study_name(ws: Any, dataset_id: str) -> str:
     """Resumable while the dataset and everything but the budget (and ``model.search``) stay the same."""
-    from ..config import config_hash
+    from ...config import config_hash
 
     cfg = ws.config
     model = text_settings(cfg).model_dump(mode="json", exclude={"search"})
@@ -92,11 +92,11 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     JSON-ready summary as the tabular train stage (``best_family`` is the method). ``warm_start``
     (parameter sets, e.g. the champion's, as the retrain stage passes them) are tried first when
     ``model.search`` is on; sets of another method are ignored."""
-    from ..data.ingest import ensure_split, load_dataset
-    from ..data.stages import cleaning_plan
-    from ..evaluation.evaluate import evaluate_model
-    from ..registry import tracker_for
-    from .train import record_model
+    from ...data.ingest import ensure_split, load_dataset
+    from ...data.stages import cleaning_plan
+    from ...evaluation.evaluate import evaluate_model
+    from ...registry import tracker_for
+    from ...training.train import record_model
 
     cfg, started = ws.config, time.time()
     settings = text_settings(cfg)
@@ -149,7 +149,7 @@ def _text_column(cfg: Any, schema: Any) -> str:
 def _stage_job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, text: str, target: str,
                settings: TextModelConfig) -> tuple[FitJob, dict[str, Any], dict[str, Any]]:
     """Split, skip empty texts, hold out validation rows, augment, tokenize (cached) -> the job."""
-    from ..data.snapshot import ROW_ID
+    from ...data.snapshot import ROW_ID
 
     cfg = ws.config
     texts = pd.Series(texts_of(df, text))
@@ -192,7 +192,7 @@ def _augment(settings: TextModelConfig, fit_df: pd.DataFrame, text: str, cfg: An
     a = settings.augment
     if not a.enabled:
         return fit_df.iloc[0:0], {"enabled": False}
-    from ..data.augment import augment_frame, load_synonyms
+    from ...data.augment import augment_frame, load_synonyms
 
     synonyms = load_synonyms(a.synonyms, root=cfg.root)
     rows, report = augment_frame(fit_df, text, n_per_example=a.n_per_example, p=a.p, synonyms=synonyms,
@@ -222,7 +222,7 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
 def _cached_tokens(ws: Any, dataset_id: str, key: str, df: pd.DataFrame, text: str, tokenizer: Any,
                    max_length: int) -> tuple[dict[int, list[int]], dict[int, bool]]:
     """Token ids (and truncation flags) of every row of the dataset version, by ``_row_id``."""
-    from ..data.snapshot import ROW_ID
+    from ...data.snapshot import ROW_ID
 
     path = _cache_dir(ws) / f"tok-{dataset_id}-{key}.npz"
     if path.is_file():
@@ -242,7 +242,7 @@ def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: FitJob, df: pd.D
                        by_row: dict[int, list[int]], fit_df: pd.DataFrame, val_df: pd.DataFrame,
                        aug_ids: list[list[int]]) -> dict[str, np.ndarray]:
     """Frozen-encoder embeddings of every row (cached per dataset version) and of augmented rows."""
-    from ..data.snapshot import ROW_ID
+    from ...data.snapshot import ROW_ID
 
     s = job.settings
     ekey = f"{key}-{s.pooling}-s{job.seed if job.added else 0}"

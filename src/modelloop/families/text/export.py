@@ -1,4 +1,4 @@
-"""Export a :class:`~modelloop.models.text.TextModel` to ONNX, check it, and quantize it to int8.
+"""Export a :class:`~modelloop.families.text.model.TextModel` to ONNX, check it, and quantize it to int8.
 
 **Graph contract (what serving feeds)** — :meth:`TextModel.feed` builds it from token ids:
 
@@ -15,7 +15,7 @@ Steps, each recorded in the returned report:
    Runtime's transformer optimizer knows;
 2. optionally (``optimize=True``, BERT-family encoders) ``onnxruntime.transformers.optimizer``
    fuses embeddings + layer norm, attention and bias + GELU (not residual + layer norm: see
-   :data:`~modelloop.models.text.SLOW_FUSIONS`). Off by default:
+   :data:`~modelloop.families.text.model.SLOW_FUSIONS`). Off by default:
    ONNX Runtime applies most of these fusions itself when a session opens, and with ORT 1.32 on
    CPU the offline-fused graph measured slower at batch 32 (``benchmarks/text.py`` shows both);
 3. the fp32 graph is run by ONNX Runtime on check texts (short, long, empty, Chinese, each alone and
@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ModelloopError
-from ..models.text_backbone import require_torch
+from ...errors import ModelloopError
+from .backbone import require_torch
 
 if TYPE_CHECKING:
-    from ..models.text import TextModel
+    from .model import TextModel
 
 __all__ = ["CHECK_TEXTS", "OPTIMIZABLE", "check_text_onnx", "export_text_onnx", "int8_path"]
 
@@ -93,7 +93,7 @@ def export_text_onnx(model: TextModel, path: str | Path, *, quantize: bool, opti
 
 def check_text_onnx(model: TextModel, onnx_path: str | Path, texts: Sequence[str]) -> dict[str, float]:
     """``max_abs_diff`` (probabilities) and ``agreement`` (argmax) of an ONNX file against PyTorch."""
-    from ..models.text_backbone import ort_session
+    from .backbone import ort_session
 
     session = ort_session(str(onnx_path), None)
     ids, _ = model.encode(list(texts))

@@ -1,6 +1,6 @@
 """The text family's building blocks: backbones, tokenization, the network and its ONNX sessions.
 
-Everything the text model object (:class:`modelloop.models.text.TextModel`), its fine-tuning loop,
+Everything the text model object (:class:`modelloop.families.text.model.TextModel`), its fine-tuning loop,
 its search, its export and its compression share, with no dependency on any of them, so that each of
 those modules sits on top of this one and none imports another in a circle.
 
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError, ModelloopError
+from ...errors import ConfigError, DataError, ModelloopError
 
 __all__ = [
     "BUNDLED",

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from ..evaluation.metrics import check_metric
-from ..models.tabular import encode_labels
-from ..models.text_backbone import (
+from ...errors import DataError
+from ...evaluation.metrics import check_metric
+from ...models.tabular import encode_labels
+from .backbone import (
     effective_max_length,
     extend_vocabulary,
     load_tokenizer,
@@ -22,11 +22,11 @@ from ..models.text_backbone import (
     texts_of,
     tokenize,
 )
-from .text_fit import FitJob, _device, build_model, run_params
-from .text_search import default_params
+from .fit import FitJob, _device, build_model, run_params
+from .search import default_params
 
 if TYPE_CHECKING:
-    from ..models.text import TextModel
+    from .model import TextModel
 
 __all__ = ["fit_text_model", "prepare_job", "validation_split"]
 

@@ -19,7 +19,7 @@ dense MatMul multiplies zeros as fast as anything else.
   (KL divergence at temperature ``T``, times ``T²``) plus the labels (cross-entropy with the class
   weights the teacher had), reusing the train stage's epoch loop, optimizer and schedule.
 
-:func:`compress` runs one of the two on a :class:`~modelloop.models.text.TextModel` and returns a
+:func:`compress` runs one of the two on a :class:`~modelloop.families.text.model.TextModel` and returns a
 new TextModel (the teacher is left as it was). An encoder without the expected modules raises
 :class:`NotApplicable` naming what is missing. Defaults (:class:`CompressSettings`) keep the work
 within a few minutes on 2 CPU cores for the bundled MiniLM (6 layers, 384 hidden, 1536 FFN).
@@ -37,10 +37,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..models.text_backbone import length_batches, pad_batch, require_torch, texts_of
+from .backbone import length_batches, pad_batch, require_torch, texts_of
 
 if TYPE_CHECKING:
-    from ..models.text import TextModel
+    from .model import TextModel
 
 __all__ = ["CompressSettings", "NotApplicable", "compress", "drop_layers", "fine_tune", "prune_ffn"]
 
@@ -222,7 +222,7 @@ def fine_tune(student: Any, teacher_logits: np.ndarray, labels: np.ndarray, ids:
     """Train ``student`` (in place) on the teacher's logits ``[n, K]`` and ``labels`` ``[n]`` of ``ids``
     with the train stage's epoch loop: its targets are the row positions, which the loss looks up."""
     torch = require_torch()
-    from ..training.text_fit import class_weights, FitJob, make_optimizer, make_scheduler, train_epoch
+    from .fit import class_weights, FitJob, make_optimizer, make_scheduler, train_epoch
 
     functional = torch.nn.functional
     job = FitJob(model.settings(), "", model.tokenizer_, model.max_length_, [], list(model.classes_), ids,

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 __all__ = ["AUGMENT_OPS", "METHODS", "AugmentConfig", "TextModelConfig", "parse_text_config"]
 

@@ -49,12 +49,14 @@ def _outputs(model: Any, df: pd.DataFrame, target: str, task: str) -> tuple[np.n
 
 
 def evaluate_model(model: Any, df: pd.DataFrame, *, target: str, task: str) -> dict[str, Any]:
-    """Metrics, per-class figures and confusion matrix of ``model`` on labeled rows ``df``."""
-    from .report import evaluate_predictions
+    """Metrics, per-class figures and confusion matrix of ``model`` on labeled rows ``df``, as the head
+    of output kind ``task`` computes them."""
+    from ..families.heads import head_for
 
     y, out = _outputs(model, df, target, task)
-    classes = [] if task == "regression" else list(model.classes_)
-    return evaluate_predictions(task, y, out, classes=classes, threshold=getattr(model, "threshold_", None))
+    head = head_for({"task": task, "classes": getattr(model, "classes_", None),
+                     "threshold": getattr(model, "threshold_", None)})
+    return head.evaluate(y, out)
 
 
 def write_evaluation_report(ws: Workspace, model: Any, df: pd.DataFrame, evaluation: dict, *, name: str,

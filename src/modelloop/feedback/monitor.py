@@ -126,13 +126,14 @@ def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, r
                       args: dict) -> dict[str, Any] | None:
     from ..registry import load_model
 
-    preds = [(r["output"] or {}).get("label") for r in recent]
+    head = head_for(model_row["info"])
+    preds = [head.served_output(r["output"] or {}) for r in recent]
     if not preds:
         return None
     model = load_model(ws, model_row)
     sample = reference.head(5000)
     ref_pred = model.predict(sample.drop(columns=[ws.config.data.target], errors="ignore"))
-    kind = head_for(model_row["info"]).drift_kind
+    kind = head.drift_kind
     conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
     res = compare_distributions(pd.DataFrame({"prediction": conv(ref_pred)}),
                                 pd.DataFrame({"prediction": conv(preds)}), {"prediction": kind}, **args)

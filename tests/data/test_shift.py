@@ -158,3 +158,43 @@ def test_a_time_split_does_not_shift_a_timestamp_by_its_raw_value() -> None:
     assert sorted(parts) == ["t:day", "t:dayofweek", "t:hour"]  # ~240 train days: no month
     assert not any(v["drifted"] for v in parts.values()), parts
     assert described["t"]["compared"] == ref.columns
+
+
+def test_the_tests_are_scipys() -> None:
+    """The KS and chi-squared tests the shift runs give SciPy's statistic and p-value to the last bit, over
+    the Kolmogorov distribution's branches (Pelz-Good, Smirnov, the tails) and Yates' correction."""
+    from scipy import stats
+
+    from modelloop.data._stat_tests import chi2_contingency_pvalue, ks_2samp
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.normal(size=40_000), rng.normal(shift, size=n)) for shift in (0.0, 0.02, 0.05, 0.3, 0.5, 3.0)
+             for n in (300, 12_000, 60_000)]
+    cases += [(rng.integers(0, 24, 30_000).astype(float), rng.integers(0, high, 20_000).astype(float))
+              for high in (24, 22, 12)]
+    cases.append((rng.lognormal(size=5_000), rng.lognormal(size=3_000)))  # small: SciPy's exact p-value
+    for a, b in cases:
+        test = stats.ks_2samp(a, b)
+        assert ks_2samp(a, b) == (float(test.statistic), float(test.pvalue))
+    for k in (2, 3, 31):
+        for scale in (3, 100, 10_000):
+            table = rng.integers(1, scale, size=(2, k))
+            assert chi2_contingency_pvalue(table) == float(stats.chi2_contingency(table).pvalue)
+
+
+def test_a_profile_with_a_split_shift_does_not_load_scipy_stats(tmp_path) -> None:
+    """``scipy.stats`` costs ~0.6 s and ~45 MiB to import, more than the split shift's tests on a million rows."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(1)
+    n = 30_000  # more than 10,000 rows a side: asymptotic p-values, as on large tables
+    pd.DataFrame({"x": rng.normal(size=n), "c": rng.choice(list("abc"), n),
+                  "t": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 4e7, n), unit="s"),
+                  "y": rng.integers(0, 2, n)}).to_parquet(tmp_path / "d.parquet")
+    (tmp_path / "modelloop.yaml").write_text("name: s\ndata:\n  source: d.parquet\n  target: y\n")
+    code = ("import sys; from modelloop import Project; p = Project.load('modelloop.yaml'); p.ingest(); "
+            "r = p.profile(); print(sorted(r['shift'])); print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    shifted, loaded = out.stdout.strip().splitlines()
+    assert shifted == str(["c", "t:day", "t:dayofweek", "t:hour", "t:month", "x"]) and loaded == "False"

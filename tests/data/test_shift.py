@@ -198,3 +198,18 @@ def test_a_profile_with_a_split_shift_does_not_load_scipy_stats(tmp_path) -> Non
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     shifted, loaded = out.stdout.strip().splitlines()
     assert shifted == str(["c", "t:day", "t:dayofweek", "t:hour", "t:month", "x"]) and loaded == "False"
+
+
+def test_tied_categories_make_the_top_by_value_whether_text_or_categorical() -> None:
+    """Past ``MAX_CATEGORIES`` the rest is "(other)": among equally frequent values the first by value are
+    kept (the hash order of a count decided it before), and categories count as the same text does."""
+    from modelloop.data.shift import MAX_CATEGORIES
+
+    values = [f"c{i:02d}" for i in range(40) for _ in range(10)] + ["z"] * 11
+    ref = pl.DataFrame({"c": values[::-1]})  # seen last first: neither order of appearance nor hash decides
+    cur = pl.DataFrame({"c": ["c39", "z", None]})
+    out = compare_distributions(ref, cur, {"c": "categorical"})["c"]
+    kept = sorted(["z", *(f"c{i:02d}" for i in range(MAX_CATEGORIES - 1))])
+    assert [b["bin"] for b in out["bins"]] == [*kept, "(other)", "(missing)"]
+    as_categories = [f.with_columns(pl.col("c").cast(pl.Categorical)) for f in (ref, cur)]
+    assert compare_distributions(*as_categories, {"c": "categorical"})["c"] == out

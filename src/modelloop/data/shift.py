@@ -103,9 +103,8 @@ def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def _categorical(ref: pl.Series, cur: pl.Series) -> dict[str, Any]:
-    r, c = ref.cast(pl.String), cur.cast(pl.String)
-    r_counts = r.drop_nulls().value_counts(sort=True, name="n")  # the reference's top and its counts
-    cats = sorted(r_counts.get_column(r.name).head(MAX_CATEGORIES).to_list())
+    r_counts = _category_counts(ref)  # the reference's top categories, and its counts
+    cats = sorted(r_counts.get_column("value").head(MAX_CATEGORIES).to_list())
     idx = {v: i for i, v in enumerate(cats)}
 
     def counts(value_counts: pl.DataFrame) -> np.ndarray:
@@ -114,11 +113,11 @@ def _categorical(ref: pl.Series, cur: pl.Series) -> dict[str, Any]:
             out[idx.get(v, len(cats))] += n
         return out
 
-    rc, cc = counts(r_counts), counts(c.drop_nulls().value_counts(name="n"))
+    rc, cc = counts(r_counts), counts(_category_counts(cur))
     labels = [*cats, "(other)"]
     if rc[-1] == 0 and cc[-1] == 0:
         rc, cc, labels = rc[:-1], cc[:-1], labels[:-1]
-    rc, cc, labels = _with_missing(rc, cc, labels, r.null_count(), c.null_count())
+    rc, cc, labels = _with_missing(rc, cc, labels, ref.null_count(), cur.null_count())
     table = np.vstack([rc, cc])
     table = table[:, table.sum(axis=0) > 0]
     p = None
@@ -129,6 +128,17 @@ def _categorical(ref: pl.Series, cur: pl.Series) -> dict[str, Any]:
     tvd = 0.5 * float(np.abs(rc / max(rc.sum(), 1) - cc / max(cc.sum(), 1)).sum())
     return {"method": "psi+chi2", "psi": psi(rc, cc), "ks": None, "p_value": p, "effect": tvd,
             "bins": _bins(labels, rc, cc)}
+
+
+def _category_counts(s: pl.Series) -> pl.DataFrame:
+    """``value`` (as text) and ``n`` of the values present in ``s``, most frequent first, ties by value.
+
+    A Polars categorical is counted by its codes (the profile's split shift reads text columns so, a
+    fraction of the memory of their text); any other column by its values as text."""
+    if not isinstance(s.dtype, (pl.Categorical, pl.Enum)):
+        s = s.cast(pl.String)
+    counts = s.drop_nulls().value_counts(name="n").rename({s.name: "value"})
+    return counts.with_columns(pl.col("value").cast(pl.String)).sort(["n", "value"], descending=[True, False])
 
 
 def _with_missing(rc: np.ndarray, cc: np.ndarray, labels: list[str], r_miss: int, c_miss: int

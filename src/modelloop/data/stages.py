@@ -75,14 +75,19 @@ def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]
 def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any) -> dict | None:
     """Per-feature distance between the train and the frozen test split (the same code monitoring uses:
     a datetime feature by the parts a model reads from it, ``shift.time_parts``, as in monitoring)."""
-    from .shift import compare_distributions, compared_columns, time_parts
+    import polars as pl
+
+    from .shift import CATEGORICAL_KINDS, compare_distributions, compared_columns, time_parts
 
     is_train, is_test = (side == s for s in ("train", "test"))
     if not is_test.any() or not is_train.any():
         return None
     out: dict[str, Any] = {}
+    types = frame.collect_schema()
     for column, kind in compared_columns(schema).items():  # a column at a time: each is compared alone
-        values = frame.select(column).collect()
+        read = pl.col(column)  # text read as categories: codes are filtered and counted, not the text
+        values = frame.select(read.cast(pl.Categorical) if types[column] == pl.String and kind in
+                              CATEGORICAL_KINDS else read).collect()
         train, test = values.filter(is_train), values.filter(is_test)
         del values
         compared = {column: kind}

@@ -59,10 +59,14 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray, alpha: float =
 
 def numeric_edges(values: np.ndarray, bins: int) -> np.ndarray:
     """Interior cut points at the reference's quantiles (duplicates merged, so ties share a bin)."""
-    values = values[~np.isnan(values)]
+    return _edges(values[~np.isnan(values)], bins)
+
+
+def _edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """``numeric_edges`` of ``values`` (no NaN), which it reorders: the quantiles are found in place."""
     if values.size == 0:
         return np.array([])
-    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
+    return np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], overwrite_input=True))
 
 
 def _as_float(s: pl.Series) -> np.ndarray:
@@ -77,19 +81,20 @@ def _sample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def _numeric(ref: pl.Series, cur: pl.Series, bins: int, seed: int) -> dict[str, Any]:
     r, c = _as_float(ref), _as_float(cur)
-    r_ok, c_ok = ~np.isnan(r), ~np.isnan(c)
-    rv, cv = r[r_ok], c[c_ok]
-    edges = numeric_edges(rv, bins)
+    rv, cv = r[~np.isnan(r)], c[~np.isnan(c)]
+    missing = r.size - rv.size, c.size - cv.size
+    del r, c
+    # the KS samples are drawn first: the reference's quantiles are then found in place, reordering it
+    samples = (_sample(rv, KS_ROWS, seed), _sample(cv, KS_ROWS, seed + 1)) if rv.size and cv.size else None
+    edges = _edges(rv, bins)
     rc, cc = _bin_counts(rv, edges), _bin_counts(cv, edges)
+    del rv, cv
     labels = [f"<= {edges[0]:.4g}"] if len(edges) else ["all"]
     labels += [f"({a:.4g}, {b:.4g}]" for a, b in itertools.pairwise(edges)]
     if len(edges):
         labels.append(f"> {edges[-1]:.4g}")
-    rc, cc, labels = _with_missing(rc, cc, labels, r.size - rv.size, c.size - cv.size)
-    if rv.size and cv.size:
-        ks, p = ks_2samp(_sample(rv, KS_ROWS, seed), _sample(cv, KS_ROWS, seed + 1))
-    else:
-        ks, p = None, None
+    rc, cc, labels = _with_missing(rc, cc, labels, *missing)
+    ks, p = ks_2samp(*samples) if samples is not None else (None, None)
     return {"method": "psi+ks", "psi": psi(rc, cc), "ks": ks, "p_value": p, "effect": ks,
             "bins": _bins(labels, rc, cc)}
 

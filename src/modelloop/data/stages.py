@@ -82,9 +82,9 @@ def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any) -> dict 
     is_train, is_test = (side == s for s in ("train", "test"))
     if not is_test.any() or not is_train.any():
         return None
-    out: dict[str, Any] = {}
     types = frame.collect_schema()
-    for column, kind in compared_columns(schema).items():  # a column at a time: each is compared alone
+
+    def compare(column: str, kind: str) -> dict[str, Any]:
         read = pl.col(column)  # text read as categories: codes are filtered and counted, not the text
         values = frame.select(read.cast(pl.Categorical) if types[column] == pl.String and kind in
                               CATEGORICAL_KINDS else read).collect()
@@ -94,8 +94,12 @@ def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any) -> dict 
         if kind == "datetime":
             train, test, _ = time_parts(train, test, dataclasses.replace(schema, columns={column: kind}))
             compared = dict.fromkeys(train.columns, "numeric")
-        out.update(compare_distributions(train, test, compared, psi_threshold=cfg.monitor.psi_threshold,
-                                         p_threshold=cfg.monitor.p_value))
+        return compare_distributions(train, test, compared, psi_threshold=cfg.monitor.psi_threshold,
+                                     p_threshold=cfg.monitor.p_value)
+
+    out: dict[str, Any] = {}
+    for column, kind in compared_columns(schema).items():  # a column at a time: each is compared alone
+        out.update(compare(column, kind))
     return out
 
 

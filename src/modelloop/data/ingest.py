@@ -290,7 +290,9 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> dict[s
         path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        frame.to_parquet(tmp, index=False)
+        # the side is the one column worth a dictionary: pyarrow tried one on the row ids too, a hash
+        # table of a million ids that doubled the ingest's peak over this step (+42 MiB at 1M rows, +4 now)
+        frame.to_parquet(tmp, index=False, use_dictionary=["split"], row_group_size=_SPLIT_ROW_GROUP)
         tmp.replace(path)
         counts = {k: int(v) for k, v in frame["split"].value_counts().items()}
         cat.add_split(dataset_id=row["id"], key=key, settings=cfg.split.model_dump(),
@@ -298,6 +300,9 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> dict[s
         stored = cat.get_split(row["id"], key)
     assert stored is not None
     return stored
+
+
+_SPLIT_ROW_GROUP = 131_072  # rows per row group of a split file: the writer holds one row group at a time
 
 
 def _split_inputs(cfg: Config, columns: Any) -> list[str]:

@@ -163,19 +163,27 @@ def _infer_kind(s: pd.Series) -> str:
         return "datetime"
     if pd.api.types.is_numeric_dtype(s):
         is_int = pd.api.types.is_integer_dtype(s)
-        if is_int and non_null.nunique() == n and n > 50 and re.search(r"(^|_)id$", str(s.name), re.IGNORECASE):
+        if is_int and n > 50 and re.search(r"(^|_)id$", str(s.name), re.IGNORECASE) and non_null.nunique() == n:
             return "identifier"
         return "numeric"
     text = non_null.astype(str)
-    if text.str.lower().isin(_BOOL_STRINGS).all() and len(text) > 0:
+    # The per-value rules read each distinct value once, weighted by its count: the same shares, and
+    # a column of a few categories costs what its categories cost.
+    counts = text.value_counts(sort=False)
+    distinct, weight = pd.Series(counts.index, dtype=text.dtype), counts.to_numpy()
+    if distinct.str.lower().isin(_BOOL_STRINGS).all() and len(text) > 0:
         return "boolean"
-    if len(text) and pd.to_numeric(text, errors="coerce").notna().mean() >= 0.9:
+    if len(text) and weight[pd.to_numeric(distinct, errors="coerce").notna().to_numpy()].sum() / len(text) >= 0.9:
         return "numeric"  # a numeric column with a few stray strings: check_types reports them
     if _looks_datetime(text):
         return "datetime"
-    uniq = text.nunique() / n
-    words = text.str.count(r"\s+").mean() + 1 if len(text) else 0
-    if words >= 4 or (text.str.len().mean() > 40 and uniq > 0.5):
+    uniq = len(distinct) / n
+
+    def mean(per_value: pd.Series) -> float:
+        return float((weight * per_value.to_numpy(dtype=np.int64)).sum() / len(text)) if len(text) else 0.0
+
+    words = mean(distinct.str.count(r"\s+")) + 1 if len(text) else 0
+    if words >= 4 or (mean(distinct.str.len()) > 40 and uniq > 0.5):
         return "text"
     if uniq > 0.9 and n > 50:
         return "identifier"

@@ -13,11 +13,11 @@ from .snapshot import (HASH_SCHEME, ROW_ID, assign_row_ids, content_hash, read_m
                        update_manifest, write_snapshot_batches)
 
 if TYPE_CHECKING:  # pandas (and the readers, the split) on first use: `modelloop profile` reads with Polars
+    import numpy as np
     import pandas as pd
     import polars as pl
 
     from ._checked import CheckedTable
-    from .snapshot import ContentDigest
 
 __all__ = ["check_row_ids", "dataset_row", "freeze_split", "ingest", "load_dataset", "read_checked_source",
            "read_config_source", "split_sides"]
@@ -157,15 +157,18 @@ def ingest(ws: Workspace) -> dict[str, Any]:
             roles = _split_inputs(ws.config, known["schema"]["columns"])
             freeze_split(ws, known, read_snapshot(known["path"], columns=[ROW_ID, *roles]))
         return {**known, "created": False}
-    return {**_store_version(ws, table, vid, digest), "created": True}
+    ids = None if ROW_ID in table.names else digest.row_ids()
+    del digest  # its row hashes: the ids are all the write needs of them
+    release_memory()
+    return {**_store_version(ws, table, vid, ids), "created": True}
 
 
-def _store_version(ws: Workspace, table: CheckedTable, vid: str, digest: ContentDigest) -> dict[str, Any]:
-    """Write the new version ``vid`` of ``table``, record it and freeze its split (its catalog row)."""
+def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray | None) -> dict[str, Any]:
+    """Write the new version ``vid`` of ``table`` with the row ids ``ids`` (None: the table has its own),
+    record it and freeze its split (its catalog row)."""
     from ._tables import release_memory
 
     cfg = ws.config
-    ids = None if ROW_ID in table.names else digest.row_ids()
     schema, rows = table.schema.to_dict(), table.rows
     manifest = {"id": vid, "step": "ingest", "parents": [], "schema": schema, "rows": rows,
                 "source": table.report, "hash": HASH_SCHEME}

@@ -195,7 +195,7 @@ def _datetime_formats(df: pd.DataFrame, kinds: Mapping[str, str]) -> dict[str, s
     could miss a ``13/05/2024`` that makes the column day-first)."""
     out: dict[str, str] = {}
     for c, kind in kinds.items():
-        if kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(df[c]):
+        if kind == "datetime" and c in df and not pd.api.types.is_datetime64_any_dtype(df[c]):
             fmt = infer_datetime_format(df[c])
             if fmt is not None:
                 out[c] = fmt
@@ -227,8 +227,8 @@ def infer_schema(df: pd.DataFrame | pl.DataFrame | pl.LazyFrame, *, target: str,
         values = df.select(c).collect().to_series() if isinstance(df, pl.LazyFrame) else df[c]
         kinds[c] = fixed.get(c) or overrides.get(c) or _infer_kind(_kind_values(values))
         dtypes[c] = _pandas_dtype(values)
-        if kinds[c] == "datetime" and isinstance(df, (pl.DataFrame, pl.LazyFrame)):
-            dates[c] = values.to_pandas()
+        if kinds[c] == "datetime" and isinstance(values, pl.Series) and values.dtype not in (pl.Date, pl.Datetime):
+            dates[c] = values.to_pandas()  # text: its format is found below (a date or datetime has none)
     kinds.update(fixed)
     formats = _datetime_formats(df if isinstance(df, pd.DataFrame) else pd.DataFrame(dates), kinds)
     return Schema(columns=kinds, target=target, id=id, text=text, time=time, dtypes=dtypes,

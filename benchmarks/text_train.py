@@ -108,7 +108,7 @@ def _peer(method: str, fit: pd.DataFrame, test: pd.DataFrame, args: argparse.Nam
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from modelloop.families.text.model import BUNDLED, resolve_backbone
+    from modelloop.families.text.backbone import BUNDLED, resolve_backbone
 
     folder = resolve_backbone(BUNDLED)
     labels = sorted(fit["intent"].unique())
@@ -173,7 +173,7 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    from modelloop.families.text.model import load_backbone, resolve_backbone
+    from modelloop.families.text.backbone import load_backbone, resolve_backbone
 
     data = pd.read_json(DATA, lines=True)
     train, test = train_test_split(data, test_size=0.2, stratify=data["intent"], random_state=0)

@@ -108,7 +108,8 @@ def _gpt2_model(tiny_backbone):
     """A TextModel whose encoder is GPT-2: none of the BERT-style modules the variants need."""
     from transformers import AutoTokenizer, GPT2Config, GPT2Model
 
-    from modelloop.families.text.model import TextModel, network
+    from modelloop.families.text.backbone import network
+    from modelloop.families.text.model import TextModel
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
     encoder = GPT2Model(GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=64))

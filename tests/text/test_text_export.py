@@ -8,7 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from modelloop.families.text.model import TextModel, ort_session
+from modelloop.families.text.backbone import ort_session
+from modelloop.families.text.model import TextModel
 from modelloop.families.text.export import CHECK_TEXTS, export_text_onnx, int8_path
 
 

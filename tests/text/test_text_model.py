@@ -12,15 +12,15 @@ import pytest
 from sklearn.base import clone
 
 from modelloop.errors import ConfigError, DataError, ModelloopError, StateError
-from modelloop.families.text.model import (
+from modelloop.families.text.backbone import (
     BackboneError,
-    TextModel,
     effective_max_length,
     extend_vocabulary,
     load_tokenizer,
     resolve_backbone,
     tokenize,
 )
+from modelloop.families.text.model import TextModel
 
 METHODS = ("head", "lora", "full")
 FAST = {"head": {}, "lora": {"epochs": 6, "learning_rate": 1e-2, "batch_size": 8},

@@ -10,7 +10,7 @@ import pytest
 
 from modelloop.data.ingest import ingest
 from modelloop.errors import DataError
-from modelloop.families.text.model import BackboneError
+from modelloop.families.text.backbone import BackboneError
 from modelloop.families.text import fit as F
 from modelloop.families.text.stage import text_study_name, train_text
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelloop.families.text.model import TextModel, texts_of
+from modelloop.families.text.backbone import texts_of
+from modelloop.families.text.model import TextModel
 from modelloop.families.text import stage as T
 from modelloop.families.text import estimator as E
 from modelloop.families.text import search as S
@@ -178,7 +179,7 @@ def test_lora_trains_only_the_added_characters_rows_and_merges_them(tiny_backbon
     table while training, written into it by the merge; every pre-trained row stays as it was."""
     import torch
 
-    from modelloop.families.text.model import load_encoder
+    from modelloop.families.text.backbone import load_encoder
 
     rows = pd.DataFrame({"message": ["退款 refund money"] * 12 + ["丢卡 card lost"] * 12})
     job = _job(tiny_backbone, rows.assign(intent=["refund"] * 12 + ["lost_card"] * 12), method="lora")

@@ -1,7 +1,6 @@
 """The text model object: a trained network tied to its tokenizer, text column and class labels.
 
-Its building blocks live in :mod:`modelloop.families.text.backbone` (re-exported here for callers of
-earlier releases); this module holds :class:`TextModel` alone, on top of them.
+Its building blocks live in :mod:`.backbone`; this module holds :class:`TextModel` alone, on top of them.
 
 * :class:`TextModel` ties a trained network to its tokenizer, text column and class labels. It has
   the interface of :class:`~modelloop.models.tabular.TabularModel` (``predict``, ``predict_proba``,
@@ -26,51 +25,19 @@ from sklearn.base import BaseEstimator
 from ...data.schema import Schema
 from ...errors import ConfigError, StateError
 from ...evaluation.metrics import labels_from_proba
-from .backbone import (  # noqa: F401  (re-exported: the names earlier releases had here)
+from .backbone import (
     _INFER_BATCH,
-    BUNDLED,
-    INSTALL_HINT,
-    SLOW_FUSIONS,
-    BackboneError,
     _quiet_transformers,
-    backbone_fingerprint,
-    effective_max_length,
-    extend_vocabulary,
-    init_new_embeddings,
     length_batches,
-    load_backbone,
-    load_encoder,
-    load_tokenizer,
     network,
     ort_session,
     pad_batch,
     require_torch,
-    resolve_backbone,
     texts_of,
     tokenize,
 )
 
-__all__ = [
-    "BUNDLED",
-    "BackboneError",
-    "SLOW_FUSIONS",
-    "TextModel",
-    "backbone_fingerprint",
-    "effective_max_length",
-    "extend_vocabulary",
-    "init_new_embeddings",
-    "length_batches",
-    "load_backbone",
-    "load_encoder",
-    "load_tokenizer",
-    "network",
-    "ort_session",
-    "pad_batch",
-    "require_torch",
-    "resolve_backbone",
-    "texts_of",
-    "tokenize",
-]
+__all__ = ["TextModel"]
 
 
 class TextModel(BaseEstimator):

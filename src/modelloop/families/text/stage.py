@@ -43,19 +43,19 @@ import pandas as pd
 
 from ...errors import ConfigError, DataError
 from ...models.tabular import encode_labels
-from .model import (
-    TextModel,
-    texts_of,
+from .backbone import (
     backbone_fingerprint,
     effective_max_length,
     extend_vocabulary,
     load_tokenizer,
     resolve_backbone,
+    texts_of,
     tokenize,
 )
 from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
 from .fit import FitJob, _device, _network_for, build_model, embed
+from .model import TextModel
 from .search import HEAD_TRIALS, _SearchSettings, _warm_params, run_text_search
 from ...training.tune import TrialRecord
 

@@ -62,6 +62,17 @@ def test_text_variants_are_built_checked_and_the_best_registered(trained):
         assert np.allclose(got, native, atol=1e-4)
     assert [p["label"] for p in served][:3] == list(load_model(ws, row).predict(TEXTS.iloc[:3]))
 
+    # the server says it runs in ONNX Runtime, whichever graph (an int8 one too): no ServedNatively alert
+    import httpx
+    from servers import running
+
+    from modelloop.serving import ServeConfig, create_app
+
+    app = create_app(ws, config=ServeConfig(reload_poll_seconds=0), model=f"intents:{row['version']}", api_keys=[])
+    with running(app) as url:
+        assert httpx.get(f"{url}/v1/model").json()["variant"] == key
+        assert 'modelloop_model_onnx{name="intents"} 1.0' in httpx.get(f"{url}/metrics").text
+
 
 def test_text_model_without_onnx_variant_is_served_by_pytorch(trained):
     runtime = load_runtime(trained, "intents:1")

@@ -211,7 +211,7 @@ class ServerState:
                 # a swapped-out model can still be collected.
                 gc.collect()
                 gc.freeze()
-            self.metrics.set_model(new.name, new.version, new.variant == "onnx")
+            self.metrics.set_model(new.name, new.version, new.variant != "native")  # onnx, onnx_int8...
             self.metrics.reloads.labels("ok").inc()
             log.info("serving %s:%s (%s) after %s", new.name, new.version, new.variant, why)
         return {"model": _ref(new), "previous": _ref(old) if old is not None else None,

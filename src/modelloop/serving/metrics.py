@@ -10,7 +10,7 @@ name                                                   what
 ``modelloop_errors_total{kind}``                       validation, auth, too_large, not_ready,
                                                        not_found, conflict, inference, log_write
 ``modelloop_model_version{name}``                      version served (changes on a hot swap)
-``modelloop_model_onnx{name}``                         1 when served by ONNX Runtime, 0 natively
+``modelloop_model_onnx{name}``                         1 when served by ONNX Runtime (any graph: fp32, int8), 0 natively
 ``modelloop_model_ready``                              1 once a model is loaded
 ``modelloop_reloads_total{result}``                    hot swaps (ok, failed)
 ``modelloop_cache_lookups_total{result}``              response cache hit / miss

@@ -118,7 +118,7 @@ def test_time_parts_are_the_parts_training_derives() -> None:
     for training) gives, for a naive datetime, an aware one, a date and text in the column's format."""
     from modelloop.data.schema import Schema
     from modelloop.data.shift import time_parts
-    from modelloop.models.tabular import DATETIME_PARTS, prepare_features
+    from modelloop.families.tabular.model import DATETIME_PARTS, prepare_features
 
     rng = np.random.default_rng(3)
     stamps = dt.datetime(2023, 1, 1) + pd.to_timedelta(rng.integers(0, 400 * 86400, 300), unit="s")

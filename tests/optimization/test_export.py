@@ -11,9 +11,9 @@ import pytest
 
 from modelloop.data.schema import Schema
 from modelloop.errors import ModelloopError
-from modelloop.models.tabular import FAMILIES, TabularModel
-from modelloop.optimization.export import INPUT_COLUMNS_KEY, check_onnx, onnx_inputs, to_onnx
-from modelloop.training.ensemble import blend_estimator
+from modelloop.families.tabular.model import FAMILIES, TabularModel
+from modelloop.families.tabular.export import INPUT_COLUMNS_KEY, check_onnx, onnx_inputs, to_onnx
+from modelloop.families.tabular.ensemble import blend_estimator
 
 
 def _data(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, Schema, dict[str, pd.Series]]:

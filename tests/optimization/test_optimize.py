@@ -78,7 +78,7 @@ def test_distilled_student_mimics_the_ensemble(project):
 def test_student_splits_categories_by_teacher_ordered_codes(project):
     """Binary teachers get all-``<=`` students: categories numbered by the teacher's mean score."""
 
-    from modelloop.optimization.export import to_onnx
+    from modelloop.families.tabular.export import to_onnx
     from modelloop.optimization.optimize import distill
 
     teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelloop.models.tabular import TabularModel
-from modelloop.optimization.export import check_onnx, to_onnx
-from modelloop.optimization.tree_prune import NothingToPrune, boosted_trees, prune_rounds
-from modelloop.training.ensemble import blend_estimator
+from modelloop.families.tabular.model import TabularModel
+from modelloop.families.tabular.export import check_onnx, to_onnx
+from modelloop.families.tabular.prune import NothingToPrune, boosted_trees, prune_rounds
+from modelloop.families.tabular.ensemble import blend_estimator
 
 from test_export import _data, _probe  # tests/optimization is on sys.path (pytest prepend mode)
 

@@ -17,7 +17,7 @@ from toy import RAW_CONFIG, Toy, make_table
 def _register_linear(ws: Any) -> int:
     """Version 2: a plain linear TabularModel, registered like train does (not promoted)."""
     from modelloop.data.ingest import load_dataset
-    from modelloop.models.tabular import TabularModel
+    from modelloop.families.tabular.model import TabularModel
     from modelloop.registry import tracker_for
 
     row, df, schema = load_dataset(ws)

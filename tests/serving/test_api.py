@@ -235,7 +235,7 @@ def test_clean_shutdown_flushes_the_log(toy) -> None:
 
 
 def test_unconvertible_model_is_served_natively_and_says_why(toy, monkeypatch) -> None:
-    from modelloop.optimization import export
+    from modelloop.families.tabular import export as export
     from modelloop.serving import runtime
 
     def boom(model, **kw):

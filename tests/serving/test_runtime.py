@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelloop.optimization import export
+from modelloop.families.tabular import export as export
 from modelloop.registry import load_model, resolve_model
 from modelloop.serving.runtime import (
     ONNX_ATOL,

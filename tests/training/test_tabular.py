@@ -12,7 +12,7 @@ import pytest
 
 from modelloop.data.schema import Schema
 from modelloop.errors import DataError, StateError
-from modelloop.models.tabular import (
+from modelloop.families.tabular.model import (
     FAMILIES,
     TabularModel,
     build_estimator,
@@ -188,3 +188,13 @@ def test_pickle_round_trip_predicts_identically(family):
         again = loads(dumps(model))
         np.testing.assert_array_equal(again.predict_proba(df), model.predict_proba(df))
         np.testing.assert_array_equal(again.predict(df), model.predict(df))
+
+
+def test_a_model_pickled_before_the_family_moved_still_loads():
+    """Registered tabular models name ``modelloop.models.tabular.TabularModel``; that path still resolves."""
+    X, schema, ys = _frame()
+    model = TabularModel(schema=schema, task="binary", family="linear").fit(X, ys["binary"])
+    blob = pickle.dumps(model, protocol=0)  # protocol 0 names the class as text, one line
+    old = blob.replace(b"cmodelloop.families.tabular.model\nTabularModel\n", b"cmodelloop.models.tabular\nTabularModel\n")
+    assert old != blob
+    np.testing.assert_allclose(pickle.loads(old).predict_proba(X), model.predict_proba(X))

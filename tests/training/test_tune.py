@@ -24,15 +24,10 @@ from sklearn.preprocessing import StandardScaler
 from modelloop.data.schema import Schema
 from modelloop.errors import ConfigError, ModelloopError
 from modelloop.evaluation.metrics import score
-from modelloop.training import (
-    SearchSettings,
-    blend,
-    blend_estimator,
-    caruana_weights,
-    run_search,
-    tune_threshold,
-)
-from modelloop.training import tune as tune_module
+from modelloop.families.tabular.ensemble import blend, blend_estimator, caruana_weights
+from modelloop.families.tabular.search import SearchSettings, run_search
+from modelloop.families.tabular.threshold import tune_threshold
+from modelloop.families.tabular import search as tune_module
 
 
 @pytest.fixture(scope="module")
@@ -326,8 +321,8 @@ import numpy as np, pandas as pd
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import StratifiedKFold
 from modelloop.data.schema import Schema
-from modelloop.training import SearchSettings, run_search
-from modelloop.training import tune
+from modelloop.families.tabular.search import SearchSettings, run_search
+from modelloop.families.tabular import search as tune
 
 tmp, marker = Path(sys.argv[1]), Path(sys.argv[2])
 real = tune._cross_validate

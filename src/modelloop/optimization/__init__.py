@@ -1,7 +1,2 @@
-"""Export, quantize, prune, distil: turning a trained model into the variant that pays in production."""
-
-from __future__ import annotations
-
-from .export import check_onnx, onnx_inputs, to_onnx
-
-__all__ = ["check_onnx", "onnx_inputs", "to_onnx"]
+"""The optimize stage: build a model's variants through its family, verify and benchmark them, register
+the best one that keeps quality (``optimize.optimize``)."""

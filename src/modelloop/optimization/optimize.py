@@ -45,7 +45,7 @@ import pandas as pd
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.metrics import direction
 from ..workspace import Workspace
-from .fidelity import matching_threshold, perturbed
+from ..families.tabular.fidelity import matching_threshold, perturbed
 
 __all__ = ["TABULAR_VARIANTS", "VARIANTS", "VariantPredictor", "VariantResult", "VariantSkipped", "distill",
            "optimize", "tabular_variants"]
@@ -97,7 +97,7 @@ def _native(model: Any) -> VariantPredictor:
 def _onnx(model: Any, name: str = "onnx") -> VariantPredictor:
     import onnxruntime as ort
 
-    from .export import onnx_inputs, to_onnx
+    from ..families.tabular.export import onnx_inputs, to_onnx
 
     blob = to_onnx(model).SerializeToString()
     opts = ort.SessionOptions()
@@ -159,7 +159,7 @@ def _fit_student(teacher: Any, X: pd.DataFrame, *, seed: int, params: dict, augm
     no one order for all classes: its student keeps LightGBM's categorical splits."""
     X = pd.concat([X.reset_index(drop=True)] + [perturbed(X.reset_index(drop=True), seed + i)
                                                 for i in range(augment)], ignore_index=True)
-    from ..models.tabular import TabularModel, categorical_indices, build_estimator, prepared_columns
+    from ..families.tabular.model import TabularModel, categorical_indices, build_estimator, prepared_columns
 
     schema = teacher.prepared_schema()
     numeric, categorical = prepared_columns(schema)
@@ -481,7 +481,7 @@ def tabular_variants(teacher: Any, train: pd.DataFrame, *, target: str, seed: in
 def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: float = 0.01) -> VariantPredictor:
     family = (teacher.describe() or {}).get("family")
     if name == "pruned":
-        from .tree_prune import NothingToPrune, prune_rounds
+        from ..families.tabular.prune import NothingToPrune, prune_rounds
 
         try:  # agreement asked of the pruned model: half the quality budget, the test set gets the rest
             model, _ = prune_rounds(teacher, X_train, min_fidelity=1.0 - max_drop / 2, seed=seed)

@@ -5,7 +5,7 @@ Loading a model version (:func:`load_runtime`):
 1. The ONNX file cached next to the model (``formats["onnx"]``, by default
    ``.modelloop/models/{name}-v{version}.onnx``) is used when it exists and has the graph inputs
    serving feeds. Otherwise the native model is converted with
-   :func:`modelloop.optimization.export.to_onnx`, checked, written atomically and recorded in the
+   :func:`modelloop.families.tabular.export.to_onnx`, checked, written atomically and recorded in the
    catalog (``formats["onnx"]`` and ``info["onnx_check"]``).
 2. The check compares, on up to 256 rows of the model's dataset plus synthetic edge rows (all
    missing, unseen categories), the probabilities (or values) that *this runtime* serves against
@@ -169,7 +169,7 @@ class _FeedPlan:
     (``"mean radius"`` -> ``mean_radius``); without it the feed uses the prepared names."""
 
     def __init__(self, schema: Schema, names: dict[str, str] | None = None, packed: list[str] | None = None):
-        from ..models.tabular import DATETIME_PARTS, prepared_columns
+        from ..families.tabular.model import DATETIME_PARTS, prepared_columns
 
         feats = schema.features()
         self.floats = [c for c in feats if schema.columns[c] in ("numeric", "boolean")]
@@ -412,7 +412,7 @@ def input_map(session: Any, schema: Schema) -> dict[str, str] | None:
     metadata; a graph without that entry must use the prepared names as they are."""
     import json
 
-    from ..optimization.export import INPUT_COLUMNS_KEY
+    from ..families.tabular.export import INPUT_COLUMNS_KEY
 
     graph = sorted(i.name for i in session.get_inputs())
     packed = packed_inputs(session)
@@ -431,7 +431,7 @@ def _fits(session: Any, schema: Schema) -> bool:
 
 def _convert(ws: Workspace, row: dict[str, Any], schema: Schema, atol: float,
              plan: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-    from ..optimization.export import check_onnx, to_onnx
+    from ..families.tabular.export import check_onnx, to_onnx
 
     native = native_model(ws, row)
     onnx_model = to_onnx(native)

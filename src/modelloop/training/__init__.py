@@ -1,20 +1,4 @@
-"""The training stage: hyper-parameter search, ensembles and decision thresholds for tabular models."""
-
-from __future__ import annotations
-
-from .ensemble import blend, blend_estimator, caruana_weights
-from .threshold import THRESHOLD_METRICS, tune_threshold
-from .tune import DEFAULT_PARAMS, SearchResult, SearchSettings, TrialRecord, run_search
-
-__all__ = [
-    "DEFAULT_PARAMS",
-    "THRESHOLD_METRICS",
-    "SearchResult",
-    "SearchSettings",
-    "TrialRecord",
-    "blend",
-    "blend_estimator",
-    "caruana_weights",
-    "run_search",
-    "tune_threshold",
-]
+"""The training stage: the train entry point every family goes through (``train.train``), the registration
+they share (``train.record_model``) and the Optuna search driver they share (``search``). Each family's
+own search lives in its package (``modelloop.families.tabular.search``, ``modelloop.families.text.search``).
+"""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import optuna
@@ -26,13 +27,44 @@ from optuna.trial import TrialState
 from ..errors import ConfigError
 from ..evaluation.metrics import direction
 
-__all__ = ["FINGERPRINT_KEY", "SPENT_KEY", "STATE_NAMES", "abandon", "finished", "open_study", "ranked",
+__all__ = ["FINGERPRINT_KEY", "SPENT_KEY", "STATE_NAMES", "SearchResult", "TrialRecord", "abandon", "finished", "open_study", "ranked",
            "search_loop", "spent"]
 
 SPENT_KEY = "modelloop_spent_s"
 FINGERPRINT_KEY = "modelloop_fingerprint"
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 R = TypeVar("R")
+
+
+@dataclass
+class TrialRecord:
+    """One finished trial, as the caller logs it (``params`` in the family's native names)."""
+
+    number: int
+    family: str
+    params: dict[str, Any]
+    value: float | None
+    state: str                      # "complete" | "pruned" | "failed"
+    duration_s: float
+    best_iteration: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class SearchResult:
+    """The chosen model and how it was chosen; scores are OOF scores with the tuned threshold."""
+
+    model: Any                      # the family's model object (filled in by the caller for text)
+    metric: str
+    direction: str
+    validation_score: float
+    best_single: TrialRecord
+    ensemble: dict[str, Any] | None
+    threshold: float | None
+    trials: list[TrialRecord]
+    resumed_trials: int
+    latency: dict[str, Any] | None = None  # with max_latency_ms: what was timed and what was chosen
+
 
 
 def open_study(storage: str, study_name: str, *, metric: str, fingerprint: str, seed: int,

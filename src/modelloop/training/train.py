@@ -1,13 +1,12 @@
-"""The train stage: dataset version -> search -> test evaluation -> registered model version.
+"""The train stage: dataset version -> the family's search -> test evaluation -> registered model version.
 
-Reads and writes only through the workspace (catalog, tracker, reports); the search itself is the
-pure ``run_search``. The first model of a project becomes ``production``; later ones wait for
-``modelloop promote`` (or the retrain gate).
+The family serving the config's task does the work (``families.<name>.stage``) and registers through
+:func:`record_model`, which writes the catalog rows every family shares. The first model of a project
+becomes ``production``; later ones wait for ``modelloop promote`` (or the retrain gate).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,26 +15,10 @@ import numpy as np
 import pandas as pd
 
 from ..config import config_hash
-from ..data.ingest import ensure_split, load_dataset
-from ..data.split import make_folds
-from ..evaluation.evaluate import evaluate_model
-from ..families.heads import head_kind
-from ..registry import PRODUCTION, tracker_for
+from ..registry import PRODUCTION
 from ..workspace import Workspace
-from .tune import SearchSettings, run_search
 
-__all__ = ["record_model", "study_name", "train", "train_tabular"]
-
-
-def study_name(ws: Workspace, dataset_id: str) -> str:
-    """A search is resumable while the dataset and everything but the budget stay the same."""
-    cfg = ws.config
-    train = cfg.train.model_dump(exclude={"budget", "trials"})
-    key = json.dumps([train, cfg.metric, cfg.split.model_dump(), cfg.task, cfg.seed,
-                      config_hash(cfg, "data")], sort_keys=True, default=str)
-    import hashlib
-
-    return f"{cfg.name}-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+__all__ = ["record_model", "train"]
 
 
 def train(ws: Workspace, *, budget: float | None = None, trials: int | None = None,
@@ -49,70 +32,6 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
     return family_for_task(ws.config.task).train(
         ws, budget=budget, trials=trials, dataset=dataset, warm_start=warm_start, kind=kind, progress=progress,
         register_as_production=register_as_production)
-
-
-def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | None = None,
-                  dataset: str | None = None, warm_start: list[dict] | None = None, kind: str = "train",
-                  progress: Callable[[int, float], None] | None = None,
-                  register_as_production: bool | None = None) -> dict[str, Any]:
-    """The tabular family's train stage: the search over its estimators, ensembles and threshold."""
-    cfg = ws.config
-    row, df, schema = load_dataset(ws, dataset)
-    assert cfg.task is not None and cfg.split.strategy is not None  # settled for this version by load_dataset
-    side = ensure_split(ws, row, df)
-    train_df = df[side == "train"].reset_index(drop=True)
-    test_df = df[side == "test"].reset_index(drop=True)
-    target = cfg.data.target
-    task = head_kind(cfg.task, df[target])
-    folds = make_folds(train_df, strategy=cfg.split.strategy, n_folds=cfg.train.cv_folds,
-                       seed=cfg.seed, target=target, time=cfg.data.time, group=cfg.data.group)
-    settings = SearchSettings(
-        task=task, metric=cfg.metric, families=list(cfg.train.families),
-        budget=budget if budget is not None else cfg.train.budget,
-        n_trials=trials if trials is not None else cfg.train.trials, seed=cfg.seed,
-        class_weight=cfg.train.class_weight, ensemble=cfg.train.ensemble,
-        ensemble_size=cfg.train.ensemble_size, tune_threshold=cfg.train.tune_threshold,
-        max_latency_ms=cfg.train.max_latency_ms, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed))
-    study = study_name(ws, row["id"])
-    tracker = tracker_for(ws)
-    started = time.time()
-    tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study}
-    with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
-        def on_trial(rec: Any) -> None:
-            with tracker.run(f"trial-{rec.number}-{rec.family}", parent=run_id,
-                             tags={"modelloop.state": rec.state}) as trial_run:
-                tracker.log(trial_run, params={"family": rec.family, **rec.params},
-                            metrics={f"valid_{cfg.metric}": rec.value} if rec.value is not None else {})
-
-        result = run_search(train_df.drop(columns=[target]), train_df[target], schema=schema,
-                            folds=folds, settings=settings, storage=ws.optuna_url, study_name=study,
-                            work_dir=ws.study_dir(study), on_trial=on_trial, progress=progress,
-                            warm_start=warm_start)
-        model = result.model
-        from ..data.stages import cleaning_plan
-
-        model.cleaning_plan_ = cleaning_plan(ws, row)
-        evaluation = evaluate_model(model, test_df, target=target, task=task)
-        tracker.log(run_id, params={"metric": cfg.metric, "task": task, "dataset": row["id"],
-                                    "best_family": result.best_single.family,
-                                    "threshold": result.threshold},
-                    metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items()},
-                             f"valid_{cfg.metric}": result.validation_score})
-        version = int(tracker.log_model(run_id, model, name=cfg.name))
-    return record_model(ws, row, run_id, version, model, result, evaluation, task, kind, started,
-                        test_df, register_as_production, family="tabular")
-
-
-def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], tuple[float, str]]:
-    """How ``train.max_latency_ms`` is checked: the candidate loaded and run as ``modelloop serve`` would."""
-    sample = X.sample(min(len(X), 64), random_state=seed)
-
-    def measure(model: Any) -> tuple[float, str]:
-        from ..optimization.optimize import served_latency
-
-        return served_latency(model, sample)
-
-    return measure
 
 
 def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any, result: Any,

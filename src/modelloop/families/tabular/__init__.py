@@ -1,8 +1,10 @@
 """The tabular family: LightGBM, XGBoost and linear models searched and ensembled over a typed table,
 served as one ONNX graph (scikit-learn pipeline -> ONNX Runtime), with ONNX, pruned and distilled variants.
 
-Its parts: ``modelloop.models.tabular`` (features, estimators, :class:`TabularModel`),
-``modelloop.training.tune`` (the search), ``modelloop.optimization.export``/``tree_prune`` (variants).
+Its modules: ``model`` (features, estimators, :class:`TabularModel`), ``search`` (its space and cross-validated
+trials on the shared driver), ``ensemble`` and ``threshold`` (the choice after the search), ``stage`` (the
+train stage), ``export`` (ONNX), ``prune`` and ``fidelity`` (pruned variants). Its distilled variant and
+served ONNX feed still live in ``optimization/optimize.py`` and ``serving/runtime.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class TabularFamily:
         return None  # the tabular family reads ``train:`` only; it has no ``model:`` section
 
     def search_space(self, settings: Any) -> dict[str, Any]:
-        from ...training.tune import suggest_params
+        from .search import suggest_params
 
         families = list(getattr(settings, "families", None) or ("lightgbm", "xgboost", "linear"))
         task = "regression" if getattr(settings, "task", None) == "regression" else "binary"
@@ -37,7 +39,7 @@ class TabularFamily:
         return describe_space(lambda t: suggest_params(t, families, task), {"family": families})
 
     def train(self, ws: Any, **options: Any) -> dict[str, Any]:
-        from ...training.train import train_tabular
+        from .stage import train_tabular
 
         return train_tabular(ws, **options)
 

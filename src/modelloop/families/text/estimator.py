@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...errors import DataError
 from ...evaluation.metrics import check_metric
-from ...models.tabular import encode_labels
+from ..tabular.model import encode_labels
 from .backbone import (
     effective_max_length,
     extend_vocabulary,

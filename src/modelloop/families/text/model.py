@@ -3,7 +3,7 @@
 Its building blocks live in :mod:`.backbone`; this module holds :class:`TextModel` alone, on top of them.
 
 * :class:`TextModel` ties a trained network to its tokenizer, text column and class labels. It has
-  the interface of :class:`~modelloop.models.tabular.TabularModel` (``predict``, ``predict_proba``,
+  the interface of :class:`~modelloop.families.tabular.model.TabularModel` (``predict``, ``predict_proba``,
   ``classes_``, ``schema`` ...), so evaluation, registration and monitoring treat both alike. It
   pickles compactly: tokenizer files and the weights as safetensors bytes, never live objects,
   and it is rebuilt on first use without any network access.
@@ -159,7 +159,7 @@ class TextModel(BaseEstimator):
                 "features": self.input_columns, "family": settings.method, "method": settings.method,
                 "backbone": settings.backbone, "max_length": self.max_length_,
                 "pooling": settings.pooling, "parameters": self.n_parameters()}
-        from ...models.tabular import jsonable
+        from ..tabular.model import jsonable
 
         return jsonable({**info, **self.description_})
 

@@ -21,8 +21,7 @@ from ...evaluation.metrics import direction
 from .backbone import require_torch
 from .config import TextModelConfig
 from .fit import _better, FitJob, _params_key, run_params
-from ...training.search import STATE_NAMES, finished, open_study, ranked, search_loop
-from ...training.tune import SearchResult, TrialRecord
+from ...training.search import STATE_NAMES, SearchResult, TrialRecord, finished, open_study, ranked, search_loop
 
 if TYPE_CHECKING:
     pass

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ConfigError, DataError
-from ...models.tabular import encode_labels
+from ..tabular.model import encode_labels
 from .backbone import (
     backbone_fingerprint,
     effective_max_length,
@@ -57,7 +57,7 @@ from .estimator import fit_text_model, validation_split
 from .fit import FitJob, _device, _network_for, build_model, embed
 from .model import TextModel
 from .search import HEAD_TRIALS, _SearchSettings, _warm_params, run_text_search
-from ...training.tune import TrialRecord
+from ...training.search import TrialRecord
 
 __all__ = ["HEAD_TRIALS", "fit_text_model", "run_text_search", "text_settings", "text_study_name", "train_text",
            "validation_split"]

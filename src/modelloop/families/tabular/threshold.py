@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..evaluation.metrics import F1_TYPE
+from ...errors import ConfigError
+from ...evaluation.metrics import F1_TYPE
 
 __all__ = ["THRESHOLD_METRICS", "tune_threshold"]
 

@@ -1,4 +1,4 @@
-"""Export a :class:`~modelloop.models.tabular.TabularModel` to ONNX and check it against scikit-learn.
+"""Export a :class:`~modelloop.families.tabular.model.TabularModel` to ONNX and check it against scikit-learn.
 
 The graph covers ``model.estimator_`` (preprocessing + model, or the soft-voting ensemble); the
 feature preparation before it and the threshold/label mapping after it stay in Python, because
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ModelloopError
-from ..models.tabular import TabularModel, prepare_features, prepared_columns
+from ...errors import ModelloopError
+from .model import TabularModel, prepare_features, prepared_columns
 
 __all__ = ["INPUT_COLUMNS_KEY", "check_onnx", "onnx_inputs", "to_onnx"]
 

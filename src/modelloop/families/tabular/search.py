@@ -1,7 +1,7 @@
 """Hyper-parameter search for tabular models: Optuna over LightGBM, XGBoost and linear models.
 
 One call, :func:`run_search`, goes from a raw frame and its folds to a fitted
-:class:`~modelloop.models.tabular.TabularModel`:
+:class:`~modelloop.families.tabular.model.TabularModel`:
 
 1. each trial picks a family and its parameters (TPE, seeded, multivariate over a conditional
    space), fits one model per fold (boosting stops early on the fold's valid part), reports the
@@ -42,10 +42,10 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from ..data.schema import Schema
-from ..errors import ConfigError, DataError, ModelloopError, cap_list
-from ..evaluation.metrics import F1_TYPE, check_metric, direction, score
-from ..models.tabular import (
+from ...data.schema import Schema
+from ...errors import ConfigError, DataError, ModelloopError, cap_list
+from ...evaluation.metrics import F1_TYPE, check_metric, direction, score
+from .model import (
     FAMILIES,
     TASKS,
     TabularModel,
@@ -56,7 +56,7 @@ from ..models.tabular import (
     prepared_columns,
 )
 from .ensemble import blend, blend_estimator, caruana_weights
-from .search import STATE_NAMES, finished, open_study, search_loop
+from ...training.search import SearchResult, TrialRecord, STATE_NAMES, finished, open_study, search_loop
 from .threshold import tune_threshold
 
 __all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search", "suggest_params"]
@@ -95,36 +95,6 @@ class SearchSettings:
     # fitted model as (milliseconds, how it is served), the caller knowing how; None: no limit
     max_latency_ms: float | None = None
     latency_fn: Callable[[TabularModel], tuple[float, str]] | None = None
-
-
-@dataclass
-class TrialRecord:
-    """One finished trial, as the caller logs it (``params`` in the family's native names)."""
-
-    number: int
-    family: str
-    params: dict[str, Any]
-    value: float | None
-    state: str                      # "complete" | "pruned" | "failed"
-    duration_s: float
-    best_iteration: int | None = None
-    error: str | None = None
-
-
-@dataclass
-class SearchResult:
-    """The chosen model and how it was chosen; scores are OOF scores with the tuned threshold."""
-
-    model: TabularModel
-    metric: str
-    direction: str
-    validation_score: float
-    best_single: TrialRecord
-    ensemble: dict[str, Any] | None
-    threshold: float | None
-    trials: list[TrialRecord]
-    resumed_trials: int
-    latency: dict[str, Any] | None = None  # with max_latency_ms: what was timed and what was chosen
 
 
 @dataclass

@@ -47,12 +47,12 @@ def boosted_trees(estimator: Any) -> list[tuple[Any, int]]:
 
 def prune_rounds(teacher: Any, X: pd.DataFrame, *, min_fidelity: float, seed: int = 0,
                  shares: tuple[float, ...] = SHARES) -> tuple[Any, dict[str, Any]]:
-    """The teacher (a fitted :class:`~modelloop.models.tabular.TabularModel`) with the fewest rounds
+    """The teacher (a fitted :class:`~modelloop.families.tabular.model.TabularModel`) with the fewest rounds
     that still agrees with it on ``X`` (raw training rows), and what was kept.
 
     Raises :class:`NothingToPrune` when there are no boosted trees or no share in ``shares`` agrees.
     """
-    from ..models.tabular import TabularModel
+    from .model import TabularModel
     from .fidelity import matching_threshold, perturbed
 
     members = boosted_trees(teacher.estimator_)
@@ -143,7 +143,7 @@ def _truncate(model: Any, rounds: int) -> Any:
 
 
 def _labels(proba: np.ndarray, threshold: float | None) -> np.ndarray:
-    from ..evaluation.metrics import labels_from_proba
+    from ...evaluation.metrics import labels_from_proba
 
     return labels_from_proba(proba, threshold)
 

@@ -113,7 +113,7 @@ def _timings(fns: dict, texts: list[str], batch: int, seconds: float, rounds: in
 def _inference(model, test: pd.DataFrame, seconds: float, threads: int) -> list[dict]:
     import torch
 
-    from modelloop.families.text.model import ort_session
+    from modelloop.families.text.backbone import ort_session
     from modelloop.families.text.export import export_text_onnx
 
     torch.set_num_threads(threads)
@@ -234,7 +234,7 @@ def main() -> int:
     train, test = train.reset_index(drop=True), test.reset_index(drop=True)
     print(f"intents: {len(train)} train / {len(test)} test rows, {data['intent'].nunique()} intents, "
           f"{os.cpu_count()} CPU cores (shared machine: timings are indicative)", flush=True)
-    from modelloop.families.text.model import load_backbone, resolve_backbone
+    from modelloop.families.text.backbone import load_backbone, resolve_backbone
 
     load_backbone(resolve_backbone("bundled"))  # warm-up: imports and file cache, outside every timing
     quality = [_tfidf(train, test)]

@@ -52,6 +52,11 @@ def test_search_spaces_are_read_off_the_searches():
     assert tab["family"] == {"type": "categorical", "choices": ["lightgbm", "linear"]}
     assert tab["lgb_num_leaves"] == {"type": "int", "low": 7, "high": 255, "log": True}
     assert "linear_C" in tab and not any(k.startswith("xgb_") for k in tab)
+    from modelloop.config import parse_config
+
+    regression = get_family("tabular").search_space(parse_config(
+        {"data": {"source": "d.csv", "target": "y"}, "task": "regression", "train": {"families": ["linear"]}}))
+    assert set(regression) == {"family", "linear_alpha"}  # a regressor's linear model is tuned by alpha
     pytest.importorskip("torch")
     from modelloop.families.text.config import TextModelConfig
 

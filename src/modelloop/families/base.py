@@ -48,7 +48,8 @@ class Family(Protocol):
         """The pydantic model of the ``model:`` section for this family (None: it has none)."""
 
     def search_space(self, settings: Any) -> dict[str, Any]:
-        """The hyper-parameters the search draws from: ``{name: description}`` (JSON-ready)."""
+        """The hyper-parameters the search draws from: ``{name: description}`` (JSON-ready).
+        ``settings``: the project's Config (or the family's own section of it)."""
 
     def train(self, ws: Workspace, **options: Any) -> dict[str, Any]:
         """Search, fit, evaluate on the frozen test split and register one model version.

@@ -30,12 +30,14 @@ class TabularFamily:
         return None  # the tabular family reads ``train:`` only; it has no ``model:`` section
 
     def search_space(self, settings: Any) -> dict[str, Any]:
+        """``settings``: the project's Config (its task picks the linear branch: alpha or C), or its
+        ``train:`` section alone (then the classification space)."""
+        from ..space import describe_space
         from .search import suggest_params
 
-        families = list(getattr(settings, "families", None) or ("lightgbm", "xgboost", "linear"))
+        train = getattr(settings, "train", settings)
+        families = list(getattr(train, "families", None) or ("lightgbm", "xgboost", "linear"))
         task = "regression" if getattr(settings, "task", None) == "regression" else "binary"
-        from ..space import describe_space
-
         return describe_space(lambda t: suggest_params(t, families, task), {"family": families})
 
     def train(self, ws: Any, **options: Any) -> dict[str, Any]:

@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed-dev
 
 .PHONY: install demo test test-all bench lint clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --no-deps -c constraints.txt -r requirements-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)

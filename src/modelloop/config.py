@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError, StateError, cap_list
 from .serving.config import ServeConfig
 from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from .families.text.config import TextModelConfig
 
 __all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_config", "parse_config"]
 
@@ -142,7 +141,11 @@ class Config(_Section):
     seed: int = 0
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
-    model: TextModelConfig = Field(default_factory=TextModelConfig)
+    # The settings of the task's family, validated by its ``settings_schema()`` (``_the_familys_settings``):
+    # that pydantic model's instance (defaults when the section is left out), or None for a family without
+    # settings (a section written for one is refused by ``model_section_fits_task``).
+    model: Any = Field(None, validate_default=True,
+                       description="the task's model family settings (its settings_schema()); only for a family that has them")
     train: TrainConfig = Field(default_factory=TrainConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
@@ -165,6 +168,20 @@ class Config(_Section):
         if value is not None and value not in TASKS:
             raise PydanticCustomError("task_unknown", "must be one of {allowed}", {"allowed": ", ".join(TASKS)})
         return value
+
+    @field_validator("model")
+    @classmethod
+    def _the_familys_settings(cls, value: Any, info: ValidationInfo) -> Any:
+        """``model:`` as the task's family declares it. Its errors keep their path (``model.backbone``,
+        ``model.augment.p``), so they read as any other key's. An invalid task is reported on its own."""
+        from .families import settings_schema_for
+
+        if "task" not in info.data:
+            return value
+        schema = settings_schema_for(info.data["task"])
+        if schema is None:
+            return None if value == {} else value
+        return value if isinstance(value, schema) else schema.model_validate({} if value is None else value)
 
     @property
     def metric(self) -> str:
@@ -254,7 +271,7 @@ def model_section_fits_task(cfg: Config) -> list[str]:
     # them it would be silently ignored. Asking the family also reports a missing optional dependency.
     from .families import family_for_task, tasks_with_settings
 
-    if cfg.model == TextModelConfig():
+    if cfg.model is None:
         return []
     family = family_for_task(cfg.task)
     if family.settings_schema() is None:
@@ -310,25 +327,30 @@ def sql_source_has_query(cfg: Config) -> list[str]:
 
 
 # ---- loading -----------------------------------------------------------------------------------
-def _fields_of(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Allowed key names at ``loc`` (for 'unknown key' messages)."""
-    for part in loc[:-1]:
+def _fields_of(model: type[BaseModel], loc: tuple, task: Any = None) -> list[str]:
+    """Allowed key names at ``loc`` (for 'unknown key' messages); ``model.*`` keys are the ``task``'s
+    family's."""
+    for depth, part in enumerate(loc[:-1]):
         if isinstance(part, int):
             continue
         field = model.model_fields.get(str(part))
         ann = getattr(field, "annotation", None) if field else None
+        if depth == 0 and model is Config and part == "model":
+            from .families import settings_schema_for
+
+            ann = settings_schema_for(task if isinstance(task, str) else None)
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return []
         model = ann
     return [n for n, f in model.model_fields.items() if not f.exclude]
 
 
-def _format_error(err: Any) -> str:
+def _format_error(err: Any, task: Any = None) -> str:
     loc = tuple(err["loc"])
     path = ".".join(str(p) for p in loc) or "(top level)"
     value = err.get("input")
     if err["type"] == "extra_forbidden":
-        allowed = _fields_of(Config, loc)
+        allowed = _fields_of(Config, loc, task)
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{path}: unknown key{hint}; allowed: {', '.join(allowed)}"
@@ -357,7 +379,7 @@ def parse_config(raw: Any, *, root: Path | str = ".") -> Config:
     try:
         cfg = Config.model_validate({**raw, "root": Path(root)})
     except ValidationError as exc:
-        raise ConfigError("\n".join(_format_error(e) for e in exc.errors())) from None
+        raise ConfigError("\n".join(_format_error(e, raw.get("task")) for e in exc.errors())) from None
     _settle_split(cfg)
     problems = [p for check in CHECKS.values() for p in check(cfg)]
     if problems:

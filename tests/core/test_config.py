@@ -103,3 +103,51 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_hash(a) == config_hash(parse_config(MIN)) != config_hash(b)
     assert config_hash(a, "data") == config_hash(b, "data")
     assert isinstance(a, Config)
+
+
+# --------------------------------------------------------------------------- model: belongs to the task's family
+def test_the_model_section_is_validated_by_the_task_s_family_with_dotted_paths():
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**MIN, "task": "text_classification",
+                      "model": {"backbone": "", "bakbone": "x", "augment": {"p": 0.9, "x": 1}}})
+    lines = str(exc.value).splitlines()
+    assert 'model.backbone: string should have at least 1 character, got ""' in lines
+    assert any(line.startswith("model.bakbone: unknown key (did you mean 'backbone'?); allowed: backbone, method")
+               for line in lines)
+    assert any(line.startswith("model.augment.p: ") and line.endswith("got 0.9") for line in lines)
+    assert "model.augment.x: unknown key; allowed: enabled, synonyms, n_per_example, p, ops" in lines
+    cfg = parse_config({**MIN, "task": "text_classification", "model": {"method": "lora"}})
+    assert (cfg.model.method, cfg.model.backbone) == ("lora", "bundled")  # the family's typed settings
+    assert parse_config({**MIN, "task": "text_classification"}).model.method == "head"  # left out: defaults
+    assert parse_config(cfg.model_dump(mode="json")).model == cfg.model  # the served worker's round trip
+    assert parse_config({**MIN, "task": "regression", "model": {}}).model is None
+
+
+def test_a_new_family_only_declares_its_settings_schema(monkeypatch):
+    # the tabular family given a model section: the config takes it, types it and names its keys
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from modelloop.families import get_family
+
+    class Trees(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        depth: int = Field(6, ge=1)
+
+    monkeypatch.setattr(type(get_family("tabular")), "settings_schema", lambda self: Trees)
+    assert parse_config({**MIN, "task": "regression", "model": {"depth": 3}}).model == Trees(depth=3)
+    assert parse_config(MIN).model == Trees()  # a left-out task: the family that serves it until inferred
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**MIN, "task": "classification", "model": {"dpth": 3, "depth": 0}})
+    assert str(exc.value).splitlines() == [
+        "model.depth: must be greater than or equal to 1, got 0",
+        "model.dpth: unknown key (did you mean 'depth'?); allowed: depth"]
+
+
+def test_a_typo_in_the_model_section_exits_2_naming_the_key(tmp_path, capsys):
+    from clirun import cli
+
+    (tmp_path / "modelloop.yaml").write_text("task: text_classification\ndata: {source: a.jsonl, target: y, "
+                                             "text: t}\nmodel: {methd: lora}\n")
+    code, out, err = cli(["ingest"], capsys, tmp_path)
+    assert code == 2 and "model.methd: unknown key (did you mean 'method'?)" in err + out
+    assert "Traceback" not in err + out

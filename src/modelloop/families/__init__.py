@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from .base import Family, Resources
 
 __all__ = ["FAMILIES", "TASKS", "Family", "FamilySpec", "FamilyUnavailable", "Resources", "family_for_task",
-           "family_of", "family_name_of", "get_family", "tasks_with_settings"]
+           "family_of", "family_name_of", "get_family", "settings_schema_for", "tasks_with_settings"]
 
 
 class FamilyUnavailable(ConfigError):
@@ -75,6 +75,19 @@ def family_for_task(task: str | None) -> Family:
     if task not in TASKS:
         raise ConfigError(f"task: must be one of {', '.join(TASKS)}, got '{task}'")
     return get_family(TASKS[task])
+
+
+def settings_schema_for(task: str | None) -> Any:
+    """The pydantic model of the ``model:`` section for a config ``task:`` (None: its family has none).
+
+    Read from the family's declarations, without its optional dependencies (a project whose family is
+    not installed still loads its config; the family answers with its install hint when it is used).
+    An unregistered task has no section (the ``task`` check reports it)."""
+    name = INFERRED_TASKS_FAMILY if task is None else TASKS.get(task)
+    if name is None:
+        return None
+    family = _LOADED.get(name) or importlib.import_module(FAMILIES[name].module).FAMILY
+    return family.settings_schema()
 
 
 def tasks_with_settings() -> list[str]:

@@ -53,6 +53,8 @@ class DataConfig(_Section):
     encoding: str = "auto"
     on_bad_lines: Literal["error", "skip"] = "error"
     on_type_error: Literal["error", "coerce"] = "error"
+    # image sources: a file that does not decode stops the ingest naming it, or is left out and counted
+    on_bad_files: Literal["error", "skip"] = "error"
     target: str
     id: str | None = None
     time: str | None = None

@@ -55,9 +55,18 @@ def text_multiclass(root: Path) -> dict[str, Any]:
             "model": {"backbone": str(backbone), "method": "head", "search": True}}
 
 
+def image_multiclass(root: Path) -> dict[str, Any]:
+    from modelloop.examples.images import generate_images
+
+    generate_images(root / "images", per_class=10, size=32, seed=0, classes=("bolt", "nut", "washer"))
+    return {"name": "cimage", "task": "image_classification", "data": {"source": "images", "target": "label"},
+            "model": {"image_size": 32, "method": "head", "search": True}}
+
+
 CASES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "tabular-binary": tabular_binary,
     "tabular-regression": tabular_regression,
     "text-multiclass": text_multiclass,
+    "image-multiclass": image_multiclass,
 }
 FAMILY_OF_CASE = {case: case.split("-")[0] for case in CASES}

@@ -13,7 +13,8 @@ from modelloop.families import FAMILIES, TASKS, Family, FamilySpec, FamilyUnavai
 
 
 def test_every_config_task_has_one_family_and_each_family_implements_the_protocol():
-    assert TASKS == {"classification": "tabular", "regression": "tabular", "text_classification": "text"}
+    assert TASKS == {"classification": "tabular", "regression": "tabular", "text_classification": "text",
+                     "image_classification": "image"}
     for name in FAMILIES:
         family = get_family(name)
         assert isinstance(family, Family) and family.name == name
@@ -23,7 +24,7 @@ def test_every_config_task_has_one_family_and_each_family_implements_the_protoco
 
 def test_an_unknown_task_names_the_registered_ones():
     with pytest.raises(ConfigError, match="task: must be one of classification, regression, text_classification"):
-        family_for_task("image_classification")
+        family_for_task("speech_recognition")
 
 
 def test_a_family_whose_dependency_is_missing_answers_with_the_install_command(monkeypatch):

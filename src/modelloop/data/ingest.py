@@ -28,8 +28,11 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     from .sources import check_types, read_table
 
     d = cfg.data
+    own, kinds = _family_reader(cfg), None
     if d.sources:
         df, report = _read_sources(cfg)
+    elif own is not None:  # a family that reads its own kind of source (e.g. folders of images)
+        df, report, kinds = own(cfg)
     else:
         assert d.source is not None  # the config requires source or sources
         df, report = read_table(d.source, root=cfg.root, fmt=d.format, query=d.query,
@@ -37,7 +40,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     if d.target not in df.columns:
         raise DataError(f"data.target: column '{d.target}' is not in {d.source or ', '.join(s.name for s in d.sources)}; "
                         f"columns: {cap_list(df.columns)}")
-    schema = _infer_schema(cfg, df)
+    schema = _infer_schema(cfg, df, kinds)
     df, coerced = check_types(df, schema, coerce=d.on_type_error == "coerce")
     _settle_target(cfg, df[d.target], report)
     before = len(df)
@@ -60,6 +63,16 @@ def _settle_target(cfg: Config, y: pd.Series, report: dict[str, Any]) -> None:
     check_target(y, str(cfg.task), cfg.data.target)
 
 
+def _family_reader(cfg: Config) -> Any:
+    """The task's family's own reader of ``data.source`` (``Family.read_source``: ``cfg -> (frame, report,
+    column kinds)``), or None when the table readers read it."""
+    if cfg.task is None or cfg.data.sources:
+        return None
+    from ..families import family_for_task
+
+    return getattr(family_for_task(cfg.task), "read_source", None)
+
+
 def read_checked_source(cfg: Config) -> CheckedTable:
     """``read_config_source`` as ingest reads it: a Parquet source is checked where it lies, column by
     column, and never loaded whole; any other source is read into pandas and checked by it."""
@@ -68,7 +81,8 @@ def read_checked_source(cfg: Config) -> CheckedTable:
 
     d, path = cfg.data, _parquet_path(cfg)
     scanned = scan_parquet(path) if path is not None else None
-    if path is None or scanned is None or d.target not in scanned[0].collect_schema().names():
+    if path is None or scanned is None or d.target not in scanned[0].collect_schema().names() \
+            or _family_reader(cfg) is not None:
         df, schema, read = read_config_source(cfg)  # which also says what is wrong with the source
         return CheckedTable(to_lazy(df, "data.source"), schema, read)
     frame, file_names = scanned
@@ -84,12 +98,15 @@ def read_checked_source(cfg: Config) -> CheckedTable:
                         parquet=(path, file_names))
 
 
-def _infer_schema(cfg: Config, frame: Any) -> Schema:
-    """The schema of ``frame`` (pandas or Polars) under the config's roles and column overrides."""
+def _infer_schema(cfg: Config, frame: Any, kinds: dict[str, str] | None = None) -> Schema:
+    """The schema of ``frame`` (pandas or Polars) under the config's roles and column overrides (and the
+    ``kinds`` a family's reader gives its columns; its one ``text`` column is the input role)."""
     from .sources import infer_schema
 
     d = cfg.data
-    return infer_schema(frame, target=d.target, id=d.id, time=d.time, text=d.text, overrides=d.columns, drop=d.drop)
+    text = d.text or next((c for c, k in (kinds or {}).items() if k == "text"), None)
+    return infer_schema(frame, target=d.target, id=d.id, time=d.time, text=text,
+                        overrides={**(kinds or {}), **d.columns}, drop=d.drop)
 
 
 def _parquet_path(cfg: Config) -> Path | None:

@@ -42,6 +42,8 @@ _SPECS = (
                requires=("sklearn", "lightgbm", "xgboost")),
     FamilySpec("text", "modelloop.families.text", ("text_classification",),
                requires=("torch", "transformers", "peft"), extra="text"),
+    FamilySpec("image", "modelloop.families.image", ("image_classification",),
+               requires=("torch", "PIL", "albumentations", "efficientnet_lite_pytorch"), extra="image"),
 )
 FAMILIES: dict[str, FamilySpec] = {s.name: s for s in _SPECS}
 TASKS: dict[str, str] = {task: s.name for s in _SPECS for task in s.tasks}

@@ -358,13 +358,21 @@ def _routes(app: FastAPI, state: ServerState) -> None:
             raise HTTPException(503, f"no model loaded ({state.load_error}); retry shortly",
                                 headers={"Retry-After": "1"})
         try:
-            records = rt.validator.validate_json(await _body(receive))
+            body = await _body(receive)
+            # a validator that decodes (images) says ``blocking``: it runs in a worker thread, off the loop
+            records = (await run_in_threadpool(rt.validator.validate_json, body)
+                       if getattr(rt.validator, "blocking", False) else rt.validator.validate_json(body))
         except ValidationProblem as problem:
             await _invalid(problem.errors)(scope, receive, send)
             return
         if len(records) > state.config.max_records:
             raise HTTPException(413, f"{len(records)} records is more than serve.max_records "
                                      f"({state.config.max_records}); split the request")
+        await answer(scope, send, rt, records, start)
+
+    async def answer(scope: dict[str, Any], send: Any, rt: Any, records: list[dict[str, Any]],
+                     start: float) -> None:
+        """Infer, log and send the predictions of validated records (both predict routes)."""
         try:
             outputs = await state.infer(rt, records)
         except Exception as exc:
@@ -389,6 +397,26 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         await send({"type": "http.response.body", "body": body})
 
     app.router.routes.append(Route("/v1/predict", _Asgi(predict), methods=["POST"], name="predict"))
+
+    async def predict_image(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Predict uploaded image files (``multipart/form-data``, one or several files) with an image model."""
+        start = time.perf_counter()
+        if state.keys.enabled and not state.keys.verify(_bearer(scope)):
+            raise _no_key()
+        rt = state.runtime
+        if rt is None:
+            raise HTTPException(503, f"no model loaded ({state.load_error}); retry shortly",
+                                headers={"Retry-After": "1"})
+        upload = getattr(rt.validator, "upload", None)
+        if upload is None:
+            raise HTTPException(404, f"model {rt.name}:{rt.version} does not read images; send JSON records "
+                                     "to /v1/predict")
+        ctype = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), "")
+        records = await run_in_threadpool(upload, ctype, await _body(receive), state.config.max_records)
+        await answer(scope, send, rt, records, start)
+
+    app.router.routes.append(Route("/v1/predict/image", _Asgi(predict_image), methods=["POST"],
+                                   name="predict_image"))
 
     @app.post("/v1/feedback", dependencies=keyed, status_code=201, responses={
         400: {"description": "body is not UTF-8 (FastAPI cannot decode it)"},
@@ -624,6 +652,20 @@ def _openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
             "401": answer("missing or wrong API key"),
             "413": answer("body above serve.max_body_bytes or more than serve.max_records records"),
             "422": answer("a record does not match the input schema; `detail` names each field"),
+            "503": answer("no model loaded yet")}}}
+    spec["paths"]["/v1/predict/image"] = {"post": {
+        "summary": "Predict images", "operationId": "predict_image", "security": [{"HTTPBearer": []}],
+        "description": "Image models: one or several image files as multipart/form-data (any field name).",
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "additionalProperties": {"type": "string", "format": "binary"}}}}},
+        "responses": {
+            "200": {"description": "one prediction per file", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/PredictResponse"}}}},
+            "401": answer("missing or wrong API key"),
+            "404": answer("the served model does not read images"),
+            "413": answer("body above serve.max_body_bytes, more files than serve.max_records, or an image "
+                          "with more pixels than allowed"),
+            "415": answer("a file is not an image (named), or the body is not multipart/form-data"),
             "503": answer("no model loaded yet")}}}
     app.state.openapi_cache = (key, spec)
     return spec

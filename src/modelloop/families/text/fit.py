@@ -257,6 +257,9 @@ def _fit_head(X: np.ndarray, y: np.ndarray, n_classes: int, *, c: float, class_w
     return W, b
 
 
+fit_linear_head = _fit_head  # public name: the image family's head is the same folded regression
+
+
 def _run_head(job: FitJob, params: dict[str, Any]) -> dict[str, Any]:
     feats = _head_features(job)
     W, b = _fit_head(feats["fit"], job.y_fit, job.n_classes, c=float(params["head_c"]),

@@ -1,0 +1,51 @@
+"""Image-family fixtures: tiny generated image sets (32 px) and projects over them; never a download."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+
+
+def write_project(root: Path, source: str, **extra) -> Path:
+    """A modelloop.yaml for an image project at ``root`` reading ``source``."""
+    cfg = {"name": "parts", "task": "image_classification", "data": {"source": source, "target": "label"},
+           "model": {"image_size": 32, "method": "head"}, "train": {"budget": 60, "trials": 2}}
+    for key, value in extra.items():
+        cfg.setdefault(key, {}).update(value)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(cfg))
+    return root
+
+
+@pytest.fixture()
+def parts(tmp_path: Path) -> Path:
+    """A folder per class of small generated images (3 classes x 10)."""
+    from modelloop.examples.images import generate_images
+
+    generate_images(tmp_path / "images", per_class=10, size=32, seed=0, classes=("bolt", "nut", "washer"))
+    return tmp_path / "images"
+
+
+@pytest.fixture(scope="session")
+def trained_parts(tmp_path_factory) -> Path:
+    """A project with its images ingested and a head trained (once per session)."""
+    from modelloop.examples.images import generate_images
+    from modelloop.project import Project
+
+    root = tmp_path_factory.mktemp("trained-parts")
+    generate_images(root / "images", per_class=12, size=32, seed=1, classes=("bolt", "nut", "washer"))
+    write_project(root, "images")
+    project = Project.load(root / "modelloop.yaml")
+    project.ingest()
+    project.train()
+    return root

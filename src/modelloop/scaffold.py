@@ -10,7 +10,7 @@ from .errors import ConfigError
 
 __all__ = ["EXAMPLES", "init_project"]
 
-EXAMPLES = ("fraud", "intents", "sentiment")
+EXAMPLES = ("fraud", "intents", "sentiment", "anomaly")
 _TEXT_EXAMPLES = ("intents", "sentiment")  # data/NAME.jsonl shipped in the package, config NAME.yaml
 
 _BLANK = """\
@@ -45,6 +45,14 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
         data = root / "data" / "transactions.csv"
         generate_transactions(seed=0).to_csv(data, index=False)
         text = resources.files("modelloop.examples").joinpath("fraud.yaml").read_text()
+        files.append(str(data))
+    elif example == "anomaly":
+        from .examples.sensors import generate_sensors
+
+        (root / "data").mkdir(exist_ok=True)
+        data = root / "data" / "sensors.csv"
+        generate_sensors(seed=0).to_csv(data, index=False)
+        text = resources.files("modelloop.examples").joinpath("anomaly.yaml").read_text()
         files.append(str(data))
     elif example in _TEXT_EXAMPLES:
         (root / "data").mkdir(exist_ok=True)

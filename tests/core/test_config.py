@@ -62,7 +62,8 @@ def test_settings_that_contradict_the_inferred_task_name_the_inference(raw, expe
     ({"data": {"source": "sqlite:///x.db", "target": "y"}}, "data.query: a SQL source"),
     ({**MIN, "model": {"method": "lora"}}, "model: only used by task: text_classification"),
     ({**MIN, "task": "image_classification"},
-     'task: must be one of classification, regression, text_classification, got "image_classification"'),
+     'task: must be one of classification, regression, text_classification, anomaly_detection, got '
+     '"image_classification"'),
     ({**MIN, "task": "text_classification", "train": {"max_latency_ms": 5}},
      "train.max_latency_ms: applies to tabular models; for a text model choose a smaller backbone"),
 ])

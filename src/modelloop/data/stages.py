@@ -43,6 +43,11 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     check_row_ids(row, names)
     side = split_sides(ws, row, data)
     frame = data.select([c for c in names if not c.startswith("_")])
+    if schema.target is not None and _partial_labels(cfg.task):
+        # a few analysts' labels (anomaly detection) are no target to profile: mostly missing by design
+        frame = frame.drop(schema.target)
+        schema = dataclasses.replace(schema, target=None, columns={c: k for c, k in schema.columns.items()
+                                                                   if c != schema.target})
     task = "regression" if cfg.task == "regression" else None
     integration = _lineage_findings(ws, row)
     report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration)
@@ -60,6 +65,12 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
                                                                   f"v{row['seq']} ({row['id']})"))
         result["report"] = {"html": str(base.with_suffix(".html")), "json": str(base.with_suffix(".json"))}
     return result
+
+
+def _partial_labels(task: str | None) -> bool:
+    from ..families import partial_labels
+
+    return task is not None and partial_labels(task)
 
 
 def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]]:

@@ -62,6 +62,14 @@ def evaluate_model(model: Any, df: pd.DataFrame, *, target: str, task: str) -> d
 def write_evaluation_report(ws: Workspace, model: Any, df: pd.DataFrame, evaluation: dict, *, name: str,
                             version: int, dataset_id: str | None, suffix: str = "") -> Path:
     """The HTML report (ROC/PR curves, confusion matrix, calibration, importances) for a model."""
+    own = getattr(model, "evaluation_html", None)
+    if own is not None:  # a model that draws its own page (an anomaly detector: scores, threshold, reasons)
+        from .report import write_report as write_page
+
+        path = ws.reports_dir / f"evaluation-{name}-v{version}{suffix}.html"
+        write_page(path, own(df, evaluation, title=f"{name} v{version} evaluation",
+                             context={"model": f"{name}:{version}", "dataset": dataset_id}))
+        return path
     from .report import render_report, write_report
 
     target = ws.config.data.target

@@ -23,8 +23,8 @@ import pandas as pd
 
 from ..errors import DataError, cap_list
 
-__all__ = ["HEADS", "KINDS", "BaseHead", "ClassificationHead", "RegressionHead", "head_for", "head_kind",
-           "label_text"]
+__all__ = ["HEADS", "KINDS", "AnomalyHead", "BaseHead", "ClassificationHead", "RegressionHead", "head_for",
+           "head_kind", "label_text"]
 
 
 def label_text(value: Any) -> str:
@@ -80,6 +80,11 @@ class BaseHead(ABC):
     @abstractmethod
     def served_output(self, output: Mapping[str, Any]) -> Any:
         """The value compared for output drift, read back from one logged answer."""
+
+    def record_outputs(self, scores: np.ndarray, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The served answers when the records themselves are at hand (the server, ``modelloop predict``):
+        a head whose answer quotes the inputs (the anomaly head's reasons) overrides it."""
+        return self.outputs(scores)
 
 
 class ClassificationHead(BaseHead):
@@ -190,7 +195,116 @@ def _not_missing(label: Any) -> None:
         raise DataError("label: missing")
 
 
-HEADS: dict[str, type[BaseHead]] = {"classification": ClassificationHead, "regression": RegressionHead}
+class AnomalyHead(BaseHead):
+    """Anomaly scores. Scores are ``(n, 1 + C)``: column 0 the calibrated score in [0, 1] (the share of
+    training rows scoring at or below the record), then each of the model's ``features`` share of the
+    record's deviation. ``threshold`` is the score above which a record is flagged (``1 - contamination``).
+    ``classes`` are the label column's ``[normal, anomaly]`` values; feedback is an analyst's verdict,
+    ``confirmed`` (the anomaly value) or ``false_alarm`` (the normal one)."""
+
+    name = "anomaly"
+    kinds = ("anomaly",)
+    drift_kind = "numeric"      # the score distribution
+    onnx_output = "scores"
+    metrics = ("pr_auc", "roc_auc")    # of the scores on labelled rows; the search has its own (search.py)
+    default_metric = "pr_auc"
+    default_split = "stratified"       # on the partial labels (unlabelled rows are a stratum); random without
+    stratifies = True
+    target_kind = "categorical"
+    VERDICTS = ("confirmed", "false_alarm")
+
+    def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None,
+                 features: Sequence[str] = (), reasons: int = 3):
+        super().__init__(kind, list(classes) if classes else ["false_alarm", "confirmed"],
+                         0.99 if threshold is None else threshold)
+        self.features, self.reasons = list(features), int(reasons)
+
+    @classmethod
+    def from_info(cls, kind: str, info: Mapping[str, Any]) -> AnomalyHead:
+        described = info.get("description") or {}
+        return cls(kind, info.get("classes"), info.get("threshold"), described.get("features") or (),
+                   (described.get("selection") or {}).get("reasons", 3))
+
+    def native_scores(self, model: Any, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict_proba(frame), dtype=np.float64)
+
+    def shape_scores(self, scores: np.ndarray, n: int) -> np.ndarray:
+        return scores.reshape(n, -1)
+
+    def flagged(self, scores: np.ndarray) -> np.ndarray:
+        return _score_column(scores) > float(self.threshold or 0.0)
+
+    def _reasons(self, row: np.ndarray, record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        order = np.argsort(-row[1:], kind="stable")[: self.reasons]
+        return [{"feature": self.features[j], "value": None if record is None else record.get(self.features[j]),
+                 "contribution": round(float(row[1 + j]), 4)}
+                for j in order.tolist() if j < len(self.features) and row[1 + j] > 0]
+
+    def record_outputs(self, scores: np.ndarray, records: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+        scores = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+        flags = self.flagged(scores).tolist()
+        return [{"score": round(float(row[0]), 6), "is_anomaly": bool(flag),
+                 "reasons": self._reasons(row, None if records is None else records[i]) if flag else []}
+                for i, (row, flag) in enumerate(zip(scores, flags, strict=True))]
+
+    def outputs(self, scores: np.ndarray) -> list[dict[str, Any]]:
+        return self.record_outputs(scores, None)
+
+    def columns(self, scores: np.ndarray) -> dict[str, np.ndarray]:
+        answers = self.outputs(scores)
+        return {"score": _score_column(scores).astype(np.float64), "is_anomaly": self.flagged(scores),
+                "reasons": np.array([json.dumps([r["feature"] for r in a["reasons"]]) for a in answers],
+                                    dtype=object)}
+
+    def truth(self, y: pd.Series, target: str) -> np.ndarray:
+        """1 for the label column's anomaly value, 0 for its normal one (a DataError for any other)."""
+        classes = [label_text(c) for c in self.classes or []]
+        text = y.map(label_text)
+        unknown = y[~text.isin(classes)]
+        if len(unknown):
+            raise DataError(f"target '{target}' holds labels the model never saw, e.g. {unknown.iloc[0]!r}; "
+                            f"known labels: {cap_list(self.classes or [])}")
+        return (text == classes[1]).to_numpy(dtype=np.int64)
+
+    def check_label(self, label: Any, *, strict: bool = False) -> Any:
+        """An analyst's verdict: ``confirmed`` -> the anomaly value, ``false_alarm`` -> the normal one."""
+        _not_missing(label)
+        text = label.strip() if isinstance(label, str) and not strict else label
+        if not isinstance(text, str) or text not in self.VERDICTS:
+            shown = json.dumps(label) if strict else repr(label)
+            raise DataError(f"label: must be a verdict, confirmed or false_alarm, got {shown}")
+        classes = self.classes or ["false_alarm", "confirmed"]
+        return classes[1] if text == "confirmed" else classes[0]
+
+    def evaluate(self, y_true: Any, scores: np.ndarray) -> dict[str, Any]:
+        """ROC-AUC, PR-AUC (average precision), precision and recall at the threshold (the alert budget)
+        on labelled rows (``y_true``: 1 anomaly, 0 normal)."""
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        y = np.asarray(y_true).astype(int)
+        s = _score_column(scores)
+        flagged = s > float(self.threshold or 0.0)
+        both = len(np.unique(y)) == 2
+        hits = int((flagged & (y == 1)).sum())
+        metrics = {"roc_auc": float(roc_auc_score(y, s)) if both else None,
+                   "pr_auc": float(average_precision_score(y, s)) if both else None,
+                   "precision_at_budget": hits / int(flagged.sum()) if flagged.any() else None,
+                   "recall": hits / int((y == 1).sum()) if (y == 1).any() else None,
+                   "flagged_share": float(flagged.mean()) if len(y) else None}
+        return {"metrics": metrics, "rows": int(len(y)), "labelled": int(len(y)), "anomalies": int((y == 1).sum())}
+
+    def served_output(self, output: Mapping[str, Any]) -> Any:
+        value = output.get("score")
+        return float(value) if value is not None else None
+
+
+def _score_column(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores[:, 0] if scores.ndim == 2 else scores
+
+
+HEADS: dict[str, type[BaseHead]] = {"classification": ClassificationHead, "regression": RegressionHead,
+                                    "anomaly": AnomalyHead}
 KINDS: dict[str, type[BaseHead]] = {kind: head for head in HEADS.values() for kind in head.kinds}
 
 
@@ -209,4 +323,6 @@ def head_for(info: Mapping[str, Any]) -> BaseHead:
     head = KINDS.get(kind)
     if head is None:
         raise DataError(f"model output kind {kind!r} has no head; known: {', '.join(KINDS)}")
+    if hasattr(head, "from_info"):  # a head that reads more of what its version recorded
+        return head.from_info(kind, info)
     return head(kind, info.get("classes") if head is ClassificationHead else None, info.get("threshold"))

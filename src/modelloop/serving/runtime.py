@@ -129,7 +129,7 @@ class Runtime:
         ``{"label", "value"}`` (regression). A text model's output also says ``"truncated": true`` when
         its text was cut to the model's ``max_length`` (counted in ``modelloop_texts_truncated_total``)."""
         scores, cut = self.score_records(records)
-        out = self.head.outputs(scores)
+        out = self.head.record_outputs(scores, records)
         if cut is not None:
             for i in np.flatnonzero(cut).tolist():
                 out[i]["truncated"] = True

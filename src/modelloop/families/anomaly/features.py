@@ -1,0 +1,154 @@
+"""A typed table as the numbers the detectors read, and each record's per-column deviation (its reasons).
+
+Every feature column of the schema becomes one or more encoded columns, fitted on the training rows:
+
+* numeric and boolean: a robust z-score, ``(x - median) / scale`` with the scale the IQR / 1.349 (the
+  standard deviation of a normal column), else the standard deviation; a missing value sits at the median;
+* datetime: its cyclic parts (month, day, day of week, hour) as numbers; the year and the epoch are left
+  out, since a later record (a time split, live traffic) would always look new;
+* categorical: the value's rarity, ``-log`` of its training share (an unseen value the rarest), and for
+  each pair of categorical columns (up to ``MAX_PAIR_COLUMNS`` of them) the pair's surprise against
+  independence, ``max(0, -log(p(a, b) / (p(a) p(b))))``: a rare combination of common values.
+
+A column with a single value (or none) in the training rows is left out; a table left with no column
+is refused (``DataError`` naming the columns). The deviation of a record on a column (its reason) is the
+absolute robust z-score, or the rarity above the column's most common value, plus half the surprise of
+each pair it is in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...data.schema import Schema
+from ...errors import DataError, cap_list
+
+__all__ = ["MAX_PAIR_COLUMNS", "TableEncoder"]
+
+MAX_PAIR_COLUMNS = 6
+_CYCLIC = ("month", "day", "dayofweek", "hour")
+
+
+@dataclass
+class TableEncoder:
+    """Fitted on training rows; ``encode`` gives the detectors' matrix, ``deviations`` the reasons."""
+
+    schema: Schema
+    columns: list[str] = field(default_factory=list)     # the raw feature columns kept, in order
+    dropped: dict[str, str] = field(default_factory=dict)  # column -> why it was left out
+    numeric_: dict[str, tuple[float, float]] = field(default_factory=dict)  # prepared -> (median, scale)
+    owner_: dict[str, str] = field(default_factory=dict)   # prepared numeric column -> raw column
+    freq_: dict[str, dict[str, float]] = field(default_factory=dict)  # categorical -> value -> share
+    pairs_: dict[tuple[str, str], dict[tuple[str, str], float]] = field(default_factory=dict)
+    rarity_scale_: dict[str, tuple[float, float]] = field(default_factory=dict)  # (floor, scale)
+
+    def fit(self, df: pd.DataFrame) -> TableEncoder:
+        prepared = self._prepare(df)
+        for col in self.schema.features():
+            kind = self.schema.columns[col]
+            parts = [f"{col}__{p}" for p in _CYCLIC] if kind == "datetime" else [col]
+            usable = False
+            for part in parts:
+                values = prepared[part]
+                if kind == "categorical":
+                    counts = values.dropna().value_counts()
+                    if len(counts) < 2:
+                        continue
+                    share = (counts / len(values)).to_dict()
+                    self.freq_[col] = {str(k): float(v) for k, v in share.items()}
+                    floor = -np.log(max(share.values()))
+                    rarity = self._rarity(col, values)
+                    self.rarity_scale_[col] = (float(floor), float(np.std(rarity)) or 1.0)
+                else:
+                    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+                    x = x[np.isfinite(x)]
+                    if len(x) == 0 or np.nanmin(x) == np.nanmax(x):
+                        continue
+                    q1, med, q3 = np.percentile(x, [25, 50, 75])
+                    scale = (q3 - q1) / 1.349 or float(np.std(x)) or 1.0
+                    self.numeric_[part] = (float(med), float(scale))
+                    self.owner_[part] = col
+                usable = True
+            if usable:
+                self.columns.append(col)
+            else:
+                self.dropped[col] = "a single value in the training rows" if len(df) else "no training rows"
+        if not self.columns:
+            features = self.schema.features()
+            what = (f"only constant columns ({cap_list(features)})" if features else
+                    f"no feature column (columns: {cap_list(list(self.schema.columns))})")
+            raise DataError(f"data.source: no usable feature for anomaly detection: {what}; a detector needs at "
+                            "least one column whose values vary (numeric, boolean, categorical or datetime)")
+        cats = [c for c in self.columns if c in self.freq_][:MAX_PAIR_COLUMNS]
+        for a, b in combinations(cats, 2):
+            joint = (prepared[a].astype(str) + "\x1f" + prepared[b].astype(str)).value_counts() / len(prepared)
+            self.pairs_[(a, b)] = {tuple(str(k).split("\x1f", 1)): float(v) for k, v in joint.items()}  # type: ignore[misc]
+        return self
+
+    # ---- transforms ------------------------------------------------------------------------------
+    def _prepare(self, df: pd.DataFrame) -> pd.DataFrame:
+        from ..tabular.model import prepare_features
+
+        if not self.schema.features():
+            raise DataError("data.source: no usable feature for anomaly detection: no feature column (columns: "
+                            f"{cap_list(list(self.schema.columns))})")
+        return prepare_features(df, self.schema)
+
+    def _rarity(self, col: str, values: pd.Series) -> np.ndarray:
+        share = self.freq_[col]
+        unseen = 1.0 / (1.0 + 1.0 / max(min(share.values()), 1e-12))  # rarer than the rarest seen value
+        return -np.log(values.map(lambda v: share.get(str(v), unseen) if pd.notna(v) else max(share.values()))
+                       .to_numpy(dtype=np.float64))
+
+    def _surprise(self, a: str, b: str, prepared: pd.DataFrame) -> np.ndarray:
+        joint, fa, fb = self.pairs_[(a, b)], self.freq_[a], self.freq_[b]
+        floor = 1.0 / (1.0 + 1.0 / max(min(joint.values()), 1e-12))
+        out = np.empty(len(prepared), dtype=np.float64)
+        for i, (va, vb) in enumerate(zip(prepared[a].astype(str), prepared[b].astype(str), strict=True)):
+            pa, pb = fa.get(va), fb.get(vb)
+            if pa is None or pb is None:  # an unseen value: its own rarity says it
+                out[i] = 0.0
+                continue
+            out[i] = max(0.0, -np.log(joint.get((va, vb), floor) / (pa * pb)))
+        return out
+
+    def _parts(self, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(encoded columns by name, deviation per raw column)."""
+        prepared = self._prepare(df)
+        encoded: dict[str, np.ndarray] = {}
+        deviation = {c: np.zeros(len(df)) for c in self.columns}
+        for part, (med, scale) in self.numeric_.items():
+            x = pd.to_numeric(prepared[part], errors="coerce").to_numpy(dtype=np.float64)
+            z = np.clip(np.where(np.isfinite(x), (x - med) / scale, 0.0), -1e6, 1e6)
+            encoded[part] = z
+            deviation[self.owner_[part]] += np.abs(z)
+        for col in self.freq_:
+            rarity = self._rarity(col, prepared[col])
+            floor, scale = self.rarity_scale_[col]
+            encoded[col] = (rarity - floor) / scale
+            deviation[col] += np.maximum(rarity - floor, 0.0) / scale
+        for a, b in self.pairs_:
+            s = self._surprise(a, b, prepared)
+            encoded[f"{a}*{b}"] = s
+            deviation[a] += s / 2.0
+            deviation[b] += s / 2.0
+        return encoded, deviation
+
+    def encode(self, df: pd.DataFrame) -> np.ndarray:
+        """The detectors' matrix: ``(n, encoded columns)`` float64."""
+        encoded, _ = self._parts(df)
+        return np.column_stack(list(encoded.values())) if encoded else np.zeros((len(df), 0))
+
+    def encode_with_deviations(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The matrix and ``(n, len(columns))`` per-column deviations, from one preparation."""
+        encoded, deviation = self._parts(df)
+        return np.column_stack(list(encoded.values())), np.column_stack([deviation[c] for c in self.columns])
+
+    def describe(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "dropped": dict(self.dropped),
+                "pairs": [f"{a}*{b}" for a, b in self.pairs_]}

@@ -1,0 +1,194 @@
+"""The anomaly family's search on the shared driver (:mod:`modelloop.training.search`), then the choice.
+
+A trial is one detector with its parameters, fitted on the encoded train rows (labels are never read
+to fit). Its value:
+
+* with at least ``anomaly.min_labels`` labelled anomalies in the train split (and some normal rows):
+  the average precision of its calibrated scores on the labelled rows;
+* without: its agreement with the consensus (the Spearman correlation of its scores with the mean rank
+  of every detector at its default settings): an unsupervised signal that keeps a detector's
+  parameters from wandering off (Zhao et al.'s consensus-based selection).
+
+Each trial's calibrated training scores are written to the study folder (``trial_N.npy``), so a resumed
+search chooses among every trial. Then the best trial of each detector becomes a member; the default
+model is their equally weighted ensemble. With labels, the ensemble and each member compete on average
+precision (a tie keeps the ensemble). The choice and why is the train summary's ``selection``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from ...training.search import SearchResult, TrialRecord, finished, open_study, ranked, search_loop
+from .detectors import DETECTORS, build_detector, calibrate, training_scores
+
+__all__ = ["DEFAULTS", "AnomalySearch", "consensus", "run_anomaly_search", "suggest_params"]
+
+
+# scikit-learn's defaults (kNN: PyOD's k = 5 is noisier on small tables; 10 here), tried first
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "iforest": {"iforest_trees": 100, "iforest_samples": 256, "iforest_features": 1.0},
+    "knn": {"knn_k": 10, "knn_method": "largest"},
+    "lof": {"lof_k": 20},
+}
+
+
+def suggest_params(trial: Any, detectors: list[str]) -> dict[str, Any]:
+    """The space: a detector, then its own parameters (ECOD and COPOD have none)."""
+    name = trial.suggest_categorical("detector", list(detectors))
+    params: dict[str, Any] = {"detector": name}
+    if name == "iforest":
+        params["iforest_trees"] = trial.suggest_int("iforest_trees", 50, 300, log=True)
+        params["iforest_samples"] = trial.suggest_int("iforest_samples", 64, 1024, log=True)
+        params["iforest_features"] = trial.suggest_float("iforest_features", 0.5, 1.0)
+    elif name == "knn":
+        params["knn_k"] = trial.suggest_int("knn_k", 3, 40, log=True)
+        params["knn_method"] = trial.suggest_categorical("knn_method", ["largest", "mean"])
+    elif name == "lof":
+        params["lof_k"] = trial.suggest_int("lof_k", 5, 60, log=True)
+    return params
+
+
+@dataclass
+class AnomalySearch:
+    """What the search needs: the encoded train rows, the labels (1 anomaly, 0 normal, -1 unknown)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    detectors: list[str]
+    seed: int
+    min_labels: int
+    budget: float | None
+    n_trials: int | None
+
+    @property
+    def supervised(self) -> bool:
+        known = self.y[self.y >= 0]
+        return int((known == 1).sum()) >= self.min_labels and int((known == 0).sum()) >= 1
+
+
+def fit_scores(name: str, params: dict[str, Any], X: np.ndarray, seed: int) -> tuple[Any, np.ndarray]:
+    """A fitted detector and its calibrated scores of the training rows themselves."""
+    det = build_detector(name, params, seed, len(X)).fit(X)
+    raw = training_scores(det, X)
+    return det, calibrate(np.sort(raw), raw)
+
+
+def consensus(X: np.ndarray, detectors: list[str], seed: int) -> np.ndarray:
+    """The mean calibrated score of every detector at its default settings (the unsupervised reference)."""
+    return np.mean([fit_scores(d, {}, X, seed)[1] for d in detectors], axis=0)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def average_precision(y: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
+    known = y >= 0
+    return float(average_precision_score(y[known], scores[known]))
+
+
+def run_anomaly_search(job: AnomalySearch, *, storage: str, study_name: str, work_dir: Path,
+                       on_trial: Callable[[TrialRecord], Any] | None = None,
+                       progress: Callable[[int, float], None] | None = None) -> tuple[SearchResult, dict[str, Any]]:
+    """Trials on the shared driver, then members and the choice: ``(result, chosen)`` where ``chosen`` has
+    ``members`` ([(detector, params)]), ``weights`` and ``selection``."""
+    metric = "pr_auc" if job.supervised else "consensus"
+    fingerprint = json.dumps([job.X.shape, float(np.round(job.X.sum(), 6)), int((job.y >= 0).sum()),
+                              int((job.y == 1).sum()), job.detectors, job.seed])
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress is the caller's to show
+    try:
+        study = open_study(storage, study_name, metric="pr_auc", fingerprint=fingerprint, seed=job.seed,
+                           startup_trials=len(job.detectors), differs="the train rows, labels or "
+                           "anomaly.detectors changed; a new dataset version starts a new search")
+        return _search(job, study, work_dir, metric, on_trial, progress)
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
+def _search(job: AnomalySearch, study: optuna.Study, work_dir: Path, metric: str,
+            on_trial: Callable[[TrialRecord], Any] | None,
+            progress: Callable[[int, float], None] | None) -> tuple[SearchResult, dict[str, Any]]:
+    resumed = len(finished(study))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    reference = None if job.supervised else consensus(job.X, job.detectors, job.seed)
+    if resumed == 0:  # every detector at its defaults first, so each has a member however short the budget
+        for d in job.detectors:
+            study.enqueue_trial({"detector": d, **DEFAULTS.get(d, {})})
+
+    def run_trial(trial: Any, deadline: float) -> TrialRecord:
+        started = time.monotonic()
+        params = suggest_params(trial, job.detectors)
+        name = params.pop("detector")
+        _, scores = fit_scores(name, params, job.X, job.seed)
+        value = average_precision(job.y, scores) if reference is None else _spearman(scores, reference)
+        np.save(work_dir / f"trial_{trial.number}.npy", scores)
+        seconds = time.monotonic() - started
+        trial.set_user_attr("duration_s", seconds)
+        study.tell(trial, value)
+        return TrialRecord(trial.number, name, params, value, "complete", seconds)
+
+    search_loop(study, run_trial, budget=job.budget, n_trials=job.n_trials, on_trial=on_trial, progress=progress)
+    records = [TrialRecord(t.number, str(t.params.get("detector")), {k: v for k, v in t.params.items()
+                                                                     if k != "detector"},
+                           t.value, "complete", float(t.user_attrs.get("duration_s", 0.0)))
+               for t in ranked(study)]
+    chosen = _choose(job, records, work_dir, metric)
+    best = records[0]
+    result = SearchResult(model=None, metric=metric, direction="maximize",
+                          validation_score=float(chosen["selection"]["value"]), best_single=best,
+                          ensemble={"members": [m[0] for m in chosen["members"]], "weights": chosen["weights"]}
+                          if len(chosen["members"]) > 1 else None,
+                          threshold=None, trials=records, resumed_trials=resumed)
+    return result, chosen
+
+
+def _choose(job: AnomalySearch, records: list[TrialRecord], work_dir: Path, metric: str) -> dict[str, Any]:
+    best: dict[str, TrialRecord] = {}
+    for r in records:  # ranked best first: the first of each detector is its best
+        best.setdefault(r.family, r)
+    members = [best[d] for d in DETECTORS if d in best]
+    scores = {r.family: np.load(work_dir / f"trial_{r.number}.npy") for r in members}
+    ensemble = np.mean(list(scores.values()), axis=0)
+    agreement = {r.family: round(float(r.value), 4) for r in members if r.value is not None}
+    if not job.supervised:
+        return {"members": [(r.family, r.params) for r in members], "weights": [1.0] * len(members),
+                "selection": {"method": "ensemble", "chosen": "ensemble", "value": float(np.mean(list(
+                    agreement.values()) or [math.nan])), "labels": int((job.y >= 0).sum()),
+                    "why": f"fewer than {job.min_labels} labelled anomalies in the train split: the equally "
+                           "weighted ensemble of each detector's best trial (trials ranked by agreement "
+                           "with the consensus)", "consensus_agreement": agreement}}
+    ap = {r.family: average_precision(job.y, s) for r, s in zip(members, scores.values(), strict=True)}
+    ap_ensemble = average_precision(job.y, calibrate(np.sort(ensemble), ensemble))
+    top = max(ap, key=lambda k: ap[k])
+    labels = int((job.y >= 0).sum())
+    figures = {**{k: round(v, 4) for k, v in ap.items()}, "ensemble": round(ap_ensemble, 4)}
+    if ap_ensemble >= ap[top]:
+        return {"members": [(r.family, r.params) for r in members], "weights": [1.0] * len(members),
+                "selection": {"method": "average_precision", "chosen": "ensemble", "value": ap_ensemble,
+                              "labels": labels, "average_precision": figures,
+                              "why": f"average precision on {labels} labelled train rows: the ensemble "
+                                     f"({ap_ensemble:.3f}) is at least the best single detector ({top}, "
+                                     f"{ap[top]:.3f})"}}
+    return {"members": [(best[top].family, best[top].params)], "weights": [1.0],
+            "selection": {"method": "average_precision", "chosen": top, "value": ap[top], "labels": labels,
+                          "average_precision": figures,
+                          "why": f"average precision on {labels} labelled train rows: {top} ({ap[top]:.3f}) "
+                                 f"beats the ensemble ({ap_ensemble:.3f})"}}

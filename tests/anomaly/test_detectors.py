@@ -1,0 +1,78 @@
+"""The detectors against their definitions: ECOD and COPOD computed here row by row from the papers'
+formulas, the rank calibration, kNN's leave-self-out training scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelloop.families.anomaly.detectors import COPOD, ECOD, KNNDetector, build_detector, calibrate, training_scores
+
+
+def _tails(train: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(train)
+    left = np.array([-np.log((np.sum(train[:, j] <= v) + 1) / (n + 1)) for j, v in enumerate(x)])
+    right = np.array([-np.log((np.sum(train[:, j] >= v) + 1) / (n + 1)) for j, v in enumerate(x)])
+    return left, right
+
+
+def _skew(col: np.ndarray) -> float:
+    c = col - col.mean()
+    return float((c ** 3).mean() / (c ** 2).mean() ** 1.5)
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    def draw(n: int) -> np.ndarray:
+        return np.column_stack([rng.exponential(1.0, n), -rng.exponential(1.0, n), rng.normal(0, 1, n)])
+
+    train = draw(300)
+    test = np.vstack([draw(20), [[12.0, -0.5, 0.0], [0.5, -12.0, 0.0], [0.5, -0.5, 7.0]]])
+    return train, test
+
+
+def test_ecod_is_the_sum_of_the_worst_tail_per_column(data):
+    train, test = data
+    signs = [np.sign(_skew(train[:, j])) for j in range(train.shape[1])]
+    assert signs[0] > 0 and signs[1] < 0  # one right-skewed, one left-skewed column
+    expected = []
+    for x in test:
+        left, right = _tails(train, x)
+        by_skew = np.array([left[j] if s < 0 else right[j] if s > 0 else left[j] + right[j]
+                            for j, s in enumerate(signs)])
+        expected.append(np.maximum(np.maximum(left, right), by_skew).sum())
+    np.testing.assert_allclose(ECOD().fit(train).score(test), expected, rtol=1e-12)
+
+
+def test_copod_takes_the_skewed_tail_or_the_mean_of_both(data):
+    train, test = data
+    signs = [np.sign(_skew(train[:, j])) for j in range(train.shape[1])]
+    expected = []
+    for x in test:
+        left, right = _tails(train, x)
+        by_skew = np.array([left[j] if s < 0 else right[j] if s > 0 else left[j] + right[j]
+                            for j, s in enumerate(signs)])
+        expected.append(np.maximum(by_skew, (left + right) / 2).sum())
+    np.testing.assert_allclose(COPOD().fit(train).score(test), expected, rtol=1e-12)
+
+
+def test_the_planted_outliers_score_highest_for_every_detector(data):
+    train, test = data
+    for name in ("iforest", "ecod", "copod", "knn", "lof"):
+        det = build_detector(name, {}, seed=0, n_rows=len(train)).fit(train)
+        calibrated = calibrate(np.sort(training_scores(det, train)), det.score(test))
+        assert (calibrated[20:] > 0.9).all(), (name, calibrated[20:])
+        assert np.median(calibrated[:20]) < 0.9, name
+
+
+def test_calibration_is_the_share_of_training_scores_at_or_below():
+    reference = np.sort(np.array([0.1, 0.2, 0.2, 0.5, 0.9]))
+    np.testing.assert_allclose(calibrate(reference, np.array([0.0, 0.2, 0.6, 5.0])), [0.0, 0.6, 0.8, 1.0])
+
+
+def test_knn_training_scores_leave_the_row_itself_out():
+    X = np.array([[0.0], [1.0], [3.0], [10.0]])
+    det = KNNDetector(k=1).fit(X)
+    np.testing.assert_allclose(training_scores(det, X), [1.0, 1.0, 2.0, 7.0])
+    np.testing.assert_allclose(det.score(np.array([[10.0]])), [0.0])  # a new row at a training point

@@ -1,0 +1,100 @@
+"""The anomaly family end to end: partial labels, what the summary says, reasons, served own rows, and
+the bad inputs a user meets (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from clirun import cli
+from servers import predict_all, running
+
+from modelloop.serving import ServeConfig, create_app
+
+
+def test_the_summary_says_what_was_chosen_and_the_label_is_never_a_feature(sensors):
+    project, summary, path = sensors
+    assert summary["family"] == "anomaly" and summary["task"] == "anomaly"
+    sel = summary["selection"]
+    assert sel["method"] == "average_precision" and sel["labels"] > 0 and sel["why"]
+    assert sel["chosen"] in {*sel["average_precision"]}
+    assert "incident" not in summary["features"]["used"] and "reading_id" not in summary["features"]["used"]
+    m = summary["test_metrics"]
+    assert {"roc_auc", "pr_auc", "precision_at_budget", "recall"} <= set(m)
+    assert m["roc_auc"] > 0.8  # the planted anomalies are found among the labelled test rows
+
+
+def test_served_answers_carry_reasons_and_equal_offline_for_the_training_rows(sensors):
+    from modelloop.data.sources import read_table
+    from modelloop.families.heads import head_for
+    from modelloop.registry import load_model, resolve_model
+
+    project, _, path = sensors
+    ws = project.workspace
+    records = json.loads(pd.read_csv(path).drop(columns=["incident"]).to_json(orient="records"))
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        served = predict_all(url, records)
+    row = resolve_model(ws)
+    model, head = load_model(ws, row), head_for(row["info"])
+    frame, _ = read_table(str(path))
+    offline = head.record_outputs(model.predict_proba(frame.drop(columns=["incident"])), records)
+    assert [a["is_anomaly"] for a in served] == [a["is_anomaly"] for a in offline]
+    np.testing.assert_allclose([a["score"] for a in served], [a["score"] for a in offline], atol=1e-6)
+    def why(answers):  # a reason's value is the record's, as the server read it (an ISO time for a datetime)
+        return [[(r["feature"], r["contribution"]) for r in a["reasons"]] for a in answers]
+
+    assert why(served) == why(offline)
+    flagged = [a for a in served if a["is_anomaly"]]
+    assert 0.005 < len(flagged) / len(served) < 0.06  # contamination 0.02 on the training rows
+    assert all(a["reasons"] and set(a) == {"request_id", "score", "is_anomaly", "reasons"} for a in flagged)
+    top = max(range(len(served)), key=lambda i: served[i]["score"])
+    reason = served[top]["reasons"][0]
+    assert set(reason) == {"feature", "value", "contribution"} and reason["value"] == records[top][reason["feature"]]
+
+
+def test_a_spiked_reading_names_the_spiked_column_first(sensors):
+    project, _, path = sensors
+    from modelloop.serving.runtime import load_runtime
+
+    rt = load_runtime(project.workspace)
+    record = json.loads(pd.read_csv(path).drop(columns=["incident"]).head(1).to_json(orient="records"))[0]
+    record["temperature_c"] = 250.0
+    answer = rt.predict(rt.validator.validate_json(json.dumps({"records": [record]}).encode()))[0]
+    assert answer["is_anomaly"] and answer["reasons"][0]["feature"] == "temperature_c"
+    assert answer["reasons"][0]["value"] == 250.0
+
+
+def _project(tmp_path, df: pd.DataFrame, **raw) -> None:
+    df.to_csv(tmp_path / "d.csv", index=False)
+    cfg = {"name": "bad", "task": "anomaly_detection", "data": {"source": "d.csv", **raw.pop("data", {})},
+           "train": {"trials": 2}, **raw}
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(cfg))
+
+
+@pytest.mark.parametrize("df,data,says", [
+    (pd.DataFrame({"id": [f"r{i}" for i in range(50)], "label": [None] * 49 + ["anomaly"]}),
+     {"id": "id", "target": "label"}, "no usable feature for anomaly detection: no feature column"),
+    (pd.DataFrame({"a": [1.0] * 50, "b": ["x"] * 50}), {}, "only constant columns (a, b)"),
+])
+def test_a_table_without_a_usable_feature_exits_2_naming_it(tmp_path, capsys, df, data, says):
+    _project(tmp_path, df, data=data)
+    code, out, err = cli(["run"], capsys, tmp_path)
+    assert code == 2, err
+    assert says in err and "Traceback" not in err
+    assert not list((tmp_path / ".modelloop").glob("models/*")), "nothing half-written"
+
+
+def test_a_contamination_outside_the_range_exits_2_naming_the_key(tmp_path, capsys):
+    _project(tmp_path, pd.DataFrame({"a": range(20)}), anomaly={"contamination": 0.6})
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 2 and "anomaly.contamination: must be in (0, 0.5)" in err and "got 0.6" in err
+
+
+def test_a_label_column_with_three_values_exits_2_naming_it(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    _project(tmp_path, pd.DataFrame({"a": rng.normal(size=60), "y": ["x", "y", "z"] * 20}), data={"target": "y"})
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 2 and "data.target: an anomaly label column holds two values" in err and "'y'" in err

@@ -16,12 +16,13 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError, StateError, cap_list
 from .serving.config import ServeConfig
 from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from .families.anomaly.config import AnomalyConfig
 
 __all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_config", "parse_config"]
 
@@ -55,7 +56,10 @@ class DataConfig(_Section):
     on_type_error: Literal["error", "coerce"] = "error"
     # image sources: a file that does not decode stops the ingest naming it, or is left out and counted
     on_bad_files: Literal["error", "skip"] = "error"
-    target: str
+    # Typed str for the stages of every task that requires it (``target_given`` refuses None there); only
+    # a family with partial labels (task anomaly_detection) sees None, and reads it as optional.
+    target: str = Field(None, description="the label column; required except for task anomaly_detection, whose "  # type: ignore[assignment]
+                                          "labels may be partial (never a feature)")
     id: str | None = None
     time: str | None = None
     group: str | None = None
@@ -155,6 +159,8 @@ class Config(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig, description="task anomaly_detection: threshold "
+                                                                              "and detectors")
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     # The directory the config was loaded from; relative paths resolve against it.
@@ -185,6 +191,18 @@ class Config(_Section):
             return None if value == {} else value
         return value if isinstance(value, schema) else schema.model_validate({} if value is None else value)
 
+    @field_validator("data")
+    @classmethod
+    def _a_target_unless_labels_are_partial(cls, value: DataConfig, info: ValidationInfo) -> DataConfig:
+        """``data.target`` is required (reported with the other errors at once) except for a task whose
+        family reads partial labels (anomaly detection). An invalid task is reported on its own."""
+        from .families import partial_labels
+
+        if value.target is None and "task" in info.data and not partial_labels(info.data["task"]):
+            raise ValidationError.from_exception_data("DataConfig", [InitErrorDetails(
+                type="missing", loc=("target",), input=value.model_dump(exclude_defaults=True))])
+        return value
+
     @property
     def metric(self) -> str:
         if self.train.metric:
@@ -192,6 +210,8 @@ class Config(_Section):
         if self.task is None:
             raise StateError("task: not set in modelloop.yaml and not inferred yet (that takes a dataset "
                              "version); run `modelloop ingest` first, or set task: classification | regression")
+        if self.task == "anomaly_detection":
+            return "pr_auc"  # average precision of the scores on the labelled rows
         return "rmse" if self.task == "regression" else "f1_macro"
 
     @property
@@ -234,6 +254,8 @@ def _default_strategy(task: str | None, time: str | None) -> str | None:
 def _settle_split(cfg: Config) -> None:
     if cfg.split.strategy is None:
         cfg.split.strategy = _default_strategy(cfg.task, cfg.data.time)  # type: ignore[assignment]
+        if cfg.split.strategy == "stratified" and cfg.data.target is None:  # no labels (anomaly): nothing to stratify
+            cfg.split.strategy = "random"
         cfg.split._follows_task = cfg.split.strategy is not None
 
 
@@ -291,6 +313,14 @@ def latency_limit_fits_task(cfg: Config) -> list[str]:
 
     why_not = family_for_task(cfg.task).latency_limit_advice if cfg.train.max_latency_ms is not None else None
     return [f"train.max_latency_ms: applies to tabular models; {why_not}"] if why_not else []
+
+
+@_check
+def anomaly_section_fits_task(cfg: Config) -> list[str]:
+    if cfg.task != "anomaly_detection" and cfg.anomaly != AnomalyConfig():
+        return [f"anomaly: only used by task: anomaly_detection, got task: {cfg.task or 'left out'}; remove the "
+                "section or set task: anomaly_detection"]
+    return []
 
 
 @_check

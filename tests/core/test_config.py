@@ -4,6 +4,7 @@ import pytest
 
 from modelloop.config import CHECKS, Config, config_hash, load_config, parse_config
 from modelloop.errors import ConfigError, StateError
+from modelloop.families import TASKS
 
 MIN = {"data": {"source": "a.csv", "target": "y"}}
 
@@ -61,9 +62,8 @@ def test_settings_that_contradict_the_inferred_task_name_the_inference(raw, expe
     ({"data": {"source": "a.csv", "target": "y", "id": "y"}}, "data.id: must differ from data.target"),
     ({"data": {"source": "sqlite:///x.db", "target": "y"}}, "data.query: a SQL source"),
     ({**MIN, "model": {"method": "lora"}}, "model: only used by task: text_classification"),
-    ({**MIN, "task": "image_classification"},
-     'task: must be one of classification, regression, text_classification, anomaly_detection, got '
-     '"image_classification"'),
+    ({**MIN, "task": "speech_recognition"},
+     f'task: must be one of {", ".join(TASKS)}, got "speech_recognition"'),
     ({**MIN, "task": "text_classification", "train": {"max_latency_ms": 5}},
      "train.max_latency_ms: applies to tabular models; for a text model choose a smaller backbone"),
 ])

@@ -63,10 +63,27 @@ def image_multiclass(root: Path) -> dict[str, Any]:
             "model": {"image_size": 32, "method": "head", "search": True}}
 
 
+def anomaly_table(root: Path) -> dict[str, Any]:
+    """The shared table with planted outliers (huge amounts, an unseen country) and a label on a few rows."""
+    df = _table(200)
+    rng = np.random.default_rng(3)
+    odd = rng.choice(len(df), 8, replace=False)
+    df.loc[odd[:5], "amount"] = df["amount"].max() * rng.uniform(5, 10, 5)
+    df.loc[odd[5:], "country"] = "ZZ"
+    df["label"] = pd.Series([None] * len(df), dtype=object)
+    df.loc[odd[:6], "label"] = "anomaly"
+    df.loc[rng.choice(np.setdiff1d(np.arange(len(df)), odd), 20, replace=False), "label"] = "normal"
+    df.to_csv(root / "data.csv", index=False)
+    return {"name": "canom", "task": "anomaly_detection", "data": {"source": "data.csv", "target": "label"},
+            "anomaly": {"contamination": 0.05, "detectors": ["iforest", "ecod", "knn"]}}
+
+
+
 CASES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "tabular-binary": tabular_binary,
     "tabular-regression": tabular_regression,
     "text-multiclass": text_multiclass,
     "image-multiclass": image_multiclass,
+    "anomaly-table": anomaly_table,
 }
 FAMILY_OF_CASE = {case: case.split("-")[0] for case in CASES}

@@ -37,14 +37,16 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
         assert d.source is not None  # the config requires source or sources
         df, report = read_table(d.source, root=cfg.root, fmt=d.format, query=d.query,
                                 encoding=d.encoding, on_bad_lines=d.on_bad_lines)
-    if d.target not in df.columns:
+    partial = _partial_labels(cfg)
+    if d.target not in df.columns and not (partial and d.target is None):
         raise DataError(f"data.target: column '{d.target}' is not in {d.source or ', '.join(s.name for s in d.sources)}; "
                         f"columns: {cap_list(df.columns)}")
     schema = _infer_schema(cfg, df, kinds)
     df, coerced = check_types(df, schema, coerce=d.on_type_error == "coerce")
-    _settle_target(cfg, df[d.target], report)
     before = len(df)
-    df = df[df[d.target].notna()].reset_index(drop=True)
+    if not partial:  # partial labels (anomaly detection): every row is kept, labelled or not
+        _settle_target(cfg, df[d.target], report)
+        df = df[df[d.target].notna()].reset_index(drop=True)
     report["dropped_missing_target"] = before - len(df)
     report["coerced"] = coerced
     return df, schema, dict(report)
@@ -73,6 +75,13 @@ def _family_reader(cfg: Config) -> Any:
     return getattr(family_for_task(cfg.task), "read_source", None)
 
 
+def _partial_labels(cfg: Config) -> bool:
+    """``data.target`` is optional, partial labels for the task's family (anomaly detection)."""
+    from ..families import partial_labels
+
+    return cfg.task is not None and partial_labels(cfg.task)
+
+
 def read_checked_source(cfg: Config) -> CheckedTable:
     """``read_config_source`` as ingest reads it: a Parquet source is checked where it lies, column by
     column, and never loaded whole; any other source is read into pandas and checked by it."""
@@ -90,8 +99,10 @@ def read_checked_source(cfg: Config) -> CheckedTable:
     replaced, coerced = _numbers_checked(frame, schema, coerce=d.on_type_error == "coerce")
     y = (replaced[d.target] if d.target in replaced else frame.select(d.target).collect().to_series()).to_pandas()
     report: dict[str, Any] = {"source": d.source}
-    _settle_target(cfg, y, report)
-    keep = y.notna().to_numpy()
+    partial = _partial_labels(cfg)
+    if not partial:
+        _settle_target(cfg, y, report)
+    keep = y.notna().to_numpy() | partial
     report["dropped_missing_target"] = int((~keep).sum())
     report["coerced"] = coerced
     return CheckedTable(frame, schema, report, keep=None if keep.all() else keep, replaced=replaced,

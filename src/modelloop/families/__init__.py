@@ -21,7 +21,8 @@ from ..errors import ConfigError
 from .base import Family, Resources
 
 __all__ = ["FAMILIES", "TASKS", "Family", "FamilySpec", "FamilyUnavailable", "Resources", "family_for_task",
-           "family_of", "family_name_of", "get_family", "settings_schema_for", "tasks_with_settings"]
+           "family_of", "family_name_of", "get_family", "partial_labels", "settings_schema_for",
+           "tasks_with_settings"]
 
 
 class FamilyUnavailable(ConfigError):
@@ -35,6 +36,7 @@ class FamilySpec:
     tasks: tuple[str, ...]          # config ``task:`` values
     requires: tuple[str, ...] = ()  # importable modules it needs
     extra: str | None = None        # ``pip install 'modelloop[extra]'`` installs them
+    labels: str = "required"        # "partial": data.target is optional and may be filled for a few rows
 
 
 _SPECS = (
@@ -42,6 +44,8 @@ _SPECS = (
                requires=("sklearn", "lightgbm", "xgboost")),
     FamilySpec("text", "modelloop.families.text", ("text_classification",),
                requires=("torch", "transformers", "peft"), extra="text"),
+    FamilySpec("anomaly", "modelloop.families.anomaly", ("anomaly_detection",), requires=("sklearn",),
+               labels="partial"),
     FamilySpec("image", "modelloop.families.image", ("image_classification",),
                requires=("torch", "PIL", "albumentations", "efficientnet_lite_pytorch"), extra="image"),
 )
@@ -90,6 +94,14 @@ def settings_schema_for(task: str | None) -> Any:
         return None
     family = _LOADED.get(name) or importlib.import_module(FAMILIES[name].module).FAMILY
     return family.settings_schema()
+
+
+def partial_labels(task: str | None) -> bool:
+    """Whether a config ``task:``'s family reads ``data.target`` as optional, partial labels (used to
+    choose and evaluate, never as a feature): the ingest keeps unlabelled rows, the profile does not
+    treat the column as a target. From the specs alone: no family is imported."""
+    name = TASKS.get(task) if task is not None else INFERRED_TASKS_FAMILY
+    return name is not None and FAMILIES[name].labels == "partial"
 
 
 def tasks_with_settings() -> list[str]:

@@ -85,6 +85,13 @@ class ImageModel(BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         return np.asarray(self.classes_, dtype=object)[self.predict_proba(X).argmax(axis=1)]
 
+    def evaluation_html(self, df: Any, evaluation: dict[str, Any], *, title: str,
+                        context: dict[str, Any] | None = None) -> str:
+        """The evaluation page: the standard figures and charts, plus the misclassified images."""
+        from .report import render_image_report
+
+        return render_image_report(self, df, evaluation, title=title, context=context)
+
     def feature_importances(self) -> dict[str, float]:
         return {}
 

@@ -79,10 +79,22 @@ def anomaly_table(root: Path) -> dict[str, Any]:
 
 
 
+def generative_pairs(root: Path) -> dict[str, Any]:
+    from gen_toy import build_tiny_llama, make_pairs
+
+    make_pairs(30).to_json(root / "qa.jsonl", orient="records", lines=True, force_ascii=False)
+    backbone = build_tiny_llama(root / "llama")
+    return {"name": "cgen", "task": "text_generation", "data": {"source": "qa.jsonl", "target": "completion"},
+            "split": {"strategy": "random"},
+            "model": {"backbone": str(backbone), "method": "lora", "epochs": 1, "max_length": 48, "batch_size": 4,
+                      "max_new_tokens": 6, "eval_samples": 30, "search": True}}
+
+
 CASES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "tabular-binary": tabular_binary,
     "tabular-regression": tabular_regression,
     "text-multiclass": text_multiclass,
+    "generative-pairs": generative_pairs,
     "image-multiclass": image_multiclass,
     "anomaly-table": anomaly_table,
 }

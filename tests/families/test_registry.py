@@ -13,7 +13,7 @@ from modelloop.families import FAMILIES, TASKS, Family, FamilySpec, FamilyUnavai
 
 
 def test_every_config_task_has_one_family_and_each_family_implements_the_protocol():
-    assert TASKS == {"classification": "tabular", "regression": "tabular", "text_classification": "text",
+    assert TASKS == {"classification": "tabular", "regression": "tabular", "text_classification": "text", "text_generation": "generative",
                      "image_classification": "image", "anomaly_detection": "anomaly"}
     for name in FAMILIES:
         family = get_family(name)

@@ -44,6 +44,8 @@ _SPECS = (
                requires=("sklearn", "lightgbm", "xgboost")),
     FamilySpec("text", "modelloop.families.text", ("text_classification",),
                requires=("torch", "transformers", "peft"), extra="text"),
+    FamilySpec("generative", "modelloop.families.generative", ("text_generation",),
+               requires=("torch", "transformers", "peft", "gguf"), extra="generative"),
     FamilySpec("anomaly", "modelloop.families.anomaly", ("anomaly_detection",), requires=("sklearn",),
                labels="partial"),
     FamilySpec("image", "modelloop.families.image", ("image_classification",),

@@ -24,7 +24,7 @@ import pandas as pd
 from ..errors import DataError, cap_list
 
 __all__ = ["HEADS", "KINDS", "AnomalyHead", "BaseHead", "ClassificationHead", "RegressionHead", "head_for",
-           "head_kind", "label_text"]
+           "head_kind", "label_text", "GenerationHead"]
 
 
 def label_text(value: Any) -> str:
@@ -80,6 +80,12 @@ class BaseHead(ABC):
     @abstractmethod
     def served_output(self, output: Mapping[str, Any]) -> Any:
         """The value compared for output drift, read back from one logged answer."""
+
+    def reference_outputs(self, model: Any, frame: pd.DataFrame, target: str) -> Any:
+        """What the model says on reference rows, in ``served_output``'s terms (output drift compares
+        them with the served answers): its predictions; a head for which answering them is too dear
+        (generation) says what stands for them."""
+        return model.predict(frame.drop(columns=[target], errors="ignore"))
 
     def record_outputs(self, scores: np.ndarray, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The served answers when the records themselves are at hand (the server, ``modelloop predict``):
@@ -188,6 +194,54 @@ class RegressionHead(BaseHead):
     def served_output(self, output: Mapping[str, Any]) -> Any:
         value = output.get("value", output.get("label"))
         return float(value) if value is not None else None
+
+
+class GenerationHead(BaseHead):
+    """Generated text. Scores are an ``(n,)`` object array of answers; the output drift compared is the
+    answer's length in characters; feedback carries the corrected answer (text)."""
+
+    name = "generation"
+    kinds = ("generation",)
+    drift_kind = "numeric"
+    onnx_output = "logits"
+    metrics = ("chrf", "rouge_l", "exact_match", "label_accuracy")
+    default_metric = "chrf"
+
+    def native_scores(self, model: Any, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict(frame), dtype=object)
+
+    def shape_scores(self, scores: np.ndarray, n: int) -> np.ndarray:
+        return np.asarray(scores, dtype=object).reshape(n)
+
+    def outputs(self, scores: np.ndarray) -> list[dict[str, Any]]:
+        return [{"label": str(t), "text": str(t)} for t in np.asarray(scores, dtype=object).ravel()]
+
+    def columns(self, scores: np.ndarray) -> dict[str, np.ndarray]:
+        return {"completion": np.asarray([str(t) for t in np.asarray(scores, dtype=object).ravel()], dtype=object)}
+
+    def check_label(self, label: Any, *, strict: bool = False) -> Any:
+        """The corrected answer: non-empty text."""
+        _not_missing(label)
+        if not isinstance(label, str) or not label.strip():
+            raise DataError(f"label: must be the corrected answer as non-empty text, got "
+                            f"{json.dumps(label) if strict else repr(label)}")
+        return label
+
+    def evaluate(self, y_true: Any, scores: np.ndarray) -> dict[str, Any]:
+        from .generative.metrics import text_metrics
+
+        refs = [str(v) for v in y_true]
+        return {"metrics": text_metrics(refs, [str(s) for s in np.asarray(scores, dtype=object).ravel()]),
+                "rows": len(refs)}
+
+    def reference_outputs(self, model: Any, frame: pd.DataFrame, target: str) -> Any:
+        """The lengths of the answers the model learned (answering thousands of reference prompts to
+        measure the lengths of its own would take hours)."""
+        return [float(len(str(v))) for v in frame[target]] if target in frame.columns else []
+
+    def served_output(self, output: Mapping[str, Any]) -> Any:
+        text = output.get("text", output.get("label"))
+        return float(len(text)) if isinstance(text, str) else None
 
 
 def _not_missing(label: Any) -> None:
@@ -305,6 +359,7 @@ def _score_column(scores: np.ndarray) -> np.ndarray:
 
 HEADS: dict[str, type[BaseHead]] = {"classification": ClassificationHead, "regression": RegressionHead,
                                     "anomaly": AnomalyHead}
+HEADS["generation"] = GenerationHead
 KINDS: dict[str, type[BaseHead]] = {kind: head for head in HEADS.values() for kind in head.kinds}
 
 

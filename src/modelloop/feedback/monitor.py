@@ -132,7 +132,7 @@ def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, r
         return None
     model = load_model(ws, model_row)
     sample = reference.head(5000)
-    ref_pred = model.predict(sample.drop(columns=[ws.config.data.target], errors="ignore"))
+    ref_pred = head.reference_outputs(model, sample, ws.config.data.target)
     kind = head.drift_kind
     conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
     res = compare_distributions(pd.DataFrame({"prediction": conv(ref_pred)}),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,10 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
 
 def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any, result: Any,
                  evaluation: dict, task: str, kind: str, started: float, test_df: pd.DataFrame,
-                 register_as_production: bool | None, *, family: str) -> dict[str, Any]:
+                 register_as_production: bool | None, *, family: str, report: Path | None = None) -> dict[str, Any]:
     """Catalog rows for the run and the model version (with the ``family`` that made it and the head
-    it predicts through); the first model becomes production."""
+    it predicts through); the first model becomes production. ``report``: the evaluation page a family
+    wrote itself (e.g. generated answers side by side), instead of the classification/regression one."""
     from ..families.heads import KINDS
 
     import datetime as dt
@@ -48,8 +50,9 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
 
     cfg, cat = ws.config, ws.catalog
     name = cfg.name
-    report = write_evaluation_report(ws, model, test_df, evaluation, name=name, version=version,
-                                     dataset_id=row["id"])
+    if report is None:
+        report = write_evaluation_report(ws, model, test_df, evaluation, name=name, version=version,
+                                         dataset_id=row["id"])
     search = {"metric": cfg.metric, "direction": result.direction,
               "validation_score": result.validation_score, "threshold": result.threshold,
               "best_family": result.best_single.family, "best_params": result.best_single.params,

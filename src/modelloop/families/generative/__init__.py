@@ -1,0 +1,86 @@
+"""The generative family: a pretrained causal language model (SmolLM2-135M-Instruct bundled as GGUF, or
+any local folder, GGUF file or hub name) fine-tuned with LoRA or on every weight, on completion tokens
+only, and served through the OpenAI-compatible routes (``serving/openai.py``) and ``/v1/predict``.
+
+Its modules, each above the ones it imports: ``config`` (the ``model:`` section), ``backbone`` (where a
+model comes from, the GGUF conversion cache), ``data`` (shapes, chat templates, tokens, packing, the data
+profile), ``metrics`` (exact match, chrF, ROUGE-L, perplexity), ``generate`` (decoding with a KV cache),
+``fit`` (one fine-tuning run), ``search`` (on the shared driver), ``model`` (:class:`GenerativeModel`),
+``report`` (the HTML page), ``stage`` (the train stage) and ``serve`` (the served object).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..base import Resources
+
+__all__ = ["FAMILY", "GenerativeFamily"]
+
+
+class GenerativeFamily:
+    name = "generative"
+    tasks = ("text_generation",)
+    heads = ("generation",)
+    resources = Resources(cpus=0, gpus=1, memory_gb=4.0)
+    latency_limit_advice: str | None = ("a generative model's latency is set by its size and max_tokens; choose a "
+                                        "smaller base model or cap serve-time max_tokens")
+    variants: tuple[str, ...] = ()
+
+    def settings_schema(self) -> type:
+        from .config import GenerativeModelConfig
+
+        return GenerativeModelConfig
+
+    def search_space(self, settings: Any) -> dict[str, Any]:
+        from ..space import describe_space
+        from .config import GenerativeModelConfig
+        from .search import suggest_params
+
+        section = settings if isinstance(settings, GenerativeModelConfig) else getattr(settings, "model", None)
+        model = section if isinstance(section, GenerativeModelConfig) else GenerativeModelConfig()
+        return describe_space(lambda t: suggest_params(t, model))
+
+    def train(self, ws: Any, **options: Any) -> dict[str, Any]:
+        from .stage import train_generative
+
+        return train_generative(ws, **options)
+
+    def load(self, ws: Any, row: dict[str, Any]) -> Any:
+        from ...registry import load_model
+
+        return load_model(ws, row)
+
+    def runtime(self, ws: Any, row: dict[str, Any], *, plan: dict[str, Any] | None, threads: int,
+                atol: float, use_cache: bool) -> Any:
+        from .serve import generative_runtime
+
+        return generative_runtime(ws, row, plan, threads)
+
+    def serve_threads(self, config: Any) -> int | None:
+        return None
+
+    def variant_maker(self, teacher: Any, train: Any, *, target: str, seed: int, scratch: Path,
+                      max_drop: float, threads: int | None) -> Callable[[str], Any]:
+        from ...optimization.optimize import VariantSkipped
+
+        def make(name: str) -> Any:
+            raise VariantSkipped(f"{name}: not built for generative models yet (merge and ONNX export with a KV "
+                                 "cache are planned)")
+        return make
+
+    def drift_columns(self, schema: Any) -> dict[str, str]:
+        """The prompt side (what clients send), read as text: length and language mix drift."""
+        from .data import detect_shape
+
+        if schema.text:
+            return {str(schema.text): "text"}
+        try:
+            return dict.fromkeys(detect_shape(None, list(schema.columns)).input_columns(), "text")
+        except Exception:  # no column named as a shape names it: nothing to compare
+            return {}
+
+
+FAMILY = GenerativeFamily()

@@ -1,0 +1,270 @@
+"""One fine-tuning configuration of a causal language model: LoRA adapters (PEFT) or every weight, the loss
+on completion tokens only, packed sequences, gradient accumulation (and checkpointing), early stopping on
+the validation loss, mixed precision on CUDA, and a checkpoint after each epoch, so a killed run resumes
+at its next epoch. The optimizer and schedule are the text family's (``make_optimizer``,
+``make_scheduler``); the search (``search.py``) calls :func:`run_params` once per trial.
+
+A packed sequence holds several examples; each attends only to its own tokens (a block-diagonal causal
+mask, positions restarting at 0), so packing changes the speed, not what is learned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..text.backbone import require_torch
+from ..text.fit import make_optimizer, make_scheduler
+from .backbone import load_causal_lm
+from .config import GenerativeModelConfig
+from .data import IGNORE, pack
+
+__all__ = ["GenJob", "batch_tensors", "loss_sums", "network_for", "run_params", "sequence_nll"]
+
+DEFAULT_TARGETS = ("q_proj", "v_proj")
+
+
+@dataclass
+class GenJob:
+    """What a trial needs: settings, the resolved base model, tokenized fit and validation examples."""
+
+    settings: GenerativeModelConfig
+    source: str
+    fingerprint: str
+    pad_id: int
+    fit_ids: list[list[int]]
+    fit_labels: list[list[int]]
+    val_ids: list[list[int]]
+    val_labels: list[list[int]]
+    seed: int
+    device: str
+
+
+def device_of(preference: str) -> str:
+    torch = require_torch()
+    if preference == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return preference
+
+
+def params_of(settings: GenerativeModelConfig) -> dict[str, Any]:
+    """The configured values, in search-space names (the first trial of every search)."""
+    params: dict[str, Any] = {"learning_rate": settings.resolved_learning_rate(), "epochs": settings.epochs}
+    if settings.method == "lora":
+        params.update(lora_r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                      lora_targets=",".join(settings.lora_target_modules or DEFAULT_TARGETS))
+    return params
+
+
+def network_for(job: GenJob, params: dict[str, Any]) -> Any:
+    """The base model, with fresh LoRA adapters for ``method: lora`` (seeded)."""
+    torch = require_torch()
+    torch.manual_seed(job.seed)
+    net = load_causal_lm(job.source)
+    if job.settings.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=int(params["lora_r"]), lora_alpha=int(params["lora_alpha"]),
+                            lora_dropout=job.settings.lora_dropout, task_type="CAUSAL_LM",
+                            target_modules=str(params["lora_targets"]).split(","))
+        net = get_peft_model(net, config)
+    if job.settings.gradient_checkpointing:
+        net.gradient_checkpointing_enable()
+        if job.settings.method == "lora":
+            net.enable_input_require_grads()
+    return net.to(job.device)
+
+
+def batch_tensors(seqs: Sequence[Sequence[tuple[list[int], list[int]]]], pad_id: int, device: str = "cpu"
+                  ) -> dict[str, Any]:
+    """Packed sequences -> ``input_ids``, ``labels``, ``position_ids`` and a 4-D additive attention mask in
+    which each example sees only its own earlier tokens (padding sees itself alone)."""
+    torch = require_torch()
+    width = max(sum(len(ids) for ids, _ in seq) for seq in seqs)
+    n = len(seqs)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    labels = torch.full((n, width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((n, width), dtype=torch.long)
+    blocked = torch.finfo(torch.float32).min
+    mask = torch.full((n, 1, width, width), blocked, dtype=torch.float32)
+    causal = {}
+    for b, seq in enumerate(seqs):
+        at = 0
+        for ids, lab in seq:
+            k = len(ids)
+            input_ids[b, at:at + k] = torch.tensor(ids)
+            labels[b, at:at + k] = torch.tensor(lab)
+            positions[b, at:at + k] = torch.arange(k)
+            if k not in causal:
+                causal[k] = torch.triu(torch.full((k, k), blocked), diagonal=1)
+            mask[b, 0, at:at + k, at:at + k] = causal[k]
+            at += k
+        idx = torch.arange(at, width)
+        mask[b, 0, idx, idx] = 0.0
+    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "position_ids": positions.to(device),
+            "attention_mask": mask.to(device)}
+
+
+def loss_sums(net: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Summed next-token cross-entropy over the labelled (completion) tokens, and their count."""
+    torch = require_torch()
+    out = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+              position_ids=batch["position_ids"], use_cache=False)
+    logits = out.logits[:, :-1].float()
+    target = batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                             ignore_index=IGNORE, reduction="sum")
+    return loss, int((target != IGNORE).sum())
+
+
+def sequence_nll(net: Any, ids: list[list[int]], labels: list[list[int]], pad_id: int, device: str,
+                 batch_size: int = 8) -> tuple[float, int]:
+    """Summed negative log-likelihood of the labelled tokens of each example (one per sequence)."""
+    torch = require_torch()
+    total, count = 0.0, 0
+    net.eval()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            rows = order[s:s + batch_size]
+            loss, n = loss_sums(net, batch_tensors([[(ids[i], labels[i])] for i in rows], pad_id, device))
+            total, count = total + float(loss), count + n
+    return total, count
+
+
+def _autocast(device: str, enabled: bool) -> Any:
+    import contextlib
+
+    torch = require_torch()
+    if device != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def trainable_state(net: Any) -> dict[str, Any]:
+    return {k: v.detach().cpu().clone() for k, v in net.named_parameters() if v.requires_grad}
+
+
+def _load_trainable(net: Any, state: dict[str, Any]) -> None:
+    params = dict(net.named_parameters())
+    torch = require_torch()
+    with torch.no_grad():
+        for k, v in state.items():
+            params[k].copy_(v.to(params[k].device))
+
+
+def params_key(job: GenJob, params: dict[str, Any]) -> str:
+    blob = json.dumps([job.fingerprint, job.settings.model_dump(mode="json", exclude={"search"}), params,
+                       job.seed], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None = None, deadline: float = math.inf,
+               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Fine-tune one configuration: epochs until early stopping, ``params["epochs"]`` or the deadline.
+    Returns the best epoch's validation loss, its trainable weights, the history and tokens/s."""
+    require_torch()
+    s = job.settings
+    net = network_for(job, params)
+    seqs = pack(job.fit_ids, job.fit_labels, s.max_length, packing=s.packing)
+    batches_per_epoch = math.ceil(len(seqs) / s.batch_size)
+    steps = math.ceil(batches_per_epoch / s.grad_accum) * int(params["epochs"])
+    opt = make_optimizer(net, float(params["learning_rate"]), s.weight_decay)
+    sched = make_scheduler(opt, s.schedule, int(steps * s.warmup_ratio), steps)
+    key = params_key(job, params)
+    state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "bad": 0, "history": [],
+                             "tokens": 0, "seconds": 0.0, "best_weights": None}
+    resumed = _load_checkpoint(checkpoint, key, net, opt, sched, state)
+    while state["epoch"] < int(params["epochs"]):
+        epoch = state["epoch"]
+        t0 = time.perf_counter()
+        train_loss, n_tokens = _epoch(net, job, seqs, epoch, opt, sched)
+        seconds = time.perf_counter() - t0
+        nll, count = sequence_nll(net, job.val_ids, job.val_labels, job.pad_id, job.device)
+        val = nll / max(count, 1)
+        state["tokens"] += n_tokens
+        state["seconds"] += seconds
+        record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val_loss": round(val, 5),
+                  "tokens_per_s": round(n_tokens / max(seconds, 1e-9), 1)}
+        state["history"].append(record)
+        if state["best"] is None or val < state["best"] - 1e-6:
+            state.update(best=val, best_epoch=epoch + 1, bad=0, best_weights=trainable_state(net))
+        else:
+            state["bad"] += 1
+        state["epoch"] = epoch + 1
+        _save_checkpoint(checkpoint, key, net, opt, sched, state)
+        if on_epoch is not None:
+            on_epoch(record)
+        if state["bad"] >= s.early_stopping_patience or time.monotonic() > deadline:
+            break
+    return {"value": float(state["best"]), "weights": state["best_weights"], "history": state["history"],
+            "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "resumed_from_epoch": resumed,
+            "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
+            "train_tokens": int(state["tokens"]), "train_seconds": round(state["seconds"], 2)}
+
+
+def _epoch(net: Any, job: GenJob, seqs: list, epoch: int, opt: Any, sched: Any) -> tuple[float, int]:
+    """One pass over the packed sequences, shuffled by (seed, epoch): a replayed epoch after a resume is
+    the epoch an uninterrupted run would have had. Returns the mean loss per labelled token and the
+    tokens read (padding excluded)."""
+    torch = require_torch()
+    s = job.settings
+    torch.manual_seed(job.seed * 1009 + epoch)
+    order = np.random.default_rng([job.seed, epoch]).permutation(len(seqs))
+    batches = [order[i:i + s.batch_size] for i in range(0, len(order), s.batch_size)]
+    params = [p for p in net.parameters() if p.requires_grad]
+    net.train()
+    opt.zero_grad(set_to_none=True)
+    total, labelled, read = 0.0, 0, 0
+    for i, rows in enumerate(batches):
+        chosen = [seqs[j] for j in rows]
+        batch = batch_tensors(chosen, job.pad_id, job.device)
+        with _autocast(job.device, s.mixed_precision):
+            loss, n = loss_sums(net, batch)
+        (loss / max(n, 1) / s.grad_accum).backward()
+        total, labelled = total + float(loss.detach()), labelled + n
+        read += sum(len(ids) for seq in chosen for ids, _ in seq)
+        if (i + 1) % s.grad_accum == 0 or i == len(batches) - 1:
+            torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+    return total / max(labelled, 1), read
+
+
+def _save_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, state: dict[str, Any]) -> None:
+    """Trainable weights, optimizer, schedule and early-stopping state after an epoch (write + rename)."""
+    if path is None:
+        return
+    torch = require_torch()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"key": key, "weights": trainable_state(net), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "state": state}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, state: dict[str, Any]) -> int:
+    """Resume from a checkpoint of the same configuration; returns the epoch resumed from (0: none)."""
+    if path is None or not path.is_file():
+        return 0
+    torch = require_torch()
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("key") != key:
+        return 0
+    _load_trainable(net, blob["weights"])
+    opt.load_state_dict(blob["optimizer"])
+    sched.load_state_dict(blob["scheduler"])
+    state.update(blob["state"])
+    return int(state["epoch"])

@@ -1,0 +1,167 @@
+"""The registered generative model: the base model's identity, the fine-tuned weights (LoRA adapters, or
+every weight for full fine-tuning) and the tokenizer, pickled compactly; the network is rebuilt (the base
+loaded, the adapters merged in) on first use.
+
+``predict`` answers each record's prompt greedily, as evaluation, ``modelloop predict`` and the servers
+do; ``generate`` is the decoding loop with its sampling options; ``nll`` scores text for perplexity.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ...errors import ModelloopError
+from ..text.backbone import require_torch
+from .backbone import load_causal_lm, load_tokenizer, model_fingerprint, resolve_model
+from .data import Shape, encode_examples, examples_of, row_example
+from .generate import Step, decode_stream, end_ids
+
+__all__ = ["GenerativeModel"]
+
+
+class GenerativeModel:
+    """A causal language model fine-tuned on one project's examples (scikit-learn-shaped for the registry:
+    ``task``, ``classes_``, ``schema``, ``describe``)."""
+
+    task = "generation"
+    classes_ = None
+    threshold_ = None
+
+    def __init__(self, settings: dict[str, Any] | None = None):
+        self.settings = dict(settings or {})
+
+    # ---- built by the train stage ---------------------------------------------------------------
+    def fitted(self, *, backbone: str, root: str, source: str, fingerprint: str, shape: Shape, schema: Any,
+               tokenizer: Any, method: str, lora: dict[str, Any] | None, weights: dict[str, Any],
+               context: int, description: dict[str, Any]) -> GenerativeModel:
+        from safetensors.torch import save
+
+        self.backbone_, self.root_, self.source_, self.fingerprint_ = backbone, root, source, fingerprint
+        self.shape_, self.schema, self.method_, self.lora_ = shape, schema, method, lora
+        self.context_, self.description_ = int(context), dict(description)
+        self.weights_ = save({k: v.contiguous() for k, v in weights.items()})
+        with tempfile.TemporaryDirectory(prefix="modelloop-tok-") as tmp:
+            tokenizer.save_pretrained(tmp)
+            self.tokenizer_files_ = {f.name: f.read_bytes() for f in Path(tmp).iterdir() if f.is_file()}
+        self.__dict__["_tokenizer"] = tokenizer
+        return self
+
+    def _check_fitted(self) -> None:
+        if "weights_" not in self.__dict__:
+            raise ModelloopError("this GenerativeModel is not fitted yet; train it with `modelloop train`")
+
+    # ---- the network --------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        self._check_fitted()
+        if "_tokenizer" not in self.__dict__:
+            with tempfile.TemporaryDirectory(prefix="modelloop-tok-") as tmp:
+                for name, data in self.tokenizer_files_.items():
+                    (Path(tmp) / name).write_bytes(data)
+                self.__dict__["_tokenizer"] = load_tokenizer(tmp)
+        return self.__dict__["_tokenizer"]
+
+    def base_source(self) -> str:
+        """The base model's folder, resolved again if it moved; refused if its weights changed."""
+        source = self.source_ if Path(self.source_).is_dir() else resolve_model(self.backbone_, root=self.root_)
+        found = model_fingerprint(source)
+        if found != self.fingerprint_:
+            raise ModelloopError(f"the base model of this version ({self.backbone_}) has changed since training "
+                                 f"(fingerprint {found}, trained on {self.fingerprint_}); restore it or retrain")
+        return source
+
+    def network(self) -> Any:
+        """The fine-tuned network, adapters merged into the base (eval mode, built once)."""
+        self._check_fitted()
+        if "_net" not in self.__dict__:
+            self.__dict__["_net"] = self._build(merged=True)
+        return self.__dict__["_net"]
+
+    def base_network(self) -> Any:
+        """The base model alone (the baseline the report compares against)."""
+        if "_base" not in self.__dict__:
+            self.__dict__["_base"] = load_causal_lm(self.base_source())
+        return self.__dict__["_base"]
+
+    def _build(self, *, merged: bool) -> Any:
+        torch = require_torch()
+        from safetensors.torch import load
+
+        weights = load(self.weights_)
+        net = load_causal_lm(self.base_source())
+        if self.method_ == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            net = get_peft_model(net, LoraConfig(task_type="CAUSAL_LM", **(self.lora_ or {})))
+        params = dict(net.named_parameters())
+        missing = [k for k in weights if k not in params]
+        if missing:
+            raise ModelloopError(f"fine-tuned weights do not fit the base model (e.g. {missing[0]}); retrain")
+        with torch.no_grad():
+            for k, v in weights.items():
+                params[k].copy_(v)
+        if self.method_ == "lora" and merged:
+            net = net.merge_and_unload()
+        return net.eval()
+
+    # ---- answers ------------------------------------------------------------------------------------
+    def prompt_ids(self, record: dict[str, Any]) -> list[int]:
+        """A record's prompt as token ids, rendered as training rendered it."""
+        example = row_example(record, self.shape_, self.tokenizer)
+        ids = self.tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
+        return list(ids) or [int(self.tokenizer.bos_token_id or self.tokenizer.eos_token_id)]
+
+    def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int | None = None, temperature: float = 0.0,
+                 top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
+                 should_stop: Callable[[], bool] | None = None, base: bool = False) -> Iterator[Step]:
+        """Decode after ``prompt_ids`` (the fine-tuned model, or the base with ``base=True``)."""
+        net = self.base_network() if base else self.network()
+        ends = self.__dict__.setdefault("_ends", end_ids(self.tokenizer, net))
+        return decode_stream(net, self.tokenizer, prompt_ids, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                             temperature=temperature, top_p=top_p, seed=seed, stop=stop, ends=ends,
+                             should_stop=should_stop)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return int(self.settings.get("max_new_tokens", 64))
+
+    def answer(self, prompt_ids: Sequence[int], *, base: bool = False, **options: Any) -> str:
+        return "".join(step.delta for step in self.generate(prompt_ids, base=base, **options))
+
+    def predict(self, X: Any, *, base: bool = False) -> list[str]:
+        """The greedy answer to each record's prompt (a frame, or a list of records)."""
+        records = X.to_dict("records") if isinstance(X, pd.DataFrame) else list(X)
+        return [self.answer(self.prompt_ids(r), base=base) for r in records]
+
+    def nll(self, frame: pd.DataFrame, *, base: bool = False) -> tuple[float, int]:
+        """Summed negative log-likelihood and count of the completion tokens of ``frame``'s examples."""
+        from .fit import sequence_nll
+
+        net = self.base_network() if base else self.network()
+        ids, labels, _ = encode_examples(self.tokenizer, examples_of(frame, self.shape_, self.tokenizer),
+                                         self.context_)
+        return sequence_nll(net, ids, labels, int(self.tokenizer.pad_token_id or 0), str(net.device))
+
+    # ---- the registry's view -----------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"family": "generative", "method": getattr(self, "method_", None),
+                "backbone": getattr(self, "backbone_", None), "backbone_fingerprint": getattr(self, "fingerprint_", None),
+                "shape": self.shape_.to_dict() if hasattr(self, "shape_") else None,
+                "context": getattr(self, "context_", None), "lora": getattr(self, "lora_", None),
+                **getattr(self, "description_", {})}
+
+    def feature_importances(self) -> None:
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+

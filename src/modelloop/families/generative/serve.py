@@ -1,0 +1,79 @@
+"""The generative family's served object: ``/v1/predict`` answers each record's prompt greedily (as
+evaluation did), and the OpenAI-compatible routes (``serving/openai.py``) decode through
+:class:`Engine`.
+
+Concurrency: one decoding step runs at a time per server process (``Engine.lock``, taken per token, not
+per request), so concurrent streams interleave token by token instead of queueing whole answers; they do
+not yet share a batched decoding step. A stream whose client went away stops at its next token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ...serving.runtime import Runtime, native_model, table_columns
+from .data import ROLES, as_messages, prompt_text
+from .generate import Step
+
+__all__ = ["Engine", "generative_runtime"]
+
+
+class Engine:
+    """Prompts to token ids and decoding for the OpenAI routes, within the model's context."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.lock = threading.Lock()
+        self.context = int(getattr(model.network().config, "max_position_embeddings", model.context_))
+        self.roles = ROLES
+
+    def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Chat messages through the tokenizer's template, the assistant's turn opened."""
+        tok = self.model.tokenizer
+        return list(tok(prompt_text(tok, as_messages(messages)), add_special_tokens=False)["input_ids"])
+
+    def text_ids(self, prompt: str) -> list[int]:
+        tok = self.model.tokenizer
+        ids = list(tok(prompt, add_special_tokens=False)["input_ids"])
+        return ids or [int(tok.bos_token_id or tok.eos_token_id)]
+
+    def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float, top_p: float,
+               seed: int | None, stop: Sequence[str], should_stop: Any = None) -> Iterator[Step]:
+        """Decoding steps; the lock is held for each step only, so other streams interleave."""
+        steps = self.model.generate(prompt_ids, max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                    seed=seed, stop=stop, should_stop=should_stop)
+        while True:
+            with self.lock:
+                step = next(steps, None)
+            if step is None:
+                return
+            yield step
+            if step.finish_reason is not None:
+                return
+
+
+def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, threads: int) -> Runtime:
+    """The served object of a generative model version (the fine-tuned network, adapters merged)."""
+    native = native_model(ws, row)
+    engine = Engine(native)
+
+    def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
+        answers = []
+        for record in records:
+            answers.append("".join(s.delta for s in engine.stream(
+                native.prompt_ids(record), max_tokens=native.max_new_tokens, temperature=0.0, top_p=1.0,
+                seed=None, stop=())))
+        return np.asarray(answers, dtype=object), None
+
+    extra = {"generation": {"shape": native.shape_.to_dict(), "method": native.method_,
+                            "backbone": native.backbone_, "context": engine.context,
+                            "max_new_tokens": native.max_new_tokens}}
+    rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row),
+                 reason="generative model served by PyTorch with a KV cache", scorer=score, variant="native",
+                 extra=extra)
+    rt.engine = engine  # type: ignore[attr-defined]  # the OpenAI routes decode through it
+    return rt

@@ -1,0 +1,201 @@
+"""The generative train stage: dataset version -> examples -> (search over) fine-tuning -> evaluation
+against the base model -> registered model version.
+
+1. the frozen train/test split of the dataset version; ``model.validation_size`` of the train rows (seeded)
+   is held out for early stopping and the search;
+2. each row becomes prompt and completion text through the tokenizer's chat template (``data.py``), then
+   token ids with the loss on completion tokens only, packed into ``model.max_length`` sequences;
+3. trials on the shared driver (``search.py``), each a fine-tuning run (``fit.py``) that checkpoints every
+   epoch; the best trial's weights become a :class:`~.model.GenerativeModel`;
+4. on the test split: perplexity of the base and the fine-tuned model, and for prompts (up to
+   ``model.eval_samples``) the greedy answers of both, scored by exact match (label accuracy when the
+   answers are labels), chrF and ROUGE-L; the HTML report shows them side by side;
+5. registration through :func:`modelloop.training.train.record_model` (family ``generative``, head
+   ``generation``); the summary adds ``generation``: tokens/s, perplexities, the data profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from ...data.schema import Schema
+from ...errors import ConfigError, DataError
+from .backbone import load_tokenizer, model_fingerprint, resolve_model
+from .config import GenerativeModelConfig
+from .data import Shape, answer_of, data_profile, detect_shape, encode_examples, examples_of, validation_rows
+from .fit import GenJob, device_of
+from .metrics import perplexity, text_metrics
+from .model import GenerativeModel
+from .search import SEARCH_METRIC, run_generative_search
+
+__all__ = ["evaluate_generation", "generative_settings", "shape_of", "train_generative"]
+
+
+def generative_settings(cfg: Any) -> GenerativeModelConfig:
+    """The ``model:`` section of a config (defaults when it has none)."""
+    section = getattr(cfg, "model", None)
+    if isinstance(section, GenerativeModelConfig):
+        return section
+    if section is None or (hasattr(section, "model_dump") and type(section).__name__ != "GenerativeModelConfig"):
+        return GenerativeModelConfig()
+    return GenerativeModelConfig.model_validate(section)
+
+
+def shape_of(cfg: Any, columns: list[str]) -> Shape:
+    """The data's shape (``data.prompt``/``completion``/``messages``/``text`` or the column names)."""
+    return detect_shape(cfg.data, [c for c in columns if not c.startswith("_")])
+
+
+def input_schema(shape: Shape, target: str | None) -> Schema:
+    """What a client sends to ``/v1/predict``: the prompt side (``text`` kind), the answer as the target."""
+    columns = dict.fromkeys(shape.input_columns(), "text")
+    return Schema(columns=columns, target=target if target not in columns else None,
+                  text=next(iter(columns), None), dtypes=dict.fromkeys(columns, "object"))
+
+
+def study_name(ws: Any, dataset_id: str, settings: GenerativeModelConfig) -> str:
+    from ...config import config_hash
+
+    cfg = ws.config
+    key = json.dumps([settings.model_dump(mode="json", exclude={"search"}), cfg.split.model_dump(), cfg.seed,
+                      config_hash(cfg, "data")], sort_keys=True, default=str)
+    return f"{cfg.name}-generative-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def train_generative(ws: Any, *, budget: float | None = None, trials: int | None = None, dataset: str | None = None,
+                     kind: str = "train", progress: Callable[[int, float], None] | None = None,
+                     register_as_production: bool | None = None,
+                     warm_start: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fine-tune, evaluate against the base model on the frozen test split, register. Returns the train
+    stage's JSON summary plus ``generation`` (tokens/s, perplexities, the data profile)."""
+    from ...data.ingest import ensure_split, load_dataset
+    from ...registry import tracker_for
+    from ...training.train import record_model
+
+    cfg, started = ws.config, time.time()
+    settings = generative_settings(cfg)
+    row, df, _ = load_dataset(ws, dataset)
+    side = ensure_split(ws, row, df).to_numpy()
+    shape = shape_of(cfg, list(df.columns))
+    source = resolve_model(settings.backbone, root=ws.root)
+    tokenizer = load_tokenizer(source)
+    context = _context(source, settings)
+    train_df = df[side == "train"].reset_index(drop=True)
+    test_df = df[side == "test"].reset_index(drop=True)
+    if len(train_df) < 2:
+        raise DataError(f"the train split has {len(train_df)} rows; a generative model needs at least 2")
+    held = validation_rows(len(train_df), settings.validation_size, cfg.seed)
+    fit_ids, fit_labels, cut = encode_examples(tokenizer, examples_of(train_df[~held], shape, tokenizer), context)
+    val_ids, val_labels, _ = encode_examples(tokenizer, examples_of(train_df[held], shape, tokenizer), context)
+    if not fit_ids or not val_ids:
+        raise DataError("no example with a non-empty answer in the train split's "
+                        f"{'fit' if not fit_ids else 'validation'} part; check the {shape.answer_column()} column")
+    fingerprint = model_fingerprint(source)
+    job = GenJob(settings, source, fingerprint, int(tokenizer.pad_token_id or 0), fit_ids, fit_labels,
+                 val_ids, val_labels, cfg.seed, device_of(settings.device))
+    name = study_name(ws, row["id"], settings)
+    n_trials = trials if trials is not None else cfg.train.trials
+    if settings.search and budget is None and cfg.train.budget is None and n_trials is None:
+        raise ConfigError("train: set a time budget or trials (or both); with neither the search never ends")
+    tracker = tracker_for(ws)
+    tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": name,
+            "modelloop.task": "text_generation"}
+    with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
+        chosen, summary = run_generative_search(
+            job, storage=ws.optuna_url, study_name=name, work_dir=ws.study_dir(name),
+            budget=budget if budget is not None else cfg.train.budget, n_trials=n_trials,
+            warm_start=warm_start, progress=progress)
+        params, result = chosen["params"], chosen["result"]
+        lora = None if settings.method == "full" else {
+            "r": int(params["lora_r"]), "lora_alpha": int(params["lora_alpha"]),
+            "target_modules": str(params["lora_targets"]).split(","), "lora_dropout": settings.lora_dropout}
+        training = {k: result.get(k) for k in ("tokens_per_s", "train_tokens", "train_seconds", "epochs_run",
+                                               "best_epoch", "history")}
+        training.update(truncated_examples=cut, fit_examples=len(fit_ids), validation_examples=len(val_ids),
+                        validation_loss=result["value"], params=params)
+        model = GenerativeModel(settings.model_dump(mode="json")).fitted(
+            backbone=settings.backbone, root=str(ws.root), source=source, fingerprint=fingerprint, shape=shape,
+            schema=input_schema(shape, cfg.data.target), tokenizer=tokenizer, method=settings.method, lora=lora,
+            weights=result["weights"], context=context, description={"training": training})
+        summary.model = model
+        evaluation = evaluate_generation(model, test_df, settings.eval_samples)
+        model.description_["evaluation"] = {k: evaluation[k] for k in ("perplexity", "base_perplexity",
+                                                                        "base_metrics", "answered")}
+        report = _write_report(ws, evaluation, row, model, training)
+        tracker.log(run_id, params={"task": "text_generation", "dataset": row["id"], "method": settings.method,
+                                    "backbone": settings.backbone, "best_params": params, "shape": shape.to_dict()},
+                    metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items() if v is not None},
+                             **{f"test_{k}": evaluation[k] for k in ("perplexity", "base_perplexity")
+                                if evaluation[k] is not None},
+                             f"valid_{SEARCH_METRIC}": summary.validation_score,
+                             "tokens_per_s": float(result.get("tokens_per_s") or 0.0)})
+        version = int(tracker.log_model(run_id, model, name=cfg.name))
+    out = record_model(ws, row, run_id, version, model, summary, evaluation, "generation", kind, started,
+                       test_df, register_as_production, family="generative", report=report(version))
+    profile = data_profile(df[side == "train"], shape, tokenizer, context)
+    out["generation"] = {"shape": shape.kind, "method": settings.method, "backbone": settings.backbone,
+                         "tokens_per_s": training["tokens_per_s"], "train_tokens": training["train_tokens"],
+                         "epochs_run": training["epochs_run"], "best_epoch": training["best_epoch"],
+                         "perplexity": evaluation["perplexity"], "base_perplexity": evaluation["base_perplexity"],
+                         "base_metrics": evaluation["base_metrics"], "profile": profile}
+    return out
+
+
+def _context(source: str, settings: GenerativeModelConfig) -> int:
+    """Tokens per training sequence: ``model.max_length``, at most the model's own context."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source)
+    return min(settings.max_length, int(getattr(config, "max_position_embeddings", settings.max_length)))
+
+
+def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: int) -> dict[str, Any]:
+    """Perplexity (base and fine-tuned) on ``frame``'s completions, and task scores of both on the greedy
+    answers to its first ``samples`` prompts (none for plain text, which has no prompts)."""
+    nll, n = model.nll(frame)
+    base_nll, base_n = model.nll(frame, base=True)
+    metrics: dict[str, Any] = {}
+    base: dict[str, Any] = {}
+    shown: list[dict[str, Any]] = []
+    if model.shape_.kind != "text" and samples and len(frame):
+        records = frame.head(samples).to_dict("records")
+        refs = [answer_of(r, model.shape_) for r in records]
+        tuned, plain = model.predict(records), model.predict(records, base=True)
+        metrics.update(text_metrics(refs, tuned))
+        base.update(text_metrics(refs, plain))
+        shown = [{"prompt": _prompt_shown(r, model.shape_), "reference": ref, "base": b, "fine_tuned": t}
+                 for r, ref, b, t in zip(records, refs, plain, tuned, strict=True)]
+    # perplexity beside the head's scores: ``metrics`` is what the generation head computes from answers
+    # (``modelloop evaluate`` computes the same), perplexity needs the network
+    return {"metrics": metrics, "base_metrics": base, "rows": len(frame), "tokens": n, "samples": shown,
+            "perplexity": perplexity(nll, n), "base_perplexity": perplexity(base_nll, base_n),
+            "answered": len(shown)}
+
+
+def _prompt_shown(record: dict[str, Any], shape: Shape) -> str:
+    if shape.kind == "pairs":
+        return str(record.get(str(shape.prompt)))
+    from .data import as_messages
+
+    return "\n".join(f"{m['role']}: {m['content']}" for m in as_messages(record.get(str(shape.messages)))[:-1])
+
+
+def _write_report(ws: Any, evaluation: dict[str, Any], row: dict[str, Any], model: GenerativeModel,
+                  training: dict[str, Any]) -> Callable[[int], Any]:
+    """The report writer for the version MLflow assigns (the page names it)."""
+    from .report import render_generation_report, write_html
+
+    def write(version: int) -> Any:
+        name = ws.config.name
+        context = {"model": f"{name}:{version}", "dataset": row["id"], "rows": evaluation["rows"],
+                   "method": model.method_, "backbone": model.backbone_, "tokens/s": training["tokens_per_s"]}
+        return write_html(ws.reports_dir / f"evaluation-{name}-v{version}.html",
+                          render_generation_report(evaluation, title=f"{name} v{version} evaluation",
+                                                   context=context))
+    return write

@@ -7,7 +7,7 @@
 ``D`` is a project folder with a production model (``make demo`` leaves one in ``demo/``). Both
 sessions get the same options and the same records; each call is the runtime's whole ``predict``
 (the feed built from JSON records, the ONNX Runtime run, labels), timed back to back, the two
-alternating by round. Printed: CPU µs a call on an uncontended core (``optimize._cpu_ms``: the 10th
+alternating by round. Printed: CPU µs a call on an uncontended core (``optimize.cpu_ms``: the 10th
 percentile of chunks of 100 calls over 2 s; ONNX Runtime runs on the calling thread with one
 intra-op thread) for each and the ratio.
 """
@@ -30,15 +30,16 @@ def main() -> None:
     os.chdir(args.project)
     from modelloop.config import load_config
     from modelloop.data.ingest import load_dataset
-    from modelloop.optimization.optimize import _cpu_ms  # what train.max_latency_ms times with
-    from modelloop.serving.runtime import Runtime, serving_session, load_runtime, onnx_path, packed_inputs, to_records
+    from modelloop.families.tabular.serve import onnx_runtime, packed_inputs, serving_session
+    from modelloop.optimization.optimize import cpu_ms as _cpu_ms  # what train.max_latency_ms times with
+    from modelloop.serving.runtime import load_runtime, onnx_path, to_records
     from modelloop.workspace import Workspace
 
     ws = Workspace(load_config())
     packed = load_runtime(ws)
     if packed.session is None or packed_inputs(packed.session) is None:
         raise SystemExit(f"the production model is not served through a packed ONNX session ({packed.reason})")
-    plain = Runtime(packed.row, session=serving_session(str(onnx_path(ws, packed.name, packed.version)), pack=False),
+    plain = onnx_runtime(packed.row, serving_session(str(onnx_path(ws, packed.name, packed.version)), pack=False),
                     plan=packed.plan.to_dict() if packed.plan is not None else None)
     _, df, _ = load_dataset(ws, packed.row["dataset_id"])
     records = to_records(df[packed.request_schema.features()].sample(max(args.batch), random_state=0),

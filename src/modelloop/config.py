@@ -21,7 +21,6 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError, StateError, cap_list
 from .serving.config import ServeConfig
-from .evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from .families.anomaly.config import AnomalyConfig
 
 __all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_config", "parse_config"]
@@ -212,7 +211,7 @@ class Config(_Section):
                              "version); run `modelloop ingest` first, or set task: classification | regression")
         if self.task == "anomaly_detection":
             return "pr_auc"  # average precision of the scores on the labelled rows
-        return "rmse" if self.task == "regression" else "f1_macro"
+        return _head(self.task).default_metric or _no_default_metric(self.task)
 
     @property
     def task_inferred(self) -> dict[str, str] | None:
@@ -242,13 +241,24 @@ class Config(_Section):
             raise ConfigError("\n".join(p + why for p in problems))
 
 
+def _head(task: str) -> Any:
+    """The head class a config task's models predict through (its metrics, defaults, what splits apply)."""
+    from .families import head_of_task
+
+    return head_of_task(task)
+
+
+def _no_default_metric(task: str) -> str:
+    raise StateError(f"train.metric: task {task} has no default metric; set train.metric")
+
+
 def _default_strategy(task: str | None, time: str | None) -> str | None:
     """The split a task gets when ``split.strategy`` is left out (None while the task is unknown)."""
     if time:
         return "time"
     if task is None:
         return None
-    return "random" if task == "regression" else "stratified"
+    return _head(task).default_split
 
 
 def _settle_split(cfg: Config) -> None:
@@ -271,8 +281,10 @@ def _check(fn: Callable[[Config], list[str]]) -> Callable[[Config], list[str]]:
 @_check
 def metric_fits_task(cfg: Config) -> list[str]:
     m = cfg.train.metric
-    allowed = REGRESSION_METRICS if cfg.task == "regression" else CLASSIFICATION_METRICS
-    if m is not None and cfg.task is not None and m not in allowed:  # an unset task: checked once inferred
+    if m is None or cfg.task is None:  # an unset task: checked once inferred
+        return []
+    allowed = _head(cfg.task).metrics  # () for a head outside the metric registry: its family checks it
+    if allowed and m not in allowed:
         return [f"train.metric: must be one of {', '.join(allowed)} for task {cfg.task}, got '{m}'"]
     return []
 
@@ -284,7 +296,7 @@ def split_needs_its_column(cfg: Config) -> list[str]:
         return ["split.strategy: 'time' needs data.time (the timestamp column), got data.time: null"]
     if s == "group" and not cfg.data.group:
         return ["split.strategy: 'group' needs data.group (the group column), got data.group: null"]
-    if s == "stratified" and cfg.task == "regression":
+    if s == "stratified" and cfg.task is not None and not _head(cfg.task).stratifies:
         return ["split.strategy: 'stratified' needs a classification task; use random, time or group"]
     return []
 

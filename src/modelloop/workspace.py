@@ -85,7 +85,7 @@ class Workspace:
         if model is not None:
             info = model.get("info") or {}
             found = info.get("task_inferred") or {
-                "task": "regression" if info.get("task") == "regression" else "classification",
+                "task": _task_of_kind(str(info.get("task"))),
                 "reason": f"model {model['name']}:{model['version']} was trained for {info.get('task')}"}
             cfg.settle_task(found["task"], found["reason"])
         elif dataset is not None:
@@ -97,3 +97,12 @@ class Workspace:
                 target = cfg.data.target
                 inferred = infer_task(read_snapshot(dataset["path"], columns=[target])[target], target)
             cfg.settle_task(inferred.task, inferred.reason)
+
+
+def _task_of_kind(kind: str) -> str:
+    """The config task (of the family that serves a left-out task) whose head predicts output ``kind``."""
+    from .families import FAMILIES, INFERRED_TASKS_FAMILY, head_of_task
+    from .families.heads import KINDS
+
+    tasks = FAMILIES[INFERRED_TASKS_FAMILY].tasks
+    return next((t for t in tasks if head_of_task(t) is KINDS.get(kind)), tasks[0])

@@ -118,7 +118,10 @@ def test_the_model_section_is_validated_by_the_task_s_family_with_dotted_paths()
     assert any(line.startswith("model.augment.p: ") and line.endswith("got 0.9") for line in lines)
     assert "model.augment.x: unknown key; allowed: enabled, synonyms, n_per_example, p, ops" in lines
     cfg = parse_config({**MIN, "task": "text_classification", "model": {"method": "lora"}})
-    assert (cfg.model.method, cfg.model.backbone) == ("lora", "bundled")  # the family's typed settings
+    from modelloop.families import get_family
+
+    schema = get_family("text").settings_schema()
+    assert isinstance(cfg.model, schema) and cfg.model == schema(method="lora")  # the family's typed settings
     assert parse_config({**MIN, "task": "text_classification"}).model.method == "head"  # left out: defaults
     assert parse_config(cfg.model_dump(mode="json")).model == cfg.model  # the served worker's round trip
     assert parse_config({**MIN, "task": "regression", "model": {}}).model is None

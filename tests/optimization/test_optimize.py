@@ -65,7 +65,7 @@ def test_optimize_json_contract_and_registration(project):
 
 
 def test_distilled_student_mimics_the_ensemble(project):
-    from modelloop.optimization.optimize import distill
+    from modelloop.families.tabular.variants import distill
 
     teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))
     X = pd.read_csv(project.config.root / "d.csv").drop(columns=["y"])
@@ -79,7 +79,7 @@ def test_student_splits_categories_by_teacher_ordered_codes(project):
     """Binary teachers get all-``<=`` students: categories numbered by the teacher's mean score."""
 
     from modelloop.families.tabular.export import to_onnx
-    from modelloop.optimization.optimize import distill
+    from modelloop.families.tabular.variants import distill
 
     teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))
     X = pd.read_csv(project.config.root / "d.csv").drop(columns=["y"])
@@ -95,7 +95,7 @@ def test_student_splits_categories_by_teacher_ordered_codes(project):
 
 
 def test_distill_keeps_the_smallest_faithful_student(project, monkeypatch):
-    from modelloop.optimization import optimize
+    from modelloop.families.tabular import variants as optimize
 
     teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))
     X = pd.read_csv(project.config.root / "d.csv").drop(columns=["y"])
@@ -118,7 +118,8 @@ def test_unknown_variant_is_a_config_error(project):
 
 def test_variants_are_timed_on_the_serving_path(project):
     """The latencies optimize compares are those of the served runtime running that very variant."""
-    from modelloop.optimization.optimize import _native, _onnx, _served
+    from modelloop.families.tabular.variants import native_variant as _native, onnx_variant as _onnx
+    from modelloop.optimization.optimize import served_call as _served
 
     teacher = load_model(project.workspace, resolve_model(project.workspace, "opt:1"))
     X = pd.read_csv(project.config.root / "d.csv").drop(columns=["y"]).head(7)
@@ -156,7 +157,7 @@ def test_the_latency_limit_times_cpu_not_waiting() -> None:
     the core (here asleep; on a shared machine, taken by another tenant) is not the model's."""
     import time
 
-    from modelloop.optimization.optimize import _cpu_ms
+    from modelloop.optimization.optimize import cpu_ms as _cpu_ms
 
     asleep = _cpu_ms(lambda: time.sleep(0.002), seconds=0.2)
     assert asleep < 0.5                                       # 2 ms of wall time a call, little CPU

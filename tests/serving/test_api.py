@@ -236,7 +236,7 @@ def test_clean_shutdown_flushes_the_log(toy) -> None:
 
 def test_unconvertible_model_is_served_natively_and_says_why(toy, monkeypatch) -> None:
     from modelloop.families.tabular import export as export
-    from modelloop.serving import runtime
+    from modelloop.families.tabular import serve as runtime  # the tabular family's served graph
 
     def boom(model, **kw):
         raise RuntimeError("converter exploded")

@@ -8,16 +8,8 @@ import pytest
 
 from modelloop.families.tabular import export as export
 from modelloop.registry import load_model, resolve_model
-from modelloop.serving.runtime import (
-    ONNX_ATOL,
-    PACKED_INPUT,
-    _FeedPlan,
-    _pack,
-    load_runtime,
-    onnx_path,
-    packed_inputs,
-    to_records,
-)
+from modelloop.families.tabular.serve import PACKED_INPUT, _FeedPlan, _pack, input_map, packed_inputs
+from modelloop.serving.runtime import ONNX_ATOL, load_runtime, onnx_path, to_records
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +81,7 @@ def test_served_session_takes_the_float_columns_as_one_tensor(toy, native) -> No
     stored = ort.InferenceSession(str(onnx_path(toy.ws, "toy", 1)), providers=["CPUExecutionProvider"])
     assert set(packed) <= {i.name for i in stored.get_inputs()}          # the file is left as exported
     plain = _FeedPlan(native.schema).feed(records)
-    fed = rt._plan.feed(records)
+    fed = _FeedPlan(rt.schema, input_map(rt.session, rt.schema), packed=packed).feed(records)  # as rt's scorer
     np.testing.assert_array_equal(fed[PACKED_INPUT], np.hstack([plain[n] for n in packed]))
     assert sorted(set(fed) - {PACKED_INPUT}) == sorted(set(plain) - set(packed))   # the string inputs
     np.testing.assert_array_equal(rt.session.run(["probabilities"], fed)[0],

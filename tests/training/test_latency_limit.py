@@ -57,12 +57,12 @@ def test_a_text_project_config_refuses_the_limit(tmp_path):
 def test_a_model_the_server_would_run_natively_is_timed_natively(tmp_path, monkeypatch):
     """The limit is checked against what the server would load: a model whose ONNX graph does not
     match it (here: a conversion that fails) is timed as the native model it would be served as."""
-    from modelloop.optimization import optimize
+    from modelloop.families.tabular import variants
 
     def broken(model, name="onnx"):
         raise RuntimeError("no converter")
 
-    monkeypatch.setattr(optimize, "_onnx", broken)
+    monkeypatch.setattr(variants, "onnx_variant", broken)
     res = _project(tmp_path, max_latency_ms=1e6).train()
     assert [t["served_as"] for t in res["latency"]["tried"]] == ["native"]
 

@@ -350,18 +350,20 @@ def _pearson_r2(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x[ok], y[ok])[0, 1] ** 2)
 
 
-def leakage_scores(sample: pl.DataFrame, target: str, features: list[str], task: str,
+def leakage_scores(sample: pl.DataFrame, target: str, features: list[str], kind: str,
                    cfg: LeakageConfig, seed: int = 0) -> tuple[dict[str, dict[str, Any]], list[Finding]]:
     """How well each feature *alone* predicts the target, out of fold (binned target rates).
 
-    Classification: one-vs-rest AUC of the per-value class frequencies; regression: R² of the
+    ``kind``: how the target is read (its task's head's ``target_kind``). Categorical (classes):
+    one-vs-rest AUC of the per-value class frequencies; numeric: R² of the
     per-bin target mean (or the squared correlation, if higher). A score near 1 means the column
     (almost) is the target.
     """
     data = sample.filter(pl.col(target).is_not_null()) if sample.get_column(target).null_count() else sample
     if data.height < 30 or not features:
         return {}, []
-    if task == "classification":
+    categorical = kind == "categorical"
+    if categorical:
         y = data.get_column(target).cast(pl.String).rank("dense").cast(pl.Int64).to_numpy() - 1
         n_classes = int(y.max()) + 1
         if n_classes < 2:
@@ -375,9 +377,9 @@ def leakage_scores(sample: pl.DataFrame, target: str, features: list[str], task:
     scores: dict[str, dict[str, Any]] = {}
     for c in features:
         s = data.get_column(c)
-        codes = _codes(s, 64 if task == "regression" else 32)
+        codes = _codes(s, 32 if categorical else 64)
         score = _oof_score(codes, y, n_classes, fold, k)
-        if task != "classification" and is_numeric(s.dtype):
+        if not categorical and is_numeric(s.dtype):
             score = max(score, _pearson_r2(s.cast(pl.Float64).to_numpy(), y))
         scores[c] = {"metric": metric, "score": round(score, 4)}
     return scores, _leakage_findings(scores, target, metric, cfg)

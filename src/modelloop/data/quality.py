@@ -38,6 +38,7 @@ from ._tables import column_batches, is_internal, is_numeric, to_lazy
 from .label_issues import ROW_ID, find_label_issues
 from .quality_config import FINDING_KINDS, QualityConfig, parse_section
 from .schema import FEATURE_KINDS, Schema
+from .task import target_kind
 from .shift import compare_distributions
 
 __all__ = ["Finding", "QualityReport", "infer_task", "profile"]
@@ -110,10 +111,12 @@ def _jsonable(v: Any) -> Any:
 
 
 def infer_task(dtype: pl.DataType, kind: str | None, distinct: int) -> str:
-    """classification for categorical/boolean/text targets and integers with <= 20 values."""
-    if kind in ("categorical", "boolean") or not (is_numeric(dtype)):
-        return "classification"
-    return "classification" if dtype.is_integer() and distinct <= 20 else "regression"
+    """The task a target profiled without one asks for, as the family that serves a left-out task reads
+    it from the column (its Polars type, kind and distinct count)."""
+    from ..families import family_for_task
+
+    family: Any = family_for_task(None)  # its optional ``column_task`` (the Family protocol's extension)
+    return str(family.column_task(dtype, kind, distinct))
 
 
 def _resolve(columns: list[str], schema: Schema | None) -> tuple[list[str], dict[str, str]]:
@@ -182,7 +185,7 @@ def _top_shares(data: pl.LazyFrame, cols: dict[str, dict[str, Any]]) -> None:
 def _target_facts(data: pl.DataFrame, target: str, task: str
                   ) -> tuple[dict[str, Any], list[Finding]]:
     facts: dict[str, Any] = {"column": target, "task": task}
-    if task != "classification":
+    if target_kind(task) != "categorical":
         return facts, []
     vc = data.get_column(target).drop_nulls().value_counts(sort=True, name="n")
     total = max(int(vc["n"].sum()), 1)
@@ -344,12 +347,14 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
     data, cfg, target = run.data, run.cfg, run.target
     facts: dict[str, Any] = {}
     target_findings: list[Finding] = []
+    kind = None
     if target is not None:
         task = task or infer_task(run.schema[target], run.kinds[target], run.cols[target].get("distinct", 0))
         facts, target_findings = _target_facts(data.select(target).collect(), target, task)
+        kind = target_kind(task)
     li = cfg.label_issues
     labelled = (_labelled_positions(data, target, li.max_rows, seed)
-                if target is not None and task == "classification" and li.enabled and run.height >= 50
+                if target is not None and kind == "categorical" and li.enabled and run.height >= 50
                 and len(facts.get("classes", [])) >= 2 else None)
     sample, label_rows = _sample(run, run.features + ([target] if target else []), cfg.sample_rows, seed, labelled)
     run.extra["sampled"] = {"rows": sample.height, "of": run.height}
@@ -363,9 +368,8 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
         return
     run.extra["target"] = facts
     run.found += target_findings
-    if cfg.leakage.enabled:
-        assert task is not None
-        run.extra["leakage"], fs = leakage_scores(sample, target, run.features, task, cfg.leakage, seed)
+    if cfg.leakage.enabled and kind is not None:
+        run.extra["leakage"], fs = leakage_scores(sample, target, run.features, kind, cfg.leakage, seed)
         run.found += fs
     del sample
     if labelled is not None and label_rows is not None:

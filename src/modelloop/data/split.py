@@ -16,14 +16,19 @@ __all__ = ["check_target", "make_folds", "make_split"]
 
 
 def check_target(y: pd.Series, task: str, target: str) -> None:
-    """A classification target needs at least two classes; regression a numeric target."""
+    """A target read as classes (its task's head's ``target_kind``) needs at least two; a numeric one numbers."""
+    from .task import target_kind
+
     y = y.dropna()
     if y.empty:
         raise DataError(f"target column '{target}' has no values")
-    if task == "regression":
+    kind = target_kind(task)
+    if kind == "numeric":
         if not pd.api.types.is_numeric_dtype(y):
-            raise DataError(f"target column '{target}' must be numeric for task regression, "
+            raise DataError(f"target column '{target}' must be numeric for task {task}, "
                             f"got values like {y.iloc[0]!r}; use task: classification")
+        return
+    if kind != "categorical":
         return
     counts = y.value_counts()
     if len(counts) < 2:

@@ -16,6 +16,7 @@ from ..workspace import Workspace
 from .ingest import check_row_ids, dataset_row, load_dataset, split_sides
 from .schema import Schema
 from .snapshot import ROW_ID, content_hash, read_manifest, snapshot_file, write_snapshot
+from .task import target_kind
 
 if TYPE_CHECKING:  # pandas on first use (clean): the profile reads the version with Polars
     import pandas as pd
@@ -48,7 +49,9 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
         frame = frame.drop(schema.target)
         schema = dataclasses.replace(schema, target=None, columns={c: k for c, k in schema.columns.items()
                                                                    if c != schema.target})
-    task = "regression" if cfg.task == "regression" else None
+    # a numeric target's task is the config's; classes are read from the column (their facts name the
+    # task the target asks for, whichever family the config's task belongs to)
+    task = cfg.task if cfg.task is not None and target_kind(cfg.task) == "numeric" else None
     integration = _lineage_findings(ws, row)
     report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration)
     shift = _split_shift(frame, side, schema, cfg)

@@ -1,14 +1,9 @@
-"""Which task a target column asks for, when ``modelloop.yaml`` does not say.
+"""Which task a target column asks for, when ``modelloop.yaml`` does not say, and where it is recorded.
 
-The rules are AutoGluon's (``infer_problem_type``): two distinct values, text or booleans make a
-classification; floats that are not whole numbers, or numbers with many distinct values (more than
-10 % of the rows, 5 % past 1,000 rows, or more than 1,000 values) make a regression; a few distinct
-whole numbers (ratings, codes) make a classification. Guessing a classifier for a continuous target
-once spent the search on a 400-class model and crashed evaluation; guessing a regressor for codes
-would predict 2.4 for class 2 or 3, so whole numbers with few values stay classes.
-
-The inference is made once, at ingest, and stored with the dataset version (its ``source``
-report), so every later command of the project, and every version derived from it (clean,
+The inference is the rule of the family that serves a project whose ``task:`` is left out
+(``families.INFERRED_TASKS_FAMILY``: the tabular family's ``infer_task``, AutoGluon's rules, in
+``families/tabular/task.py``). It is made once, at ingest, and stored with the dataset version (its
+``source`` report), so every later command of the project, and every version derived from it (clean,
 feedback merge), sees the same task even when new rows would tip the ratio.
 """
 
@@ -20,12 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TaskInference", "infer_task", "recorded_task"]
-
-MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
-LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
-FEW_VALUES_SHARE = 0.1          # at most this share of distinct values: classes (numbers)
-FEW_VALUES_SHARE_LARGE = 0.05
+__all__ = ["TaskInference", "infer_task", "recorded_task", "target_kind"]
 
 
 @dataclass(frozen=True)
@@ -40,26 +30,21 @@ class TaskInference:
 
 
 def infer_task(y: pd.Series, target: str) -> TaskInference:
-    """``classification`` or ``regression`` for the values of target column ``target``."""
-    import numpy as np
-    import pandas as pd
+    """The task the values of target column ``target`` ask for, as the family that serves a left-out
+    task infers it."""
+    from ..families import family_for_task
 
-    y = y.replace([np.inf, -np.inf], np.nan).dropna()
-    rows, distinct = len(y), int(y.nunique())
-    what = f"target '{target}'"
-    if rows == 0 or distinct <= 2:
-        return TaskInference("classification", f"{what} holds {distinct} distinct value(s)")
-    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
-        return TaskInference("classification", f"{what} holds text or booleans ({distinct} distinct values)")
-    share = FEW_VALUES_SHARE_LARGE if rows > LARGE_DATA_ROWS else FEW_VALUES_SHARE
-    few = distinct <= share * rows and distinct <= MULTICLASS_UPPER_LIMIT
-    counted = f"{distinct} distinct values in {rows} rows"
-    if not few:
-        return TaskInference("regression", f"{what} holds numbers with many distinct values ({counted})")
-    if pd.api.types.is_float_dtype(y) and not np.array_equal(y.to_numpy(), np.round(y.to_numpy())):
-        return TaskInference("regression", f"{what} holds fractional numbers ({counted})")
-    return TaskInference("classification", f"{what} holds few distinct whole numbers ({counted}, at most "
-                                           f"{share:.0%} of the rows)")
+    family: Any = family_for_task(None)  # its optional ``infer_task`` (the Family protocol's extension)
+    return family.infer_task(y, target)
+
+
+def target_kind(task: str) -> str | None:
+    """How the data layer reads a target of ``task``: ``categorical`` (classes: at least two, class counts,
+    imbalance, label issues, leakage by AUC) or ``numeric`` (numbers, leakage by R²), as the task's head
+    declares (``target_kind``; None: neither, nothing checked)."""
+    from ..families import head_of_task
+
+    return head_of_task(task).target_kind
 
 
 def recorded_task(catalog: Any, row: dict[str, Any]) -> TaskInference | None:
@@ -71,7 +56,13 @@ def recorded_task(catalog: Any, row: dict[str, Any]) -> TaskInference | None:
             continue
         seen.add(r["id"])
         stored = (r.get("source") or {}).get("task")
-        if isinstance(stored, dict) and stored.get("task") in ("classification", "regression"):
+        if isinstance(stored, dict) and stored.get("task") in _registered_tasks():
             return TaskInference(str(stored["task"]), str(stored.get("reason") or ""))
         todo += [catalog.get_dataset(p) for p in r.get("parents") or []]
     return None
+
+
+def _registered_tasks() -> dict[str, str]:
+    from ..families import TASKS
+
+    return TASKS

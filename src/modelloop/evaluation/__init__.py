@@ -6,16 +6,15 @@ from .metrics import (
     CLASSIFICATION_METRICS,
     F1_TYPE,
     REGRESSION_METRICS,
-    check_metric,
     classification_metrics,
-    default_metric,
     direction,
     labels_from_proba,
     regression_metrics,
     score,
 )
 
-_REPORT = ("TASKS", "evaluate_predictions", "render_report", "write_report")
+_REPORT = ("write_report",)
+_BY_KIND = ("TASKS", "evaluate_predictions", "render_report")  # through the output kind's head
 
 
 def __getattr__(name: str) -> object:
@@ -24,6 +23,10 @@ def __getattr__(name: str) -> object:
         from . import report
 
         return getattr(report, name)
+    if name in _BY_KIND:
+        from . import evaluate
+
+        return getattr(evaluate, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
@@ -31,9 +34,7 @@ __all__ = [
     "F1_TYPE",
     "REGRESSION_METRICS",
     "TASKS",
-    "check_metric",
     "classification_metrics",
-    "default_metric",
     "direction",
     "evaluate_predictions",
     "labels_from_proba",

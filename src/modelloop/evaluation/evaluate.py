@@ -1,61 +1,90 @@
-"""The evaluate stage: score a registered model on its frozen test split or on any labeled file."""
+"""The evaluate stage: score a registered model on its frozen test split or on any labeled file.
+
+What the figures and the page hold for a kind of output is its head's decision
+(:mod:`modelloop.families.heads`); ``evaluate_predictions`` and ``render_report`` take the output kind
+(``info.task``: one of ``TASKS``) and ask its head.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, cap_list
+from ..errors import ConfigError, DataError
+from ..families.heads import KINDS, BaseHead, class_indices, head_for
 from ..workspace import Workspace
 
-__all__ = ["evaluate", "evaluate_model", "label_indices", "write_evaluation_report"]
+__all__ = ["TASKS", "evaluate", "evaluate_model", "evaluate_predictions", "label_indices", "render_report",
+           "write_evaluation_report"]
+
+TASKS = tuple(KINDS)  # the output kinds a registered model version records as ``info.task``
 
 
 def label_indices(model: Any, y: pd.Series, target: str) -> np.ndarray:
     """Map labels to the model's class indices by their text, so 1, 1.0 and '1' agree."""
-    def norm(v: Any) -> str:
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():
-            v = int(v)
-        return str(v)
-
-    index = {norm(c): i for i, c in enumerate(model.classes_)}
-    mapped = y.map(lambda v: index.get(norm(v), -1))
-    unknown = y[mapped.to_numpy() < 0]
-    if len(unknown):
-        raise DataError(f"target '{target}' holds labels the model never saw, e.g. {unknown.iloc[0]!r}; "
-                        f"known labels: {cap_list(index)}")
-    return mapped.to_numpy(dtype=int)
+    return class_indices(list(model.classes_), y, target)
 
 
-def _outputs(model: Any, df: pd.DataFrame, target: str, task: str) -> tuple[np.ndarray, np.ndarray]:
+def _head(task: str, classes: Any = None, threshold: float | None = None) -> BaseHead:
+    """The head of output kind ``task`` (a ConfigError naming the kinds for another)."""
+    if task not in KINDS:
+        raise ConfigError(f"task: '{task}' is not an evaluation task; allowed: {', '.join(TASKS)}")
+    try:
+        return head_for({"task": task, "classes": None if classes is None else list(classes),
+                         "threshold": threshold})
+    except ValueError as exc:  # a classification head without classes
+        raise DataError(f"a {task} evaluation needs the model's classes, got {classes!r}") from exc
+
+
+def evaluate_predictions(task: str, y_true: Any, output: Any, *, classes: list,
+                         threshold: float | None = None) -> dict[str, Any]:
+    """Metrics (and, for classes, per-class figures and the confusion matrix) as one JSON-ready dict,
+    as the head of output kind ``task`` computes them (``evaluation.report.evaluate_classes`` /
+    ``evaluate_values``): ``task``, ``rows``, ``threshold``, ``metrics``, ``per_class``,
+    ``confusion_matrix``."""
+    return _head(task, classes, threshold).evaluate(y_true, np.asarray(output))
+
+
+def render_report(evaluation: dict, *, title: str, task: str, classes: Sequence[Any], y_true: Any,
+                  output: Any, threshold: float | None = None,
+                  importances: dict[str, float] | None = None, context: dict | None = None) -> str:
+    """One self-contained HTML page: facts, metrics, per-class table and the charts the head of output
+    kind ``task`` draws. ``evaluation`` is what :func:`evaluate_predictions` returned for the same
+    ``y_true`` and ``output``, which are needed again to draw the curves."""
+    from .report import render_page
+
+    head = _head(task, classes, threshold if threshold is not None else evaluation.get("threshold"))
+    charts = head.report_charts(y_true, np.asarray(output), evaluation)
+    return render_page(evaluation, title=title, kind=task, charts=charts,
+                       threshold=head.threshold if head.classes else None,  # a threshold decides between classes
+                       importances=importances, context=context)
+
+
+def _outputs(model: Any, df: pd.DataFrame, target: str, head: BaseHead) -> tuple[np.ndarray, np.ndarray]:
     if target not in df.columns:
         raise DataError(f"data has no target column '{target}'; evaluation needs labeled rows")
     df = df[df[target].notna()]
     if df.empty:
         raise DataError(f"data has no rows with a value in target column '{target}'")
-    X = df.drop(columns=[target])
-    if task == "regression":
-        y = pd.to_numeric(df[target], errors="coerce")
-        if y.isna().any():
-            bad = df[target][y.isna()].unique()
-            raise DataError(f"target '{target}' must hold numbers for a regression model, got "
-                            f"{cap_list(bad, show=repr)}")
-        return y.to_numpy(dtype=float), np.asarray(model.predict(X), dtype=float)
-    return label_indices(model, df[target], target), np.asarray(model.predict_proba(X))
+    y = head.truth(df[target], target)
+    return y, head.native_scores(model, df.drop(columns=[target]))
+
+
+def _model_head(model: Any, task: str) -> BaseHead:
+    return head_for({"task": task, "classes": getattr(model, "classes_", None),
+                     "threshold": getattr(model, "threshold_", None)})
 
 
 def evaluate_model(model: Any, df: pd.DataFrame, *, target: str, task: str) -> dict[str, Any]:
     """Metrics, per-class figures and confusion matrix of ``model`` on labeled rows ``df``, as the head
     of output kind ``task`` computes them."""
-    from ..families.heads import head_for
-
-    y, out = _outputs(model, df, target, task)
-    head = head_for({"task": task, "classes": getattr(model, "classes_", None),
-                     "threshold": getattr(model, "threshold_", None)})
+    head = _model_head(model, task)
+    y, out = _outputs(model, df, target, head)
     return head.evaluate(y, out)
 
 
@@ -70,18 +99,17 @@ def write_evaluation_report(ws: Workspace, model: Any, df: pd.DataFrame, evaluat
         write_page(path, own(df, evaluation, title=f"{name} v{version} evaluation",
                              context={"model": f"{name}:{version}", "dataset": dataset_id}))
         return path
-    from .report import render_report, write_report
+    from .report import write_report
 
     target = ws.config.data.target
-    task = "regression" if getattr(model, "task", None) == "regression" else (
-        "binary" if len(model.classes_) == 2 else "multiclass")
-    y, out = _outputs(model, df, target, task)
+    task = str(evaluation.get("task") or model.task)  # the output kind the evaluation was computed for
+    head = _model_head(model, task)
+    y, out = _outputs(model, df, target, head)
     context = {"model": f"{name}:{version}", "dataset": dataset_id, "rows": evaluation["rows"],
                "threshold": getattr(model, "threshold_", None),
                "created_at": dt.datetime.now().isoformat(timespec="seconds")}
-    html = render_report(evaluation, title=f"{name} v{version} evaluation", task=task,
-                         classes=[] if task == "regression" else list(model.classes_), y_true=y,
-                         output=out, threshold=getattr(model, "threshold_", None),
+    html = render_report(evaluation, title=f"{name} v{version} evaluation", task=task, classes=head.classes or [],
+                         y_true=y, output=out, threshold=getattr(model, "threshold_", None),
                          importances=model.feature_importances(), context=context)
     path = ws.reports_dir / f"evaluation-{name}-v{version}{suffix}.html"
     write_report(path, html)

@@ -3,6 +3,9 @@
 One registry serves the search (validation scores), the evaluate stage (test figures), monitoring
 and the optimize stage, so a figure called ``f1_macro`` means the same thing everywhere.
 
+Which metrics an output kind is scored by, and its default, is its head's decision
+(:mod:`modelloop.families.heads`: ``metrics``, ``default_metric``, ``check_metric``).
+
 Conventions: for classification ``y_true`` holds class indices ``0..K-1`` and ``proba`` an
 ``(n, K)`` array in the same class order; for regression ``pred`` is a float array.
 """
@@ -21,9 +24,7 @@ __all__ = [
     "F1_TYPE",
     "IN_TARGET_UNITS",
     "REGRESSION_METRICS",
-    "check_metric",
     "classification_metrics",
-    "default_metric",
     "direction",
     "improvement",
     "labels_from_proba",
@@ -61,19 +62,6 @@ def improvement(metric: str, before: float, after: float) -> float:
     if before == 0:
         return 0.0 if gain == 0 else float(np.copysign(np.inf, gain))
     return float(gain / abs(before))
-
-
-def default_metric(task: str) -> str:
-    return "rmse" if task == "regression" else "f1_macro"
-
-
-def check_metric(metric: str, task: str) -> None:
-    """Raise a ConfigError naming the allowed metrics when ``metric`` does not fit ``task``."""
-    allowed = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
-    if metric not in allowed:
-        raise ConfigError(
-            f"train.metric: '{metric}' is not a {task} metric; allowed: {', '.join(allowed)}"
-        )
 
 
 def labels_from_proba(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:

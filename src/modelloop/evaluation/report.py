@@ -4,10 +4,12 @@
 --json`` prints; ``render_report`` draws the same evaluation as a page that works offline (inline
 CSS, charts as inline SVG, no scripts) and ``write_report`` puts it on disk atomically.
 
-Conventions follow :mod:`modelloop.evaluation.metrics`: for ``binary`` and ``multiclass``,
+Conventions follow :mod:`modelloop.evaluation.metrics`: for classes (``evaluate_classes``),
 ``y_true`` holds class indices ``0..K-1`` (or the labels themselves, matched against ``classes``
-by their text) and ``output`` is an ``(n, K)`` probability array in ``classes`` order; for
-``regression`` both are float arrays.
+by their text) and ``output`` is an ``(n, K)`` probability array in ``classes`` order; for values
+(``evaluate_values``) both are float arrays. Which of the two an output kind is, and which charts
+it gets, is its head's decision (:mod:`modelloop.families.heads`); ``evaluate_predictions`` and
+``render_report`` by output kind live in :mod:`modelloop.evaluation.evaluate`.
 
 Charts are built on ``matplotlib.figure.Figure`` with an Agg canvas and never through pyplot, as
 matplotlib recommends for servers: nothing is registered globally, so no figure can leak and the
@@ -33,9 +35,9 @@ from sklearn import metrics as skm
 from ..errors import ConfigError, DataError, cap_list
 from .metrics import classification_metrics, direction, labels_from_proba, regression_metrics
 
-__all__ = ["TASKS", "evaluate_predictions", "render_report", "write_report"]
+__all__ = ["check_threshold", "class_charts", "evaluate_classes", "evaluate_values", "prepare_classes",
+           "prepare_values", "render_page", "value_charts", "write_report"]
 
-TASKS = ("binary", "multiclass", "regression")
 _MAX_CURVE_CLASSES = 10      # one-vs-rest curves drawn for at most this many classes
 _MAX_SCATTER = 5_000         # points in the predicted-vs-actual scatter
 _TOP_FEATURES = 20           # bars in the importance chart
@@ -48,11 +50,6 @@ _PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#
 # ---------------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------------
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ConfigError(f"task: '{task}' is not an evaluation task; allowed: {', '.join(TASKS)}")
-
 
 def _label_key(value: Any) -> str:
     """Labels compare by their text, so 1, 1.0, '1' and np.int64(1) name the same class."""
@@ -83,26 +80,29 @@ def _class_indices(y_true: Any, labels: Sequence[Any]) -> np.ndarray:
     return mapped
 
 
-def _prepare(task: str, y_true: Any, output: Any, classes: Sequence[Any]) -> tuple[np.ndarray, np.ndarray,
-                                                                                    list[Any]]:
-    """Validated ``(y, output, labels)``: indices + ``(n, K)`` floats, or two float vectors."""
-    _check_task(task)
-    if task == "regression":
-        y = np.asarray(y_true, dtype=float).ravel()
-        pred = np.asarray(output, dtype=float).ravel()
-        if len(y) != len(pred):
-            raise DataError(f"y_true has {len(y)} rows but output has {len(pred)}")
-        if not (np.isfinite(y).all() and np.isfinite(pred).all()):
-            raise DataError("y_true and output must be finite numbers (no NaN or inf) to be evaluated")
-        if len(y) == 0:
-            raise DataError("nothing to evaluate: y_true is empty")
-        return y, pred, []
+def prepare_values(y_true: Any, output: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(y, pred)``: two finite float vectors of the same length."""
+    y = np.asarray(y_true, dtype=float).ravel()
+    pred = np.asarray(output, dtype=float).ravel()
+    if len(y) != len(pred):
+        raise DataError(f"y_true has {len(y)} rows but output has {len(pred)}")
+    if not (np.isfinite(y).all() and np.isfinite(pred).all()):
+        raise DataError("y_true and output must be finite numbers (no NaN or inf) to be evaluated")
+    if len(y) == 0:
+        raise DataError("nothing to evaluate: y_true is empty")
+    return y, pred
+
+
+def prepare_classes(y_true: Any, output: Any, classes: Sequence[Any], *, kind: str,
+                    exactly: int | None = None) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Validated ``(y, proba, labels)``: class indices and an ``(n, K)`` float array; ``exactly``: the
+    number of classes the output kind has (2 for a binary head), None for any number from 2."""
     labels = [_json_scalar(c) for c in classes]
     keys = [_label_key(c) for c in labels]
     if len(set(keys)) != len(keys):
         raise DataError(f"classes must be distinct, got {keys}")
-    if task == "binary" and len(labels) != 2:
-        raise DataError(f"a binary evaluation needs exactly 2 classes, got {len(labels)}: {keys}")
+    if exactly is not None and len(labels) != exactly:
+        raise DataError(f"a {kind} evaluation needs exactly {exactly} classes, got {len(labels)}: {keys}")
     if len(labels) < 2:
         raise DataError(f"a classification evaluation needs at least 2 classes, got {keys}")
     proba = np.asarray(output, dtype=float)
@@ -119,9 +119,10 @@ def _prepare(task: str, y_true: Any, output: Any, classes: Sequence[Any]) -> tup
     return y, proba, labels
 
 
-def _check_threshold(task: str, threshold: float | None) -> float | None:
-    """The threshold only applies to binary tasks; elsewhere it is reported as ``None``."""
-    if threshold is None or task != "binary":
+def check_threshold(threshold: float | None) -> float | None:
+    """A decision threshold on ``p(class 1)`` as a float (None: argmax); a ConfigError outside [0, 1].
+    Only a head whose classes have one passes it (a binary head); others pass None."""
+    if threshold is None:
         return None
     t = float(threshold)
     if not 0.0 <= t <= 1.0:
@@ -151,31 +152,35 @@ def _per_class(y: np.ndarray, pred: np.ndarray, labels: list[Any]) -> dict[str, 
                               "support": int(s[i])} for i, lab in enumerate(labels)}
 
 
-def evaluate_predictions(task: str, y_true: Any, output: Any, *, classes: list,
-                         threshold: float | None = None) -> dict[str, Any]:
-    """Metrics, per-class figures and confusion matrix as one JSON-serialisable dict.
+def evaluate_classes(kind: str, y_true: Any, output: Any, *, classes: Sequence[Any], threshold: float | None = None,
+                     exactly: int | None = None) -> dict[str, Any]:
+    """Metrics, per-class figures and confusion matrix of class probabilities, as one JSON-ready dict.
 
-    ``task`` is ``binary``, ``multiclass`` or ``regression``. The result holds ``task``,
-    ``metrics`` (the registry's figures; NaN, e.g. ROC-AUC with one class present, becomes
-    ``None``), ``per_class`` (``{label text: {precision, recall, f1, support}}``),
-    ``confusion_matrix`` (``{"labels": [...], "matrix": [[...]]}``, rows = true class), ``rows``
-    and ``threshold`` (the decision threshold applied, binary only). For regression ``per_class``
-    and ``confusion_matrix`` are ``None``.
+    The result holds ``task`` (the output ``kind``), ``metrics`` (the registry's figures; NaN, e.g.
+    ROC-AUC with one class present, becomes ``None``), ``per_class`` (``{label text: {precision,
+    recall, f1, support}}``), ``confusion_matrix`` (``{"labels": [...], "matrix": [[...]]}``, rows =
+    true class), ``rows`` and ``threshold`` (the decision threshold applied, or None).
     """
-    y, out, labels = _prepare(task, y_true, output, classes)
-    thr = _check_threshold(task, threshold)
-    result: dict[str, Any] = {"task": task, "rows": int(len(y)), "threshold": thr}
-    if task == "regression":
-        figures = regression_metrics(y, out)
-        result.update(per_class=None, confusion_matrix=None)
-    else:
-        figures = classification_metrics(y, out, threshold=thr)
-        pred = labels_from_proba(out, thr)
-        matrix = skm.confusion_matrix(y, pred, labels=list(range(len(labels))))
-        result.update(per_class=_per_class(y, pred, labels),
-                      confusion_matrix={"labels": labels, "matrix": matrix.astype(int).tolist()})
-    result["metrics"] = {name: _json_scalar(float(v)) for name, v in figures.items()}
-    return result
+    y, out, labels = prepare_classes(y_true, output, classes, kind=kind, exactly=exactly)
+    thr = check_threshold(threshold)
+    figures = classification_metrics(y, out, threshold=thr)
+    pred = labels_from_proba(out, thr)
+    matrix = skm.confusion_matrix(y, pred, labels=list(range(len(labels))))
+    return {"task": kind, "rows": int(len(y)), "threshold": thr, "per_class": _per_class(y, pred, labels),
+            "confusion_matrix": {"labels": labels, "matrix": matrix.astype(int).tolist()},
+            "metrics": _json_figures(figures)}
+
+
+def evaluate_values(kind: str, y_true: Any, output: Any) -> dict[str, Any]:
+    """``evaluate_classes``' dict for predicted values: ``per_class``, ``confusion_matrix`` and
+    ``threshold`` are None."""
+    y, pred = prepare_values(y_true, output)
+    return {"task": kind, "rows": int(len(y)), "threshold": None, "per_class": None, "confusion_matrix": None,
+            "metrics": _json_figures(regression_metrics(y, pred))}
+
+
+def _json_figures(figures: Mapping[str, float]) -> dict[str, Any]:
+    return {name: _json_scalar(float(v)) for name, v in figures.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -378,22 +383,25 @@ def _residual_chart(y: np.ndarray, pred: np.ndarray) -> _Chart:
         return _Chart("Residuals", _svg(fig, "residuals"), note)
 
 
-def _charts(task: str, y: np.ndarray, out: np.ndarray, labels: list[Any], evaluation: Mapping[str, Any],
-            threshold: float | None, importances: Mapping[str, float] | None) -> list[_Chart]:
-    if task == "regression":
-        charts = [_scatter_chart(y, out), _residual_chart(y, out)]
-    else:
-        cm = (evaluation.get("confusion_matrix") or {}).get("matrix")
-        if cm is None:
-            cm = skm.confusion_matrix(y, labels_from_proba(out, threshold), labels=list(range(len(labels))))
-        charts = [_roc_chart(y, out, labels), _pr_chart(y, out, labels),
-                  _confusion_chart(np.asarray(cm, dtype=int), labels)]
-        if task == "binary":
-            charts.append(_calibration_chart(y, out))
-    importance = _importance_chart(importances)
-    if importance is not None:
-        charts.append(importance)
+def class_charts(y_true: Any, output: Any, evaluation: Mapping[str, Any], *, classes: Sequence[Any], kind: str,
+                 threshold: float | None = None, exactly: int | None = None, calibration: bool = False) -> list[_Chart]:
+    """ROC and precision-recall curves and the confusion matrix of class probabilities (and the
+    calibration curve, which a head with one positive class asks for)."""
+    y, out, labels = prepare_classes(y_true, output, classes, kind=kind, exactly=exactly)
+    thr = check_threshold(threshold)
+    cm = (evaluation.get("confusion_matrix") or {}).get("matrix")
+    if cm is None:
+        cm = skm.confusion_matrix(y, labels_from_proba(out, thr), labels=list(range(len(labels))))
+    charts = [_roc_chart(y, out, labels), _pr_chart(y, out, labels), _confusion_chart(np.asarray(cm, dtype=int), labels)]
+    if calibration:
+        charts.append(_calibration_chart(y, out))
     return charts
+
+
+def value_charts(y_true: Any, output: Any) -> list[_Chart]:
+    """Predicted against actual values, and the residuals."""
+    y, pred = prepare_values(y_true, output)
+    return [_scatter_chart(y, pred), _residual_chart(y, pred)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -492,20 +500,18 @@ def _chart_html(chart: _Chart) -> str:
     return f'<section class="card{wide}"><h2>{_e(chart.title)}</h2>{body}{note}</section>'
 
 
-def render_report(evaluation: dict, *, title: str, task: str, classes: Sequence[Any], y_true: Any,
-                  output: Any, threshold: float | None = None,
-                  importances: dict[str, float] | None = None, context: dict | None = None) -> str:
-    """One self-contained HTML page: facts, metrics, per-class table and the charts for ``task``.
-
-    ``evaluation`` is what :func:`evaluate_predictions` returned for the same ``y_true`` and
-    ``output``, which are needed again to draw the curves. The page loads nothing from the network:
-    CSS is inline, charts are inline SVG, and there is no script.
+def render_page(evaluation: Mapping[str, Any], *, title: str, kind: str, charts: Sequence[_Chart],
+                threshold: float | None = None, importances: Mapping[str, float] | None = None,
+                context: Mapping[str, Any] | None = None) -> str:
+    """One self-contained HTML page: facts, metrics, per-class table and ``charts`` (the head's, from
+    ``class_charts`` or ``value_charts``; the importance chart is added here). The page loads nothing
+    from the network: CSS is inline, charts are inline SVG, and there is no script.
     """
-    y, out, labels = _prepare(task, y_true, output, classes)
-    thr = _check_threshold(task, threshold if threshold is not None else evaluation.get("threshold"))
-    charts = _charts(task, y, out, labels, evaluation, thr, importances)
+    thr = check_threshold(threshold)
+    importance = _importance_chart(importances)
+    charts = [*charts, *([importance] if importance is not None else [])]
     tables = _metrics_html(evaluation, thr) + _per_class_html(evaluation)
-    body = (f'{_header_html(title, task, context)}\n<div class="grid">{tables}</div>\n'
+    body = (f'{_header_html(title, kind, context)}\n<div class="grid">{tables}</div>\n'
             f'<h2 class="section">Charts</h2>\n'
             f'<div class="grid">{"".join(_chart_html(c) for c in charts)}</div>')
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from .base import Family, Resources
 
 __all__ = ["FAMILIES", "TASKS", "Family", "FamilySpec", "FamilyUnavailable", "Resources", "family_for_task",
-           "family_of", "family_name_of", "get_family", "partial_labels", "settings_schema_for",
+           "family_of", "family_name_of", "get_family", "head_of_task", "partial_labels", "settings_schema_for",
            "tasks_with_settings"]
 
 
@@ -94,8 +94,23 @@ def settings_schema_for(task: str | None) -> Any:
     name = INFERRED_TASKS_FAMILY if task is None else TASKS.get(task)
     if name is None:
         return None
-    family = _LOADED.get(name) or importlib.import_module(FAMILIES[name].module).FAMILY
-    return family.settings_schema()
+    return _declarations(name).settings_schema()
+
+
+def head_of_task(task: str) -> Any:
+    """The head class (:mod:`modelloop.families.heads`) a config ``task:``'s models predict through:
+    the family's ``task_heads`` entry for the task, else its first head. From the family's declarations
+    (no optional dependency needed): the config's metric and split defaults and checks ask it."""
+    from .heads import HEADS
+
+    family = _declarations(TASKS[task])
+    return HEADS[(getattr(family, "task_heads", None) or {}).get(task, family.heads[0])]
+
+
+def _declarations(name: str) -> Any:
+    """The ``FAMILY`` object of a registered family, imported without checking its ``requires``: only
+    its declarations are read (a family package imports its heavy parts inside its methods)."""
+    return _LOADED.get(name) or importlib.import_module(FAMILIES[name].module).FAMILY
 
 
 def partial_labels(task: str | None) -> bool:

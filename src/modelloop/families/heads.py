@@ -16,15 +16,18 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
-from ..errors import DataError, cap_list
+from ..errors import ConfigError, DataError, cap_list
+from ..evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+if TYPE_CHECKING:  # the data layer asks heads of a task without loading pandas (the profile runs on Polars)
+    import pandas as pd
 
 __all__ = ["HEADS", "KINDS", "AnomalyHead", "BaseHead", "ClassificationHead", "RegressionHead", "head_for",
-           "head_kind", "label_text", "GenerationHead"]
+           "class_indices", "head_kind", "label_text", "GenerationHead"]
 
 
 def label_text(value: Any) -> str:
@@ -43,6 +46,14 @@ class BaseHead(ABC):
     kinds: ClassVar[tuple[str, ...]]     # the ``info.task`` values it serves
     drift_kind: ClassVar[str]            # how its outputs are compared for drift: categorical | numeric
     onnx_output: ClassVar[str]           # the graph output holding the scores (the export contract)
+    # What the stages ask the head instead of naming an output kind (defaults: a head with no metric of
+    # the registry, read by the data layer as a numeric target):
+    metrics: ClassVar[tuple[str, ...]] = ()       # the ``train.metric`` values it is scored by
+    default_metric: ClassVar[str | None] = None   # ``train.metric`` left out
+    default_split: ClassVar[str] = "random"       # ``split.strategy`` left out (without ``data.time``)
+    stratifies: ClassVar[bool] = False            # ``split.strategy: stratified`` applies (classes to keep)
+    target_kind: ClassVar[str | None] = None      # how the data layer reads its target: categorical | numeric
+    live_metrics: ClassVar[tuple[str, ...]] = ()  # the figures monitor reports per window of labeled answers
 
     def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None):
         if kind not in self.kinds:
@@ -81,6 +92,29 @@ class BaseHead(ABC):
     def served_output(self, output: Mapping[str, Any]) -> Any:
         """The value compared for output drift, read back from one logged answer."""
 
+    @classmethod
+    def check_metric(cls, metric: str, kind: str | None = None) -> None:
+        """A ConfigError naming the allowed metrics when ``metric`` is not one of the head's."""
+        if metric not in cls.metrics:
+            raise ConfigError(f"train.metric: '{metric}' is not a {kind or cls.name} metric; allowed: "
+                              f"{', '.join(cls.metrics) or 'none'}")
+
+    def truth(self, y: pd.Series, target: str) -> np.ndarray:
+        """True labels of column ``target`` as ``evaluate`` compares them with the scores."""
+        return np.asarray(y)
+
+    def agreement(self, a: np.ndarray, b: np.ndarray, thresholds: tuple[float | None, float | None]) -> float:
+        """The share of records two models (scores ``a`` and ``b``, each at its own threshold) answer alike."""
+        return float(np.mean(np.asarray(a) == np.asarray(b)))
+
+    def live_figures(self, labels: Sequence[Any], outputs: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+        """``live_metrics`` of logged answers against the labels that feedback brought (monitor)."""
+        return {}
+
+    def report_charts(self, y_true: Any, scores: np.ndarray, evaluation: Mapping[str, Any]) -> list[Any]:
+        """The evaluation page's charts (``evaluation.report``'s ``class_charts`` / ``value_charts``)."""
+        return []
+
     def reference_outputs(self, model: Any, frame: pd.DataFrame, target: str) -> Any:
         """What the model says on reference rows, in ``served_output``'s terms (output drift compares
         them with the served answers): its predictions; a head for which answering them is too dear
@@ -98,6 +132,12 @@ class ClassificationHead(BaseHead):
     kinds = ("binary", "multiclass")
     drift_kind = "categorical"
     onnx_output = "probabilities"
+    metrics = CLASSIFICATION_METRICS
+    default_metric = "f1_macro"
+    default_split = "stratified"
+    stratifies = True
+    target_kind = "categorical"
+    live_metrics = ("accuracy", "f1_macro", "roc_auc", "log_loss")
 
     def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None):
         if not classes:
@@ -144,13 +184,44 @@ class ClassificationHead(BaseHead):
         return found
 
     def evaluate(self, y_true: Any, scores: np.ndarray) -> dict[str, Any]:
-        from ..evaluation.report import evaluate_predictions
+        from ..evaluation.report import evaluate_classes
 
-        return evaluate_predictions(self.kind, y_true, scores, classes=self.classes or [],
-                                    threshold=self.threshold)
+        return evaluate_classes(self.kind, y_true, scores, classes=self.classes or [], threshold=self.threshold,
+                                exactly=self._exactly)
 
     def served_output(self, output: Mapping[str, Any]) -> Any:
         return output.get("label")
+
+    @property
+    def _exactly(self) -> int | None:
+        return 2 if self.kind == "binary" else None
+
+    def truth(self, y: pd.Series, target: str) -> np.ndarray:
+        """Class indices, each label matched to the model's classes by its text (1, 1.0 and '1' agree)."""
+        return class_indices(self.classes or [], y, target)
+
+    def agreement(self, a: np.ndarray, b: np.ndarray, thresholds: tuple[float | None, float | None]) -> float:
+        from ..evaluation.metrics import labels_from_proba
+
+        return float(np.mean(labels_from_proba(a, thresholds[0]) == labels_from_proba(b, thresholds[1])))
+
+    def live_figures(self, labels: Sequence[Any], outputs: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+        from ..evaluation.metrics import classification_metrics
+
+        index = {str(c): i for i, c in enumerate(self.classes or [])}
+        y = np.array([index.get(str(v), -1) for v in labels])
+        keep = y >= 0
+        proba = _proba_matrix(outputs, self._keys)
+        if proba is None or not keep.any():
+            return {}
+        m = classification_metrics(y[keep], proba[keep], threshold=self.threshold)
+        return {k: m[k] for k in self.live_metrics if k in m}
+
+    def report_charts(self, y_true: Any, scores: np.ndarray, evaluation: Mapping[str, Any]) -> list[Any]:
+        from ..evaluation.report import class_charts
+
+        return class_charts(y_true, scores, evaluation, classes=self.classes or [], kind=self.kind,
+                            threshold=self.threshold, exactly=self._exactly, calibration=self.kind == "binary")
 
 
 class RegressionHead(BaseHead):
@@ -158,6 +229,10 @@ class RegressionHead(BaseHead):
     kinds = ("regression",)
     drift_kind = "numeric"
     onnx_output = "variable"
+    metrics = REGRESSION_METRICS
+    default_metric = "rmse"
+    target_kind = "numeric"
+    live_metrics = ("mae", "rmse", "r2")
 
     def native_scores(self, model: Any, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict(frame), dtype=np.float64)
@@ -187,13 +262,37 @@ class RegressionHead(BaseHead):
         return value
 
     def evaluate(self, y_true: Any, scores: np.ndarray) -> dict[str, Any]:
-        from ..evaluation.report import evaluate_predictions
+        from ..evaluation.report import evaluate_values
 
-        return evaluate_predictions("regression", y_true, scores, classes=[])
+        return evaluate_values(self.kind, y_true, scores)
 
     def served_output(self, output: Mapping[str, Any]) -> Any:
         value = output.get("value", output.get("label"))
         return float(value) if value is not None else None
+
+    def truth(self, y: pd.Series, target: str) -> np.ndarray:
+        import pandas as pd
+
+        values = pd.to_numeric(y, errors="coerce")
+        if values.isna().any():
+            raise DataError(f"target '{target}' must hold numbers for a regression model, got "
+                            f"{cap_list(y[values.isna()].unique(), show=repr)}")
+        return values.to_numpy(dtype=float)
+
+    def agreement(self, a: np.ndarray, b: np.ndarray, thresholds: tuple[float | None, float | None]) -> float:
+        return float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-3)))
+
+    def live_figures(self, labels: Sequence[Any], outputs: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+        from ..evaluation.metrics import regression_metrics
+
+        y = np.array([float(v) for v in labels])
+        pred = np.array([float((o or {}).get("label", np.nan)) for o in outputs])
+        return {k: v for k, v in regression_metrics(y, pred).items() if k in self.live_metrics}
+
+    def report_charts(self, y_true: Any, scores: np.ndarray, evaluation: Mapping[str, Any]) -> list[Any]:
+        from ..evaluation.report import value_charts
+
+        return value_charts(y_true, scores)
 
 
 class GenerationHead(BaseHead):
@@ -247,6 +346,29 @@ class GenerationHead(BaseHead):
 def _not_missing(label: Any) -> None:
     if label is None or (isinstance(label, float) and label != label):
         raise DataError("label: missing")
+
+
+def class_indices(classes: Sequence[Any], y: pd.Series, target: str) -> np.ndarray:
+    """Labels of column ``target`` as indices into ``classes``, matched by their text (``label_text``:
+    1, 1.0 and '1' agree); a DataError names a label the model never saw."""
+    index = {label_text(c): i for i, c in enumerate(classes)}
+    mapped = y.map(lambda v: index.get(label_text(v), -1))
+    unknown = y[mapped.to_numpy() < 0]
+    if len(unknown):
+        raise DataError(f"target '{target}' holds labels the model never saw, e.g. {unknown.iloc[0]!r}; "
+                        f"known labels: {cap_list(index)}")
+    return mapped.to_numpy(dtype=int)
+
+
+def _proba_matrix(outputs: Sequence[Mapping[str, Any] | None], keys: Sequence[str]) -> np.ndarray | None:
+    """The ``(n, K)`` probabilities of logged answers in ``keys`` order; None when one has none."""
+    rows = []
+    for o in outputs:
+        p = (o or {}).get("probabilities")
+        if not isinstance(p, dict):
+            return None
+        rows.append([float(p.get(k, 0.0)) for k in keys])
+    return np.asarray(rows) if rows else None
 
 
 class AnomalyHead(BaseHead):

@@ -30,7 +30,7 @@ from ..data.schema import Schema
 from ..data.shift import compare_distributions, time_parts
 from ..data.stages import cleaning_plan
 from ..families.heads import head_for
-from ..evaluation.metrics import IN_TARGET_UNITS, classification_metrics, improvement, regression_metrics
+from ..evaluation.metrics import IN_TARGET_UNITS, improvement
 from ..workspace import Workspace
 
 __all__ = ["drift_report", "live_metrics", "monitor", "time_parts", "training_rows"]
@@ -45,17 +45,6 @@ def training_rows(ws: Workspace, model_row: dict[str, Any], limit: int = 50_000)
     drow, df, _ = load_dataset(ws, model_row["dataset_id"])
     train = df[ensure_split(ws, drow, df) == "train"]
     return train.sample(n=limit, random_state=0) if len(train) > limit else train
-
-
-def _proba_matrix(outputs: list[dict], classes: list[Any]) -> np.ndarray | None:
-    keys = [str(c) for c in classes]
-    rows = []
-    for o in outputs:
-        p = (o or {}).get("probabilities")
-        if not isinstance(p, dict):
-            return None
-        rows.append([float(p.get(k, 0.0)) for k in keys])
-    return np.asarray(rows) if rows else None
 
 
 def live_metrics(ws: Workspace, labeled: list[dict[str, Any]], windows: list[int]) -> dict[str, Any]:
@@ -76,19 +65,8 @@ def live_metrics(ws: Workspace, labeled: list[dict[str, Any]], windows: list[int
 
 
 def _figures(rows: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, float | None]:
-    if info.get("task") == "regression":
-        y = np.array([float(r["label"]) for r in rows])
-        pred = np.array([float((r["output"] or {}).get("label", np.nan)) for r in rows])
-        return {k: v for k, v in regression_metrics(y, pred).items() if k in ("mae", "rmse", "r2")}
-    classes = info.get("classes") or []
-    index = {str(c): i for i, c in enumerate(classes)}
-    y = np.array([index.get(str(r["label"]), -1) for r in rows])
-    keep = y >= 0
-    proba = _proba_matrix([r["output"] for r in rows], classes)
-    if proba is None or not keep.any():
-        return {}
-    m = classification_metrics(y[keep], proba[keep], threshold=info.get("threshold"))
-    return {k: m[k] for k in ("accuracy", "f1_macro", "roc_auc", "log_loss") if k in m}
+    """The version's head's live figures (``live_metrics``) of labeled answers."""
+    return head_for(info).live_figures([r["label"] for r in rows], [r["output"] for r in rows])
 
 
 def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str, Any]]) -> dict[str, Any]:

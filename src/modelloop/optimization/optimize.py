@@ -1,25 +1,12 @@
 """The optimize stage: build variants of a model, verify and benchmark each, register the best.
 
-Tabular variants:
-
-* ``native`` — the model as trained, scored by its own ``predict_proba`` on a DataFrame: how a
-  user would otherwise serve it (the baseline).
-* ``onnx`` — the same estimator in an ONNX Runtime session (trees and linear models convert).
-* ``distilled`` — for an ensemble: one LightGBM model trained on the ensemble's soft labels, so
-  users get ensemble accuracy at single-model latency. Soft labels are learned exactly by
-  weighting: each training row appears once per class with weight ``p(class)``, which makes the
-  student's log loss the cross-entropy to the teacher. Served through ONNX like any tree model.
-* ``pruned`` — for boosted trees (XGBoost / LightGBM, alone or blended): the same model with only
-  its first rounds, the smallest share whose decisions agree with the full model's on the training
-  rows (:mod:`.tree_prune`). Serving cost grows with the number of trees; the last rounds of a
-  boosted model change few decisions.
-* ``onnx_int8_dynamic`` / ``onnx_int8_static`` apply to neural networks (weights in MatMul/Gemm);
-  for tree ensembles they are skipped with that reason.
-
-Text models get their own variants (:mod:`.text_variants`: ONNX fp32, int8 dynamic, int8 static,
-a structurally pruned and a distilled fewer-layer student, :mod:`.text_compress`);
-the registered version carries its ONNX file in ``formats`` (``onnx`` or ``onnx_int8``), which is
-what serving loads for a text model.
+The baseline is ``native``: the model as trained, scored through its head on a DataFrame (how a user
+would otherwise serve it). Every other variant is built by the model's family (``Family.variant_maker``:
+the tabular family's ONNX, pruned and distilled models in ``families/tabular/variants.py``, the text
+family's ONNX fp32/int8 graphs and smaller students in ``families/text/variants.py``); one that does
+not apply raises :class:`VariantSkipped` with the reason the table shows. A variant the family serves
+from JSON records carries its serving :class:`~modelloop.serving.runtime.Runtime` (``runtime``); the
+registered version carries its ONNX file in ``formats`` (``onnx`` or ``onnx_int8``).
 
 Every variant is scored on the frozen test set (metric, agreement with the original) and timed the
 same way, as the server runs it (JSON records through the serving runtime, batch 1 and 64); one
@@ -45,16 +32,14 @@ import pandas as pd
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.metrics import direction
 from ..workspace import Workspace
-from ..families.tabular.fidelity import matching_threshold, perturbed
 
-__all__ = ["TABULAR_VARIANTS", "VARIANTS", "VariantPredictor", "VariantResult", "VariantSkipped", "distill",
-           "optimize", "tabular_variants"]
+__all__ = ["TABULAR_VARIANTS", "VARIANTS", "VariantPredictor", "VariantResult", "VariantSkipped", "cpu_ms",
+           "native_predictor", "optimize", "served_call"]
 
 # every variant ``optimize.variants: auto`` tries; a family skips, with the reason, those that do not
 # apply to its models (its ``variants`` declare the ones that do)
 VARIANTS = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
 TABULAR_VARIANTS = VARIANTS  # the name earlier releases exported
-_NN_ONLY = "applies to neural networks (weights in MatMul/Gemm); a tree/linear model has none to quantize"
 
 
 @dataclass
@@ -77,11 +62,21 @@ class VariantPredictor:
     """One variant behind one call: ``proba(frame) -> (n, K)`` (or predictions for regression)."""
 
     def __init__(self, name: str, fn: Callable[[pd.DataFrame], np.ndarray], size: int, model: Any,
-                 onnx_bytes: bytes | None = None, onnx_format: str = "onnx", serves_records: bool = True):
+                 onnx_bytes: bytes | None = None, onnx_format: str = "onnx", serves_records: bool = True,
+                 runtime: Any = None):
         self.name, self.fn, self.size, self.model, self.onnx_bytes = name, fn, size, model, onnx_bytes
         self.onnx_format = onnx_format  # the ``formats`` key the ONNX file is registered under
-        # timed through the generic serving Runtime (JSON records in); False: the variant's own ``fn``
+        # timed through the serving Runtime (JSON records in); False: the variant's own ``fn``
         self.serves_records = serves_records
+        # the Runtime that serves it, as its family builds it (None: the native model's, when it has an
+        # input schema and no graph; else its ``fn``)
+        self.runtime = runtime
+
+
+def native_predictor(model: Any, head: Any) -> VariantPredictor:
+    """The model as trained, scored by its head (``native_scores``) on a DataFrame: the baseline."""
+    return VariantPredictor("native", lambda frame: head.native_scores(model, frame), len(pickle.dumps(model)),
+                            model)
 
 
 def _rss_mb() -> float:
@@ -89,139 +84,25 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _native(model: Any) -> VariantPredictor:
-    fn = model.predict if model.task == "regression" else model.predict_proba
-    return VariantPredictor("native", fn, len(pickle.dumps(model)), model)
-
-
-def _onnx(model: Any, name: str = "onnx") -> VariantPredictor:
-    import onnxruntime as ort
-
-    from ..families.tabular.export import onnx_inputs, to_onnx
-
-    blob = to_onnx(model).SerializeToString()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    out_index = 0 if model.task == "regression" else 1
-
-    def fn(frame: pd.DataFrame) -> np.ndarray:
-        res = sess.run(None, onnx_inputs(model, model.clean_inputs(frame), names))[out_index]
-        return np.asarray(res, dtype=float).reshape(len(frame), -1) if out_index else np.asarray(res).ravel()
-
-    return VariantPredictor(name, fn, len(blob), model, blob)
-
-
-# students from small to large: ONNX Runtime's time in a server grows with the tree nodes it walks
-# (fraud example, batch 16, cold cache as between a server's batches: 150x31 9k nodes 754 µs,
-# 300x63 38k nodes 1,420 µs; agreement with the teacher on unseen rows 0.990 and 0.992)
-STUDENTS = ({"n_estimators": 150, "learning_rate": 0.1, "num_leaves": 31},
-            {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 63})
-STUDENT_TOLERANCE = 0.005  # half a point of agreement: about one standard error on 1,000 held-out rows
-
-
-def distill(teacher: Any, X: pd.DataFrame, *, seed: int = 0, params: dict | None = None,
-            augment: int = 1) -> Any:
-    """The smallest LightGBM student of ``STUDENTS`` (or one of ``params``) that mimics the teacher.
-
-    Each candidate is fitted on 80 % of ``X`` and scored on the rest against the teacher (the share
-    of equal labels; for regression 1 - mean |Δ| / std of the teacher's values); the first within
-    ``STUDENT_TOLERANCE`` of the best is refitted on all of ``X``."""
-    if params is not None or len(X) < 50:
-        return _fit_student(teacher, X, seed=seed, params=params or STUDENTS[-1], augment=augment)
-    held = X.sample(frac=0.2, random_state=seed)
-    rest = X.drop(held.index)
-    scores = [_fidelity(teacher, _fit_student(teacher, rest, seed=seed, params=p, augment=augment), held)
-              for p in STUDENTS]
-    best = max(scores)
-    chosen = next(p for p, score in zip(STUDENTS, scores, strict=True) if score >= best - STUDENT_TOLERANCE)
-    return _fit_student(teacher, X, seed=seed, params=chosen, augment=augment)
-
-
-def _fidelity(teacher: Any, student: Any, X: pd.DataFrame) -> float:
-    want, got = np.asarray(teacher.predict(X)), np.asarray(student.predict(X))
-    if teacher.task == "regression":
-        return 1.0 - float(np.mean(np.abs(got - want)) / (np.std(want) + 1e-12))
-    return float(np.mean(got == want))
-
-
-def _fit_student(teacher: Any, X: pd.DataFrame, *, seed: int, params: dict, augment: int) -> Any:
-    """One LightGBM student fitted on the teacher's soft labels over ``X`` (raw training rows) plus
-    ``augment`` perturbed copies of it, so the student also learns the teacher between the rows.
-
-    For binary and regression teachers the student splits categories by ordinal codes (``x <= t``)
-    numbered in the order of the teacher's mean score per category, which is the order LightGBM's own
-    categorical splits sort by, so a threshold on the code separates the same groups. Categorical
-    splits convert to chains of equality nodes; ONNX Runtime walks trees of one node kind faster
-    (the fraud example's student: 30 against 55 µs a record at batch 16). A multiclass teacher has
-    no one order for all classes: its student keeps LightGBM's categorical splits."""
-    X = pd.concat([X.reset_index(drop=True)] + [perturbed(X.reset_index(drop=True), seed + i)
-                                                for i in range(augment)], ignore_index=True)
-    from ..families.tabular.model import TabularModel, categorical_indices, build_estimator, prepared_columns
-
-    schema = teacher.prepared_schema()
-    numeric, categorical = prepared_columns(schema)
-    pipe = build_estimator("lightgbm", params,
-                           task=teacher.task, numeric_cols=numeric, categorical_cols=categorical, seed=seed,
-                           class_weight="none")
-    prepared = teacher._prepare(X)
-    prep, model = pipe.named_steps["prep"], pipe.named_steps["model"]
-    proba = teacher.predict_proba(X) if teacher.task != "regression" else None
-    scored = teacher.task in ("binary", "regression") and categorical
-    if scored:
-        score = teacher.predict(X) if proba is None else proba[:, 1]
-        prep.set_params(cat__categories=[_score_order(prepared[c], score) for c in categorical])
-    if proba is None:
-        Xt = prep.fit_transform(prepared)
-        model.fit(Xt, teacher.predict(X), categorical_feature=[])
-    else:
-        k = proba.shape[1]
-        rep = pd.concat([prepared] * k, ignore_index=True)
-        y = np.repeat(np.arange(k), len(prepared))
-        w = proba.T.reshape(-1)
-        Xt = prep.fit_transform(rep)
-        keep = w > 1e-6
-        model.fit(Xt[keep], y[keep], sample_weight=w[keep],
-                  categorical_feature=[] if scored else (categorical_indices(prep) or "auto"))
-    threshold = teacher.threshold_
-    if teacher.task == "binary" and threshold is not None and proba is not None:
-        # keep the teacher's decision rate: the student's threshold flags as many training rows
-        threshold = matching_threshold(proba[:, 1] >= threshold, model.predict_proba(Xt[: len(prepared)])[:, 1])
-    student = TabularModel.from_fitted(schema=schema, task=teacher.task, classes=teacher.classes_, estimator=pipe,
-                                       threshold=threshold, family="lightgbm",
-                                       description={"distilled_from": teacher.describe().get("family"),
-                                                    "student": {k: params[k] for k in ("n_estimators", "num_leaves")
-                                                                if k in params}})
-    student.cleaning_plan_ = getattr(teacher, "cleaning_plan_", None)
-    return student
-
-
-def _score_order(column: pd.Series, score: np.ndarray) -> list[Any]:
-    """The categories of ``column`` (missing left out) from the lowest mean ``score`` to the highest."""
-    means = pd.Series(score).groupby(column.to_numpy(), dropna=True).mean()
-    return list(means.sort_values(kind="stable").index)
-
-
 def _runtime(pred: VariantPredictor) -> Any:
     """The serving runtime over a variant served from records (None for one timed by its own ``fn``)."""
-    from ..serving.runtime import Runtime, serving_session
+    from ..serving.runtime import Runtime
 
     model = pred.model
-    if not pred.serves_records or getattr(model, "schema", None) is None:
+    if pred.runtime is not None or not pred.serves_records or pred.onnx_bytes is not None:
+        return pred.runtime
+    if getattr(model, "schema", None) is None or getattr(model, "task", None) is None:
         return None
-    info = {"task": model.task, "classes": model.classes_, "threshold": model.threshold_}
+    info = {"task": model.task, "classes": getattr(model, "classes_", None),
+            "threshold": getattr(model, "threshold_", None)}
     row = {"name": "variant", "version": 0, "input_schema": model.schema.to_dict(), "info": info}
-    plan = getattr(model, "cleaning_plan_", None)
-    return (Runtime(row, session=serving_session(pred.onnx_bytes), plan=plan) if pred.onnx_bytes is not None
-            else Runtime(row, native=model, plan=plan))
+    return Runtime(row, native=model, plan=getattr(model, "cleaning_plan_", None))
 
 
-def _served(pred: VariantPredictor) -> Callable[[pd.DataFrame], Callable[[], Any]] | None:
-    """For a tabular variant: ``frame -> call`` running it as ``modelloop serve`` does (JSON records
-    in, the serving runtime over its ONNX session or, without one, the native model), so the times
-    ``optimize`` compares are the ones a deployed model pays, not those of a DataFrame round trip."""
+def served_call(pred: VariantPredictor) -> Callable[[pd.DataFrame], Callable[[], Any]] | None:
+    """``frame -> call`` running a variant as ``modelloop serve`` does (JSON records in, the serving
+    runtime over its graph or, without one, the native model), so the times ``optimize`` compares are
+    the ones a deployed model pays, not those of a DataFrame round trip; None: timed by its ``fn``."""
     from ..serving.runtime import to_records
 
     runtime = _runtime(pred)
@@ -235,27 +116,7 @@ def _served(pred: VariantPredictor) -> Callable[[pd.DataFrame], Callable[[], Any
     return prepare
 
 
-def served_latency(model: Any, frame: pd.DataFrame) -> tuple[float, str]:
-    """(batch-1 milliseconds, ``"onnx"`` or ``"native"``) of a tabular ``model`` loaded as
-    ``modelloop serve`` loads it: over ONNX Runtime when it converts and its served output matches
-    the native model on ``frame`` (the server's own check), natively otherwise.
-
-    The figure is the call's CPU time on an uncontended core (``_cpu_ms``): a limit compares models,
-    and on a shared machine wall-clock time also counts what other tenants take."""
-    from ..serving.runtime import ONNX_ATOL, served_diff
-
-    pred, served = _native(model), "native"
-    try:
-        onnx = _onnx(model)
-        runtime = _runtime(onnx)
-        if runtime is not None and served_diff(runtime, model, frame) <= ONNX_ATOL:
-            pred, served = onnx, "onnx"
-    except Exception:  # served natively, as the server would
-        pass
-    return _cpu_ms((_served(pred) or (lambda f: (lambda: pred.fn(f))))(frame.iloc[:1])), served
-
-
-def _cpu_ms(call: Callable[[], Any], seconds: float = 1.0, chunk: int = 20) -> float:
+def cpu_ms(call: Callable[[], Any], seconds: float = 1.0, chunk: int = 20) -> float:
     """CPU milliseconds of one ``call`` on an uncontended core: the 10th percentile of chunks of
     ``chunk`` calls over about ``seconds`` (at least 5 chunks), on this thread (ONNX Runtime runs on
     the caller's thread with its one intra-op thread). On a shared machine another tenant's memory
@@ -291,7 +152,7 @@ def _latencies(prepare: Callable[[pd.DataFrame], Callable[[], Any]], frame: pd.D
 
 
 def _time(pred: VariantPredictor, frame: pd.DataFrame, repeats: int = 200) -> tuple[float, float, float]:
-    served = _served(pred)
+    served = served_call(pred)
     prepare = served or (lambda f: (lambda: pred.fn(f)))
     p50, p99 = _latencies(prepare, frame, repeats)
     batch = prepare(frame.iloc[:64] if len(frame) >= 64 else pd.concat([frame] * (64 // len(frame) + 1)).iloc[:64])
@@ -304,7 +165,7 @@ def _time(pred: VariantPredictor, frame: pd.DataFrame, repeats: int = 200) -> tu
 
 
 def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, base_metric: float | None, test: pd.DataFrame,
-                      target: str, task: str, metric: str, max_drop: float) -> VariantResult:
+                      target: str, head: Any, metric: str, max_drop: float) -> VariantResult:
     X = test.drop(columns=[target])
     rss = _rss_mb()
     p50, p99, thr = _time(pred, X)
@@ -321,19 +182,12 @@ def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, bas
         def predict(self, frame):
             return pred.fn(frame)
 
-    res.metric = evaluate_model(_Wrapped(), test, target=target, task=task)["metrics"][metric]
+    res.metric = evaluate_model(_Wrapped(), test, target=target, task=head.kind)["metrics"][metric]
     if base is not None and base_metric is not None:
-        from ..evaluation.evaluate import label_indices
-        from ..evaluation.metrics import labels_from_proba
-
         a, b = pred.fn(X), base.fn(X)
         thr_a, thr_b = _Wrapped.threshold_, getattr(base.model, "threshold_", None)
-        if task == "regression":
-            y = test[target].to_numpy(dtype=float)
-            res.agreement = float(np.mean(np.isclose(a, b, rtol=1e-3, atol=1e-3)))
-        else:  # the decisions each model serves, each at its own threshold
-            y = label_indices(_Wrapped(), test[target], target)
-            res.agreement = float(np.mean(labels_from_proba(a, thr_a) == labels_from_proba(b, thr_b)))
+        y = head.truth(test[target], target)
+        res.agreement = head.agreement(a, b, (thr_a, thr_b))  # the answers each serves, at its own threshold
         sign = 1.0 if direction(metric) == "maximize" else -1.0
         res.metric_delta = round(sign * (res.metric - base_metric), 6)
         res.metric_delta_ci = _delta_interval(metric, sign, y, (a, thr_a), (b, thr_b))
@@ -385,6 +239,7 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     """
     from ..data.ingest import ensure_split, load_dataset
     from ..families import family_of
+    from ..families.heads import head_for
     from ..registry import resolve_model
 
     cfg = ws.config
@@ -392,7 +247,7 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     row = resolve_model(ws, model)
     family = family_of(row)
     teacher = family.load(ws, row)
-    task = row["info"]["task"]
+    head = head_for(row["info"])
     drow, df, _ = load_dataset(ws, row["dataset_id"])
     side = ensure_split(ws, drow, df)
     target = cfg.data.target
@@ -406,8 +261,8 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     with tempfile.TemporaryDirectory(prefix="modelloop-optimize-") as scratch, _torch_threads(threads):
         make = family.variant_maker(teacher, train, target=target, seed=cfg.seed, scratch=Path(scratch),
                                     max_drop=oc.max_metric_drop, threads=threads)
-        base = _native(teacher)
-        results = [_evaluate_variant(base, None, None, test, target, task, cfg.metric, oc.max_metric_drop)]
+        base = native_predictor(teacher, head)
+        results = [_evaluate_variant(base, None, None, test, target, head, cfg.metric, oc.max_metric_drop)]
         built: dict[str, VariantPredictor] = {"native": base}
         for name in wanted:
             try:
@@ -416,7 +271,7 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
                 results.append(VariantResult(name, reason=str(exc)))
                 continue
             built[name] = pred
-            results.append(_evaluate_variant(pred, base, results[0].metric, test, target, task, cfg.metric,
+            results.append(_evaluate_variant(pred, base, results[0].metric, test, target, head, cfg.metric,
                                              oc.max_metric_drop))
         chosen = _choose(results, oc.target)
         version = row["version"]
@@ -471,50 +326,6 @@ class VariantSkipped(Exception):
     """A variant that does not apply to this model; the message says why (the table shows it)."""
 
 
-def tabular_variants(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
-                     max_drop: float = 0.01) -> Callable[[str], VariantPredictor]:
-    """``name -> predictor`` for a tabular model (:func:`_build`)."""
-    X_train = train.drop(columns=[target])
-    return lambda name: _build(name, teacher, X_train, seed, max_drop)
-
-
-def _build(name: str, teacher: Any, X_train: pd.DataFrame, seed: int, max_drop: float = 0.01) -> VariantPredictor:
-    family = (teacher.describe() or {}).get("family")
-    if name == "pruned":
-        from ..families.tabular.prune import NothingToPrune, prune_rounds
-
-        try:  # agreement asked of the pruned model: half the quality budget, the test set gets the rest
-            model, _ = prune_rounds(teacher, X_train, min_fidelity=1.0 - max_drop / 2, seed=seed)
-        except NothingToPrune as exc:
-            raise VariantSkipped(str(exc)) from None
-        try:
-            return _onnx(model, "pruned")
-        except Exception:
-            pred = _native(model)
-            pred.name = "pruned"
-            return pred
-    if name == "onnx":
-        try:
-            return _onnx(teacher)
-        except Exception as exc:  # the converter names the operator or estimator at fault
-            raise VariantSkipped(f"export failed: {str(exc).splitlines()[0][:300]}") from None
-    if name == "distilled":
-        members = (teacher.describe() or {}).get("members") or []
-        if family != "ensemble" and len(members) < 2:
-            raise VariantSkipped("the model is a single model, not an ensemble: nothing to distil")
-        student = distill(teacher, X_train, seed=seed)
-        try:
-            pred = _onnx(student, "distilled")
-        except Exception:
-            pred = _native(student)
-            pred.name = "distilled"
-        pred.model = student
-        return pred
-    if name in ("onnx_int8_dynamic", "onnx_int8_static"):
-        raise VariantSkipped(_NN_ONLY)
-    raise VariantSkipped(f"unknown variant; allowed: {', '.join(VARIANTS)}")
-
-
 def _register(ws: Workspace, parent: dict, pred: VariantPredictor, chosen: VariantResult, results: list,
               drow: dict) -> int:
     """A new model version (native object + its ONNX file) linked to its parent."""
@@ -543,7 +354,7 @@ def _register(ws: Workspace, parent: dict, pred: VariantPredictor, chosen: Varia
     metrics[cfg.metric] = chosen.metric
     ws.catalog.add_model(name=cfg.name, version=version, run_id=rid, dataset_id=parent["dataset_id"],
                          parent_version=parent["version"], formats=formats, metrics=metrics,
-                         input_schema=parent["input_schema"], info=info)
+                         input_schema=parent["input_schema"], info=info, family=parent.get("family"))
     from ..catalog import utcnow
 
     ws.catalog.add_run(id=rid, project=cfg.name, dataset_id=drow["id"], config_hash="optimize", kind="optimize",

@@ -3,15 +3,15 @@ served as one ONNX graph (scikit-learn pipeline -> ONNX Runtime), with ONNX, pru
 
 Its modules: ``model`` (features, estimators, :class:`TabularModel`), ``search`` (its space and cross-validated
 trials on the shared driver), ``ensemble`` and ``threshold`` (the choice after the search), ``stage`` (the
-train stage), ``export`` (ONNX), ``prune`` and ``fidelity`` (pruned variants). Its distilled variant and
-served ONNX feed still live in ``optimization/optimize.py`` and ``serving/runtime.py``.
+train stage), ``export`` (ONNX), ``prune`` and ``fidelity`` (pruned variants), ``variants`` (what optimize builds:
+ONNX, pruned, distilled) and ``serve`` (the served object: the ONNX graph fed from JSON records).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..base import Resources
 
@@ -22,6 +22,7 @@ class TabularFamily:
     name = "tabular"
     tasks = ("classification", "regression")
     heads = ("classification", "regression")
+    task_heads: ClassVar[dict[str, str]] = {"classification": "classification", "regression": "regression"}
     resources = Resources(cpus=0, gpus=0, memory_gb=2.0)
     latency_limit_advice: str | None = None  # train.max_latency_ms picks among its trials
     variants = ("onnx", "pruned", "distilled")
@@ -52,7 +53,7 @@ class TabularFamily:
 
     def runtime(self, ws: Any, row: dict[str, Any], *, plan: dict[str, Any] | None, threads: int,
                 atol: float, use_cache: bool) -> Any:
-        from ...serving.runtime import tabular_runtime
+        from .serve import tabular_runtime
 
         return tabular_runtime(ws, row, plan=plan, atol=atol, use_cache=use_cache)
 
@@ -61,12 +62,24 @@ class TabularFamily:
 
     def variant_maker(self, teacher: Any, train: Any, *, target: str, seed: int, scratch: Path,
                       max_drop: float, threads: int | None) -> Callable[[str], Any]:
-        from ...optimization.optimize import tabular_variants
+        from .variants import tabular_variants
 
         return tabular_variants(teacher, train, target=target, seed=seed, max_drop=max_drop)
 
     def drift_columns(self, schema: Any) -> dict[str, str]:
         return {c: schema.columns[c] for c in schema.features()}
+
+    # It serves a project whose task is left out (``families.INFERRED_TASKS_FAMILY``): it says which of its
+    # tasks a target asks for, at ingest (``infer_task``, with the reason) and in the profile (``column_task``).
+    def infer_task(self, y: Any, target: str) -> Any:
+        from .task import infer_task
+
+        return infer_task(y, target)
+
+    def column_task(self, dtype: Any, kind: str | None, distinct: int) -> str:
+        from .task import column_task
+
+        return column_task(dtype, kind, distinct)
 
 
 FAMILY = TabularFamily()

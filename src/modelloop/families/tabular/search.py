@@ -44,7 +44,8 @@ from optuna.trial import TrialState
 
 from ...data.schema import Schema
 from ...errors import ConfigError, DataError, ModelloopError, cap_list
-from ...evaluation.metrics import F1_TYPE, check_metric, direction, score
+from ...evaluation.metrics import F1_TYPE, direction, score
+from ..heads import KINDS
 from .model import (
     FAMILIES,
     TASKS,
@@ -158,7 +159,7 @@ def run_search(
 def _check_settings(s: SearchSettings) -> None:
     if s.task not in TASKS:
         raise ConfigError(f"task: '{s.task}' is not allowed; allowed: {', '.join(TASKS)}")
-    check_metric(s.metric, s.task)
+    KINDS[s.task].check_metric(s.metric, s.task)
     bad = [f for f in s.families if f not in FAMILIES]
     if not s.families or bad:
         raise ConfigError(f"train.families: {bad or 'empty'} not allowed; choose from {', '.join(FAMILIES)}")

@@ -95,7 +95,7 @@ def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], tuple[float, str]
     sample = X.sample(min(len(X), 64), random_state=seed)
 
     def measure(model: Any) -> tuple[float, str]:
-        from ...optimization.optimize import served_latency
+        from .variants import served_latency
 
         return served_latency(model, sample)
 

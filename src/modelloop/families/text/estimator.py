@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import DataError
-from ...evaluation.metrics import check_metric
+from ..heads import ClassificationHead
 from ..tabular.model import encode_labels
 from .backbone import (
     effective_max_length,
@@ -50,7 +50,7 @@ def validation_split(y: pd.Series, size: float, seed: int) -> tuple[np.ndarray, 
 # --------------------------------------------------------------------------- TextModel.fit
 def prepare_job(model: TextModel, texts: list[str], y: pd.Series) -> tuple[FitJob, dict[str, Any]]:
     settings = model.settings()
-    check_metric(model.metric, "multiclass")
+    ClassificationHead.check_metric(model.metric, "multiclass")
     keep = np.array([bool(t.strip()) for t in texts])
     if not keep.any():
         raise DataError(f"every text in column '{model.text_column}' is empty")

@@ -1,0 +1,62 @@
+"""Which task a target column asks for, when ``modelloop.yaml`` does not say: the tabular family's
+inference (it serves a project whose ``task:`` is left out, ``families.INFERRED_TASKS_FAMILY``).
+
+The rules are AutoGluon's (``infer_problem_type``): two distinct values, text or booleans make a
+classification; floats that are not whole numbers, or numbers with many distinct values (more than
+10 % of the rows, 5 % past 1,000 rows, or more than 1,000 values) make a regression; a few distinct
+whole numbers (ratings, codes) make a classification. Guessing a classifier for a continuous target
+once spent the search on a 400-class model and crashed evaluation; guessing a regressor for codes
+would predict 2.4 for class 2 or 3, so whole numbers with few values stay classes.
+
+``column_task`` is the profile's quicker reading of a target it profiles without a task (from the
+column's Polars type, kind and distinct count). The data layer asks for both through the family
+(``data/task.py``, ``data/quality.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...data.task import TaskInference
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["column_task", "infer_task"]
+
+MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
+LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
+FEW_VALUES_SHARE = 0.1          # at most this share of distinct values: classes (numbers)
+FEW_VALUES_SHARE_LARGE = 0.05
+
+
+def infer_task(y: pd.Series, target: str) -> TaskInference:
+    """``classification`` or ``regression`` for the values of target column ``target``."""
+    import numpy as np
+    import pandas as pd
+
+    y = y.replace([np.inf, -np.inf], np.nan).dropna()
+    rows, distinct = len(y), int(y.nunique())
+    what = f"target '{target}'"
+    if rows == 0 or distinct <= 2:
+        return TaskInference("classification", f"{what} holds {distinct} distinct value(s)")
+    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+        return TaskInference("classification", f"{what} holds text or booleans ({distinct} distinct values)")
+    share = FEW_VALUES_SHARE_LARGE if rows > LARGE_DATA_ROWS else FEW_VALUES_SHARE
+    few = distinct <= share * rows and distinct <= MULTICLASS_UPPER_LIMIT
+    counted = f"{distinct} distinct values in {rows} rows"
+    if not few:
+        return TaskInference("regression", f"{what} holds numbers with many distinct values ({counted})")
+    if pd.api.types.is_float_dtype(y) and not np.array_equal(y.to_numpy(), np.round(y.to_numpy())):
+        return TaskInference("regression", f"{what} holds fractional numbers ({counted})")
+    return TaskInference("classification", f"{what} holds few distinct whole numbers ({counted}, at most "
+                                           f"{share:.0%} of the rows)")
+
+
+def column_task(dtype: Any, kind: str | None, distinct: int) -> str:
+    """classification for categorical/boolean/text targets and integers with <= 20 values (``dtype``: Polars)."""
+    import polars as pl
+
+    if kind in ("categorical", "boolean") or not dtype.is_numeric() or dtype.is_(pl.Boolean):
+        return "classification"
+    return "classification" if dtype.is_integer() and distinct <= 20 else "regression"

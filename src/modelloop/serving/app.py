@@ -71,7 +71,8 @@ __all__ = ["create_app"]
 log = logging.getLogger("modelloop.serving")
 SECRET_ENV = "MODELLOOP_SERVE_SECRET"
 _ENDPOINTS = {p: p for p in ("/v1/predict", "/v1/feedback", "/v1/health", "/v1/ready", "/v1/model",
-                             "/v1/admin/reload", "/metrics", "/docs", "/openapi.json")}
+                             "/v1/admin/reload", "/metrics", "/docs", "/openapi.json",
+                             "/v1/chat/completions", "/v1/completions", "/v1/models")}
 _KEYED = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/v1/admin/reload"})  # security.py
 _ERROR_KINDS = {401: "auth", 403: "auth", 404: "not_found", 405: "bad_request", 409: "conflict",
                 413: "too_large", 422: "validation", 503: "not_ready"}
@@ -102,8 +103,10 @@ class PredictResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1, max_length=64, description="a prediction id from /v1/predict")
-    label: StrictStr | StrictInt | StrictFloat | StrictBool = Field(
-        description="the true label (regression: the true value)")
+    label: StrictStr | StrictInt | StrictFloat | StrictBool | None = Field(
+        None, description="the true label (regression: the true value); or rating/correction")
+    rating: StrictInt | None = Field(None, ge=-1, le=1, description="a generated answer: +1 accepted, -1 refused")
+    correction: StrictStr | None = Field(None, min_length=1, description="a generated answer's corrected text")
 
 
 # ---- server state ------------------------------------------------------------------------------
@@ -456,6 +459,10 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         """Load the model again (the production alias unless pinned) and swap it in atomically."""
         return await state.reload("POST /v1/admin/reload")
 
+    from .openai import add_openai_routes
+
+    add_openai_routes(app, state)  # generative models: /v1/chat/completions, /v1/completions, /v1/models
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         if state.plog is not None:
@@ -518,11 +525,23 @@ async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]
         raise HTTPException(404, f"no prediction with request_id '{rid}'; use a request_id "
                                  "returned by /v1/predict")
     served_by = row or (_ref(state.runtime) if state.runtime is not None else None)
+    head = None
     if served_by is not None:
         head = await run_in_threadpool(state.known_labels, served_by["name"], served_by["version"])
-        _check_label(body.label, head)
+    label = body.label
+    if body.rating is not None or body.correction is not None or label is None:
+        from .openai import rated_label  # a rating and/or correction of a generated answer
+
+        try:
+            label = rated_label(body.rating, body.correction, body.label, row)
+        except ValueError as exc:
+            field = str(exc).split(":")[0].removeprefix("body.")
+            raise ValidationProblem([{"loc": ["body", field], "field": field, "type": "value_error",
+                                      "msg": str(exc)}]) from None
+    if served_by is not None and not isinstance(label, dict):
+        _check_label(label, head)
     try:
-        stored = await run_in_threadpool(cat.add_feedback, rid, body.label, "api")
+        stored = await run_in_threadpool(cat.add_feedback, rid, label, "api")
     except Exception as exc:  # a concurrent duplicate hits the unique constraint
         from sqlalchemy.exc import IntegrityError
 
@@ -560,7 +579,7 @@ def _errors(app: FastAPI, state: ServerState) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         if keyless(request):
             return await http_error(request, _no_key())
-        errors = describe_errors(list(exc.errors()), allowed=["request_id", "label"])
+        errors = describe_errors(list(exc.errors()), allowed=["request_id", "label", "rating", "correction"])
         return _invalid(errors)
 
     @app.exception_handler(ValidationProblem)

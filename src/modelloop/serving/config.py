@@ -41,6 +41,10 @@ class ServeConfig(BaseModel):
     reload_poll_seconds: float = Field(5.0, ge=0, description="production alias poll; 0: off")
     log_flush_ms: float = Field(200.0, gt=0, le=60_000, description="prediction log write interval")
     log_batch: int = Field(500, ge=1, le=100_000, description="prediction log rows per write")
+    # generative models (the OpenAI-compatible routes): a request above either cap is a 400 naming it
+    max_tokens: int = Field(512, ge=1, le=32_768, description="most tokens one completion may generate")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="most prompt tokens; null: the model's "
+                                                                  "context less the request's max_tokens")
 
 
 def serve_config(config: object) -> ServeConfig:

@@ -209,8 +209,6 @@ class Config(_Section):
         if self.task is None:
             raise StateError("task: not set in modelloop.yaml and not inferred yet (that takes a dataset "
                              "version); run `modelloop ingest` first, or set task: classification | regression")
-        if self.task == "anomaly_detection":
-            return "pr_auc"  # average precision of the scores on the labelled rows
         return _head(self.task).default_metric or _no_default_metric(self.task)
 
     @property
@@ -329,7 +327,11 @@ def latency_limit_fits_task(cfg: Config) -> list[str]:
 
 @_check
 def anomaly_section_fits_task(cfg: Config) -> list[str]:
-    if cfg.task != "anomaly_detection" and cfg.anomaly != AnomalyConfig():
+    # the section of the tasks whose models predict through the anomaly head (its default metric and
+    # split are the head's too)
+    from .families.heads import AnomalyHead
+
+    if (cfg.task is None or _head(cfg.task) is not AnomalyHead) and cfg.anomaly != AnomalyConfig():
         return [f"anomaly: only used by task: anomaly_detection, got task: {cfg.task or 'left out'}; remove the "
                 "section or set task: anomaly_detection"]
     return []

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["IMAGE_VARIANTS", "image_variant_maker"]
 
 IMAGE_VARIANTS = ("onnx", "onnx_int8_static")
+_WHY_NOT = {
+    "onnx_int8_dynamic": "dynamic int8 quantizes MatMul/Gemm only and a CNN's work is in its convolutions; "
+                         "use onnx_int8_static",
+    "distilled": "no smaller pretrained backbone than efficientnet-lite0 is installed to distil into",
+    "pruned": "structured pruning is not implemented for image backbones",
+}
 
 
 def image_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed: int, scratch: Path,
@@ -69,6 +75,6 @@ def image_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed:
                 raise VariantSkipped(f"static quantization failed: {(str(exc).splitlines() or [''])[0][:300]}") \
                     from None
             return predictor(name, Path(report["path"]), "onnx_int8")
-        raise VariantSkipped(f"not built for image models; allowed: {', '.join(IMAGE_VARIANTS)}")
+        raise VariantSkipped(_WHY_NOT.get(name, f"not built for image models; allowed: {', '.join(IMAGE_VARIANTS)}"))
 
     return make

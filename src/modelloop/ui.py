@@ -100,12 +100,18 @@ def render_train(r: dict[str, Any]) -> None:
         if lat["latency_ms"] != first["latency_ms"]:  # the search's choice was too slow: say what it cost
             out.print(f"              instead of {_members(first)}: {first['latency_ms']:.3f} ms, OOF "
                       f"{_fmt(first['score'])}; {len(lat['tried'])} timed", style="dim")
+    if backbone := r.get("backbone"):  # text models: what `backbone: auto` (or the config) chose, and why
+        out.print(f"  backbone    {backbone['chosen']} ({backbone['why']})")
     out.print(f"  validation  {r['metric']} = {_fmt(r['validation_score'])}"
               + (f", threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""))
     keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "pr_auc", "log_loss",
             "rmse", "mae", "r2"]
     shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]}
     out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)"))
+    for script, figures in (r.get("by_script") or {}).items():  # text models: Chinese/Japanese/Korean rows apart
+        label = "CJK rows" if script == "cjk" else "other rows"
+        out.print(f"  {label:<11} {r['metric']} = {_fmt(figures[r['metric']])}, accuracy {_fmt(figures['accuracy'])} "
+                  f"({figures['rows']} test rows)")
     out.print(f"  report      {r['report']}")
 
 

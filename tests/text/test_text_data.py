@@ -97,8 +97,8 @@ def test_augment_frame_is_seeded_and_reported():
 # --------------------------------------------------------------------------- config
 def test_text_config_defaults():
     cfg = TextModelConfig()
-    assert (cfg.backbone, cfg.method, cfg.max_length, cfg.search, cfg.augment.enabled) == \
-        ("bundled", "head", 128, False, False)
+    assert (cfg.backbone, cfg.method, cfg.max_length, cfg.search, cfg.augment.enabled, cfg.classical) == \
+        ("auto", "head", 128, False, False, True)
     assert cfg.resolved_learning_rate() == 5e-5 and cfg.resolved_learning_rate("lora") == 1e-3
     assert TextModelConfig(learning_rate=2e-5).resolved_learning_rate("lora") == 2e-5
 

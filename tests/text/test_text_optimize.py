@@ -19,7 +19,7 @@ TEXTS = pd.DataFrame({"message": ["please refund my money", "my card was stolen"
 
 @pytest.fixture(scope="module")
 def trained(trained_text):
-    return trained_text("text-opt")
+    return trained_text("text-opt", classical=False)  # the encoder's variants are what is tested
 
 
 def test_text_variants_are_built_checked_and_the_best_registered(trained):

@@ -14,7 +14,7 @@ from modelloop.serving import ServeConfig, create_app
 
 @pytest.fixture(scope="module")
 def served(trained_text):
-    ws = trained_text("text-serve")
+    ws = trained_text("text-serve", classical=False)  # the MiniLM-like encoder's serving path
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         yield url, ws
 

@@ -16,7 +16,7 @@ from modelloop.families.text.stage import text_study_name, train_text
 
 TRAIN_KEYS = {"model", "dataset", "run_id", "task", "task_inferred", "metric", "validation_score", "test_metrics", "rows",
               "best_family", "ensemble", "threshold", "trials", "resumed_trials", "production", "report",
-              "seconds", "families", "latency", "family"}
+              "seconds", "families", "latency", "family", "backbone", "search_stopped", "by_script"}
 
 
 def _child_runs(ws, parent: str) -> list:
@@ -29,7 +29,7 @@ def _child_runs(ws, parent: str) -> list:
 
 
 def test_head_stage_registers_like_the_tabular_stage(project, tiny_backbone):
-    ws = project(tiny_backbone)
+    ws = project(tiny_backbone, classical=False)
     ingest(ws)
     res = train_text(ws)
     assert set(res) == TRAIN_KEYS
@@ -62,7 +62,7 @@ def test_head_stage_registers_like_the_tabular_stage(project, tiny_backbone):
 
 
 def test_search_tracks_every_trial(project, tiny_backbone):
-    ws = project(tiny_backbone, search=True)
+    ws = project(tiny_backbone, search=True, classical=False)
     ingest(ws)
     res = train_text(ws, trials=4)
     assert res["trials"] == 4 and res["resumed_trials"] == 0
@@ -78,7 +78,7 @@ def test_search_tracks_every_trial(project, tiny_backbone):
 
 def test_killed_fine_tuning_resumes_from_its_checkpoint(project, tiny_backbone, monkeypatch):
     ws = project(tiny_backbone, method="full", epochs=3, learning_rate=1e-3, batch_size=8,
-                 early_stopping_patience=5)
+                 early_stopping_patience=5, classical=False)
     ingest(ws)
     real = F.train_epoch
     calls = []

@@ -1,12 +1,16 @@
-"""The text family: a pretrained transformer encoder (MiniLM by default) with a classification head,
-trained as a head on frozen embeddings, by LoRA or by full fine-tuning, and served through its int8 or
-fp32 ONNX graph with tokenization in the server; variants are ONNX exports, int8 and distilled students.
+"""The text family: a pretrained encoder with a classification head, searched beside TF-IDF + logistic
+regression (the best on validation wins). The encoder is MiniLM (trained as a head on frozen
+embeddings, by LoRA or by full fine-tuning, served through its int8 or fp32 ONNX graph with
+tokenization in the server; variants are ONNX exports, int8 and distilled students) or a frozen
+multilingual encoder (USE, e5) with the head; ``backbone: auto`` picks by the data's language mix.
 
 Its modules, each above the ones it imports: ``config`` (the ``model:`` section), ``backbone`` (encoders,
 tokenization, the network, ONNX sessions), ``fit`` (the fine-tuning loop), ``search`` (its space, on the
 shared driver), ``estimator`` (``TextModel.fit``), ``model`` (:class:`TextModel`), ``export`` (ONNX, int8),
 ``compress`` (pruned and distilled students), ``variants`` (what optimize builds), ``stage`` (the train
-stage: data, caches, search, registration) and ``serve`` (the served object).
+stage: data, caches, search, registration) and ``serve`` (the served object); beside them ``encoders``
+(frozen multilingual encoders, windows, ``auto``), ``pipeline`` (the base of the non-PyTorch models),
+``classical`` (TF-IDF), ``frozen`` (frozen encoder + head) and ``candidates`` (what a search chooses from).
 """
 
 from __future__ import annotations
@@ -35,12 +39,20 @@ class TextFamily:
         return TextModelConfig
 
     def search_space(self, settings: Any) -> dict[str, Any]:
+        from .classical import suggest_tfidf
         from .config import TextModelConfig
-        from .search import suggest_params
+        from .search import CANDIDATE, suggest_params
         from ..space import describe_space
 
         model = settings if isinstance(settings, TextModelConfig) else TextModelConfig()
-        return describe_space(lambda t: suggest_params(t, model))
+
+        def every_candidate(trial: Any) -> None:
+            if model.classical:
+                trial.suggest_categorical(CANDIDATE, ["encoder", "tfidf"])
+                suggest_tfidf(trial)
+            suggest_params(trial, model)
+
+        return describe_space(every_candidate)
 
     def train(self, ws: Any, **options: Any) -> dict[str, Any]:
         from .stage import train_text

@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 BUNDLED = "bundled"
+KNOWN: tuple[str, ...] = ("auto", BUNDLED, "multilingual-use", "multilingual-e5")  # names that are no folder
 INSTALL_HINT = "pip install 'modelloop[text]'"
 _INFER_BATCH = 64
 # ONNX Runtime graph fusions left off in text sessions. SkipLayerNormFusion folds each residual Add
@@ -109,6 +110,9 @@ def resolve_backbone(name: str, *, root: Path | str = ".") -> str:
         return str(path.resolve())
     if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
         raise BackboneError(f"model.backbone: folder not found: {path}")
+    if "/" not in name:  # hub names are owner/name: this is a typo or a missing folder
+        raise BackboneError(f"model.backbone: '{name}' is neither a known backbone ({', '.join(KNOWN)}) nor a "
+                            f"folder ({path} does not exist)")
     return _check_hub_name(name, path)
 
 

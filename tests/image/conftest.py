@@ -10,24 +10,13 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 from pathlib import Path
 
 import pytest
-import yaml
+from image_toy import write_project
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 # One intra-op thread: on the shared 2-core test machine two OpenMP threads contending with other
 # processes ran an epoch of 27 images at 32 px in 10 s instead of 0.3 s.
 torch.set_num_threads(1)
-
-
-def write_project(root: Path, source: str, **extra) -> Path:
-    """A modelloop.yaml for an image project at ``root`` reading ``source``."""
-    cfg = {"name": "parts", "task": "image_classification", "data": {"source": source, "target": "label"},
-           "model": {"image_size": 32, "method": "head"}, "train": {"budget": 60, "trials": 2}}
-    for key, value in extra.items():
-        cfg.setdefault(key, {}).update(value)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "modelloop.yaml").write_text(yaml.safe_dump(cfg))
-    return root
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from clirun import cli
-from conftest import write_project
+from image_toy import write_project
 from PIL import Image
 
 from modelloop.data.images import BadImage, ImageTooLarge, decode_image, read_image_source

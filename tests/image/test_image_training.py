@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import write_project
+from image_toy import write_project
 
 import modelloop.families.image.fit as F
 from modelloop.project import Project

@@ -73,6 +73,9 @@ FINDING_KINDS: tuple[str, ...] = (
     "near_constant_column", "high_cardinality", "outliers", "target_leakage", "label_issues",
     "rule_violation", "check_failed", "type_mismatch", "class_imbalance", "split_shift",
     "source_conflict", "correlated_features",
+    # the image family's profile checks (families/image/quality.py)
+    "unreadable_files", "duplicate_images", "near_duplicate_images", "train_test_near_duplicates",
+    "small_images", "extreme_aspect",
 )
 Kind = Literal["numeric", "categorical", "boolean", "datetime", "text", "identifier"]
 

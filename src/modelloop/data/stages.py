@@ -52,7 +52,7 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     # a numeric target's task is the config's; classes are read from the column (their facts name the
     # task the target asks for, whichever family the config's task belongs to)
     task = cfg.task if cfg.task is not None and target_kind(cfg.task) == "numeric" else None
-    integration = _lineage_findings(ws, row)
+    integration = _lineage_findings(ws, row) + _family_findings(ws, row, frame, side)
     report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration)
     shift = _split_shift(frame, side, schema, cfg)
     result = report.to_dict()
@@ -74,6 +74,17 @@ def _partial_labels(task: str | None) -> bool:
     from ..families import partial_labels
 
     return task is not None and partial_labels(task)
+
+
+def _family_findings(ws: Workspace, row: dict[str, Any], frame: Any, side: Any) -> list[dict[str, Any]]:
+    """Findings the task's family checks on its own kind of data (``Family.profile_findings``, optional:
+    the image family's duplicates, near duplicates across the split, unreadable and odd-shaped files)."""
+    if ws.config.task is None:
+        return []
+    from ..families import family_for_task
+
+    check = getattr(family_for_task(ws.config.task), "profile_findings", None)
+    return list(check(ws, row, frame, side)) if check is not None else []
 
 
 def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]]:

@@ -54,6 +54,13 @@ class ImageFamily:
                                encoding=d.encoding, report=report)
         return df, report, image_kinds()
 
+    def profile_findings(self, ws: Any, row: dict[str, Any], frame: Any, side: Any) -> list[dict[str, Any]]:
+        """The profile's image checks (``quality.py``): unreadable files, duplicates, near duplicates across
+        the split, small and extreme-aspect images, each listed with paths."""
+        from .quality import image_findings
+
+        return image_findings(ws, row, frame, side)
+
     def train(self, ws: Any, **options: Any) -> dict[str, Any]:
         from .stage import train_image
 

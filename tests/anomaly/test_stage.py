@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,6 +38,11 @@ def test_served_answers_carry_reasons_and_equal_offline_for_the_training_rows(se
     records = json.loads(pd.read_csv(path).drop(columns=["incident"]).to_json(orient="records"))
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         served = predict_all(url, records)
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+    flagged_count = sum(a["is_anomaly"] for a in served)
+    assert f"modelloop_anomaly_records_total {float(len(served))}" in metrics
+    assert f"modelloop_anomaly_alerts_total {float(flagged_count)}" in metrics
+    assert 'modelloop_anomaly_expected_share{name="sensors"} 0.02' in metrics
     row = resolve_model(ws)
     model, head = load_model(ws, row), head_for(row["info"])
     frame, _ = read_table(str(path))

@@ -15,6 +15,11 @@ the machine's state: ``mode`` (normal, eco, boost) sets ``rpm``; ``power_kw`` fo
 * **bursts in time**: one machine, at night, a run of readings within half an hour with raised
   vibration and falling pressure (each reading is odd; the burst is what an analyst sees).
 
+Ordinary work that looks odd is there too: about 1.2 % of the readings are **service runs** (mode
+``service``: the machine turning slowly, idle power, a cool casing) during maintenance. A detector flags
+them (a rare mode, values far below the usual); they are not incidents, and analysts mark them
+``false_alarm``: the verdicts that ``modelloop retrain`` learns from.
+
 ``incident`` is the sparse label column: about a third of the anomalies were checked and marked
 ``anomaly``, and about 3 % of the ordinary readings were checked and marked ``normal``; the rest is empty.
 It is never a feature; the family uses it to choose among detectors and to evaluate.
@@ -37,6 +42,7 @@ _MODE_RPM = {"normal": 1500.0, "eco": 1100.0, "boost": 1900.0}
 _ANOMALY_SHARE = 0.02
 _LABELLED_ANOMALIES = 0.35
 _LABELLED_NORMAL = 0.03
+_SERVICE_SHARE = 0.012
 
 
 def _readings(n: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -96,7 +102,14 @@ def generate_sensors(n: int = 6000, seed: int = 0, *, with_kind: bool = False) -
     rng = np.random.default_rng(seed)
     df = _readings(n, rng)
     df["kind"] = ""
-    picked = rng.permutation(n)[: max(len(ANOMALY_KINDS), int(n * _ANOMALY_SHARE))]
+    order = rng.permutation(n)
+    picked = order[: max(len(ANOMALY_KINDS), int(n * _ANOMALY_SHARE))]
+    service = order[len(picked): len(picked) + int(n * _SERVICE_SHARE)]
+    df.loc[service, "mode"] = "service"
+    df.loc[service, "rpm"] = rng.uniform(50, 900, len(service))          # each run at its own test speed
+    df.loc[service, "power_kw"] = rng.uniform(0.2, 9.0, len(service))
+    df.loc[service, "temperature_c"] = rng.uniform(15, 45, len(service))
+    df.loc[service, "vibration_mm_s"] = rng.uniform(0.1, 2.5, len(service))
     for kind, rows in zip(ANOMALY_KINDS, np.array_split(picked, len(ANOMALY_KINDS)), strict=True):
         _plant(df, rows, kind, rng)
         df.loc[rows, "kind"] = kind

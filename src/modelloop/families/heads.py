@@ -387,6 +387,7 @@ class AnomalyHead(BaseHead):
     default_split = "stratified"       # on the partial labels (unlabelled rows are a stratum); random without
     stratifies = True
     target_kind = "categorical"
+    gate_metrics = ("precision_at_budget", "roc_auc")  # retrain: recent verdicts, frozen labelled holdout
     VERDICTS = ("confirmed", "false_alarm")
 
     def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None,
@@ -406,6 +407,11 @@ class AnomalyHead(BaseHead):
 
     def shape_scores(self, scores: np.ndarray, n: int) -> np.ndarray:
         return scores.reshape(n, -1)
+
+    @property
+    def expected_share(self) -> float:
+        """The share of records the threshold flags on the training rows (``/metrics``' expected band)."""
+        return round(1.0 - float(self.threshold or 0.0), 6)
 
     def flagged(self, scores: np.ndarray) -> np.ndarray:
         return _score_column(scores) > float(self.threshold or 0.0)
@@ -435,7 +441,7 @@ class AnomalyHead(BaseHead):
     def truth(self, y: pd.Series, target: str) -> np.ndarray:
         """1 for the label column's anomaly value, 0 for its normal one (a DataError for any other)."""
         classes = [label_text(c) for c in self.classes or []]
-        text = y.map(label_text)
+        text = y.map(label_text).replace({"confirmed": classes[1], "false_alarm": classes[0]})  # the API's verdicts
         unknown = y[~text.isin(classes)]
         if len(unknown):
             raise DataError(f"target '{target}' holds labels the model never saw, e.g. {unknown.iloc[0]!r}; "

@@ -185,8 +185,13 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
         model = load_model(ws, m)
         scores[name] = {"holdout": _score(model, holdout, ws, task), "recent": _score(model, recent, ws, task)}
     champ, chall = scores["champion"], scores["challenger"]
-    gain = improvement(metric, champ["recent"][metric], chall["recent"][metric])
-    drop = -improvement(metric, champ["holdout"][metric], chall["holdout"][metric])
+    recent_metric, holdout_metric = _gate_metrics(task, metric)
+    gain = improvement(recent_metric, _figure(champ["recent"], recent_metric), _figure(chall["recent"], recent_metric))
+    drop = -improvement(holdout_metric, _figure(champ["holdout"], holdout_metric),
+                        _figure(chall["holdout"], holdout_metric))
+    if recent_metric != metric or holdout_metric != metric:  # the head's gate (anomaly: precision at the budget)
+        metric = recent_metric if recent_metric == holdout_metric else f"{recent_metric} (recent), " \
+                                                                       f"{holdout_metric} (holdout)"
     rc = cfg.retrain
     beats = gain > 0 and gain >= rc.min_improvement
     holds = drop <= rc.max_holdout_drop
@@ -214,6 +219,22 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
                      "max_holdout_drop": rc.max_holdout_drop, "relative": relative},
             "triggers": triggers, "champion": _brief(champion, scores["champion"]),
             "challenger": _brief(challenger, scores["challenger"])}
+
+
+def _gate_metrics(task: str, metric: str) -> tuple[str, str]:
+    """The figures the gate compares on the recent slice and on the holdout: ``train.metric`` for both,
+    unless the version's head names its own (``gate_metrics``: the anomaly head compares precision at
+    the alert budget on recent verdicts and ROC-AUC on the labelled holdout)."""
+    from ..families.heads import KINDS
+
+    recent, holdout = getattr(KINDS.get(task), "gate_metrics", (None, None))
+    return recent or metric, holdout or metric
+
+
+def _figure(metrics: dict[str, Any], name: str) -> float:
+    """A gate figure; one a slice cannot give (no flagged record, a single class) counts as 0."""
+    value = metrics.get(name)
+    return 0.0 if value is None or value != value else float(value)
 
 
 def _brief(m: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:

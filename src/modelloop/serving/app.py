@@ -215,6 +215,9 @@ class ServerState:
                 gc.collect()
                 gc.freeze()
             self.metrics.set_model(new.name, new.version, new.variant != "native")  # onnx, onnx_int8...
+            expected = getattr(new.head, "expected_share", None)  # an anomaly head: 1 - its threshold
+            if expected is not None:
+                self.metrics.anomaly_expected.labels(new.name).set(expected)
             self.metrics.reloads.labels("ok").inc()
             log.info("serving %s:%s (%s) after %s", new.name, new.version, new.variant, why)
         return {"model": _ref(new), "previous": _ref(old) if old is not None else None,
@@ -258,6 +261,8 @@ class ServerState:
         cut = sum("truncated" in o for o in out)
         if cut:
             self.metrics.truncated.inc(cut)
+        if out and "is_anomaly" in out[0]:  # an anomaly model's answers: alert counts and the flagged share
+            self.metrics.observe_alerts(len(out), sum(o["is_anomaly"] is True for o in out))
         return out
 
     async def _infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

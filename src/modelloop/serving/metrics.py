@@ -19,6 +19,9 @@ name                                                   what
 ``modelloop_prediction_log_rows_total``                rows written to the catalog
 ``modelloop_feedback_total{result}``                   stored, duplicate, unknown
 ``modelloop_texts_truncated_total``                    texts cut to a text model's max_length
+``modelloop_anomaly_records_total``                    records an anomaly model scored
+``modelloop_anomaly_alerts_total``                     records it flagged (``is_anomaly``)
+``modelloop_anomaly_expected_share{name}``             the share its threshold flags on the training rows
 =====================================================  ==============================================
 
 With ``--workers N`` the processes share a ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``), and any
@@ -76,6 +79,13 @@ class ServingMetrics:
         self.feedback = Counter("modelloop_feedback_total", "feedback requests", ["result"], registry=r)
         self.truncated = Counter("modelloop_texts_truncated_total",
                                  "texts cut to the text model's max_length before scoring", registry=r)
+        self.anomaly_records = Counter("modelloop_anomaly_records_total", "records an anomaly model scored",
+                                       registry=r)
+        self.anomaly_alerts = Counter("modelloop_anomaly_alerts_total", "records an anomaly model flagged",
+                                      registry=r)
+        self.anomaly_expected = Gauge("modelloop_anomaly_expected_share", "share of records the served anomaly "
+                                      "model's threshold flags on its training rows", ["name"],
+                                      multiprocess_mode="livemax", registry=r)
         self._hits = self._lookups = 0
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
@@ -100,6 +110,12 @@ class ServingMetrics:
         self._hits += hits
         self._lookups += hits + misses
         self.cache_ratio.set(self._hits / self._lookups if self._lookups else 0.0)
+
+    def observe_alerts(self, scored: int, flagged: int) -> None:
+        """An anomaly model's answers: how many records were scored and how many flagged."""
+        self.anomaly_records.inc(scored)
+        if flagged:
+            self.anomaly_alerts.inc(flagged)
 
     def set_model(self, name: str, version: int, onnx: bool) -> None:
         self.version.labels(name).set(version)

@@ -3,7 +3,8 @@
 ``data.target`` is optional for ``task: anomaly_detection``. When given it may be filled for a few rows
 only; it is never a feature. Its anomaly value is ``anomaly.positive_label``, else a value that says so
 (1, true, yes, anomaly, fraud, confirmed, ...), else the rarer of the two values. Analysts' verdicts
-(``confirmed`` / ``false_alarm``) are stored as these same two values.
+(``confirmed`` / ``false_alarm``) are stored as these same two values (a file's import) or as the verdict
+itself (the API keeps the client's label): both read as the anomaly / normal value here.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def label_classes(y: pd.Series | None, target: str | None, positive: Any = None)
     """``[normal, anomaly]`` as the label column spells them (``VERDICTS`` when there is none)."""
     if y is None:
         return list(VERDICTS)
-    values = list(pd.unique(y.dropna()))
+    values = [v for v in pd.unique(y.dropna()) if label_text(v) not in VERDICTS]  # verdicts map onto the values
+    if not values and y.notna().any():
+        return list(VERDICTS)
     if len(values) > 2:
         raise DataError(f"data.target: an anomaly label column holds two values (normal and anomaly), column "
                         f"'{target}' holds {len(values)}: {cap_list(values, show=repr)}")
@@ -66,4 +69,6 @@ def label_vector(y: pd.Series | None, classes: list[Any], n: int) -> np.ndarray:
         return np.full(n, -1, dtype=np.int64)
     pos, neg = label_text(classes[1]), label_text(classes[0])
     text = y.map(lambda v: label_text(v) if pd.notna(v) else None)
-    return np.where(text == pos, 1, np.where(text == neg, 0, -1)).astype(np.int64)
+    positive = (text == pos) | (text == VERDICTS[1])
+    negative = (text == neg) | (text == VERDICTS[0])
+    return np.where(positive, 1, np.where(negative, 0, -1)).astype(np.int64)

@@ -60,11 +60,11 @@ class AnomalyModel(BaseEstimator):
         return model
 
     # ---- scoring ---------------------------------------------------------------------------------
-    def _member_scores(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+    def member_scores(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         return np.column_stack([m.calibrated_training(X) if training else m.calibrated(X) for m in self.members_])
 
     def _blend(self, X: np.ndarray, training: bool = False) -> np.ndarray:
-        members = self._member_scores(X, training)
+        members = self.member_scores(X, training)
         raw = members @ self.weights_
         if self.booster_ is not None:
             p = self.booster_.predict_proba(np.column_stack([members, X]))[:, 1]

@@ -95,6 +95,8 @@ def train_anomaly(ws: Any, *, budget: float | None = None, trials: int | None = 
         model = AnomalyModel.from_members(schema=schema, encoder=encoder, members=members,
                                           weights=chosen["weights"], X_train=X, threshold=1.0 - settings.share,
                                           classes=classes, selection=selection)
+        model = _with_verdicts(model, X, job.y, cfg.seed)
+        selection = model.selection_
         model.cleaning_plan_ = cleaning_plan(ws, row)
         result.model, result.threshold = model, model.threshold_
         evaluation = evaluate_anomaly(model, test_df, target)
@@ -123,3 +125,14 @@ def evaluate_anomaly(model: AnomalyModel, df: pd.DataFrame, target: str | None) 
     out["rows"] = len(df)
     out["flagged_share"] = float(np.mean(scores[:, 0] > model.threshold_))
     return out
+
+
+def _with_verdicts(model: AnomalyModel, X: np.ndarray, y: np.ndarray, seed: int) -> AnomalyModel:
+    """The model with a booster fitted on the labelled train rows when they are enough (``booster.py``)."""
+    from .booster import fit_booster
+
+    booster, weight, info = fit_booster(model.member_scores(X, training=True), X, y, seed)
+    if booster is None:
+        model.selection_ = {**model.selection_, "booster": info}
+        return model
+    return model.with_booster(booster, weight, X, {"booster": info})

@@ -1,0 +1,64 @@
+"""The loop on an anomaly model: analysts' verdicts through /v1/feedback and `modelloop feedback`, then
+`modelloop retrain`, whose gate compares precision at the alert budget on the recent verdicts and
+ROC-AUC on the labelled holdout."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pandas as pd
+import yaml
+from anomaly_toy import sensors_config, write_sensors
+from clirun import cli
+from servers import predict_all, running
+
+from modelloop.serving import ServeConfig, create_app
+
+
+def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_path, capsys):
+    from modelloop.examples.sensors import generate_sensors
+
+    write_sensors(tmp_path, rows=1500, seed=0)
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(sensors_config()))
+    code, out, err = cli(["run", "--json"], capsys, tmp_path)
+    assert code == 0, err
+    from modelloop.project import Project
+
+    ws = Project.load(str(tmp_path / "modelloop.yaml")).workspace
+    live = generate_sensors(1500, seed=7, with_kind=True)  # new traffic, its planted kind known
+    records = json.loads(live.drop(columns=["incident", "kind"]).to_json(orient="records"))
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        answers = predict_all(url, records)  # each prediction carries its own request_id
+        with httpx.Client(base_url=url, timeout=60) as client:
+            alerts = [i for i, a in enumerate(answers) if a["is_anomaly"]]
+            assert len(alerts) >= 20
+            bad = client.post("/v1/feedback", json={"request_id": answers[alerts[0]]["request_id"], "label": "maybe"})
+            assert bad.status_code == 422
+            assert bad.json()["message"] == 'body.label: must be a verdict, confirmed or false_alarm, got "maybe"'
+            unknown = client.post("/v1/feedback", json={"request_id": "nope", "label": "confirmed"})
+            assert unknown.status_code == 404
+            verdict = lambda i: "confirmed" if live["kind"].iloc[i] else "false_alarm"  # noqa: E731
+            for i in alerts[:10]:
+                r = client.post("/v1/feedback", json={"request_id": answers[i]["request_id"], "label": verdict(i)})
+                assert r.status_code == 201, r.text
+    rows = [{"request_id": answers[i]["request_id"], "label": verdict(i)} for i in alerts[10:60]]
+    calm = [i for i, a in enumerate(answers) if not a["is_anomaly"]]
+    pd.DataFrame([*rows, {"request_id": answers[calm[0]]["request_id"], "label": "perhaps"}]).to_csv(
+        tmp_path / "verdicts.csv", index=False)
+    code, out, err = cli(["feedback", "verdicts.csv", "--json"], capsys, tmp_path)
+    assert code == 0, err
+    assert (json.loads(out)["accepted"], json.loads(out)["invalid"]) == (len(rows), 1), out
+    pd.DataFrame([{"request_id": answers[calm[1]]["request_id"], "label": "yes"}]).to_csv(tmp_path / "bad.csv", index=False)
+    code, _, err = cli(["feedback", "bad.csv"], capsys, tmp_path)
+    assert code == 2 and "invalid labels" in err
+
+    code, out, err = cli(["retrain", "--json"], capsys, tmp_path)
+    assert code == 0, err
+    decision = json.loads(out)
+    assert decision["metric"] == "precision_at_budget (recent), roc_auc (holdout)"
+    champion, challenger = decision["champion"]["metrics"], decision["challenger"]["metrics"]
+    assert {"precision_at_budget", "roc_auc"} <= set(challenger["recent"]) and "roc_auc" in challenger["holdout"]
+    gate = decision["gate"]
+    assert decision["promoted"] == (gate["recent_gain"] > 0 and gate["holdout_drop"] <= gate["max_holdout_drop"])
+    assert champion["recent"]["precision_at_budget"] is not None

@@ -11,6 +11,7 @@ from .errors import ConfigError
 __all__ = ["EXAMPLES", "init_project"]
 
 EXAMPLES = ("fraud", "intents", "sentiment", "anomaly")
+EXAMPLES += ("images",)  # image classification: generated part images, a folder per class (examples/images.py)
 _TEXT_EXAMPLES = ("intents", "sentiment")  # data/NAME.jsonl shipped in the package, config NAME.yaml
 
 _BLANK = """\
@@ -54,6 +55,12 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
         generate_sensors(seed=0).to_csv(data, index=False)
         text = resources.files("modelloop.examples").joinpath("anomaly.yaml").read_text()
         files.append(str(data))
+    elif example == "images":
+        from .examples.images import generate_images
+
+        counts = generate_images(root / "data" / "parts", per_class=60, size=64, seed=0)
+        text = resources.files("modelloop.examples").joinpath("images.yaml").read_text()
+        files += [str(root / "data" / "parts" / k) for k in counts]
     elif example in _TEXT_EXAMPLES:
         (root / "data").mkdir(exist_ok=True)
         src = resources.files("modelloop.examples")

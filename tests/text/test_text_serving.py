@@ -48,15 +48,26 @@ def test_the_model_endpoint_says_how_many_tokens_the_model_reads(served):
     assert described["text"]["max_length"] == 64          # the tiny backbone's 64 positions, not the 128 asked
 
 
-def test_a_text_longer_than_the_model_takes_is_cut_said_and_counted(served):
-    url, _ = served
+def test_a_text_longer_than_the_model_takes_is_read_in_windows_and_cut_only_past_the_last(served):
+    url, ws = served
     before = _truncated(served)
-    long = "please refund my money " * 200                 # ~800 tokens; the tiny model takes 64
-    r = httpx.post(f"{url}/v1/predict", json={"records": [{"message": long}, {"message": "my card was stolen"}]})
+    long = "please refund my money " * 200                 # ~800 tokens; the tiny model takes 64 a window
+    endless = "please refund my money " * 2000             # past 64 windows: cut, said and counted
+    records = [{"message": long}, {"message": "my card was stolen"}, {"message": endless}]
+    r = httpx.post(f"{url}/v1/predict", json={"records": records})
     assert r.status_code == 200, r.text
-    first, second = r.json()["predictions"]
-    assert first["truncated"] is True and "truncated" not in second
+    first, second, third = r.json()["predictions"]
+    assert first["windows"] > 10 and "truncated" not in first and second["windows"] == 1
+    assert third["windows"] == 64 and third["truncated"] is True and "truncated" not in second
     assert _truncated(served) == before + 1
+    import pandas as pd
+
+    from modelloop.registry import load_model, resolve_model
+
+    model = load_model(ws, resolve_model(ws, "intents@production"))
+    want = model.predict_proba(pd.DataFrame(records))  # offline reads the same windows
+    np.testing.assert_allclose([[p["probabilities"][str(c)] for c in model.classes_] for p in (first, second, third)],
+                               want, atol=1e-5)
 
 
 @pytest.mark.parametrize(("record", "says"), [

@@ -48,7 +48,7 @@ def test_head_stage_registers_like_the_tabular_stage(project, tiny_backbone):
     assert [r.info.run_name for r in trials] == ["trial-0-head"]
     assert "valid_f1_macro" in trials[0].data.metrics
     cache = sorted(p.name.split("-")[0] for p in (ws.state / "cache").iterdir())
-    assert cache == ["emb", "tok"]
+    assert cache == ["embw", "tokw"]
 
     from modelloop.registry import load_model
 
@@ -135,7 +135,9 @@ def test_empty_and_long_texts_are_counted(project, tiny_backbone, texts, tmp_pat
     res = train_text(ws)
     stats = ws.catalog.get_model("intents", res["model"]["version"])["info"]["description"]["text_stats"]
     assert sum(stats["skipped_empty"].values()) == 3
-    assert sum(stats["truncated"].values()) == 1 and stats["max_length"] == 32
+    assert sum(stats["truncated"].values()) == 0 and stats["max_length"] == 32  # read whole, in windows
+    assert max(part["max"] for part in stats["windows"].values()) > 10
+    assert sum(part["texts_over_one"] for part in stats["windows"].values()) == 1
     assert res["rows"]["test"] + stats["rows"]["fit"] + stats["rows"]["validation"] == len(frame) - 3
 
 

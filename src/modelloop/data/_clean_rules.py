@@ -261,7 +261,7 @@ def normalize_text(df: pl.DataFrame, rule: NormalizeText, ctx: Ctx) -> tuple[pl.
         if not is_stringy(df.schema[c]):
             raise ConfigError(f"{ctx.where} (normalize_text): column '{c}' is {df.schema[c]}, not text")
     step = {"op": "normalize_text", "columns": cols, **rule.model_dump(include={
-        "unicode", "collapse_whitespace", "strip", "case", "empty_as_null"})}
+        "unicode", "collapse_whitespace", "strip", "case", "empty_as_null", "width", "traditional_to_simplified"})}
     out = replay_step(df, step, where=ctx.where)
     rows, cells, per = _changed_cells(df, out, cols)
     return out, _change(ctx, rule.action, cols, rows_changed=rows, cells_changed=cells, per_column=per), step
@@ -395,9 +395,25 @@ def replay_step(df: pl.DataFrame, step: Step, *, where: str, skip_missing: tuple
     raise DataError(f"{where}: unknown cleaning step {op!r}; the plan was written by a newer modelloop?")
 
 
+_FULL = [chr(c) for c in range(0xFF01, 0xFF5F)] + ["\u3000"]   # full-width ASCII forms, ideographic space
+_HALF = [chr(c) for c in range(0x21, 0x7F)] + [" "]
+
+
+def _simplified(text: str | None) -> str | None:
+    from .text_chinese import to_simplified
+
+    return to_simplified(text)
+
+
 def _normalize(x: pl.Expr, step: Step) -> pl.Expr:
     if step.get("unicode"):
         x = x.str.normalize(step["unicode"])
+    if step.get("width") == "half":
+        x = x.str.replace_many(_FULL, _HALF)
+    elif step.get("width") == "full":
+        x = x.str.replace_many(_HALF, _FULL)
+    if step.get("traditional_to_simplified"):
+        x = x.map_elements(_simplified, return_dtype=pl.String, skip_nulls=True)
     if step.get("collapse_whitespace"):
         x = x.str.replace_all(r"\s+", " ")
     if step.get("strip"):

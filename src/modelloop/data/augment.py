@@ -1,4 +1,5 @@
-"""EDA-style text augmentation: random swap, random deletion and synonym replacement.
+"""EDA-style text augmentation: random swap, random deletion and synonym replacement, and for Chinese
+character edits and punctuation back and forth.
 
 Wei & Zou's "EDA" operations, applied to the *training* rows of a text model only, so validation and
 test scores are measured on real text. Everything is a pure function of its inputs and a seed, and
@@ -11,7 +12,11 @@ spacing or punctuation around the words it does not touch:
 * Latin-script words (``[A-Za-z0-9'-]`` and accented letters) are one word each;
 * Chinese/Japanese runs, which have no spaces, are cut by greedy longest match against the synonym
   map's keys (so ``退款`` can be replaced by ``退钱``), else into single characters;
-* punctuation is kept in place and never swapped or deleted.
+* punctuation is kept in place and never swapped or deleted;
+* ``swap`` and ``delete`` move whole words only: a lone Chinese character (a run cut into characters)
+  is a piece of a word, so they leave it alone; ``char`` edits characters inside a run on purpose
+  (neighbours trade places, or one is doubled), ``punct`` turns full-width marks (，。！？) into ASCII
+  ones and back, and ``synonyms: zh`` is a small bundled Chinese list (``data/zh_synonyms.json``).
 
 Example::
 
@@ -33,9 +38,13 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["OPS", "augment_frame", "augment_text", "load_synonyms", "synonyms_hash"]
+__all__ = ["BUNDLED_ZH", "OPS", "augment_frame", "augment_text", "load_synonyms", "synonyms_hash"]
 
-OPS: tuple[str, ...] = ("swap", "delete", "synonym")
+OPS: tuple[str, ...] = ("swap", "delete", "synonym", "char", "punct")
+BUNDLED_ZH = "zh"  # ``synonyms: zh``: the small Chinese synonym list shipped as data/zh_synonyms.json
+# full-width Chinese punctuation and its ASCII counterpart: ``punct`` turns one into the other
+_PUNCT = {"，": ",", "。": ".", "！": "!", "？": "?", "：": ":", "；": ";", "（": "(", "）": ")", "“": '"', "”": '"'}
+_PUNCT_BACK = {v: k for k, v in _PUNCT.items() if k not in "”"}
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _PIECE = re.compile(rf"([A-Za-z0-9\u00c0-\u024f'’-]+|[{_CJK}]+|[^\s{_CJK}A-Za-z0-9\u00c0-\u024f])(\s*)")
 _CJK_RUN = re.compile(rf"^[{_CJK}]+$")
@@ -51,6 +60,8 @@ def load_synonyms(spec: str | Path | Mapping[str, Any] | None, *, root: Path | s
     """
     if spec is None:
         return {}
+    if spec == BUNDLED_ZH:
+        spec = json.loads((Path(__file__).with_name("zh_synonyms.json")).read_text(encoding="utf-8"))
     if isinstance(spec, (str, Path)):
         path = Path(spec) if Path(spec).is_absolute() else Path(root) / spec
         if not path.is_file():
@@ -127,10 +138,16 @@ def augment_text(text: str, op: str, *, rng: np.random.Generator, p: float = 0.1
     if op not in OPS:
         raise ConfigError(f"model.augment.ops: '{op}' is not allowed; allowed: {', '.join(OPS)}")
     synonyms = synonyms or {}
+    if op == "punct":
+        return _punct(text, rng, p)
     longest = max((len(k) for k in synonyms), default=1)
     lead = text[: len(text) - len(text.lstrip())]
     pieces = _split(text, synonyms, longest)
-    words = [i for i, piece in enumerate(pieces) if piece[2]]
+    if op == "char":
+        return _join(_char_edit(pieces, rng, p), lead)
+    # swap and delete move whole words: a single Chinese character is a piece of a word, never moved
+    # or dropped alone (``char`` edits characters, within a run, on purpose)
+    words = [i for i, piece in enumerate(pieces) if piece[2] and (op == "synonym" or not _lone_cjk(piece[0]))]
     if op == "synonym":
         candidates = [i for i in words if _key(pieces[i][0]) in synonyms]
         if not candidates:
@@ -149,6 +166,43 @@ def augment_text(text: str, op: str, *, rng: np.random.Generator, p: float = 0.1
             drop.discard(int(rng.choice(words)))
         pieces = [piece for i, piece in enumerate(pieces) if i not in drop]
     return _join(pieces, lead)
+
+
+def _lone_cjk(word: str) -> bool:
+    return len(word) == 1 and bool(_CJK_RUN.match(word))
+
+
+def _char_edit(pieces: list[list[Any]], rng: np.random.Generator, p: float) -> list[list[Any]]:
+    """Character-level edits inside Chinese runs: two neighbouring characters of one run trade places,
+    or one character is doubled (a typing slip), at ``p`` of the run's characters (at least one)."""
+    runs: list[list[int]] = []
+    for i, piece in enumerate(pieces):
+        if _lone_cjk(piece[0]) and runs and runs[-1][-1] == i - 1 and not pieces[i - 1][1]:
+            runs[-1].append(i)
+        elif _lone_cjk(piece[0]):
+            runs.append([i])
+    spots = [i for run in runs for i in run[:-1]]
+    if not spots:
+        return pieces
+    for i in rng.choice(spots, size=min(len(spots), _n_changes(len(spots) + 1, p)), replace=False):
+        if rng.random() < 0.5:
+            pieces[i][0], pieces[i + 1][0] = pieces[i + 1][0], pieces[i][0]
+        else:
+            pieces[i][0] = pieces[i][0] * 2
+    return pieces
+
+
+def _punct(text: str, rng: np.random.Generator, p: float) -> str:
+    """Punctuation back and forth: full-width Chinese marks become ASCII ones and ASCII ones full-width
+    (each mark with probability ``p``, at least one), as people type them either way."""
+    marks = [i for i, ch in enumerate(text) if ch in _PUNCT or ch in _PUNCT_BACK]
+    if not marks:
+        return text
+    chars = list(text)
+    chosen = {int(i) for i in rng.choice(marks, size=min(len(marks), _n_changes(len(marks), p)), replace=False)}
+    for i in chosen:
+        chars[i] = _PUNCT.get(chars[i]) or _PUNCT_BACK[chars[i]]
+    return "".join(chars)
 
 
 def _match_case(original: str, replacement: str) -> str:

@@ -289,6 +289,11 @@ class NormalizeText(_Rule):
     strip: bool = True
     case: Literal["lower", "upper", "none"] = "none"
     empty_as_null: bool = True
+    # Chinese text: "half" maps full-width ASCII forms (Ａ１！, U+FF01-FF5E) and the ideographic space to
+    # their half-width forms (NFKC does this too, with its other compatibility folds); "full" the reverse
+    width: Literal["half", "full", "none"] = "none"
+    # fold traditional Chinese characters to simplified (OpenCC t2s), so 這個產品 and 这个产品 are one text
+    traditional_to_simplified: bool = False
 
 
 class CoerceTypes(_Rule):

@@ -54,6 +54,7 @@ __all__ = [
     "resolve_backbone",
     "texts_of",
     "tokenize",
+    "tokenize_windows",
 ]
 
 BUNDLED = "bundled"
@@ -299,6 +300,29 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[lis
     windows = np.bincount(mapping, minlength=len(clipped))
     cut = (windows > 1) | np.array([isinstance(t, str) and len(t) > cap for t in texts], dtype=bool)
     return ids, cut
+
+
+def tokenize_windows(tokenizer: Any, texts: Sequence[str], max_length: int, *,
+                     max_windows: int = 64) -> tuple[list[list[list[int]]], np.ndarray]:
+    """Each text as windows of at most ``max_length`` token ids (special tokens in each), consecutive
+    windows sharing a quarter of their tokens (the tokenizer's ``stride``), at most ``max_windows``
+    a text; and a mask of the texts cut after those (or after ``6 * max_length * max_windows``
+    characters). A short text is one window, the same ids :func:`tokenize` gives."""
+    cap = max(6 * max_length * max_windows, 1000)
+    clipped = ["" if not isinstance(t, str) else t[:cap] for t in texts]
+    if not clipped:
+        return [], np.zeros(0, dtype=bool)
+    specials = len(tokenizer("", add_special_tokens=True)["input_ids"])  # [CLS] [SEP] for BERT
+    stride = max(0, min(max_length // 4, max_length - specials - 1))
+    enc = tokenizer(clipped, truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True,
+                    return_attention_mask=False, return_token_type_ids=False, verbose=False)
+    windows: list[list[list[int]]] = [[] for _ in clipped]
+    for ids, owner in zip(enc["input_ids"], enc["overflow_to_sample_mapping"], strict=True):
+        if len(windows[owner]) < max_windows:
+            windows[owner].append(list(ids))
+    counts = np.bincount(np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64), minlength=len(clipped))
+    cut = (counts > max_windows) | np.array([isinstance(t, str) and len(t) > cap for t in texts], dtype=bool)
+    return windows, cut
 
 
 def pad_batch(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -87,8 +87,10 @@ class EncoderCandidate:
               description: dict[str, Any]) -> Any:
         from .model import TextModel
 
-        return build_model(self.job, params, result, model_class=TextModel, text_column=text_column,
-                           target=target, description=description)
+        model = build_model(self.job, params, result, model_class=TextModel, text_column=text_column,
+                            target=target, description=description)
+        model.windows_ = True  # long texts read whole, as the stage trained it (TextModel.scores_windows)
+        return model
 
 
 @dataclass

@@ -28,8 +28,8 @@ from ...errors import ConfigError
 __all__ = ["AUGMENT_OPS", "METHODS", "AugmentConfig", "TextModelConfig", "parse_text_config"]
 
 METHODS: tuple[str, ...] = ("head", "lora", "full")
-AUGMENT_OPS: tuple[str, ...] = ("swap", "delete", "synonym")
-AugmentOp = Literal["swap", "delete", "synonym"]
+AUGMENT_OPS: tuple[str, ...] = ("swap", "delete", "synonym", "char", "punct")
+AugmentOp = Literal["swap", "delete", "synonym", "char", "punct"]
 _ALL_OPS: tuple[AugmentOp, ...] = ("swap", "delete", "synonym")
 
 
@@ -41,8 +41,10 @@ class AugmentConfig(_Section):
     """EDA-style augmentation of the *training* part only (validation and test rows stay as they are)."""
 
     enabled: bool = False
-    # A JSON file ({"word": ["synonym", ...]}, relative to the project) or the mapping itself.
-    # Without one, synonym replacement is skipped and only swap/delete apply.
+    # A JSON file ({"word": ["synonym", ...]}, relative to the project), the mapping itself, or "zh" (a
+    # small bundled Chinese list). Without one, synonym replacement is skipped.
+    # ops: swap / delete move whole words (never a lone Chinese character); char: character edits inside
+    # Chinese runs; punct: full-width Chinese punctuation to ASCII and back.
     synonyms: str | dict[str, list[str]] | None = None
     n_per_example: int = Field(default=1, ge=1, le=20, description="augmented copies made of each training text")
     p: float = Field(default=0.1, gt=0.0, le=0.5, description="share of words each operation touches")

@@ -34,6 +34,7 @@ from .backbone import (
     require_torch,
     texts_of,
     tokenize,
+    tokenize_windows,
 )
 
 __all__ = ["TextModel"]
@@ -103,18 +104,28 @@ class TextModel(TextOutputs, BaseEstimator):
         return {"input_ids": input_ids, "attention_mask": mask}
 
     def scores(self, X: Any, *, session: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """(n, K) probabilities and which texts were cut to ``max_length`` (the server reports
-        both): through the ONNX Runtime ``session`` when given, else PyTorch."""
-        self._check_fitted()
-        ids, cut = self.encode(texts_of(self.clean_inputs(X), self.text_column))
-        logits = self._torch_logits if session is None else lambda feed: session.run(["logits"], feed)[0]
-        return self._run(ids, logits), cut
+        """(n, K) probabilities and which texts were cut (the server reports both): through the ONNX
+        Runtime ``session`` when given, else PyTorch."""
+        proba, _, cut = self.scores_windows(X, session=session)
+        return proba, cut
 
     def scores_windows(self, X: Any, *, session: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Probabilities, windows read of each text (one: the network reads its first ``max_length``
-        tokens) and which texts were cut, as the served answer reports them."""
-        proba, cut = self.scores(X, session=session)
-        return proba, np.ones(len(proba), dtype=np.int64), cut
+        """Probabilities, windows read of each text and which texts were cut, as the served answer
+        reports them. A model of the train stage (``windows_``) reads a long text whole: overlapping
+        windows of ``max_length`` tokens, whose logits are averaged (for a head on frozen embeddings,
+        the head of the windows' mean embedding, as it was trained); others read the first window."""
+        self._check_fitted()
+        texts = texts_of(self.clean_inputs(X), self.text_column)
+        logits = self._torch_logits if session is None else lambda feed: session.run(["logits"], feed)[0]
+        if not getattr(self, "windows_", False):
+            ids, cut = self.encode(texts)
+            return self._run(ids, logits), np.ones(len(ids), dtype=np.int64), cut
+        windows, cut = tokenize_windows(self.tokenizer_, texts, self.max_length_)
+        counts = np.array([len(w) for w in windows], dtype=np.int64)
+        raw = self._logits([w for ws in windows for w in ws], logits)
+        pooled = np.zeros((len(windows), raw.shape[1] if raw.ndim == 2 else len(self.classes_)))
+        np.add.at(pooled, np.repeat(np.arange(len(windows)), counts), raw)
+        return _softmax(pooled / np.maximum(counts, 1)[:, None]), counts, cut
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary: task, classes, method, backbone, settings and what training noticed."""
@@ -134,9 +145,13 @@ class TextModel(TextOutputs, BaseEstimator):
 
     # ---- inference paths -----------------------------------------------------------------------
     def _run(self, ids: list[list[int]], logits_fn: Any, batch_size: int = _INFER_BATCH) -> np.ndarray:
+        return _softmax(self._logits(ids, logits_fn, batch_size)) if ids else \
+            np.zeros((0, len(self.classes_)), dtype=np.float64)
+
+    def _logits(self, ids: list[list[int]], logits_fn: Any, batch_size: int = _INFER_BATCH) -> np.ndarray:
         out = np.zeros((len(ids), len(self.classes_)), dtype=np.float64)
         for rows in length_batches(ids, batch_size):
-            out[rows] = _softmax(logits_fn(self.feed([ids[i] for i in rows])))
+            out[rows] = logits_fn(self.feed([ids[i] for i in rows]))
         return out
 
     def _torch_logits(self, feed: dict[str, np.ndarray]) -> np.ndarray:

@@ -50,7 +50,7 @@ from .backbone import (
     load_tokenizer,
     resolve_backbone,
     texts_of,
-    tokenize,
+    tokenize_windows,
 )
 from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
@@ -296,15 +296,23 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stat
     added = extend_vocabulary(tokenizer, fit_texts) if settings.extend_vocab else []
     key = _cache_key(source, added, max_length)
     by_row, cut_by_row = _cached_tokens(ws, row["id"], key, df, text, tokenizer, max_length)
-    aug_ids, _ = tokenize(tokenizer, texts_of(aug_df, text), max_length)
-    fit_ids = [by_row[r] for r in fit_df[ROW_ID]] + aug_ids
+    aug_windows, _ = tokenize_windows(tokenizer, texts_of(aug_df, text), max_length)
     stats["truncated"] = {part: int(sum(cut_by_row[r] for r in parts[part][ROW_ID])) for part in ("train", "test")}
+    stats["windows"] = {part: {"texts_over_one": int(sum(len(by_row[r]) > 1 for r in parts[part][ROW_ID])),
+                               "max": max([len(by_row[r]) for r in parts[part][ROW_ID]], default=1)}
+                        for part in ("train", "test")}
     stats.update(max_length=max_length, added_tokens=len(added))
-    job = FitJob(settings, source, tokenizer, max_length, added, parts["classes"], fit_ids, parts["y_fit"],
-                 [by_row[r] for r in val_df[ROW_ID]], parts["y_val"], cfg.metric, cfg.train.class_weight, cfg.seed,
-                 _device(settings.device))
+    # fine-tuning learns from every window of a text (each with the text's label); early stopping and
+    # the head read each text whole (the head: its windows' mean embedding)
+    fit_windows = [by_row[r] for r in fit_df[ROW_ID]] + aug_windows
+    fit_ids = [w for ws in fit_windows for w in ws] if settings.method != "head" else [ws[0] for ws in fit_windows]
+    y_fit = np.repeat(parts["y_fit"], [len(ws) for ws in fit_windows]) if settings.method != "head" \
+        else parts["y_fit"]
+    job = FitJob(settings, source, tokenizer, max_length, added, parts["classes"], fit_ids, y_fit,
+                 [by_row[r][0] for r in val_df[ROW_ID]], parts["y_val"], cfg.metric, cfg.train.class_weight,
+                 cfg.seed, _device(settings.device))
     if settings.method == "head":
-        job.features = _cached_embeddings(ws, row["id"], key, job, df, by_row, fit_df, val_df, aug_ids)
+        job.features = _cached_embeddings(ws, row["id"], key, job, df, by_row, fit_df, val_df, aug_windows)
     return job
 
 
@@ -340,33 +348,48 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _cached_tokens(ws: Any, dataset_id: str, key: str, df: pd.DataFrame, text: str, tokenizer: Any,
-                   max_length: int) -> tuple[dict[int, list[int]], dict[int, bool]]:
-    """Token ids (and truncation flags) of every row of the dataset version, by ``_row_id``."""
+                   max_length: int) -> tuple[dict[int, list[list[int]]], dict[int, bool]]:
+    """Token windows (:func:`~.backbone.tokenize_windows`) and truncation flags of every row of the
+    dataset version, by ``_row_id``."""
     from ...data.snapshot import ROW_ID
 
-    path = _cache_dir(ws) / f"tok-{dataset_id}-{key}.npz"
+    path = _cache_dir(ws) / f"tokw-{dataset_id}-{key}.npz"
     if path.is_file():
         with np.load(path) as z:
-            rows, flat, offsets, cut = z["row_id"], z["flat"], z["offsets"], z["truncated"]
+            rows, flat, offsets, owner, cut = z["row_id"], z["flat"], z["offsets"], z["owner"], z["truncated"]
     else:
-        ids, cut = tokenize(tokenizer, texts_of(df, text), max_length)
+        windows, cut = tokenize_windows(tokenizer, texts_of(df, text), max_length)
         rows = df[ROW_ID].to_numpy(dtype=np.int64)
-        offsets = np.r_[0, np.cumsum([len(x) for x in ids])].astype(np.int64)
-        flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(offsets[-1]))
-        _write_npz(path, row_id=rows, flat=flat, offsets=offsets, truncated=cut)
-    by_row = {int(r): flat[offsets[i]:offsets[i + 1]].tolist() for i, r in enumerate(rows)}
+        every = [w for ws in windows for w in ws]
+        owner = np.repeat(np.arange(len(windows)), [len(ws) for ws in windows]).astype(np.int64)
+        offsets = np.r_[0, np.cumsum([len(x) for x in every])].astype(np.int64)
+        flat = np.fromiter((t for x in every for t in x), dtype=np.int32, count=int(offsets[-1]))
+        _write_npz(path, row_id=rows, flat=flat, offsets=offsets, owner=owner, truncated=cut)
+    by_row: dict[int, list[list[int]]] = {int(r): [] for r in rows}
+    for j, i in enumerate(owner.tolist()):
+        by_row[int(rows[i])].append(flat[offsets[j]:offsets[j + 1]].tolist())
     return by_row, {int(r): bool(c) for r, c in zip(rows, cut, strict=True)}
 
 
+def _pooled(net: Any, windows: list[list[list[int]]], job: FitJob) -> np.ndarray:
+    """Each text's mean embedding over its windows ``[n, hidden]``."""
+    counts = np.array([len(w) for w in windows], dtype=np.int64)
+    emb = embed(net, [w for ws in windows for w in ws], job.pad_id, job.device).astype(np.float64)
+    pooled = np.zeros((len(windows), emb.shape[1] if emb.size else net.head.in_features))
+    np.add.at(pooled, np.repeat(np.arange(len(windows)), counts), emb)
+    return (pooled / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
 def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: FitJob, df: pd.DataFrame,
-                       by_row: dict[int, list[int]], fit_df: pd.DataFrame, val_df: pd.DataFrame,
-                       aug_ids: list[list[int]]) -> dict[str, np.ndarray]:
-    """Frozen-encoder embeddings of every row (cached per dataset version) and of augmented rows."""
+                       by_row: dict[int, list[list[int]]], fit_df: pd.DataFrame, val_df: pd.DataFrame,
+                       aug_windows: list[list[list[int]]]) -> dict[str, np.ndarray]:
+    """Frozen-encoder embeddings of every row (each the mean over its windows; cached per dataset
+    version) and of augmented rows."""
     from ...data.snapshot import ROW_ID
 
     s = job.settings
     ekey = f"{key}-{s.pooling}-s{job.seed if job.added else 0}"
-    path = _cache_dir(ws) / f"emb-{dataset_id}-{ekey}.npz"
+    path = _cache_dir(ws) / f"embw-{dataset_id}-{ekey}.npz"
     net: Any = None
     if path.is_file():
         with np.load(path) as z:
@@ -374,19 +397,19 @@ def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: FitJob, df: pd.D
     else:
         net = _network_for(job, {}).to(job.device)
         rows = df[ROW_ID].to_numpy(dtype=np.int64)
-        emb = embed(net, [by_row[int(r)] for r in rows], job.pad_id, job.device)
+        emb = _pooled(net, [by_row[int(r)] for r in rows], job)
         _write_npz(path, row_id=rows, emb=emb)
     where = {int(r): i for i, r in enumerate(rows)}
     fit = emb[[where[int(r)] for r in fit_df[ROW_ID]]]
-    if aug_ids:
-        digest = hashlib.sha256(json.dumps(aug_ids).encode()).hexdigest()[:10]
-        apath = _cache_dir(ws) / f"emb-{dataset_id}-{ekey}-aug-{digest}.npz"
+    if aug_windows:
+        digest = hashlib.sha256(json.dumps(aug_windows).encode()).hexdigest()[:10]
+        apath = _cache_dir(ws) / f"embw-{dataset_id}-{ekey}-aug-{digest}.npz"
         if apath.is_file():
             with np.load(apath) as z:
                 aug = z["emb"]
         else:
             net = net if net is not None else _network_for(job, {}).to(job.device)
-            aug = embed(net, aug_ids, job.pad_id, job.device)
+            aug = _pooled(net, aug_windows, job)
             _write_npz(apath, emb=aug)
         fit = np.vstack([fit, aug])
     return {"fit": fit, "val": emb[[where[int(r)] for r in val_df[ROW_ID]]]}

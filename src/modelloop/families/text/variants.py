@@ -154,6 +154,7 @@ class TextVariantBuilder:
             raise SkipVariant(str(exc)) from None
         except Exception as exc:
             raise SkipVariant(f"building the {kind} network failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        student.windows_ = getattr(self.teacher, "windows_", False)  # reads long texts as its teacher does
         try:
             report = export_text_onnx(student, self.folder / f"{kind}.onnx", quantize=True,
                                       texts=self.calibration_texts())

@@ -61,5 +61,7 @@ def test_search_spaces_are_read_off_the_searches():
     pytest.importorskip("torch")
     from modelloop.families.text.config import TextModelConfig
 
-    lora = get_family("text").search_space(TextModelConfig(method="lora"))
+    lora = get_family("text").search_space(TextModelConfig(method="lora", classical=False))
     assert {"learning_rate", "epochs", "batch_size", "lora_r", "lora_alpha"} == set(lora)
+    both = get_family("text").search_space(TextModelConfig(method="head"))  # TF-IDF is searched beside
+    assert both["candidate"]["choices"] == ["encoder", "tfidf"] and {"head_c", "tfidf_c", "char_max"} <= set(both)

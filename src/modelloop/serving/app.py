@@ -86,6 +86,8 @@ class Prediction(BaseModel):
     value: float | None = Field(None, description="regression only")
     truncated: bool | None = Field(None, description="text models: present (true) when the text was cut to "
                                                      "the model's max_length tokens before scoring")
+    windows: int | None = Field(None, description="text models: how many windows of the text were read (a long "
+                                                  "text is read whole, in overlapping windows)")
 
 
 class ModelRef(BaseModel):

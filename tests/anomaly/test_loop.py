@@ -8,6 +8,7 @@ import json
 
 import httpx
 import pandas as pd
+import pytest
 import yaml
 from anomaly_toy import sensors_config, write_sensors
 from clirun import cli
@@ -16,17 +17,20 @@ from servers import predict_all, running
 from modelloop.serving import ServeConfig, create_app
 
 
-def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_path, capsys):
+@pytest.mark.parametrize("labels", ["sparse", "none"])
+def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_path, capsys, labels):
     from modelloop.examples.sensors import generate_sensors
 
-    write_sensors(tmp_path, rows=1500, seed=0)
+    path = write_sensors(tmp_path, rows=1200, seed=0)
+    if labels == "none":  # before any analyst has looked: the label column is empty, the holdout unlabelled
+        pd.read_csv(path).assign(incident=None).to_csv(path, index=False)
     (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(sensors_config()))
     code, out, err = cli(["run", "--json"], capsys, tmp_path)
     assert code == 0, err
     from modelloop.project import Project
 
     ws = Project.load(str(tmp_path / "modelloop.yaml")).workspace
-    live = generate_sensors(1500, seed=7, with_kind=True)  # new traffic, its planted kind known
+    live = generate_sensors(1200, seed=7, with_kind=True)  # new traffic, its planted kind known
     records = json.loads(live.drop(columns=["incident", "kind"]).to_json(orient="records"))
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         answers = predict_all(url, records)  # each prediction carries its own request_id
@@ -58,7 +62,8 @@ def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_pat
     decision = json.loads(out)
     assert decision["metric"] == "precision_at_budget (recent), roc_auc (holdout)"
     champion, challenger = decision["champion"]["metrics"], decision["challenger"]["metrics"]
-    assert {"precision_at_budget", "roc_auc"} <= set(challenger["recent"]) and "roc_auc" in challenger["holdout"]
+    assert {"precision_at_budget", "roc_auc"} <= set(challenger["recent"])
+    assert ("roc_auc" in challenger["holdout"]) == (labels == "sparse")  # no labelled holdout: no figure
     gate = decision["gate"]
     assert decision["promoted"] == (gate["recent_gain"] > 0 and gate["holdout_drop"] <= gate["max_holdout_drop"])
     assert champion["recent"]["precision_at_budget"] is not None

@@ -104,3 +104,21 @@ def test_a_label_column_with_three_values_exits_2_naming_it(tmp_path, capsys):
     _project(tmp_path, pd.DataFrame({"a": rng.normal(size=60), "y": ["x", "y", "z"] * 20}), data={"target": "y"})
     code, _, err = cli(["run"], capsys, tmp_path)
     assert code == 2 and "data.target: an anomaly label column holds two values" in err and "'y'" in err
+
+
+def test_drift_covers_the_features_and_the_score_distribution(sensors):
+    from modelloop.feedback.monitor import drift_report
+    from modelloop.registry import resolve_model
+    from modelloop.serving.runtime import load_runtime
+
+    project, _, path = sensors
+    ws = project.workspace
+    rt = load_runtime(ws)
+    frame = pd.read_csv(path).drop(columns=["incident"]).head(400)
+    frame["temperature_c"] += 25.0  # the hall got hot: inputs and scores move
+    records = rt.validator.validate_json(json.dumps({"records": json.loads(
+        frame.to_json(orient="records"))}).encode())
+    recent = [{"inputs": r, "output": o} for r, o in zip(records, rt.predict(records), strict=True)]
+    report = drift_report(ws, resolve_model(ws), recent)
+    assert report["features"]["temperature_c"]["drifted"]
+    assert report["prediction"] is not None and report["prediction"]["drifted"]  # the score distribution

@@ -118,8 +118,9 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
 
 
 def _score(model: Any, df: pd.DataFrame, ws: Workspace, task: str) -> dict[str, Any]:
-    if df.empty:
-        return {}
+    target = ws.config.data.target
+    if df.empty or target not in df.columns or not df[target].notna().any():
+        return {}  # no labelled row (an anomaly project's holdout before any verdict): no figures
     return evaluate_model(model, df, target=ws.config.data.target, task=task)["metrics"]
 
 

@@ -11,7 +11,7 @@ The graph's contract:
 :func:`export_image_onnx` exports with the TorchScript exporter and checks the graph against PyTorch
 on the given images (and a flat grey and a noise image) within ``atol``. :func:`quantize_image_static`
 writes the int8 graph (QDQ, per-channel int8 weights, uint8 activations) with activation ranges
-calibrated on a seeded sample of training images.
+calibrated on a seeded sample of training images; the final softmax stays in float.
 """
 
 from __future__ import annotations
@@ -109,14 +109,18 @@ def quantize_image_static(fp32: Path, out: Path, model: Any, calibration: np.nda
             batch = next(self._it, None)
             return None if batch is None else {"pixels": batch}
 
+    import onnx
+
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     pre = out.with_name(f".{out.name}.{os.getpid()}.pre.onnx")
     try:
         with _quiet():
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            # the softmax stays in float: quantized, the probabilities came out in steps of 1/255
+            softmax = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Softmax"]
             quantize_static(str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=softmax)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

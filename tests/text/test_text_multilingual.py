@@ -148,6 +148,12 @@ def test_tfidf_is_searched_beside_the_encoder_and_wins_where_the_encoder_cannot_
     got = np.array([[p["probabilities"][str(c)] for c in model.classes_] for p in served])
     np.testing.assert_allclose(got, model.predict_proba(frame), atol=1e-4)
 
+    from modelloop.optimization.optimize import optimize
+
+    by = {v["name"]: v for v in optimize(ws)["variants"]}  # optimize says what does not apply, and why
+    assert by["onnx"]["metric_delta"] == pytest.approx(0.0, abs=1e-9) and by["onnx"]["size_bytes"] > 0
+    assert "one graph (onnx)" in by["onnx_int8_dynamic"]["reason"] and not by["onnx_int8_dynamic"]["kept"]
+
 
 def test_the_tfidf_graph_equals_scikit_learn_on_chinese_english_and_long_text(tmp_path):
     from modelloop.families.text.classical import TfidfTextModel, fit_tfidf, tfidf_defaults

@@ -11,6 +11,8 @@ of the data); everything about running trials is written once here:
   spans every run of the study (``modelloop_spent_s``). The first trial of a study may run past the
   budget (a search must end with one model); an interrupted trial is failed and queued again.
 * :func:`finished`, :func:`ranked`, :func:`spent`: what counts, in the study's order of merit.
+* :func:`run_and_tell` and :func:`early_stopping_epochs`: one trial of a family that trains networks
+  (how its outcome is told) and its early-stopped epochs (history, best epoch, checkpoint, pruning).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from optuna.trial import TrialState
 from ..errors import ConfigError
 from ..evaluation.metrics import direction
 
-__all__ = ["FINGERPRINT_KEY", "SPENT_KEY", "STATE_NAMES", "SearchResult", "TrialRecord", "abandon", "finished", "open_study", "ranked",
-           "search_loop", "spent"]
+__all__ = ["FINGERPRINT_KEY", "SPENT_KEY", "STATE_NAMES", "SearchResult", "TrialRecord", "abandon",
+           "early_stopping_epochs", "finished", "open_study", "ranked", "run_and_tell", "search_loop", "spent"]
 
 SPENT_KEY = "modelloop_spent_s"
 FINGERPRINT_KEY = "modelloop_fingerprint"
@@ -143,3 +145,62 @@ def search_loop(study: optuna.Study, run_trial: Callable[[optuna.Trial, float], 
             on_trial(result)
         if progress is not None:
             progress(n_done, seconds)
+
+
+# ---------------------------------------------------------------------------------------------- neural trials
+def run_and_tell(study: optuna.Study, trial: optuna.Trial, fit: Callable[[], dict[str, Any]],
+                 *, on_pruned: Callable[[], Any] | None = None) -> tuple[optuna.trial.FrozenTrial, dict[str, Any]]:
+    """One trial of a family that trains networks: ``fit()`` (``{"value", ...}``) run, the outcome told to
+    the study. A pruned trial calls ``on_pruned`` (e.g. to drop its checkpoint); a ModelloopError (the
+    user's data or config) fails the trial and goes on up; any other error fails the trial with its
+    message in ``user_attrs["error"]`` and the search goes on; Ctrl-C goes up untold (the driver queues
+    the parameters again: a fine-tuning trial then resumes from its checkpoint)."""
+    from ..errors import ModelloopError
+
+    t0 = time.monotonic()
+    state, value, info = TrialState.COMPLETE, None, {}
+    try:
+        info = fit()
+        value = float(info["value"])
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+        if on_pruned is not None:
+            on_pruned()
+    except ModelloopError:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as exc:  # a failed fit is recorded, the search goes on
+        state = TrialState.FAIL
+        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+    trial.set_user_attr("duration_s", time.monotonic() - t0)
+    return study.tell(trial, value if state == TrialState.COMPLETE else None, state=state), info
+
+
+def early_stopping_epochs(state: dict[str, Any], epochs: int, run_epoch: Callable[[int], tuple[float, dict]], *,
+                          metric: str, patience: int, deadline: float, snapshot: Callable[[], Any],
+                          save: Callable[[], None], trial: optuna.Trial | None = None) -> None:
+    """Epochs ``state["epoch"]..epochs-1`` of a fine-tuning run, early-stopped on the validation score.
+
+    ``run_epoch(epoch) -> (validation score, history fields)``; after each epoch the state (``history``,
+    ``best`` = ``snapshot()`` of the best epoch, ``best_score``, ``best_epoch``, ``bad``, ``epoch``) is
+    updated and ``save()`` writes the checkpoint, then the Optuna trial (if any) may prune. Stops after
+    ``patience`` epochs without a better score or past ``deadline``."""
+    maximize = direction(metric) == "maximize"
+    for epoch in range(int(state["epoch"]), epochs):
+        t0 = time.monotonic()
+        value, fields = run_epoch(epoch)
+        state["history"].append({"epoch": epoch + 1, **fields, f"valid_{metric}": value,
+                                 "seconds": round(time.monotonic() - t0, 3)})
+        best = state["best_score"]
+        if math.isfinite(value) and (best is None or (value > best if maximize else value < best)):
+            state.update(best=snapshot(), best_score=float(value), best_epoch=epoch + 1, bad=0)
+        else:
+            state["bad"] += 1
+        state["epoch"] = epoch + 1
+        save()
+        if trial is not None:
+            trial.report(float(value) if math.isfinite(value) else float("nan"), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        if state["bad"] >= patience or time.monotonic() > deadline:
+            break

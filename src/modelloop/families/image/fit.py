@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 
 from ...errors import ConfigError, DataError
 from ...evaluation.metrics import direction, score
+from ...training.search import early_stopping_epochs
 from ..text.fit import class_weights, fit_linear_head, make_optimizer
 from .backbone import ImageNetwork, load_network, to_tensor
 from .config import ImageModelConfig
@@ -227,24 +227,14 @@ def _run_finetune(job: ImageJob, params: dict[str, Any], *, checkpoint: Path | N
     resumed = _load_checkpoint(checkpoint, key, net, opt, state)
     weights = class_weights(job)  # type: ignore[arg-type]  # reads y_fit, n_classes and class_weight only
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=job.device))
-    for epoch in range(state["epoch"], int(params["epochs"])):
-        t0 = time.monotonic()
-        loss = _train_epoch(net, job, epoch, params, opt, loss_fn, precision)
-        value = score(job.metric, job.y_val, probabilities(net, job.x_val, job.device))
-        state["history"].append({"epoch": epoch + 1, "train_loss": loss, f"valid_{job.metric}": value,
-                                 "seconds": round(time.monotonic() - t0, 3)})
-        if better(value, state["best_score"], job.metric):
-            state.update(best=_state_numpy(net), best_score=float(value), best_epoch=epoch + 1, bad=0)
-        else:
-            state["bad"] += 1
-        state["epoch"] = epoch + 1
-        _save_checkpoint(checkpoint, key, net, opt, state)
-        if trial is not None:
-            trial.report(float(value) if np.isfinite(value) else float("nan"), epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        if state["bad"] >= s.early_stopping_patience or time.monotonic() > deadline:
-            break
+
+    def epoch(n: int) -> tuple[float, dict[str, Any]]:
+        loss = _train_epoch(net, job, n, params, opt, loss_fn, precision)
+        return score(job.metric, job.y_val, probabilities(net, job.x_val, job.device)), {"train_loss": loss}
+
+    early_stopping_epochs(state, int(params["epochs"]), epoch, metric=job.metric, patience=s.early_stopping_patience,
+                          deadline=deadline, snapshot=lambda: _state_numpy(net),
+                          save=lambda: _save_checkpoint(checkpoint, key, net, opt, state), trial=trial)
     if state["best"] is None:
         raise DataError(f"the validation {job.metric} is not defined on these images (NaN every epoch)")
     return {"value": state["best_score"], "payload": state["best"], "epochs_run": state["epoch"],

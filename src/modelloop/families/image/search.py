@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,8 @@ from optuna.trial import TrialState
 
 from ...errors import ModelloopError
 from ...evaluation.metrics import direction
-from ...training.search import STATE_NAMES, SearchResult, TrialRecord, finished, open_study, ranked, search_loop
+from ...training.search import (STATE_NAMES, SearchResult, TrialRecord, finished, open_study, ranked, run_and_tell,
+                                 search_loop)
 from .config import ImageModelConfig
 from .fit import ImageJob, better, params_key, run_params
 
@@ -80,31 +80,18 @@ def _trial_file(work_dir: Path, number: int) -> Path:
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, job: ImageJob, work_dir: Path,
                deadline: float) -> tuple[TrialRecord, dict]:
-    t0 = time.monotonic()
     params = suggest_params(trial, job.settings)
     checkpoint = work_dir / f"ckpt-{params_key(job, params)}.pt"
-    state, value, info = TrialState.COMPLETE, None, {}
-    try:
+
+    def fit() -> dict[str, Any]:
         info = run_params(job, params, checkpoint=checkpoint, deadline=deadline, trial=trial)
-        value = float(info["value"])
-        _keep_if_best(study, job, work_dir, trial.number, value, info["payload"])
-        checkpoint.unlink(missing_ok=True)
-        for k in ("epochs_run", "best_epoch", "precision", "resumed_from_epoch"):
+        _keep_if_best(study, job, work_dir, trial.number, float(info["value"]), info["payload"])
+        checkpoint.unlink(missing_ok=True)  # a killed trial keeps it: the next run resumes from it
+        for k in ("epochs_run", "best_epoch", "precision", "resumed_from_epoch", "history"):
             trial.set_user_attr(k, info[k])
-        trial.set_user_attr("history", info["history"])
-    except KeyboardInterrupt:
-        raise  # the checkpoint stays: the driver queues these parameters again and the next run resumes
-    except optuna.TrialPruned:
-        state = TrialState.PRUNED
-        checkpoint.unlink(missing_ok=True)
-    except ModelloopError:
-        study.tell(trial, state=TrialState.FAIL)
-        raise
-    except Exception as exc:  # a failed fit is recorded, the search goes on
-        state = TrialState.FAIL
-        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
-    trial.set_user_attr("duration_s", time.monotonic() - t0)
-    frozen = study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        return info
+
+    frozen, info = run_and_tell(study, trial, fit, on_pruned=lambda: checkpoint.unlink(missing_ok=True))
     return _record_of(frozen, job.method), {"history": info.get("history", [])}
 
 

@@ -50,7 +50,7 @@ from ...workspace import Workspace
 from .export import INPUT_COLUMNS_KEY
 from .model import DATETIME_PARTS, prepared_columns
 
-__all__ = ["PACKED_INPUT", "check_frame", "input_map", "onnx_scorer", "packed_inputs", "serving_session",
+__all__ = ["PACKED_INPUT", "check_frame", "input_map", "onnx_runtime", "onnx_scorer", "packed_inputs", "serving_session",
            "synthetic_frame", "tabular_runtime", "variant_runtime"]
 
 log = logging.getLogger("modelloop.serving")

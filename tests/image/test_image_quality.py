@@ -47,3 +47,22 @@ def test_a_clean_set_has_no_image_findings(parts: Path, tmp_path: Path):
     kinds = {f["kind"] for f in project.profile()["findings"]}
     assert not kinds & {"unreadable_files", "duplicate_images", "near_duplicate_images",
                         "train_test_near_duplicates", "extreme_aspect", "small_images"}
+
+
+def test_mislabelled_images_are_listed_as_label_issues(tmp_path: Path):
+    import numpy as np
+
+    from modelloop.examples.images import draw_part, generate_images
+
+    parts = tmp_path / "images"
+    generate_images(parts, per_class=14, size=64, seed=3, classes=("bolt", "nut", "washer"))
+    rng = np.random.default_rng(7)
+    for i in range(2):  # washers filed as bolts
+        draw_part("washer", 64, rng).save(parts / "bolt" / f"really_a_washer_{i}.png")
+    root = write_project(tmp_path / "p", str(parts), model={"image_size": 64})
+    project = Project.load(root / "modelloop.yaml")
+    project.ingest()
+    found = {f["kind"]: f for f in project.profile()["findings"]}
+    suspects = found["label_issues"]["details"]["suspects"]
+    planted = [s for s in suspects if s["path"].startswith("bolt/really_a_washer")]
+    assert planted and all(s["given"] == "bolt" and s["suggested"] == "washer" for s in planted)

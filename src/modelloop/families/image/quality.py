@@ -10,7 +10,9 @@ Each check is one finding (``kind``, severity, count, a message naming the first
 * ``train_test_near_duplicates``: an exact or near duplicate on both sides of the frozen split (the test
   score then measures memory, not generalisation);
 * ``small_images`` (a side under ``SMALL_SIDE`` px) and ``extreme_aspect`` (wider or taller than
-  ``EXTREME_ASPECT``:1).
+  ``EXTREME_ASPECT``:1);
+* ``label_issues``: images whose label looks wrong, by confident learning on out-of-fold probabilities of a
+  logistic regression on the frozen backbone's features (at most ``LABEL_ISSUE_ROWS`` images, sampled).
 
 The class balance is the table profile's own ``class_imbalance`` check on the label. Perceptual hashes
 are cached per dataset version (``.modelloop/cache/phash-{dataset}.npy``).
@@ -26,8 +28,8 @@ import numpy as np
 
 from ...data.images import IMAGE_COLUMN, PATH_COLUMN, decode_base64, decode_image
 
-__all__ = ["EXTREME_ASPECT", "IMAGE_FINDING_KINDS", "LISTED", "NEAR_BITS", "SMALL_SIDE", "image_findings",
-           "perceptual_hashes"]
+__all__ = ["EXTREME_ASPECT", "IMAGE_FINDING_KINDS", "LABEL_ISSUE_ROWS", "LISTED", "NEAR_BITS", "SMALL_SIDE",
+           "frozen_features", "image_findings", "perceptual_hashes"]
 
 IMAGE_FINDING_KINDS = ("unreadable_files", "duplicate_images", "near_duplicate_images",
                        "train_test_near_duplicates", "small_images", "extreme_aspect")
@@ -36,6 +38,7 @@ SMALL_SIDE = 32        # px
 EXTREME_ASPECT = 3.0   # width/height or height/width
 LISTED = 20            # paths listed per finding
 _MAX_PAIRS_ROWS = 20_000  # near-duplicate search beyond this many images: on a seeded sample
+LABEL_ISSUE_ROWS = 5_000  # label issues beyond this many images: on a seeded sample
 
 
 def image_findings(ws: Any, row: dict[str, Any], frame: Any, side: Any) -> list[dict[str, Any]]:
@@ -67,7 +70,65 @@ def image_findings(ws: Any, row: dict[str, Any], frame: Any, side: Any) -> list[
                               f"split (the test score then measures memory), e.g. {paths[cross[0][0]]} and "
                               f"{paths[cross[0][1]]}", pairs=[[paths[a], paths[b]] for a, b in cross[:LISTED]]))
     found += _shapes(df, paths)
+    if labels is not None:
+        found += _label_issues(ws, row["id"], df[IMAGE_COLUMN], labels, paths)
     return found
+
+
+def _label_issues(ws: Any, dataset_id: str, images: Any, labels: np.ndarray, paths: np.ndarray) -> list[dict]:
+    """Images whose label is probably wrong: confident learning (``data.label_issues``) on out-of-fold
+    probabilities of a logistic regression on the frozen backbone's features (seeded sample of at most
+    ``LABEL_ISSUE_ROWS`` images; features cached per version, backbone and input size)."""
+    from ...data.label_issues import confident_learning, out_of_fold_proba
+
+    classes, y = np.unique(labels, return_inverse=True)
+    if len(classes) < 2 or np.bincount(y).min() < 5:
+        return []
+    rows = np.arange(len(y)) if len(y) <= LABEL_ISSUE_ROWS else np.sort(
+        np.random.default_rng(0).choice(len(y), LABEL_ISSUE_ROWS, replace=False))
+    x = frozen_features(ws, dataset_id, images, rows)
+    proba = out_of_fold_proba(x, y[rows], model="logistic", folds=5, seed=ws.config.seed)
+    is_issue, suggested, _, _ = confident_learning(y[rows], proba)
+    hits = np.flatnonzero(is_issue)
+    if not len(hits):
+        return []
+    n = len(rows)
+    margin = proba[hits, suggested[hits]] - proba[hits, y[rows][hits]]
+    order = hits[np.argsort(-margin, kind="stable")]
+    listed = [{"path": str(paths[rows[i]]), "given": str(classes[y[rows][i]]),
+               "suggested": str(classes[suggested[i]]), "confidence": round(float(proba[i, suggested[i]]), 3)}
+              for i in order[:LISTED]]
+    first = listed[0]
+    return [_finding("label_issues", "warning" if len(hits) / n >= 0.01 else "info", len(hits),
+                     f"{len(hits)} of {n} images look like another class than their label (out-of-fold, on the "
+                     f"frozen backbone's features), e.g. {first['path']}: {first['given']} -> {first['suggested']}",
+                     suspects=listed, checked=n)]
+
+
+def frozen_features(ws: Any, dataset_id: str, images: Any, rows: np.ndarray) -> np.ndarray:
+    """Pooled features of the pretrained backbone (as ``model:`` configures it) for ``images[rows]``."""
+    from .backbone import backbone_fingerprint, load_network
+    from .fit import extract_features
+    from .model import ImageModel
+    from .stage import image_settings
+
+    s = image_settings(ws.config)
+    key = hashlib.sha256(f"{backbone_fingerprint(s.backbone, ws.root)}|{s.image_size}".encode()).hexdigest()[:12]
+    path = ws.state / "cache" / f"imgfeat-all-{dataset_id}-{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            if np.array_equal(z["rows"], rows):
+                return z["features"]
+    decoder = ImageModel({"image_size": s.image_size})
+    decoder.image_size_ = s.image_size
+    net = load_network(s.backbone, 2, image_size=s.image_size, root=ws.root)
+    pixels = decoder.pixels([images.iloc[int(i)] for i in rows])
+    feats = extract_features(net, pixels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, rows=rows, features=feats)
+    os.replace(tmp, path)
+    return feats
 
 
 def _finding(kind: str, severity: str, count: int, message: str, **details: Any) -> dict[str, Any]:

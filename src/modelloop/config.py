@@ -63,6 +63,11 @@ class DataConfig(_Section):
     time: str | None = None
     group: str | None = None
     text: str | None = None
+    # task text_generation: the columns of its shape (left out: found by the names prompt/completion,
+    # messages or text); see families/generative/data.py
+    prompt: str | None = None
+    completion: str | None = None
+    messages: str | None = None
     columns: dict[str, Kind] = Field(default_factory=dict)
     drop: list[str] = Field(default_factory=list)
 

@@ -10,7 +10,8 @@ from .errors import ConfigError
 
 __all__ = ["EXAMPLES", "init_project"]
 
-EXAMPLES = ("fraud", "intents", "sentiment", "anomaly")
+EXAMPLES: tuple[str, ...] = ("fraud", "intents", "sentiment", "anomaly")
+EXAMPLES += ("assistant",)  # generative: bilingual customer-service pairs (examples/assistant.py)
 EXAMPLES += ("images",)  # image classification: generated part images, a folder per class (examples/images.py)
 _TEXT_EXAMPLES = ("intents", "sentiment")  # data/NAME.jsonl shipped in the package, config NAME.yaml
 
@@ -61,6 +62,14 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
         counts = generate_images(root / "data" / "parts", per_class=60, size=64, seed=0)
         text = resources.files("modelloop.examples").joinpath("images.yaml").read_text()
         files += [str(root / "data" / "parts" / k) for k in counts]
+    elif example == "assistant":
+        from .examples.assistant import generate_assistant
+
+        (root / "data").mkdir(exist_ok=True)
+        data = root / "data" / "assistant.jsonl"
+        generate_assistant(seed=0).to_json(data, orient="records", lines=True, force_ascii=False)
+        text = resources.files("modelloop.examples").joinpath("assistant.yaml").read_text()
+        files.append(str(data))
     elif example in _TEXT_EXAMPLES:
         (root / "data").mkdir(exist_ok=True)
         src = resources.files("modelloop.examples")

@@ -40,9 +40,13 @@ class TrainedProject:
         from modelloop.config import parse_config
         from modelloop.project import Project
 
+        import yaml
+
         make_pairs(60).to_json(root / "qa.jsonl", orient="records", lines=True, force_ascii=False)
         self.root = root
-        self.project = Project(parse_config(gen_config(root, backbone), root=root))
+        raw = gen_config(root, backbone)
+        (root / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))  # the CLI reads it too
+        self.project = Project(parse_config(raw, root=root))
         self.ws = self.project.workspace
         self.project.ingest()
         self.summary = self.project.train()

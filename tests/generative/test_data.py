@@ -100,3 +100,21 @@ def test_profile_counts_duplicates_empty_answers_and_long_prompts(tiny_llama, pa
     assert profile["duplicates"] == int(frame.duplicated(["prompt", "completion"]).sum())
     assert 0 < profile["language_mix"]["cjk"] < 1
     assert profile["tokens"]["prompt"]["max"] >= 32
+
+
+def test_the_config_names_the_shape_columns_and_a_wrong_one_exits_2(tmp_path, capsys, pairs):
+    import yaml
+    from clirun import cli
+
+    from modelloop.config import parse_config
+
+    renamed = pairs.rename(columns={"prompt": "question", "completion": "answer"})
+    renamed.to_json(tmp_path / "qa.jsonl", orient="records", lines=True, force_ascii=False)
+    raw = {"name": "qa", "task": "text_generation", "split": {"strategy": "random"},
+           "data": {"source": "qa.jsonl", "target": "answer", "prompt": "question", "completion": "answer"}}
+    cfg = parse_config(raw, root=tmp_path)
+    assert detect_shape(cfg.data, list(renamed.columns)) == Shape("pairs", prompt="question", completion="answer")
+    raw["data"]["prompt"] = "query"
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw))
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 2 and "data.prompt: column 'query' is not in the data" in err

@@ -85,7 +85,11 @@ def evaluate_model(model: Any, df: pd.DataFrame, *, target: str, task: str) -> d
     of output kind ``task`` computes them."""
     head = _model_head(model, task)
     y, out = _outputs(model, df, target, head)
-    return head.evaluate(y, out)
+    figures = head.evaluate(y, out)
+    own = getattr(model, "evaluation_metrics", None)  # a model's figures beside its head's (perplexity)
+    if own is not None:
+        figures["metrics"] = {**figures["metrics"], **own(df)}
+    return figures
 
 
 def write_evaluation_report(ws: Workspace, model: Any, df: pd.DataFrame, evaluation: dict, *, name: str,

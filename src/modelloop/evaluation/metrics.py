@@ -38,10 +38,11 @@ CLASSIFICATION_METRICS = (
 )
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 F1_TYPE = ("f1", "f1_macro", "f1_weighted")
-_MINIMIZE = {"log_loss", "rmse", "mae"}
+_MINIMIZE = {"log_loss", "rmse", "mae", "perplexity"}
 # Errors measured in the target's own units: 0.1 is nothing on house prices and everything on a
-# rate, so a change is judged as a share of the figure it changes.
-IN_TARGET_UNITS = frozenset({"rmse", "mae"})
+# rate, so a change is judged as a share of the figure it changes (so is a perplexity: 1.1x is a 10% loss
+# whether the model starts at 3 or at 30).
+IN_TARGET_UNITS = frozenset({"rmse", "mae", "perplexity"})
 _NEEDS_PROBA = {"roc_auc", "pr_auc", "log_loss"}
 
 

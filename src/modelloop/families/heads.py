@@ -115,8 +115,14 @@ class BaseHead(ABC):
         """The evaluation page's charts (``evaluation.report``'s ``class_charts`` / ``value_charts``)."""
         return []
 
+    def learnable(self, label: Any) -> bool:
+        """Whether a stored feedback label is a training example for a retrain (every label is, unless
+        the head says otherwise: a refused generated answer without a correction is not)."""
+        return True
+
     def reference_outputs(self, model: Any, frame: pd.DataFrame, target: str) -> Any:
-        """What the model says on reference rows, in ``served_output``'s terms (output drift compares
+        """What the model says on reference rows
+, in ``served_output``'s terms (output drift compares
         them with the served answers): its predictions; a head for which answering them is too dear
         (generation) says what stands for them."""
         return model.predict(frame.drop(columns=[target], errors="ignore"))
@@ -303,8 +309,14 @@ class GenerationHead(BaseHead):
     kinds = ("generation",)
     drift_kind = "numeric"
     onnx_output = "logits"
-    metrics = ("chrf", "rouge_l", "exact_match", "label_accuracy")
+    metrics = ("chrf", "rouge_l", "exact_match", "label_accuracy", "perplexity")
     default_metric = "chrf"
+    # the retrain gate: the task score on the recent slice, the perplexity on the frozen holdout (a share
+    # of the champion's: retrain.max_holdout_drop 0.1 allows 10 % more)
+    gate_metrics = ("chrf", "perplexity")
+
+    def learnable(self, label: Any) -> bool:
+        return isinstance(label, str) and bool(label.strip())
 
     def native_scores(self, model: Any, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict(frame), dtype=object)

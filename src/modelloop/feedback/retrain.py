@@ -51,6 +51,11 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
     cfg, cat = ws.config, ws.catalog
     parent, base, schema = load_dataset(ws, champion["dataset_id"])
     fb = labeled_frame(ws)
+    if not fb.empty:  # feedback kept but not to learn from (a generated answer refused without a correction)
+        from ..families.heads import head_for
+
+        learnable = head_for(champion["info"] or {}).learnable
+        fb = fb[[learnable(v) for v in fb[cfg.data.target]]]
     if fb.empty:
         return None
     if "_request_id" in base.columns:

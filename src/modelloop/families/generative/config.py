@@ -47,6 +47,9 @@ class GenerativeModelConfig(BaseModel):
     lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | None = Field(
         default=None, description="null = the attention projections q_proj, v_proj (Llama naming)")
+    lora_layers: int | None = Field(default=None, ge=1, le=1000, description="adapt only the last N transformer "
+                                    "layers (null: all); backpropagation then stops below them, which on a CPU "
+                                    "saves most of a step")
     max_length: int = Field(default=256, ge=16, le=32768, description="tokens per packed training sequence")
     packing: bool = Field(default=True, description="several examples per training sequence (attention "
                                                      "kept within each example's own tokens)")

@@ -73,15 +73,23 @@ def network_for(job: GenJob, params: dict[str, Any]) -> Any:
     if job.settings.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=int(params["lora_r"]), lora_alpha=int(params["lora_alpha"]),
-                            lora_dropout=job.settings.lora_dropout, task_type="CAUSAL_LM",
-                            target_modules=str(params["lora_targets"]).split(","))
-        net = get_peft_model(net, config)
+        net = get_peft_model(net, LoraConfig(task_type="CAUSAL_LM", **lora_settings(job.settings, params, net)))
     if job.settings.gradient_checkpointing:
         net.gradient_checkpointing_enable()
         if job.settings.method == "lora":
             net.enable_input_require_grads()
     return net.to(job.device)
+
+
+def lora_settings(settings: GenerativeModelConfig, params: dict[str, Any], net: Any) -> dict[str, Any]:
+    """PEFT ``LoraConfig`` arguments of a trial (recorded with the model, which rebuilds them on load)."""
+    out: dict[str, Any] = {"r": int(params["lora_r"]), "lora_alpha": int(params["lora_alpha"]),
+                           "lora_dropout": settings.lora_dropout,
+                           "target_modules": str(params["lora_targets"]).split(",")}
+    if settings.lora_layers is not None:
+        n = int(getattr(net.config, "num_hidden_layers", settings.lora_layers))
+        out["layers_to_transform"] = list(range(max(n - settings.lora_layers, 0), n))
+    return out
 
 
 def batch_tensors(seqs: Sequence[Sequence[tuple[list[int], list[int]]]], pad_id: int, device: str = "cpu"

@@ -147,6 +147,13 @@ class GenerativeModel:
                                          self.context_)
         return sequence_nll(net, ids, labels, int(self.tokenizer.pad_token_id or 0), str(net.device))
 
+    def evaluation_metrics(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """Figures beside the head's (``modelloop evaluate``, the retrain gate): the perplexity of the
+        completions of ``frame``."""
+        from .metrics import perplexity
+
+        return {"perplexity": perplexity(*self.nll(frame))}
+
     # ---- the registry's view -----------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         return {"family": "generative", "method": getattr(self, "method_", None),

@@ -29,7 +29,7 @@ from ...errors import ConfigError, DataError
 from .backbone import load_tokenizer, model_fingerprint, resolve_model
 from .config import GenerativeModelConfig
 from .data import Shape, answer_of, data_profile, detect_shape, encode_examples, examples_of, validation_rows
-from .fit import GenJob, device_of
+from .fit import GenJob, device_of, lora_settings
 from .metrics import perplexity, text_metrics
 from .model import GenerativeModel
 from .search import SEARCH_METRIC, run_generative_search
@@ -112,9 +112,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
             budget=budget if budget is not None else cfg.train.budget, n_trials=n_trials,
             warm_start=warm_start, progress=progress)
         params, result = chosen["params"], chosen["result"]
-        lora = None if settings.method == "full" else {
-            "r": int(params["lora_r"]), "lora_alpha": int(params["lora_alpha"]),
-            "target_modules": str(params["lora_targets"]).split(","), "lora_dropout": settings.lora_dropout}
+        lora = None if settings.method == "full" else lora_settings(settings, params, _config(source))
         training = {k: result.get(k) for k in ("tokens_per_s", "train_tokens", "train_seconds", "epochs_run",
                                                "best_epoch", "history")}
         training.update(truncated_examples=cut, fit_examples=len(fit_ids), validation_examples=len(val_ids),
@@ -131,8 +129,8 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
         tracker.log(run_id, params={"task": "text_generation", "dataset": row["id"], "method": settings.method,
                                     "backbone": settings.backbone, "best_params": params, "shape": shape.to_dict()},
                     metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items() if v is not None},
-                             **{f"test_{k}": evaluation[k] for k in ("perplexity", "base_perplexity")
-                                if evaluation[k] is not None},
+                             **({"test_base_perplexity": evaluation["base_perplexity"]}
+                                if evaluation["base_perplexity"] is not None else {}),
                              f"valid_{SEARCH_METRIC}": summary.validation_score,
                              "tokens_per_s": float(result.get("tokens_per_s") or 0.0)})
         version = int(tracker.log_model(run_id, model, name=cfg.name))
@@ -147,11 +145,18 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     return out
 
 
-def _context(source: str, settings: GenerativeModelConfig) -> int:
-    """Tokens per training sequence: ``model.max_length``, at most the model's own context."""
+def _config(source: str) -> Any:
+    """An object with the model's ``config`` (what :func:`lora_settings` reads)."""
+    from types import SimpleNamespace
+
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(source)
+    return SimpleNamespace(config=AutoConfig.from_pretrained(source))
+
+
+def _context(source: str, settings: GenerativeModelConfig) -> int:
+    """Tokens per training sequence: ``model.max_length``, at most the model's own context."""
+    config = _config(source).config
     return min(settings.max_length, int(getattr(config, "max_position_embeddings", settings.max_length)))
 
 
@@ -171,8 +176,9 @@ def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: in
         base.update(text_metrics(refs, plain))
         shown = [{"prompt": _prompt_shown(r, model.shape_), "reference": ref, "base": b, "fine_tuned": t}
                  for r, ref, b, t in zip(records, refs, plain, tuned, strict=True)]
-    # perplexity beside the head's scores: ``metrics`` is what the generation head computes from answers
-    # (``modelloop evaluate`` computes the same), perplexity needs the network
+    # ``metrics``: the generation head's scores of the answers and the model's perplexity, as ``modelloop
+    # evaluate`` computes them (``GenerativeModel.evaluation_metrics``)
+    metrics["perplexity"], base["perplexity"] = perplexity(nll, n), perplexity(base_nll, base_n)
     return {"metrics": metrics, "base_metrics": base, "rows": len(frame), "tokens": n, "samples": shown,
             "perplexity": perplexity(nll, n), "base_perplexity": perplexity(base_nll, base_n),
             "answered": len(shown)}

@@ -1,0 +1,142 @@
+"""Generation speed: modelloop's served decoding against transformers' ``generate`` on the same model and
+prompts, in the same run.
+
+    python benchmarks/generation.py [--model bundled|PATH] [--max-tokens 32] [--prompts 8] [--threads 2]
+
+modelloop: the family's decoding loop (``families/generative/generate.py``: KV cache, greedy, one token per
+step) through the serving ``Engine`` (its per-step lock: concurrent streams interleave token by token).
+Peer: ``model.generate`` (transformers, KV cache, greedy) on the same fp32 weights; at 8 streams the peer
+gets the 8 prompts as one left-padded batch (what a batching server would do), modelloop runs 8 threads
+through its Engine. Reports tokens/s (generated tokens / wall time) and time to the first token (TTFT;
+for the peer's batch-1 runs: a 1-token ``generate``), and the ratios modelloop / transformers.
+
+The issue's goal (>= 2x transformers at batch 1, >= 4x its aggregate at 8 streams) needs an ONNX Runtime
+int8 decoder with a KV cache and batched decoding steps, which are not built yet: this script measures
+where the PyTorch path stands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+PROMPTS = ["How do I return an item?", "怎么退货？", "Where is my order NW01234?", "运费多少？",
+           "When can I reach customer service?", "有保修吗？", "Can I change my delivery address?", "多久能送到？"]
+
+
+def _load(model: str) -> tuple[Any, Any]:
+    from modelloop.families.generative.backbone import load_causal_lm, load_tokenizer, resolve_model
+
+    source = resolve_model(model)
+    return load_tokenizer(source), load_causal_lm(source)
+
+
+def _ids(tok: Any, prompt: str) -> list[int]:
+    from modelloop.families.generative.data import prompt_text
+
+    return list(tok(prompt_text(tok, [{"role": "user", "content": prompt}]), add_special_tokens=False)["input_ids"])
+
+
+class _Model:
+    """The slice of GenerativeModel the Engine uses, over a plain network (no fine-tuned weights)."""
+
+    def __init__(self, tok: Any, net: Any):
+        self.tokenizer, self.net, self.context_ = tok, net, 2048
+
+    def network(self) -> Any:
+        return self.net
+
+    def generate(self, ids: Any, **kw: Any) -> Any:
+        from modelloop.families.generative.generate import decode_stream, end_ids
+
+        kw["max_new_tokens"] = kw.pop("max_new_tokens")
+        return decode_stream(self.net, self.tokenizer, ids, ends=end_ids(self.tokenizer, self.net), **kw)
+
+
+def ours(engine: Any, ids: list[int], max_tokens: int) -> tuple[int, float, float]:
+    t0, first, n = time.perf_counter(), None, 0
+    for step in engine.stream(ids, max_tokens=max_tokens, temperature=0.0, top_p=1.0, seed=None, stop=()):
+        if first is None:
+            first = time.perf_counter() - t0
+        n += step.token is not None
+    return n, first or 0.0, time.perf_counter() - t0
+
+
+def peer(net: Any, tok: Any, batch: list[list[int]], max_tokens: int) -> tuple[int, float]:
+    import torch
+
+    width = max(len(x) for x in batch)
+    pad = int(tok.pad_token_id or 0)
+    input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch])
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch])
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = net.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
+                           pad_token_id=pad, min_new_tokens=max_tokens)
+    return int((out[:, width:] != pad).sum()), time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="bundled")
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    import torch
+
+    from modelloop.families.generative.serve import Engine
+
+    torch.set_num_threads(args.threads)
+    tok, net = _load(args.model)
+    engine = Engine(_Model(tok, net))
+    prompts = [_ids(tok, p) for p in (PROMPTS * 4)[: args.prompts]]
+    ours(engine, prompts[0], 4)  # warm-up
+    peer(net, tok, [prompts[0]], 4)
+    result: dict[str, Any] = {"model": args.model, "max_tokens": args.max_tokens, "threads": args.threads}
+    # batch 1: prompt by prompt, alternating ours and the peer
+    o_tok = o_s = p_tok = p_s = 0.0
+    o_ttft, p_ttft = [], []
+    for ids in prompts:
+        n, first, s = ours(engine, ids, args.max_tokens)
+        o_tok, o_s, o_ttft = o_tok + n, o_s + s, [*o_ttft, first]
+        n2, s2 = peer(net, tok, [ids], args.max_tokens)
+        p_tok, p_s = p_tok + n2, p_s + s2
+        p_ttft.append(peer(net, tok, [ids], 1)[1])
+    result["batch1"] = {"modelloop_tokens_per_s": o_tok / o_s, "transformers_tokens_per_s": p_tok / p_s,
+                        "modelloop_ttft_ms": 1000 * statistics.median(o_ttft),
+                        "transformers_ttft_ms": 1000 * statistics.median(p_ttft)}
+    # 8 concurrent streams: our Engine from 8 threads vs one padded batch of 8 in generate
+    batch = prompts[:8]
+    counts: list[int] = []
+    firsts: list[float] = []
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=lambda ids=ids: (lambda r: (counts.append(r[0]), firsts.append(r[1])))(
+        ours(engine, ids, args.max_tokens))) for ids in batch]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    n8, s8 = peer(net, tok, batch, args.max_tokens)
+    result["streams8"] = {"modelloop_tokens_per_s": sum(counts) / wall, "transformers_tokens_per_s": n8 / s8,
+                          "modelloop_ttft_ms": 1000 * statistics.median(firsts)}
+    for key in ("batch1", "streams8"):
+        r = result[key]
+        r["ratio"] = r["modelloop_tokens_per_s"] / r["transformers_tokens_per_s"]
+        print(f"{key:9s} modelloop {r['modelloop_tokens_per_s']:8.1f} tok/s   transformers "
+              f"{r['transformers_tokens_per_s']:8.1f} tok/s   ratio {r['ratio']:.2f}x   modelloop TTFT "
+              f"{r['modelloop_ttft_ms']:.0f} ms" + (f" (transformers {r['transformers_ttft_ms']:.0f} ms)"
+                                                    if "transformers_ttft_ms" in r else ""))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -268,7 +268,10 @@ def _load_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any
     if path is None or not path.is_file():
         return 0
     torch = require_torch()
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: a checkpoint file is never unpickled as code
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a torn or foreign file: start the trial over
+        return 0
     if blob.get("key") != key:
         return 0
     _load_trainable(net, blob["weights"])

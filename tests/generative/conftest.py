@@ -10,29 +10,18 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from gen_toy import build_tiny_llama, make_chats, make_pairs
+from gen_toy import build_tiny_llama, gen_config, make_chats, make_pairs
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-
-
-def gen_config(root: Path, backbone: Path, *, source: str = "qa.jsonl", **model: Any) -> dict[str, Any]:
-    """A raw project config for task text_generation on the tiny Llama. Full fine-tuning at lr 1e-2: a
-    randomly initialised model learns the six facts in a few epochs (LoRA adapters on random weights
-    barely move its loss; the LoRA path is tested for what it builds)."""
-    settings = {"backbone": str(backbone), "method": "full", "epochs": 12, "early_stopping_patience": 3, "max_length": 64, "batch_size": 2,
-                "learning_rate": 1e-2, "max_new_tokens": 12, "eval_samples": 4, **model}
-    return {"name": "helpdesk", "task": "text_generation", "data": {"source": source, "target": "completion"},
-            "split": {"strategy": "random"}, "model": settings, "train": {"budget": 120}}
 
 
 class TrainedProject:

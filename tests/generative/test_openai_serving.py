@@ -144,3 +144,7 @@ def test_feedback_on_a_completion_stores_the_rating_or_correction(client, server
     assert again.status_code == 409
     zero = post({"request_id": ask("Hi"), "rating": 0})
     assert zero.status_code == 422 and "body.rating" in zero.text
+    flag = post({"request_id": ask("Hi"), "rating": True})  # a boolean is not a rating
+    assert flag.status_code == 422 and "body.rating" in flag.text
+    # JSON's 1.0 is the integer 1 (the published schema admits it): accepted as the rating 1
+    assert post({"request_id": ask("Can I cancel?"), "rating": 1.0}).status_code == 201

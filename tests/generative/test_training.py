@@ -85,7 +85,7 @@ def test_lora_keeps_adapters_only_and_the_merged_network_answers_as_the_adapted_
     from modelloop.project import Project
     from modelloop.registry import load_model
 
-    from conftest import gen_config
+    from gen_toy import gen_config
 
     pairs.to_json(tmp_path / "qa.jsonl", orient="records", lines=True, force_ascii=False)
     project = Project(parse_config(gen_config(tmp_path, tiny_llama, method="lora", epochs=1, eval_samples=1),

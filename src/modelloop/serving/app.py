@@ -41,14 +41,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from hashlib import blake2b, sha256
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -107,8 +107,16 @@ class FeedbackRequest(BaseModel):
     request_id: str = Field(min_length=1, max_length=64, description="a prediction id from /v1/predict")
     label: StrictStr | StrictInt | StrictFloat | StrictBool | None = Field(
         None, description="the true label (regression: the true value); or rating/correction")
-    rating: StrictInt | None = Field(None, ge=-1, le=1, description="a generated answer: +1 accepted, -1 refused")
+    # JSON Schema's integer admits 1.0, so the schema's enum accepts it too; a boolean is not a rating.
+    rating: Literal[-1, 1] | None = Field(None, description="a generated answer: +1 accepted, -1 refused")
     correction: StrictStr | None = Field(None, min_length=1, description="a generated answer's corrected text")
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be 1 (accepted) or -1 (refused), not a boolean")
+        return value
 
 
 # ---- server state ------------------------------------------------------------------------------

@@ -141,8 +141,9 @@ def add_openai_routes(app: FastAPI, state: Any) -> None:
             raise OpenAIError(503, None, f"no model loaded ({state.load_error}); retry shortly", "server_error")
         engine = getattr(rt, "engine", None)
         if engine is None:
-            raise OpenAIError(400, "model", f"model: {rt.name} v{rt.version} is a {rt.head.name} model, not a "
-                                            "generative one; use POST /v1/predict")
+            # no generative model exists here: OpenAI's answer to a model it does not serve
+            raise OpenAIError(404, "model", f"model: {rt.name} v{rt.version} is a {rt.head.name} model, not a "
+                                            "generative one; use POST /v1/predict", "not_found_error")
         if model not in (None, "", rt.name, f"{rt.name}:{rt.version}"):
             raise OpenAIError(404, "model", f"model: this server serves '{rt.name}' (version {rt.version}), "
                                             f"got {json.dumps(model)}", "not_found_error")
@@ -170,17 +171,23 @@ def add_openai_routes(app: FastAPI, state: Any) -> None:
         await call.log(state)
         return JSONResponse(call.final_body())
 
-    @app.post("/v1/chat/completions", tags=["openai"])
+    refusals: dict[int | str, dict[str, Any]] = {
+        400: {"description": "a malformed request, naming the field (OpenAI's error body)"},
+        401: {"description": "missing or wrong API key"},
+        404: {"description": "the server does not serve this model, or its model is not generative"},
+        503: {"description": "no model loaded yet"}}
+
+    @app.post("/v1/chat/completions", tags=["openai"], responses=refusals)
     async def chat_completions(request: Request) -> Response:
         """OpenAI-compatible chat completion (``stream: true`` for server-sent events)."""
         return await complete(request, True)
 
-    @app.post("/v1/completions", tags=["openai"])
+    @app.post("/v1/completions", tags=["openai"], responses=refusals)
     async def completions(request: Request) -> Response:
         """OpenAI-compatible text completion of a raw prompt (no chat template)."""
         return await complete(request, False)
 
-    @app.get("/v1/models", tags=["openai"])
+    @app.get("/v1/models", tags=["openai"], responses={401: refusals[401]})
     async def models(request: Request) -> Response:
         """The served model, as OpenAI lists models."""
         if state.keys.enabled and not state.keys.verify(_bearer(request)):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ...training.checkpoint import load_checkpoint, save_checkpoint
 from ..text.backbone import require_torch
 from ..text.fit import make_optimizer, make_scheduler
 from .backbone import load_causal_lm
@@ -251,28 +251,15 @@ def _epoch(net: Any, job: GenJob, seqs: list, epoch: int, opt: Any, sched: Any) 
 
 
 def _save_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, state: dict[str, Any]) -> None:
-    """Trainable weights, optimizer, schedule and early-stopping state after an epoch (write + rename)."""
-    if path is None:
-        return
-    torch = require_torch()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"key": key, "weights": trainable_state(net), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "state": state}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    """Trainable weights, optimizer, schedule and early-stopping state after an epoch."""
+    save_checkpoint(path, key, {"weights": trainable_state(net), "optimizer": opt.state_dict(),
+                                "scheduler": sched.state_dict(), "state": state})
 
 
 def _load_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, state: dict[str, Any]) -> int:
     """Resume from a checkpoint of the same configuration; returns the epoch resumed from (0: none)."""
-    if path is None or not path.is_file():
-        return 0
-    torch = require_torch()
-    try:  # tensors and plain containers only: a checkpoint file is never unpickled as code
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a torn or foreign file: start the trial over
-        return 0
-    if blob.get("key") != key:
+    blob = load_checkpoint(path, key)
+    if blob is None:
         return 0
     _load_trainable(net, blob["weights"])
     opt.load_state_dict(blob["optimizer"])

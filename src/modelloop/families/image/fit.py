@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 
 from ...errors import ConfigError, DataError
 from ...evaluation.metrics import direction, score
+from ...training.checkpoint import load_checkpoint, save_checkpoint
 from ...training.search import early_stopping_epochs
 from ..text.fit import class_weights, fit_linear_head, make_optimizer
 from .backbone import ImageNetwork, load_network, to_tensor
@@ -247,26 +247,17 @@ def _state_numpy(net: ImageNetwork) -> dict[str, np.ndarray]:
 
 
 def _save_checkpoint(path: Path | None, key: str, net: ImageNetwork, opt: Any, state: dict[str, Any]) -> None:
-    """Weights, optimizer and early-stopping state after an epoch (write + rename)."""
-    if path is None:
-        return
-    blob = {"key": key, "weights": net.state_dict(), "optimizer": opt.state_dict(),
-            "state": {**state, "best": None if state["best"] is None else
-                      {k: torch.from_numpy(v) for k, v in state["best"].items()}}}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    """Weights, optimizer and early-stopping state after an epoch."""
+    save_checkpoint(path, key, {
+        "weights": net.state_dict(), "optimizer": opt.state_dict(),
+        "state": {**state, "best": None if state["best"] is None else
+                  {k: torch.from_numpy(v) for k, v in state["best"].items()}}})
 
 
 def _load_checkpoint(path: Path | None, key: str, net: ImageNetwork, opt: Any, state: dict[str, Any]) -> int:
     """Restore a checkpoint of the same trial parameters; returns the epoch it resumes after (0: none)."""
-    if path is None or not path.is_file():
-        return 0
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a torn or foreign file: start the trial over
-        return 0
-    if blob.get("key") != key:
+    blob = load_checkpoint(path, key)
+    if blob is None:
         return 0
     net.load_state_dict(blob["weights"])
     opt.load_state_dict(blob["optimizer"])

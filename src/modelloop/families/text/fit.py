@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import optuna
 
 from ...errors import ConfigError, DataError, ModelloopError
 from ...evaluation.metrics import direction, score
+from ...training.checkpoint import load_checkpoint, save_checkpoint
 from .backbone import (
     backbone_fingerprint,
     init_new_embeddings,
@@ -404,28 +404,16 @@ def train_epoch(net: Any, job: FitJob, epoch: int, batch_size: int, opt: Any, sc
 
 def _save_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, scaler: Any,
                      state: dict[str, Any]) -> None:
-    """Trainable weights, optimizer, schedule and early-stopping state after an epoch (write + rename)."""
-    if path is None:
-        return
-    torch = require_torch()
-    blob = {"key": key, "weights": _trainable(net), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "state": state}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    """Trainable weights, optimizer, schedule and early-stopping state after an epoch."""
+    save_checkpoint(path, key, {"weights": _trainable(net), "optimizer": opt.state_dict(),
+                                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "state": state})
 
 
 def _load_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, scaler: Any,
                      state: dict[str, Any]) -> int:
     """Restore a checkpoint of the same trial parameters; returns the epoch it resumes after (0: none)."""
-    if path is None or not path.is_file():
-        return 0
-    torch = require_torch()
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a torn or foreign file: start the trial over
-        return 0
-    if blob.get("key") != key:
+    blob = load_checkpoint(path, key)
+    if blob is None:
         return 0
     net.load_state_dict(blob["weights"], strict=False)
     opt.load_state_dict(blob["optimizer"])

@@ -279,6 +279,8 @@ def test_request_ids_are_unique_verifiable_and_not_shared_with_a_fork(toy) -> No
     assert state.issued(hmac40)  # 40-char ids signed with HMAC-SHA256 before the BLAKE2b MAC
     assert not state.issued(ids[0][:32] + "0" * 8) and not state.issued(ids[1][:32] + ids[0][32:])
     assert not ServerState(toy.ws, ServeConfig(), api_keys=[], secret=b"x" * 16).issued(ids[0])
+    assert not state.issued("\u00c1" * 40) and not state.issued(ids[0][:-1] + "\u00e9")  # no TypeError
+    assert not state.issued(ids[0] + "-\u0663")  # an Arabic-Indic digit is not an index
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: the next id from the inherited state

@@ -256,6 +256,8 @@ class ServerState:
     def issued(self, prediction_id: str) -> bool:
         """Whether this server's secret signed the id: 40 chars with a BLAKE2b MAC, or HMAC-SHA256
         (40 chars issued before 2026-11-24, 32 chars before 2026-11-23)."""
+        if not prediction_id.isascii():  # compare_digest refuses non-ASCII str; no issued id has any
+            return False
         rid, _, index = prediction_id.partition("-")
         if len(rid) not in (32, 40) or (index and not index.isdigit()):
             return False

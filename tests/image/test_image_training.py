@@ -32,23 +32,23 @@ def test_augmentation_strength_changes_pixels_and_zero_is_none():
     assert np.array_equal(out, again)  # seeded: a replayed epoch sees the same images
 
 
-def _job(tmp_path: Path, **settings) -> F.ImageJob:
-    """A fine-tuning job on generated 32 px images (no project, no MLflow: the loop alone)."""
+def _job(tmp_path: Path, size: int = 32, **settings) -> F.ImageJob:
+    """A fine-tuning job on generated images (no project, no MLflow: the loop alone)."""
     from modelloop.examples.images import draw_part
     from modelloop.families.image.config import ImageModelConfig
 
     rng = np.random.default_rng(0)
     kinds = ("bolt", "nut", "washer")
-    x = np.stack([np.asarray(draw_part(kinds[i % 3], 32, rng)) for i in range(36)])
+    x = np.stack([np.asarray(draw_part(kinds[i % 3], size, rng)) for i in range(36)])
     y = np.arange(36) % 3
-    return F.ImageJob(ImageModelConfig(image_size=32, **settings), list(kinds), x[:27], y[:27], x[27:], y[27:],
+    return F.ImageJob(ImageModelConfig(image_size=size, **settings), list(kinds), x[:27], y[:27], x[27:], y[27:],
                       "f1_macro", "balanced", 0, "cpu", root=tmp_path)
 
 
 def test_last_blocks_trains_only_the_tail_and_a_killed_trial_resumes_at_its_next_epoch(tmp_path: Path,
                                                                                          monkeypatch):
-    job = _job(tmp_path, method="last_blocks", trainable_blocks=1, early_stopping_patience=5)
-    params = {"learning_rate": 1e-3, "epochs": 3, "batch_size": 16, "augment": 0.5}
+    job = _job(tmp_path, 16, method="last_blocks", trainable_blocks=1, early_stopping_patience=5)
+    params = {"learning_rate": 1e-3, "epochs": 3, "batch_size": 32, "augment": 0.5}
     trained: list[set[str]] = []
     real = F._train_epoch
 

@@ -68,6 +68,11 @@ class DataConfig(_Section):
     prompt: str | None = None
     completion: str | None = None
     messages: str | None = None
+    # task recommendation: the interaction columns (ids matched by their text); rating left out: implicit
+    # feedback; see families/recommend/data.py
+    user: str | None = None
+    item: str | None = None
+    rating: str | None = None
     columns: dict[str, Kind] = Field(default_factory=dict)
     drop: list[str] = Field(default_factory=list)
 

@@ -97,6 +97,14 @@ def generative_pairs(root: Path) -> dict[str, Any]:
                       "max_new_tokens": 6, "eval_samples": 30, "search": True}}
 
 
+def recommend_ratings(root: Path) -> dict[str, Any]:
+    """The recommend example's generator, shrunk: 50 users' ratings of 30 items (explicit feedback)."""
+    from recommend_toy import write_project
+
+    raw = write_project(root, users=50, items=30, explicit=True, name="crec", models=["popularity", "mf"])
+    return {**raw, "train": {}}
+
+
 CASES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "tabular-binary": tabular_binary,
     "tabular-regression": tabular_regression,
@@ -104,5 +112,6 @@ CASES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "generative-pairs": generative_pairs,
     "image-multiclass": image_multiclass,
     "anomaly-table": anomaly_table,
+    "recommend-ratings": recommend_ratings,
 }
 FAMILY_OF_CASE = {case: case.split("-")[0] for case in CASES}

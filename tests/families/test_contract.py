@@ -25,6 +25,10 @@ NOT_APPLICABLE.update({
     ("generative", "export_matches_native"): "no ONNX variant yet: the generative family's variants are () until "
                                              "the merged-LoRA ONNX export with a KV cache lands (issue 23 part 5)",
 })
+NOT_APPLICABLE.update({
+    ("recommend", "export_matches_native"): "no ONNX graph: a recommender is served natively from its factors and "
+                                            "per-user index (variants = ())",
+})
 TRIALS = 2
 
 
@@ -58,7 +62,8 @@ class Trained:
 
         _, df, self.schema = load_dataset(self.ws)
         internal = [c for c in df.columns if c.startswith("_")]  # the dataset's row ids, never sent
-        self.frame = df.drop(columns=[self.raw["data"]["target"], *internal]).head(40).reset_index(drop=True)
+        target = [self.raw["data"]["target"]] if "target" in self.raw["data"] else []  # a recommender has none
+        self.frame = df.drop(columns=[*target, *internal]).head(40).reset_index(drop=True)
         self.records = json.loads(self.frame.to_json(orient="records", date_format="iso"))
 
     def native_scores(self, frame: pd.DataFrame) -> np.ndarray:

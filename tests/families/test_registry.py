@@ -14,7 +14,7 @@ from modelloop.families import FAMILIES, TASKS, Family, FamilySpec, FamilyUnavai
 
 def test_every_config_task_has_one_family_and_each_family_implements_the_protocol():
     assert TASKS == {"classification": "tabular", "regression": "tabular", "text_classification": "text", "text_generation": "generative",
-                     "image_classification": "image", "anomaly_detection": "anomaly"}
+                     "image_classification": "image", "anomaly_detection": "anomaly", "recommendation": "recommend"}
     for name in FAMILIES:
         family = get_family(name)
         assert isinstance(family, Family) and family.name == name

@@ -50,6 +50,9 @@ _SPECS = (
                labels="partial"),
     FamilySpec("image", "modelloop.families.image", ("image_classification",),
                requires=("torch", "PIL", "albumentations", "efficientnet_lite_pytorch"), extra="image"),
+    # no label column: the interactions are the truth (data.user, data.item, data.rating)
+    FamilySpec("recommend", "modelloop.families.recommend", ("recommendation",), requires=("scipy",),
+               labels="partial"),
 )
 FAMILIES: dict[str, FamilySpec] = {s.name: s for s in _SPECS}
 TASKS: dict[str, str] = {task: s.name for s in _SPECS for task in s.tasks}

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the data layer asks heads of a task without loading pandas 
     import pandas as pd
 
 __all__ = ["HEADS", "KINDS", "AnomalyHead", "BaseHead", "ClassificationHead", "RegressionHead", "head_for",
-           "class_indices", "head_kind", "label_text", "GenerationHead"]
+           "class_indices", "head_kind", "label_text", "GenerationHead", "RankingHead"]
 
 
 def label_text(value: Any) -> str:
@@ -492,6 +492,68 @@ class AnomalyHead(BaseHead):
         return float(value) if value is not None else None
 
 
+class RankingHead(BaseHead):
+    """A recommender's scores of ``(user, item)`` records: ``(n,)`` predicted ratings (explicit feedback)
+    or ranking scores (implicit). Its figures (ranking metrics at ``k`` with training items excluded,
+    RMSE/MAE) come from the model's held-out interactions (``evaluate_interactions``), not from a label
+    column; feedback on a prediction is a rating (a finite number)."""
+
+    name = "ranking"
+    kinds = ("ranking",)
+    drift_kind = "numeric"      # the served scores
+    onnx_output = "scores"
+    metrics = ("ndcg", "recall", "precision", "map", "hit_rate", "rmse", "mae")
+    default_metric = "ndcg"
+    live_metrics = ()
+
+    def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None,
+                 explicit: bool = False):
+        super().__init__(kind, None, None)
+        self.explicit = bool(explicit)
+
+    @classmethod
+    def from_info(cls, kind: str, info: Mapping[str, Any]) -> RankingHead:
+        return cls(kind, explicit=bool((info.get("description") or {}).get("explicit")))
+
+    def native_scores(self, model: Any, frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict(frame), dtype=np.float64)
+
+    def shape_scores(self, scores: np.ndarray, n: int) -> np.ndarray:
+        return np.asarray(scores, dtype=np.float64).reshape(n)
+
+    def outputs(self, scores: np.ndarray) -> list[dict[str, Any]]:
+        key = "rating" if self.explicit else "score"
+        return [{key: v, "value": v} for v in np.asarray(scores, dtype=np.float64).reshape(-1).tolist()]
+
+    def columns(self, scores: np.ndarray) -> dict[str, np.ndarray]:
+        return {"rating" if self.explicit else "score": np.asarray(scores, dtype=np.float64).reshape(-1)}
+
+    def check_label(self, label: Any, *, strict: bool = False) -> Any:
+        """A rating of the predicted pair: a finite number, never a boolean."""
+        _not_missing(label)
+        value = label if strict or not isinstance(label, str) else label.strip()
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"label: must be a rating (a number), got {json.dumps(label, default=str)}") from None
+        if not math.isfinite(number):
+            raise DataError(f"label: must be a finite rating, got {label!r}")
+        return number
+
+    def evaluate(self, y_true: Any, scores: np.ndarray) -> dict[str, Any]:
+        """RMSE and MAE of predicted ratings against true ones (the ranking figures are the model's)."""
+        err = np.asarray(scores, dtype=np.float64).reshape(-1) - np.asarray(y_true, dtype=np.float64)
+        metrics = {"rmse": float(np.sqrt(np.mean(err ** 2))) if len(err) else None,
+                   "mae": float(np.mean(np.abs(err))) if len(err) else None}
+        return {"metrics": metrics, "rows": int(len(err))}
+
+    def served_output(self, output: Mapping[str, Any]) -> Any:
+        value = output.get("value")
+        return float(value) if value is not None else None
+
+
 def _score_column(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     return scores[:, 0] if scores.ndim == 2 else scores
@@ -500,6 +562,7 @@ def _score_column(scores: np.ndarray) -> np.ndarray:
 HEADS: dict[str, type[BaseHead]] = {"classification": ClassificationHead, "regression": RegressionHead,
                                     "anomaly": AnomalyHead}
 HEADS["generation"] = GenerationHead
+HEADS["ranking"] = RankingHead
 KINDS: dict[str, type[BaseHead]] = {kind: head for head in HEADS.values() for kind in head.kinds}
 
 

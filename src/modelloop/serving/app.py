@@ -72,8 +72,10 @@ log = logging.getLogger("modelloop.serving")
 SECRET_ENV = "MODELLOOP_SERVE_SECRET"
 _ENDPOINTS = {p: p for p in ("/v1/predict", "/v1/feedback", "/v1/health", "/v1/ready", "/v1/model",
                              "/v1/admin/reload", "/metrics", "/docs", "/openapi.json",
-                             "/v1/chat/completions", "/v1/completions", "/v1/models")}
-_KEYED = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/v1/admin/reload"})  # security.py
+                             "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/recommend",
+                             "/v1/interactions")}
+_KEYED = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/v1/admin/reload", "/v1/recommend",
+                    "/v1/interactions"})  # security.py
 _ERROR_KINDS = {401: "auth", 403: "auth", 404: "not_found", 405: "bad_request", 409: "conflict",
                 413: "too_large", 422: "validation", 503: "not_ready"}
 
@@ -479,6 +481,9 @@ def _routes(app: FastAPI, state: ServerState) -> None:
     from .openai import add_openai_routes
 
     add_openai_routes(app, state)  # generative models: /v1/chat/completions, /v1/completions, /v1/models
+    from .recommend import add_recommend_routes
+
+    add_recommend_routes(app, state, keyed)  # recommenders: /v1/recommend, /v1/interactions
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

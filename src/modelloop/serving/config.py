@@ -43,6 +43,8 @@ class ServeConfig(BaseModel):
     log_batch: int = Field(500, ge=1, le=100_000, description="prediction log rows per write")
     # generative models (the OpenAI-compatible routes): a request above either cap is a 400 naming it
     max_tokens: int = Field(512, ge=1, le=32_768, description="most tokens one completion may generate")
+    # recommenders (POST /v1/recommend): a larger k is a 422 naming k
+    max_k: int = Field(100, ge=1, le=10_000, description="most items one recommendation may list")
     max_prompt_tokens: int | None = Field(None, ge=1, description="most prompt tokens; null: the model's "
                                                                   "context less the request's max_tokens")
 

@@ -1,0 +1,86 @@
+"""The recommendation family: popularity, item-kNN and matrix factorization (biased MF for ratings, ALS
+and BPR for implicit feedback) over a table of (user, item[, rating][, time]) interactions, searched on
+the shared driver, valued by ranking metrics with each user's training items excluded.
+
+Its modules: ``config`` (the ``model:`` section), ``data`` (reading and checking interactions, the sparse
+matrix), ``recommenders`` (the algorithms), ``metrics`` (ranking and rating figures), ``search`` (trials),
+``model`` (:class:`RecommenderModel`), ``stage`` (the train stage), ``report`` (its evaluation page) and
+``serve`` (the served object). Output head: :class:`modelloop.families.heads.RankingHead`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..base import Resources
+
+__all__ = ["FAMILY", "RecommendFamily"]
+
+
+class RecommendFamily:
+    name = "recommend"
+    tasks = ("recommendation",)
+    heads = ("ranking",)
+    resources = Resources(cpus=1, gpus=0, memory_gb=1.0)
+    latency_limit_advice: str | None = ("a recommender is served natively; its cost is one product with the "
+                                        "item factors per request (choose fewer factors or itemknn neighbors)")
+    variants: tuple[str, ...] = ()
+
+    def settings_schema(self) -> Any:
+        from .config import RecommendSettings
+
+        return RecommendSettings
+
+    def search_space(self, settings: Any) -> dict[str, Any]:
+        """``settings``: the project's Config or its ``model:`` section."""
+        from ..space import describe_space
+        from .config import IMPLICIT_MODELS, RecommendSettings
+        from .search import suggest_params
+
+        section = getattr(settings, "model", settings)
+        models = section.searched(False) if isinstance(section, RecommendSettings) else list(IMPLICIT_MODELS)
+        return describe_space(lambda t: suggest_params(t, models), {"recommender": models})
+
+    def read_source(self, cfg: Any) -> tuple[Any, dict[str, Any], dict[str, str]]:
+        """``data.source`` as interactions (ids as text), its read report and the id columns' kinds."""
+        from .data import read_interactions
+
+        return read_interactions(cfg)
+
+    def train(self, ws: Any, **options: Any) -> dict[str, Any]:
+        from .stage import train_recommend
+
+        return train_recommend(ws, **options)
+
+    def load(self, ws: Any, row: dict[str, Any]) -> Any:
+        from ...registry import load_model
+
+        return load_model(ws, row)
+
+    def runtime(self, ws: Any, row: dict[str, Any], *, plan: dict[str, Any] | None, threads: int,
+                atol: float, use_cache: bool) -> Any:
+        from .serve import recommend_runtime
+
+        return recommend_runtime(ws, row, plan)
+
+    def serve_threads(self, config: Any) -> int | None:
+        return None
+
+    def variant_maker(self, teacher: Any, train: Any, *, target: str, seed: int, scratch: Path,
+                      max_drop: float, threads: int | None) -> Callable[[str], Any]:
+        from ...optimization.optimize import VariantSkipped
+
+        def skip(name: str) -> Any:
+            raise VariantSkipped(f"{name}: the recommend family has no optimized variants (its factors are "
+                                 "served natively)")
+
+        return skip
+
+    def drift_columns(self, schema: Any) -> dict[str, str]:
+        """The user and item ids, compared as categories (new users and items, the popularity mix)."""
+        return {c: "categorical" for c, k in schema.columns.items() if k == "categorical"}
+
+
+FAMILY = RecommendFamily()

@@ -1,0 +1,198 @@
+"""The registered recommender: ids and their positions, the fitted recommender, what each user took in
+training (a compact CSR index: ``seen_indptr_``/``seen_indices_``), item popularity (the fallback for a
+user it never saw) and the item features a request may filter on.
+
+``predict(frame)`` scores ``(user, item)`` records (a rating for explicit feedback, else the ranking
+score): the records ``POST /v1/predict`` takes. ``recommend(user, k, ...)`` is ``POST /v1/recommend``:
+the user's scores over the catalog, their training items and the excluded ones at ``-inf``, cut at ``k``
+by a partial sort (``metrics.top_k``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...data.schema import Schema
+from ...errors import DataError
+from ..heads import label_text
+from .data import Interactions, id_text
+from .metrics import ACTIVITY_BUCKETS, activity_bucket, ranking_metrics, rating_metrics, top_k
+
+__all__ = ["POPULAR", "RecommenderModel"]
+
+POPULAR = "popular"  # the fallback an answer names when the user is unknown
+
+
+class RecommenderModel:
+    """Recommends items to users; ``classes_`` is None (its outputs are scores, not labels)."""
+
+    task = "ranking"
+    classes_ = None
+    # learned state (``build``): the columns, ids and positions, the training index, the recommender
+    schema: Schema
+    user_col: str
+    item_col: str
+    rating_col: str | None
+    time_col: str | None
+    explicit_: bool
+    users_: np.ndarray
+    items_: np.ndarray
+    user_pos_: dict[str, int]
+    item_pos_: dict[str, int]
+    seen_indptr_: np.ndarray
+    seen_indices_: np.ndarray
+    counts_: np.ndarray
+    n_train_users_: int
+    rec_: Any
+    name_: str
+    params_: dict[str, Any]
+    k_: int
+    features_: dict[str, dict[str, Any]]
+    selection_: dict[str, Any]
+
+    @classmethod
+    def build(cls, *, schema: Schema, columns: tuple[str, str, str | None, str | None], inter: Interactions,
+              train_rows: np.ndarray, recommender: Any, name: str, params: dict[str, Any], k: int,
+              features: dict[str, dict[str, Any]], selection: dict[str, Any]) -> RecommenderModel:
+        model = cls()
+        model.schema = schema
+        model.user_col, model.item_col, model.rating_col, model.time_col = columns
+        model.explicit_ = model.rating_col is not None
+        model.users_, model.items_ = inter.users, inter.items
+        model.user_pos_ = {u: n for n, u in enumerate(inter.users.tolist())}
+        model.item_pos_ = {i: n for n, i in enumerate(inter.items.tolist())}
+        seen = inter.matrix(train_rows, explicit=model.explicit_)
+        seen.sort_indices()
+        model.seen_indptr_, model.seen_indices_ = seen.indptr.astype(np.int64), seen.indices.astype(np.int32)
+        model.counts_ = np.asarray((seen > 0).sum(axis=0)).ravel().astype(np.float64)
+        model.n_train_users_ = int((np.diff(model.seen_indptr_) > 0).sum())
+        model.rec_, model.name_, model.params_, model.k_ = recommender, name, dict(params), int(k)
+        model.features_ = features
+        model.selection_ = dict(selection)
+        return model
+
+    # ---- scoring ---------------------------------------------------------------------------------
+    def seen(self, u: int) -> np.ndarray:
+        """The item positions user ``u`` took in training."""
+        return self.seen_indices_[self.seen_indptr_[u]:self.seen_indptr_[u + 1]]
+
+    def masked_scores(self, users: np.ndarray) -> np.ndarray:
+        """Scores of known users (positions) over the catalog, each user's training items at ``-inf``."""
+        scores = np.asarray(self.rec_.user_scores(users), dtype=np.float64)
+        for row, u in enumerate(users.tolist()):
+            scores[row, self.seen(u)] = -np.inf
+        return scores
+
+    def popular_scores(self) -> np.ndarray:
+        """The fallback's scores: the share of training users who took each item."""
+        return self.counts_ / max(self.n_train_users_, 1)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """A score per ``(user, item)`` record: the predicted rating (explicit) or ranking score. An
+        unknown user gets the item's popularity (explicit: its baseline rating); an unknown item the
+        user's baseline (explicit) or 0."""
+        users, items = id_text(X[self.user_col]), id_text(X[self.item_col])
+        u = np.array([self.user_pos_.get(x, -1) for x in users], dtype=np.int64)
+        i = np.array([self.item_pos_.get(x, -1) for x in items], dtype=np.int64)
+        out = np.zeros(len(X))
+        both = (u >= 0) & (i >= 0)
+        if both.any():
+            out[both] = self.rec_.predict(u[both], i[both])
+        base = getattr(self.rec_, "baseline_", None)
+        for n in np.flatnonzero(~both).tolist():
+            if base is not None:
+                out[n] = base.mu_ + (base.bu_[u[n]] if u[n] >= 0 else 0.0) + (base.bi_[i[n]] if i[n] >= 0 else 0.0)
+            elif i[n] >= 0:
+                out[n] = self.popular_scores()[i[n]]
+        return out
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """The head's scores: those of ``predict`` (a recommender has no classes)."""
+        return self.predict(X)
+
+    def recommend(self, user: Any, k: int, *, exclude_seen: bool = True, exclude: Iterable[Any] = (),
+                  where: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """The top ``k`` items for ``user`` as ``[{"item", "score"}]`` and the fallback used (``popular``
+        for a user it never saw, else None). ``where``: item feature -> value (a DataError naming an
+        unknown feature, ``filter.<name>``)."""
+        u = self.user_pos_.get(label_text(user), -1)
+        if u < 0:
+            scores, fallback = self.popular_scores().copy(), POPULAR
+        else:
+            scores, fallback = np.asarray(self.rec_.user_scores(np.array([u])), dtype=np.float64)[0], None
+            if exclude_seen:
+                scores[self.seen(u)] = -np.inf
+        for item in exclude:
+            pos = self.item_pos_.get(label_text(item), -1)
+            if pos >= 0:
+                scores[pos] = -np.inf
+        for name, wanted in (where or {}).items():
+            values = self.features_.get(name)
+            if values is None:
+                raise DataError(f"filter.{name}: not an item feature; allowed: {', '.join(self.features_) or 'none'}")
+            keep = {self.item_pos_[i] for i, v in values.items() if label_text(v) == label_text(wanted)}
+            mask = np.ones(len(scores), dtype=bool)
+            mask[list(keep)] = False
+            scores[mask] = -np.inf
+        top = top_k(scores[None, :], k)[0]
+        top = top[top >= 0]
+        return [{"item": str(self.items_[p]), "score": round(float(scores[p]), 6)} for p in top.tolist()], fallback
+
+    # ---- evaluation --------------------------------------------------------------------------------
+    def evaluate_interactions(self, df: pd.DataFrame) -> dict[str, Any]:
+        """The figures on held-out interactions ``df``: ranking metrics at ``k`` with training items
+        excluded (unknown users ranked by popularity), rating errors (explicit), per activity bucket."""
+        users = id_text(df[self.user_col])
+        items = np.array([self.item_pos_.get(x, -1) for x in id_text(df[self.item_col])], dtype=np.int64)
+        frame = pd.DataFrame({"user": users, "item": items})
+        truth_of: dict[str, np.ndarray] = {}
+        for user, group in frame.groupby("user", sort=True):
+            u = self.user_pos_.get(user, -1)
+            relevant = np.unique(group["item"].to_numpy())
+            if u >= 0:
+                relevant = relevant[~np.isin(relevant, self.seen(u))]
+            if len(relevant):
+                truth_of[str(user)] = relevant
+        names = list(truth_of)
+        known = np.array([self.user_pos_.get(n, -1) for n in names], dtype=np.int64)
+
+        def scores_of(block: np.ndarray) -> np.ndarray:
+            out = np.tile(self.popular_scores(), (len(block), 1))
+            hit = block >= 0
+            if hit.any():
+                out[hit] = self.masked_scores(block[hit])
+            return out
+
+        metrics, ndcg = ranking_metrics(known, [truth_of[n] for n in names], scores_of, k=self.k_,
+                                        counts=self.counts_, n_train_users=self.n_train_users_)
+        if self.explicit_:
+            metrics.update(rating_metrics(df[self.rating_col].to_numpy(dtype=np.float64), self.predict(df)))
+        activity = np.array([len(self.seen(u)) if u >= 0 else 0 for u in known.tolist()])
+        buckets = {}
+        for name, _, _ in ACTIVITY_BUCKETS:
+            sel = np.array([activity_bucket(a) == name for a in activity.tolist()], dtype=bool)
+            buckets[name] = {"users": int(sel.sum()), "ndcg": float(ndcg[sel].mean()) if sel.any() else None}
+        return {"metrics": metrics, "rows": int(len(df)), "users": len(names), "k": self.k_,
+                "cold_users": int((known < 0).sum()), "buckets": buckets}
+
+    def evaluation_html(self, df: pd.DataFrame, evaluation: dict[str, Any], *, title: str,
+                        context: dict[str, Any]) -> str:
+        """The evaluation page (``write_evaluation_report`` asks a model that draws its own)."""
+        from .report import recommend_report_html
+
+        return recommend_report_html(self, evaluation, title=title, context=context)
+
+    # ---- what it is --------------------------------------------------------------------------------
+    def feature_importances(self) -> dict[str, float]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": "recommend", "recommender": self.name_, "params": self.params_, "k": self.k_,
+                "explicit": self.explicit_, "users": len(self.users_), "items": len(self.items_),
+                "columns": {"user": self.user_col, "item": self.item_col, "rating": self.rating_col,
+                            "time": self.time_col},
+                "item_features": sorted(self.features_), "selection": self.selection_}

@@ -1,0 +1,79 @@
+"""Recommendation data: the interaction keys, ids by their text, the frozen split, and bad input (exit 2,
+one line naming the key, nothing registered)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from clirun import cli
+
+from modelloop.config import parse_config
+from modelloop.errors import ConfigError, DataError
+
+
+def _project(tmp_path, df: pd.DataFrame, **data):
+    from modelloop.project import Project
+
+    df.to_csv(tmp_path / "events.csv", index=False)
+    raw = {"name": "shop", "task": "recommendation", "data": {"source": "events.csv", "user": "user", "item": "item",
+                                                              **data}, "train": {"trials": 2}}
+    return Project(parse_config(raw, root=tmp_path))
+
+
+def test_recommendation_needs_no_target_and_defaults_to_ndcg():
+    cfg = parse_config({"task": "recommendation", "data": {"source": "e.csv", "user": "u", "item": "i"}})
+    assert cfg.data.target is None and cfg.metric == "ndcg" and cfg.model.k == 10
+    with pytest.raises(ConfigError, match=r"train.metric: must be one of ndcg, .* got 'f1_macro'"):
+        parse_config({"task": "recommendation", "data": {"source": "e.csv", "user": "u", "item": "i"},
+                      "train": {"metric": "f1_macro"}})
+
+
+@pytest.mark.parametrize(("frame", "data", "says"), [
+    (pd.DataFrame({"customer": ["a", "b"], "item": ["x", "y"]}), {}, r"^data\.user: column 'user' is not in"),
+    (pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "stars": ["5", "great"]}), {"rating": "stars"},
+     r"^data\.rating: column 'stars' must hold numbers, got 'great'"),
+    (pd.DataFrame({"user": ["a", "a", "a"], "item": ["x", "y", "z"]}), {}, r"^data\.user: .* holds 1 user"),
+])
+def test_bad_interactions_are_refused_naming_the_key(tmp_path, frame, data, says):
+    project = _project(tmp_path, frame, **data)
+    with pytest.raises(DataError, match=says):
+        project.ingest()
+    assert project.workspace.catalog.list_datasets("shop") == []
+
+
+def test_the_cli_exits_2_with_one_error_line(tmp_path, capsys):
+    pd.DataFrame({"user": ["a", "b"], "product": ["x", "y"]}).to_csv(tmp_path / "events.csv", index=False)
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump({
+        "name": "shop", "task": "recommendation", "data": {"source": "events.csv", "user": "user", "item": "item"},
+        "train": {"trials": 1}}))
+    code, out, err = cli(["run"], capsys, tmp_path)
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: data.item: column 'item' is not in events.csv; columns: user, product"], err
+    assert "Traceback" not in err
+
+
+def test_ids_are_matched_by_their_text_and_the_split_never_leaks(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user": rng.integers(1, 30, 400), "item": rng.integers(100, 140, 400)})
+    project = _project(tmp_path, df)
+    project.ingest()
+    summary = project.train()
+    ws = project.workspace
+    from modelloop.families import family_of
+
+    row = ws.catalog.get_model("shop", summary["model"]["version"])
+    model = family_of(row).load(ws, row)
+    assert model.recommend(7, 5) == model.recommend("7", 5) == model.recommend(7.0, 5)
+    assert model.recommend(7, 5)[1] is None  # a known user, not the fallback
+    from modelloop.data.ingest import ensure_split, load_dataset
+
+    drow, data, _ = load_dataset(ws)
+    side = ensure_split(ws, drow, data)
+    assert set(side) == {"train", "test"}
+    train_pairs = set(zip(data["user"][side == "train"], data["item"][side == "train"], strict=True))
+    for user in ("7", "12"):  # a user's training items are never recommended to them
+        seen = {i for u, i in train_pairs if u == user}
+        assert seen and not seen & {r["item"] for r in model.recommend(user, 40)[0]}

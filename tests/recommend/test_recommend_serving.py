@@ -1,0 +1,119 @@
+"""Serving a recommender through a real server: /v1/recommend (top k, fallback, filters, k bounds),
+/v1/predict on (user, item) records (the training rows answered as offline), /v1/interactions (durable
+before 201, tied to issued request ids), all in /openapi.json."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from servers import running
+
+from modelloop.feedback.interactions import interactions_path, read_interactions_log
+from modelloop.serving import ServeConfig, create_app
+
+
+@pytest.fixture(scope="module")
+def served(clicks):
+    project, summary = clicks
+    ws = project.workspace
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0, max_k=20), api_keys=[])) as url:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            yield ws, client
+
+
+def _native(ws):
+    from modelloop.families import family_of
+    from modelloop.registry import resolve_model
+
+    row = resolve_model(ws, None)
+    return family_of(row).load(ws, row)
+
+
+def test_a_known_user_gets_k_unseen_items_best_first(served):
+    ws, client = served
+    model = _native(ws)
+    user = str(model.users_[0])
+    r = client.post("/v1/recommend", json={"user": user, "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    items = [x["item"] for x in body["recommendations"]]
+    scores = [x["score"] for x in body["recommendations"]]
+    assert len(items) == 5 and scores == sorted(scores, reverse=True) and "fallback" not in body
+    assert not set(items) & {str(model.items_[p]) for p in model.seen(0)}
+    assert len(body["request_id"]) == 40 and body["model"]["name"] == "shop"
+    seen = client.post("/v1/recommend", json={"user": user, "k": 20, "exclude_seen": False}).json()
+    assert {str(model.items_[p]) for p in model.seen(0)} & {x["item"] for x in seen["recommendations"]}
+    excluded = client.post("/v1/recommend", json={"user": user, "k": 5, "exclude": items[:2]}).json()
+    assert not set(items[:2]) & {x["item"] for x in excluded["recommendations"]}
+
+
+def test_an_unknown_user_gets_the_popular_items_and_is_told(served):
+    ws, client = served
+    model = _native(ws)
+    body = client.post("/v1/recommend", json={"user": "someone-new", "k": 3}).json()
+    assert body["fallback"] == "popular"
+    top = np.argsort(-model.counts_, kind="stable")[:3]
+    assert [x["item"] for x in body["recommendations"]] == [str(model.items_[p]) for p in top]
+
+
+def test_a_filter_keeps_only_items_with_that_feature(served):
+    ws, client = served
+    data = pd.read_csv(ws.config.root / "ratings.csv")
+    category = data["category"].iloc[0]
+    body = client.post("/v1/recommend", json={"user": "u1", "k": 10, "filter": {"category": category}}).json()
+    kinds = dict(zip(data["item"], data["category"], strict=False))
+    assert body["recommendations"] and {kinds[x["item"]] for x in body["recommendations"]} == {category}
+    bad = client.post("/v1/recommend", json={"user": "u1", "filter": {"colour": "red"}})
+    assert bad.status_code == 422 and bad.json()["message"].startswith("body.filter.colour: not an item feature")
+
+
+@pytest.mark.parametrize("k", [0, -3, 21])
+def test_k_outside_one_to_max_k_is_a_422_naming_k(served, k):
+    _, client = served
+    r = client.post("/v1/recommend", json={"user": "u1", "k": k})
+    assert r.status_code == 422
+    assert r.json()["message"] == f"body.k: must be from 1 to 20 (serve.max_k), got {k}"
+
+
+def test_malformed_bodies_are_422_naming_the_field(served):
+    _, client = served
+    r = client.post("/v1/recommend", json={"user": {"id": 1}})
+    assert r.status_code == 422 and "body.user" in r.json()["message"]
+    r = client.post("/v1/recommend", json={"user": "u1", "kk": 3})
+    assert r.status_code == 422 and "body.kk: unknown field (did you mean 'k'?)" in r.json()["message"]
+
+
+def test_predict_answers_the_training_rows_as_offline(served):
+    ws, client = served
+    model = _native(ws)
+    rows = pd.read_csv(ws.config.root / "ratings.csv").head(30)
+    records = json.loads(rows.to_json(orient="records"))
+    r = client.post("/v1/predict", json={"records": records})
+    assert r.status_code == 200, r.text
+    served_scores = [p["score"] for p in r.json()["predictions"]]
+    np.testing.assert_allclose(served_scores, model.predict(rows), atol=1e-9)
+
+
+def test_both_routes_are_in_the_openapi_spec(served):
+    _, client = served
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "k" in paths["/v1/recommend"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert "request_id" in json.dumps(paths["/v1/interactions"]["post"]["requestBody"])
+
+
+def test_an_interaction_is_on_disk_before_201_and_needs_an_issued_request_id(served):
+    ws, client = served
+    rid = client.post("/v1/recommend", json={"user": "u2", "k": 3}).json()["request_id"]
+    before = len(read_interactions_log(ws)[0])
+    r = client.post("/v1/interactions", json={"user": "u2", "item": "i5", "event": "click", "request_id": rid})
+    assert r.status_code == 201, r.text
+    stored, torn = read_interactions_log(ws)
+    assert torn == 0 and len(stored) == before + 1
+    assert stored[-1]["request_id"] == rid and stored[-1]["served_by"]["name"] == "shop"
+    unknown = client.post("/v1/interactions", json={"user": "u2", "item": "i5", "request_id": "f" * 40})
+    assert unknown.status_code == 404 and "request_id" in unknown.json()["detail"]
+    assert len(read_interactions_log(ws)[0]) == before + 1 and interactions_path(ws).exists()

@@ -1,7 +1,9 @@
 """Closing the loop: feedback -> new dataset version -> challenger -> gate -> promote (or not).
 
 The new dataset version is the champion's dataset plus the labeled feedback (deduplicated by
-request id, each row keeping its provenance in ``_origin``/``_request_id``). Its split inherits the
+request id, each row keeping its provenance in ``_origin``/``_request_id``; a family whose log keeps a
+stand-in for the input, such as an image's digest, gives the input back through its optional
+``feedback_inputs(ws, frame) -> (frame, note)``). Its split inherits the
 frozen test set; the most recent share of the new feedback becomes the ``recent`` slice, held out
 from training. Champion and challenger are scored on both, and the gate decides:
 
@@ -34,6 +36,7 @@ from ..data.stages import cleaning_plan
 from ..errors import StateError
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.metrics import IN_TARGET_UNITS, improvement
+from ..families import family_of
 from ..registry import PRODUCTION, load_model, promote, resolve_model
 from ..workspace import Workspace
 from .store import labeled_frame
@@ -61,6 +64,10 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
     if "_request_id" in base.columns:
         fb = fb[~fb["_request_id"].isin(set(base["_request_id"].dropna()))]
     fb = fb.drop_duplicates("_request_id", keep="first")
+    note: dict[str, Any] = {}
+    inputs = getattr(family_of(champion), "feedback_inputs", None)
+    if inputs is not None and not fb.empty:  # the log keeps what stands for the input (an image's digest)
+        fb, note = inputs(ws, fb.reset_index(drop=True))
     if fb.empty:
         return None
     plan = cleaning_plan(ws, parent)
@@ -96,7 +103,7 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
                           schema=schema.to_dict(), rows=len(merged), path=str(path),
                           source={"feedback_rows": len(new), "parent": parent["id"]})
     _write_split(ws, row, parent, merged, new)
-    return {**row, "added": len(new)}
+    return {**row, "added": len(new), **({"feedback_inputs": note} if note else {})}
 
 
 def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, new: pd.DataFrame) -> None:
@@ -220,6 +227,7 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     if promoted:
         promote(ws, f"{cfg.name}:{challenger['version']}", reason=f"retrain: {reason}")
     return {"promoted": promoted, "reason": reason, "dataset": merged["id"], "added_rows": merged["added"],
+            **({"feedback_inputs": merged["feedback_inputs"]} if merged.get("feedback_inputs") else {}),
             "rows": {"holdout": len(holdout), "recent": len(recent)}, "metric": metric,
             "gate": {"recent_gain": gain, "holdout_drop": drop, "min_improvement": rc.min_improvement,
                      "max_holdout_drop": rc.max_holdout_drop, "relative": relative},

@@ -88,6 +88,13 @@ class ImageFamily:
 
         return image_variant_maker(teacher, train, target=target, seed=seed, scratch=scratch, threads=threads or 1)
 
+    def feedback_inputs(self, ws: Any, frame: Any) -> tuple[Any, dict[str, Any]]:
+        """Labelled log rows with their images back: the log keeps a digest, the server kept the bytes
+        (``served.py``); rows whose image is gone are left out and counted."""
+        from .served import feedback_inputs
+
+        return feedback_inputs(ws, frame)
+
     def drift_columns(self, schema: Any) -> dict[str, str]:
         from ...data.images import STAT_COLUMNS
 

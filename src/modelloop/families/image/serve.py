@@ -11,12 +11,14 @@ The records it returns keep, for the prediction log and drift monitoring, the im
 statistics (``width``, ``height``, ``aspect``, ``brightness``, ``contrast``, the columns the training
 rows hold) instead of the base64 text; the pixels travel beside them (``ImageRecord.pixels``) to the
 scorer, which runs the int8 graph ``modelloop optimize`` registered, else the fp32 one, else PyTorch.
+The served runtime's validator also keeps each image's bytes by digest (``served.py``): feedback on a
+served image becomes a training row at the next ``modelloop retrain``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ from ...data.images import IMAGE_COLUMN, MAX_PIXELS, BadImage, ImageTooLarge, de
     image_stats, resize
 from ...serving.runtime import Runtime, native_model, table_columns
 from ...serving.validation import ValidationProblem
+from .served import SERVED_DIR, digest_of, keep_image
 
 __all__ = ["ImageRecord", "ImageRequestValidator", "decode_upload", "image_runtime", "multipart_files"]
 
@@ -42,8 +45,9 @@ class ImageRequestValidator:
 
     blocking = True  # decoding is CPU work: the app calls ``validate_json`` in a worker thread
 
-    def __init__(self, base: Any, image_size: int, max_pixels: int = MAX_PIXELS):
+    def __init__(self, base: Any, image_size: int, max_pixels: int = MAX_PIXELS, keep: Path | None = None):
         self.base, self.image_size, self.max_pixels = base, image_size, max_pixels
+        self.keep = keep  # where each decoded image's bytes are kept for retraining (``served.py``); None: not
 
     def __getattr__(self, name: str) -> Any:  # features, allowed, json_schema, ...: the generic validator's
         return getattr(self.base, name)
@@ -80,8 +84,11 @@ class ImageRequestValidator:
     def record(self, raw: bytes) -> ImageRecord:
         """The validated record of one encoded image (raises ``BadImage`` / ``ImageTooLarge``)."""
         img = decode_image(raw, max_pixels=self.max_pixels)
-        rec = ImageRecord({IMAGE_COLUMN: "sha256:" + hashlib.sha256(raw).hexdigest(), **image_stats(img)})
+        digest = digest_of(raw)
+        rec = ImageRecord({IMAGE_COLUMN: digest, **image_stats(img)})
         rec.pixels = resize(img, self.image_size)
+        if self.keep is not None:
+            keep_image(self.keep, raw, digest)
         return rec
 
 
@@ -162,7 +169,8 @@ def image_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, thr
                        "max_pixels": MAX_PIXELS, "upload": "/v1/predict/image"}}
     rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row), reason=reason, scorer=score,
                  variant=variant, extra=extra)
-    rt.validator = ImageRequestValidator(rt.validator, int(native.image_size_))  # type: ignore[assignment]
+    rt.validator = ImageRequestValidator(rt.validator, int(native.image_size_),  # type: ignore[assignment]
+                                         keep=ws.state / SERVED_DIR)
     return rt
 
 

@@ -1,0 +1,94 @@
+"""The image family's whole loop through the CLI and a real server: run, serve, feedback on served images,
+retrain (a new dataset version holding those images, the challenger gated), and batch predict."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from clirun import cli
+from image_toy import write_project
+from servers import running
+
+from modelloop.data.ingest import load_dataset
+from modelloop.project import Project
+from modelloop.serving import create_app
+
+CLASSES = ("bolt", "nut", "washer")
+
+
+def _png(kind: str, rng: np.random.Generator) -> bytes:
+    from modelloop.examples.images import draw_part
+
+    buf = io.BytesIO()
+    draw_part(kind, 32, rng).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    """A project trained by `modelloop run` (in-process), 3 classes x 10 generated images."""
+    from modelloop.examples.images import generate_images
+
+    root = tmp_path_factory.mktemp("image-loop")
+    generate_images(root / "images", per_class=10, size=32, seed=5, classes=CLASSES)
+    write_project(root, "images", retrain={"recent_fraction": 0.5})
+    project = Project.load(root / "modelloop.yaml")
+    result = project.run()
+    assert result["model"]["version"] == 1
+    return root
+
+
+def test_feedback_on_served_images_becomes_a_dataset_version_and_the_challenger_is_gated(loop: Path, capsys):
+    ws = Project.load(loop / "modelloop.yaml").workspace
+    parent, base, _ = load_dataset(ws)
+    rng = np.random.default_rng(11)
+    sent = [(kind, _png(kind, rng)) for kind in CLASSES * 4]
+    with running(create_app(ws)) as url:
+        by_json = httpx.post(f"{url}/v1/predict", timeout=60, json={
+            "records": [{"image": base64.b64encode(raw).decode()} for _, raw in sent[:6]]})
+        by_upload = httpx.post(f"{url}/v1/predict/image", timeout=60,
+                               files=[("file", (f"{i}.png", raw)) for i, (_, raw) in enumerate(sent[6:])])
+        ids = [p["request_id"] for answer in (by_json, by_upload) for p in answer.json()["predictions"]]
+        assert by_json.status_code == by_upload.status_code == 200 and len(ids) == len(sent)
+        for rid, (kind, _) in zip(ids, sent, strict=True):
+            stored = httpx.post(f"{url}/v1/feedback", json={"request_id": rid, "label": kind}, timeout=30)
+            assert stored.status_code == 201, stored.text
+    code, out, err = cli(["retrain", "--json"], capsys, loop)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["added_rows"] == len(sent) and "images_missing" not in result["feedback_inputs"]
+    # the new version holds the served images themselves (their bytes, as ingest stores an image) and labels
+    row, merged, _ = load_dataset(ws, result["dataset"])
+    assert row["parents"] == [parent["id"]] and len(merged) == len(base) + len(sent)
+    added = merged[merged["_origin"] == "feedback"]
+    assert sorted(added["image"].map(base64.b64decode)) == sorted(raw for _, raw in sent)
+    assert dict(zip(added["image"].map(base64.b64decode), added["label"], strict=True)) == \
+        {raw: kind for kind, raw in sent}
+    assert result["rows"]["recent"] == len(sent) // 2
+    # the challenger was trained on that version and the gate decided, saying why
+    challenger = ws.catalog.get_model("parts", result["challenger"]["model"]["version"])
+    assert challenger["dataset_id"] == result["dataset"] and challenger["family"] == "image"
+    said = ("challenger beats champion on the recent slice",) if result["promoted"] else ("does not beat", "on the frozen holdout")
+    assert any(words in result["reason"] for words in said), result["reason"]
+    production = ws.catalog.get_alias("parts", "production")
+    assert production == (challenger["version"] if result["promoted"] else 1)
+    assert {"f1_macro", "accuracy"} <= set(result["challenger"]["metrics"]["recent"])
+
+
+def test_feedback_on_an_image_no_longer_kept_is_left_out_and_said(loop: Path, tmp_path: Path):
+    from modelloop.families.image.served import SERVED_DIR, digest_of, feedback_inputs, keep_image
+
+    ws = Project.load(loop / "modelloop.yaml").workspace
+    raw = _png("nut", np.random.default_rng(3))
+    frame = pd.DataFrame({"image": [digest_of(raw), digest_of(b"gone")], "label": ["nut", "bolt"]})
+    keep_image(ws.state / SERVED_DIR, raw, digest_of(raw))
+    out, note = feedback_inputs(ws, frame)
+    assert list(out["label"]) == ["nut"] and base64.b64decode(out["image"].iloc[0]) == raw
+    assert note["images_missing"] == 1 and "not used" in note["why"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ __all__ = ["EXAMPLES", "init_project"]
 EXAMPLES: tuple[str, ...] = ("fraud", "intents", "sentiment", "anomaly")
 EXAMPLES += ("assistant",)  # generative: bilingual customer-service pairs (examples/assistant.py)
 EXAMPLES += ("images",)  # image classification: generated part images, a folder per class (examples/images.py)
+EXAMPLES += ("recommend",)  # a shop's ratings with latent taste structure (examples/recommend.py)
+# examples whose table a seeded generator writes: module of modelloop.examples, its function, the file
+_GENERATED_TABLES = {"fraud": ("fraud", "generate_transactions", "transactions.csv"),
+                     "anomaly": ("sensors", "generate_sensors", "sensors.csv"),
+                     "recommend": ("recommend", "generate_interactions", "ratings.csv")}
 _TEXT_EXAMPLES = ("intents", "sentiment")  # data/NAME.jsonl shipped in the package, config NAME.yaml
 
 _BLANK = """\
@@ -40,21 +46,13 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
         raise ConfigError(f"--example: unknown example '{example}'; allowed: {', '.join(EXAMPLES)}")
     root.mkdir(parents=True, exist_ok=True)
     files = [str(cfg_path)]
-    if example == "fraud":
-        from .examples.fraud import generate_transactions
-
+    if example in _GENERATED_TABLES:  # a seeded generator writes data/<file>; <example>.yaml is the config
+        module, function, name = _GENERATED_TABLES[example]
+        generate = getattr(importlib.import_module(f"{__package__}.examples.{module}"), function)
         (root / "data").mkdir(exist_ok=True)
-        data = root / "data" / "transactions.csv"
-        generate_transactions(seed=0).to_csv(data, index=False)
-        text = resources.files("modelloop.examples").joinpath("fraud.yaml").read_text()
-        files.append(str(data))
-    elif example == "anomaly":
-        from .examples.sensors import generate_sensors
-
-        (root / "data").mkdir(exist_ok=True)
-        data = root / "data" / "sensors.csv"
-        generate_sensors(seed=0).to_csv(data, index=False)
-        text = resources.files("modelloop.examples").joinpath("anomaly.yaml").read_text()
+        data = root / "data" / name
+        generate(seed=0).to_csv(data, index=False)
+        text = resources.files("modelloop.examples").joinpath(f"{example}.yaml").read_text()
         files.append(str(data))
     elif example == "images":
         from .examples.images import generate_images

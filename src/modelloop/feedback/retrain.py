@@ -53,8 +53,14 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
     """The champion's dataset + new labeled feedback as a new version (None when nothing is new)."""
     cfg, cat = ws.config, ws.catalog
     parent, base, schema = load_dataset(ws, champion["dataset_id"])
-    fb = labeled_frame(ws)
-    if not fb.empty:  # feedback kept but not to learn from (a generated answer refused without a correction)
+    interaction_rows = getattr(load_model(ws, champion), "interaction_rows", None)
+    if interaction_rows is not None:  # a recommender learns from the interactions (POST /v1/interactions)
+        from .interactions import read_interactions_log
+
+        fb = interaction_rows(read_interactions_log(ws)[0])
+    else:
+        fb = labeled_frame(ws)
+    if not fb.empty and interaction_rows is None:  # feedback kept but not to learn from (a refused answer)
         from ..families.heads import head_for
 
         learnable = head_for(champion["info"] or {}).learnable
@@ -131,7 +137,8 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
 
 def _score(model: Any, df: pd.DataFrame, ws: Workspace, task: str) -> dict[str, Any]:
     target = ws.config.data.target
-    if df.empty or target not in df.columns or not df[target].notna().any():
+    if df.empty or (not hasattr(model, "evaluate_interactions")  # a recommender: the rows are the truth
+                    and (target not in df.columns or not df[target].notna().any())):
         return {}  # no labelled row (an anomaly project's holdout before any verdict): no figures
     return evaluate_model(model, df, target=ws.config.data.target, task=task)["metrics"]
 

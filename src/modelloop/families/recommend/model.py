@@ -142,6 +142,37 @@ class RecommenderModel:
         top = top[top >= 0]
         return [{"item": str(self.items_[p]), "score": round(float(scores[p]), 6)} for p in top.tolist()], fallback
 
+    # ---- the loop ------------------------------------------------------------------------------
+    def interaction_rows(self, stored: list[dict[str, Any]]) -> pd.DataFrame:
+        """Stored interactions (``POST /v1/interactions``) as rows of the training table, for
+        ``modelloop retrain``: the user and item (as text), the rating (``value``; a model of ratings
+        learns only the interactions that carry one), the time, the item's known attributes, and
+        ``_request_id`` (a stable id of the interaction, so a retrain adds it once) and ``_feedback_at``."""
+        import hashlib
+        import json
+
+        rows = []
+        for rec in stored:
+            value = rec.get("value")
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if self.explicit_ and not numeric:
+                continue
+            item = label_text(rec["item"])
+            row: dict[str, Any] = {self.user_col: label_text(rec["user"]), self.item_col: item}
+            if self.rating_col is not None and numeric:
+                row[self.rating_col] = float(value)  # type: ignore[arg-type]  # numeric: int or float
+            if self.time_col is not None:
+                row[self.time_col] = str(rec.get("at", ""))[:16].replace("T", " ")
+            for name, values in self.features_.items():
+                row[name] = values.get(item)
+            key = json.dumps([rec.get(k) for k in ("at", "user", "item", "event", "value", "request_id")], default=str)
+            row["_request_id"] = "ix:" + hashlib.sha256(key.encode()).hexdigest()[:24]
+            row["_feedback_at"] = pd.Timestamp(rec.get("at"))
+            rows.append(row)
+        return pd.DataFrame(rows, columns=[self.user_col, self.item_col, *([self.rating_col] if self.rating_col else []),
+                                           *([self.time_col] if self.time_col else []), *self.features_,
+                                           "_request_id", "_feedback_at"])
+
     # ---- evaluation --------------------------------------------------------------------------------
     def evaluate_interactions(self, df: pd.DataFrame) -> dict[str, Any]:
         """The figures on held-out interactions ``df``: ranking metrics at ``k`` with training items

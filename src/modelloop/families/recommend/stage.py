@@ -94,7 +94,7 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
         best = result.best_single
         fitted = job.fit(best.family, best.params)
         selection = {"chosen": best.family, "value": best.value, "metric": cfg.metric,
-                     "why": f"the best of {len(result.trials)} trials by validation {cfg.metric}@{settings.k} "
+                     "why": f"the best of {len(result.trials)} trials by validation {cfg.metric}@{settings.k}"
                             if cfg.metric not in ("rmse", "mae") else
                             f"the best of {len(result.trials)} trials by validation {cfg.metric}"}
         model = RecommenderModel.build(

@@ -1,5 +1,5 @@
 """The tiny generative project's pieces: bilingual question/answer pairs with consistent facts and a
-randomly initialised Llama (hidden 32, 2 layers) with a byte-level BPE tokenizer trained here, never a
+randomly initialised Llama (hidden 32, 1 layer) with a byte-level BPE tokenizer trained here, never a
 download. Shared by tests/generative and the family contract suite."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def make_chats(n: int = 40, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def build_tiny_llama(folder: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2,
+def build_tiny_llama(folder: Path, *, hidden: int = 32, layers: int = 1, heads: int = 2,
                      max_positions: int = 256, vocab_size: int = 400) -> Path:
     """A LlamaForCausalLM from a LlamaConfig (seeded random weights) and a byte-level BPE tokenizer
     trained on the toy texts, with a ChatML template like SmolLM2's."""
@@ -76,7 +76,8 @@ def gen_config(root: Path, backbone: Path, *, source: str = "qa.jsonl", **model:
     """A raw project config for task text_generation on the tiny Llama. Full fine-tuning at lr 1e-2: a
     randomly initialised model learns the six facts in a few epochs (LoRA adapters on random weights
     barely move its loss; the LoRA path is tested for what it builds)."""
-    settings = {"backbone": str(backbone), "method": "full", "epochs": 12, "early_stopping_patience": 3, "max_length": 64, "batch_size": 2,
-                "learning_rate": 1e-2, "max_new_tokens": 12, "eval_samples": 4, **model}
+    settings = {"backbone": str(backbone), "method": "full", "epochs": 12, "early_stopping_patience": 3,
+                "max_length": 64, "batch_size": 2, "learning_rate": 1e-2, "max_new_tokens": 12, "eval_samples": 4,
+                **model}
     return {"name": "helpdesk", "task": "text_generation", "data": {"source": source, "target": "completion"},
             "split": {"strategy": "random"}, "model": settings, "train": {"budget": 120}}

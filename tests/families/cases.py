@@ -87,14 +87,16 @@ def anomaly_table(root: Path) -> dict[str, Any]:
 
 
 def generative_pairs(root: Path) -> dict[str, Any]:
+    import torch
     from gen_toy import build_tiny_llama, make_pairs
 
-    make_pairs(30).to_json(root / "qa.jsonl", orient="records", lines=True, force_ascii=False)
+    torch.set_num_threads(1)  # as tests/generative runs: two threads contending made decoding ~10x slower
+    make_pairs(20).to_json(root / "qa.jsonl", orient="records", lines=True, force_ascii=False)
     backbone = build_tiny_llama(root / "llama")
     return {"name": "cgen", "task": "text_generation", "data": {"source": "qa.jsonl", "target": "completion"},
             "split": {"strategy": "random"},
             "model": {"backbone": str(backbone), "method": "lora", "epochs": 1, "max_length": 48, "batch_size": 4,
-                      "max_new_tokens": 6, "eval_samples": 30, "search": True}}
+                      "max_new_tokens": 6, "eval_samples": 4, "search": True}}
 
 
 def recommend_ratings(root: Path) -> dict[str, Any]:

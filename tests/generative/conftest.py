@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
+# one thread: the tiny models gain nothing from two, and two threads on a shared 2-core machine contend
+# (the image tests pin the same)
+torch.set_num_threads(1)
 
-from gen_toy import build_tiny_llama, gen_config, make_chats, make_pairs
+from gen_toy import build_tiny_llama, gen_config, make_chats, make_pairs  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -44,12 +44,12 @@ def test_a_killed_run_resumes_at_its_next_epoch(tiny_llama, pairs, tmp_path):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
-    settings = GenerativeModelConfig(backbone=str(tiny_llama), epochs=3, max_length=64, learning_rate=1e-2,
+    settings = GenerativeModelConfig(backbone=str(tiny_llama), epochs=2, max_length=64, learning_rate=1e-2,
                                      lora_target_modules=["q_proj", "v_proj", "up_proj"])
-    ex = examples_of(pairs, Shape("pairs", "prompt", "completion"), tok)
+    ex = examples_of(pairs.head(24), Shape("pairs", "prompt", "completion"), tok)
     ids, labels, _ = encode_examples(tok, ex, 64)
-    job = GenJob(settings, str(tiny_llama), "fp", int(tok.pad_token_id), ids[:40], labels[:40], ids[40:],
-                 labels[40:], 0, "cpu")
+    job = GenJob(settings, str(tiny_llama), "fp", int(tok.pad_token_id), ids[:18], labels[:18], ids[18:],
+                 labels[18:], 0, "cpu")
     params = params_of(settings)
     whole = run_params(job, params)
 
@@ -78,28 +78,3 @@ def test_decoding_stops_on_a_stop_string_and_is_seeded(trained):
     assert len(m.tokenizer(m.answer(ids, max_new_tokens=3), add_special_tokens=False)["input_ids"]) <= 4
     a = m.answer(ids, temperature=1.5, top_p=0.9, seed=7)
     assert a == m.answer(ids, temperature=1.5, top_p=0.9, seed=7)
-
-
-def test_lora_keeps_adapters_only_and_the_merged_network_answers_as_the_adapted_one(tiny_llama, tmp_path, pairs):
-    from modelloop.config import parse_config
-    from modelloop.project import Project
-    from modelloop.registry import load_model
-
-    from gen_toy import gen_config
-
-    pairs.to_json(tmp_path / "qa.jsonl", orient="records", lines=True, force_ascii=False)
-    project = Project(parse_config(gen_config(tmp_path, tiny_llama, method="lora", epochs=1, eval_samples=1),
-                                   root=tmp_path))
-    project.ingest()
-    summary = project.train()
-    assert summary["generation"]["method"] == "lora" and summary["best_family"] == "lora"
-    model = load_model(project.workspace, project.workspace.catalog.get_model("helpdesk", 1))
-    from safetensors.torch import load
-
-    weights = load(model.weights_)
-    assert weights and all("lora_" in k for k in weights)
-    adapted = model._build(merged=False)
-    ids = torch.tensor([model.prompt_ids({"prompt": "Can I cancel?"})])
-    with torch.no_grad():
-        torch.testing.assert_close(model.network()(input_ids=ids).logits, adapted(input_ids=ids).logits,
-                                   atol=1e-4, rtol=1e-4)

@@ -130,7 +130,8 @@ def evaluate(config: str = ConfigOpt,
 
 @app.command()
 def predict(config: str = ConfigOpt,
-            data: str = typer.Option(..., "--data", help="CSV, Parquet or JSONL file of rows to score"),
+            data: str = typer.Option(..., "--data", help="CSV, Parquet or JSONL file of rows to score (an image "
+                                                         "model: also a folder of images or a table of paths)"),
             out_file: str = typer.Option(..., "--out", help="where to write them with the model's answers "
                                                             "(.csv, .parquet or .jsonl)"),
             model: str | None = typer.Option(None, "--model", help="NAME:VERSION, NAME@ALIAS or VERSION"),

@@ -133,6 +133,8 @@ def render_predict(r: dict[str, Any]) -> None:
     out.print(f"[bold]{m['name']}:{m['version']}[/] ({r['variant']}) scored {r['rows']:,} rows of {r['data']} "
               f"in {r['seconds']} s")
     out.print(f"  wrote {r['out']} with {', '.join(r['columns'])}")
+    if r.get("failed"):
+        out.print(f"  [yellow]{r['failed']:,} rows could not be scored[/]: their error column says why")
 
 
 def render_evaluation(r: dict[str, Any]) -> None:

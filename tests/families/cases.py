@@ -57,14 +57,12 @@ def text_multiclass(root: Path) -> dict[str, Any]:
 
 def image_multiclass(root: Path) -> dict[str, Any]:
     import torch
-    from image_toy import premigrated_tracking
 
     from modelloop.examples.images import generate_images
 
     # one intra-op thread, as tests/image runs: two threads contending on the 2-core CI machine made the
-    # case's checks 5-10x slower; the empty MLflow store is copied already migrated (image_toy.py)
+    # case's checks 5-10x slower
     torch.set_num_threads(1)
-    premigrated_tracking(root)
     generate_images(root / "images", per_class=10, size=32, seed=0, classes=("bolt", "nut", "washer"))
     return {"name": "cimage", "task": "image_classification", "data": {"source": "images", "target": "label"},
             "model": {"image_size": 32, "method": "head", "search": True}}

@@ -92,3 +92,47 @@ def test_feedback_on_an_image_no_longer_kept_is_left_out_and_said(loop: Path, tm
     out, note = feedback_inputs(ws, frame)
     assert list(out["label"]) == ["nut"] and base64.b64decode(out["image"].iloc[0]) == raw
     assert note["images_missing"] == 1 and "not used" in note["why"]
+
+
+def test_predict_scores_a_folder_and_a_table_of_paths_reporting_bad_files_per_row(loop: Path, tmp_path: Path,
+                                                                                 capsys):
+    from modelloop.families import family_of
+
+    ws = Project.load(loop / "modelloop.yaml").workspace
+    rng = np.random.default_rng(21)
+    folder = tmp_path / "inbox"
+    (folder / "sub").mkdir(parents=True)
+    files = {"a.png": _png("bolt", rng), "sub/b.png": _png("washer", rng), "c.png": _png("nut", rng)}
+    for name, raw in files.items():
+        (folder / name).write_bytes(raw)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "cut.png").write_bytes(files["a.png"][:60])
+    code, out, err = cli(["predict", "--data", str(folder), "--out", str(tmp_path / "p.csv"), "--json"], capsys, loop)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["rows"] == 5 and result["failed"] == 2 and result["columns"][0] == "label"
+    written = pd.read_csv(tmp_path / "p.csv")
+    assert list(written["path"]) == ["a.png", "c.png", "cut.png", "notes.txt", "sub/b.png"]
+    good = written[written["error"].isna()]
+    # the answers are the production model's for those files
+    row = ws.catalog.get_model("parts", ws.catalog.get_alias("parts", "production"))
+    model = family_of(row).load(ws, row)
+    expected = model.predict_proba([files[p] for p in good["path"]])
+    np.testing.assert_allclose(good[[f"proba_{c}" for c in model.classes_]].to_numpy(), expected, atol=1e-5)
+    assert list(good["label"]) == list(np.asarray(model.classes_)[expected.argmax(1)])
+    bad = written.set_index("path").loc[["cut.png", "notes.txt"]]
+    assert bad["label"].isna().all() and bad["error"].str.len().gt(0).all()
+    # a table of paths relative to it: its columns kept; a missing file is a row's error too
+    table = pd.DataFrame({"file": ["a.png", "sub/b.png", "gone.png"], "shelf": [1, 2, 3]})
+    table.to_csv(folder / "batch.csv", index=False)
+    code, out, _ = cli(["predict", "--data", str(folder / "batch.csv"), "--out", str(tmp_path / "t.jsonl")],
+                       capsys, loop)
+    assert code == 0 and "1 rows could not be scored" in out
+    scored = pd.read_json(tmp_path / "t.jsonl", lines=True)
+    assert list(scored.columns[:2]) == ["file", "shelf"] and scored["error"].notna().tolist() == [False, False, True]
+    assert scored["error"][2].startswith("cannot read the file")
+    pd.DataFrame({"shelf": [1], "note": ["x"]}).to_csv(tmp_path / "plain.csv", index=False)
+    code, _, err = cli(["predict", "--data", str(tmp_path / "plain.csv"), "--out", str(tmp_path / "x.csv")], capsys,
+                       loop)
+    assert code == 2 and "cannot tell which column holds the image paths" in err and "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()

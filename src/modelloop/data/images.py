@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = ["IMAGE_COLUMN", "IMAGE_SUFFIXES", "MAX_PIXELS", "PATH_COLUMN", "STAT_COLUMNS", "BadImage", "ImageTooLarge",
-           "decode_base64", "decode_image", "image_kinds", "image_stats", "iter_pixels", "read_image_source",
-           "resize"]
+           "decode_base64", "decode_image", "image_kinds", "image_stats", "iter_pixels", "path_column",
+           "read_image_source", "resize", "visible_files"]
 
 IMAGE_COLUMN = "image"
 PATH_COLUMN = "path"
@@ -201,6 +201,12 @@ def _visible(parts: tuple[str, ...]) -> bool:
     return not any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
+def visible_files(folder: Path, root: Path | None = None) -> list[Path]:
+    """The files below ``folder`` in path order, leaving out hidden ones (``.x``, ``__MACOSX``) below ``root``."""
+    base = folder if root is None else root
+    return sorted(f for f in folder.rglob("*") if f.is_file() and _visible(f.relative_to(base).parts))
+
+
 def _folder_items(root: Path, target: str, encoding: str) -> list[_Item]:
     tables = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in _TABLES]
     classes = sorted(d for d in root.iterdir() if d.is_dir() and _visible((d.name,)))
@@ -212,7 +218,7 @@ def _folder_items(root: Path, target: str, encoding: str) -> list[_Item]:
                         "of image paths and labels")
     items: list[_Item] = []
     for folder in classes:
-        files = sorted(f for f in folder.rglob("*") if f.is_file() and _visible(f.relative_to(root).parts))
+        files = visible_files(folder, root)
         if not files:
             raise DataError(f"{folder}: class folder '{folder.name}' is empty; add its images or remove it")
         items += [_Item(str(f.relative_to(root)), folder.name, f.read_bytes) for f in files]
@@ -271,13 +277,13 @@ def _table_items(path: Path, target: str, encoding: str, *, opener: Callable[[st
         df, _ = read_table(str(path), encoding=encoding)
     if target not in df.columns:
         raise DataError(f"data.target: column '{target}' is not in {where}; columns: {cap_list(df.columns)}")
-    column = _path_column(df, target, where)
+    column = path_column(df, target, where)
     df = df[df[target].notna()]
     return [_Item(str(p), label, _reader(opener, str(p)))
             for p, label in sorted(zip(df[column], df[target], strict=True), key=lambda r: (str(r[1]), str(r[0])))]
 
 
-def _path_column(df: pd.DataFrame, target: str, where: str) -> str:
+def path_column(df: pd.DataFrame, target: str, where: str) -> str:
     """The column of image paths: the one whose values end in an image suffix (or a usual name)."""
     found = [c for c in df.columns if c != target and df[c].dtype == object
              and df[c].dropna().astype(str).str.lower().str.endswith(IMAGE_SUFFIXES).mean() > 0.5]

@@ -94,39 +94,37 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
                  chunk_rows: int = CHUNK_ROWS, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Score every row of ``data`` with ``model`` (production by default) into ``out``.
 
-    Returns ``{"model", "data", "out", "rows", "columns", "variant", "seconds"}``. A row the server
-    would refuse stops the run with a DataError naming the row and the field; nothing is written.
+    Returns ``{"model", "data", "out", "rows", "columns", "variant", "seconds"}`` (and ``failed``, the rows
+    a family's reader marked in an ``error`` column). A row the server would refuse stops the run with a
+    DataError naming the row and the field; nothing is written. A family that reads its own kind of input
+    (the image family: a folder of images, a table of image paths) gives the scored frames through its
+    optional ``predict_frames(runtime, src, chunk_rows)`` hook instead.
     """
+    from ..families import family_of
     from .runtime import load_runtime
 
     src, dst = Path(data), Path(out)
-    if not src.is_file():
+    if not src.exists():
         raise DataError(f"--data: file not found: {src}")
     if dst.resolve() == src.resolve():
         raise DataError(f"--out: {dst} is the input file; write the predictions to another file")
-    kind_in, kind_out = _format(src, "--data"), _format(dst, "--out")
+    kind_out = _format(dst, "--out")
     started = time.time()
     runtime = load_runtime(ws, model, text_threads=None)
-    schema, validator = runtime.request_schema, runtime.validator
-    texts = {c: str for c, k in schema.columns.items() if k in ("categorical", "text", "datetime", "identifier")}
-    writer, rows, added = _Writer(dst, kind_out), 0, []
+    own = getattr(family_of(runtime.row), "predict_frames", None)
+    if own is not None:
+        frames = own(runtime, src, chunk_rows)
+    elif src.is_dir():
+        raise DataError(f"--data: {src} is a folder; this model scores a file ({', '.join(sorted(FORMATS))})")
+    else:
+        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows)
+    writer, rows, added, failed = _Writer(dst, kind_out), 0, [], None
     try:
-        for chunk in _chunks(src, kind_in, texts, chunk_rows):
-            missing = [c for c in validator.features if c not in chunk.columns]
-            if missing:
-                raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "
-                                f"{', '.join(validator.features[:20])}")
-            sent = [c for c in chunk.columns if c in validator.allowed]
-            body = b'{"records":' + _numbers(chunk[sent], schema, rows).to_json(
-                orient="records", date_format="iso").encode() + b"}"
-            try:
-                records = validator.validate_json(body)
-            except ValueError as exc:  # ValidationProblem: records[i] -> the file's row number
-                raise DataError(_row_message(str(exc), rows)) from None
-            columns = runtime.head.columns(runtime.score_records(records)[0])
-            added = [c for c in columns if c not in chunk.columns] or list(columns)
-            writer.write(chunk.assign(**columns))
-            rows += len(chunk)
+        for frame, added in frames:
+            writer.write(frame)
+            rows += len(frame)
+            if "error" in added:
+                failed = (failed or 0) + int(frame["error"].notna().sum())
             if progress is not None:
                 progress(rows)
         writer.commit()
@@ -135,7 +133,29 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
         raise
     return {"model": {"name": runtime.name, "version": runtime.version}, "data": str(src), "out": str(dst),
             "rows": rows, "columns": added, "variant": runtime.variant,
-            "seconds": round(time.time() - started, 2)}
+            "seconds": round(time.time() - started, 2), **({"failed": failed} if failed is not None else {})}
+
+
+def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[str]]]:
+    """The input's chunks with the model's columns added, validated as the server validates a body."""
+    schema, validator = runtime.request_schema, runtime.validator
+    texts = {c: str for c, k in schema.columns.items() if k in ("categorical", "text", "datetime", "identifier")}
+    rows = 0
+    for chunk in _chunks(src, kind_in, texts, chunk_rows):
+        missing = [c for c in validator.features if c not in chunk.columns]
+        if missing:
+            raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "
+                            f"{', '.join(validator.features[:20])}")
+        sent = [c for c in chunk.columns if c in validator.allowed]
+        body = b'{"records":' + _numbers(chunk[sent], schema, rows).to_json(
+            orient="records", date_format="iso").encode() + b"}"
+        try:
+            records = validator.validate_json(body)
+        except ValueError as exc:  # ValidationProblem: records[i] -> the file's row number
+            raise DataError(_row_message(str(exc), rows)) from None
+        columns = runtime.head.columns(runtime.score_records(records)[0])
+        rows += len(chunk)
+        yield chunk.assign(**columns), [c for c in columns if c not in chunk.columns] or list(columns)
 
 
 def _numbers(frame: pd.DataFrame, schema: Any, offset: int) -> pd.DataFrame:

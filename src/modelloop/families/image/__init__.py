@@ -95,6 +95,13 @@ class ImageFamily:
 
         return feedback_inputs(ws, frame)
 
+    def predict_frames(self, runtime: Any, src: Path, chunk_rows: int) -> Any:
+        """``modelloop predict`` on a folder of images or a table of image paths (``batch.py``): one row
+        per file, a file that does not decode reported in the row's ``error``."""
+        from .batch import predict_frames
+
+        return predict_frames(runtime, src, chunk_rows)
+
     def drift_columns(self, schema: Any) -> dict[str, str]:
         from ...data.images import STAT_COLUMNS
 

@@ -30,8 +30,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "popularity": {},
     "itemknn": {"neighbors": 50, "shrink": 10.0},
     "mf": {"factors": 32, "reg": 5.0},
-    "als": {"factors": 32, "reg": 0.1, "alpha": 10.0},
-    "bpr": {"factors": 32, "lr": 0.05, "reg": 0.002},
+    # ALS's regularisation is not scaled by the counts: a small catalog needs tens (the example: 50)
+    "als": {"factors": 32, "reg": 50.0, "alpha": 20.0},
+    "bpr": {"factors": 32, "lr": 0.02, "reg": 0.001},
 }
 
 
@@ -166,7 +167,7 @@ class BiasedMF(_Recommender):
 
 
 class ImplicitALS(_Recommender):
-    def __init__(self, factors: int = 32, reg: float = 0.1, alpha: float = 10.0):
+    def __init__(self, factors: int = 32, reg: float = 50.0, alpha: float = 20.0):
         self.factors, self.reg, self.alpha = int(factors), float(reg), float(alpha)
 
     def _fit(self, R: Any, rng: np.random.Generator, epochs: int) -> None:
@@ -201,7 +202,7 @@ class ImplicitALS(_Recommender):
 
 
 class BPR(_Recommender):
-    def __init__(self, factors: int = 32, lr: float = 0.05, reg: float = 0.002, batch: int = 256):
+    def __init__(self, factors: int = 32, lr: float = 0.02, reg: float = 0.001, batch: int = 256):
         self.factors, self.lr, self.reg, self.batch = int(factors), float(lr), float(reg), int(batch)
 
     def _fit(self, R: Any, rng: np.random.Generator, epochs: int) -> None:

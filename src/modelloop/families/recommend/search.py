@@ -41,7 +41,7 @@ def suggest_params(trial: Any, models: list[str]) -> dict[str, Any]:
         if name == "mf":
             params["reg"] = trial.suggest_float("reg", 0.5, 50.0, log=True)
         elif name == "als":
-            params["reg"] = trial.suggest_float("reg", 1e-3, 10.0, log=True)
+            params["reg"] = trial.suggest_float("reg", 0.1, 500.0, log=True)
             params["alpha"] = trial.suggest_float("alpha", 1.0, 100.0, log=True)
         else:
             params["lr"] = trial.suggest_float("lr", 0.005, 0.2, log=True)

@@ -30,14 +30,15 @@ def parts(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_parts(tmp_path_factory) -> Path:
-    """A project with its images ingested and a head trained (once per session)."""
+    """A project run through `modelloop run`'s pipeline once per session (ingest, profile, a 2-trial head
+    search, registration as version 1). Tests that need version 1 name it (``parts:1``): the loop test's
+    retrain may promote a version 2."""
     from modelloop.examples.images import generate_images
     from modelloop.project import Project
 
     root = tmp_path_factory.mktemp("trained-parts")
     generate_images(root / "images", per_class=12, size=32, seed=1, classes=("bolt", "nut", "washer"))
-    write_project(root, "images")
-    project = Project.load(root / "modelloop.yaml")
-    project.ingest()
-    project.train()
+    write_project(root, "images", retrain={"recent_fraction": 0.5})
+    result = Project.load(root / "modelloop.yaml").run()
+    assert result["model"]["version"] == 1, result
     return root

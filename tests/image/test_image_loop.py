@@ -1,5 +1,6 @@
-"""The image family's whole loop through the CLI and a real server: run, serve, feedback on served images,
-retrain (a new dataset version holding those images, the challenger gated), and batch predict."""
+"""The image family's loop on the session's project (``conftest.trained_parts``, run through the pipeline):
+a real server answers, feedback on the served images comes back, `modelloop retrain` builds a dataset
+version holding those images and gates the challenger; `modelloop predict` scores folders and tables."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
-import pytest
 from clirun import cli
-from image_toy import write_project
 from servers import running
 
 from modelloop.data.ingest import load_dataset
@@ -31,22 +30,8 @@ def _png(kind: str, rng: np.random.Generator) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def loop(tmp_path_factory):
-    """A project trained by `modelloop run` (in-process), 3 classes x 10 generated images."""
-    from modelloop.examples.images import generate_images
-
-    root = tmp_path_factory.mktemp("image-loop")
-    generate_images(root / "images", per_class=10, size=32, seed=5, classes=CLASSES)
-    write_project(root, "images", retrain={"recent_fraction": 0.5})
-    project = Project.load(root / "modelloop.yaml")
-    result = project.run()
-    assert result["model"]["version"] == 1
-    return root
-
-
-def test_feedback_on_served_images_becomes_a_dataset_version_and_the_challenger_is_gated(loop: Path, capsys):
-    ws = Project.load(loop / "modelloop.yaml").workspace
+def test_feedback_on_served_images_becomes_a_dataset_version_and_the_challenger_is_gated(trained_parts: Path, capsys):
+    ws = Project.load(trained_parts / "modelloop.yaml").workspace
     parent, base, _ = load_dataset(ws)
     rng = np.random.default_rng(11)
     sent = [(kind, _png(kind, rng)) for kind in CLASSES * 4]
@@ -60,7 +45,7 @@ def test_feedback_on_served_images_becomes_a_dataset_version_and_the_challenger_
         for rid, (kind, _) in zip(ids, sent, strict=True):
             stored = httpx.post(f"{url}/v1/feedback", json={"request_id": rid, "label": kind}, timeout=30)
             assert stored.status_code == 201, stored.text
-    code, out, err = cli(["retrain", "--json"], capsys, loop)
+    code, out, err = cli(["retrain", "--json"], capsys, trained_parts)
     assert code == 0, err
     result = json.loads(out)
     assert result["added_rows"] == len(sent) and "images_missing" not in result["feedback_inputs"]
@@ -82,10 +67,10 @@ def test_feedback_on_served_images_becomes_a_dataset_version_and_the_challenger_
     assert {"f1_macro", "accuracy"} <= set(result["challenger"]["metrics"]["recent"])
 
 
-def test_feedback_on_an_image_no_longer_kept_is_left_out_and_said(loop: Path, tmp_path: Path):
+def test_feedback_on_an_image_no_longer_kept_is_left_out_and_said(trained_parts: Path, tmp_path: Path):
     from modelloop.families.image.served import SERVED_DIR, digest_of, feedback_inputs, keep_image
 
-    ws = Project.load(loop / "modelloop.yaml").workspace
+    ws = Project.load(trained_parts / "modelloop.yaml").workspace
     raw = _png("nut", np.random.default_rng(3))
     frame = pd.DataFrame({"image": [digest_of(raw), digest_of(b"gone")], "label": ["nut", "bolt"]})
     keep_image(ws.state / SERVED_DIR, raw, digest_of(raw))
@@ -94,11 +79,11 @@ def test_feedback_on_an_image_no_longer_kept_is_left_out_and_said(loop: Path, tm
     assert note["images_missing"] == 1 and "not used" in note["why"]
 
 
-def test_predict_scores_a_folder_and_a_table_of_paths_reporting_bad_files_per_row(loop: Path, tmp_path: Path,
+def test_predict_scores_a_folder_and_a_table_of_paths_reporting_bad_files_per_row(trained_parts: Path, tmp_path: Path,
                                                                                  capsys):
     from modelloop.families import family_of
 
-    ws = Project.load(loop / "modelloop.yaml").workspace
+    ws = Project.load(trained_parts / "modelloop.yaml").workspace
     rng = np.random.default_rng(21)
     folder = tmp_path / "inbox"
     (folder / "sub").mkdir(parents=True)
@@ -107,7 +92,7 @@ def test_predict_scores_a_folder_and_a_table_of_paths_reporting_bad_files_per_ro
         (folder / name).write_bytes(raw)
     (folder / "notes.txt").write_text("not an image")
     (folder / "cut.png").write_bytes(files["a.png"][:60])
-    code, out, err = cli(["predict", "--data", str(folder), "--out", str(tmp_path / "p.csv"), "--json"], capsys, loop)
+    code, out, err = cli(["predict", "--data", str(folder), "--out", str(tmp_path / "p.csv"), "--json"], capsys, trained_parts)
     assert code == 0, err
     result = json.loads(out)
     assert result["rows"] == 5 and result["failed"] == 2 and result["columns"][0] == "label"
@@ -126,13 +111,13 @@ def test_predict_scores_a_folder_and_a_table_of_paths_reporting_bad_files_per_ro
     table = pd.DataFrame({"file": ["a.png", "sub/b.png", "gone.png"], "shelf": [1, 2, 3]})
     table.to_csv(folder / "batch.csv", index=False)
     code, out, _ = cli(["predict", "--data", str(folder / "batch.csv"), "--out", str(tmp_path / "t.jsonl")],
-                       capsys, loop)
+                       capsys, trained_parts)
     assert code == 0 and "1 rows could not be scored" in out
     scored = pd.read_json(tmp_path / "t.jsonl", lines=True)
     assert list(scored.columns[:2]) == ["file", "shelf"] and scored["error"].notna().tolist() == [False, False, True]
     assert scored["error"][2].startswith("cannot read the file")
     pd.DataFrame({"shelf": [1], "note": ["x"]}).to_csv(tmp_path / "plain.csv", index=False)
     code, _, err = cli(["predict", "--data", str(tmp_path / "plain.csv"), "--out", str(tmp_path / "x.csv")], capsys,
-                       loop)
+                       trained_parts)
     assert code == 2 and "cannot tell which column holds the image paths" in err and "Traceback" not in err
     assert not (tmp_path / "x.csv").exists()

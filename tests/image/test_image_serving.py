@@ -33,7 +33,7 @@ def test_own_training_images_are_answered_as_offline(served):
     ws = project.workspace
     _, df, _ = load_dataset(ws)
     rows = df.head(6)
-    row = ws.catalog.get_model("parts", 1)
+    row = ws.catalog.get_model("parts", ws.catalog.get_alias("parts", "production"))  # what the server serves
     model = family_of(row).load(ws, row)
     offline = model.predict_proba(rows)
     # the files as a client uploads them (the bytes ingest read), and the same bytes base64 in JSON

@@ -118,3 +118,30 @@ def test_the_config_names_the_shape_columns_and_a_wrong_one_exits_2(tmp_path, ca
     (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw))
     code, _, err = cli(["run"], capsys, tmp_path)
     assert code == 2 and "data.prompt: column 'query' is not in the data" in err
+
+
+@pytest.mark.parametrize("content", [b"GGUF" + bytes([3, 0, 0, 0]) + bytes([9] * 8) + bytes([4] * 8) + b"\x05",
+                                     b"not a model at all\n"], ids=["truncated", "not-gguf"])
+def test_a_backbone_file_that_is_not_a_causal_lm_gguf_exits_2_naming_it_and_writes_nothing(
+        tmp_path, capsys, monkeypatch, pairs, content):
+    """A truncated GGUF file, or any other file named .gguf, is refused before training: exit 2 naming
+    the file and what model.backbone takes; no converted folder is left in the cache, no model registered."""
+    import yaml
+    from clirun import cli
+
+    from modelloop.project import Project
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MODELLOOP_CACHE", str(cache))
+    (tmp_path / "weights.gguf").write_bytes(content)
+    pairs.head(12).to_json(tmp_path / "qa.jsonl", orient="records", lines=True, force_ascii=False)
+    raw = {"name": "qa", "task": "text_generation", "split": {"strategy": "random"},
+           "data": {"source": "qa.jsonl", "target": "completion"}, "model": {"backbone": "weights.gguf"}}
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw))
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 2, err
+    assert f"model.backbone: {tmp_path / 'weights.gguf'} is not a causal language model GGUF file" in err
+    assert "model.backbone takes 'bundled', a GGUF file of a causal language model" in err
+    assert "Traceback" not in err
+    assert not (cache / "gguf").exists() or not any((cache / "gguf").iterdir())  # no folder, no temporary
+    assert Project.load(str(tmp_path / "modelloop.yaml")).workspace.catalog.list_models() == []

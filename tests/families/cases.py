@@ -46,8 +46,10 @@ def tabular_regression(root: Path) -> dict[str, Any]:
 
 
 def text_multiclass(root: Path) -> dict[str, Any]:
+    import torch
     from text_toy import build_tiny_backbone, make_texts
 
+    torch.set_num_threads(1)  # as tests/text runs: two contending threads were 5-10x slower on 2 cores
     make_texts(20).to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
     backbone = build_tiny_backbone(root / "backbone")
     return {"name": "ctext", "task": "text_classification",

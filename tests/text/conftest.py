@@ -15,10 +15,13 @@ from typing import Literal
 import pandas as pd
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+# one intra-op thread, as tests/image runs: two threads contending on the 2-core CI machine made the
+# fine-tuning tests 5-10x slower (the checkpoint-resume test: 17 s -> 2 s at load 5)
+torch.set_num_threads(1)
 
-from text_toy import CJK, FILLER, INTENTS, build_tiny_backbone, make_texts  # noqa: F401
+from text_toy import CJK, FILLER, INTENTS, build_tiny_backbone, make_texts  # noqa: F401, E402
 
 
 @pytest.fixture(scope="session")

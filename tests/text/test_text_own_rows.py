@@ -34,6 +34,7 @@ def test_a_text_example_serves_its_own_rows(tmp_path, tiny_backbone, example) ->
     train_text(ws)
 
     target, rows = raw["data"]["target"], pd.read_json(tmp_path / raw["data"]["source"], lines=True)
+    assert sorted(ws.catalog.get_model(raw["name"], 1)["info"]["classes"]) == sorted(rows[target].unique())
     records = json.loads(rows.drop(columns=[target]).to_json(orient="records", force_ascii=False))
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         served = predict_all(url, records)

@@ -90,8 +90,9 @@ def test_balanced_class_weights(tiny_backbone, texts):
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_checkpoint_resume_gives_the_uninterrupted_result(tiny_backbone, texts, tmp_path, monkeypatch, method):
     # lora: with characters added to the vocabulary, whose rows train (and resume) too
-    data = texts if method == "full" else texts.assign(message=texts["message"] + " 退款")
-    job = _job(tiny_backbone, data, method=method, epochs=4, early_stopping_patience=10, dropout=0.1)
+    small = texts.groupby("intent").head(12)  # 36 rows: resuming is about state, not accuracy
+    data = small if method == "full" else small.assign(message=small["message"] + " 退款")
+    job = _job(tiny_backbone, data, method=method, epochs=3, early_stopping_patience=10, dropout=0.1)
     assert bool(job.added) == (method == "lora")
     params = S.default_params(job.settings)
     whole = F.run_params(job, params)
@@ -109,12 +110,12 @@ def test_checkpoint_resume_gives_the_uninterrupted_result(tiny_backbone, texts, 
         F.run_params(job, params, checkpoint=ckpt)
     monkeypatch.setattr(F, "_save_checkpoint", real_save)
     resumed = F.run_params(job, params, checkpoint=ckpt)
-    assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_run"] == 4
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    assert resumed["resumed_from_epoch"] == 2 and resumed["epochs_run"] == 3
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     for name, tensor in whole["payload"].items():
         np.testing.assert_allclose(resumed["payload"][name].numpy(), tensor.numpy(), atol=1e-5)
     # a checkpoint of other parameters is ignored
-    other = F.run_params(job, {**params, "learning_rate": 5e-4}, checkpoint=ckpt)
+    other = F.run_params(job, {**params, "learning_rate": 5e-4, "epochs": 1}, checkpoint=ckpt)
     assert other["resumed_from_epoch"] == 0
 
 
@@ -202,3 +203,4 @@ def test_lora_trains_only_the_added_characters_rows_and_merges_them(tiny_backbon
     assert not torch.allclose(table.weight[n_old:], start)                  # the new rows trained
     ids = model.encode(["退款"])[0][0][1:-1]
     assert min(ids) >= n_old                                               # and the new characters read them
+

@@ -504,7 +504,6 @@ class RankingHead(BaseHead):
     onnx_output = "scores"
     metrics = ("ndcg", "recall", "precision", "map", "hit_rate", "rmse", "mae")
     default_metric = "ndcg"
-    default_split = "user"      # a share of each user's interactions (data.time: the latest ones)
     live_metrics = ()
 
     def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None,

@@ -164,6 +164,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, case, expected):
         p.suffix == ".parquet" for p in (tmp_path / ".modelloop" / "datasets").rglob("*"))
 
 
+@pytest.mark.slow  # covered fast: test_tune's test_resume_after_sigkill_reuses_finished_trials (a real
+# SIGKILL mid-search, then the finished trials reused) and test_second_model_waits_for_promote (the CLI
+# continues the stored search and says resumed_trials)
 def test_killed_search_resumes_when_the_command_runs_again(tmp_path):
     _table(400).to_csv(tmp_path / "data.csv", index=False)
     (tmp_path / "modelloop.yaml").write_text(CONFIG.format(trials=40).replace("budget: 60", "budget: 600"))

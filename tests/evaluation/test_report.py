@@ -95,7 +95,8 @@ def test_nan_metrics_become_none():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"task": "ranking"}, ConfigError, "task"),
+    ({"task": "clustering"}, ConfigError, "task"),
+    ({"task": "ranking"}, DataError, "one predicted rating per true rating"),
     ({"output": np.ones((10, 3)) / 3}, DataError, r"\(n, 2\)"),
     ({"classes": [0, 1, 2]}, DataError, "exactly 2"),
     ({"y_true": np.full(10, 2)}, DataError, "class indices"),

@@ -504,6 +504,7 @@ class RankingHead(BaseHead):
     onnx_output = "scores"
     metrics = ("ndcg", "recall", "precision", "map", "hit_rate", "rmse", "mae")
     default_metric = "ndcg"
+    default_split = "user"      # a share of each user's interactions (data.time: the latest ones)
     live_metrics = ()
 
     def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None,
@@ -544,7 +545,11 @@ class RankingHead(BaseHead):
 
     def evaluate(self, y_true: Any, scores: np.ndarray) -> dict[str, Any]:
         """RMSE and MAE of predicted ratings against true ones (the ranking figures are the model's)."""
-        err = np.asarray(scores, dtype=np.float64).reshape(-1) - np.asarray(y_true, dtype=np.float64)
+        predicted, truth = np.asarray(scores, dtype=np.float64).reshape(-1), np.asarray(y_true, dtype=np.float64)
+        if predicted.shape != truth.shape:
+            raise DataError(f"a ranking evaluation needs one predicted rating per true rating, got {predicted.size} "
+                            f"predictions for {truth.size} ratings")
+        err = predicted - truth
         metrics = {"rmse": float(np.sqrt(np.mean(err ** 2))) if len(err) else None,
                    "mae": float(np.mean(np.abs(err))) if len(err) else None}
         return {"metrics": metrics, "rows": int(len(err))}

@@ -76,6 +76,9 @@ FINDING_KINDS: tuple[str, ...] = (
     # the image family's profile checks (families/image/quality.py)
     "unreadable_files", "duplicate_images", "near_duplicate_images", "train_test_near_duplicates",
     "small_images", "extreme_aspect",
+    # the recommend family's (families/recommend/quality.py)
+    "duplicate_interactions", "single_interaction_users", "single_interaction_items", "rating_outliers",
+    "popularity_skew",
 )
 Kind = Literal["numeric", "categorical", "boolean", "datetime", "text", "identifier"]
 

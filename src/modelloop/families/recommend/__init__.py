@@ -49,6 +49,13 @@ class RecommendFamily:
 
         return read_interactions(cfg)
 
+    def profile_findings(self, ws: Any, row: dict[str, Any], frame: Any, side: Any) -> list[dict[str, Any]]:
+        """The profile's interaction checks (``quality.py``): repeated pairs, users and items seen once,
+        ratings off the scale, the popularity skew."""
+        from .quality import interaction_findings
+
+        return interaction_findings(ws.config, frame)
+
     def train(self, ws: Any, **options: Any) -> dict[str, Any]:
         from .stage import train_recommend
 

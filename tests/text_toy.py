@@ -49,3 +49,25 @@ def build_tiny_backbone(folder: Path, *, hidden: int = 32, layers: int = 2, head
                         max_position_embeddings=max_positions)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+CHINESE_INTENTS = {
+    "refund": ["退款", "退钱", "把钱退给我", "申请退货"],
+    "lost_card": ["卡丢了", "挂失", "银行卡被偷", "冻结我的卡"],
+    "delivery": ["快递", "物流太慢", "包裹还没到", "送货"],
+}
+CHINESE_FILLER = ["请", "帮我", "一下", "今天", "现在", "我的", "谢谢", "麻烦", "尽快", "怎么办"]
+
+
+def make_chinese_texts(n_per_class: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Three intents in Chinese (the same labels as :func:`make_texts`): a keyword phrase among filler
+    words, with Chinese punctuation; a multilingual encoder reads them, the tiny English BERT cannot."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, phrases in CHINESE_INTENTS.items():
+        for _ in range(n_per_class):
+            words = [str(rng.choice(phrases)), *rng.choice(CHINESE_FILLER, size=rng.integers(1, 4))]
+            rng.shuffle(words)
+            rows.append({"message": "".join(words) + str(rng.choice(["。", "！", "？", ""])), "intent": label})
+    frame = pd.DataFrame(rows).drop_duplicates("message")
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)

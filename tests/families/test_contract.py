@@ -29,6 +29,11 @@ NOT_APPLICABLE.update({
     ("recommend", "export_matches_native"): "no ONNX graph: a recommender is served natively from its factors and "
                                             "per-user index (variants = ())",
 })
+NOT_APPLICABLE.update({  # by case, where one case of a family differs from the others
+    ("text-chinese", "export_matches_native"): "a frozen multilingual encoder is served by its own engine (the USE "
+                                               "ONNX graph with onnxruntime-extensions) and a numpy head: there is "
+                                               "no graph of the model's own to export (optimize says so)",
+})
 TRIALS = 2
 
 
@@ -225,7 +230,8 @@ def test_every_family_has_a_case():
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
 @pytest.mark.parametrize("case", list(CASES))
 def test_family_contract(case: str, check: Any, trained, tmp_path: Path) -> None:
-    reason = NOT_APPLICABLE.get((FAMILY_OF_CASE[case], check.__name__.removeprefix("check_")))
+    name = check.__name__.removeprefix("check_")
+    reason = NOT_APPLICABLE.get((case, name)) or NOT_APPLICABLE.get((FAMILY_OF_CASE[case], name))
     if reason:
         pytest.skip(reason)
     if FAMILY_OF_CASE[case] == "text":

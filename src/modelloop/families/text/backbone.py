@@ -45,6 +45,7 @@ __all__ = [
     "init_new_embeddings",
     "length_batches",
     "load_backbone",
+    "mean_by_text",
     "load_encoder",
     "load_tokenizer",
     "network",
@@ -341,6 +342,19 @@ def length_batches(ids: Sequence[Sequence[int]], batch_size: int) -> Iterator[np
     order = np.argsort([-len(x) for x in ids], kind="stable")
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
+
+
+def mean_by_text(rows: np.ndarray, counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The mean of each text's consecutive ``rows`` (its windows' embeddings or logits), ``counts[i]``
+    rows for text ``i``: how every text model reads a long text whole, in training, evaluation and
+    serving alike (float64 ``[n, d]``; a text of no rows gets zeros)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.float64)
+    width = rows.shape[1] if rows.ndim == 2 else 0
+    out = np.zeros((len(counts), width))
+    if len(rows):
+        np.add.at(out, np.repeat(np.arange(len(counts)), counts), rows)
+    return out / np.maximum(counts, 1)[:, None]
 
 
 def texts_of(X: Any, column: str | None) -> list[str]:

@@ -57,6 +57,7 @@ class EncoderCandidate:
 
     job: FitJob
     name: str = "encoder"
+    backbone: str = ""  # model.backbone's name of this encoder (one of several the search compares)
 
     @property
     def family(self) -> str:
@@ -81,7 +82,8 @@ class EncoderCandidate:
         return run_params(self.job, params, checkpoint=checkpoint, deadline=deadline, trial=trial)
 
     def checkpoint_name(self, params: dict[str, Any]) -> str:
-        return f"ckpt-{_params_key(self.job, params)}.pt"
+        key = _params_key(self.job, params)
+        return f"ckpt-{key}.pt" if self.name == "encoder" else f"ckpt-{self.name.split(':', 1)[-1][-24:]}-{key}.pt"
 
     def build(self, params: dict[str, Any], result: dict[str, Any], *, text_column: str, target: str | None,
               description: dict[str, Any]) -> Any:

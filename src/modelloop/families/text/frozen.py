@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .encoders import FrozenEncoder, default_engine, frozen_encoder
+from .encoders import LEGACY_WINDOW, FrozenEncoder, Window, default_engine, frozen_encoder
 from .pipeline import TextPipelineModel, softmax
 
 __all__ = ["FROZEN_KIND", "FrozenTextModel"]
@@ -23,7 +23,7 @@ FROZEN_KIND = "head"
 
 class FrozenTextModel(TextPipelineModel):
     """Learned state: ``backbone_`` (encoder name), ``engine_`` (the engine the head was trained
-    on), ``W_`` ``[K, dim]`` and ``b_`` ``[K]``."""
+    on), ``window_`` (its long-text windows, in the encoder's tokens), ``W_`` ``[K, dim]`` and ``b_`` ``[K]``."""
 
     kind = FROZEN_KIND
 
@@ -34,10 +34,15 @@ class FrozenTextModel(TextPipelineModel):
         model = cls(config=config, text_column=text_column, seed=seed, class_weight=class_weight, metric=metric)
         model.backbone_, model.engine_ = backbone, engine
         model.W_, model.b_ = np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        enc = FrozenEncoder(backbone, engine)
-        model._fitted(classes, target, {"backbone": backbone, "engine": engine, "window_chars": enc.window,
-                                        "window_overlap": enc.overlap, **description})
+        model.window_ = FrozenEncoder(backbone, engine).window
+        window = {"unit": model.window_.unit, "size": model.window_.size, "overlap": model.window_.overlap}
+        model._fitted(classes, target, {"backbone": backbone, "engine": engine, "window": window, **description})
         return model
+
+    def window(self) -> Window:
+        """The windows this model's head was trained on (character windows for a model from before
+        windows were counted in the encoder's tokens)."""
+        return getattr(self, "window_", None) or LEGACY_WINDOW
 
     def n_parameters(self) -> int:
         return int(self.W_.size + self.b_.size)
@@ -55,5 +60,5 @@ class FrozenTextModel(TextPipelineModel):
 
     def score_texts(self, texts: list[str], session: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         enc = session if isinstance(session, FrozenEncoder) else self.encoder()
-        emb, windows, cut = enc.embed_pooled(texts)
+        emb, windows, cut = enc.embed_pooled(texts, self.window())
         return softmax(emb.astype(np.float64) @ self.W_.T + self.b_), windows, cut

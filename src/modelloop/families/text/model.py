@@ -23,11 +23,12 @@ from sklearn.base import BaseEstimator
 
 from ...data.schema import Schema
 from ...errors import ConfigError, StateError
-from .pipeline import TextOutputs
+from .pipeline import TextOutputs, softmax
 from .backbone import (
     _INFER_BATCH,
     _quiet_transformers,
     length_batches,
+    mean_by_text,
     network,
     ort_session,
     pad_batch,
@@ -123,9 +124,7 @@ class TextModel(TextOutputs, BaseEstimator):
         windows, cut = tokenize_windows(self.tokenizer_, texts, self.max_length_)
         counts = np.array([len(w) for w in windows], dtype=np.int64)
         raw = self._logits([w for ws in windows for w in ws], logits)
-        pooled = np.zeros((len(windows), raw.shape[1] if raw.ndim == 2 else len(self.classes_)))
-        np.add.at(pooled, np.repeat(np.arange(len(windows)), counts), raw)
-        return _softmax(pooled / np.maximum(counts, 1)[:, None]), counts, cut
+        return softmax(mean_by_text(raw, counts)), counts, cut
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready summary: task, classes, method, backbone, settings and what training noticed."""
@@ -145,7 +144,7 @@ class TextModel(TextOutputs, BaseEstimator):
 
     # ---- inference paths -----------------------------------------------------------------------
     def _run(self, ids: list[list[int]], logits_fn: Any, batch_size: int = _INFER_BATCH) -> np.ndarray:
-        return _softmax(self._logits(ids, logits_fn, batch_size)) if ids else \
+        return softmax(self._logits(ids, logits_fn, batch_size)) if ids else \
             np.zeros((0, len(self.classes_)), dtype=np.float64)
 
     def _logits(self, ids: list[list[int]], logits_fn: Any, batch_size: int = _INFER_BATCH) -> np.ndarray:
@@ -216,13 +215,6 @@ class TextModel(TextOutputs, BaseEstimator):
         self.tokenizer_, self.network_ = _unpack(packed, len(self.classes_), settings.pooling,
                                                  settings.dropout)
         del self.__dict__["_packed"]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _pack(net: Any, tokenizer: Any) -> dict[str, Any]:

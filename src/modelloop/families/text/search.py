@@ -87,9 +87,10 @@ def _fingerprint(cands: dict[str, Candidate], job: FitJob | None, metric: str) -
     first = next(iter(cands.values()))
     y_fit, y_val = (job.y_fit, job.y_val) if job is not None else (first.y_fit, first.y_val)  # type: ignore[attr-defined]
     h = hashlib.sha256(repr(([(n, c.family) for n, c in cands.items()], metric)).encode())
-    if job is not None:
-        h.update(repr((job.method, job.classes, len(job.added))).encode())
-        h.update(repr([len(x) for x in job.val_ids]).encode())
+    jobs = [c.job for c in cands.values() if isinstance(getattr(c, "job", None), FitJob)]  # type: ignore[attr-defined]
+    for each in jobs or ([job] if job is not None else []):
+        h.update(repr((each.method, each.classes, len(each.added))).encode())
+        h.update(repr([len(x) for x in each.val_ids]).encode())
     for part in (y_fit, y_val):
         h.update(np.ascontiguousarray(part).tobytes() + b"|")
     return h.hexdigest()

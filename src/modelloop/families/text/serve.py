@@ -73,7 +73,8 @@ def text_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, thre
     describe = native.describe()
     extra = {"text": {"column": column, "max_length": describe.get("max_length"), "method": describe["method"],
                       "backbone": describe.get("backbone", settings.backbone),
-                      "engine": describe.get("engine"), "window_chars": describe.get("window_chars")}}
+                      "engine": describe.get("engine"), "window_chars": describe.get("window_chars"),
+                      "window": describe.get("window")}}
     rt = TextRuntime(row, native=native, plan=plan, table=table_columns(ws, row), reason=reason, scorer=score,
                      variant=variant, extra=extra)
     rt.windows_of = windows_of

@@ -48,6 +48,7 @@ from .backbone import (
     effective_max_length,
     extend_vocabulary,
     load_tokenizer,
+    mean_by_text,
     resolve_backbone,
     texts_of,
     tokenize_windows,
@@ -89,7 +90,8 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                warm_start: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Embed or tokenize, search the candidates, evaluate on the frozen test split, register. Returns
     the same JSON-ready summary as the tabular train stage (``best_family`` is the winning method:
-    head | lora | full | tfidf), plus ``backbone`` (configured, chosen, why) and ``by_script`` (the
+    head | lora | full | tfidf), plus ``backbone`` (configured, the encoders ``tried``, each
+    candidate's best ``validation`` score, the encoder ``chosen`` by it, and why) and ``by_script`` (the
     test metric on the CJK rows and the others). ``warm_start`` (parameter sets, e.g. the champion's,
     as the retrain stage passes them) are tried first when ``model.search`` is on; sets of another
     method are ignored."""
@@ -106,7 +108,8 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     text, target = _text_column(cfg, schema), cfg.data.target
     parts, stats = _split_rows(df, side, text, target, settings, cfg)
     choice = _choose(settings, parts, text, ws.root)
-    cands, job = _candidates(ws, row, df, parts, stats, text, target, settings, choice["chosen"])
+    cands, job, enc_stats = _candidates(ws, row, df, parts, stats, text, target, settings, choice,
+                                        budget if budget is not None else cfg.train.budget)
     study = text_study_name(ws, row["id"])
     tracker = tracker_for(ws)
     search = _search_settings(cfg, settings, cands, budget, trials, warm_start)
@@ -117,6 +120,8 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                                           study_name=study, work_dir=ws.study_dir(study), settings=search,
                                           job=job, on_trial=_trial_logger(tracker, run_id, cfg.metric),
                                           progress=progress)
+        choice.update(_compared(cands, summary, chosen["candidate"], cfg.metric, choice))
+        stats = enc_stats.get(choice["chosen"], stats) if chosen["candidate"] != "tfidf" else stats
         model = cands[chosen["candidate"]].build(
             chosen["params"], chosen["result"], text_column=text, target=target,
             description={"text_stats": stats, "augment": parts["augment"], "backbone_choice": choice,
@@ -124,7 +129,8 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
         model.cleaning_plan_ = cleaning_plan(ws, row)
         summary.model = model
         evaluation = evaluate_model(model, parts["test"], target=target, task=model.task)
-        tracker.log(run_id, params=_run_params_log(cfg, row, model, chosen, stats, parts["augment"]),
+        tracker.log(run_id, params={**_run_params_log(cfg, row, model, chosen, stats, parts["augment"]),
+                                    "backbone_validation": json.dumps(choice["validation"], ensure_ascii=False)},
                     metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items()},
                              f"valid_{cfg.metric}": summary.validation_score})
         version = int(tracker.log_model(run_id, model, name=cfg.name))
@@ -214,44 +220,93 @@ def _split_rows(df: pd.DataFrame, side: np.ndarray, text: str, target: str, sett
 
 
 def _choose(settings: TextModelConfig, parts: dict[str, Any], text: str, root: Any) -> dict[str, Any]:
-    """``{"configured", "chosen", "why"}``: ``auto`` reads the training texts' language mix; a named
-    backbone is kept (checked here: an unknown name that is no folder stops with one line)."""
-    from .encoders import AUTO, FROZEN, check_frozen, choose_backbone
+    """``{"configured", "tried", "chosen", "why"}``: the encoders the search compares, the preferred
+    first. ``auto`` reads the training texts' language mix and adds a second encoder that applies
+    here; a list is taken as given; a named backbone is the only one. Each is checked here: an unknown
+    name that is no folder stops with one line."""
+    from .encoders import AUTO, FROZEN, auto_backbones, check_frozen
 
     configured = settings.backbone
     if configured == AUTO:
-        chosen, why = choose_backbone(texts_of(parts["train"], text), method=settings.method)
+        names, why = auto_backbones(texts_of(parts["train"], text), method=settings.method)
+    elif isinstance(configured, list):
+        names, why = list(dict.fromkeys(configured)), "listed in model.backbone"
     else:
-        chosen, why = configured, "named in model.backbone"
-    if chosen in FROZEN:
-        check_frozen(chosen, method=settings.method)
-    else:
-        resolve_backbone(chosen, root=root)
-    return {"configured": configured, "chosen": chosen, "why": why}
+        names, why = [configured], "named in model.backbone"
+    for name in names:
+        if name in FROZEN:
+            check_frozen(name, method=settings.method)
+        else:
+            resolve_backbone(name, root=root)
+    return {"configured": configured, "tried": names, "chosen": names[0], "why": why}
 
 
 def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any], text: str,
-                target: str, settings: TextModelConfig, backbone: str) -> tuple[dict[str, Any], FitJob | None]:
-    """The search's candidates: the chosen encoder (frozen, or the PyTorch one) and TF-IDF."""
+                target: str, settings: TextModelConfig, choice: dict[str, Any], budget: float | None
+                ) -> tuple[dict[str, Any], FitJob | None, dict[str, dict[str, Any]]]:
+    """The search's candidates: each encoder of ``choice["tried"]`` (frozen, or a PyTorch one) and
+    TF-IDF; the first PyTorch encoder's job; each encoder's text stats. Encoders after the first are
+    embedded only while less than half of ``budget`` has gone on embedding (the rest is the search's);
+    one left out is named in ``choice["skipped"]``."""
     from .candidates import EncoderCandidate, FrozenCandidate, TfidfCandidate
     from .encoders import FROZEN
 
     cfg = ws.config
-    common = dict(settings=settings, y_fit=parts["y_fit"], y_val=parts["y_val"], classes=parts["classes"],
+    common = dict(y_fit=parts["y_fit"], y_val=parts["y_val"], classes=parts["classes"],
                   metric=cfg.metric, class_weight=cfg.train.class_weight, seed=cfg.seed)
     cands: dict[str, Any] = {}
-    job = None
-    if backbone in FROZEN:
-        frozen = FrozenCandidate(**common, backbone=backbone)  # type: ignore[arg-type]
-        frozen.engine, frozen.features = _frozen_features(ws, row["id"], df, parts, stats, text, backbone)
-        cands[frozen.name] = frozen
-    else:
-        job = _stage_job(ws, row, df, parts, stats, text, settings, backbone)
-        cands["encoder"] = EncoderCandidate(job)
+    jobs: list[FitJob] = []
+    enc_stats: dict[str, dict[str, Any]] = {}
+    networks = [n for n in choice["tried"] if n not in FROZEN]
+    started = time.monotonic()
+    for i, name in enumerate(choice["tried"]):
+        if i and budget is not None and time.monotonic() - started > budget / 2:
+            choice.setdefault("skipped", {})[name] = (f"embedding the encoders before it took "
+                                                      f"{time.monotonic() - started:.0f} s of train.budget {budget:g} s")
+            continue
+        own = settings.model_copy(update={"backbone": name})
+        enc_stats[name] = dict(stats)
+        if name in FROZEN:
+            frozen = FrozenCandidate(**common, settings=own, backbone=name)  # type: ignore[arg-type]
+            frozen.engine, frozen.features = _frozen_features(ws, row["id"], df, parts, enc_stats[name], text, name)
+            cands[frozen.name] = frozen
+        else:
+            job = _stage_job(ws, row, df, parts, enc_stats[name], text, own, name)
+            jobs.append(job)
+            key = "encoder" if len(networks) == 1 else f"encoder:{name}"
+            cands[key] = EncoderCandidate(job, name=key, backbone=name)
+    choice["tried"] = [n for n in choice["tried"] if n in enc_stats]
+    stats.update(enc_stats[choice["tried"][0]])
     if settings.classical:
-        cands["tfidf"] = TfidfCandidate(**common, fit_texts=texts_of(parts["fit"], text)  # type: ignore[arg-type]
-                                        + texts_of(parts["aug"], text), val_texts=texts_of(parts["val"], text))
-    return cands, job
+        cands["tfidf"] = TfidfCandidate(**common, settings=settings,  # type: ignore[arg-type]
+                                        fit_texts=texts_of(parts["fit"], text) + texts_of(parts["aug"], text),
+                                        val_texts=texts_of(parts["val"], text))
+    return cands, (jobs[0] if jobs else None), enc_stats
+
+
+def _compared(cands: dict[str, Any], summary: Any, winner: str, metric: str, choice: dict[str, Any]) -> dict[str, Any]:
+    """Each candidate's best validation score (by backbone name; ``tfidf`` for TF-IDF), the encoder
+    the comparison chose and why: what the summary and the run report."""
+    from ...evaluation.metrics import direction
+    from .search import CANDIDATE
+
+    sign = 1.0 if direction(metric) == "maximize" else -1.0
+    only = next(iter(cands))
+    best: dict[str, float] = {}
+    for rec in summary.trials:
+        name = str(rec.params.get(CANDIDATE, only))
+        if rec.value is not None and name in cands and np.isfinite(rec.value):
+            key = getattr(cands[name], "backbone", None) or name
+            if key not in best or sign * rec.value > sign * best[key]:
+                best[key] = float(rec.value)
+    validation = {k: round(v, 4) for k, v in sorted(best.items(), key=lambda kv: -sign * kv[1])}
+    encoders = [k for k in validation if k in choice["tried"]]
+    chosen = getattr(cands[winner], "backbone", None) or (encoders[0] if encoders else choice["chosen"])
+    out: dict[str, Any] = {"validation": validation, "chosen": chosen}
+    if len(choice["tried"]) > 1:
+        figures = ", ".join(f"{k} {v}" for k, v in validation.items())
+        out["why"] = f"best validation {metric} of {figures}; {choice['why']}"
+    return out
 
 
 def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any],
@@ -262,7 +317,8 @@ def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str
 
     engine = default_engine(backbone)
     enc = frozen_encoder(backbone, engine)
-    path = _cache_dir(ws) / f"femb-{dataset_id}-{backbone}-{engine}-{enc.window}-{enc.overlap}.npz"
+    w = enc.window
+    path = _cache_dir(ws) / f"femb-{dataset_id}-{backbone}-{engine}-{w.unit}{w.size}-{w.overlap}.npz"
     if path.is_file():
         with np.load(path) as z:
             rows, emb, windows, cut = z["row_id"], z["emb"], z["windows"], z["truncated"]
@@ -278,7 +334,7 @@ def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str
     stats["truncated"] = {p: int(cut[pick(parts[p])].sum()) for p in ("train", "test")}
     stats["windows"] = {p: {"texts_over_one": int((windows[pick(parts[p])] > 1).sum()),
                             "max": int(windows[pick(parts[p])].max(initial=1))} for p in ("train", "test")}
-    stats.update(window_chars=enc.window, added_tokens=0)
+    stats.update(window={"unit": w.unit, "size": w.size, "overlap": w.overlap}, added_tokens=0)
     return engine, {"fit": fit, "val": emb[pick(parts["val"])]}
 
 
@@ -302,15 +358,17 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stat
                                "max": max([len(by_row[r]) for r in parts[part][ROW_ID]], default=1)}
                         for part in ("train", "test")}
     stats.update(max_length=max_length, added_tokens=len(added))
-    # fine-tuning learns from every window of a text (each with the text's label); early stopping and
-    # the head read each text whole (the head: its windows' mean embedding)
+    # fine-tuning learns from every window of a text (each with the text's label); early stopping reads
+    # every window of each validation text and averages their logits, as serving does; the head reads
+    # each text's windows' mean embedding
     fit_windows = [by_row[r] for r in fit_df[ROW_ID]] + aug_windows
     fit_ids = [w for ws in fit_windows for w in ws] if settings.method != "head" else [ws[0] for ws in fit_windows]
     y_fit = np.repeat(parts["y_fit"], [len(ws) for ws in fit_windows]) if settings.method != "head" \
         else parts["y_fit"]
+    val_windows = [by_row[r] for r in val_df[ROW_ID]]
     job = FitJob(settings, source, tokenizer, max_length, added, parts["classes"], fit_ids, y_fit,
-                 [by_row[r][0] for r in val_df[ROW_ID]], parts["y_val"], cfg.metric, cfg.train.class_weight,
-                 cfg.seed, _device(settings.device))
+                 [w for ws in val_windows for w in ws], parts["y_val"], cfg.metric, cfg.train.class_weight,
+                 cfg.seed, _device(settings.device), val_counts=[len(ws) for ws in val_windows])
     if settings.method == "head":
         job.features = _cached_embeddings(ws, row["id"], key, job, df, by_row, fit_df, val_df, aug_windows)
     return job
@@ -373,11 +431,10 @@ def _cached_tokens(ws: Any, dataset_id: str, key: str, df: pd.DataFrame, text: s
 
 def _pooled(net: Any, windows: list[list[list[int]]], job: FitJob) -> np.ndarray:
     """Each text's mean embedding over its windows ``[n, hidden]``."""
-    counts = np.array([len(w) for w in windows], dtype=np.int64)
-    emb = embed(net, [w for ws in windows for w in ws], job.pad_id, job.device).astype(np.float64)
-    pooled = np.zeros((len(windows), emb.shape[1] if emb.size else net.head.in_features))
-    np.add.at(pooled, np.repeat(np.arange(len(windows)), counts), emb)
-    return (pooled / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    emb = embed(net, [w for ws in windows for w in ws], job.pad_id, job.device)
+    if not emb.size:
+        return np.zeros((len(windows), net.head.in_features), dtype=np.float32)
+    return mean_by_text(emb, [len(w) for w in windows]).astype(np.float32)
 
 
 def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: FitJob, df: pd.DataFrame,

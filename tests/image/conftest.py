@@ -38,7 +38,7 @@ def trained_parts(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("trained-parts")
     generate_images(root / "images", per_class=12, size=32, seed=1, classes=("bolt", "nut", "washer"))
-    write_project(root, "images", retrain={"recent_fraction": 0.5})
+    write_project(root, "images", retrain={"recent_fraction": 0.5}, monitor={"min_rows": 60})
     result = Project.load(root / "modelloop.yaml").run()
     assert result["model"]["version"] == 1, result
     return root

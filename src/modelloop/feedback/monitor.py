@@ -10,6 +10,11 @@ shared with the profile's train/test shift): ``{col}:hour``, ``{col}:dayofweek``
 is not compared by month). Its raw value, and the year, only move forward, so they would drift on
 every run; where the window lies in time is described under ``window.time_columns`` instead.
 
+A family may compare more than the logged inputs through its optional ``drift_extra(ws, model_row,
+reference, recent, psi_threshold=, p_threshold=) -> (features, sections)``: its entries join
+``features`` (alerts and ``retrain.on_drift`` read them), its sections join the report (the image family:
+penultimate-layer embeddings, ``embedding:pc1`` ... and ``embedding``).
+
 An alert names the test that found the drift (``test``: psi, ks or chi2) with its ``statistic`` and
 ``p_value``; ``score`` and ``threshold`` stay the PSI and its threshold.
 """
@@ -95,9 +100,15 @@ def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str
     args: dict[str, Any] = {"psi_threshold": cfg.psi_threshold, "p_threshold": cfg.p_value}
     features = {**compare_distributions(reference[list(plain)], current[list(plain)], plain, **args),
                 **compare_distributions(ref_parts, cur_parts, dict.fromkeys(ref_parts.columns, "numeric"), **args)}
+    sections: dict[str, Any] = {}
+    extra = getattr(family_of(model_row), "drift_extra", None)
+    if extra is not None and recent:  # what the family compares beyond the logged inputs (image embeddings)
+        more, sections = extra(ws, model_row, reference, recent, **args)
+        features.update(more)
     features = {c: {**v, "score": v["psi"], "threshold": cfg.psi_threshold} for c, v in features.items()}
     return {"features": features, "prediction": _prediction_drift(ws, model_row, reference, recent, args),
-            "label": _label_drift(ws, model_row, reference, recent, args), "time_columns": time_columns}
+            "label": _label_drift(ws, model_row, reference, recent, args), "time_columns": time_columns,
+            **sections}
 
 
 def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, recent: list[dict],

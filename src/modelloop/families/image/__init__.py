@@ -102,6 +102,13 @@ class ImageFamily:
 
         return predict_frames(runtime, src, chunk_rows)
 
+    def drift_extra(self, ws: Any, model_row: dict[str, Any], reference: Any, recent: list[dict[str, Any]],
+                    **thresholds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Drift of the penultimate-layer embeddings of the served images (``drift.py``)."""
+        from .drift import embedding_drift
+
+        return embedding_drift(ws, model_row, reference, recent, **thresholds)
+
     def drift_columns(self, schema: Any) -> dict[str, str]:
         from ...data.images import STAT_COLUMNS
 

@@ -22,9 +22,11 @@ def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_pat
     from modelloop.examples.sensors import generate_sensors
 
     path = write_sensors(tmp_path, rows=1200, seed=0)
-    if labels == "none":  # before any analyst has looked: the label column is empty, the holdout unlabelled
-        pd.read_csv(path).assign(incident=None).to_csv(path, index=False)
-    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(sensors_config()))
+    raw = sensors_config()
+    if labels == "none":  # no label column at all and no data.target: the verdicts are the only labels
+        pd.read_csv(path).drop(columns=["incident"]).to_csv(path, index=False)
+        del raw["data"]["target"]
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw))
     code, out, err = cli(["run", "--json"], capsys, tmp_path)
     assert code == 0, err
     from modelloop.project import Project
@@ -67,3 +69,13 @@ def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_pat
     gate = decision["gate"]
     assert decision["promoted"] == (gate["recent_gain"] > 0 and gate["holdout_drop"] <= gate["max_holdout_drop"])
     assert champion["recent"]["precision_at_budget"] is not None
+    from modelloop.data.ingest import load_dataset
+    from modelloop.families import label_column
+
+    _, merged, _ = load_dataset(ws, decision["dataset"])  # the verdicts are in the new dataset version
+    column = label_column(ws.config)
+    assert column == ("incident" if labels == "sparse" else "_verdict")
+    fed = merged[merged["_origin"] == "feedback"].set_index("_request_id")[column]
+    sent = {answers[i]["request_id"]: verdict(i) for i in alerts[:60]}
+    assert decision["added_rows"] == len(sent) == len(fed)
+    assert {r: ("confirmed" if v in ("confirmed", "anomaly") else "false_alarm") for r, v in fed.items()} == sent

@@ -20,9 +20,9 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Family, Resources
 
-__all__ = ["FAMILIES", "TASKS", "Family", "FamilySpec", "FamilyUnavailable", "Resources", "family_for_task",
-           "family_of", "family_name_of", "get_family", "head_of_task", "partial_labels", "settings_schema_for",
-           "tasks_with_settings"]
+__all__ = ["FAMILIES", "TASKS", "VERDICT_COLUMN", "Family", "FamilySpec", "FamilyUnavailable", "Resources",
+           "family_for_task", "family_of", "family_name_of", "get_family", "head_of_task", "label_column",
+           "partial_labels", "settings_schema_for", "tasks_with_settings"]
 
 
 class FamilyUnavailable(ConfigError):
@@ -122,6 +122,20 @@ def partial_labels(task: str | None) -> bool:
     treat the column as a target. From the specs alone: no family is imported."""
     name = TASKS.get(task) if task is not None else INFERRED_TASKS_FAMILY
     return name is not None and FAMILIES[name].labels == "partial"
+
+
+VERDICT_COLUMN = "_verdict"
+"""Where the feedback labels of a project without ``data.target`` are kept (a partial-labels task: an
+anomaly project's analysts' verdicts): a private column, never a feature, merged in by ``retrain``."""
+
+
+def label_column(cfg: Any) -> str | None:
+    """The column a project's labels (its own and the feedback's) are in: ``data.target``, else
+    ``VERDICT_COLUMN`` for a task whose labels are partial (no target needed), else None."""
+    target = cfg.data.target
+    if target is None and cfg.task is not None and partial_labels(cfg.task):
+        return VERDICT_COLUMN
+    return target
 
 
 def tasks_with_settings() -> list[str]:

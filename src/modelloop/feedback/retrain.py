@@ -36,7 +36,7 @@ from ..data.stages import cleaning_plan
 from ..errors import StateError
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.metrics import IN_TARGET_UNITS, improvement
-from ..families import family_of
+from ..families import family_of, label_column
 from ..registry import PRODUCTION, load_model, promote, resolve_model
 from ..workspace import Workspace
 from .store import labeled_frame
@@ -64,7 +64,7 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
         from ..families.heads import head_for
 
         learnable = head_for(champion["info"] or {}).learnable
-        fb = fb[[learnable(v) for v in fb[cfg.data.target]]]
+        fb = fb[[learnable(v) for v in fb[label_column(cfg)]]]
     if fb.empty:
         return None
     if "_request_id" in base.columns:
@@ -82,8 +82,13 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
 
         fb = CleaningPlan.from_dict(plan).apply_inference(fb.reset_index(drop=True))
     cols = [c for c in base.columns if not c.startswith("_")]
+    label = label_column(cfg)
+    if label is not None and label not in cols and label in fb.columns:  # the verdicts' own column (no target)
+        cols.append(label)
     new = pd.DataFrame({c: fb[c] if c in fb.columns else np.nan for c in cols})
     for c in cols:  # keep the parent's dtypes so the content hash is stable
+        if c not in base.columns:
+            continue
         try:
             new[c] = new[c].astype(base[c].dtype)
         except (TypeError, ValueError):
@@ -136,11 +141,11 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
 
 
 def _score(model: Any, df: pd.DataFrame, ws: Workspace, task: str) -> dict[str, Any]:
-    target = ws.config.data.target
+    target = label_column(ws.config)
     if df.empty or (not hasattr(model, "evaluate_interactions")  # a recommender: the rows are the truth
                     and (target not in df.columns or not df[target].notna().any())):
         return {}  # no labelled row (an anomaly project's holdout before any verdict): no figures
-    return evaluate_model(model, df, target=ws.config.data.target, task=task)["metrics"]
+    return evaluate_model(model, df, target=str(target), task=task)["metrics"]
 
 
 def check_triggers(ws: Workspace, champion: dict[str, Any], *, drift: dict | None = None) -> dict[str, Any]:

@@ -88,7 +88,9 @@ def _classify(ws: Workspace, rid: str, label: Any, known: set[str], taken: set[s
 
 def labeled_frame(ws: Workspace, since: Any = None) -> pd.DataFrame:
     """Labeled predictions as a table: the inputs, the target column, request id, version, times."""
-    target = ws.config.data.target
+    from ..families import label_column
+
+    target = label_column(ws.config)
     rows = ws.catalog.labeled_predictions(ws.config.name, since=since)
     records = [{**r["inputs"], target: r["label"], "_request_id": r["request_id"], "_version": r["version"],
                 "_predicted_at": r["at"], "_feedback_at": r["feedback_at"],

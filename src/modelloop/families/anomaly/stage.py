@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ConfigError
+from .. import label_column
 from .config import AnomalyConfig
 from .features import TableEncoder
 from .labels import label_classes, label_vector
@@ -65,7 +66,8 @@ def train_anomaly(ws: Any, *, budget: float | None = None, trials: int | None = 
     settings = anomaly_settings(cfg)
     row, df, schema = load_dataset(ws, dataset)
     side = ensure_split(ws, row, df).to_numpy()
-    target = cfg.data.target if cfg.data.target in df.columns else None
+    label = label_column(cfg)  # data.target, else the verdicts' own column (a project without a target)
+    target = label if label in df.columns else None
     train_df = df[side == "train"].reset_index(drop=True)
     test_df = df[side == "test"].reset_index(drop=True)
     classes = label_classes(df[target] if target else None, target, settings.positive_label)

@@ -21,7 +21,7 @@ from .errors import NotFoundError, StateError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalog", "utcnow"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _md = sa.MetaData()
 
 
@@ -121,6 +121,41 @@ decisions = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
 )
 
+# ---- the compute queue (schema 3; modelloop.compute) -------------------------------------------
+jobs = sa.Table(
+    "jobs", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(128), nullable=False, index=True),
+    sa.Column("root", sa.Text, nullable=False),                 # the folder the command runs in
+    sa.Column("command", sa.JSON, nullable=False),              # modelloop's arguments: ["train", "--budget", "60"]
+    sa.Column("resources", sa.JSON, nullable=False),            # {cpus, gpus, memory, custom}
+    sa.Column("priority", sa.Integer, nullable=False),          # 0..100 (low 20, normal 50, high 80)
+    sa.Column("submitter", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # queued running preempted succeeded failed cancelled
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("submitted_at", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=True),        # the latest attempt's
+    sa.Column("ended_at", sa.DateTime, nullable=True),
+    sa.Column("worker", sa.String(128), nullable=True),         # host:pid of the worker running it
+    sa.Column("heartbeat_at", sa.DateTime, nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),                # the job's process (group) on the worker's host
+    sa.Column("assigned", sa.JSON, nullable=True),              # {gpus: [indices]} of the running attempt
+    sa.Column("stop", sa.String(16), nullable=True),            # cancel | preempt: asked of the worker running it
+    sa.Column("exit_code", sa.Integer, nullable=True),
+    sa.Column("features", sa.JSON, nullable=False),             # what demand prediction groups by: verb, rows
+    sa.Column("usage", sa.JSON, nullable=True),                 # measured: {seconds, peak_memory}
+    sa.Column("result", sa.JSON, nullable=True),                # the run / model version it made
+    sa.Column("logs", sa.Text, nullable=False),
+)
+job_events = sa.Table(
+    "job_events", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+)
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
@@ -167,8 +202,14 @@ def _add_model_family(c: Connection) -> None:
                   .values(family=family_name_of({"input_schema": r.input_schema})))
 
 
+def _add_job_queue(c: Connection) -> None:
+    """Schema 2 -> 3: the compute queue's ``jobs`` and ``job_events`` tables (empty)."""
+    for table in (jobs, job_events):
+        table.create(c, checkfirst=True)
+
+
 # MIGRATIONS[v] takes a catalog of schema version v to v + 1, inside the opening transaction
-MIGRATIONS = {1: _add_model_family}
+MIGRATIONS = {1: _add_model_family, 2: _add_job_queue}
 
 
 class Catalog:

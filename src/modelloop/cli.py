@@ -246,6 +246,100 @@ def demo(directory: Path = typer.Option(Path("modelloop-demo"), "--dir", help="w
     _emit(run_demo(directory, budget=budget, loop=loop), as_json, render_demo)
 
 
+# ---- compute: the job queue and the worker (modelloop.compute) ------------------------------------
+jobs_app = typer.Typer(no_args_is_help=True, help="The job queue: any modelloop command run later by a worker, "
+                                                  "by priority, with the CPUs/GPUs/memory it asks for.")
+app.add_typer(jobs_app, name="jobs")
+
+
+def _command_infos() -> dict[str, Any]:
+    """Each command's name and whether it takes -c and --json (what a job's arguments get added)."""
+    import inspect
+
+    from .compute.jobs import CommandInfo
+
+    infos = {}
+    for c in app.registered_commands:
+        params = inspect.signature(c.callback).parameters if c.callback else {}
+        name = c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
+        infos[name] = CommandInfo(takes_config="config" in params, takes_json="as_json" in params)
+    return infos
+
+
+@jobs_app.command("submit")
+def jobs_submit(command: list[str] = typer.Argument(..., help="the modelloop command, after --: -- train --budget 60"),
+                priority: str = typer.Option("normal", "--priority", help="high | normal | low | 0-100"),
+                cpus: float | None = typer.Option(None, "--cpus", help="CPUs (default 1)"),
+                gpus: int | None = typer.Option(None, "--gpus", help="GPUs (default 0)"),
+                memory: str | None = typer.Option(None, "--memory", help="e.g. 8GiB (default: none reserved)"),
+                resource: list[str] | None = typer.Option(None, "--resource", help="NAME=AMOUNT, repeatable"),
+                config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Queue a modelloop command as a job: modelloop jobs submit --priority high --gpus 1 -- retrain"""
+    from .compute.jobs import submit_job
+
+    res = submit_job(_project(config).workspace, command, _command_infos(), config=config, priority=priority,
+                     cpus=cpus, gpus=gpus, memory=memory, custom=resource)
+    _emit(res, as_json, lambda r: out.print(f"job {r['id']} queued; follow it: modelloop jobs logs {r['id']} -f"))
+
+
+@jobs_app.command("list")
+def jobs_list(state: list[str] | None = typer.Option(None, "--state", help="only these states, repeatable"),
+              config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Queued, running, preempted and finished jobs, with waits and predicted durations."""
+    from .compute.jobs import list_jobs
+    from .compute.show import render_jobs
+
+    res = list_jobs(_project(config).workspace, state or None)
+    if as_json:
+        sys.stdout.write(json.dumps(_finite(res), default=str) + "\n")
+    else:
+        render_jobs(res, out)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: int = typer.Argument(..., help="the job's id"), config: str = ConfigOpt,
+              as_json: bool = JsonOpt) -> None:
+    """One job: resources, priority, attempts, history, logs path, what it made."""
+    from .compute.jobs import show_job
+    from .compute.show import render_job
+
+    _emit(show_job(_project(config).workspace, job_id), as_json, lambda r: render_job(r, out))
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: int = typer.Argument(..., help="the job's id"),
+              follow: bool = typer.Option(False, "-f", "--follow", help="keep printing until the job ends"),
+              config: str = ConfigOpt) -> None:
+    """Print a job's log (its progress and messages)."""
+    from .compute.jobs import follow_logs
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    follow_logs(_project(config).workspace, job_id, write, follow=follow)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: int = typer.Argument(..., help="the job's id"), config: str = ConfigOpt,
+                as_json: bool = JsonOpt) -> None:
+    """Cancel a queued job, or stop a running one (SIGTERM, then SIGKILL after compute.grace_seconds)."""
+    from .compute.jobs import cancel_job
+
+    _emit(cancel_job(_project(config).workspace, job_id), as_json,
+          lambda r: out.print(f"job {r['id']}: {r['state']}" + (" (stopping)" if r["stop_requested"] else "")))
+
+
+@app.command()
+def worker(config: str = ConfigOpt, idle_exit: float | None = typer.Option(
+               None, "--idle-exit", min=0, help="stop after this many seconds with nothing queued or running")
+           ) -> None:
+    """Run the job queue on this machine's pool (compute: in modelloop.yaml) until Ctrl-C."""
+    from .compute.jobs import start_worker
+
+    start_worker(_project(config).workspace, idle_exit=idle_exit, log=lambda m: err.print(m, highlight=False))
+
+
 def main() -> None:
     """Entry point: user mistakes exit 2 with one line, interrupts 130, bugs 1 with a traceback."""
     try:

@@ -21,6 +21,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from .data.quality_config import CleanConfig, QualityConfig
 from .errors import ConfigError, StateError, cap_list
 from .serving.config import ServeConfig
+from .compute.config import ComputeConfig
 from .families.anomaly.config import AnomalyConfig
 
 __all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_config", "parse_config"]
@@ -171,6 +172,8 @@ class Config(_Section):
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig, description="task anomaly_detection: threshold "
                                                                               "and detectors")
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig, description="the job queue's pool, engine and "
+                                                                               "scheduling (modelloop jobs / worker)")
 
     # The directory the config was loaded from; relative paths resolve against it.
     root: Path = Field(default=Path("."), exclude=True)

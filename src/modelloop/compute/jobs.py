@@ -1,0 +1,175 @@
+"""The ``modelloop jobs`` API: submit, list, show, cancel, follow logs; and ``modelloop worker``.
+
+Functions on a project's ``Workspace`` returning JSON-ready values; the CLI only prints them. A job is
+a modelloop command run later in the project's folder, by a worker, with the resources it asked for.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..catalog import utcnow
+from ..errors import ConfigError, cap_list
+from ..workspace import Workspace
+from .predict import predict_demand
+from .queue import FINISHED, JobQueue
+from .resources import Resources, asked_resources, machine_pool, parse_priority
+
+__all__ = ["CommandInfo", "cancel_job", "follow_logs", "job_view", "list_jobs", "show_job", "start_worker",
+           "submit_job"]
+
+# Commands that manage the queue itself are not jobs.
+NOT_JOBS = ("jobs", "worker")
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    """What the CLI knows about one of its commands: whether it takes ``-c`` and ``--json``."""
+
+    takes_config: bool
+    takes_json: bool
+
+
+def _queue(ws: Workspace) -> JobQueue:
+    return JobQueue(ws.catalog)
+
+
+def _job_command(ws: Workspace, command: list[str], commands: Mapping[str, CommandInfo], config: str) -> list[str]:
+    """The arguments a worker runs: the user's, with this project's ``-c`` and ``--json`` added."""
+    allowed = sorted(n for n in commands if n not in NOT_JOBS)
+    if not command:
+        raise ConfigError(f"jobs submit: give the modelloop command to run after --, one of {cap_list(allowed, 20)}")
+    verb = command[0]
+    if verb not in allowed:
+        raise ConfigError(f"jobs submit: unknown command '{verb}'; a job runs one of {cap_list(allowed, 20)}")
+    info, args = commands[verb], list(command)
+    if info.takes_config and not {"-c", "--config"} & set(args) and not any(a.startswith("--config=") for a in args):
+        args += ["-c", str(Path(config).resolve())]
+    if info.takes_json and "--json" not in args:
+        args.append("--json")              # the job's answer names the run / model version it made
+    return args
+
+
+def submit_job(ws: Workspace, command: list[str], commands: Mapping[str, CommandInfo], *, config: str,
+               priority: str | int = "normal", cpus: float | None = None, gpus: int | None = None,
+               memory: str | None = None, custom: list[str] | None = None,
+               submitter: str | None = None) -> dict[str, Any]:
+    """Queue ``modelloop COMMAND`` (one transaction); ``{"id"}``. Refused at once (ConfigError):
+    an unknown command, a priority outside high/normal/low/0-100, more than the pool has."""
+    args = _job_command(ws, command, commands, config)
+    level = parse_priority(priority)
+    asked = asked_resources(cpus, gpus, memory, custom)
+    cfg = ws.config.compute
+    if cfg.engine == "local":
+        pool = machine_pool(cfg.pool)
+        if short := asked.shortfall(pool):
+            raise ConfigError(f"jobs submit: the job asks for more than the pool has ({'; '.join(short)}); "
+                              "ask for less or raise compute.pool in modelloop.yaml")
+    latest = ws.catalog.latest_dataset(ws.config.name)
+    features = {"verb": args[0], "rows": latest["rows"] if latest else None, "task": ws.config.task}
+    job_id = _queue(ws).submit(project=ws.config.name, root=str(ws.root), command=args,
+                               resources=asked.to_dict(), priority=level, submitter=submitter or _user(),
+                               features=features, logs_dir=str(ws.state / "jobs"))
+    return {"id": job_id}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _iso(at: Any) -> str | None:
+    return None if at is None else at.isoformat(timespec="seconds") + "Z"
+
+
+def job_view(row: dict[str, Any], history: list[dict[str, Any]], predicted: dict[str, Any]) -> dict[str, Any]:
+    """The JSON of a job (``jobs show --json``, each item of ``jobs list --json``)."""
+    now = utcnow()
+    started = row["started_at"] if row["state"] != "queued" or row["attempts"] else None
+    waited_to = (started or now) if row["state"] not in FINISHED or started else (row["ended_at"] or now)
+    return {
+        "id": row["id"], "state": row["state"], "priority": row["priority"], "attempts": row["attempts"],
+        "resources": row["resources"], "command": row["command"],
+        "history": [{"state": e["state"], "at": _iso(e["at"]), "reason": e["reason"]} for e in history],
+        "project": row["project"], "submitter": row["submitter"], "submitted_at": _iso(row["submitted_at"]),
+        "started_at": _iso(row["started_at"]), "ended_at": _iso(row["ended_at"]),
+        "wait_seconds": round(max(0.0, (waited_to - row["submitted_at"]).total_seconds()), 1),
+        "running_seconds": round((now - row["started_at"]).total_seconds(), 1)
+        if row["state"] == "running" and row["started_at"] else None,
+        "predicted": predicted, "worker": row["worker"], "gpus": (row["assigned"] or {}).get("gpus"),
+        "exit_code": row["exit_code"], "usage": row["usage"], "result": row["result"],
+        "stop_requested": row["stop"], "logs": row["logs"], "root": row["root"],
+    }
+
+
+def list_jobs(ws: Workspace, states: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every job of the queue (oldest first), each with its history and predicted demand."""
+    q = _queue(ws)
+    rows = q.rows(states)
+    finished = [r for r in q.rows(("succeeded",))]
+    hist = q.history([r["id"] for r in rows])
+    return [job_view(r, hist[r["id"]], predict_demand(r["features"], r["project"], finished)) for r in rows]
+
+
+def show_job(ws: Workspace, job_id: int) -> dict[str, Any]:
+    q = _queue(ws)
+    row = q.get(job_id)
+    finished = [r for r in q.rows(("succeeded",)) if r["id"] != job_id]
+    return job_view(row, q.history([job_id])[job_id], predict_demand(row["features"], row["project"], finished))
+
+
+def cancel_job(ws: Workspace, job_id: int) -> dict[str, Any]:
+    """Cancel a waiting job, or ask its worker to stop a running one (SIGTERM, grace, SIGKILL)."""
+    _queue(ws).cancel(job_id)
+    return show_job(ws, job_id)
+
+
+def follow_logs(ws: Workspace, job_id: int, write: Callable[[str], None], *, follow: bool = False,
+                poll: float = 0.5) -> dict[str, Any]:
+    """Write the job's log (its stderr: progress and messages); with ``follow`` until the job finishes."""
+    q = _queue(ws)
+    row = q.get(job_id)
+    path, pos = Path(row["logs"]), 0
+    while True:
+        if path.exists():
+            with open(path, encoding="utf-8", errors="replace") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos = f.tell()
+            if chunk:
+                write(chunk)
+        if not follow or row["state"] in FINISHED:
+            return {"id": job_id, "state": row["state"], "logs": str(path)}
+        time.sleep(poll)
+        row = q.get(job_id)
+
+
+def start_worker(ws: Workspace, *, idle_exit: float | None = None, log: Callable[[str], None] | None = None,
+                 engine: Any = None) -> dict[str, Any]:
+    """Run this machine's pool over the queue until interrupted (or idle ``idle_exit`` seconds)."""
+    from .worker import Worker
+
+    cfg = ws.config.compute
+    if cfg.engine == "ray":
+        from .ray_engine import check_address
+
+        check_address(cfg.address)
+        raise ConfigError("compute.engine: ray is not implemented yet (the address check is); "
+                          "set compute.engine: local to run the pool on this machine")
+    pool = machine_pool(cfg.pool)
+    worker = Worker(_queue(ws), cfg, pool, engine, log=log)
+    if log is not None:
+        log(f"worker {worker.name}: pool {_pool_text(pool)}; queue {ws.catalog_url}")
+    worker.run(idle_exit=idle_exit)
+    return {"worker": worker.name, "pool": pool.to_dict()}
+
+
+def _pool_text(pool: Resources) -> str:
+    return f"{pool.cpus:g} CPUs, {pool.gpus} GPUs, {pool.memory / 2**30:.1f} GiB"

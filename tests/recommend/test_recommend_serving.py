@@ -43,6 +43,7 @@ def test_a_known_user_gets_k_unseen_items_best_first(served):
     items = [x["item"] for x in body["recommendations"]]
     scores = [x["score"] for x in body["recommendations"]]
     assert len(items) == 5 and scores == sorted(scores, reverse=True) and "fallback" not in body
+    assert body["recommendations"] == model.recommend(user, 5)[0]  # the server's precomputed rows = offline
     assert not set(items) & {str(model.items_[p]) for p in model.seen(0)}
     assert len(body["request_id"]) == 40 and body["model"]["name"] == "shop"
     seen = client.post("/v1/recommend", json={"user": user, "k": 20, "exclude_seen": False}).json()

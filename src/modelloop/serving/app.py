@@ -708,5 +708,8 @@ def _openapi(app: FastAPI, state: ServerState) -> dict[str, Any]:
                           "with more pixels than allowed"),
             "415": answer("a file is not an image (named), or the body is not multipart/form-data"),
             "503": answer("no model loaded yet")}}}
+    from .recommend import openapi_paths
+
+    spec["paths"].update(openapi_paths())  # /v1/recommend: a bare ASGI route, as /v1/predict
     app.state.openapi_cache = (key, spec)
     return spec

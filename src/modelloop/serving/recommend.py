@@ -17,16 +17,18 @@ import json
 import time
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from ..catalog import utcnow
 from ..errors import DataError
 from ..feedback.interactions import append_interaction
 from .validation import ValidationProblem, describe_errors
 
-__all__ = ["InteractionRequest", "RecommendRequest", "add_recommend_routes"]
+__all__ = ["InteractionRequest", "RecommendRequest", "add_recommend_routes", "openapi_paths"]
 
 Id = StrictStr | StrictInt
 
@@ -70,6 +72,35 @@ def _body_of(model: type[BaseModel]) -> dict[str, Any]:
         "schema": model.model_json_schema()}}}}
 
 
+class _Endpoint:
+    """An ``async def (scope, receive, send)`` mounted as the ASGI app it is (Starlette wraps a function, or
+    a partial of one, as a request handler)."""
+
+    def __init__(self, fn: Any):
+        self.fn = fn
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.fn(scope, receive, send)
+
+
+def openapi_paths() -> dict[str, Any]:
+    """``/v1/recommend``'s entry of the OpenAPI spec (a bare ASGI route is not in FastAPI's own)."""
+    def answer(text: str) -> dict[str, Any]:
+        return {"description": text, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+    return {"/v1/recommend": {"post": {
+        "summary": "Recommend", "operationId": "recommend", "security": [{"HTTPBearer": []}],
+        "description": "The top k items for a user from the served recommender; a user it never saw gets the "
+                       "most popular items and `\"fallback\": \"popular\"`.",
+        **_body_of(RecommendRequest),
+        "responses": {
+            "200": answer('{"recommendations": [{"item", "score"}], "model", "request_id", "fallback"?}'),
+            "401": answer("missing or wrong API key"),
+            "404": answer("the served model does not recommend"),
+            "422": answer("a field is wrong (k outside 1..serve.max_k, an unknown filter feature); `detail` names it"),
+            "503": answer("no model loaded yet")}}}}
+
+
 def add_recommend_routes(app: FastAPI, state: Any, keyed: list[Any]) -> None:
     """Register both routes on ``app``; ``state`` is the server's state (runtime, log, keys), ``keyed``
     the dependencies that check the API key."""
@@ -81,14 +112,17 @@ def add_recommend_routes(app: FastAPI, state: Any, keyed: list[Any]) -> None:
                                 headers={"Retry-After": "1"})
         return rt
 
-    @app.post("/v1/recommend", dependencies=keyed, openapi_extra=_body_of(RecommendRequest), responses={
-        401: {"description": "missing or wrong API key"},
-        404: {"description": "the served model does not recommend"},
-        422: {"description": "a field is wrong (k outside 1..serve.max_k, an unknown filter feature)"},
-        503: {"description": "no model loaded yet"}})
-    async def recommend(request: Request) -> Any:
+    # a bare ASGI endpoint, as /v1/predict: FastAPI's per-request dependency machinery (the key's Security
+    # dependency, the Request parameter) cost more than a precomputed recommendation; documented by
+    # ``openapi_paths`` (app.py's ``_openapi``)
+    async def recommend(scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The top k items for a user from the served recommender (unknown user: the most popular)."""
         start = time.perf_counter()
+        request = Request(scope, receive)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if state.keys.enabled and not state.keys.verify(token.strip() if scheme.lower() == "bearer" else None):
+            raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
+                                headers={"WWW-Authenticate": "Bearer"})
         rt = served()
         model = getattr(rt, "recommender", None)
         if model is None:
@@ -111,8 +145,11 @@ def add_recommend_routes(app: FastAPI, state: Any, keyed: list[Any]) -> None:
                                 "inputs": body.model_dump(mode="json"), "output": output,
                                 "latency_ms": (time.perf_counter() - start) * 1000.0}]):
             await run_in_threadpool(state.plog.wait_below_high_water)
-        return {**output, "model": {"name": rt.name, "version": rt.version, "variant": rt.variant},
-                "request_id": rid}
+        answer = {**output, "model": {"name": rt.name, "version": rt.version, "variant": rt.variant}, "request_id": rid}
+        await Response(to_json(answer), media_type="application/json")(scope, receive, send)
+
+    # first in the route table: each route before it costs a regex match per request
+    app.router.routes.insert(0, Route("/v1/recommend", _Endpoint(recommend), methods=["POST"], name="recommend"))
 
     @app.post("/v1/interactions", dependencies=keyed, status_code=201, openapi_extra=_body_of(InteractionRequest), responses={
         401: {"description": "missing or wrong API key"},

@@ -37,6 +37,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, n)
     if k <= 0:
         return np.full((scores.shape[0], 0), -1, dtype=np.int64)
+    if len(scores) == 1 and k < n:  # one user (a served request): the 1-D partition, then its k sorted
+        row = scores[0]
+        part = np.argpartition(-row, k - 1)[:k]
+        top = part[np.lexsort((part, -row[part]))]
+        return np.where(np.isneginf(row[top]), -1, top)[None, :]
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(scores), 1))
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)

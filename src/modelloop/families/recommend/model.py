@@ -80,6 +80,23 @@ class RecommenderModel:
         """The item positions user ``u`` took in training."""
         return self.seen_indices_[self.seen_indptr_[u]:self.seen_indptr_[u + 1]]
 
+    def precompute(self, max_cells: int = 20_000_000) -> bool:
+        """Score every known user over the catalog once (the served path then reads a row) when users x
+        items is at most ``max_cells`` (160 MB of float64); a larger model scores each request."""
+        if len(self.users_) * len(self.items_) > max_cells:
+            return False
+        self.scores_ = np.vstack([np.asarray(self.rec_.user_scores(block), dtype=np.float64)
+                                  for block in np.array_split(np.arange(len(self.users_)),
+                                                              max(1, len(self.users_) // 1024))])
+        return True
+
+    def user_row(self, u: int) -> np.ndarray:
+        """A fresh copy of user ``u``'s scores over the catalog (precomputed, or computed now)."""
+        table = getattr(self, "scores_", None)
+        if table is not None:
+            return table[u].copy()
+        return np.asarray(self.rec_.user_scores(np.array([u])), dtype=np.float64)[0]
+
     def masked_scores(self, users: np.ndarray) -> np.ndarray:
         """Scores of known users (positions) over the catalog, each user's training items at ``-inf``."""
         scores = np.asarray(self.rec_.user_scores(users), dtype=np.float64)
@@ -119,11 +136,11 @@ class RecommenderModel:
         """The top ``k`` items for ``user`` as ``[{"item", "score"}]`` and the fallback used (``popular``
         for a user it never saw, else None). ``where``: item feature -> value (a DataError naming an
         unknown feature, ``filter.<name>``)."""
-        u = self.user_pos_.get(label_text(user), -1)
+        u = self.user_pos_.get(user if type(user) is str else label_text(user), -1)
         if u < 0:
             scores, fallback = self.popular_scores().copy(), POPULAR
         else:
-            scores, fallback = np.asarray(self.rec_.user_scores(np.array([u])), dtype=np.float64)[0], None
+            scores, fallback = self.user_row(u), None
             if exclude_seen:
                 scores[self.seen(u)] = -np.inf
         for item in exclude:
@@ -139,8 +156,9 @@ class RecommenderModel:
             mask[list(keep)] = False
             scores[mask] = -np.inf
         top = top_k(scores[None, :], k)[0]
-        top = top[top >= 0]
-        return [{"item": str(self.items_[p]), "score": round(float(scores[p]), 6)} for p in top.tolist()], fallback
+        top = top[top >= 0].tolist()
+        items, values = self.items_[top].tolist(), scores[top].round(6).tolist()
+        return [{"item": i, "score": v} for i, v in zip(items, values, strict=True)], fallback
 
     # ---- the loop ------------------------------------------------------------------------------
     def interaction_rows(self, stored: list[dict[str, Any]]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ __all__ = ["recommend_runtime"]
 
 def recommend_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None) -> Runtime:
     native = native_model(ws, row)
+    precomputed = native.precompute()  # every known user's scores once, when the catalog is small enough
     columns = [native.user_col, native.item_col]
 
     def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -24,8 +25,8 @@ def recommend_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None)
         return np.asarray(native.predict(frame), dtype=np.float64), None
 
     described = native.describe()
-    extra = {"recommend": {key: described[key] for key in ("recommender", "k", "explicit", "users", "items",
-                                                           "item_features")}}
+    extra = {"recommend": {**{key: described[key] for key in ("recommender", "k", "explicit", "users", "items",
+                                                               "item_features")}, "precomputed": precomputed}}
     runtime = Runtime(row, native=native, plan=None, table=table_columns(ws, row), scorer=score,
                       reason="recommender served natively (numpy factors, a partial sort per request)",
                       variant="native", extra=extra)

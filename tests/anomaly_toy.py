@@ -9,11 +9,16 @@ from typing import Any
 import yaml
 
 FAST = {"budget": 30, "trials": 6}
+PER_DAY = 2.0  # the session project's alert budget (alerts per day)
 
 
-def sensors_config(rows: int = 1500) -> dict[str, Any]:
+def sensors_config(rows: int = 1500, per_day: float | None = None) -> dict[str, Any]:
+    """The example's config; ``per_day``: an alert budget per day instead of its contamination."""
     raw = yaml.safe_load(resources.files("modelloop.examples").joinpath("anomaly.yaml").read_text())
     raw["train"] = dict(FAST)
+    if per_day is not None:
+        raw["anomaly"].pop("contamination", None)
+        raw["anomaly"]["alert_budget"] = f"{per_day:g} per day"
     return raw
 
 

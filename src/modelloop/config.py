@@ -347,6 +347,9 @@ def anomaly_section_fits_task(cfg: Config) -> list[str]:
     if (cfg.task is None or _head(cfg.task) is not AnomalyHead) and cfg.anomaly != AnomalyConfig():
         return [f"anomaly: only used by task: anomaly_detection, got task: {cfg.task or 'left out'}; remove the "
                 "section or set task: anomaly_detection"]
+    if cfg.anomaly.per_day is not None and not cfg.data.time:  # alerts per day: the records' rate in time
+        return [f"anomaly.alert_budget: {cfg.anomaly.alert_budget!r} (alerts per day) needs data.time (the records' "
+                "time column), got data.time: null; or give alerts per 1,000 records (a number, or '5 per 1000')"]
     return []
 
 

@@ -35,3 +35,22 @@ def test_other_tasks_still_require_a_target_and_refuse_the_anomaly_section():
         parse_config({"task": "classification", "data": {"source": "d.csv"}})
     with pytest.raises(ConfigError, match=r"anomaly: only used by task: anomaly_detection"):
         parse_config({"data": {"source": "d.csv", "target": "y"}, "anomaly": {"contamination": 0.1}})
+
+
+def test_an_alert_budget_is_per_1000_records_or_per_day():
+    per_day = parse_config(_cfg(data={"source": "d.csv", "time": "t"}, anomaly={"alert_budget": "20 per day"}))
+    assert per_day.anomaly.per_day == 20.0
+    for written in ("5 per 1000", "5/1,000", 5, "5"):
+        assert parse_config(_cfg(anomaly={"alert_budget": written})).anomaly.share == 0.005
+
+
+@pytest.mark.parametrize("value", ["lots", "20 per week", 600, "0 per day", True])
+def test_an_alert_budget_of_another_form_names_the_key_and_the_forms(value):
+    with pytest.raises(ConfigError, match=r'^anomaly\.alert_budget: must be alerts per 1,000 records \(a number in '
+                                          r'\(0, 500\), or "5 per 1000"\) or alerts per day \("20 per day"'):
+        parse_config(_cfg(anomaly={"alert_budget": value}))
+
+
+def test_an_alert_budget_per_day_needs_a_time_column():
+    with pytest.raises(ConfigError, match=r"^anomaly\.alert_budget: '20 per day' \(alerts per day\) needs data\.time"):
+        parse_config(_cfg(anomaly={"alert_budget": "20 per day"}))

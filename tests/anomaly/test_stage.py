@@ -28,6 +28,21 @@ def test_the_summary_says_what_was_chosen_and_the_label_is_never_a_feature(senso
     assert m["roc_auc"] > 0.8  # the planted anomalies are found among the labelled test rows
 
 
+def test_an_alert_budget_per_day_draws_the_line_at_the_training_rows_rate(sensors):
+    from anomaly_toy import PER_DAY
+
+    project, summary, path = sensors
+    budget = summary["selection"]["budget"]
+    times = pd.to_datetime(pd.read_csv(path)["timestamp"])  # the traffic: every row (not only the train split)
+    assert budget["alert_budget"] == "2 per day" and budget["alerts_per_day"] == PER_DAY
+    days = (times.max() - times.min()).total_seconds() / 86400
+    assert budget["records_per_day"] == pytest.approx(len(times) / days, rel=1e-3)
+    assert budget["share"] == pytest.approx(PER_DAY / budget["records_per_day"], rel=1e-4)
+    assert summary["threshold"] == pytest.approx(1 - budget["share"])
+    m = summary["test_metrics"]  # the test split's flagged share, as alerts a day of such traffic raises
+    assert m["alerts_per_day"] == pytest.approx(m["alerts_per_1000"] / 1000 * budget["records_per_day"], rel=1e-3)
+
+
 def test_served_answers_carry_reasons_and_equal_offline_for_the_training_rows(sensors):
     from modelloop.data.sources import read_table
     from modelloop.families.heads import head_for
@@ -42,7 +57,8 @@ def test_served_answers_carry_reasons_and_equal_offline_for_the_training_rows(se
     flagged_count = sum(a["is_anomaly"] for a in served)
     assert f"modelloop_anomaly_records_total {float(len(served))}" in metrics
     assert f"modelloop_anomaly_alerts_total {float(flagged_count)}" in metrics
-    assert 'modelloop_anomaly_expected_share{name="sensors"} 0.02' in metrics
+    share = round(1 - resolve_model(ws)["info"]["threshold"], 6)  # 2 alerts a day at the training rows' rate
+    assert f'modelloop_anomaly_expected_share{{name="sensors"}} {share}' in metrics
     row = resolve_model(ws)
     model, head = load_model(ws, row), head_for(row["info"])
     frame, _ = read_table(str(path))
@@ -54,7 +70,9 @@ def test_served_answers_carry_reasons_and_equal_offline_for_the_training_rows(se
 
     assert why(served) == why(offline)
     flagged = [a for a in served if a["is_anomaly"]]
-    assert 0.005 < len(flagged) / len(served) < 0.06  # contamination 0.02 on the training rows
+    times = pd.to_datetime(frame["timestamp"])
+    days = (times.max() - times.min()).total_seconds() / 86400
+    assert 1.0 < len(flagged) / days < 3.0  # the budget: 2 alerts a day over the two weeks of readings
     assert all(a["reasons"] and set(a) == {"request_id", "score", "is_anomaly", "reasons"} for a in flagged)
     top = max(range(len(served)), key=lambda i: served[i]["score"])
     reason = served[top]["reasons"][0]
@@ -97,6 +115,15 @@ def test_a_contamination_outside_the_range_exits_2_naming_the_key(tmp_path, caps
     _project(tmp_path, pd.DataFrame({"a": range(20)}), anomaly={"contamination": 0.6})
     code, _, err = cli(["run"], capsys, tmp_path)
     assert code == 2 and "anomaly.contamination: must be in (0, 0.5)" in err and "got 0.6" in err
+
+
+def test_an_alert_budget_per_day_that_would_flag_half_the_records_exits_2(tmp_path, capsys):
+    times = pd.date_range("2025-01-01", periods=40, freq="h")  # 24 records a day
+    _project(tmp_path, pd.DataFrame({"a": np.arange(40.0), "t": times}), data={"time": "t"},
+             anomaly={"alert_budget": "20 per day"})
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 2 and "anomaly.alert_budget: '20 per day' would flag" in err and "allowed: fewer than" in err
+    assert "Traceback" not in err and not list((tmp_path / ".modelloop").glob("models/*"))
 
 
 def test_a_label_column_with_three_values_exits_2_naming_it(tmp_path, capsys):

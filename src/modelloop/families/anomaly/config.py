@@ -2,26 +2,52 @@
 drawn and which detectors are searched.
 
 The threshold is either the expected share of anomalies (``contamination``) or, as analysts count,
-``alert_budget``: alerts per 1,000 records. Giving both is refused; giving neither means 1 %.
+``alert_budget``: alerts per 1,000 records (a number, or ``"5 per 1000"``) or alerts per day
+(``"20 per day"``, with ``data.time``: the share is the budget over the training rows' records per day,
+:func:`budget_share`). Giving both is refused; giving neither means 1 %.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-__all__ = ["AnomalyConfig", "DEFAULT_CONTAMINATION"]
+__all__ = ["AnomalyConfig", "BUDGET_FORMS", "DEFAULT_CONTAMINATION", "parse_budget"]
 
 DEFAULT_CONTAMINATION = 0.01
+BUDGET_FORMS = ('alerts per 1,000 records (a number in (0, 500), or "5 per 1000") or alerts per day '
+                '("20 per day", needs data.time)')
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:(?:/|per)\s*(day|1,?000(?: records)?))?\s*$",
+                     re.IGNORECASE)
+
+
+def parse_budget(value: float | str) -> tuple[float, str]:
+    """``(alerts, per)`` of an ``alert_budget``: ``per`` is ``"1000"`` (records) or ``"day"``; a ValueError
+    for any other form or an alerts count outside its range."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        alerts, per = float(value), "1000"
+    else:
+        found = _BUDGET.match(str(value))
+        if not found:
+            raise ValueError(value)
+        alerts, per = float(found.group(1)), "day" if (found.group(2) or "").lower() == "day" else "1000"
+    if not alerts > 0 or (per == "1000" and not alerts < 500):
+        raise ValueError(value)
+    return alerts, per
 
 
 class AnomalyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     contamination: float | None = Field(None, description="expected share of anomalies, in (0, 0.5)")
-    alert_budget: float | None = Field(None, description="alerts per 1,000 records, in (0, 500)")
+    alert_budget: float | str | None = Field(None, description="alerts per 1,000 records (a number in (0, 500), or "
+                                                               "'5 per 1000') or per day ('20 per day', needs "
+                                                               "data.time)")
     detectors: list[Literal["iforest", "ecod", "copod", "knn", "lof"]] = Field(
         default_factory=lambda: ["iforest", "ecod", "copod", "knn", "lof"], min_length=1)  # type: ignore[arg-type]
     positive_label: Any = Field(None, description="the data.target value that marks an anomaly (default: a value "
@@ -30,13 +56,22 @@ class AnomalyConfig(BaseModel):
     min_labels: int = Field(5, ge=1, description="labelled anomalies (train split) needed to choose by average "
                                                  "precision; fewer: the ensemble")
 
-    @field_validator("contamination", "alert_budget")
+    @field_validator("contamination")
     @classmethod
-    def _a_share_below_half(cls, value: float | None, info: ValidationInfo) -> float | None:
-        top = 0.5 if info.field_name == "contamination" else 500.0
-        if value is not None and not 0.0 < value < top:
-            what = "a share of the records" if top == 0.5 else "alerts per 1,000 records"
-            raise PydanticCustomError("out_of_range", "must be in (0, {top}) ({what})", {"top": top, "what": what})
+    def _a_share_below_half(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 < value < 0.5:
+            raise PydanticCustomError("out_of_range", "must be in (0, 0.5) (a share of the records)")
+        return value
+
+    @field_validator("alert_budget", mode="before")
+    @classmethod
+    def _a_budget_form(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            parse_budget(value)
+        except (TypeError, ValueError):
+            raise PydanticCustomError("budget_form", "must be {forms}", {"forms": BUDGET_FORMS}) from None
         return value
 
     @model_validator(mode="after")
@@ -46,8 +81,20 @@ class AnomalyConfig(BaseModel):
         return self
 
     @property
+    def per_day(self) -> float | None:
+        """Alerts per day when the budget is given so, else None."""
+        if self.alert_budget is None:
+            return None
+        alerts, per = parse_budget(self.alert_budget)
+        return alerts if per == "day" else None
+
+    @property
     def share(self) -> float:
-        """The expected share of anomalies the threshold is drawn at."""
+        """The expected share of anomalies the threshold is drawn at (a budget per day: see
+        :func:`modelloop.families.anomaly.budget.budget_share`, which needs the training rows' rate)."""
         if self.alert_budget is not None:
-            return self.alert_budget / 1000.0
+            alerts, per = parse_budget(self.alert_budget)
+            if per == "day":
+                raise ValueError("an alert budget per day has a share only against a rate of records per day")
+            return alerts / 1000.0
         return self.contamination if self.contamination is not None else DEFAULT_CONTAMINATION

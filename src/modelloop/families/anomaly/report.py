@@ -45,6 +45,13 @@ def _cell(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _budget_words(budget: Mapping[str, Any], threshold: float) -> str:
+    said = (f"alert_budget {budget['alert_budget']}" if budget.get("alert_budget") is not None else
+            f"contamination {budget.get('contamination', 1.0 - threshold):g}")
+    rate = (f" at {budget['records_per_day']:g} training records a day" if budget.get("records_per_day") else "")
+    return f"{said}{rate}: score above {threshold:.4f} ({1.0 - threshold:.2%} of the training rows)"
+
+
 def anomaly_report_html(df: pd.DataFrame, scores: np.ndarray, answers: list[dict[str, Any]], evaluation: Mapping[str, Any],
                         *, threshold: float, title: str, context: Mapping[str, Any], selection: Mapping[str, Any]) -> str:
     """The page: ``scores`` are the head's ``(n, 1 + C)``, ``answers`` the served answers of the rows."""
@@ -65,7 +72,8 @@ def anomaly_report_html(df: pd.DataFrame, scores: np.ndarray, answers: list[dict
 <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><body>
 <h1>{html.escape(title)}</h1><ul>{about}<li>rows scored: {len(s)}, flagged: {flagged:.2%}</li>
-<li>selection: {html.escape(str(selection.get('why', '')))}</li></ul>
+<li>selection: {html.escape(str(selection.get('why', '')))}</li>
+<li>alert line: {html.escape(_budget_words(selection.get('budget') or {}, threshold))}</li></ul>
 <h2>Figures on labelled rows</h2><table>{rows}</table>
 <h2>Score distribution and threshold</h2>{histogram_svg(s, threshold)}
 <h2>Top {len(order)} anomalies and their reasons</h2>

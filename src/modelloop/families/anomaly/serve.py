@@ -26,7 +26,7 @@ def anomaly_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None) -
         return np.asarray(native.predict_proba(frame), dtype=np.float64), None
 
     extra = {"anomaly": {"threshold": native.threshold_, "members": native.describe()["members"],
-                         "selection": native.selection_.get("chosen")}}
+                         "selection": native.selection_.get("chosen"), "budget": native.selection_.get("budget")}}
     return Runtime(row, native=native, plan=plan, table=table_columns(ws, row), scorer=score,
                    reason="anomaly detectors served natively (scikit-learn and numpy)", variant="native",
                    extra=extra)

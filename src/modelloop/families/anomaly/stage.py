@@ -19,6 +19,7 @@ import pandas as pd
 
 from ...errors import ConfigError
 from .. import label_column
+from .budget import alert_rates, threshold_share
 from .config import AnomalyConfig
 from .features import TableEncoder
 from .labels import label_classes, label_vector
@@ -71,6 +72,7 @@ def train_anomaly(ws: Any, *, budget: float | None = None, trials: int | None = 
     train_df = df[side == "train"].reset_index(drop=True)
     test_df = df[side == "test"].reset_index(drop=True)
     classes = label_classes(df[target] if target else None, target, settings.positive_label)
+    share, alert_line = threshold_share(settings, df, cfg.data.time)  # the traffic: every split; before any work
     encoder = TableEncoder(schema).fit(train_df)
     X = encoder.encode(train_df)
     n_trials = trials if trials is not None else cfg.train.trials
@@ -93,9 +95,9 @@ def train_anomaly(ws: Any, *, budget: float | None = None, trials: int | None = 
         result, chosen = run_anomaly_search(job, storage=ws.optuna_url, study_name=study,
                                             work_dir=ws.study_dir(study), on_trial=on_trial, progress=progress)
         members = fit_members(chosen["members"], X, cfg.seed)
-        selection = {**chosen["selection"], "contamination": settings.share, "reasons": settings.reasons}
+        selection = {**chosen["selection"], "contamination": share, "budget": alert_line, "reasons": settings.reasons}
         model = AnomalyModel.from_members(schema=schema, encoder=encoder, members=members,
-                                          weights=chosen["weights"], X_train=X, threshold=1.0 - settings.share,
+                                          weights=chosen["weights"], X_train=X, threshold=1.0 - share,
                                           classes=classes, selection=selection)
         model = _with_verdicts(model, X, job.y, cfg.seed)
         selection = model.selection_
@@ -119,13 +121,15 @@ def evaluate_anomaly(model: AnomalyModel, df: pd.DataFrame, target: str | None) 
     head = head_for({"task": "anomaly", "classes": model.classes_, "threshold": model.threshold_})
     y = label_vector(df[target] if target else None, model.classes_, len(df))
     labelled = y >= 0
+    budget = model.selection_.get("budget") or {}
     if not labelled.any():
         flagged = float(np.mean(model.predict(df) > model.threshold_)) if len(df) else 0.0
-        return {"metrics": {}, "rows": len(df), "labelled": 0, "flagged_share": flagged}
+        return {"metrics": alert_rates(flagged, budget), "rows": len(df), "labelled": 0, "flagged_share": flagged}
     scores = model.predict_proba(df)
     out = head.evaluate(y[labelled], scores[labelled])
     out["rows"] = len(df)
     out["flagged_share"] = float(np.mean(scores[:, 0] > model.threshold_))
+    out["metrics"].update(alert_rates(out["flagged_share"], budget))  # the alerts the threshold raises
     return out
 
 

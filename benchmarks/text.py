@@ -1,6 +1,7 @@
 """Text models on the bundled intents example: quality against a TF-IDF peer, and CPU inference speed.
 
     python benchmarks/text.py [--epochs 2] [--json results.json] [--skip-train]
+    python benchmarks/text.py --long-docs 400 [--json results.json]
 
 Data: ``src/modelloop/examples/intents.jsonl`` (480 messages, 8 intents, half English, half
 Chinese), one seeded stratified split (80/20); every model sees the same training rows and is scored
@@ -20,6 +21,17 @@ variant), ``--threads`` intra-op threads for every variant (default 1: the same 
 variants timed in alternating blocks; p50/p99 latency, throughput, file size and the test
 accuracy of each variant.
 Goal: int8 >= 2x ORT fp32 and >= 3x PyTorch eager, <= 1 point of accuracy lost.
+
+Long documents (``--long-docs N``, only this part): N generated movie reviews of ~45 sentences
+(~550 MiniLM tokens; the reviewer's verdict at random places after the opening plot summary, see
+:func:`long_reviews`), one modelloop project and its frozen 70/30 split. Compared on the same test
+rows: ``modelloop train`` with the MiniLM head (long texts read whole: windows of 128 tokens, their
+mean embedding), the same head reading only each review's first 128 tokens (``TextModel.fit``, as
+the text family did before issue 26), the frozen multilingual USE (256-token windows of its own
+tokenizer), and the peer **TF-IDF word 1-2-grams + logistic regression** (scikit-learn). Prints
+accuracy, macro-F1 and the ratios windowed/truncated and windowed/TF-IDF. The data is generated
+(no public long-review corpus is installed here), so the figure measures reading whole against
+truncating, not a review benchmark.
 
 Hardware ceiling: the int8 speed-up depends on the CPU's integer dot-product instructions (AVX-512
 VNNI / AVX-VNNI / AMX do 4 int8 multiply-adds where an FMA does 1 fp32; plain AVX2 has only
@@ -221,14 +233,135 @@ def _ratios(rows: list[dict]) -> dict[str, float]:
     return out
 
 
+# --------------------------------------------------------------------------- long documents
+_PLOT = ["the story follows a family that moves to a small town by the sea", "the film opens with a long shot "
+         "of the harbour at dawn", "the second act takes place mostly in an old hotel", "her brother arrives "
+         "with news from the city", "the director worked with the same crew on his previous three films",
+         "the running time is a little over two hours", "most of the cast are newcomers",
+         "the plot turns on a letter that was never sent", "a subplot follows the hotel's night porter",
+         "the soundtrack mixes strings with old radio recordings", "it was shot on location over one summer",
+         "the ending returns to the harbour", "the script is based on a novel from the seventies",
+         "several scenes are told from the daughter's point of view", "the town's mayor is played by a "
+         "veteran stage actor", "there is a long dinner scene in the middle"]
+_OPINION = {"positive": ["i loved every minute of it", "the acting is superb and moving", "a wonderful, "
+                         "beautifully made film", "easily the best film i have seen this year", "the writing is "
+                         "sharp, funny and true", "i would happily watch it again"],
+            "negative": ["i was bored from start to finish", "the acting is wooden and flat", "a dull, badly "
+                         "made film", "easily the worst film i have seen this year", "the writing is lazy and "
+                         "predictable", "i would never watch it again"]}
+
+
+def long_reviews(n: int, seed: int = 0, sentences: int = 45) -> pd.DataFrame:
+    """``n`` generated movie reviews of ``sentences`` sentences (~400-500 words, ~550 MiniLM tokens):
+    neutral plot sentences, with the reviewer's verdict (three sentences of the review's polarity and
+    one of the other) at random places past the opening, as in real reviews whose judgement comes
+    after the summary. Reading only a review's first 128 tokens sees the verdict a fraction of the time."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = ["positive", "negative"][i % 2]
+        other = "negative" if label == "positive" else "positive"
+        body = [str(s) for s in rng.choice(_PLOT, size=sentences)]
+        verdict = [*rng.choice(_OPINION[label], size=3, replace=False), str(rng.choice(_OPINION[other]))]
+        for sentence in verdict:
+            body.insert(int(rng.integers(6, len(body) + 1)), str(sentence))
+        rows.append({"review": ". ".join(body) + ".", "label": label})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def _long_project(root: Path, df: pd.DataFrame, model: dict) -> object:
+    import yaml
+
+    from modelloop.config import load_config
+    from modelloop.data.ingest import ingest
+    from modelloop.workspace import Workspace
+
+    root.mkdir(parents=True, exist_ok=True)
+    df.to_json(root / "data.jsonl", orient="records", lines=True)
+    raw = {"name": "long", "task": "text_classification", "seed": 0, "split": {"test_size": 0.3},
+           "data": {"source": "data.jsonl", "text": "review", "target": "label"}, "model": model}
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    ws = Workspace(load_config(root / "modelloop.yaml"))
+    ingest(ws)
+    return ws
+
+
+def long_documents(n: int, work: Path) -> dict:
+    """Windowed vs truncated reading of long reviews, against TF-IDF + LR, on the same split."""
+    from modelloop.data.ingest import ensure_split, load_dataset
+    from modelloop.families.text.model import TextModel
+    from modelloop.families.text.stage import train_text
+    from modelloop.registry import load_model, resolve_model
+
+    df = long_reviews(n)
+    out: list[dict] = []
+    ws = _long_project(work / "windowed", df, {"backbone": "bundled", "method": "head", "classical": False})
+    row, data, _ = load_dataset(ws)
+    side = ensure_split(ws, row, data).to_numpy()
+    train, test = data[side == "train"].reset_index(drop=True), data[side == "test"].reset_index(drop=True)
+    from modelloop.families.text.backbone import load_tokenizer, resolve_backbone
+
+    tok = load_tokenizer(resolve_backbone("bundled"))
+    lengths = [len(tok(t)["input_ids"]) for t in test["review"]]
+    print(f"long reviews: {len(train)} train / {len(test)} test, median {int(np.median(lengths))} MiniLM tokens "
+          f"(max_length 128), {os.cpu_count()} CPU cores", flush=True)
+
+    def quality(name: str, pred, seconds: float) -> dict:
+        pred = np.asarray(pred, dtype=object).astype(str)
+        row = {"model": name, "accuracy": round(accuracy_score(test["label"], pred), 4),
+               "f1_macro": round(f1_score(test["label"], pred, average="macro"), 4), "train_s": round(seconds, 1)}
+        print(f"  {row}", flush=True)
+        return row
+
+    t = time.perf_counter()
+    train_text(ws)  # modelloop train as a user runs it: MiniLM head, texts read whole in windows
+    windowed = load_model(ws, resolve_model(ws))
+    out.append(quality("modelloop: MiniLM head, windows (train stage)", windowed.predict(test), time.perf_counter() - t))
+    t = time.perf_counter()
+    truncated = TextModel({"backbone": "bundled", "method": "head"}, text_column="review").fit(train, train["label"])
+    out.append(quality("MiniLM head, first 128 tokens only (TextModel.fit)", truncated.predict(test),
+                       time.perf_counter() - t))
+    ws_use = _long_project(work / "use", df, {"backbone": "multilingual-use", "method": "head", "classical": False})
+    t = time.perf_counter()
+    train_text(ws_use)
+    use = load_model(ws_use, resolve_model(ws_use))
+    out.append(quality("modelloop: multilingual-use head, 256-token windows", use.predict(test),
+                       time.perf_counter() - t))
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    t = time.perf_counter()
+    peer = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=3000))
+    peer.fit(train["review"], train["label"])
+    out.append(quality("peer: TF-IDF word 1-2-grams + LR (scikit-learn)", peer.predict(test["review"]),
+                       time.perf_counter() - t))
+    acc = {r["model"]: r["accuracy"] for r in out}
+    names = [r["model"] for r in out]
+    ratios = {"windowed_vs_truncated": round(acc[names[0]] / acc[names[1]], 3),
+              "windowed_vs_tfidf": round(acc[names[0]] / acc[names[3]], 3),
+              "use_windowed_vs_tfidf": round(acc[names[2]] / acc[names[3]], 3)}
+    print("\nLong documents (accuracy, test split)\n" + _table(out) + "\n" + json.dumps(ratios), flush=True)
+    return {"long_documents": out, "ratios": ratios, "test_rows": len(test),
+            "median_tokens": int(np.median(lengths))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--long-docs", type=int, default=0, metavar="N",
+                    help="only the long-document comparison, on N generated reviews (e.g. 400)")
     ap.add_argument("--epochs", type=int, default=2, help="epochs for lora and full")
     ap.add_argument("--seconds", type=float, default=20.0, help="timing seconds per variant and batch size")
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads for PyTorch and ONNX Runtime, the same for every variant")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.long_docs:
+        with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
+            result = long_documents(args.long_docs, Path(tmp))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return 0
     data = pd.read_json(DATA, lines=True)
     train, test = train_test_split(data, test_size=0.2, stratify=data["intent"], random_state=0)
     train, test = train.reset_index(drop=True), test.reset_index(drop=True)

@@ -28,12 +28,12 @@ def make_project(root: Path, compute: dict[str, Any] | None = None, catalog: str
 
 
 def sleep_job(queue, root: Path, seconds: float, marker: Path, *, priority: int = 50, cpus: float = 1,
-              gpus: int = 0, project: str = "jobsproj", ignore_term: bool = False) -> int:
+              gpus: int = 0, project: str = "jobsproj", ignore_term: bool = False, verb: str = "sleep") -> int:
     """Queue a job of the sleeper program: it sleeps, then appends ``<job id> <CUDA_VISIBLE_DEVICES>``."""
     return queue.submit(project=project, root=str(root),
                         command=["sleep", str(seconds), str(marker), "ignore" if ignore_term else "term"],
                         resources={"cpus": cpus, "gpus": gpus, "memory": 0, "custom": {}}, priority=priority,
-                        submitter="test", features={"verb": "sleep", "rows": None}, logs_dir=str(root / "jobs"))
+                        submitter="test", features={"verb": verb, "rows": None}, logs_dir=str(root / "jobs"))
 
 
 def wait_for(predicate, timeout: float = 20.0, every: float = 0.05, what: str = "condition") -> Any:

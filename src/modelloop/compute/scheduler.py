@@ -82,8 +82,10 @@ def _victims(head: Waiting, running: Sequence[Running], free: Resources) -> list
 
 def _shadow(head: Waiting, running: Sequence[Running], free: Resources, now: float) -> tuple[float, Resources]:
     """When ``head`` can start if no one is stopped (by predicted ends), and what is left beside it then."""
-    ends = sorted((now if r.stopping else (r.started + r.predicted if r.predicted is not None else math.inf), r)
-                  for r in running)
+    def end(r: Running) -> float:
+        return now if r.stopping else (r.started + r.predicted if r.predicted is not None else math.inf)
+
+    ends = sorted(((end(r), r) for r in running), key=lambda pair: (pair[0], pair[1].id))
     shadow, room = now, free
     for at, r in ends:
         if head.resources.fits(room):

@@ -10,8 +10,9 @@ the bundled example (``modelloop.examples.recommend.generate_interactions``, see
 80/20 by interaction (seeded).
 
 **Ranking** (NDCG@10, recall@10, precision@10): interactions read as implicit feedback. Ours is the family's
-search on the shared driver (``trials`` trials of popularity, item-kNN, ALS and BPR, valued on a validation
-share of the train split), refitted on the whole train split. Peers: our popularity recommender with no
+search on the shared driver (``trials`` trials of popularity, item- and user-kNN, ALS, BPR, content
+(the items' own columns: the example's category, title and price; none for MovieLens) and the hybrid,
+valued on a validation share of the train split), refitted on the whole train split. Peers: our popularity recommender with no
 search, and ``implicit.als.AlternatingLeastSquares()`` with its defaults (100 factors, regularization 0.01,
 alpha 1, 15 iterations; seeded, one thread, BLAS at one thread as implicit asks). Every model's scores go through ``RecommenderModel.evaluate_interactions``: each user's
 training items excluded, unknown users ranked by popularity, every held-out item relevant.
@@ -35,9 +36,10 @@ import numpy as np
 import pandas as pd
 
 from modelloop.data.schema import Schema
-from modelloop.families.recommend.data import Interactions
+from modelloop.families.recommend.content import item_matrix
+from modelloop.families.recommend.data import Interactions, item_features
 from modelloop.families.recommend.model import RecommenderModel
-from modelloop.families.recommend.recommenders import build_recommender
+from modelloop.families.recommend.kinds import build_recommender
 from modelloop.families.recommend.search import RecommendSearch, run_recommend_search
 
 K = 10
@@ -90,8 +92,10 @@ def _matrix(train: pd.DataFrame, test: pd.DataFrame, explicit: bool) -> tuple[In
 
 def ours(train: pd.DataFrame, test: pd.DataFrame, *, explicit: bool, models: list[str], metric: str, trials: int,
          budget: float, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    train_inter, _ = _matrix(train, test, explicit)
-    job = RecommendSearch(train_inter, explicit, models, metric, K, 15, seed, budget, trials)
+    train_inter, inter = _matrix(train, test, explicit)
+    features = item_features(pd.concat([train, test], ignore_index=True), "item", {"user", "rating", "ts"})
+    job = RecommendSearch(train_inter, explicit, models, metric, K, 15, seed, budget, trials,
+                          side=item_matrix(features, inter.items))
     with tempfile.TemporaryDirectory() as tmp:
         result = run_recommend_search(job, storage=f"sqlite:///{tmp}/optuna.db", study_name="bench")
     best = result.best_single
@@ -149,7 +153,8 @@ def main() -> None:
     train, test, name = load(args.movielens, args.seed)
     out: dict[str, Any] = {"data": name, "train": len(train), "test": len(test), "k": K, "ranking": {}, "rating": {}}
     started = time.perf_counter()
-    figures, chosen = ours(train, test, explicit=False, models=["popularity", "itemknn", "als", "bpr"], metric="ndcg",
+    figures, chosen = ours(train, test, explicit=False, models=["popularity", "itemknn", "userknn", "als", "bpr", "content", "hybrid"],
+                           metric="ndcg",
                            trials=args.trials, budget=args.budget, seed=args.seed)
     out["ranking"]["ours"] = {**figures, **chosen, "seconds": round(time.perf_counter() - started, 1)}
     out["ranking"]["popularity"] = popularity(train, test, False)

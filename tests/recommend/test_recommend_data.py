@@ -73,7 +73,25 @@ def test_ids_are_matched_by_their_text_and_the_split_never_leaks(tmp_path):
     drow, data, _ = load_dataset(ws)
     side = ensure_split(ws, drow, data)
     assert set(side) == {"train", "test"}
+    assert set(data["user"][side == "test"]) <= set(data["user"][side == "train"])  # a share of each user's
     train_pairs = set(zip(data["user"][side == "train"], data["item"][side == "train"], strict=True))
     for user in ("7", "12"):  # a user's training items are never recommended to them
         seen = {i for u, i in train_pairs if u == user}
         assert seen and not seen & {r["item"] for r in model.recommend(user, 40)[0]}
+
+
+def test_without_data_time_each_user_keeps_a_share_of_their_interactions_for_test():
+    from modelloop.data.snapshot import ROW_ID
+    from modelloop.data.split import make_split
+
+    cfg = parse_config({"task": "recommendation", "data": {"source": "e.csv", "user": "u", "item": "i"}})
+    assert cfg.split.strategy == "user"
+    users = np.repeat(["a", "b", "c", "d"], [1, 2, 5, 20])
+    df = pd.DataFrame({ROW_ID: np.arange(len(users)), "u": users})
+    split = make_split(df, strategy="user", test_size=0.2, seed=0, target=None, user="u")
+    test = dict(df.assign(test=(split["split"] == "test").to_numpy()).groupby("u")["test"].sum())
+    assert test == {"a": 0, "b": 1, "c": 1, "d": 4}  # one row: train only; else at least one, never all
+    again = make_split(df, strategy="user", test_size=0.2, seed=0, target=None, user="u")
+    assert split.equals(again)
+    with pytest.raises(ConfigError, match="split.strategy: 'user' needs data.user"):
+        parse_config({"data": {"source": "e.csv", "target": "y"}, "split": {"strategy": "user"}})

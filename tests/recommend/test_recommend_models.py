@@ -10,10 +10,11 @@ import pytest
 
 from modelloop.data.schema import Schema
 from modelloop.examples.recommend import generate_interactions
-from modelloop.families.recommend.data import Interactions
+from modelloop.families.recommend.content import item_matrix
+from modelloop.families.recommend.data import Interactions, item_features
 from modelloop.families.recommend.metrics import ranking_metrics, top_k
 from modelloop.families.recommend.model import RecommenderModel
-from modelloop.families.recommend.recommenders import DEFAULTS, build_recommender
+from modelloop.families.recommend.kinds import DEFAULTS, build_recommender
 
 
 def test_top_k_is_best_first_breaks_ties_by_position_and_never_picks_excluded():
@@ -46,8 +47,9 @@ def shop():
 def _model(df, train_rows, name, explicit, seed=0):
     inter = Interactions.from_frame(df, "user", "item", "rating" if explicit else None)
     rows = Interactions(inter.users, inter.items, inter.u[train_rows], inter.i[train_rows], inter.values[train_rows])
+    side = item_matrix(item_features(df, "item", {"user", "rating", "ts"}), inter.items)
     rec = build_recommender(name, DEFAULTS[name]).fit(rows.matrix(explicit=explicit), explicit=explicit, seed=seed,
-                                                      epochs=8)
+                                                      epochs=8, side=side)
     return RecommenderModel.build(schema=Schema(columns={}), columns=("user", "item", "rating" if explicit else None,
                                                                       None),
                                   inter=inter, train_rows=train_rows, recommender=rec, name=name, params={}, k=10,
@@ -64,7 +66,7 @@ class _Random:
         return self.rng.random((len(users), self.n))
 
 
-@pytest.mark.parametrize("name", ["popularity", "itemknn", "als", "bpr"])
+@pytest.mark.parametrize("name", ["popularity", "itemknn", "userknn", "als", "bpr", "hybrid"])
 def test_each_recommender_ranks_held_out_items_better_than_chance(shop, name):
     df, train_rows, test = shop
     model = _model(df, train_rows, name, explicit=False)
@@ -93,7 +95,17 @@ def test_a_users_training_items_are_never_recommended_nor_counted(shop):
         assert np.isneginf(listed[model.seen(u)]).all()
 
 
-@pytest.mark.parametrize("name", ["mf", "bpr", "als"])
+def test_content_recommends_the_categories_a_user_took(shop):
+    df, train_rows, _ = shop
+    model = _model(df, train_rows, "content", explicit=False)
+    category = dict(zip(df["item"], df["category"], strict=False))
+    for u in range(5):
+        took = [category[str(model.items_[p])] for p in model.seen(u)]
+        top = [category[r["item"]] for r in model.recommend(str(model.users_[u]), 5)[0]]
+        assert set(top) <= set(took), (took, top)  # the user's own categories, not the popular ones
+
+
+@pytest.mark.parametrize("name", ["mf", "bpr", "als", "hybrid"])
 def test_a_seeded_fit_is_reproducible(shop, name):
     df, train_rows, _ = shop
     explicit = name == "mf"

@@ -15,17 +15,17 @@ __all__ = ["EXPLICIT_MODELS", "IMPLICIT_MODELS", "RecommendSettings"]
 
 # the recommenders that fit each kind of feedback: a rating is predicted by the biased models; implicit
 # data (clicks, views, purchases) by the ranking ones
-EXPLICIT_MODELS = ("popularity", "itemknn", "mf")
-IMPLICIT_MODELS = ("popularity", "itemknn", "als", "bpr")
+EXPLICIT_MODELS = ("popularity", "itemknn", "mf", "hybrid")
+IMPLICIT_MODELS = ("popularity", "itemknn", "als", "bpr", "hybrid")
 
 
 class RecommendSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     k: int = Field(10, ge=1, le=1000, description="the cutoff of the ranking metrics (precision@k, NDCG@k, ...)")
-    models: list[Literal["popularity", "itemknn", "mf", "als", "bpr"]] | None = Field(
-        None, description="recommenders the search tries; default: popularity, itemknn, mf for ratings, "
-                          "popularity, itemknn, als, bpr for implicit feedback")
+    models: list[Literal["popularity", "itemknn", "userknn", "mf", "als", "bpr", "content", "hybrid"]] | None = Field(
+        None, description="recommenders the search tries; default: popularity, itemknn, mf, hybrid for ratings, "
+                          "popularity, itemknn, als, bpr, hybrid for implicit feedback")
     epochs: int = Field(15, ge=1, le=500, description="passes of the factor models (ALS sweeps, BPR epochs)")
 
     def searched(self, explicit: bool) -> list[str]:

@@ -8,7 +8,10 @@
 * ``mf``: biased matrix factorization for explicit ratings, fitted by alternating least squares on the
   baseline's residuals (deterministic, no learning rate to tune);
 * ``als``: implicit ALS (Hu, Koren and Volinsky 2008): confidence ``1 + alpha * count``;
-* ``bpr``: Bayesian personalised ranking (Rendle et al. 2009) by mini-batch SGD with item biases.
+* ``bpr``: Bayesian personalised ranking (Rendle et al. 2009) by mini-batch SGD with item biases;
+* ``userknn``: the most similar users' items (cosine over who took what).
+
+The content-based model and the hybrid are in ``content.py``; ``kinds.py`` names them all.
 
 Every recommender answers ``user_scores(users)`` (a dense ``(len(users), n_items)`` block, higher is
 better) and ``predict(u, i)`` (a rating for explicit models, the ranking score otherwise). All are seeded
@@ -23,18 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "Baseline", "build_recommender"]
-
-# each recommender at sensible defaults, tried first by the search
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "popularity": {},
-    "itemknn": {"neighbors": 50, "shrink": 10.0},
-    "mf": {"factors": 32, "reg": 5.0},
-    # ALS's regularisation is not scaled by the counts: a small catalog needs tens (the example: 50)
-    "als": {"factors": 32, "reg": 50.0, "alpha": 20.0},
-    "bpr": {"factors": 32, "lr": 0.02, "reg": 0.001},
-}
-
+__all__ = ["BPR", "Baseline", "BiasedMF", "ImplicitALS", "ItemKNN", "Popularity", "Recommender", "UserKNN"]
 
 class Baseline:
     """``mu + b_user + b_item``, biases regularised towards 0 (``reg_user``/``reg_item``: pseudo-counts)."""
@@ -59,13 +51,18 @@ class Baseline:
         return self.mu_ + self.bu_[u] + self.bi_[i]
 
 
-class _Recommender:
+class Recommender:
+    """The base of every recommender: popularity counts, the baseline for ratings, ``user_scores`` and
+    ``predict`` (the defaults are popularity's)."""
+
     explicit = False
 
-    def fit(self, R: Any, *, explicit: bool, seed: int, epochs: int) -> _Recommender:
+    def fit(self, R: Any, *, explicit: bool, seed: int, epochs: int, side: Any = None) -> Recommender:
+        """Fit on the user x item matrix ``R``; ``side``: the items' feature matrix (content models)."""
         self.explicit = explicit
         self.counts_ = np.asarray((R > 0).sum(axis=0)).ravel().astype(np.float64)
         self.baseline_ = Baseline().fit(R) if explicit else None
+        self.side = side
         self._fit(R, np.random.default_rng(seed), epochs)
         return self
 
@@ -81,12 +78,12 @@ class _Recommender:
         return self.user_scores(u)[np.arange(len(u)), i] if len(u) else np.zeros(0)
 
 
-class Popularity(_Recommender):
+class Popularity(Recommender):
     def __init__(self, **params: Any):
         self.params = params
 
 
-class ItemKNN(_Recommender):
+class ItemKNN(Recommender):
     def __init__(self, neighbors: int = 50, shrink: float = 10.0):
         self.neighbors, self.shrink = int(neighbors), float(shrink)
 
@@ -124,6 +121,33 @@ class ItemKNN(_Recommender):
         return out
 
 
+class UserKNN(Recommender):
+    """A user's score of an item: the cosine similarity of the ``neighbors`` most similar users who took
+    it (shrunk by ``shrink``), summed."""
+
+    def __init__(self, neighbors: int = 50, shrink: float = 10.0):
+        self.neighbors, self.shrink = int(neighbors), float(shrink)
+
+    def _fit(self, R: Any, rng: np.random.Generator, epochs: int) -> None:
+        self.X_ = (R > 0).astype(np.float64).tocsr()
+        self.norms_ = np.sqrt(np.asarray(self.X_.multiply(self.X_).sum(axis=1)).ravel())
+
+    def user_scores(self, users: np.ndarray) -> np.ndarray:
+        sim = np.asarray((self.X_[users] @ self.X_.T).todense())
+        sim /= np.outer(self.norms_[users], self.norms_) + self.shrink + 1e-12
+        sim[np.arange(len(users)), users] = 0.0
+        k = min(self.neighbors, sim.shape[1] - 1)
+        if 0 < k < sim.shape[1] - 1:
+            drop = np.argsort(-sim, axis=1, kind="stable")[:, k:]
+            np.put_along_axis(sim, drop, 0.0, axis=1)
+        return np.asarray(self.X_.T @ sim.T).T
+
+    def predict(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        if self.baseline_ is not None:
+            return self.baseline_.predict(u, i)
+        return self.user_scores(u)[np.arange(len(u)), i] if len(u) else np.zeros(0)
+
+
 def _ridge_rows(R: Any, fixed: np.ndarray, reg: float, target: Any = None) -> np.ndarray:
     """For each row r of ``R``: argmin_x sum_(j in r) (t_rj - x . fixed_j)^2 + reg |x|^2 (``target``: the
     values t, default R's own)."""
@@ -140,7 +164,7 @@ def _ridge_rows(R: Any, fixed: np.ndarray, reg: float, target: Any = None) -> np
     return out
 
 
-class BiasedMF(_Recommender):
+class BiasedMF(Recommender):
     def __init__(self, factors: int = 32, reg: float = 5.0):
         self.factors, self.reg = int(factors), float(reg)
 
@@ -166,7 +190,7 @@ class BiasedMF(_Recommender):
         return self.baseline_.predict(u, i) + np.einsum("nf,nf->n", self.P_[u], self.Q_[i])
 
 
-class ImplicitALS(_Recommender):
+class ImplicitALS(Recommender):
     def __init__(self, factors: int = 32, reg: float = 50.0, alpha: float = 20.0):
         self.factors, self.reg, self.alpha = int(factors), float(reg), float(alpha)
 
@@ -201,7 +225,7 @@ class ImplicitALS(_Recommender):
         return np.einsum("nf,nf->n", self.X_[u], self.Y_[i])
 
 
-class BPR(_Recommender):
+class BPR(Recommender):
     def __init__(self, factors: int = 32, lr: float = 0.02, reg: float = 0.001, batch: int = 256):
         self.factors, self.lr, self.reg, self.batch = int(factors), float(lr), float(reg), int(batch)
 
@@ -238,12 +262,3 @@ class BPR(_Recommender):
         if self.baseline_ is not None:
             return self.baseline_.predict(u, i)
         return np.einsum("nf,nf->n", self.P_[u], self.Q_[i]) + self.b_[i]
-
-
-_KINDS: dict[str, type[_Recommender]] = {"popularity": Popularity, "itemknn": ItemKNN, "mf": BiasedMF,
-                                         "als": ImplicitALS, "bpr": BPR}
-
-
-def build_recommender(name: str, params: dict[str, Any]) -> Any:
-    """An unfitted recommender ``name`` with ``params`` (the search's)."""
-    return _KINDS[name](**params)

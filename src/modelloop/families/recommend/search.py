@@ -22,7 +22,7 @@ from ...evaluation.metrics import direction
 from ...training.search import SearchResult, TrialRecord, finished, open_study, ranked, search_loop
 from .data import Interactions
 from .metrics import ranking_metrics, rating_metrics
-from .recommenders import DEFAULTS, build_recommender
+from .kinds import DEFAULTS, build_recommender
 
 __all__ = ["RecommendSearch", "run_recommend_search", "suggest_params", "validation_rows"]
 
@@ -30,12 +30,15 @@ VALIDATION_SHARE = 0.2
 
 
 def suggest_params(trial: Any, models: list[str]) -> dict[str, Any]:
-    """The space: a recommender, then its own parameters (popularity has none)."""
+    """The space: a recommender, then its own parameters (popularity and content have none)."""
     name = trial.suggest_categorical("recommender", list(models))
     params: dict[str, Any] = {"recommender": name}
-    if name == "itemknn":
+    if name in ("itemknn", "userknn"):
         params["neighbors"] = trial.suggest_int("neighbors", 5, 200, log=True)
         params["shrink"] = trial.suggest_float("shrink", 0.0, 100.0)
+    elif name == "hybrid":  # the blend's weights; its parts at their defaults
+        for part in ("w_knn", "w_factors", "w_content", "w_popularity"):
+            params[part] = trial.suggest_float(part, 0.0, 1.0)
     elif name in ("mf", "als", "bpr"):
         params["factors"] = trial.suggest_int("factors", 8, 128, log=True)
         if name == "mf":
@@ -65,10 +68,12 @@ class RecommendSearch:
     seed: int
     budget: float | None
     n_trials: int | None
+    side: Any = None         # the items' feature matrix (content.item_matrix), for content and hybrid
 
     def fit(self, name: str, params: dict[str, Any], rows: np.ndarray | None = None) -> Any:
         R = self.inter.matrix(rows, explicit=self.explicit)
-        return build_recommender(name, params).fit(R, explicit=self.explicit, seed=self.seed, epochs=self.epochs)
+        return build_recommender(name, params).fit(R, explicit=self.explicit, seed=self.seed, epochs=self.epochs,
+                                                   side=self.side)
 
     def value(self, rec: Any, fit_rows: np.ndarray, held: np.ndarray) -> float:
         """``metric`` of ``rec`` (fitted on ``fit_rows``) on the ``held`` interactions."""

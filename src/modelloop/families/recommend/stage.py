@@ -20,6 +20,7 @@ import numpy as np
 from ...data.schema import Schema
 from ...errors import ConfigError
 from .config import RecommendSettings
+from .content import item_matrix
 from .data import Interactions, interaction_columns, item_features
 from .model import RecommenderModel
 from .search import RecommendSearch, run_recommend_search
@@ -76,8 +77,10 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
     models = settings.searched(explicit)
     train_inter = Interactions(inter.users, inter.items, inter.u[train_rows], inter.i[train_rows],
                                inter.values[train_rows])
+    # the items' own columns (category, title, price): catalog facts, read from every row
+    features = item_features(df, item, {user, rating or "", when or ""})
     job = RecommendSearch(train_inter, explicit, models, cfg.metric, settings.k, settings.epochs, cfg.seed,
-                          budget, n_trials)
+                          budget, n_trials, side=item_matrix(features, inter.items))
     study = _study_name(ws, row["id"], settings)
     tracker = tracker_for(ws)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,
@@ -100,7 +103,7 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
         model = RecommenderModel.build(
             schema=model_schema(schema, user, item), columns=(user, item, rating, when), inter=inter,
             train_rows=train_rows, recommender=fitted, name=best.family, params=best.params, k=settings.k,
-            features=item_features(df.iloc[train_rows], item, {user, rating or "", when or ""}),
+            features=features,
             selection=selection)
         result.model = model
         evaluation = model.evaluate_interactions(test_df)

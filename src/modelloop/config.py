@@ -82,8 +82,9 @@ class SplitConfig(_Section):
     # Left out, the strategy follows the data: time when data.time is set, else stratified for a
     # classification and random for a regression (a continuous target has no strata). It is filled
     # in once the task is known: at load when ``task`` is set, else when it is inferred.
-    strategy: Literal["stratified", "random", "time", "group"] | None = Field(
-        None, description="default: time with data.time, else stratified (classification) or random (regression)")
+    strategy: Literal["stratified", "random", "time", "group", "user"] | None = Field(
+        None, description="default: time with data.time, else stratified (classification), random (regression) "
+                          "or user (recommendation: a share of each user's interactions)")
     test_size: float = Field(0.2, gt=0.0, lt=0.9)
     seed: int = 0
     # True when ``strategy`` was filled in from the task rather than written in the config
@@ -307,6 +308,8 @@ def split_needs_its_column(cfg: Config) -> list[str]:
         return ["split.strategy: 'time' needs data.time (the timestamp column), got data.time: null"]
     if s == "group" and not cfg.data.group:
         return ["split.strategy: 'group' needs data.group (the group column), got data.group: null"]
+    if s == "user" and not cfg.data.user:
+        return ["split.strategy: 'user' needs data.user (the user id column), got data.user: null"]
     if s == "stratified" and cfg.task is not None and not _head(cfg.task).stratifies:
         return ["split.strategy: 'stratified' needs a classification task; use random, time or group"]
     return []

@@ -55,7 +55,7 @@ def test_settings_that_contradict_the_inferred_task_name_the_inference(raw, expe
     ({**MIN, "trian": {}}, "trian: unknown key (did you mean 'train'?)"),
     ({"data": {"source": "a.csv", "target": "y", "tagret": 1}}, "data.tagret: unknown key (did you mean 'target'?)"),
     ({**MIN, "train": {"budget": -5}}, "train.budget: must be greater than 0, got -5"),
-    ({**MIN, "split": {"strategy": "foo"}}, "split.strategy: must be 'stratified', 'random', 'time' or 'group', got \"foo\""),
+    ({**MIN, "split": {"strategy": "foo"}}, "split.strategy: must be 'stratified', 'random', 'time', 'group' or 'user', got \"foo\""),
     ({"data": {"source": "a.csv"}}, "data.target: required, but missing"),
     ({**MIN, "task": "classification", "train": {"metric": "rmse"}}, "train.metric: must be one of"),
     ({**MIN, "split": {"strategy": "time"}}, "split.strategy: 'time' needs data.time"),

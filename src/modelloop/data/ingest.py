@@ -278,6 +278,8 @@ def split_key(cfg: Config) -> str:
 
     s = cfg.split
     key = [s.strategy, s.test_size, s.seed, cfg.data.target, cfg.data.time, cfg.data.group]
+    if s.strategy == "user":  # only then: the keys of every other strategy stay what they were
+        key.append(cfg.data.user)
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
 
 
@@ -317,7 +319,7 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> dict[s
                 inherit = pd.read_parquet(p["path"])
         frame = make_split(df, strategy=str(cfg.split.strategy), test_size=cfg.split.test_size,
                            seed=cfg.split.seed, target=cfg.data.target, time=cfg.data.time,
-                           group=cfg.data.group, inherit=inherit)
+                           group=cfg.data.group, inherit=inherit, user=cfg.data.user)
         path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -337,9 +339,9 @@ _SPLIT_ROW_GROUP = 131_072  # rows per row group of a split file: the writer hol
 
 
 def _split_inputs(cfg: Config, columns: Any) -> list[str]:
-    """The role columns a new split reads (target, time, group) that ``columns`` has."""
+    """The role columns a new split reads (target, time, group, user) that ``columns`` has."""
     d = cfg.data
-    return [c for c in dict.fromkeys([d.target, d.time, d.group]) if c is not None and c in columns]
+    return [c for c in dict.fromkeys([d.target, d.time, d.group, d.user]) if c is not None and c in columns]
 
 
 def split_sides(ws: Workspace, row: dict[str, Any], data: pl.LazyFrame) -> pl.Series:

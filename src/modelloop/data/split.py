@@ -38,8 +38,11 @@ def check_target(y: pd.Series, task: str, target: str) -> None:
 
 def make_split(df: pd.DataFrame, *, strategy: str, test_size: float, seed: int, target: str,
                time: str | None = None, group: str | None = None,
-               inherit: pd.DataFrame | None = None) -> pd.DataFrame:
-    """``_row_id`` -> ``split`` ('train' | 'test'). Inherited rows keep their side; new rows are split."""
+               inherit: pd.DataFrame | None = None, user: str | None = None) -> pd.DataFrame:
+    """``_row_id`` -> ``split`` ('train' | 'test'). Inherited rows keep their side; new rows are split.
+    ``user``: the user column of strategy ``user`` (a share of each user's rows)."""
+    if strategy == "user":
+        group = user
     if inherit is None:  # a new version: no lookup, no copy of the rows to split
         test = _split_new(df, strategy, test_size, seed, target, time, group)
         return pd.DataFrame({ROW_ID: df[ROW_ID].to_numpy(), "split": _sides(test)})
@@ -75,6 +78,8 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
     # numpy rather than scikit-learn's splitters: importing scikit-learn (and SciPy behind it) cost a
     # 1M-row ingest 1 s and 80 MiB, and a split is a shuffle
     rng = np.random.default_rng(seed)
+    if strategy == "user":
+        return _per_user(df[group], test_size, rng)
     if strategy == "group":
         groups, names = pd.factorize(df[group], use_na_sentinel=False)
         chosen = rng.permutation(len(names))[:_test_count(len(names), test_size)]
@@ -85,6 +90,20 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
         if np.bincount(labels).min() >= 2:  # a class with one row cannot be stratified: random
             classes = labels
     return _test_rows(classes, test_size, rng)
+
+
+def _per_user(users: pd.Series, test_size: float, rng: np.random.Generator) -> np.ndarray:
+    """``test_size`` of each user's rows (rounded, at least one, never all: a user with one row stays in
+    train), drawn at random: every test user is also a training user, and no row is on both sides."""
+    codes = pd.factorize(users, use_na_sentinel=False)[0]
+    order = rng.permutation(len(codes))
+    rows = order[np.argsort(codes[order], kind="stable")]  # each user's rows together, in random order
+    counts = np.bincount(codes)
+    quota = np.where(counts >= 2, np.clip(np.round(counts * test_size), 1, counts - 1), 0)
+    rank = np.arange(len(rows)) - (np.cumsum(counts) - counts)[codes[rows]]
+    test = np.zeros(len(codes), dtype=bool)
+    test[rows[rank < quota[codes[rows]]]] = True
+    return test
 
 
 def _test_count(n: int, test_size: float) -> int:

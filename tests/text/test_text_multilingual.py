@@ -27,7 +27,7 @@ X86 = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD
 
 def _reviews(n_per_lang: int = 24, long_of: int = 100) -> pd.DataFrame:
     """A small bilingual slice of the bundled sentiment example, and one long review (``long_of``
-    English reviews joined: 100 make 6 windows of 256 tokens)."""
+    English reviews joined: 60 make 4 windows of 256 tokens, 100 make 6)."""
     df = pd.read_json(EXAMPLES / "sentiment.jsonl", lines=True)
     rows = pd.concat([df[df["lang"] == lang].groupby("sentiment").head(n_per_lang // 2) for lang in ("zh", "en")])
     long = " ".join(df.loc[(df["lang"] == "en") & (df["sentiment"] == "negative"), "review"].head(long_of))
@@ -75,7 +75,7 @@ def frozen_trained(tmp_path_factory):
     def get(backbone: str):
         if backbone not in _FROZEN:
             # e5's C engine reads a 256-token window in ~0.8 s on the loaded 2-core machine: fewer rows
-            frame = _reviews(12, long_of=30) if backbone == "multilingual-e5" else _reviews(24)
+            frame = _reviews(12, long_of=30) if backbone == "multilingual-e5" else _reviews(24, long_of=60)
             ws = _workspace(tmp_path_factory.mktemp(backbone), frame, backbone=backbone, classical=False)
             _FROZEN[backbone] = (ws, frame, train_text(ws))
         return _FROZEN[backbone]
@@ -264,7 +264,7 @@ def test_auto_reads_the_language_mix_and_compares_a_second_encoder(tmp_path):
     assert auto_backbones(["我的卡被扣了两次钱"], method="lora")[0] == ["bundled"]  # only MiniLM fine-tunes
     assert auto_backbones(["my card was charged twice"], method="head")[0] == ["bundled", USE]
 
-    frame = _reviews(12)
+    frame = _reviews(12, long_of=10)  # (two encoders embed every row: a short "long" review)
     ws = _workspace(tmp_path, frame)  # model: {} -> backbone auto
     res = train_text(ws)
     second = E5 if available(E5) else "bundled"

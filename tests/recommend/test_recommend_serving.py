@@ -118,3 +118,23 @@ def test_an_interaction_is_on_disk_before_201_and_needs_an_issued_request_id(ser
     unknown = client.post("/v1/interactions", json={"user": "u2", "item": "i5", "request_id": "f" * 40})
     assert unknown.status_code == 404 and "request_id" in unknown.json()["detail"]
     assert len(read_interactions_log(ws)[0]) == before + 1 and interactions_path(ws).exists()
+
+
+def test_monitor_reports_click_through_coverage_and_new_users(served):
+    ws, client = served
+    from modelloop.feedback.monitor import monitor
+
+    answers = [client.post("/v1/recommend", json={"user": f"u{n % 50}" if n % 2 else f"stranger{n}", "k": 4}).json()
+               for n in range(120)]
+    for a in answers[1:40:4]:  # ten clicks on the first item shown
+        r = client.post("/v1/interactions", json={"user": "u1", "item": a["recommendations"][0]["item"],
+                                                   "request_id": a["request_id"]})
+        assert r.status_code == 201
+    report = monitor(ws, window=120, notify=False)
+    section = report["drift"]["recommendations"]
+    assert section["served"] == 120 and section["items_shown"] == 480
+    assert section["click_through"] == pytest.approx(10 / 120, abs=1e-4)
+    assert section["fallback_share"] == pytest.approx(0.5) and section["new_users"] == pytest.approx(0.5)
+    assert 0 < section["coverage"] <= 1
+    assert report["drift"]["features"]["user"]["drifted"]  # half the users are new: drift
+    assert "item" in report["drift"]["features"]

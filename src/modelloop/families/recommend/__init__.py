@@ -85,6 +85,14 @@ class RecommendFamily:
 
         return skip
 
+    def drift_extra(self, ws: Any, model_row: dict[str, Any], reference: Any, recent: list[dict[str, Any]],
+                    **thresholds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The popularity drift of what users take, new users, and the served figures: click-through,
+        coverage, fallback share (``monitor.py``)."""
+        from .monitor import recommend_drift
+
+        return recommend_drift(ws, model_row, reference, recent, **thresholds)
+
     def drift_columns(self, schema: Any) -> dict[str, str]:
         """The user and item ids, compared as categories (new users and items, the popularity mix)."""
         return {c: "categorical" for c, k in schema.columns.items() if k == "categorical"}

@@ -1,0 +1,69 @@
+"""What ``modelloop monitor`` says of a served recommender (``Family.drift_extra``), beyond the logged
+inputs:
+
+* ``item``: the items users took lately (``POST /v1/interactions`` since the window began, and the items
+  of ``/v1/predict`` records) against the training interactions' item popularity: the popularity drift.
+  It replaces the generic comparison of the logged ``item`` input, which ``/v1/recommend`` requests do
+  not carry;
+* ``user``: known against new users among the window's requests (training: all known), so a wave of
+  users the model never saw is drift;
+* the ``recommendations`` section: answers served, items shown, the click-through (interactions that name
+  a served answer's request id, per answer and per item shown), the coverage of the catalog by what was
+  served, the share answered by the popularity fallback, and the shares of new users and new items.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+
+from ..heads import label_text
+
+__all__ = ["recommend_drift"]
+
+
+def _user_of(inputs: dict[str, Any], column: str) -> Any:
+    return inputs.get(column, inputs.get("user"))  # /v1/predict records name the column; /v1/recommend "user"
+
+
+def recommend_drift(ws: Any, model_row: dict[str, Any], reference: pd.DataFrame, recent: list[dict[str, Any]],
+                    *, psi_threshold: float, p_threshold: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    from ...data.shift import compare_distributions
+    from ...feedback.interactions import read_interactions_log
+    from ...registry import load_model
+
+    model = load_model(ws, model_row)
+    served = [r for r in recent if isinstance(r.get("output"), dict) and "recommendations" in r["output"]]
+    since = min(r["at"] for r in recent)
+    since_text = since.isoformat() if isinstance(since, dt.datetime) else str(since)
+    taken = [x for x in read_interactions_log(ws)[0] if str(x.get("at", "")) >= since_text]
+    items = [label_text(x["item"]) for x in taken]
+    items += [label_text(r["inputs"][model.item_col]) for r in recent
+              if r.get("inputs", {}).get(model.item_col) is not None and r not in served]
+    features: dict[str, Any] = {}
+    if items:
+        ref = pd.DataFrame({"item": reference[model.item_col].map(label_text).astype("string")})
+        features.update(compare_distributions(ref, pd.DataFrame({"item": pd.Series(items, dtype="string")}),
+                                              {"item": "categorical"}, psi_threshold=psi_threshold,
+                                              p_threshold=p_threshold))
+    users = [_user_of(r.get("inputs") or {}, model.user_col) for r in recent]
+    known = ["known" if label_text(u) in model.user_pos_ else "new" for u in users if u is not None]
+    if known:
+        features.update(compare_distributions(pd.DataFrame({"user": pd.Series(["known"] * len(reference), dtype="string")}),
+                                              pd.DataFrame({"user": pd.Series(known, dtype="string")}),
+                                              {"user": "categorical"}, psi_threshold=psi_threshold,
+                                              p_threshold=p_threshold))
+    ids = {r["request_id"] for r in served}
+    clicks = sum(1 for x in taken if x.get("request_id") in ids)
+    shown = [i["item"] for r in served for i in r["output"]["recommendations"]]
+    section = {"served": len(served), "items_shown": len(shown),
+               "click_through": round(clicks / len(served), 4) if served else None,
+               "click_through_per_item": round(clicks / len(shown), 4) if shown else None,
+               "coverage": round(len(set(shown)) / len(model.items_), 4) if len(model.items_) else None,
+               "fallback_share": round(sum("fallback" in r["output"] for r in served) / len(served), 4) if served else None,
+               "new_users": round(known.count("new") / len(known), 4) if known else None,
+               "new_items": round(sum(i not in model.item_pos_ for i in items) / len(items), 4) if items else None,
+               "interactions": len(taken)}
+    return features, {"recommendations": section}

@@ -104,8 +104,9 @@ def render_train(r: dict[str, Any]) -> None:
         out.print(f"  backbone    {backbone['chosen']} ({backbone['why']})")
     out.print(f"  validation  {r['metric']} = {_fmt(r['validation_score'])}"
               + (f", threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""))
-    keys = ["accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "pr_auc", "log_loss",
-            "rmse", "mae", "r2"]
+    keys = r.get("summary_metrics") or [  # a family may name the figures its summary shows (a recommender's @k)
+        "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "pr_auc", "log_loss", "rmse", "mae",
+        "r2"]
     shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]}
     out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)"))
     for script, figures in (r.get("by_script") or {}).items():  # text models: Chinese/Japanese/Korean rows apart

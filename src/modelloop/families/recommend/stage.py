@@ -113,4 +113,5 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
     summary = record_model(ws, row, run_id, version, model, result, evaluation, "ranking", kind, started, test_df,
                            register_as_production, family="recommend")
     return {**summary, "recommender": model.describe(), "selection": selection, "k": settings.k,
-            "buckets": evaluation["buckets"]}
+            "buckets": evaluation["buckets"],
+            "summary_metrics": ["ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "rmse", "mae"]}

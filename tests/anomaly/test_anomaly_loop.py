@@ -21,7 +21,7 @@ from modelloop.serving import ServeConfig, create_app
 def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_path, capsys, labels):
     from modelloop.examples.sensors import generate_sensors
 
-    path = write_sensors(tmp_path, rows=1200, seed=0)
+    path = write_sensors(tmp_path, rows=800, seed=0)
     raw = sensors_config()
     if labels == "none":  # no label column at all and no data.target: the verdicts are the only labels
         pd.read_csv(path).drop(columns=["incident"]).to_csv(path, index=False)
@@ -29,6 +29,15 @@ def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_pat
     (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw))
     code, out, err = cli(["run", "--json"], capsys, tmp_path)
     assert code == 0, err
+    selection = json.loads(out)["selection"]
+    if labels == "none":  # no label: the summary states the unsupervised signals behind each member's weight
+        members = {m["detector"]: m["weight"] for m in json.loads(out)["detectors"]}
+        assert set(selection["stability"]) == set(selection["consensus_agreement"]) == set(members)
+        assert "stability under subsampling" in selection["why"]
+        from modelloop.families.anomaly.search import unsupervised_weights
+
+        expected = unsupervised_weights(selection["consensus_agreement"], selection["stability"])
+        assert members == pytest.approx(expected, abs=2e-3)
     from modelloop.project import Project
 
     ws = Project.load(str(tmp_path / "modelloop.yaml")).workspace

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from modelloop.families.anomaly.detectors import COPOD, ECOD, KNNDetector, build_detector, calibrate, training_scores
+from modelloop.families.anomaly.search import default_detectors, stability, unsupervised_weights
 
 
 def _tails(train: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +60,7 @@ def test_copod_takes_the_skewed_tail_or_the_mean_of_both(data):
 
 def test_the_planted_outliers_score_highest_for_every_detector(data):
     train, test = data
-    for name in ("iforest", "ecod", "copod", "knn", "lof"):
+    for name in ("iforest", "ecod", "copod", "knn", "lof", "autoencoder"):
         det = build_detector(name, {}, seed=0, n_rows=len(train)).fit(train)
         calibrated = calibrate(np.sort(training_scores(det, train)), det.score(test))
         assert (calibrated[20:] > 0.9).all(), (name, calibrated[20:])
@@ -76,3 +77,39 @@ def test_knn_training_scores_leave_the_row_itself_out():
     det = KNNDetector(k=1).fit(X)
     np.testing.assert_allclose(training_scores(det, X), [1.0, 1.0, 2.0, 7.0])
     np.testing.assert_allclose(det.score(np.array([[10.0]])), [0.0])  # a new row at a training point
+
+
+def test_the_autoencoder_finds_broken_correlations_early_stops_and_scores_without_torch():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    mix = rng.normal(size=(3, 24))  # 24 columns driven by 3 factors: each row lies near a 3-d subspace
+    train = rng.normal(size=(600, 3)) @ mix + 0.05 * rng.normal(size=(600, 24))
+    ordinary = rng.normal(size=(30, 3)) @ mix + 0.05 * rng.normal(size=(30, 24))
+    broken = rng.normal(size=(5, 24)) * train.std(axis=0)  # each value ordinary, the columns unrelated
+    det = build_detector("autoencoder", {"ae_bottleneck": 3}, seed=0, n_rows=len(train)).fit(train)
+    s = det.score(np.vstack([ordinary, broken]))
+    assert s[30:].min() > s[:30].max()
+    assert det.best_epoch_ <= det.epochs_ and (det.epochs_ < 40 or det.best_epoch_ == 40)  # stopped or still learning
+    blob = pickle.dumps(det)
+    assert b"torch" not in blob  # numpy weights: a served model never imports torch
+    np.testing.assert_allclose(pickle.loads(blob).score(train[:5]), det.score(train[:5]))
+
+
+def test_the_autoencoder_joins_the_default_set_only_for_wide_data():
+    from modelloop.families.anomaly.config import AnomalyConfig
+
+    assert "autoencoder" not in default_detectors(AnomalyConfig(), 12)
+    assert default_detectors(AnomalyConfig(), 24)[-1] == "autoencoder"
+    assert default_detectors(AnomalyConfig(detectors=["ecod", "knn"]), 60) == ["ecod", "knn"]  # as given
+
+
+def test_unsupervised_weights_favour_stable_detectors_that_agree():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 4))
+    steady = stability("ecod", {}, X, seed=0)
+    shaky = stability("iforest", {"iforest_trees": 1, "iforest_samples": 16}, X, seed=0)  # one tiny tree
+    assert steady > 0.95 and shaky < steady - 0.2
+    w = unsupervised_weights({"ecod": 0.9, "iforest": 0.9, "lof": -0.2}, {"ecod": steady, "iforest": shaky, "lof": 1.0})
+    assert w["ecod"] > 3 * w["iforest"] and w["lof"] == 0.0 and sum(w.values()) == pytest.approx(1.0)
+    assert unsupervised_weights({"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0}) == {"a": 0.5, "b": 0.5}

@@ -1,8 +1,10 @@
-"""The anomaly-detection family: unsupervised detectors (Isolation Forest, ECOD, COPOD, kNN, LOF) over
-a typed table, searched on the shared driver, calibrated to [0, 1] by rank against the training rows
-and ensembled; each flagged record carries the feature columns that deviate most (its reasons).
+"""The anomaly-detection family: unsupervised detectors (Isolation Forest, ECOD, COPOD, kNN, LOF, and an
+autoencoder for wide data) over a typed table, searched on the shared driver, calibrated to [0, 1] by
+rank against the training rows and ensembled (without labels, weighted by agreement with the consensus
+and stability under subsampling); each flagged record carries the feature columns that deviate most.
 
-Its modules: ``config`` (the ``anomaly:`` section), ``detectors`` (the detectors and the calibration),
+Its modules: ``config`` (the ``anomaly:`` section), ``budget`` (the alert line), ``detectors`` (the detectors and
+the calibration), ``autoencoder`` (the wide-data detector),
 ``features`` (encoding and per-column deviations), ``labels`` (the partial label column and verdicts),
 ``model`` (:class:`AnomalyModel`), ``search`` (trials and the choice), ``stage`` (the train stage),
 ``report`` (its evaluation page), ``serve`` (the served object) and ``feedback`` (verdicts -> the

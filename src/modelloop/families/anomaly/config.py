@@ -48,7 +48,8 @@ class AnomalyConfig(BaseModel):
     alert_budget: float | str | None = Field(None, description="alerts per 1,000 records (a number in (0, 500), or "
                                                                "'5 per 1000') or per day ('20 per day', needs "
                                                                "data.time)")
-    detectors: list[Literal["iforest", "ecod", "copod", "knn", "lof"]] = Field(
+    # left out: these five, and the autoencoder too for wide data (search.default_detectors); given: exactly those
+    detectors: list[Literal["iforest", "ecod", "copod", "knn", "lof", "autoencoder"]] = Field(
         default_factory=lambda: ["iforest", "ecod", "copod", "knn", "lof"], min_length=1)  # type: ignore[arg-type]
     positive_label: Any = Field(None, description="the data.target value that marks an anomaly (default: a value "
                                                   "such as 1, true, yes, anomaly, fraud; else the rarer one)")

@@ -11,7 +11,8 @@ beyond it + 1) / (n + 1)``, its outlyingness ``-log`` of that, and a row's score
 
 The per-column terms of ECOD are what :mod:`.features` could also use to explain a record; the family
 explains with robust deviations instead, which every detector shares. Isolation Forest, LOF
-(``novelty=True``) and kNN distance come from scikit-learn.
+(``novelty=True``) and kNN distance come from scikit-learn; the autoencoder (for wide data) is
+:mod:`.autoencoder`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 __all__ = ["COPOD", "DETECTORS", "ECOD", "KNNDetector", "build_detector", "calibrate", "tail_terms", "training_scores"]
 
-DETECTORS: tuple[str, ...] = ("iforest", "ecod", "copod", "knn", "lof")
+DETECTORS: tuple[str, ...] = ("iforest", "ecod", "copod", "knn", "lof", "autoencoder")
 
 
 def tail_terms(reference: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +140,11 @@ def build_detector(name: str, params: dict[str, Any], seed: int, n_rows: int) ->
         return _Sklearn(LocalOutlierFactor(n_neighbors=k, novelty=True), training="lof")
     if name == "knn":
         return KNNDetector(int(params.get("knn_k", 10)), str(params.get("knn_method", "largest")))
+    if name == "autoencoder":  # PyTorch to fit, numpy to score (autoencoder.py)
+        from .autoencoder import AutoencoderDetector
+
+        return AutoencoderDetector(int(params.get("ae_hidden", 16)), int(params.get("ae_bottleneck", 2)),
+                                   float(params.get("ae_lr", 1e-2)), seed)
     if name == "ecod":
         return ECOD()
     if name == "copod":

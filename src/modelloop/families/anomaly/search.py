@@ -10,9 +10,12 @@ to fit). Its value:
   parameters from wandering off (Zhao et al.'s consensus-based selection).
 
 Each trial's calibrated training scores are written to the study folder (``trial_N.npy``), so a resumed
-search chooses among every trial. Then the best trial of each detector becomes a member; the default
-model is their equally weighted ensemble. With labels, the ensemble and each member compete on average
-precision (a tie keeps the ensemble). The choice and why is the train summary's ``selection``.
+search chooses among every trial. Then the best trial of each detector becomes a member. Without labels
+the model is their ensemble, each member weighted by its agreement with the consensus times its
+stability under subsampling (:func:`stability`: the same ranking from fits on different halves of the
+rows), to the power ``SHARPNESS`` (:func:`unsupervised_weights`). With labels, the equally weighted
+ensemble and each member compete on average precision (a tie keeps the ensemble). The choice and why is
+the train summary's ``selection`` (with the agreement, stability and weight of each member).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "iforest": {"iforest_trees": 100, "iforest_samples": 256, "iforest_features": 1.0},
     "knn": {"knn_k": 10, "knn_method": "largest"},
     "lof": {"lof_k": 20},
+    "autoencoder": {"ae_hidden": 16, "ae_bottleneck": 2, "ae_lr": 1e-2},
 }
 
 
@@ -55,7 +59,27 @@ def suggest_params(trial: Any, detectors: list[str]) -> dict[str, Any]:
         params["knn_method"] = trial.suggest_categorical("knn_method", ["largest", "mean"])
     elif name == "lof":
         params["lof_k"] = trial.suggest_int("lof_k", 5, 60, log=True)
+    elif name == "autoencoder":
+        params["ae_hidden"] = trial.suggest_categorical("ae_hidden", [8, 16, 32])
+        params["ae_bottleneck"] = trial.suggest_int("ae_bottleneck", 1, 8, log=True)
+        params["ae_lr"] = trial.suggest_float("ae_lr", 1e-3, 3e-2, log=True)
     return params
+
+
+def default_detectors(settings: Any, n_columns: int) -> list[str]:
+    """The detectors a search tries: ``anomaly.detectors`` when the config gives it (the autoencoder then
+    needs PyTorch: a ConfigError naming the install), else the five and, for wide data (at least
+    ``WIDE_COLUMNS`` encoded columns) with PyTorch installed, the autoencoder."""
+    from ...errors import ConfigError
+    from .autoencoder import WIDE_COLUMNS, torch_available
+
+    if "detectors" in settings.model_fields_set:
+        if "autoencoder" in settings.detectors and not torch_available():
+            raise ConfigError("anomaly.detectors: 'autoencoder' needs PyTorch (pip install torch); or leave it out "
+                              "of the list")
+        return list(settings.detectors)
+    wide = n_columns >= WIDE_COLUMNS and torch_available()
+    return [*settings.detectors, *(["autoencoder"] if wide else [])]
 
 
 @dataclass
@@ -160,6 +184,38 @@ def _search(job: AnomalySearch, study: optuna.Study, work_dir: Path, metric: str
     return result, chosen
 
 
+SHARPNESS = 4        # unsupervised weights: (agreement x stability) to this power
+SUBSAMPLES = 3       # stability: fits on this many seeded halves of the rows
+
+
+def stability(name: str, params: dict[str, Any], X: np.ndarray, seed: int) -> float:
+    """How much a detector's ranking of the rows depends on which rows it saw: the mean Spearman
+    correlation, over pairs of fits on ``SUBSAMPLES`` seeded halves of the rows, of their scores of every
+    row (1: the same ranking whatever the half). Too few rows to halve: 1."""
+    if len(X) < 40:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    ranks = []
+    for k in range(SUBSAMPLES):
+        rows = rng.choice(len(X), len(X) // 2, replace=False)
+        ranks.append(build_detector(name, params, seed + k + 1, len(rows)).fit(X[rows]).score(X))
+    return float(np.mean([_spearman(ranks[i], ranks[j]) for i in range(SUBSAMPLES) for j in range(i + 1, SUBSAMPLES)]))
+
+
+def unsupervised_weights(agreement: dict[str, float], stable: dict[str, float]) -> dict[str, float]:
+    """Each member's share of the ensemble without labels: ``(agreement x stability) ^ SHARPNESS``
+    (negative figures as 0), normalised; all zero: equal shares. A detector that disagrees with the others
+    or ranks differently on other rows counts for little, without a hard cut: on the benchmark sets this
+    keeps a weak member (the autoencoder on small tables) from pulling the ensemble down."""
+    raw = {d: (max(agreement[d], 0.0) * max(stable[d], 0.0)) ** SHARPNESS for d in agreement}
+    total = sum(raw.values())
+    return {d: (v / total if total > 0 else 1.0 / len(raw)) for d, v in raw.items()}
+
+
+def _rounded(figures: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 4) for k, v in figures.items()}
+
+
 def _choose(job: AnomalySearch, records: list[TrialRecord], work_dir: Path, metric: str) -> dict[str, Any]:
     best: dict[str, TrialRecord] = {}
     for r in records:  # ranked best first: the first of each detector is its best
@@ -167,14 +223,20 @@ def _choose(job: AnomalySearch, records: list[TrialRecord], work_dir: Path, metr
     members = [best[d] for d in DETECTORS if d in best]
     scores = {r.family: np.load(work_dir / f"trial_{r.number}.npy") for r in members}
     ensemble = np.mean(list(scores.values()), axis=0)
-    agreement = {r.family: round(float(r.value), 4) for r in members if r.value is not None}
     if not job.supervised:
-        return {"members": [(r.family, r.params) for r in members], "weights": [1.0] * len(members),
-                "selection": {"method": "ensemble", "chosen": "ensemble", "value": float(np.mean(list(
-                    agreement.values()) or [math.nan])), "labels": int((job.y >= 0).sum()),
-                    "why": f"fewer than {job.min_labels} labelled anomalies in the train split: the equally "
-                           "weighted ensemble of each detector's best trial (trials ranked by agreement "
-                           "with the consensus)", "consensus_agreement": agreement}}
+        agreement = {r.family: float(r.value) if r.value is not None else 0.0 for r in members}
+        stable = {r.family: stability(r.family, r.params, job.X, job.seed) for r in members}
+        weights = unsupervised_weights(agreement, stable)
+        return {"members": [(r.family, r.params) for r in members], "weights": [weights[r.family] for r in members],
+                "selection": {"method": "ensemble", "chosen": "ensemble",
+                              "value": float(np.mean(list(agreement.values()) or [math.nan])),
+                              "labels": int((job.y >= 0).sum()),
+                              "why": f"fewer than {job.min_labels} labelled anomalies in the train split: the "
+                                     "ensemble of each detector's best trial (trials ranked by agreement with the "
+                                     "consensus), each weighted by (agreement with the consensus x stability "
+                                     f"under subsampling)^{SHARPNESS}",
+                              "consensus_agreement": _rounded(agreement), "stability": _rounded(stable),
+                              "weights": _rounded(weights)}}
     ap = {r.family: average_precision(job.y, s) for r, s in zip(members, scores.values(), strict=True)}
     ap_ensemble = average_precision(job.y, calibrate(np.sort(ensemble), ensemble))
     top = max(ap, key=lambda k: ap[k])

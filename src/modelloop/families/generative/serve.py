@@ -2,34 +2,37 @@
 evaluation did), and the OpenAI-compatible routes (``serving/openai.py``) decode through
 :class:`Engine`.
 
-Concurrency: one decoding step runs at a time per server process (``Engine.lock``, taken per token, not
-per request), so concurrent streams interleave token by token instead of queueing whole answers; they do
-not yet share a batched decoding step. A stream whose client went away stops at its next token.
+Concurrency: requests that decode at the same time share one forward pass per token (continuous
+batching, ``batching.py``: a request joins the running batch after its prefill and leaves it when it ends,
+at most ``MAX_BATCH`` at once). A stream whose client went away stops, and frees its slot, at its next token.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from ...serving.runtime import Runtime, native_model, table_columns
+from .batching import BatchDecoder
 from .data import ROLES, as_messages, prompt_text
-from .generate import Step
+from .generate import Step, end_ids
 
-__all__ = ["Engine", "generative_runtime"]
+__all__ = ["MAX_BATCH", "Engine", "generative_runtime"]
+
+MAX_BATCH = 16  # sequences one decoding step serves; further requests wait for a slot
 
 
 class Engine:
     """Prompts to token ids and decoding for the OpenAI routes, within the model's context."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, *, max_batch: int = MAX_BATCH):
         self.model = model
-        self.lock = threading.Lock()
-        self.context = int(getattr(model.network().config, "max_position_embeddings", model.context_))
+        net = model.network()
+        self.context = int(getattr(net.config, "max_position_embeddings", model.context_))
         self.roles = ROLES
+        self.decoder = BatchDecoder(net, model.tokenizer, end_ids(model.tokenizer, net), max_batch=max_batch)
 
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """Chat messages through the tokenizer's template, the assistant's turn opened."""
@@ -43,17 +46,9 @@ class Engine:
 
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float, top_p: float,
                seed: int | None, stop: Sequence[str], should_stop: Any = None) -> Iterator[Step]:
-        """Decoding steps; the lock is held for each step only, so other streams interleave."""
-        steps = self.model.generate(prompt_ids, max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                    seed=seed, stop=stop, should_stop=should_stop)
-        while True:
-            with self.lock:
-                step = next(steps, None)
-            if step is None:
-                return
-            yield step
-            if step.finish_reason is not None:
-                return
+        """Decoding steps of one request, decoded together with the others running (``batching.py``)."""
+        return self.decoder.stream(prompt_ids, max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                   seed=seed, stop=stop, should_stop=should_stop)
 
 
 def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, threads: int) -> Runtime:

@@ -1,0 +1,285 @@
+"""Continuous batching of decoding steps: concurrent requests share one forward pass per token.
+
+One decoding thread per served model runs the loop:
+
+1. requests that arrived since the last step are admitted (up to ``max_batch`` sequences decode at once;
+   the rest wait for a slot): their prompts are prefilled together in one left-padded forward pass (a
+   prompt that arrives alone runs unpadded), each first token picked and sent;
+2. the running sequences' KV caches live in one left-padded batch: newly prefilled caches are padded on
+   the left to the batch's width (or the batch to theirs) and stacked; the attention mask hides the
+   padding, and each sequence's position is its own length, so every sequence sees exactly its tokens;
+3. one forward pass decodes the next token of every running sequence; each sequence picks its token with
+   its own sampling settings and random stream (:func:`.generate.pick`, :func:`.generate.sampler`), and its
+   text is cut and streamed by its own :class:`.generate.Answer` (stop strings, held-back characters,
+   ``max_tokens``) exactly as :func:`.generate.decode_stream` does;
+4. sequences that ended (an end token, a stop string, ``max_tokens``, or a client gone: ``should_stop``
+   is polled every step) leave the batch at once, and padding columns no sequence needs are dropped.
+
+A sequence alone in the batch runs unpadded and unmasked, the arithmetic of :func:`decode_stream`: a
+request on an idle server answers exactly as ``modelloop predict`` does. Under concurrency the padded
+batch's arithmetic may differ in the last bits of a logit (a greedy answer could then differ where two
+tokens tie to ~1e-6). The thread ends after ``idle_s`` without work and starts again on the next request.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..text.backbone import require_torch
+from .generate import Answer, Step, pick, sampler
+
+__all__ = ["BatchDecoder"]
+
+_DONE = object()
+_ARRIVAL_TURNS = 16  # the most zero-length turns an idle decoder gives requests arriving with the first
+
+
+@dataclass
+class _Seq:
+    """One request in the decoder: its prompt, sampling settings, text state and the queue its steps go to."""
+
+    ids: list[int]
+    temperature: float
+    top_p: float
+    generator: Any
+    answer: Answer
+    out: queue.Queue = field(default_factory=queue.Queue)
+    last: int = 0       # the token to feed next
+    length: int = 0     # tokens in its cache (its next position)
+
+
+class BatchDecoder:
+    """Decodes every submitted request in shared forward passes (see the module docstring)."""
+
+    def __init__(self, net: Any, tokenizer: Any, ends: set[int], *, max_batch: int = 16, idle_s: float = 30.0):
+        self.net, self.tokenizer, self.ends = net, tokenizer, ends
+        self.max_batch, self.idle_s = max(1, int(max_batch)), idle_s
+        self.pending: queue.Queue[_Seq] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.steps = 0          # batched forward passes run (decoding steps after the prefill)
+        self.widest = 0         # the most sequences one step decoded
+
+    # ---- the request side ----------------------------------------------------------------------------
+    def stream(self, prompt_ids: Sequence[int], *, max_new_tokens: int, temperature: float = 0.0,
+               top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
+               should_stop: Callable[[], bool] | None = None) -> Iterator[Step]:
+        """The steps of one request, as :func:`.generate.decode_stream` yields them."""
+        seq = _Seq(list(prompt_ids), temperature, top_p, sampler(seed),
+                   Answer(self.tokenizer, max_new_tokens=max_new_tokens, stop=stop, ends=self.ends,
+                          should_stop=should_stop))
+        if max_new_tokens < 1:
+            yield Step(None, "", "length")
+            return
+        self.pending.put(seq)
+        self._ensure_thread()
+        while True:
+            item = seq.out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="generative-batch", daemon=True)
+                self._thread.start()
+
+    # ---- the decoding thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        torch = require_torch()
+        batch = _Batch(torch)
+        with torch.inference_mode():
+            while True:
+                try:
+                    self._admit(batch, block=not batch.seqs)
+                except queue.Empty:
+                    with self._lock:  # idle: end, unless a request slipped in meanwhile
+                        if self.pending.empty():
+                            self._thread = None
+                            return
+                    continue
+                except Exception as exc:  # a fault of the decoder itself: the running requests fail with it
+                    self._fail(batch.seqs, exc)
+                    batch.clear()
+                    continue
+                if batch.seqs:
+                    self._step(batch)
+
+    @staticmethod
+    def _fail(seqs: Sequence[_Seq], exc: BaseException) -> None:
+        for seq in seqs:
+            seq.out.put(exc)
+            seq.out.put(_DONE)
+
+    def _admit(self, batch: _Batch, *, block: bool) -> None:
+        """Prefill the requests waiting (as many as there are free slots), together, and add to the batch
+        those that go on after their first token."""
+        arrived: list[_Seq] = []
+        turns = 0
+        while len(batch.seqs) + len(arrived) < self.max_batch:
+            try:
+                first = block and not arrived
+                arrived.append(self.pending.get(block=first, timeout=self.idle_s if first else None))
+            except queue.Empty:
+                if block and not arrived:
+                    raise
+                # requests arriving together: a few zero-length turns let the threads already sending
+                # theirs enqueue them, so they share the prefill; the first turn that adds none ends it
+                if batch.seqs or turns >= _ARRIVAL_TURNS or len(arrived) == turns:
+                    break
+                turns = len(arrived)
+                time.sleep(0)
+        if not arrived:
+            return
+        try:
+            logits, cache, mask = _prefill(self.net, arrived, int(self.tokenizer.pad_token_id or 0))
+            tokens = _picks(logits, arrived)
+            going = [i for i, seq in enumerate(arrived) if self._emit(seq, tokens[i])]
+            if going:
+                batch.add([arrived[i] for i in going], cache, mask, going if len(going) < len(arrived) else None)
+        except Exception as exc:  # these requests fail; the others go on
+            self._fail(arrived, exc)
+
+    def _emit(self, seq: _Seq, token: int) -> bool:
+        """Send a sequence's next token; whether it goes on."""
+        step = seq.answer.take(token)
+        seq.out.put(step)
+        if step.finish_reason is not None:
+            seq.out.put(_DONE)
+            return False
+        seq.last = token
+        return True
+
+    def _step(self, batch: _Batch) -> None:
+        try:
+            logits = batch.forward(self.net)
+            self.steps += 1
+            self.widest = max(self.widest, len(batch.seqs))
+            tokens = _picks(logits, batch.seqs)
+            batch.keep([i for i, seq in enumerate(batch.seqs) if self._emit(seq, tokens[i])])
+        except Exception as exc:  # every running request fails with it; the decoder goes on
+            self._fail(batch.seqs, exc)
+            batch.clear()
+
+
+def _picks(logits: Any, seqs: Sequence[_Seq]) -> list[int]:
+    """Each sequence's next token from its row of ``logits`` (n, vocab): one argmax for the greedy rows,
+    :func:`.generate.pick` with its own settings and random stream for the sampled ones."""
+    greedy = logits.argmax(-1).tolist()
+    return [greedy[i] if s.temperature <= 0.0 else pick(logits[i].float().cpu(), s.temperature, s.top_p, s.generator)
+            for i, s in enumerate(seqs)]
+
+
+class _Batch:
+    """The running sequences' KV cache (one model cache object, left-padded across sequences) and its
+    attention mask. The cache object carries over from step to step; it is rebuilt only when sequences
+    join or leave."""
+
+    def __init__(self, torch: Any):
+        self.torch = torch
+        self.seqs: list[_Seq] = []
+        self.cache: Any = None   # the model's cache: per layer keys/values (B, heads, width, dim)
+        self.mask: Any = None    # (B, width): 1 where a sequence has a token
+        self.padded = False      # False while one sequence runs unpadded (no mask, decode_stream's arithmetic)
+
+    def add(self, seqs: list[_Seq], cache: Any, mask: Any, rows: list[int] | None) -> None:
+        """Prefilled sequences join: ``cache`` and ``mask`` of their prefill (``rows`` of it, when some
+        ended on their first token)."""
+        torch = self.torch
+        for seq in seqs:
+            seq.length = len(seq.ids)
+        if not self.seqs and len(seqs) == 1 and rows is None and bool(mask.all()):
+            self.seqs, self.cache, self.mask, self.padded = list(seqs), cache, mask, False
+            return
+        new = _layers(cache)
+        if rows is not None:
+            index = torch.tensor(rows)
+            width = max(s.length for s in seqs)
+            new = [(k[index][:, :, -width:], v[index][:, :, -width:]) for k, v in new]
+            mask = mask[index][:, -width:]
+        if self.seqs:
+            width = max(self.mask.shape[1], mask.shape[1])
+            new = [(torch.cat([_left_pad(k, width), _left_pad(k2, width)]),
+                    torch.cat([_left_pad(v, width), _left_pad(v2, width)]))
+                   for (k, v), (k2, v2) in zip(_layers(self.cache), new, strict=True)]
+            mask = torch.cat([_left_pad(self.mask, width, dim=1), _left_pad(mask, width, dim=1)])
+        self.seqs, self.cache, self.mask, self.padded = [*self.seqs, *seqs], _cache(new), mask, True
+
+    def forward(self, net: Any) -> Any:
+        """One decoding step of every sequence: the next-token logits, (B, vocab)."""
+        torch = self.torch
+        ids = torch.tensor([[s.last] for s in self.seqs], device=net.device)
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.seqs), 1))], dim=1)
+        if not self.padded:  # alone and unpadded: decode_stream's arithmetic
+            out = net(input_ids=ids, past_key_values=self.cache, use_cache=True)
+        else:
+            positions = torch.tensor([[s.length] for s in self.seqs], device=net.device)
+            out = net(input_ids=ids, attention_mask=self.mask.to(net.device), position_ids=positions,
+                      past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        for s in self.seqs:
+            s.length += 1
+        return out.logits[:, -1]
+
+    def keep(self, rows: list[int]) -> None:
+        """Only these sequences go on; padding columns none of them needs are dropped."""
+        if len(rows) == len(self.seqs):
+            return
+        self.seqs = [self.seqs[i] for i in rows]
+        if not self.seqs:
+            self.clear()
+            return
+        index = self.torch.tensor(rows)
+        width = max(s.length for s in self.seqs)
+        self.mask = self.mask[index][:, -width:]
+        self.cache = _cache([(k[index][:, :, -width:], v[index][:, :, -width:]) for k, v in _layers(self.cache)])
+
+    def clear(self) -> None:
+        self.seqs, self.cache, self.mask, self.padded = [], None, None, False
+
+
+def _layers(cache: Any) -> list[tuple[Any, Any]]:
+    """Per layer (keys, values) of a transformers cache."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _cache(layers: list[tuple[Any, Any]]) -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=layers)
+
+
+def _prefill(net: Any, seqs: list[_Seq], pad_id: int) -> tuple[Any, Any, Any]:
+    """The prompts' forward pass: the last position's logits per sequence (n, vocab), the KV cache and
+    the attention mask (n, width). One prompt runs alone and unpadded (``decode_stream``'s arithmetic);
+    several run as one left-padded batch."""
+    torch = require_torch()
+    device = net.device
+    if len(seqs) == 1:
+        out = net(input_ids=torch.tensor([seqs[0].ids], device=device), use_cache=True)
+        return out.logits[:, -1], out.past_key_values, torch.ones((1, len(seqs[0].ids)), dtype=torch.long)
+    width = max(len(s.ids) for s in seqs)
+    ids = torch.tensor([[pad_id] * (width - len(s.ids)) + s.ids for s in seqs])
+    mask = torch.tensor([[0] * (width - len(s.ids)) + [1] * len(s.ids) for s in seqs])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = net(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+              use_cache=True)
+    return out.logits[:, -1], out.past_key_values, mask
+
+
+def _left_pad(t: Any, width: int, dim: int = 2) -> Any:
+    """``t`` padded with zeros on the left of ``dim`` to ``width``."""
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return require_torch().cat([t.new_zeros(shape), t], dim=dim)

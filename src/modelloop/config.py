@@ -74,6 +74,10 @@ class DataConfig(_Section):
     user: str | None = None
     item: str | None = None
     rating: str | None = None
+    # side tables (CSV/Parquet/JSONL, one row per id): the items' and users' features, for content scoring,
+    # filters and cold start (an item no one took yet; a user with features and no interaction)
+    item_features: str | None = None
+    user_features: str | None = None
     columns: dict[str, Kind] = Field(default_factory=dict)
     drop: list[str] = Field(default_factory=list)
 

@@ -24,7 +24,7 @@ __all__ = ["Content", "Hybrid", "item_matrix"]
 
 def item_matrix(features: dict[str, dict[str, Any]], items: np.ndarray) -> Any:
     """``(n_items, d)`` CSR feature rows (unit length; an item without features is a zero row), or None
-    when there is no item feature."""
+    when there is no item feature. Users' features (a user side table) are read the same way."""
     import pandas as pd
     import scipy.sparse as sp
 

@@ -16,7 +16,7 @@ import pandas as pd
 from ...errors import ConfigError, DataError, cap_list
 from ..heads import label_text
 
-__all__ = ["Interactions", "id_text", "interaction_columns", "item_features", "read_interactions"]
+__all__ = ["Interactions", "id_text", "interaction_columns", "item_features", "read_interactions", "read_side_table"]
 
 
 def id_text(values: Any) -> np.ndarray:
@@ -73,6 +73,30 @@ def read_interactions(cfg: Any) -> tuple[pd.DataFrame, dict[str, Any], dict[str,
     return df, dict(report), kinds
 
 
+def read_side_table(cfg: Any, key: str, id_column: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``data.<key>`` (``item_features`` / ``user_features``): ``({column: {id: value}}, ids)`` read from a
+    table with one row per id (its ``id_column``; a repeated id keeps its last row). Nothing configured:
+    ``({}, [])``. A missing file or id column is a DataError naming the key."""
+    from ...data.sources import read_table
+
+    source = getattr(cfg.data, key, None)
+    if source is None:
+        return {}, []
+    try:
+        df, _ = read_table(source, root=cfg.root)
+    except DataError as exc:
+        raise DataError(f"data.{key}: {exc}") from None
+    if id_column not in df.columns:
+        raise DataError(f"data.{key}: column '{id_column}' (the id) is not in {source}; columns: {cap_list(df.columns)}")
+    df = df.assign(**{id_column: id_text(df[id_column])})
+    df = df[df[id_column].notna()].drop_duplicates(id_column, keep="last")
+    ids = df[id_column].tolist()
+    features = {str(c): {i: (v.item() if isinstance(v, np.generic) else v)
+                         for i, v in zip(ids, df[c], strict=True) if not (isinstance(v, float) and np.isnan(v))}
+                for c in df.columns if c != id_column}
+    return features, ids
+
+
 def item_features(df: pd.DataFrame, item: str, skip: set[str]) -> dict[str, dict[str, Any]]:
     """The columns of the interactions table that describe the item (one value per item: a category, a
     price), as ``{column: {item id: value}}``: what ``filter`` of ``/v1/recommend`` can select on."""
@@ -99,9 +123,14 @@ class Interactions:
     values: np.ndarray     # rating, or 1.0 per implicit interaction
 
     @classmethod
-    def from_frame(cls, df: pd.DataFrame, user: str, item: str, rating: str | None) -> Interactions:
+    def from_frame(cls, df: pd.DataFrame, user: str, item: str, rating: str | None,
+                   more_items: list[str] | None = None) -> Interactions:
+        """``more_items``: catalog items no interaction names yet (an item side table's): they get a position."""
         u, users = pd.factorize(df[user].to_numpy(dtype=object), sort=True)
         i, items = pd.factorize(df[item].to_numpy(dtype=object), sort=True)
+        extra = sorted(set(more_items or ()) - set(items))
+        if extra:  # appended: the interactions' own positions stay what they were
+            items = np.concatenate([np.asarray(items, dtype=object), np.asarray(extra, dtype=object)])
         values = df[rating].to_numpy(dtype=np.float64) if rating else np.ones(len(df))
         return cls(np.asarray(users, dtype=object), np.asarray(items, dtype=object), u.astype(np.int64),
                    i.astype(np.int64), values)

@@ -22,9 +22,10 @@ from ..heads import label_text
 from .data import Interactions, id_text
 from .metrics import ACTIVITY_BUCKETS, activity_bucket, ranking_metrics, rating_metrics, top_k
 
-__all__ = ["POPULAR", "RecommenderModel"]
+__all__ = ["POPULAR", "SIMILAR_USERS", "RecommenderModel"]
 
 POPULAR = "popular"  # the fallback an answer names when the user is unknown
+SIMILAR_USERS = "similar_users"  # ... when only the user's features (a user side table) are known
 
 
 class RecommenderModel:
@@ -53,11 +54,15 @@ class RecommenderModel:
     k_: int
     features_: dict[str, dict[str, Any]]
     selection_: dict[str, Any]
+    cold_pos_: dict[str, int]   # users of the user side table without interactions -> their feature row
+    user_matrix_: Any           # the users' feature rows (known users first), or None without a side table
 
     @classmethod
     def build(cls, *, schema: Schema, columns: tuple[str, str, str | None, str | None], inter: Interactions,
               train_rows: np.ndarray, recommender: Any, name: str, params: dict[str, Any], k: int,
-              features: dict[str, dict[str, Any]], selection: dict[str, Any]) -> RecommenderModel:
+              features: dict[str, dict[str, Any]], selection: dict[str, Any],
+              user_features: dict[str, dict[str, Any]] | None = None,
+              side_users: list[str] | None = None) -> RecommenderModel:
         model = cls()
         model.schema = schema
         model.user_col, model.item_col, model.rating_col, model.time_col = columns
@@ -73,7 +78,32 @@ class RecommenderModel:
         model.rec_, model.name_, model.params_, model.k_ = recommender, name, dict(params), int(k)
         model.features_ = features
         model.selection_ = dict(selection)
+        model.with_user_features(user_features or {}, side_users or [])
         return model
+
+    def with_user_features(self, features: dict[str, dict[str, Any]], side_users: list[str]) -> None:
+        """Keep the users' feature rows (a user side table): a user with features and no interaction is
+        recommended what the training users most like them are (``fallback: similar_users``)."""
+        from .content import item_matrix
+
+        cold = [u for u in dict.fromkeys(side_users) if u not in self.user_pos_]
+        self.cold_pos_ = {u: len(self.users_) + n for n, u in enumerate(cold)}
+        self.user_matrix_ = item_matrix(features, np.concatenate([self.users_, np.asarray(cold, dtype=object)])) \
+            if features else None
+
+    def similar_user_scores(self, user: str, neighbours: int = 20) -> np.ndarray | None:
+        """Mean scores of the ``neighbours`` training users whose features are most like ``user``'s (a
+        user of the side table without interactions); None when there is no such user."""
+        matrix: Any = getattr(self, "user_matrix_", None)  # a model registered before side tables has none
+        row = self.cold_pos_.get(user) if matrix is not None else None
+        if row is None:
+            return None
+        sims = np.asarray((matrix[: len(self.users_)] @ matrix[row].T).todense()).ravel()
+        near = np.argsort(-sims, kind="stable")[:neighbours]
+        near = near[sims[near] > 0]
+        if not len(near):
+            return None
+        return np.mean([self.user_row(int(v)) for v in near.tolist()], axis=0)
 
     # ---- scoring ---------------------------------------------------------------------------------
     def seen(self, u: int) -> np.ndarray:
@@ -136,8 +166,12 @@ class RecommenderModel:
         """The top ``k`` items for ``user`` as ``[{"item", "score"}]`` and the fallback used (``popular``
         for a user it never saw, else None). ``where``: item feature -> value (a DataError naming an
         unknown feature, ``filter.<name>``)."""
-        u = self.user_pos_.get(user if type(user) is str else label_text(user), -1)
-        if u < 0:
+        name = user if type(user) is str else label_text(user)
+        u = self.user_pos_.get(name, -1)
+        similar = self.similar_user_scores(name) if u < 0 else None
+        if similar is not None:
+            scores, fallback = similar, SIMILAR_USERS
+        elif u < 0:
             scores, fallback = self.popular_scores().copy(), POPULAR
         else:
             scores, fallback = self.user_row(u), None
@@ -208,9 +242,15 @@ class RecommenderModel:
                 truth_of[str(user)] = relevant
         names = list(truth_of)
         known = np.array([self.user_pos_.get(n, -1) for n in names], dtype=np.int64)
+        cold = {n: self.similar_user_scores(names[n]) for n in np.flatnonzero(known < 0).tolist()}
+        position = iter(range(len(names)))
 
         def scores_of(block: np.ndarray) -> np.ndarray:
             out = np.tile(self.popular_scores(), (len(block), 1))
+            for row in range(len(block)):  # the evaluated users in order: a cold one with features
+                similar = cold.get(next(position))
+                if similar is not None:
+                    out[row] = similar
             hit = block >= 0
             if hit.any():
                 out[hit] = self.masked_scores(block[hit])

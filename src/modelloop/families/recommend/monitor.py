@@ -36,12 +36,13 @@ def recommend_drift(ws: Any, model_row: dict[str, Any], reference: pd.DataFrame,
 
     model = load_model(ws, model_row)
     served = [r for r in recent if isinstance(r.get("output"), dict) and "recommendations" in r["output"]]
-    since = min(r["at"] for r in recent)
-    since_text = since.isoformat() if isinstance(since, dt.datetime) else str(since)
-    taken = [x for x in read_interactions_log(ws)[0] if str(x.get("at", "")) >= since_text]
+    # the window's interactions: those since its first request (rows without a time: none)
+    times = [r["at"] for r in recent if r.get("at") is not None]
+    since = min(times).isoformat() if times and isinstance(min(times), dt.datetime) else str(min(times, default=""))
+    taken = [x for x in read_interactions_log(ws)[0] if str(x.get("at", "")) >= since] if times else []
     items = [label_text(x["item"]) for x in taken]
     items += [label_text(r["inputs"][model.item_col]) for r in recent
-              if r.get("inputs", {}).get(model.item_col) is not None and r not in served]
+              if (r.get("inputs") or {}).get(model.item_col) is not None and r not in served]
     features: dict[str, Any] = {}
     if items:
         ref = pd.DataFrame({"item": reference[model.item_col].map(label_text).astype("string")})

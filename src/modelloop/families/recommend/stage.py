@@ -21,7 +21,7 @@ from ...data.schema import Schema
 from ...errors import ConfigError
 from .config import RecommendSettings
 from .content import item_matrix
-from .data import Interactions, interaction_columns, item_features
+from .data import Interactions, interaction_columns, item_features, read_side_table
 from .model import RecommenderModel
 from .search import RecommendSearch, run_recommend_search
 
@@ -66,7 +66,9 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
     user, item, rating, when = interaction_columns(cfg)
     row, df, schema = load_dataset(ws, dataset)
     side = ensure_split(ws, row, df).to_numpy()
-    inter = Interactions.from_frame(df, user, item, rating)
+    item_side, side_items = read_side_table(cfg, "item_features", item)
+    user_side, side_users = read_side_table(cfg, "user_features", user)
+    inter = Interactions.from_frame(df, user, item, rating, more_items=side_items)
     train_rows = np.flatnonzero(side == "train")
     test_df = df[side == "test"].reset_index(drop=True)
     n_trials = trials if trials is not None else cfg.train.trials
@@ -77,8 +79,8 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
     models = settings.searched(explicit)
     train_inter = Interactions(inter.users, inter.items, inter.u[train_rows], inter.i[train_rows],
                                inter.values[train_rows])
-    # the items' own columns (category, title, price): catalog facts, read from every row
-    features = item_features(df, item, {user, rating or "", when or ""})
+    # the items' own columns (category, title, price) and the item side table: catalog facts, from every row
+    features = {**item_features(df, item, {user, rating or "", when or ""}), **item_side}
     job = RecommendSearch(train_inter, explicit, models, cfg.metric, settings.k, settings.epochs, cfg.seed,
                           budget, n_trials, side=item_matrix(features, inter.items))
     study = _study_name(ws, row["id"], settings)
@@ -103,7 +105,7 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
         model = RecommenderModel.build(
             schema=model_schema(schema, user, item), columns=(user, item, rating, when), inter=inter,
             train_rows=train_rows, recommender=fitted, name=best.family, params=best.params, k=settings.k,
-            features=features,
+            features=features, user_features=user_side, side_users=side_users,
             selection=selection)
         result.model = model
         evaluation = model.evaluate_interactions(test_df)

@@ -95,3 +95,14 @@ def test_without_data_time_each_user_keeps_a_share_of_their_interactions_for_tes
     assert split.equals(again)
     with pytest.raises(ConfigError, match="split.strategy: 'user' needs data.user"):
         parse_config({"data": {"source": "e.csv", "target": "y"}, "split": {"strategy": "user"}})
+
+
+def test_with_data_time_the_user_split_leaves_out_each_users_latest_rows():
+    from modelloop.data.snapshot import ROW_ID
+    from modelloop.data.split import make_split
+
+    df = pd.DataFrame({ROW_ID: np.arange(10), "u": ["a"] * 5 + ["b"] * 5,
+                       "ts": [f"2026-01-0{d}" for d in (5, 1, 4, 2, 3)] * 2})
+    split = make_split(df, strategy="user", test_size=0.4, seed=0, target=None, time="ts", user="u")
+    test = df[(split["split"] == "test").to_numpy()]
+    assert sorted(test["ts"]) == ["2026-01-04", "2026-01-04", "2026-01-05", "2026-01-05"]

@@ -79,7 +79,8 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
     # 1M-row ingest 1 s and 80 MiB, and a split is a shuffle
     rng = np.random.default_rng(seed)
     if strategy == "user":
-        return _per_user(df[group], test_size, rng)
+        order = pd.to_datetime(df[time], errors="coerce", format="mixed").to_numpy() if time else None
+        return _per_user(df[group], test_size, rng, order)
     if strategy == "group":
         groups, names = pd.factorize(df[group], use_na_sentinel=False)
         chosen = rng.permutation(len(names))[:_test_count(len(names), test_size)]
@@ -92,12 +93,14 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
     return _test_rows(classes, test_size, rng)
 
 
-def _per_user(users: pd.Series, test_size: float, rng: np.random.Generator) -> np.ndarray:
+def _per_user(users: pd.Series, test_size: float, rng: np.random.Generator,
+              times: np.ndarray | None = None) -> np.ndarray:
     """``test_size`` of each user's rows (rounded, at least one, never all: a user with one row stays in
-    train), drawn at random: every test user is also a training user, and no row is on both sides."""
+    train): drawn at random, or with ``times`` each user's latest (leave the last ones out); every test
+    user is also a training user, and no row is on both sides."""
     codes = pd.factorize(users, use_na_sentinel=False)[0]
-    order = rng.permutation(len(codes))
-    rows = order[np.argsort(codes[order], kind="stable")]  # each user's rows together, in random order
+    order = rng.permutation(len(codes)) if times is None else np.argsort(times, kind="stable")[::-1]
+    rows = order[np.argsort(codes[order], kind="stable")]  # each user's rows together: random, or latest first
     counts = np.bincount(codes)
     quota = np.where(counts >= 2, np.clip(np.round(counts * test_size), 1, counts - 1), 0)
     rank = np.arange(len(rows)) - (np.cumsum(counts) - counts)[codes[rows]]

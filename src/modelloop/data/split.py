@@ -79,8 +79,8 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
     # 1M-row ingest 1 s and 80 MiB, and a split is a shuffle
     rng = np.random.default_rng(seed)
     if strategy == "user":
-        order = pd.to_datetime(df[time], errors="coerce", format="mixed").to_numpy() if time else None
-        return _per_user(df[group], test_size, rng, order)
+        when = pd.to_datetime(df[time], errors="coerce", format="mixed").to_numpy() if time else None
+        return _per_user(df[group], test_size, rng, when)
     if strategy == "group":
         groups, names = pd.factorize(df[group], use_na_sentinel=False)
         chosen = rng.permutation(len(names))[:_test_count(len(names), test_size)]

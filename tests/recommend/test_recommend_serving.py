@@ -138,3 +138,14 @@ def test_monitor_reports_click_through_coverage_and_new_users(served):
     assert 0 < section["coverage"] <= 1
     assert report["drift"]["features"]["user"]["drifted"]  # half the users are new: drift
     assert "item" in report["drift"]["features"]
+
+
+def test_both_routes_need_the_api_key_when_one_is_configured(clicks):
+    project, _ = clicks
+    app = create_app(project.workspace, config=ServeConfig(reload_poll_seconds=0), api_keys=["s3cret"])
+    with running(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        for path, body in (("/v1/recommend", {"user": "u1"}), ("/v1/interactions", {"user": "u1", "item": "i1"})):
+            refused = client.post(path, json=body)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", path
+            ok = client.post(path, json=body, headers={"Authorization": "Bearer s3cret"})
+            assert ok.status_code in (200, 201), ok.text

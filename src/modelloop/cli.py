@@ -55,7 +55,8 @@ def _emit(result: dict[str, Any], as_json: bool, render) -> None:
 
 @app.command()
 def init(directory: Path = typer.Argument(Path("."), help="project folder to create"),
-         example: str | None = typer.Option(None, "--example", help="fraud | intents | sentiment"),
+         example: str | None = typer.Option(None, "--example", help="fraud | intents | sentiment | anomaly | "
+                                                                     "assistant | images | recommend"),
          as_json: bool = JsonOpt) -> None:
     """Scaffold a project: a commented modelloop.yaml (and example data with --example)."""
     from .scaffold import init_project

@@ -54,3 +54,10 @@ def test_an_alert_budget_of_another_form_names_the_key_and_the_forms(value):
 def test_an_alert_budget_per_day_needs_a_time_column():
     with pytest.raises(ConfigError, match=r"^anomaly\.alert_budget: '20 per day' \(alerts per day\) needs data\.time"):
         parse_config(_cfg(anomaly={"alert_budget": "20 per day"}))
+
+
+def test_the_time_window_is_a_duration_or_null():
+    assert parse_config(_cfg(anomaly={"window": "30min"})).anomaly.window_seconds == 1800.0
+    assert parse_config(_cfg(anomaly={"window": None})).anomaly.window_seconds is None
+    with pytest.raises(ConfigError, match=r"^anomaly\.window: must be a duration such as '1h', '30min' or '2d'"):
+        parse_config(_cfg(anomaly={"window": "soon"}))

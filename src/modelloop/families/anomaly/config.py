@@ -15,13 +15,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-__all__ = ["AnomalyConfig", "BUDGET_FORMS", "DEFAULT_CONTAMINATION", "parse_budget"]
+__all__ = ["AnomalyConfig", "BUDGET_FORMS", "DEFAULT_CONTAMINATION", "parse_budget", "window_seconds"]
 
 DEFAULT_CONTAMINATION = 0.01
 BUDGET_FORMS = ('alerts per 1,000 records (a number in (0, 500), or "5 per 1000") or alerts per day '
                 '("20 per day", needs data.time)')
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:(?:/|per)\s*(day|1,?000(?: records)?))?\s*$",
                      re.IGNORECASE)
+
+
+def window_seconds(value: str) -> float | None:
+    """A positive duration (``"1h"``, ``"30min"``) in seconds; None when it is not one."""
+    import pandas as pd
+
+    try:
+        seconds = pd.Timedelta(str(value)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
 
 
 def parse_budget(value: float | str) -> tuple[float, str]:
@@ -53,6 +64,10 @@ class AnomalyConfig(BaseModel):
         default_factory=lambda: ["iforest", "ecod", "copod", "knn", "lof"], min_length=1)  # type: ignore[arg-type]
     positive_label: Any = Field(None, description="the data.target value that marks an anomaly (default: a value "
                                                   "such as 1, true, yes, anomaly, fraud; else the rarer one)")
+    window: str | None = Field("1h", description="with data.time: count the records in this window before each "
+                                                 "record (a burst); a duration such as '1h' or '30min'; null: none")
+    window_by: str | None = Field(None, description="count only the records with the same value of this column "
+                                                    "(e.g. the machine); default: every record")
     reasons: int = Field(3, ge=1, le=20, description="top contributing features given per flagged record")
     min_labels: int = Field(5, ge=1, description="labelled anomalies (train split) needed to choose by average "
                                                  "precision; fewer: the ensemble")
@@ -74,6 +89,18 @@ class AnomalyConfig(BaseModel):
         except (TypeError, ValueError):
             raise PydanticCustomError("budget_form", "must be {forms}", {"forms": BUDGET_FORMS}) from None
         return value
+
+    @field_validator("window")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        if value is not None and window_seconds(value) is None:
+            raise PydanticCustomError("duration", "must be a duration such as '1h', '30min' or '2d' (or null: no "
+                                                  "time window)")
+        return value
+
+    @property
+    def window_seconds(self) -> float | None:
+        return None if self.window is None else window_seconds(self.window)
 
     @model_validator(mode="after")
     def _one_threshold(self) -> AnomalyConfig:

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 
 from ...data.schema import Schema
 from .detectors import calibrate, training_scores
-from .features import TableEncoder
+from .features import TableEncoder, WindowHistory
 
 __all__ = ["AnomalyModel", "Member"]
 
@@ -84,9 +84,10 @@ class AnomalyModel(BaseEstimator):
     def encode(self, X: pd.DataFrame) -> np.ndarray:
         return self.encoder_.encode(X)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """``(n, 1 + C)``: the calibrated score, then each feature column's share of the deviation."""
-        encoded, deviation = self.encoder_.encode_with_deviations(X)
+    def predict_proba(self, X: pd.DataFrame, history: WindowHistory | None = None) -> np.ndarray:
+        """``(n, 1 + C)``: the calibrated score, then each feature column's share of the deviation.
+        ``history``: the records served before (the time window column counts them; :mod:`.features`)."""
+        encoded, deviation = self.encoder_.encode_with_deviations(X, history)
         score = calibrate(self.reference_, self._blend(encoded))
         total = deviation.sum(axis=1, keepdims=True)
         share = np.divide(deviation, total, out=np.zeros_like(deviation), where=total > 0)
@@ -106,6 +107,14 @@ class AnomalyModel(BaseEstimator):
 
     def feature_importances(self) -> dict[str, float]:
         return {}
+
+    def evaluation_metrics(self, df: pd.DataFrame) -> dict[str, float]:
+        """The alerts its threshold raises on ``df`` (``budget.alert_rates``), beside the head's figures:
+        ``modelloop evaluate`` and the retrain gate's scoring ask for them as the train stage does."""
+        from .budget import alert_rates
+
+        flagged = float(np.mean(self.predict(df) > self.threshold_)) if len(df) else 0.0
+        return alert_rates(flagged, self.selection_.get("budget") or {})
 
     def evaluation_html(self, df: pd.DataFrame, evaluation: dict[str, Any], *, title: str,
                         context: dict[str, Any]) -> str:

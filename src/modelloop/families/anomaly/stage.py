@@ -73,7 +73,8 @@ def train_anomaly(ws: Any, *, budget: float | None = None, trials: int | None = 
     test_df = df[side == "test"].reset_index(drop=True)
     classes = label_classes(df[target] if target else None, target, settings.positive_label)
     share, alert_line = threshold_share(settings, df, cfg.data.time)  # the traffic: every split; before any work
-    encoder = TableEncoder(schema).fit(train_df)
+    encoder = TableEncoder(schema, time=cfg.data.time, window=settings.window_seconds,
+                           window_by=settings.window_by).fit(train_df)
     X = encoder.encode(train_df)
     n_trials = trials if trials is not None else cfg.train.trials
     budget = budget if budget is not None else cfg.train.budget

@@ -314,3 +314,18 @@ def test_bad_input_stops_with_one_line(tmp_path, capsys, model, column, expected
     code, out, err = cli(["train"], capsys, tmp_path)
     assert code == 2 and expected in err and "Traceback" not in err
     assert len([line for line in err.strip().splitlines() if line.strip()]) == 1
+
+
+@pytest.mark.parametrize(("backbone", "expected"), [
+    ([], "model.backbone: must be a backbone name or a non-empty list of names, none empty, got []"),
+    (["auto", "bundled"], "model.backbone: 'auto' chooses the encoders itself"),
+])  # a listed name that is no backbone stops as a named one does (test_bad_input_stops_with_one_line)
+def test_a_bad_list_of_backbones_stops_with_one_line(tmp_path, capsys, backbone, expected):
+    raw = {"name": "bad", "task": "text_classification", "model": {"backbone": backbone},
+           "data": {"source": "data.jsonl", "target": "sentiment", "text": "review"}}
+    _reviews(4, long_of=2).to_json(tmp_path / "data.jsonl", orient="records", lines=True, force_ascii=False)
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.strip() and not line.startswith("▶")] == [next(
+        line for line in err.splitlines() if line.startswith("error: model.backbone"))]

@@ -103,11 +103,14 @@ class TextModelConfig(_Section):
     @field_validator("backbone")
     @classmethod
     def _backbone_names(cls, value: str | list[str]) -> str | list[str]:
+        from pydantic_core import PydanticCustomError  # its message is shown as written (no "Value error, ")
+
         names = [value] if isinstance(value, str) else value
         if not names or any(not name.strip() for name in names):
-            raise ValueError("must be a backbone name or a non-empty list of names, none of them empty")
+            raise PydanticCustomError("backbone", "must be a backbone name or a non-empty list of names, none empty")
         if isinstance(value, list) and "auto" in value:
-            raise ValueError("'auto' chooses the encoders itself; list named backbones, or write auto alone")
+            raise PydanticCustomError("backbone", "'auto' chooses the encoders itself: list named backbones, "
+                                                  "or write auto alone")
         return value
 
     def resolved_learning_rate(self, method: str | None = None) -> float:

@@ -78,3 +78,78 @@ def test_the_chosen_variant_is_registered_as_an_image_model_and_serves_its_rows(
     assert agreement >= (1.0 if key == "onnx" else 0.8)
     if key == "onnx":
         np.testing.assert_allclose(served, offline, atol=1e-4)
+
+
+def test_a_student_distilled_from_the_model_imitates_it_and_serves_through_its_own_graph(trained_parts: Path,
+                                                                                         tmp_path: Path, monkeypatch):
+    import pickle
+
+    import modelloop.families.image.student as S
+    from modelloop.families.image.fit import probabilities
+    from modelloop.families.image.student import student_network
+
+    monkeypatch.setattr(S, "EPOCHS", 3)  # a few epochs over a few views tell a trained student from an untrained one
+    monkeypatch.setattr(S, "VIEWS", 4)
+
+    ws = Project.load(trained_parts / "modelloop.yaml").workspace
+    row = ws.catalog.get_model("parts", 1)
+    teacher = family_of(row).load(ws, row)
+    _, df, _ = load_dataset(ws)
+    make = family_of(row).variant_maker(teacher, df, target="label", seed=0, scratch=tmp_path, max_drop=0.01,
+                                        threads=1)
+    student = make("distilled")
+    model = student.model
+    assert model.network_.kind == "student" and model.describe()["method"] == "distilled"
+    assert model.network_.body.spec == {"arch": "efficientnet", "name": "efficientnet-lite0", "blocks": 8}
+    params = [sum(p.numel() for p in m.network_.parameters()) for m in (model, teacher)]
+    assert params[0] * 10 < params[1]
+    graph = onnx.load_from_string(student.onnx_bytes)
+    assert [i.name for i in graph.graph.input] == ["pixels"] and student.onnx_format == "onnx"
+    served = student.fn(df)
+    np.testing.assert_allclose(served, model.predict_proba(df), atol=1e-4)  # its graph is its own network
+    again = pickle.loads(pickle.dumps(model))  # registered as its own model: packs and rebuilds the student
+    np.testing.assert_allclose(again.predict_proba(df), model.predict_proba(df), atol=1e-6)
+    # it learnt to imitate the teacher: it agrees with it more than the same student as initialised
+    said = teacher.predict_proba(df).argmax(1)
+    untrained = probabilities(student_network(len(teacher.classes_), seed=0, teacher=teacher.network_),
+                              teacher.pixels(df))
+    assert model.description_["distillation"]["epochs_run"] == 3
+    assert (served.argmax(1) == said).mean() > (untrained.argmax(1) == said).mean()
+
+
+@pytest.mark.slow  # the optimize stage's timing loops (~50 s here); the student itself is built and checked by the
+# fast test above, and optimize's summary of any variant by the other families' optimize tests
+def test_the_optimize_summary_shows_the_student_against_the_teacher(trained_parts: Path, capsys):
+    from modelloop.ui import render_optimize
+
+    ws = Project.load(trained_parts / "modelloop.yaml").workspace
+    result = optimize(ws, model="parts:1", variants=["distilled"], promote=False)
+    native, distilled = result["variants"]
+    assert native["name"] == "native" and distilled["name"] == "distilled"
+    for v in (native, distilled):
+        assert v["latency_p50_ms"] > 0 and v["metric"] is not None and v["size_bytes"] > 0, v
+    assert distilled["metric_delta"] == round(distilled["metric"] - native["metric"], 6)
+    render_optimize(result)
+    table = capsys.readouterr().out
+    line = next(line for line in table.splitlines() if line.strip().startswith("distilled"))
+    speed = f"{native['latency_p50_ms'] / distilled['latency_p50_ms']:.1f}×"
+    assert speed in line and f"{distilled['metric_delta']:+.4f}" in line
+
+
+def test_a_transformers_models_student_is_a_small_cnn_that_packs_and_exports(tmp_path: Path):
+    import pickle
+
+    from modelloop.families.image.export import export_image_onnx, image_session
+    from modelloop.families.image.model import ImageModel
+    from modelloop.families.image.student import student_network
+
+    net = student_network(3, seed=0)  # no EfficientNet teacher: the plain CNN
+    assert net.body.spec["arch"] == "cnn"
+    model = ImageModel.from_network(net, classes=["a", "b", "c"], config={"image_size": 32, "method": "distilled"},
+                                    target="label", description={})
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(again.scores_of_pixels(pixels), model.scores_of_pixels(pixels), atol=1e-6)
+    path = Path(export_image_onnx(again, tmp_path / "s.onnx", pixels=pixels)["path"])
+    np.testing.assert_allclose(again.scores_of_pixels(pixels, session=image_session(path)),
+                               model.scores_of_pixels(pixels), atol=1e-4)

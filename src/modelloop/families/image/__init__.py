@@ -28,7 +28,7 @@ class ImageFamily:
     resources = Resources(cpus=0, gpus=1, memory_gb=4.0)
     latency_limit_advice: str | None = ("for an image model choose a smaller model.image_size or let "
                                         "`modelloop optimize` quantize it")
-    variants = ("onnx", "onnx_int8_static")
+    variants = ("onnx", "onnx_int8_static", "distilled")
 
     def settings_schema(self) -> type:
         from .config import ImageModelConfig

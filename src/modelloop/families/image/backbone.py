@@ -33,7 +33,8 @@ _IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 
 class ImageNetwork(torch.nn.Module):
-    """pixels (N, 3, S, S), 0-255 floats -> logits (N, K). ``kind``: efficientnet | transformers."""
+    """pixels (N, 3, S, S), 0-255 floats -> logits (N, K). ``kind``: efficientnet | transformers | student
+    (the small CNN of the ``distilled`` variant, ``student.py``)."""
 
     def __init__(self, body: Any, dim: int, n_classes: int, mean: list[float], std: list[float], kind: str):
         super().__init__()
@@ -46,12 +47,16 @@ class ImageNetwork(torch.nn.Module):
         """The backbone's blocks in order (the last ones are what ``last_blocks`` fine-tunes)."""
         if self.kind == "efficientnet":
             return list(self.body._blocks)
+        if self.kind == "student":
+            return list(self.body.blocks)
         return _largest_module_list(self.body)
 
     def features(self, pixels: Any) -> Any:
         x = (pixels - self.mean) / self.std
         if self.kind == "efficientnet":
             return self.body._avg_pooling(self.body.extract_features(x)).flatten(1)
+        if self.kind == "student":
+            return self.body(x)
         out = self.body(pixel_values=x)
         return out.logits.flatten(1)  # the classifier was replaced by a flatten: logits are the features
 

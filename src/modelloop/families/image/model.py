@@ -137,7 +137,8 @@ def pack_network(net: Any) -> dict[str, Any]:
     from safetensors.torch import save
 
     weights = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    config = net.body.config.to_dict() if net.kind == "transformers" else None
+    config = net.body.config.to_dict() if net.kind == "transformers" else \
+        {"spec": dict(net.body.spec)} if net.kind == "student" else None
     return {"kind": net.kind, "dim": int(net.dim), "config": config, "weights": save(weights), "format": 1,
             "name": getattr(net, "backbone_name", "efficientnet-lite0")}
 
@@ -158,6 +159,10 @@ def unpack_network(packed: dict[str, Any], n_classes: int, image_size: int) -> A
         with contextlib.redirect_stdout(io.StringIO()):
             body = EfficientNet.from_name(packed["name"], num_classes=max(n_classes, 2), image_size=image_size)
         body._fc = torch.nn.Identity()
+    elif packed["kind"] == "student":
+        from .student import student_body
+
+        body = student_body(packed["config"]["spec"], image_size)
     else:
         from transformers import AutoConfig, AutoModelForImageClassification
 

@@ -2,7 +2,9 @@
 
 * ``onnx``: the fp32 graph (normalisation inside), checked against PyTorch on training images;
 * ``onnx_int8_static``: int8 weights and activations, ranges calibrated on ``CALIBRATION_IMAGES``
-  training images (seeded sample); the optimize stage's quality budget decides whether it is kept.
+  training images (seeded sample); the optimize stage's quality budget decides whether it is kept;
+* ``distilled``: a small CNN distilled from the model on the training images (``student.py``), its own
+  :class:`ImageModel`, served through its fp32 graph.
 
 Dynamic int8 is not offered: it quantizes MatMul/Gemm only, and a CNN's work is in its convolutions.
 Each predictor's ``fn`` decodes and resizes the images as the server does, then runs its session.
@@ -24,11 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["IMAGE_VARIANTS", "image_variant_maker"]
 
-IMAGE_VARIANTS = ("onnx", "onnx_int8_static")
+IMAGE_VARIANTS = ("onnx", "onnx_int8_static", "distilled")
 _WHY_NOT = {
     "onnx_int8_dynamic": "dynamic int8 quantizes MatMul/Gemm only and a CNN's work is in its convolutions; "
                          "use onnx_int8_static",
-    "distilled": "no smaller pretrained backbone than efficientnet-lite0 is installed to distil into",
     "pruned": "structured pruning is not implemented for image backbones",
 }
 
@@ -56,14 +57,26 @@ def image_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed:
                 raise VariantSkipped(f"export failed: {(str(exc).splitlines() or [''])[0][:300]}") from None
         return built["fp32"]
 
-    def predictor(name: str, path: Path, fmt: str) -> VariantPredictor:
+    def predictor(name: str, path: Path, fmt: str, model: Any = teacher) -> VariantPredictor:
         session = image_session(path, threads=threads)
 
         def fn(frame: pd.DataFrame) -> np.ndarray:
-            return teacher.scores_of_pixels(teacher.pixels(frame), session=session)
+            return model.scores_of_pixels(model.pixels(frame), session=session)
 
-        return VariantPredictor(name, fn, path.stat().st_size, teacher, path.read_bytes(), onnx_format=fmt,
+        return VariantPredictor(name, fn, path.stat().st_size, model, path.read_bytes(), onnx_format=fmt,
                                 serves_records=False)
+
+    def distilled() -> VariantPredictor:
+        from ...errors import DataError
+        from .student import distil_student
+
+        try:
+            student, info = distil_student(teacher, train, target=target, seed=seed)
+            path = Path(export_image_onnx(student, scratch / "student.onnx", pixels=calibration())["path"])
+        except (DataError, ValueError, RuntimeError) as exc:
+            raise VariantSkipped(f"distillation failed: {(str(exc).splitlines() or [''])[0][:300]}") from None
+        student.description_ = {**student.description_, "distillation": info}
+        return predictor("distilled", path, "onnx", student)
 
     def make(name: str) -> VariantPredictor:
         if name == "onnx":
@@ -75,6 +88,8 @@ def image_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed:
                 raise VariantSkipped(f"static quantization failed: {(str(exc).splitlines() or [''])[0][:300]}") \
                     from None
             return predictor(name, Path(report["path"]), "onnx_int8")
+        if name == "distilled":
+            return distilled()
         raise VariantSkipped(_WHY_NOT.get(name, f"not built for image models; allowed: {', '.join(IMAGE_VARIANTS)}"))
 
     return make

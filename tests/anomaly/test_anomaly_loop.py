@@ -17,7 +17,11 @@ from servers import predict_all, running
 from modelloop.serving import ServeConfig, create_app
 
 
-@pytest.mark.parametrize("labels", ["sparse", "none"])
+# [sparse] is slow-marked (about 15-25 s): [none] runs the same CLI loop (run, serve, API and file verdicts, bad
+# verdicts, retrain, gate) in the default run, and test_stage's
+# test_the_gate_figures_on_a_labelled_holdout_and_verdicts_as_label_values covers what labels add (the
+# holdout's ROC-AUC, verdicts read as the label column's values) on the session project.
+@pytest.mark.parametrize("labels", [pytest.param("sparse", marks=pytest.mark.slow), "none"])
 def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_path, capsys, labels):
     from modelloop.examples.sensors import generate_sensors
 

@@ -28,6 +28,27 @@ def test_the_summary_says_what_was_chosen_and_the_label_is_never_a_feature(senso
     assert m["roc_auc"] > 0.8  # the planted anomalies are found among the labelled test rows
 
 
+def test_the_gate_figures_on_a_labelled_holdout_and_verdicts_as_label_values(sensors):
+    """What a label column adds to the loop (the retrain gate scores slices with evaluate_model)."""
+    from modelloop.data.ingest import ensure_split, load_dataset
+    from modelloop.evaluation.evaluate import evaluate_model
+    from modelloop.families.heads import head_for
+    from modelloop.registry import load_model, resolve_model
+
+    project, summary, _ = sensors
+    ws = project.workspace
+    row = resolve_model(ws)
+    drow, df, _ = load_dataset(ws, row["dataset_id"])
+    holdout = df[ensure_split(ws, drow, df) == "test"]
+    figures = evaluate_model(load_model(ws, row), holdout, target="incident", task="anomaly")["metrics"]
+    assert figures["roc_auc"] == pytest.approx(summary["test_metrics"]["roc_auc"])
+    assert {"precision_at_budget", "alerts_per_day"} <= set(figures)
+    head = head_for(row["info"])  # an analyst's verdict is stored as the label column's value
+    assert (head.check_label("confirmed"), head.check_label("false_alarm")) == ("anomaly", "normal")
+    verdicts = pd.Series(["confirmed", "anomaly", "false_alarm", "normal"])
+    assert head.truth(verdicts, "incident").tolist() == [1, 1, 0, 0]  # the API's verdicts and the values alike
+
+
 def test_an_alert_budget_per_day_draws_the_line_at_the_training_rows_rate(sensors):
     from anomaly_toy import PER_DAY
 

@@ -130,6 +130,9 @@ def test_monitor_reports_click_through_coverage_and_new_users(served):
         r = client.post("/v1/interactions", json={"user": "u1", "item": a["recommendations"][0]["item"],
                                                    "request_id": a["request_id"]})
         assert r.status_code == 201
+    shown = client.post("/v1/interactions", json={"user": "u1", "item": answers[1]["recommendations"][1]["item"],
+                                                  "event": "impression", "request_id": answers[1]["request_id"]})
+    assert shown.status_code == 201  # an impression is no click
     report = monitor(ws, window=120, notify=False)
     section = report["drift"]["recommendations"]
     assert section["served"] == 120 and section["items_shown"] == 480
@@ -149,3 +152,13 @@ def test_both_routes_need_the_api_key_when_one_is_configured(clicks):
             assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", path
             ok = client.post(path, json=body, headers={"Authorization": "Bearer s3cret"})
             assert ok.status_code in (200, 201), ok.text
+
+
+def test_retrain_learns_what_users_took_not_what_they_were_shown(served):
+    ws, _ = served
+    model = _native(ws)
+    at = "2026-12-05T10:00:00"
+    rows = model.interaction_rows([{"user": 7, "item": "i3", "event": "click", "at": at, "request_id": None},
+                                   {"user": "u7", "item": "i4", "event": "impression", "at": at, "request_id": None}])
+    assert rows[["user", "item"]].values.tolist() == [["7", "i3"]]  # ids as text; the impression is not learned
+    assert rows["_request_id"].iloc[0].startswith("ix:") and rows["ts"].iloc[0] == "2026-12-05 10:00"

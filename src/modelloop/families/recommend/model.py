@@ -22,10 +22,11 @@ from ..heads import label_text
 from .data import Interactions, id_text
 from .metrics import ACTIVITY_BUCKETS, activity_bucket, ranking_metrics, rating_metrics, top_k
 
-__all__ = ["POPULAR", "SIMILAR_USERS", "RecommenderModel"]
+__all__ = ["NOT_TAKEN", "POPULAR", "SIMILAR_USERS", "RecommenderModel"]
 
 POPULAR = "popular"  # the fallback an answer names when the user is unknown
 SIMILAR_USERS = "similar_users"  # ... when only the user's features (a user side table) are known
+NOT_TAKEN = frozenset({"impression", "skip", "dismiss"})  # interaction events that say a user did not take it
 
 
 class RecommenderModel:
@@ -198,13 +199,15 @@ class RecommenderModel:
     def interaction_rows(self, stored: list[dict[str, Any]]) -> pd.DataFrame:
         """Stored interactions (``POST /v1/interactions``) as rows of the training table, for
         ``modelloop retrain``: the user and item (as text), the rating (``value``; a model of ratings
-        learns only the interactions that carry one), the time, the item's known attributes, and
+        learns only the interactions that carry one; ``NOT_TAKEN`` events are never learned), the time, the item's known attributes, and
         ``_request_id`` (a stable id of the interaction, so a retrain adds it once) and ``_feedback_at``."""
         import hashlib
         import json
 
         rows = []
         for rec in stored:
+            if rec.get("event") in NOT_TAKEN:  # shown or turned down: logged for click-through, never learned
+                continue
             value = rec.get("value")
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             if self.explicit_ and not numeric:

@@ -8,7 +8,7 @@ inputs:
 * ``user``: known against new users among the window's requests (training: all known), so a wave of
   users the model never saw is drift;
 * the ``recommendations`` section: answers served, items shown, the click-through (interactions that name
-  a served answer's request id, per answer and per item shown), the coverage of the catalog by what was
+  a served answer's request id, impressions, skips and dismissals aside; per answer and per item shown), the coverage of the catalog by what was
   served, the share answered by the popularity fallback, and the shares of new users and new items.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..heads import label_text
+from .model import NOT_TAKEN
 
 __all__ = ["recommend_drift"]
 
@@ -57,7 +58,7 @@ def recommend_drift(ws: Any, model_row: dict[str, Any], reference: pd.DataFrame,
                                               {"user": "categorical"}, psi_threshold=psi_threshold,
                                               p_threshold=p_threshold))
     ids = {r["request_id"] for r in served}
-    clicks = sum(1 for x in taken if x.get("request_id") in ids)
+    clicks = sum(1 for x in taken if x.get("request_id") in ids and x.get("event") not in NOT_TAKEN)
     shown = [i["item"] for r in served for i in r["output"]["recommendations"]]
     section = {"served": len(served), "items_shown": len(shown),
                "click_through": round(clicks / len(served), 4) if served else None,

@@ -52,8 +52,9 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 def ranking_metrics(users: np.ndarray, truth: Sequence[np.ndarray], scores_of: Callable[[np.ndarray], np.ndarray],
                     *, k: int, counts: np.ndarray, n_train_users: int,
                     batch: int = 1024) -> tuple[dict[str, float | None], np.ndarray]:
-    """Figures over ``users`` (positions) with their held-out items ``truth``; ``scores_of(users)`` gives
-    their scores with training items already at ``-inf``. Returns the means and the per-user NDCG."""
+    """Figures over ``users`` (whatever ``scores_of`` takes: positions, indices) with their held-out items
+    ``truth``; ``scores_of(users)`` gives their scores with training items already at ``-inf``. Returns the
+    means and the per-user NDCG."""
     per = {m: np.zeros(len(users)) for m in RANKING_METRICS}
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     shown: set[int] = set()

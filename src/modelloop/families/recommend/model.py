@@ -246,20 +246,19 @@ class RecommenderModel:
         names = list(truth_of)
         known = np.array([self.user_pos_.get(n, -1) for n in names], dtype=np.int64)
         cold = {n: self.similar_user_scores(names[n]) for n in np.flatnonzero(known < 0).tolist()}
-        position = iter(range(len(names)))
 
-        def scores_of(block: np.ndarray) -> np.ndarray:
+        def scores_of(block: np.ndarray) -> np.ndarray:  # ``block``: indices into ``names``
             out = np.tile(self.popular_scores(), (len(block), 1))
-            for row in range(len(block)):  # the evaluated users in order: a cold one with features
-                similar = cold.get(next(position))
+            for row, n in enumerate(block.tolist()):  # a user unseen in training, known by their features
+                similar = cold.get(n)
                 if similar is not None:
                     out[row] = similar
-            hit = block >= 0
+            hit = known[block] >= 0
             if hit.any():
-                out[hit] = self.masked_scores(block[hit])
+                out[hit] = self.masked_scores(known[block][hit])
             return out
 
-        metrics, ndcg = ranking_metrics(known, [truth_of[n] for n in names], scores_of, k=self.k_,
+        metrics, ndcg = ranking_metrics(np.arange(len(names)), [truth_of[n] for n in names], scores_of, k=self.k_,
                                         counts=self.counts_, n_train_users=self.n_train_users_)
         if self.explicit_:
             metrics.update(rating_metrics(df[self.rating_col].to_numpy(dtype=np.float64), self.predict(df)))

@@ -212,6 +212,8 @@ def render_retrain(r: dict[str, Any]) -> None:
         t.add_row(f"{part} ({r['rows'][part]} rows)", _fmt(ch["metrics"][part].get(r["metric"])),
                   _fmt(cl["metrics"][part].get(r["metric"])))
     out.print(t)
+    if (r.get("feedback_inputs") or {}).get("why"):  # labelled rows whose input could not be restored
+        out.print(f"  [yellow]{r['feedback_inputs']['why']}[/]")
     if r.get("optimize"):
         o = r["optimize"]
         out.print(f"optimize: chosen {o['chosen']}, {o['model']['name']}:{o['model']['version']} — "

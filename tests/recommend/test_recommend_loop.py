@@ -52,3 +52,5 @@ def test_init_run_serve_interact_retrain(tmp_path, capsys):
     assert isinstance(decision["promoted"], bool) and decision["reason"]
     code, _, err = cli(["retrain"], capsys, root)  # nothing new since: refused, not a second merge
     assert code == 2 and "no new labeled feedback" in err
+    code, _, err = cli(["optimize"], capsys, root)  # nothing to build: one line, exit 2, no traceback
+    assert code == 2 and "a recommender has no optimized variants" in err and "Traceback" not in err

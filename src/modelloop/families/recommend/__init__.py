@@ -77,13 +77,12 @@ class RecommendFamily:
 
     def variant_maker(self, teacher: Any, train: Any, *, target: str, seed: int, scratch: Path,
                       max_drop: float, threads: int | None) -> Callable[[str], Any]:
-        from ...optimization.optimize import VariantSkipped
+        """Refused before any work (exit 2): there is nothing to build, and optimize's generic timing and
+        scoring of the native model read a label column a recommender does not have."""
+        from ...errors import StateError
 
-        def skip(name: str) -> Any:
-            raise VariantSkipped(f"{name}: the recommend family has no optimized variants (its factors are "
-                                 "served natively)")
-
-        return skip
+        raise StateError("modelloop optimize: a recommender has no optimized variants: it is served natively, "
+                         "every known user's scores computed once at load; run `modelloop serve`")
 
     def drift_extra(self, ws: Any, model_row: dict[str, Any], reference: Any, recent: list[dict[str, Any]],
                     **thresholds: float) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -56,6 +56,9 @@ def test_the_assistant_example_runs_the_whole_loop_on_the_command_line(tmp_path,
         torch.testing.assert_close(model.network()(input_ids=ids).logits,
                                    model._build(merged=False)(input_ids=ids).logits, atol=1e-4, rtol=1e-4)
 
+    # optimize's variants, checked against this model: merged (same greedy tokens), int8 (bounded perplexity)
+    _check_variants(ws, model, summary)
+
     # serve: answers rated and corrected by the official client's users
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
@@ -86,3 +89,51 @@ def test_the_assistant_example_runs_the_whole_loop_on_the_command_line(tmp_path,
     learned = merged[merged["_origin"] == "feedback"]
     assert set(learned["completion"]) >= set(CORRECTIONS.values())
     assert set(learned["prompt"]) <= set(QUESTIONS) and len(learned) == 7
+
+
+def _check_variants(ws, model, summary) -> None:
+    import pickle
+
+    from modelloop.data.ingest import ensure_split, load_dataset
+    from modelloop.families.generative.metrics import perplexity
+    from modelloop.families.generative.variants import PERPLEXITY_BUDGET, generative_variant_maker
+    from modelloop.optimization.optimize import VariantSkipped
+
+    drow, df, _ = load_dataset(ws)
+    train = df[ensure_split(ws, drow, df) == "train"].reset_index(drop=True)
+    make = generative_variant_maker(model, train, target="completion", seed=0)
+    with pytest.raises(VariantSkipped, match="onnx: not built for generative models.*allowed: merged, int8_dynamic"):
+        make("onnx")
+    prompts = train.head(6).drop(columns=["completion"])
+    merged = make("merged")
+    assert merged.model.method_ == "full" and merged.model.describe()["variant"]["checks"]["same_greedy_answers"] == 16
+    again = pickle.loads(pickle.dumps(merged.model))  # as the registry stores it: loads without PEFT
+    assert list(merged.fn(prompts)) == again.predict(prompts) == model.predict(prompts)
+    int8 = make("int8_dynamic")
+    checks = int8.model.describe()["variant"]["checks"]
+    assert checks["perplexity_change"] <= PERPLEXITY_BUDGET
+    assert checks["perplexity"] == pytest.approx(perplexity(*int8.model.nll(train.sample(n=16, random_state=0))))
+    layers = list(int8.model.network().modules())
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in layers)
+    assert not any(type(m) is torch.nn.Linear for m in layers)  # every Linear layer quantized
+
+
+@pytest.mark.slow
+def test_modelloop_optimize_registers_a_generative_variant(tmp_path, capsys, tiny_llama):
+    """``modelloop optimize`` on the example (~30 s on the tiny Llama): merged and int8_dynamic are built,
+    scored and timed, the ONNX names skipped with the reason. The variants' checks run in the default
+    suite (``_check_variants`` in the loop test)."""
+    assert cli(["init", "helpdesk", "--example", "assistant"], capsys, tmp_path)[0] == 0
+    root = tmp_path / "helpdesk"
+    cfg = yaml.safe_load((root / "modelloop.yaml").read_text())
+    cfg["model"].update(backbone=str(tiny_llama), max_length=96, eval_samples=2, max_new_tokens=8)
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    assert cli(["run"], capsys, root)[0] == 0
+    code, out, err = cli(["optimize", "--json"], capsys, root)
+    assert code == 0, err[-3000:]
+    result = json.loads(out)
+    rows = {v["name"]: v for v in result["variants"]}
+    assert rows["merged"]["kept"] and rows["merged"]["agreement"] == 1.0
+    assert rows["int8_dynamic"]["latency_p50_ms"] is not None
+    assert "no ONNX export with a KV cache" in rows["onnx"]["reason"]
+    assert result["chosen"] in {name for name, v in rows.items() if v["kept"]}

@@ -93,6 +93,8 @@ def _runtime(pred: VariantPredictor) -> Any:
         return pred.runtime
     if getattr(model, "schema", None) is None or getattr(model, "task", None) is None:
         return None
+    if getattr(model, "serves_records", True) is False:  # a model the generic table runtime cannot serve
+        return None                                      # (generated text): timed by its own ``fn``
     info = {"task": model.task, "classes": getattr(model, "classes_", None),
             "threshold": getattr(model, "threshold_", None)}
     row = {"name": "variant", "version": 0, "input_schema": model.schema.to_dict(), "info": info}
@@ -190,7 +192,7 @@ def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, bas
         res.agreement = head.agreement(a, b, (thr_a, thr_b))  # the answers each serves, at its own threshold
         sign = 1.0 if direction(metric) == "maximize" else -1.0
         res.metric_delta = round(sign * (res.metric - base_metric), 6)
-        res.metric_delta_ci = _delta_interval(metric, sign, y, (a, thr_a), (b, thr_b))
+        res.metric_delta_ci = _delta_interval(metric, sign, y, (a, thr_a), (b, thr_b), head=head)
         res.kept = res.metric_delta >= -max_drop
         lo, hi = res.metric_delta_ci
         res.reason = "within the quality budget" if res.kept else \
@@ -202,21 +204,29 @@ def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, bas
 
 
 def _delta_interval(metric: str, sign: float, y: np.ndarray, variant: tuple[np.ndarray, float | None],
-                    base: tuple[np.ndarray, float | None], rounds: int = 200, seed: int = 0) -> list[float]:
+                    base: tuple[np.ndarray, float | None], rounds: int = 200, seed: int = 0,
+                    head: Any = None) -> list[float]:
     """The 95 % interval of ``sign * (metric(variant) - metric(base))`` over paired bootstrap resamples
     of the test rows: how much of a change on a small test set (few positives) is noise."""
     import warnings
 
     from ..evaluation.metrics import score
 
+    from ..evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+    def by_head(name: str, y_true: Any, output: Any, threshold: float | None = None) -> float:
+        return head.evaluate(y_true, output)["metrics"][name]  # a head's own figure (generated text: chrf)
+
+    known = metric in CLASSIFICATION_METRICS + REGRESSION_METRICS or head is None
+    figure = score if known else by_head
     rng = np.random.default_rng(seed)
     deltas = []
     with warnings.catch_warnings():  # a resample may lack a class: its figure is nan, left out
         warnings.simplefilter("ignore")
         for _ in range(rounds):
             i = rng.integers(0, len(y), len(y))
-            deltas.append(sign * (score(metric, y[i], variant[0][i], threshold=variant[1])
-                                  - score(metric, y[i], base[0][i], threshold=base[1])))
+            deltas.append(sign * (figure(metric, y[i], variant[0][i], threshold=variant[1])
+                                  - figure(metric, y[i], base[0][i], threshold=base[1])))
     lo, hi = np.nanpercentile(np.array(deltas, dtype=float), [2.5, 97.5])
     return [round(float(lo), 6), round(float(hi), 6)]
 
@@ -253,7 +263,9 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     target = cfg.data.target
     test = df[side == "test"].reset_index(drop=True)
     train = df[side == "train"].reset_index(drop=True)
-    wanted = list(VARIANTS) if (variants or oc.variants) in (None, "auto", ["auto"]) else \
+    # auto: every shared name (a family skips, with the reason, those it does not build) and the family's own
+    own = [v for v in getattr(family, "variants", ()) if v not in VARIANTS]
+    wanted = [*VARIANTS, *own] if (variants or oc.variants) in (None, "auto", ["auto"]) else \
         list(variants or oc.variants)
     # every variant of a model whose family serves it on several threads (a text network) is timed on as
     # many, PyTorch included, so the table shows what serving pays; None: one thread each (tabular)

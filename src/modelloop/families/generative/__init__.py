@@ -28,7 +28,7 @@ class GenerativeFamily:
     resources = Resources(cpus=0, gpus=1, memory_gb=4.0)
     latency_limit_advice: str | None = ("a generative model's latency is set by its size and max_tokens; choose a "
                                         "smaller base model or cap serve-time max_tokens")
-    variants: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ("merged", "int8_dynamic")
 
     def settings_schema(self) -> type:
         from .config import GenerativeModelConfig
@@ -65,12 +65,9 @@ class GenerativeFamily:
 
     def variant_maker(self, teacher: Any, train: Any, *, target: str, seed: int, scratch: Path,
                       max_drop: float, threads: int | None) -> Callable[[str], Any]:
-        from ...optimization.optimize import VariantSkipped
+        from .variants import generative_variant_maker
 
-        def make(name: str) -> Any:
-            raise VariantSkipped(f"{name}: not built for generative models yet (merge and ONNX export with a KV "
-                                 "cache are planned)")
-        return make
+        return generative_variant_maker(teacher, train, target=target, seed=seed)
 
     def serving_figures(self, recent: list[dict[str, Any]]) -> dict[str, Any]:
         """``modelloop monitor``'s ``serving`` section: tokens/s, time to first token, the shares of empty,

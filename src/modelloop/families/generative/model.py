@@ -31,6 +31,8 @@ class GenerativeModel:
     task = "generation"
     classes_ = None
     threshold_ = None
+    quantized_: str | None = None  # "int8_dynamic": Linear layers quantized on load (``variant``)
+    serves_records = False  # optimize times it by ``predict`` (its answers are text, not the table runtime's scores)
 
     def __init__(self, settings: dict[str, Any] | None = None):
         self.settings = dict(settings or {})
@@ -107,7 +109,26 @@ class GenerativeModel:
                 params[k].copy_(v)
         if self.method_ == "lora" and merged:
             net = net.merge_and_unload()
+        if getattr(self, "quantized_", None) == "int8_dynamic":
+            net = _int8_dynamic(net)
         return net.eval()
+
+    def variant(self, kind: str) -> GenerativeModel:
+        """This model as ``modelloop optimize`` builds it (``variants.py``): ``merged`` (the adapters merged
+        into the base, stored as every weight) or ``int8_dynamic`` (merged, and its Linear layers
+        quantized to int8 when loaded)."""
+        from safetensors.torch import save
+
+        if kind not in ("merged", "int8_dynamic") or getattr(self, "quantized_", None) is not None:
+            raise ValueError(f"no {kind!r} variant of this model (variant of {self.describe().get('quantized')})")
+        out = GenerativeModel(self.settings)
+        out.__setstate__(self.__getstate__())
+        net = self.network()
+        out.weights_ = save({k: v.detach().contiguous() for k, v in net.named_parameters()})
+        out.method_, out.lora_ = "full", None
+        out.quantized_ = "int8_dynamic" if kind == "int8_dynamic" else None
+        out.description_ = {**self.description_, "variant": {"name": kind}}
+        return out
 
     # ---- answers ------------------------------------------------------------------------------------
     def prompt_ids(self, record: dict[str, Any]) -> list[int]:
@@ -160,6 +181,7 @@ class GenerativeModel:
                 "backbone": getattr(self, "backbone_", None), "backbone_fingerprint": getattr(self, "fingerprint_", None),
                 "shape": self.shape_.to_dict() if hasattr(self, "shape_") else None,
                 "context": getattr(self, "context_", None), "lora": getattr(self, "lora_", None),
+                "quantized": getattr(self, "quantized_", None),
                 **getattr(self, "description_", {})}
 
     def feature_importances(self) -> None:
@@ -172,3 +194,14 @@ class GenerativeModel:
         self.__dict__.update(state)
 
 
+def _int8_dynamic(net: Any) -> Any:
+    """``net`` with its Linear layers as PyTorch dynamic int8 ones (int8 weights, activations quantized per
+    call); embeddings and norms stay fp32."""
+    import warnings
+
+    torch = require_torch()
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # eager-mode quantization is deprecated in favour of torchao (not installed)
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)

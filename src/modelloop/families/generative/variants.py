@@ -1,0 +1,64 @@
+"""What ``modelloop optimize`` builds for a generative model, each checked against the model it comes from
+before the stage scores and times it:
+
+- ``merged``: the LoRA adapters merged into the base weights once, stored as a full model (no PEFT on
+  load, one network). Checked: the same greedy tokens on ``CHECK_PROMPTS`` training prompts; any
+  difference and it is not offered. A model fine-tuned on every weight has nothing to merge.
+- ``int8_dynamic``: the merged network with PyTorch dynamic int8 quantization of its Linear layers
+  (weights int8, activations quantized per call; the embeddings and norms stay fp32), applied when the
+  version is loaded. Checked: the perplexity of the training sample's completions may rise by at most
+  ``PERPLEXITY_BUDGET`` (a share); the greedy agreement is recorded. The stage then holds it to
+  ``optimize.max_metric_drop`` on the test split, like every variant.
+
+The ONNX export with a KV cache is not built (``onnx`` and the other names are skipped with that reason).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CHECK_PROMPTS", "GENERATIVE_VARIANTS", "PERPLEXITY_BUDGET", "generative_variant_maker"]
+
+GENERATIVE_VARIANTS = ("merged", "int8_dynamic")
+CHECK_PROMPTS = 16        # training prompts the checks answer
+PERPLEXITY_BUDGET = 0.05  # int8: at most 5 % more perplexity than the model it comes from
+
+
+def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed: int) -> Callable[[str], Any]:
+    """``name -> VariantPredictor`` for the names in :data:`GENERATIVE_VARIANTS`; others are skipped."""
+    from ...optimization.optimize import VariantPredictor, VariantSkipped
+    from .metrics import perplexity
+
+    sample = train.sample(n=min(CHECK_PROMPTS, len(train)), random_state=seed) if len(train) else train
+    prompts = sample.drop(columns=[target], errors="ignore")
+
+    def make(name: str) -> Any:
+        if name not in GENERATIVE_VARIANTS:
+            raise VariantSkipped(f"{name}: not built for generative models (no ONNX export with a KV cache "
+                                 f"yet); allowed: {', '.join(GENERATIVE_VARIANTS)}")
+        if name == "merged" and teacher.method_ != "lora":
+            raise VariantSkipped("merged: fine-tuned on every weight, there are no adapters to merge")
+        model = teacher.variant(name)
+        before, after = teacher.predict(prompts), model.predict(prompts)
+        same = sum(a == b for a, b in zip(before, after, strict=True))
+        checks: dict[str, Any] = {"prompts": len(before), "same_greedy_answers": same}
+        if name == "merged" and same < len(before):
+            raise VariantSkipped(f"merged: {len(before) - same} of {len(before)} greedy answers differ from the "
+                                 "adapted model's")
+        if name == "int8_dynamic":
+            base, quantized = perplexity(*teacher.nll(sample)), perplexity(*model.nll(sample))
+            change = (quantized - base) / base if base and quantized else None
+            checks.update(perplexity=quantized, parent_perplexity=base, perplexity_change=change)
+            if change is None or change > PERPLEXITY_BUDGET:
+                raise VariantSkipped(f"int8_dynamic: perplexity {quantized} vs {base} on {len(sample)} training "
+                                     f"rows, more than {PERPLEXITY_BUDGET:.0%} higher")
+        model.description_["variant"] = {"name": name, "checks": checks}
+        return VariantPredictor(name, lambda frame: np.asarray(model.predict(frame), dtype=object),
+                                len(pickle.dumps(model)), model, serves_records=False)
+
+    return make

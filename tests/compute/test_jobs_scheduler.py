@@ -83,3 +83,20 @@ def test_custom_resources_and_memory_are_part_of_the_gang():
     lic = Waiting(id=2, priority=50, submitted=1, resources=Resources(cpus=1, custom={"licence": 1}))
     lic2 = Waiting(id=3, priority=50, submitted=2, resources=Resources(cpus=1, custom={"licence": 1}))
     assert plan([big, lic, lic2], [], pool, now=5).start == [2]    # big can never fit: skipped, not blocking
+
+
+def test_no_two_jobs_take_turns_stopping_each_other():
+    """A job that aged past a high one and started keeps running; a job that was preempted stops no one
+    when it comes back."""
+    aged = run(7, priority=20, started=0, gpus=2, cpus=1)
+    aged_admitted_high = Running(id=7, priority=20, started=0, resources=aged.resources, admitted=90)
+    high = job(1, priority=80, submitted=100, gpus=1)
+    assert plan([high], [aged], POOL, now=100).preempt == [7]
+    assert plan([high], [aged_admitted_high], POOL, now=100).preempt == []
+    came_back = Waiting(id=2, priority=80, submitted=0, resources=Resources(cpus=1, gpus=1), preempted=True)
+    assert plan([came_back], [aged], POOL, now=100).preempt == []
+    # a low job that aged past the high one is first in order and starts; the high one waits for it
+    low_first = Waiting(id=3, priority=20, submitted=0, resources=Resources(cpus=1, gpus=2))
+    fresh_high = job(4, priority=80, submitted=4000, gpus=2)
+    d = plan([low_first, fresh_high], [], POOL, now=4000, aging_per_minute=1.0)     # low ranks 86.7 > 80
+    assert d.start == [3] and d.preempt == [] and d.reserved == 4

@@ -6,9 +6,11 @@ A pure function of the queue, the pool and the clock (``plan``), so that the wor
 * **Order**: priority first, then age. A waiting job's priority grows by ``aging_per_minute`` (up to
   100), so a low-priority job that waits long enough ranks with fresh high-priority ones and age wins.
 * **Gang allocation**: a job starts with everything it asked for, or not at all.
-* **Preemption**: when the first job in order does not fit, the running jobs of strictly lower
-  priority are stopped, lowest priority and newest first, until it would fit (none are stopped when
-  even all of them would not free enough).
+* **Preemption**: when the first job in order does not fit, running jobs of a strictly lower priority
+  that were admitted at a lower rank than its own (after aging) are stopped, lowest priority and newest
+  first, until it would fit (none are stopped when even all of them would not free enough). A job that was itself
+  preempted stops no one when it comes back (it waits with its rank): without that rule, aging let three
+  jobs take turns stopping each other forever on the benchmark's trace.
 * **Backfill** (EASY): the blocked head gets a reservation at the time enough running jobs will
   have ended by their predicted durations; a later job may start now only if it fits now and either
   ends before that time by its own prediction or fits beside the head then. A job without a
@@ -33,6 +35,7 @@ class Waiting:
     submitted: float                      # seconds on the scheduler's clock
     resources: Resources
     predicted: float | None = None        # seconds it is expected to run
+    preempted: bool = False               # stopped for another job before: it waits, it stops no one
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Running:
     resources: Resources
     predicted: float | None = None
     stopping: bool = False                # preempted or cancelled, not yet exited
+    admitted: float | None = None         # its priority after aging when it started (None: ``priority``)
 
 
 @dataclass
@@ -64,14 +68,18 @@ def _total(items: Sequence[Running]) -> Resources:
     return out
 
 
-def _victims(head: Waiting, running: Sequence[Running], free: Resources) -> list[Running] | None:
-    """The running jobs to stop so that ``head`` fits (lowest priority, newest first), or None."""
+def _victims(head: Waiting, rank: float, running: Sequence[Running], free: Resources) -> list[Running] | None:
+    """The running jobs to stop so that ``head`` (``rank`` after aging) fits, lowest priority and newest
+    first, or None. A victim is of a lower priority class and was admitted at a lower rank than the
+    head's now: a job that aged to the head's rank keeps running, and since a job only ever stops jobs
+    of lower classes, two jobs never take turns stopping each other."""
     releasing = [r for r in running if r.stopping]
     room = free + _total(releasing)
     if head.resources.fits(room):
         return []
     out = []
-    for r in sorted((r for r in running if not r.stopping and r.priority < head.priority),
+    for r in sorted((r for r in running if not r.stopping and r.priority < head.priority
+                     and (r.priority if r.admitted is None else r.admitted) < rank),
                     key=lambda r: (r.priority, -r.started, -r.id)):
         out.append(r)
         room = room + r.resources
@@ -101,8 +109,10 @@ def plan(waiting: Sequence[Waiting], running: Sequence[Running], pool: Resources
          aging_per_minute: float = 1.0, preemption: bool = True, backfill: bool = True,
          by_priority: bool = True) -> Plan:
     """Decide this round. ``by_priority=False, backfill=False, preemption=False`` is plain FIFO."""
+    rank = {j.id: effective_priority(j, now, aging_per_minute) if by_priority else float(j.priority)
+            for j in waiting}
     if by_priority:
-        order = sorted(waiting, key=lambda j: (-effective_priority(j, now, aging_per_minute), j.submitted, j.id))
+        order = sorted(waiting, key=lambda j: (-rank[j.id], j.submitted, j.id))
     else:
         order = sorted(waiting, key=lambda j: (j.submitted, j.id))
     free = pool - _total(running)
@@ -116,8 +126,8 @@ def plan(waiting: Sequence[Waiting], running: Sequence[Running], pool: Resources
                 out.start.append(job.id)
                 free = free - job.resources
                 continue
+            victims = _victims(job, rank[job.id], running, free) if preemption and not job.preempted else None
             out.reserved = job.id
-            victims = _victims(job, running, free) if preemption else None
             if victims is not None:
                 out.preempt.extend(r.id for r in victims)
                 shadow, extra = now, free + _total([r for r in running if r.stopping]) + _total(victims) - job.resources

@@ -23,7 +23,7 @@ from .engines import Handle, LocalEngine, kill_group
 from .predict import predict_demand
 from .queue import FINISHED, JobQueue, worker_id
 from .resources import Resources
-from .scheduler import Running, Waiting, plan
+from .scheduler import Running, Waiting, effective_priority, plan
 
 __all__ = ["Worker", "epoch_seconds", "job_result"]
 
@@ -154,7 +154,8 @@ class Worker:
         now = time.time()
         running = [Running(id=i, priority=self.rows[i]["priority"], started=h.started,
                            resources=Resources.of(self.rows[i]["resources"]),
-                           predicted=self.rows[i].get("predicted"), stopping=h.stop is not None)
+                           predicted=self.rows[i].get("predicted"), stopping=h.stop is not None,
+                           admitted=self.rows[i].get("admitted"))
                    for i, h in self.handles.items()]
         preempt: list[int] = []
 
@@ -165,9 +166,12 @@ class Worker:
                 row["predicted"] = predict_demand(row["features"], row["project"], finished)["seconds"]
                 views[row["id"]] = Waiting(id=row["id"], priority=row["priority"],
                                            submitted=epoch_seconds(row["submitted_at"]),
-                                           resources=Resources.of(row["resources"]), predicted=row["predicted"])
+                                           resources=Resources.of(row["resources"]), predicted=row["predicted"],
+                                           preempted=row["state"] == "preempted")
             decision = plan(list(views.values()), running, self.pool, now,
                             aging_per_minute=self.cfg.aging_per_minute, preemption=self.cfg.preemption)
+            for row in waiting:
+                row["admitted"] = effective_priority(views[row["id"]], now, self.cfg.aging_per_minute)
             preempt.extend(decision.preempt)
             used = {g for i in self.handles for g in (self.rows[i].get("assigned") or {}).get("gpus", [])}
             free_gpus = [g for g in range(self.pool.gpus) if g not in used]

@@ -200,8 +200,9 @@ class TableEncoder:
         prepared = self._prepare(df)
         encoded: dict[str, np.ndarray] = {}
         deviation = {c: np.zeros(len(df)) for c in self.columns}
+        window_part = getattr(self, "window_part_", None)  # an encoder pickled before the window has none
         for part, (med, scale) in self.numeric_.items():
-            if part == self.window_part_:
+            if part == window_part:
                 x = self._window_counts(*self.window_keys(df), history)
             else:
                 x = pd.to_numeric(prepared[part], errors="coerce").to_numpy(dtype=np.float64)
@@ -234,7 +235,7 @@ class TableEncoder:
     def describe(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "dropped": dict(self.dropped),
                 "pairs": [f"{a}*{b}" for a, b in self.pairs_],
-                "window": None if self.window_part_ is None else {"column": self.time, "seconds": self.window,
+                "window": None if getattr(self, "window_part_", None) is None else {"column": self.time, "seconds": self.window,
                                                                   "by": self.window_by}}
 
 

@@ -158,12 +158,13 @@ def start_worker(ws: Workspace, *, idle_exit: float | None = None, log: Callable
 
     cfg = ws.config.compute
     if cfg.engine == "ray":
-        from .ray_engine import check_address
+        from .ray_engine import RayEngine, cluster_pool, connect_ray
 
-        check_address(cfg.address)
-        raise ConfigError("compute.engine: ray is not implemented yet (the address check is); "
-                          "set compute.engine: local to run the pool on this machine")
-    pool = machine_pool(cfg.pool)
+        ray = connect_ray(cfg.address, cfg.pool.cpus, cfg.pool.gpus)
+        pool = cluster_pool(ray)
+        engine = engine or RayEngine(ray, grace=cfg.grace_seconds)
+    else:
+        pool = machine_pool(cfg.pool)
     worker = Worker(_queue(ws), cfg, pool, engine, log=log)
     if log is not None:
         log(f"worker {worker.name}: pool {_pool_text(pool)}; queue {ws.catalog_url}")

@@ -1,18 +1,33 @@
-"""The ``ray`` engine's connection: ``compute.address`` must answer before a worker takes any job.
+"""The ``ray`` engine: modelloop decides admission, order and preemption; Ray places and runs.
 
-``auto`` starts (or joins) a local Ray on 127.0.0.1; any other address is a running cluster's
-(``ray://host:10001`` for Ray Client, ``host:6379`` for the GCS). An address that does not answer is
-the user's to fix: a one-line error naming it and the command that starts one.
+Each admitted job is one Ray task asking for the job's ``num_cpus``, ``num_gpus`` and ``memory``; the
+task runs the job's command (the same runner as the local engine) in the job's folder, so a cluster
+needs the project folder at the same path on its nodes (one machine, or a shared file system). Ray
+sets ``CUDA_VISIBLE_DEVICES`` for the task's GPUs. A stop is ``ray.cancel`` (KeyboardInterrupt in the
+task), which the task turns into SIGTERM to the job's process group and SIGKILL after the grace. The
+worker's pool is the cluster's resources.
+
+``compute.address``: ``auto`` starts a local Ray on 127.0.0.1; any other address is a running
+cluster's (``HOST:PORT`` of its GCS, or ``ray://HOST:PORT`` for Ray Client). An address that does not
+answer is the user's to fix: a one-line error naming it and the command that starts one.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from .engines import JOB_LAUNCHER, Handle
+from .resources import Resources
 
-__all__ = ["check_address", "connect_ray"]
+__all__ = ["RayEngine", "check_address", "cluster_pool", "connect_ray"]
 
 _HOW = "start one with `ray start --head --node-ip-address 127.0.0.1` or set compute.address: auto"
 
@@ -22,9 +37,9 @@ def check_address(address: str, timeout: float = 3.0) -> tuple[str, int] | None:
     None for ``auto`` (a local Ray is started)."""
     if address == "auto":
         return None
-    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
     try:
-        host, port = parts.hostname, parts.port or (10001 if parts.scheme == "ray" and "://" in address else 6379)
+        host, port = parts.hostname, parts.port or (10001 if parts.scheme == "ray" else 6379)
     except ValueError:
         host, port = None, None
     if not host or port is None:
@@ -38,13 +53,98 @@ def check_address(address: str, timeout: float = 3.0) -> tuple[str, int] | None:
     return host, port
 
 
-def connect_ray(address: str) -> None:
-    """Check ``address`` answers, then join it (Ray installed as the ``ray`` extra)."""
+def connect_ray(address: str, cpus: float | None = None, gpus: int | None = None) -> Any:
+    """Check ``address`` answers, then join it (or start a local Ray for ``auto``); the ``ray`` module."""
     check_address(address)
     try:
         import ray
     except ImportError:
         raise ConfigError("compute.engine: ray needs Ray installed: pip install 'modelloop[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=None if address == "auto" else address, include_dashboard=False,
-                 log_to_driver=False, **({"_node_ip_address": "127.0.0.1"} if address == "auto" else {}))
+        if address == "auto":
+            ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+                     num_cpus=None if cpus is None else int(cpus), num_gpus=gpus)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    return ray
+
+
+def cluster_pool(ray: Any) -> Resources:
+    """The cluster's resources as the scheduler's pool (Ray's own names for the custom ones kept)."""
+    res = dict(ray.cluster_resources())
+    custom = {k: float(v) for k, v in res.items()
+              if k not in ("CPU", "GPU", "memory", "object_store_memory") and not k.startswith("node:")
+              and not k.startswith("accelerator_type:")}
+    return Resources(cpus=float(res.get("CPU", 0)), gpus=int(res.get("GPU", 0)), memory=int(res.get("memory", 0)),
+                     custom=custom)
+
+
+def _run_job(argv: list[str], root: str, log: str, env: dict[str, str], grace: float) -> tuple[int, int | None]:
+    """The Ray task: the job's process, stopped with SIGTERM then SIGKILL when the task is cancelled."""
+    full_env = {**os.environ, **env}     # Ray's CUDA_VISIBLE_DEVICES for this task's GPUs included
+    with open(log, "ab") as err, open(Path(log).with_suffix(".out"), "wb") as out:
+        proc = subprocess.Popen(argv, cwd=root, env=full_env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
+            time.sleep(0.05)
+    except KeyboardInterrupt:      # ray.cancel: the graceful stop
+        os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + grace
+        while time.time() < deadline:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
+
+
+class RayEngine:
+    """Jobs as Ray tasks with the resources the job asked for."""
+
+    def __init__(self, ray: Any, launcher: tuple[str, ...] | list[str] = JOB_LAUNCHER, grace: float = 30.0):
+        self.ray, self.launcher, self.grace = ray, list(launcher), grace
+        self._task = ray.remote(max_retries=0)(_run_job)
+
+    def start(self, job: dict[str, Any], gpus: list[int]) -> Handle:
+        """Submit the job's task; ``gpus`` (the local engine's indices) is Ray's to choose here."""
+        res = job["resources"]
+        log = Path(job["logs"])
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as err:
+            err.write(f"--- attempt {job['attempts']} (ray) ---\n".encode())
+        opts: dict[str, Any] = {"num_cpus": res.get("cpus", 1), "num_gpus": res.get("gpus", 0)}
+        if res.get("memory"):
+            opts["memory"] = int(res["memory"])
+        if res.get("custom"):
+            opts["resources"] = dict(res["custom"])
+        env = {"MODELLOOP_JOB_ID": str(job["id"]), "PYTHONUNBUFFERED": "1"}
+        ref = self._task.options(**opts).remote([*self.launcher, *job["command"]], job["root"], str(log), env,
+                                                self.grace)
+        return Handle(job_id=job["id"], pid=0, started=time.time(), popen=ref)
+
+    def poll(self, h: Handle) -> bool:
+        if h.exit_code is not None:
+            return True
+        ready, _ = self.ray.wait([h.popen], timeout=0)
+        if not ready:
+            if h.kill_at is not None and time.time() >= h.kill_at + 10:
+                self.ray.cancel(h.popen, force=True)     # the task itself did not end: the last resort
+                h.kill_at = None
+            return False
+        try:
+            h.exit_code, h.peak_memory = self.ray.get(h.popen)
+        except Exception:  # cancelled before it started, or the task was killed
+            h.exit_code = -int(signal.SIGKILL)
+        return True
+
+    def stop(self, h: Handle, why: str, grace: float) -> None:
+        if h.stop is None:
+            h.stop = why
+            h.kill_at = time.time() + grace
+            self.ray.cancel(h.popen, force=False)

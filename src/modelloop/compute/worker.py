@@ -61,7 +61,7 @@ def _pid_alive(pid: int) -> bool:
 class Worker:
     """One machine's scheduler and job runner over a shared queue."""
 
-    def __init__(self, queue: JobQueue, cfg: ComputeConfig, pool: Resources, engine: LocalEngine | None = None,
+    def __init__(self, queue: JobQueue, cfg: ComputeConfig, pool: Resources, engine: Any = None,
                  *, name: str | None = None, log: Callable[[str], None] | None = None):
         self.queue, self.cfg, self.pool = queue, cfg, pool
         self.engine = engine or LocalEngine()
@@ -145,7 +145,7 @@ class Worker:
     def _requeue_lost(self) -> None:
         for row, why in self.queue.lost(self._is_dead):
             host = (row.get("worker") or "").rpartition(":")[0]
-            if host == self.host and row.get("pid"):
+            if host == self.host and row.get("pid"):       # local engine (a Ray task dies with its driver)
                 kill_group(int(row["pid"]))   # an orphan of the dead worker must not finish the job too
             state = self.queue.requeue_lost(row, why, self.cfg.max_attempts)
             self.log(f"job {row['id']}: {why}; {state}")

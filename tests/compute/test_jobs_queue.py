@@ -124,3 +124,19 @@ def test_each_job_is_taken_by_one_scheduler(store_url, tmp_path):
     assert all(r["state"] == "running" and r["attempts"] == 1 for r in rows)
     hist = queue.history(ids)
     assert all([e["state"] for e in hist[i]] == ["queued", "running"] for i in ids)
+
+
+def test_a_job_runs_through_the_worker_command_and_its_log_and_answer_are_kept(tmp_path, capsys):
+    """``modelloop worker`` runs a real ``modelloop status`` job (the runner, its -c and --json), then
+    exits when idle; the job's log is there for ``jobs logs``."""
+    make_project(tmp_path)
+    cli(["jobs", "submit", "--", "status"], capsys, tmp_path)
+    code, _, err = cli(["worker", "--idle-exit", "0.2"], capsys, tmp_path)
+    assert code == 0, err
+    assert "job 1 started" in err and "job 1 succeeded" in err
+    job = json.loads(cli(["jobs", "show", "1", "--json"], capsys, tmp_path)[1])
+    assert job["state"] == "succeeded" and job["exit_code"] == 0 and job["usage"]["peak_memory"] > 0
+    out_file = tmp_path / ".modelloop" / "jobs" / "1.out"
+    assert json.loads(out_file.read_text())["project"] == "jobsproj"     # status --json, run in the project
+    code, out, _ = cli(["jobs", "logs", "1", "-f"], capsys, tmp_path)
+    assert code == 0 and "--- attempt 1 ---" in out

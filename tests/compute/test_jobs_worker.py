@@ -153,3 +153,16 @@ def test_two_workers_on_one_postgresql_queue_run_each_job_once(pg_url, tmp_path)
     rows = queue.rows()
     assert all(r["state"] == "succeeded" and r["attempts"] == 1 for r in rows)
     assert {r["worker"] for r in rows} == {"host-a:w", "host-b:w"}
+
+
+def test_a_stopped_worker_hands_its_running_jobs_back_to_the_queue(tmp_path):
+    """Ctrl-C or SIGTERM of ``modelloop worker`` (Worker.run's shutdown): its jobs get SIGTERM and go back
+    to the queue, their attempt counted, for the next worker."""
+    queue = JobQueue(Catalog(f"sqlite:///{tmp_path / 'c.db'}"))
+    w = _worker(queue, Resources(cpus=1, memory=2**30))
+    job = sleep_job(queue, tmp_path, 30, tmp_path / "done")
+    wait_for(lambda: (w.step(), queue.get(job)["pid"])[1], what="the job to start")
+    w.shutdown()
+    assert states(queue, job) == ["queued", "running", "queued"]
+    assert "was stopped" in queue.history([job])[job][2]["reason"] and queue.get(job)["attempts"] == 1
+    assert not w.handles

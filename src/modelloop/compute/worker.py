@@ -96,7 +96,7 @@ class Worker:
     def shutdown(self) -> None:
         """Stop this worker's jobs (SIGTERM, grace, SIGKILL) and put them back in the queue."""
         for h in self.handles.values():
-            self.engine.stop(h, "preempt", self.cfg.grace_seconds)
+            self.engine.stop(h, "shutdown", self.cfg.grace_seconds)
         deadline = time.time() + self.cfg.grace_seconds + 5
         while self.handles and time.time() < deadline:
             self._reap()
@@ -114,6 +114,8 @@ class Worker:
                 state, reason = "cancelled", f"cancelled while running (exit {h.exit_code})"
             elif h.stop == "preempt":
                 state, reason = "preempted", f"stopped for a higher-priority job (exit {h.exit_code})"
+            elif h.stop == "shutdown":
+                state, reason = "queued", f"its worker {self.name} was stopped (exit {h.exit_code})"
             elif h.exit_code == 0:
                 state, reason = "succeeded", "exit 0"
             else:

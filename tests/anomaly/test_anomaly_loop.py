@@ -42,6 +42,9 @@ def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_pat
 
         expected = unsupervised_weights(selection["consensus_agreement"], selection["stability"])
         assert members == pytest.approx(expected, abs=2e-3)
+        code, out, err = cli(["evaluate", "--json"], capsys, tmp_path)  # no label anywhere: the alert figures
+        assert code == 0, err
+        assert json.loads(out)["labelled"] == 0 and json.loads(out)["metrics"]["alerts_per_1000"] > 0
     from modelloop.project import Project
 
     ws = Project.load(str(tmp_path / "modelloop.yaml")).workspace

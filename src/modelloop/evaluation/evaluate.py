@@ -140,7 +140,15 @@ def evaluate(ws: Workspace, *, model: str | None = None, data: str | None = None
         drow, full, _ = load_dataset(ws, row["dataset_id"])
         df = full[ensure_split(ws, drow, full) == "test"]
         source = f"test split of dataset {row['dataset_id']}"
-    evaluation = evaluate_model(native, df, target=cfg.data.target, task=task)
+    from ..families import label_column, partial_labels
+
+    target = label_column(cfg)
+    if target is not None and partial_labels(cfg.task) and (target not in df.columns or not df[target].notna().any()):
+        # no labelled row (an anomaly project without data.target): the figures a model gives without labels
+        own = getattr(native, "evaluation_metrics", None)
+        evaluation = {"metrics": own(df) if own is not None else {}, "rows": len(df), "labelled": 0}
+    else:
+        evaluation = evaluate_model(native, df, target=str(target), task=task)
     report = write_evaluation_report(ws, native, df, evaluation, name=row["name"], version=row["version"],
                                      dataset_id=row["dataset_id"], suffix="-adhoc" if data else "")
     return {"model": {"name": row["name"], "version": row["version"]}, "data": source,

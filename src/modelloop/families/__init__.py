@@ -131,9 +131,12 @@ anomaly project's analysts' verdicts): a private column, never a feature, merged
 
 def label_column(cfg: Any) -> str | None:
     """The column a project's labels (its own and the feedback's) are in: ``data.target``, else
-    ``VERDICT_COLUMN`` for a task whose labels are partial (no target needed), else None."""
+    ``VERDICT_COLUMN`` for a task whose labels are partial (no target needed) and whose feedback is a
+    verdict (its head's ``VERDICTS``: anomaly detection; a recommender learns from interactions), else
+    None."""
     target = cfg.data.target
-    if target is None and cfg.task is not None and partial_labels(cfg.task):
+    if (target is None and cfg.task is not None and partial_labels(cfg.task)
+            and getattr(head_of_task(cfg.task), "VERDICTS", None)):
         return VERDICT_COLUMN
     return target
 

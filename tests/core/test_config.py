@@ -112,7 +112,7 @@ def test_the_model_section_is_validated_by_the_task_s_family_with_dotted_paths()
         parse_config({**MIN, "task": "text_classification",
                       "model": {"backbone": "", "bakbone": "x", "augment": {"p": 0.9, "x": 1}}})
     lines = str(exc.value).splitlines()
-    assert 'model.backbone: string should have at least 1 character, got ""' in lines
+    assert 'model.backbone: must be a backbone name or a non-empty list of names, none empty, got ""' in lines
     assert any(line.startswith("model.bakbone: unknown key (did you mean 'backbone'?); allowed: backbone, method")
                for line in lines)
     assert any(line.startswith("model.augment.p: ") and line.endswith("got 0.9") for line in lines)

@@ -32,17 +32,18 @@ from ...data.images import IMAGE_COLUMN
 from ...errors import DataError
 from .backbone import ImageNetwork, to_tensor
 
-__all__ = ["ALPHA", "AUGMENT", "EPOCHS", "TEMPERATURE", "TRUNCATE", "VIEWS", "WIDTHS", "StudentCNN",
+__all__ = ["ALPHA", "AUGMENT", "EPOCHS", "MAX_VIEWS", "TEMPERATURE", "TRUNCATE", "VIEWS", "WIDTHS", "StudentCNN",
            "TruncatedEfficientNet", "distil_student", "student_body", "student_network"]
 
 WIDTHS = (16, 32, 64, 128)
 TEMPERATURE = 4.0
 ALPHA = 0.7          # weight of the teacher's soft targets; 1 - ALPHA: the true labels
 VIEWS = 8            # per training image: as given, mirrored and 6 augmented, each labelled by the teacher
+MAX_VIEWS = 16_000   # fewer views per image (at least 2) on a large set: the teacher labels every view
 AUGMENT = 0.5        # strength of those augmentations (fit.augmenter)
 EPOCHS = 10
 TRUNCATE = 8         # an EfficientNet teacher's student keeps its first 8 of 16 blocks (to stride 16, 80 channels)
-MAX_SECONDS = 300.0  # the student's training stops after this, keeping its best epoch so far
+MAX_SECONDS = 300.0  # the student's epochs stop starting after this (the teacher's labelling is not counted)
 _MEAN, _STD = [127.5] * 3, [64.0] * 3
 
 
@@ -131,8 +132,9 @@ def distil_student(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
         raise DataError(f"distillation needs at least 4 training images of the model's classes, got {len(known)}")
     pixels = teacher.pixels(known[[IMAGE_COLUMN]])
     labels = known[target].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
-    x = _views(pixels, teacher.image_size_, seed)
-    y = np.tile(labels, VIEWS)
+    views = int(np.clip(MAX_VIEWS // len(pixels), 2, VIEWS))
+    x = _views(pixels, teacher.image_size_, seed, views)
+    y = np.tile(labels, views)
     teacher_proba = teacher.scores_of_pixels(x)
     soft = _softened(teacher_proba)
     teacher._rebuild()
@@ -140,14 +142,16 @@ def distil_student(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
     opt = make_optimizer(net, 1e-3 if isinstance(net.body, TruncatedEfficientNet) else 3e-3, 1e-4)
     steps = max(1, epochs) * math.ceil(len(x) / 32)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    ran = 0
+    ran, training = 0, time.time()
     for epoch in range(1, epochs + 1):
-        if time.time() - started > max_seconds:
+        if time.time() - training > max_seconds:
             break
         _epoch(net, opt, schedule, x, y, soft, np.random.default_rng([seed, epoch]))
         ran = epoch
     agreement = float((probabilities(net, x).argmax(1) == teacher_proba.argmax(1)).mean())
-    config = {**dict(teacher.config or {}), "method": "distilled", "backbone": "student-cnn"}
+    spec = net.body.spec
+    config = {**dict(teacher.config or {}), "method": "distilled",
+              "backbone": f"{spec['name']}[:{spec['blocks']} blocks]" if spec["arch"] == "efficientnet" else "student-cnn"}
     model = ImageModel.from_network(net, classes=list(teacher.classes_), config=config, target=teacher.target,
                                     description={"teacher": {"method": (teacher.config or {}).get("method"),
                                                              "backbone": (teacher.config or {}).get("backbone")},
@@ -158,14 +162,14 @@ def distil_student(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
     return model, info
 
 
-def _views(pixels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """``VIEWS`` views of each image (seeded): a small network learns from few images only with many views,
+def _views(pixels: np.ndarray, size: int, seed: int, views: int) -> np.ndarray:
+    """``views`` views of each image (seeded): a small network learns from few images only with many views,
     and the teacher labels each view, so an augmentation that changes the class changes its target too."""
     from .fit import augmenter
 
     aug = augmenter(AUGMENT, size, seed=seed)
     out = [pixels, pixels[:, :, ::-1]]
-    out += [np.stack([aug(image=np.ascontiguousarray(im))["image"] for im in pixels]) for _ in range(VIEWS - 2)]
+    out += [np.stack([aug(image=np.ascontiguousarray(im))["image"] for im in pixels]) for _ in range(views - 2)]
     return np.ascontiguousarray(np.concatenate(out))
 
 

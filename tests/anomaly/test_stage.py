@@ -147,6 +147,15 @@ def test_an_alert_budget_per_day_that_would_flag_half_the_records_exits_2(tmp_pa
     assert "Traceback" not in err and not list((tmp_path / ".modelloop").glob("models/*"))
 
 
+def test_a_window_by_column_that_is_not_a_feature_exits_2_naming_the_allowed(tmp_path, capsys):
+    times = pd.date_range("2025-01-01", periods=60, freq="h")
+    _project(tmp_path, pd.DataFrame({"a": np.arange(60.0), "t": times, "id": [f"r{i}" for i in range(60)]}),
+             data={"time": "t", "id": "id"}, anomaly={"window_by": "id"})
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 2 and "anomaly.window_by: column 'id' is not a feature column the detectors use; allowed:" in err
+    assert "Traceback" not in err and not list((tmp_path / ".modelloop").glob("models/*"))
+
+
 def test_a_label_column_with_three_values_exits_2_naming_it(tmp_path, capsys):
     rng = np.random.default_rng(0)
     _project(tmp_path, pd.DataFrame({"a": rng.normal(size=60), "y": ["x", "y", "z"] * 20}), data={"target": "y"})

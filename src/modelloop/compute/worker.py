@@ -187,7 +187,7 @@ class Worker:
             h = self.engine.start(row, row["assigned"]["gpus"])
             self.handles[row["id"]], self.rows[row["id"]] = h, row
             self.queue.set_pid(row["id"], h.pid)
-            self.log(f"job {row['id']} started (attempt {row['attempts']}, pid {h.pid})")
+            self.log(f"job {row['id']} started (attempt {row['attempts']}" + (f", pid {h.pid})" if h.pid else ")"))
         for job_id in preempt:
             self.queue.ask_stop(job_id, "preempt")
             victim = self.handles.get(job_id)

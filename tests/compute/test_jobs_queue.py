@@ -140,3 +140,19 @@ def test_a_job_runs_through_the_worker_command_and_its_log_and_answer_are_kept(t
     assert json.loads(out_file.read_text())["project"] == "jobsproj"     # status --json, run in the project
     code, out, _ = cli(["jobs", "logs", "1", "-f"], capsys, tmp_path)
     assert code == 0 and "--- attempt 1 ---" in out
+
+
+def test_a_lost_job_is_queued_again_failed_after_max_attempts_and_stays_cancelled_if_cancelled(tmp_path):
+    queue = JobQueue(Catalog(f"sqlite:///{tmp_path / 'c.db'}"))
+    ids = [sleep_job(queue, tmp_path, 0, tmp_path / "m") for _ in range(3)]
+    queue.schedule("gone:1", lambda rows: {r["id"]: {"gpus": []} for r in rows})
+    assert queue.cancel(ids[2]) == "running"
+    rows = {r["id"]: r for r in queue.rows()}
+    assert queue.requeue_lost(rows[ids[0]], "worker gone:1 died", max_attempts=3) == "queued"
+    assert queue.requeue_lost(rows[ids[1]], "worker gone:1 died", max_attempts=1) == "failed"
+    assert queue.requeue_lost(rows[ids[2]], "worker gone:1 died", max_attempts=3) == "cancelled"
+    assert [queue.get(i)["state"] for i in ids] == ["queued", "failed", "cancelled"]
+    assert "compute.max_attempts reached" in queue.history([ids[1]])[ids[1]][-1]["reason"]
+    # the worker's row is gone from them: a second requeue of the same stale row changes nothing
+    queue.requeue_lost(rows[ids[0]], "worker gone:1 died", max_attempts=3)
+    assert [e["state"] for e in queue.history([ids[0]])[ids[0]]] == ["queued", "running", "queued"]

@@ -178,11 +178,13 @@ class JobQueue:
         ``max_attempts`` starts. Conditional on the row still naming the dead worker."""
         state = "queued" if row["attempts"] < max_attempts else "failed"
         reason = why if state == "queued" else f"{why}; {row['attempts']} attempts, compute.max_attempts reached"
+        if row.get("stop") == "cancel":       # cancelled while its worker was dying: it stays cancelled
+            state, reason = "cancelled", f"{why}; it had been cancelled"
         with self.catalog.tx() as c:
             n = c.execute(jobs.update().where(jobs.c.id == row["id"], jobs.c.state == "running",
                                               jobs.c.worker == row["worker"]).values(
                 state=state, worker=None, pid=None, stop=None, assigned=None,
-                ended_at=utcnow() if state == "failed" else None)).rowcount
+                ended_at=utcnow() if state in FINISHED else None)).rowcount
             if n == 1:
                 _event(c, row["id"], state, reason)
         return state

@@ -28,7 +28,8 @@ Long documents (``--long-docs N``, only this part): N generated movie reviews of
 rows: ``modelloop train`` with the MiniLM head (long texts read whole: windows of 128 tokens, their
 mean embedding), the same head reading only each review's first 128 tokens (``TextModel.fit``, as
 the text family did before issue 26), the frozen multilingual USE (256-token windows of its own
-tokenizer), and the peer **TF-IDF word 1-2-grams + logistic regression** (scikit-learn). Prints
+tokenizer), ``modelloop train`` with ``model: {}`` (``backbone: auto``: two encoders and TF-IDF
+compared on validation), and the peer **TF-IDF word 1-2-grams + logistic regression** (scikit-learn). Prints
 accuracy, macro-F1 and the ratios windowed/truncated and windowed/TF-IDF. The data is generated
 (no public long-review corpus is installed here), so the figure measures reading whole against
 truncating, not a review benchmark.
@@ -327,6 +328,12 @@ def long_documents(n: int, work: Path) -> dict:
     use = load_model(ws_use, resolve_model(ws_use))
     out.append(quality("modelloop: multilingual-use head, 256-token windows", use.predict(test),
                        time.perf_counter() - t))
+    ws_default = _long_project(work / "default", df, {})  # what `modelloop train` does with model: {}
+    t = time.perf_counter()
+    default = train_text(ws_default)
+    out.append(quality(f"modelloop: model: {{}} (auto; kept {default['best_family']} on "
+                       f"{default['backbone']['chosen']}, validation {default['backbone']['validation']})",
+                       load_model(ws_default, resolve_model(ws_default)).predict(test), time.perf_counter() - t))
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -339,8 +346,9 @@ def long_documents(n: int, work: Path) -> dict:
     acc = {r["model"]: r["accuracy"] for r in out}
     names = [r["model"] for r in out]
     ratios = {"windowed_vs_truncated": round(acc[names[0]] / acc[names[1]], 3),
-              "windowed_vs_tfidf": round(acc[names[0]] / acc[names[3]], 3),
-              "use_windowed_vs_tfidf": round(acc[names[2]] / acc[names[3]], 3)}
+              "windowed_vs_tfidf": round(acc[names[0]] / acc[names[4]], 3),
+              "use_windowed_vs_tfidf": round(acc[names[2]] / acc[names[4]], 3),
+              "default_minus_tfidf": round(acc[names[3]] - acc[names[4]], 4)}
     print("\nLong documents (accuracy, test split)\n" + _table(out) + "\n" + json.dumps(ratios), flush=True)
     return {"long_documents": out, "ratios": ratios, "test_rows": len(test),
             "median_tokens": int(np.median(lengths))}

@@ -130,15 +130,17 @@ def test_monitor_reports_click_through_coverage_and_new_users(served):
         r = client.post("/v1/interactions", json={"user": "u1", "item": a["recommendations"][0]["item"],
                                                    "request_id": a["request_id"]})
         assert r.status_code == 201
-    shown = client.post("/v1/interactions", json={"user": "u1", "item": answers[1]["recommendations"][1]["item"],
-                                                  "event": "impression", "request_id": answers[1]["request_id"]})
-    assert shown.status_code == 201  # an impression is no click
+    # an impression is no click; naming the last answer, it also flushes the prediction log (written every 200 ms)
+    shown = client.post("/v1/interactions", json={"user": "u1", "item": answers[-1]["recommendations"][1]["item"],
+                                                  "event": "impression", "request_id": answers[-1]["request_id"]})
+    assert shown.status_code == 201
     report = monitor(ws, window=120, notify=False)
     section = report["drift"]["recommendations"]
     assert section["served"] == 120 and section["items_shown"] == 480
     assert section["click_through"] == pytest.approx(10 / 120, abs=1e-4)
     assert section["fallback_share"] == pytest.approx(0.5) and section["new_users"] == pytest.approx(0.5)
     assert 0 < section["coverage"] <= 1
+    assert report["serving"]["served"] == 120 and report["serving"]["fallback_share"] == pytest.approx(0.5)
     assert report["drift"]["features"]["user"]["drifted"]  # half the users are new: drift
     assert "item" in report["drift"]["features"]
 

@@ -92,6 +92,12 @@ class RecommendFamily:
 
         return recommend_drift(ws, model_row, reference, recent, **thresholds)
 
+    def serving_figures(self, recent: list[dict[str, Any]]) -> dict[str, Any]:
+        """The monitor page's figures of the served answers (``monitor.served_figures``)."""
+        from .monitor import served_figures
+
+        return served_figures(recent)
+
     def drift_columns(self, schema: Any) -> dict[str, str]:
         """The user and item ids, compared as categories (new users and items, the popularity mix)."""
         return {c: "categorical" for c, k in schema.columns.items() if k == "categorical"}

@@ -22,7 +22,7 @@ import pandas as pd
 from ..heads import label_text
 from .model import NOT_TAKEN
 
-__all__ = ["recommend_drift"]
+__all__ = ["recommend_drift", "served_figures"]
 
 
 def _user_of(inputs: dict[str, Any], column: str) -> Any:
@@ -59,13 +59,23 @@ def recommend_drift(ws: Any, model_row: dict[str, Any], reference: pd.DataFrame,
                                               p_threshold=p_threshold))
     ids = {r["request_id"] for r in served}
     clicks = sum(1 for x in taken if x.get("request_id") in ids and x.get("event") not in NOT_TAKEN)
-    shown = [i["item"] for r in served for i in r["output"]["recommendations"]]
-    section = {"served": len(served), "items_shown": len(shown),
-               "click_through": round(clicks / len(served), 4) if served else None,
-               "click_through_per_item": round(clicks / len(shown), 4) if shown else None,
-               "coverage": round(len(set(shown)) / len(model.items_), 4) if len(model.items_) else None,
-               "fallback_share": round(sum("fallback" in r["output"] for r in served) / len(served), 4) if served else None,
-               "new_users": round(known.count("new") / len(known), 4) if known else None,
-               "new_items": round(sum(i not in model.item_pos_ for i in items) / len(items), 4) if items else None,
-               "interactions": len(taken)}
+    section = served_figures(recent)
+    shown = section["items_shown"]
+    section.update({
+        "click_through": round(clicks / len(served), 4) if served else None,
+        "click_through_per_item": round(clicks / shown, 4) if shown else None,
+        "coverage": round(section["distinct_items_shown"] / len(model.items_), 4) if len(model.items_) else None,
+        "new_users": round(known.count("new") / len(known), 4) if known else None,
+        "new_items": round(sum(i not in model.item_pos_ for i in items) / len(items), 4) if items else None,
+        "interactions": len(taken)})
     return features, {"recommendations": section}
+
+
+def served_figures(recent: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the logged ``/v1/recommend`` answers say alone (``Family.serving_figures``: the monitor page's
+    "Served answers"): answers, items shown, distinct items shown, the popularity-fallback share."""
+    served = [r for r in recent if isinstance(r.get("output"), dict) and "recommendations" in r["output"]]
+    shown = [i["item"] for r in served for i in r["output"]["recommendations"]]
+    return {"served": len(served), "items_shown": len(shown), "distinct_items_shown": len(set(shown)),
+            "fallback_share": round(sum("fallback" in r["output"] for r in served) / len(served), 4)
+            if served else None}

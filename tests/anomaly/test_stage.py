@@ -62,6 +62,8 @@ def test_an_alert_budget_per_day_draws_the_line_at_the_training_rows_rate(sensor
     assert summary["threshold"] == pytest.approx(1 - budget["share"])
     m = summary["test_metrics"]  # the test split's flagged share, as alerts a day of such traffic raises
     assert m["alerts_per_day"] == pytest.approx(m["alerts_per_1000"] / 1000 * budget["records_per_day"], rel=1e-3)
+    page = open(summary["report"], encoding="utf-8").read()
+    assert f"alert line: alert_budget 2 per day at {budget['records_per_day']:g} records a day" in page
 
 
 def test_served_answers_carry_reasons_and_equal_offline_for_the_training_rows(sensors):

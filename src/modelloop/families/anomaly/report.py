@@ -46,9 +46,14 @@ def _cell(value: Any) -> str:
 
 
 def _budget_words(budget: Mapping[str, Any], threshold: float) -> str:
-    said = (f"alert_budget {budget['alert_budget']}" if budget.get("alert_budget") is not None else
-            f"contamination {budget.get('contamination', 1.0 - threshold):g}")
-    rate = (f" at {budget['records_per_day']:g} training records a day" if budget.get("records_per_day") else "")
+    if budget.get("alerts_per_1000") is not None:
+        said = f"alert_budget {budget['alerts_per_1000']:g} per 1,000 records"
+    elif budget.get("alert_budget") is not None:
+        said = f"alert_budget {budget['alert_budget']}"
+    else:
+        said = f"contamination {budget.get('contamination', 1.0 - threshold):g}"
+    rate = (f" at {budget['records_per_day']:g} records a day (the dataset version's)"
+            if budget.get("records_per_day") else "")
     return f"{said}{rate}: score above {threshold:.4f} ({1.0 - threshold:.2%} of the training rows)"
 
 

@@ -30,7 +30,8 @@ def test_submit_list_show_cancel_through_the_cli(tmp_path, capsys):
     job = json.loads(out)
     assert JOB_KEYS <= set(job)
     assert job["state"] == "queued" and job["priority"] == 80 and job["attempts"] == 0
-    assert job["resources"] == {"cpus": 1.0, "gpus": 1, "memory": 2**30, "custom": {}}
+    # what was not asked (cpus) is the tabular family's declared need: every CPU of the pool (2)
+    assert job["resources"] == {"cpus": 2.0, "gpus": 1, "memory": 2**30, "custom": {}}
     # the worker runs it in the project with its config, and reads the model version from --json
     assert job["command"] == ["train", "--budget", "60", "-c", str((tmp_path / "modelloop.yaml").resolve()),
                               "--json"]
@@ -38,6 +39,7 @@ def test_submit_list_show_cancel_through_the_cli(tmp_path, capsys):
 
     code, out, _ = cli(["jobs", "list", "--json"], capsys, tmp_path)
     listed = json.loads(out)
+    assert listed[1]["resources"] == {"cpus": 1.0, "gpus": 0, "memory": 0, "custom": {}}   # not training: 1 CPU
     assert [j["id"] for j in listed] == [1, 2] and all(JOB_KEYS <= set(j) for j in listed)
     assert listed[1]["priority"] == 7
 

@@ -65,19 +65,42 @@ def submit_job(ws: Workspace, command: list[str], commands: Mapping[str, Command
     an unknown command, a priority outside high/normal/low/0-100, more than the pool has."""
     args = _job_command(ws, command, commands, config)
     level = parse_priority(priority)
-    asked = asked_resources(cpus, gpus, memory, custom)
     cfg = ws.config.compute
-    if cfg.engine == "local":
-        pool = machine_pool(cfg.pool)
+    pool = machine_pool(cfg.pool) if cfg.engine == "local" else None
+    declared = _family_request(ws, args[0], pool)
+    asked = asked_resources(declared["cpus"] if cpus is None else cpus, declared["gpus"] if gpus is None else gpus,
+                            memory if memory is not None else declared["memory"], custom)
+    if pool is not None:
         if short := asked.shortfall(pool):
             raise ConfigError(f"jobs submit: the job asks for more than the pool has ({'; '.join(short)}); "
                               "ask for less or raise compute.pool in modelloop.yaml")
     latest = ws.catalog.latest_dataset(ws.config.name)
-    features = {"verb": args[0], "rows": latest["rows"] if latest else None, "task": ws.config.task}
+    features = {"verb": args[0], "rows": latest["rows"] if latest else None, "task": ws.config.task,
+                "defaults_from": declared["family"]}
     job_id = _queue(ws).submit(project=ws.config.name, root=str(ws.root), command=args,
                                resources=asked.to_dict(), priority=level, submitter=submitter or _user(),
                                features=features, logs_dir=str(ws.state / "jobs"))
     return {"id": job_id}
+
+
+# Commands that train a model: their default request is what the project's family declares.
+TRAINS = ("train", "run", "retrain")
+
+
+def _family_request(ws: Workspace, verb: str, pool: Resources | None) -> dict[str, Any]:
+    """A job's default request: the family's declared needs for a training command (``cpus: 0`` = every
+    CPU of the pool; its GPUs and memory at most the pool's, since it also runs without), else 1 CPU."""
+    if verb not in TRAINS:
+        return {"cpus": None, "gpus": None, "memory": None, "family": None}
+    from ..families import family_for_task
+
+    family = family_for_task(ws.config.task)
+    need = family.resources
+    cpus = float(need.cpus) if need.cpus else (pool.cpus if pool is not None else 1.0)
+    gpus, memory = need.gpus, int(need.memory_gb * 2**30)
+    if pool is not None:
+        cpus, gpus, memory = min(cpus, pool.cpus), min(gpus, pool.gpus), min(memory, pool.memory)
+    return {"cpus": cpus, "gpus": gpus, "memory": str(memory), "family": family.name}
 
 
 def _user() -> str:

@@ -138,7 +138,7 @@ def list_jobs(ws: Workspace, states: list[str] | None = None) -> list[dict[str, 
     """Every job of the queue (oldest first), each with its history and predicted demand."""
     q = _queue(ws)
     rows = q.rows(states)
-    finished = [r for r in q.rows(("succeeded",))]
+    finished = q.history_rows()
     hist = q.history([r["id"] for r in rows])
     return [job_view(r, hist[r["id"]], predict_demand(r["features"], r["project"], finished)) for r in rows]
 
@@ -146,7 +146,7 @@ def list_jobs(ws: Workspace, states: list[str] | None = None) -> list[dict[str, 
 def show_job(ws: Workspace, job_id: int) -> dict[str, Any]:
     q = _queue(ws)
     row = q.get(job_id)
-    finished = [r for r in q.rows(("succeeded",)) if r["id"] != job_id]
+    finished = [r for r in q.history_rows() if r["id"] != job_id]
     return job_view(row, q.history([job_id])[job_id], predict_demand(row["features"], row["project"], finished))
 
 

@@ -25,6 +25,7 @@ __all__ = ["ACTIVE", "FINISHED", "WAITING", "JobQueue", "worker_id"]
 WAITING = ("queued", "preempted")             # may be started
 ACTIVE = ("running",)
 FINISHED = ("succeeded", "failed", "cancelled")
+HISTORY = 1000                                # finished jobs demand prediction reads
 
 
 def worker_id() -> str:
@@ -72,6 +73,13 @@ class JobQueue:
             q = q.where(jobs.c.state.in_(list(states)))
         if where is not None:
             q = q.where(where)
+        with self.catalog.tx() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    def history_rows(self, limit: int = HISTORY) -> list[dict[str, Any]]:
+        """The latest ``limit`` succeeded jobs: what demand prediction learns from (read every round)."""
+        q = (sa.select(jobs.c.id, jobs.c.state, jobs.c.project, jobs.c.features, jobs.c.usage)
+             .where(jobs.c.state == "succeeded").order_by(jobs.c.id.desc()).limit(limit))
         with self.catalog.tx() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 

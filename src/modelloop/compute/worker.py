@@ -162,7 +162,7 @@ class Worker:
         preempt: list[int] = []
 
         def decide(waiting: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-            finished = self.queue.rows(("succeeded",))
+            finished = self.queue.history_rows()
             views = {}
             for row in waiting:
                 row["predicted"] = predict_demand(row["features"], row["project"], finished)["seconds"]

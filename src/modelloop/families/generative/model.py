@@ -194,14 +194,21 @@ class GenerativeModel:
         self.__dict__.update(state)
 
 
+FP32_LINEAR = ("lm_head", "down_proj", "o_proj")  # kept fp32 by int8_dynamic: their inputs carry outliers
+
+
 def _int8_dynamic(net: Any) -> Any:
-    """``net`` with its Linear layers as PyTorch dynamic int8 ones (int8 weights, activations quantized per
-    call); embeddings and norms stay fp32."""
+    """``net`` with its Linear layers as PyTorch dynamic int8 ones (int8 weights per output channel,
+    activations quantized per call), except ``FP32_LINEAR``: on the bundled SmolLM2 quantizing every
+    Linear layer per tensor raised the perplexity of the assistant example's completions by 387 %, per
+    channel with these three kept fp32 by 5.8 % (benchmarks/generation.py, docs/design.md)."""
     import warnings
 
     torch = require_torch()
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    spec = {name: per_channel_dynamic_qconfig for name, m in net.named_modules()
+            if isinstance(m, torch.nn.Linear) and not name.endswith(FP32_LINEAR)}
     with warnings.catch_warnings():  # eager-mode quantization is deprecated in favour of torchao (not installed)
         warnings.simplefilter("ignore")
-        return quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(net, spec, dtype=torch.qint8)

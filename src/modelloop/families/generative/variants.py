@@ -5,8 +5,8 @@ before the stage scores and times it:
   load, one network). Checked: the same greedy tokens on ``CHECK_PROMPTS`` training prompts; any
   difference and it is not offered. A model fine-tuned on every weight has nothing to merge.
 - ``int8_dynamic``: the merged network with PyTorch dynamic int8 quantization of its Linear layers
-  (weights int8, activations quantized per call; the embeddings and norms stay fp32), applied when the
-  version is loaded. Checked: the perplexity of the training sample's completions may rise by at most
+  (weights int8 per output channel, activations quantized per call; the embeddings, norms, ``lm_head``,
+  ``down_proj`` and ``o_proj`` stay fp32: ``model.FP32_LINEAR``), applied when the version is loaded. Checked: the perplexity of the training sample's completions may rise by at most
   ``PERPLEXITY_BUDGET`` (a share); the greedy agreement is recorded. The stage then holds it to
   ``optimize.max_metric_drop`` on the test split, like every variant.
 

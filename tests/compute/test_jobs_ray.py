@@ -49,7 +49,9 @@ def test_jobs_run_as_tasks_of_a_real_local_ray_with_preemption(tmp_path):
 
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="mlray", dir="/tmp")     # Ray's socket paths must stay short
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # HOME too: a token a local ray.init() once left in ~/.ray would turn on the head's authentication,
+    # which a driver without it then fails (Ray 2.60)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": temp}
     # `ray start --head --block` in a session of its own: its processes are ended by that group's id
     head = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", f"--port={port}",
                              "--num-cpus", "1", "--num-gpus", "0", "--include-dashboard", "false",

@@ -86,7 +86,7 @@ def test_a_student_distilled_from_the_model_imitates_it_and_serves_through_its_o
 
     import modelloop.families.image.student as S
     from modelloop.families.image.fit import probabilities
-    from modelloop.families.image.student import student_network
+    from modelloop.families.image.studentnet import student_network
 
     monkeypatch.setattr(S, "EPOCHS", 3)  # a few epochs over a few views tell a trained student from an untrained one
     monkeypatch.setattr(S, "VIEWS", 4)
@@ -141,7 +141,7 @@ def test_a_transformers_models_student_is_a_small_cnn_that_packs_and_exports(tmp
 
     from modelloop.families.image.export import export_image_onnx, image_session
     from modelloop.families.image.model import ImageModel
-    from modelloop.families.image.student import student_network
+    from modelloop.families.image.studentnet import student_network
 
     net = student_network(3, seed=0)  # no EfficientNet teacher: the plain CNN
     assert net.body.spec["arch"] == "cnn"

@@ -160,7 +160,7 @@ def unpack_network(packed: dict[str, Any], n_classes: int, image_size: int) -> A
             body = EfficientNet.from_name(packed["name"], num_classes=max(n_classes, 2), image_size=image_size)
         body._fc = torch.nn.Identity()
     elif packed["kind"] == "student":
-        from .student import student_body
+        from .studentnet import student_body
 
         body = student_body(packed["config"]["spec"], image_size)
     else:

@@ -1,10 +1,10 @@
 """The ``distilled`` variant: a smaller network trained to imitate the registered image model.
 
 Only one pretrained backbone size is installed (EfficientNet-Lite0), so the student of an EfficientNet
-model is a shallower one (:class:`TruncatedEfficientNet`): the teacher's stem and first ``TRUNCATE`` of
+model is a shallower one (``studentnet.TruncatedEfficientNet``): the teacher's stem and first ``studentnet.TRUNCATE`` of
 its 16 blocks (to stride 16, 80 channels; about a third of its multiply-adds), starting from the
 teacher's own weights, average-pooled into a new linear layer. A model on a transformers backbone gets a
-plain CNN instead (:class:`StudentCNN`: seven 3x3 convolutions with batch norm and ReLU, four of them
+plain CNN instead (``studentnet.StudentCNN``: seven 3x3 convolutions with batch norm and ReLU, four of them
 stride 2, ~0.28 M weights), trained from scratch, which needs far more images to come near its teacher.
 
 The student is trained on ``VIEWS`` views of each training image (as given, mirrored, and augmented as
@@ -31,89 +31,17 @@ import torch
 from ...data.images import IMAGE_COLUMN
 from ...errors import DataError
 from .backbone import ImageNetwork, to_tensor
+from .studentnet import TruncatedEfficientNet, student_network
 
-__all__ = ["ALPHA", "AUGMENT", "EPOCHS", "MAX_VIEWS", "TEMPERATURE", "TRUNCATE", "VIEWS", "WIDTHS", "StudentCNN",
-           "TruncatedEfficientNet", "distil_student", "student_body", "student_network"]
+__all__ = ["ALPHA", "AUGMENT", "EPOCHS", "MAX_VIEWS", "TEMPERATURE", "VIEWS", "distil_student"]
 
-WIDTHS = (16, 32, 64, 128)
 TEMPERATURE = 4.0
 ALPHA = 0.7          # weight of the teacher's soft targets; 1 - ALPHA: the true labels
 VIEWS = 8            # per training image: as given, mirrored and 6 augmented, each labelled by the teacher
 MAX_VIEWS = 16_000   # fewer views per image (at least 2) on a large set: the teacher labels every view
 AUGMENT = 0.5        # strength of those augmentations (fit.augmenter)
 EPOCHS = 10
-TRUNCATE = 8         # an EfficientNet teacher's student keeps its first 8 of 16 blocks (to stride 16, 80 channels)
 MAX_SECONDS = 300.0  # the student's epochs stop starting after this (the teacher's labelling is not counted)
-_MEAN, _STD = [127.5] * 3, [64.0] * 3
-
-
-class StudentCNN(torch.nn.Module):
-    """pixels, normalised (N, 3, S, S) -> pooled features (N, widths[-1])."""
-
-    def __init__(self, widths: tuple[int, ...] | list[int] = WIDTHS):
-        super().__init__()
-        layers: list[torch.nn.Module] = []
-        before = 3
-        for i, width in enumerate(widths):
-            strides = (2,) if i < 2 else (2, 1)  # the two widest stages get a second, stride-1 convolution
-            for stride in strides:
-                layers += [torch.nn.Conv2d(before, width, 3, stride=stride, padding=1, bias=False),
-                           torch.nn.BatchNorm2d(width), torch.nn.ReLU(inplace=True)]
-                before = width
-        self.spec = {"arch": "cnn", "widths": list(widths)}
-        self.blocks = torch.nn.Sequential(*layers)
-
-    def forward(self, x: Any) -> Any:
-        return self.blocks(x).mean(dim=(2, 3))
-
-
-class TruncatedEfficientNet(torch.nn.Module):
-    """The stem and first ``blocks`` blocks of an EfficientNet, average-pooled: a shallower, narrower
-    network that starts from the teacher's own (ImageNet-pretrained, possibly fine-tuned) weights."""
-
-    def __init__(self, body: Any, blocks: int, name: str = "efficientnet-lite0"):
-        super().__init__()
-        self.stem, self.bn0, self.swish = body._conv_stem, body._bn0, body._swish
-        kept = list(body._blocks)[:blocks]
-        self.blocks = torch.nn.ModuleList(kept)
-        self.spec = {"arch": "efficientnet", "name": name, "blocks": blocks}
-        self.dim = int(kept[-1]._project_conv.out_channels)
-
-    def forward(self, x: Any) -> Any:
-        x = self.swish(self.bn0(self.stem(x)))
-        for block in self.blocks:
-            x = block(x)
-        return x.mean(dim=(2, 3))
-
-
-def student_network(n_classes: int, widths: tuple[int, ...] | list[int] = WIDTHS, seed: int = 0,
-                    teacher: Any = None) -> ImageNetwork:
-    """A freshly initialised (seeded) student, pixels 0-255 in, logits out: the teacher's first
-    ``TRUNCATE`` EfficientNet blocks when ``teacher`` is an EfficientNet network, else a small CNN."""
-    import copy
-
-    torch.manual_seed(seed)
-    if teacher is not None and teacher.kind == "efficientnet":
-        body = TruncatedEfficientNet(copy.deepcopy(teacher.body), TRUNCATE,
-                                     getattr(teacher, "backbone_name", "efficientnet-lite0"))
-        return ImageNetwork(body, body.dim, n_classes, teacher.mean.flatten().tolist(),
-                            teacher.std.flatten().tolist(), kind="student")
-    cnn = StudentCNN(widths)
-    return ImageNetwork(cnn, int(widths[-1]), n_classes, _MEAN, _STD, kind="student")
-
-
-def student_body(spec: dict[str, Any], image_size: int) -> torch.nn.Module:
-    """The untrained body a packed student's weights load into (``model.unpack_network``)."""
-    if spec["arch"] == "cnn":
-        return StudentCNN(spec["widths"])
-    import contextlib
-    import io
-
-    from efficientnet_lite_pytorch import EfficientNet
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        body = EfficientNet.from_name(spec["name"], image_size=image_size)
-    return TruncatedEfficientNet(body, int(spec["blocks"]), spec["name"])
 
 
 def distil_student(teacher: Any, train: pd.DataFrame, *, target: str, seed: int, epochs: int | None = None,
@@ -138,7 +66,7 @@ def distil_student(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
     teacher_proba = teacher.scores_of_pixels(x)
     soft = _softened(teacher_proba)
     teacher._rebuild()
-    net = student_network(len(classes), seed=seed, teacher=teacher.network_ if TRUNCATE else None)
+    net = student_network(len(classes), seed=seed, teacher=teacher.network_)
     opt = make_optimizer(net, 1e-3 if isinstance(net.body, TruncatedEfficientNet) else 3e-3, 1e-4)
     steps = max(1, epochs) * math.ceil(len(x) / 32)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -184,10 +112,6 @@ def _loss(logits: Any, soft: Any, y: Any) -> Any:
     kl = torch.nn.functional.kl_div(torch.log_softmax(logits / TEMPERATURE, dim=1), soft,
                                     reduction="batchmean") * TEMPERATURE ** 2
     return ALPHA * kl + (1 - ALPHA) * torch.nn.functional.cross_entropy(logits, y)
-
-
-def _weights(net: ImageNetwork) -> dict[str, Any]:
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def _epoch(net: ImageNetwork, opt: Any, schedule: Any, x: np.ndarray, y: np.ndarray, soft: Any,

@@ -79,6 +79,43 @@ def test_feedback_on_an_image_no_longer_kept_is_left_out_and_said(trained_parts:
     assert note["images_missing"] == 1 and "not used" in note["why"]
 
 
+def test_served_images_stay_under_the_cap_oldest_pruned_and_retrain_says_how_many_were_gone(trained_parts: Path,
+                                                                                             tmp_path: Path, capsys):
+    import time
+    from types import SimpleNamespace
+
+    from modelloop.families.image.serve import image_runtime
+    from modelloop.families.image.served import SERVED_DIR, digest_of, feedback_inputs
+    from modelloop.ui import render_retrain
+
+    ws = Project.load(trained_parts / "modelloop.yaml").workspace
+    rng = np.random.default_rng(5)
+    sent = [_png(kind, rng) for kind in CLASSES * 6]
+    cap = sum(len(raw) for raw in sent[-8:])  # room for about 8 of the 18
+    ws.config.serve.max_served_images_bytes = cap
+    runtime = image_runtime(ws, ws.catalog.get_model("parts", 1), None, 1)
+    assert runtime.validator.keep.max_bytes == cap  # serve.max_served_images_bytes reaches the validator
+    here = SimpleNamespace(state=tmp_path)  # its own folder: the session's served images stay as they are
+    runtime.validator.keep.folder = folder = tmp_path / SERVED_DIR
+    for raw in sent:
+        runtime.validator.record(raw)
+        assert sum(f.stat().st_size for f in folder.glob("*/*")) <= cap
+        time.sleep(0.01)  # distinct modification times: pruning goes by when an image was last served
+    kept = [(folder / digest_of(raw)[7:9] / digest_of(raw)[7:]).is_file() for raw in sent]
+    assert kept[-1] and not kept[0] and kept == sorted(kept), kept  # the oldest went first
+    frame = pd.DataFrame({"image": [digest_of(raw) for raw in sent], "label": list(CLASSES * 6)})
+    out, note = feedback_inputs(here, frame)
+    gone = len(sent) - sum(kept)
+    assert len(out) == sum(kept) and note["images_missing"] == gone
+    # the retrain summary says it
+    model = {"model": {"name": "parts", "version": 1}, "metrics": {"holdout": {}, "recent": {}}}
+    render_retrain({"promoted": False, "reason": "r", "metric": "f1_macro", "champion": model,
+                    "challenger": {**model, "model": {"name": "parts", "version": 2}},
+                    "rows": {"holdout": 1, "recent": 1}, "feedback_inputs": note})
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"{gone} labelled image(s) are no longer kept" in said and "max_served_images_bytes" in said
+
+
 def test_predict_scores_a_folder_and_a_table_of_paths_reporting_bad_files_per_row(trained_parts: Path, tmp_path: Path,
                                                                                  capsys):
     from modelloop.families import family_of

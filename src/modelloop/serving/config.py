@@ -47,6 +47,10 @@ class ServeConfig(BaseModel):
     max_k: int = Field(100, ge=1, le=10_000, description="most items one recommendation may list")
     max_prompt_tokens: int | None = Field(None, ge=1, description="most prompt tokens; null: the model's "
                                                                   "context less the request's max_tokens")
+    # image models keep each served image for feedback-driven retraining; past this the least recently
+    # served are pruned (families/image/served.py)
+    max_served_images_bytes: int = Field(1 << 30, ge=1, description="cap of .modelloop/served_images "
+                                         "(an image model's kept requests); least recently served pruned first")
 
 
 def serve_config(config: object) -> ServeConfig:

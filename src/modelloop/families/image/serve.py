@@ -18,7 +18,6 @@ served image becomes a training row at the next ``modelloop retrain``.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,8 @@ from ...data.images import IMAGE_COLUMN, MAX_PIXELS, BadImage, ImageTooLarge, de
     image_stats, resize
 from ...serving.runtime import Runtime, native_model, table_columns
 from ...serving.validation import ValidationProblem
-from .served import SERVED_DIR, digest_of, keep_image
+from ...serving.config import serve_config
+from .served import SERVED_DIR, ServedImages, digest_of
 
 __all__ = ["ImageRecord", "ImageRequestValidator", "decode_upload", "image_runtime", "multipart_files"]
 
@@ -45,7 +45,7 @@ class ImageRequestValidator:
 
     blocking = True  # decoding is CPU work: the app calls ``validate_json`` in a worker thread
 
-    def __init__(self, base: Any, image_size: int, max_pixels: int = MAX_PIXELS, keep: Path | None = None):
+    def __init__(self, base: Any, image_size: int, max_pixels: int = MAX_PIXELS, keep: ServedImages | None = None):
         self.base, self.image_size, self.max_pixels = base, image_size, max_pixels
         self.keep = keep  # where each decoded image's bytes are kept for retraining (``served.py``); None: not
 
@@ -88,7 +88,7 @@ class ImageRequestValidator:
         rec = ImageRecord({IMAGE_COLUMN: digest, **image_stats(img)})
         rec.pixels = resize(img, self.image_size)
         if self.keep is not None:
-            keep_image(self.keep, raw, digest)
+            self.keep.keep(raw, digest)
         return rec
 
 
@@ -170,7 +170,8 @@ def image_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, thr
     rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row), reason=reason, scorer=score,
                  variant=variant, extra=extra)
     rt.validator = ImageRequestValidator(rt.validator, int(native.image_size_),  # type: ignore[assignment]
-                                         keep=ws.state / SERVED_DIR)
+                                         keep=ServedImages(ws.state / SERVED_DIR,
+                                                           serve_config(ws.config).max_served_images_bytes))
     return rt
 
 

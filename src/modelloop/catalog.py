@@ -362,6 +362,17 @@ class Catalog:
         with self.tx() as c:
             return [_row(r) for r in c.execute(q)]
 
+    def current_aliases(self, name: str) -> dict[str, int]:
+        """Where every alias of a model points now (alias -> version), from the deployment history."""
+        q = sa.select(deployments.c.alias, deployments.c.version).where(deployments.c.name == name) \
+            .order_by(deployments.c.id)
+        with self.tx() as c:
+            return {alias: version for alias, version in c.execute(q)}
+
+    def get_feedback(self, request_id: str) -> dict[str, Any] | None:
+        with self.tx() as c:
+            return _row(c.execute(sa.select(feedback).where(feedback.c.request_id == request_id)).first())
+
     def get_alias(self, name: str, alias: str) -> int | None:
         hist = self.alias_history(name, alias)
         return hist[-1]["version"] if hist else None

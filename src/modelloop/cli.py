@@ -190,6 +190,25 @@ def serve(config: str = ConfigOpt, host: str | None = typer.Option(None, "--host
 
 
 @app.command()
+def ui(config: str = ConfigOpt, host: str | None = typer.Option(None, "--host", help="default 127.0.0.1"),
+       port: int | None = typer.Option(None, "--port", min=0, max=65535, help="default 8001")) -> None:
+    """The loop in a browser: overview, data, models (promote/rollback with a key), trace a request."""
+    from .dashboard import run_ui
+
+    run_ui(_project(config), host=host, port=port)
+
+
+@app.command()
+def trace(request_id: str = typer.Argument(..., help="a request id from the prediction log"),
+          config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """One prediction: its model version, run, dataset version and the feedback that came back."""
+    _emit(_project(config).trace(request_id), as_json,
+          lambda r: out.print(f"{r['request_id']}: model {r['model']['name']}:{r['model']['version']}, "
+                              f"run {r['run']['id'] if r['run'] else '-'}, dataset v{r['dataset']['version']}, "
+                              f"feedback {r['feedback']['label'] if r['feedback'] else 'none'}"))
+
+
+@app.command()
 def feedback(file: str = typer.Argument(..., help="CSV/Parquet/JSONL with columns request_id,label"),
              config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Import labels for earlier predictions (exit 2 when none of the rows could be used)."""

@@ -147,6 +147,13 @@ class OptimizeConfig(_Section):
                                              "the production version")
 
 
+class UiConfig(_Section):
+    host: str = Field("127.0.0.1", description="modelloop ui binds here; exposing it is a deliberate act")
+    port: int = Field(8001, ge=0, le=65535)
+    require_key_to_read: bool = Field(False, description="with API keys configured, every page needs a key "
+                                                         "(default: read-only without one, actions need one)")
+
+
 class StorageConfig(_Section):
     catalog: str | None = None
     tracking: str | None = None
@@ -179,6 +186,7 @@ class Config(_Section):
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig, description="task anomaly_detection: threshold "
                                                                               "and detectors")
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    ui: UiConfig = Field(default_factory=UiConfig, description="modelloop ui: the loop in a browser")
     compute: ComputeConfig = Field(default_factory=ComputeConfig, description="the job queue's pool, engine and "
                                                                                "scheduling (modelloop jobs / worker)")
 

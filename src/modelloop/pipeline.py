@@ -61,12 +61,16 @@ def project_status(ws: Workspace) -> dict[str, Any]:
     """Dataset versions, model versions with their test figures, and where each alias points."""
     cat, name = ws.catalog, ws.config.name
     datasets = [{"id": d["id"], "version": d["seq"], "step": d["step"], "rows": d["rows"],
-                 "parents": d["parents"], "created_at": d["created_at"].isoformat(timespec="seconds")}
+                 "parents": d["parents"], "quality": d.get("quality"),
+                 "columns": (d.get("schema") or {}).get("columns", {}),
+                 "created_at": d["created_at"].isoformat(timespec="seconds")}
                 for d in cat.list_datasets(name)]
     production = cat.get_alias(name, PRODUCTION)
+    aliases = cat.current_aliases(name)
     models = [{"name": m["name"], "version": m["version"], "dataset": m["dataset_id"],
                "run_id": m["run_id"], "metrics": m["metrics"], "formats": sorted(m["formats"]),
                "production": m["version"] == production, "parent_version": m.get("parent_version"),
+               "family": m.get("family"), "aliases": sorted(a for a, v in aliases.items() if v == m["version"]),
                "variant": (m.get("info") or {}).get("variant"),
                "created_at": m["created_at"].isoformat(timespec="seconds")}
               for m in cat.list_models(name)]

@@ -116,6 +116,12 @@ class Project:
 
         return rollback(self.workspace, alias)
 
+    def trace(self, request_id: str) -> dict[str, Any]:
+        """One logged prediction: its model version, run, dataset version and the feedback that came back."""
+        from .trace import trace_request
+
+        return trace_request(self.workspace, request_id)
+
     def status(self) -> dict[str, Any]:
         """Lineage at a glance: dataset versions, models, aliases."""
         from .pipeline import project_status

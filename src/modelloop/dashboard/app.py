@@ -1,0 +1,233 @@
+"""The dashboard's FastAPI app: server-rendered pages over the Project API, and two guarded actions.
+
+Reads go through :class:`modelloop.Project` (``status``, ``trace``), the functions behind the CLI's
+``--json``, so a page and the CLI never disagree. Security, in the order a request meets it:
+
+* **Keys** are the prediction server's (``MODELLOOP_API_KEYS`` or ``serve.api_keys_file``, compared in
+  constant time by :class:`~modelloop.serving.security.ApiKeys`). A browser presents one as
+  ``Authorization: Bearer``, or once on the sign-in form / an action form, after which it holds a signed
+  session cookie (a random nonce and its HMAC under a per-process secret; the key itself is not stored).
+  Pages are read-only without a key; with ``ui.require_key_to_read`` every page answers 401 without one.
+  Actions (promote, rollback) always need a key: with no key configured they are refused.
+* **CSRF**: every action is a POST whose form carries a token, the HMAC of the ``ml_csrf`` cookie's nonce;
+  a POST without the pair, or with a wrong one, is refused with 403 before anything else is looked at.
+* **Escaping**: Jinja2 autoescape is on for every template, so values from data (column names, model
+  names, request inputs) render as text. Pages send a ``Content-Security-Policy`` without inline script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.staticfiles import StaticFiles
+
+from ..errors import ModelloopError, NotFoundError, StateError
+from ..project import Project
+from ..serving.security import ApiKeys, load_api_keys
+from .i18n import LANGS, pick_lang, strings
+
+__all__ = ["create_app"]
+
+HERE = Path(__file__).parent
+SESSION_COOKIE, CSRF_COOKIE, LANG_COOKIE = "ml_session", "ml_csrf", "ml_lang"
+MAX_FORM_BYTES = 16_384
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                               "frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class _Guard:
+    """Sessions and CSRF tokens signed under one per-process secret (restart = everyone signs in again)."""
+
+    def __init__(self, keys: ApiKeys):
+        self.keys = keys
+        self._secret = secrets.token_bytes(32)
+
+    def _sign(self, purpose: str, nonce: str) -> str:
+        return hmac.new(self._secret, f"{purpose}:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+    def new_session(self) -> str:
+        nonce = secrets.token_hex(16)
+        return f"{nonce}.{self._sign('session', nonce)}"
+
+    def _valid(self, purpose: str, signed: str | None) -> bool:
+        nonce, _, mac = (signed or "").partition(".")
+        return bool(nonce) and hmac.compare_digest(mac, self._sign(purpose, nonce))
+
+    def has_key(self, request: Request, form_key: str | None = None) -> bool:
+        """A configured key presented now (header or form), or a session signed after one was."""
+        if not self.keys.enabled:
+            return False
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer ") and self.keys.verify(auth[7:].strip()):
+            return True
+        if form_key and self.keys.verify(form_key):
+            return True
+        return self._valid("session", request.cookies.get(SESSION_COOKIE))
+
+    def csrf_token(self, nonce: str) -> str:
+        return self._sign("csrf", nonce)
+
+    def csrf_ok(self, request: Request, token: str | None) -> bool:
+        nonce = request.cookies.get(CSRF_COOKIE)
+        return bool(nonce and token) and hmac.compare_digest(str(token), self._sign("csrf", str(nonce)))
+
+
+def _quality_score(quality: dict[str, Any] | None) -> float | None:
+    """The dataset's overall quality score (the mean of its scores when no overall one is stored)."""
+    scores = (quality or {}).get("scores") or {}
+    if "overall" in scores:
+        return scores["overall"]
+    values = [v for v in scores.values() if isinstance(v, int | float)]
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def create_app(project: Project, *, keys: list[str] | None = None,
+               require_key_to_read: bool | None = None) -> FastAPI:
+    """The dashboard over one project; ``keys`` default to the prediction server's configured keys."""
+    cfg = project.config
+    if keys is None:
+        keys = load_api_keys(cfg.serve.api_keys_file, cfg.root)
+    guard = _Guard(ApiKeys(keys))
+    must_sign_in = bool(keys) and (cfg.ui.require_key_to_read if require_key_to_read is None
+                                   else require_key_to_read)
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["score"] = lambda quality: "—" if (s := _quality_score(quality)) is None else s
+    app = FastAPI(title="modelloop ui", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def render(request: Request, template: str, code: int = 200, **ctx: Any) -> Response:
+        lang = pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+                         request.headers.get("accept-language"))
+        nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_hex(16)
+        html = env.get_template(template).render(
+            t=strings(lang), lang=lang, langs=LANGS, path=request.url.path, project=cfg.name,
+            csrf=guard.csrf_token(nonce), keys_configured=guard.keys.enabled,
+            signed_in=guard.has_key(request), **ctx)
+        response = HTMLResponse(html, status_code=code, headers=SECURITY_HEADERS)
+        response.set_cookie(CSRF_COOKIE, nonce, httponly=True, samesite="strict")
+        if request.query_params.get("lang") in LANGS:
+            response.set_cookie(LANG_COOKIE, lang, samesite="lax", max_age=365 * 86400)
+        return response
+
+    def fail(request: Request, status: int, message: str) -> Response:
+        return render(request, "error.html", code=status, message=message)
+
+    @app.middleware("http")
+    async def sign_in_first(request: Request, call_next: Any) -> Response:
+        """With ``ui.require_key_to_read``: 401 for every page but sign-in and the stylesheet."""
+        open_paths = request.url.path == "/login" or request.url.path.startswith("/static/")
+        if must_sign_in and not open_paths and not guard.has_key(request):
+            return render(request, "login.html", code=401, next=request.url.path)
+        return await call_next(request)
+
+    async def read_form(request: Request) -> dict[str, str]:
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+        return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview(request: Request) -> Response:
+        status = project.status()
+        latest = status["datasets"][-1] if status["datasets"] else None
+        prod = status["production"]
+        prod_model = next((m for m in status["models"] if prod and m["version"] == prod["version"]), None)
+        return render(request, "overview.html", status=status, latest=latest, prod=prod_model)
+
+    @app.get("/models", response_class=HTMLResponse)
+    def models(request: Request, done: str | None = None) -> Response:
+        return render(request, "models.html", status=project.status(), done=done)
+
+    @app.get("/data", response_class=HTMLResponse)
+    def data(request: Request) -> Response:
+        status = project.status()
+        reports = {d["id"] for d in status["datasets"] if _report_path(d["id"]).is_file()}
+        return render(request, "data.html", status=status, reports=reports)
+
+    def _report_path(dataset_id: str) -> Path:
+        return project.workspace.reports_dir / f"quality-{dataset_id}.html"
+
+    @app.get("/data/{dataset_id}/report")
+    def report(request: Request, dataset_id: str) -> Response:
+        known = {d["id"] for d in project.status()["datasets"]}
+        if dataset_id not in known or not _report_path(dataset_id).is_file():
+            return fail(request, 404, f"no profile report for dataset '{dataset_id}'; run `modelloop profile`")
+        return FileResponse(_report_path(dataset_id), media_type="text/html")
+
+    @app.get("/trace", response_class=HTMLResponse)
+    def trace(request: Request, request_id: str | None = None) -> Response:
+        if not request_id:
+            return render(request, "trace.html", result=None, request_id="")
+        try:
+            result = project.trace(request_id.strip())
+        except NotFoundError as e:
+            return render(request, "trace.html", code=404, result=None, request_id=request_id, error=str(e))
+        return render(request, "trace.html", result=result, request_id=request_id)
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, next: str = "/") -> Response:
+        return render(request, "login.html", next=next)
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        form = await read_form(request)
+        if not guard.csrf_ok(request, form.get("csrf")):
+            return fail(request, 403, "the form's CSRF token is missing or wrong; reload the page and retry")
+        if not guard.has_key(request, form.get("api_key")):
+            return render(request, "login.html", code=401, next=form.get("next", "/"), wrong=True)
+        target = form.get("next", "/")
+        response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/",
+                                    status_code=303)
+        response.set_cookie(SESSION_COOKIE, guard.new_session(), httponly=True, samesite="strict")
+        return response
+
+    async def action(request: Request, kind: str) -> Response:
+        form = await read_form(request)
+        if not guard.csrf_ok(request, form.get("csrf")):
+            return fail(request, 403, "the form's CSRF token is missing or wrong; reload the page and retry")
+        if not guard.keys.enabled:
+            return fail(request, 403, "actions need an API key and none is configured; set MODELLOOP_API_KEYS "
+                                      "(or serve.api_keys_file) and restart modelloop ui")
+        if not guard.has_key(request, form.get("api_key")):
+            return fail(request, 401, "a valid API key is needed to " + kind)
+        if form.get("confirm") != "yes":
+            response = render(request, "confirm.html", kind=kind, version=form.get("version", ""))
+            response.set_cookie(SESSION_COOKIE, guard.new_session(), httponly=True, samesite="strict")
+            return response
+        try:
+            if kind == "promote":
+                version = form.get("version", "")
+                if not version.isdigit():
+                    return fail(request, 400, f"version '{version}' is not a model version number")
+                res = project.promote(f"{cfg.name}:{version}")
+            else:
+                res = project.rollback()
+        except StateError as e:
+            return fail(request, 409, str(e))
+        except ModelloopError as e:
+            return fail(request, 400, str(e))
+        return RedirectResponse(f"/models?done={kind}:{res['model']['version']}", status_code=303)
+
+    @app.post("/models/promote")
+    async def promote(request: Request) -> Response:
+        return await action(request, "promote")
+
+    @app.post("/models/rollback")
+    async def rollback(request: Request) -> Response:
+        return await action(request, "rollback")
+
+    return app

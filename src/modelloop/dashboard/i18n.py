@@ -1,0 +1,76 @@
+"""The dashboard's strings in English and Chinese (zh-CN), and how a request picks its language.
+
+``?lang=`` wins (and is remembered in a cookie), then the cookie, then the browser's Accept-Language.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LANGS", "pick_lang", "strings"]
+
+LANGS = ("en", "zh-CN")
+
+_EN = {
+    "title": "modelloop", "overview": "Overview", "models": "Models", "data": "Data", "trace": "Trace",
+    "stage_data": "Data", "stage_model": "Model", "stage_serving": "Serving", "stage_feedback": "Feedback",
+    "latest_dataset": "Latest dataset version", "production": "Production model", "none": "none yet",
+    "rows": "rows", "columns": "columns", "quality": "quality score", "parents": "parents", "step": "step", "created": "created",
+    "version": "version", "family": "family", "metrics": "metrics", "aliases": "aliases", "actions": "actions",
+    "promote": "Promote to production", "rollback": "Roll back production", "api_key": "API key",
+    "confirm": "Confirm", "cancel": "Cancel", "confirm_promote": "Point production at this version?",
+    "confirm_rollback": "Point production back at the version it held before?",
+    "done": "Done", "read_only": "Read-only: actions need an API key.", "profile": "profile report",
+    "request_id": "Request id", "look_up": "Look up", "prediction": "Prediction", "run": "Run",
+    "dataset": "Dataset version", "feedback": "Feedback", "no_feedback": "no feedback came back yet",
+    "later": "Merged into later dataset versions", "language": "Language", "error": "Error",
+    "predictions_logged": "see Trace for a request", "decisions": "retrain decisions",
+    "key_needed": "This page needs an API key.", "sign_in": "Sign in", "output": "output", "inputs": "inputs",
+}
+_ZH = {
+    "title": "modelloop", "overview": "概览", "models": "模型", "data": "数据", "trace": "追踪",
+    "stage_data": "数据", "stage_model": "模型", "stage_serving": "服务", "stage_feedback": "反馈",
+    "latest_dataset": "最新数据集版本", "production": "生产模型", "none": "暂无",
+    "rows": "行数", "columns": "列", "quality": "质量分", "parents": "父版本", "step": "步骤", "created": "创建时间",
+    "version": "版本", "family": "模型族", "metrics": "指标", "aliases": "别名", "actions": "操作",
+    "promote": "发布到生产", "rollback": "回滚生产版本", "api_key": "API 密钥",
+    "confirm": "确认", "cancel": "取消", "confirm_promote": "将生产指向此版本？",
+    "confirm_rollback": "将生产指回之前的版本？",
+    "done": "完成", "read_only": "只读：操作需要 API 密钥。", "profile": "数据质量报告",
+    "request_id": "请求 ID", "look_up": "查询", "prediction": "预测", "run": "运行",
+    "dataset": "数据集版本", "feedback": "反馈", "no_feedback": "尚无反馈",
+    "later": "已合并到后续数据集版本", "language": "语言", "error": "错误",
+    "predictions_logged": "在追踪页查询单个请求", "decisions": "重训决策",
+    "key_needed": "此页面需要 API 密钥。", "sign_in": "登录", "output": "输出", "inputs": "输入",
+}
+_STRINGS = {"en": _EN, "zh-CN": _ZH}
+
+
+def strings(lang: str) -> dict[str, str]:
+    return _STRINGS.get(lang, _EN)
+
+
+def _match(tag: str) -> str | None:
+    tag = tag.strip().lower()
+    if tag.startswith("zh"):
+        return "zh-CN"
+    if tag.startswith("en"):
+        return "en"
+    return None
+
+
+def pick_lang(query: str | None, cookie: str | None, accept_language: str | None) -> str:
+    """The language of this page: ``?lang=``, then the cookie, then Accept-Language by q-weight, else en."""
+    for explicit in (query, cookie):
+        if explicit and (found := _match(explicit)):
+            return found
+    weighted = []
+    for part in (accept_language or "").split(","):
+        tag, _, q = part.partition(";q=")
+        try:
+            weight = float(q) if q else 1.0
+        except ValueError:
+            weight = 0.0
+        weighted.append((weight, tag))
+    for _, tag in sorted(weighted, key=lambda t: -t[0]):
+        if found := _match(tag):
+            return found
+    return "en"

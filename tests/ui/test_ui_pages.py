@@ -1,0 +1,106 @@
+"""Every dashboard page renders from the Project API, in English and Chinese, with data escaped."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from ui_toy import REQUEST_WITH_FEEDBACK, REQUEST_WITHOUT, XSS
+
+PAGES = ["/", "/models", "/data", "/trace", f"/trace?request_id={REQUEST_WITH_FEEDBACK}"]
+
+
+@pytest.fixture(scope="module")
+def client(ui_project):
+    from fastapi.testclient import TestClient
+
+    from modelloop.dashboard import create_app
+
+    with TestClient(create_app(ui_project, keys=[])) as c:
+        yield c
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_ui_every_page_renders_and_loads_nothing_from_outside(client, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    # every stylesheet, script and image comes from the package, not a CDN
+    assert not re.search(r'(src|href)="(https?:)?//', r.text)
+    css = client.get("/static/style.css")
+    assert css.status_code == 200 and ".stage" in css.text
+
+
+def test_ui_overview_shows_the_loop_and_its_links_resolve(client, ui_project) -> None:
+    status = ui_project.status()
+    page = client.get("/").text
+    prod = status["production"]["version"]
+    assert f"toy:{prod}" in page
+    assert f"v{status['datasets'][-1]['version']}" in page
+    assert "99.79" in page or str(status["datasets"][-1]["quality"]["scores"]["overall"]) in page
+    links = set(re.findall(r'href="(/[^"#?]*)', page)) - {"/static/style.css"}
+    assert {"/data", "/models", "/trace"} <= links
+    for link in links:
+        assert client.get(link).status_code == 200, link
+
+
+def test_ui_models_lists_versions_with_family_metrics_aliases(client, ui_project) -> None:
+    page = client.get("/models").text
+    for m in ui_project.status()["models"]:
+        assert f'id="model-{m["version"]}"' in page
+    assert "tabular" in page and "production" in page and "roc_auc" in page
+    # no key is configured: the page is read-only, no action form is offered
+    assert 'action="/models/promote"' not in page
+
+
+def test_ui_data_lists_versions_and_links_the_profile_report(client, ui_project) -> None:
+    page = client.get("/data").text
+    ds = ui_project.status()["datasets"][0]
+    assert f'id="dataset-{ds["id"]}"' in page and f"<td>{ds['rows']}</td>" in page
+    report = client.get(f"/data/{ds['id']}/report")
+    assert report.status_code == 200 and "quality" in report.text.lower()
+    missing = client.get("/data/nope/report")
+    assert missing.status_code == 404 and "modelloop profile" in missing.text
+
+
+def test_ui_trace_follows_a_request_to_run_dataset_and_feedback(client, ui_project) -> None:
+    expected = ui_project.trace(REQUEST_WITH_FEEDBACK)
+    page = client.get("/trace", params={"request_id": REQUEST_WITH_FEEDBACK}).text
+    assert f"toy:{expected['model']['version']}" in page
+    assert expected["run"]["id"] in page and expected["dataset"]["id"] in page
+    assert "(file," in page                                           # the feedback that came back
+    other = client.get("/trace", params={"request_id": REQUEST_WITHOUT}).text
+    assert "no feedback came back yet" in other
+    unknown = client.get("/trace", params={"request_id": "never-logged"})
+    assert unknown.status_code == 404 and "not in the prediction log" in unknown.text
+
+
+def test_ui_language_from_query_cookie_and_accept_language(ui_project) -> None:
+    from fastapi.testclient import TestClient
+
+    from modelloop.dashboard import create_app
+
+    app = create_app(ui_project, keys=[])
+    with TestClient(app) as c:
+        assert ">Overview<" in c.get("/").text
+        zh = c.get("/models?lang=zh-CN")
+        assert "模型" in zh.text and '<html lang="zh-CN">' in zh.text
+        assert "模型" in c.get("/models").text                        # remembered in the cookie
+        assert "Models" in c.get("/models?lang=en").text
+    with TestClient(app) as c:
+        assert "概览" in c.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}).text
+        assert "Overview" in c.get("/", headers={"Accept-Language": "fr,en;q=0.5,zh;q=0.1"}).text
+
+
+def test_ui_escapes_a_column_named_script(ui_xss_project) -> None:
+    from fastapi.testclient import TestClient
+
+    from modelloop.dashboard import create_app
+
+    with TestClient(create_app(ui_xss_project, keys=[])) as c:
+        page = c.get("/data")
+        trace = c.get("/trace", params={"request_id": XSS})
+    assert page.status_code == 200
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and XSS not in page.text
+    assert XSS not in trace.text                                     # the echoed request id too

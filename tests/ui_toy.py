@@ -18,13 +18,18 @@ XSS = "<script>alert(1)</script>"
 KEY = "ui-test-key-0123456789"
 
 
+def trained_config() -> dict[str, Any]:
+    """The raw config of ``trained_project`` (what its ``modelloop.yaml`` would hold)."""
+    return {**RAW_CONFIG, "train": {"cv_folds": 2, "ensemble_size": 2}}
+
+
 def trained_project(root: Path) -> Any:
     from modelloop.catalog import utcnow
     from modelloop.config import parse_config
     from modelloop.project import Project
 
     make_table(n=200).to_csv(root / "data.csv", index=False)
-    project = Project(parse_config({**RAW_CONFIG, "train": {"cv_folds": 2, "ensemble_size": 2}}, root=root))
+    project = Project(parse_config(trained_config(), root=root))
     project.ingest()
     project.profile()
     project.train(budget=5, trials=1)

@@ -113,3 +113,61 @@ def test_unsupervised_weights_favour_stable_detectors_that_agree():
     w = unsupervised_weights({"ecod": 0.9, "iforest": 0.9, "lof": -0.2}, {"ecod": steady, "iforest": shaky, "lof": 1.0})
     assert w["ecod"] > 3 * w["iforest"] and w["lof"] == 0.0 and sum(w.values()) == pytest.approx(1.0)
     assert unsupervised_weights({"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0}) == {"a": 0.5, "b": 0.5}
+
+
+def test_a_few_labels_weight_the_detectors_they_point_to_and_the_choice_follows_them(tmp_path):
+    """Two detectors each rank a different planted group of rows first, a third ranks at random: labels
+    marking one group lean the ensemble on the detector that finds it, and the other group the other."""
+    from modelloop.families.anomaly.search import AnomalySearch, _choose, label_weights
+    from modelloop.training.search import TrialRecord
+
+    rng = np.random.default_rng(4)
+    n = 300
+    group_a, group_b = np.arange(0, 6), np.arange(6, 12)
+    raw = {d: rng.random(n) for d in ("iforest", "ecod", "knn")}
+    raw["knn"][group_a] += 2.0     # knn finds group a
+    raw["iforest"][group_b] += 2.0  # iforest finds group b
+    records = []
+    for number, (d, r) in enumerate(raw.items()):
+        np.save(tmp_path / f"trial_{number}.npy", calibrate(np.sort(r), r))
+        records.append(TrialRecord(number, d, {}, 0.5, "complete", 0.0))
+    labelled = np.arange(0, 80)  # 80 labelled rows: both groups and 68 normal ones
+    for found, finder in ((group_a, "knn"), (group_b, "iforest")):
+        y = np.full(n, -1)
+        y[labelled] = 0
+        y[found] = 1
+        job = AnomalySearch(X=np.zeros((n, 1)), y=y, detectors=list(raw), seed=0, min_labels=3, budget=None,
+                            n_trials=None)
+        sel = _choose(job, records, tmp_path, "pr_auc")["selection"]
+        ap = sel["average_precision"]
+        assert max(ap, key=lambda k: ap[k] if k != "ensemble" else -1) == finder
+        # the weights the labels gave lean on the detector that finds the labelled anomalies ...
+        weights, share = label_weights({d: ap[d] for d in raw}, 6 / 80, 6)
+        assert max(weights, key=lambda k: weights[k]) == finder and 0 < share < 0.5
+        # ... and the choice follows them: that detector alone, since the others only add noise
+        assert sel["chosen"] == finder and sel["labelled_anomalies"] == 6 and "weighted by average precision" in sel["why"]
+    # knn and iforest each find the labelled anomalies through their own noise, ecod at random: the labels
+    # give ecod the least weight and the ensemble of the two finders beats either alone
+    noisy = {d: rng.random(n) for d in ("iforest", "ecod", "knn")}
+    noisy["knn"][:12] += 0.6
+    noisy["iforest"][:12] += 0.6
+    for number, r in enumerate(noisy.values()):  # the records' order
+        np.save(tmp_path / f"trial_{number}.npy", calibrate(np.sort(r), r))
+    y = np.full(n, -1)
+    y[labelled] = 0
+    y[:12] = 1
+    job = AnomalySearch(X=np.zeros((n, 1)), y=y, detectors=list(raw), seed=0, min_labels=3, budget=None, n_trials=None)
+    chosen = _choose(job, records, tmp_path, "pr_auc")
+    weights = dict(zip([m[0] for m in chosen["members"]], chosen["weights"], strict=True))
+    assert chosen["selection"]["chosen"] == "ensemble" and weights["ecod"] < min(weights["knn"], weights["iforest"])
+    assert chosen["selection"]["weights"] == {d: round(w, 4) for d, w in weights.items()}
+
+
+def test_label_weights_shrink_toward_equal_shares_with_few_labels():
+    from modelloop.families.anomaly.search import label_weights
+
+    few, share_few = label_weights({"a": 1.0, "b": 0.1}, 0.1, 3)
+    many, share_many = label_weights({"a": 1.0, "b": 0.1}, 0.1, 60)
+    assert 0.5 < few["a"] < many["a"] < 1.0 and share_few < share_many
+    assert sum(few.values()) == pytest.approx(1.0) and sum(many.values()) == pytest.approx(1.0)
+    assert label_weights({"a": 0.05, "b": 0.02}, 0.1, 50) == ({"a": 0.5, "b": 0.5}, 0.0)  # no better than chance

@@ -22,6 +22,8 @@ def test_the_summary_says_what_was_chosen_and_the_label_is_never_a_feature(senso
     sel = summary["selection"]
     assert sel["method"] == "average_precision" and sel["labels"] > 0 and sel["why"]
     assert sel["chosen"] in {*sel["average_precision"]}
+    assert sel["labelled_anomalies"] >= 5 and "weighted by average precision" in sel["why"]
+    assert set(sel["weights"]) <= set(sel["average_precision"])
     assert "incident" not in summary["features"]["used"] and "reading_id" not in summary["features"]["used"]
     m = summary["test_metrics"]
     assert {"roc_auc", "pr_auc", "precision_at_budget", "recall"} <= set(m)

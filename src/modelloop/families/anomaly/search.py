@@ -13,9 +13,13 @@ Each trial's calibrated training scores are written to the study folder (``trial
 search chooses among every trial. Then the best trial of each detector becomes a member. Without labels
 the model is their ensemble, each member weighted by its agreement with the consensus times its
 stability under subsampling (:func:`stability`: the same ranking from fits on different halves of the
-rows), to the power ``SHARPNESS`` (:func:`unsupervised_weights`). With labels, the equally weighted
-ensemble and each member compete on average precision (a tie keeps the ensemble). The choice and why is
-the train summary's ``selection`` (with the agreement, stability and weight of each member).
+rows), to the power ``SHARPNESS`` (:func:`unsupervised_weights`). With labels, each member is weighted by
+its average precision on them above the labels' base rate, shrunk toward equal weights by the number of
+labelled anomalies (:func:`label_weights`: a handful of labels moves the weights a little, many move them
+far); that ensemble and the best single member compete on average precision, and the single member is
+chosen only if it beats the ensemble by ``SINGLE_MARGIN`` (its figure is the best of several on the same
+few labels, so it is optimistic). The choice and why is the train summary's ``selection`` (with the
+agreement, stability or average precision, and weight of each member).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import optuna
 from ...training.search import SearchResult, TrialRecord, finished, open_study, ranked, search_loop
 from .detectors import DETECTORS, build_detector, calibrate, training_scores
 
-__all__ = ["DEFAULTS", "AnomalySearch", "consensus", "run_anomaly_search", "suggest_params"]
+__all__ = ["DEFAULTS", "AnomalySearch", "consensus", "label_weights", "run_anomaly_search", "suggest_params"]
 
 
 # scikit-learn's defaults (kNN: PyOD's k = 5 is noisier on small tables; 10 here), tried first
@@ -186,6 +190,8 @@ def _search(job: AnomalySearch, study: optuna.Study, work_dir: Path, metric: str
 
 SHARPNESS = 4        # unsupervised weights: (agreement x stability) to this power
 SUBSAMPLES = 3       # stability: fits on this many seeded halves of the rows
+SHRINK_LABELS = 10   # label weights: this many labelled anomalies give the labels' own weights half the say
+SINGLE_MARGIN = 0.02  # with labels, a single member replaces the ensemble only above its AP by this much
 
 
 def stability(name: str, params: dict[str, Any], X: np.ndarray, seed: int) -> float:
@@ -212,6 +218,19 @@ def unsupervised_weights(agreement: dict[str, float], stable: dict[str, float]) 
     return {d: (v / total if total > 0 else 1.0 / len(raw)) for d, v in raw.items()}
 
 
+def label_weights(ap: dict[str, float], base_rate: float, positives: int) -> tuple[dict[str, float], float]:
+    """Each member's share of the ensemble from labels, and how much the labels decided it: the members'
+    lift of average precision over the base rate (what random scores get; below it as 0), normalised,
+    mixed with equal shares as ``lam = positives / (positives + SHRINK_LABELS)``. With 5 labelled
+    anomalies a detector that found them all still leaves the others two thirds of equal shares: a
+    handful of labels is too few to drop a detector on, enough to lean on one."""
+    lift = {d: max(v - base_rate, 0.0) for d, v in ap.items()}
+    total = sum(lift.values())
+    lam = positives / (positives + SHRINK_LABELS) if total > 0 else 0.0
+    equal = 1.0 / len(ap)
+    return {d: (1 - lam) * equal + lam * (lift[d] / total if total > 0 else equal) for d in ap}, lam
+
+
 def _rounded(figures: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in figures.items()}
 
@@ -222,7 +241,6 @@ def _choose(job: AnomalySearch, records: list[TrialRecord], work_dir: Path, metr
         best.setdefault(r.family, r)
     members = [best[d] for d in DETECTORS if d in best]
     scores = {r.family: np.load(work_dir / f"trial_{r.number}.npy") for r in members}
-    ensemble = np.mean(list(scores.values()), axis=0)
     if not job.supervised:
         agreement = {r.family: float(r.value) if r.value is not None else 0.0 for r in members}
         stable = {r.family: stability(r.family, r.params, job.X, job.seed) for r in members}
@@ -238,19 +256,25 @@ def _choose(job: AnomalySearch, records: list[TrialRecord], work_dir: Path, metr
                               "consensus_agreement": _rounded(agreement), "stability": _rounded(stable),
                               "weights": _rounded(weights)}}
     ap = {r.family: average_precision(job.y, s) for r, s in zip(members, scores.values(), strict=True)}
-    ap_ensemble = average_precision(job.y, calibrate(np.sort(ensemble), ensemble))
+    known = job.y[job.y >= 0]
+    labels, positives = len(known), int((known == 1).sum())
+    weights, lam = label_weights(ap, positives / labels, positives)
+    mixed = np.column_stack(list(scores.values())) @ np.array([weights[r.family] for r in members])
+    ap_ensemble = average_precision(job.y, calibrate(np.sort(mixed), mixed))
     top = max(ap, key=lambda k: ap[k])
-    labels = int((job.y >= 0).sum())
-    figures = {**{k: round(v, 4) for k, v in ap.items()}, "ensemble": round(ap_ensemble, 4)}
-    if ap_ensemble >= ap[top]:
-        return {"members": [(r.family, r.params) for r in members], "weights": [1.0] * len(members),
-                "selection": {"method": "average_precision", "chosen": "ensemble", "value": ap_ensemble,
-                              "labels": labels, "average_precision": figures,
+    figures = {**_rounded(ap), "ensemble": round(ap_ensemble, 4)}
+    shared = {"method": "average_precision", "labels": labels, "labelled_anomalies": positives,
+              "average_precision": figures, "weights": _rounded(weights), "label_share": round(lam, 4)}
+    weighting = (f"members weighted by average precision above the base rate {positives / labels:.3f}, "
+                 f"{lam:.0%} by the labels and {1 - lam:.0%} equal ({positives} labelled anomalies)")
+    if ap[top] <= ap_ensemble + SINGLE_MARGIN:
+        return {"members": [(r.family, r.params) for r in members], "weights": [weights[r.family] for r in members],
+                "selection": {**shared, "chosen": "ensemble", "value": ap_ensemble,
                               "why": f"average precision on {labels} labelled train rows: the ensemble "
-                                     f"({ap_ensemble:.3f}) is at least the best single detector ({top}, "
-                                     f"{ap[top]:.3f})"}}
+                                     f"({ap_ensemble:.3f}; {weighting}) is within {SINGLE_MARGIN} of the best "
+                                     f"single detector ({top}, {ap[top]:.3f}) or above it"}}
     return {"members": [(best[top].family, best[top].params)], "weights": [1.0],
-            "selection": {"method": "average_precision", "chosen": top, "value": ap[top], "labels": labels,
-                          "average_precision": figures,
+            "selection": {**shared, "chosen": top, "value": ap[top], "weights": {top: 1.0},
                           "why": f"average precision on {labels} labelled train rows: {top} ({ap[top]:.3f}) "
-                                 f"beats the ensemble ({ap_ensemble:.3f})"}}
+                                 f"beats the ensemble ({ap_ensemble:.3f}; {weighting}) by more than "
+                                 f"{SINGLE_MARGIN}"}}

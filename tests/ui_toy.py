@@ -52,3 +52,20 @@ def xss_project(root: Path) -> Any:
     project = Project(parse_config(RAW_CONFIG, root=root))
     project.ingest()
     return project
+
+
+def wait_http(url: str, proc: Any = None, timeout: float = 30.0) -> Any:
+    """The first answer of a server that is starting (its process's stderr when it exits instead)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"modelloop ui exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")

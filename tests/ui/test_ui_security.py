@@ -8,10 +8,9 @@ import subprocess
 import sys
 
 import httpx
-import pytest
 import yaml
 from servers import free_port, running
-from ui_toy import KEY, trained_config
+from ui_toy import KEY, trained_config, wait_http
 
 
 def _client(project, **kw):
@@ -102,7 +101,7 @@ def test_ui_command_serves_on_127_0_0_1(ui_project) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "modelloop.cli", "ui", "--port", str(port)], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        page = _wait_for(f"http://127.0.0.1:{port}/", proc)
+        page = wait_http(f"http://127.0.0.1:{port}/", proc)
         assert page.status_code == 200 and "toy:" in page.text
     finally:
         proc.terminate()
@@ -113,23 +112,10 @@ def test_ui_real_uvicorn_keeps_csrf_and_key_over_http(ui_project) -> None:
     from modelloop.dashboard import create_app
 
     with running(create_app(ui_project, keys=[KEY], require_key_to_read=True), ready=False) as url:
-        assert _wait_for(url + "/static/style.css").status_code == 200
+        assert wait_http(url + "/static/style.css").status_code == 200
         assert httpx.get(url + "/").status_code == 401
         r = httpx.get(url + "/models", headers={"Authorization": f"Bearer {KEY}"})
         assert r.status_code == 200
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie
 
-
-def _wait_for(url: str, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> httpx.Response:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"modelloop ui exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    pytest.fail(f"{url} did not answer within {timeout}s")

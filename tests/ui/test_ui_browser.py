@@ -1,0 +1,112 @@
+"""modelloop ui in a real browser: headless Chromium from Debian's package, driven by Playwright.
+
+Skipped with a reason when ``/usr/bin/chromium`` or the ``playwright`` package is missing (``.ci/run``
+installs Chromium with apt-get; Playwright's own browser downloads are never used). Every page must load
+without a console error; each test leaves a screenshot in its pytest tmp_path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from servers import running
+from ui_toy import KEY, REQUEST_WITH_FEEDBACK, XSS, wait_http
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="no /usr/bin/chromium: install Debian's chromium (apt-get install -y "
+                                       "chromium) to run the browser tests")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path: Path, request):
+    context = browser.new_context(locale="en-US")
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.problems = problems                     # a test that provokes an error page clears what it expected
+    yield pg
+    pg.screenshot(path=str(tmp_path / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def url(ui_project):
+    from modelloop.dashboard import create_app
+
+    with running(create_app(ui_project, keys=[KEY]), ready=False) as base:
+        wait_http(base + "/static/style.css")
+        yield base
+
+
+def test_ui_browser_overview_links_and_language(page, url) -> None:
+    page.goto(url + "/")
+    assert page.locator("h1").inner_text() == "Overview"
+    for stage, heading in (("Data", "Data"), ("Model", "Models"), ("Serving", "Trace")):
+        page.locator(".loop").get_by_role("link", name=stage, exact=True).click()
+        assert page.locator("h1").inner_text() == heading
+        page.goto(url + "/")
+    page.get_by_role("link", name="zh-CN").click()
+    assert page.locator("h1").inner_text() == "概览"
+    page.get_by_role("link", name="模型").first.click()
+    assert page.locator("h1").inner_text() == "模型"                 # the choice is remembered
+
+
+def test_ui_browser_trace_a_request(page, url, ui_project) -> None:
+    expected = ui_project.trace(REQUEST_WITH_FEEDBACK)
+    page.goto(url + "/trace")
+    page.fill("input[name=request_id]", REQUEST_WITH_FEEDBACK)
+    page.get_by_role("button", name="Look up").click()
+    text = page.locator("dl.trace").inner_text()
+    assert expected["run"]["id"] in text and expected["dataset"]["id"] in text
+    page.get_by_role("link", name=f"toy:{expected['model']['version']}").click()
+    assert page.url.endswith(f"/models#model-{expected['model']['version']}")
+
+
+def test_ui_browser_promote_and_rollback_need_a_key(page, url, ui_project) -> None:
+    before = ui_project.status()["production"]["version"]
+    other = next(m["version"] for m in ui_project.status()["models"] if m["version"] != before)
+    row = f"#model-{other}"
+    page.goto(url + "/models")
+    page.fill(f"{row} input[name=api_key]", "wrong-key")
+    with page.expect_response(lambda r: r.url.endswith("/models/promote")) as refused:
+        page.click(f"{row} button")
+    assert refused.value.status == 401
+    assert page.problems == ["console error: Failed to load resource: the server responded with a status "
+                             "of 401 (Unauthorized)"]
+    page.problems.clear()
+    page.goto(url + "/models")
+    page.fill(f"{row} input[name=api_key]", KEY)
+    page.click(f"{row} button")
+    assert "Point production at this version?" in page.inner_text("main")
+    assert ui_project.status()["production"]["version"] == before
+    page.get_by_role("button", name="Confirm").click()
+    assert ui_project.status()["production"]["version"] == other
+    assert page.locator(f"{row} .alias").inner_text() == "production"
+    page.get_by_role("button", name="Roll back production").click()  # signed in now: no key field
+    page.get_by_role("button", name="Confirm").click()
+    assert ui_project.status()["production"]["version"] == before
+
+
+def test_ui_browser_script_column_is_text(page, ui_xss_project) -> None:
+    from modelloop.dashboard import create_app
+
+    with running(create_app(ui_xss_project, keys=[]), ready=False) as base:
+        wait_http(base + "/static/style.css")
+        page.goto(base + "/data")
+        assert XSS in page.locator("table").inner_text()             # shown as text; no dialog fired
+        assert page.locator("table script").count() == 0

@@ -42,6 +42,8 @@ def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_pat
 
         expected = unsupervised_weights(selection["consensus_agreement"], selection["stability"])
         assert members == pytest.approx(expected, abs=2e-3)
+        code, _, err = cli(["optimize"], capsys, tmp_path)  # no label to measure a variant's change on
+        assert code == 2 and "no label column (data.target is not set)" in err and "Traceback" not in err
         code, out, err = cli(["evaluate", "--json"], capsys, tmp_path)  # no label anywhere: the alert figures
         assert code == 0, err
         assert json.loads(out)["labelled"] == 0 and json.loads(out)["metrics"]["alerts_per_1000"] > 0

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ..errors import StateError
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.metrics import direction
 from ..workspace import Workspace
@@ -273,6 +274,13 @@ def optimize(ws: Workspace, *, model: str | None = None, variants: list[str] | N
     with tempfile.TemporaryDirectory(prefix="modelloop-optimize-") as scratch, _torch_threads(threads):
         make = family.variant_maker(teacher, train, target=target, seed=cfg.seed, scratch=Path(scratch),
                                     max_drop=oc.max_metric_drop, threads=threads)
+        if target is None or target not in df.columns:  # e.g. an anomaly project without labels (a family with
+            # nothing to build, a recommender, has refused above)
+            missing = "data.target is not set" if target is None else f"data.target '{target}' is not in the data"
+            raise StateError(f"modelloop optimize: a variant is kept only when its {cfg.metric} on the test split's "
+                             f"labels stays within optimize.max_metric_drop, and this project has no label column "
+                             f"({missing}); serve the trained model as it is, or set data.target to a label "
+                             "column and run `modelloop run` again")
         base = native_predictor(teacher, head)
         results = [_evaluate_variant(base, None, None, test, target, head, cfg.metric, oc.max_metric_drop)]
         built: dict[str, VariantPredictor] = {"native": base}

@@ -23,6 +23,15 @@ def trained_config() -> dict[str, Any]:
     return {**RAW_CONFIG, "train": {"cv_folds": 2, "ensemble_size": 2}}
 
 
+def write_config(project: Any) -> Path:
+    """The trained project's ``modelloop.yaml``, for tests that run the ``modelloop`` command in its folder."""
+    import yaml
+
+    root = project.config.root
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(trained_config()), encoding="utf-8")
+    return root
+
+
 def trained_project(root: Path) -> Any:
     from modelloop.catalog import utcnow
     from modelloop.config import parse_config

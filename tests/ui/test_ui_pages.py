@@ -104,3 +104,17 @@ def test_ui_escapes_a_column_named_script(ui_xss_project) -> None:
     assert page.status_code == 200
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and XSS not in page.text
     assert XSS not in trace.text                                     # the echoed request id too
+
+
+def test_ui_trace_command_answers_what_the_page_shows(ui_project, capsys) -> None:
+    """``modelloop trace ID --json`` is the Trace page's call; an id never logged exits 2 with one line."""
+    import json
+
+    from clirun import cli
+    from ui_toy import write_config
+
+    root = write_config(ui_project)
+    code, out, _ = cli(["trace", REQUEST_WITH_FEEDBACK, "--json"], capsys, root)
+    assert code == 0 and json.loads(out) == ui_project.trace(REQUEST_WITH_FEEDBACK)
+    code, out, err = cli(["trace", "never-logged"], capsys, root)
+    assert code == 2 and "not in the prediction log" in err and "Traceback" not in err

@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import httpx
-import yaml
 from servers import free_port, running
-from ui_toy import KEY, trained_config, wait_http
+from ui_toy import KEY, wait_http, write_config
 
 
 def _client(project, **kw):
@@ -95,8 +94,7 @@ def test_ui_promote_and_rollback_with_a_key_after_confirming(ui_project) -> None
 
 def test_ui_command_serves_on_127_0_0_1(ui_project) -> None:
     """``modelloop ui --port N`` from the project folder: a real server bound to loopback."""
-    root = ui_project.config.root
-    (root / "modelloop.yaml").write_text(yaml.safe_dump(trained_config()), encoding="utf-8")
+    root = write_config(ui_project)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "modelloop.cli", "ui", "--port", str(port)], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -49,6 +49,10 @@ def trained_project(root: Path) -> Any:
                           "inputs": {"amount": 10.0}, "output": {"prediction": 1}, "latency_ms": 1.0}
                          for rid in (REQUEST_WITH_FEEDBACK, REQUEST_WITHOUT)])
     cat.add_feedback(REQUEST_WITH_FEEDBACK, 1, source="file")
+    # a retrain decision as feedback/retrain.py records one (a real retrain needs hundreds of labels)
+    cat.add_decision(name="toy", trigger=[{"kind": "drift", "feature": XSS}], dataset_id=None,
+                     champion={"version": version}, challenger={"version": None}, promoted=False,
+                     reason=f"challenger not better on {XSS}")
     return project
 
 

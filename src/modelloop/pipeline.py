@@ -74,7 +74,12 @@ def project_status(ws: Workspace) -> dict[str, Any]:
                "variant": (m.get("info") or {}).get("variant"),
                "created_at": m["created_at"].isoformat(timespec="seconds")}
               for m in cat.list_models(name)]
+    decisions = cat.list_decisions(name)
+    last = decisions[-1] if decisions else None
+    last_retrain = None if last is None else {
+        "at": last["at"].isoformat(timespec="seconds"), "promoted": last["promoted"], "reason": last["reason"],
+        "trigger": last["trigger"], "champion": last["champion"], "challenger": last["challenger"]}
     return {"project": name, "root": str(ws.root), "metric": _metric(ws),
-            "datasets": datasets, "models": models,
+            "datasets": datasets, "models": models, "last_retrain": last_retrain,
             "production": {"name": name, "version": production} if production else None,
             "stores": {"catalog": ws.catalog_url, "tracking": ws.tracking_url, "optuna": ws.optuna_url}}

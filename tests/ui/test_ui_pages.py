@@ -39,7 +39,9 @@ def test_ui_overview_shows_the_loop_and_its_links_resolve(client, ui_project) ->
     assert f"toy:{prod}" in page
     assert f"v{status['datasets'][-1]['version']}" in page
     assert "99.79" in page or str(status["datasets"][-1]["quality"]["scores"]["overall"]) in page
-    links = set(re.findall(r'href="(/[^"#?]*)', page)) - {"/static/style.css"}
+    assert "Last retrain decision" in page and "champion kept" in page
+    assert XSS not in page and "not better on &lt;script&gt;" in page  # the decision's reason, escaped
+    links = set(re.findall(r'href="(/[^"#?]*)', page)) - {"/static/style.css", "/static/favicon.svg"}
     assert {"/data", "/models", "/trace"} <= links
     for link in links:
         assert client.get(link).status_code == 200, link

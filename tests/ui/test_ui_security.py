@@ -37,6 +37,9 @@ def test_ui_require_key_to_read_answers_401_until_signed_in(ui_project) -> None:
         ok = c.post("/login", data={"csrf": _csrf(sign_in.text), "api_key": KEY, "next": "/models"})
         assert ok.status_code == 303 and ok.headers["location"] == "/models"
         assert c.get("/models").status_code == 200                  # the session cookie now
+        for outside in ("//evil.example/", "/\\evil.example", "https://evil.example/"):
+            r = c.post("/login", data={"csrf": _csrf(sign_in.text), "api_key": KEY, "next": outside})
+            assert r.status_code == 303 and r.headers["location"] == "/", outside
         assert KEY not in str(c.cookies.items())                      # the key itself is not in it
 
 

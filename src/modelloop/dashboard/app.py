@@ -190,8 +190,8 @@ def create_app(project: Project, *, keys: list[str] | None = None,
         if not guard.has_key(request, form.get("api_key")):
             return render(request, "login.html", code=401, next=form.get("next", "/"), wrong=True)
         target = form.get("next", "/")
-        response = RedirectResponse(target if target.startswith("/") and not target.startswith("//") else "/",
-                                    status_code=303)
+        local = target.startswith("/") and not target.startswith(("//", "/\\"))  # never off this site
+        response = RedirectResponse(target if local else "/", status_code=303)
         response.set_cookie(SESSION_COOKIE, guard.new_session(), httponly=True, samesite="strict")
         return response
 

@@ -22,7 +22,8 @@ _EN = {
     "request_id": "Request id", "look_up": "Look up", "prediction": "Prediction", "run": "Run",
     "dataset": "Dataset version", "feedback": "Feedback", "no_feedback": "no feedback came back yet",
     "later": "Merged into later dataset versions", "language": "Language", "error": "Error",
-    "predictions_logged": "see Trace for a request", "decisions": "retrain decisions",
+    "predictions_logged": "see Trace for a request", "decisions": "retrain decisions", "last_retrain": "Last retrain decision",
+    "promoted": "challenger promoted", "kept": "champion kept",
     "key_needed": "This page needs an API key.", "sign_in": "Sign in", "output": "output", "inputs": "inputs",
 }
 _ZH = {
@@ -38,7 +39,8 @@ _ZH = {
     "request_id": "请求 ID", "look_up": "查询", "prediction": "预测", "run": "运行",
     "dataset": "数据集版本", "feedback": "反馈", "no_feedback": "尚无反馈",
     "later": "已合并到后续数据集版本", "language": "语言", "error": "错误",
-    "predictions_logged": "在追踪页查询单个请求", "decisions": "重训决策",
+    "predictions_logged": "在追踪页查询单个请求", "decisions": "重训决策", "last_retrain": "最近一次重训决策",
+    "promoted": "挑战者已发布", "kept": "保留当前模型",
     "key_needed": "此页面需要 API 密钥。", "sign_in": "登录", "output": "输出", "inputs": "输入",
 }
 _STRINGS = {"en": _EN, "zh-CN": _ZH}

@@ -53,9 +53,11 @@ def url(ui_project):
         yield base
 
 
-def test_ui_browser_overview_links_and_language(page, url) -> None:
+def test_ui_browser_overview_links_and_language(page, url, tmp_path: Path) -> None:
+    page.set_viewport_size({"width": 1100, "height": 420})
     page.goto(url + "/")
     assert page.locator("h1").inner_text() == "Overview"
+    page.screenshot(path=str(tmp_path / "overview.png"))              # docs/img/ui-overview.png is one
     for stage, heading in (("Data", "Data"), ("Model", "Models"), ("Serving", "Trace")):
         page.locator(".loop").get_by_role("link", name=stage, exact=True).click()
         assert page.locator("h1").inner_text() == heading

@@ -106,6 +106,7 @@ def create_app(project: Project, *, keys: list[str] | None = None,
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["score"] = lambda quality: "—" if (s := _quality_score(quality)) is None else s
+    env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v  # 0.8214, not 0.821428571...
     app = FastAPI(title="modelloop ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

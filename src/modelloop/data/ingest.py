@@ -9,6 +9,7 @@ from ..config import Config
 from ..errors import DataError, cap_list
 from ..workspace import Workspace
 from .schema import Schema
+from .side_tables import side_version_id, snapshot_side_tables
 from .snapshot import (HASH_SCHEME, ROW_ID, assign_row_ids, content_hash, read_manifest, read_snapshot,
                        update_manifest, write_snapshot_batches)
 
@@ -178,7 +179,8 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     release_memory()  # between the passes: each one's peak then starts from what is in use
     digest = table.digest()
     release_memory()
-    vid = digest.version_id(table.names)
+    side_entries, side_files = snapshot_side_tables(ws.config)
+    vid = side_version_id(digest.version_id(table.names), side_entries)
     known = _version(ws, vid) or _legacy_version(ws, table.rows, vid)
     if known:
         if ws.catalog.get_split(known["id"], split_key(ws.config)) is None:
@@ -188,19 +190,21 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     ids = None if ROW_ID in table.names else digest.row_ids()
     del digest  # its row hashes: the ids are all the write needs of them
     release_memory()
-    return {**_store_version(ws, table, vid, ids), "created": True}
+    return {**_store_version(ws, table, vid, ids, (side_entries, side_files)), "created": True}
 
 
-def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray | None) -> dict[str, Any]:
-    """Write the new version ``vid`` of ``table`` with the row ids ``ids`` (None: the table has its own),
-    record it and freeze its split (its catalog row)."""
+def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray | None,
+                   side: tuple[dict[str, Any], dict[str, Path]]) -> dict[str, Any]:
+    """Write the new version ``vid`` of ``table`` with the row ids ``ids`` (None: the table has its own)
+    and a copy of its ``side`` tables (``side_tables.snapshot_side_tables``), record it and freeze its
+    split (its catalog row)."""
     from ._tables import release_memory
 
     cfg = ws.config
     schema, rows = table.schema.to_dict(), table.rows
     manifest = {"id": vid, "step": "ingest", "parents": [], "schema": schema, "rows": rows,
-                "source": table.report, "hash": HASH_SCHEME}
-    path = write_snapshot_batches(table.record_batches(ids), ws.datasets_dir / vid, manifest)
+                "source": table.report, "hash": HASH_SCHEME, "side_tables": side[0]}
+    path = write_snapshot_batches(table.record_batches(ids), ws.datasets_dir / vid, manifest, side[1])
     release_memory()
     row = ws.catalog.add_dataset(id=vid, project=cfg.name, step="ingest", parents=[], schema=schema,
                                  rows=rows, path=str(path), source=table.report)

@@ -150,12 +150,15 @@ def _update(parts: list[Any], s: pl.Series) -> None:
         values.update(s.hash(seed=0).to_numpy().tobytes())
 
 
-def write_snapshot(df: pd.DataFrame, directory: Path, manifest: dict[str, Any]) -> Path:
-    """Write ``data.parquet`` + ``manifest.json`` into ``directory`` atomically (temp dir + rename)."""
-    return _write_version(Path(directory), manifest, lambda path: df.to_parquet(path, index=False))
+def write_snapshot(df: pd.DataFrame, directory: Path, manifest: dict[str, Any],
+                   files: dict[str, Path] | None = None) -> Path:
+    """Write ``data.parquet`` + ``manifest.json`` into ``directory`` atomically (temp dir + rename);
+    ``files``: ``{name in the version: file}`` copied in with them (side tables)."""
+    return _write_version(Path(directory), manifest, lambda path: df.to_parquet(path, index=False), files)
 
 
-def write_snapshot_batches(batches: Iterable[pa.RecordBatch], directory: Path, manifest: dict[str, Any]) -> Path:
+def write_snapshot_batches(batches: Iterable[pa.RecordBatch], directory: Path, manifest: dict[str, Any],
+                           files: dict[str, Path] | None = None) -> Path:
     """``write_snapshot`` of a table given as record batches (one schema), written as they come: the
     table is never whole in memory. Each batch becomes a row group."""
     import pyarrow.parquet as pq
@@ -170,7 +173,7 @@ def write_snapshot_batches(batches: Iterable[pa.RecordBatch], directory: Path, m
             if writer is not None:
                 writer.close()
 
-    return _write_version(Path(directory), manifest, write)
+    return _write_version(Path(directory), manifest, write, files)
 
 
 def _few_distinct(batch: pa.RecordBatch) -> list[str]:
@@ -190,7 +193,8 @@ def _few_distinct(batch: pa.RecordBatch) -> list[str]:
     return names
 
 
-def _write_version(directory: Path, manifest: dict[str, Any], write_data: Callable[[Path], None]) -> Path:
+def _write_version(directory: Path, manifest: dict[str, Any], write_data: Callable[[Path], None],
+                   files: dict[str, Path] | None = None) -> Path:
     """A version's folder, made in a temporary folder beside it and renamed into place; kept as it is
     when it exists (same content, same id)."""
     if (directory / "manifest.json").exists():
@@ -199,6 +203,9 @@ def _write_version(directory: Path, manifest: dict[str, Any], write_data: Callab
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
     try:
         write_data(tmp / "data.parquet")
+        for name, source in (files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp / name)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         os.replace(tmp, directory)
     except OSError:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..workspace import Workspace
 from .ingest import check_row_ids, dataset_row, load_dataset, split_sides
 from .schema import Schema
+from .side_tables import inherited_side_tables
 from .snapshot import ROW_ID, content_hash, read_manifest, snapshot_file, write_snapshot
 from .task import target_kind
 
@@ -152,7 +153,10 @@ def clean_dataset(ws: Workspace, dataset: str | None = None) -> dict[str, Any]:
     path = ws.datasets_dir / vid
     manifest = {"id": vid, "step": "clean", "parents": [row["id"]], "schema": new_schema.to_dict(),
                 "rows": len(cleaned), "changes": changes, "plan": plan.to_dict()}
-    write_snapshot(cleaned, path, manifest)
+    side, files = inherited_side_tables(row["path"])
+    if side is not None:
+        manifest["side_tables"] = side
+    write_snapshot(cleaned, path, manifest, files)
     new = ws.catalog.add_dataset(id=vid, project=cfg.name, step="clean", parents=[row["id"]],
                                  schema=new_schema.to_dict(), rows=len(cleaned), path=str(path),
                                  source={"parent": row["id"], "rules": len(changes)})

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.ingest import ensure_split, load_dataset, split_key
+from ..data.side_tables import inherited_side_tables
 from ..data.snapshot import ROW_ID, content_hash, write_snapshot
 from ..data.stages import cleaning_plan
 from ..errors import StateError
@@ -109,7 +110,10 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
     path = ws.datasets_dir / vid
     manifest = {"id": vid, "step": "feedback-merge", "parents": [parent["id"]], "schema": schema.to_dict(),
                 "rows": len(merged), "added_feedback_rows": len(new), **({"plan": plan} if plan else {})}
-    write_snapshot(merged, path, manifest)
+    side, files = inherited_side_tables(parent["path"])  # the parent's side tables, never the file as it is now
+    if side is not None:
+        manifest["side_tables"] = side
+    write_snapshot(merged, path, manifest, files)
     row = cat.add_dataset(id=vid, project=cfg.name, step="feedback-merge", parents=[parent["id"]],
                           schema=schema.to_dict(), rows=len(merged), path=str(path),
                           source={"feedback_rows": len(new), "parent": parent["id"]})

@@ -49,6 +49,10 @@ class RecommendFamily:
 
         return read_interactions(cfg)
 
+    def side_tables(self, cfg: Any) -> dict[str, str]:
+        """The side tables a dataset version keeps a copy of (``data.side_tables``): key -> configured path."""
+        return {k: v for k in ("item_features", "user_features") if (v := getattr(cfg.data, k, None))}
+
     def profile_findings(self, ws: Any, row: dict[str, Any], frame: Any, side: Any) -> list[dict[str, Any]]:
         """The profile's interaction checks (``quality.py``): repeated pairs, users and items seen once,
         ratings off the scale, the popularity skew."""

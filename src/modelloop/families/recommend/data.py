@@ -66,6 +66,8 @@ def read_interactions(cfg: Any) -> tuple[pd.DataFrame, dict[str, Any], dict[str,
                         "several users share: give interactions of at least two users")
     # the ids are the model's inputs; the item's attributes (category, title, price) describe it and are
     # what a request may filter on, never a feature
+    for key, column in (("item_features", item), ("user_features", user)):
+        read_side_table(cfg, key, column)  # checked at ingest, where its copy is taken (a bad one: exit 2)
     kinds = {c: "identifier" for c in df.columns if c not in (user, item, rating, time)}
     kinds.update({user: "categorical", item: "categorical"})
     if rating is not None:
@@ -73,17 +75,20 @@ def read_interactions(cfg: Any) -> tuple[pd.DataFrame, dict[str, Any], dict[str,
     return df, dict(report), kinds
 
 
-def read_side_table(cfg: Any, key: str, id_column: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def read_side_table(cfg: Any, key: str, id_column: str,
+                    dataset_path: Any = None) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """``data.<key>`` (``item_features`` / ``user_features``): ``({column: {id: value}}, ids)`` read from a
-    table with one row per id (its ``id_column``; a repeated id keeps its last row). Nothing configured:
-    ``({}, [])``. A missing file or id column is a DataError naming the key."""
+    table with one row per id (its ``id_column``; a repeated id keeps its last row): the copy kept in the
+    dataset version at ``dataset_path`` (``data.side_tables``), never the file as it is now. Nothing
+    configured: ``({}, [])``. A missing file or id column is a DataError naming the key."""
+    from ...data.side_tables import side_table_source
     from ...data.sources import read_table
 
-    source = getattr(cfg.data, key, None)
+    source, path = side_table_source(cfg, key, dataset_path)
     if source is None:
         return {}, []
     try:
-        df, _ = read_table(source, root=cfg.root)
+        df, _ = read_table(str(path), root=cfg.root)
     except DataError as exc:
         raise DataError(f"data.{key}: {exc}") from None
     if id_column not in df.columns:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -108,6 +109,18 @@ class TrainConfig(_Section):
     tune_threshold: bool = True
     max_latency_ms: float | None = Field(None, gt=0, description="most ms a record may take through the "
                                                                  "served model (batch 1, CPU time on an uncontended core, this machine)")
+    parallel: int = Field(1, ge=1, description="search trials run at once, each in its own worker process "
+                                               "sharing the Optuna storage (at most this machine's CPU count)")
+
+    @field_validator("parallel")
+    @classmethod
+    def _at_most_the_cpus(cls, value: int) -> int:
+        """More workers than CPUs only slows every trial down (and the budget counts wall time)."""
+        cpus = os.cpu_count() or 1
+        if value > cpus:
+            raise PydanticCustomError("parallel_over_cpus", "must be 1..{cpus} (this machine's CPU count)",
+                                      {"cpus": cpus})
+        return value
 
 
 class RetrainConfig(_Section):

@@ -8,19 +8,12 @@ SIGKILL leaves no orphan to finish a job that the next worker runs again.
 
 from __future__ import annotations
 
-import ctypes
 import runpy
 import signal
 import sys
 from typing import Any
 
-
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the next worker kills the orphan's process group
-        pass
+from .lifetime import die_with_parent
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:
@@ -28,7 +21,7 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 
 
 def main() -> None:
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGTERM, _interrupt)
     sys.argv = ["modelloop", *sys.argv[1:]]
     runpy.run_module("modelloop.cli", run_name="__main__", alter_sys=True)

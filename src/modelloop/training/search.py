@@ -30,7 +30,8 @@ from ..errors import ConfigError
 from ..evaluation.metrics import direction
 
 __all__ = ["FINGERPRINT_KEY", "SPENT_KEY", "STATE_NAMES", "SearchResult", "TrialRecord", "abandon",
-           "early_stopping_epochs", "finished", "open_study", "ranked", "run_and_tell", "search_loop", "spent"]
+           "early_stopping_epochs", "finished", "open_study", "ranked", "run_and_tell", "search_loop", "spent",
+           "tpe_sampler"]
 
 SPENT_KEY = "modelloop_spent_s"
 FINGERPRINT_KEY = "modelloop_fingerprint"
@@ -85,8 +86,14 @@ def open_study(storage: str, study_name: str, *, metric: str, fingerprint: str, 
         raise ConfigError(f"study '{study_name}' was started with other data or settings ({differs})")
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         abandon(study, stale)
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), multivariate=True, group=group)
+    study.sampler = tpe_sampler(seed + len(study.trials), group=group)
     return study
+
+
+def tpe_sampler(seed: int, *, group: bool, constant_liar: bool = False) -> optuna.samplers.TPESampler:
+    """The search's sampler: multivariate TPE; ``constant_liar`` when peers ask at the same time
+    (``train.parallel``), so running trials count as bad guesses rather than being suggested again."""
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=group, constant_liar=constant_liar)
 
 
 def abandon(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

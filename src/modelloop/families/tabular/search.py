@@ -18,9 +18,10 @@ like with like.
 
 **Resume.** The study lives in ``storage`` under ``study_name``. Calling again with the same
 arguments reuses every finished trial; the budget and ``n_trials`` count finished trials of all
-runs. ``run_search`` assumes it is the only process working on its study: trials left RUNNING (by a
+runs. ``run_search`` assumes it is the only search working on its study: trials left RUNNING (by a
 killed process) are marked failed on start and their parameters queued again (the shared driver,
-:mod:`.search`). Those, and trials interrupted by ``KeyboardInterrupt``, do not count as finished.
+:mod:`.search`). With ``parallel`` > 1 its own worker processes share the study
+(:mod:`modelloop.training.parallel`). Those, and trials interrupted by ``KeyboardInterrupt``, do not count as finished.
 
 The time budget is checked before each trial and between folds (a trial that runs past it is
 pruned once some trial has completed); the final refit comes after the budget.
@@ -29,6 +30,8 @@ pruned once some trial has completed); the final refit comes after the budget.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import os
 import time
@@ -57,6 +60,7 @@ from .model import (
     prepared_columns,
 )
 from .ensemble import blend, blend_estimator, caruana_weights
+from ...training.parallel import parallel_search_loop
 from ...training.search import SearchResult, TrialRecord, STATE_NAMES, finished, open_study, search_loop
 from .threshold import tune_threshold
 
@@ -96,6 +100,8 @@ class SearchSettings:
     # fitted model as (milliseconds, how it is served), the caller knowing how; None: no limit
     max_latency_ms: float | None = None
     latency_fn: Callable[[TabularModel], tuple[float, str]] | None = None
+    # trials at once, each in a worker process sharing ``storage`` (``train.parallel``)
+    parallel: int = 1
 
 
 @dataclass
@@ -150,8 +156,16 @@ def run_search(
                                    "arguments, or pass a new study_name")
         resumed = len(finished(study))
         _enqueue_first_trials(study, settings, warm_start)
-        search_loop(study, lambda trial, deadline: _run_trial(study, trial, data, settings, work_dir, deadline),
-                    budget=settings.budget, n_trials=settings.n_trials, on_trial=on_trial, progress=progress)
+        if settings.parallel > 1:
+            # the workers do not time latency (a closure does not pickle): the parent does, in _conclude
+            runner = functools.partial(_trial_in_worker, data, dataclasses.replace(settings, latency_fn=None),
+                                       work_dir)
+            parallel_search_loop(study, storage, runner, workers=settings.parallel, seed=settings.seed, group=True,
+                                 budget=settings.budget, n_trials=settings.n_trials, on_trial=on_trial,
+                                 progress=progress)
+        else:
+            search_loop(study, lambda trial, deadline: _run_trial(study, trial, data, settings, work_dir, deadline),
+                        budget=settings.budget, n_trials=settings.n_trials, on_trial=on_trial, progress=progress)
         return _conclude(study, data, settings, work_dir, resumed)
 
 
@@ -173,6 +187,9 @@ def _check_settings(s: SearchSettings) -> None:
         raise ConfigError(f"train.class_weight: '{s.class_weight}' is not allowed; allowed: balanced, none")
     if s.ensemble_size < 1:
         raise ConfigError(f"train.ensemble_size: must be >= 1, got {s.ensemble_size}")
+    cpus = os.cpu_count() or 1
+    if not 1 <= s.parallel <= cpus:
+        raise ConfigError(f"train.parallel: must be 1..{cpus} (this machine's CPU count), got {s.parallel}")
     if s.max_latency_ms is not None and not s.max_latency_ms > 0:
         raise ConfigError(f"train.max_latency_ms: must be a number of milliseconds > 0, got {s.max_latency_ms}")
 
@@ -301,6 +318,12 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, data: _Data, settings: 
     trial.set_user_attr("duration_s", duration)
     trial.set_user_attr("best_iteration", best_iter)
     return _record(study.tell(trial, value if state == TrialState.COMPLETE else None, state=state))
+
+
+def _trial_in_worker(data: _Data, settings: SearchSettings, work_dir: Path, study: optuna.Study,
+                     trial: optuna.Trial, deadline: float) -> TrialRecord:
+    """:func:`_run_trial` as a ``train.parallel`` worker calls it (a picklable partial)."""
+    return _run_trial(study, trial, data, settings, work_dir, deadline)
 
 
 def _cross_validate(family: str, params: dict[str, Any], data: _Data, settings: SearchSettings,

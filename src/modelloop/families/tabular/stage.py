@@ -28,9 +28,10 @@ __all__ = ["study_name", "train_tabular"]
 
 
 def study_name(ws: Workspace, dataset_id: str) -> str:
-    """A search is resumable while the dataset and everything but the budget stay the same."""
+    """A search is resumable while the dataset and everything but the budget (and ``train.parallel``) stay
+    the same."""
     cfg = ws.config
-    train = cfg.train.model_dump(exclude={"budget", "trials"})
+    train = cfg.train.model_dump(exclude={"budget", "trials", "parallel"})  # parallel: resumes either way
     key = json.dumps([train, cfg.metric, cfg.split.model_dump(), cfg.task, cfg.seed,
                       config_hash(cfg, "data")], sort_keys=True, default=str)
     import hashlib
@@ -59,7 +60,7 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
         n_trials=trials if trials is not None else cfg.train.trials, seed=cfg.seed,
         class_weight=cfg.train.class_weight, ensemble=cfg.train.ensemble,
         ensemble_size=cfg.train.ensemble_size, tune_threshold=cfg.train.tune_threshold,
-        max_latency_ms=cfg.train.max_latency_ms, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed))
+        max_latency_ms=cfg.train.max_latency_ms, parallel=cfg.train.parallel, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed))
     study = study_name(ws, row["id"])
     tracker = tracker_for(ws)
     started = time.time()

@@ -1,0 +1,87 @@
+"""``train.parallel: N``: the tabular search runs N trials at once in worker processes sharing the study."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import StratifiedKFold
+
+from modelloop.config import parse_config
+from modelloop.data.schema import Schema
+from modelloop.errors import ConfigError
+from modelloop.families.tabular.search import SearchSettings, run_search
+from modelloop.training.parallel import WORKER_KEY
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    data = load_breast_cancer(as_frame=True)
+    X = data.data
+    y = pd.Series(np.where(data.target == 1, "benign", "malignant"))
+    folds = list(StratifiedKFold(2, shuffle=True, random_state=0).split(X, y))
+    return X, y, Schema(columns={c: "numeric" for c in X.columns}), folds
+
+
+def _search(cancer, tmp_path, *, on_trial=None, **overrides):
+    X, y, schema, folds = cancer
+    settings = SearchSettings(**{"task": "binary", "metric": "f1", "budget": None, "families": ["linear", "lightgbm"],
+                                 "ensemble": False, **overrides})
+    return run_search(X, y, schema=schema, folds=folds, settings=settings, storage=f"sqlite:///{tmp_path / 'o.db'}",
+                      study_name="p", work_dir=tmp_path / "w", on_trial=on_trial)
+
+
+def _spans(study: optuna.Study) -> list[tuple[int, float, float]]:
+    return [(t.user_attrs[WORKER_KEY], t.datetime_start.timestamp(), t.datetime_complete.timestamp())
+            for t in study.trials if t.state == TrialState.COMPLETE]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="train.parallel: 2 needs 2 CPUs")
+def test_parallel_trials_overlap_in_two_workers_and_a_killed_search_resumes_with_its_trials(cancer, tmp_path):
+    told: list = []
+
+    def stop_after_four(record):
+        told.append(record)
+        if len(told) == 4:
+            raise KeyboardInterrupt  # as Ctrl-C (or a job's SIGTERM) in the parent
+
+    with pytest.raises(KeyboardInterrupt):
+        _search(cancer, tmp_path, n_trials=40, parallel=2, on_trial=stop_after_four)
+    study = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]   # the stopped workers' trials: failed
+    kept = {t.number for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)}
+    assert len(kept) >= 4
+
+    result = _search(cancer, tmp_path, n_trials=len(kept) + 4, parallel=2)
+    assert result.resumed_trials == len(kept)
+    assert kept <= {r.number for r in result.trials}                         # none re-run
+    assert len(result.trials) == len(kept) + 4                                # n_trials counts finished trials
+    spans = _spans(optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'o.db'}"))
+    assert {w for w, _, _ in spans} == {0, 1}
+    overlapping = [(a, b) for a in spans for b in spans
+                   if a[0] == 0 and b[0] == 1 and a[1] < b[2] and b[1] < a[2]]
+    assert overlapping, f"no two trials of different workers ran at the same time: {spans}"
+    # the same kind of result as one process: the best trial, never worse than the library defaults
+    defaults = [r.value for r in result.trials if r.number < 2 and r.value is not None]
+    assert result.best_single.state == "complete" and result.validation_score >= max(defaults)
+    assert result.model.predict(cancer[0]).shape == (len(cancer[0]),)
+
+
+def test_train_parallel_is_one_to_the_cpu_count(cancer, tmp_path):
+    cpus = os.cpu_count() or 1
+    base = {"name": "p", "task": "classification", "data": {"source": "d.csv", "target": "y"}}
+    assert parse_config({**base, "train": {"parallel": cpus}}).train.parallel == cpus
+    with pytest.raises(ConfigError, match=r"train\.parallel: must be greater than or equal to 1, got 0"):
+        parse_config({**base, "train": {"parallel": 0}})
+    with pytest.raises(ConfigError, match=rf"train\.parallel: must be 1\.\.{cpus} \(this machine's CPU count\)"):
+        parse_config({**base, "train": {"parallel": cpus + 1}})
+    X, y, schema, folds = cancer
+    with pytest.raises(ConfigError, match=rf"train\.parallel: must be 1\.\.{cpus}"):  # the API checks it too
+        run_search(X, y, schema=schema, folds=folds, settings=SearchSettings(task="binary", metric="f1",
+                                                                             parallel=cpus + 1),
+                   storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="x", work_dir=tmp_path / "w")

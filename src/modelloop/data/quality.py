@@ -131,7 +131,9 @@ def _resolve(columns: list[str], schema: Schema | None) -> tuple[list[str], dict
 
 
 def _column_findings(cols: dict[str, dict[str, Any]], cfg: QualityConfig, target: str | None,
-                     id_col: str | None) -> tuple[list[Check], list[Finding]]:
+                     id_col: str | None, keys: Sequence[str] = ()) -> tuple[list[Check], list[Finding]]:
+    """``keys``: declared id/key columns (a recommender's user and item): many distinct values is what
+    an id is, never a ``high_cardinality`` finding."""
     checks, findings = [], []
     for c, f in cols.items():
         n, miss, share = f["rows"], f["missing"], f["missing_share"]
@@ -153,7 +155,7 @@ def _column_findings(cols: dict[str, dict[str, Any]], cfg: QualityConfig, target
             findings.append(Finding("near_constant_column", c, "info", n,
                                     f"column '{c}': one value covers {f['_top_share']:.1%} of rows",
                                     {"share": f["_top_share"]}))
-        if kind == "categorical" and distinct > cfg.high_cardinality and c != target:
+        if kind == "categorical" and distinct > cfg.high_cardinality and c != target and c not in keys:
             findings.append(Finding("high_cardinality", c, "warning", distinct,
                                     f"categorical column '{c}' has {distinct} distinct values (more than "
                                     f"quality.high_cardinality = {cfg.high_cardinality}); declare it text or "
@@ -298,7 +300,7 @@ class _Run:
         self.found += findings
 
 
-def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig) -> _Run:
+def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig, keys: Sequence[str] = ()) -> _Run:
     """Column facts (the full-table passes, a batch of columns at a time) and the per-column findings."""
     dtypes = data.collect_schema()
     names, declared = _resolve(dtypes.names(), schema)
@@ -312,7 +314,7 @@ def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig) -> _Ru
                schema.target if schema and schema.target in cols else None,
                schema.id if schema and schema.id in cols else None)
     _top_shares(data, cols)
-    run.add(*_column_findings(cols, cfg, run.target, run.id_col))
+    run.add(*_column_findings(cols, cfg, run.target, run.id_col, keys))
     for c in cols.values():
         c.pop("_top_share", None)
     return run
@@ -411,16 +413,18 @@ def _shift(run: _Run, reference: Any, seed: int) -> None:
 
 def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mapping[str, Any] | None = None, *,
             reference: Any = None, task: str | None = None,
-            findings: Sequence[Finding | Mapping[str, Any]] = (), seed: int = 0) -> QualityReport:
+            findings: Sequence[Finding | Mapping[str, Any]] = (), seed: int = 0,
+            keys: Sequence[str] = ()) -> QualityReport:
     """Profile ``df`` (pandas, Polars eager or lazy, or a Parquet path) against ``schema`` and ``quality:``.
 
     ``reference`` (e.g. the train split when ``df`` is the test split) adds per-feature shift;
-    ``task`` defaults to one inferred from the target; ``findings`` from ``integrate`` are merged.
+    ``task`` defaults to one inferred from the target; ``findings`` from ``integrate`` are merged;
+    ``keys``: declared id/key columns, not flagged for their many distinct values.
     Without a schema, every non-internal column is profiled and kinds are inferred.
     """
     started = time.perf_counter()
     cfg = parse_section(QualityConfig, config, "quality")
-    run = _start(to_lazy(df), schema, cfg)
+    run = _start(to_lazy(df), schema, cfg, keys)
     _table_checks(run, findings)
     _sampled_checks(run, task, seed)
     if reference is not None:

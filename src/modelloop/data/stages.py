@@ -54,7 +54,8 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     # task the target asks for, whichever family the config's task belongs to)
     task = cfg.task if cfg.task is not None and target_kind(cfg.task) == "numeric" else None
     integration = _lineage_findings(ws, row) + _family_findings(ws, row, frame, side)
-    report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration)
+    keys = [c for c in (cfg.data.id, cfg.data.user, cfg.data.item, *cfg.data.keys) if c]  # ids: many values by design
+    report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration, keys=keys)
     shift = _split_shift(frame, side, schema, cfg)
     result = report.to_dict()
     if shift is not None:

@@ -57,6 +57,15 @@ def _metric(ws: Workspace) -> str | None:
     return cfg.metric
 
 
+def retrain_decisions(ws: Workspace) -> list[dict[str, Any]]:
+    """Every retrain decision of the project, newest first: when, its trigger, the champion's and the
+    challenger's figures (``{"model", "metrics": {"recent", "holdout"}}``), promoted or not, and why."""
+    return [{"at": d["at"].isoformat(timespec="seconds"), "promoted": d["promoted"], "reason": d["reason"],
+             "trigger": d["trigger"], "dataset": d["dataset_id"], "champion": d["champion"],
+             "challenger": d["challenger"]}
+            for d in reversed(ws.catalog.list_decisions(ws.config.name))]
+
+
 def project_status(ws: Workspace) -> dict[str, Any]:
     """Dataset versions, model versions with their test figures, and where each alias points."""
     cat, name = ws.catalog, ws.config.name
@@ -74,11 +83,8 @@ def project_status(ws: Workspace) -> dict[str, Any]:
                "variant": (m.get("info") or {}).get("variant"),
                "created_at": m["created_at"].isoformat(timespec="seconds")}
               for m in cat.list_models(name)]
-    decisions = cat.list_decisions(name)
-    last = decisions[-1] if decisions else None
-    last_retrain = None if last is None else {
-        "at": last["at"].isoformat(timespec="seconds"), "promoted": last["promoted"], "reason": last["reason"],
-        "trigger": last["trigger"], "champion": last["champion"], "challenger": last["challenger"]}
+    decisions = retrain_decisions(ws)
+    last_retrain = decisions[0] if decisions else None
     return {"project": name, "root": str(ws.root), "metric": _metric(ws),
             "datasets": datasets, "models": models, "last_retrain": last_retrain,
             "production": {"name": name, "version": production} if production else None,

@@ -122,6 +122,12 @@ class Project:
 
         return trace_request(self.workspace, request_id)
 
+    def retrain_decisions(self) -> list[dict[str, Any]]:
+        """Every retrain decision, newest first (the dashboard's Retrains page; status's last_retrain)."""
+        from .pipeline import retrain_decisions
+
+        return retrain_decisions(self.workspace)
+
     def status(self) -> dict[str, Any]:
         """Lineage at a glance: dataset versions, models, aliases."""
         from .pipeline import project_status

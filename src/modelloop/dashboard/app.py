@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,13 @@ def _quality_score(quality: dict[str, Any] | None) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
+def _trigger_text(trigger: Any) -> str:
+    """A decision's trigger as one line: the triggers that fired (retrain's record), else its JSON."""
+    if isinstance(trigger, dict) and "fired" in trigger:
+        return "; ".join(map(str, trigger["fired"])) or "none fired"
+    return json.dumps(trigger, default=str)
+
+
 def create_app(project: Project, *, keys: list[str] | None = None,
                require_key_to_read: bool | None = None) -> FastAPI:
     """The dashboard over one project; ``keys`` default to the prediction server's configured keys."""
@@ -106,6 +114,7 @@ def create_app(project: Project, *, keys: list[str] | None = None,
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["score"] = lambda quality: "—" if (s := _quality_score(quality)) is None else s
+    env.filters["trigger"] = _trigger_text
     env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v  # 0.8214, not 0.821428571...
     app = FastAPI(title="modelloop ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -178,6 +187,10 @@ def create_app(project: Project, *, keys: list[str] | None = None,
         except NotFoundError as e:
             return render(request, "trace.html", code=404, result=None, request_id=request_id, error=str(e))
         return render(request, "trace.html", result=result, request_id=request_id)
+
+    @app.get("/retrains", response_class=HTMLResponse)
+    def retrains(request: Request) -> Response:
+        return render(request, "retrains.html", decisions=project.retrain_decisions())
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/") -> Response:

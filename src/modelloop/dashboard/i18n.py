@@ -25,6 +25,9 @@ _EN = {
     "predictions_logged": "see Trace for a request", "decisions": "retrain decisions", "last_retrain": "Last retrain decision",
     "promoted": "challenger promoted", "kept": "champion kept",
     "key_needed": "This page needs an API key.", "sign_in": "Sign in", "output": "output", "inputs": "inputs",
+    "retrains": "Retrains", "at": "when", "trigger": "trigger", "champion": "champion", "challenger": "challenger",
+    "outcome": "outcome", "reason": "reason", "slice_recent": "recent slice", "slice_holdout": "frozen holdout",
+    "no_decisions": "No retrain decision yet: `modelloop retrain` records one.",
 }
 _ZH = {
     "title": "modelloop", "overview": "概览", "models": "模型", "data": "数据", "trace": "追踪",
@@ -42,6 +45,9 @@ _ZH = {
     "predictions_logged": "在追踪页查询单个请求", "decisions": "重训决策", "last_retrain": "最近一次重训决策",
     "promoted": "挑战者已发布", "kept": "保留当前模型",
     "key_needed": "此页面需要 API 密钥。", "sign_in": "登录", "output": "输出", "inputs": "输入",
+    "retrains": "重训", "at": "时间", "trigger": "触发条件", "champion": "当前模型", "challenger": "挑战者",
+    "outcome": "结果", "reason": "原因", "slice_recent": "近期切片", "slice_holdout": "冻结留出集",
+    "no_decisions": "尚无重训决策：`modelloop retrain` 会记录一条。",
 }
 _STRINGS = {"en": _EN, "zh-CN": _ZH}
 

@@ -7,13 +7,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["render_job", "render_jobs"]
+__all__ = ["command_text", "render_job", "render_jobs", "seconds_text"]
 
 _COLOR = {"queued": "cyan", "running": "yellow", "preempted": "magenta", "succeeded": "green", "failed": "red",
           "cancelled": "dim"}
 
 
-def _seconds(v: float | None) -> str:
+def seconds_text(v: float | None) -> str:
+    """A duration as the jobs table shows it (45s, 12m, 3.5h); ``-`` when unknown."""
     if v is None:
         return "-"
     v = float(v)
@@ -29,7 +30,7 @@ def _progress(job: dict[str, Any], width: int = 10) -> str:
     return "█" * round(share * width) + "░" * (width - round(share * width)) + (" ?" if ran > pred else "")
 
 
-def _command_text(args: list[str]) -> str:
+def command_text(args: list[str]) -> str:
     """The command as the user typed it: without the ``-c PATH`` and ``--json`` the submit added."""
     shown, skip = [], False
     for a in args:
@@ -54,8 +55,8 @@ def render_jobs(jobs: list[dict[str, Any]], console: Console | None = None) -> N
         r = j["resources"]
         res = f"{r['cpus']:g}c" + (f" {r['gpus']}g" if r["gpus"] else "")
         t.add_row(str(j["id"]), f"[{_COLOR.get(j['state'], 'white')}]{j['state']}[/]", str(j["priority"]),
-                  _command_text(j["command"])[:48], res, _seconds(j["wait_seconds"]),
-                  _seconds(j["predicted"]["seconds"]), str(j["attempts"]), _progress(j))
+                  command_text(j["command"])[:48], res, seconds_text(j["wait_seconds"]),
+                  seconds_text(j["predicted"]["seconds"]), str(j["attempts"]), _progress(j))
     console.print(t)
 
 
@@ -65,8 +66,8 @@ def render_job(job: dict[str, Any], console: Console | None = None) -> None:
                   f"{job['attempts']}  by {job['submitter']}")
     console.print(f"  command: modelloop {' '.join(job['command'])}")
     console.print(f"  resources: {job['resources']}  gpus: {job['gpus']}")
-    console.print(f"  predicted: {_seconds(job['predicted']['seconds'])} from {job['predicted']['based_on']} jobs"
-                  f"; waited {_seconds(job['wait_seconds'])}; logs: {job['logs']}")
+    console.print(f"  predicted: {seconds_text(job['predicted']['seconds'])} from {job['predicted']['based_on']} jobs"
+                  f"; waited {seconds_text(job['wait_seconds'])}; logs: {job['logs']}")
     for e in job["history"]:
         console.print(f"  {e['at']}  {e['state']:<10} {e['reason'] or ''}")
     if job["result"]:

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -30,7 +31,10 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
-from ..errors import ModelloopError, NotFoundError, StateError
+from ..compute.jobs import cancel_job, list_jobs
+from ..compute.queue import FINISHED, WAITING
+from ..compute.show import command_text, seconds_text
+from ..errors import ConfigError, ModelloopError, NotFoundError, StateError
 from ..project import Project
 from ..serving.security import ApiKeys, load_api_keys
 from .i18n import LANGS, pick_lang, strings
@@ -40,6 +44,8 @@ __all__ = ["create_app"]
 HERE = Path(__file__).parent
 SESSION_COOKIE, CSRF_COOKIE, LANG_COOKIE = "ml_session", "ml_csrf", "ml_lang"
 MAX_FORM_BYTES = 16_384
+# The Jobs page's three tables: what runs now, what waits (a preempted job waits to run again), what ended.
+JOB_GROUPS = {"running": ("running",), "waiting": WAITING, "finished": FINISHED}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
                                "frame-ancestors 'none'; form-action 'self'",
@@ -115,6 +121,9 @@ def create_app(project: Project, *, keys: list[str] | None = None,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["score"] = lambda quality: "—" if (s := _quality_score(quality)) is None else s
     env.filters["trigger"] = _trigger_text
+    env.filters["seconds"] = seconds_text
+    env.filters["command"] = command_text
+    env.filters["bytes"] = lambda n: f"{n / 2**30:.3g} GiB"
     env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v  # 0.8214, not 0.821428571...
     app = FastAPI(title="modelloop ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -209,7 +218,10 @@ def create_app(project: Project, *, keys: list[str] | None = None,
         response.set_cookie(SESSION_COOKIE, guard.new_session(), httponly=True, samesite="strict")
         return response
 
-    async def action(request: Request, kind: str) -> Response:
+    async def action(request: Request, kind: str, path: str, back: str,
+                     run: Callable[[dict[str, str]], str | Response]) -> Response:
+        """The one way an action runs: CSRF, then a key, then a confirm page, then ``run(form)``, whose
+        answer is where to go next (303) or a refusal; the Project API's refusals become 409/404/400."""
         form = await read_form(request)
         if not guard.csrf_ok(request, form.get("csrf")):
             return fail(request, 403, "the form's CSRF token is missing or wrong; reload the page and retry")
@@ -219,29 +231,53 @@ def create_app(project: Project, *, keys: list[str] | None = None,
         if not guard.has_key(request, form.get("api_key")):
             return fail(request, 401, "a valid API key is needed to " + kind)
         if form.get("confirm") != "yes":
-            response = render(request, "confirm.html", kind=kind, version=form.get("version", ""))
+            response = render(request, "confirm.html", kind=kind, target=path, back=back,
+                              version=form.get("version", ""), job=form.get("job", ""))
             response.set_cookie(SESSION_COOKIE, guard.new_session(), httponly=True, samesite="strict")
             return response
         try:
-            if kind == "promote":
-                version = form.get("version", "")
-                if not version.isdigit():
-                    return fail(request, 400, f"version '{version}' is not a model version number")
-                res = project.promote(f"{cfg.name}:{version}")
-            else:
-                res = project.rollback()
+            done = run(form)
         except StateError as e:
             return fail(request, 409, str(e))
+        except NotFoundError as e:
+            return fail(request, 404, str(e))
         except ModelloopError as e:
             return fail(request, 400, str(e))
-        return RedirectResponse(f"/models?done={kind}:{res['model']['version']}", status_code=303)
+        return done if isinstance(done, Response) else RedirectResponse(done, status_code=303)
+
+    def do_promote(form: dict[str, str]) -> str | Response:
+        version = form.get("version", "")
+        if not version.isdigit():
+            raise ConfigError(f"version '{version}' is not a model version number")
+        res = project.promote(f"{cfg.name}:{version}")
+        return f"/models?done=promote:{res['model']['version']}"
+
+    def do_rollback(form: dict[str, str]) -> str | Response:
+        return f"/models?done=rollback:{project.rollback()['model']['version']}"
+
+    def do_cancel(form: dict[str, str]) -> str | Response:
+        job = form.get("job", "")
+        if not job.isdigit():
+            raise ConfigError(f"job '{job}' is not a job id")
+        res = cancel_job(project.workspace, int(job))
+        return f"/jobs?done=cancel:{res['id']}"
 
     @app.post("/models/promote")
     async def promote(request: Request) -> Response:
-        return await action(request, "promote")
+        return await action(request, "promote", "/models/promote", "/models", do_promote)
 
     @app.post("/models/rollback")
     async def rollback(request: Request) -> Response:
-        return await action(request, "rollback")
+        return await action(request, "rollback", "/models/rollback", "/models", do_rollback)
+
+    @app.get("/jobs", response_class=HTMLResponse)
+    def jobs(request: Request, done: str | None = None) -> Response:
+        listed = list_jobs(project.workspace)[::-1]                    # newest first in each group
+        groups = {name: [j for j in listed if j["state"] in states] for name, states in JOB_GROUPS.items()}
+        return render(request, "jobs.html", groups=groups, done=done)
+
+    @app.post("/jobs/cancel")
+    async def cancel(request: Request) -> Response:
+        return await action(request, "cancel", "/jobs/cancel", "/jobs", do_cancel)
 
     return app

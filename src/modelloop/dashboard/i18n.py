@@ -28,6 +28,11 @@ _EN = {
     "retrains": "Retrains", "at": "when", "trigger": "trigger", "champion": "champion", "challenger": "challenger",
     "outcome": "outcome", "reason": "reason", "slice_recent": "recent slice", "slice_holdout": "frozen holdout",
     "no_decisions": "No retrain decision yet: `modelloop retrain` records one.",
+    "jobs": "Jobs", "jobs_running": "Running", "jobs_waiting": "Queued", "jobs_finished": "Finished",
+    "state": "state", "priority": "priority", "command": "command", "resources": "resources",
+    "attempts": "attempts", "waited": "waited", "predicted": "predicted duration", "submitter": "submitter",
+    "running_for": "running for", "stopping": "stopping", "cancel_job": "Cancel job",
+    "confirm_cancel": "Cancel (or stop) job",
 }
 _ZH = {
     "title": "modelloop", "overview": "概览", "models": "模型", "data": "数据", "trace": "追踪",
@@ -48,6 +53,11 @@ _ZH = {
     "retrains": "重训", "at": "时间", "trigger": "触发条件", "champion": "当前模型", "challenger": "挑战者",
     "outcome": "结果", "reason": "原因", "slice_recent": "近期切片", "slice_holdout": "冻结留出集",
     "no_decisions": "尚无重训决策：`modelloop retrain` 会记录一条。",
+    "jobs": "任务", "jobs_running": "运行中", "jobs_waiting": "排队中", "jobs_finished": "已结束",
+    "state": "状态", "priority": "优先级", "command": "命令", "resources": "资源",
+    "attempts": "尝试次数", "waited": "已等待", "predicted": "预计时长", "submitter": "提交者",
+    "running_for": "已运行", "stopping": "正在停止", "cancel_job": "取消任务",
+    "confirm_cancel": "取消（或停止）任务",
 }
 _STRINGS = {"en": _EN, "zh-CN": _ZH}
 

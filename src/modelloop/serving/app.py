@@ -62,6 +62,7 @@ from ..workspace import Workspace
 from .batching import MicroBatcher
 from .config import ServeConfig, serve_config
 from .log import PredictionLog
+from ..compute.metrics import QueueCollector
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from .security import ApiKeys, BodyLimitMiddleware, load_api_keys
 from .validation import ValidationProblem, describe_errors
@@ -133,6 +134,7 @@ class ServerState:
         env_secret = os.environ.get(SECRET_ENV)
         self.secret = secret or (bytes.fromhex(env_secret) if env_secret else secrets.token_bytes(16))
         self.metrics = ServingMetrics()
+        self.metrics.add_collector(QueueCollector.of_workspace(ws))  # the project's job queue (issue 24)
         self.runtime: Any = None
         self.load_error: str | None = "model not loaded yet"
         self.cache: OrderedDict[tuple, dict] | None = OrderedDict() if config.cache_size else None

@@ -32,11 +32,15 @@ name                                                   what
 
 With ``--workers N`` the processes share a ``PROMETHEUS_MULTIPROC_DIR`` (set by ``serve``), and any
 worker's ``/metrics`` reports the sum over all of them.
+
+Beside these, the project's job queue (``modelloop_jobs_*``, ``modelloop_pool_*``: ``compute/metrics.py``)
+is read from the catalog at each scrape (``add_collector``).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -102,6 +106,7 @@ class ServingMetrics:
         self.gen_rate = Histogram("modelloop_generation_tokens_per_second", "a completion's tokens over its "
                                   "wall time", buckets=_RATES, registry=r)
         self._hits = self._lookups = 0
+        self._extra: list[Any] = []
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
@@ -151,6 +156,11 @@ class ServingMetrics:
         self.onnx.labels(name).set(1 if onnx else 0)
         self.ready.set(1)
 
+    def add_collector(self, collector: Any) -> None:
+        """Figures read at scrape time from elsewhere (the job queue), reported once, not per worker."""
+        self._extra.append(collector)
+        self.registry.register(collector)
+
     def render(self) -> bytes:
         """The exposition text: this process, or every worker in multiprocess mode."""
         if _multiprocess():
@@ -158,6 +168,8 @@ class ServingMetrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
+            for collector in self._extra:
+                registry.register(collector)
             return generate_latest(registry)
         return generate_latest(self.registry)
 

@@ -17,7 +17,8 @@ The single-process :func:`~modelloop.training.search.search_loop` keeps its budg
 ``run_trial(study, trial, deadline)`` must be picklable (a module-level function or a
 ``functools.partial`` of one). Workers are forked from a fork server (Python's ``forkserver``), not
 from the search's process: the boosting libraries' OpenMP runtimes, which that process may have used,
-are not safe across a fork.
+are not safe across a fork. As with any ``multiprocessing`` start method but fork, a script that
+searches must guard its top level with ``if __name__ == "__main__":`` (the workers import it).
 """
 
 from __future__ import annotations
@@ -108,15 +109,18 @@ def parallel_search_loop(study: optuna.Study, storage: str, run_trial: Callable[
         raise
     finally:
         for p in procs:
-            p.join(timeout=5)
+            if p.pid is not None:
+                p.join(timeout=5)
 
 
 def _stop(procs: list[Any]) -> None:
     """SIGTERM, then SIGKILL what is still alive after a short grace."""
     for p in procs:
-        if p.is_alive():
+        if p.pid is not None and p.is_alive():
             p.terminate()
     for p in procs:
+        if p.pid is None:
+            continue  # never started
         p.join(timeout=3)
         if p.is_alive():
             p.kill()

@@ -38,7 +38,7 @@ from ._stat_tests import chi2_contingency_pvalue, ks_2samp
 from ._tables import is_numeric, to_polars
 
 __all__ = ["CATEGORICAL_KINDS", "NUMERIC_KINDS", "TEXT_KINDS", "compare_distributions", "compared_columns",
-           "numeric_edges", "psi", "text_stats", "time_parts"]
+           "numeric_edges", "psi", "psi_noise_floor", "reference_bins", "text_stats", "time_parts"]
 
 NUMERIC_KINDS = ("numeric", "datetime")
 CATEGORICAL_KINDS = ("categorical", "boolean")
@@ -55,6 +55,27 @@ def psi(reference_counts: np.ndarray, current_counts: np.ndarray, alpha: float =
     rs = (r + alpha) / (r.sum() + alpha * len(r))
     cs = (c + alpha) / (c.sum() + alpha * len(c))
     return float(np.sum((cs - rs) * np.log(cs / rs)))
+
+
+def reference_bins(n_reference: int, most: int = 10) -> int:
+    """Quantile bins for a reference of ``n_reference`` values: about 5 reference values a bin, 3 to
+    ``most``. Ten bins of a 28-row reference hold ~3 values each, and two samples of the same
+    distribution then differ by a PSI of ~0.6: an alarm on every window."""
+    return int(min(max(n_reference // 5, 3), most))
+
+
+def psi_noise_floor(bins: int, n_reference: int, n_current: int, p_value: float) -> float:
+    """The PSI that two samples of these sizes from one distribution exceed with probability about
+    ``p_value``: PSI is close to ``(1/n_reference + 1/n_current)`` times a chi-squared variable with
+    ``bins - 1`` degrees of freedom, whose ``1 - p_value`` quantile is taken (Wilson-Hilferty). Small
+    on large samples (0.05 at 5,000 vs 500 rows in 10 bins), it keeps small ones from alarming."""
+    from statistics import NormalDist
+
+    if bins < 2 or n_reference < 1 or n_current < 1:
+        return 0.0
+    k, z = bins - 1, NormalDist().inv_cdf(1 - p_value)
+    quantile = k * max(1 - 2 / (9 * k) + z * (2 / (9 * k)) ** 0.5, 0.0) ** 3
+    return float(quantile * (1 / n_reference + 1 / n_current))
 
 
 def numeric_edges(values: np.ndarray, bins: int) -> np.ndarray:
@@ -96,7 +117,7 @@ def _numeric(ref: pl.Series, cur: pl.Series, bins: int, seed: int) -> dict[str, 
     rc, cc, labels = _with_missing(rc, cc, labels, *missing)
     ks, p = ks_2samp(*samples) if samples is not None else (None, None)
     return {"method": "psi+ks", "psi": psi(rc, cc), "ks": ks, "p_value": p, "effect": ks,
-            "bins": _bins(labels, rc, cc)}
+            "bins": _bins(labels, rc, cc), "_sizes": (int(rc.sum()), int(cc.sum()))}
 
 
 def _bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -132,7 +153,7 @@ def _categorical(ref: pl.Series, cur: pl.Series) -> dict[str, Any]:
         p = 1.0
     tvd = 0.5 * float(np.abs(rc / max(rc.sum(), 1) - cc / max(cc.sum(), 1)).sum())
     return {"method": "psi+chi2", "psi": psi(rc, cc), "ks": None, "p_value": p, "effect": tvd,
-            "bins": _bins(labels, rc, cc)}
+            "bins": _bins(labels, rc, cc), "_sizes": (int(rc.sum()), int(cc.sum()))}
 
 
 def _category_counts(s: pl.Series) -> pl.DataFrame:
@@ -160,7 +181,7 @@ def _bins(labels: list[str], rc: np.ndarray, cc: np.ndarray) -> list[dict[str, A
 
 def compare_distributions(reference: Any, current: Any, columns_kinds: Mapping[str, str], bins: int = 10, *,
                           psi_threshold: float = 0.2, p_threshold: float = 0.01, effect_threshold: float = 0.1,
-                          seed: int = 0) -> dict[str, dict[str, Any]]:
+                          seed: int = 0, small_samples: bool = False) -> dict[str, dict[str, Any]]:
     """Per column ``{"method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins", "fired"}``
     (``fired``: the tests that found drift, of ``psi``, ``ks`` and ``chi2``).
 
@@ -168,6 +189,11 @@ def compare_distributions(reference: Any, current: Any, columns_kinds: Mapping[s
     + KS, categorical/boolean ones PSI + chi², text columns the same as numbers on their
     :func:`text_stats` (one entry per statistic); identifier columns are skipped. ``bins`` is
     the number of reference quantile bins for numbers. Values are plain floats (JSON-ready).
+
+    ``small_samples`` (monitoring: a training reference may be a few dozen rows, a window a hundred):
+    numbers get ``reference_bins`` of the reference's size (at most ``bins``), and PSI fires only above
+    ``max(psi_threshold, psi_noise_floor(...))`` at ``p_threshold``, the PSI same-distribution samples
+    of those sizes reach by chance; the entry's ``psi_threshold`` says which applied.
     """
     if bins < 2:
         raise ConfigError(f"shift bins: must be >= 2, got {bins}")
@@ -179,19 +205,21 @@ def compare_distributions(reference: Any, current: Any, columns_kinds: Mapping[s
                 raise DataError(f"shift: column '{col}' is missing from the {name} table; its columns: "
                                 f"{', '.join(frame.columns[:40])}")
         verdict = {"psi_threshold": psi_threshold, "p_threshold": p_threshold, "effect_threshold": effect_threshold}
+        n_bins = min(bins, reference_bins(ref.height - ref.get_column(col).null_count(), bins)) if small_samples \
+            else bins
         if kind in TEXT_KINDS:
             r, c = text_stats(ref.get_column(col)), text_stats(cur.get_column(col))
             for stat in r.columns:
-                out[f"{col}:{stat}"] = _verdict(_numeric(r.get_column(stat), c.get_column(stat), bins, seed),
-                                                kind, **verdict)
+                out[f"{col}:{stat}"] = _verdict(_numeric(r.get_column(stat), c.get_column(stat), n_bins, seed),
+                                                kind, small_samples=small_samples, **verdict)
             continue
         if kind in NUMERIC_KINDS and (is_numeric(ref.schema[col]) or ref.schema[col].is_temporal()):
-            res = _numeric(ref.get_column(col), cur.get_column(col), bins, seed)
+            res = _numeric(ref.get_column(col), cur.get_column(col), n_bins, seed)
         elif kind in (*NUMERIC_KINDS, *CATEGORICAL_KINDS):
             res = _categorical(ref.get_column(col), cur.get_column(col))
         else:
             continue
-        out[col] = _verdict(res, kind, **verdict)
+        out[col] = _verdict(res, kind, small_samples=small_samples, **verdict)
     return out
 
 
@@ -283,14 +311,19 @@ def _iso(t: Any) -> str | None:
 
 
 def _verdict(res: dict[str, Any], kind: str, *, psi_threshold: float, p_threshold: float,
-             effect_threshold: float) -> dict[str, Any]:
+             effect_threshold: float, small_samples: bool = False) -> dict[str, Any]:
     """``drifted``, and ``fired``: the tests whose thresholds were crossed (``psi``, then ``ks`` or
-    ``chi2``), so a message can name what decided rather than quote a PSI under its threshold."""
+    ``chi2``), so a message can name what decided rather than quote a PSI under its threshold.
+    ``small_samples``: the PSI threshold is raised to the noise floor of the two samples' sizes."""
     p, effect = res["p_value"], res["effect"]
+    n_ref, n_cur = res.pop("_sizes")
+    if small_samples:
+        psi_threshold = max(psi_threshold, psi_noise_floor(len(res["bins"]), n_ref, n_cur, p_threshold))
     res["fired"] = [name for name, crossed in (
         ("psi", res["psi"] >= psi_threshold),
         (res["method"].split("+")[1], p is not None and p < p_threshold and effect is not None
          and effect >= effect_threshold)) if crossed]
     res["drifted"] = bool(res["fired"])
     res["kind"] = kind
-    return {k: res[k] for k in ("method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins", "fired")}
+    keep = {k: res[k] for k in ("method", "psi", "ks", "p_value", "drifted", "effect", "kind", "bins", "fired")}
+    return {**keep, "psi_threshold": psi_threshold} if small_samples else keep

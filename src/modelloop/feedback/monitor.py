@@ -98,14 +98,19 @@ def drift_report(ws: Workspace, model_row: dict[str, Any], recent: list[dict[str
     plain = {c: k for c, k in kinds.items() if k != "datetime"}
     ref_parts, cur_parts, time_columns = time_parts(reference, current, schema)
     args: dict[str, Any] = {"psi_threshold": cfg.psi_threshold, "p_threshold": cfg.p_value}
-    features = {**compare_distributions(reference[list(plain)], current[list(plain)], plain, **args),
-                **compare_distributions(ref_parts, cur_parts, dict.fromkeys(ref_parts.columns, "numeric"), **args)}
+    # small_samples: the bins follow the training reference's size and PSI must clear the noise of the two
+    # samples' sizes (a 28-image project alarmed on new draws of its own classes with 10 bins)
+    features = {**compare_distributions(reference[list(plain)], current[list(plain)], plain, small_samples=True,
+                                        **args),
+                **compare_distributions(ref_parts, cur_parts, dict.fromkeys(ref_parts.columns, "numeric"),
+                                        small_samples=True, **args)}
     sections: dict[str, Any] = {}
     extra = getattr(family_of(model_row), "drift_extra", None)
     if extra is not None and recent:  # what the family compares beyond the logged inputs (image embeddings)
         more, sections = extra(ws, model_row, reference, recent, **args)
         features.update(more)
-    features = {c: {**v, "score": v["psi"], "threshold": cfg.psi_threshold} for c, v in features.items()}
+    features = {c: {**v, "score": v["psi"], "threshold": v.get("psi_threshold", cfg.psi_threshold)}
+                for c, v in features.items()}
     return {"features": features, "prediction": _prediction_drift(ws, model_row, reference, recent, args),
             "label": _label_drift(ws, model_row, reference, recent, args), "time_columns": time_columns,
             **sections}
@@ -125,7 +130,8 @@ def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, r
     kind = head.drift_kind
     conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
     res = compare_distributions(pd.DataFrame({"prediction": conv(ref_pred)}),
-                                pd.DataFrame({"prediction": conv(preds)}), {"prediction": kind}, **args)
+                                pd.DataFrame({"prediction": conv(preds)}), {"prediction": kind}, small_samples=True,
+                                **args)
     return res["prediction"]
 
 
@@ -138,7 +144,7 @@ def _label_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, recent
     kind = head_for(model_row["info"]).drift_kind
     conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
     res = compare_distributions(pd.DataFrame({"label": conv(reference[target].tolist())}),
-                                pd.DataFrame({"label": conv(labels)}), {"label": kind}, **args)
+                                pd.DataFrame({"label": conv(labels)}), {"label": kind}, small_samples=True, **args)
     return res["label"]
 
 
@@ -151,7 +157,7 @@ def _test_fired(d: dict[str, Any], psi_threshold: float, p_value: float) -> dict
     said = []
     for test in d.get("fired", []):
         if test == "psi":
-            said.append(f"PSI {d['psi']:.3f} (threshold {psi_threshold:g})")
+            said.append(f"PSI {d['psi']:.3f} (threshold {d.get('psi_threshold', psi_threshold):.3g})")
         elif test == "ks":
             said.append(f"KS test statistic {d['effect']:.3f}, p-value {d['p_value']:.2g} (below {p_value:g})")
         else:

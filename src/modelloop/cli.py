@@ -183,10 +183,11 @@ def status(config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
 def serve(config: str = ConfigOpt, host: str | None = typer.Option(None, "--host", help="default 127.0.0.1"),
           port: int | None = typer.Option(None, "--port", min=0, max=65535, help="default 8000"),
           workers: int | None = typer.Option(None, "--workers", min=1, help="processes sharing the port"),
-          model: str | None = typer.Option(None, "--model", help="pin a version instead of following production")
+          model: str | None = typer.Option(None, "--model", help="pin a version instead of following production"),
+          ui: bool = typer.Option(False, "--ui", help="also serve the dashboard under /ui (same API keys)")
           ) -> None:
     """REST API over the production model (ONNX Runtime, micro-batching, prediction log)."""
-    _project(config).serve(host=host, port=port, workers=workers, model=model)
+    _project(config).serve(host=host, port=port, workers=workers, model=model, ui=ui)
 
 
 @app.command()

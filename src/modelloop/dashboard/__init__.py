@@ -5,10 +5,24 @@ A package named ``dashboard`` because ``modelloop.ui`` is the terminal output mo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..project import Project
 from .app import create_app
 
-__all__ = ["create_app", "run_ui"]
+if TYPE_CHECKING:
+    from ..serving.security import ApiKeys
+    from ..workspace import Workspace
+
+__all__ = ["UI_PREFIX", "create_app", "mount_ui", "run_ui"]
+
+UI_PREFIX = "/ui"
+
+
+def mount_ui(app: Any, ws: Workspace, keys: ApiKeys) -> None:
+    """``modelloop serve --ui``: the dashboard's pages under ``/ui`` of the prediction server ``app``,
+    checking the server's own keys; the serving routes are left as they are."""
+    app.mount(UI_PREFIX, create_app(Project(ws.config), keys=keys))
 
 
 def run_ui(project: Project, *, host: str | None = None, port: int | None = None) -> None:

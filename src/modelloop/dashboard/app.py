@@ -108,15 +108,26 @@ def _trigger_text(trigger: Any) -> str:
     return json.dumps(trigger, default=str)
 
 
-def create_app(project: Project, *, keys: list[str] | None = None,
+def _base(request: Request) -> str:
+    """Where the dashboard is mounted: ``""`` under ``modelloop ui``, ``/ui`` under ``serve --ui``."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _route(request: Request) -> str:
+    """The request's path inside the dashboard (``/models`` whether it is mounted or not)."""
+    return request.url.path.removeprefix(_base(request)) or "/"
+
+
+def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
                require_key_to_read: bool | None = None) -> FastAPI:
-    """The dashboard over one project; ``keys`` default to the prediction server's configured keys."""
+    """The dashboard over one project; ``keys`` default to the prediction server's configured keys
+    (``serve --ui`` hands over the server's own :class:`ApiKeys`, so both check the same ones)."""
     cfg = project.config
     if keys is None:
         keys = load_api_keys(cfg.serve.api_keys_file, cfg.root)
-    guard = _Guard(ApiKeys(keys))
-    must_sign_in = bool(keys) and (cfg.ui.require_key_to_read if require_key_to_read is None
-                                   else require_key_to_read)
+    guard = _Guard(keys if isinstance(keys, ApiKeys) else ApiKeys(keys))
+    must_sign_in = guard.keys.enabled and (cfg.ui.require_key_to_read if require_key_to_read is None
+                                           else require_key_to_read)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["score"] = lambda quality: "—" if (s := _quality_score(quality)) is None else s
@@ -133,7 +144,7 @@ def create_app(project: Project, *, keys: list[str] | None = None,
                          request.headers.get("accept-language"))
         nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_hex(16)
         html = env.get_template(template).render(
-            t=strings(lang), lang=lang, langs=LANGS, path=request.url.path, project=cfg.name,
+            t=strings(lang), lang=lang, langs=LANGS, path=_route(request), base=_base(request), project=cfg.name,
             csrf=guard.csrf_token(nonce), keys_configured=guard.keys.enabled,
             signed_in=guard.has_key(request), **ctx)
         response = HTMLResponse(html, status_code=code, headers=SECURITY_HEADERS)
@@ -148,7 +159,8 @@ def create_app(project: Project, *, keys: list[str] | None = None,
     @app.middleware("http")
     async def sign_in_first(request: Request, call_next: Any) -> Response:
         """With ``ui.require_key_to_read``: 401 for every page but sign-in and the stylesheet."""
-        open_paths = request.url.path == "/login" or request.url.path.startswith("/static/")
+        route = _route(request)
+        open_paths = route == "/login" or route.startswith("/static/")
         if must_sign_in and not open_paths and not guard.has_key(request):
             return render(request, "login.html", code=401, next=request.url.path)
         return await call_next(request)
@@ -202,19 +214,20 @@ def create_app(project: Project, *, keys: list[str] | None = None,
         return render(request, "retrains.html", decisions=project.retrain_decisions())
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request, next: str = "/") -> Response:
-        return render(request, "login.html", next=next)
+    def login_page(request: Request, next: str | None = None) -> Response:
+        return render(request, "login.html", next=next or _base(request) + "/")
 
     @app.post("/login")
     async def login(request: Request) -> Response:
         form = await read_form(request)
         if not guard.csrf_ok(request, form.get("csrf")):
             return fail(request, 403, "the form's CSRF token is missing or wrong; reload the page and retry")
+        home = _base(request) + "/"
         if not guard.has_key(request, form.get("api_key")):
-            return render(request, "login.html", code=401, next=form.get("next", "/"), wrong=True)
-        target = form.get("next", "/")
+            return render(request, "login.html", code=401, next=form.get("next", home), wrong=True)
+        target = form.get("next", home)
         local = target.startswith("/") and not target.startswith(("//", "/\\"))  # never off this site
-        response = RedirectResponse(target if local else "/", status_code=303)
+        response = RedirectResponse(target if local else home, status_code=303)
         response.set_cookie(SESSION_COOKIE, guard.new_session(), httponly=True, samesite="strict")
         return response
 
@@ -243,7 +256,7 @@ def create_app(project: Project, *, keys: list[str] | None = None,
             return fail(request, 404, str(e))
         except ModelloopError as e:
             return fail(request, 400, str(e))
-        return done if isinstance(done, Response) else RedirectResponse(done, status_code=303)
+        return done if isinstance(done, Response) else RedirectResponse(_base(request) + done, status_code=303)
 
     def do_promote(form: dict[str, str]) -> str | Response:
         version = form.get("version", "")

@@ -29,6 +29,8 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1, description="413 above this request body size")
     max_records: int = Field(1000, ge=1, description="413 above this many records per request")
     api_keys_file: Path | None = Field(None, description="one key per line; env MODELLOOP_API_KEYS wins")
+    ui: bool = Field(False, description="also serve the dashboard (modelloop ui's pages) under /ui, "
+                                        "behind the same keys (modelloop serve --ui)")
     cors_origins: list[str] = Field(default_factory=list, description="empty: CORS off")
     cache_size: int = Field(0, ge=0, description="LRU response cache entries; 0: off")
     # FastAPI's own OpenTelemetry spans/metrics look up the global providers on every request

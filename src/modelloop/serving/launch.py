@@ -22,25 +22,25 @@ from typing import Any
 from ..workspace import Workspace
 from .config import ServeConfig, serve_config
 
-__all__ = ["SPEC_ENV", "app_from_env", "serve"]
+__all__ = ["SPEC_ENV", "app_from_env", "build_app", "serve"]
 
 SPEC_ENV = "MODELLOOP_SERVE_SPEC"
 log = logging.getLogger("modelloop.serving")
 
 
 def serve(ws: Workspace, host: str | None = None, port: int | None = None, workers: int | None = None,
-          *, config: ServeConfig | None = None, model: str | None = None) -> None:
-    """Serve ``model`` (the production alias by default) until SIGTERM / Ctrl-C; flushes the log on exit."""
+          *, config: ServeConfig | None = None, model: str | None = None, ui: bool = False) -> None:
+    """Serve ``model`` (the production alias by default) until SIGTERM / Ctrl-C; flushes the log on exit.
+    ``ui``: the dashboard under ``/ui`` too (``serve.ui``; it travels to every worker in the spec)."""
     import uvicorn
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers, "ui": ui or None}.items()
+                 if v is not None}
     cfg = (config or serve_config(ws.config)).model_copy(update=overrides)
     common: dict[str, Any] = {"host": cfg.host, "port": cfg.port, "access_log": False,
                               "log_level": "info", "timeout_graceful_shutdown": 10}
     if cfg.workers == 1:
-        from .app import create_app
-
-        uvicorn.run(create_app(ws, config=cfg, model=model), **common)
+        uvicorn.run(build_app(ws, cfg, model), **common)
         return
     _warm_onnx(ws, model)
     metrics_dir = tempfile.mkdtemp(prefix="modelloop-metrics-")
@@ -64,11 +64,23 @@ def serve(ws: Workspace, host: str | None = None, port: int | None = None, worke
 def app_from_env() -> Any:
     """The app of one worker process, rebuilt from ``MODELLOOP_SERVE_SPEC`` (set by ``serve``)."""
     from ..config import parse_config
-    from .app import create_app
 
     spec = json.loads(os.environ[SPEC_ENV])
     ws = Workspace(parse_config(spec["config"], root=spec["root"]))
-    return create_app(ws, config=ServeConfig.model_validate(spec["serve"]), model=spec["model"])
+    return build_app(ws, ServeConfig.model_validate(spec["serve"]), spec["model"])
+
+
+def build_app(ws: Workspace, cfg: ServeConfig, model: str | None) -> Any:
+    """The prediction API, and with ``serve.ui`` (``serve --ui``) the dashboard mounted under ``/ui``,
+    checking the server's own keys; the serving routes are the same either way."""
+    from .app import create_app
+
+    app = create_app(ws, config=cfg, model=model)
+    if cfg.ui:
+        from ..dashboard import mount_ui
+
+        mount_ui(app, ws, app.state.serving.keys)
+    return app
 
 
 def _warm_onnx(ws: Workspace, model: str | None) -> None:

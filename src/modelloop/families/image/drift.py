@@ -10,8 +10,8 @@ penultimate-layer embeddings (the pooled backbone features its linear layer read
    (``served.py``); rows whose bytes are gone are counted, not compared;
 3. PCA fitted on the reference; both sides projected on its first ``COMPONENTS`` components, each compared
    like any numeric feature (``data.shift.compare_distributions``: PSI on reference quantile bins + KS),
-   with fewer bins for a small reference (one per 20 images, 2 to 10: PSI's small-sample bias stays
-   under its threshold). They join the monitor's features as ``embedding:pc1`` ..., so alerts, the
+   with fewer bins for a small reference (one per 20 images, 2 to 10) and, as the monitor's own
+   comparisons, PSI firing only above the noise floor of these sample sizes (``small_samples``). They join the monitor's features as ``embedding:pc1`` ..., so alerts, the
    report and ``retrain.on_drift`` act on them as on any feature.
 """
 
@@ -85,7 +85,7 @@ def embedding_drift(ws: Any, model_row: dict[str, Any], reference: pd.DataFrame,
     bins = int(np.clip(len(ref) // 20, 2, 10))
     features = compare_distributions(pd.DataFrame((ref - mean) @ axes[:k].T, columns=names),
                                      pd.DataFrame((cur - mean) @ axes[:k].T, columns=names), kinds, bins=bins,
-                                     psi_threshold=psi_threshold, p_threshold=p_threshold)
+                                     psi_threshold=psi_threshold, p_threshold=p_threshold, small_samples=True)
     section.update(components=k, bins=bins, dimensions=int(ref.shape[1]),
                    explained_variance=[round(float(v / max(variance.sum(), 1e-12)), 4) for v in variance[:k]])
     return features, {"embedding": section}

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import optuna
@@ -70,6 +75,59 @@ def test_parallel_trials_overlap_in_two_workers_and_a_killed_search_resumes_with
     defaults = [r.value for r in result.trials if r.number < 2 and r.value is not None]
     assert result.best_single.state == "complete" and result.validation_score >= max(defaults)
     assert result.model.predict(cancer[0]).shape == (len(cancer[0]),)
+
+
+_KILLED = """
+import sys
+from pathlib import Path
+import numpy as np, pandas as pd
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import StratifiedKFold
+from modelloop.data.schema import Schema
+from modelloop.families.tabular.search import SearchSettings, run_search
+
+if __name__ == "__main__":
+    tmp = Path(sys.argv[1])
+    data = load_breast_cancer(as_frame=True)
+    X, y = data.data, pd.Series(np.where(data.target == 1, "benign", "malignant"))
+    folds = list(StratifiedKFold(2, shuffle=True, random_state=0).split(X, y))
+    run_search(X, y, schema=Schema(columns={c: "numeric" for c in X.columns}), folds=folds,
+               settings=SearchSettings(task="binary", metric="f1", budget=None, n_trials=500, parallel=2,
+                                       families=["linear", "lightgbm"], ensemble=False),
+               storage=f"sqlite:///{tmp / 'o.db'}", study_name="p", work_dir=tmp / "w")
+"""
+
+
+def _told(tmp_path) -> int:
+    try:
+        study = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'o.db'}")
+    except Exception:  # not created yet
+        return 0
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="train.parallel: 2 needs 2 CPUs")
+def test_a_parallel_search_killed_with_sigkill_leaves_no_worker_and_resumes_with_its_trials(cancer, tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(textwrap.dedent(_KILLED))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 60
+        while _told(tmp_path) < 3:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < end, "the parallel search never finished 3 trials"
+            time.sleep(0.1)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(1.0)                        # the workers see the search gone and die at once
+    kept = _told(tmp_path)
+    time.sleep(1.0)
+    assert _told(tmp_path) == kept, "a worker went on telling trials after its search was killed"
+
+    result = _search(cancer, tmp_path, n_trials=kept + 2, parallel=2)
+    assert result.resumed_trials == kept and len(result.trials) == kept + 2
 
 
 def test_train_parallel_is_one_to_the_cpu_count(cancer, tmp_path):

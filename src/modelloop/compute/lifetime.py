@@ -1,6 +1,6 @@
-"""A child process that must not outlive its parent: a job under its worker, a search trial worker
-under its search (``train.parallel``). Left as an orphan, it would go on with work that the next
-run does again."""
+"""A child process that must not outlive its parent: a job under its worker. Left as an orphan, it
+would go on with work that the next worker runs again. (A ``train.parallel`` trial worker's OS parent
+is Python's fork server, not its search: it watches the search itself, ``training/parallel.py``.)"""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue as queue_module
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,6 @@ from typing import Any, TypeVar
 import optuna
 from optuna.trial import TrialState
 
-from ..compute.lifetime import die_with_parent
 from .search import SPENT_KEY, abandon, finished, spent, tpe_sampler
 
 __all__ = ["WORKER_KEY", "parallel_search_loop", "storage_for"]
@@ -127,11 +127,28 @@ def _stop(procs: list[Any]) -> None:
             p.join(timeout=3)
 
 
+def _exit_with_search() -> None:
+    """Kill this worker when the search that started it dies, by any signal. Its OS parent is the fork
+    server, so ``PR_SET_PDEATHSIG`` would wait for the wrong process; ``parent_process().sentinel`` is
+    the search's end of a pipe, readable once the search is gone."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        from multiprocessing.connection import wait
+
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="modelloop-search-watch", daemon=True).start()
+
+
 def _worker(index: int, storage: str, study_name: str, run_trial: Callable[..., Any], seed: int, group: bool,
             budget: float | None, n_trials: int | None, spent_before: float, start: float,
             barrier: Any, asking: Any, results: Any) -> None:
     """One worker: load the study, wait for the peers, then ask / run / tell until the budget ends."""
-    die_with_parent()  # a search killed with SIGKILL leaves no worker telling trials to its next run
+    _exit_with_search()  # a search killed with SIGKILL leaves no worker telling trials to its next run
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import warnings
 

@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from jobs_toy import wait_for
 from optuna.trial import TrialState
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import StratifiedKFold
@@ -112,12 +113,12 @@ def test_a_parallel_search_killed_with_sigkill_leaves_no_worker_and_resumes_with
     script.write_text(textwrap.dedent(_KILLED))
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
+    def three_told() -> bool:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        return _told(tmp_path) >= 3
+
     try:
-        end = time.monotonic() + 60
-        while _told(tmp_path) < 3:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < end, "the parallel search never finished 3 trials"
-            time.sleep(0.1)
+        wait_for(three_told, timeout=60, every=0.1, what="3 finished trials of the parallel search")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

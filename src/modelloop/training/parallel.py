@@ -74,6 +74,17 @@ def parallel_search_loop(study: optuna.Study, storage: str, run_trial: Callable[
                                spent_before, start, barrier, asking, results))
              for i in range(workers)]
     n_done = len(finished(study))
+
+    def take(kind: str, payload: Any, n_done: int) -> int:
+        """One message of a worker: a finished trial (logged here) or its error (raised here)."""
+        if kind == "error":
+            raise pickle.loads(payload)
+        if on_trial is not None:
+            on_trial(payload)
+        if progress is not None:
+            progress(n_done + 1, spent_before + time.monotonic() - start)
+        return n_done + 1
+
     try:
         for p in procs:
             p.start()
@@ -84,24 +95,14 @@ def parallel_search_loop(study: optuna.Study, storage: str, run_trial: Callable[
                 if not any(p.is_alive() for p in procs):
                     break
                 continue
-            if kind == "error":
-                raise pickle.loads(payload)
-            n_done += 1
-            if on_trial is not None:
-                on_trial(payload)
-            if progress is not None:
-                progress(n_done, spent_before + time.monotonic() - start)
+            n_done = take(kind, payload, n_done)
         # what a worker told after the parent's last look
         while True:
             try:
                 kind, payload = results.get_nowait()
             except queue_module.Empty:
                 break
-            if kind == "error":
-                raise payload
-            n_done += 1
-            if on_trial is not None:
-                on_trial(payload)
+            n_done = take(kind, payload, n_done)
     except BaseException:
         _stop(procs)
         for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -104,6 +104,11 @@ def render_train(r: dict[str, Any]) -> None:
         out.print(f"  backbone    {backbone['chosen']} ({backbone['why']})")
     out.print(f"  validation  {r['metric']} = {_fmt(r['validation_score'])}"
               + (f", threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""))
+    if cv := r.get("cv"):  # tabular: how far to trust the validation score, and the threshold's choice
+        out.print(f"              ± {cv['spread']:.4f} (std over {cv['folds']} folds, {cv['repeats']} "
+                  f"repeat{'s' if cv['repeats'] != 1 else ''} of k-fold)", style="dim")
+        if th := cv.get("threshold"):
+            out.print(f"              threshold: {th['used']} ({th['reason']})", style="dim")
     keys = r.get("summary_metrics") or [  # a family may name the figures its summary shows (a recommender's @k)
         "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "pr_auc", "log_loss", "rmse", "mae",
         "r2"]

@@ -101,8 +101,11 @@ def test_search_never_worse_than_defaults_and_tunes_threshold(cancer, tmp_path):
     assert [trials[i].family for i in range(3)] == ["lightgbm", "xgboost", "linear"]
     assert trials[0].params["num_leaves"] == 31 and trials[0].best_iteration > 0
     assert result.validation_score >= trials[0].value
-    assert result.validation_score == pytest.approx(result.best_single.value)
-    assert result.threshold is not None and 0 < result.threshold < 1
+    # 569 rows: a small table, where the tuned threshold is kept only when it beats the default by more
+    # than the fold-to-fold noise (test_tab_small_cv); here it does not, and the score is the default's
+    th = result.cv["threshold"]
+    assert th["used"] == "default" and result.threshold == th["default"] == 0.5
+    assert result.validation_score <= result.best_single.value and 0 < th["tuned"] < 1
     assert result.model.threshold_ == result.threshold
     assert {t.state for t in result.trials} <= {"complete", "pruned"}
     for t in result.trials:

@@ -67,6 +67,9 @@ class SearchResult:
     trials: list[TrialRecord]
     resumed_trials: int
     latency: dict[str, Any] | None = None  # with max_latency_ms: what was timed and what was chosen
+    # how far to trust validation_score (tabular): k-fold repeats, the score's std over folds
+    # ("spread") and, on a small table, whether the tuned threshold beat the noise ("threshold")
+    cv: dict[str, Any] | None = None
 
 
 

@@ -58,6 +58,7 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
               "best_family": result.best_single.family, "best_params": result.best_single.params,
               "ensemble": result.ensemble, "trials": len(result.trials),
               "resumed_trials": result.resumed_trials, "latency": result.latency,
+              "cv": getattr(result, "cv", None),
               "trial_states": pd.Series([t.state for t in result.trials]).value_counts().to_dict()}
     cat.add_run(id=run_id, project=name, dataset_id=row["id"], config_hash=config_hash(cfg),
                 kind=kind, params=search, metrics=evaluation["metrics"],
@@ -84,6 +85,9 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
             "best_family": result.best_single.family, "ensemble": result.ensemble,
             "families": model.describe().get("families"), "latency": result.latency,
             "threshold": result.threshold, "trials": len(result.trials),
+            # tabular: the validation score's std over folds, its repeats, the threshold's choice
+            "cv_spread": (getattr(result, "cv", None) or {}).get("spread"),
+            "cv": getattr(result, "cv", None),
             "resumed_trials": result.resumed_trials, "production": bool(promoted),
             "report": str(report), "seconds": round(time.time() - started, 1)}
 

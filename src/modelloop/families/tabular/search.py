@@ -66,6 +66,10 @@ from .threshold import tune_threshold
 
 __all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search", "suggest_params"]
 
+SMALL_TABLE_ROWS = 2000   # below this many training rows: repeated k-fold and a regularised threshold
+SMALL_TABLE_REPEATS = 3   # repeats of k-fold on a small table (when the budget allows: cv_repeats)
+MIN_BUDGET_PER_REPEAT = 10.0  # seconds of train.budget each repeat needs to leave room for trials
+DEFAULT_THRESHOLD = 0.5   # the untuned binary decision (argmax of two classes)
 MAX_ROUNDS = 1000          # boosting rounds cap; early stopping picks the real number per fold
 EARLY_STOPPING_ROUNDS = 50
 _PREFIX = {"lightgbm": "lgb_", "xgboost": "xgb_", "linear": "linear_"}
@@ -102,6 +106,20 @@ class SearchSettings:
     latency_fn: Callable[[TabularModel], tuple[float, str]] | None = None
     # trials at once, each in a worker process sharing ``storage`` (``train.parallel``)
     parallel: int = 1
+    # how many k-fold partitions ``folds`` concatenates (``cv_repeats``); reported, the OOF is averaged anyway
+    cv_repeats: int = 1
+
+
+def cv_repeats(rows: int, budget: float | None) -> int:
+    """Repeats of k-fold for a table of ``rows`` training rows: one partition's OOF score on a small
+    table moves with the split as much as with the model (issue 27), so below ``SMALL_TABLE_ROWS`` rows
+    each trial is scored on ``SMALL_TABLE_REPEATS`` partitions (AutoGluon bags for the same reason),
+    fewer when ``budget`` seconds leave under ``MIN_BUDGET_PER_REPEAT`` per repeat. Large tables: 1."""
+    if rows >= SMALL_TABLE_ROWS:
+        return 1
+    if budget is None:
+        return SMALL_TABLE_REPEATS
+    return int(max(1, min(SMALL_TABLE_REPEATS, budget // MIN_BUDGET_PER_REPEAT)))
 
 
 @dataclass
@@ -328,10 +346,14 @@ def _trial_in_worker(data: _Data, settings: SearchSettings, work_dir: Path, stud
 
 def _cross_validate(family: str, params: dict[str, Any], data: _Data, settings: SearchSettings,
                     trial: optuna.Trial | None = None, deadline: float = np.inf) -> tuple[np.ndarray, int | None]:
-    """OOF predictions over ``eval_idx`` and the mean best iteration; reports fold scores to ``trial``."""
-    position = np.full(len(data.y), -1)
-    position[data.eval_idx] = np.arange(len(data.eval_idx))
+    """OOF predictions over ``eval_idx`` and the mean best iteration; reports fold scores to ``trial``.
+
+    With repeated k-fold (a row in several folds' valid parts) a row's OOF output is the mean of its
+    repeats' outputs: one pass over a single partition gives the same as before."""
+    position = _positions(data)
     oof = _empty_output(len(data.eval_idx), data.n_classes, settings.task)
+    total = np.zeros_like(oof)
+    seen = np.zeros(len(data.eval_idx))
     fold_scores: list[float] = []
     iterations: list[int] = []
     for step, (tr, va) in enumerate(data.folds):
@@ -343,13 +365,23 @@ def _cross_validate(family: str, params: dict[str, Any], data: _Data, settings: 
         if best is not None:
             iterations.append(best)
         out = _predict(pipe, data.X.iloc[va], data.n_classes, settings.task)
-        oof[position[va]] = out
+        total[position[va]] += out
+        seen[position[va]] += 1
         fold_scores.append(score(settings.metric, data.y[va], out))
         if trial is not None:
             trial.report(float(np.nanmean(fold_scores)), step)
             if trial.should_prune() or (time.monotonic() > deadline and step < len(data.folds) - 1):
                 raise optuna.TrialPruned()
+    done = seen > 0
+    oof[done] = total[done] / (seen[done] if oof.ndim == 1 else seen[done, None])
     return oof, int(round(np.mean(iterations))) if iterations else None
+
+
+def _positions(data: _Data) -> np.ndarray:
+    """Row position -> its index in the OOF arrays (``eval_idx``); -1 for rows never validated."""
+    position = np.full(len(data.y), -1)
+    position[data.eval_idx] = np.arange(len(data.eval_idx))
+    return position
 
 
 def _rounds(family: str, n: int) -> dict[str, Any]:
@@ -441,8 +473,64 @@ def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_d
             ensemble = {**ensemble, "kept": False, "reason": "over train.max_latency_ms"}
         elif ensemble is not None and ensemble["kept"] and served != ensemble["members"]:
             ensemble = {**ensemble, "reason": f"trimmed to members {served} within train.max_latency_ms"}
+    oof = blend([_load_oof(r, data, settings, work_dir) for r in members], list(weights))
+    threshold, chosen_score, cv = _review_small_table(oof, threshold, float(chosen_score), data, settings)
+    if threshold != model.threshold_:
+        model.threshold_ = threshold
     return SearchResult(model, settings.metric, direction(settings.metric), float(chosen_score), best,
-                        ensemble, threshold, records, resumed, latency)
+                        ensemble, threshold, records, resumed, latency, cv=cv)
+
+
+def _fold_scores(oof: np.ndarray, threshold: float | None, data: _Data, settings: SearchSettings) -> np.ndarray:
+    """The chosen OOF output scored on each fold's valid part (every repeat's folds)."""
+    position = _positions(data)
+    return np.array([score(settings.metric, data.y[va], oof[position[va]], threshold=threshold)
+                     for _, va in data.folds])
+
+
+def _cross_fitted_gains(oof: np.ndarray, data: _Data, settings: SearchSettings) -> np.ndarray:
+    """Each fold's score with a threshold tuned on the other OOF rows only: the tuned threshold's
+    out-of-fold worth, without the optimism of scoring it on the rows it was tuned on."""
+    position = _positions(data)
+    out = []
+    for _, va in data.folds:
+        rest = np.ones(len(data.eval_idx), dtype=bool)
+        rest[position[va]] = False
+        t, _ = tune_threshold(data.y_eval[rest], oof[rest, 1], settings.metric)
+        out.append(score(settings.metric, data.y[va], oof[position[va]], threshold=t))
+    return np.array(out)
+
+
+def _review_small_table(oof: np.ndarray, threshold: float | None, chosen: float, data: _Data,
+                        settings: SearchSettings) -> tuple[float | None, float, dict[str, Any]]:
+    """(threshold, validation score, ``cv`` report) of the chosen model's OOF output.
+
+    ``spread`` is the standard deviation of the chosen model's score over the folds' valid parts (all
+    repeats): how far the validation score moves with the rows it is measured on. On a small table
+    (< ``SMALL_TABLE_ROWS`` OOF rows) a tuned threshold is kept only when its OOF gain over the default
+    (0.5) exceeds that noise (the std over folds of the per-fold gain): a threshold tuned on a few
+    hundred rows otherwise fits their noise (issue 27). Large tables keep the tuned threshold as before."""
+    folds = _fold_scores(oof, threshold, data, settings)
+    cv: dict[str, Any] = {"repeats": settings.cv_repeats, "folds": len(data.folds),
+                          "spread": float(np.nanstd(folds)), "small_table": len(data.eval_idx) < SMALL_TABLE_ROWS}
+    if threshold is None or not cv["small_table"]:
+        return threshold, chosen, cv
+    default_folds = _fold_scores(oof, DEFAULT_THRESHOLD, data, settings)
+    default = float(score(settings.metric, data.y_eval, oof, threshold=DEFAULT_THRESHOLD))
+    gains = _cross_fitted_gains(oof, data, settings) - default_folds
+    per_repeat = max(1, len(data.folds) // max(1, settings.cv_repeats))
+    gain, noise = float(np.nanmean(gains)), float(np.nanstd(gains) / np.sqrt(per_repeat))
+    kept = bool(gain > noise)
+    cv["threshold"] = {
+        "tuned": float(threshold), "default": DEFAULT_THRESHOLD, "gain": gain, "noise": noise,
+        "used": "tuned" if kept else "default",
+        "reason": (f"tuned threshold gains {gain:.4f} out of fold, more than the fold-to-fold noise {noise:.4f}"
+                   if kept else f"tuned threshold gains only {gain:.4f} out of fold, within the fold-to-fold "
+                                f"noise {noise:.4f} on a small table: kept the default {DEFAULT_THRESHOLD}")}
+    if kept:
+        return threshold, chosen, cv
+    cv["spread"] = float(np.nanstd(default_folds))
+    return DEFAULT_THRESHOLD, default, cv
 
 
 MAX_LATENCY_TRIES = 6     # trials refitted and timed at most when the OOF choice is too slow

@@ -22,7 +22,7 @@ from ...registry import tracker_for
 from ...training.train import record_model
 from ...workspace import Workspace
 from ..heads import head_kind
-from .search import SearchSettings, run_search
+from .search import SearchSettings, cv_repeats, run_search
 
 __all__ = ["study_name", "train_tabular"]
 
@@ -52,16 +52,22 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
     test_df = df[side == "test"].reset_index(drop=True)
     target = cfg.data.target
     task = head_kind(cfg.task, df[target])
-    folds = make_folds(train_df, strategy=cfg.split.strategy, n_folds=cfg.train.cv_folds,
-                       seed=cfg.seed, target=target, time=cfg.data.time, group=cfg.data.group)
+    run_budget = budget if budget is not None else cfg.train.budget
+    # repeated k-fold on a small table (search.cv_repeats); a time or group split is one partition
+    repeats = cv_repeats(len(train_df), run_budget) \
+        if cfg.split.strategy in ("random", "stratified") and cfg.train.cv_folds > 1 else 1
+    folds = [fold for r in range(repeats)
+             for fold in make_folds(train_df, strategy=cfg.split.strategy, n_folds=cfg.train.cv_folds,
+                                    seed=cfg.seed + r, target=target, time=cfg.data.time, group=cfg.data.group)]
     settings = SearchSettings(
         task=task, metric=cfg.metric, families=list(cfg.train.families),
-        budget=budget if budget is not None else cfg.train.budget,
+        budget=run_budget, cv_repeats=repeats,
         n_trials=trials if trials is not None else cfg.train.trials, seed=cfg.seed,
         class_weight=cfg.train.class_weight, ensemble=cfg.train.ensemble,
         ensemble_size=cfg.train.ensemble_size, tune_threshold=cfg.train.tune_threshold,
         max_latency_ms=cfg.train.max_latency_ms, parallel=cfg.train.parallel, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed))
-    study = study_name(ws, row["id"])
+    # repeats change the folds (the study's fingerprint): a search of another repeat count is another study
+    study = study_name(ws, row["id"]) + (f"-r{repeats}" if repeats > 1 else "")
     tracker = tracker_for(ws)
     started = time.time()
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study}

@@ -11,6 +11,7 @@ from importlib import resources
 import yaml
 
 import modelloop.serving as serving
+from modelloop.compute.metrics import QueueCollector
 from modelloop.serving.metrics import ServingMetrics
 
 OPS = resources.files("modelloop") / "ops"
@@ -19,7 +20,8 @@ OPS = resources.files("modelloop") / "ops"
 def _exported() -> set[str]:
     names: set[str] = set()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    for metric in ServingMetrics().registry.collect():
+    queue = QueueCollector(lambda: None, lambda: None)  # type: ignore[arg-type, return-value]  # names only
+    for metric in (*ServingMetrics().registry.collect(), *queue.describe()):
         names.update(metric.name + s for s in suffixes[metric.type])
     return names | {"up"}
 
@@ -32,7 +34,7 @@ def test_alert_rules_are_valid_and_use_exported_metrics() -> None:
     rules = yaml.safe_load((OPS / "prometheus-alerts.yml").read_text())["groups"][0]["rules"]
     names = {r["alert"] for r in rules}
     assert {"ModelloopServerDown", "ModelloopHighLatencyP99", "ModelloopHighErrorRate",
-            "ModelloopModelVersionChanged"} <= names
+            "ModelloopModelVersionChanged", "ModelloopHighPriorityJobWaiting"} <= names
     exported = _exported()
     for rule in rules:
         used = _used(rule["expr"])
@@ -45,7 +47,7 @@ def test_grafana_dashboard_is_valid_and_uses_exported_metrics() -> None:
     dash = json.loads((OPS / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     titles = " ".join(p["title"] for p in dash["panels"]).lower()
-    for words in ("latency", "error", "batch size", "cache hit", "model version"):
+    for words in ("latency", "error", "batch size", "cache hit", "model version", "job queue", "pool utilisation"):
         assert words in titles
     exported = _exported()
     for expr in exprs:

@@ -62,6 +62,13 @@ class QueueCollector(Collector):
 
         return cls(lambda: JobQueue(ws.catalog), lambda: machine_pool(ws.config.compute.pool))
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The names, without reading the catalog (what a registry and the ops kit's check look at)."""
+        for name, labels in (("modelloop_jobs_waiting", ["priority"]), ("modelloop_jobs_wait_seconds_max", ["priority"]),
+                             ("modelloop_jobs_wait_seconds_sum", ["priority"]), ("modelloop_jobs_running", None),
+                             ("modelloop_pool_capacity", ["resource"]), ("modelloop_pool_utilisation", ["resource"])):
+            yield GaugeMetricFamily(name, name, labels=labels)
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if callable(self._queue):
             self._queue = self._queue()

@@ -187,7 +187,15 @@ def serve(config: str = ConfigOpt, host: str | None = typer.Option(None, "--host
           ui: bool = typer.Option(False, "--ui", help="also serve the dashboard under /ui (same API keys)")
           ) -> None:
     """REST API over the production model (ONNX Runtime, micro-batching, prediction log)."""
-    _project(config).serve(host=host, port=port, workers=workers, model=model, ui=ui)
+    project = _project(config)
+    from .serving.config import serve_config
+
+    if ui or serve_config(project.config).ui:  # serve.ui in modelloop.yaml does the same as --ui
+        from .dashboard.serve import serve_with_ui
+
+        serve_with_ui(project.workspace, host=host, port=port, workers=workers, model=model)
+        return
+    project.serve(host=host, port=port, workers=workers, model=model)
 
 
 @app.command()

@@ -120,7 +120,7 @@ def test_example_config_matches_the_data(base):
 
     assert set(cfg) == set(Config.model_fields) - {"model", "root", "anomaly"}
     parsed = parse_config(cfg, root=".")
-    for section in ("optimize", "serve", "monitor", "retrain", "compute"):
+    for section in ("optimize", "serve", "monitor", "retrain", "compute", "ui"):
         assert getattr(parsed, section) == type(getattr(parsed, section))(), section
     data = cfg["data"]
     assert {data["target"], data["id"], data["time"]} <= set(base.columns)

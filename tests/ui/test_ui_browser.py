@@ -85,7 +85,9 @@ def test_ui_browser_promote_and_rollback_need_a_key(page, url, ui_project) -> No
     row = f"#model-{other}"
     page.goto(url + "/models")
     page.fill(f"{row} input[name=api_key]", "wrong-key")
-    with page.expect_response(lambda r: r.url.endswith("/models/promote")) as refused:
+    # the refused page's console error arrives on its own event: wait for it, not only for the response
+    with page.expect_console_message(lambda m: m.type == "error" and "401" in m.text), \
+            page.expect_response(lambda r: r.url.endswith("/models/promote")) as refused:
         page.click(f"{row} button")
     assert refused.value.status == 401
     assert page.problems == ["console error: Failed to load resource: the server responded with a status "

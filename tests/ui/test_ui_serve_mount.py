@@ -19,11 +19,12 @@ def test_ui_mounted_under_ui_with_the_servers_keys(ui_project, monkeypatch) -> N
     from fastapi.testclient import TestClient
 
     from modelloop.serving import ServeConfig
+    from modelloop.dashboard.serve import build_app_with_ui
     from modelloop.serving.launch import build_app
 
     monkeypatch.setenv("MODELLOOP_API_KEYS", KEY)
     plain = build_app(ui_project.workspace, ServeConfig(), None)
-    app = build_app(ui_project.workspace, ServeConfig(ui=True), None)
+    app = build_app_with_ui(ui_project.workspace, ServeConfig(ui=True), None)
     assert _routes(app) - _routes(plain) == {("/ui", frozenset())}       # only the mount is added
     assert _routes(plain) <= _routes(app)
     with TestClient(plain) as c:

@@ -17,30 +17,35 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from ..workspace import Workspace
 from .config import ServeConfig, serve_config
 
-__all__ = ["SPEC_ENV", "app_from_env", "build_app", "serve"]
+__all__ = ["SPEC_ENV", "app_from_env", "build_app", "serve", "spec_from_env"]
 
 SPEC_ENV = "MODELLOOP_SERVE_SPEC"
 log = logging.getLogger("modelloop.serving")
 
 
 def serve(ws: Workspace, host: str | None = None, port: int | None = None, workers: int | None = None,
-          *, config: ServeConfig | None = None, model: str | None = None, ui: bool = False) -> None:
+          *, config: ServeConfig | None = None, model: str | None = None,
+          build: Callable[[Workspace, ServeConfig, str | None], Any] | None = None,
+          factory: str = "modelloop.serving.launch:app_from_env") -> None:
     """Serve ``model`` (the production alias by default) until SIGTERM / Ctrl-C; flushes the log on exit.
-    ``ui``: the dashboard under ``/ui`` too (``serve.ui``; it travels to every worker in the spec)."""
+
+    ``build`` makes the app of one process and ``factory`` names the function each of several workers
+    calls (it reads :func:`spec_from_env`): a layer above serving adds its routes this way (the dashboard
+    under ``/ui``: ``dashboard.serve``) without serving importing it."""
     import uvicorn
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers, "ui": ui or None}.items()
-                 if v is not None}
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
     cfg = (config or serve_config(ws.config)).model_copy(update=overrides)
     common: dict[str, Any] = {"host": cfg.host, "port": cfg.port, "access_log": False,
                               "log_level": "info", "timeout_graceful_shutdown": 10}
     if cfg.workers == 1:
-        uvicorn.run(build_app(ws, cfg, model), **common)
+        uvicorn.run((build or build_app)(ws, cfg, model), **common)
         return
     _warm_onnx(ws, model)
     metrics_dir = tempfile.mkdtemp(prefix="modelloop-metrics-")
@@ -51,7 +56,7 @@ def serve(ws: Workspace, host: str | None = None, port: int | None = None, worke
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        uvicorn.run("modelloop.serving.launch:app_from_env", factory=True, workers=cfg.workers, **common)
+        uvicorn.run(factory, factory=True, workers=cfg.workers, **common)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -61,26 +66,25 @@ def serve(ws: Workspace, host: str | None = None, port: int | None = None, worke
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def app_from_env() -> Any:
-    """The app of one worker process, rebuilt from ``MODELLOOP_SERVE_SPEC`` (set by ``serve``)."""
+def spec_from_env() -> tuple[Workspace, ServeConfig, str | None]:
+    """What one worker process serves, from ``MODELLOOP_SERVE_SPEC`` (set by ``serve``)."""
     from ..config import parse_config
 
     spec = json.loads(os.environ[SPEC_ENV])
     ws = Workspace(parse_config(spec["config"], root=spec["root"]))
-    return build_app(ws, ServeConfig.model_validate(spec["serve"]), spec["model"])
+    return ws, ServeConfig.model_validate(spec["serve"]), spec["model"]
+
+
+def app_from_env() -> Any:
+    """The app of one worker process, rebuilt from ``MODELLOOP_SERVE_SPEC``."""
+    return build_app(*spec_from_env())
 
 
 def build_app(ws: Workspace, cfg: ServeConfig, model: str | None) -> Any:
-    """The prediction API, and with ``serve.ui`` (``serve --ui``) the dashboard mounted under ``/ui``,
-    checking the server's own keys; the serving routes are the same either way."""
+    """The prediction API of one process."""
     from .app import create_app
 
-    app = create_app(ws, config=cfg, model=model)
-    if cfg.ui:
-        from ..dashboard import mount_ui
-
-        mount_ui(app, ws, app.state.serving.keys)
-    return app
+    return create_app(ws, config=cfg, model=model)
 
 
 def _warm_onnx(ws: Workspace, model: str | None) -> None:

@@ -43,3 +43,19 @@ def test_torn_missing_or_code_carrying_files_are_ignored(tmp_path, capsys):
     plain.write_bytes(pickle.dumps({"key": "k", "state": Payload()}))
     assert load_checkpoint(plain, "k") is None
     assert "unpickled code ran" not in capsys.readouterr().out
+
+
+def test_best_trial_weights_files_share_the_safe_reader(tmp_path, capsys):
+    """The text and generative searches keep their best trial's weights through save/load_tensors: a torn
+    or code-carrying file reads as None (the search trains that configuration again), never as code."""
+    from modelloop.training.checkpoint import load_tensors, save_tensors
+
+    path = tmp_path / "w" / "trial_3.pt"
+    save_tensors(path, {"lora.w": torch.ones(4)})
+    assert torch.equal(load_tensors(path)["lora.w"], torch.ones(4)) and list(path.parent.iterdir()) == [path]
+    path.write_bytes(path.read_bytes()[:60])
+    assert load_tensors(path) is None and load_tensors(tmp_path / "missing.pt") is None
+    evil = tmp_path / "evil.pt"
+    torch.save({"w": Payload()}, evil)
+    assert load_tensors(evil) is None
+    assert "unpickled code ran" not in capsys.readouterr().out

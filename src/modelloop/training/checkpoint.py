@@ -13,29 +13,38 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["load_checkpoint", "load_tensors", "save_checkpoint", "save_tensors"]
 
 
-def save_checkpoint(path: Path | None, key: str, blob: dict[str, Any]) -> None:
-    """Write ``blob`` (tensors, numbers, strings, lists and dicts of them) under ``key``; no-op for None."""
-    if path is None:
-        return
+def save_tensors(path: Path, blob: Any) -> None:
+    """Write ``blob`` (tensors and plain containers of them) to ``path`` through a temporary name."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({**blob, "key": key}, tmp)
+    torch.save(blob, tmp)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path | None, key: str) -> dict[str, Any] | None:
-    """The blob saved under ``key`` at ``path``, or None (no file, a torn or foreign one, another key)."""
-    if path is None or not path.is_file():
+def load_tensors(path: Path) -> Any:
+    """What :func:`save_tensors` wrote at ``path``, or None (no file, a torn or foreign one); never code."""
+    if not path.is_file():
         return None
     import torch
 
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a torn or foreign file: the trial starts over
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a torn or foreign file: the caller trains again
         return None
+
+
+def save_checkpoint(path: Path | None, key: str, blob: dict[str, Any]) -> None:
+    """Write ``blob`` (tensors, numbers, strings, lists and dicts of them) under ``key``; no-op for None."""
+    if path is not None:
+        save_tensors(path, {**blob, "key": key})
+
+
+def load_checkpoint(path: Path | None, key: str) -> dict[str, Any] | None:
+    """The blob saved under ``key`` at ``path``, or None (no file, a torn or foreign one, another key)."""
+    blob = None if path is None else load_tensors(path)
     return blob if isinstance(blob, dict) and blob.get("key") == key else None

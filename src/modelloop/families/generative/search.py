@@ -7,7 +7,6 @@ kept on disk, so the model is built without training it again."""
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +16,8 @@ import optuna
 from optuna.trial import TrialState
 
 from ...errors import ModelloopError
+from ...training.checkpoint import load_tensors, save_tensors
 from ...training.search import STATE_NAMES, SearchResult, TrialRecord, finished, open_study, ranked, search_loop
-from ..text.backbone import require_torch
 from .config import GenerativeModelConfig
 from .fit import DEFAULT_TARGETS, GenJob, params_key, params_of, run_params
 
@@ -126,11 +125,7 @@ def _keep_if_best(study: optuna.Study, work_dir: Path, number: int, value: float
     best = ranked(study)
     if best and best[0].value is not None and value >= float(best[0].value):
         return
-    torch = require_torch()
-    path = _weights_file(work_dir, number)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(info["weights"], tmp)
-    os.replace(tmp, path)
+    save_tensors(_weights_file(work_dir, number), info["weights"])
     for t in best:
         _weights_file(work_dir, t.number).unlink(missing_ok=True)
 
@@ -144,14 +139,13 @@ def _conclude(study: optuna.Study, job: GenJob, work_dir: Path, resumed: int) ->
                              "train.budget / train.trials and run again")
     best = best_trials[0]
     params = suggest_params(optuna.trial.FixedTrial(best.params), job.settings)
-    path = _weights_file(work_dir, best.number)
-    if path.is_file():
-        torch = require_torch()
+    weights = load_tensors(_weights_file(work_dir, best.number))
+    if weights is not None:
         attrs = best.user_attrs
-        result = {"value": best.value, "weights": torch.load(path, map_location="cpu", weights_only=True),
+        result = {"value": best.value, "weights": weights,
                   **{k: attrs.get(k) for k in ("epochs_run", "best_epoch", "history", "tokens_per_s",
                                                "train_tokens", "train_seconds")}, "resumed_from_epoch": 0}
-    else:  # the weights file was lost: train the best configuration again
+    else:  # the weights file was lost or torn: train the best configuration again
         result = run_params(job, params)
     record = next(r for r in records if r.number == best.number)
     summary = SearchResult(model=None, metric=SEARCH_METRIC, direction="minimize",

@@ -5,7 +5,6 @@ budget over all runs of a resumed search; each trial is one :func:`~.text_fit.ru
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from optuna.trial import TrialState
 
 from ...errors import ModelloopError
 from ...evaluation.metrics import direction
+from ...training.checkpoint import load_tensors, save_tensors
 from .backbone import require_torch
 from .config import TextModelConfig
 from .fit import _better, FitJob
@@ -111,17 +111,8 @@ def _trial_file(work_dir: Path, number: int) -> Path:
 
 def _save_payload(path: Path, payload: dict[str, Any]) -> None:
     torch = require_torch()
-    tensors = {k: (torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v) for k, v in payload.items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(tensors, tmp)
-    os.replace(tmp, path)
-
-
-def _load_payload(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    torch = require_torch()
-    return torch.load(path, map_location="cpu", weights_only=True)
+    save_tensors(path, {k: (torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v)
+                        for k, v in payload.items()})
 
 
 @dataclass
@@ -278,7 +269,7 @@ def _conclude(study: optuna.Study, cands: dict[str, Candidate], metric: str, wor
     name, _ = _split_params(cands, best.params)
     cand = cands[name]
     _, params = space(optuna.trial.FixedTrial(best.params), cands)  # type: ignore[arg-type]
-    payload = _load_payload(_trial_file(work_dir, best.number)) if cand.keeps_weights else None
+    payload = load_tensors(_trial_file(work_dir, best.number)) if cand.keeps_weights else None
     if payload is None:  # a head or TF-IDF refits in seconds; lost weights: train again
         result = cand.run(params)
     else:

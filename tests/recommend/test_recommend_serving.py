@@ -5,10 +5,12 @@ before 201, tied to issued request ids), all in /openapi.json."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
+
 import pytest
 from servers import running
 
@@ -143,6 +145,9 @@ def test_monitor_reports_click_through_coverage_and_new_users(served):
     assert report["serving"]["served"] == 120 and report["serving"]["fallback_share"] == pytest.approx(0.5)
     assert report["drift"]["features"]["user"]["drifted"]  # half the users are new: drift
     assert "item" in report["drift"]["features"]
+    page = Path(report["report"]).read_text()  # the HTML report shows the live figures, not only --json
+    assert "Served recommendations" in page and "<td>click through</td><td>0.0833</td>" in page
+    assert f"<td>coverage</td><td>{section['coverage']:.4f}</td>" in page
 
 
 def test_both_routes_need_the_api_key_when_one_is_configured(clicks):

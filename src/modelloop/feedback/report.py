@@ -20,6 +20,19 @@ def _e(v: Any) -> str:
     return html.escape("—" if v is None else str(v))
 
 
+_DRIFT_KEYS = {"features", "prediction", "label", "time_columns"}
+_SECTION_TITLES = {"recommendations": "Served recommendations", "embedding": "Image embeddings"}
+
+
+def _flat(v: Any) -> Any:
+    """A section's value in one cell: numbers as numbers, a small mapping as ``key: value`` pairs."""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_e(x) if isinstance(x, float) else x}" for k, x in v.items())
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v)
+    return v
+
+
 def _psi_chart(features: dict[str, Any]) -> str:
     if not features:
         return ""
@@ -75,6 +88,13 @@ def render_monitor(r: dict[str, Any]) -> str:
     parts.append("<div class='card'><h2>Live metrics (labeled predictions)</h2><table><tr><th>version</th>"
                  "<th>window</th><th>n</th><th>accuracy</th><th>f1_macro</th><th>roc_auc</th><th>mae</th>"
                  f"<th>rmse</th></tr>{mrows}</table></div>")
+    for name, section in r["drift"].items():  # a family's own sections (recommendations: click-through, coverage)
+        if name in _DRIFT_KEYS or not isinstance(section, dict):
+            continue
+        frows = "".join(f"<tr><td>{_e(k.replace('_', ' '))}</td><td>{_e(_flat(v))}</td></tr>"
+                        for k, v in section.items())
+        parts.append(f"<div class='card'><h2>{_e(_SECTION_TITLES.get(name, name.replace('_', ' ').capitalize()))}"
+                     f"</h2><table>{frows}</table></div>")
     serving = r.get("serving")  # a family's figures of its served answers (generative: tokens/s, TTFT, ...)
     if serving:
         srows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in serving.items())

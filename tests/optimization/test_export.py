@@ -15,6 +15,9 @@ from modelloop.families.tabular.model import FAMILIES, TabularModel
 from modelloop.families.tabular.export import INPUT_COLUMNS_KEY, check_onnx, onnx_inputs, to_onnx
 from modelloop.families.tabular.ensemble import blend_estimator
 
+# this table has categoricals, which CatBoost's ONNX exporter cannot take: tests/training/test_tab_catboost.py
+EXPORTED = [f for f in FAMILIES if f != "catboost"]
+
 
 def _data(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, Schema, dict[str, pd.Series]]:
     rng = np.random.default_rng(seed)
@@ -49,7 +52,7 @@ def _probe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", EXPORTED)
 def test_each_family_matches_onnx(family, task):
     df, schema, targets = _data()
     params = {"n_estimators": 40} if family != "linear" else {"min_frequency": 5}
@@ -63,7 +66,7 @@ def test_each_family_matches_onnx(family, task):
 def test_soft_voting_ensemble_matches_onnx(task):
     df, schema, targets = _data()
     members = [TabularModel(schema, task, f, {"n_estimators": 30} if f != "linear" else {})
-               .fit(df, targets[task]) for f in FAMILIES]
+               .fit(df, targets[task]) for f in EXPORTED]
     first = members[0]
     blended = blend_estimator([m.estimator_ for m in members], [0.5, 0.3, 0.2], task=task,
                               n_classes=len(first.classes_ or []))

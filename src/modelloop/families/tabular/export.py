@@ -21,7 +21,9 @@ they are cheap and the same code serves both paths.
 float32 thresholds anyway, so only rows sitting on a threshold can differ.
 
 LightGBM and XGBoost converters come from ``onnxmltools`` and are registered with skl2onnx on first
-use; ``MissingIndicator`` (the linear family's missing flags) gets a small converter here.
+use; ``MissingIndicator`` (the linear family's missing flags) gets a small converter here, and CatBoost
+one that inlines CatBoost's own ONNX export (its tree-ensemble node). CatBoost exports no categorical
+features: a CatBoost model over categoricals raises here, and serving uses the native model, saying so.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def to_onnx(model: TabularModel, *, target_opset: int | dict[str, int] | None = 
     _register_converters()
     if not hasattr(model, "estimator_"):
         raise ModelloopError("the model is not fitted; train it before exporting to ONNX")
+    _check_exportable(model.estimator_)
     estimator = _onnx_ready(model.estimator_)
     numeric, categorical = prepared_columns(model.prepared_schema())
     inputs = [(c, FloatTensorType([None, 1])) for c in numeric]
@@ -110,6 +113,14 @@ def check_onnx(model: TabularModel, onnx_model: Any, X_raw: pd.DataFrame, atol: 
     return diff
 
 
+def _check_exportable(estimator: Any) -> None:
+    """Refuse, in the user's terms, what no converter can take: CatBoost's categorical features."""
+    for step in _walk(estimator):
+        if type(step).__module__.startswith("catboost") and step.get_cat_feature_indices():
+            raise ModelloopError(f"CatBoost's ONNX export has no categorical features and this CatBoost model "
+                                 f"uses {len(step.get_cat_feature_indices())}; it is served natively")
+
+
 def _default_opset() -> dict[str, int]:
     """The newest main opset skl2onnx has tested, with ``ai.onnx.ml`` 3 (onnxmltools' tree ops)."""
     from skl2onnx import get_latest_tested_opset_version
@@ -168,7 +179,48 @@ def _register_converters() -> None:
                                     calculate_linear_regressor_output_shapes, conv)
     update_registered_converter(MissingIndicator, "ModelloopMissingIndicator",
                                 _missing_indicator_shape, _convert_missing_indicator)
+    try:
+        import catboost as cb
+    except ImportError:  # the optional extra: no CatBoost model can exist without it
+        pass
+    else:
+        update_registered_converter(cb.CatBoostClassifier, "ModelloopCatBoostClassifier",
+                                    calculate_linear_classifier_output_shapes, _convert_catboost,
+                                    parser=_parse_catboost_classifier, options=cls_options)
+        update_registered_converter(cb.CatBoostRegressor, "ModelloopCatBoostRegressor",
+                                    calculate_linear_regressor_output_shapes, _convert_catboost)
     _REGISTERED = True
+
+
+def _parse_catboost_classifier(scope: Any, model: Any, inputs: list[Any], custom_parsers: Any = None) -> Any:
+    """A classifier's two outputs (label, probabilities): skl2onnx recognises classifiers by scikit-learn's
+    ClassifierMixin, which CatBoost's does not inherit (skl2onnx's own CatBoost example parses it so)."""
+    from skl2onnx._parse import _apply_zipmap, _get_sklearn_operator_name
+    from skl2onnx.common.data_types import Int64TensorType, guess_tensor_type
+
+    options = scope.get_options(model, {"zipmap": True})
+    operator = scope.declare_local_operator(_get_sklearn_operator_name(type(model)), model)
+    operator.inputs = inputs
+    operator.outputs.append(scope.declare_local_variable("label", Int64TensorType()))
+    operator.outputs.append(scope.declare_local_variable("probabilities", guess_tensor_type(inputs[0].type)))
+    if isinstance(options["zipmap"], bool) and not options["zipmap"]:
+        return operator.outputs
+    return _apply_zipmap(options["zipmap"], scope, model, inputs[0].type, operator.outputs)
+
+
+def _convert_catboost(scope: Any, operator: Any, container: Any) -> None:
+    """CatBoost's own ONNX export (one TreeEnsembleClassifier/Regressor node, no initializers) inlined
+    on this operator's input; CatBoost refuses a model with categorical features (served natively)."""
+    from catboost.utils import convert_to_onnx_object
+    from onnx.helper import get_attribute_value
+
+    onx = convert_to_onnx_object(operator.raw_operator)
+    node = next(n for n in onx.graph.node if n.op_type.startswith("TreeEnsemble"))
+    opsets = {d.domain: d.version for d in onx.opset_import}
+    outputs = [o.full_name for o in operator.outputs][: len(node.output)]
+    container.add_node(node.op_type, [operator.inputs[0].full_name], outputs, op_domain=node.domain,
+                       op_version=opsets.get(node.domain), name=scope.get_unique_operator_name("CatBoost"),
+                       **{a.name: get_attribute_value(a) for a in node.attribute})
 
 
 def _missing_indicator_shape(operator: Any) -> None:

@@ -1,4 +1,4 @@
-"""Tabular models: feature preparation, the three estimator families, and the served model object.
+"""Tabular models: feature preparation, the four estimator families, and the served model object.
 
 The same three pieces are used at train time (the search), at predict time (evaluate, serving) and at
 export time (ONNX), so they must be deterministic functions of the raw frame and the schema:
@@ -20,6 +20,11 @@ Encoding choices (each one also converts to ONNX, see ``modelloop.families.tabul
   numbers because its ONNX converter has no categorical splits.
 * linear: median imputation with missing indicators + scaling for numerics; most-frequent imputation
   + one-hot encoding (rare levels merged, unseen levels ignored) for categoricals.
+* catboost: numerics pass through (NaN native); categoricals stay strings (missing as
+  ``CATBOOST_MISSING``) and CatBoost encodes them itself with ordered target statistics, its strength on
+  small and categorical tables (issue 27). CatBoost's ONNX exporter has no categorical features, so a
+  CatBoost model over categoricals is served natively (the runtime says so); over numerics only it
+  converts (``export.py``).
 """
 
 from __future__ import annotations
@@ -57,12 +62,13 @@ __all__ = [
     "raw_column",
 ]
 
-FAMILIES: tuple[str, ...] = ("lightgbm", "xgboost", "linear")
+FAMILIES: tuple[str, ...] = ("lightgbm", "xgboost", "linear", "catboost")
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 DATETIME_PARTS: tuple[str, ...] = ("year", "month", "day", "dayofweek", "hour", "epoch")
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 _EPOCH = pd.Timestamp("1970-01-01")
+CATBOOST_MISSING = "__missing__"  # a missing categorical as CatBoost sees it (it takes no NaN in a category)
 
 
 # --------------------------------------------------------------------------- feature preparation
@@ -176,6 +182,9 @@ def build_estimator(
     if family == "linear":
         prep = _linear_prep(numeric_cols, categorical_cols, params.pop("min_frequency", None))
         model = _linear_model(task, params, seed, class_weight)
+    elif family == "catboost":
+        prep = _catboost_prep(numeric_cols, categorical_cols)
+        model = _catboost_model(task, params, seed, class_weight, n_jobs, len(numeric_cols), len(categorical_cols))
     else:
         prep = _tree_prep(numeric_cols, categorical_cols)
         builder = _lightgbm_model if family == "lightgbm" else _xgboost_model
@@ -195,6 +204,15 @@ def _tree_prep(numeric_cols: list[str], categorical_cols: list[str]) -> ColumnTr
         [("num", "passthrough", list(numeric_cols)), ("cat", encoder, list(categorical_cols))],
         remainder="drop", sparse_threshold=0.0,
     )
+
+
+def _catboost_prep(numeric_cols: list[str], categorical_cols: list[str]) -> ColumnTransformer:
+    """Numerics as they are, then categoricals as strings (the same column order as ``_tree_prep``)."""
+    parts: list[tuple[str, Any, list[str]]] = [("num", "passthrough", list(numeric_cols))]
+    if categorical_cols:
+        parts.append(("cat", SimpleImputer(strategy="constant", fill_value=CATBOOST_MISSING,
+                                           keep_empty_features=True), list(categorical_cols)))
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
 def _linear_prep(numeric_cols: list[str], categorical_cols: list[str], min_frequency: Any) -> ColumnTransformer:
@@ -243,6 +261,21 @@ def _xgboost_model(task: str, params: dict[str, Any], seed: int, class_weight: s
     return cls(**{**base, **params})
 
 
+def _catboost_model(task: str, params: dict[str, Any], seed: int, class_weight: str, n_jobs: int,
+                    n_numeric: int, n_categorical: int) -> BaseEstimator:
+    import catboost as cb
+
+    base: dict[str, Any] = {"random_seed": seed, "thread_count": n_jobs, "verbose": 0,
+                            "allow_writing_files": False,
+                            "cat_features": list(range(n_numeric, n_numeric + n_categorical)) or None}
+    if task == "regression":
+        return cb.CatBoostRegressor(**{**base, **params})
+    if task == "multiclass":
+        base["loss_function"] = "MultiClass"
+    weight = "Balanced" if class_weight == "balanced" else None
+    return cb.CatBoostClassifier(**{**base, "auto_class_weights": weight, **params})
+
+
 def balanced_weights(y_idx: np.ndarray, task: str, class_weight: str) -> np.ndarray | None:
     """Per-row weights equal to sklearn's ``class_weight="balanced"``; None when not weighting."""
     if task == "regression" or class_weight != "balanced":
@@ -275,6 +308,8 @@ def fit_estimator(
     Xv = prep.transform(valid[0]) if valid is not None else None
     if family == "lightgbm":
         return _fit_lightgbm(model, Xt, y, categorical_indices(prep), Xv, valid, early_stopping_rounds)
+    if family == "catboost":
+        return _fit_catboost(model, Xt, y, Xv, valid, early_stopping_rounds)
     weights = balanced_weights(y, task, class_weight)
     if valid is None:
         model.fit(Xt, y, sample_weight=weights, verbose=False)
@@ -303,6 +338,15 @@ def _fit_lightgbm(model: Any, Xt: np.ndarray, y: np.ndarray, cat_idx: list[int],
     return int(model.best_iteration_ or model.n_estimators) if valid is not None else None
 
 
+def _fit_catboost(model: Any, Xt: np.ndarray, y: np.ndarray, Xv: np.ndarray | None,
+                  valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int) -> int | None:
+    if valid is None:
+        model.fit(Xt, y)
+        return None
+    model.fit(Xt, y, eval_set=(Xv, valid[1]), early_stopping_rounds=rounds, use_best_model=True)
+    return int(model.get_best_iteration() or 0) + 1
+
+
 def categorical_indices(prep: ColumnTransformer) -> list[int]:
     """Output positions of the ordinal-encoded categoricals (they follow the numerics)."""
     cat = prep.output_indices_.get("cat", slice(0, 0))
@@ -315,6 +359,8 @@ def _family_of(model: Any) -> str:
         return "lightgbm"
     if module.startswith("xgboost"):
         return "xgboost"
+    if module.startswith("catboost"):
+        return "catboost"
     return "linear"
 
 
@@ -434,7 +480,8 @@ class TabularModel(BaseEstimator):
         return out if self.task == "regression" else np.asarray(self.classes_)[out]
 
     def feature_importances(self) -> dict[str, float]:
-        """Gain importances summed per raw column (normalised to 1); empty for linear models."""
+        """Gain importances summed per raw column (normalised to 1; CatBoost: its PredictionValuesChange);
+        empty for linear models."""
         self._check_fitted()
         members, weights = _members(self.estimator_)
         total: dict[str, float] = {}
@@ -471,6 +518,8 @@ def _pipeline_gain(pipe: Any, schema: Schema | None) -> dict[str, float]:
     elif family == "xgboost":
         score = model.get_booster().get_score(importance_type="total_gain")
         gains = np.array([score.get(f"f{i}", 0.0) for i in range(model.n_features_in_)], dtype=float)
+    elif family == "catboost":
+        gains = np.asarray(model.get_feature_importance(), dtype=float)
     else:
         return {}
     numeric, categorical = prepared_columns(schema)

@@ -1,4 +1,4 @@
-"""Hyper-parameter search for tabular models: Optuna over LightGBM, XGBoost and linear models.
+"""Hyper-parameter search for tabular models: Optuna over LightGBM, XGBoost, CatBoost and linear models.
 
 One call, :func:`run_search`, goes from a raw frame and its folds to a fitted
 :class:`~modelloop.families.tabular.model.TabularModel`:
@@ -72,7 +72,7 @@ MIN_BUDGET_PER_REPEAT = 10.0  # seconds of train.budget each repeat needs to lea
 DEFAULT_THRESHOLD = 0.5   # the untuned binary decision (argmax of two classes)
 MAX_ROUNDS = 1000          # boosting rounds cap; early stopping picks the real number per fold
 EARLY_STOPPING_ROUNDS = 50
-_PREFIX = {"lightgbm": "lgb_", "xgboost": "xgb_", "linear": "linear_"}
+_PREFIX = {"lightgbm": "lgb_", "xgboost": "xgb_", "linear": "linear_", "catboost": "cb_"}
 # Each family's library defaults, in search-space names (first trials of every search).
 # LightGBM's reg_lambda default is 0; 1e-8 is the bottom of its log range and equivalent.
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -81,6 +81,9 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "xgboost": {"max_depth": 6, "learning_rate": 0.3, "min_child_weight": 1.0, "subsample": 1.0,
                 "colsample_bytree": 1.0, "reg_lambda": 1.0},
     "linear": {"C": 1.0},
+    # CatBoost picks its learning rate from the data when none is given; 0.05 is about what it picks for
+    # 1,000 rounds on a few thousand rows (early stopping sets the rounds)
+    "catboost": {"depth": 6, "learning_rate": 0.05, "l2_leaf_reg": 3.0, "random_strength": 1.0},
 }
 
 
@@ -195,6 +198,12 @@ def _check_settings(s: SearchSettings) -> None:
     bad = [f for f in s.families if f not in FAMILIES]
     if not s.families or bad:
         raise ConfigError(f"train.families: {bad or 'empty'} not allowed; choose from {', '.join(FAMILIES)}")
+    if "catboost" in s.families:
+        try:
+            import catboost  # noqa: F401
+        except ImportError:
+            raise ConfigError("train.families: 'catboost' needs the catboost package; install it with "
+                              "pip install 'modelloop[catboost]', or drop catboost from train.families") from None
     if s.budget is None and s.n_trials is None:
         raise ConfigError("train: set a time budget or n_trials (or both); with neither the search never ends")
     if s.budget is not None and not s.budget > 0:
@@ -306,6 +315,11 @@ def suggest_params(trial: optuna.Trial, families: list[str], task: str) -> tuple
         trial.suggest_float("xgb_subsample", 0.5, 1.0)
         trial.suggest_float("xgb_colsample_bytree", 0.4, 1.0)
         trial.suggest_float("xgb_reg_lambda", 1e-3, 10.0, log=True)
+    elif family == "catboost":
+        trial.suggest_int("cb_depth", 3, 10)
+        trial.suggest_float("cb_learning_rate", 0.01, 0.3, log=True)
+        trial.suggest_float("cb_l2_leaf_reg", 0.5, 30.0, log=True)
+        trial.suggest_float("cb_random_strength", 0.1, 10.0, log=True)
     elif task == "regression":
         trial.suggest_float("linear_alpha", 1e-3, 1e3, log=True)
     else:
@@ -385,7 +399,7 @@ def _positions(data: _Data) -> np.ndarray:
 
 
 def _rounds(family: str, n: int) -> dict[str, Any]:
-    return {"n_estimators": n} if family in ("lightgbm", "xgboost") else {}
+    return {"n_estimators": n} if family in ("lightgbm", "xgboost", "catboost") else {}
 
 
 def _build(family: str, params: dict[str, Any], data: _Data, settings: SearchSettings) -> Any:
@@ -544,6 +558,8 @@ def _size(r: TrialRecord) -> float:
         return float(rounds * r.params.get("num_leaves", 31))
     if r.family == "xgboost":
         return float(rounds * 2 ** r.params.get("max_depth", 6))
+    if r.family == "catboost":  # oblivious trees: every level splits all leaves
+        return float(rounds * 2 ** r.params.get("depth", 6))
     return 1.0
 
 

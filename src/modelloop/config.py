@@ -100,7 +100,7 @@ class TrainConfig(_Section):
     budget: float | None = Field(120.0, gt=0, description="seconds for the whole search")
     trials: int | None = Field(None, ge=1)
     metric: str | None = None
-    families: list[Literal["lightgbm", "xgboost", "linear"]] = Field(
+    families: list[Literal["lightgbm", "xgboost", "linear", "catboost"]] = Field(
         default_factory=lambda: ["lightgbm", "xgboost", "linear"], min_length=1)  # type: ignore[arg-type]
     cv_folds: int = Field(5, ge=1, le=20)
     class_weight: Literal["balanced", "none"] = "balanced"

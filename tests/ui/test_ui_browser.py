@@ -45,7 +45,7 @@ def page(browser, tmp_path: Path, request):
 
 
 @pytest.fixture(scope="module")
-def url(ui_project):
+def url(ui_project, ui_traffic):
     from modelloop.dashboard import create_app
 
     with running(create_app(ui_project, keys=[KEY]), ready=False) as base:
@@ -58,7 +58,8 @@ def test_ui_browser_overview_links_and_language(page, url, tmp_path: Path) -> No
     page.goto(url + "/")
     assert page.locator("h1").inner_text() == "Overview"
     page.screenshot(path=str(tmp_path / "overview.png"))              # docs/img/ui-overview.png is one
-    for stage, heading in (("Data", "Data"), ("Model", "Models"), ("Serving", "Trace")):
+    for stage, heading in (("Data", "Data"), ("Model", "Models"), ("Serving", "Serving"),
+                           ("Monitoring", "Monitoring"), ("Feedback", "Retrains")):
         page.locator(".loop").get_by_role("link", name=stage, exact=True).click()
         assert page.locator("h1").inner_text() == heading
         page.goto(url + "/")
@@ -66,6 +67,24 @@ def test_ui_browser_overview_links_and_language(page, url, tmp_path: Path) -> No
     assert page.locator("h1").inner_text() == "概览"
     page.get_by_role("link", name="模型").first.click()
     assert page.locator("h1").inner_text() == "模型"                 # the choice is remembered
+
+
+def test_ui_browser_serving_and_monitoring_charts(page, url, tmp_path: Path) -> None:
+    """The charts are inline SVG the page's CSP allows: drawn, with their hover titles, in both languages."""
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.goto(url + "/serving")
+    chart = page.locator("#chart-requests svg")
+    assert chart.is_visible() and chart.bounding_box()["height"] > 100
+    assert page.locator("#chart-latency circle").count() >= 2          # a point per percentile
+    page.get_by_role("link", name="7d", exact=True).click()
+    assert page.locator("#traffic tbody tr").count() >= 3                # three days of traffic
+    page.screenshot(path=str(tmp_path / "serving.png"), full_page=True)
+    page.goto(url + "/monitoring")
+    assert page.locator("#chart-drift rect.fired").count() >= 1          # the shifted day
+    assert "amount" in page.locator("#alerts").inner_text()
+    page.screenshot(path=str(tmp_path / "monitoring.png"), full_page=True)
+    page.get_by_role("link", name="zh-CN").click()
+    assert page.locator("h1").inner_text() == "监控" and page.locator("#chart-drift svg").is_visible()
 
 
 def test_ui_browser_trace_a_request(page, url, ui_project) -> None:

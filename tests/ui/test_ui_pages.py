@@ -7,7 +7,8 @@ import re
 import pytest
 from ui_toy import REQUEST_WITH_FEEDBACK, REQUEST_WITHOUT, XSS
 
-PAGES = ["/", "/models", "/data", "/trace", f"/trace?request_id={REQUEST_WITH_FEEDBACK}"]
+PAGES = ["/", "/models", "/data", "/trace", f"/trace?request_id={REQUEST_WITH_FEEDBACK}", "/serving",
+         "/serving?range=30d", "/monitoring"]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_ui_overview_shows_the_loop_and_its_links_resolve(client, ui_project) ->
     assert "Last retrain decision" in page and "champion kept" in page
     assert XSS not in page and "not better on &lt;script&gt;" in page  # the decision's reason, escaped
     links = set(re.findall(r'href="(/[^"#?]*)', page)) - {"/static/style.css", "/static/favicon.svg"}
-    assert {"/data", "/models", "/trace"} <= links
+    assert {"/data", "/models", "/trace", "/serving", "/monitoring"} <= links
     for link in links:
         assert client.get(link).status_code == 200, link
 

@@ -26,7 +26,7 @@ def _csrf(page: str) -> str:
 
 def test_ui_require_key_to_read_answers_401_until_signed_in(ui_project) -> None:
     with _client(ui_project, keys=[KEY], require_key_to_read=True) as c:
-        for path in ("/", "/models", "/data", "/trace"):
+        for path in ("/", "/models", "/data", "/trace", "/serving", "/monitoring", "/lineage"):
             assert c.get(path).status_code == 401, path
         assert c.get("/", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
         assert c.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 401

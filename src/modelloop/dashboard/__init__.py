@@ -21,8 +21,9 @@ UI_PREFIX = "/ui"
 
 def mount_ui(app: Any, ws: Workspace, keys: ApiKeys) -> None:
     """``modelloop serve --ui``: the dashboard's pages under ``/ui`` of the prediction server ``app``,
-    checking the server's own keys; the serving routes are left as they are."""
-    app.mount(UI_PREFIX, create_app(Project(ws.config), keys=keys))
+    checking the server's own keys and reading its metrics; the serving routes are left as they are."""
+    state = app.state.serving
+    app.mount(UI_PREFIX, create_app(Project(ws.config), keys=keys, server_metrics=state.metrics.render))
 
 
 def run_ui(project: Project, *, host: str | None = None, port: int | None = None) -> None:

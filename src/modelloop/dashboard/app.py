@@ -21,23 +21,29 @@ import hashlib
 import hmac
 import json
 import secrets
+from datetime import timedelta
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
+from ..catalog import utcnow
 from ..compute.jobs import cancel_job, list_jobs
 from ..compute.queue import FINISHED, WAITING
 from ..compute.show import command_text, seconds_text
 from ..errors import ConfigError, ModelloopError, NotFoundError, StateError
 from ..project import Project
 from ..serving.security import ApiKeys, load_api_keys
+from .compare import diff_datasets, diff_models
 from .i18n import LANGS, pick_lang, strings
+from .lineage import deployment_history, lineage_svg
+from .queries import RANGES, labels_per_version, traffic
+from .views import DriftCache, monitoring_view, server_figures, serving_view
 
 __all__ = ["create_app"]
 
@@ -119,9 +125,11 @@ def _route(request: Request) -> str:
 
 
 def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
-               require_key_to_read: bool | None = None) -> FastAPI:
+               require_key_to_read: bool | None = None,
+               server_metrics: Callable[[], bytes] | None = None) -> FastAPI:
     """The dashboard over one project; ``keys`` default to the prediction server's configured keys
-    (``serve --ui`` hands over the server's own :class:`ApiKeys`, so both check the same ones)."""
+    (``serve --ui`` hands over the server's own :class:`ApiKeys`, so both check the same ones, and its
+    metrics' ``render``, from which the Serving page reads errors by kind and batch sizes)."""
     cfg = project.config
     if keys is None:
         keys = load_api_keys(cfg.serve.api_keys_file, cfg.root)
@@ -136,12 +144,17 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
     env.filters["command"] = command_text
     env.filters["bytes"] = lambda n: f"{n / 2**30:.3g} GiB"
     env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v  # 0.8214, not 0.821428571...
+    env.filters["ms"] = lambda v: "—" if v is None else f"{v:.3g} ms"
+    drift_cache = DriftCache()
     app = FastAPI(title="modelloop ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    def render(request: Request, template: str, code: int = 200, **ctx: Any) -> Response:
-        lang = pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
+    def lang_of(request: Request) -> str:
+        return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
                          request.headers.get("accept-language"))
+
+    def render(request: Request, template: str, code: int = 200, **ctx: Any) -> Response:
+        lang = lang_of(request)
         nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_hex(16)
         html = env.get_template(template).render(
             t=strings(lang), lang=lang, langs=LANGS, path=_route(request), base=_base(request), project=cfg.name,
@@ -177,7 +190,10 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
         latest = status["datasets"][-1] if status["datasets"] else None
         prod = status["production"]
         prod_model = next((m for m in status["models"] if prod and m["version"] == prod["version"]), None)
-        return render(request, "overview.html", status=status, latest=latest, prod=prod_model)
+        day = traffic(project.workspace.catalog, cfg.name, utcnow() - timedelta(hours=24), "day")["buckets"]
+        labels = sum(labels_per_version(project.workspace.catalog, cfg.name).values())
+        return render(request, "overview.html", status=status, latest=latest, prod=prod_model,
+                      requests_24h=sum(b["requests"] for b in day.values()), labels=labels)
 
     @app.get("/models", response_class=HTMLResponse)
     def models(request: Request, done: str | None = None) -> Response:
@@ -191,6 +207,44 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
 
     def _report_path(dataset_id: str) -> Path:
         return project.workspace.reports_dir / f"quality-{dataset_id}.html"
+
+    @app.get("/data/diff", response_class=HTMLResponse)
+    def data_diff(request: Request, a: str | None = None, b: str | None = None) -> Response:
+        status = project.status()
+        ids = [d["id"] for d in status["datasets"]]
+        options = [(d["id"], f"v{d['version']} {d['step']} ({d['id']})") for d in status["datasets"]]
+        return compared(request, "data_diff.html", ids, options, a, b,
+                        lambda x, y: diff_datasets(project, status, x, y))
+
+    @app.get("/models/compare", response_class=HTMLResponse)
+    def model_compare(request: Request, a: str | None = None, b: str | None = None) -> Response:
+        status = project.status()
+        versions = [str(m["version"]) for m in status["models"]]
+        options = [(m["version"], f"{m['name']}:{m['version']} {m.get('family') or ''}") for m in status["models"]]
+        return compared(request, "model_compare.html", versions, options, a, b,
+                        lambda x, y: diff_models(project, status, x, y))
+
+    def compared(request: Request, template: str, refs: list[str], options: list[tuple[Any, str]],
+                 a: str | None, b: str | None, diff: Callable[[str, str], dict[str, Any]]) -> Response:
+        """A diff of ``a`` and ``b`` (by default the two latest); 404/400 naming the versions there are."""
+        if not refs:
+            return fail(request, 404, "nothing to compare yet; see `modelloop status`")
+        try:
+            found = diff(a or refs[-2 if len(refs) > 1 else -1], b or refs[-1])
+        except NotFoundError as e:
+            return fail(request, 404, str(e))
+        except ModelloopError as e:
+            return fail(request, 400, str(e))
+        return render(request, template, diff=found, options=options)
+
+    @app.get("/lineage", response_class=HTMLResponse)
+    def lineage(request: Request) -> Response:
+        status = project.status()
+        t = strings(lang_of(request))
+        aliases = sorted({a for m in status["models"] for a in m["aliases"]})
+        return render(request, "lineage.html", graph=lineage_svg(status, _base(request),
+                                                                 (t["data"], t["models"], t["aliases"])),
+                      history=deployment_history(project, aliases))
 
     @app.get("/data/{dataset_id}/report")
     def report(request: Request, dataset_id: str) -> Response:
@@ -208,6 +262,19 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
         except NotFoundError as e:
             return render(request, "trace.html", code=404, result=None, request_id=request_id, error=str(e))
         return render(request, "trace.html", result=result, request_id=request_id)
+
+    @app.get("/serving", response_class=HTMLResponse)
+    def serving(request: Request, range_: str = Query("24h", alias="range")) -> Response:
+        if range_ not in RANGES:
+            return fail(request, 400, f"range '{range_}' is not one of: {', '.join(RANGES)}")
+        t = strings(lang_of(request))
+        metrics = server_figures(server_metrics(), t) if server_metrics is not None else None
+        return render(request, "serving.html", view=serving_view(project, range_, t), server=metrics)
+
+    @app.get("/monitoring", response_class=HTMLResponse)
+    def monitoring(request: Request) -> Response:
+        view = monitoring_view(project, drift_cache, strings(lang_of(request)))
+        return render(request, "monitoring.html", view=view, min_rows=cfg.monitor.min_rows)
 
     @app.get("/retrains", response_class=HTMLResponse)
     def retrains(request: Request) -> Response:

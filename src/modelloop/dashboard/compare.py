@@ -1,0 +1,115 @@
+"""Two versions side by side: dataset versions (schema, rows, quality scores, per-column profile) and model
+versions (holdout metrics with the change in each metric's direction, search parameters, size, variants).
+
+Inputs are ``Project.status()`` rows, the profile's JSON report (``reports/quality-{id}.json``, written by
+``modelloop profile``) and the run row of each model; nothing is recomputed, so a diff is as cheap as
+reading two rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import ConfigError, ModelloopError, NotFoundError
+from ..evaluation.metrics import improvement
+from ..project import Project
+
+__all__ = ["PROFILE_FIELDS", "diff_datasets", "diff_models", "flatten"]
+
+# per-column profile figures compared between two dataset versions
+PROFILE_FIELDS = ("missing_share", "distinct", "mean", "std", "min", "max")
+MAX_PROFILE_BYTES = 32 * 2**20      # a profile report larger than this is not read for a diff
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
+    if not isinstance(value, dict):
+        return {prefix: value} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _pair(rows: dict[Any, dict[str, Any]], a: str, b: str, what: str, allowed: str) -> tuple[dict, dict]:
+    found = []
+    for ref in (a, b):
+        key: Any = ref
+        if what == "model":
+            if not ref.isdigit():
+                raise ConfigError(f"model version '{ref}' is not a number; allowed: {allowed}")
+            key = int(ref)
+        if key not in rows:
+            raise NotFoundError(f"{what} version '{ref}' does not exist; allowed: {allowed}")
+        found.append(rows[key])
+    return found[0], found[1]
+
+
+def _profile(project: Project, dataset_id: str) -> dict[str, Any]:
+    path = project.workspace.reports_dir / f"quality-{dataset_id}.json"
+    if not path.is_file() or path.stat().st_size > MAX_PROFILE_BYTES:
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("columns") or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def diff_datasets(project: Project, status: dict[str, Any], a: str, b: str) -> dict[str, Any]:
+    """Columns added, removed and whose kind changed; rows; quality scores; profile figures per column."""
+    rows = {d["id"]: d for d in status["datasets"]}
+    da, db = _pair(rows, a, b, "dataset", ", ".join(rows) or "none yet")
+    ca, cb = da["columns"], db["columns"]
+    schema = [{"column": c, "a": ca.get(c), "b": cb.get(c),
+               "change": "added" if c not in ca else "removed" if c not in cb else "changed"}
+              for c in sorted(set(ca) | set(cb)) if ca.get(c) != cb.get(c)]
+    qa, qb = ((d.get("quality") or {}).get("scores") or {} for d in (da, db))
+    scores = [{"name": k, "a": qa.get(k), "b": qb.get(k)} for k in sorted(set(qa) | set(qb))]
+    pa, pb = _profile(project, da["id"]), _profile(project, db["id"])
+    profile = []
+    for col in sorted(set(pa) & set(pb)):
+        for field in PROFILE_FIELDS:
+            va, vb = pa[col].get(field), pb[col].get(field)
+            if (va is not None or vb is not None) and va != vb:
+                profile.append({"column": col, "field": field, "a": va, "b": vb})
+    return {"a": da, "b": db, "schema": schema, "scores": scores, "profile": profile,
+            "profiled": bool(pa) and bool(pb)}
+
+
+def _change(metric: str, a: Any, b: Any) -> float | None:
+    if not isinstance(a, int | float) or not isinstance(b, int | float):
+        return None
+    try:
+        return improvement(metric, float(a), float(b))
+    except (ModelloopError, KeyError, ValueError):
+        return None
+
+
+def diff_models(project: Project, status: dict[str, Any], a: str, b: str) -> dict[str, Any]:
+    """Holdout metrics (b against a, positive = better in the metric's direction), and every parameter,
+    size and format that differs; the run rows come from the catalog."""
+    rows = {m["version"]: m for m in status["models"]}
+    ma, mb = _pair(rows, a, b, "model", ", ".join(map(str, rows)) or "none yet")
+    metrics = [{"name": k, "a": ma["metrics"].get(k), "b": mb["metrics"].get(k),
+                "better": _change(k, ma["metrics"].get(k), mb["metrics"].get(k))}
+               for k in sorted(set(ma["metrics"]) | set(mb["metrics"]))]
+    runs = {r["id"]: r for r in project.workspace.catalog.list_runs(project.config.name)}
+    cat = project.workspace.catalog
+    info_a, info_b = (cat.get_model(project.config.name, m["version"])["info"] for m in (ma, mb))
+
+    def described(m: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+        run = runs.get(m["run_id"]) or {}
+        return {"family": m.get("family"), "dataset": m["dataset"], "formats": ", ".join(m["formats"]),
+                "variant": m.get("variant"), "parent_version": m.get("parent_version"),
+                "run": m["run_id"], **flatten({"info": {k: v for k, v in info.items()
+                                                        if k in ("size", "latency", "task", "threshold")}}),
+                **flatten({"params": (run.get("params") or {}).get("best_params") or {}}),
+                "params.best_family": (run.get("params") or {}).get("best_family"),
+                "params.trials": (run.get("params") or {}).get("trials")}
+
+    fa, fb = described(ma, info_a), described(mb, info_b)
+    keys = sorted(set(fa) | set(fb))
+    return {"a": ma, "b": mb, "metrics": metrics,
+            "params": [{"name": k, "a": fa.get(k), "b": fb.get(k)} for k in keys if fa.get(k) != fb.get(k)],
+            "same": [k for k in keys if fa.get(k) == fb.get(k)]}

@@ -1,0 +1,133 @@
+"""The Serving and Monitoring pages' reads of the prediction log, aggregated in SQL.
+
+A page must answer in well under a second on a log of a million predictions, so nothing here loads
+the log into Python: traffic and latency come from one ``GROUP BY`` over the time window, which the
+covering index ``ix_predictions_name_at`` (name, at, version, latency_ms) answers without touching
+the table; latency percentiles are read from per-bucket counts under fixed edges (as Prometheus reads
+its histograms), exact to the bucket; label coverage joins only the feedback rows. The rows that do
+reach Python are bounded: the latest labeled predictions for live metrics, and a day's latest
+requests for its drift.
+
+Time buckets are text keys, ``YYYY-MM-DD HH`` by hour or ``YYYY-MM-DD`` by day, on SQLite (where the
+catalog stores datetimes as ISO text) and on PostgreSQL (``to_char``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..catalog import Catalog, feedback, predictions
+
+__all__ = ["LATENCY_EDGES_MS", "RANGES", "buckets", "label_coverage", "labels_per_version", "latest_labeled",
+           "day_requests", "percentile", "traffic"]
+
+# upper edges (ms) of the latency buckets; slower requests count above the last edge
+LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+# the Serving page's windows: name -> (hours back from now, bucket)
+RANGES = {"24h": (24, "hour"), "7d": (7 * 24, "day"), "30d": (30 * 24, "day")}
+_SECONDS = {"hour": 3600, "day": 86400}
+
+
+def _key(column: Any, dialect: str, by: str) -> Any:
+    if dialect == "postgresql":
+        return sa.func.to_char(column, "YYYY-MM-DD HH24" if by == "hour" else "YYYY-MM-DD")
+    return sa.func.substr(sa.cast(column, sa.String), 1, 13 if by == "hour" else 10)
+
+
+def buckets(now: dt.datetime, hours: int, by: str) -> list[str]:
+    """Every bucket key of the window ending at ``now``, oldest first (empty buckets included)."""
+    step = dt.timedelta(seconds=_SECONDS[by])
+    start = now - dt.timedelta(hours=hours)
+    start = start.replace(minute=0, second=0, microsecond=0)
+    if by == "day":
+        start = start.replace(hour=0)
+    keys = []
+    while start <= now:
+        keys.append(start.strftime("%Y-%m-%d %H" if by == "hour" else "%Y-%m-%d"))
+        start += step
+    return keys
+
+
+def percentile(counts: list[int], total: int, q: float, top: float) -> float | None:
+    """The ``q`` quantile of a latency histogram (cumulative ``counts`` under ``LATENCY_EDGES_MS``),
+    interpolated inside its bucket; ``top`` (the slowest request) above the last edge."""
+    if total <= 0:
+        return None
+    want, low = q * total, 0.0
+    below = 0
+    for edge, cum in zip(LATENCY_EDGES_MS, counts, strict=True):
+        if cum >= want:
+            inside = cum - below
+            share = (want - below) / inside if inside else 1.0
+            return min(low + (edge - low) * share, top)
+        low, below = float(edge), cum
+    return top
+
+
+def traffic(cat: Catalog, name: str, since: dt.datetime, by: str) -> dict[str, Any]:
+    """Per bucket: requests, requests/s, mean and p50/p95/p99 latency; and requests per model version."""
+    key = _key(predictions.c.at, cat.engine.dialect.name, by).label("bucket")
+    lat = predictions.c.latency_ms
+    where = (predictions.c.name == name, predictions.c.at >= since)
+    cums = [sa.func.sum(sa.case((lat <= e, 1), else_=0)) for e in LATENCY_EDGES_MS]
+    q = sa.select(key, sa.func.count(), sa.func.sum(lat), sa.func.max(lat), *cums).where(*where).group_by(key)
+    per_version = (sa.select(key, predictions.c.version, sa.func.count()).where(*where)
+                   .group_by(key, predictions.c.version))
+    with cat.tx() as c:
+        rows = c.execute(q).all()
+        versions = c.execute(per_version).all()
+    out: dict[str, Any] = {}
+    for bucket, n, total_ms, top, *cum in rows:
+        cum = [int(v or 0) for v in cum]
+        out[bucket] = {"requests": n, "per_second": n / _SECONDS[by], "mean_ms": total_ms / n if n else None,
+                       **{f"p{int(q * 100)}_ms": percentile(cum, n, q, top) for q in (0.5, 0.95, 0.99)}}
+    by_version: dict[int, dict[str, int]] = {}
+    for bucket, version, n in versions:
+        by_version.setdefault(version, {})[bucket] = n
+    return {"buckets": out, "versions": by_version}
+
+
+def label_coverage(cat: Catalog, name: str, since: dt.datetime) -> dict[str, int]:
+    """Labels that came back per day of the prediction they label (only the feedback rows are joined)."""
+    day = _key(predictions.c.at, cat.engine.dialect.name, "day").label("day")
+    q = (sa.select(day, sa.func.count()).select_from(feedback.join(predictions,
+                                                                    predictions.c.request_id == feedback.c.request_id))
+         .where(predictions.c.name == name, predictions.c.at >= since).group_by(day))
+    with cat.tx() as c:
+        return {d: n for d, n in c.execute(q)}
+
+
+def labels_per_version(cat: Catalog, name: str) -> dict[int, int]:
+    """How many labels came back for each model version's predictions (the live metrics' ``n`` in all)."""
+    q = (sa.select(predictions.c.version, sa.func.count())
+         .select_from(feedback.join(predictions, predictions.c.request_id == feedback.c.request_id))
+         .where(predictions.c.name == name).group_by(predictions.c.version))
+    with cat.tx() as c:
+        return {v: n for v, n in c.execute(q)}
+
+
+def _joined() -> Any:
+    return (sa.select(predictions, feedback.c.label, feedback.c.at.label("feedback_at"))
+            .select_from(predictions.outerjoin(feedback, feedback.c.request_id == predictions.c.request_id)))
+
+
+def latest_labeled(cat: Catalog, name: str, limit: int) -> list[dict[str, Any]]:
+    """The latest ``limit`` labeled predictions (oldest first), as ``Catalog.labeled_predictions`` gives."""
+    q = (sa.select(predictions, feedback.c.label, feedback.c.at.label("feedback_at"))
+         .select_from(feedback.join(predictions, predictions.c.request_id == feedback.c.request_id))
+         .where(predictions.c.name == name).order_by(feedback.c.id.desc()).limit(limit))
+    with cat.tx() as c:
+        return [dict(r._mapping) for r in c.execute(q)][::-1]
+
+
+def day_requests(cat: Catalog, name: str, day: dt.date, limit: int) -> list[dict[str, Any]]:
+    """A day's latest ``limit`` predictions with their feedback (oldest first), for that day's drift."""
+    start = dt.datetime.combine(day, dt.time())
+    q = (_joined().where(predictions.c.name == name, predictions.c.at >= start,
+                         predictions.c.at < start + dt.timedelta(days=1))
+         .order_by(predictions.c.at.desc()).limit(limit))
+    with cat.tx() as c:
+        return [dict(r._mapping) for r in c.execute(q)][::-1]

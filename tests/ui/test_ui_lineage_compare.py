@@ -1,0 +1,102 @@
+"""The lineage graph (dataset version -> model version -> alias, and the deployment history), the diff of
+two dataset versions (schema, rows, quality scores, profile figures) and the comparison of two model
+versions (holdout metrics with the change in each metric's direction, parameters that differ)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from ui_toy import XSS
+
+
+def _client(project):
+    from fastapi.testclient import TestClient
+
+    from modelloop.dashboard import create_app
+
+    return TestClient(create_app(project, keys=[]))
+
+
+def test_ui_lineage_draws_datasets_models_and_aliases(ui_project) -> None:
+    status = ui_project.status()
+    with _client(ui_project) as c:
+        page = c.get("/lineage").text
+        graph = re.search(r'<figure id="lineage-graph">(.*?)</figure>', page, re.S).group(1)
+        for d in status["datasets"]:
+            assert f'id="lineage-dataset-{d["id"]}"' in graph
+        for m in status["models"]:
+            assert f'id="lineage-model-{m["version"]}"' in graph
+        prod = status["production"]["version"]
+        alias = re.search(r'<a href="(/models#model-\d+)"><g id="lineage-alias-production">', graph).group(1)
+        assert alias == f"/models#model-{prod}"
+        # one edge from the dataset to each model it trained, one from each alias
+        assert graph.count("<path") == len(status["models"]) + len({a for m in status["models"] for a in m["aliases"]})
+        moves = re.findall(r"<tr><td>[^<]+</td><td><span class=\"alias\">production</span></td><td><a[^>]*>toy:(\d+)",
+                           page)
+        history = ui_project.workspace.catalog.alias_history("toy", "production")
+        assert [int(v) for v in moves] == [d["version"] for d in reversed(history)]
+        assert "数据集版本" in c.get("/lineage?lang=zh-CN").text
+
+
+def test_ui_models_compare_two_versions(ui_project) -> None:
+    from modelloop.evaluation.metrics import improvement
+
+    models = {m["version"]: m for m in ui_project.status()["models"]}
+    with _client(ui_project) as c:
+        page = c.get("/models/compare?a=2&b=1")
+        assert page.status_code == 200
+        rows = re.findall(r"<tr class=\"(\w*)\"><td>(\w+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>",
+                          page.text)
+        assert {r[1] for r in rows} == set(models[1]["metrics"])
+        for css, name, a, b, change in rows:
+            assert a == f"{models[2]['metrics'][name]:.4g}" and b == f"{models[1]['metrics'][name]:.4g}"
+            gain = improvement(name, models[2]["metrics"][name], models[1]["metrics"][name])
+            assert change == f"{gain:+.4g}" and css == ("added" if gain > 0 else "removed" if gain < 0 else "")
+        params = re.search(r'<table id="compare-params">(.*?)</table>', page.text, re.S).group(1)
+        assert models[1]["run_id"] in params and models[2]["run_id"] in params    # the runs differ
+        missing = c.get("/models/compare?a=1&b=99")
+        assert missing.status_code == 404 and "model version &#39;99&#39; does not exist; allowed: 1, 2" in missing.text
+        assert c.get("/models/compare?a=x&b=1").status_code == 400
+        assert "比较两个版本" in c.get("/models/compare?lang=zh-CN").text
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory):
+    """Two ingests of a table: the second has 20 more rows, no ``age`` and a column named ``<script>``."""
+    from toy import RAW_CONFIG, make_table
+
+    from modelloop.config import parse_config
+    from modelloop.project import Project
+
+    root = tmp_path_factory.mktemp("ui-diff")
+    project = Project(parse_config(RAW_CONFIG, root=root))
+    make_table(n=60).to_csv(root / "data.csv", index=False)
+    first = project.ingest()
+    project.profile()
+    df = make_table(n=80, seed=3).drop(columns=["age"])
+    df[XSS] = range(80)
+    df.to_csv(root / "data.csv", index=False)
+    second = project.ingest()
+    project.profile()
+    return project, first, second
+
+
+def test_ui_data_diff_of_two_versions(two_versions) -> None:
+    project, first, second = two_versions
+    a, b = (d["dataset"]["id"] if "dataset" in d else d["id"] for d in (first, second))
+    with _client(project) as c:
+        page = c.get(f"/data/diff?a={a}&b={b}")
+        default = c.get("/data/diff").text
+        zh = c.get(f"/data/diff?a={a}&b={b}&lang=zh-CN").text
+        unknown = c.get(f"/data/diff?a={a}&b=nope")
+    assert page.status_code == 200, page.text
+    schema = re.search(r'<table id="diff-schema">(.*?)</table>', page.text, re.S).group(1)
+    assert re.search(r'<tr class="removed"><td>age</td><td>numeric</td><td>—</td>', schema)
+    assert '<tr class="added"><td>&lt;script&gt;alert(1)&lt;/script&gt;</td>' in schema and XSS not in page.text
+    assert "<td>80 (+20)</td>" in page.text
+    profile = re.search(r'<table id="diff-profile">(.*?)</table>', page.text, re.S).group(1)
+    assert "<td>amount</td><td>mean</td>" in profile                 # new rows, a new mean
+    assert f'value="{a}" selected' in default                         # the two latest by default
+    assert "新增" in zh and "删除" in zh
+    assert unknown.status_code == 404 and "dataset version &#39;nope&#39; does not exist" in unknown.text

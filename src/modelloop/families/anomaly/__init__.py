@@ -44,6 +44,33 @@ class AnomalyFamily:
         detectors: list[str] = list(section.detectors if isinstance(section, AnomalyConfig) else AnomalyConfig().detectors)
         return describe_space(lambda t: suggest_params(t, detectors), {"detector": detectors})
 
+    def read_source(self, cfg: Any) -> tuple[Any, dict[str, Any], dict[str, str] | None]:
+        """``data.source``: with ``anomaly.backbone`` a folder of images (``images.py``), else the table
+        that ingest's own readers read (column kinds inferred)."""
+        from .stage import anomaly_settings
+
+        if anomaly_settings(cfg).backbone is not None:
+            from .images import read_anomaly_images
+
+            return read_anomaly_images(cfg)
+        from ...data.sources import read_table
+
+        d = cfg.data
+        df, report = read_table(str(d.source), root=Path(cfg.root), fmt=d.format, query=d.query, encoding=d.encoding,
+                                on_bad_lines=d.on_bad_lines)
+        return df, report, None
+
+    def feedback_inputs(self, ws: Any, frame: Any) -> tuple[Any, dict[str, Any]]:
+        """Verdicts on served images get their images back as the image family's do (its ``served.py``);
+        a table's rows are their own inputs."""
+        from .stage import anomaly_settings
+
+        if anomaly_settings(ws.config).backbone is None:
+            return frame, {}
+        from ..image.served import feedback_inputs
+
+        return feedback_inputs(ws, frame)
+
     def train(self, ws: Any, **options: Any) -> dict[str, Any]:
         from .stage import train_anomaly
 

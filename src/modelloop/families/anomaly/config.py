@@ -71,6 +71,10 @@ class AnomalyConfig(BaseModel):
     reasons: int = Field(3, ge=1, le=20, description="top contributing features given per flagged record")
     min_labels: int = Field(5, ge=1, description="labelled anomalies (train split) needed to choose by average "
                                                  "precision; fewer: the ensemble")
+    backbone: str | None = Field(None, description="images: data.source is a folder of images and the detectors read "
+                                                   "this backbone's frozen features ('efficientnet-lite0' or a "
+                                                   "transformers image model, as model.backbone); null: a table")
+    image_size: int = Field(224, ge=16, le=1024, description="with backbone: pixels per side of the network's input")
 
     @field_validator("contamination")
     @classmethod

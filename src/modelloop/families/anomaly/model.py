@@ -11,7 +11,7 @@ before the final calibration: the detector becomes semi-supervised and still sco
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from sklearn.base import BaseEstimator
 from ...data.schema import Schema
 from .detectors import calibrate, training_scores
 from .features import TableEncoder, WindowHistory
+
+if TYPE_CHECKING:
+    from .images import ImageEncoder
 
 __all__ = ["AnomalyModel", "Member"]
 
@@ -47,7 +50,7 @@ class AnomalyModel(BaseEstimator):
         pass
 
     @classmethod
-    def from_members(cls, *, schema: Schema, encoder: TableEncoder, members: list[Member], weights: list[float],
+    def from_members(cls, *, schema: Schema, encoder: TableEncoder | ImageEncoder, members: list[Member], weights: list[float],
                      X_train: np.ndarray, threshold: float, classes: list[Any], selection: dict[str, Any]
                      ) -> AnomalyModel:
         model = cls()

@@ -72,8 +72,9 @@ def suggest_params(trial: Any, detectors: list[str]) -> dict[str, Any]:
 
 def default_detectors(settings: Any, n_columns: int) -> list[str]:
     """The detectors a search tries: ``anomaly.detectors`` when the config gives it (the autoencoder then
-    needs PyTorch: a ConfigError naming the install), else the five and, for wide data (at least
-    ``WIDE_COLUMNS`` encoded columns) with PyTorch installed, the autoencoder."""
+    needs PyTorch: a ConfigError naming the install), else for images (``anomaly.backbone``) kNN and LOF
+    (``images.DEFAULT_DETECTORS``), else the five and, for wide data (at least ``WIDE_COLUMNS`` encoded
+    columns) with PyTorch installed, the autoencoder."""
     from ...errors import ConfigError
     from .autoencoder import WIDE_COLUMNS, torch_available
 
@@ -82,6 +83,10 @@ def default_detectors(settings: Any, n_columns: int) -> list[str]:
             raise ConfigError("anomaly.detectors: 'autoencoder' needs PyTorch (pip install torch); or leave it out "
                               "of the list")
         return list(settings.detectors)
+    if getattr(settings, "backbone", None) is not None:  # images: distance on their features (images.py)
+        from .images import DEFAULT_DETECTORS
+
+        return list(DEFAULT_DETECTORS)
     wide = n_columns >= WIDE_COLUMNS and torch_available()
     return [*settings.detectors, *(["autoencoder"] if wide else [])]
 

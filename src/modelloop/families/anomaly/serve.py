@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...data.images import IMAGE_COLUMN, STAT_COLUMNS
 from ...serving.runtime import Runtime, native_model, table_columns
 from .features import WindowHistory
 
@@ -19,13 +20,17 @@ __all__ = ["anomaly_runtime"]
 
 def anomaly_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None) -> Runtime:
     native = native_model(ws, row)
-    columns = list(native.schema.features())
     encoder = native.encoder_
     windowed = getattr(encoder, "window_part_", None) is not None  # versions before the window have none
     history, lock = (WindowHistory(encoder) if windowed else None), threading.Lock()
+    images = getattr(encoder, "backbone", None) is not None  # images.ImageEncoder: records carry pixels
+    columns = [IMAGE_COLUMN, *STAT_COLUMNS] if images else list(native.schema.features())
 
     def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
         frame = pd.DataFrame.from_records(records, columns=columns)
+        if images:  # the validator decoded and resized each image: its pixels stand for the bytes
+            frame[IMAGE_COLUMN] = pd.Series([getattr(r, "pixels", r.get(IMAGE_COLUMN)) for r in records],
+                                            index=frame.index, dtype=object)
         if getattr(native, "cleaning_plan_", None):
             from ...data.cleaning import CleaningPlan
 
@@ -39,6 +44,18 @@ def anomaly_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None) -
 
     extra = {"anomaly": {"threshold": native.threshold_, "members": native.describe()["members"],
                          "selection": native.selection_.get("chosen"), "budget": native.selection_.get("budget")}}
-    return Runtime(row, native=native, plan=plan, table=table_columns(ws, row), scorer=score,
-                   reason="anomaly detectors served natively (scikit-learn and numpy)", variant="native",
-                   extra=extra)
+    reason = "anomaly detectors served natively (scikit-learn and numpy)"
+    if images:
+        extra["image"] = {"column": IMAGE_COLUMN, "image_size": encoder.image_size, "backbone": encoder.backbone,
+                          "upload": "/v1/predict/image"}
+        reason = "anomaly detectors over the frozen image backbone's features, served natively"
+    rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row), scorer=score, reason=reason,
+                 variant="native", extra=extra)
+    if images:  # decoded as the image family's server decodes, each image kept for verdicts (its served.py)
+        from ...serving.config import serve_config
+        from ..image.serve import ImageRequestValidator
+        from ..image.served import SERVED_DIR, ServedImages
+
+        keep = ServedImages(ws.state / SERVED_DIR, serve_config(ws.config).max_served_images_bytes)
+        rt.validator = ImageRequestValidator(rt.validator, encoder.image_size, keep=keep)  # type: ignore[assignment]
+    return rt

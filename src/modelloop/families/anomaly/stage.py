@@ -26,7 +26,7 @@ from .labels import label_classes, label_vector
 from .model import AnomalyModel, Member
 from .search import AnomalySearch, default_detectors, run_anomaly_search
 
-__all__ = ["anomaly_settings", "anomaly_study_name", "fit_members", "train_anomaly"]
+__all__ = ["anomaly_settings", "anomaly_study_name", "fit_members", "make_encoder", "train_anomaly"]
 
 
 def anomaly_settings(cfg: Any) -> AnomalyConfig:
@@ -45,6 +45,18 @@ def anomaly_study_name(ws: Any, dataset_id: str) -> str:
     key = json.dumps([anomaly_settings(cfg).model_dump(mode="json"), cfg.split.model_dump(), cfg.seed,
                       config_hash(cfg, "data")], sort_keys=True, default=str)
     return f"{cfg.name}-anomaly-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def make_encoder(settings: AnomalyConfig, schema: Any, cfg: Any) -> Any:
+    """The unfitted encoder of a project's records: a table's (``features.py``) or, with
+    ``anomaly.backbone``, the images' (``images.py``)."""
+    if settings.backbone is not None:
+        from pathlib import Path
+
+        from .images import ImageEncoder
+
+        return ImageEncoder(schema, settings.backbone, settings.image_size, root=Path(cfg.root), seed=cfg.seed)
+    return TableEncoder(schema, time=cfg.data.time, window=settings.window_seconds, window_by=settings.window_by)
 
 
 def fit_members(chosen: list[tuple[str, dict[str, Any]]], X: np.ndarray, seed: int) -> list[Member]:
@@ -73,8 +85,7 @@ def train_anomaly(ws: Any, *, budget: float | None = None, trials: int | None = 
     test_df = df[side == "test"].reset_index(drop=True)
     classes = label_classes(df[target] if target else None, target, settings.positive_label)
     share, alert_line = threshold_share(settings, df, cfg.data.time)  # the traffic: every split; before any work
-    encoder = TableEncoder(schema, time=cfg.data.time, window=settings.window_seconds,
-                           window_by=settings.window_by).fit(train_df)
+    encoder = make_encoder(settings, schema, cfg).fit(train_df)
     X = encoder.encode(train_df)
     n_trials = trials if trials is not None else cfg.train.trials
     budget = budget if budget is not None else cfg.train.budget

@@ -1,0 +1,128 @@
+"""Anomaly detection on images (``anomaly.backbone``): a folder of tiny generated images, the detectors
+over the image family's frozen EfficientNet-Lite0 features, through `modelloop run`, a real server
+(base64 records and a multipart upload, as a client sends them, scored as offline) and a verdict on a
+served image, whose bytes the family gives back for the next training."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from clirun import cli
+from servers import running
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+torch.set_num_threads(1)  # the shared 2-core test machine (tests/image/conftest.py)
+
+SIZE = 32
+
+
+def _png(kind: str, rng: np.random.Generator) -> bytes:
+    from modelloop.examples.images import draw_part
+
+    buf = io.BytesIO()
+    draw_part(kind, SIZE, rng).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _project(root: Path, **anomaly) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(36):  # the ordinary parts: bolts; a few labelled anomalies: gears among them
+        (root / "images" / "good").mkdir(parents=True, exist_ok=True)
+        (root / "images" / "good" / f"{i:02d}.png").write_bytes(_png("bolt", rng))
+    for i in range(3):
+        (root / "images" / "faulty").mkdir(parents=True, exist_ok=True)
+        (root / "images" / "faulty" / f"{i:02d}.png").write_bytes(_png("gear", rng))
+    for i in range(6):  # unlabelled images directly in the folder
+        (root / "images" / f"loose{i}.png").write_bytes(_png("bolt", rng))
+    cfg = {
+        "name": "parts",
+        "task": "anomaly_detection",
+        "data": {"source": "images", "target": "label"},
+        "anomaly": {"backbone": "efficientnet-lite0", "image_size": SIZE, "contamination": 0.1, **anomaly},
+        "train": {"budget": 60, "trials": 2},
+    }
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(cfg))
+    return root
+
+
+def test_images_are_scored_on_backbone_features_served_as_offline(tmp_path: Path, capsys):
+    from modelloop.data.ingest import load_dataset
+    from modelloop.project import Project
+    from modelloop.registry import load_model
+    from modelloop.serving import ServeConfig, create_app
+
+    root = _project(tmp_path)
+    code, out, err = cli(["run", "--json"], capsys, root)
+    assert code == 0, err
+    summary = json.loads(out)
+    used = summary["features"]["used"]
+    assert used[0] == "embedding" and "brightness" in used and "width" not in used  # constant: left out
+    assert {d["detector"] for d in summary["detectors"]} == {"knn", "lof"}  # images' default
+    ws = Project.load(root / "modelloop.yaml").workspace
+    row = ws.catalog.get_model("parts", 1)
+    model = load_model(ws, row)
+    assert model.encoder_._net is None  # the network is rebuilt from the installed weights, never pickled
+    _, df, _ = load_dataset(ws)
+    assert df["label"].isna().sum() == 6 and set(df["label"].dropna()) == {"good", "faulty"}
+
+    rng = np.random.default_rng(5)
+    sent = [_png(kind, rng) for kind in ("bolt", "bolt", "bolt", "washer", "washer")]
+    offline = model.predict_proba(pd.DataFrame({"image": [base64.b64encode(b).decode() for b in sent]}))
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        by_json = httpx.post(
+            f"{url}/v1/predict",
+            timeout=60,
+            json={"records": [{"image": base64.b64encode(b).decode()} for b in sent]},
+        )
+        by_upload = httpx.post(
+            f"{url}/v1/predict/image",
+            timeout=60,
+            files=[("file", (f"{i}.png", b)) for i, b in enumerate(sent)],
+        )
+        assert by_json.status_code == by_upload.status_code == 200, by_json.text
+        served = [p["score"] for p in by_json.json()["predictions"]]
+        uploaded = [p["score"] for p in by_upload.json()["predictions"]]
+        np.testing.assert_allclose(
+            served, offline[:, 0], atol=1e-6
+        )  # batched or alone, as offline (answers: 6 digits)
+        np.testing.assert_allclose(uploaded, offline[:, 0], atol=1e-6)
+        first = by_json.json()["predictions"][0]
+        assert {r["feature"] for r in first["reasons"]} <= set(used) and "is_anomaly" in first
+        odd = httpx.post(f"{url}/v1/predict", timeout=60, json={"records": [{"image": "bm90IGFuIGltYWdl"}]})
+        assert odd.status_code == 422 and "records[0].image" in odd.text
+        rid = by_json.json()["predictions"][4]["request_id"]
+        verdict = httpx.post(f"{url}/v1/feedback", json={"request_id": rid, "label": "confirmed"}, timeout=30)
+        assert verdict.status_code == 201, verdict.text
+    # the odd shapes score above the ordinary parts they were planted among
+    assert min(offline[3:, 0]) > np.median(offline[:3, 0])
+    # the verdict's image was kept by digest, and the family gives it back to retrain's merge (the image
+    # family's served.py: tests/image/test_image_loop.py runs that retrain)
+    from modelloop.families import get_family
+    from modelloop.families.image.served import digest_of
+
+    logged = pd.DataFrame({"image": [digest_of(sent[4])], "label": ["confirmed"]})
+    back, note = get_family("anomaly").feedback_inputs(ws, logged)
+    assert [base64.b64decode(t) for t in back["image"]] == [sent[4]] and note == {"images_found": 1}
+
+
+def test_an_image_backbone_needs_a_folder(tmp_path: Path, capsys):
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    cfg = {
+        "name": "x",
+        "task": "anomaly_detection",
+        "data": {"source": "t.csv"},
+        "anomaly": {"backbone": "efficientnet-lite0"},
+        "train": {"trials": 1},
+    }
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 2 and "is not a folder" in err and "Traceback" not in err

@@ -42,3 +42,23 @@ def make_table(n: int = 600, seed: int = 0) -> pd.DataFrame:
     df["y"] = y.astype(int)
     df.loc[rng.random(n) < 0.05, "amount"] = np.nan
     return df
+
+
+def register_linear(ws: Any, name: str = "toy") -> int:
+    """A plain linear TabularModel of the ingested table, registered like train does (not promoted): its
+    version. The serving tests' v2 (same schema, other predictions) for hot swaps."""
+    from modelloop.data.ingest import load_dataset
+    from modelloop.families.tabular.model import TabularModel
+    from modelloop.registry import tracker_for
+
+    row, df, schema = load_dataset(ws)
+    model = TabularModel(schema=schema, task="binary", family="linear").fit(
+        df.drop(columns=["y"]), df["y"])
+    tracker = tracker_for(ws)
+    with tracker.run("linear") as run_id:
+        version = int(tracker.log_model(run_id, model, name=name))
+    ws.catalog.add_model(name=name, version=version, run_id=run_id, dataset_id=row["id"],
+                         formats={"native": f"models:/{name}/{version}"}, metrics={},
+                         input_schema=schema.to_dict(),
+                         info={"task": "binary", "threshold": None, "classes": [0, 1]})
+    return version

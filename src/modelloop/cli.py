@@ -184,7 +184,9 @@ def serve(config: str = ConfigOpt, host: str | None = typer.Option(None, "--host
           port: int | None = typer.Option(None, "--port", min=0, max=65535, help="default 8000"),
           workers: int | None = typer.Option(None, "--workers", min=1, help="processes sharing the port"),
           model: str | None = typer.Option(None, "--model", help="pin a version instead of following production"),
-          ui: bool = typer.Option(False, "--ui", help="also serve the dashboard under /ui (same API keys)")
+          ui: bool = typer.Option(False, "--ui", help="also serve the dashboard under /ui (same API keys)"),
+          engine: str | None = typer.Option(None, "--engine", help="local | ray (Ray Serve replicas on "
+                                                                    "compute.address); default serve.engine")
           ) -> None:
     """REST API over the production model (ONNX Runtime, micro-batching, prediction log)."""
     project = _project(config)
@@ -193,9 +195,9 @@ def serve(config: str = ConfigOpt, host: str | None = typer.Option(None, "--host
     if ui or serve_config(project.config).ui:  # serve.ui in modelloop.yaml does the same as --ui
         from .dashboard.serve import serve_with_ui
 
-        serve_with_ui(project.workspace, host=host, port=port, workers=workers, model=model)
+        serve_with_ui(project.workspace, host=host, port=port, workers=workers, model=model, engine=engine)
         return
-    project.serve(host=host, port=port, workers=workers, model=model)
+    project.serve(host=host, port=port, workers=workers, model=model, engine=engine)
 
 
 @app.command()

@@ -85,13 +85,14 @@ class Project:
         return run_pipeline(self, budget=budget, trials=trials, on_stage=on_stage, progress=progress)
 
     def serve(self, *, host: str | None = None, port: int | None = None, workers: int | None = None,
-              model: str | None = None) -> None:
-        """Run the prediction API over the production model until stopped (127.0.0.1:8000 by default).
+              model: str | None = None, engine: str | None = None) -> None:
+        """Run the prediction API over the production model until stopped (127.0.0.1:8000 by default);
+        ``engine="ray"`` (``serve.engine``) as Ray Serve replicas on ``compute.address``'s cluster.
         With the dashboard under ``/ui`` too: ``modelloop.dashboard.serve.serve_with_ui`` (the dashboard
         reads through this class, so it is not reached from here)."""
         from .serving import serve
 
-        serve(self.workspace, host=host, port=port, workers=workers, model=model)
+        serve(self.workspace, host=host, port=port, workers=workers, model=model, engine=engine)
 
     def feedback(self, path: str) -> dict[str, Any]:
         """Import ``request_id,label`` rows for earlier predictions; counts of what was accepted."""

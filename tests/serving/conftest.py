@@ -7,30 +7,10 @@ the :class:`Toy` handle live in ``tests/toy.py``, the servers in ``tests/servers
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import pytest
-from toy import RAW_CONFIG, Toy, make_table
-
-
-def _register_linear(ws: Any) -> int:
-    """Version 2: a plain linear TabularModel, registered like train does (not promoted)."""
-    from modelloop.data.ingest import load_dataset
-    from modelloop.families.tabular.model import TabularModel
-    from modelloop.registry import tracker_for
-
-    row, df, schema = load_dataset(ws)
-    model = TabularModel(schema=schema, task="binary", family="linear").fit(
-        df.drop(columns=["y"]), df["y"])
-    tracker = tracker_for(ws)
-    with tracker.run("linear-v2") as run_id:
-        version = int(tracker.log_model(run_id, model, name="toy"))
-    ws.catalog.add_model(name="toy", version=version, run_id=run_id, dataset_id=row["id"],
-                         formats={"native": f"models:/toy/{version}"}, metrics={},
-                         input_schema=schema.to_dict(),
-                         info={"task": "binary", "threshold": None, "classes": [0, 1]})
-    return version
+from toy import RAW_CONFIG, Toy, make_table, register_linear
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +25,7 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Toy:
     project.ingest()
     result = project.train(budget=10, trials=4)
     assert result["model"]["version"] == 1 and result["production"]
-    assert _register_linear(project.workspace) == 2
+    assert register_linear(project.workspace) == 2
     records = []
     for rec in df.drop(columns=["y"]).head(50).to_dict(orient="records"):
         records.append({k: (None if isinstance(v, float) and np.isnan(v) else

@@ -6,8 +6,10 @@ Kept free of heavy imports (pydantic only): the main config imports it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = ["ServeConfig", "serve_config"]
 
@@ -21,6 +23,14 @@ class ServeConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn processes sharing the port")
+    # ray: the same app as Ray Serve replicas on compute.address's cluster (serving/ray_serve.py); Ray's
+    # proxy balances the load and scales the replicas with the requests in flight between the two bounds
+    engine: Literal["local", "ray"] = Field("local", description="local: uvicorn on this machine; ray: Ray "
+                                            "Serve replicas on compute.address's cluster")
+    min_replicas: int = Field(1, ge=1, le=1000, description="engine ray: fewest replicas")
+    max_replicas: int = Field(1, ge=1, le=1000, description="engine ray: most replicas (more than min_replicas: "
+                              "Ray Serve adds replicas while requests queue)")
+    replica_cpus: float = Field(1.0, gt=0, description="engine ray: CPUs Ray reserves for each replica")
     # Micro-batching: a request never waits for a timer when the queue is idle; ``max_wait_ms``
     # only bounds how long an already-forming batch yields to the event loop for requests whose
     # bytes have already arrived (see serving/batching.py).
@@ -53,6 +63,14 @@ class ServeConfig(BaseModel):
     # served are pruned (families/image/served.py)
     max_served_images_bytes: int = Field(1 << 30, ge=1, description="cap of .modelloop/served_images "
                                          "(an image model's kept requests); least recently served pruned first")
+
+    @field_validator("max_replicas")
+    @classmethod
+    def _not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("min_replicas")
+        if low is not None and value < low:
+            raise PydanticCustomError("below_min_replicas", "must be >= serve.min_replicas ({low})", {"low": low})
+        return value
 
 
 def serve_config(config: object) -> ServeConfig:

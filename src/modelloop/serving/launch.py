@@ -20,10 +20,11 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ConfigError
 from ..workspace import Workspace
 from .config import ServeConfig, serve_config
 
-__all__ = ["SPEC_ENV", "app_from_env", "build_app", "serve", "spec_from_env"]
+__all__ = ["SPEC_ENV", "app_from_env", "build_app", "serve", "spec_from_env", "worker_env"]
 
 SPEC_ENV = "MODELLOOP_SERVE_SPEC"
 log = logging.getLogger("modelloop.serving")
@@ -32,16 +33,25 @@ log = logging.getLogger("modelloop.serving")
 def serve(ws: Workspace, host: str | None = None, port: int | None = None, workers: int | None = None,
           *, config: ServeConfig | None = None, model: str | None = None,
           build: Callable[[Workspace, ServeConfig, str | None], Any] | None = None,
-          factory: str = "modelloop.serving.launch:app_from_env") -> None:
+          factory: str = "modelloop.serving.launch:app_from_env", engine: str | None = None) -> None:
     """Serve ``model`` (the production alias by default) until SIGTERM / Ctrl-C; flushes the log on exit.
 
     ``build`` makes the app of one process and ``factory`` names the function each of several workers
     calls (it reads :func:`spec_from_env`): a layer above serving adds its routes this way (the dashboard
-    under ``/ui``: ``dashboard.serve``) without serving importing it."""
+    under ``/ui``: ``dashboard.serve``) without serving importing it. ``engine`` (``serve.engine``):
+    ``ray`` runs the workers' app as Ray Serve replicas instead (``ray_serve.serve_on_ray``)."""
+    if engine not in (None, "local", "ray"):
+        raise ConfigError(f"serve --engine: must be local or ray, got {engine!r}")
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers, "engine": engine}.items()
+                 if v is not None}
+    cfg = (config or serve_config(ws.config)).model_copy(update=overrides)
+    if cfg.engine == "ray":
+        from .ray_serve import serve_on_ray
+
+        serve_on_ray(ws, cfg, worker_env(ws, cfg, model), factory, warm=lambda: _warm_onnx(ws, model))
+        return
     import uvicorn
 
-    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
-    cfg = (config or serve_config(ws.config)).model_copy(update=overrides)
     common: dict[str, Any] = {"host": cfg.host, "port": cfg.port, "access_log": False,
                               "log_level": "info", "timeout_graceful_shutdown": 10}
     if cfg.workers == 1:
@@ -49,10 +59,7 @@ def serve(ws: Workspace, host: str | None = None, port: int | None = None, worke
         return
     _warm_onnx(ws, model)
     metrics_dir = tempfile.mkdtemp(prefix="modelloop-metrics-")
-    env = {SPEC_ENV: json.dumps({"config": ws.config.model_dump(mode="json"), "root": str(ws.root),
-                                 "serve": cfg.model_dump(mode="json"), "model": model}),
-           "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
-    env.setdefault("MODELLOOP_SERVE_SECRET", os.environ.get("MODELLOOP_SERVE_SECRET") or secrets.token_hex(16))
+    env = {**worker_env(ws, cfg, model), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -64,6 +71,15 @@ def serve(ws: Workspace, host: str | None = None, port: int | None = None, worke
             else:
                 os.environ[k] = v
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def worker_env(ws: Workspace, cfg: ServeConfig, model: str | None) -> dict[str, str]:
+    """What each worker process (or Ray Serve replica) needs to build the same app: the spec and the
+    secret that signs request ids, so that feedback reaching any of them recognises an id issued by another."""
+    spec = {"config": ws.config.model_dump(mode="json"), "root": str(ws.root), "serve": cfg.model_dump(mode="json"),
+            "model": model}
+    return {SPEC_ENV: json.dumps(spec),
+            "MODELLOOP_SERVE_SECRET": os.environ.get("MODELLOOP_SERVE_SECRET") or secrets.token_hex(16)}
 
 
 def spec_from_env() -> tuple[Workspace, ServeConfig, str | None]:

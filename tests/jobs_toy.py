@@ -4,8 +4,16 @@ per job), and a worker run in-process."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +56,52 @@ def wait_for(predicate, timeout: float = 20.0, every: float = 0.05, what: str = 
 
 def states(queue, job_id: int) -> list[str]:
     return [e["state"] for e in queue.history([job_id])[job_id]]
+
+
+RAY = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+
+
+@contextlib.contextmanager
+def ray_head(cpus: int = 1) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real Ray head on 127.0.0.1 (``ray start --head --block`` in a session of its own, ended by that
+    group's id); yields its address and the environment a driver process should run with."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="mlray", dir="/tmp")     # Ray's socket paths must stay short
+    # HOME too: a token a local ray.init() once left in ~/.ray would turn on the head's authentication,
+    # which a driver without it then fails (Ray 2.60)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": temp}
+    head = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", f"--port={port}",
+                             "--num-cpus", str(cpus), "--num-gpus", "0", "--include-dashboard", "false",
+                             "--disable-usage-stats", f"--temp-dir={temp}"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: _answers(port) or head.poll() is not None, timeout=120, what="Ray's head to answer")
+        assert head.poll() is None, head.stderr.read().decode()[-2000:] if head.stderr else ""
+        yield f"127.0.0.1:{port}", env
+    finally:
+        _end_group(head)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the head's process group (Ray's processes), SIGKILL to what is left after 20 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -7,8 +7,6 @@ a modelloop command run later in the project's folder, by a worker, with the res
 from __future__ import annotations
 
 import getpass
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 from ..catalog import utcnow
 from ..errors import ConfigError, cap_list
 from ..workspace import Workspace
+from .lifetime import sigterm_interrupts
 from .predict import predict_demand
 from .queue import FINISHED, JobQueue
 from .resources import Resources, asked_resources, machine_pool, parse_priority
@@ -193,18 +192,9 @@ def start_worker(ws: Workspace, *, idle_exit: float | None = None, log: Callable
     worker = Worker(_queue(ws), cfg, pool, engine, log=log)
     if log is not None:
         log(f"worker {worker.name}: pool {_pool_text(pool)}; queue {ws.catalog_url}")
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.signal(signal.SIGTERM, _interrupt) if main else None  # stopped: hands its jobs back
-    try:
+    with sigterm_interrupts():  # stopped: hands its jobs back
         worker.run(idle_exit=idle_exit)
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, before)
     return {"worker": worker.name, "pool": pool.to_dict()}
-
-
-def _interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _pool_text(pool: Resources) -> str:

@@ -4,10 +4,14 @@ is Python's fork server, not its search: it watches the search itself, ``trainin
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "sigterm_interrupts"]
 
 
 def die_with_parent() -> None:
@@ -18,3 +22,22 @@ def die_with_parent() -> None:
         libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM raises KeyboardInterrupt, so ``kill`` ends a long-running command the way
+    Ctrl-C does, through its ``finally`` clauses (a worker hands its jobs back, a Ray server is deleted).
+    Only the main thread can take signals: elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt

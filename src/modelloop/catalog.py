@@ -21,7 +21,7 @@ from .errors import NotFoundError, StateError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalog", "utcnow"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _md = sa.MetaData()
 
 
@@ -156,6 +156,17 @@ job_events = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
 )
 
+# ---- an anomaly model's time window at serving (schema 4; families/anomaly/features.WindowHistory) --------
+anomaly_window = sa.Table(
+    "anomaly_window", _md,
+    sa.Column("name", sa.String(128), primary_key=True),        # the model name (its versions share the traffic)
+    sa.Column("record", sa.String(64), primary_key=True),       # sha256 of the record: sent twice, counted once
+    sa.Column("key", sa.Text, nullable=False),                  # its anomaly.window_by value ('' for every record)
+    sa.Column("t", sa.Float, nullable=False),                   # its data.time, epoch seconds
+)
+anomaly_window_by_key = sa.Index("ix_anomaly_window_name_key_t", anomaly_window.c.name, anomaly_window.c.key,
+                                 anomaly_window.c.t)
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
@@ -208,8 +219,13 @@ def _add_job_queue(c: Connection) -> None:
         table.create(c, checkfirst=True)
 
 
+def _add_anomaly_window(c: Connection) -> None:
+    """Schema 3 -> 4: the ``anomaly_window`` table (empty) an anomaly model's served records are counted in."""
+    anomaly_window.create(c, checkfirst=True)
+
+
 # MIGRATIONS[v] takes a catalog of schema version v to v + 1, inside the opening transaction
-MIGRATIONS = {1: _add_model_family, 2: _add_job_queue}
+MIGRATIONS = {1: _add_model_family, 2: _add_job_queue, 3: _add_anomaly_window}
 
 
 class Catalog:
@@ -426,6 +442,30 @@ class Catalog:
         with self.tx() as c:
             q = sa.select(decisions).where(decisions.c.name == name).order_by(decisions.c.id)
             return [_row(r) for r in c.execute(q)]
+
+    # ---- an anomaly model's served time window ------------------------------------------------------
+    def add_window_records(self, name: str, rows: list[tuple[str, str, float]], before: float | None = None) -> None:
+        """Keep served records ``(record digest, key, time)`` of model ``name`` (a digest already kept is
+        left as it is), then forget those with a time before ``before``."""
+        table = anomaly_window
+        with self.tx() as c:
+            if rows:
+                from sqlalchemy.dialects import postgresql, sqlite
+
+                dialect: Any = postgresql if c.dialect.name == "postgresql" else sqlite
+                c.execute(dialect.insert(table).on_conflict_do_nothing(),
+                          [{"name": name, "record": r, "key": k, "t": float(t)} for r, k, t in rows])
+            if before is not None:
+                c.execute(table.delete().where(table.c.name == name, table.c.t < float(before)))
+
+    def window_records(self, name: str, keys: list[str], since: float) -> list[tuple[str, str, float]]:
+        """``(record digest, key, time)`` of the records of model ``name`` with one of ``keys`` and a time
+        from ``since``."""
+        table = anomaly_window
+        q = (sa.select(table.c.record, table.c.key, table.c.t)
+             .where(table.c.name == name, table.c.key.in_(keys), table.c.t >= float(since)))
+        with self.tx() as c:
+            return [(str(r), str(k), float(t)) for r, k, t in c.execute(q)]
 
     # ---- joins for monitoring and retraining ----------------------------------------------------
     def recent_predictions(self, name: str, limit: int, version: int | None = None) -> list[dict[str, Any]]:

@@ -91,7 +91,7 @@ def test_schema_2_catalog_gets_the_job_tables(store_url):
     cat = Catalog(store_url)
     with cat.tx() as c:
         assert c.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar() == \
-            str(SCHEMA_VERSION) == "3"
+            str(SCHEMA_VERSION)
     assert len(cat.list_decisions("m")) == 1
     assert JobQueue(cat).submit(project="p", root="/", command=["status"], resources={}, priority=50,
                                 submitter="u", features={}, logs_dir="/tmp") == 1

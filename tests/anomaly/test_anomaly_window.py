@@ -1,5 +1,6 @@
 """Bursts in time: the example plants one, and the time window column (records of the same machine in
-the hour before) lets the detectors see it, offline and replayed at serving."""
+the hour before) lets the detectors see it, offline and replayed at serving, from the catalog: a restarted
+server keeps its windows."""
 
 from __future__ import annotations
 
@@ -67,3 +68,60 @@ def test_datetime_parts_whose_cycle_the_training_rows_do_not_cover_are_left_out(
     ordinary = live["kind"] == ""
     flagged = model.predict(live.drop(columns=["incident", "kind"])) > model.threshold_
     assert flagged[ordinary.to_numpy()].mean() < 3 * (1 - model.threshold_)  # the next weeks do not all look new
+
+
+def test_a_restarted_server_keeps_its_windows_and_a_record_sent_twice_counts_once(sensors):
+    """The served window lives in the catalog (its anomaly_window table): a second server, started after
+    the first stopped, counts each record against the ones the first one scored, and a record sent again
+    is not counted twice."""
+    from servers import predict_all, running
+
+    from modelloop.registry import load_model, resolve_model
+    from modelloop.serving import ServeConfig, create_app
+
+    project, _, path = sensors
+    ws = project.workspace
+    model = load_model(ws, resolve_model(ws))
+    end = pd.to_datetime(pd.read_csv(path)["timestamp"]).max()  # a month after the other tests' traffic
+    live = generate_sensors(600, seed=9, with_kind=True, start=end.ceil("D") + pd.Timedelta(days=30))
+    live = live.sort_values("timestamp").reset_index(drop=True)
+    frame = live.drop(columns=["incident", "kind"])
+    offline = model.predict_proba(frame)[:, 0]  # each record counted against every one before it
+    records = json.loads(frame.to_json(orient="records"))
+    burst = np.flatnonzero((live["kind"] == "burst").to_numpy())
+    half = int(burst[len(burst) // 2])  # the first server stops in the middle of a burst
+    serve = {"config": ServeConfig(reload_poll_seconds=0), "api_keys": []}
+    with running(create_app(ws, **serve)) as url:
+        first = predict_all(url, records[:half])
+    with running(create_app(ws, **serve)) as url:  # a new server: nothing of the first in its memory
+        again = predict_all(url, records[half - 40:half])  # sent twice: counted once (burst records among them)
+        second = predict_all(url, records[half:])
+    scores = [a["score"] for a in first + second]
+    np.testing.assert_allclose(scores, offline, atol=1e-6)
+    assert [a["score"] for a in again] == [a["score"] for a in first[half - 40:]]
+    # what the kept window changes: the burst's second half scored without its first half scores otherwise
+    cold = model.predict_proba(frame.iloc[half:])[:, 0]
+    rest = burst[burst >= half]
+    assert np.abs(offline[rest] - cold[rest - half]).max() > 0.01
+
+
+def test_a_schema_3_catalog_gets_the_window_table(store_url):
+    import sqlalchemy as sa
+
+    from modelloop.catalog import SCHEMA_VERSION, Catalog, anomaly_window, meta
+
+    url = store_url
+    cat = Catalog(url)
+    cat.add_decision(name="m", trigger={}, dataset_id=None, champion={}, challenger={}, promoted=False, reason="r")
+    with cat.tx() as c:  # back to schema 3: no window table
+        anomaly_window.drop(c)
+        c.execute(meta.update().where(meta.c.key == "schema_version").values(value="3"))
+    cat.close()
+    cat = Catalog(url)
+    with cat.tx() as c:
+        assert c.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar() == str(SCHEMA_VERSION)
+    assert len(cat.list_decisions("m")) == 1
+    cat.add_window_records("m", [("a", "k", 10.0), ("a", "k", 10.0), ("b", "k", 20.0)])
+    assert sorted(cat.window_records("m", ["k"], 0.0)) == [("a", "k", 10.0), ("b", "k", 20.0)]
+    cat.add_window_records("m", [], before=15.0)  # forgets what is older than one window back
+    assert cat.window_records("m", ["k"], 0.0) == [("b", "k", 20.0)]

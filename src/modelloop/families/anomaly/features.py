@@ -27,6 +27,8 @@ each pair it is in.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -242,11 +244,33 @@ class TableEncoder:
 class WindowHistory:
     """The records a server has scored after the training rows (time, window key), kept for one window
     back from the latest: what the time window column counts at serving. Not thread-safe by itself
-    (the runtime holds a lock around score and ``add``)."""
+    (the runtime holds a lock around ``load``, score and ``add``).
 
-    def __init__(self, encoder: TableEncoder):
-        self.encoder = encoder
+    With a ``catalog`` (the served runtime's), the records are kept in its ``anomaly_window`` table under
+    the model ``name``, each once by its content's digest (a record sent twice counts once), and ``load``
+    reads back the ones a frame's records are counted against: a restarted server, and every worker of
+    one, count the same records. Without one (offline), only in this object's memory."""
+
+    def __init__(self, encoder: TableEncoder, catalog: Any = None, name: str | None = None):
+        self.encoder, self.catalog, self.name = encoder, catalog, name
         self.times, self.keys = np.zeros(0), np.zeros(0, dtype=object)
+
+    def load(self, df: pd.DataFrame) -> None:
+        """From the catalog: the kept records of ``df``'s keys from one window before its first record."""
+        if self.catalog is None:
+            return
+        epoch, keys = self.encoder.window_keys(df)
+        ok = np.isfinite(epoch)
+        self.times, self.keys = np.zeros(0), np.zeros(0, dtype=object)
+        if not ok.any():
+            return
+        since = float(np.min(epoch[ok])) - float(self.encoder.window or 0.0)
+        found = self.catalog.window_records(self.name, sorted({str(k) for k in keys[ok]}), since)
+        end = self.encoder._window_end  # a record up to the training rows' end is one of them already
+        own = set(_digests(df))  # a record sent again is counted as the frame's own, not twice
+        kept = [(k, t) for r, k, t in found if t > end and r not in own]
+        self.times = np.array([t for _, t in kept], dtype=np.float64)
+        self.keys = np.array([k for k, _ in kept], dtype=object)
 
     def add(self, df: pd.DataFrame) -> None:
         epoch, keys = self.encoder.window_keys(df)
@@ -255,3 +279,15 @@ class WindowHistory:
         if len(self.times):
             keep = self.times >= self.times.max() - float(self.encoder.window or 0.0)
             self.times, self.keys = self.times[keep], self.keys[keep]
+        if self.catalog is not None and later.any():
+            digests = _digests(df.loc[later])
+            latest = float(np.max(epoch[later]))
+            self.catalog.add_window_records(
+                self.name, list(zip(digests, [str(k) for k in keys[later]], epoch[later].tolist(), strict=True)),
+                before=latest - float(self.encoder.window or 0.0))
+
+
+def _digests(df: pd.DataFrame) -> list[str]:
+    """Each record's identity in the kept window: sha256 of its values by column name."""
+    return [hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()
+            for r in df.to_dict(orient="records")]

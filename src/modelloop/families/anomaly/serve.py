@@ -1,7 +1,9 @@
 """The anomaly family's served object: the generic Runtime with a scorer that runs the native detector
 on the validated records (no ONNX graph: ECOD/COPOD tails and kNN distances read the training rows).
-A model with a time window column replays it: the scorer remembers the records it scored after the
-training rows (``features.WindowHistory``, one window back) and counts each new record against them."""
+A model with a time window column replays it: the scorer keeps the records it scored after the training
+rows in the catalog's ``anomaly_window`` table (``features.WindowHistory``, one window back, each record
+once by its digest) and counts each new record against the ones kept there: a restarted server, and
+every worker of one, count the same records."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ def anomaly_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None) -
     native = native_model(ws, row)
     encoder = native.encoder_
     windowed = getattr(encoder, "window_part_", None) is not None  # versions before the window have none
-    history, lock = (WindowHistory(encoder) if windowed else None), threading.Lock()
+    history = WindowHistory(encoder, catalog=ws.catalog, name=row["name"]) if windowed else None
+    lock = threading.Lock()
     images = getattr(encoder, "backbone", None) is not None  # images.ImageEncoder: records carry pixels
     columns = [IMAGE_COLUMN, *STAT_COLUMNS] if images else list(native.schema.features())
 
@@ -37,7 +40,8 @@ def anomaly_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None) -
             frame = CleaningPlan.from_dict(native.cleaning_plan_).apply_inference(frame)
         if history is None:
             return np.asarray(native.predict_proba(frame), dtype=np.float64), None
-        with lock:  # the window counts the records served before: score, then remember, one batch at a time
+        with lock:  # the window counts the records served before (kept in the catalog): read, score, keep
+            history.load(frame)
             scores = np.asarray(native.predict_proba(frame, history), dtype=np.float64)
             history.add(frame)
         return scores, None

@@ -135,6 +135,8 @@ def test_two_ray_serve_replicas_answer_with_the_local_contract_and_swap_on_promo
                        ["predictions"]]
                 codes = [c.post("/v1/feedback", json={"request_id": i, "label": 1}).status_code for i in ids]
             assert codes == [201] * 8, codes
+            # /metrics counts every replica's answers, whichever replica serves the scrape
+            assert _predictions_answered(url) >= len(seen) + 1
             assert _running_replicas(address, env) == 2
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -174,6 +176,14 @@ async def _promote_under_load(url: str, auth: dict, ws) -> tuple[list, list]:
         stop.set()
         await load
     return seen, errors
+
+
+def _predictions_answered(url: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "modelloop_requests_total" and s.labels == {"endpoint": "/v1/predict", "status": "200"})
 
 
 def _running_replicas(address: str, env: dict[str, str]) -> int:

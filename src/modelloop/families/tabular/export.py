@@ -179,6 +179,11 @@ def _register_converters() -> None:
                                     calculate_linear_regressor_output_shapes, conv)
     update_registered_converter(MissingIndicator, "ModelloopMissingIndicator",
                                 _missing_indicator_shape, _convert_missing_indicator)
+    from .ensemble import StackedClassifier, StackedRegressor
+
+    update_registered_converter(StackedClassifier, "ModelloopStackedClassifier", _stack_shape, _convert_stack,
+                                options={"zipmap": [False], "nocl": [False]})
+    update_registered_converter(StackedRegressor, "ModelloopStackedRegressor", _stack_shape, _convert_stack)
     try:
         import catboost as cb
     except ImportError:  # the optional extra: no CatBoost model can exist without it
@@ -190,6 +195,60 @@ def _register_converters() -> None:
         update_registered_converter(cb.CatBoostRegressor, "ModelloopCatBoostRegressor",
                                     calculate_linear_regressor_output_shapes, _convert_catboost)
     _REGISTERED = True
+
+
+def _stack_shape(operator: Any) -> None:
+    """Any number of inputs (the prepared columns, as a blend takes them); a classifier's label and
+    ``[N, K]`` probabilities, a regressor's ``[N, 1]`` values."""
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
+
+    n = operator.inputs[0].get_first_dimension()
+    raw = operator.raw_operator
+    if len(operator.outputs) == 2:
+        operator.outputs[0].type = Int64TensorType([n])
+        operator.outputs[1].type = FloatTensorType([n, len(raw.classes_)])
+    else:
+        operator.outputs[0].type = FloatTensorType([n, 1])
+
+
+def _convert_stack(scope: Any, operator: Any, container: Any) -> None:
+    """Each member on all the graph's inputs (as skl2onnx's voting converter feeds them), their outputs
+    side by side as ``ensemble.stack_features`` builds them (log-probabilities), then the level-2 model."""
+    from onnx import TensorProto
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
+
+    from .ensemble import STACK_EPS
+
+    raw = operator.raw_operator
+    classifier = len(operator.outputs) == 2
+    eps = scope.get_unique_variable_name("stack_eps")
+    container.add_initializer(eps, TensorProto.FLOAT, [], [STACK_EPS])
+    parts = []
+    for i, member in enumerate(raw.estimators_):
+        sub = scope.declare_local_operator(sklearn_operator_name_map[type(member)], member)
+        sub.inputs = operator.inputs
+        if classifier:
+            sub.outputs.append(scope.declare_local_variable(f"stack_label_{i}", Int64TensorType()))
+        out = scope.declare_local_variable(f"stack_out_{i}", FloatTensorType())
+        sub.outputs.append(out)
+        name = out.onnx_name
+        if classifier:  # log(max(p, eps)), as ensemble.stack_features
+            floored, name = scope.get_unique_variable_name(f"stack_p_{i}"), scope.get_unique_variable_name(f"stack_logp_{i}")
+            container.add_node("Max", [out.onnx_name, eps], [floored], name=scope.get_unique_operator_name("StackMax"))
+            container.add_node("Log", [floored], [name], name=scope.get_unique_operator_name("StackLog"))
+        parts.append(name)
+    width = raw.final_estimator_.n_features_in_
+    merged = scope.declare_local_variable("stack_features", FloatTensorType([None, width]))
+    container.add_node("Concat", parts, [merged.onnx_name], axis=1, name=scope.get_unique_operator_name("StackConcat"))
+    final = scope.declare_local_operator(sklearn_operator_name_map[type(raw.final_estimator_)], raw.final_estimator_)
+    final.inputs = [merged]
+    if classifier:
+        final.outputs.append(scope.declare_local_variable("stack_final_label", Int64TensorType()))
+    final.outputs.append(scope.declare_local_variable("stack_final_out", FloatTensorType()))
+    for mine, theirs in zip(operator.outputs, final.outputs, strict=True):
+        container.add_node("Identity", [theirs.onnx_name], [mine.full_name],
+                           name=scope.get_unique_operator_name("StackOut"))
 
 
 def _parse_catboost_classifier(scope: Any, model: Any, inputs: list[Any], custom_parsers: Any = None) -> Any:

@@ -59,7 +59,7 @@ from .model import (
     prepare_features,
     prepared_columns,
 )
-from .ensemble import blend, blend_estimator, caruana_weights
+from .ensemble import blend, blend_estimator, caruana_weights, level2_model, stack_estimator, stack_features
 from ...training.parallel import parallel_search_loop
 from ...training.search import SearchResult, TrialRecord, STATE_NAMES, finished, open_study, search_loop
 from .threshold import tune_threshold
@@ -101,6 +101,7 @@ class SearchSettings:
     class_weight: str = "balanced"
     ensemble: bool = True
     ensemble_size: int = 5
+    stack: bool = True        # try a level-2 model over the best trials' OOF outputs (``train.stack``)
     tune_threshold: bool = True
     n_jobs: int = 1
     # most milliseconds one record may take through the served model; ``latency_fn`` measures a
@@ -477,6 +478,18 @@ def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_d
             order = {n: i for i, n in enumerate(ensemble["members"])}
             members = sorted(chosen, key=lambda r: order[r.number])
             weights, threshold, chosen_score = ensemble["weights"], ens_threshold, ensemble["score"]
+    stack = None
+    if settings.ensemble and settings.stack and len(ranked) > 1:
+        stack = _try_stack(ranked, data, settings, work_dir, float(chosen_score))
+        if ensemble is not None and stack is not None:
+            ensemble = {**ensemble, "stack": stack.info}
+    if stack is not None and stack.info["kept"]:
+        model, chosen_oof = stack.refit(data, settings), stack.oof
+        members, weights, threshold, chosen_score = stack.members, [], stack.threshold, stack.info["score"]
+        threshold, chosen_score, cv = _review_small_table(chosen_oof, threshold, float(chosen_score), data, settings)
+        model.threshold_ = threshold if settings.task == "binary" else None
+        return SearchResult(model, settings.metric, direction(settings.metric), float(chosen_score), best,
+                            ensemble, threshold, records, resumed, None, cv=cv)
     model = _refit(members, weights, threshold, data, settings)
     latency = None
     if settings.max_latency_ms is not None and settings.latency_fn is not None:
@@ -721,9 +734,100 @@ def _select_ensemble(candidates: list[TrialRecord], data: _Data, settings: Searc
     return info, threshold
 
 
+MAX_STACK_MEMBERS = 8  # level-1 models of a stack: the best of each family, then the best overall
+STACK_FOLDS = 5        # folds of the level-2 model's own out-of-fold score
+
+
+@dataclass
+class _Stack:
+    """A stacking candidate: its level-1 trials, the level-2 model's nested OOF output and the report."""
+
+    members: list[TrialRecord]
+    features: np.ndarray     # level-1 OOF outputs side by side (``stack_features``) on the OOF rows
+    oof: np.ndarray          # the level-2 model's own out-of-fold output on the same rows
+    threshold: float | None
+    info: dict[str, Any]
+
+    def refit(self, data: _Data, settings: SearchSettings) -> TabularModel:
+        """Members refitted on all rows, the level-2 model fitted on all their OOF outputs."""
+        fitted, params = _fit_members(self.members, data, settings)
+        level2 = level2_model(settings.task, seed=settings.seed)
+        level2.fit(self.features, data.y_eval)
+        estimator = stack_estimator(fitted, level2, task=settings.task, n_classes=data.n_classes)
+        description = {"families": [r.family for r in self.members], "members": [r.number for r in self.members],
+                       "weights": [1.0 / len(self.members)] * len(self.members), "params": params,
+                       "stacked": {"level2": type(level2).__name__}}
+        return TabularModel.from_fitted(schema=data.schema, task=settings.task, classes=data.classes,
+                                        estimator=estimator, threshold=self.threshold, description=description,
+                                        family="stacked")
+
+
+def _stack_members(ranked: list[TrialRecord], settings: SearchSettings) -> list[TrialRecord]:
+    """The best trial of every family, then the best trials overall, at most ``MAX_STACK_MEMBERS``."""
+    out: list[TrialRecord] = []
+    for family in dict.fromkeys(r.family for r in ranked):
+        out.append(next(r for r in ranked if r.family == family))
+    for r in ranked[: settings.ensemble_size]:
+        if r not in out:
+            out.append(r)
+    keep = {r.number for r in out[:MAX_STACK_MEMBERS]}
+    return [r for r in ranked if r.number in keep]
+
+
+def _try_stack(ranked: list[TrialRecord], data: _Data, settings: SearchSettings, work_dir: Path,
+               to_beat: float) -> _Stack | None:
+    """Stacking (issue 27): a level-2 model (``ensemble.level2_model``) over the OOF outputs of the
+    best trials of every family, scored out of fold itself (``STACK_FOLDS`` folds over the OOF rows,
+    so it is not scored on the rows it was fitted on). Kept only when that score beats ``to_beat``, the
+    best single model's or the greedy blend's (whose weights were chosen on the same rows: the stack
+    has to beat an optimistic figure). Not tried under ``train.max_latency_ms`` (the trimming there
+    works on blends), nor with fewer than two members."""
+    members = _stack_members(ranked, settings)
+    if len(members) < 2:
+        return None
+    if settings.max_latency_ms is not None:
+        return _Stack(members, np.empty(0), np.empty(0), None,
+                      {"kept": False, "reason": "not tried under train.max_latency_ms"})
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    features = stack_features([_load_oof(r, data, settings, work_dir) for r in members], settings.task)
+    y = data.y_eval
+    oof = _empty_output(len(y), data.n_classes, settings.task)
+    splitter = (KFold(STACK_FOLDS, shuffle=True, random_state=settings.seed) if settings.task == "regression"
+                else StratifiedKFold(min(STACK_FOLDS, int(np.bincount(y).min())) or 2, shuffle=True,
+                                     random_state=settings.seed))
+    level2 = level2_model(settings.task, seed=settings.seed)
+    try:
+        for tr, va in splitter.split(features, y):
+            fitted = clone(level2).fit(features[tr], y[tr])
+            if settings.task == "regression":
+                oof[va] = fitted.predict(features[va])
+            else:
+                oof[np.ix_(va, fitted.classes_.astype(int))] = fitted.predict_proba(features[va])
+    except ValueError as exc:  # a class too rare to stratify, a fold without some class
+        return _Stack(members, features, oof, None, {"kept": False, "reason": f"not scored: {exc}"})
+    oof = np.nan_to_num(oof, nan=0.0)
+    value, threshold = _score_oof(oof, data, settings)
+    maximize = direction(settings.metric) == "maximize"
+    better = bool(np.isfinite(value) and (value > to_beat if maximize else value < to_beat))
+    info = {"members": [r.number for r in members], "families": [r.family for r in members],
+            "level2": type(level2).__name__, "score": float(value), "to_beat": float(to_beat), "kept": better,
+            "reason": (f"the level-2 model scores {value:.4f} out of fold, "
+                       f"{'above' if better else 'not above'} the best single model or blend ({to_beat:.4f})")}
+    return _Stack(members, features, oof, threshold, info)
+
+
 def _refit(members: list[TrialRecord], weights: list[float], threshold: float | None, data: _Data,
            settings: SearchSettings) -> TabularModel:
     """Refit each member on all fold rows (boosting rounds scaled to the larger data) and wrap them."""
+    fitted, used_params = _fit_members(members, data, settings)
+    return _wrap(members, fitted, used_params, weights, threshold, data, settings)
+
+
+def _fit_members(members: list[TrialRecord], data: _Data,
+                 settings: SearchSettings) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Each member fitted on all fold rows, boosting rounds scaled to the larger data: (pipelines, params)."""
     mean_train = float(np.mean([len(tr) for tr, _ in data.folds]))
     rows = data.fit_idx
     fitted, used_params = [], []
@@ -737,7 +841,7 @@ def _refit(members: list[TrialRecord], weights: list[float], threshold: float | 
                       class_weight=settings.class_weight)
         fitted.append(pipe)
         used_params.append(params)
-    return _wrap(members, fitted, used_params, weights, threshold, data, settings)
+    return fitted, used_params
 
 
 def _wrap(members: list[TrialRecord], fitted: list[Any], params: list[dict[str, Any]], weights: list[float],

@@ -106,6 +106,8 @@ class TrainConfig(_Section):
     class_weight: Literal["balanced", "none"] = "balanced"
     ensemble: bool = True
     ensemble_size: int = Field(5, ge=2, le=50)
+    stack: bool = Field(True, description="tabular: also try a level-2 model over the best trials' out-of-fold "
+                                          "outputs, kept only when it beats the best model or blend out of fold")
     tune_threshold: bool = True
     max_latency_ms: float | None = Field(None, gt=0, description="most ms a record may take through the "
                                                                  "served model (batch 1, CPU time on an uncontended core, this machine)")

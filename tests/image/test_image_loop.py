@@ -45,10 +45,19 @@ def test_feedback_on_served_images_becomes_a_dataset_version_and_the_challenger_
         for rid, (kind, _) in zip(ids, sent, strict=True):
             stored = httpx.post(f"{url}/v1/feedback", json={"request_id": rid, "label": kind}, timeout=30)
             assert stored.status_code == 201, stored.text
+    from modelloop.families.image.served import SERVED_DIR, digest_of
+    from modelloop.ui import render_retrain
+
+    gone = digest_of(sent[0][1])  # one labelled image no longer kept: left out, and the summary says so
+    (ws.state / SERVED_DIR / gone[7:9] / gone[7:]).unlink()
+    sent = sent[1:]
     code, out, err = cli(["retrain", "--json"], capsys, trained_parts)
     assert code == 0, err
     result = json.loads(out)
-    assert result["added_rows"] == len(sent) and "images_missing" not in result["feedback_inputs"]
+    assert result["added_rows"] == len(sent) and result["feedback_inputs"]["images_missing"] == 1
+    render_retrain(result)  # the summary `modelloop retrain` prints
+    said = " ".join(capsys.readouterr().out.split())
+    assert "1 labelled image(s) are no longer kept" in said and "their feedback is not used" in said
     # the new version holds the served images themselves (their bytes, as ingest stores an image) and labels
     row, merged, _ = load_dataset(ws, result["dataset"])
     assert row["parents"] == [parent["id"]] and len(merged) == len(base) + len(sent)
@@ -56,7 +65,7 @@ def test_feedback_on_served_images_becomes_a_dataset_version_and_the_challenger_
     assert sorted(added["image"].map(base64.b64decode)) == sorted(raw for _, raw in sent)
     assert dict(zip(added["image"].map(base64.b64decode), added["label"], strict=True)) == \
         {raw: kind for kind, raw in sent}
-    assert result["rows"]["recent"] == len(sent) // 2
+    assert result["rows"]["recent"] == round(len(sent) / 2)  # retrain.recent_fraction 0.5 of the new feedback
     # the challenger was trained on that version and the gate decided, saying why
     challenger = ws.catalog.get_model("parts", result["challenger"]["model"]["version"])
     assert challenger["dataset_id"] == result["dataset"] and challenger["family"] == "image"
@@ -158,3 +167,50 @@ def test_predict_scores_a_folder_and_a_table_of_paths_reporting_bad_files_per_ro
                        trained_parts)
     assert code == 2 and "cannot tell which column holds the image paths" in err and "Traceback" not in err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_retention_deletes_old_images_and_the_cap_keeps_those_awaiting_feedback(tmp_path: Path):
+    """serve.served_images_days and the cap, on a real catalog: an image served before the retention goes at
+    the sweep; past the cap the oldest go first, except images whose predictions (in the window) await
+    feedback or have feedback not merged by a retrain yet."""
+    import datetime as dt
+    import os
+    import time
+
+    from modelloop.catalog import Catalog, utcnow
+    from modelloop.families.image.served import ServedImages, digest_of, keep_image, pending_digests
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    folder = tmp_path / "served"
+    rng = np.random.default_rng(3)
+    raw = {k: _png(CLASSES[i % 3], rng) for i, k in enumerate("gabcdef")}
+    now = time.time()
+    for age, k in zip((40 * 86400, 600, 500, 400, 300, 200, 100), "gabcdef", strict=True):  # g: 40 days ago
+        keep_image(folder, raw[k], digest_of(raw[k]))
+        path = folder / digest_of(raw[k])[7:9] / digest_of(raw[k])[7:]
+        os.utime(path, (now - age, now - age))
+    at = utcnow() - dt.timedelta(hours=1)  # d was served without a log row (another model's, or lost)
+    catalog.add_predictions([{"request_id": k, "name": "parts", "version": 1, "at": at, "inputs": {"image": digest_of(raw[k])},
+                              "output": {}, "latency_ms": 1.0} for k in "abcef"])
+    catalog.add_feedback("c", "nut")  # c's verdict came, then a retrain merged it
+    catalog.add_decision(name="parts", trigger={}, dataset_id=None, champion={}, challenger={}, promoted=False,
+                         reason="r")
+    time.sleep(0.01)
+    catalog.add_feedback("b", "bolt")  # b's came after the retrain: not merged yet
+    assert pending_digests(catalog, "parts", utcnow() - dt.timedelta(days=30)) == {digest_of(raw[k]) for k in "abef"}
+    x = _png("washer", rng)
+    cap = int((sum(len(raw[k]) for k in "abef") + len(x)) / 0.9) + 16  # room for a, b, e, f and x at 90 %
+    store = ServedImages(folder, cap, days=30, pending=lambda since: pending_digests(catalog, "parts", since))
+    store.keep(x, digest_of(x))
+    left = {k for k, v in {**raw, "x": x}.items() if (folder / digest_of(v)[7:9] / digest_of(v)[7:]).is_file()}
+    # g passed the retention; the cap took c (merged) and d (no prediction needs it), the oldest, and kept
+    # a and b though older than x and d: their predictions still await feedback or its merge
+    assert left == {"a", "b", "e", "f", "x"}
+    assert sum(p.stat().st_size for p in folder.glob("*/*")) <= cap
+    # far under the cap, the retention sweep alone deletes an image last served 40 days ago
+    old, y = _png("nut", rng), _png("bolt", rng)
+    keep_image(folder, old, digest_of(old))
+    path = folder / digest_of(old)[7:9] / digest_of(old)[7:]
+    os.utime(path, (now - 40 * 86400, now - 40 * 86400))
+    ServedImages(folder, 1 << 40, days=30).keep(y, digest_of(y))
+    assert not path.exists() and (folder / digest_of(y)[7:9] / digest_of(y)[7:]).is_file()

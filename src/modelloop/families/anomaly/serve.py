@@ -56,10 +56,9 @@ def anomaly_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None) -
     rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row), scorer=score, reason=reason,
                  variant="native", extra=extra)
     if images:  # decoded as the image family's server decodes, each image kept for verdicts (its served.py)
-        from ...serving.config import serve_config
         from ..image.serve import ImageRequestValidator
-        from ..image.served import SERVED_DIR, ServedImages
+        from ..image.served import served_images
 
-        keep = ServedImages(ws.state / SERVED_DIR, serve_config(ws.config).max_served_images_bytes)
-        rt.validator = ImageRequestValidator(rt.validator, encoder.image_size, keep=keep)  # type: ignore[assignment]
+        rt.validator = ImageRequestValidator(rt.validator, encoder.image_size,  # type: ignore[assignment]
+                                             keep=served_images(ws, row))
     return rt

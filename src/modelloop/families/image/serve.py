@@ -26,8 +26,7 @@ from ...data.images import IMAGE_COLUMN, MAX_PIXELS, BadImage, ImageTooLarge, de
     image_stats, resize
 from ...serving.runtime import Runtime, native_model, table_columns
 from ...serving.validation import ValidationProblem
-from ...serving.config import serve_config
-from .served import SERVED_DIR, ServedImages, digest_of
+from .served import ServedImages, digest_of, served_images
 
 __all__ = ["ImageRecord", "ImageRequestValidator", "decode_upload", "image_runtime", "multipart_files"]
 
@@ -170,8 +169,7 @@ def image_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, thr
     rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row), reason=reason, scorer=score,
                  variant=variant, extra=extra)
     rt.validator = ImageRequestValidator(rt.validator, int(native.image_size_),  # type: ignore[assignment]
-                                         keep=ServedImages(ws.state / SERVED_DIR,
-                                                           serve_config(ws.config).max_served_images_bytes))
+                                         keep=served_images(ws, row))
     return rt
 
 

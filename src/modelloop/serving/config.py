@@ -63,6 +63,9 @@ class ServeConfig(BaseModel):
     # served are pruned (families/image/served.py)
     max_served_images_bytes: int = Field(1 << 30, ge=1, description="cap of .modelloop/served_images "
                                          "(an image model's kept requests); least recently served pruned first")
+    served_images_days: float | None = Field(30.0, gt=0, description="retention of .modelloop/served_images: "
+                                             "images last served longer ago are deleted; within it the cap "
+                                             "keeps those still awaiting feedback; null: the cap alone")
 
     @field_validator("max_replicas")
     @classmethod

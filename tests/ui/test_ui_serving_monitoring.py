@@ -53,6 +53,13 @@ def test_ui_serving_counts_and_latency_agree_with_the_log(client, ui_project, ui
     assert hourly.status_code == 200
     assert sum(int(r[1]) for r in _table(hourly.text, "traffic")) == sum(1 for r in log if r["at"] >= start)
     assert "modelloop serve --ui" in hourly.text                      # errors need the server's metrics
+    # finished hours are kept in memory; the hour in progress is read again: a new prediction shows at once
+    from modelloop.catalog import utcnow
+
+    ui_project.workspace.catalog.add_predictions([{"request_id": "traffic-late", "name": "toy", "version": 1,
+                                                   "at": utcnow(), "inputs": {}, "output": {}, "latency_ms": 1.0}])
+    again = {r[0]: int(r[1]) for r in _table(client.get("/serving?range=7d").text, "traffic")}
+    assert again[utcnow().strftime("%Y-%m-%d")] == per_day[utcnow().strftime("%Y-%m-%d")] + 1
     bad = client.get("/serving?range=1y")
     assert bad.status_code == 400 and "&#39;1y&#39; is not one of: 24h, 7d, 30d" in bad.text
     assert "每秒请求数" in client.get("/serving?lang=zh-CN").text

@@ -23,7 +23,8 @@ def mount_ui(app: Any, ws: Workspace, keys: ApiKeys) -> None:
     """``modelloop serve --ui``: the dashboard's pages under ``/ui`` of the prediction server ``app``,
     checking the server's own keys and reading its metrics; the serving routes are left as they are."""
     state = app.state.serving
-    app.mount(UI_PREFIX, create_app(Project(ws.config), keys=keys, server_metrics=state.metrics.render))
+    app.mount(UI_PREFIX, create_app(Project(ws.config), keys=keys, server_metrics=state.metrics.render,
+                                       warm=True))
 
 
 def run_ui(project: Project, *, host: str | None = None, port: int | None = None) -> None:
@@ -31,5 +32,5 @@ def run_ui(project: Project, *, host: str | None = None, port: int | None = None
     import uvicorn
 
     cfg = project.config.ui
-    uvicorn.run(create_app(project), host=host or cfg.host, port=cfg.port if port is None else port,
+    uvicorn.run(create_app(project, warm=True), host=host or cfg.host, port=cfg.port if port is None else port,
                 log_level="warning")

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 from datetime import timedelta
 from collections.abc import Callable
 from pathlib import Path
@@ -42,8 +43,8 @@ from ..serving.security import ApiKeys, load_api_keys
 from .compare import diff_datasets, diff_models
 from .i18n import LANGS, pick_lang, strings
 from .lineage import deployment_history, lineage_svg
-from .queries import RANGES, labels_per_version, traffic
-from .views import DriftCache, monitoring_view, server_figures, serving_view
+from .queries import RANGES, TrafficRollup
+from .views import DriftCache, labels_by_version, monitoring_view, server_figures, serving_view, warm_up
 
 __all__ = ["create_app"]
 
@@ -126,10 +127,11 @@ def _route(request: Request) -> str:
 
 def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
                require_key_to_read: bool | None = None,
-               server_metrics: Callable[[], bytes] | None = None) -> FastAPI:
+               server_metrics: Callable[[], bytes] | None = None, warm: bool = False) -> FastAPI:
     """The dashboard over one project; ``keys`` default to the prediction server's configured keys
     (``serve --ui`` hands over the server's own :class:`ApiKeys`, so both check the same ones, and its
-    metrics' ``render``, from which the Serving page reads errors by kind and batch sizes)."""
+    metrics' ``render``, from which the Serving page reads errors by kind and batch sizes). ``warm``: fill
+    the log pages' caches in a background thread now (the servers do; tests and benchmarks time cold)."""
     cfg = project.config
     if keys is None:
         keys = load_api_keys(cfg.serve.api_keys_file, cfg.root)
@@ -145,7 +147,10 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
     env.filters["bytes"] = lambda n: f"{n / 2**30:.3g} GiB"
     env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v  # 0.8214, not 0.821428571...
     env.filters["ms"] = lambda v: "—" if v is None else f"{v:.3g} ms"
-    drift_cache = DriftCache()
+    drift_cache, rollup = DriftCache(), TrafficRollup()  # what the log's pages keep between requests
+    if warm:
+        threading.Thread(target=warm_up, args=(project, drift_cache, rollup), name="modelloop-ui-warm-up",
+                         daemon=True).start()
     app = FastAPI(title="modelloop ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -190,8 +195,10 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
         latest = status["datasets"][-1] if status["datasets"] else None
         prod = status["production"]
         prod_model = next((m for m in status["models"] if prod and m["version"] == prod["version"]), None)
-        day = traffic(project.workspace.catalog, cfg.name, utcnow() - timedelta(hours=24), "day")["buckets"]
-        labels = sum(labels_per_version(project.workspace.catalog, cfg.name).values())
+        now = utcnow()
+        since = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
+        day = rollup.traffic(project.workspace.catalog, cfg.name, since, "day", now)["buckets"]
+        labels = sum(labels_by_version(project, drift_cache).values())
         return render(request, "overview.html", status=status, latest=latest, prod=prod_model,
                       requests_24h=sum(b["requests"] for b in day.values()), labels=labels)
 
@@ -269,11 +276,11 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
             return fail(request, 400, f"range '{range_}' is not one of: {', '.join(RANGES)}")
         t = strings(lang_of(request))
         metrics = server_figures(server_metrics(), t) if server_metrics is not None else None
-        return render(request, "serving.html", view=serving_view(project, range_, t), server=metrics)
+        return render(request, "serving.html", view=serving_view(project, rollup, range_, t), server=metrics)
 
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring(request: Request) -> Response:
-        view = monitoring_view(project, drift_cache, strings(lang_of(request)))
+        view = monitoring_view(project, drift_cache, rollup, strings(lang_of(request)))
         return render(request, "monitoring.html", view=view, min_rows=cfg.monitor.min_rows)
 
     @app.get("/retrains", response_class=HTMLResponse)

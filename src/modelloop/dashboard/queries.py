@@ -1,10 +1,11 @@
 """The Serving and Monitoring pages' reads of the prediction log, aggregated in SQL.
 
 A page must answer in well under a second on a log of a million predictions, so nothing here loads
-the log into Python: traffic and latency come from one ``GROUP BY`` over the time window, which the
+the log into Python: traffic and latency come from a ``GROUP BY`` hour and model version, which the
 covering index ``ix_predictions_name_at`` (name, at, version, latency_ms) answers without touching
-the table; latency percentiles are read from per-bucket counts under fixed edges (as Prometheus reads
-its histograms), exact to the bucket; label coverage joins only the feedback rows. The rows that do
+the table; latency percentiles are read from counts under fixed edges (as Prometheus reads its
+histograms), exact to the bucket, and since counts add up, finished hours are kept in memory
+(:class:`TrafficRollup`) and days are sums of hours; label coverage joins only the feedback rows. The rows that do
 reach Python are bounded: the latest labeled predictions for live metrics, and a day's latest
 requests for its drift.
 
@@ -15,14 +16,15 @@ catalog stores datetimes as ISO text) and on PostgreSQL (``to_char``).
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..catalog import Catalog, feedback, predictions
 
-__all__ = ["LATENCY_EDGES_MS", "RANGES", "buckets", "label_coverage", "labels_per_version", "latest_labeled",
-           "day_requests", "percentile", "traffic"]
+__all__ = ["LATENCY_EDGES_MS", "RANGES", "TrafficRollup", "buckets", "day_requests", "hourly", "label_coverage",
+           "labels_per_version", "latest_labeled", "newest_label", "percentile", "summarize"]
 
 # upper edges (ms) of the latency buckets; slower requests count above the last edge
 LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -67,27 +69,78 @@ def percentile(counts: list[int], total: int, q: float, top: float) -> float | N
     return top
 
 
-def traffic(cat: Catalog, name: str, since: dt.datetime, by: str) -> dict[str, Any]:
-    """Per bucket: requests, requests/s, mean and p50/p95/p99 latency; and requests per model version."""
-    key = _key(predictions.c.at, cat.engine.dialect.name, by).label("bucket")
+def hourly(cat: Catalog, name: str, start: dt.datetime, end: dt.datetime | None = None) -> dict[str, dict]:
+    """``{hour: {version: [requests, latency sum, latency max, *requests under each edge]}}`` of the log
+    in ``[start, end)``: one ``GROUP BY`` over the covering index."""
+    key = _key(predictions.c.at, cat.engine.dialect.name, "hour").label("hour")
     lat = predictions.c.latency_ms
-    where = (predictions.c.name == name, predictions.c.at >= since)
     cums = [sa.func.sum(sa.case((lat <= e, 1), else_=0)) for e in LATENCY_EDGES_MS]
-    q = sa.select(key, sa.func.count(), sa.func.sum(lat), sa.func.max(lat), *cums).where(*where).group_by(key)
-    per_version = (sa.select(key, predictions.c.version, sa.func.count()).where(*where)
-                   .group_by(key, predictions.c.version))
+    where = [predictions.c.name == name, predictions.c.at >= start]
+    if end is not None:
+        where.append(predictions.c.at < end)
+    q = (sa.select(key, predictions.c.version, sa.func.count(), sa.func.sum(lat), sa.func.max(lat), *cums)
+         .where(*where).group_by(key, predictions.c.version))
+    out: dict[str, dict[int, list[float]]] = {}
     with cat.tx() as c:
-        rows = c.execute(q).all()
-        versions = c.execute(per_version).all()
-    out: dict[str, Any] = {}
-    for bucket, n, total_ms, top, *cum in rows:
-        cum = [int(v or 0) for v in cum]
-        out[bucket] = {"requests": n, "per_second": n / _SECONDS[by], "mean_ms": total_ms / n if n else None,
-                       **{f"p{int(q * 100)}_ms": percentile(cum, n, q, top) for q in (0.5, 0.95, 0.99)}}
+        for hour, version, *figures in c.execute(q):
+            out.setdefault(hour, {})[version] = [float(v or 0) for v in figures]
+    return out
+
+
+def summarize(hours: dict[str, dict[int, list[float]]], by: str) -> dict[str, Any]:
+    """Hourly figures added up by hour or day (counts under the edges add up, so percentiles stay exact
+    to the bucket): per bucket requests, requests/s, mean and p50/p95/p99 latency; requests per version."""
+    merged: dict[str, list[float]] = {}
     by_version: dict[int, dict[str, int]] = {}
-    for bucket, version, n in versions:
-        by_version.setdefault(version, {})[bucket] = n
+    for hour, versions in hours.items():
+        bucket = hour if by == "hour" else hour[:10]
+        for version, (n, total, top, *cum) in versions.items():
+            acc = merged.setdefault(bucket, [0.0, 0.0, 0.0] + [0.0] * len(cum))
+            acc[0] += n
+            acc[1] += total
+            acc[2] = max(acc[2], top)
+            for i, c in enumerate(cum):
+                acc[3 + i] += c
+            per = by_version.setdefault(version, {})
+            per[bucket] = per.get(bucket, 0) + int(n)
+    out: dict[str, Any] = {}
+    for bucket, (n, total, top, *cum) in merged.items():
+        counts = [int(c) for c in cum]
+        out[bucket] = {"requests": int(n), "per_second": n / _SECONDS[by], "mean_ms": total / n if n else None,
+                       **{f"p{int(q * 100)}_ms": percentile(counts, int(n), q, top) for q in (0.5, 0.95, 0.99)}}
     return {"buckets": out, "versions": by_version}
+
+
+class TrafficRollup:
+    """Hourly figures of finished hours, kept in memory: the log only grows at its end, so an hour that
+    ended :data:`SETTLE` ago (the server's log writer flushes every 200 ms) never changes again. A page
+    reads what it lacks (the first time: its whole window) and the hour in progress, nothing else."""
+
+    SETTLE = dt.timedelta(minutes=2)
+
+    def __init__(self) -> None:
+        self._spans: dict[str, tuple[dt.datetime, dt.datetime, dict[str, dict]]] = {}
+        self._lock = threading.Lock()
+
+    def hours(self, cat: Catalog, name: str, since: dt.datetime, now: dt.datetime) -> dict[str, dict]:
+        """Hourly figures from ``since`` (an hour's start) to ``now``."""
+        final = (now - self.SETTLE).replace(minute=0, second=0, microsecond=0)
+        with self._lock:
+            lo, hi, stored = self._spans.get(name) or (since, since, {})
+            if since < lo:
+                stored.update(hourly(cat, name, since, lo))
+                lo = since
+            if hi < final:
+                stored.update(hourly(cat, name, hi, final))
+                hi = final
+            self._spans[name] = (lo, hi, stored)
+            first = since.strftime("%Y-%m-%d %H")
+            found = {h: v for h, v in stored.items() if h >= first}
+        found.update(hourly(cat, name, max(hi, since)))
+        return found
+
+    def traffic(self, cat: Catalog, name: str, since: dt.datetime, by: str, now: dt.datetime) -> dict[str, Any]:
+        return summarize(self.hours(cat, name, since, now), by)
 
 
 def label_coverage(cat: Catalog, name: str, since: dt.datetime) -> dict[str, int]:
@@ -114,9 +167,17 @@ def _joined() -> Any:
             .select_from(predictions.outerjoin(feedback, feedback.c.request_id == predictions.c.request_id)))
 
 
+def newest_label(cat: Catalog) -> int:
+    """The newest feedback row's id: it changes exactly when a label arrives, so it keys a cache of live
+    figures."""
+    with cat.tx() as c:
+        return int(c.execute(sa.select(sa.func.max(feedback.c.id))).scalar() or 0)
+
+
 def latest_labeled(cat: Catalog, name: str, limit: int) -> list[dict[str, Any]]:
-    """The latest ``limit`` labeled predictions (oldest first), as ``Catalog.labeled_predictions`` gives."""
-    q = (sa.select(predictions, feedback.c.label, feedback.c.at.label("feedback_at"))
+    """The latest ``limit`` labeled predictions (oldest first), with what live metrics read of them
+    (version, output, label): not their inputs, the largest part of a logged row."""
+    q = (sa.select(predictions.c.version, predictions.c.output, feedback.c.label)
          .select_from(feedback.join(predictions, predictions.c.request_id == feedback.c.request_id))
          .where(predictions.c.name == name).order_by(feedback.c.id.desc()).limit(limit))
     with cat.tx() as c:

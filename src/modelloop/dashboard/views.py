@@ -17,8 +17,10 @@ today's column is recomputed when new requests arrived.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..catalog import utcnow
@@ -26,29 +28,33 @@ from ..errors import NotFoundError
 from ..feedback.monitor import drift_report, live_metrics
 from ..project import Project
 from .charts import bar_chart, heat_map, line_chart
-from .queries import (RANGES, buckets, day_requests, label_coverage, labels_per_version, latest_labeled,
-                      traffic)
+from .i18n import strings
+from .queries import (RANGES, TrafficRollup, buckets, day_requests, label_coverage, labels_per_version,
+                      latest_labeled, newest_label)
 
-__all__ = ["DriftCache", "monitoring_view", "serving_view", "server_figures"]
+log = logging.getLogger(__name__)
+
+__all__ = ["DriftCache", "labels_by_version", "monitoring_view", "serving_view", "server_figures", "warm_up"]
 
 DRIFT_DAYS = 7               # the heat map's columns: today and the six days before
 DRIFT_DAY_ROWS = 1000        # a day's latest requests compared (at most monitor.window)
 TODAY_SECONDS = 60.0         # today's column is recomputed at most this often
+TOP_VERSIONS = 5             # the Serving chart's lines: the busiest versions, then "other"
 
 
 def _since(keys: list[str], by: str) -> dt.datetime:
     return dt.datetime.strptime(keys[0], "%Y-%m-%d %H" if by == "hour" else "%Y-%m-%d")
 
 
-def serving_view(project: Project, range_name: str, t: dict[str, str]) -> dict[str, Any]:
+def serving_view(project: Project, rollup: TrafficRollup, range_name: str, t: dict[str, str]) -> dict[str, Any]:
     """The Serving page's charts and table over one of :data:`RANGES`."""
     hours, by = RANGES[range_name]
-    keys = buckets(utcnow(), hours, by)
-    found = traffic(project.workspace.catalog, project.config.name, _since(keys, by), by)
+    now = utcnow()
+    keys = buckets(now, hours, by)
+    found = rollup.traffic(project.workspace.catalog, project.config.name, _since(keys, by), by, now)
     rows = found["buckets"]
     labels = [k[5:] if by == "day" else k[11:] + "h" for k in keys]
-    per_version = {f"v{v}": [counts.get(k, 0) / (3600 if by == "hour" else 86400) for k in keys]
-                   for v, counts in sorted(found["versions"].items())}
+    per_version = _top_versions(found["versions"], keys, 3600 if by == "hour" else 86400)
     latency = {name: [(rows.get(k) or {}).get(f"{name}_ms") for k in keys] for name in ("p50", "p95", "p99")}
     return {"range": range_name, "ranges": list(RANGES), "by": by,
             "rows": [{"bucket": k, **rows[k]} for k in reversed(keys) if k in rows],
@@ -56,6 +62,15 @@ def serving_view(project: Project, range_name: str, t: dict[str, str]) -> dict[s
             "requests_chart": line_chart(labels, per_version or {"—": [0.0] * len(keys)},
                                          title=t["requests_per_second"], unit="/s"),
             "latency_chart": line_chart(labels, latency, title=t["latency"], unit=" ms")}
+
+
+def _top_versions(versions: dict[int, dict[str, int]], keys: list[str], seconds: int) -> dict[str, list[float]]:
+    """Requests/s of the :data:`TOP_VERSIONS` busiest versions, the rest summed as ``other``."""
+    ranked = sorted(versions, key=lambda v: -sum(versions[v].values()))
+    lines = {f"v{v}": [versions[v].get(k, 0) / seconds for k in keys] for v in sorted(ranked[:TOP_VERSIONS])}
+    if rest := ranked[TOP_VERSIONS:]:
+        lines["other"] = [sum(versions[v].get(k, 0) for v in rest) / seconds for k in keys]
+    return lines
 
 
 def server_figures(metrics_text: bytes | None, t: dict[str, str]) -> dict[str, Any] | None:
@@ -86,18 +101,27 @@ def server_figures(metrics_text: bytes | None, t: dict[str, str]) -> dict[str, A
 
 
 class DriftCache:
-    """Finished days' drift per (model version, day, requests that day); bounded, shared by requests."""
+    """Figures that only change when their key does: finished days' drift per (model version, day, requests
+    that day), live metrics and label counts per newest label; bounded, shared by requests."""
 
     def __init__(self, size: int = 512):
         self.size = size
-        self._data: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._data: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+    def get(self, key: tuple[Any, ...]) -> Any:
         with self._lock:
             return self._data.get(key)
 
-    def put(self, key: tuple[Any, ...], value: dict[str, Any]) -> None:
+    def memo(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """The value under ``key``, computed (outside the lock) the first time."""
+        found = self.get(key)
+        if found is None:
+            found = compute()
+            self.put(key, found)
+        return found
+
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
         with self._lock:
             if len(self._data) >= self.size:
                 self._data.pop(next(iter(self._data)))
@@ -140,7 +164,20 @@ def _day_drift(project: Project, model_row: dict[str, Any], day: dt.date, reques
     return found
 
 
-def monitoring_view(project: Project, cache: DriftCache, t: dict[str, str]) -> dict[str, Any]:
+def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -> dict[str, Any]:
+    """``live_metrics`` of the latest labels, computed again only when a label arrived."""
+    ws, name = project.workspace, project.config.name
+    return cache.memo(("live", name, newest_label(ws.catalog), limit, tuple(windows)),
+                      lambda: live_metrics(ws, latest_labeled(ws.catalog, name, limit), windows))
+
+
+def labels_by_version(project: Project, cache: DriftCache) -> dict[int, int]:
+    """Labels per model version, counted again only when a label arrived."""
+    cat, name = project.workspace.catalog, project.config.name
+    return cache.memo(("labels", name, newest_label(cat)), lambda: labels_per_version(cat, name))
+
+
+def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, t: dict[str, str]) -> dict[str, Any]:
     """Drift heat map by day, alerts (the cells whose tests fired), live metrics, label coverage."""
     from ..registry import resolve_model
 
@@ -152,7 +189,7 @@ def monitoring_view(project: Project, cache: DriftCache, t: dict[str, str]) -> d
         model_row = resolve_model(ws, None)
     except NotFoundError:
         model_row = None
-    requests = traffic(ws.catalog, cfg.name, since, "day")["buckets"]
+    requests = rollup.traffic(ws.catalog, cfg.name, since, "day", utcnow())["buckets"]
     counts = {d: (requests.get(d.isoformat()) or {}).get("requests", 0) for d in days}
     per_day = {d: _day_drift(project, model_row, d, counts[d], cache) for d in days} if model_row else {}
     names = sorted({k for found in per_day.values() for k in found["entries"]},
@@ -162,17 +199,31 @@ def monitoring_view(project: Project, cache: DriftCache, t: dict[str, str]) -> d
              if (c := _cell(found["entries"][k], found["n"]))}
     alerts = [{"day": d.isoformat(), "feature": k, **c} for d in reversed(days)
               for k in names if (c := cells.get((k, d.isoformat()[5:]))) and c["drifted"]]
-    labelled = label_coverage(ws.catalog, cfg.name, since)
+    labelled = cache.memo(("coverage", cfg.name, newest_label(ws.catalog), since),
+                          lambda: label_coverage(ws.catalog, cfg.name, since))
     coverage = [{"day": d.isoformat(), "requests": counts[d], "labels": labelled.get(d.isoformat(), 0)}
                 for d in days]
     windows = cfg.monitor.metric_windows
-    live = live_metrics(ws, latest_labeled(ws.catalog, cfg.name, max(windows, default=1000)), windows)
+    live = _live(project, cache, max(windows, default=1000), windows)
     return {"model": model_row, "days": [d.isoformat() for d in days], "drift_rows": names,
             "drift_counts": {d.isoformat(): per_day[d]["n"] for d in per_day},
             "heat_map": heat_map(names, cols, cells, title=t["drift_by_day"]) if names else None,
-            "alerts": alerts, "coverage": coverage, "live": live, "labels_total": labels_per_version(ws.catalog,
-                                                                                                   cfg.name),
+            "alerts": alerts, "coverage": coverage, "live": live, "labels_total": labels_by_version(project, cache),
             "holdout": (model_row or {}).get("metrics", {}), "metric": cfg.metric,
             "coverage_chart": line_chart([c["day"][5:] for c in coverage],
                                          {t["label_share"]: [c["labels"] / c["requests"] if c["requests"] else None
                                                              for c in coverage]}, title=t["label_coverage"])}
+
+
+def warm_up(project: Project, cache: DriftCache, rollup: TrafficRollup) -> None:
+    """Fill the caches a first visitor would wait for (30 days of hourly traffic, 7 days of drift), in a
+    thread started with the server; a failure is logged, and the page computes what it needs itself."""
+    try:
+        start = time.perf_counter()
+        now = utcnow()
+        hours, by = RANGES["30d"]
+        rollup.hours(project.workspace.catalog, project.config.name, _since(buckets(now, hours, by), by), now)
+        monitoring_view(project, cache, rollup, strings("en"))
+        log.info("dashboard caches warmed in %.1f s", time.perf_counter() - start)
+    except Exception:  # a warm-up is an optimisation: the page computes, and reports, what it needs
+        log.exception("dashboard warm-up failed")

@@ -1,0 +1,280 @@
+"""The dashboard's pages on a large project: 100 model versions and 1 million logged predictions.
+
+    .venv/bin/python benchmarks/dashboard.py [--predictions 1000000] [--versions 100] [--repeat 5]
+                                             [--keep DIR] [--no-peer]
+
+Issue 25's goal: every page renders in under 300 ms for a project with 100 model versions and 1 M
+logged predictions. The script builds such a project in a temp dir (or reuses ``--keep DIR``):
+
+* a 2,000-row tabular table, ingested, profiled and trained once for real (one trial), so the Monitoring
+  page compares traffic with real training rows and loads a real model;
+* 99 more model versions registered in the catalog (with their runs), each a copy of the trained one's
+  row with its own metrics, dataset version and run, and 10 dataset versions in a feedback-merge chain
+  (only the first is backed by files; the pages read catalog rows, and the diff reads the first's profile);
+  production moved 20 times (the deployment history), and left on the trained version;
+* ``--predictions`` rows in the prediction log spread evenly over the last 30 days (real inputs from the
+  table, class probabilities, log-normal latencies), 6 in 7 answered by production and 1 in 7 by the
+  latest version (a canary), 10 % of them labelled.
+
+Then it times each page through the dashboard's ASGI app (``fastapi.testclient``, in process: the server's
+work, not a browser's), built without the warm-up the servers start with: the first request (cold: imports,
+30 days of hourly traffic for Serving, the drift of 7 days for Monitoring) and the median of ``--repeat``
+more; then the warm-up itself (what a server does in a thread at start, after which a first visitor gets
+the warm figures). It drops the prediction log's index ``ix_predictions_name_at`` and times
+the log's pages again, to show what the index is for.
+
+The peer is MLflow's UI (``mlflow server`` on 127.0.0.1 over a SQLite store holding the same 100 versions
+and runs): the JSON calls its registered-model and experiment pages make (``model-versions/search``,
+``runs/search`` for 100 runs). They return data that the browser then renders with JavaScript, so they are a
+lower bound of MLflow's page; ours are whole HTML pages. MLflow has no view of the prediction log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+GOAL_MS = 300.0
+
+
+def make_table(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    amount = rng.gamma(2.0, 50.0, n).round(2)
+    age = rng.integers(18, 80, n)
+    online = rng.choice([True, False], n)
+    y = ((amount > 120) & online | (rng.random(n) < 0.1)).astype(int)
+    return pd.DataFrame({"tid": [f"t{i}" for i in range(n)], "amount": amount, "age": age,
+                         "country": rng.choice(["FR", "DE", "US", "GB"], n), "online": online, "y": y})
+
+
+def build(root: Path, n_predictions: int, n_versions: int) -> Any:
+    import yaml
+
+    from modelloop.catalog import utcnow
+    from modelloop.config import parse_config
+    from modelloop.project import Project
+
+    raw = {"name": "bench", "data": {"source": "data.csv", "target": "y", "id": "tid"},
+           "train": {"cv_folds": 2, "ensemble_size": 2}}
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    table = make_table(2000)
+    table.to_csv(root / "data.csv", index=False)
+    project = Project(parse_config(raw, root=root))
+    t0 = time.perf_counter()
+    project.ingest()
+    project.profile()
+    project.train(budget=10, trials=1)
+    cat = project.workspace.catalog
+    real = cat.list_models("bench")[0]
+    run = cat.list_runs("bench")[0]
+    ds = cat.list_datasets("bench")[0]
+    ids = [ds["id"]]
+    for i in range(1, 10):
+        row = {k: v for k, v in ds.items() if k not in ("seq", "created_at")}
+        ids.append(cat.add_dataset(**{**row, "id": f"{ds['id'][:6]}{i:06d}", "step": "feedback-merge",
+                                      "parents": [ids[-1]], "rows": ds["rows"] + 100 * i})["id"])
+    rng = np.random.default_rng(1)
+    for v in range(2, n_versions + 1):
+        run_id = f"{run['id'][:20]}{v:012d}"
+        metrics = {k: float(np.clip(x + rng.normal(0, 0.01), 0, 1)) for k, x in real["metrics"].items()}
+        cat.add_run(**{**run, "id": run_id, "metrics": metrics, "dataset_id": ids[v % len(ids)]})
+        cat.add_model(**{**{k: real[k] for k in ("name", "formats", "input_schema", "info", "family")},
+                         "version": v, "run_id": run_id, "dataset_id": ids[v % len(ids)], "metrics": metrics})
+    for v in range(5, n_versions + 1, 5):
+        cat.set_alias("bench", v, "production", reason="benchmark history")
+    cat.set_alias("bench", 1, "production", reason="benchmark: back on the trained version")
+    print(f"project: 1 trained + {n_versions - 1} registered versions, 10 dataset versions "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+
+    t0 = time.perf_counter()
+    records = table.drop(columns=["tid", "y"]).to_dict("records")
+    ys = [int(v) for v in table["y"]]
+    now, span = utcnow(), 30 * 86400.0
+    batch = 20_000
+    for start in range(0, n_predictions, batch):
+        idx = np.arange(start, min(start + batch, n_predictions))
+        p = rng.random(len(idx))
+        latency = rng.lognormal(1.0, 0.6, len(idx))
+        rows = [{"request_id": f"bench-{i:08d}", "name": "bench", "version": 1 if i % 7 else n_versions,
+                 "at": now - dt.timedelta(seconds=span * (1 - i / n_predictions)),
+                 "inputs": records[i % len(records)], "latency_ms": float(latency[j]),
+                 "output": {"label": int(p[j] > 0.5), "probabilities": {"0": 1 - float(p[j]), "1": float(p[j])}}}
+                for j, i in enumerate(idx.tolist())]
+        cat.add_predictions(rows)
+        cat.add_feedback_many([{"request_id": f"bench-{i:08d}", "label": ys[i % len(ys)], "source": "file"}
+                               for i in idx[::10].tolist()])
+        print(f"\r  prediction log: {start + len(idx):,} / {n_predictions:,}", end="", flush=True)
+    print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
+    return project
+
+
+PAGES = ["/", "/data", "/models", "/lineage", "/models/compare?a=1&b={last}", "/data/diff", "/retrains", "/jobs",
+         "/trace?request_id=bench-{middle:08d}", "/serving", "/serving?range=7d", "/serving?range=30d", "/monitoring"]
+LOG_PAGES = ["/", "/serving", "/serving?range=7d", "/serving?range=30d", "/monitoring"]
+
+
+def time_pages(client: Any, pages: list[str], repeat: int) -> dict[str, tuple[float, float]]:
+    out = {}
+    for page in pages:
+        t0 = time.perf_counter()
+        r = client.get(page)
+        cold = (time.perf_counter() - t0) * 1000
+        if r.status_code != 200:
+            raise SystemExit(f"{page}: HTTP {r.status_code}: {r.text[-500:]}")
+        warm = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            client.get(page)
+            warm.append((time.perf_counter() - t0) * 1000)
+        out[page] = (cold, statistics.median(warm))
+        print(f"  {page:<34} cold {cold:8.1f} ms   median {out[page][1]:8.1f} ms", flush=True)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mlflow_peer(folder: Path, project: Any, n_versions: int, repeat: int) -> dict[str, tuple[float, float]]:
+    """MLflow's server over a SQLite store with ``n_versions`` runs and registered versions: its UI's calls."""
+    import httpx
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    for old in ("peer-mlflow.db", "peer-artifacts"):     # a fresh store on every run (--keep reuses the folder)
+        path = folder / old
+        path.unlink() if path.is_file() else shutil.rmtree(path, ignore_errors=True)
+    uri = f"sqlite:///{folder / 'peer-mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("bench", artifact_location=str(folder / "peer-artifacts"))
+    client.create_registered_model("bench")
+    models = project.workspace.catalog.list_models("bench")
+    t0 = time.perf_counter()
+    for m in models[:n_versions]:
+        run = client.create_run(exp)
+        client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in m["metrics"].items()])
+        client.set_terminated(run.info.run_id)
+        client.create_model_version("bench", source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    print(f"  MLflow store: {len(models[:n_versions])} runs and versions ({time.perf_counter() - t0:.1f} s)")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host",
+                             "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("mlflow server did not start")
+            time.sleep(0.5)
+        calls = {
+            "MLflow model-versions/search (100)": ("GET", "/ajax-api/2.0/mlflow/model-versions/search",
+                                                   {"params": {"filter": "name='bench'", "max_results": 200}}),
+            "MLflow runs/search (100 runs)": ("POST", "/ajax-api/2.0/mlflow/runs/search",
+                                              {"json": {"experiment_ids": [exp], "max_results": 100}}),
+        }
+        out = {}
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for name, (method, path, kw) in calls.items():
+                times = []
+                for _ in range(repeat + 1):
+                    t0 = time.perf_counter()
+                    r = http.request(method, path, **kw)
+                    times.append((time.perf_counter() - t0) * 1000)
+                    r.raise_for_status()
+                out[name] = (times[0], statistics.median(times[1:]))
+                print(f"  {name:<34} cold {times[0]:8.1f} ms   median {out[name][1]:8.1f} ms", flush=True)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--predictions", type=int, default=1_000_000)
+    ap.add_argument("--versions", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--keep", type=Path, default=None, help="build here once and reuse it on later runs")
+    ap.add_argument("--no-peer", action="store_true", help="skip the MLflow server")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print(f"load before: {os.getloadavg()}", flush=True)
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    from fastapi.testclient import TestClient
+
+    from modelloop.dashboard import create_app
+    from modelloop.project import Project
+
+    if (folder / "modelloop.yaml").is_file() and args.keep:
+        project = Project.load(folder / "modelloop.yaml")
+        print(f"reusing {folder}", flush=True)
+    else:
+        project = build(folder, args.predictions, args.versions)
+    try:
+        print("dashboard pages (in process, ASGI):", flush=True)
+        with TestClient(create_app(project, keys=[])) as client:
+            last = len(project.workspace.catalog.list_models("bench"))
+            middle = project.workspace.catalog.recent_predictions("bench", 1)[0]["request_id"]
+            middle = int(middle[6:]) // 2
+            ours = time_pages(client, [p.format(last=last, middle=middle) for p in PAGES], args.repeat)
+        from modelloop.dashboard.queries import TrafficRollup
+        from modelloop.dashboard.views import DriftCache, warm_up
+
+        t0 = time.perf_counter()
+        warm_up(project, DriftCache(), TrafficRollup())
+        warm_s = time.perf_counter() - t0
+        print(f"warm-up that `modelloop ui` / `serve --ui` start with (30 days of hours, 7 days of drift): "
+              f"{warm_s:.1f} s", flush=True)
+        import sqlalchemy as sa
+
+        engine = project.workspace.catalog.engine
+        with engine.begin() as c:
+            c.execute(sa.text("DROP INDEX ix_predictions_name_at"))
+        print("without ix_predictions_name_at (a fresh app: no drift cache):", flush=True)
+        try:
+            with TestClient(create_app(project, keys=[])) as client:
+                bare = time_pages(client, LOG_PAGES, args.repeat)
+        finally:
+            with engine.begin() as c:
+                c.execute(sa.text("CREATE INDEX ix_predictions_name_at ON predictions (name, at, version, latency_ms)"))
+        peer = {} if args.no_peer else mlflow_peer(folder, project, args.versions, args.repeat)
+        over = [p for p, (_, warm) in ours.items() if warm > GOAL_MS]
+        print(json.dumps({"load_after": os.getloadavg(), "goal_ms": GOAL_MS, "warm_up_s": warm_s, "pages_over_goal_warm": over,
+                          "pages_over_goal_cold": [p for p, (cold, _) in ours.items() if cold > GOAL_MS],
+                          "ours": ours, "without_index": bare, "mlflow": peer}, indent=1))
+        if peer:
+            models_ms = ours["/models"][1]
+            for name, (_, warm) in peer.items():
+                print(f"ratio /models (HTML) vs {name} (JSON): {models_ms / warm:.2f}x")
+        for page, (_, warm) in bare.items():
+            print(f"ratio {page} without the index / with: {warm / ours[page][1]:.1f}x")
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

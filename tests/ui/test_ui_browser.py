@@ -54,7 +54,7 @@ def url(ui_project, ui_traffic):
 
 
 def test_ui_browser_overview_links_and_language(page, url, tmp_path: Path) -> None:
-    page.set_viewport_size({"width": 1100, "height": 420})
+    page.set_viewport_size({"width": 1280, "height": 400})
     page.goto(url + "/")
     assert page.locator("h1").inner_text() == "Overview"
     page.screenshot(path=str(tmp_path / "overview.png"))              # docs/img/ui-overview.png is one

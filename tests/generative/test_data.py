@@ -72,7 +72,7 @@ def test_packing_fits_examples_and_keeps_each_to_itself(tiny_llama, pairs):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from modelloop.families.generative.fit import batch_tensors, loss_sums
+    from modelloop.families.generative.sequences import batch_tensors, loss_sums
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     net = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()

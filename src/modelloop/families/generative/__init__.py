@@ -6,8 +6,10 @@ Its modules, each above the ones it imports: ``config`` (the ``model:`` section)
 model comes from, the GGUF conversion cache), ``data`` (shapes, chat templates, tokens, packing, the data
 profile), ``metrics`` (exact match, chrF, ROUGE-L, perplexity), ``generate`` (decoding with a KV cache),
 ``fit`` (one fine-tuning run), ``search`` (on the shared driver), ``model`` (:class:`GenerativeModel`),
-``report`` (the HTML page), ``stage`` (the train stage), ``serve`` (the served object) and ``monitor``
-(the served answers' figures).
+``report`` (the HTML page), ``stage`` (the train stage), ``serve`` (the served object), ``monitor``
+(the served answers' figures) and ``drift`` (the served prompts' embeddings against the training ones').
+``sequences`` (batches of packed sequences and their log-likelihoods) sits under ``fit`` and
+``preference`` (DPO on preference pairs).
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ class GenerativeFamily:
         from .monitor import serving_figures
 
         return serving_figures(recent)
+
+    def drift_extra(self, ws: Any, model_row: dict[str, Any], reference: Any, recent: list[dict[str, Any]],
+                    **thresholds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Drift of the served prompts' meaning: their sentence embeddings against the training prompts'
+        (``drift.py``)."""
+        from .drift import prompt_drift
+
+        return prompt_drift(ws, model_row, reference, recent, **thresholds)
 
     def drift_columns(self, schema: Any) -> dict[str, str]:
         """The prompt side (what clients send), read as text: length and language mix drift."""

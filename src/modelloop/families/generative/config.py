@@ -9,6 +9,7 @@ the bundled SmolLM2-135M-Instruct. Example::
       lora_r: 8                  # searched (with alpha, learning rate, targets) when search: true
       max_length: 256            # tokens per packed training sequence
       max_new_tokens: 64         # default answer length when serving and evaluating
+      dpo_beta: 0.1              # preference pairs (prompt, chosen, rejected) are learned by DPO
 
 Budget and trial cap come from ``train:``.
 """
@@ -63,6 +64,9 @@ class GenerativeModelConfig(BaseModel):
                                                                        "only); `modelloop evaluate` answers all")
     mixed_precision: bool = Field(default=True, description="autocast (bf16, else fp16) when training on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    dpo_beta: float = Field(default=0.1, gt=0.0, le=10.0, description="preference pairs (prompt, chosen, "
+                            "rejected): DPO's beta, how far the model may move from the base to prefer the "
+                            "chosen answers (higher: closer to the base)")
     search: bool = Field(default=False, description="Optuna over learning rate, LoRA rank/alpha and target "
                                                     "modules within train.budget / train.trials")
 

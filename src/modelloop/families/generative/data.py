@@ -7,7 +7,10 @@ columns' names decide, in this order):
 * ``chat``: a ``messages`` column, a list of ``{"role", "content"}`` (or its JSON text); the last
   ``assistant`` message is the completion, everything before it the prompt;
 * ``pairs``: ``prompt`` and ``completion`` columns; the prompt is one ``user`` message;
-* ``text``: a ``text`` column, for domain adaptation: no prompt, every token is learned.
+* ``text``: a ``text`` column, for domain adaptation: no prompt, every token is learned;
+* ``preference``: ``prompt``, ``chosen`` and ``rejected`` columns (``data.prompt`` renames the first):
+  preference pairs, learned by DPO (``preference.py``); the chosen answer is the completion, served
+  and scored like a ``pairs`` one.
 
 A prompt is rendered by the tokenizer's own chat template (``add_generation_prompt``); the completion is
 what the template adds after it for the assistant's answer (its end-of-turn token included), so that a
@@ -28,7 +31,7 @@ import pandas as pd
 
 from ...errors import ConfigError, DataError
 
-__all__ = ["ROLES", "Example", "Shape", "as_messages", "data_profile", "detect_shape", "encode_examples",
+__all__ = ["ROLES", "Example", "Shape", "as_messages", "data_profile", "detect_shape", "encode_example", "encode_examples", "learnable",
            "examples_of", "pack", "prompt_text", "split_completion", "validation_rows"]
 
 ROLES = ("system", "user", "assistant")
@@ -38,21 +41,28 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 @dataclass(frozen=True)
 class Shape:
-    """Which columns hold the examples: ``kind`` is chat | pairs | text."""
+    """Which columns hold the examples: ``kind`` is chat | pairs | text | preference (``completion`` is
+    then the chosen answer's column, ``rejected`` the other's)."""
 
     kind: str
     prompt: str | None = None
     completion: str | None = None
     messages: str | None = None
     text: str | None = None
+    rejected: str | None = None
+
+    @property
+    def prompted(self) -> bool:
+        """A prompt column and an answer column (pairs, or preference pairs by their chosen answer)."""
+        return self.kind in ("pairs", "preference")
 
     def input_columns(self) -> list[str]:
         """What a client sends to ``/v1/predict`` for an answer: the prompt side."""
-        return [c for c in (self.prompt if self.kind == "pairs" else self.messages if self.kind == "chat"
+        return [c for c in (self.prompt if self.prompted else self.messages if self.kind == "chat"
                             else self.text,) if c]
 
     def answer_column(self) -> str:
-        return str(self.completion if self.kind == "pairs" else self.messages if self.kind == "chat" else self.text)
+        return str(self.completion if self.prompted else self.messages if self.kind == "chat" else self.text)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -76,6 +86,12 @@ def detect_shape(data: Any, columns: Sequence[str]) -> Shape:
             raise ConfigError(f"data.{key}: column '{get(key)}' is not in the data (columns: {', '.join(columns)})")
     if get("messages"):
         return Shape("chat", messages=get("messages"))
+    if not get("completion") and not get("text") and {"chosen", "rejected"} <= names:
+        prompt = get("prompt") or "prompt"
+        if prompt not in names:
+            raise ConfigError(f"data.prompt: set it to the column holding the prompts of the chosen and rejected "
+                              f"answers (columns: {', '.join(columns)})")
+        return Shape("preference", prompt=prompt, completion="chosen", rejected="rejected")
     if get("prompt") or get("completion"):
         prompt, completion = get("prompt") or "prompt", get("completion") or "completion"
         missing = [f"data.{k}" for k, c in (("prompt", prompt), ("completion", completion)) if c not in names]
@@ -91,8 +107,8 @@ def detect_shape(data: Any, columns: Sequence[str]) -> Shape:
         return Shape("pairs", prompt="prompt", completion="completion")
     if "text" in names:
         return Shape("text", text="text")
-    raise ConfigError("data: no column says what to learn; name the columns prompt and completion, messages "
-                      f"or text, or set data.prompt and data.completion, data.messages or data.text "
+    raise ConfigError("data: no column says what to learn; name the columns prompt and completion, messages, "
+                      f"text, or prompt, chosen and rejected (preference pairs), or set data.prompt and data.completion, data.messages or data.text "
                       f"(columns: {', '.join(columns)})")
 
 
@@ -149,7 +165,7 @@ def row_example(rec: Mapping[str, Any], shape: Shape, tokenizer: Any, where: str
     """One record as prompt and completion text (the completion empty when the record has none)."""
     if shape.kind == "text":
         return Example("", _text(rec.get(str(shape.text))))
-    if shape.kind == "pairs":
+    if shape.prompted:
         messages = [{"role": "user", "content": _text(rec.get(str(shape.prompt)))}]
         answer = rec.get(str(shape.completion))
         completion = split_completion(tokenizer, messages, _text(answer)) if _text(answer) else ""
@@ -163,8 +179,8 @@ def row_example(rec: Mapping[str, Any], shape: Shape, tokenizer: Any, where: str
 
 
 def answer_of(rec: Mapping[str, Any], shape: Shape) -> str:
-    """The reference answer of a record (its completion, last assistant message or text)."""
-    if shape.kind == "pairs":
+    """The reference answer of a record (its completion or chosen answer, last assistant message or text)."""
+    if shape.prompted:
         return _text(rec.get(str(shape.completion)))
     if shape.kind == "chat":
         messages = as_messages(rec.get(str(shape.messages)))
@@ -184,21 +200,36 @@ def encode_examples(tokenizer: Any, examples: Sequence[Example], max_length: int
     example with a completion, cut to ``max_length``; and how many were cut."""
     ids_all, labels_all, cut = [], [], 0
     for ex in examples:
-        if not ex.completion:
+        encoded = encode_example(tokenizer, ex, max_length)
+        if encoded is None:
             continue
-        p = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] if ex.prompt else []
-        c = tokenizer(ex.completion, add_special_tokens=False)["input_ids"]
-        if not p and tokenizer.bos_token_id is not None:
-            p = [int(tokenizer.bos_token_id)]
-        ids, labels = [*p, *c], [IGNORE] * len(p) + list(c)
-        labels[0] = IGNORE  # nothing predicts the first token (nor, packed, from the example before it)
-        if len(ids) > max_length:
-            cut += 1
-            ids, labels = ids[:max_length], labels[:max_length]
-        if any(t != IGNORE for t in labels[1:]):
-            ids_all.append(ids)
-            labels_all.append(labels)
+        cut += encoded[2]
+        if learnable(encoded[1]):
+            ids_all.append(encoded[0])
+            labels_all.append(encoded[1])
     return ids_all, labels_all, cut
+
+
+def encode_example(tokenizer: Any, ex: Example, max_length: int) -> tuple[list[int], list[int], bool] | None:
+    """One example's token ids and labels, cut to ``max_length``, and whether it was cut; ``None`` without
+    a completion. A prompt that fills ``max_length`` leaves nothing to learn (:func:`learnable`)."""
+    if not ex.completion:
+        return None
+    p = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"] if ex.prompt else []
+    c = tokenizer(ex.completion, add_special_tokens=False)["input_ids"]
+    if not p and tokenizer.bos_token_id is not None:
+        p = [int(tokenizer.bos_token_id)]
+    ids, labels = [*p, *c], [IGNORE] * len(p) + list(c)
+    labels[0] = IGNORE  # nothing predicts the first token (nor, packed, from the example before it)
+    cut = len(ids) > max_length
+    if cut:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return ids, labels, cut
+
+
+def learnable(labels: Sequence[int]) -> bool:
+    """Whether an encoded example has a token to learn (its first token is never predicted)."""
+    return any(t != IGNORE for t in labels[1:])
 
 
 def pack(ids: Sequence[list[int]], labels: Sequence[list[int]], max_length: int, *, packing: bool

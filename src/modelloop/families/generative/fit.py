@@ -4,6 +4,9 @@ the validation loss, mixed precision on CUDA, and a checkpoint after each epoch,
 at its next epoch. The optimizer and schedule are the text family's (``make_optimizer``,
 ``make_scheduler``); the search (``search.py``) calls :func:`run_params` once per trial.
 
+Preference pairs (``GenJob.preference``) are learned by DPO instead (``preference.DpoObjective``); both
+objectives share the epoch loop, the schedule, early stopping and the checkpoints.
+
 A packed sequence holds several examples; each attends only to its own tokens (a block-diagonal causal
 mask, positions restarting at 0), so packing changes the speed, not what is learned.
 """
@@ -14,7 +17,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,11 @@ from ..text.backbone import require_torch
 from ..text.fit import make_optimizer, make_scheduler
 from .backbone import load_causal_lm
 from .config import GenerativeModelConfig
-from .data import IGNORE, pack
+from .data import pack
+from .preference import DpoObjective, PreferencePairs
+from .sequences import batch_tensors, loss_sums, sequence_nll
 
-__all__ = ["GenJob", "batch_tensors", "loss_sums", "network_for", "run_params", "sequence_nll"]
+__all__ = ["GenJob", "SftObjective", "network_for", "run_params"]
 
 DEFAULT_TARGETS = ("q_proj", "v_proj")
 
@@ -47,6 +52,7 @@ class GenJob:
     val_labels: list[list[int]]
     seed: int
     device: str
+    preference: PreferencePairs | None = None  # the rejected answers: DPO on (fit_ids[i], rejected[i]) pairs
 
 
 def device_of(preference: str) -> str:
@@ -92,63 +98,6 @@ def lora_settings(settings: GenerativeModelConfig, params: dict[str, Any], net: 
     return out
 
 
-def batch_tensors(seqs: Sequence[Sequence[tuple[list[int], list[int]]]], pad_id: int, device: str = "cpu"
-                  ) -> dict[str, Any]:
-    """Packed sequences -> ``input_ids``, ``labels``, ``position_ids`` and a 4-D additive attention mask in
-    which each example sees only its own earlier tokens (padding sees itself alone)."""
-    torch = require_torch()
-    width = max(sum(len(ids) for ids, _ in seq) for seq in seqs)
-    n = len(seqs)
-    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
-    labels = torch.full((n, width), IGNORE, dtype=torch.long)
-    positions = torch.zeros((n, width), dtype=torch.long)
-    blocked = torch.finfo(torch.float32).min
-    mask = torch.full((n, 1, width, width), blocked, dtype=torch.float32)
-    causal = {}
-    for b, seq in enumerate(seqs):
-        at = 0
-        for ids, lab in seq:
-            k = len(ids)
-            input_ids[b, at:at + k] = torch.tensor(ids)
-            labels[b, at:at + k] = torch.tensor(lab)
-            positions[b, at:at + k] = torch.arange(k)
-            if k not in causal:
-                causal[k] = torch.triu(torch.full((k, k), blocked), diagonal=1)
-            mask[b, 0, at:at + k, at:at + k] = causal[k]
-            at += k
-        idx = torch.arange(at, width)
-        mask[b, 0, idx, idx] = 0.0
-    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "position_ids": positions.to(device),
-            "attention_mask": mask.to(device)}
-
-
-def loss_sums(net: Any, batch: dict[str, Any]) -> tuple[Any, int]:
-    """Summed next-token cross-entropy over the labelled (completion) tokens, and their count."""
-    torch = require_torch()
-    out = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-              position_ids=batch["position_ids"], use_cache=False)
-    logits = out.logits[:, :-1].float()
-    target = batch["labels"][:, 1:]
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                             ignore_index=IGNORE, reduction="sum")
-    return loss, int((target != IGNORE).sum())
-
-
-def sequence_nll(net: Any, ids: list[list[int]], labels: list[list[int]], pad_id: int, device: str,
-                 batch_size: int = 8) -> tuple[float, int]:
-    """Summed negative log-likelihood of the labelled tokens of each example (one per sequence)."""
-    torch = require_torch()
-    total, count = 0.0, 0
-    net.eval()
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            rows = order[s:s + batch_size]
-            loss, n = loss_sums(net, batch_tensors([[(ids[i], labels[i])] for i in rows], pad_id, device))
-            total, count = total + float(loss), count + n
-    return total, count
-
-
 def _autocast(device: str, enabled: bool) -> Any:
     import contextlib
 
@@ -184,8 +133,9 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     require_torch()
     s = job.settings
     net = network_for(job, params)
-    seqs = pack(job.fit_ids, job.fit_labels, s.max_length, packing=s.packing)
-    batches_per_epoch = math.ceil(len(seqs) / s.batch_size)
+    # DPO's reference log-probabilities are the untouched network's: computed here, before any step
+    objective = DpoObjective(job, net) if job.preference is not None else SftObjective(job)
+    batches_per_epoch = math.ceil(len(objective.items) / s.batch_size)
     steps = math.ceil(batches_per_epoch / s.grad_accum) * int(params["epochs"])
     opt = make_optimizer(net, float(params["learning_rate"]), s.weight_decay)
     sched = make_scheduler(opt, s.schedule, int(steps * s.warmup_ratio), steps)
@@ -196,14 +146,13 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     while state["epoch"] < int(params["epochs"]):
         epoch = state["epoch"]
         t0 = time.perf_counter()
-        train_loss, n_tokens = _epoch(net, job, seqs, epoch, opt, sched)
+        train_loss, n_tokens = _epoch(net, job, objective, epoch, opt, sched)
         seconds = time.perf_counter() - t0
-        nll, count = sequence_nll(net, job.val_ids, job.val_labels, job.pad_id, job.device)
-        val = nll / max(count, 1)
+        val, figures = objective.validation(net)
         state["tokens"] += n_tokens
         state["seconds"] += seconds
         record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val_loss": round(val, 5),
-                  "tokens_per_s": round(n_tokens / max(seconds, 1e-9), 1)}
+                  "tokens_per_s": round(n_tokens / max(seconds, 1e-9), 1), **figures}
         state["history"].append(record)
         if state["best"] is None or val < state["best"] - 1e-6:
             state.update(best=val, best_epoch=epoch + 1, bad=0, best_weights=trainable_state(net))
@@ -221,12 +170,31 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
             "train_tokens": int(state["tokens"]), "train_seconds": round(state["seconds"], 2)}
 
 
-def _epoch(net: Any, job: GenJob, seqs: list, epoch: int, opt: Any, sched: Any) -> tuple[float, int]:
-    """One pass over the packed sequences, shuffled by (seed, epoch): a replayed epoch after a resume is
-    the epoch an uninterrupted run would have had. Returns the mean loss per labelled token and the
-    tokens read (padding excluded)."""
+class SftObjective:
+    """Supervised fine-tuning: next-token cross-entropy on the completion tokens of packed sequences."""
+
+    def __init__(self, job: GenJob):
+        self.job = job
+        self.items = pack(job.fit_ids, job.fit_labels, job.settings.max_length, packing=job.settings.packing)
+
+    def step_loss(self, net: Any, seqs: list) -> tuple[Any, int, int]:
+        """A batch's mean loss per labelled token, their count (its weight) and the tokens read."""
+        loss, n = loss_sums(net, batch_tensors(seqs, self.job.pad_id, self.job.device))
+        return loss / max(n, 1), n, sum(len(ids) for seq in seqs for ids, _ in seq)
+
+    def validation(self, net: Any) -> tuple[float, dict[str, float]]:
+        """The validation loss per completion token (nothing else to report)."""
+        nll, count = sequence_nll(net, self.job.val_ids, self.job.val_labels, self.job.pad_id, self.job.device)
+        return nll / max(count, 1), {}
+
+
+def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: Any) -> tuple[float, int]:
+    """One pass over the objective's items (packed sequences, or preference pairs), shuffled by (seed,
+    epoch): a replayed epoch after a resume is the epoch an uninterrupted run would have had. Returns the
+    weighted mean loss (per labelled token, or per pair) and the tokens read (padding excluded)."""
     torch = require_torch()
     s = job.settings
+    seqs = objective.items
     torch.manual_seed(job.seed * 1009 + epoch)
     order = np.random.default_rng([job.seed, epoch]).permutation(len(seqs))
     batches = [order[i:i + s.batch_size] for i in range(0, len(order), s.batch_size)]
@@ -235,13 +203,10 @@ def _epoch(net: Any, job: GenJob, seqs: list, epoch: int, opt: Any, sched: Any) 
     opt.zero_grad(set_to_none=True)
     total, labelled, read = 0.0, 0, 0
     for i, rows in enumerate(batches):
-        chosen = [seqs[j] for j in rows]
-        batch = batch_tensors(chosen, job.pad_id, job.device)
         with _autocast(job.device, s.mixed_precision):
-            loss, n = loss_sums(net, batch)
-        (loss / max(n, 1) / s.grad_accum).backward()
-        total, labelled = total + float(loss.detach()), labelled + n
-        read += sum(len(ids) for seq in chosen for ids, _ in seq)
+            loss, n, tokens = objective.step_loss(net, [seqs[j] for j in rows])
+        (loss / s.grad_accum).backward()
+        total, labelled, read = total + float(loss.detach()) * n, labelled + n, read + tokens
         if (i + 1) % s.grad_accum == 0 or i == len(batches) - 1:
             torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
             opt.step()

@@ -161,7 +161,7 @@ class GenerativeModel:
 
     def nll(self, frame: pd.DataFrame, *, base: bool = False) -> tuple[float, int]:
         """Summed negative log-likelihood and count of the completion tokens of ``frame``'s examples."""
-        from .fit import sequence_nll
+        from .sequences import sequence_nll
 
         net = self.base_network() if base else self.network()
         ids, labels, _ = encode_examples(self.tokenizer, examples_of(frame, self.shape_, self.tokenizer),

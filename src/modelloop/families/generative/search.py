@@ -47,6 +47,8 @@ def _fingerprint(job: GenJob) -> str:
     h = hashlib.sha256(repr((job.settings.method, job.fingerprint, job.settings.max_length)).encode())
     for part in (job.fit_ids, job.fit_labels, job.val_ids, job.val_labels):
         h.update(repr(part).encode() + b"|")
+    if job.preference is not None:  # the rejected answers too (a study without them hashes as before)
+        h.update(repr(job.preference).encode())
     return h.hexdigest()
 
 

@@ -32,6 +32,7 @@ from .data import Shape, answer_of, data_profile, detect_shape, encode_examples,
 from .fit import GenJob, device_of, lora_settings
 from .metrics import perplexity, text_metrics
 from .model import GenerativeModel
+from .preference import PreferencePairs, encode_preferences, preference_figures
 from .search import SEARCH_METRIC, run_generative_search
 
 __all__ = ["evaluate_generation", "generative_settings", "shape_of", "train_generative"]
@@ -91,14 +92,18 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     if len(train_df) < 2:
         raise DataError(f"the train split has {len(train_df)} rows; a generative model needs at least 2")
     held = validation_rows(len(train_df), settings.validation_size, cfg.seed)
-    fit_ids, fit_labels, cut = encode_examples(tokenizer, examples_of(train_df[~held], shape, tokenizer), context)
-    val_ids, val_labels, _ = encode_examples(tokenizer, examples_of(train_df[held], shape, tokenizer), context)
+    (fit_ids, fit_labels, fit_rejected), cut = _encoded(tokenizer, train_df[~held], shape, context)
+    (val_ids, val_labels, val_rejected), _ = _encoded(tokenizer, train_df[held], shape, context)
     if not fit_ids or not val_ids:
+        columns = f"{shape.completion} and {shape.rejected} columns" if shape.kind == "preference" else \
+            f"{shape.answer_column()} column"
         raise DataError("no example with a non-empty answer in the train split's "
-                        f"{'fit' if not fit_ids else 'validation'} part; check the {shape.answer_column()} column")
+                        f"{'fit' if not fit_ids else 'validation'} part; check the {columns}")
+    preference = None if fit_rejected is None or val_rejected is None else \
+        PreferencePairs(*fit_rejected, *val_rejected)
     fingerprint = model_fingerprint(source)
     job = GenJob(settings, source, fingerprint, int(tokenizer.pad_token_id or 0), fit_ids, fit_labels,
-                 val_ids, val_labels, cfg.seed, device_of(settings.device))
+                 val_ids, val_labels, cfg.seed, device_of(settings.device), preference)
     name = study_name(ws, row["id"], settings)
     n_trials = trials if trials is not None else cfg.train.trials
     if settings.search and budget is None and cfg.train.budget is None and n_trials is None:
@@ -124,7 +129,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
         summary.model = model
         evaluation = evaluate_generation(model, test_df, settings.eval_samples)
         model.description_["evaluation"] = {k: evaluation[k] for k in ("perplexity", "base_perplexity",
-                                                                        "base_metrics", "answered")}
+                                                                        "base_metrics", "answered", "preference")}
         report = _write_report(ws, evaluation, row, model, training)
         tracker.log(run_id, params={"task": "text_generation", "dataset": row["id"], "method": settings.method,
                                     "backbone": settings.backbone, "best_params": params, "shape": shape.to_dict()},
@@ -137,12 +142,25 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     out = record_model(ws, row, run_id, version, model, summary, evaluation, "generation", kind, started,
                        test_df, register_as_production, family="generative", report=report(version))
     profile = data_profile(df[side == "train"], shape, tokenizer, context)
-    out["generation"] = {"shape": shape.kind, "method": settings.method, "backbone": settings.backbone,
+    out["generation"] = {"shape": shape.kind, "objective": "dpo" if preference is not None else "sft",
+                         "preference": evaluation["preference"], "method": settings.method,
+                         "backbone": settings.backbone,
                          "tokens_per_s": training["tokens_per_s"], "train_tokens": training["train_tokens"],
                          "epochs_run": training["epochs_run"], "best_epoch": training["best_epoch"],
                          "perplexity": evaluation["perplexity"], "base_perplexity": evaluation["base_perplexity"],
                          "base_metrics": evaluation["base_metrics"], "profile": profile}
     return out
+
+
+def _encoded(tokenizer: Any, frame: pd.DataFrame, shape: Shape, context: int
+             ) -> tuple[tuple[list, list, tuple[list, list] | None], int]:
+    """Token ids and labels of each example with an answer (the chosen one of a preference pair), the
+    rejected answers' ids and labels (preference pairs only, aligned) and how many were cut."""
+    if shape.kind == "preference":
+        ids, labels, rejected_ids, rejected_labels, cut = encode_preferences(tokenizer, frame, shape, context)
+        return (ids, labels, (rejected_ids, rejected_labels)), cut
+    ids, labels, cut = encode_examples(tokenizer, examples_of(frame, shape, tokenizer), context)
+    return (ids, labels, None), cut
 
 
 def _config(source: str) -> Any:
@@ -162,7 +180,8 @@ def _context(source: str, settings: GenerativeModelConfig) -> int:
 
 def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: int) -> dict[str, Any]:
     """Perplexity (base and fine-tuned) on ``frame``'s completions, and task scores of both on the greedy
-    answers to its first ``samples`` prompts (none for plain text, which has no prompts)."""
+    answers to its first ``samples`` prompts (none for plain text, which has no prompts); for preference
+    pairs also the chosen answers' log-probability margin over the rejected ones (``preference``)."""
     nll, n = model.nll(frame)
     base_nll, base_n = model.nll(frame, base=True)
     metrics: dict[str, Any] = {}
@@ -179,13 +198,17 @@ def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: in
     # ``metrics``: the generation head's scores of the answers and the model's perplexity, as ``modelloop
     # evaluate`` computes them (``GenerativeModel.evaluation_metrics``)
     metrics["perplexity"], base["perplexity"] = perplexity(nll, n), perplexity(base_nll, base_n)
-    return {"metrics": metrics, "base_metrics": base, "rows": len(frame), "tokens": n, "samples": shown,
+    preference = None
+    if model.shape_.kind == "preference" and len(frame):
+        preference = preference_figures(model.network(), model.base_network(), frame, model.shape_, model.tokenizer,
+                                        model.context_, int(model.tokenizer.pad_token_id or 0))
+    return {"preference": preference,"metrics": metrics, "base_metrics": base, "rows": len(frame), "tokens": n, "samples": shown,
             "perplexity": perplexity(nll, n), "base_perplexity": perplexity(base_nll, base_n),
             "answered": len(shown)}
 
 
 def _prompt_shown(record: dict[str, Any], shape: Shape) -> str:
-    if shape.kind == "pairs":
+    if shape.prompted:
         return str(record.get(str(shape.prompt)))
     from .data import as_messages
 

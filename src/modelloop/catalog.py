@@ -100,10 +100,6 @@ predictions = sa.Table(
     sa.Column("output", sa.JSON, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
 )
-# the dashboard's Serving and Monitoring pages aggregate one model's log over a time window: (name, at) finds
-# the window, and version and latency_ms in the index answer their GROUP BY without reading the table's rows
-predictions_by_name_at = sa.Index("ix_predictions_name_at", predictions.c.name, predictions.c.at,
-                                  predictions.c.version, predictions.c.latency_ms)
 feedback = sa.Table(
     "feedback", _md,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -251,7 +247,6 @@ class Catalog:
 
     def _open(self) -> None:
         _md.create_all(self.engine)
-        predictions_by_name_at.create(self.engine, checkfirst=True)  # catalogs made before the index existed
         with self.tx() as c:
             found = c.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
             if found is None:

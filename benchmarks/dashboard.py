@@ -38,7 +38,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from serving import free_port, stop  # benchmarks/serving.py (this script's folder is on sys.path)
 
 GOAL_MS = 300.0
 
@@ -175,12 +175,6 @@ def index_question(project: Any, rounds: int = 3) -> dict[str, list[float]]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def mlflow_peer(folder: Path, project: Any, n_versions: int, repeat: int) -> dict[str, tuple[float, float]]:
     """MLflow's server over a SQLite store with ``n_versions`` runs and registered versions: its UI's calls."""
     import httpx
@@ -202,10 +196,11 @@ def mlflow_peer(folder: Path, project: Any, n_versions: int, repeat: int) -> dic
         client.set_terminated(run.info.run_id)
         client.create_model_version("bench", source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
     print(f"  MLflow store: {len(models[:n_versions])} runs and versions ({time.perf_counter() - t0:.1f} s)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host",
                              "127.0.0.1", "--port", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder,
+                            start_new_session=True)             # its workers too are stopped at the end
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -237,8 +232,7 @@ def mlflow_peer(folder: Path, project: Any, n_versions: int, repeat: int) -> dic
                 print(f"  {name:<34} cold {times[0]:8.1f} ms   median {out[name][1]:8.1f} ms", flush=True)
         return out
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 def main() -> None:

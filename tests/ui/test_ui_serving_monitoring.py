@@ -89,6 +89,11 @@ def test_ui_monitoring_drift_by_day_alerts_labels_and_coverage(client, ui_projec
     assert last_100[2] == "100" and f"accuracy = {expected['accuracy']:.4g}" in last_100[3]
     assert 0.6 < expected["accuracy"] < 0.9                           # a quarter of the labels disagree
     assert live[(f"toy:{prod}", "all")][2] == live[(f"toy:{prod}", "all")][4] == str(LABELLED_YESTERDAY + 1)
+    # a label that arrives later is added to the counts (they are kept, and only new labels joined)
+    ws.catalog.add_feedback("traffic-0-3", 1, source="api")
+    again = {(r[0], r[1]): r for r in _table(client.get("/monitoring").text, "live")}
+    assert again[(f"toy:{prod}", "all")][4] == str(LABELLED_YESTERDAY + 2)
+    assert client.get("/?lang=en").text.count(f"{LABELLED_YESTERDAY + 2} labels") == 1
     zh = client.get("/monitoring?lang=zh-CN").text
     assert "已触发的告警" in zh and "每日标签覆盖率" in zh
 

@@ -39,7 +39,7 @@ def _frame(width: int, height: int, label: str, body: list[str]) -> Markup:
 def line_chart(labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, title: str = "",
                unit: str = "", width: int = 560, height: int = 170) -> Markup:
     """Lines over shared x ``labels`` (time buckets); a ``None`` breaks its line. The y axis starts at 0."""
-    left, right, top, bottom = 48, 10, 18, 34
+    left, right, top, bottom = 66, 10, 18, 34
     values = [v for vs in series.values() for v in vs if v is not None and math.isfinite(v)]
     top_value = max(values, default=0.0) or 1.0
     n = max(len(labels), 1)

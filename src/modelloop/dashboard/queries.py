@@ -154,13 +154,19 @@ def label_coverage(cat: Catalog, name: str, since: dt.datetime) -> dict[str, int
         return {d: n for d, n in c.execute(q)}
 
 
-def labels_per_version(cat: Catalog, name: str) -> dict[int, int]:
-    """How many labels came back for each model version's predictions (the live metrics' ``n`` in all)."""
-    q = (sa.select(predictions.c.version, sa.func.count())
+def labels_per_version(cat: Catalog, name: str, after: int = 0) -> tuple[int, dict[int, int]]:
+    """Labels per model version among the feedback rows with an id above ``after``, and the newest id
+    seen: a caller adds these to what it counted before, so each label is joined once."""
+    q = (sa.select(predictions.c.version, sa.func.count(), sa.func.max(feedback.c.id))
          .select_from(feedback.join(predictions, predictions.c.request_id == feedback.c.request_id))
-         .where(predictions.c.name == name).group_by(predictions.c.version))
+         .where(predictions.c.name == name, feedback.c.id > after).group_by(predictions.c.version))
+    counts: dict[int, int] = {}
+    top = after
     with cat.tx() as c:
-        return {v: n for v, n in c.execute(q)}
+        for version, n, newest in c.execute(q):
+            counts[version] = n
+            top = max(top, newest)
+    return top, counts
 
 
 def _joined() -> Any:

@@ -108,6 +108,7 @@ class DriftCache:
         self.size = size
         self._data: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
+        self.lock = threading.RLock()       # held by a caller updating one entry from its previous value
 
     def get(self, key: tuple[Any, ...]) -> Any:
         with self._lock:
@@ -172,9 +173,15 @@ def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -
 
 
 def labels_by_version(project: Project, cache: DriftCache) -> dict[int, int]:
-    """Labels per model version, counted again only when a label arrived."""
+    """Labels per model version: the labels that arrived since the last count are joined and added."""
     cat, name = project.workspace.catalog, project.config.name
-    return cache.memo(("labels", name, newest_label(cat)), lambda: labels_per_version(cat, name))
+    with cache.lock:
+        top, counts = cache.get(("labels", name)) or (0, dict[int, int]())
+        newest, more = labels_per_version(cat, name, after=top)
+        if more:
+            counts = {v: counts.get(v, 0) + more.get(v, 0) for v in set(counts) | set(more)}
+        cache.put(("labels", name), (newest, counts))
+    return counts
 
 
 def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, t: dict[str, str]) -> dict[str, Any]:
@@ -223,7 +230,7 @@ def warm_up(project: Project, cache: DriftCache, rollup: TrafficRollup) -> None:
         now = utcnow()
         hours, by = RANGES["30d"]
         rollup.hours(project.workspace.catalog, project.config.name, _since(buckets(now, hours, by), by), now)
-        monitoring_view(project, cache, rollup, strings("en"))
+        monitoring_view(project, cache, rollup, strings("en"))          # counts the labels too
         log.info("dashboard caches warmed in %.1f s", time.perf_counter() - start)
     except Exception:  # a warm-up is an optimisation: the page computes, and reports, what it needs
         log.exception("dashboard warm-up failed")

@@ -26,7 +26,7 @@ from toy import RAW_CONFIG, make_table, register_linear
 from modelloop.config import parse_config
 from modelloop.project import Project
 from modelloop.registry import promote
-from modelloop.serving import ServeConfig
+from modelloop.serving import ServeConfig, runtime
 from modelloop.serving.launch import build_app, worker_env
 from modelloop.serving.ray_serve import Replica, deployment_options
 
@@ -59,10 +59,20 @@ def test_a_replica_builds_the_servers_app_with_its_keys_and_secret(tmp_path, mon
     env = {**worker_env(ws, cfg, None), "MODELLOOP_API_KEYS": KEY}
     for name in env:                 # the replica sets its environment: restored after the test
         monkeypatch.setenv(name, "")
+    real_load = runtime.load_runtime
+
+    def slow_load(*args, **kwargs):          # the model load takes a while, as a real one does
+        time.sleep(1.0)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, "load_runtime", slow_load)
     app = Replica(env, "modelloop.serving.launch:app_from_env").__serve_build_asgi_app__()
     assert {r.path for r in app.routes} == {r.path for r in build_app(ws, cfg, None).routes}
     with running(app, ready=False) as url, httpx.Client(base_url=url, timeout=30) as c:
         wait_for(lambda: _answers(c, "/v1/health"), what="the server to answer")
+        # the replica's startup waited for the first load: its first answer already has the load's outcome
+        ready = c.get("/v1/ready")
+        assert ready.status_code == 503 and "has no model yet" in ready.text, ready.text
         body = {"records": _records(3)}
         assert c.post("/v1/predict", json=body).status_code == 401
         assert c.post("/v1/predict", json=body, headers={"Authorization": "Bearer other"}).status_code == 401
@@ -138,6 +148,12 @@ def test_two_ray_serve_replicas_answer_with_the_local_contract_and_swap_on_promo
             # /metrics counts every replica's answers, whichever replica serves the scrape
             assert _predictions_answered(url) >= len(seen) + 1
             assert _running_replicas(address, env) == 2
+            # the cluster's one proxy already listens on this port: another port is refused, not ignored
+            other = subprocess.run([str(Path(sys.executable).with_name("modelloop")), "serve", "-c",
+                                    str(ws.root / "modelloop.yaml"), "--port", str(free_port())],
+                                   env=env, capture_output=True, text=True, timeout=120)
+            assert other.returncode == 2 and f"already listens on http://127.0.0.1:{port}" in other.stderr, \
+                other.stderr[-2000:]
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:

@@ -18,13 +18,15 @@ shared file system. ``/metrics`` adds up the replicas of the node that answers (
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ..compute.lifetime import sigterm_interrupts
@@ -34,7 +36,7 @@ from ..workspace import Workspace
 from .config import ServeConfig
 from .security import ENV_KEYS, load_api_keys
 
-__all__ = ["APP_NAME", "Replica", "deployment_options", "serve_on_ray"]
+__all__ = ["APP_NAME", "Replica", "deployment_options", "hold_until_loaded", "serve_on_ray"]
 
 APP_NAME = "modelloop"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -52,7 +54,28 @@ class Replica:
 
     def __serve_build_asgi_app__(self) -> Any:
         module, _, name = self.factory.partition(":")
-        return getattr(importlib.import_module(module), name)()
+        return hold_until_loaded(getattr(importlib.import_module(module), name)())
+
+
+def hold_until_loaded(app: Any) -> Any:
+    """Make ``app``'s startup end only once its first model load has ended (loaded, or failed with its
+    reason). Ray Serve routes requests to a replica as soon as its startup has run, and the server loads
+    its model in the background: a replica that Ray adds while requests queue would otherwise answer
+    them 503 "no model loaded" for the seconds of its load."""
+    state = getattr(app.state, "serving", None)
+    if state is None:
+        return app
+    inner, before = app.router.lifespan_context, state.load_error    # before: "model not loaded yet"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as value:
+            while state.runtime is None and state.load_error == before:
+                await asyncio.sleep(0.05)
+            yield value
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def deployment_options(cfg: ServeConfig, metrics_dir: str | None = None) -> dict[str, Any]:
@@ -85,10 +108,11 @@ def serve_on_ray(ws: Workspace, cfg: ServeConfig, env: dict[str, str], factory: 
     serve = _ray_serve()
     if warm is not None:
         warm()
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    _check_listening(cfg, address)
     metrics_dir = tempfile.mkdtemp(prefix="modelloop-metrics-")
     deployment = serve.deployment(serve.ingress()(Replica), **deployment_options(cfg, metrics_dir))
     try:
-        serve.start(http_options={"host": cfg.host, "port": cfg.port})
         serve.run(deployment.bind({**env, ENV_KEYS: ",".join(keys)}, factory), name=APP_NAME, route_prefix="/")
         replicas = (f"{cfg.min_replicas}" if cfg.min_replicas == cfg.max_replicas
                     else f"{cfg.min_replicas}-{cfg.max_replicas}")
@@ -102,12 +126,25 @@ def serve_on_ray(ws: Workspace, cfg: ServeConfig, env: dict[str, str], factory: 
     finally:
         try:
             serve.delete(APP_NAME)
-            if address == "auto":
-                serve.shutdown()
+            if address == "auto" or not serve.status().applications:
+                serve.shutdown()       # its proxy too: the next server may ask for another port
         finally:
             if address == "auto":
                 ray.shutdown()
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _check_listening(cfg: ServeConfig, address: str) -> None:
+    """ConfigError when the cluster's Ray Serve was already running on another host or port: its proxy
+    is one per cluster and keeps its own (Ray only logs that the new options are ignored)."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    http = client.http_config if client is not None else None
+    if http is not None and (http.host, http.port) != (cfg.host, cfg.port):
+        raise ConfigError(f"serve.port: Ray Serve on the cluster {address} already listens on http://{http.host}:"
+                          f"{http.port}, not {cfg.host}:{cfg.port}; set serve.host/serve.port to that, or stop it "
+                          "first with `serve shutdown`")
 
 
 def _ray_serve() -> Any:

@@ -175,7 +175,12 @@ def test_a_list_of_backbones_is_compared_on_validation(tmp_path, tiny_backbone):
                                "multilingual-use": round(by["multilingual-use"], 4), "tfidf": round(by["tfidf"], 4)}
     encoders = {str(tiny_backbone): by["encoder"], "multilingual-use": by["multilingual-use"]}
     assert b["chosen"] == max(encoders, key=encoders.get) and "best validation f1_macro of" in b["why"]
-    assert res["validation_score"] == max(by.values())
+    blend = res["blend"]  # USE and TF-IDF can be blended: kept only when it beats the best single one
+    assert [m["candidate"] for m in blend["members"]] == sorted(["multilingual-use", "tfidf"], key=lambda n: -by[n])
+    kept = blend["kept"]
+    assert kept == (blend.get("validation", -1) > max(by.values()) and min(m["weight"] for m in blend["members"]) > 0)
+    assert res["validation_score"] == (blend["validation"] if kept else max(by.values()))
+    assert (res["families"] == ["tfidf", "head"] or res["families"] == ["head", "tfidf"]) if kept else not res["families"]
     params = tracker_for(ws).client.get_run(res["run_id"]).data.params
     assert json.loads(params["backbone_validation"]) == b["validation"]  # the run says it too
 
@@ -251,6 +256,26 @@ def test_the_tfidf_graph_equals_scikit_learn_on_chinese_english_and_long_text(tm
     session = model.onnx_session(path=tmp_path / "tfidf.onnx")
     check = ["房间很脏 dirty room " * 300, "", "完全不同的文本"]
     np.testing.assert_allclose(model.score_texts(check, session)[0], model.score_texts(check)[0], atol=1e-5)
+
+
+def test_every_tfidf_the_search_can_draw_converts_to_an_equal_graph(tmp_path):
+    """The widest n-grams and binary counts of the search space, on Chinese phrases that repeat
+    (4-gram vocabulary keys made skl2onnx give up, and the model was served by scikit-learn)."""
+    import optuna
+
+    from modelloop.families.text.classical import TfidfTextModel, fit_tfidf, suggest_tfidf
+
+    trial = optuna.create_study().ask()
+    suggest_tfidf(trial)
+    space = trial.distributions
+    params = {"tfidf_c": 10.0, "char_max": space["char_max"].high, "word_max": space["word_max"].high,
+              "min_df": 2, "tf": "binary"}
+    texts = [f"有一段时间房间很干净 {w} good room" for w in ("服务周到", "早餐一般", "价格太贵", "位置不错")] * 6
+    y = np.array([0, 1, 1, 0] * 6)
+    model = TfidfTextModel.from_pipeline(fit_tfidf(texts, y, params, class_weight="balanced", seed=0),
+                                         classes=["a", "b"], text_column="t", target=None, config={}, seed=0,
+                                         class_weight="balanced", metric="f1_macro", description={})
+    assert model.export_onnx(tmp_path / "wide.onnx")["max_abs_diff"] <= 1e-4
 
 
 def test_auto_reads_the_language_mix_and_compares_a_second_encoder(tmp_path):

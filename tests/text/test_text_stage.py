@@ -17,7 +17,8 @@ from modelloop.families.text.stage import text_study_name, train_text
 TRAIN_KEYS = {"model", "dataset", "run_id", "task", "task_inferred", "metric", "validation_score", "test_metrics", "rows",
               "best_family", "ensemble", "threshold", "trials", "resumed_trials", "production", "report",
               "seconds", "families", "latency", "family", "backbone", "search_stopped", "by_script",
-              "cv_spread", "cv"}  # the shared registration's cross-validation figures (None for text)
+              "cv_spread", "cv",  # the shared registration's cross-validation figures (None for text)
+              "blend"}  # the TF-IDF / frozen-encoder blend (None: fewer than two such candidates here)
 
 
 def _child_runs(ws, parent: str) -> list:
@@ -35,6 +36,7 @@ def test_head_stage_registers_like_the_tabular_stage(project, tiny_backbone):
     res = train_text(ws)
     assert set(res) == TRAIN_KEYS
     assert res["best_family"] == "head" and res["ensemble"] is None and res["threshold"] is None
+    assert res["blend"] is None  # a PyTorch head alone: nothing to blend
     assert res["task"] == "multiclass" and res["trials"] == 1 and res["production"] is True
     assert res["family"] == "text"
     assert res["test_metrics"]["accuracy"] >= 0.8 and res["rows"]["test"] == 18

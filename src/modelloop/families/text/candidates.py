@@ -112,6 +112,17 @@ class _Labelled:
     def checkpoint_name(self, params: dict[str, Any]) -> str:
         return ""
 
+    def proba(self, params: dict[str, Any], fit_rows: np.ndarray | None = None,
+              rows: np.ndarray | None = None) -> np.ndarray:
+        """``[n, K]`` probabilities of a model fitted on the fit rows ``fit_rows`` (all when None), for
+        the fit rows ``rows`` (the validation rows when None): a trial's score, and the out-of-fold
+        predictions the blend (:mod:`.blend`) weighs its members on."""
+        raise NotImplementedError
+
+    def run(self, params: dict[str, Any], *, checkpoint: Path | None = None, deadline: float = math.inf,
+            trial: Any = None) -> dict[str, Any]:
+        return _result(score(self.metric, self.y_val, self.proba(params)))
+
     def _common(self, text_column: str) -> dict[str, Any]:
         return {"config": self.settings.model_dump(mode="json"), "seed": self.seed,
                 "class_weight": self.class_weight, "metric": self.metric, "text_column": text_column}
@@ -140,11 +151,13 @@ class FrozenCandidate(_Labelled):
         return _fit_head(X, y, len(self.classes), c=float(params["head_c"]), class_weight=self.class_weight,
                          seed=self.seed)
 
-    def run(self, params: dict[str, Any], *, checkpoint: Path | None = None, deadline: float = math.inf,
-            trial: Any = None) -> dict[str, Any]:
+    def proba(self, params: dict[str, Any], fit_rows: np.ndarray | None = None,
+              rows: np.ndarray | None = None) -> np.ndarray:
         feats = self.features or {}
-        W, b = self._head(params, feats["fit"], self.y_fit)
-        return _result(score(self.metric, self.y_val, softmax(feats["val"] @ W.T + b)))
+        X = feats["fit"]
+        W, b = self._head(params, X if fit_rows is None else X[fit_rows],
+                          self.y_fit if fit_rows is None else self.y_fit[fit_rows])
+        return softmax((feats["val"] if rows is None else X[rows]) @ W.T + b)
 
     def build(self, params: dict[str, Any], result: dict[str, Any], *, text_column: str, target: str | None,
               description: dict[str, Any]) -> Any:
@@ -173,12 +186,14 @@ class TfidfCandidate(_Labelled):
     def _fit(self, params: dict[str, Any], texts: list[str], y: np.ndarray) -> Any:
         return fit_tfidf(texts, y, params, class_weight=self.class_weight, seed=self.seed)
 
-    def run(self, params: dict[str, Any], *, checkpoint: Path | None = None, deadline: float = math.inf,
-            trial: Any = None) -> dict[str, Any]:
-        pipe = self._fit(params, list(self.fit_texts or []), self.y_fit)
-        proba = full_proba(pipe, np.asarray(pipe[-1].classes_, dtype=np.int64), len(self.classes),
-                           pipe.predict_proba(tfidf_inputs(list(self.val_texts or []))))
-        return _result(score(self.metric, self.y_val, proba))
+    def proba(self, params: dict[str, Any], fit_rows: np.ndarray | None = None,
+              rows: np.ndarray | None = None) -> np.ndarray:
+        texts = list(self.fit_texts or [])
+        pick = lambda idx: [texts[i] for i in idx]  # noqa: E731
+        pipe = self._fit(params, texts if fit_rows is None else pick(fit_rows),
+                         self.y_fit if fit_rows is None else self.y_fit[fit_rows])
+        return full_proba(pipe, np.asarray(pipe[-1].classes_, dtype=np.int64), len(self.classes),
+                          pipe.predict_proba(tfidf_inputs(list(self.val_texts or []) if rows is None else pick(rows))))
 
     def build(self, params: dict[str, Any], result: dict[str, Any], *, text_column: str, target: str | None,
               description: dict[str, Any]) -> Any:

@@ -268,7 +268,7 @@ def _conclude(study: optuna.Study, cands: dict[str, Candidate], metric: str, wor
     best = ranked_trials[0]
     name, _ = _split_params(cands, best.params)
     cand = cands[name]
-    _, params = space(optuna.trial.FixedTrial(best.params), cands)  # type: ignore[arg-type]
+    params = {**cand.defaults(), **_split_params(cands, best.params)[1]}  # a trial from before a new parameter: its default
     payload = load_tensors(_trial_file(work_dir, best.number)) if cand.keeps_weights else None
     if payload is None:  # a head or TF-IDF refits in seconds; lost weights: train again
         result = cand.run(params)

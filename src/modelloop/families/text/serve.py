@@ -9,7 +9,9 @@
   scikit-learn, and ``GET /v1/model``'s ``reason`` says why;
 * a frozen multilingual encoder + head (:class:`~.frozen.FrozenTextModel`): the encoder's own engine
   (USE: its ONNX graph inside ONNX Runtime with onnxruntime-extensions, else numpy; e5: its C engine)
-  and the head in numpy; no PyTorch is imported.
+  and the head in numpy; no PyTorch is imported;
+* a blend of those (:class:`~.blend.BlendTextModel`): each member by its own path above, its TF-IDF
+  member through the graph optimize registered (or exported here), and the weighted average.
 
 Each answer says how many windows of its text were read (``windows``; a text longer than the
 encoder's window is read whole, in overlapping windows) and ``truncated: true`` when it was still cut.
@@ -97,7 +99,9 @@ def _network_session(row: dict[str, Any], native: Any, threads: int) -> tuple[An
 
 def _pipeline_session(ws: Any, row: dict[str, Any], native: TextPipelineModel,
                       threads: int) -> tuple[Any, str, str]:
-    """TF-IDF: its graph (registered, else exported and checked here); a frozen encoder: its engine."""
+    """TF-IDF: its graph (registered, else exported and checked here); a frozen encoder: its engine;
+    a blend: each member's, in a dict by member index (:meth:`.blend.BlendTextModel.member_session`)."""
+    from .blend import BlendTextModel
     from .frozen import FrozenTextModel
 
     if isinstance(native, FrozenTextModel):
@@ -107,6 +111,21 @@ def _pipeline_session(ws: Any, row: dict[str, Any], native: TextPipelineModel,
         reason = f"frozen encoder {native.backbone_} served by {how} + a numpy head, {threads} threads"
         variant = "frozen_onnx" if engine == "onnx" else "native"  # the onnx gauge counts ONNX graphs only
         return native.encoder(threads), variant, f"{why}; {reason}" if why else reason
+    if isinstance(native, BlendTextModel):
+        sessions: dict[int, Any] = {}
+        parts, variant = [], "native"
+        for i, member in enumerate(native.members_):
+            sessions[i], kind, why = _pipeline_session(ws, row, member, threads) if isinstance(member, FrozenTextModel) \
+                else _tfidf_session(ws, row, native, threads)
+            variant = "onnx" if kind == "onnx" else variant
+            parts.append(f"{native.weights_[i]:g} x ({why})")
+        return sessions, variant, "blend of " + " + ".join(parts)
+    return _tfidf_session(ws, row, native, threads)
+
+
+def _tfidf_session(ws: Any, row: dict[str, Any], native: TextPipelineModel, threads: int) -> tuple[Any, str, str]:
+    """The TF-IDF graph (of a TF-IDF model, or of a blend's TF-IDF member): the one optimize
+    registered, else exported and checked here; None (scikit-learn serves) when that fails."""
     recorded = (row.get("formats") or {}).get("onnx")
     path = recorded or str(onnx_path(ws, row["name"], int(row["version"])))
     try:

@@ -53,6 +53,7 @@ from .backbone import (
     texts_of,
     tokenize_windows,
 )
+from .blend import build_blend, choose_blend
 from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
 from .fit import FitJob, _device, _network_for, embed
@@ -92,7 +93,10 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     the same JSON-ready summary as the tabular train stage (``best_family`` is the winning method:
     head | lora | full | tfidf), plus ``backbone`` (configured, the encoders ``tried``, each
     candidate's best ``validation`` score, the encoder ``chosen`` by it, and why) and ``by_script`` (the
-    test metric on the CJK rows and the others). ``warm_start`` (parameter sets, e.g. the champion's,
+    test metric on the CJK rows and the others) and ``blend`` (:func:`.blend.choose_blend`: the best
+    TF-IDF and frozen-encoder trials averaged, its weights, validation score and why it was kept or
+    not; None with fewer than two such candidates; a kept blend is the registered model and the
+    run's ``ensemble``). ``warm_start`` (parameter sets, e.g. the champion's,
     as the retrain stage passes them) are tried first when ``model.search`` is on; sets of another
     method are ignored."""
     from ...data.ingest import ensure_split, load_dataset
@@ -121,11 +125,21 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                                           job=job, on_trial=_trial_logger(tracker, run_id, cfg.metric),
                                           progress=progress)
         choice.update(_compared(cands, summary, chosen["candidate"], cfg.metric, choice))
-        stats = enc_stats.get(choice["chosen"], stats) if chosen["candidate"] != "tfidf" else stats
-        model = cands[chosen["candidate"]].build(
-            chosen["params"], chosen["result"], text_column=text, target=target,
-            description={"text_stats": stats, "augment": parts["augment"], "backbone_choice": choice,
-                         "search_stopped": chosen["stopped"]})
+        blend = choose_blend(cands, summary.trials, metric=cfg.metric, seed=cfg.seed,
+                             best_single=summary.validation_score)
+        kept = bool(blend and blend["kept"])
+        if blend:
+            choice["why"] = f"{choice.get('why', '')}; {blend['why']}".lstrip("; ")
+        stats = enc_stats.get(choice["chosen"], stats) if chosen["candidate"] != "tfidf" or kept else stats
+        description = {"text_stats": stats, "augment": parts["augment"], "backbone_choice": choice,
+                       "search_stopped": chosen["stopped"], "blend": blend}
+        if kept:
+            assert blend is not None
+            model = build_blend(cands, blend, text_column=text, target=target, description=description)
+            summary.validation_score, summary.ensemble = float(blend["validation"]), blend
+        else:
+            model = cands[chosen["candidate"]].build(chosen["params"], chosen["result"], text_column=text,
+                                                     target=target, description=description)
         model.cleaning_plan_ = cleaning_plan(ws, row)
         summary.model = model
         evaluation = evaluate_model(model, parts["test"], target=target, task=model.task)
@@ -136,7 +150,7 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
         version = int(tracker.log_model(run_id, model, name=cfg.name))
     result = record_model(ws, row, run_id, version, model, summary, evaluation, model.task, kind, started,
                           parts["test"], register_as_production, family="text")
-    return {**result, "backbone": choice, "search_stopped": chosen["stopped"],
+    return {**result, "backbone": choice, "search_stopped": chosen["stopped"], "blend": blend,
             "by_script": by_script(model, parts["test"], text, target, cfg.metric)}
 
 
@@ -260,10 +274,18 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
     networks = [n for n in choice["tried"] if n not in FROZEN]
     started = time.monotonic()
     for i, name in enumerate(choice["tried"]):
-        if i and budget is not None and time.monotonic() - started > budget / 2:
+        spent = time.monotonic() - started
+        if i and budget is not None and spent > budget / 2:
             choice.setdefault("skipped", {})[name] = (f"embedding the encoders before it took "
-                                                      f"{time.monotonic() - started:.0f} s of train.budget {budget:g} s")
+                                                      f"{spent:.0f} s of train.budget {budget:g} s")
             continue
+        if i and budget is not None and name in FROZEN and not _frozen_cache(ws, row["id"], name).is_file():
+            guess, probe = _embedding_seconds(name, texts_of(df, text))
+            if spent + guess > budget / 2:
+                choice.setdefault("skipped", {})[name] = (
+                    f"embedding its {len(df)} texts would take ~{guess:.0f} s (timed on {probe} of them) after "
+                    f"{spent:.0f} s spent embedding: over half of train.budget {budget:g} s")
+                continue
         own = settings.model_copy(update={"backbone": name})
         enc_stats[name] = dict(stats)
         if name in FROZEN:
@@ -309,6 +331,28 @@ def _compared(cands: dict[str, Any], summary: Any, winner: str, metric: str, cho
     return out
 
 
+def _frozen_cache(ws: Any, dataset_id: str, backbone: str) -> Path:
+    """Where the pooled embeddings of every row of a dataset version by a frozen encoder are kept."""
+    from .encoders import default_engine, frozen_encoder
+
+    engine = default_engine(backbone)
+    w = frozen_encoder(backbone, engine).window
+    return _cache_dir(ws) / f"femb-{dataset_id}-{backbone}-{engine}-{w.unit}{w.size}-{w.overlap}.npz"
+
+
+def _embedding_seconds(backbone: str, texts: list[str], probe: int = 8) -> tuple[float, int]:
+    """(seconds to embed every text, texts timed): ``probe`` texts spread over the set, timed once
+    the engine is loaded, scaled to all (e5's C engine can take ~1 s a text on a busy machine)."""
+    from .encoders import default_engine, frozen_encoder
+
+    enc = frozen_encoder(backbone, default_engine(backbone))
+    sample = texts[:: max(1, len(texts) // probe)][:probe]
+    enc.embed(["warm up"])
+    t0 = time.monotonic()
+    enc.embed_pooled(sample)
+    return (time.monotonic() - t0) / max(1, len(sample)) * len(texts), len(sample)
+
+
 def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any],
                      text: str, backbone: str) -> tuple[str, dict[str, np.ndarray]]:
     """Pooled embeddings of the fit (+ augmented) and validation rows, cached per dataset version."""
@@ -318,7 +362,7 @@ def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str
     engine = default_engine(backbone)
     enc = frozen_encoder(backbone, engine)
     w = enc.window
-    path = _cache_dir(ws) / f"femb-{dataset_id}-{backbone}-{engine}-{w.unit}{w.size}-{w.overlap}.npz"
+    path = _frozen_cache(ws, dataset_id, backbone)
     if path.is_file():
         with np.load(path) as z:
             rows, emb, windows, cut = z["row_id"], z["emb"], z["windows"], z["truncated"]

@@ -109,17 +109,23 @@ class TextVariantBuilder:
 
     # ---- steps -------------------------------------------------------------------------------
     def _pipeline(self, name: str) -> TextVariant:
-        """TF-IDF: its skl2onnx graph (``onnx``) and nothing else; a frozen encoder: none (its encoder
-        runs in its own engine, the USE one an ONNX graph already)."""
+        """TF-IDF: its skl2onnx graph (``onnx``) and nothing else; a blend: its TF-IDF member's graph
+        (the other members run in their engines); a frozen encoder: none (its encoder runs in its own
+        engine, the USE one an ONNX graph already)."""
+        from .blend import BlendTextModel
         from .classical import TfidfTextModel
 
         teacher = self.teacher
-        if not isinstance(teacher, TfidfTextModel):
+        if isinstance(teacher, BlendTextModel) and teacher.tfidf_member() is None:
+            raise SkipVariant("this blend has no TF-IDF member: its encoders run in their own engines; "
+                              "there is no graph to build")
+        if not isinstance(teacher, (TfidfTextModel, BlendTextModel)):
             raise SkipVariant(f"a frozen {teacher.backbone_} model is served by its encoder's engine "
                               f"({teacher.engine_}) and a numpy head; there is no graph to build")
         if name != "onnx":
-            raise SkipVariant("a TF-IDF + logistic regression model has one graph (onnx): no int8 weights "
-                              "to quantize, no network to prune or distil")
+            what = "TF-IDF + logistic regression" if isinstance(teacher, TfidfTextModel) else "blend"
+            raise SkipVariant(f"a {what} model has one graph (onnx), a TF-IDF one: no int8 weights to quantize, "
+                              "no network to prune or distil")
         path = self.folder / "model.onnx"
         try:
             teacher.export_onnx(path)

@@ -67,6 +67,8 @@ def test_images_are_scored_on_backbone_features_served_as_offline(tmp_path: Path
     used = summary["features"]["used"]
     assert used[0] == "embedding" and "brightness" in used and "width" not in used  # constant: left out
     assert {d["detector"] for d in summary["detectors"]} == {"knn", "lof"}  # images' default
+    page = Path(summary["report"]).read_text(encoding="utf-8")  # the top anomalies show their images
+    assert "<th>image</th>" in page and 'src="data:image/jpeg;base64,' in page
     ws = Project.load(root / "modelloop.yaml").workspace
     row = ws.catalog.get_model("parts", 1)
     model = load_model(ws, row)

@@ -39,6 +39,16 @@ def histogram_svg(scores: np.ndarray, threshold: float, width: int = 640, height
             f'<text x="{width / 2 - 60:.0f}" y="{height - 8}" font-size="11">score (log count)</text></svg>')
 
 
+def _thumbnail(image: str) -> str:
+    """An image row's thumbnail (the image family's, ``anomaly.backbone``), or none when it does not decode."""
+    from ..image.report import thumbnail_src
+
+    try:
+        return thumbnail_src(image)
+    except Exception:  # a row whose bytes do not decode is still listed, without its picture
+        return ""
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -65,11 +75,13 @@ def anomaly_report_html(df: pd.DataFrame, scores: np.ndarray, answers: list[dict
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_cell(v) if v is not None else 'n/a'}</td></tr>"
                    for k, v in metrics.items()) or "<tr><td>no labelled rows: no figures</td></tr>"
     order = np.argsort(-s, kind="stable")[:TOP_ROWS]
+    images = "image" in df.columns and df["image"].map(lambda v: isinstance(v, str) and len(v) > 64).all()
     top = []
     for i in order.tolist():
         reasons = "; ".join(f"{html.escape(str(r['feature']))} = {html.escape(json.dumps(r['value'], default=str))} "
                             f"({r['contribution']:.2f})" for r in answers[i]["reasons"]) or "-"
-        top.append(f"<tr><td>{i}</td><td>{s[i]:.4f}</td><td>{'yes' if answers[i]['is_anomaly'] else 'no'}</td>"
+        seen = f'<td><img src="{_thumbnail(df["image"].iloc[i])}" alt="row {i}" width="96"></td>' if images else ""
+        top.append(f"<tr><td>{i}</td>{seen}<td>{s[i]:.4f}</td><td>{'yes' if answers[i]['is_anomaly'] else 'no'}</td>"
                    f"<td>{reasons}</td></tr>")
     about = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in context.items())
     flagged = float(np.mean(s > threshold)) if len(s) else 0.0
@@ -82,5 +94,5 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}</style></head><bo
 <h2>Figures on labelled rows</h2><table>{rows}</table>
 <h2>Score distribution and threshold</h2>{histogram_svg(s, threshold)}
 <h2>Top {len(order)} anomalies and their reasons</h2>
-<table><tr><th>row</th><th>score</th><th>flagged</th><th>reasons (feature = value (share of deviation))</th></tr>
+<table><tr><th>row</th>{'<th>image</th>' if images else ''}<th>score</th><th>flagged</th><th>reasons (feature = value (share of deviation))</th></tr>
 {''.join(top)}</table></body></html>"""

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ...data.images import IMAGE_COLUMN, PATH_COLUMN, decode_base64, decode_image
 
-__all__ = ["GALLERY_MAX", "misclassified_gallery", "render_image_report"]
+__all__ = ["GALLERY_MAX", "misclassified_gallery", "render_image_report", "thumbnail_src"]
 
 GALLERY_MAX = 48  # misclassified images shown, most confidently wrong first
 _THUMB = 112
@@ -50,7 +50,7 @@ def misclassified_gallery(df: pd.DataFrame, y: np.ndarray, proba: np.ndarray, cl
         return head + '\n<p class="note">Every test image was classified correctly.</p>'
     cards = []
     for i in order:
-        src = _thumbnail(df[IMAGE_COLUMN].iloc[i])
+        src = thumbnail_src(df[IMAGE_COLUMN].iloc[i])
         where = html.escape(str(df[PATH_COLUMN].iloc[i])) if PATH_COLUMN in df else ""
         true, guess = html.escape(str(classes[int(y[i])])), html.escape(str(classes[int(pred[i])]))
         cards.append(f'<figure class="thumb"><img src="{src}" alt="{where}" width="{_THUMB}">'
@@ -61,7 +61,8 @@ def misclassified_gallery(df: pd.DataFrame, y: np.ndarray, proba: np.ndarray, cl
     return f'{head}\n{style}\n<div class="gallery">{"".join(cards)}</div>'
 
 
-def _thumbnail(image: Any) -> str:
+def thumbnail_src(image: Any) -> str:
+    """A ``data:`` URL of a small JPEG of a base64 image (for an ``<img src>`` of a self-contained page)."""
     img = decode_image(decode_base64(str(image)))
     img.thumbnail((_THUMB, _THUMB))
     buf = io.BytesIO()

@@ -10,7 +10,8 @@ shared driver), ``estimator`` (``TextModel.fit``), ``model`` (:class:`TextModel`
 ``compress`` (pruned and distilled students), ``variants`` (what optimize builds), ``stage`` (the train
 stage: data, caches, search, registration) and ``serve`` (the served object); beside them ``encoders``
 (frozen multilingual encoders, windows, ``auto``), ``pipeline`` (the base of the non-PyTorch models),
-``classical`` (TF-IDF), ``frozen`` (frozen encoder + head) and ``candidates`` (what a search chooses from).
+``classical`` (TF-IDF), ``frozen`` (frozen encoder + head), ``candidates`` (what a search chooses from) and
+``blend`` (the TF-IDF and frozen-encoder candidates averaged, kept when it beats them on validation).
 """
 
 from __future__ import annotations

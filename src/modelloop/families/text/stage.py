@@ -298,6 +298,8 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
             key = "encoder" if len(networks) == 1 else f"encoder:{name}"
             cands[key] = EncoderCandidate(job, name=key, backbone=name)
     choice["tried"] = [n for n in choice["tried"] if n in enc_stats]
+    for name, why in choice.get("skipped", {}).items():  # the summary prints `why`: say it was not compared after all
+        choice["why"] = f"{choice['why']}; {name} skipped: {why}"
     stats.update(enc_stats[choice["tried"][0]])
     if settings.classical:
         cands["tfidf"] = TfidfCandidate(**common, settings=settings,  # type: ignore[arg-type]

@@ -136,13 +136,15 @@ def predict(config: str = ConfigOpt,
             out_file: str = typer.Option(..., "--out", help="where to write them with the model's answers "
                                                             "(.csv, .parquet or .jsonl)"),
             model: str | None = typer.Option(None, "--model", help="NAME:VERSION, NAME@ALIAS or VERSION"),
+            engine: str = typer.Option("local", "--engine", help="local | ray (chunks scored by Ray workers of "
+                                                               "compute.address)"),
             as_json: bool = JsonOpt) -> None:
     """Score a file with a model (production by default), as the API would; the input's columns are kept."""
     from .ui import render_predict, rows_progress
 
     project = _project(config)
     with rows_progress("predict") as progress:
-        res = project.predict(data, out_file, model=model, progress=progress)
+        res = project.predict(data, out_file, model=model, progress=progress, engine=engine)
     _emit(res, as_json, render_predict)
 
 

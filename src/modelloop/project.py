@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_CONFIG_NAME, Config, load_config
+from .errors import ConfigError
 from .workspace import Workspace
 
 __all__ = ["Project"]
@@ -56,8 +57,15 @@ class Project:
         return evaluate(self.workspace, model=model, data=data)
 
     def predict(self, data: str | Path, out: str | Path, *, model: str | None = None,
-                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        """Batch prediction: every row of ``data`` scored by the served object into ``out``."""
+                progress: Callable[[int], None] | None = None, engine: str = "local") -> dict[str, Any]:
+        """Batch prediction: every row of ``data`` scored by the served object into ``out``; ``engine="ray"``
+        scores its chunks on Ray workers of ``compute.address``'s cluster."""
+        if engine == "ray":
+            from .serving.ray_predict import predict_file_on_ray
+
+            return predict_file_on_ray(self.workspace, data, out, model=model, progress=progress)
+        if engine != "local":
+            raise ConfigError(f"predict --engine: must be local or ray, got {engine!r}")
         from .serving.batch import predict_file
 
         return predict_file(self.workspace, data, out, model=model, progress=progress)

@@ -22,11 +22,15 @@ import pandas as pd
 from ..errors import DataError
 from ..workspace import Workspace
 
-__all__ = ["FORMATS", "predict_file"]
+__all__ = ["FORMATS", "ChunkMapper", "predict_file", "score_chunk"]
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
            ".ndjson": "jsonl"}
 CHUNK_ROWS = 20_000
+
+# Scores (offset, chunk) pairs, in order, into (scored chunk, added columns): in this process by default;
+# ``serving.ray_predict`` fans them out to Ray workers (``modelloop predict --engine ray``).
+ChunkMapper = Callable[[Any, Iterator[tuple[int, pd.DataFrame]]], Iterator[tuple[pd.DataFrame, list[str]]]]
 
 
 def _format(path: Path, what: str) -> str:
@@ -91,14 +95,16 @@ class _Writer:
 
 
 def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str | None = None,
-                 chunk_rows: int = CHUNK_ROWS, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 chunk_rows: int = CHUNK_ROWS, progress: Callable[[int], None] | None = None,
+                 map_chunks: ChunkMapper | None = None) -> dict[str, Any]:
     """Score every row of ``data`` with ``model`` (production by default) into ``out``.
 
     Returns ``{"model", "data", "out", "rows", "columns", "variant", "seconds"}`` (and ``failed``, the rows
     a family's reader marked in an ``error`` column). A row the server would refuse stops the run with a
     DataError naming the row and the field; nothing is written. A family that reads its own kind of input
     (the image family: a folder of images, a table of image paths) gives the scored frames through its
-    optional ``predict_frames(runtime, src, chunk_rows)`` hook instead.
+    optional ``predict_frames(runtime, src, chunk_rows)`` hook instead. ``map_chunks`` scores the
+    chunks elsewhere (Ray workers), in order; the file is still read and written here.
     """
     from ..families import family_of
     from .runtime import load_runtime
@@ -117,7 +123,7 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     elif src.is_dir():
         raise DataError(f"--data: {src} is a folder; this model scores a file ({', '.join(sorted(FORMATS))})")
     else:
-        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows)
+        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks)
     writer, rows, added, failed = _Writer(dst, kind_out), 0, [], None
     try:
         for frame, added in frames:
@@ -136,26 +142,42 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
             "seconds": round(time.time() - started, 2), **({"failed": failed} if failed is not None else {})}
 
 
-def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, list[str]]]:
+def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int,
+                   map_chunks: ChunkMapper | None = None) -> Iterator[tuple[pd.DataFrame, list[str]]]:
     """The input's chunks with the model's columns added, validated as the server validates a body."""
     schema, validator = runtime.request_schema, runtime.validator
     texts = {c: str for c, k in schema.columns.items() if k in ("categorical", "text", "datetime", "identifier")}
-    rows = 0
-    for chunk in _chunks(src, kind_in, texts, chunk_rows):
-        missing = [c for c in validator.features if c not in chunk.columns]
-        if missing:
-            raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "
-                            f"{', '.join(validator.features[:20])}")
-        sent = [c for c in chunk.columns if c in validator.allowed]
-        body = b'{"records":' + _numbers(chunk[sent], schema, rows).to_json(
-            orient="records", date_format="iso").encode() + b"}"
-        try:
-            records = validator.validate_json(body)
-        except ValueError as exc:  # ValidationProblem: records[i] -> the file's row number
-            raise DataError(_row_message(str(exc), rows)) from None
-        columns = runtime.head.columns(runtime.score_records(records)[0])
-        rows += len(chunk)
-        yield chunk.assign(**columns), [c for c in columns if c not in chunk.columns] or list(columns)
+
+    def numbered() -> Iterator[tuple[int, pd.DataFrame]]:
+        rows = 0
+        for chunk in _chunks(src, kind_in, texts, chunk_rows):
+            missing = [c for c in validator.features if c not in chunk.columns]
+            if missing:
+                raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "
+                                f"{', '.join(validator.features[:20])}")
+            yield rows, chunk
+            rows += len(chunk)
+
+    if map_chunks is not None:
+        yield from map_chunks(runtime, numbered())
+        return
+    for offset, chunk in numbered():
+        yield score_chunk(runtime, chunk, offset)
+
+
+def score_chunk(runtime: Any, chunk: pd.DataFrame, offset: int) -> tuple[pd.DataFrame, list[str]]:
+    """One chunk (its first row is the file's row ``offset + 1``) with the model's columns added, and their
+    names; a row the server would refuse is a DataError naming the file's row and the field."""
+    schema, validator = runtime.request_schema, runtime.validator
+    sent = [c for c in chunk.columns if c in validator.allowed]
+    body = b'{"records":' + _numbers(chunk[sent], schema, offset).to_json(
+        orient="records", date_format="iso").encode() + b"}"
+    try:
+        records = validator.validate_json(body)
+    except ValueError as exc:  # ValidationProblem: records[i] -> the file's row number
+        raise DataError(_row_message(str(exc), offset)) from None
+    columns = runtime.head.columns(runtime.score_records(records)[0])
+    return chunk.assign(**columns), [c for c in columns if c not in chunk.columns] or list(columns)
 
 
 def _numbers(frame: pd.DataFrame, schema: Any, offset: int) -> pd.DataFrame:

@@ -105,3 +105,31 @@ def _end_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def linear_project(root: Path, serve: dict | None = None, compute: dict | None = None) -> Any:
+    """A project of the toy table (tests/toy.py) ingested, two linear versions registered (v1 production)."""
+    from toy import RAW_CONFIG, make_table, register_linear
+
+    from modelloop.config import parse_config
+    from modelloop.project import Project
+    from modelloop.registry import promote
+
+    root.mkdir(parents=True, exist_ok=True)
+    make_table(300).to_csv(root / "data.csv", index=False)
+    raw = {**RAW_CONFIG, "serve": serve or {}, "compute": compute or {}}
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(raw))
+    project = Project(parse_config(raw, root=root))
+    project.ingest()
+    assert register_linear(project.workspace) == 1 and register_linear(project.workspace) == 2
+    promote(project.workspace, "toy:1")
+    return project
+
+
+def table_records(n: int = 8) -> list[dict]:
+    """JSON records of the toy table (no target), as a client sends them."""
+    from toy import make_table
+
+    df = make_table(n, seed=1).drop(columns=["y"])
+    return [{k: (None if v != v else v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+            for r in df.to_dict(orient="records")]

@@ -19,9 +19,9 @@ import httpx
 import pytest
 import yaml
 from clirun import cli
-from jobs_toy import make_project, ray_head, wait_for
+from jobs_toy import linear_project, make_project, ray_head, table_records, wait_for
 from servers import free_port, running, wait_ready
-from toy import RAW_CONFIG, make_table, register_linear
+from toy import RAW_CONFIG
 
 from modelloop.config import parse_config
 from modelloop.project import Project
@@ -31,25 +31,6 @@ from modelloop.serving.launch import build_app, worker_env
 from modelloop.serving.ray_serve import Replica, deployment_options
 
 KEY = "ray-test-key"
-
-
-def _project(root, serve: dict | None = None, compute: dict | None = None) -> Project:
-    """The toy table ingested, two linear versions registered (v1 production)."""
-    root.mkdir(parents=True, exist_ok=True)
-    make_table(300).to_csv(root / "data.csv", index=False)
-    raw = {**RAW_CONFIG, "serve": serve or {}, "compute": compute or {}}
-    (root / "modelloop.yaml").write_text(yaml.safe_dump(raw))
-    project = Project(parse_config(raw, root=root))
-    project.ingest()
-    assert register_linear(project.workspace) == 1 and register_linear(project.workspace) == 2
-    promote(project.workspace, "toy:1")
-    return project
-
-
-def _records(n: int = 8) -> list[dict]:
-    df = make_table(n, seed=1).drop(columns=["y"])
-    return [{k: (None if v != v else v.item() if hasattr(v, "item") else v) for k, v in r.items()}
-            for r in df.to_dict(orient="records")]
 
 
 def test_a_replica_builds_the_servers_app_with_its_keys_and_secret(tmp_path, monkeypatch):
@@ -73,7 +54,7 @@ def test_a_replica_builds_the_servers_app_with_its_keys_and_secret(tmp_path, mon
         # the replica's startup waited for the first load: its first answer already has the load's outcome
         ready = c.get("/v1/ready")
         assert ready.status_code == 503 and "has no model yet" in ready.text, ready.text
-        body = {"records": _records(3)}
+        body = {"records": table_records(3)}
         assert c.post("/v1/predict", json=body).status_code == 401
         assert c.post("/v1/predict", json=body, headers={"Authorization": "Bearer other"}).status_code == 401
         r = c.post("/v1/predict", json=body, headers={"Authorization": f"Bearer {KEY}"})
@@ -124,7 +105,7 @@ def test_two_ray_serve_replicas_answer_with_the_local_contract_and_swap_on_promo
     pytest.importorskip("ray.serve")
     port = free_port()
     with ray_head(cpus=2) as (address, env):
-        project = _project(tmp_path / "p", serve={"port": port, "engine": "ray", "min_replicas": 2,
+        project = linear_project(tmp_path / "p", serve={"port": port, "engine": "ray", "min_replicas": 2,
                                                   "max_replicas": 2, "reload_poll_seconds": 0.2},
                            compute={"address": address})
         ws = project.workspace
@@ -134,14 +115,14 @@ def test_two_ray_serve_replicas_answer_with_the_local_contract_and_swap_on_promo
         url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {KEY}"}
         try:
             wait_ready(url, timeout=150, proc=proc)
-            assert httpx.post(f"{url}/v1/predict", json={"records": _records(1)}, timeout=30).status_code == 401
+            assert httpx.post(f"{url}/v1/predict", json={"records": table_records(1)}, timeout=30).status_code == 401
             seen, errors = asyncio.run(_promote_under_load(url, auth, ws))
             assert not errors, errors[:5]
             versions = [v for _, v in seen]
             assert versions[0] == 1 and versions[-40:] == [2] * 40, versions[-60:]
             # an id issued by either replica is taken by whichever answers the feedback (one secret)
             with httpx.Client(base_url=url, headers=auth, timeout=30) as c:
-                ids = [p["request_id"] for p in c.post("/v1/predict", json={"records": _records(8)}).json()
+                ids = [p["request_id"] for p in c.post("/v1/predict", json={"records": table_records(8)}).json()
                        ["predictions"]]
                 codes = [c.post("/v1/feedback", json={"request_id": i, "label": 1}).status_code for i in ids]
             assert codes == [201] * 8, codes
@@ -168,7 +149,7 @@ async def _promote_under_load(url: str, auth: dict, ws) -> tuple[list, list]:
     seen: list[tuple[float, int]] = []
     errors: list = []
     stop = asyncio.Event()
-    records = _records(8)
+    records = table_records(8)
 
     async def client(k: int, c: httpx.AsyncClient) -> None:
         while not stop.is_set():

@@ -249,7 +249,8 @@ class WindowHistory:
     With a ``catalog`` (the served runtime's), the records are kept in its ``anomaly_window`` table under
     the model ``name``, each once by its content's digest (a record sent twice counts once), and ``load``
     reads back the ones a frame's records are counted against: a restarted server, and every worker of
-    one, count the same records. Without one (offline), only in this object's memory."""
+    one, count the records kept before (two batches scored at the same moment by two workers do not see
+    each other: each worker's lock is its own). Without one (offline), only in this object's memory."""
 
     def __init__(self, encoder: TableEncoder, catalog: Any = None, name: str | None = None):
         self.encoder, self.catalog, self.name = encoder, catalog, name

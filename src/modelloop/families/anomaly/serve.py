@@ -3,7 +3,8 @@ on the validated records (no ONNX graph: ECOD/COPOD tails and kNN distances read
 A model with a time window column replays it: the scorer keeps the records it scored after the training
 rows in the catalog's ``anomaly_window`` table (``features.WindowHistory``, one window back, each record
 once by its digest) and counts each new record against the ones kept there: a restarted server, and
-every worker of one, count the same records."""
+every worker of one, count the records kept before (batches scored at the same moment by two workers
+do not see each other)."""
 
 from __future__ import annotations
 

@@ -317,12 +317,18 @@ def jobs_submit(command: list[str] = typer.Argument(..., help="the modelloop com
 
 @jobs_app.command("list")
 def jobs_list(state: list[str] | None = typer.Option(None, "--state", help="only these states, repeatable"),
+              watch: float | None = typer.Option(None, "--watch", min=0.2, help="redraw every N seconds while a "
+                                                 "job is queued or running (running jobs' progress bars)"),
               config: str = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Queued, running, preempted and finished jobs, with waits and predicted durations."""
     from .compute.jobs import list_jobs
-    from .compute.show import render_jobs
+    from .compute.show import render_jobs, watch_jobs
 
-    res = list_jobs(_project(config).workspace, state or None)
+    ws = _project(config).workspace
+    if watch is not None and not as_json:
+        watch_jobs(lambda: list_jobs(ws, state or None), out, every=watch)
+        return
+    res = list_jobs(ws, state or None)
     if as_json:
         sys.stdout.write(json.dumps(_finite(res), default=str) + "\n")
     else:

@@ -55,8 +55,10 @@ def url(ui_project, ui_traffic):
 
 def test_ui_browser_overview_links_and_language(page, url, tmp_path: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 400})
+    page.goto(url + "/monitoring")                                    # the Overview shows its last alerts
     page.goto(url + "/")
     assert page.locator("h1").inner_text() == "Overview"
+    assert "amount" in page.locator("#stage-monitoring").inner_text()
     page.screenshot(path=str(tmp_path / "overview.png"))              # docs/img/ui-overview.png is one
     for stage, heading in (("Data", "Data"), ("Model", "Models"), ("Serving", "Serving"),
                            ("Monitoring", "Monitoring"), ("Feedback", "Retrains")):

@@ -59,6 +59,10 @@ def test_ui_models_compare_two_versions(ui_project) -> None:
         assert missing.status_code == 404 and "model version &#39;99&#39; does not exist; allowed: 1, 2" in missing.text
         assert c.get("/models/compare?a=x&b=1").status_code == 400
         assert "比较两个版本" in c.get("/models/compare?lang=zh-CN").text
+        prod = ui_project.status()["production"]["version"]
+        other = next(v for v in models if v != prod)
+        link = f'href="/models/compare?a={prod}&amp;b={other}"'
+        assert link in c.get("/models?lang=en").text                  # each other version vs production
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,10 @@ def test_ui_monitoring_drift_by_day_alerts_labels_and_coverage(client, ui_projec
     ws.catalog.add_feedback("traffic-0-3", 1, source="api")
     again = {(r[0], r[1]): r for r in _table(client.get("/monitoring").text, "live")}
     assert again[(f"toy:{prod}", "all")][4] == str(LABELLED_YESTERDAY + 2)
-    assert client.get("/?lang=en").text.count(f"{LABELLED_YESTERDAY + 2} labels") == 1
+    overview = client.get("/?lang=en").text
+    stage = re.search(r'<li class="stage (\w+)" id="stage-monitoring">(.*?)</li>', overview, re.S)
+    assert stage.group(1) == "bad" and f"{LABELLED_YESTERDAY + 2} labels" in stage.group(2)
+    assert f"Alerts fired: <b>{len(alerts)}</b>" in stage.group(2) and "amount" in stage.group(2)
     zh = client.get("/monitoring?lang=zh-CN").text
     assert "已触发的告警" in zh and "每日标签覆盖率" in zh
 

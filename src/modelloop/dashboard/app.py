@@ -44,7 +44,7 @@ from .compare import diff_datasets, diff_models
 from .i18n import LANGS, pick_lang, strings
 from .lineage import deployment_history, lineage_svg
 from .queries import RANGES, TrafficRollup
-from .views import DriftCache, labels_by_version, monitoring_view, server_figures, serving_view, warm_up
+from .views import DriftCache, labels_by_version, last_alerts, monitoring_view, server_figures, serving_view, warm_up
 
 __all__ = ["create_app"]
 
@@ -200,7 +200,8 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
         day = rollup.traffic(project.workspace.catalog, cfg.name, since, "day", now)["buckets"]
         labels = sum(labels_by_version(project, drift_cache).values())
         return render(request, "overview.html", status=status, latest=latest, prod=prod_model,
-                      requests_24h=sum(b["requests"] for b in day.values()), labels=labels)
+                      requests_24h=sum(b["requests"] for b in day.values()), labels=labels,
+                      alerts=last_alerts(project, drift_cache))
 
     @app.get("/models", response_class=HTMLResponse)
     def models(request: Request, done: str | None = None) -> Response:

@@ -34,7 +34,7 @@ from .queries import (RANGES, TrafficRollup, buckets, day_requests, label_covera
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DriftCache", "labels_by_version", "monitoring_view", "serving_view", "server_figures", "warm_up"]
+__all__ = ["DriftCache", "labels_by_version", "last_alerts", "monitoring_view", "serving_view", "server_figures", "warm_up"]
 
 DRIFT_DAYS = 7               # the heat map's columns: today and the six days before
 DRIFT_DAY_ROWS = 1000        # a day's latest requests compared (at most monitor.window)
@@ -172,6 +172,13 @@ def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -
                       lambda: live_metrics(ws, latest_labeled(ws.catalog, name, limit), windows))
 
 
+def last_alerts(project: Project, cache: DriftCache) -> dict[str, Any] | None:
+    """The alerts of the Monitoring page's last computation (the Overview shows them without computing
+    drift; None until Monitoring or the warm-up ran)."""
+    found: dict[str, Any] | None = cache.get(("alerts", project.config.name))
+    return found
+
+
 def labels_by_version(project: Project, cache: DriftCache) -> dict[int, int]:
     """Labels per model version: the labels that arrived since the last count are joined and added."""
     cat, name = project.workspace.catalog, project.config.name
@@ -212,6 +219,8 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
                 for d in days]
     windows = cfg.monitor.metric_windows
     live = _live(project, cache, max(windows, default=1000), windows)
+    cache.put(("alerts", cfg.name), {"at": utcnow().isoformat(timespec="seconds"), "count": len(alerts),
+                                     "features": sorted({a["feature"] for a in alerts})})
     return {"model": model_row, "days": [d.isoformat() for d in days], "drift_rows": names,
             "drift_counts": {d.isoformat(): per_day[d]["n"] for d in per_day},
             "heat_map": heat_map(names, cols, cells, title=t["drift_by_day"]) if names else None,

@@ -12,8 +12,9 @@ through its Engine, as 8 concurrent HTTP clients would. Reports tokens/s (genera
 time to the first token (TTFT; for the peer's batch-1 runs: a 1-token ``generate``), the most sequences one
 modelloop step decoded, and the ratios modelloop / transformers.
 
-``--variant int8_dynamic`` serves the network as ``modelloop optimize``'s int8 variant loads it (PyTorch
-dynamic int8 Linear layers, ``GenerativeModel._build``) against the same fp32 peer, and prints how many of
+``--variant int8_dynamic`` serves the network as ``modelloop optimize``'s int8 variant loads it (smoothed
+on 32 assistant-example rows, then PyTorch dynamic int8 Linear layers: ``quantize.py``) against the same
+fp32 peer, and prints how many of
 its greedy answers equal the fp32 network's. (A fine-tuned model's ``merged`` variant decodes with the same
 network the native model builds on load: its speed is the native one.)
 
@@ -58,6 +59,39 @@ class _Model:
         return self.net
 
 
+def _assistant_examples(tok: Any, *, calibration: bool) -> tuple[list, list]:
+    """Token ids and labels of 48 assistant-example rows (perplexity), or of 32 others (int8 calibration)."""
+    from modelloop.examples.assistant import generate_assistant
+    from modelloop.families.generative.data import Shape, encode_examples, examples_of
+
+    rows = generate_assistant(320)
+    checked = rows.sample(n=48, random_state=0)
+    rows = rows.drop(index=checked.index).sample(n=32, random_state=1) if calibration else checked
+    ids, labels, _ = encode_examples(tok, examples_of(rows, Shape("pairs", "prompt", "completion"), tok), 256)
+    return ids, labels
+
+
+def _int8(tok: Any, net: Any) -> Any:
+    """The network as ``modelloop optimize``'s int8 variant serves it: smoothed on 32 rows of the assistant
+    example (its completions, not these prompts), then dynamic int8 (``quantize.py``)."""
+    from modelloop.families.generative.quantize import activation_maxima, int8_dynamic, smooth
+
+    ids, labels = _assistant_examples(tok, calibration=True)
+    smooth(net, activation_maxima(net, ids, labels, int(tok.pad_token_id or 0)))
+    return int8_dynamic(net)
+
+
+def _perplexity(tok: Any, net: Any) -> float:
+    """Perplexity of 48 assistant-example completions (other rows than the smoothing's 32)."""
+    import math
+
+    from modelloop.families.generative.sequences import sequence_nll
+
+    ids, labels = _assistant_examples(tok, calibration=False)
+    nll, n = sequence_nll(net, ids, labels, int(tok.pad_token_id or 0), "cpu")
+    return math.exp(nll / n)
+
+
 def ours(engine: Any, ids: list[int], max_tokens: int) -> tuple[int, float, float]:
     t0, first, n = time.perf_counter(), None, 0
     for step in engine.stream(ids, max_tokens=max_tokens, temperature=0.0, top_p=1.0, seed=None, stop=()):
@@ -98,21 +132,23 @@ def main() -> None:
     tok, net = _load(args.model)
     prompts = [_ids(tok, p) for p in (PROMPTS * 4)[: args.prompts]]
     served = net
-    agreement = None
+    agreement = change = None
     if args.variant == "int8_dynamic":
         from modelloop.families.generative.generate import decode_stream
-        from modelloop.families.generative.model import _int8_dynamic
 
-        served = _int8_dynamic(_load(args.model)[1])
+        served = _int8(tok, _load(args.model)[1])
         greedy = [[s.token for s in decode_stream(m, tok, ids, max_new_tokens=args.max_tokens)]
                   for m in (net, served) for ids in prompts]
         agreement = sum(a == b for a, b in zip(greedy[:len(prompts)], greedy[len(prompts):], strict=True))
         print(f"int8_dynamic: {agreement} of {len(prompts)} greedy answers equal the fp32 network's")
+        change = _perplexity(tok, served) / _perplexity(tok, net) - 1
+        print(f"int8_dynamic: perplexity of 48 assistant completions {change:+.2%} against fp32", flush=True)
     engine = Engine(_Model(tok, served))
     ours(engine, prompts[0], 4)  # warm-up
     peer(net, tok, [prompts[0]], 4)
     result: dict[str, Any] = {"model": args.model, "max_tokens": args.max_tokens, "threads": args.threads,
-                              "variant": args.variant, "int8_same_greedy_answers": agreement}
+                              "variant": args.variant, "int8_same_greedy_answers": agreement,
+                              "int8_perplexity_change": change}
     # batch 1: prompt by prompt, alternating ours and the peer
     o_tok = o_s = p_tok = p_s = 0.0
     o_ttft, p_ttft = [], []

@@ -113,7 +113,7 @@ def _check_variants(ws, model, summary) -> None:
     checks = int8.model.describe()["variant"]["checks"]
     assert checks["perplexity_change"] <= PERPLEXITY_BUDGET
     assert checks["perplexity"] == pytest.approx(perplexity(*int8.model.nll(train.sample(n=16, random_state=0))))
-    from modelloop.families.generative.model import FP32_LINEAR
+    from modelloop.families.generative.quantize import FP32_LINEAR
 
     for name, m in int8.model.network().named_modules():  # int8 except the layers kept fp32
         if name.endswith(("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")):

@@ -110,13 +110,18 @@ class GenerativeModel:
         if self.method_ == "lora" and merged:
             net = net.merge_and_unload()
         if getattr(self, "quantized_", None) == "int8_dynamic":
-            net = _int8_dynamic(net)
+            from .quantize import int8_dynamic
+
+            net = int8_dynamic(net)
         return net.eval()
 
-    def variant(self, kind: str) -> GenerativeModel:
+    def variant(self, kind: str, calibration: pd.DataFrame | None = None) -> GenerativeModel:
         """This model as ``modelloop optimize`` builds it (``variants.py``): ``merged`` (the adapters merged
-        into the base, stored as every weight) or ``int8_dynamic`` (merged, and its Linear layers
-        quantized to int8 when loaded)."""
+        into the base, stored as every weight) or ``int8_dynamic`` (merged, smoothed for int8 on
+        ``calibration``'s examples when given, and its Linear layers quantized to int8 when loaded:
+        ``quantize.py``)."""
+        import copy
+
         from safetensors.torch import save
 
         if kind not in ("merged", "int8_dynamic") or getattr(self, "quantized_", None) is not None:
@@ -124,10 +129,20 @@ class GenerativeModel:
         out = GenerativeModel(self.settings)
         out.__setstate__(self.__getstate__())
         net = self.network()
+        variant: dict[str, Any] = {"name": kind}
+        if kind == "int8_dynamic" and calibration is not None and len(calibration):
+            from .quantize import SMOOTH_ALPHA, activation_maxima, smooth
+
+            ids, labels, _ = encode_examples(self.tokenizer, examples_of(calibration, self.shape_, self.tokenizer),
+                                             self.context_)
+            net = copy.deepcopy(net)  # the built network stays as it is
+            groups = smooth(net, activation_maxima(net, ids, labels, int(self.tokenizer.pad_token_id or 0))) \
+                if ids else 0
+            variant["smoothing"] = {"alpha": SMOOTH_ALPHA, "calibration_examples": len(ids), "groups": groups}
         out.weights_ = save({k: v.detach().contiguous() for k, v in net.named_parameters()})
         out.method_, out.lora_ = "full", None
         out.quantized_ = "int8_dynamic" if kind == "int8_dynamic" else None
-        out.description_ = {**self.description_, "variant": {"name": kind}}
+        out.description_ = {**self.description_, "variant": variant}
         return out
 
     # ---- answers ------------------------------------------------------------------------------------
@@ -192,23 +207,3 @@ class GenerativeModel:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-
-
-FP32_LINEAR = ("lm_head", "down_proj", "o_proj")  # kept fp32 by int8_dynamic: their inputs carry outliers
-
-
-def _int8_dynamic(net: Any) -> Any:
-    """``net`` with its Linear layers as PyTorch dynamic int8 ones (int8 weights per output channel,
-    activations quantized per call), except ``FP32_LINEAR``: on the bundled SmolLM2 quantizing every
-    Linear layer per tensor raised the perplexity of the assistant example's completions by 387 %, per
-    channel with these three kept fp32 by 5.8 % (benchmarks/generation.py, docs/design.md)."""
-    import warnings
-
-    torch = require_torch()
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    spec = {name: per_channel_dynamic_qconfig for name, m in net.named_modules()
-            if isinstance(m, torch.nn.Linear) and not name.endswith(FP32_LINEAR)}
-    with warnings.catch_warnings():  # eager-mode quantization is deprecated in favour of torchao (not installed)
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(net, spec, dtype=torch.qint8)

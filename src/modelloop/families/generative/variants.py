@@ -4,9 +4,11 @@ before the stage scores and times it:
 - ``merged``: the LoRA adapters merged into the base weights once, stored as a full model (no PEFT on
   load, one network). Checked: the same greedy tokens on ``CHECK_PROMPTS`` training prompts; any
   difference and it is not offered. A model fine-tuned on every weight has nothing to merge.
-- ``int8_dynamic``: the merged network with PyTorch dynamic int8 quantization of its Linear layers
-  (weights int8 per output channel, activations quantized per call; the embeddings, norms, ``lm_head``,
-  ``down_proj`` and ``o_proj`` stay fp32: ``model.FP32_LINEAR``), applied when the version is loaded. Checked: the perplexity of the training sample's completions may rise by at most
+- ``int8_dynamic``: the merged network, smoothed for int8 (SmoothQuant, calibrated on ``CALIBRATION_ROWS``
+  other training rows; the fp32 function unchanged), with PyTorch dynamic int8 quantization of its Linear
+  layers (weights int8 per output channel, activations quantized per call; the embeddings, norms,
+  ``lm_head``, ``down_proj`` and ``o_proj`` stay fp32: ``quantize.py``), applied when the version is
+  loaded. Checked: the perplexity of the training sample's completions may rise by at most
   ``PERPLEXITY_BUDGET`` (a share); the greedy agreement is recorded. The stage then holds it to
   ``optimize.max_metric_drop`` on the test split, like every variant.
 
@@ -22,11 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["CHECK_PROMPTS", "GENERATIVE_VARIANTS", "PERPLEXITY_BUDGET", "generative_variant_maker"]
+__all__ = ["CALIBRATION_ROWS", "CHECK_PROMPTS", "GENERATIVE_VARIANTS", "PERPLEXITY_BUDGET",
+           "generative_variant_maker"]
 
 GENERATIVE_VARIANTS = ("merged", "int8_dynamic")
 CHECK_PROMPTS = 16        # training prompts the checks answer
 PERPLEXITY_BUDGET = 0.05  # int8: at most 5 % more perplexity than the model it comes from
+CALIBRATION_ROWS = 32     # int8: training rows (not the checked ones) whose activations set the smoothing
 
 
 def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed: int) -> Callable[[str], Any]:
@@ -36,6 +40,8 @@ def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, 
 
     sample = train.sample(n=min(CHECK_PROMPTS, len(train)), random_state=seed) if len(train) else train
     prompts = sample.drop(columns=[target], errors="ignore")
+    rest = train.drop(index=sample.index)  # int8's smoothing is calibrated on other rows than it is checked on
+    calibration = rest.sample(n=min(CALIBRATION_ROWS, len(rest)), random_state=seed) if len(rest) else sample
 
     def make(name: str) -> Any:
         if name not in GENERATIVE_VARIANTS:
@@ -43,7 +49,7 @@ def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, 
                                  f"yet); allowed: {', '.join(GENERATIVE_VARIANTS)}")
         if name == "merged" and teacher.method_ != "lora":
             raise VariantSkipped("merged: fine-tuned on every weight, there are no adapters to merge")
-        model = teacher.variant(name)
+        model = teacher.variant(name, calibration=calibration)
         before, after = teacher.predict(prompts), model.predict(prompts)
         same = sum(a == b for a, b in zip(before, after, strict=True))
         checks: dict[str, Any] = {"prompts": len(before), "same_greedy_answers": same}
@@ -57,7 +63,7 @@ def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, 
             if change is None or change > PERPLEXITY_BUDGET:
                 raise VariantSkipped(f"int8_dynamic: perplexity {quantized} vs {base} on {len(sample)} training "
                                      f"rows, more than {PERPLEXITY_BUDGET:.0%} higher")
-        model.description_["variant"] = {"name": name, "checks": checks}
+        model.description_["variant"] = {**model.description_.get("variant", {}), "name": name, "checks": checks}
         return VariantPredictor(name, lambda frame: np.asarray(model.predict(frame), dtype=object),
                                 len(pickle.dumps(model)), model, serves_records=False)
 

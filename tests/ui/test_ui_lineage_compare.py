@@ -104,3 +104,32 @@ def test_ui_data_diff_of_two_versions(two_versions) -> None:
     assert f'value="{a}" selected' in default                         # the two latest by default
     assert "新增" in zh and "删除" in zh
     assert unknown.status_code == 404 and "dataset version &#39;nope&#39; does not exist" in unknown.text
+
+
+def test_ui_models_show_variants_size_and_latency(two_versions) -> None:
+    """An optimized variant (registered as ``optimize`` does: parent_version, info size and latency) is shown
+    with its size and latency, linked both ways with its parent, and in the lineage as a dashed edge."""
+    from modelloop.catalog import utcnow
+
+    project, first, second = two_versions
+    cat = project.workspace.catalog
+    dataset = cat.list_datasets("toy")[-1]["id"]
+    for version, parent, info in ((1, None, {"task": "binary"}),
+                                  (2, 1, {"task": "binary", "variant": "onnx_int8", "size_bytes": 3 * 2**20,
+                                          "latency_p50_ms": 0.42})):
+        cat.add_run(id=f"run-{version}", project="toy", dataset_id=dataset, config_hash="x", kind="train",
+                    params={"best_params": {"num_leaves": 31 + version}}, metrics={}, artifacts={},
+                    started_at=utcnow(), ended_at=utcnow())
+        cat.add_model(name="toy", version=version, run_id=f"run-{version}", dataset_id=dataset,
+                      parent_version=parent, family="tabular", formats={"native": f"models:/toy/{version}"},
+                      metrics={"roc_auc": 0.8 + version / 100}, input_schema={"columns": {}}, info=info)
+    with _client(project) as c:
+        page = c.get("/models").text
+        compare = c.get("/models/compare?a=1&b=2").text
+        lineage = c.get("/lineage").text
+    v1 = re.search(r'<tr id="model-1">(.*?)</tr>', page, re.S).group(1)
+    v2 = re.search(r'<tr id="model-2">(.*?)</tr>', page, re.S).group(1)
+    assert "size 3 MiB" in v2 and "p50 0.42 ms" in v2 and 'href="/models#model-1"' in v2
+    assert 'href="/models#model-2"' in v1 and "(onnx_int8)" in v1
+    assert "<td>info.size_bytes</td>" in compare and "<td>params.num_leaves</td>" in compare
+    assert 'stroke-dasharray="4 3"' in lineage                          # the variant's edge to its parent

@@ -145,6 +145,7 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
     env.filters["seconds"] = seconds_text
     env.filters["command"] = command_text
     env.filters["bytes"] = lambda n: f"{n / 2**30:.3g} GiB"
+    env.filters["size"] = lambda n: f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 2**10:.3g} KiB"
     env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v  # 0.8214, not 0.821428571...
     env.filters["ms"] = lambda v: "—" if v is None else f"{v:.3g} ms"
     drift_cache, rollup = DriftCache(), TrafficRollup()  # what the log's pages keep between requests
@@ -205,7 +206,13 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
 
     @app.get("/models", response_class=HTMLResponse)
     def models(request: Request, done: str | None = None) -> Response:
-        return render(request, "models.html", status=project.status(), done=done)
+        status = project.status()
+        infos = {m["version"]: m["info"] for m in project.workspace.catalog.list_models(cfg.name)}
+        children: dict[int, list[dict[str, Any]]] = {}
+        for m in status["models"]:
+            if m.get("parent_version") is not None:
+                children.setdefault(m["parent_version"], []).append(m)
+        return render(request, "models.html", status=status, done=done, infos=infos, children=children)
 
     @app.get("/data", response_class=HTMLResponse)
     def data(request: Request) -> Response:

@@ -103,7 +103,7 @@ def diff_models(project: Project, status: dict[str, Any], a: str, b: str) -> dic
         return {"family": m.get("family"), "dataset": m["dataset"], "formats": ", ".join(m["formats"]),
                 "variant": m.get("variant"), "parent_version": m.get("parent_version"),
                 "run": m["run_id"], **flatten({"info": {k: v for k, v in info.items()
-                                                        if k in ("size", "latency", "task", "threshold")}}),
+                                                        if k in ("size_bytes", "latency_p50_ms", "task", "threshold")}}),
                 **flatten({"params": (run.get("params") or {}).get("best_params") or {}}),
                 "params.best_family": (run.get("params") or {}).get("best_family"),
                 "params.trials": (run.get("params") or {}).get("trials")}

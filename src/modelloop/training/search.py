@@ -109,10 +109,12 @@ def abandon(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
 
 def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that count: complete, pruned, or failed by an error (not abandoned)."""
+    """Trials that count: complete, pruned, or failed by an error (its ``error`` attr; not abandoned).
+    Not ``duration_s``: a trial sets it just before its tell, so one killed in between (kill -9, a
+    ``train.parallel`` worker whose search died, Ctrl-C) has it, and its abandon made it count."""
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     return [t for t in study.get_trials(deepcopy=False)
-            if t.state in done or (t.state == TrialState.FAIL and "duration_s" in t.user_attrs)]
+            if t.state in done or (t.state == TrialState.FAIL and "error" in t.user_attrs)]
 
 
 def ranked(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -23,6 +23,7 @@ from modelloop.data.schema import Schema
 from modelloop.errors import ConfigError
 from modelloop.families.tabular.search import SearchSettings, run_search
 from modelloop.training.parallel import WORKER_KEY
+from modelloop.training.search import finished, open_study
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +101,12 @@ if __name__ == "__main__":
 
 
 def _told(tmp_path) -> int:
+    """Finished trials as the search counts them (complete, pruned, failed by an error)."""
     try:
         study = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path / 'o.db'}")
     except Exception:  # not created yet
         return 0
-    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    return len(finished(study))
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="train.parallel: 2 needs 2 CPUs")
@@ -128,10 +130,31 @@ def test_a_parallel_search_killed_with_sigkill_leaves_no_worker_and_resumes_with
     assert _told(tmp_path) == kept, "a worker went on telling trials after its search was killed"
 
     result = _search(cancer, tmp_path, n_trials=kept + 2, parallel=2)
-    # Every trial finished before the kill is reused, none re-run, and the trial count is honoured. Once
-    # (a fresh clone, idle machine) the resume found kept + 1 finished: a trial finished between the
-    # check above and the resume; whether a worker outlived its search there is not settled (closing note).
-    assert result.resumed_trials >= kept and len(result.trials) == kept + 2
+    # Every trial finished before the kill is reused, none re-run, and the trial count is honoured. (A
+    # worker killed between its trial's duration_s and its tell once made the resume count one more: that
+    # trial, abandoned, counted as failed by an error; test_a_trial_killed_before_its_tell_...)
+    assert result.resumed_trials == kept and len(result.trials) == kept + 2
+
+
+def test_a_trial_killed_before_its_tell_is_not_counted_at_resume(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+
+    def resume() -> optuna.Study:
+        return open_study(storage, "p", metric="f1", fingerprint="x", seed=0, startup_trials=1, differs="-")
+
+    study = resume()
+    failed = study.ask()                                  # a fit that raised: failed by an error, counted
+    failed.suggest_float("linear_C", 1e-3, 1e2, log=True)
+    failed.set_user_attr("error", "ValueError: no")
+    failed.set_user_attr("duration_s", 0.2)
+    study.tell(failed, state=TrialState.FAIL)
+    killed = study.ask()
+    killed.suggest_float("linear_C", 1e-3, 1e2, log=True)
+    killed.set_user_attr("duration_s", 0.3)               # its process is killed here, before study.tell
+    study = resume()                                      # the next run abandons it: failed, params queued
+    states = {t.number: t.state for t in study.trials}
+    assert states[killed.number] == TrialState.FAIL and TrialState.WAITING in states.values()
+    assert [t.number for t in finished(study)] == [failed.number]
 
 
 def test_train_parallel_is_one_to_the_cpu_count(cancer, tmp_path):

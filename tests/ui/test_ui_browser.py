@@ -89,6 +89,24 @@ def test_ui_browser_serving_and_monitoring_charts(page, url, tmp_path: Path) -> 
     assert page.locator("h1").inner_text() == "监控" and page.locator("#chart-drift svg").is_visible()
 
 
+def test_ui_browser_lineage_comparison_and_search_history(page, url, tmp_path: Path) -> None:
+    """The graph's nodes link their rows; the comparison and a version's search history open from Models."""
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.goto(url + "/lineage")
+    assert page.locator("#lineage-graph svg g[id^=lineage-model-]").count() == 2
+    page.screenshot(path=str(tmp_path / "lineage.png"), full_page=True)
+    page.locator("#lineage-alias-production").click()                   # an SVG link to the model's row
+    assert "/models#model-" in page.url and page.locator("h1").inner_text() == "Models"
+    page.get_by_role("link", name="compare with production").first.click()
+    assert page.locator("#compare-metrics tbody tr").count() >= 5
+    page.goto(url + "/models")
+    page.get_by_role("link", name="search history").first.click()
+    assert page.locator("#chart-search svg").is_visible() and page.locator("#trials tbody tr").count() >= 1
+    page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+    page.goto(url + "/data/diff")
+    assert page.locator("h1").inner_text().startswith("Data")
+
+
 def test_ui_browser_trace_a_request(page, url, ui_project) -> None:
     expected = ui_project.trace(REQUEST_WITH_FEEDBACK)
     page.goto(url + "/trace")

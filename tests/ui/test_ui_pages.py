@@ -121,3 +121,22 @@ def test_ui_trace_command_answers_what_the_page_shows(ui_project, capsys) -> Non
     assert code == 0 and json.loads(out) == ui_project.trace(REQUEST_WITH_FEEDBACK)
     code, out, err = cli(["trace", "never-logged"], capsys, root)
     assert code == 2 and "not in the prediction log" in err and "Traceback" not in err
+
+
+def test_ui_search_history_of_a_version(client, ui_project) -> None:
+    """Score against trial from the Optuna study the version's MLflow run names, best so far as a line."""
+    import optuna
+
+    ws = ui_project.workspace
+    names = optuna.get_all_study_names(storage=ws.optuna_url)
+    page = client.get("/models/1/search")
+    assert page.status_code == 200, page.text
+    study = re.search(r"study <code>([^<]+)</code>", page.text).group(1)
+    assert study in names
+    trials = optuna.load_study(study_name=study, storage=ws.optuna_url).trials
+    rows = re.findall(r"<tr><td>(\d+)</td><td>(\w+)</td>", page.text)
+    assert [int(n) for n, _ in rows] == [t.number for t in reversed(trials)]
+    assert 'id="chart-search"' in page.text and "mlflow ui --backend-store-uri" in page.text
+    assert client.get("/models/99/search").status_code == 404
+    assert client.get("/models/x/search").status_code == 400
+    assert 'href="/models/1/search"' in client.get("/models").text

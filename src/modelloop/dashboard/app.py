@@ -43,6 +43,7 @@ from ..serving.security import ApiKeys, load_api_keys
 from .compare import diff_datasets, diff_models
 from .i18n import LANGS, pick_lang, strings
 from .lineage import deployment_history, lineage_svg
+from .search_history import search_history
 from .queries import RANGES, TrafficRollup
 from .views import DriftCache, labels_by_version, last_alerts, monitoring_view, server_figures, serving_view, warm_up
 
@@ -238,6 +239,19 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
         options = [(m["version"], f"{m['name']}:{m['version']} {m.get('family') or ''}") for m in status["models"]]
         return compared(request, "model_compare.html", versions, options, a, b,
                         lambda x, y: diff_models(project, status, x, y))
+
+    @app.get("/models/{version}/search", response_class=HTMLResponse)
+    def search(request: Request, version: str) -> Response:
+        if not version.isdigit():
+            return fail(request, 400, f"model version '{version}' is not a number")
+        try:
+            model = project.workspace.catalog.get_model(cfg.name, int(version))
+        except NotFoundError as e:
+            return fail(request, 404, str(e))
+        metric = ((model.get("info") or {}).get("search") or {}).get("metric") or cfg.metric
+        t = strings(lang_of(request))
+        return render(request, "search.html", model=model, metric=metric,
+                      history=search_history(project, model, metric, t["search_chart"]))
 
     def compared(request: Request, template: str, refs: list[str], options: list[tuple[Any, str]],
                  a: str | None, b: str | None, diff: Callable[[str, str], dict[str, Any]]) -> Response:

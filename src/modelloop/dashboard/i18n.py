@@ -36,7 +36,10 @@ _EN = {
     "serving": "Serving", "monitoring": "Monitoring", "requests_per_second": "Requests/s by model version",
     "latency": "Latency percentiles (logged, per request)", "errors_by_kind": "Errors by kind",
     "batch_sizes": "Records per inference call", "range": "range", "requests": "requests", "mean": "mean",
-    "compare_with_production": "compare with production", "bucket": "period", "per_second": "requests/s", "no_requests": "No prediction was logged in this range.",
+    "compare_with_production": "compare with production", "search_history": "search history",
+    "search_chart": "Validation score by trial, and the best so far", "trials": "trials", "study": "study",
+    "no_study": "No search study is recorded for this version's run (it was registered without a search).",
+    "mlflow_open": "Open it in MLflow's own UI", "value": "score", "bucket": "period", "per_second": "requests/s", "no_requests": "No prediction was logged in this range.",
     "server_since_start": "From this server's metrics since it started",
     "server_elsewhere": "Errors and batch sizes are counted by the prediction server: open these pages under "
                         "`modelloop serve --ui` to see them (the prediction log holds answered requests only).",
@@ -81,7 +84,10 @@ _ZH = {
     "serving": "服务", "monitoring": "监控", "requests_per_second": "各模型版本每秒请求数",
     "latency": "延迟分位数（日志，每个请求）", "errors_by_kind": "按类型的错误",
     "batch_sizes": "每次推理的记录数", "range": "范围", "requests": "请求数", "mean": "平均",
-    "compare_with_production": "与生产版本比较", "bucket": "时段", "per_second": "每秒请求", "no_requests": "此范围内没有记录的预测。",
+    "compare_with_production": "与生产版本比较", "search_history": "搜索历史",
+    "search_chart": "每次试验的验证分数及迄今最佳", "trials": "试验", "study": "研究",
+    "no_study": "此版本的运行没有记录搜索研究（注册时未经搜索）。",
+    "mlflow_open": "在 MLflow 自带的界面中打开", "value": "分数", "bucket": "时段", "per_second": "每秒请求", "no_requests": "此范围内没有记录的预测。",
     "server_since_start": "来自本服务器启动以来的指标",
     "server_elsewhere": "错误和批大小由预测服务器统计：请在 `modelloop serve --ui` 下打开这些页面查看"
                         "（预测日志只记录已回答的请求）。",

@@ -17,7 +17,7 @@ How the blend is chosen without fitting it on the rows that judge it:
 3. each member fitted on all fit rows scores the validation rows, and their blend with those weights
    is compared with the best single candidate's validation score (the best of all its trials, so the
    comparison favours the single model): the blend is kept only when it is strictly better and gives
-   every member some weight.
+   weight to at least two members (a member weighted 0 is left out of the registered model).
 
 The registered :class:`BlendTextModel` holds the members refitted on fit + validation rows (as each
 candidate's ``build`` does) and the weights. It serves each member by its own path (TF-IDF through its
@@ -113,10 +113,10 @@ def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed
         m["weight"] = round(float(w), 4)
     out.update(validation=round(blend_val, 4), oof=round(float(oof_scores[pick]), 4), folds=folds,
                seconds=round(time.monotonic() - started, 1))
-    mix = " + ".join(f"{m['weight']:g} x {m['name']}" for m in members)
-    if (weights == 0).any():
-        out["why"] = (f"the out-of-fold weights ({mix}) leave a member out: the best single candidate "
-                      f"({best_single:.4f}) is kept")
+    mix = " + ".join(f"{w:g} x {m['name']}" for m, w in zip(members, weights, strict=True) if w > 0)
+    if (weights > 0).sum() < 2:
+        out["why"] = (f"the out-of-fold weights put everything on {mix.split(' x ', 1)[1]}: the best single "
+                      f"candidate ({best_single:.4f}) is kept")
     elif sign * blend_val > sign * best_single:
         out.update(kept=True, why=f"blend {mix}: validation {metric} {blend_val:.4f} > best single "
                                   f"{best_single:.4f} (weights from {folds}-fold out-of-fold predictions "
@@ -190,11 +190,12 @@ class BlendTextModel(TextPipelineModel):
 
 def build_blend(cands: dict[str, Any], blend: dict[str, Any], *, text_column: str, target: str | None,
                 description: dict[str, Any]) -> BlendTextModel:
-    """The registered blend: each member built as its candidate builds it (refitted on the fit and
-    validation rows) with the chosen weights."""
+    """The registered blend: each member of non-zero weight built as its candidate builds it (refitted
+    on the fit and validation rows) with the chosen weights."""
+    used = [m for m in blend["members"] if m["weight"] > 0]
     members = [cands[m["candidate"]].build(m["params"], {"value": m["validation"]}, text_column=text_column,
-                                           target=target, description={}) for m in blend["members"]]
-    first = cands[blend["members"][0]["candidate"]]
+                                           target=target, description={}) for m in used]
+    first = cands[used[0]["candidate"]]
     info = {"validation_score": blend["validation"], "fit_rows": len(first.y_fit), **description}
-    return BlendTextModel.from_members(members, [m["weight"] for m in blend["members"]], classes=first.classes,
+    return BlendTextModel.from_members(members, [m["weight"] for m in used], classes=first.classes,
                                        target=target, description=info, **first._common(text_column))

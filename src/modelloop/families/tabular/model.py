@@ -53,6 +53,7 @@ __all__ = [
     "TASKS",
     "TabularModel",
     "balanced_weights",
+    "multiclass_weights",
     "build_estimator",
     "encode_labels",
     "fit_estimator",
@@ -238,7 +239,7 @@ def _linear_model(task: str, params: dict[str, Any], seed: int, class_weight: st
 
     if task == "regression":
         return Ridge(**{"alpha": 1.0, **params})
-    weight = "balanced" if class_weight == "balanced" else None
+    weight = "balanced" if class_weight == "balanced" and task == "binary" else None  # multiclass: fit_estimator
     return LogisticRegression(**{"C": 1.0, "max_iter": 2000, "class_weight": weight,
                                  "random_state": seed, **params})
 
@@ -249,7 +250,7 @@ def _lightgbm_model(task: str, params: dict[str, Any], seed: int, class_weight: 
     base: dict[str, Any] = {"random_state": seed, "n_jobs": n_jobs, "verbose": -1}
     if task == "regression":
         return lgb.LGBMRegressor(**{**base, **params})
-    weight = "balanced" if class_weight == "balanced" else None
+    weight = "balanced" if class_weight == "balanced" and task == "binary" else None  # multiclass: fit_estimator
     return lgb.LGBMClassifier(**{**base, "class_weight": weight, **params})
 
 
@@ -272,15 +273,36 @@ def _catboost_model(task: str, params: dict[str, Any], seed: int, class_weight: 
         return cb.CatBoostRegressor(**{**base, **params})
     if task == "multiclass":
         base["loss_function"] = "MultiClass"
-    weight = "Balanced" if class_weight == "balanced" else None
+    weight = "Balanced" if class_weight == "balanced" and task == "binary" else None  # multiclass: fit_estimator
     return cb.CatBoostClassifier(**{**base, "auto_class_weights": weight, **params})
 
 
+MAX_CLASS_WEIGHT_RATIO = 10.0  # multiclass: the rarest class weighs at most this many times the commonest
+
+
 def balanced_weights(y_idx: np.ndarray, task: str, class_weight: str) -> np.ndarray | None:
-    """Per-row weights equal to sklearn's ``class_weight="balanced"``; None when not weighting."""
+    """Per-row weights for ``class_weight: balanced``; None when not weighting.
+
+    Binary: sklearn's ``"balanced"`` (the tuned threshold settles the rest). Multiclass: the square root
+    of it, capped at ``MAX_CLASS_WEIGHT_RATIO`` times the commonest class's (:func:`multiclass_weights`):
+    full balancing gives a 0.1 % class of a 7-level target ~140 times a common row's weight, and the
+    model then trades accuracy on the common levels for a class it still cannot find (issue 27)."""
     if task == "regression" or class_weight != "balanced":
         return None
+    if task == "multiclass":
+        return multiclass_weights(y_idx)[y_idx]
     return compute_sample_weight("balanced", y_idx)
+
+
+def multiclass_weights(y_idx: np.ndarray) -> np.ndarray:
+    """One weight per class index: sqrt(n / (K n_c)), capped at ``MAX_CLASS_WEIGHT_RATIO`` times the
+    smallest, scaled so the rows' weights sum to n (a weighted row is worth one on average)."""
+    counts = np.bincount(np.asarray(y_idx, dtype=np.int64)).astype(float)
+    present = counts > 0
+    w = np.zeros_like(counts)
+    w[present] = np.sqrt(counts.sum() / (present.sum() * counts[present]))
+    w[present] = np.minimum(w[present], MAX_CLASS_WEIGHT_RATIO * w[present].min())
+    return w * counts.sum() / float((counts * w).sum())
 
 
 def fit_estimator(
@@ -302,15 +324,16 @@ def fit_estimator(
     prep, model = pipe.named_steps["prep"], pipe.named_steps["model"]
     family = _family_of(model)
     Xt = prep.fit_transform(X, y)
+    # XGBoost takes no class weight in its constructor; multiclass weights are tempered for every family
+    weights = balanced_weights(y, task, class_weight) if family == "xgboost" or task == "multiclass" else None
     if family == "linear":
-        model.fit(Xt, y)
+        model.fit(Xt, y, sample_weight=weights)
         return None
     Xv = prep.transform(valid[0]) if valid is not None else None
     if family == "lightgbm":
-        return _fit_lightgbm(model, Xt, y, categorical_indices(prep), Xv, valid, early_stopping_rounds)
+        return _fit_lightgbm(model, Xt, y, weights, categorical_indices(prep), Xv, valid, early_stopping_rounds)
     if family == "catboost":
-        return _fit_catboost(model, Xt, y, Xv, valid, early_stopping_rounds)
-    weights = balanced_weights(y, task, class_weight)
+        return _fit_catboost(model, Xt, y, weights, Xv, valid, early_stopping_rounds)
     if valid is None:
         model.fit(Xt, y, sample_weight=weights, verbose=False)
         return None
@@ -322,11 +345,11 @@ def fit_estimator(
     return int(model.best_iteration) + 1
 
 
-def _fit_lightgbm(model: Any, Xt: np.ndarray, y: np.ndarray, cat_idx: list[int], Xv: np.ndarray | None,
-                  valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int) -> int | None:
+def _fit_lightgbm(model: Any, Xt: np.ndarray, y: np.ndarray, weights: np.ndarray | None, cat_idx: list[int],
+                  Xv: np.ndarray | None, valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int) -> int | None:
     import lightgbm as lgb
 
-    kwargs: dict[str, Any] = {"categorical_feature": cat_idx or "auto"}
+    kwargs: dict[str, Any] = {"categorical_feature": cat_idx or "auto", "sample_weight": weights}
     if valid is not None:
         kwargs["callbacks"] = [lgb.early_stopping(rounds, verbose=False)]
         # LightGBM 4.7 deprecates eval_set in favour of eval_X/eval_y; older versions only know eval_set.
@@ -338,12 +361,13 @@ def _fit_lightgbm(model: Any, Xt: np.ndarray, y: np.ndarray, cat_idx: list[int],
     return int(model.best_iteration_ or model.n_estimators) if valid is not None else None
 
 
-def _fit_catboost(model: Any, Xt: np.ndarray, y: np.ndarray, Xv: np.ndarray | None,
+def _fit_catboost(model: Any, Xt: np.ndarray, y: np.ndarray, weights: np.ndarray | None, Xv: np.ndarray | None,
                   valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int) -> int | None:
     if valid is None:
-        model.fit(Xt, y)
+        model.fit(Xt, y, sample_weight=weights)
         return None
-    model.fit(Xt, y, eval_set=(Xv, valid[1]), early_stopping_rounds=rounds, use_best_model=True)
+    model.fit(Xt, y, sample_weight=weights, eval_set=(Xv, valid[1]), early_stopping_rounds=rounds,
+              use_best_model=True)
     return int(model.get_best_iteration() or 0) + 1
 
 

@@ -8,6 +8,7 @@ Reads and writes only through the workspace (catalog, tracker, reports); the sea
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,9 @@ from ...training.train import record_model
 from ...workspace import Workspace
 from ..heads import head_kind
 from .search import SearchSettings, cv_repeats, run_search
+from .task import ordinal_warning
+
+log = logging.getLogger("modelloop.train")
 
 __all__ = ["study_name", "train_tabular"]
 
@@ -93,8 +97,13 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
                     metrics={**{f"test_{k}": v for k, v in evaluation["metrics"].items()},
                              f"valid_{cfg.metric}": result.validation_score})
         version = int(tracker.log_model(run_id, model, name=cfg.name))
-    return record_model(ws, row, run_id, version, model, result, evaluation, task, kind, started,
-                        test_df, register_as_production, family="tabular")
+    out = record_model(ws, row, run_id, version, model, result, evaluation, task, kind, started,
+                       test_df, register_as_production, family="tabular")
+    # what the user may want to change in modelloop.yaml: logged (stderr) and in the JSON
+    warnings = [w for w in [ordinal_warning(train_df[target], target) if task == "multiclass" else None] if w]
+    for w in warnings:
+        log.warning("%s", w)
+    return {**out, "warnings": warnings}
 
 
 def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], tuple[float, str]]:

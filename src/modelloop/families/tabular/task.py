@@ -22,7 +22,7 @@ from ...data.task import TaskInference
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["column_task", "infer_task"]
+__all__ = ["column_task", "infer_task", "ordinal_warning"]
 
 MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
 LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
@@ -60,3 +60,30 @@ def column_task(dtype: Any, kind: str | None, distinct: int) -> str:
     if kind in ("categorical", "boolean") or not dtype.is_numeric() or dtype.is_(pl.Boolean):
         return "classification"
     return "classification" if dtype.is_integer() and distinct <= 20 else "regression"
+
+
+ORDINAL_MIN_LEVELS = 4  # fewer evenly spaced numbers read as codes as often as grades
+
+
+def ordinal_warning(y: pd.Series, target: str) -> str | None:
+    """A suggestion to train a regression when a multiclass target's labels are ordered numbers: at least
+    ``ORDINAL_MIN_LEVELS`` whole numbers, evenly spaced (a rating 3..9, a grade 1..5). As classes their
+    order is lost: predicting 4 for a 9 costs as much as 8 for a 9, and a level with a handful of rows
+    is nearly never predicted. None when the labels are not such numbers."""
+    import numpy as np
+    import pandas as pd
+
+    values = pd.to_numeric(pd.Series(y).dropna(), errors="coerce")
+    if values.isna().any() or pd.api.types.is_bool_dtype(y):
+        return None
+    levels = np.unique(values.to_numpy(dtype=float))
+    if len(levels) < ORDINAL_MIN_LEVELS or not np.array_equal(levels, np.round(levels)):
+        return None
+    steps = np.diff(levels)
+    if not np.allclose(steps, steps[0]):
+        return None
+    picked = levels if len(levels) <= 5 else [*levels[:3], None, levels[-1]]
+    shown = ", ".join("..." if v is None else f"{v:g}" for v in picked)
+    return (f"target '{target}' holds {len(levels)} evenly spaced numbers ({shown}): they are "
+            "trained as unordered classes; if their order matters (a rating, a grade), set `task: regression` "
+            "in modelloop.yaml and round its predictions")

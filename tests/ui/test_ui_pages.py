@@ -73,6 +73,10 @@ def test_ui_trace_follows_a_request_to_run_dataset_and_feedback(client, ui_proje
     assert f"toy:{expected['model']['version']}" in page
     assert expected["run"]["id"] in page and expected["dataset"]["id"] in page
     assert "(file," in page                                           # the feedback that came back
+    # the dataset version's source record and its first rows, as stored (the ingest read data.csv)
+    source = re.search(r'<dd id="trace-source">(.*?)</dd>', page, re.S).group(1)
+    assert "data.csv" in source and source.count("<tr>") == 1 + 5 and "<th>amount</th>" in source
+    assert "_row_id" not in source
     other = client.get("/trace", params={"request_id": REQUEST_WITHOUT}).text
     assert "no feedback came back yet" in other
     unknown = client.get("/trace", params={"request_id": "never-logged"})

@@ -40,7 +40,7 @@ from ..compute.show import command_text, seconds_text
 from ..errors import ConfigError, ModelloopError, NotFoundError, StateError
 from ..project import Project
 from ..serving.security import ApiKeys, load_api_keys
-from .compare import diff_datasets, diff_models
+from .compare import dataset_source, diff_datasets, diff_models
 from .i18n import LANGS, pick_lang, strings
 from .lineage import deployment_history, lineage_svg
 from .search_history import search_history
@@ -290,7 +290,8 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
             result = project.trace(request_id.strip())
         except NotFoundError as e:
             return render(request, "trace.html", code=404, result=None, request_id=request_id, error=str(e))
-        return render(request, "trace.html", result=result, request_id=request_id)
+        return render(request, "trace.html", result=result, request_id=request_id,
+                      source=dataset_source(project, result["dataset"]["id"]))
 
     @app.get("/serving", response_class=HTMLResponse)
     def serving(request: Request, range_: str = Query("24h", alias="range")) -> Response:

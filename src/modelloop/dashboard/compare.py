@@ -15,11 +15,12 @@ from ..errors import ConfigError, ModelloopError, NotFoundError
 from ..evaluation.metrics import improvement
 from ..project import Project
 
-__all__ = ["PROFILE_FIELDS", "diff_datasets", "diff_models", "flatten"]
+__all__ = ["PROFILE_FIELDS", "SOURCE_ROWS", "dataset_source", "diff_datasets", "diff_models", "flatten"]
 
 # per-column profile figures compared between two dataset versions
 PROFILE_FIELDS = ("missing_share", "distinct", "mean", "std", "min", "max")
 MAX_PROFILE_BYTES = 32 * 2**20      # a profile report larger than this is not read for a diff
+SOURCE_ROWS = 5                     # the Trace page shows this many of a dataset version's rows
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -113,3 +114,21 @@ def diff_models(project: Project, status: dict[str, Any], a: str, b: str) -> dic
     return {"a": ma, "b": mb, "metrics": metrics,
             "params": [{"name": k, "a": fa.get(k), "b": fb.get(k)} for k in keys if fa.get(k) != fb.get(k)],
             "same": [k for k in keys if fa.get(k) == fb.get(k)]}
+
+
+def dataset_source(project: Project, dataset_id: str) -> dict[str, Any]:
+    """Where a dataset version came from (its ``source`` record: the file read, or the parent and rules of a
+    clean, or the feedback merged) and its first rows, read from the head of its Parquet snapshot only."""
+    import pyarrow.parquet as pq
+
+    from ..data.snapshot import ROW_ID, snapshot_file
+
+    row = project.workspace.catalog.get_dataset(dataset_id)
+    rows: list[dict[str, Any]] = []
+    try:
+        batch = next(pq.ParquetFile(snapshot_file(row["path"])).iter_batches(batch_size=SOURCE_ROWS), None)
+        rows = [] if batch is None else [{k: v for k, v in r.items() if k != ROW_ID} for r in batch.to_pylist()]
+    except OSError:                          # the snapshot was removed: the record is still shown
+        pass
+    return {"source": row["source"], "step": row["step"], "parents": row["parents"], "rows": rows,
+            "columns": list(rows[0]) if rows else []}

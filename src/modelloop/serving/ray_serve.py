@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -125,13 +126,34 @@ def serve_on_ray(ws: Workspace, cfg: ServeConfig, env: dict[str, str], factory: 
         pass
     finally:
         try:
-            serve.delete(APP_NAME)
-            if address == "auto" or not serve.status().applications:
-                serve.shutdown()       # its proxy too: the next server may ask for another port
+            _delete(serve, address)
         finally:
             if address == "auto":
                 ray.shutdown()
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _delete(serve: Any, address: str, wait: float = 30.0) -> None:
+    """Delete the app (its replicas stop gracefully: the prediction log is flushed), and Serve itself when
+    no application is left (its proxy too: the next server may ask for another port). Bounded: Ctrl-C in
+    a terminal, or a signal to the process group, also reaches the local Ray that ``auto`` started, and a
+    dead Serve controller never answers; the server then leaves without it."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            serve.delete(APP_NAME)
+            if address == "auto" or not serve.status().applications:
+                serve.shutdown()
+        except Exception as exc:  # the cluster went away first
+            print(f"modelloop serve: Ray Serve did not delete the app: {exc}", file=sys.stderr)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="modelloop-serve-delete", daemon=True).start()
+    if not done.wait(wait):
+        print(f"modelloop serve: Ray Serve did not confirm the app's deletion within {wait:g} s; leaving "
+              f"(on a running cluster: `serve delete {APP_NAME}`)", file=sys.stderr)
 
 
 def _check_listening(cfg: ServeConfig, address: str) -> None:

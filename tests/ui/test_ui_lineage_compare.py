@@ -58,6 +58,10 @@ def test_ui_models_compare_two_versions(ui_project) -> None:
         missing = c.get("/models/compare?a=1&b=99")
         assert missing.status_code == 404 and "model version &#39;99&#39; does not exist; allowed: 1, 2" in missing.text
         assert c.get("/models/compare?a=x&b=1").status_code == 400
+        assert 'href="/models/2/report"' in page.text                   # per-class figures live there
+        report = c.get("/models/2/report")
+        assert report.status_code == 200 and "toy v2 evaluation" in report.text
+        assert c.get("/models/9/report").status_code == 404
         assert "比较两个版本" in c.get("/models/compare?lang=zh-CN").text
         prod = ui_project.status()["production"]["version"]
         other = next(v for v in models if v != prod)
@@ -133,3 +137,7 @@ def test_ui_models_show_variants_size_and_latency(two_versions) -> None:
     assert 'href="/models#model-2"' in v1 and "(onnx_int8)" in v1
     assert "<td>info.size_bytes</td>" in compare and "<td>params.num_leaves</td>" in compare
     assert 'stroke-dasharray="4 3"' in lineage                          # the variant's edge to its parent
+    # a report path outside the project's reports folder is never served
+    cat.update_model("toy", 1, info={"task": "binary", "report": "/etc/hostname"})
+    with _client(project) as c:
+        assert c.get("/models/1/report").status_code == 404

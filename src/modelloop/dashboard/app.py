@@ -240,6 +240,23 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
         return compared(request, "model_compare.html", versions, options, a, b,
                         lambda x, y: diff_models(project, status, x, y))
 
+    @app.get("/models/{version}/report")
+    def model_report(request: Request, version: str) -> Response:
+        """The version's evaluation report (per-class figures, curves), only from the project's reports folder."""
+        reports = project.workspace.reports_dir.resolve()
+        found = None
+        if version.isdigit():
+            try:
+                info = project.workspace.catalog.get_model(cfg.name, int(version))["info"] or {}
+            except NotFoundError:
+                info = {}
+            path = Path(str(info.get("report") or "")).resolve()
+            found = path if path.is_file() and path.is_relative_to(reports) else None
+        if found is None:
+            return fail(request, 404, f"no evaluation report for model version '{version}'; run "
+                                      f"`modelloop evaluate --model {cfg.name}:{version}`")
+        return FileResponse(found, media_type="text/html")
+
     @app.get("/models/{version}/search", response_class=HTMLResponse)
     def search(request: Request, version: str) -> Response:
         if not version.isdigit():

@@ -15,10 +15,10 @@ Data: Chinese review-sentiment sets given by path (none is shipped). A SET is
 
 Duplicate texts are kept once, and a text given both labels is dropped (the counts are printed):
 otherwise the same review lands in train and test. ``--rows N`` then takes a stratified sample of N
-rows (seed 0), so a run fits a small machine. Without a path the script runs on the Chinese rows of
+rows (``--seed``, 0 by default), so a run fits a small machine. Without a path the script runs on the Chinese rows of
 the bundled ``sentiment`` and ``intents`` examples (``lang == zh``) and says so.
 
-For each set, one modelloop project is ingested (its frozen stratified 80/20 split, seed 0) and every
+For each set, one modelloop project is ingested (its frozen stratified 80/20 split, ``--seed``) and every
 model sees the same training rows and is scored on the same test rows:
 
 * **modelloop** — ``modelloop train`` as a user runs it: ``model: {search: true}`` (``backbone: auto``,
@@ -92,7 +92,7 @@ def _polarity_files(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "label"])
 
 
-def _read(path: str, text: str, label: str, rows: int | None) -> pd.DataFrame:
+def _read(path: str, text: str, label: str, rows: int | None, seed: int = 0) -> pd.DataFrame:
     where = Path(path)
     if where.is_dir() or path.endswith((".tar.gz", ".tgz")):
         df = _polarity_files(where)
@@ -109,19 +109,20 @@ def _read(path: str, text: str, label: str, rows: int | None) -> pd.DataFrame:
     if rows and len(kept) > rows:
         from sklearn.model_selection import train_test_split
 
-        kept, _ = train_test_split(kept, train_size=rows, random_state=0, stratify=kept["label"])
-        print(f"  stratified sample of {rows} rows (seed 0): {kept['label'].value_counts().to_dict()}", flush=True)
+        kept, _ = train_test_split(kept, train_size=rows, random_state=seed, stratify=kept["label"])
+        print(f"  stratified sample of {rows} rows (seed {seed}): {kept['label'].value_counts().to_dict()}",
+              flush=True)
     return kept.reset_index(drop=True)
 
 
-def _project(root: Path, df: pd.DataFrame, budget: float, model: dict) -> object:
+def _project(root: Path, df: pd.DataFrame, budget: float, model: dict, seed: int = 0) -> object:
     from modelloop.config import load_config
     from modelloop.data.ingest import ingest
     from modelloop.workspace import Workspace
 
     root.mkdir(parents=True, exist_ok=True)
     df.to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
-    raw = {"name": "zh", "task": "text_classification", "seed": 0,
+    raw = {"name": "zh", "task": "text_classification", "seed": seed,
            "data": {"source": "data.jsonl", "text": "text", "target": "label"},
            "train": {"budget": budget}, "serve": {"text_threads": 1}, "model": model}
     (root / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
@@ -155,11 +156,11 @@ def _served(ws, version: int | None = None):
     return rt, (lambda t: rt.predict([{"text": t}]))
 
 
-def run_set(name: str, df: pd.DataFrame, budget: float, work: Path) -> dict:
+def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 0) -> dict:
     from modelloop.families.text.stage import train_text
 
     print(f"\n== {name}: {len(df)} rows, {df['label'].nunique()} classes", flush=True)
-    ws = _project(work / "modelloop", df, budget, {"search": True})
+    ws = _project(work / "modelloop", df, budget, {"search": True}, seed)
     train, test = _split(ws)
     t0 = time.time()
     best = train_text(ws)
@@ -176,7 +177,8 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path) -> dict:
     peer.fit(train["text"], train["label"])
     peer_s = time.time() - t0
 
-    mini_ws = _project(work / "minilm", df, budget, {"backbone": "bundled", "method": "head", "classical": False})
+    mini_ws = _project(work / "minilm", df, budget, {"backbone": "bundled", "method": "head", "classical": False},
+                       seed)
     t0 = time.time()
     train_text(mini_ws)
     mini_s = time.time() - t0
@@ -230,11 +232,12 @@ def main() -> None:
     ap.add_argument("--label", default="label", help="label column of the given files")
     ap.add_argument("--budget", type=float, default=600.0, help="modelloop's train.budget in seconds")
     ap.add_argument("--rows", "--limit", dest="rows", type=int, default=None,
-                    help="stratified sample (seed 0) of at most this many rows per set, after duplicates go")
+                    help="stratified sample of at most this many rows per set, after duplicates go")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the sample and of the projects' split and search")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     if args.paths:
-        sets = [(Path(p).name, _read(p, args.text, args.label, args.rows)) for p in args.paths]
+        sets = [(Path(p).name, _read(p, args.text, args.label, args.rows, args.seed)) for p in args.paths]
     else:
         print("no review set given: running on the Chinese rows of the bundled sentiment and intents examples "
               "(small, synthetic; see examples/TEXT_README.md)", flush=True)
@@ -243,7 +246,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="modelloop-zh-") as tmp:
         for i, (name, df) in enumerate(sets):
-            results.append(run_set(name, df, args.budget, Path(tmp) / str(i)))
+            results.append(run_set(name, df, args.budget, Path(tmp) / str(i), args.seed))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
 

@@ -133,3 +133,8 @@ def test_a_blend_serves_its_rows_as_offline_and_survives_save_and_load(tmp_path)
     got = np.array([[p["probabilities"][c] for c in ("neg", "pos")] for p in served])
     np.testing.assert_allclose(got, offline, atol=1e-4)
     assert served[-2]["windows"] > 1 and served[0]["windows"] == 1
+
+    from modelloop.families.text.variants import TextVariantBuilder  # what `modelloop optimize` builds
+
+    variant = TextVariantBuilder(model, frame, target="sentiment", seed=0, folder=tmp_path / "opt").build("onnx")
+    np.testing.assert_allclose(variant.proba(frame[["review"]]), offline, atol=1e-4)

@@ -85,12 +85,19 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
         groups, names = pd.factorize(df[group], use_na_sentinel=False)
         chosen = rng.permutation(len(names))[:_test_count(len(names), test_size)]
         return np.isin(groups, chosen)
-    classes = np.zeros(n, dtype=np.int64)
     if strategy == "stratified":
         labels = pd.factorize(df[target], use_na_sentinel=False)[0]
-        if np.bincount(labels).min() >= 2:  # a class with one row cannot be stratified: random
-            classes = labels
-    return _test_rows(classes, test_size, rng)
+        single = np.bincount(labels)[labels] == 1
+        if not single.any():
+            return _test_rows(labels, test_size, rng)
+        # a class with one row cannot be on both sides: its row trains (a model that never saw the label
+        # could not be scored on it: evaluation refused the test set), the other classes are stratified
+        test = np.zeros(n, dtype=bool)
+        rest = np.flatnonzero(~single)
+        if len(rest) >= 2:
+            test[rest] = _test_rows(pd.factorize(labels[rest])[0], test_size, rng)
+        return test
+    return _test_rows(np.zeros(n, dtype=np.int64), test_size, rng)
 
 
 def _per_user(users: pd.Series, test_size: float, rng: np.random.Generator,

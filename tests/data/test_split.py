@@ -1,0 +1,30 @@
+"""The frozen test split of a classification table: stratified, and a class with one row trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from modelloop.data.snapshot import ROW_ID
+from modelloop.data.split import make_split
+
+
+def _table(counts: dict[str, int]) -> pd.DataFrame:
+    y = [c for c, k in counts.items() for _ in range(k)]
+    return pd.DataFrame({ROW_ID: np.arange(len(y)), "y": y})
+
+
+def test_a_class_with_one_row_always_trains_and_the_others_stay_stratified():
+    df = _table({"a": 300, "b": 200, "c": 90, "d": 9, "rare": 1})
+    for seed in range(20):
+        split = make_split(df, strategy="stratified", test_size=0.2, seed=seed, target="y")
+        sides = dict(zip(split[ROW_ID], split["split"], strict=True))
+        assert sides[df.index[df["y"] == "rare"][0]] == "train"  # in test, the model could not be scored on it
+        test = df[split["split"].to_numpy() == "test"]["y"].value_counts()
+        assert test.to_dict() == {"a": 60, "b": 40, "c": 18, "d": 2}  # each other class keeps its 20 %
+
+
+def test_every_class_with_two_rows_or_more_is_stratified_exactly():
+    df = _table({"a": 50, "b": 30, "c": 20})
+    split = make_split(df, strategy="stratified", test_size=0.2, seed=0, target="y")
+    assert df[split["split"].to_numpy() == "test"]["y"].value_counts().to_dict() == {"a": 10, "b": 6, "c": 4}

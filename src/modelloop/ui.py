@@ -100,6 +100,11 @@ def render_train(r: dict[str, Any]) -> None:
         if lat["latency_ms"] != first["latency_ms"]:  # the search's choice was too slow: say what it cost
             out.print(f"              instead of {_members(first)}: {first['latency_ms']:.3f} ms, OOF "
                       f"{_fmt(first['score'])}; {len(lat['tried'])} timed", style="dim")
+    stack = (r.get("ensemble") or {}).get("stack")  # tabular: the level-2 model over the candidates' OOF outputs
+    if stack and stack.get("reason"):
+        out.print(f"  stacking    {'kept' if stack['kept'] else 'not kept'}: {stack['reason']}", style="dim")
+    for warning in r.get("warnings") or []:  # what the user should know of the data (an ordinal-looking target)
+        out.print(f"  [yellow]warning[/]     {warning}")
     if backbone := r.get("backbone"):  # text models: what `backbone: auto` (or the config) chose, and why
         out.print(f"  backbone    {backbone['chosen']} ({backbone['why']})")
     out.print(f"  validation  {r['metric']} = {_fmt(r['validation_score'])}"

@@ -214,7 +214,9 @@ def check_batch_predict_equals_served(t: Trained, tmp_path: Path) -> None:
         json.dumps({"records": t.records}).encode()))[0])
     for name, values in served.items():
         if values.dtype.kind == "f":
-            np.testing.assert_allclose(out[name].to_numpy(dtype=float), values, atol=1e-9)
+            # 1e-6: a float32 network scores a 7-row chunk and the whole batch with other matrix shapes
+            # (padding to each batch's longest text), which moves probabilities by ~5e-8; labels stay equal
+            np.testing.assert_allclose(out[name].to_numpy(dtype=float), values, atol=1e-6)
         else:
             assert [str(v) for v in out[name]] == [str(v) for v in values]
 

@@ -138,3 +138,23 @@ def test_a_blend_serves_its_rows_as_offline_and_survives_save_and_load(tmp_path)
 
     variant = TextVariantBuilder(model, frame, target="sentiment", seed=0, folder=tmp_path / "opt").build("onnx")
     np.testing.assert_allclose(variant.proba(frame[["review"]]), offline, atol=1e-4)
+
+
+def test_the_blend_spends_only_what_the_search_left_of_the_budget():
+    """The blend's refits are part of train.budget: members whose refits (folds + 1, each as long as
+    their trial) do not fit the seconds left are left out, and with fewer than two left there is no blend
+    (and no fit is run); the search keeps a share of the budget back only when two candidates can blend."""
+    from dataclasses import replace
+
+    from modelloop.families.text.blend import RESERVE, blend_reserve, choose_blend
+
+    cands, records, unlimited = _chosen(True)
+    timed = [replace(r, duration_s=s) for r, s in zip(records, (1.0, 0.5), strict=True)]
+    best = max(r.value for r in records)
+    short = choose_blend(cands, timed, metric="f1_macro", seed=0, best_single=best, seconds=5.0)
+    assert short is not None and not short["kept"] and "train.budget" in short["why"] and "validation" not in short
+    ample = choose_blend(cands, timed, metric="f1_macro", seed=0, best_single=best, seconds=60.0)
+    assert ample is not None and ample["kept"] and ample["members"] == unlimited["members"]
+    assert blend_reserve(cands, 300.0, True) == pytest.approx(RESERVE * 300.0)
+    assert blend_reserve(cands, None, True) == blend_reserve(cands, 300.0, False) == 0.0
+    assert blend_reserve({"tfidf": cands["tfidf"]}, 300.0, True) == 0.0

@@ -19,6 +19,12 @@ How the blend is chosen without fitting it on the rows that judge it:
    comparison favours the single model): the blend is kept only when it is strictly better and gives
    weight to at least two members (a member weighted 0 is left out of the registered model).
 
+**Budget.** The blend's fits are part of ``train.budget``: when a search has at least two blendable
+candidates, :func:`blend_reserve` (``RESERVE`` of the budget) is kept back from the search, and the blend
+gets that plus whatever the search left unspent. Its cost is estimated from its members' trial durations
+(``FOLDS + 1`` fits each); a member that would not fit is left out, and a blend that runs past its
+seconds anyway stops and is not kept (``why`` says so).
+
 The registered :class:`BlendTextModel` holds the members refitted on fit + validation rows (as each
 candidate's ``build`` does) and the weights. It serves each member by its own path (TF-IDF through its
 skl2onnx graph in ONNX Runtime, a frozen encoder through its engine, no PyTorch), and averages.
@@ -27,6 +33,7 @@ skl2onnx graph in ONNX Runtime, a frozen encoder through its engine, no PyTorch)
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -38,12 +45,22 @@ from ...evaluation.metrics import direction, score
 from .classical import TfidfTextModel, export_tfidf_onnx
 from .pipeline import TextPipelineModel
 
-__all__ = ["BLEND", "FOLDS", "GRID", "MAX_MEMBERS", "BlendTextModel", "build_blend", "choose_blend", "weight_grid"]
+__all__ = ["BLEND", "FOLDS", "GRID", "MAX_MEMBERS", "RESERVE", "BlendTextModel", "blend_reserve", "build_blend",
+           "choose_blend", "weight_grid"]
 
 BLEND = "blend"
 FOLDS = 5        # out-of-fold predictions of the fit rows that the weights are chosen on
 GRID = 20        # weights in steps of 1/GRID (2 members: 21 points; 3 members: 231)
 MAX_MEMBERS = 3
+RESERVE = 0.15   # share of train.budget kept back from the search for the blend's fits
+
+
+def blend_reserve(cands: dict[str, Any], budget: float | None, search: bool) -> float:
+    """Seconds of ``budget`` the search leaves to the blend: ``RESERVE`` of it when the search runs
+    within a budget and at least two candidates can be blended, else 0."""
+    if budget is None or not search or sum(hasattr(c, "proba") for c in cands.values()) < 2:
+        return 0.0
+    return RESERVE * float(budget)
 
 
 def weight_grid(members: int, steps: int = GRID) -> np.ndarray:
@@ -53,13 +70,14 @@ def weight_grid(members: int, steps: int = GRID) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64) / steps
 
 
-def _best_trials(records: list[Any], cands: dict[str, Any], metric: str) -> list[tuple[str, dict[str, Any], float]]:
-    """``(candidate, params, validation score)`` of the best finished trial of each blendable
-    candidate (one with ``proba``), best first."""
+def _best_trials(records: list[Any], cands: dict[str, Any], metric: str
+                 ) -> list[tuple[str, dict[str, Any], float, float]]:
+    """``(candidate, params, validation score, seconds)`` of the best finished trial of each blendable
+    candidate (one with ``proba``), best first; ``seconds``: that trial's duration."""
     from .search import _split_params
 
     sign = 1.0 if direction(metric) == "maximize" else -1.0
-    best: dict[str, tuple[dict[str, Any], float]] = {}
+    best: dict[str, tuple[dict[str, Any], float, float]] = {}
     for rec in records:
         if rec.value is None or not np.isfinite(rec.value):
             continue
@@ -67,47 +85,74 @@ def _best_trials(records: list[Any], cands: dict[str, Any], metric: str) -> list
         if name not in cands or not hasattr(cands[name], "proba"):
             continue
         if name not in best or sign * rec.value > sign * best[name][1]:
-            best[name] = ({**cands[name].defaults(), **params}, float(rec.value))
-    return sorted(((n, p, v) for n, (p, v) in best.items()), key=lambda t: -sign * t[2])
+            best[name] = ({**cands[name].defaults(), **params}, float(rec.value), float(rec.duration_s))
+    return sorted(((n, p, v, d) for n, (p, v, d) in best.items()), key=lambda t: -sign * t[2])
 
 
 def _label(cands: dict[str, Any], name: str) -> str:
     return getattr(cands[name], "backbone", "") or name
 
 
+def _affordable(top: list[tuple[str, dict[str, Any], float, float]], fits: int, seconds: float | None
+                ) -> tuple[list[tuple[str, dict[str, Any], float, float]], float]:
+    """The members (best first) whose ``fits`` refits, each as long as its trial took, fit in
+    ``seconds`` together (all when None), and their estimated seconds."""
+    kept, cost = [], 0.0
+    for t in top:
+        need = fits * t[3]
+        if seconds is None or cost + need <= seconds:
+            kept.append(t)
+            cost += need
+    return kept, cost
+
+
 def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed: int,
-                 best_single: float) -> dict[str, Any] | None:
+                 best_single: float, seconds: float | None = None) -> dict[str, Any] | None:
     """The blend of the search's best trials, or None when fewer than two candidates can be blended.
     Returns ``{"kept", "members": [{candidate, name, params, validation, weight}], "validation",
     "best_single", "oof", "folds", "seconds", "why"}``; ``best_single``: the search's best
-    validation score (of any candidate)."""
+    validation score (of any candidate); ``seconds``: what is left of train.budget for it (None:
+    no limit)."""
     from sklearn.model_selection import StratifiedKFold
 
     started = time.monotonic()
-    top = _best_trials(records, cands, metric)[:MAX_MEMBERS]
-    if len(top) < 2:
+    deadline = started + seconds if seconds is not None else math.inf
+    ranked = _best_trials(records, cands, metric)[:MAX_MEMBERS]
+    if len(ranked) < 2:
         return None
     sign = 1.0 if direction(metric) == "maximize" else -1.0
-    first = cands[top[0][0]]
+    first = cands[ranked[0][0]]
     y, y_val = np.asarray(first.y_fit), np.asarray(first.y_val)
-    members = [{"candidate": n, "name": _label(cands, n), "params": p, "validation": round(v, 4)} for n, p, v in top]
-    out: dict[str, Any] = {"kept": False, "members": members, "best_single": round(best_single, 4)}
     counts = np.bincount(y)[np.bincount(y) > 0] if len(y) else np.zeros(1, dtype=np.int64)
     folds = min(FOLDS, int(counts.min()))  # each class in every fold
+    top, cost = _affordable(ranked, folds + 1, seconds)
+    members = [{"candidate": n, "name": _label(cands, n), "params": p, "validation": round(v, 4)}
+               for n, p, v, _ in (top if len(top) >= 2 else ranked)]
+    out: dict[str, Any] = {"kept": False, "members": members, "best_single": round(best_single, 4)}
     if folds < 2:
         out["why"] = "a class has fewer than 2 fit rows: no out-of-fold predictions to choose the weights on"
+        return out
+    if len(top) < 2:
+        need = (folds + 1) * sum(t[3] for t in ranked[:2])
+        out["why"] = (f"no blend: its fits (~{need:.0f} s, from its members' trial times) do not fit the "
+                      f"{seconds:.0f} s of train.budget left after the search")
         return out
     split = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     n_classes = len(first.classes)
     oof = [np.zeros((len(y), n_classes)) for _ in top]
-    for (name, params, _), probs in zip(top, oof, strict=True):
+    for (name, params, _, _), probs in zip(top, oof, strict=True):
         for fit_rows, rows in split:
+            if time.monotonic() > deadline:
+                out.update(seconds=round(time.monotonic() - started, 1),
+                           why=f"no blend: its fits ran past the {seconds:.0f} s of train.budget left after "
+                               f"the search (estimated ~{cost:.0f} s)")
+                return out
             probs[rows] = cands[name].proba(params, fit_rows, rows)
     grid = weight_grid(len(top))
     oof_scores = np.array([score(metric, y, sum(w * p for w, p in zip(ws, oof, strict=True))) for ws in grid])
     pick = int(np.argmax(sign * oof_scores))  # the first of equals: the one leaning most on the best member
     weights = grid[pick]
-    val = [cands[name].proba(params) for name, params, _ in top]
+    val = [cands[name].proba(params) for name, params, _, _ in top]
     blend_val = float(score(metric, y_val, sum(w * p for w, p in zip(weights, val, strict=True))))
     for m, w in zip(members, weights, strict=True):
         m["weight"] = round(float(w), 4)

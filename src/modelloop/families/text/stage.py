@@ -21,7 +21,9 @@ records) for ``task: text_classification``:
 
 **Budget.** With ``model.search: true`` the search runs within ``train.budget`` seconds (over all
 runs of a resumed search) and ``train.trials`` (for ``head``, 30 trials when ``train.trials`` is
-unset); a trial past the deadline stops after its current epoch. With ``search: false`` one trial
+unset); a trial past the deadline stops after its current epoch. When two candidates can be blended,
+the search gets ``train.budget`` less :func:`.blend.blend_reserve` and the blend its reserve plus what
+the search left unspent. With ``search: false`` one trial
 with the configured values runs its epochs in full.
 
 Steps 3 and 4 live in ``text_search.py`` (the trials) and ``text_fit.py`` (one configuration:
@@ -53,7 +55,7 @@ from .backbone import (
     texts_of,
     tokenize_windows,
 )
-from .blend import build_blend, choose_blend
+from .blend import blend_reserve, build_blend, choose_blend
 from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
 from .fit import FitJob, _device, _network_for, embed
@@ -116,17 +118,23 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                                         budget if budget is not None else cfg.train.budget)
     study = text_study_name(ws, row["id"])
     tracker = tracker_for(ws)
-    search = _search_settings(cfg, settings, cands, budget, trials, warm_start)
+    total = budget if budget is not None else cfg.train.budget
+    reserve = blend_reserve(cands, total, settings.search)  # the blend's fits are part of the budget
+    search = _search_settings(cfg, settings, cands, None if total is None else total - reserve, trials,
+                              warm_start)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,
             "modelloop.task": "text_classification"}
     with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
+        search_started = time.monotonic()
         chosen, summary = run_text_search(cands, metric=cfg.metric, seed=cfg.seed, storage=ws.optuna_url,
                                           study_name=study, work_dir=ws.study_dir(study), settings=search,
                                           job=job, on_trial=_trial_logger(tracker, run_id, cfg.metric),
                                           progress=progress)
         choice.update(_compared(cands, summary, chosen["candidate"], cfg.metric, choice))
+        left = None if search.budget is None or not settings.search else \
+            reserve + max(0.0, search.budget - (time.monotonic() - search_started))
         blend = choose_blend(cands, summary.trials, metric=cfg.metric, seed=cfg.seed,
-                             best_single=summary.validation_score)
+                             best_single=summary.validation_score, seconds=left)
         kept = bool(blend and blend["kept"])
         if blend:
             choice["why"] = f"{choice.get('why', '')}; {blend['why']}".lstrip("; ")

@@ -113,8 +113,11 @@ class TrainConfig(_Section):
                                                                  "served model (batch 1, CPU time on an uncontended core, this machine)")
     parallel: int = Field(1, ge=1, description="search trials run at once, each in its own worker process "
                                                "sharing the Optuna storage (at most this machine's CPU count)")
+    ddp_processes: int = Field(1, ge=1, description="neural fine-tuning (text) in this many data-parallel "
+                                                    "processes (torch DDP: gloo on CPU, nccl on GPUs; "
+                                                    "at most this machine's CPU count, and its GPU count on CUDA)")
 
-    @field_validator("parallel")
+    @field_validator("parallel", "ddp_processes")
     @classmethod
     def _at_most_the_cpus(cls, value: int) -> int:
         """More workers than CPUs only slows every trial down (and the budget counts wall time)."""

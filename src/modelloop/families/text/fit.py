@@ -25,6 +25,7 @@ import optuna
 from ...errors import ConfigError, DataError, ModelloopError
 from ...evaluation.metrics import direction, score
 from ...training.checkpoint import load_checkpoint, save_checkpoint
+from ...training.distributed import SINGLE, Group, data_parallel
 from .backbone import (
     backbone_fingerprint,
     init_new_embeddings,
@@ -67,6 +68,7 @@ class FitJob:
     # windows of each validation text, in order (``val_ids`` holds every window of every text): early
     # stopping and the head read each text whole, as serving does; None: one window a text
     val_counts: list[int] | None = None
+    ddp_processes: int = 1  # train.ddp_processes: fine-tune in this many processes (training/distributed.py)
 
     def val_windows(self) -> list[int]:
         return list(self.val_counts) if self.val_counts is not None else [1] * len(self.val_ids)
@@ -310,7 +312,23 @@ def _params_key(job: FitJob, params: dict[str, Any]) -> str:
 
 def _run_finetune(job: FitJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
                   trial: optuna.Trial | None) -> dict[str, Any]:
-    """Train ``params`` with early stopping; returns the best epoch's trainable weights and its score."""
+    """Train ``params`` with early stopping; returns the best epoch's trainable weights and its score.
+    With ``job.ddp_processes > 1`` this process is rank 0 of a data-parallel run (:func:`_ddp_worker`)."""
+    with data_parallel(job.ddp_processes, job.device, _ddp_worker, (job, params, checkpoint),
+                       preload=("transformers.modeling_utils", "peft")) as group:
+        return _finetune(job, params, checkpoint=checkpoint, deadline=deadline, trial=trial, group=group)
+
+
+def _ddp_worker(group: Group, job: FitJob, params: dict[str, Any], checkpoint: Path | None) -> None:
+    """Ranks 1..N-1 of a data-parallel fine-tune: train their rows; rank 0 decides when to stop."""
+    _finetune(job, params, checkpoint=checkpoint, deadline=math.inf, trial=None, group=group)
+
+
+_GO, _STOP, _PRUNE = 0, 1, 2  # rank 0's decision after an epoch, sent to every rank
+
+
+def _finetune(job: FitJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
+              trial: optuna.Trial | None, group: Group) -> dict[str, Any]:
     torch = require_torch()
     s = job.settings
     net = _network_for(job, params).to(job.device)
@@ -325,13 +343,18 @@ def _run_finetune(job: FitJob, params: dict[str, Any], *, checkpoint: Path | Non
                              "history": []}
     key = _params_key(job, params)
     resumed = _load_checkpoint(checkpoint, key, net, opt, sched, scaler, state)
-    if not resumed and s.init_head:
+    if not resumed and s.init_head and group.main:  # the other ranks get rank 0's weights from wrap()
         _probe_head(net, job)
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(class_weights(job), dtype=torch.float32,
                                                             device=job.device))
+    model = group.wrap(net)
     for epoch in range(state["epoch"], epochs):
         t0 = time.monotonic()
-        loss = train_epoch(net, job, epoch, batch_size, opt, sched, scaler, loss_fn, precision)
+        loss = train_epoch(model, job, epoch, batch_size, opt, sched, scaler, loss_fn, precision, group=group)
+        if not group.main:
+            if group.decide(_GO) != _GO:
+                break
+            continue
         value = score(job.metric, job.y_val, _val_probabilities(net, job, precision))
         state["history"].append({"epoch": epoch + 1, "train_loss": loss, f"valid_{job.metric}": value,
                                  "seconds": round(time.monotonic() - t0, 3)})
@@ -343,10 +366,14 @@ def _run_finetune(job: FitJob, params: dict[str, Any], *, checkpoint: Path | Non
         _save_checkpoint(checkpoint, key, net, opt, sched, scaler, state)
         if trial is not None:
             trial.report(float(value) if np.isfinite(value) else float("nan"), epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        if state["bad"] >= s.early_stopping_patience or time.monotonic() > deadline:
+        decision = _PRUNE if trial is not None and trial.should_prune() else \
+            _STOP if state["bad"] >= s.early_stopping_patience or time.monotonic() > deadline else _GO
+        if group.decide(decision) == _PRUNE:
+            raise optuna.TrialPruned()
+        if decision == _STOP:
             break
+    if not group.main:
+        return {}
     if state["best"] is None:
         raise DataError(f"the validation {job.metric} is not defined on these rows (NaN every epoch)")
     return {"value": state["best_score"], "payload": state["best"], "epochs_run": state["epoch"],
@@ -388,9 +415,11 @@ def make_scheduler(opt: Any, schedule: str, warmup: int, total: int) -> Any:
 
 
 def train_epoch(net: Any, job: FitJob, epoch: int, batch_size: int, opt: Any, sched: Any, scaler: Any,
-                 loss_fn: Any, precision: str) -> float:
+                 loss_fn: Any, precision: str, group: Group = SINGLE) -> float:
     """One pass over the fit rows. The shuffle and dropout are seeded by (seed, epoch), so an epoch
-    replayed after a resume is the epoch an uninterrupted run would have had."""
+    replayed after a resume is the epoch an uninterrupted run would have had. In a data-parallel run
+    each rank takes its share of every global batch, its loss scaled by its share of the batch's class
+    weight times the ranks (DDP averages the gradients): the step is the one-process step."""
     torch = require_torch()
     s = job.settings
     torch.manual_seed(job.seed * 1009 + epoch)
@@ -400,14 +429,19 @@ def train_epoch(net: Any, job: FitJob, epoch: int, batch_size: int, opt: Any, sc
     net.train()
     opt.zero_grad(set_to_none=True)
     total = 0.0
+    weight = loss_fn.weight.cpu().numpy() if loss_fn.weight is not None else np.ones(job.n_classes)
     for i, rows in enumerate(batches):
-        input_ids, mask = pad_batch([job.fit_ids[j] for j in rows], job.pad_id)
-        target = torch.from_numpy(job.y_fit[rows]).to(job.device)
+        mine = group.split(rows)
+        share = float(weight[job.y_fit[mine]].sum() / weight[job.y_fit[rows]].sum()) * group.world
+        if len(mine) == 0:  # fewer rows than ranks: a zero-weight step keeps this rank in the all-reduce
+            mine, share = rows[:1], 0.0
+        input_ids, mask = pad_batch([job.fit_ids[j] for j in mine], job.pad_id)
+        target = torch.from_numpy(job.y_fit[mine]).to(job.device)
         with _autocast(job.device, precision):
             logits = net(torch.from_numpy(input_ids).to(job.device), torch.from_numpy(mask).to(job.device))
         loss = loss_fn(logits.float(), target)
-        scaler.scale(loss / s.grad_accum).backward()
-        total += float(loss.detach()) * len(rows)
+        scaler.scale(loss * share / s.grad_accum).backward()
+        total += float(loss.detach()) * len(mine) * (share > 0)
         if (i + 1) % s.grad_accum == 0 or i == len(batches) - 1:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
@@ -415,7 +449,7 @@ def train_epoch(net: Any, job: FitJob, epoch: int, batch_size: int, opt: Any, sc
             scaler.update()
             sched.step()
             opt.zero_grad(set_to_none=True)
-    return total / max(len(job.fit_ids), 1)
+    return group.sum(total) / max(len(job.fit_ids), 1)
 
 
 def _save_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, scaler: Any,

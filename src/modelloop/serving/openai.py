@@ -312,9 +312,11 @@ class _Call:
         inputs = {("messages" if self.chat else "prompt"): p["messages" if self.chat else "prompt"],
                   **{k: p[k] for k in ("max_tokens", "temperature", "top_p", "stop", "seed", "stream")}}
         shape = getattr(self.rt.native, "shape_", None)
-        asked = [m for m in p.get("messages") or [] if m["role"] != "system"]
-        if self.chat and shape is not None and shape.kind == "pairs" and len(asked) == 1:
-            inputs[str(shape.prompt)] = asked[0]["content"]  # the training table's column: a retrain learns it
+        # the training table's input column of a generative model: the monitor compares it, a retrain learns it
+        if shape is not None:
+            from ..families.generative.feedback import shape_inputs
+
+            inputs.update(shape_inputs(shape, inputs))
         output = {"text": self.text, "label": self.text, "finish_reason": self.finish, "prompt_tokens": len(self.ids),
                   "completion_tokens": self.tokens, "ttft_ms": self.ttft_ms}
         seconds = time.perf_counter() - self.started

@@ -7,7 +7,8 @@ model comes from, the GGUF conversion cache), ``data`` (shapes, chat templates, 
 profile), ``metrics`` (exact match, chrF, ROUGE-L, perplexity), ``generate`` (decoding with a KV cache),
 ``fit`` (one fine-tuning run), ``search`` (on the shared driver), ``model`` (:class:`GenerativeModel`),
 ``report`` (the HTML page), ``stage`` (the train stage), ``serve`` (the served object), ``monitor``
-(the served answers' figures) and ``drift`` (the served prompts' embeddings against the training ones').
+(the served answers' figures), ``drift`` (the served prompts' embeddings against the training ones') and
+``feedback`` (rated answers as training rows of the model's shape, for ``modelloop retrain``).
 ``sequences`` (batches of packed sequences and their log-likelihoods) sits under ``fit`` and
 ``preference`` (DPO on preference pairs).
 """
@@ -77,6 +78,13 @@ class GenerativeFamily:
         from .monitor import serving_figures
 
         return serving_figures(recent)
+
+    def feedback_inputs(self, ws: Any, frame: Any) -> tuple[Any, dict[str, Any]]:
+        """Rated answers as rows of the model's data shape (``feedback.py``): a correction of a preference
+        model's answer becomes a preference pair (chosen: the correction, rejected: the served answer)."""
+        from .feedback import feedback_rows
+
+        return feedback_rows(ws, frame)
 
     def drift_extra(self, ws: Any, model_row: dict[str, Any], reference: Any, recent: list[dict[str, Any]],
                     **thresholds: float) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -78,12 +78,15 @@ def test_the_blend_is_kept_only_when_it_beats_the_best_single_candidate_on_valid
         [r.params["candidate"] for r in sorted(records, key=lambda r: -r.value)]
     weights = [m["weight"] for m in blend["members"]]
     assert sum(weights) == pytest.approx(1.0) and blend["folds"] == 5
+    pooled = blend["pooled"]
+    assert pooled["rows"] == len(cands["tfidf"].y_fit) + len(cands["tfidf"].y_val)
     if informative:  # each half of the signal alone scores ~0.75; together they score far more
         assert blend["kept"] and blend["validation"] > best + 0.03 and min(weights) > 0
+        assert pooled["blend"] > pooled["best_member"] + 0.03
         assert "blend" in blend["why"] and "out-of-fold" in blend["why"]
-    else:
+    else:  # kept only when above its best member on every held-out row together
         assert not blend["kept"] and "kept" in blend["why"]
-        assert blend.get("validation", -1) <= best or sorted(weights)[-2] == 0  # (2 members: one weighted 0)
+        assert pooled["blend"] <= pooled["best_member"] or sorted(weights)[-2] == 0  # (2 members: one weighted 0)
     # one candidate alone is no blend
     assert choose_blend({"tfidf": cands["tfidf"]}, records[:1], metric="f1_macro", seed=0, best_single=best) is None
 

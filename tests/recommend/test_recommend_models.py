@@ -20,6 +20,9 @@ from modelloop.families.recommend.kinds import DEFAULTS, build_recommender
 def test_top_k_is_best_first_breaks_ties_by_position_and_never_picks_excluded():
     scores = np.array([[0.1, 0.9, 0.5, 0.9, -np.inf], [-np.inf, -np.inf, 1.0, -np.inf, -np.inf]])
     assert top_k(scores, 3).tolist() == [[1, 3, 2], [2, -1, -1]]
+    # one row (a served request): every item tied with the k-th score is a candidate, the lowest positions win
+    tied = np.array([[0.0, 2.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0]])
+    assert top_k(tied, 4).tolist() == [[5, 1, 2, 3]]
 
 
 def test_ranking_figures_by_hand():

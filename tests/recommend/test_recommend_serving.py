@@ -169,3 +169,33 @@ def test_retrain_learns_what_users_took_not_what_they_were_shown(served):
                                    {"user": "u7", "item": "i4", "event": "impression", "at": at, "request_id": None}])
     assert rows[["user", "item"]].values.tolist() == [["7", "i3"]]  # ids as text; the impression is not learned
     assert rows["_request_id"].iloc[0].startswith("ix:") and rows["ts"].iloc[0] == "2026-12-05 10:00"
+
+
+@pytest.mark.parametrize("fixture", ["clicks", "ratings"])
+def test_the_ranked_lists_answer_as_scoring_the_whole_catalog(request, fixture):
+    """``precompute``'s lists (what the server reads) give every training user, and an unknown one, the
+    same items and scores as scoring the whole catalog, with exclude and filter, also when a short list
+    runs out (then the catalog is scored); the popularity model's many ties are ordered alike."""
+    ws = request.getfixturevalue(fixture)[0].workspace
+    listed, scored = _native(ws), _native(ws)
+    assert listed.precompute(keep=6) and getattr(scored, "ranked_", None) is None
+    category = next(iter(listed.features_["category"].values())) if "category" in listed.features_ else None
+    for user in [*listed.users_.tolist(), "someone-new", 12345]:
+        for k in (1, 5, 6, 8, len(listed.items_) + 3):
+            for exclude in ([], [listed.items_[0], str(listed.items_[7]), "not-an-item"]):
+                for exclude_seen in (True, False):
+                    args = {"exclude_seen": exclude_seen, "exclude": exclude}
+                    assert listed.recommend(user, k, **args) == scored.recommend(user, k, **args), (user, k, args)
+        if category is not None:
+            where = {"category": category}
+            assert listed.recommend(user, 5, where=where) == scored.recommend(user, 5, where=where)
+    assert listed.ranked(0, 3) is not None and listed.ranked(0, 40) is None  # read, and run out: scored
+
+
+def test_the_served_answers_are_the_offline_ones_for_every_training_user(served):
+    ws, client = served
+    model = _native(ws)
+    for user in [*model.users_.tolist(), "someone-new"]:
+        for body in ({"user": user, "k": 5}, {"user": user, "k": 20, "exclude": [str(model.items_[1])]}):
+            got = client.post("/v1/recommend", json=body).json()
+            assert got["recommendations"] == model.recommend(user, body["k"], exclude=body.get("exclude", ()))[0]

@@ -37,10 +37,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, n)
     if k <= 0:
         return np.full((scores.shape[0], 0), -1, dtype=np.int64)
-    if len(scores) == 1 and k < n:  # one user (a served request): the 1-D partition, then its k sorted
-        row = scores[0]
-        part = np.argpartition(-row, k - 1)[:k]
-        top = part[np.lexsort((part, -row[part]))]
+    if len(scores) == 1 and k < n:  # one user (a request): the 1-D partition, then every item tied with
+        row = scores[0]               # the k-th score, so that ties at the cut go to the lower position
+        kth = row[np.argpartition(-row, k - 1)[:k]].min()
+        part = np.flatnonzero(row >= kth)
+        top = part[np.argsort(-row[part], kind="stable")[:k]]
         return np.where(np.isneginf(row[top]), -1, top)[None, :]
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(scores), 1))
     vals = np.take_along_axis(scores, part, axis=1)

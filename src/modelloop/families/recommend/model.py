@@ -111,15 +111,53 @@ class RecommenderModel:
         """The item positions user ``u`` took in training."""
         return self.seen_indices_[self.seen_indptr_[u]:self.seen_indptr_[u + 1]]
 
-    def precompute(self, max_cells: int = 20_000_000) -> bool:
+    def precompute(self, max_cells: int = 20_000_000, keep: int = 100) -> bool:
         """Score every known user over the catalog once (the served path then reads a row) when users x
-        items is at most ``max_cells`` (160 MB of float64); a larger model scores each request."""
+        items is at most ``max_cells`` (160 MB of float64); a larger model scores each request. Also rank,
+        once, each known user's ``keep`` best unseen items and the ``keep`` most popular (``ranked``)."""
         if len(self.users_) * len(self.items_) > max_cells:
             return False
         self.scores_ = np.vstack([np.asarray(self.rec_.user_scores(block), dtype=np.float64)
                                   for block in np.array_split(np.arange(len(self.users_)),
                                                               max(1, len(self.users_) // 1024))])
+        keep = min(max(int(keep), 1), len(self.items_))
+        ranked = np.empty((len(self.users_), keep), dtype=np.int32)
+        for block in np.array_split(np.arange(len(self.users_)), max(1, len(self.users_) // 1024)):
+            scores = self.scores_[block]  # a copy (fancy indexing): the seen items go to -inf in it only
+            for row, u in enumerate(block.tolist()):
+                scores[row, self.seen(u)] = -np.inf
+            # a stable sort of the negated scores: best first, ties to the lower position (``top_k``'s order)
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
+            ranked[block] = np.where(np.isneginf(np.take_along_axis(scores, top, axis=1)), -1, top)
+        self.ranked_ = ranked
+        self.ranked_popular_ = np.argsort(-self.popular_scores(), kind="stable")[:keep].astype(np.int32)
+        self._answers: dict[int, list[dict[str, Any]]] = {}
         return True
+
+    def ranked(self, u: int, k: int, exclude: Iterable[Any] = ()) -> list[dict[str, Any]] | None:
+        """The top ``k`` unseen items of known user ``u`` (-1: the popular fallback's) from the lists
+        ranked once by ``precompute``, ``exclude`` (item ids) left out as the list is read; None when those
+        lists were not made or run out before ``k`` (``recommend`` then scores the whole catalog). The
+        answer's dicts are made once per user and shared: never change them."""
+        answers = getattr(self, "_answers", None)
+        if answers is None:
+            return None
+        ranked = answers.get(u)
+        if ranked is None:
+            if len(answers) >= 100_000:  # a bound on what the served process keeps
+                answers.clear()
+            top = self.ranked_popular_ if u < 0 else self.ranked_[u]
+            top = top[top >= 0]
+            scores = (self.popular_scores() if u < 0 else self.scores_[u])[top].round(6).tolist()
+            ranked = answers[u] = [{"item": i, "score": v}
+                                   for i, v in zip(self.items_[top].tolist(), scores, strict=True)]
+        complete = len(ranked) < (self.ranked_.shape[1])  # every unseen item is in the list
+        if exclude:
+            drop = {label_text(item) for item in exclude}
+            out = [answer for answer in ranked if answer["item"] not in drop][:k]
+        else:
+            out = ranked[:k]
+        return out if len(out) == k or complete or len(ranked) == len(self.items_) else None
 
     def user_row(self, u: int) -> np.ndarray:
         """A fresh copy of user ``u``'s scores over the catalog (precomputed, or computed now)."""
@@ -169,6 +207,10 @@ class RecommenderModel:
         unknown feature, ``filter.<name>``)."""
         name = user if type(user) is str else label_text(user)
         u = self.user_pos_.get(name, -1)
+        if not where and (exclude_seen if u >= 0 else name not in getattr(self, "cold_pos_", ())):
+            listed = self.ranked(u, k, exclude)  # the lists ranked once (``precompute``), when they answer
+            if listed is not None:
+                return listed, (POPULAR if u < 0 else None)
         similar = self.similar_user_scores(name) if u < 0 else None
         if similar is not None:
             scores, fallback = similar, SIMILAR_USERS

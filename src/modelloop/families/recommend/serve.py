@@ -1,7 +1,8 @@
 """The recommendation family's served object: the generic Runtime scoring ``(user, item)`` records with
 the native model (``POST /v1/predict``), and the model itself for ``POST /v1/recommend``
 (:mod:`modelloop.serving.recommend`): its factors and per-user index are in memory, a request is one
-matrix-vector product and a partial sort."""
+matrix-vector product and a partial sort, or (a catalog small enough to precompute) a slice of the
+user's list ranked when the model loaded."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ __all__ = ["recommend_runtime"]
 
 def recommend_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None) -> Runtime:
     native = native_model(ws, row)
-    precomputed = native.precompute()  # every known user's scores once, when the catalog is small enough
+    # every known user's scores once, when the catalog is small enough, and their serve.max_k best unseen
+    # items (+ room for a request's exclude list) ranked once: a request reads a list
+    precomputed = native.precompute(keep=ws.config.serve.max_k + 32)
     columns = [native.user_col, native.item_col]
 
     def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:

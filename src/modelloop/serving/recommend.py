@@ -17,10 +17,11 @@ import json
 import time
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ..catalog import utcnow
@@ -72,6 +73,23 @@ def _body_of(model: type[BaseModel]) -> dict[str, Any]:
         "schema": model.model_json_schema()}}}}
 
 
+def _header(scope: dict[str, Any], name: bytes) -> str:
+    """The first value of header ``name`` (lower case), or ""."""
+    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), "")
+
+
+async def _body(receive: Any) -> bytes:
+    """The request body, read from the ASGI messages (what ``Request.body`` does, without a Request)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
 class _Endpoint:
     """An ``async def (scope, receive, send)`` mounted as the ASGI app it is (Starlette wraps a function, or
     a partial of one, as a request handler)."""
@@ -118,21 +136,21 @@ def add_recommend_routes(app: FastAPI, state: Any, keyed: list[Any]) -> None:
     async def recommend(scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The top k items for a user from the served recommender (unknown user: the most popular)."""
         start = time.perf_counter()
-        request = Request(scope, receive)
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if state.keys.enabled and not state.keys.verify(token.strip() if scheme.lower() == "bearer" else None):
-            raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
-                                headers={"WWW-Authenticate": "Bearer"})
+        if state.keys.enabled:  # the headers are read only for a key (Starlette's Request is not made)
+            scheme, _, token = _header(scope, b"authorization").partition(" ")
+            if not state.keys.verify(token.strip() if scheme.lower() == "bearer" else None):
+                raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
+                                    headers={"WWW-Authenticate": "Bearer"})
         rt = served()
         model = getattr(rt, "recommender", None)
         if model is None:
             raise HTTPException(404, f"model {rt.name}:{rt.version} does not recommend; send (user, item) "
                                      "records to /v1/predict")
-        body = _parse(RecommendRequest, await request.body())
+        body = _parse(RecommendRequest, await _body(receive))
         top = state.config.max_k
         if not 1 <= body.k <= top:
             raise _field_problem("k", f"must be from 1 to {top} (serve.max_k), got {body.k}")
-        try:
+        try:  # a slice of the user's list ranked at load (``RecommenderModel.ranked``), or the catalog scored
             items, fallback = model.recommend(body.user, body.k, exclude_seen=body.exclude_seen,
                                               exclude=body.exclude, where=body.filter)
         except DataError as exc:
@@ -145,8 +163,12 @@ def add_recommend_routes(app: FastAPI, state: Any, keyed: list[Any]) -> None:
                                 "inputs": body.model_dump(mode="json"), "output": output,
                                 "latency_ms": (time.perf_counter() - start) * 1000.0}]):
             await run_in_threadpool(state.plog.wait_below_high_water)
-        answer = {**output, "model": {"name": rt.name, "version": rt.version, "variant": rt.variant}, "request_id": rid}
-        await Response(to_json(answer), media_type="application/json")(scope, receive, send)
+        answer = to_json({**output, "model": {"name": rt.name, "version": rt.version, "variant": rt.variant},
+                          "request_id": rid})
+        # what Starlette's Response sends, without building one
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(answer)), (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": answer})
 
     # first in the route table: each route before it costs a regex match per request
     app.router.routes.insert(0, Route("/v1/recommend", _Endpoint(recommend), methods=["POST"], name="recommend"))

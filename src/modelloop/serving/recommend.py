@@ -21,12 +21,12 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ..catalog import utcnow
 from ..errors import DataError
 from ..feedback.interactions import append_interaction
+from .asgi import AsgiEndpoint, bearer, read_body
 from .validation import ValidationProblem, describe_errors
 
 __all__ = ["InteractionRequest", "RecommendRequest", "add_recommend_routes", "openapi_paths"]
@@ -73,34 +73,6 @@ def _body_of(model: type[BaseModel]) -> dict[str, Any]:
         "schema": model.model_json_schema()}}}}
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str:
-    """The first value of header ``name`` (lower case), or ""."""
-    return next((value.decode("latin-1") for key, value in scope["headers"] if key == name), "")
-
-
-async def _body(receive: Any) -> bytes:
-    """The request body, read from the ASGI messages (what ``Request.body`` does, without a Request)."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-class _Endpoint:
-    """An ``async def (scope, receive, send)`` mounted as the ASGI app it is (Starlette wraps a function, or
-    a partial of one, as a request handler)."""
-
-    def __init__(self, fn: Any):
-        self.fn = fn
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await self.fn(scope, receive, send)
-
-
 def openapi_paths() -> dict[str, Any]:
     """``/v1/recommend``'s entry of the OpenAPI spec (a bare ASGI route is not in FastAPI's own)."""
     def answer(text: str) -> dict[str, Any]:
@@ -136,17 +108,15 @@ def add_recommend_routes(app: FastAPI, state: Any, keyed: list[Any]) -> None:
     async def recommend(scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The top k items for a user from the served recommender (unknown user: the most popular)."""
         start = time.perf_counter()
-        if state.keys.enabled:  # the headers are read only for a key (Starlette's Request is not made)
-            scheme, _, token = _header(scope, b"authorization").partition(" ")
-            if not state.keys.verify(token.strip() if scheme.lower() == "bearer" else None):
-                raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
-                                    headers={"WWW-Authenticate": "Bearer"})
+        if state.keys.enabled and not state.keys.verify(bearer(scope)):
+            raise HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
+                                headers={"WWW-Authenticate": "Bearer"})
         rt = served()
         model = getattr(rt, "recommender", None)
         if model is None:
             raise HTTPException(404, f"model {rt.name}:{rt.version} does not recommend; send (user, item) "
                                      "records to /v1/predict")
-        body = _parse(RecommendRequest, await _body(receive))
+        body = _parse(RecommendRequest, await read_body(receive))
         top = state.config.max_k
         if not 1 <= body.k <= top:
             raise _field_problem("k", f"must be from 1 to {top} (serve.max_k), got {body.k}")
@@ -171,7 +141,7 @@ def add_recommend_routes(app: FastAPI, state: Any, keyed: list[Any]) -> None:
         await send({"type": "http.response.body", "body": answer})
 
     # first in the route table: each route before it costs a regex match per request
-    app.router.routes.insert(0, Route("/v1/recommend", _Endpoint(recommend), methods=["POST"], name="recommend"))
+    app.router.routes.insert(0, Route("/v1/recommend", AsgiEndpoint(recommend), methods=["POST"], name="recommend"))
 
     @app.post("/v1/interactions", dependencies=keyed, status_code=201, openapi_extra=_body_of(InteractionRequest), responses={
         401: {"description": "missing or wrong API key"},

@@ -38,7 +38,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from hashlib import blake2b, sha256
 from typing import Any, Literal
@@ -52,13 +52,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ..catalog import utcnow
 from ..errors import DataError
 from ..registry import PRODUCTION
 from ..workspace import Workspace
+from .asgi import AsgiEndpoint as _Asgi, bearer as _bearer, read_body as _body
 from .batching import MicroBatcher
 from .config import ServeConfig, serve_config
 from .log import PredictionLog
@@ -497,45 +497,6 @@ def _routes(app: FastAPI, state: ServerState) -> None:
 def _no_key() -> HTTPException:
     return HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
                          headers={"WWW-Authenticate": "Bearer"})
-
-
-def _bearer(scope: Mapping[str, Any]) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return None
-
-
-class _Asgi:
-    """An ``async def (scope, receive, send)`` as an ASGI endpoint (Starlette would wrap a plain function
-    as a request handler)."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Any):
-        self.fn = fn
-
-    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        return self.fn(scope, receive, send)
-
-
-async def _body(receive: Any) -> bytes:
-    """The request body from ASGI ``receive`` (Starlette's ``Request.body`` without its stream)."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnect()
-    body = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body  # the common case: the whole body in one message
-    chunks = [body]
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _feedback(state: ServerState, body: FeedbackRequest) -> dict[str, Any]:

@@ -56,9 +56,21 @@ class Group:
         """Rank 0: the process that checkpoints, reports to the trial and returns the result."""
         return self.rank == 0
 
-    def split(self, rows: np.ndarray) -> np.ndarray:
-        """This rank's rows of one global batch (every ``world``-th row from ``rank``)."""
-        return rows[self.rank :: self.world]
+    def split(self, rows: np.ndarray, weights: np.ndarray, least: int = 1) -> tuple[np.ndarray, float]:
+        """This rank's rows of one global batch and the factor for its (weighted-mean) loss.
+
+        The rows are every ``world``-th from ``rank``; the factor is the rank's share of the batch's loss
+        ``weights`` (one per row) times ``world``, so that DDP's average of the ranks' gradients is the
+        gradient of the whole batch's weighted-mean loss. A batch too short to give every rank ``least``
+        rows (batch norm in training needs 2) goes to rank 0 whole; a rank left without rows steps on the
+        batch's first ``least`` rows with factor 0, to stay in the all-reduce."""
+        if self.world == 1:
+            return rows, 1.0
+        at = np.arange(len(rows))
+        mine = at[self.rank :: self.world] if len(rows) >= least * self.world else at[: len(rows) * self.main]
+        if len(mine) == 0:
+            return rows[:least], 0.0
+        return rows[mine], float(weights[mine].sum() / weights.sum()) * self.world
 
     def sum(self, value: float) -> float:
         """``value`` summed over the ranks (every rank gets the sum)."""
@@ -90,6 +102,8 @@ class Group:
 
         device = _collective_device()
         ids = [device.index] if device.type == "cuda" else None
+        if device.type == "cuda":  # batch-norm statistics over the global batch (GPU only; untested)
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # swaps the layers inside ``net``
         # find_unused_parameters: a backbone's pooler (or other head) may hold trainable weights that
         # the classification network never reads
         return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, find_unused_parameters=True)

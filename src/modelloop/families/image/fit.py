@@ -27,6 +27,7 @@ import torch
 from ...errors import ConfigError, DataError
 from ...evaluation.metrics import direction, score
 from ...training.checkpoint import load_checkpoint, save_checkpoint
+from ...training.distributed import SINGLE, Group, data_parallel
 from ...training.search import early_stopping_epochs
 from ..text.fit import class_weights, fit_linear_head, make_optimizer
 from .backbone import ImageNetwork, load_network, to_tensor
@@ -53,6 +54,7 @@ class ImageJob:
     device: str
     root: Path | None = None
     features: dict[str, np.ndarray] = field(default_factory=dict)  # frozen-backbone features, by part
+    ddp_processes: int = 1  # train.ddp_processes: fine-tune in this many processes (training/distributed.py)
 
     @property
     def method(self) -> str:
@@ -159,9 +161,11 @@ def _train_mode(net: ImageNetwork) -> None:
 
 
 def _train_epoch(net: ImageNetwork, job: ImageJob, epoch: int, params: dict[str, Any], opt: Any,
-                 loss_fn: Any, precision: str) -> float:
+                 loss_fn: Any, precision: str, group: Group = SINGLE) -> float:
     """One pass over the fit images, shuffled and augmented by (seed, epoch): an epoch replayed after a
-    resume is the one an uninterrupted run would have had."""
+    resume is the one an uninterrupted run would have had. Data-parallel: each rank takes its share of
+    every global batch, the loss scaled as the text family's ``train_epoch`` does (batch-norm statistics
+    are the rank's own rows on CPU: SyncBatchNorm needs CUDA)."""
     torch.manual_seed(job.seed * 1009 + epoch)
     rng = np.random.default_rng([job.seed, epoch])
     order = rng.permutation(len(job.x_fit))
@@ -169,18 +173,20 @@ def _train_epoch(net: ImageNetwork, job: ImageJob, epoch: int, params: dict[str,
     bs = int(params["batch_size"])
     _train_mode(net)
     total = 0.0
+    weight = loss_fn.weight.cpu().numpy() if loss_fn.weight is not None else np.ones(job.n_classes)
     for i in range(0, len(order), bs):
-        rows = order[i:i + bs]
+        every = order[i:i + bs]
+        rows, share = group.split(every, weight[job.y_fit[every]], least=2)  # batch norm: 2 rows a rank
         batch = job.x_fit[rows] if aug is None else np.stack([aug(image=job.x_fit[j])["image"] for j in rows])
         target = torch.from_numpy(job.y_fit[rows]).to(job.device)
         with _autocast(job.device, precision):
             logits = net(to_tensor(batch).to(job.device))
         loss = loss_fn(logits.float(), target)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share).backward()
         opt.step()
-        total += float(loss.detach()) * len(rows)
-    return total / max(len(job.x_fit), 1)
+        total += float(loss.detach()) * len(rows) * (share > 0)
+    return group.sum(total) / max(len(job.x_fit), 1)
 
 
 def _autocast(device: str, precision: str) -> Any:
@@ -213,11 +219,37 @@ def better(value: float, best: float | None, metric: str) -> bool:
 
 def _run_finetune(job: ImageJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
                   trial: optuna.Trial | None) -> dict[str, Any]:
+    """With ``job.ddp_processes > 1`` this process is rank 0 of a data-parallel run (:func:`_ddp_worker`):
+    it validates, checkpoints and reports; before each further epoch and at the end it tells the others."""
+    with data_parallel(job.ddp_processes, job.device, _ddp_worker, (job, params, checkpoint)) as group:
+        return _finetune(job, params, checkpoint=checkpoint, deadline=deadline, trial=trial, group=group)
+
+
+_GO, _STOP = 0, 1  # rank 0's word before each epoch after the first of this run, and once at the end
+
+
+def _ddp_worker(group: Group, job: ImageJob, params: dict[str, Any], checkpoint: Path | None) -> None:
+    """Ranks 1..N-1: train their rows each epoch until rank 0 says stop (rank 0 runs the early stopping)."""
+    net, opt, state, _, loss_fn, precision = _setup(job, params, checkpoint, group)
+    model = group.wrap(net)
+    first = int(state["epoch"])
+    for n in range(first, int(params["epochs"])):
+        if n > first and group.decide(_GO) != _GO:
+            return
+        _train_epoch(model, job, n, params, opt, loss_fn, precision, group)
+    group.decide(_GO)  # rank 0's final stop
+
+
+def _setup(job: ImageJob, params: dict[str, Any], checkpoint: Path | None,
+           group: Group) -> tuple[ImageNetwork, Any, dict[str, Any], int, Any, str]:
+    """The network (head probed on rank 0 only: wrapping in DDP sends it to the others), its optimizer,
+    the state restored from ``checkpoint``, the epoch resumed after, the loss and the precision."""
     s = job.settings
     net = fresh_network(job).to(job.device)
-    feats = head_features(job)
-    _set_head(net, *fit_linear_head(feats["fit"], job.y_fit, job.n_classes, c=s.head_c,
-                                    class_weight=job.class_weight, seed=job.seed))
+    if group.main:
+        feats = head_features(job)
+        _set_head(net, *fit_linear_head(feats["fit"], job.y_fit, job.n_classes, c=s.head_c,
+                                        class_weight=job.class_weight, seed=job.seed))
     _freeze(net, job.method, s.trainable_blocks)
     precision = _precision(job.device, s.mixed_precision)
     opt = make_optimizer(net, float(params["learning_rate"]), s.weight_decay)
@@ -227,14 +259,29 @@ def _run_finetune(job: ImageJob, params: dict[str, Any], *, checkpoint: Path | N
     resumed = _load_checkpoint(checkpoint, key, net, opt, state)
     weights = class_weights(job)  # type: ignore[arg-type]  # reads y_fit, n_classes and class_weight only
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=job.device))
+    return net, opt, state, resumed, loss_fn, precision
+
+
+def _finetune(job: ImageJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
+              trial: optuna.Trial | None, group: Group) -> dict[str, Any]:
+    net, opt, state, resumed, loss_fn, precision = _setup(job, params, checkpoint, group)
+    model, first, key = group.wrap(net), int(state["epoch"]), params_key(job, params)
 
     def epoch(n: int) -> tuple[float, dict[str, Any]]:
-        loss = _train_epoch(net, job, n, params, opt, loss_fn, precision)
+        if n > first:
+            group.decide(_GO)
+        loss = _train_epoch(model, job, n, params, opt, loss_fn, precision, group)
         return score(job.metric, job.y_val, probabilities(net, job.x_val, job.device)), {"train_loss": loss}
 
-    early_stopping_epochs(state, int(params["epochs"]), epoch, metric=job.metric, patience=s.early_stopping_patience,
-                          deadline=deadline, snapshot=lambda: _state_numpy(net),
-                          save=lambda: _save_checkpoint(checkpoint, key, net, opt, state), trial=trial)
+    try:
+        early_stopping_epochs(state, int(params["epochs"]), epoch, metric=job.metric,
+                              patience=job.settings.early_stopping_patience, deadline=deadline,
+                              snapshot=lambda: _state_numpy(net),
+                              save=lambda: _save_checkpoint(checkpoint, key, net, opt, state), trial=trial)
+    except optuna.TrialPruned:
+        group.decide(_STOP)
+        raise
+    group.decide(_STOP)
     if state["best"] is None:
         raise DataError(f"the validation {job.metric} is not defined on these images (NaN every epoch)")
     return {"value": state["best_score"], "payload": state["best"], "epochs_run": state["epoch"],

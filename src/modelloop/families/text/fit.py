@@ -431,10 +431,7 @@ def train_epoch(net: Any, job: FitJob, epoch: int, batch_size: int, opt: Any, sc
     total = 0.0
     weight = loss_fn.weight.cpu().numpy() if loss_fn.weight is not None else np.ones(job.n_classes)
     for i, rows in enumerate(batches):
-        mine = group.split(rows)
-        share = float(weight[job.y_fit[mine]].sum() / weight[job.y_fit[rows]].sum()) * group.world
-        if len(mine) == 0:  # fewer rows than ranks: a zero-weight step keeps this rank in the all-reduce
-            mine, share = rows[:1], 0.0
+        mine, share = group.split(rows, weight[job.y_fit[rows]])
         input_ids, mask = pad_batch([job.fit_ids[j] for j in mine], job.pad_id)
         target = torch.from_numpy(job.y_fit[mine]).to(job.device)
         with _autocast(job.device, precision):

@@ -104,9 +104,9 @@ class Group:
         ids = [device.index] if device.type == "cuda" else None
         if device.type == "cuda":  # batch-norm statistics over the global batch (GPU only; untested)
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # swaps the layers inside ``net``
-        # find_unused_parameters: a backbone's pooler (or other head) may hold trainable weights that
-        # the classification network never reads
-        return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, find_unused_parameters=True)
+        # static_graph: every step runs the same graph, so DDP learns after the first step which
+        # trainable weights the network never reads (a backbone's pooler) without a search every step
+        return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, static_graph=True)
 
 
 SINGLE = Group()

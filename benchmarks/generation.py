@@ -2,7 +2,7 @@
 prompts, in the same run.
 
     python benchmarks/generation.py [--model bundled|PATH] [--max-tokens 32] [--prompts 8] [--threads 2]
-                                    [--variant native|int8_dynamic]
+                                    [--variant native|int8_dynamic|onnx|onnx_int8_dynamic]
 
 modelloop: the serving ``Engine`` (``families/generative/serve.py``): KV cache, greedy, and continuous
 batching (``batching.py``): concurrent requests share one forward pass per token. Peer: ``model.generate``
@@ -18,8 +18,12 @@ fp32 peer, and prints how many of
 its greedy answers equal the fp32 network's. (A fine-tuned model's ``merged`` variant decodes with the same
 network the native model builds on load: its speed is the native one.)
 
-The issue's goal (>= 2x transformers at batch 1, >= 4x its aggregate at 8 streams) also needs an ONNX
-Runtime int8 decoder with a KV cache, which is not built: this script measures the PyTorch path.
+``--variant onnx`` serves the network exported to ONNX with its KV cache and run by ONNX Runtime in the
+same Engine (``onnx_export.py``, as ``modelloop optimize``'s onnx variant); ``--variant onnx_int8_dynamic``
+the smoothed network's graph with ONNX Runtime's dynamic int8 MatMuls (lm_head, down_proj, o_proj fp32).
+Both print the greedy agreement and the perplexity change against the fp32 PyTorch network.
+
+The issue's goal: >= 2x transformers at batch 1, >= 4x its aggregate at 8 streams.
 """
 
 from __future__ import annotations
@@ -81,6 +85,24 @@ def _int8(tok: Any, net: Any) -> Any:
     return int8_dynamic(net)
 
 
+def _onnx(tok: Any, args: Any) -> Any:
+    """The network as ``modelloop optimize``'s onnx variants serve it: exported with its KV cache (the int8
+    one from the smoothed network, its MatMuls quantized by ONNX Runtime), run by ONNX Runtime."""
+    from modelloop.families.generative.onnx_export import OrtCausalLM, export_onnx, quantize_graph
+    from modelloop.families.generative.quantize import activation_maxima, smooth
+
+    net = _load(args.model)[1]
+    t0 = time.perf_counter()
+    if args.variant == "onnx_int8_dynamic":
+        ids, labels = _assistant_examples(tok, calibration=True)
+        smooth(net, activation_maxima(net, ids, labels, int(tok.pad_token_id or 0)))
+        graph = quantize_graph(export_onnx(net))
+    else:
+        graph = export_onnx(net)
+    print(f"{args.variant}: exported in {time.perf_counter() - t0:.0f} s, {len(graph) / 1e6:.0f} MB", flush=True)
+    return OrtCausalLM(graph, net.config, net.generation_config, threads=args.threads)
+
+
 def _perplexity(tok: Any, net: Any) -> float:
     """Perplexity of 48 assistant-example completions (other rows than the smoothing's 32)."""
     import math
@@ -121,7 +143,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variant", choices=("native", "int8_dynamic"), default="native")
+    ap.add_argument("--variant", choices=("native", "int8_dynamic", "onnx", "onnx_int8_dynamic"), default="native")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     import torch
@@ -133,22 +155,22 @@ def main() -> None:
     prompts = [_ids(tok, p) for p in (PROMPTS * 4)[: args.prompts]]
     served = net
     agreement = change = None
-    if args.variant == "int8_dynamic":
+    if args.variant != "native":
         from modelloop.families.generative.generate import decode_stream
 
-        served = _int8(tok, _load(args.model)[1])
+        served = _int8(tok, _load(args.model)[1]) if args.variant == "int8_dynamic" else _onnx(tok, args)
         greedy = [[s.token for s in decode_stream(m, tok, ids, max_new_tokens=args.max_tokens)]
                   for m in (net, served) for ids in prompts]
         agreement = sum(a == b for a, b in zip(greedy[:len(prompts)], greedy[len(prompts):], strict=True))
-        print(f"int8_dynamic: {agreement} of {len(prompts)} greedy answers equal the fp32 network's")
+        print(f"{args.variant}: {agreement} of {len(prompts)} greedy answers equal the fp32 network's")
         change = _perplexity(tok, served) / _perplexity(tok, net) - 1
-        print(f"int8_dynamic: perplexity of 48 assistant completions {change:+.2%} against fp32", flush=True)
+        print(f"{args.variant}: perplexity of 48 assistant completions {change:+.2%} against fp32", flush=True)
     engine = Engine(_Model(tok, served))
     ours(engine, prompts[0], 4)  # warm-up
     peer(net, tok, [prompts[0]], 4)
     result: dict[str, Any] = {"model": args.model, "max_tokens": args.max_tokens, "threads": args.threads,
-                              "variant": args.variant, "int8_same_greedy_answers": agreement,
-                              "int8_perplexity_change": change}
+                              "variant": args.variant, "same_greedy_answers": agreement,
+                              "perplexity_change": change}
     # batch 1: prompt by prompt, alternating ours and the peer
     o_tok = o_s = p_tok = p_s = 0.0
     o_ttft, p_ttft = [], []

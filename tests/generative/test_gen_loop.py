@@ -102,8 +102,9 @@ def _check_variants(ws, model, summary) -> None:
     drow, df, _ = load_dataset(ws)
     train = df[ensure_split(ws, drow, df) == "train"].reset_index(drop=True)
     make = generative_variant_maker(model, train, target="completion", seed=0)
-    with pytest.raises(VariantSkipped, match="onnx: not built for generative models.*allowed: merged, int8_dynamic"):
-        make("onnx")
+    with pytest.raises(VariantSkipped, match="pruned: not built for generative models.*allowed: merged, int8_dynamic, "
+                                             "onnx, onnx_int8_dynamic"):
+        make("pruned")
     prompts = train.head(6).drop(columns=["completion"])
     merged = make("merged")
     assert merged.model.method_ == "full" and merged.model.describe()["variant"]["checks"]["same_greedy_answers"] == 16
@@ -125,8 +126,9 @@ def _check_variants(ws, model, summary) -> None:
 @pytest.mark.slow
 def test_modelloop_optimize_registers_a_generative_variant(tmp_path, capsys, tiny_llama):
     """``modelloop optimize`` on the example (~30 s on the tiny Llama): merged and int8_dynamic are built,
-    scored and timed, the ONNX names skipped with the reason. The variants' checks run in the default
-    suite (``_check_variants`` in the loop test)."""
+    scored and timed, onnx and onnx_int8_dynamic too; the shared names it does not build are skipped with
+    the reason. The variants' checks run in the default suite (``_check_variants`` in the loop test,
+    ``test_onnx_variant.py``)."""
     assert cli(["init", "helpdesk", "--example", "assistant"], capsys, tmp_path)[0] == 0
     root = tmp_path / "helpdesk"
     cfg = yaml.safe_load((root / "modelloop.yaml").read_text())
@@ -139,5 +141,6 @@ def test_modelloop_optimize_registers_a_generative_variant(tmp_path, capsys, tin
     rows = {v["name"]: v for v in result["variants"]}
     assert rows["merged"]["kept"] and rows["merged"]["agreement"] == 1.0
     assert rows["int8_dynamic"]["latency_p50_ms"] is not None
-    assert "no ONNX export with a KV cache" in rows["onnx"]["reason"]
+    assert rows["onnx"]["latency_p50_ms"] is not None and rows["onnx"]["agreement"] == 1.0, rows["onnx"]
+    assert "onnx_int8_dynamic" in rows and "not built for generative models" in rows["pruned"]["reason"]
     assert result["chosen"] in {name for name, v in rows.items() if v["kept"]}

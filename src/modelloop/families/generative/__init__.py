@@ -31,7 +31,7 @@ class GenerativeFamily:
     resources = Resources(cpus=0, gpus=1, memory_gb=4.0)
     latency_limit_advice: str | None = ("a generative model's latency is set by its size and max_tokens; choose a "
                                         "smaller base model or cap serve-time max_tokens")
-    variants: tuple[str, ...] = ("merged", "int8_dynamic")
+    variants: tuple[str, ...] = ("merged", "int8_dynamic", "onnx", "onnx_int8_dynamic")
 
     def settings_schema(self) -> type:
         from .config import GenerativeModelConfig

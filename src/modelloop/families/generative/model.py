@@ -32,6 +32,7 @@ class GenerativeModel:
     classes_ = None
     threshold_ = None
     quantized_: str | None = None  # "int8_dynamic": Linear layers quantized on load (``variant``)
+    onnx_: bytes | None = None  # an onnx / onnx_int8_dynamic variant's graph with its KV cache (``onnx_export.py``)
     serves_records = False  # optimize times it by ``predict`` (its answers are text, not the table runtime's scores)
 
     def __init__(self, settings: dict[str, Any] | None = None):
@@ -78,10 +79,25 @@ class GenerativeModel:
         return source
 
     def network(self) -> Any:
-        """The fine-tuned network, adapters merged into the base (eval mode, built once)."""
+        """The fine-tuned network, adapters merged into the base (eval mode, built once); an ``onnx`` or
+        ``onnx_int8_dynamic`` variant's graph run by ONNX Runtime behind the same calls (``onnx_export.py``)."""
         self._check_fitted()
         if "_net" not in self.__dict__:
-            self.__dict__["_net"] = self._build(merged=True)
+            graph = getattr(self, "onnx_", None)
+            if graph:
+                from transformers import AutoConfig, GenerationConfig
+
+                from .onnx_export import OrtCausalLM
+
+                source = self.base_source()
+                try:
+                    generation = GenerationConfig.from_pretrained(source)
+                except OSError:  # a base model without one: the tokenizer's end tokens only
+                    generation = None
+                self.__dict__["_net"] = OrtCausalLM(graph, AutoConfig.from_pretrained(source), generation,
+                                                    threads=require_torch().get_num_threads())
+            else:
+                self.__dict__["_net"] = self._build(merged=True)
         return self.__dict__["_net"]
 
     def base_network(self) -> Any:
@@ -117,20 +133,22 @@ class GenerativeModel:
 
     def variant(self, kind: str, calibration: pd.DataFrame | None = None) -> GenerativeModel:
         """This model as ``modelloop optimize`` builds it (``variants.py``): ``merged`` (the adapters merged
-        into the base, stored as every weight) or ``int8_dynamic`` (merged, smoothed for int8 on
+        into the base, stored as every weight), ``int8_dynamic`` (merged, smoothed for int8 on
         ``calibration``'s examples when given, and its Linear layers quantized to int8 when loaded:
-        ``quantize.py``)."""
+        ``quantize.py``), ``onnx`` (merged, exported to ONNX with its KV cache) or ``onnx_int8_dynamic`` (merged,
+        smoothed like int8_dynamic, exported, its MatMul weights quantized to int8 by ONNX Runtime)."""
         import copy
 
         from safetensors.torch import save
 
-        if kind not in ("merged", "int8_dynamic") or getattr(self, "quantized_", None) is not None:
+        if kind not in ("merged", "int8_dynamic", "onnx", "onnx_int8_dynamic") or getattr(self, "quantized_", None) \
+                is not None or getattr(self, "onnx_", None):
             raise ValueError(f"no {kind!r} variant of this model (variant of {self.describe().get('quantized')})")
         out = GenerativeModel(self.settings)
         out.__setstate__(self.__getstate__())
         net = self.network()
         variant: dict[str, Any] = {"name": kind}
-        if kind == "int8_dynamic" and calibration is not None and len(calibration):
+        if kind in ("int8_dynamic", "onnx_int8_dynamic") and calibration is not None and len(calibration):
             from .quantize import SMOOTH_ALPHA, activation_maxima, smooth
 
             ids, labels, _ = encode_examples(self.tokenizer, examples_of(calibration, self.shape_, self.tokenizer),
@@ -139,9 +157,15 @@ class GenerativeModel:
             groups = smooth(net, activation_maxima(net, ids, labels, int(self.tokenizer.pad_token_id or 0))) \
                 if ids else 0
             variant["smoothing"] = {"alpha": SMOOTH_ALPHA, "calibration_examples": len(ids), "groups": groups}
-        out.weights_ = save({k: v.detach().contiguous() for k, v in net.named_parameters()})
+        if kind.startswith("onnx"):  # the graph alone: no PyTorch weights to keep
+            from .onnx_export import export_onnx, quantize_graph
+
+            out.onnx_ = export_onnx(net) if kind == "onnx" else quantize_graph(export_onnx(net))
+            out.weights_ = b""
+        else:
+            out.weights_ = save({k: v.detach().contiguous() for k, v in net.named_parameters()})
         out.method_, out.lora_ = "full", None
-        out.quantized_ = "int8_dynamic" if kind == "int8_dynamic" else None
+        out.quantized_ = kind if kind in ("int8_dynamic", "onnx_int8_dynamic") else None
         out.description_ = {**self.description_, "variant": variant}
         return out
 

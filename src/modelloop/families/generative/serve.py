@@ -68,7 +68,8 @@ def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None
                             "backbone": native.backbone_, "context": engine.context,
                             "max_new_tokens": native.max_new_tokens}}
     rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row),
-                 reason="generative model served by PyTorch with a KV cache", scorer=score, variant="native",
+                 reason=f"generative model served by {'ONNX Runtime' if getattr(native, 'onnx_', None) else 'PyTorch'} "
+                        "with a KV cache", scorer=score, variant="native",
                  extra=extra)
     rt.engine = engine  # type: ignore[attr-defined]  # the OpenAI routes decode through it
     return rt

@@ -12,7 +12,13 @@ before the stage scores and times it:
   ``PERPLEXITY_BUDGET`` (a share); the greedy agreement is recorded. The stage then holds it to
   ``optimize.max_metric_drop`` on the test split, like every variant.
 
-The ONNX export with a KV cache is not built (``onnx`` and the other names are skipped with that reason).
+- ``onnx``: the merged network exported to ONNX with its KV cache as inputs and outputs, run by ONNX
+  Runtime in the same decoding loops (``onnx_export.py``). Checked: the perplexity may change by at most
+  ``ONNX_PERPLEXITY_TOLERANCE`` (float arithmetic in another order); the greedy agreement is recorded.
+- ``onnx_int8_dynamic``: the same graph from the smoothed network, its MatMul weights quantized to int8 by ONNX
+  Runtime (the layers ``int8_dynamic`` keeps fp32 stay fp32). Checked like ``int8_dynamic``.
+
+Other names are skipped with the allowed ones.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["CALIBRATION_ROWS", "CHECK_PROMPTS", "GENERATIVE_VARIANTS", "PERPLEXITY_BUDGET",
-           "generative_variant_maker"]
+__all__ = ["CALIBRATION_ROWS", "CHECK_PROMPTS", "GENERATIVE_VARIANTS", "ONNX_PERPLEXITY_TOLERANCE",
+           "PERPLEXITY_BUDGET", "generative_variant_maker"]
 
-GENERATIVE_VARIANTS = ("merged", "int8_dynamic")
+GENERATIVE_VARIANTS = ("merged", "int8_dynamic", "onnx", "onnx_int8_dynamic")
+ONNX_PERPLEXITY_TOLERANCE = 0.001  # onnx (fp32): at most 0.1 % perplexity change
 CHECK_PROMPTS = 16        # training prompts the checks answer
 PERPLEXITY_BUDGET = 0.05  # int8: at most 5 % more perplexity than the model it comes from
 CALIBRATION_ROWS = 32     # int8: training rows (not the checked ones) whose activations set the smoothing
@@ -45,8 +52,8 @@ def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, 
 
     def make(name: str) -> Any:
         if name not in GENERATIVE_VARIANTS:
-            raise VariantSkipped(f"{name}: not built for generative models (no ONNX export with a KV cache "
-                                 f"yet); allowed: {', '.join(GENERATIVE_VARIANTS)}")
+            raise VariantSkipped(f"{name}: not built for generative models; allowed: "
+                                 f"{', '.join(GENERATIVE_VARIANTS)}")
         if name == "merged" and teacher.method_ != "lora":
             raise VariantSkipped("merged: fine-tuned on every weight, there are no adapters to merge")
         model = teacher.variant(name, calibration=calibration)
@@ -56,13 +63,15 @@ def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, 
         if name == "merged" and same < len(before):
             raise VariantSkipped(f"merged: {len(before) - same} of {len(before)} greedy answers differ from the "
                                  "adapted model's")
-        if name == "int8_dynamic":
+        if name != "merged":
             base, quantized = perplexity(*teacher.nll(sample)), perplexity(*model.nll(sample))
             change = (quantized - base) / base if base and quantized else None
             checks.update(perplexity=quantized, parent_perplexity=base, perplexity_change=change)
-            if change is None or change > PERPLEXITY_BUDGET:
-                raise VariantSkipped(f"int8_dynamic: perplexity {quantized} vs {base} on {len(sample)} training "
-                                     f"rows, more than {PERPLEXITY_BUDGET:.0%} higher")
+            allowed = ONNX_PERPLEXITY_TOLERANCE if name == "onnx" else PERPLEXITY_BUDGET
+            too_far = change is None or (abs(change) if name == "onnx" else change) > allowed
+            if too_far:
+                raise VariantSkipped(f"{name}: perplexity {quantized} vs {base} on {len(sample)} training "
+                                     f"rows, more than {allowed:.1%} {'apart' if name == 'onnx' else 'higher'}")
         model.description_["variant"] = {**model.description_.get("variant", {}), "name": name, "checks": checks}
         return VariantPredictor(name, lambda frame: np.asarray(model.predict(frame), dtype=object),
                                 len(pickle.dumps(model)), model, serves_records=False)

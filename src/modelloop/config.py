@@ -158,7 +158,7 @@ class OptimizeConfig(_Section):
     variants: Literal["auto"] | list[Literal["onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned",
                                              "distilled", "merged", "int8_dynamic"]] = Field(
         "auto", description="auto: every variant the model's family builds; merged and int8_dynamic are the "
-                             "generative family's")
+                             "generative family's own (it builds onnx and onnx_int8_dynamic too, with a KV cache)")
     max_metric_drop: float = Field(0.01, ge=0.0, le=1.0, description="on the frozen test set, in train.metric")
     target: Literal["latency", "throughput", "size"] = "latency"
     promote: bool = Field(False, description="point production at the registered variant when its parent is "

@@ -509,7 +509,7 @@ def build_model(job: FitJob, params: dict[str, Any], result: dict[str, Any], *, 
             "best_epoch": result["best_epoch"], "precision": result["precision"], "device": job.device,
             "history": result["history"], "fit_rows": len(job.fit_ids),
             "backbone_source": job.source, "backbone_fingerprint": backbone_fingerprint(job.source),
-            "added_tokens": len(job.added), **description}
+            "added_tokens": len(job.added), "ddp_processes": job.ddp_processes, **description}
     return model_class.from_network(network=net, tokenizer=job.tokenizer, classes=job.classes,
                                   text_column=text_column, target=target,
                                   config=job.settings.model_dump(mode="json"), max_length=job.max_length,

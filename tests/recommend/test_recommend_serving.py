@@ -181,7 +181,7 @@ def test_the_ranked_lists_answer_as_scoring_the_whole_catalog(request, fixture):
     assert listed.precompute(keep=6) and getattr(scored, "ranked_", None) is None
     category = next(iter(listed.features_["category"].values())) if "category" in listed.features_ else None
     for user in [*listed.users_.tolist(), "someone-new", 12345]:
-        for k in (1, 5, 6, 8, len(listed.items_) + 3):
+        for k in (0, 1, 5, 6, 8, len(listed.items_) + 3):
             for exclude in ([], [listed.items_[0], str(listed.items_[7]), "not-an-item"]):
                 for exclude_seen in (True, False):
                     args = {"exclude_seen": exclude_seen, "exclude": exclude}

@@ -142,6 +142,8 @@ class RecommenderModel:
         answers = getattr(self, "_answers", None)
         if answers is None:
             return None
+        if k < 1:
+            return []
         ranked = answers.get(u)
         if ranked is None:
             if len(answers) >= 100_000:  # a bound on what the served process keeps

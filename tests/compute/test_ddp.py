@@ -100,3 +100,22 @@ def test_more_processes_than_gpus_is_a_config_error():
             check_processes(n, "cuda")
     with pytest.raises(ConfigError, match="whole number"):
         check_processes(True, "cpu")  # type: ignore[arg-type]
+
+
+def test_a_pruned_trial_stops_every_rank(runs):
+    """Rank 0's trial is pruned after epoch 1: it raises TrialPruned and the other rank leaves too."""
+    import multiprocessing
+
+    import optuna
+
+    class PruneAll(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    _, out = runs
+    job = out[2][0]
+    trial = optuna.create_study(pruner=PruneAll()).ask()
+    with pytest.raises(optuna.TrialPruned):
+        F.run_params(job, S.default_params(job.settings), trial=trial)
+    assert list(trial.study.trials[0].intermediate_values) == [0]  # one epoch reported, then pruned
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("modelloop-ddp")]

@@ -2,13 +2,17 @@
 concurrency 16, in one server process (issue 20 part 6: within 70 % of the no-op route).
 
     .venv/bin/python benchmarks/recommend_serving.py [--project DIR] [--seconds 5] [--concurrency 16] [--rounds 3]
+                                                     [--exclude-share 0] [--filter-share 0]
 
 Without ``--project`` it writes the bundled example (``modelloop init --example recommend``) into a
 temporary folder and trains it (3 trials). One server subprocess (``benchmarks/serving.py``'s ``noop``
 server: the real app with its middleware, plus ``POST /v1/noop``, which reads the body and answers a
 constant) is driven by the same bare-asyncio closed loop (``serving.raw_closed_loop``), alternating
 ``/v1/noop`` and ``/v1/recommend`` (k = 10 for a rotating set of known users, 10 % unknown: the popular
-fallback) each round. Printed: requests/s, p50 and p99 of each, and recommend / noop per round and as
+fallback) each round; ``--exclude-share`` of the requests also send an ``exclude`` list of 5 items and
+``--filter-share`` a ``filter`` on the example's ``category`` (the path that scores the user's whole
+row; a project without that item feature sends none).
+Printed: requests/s, p50 and p99 of each, and recommend / noop per round and as
 the median. Both share this machine's cores with the client: compare within a run.
 """
 
@@ -43,6 +47,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--exclude-share", type=float, default=0.0, help="share of requests with an exclude list")
+    ap.add_argument("--filter-share", type=float, default=0.0, help="share of requests with a filter")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(args.project) if args.project else build(Path(tmp))
@@ -52,8 +58,19 @@ def main() -> None:
         ws = Workspace(load_config(project / "modelloop.yaml"))
         users = ws.catalog.get_model(ws.config.name, ws.catalog.get_alias(ws.config.name, "production"))
         n_users = int(users["info"]["description"]["users"])
-        bodies = [json.dumps({"user": f"u{u % n_users}" if u % 10 else f"new{u}", "k": 10}).encode()
-                  for u in range(500)]
+        model = users["info"]["description"]
+        from modelloop.examples.recommend import CATEGORIES
+
+        feature = "category" if "category" in model.get("item_features", []) else None  # the example's
+        rng = np.random.default_rng(0)
+        bodies = []
+        for u in range(500):
+            body: dict[str, object] = {"user": f"u{u % n_users}" if u % 10 else f"new{u}", "k": 10}
+            if rng.random() < args.exclude_share:
+                body["exclude"] = [f"i{i}" for i in rng.integers(0, int(model["items"]), 5).tolist()]
+            if feature is not None and rng.random() < args.filter_share:
+                body["filter"] = {feature: CATEGORIES[u % len(CATEGORIES)]}
+            bodies.append(json.dumps(body).encode())
         proc, url, _ = bench.start("noop", project, ws.tracking_url, "")
         try:
             bench.warm_up(url + "/v1/recommend", bodies[1])

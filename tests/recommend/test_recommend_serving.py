@@ -187,8 +187,10 @@ def test_the_ranked_lists_answer_as_scoring_the_whole_catalog(request, fixture):
                     args = {"exclude_seen": exclude_seen, "exclude": exclude}
                     assert listed.recommend(user, k, **args) == scored.recommend(user, k, **args), (user, k, args)
         if category is not None:
-            where = {"category": category}
-            assert listed.recommend(user, 5, where=where) == scored.recommend(user, 5, where=where)
+            for k in (1, 5, len(listed.items_)):
+                for where in ({"category": category}, {"category": "no such category"}):
+                    args = {"where": where, "exclude": [listed.items_[2]]}
+                    assert listed.recommend(user, k, **args) == scored.recommend(user, k, **args), (user, k, args)
     assert listed.ranked(0, 3) is not None and listed.ranked(0, 40) is None  # read, and run out: scored
 
 

@@ -134,11 +134,30 @@ class RecommenderModel:
         self._answers: dict[int, list[dict[str, Any]]] = {}
         return True
 
-    def ranked(self, u: int, k: int, exclude: Iterable[Any] = ()) -> list[dict[str, Any]] | None:
+    def items_with(self, feature: str, value: Any) -> tuple[np.ndarray, frozenset[str]]:
+        """The positions and ids of the items whose ``feature`` is ``value`` (compared as text), from an
+        index made on the feature's first use (a DataError naming an unknown feature, ``filter.<name>``)."""
+        index = self.__dict__.setdefault("_feature_index", {})
+        by_value = index.get(feature)
+        if by_value is None:
+            values = self.features_.get(feature)
+            if values is None:
+                raise DataError(f"filter.{feature}: not an item feature; allowed: {', '.join(self.features_) or 'none'}")
+            groups: dict[str, list[str]] = {}
+            for item, v in values.items():
+                groups.setdefault(label_text(v), []).append(item)
+            by_value = index[feature] = {
+                text: (np.array([self.item_pos_[i] for i in ids], dtype=np.int64), frozenset(ids))
+                for text, ids in groups.items()}
+        return by_value.get(label_text(value), (np.zeros(0, dtype=np.int64), frozenset()))
+
+    def ranked(self, u: int, k: int, exclude: Iterable[Any] = (),
+               allowed: frozenset[str] | None = None) -> list[dict[str, Any]] | None:
         """The top ``k`` unseen items of known user ``u`` (-1: the popular fallback's) from the lists
-        ranked once by ``precompute``, ``exclude`` (item ids) left out as the list is read; None when those
-        lists were not made or run out before ``k`` (``recommend`` then scores the whole catalog). The
-        answer's dicts are made once per user and shared: never change them."""
+        ranked once by ``precompute``, ``exclude`` (item ids) left out and only the ``allowed`` ids (a
+        filter) kept as the list is read; None when those lists were not made or run out before ``k``
+        (``recommend`` then scores the whole catalog). The answer's dicts are made once per user and
+        shared: never change them."""
         answers = getattr(self, "_answers", None)
         if answers is None:
             return None
@@ -154,9 +173,10 @@ class RecommenderModel:
             ranked = answers[u] = [{"item": i, "score": v}
                                    for i, v in zip(self.items_[top].tolist(), scores, strict=True)]
         complete = len(ranked) < (self.ranked_.shape[1])  # every unseen item is in the list
-        if exclude:
+        if exclude or allowed is not None:
             drop = {label_text(item) for item in exclude}
-            out = [answer for answer in ranked if answer["item"] not in drop][:k]
+            out = [answer for answer in ranked
+                   if answer["item"] not in drop and (allowed is None or answer["item"] in allowed)][:k]
         else:
             out = ranked[:k]
         return out if len(out) == k or complete or len(ranked) == len(self.items_) else None
@@ -209,8 +229,10 @@ class RecommenderModel:
         unknown feature, ``filter.<name>``)."""
         name = user if type(user) is str else label_text(user)
         u = self.user_pos_.get(name, -1)
-        if not where and (exclude_seen if u >= 0 else name not in getattr(self, "cold_pos_", ())):
-            listed = self.ranked(u, k, exclude)  # the lists ranked once (``precompute``), when they answer
+        wanted = [self.items_with(feature, value) for feature, value in (where or {}).items()]
+        if exclude_seen if u >= 0 else name not in getattr(self, "cold_pos_", ()):
+            allowed = frozenset.intersection(*(ids for _, ids in wanted)) if wanted else None
+            listed = self.ranked(u, k, exclude, allowed)  # the lists ranked once (``precompute``), if they answer
             if listed is not None:
                 return listed, (POPULAR if u < 0 else None)
         similar = self.similar_user_scores(name) if u < 0 else None
@@ -226,13 +248,9 @@ class RecommenderModel:
             pos = self.item_pos_.get(label_text(item), -1)
             if pos >= 0:
                 scores[pos] = -np.inf
-        for name, wanted in (where or {}).items():
-            values = self.features_.get(name)
-            if values is None:
-                raise DataError(f"filter.{name}: not an item feature; allowed: {', '.join(self.features_) or 'none'}")
-            keep = {self.item_pos_[i] for i, v in values.items() if label_text(v) == label_text(wanted)}
+        for keep, _ in wanted:
             mask = np.ones(len(scores), dtype=bool)
-            mask[list(keep)] = False
+            mask[keep] = False
             scores[mask] = -np.inf
         top = top_k(scores[None, :], k)[0]
         top = top[top >= 0].tolist()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,7 @@ from modelloop.families.text import fit as F
 from modelloop.families.text import search as S
 from modelloop.families.text.backbone import texts_of
 from modelloop.families.text.model import TextModel
-from modelloop.training.distributed import check_processes
+from modelloop.training.distributed import check_processes, data_parallel
 from text_toy import build_tiny_backbone, make_texts
 
 torch.set_num_threads(1)  # each rank on one thread (the spawned rank gets this process's count / N)
@@ -119,3 +121,23 @@ def test_a_pruned_trial_stops_every_rank(runs):
         F.run_params(job, S.default_params(job.settings), trial=trial)
     assert list(trial.study.trials[0].intermediate_values) == [0]  # one epoch reported, then pruned
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("modelloop-ddp")]
+
+
+class _ExitsWhenUnpickled:
+    """An argument whose unpickling ends the worker process before it joins the group (the fork
+    server reports SystemExit as code 1)."""
+
+    def __reduce__(self):
+        return (sys.exit, (3,))
+
+
+def _never_called(group, arg) -> None:
+    raise AssertionError("the worker should have exited while unpickling its arguments")
+
+
+def test_a_worker_that_dies_before_joining_fails_rank_0_at_once():
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"modelloop-ddp-1 exited \(code [1-9]\d*\) before joining"):
+        with data_parallel(2, "cpu", _never_called, (_ExitsWhenUnpickled(),)):
+            pass
+    assert time.monotonic() - t0 < 60  # not the 30-minute rendezvous timeout

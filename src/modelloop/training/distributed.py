@@ -200,6 +200,7 @@ def data_parallel(
         for p in procs:
             p.start()
         try:
+            _await_started(procs, store)
             group = join_group(0, world, store, device, threads)
             yield group
         finally:
@@ -215,6 +216,24 @@ def data_parallel(
         raise RuntimeError(f"data-parallel worker(s) {', '.join(failed)} failed (see their error above)")
 
 
+def _await_started(procs: list[Any], store: str) -> None:
+    """Wait until every worker is running its code (it has unpickled its arguments and imported what it
+    needs): one that exits first would otherwise leave rank 0 waiting for it at the rendezvous until
+    :data:`TIMEOUT`."""
+    import time
+
+    waiting = list(procs)
+    while waiting:
+        for p in waiting:
+            if p.exitcode is not None:
+                raise RuntimeError(
+                    f"data-parallel worker {p.name} exited (code {p.exitcode}) before joining "
+                    "the process group (see its error above)"
+                )
+        waiting = [p for p in waiting if not Path(f"{store}.started-{p.name}").exists()]
+        time.sleep(0.02)
+
+
 def _worker_main(
     worker: Callable[..., Any],
     rank: int,
@@ -224,6 +243,9 @@ def _worker_main(
     threads: int,
     args: tuple[Any, ...],
 ) -> None:
+    import multiprocessing as mp
+
+    Path(f"{store}.started-{mp.current_process().name}").touch()
     group = join_group(rank, world, store, device, threads)
     try:
         worker(group, *args)

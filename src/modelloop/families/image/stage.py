@@ -136,7 +136,7 @@ def _job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, target: str,
     y = lambda frame: frame[target].map(lambda v: index[str(v)]).to_numpy(dtype=np.int64)  # noqa: E731
     job = ImageJob(settings, list(classes or []), decoder.pixels(fit_df), y(fit_df), decoder.pixels(val_df),
                    y(val_df), cfg.metric, cfg.train.class_weight, cfg.seed, device_for(settings.device),
-                   root=Path(cfg.root))
+                   root=Path(cfg.root), ddp_processes=cfg.train.ddp_processes)
     job.features = _cached_features(ws, row["id"], job, fit_df, val_df)
     rows = {"fit": len(fit_df), "validation": len(val_df), "test": len(test_df)}
     return job, test_df, rows

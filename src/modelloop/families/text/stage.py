@@ -422,7 +422,8 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stat
     val_windows = [by_row[r] for r in val_df[ROW_ID]]
     job = FitJob(settings, source, tokenizer, max_length, added, parts["classes"], fit_ids, y_fit,
                  [w for ws in val_windows for w in ws], parts["y_val"], cfg.metric, cfg.train.class_weight,
-                 cfg.seed, _device(settings.device), val_counts=[len(ws) for ws in val_windows])
+                 cfg.seed, _device(settings.device), val_counts=[len(ws) for ws in val_windows],
+                 ddp_processes=cfg.train.ddp_processes)
     if settings.method == "head":
         job.features = _cached_embeddings(ws, row["id"], key, job, df, by_row, fit_df, val_df, aug_windows)
     return job

@@ -165,7 +165,7 @@ class RecommenderModel:
             return []
         ranked = answers.get(u)
         if ranked is None:
-            if len(answers) >= 100_000:  # a bound on what the served process keeps
+            if len(answers) * self.ranked_.shape[1] >= 500_000:  # at most ~120 MB of answer dicts kept
                 answers.clear()
             top = self.ranked_popular_ if u < 0 else self.ranked_[u]
             top = top[top >= 0]

@@ -137,6 +137,9 @@ class OrtCausalLM:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
+        # no busy-waiting between calls: the decoding loop's Python work between tokens and PyTorch in the
+        # same process (the base model, other variants) would lose those cores to spinning threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.config, self.generation_config = config, generation_config
         self.device = torch.device("cpu")

@@ -70,3 +70,20 @@ def test_row_ids_keep_duplicates_apart_and_follow_the_occurrence_rule():
         doubled.add(pl.concat([df, df]).get_column(name))
     once, twice = digest.row_ids(), doubled.row_ids()
     assert (twice[:200] == once).all() and len(np.unique(twice)) == 400
+
+
+def test_a_table_of_chat_messages_has_a_content_id(tmp_path):
+    """A chat project's messages column, read back from Parquet as arrays of dicts, is hashed by its JSON
+    text: equal conversations give equal ids, another turn another id (pandas refused to hash them, so a
+    chat project's retrain failed)."""
+    from modelloop.data.snapshot import content_hash
+
+    chats = pd.DataFrame({"messages": [[{"role": "user", "content": "你好"}, {"role": "assistant", "content": "hi"}],
+                                       [{"role": "user", "content": "refund?"}]]})
+    chats.to_parquet(tmp_path / "c.parquet")
+    read = pd.read_parquet(tmp_path / "c.parquet")
+    assert isinstance(read["messages"].iloc[0], np.ndarray)  # what the hash met
+    assert content_hash(read) == content_hash(pd.read_parquet(tmp_path / "c.parquet"))
+    other = read.copy()
+    other.loc[1, "messages"] = [{"role": "user", "content": "refund, please"}]
+    assert content_hash(other) != content_hash(read)

@@ -65,8 +65,26 @@ def content_hash(df: pd.DataFrame) -> str:
 
     h = hashlib.sha256()
     h.update(json.dumps([[c, str(df[c].dtype)] for c in df.columns]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    h.update(pd.util.hash_pandas_object(_hashable(df), index=False).to_numpy().tobytes())
     return h.hexdigest()[:12]
+
+
+def _hashable(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with nested cells (a chat's list of messages, read back from Parquet as arrays of dicts) as
+    their JSON text, which pandas can hash (it refused them: a chat project could not retrain)."""
+    nested = (list, tuple, dict, np.ndarray)
+    columns = [c for c in df.columns
+               if df[c].dtype == object and df[c].map(lambda v: isinstance(v, nested)).any()]
+    if not columns:
+        return df
+
+    def text(v: object) -> object:
+        if not isinstance(v, nested):
+            return v
+        return json.dumps(v, sort_keys=True, ensure_ascii=False,
+                          default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+
+    return df.assign(**{c: df[c].map(text) for c in columns})
 
 
 class ContentDigest:

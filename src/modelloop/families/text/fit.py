@@ -429,9 +429,12 @@ def train_epoch(net: Any, job: FitJob, epoch: int, batch_size: int, opt: Any, sc
     net.train()
     opt.zero_grad(set_to_none=True)
     total = 0.0
-    weight = loss_fn.weight.cpu().numpy() if loss_fn.weight is not None else np.ones(job.n_classes)
+    # a class-weighted CrossEntropyLoss has its weights; compression's distillation loss is a plain function
+    # whose targets are row positions (into the teacher's logits), not classes: every row weighs 1
+    class_weight = getattr(loss_fn, "weight", None)
+    weight = class_weight.cpu().numpy() if class_weight is not None else None
     for i, rows in enumerate(batches):
-        mine, share = group.split(rows, weight[job.y_fit[rows]])
+        mine, share = group.split(rows, weight[job.y_fit[rows]] if weight is not None else np.ones(len(rows)))
         input_ids, mask = pad_batch([job.fit_ids[j] for j in mine], job.pad_id)
         target = torch.from_numpy(job.y_fit[mine]).to(job.device)
         with _autocast(job.device, precision):

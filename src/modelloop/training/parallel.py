@@ -77,7 +77,7 @@ def parallel_search_loop(study: optuna.Study, storage: str, run_trial: Callable[
 
     def take(kind: str, payload: Any, n_done: int) -> int:
         """One message of a worker: a finished trial (logged here) or its error (raised here)."""
-        if kind == "error":
+        if kind == "error":  # pickled by our own worker (a fork of this process), never read from a file
             raise pickle.loads(payload)
         if on_trial is not None:
             on_trial(payload)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from modelloop.data.ingest import load_dataset
 from modelloop.families import family_of
@@ -115,6 +116,34 @@ def test_a_student_distilled_from_the_model_imitates_it_and_serves_through_its_o
                               teacher.pixels(df))
     assert model.description_["distillation"]["epochs_run"] == 3
     assert (served.argmax(1) == said).mean() > (untrained.argmax(1) == said).mean()
+    # the stem and first FROZEN blocks are the teacher's, untouched (batch norm statistics included); the rest learnt
+    assert model.description_["distillation"]["frozen_blocks"] == S.FROZEN
+    body, original = model.network_.body, teacher.network_.body
+    for ours, theirs in [(body.stem, original._conv_stem), (body.bn0, original._bn0),
+                         *zip(body.blocks[:S.FROZEN], list(original._blocks)[:S.FROZEN], strict=True)]:
+        for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+    tail = list(original._blocks)[S.FROZEN:len(body.blocks)]
+    assert any(not torch.equal(a, b) for ours, theirs in zip(body.blocks[S.FROZEN:], tail, strict=True)
+               for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True))
+
+
+def test_a_student_whose_frozen_outputs_do_not_fit_the_cache_trains_the_same_way(trained_parts: Path, monkeypatch):
+    """Past CACHE_BYTES the frozen blocks run per batch (no gradients) instead of once: same training, within
+    the float16 rounding of the cached outputs."""
+    import modelloop.families.image.student as S
+
+    monkeypatch.setattr(S, "EPOCHS", 1)
+    monkeypatch.setattr(S, "VIEWS", 2)
+    ws = Project.load(trained_parts / "modelloop.yaml").workspace
+    row = ws.catalog.get_model("parts", 1)
+    teacher = family_of(row).load(ws, row)
+    _, df, _ = load_dataset(ws)
+    cached, _ = S.distil_student(teacher, df, target="label", seed=0)
+    monkeypatch.setattr(S, "CACHE_BYTES", 0)
+    streamed, info = S.distil_student(teacher, df, target="label", seed=0)
+    assert info["frozen_blocks"] == S.FROZEN and info["epochs_run"] == 1
+    np.testing.assert_allclose(streamed.predict_proba(df), cached.predict_proba(df), atol=2e-2)
 
 
 @pytest.mark.slow  # the optimize stage's timing loops (~50 s here); the student itself is built and checked by the

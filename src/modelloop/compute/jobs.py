@@ -67,8 +67,9 @@ def submit_job(ws: Workspace, command: list[str], commands: Mapping[str, Command
     cfg = ws.config.compute
     pool = machine_pool(cfg.pool) if cfg.engine == "local" else None
     declared = _family_request(ws, args[0], pool)
-    asked = asked_resources(declared["cpus"] if cpus is None else cpus, declared["gpus"] if gpus is None else gpus,
-                            memory if memory is not None else declared["memory"], custom)
+    gpus = _rank_gpus(ws, args[0], declared, gpus, pool)
+    cpus = _process_cpus(ws, args[0], declared, pool) if cpus is None else cpus
+    asked = asked_resources(cpus, gpus, memory if memory is not None else declared["memory"], custom)
     if pool is not None:
         if short := asked.shortfall(pool):
             raise ConfigError(f"jobs submit: the job asks for more than the pool has ({'; '.join(short)}); "
@@ -97,9 +98,57 @@ def _family_request(ws: Workspace, verb: str, pool: Resources | None) -> dict[st
     need = family.resources
     cpus = float(need.cpus) if need.cpus else (pool.cpus if pool is not None else 1.0)
     gpus, memory = need.gpus, int(need.memory_gb * 2**30)
+    if _device(ws) == "cpu":
+        gpus = 0                             # model.device: cpu never uses the GPUs it could have
     if pool is not None:
         cpus, gpus, memory = min(cpus, pool.cpus), min(gpus, pool.gpus), min(memory, pool.memory)
     return {"cpus": cpus, "gpus": gpus, "memory": str(memory), "family": family.name}
+
+
+# The families whose fine-tuning runs in train.ddp_processes data-parallel processes (their train stages).
+DDP_FAMILIES = ("text", "image")
+
+
+def _device(ws: Workspace) -> str:
+    """``model.device`` of a family that has one (auto | cpu | cuda), else auto."""
+    return str(getattr(ws.config.model, "device", "auto"))
+
+
+def _rank_gpus(ws: Workspace, verb: str, declared: dict[str, Any], gpus: int | None,
+               pool: Resources | None) -> int | None:
+    """A data-parallel fine-tune on GPUs (nccl) needs one GPU a rank: ``train.ddp_processes`` GPUs when
+    the job runs on CUDA (``model.device: cuda``, or ``auto`` with GPUs given). ``--gpus`` wins, but
+    fewer than the ranks (and not 0, which trains on CPUs) is refused, as is more than the pool has."""
+    ddp = ws.config.train.ddp_processes if declared["family"] in DDP_FAMILIES else 1
+    given = declared["gpus"] if gpus is None else gpus
+    if ddp <= 1 or gpus == 0 or (given == 0 and _device(ws) != "cuda"):
+        return given
+    if gpus is not None and gpus < ddp:
+        raise ConfigError(f"jobs submit: train.ddp_processes: {ddp} processes on GPUs (nccl, one GPU a process) "
+                          f"need {ddp} gpus, --gpus gave {gpus}; give --gpus {ddp}, or --gpus 0 to train on CPUs")
+    if pool is not None and ddp > pool.gpus:
+        raise ConfigError(f"jobs submit: train.ddp_processes: {ddp} processes on GPUs (nccl, one GPU a process) "
+                          f"need {ddp} gpus, the pool has {pool.gpus}; lower train.ddp_processes, raise "
+                          "compute.pool.gpus, or give --gpus 0 to train on CPUs")
+    return max(ddp, gpus or 0)
+
+
+def _process_cpus(ws: Workspace, verb: str, declared: dict[str, Any], pool: Resources | None) -> float | None:
+    """A training job's CPUs: at least one a process it starts (``train.parallel`` search workers; the
+    ``train.ddp_processes`` ranks of a text or image fine-tune); more than the pool has is refused,
+    naming both numbers."""
+    cpus = declared["cpus"]
+    if verb not in TRAINS:
+        return cpus
+    train = ws.config.train
+    ddp = train.ddp_processes if declared["family"] in DDP_FAMILIES else 1
+    key, n = max((("train.parallel", train.parallel), ("train.ddp_processes", ddp)), key=lambda kv: kv[1])
+    if n <= 1:
+        return cpus
+    if pool is not None and n > pool.cpus:
+        raise ConfigError(f"jobs submit: {key}: {n} processes need {n} cpus, the pool has {pool.cpus:g}; "
+                          f"lower {key}, raise compute.pool.cpus, or give --cpus")
+    return max(float(cpus or 1.0), float(n))
 
 
 def _user() -> str:

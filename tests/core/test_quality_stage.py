@@ -67,6 +67,47 @@ def test_a_time_split_compares_the_timestamp_by_its_parts(tmp_path):
     assert not [f for f in r["findings"] if f["kind"] == "split_shift"]
 
 
+def test_the_split_shift_of_a_large_side_is_measured_on_a_sample_it_reports(tmp_path):
+    """A side larger than quality.shift.max_rows is compared on a seeded uniform sample of that many rows
+    (KS and PSI are oversensitive on a million rows anyway), and the report says how many of how many;
+    a smaller side keeps every row, so small tables' results are those of the whole split."""
+    import polars as pl
+
+    from modelloop.data.ingest import dataset_row, split_sides
+    from modelloop.data.shift import compare_distributions
+    from modelloop.data.snapshot import snapshot_file
+
+    p = _project(tmp_path, quality={"shift": {"max_rows": 1000}})
+    p.ingest()
+    r = p.profile()
+    train, test = r["sampled"]["shift"]["train"], r["sampled"]["shift"]["test"]
+    assert train["of"] + test["of"] == 510 and train["rows"] == train["of"] and test["rows"] == test["of"]
+    ws = p.workspace
+    data = pl.scan_parquet(snapshot_file(dataset_row(ws, None)["path"]))
+    side = split_sides(ws, dataset_row(ws, None), data)
+    table = data.collect()
+    whole = compare_distributions(table.filter(side == "train"), table.filter(side == "test"),
+                                  {"x": "numeric", "z": "numeric", "c": "categorical"},
+                                  psi_threshold=ws.config.monitor.psi_threshold, p_threshold=ws.config.monitor.p_value)
+    assert r["shift"] == json.loads(json.dumps(whole))  # small sides: every row, the results unchanged
+
+    big = pd.concat([_table(n=2500, seed=s) for s in (1, 2)], ignore_index=True)
+    (tmp_path / "big").mkdir()
+    big.to_csv(tmp_path / "big" / "d.csv", index=False)
+    p = Project(parse_config({"name": "q", "data": {"source": "d.csv", "target": "y"},
+                              "quality": {"shift": {"max_rows": 1000}}}, root=tmp_path / "big"))
+    p.ingest()
+    r = p.profile()
+    sampled = r["sampled"]["shift"]
+    assert sampled["train"]["rows"] == sampled["test"]["rows"] == 1000 < sampled["train"]["of"]
+    assert sampled["train"]["of"] + sampled["test"]["of"] == len(big)
+    for res in r["shift"].values():  # shares of the 1,000 sampled rows of each side
+        for b in res["bins"]:
+            assert abs(b["reference"] * 1000 - round(b["reference"] * 1000)) < 1e-6
+    assert "train/test shift on 1,000 + 1,000 sampled rows" in open(r["report"]["html"], encoding="utf-8").read()
+    assert p.profile()["shift"] == r["shift"]  # the same seeded rows each time
+
+
 def test_run_stops_before_training_when_the_gate_fails(tmp_path):
     p = _project(tmp_path, quality={"gate": {"max_missing_share": 0.05}})
     with pytest.raises(DataError, match="failed the quality gate"):

@@ -270,6 +270,14 @@ def test_shift_against_reference() -> None:
     assert r.shift["moved"]["drifted"] and not r.shift["same"]["drifted"] and not r.shift["cat"]["drifted"]
     assert [f.column for f in r.findings if f.kind == "split_shift"] == ["moved"]
     assert "Shift against the reference" in r.to_html()
+    assert r.sampled["shift"] == {"reference": {"rows": n, "of": n}, "current": {"rows": n, "of": n}}
+    assert "shift on" not in r.to_html()  # every row compared: nothing sampled to mention
+
+    small = profile(cur, schema, {"label_issues": {"enabled": False}, "shift": {"max_rows": 1000}}, reference=ref)
+    assert small.sampled["shift"] == {"reference": {"rows": 1000, "of": n}, "current": {"rows": 1000, "of": n}}
+    assert small.shift["moved"]["drifted"] and not small.shift["same"]["drifted"]
+    assert all(abs(b["current"] * 1000 - round(b["current"] * 1000)) < 1e-6 for b in small.shift["same"]["bins"])
+    assert "reference/current shift on 1,000 + 1,000 sampled rows" in small.to_html()
 
 
 def test_outliers_imbalance_and_correlation() -> None:

@@ -181,6 +181,10 @@ def render_html(report: dict[str, Any], title: str) -> str:
         sub += f" · leakage/correlations on {sampled['rows']:,} sampled rows"
     if sampled.get("label_issues_rows"):
         sub += f" · label issues on {sampled['label_issues_rows']:,} rows"
+    shift_rows = sampled.get("shift") or {}  # {side: {rows, of}}: the shift's sample per side
+    if any(s["rows"] < s["of"] for s in shift_rows.values()):
+        counts = " + ".join(f"{s['rows']:,}" for s in shift_rows.values())
+        sub += f" · {'/'.join(shift_rows)} shift on {counts} sampled rows"
     cards = "".join(_column_card(c, f) for c, f in report["columns"].items())
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_CSS}</style></head>'

@@ -34,7 +34,7 @@ from ._checks import (POS, correlated_pairs, cross_checks, duplicate_rows, key_c
                       rule_checks, share_severity, take_rows)
 from ._findings import Check, Finding, compute_scores, evaluate_gate, severity_rank
 from ._profile import json_value, profile_columns
-from ._tables import column_batches, is_internal, is_numeric, to_lazy
+from ._tables import column_batches, is_internal, is_numeric, to_lazy, to_polars
 from .label_issues import ROW_ID, find_label_issues
 from .quality_config import FINDING_KINDS, QualityConfig, parse_section
 from .schema import FEATURE_KINDS, Schema
@@ -404,11 +404,21 @@ def _sample(run: _Run, columns: list[str], rows: int, seed: int, labelled: pl.Se
 def _shift(run: _Run, reference: Any, seed: int) -> None:
     s = run.cfg.shift
     cols = {c: run.kinds[c] for c in run.features + ([run.target] if run.target else [])}
-    current = run.data.select(list(cols)).collect()
+    reference = to_polars(reference, "reference")
+    of = reference.height
+    current = _at_most(run.data.select(list(cols)).collect(), s.max_rows, seed)
+    reference = _at_most(reference, s.max_rows, seed + 1)
+    run.extra["sampled"]["shift"] = {"reference": {"rows": reference.height, "of": of},
+                                     "current": {"rows": current.height, "of": run.height}}
     run.extra["shift"] = compare_distributions(reference, current, cols, s.bins, psi_threshold=s.psi_threshold,
                                                p_threshold=s.p_threshold, effect_threshold=s.effect_threshold,
                                                seed=seed)
     run.found += _shift_findings(run.extra["shift"])
+
+
+def _at_most(frame: pl.DataFrame, rows: int, seed: int) -> pl.DataFrame:
+    """``frame``, or a seeded uniform sample of ``rows`` of its rows (in table order) when it has more."""
+    return frame if frame.height <= rows else frame.with_row_index(POS).sample(rows, seed=seed).sort(POS).drop(POS)
 
 
 def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mapping[str, Any] | None = None, *,

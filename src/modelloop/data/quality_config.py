@@ -203,6 +203,9 @@ class ShiftConfig(_Section):
     psi_threshold: float = Field(default=0.2, gt=0)
     p_threshold: float = Field(default=0.01, gt=0, lt=1)
     effect_threshold: float = Field(default=0.1, gt=0, le=1, description="KS statistic or total variation distance")
+    max_rows: int = Field(default=100_000, ge=1000, description=(
+        "rows compared per side: a larger side (train or test split, reference or current table) is compared "
+        "on a seeded uniform sample of this many rows, the same rows for every column"))
 
 
 Dimension = Literal["completeness", "validity", "consistency"]

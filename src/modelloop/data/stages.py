@@ -57,9 +57,11 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     keys = [c for c in (cfg.data.id, cfg.data.user, cfg.data.item, *cfg.data.keys) if c]  # ids: many values by design
     report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration, keys=keys)
     shift = _split_shift(frame, side, schema, cfg)
+    if shift is not None:
+        report.sampled["shift"] = shift[1]  # the rows compared per side (the report's page says so too)
     result = report.to_dict()
     if shift is not None:
-        result["shift"] = shift
+        result["shift"] = shift[0]
     result["dataset"] = {"id": row["id"], "version": row["seq"], "rows": row["rows"]}
     ws.catalog.set_dataset_quality(row["id"], {"scores": result["scores"], "passed": result["gate"]["passed"],
                                                "findings": len(result["findings"])})
@@ -99,15 +101,19 @@ def _lineage_findings(ws: Workspace, row: dict[str, Any]) -> list[dict[str, Any]
     return seen
 
 
-def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any) -> dict | None:
+def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any
+                 ) -> tuple[dict[str, Any], dict[str, dict[str, int]]] | None:
     """Per-feature distance between the train and the frozen test split (the same code monitoring uses:
-    a datetime feature by the parts a model reads from it, ``shift.time_parts``, as in monitoring)."""
+    a datetime feature by the parts a model reads from it, ``shift.time_parts``, as in monitoring), and
+    the rows compared per side: a seeded uniform sample of ``quality.shift.max_rows`` rows of a larger
+    side (every row of a smaller one), the same rows for every column."""
     import polars as pl
 
     from .shift import CATEGORICAL_KINDS, compare_distributions, compared_columns, time_parts
 
-    is_train, is_test = (side == s for s in ("train", "test"))
-    if not is_test.any() or not is_train.any():
+    cap = cfg.quality.shift.max_rows
+    is_train, is_test = (_side_rows(side == s, cap, cfg.seed + i) for i, s in enumerate(("train", "test")))
+    if is_train is None or is_test is None:
         return None
     types = frame.collect_schema()
 
@@ -127,7 +133,25 @@ def _split_shift(frame: Any, side: pl.Series, schema: Schema, cfg: Any) -> dict 
     out: dict[str, Any] = {}
     for column, kind in compared_columns(schema).items():  # a column at a time: each is compared alone
         out.update(compare(column, kind))
-    return out
+    rows = {s: {"rows": int(mask.sum()), "of": int((side == s).sum())}
+            for s, mask in (("train", is_train), ("test", is_test))}
+    return out, rows
+
+
+def _side_rows(on_side: pl.Series, cap: int, seed: int) -> pl.Series | None:
+    """``on_side`` (a row mask) with at most ``cap`` rows left on: a seeded uniform sample of them, in
+    table order (None when no row is on the side)."""
+    import numpy as np
+    import polars as pl
+
+    n = int(on_side.sum())
+    if n == 0:
+        return None
+    if n <= cap:
+        return on_side
+    keep = np.zeros(on_side.len(), dtype=bool)
+    keep[np.random.default_rng(seed).choice(np.flatnonzero(on_side.to_numpy()), cap, replace=False)] = True
+    return pl.Series(keep)
 
 
 def _atomic(path, text: str) -> None:

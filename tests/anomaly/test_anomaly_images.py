@@ -128,3 +128,60 @@ def test_an_image_backbone_needs_a_folder(tmp_path: Path, capsys):
     (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(cfg))
     code, _, err = cli(["run"], capsys, tmp_path)
     assert code == 2 and "is not a folder" in err and "Traceback" not in err
+
+
+def test_verdicts_on_served_images_come_back_and_the_challenger_learns_from_them(tmp_path: Path):
+    """run, serve, verdicts on served images, retrain: the merged version holds the served images with
+    their verdicts, and the challenger reads those verdicts as labels (the labelled choice of members and
+    the booster over them), so the kind of image analysts call a false alarm drops below the kind they
+    confirm, where the champion ranked it above."""
+    from modelloop.data.ingest import ensure_split, load_dataset
+    from modelloop.project import Project
+    from modelloop.registry import load_model
+    from modelloop.serving import ServeConfig, create_app
+
+    root = _project(tmp_path)
+    project = Project.load(root / "modelloop.yaml")
+    assert project.run()["model"]["version"] == 1
+    ws = project.workspace
+    champion = load_model(ws, ws.catalog.get_model("parts", 1))
+    assert champion.selection_["method"] == "ensemble"  # too few labelled gears to choose by them
+    rng = np.random.default_rng(7)
+    # analysts: gears (the planted fault) are confirmed, washers (an odd shape that is fine) false alarms
+    sent = [(kind, _png(kind, rng)) for _ in range(20) for kind in ("gear", "washer")]
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        answer = httpx.post(f"{url}/v1/predict", timeout=120,
+                            json={"records": [{"image": base64.b64encode(b).decode()} for _, b in sent]})
+        assert answer.status_code == 200, answer.text
+        for p, (kind, _) in zip(answer.json()["predictions"], sent, strict=True):
+            verdict = "confirmed" if kind == "gear" else "false_alarm"
+            stored = httpx.post(f"{url}/v1/feedback", json={"request_id": p["request_id"], "label": verdict},
+                                timeout=30)
+            assert stored.status_code == 201, stored.text
+    result = project.retrain()
+    assert result["added_rows"] == len(sent) and result["feedback_inputs"] == {"images_found": len(sent)}
+    row, merged, _ = load_dataset(ws, result["dataset"])
+    added = merged[merged["_origin"] == "feedback"]
+    assert dict(zip(added["image"].map(base64.b64decode), added["label"], strict=True)) == {
+        raw: ("confirmed" if kind == "gear" else "false_alarm") for kind, raw in sent}
+    side = ensure_split(ws, row, merged).to_numpy()
+    train = merged[side == "train"]
+    faulty = int(train["label"].isin(["faulty", "confirmed"]).sum())  # the folder's gears and the verdicts'
+    normal = int(train["label"].isin(["good", "false_alarm"]).sum())
+    recent = round(len(sent) * ws.config.retrain.recent_fraction)  # the latest verdicts: the gate's; the rest train
+    assert result["rows"]["recent"] == recent and faulty >= 10
+
+    challenger = load_model(ws, ws.catalog.get_model("parts", result["challenger"]["model"]["version"]))
+    selection = challenger.selection_
+    assert selection["method"] == "average_precision" and selection["labelled_anomalies"] == faulty
+    assert selection["booster"]["anomalies"] == faulty and selection["booster"]["normal"] == normal
+    assert "precision_at_budget" in result["challenger"]["metrics"]["recent"]  # the gate read the recent verdicts
+    fresh = [(kind, _png(kind, rng)) for _ in range(6) for kind in ("gear", "washer")]
+    frame = pd.DataFrame({"image": [base64.b64encode(b).decode() for _, b in fresh]})
+    gear = np.array([kind == "gear" for kind, _ in fresh])
+
+    def gap(model) -> float:  # mean score of fresh gears minus fresh washers
+        s = model.predict(frame)
+        return float(s[gear].mean() - s[~gear].mean())
+
+    assert gap(challenger) > gap(champion) + 0.1, (gap(champion), gap(challenger), selection)

@@ -2,7 +2,8 @@
 
 The fast tests cover what runs without Ray: a replica builds the very app of ``serve --workers`` from the
 same spec and keys, the deployment's replica options, and each refusal (exit 2). The slow one serves a
-real model from two replicas on a real local Ray head and promotes under load.
+real model from two replicas on a real local Ray head, promotes under load, then reloads through one
+replica and checks both swapped before the answer.
 """
 
 from __future__ import annotations
@@ -99,14 +100,15 @@ def test_refusals_exit_2_with_one_line(tmp_path, capsys, args, serve, compute, m
 
 @pytest.mark.slow
 def test_two_ray_serve_replicas_answer_with_the_local_contract_and_swap_on_promotion(tmp_path):
-    """Slow (Ray's head, Serve's controller, proxy and replicas: ~40-60 s here). The app each replica
-    builds is checked fast by test_a_replica_builds_the_servers_app_with_its_keys_and_secret, the
-    hot swap of one server by tests/serving/test_hot_swap.py."""
+    """Slow (Ray's head, Serve's controller, proxy and replicas: ~40-60 s on a quiet machine, 145 s at load
+    8-12). The app each replica builds is checked fast by test_a_replica_builds_the_servers_app_with_its_keys_and_secret,
+    the hot swap of one server by tests/serving/test_hot_swap.py, a reload of every replica through the
+    broadcast by tests/serving/test_reload_broadcast.py."""
     pytest.importorskip("ray.serve")
     port = free_port()
     with ray_head(cpus=2) as (address, env):
         project = linear_project(tmp_path / "p", serve={"port": port, "engine": "ray", "min_replicas": 2,
-                                                  "max_replicas": 2, "reload_poll_seconds": 0.2},
+                                                  "max_replicas": 2, "reload_poll_seconds": 1.0},
                            compute={"address": address})
         ws = project.workspace
         proc = subprocess.Popen([str(Path(sys.executable).with_name("modelloop")), "serve", "-c", str(ws.root / "modelloop.yaml")],
@@ -116,10 +118,18 @@ def test_two_ray_serve_replicas_answer_with_the_local_contract_and_swap_on_promo
         try:
             wait_ready(url, timeout=150, proc=proc)
             assert httpx.post(f"{url}/v1/predict", json={"records": table_records(1)}, timeout=30).status_code == 401
-            seen, errors = asyncio.run(_promote_under_load(url, auth, ws))
+            seen, errors, _ = asyncio.run(_promote_under_load(url, auth, ws))
             assert not errors, errors[:5]
             versions = [v for _, v in seen]
             assert versions[0] == 1 and versions[-40:] == [2] * 40, versions[-60:]
+            # /v1/admin/reload on whichever replica answers it answers once both replicas have swapped
+            promote(ws, "toy:1")
+            seen, errors, reload = asyncio.run(_promote_under_load(url, auth, ws, reload=True))
+            assert not errors, errors[:5]
+            assert reload["model"]["version"] == 1 and len(reload["replicas"]) == 2, reload
+            assert {r["version"] for r in reload["replicas"]} == {1}, reload
+            after = [v for t, v in seen if t >= reload["answered"]]
+            assert after and set(after) == {1}, after
             # an id issued by either replica is taken by whichever answers the feedback (one secret)
             with httpx.Client(base_url=url, headers=auth, timeout=30) as c:
                 ids = [p["request_id"] for p in c.post("/v1/predict", json={"records": table_records(8)}).json()
@@ -144,8 +154,10 @@ def test_two_ray_serve_replicas_answer_with_the_local_contract_and_swap_on_promo
         assert code == 0, proc.stderr.read()[-3000:] if proc.stderr else ""
 
 
-async def _promote_under_load(url: str, auth: dict, ws) -> tuple[list, list]:
-    """8 clients predict while ``toy:2`` is promoted in the catalog; (time, version) of every answer."""
+async def _promote_under_load(url: str, auth: dict, ws, reload: bool = False) -> tuple[list, list, dict]:
+    """8 clients predict while ``toy:2`` is promoted in the catalog, or (``reload``) while
+    ``/v1/admin/reload`` is asked; (time sent, version) of every answer, the errors, the reload's answer
+    (with ``answered``: when it came)."""
     seen: list[tuple[float, int]] = []
     errors: list = []
     stop = asyncio.Event()
@@ -154,9 +166,10 @@ async def _promote_under_load(url: str, auth: dict, ws) -> tuple[list, list]:
     async def client(k: int, c: httpx.AsyncClient) -> None:
         while not stop.is_set():
             try:
+                sent = time.monotonic()
                 r = await c.post("/v1/predict", json={"records": [records[k]]})
                 if r.status_code == 200:
-                    seen.append((time.monotonic(), r.json()["model"]["version"]))
+                    seen.append((sent, r.json()["model"]["version"]))
                 else:
                     errors.append((r.status_code, r.text[:200]))
             except httpx.HTTPError as exc:
@@ -165,14 +178,20 @@ async def _promote_under_load(url: str, auth: dict, ws) -> tuple[list, list]:
     async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as c:
         load = asyncio.gather(*(client(k, c) for k in range(8)))
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(promote, ws, "toy:2")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and [v for _, v in seen[-40:]] != [2] * 40:
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+        answer: dict = {}
+        if reload:
+            r = await c.post("/v1/admin/reload", timeout=120)
+            answer = {**r.json(), "answered": time.monotonic()} if r.status_code == 200 else {"error": r.text}
+            await asyncio.sleep(1.0)
+        else:
+            await asyncio.to_thread(promote, ws, "toy:2")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and [v for _, v in seen[-40:]] != [2] * 40:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
         stop.set()
         await load
-    return seen, errors
+    return seen, errors, answer
 
 
 def _predictions_answered(url: str) -> float:

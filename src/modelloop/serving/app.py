@@ -38,7 +38,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from hashlib import blake2b, sha256
 from typing import Any, Literal
@@ -141,6 +141,9 @@ class ServerState:
         self.batcher: MicroBatcher | None = None
         self.plog: PredictionLog | None = None
         self._reload_lock = asyncio.Lock()
+        # set by a server of several processes that share one model (Ray Serve's replicas): a reload
+        # (``/v1/admin/reload``, a moved alias) of every process, answered once all have swapped
+        self.reload_all: Callable[[str, int | None], Awaitable[dict[str, Any]]] | None = None
         self._classes: dict[tuple[str, int], Any] = {}
         self._tasks: list[asyncio.Task] = []
         # request ids are signed with keyed BLAKE2b (one C call; a secret over 64 bytes is hashed)
@@ -189,8 +192,9 @@ class ServerState:
                 log.warning("alias poll failed: %s", exc)
                 continue
             if version is not None and version != self.runtime.version:
+                why = f"alias {alias[1]} -> {version}"
                 with contextlib.suppress(HTTPException):  # logged and counted; keeps serving
-                    await self.reload(f"alias {alias[1]} -> {version}")
+                    await (self.reload_all(why, version) if self.reload_all else self.reload(why))
 
     def _watched_alias(self) -> tuple[str, str] | None:
         name = self.ws.config.name
@@ -477,7 +481,10 @@ def _routes(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/v1/admin/reload", dependencies=keyed)
     async def reload() -> dict[str, Any]:
-        """Load the model again (the production alias unless pinned) and swap it in atomically."""
+        """Load the model again (the production alias unless pinned) and swap it in atomically (in every
+        replica on Ray Serve)."""
+        if state.reload_all is not None:
+            return await state.reload_all("POST /v1/admin/reload", None)
         return await state.reload("POST /v1/admin/reload")
 
     from .openai import add_openai_routes

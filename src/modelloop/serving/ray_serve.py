@@ -6,9 +6,13 @@ that signs request ids) and the same factory (``launch.app_from_env``, or the da
 ``--ui``), so the HTTP contract, the keys, the limits and the prediction log are the local
 server's. Ray Serve's proxy listens on ``serve.host:serve.port`` and balances the requests over the
 replicas; between ``serve.min_replicas`` and ``serve.max_replicas`` Ray adds replicas while requests
-queue and removes idle ones. A promotion reaches every replica through the app's own poll of the
-production alias (``serve.reload_poll_seconds``), each swapping without dropping a request;
-``POST /v1/admin/reload`` reaches the one replica that answers it.
+queue and removes idle ones.
+
+A reload reaches every replica (:class:`ReloadBroadcast`): ``POST /v1/admin/reload`` on whichever replica
+answers it, or a replica's poll seeing the production alias move (``serve.reload_poll_seconds``), starts a
+generation on one small Ray actor that the server creates; every replica waits on that actor for the
+next generation, swaps (loading next to the old model, so no request is dropped) and answers with the
+version it now serves. The reload's answer comes once every replica has, and names them.
 
 The cluster is ``compute.address`` (``auto``: a local Ray on 127.0.0.1, ended with the server).
 Replicas read the project folder at the same path, as the ``ray`` job engine does: one machine or a
@@ -21,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -37,10 +43,15 @@ from ..workspace import Workspace
 from .config import ServeConfig
 from .security import ENV_KEYS, load_api_keys
 
-__all__ = ["APP_NAME", "Replica", "deployment_options", "hold_until_loaded", "serve_on_ray"]
+__all__ = ["APP_NAME", "ReloadBroadcast", "Replica", "deployment_options", "follow_reloads", "hold_until_loaded",
+           "serve_on_ray"]
 
 APP_NAME = "modelloop"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BROADCAST_ENV = "MODELLOOP_RELOAD_ACTOR"     # the name of the app's ReloadBroadcast actor
+NAMESPACE = "modelloop"
+
+log = logging.getLogger("modelloop.serving")
 
 
 class Replica:
@@ -55,7 +66,188 @@ class Replica:
 
     def __serve_build_asgi_app__(self) -> Any:
         module, _, name = self.factory.partition(":")
-        return hold_until_loaded(getattr(importlib.import_module(module), name)())
+        app = hold_until_loaded(getattr(importlib.import_module(module), name)())
+        if actor := os.environ.get(BROADCAST_ENV):
+            import ray
+
+            follow_reloads(app, RayCalls(ray.get_actor(actor, namespace=NAMESPACE)))
+        return app
+
+
+class ReloadBroadcast:
+    """The reloads every replica follows (one Ray actor per app; async, so waits cost no thread).
+
+    A reload is a *generation*: ``start`` numbers it and records its target (a model version, or None
+    for "load again"); each replica's :func:`follow_reloads` waits in ``follow`` for a generation after
+    the last it saw, swaps, and acks (``ack``) with what it serves; ``answers`` waits for the acks of the
+    replicas that were alive when it started. Alive: the replica called ``follow`` within
+    ``lost_after`` seconds (they call again every ``FOLLOW_SECONDS``); one that left (``leave``, at its
+    shutdown) or went silent is not waited for."""
+
+    def __init__(self, lost_after: float = 30.0) -> None:
+        self.lost_after = lost_after
+        self.generation = 0
+        self.targets: dict[int, int | None] = {}
+        self.acks: dict[int, dict[str, dict[str, Any]]] = {}
+        self.expected: dict[int, list[str]] = {}     # the replicas alive when the generation started
+        self.contact: dict[str, float] = {}
+        self._changed: asyncio.Condition | None = None
+
+    def _cond(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    def _alive(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(r for r, at in self.contact.items() if now - at <= self.lost_after)
+
+    async def register(self, replica: str) -> int:
+        """A replica joins (before its first load): the generation it has, in effect, already seen."""
+        self.contact[replica] = time.monotonic()
+        return self.generation
+
+    async def leave(self, replica: str) -> None:
+        self.contact.pop(replica, None)
+        async with self._cond():
+            self._cond().notify_all()
+
+    async def start(self, target: int | None) -> tuple[int, list[str]]:
+        """A new generation, or the latest while it is still moving to the same version (the alias polls
+        of several replicas see one promotion): (its number, the replicas it waits for)."""
+        async with self._cond():
+            g = self.generation
+            if target is None or self.targets.get(g) != target or not self._pending(g, self.expected.get(g, [])):
+                self.generation = g = g + 1
+                self.targets[g], self.acks[g], self.expected[g] = target, {}, self._alive()
+                for old in [k for k in self.acks if k < g - 20]:     # bounded
+                    for book in (self.acks, self.targets, self.expected):
+                        book.pop(old, None)
+                self._cond().notify_all()
+            return g, list(self.expected[g])
+
+    def _pending(self, generation: int, replicas: list[str]) -> list[str]:
+        got, alive = self.acks.get(generation, {}), set(self._alive())
+        return [r for r in replicas if r not in got and r in alive]
+
+    async def follow(self, replica: str, seen: int, timeout: float) -> tuple[int, int | None] | None:
+        """The newest generation after ``seen`` (its number and target), or None after ``timeout`` s."""
+        self.contact[replica] = time.monotonic()
+        async with self._cond():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._cond().wait_for(lambda: self.generation > seen), timeout)
+        self.contact[replica] = time.monotonic()
+        return (self.generation, self.targets.get(self.generation)) if self.generation > seen else None
+
+    async def ack(self, replica: str, generation: int, answer: dict[str, Any]) -> None:
+        self.contact[replica] = time.monotonic()
+        async with self._cond():
+            for g in self.acks:          # a newer generation's swap covers the older ones still waited for
+                if g <= generation:
+                    self.acks[g].setdefault(replica, answer)
+            self._cond().notify_all()
+
+    async def answers(self, generation: int, replicas: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+        """Each of ``replicas``' answer to ``generation``: ``{"version"}``, ``{"error", "version"}``, or
+        ``{"error"}`` for one that left, went silent or did not answer within ``timeout`` s."""
+        end = time.monotonic() + timeout
+        async with self._cond():
+            while self._pending(generation, replicas) and time.monotonic() < end:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._cond().wait(), min(1.0, max(0.01, end - time.monotonic())))
+        got = self.acks.get(generation, {})
+        return {r: got.get(r) or {"error": "left or went silent before it swapped" if r not in self._alive()
+                                  else f"did not swap within {timeout:g} s"} for r in replicas}
+
+
+FOLLOW_SECONDS = 5.0           # a replica's wait on the broadcast actor, renewed (its sign of life)
+ANSWER_SECONDS = 300.0         # how long a reload waits for every replica's swap
+
+
+class RayCalls:
+    """Calls an actor's methods and awaits them (``handle.method.remote(...)``: an awaitable ref)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        return lambda *args: getattr(self.handle, method).remote(*args)
+
+
+def follow_reloads(app: Any, calls: Any, name: str | None = None) -> Any:
+    """Make ``app`` (one replica's) follow the broadcast that ``calls`` reaches (async methods of a
+    :class:`ReloadBroadcast`): its lifespan registers it and runs the follower, and its reloads
+    (``/v1/admin/reload``, the alias poll) go through the broadcast (``ServerState.reload_all``)."""
+    state = getattr(app.state, "serving", None)
+    if state is None:
+        return app
+    from fastapi import HTTPException
+
+    from .app import _ref
+
+    me = name or f"{socket.gethostname()}:{os.getpid()}"
+
+    async def follower(seen: int) -> None:
+        while True:
+            try:
+                got = await calls.follow(me, seen, FOLLOW_SECONDS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the actor restarting or gone: try again
+                log.warning("reload broadcast unreachable: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if got is None:
+                continue
+            seen, target = got
+            rt = state.runtime
+            if target is not None and rt is not None and rt.version == target:
+                answer: dict[str, Any] = {"version": rt.version}       # its own poll got there first
+            else:
+                try:
+                    await state.reload(f"reload broadcast {seen}")
+                    answer = {"version": state.runtime.version}
+                except HTTPException as exc:
+                    answer = {"error": str(exc.detail),
+                              "version": state.runtime.version if state.runtime is not None else None}
+            await calls.ack(me, seen, answer)
+
+    async def reload_all(why: str, target: int | None) -> dict[str, Any]:
+        old = state.runtime
+        try:
+            generation, replicas = await calls.start(target)
+            log.info("reload broadcast %d (%s) to %d replicas", generation, why, len(replicas))
+            answers = await calls.answers(generation, replicas, ANSWER_SECONDS)
+        except Exception as exc:  # the broadcast actor is gone: this replica alone, as without it
+            log.warning("reload broadcast unreachable (%s): reloading this replica only", exc)
+            return {**await state.reload(why), "replicas": None}
+        failed = {r: a for r, a in answers.items() if "error" in a}
+        if failed:
+            raise HTTPException(500, "reload failed on " + "; ".join(
+                f"replica {r}: {a['error']}" + (f" (still serving version {a['version']})" if a.get("version")
+                                                else "") for r, a in failed.items()))
+        new = state.runtime
+        return {"model": _ref(new), "previous": _ref(old) if old is not None else None,
+                "reason": new.reason, "replicas": [{"replica": r, **a} for r, a in answers.items()]}
+
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        seen = await calls.register(me)       # before the first load: no later reload is missed
+        task = asyncio.create_task(follower(seen))
+        state.reload_all = reload_all
+        try:
+            async with inner(a) as value:
+                yield value
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await calls.leave(me)
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def hold_until_loaded(app: Any) -> Any:
@@ -113,8 +305,12 @@ def serve_on_ray(ws: Workspace, cfg: ServeConfig, env: dict[str, str], factory: 
     _check_listening(cfg, address)
     metrics_dir = tempfile.mkdtemp(prefix="modelloop-metrics-")
     deployment = serve.deployment(serve.ingress()(Replica), **deployment_options(cfg, metrics_dir))
+    # the reloads every replica follows: owned by this process, so it ends with the server
+    broadcast = ray.remote(ReloadBroadcast).options(name=f"{APP_NAME}-reload", namespace=NAMESPACE, num_cpus=0,
+                                                    get_if_exists=True).remote()
     try:
-        serve.run(deployment.bind({**env, ENV_KEYS: ",".join(keys)}, factory), name=APP_NAME, route_prefix="/")
+        serve.run(deployment.bind({**env, ENV_KEYS: ",".join(keys), BROADCAST_ENV: f"{APP_NAME}-reload"}, factory),
+                  name=APP_NAME, route_prefix="/")
         replicas = (f"{cfg.min_replicas}" if cfg.min_replicas == cfg.max_replicas
                     else f"{cfg.min_replicas}-{cfg.max_replicas}")
         print(f"modelloop serve: {replicas} Ray Serve replicas of {ws.config.name} at http://{cfg.host}:{cfg.port} "
@@ -128,6 +324,8 @@ def serve_on_ray(ws: Workspace, cfg: ServeConfig, env: dict[str, str], factory: 
         try:
             _delete(serve, address)
         finally:
+            with contextlib.suppress(Exception):
+                ray.kill(broadcast)
             if address == "auto":
                 ray.shutdown()
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -144,6 +144,10 @@ def test_a_student_whose_frozen_outputs_do_not_fit_the_cache_trains_the_same_way
     streamed, info = S.distil_student(teacher, df, target="label", seed=0)
     assert info["frozen_blocks"] == S.FROZEN and info["epochs_run"] == 1
     np.testing.assert_allclose(streamed.predict_proba(df), cached.predict_proba(df), atol=2e-2)
+    # a student whose first epoch already used its time trains that epoch, on a schedule cut to end there
+    _, short = S.distil_student(teacher, df, target="label", seed=0, epochs=3, max_seconds=0.0)
+    assert short["epochs_run"] == short["epochs_planned"] == 1
+    assert info["epochs_planned"] == 1
 
 
 @pytest.mark.slow  # the optimize stage's timing loops (~50 s here); the student itself is built and checked by the

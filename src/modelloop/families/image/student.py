@@ -10,7 +10,8 @@ stride 2, ~0.28 M weights), trained from scratch, which needs far more images to
 The student is trained on ``VIEWS`` views of each training image (as given, mirrored, and augmented as
 fine-tuning augments), each labelled by the teacher's probabilities softened by ``TEMPERATURE`` (Hinton
 et al.'s knowledge distillation, the KL term scaled by T^2) mixed with the true labels (``ALPHA``),
-AdamW with a cosine schedule; the last epoch is kept (a validation share of a small image set chose worse
+AdamW with a cosine schedule (shortened, after the first epoch's time, to the epochs that fit
+``MAX_SECONDS``, so the learning rate reaches its end); the last epoch is kept (a validation share of a small image set chose worse
 epochs than the schedule's end; the optimize stage judges the student on the test split). It becomes an
 :class:`~modelloop.families.image.model.ImageModel` of its own (its network packs and exports like the
 teacher's: pixels 0-255 in, normalisation inside), so the native model and the served graph of a
@@ -80,14 +81,18 @@ def distil_student(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
     frozen = FROZEN if isinstance(net.body, TruncatedEfficientNet) else 0
     inputs = _frozen_inputs(net, x, frozen)
     opt = make_optimizer(net, 1e-3 if isinstance(net.body, TruncatedEfficientNet) else 3e-3, 1e-4)
-    steps = max(1, epochs) * math.ceil(len(x) / 32)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    per_epoch = math.ceil(len(x) / 32)
+    planned = [max(1, epochs)]  # the cosine schedule's length in epochs, shortened to what fits max_seconds
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, planned[0] * per_epoch) / (planned[0] * per_epoch))))
     ran, training = 0, time.time()
     for epoch in range(1, epochs + 1):
-        if time.time() - training > max_seconds:
+        if epoch > planned[0] or (epoch > 1 and time.time() - training > max_seconds):  # one epoch at least
             break
         _epoch(net, opt, schedule, inputs, y, soft, np.random.default_rng([seed, epoch]), frozen)
         ran = epoch
+        if epoch == 1:  # the schedule ends (learning rate near 0) at the last epoch that fits the time
+            planned[0] = max(1, min(planned[0], int(max_seconds / max(time.time() - training, 1e-9))))
     net.requires_grad_(True)
     agreement = float((probabilities(net, x).argmax(1) == teacher_proba.argmax(1)).mean())
     spec = net.body.spec
@@ -98,7 +103,7 @@ def distil_student(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
                                                              "backbone": (teacher.config or {}).get("backbone")},
                                                  "student": net.body.spec})
     model.cleaning_plan_ = getattr(teacher, "cleaning_plan_", None)
-    info = {"epochs_run": ran, "views": len(x), "train_agreement": agreement, "frozen_blocks": frozen,
+    info = {"epochs_run": ran, "epochs_planned": planned[0], "views": len(x), "train_agreement": agreement, "frozen_blocks": frozen,
             "parameters": int(sum(p.numel() for p in net.parameters())), "seconds": round(time.time() - started, 2)}
     return model, info
 

@@ -108,6 +108,32 @@ def test_the_split_shift_of_a_large_side_is_measured_on_a_sample_it_reports(tmp_
     assert p.profile()["shift"] == r["shift"]  # the same seeded rows each time
 
 
+def test_ingest_counts_repeated_row_hashes_and_the_profile_skips_the_search_only_without_any(tmp_path):
+    """Equal rows hash alike, so no repeated row hash at ingest proves no duplicate rows: the profile
+    of that version does not search again. With repeats (10 duplicated rows) it searches, exactly."""
+    from modelloop.data.ingest import dataset_row
+    from modelloop.data.snapshot import read_manifest
+    from modelloop.data.stages import _distinct_rows
+
+    p = _project(tmp_path)
+    p.ingest()
+    row = dataset_row(p.workspace, None)
+    hashes = read_manifest(row["path"])["row_hashes"]
+    assert hashes == {"columns": ["x", "z", "c", "y"], "repeated": 10}
+    assert p.profile()["duplicates"]["rows"] == 10 and not _distinct_rows(row, ["x", "z", "c", "y"])
+
+    (tmp_path / "u").mkdir()
+    _table().drop_duplicates().to_csv(tmp_path / "u" / "d.csv", index=False)
+    p = Project(parse_config({"name": "q", "data": {"source": "d.csv", "target": "y"}}, root=tmp_path / "u"))
+    p.ingest()
+    row = dataset_row(p.workspace, None)
+    assert read_manifest(row["path"])["row_hashes"]["repeated"] == 0
+    assert _distinct_rows(row, ["c", "y", "x", "z"]) and not _distinct_rows(row, ["x", "z", "c"])
+    r = p.profile()
+    assert r["duplicates"] == {"rows": 0, "share": 0.0}
+    assert not [f for f in r["findings"] if f["kind"] == "duplicate_rows"]
+
+
 def test_run_stops_before_training_when_the_gate_fails(tmp_path):
     p = _project(tmp_path, quality={"gate": {"max_missing_share": 0.05}})
     with pytest.raises(DataError, match="failed the quality gate"):

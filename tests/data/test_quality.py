@@ -357,3 +357,34 @@ def test_arrow_allocates_from_the_c_library_unless_the_user_chose_a_pool() -> No
             env["ARROW_DEFAULT_MEMORY_POOL"] = given
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == expected
+
+
+def test_distinct_counts_and_quantiles_of_numbers_and_dates_are_those_of_the_whole_column() -> None:
+    """They are read from one sorted copy of each column now; the same values as Polars' hash-based
+    ``n_unique`` and its ``quantile`` of the unsorted column (NaN, missing, infinite values, integers
+    with and without gaps, unsigned integers, dates)."""
+    import datetime as dt
+
+    from modelloop.data._profile import QUANTILES, profile_columns
+    from modelloop.data.quality_config import OutliersConfig
+
+    rng = np.random.default_rng(4)
+    n = 5000
+    floats = rng.normal(size=n)
+    floats[rng.random(n) < 0.05] = np.nan
+    floats[:3] = [np.inf, -np.inf, np.inf]
+    df = pl.DataFrame({
+        "f": floats, "f_null": pl.Series(rng.normal(size=n)).scatter(rng.choice(n, 50, replace=False), None),
+        "i": rng.integers(-40, 40, n), "i_gap": pl.Series(rng.integers(0, 9, n)).scatter([1, 7], None),
+        "u": rng.integers(0, 2**40, n).astype(np.uint64), "small": rng.integers(0, 3, n).astype(np.int8),
+        "when": [dt.datetime(2024, 1, 1) + dt.timedelta(hours=int(h)) for h in rng.integers(0, 900, n)],
+        "day": [dt.date(2024, 1, 1) + dt.timedelta(days=int(d)) for d in rng.integers(0, 40, n)],
+    })
+    facts = profile_columns(df, {}, OutliersConfig())
+    for c in df.columns:
+        col = df.get_column(c)
+        assert facts[c]["distinct"] == col.n_unique() - (1 if col.null_count() else 0), c
+        if col.dtype.is_numeric():
+            expected = df.select(pl.col(c).cast(pl.Float64).quantile(list(QUANTILES))).item().to_list()
+            got = list(facts[c]["quantiles"].values())
+            assert [None if v != v else v for v in expected] == got, c

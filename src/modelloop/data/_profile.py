@@ -57,10 +57,13 @@ def _q(q: float) -> str:
 
 def _pass1(df: pl.DataFrame) -> dict[str, Any]:
     exprs: list[pl.Expr] = []
+    ordered = []  # numbers and dates: distinct values and quantiles from one sort (_sorted_facts)
     for c, t in df.schema.items():
         col = pl.col(c)
         exprs.append(col.null_count().alias(f"{c}\x00missing"))
-        if not t.is_nested():
+        if is_numeric(t) or t.is_temporal():
+            ordered.append(c)
+        elif not t.is_nested():
             exprs.append(col.n_unique().alias(f"{c}\x00distinct"))
         if is_numeric(t):
             x = col.cast(pl.Float64)
@@ -68,8 +71,6 @@ def _pass1(df: pl.DataFrame) -> dict[str, Any]:
                       x.mean().alias(f"{c}\x00mean"), x.std().alias(f"{c}\x00std"),
                       (x == 0).sum().alias(f"{c}\x00zeros"), (x < 0).sum().alias(f"{c}\x00negatives"),
                       x.is_infinite().sum().alias(f"{c}\x00infinite")]
-            # One list-valued quantile sorts the column once instead of once per quantile.
-            exprs.append(x.quantile(list(QUANTILES)).alias(f"{c}\x00quantiles"))
         elif t == pl.Boolean:
             exprs.append(col.sum().alias(f"{c}\x00true"))
         elif t.is_temporal():
@@ -78,7 +79,31 @@ def _pass1(df: pl.DataFrame) -> dict[str, Any]:
             n = col.cast(pl.String).str.len_chars()
             exprs += [n.min().alias(f"{c}\x00len_min"), n.mean().alias(f"{c}\x00len_mean"),
                       n.max().alias(f"{c}\x00len_max")]
-    return df.select(exprs).row(0, named=True)
+    # lazily, so that a subexpression several facts share (a string's lengths, a number as a float) is
+    # computed once (the eager select computed a string column's lengths once per fact: 3x the time)
+    facts = df.lazy().select(exprs).collect().row(0, named=True)
+    for c in ordered:
+        facts.update(_sorted_facts(df.get_column(c)))
+    return facts
+
+
+def _sorted_facts(s: pl.Series) -> dict[str, Any]:
+    """Distinct count and (numbers) quantiles of ``s``, both read from one sorted copy of it.
+
+    On a sorted column Polars counts distinct values as runs and picks quantiles by position, so a sort
+    (a column at a time: one copy held) replaces a hash table of every value and a second sort; on a
+    million-row benchmark table 16 numeric and date columns took 1.7-1.9 s instead of 2.9-3.1 s, the same
+    numbers. A cast to floats keeps an integer column's order (Polars does not carry its sorted flag over).
+    """
+    ordered = s.sort()
+    exprs = [pl.col(s.name).n_unique().alias(f"{s.name}\x00distinct")]
+    if is_numeric(s.dtype):
+        x = pl.col(s.name).cast(pl.Float64)
+        if s.dtype != pl.Float64 and not ordered.null_count():
+            x = x.set_sorted()
+        # One list-valued quantile: picked by position from the sorted values.
+        exprs.append(x.quantile(list(QUANTILES)).alias(f"{s.name}\x00quantiles"))
+    return ordered.to_frame().select(exprs).row(0, named=True)
 
 
 def _outlier_bounds(facts: dict[str, Any], cfg: OutliersConfig, mad: float | None) -> tuple[float, float] | None:

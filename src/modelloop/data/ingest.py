@@ -188,22 +188,28 @@ def ingest(ws: Workspace) -> dict[str, Any]:
             freeze_split(ws, known, read_snapshot(known["path"], columns=[ROW_ID, *roles]))
         return {**known, "created": False}
     ids = None if ROW_ID in table.names else digest.row_ids()
+    # no repeated row hash: no two rows are equal, which the profile reads instead of searching again
+    hashes = {"columns": table.names, "repeated": digest.repeated_rows} if ids is not None else None
     del digest  # its row hashes: the ids are all the write needs of them
     release_memory()
-    return {**_store_version(ws, table, vid, ids, (side_entries, side_files)), "created": True}
+    return {**_store_version(ws, table, vid, ids, (side_entries, side_files), hashes), "created": True}
 
 
 def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray | None,
-                   side: tuple[dict[str, Any], dict[str, Path]]) -> dict[str, Any]:
+                   side: tuple[dict[str, Any], dict[str, Path]], hashes: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """Write the new version ``vid`` of ``table`` with the row ids ``ids`` (None: the table has its own)
     and a copy of its ``side`` tables (``side_tables.snapshot_side_tables``), record it and freeze its
-    split (its catalog row)."""
+    split (its catalog row). ``hashes``: the columns the row hashes covered and how many rows repeated
+    an earlier row's hash (the manifest's ``row_hashes``)."""
     from ._tables import release_memory
 
     cfg = ws.config
     schema, rows = table.schema.to_dict(), table.rows
     manifest = {"id": vid, "step": "ingest", "parents": [], "schema": schema, "rows": rows,
                 "source": table.report, "hash": HASH_SCHEME, "side_tables": side[0]}
+    if hashes is not None:
+        manifest["row_hashes"] = hashes
     path = write_snapshot_batches(table.record_batches(ids), ws.datasets_dir / vid, manifest, side[1])
     release_memory()
     row = ws.catalog.add_dataset(id=vid, project=cfg.name, step="ingest", parents=[], schema=schema,

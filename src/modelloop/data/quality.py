@@ -320,10 +320,11 @@ def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig, keys: 
     return run
 
 
-def _table_checks(run: _Run, findings: Sequence[Finding | Mapping[str, Any]]) -> None:
-    """Duplicates, declared rules, cross-column checks, key agreement and external findings."""
+def _table_checks(run: _Run, findings: Sequence[Finding | Mapping[str, Any]], distinct_rows: bool = False) -> None:
+    """Duplicates (none when the caller knows ``distinct_rows``), declared rules, cross-column checks, key
+    agreement and external findings."""
     data, cfg = run.data, run.cfg
-    n_dup = duplicate_rows(data.select(run.names)) if run.height >= 2 else 0
+    n_dup = duplicate_rows(data.select(run.names)) if run.height >= 2 and not distinct_rows else 0
     share = n_dup / run.height if run.height else 0.0
     run.extra["duplicates"] = {"rows": n_dup, "share": share}
     if n_dup:
@@ -424,18 +425,19 @@ def _at_most(frame: pl.DataFrame, rows: int, seed: int) -> pl.DataFrame:
 def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mapping[str, Any] | None = None, *,
             reference: Any = None, task: str | None = None,
             findings: Sequence[Finding | Mapping[str, Any]] = (), seed: int = 0,
-            keys: Sequence[str] = ()) -> QualityReport:
+            keys: Sequence[str] = (), distinct_rows: bool = False) -> QualityReport:
     """Profile ``df`` (pandas, Polars eager or lazy, or a Parquet path) against ``schema`` and ``quality:``.
 
     ``reference`` (e.g. the train split when ``df`` is the test split) adds per-feature shift;
     ``task`` defaults to one inferred from the target; ``findings`` from ``integrate`` are merged;
-    ``keys``: declared id/key columns, not flagged for their many distinct values.
+    ``keys``: declared id/key columns, not flagged for their many distinct values; ``distinct_rows``: the
+    caller knows that no two rows are equal (ingest found no repeated row hash), so duplicates are not searched.
     Without a schema, every non-internal column is profiled and kinds are inferred.
     """
     started = time.perf_counter()
     cfg = parse_section(QualityConfig, config, "quality")
     run = _start(to_lazy(df), schema, cfg, keys)
-    _table_checks(run, findings)
+    _table_checks(run, findings, distinct_rows)
     _sampled_checks(run, task, seed)
     if reference is not None:
         _shift(run, reference, seed)

@@ -39,13 +39,18 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio): spre
 def row_ids(hashes: np.ndarray) -> np.ndarray:
     """Row ids (int64) from per-row content hashes (uint64): each hash mixed with its occurrence number
     among equal hashes, so exact duplicate rows get distinct ids and the first keeps the hash."""
+    return _row_ids(hashes)[0]
+
+
+def _row_ids(hashes: np.ndarray) -> tuple[np.ndarray, int]:
+    """``row_ids(hashes)`` and how many rows repeat an earlier row's hash."""
     order = np.argsort(hashes, kind="stable")
     ranked = hashes[order]
     starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
     position = np.arange(len(hashes))
     occurrence = np.empty(len(hashes), dtype=np.uint64)
     occurrence[order] = position - np.repeat(starts, np.diff(np.r_[starts, len(hashes)]))
-    return (hashes ^ (occurrence * _MIX)).view(np.int64)
+    return (hashes ^ (occurrence * _MIX)).view(np.int64), len(hashes) - len(starts)
 
 
 def assign_row_ids(df: pd.DataFrame) -> pd.DataFrame:
@@ -101,6 +106,7 @@ class ContentDigest:
     def __init__(self) -> None:
         self._columns: dict[str, tuple[str, str]] = {}
         self._rows: np.ndarray | None = None
+        self.repeated_rows: int | None = None  # rows whose hash repeats an earlier one's (``row_ids`` counts)
 
     def add(self, column: pl.Series) -> None:
         """Hash ``column`` (named; every column added has the same length), ``_SLICE`` rows at a time so
@@ -132,9 +138,13 @@ class ContentDigest:
         return h.hexdigest()[:12]
 
     def row_ids(self) -> np.ndarray:
-        """Row ids of the table (``row_ids`` of the combined row hashes)."""
+        """Row ids of the table (``row_ids`` of the combined row hashes); counts ``repeated_rows`` too.
+
+        Equal rows have equal hashes, so ``repeated_rows == 0`` proves that no two rows are equal (the
+        profile then skips its own duplicate search); a repeat may still be a hash collision."""
         assert self._rows is not None, "no column added"
-        return row_ids(self._rows)
+        ids, self.repeated_rows = _row_ids(self._rows)
+        return ids
 
 
 _SLICE = 131_072  # rows hashed at a time (a multiple of 8: the validity bits pack into whole bytes)

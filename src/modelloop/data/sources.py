@@ -19,7 +19,7 @@ import polars as pl
 
 from ..errors import ConfigError, DataError
 from ._tables import is_stringy
-from .dates import infer_datetime_format, is_datetime_column
+from .dates import DATE_SHARE, infer_datetime_format, is_datetime_column
 from .encoding import detect_encoding
 from .schema import Schema
 
@@ -148,8 +148,12 @@ def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: 
 def _looks_datetime(s: pd.Series) -> bool:
     """Values that carry a date (``data.dates``): codes (``m01``), month and weekday names and bare
     times stay categorical, though dateutil reads them as times in year 1 or in this year."""
-    sample = s.dropna().astype(str).head(500)
+    sample = s.dropna().head(500).astype(str)
     if sample.empty or sample.str.fullmatch(r"[-+]?\d+(\.\d+)?").mean() > 0.5:
+        return False
+    # a value read as a date carries a four-digit year (every reader of ``data.dates`` reads it from the
+    # text); without one in DATE_SHARE of the values the column cannot pass, and its readers are spared
+    if sample.str.contains(r"\d{4}").mean() < DATE_SHARE:
         return False
     return is_datetime_column(sample)
 

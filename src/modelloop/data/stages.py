@@ -55,7 +55,8 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     task = cfg.task if cfg.task is not None and target_kind(cfg.task) == "numeric" else None
     integration = _lineage_findings(ws, row) + _family_findings(ws, row, frame, side)
     keys = [c for c in (cfg.data.id, cfg.data.user, cfg.data.item, *cfg.data.keys) if c]  # ids: many values by design
-    report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration, keys=keys)
+    report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration, keys=keys,
+                     distinct_rows=_distinct_rows(row, frame.collect_schema().names()))
     shift = _split_shift(frame, side, schema, cfg)
     if shift is not None:
         report.sampled["shift"] = shift[1]  # the rows compared per side (the report's page says so too)
@@ -72,6 +73,20 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
                                                                   f"v{row['seq']} ({row['id']})"))
         result["report"] = {"html": str(base.with_suffix(".html")), "json": str(base.with_suffix(".json"))}
     return result
+
+
+def _distinct_rows(row: dict[str, Any], columns: list[str]) -> bool:
+    """Whether ingest found no two rows of the version equal over exactly ``columns`` (no repeated row
+    hash, the manifest's ``row_hashes``): the profile's duplicate search would then find none."""
+    if row["step"] != "ingest":
+        return False
+    try:
+        hashes = read_manifest(row["path"]).get("row_hashes")
+    except (OSError, ValueError):
+        return False
+    if not hashes:
+        return False
+    return hashes["repeated"] == 0 and sorted(hashes["columns"]) == sorted(columns)
 
 
 def _partial_labels(task: str | None) -> bool:

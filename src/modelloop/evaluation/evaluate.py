@@ -72,7 +72,10 @@ def _outputs(model: Any, df: pd.DataFrame, target: str, head: BaseHead) -> tuple
     if df.empty:
         raise DataError(f"data has no rows with a value in target column '{target}'")
     y = head.truth(df[target], target)
-    return y, head.native_scores(model, df.drop(columns=[target]))
+    # a target that is also one of the model's inputs stays (a chat's messages: the prompt is every turn
+    # before the last, the reference answer is that last turn)
+    inputs = getattr(getattr(model, "schema", None), "columns", None) or {}
+    return y, head.native_scores(model, df if target in inputs else df.drop(columns=[target]))
 
 
 def _model_head(model: Any, task: str) -> BaseHead:

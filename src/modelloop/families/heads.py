@@ -318,6 +318,11 @@ class GenerationHead(BaseHead):
     def learnable(self, label: Any) -> bool:
         return isinstance(label, str) and bool(label.strip())
 
+    def truth(self, y: pd.Series, target: str) -> np.ndarray:
+        """The reference answers: the text, or a chat's last assistant turn (a chat project's target is its
+        messages column, which holds the answer as that turn)."""
+        return np.asarray([_answer_text(v) for v in y], dtype=object)
+
     def native_scores(self, model: Any, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict(frame), dtype=object)
 
@@ -348,11 +353,28 @@ class GenerationHead(BaseHead):
     def reference_outputs(self, model: Any, frame: pd.DataFrame, target: str) -> Any:
         """The lengths of the answers the model learned (answering thousands of reference prompts to
         measure the lengths of its own would take hours)."""
-        return [float(len(str(v))) for v in frame[target]] if target in frame.columns else []
+        return [float(len(_answer_text(v))) for v in frame[target]] if target in frame.columns else []
 
     def served_output(self, output: Mapping[str, Any]) -> Any:
         text = output.get("text", output.get("label"))
         return float(len(text)) if isinstance(text, str) else None
+
+
+def _answer_text(value: Any) -> str:
+    """A generation target's answer: the text itself, or the content of a chat's last assistant turn (a
+    list of ``{role, content}``, an array of them as Parquet reads it back, or its JSON text)."""
+    chat = value.tolist() if isinstance(value, np.ndarray) else value
+    if isinstance(chat, str) and chat.lstrip().startswith("[{"):
+        try:
+            chat = json.loads(chat)
+        except ValueError:
+            return chat if isinstance(value, str) else str(value)
+    if isinstance(chat, (list, tuple)):
+        turns = [m for m in chat if isinstance(m, Mapping)]
+        if turns and turns[-1].get("role") == "assistant":
+            return str(turns[-1].get("content", ""))
+        return ""
+    return str(value)
 
 
 def _not_missing(label: Any) -> None:

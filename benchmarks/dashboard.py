@@ -14,21 +14,24 @@ logged predictions. The script builds such a project in a temp dir (or reuses ``
   production moved 20 times (the deployment history), and left on the trained version;
 * ``--predictions`` rows in the prediction log spread evenly over the last 30 days (real inputs from the
   table, class probabilities, log-normal latencies), 6 in 7 answered by production and 1 in 7 by the
-  latest version (a canary), 10 % of them labelled.
+  latest version (a canary), 10 % of them labelled, written through ``Catalog.add_predictions`` and
+  ``add_feedback_many`` (which keep the catalog's rollups, as the server's log writer does).
 
 Then it times each page through the dashboard's ASGI app (``fastapi.testclient``, in process: the server's
-work, not a browser's), built without the warm-up the servers start with: the first request (cold: imports,
-30 days of hourly traffic for Serving, the drift of 7 days for Monitoring) and the median of ``--repeat``
-more; then the warm-up itself (what a server does in a thread at start, after which a first visitor gets
-the warm figures). Last, it times the 30-day hourly fill with and without a covering index (name, at,
-version, latency_ms), alternating: the catalog does not carry one (the fill runs once per server start, in
-the warm-up thread, and every index costs the server's log writer on each insert); this keeps the
-question answerable.
+work, not a browser's), built without the warm-up the servers start with, in a fresh Python process each
+time: the first request of each page ("cold": what the first visitor after a start waits for) and the
+median of ``--repeat`` more ("warm"). Twice: **first start** (nothing computed yet but what the catalog
+keeps as the log is written: the drift of every day is computed on that first view) and **restart** (a new
+process over the same catalog: the drift of finished days is read back from it). Then the warm-up a server
+starts with, on a catalog without stored drift (its first start ever).
 
-The peer is MLflow's UI (``mlflow server`` on 127.0.0.1 over a SQLite store holding the same 100 versions
-and runs): the JSON calls its registered-model and experiment pages make (``model-versions/search``,
-``runs/search`` for 100 runs). They return data that the browser then renders with JavaScript, so they are a
-lower bound of MLflow's page; ours are whole HTML pages. MLflow has no view of the prediction log.
+The peer of the log's pages is the log itself: the 30-day hourly figures read from the catalog's
+``prediction_hours`` rollup against the same figures computed by a ``GROUP BY`` over the log's rows (what
+the pages read before schema 5), alternating, with the ratio. The peer of the registry's pages is MLflow's
+UI (``mlflow server`` on 127.0.0.1 over a SQLite store holding the same 100 versions and runs): the JSON
+calls its registered-model and experiment pages make (``model-versions/search``, ``runs/search`` for 100
+runs). They return data that the browser then renders with JavaScript, so they are a lower bound of
+MLflow's page; ours are whole HTML pages. MLflow has no view of the prediction log.
 """
 
 from __future__ import annotations
@@ -127,7 +130,6 @@ def build(root: Path, n_predictions: int, n_versions: int) -> Any:
 PAGES = ["/", "/data", "/models", "/lineage", "/models/compare?a=1&b={last}", "/data/diff", "/retrains", "/jobs",
          "/trace?request_id=bench-{middle:08d}", "/serving", "/serving?range=7d", "/serving?range=30d", "/monitoring"]
 LOG_PAGES = ["/", "/serving", "/serving?range=7d", "/serving?range=30d", "/monitoring"]
-TRIED_INDEX = "ix_bench_predictions_name_at"
 
 
 def time_pages(client: Any, pages: list[str], repeat: int) -> dict[str, tuple[float, float]]:
@@ -148,31 +150,52 @@ def time_pages(client: Any, pages: list[str], repeat: int) -> dict[str, tuple[fl
     return out
 
 
-def index_question(project: Any, rounds: int = 3) -> dict[str, list[float]]:
-    """Seconds of the 30-day hourly fill (``queries.hourly``, what a cold Serving or the warm-up reads) with
-    and without a covering index (name, at, version, latency_ms), alternating."""
-
-    import sqlalchemy as sa
-
+def rollup_question(project: Any, rounds: int = 3) -> dict[str, list[float]]:
+    """Seconds of the 30-day hourly figures (what Serving 30d reads) from the catalog's ``prediction_hours``
+    rollup and from a ``GROUP BY`` over the log's rows, alternating; both answers must be equal."""
     from modelloop.catalog import utcnow
-    from modelloop.dashboard.queries import hourly
+    from modelloop.dashboard.queries import hourly, rolled_hours
 
     cat = project.workspace.catalog
     since = (utcnow() - dt.timedelta(days=30)).replace(minute=0, second=0, microsecond=0)
-    found: dict[str, list[float]] = {"without": [], "with": []}
+    found: dict[str, list[float]] = {"rollup": [], "rows": []}
+    answers = {}
     for _ in range(rounds):
-        for kind in ("without", "with"):
-            if kind == "with":
-                with cat.engine.begin() as c:
-                    c.execute(sa.text(f"CREATE INDEX {TRIED_INDEX} ON predictions (name, at, version, latency_ms)"))
+        for kind, read in (("rows", hourly), ("rollup", rolled_hours)):
             t0 = time.perf_counter()
-            hourly(cat, "bench", since)
+            answers[kind] = read(cat, "bench", since)
             found[kind].append(time.perf_counter() - t0)
-            if kind == "with":
-                with cat.engine.begin() as c:
-                    c.execute(sa.text(f"DROP INDEX {TRIED_INDEX}"))
-    print(f"30-day hourly fill, s: without the covering index {found['without']}, with {found['with']}", flush=True)
+    requests = {k: sum(v[0] for versions in a.values() for v in versions.values()) for k, a in answers.items()}
+    if requests["rows"] != requests["rollup"] or set(answers["rows"]) != set(answers["rollup"]):
+        raise SystemExit(f"the rollup and the rows disagree: {requests}")
+    print(f"30-day hourly figures, s: from the log's rows {found['rows']}, from the rollup {found['rollup']} "
+          f"({requests['rollup']:,.0f} requests in both)", flush=True)
     return found
+
+
+def pages_in_a_fresh_process(folder: Path, repeat: int) -> dict[str, tuple[float, float]]:
+    """:func:`time_pages` in a new Python process over the project in ``folder`` (a server's start)."""
+    out = subprocess.run([sys.executable, __file__, "--keep", str(folder), "--repeat", str(repeat), "--pages-only"],
+                         capture_output=True, text=True, check=False)
+    sys.stdout.write(out.stdout.split("PAGES_JSON ")[0])
+    if out.returncode != 0:
+        raise SystemExit(f"page timing failed: {out.stderr[-2000:]}")
+    return {k: tuple(v) for k, v in json.loads(out.stdout.split("PAGES_JSON ")[1]).items()}
+
+
+def pages_only(folder: Path, repeat: int) -> None:
+    from fastapi.testclient import TestClient
+
+    from modelloop.dashboard import create_app
+    from modelloop.project import Project
+
+    project = Project.load(folder / "modelloop.yaml")
+    with TestClient(create_app(project, keys=[])) as client:
+        last = len(project.workspace.catalog.list_models("bench"))
+        middle = project.workspace.catalog.recent_predictions("bench", 1)[0]["request_id"]
+        middle = int(middle[6:]) // 2
+        ours = time_pages(client, [p.format(last=last, middle=middle) for p in PAGES], repeat)
+    print("PAGES_JSON " + json.dumps(ours), flush=True)
 
 
 def mlflow_peer(folder: Path, project: Any, n_versions: int, repeat: int) -> dict[str, tuple[float, float]]:
@@ -242,49 +265,61 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--keep", type=Path, default=None, help="build here once and reuse it on later runs")
     ap.add_argument("--no-peer", action="store_true", help="skip the MLflow server")
+    ap.add_argument("--pages-only", action="store_true", help=argparse.SUPPRESS)    # the child of a start
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.pages_only:
+        pages_only(args.keep, args.repeat)
+        return
     print(f"load before: {os.getloadavg()}", flush=True)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     folder.mkdir(parents=True, exist_ok=True)
-    from fastapi.testclient import TestClient
-
-    from modelloop.dashboard import create_app
     from modelloop.project import Project
 
     if (folder / "modelloop.yaml").is_file() and args.keep:
+        t0 = time.perf_counter()
         project = Project.load(folder / "modelloop.yaml")
-        print(f"reusing {folder}", flush=True)
+        print(f"reusing {folder} (opened in {time.perf_counter() - t0:.1f} s, a migration included)", flush=True)
     else:
         project = build(folder, args.predictions, args.versions)
     try:
-        print("dashboard pages (in process, ASGI):", flush=True)
-        with TestClient(create_app(project, keys=[])) as client:
-            last = len(project.workspace.catalog.list_models("bench"))
-            middle = project.workspace.catalog.recent_predictions("bench", 1)[0]["request_id"]
-            middle = int(middle[6:]) // 2
-            ours = time_pages(client, [p.format(last=last, middle=middle) for p in PAGES], args.repeat)
+        import sqlalchemy as sa
+
+        from modelloop.catalog import drift_days, utcnow
+
+        with project.workspace.catalog.tx() as c:       # a first start: no drift stored yet
+            c.execute(sa.delete(drift_days))
+        starts = {}
+        for start in ("first start", "restart"):
+            if start == "restart":      # today's drift is older than a minute after a real restart: computed again
+                with project.workspace.catalog.tx() as c:
+                    c.execute(sa.delete(drift_days).where(drift_days.c.day == utcnow().date().isoformat()))
+            print(f"dashboard pages, {start} (a fresh process, in process ASGI):", flush=True)
+            starts[start] = pages_in_a_fresh_process(folder, args.repeat)
         from modelloop.dashboard.queries import TrafficRollup
         from modelloop.dashboard.views import DriftCache, warm_up
 
+        with project.workspace.catalog.tx() as c:
+            c.execute(sa.delete(drift_days))
         t0 = time.perf_counter()
         warm_up(project, DriftCache(), TrafficRollup())
         warm_s = time.perf_counter() - t0
-        print(f"warm-up that `modelloop ui` / `serve --ui` start with (30 days of hours, 7 days of drift): "
-              f"{warm_s:.1f} s", flush=True)
+        print(f"warm-up that `modelloop ui` / `serve --ui` start with, on a catalog without stored drift "
+              f"(7 days of drift): {warm_s:.1f} s", flush=True)
 
-        bare = index_question(project)
+        rollup = rollup_question(project)
         peer = {} if args.no_peer else mlflow_peer(folder, project, args.versions, args.repeat)
-        over = [p for p, (_, warm) in ours.items() if warm > GOAL_MS]
-        print(json.dumps({"load_after": os.getloadavg(), "goal_ms": GOAL_MS, "warm_up_s": warm_s, "pages_over_goal_warm": over,
-                          "pages_over_goal_cold": [p for p, (cold, _) in ours.items() if cold > GOAL_MS],
-                          "ours": ours, "fill_seconds_by_index": bare, "mlflow": peer}, indent=1))
+        print(json.dumps({
+            "load_after": os.getloadavg(), "goal_ms": GOAL_MS, "warm_up_s": warm_s,
+            **{f"pages_over_goal_{start.replace(' ', '_')}_{kind}": [p for p, t in found.items() if t[i] > GOAL_MS]
+               for start, found in starts.items() for i, kind in enumerate(("cold", "warm"))},
+            "pages": starts, "hourly_seconds": rollup, "mlflow": peer}, indent=1))
         if peer:
-            models_ms = ours["/models"][1]
+            models_ms = starts["restart"]["/models"][1]
             for name, (_, warm) in peer.items():
-                print(f"ratio /models (HTML) vs {name} (JSON): {models_ms / warm:.2f}x")
-        print(f"ratio 30-day fill without / with the covering index (medians): "
-              f"{statistics.median(bare['without']) / statistics.median(bare['with']):.2f}x")
+                print(f"ratio /models (HTML, warm) vs {name} (JSON): {models_ms / warm:.2f}x")
+        print(f"ratio 30-day hourly figures from the log's rows / from the rollup (medians): "
+              f"{statistics.median(rollup['rows']) / statistics.median(rollup['rollup']):.1f}x")
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

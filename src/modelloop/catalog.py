@@ -4,12 +4,20 @@ SQLAlchemy Core over SQLite (WAL mode) by default; a PostgreSQL URL works unchan
 manager (``Catalog.tx``) owns every transaction. The schema version is checked when the catalog is
 opened: an older catalog is migrated in place, in one transaction (:data:`MIGRATIONS`), and a newer
 one is refused with the reason.
+
+The prediction log keeps two rollups, written in the same transaction as the rows they count, so they
+always agree with the log and the dashboard never reads a million rows to draw a month
+(schema 5): ``prediction_hours`` (requests, latency sum and maximum, and requests under each of
+:data:`LATENCY_EDGES_MS` per model, hour and version) and ``label_days`` (labels per model, day of the
+labelled prediction and version, counted when the label or, if the label came first, the prediction is
+stored). ``drift_days`` keeps the Monitoring page's drift of a day, keyed by the requests it covered.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,9 +27,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from .errors import NotFoundError, StateError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Catalog", "utcnow"]
+__all__ = ["LATENCY_EDGES_MS", "MIGRATIONS", "SCHEMA_VERSION", "Catalog", "hour_key", "time_bucket", "utcnow"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# upper edges (ms) of the latency buckets the log's rollup counts under; slower requests count above the last
+LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 _md = sa.MetaData()
 
 
@@ -168,6 +178,135 @@ anomaly_window_by_key = sa.Index("ix_anomaly_window_name_key_t", anomaly_window.
                                  anomaly_window.c.t)
 
 
+# ---- the prediction log's rollups and the dashboard's drift (schema 5) -------------------------------------
+prediction_hours = sa.Table(
+    "prediction_hours", _md,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("hour", sa.String(13), primary_key=True),          # 'YYYY-MM-DD HH' of the predictions' ``at``
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("latency_sum", sa.Float, nullable=False),          # ms
+    sa.Column("latency_max", sa.Float, nullable=False),
+    *[sa.Column(f"le_{e}", sa.BigInteger, nullable=False) for e in LATENCY_EDGES_MS],  # requests <= e ms
+)
+label_days = sa.Table(
+    "label_days", _md,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),           # 'YYYY-MM-DD' of the labelled prediction
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("labels", sa.BigInteger, nullable=False),
+)
+drift_days = sa.Table(
+    "drift_days", _md,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),          # the model version the day was compared with
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("settings", sa.String(64), primary_key=True),      # hash of what else the figures depend on
+    sa.Column("requests", sa.BigInteger, nullable=False),        # the day's requests when it was computed
+    sa.Column("figures", sa.JSON, nullable=False),
+    sa.Column("computed_at", sa.DateTime, nullable=False),
+)
+
+
+def time_bucket(column: Any, dialect: str, by: str) -> Any:
+    """SQL of a datetime column's hour (``YYYY-MM-DD HH``) or day (``YYYY-MM-DD``) key: text on SQLite, where
+    the catalog stores datetimes as ISO text, ``to_char`` on PostgreSQL; :func:`hour_key` in Python."""
+    if dialect == "postgresql":
+        return sa.func.to_char(column, "YYYY-MM-DD HH24" if by == "hour" else "YYYY-MM-DD")
+    return sa.func.substr(sa.cast(column, sa.String), 1, 13 if by == "hour" else 10)
+
+
+def hour_key(at: dt.datetime) -> str:
+    """``YYYY-MM-DD HH`` of a prediction's time, as :func:`time_bucket` reads it back from the stored value
+    (an aware time counts in UTC); its first 10 characters are the day's key."""
+    if at.tzinfo is not None:
+        at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return at.isoformat(" ")[:13]
+
+
+def _upsert(c: Connection, table: sa.Table, rows: list[dict[str, Any]], add: list[str], top: Iterable[str] = ()) -> None:
+    """Insert ``rows`` into a rollup, adding their ``add`` columns to (and keeping the larger ``top``) of a
+    row with the same key; sorted by key, so concurrent writers lock rows in one order."""
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    keys = [col.name for col in table.primary_key.columns]
+    rows = sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+    pg = c.dialect.name == "postgresql"
+    stmt = (postgresql if pg else sqlite).insert(table)
+    larger = sa.func.greatest if pg else sa.func.max                 # SQLite's max() of two values is scalar
+    values = {n: table.c[n] + stmt.excluded[n] for n in add}
+    values.update({n: larger(table.c[n], stmt.excluded[n]) for n in top})
+    c.execute(stmt.on_conflict_do_update(index_elements=keys, set_=values), rows)
+
+
+def _log_lock(c: Connection) -> None:
+    """On PostgreSQL, one writer of predictions or labels at a time (until commit): a label and its
+    prediction stored at once by two transactions would each miss the other, and neither would count it in
+    ``label_days``. SQLite has one writer anyway."""
+    if c.dialect.name == "postgresql":
+        c.execute(sa.text("SELECT pg_advisory_xact_lock(7702505)"))
+
+
+def _count_predictions(c: Connection, rows: list[dict[str, Any]]) -> None:
+    """Add ``rows`` (just inserted) to ``prediction_hours``, and the labels already stored for them to
+    ``label_days``."""
+    hours: dict[tuple[str, str, int], list[float]] = {}
+    edges = LATENCY_EDGES_MS
+    for r in rows:
+        lat = float(r["latency_ms"])
+        key = (r["name"], hour_key(r["at"]), int(r["version"]))
+        acc = hours.get(key)
+        if acc is None:
+            hours[key] = acc = [0, 0.0, lat] + [0] * len(edges)
+        acc[0] += 1
+        acc[1] += lat
+        if lat > acc[2]:
+            acc[2] = lat
+        first = bisect.bisect_left(edges, lat)             # the first edge with lat <= edge
+        if first < len(edges):
+            acc[3 + first] += 1
+    out = []
+    for (name, hour, version), (n, total, top, *per_bucket) in hours.items():
+        cum: dict[str, float] = {}
+        below = 0.0
+        for e, k in zip(edges, per_bucket, strict=True):
+            below += k
+            cum[f"le_{e}"] = int(below)
+        out.append({"name": name, "hour": hour, "version": version, "requests": int(n), "latency_sum": total,
+                    "latency_max": top, **cum})
+    _upsert(c, prediction_hours, out, ["requests", "latency_sum", *(f"le_{e}" for e in edges)], ["latency_max"])
+    by_id = {r["request_id"]: r for r in rows}
+    labelled: list[dict[str, Any]] = []
+    ids = list(by_id)
+    for i in range(0, len(ids), 500):
+        q = sa.select(feedback.c.request_id).where(feedback.c.request_id.in_(ids[i:i + 500]))
+        labelled.extend(by_id[rid] for (rid,) in c.execute(q))
+    _count_labels(c, [(r["name"], r["version"], r["at"]) for r in labelled])
+
+
+def _count_labels(c: Connection, found: Iterable[tuple[str, int, dt.datetime]]) -> None:
+    """Add labels of predictions ``(name, version, at)`` to ``label_days``."""
+    days: dict[tuple[str, str, int], int] = {}
+    for name, version, at in found:
+        key = (name, hour_key(at)[:10], int(version))
+        days[key] = days.get(key, 0) + 1
+    _upsert(c, label_days, [{"name": k[0], "day": k[1], "version": k[2], "labels": n} for k, n in days.items()],
+            ["labels"])
+
+
+def _count_feedback(c: Connection, request_ids: list[str]) -> None:
+    """Add the labels of ``request_ids`` (just stored) whose predictions are in the log to ``label_days``
+    (a prediction logged later counts its label then)."""
+    found: list[tuple[str, int, dt.datetime]] = []
+    for i in range(0, len(request_ids), 500):
+        q = (sa.select(predictions.c.name, predictions.c.version, predictions.c.at)
+             .where(predictions.c.request_id.in_(request_ids[i:i + 500])))
+        found.extend((name, version, at) for name, version, at in c.execute(q))
+    _count_labels(c, found)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")     # readers never block the writer
@@ -224,8 +363,31 @@ def _add_anomaly_window(c: Connection) -> None:
     anomaly_window.create(c, checkfirst=True)
 
 
+def _add_log_rollups(c: Connection) -> None:
+    """Schema 4 -> 5: the prediction log's rollups, filled from the log as it is (one ``GROUP BY`` each), and
+    the dashboard's ``drift_days`` (empty)."""
+    for table in (prediction_hours, label_days, drift_days):
+        table.create(c, checkfirst=True)
+    c.execute(prediction_hours.delete())
+    c.execute(label_days.delete())
+    dialect = c.dialect.name
+    hour = time_bucket(predictions.c.at, dialect, "hour")
+    lat = predictions.c.latency_ms
+    cums = [sa.func.sum(sa.case((lat <= e, 1), else_=0)) for e in LATENCY_EDGES_MS]
+    c.execute(prediction_hours.insert().from_select(
+        [col.name for col in prediction_hours.columns],
+        sa.select(predictions.c.name, hour, predictions.c.version, sa.func.count(), sa.func.sum(lat),
+                  sa.func.max(lat), *cums).group_by(predictions.c.name, hour, predictions.c.version)))
+    day = time_bucket(predictions.c.at, dialect, "day")
+    c.execute(label_days.insert().from_select(
+        ["name", "day", "version", "labels"],
+        sa.select(predictions.c.name, day, predictions.c.version, sa.func.count())
+        .select_from(feedback.join(predictions, predictions.c.request_id == feedback.c.request_id))
+        .group_by(predictions.c.name, day, predictions.c.version)))
+
+
 # MIGRATIONS[v] takes a catalog of schema version v to v + 1, inside the opening transaction
-MIGRATIONS = {1: _add_model_family, 2: _add_job_queue, 3: _add_anomaly_window}
+MIGRATIONS = {1: _add_model_family, 2: _add_job_queue, 3: _add_anomaly_window, 4: _add_log_rollups}
 
 
 class Catalog:
@@ -405,10 +567,12 @@ class Catalog:
         if not rows:
             return
         with self.tx() as c:
+            _log_lock(c)
             sql, columns, positional = self._prediction_insert(c.dialect)
             values = [tuple([r[n] if p is None else p(r[n]) for n, p in columns]) for r in rows]
             names = [n for n, _ in columns]
             c.exec_driver_sql(sql, values if positional else [dict(zip(names, v, strict=True)) for v in values])
+            _count_predictions(c, rows)
 
     def _prediction_insert(self, dialect: Any) -> tuple[str, list[tuple[str, Any]], bool]:
         cached = getattr(self, "_insert_cache", None)
@@ -428,10 +592,12 @@ class Catalog:
     def add_feedback(self, request_id: str, label: Any, source: str = "api") -> bool:
         """Store a label durably; False when the request already has feedback."""
         with self.tx() as c:
+            _log_lock(c)
             if c.execute(sa.select(feedback.c.id).where(feedback.c.request_id == request_id)).first():
                 return False
             c.execute(feedback.insert().values(request_id=request_id, label=label, at=utcnow(),
                                                source=source))
+            _count_feedback(c, [request_id])
         return True
 
     def add_decision(self, **row: Any) -> None:
@@ -466,6 +632,28 @@ class Catalog:
              .where(table.c.name == name, table.c.key.in_(keys), table.c.t >= float(since)))
         with self.tx() as c:
             return [(str(r), str(k), float(t)) for r, k, t in c.execute(q)]
+
+    # ---- the dashboard's drift by day ----------------------------------------------------------------
+    def get_drift_day(self, name: str, version: int, day: str, settings: str) -> dict[str, Any] | None:
+        """The drift figures stored for model ``name:version`` on ``day`` under ``settings``, with the day's
+        ``requests`` they covered and when they were ``computed_at``; None when there are none."""
+        t = drift_days
+        q = sa.select(t.c.requests, t.c.figures, t.c.computed_at).where(
+            t.c.name == name, t.c.version == version, t.c.day == day, t.c.settings == settings)
+        with self.tx() as c:
+            return _row(c.execute(q).first())
+
+    def put_drift_day(self, name: str, version: int, day: str, settings: str, requests: int,
+                      figures: dict[str, Any]) -> None:
+        """Keep a day's drift figures (replacing those of an earlier count of its requests)."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        row = {"name": name, "version": version, "day": day, "settings": settings, "requests": requests,
+               "figures": figures, "computed_at": utcnow()}
+        with self.tx() as c:
+            stmt = (postgresql if c.dialect.name == "postgresql" else sqlite).insert(drift_days).values(**row)
+            c.execute(stmt.on_conflict_do_update(index_elements=["name", "version", "day", "settings"],
+                                                 set_={k: stmt.excluded[k] for k in ("requests", "figures", "computed_at")}))
 
     # ---- joins for monitoring and retraining ----------------------------------------------------
     def recent_predictions(self, name: str, limit: int, version: int | None = None) -> list[dict[str, Any]]:
@@ -502,4 +690,6 @@ class Catalog:
         """Insert many labels in one transaction (the caller removed unknown and duplicate ids)."""
         if rows:
             with self.tx() as c:
+                _log_lock(c)
                 c.execute(feedback.insert(), [{"at": utcnow(), **r} for r in rows])
+                _count_feedback(c, [r["request_id"] for r in rows])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections import Counter
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_ui_serving_counts_and_latency_agree_with_the_log(client, ui_project, ui
     assert hourly.status_code == 200
     assert sum(int(r[1]) for r in _table(hourly.text, "traffic")) == sum(1 for r in log if r["at"] >= start)
     assert "modelloop serve --ui" in hourly.text                      # errors need the server's metrics
-    # finished hours are kept in memory; the hour in progress is read again: a new prediction shows at once
+    # the catalog's hourly rollup is kept up with the log: a new prediction shows at once
     from modelloop.catalog import utcnow
 
     ui_project.workspace.catalog.add_predictions([{"request_id": "traffic-late", "name": "toy", "version": 1,
@@ -89,7 +90,7 @@ def test_ui_monitoring_drift_by_day_alerts_labels_and_coverage(client, ui_projec
     assert last_100[2] == "100" and f"accuracy = {expected['accuracy']:.4g}" in last_100[3]
     assert 0.6 < expected["accuracy"] < 0.9                           # a quarter of the labels disagree
     assert live[(f"toy:{prod}", "all")][2] == live[(f"toy:{prod}", "all")][4] == str(LABELLED_YESTERDAY + 1)
-    # a label that arrives later is added to the counts (they are kept, and only new labels joined)
+    # a label that arrives later is added to the counts (the catalog's label_days, kept up as labels arrive)
     ws.catalog.add_feedback("traffic-0-3", 1, source="api")
     again = {(r[0], r[1]): r for r in _table(client.get("/monitoring").text, "live")}
     assert again[(f"toy:{prod}", "all")][4] == str(LABELLED_YESTERDAY + 2)
@@ -99,6 +100,64 @@ def test_ui_monitoring_drift_by_day_alerts_labels_and_coverage(client, ui_projec
     assert f"Alerts fired: <b>{len(alerts)}</b>" in stage.group(2) and "amount" in stage.group(2)
     zh = client.get("/monitoring?lang=zh-CN").text
     assert "已触发的告警" in zh and "每日标签覆盖率" in zh
+
+
+def test_ui_monitoring_after_a_restart_reads_finished_days_from_the_catalog(client, ui_project, ui_traffic) -> None:
+    """A day's drift is kept in the catalog with the requests it covered: a fresh app (a restart, another
+    worker) draws the same heat map without computing those days again, and a day whose requests changed
+    is computed again."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from modelloop.catalog import drift_days, utcnow
+    from modelloop.dashboard import create_app
+    from modelloop.dashboard.queries import rolled_hours, summarize
+
+    cat = ui_project.workspace.catalog
+
+    def stored() -> dict[str, tuple]:                             # the production version's days
+        with cat.tx() as c:
+            q = sa.select(drift_days).where(drift_days.c.version == cat.get_alias("toy", "production"))
+            return {r.day: (r.computed_at, r.requests) for r in c.execute(q)}
+
+    def heat(page: str) -> str:
+        return re.search(r'<figure id="chart-drift">(.*?)</figure>', page, re.S).group(1)
+
+    first = client.get("/monitoring?lang=en").text
+    before = stored()
+    days = [(ui_traffic["now"].date() - dt.timedelta(days=d)).isoformat() for d in (2, 1, 0)]
+    assert set(days) <= set(before) and before[days[1]][1] == PER_DAY
+    with TestClient(create_app(ui_project, keys=[])) as restarted:
+        assert heat(restarted.get("/monitoring?lang=en").text) == heat(first)
+    assert stored() == before                                       # nothing computed again
+    at = dt.datetime.combine(dt.date.fromisoformat(days[0]), dt.time(12))          # two days ago
+    cat.add_predictions([{"request_id": "traffic-2-more", "name": "toy", "version": ui_traffic["production"],
+                          "at": at, "inputs": {}, "output": {"label": 0}, "latency_ms": 1.0}])
+    with TestClient(create_app(ui_project, keys=[])) as restarted:
+        assert restarted.get("/monitoring").status_code == 200
+    after = stored()
+    assert after[days[0]][1] == before[days[0]][1] + 1 and after[days[0]][0] > before[days[0]][0]
+    assert after[days[1]] == before[days[1]]
+    # today after a restart an hour later, with new requests since: the last figures at once, with their time,
+    # while a background thread computes them again
+    with cat.tx() as c:
+        c.execute(drift_days.update().where(drift_days.c.day == days[2])
+                  .values(computed_at=stored()[days[2]][0] - dt.timedelta(hours=1)))
+    old = stored()[days[2]]
+    cat.add_predictions([{"request_id": "traffic-today-more", "name": "toy", "version": ui_traffic["production"],
+                          "at": utcnow(), "inputs": {}, "output": {"label": 0}, "latency_ms": 1.0}])
+    midnight = dt.datetime.combine(dt.date.fromisoformat(days[2]), dt.time())
+    now_requests = summarize(rolled_hours(cat, "toy", midnight), "day")["buckets"][days[2]]["requests"]
+    assert now_requests > old[1]
+    with TestClient(create_app(ui_project, keys=[])) as restarted:
+        page = restarted.get("/monitoring?lang=en").text
+        assert f"as of {old[0]:%H:%M} UTC ({old[1]} requests then)" in page
+        for _ in range(300):
+            if stored()[days[2]][1] != old[1]:
+                break
+            time.sleep(0.1)
+        assert stored()[days[2]][1] == now_requests
+        assert 'id="drift-as-of"' not in restarted.get("/monitoring?lang=en").text
 
 
 def test_ui_serving_reads_the_servers_errors_and_batch_sizes(ui_project, ui_traffic) -> None:

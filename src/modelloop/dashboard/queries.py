@@ -1,43 +1,35 @@
-"""The Serving and Monitoring pages' reads of the prediction log, aggregated in SQL.
+"""The Serving and Monitoring pages' reads of the prediction log, from the catalog's rollups.
 
-A page must answer in well under a second on a log of a million predictions, so nothing here loads
-the log into Python. Traffic and latency come from a ``GROUP BY`` hour and model version over the
-window that the log's index on ``at`` finds. Latency percentiles are read from counts under fixed
-edges (as Prometheus reads its histograms), exact to the bucket; since counts add up, finished hours
-are kept in memory (:class:`TrafficRollup`) and days are sums of hours. A covering index (name, at,
-version, latency_ms) made the 30-day read 1.3x faster and was left out: it costs the server's log
-writer on every insert, and that read runs once per server start (``benchmarks/dashboard.py``
-measures it). Label coverage joins only the feedback rows. The rows that do reach Python are
-bounded: the latest labeled predictions for live metrics, and a day's latest requests for its drift.
+A page must answer in well under 300 ms on a log of a million predictions, the first time after a start
+too, so no page reads the log's rows to draw a chart. The catalog keeps two rollups in the same
+transaction as the rows they count (schema 5, :mod:`modelloop.catalog`): ``prediction_hours``, requests,
+latency sum and maximum and the requests under each of :data:`LATENCY_EDGES_MS` per hour and model
+version, and ``label_days``, labels per day of the labelled prediction and version. Latency percentiles
+are read from those counts (as Prometheus reads its histograms), exact to the bucket; since counts add up,
+days are sums of hours. A month is ~720 rows per version, where the log's own ``GROUP BY`` (:func:`hourly`,
+kept as the reference the rollup must equal) reads a million (``benchmarks/dashboard.py`` times both).
+The rows that do reach Python are bounded: the latest labeled predictions for live metrics, and a day's
+latest requests for its drift.
 
-Time buckets are text keys, ``YYYY-MM-DD HH`` by hour or ``YYYY-MM-DD`` by day, on SQLite (where the
-catalog stores datetimes as ISO text) and on PostgreSQL (``to_char``).
+Time buckets are text keys, ``YYYY-MM-DD HH`` by hour or ``YYYY-MM-DD`` by day
+(:func:`modelloop.catalog.time_bucket` in SQL, :func:`modelloop.catalog.hour_key` in Python).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from typing import Any
 
 import sqlalchemy as sa
 
-from ..catalog import Catalog, feedback, predictions
+from ..catalog import LATENCY_EDGES_MS, Catalog, feedback, label_days, prediction_hours, predictions, time_bucket
 
 __all__ = ["LATENCY_EDGES_MS", "RANGES", "TrafficRollup", "buckets", "day_requests", "hourly", "label_coverage",
-           "labels_per_version", "latest_labeled", "newest_label", "percentile", "summarize"]
+           "labels_per_version", "latest_labeled", "newest_label", "percentile", "rolled_hours", "summarize"]
 
-# upper edges (ms) of the latency buckets; slower requests count above the last edge
-LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 # the Serving page's windows: name -> (hours back from now, bucket)
 RANGES = {"24h": (24, "hour"), "7d": (7 * 24, "day"), "30d": (30 * 24, "day")}
 _SECONDS = {"hour": 3600, "day": 86400}
-
-
-def _key(column: Any, dialect: str, by: str) -> Any:
-    if dialect == "postgresql":
-        return sa.func.to_char(column, "YYYY-MM-DD HH24" if by == "hour" else "YYYY-MM-DD")
-    return sa.func.substr(sa.cast(column, sa.String), 1, 13 if by == "hour" else 10)
 
 
 def buckets(now: dt.datetime, hours: int, by: str) -> list[str]:
@@ -71,9 +63,10 @@ def percentile(counts: list[int], total: int, q: float, top: float) -> float | N
 
 
 def hourly(cat: Catalog, name: str, start: dt.datetime, end: dt.datetime | None = None) -> dict[str, dict]:
-    """``{hour: {version: [requests, latency sum, latency max, *requests under each edge]}}`` of the log
-    in ``[start, end)``: one ``GROUP BY``."""
-    key = _key(predictions.c.at, cat.engine.dialect.name, "hour").label("hour")
+    """``{hour: {version: [requests, latency sum, latency max, *requests under each edge]}}`` of the log's
+    rows in ``[start, end)``: one ``GROUP BY`` over them, the reference :func:`rolled_hours` equals (the
+    pages read the rollup)."""
+    key = time_bucket(predictions.c.at, cat.engine.dialect.name, "hour").label("hour")
     lat = predictions.c.latency_ms
     cums = [sa.func.sum(sa.case((lat <= e, 1), else_=0)) for e in LATENCY_EDGES_MS]
     where = [predictions.c.name == name, predictions.c.at >= start]
@@ -85,6 +78,22 @@ def hourly(cat: Catalog, name: str, start: dt.datetime, end: dt.datetime | None 
     with cat.tx() as c:
         for hour, version, *figures in c.execute(q):
             out.setdefault(hour, {})[version] = [float(v or 0) for v in figures]
+    return out
+
+
+def rolled_hours(cat: Catalog, name: str, start: dt.datetime, end: dt.datetime | None = None) -> dict[str, dict]:
+    """What :func:`hourly` answers for whole hours from ``start``'s (to ``end``'s, excluded), read from the
+    catalog's ``prediction_hours``."""
+    t = prediction_hours
+    where = [t.c.name == name, t.c.hour >= start.strftime("%Y-%m-%d %H")]
+    if end is not None:
+        where.append(t.c.hour < end.strftime("%Y-%m-%d %H"))
+    q = sa.select(t.c.hour, t.c.version, t.c.requests, t.c.latency_sum, t.c.latency_max,
+                  *(t.c[f"le_{e}"] for e in LATENCY_EDGES_MS)).where(*where)
+    out: dict[str, dict[int, list[float]]] = {}
+    with cat.tx() as c:
+        for hour, version, *figures in c.execute(q):
+            out.setdefault(hour, {})[version] = [float(v) for v in figures]
     return out
 
 
@@ -113,60 +122,32 @@ def summarize(hours: dict[str, dict[int, list[float]]], by: str) -> dict[str, An
 
 
 class TrafficRollup:
-    """Hourly figures of finished hours, kept in memory: the log only grows at its end, so an hour that
-    ended :data:`SETTLE` ago (the server's log writer flushes every 200 ms) never changes again. A page
-    reads what it lacks (the first time: its whole window) and the hour in progress, nothing else."""
-
-    SETTLE = dt.timedelta(minutes=2)
-
-    def __init__(self) -> None:
-        self._spans: dict[str, tuple[dt.datetime, dt.datetime, dict[str, dict]]] = {}
-        self._lock = threading.Lock()
+    """The Serving figures of a window, from the catalog's hourly rollup (kept for the pages' callers: it
+    holds nothing now, every read is a few hundred rows of ``prediction_hours``)."""
 
     def hours(self, cat: Catalog, name: str, since: dt.datetime, now: dt.datetime) -> dict[str, dict]:
         """Hourly figures from ``since`` (an hour's start) to ``now``."""
-        final = (now - self.SETTLE).replace(minute=0, second=0, microsecond=0)
-        with self._lock:
-            lo, hi, stored = self._spans.get(name) or (since, since, {})
-            if since < lo:
-                stored.update(hourly(cat, name, since, lo))
-                lo = since
-            if hi < final:
-                stored.update(hourly(cat, name, hi, final))
-                hi = final
-            self._spans[name] = (lo, hi, stored)
-            first = since.strftime("%Y-%m-%d %H")
-            found = {h: v for h, v in stored.items() if h >= first}
-        found.update(hourly(cat, name, max(hi, since)))
-        return found
+        return rolled_hours(cat, name, since)
 
     def traffic(self, cat: Catalog, name: str, since: dt.datetime, by: str, now: dt.datetime) -> dict[str, Any]:
         return summarize(self.hours(cat, name, since, now), by)
 
 
 def label_coverage(cat: Catalog, name: str, since: dt.datetime) -> dict[str, int]:
-    """Labels that came back per day of the prediction they label (only the feedback rows are joined)."""
-    day = _key(predictions.c.at, cat.engine.dialect.name, "day").label("day")
-    q = (sa.select(day, sa.func.count()).select_from(feedback.join(predictions,
-                                                                    predictions.c.request_id == feedback.c.request_id))
-         .where(predictions.c.name == name, predictions.c.at >= since).group_by(day))
+    """Labels that came back per day of the prediction they label, from ``since``'s day (``label_days``)."""
+    t = label_days
+    q = (sa.select(t.c.day, sa.func.sum(t.c.labels)).where(t.c.name == name, t.c.day >= since.strftime("%Y-%m-%d"))
+         .group_by(t.c.day))
     with cat.tx() as c:
-        return {d: n for d, n in c.execute(q)}
+        return {d: int(n) for d, n in c.execute(q)}
 
 
-def labels_per_version(cat: Catalog, name: str, after: int = 0) -> tuple[int, dict[int, int]]:
-    """Labels per model version among the feedback rows with an id above ``after``, and the newest id
-    seen: a caller adds these to what it counted before, so each label is joined once."""
-    q = (sa.select(predictions.c.version, sa.func.count(), sa.func.max(feedback.c.id))
-         .select_from(feedback.join(predictions, predictions.c.request_id == feedback.c.request_id))
-         .where(predictions.c.name == name, feedback.c.id > after).group_by(predictions.c.version))
-    counts: dict[int, int] = {}
-    top = after
+def labels_per_version(cat: Catalog, name: str) -> dict[int, int]:
+    """Labels per model version, of every day (``label_days``)."""
+    t = label_days
+    q = sa.select(t.c.version, sa.func.sum(t.c.labels)).where(t.c.name == name).group_by(t.c.version)
     with cat.tx() as c:
-        for version, n, newest in c.execute(q):
-            counts[version] = n
-            top = max(top, newest)
-    return top, counts
+        return {int(v): int(n) for v, n in c.execute(q)}
 
 
 def _joined() -> Any:

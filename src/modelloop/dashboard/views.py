@@ -10,13 +10,18 @@
   ``feedback.monitor.live_metrics`` with the number of labels behind each figure; the cells whose tests
   fired, as alerts; the share of each day's predictions that got a label.
 
-A finished day's drift cannot change, so it is cached per (model version, day, requests that day); only
-today's column is recomputed when new requests arrived.
+Every figure of these pages comes from the catalog's rollups (:mod:`.queries`), and a day's drift is kept in
+the catalog's ``drift_days`` per (model version, day, monitor settings) with the number of requests that
+day it covered: a finished day's count no longer changes, so after a restart, and in every worker of
+``serve --ui --workers N``, it is read back rather than computed again; only today's column is recomputed,
+at most once a minute (:data:`TODAY_SECONDS`) across the workers sharing the catalog.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -128,6 +133,18 @@ class DriftCache:
                 self._data.pop(next(iter(self._data)))
             self._data[key] = value
 
+    def claim(self, key: tuple[Any, ...]) -> bool:
+        """True for the one caller that may start the work named ``key`` until :meth:`release`."""
+        with self._lock:
+            if ("busy", key) in self._data:
+                return False
+            self._data[("busy", key)] = True
+            return True
+
+    def release(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._data.pop(("busy", key), None)
+
 
 def _cell(entry: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
     if not entry:
@@ -141,28 +158,74 @@ def _cell(entry: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
             "drifted": bool(entry.get("drifted")), "fired": fired, "text": text}
 
 
+def _drift_settings(project: Project) -> str:
+    """What a day's drift depends on besides its rows and model version: the monitor's settings."""
+    text = json.dumps([project.config.monitor.model_dump(mode="json"), DRIFT_DAY_ROWS], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _day_drift(project: Project, model_row: dict[str, Any], day: dt.date, requests: int,
                cache: DriftCache) -> dict[str, Any]:
-    """One day's drift entries (features, prediction, label) over its latest requests; a day is read again
-    only when its count of requests changed (today), so finished days cost one dict lookup."""
-    ws, cfg = project.workspace, project.config
+    """One day's drift entries (features, prediction, label) over its latest requests, kept in memory and in
+    the catalog with the day's count of requests. A finished day is computed once (read back after a
+    restart). Today's count moves with traffic: its last figures (this process's, or the catalog's after a
+    restart) are shown at once, and computed again in a background thread when its requests changed and they
+    are older than :data:`TODAY_SECONDS`; only a day never computed is computed while the page waits."""
+    ws = project.workspace
     key = (model_row["name"], model_row["version"], day.isoformat(), requests)
     cached = cache.get(key)
     if cached is not None:
         return cached
-    if day == utcnow().date():            # today's count moves with traffic: recompute at most once a minute
-        recent = cache.get(key[:3])
-        if recent is not None and time.monotonic() - recent["computed"] < TODAY_SECONDS:
-            return recent
+    settings = _drift_settings(project)
+    if day != utcnow().date():
+        stored = ws.catalog.get_drift_day(key[0], key[1], key[2], settings)
+        if stored is not None and stored["requests"] == requests:
+            cache.put(key, stored["figures"])
+            return stored["figures"]                    # computed before a restart, or by another worker
+        return _compute_day(project, model_row, day, requests, cache, settings)
+    last = cache.get(key[:3])
+    if last is None:
+        stored = ws.catalog.get_drift_day(key[0], key[1], key[2], settings)
+        if stored is not None:
+            last = {**stored["figures"], "requests": stored["requests"], "computed_at": stored["computed_at"]}
+            cache.put(key[:3], last)
+    if last is None:
+        return _compute_day(project, model_row, day, requests, cache, settings)
+    if last["requests"] != requests and (utcnow() - last["computed_at"]).total_seconds() >= TODAY_SECONDS \
+            and cache.claim(key[:3]):
+        def refresh() -> None:
+            try:
+                _compute_day(project, model_row, day, requests, cache, settings)
+            except Exception:  # the page keeps showing the last figures; the next view tries again
+                log.exception("today's drift could not be computed")
+            finally:
+                cache.release(key[:3])
+
+        threading.Thread(target=refresh, name="modelloop-ui-drift-today", daemon=True).start()
+    return last
+
+
+def _compute_day(project: Project, model_row: dict[str, Any], day: dt.date, requests: int, cache: DriftCache,
+                 settings: str) -> dict[str, Any]:
+    ws, cfg = project.workspace, project.config
+    key = (model_row["name"], model_row["version"], day.isoformat(), requests)
     n = min(requests, cfg.monitor.window, DRIFT_DAY_ROWS)
     found: dict[str, Any] = {"n": n, "entries": {}}
     if n >= cfg.monitor.min_rows:
         drift = drift_report(ws, model_row, day_requests(ws.catalog, cfg.name, day, n))
         entries = {**drift["features"], "(prediction)": drift.get("prediction"), "(label)": drift.get("label")}
-        found["entries"] = {k: v for k, v in entries.items() if v}
+        found["entries"] = json.loads(json.dumps({k: v for k, v in entries.items() if v}, default=_plain))
+    ws.catalog.put_drift_day(key[0], key[1], key[2], settings, requests, found)
     cache.put(key, found)
-    cache.put(key[:3], {**found, "computed": time.monotonic()})
+    cache.put(key[:3], {**found, "requests": requests, "computed_at": utcnow()})
     return found
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (drift figures are stored as JSON)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -> dict[str, Any]:
@@ -180,15 +243,8 @@ def last_alerts(project: Project, cache: DriftCache) -> dict[str, Any] | None:
 
 
 def labels_by_version(project: Project, cache: DriftCache) -> dict[int, int]:
-    """Labels per model version: the labels that arrived since the last count are joined and added."""
-    cat, name = project.workspace.catalog, project.config.name
-    with cache.lock:
-        top, counts = cache.get(("labels", name)) or (0, dict[int, int]())
-        newest, more = labels_per_version(cat, name, after=top)
-        if more:
-            counts = {v: counts.get(v, 0) + more.get(v, 0) for v in set(counts) | set(more)}
-        cache.put(("labels", name), (newest, counts))
-    return counts
+    """Labels per model version, from the catalog's ``label_days`` (``cache`` is kept for the callers)."""
+    return labels_per_version(project.workspace.catalog, project.config.name)
 
 
 def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, t: dict[str, str]) -> dict[str, Any]:
@@ -213,16 +269,18 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
              if (c := _cell(found["entries"][k], found["n"]))}
     alerts = [{"day": d.isoformat(), "feature": k, **c} for d in reversed(days)
               for k in names if (c := cells.get((k, d.isoformat()[5:]))) and c["drifted"]]
-    labelled = cache.memo(("coverage", cfg.name, newest_label(ws.catalog), since),
-                          lambda: label_coverage(ws.catalog, cfg.name, since))
+    labelled = label_coverage(ws.catalog, cfg.name, since)
     coverage = [{"day": d.isoformat(), "requests": counts[d], "labels": labelled.get(d.isoformat(), 0)}
                 for d in days]
     windows = cfg.monitor.metric_windows
     live = _live(project, cache, max(windows, default=1000), windows)
     cache.put(("alerts", cfg.name), {"at": utcnow().isoformat(timespec="seconds"), "count": len(alerts),
                                      "features": sorted({a["feature"] for a in alerts})})
+    shown = per_day.get(today) or {}
+    as_of = shown.get("computed_at") if shown.get("requests", counts[today]) != counts[today] else None
     return {"model": model_row, "days": [d.isoformat() for d in days], "drift_rows": names,
             "drift_counts": {d.isoformat(): per_day[d]["n"] for d in per_day},
+            "today_as_of": as_of and {"at": as_of.strftime("%H:%M"), "requests": shown["requests"]},
             "heat_map": heat_map(names, cols, cells, title=t["drift_by_day"]) if names else None,
             "alerts": alerts, "coverage": coverage, "live": live, "labels_total": labels_by_version(project, cache),
             "holdout": (model_row or {}).get("metrics", {}), "metric": cfg.metric,
@@ -232,14 +290,12 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
 
 
 def warm_up(project: Project, cache: DriftCache, rollup: TrafficRollup) -> None:
-    """Fill the caches a first visitor would wait for (30 days of hourly traffic, 7 days of drift), in a
-    thread started with the server; a failure is logged, and the page computes what it needs itself."""
+    """Compute what a first visitor of Monitoring would wait for and the catalog does not hold yet (the days
+    of drift never computed, today's when older than a minute), in a thread started with the server; a
+    failure is logged, and the page computes what it needs itself."""
     try:
         start = time.perf_counter()
-        now = utcnow()
-        hours, by = RANGES["30d"]
-        rollup.hours(project.workspace.catalog, project.config.name, _since(buckets(now, hours, by), by), now)
-        monitoring_view(project, cache, rollup, strings("en"))          # counts the labels too
+        monitoring_view(project, cache, rollup, strings("en"))
         log.info("dashboard caches warmed in %.1f s", time.perf_counter() - start)
     except Exception:  # a warm-up is an optimisation: the page computes, and reports, what it needs
         log.exception("dashboard warm-up failed")

@@ -483,6 +483,11 @@ class Catalog:
             if c.execute(q).first() is None:
                 c.execute(splits.insert().values(created_at=utcnow(), **row))
 
+    def list_splits(self, dataset_id: str) -> list[dict[str, Any]]:
+        """Every split of a dataset version (settings, row counts per part)."""
+        with self.tx() as c:
+            return [_row(r) for r in c.execute(sa.select(splits).where(splits.c.dataset_id == dataset_id))]
+
     def get_split(self, dataset_id: str, key: str) -> dict[str, Any] | None:
         with self.tx() as c:
             q = sa.select(splits).where(splits.c.dataset_id == dataset_id, splits.c.key == key)

@@ -141,3 +141,22 @@ def test_ui_models_show_variants_size_and_latency(two_versions) -> None:
     cat.update_model("toy", 1, info={"task": "binary", "report": "/etc/hostname"})
     with _client(project) as c:
         assert c.get("/models/1/report").status_code == 404
+
+
+def test_ui_models_compare_gives_accuracy_its_wilson_interval(ui_project) -> None:
+    """Accuracy (a share of the test rows) with its Wilson 95 % interval from the test split's row count, as
+    scipy computes it; the other metrics without one, and the page says why."""
+    from scipy.stats import binomtest
+
+    cat = ui_project.workspace.catalog
+    models = {m["version"]: m for m in cat.list_models("toy")}
+    with _client(ui_project) as c:
+        page = c.get("/models/compare?a=2&b=1&lang=en").text
+    row = re.search(r"<td>accuracy</td>.*?<td class=\"interval\">(.*?)</td>", page, re.S).group(1)
+    for side, version in (("A", 2), ("B", 1)):
+        n = cat.list_splits(models[version]["dataset_id"])[0]["counts"]["test"]
+        correct = round(models[version]["metrics"]["accuracy"] * n)
+        ci = binomtest(correct, n).proportion_ci(method="wilson")
+        assert f"{side} [{ci.low:.3f}, {ci.high:.3f}] (n {n})" in row
+    others = re.findall(r"<td>(\w+)</td>(?:<td>[^<]*</td>){3}<td class=\"interval\">—</td>", page)
+    assert others and "accuracy" not in others and "per-row" in page

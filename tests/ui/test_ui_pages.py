@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from ui_toy import REQUEST_WITH_FEEDBACK, REQUEST_WITHOUT, XSS
@@ -144,3 +145,58 @@ def test_ui_search_history_of_a_version(client, ui_project) -> None:
     assert client.get("/models/99/search").status_code == 404
     assert client.get("/models/x/search").status_code == 400
     assert 'href="/models/1/search"' in client.get("/models").text
+
+
+def test_ui_mlflow_run_link_only_for_an_mlflow_server() -> None:
+    """A link to the run in MLflow's UI where the tracking URI is an MLflow server; none for a store or a
+    scheme that is not http(s)."""
+    from modelloop.dashboard.search_history import mlflow_run_url
+
+    assert mlflow_run_url("http://127.0.0.1:5000/", "3", "abc") == "http://127.0.0.1:5000/#/experiments/3/runs/abc"
+    assert mlflow_run_url("https://ml.example.com/mlflow", "3", "a/b c") == \
+        "https://ml.example.com/mlflow/#/experiments/3/runs/a%2Fb%20c"
+    assert mlflow_run_url("sqlite:////tmp/mlflow.db", "3", "abc") is None
+    assert mlflow_run_url("javascript:alert(1)", "3", "abc") is None
+    assert mlflow_run_url("http://127.0.0.1:5000", None, "abc") is None
+
+
+@pytest.mark.slow
+def test_ui_search_page_links_the_run_on_an_mlflow_server(ui_project) -> None:
+    """With ``storage.tracking`` an ``mlflow server`` on 127.0.0.1 (over the project's own store), the search
+    page links the run's page on that server, and the page it links answers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from fastapi.testclient import TestClient
+    from servers import free_port
+
+    from modelloop.dashboard import create_app
+    from modelloop.project import Project
+
+    ws = ui_project.workspace
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", ws.tracking_url,
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        cfg = ui_project.config
+        on_server = Project(cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"tracking": url})}))
+        with TestClient(create_app(on_server, keys=[])) as client:
+            page = client.get("/models/1/search").text
+        link = re.search(r'<a id="mlflow-run" href="([^"]+)"', page).group(1)
+        run_id = ws.catalog.get_model("toy", 1)["run_id"]
+        assert link.startswith(url + "/#/experiments/") and link.endswith(f"/runs/{run_id}")
+        assert httpx.get(link.split("#")[0], timeout=10).status_code == 200          # MLflow's UI itself
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

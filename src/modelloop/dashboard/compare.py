@@ -1,6 +1,11 @@
 """Two versions side by side: dataset versions (schema, rows, quality scores, per-column profile) and model
 versions (holdout metrics with the change in each metric's direction, search parameters, size, variants).
 
+Metric intervals: the catalog keeps each version's holdout figures and the row counts of its dataset's
+split, not its per-row test predictions, so a bootstrap is not possible from what is stored. Accuracy, a
+share of the test rows, gets its Wilson 95 % interval from that share and the test split's row count
+(:func:`wilson`); the other metrics have none, and the page says why.
+
 Inputs are ``Project.status()`` rows, the profile's JSON report (``reports/quality-{id}.json``, written by
 ``modelloop profile``) and the run row of each model; nothing is recomputed, so a diff is as cheap as
 reading two rows.
@@ -9,18 +14,35 @@ reading two rows.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from ..errors import ConfigError, ModelloopError, NotFoundError
 from ..evaluation.metrics import improvement
 from ..project import Project
 
-__all__ = ["PROFILE_FIELDS", "SOURCE_ROWS", "dataset_source", "diff_datasets", "diff_models", "flatten"]
+__all__ = ["PROFILE_FIELDS", "PROPORTIONS", "SOURCE_ROWS", "dataset_source", "diff_datasets", "diff_models", "flatten",
+           "wilson"]
 
 # per-column profile figures compared between two dataset versions
 PROFILE_FIELDS = ("missing_share", "distinct", "mean", "std", "min", "max")
 MAX_PROFILE_BYTES = 32 * 2**20      # a profile report larger than this is not read for a diff
 SOURCE_ROWS = 5                     # the Trace page shows this many of a dataset version's rows
+PROPORTIONS = ("accuracy",)         # metrics that are a share of the test rows: Wilson intervals
+Z_95 = 1.959963984540054            # the standard normal's 97.5 % quantile
+
+
+def wilson(share: float, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``share`` observed on ``n`` rows (95 % by default)."""
+    centre = share + z * z / (2 * n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def _test_rows(project: Project, dataset_id: str) -> int | None:
+    """The rows of the dataset version's frozen test split (None when it has none, or splits that differ)."""
+    counts = {int(s["counts"].get("test") or 0) for s in project.workspace.catalog.list_splits(dataset_id)}
+    return counts.pop() if len(counts) == 1 and min(counts) > 0 else None
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -92,12 +114,23 @@ def diff_models(project: Project, status: dict[str, Any], a: str, b: str) -> dic
     size and format that differs; the run rows come from the catalog."""
     rows = {m["version"]: m for m in status["models"]}
     ma, mb = _pair(rows, a, b, "model", ", ".join(map(str, rows)) or "none yet")
-    metrics = [{"name": k, "a": ma["metrics"].get(k), "b": mb["metrics"].get(k),
-                "better": _change(k, ma["metrics"].get(k), mb["metrics"].get(k))}
-               for k in sorted(set(ma["metrics"]) | set(mb["metrics"]))]
-    runs = {r["id"]: r for r in project.workspace.catalog.list_runs(project.config.name)}
     cat = project.workspace.catalog
     info_a, info_b = (cat.get_model(project.config.name, m["version"])["info"] for m in (ma, mb))
+    n_a, n_b = (_test_rows(project, cat.get_model(project.config.name, m["version"])["dataset_id"])
+                for m in (ma, mb))
+
+    def interval(name: str, value: Any, n: int | None) -> dict[str, Any] | None:
+        if name not in PROPORTIONS or n is None or not isinstance(value, int | float) or not 0 <= value <= 1:
+            return None
+        low, high = wilson(float(value), n)
+        return {"low": low, "high": high, "n": n}
+
+    metrics = [{"name": k, "a": ma["metrics"].get(k), "b": mb["metrics"].get(k),
+                "better": _change(k, ma["metrics"].get(k), mb["metrics"].get(k)),
+                "interval_a": interval(k, ma["metrics"].get(k), n_a),
+                "interval_b": interval(k, mb["metrics"].get(k), n_b)}
+               for k in sorted(set(ma["metrics"]) | set(mb["metrics"]))]
+    runs = {r["id"]: r for r in cat.list_runs(project.config.name)}
 
     def described(m: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
         run = runs.get(m["run_id"]) or {}

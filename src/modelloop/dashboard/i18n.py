@@ -52,6 +52,10 @@ _EN = {
     "label_share": "share labelled", "day": "day", "share": "share",
     "drift_needs": "A day needs at least this many requests for its drift",
     "today_as_of": "Today's column is as of {at} UTC ({requests} requests then); it is being computed again.",
+    "interval_95": "95 % interval",
+    "interval_note": "Accuracy's interval is Wilson's, from the share and the test split's rows (n). The other "
+                     "metrics have none: the catalog keeps each version's holdout figures, not its per-row "
+                     "test predictions, so they cannot be bootstrapped here.",
     "no_model": "No model yet: `modelloop train` registers one.", "compared_with": "compared with the training rows of",
     "lineage": "Lineage", "lineage_note": "dataset version → model version → alias (where it is deployed)",
     "diff": "Compare", "compare_two": "Compare two versions", "schema": "schema", "added": "added",
@@ -102,6 +106,9 @@ _ZH = {
     "label_share": "已标注比例", "day": "日期", "share": "比例",
     "drift_needs": "一天至少需要这么多请求才计算漂移",
     "today_as_of": "今天一列截至 UTC {at}（当时 {requests} 个请求）；正在重新计算。",
+    "interval_95": "95% 区间",
+    "interval_note": "准确率的区间为 Wilson 区间，由比例和测试集行数 (n) 算出。其他指标没有区间：目录只保存各版本的"
+                     "留出集指标，不保存逐行测试预测，因此无法在此自助抽样。",
     "no_model": "尚无模型：`modelloop train` 会注册一个。", "compared_with": "对比训练数据：",
     "lineage": "血缘", "lineage_note": "数据集版本 → 模型版本 → 别名（部署位置）",
     "diff": "比较", "compare_two": "比较两个版本", "schema": "结构", "added": "新增",

@@ -2,13 +2,16 @@
 
 The run's MLflow tags name the study (``modelloop.study``, which every family's stage sets); the study's
 trials come from the project's Optuna storage, so a resumed search shows the trials of earlier runs too,
-as the study holds them. The page also names the MLflow run and experiment, and the command that opens
-MLflow's own UI on the project's tracking store (no MLflow server is assumed to be running).
+as the study holds them. The page also names the MLflow run and experiment: where the project's tracking URI
+(``storage.tracking``) is an MLflow server (``http(s)://``), which serves its UI at the same address, it links
+the run's page there (:func:`mlflow_run_url`); for a file or database store it gives the command that opens
+MLflow's own UI on it (no MLflow server is assumed to be running).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from markupsafe import Markup
 
@@ -16,7 +19,7 @@ from ..evaluation.metrics import direction
 from ..project import Project
 from .charts import line_chart
 
-__all__ = ["search_history"]
+__all__ = ["mlflow_run_url", "search_history"]
 
 MAX_TRIALS = 2000          # the chart and table show the latest trials of a very long study
 
@@ -32,6 +35,15 @@ def _run_tags(project: Project, run_id: str) -> tuple[dict[str, str], str | None
     return dict(run.data.tags), run.info.experiment_id
 
 
+def mlflow_run_url(tracking: str, experiment: str | None, run_id: str) -> str | None:
+    """The run's page in MLflow's UI when ``tracking`` is an MLflow server's http(s) address (the server
+    serves its UI there); None for a file or database store, or a run whose experiment is unknown."""
+    parts = urlsplit(tracking)
+    if experiment is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{tracking.rstrip('/')}/#/experiments/{quote(str(experiment), safe='')}/runs/{quote(run_id, safe='')}"
+
+
 def search_history(project: Project, model: dict[str, Any], metric: str, title: str) -> dict[str, Any]:
     """Trials (number, state, value, family, params) of the study behind ``model``'s run, and a chart of the
     score with the best so far."""
@@ -40,7 +52,8 @@ def search_history(project: Project, model: dict[str, Any], metric: str, title: 
     tags, experiment = _run_tags(project, model["run_id"])
     study_name = tags.get("modelloop.study")
     found: dict[str, Any] = {"study": study_name, "run": model["run_id"], "experiment": experiment,
-                             "tracking": project.workspace.tracking_url, "trials": [], "chart": None}
+                             "tracking": project.workspace.tracking_url, "trials": [], "chart": None,
+                             "mlflow_url": mlflow_run_url(project.workspace.tracking_url, experiment, model["run_id"])}
     if not study_name:
         return found
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -52,12 +52,16 @@ def test_a_ray_cluster_job_asks_a_cpu_for_each_process(tmp_path, capsys):
     _text_project(tmp_path, {"ddp_processes": 2}, compute={"engine": "ray"})
     on_gpus = _submit(tmp_path, capsys)["resources"]
     assert (on_gpus["cpus"], on_gpus["gpus"]) == (2.0, 2)       # auto with a GPU: nccl, one GPU a rank
-    make_project(tmp_path, {"engine": "ray"})
-    raw = yaml.safe_load((tmp_path / "modelloop.yaml").read_text())
-    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump({**raw, "train": {"parallel": 2}}))
-    assert _submit(tmp_path, capsys)["resources"]["cpus"] == 2.0    # 2 tabular search workers
     assert _submit(tmp_path, capsys, "--cpus", "1")["resources"]["cpus"] == 1.0      # --cpus wins
     assert _submit(tmp_path, capsys, verb="status")["resources"]["cpus"] == 1.0      # not training
+    # train.parallel: 2 search workers are Ray tasks asking the cluster for their own CPU: the job
+    # (their parent) holds 1, or they could find none to start on; on the local engine it holds 2
+    for engine, cpus in (("ray", 1.0), ("local", 2.0)):
+        make_project(tmp_path, {"engine": engine, "pool": {"cpus": 2, "gpus": 0, "memory": "4GiB"}})
+        raw = yaml.safe_load((tmp_path / "modelloop.yaml").read_text())
+        (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump({**raw, "task": "regression",
+                                                                 "train": {"parallel": 2}}))
+        assert _submit(tmp_path, capsys)["resources"]["cpus"] == cpus, engine
 
 
 def test_a_data_parallel_job_on_gpus_holds_a_gpu_a_rank_in_the_real_worker(tmp_path, capsys, monkeypatch):

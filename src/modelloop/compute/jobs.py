@@ -134,15 +134,18 @@ def _rank_gpus(ws: Workspace, verb: str, declared: dict[str, Any], gpus: int | N
 
 
 def _process_cpus(ws: Workspace, verb: str, declared: dict[str, Any], pool: Resources | None) -> float | None:
-    """A training job's CPUs: at least one a process it starts (``train.parallel`` search workers; the
-    ``train.ddp_processes`` ranks of a text or image fine-tune); more than the pool has is refused,
-    naming both numbers."""
+    """A training job's CPUs: at least one a process it starts (``train.parallel`` search workers on the
+    local engine; the ``train.ddp_processes`` ranks of a text or image fine-tune); more than the pool has
+    is refused, naming both numbers."""
     cpus = declared["cpus"]
     if verb not in TRAINS:
         return cpus
     train = ws.config.train
     ddp = train.ddp_processes if declared["family"] in DDP_FAMILIES else 1
-    key, n = max((("train.parallel", train.parallel), ("train.ddp_processes", ddp)), key=lambda kv: kv[1])
+    # on the Ray engine the search workers are Ray tasks that ask the cluster for their own CPU
+    # (training/ray_search.py): the job holding them too could leave them no CPU to start on
+    parallel = train.parallel if ws.config.compute.engine == "local" else 1
+    key, n = max((("train.parallel", parallel), ("train.ddp_processes", ddp)), key=lambda kv: kv[1])
     if n <= 1:
         return cpus
     if pool is not None and n > pool.cpus:

@@ -29,6 +29,7 @@ import os
 import pickle
 import queue as queue_module
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -39,9 +40,10 @@ from optuna.trial import TrialState
 
 from .search import SPENT_KEY, abandon, finished, spent, tpe_sampler
 
-__all__ = ["WORKER_KEY", "parallel_search_loop", "storage_for"]
+__all__ = ["PROCESS_KEY", "WORKER_KEY", "parallel_search_loop", "storage_for"]
 
 WORKER_KEY = "modelloop_worker"   # trial user attr: which worker (0..N-1) ran it
+PROCESS_KEY = "modelloop_process"  # trial user attr: the worker's host:pid (and its Ray task on that engine)
 _START_TIMEOUT_S = 120.0          # a worker not ready by then: its peers start without it
 R = TypeVar("R")
 
@@ -58,7 +60,8 @@ def parallel_search_loop(study: optuna.Study, storage: str, run_trial: Callable[
                          *, workers: int, seed: int, group: bool, budget: float | None, n_trials: int | None,
                          on_trial: Callable[[R], Any] | None = None,
                          progress: Callable[[int, float], None] | None = None) -> None:
-    """Run the search with ``workers`` processes; returns when every worker has stopped."""
+    """Run the search with ``workers`` processes; returns when every worker has stopped. (On the Ray
+    engine: :func:`modelloop.training.ray_search.ray_search_loop`, the same workers as Ray tasks.)"""
     spent_before = spent(study)
     ctx = mp.get_context("forkserver")
     # the fork server imports the trial's module once (and stays for this process's later searches):
@@ -147,8 +150,9 @@ def _exit_with_search() -> None:
 
 def _worker(index: int, storage: str, study_name: str, run_trial: Callable[..., Any], seed: int, group: bool,
             budget: float | None, n_trials: int | None, spent_before: float, start: float,
-            barrier: Any, asking: Any, results: Any) -> None:
-    """One worker: load the study, wait for the peers, then ask / run / tell until the budget ends."""
+            barrier: Any, asking: Any, results: Any, process: str | None = None) -> None:
+    """One worker: load the study, wait for the peers, then ask / run / tell until the budget ends.
+    ``process``: what each trial's ``PROCESS_KEY`` says (default ``host:pid``)."""
     _exit_with_search()  # a search killed with SIGKILL leaves no worker telling trials to its next run
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import warnings
@@ -173,6 +177,7 @@ def _worker(index: int, storage: str, study_name: str, run_trial: Callable[..., 
                 may_stop = any(t.state == TrialState.COMPLETE for t in trials)
                 trial = study.ask()
                 trial.set_user_attr(WORKER_KEY, index)
+                trial.set_user_attr(PROCESS_KEY, process or f"{socket.gethostname()}:{os.getpid()}")
             try:
                 result = run_trial(study, trial, deadline if may_stop else math.inf)
             except KeyboardInterrupt:

@@ -110,6 +110,8 @@ class SearchSettings:
     latency_fn: Callable[[TabularModel], tuple[float, str]] | None = None
     # trials at once, each in a worker process sharing ``storage`` (``train.parallel``)
     parallel: int = 1
+    # compute.address when compute.engine is ray: the parallel workers are Ray tasks there (None: processes)
+    ray_address: str | None = None
     # how many k-fold partitions ``folds`` concatenates (``cv_repeats``); reported, the OOF is averaged anyway
     cv_repeats: int = 1
 
@@ -182,9 +184,16 @@ def run_search(
             # the workers do not time latency (a closure does not pickle): the parent does, in _conclude
             runner = functools.partial(_trial_in_worker, data, dataclasses.replace(settings, latency_fn=None),
                                        work_dir)
-            parallel_search_loop(study, storage, runner, workers=settings.parallel, seed=settings.seed, group=True,
-                                 budget=settings.budget, n_trials=settings.n_trials, on_trial=on_trial,
-                                 progress=progress)
+            if settings.ray_address is not None:       # compute.engine: ray: the workers are Ray tasks
+                from ...training.ray_search import ray_search_loop
+
+                ray_search_loop(study, storage, runner, address=settings.ray_address, workers=settings.parallel,
+                                seed=settings.seed, group=True, budget=settings.budget, n_trials=settings.n_trials,
+                                on_trial=on_trial, progress=progress)
+            else:
+                parallel_search_loop(study, storage, runner, workers=settings.parallel, seed=settings.seed,
+                                     group=True, budget=settings.budget, n_trials=settings.n_trials,
+                                     on_trial=on_trial, progress=progress)
         else:
             search_loop(study, lambda trial, deadline: _run_trial(study, trial, data, settings, work_dir, deadline),
                         budget=settings.budget, n_trials=settings.n_trials, on_trial=on_trial, progress=progress)

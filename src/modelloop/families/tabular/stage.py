@@ -69,7 +69,8 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
         n_trials=trials if trials is not None else cfg.train.trials, seed=cfg.seed,
         class_weight=cfg.train.class_weight, ensemble=cfg.train.ensemble,
         ensemble_size=cfg.train.ensemble_size, stack=cfg.train.stack, tune_threshold=cfg.train.tune_threshold,
-        max_latency_ms=cfg.train.max_latency_ms, parallel=cfg.train.parallel, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed))
+        max_latency_ms=cfg.train.max_latency_ms, parallel=cfg.train.parallel, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed),
+        ray_address=cfg.compute.address if cfg.compute.engine == "ray" else None)
     # repeats change the folds (the study's fingerprint): a search of another repeat count is another study
     study = study_name(ws, row["id"]) + (f"-r{repeats}" if repeats > 1 else "")
     tracker = tracker_for(ws)

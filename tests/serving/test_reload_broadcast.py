@@ -137,3 +137,20 @@ async def _reload_under_load(urls: list[str], at: str, toy) -> tuple[list, list,
         stop.set()
         await load
     return seen, errors, reload, answered
+
+
+class Unreachable:
+    """A broadcast actor that is gone (its cluster restarting): every call fails."""
+
+    def __getattr__(self, method: str):
+        async def call(*args):
+            raise ConnectionError(f"{method}: actor gone")
+        return call
+
+
+def test_a_replica_without_its_broadcast_still_starts_and_reloads_alone(toy):
+    app = follow_reloads(create_app(toy.ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[]), Unreachable())
+    with running(app) as url:
+        assert _version(url, toy) == 1
+        r = httpx.post(f"{url}/v1/admin/reload", timeout=60)
+        assert r.status_code == 200 and r.json()["model"]["version"] == 1 and "replicas" not in r.json(), r.text

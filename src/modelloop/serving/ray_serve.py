@@ -191,26 +191,25 @@ def follow_reloads(app: Any, calls: Any, name: str | None = None) -> Any:
         while True:
             try:
                 got = await calls.follow(me, seen, FOLLOW_SECONDS)
+                if got is None:
+                    continue
+                seen, target = got
+                rt = state.runtime
+                if target is not None and rt is not None and rt.version == target:
+                    answer: dict[str, Any] = {"version": rt.version}       # its own poll got there first
+                else:
+                    try:
+                        await state.reload(f"reload broadcast {seen}")
+                        answer = {"version": state.runtime.version}
+                    except HTTPException as exc:
+                        answer = {"error": str(exc.detail),
+                                  "version": state.runtime.version if state.runtime is not None else None}
+                await calls.ack(me, seen, answer)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the actor restarting or gone: try again
+            except Exception as exc:  # the actor restarting or gone: its own alias poll still runs
                 log.warning("reload broadcast unreachable: %s", exc)
                 await asyncio.sleep(1.0)
-                continue
-            if got is None:
-                continue
-            seen, target = got
-            rt = state.runtime
-            if target is not None and rt is not None and rt.version == target:
-                answer: dict[str, Any] = {"version": rt.version}       # its own poll got there first
-            else:
-                try:
-                    await state.reload(f"reload broadcast {seen}")
-                    answer = {"version": state.runtime.version}
-                except HTTPException as exc:
-                    answer = {"error": str(exc.detail),
-                              "version": state.runtime.version if state.runtime is not None else None}
-            await calls.ack(me, seen, answer)
 
     async def reload_all(why: str, target: int | None) -> dict[str, Any]:
         old = state.runtime
@@ -234,17 +233,22 @@ def follow_reloads(app: Any, calls: Any, name: str | None = None) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
-        seen = await calls.register(me)       # before the first load: no later reload is missed
-        task = asyncio.create_task(follower(seen))
-        state.reload_all = reload_all
+        task = None
+        try:
+            seen = await calls.register(me)       # before the first load: no later reload is missed
+            task = asyncio.create_task(follower(seen))
+            state.reload_all = reload_all
+        except Exception as exc:  # no broadcast: this replica reloads alone, on its poll or when asked
+            log.warning("reload broadcast unreachable at start (%s): this replica reloads alone", exc)
         try:
             async with inner(a) as value:
                 yield value
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await calls.leave(me)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await calls.leave(me)
 
     app.router.lifespan_context = lifespan
     return app

@@ -22,7 +22,8 @@ work, not a browser's), built without the warm-up the servers start with, in a f
 time: the first request of each page ("cold": what the first visitor after a start waits for) and the
 median of ``--repeat`` more ("warm"). Twice: **first start** (nothing computed yet but what the catalog
 keeps as the log is written: the drift of every day is computed on that first view) and **restart** (a new
-process over the same catalog: the drift of finished days is read back from it). Then the warm-up a server
+process over the same catalog, whose today's drift is made an hour old with a request since, as after a real
+restart: finished days are read back, today's last figures are shown and computed again in the background). Then the warm-up a server
 starts with, on a catalog without stored drift (its first start ever).
 
 The peer of the log's pages is the log itself: the 30-day hourly figures read from the catalog's
@@ -291,9 +292,12 @@ def main() -> None:
             c.execute(sa.delete(drift_days))
         starts = {}
         for start in ("first start", "restart"):
-            if start == "restart":      # today's drift is older than a minute after a real restart: computed again
+            if start == "restart":      # as after a real restart: today's drift an hour old, with traffic since
+                today = drift_days.c.day == utcnow().date().isoformat()
                 with project.workspace.catalog.tx() as c:
-                    c.execute(sa.delete(drift_days).where(drift_days.c.day == utcnow().date().isoformat()))
+                    for row in c.execute(sa.select(drift_days).where(today)).all():
+                        c.execute(drift_days.update().where(today, drift_days.c.version == row.version).values(
+                            computed_at=row.computed_at - dt.timedelta(hours=1), requests=row.requests - 1))
             print(f"dashboard pages, {start} (a fresh process, in process ASGI):", flush=True)
             starts[start] = pages_in_a_fresh_process(folder, args.repeat)
         from modelloop.dashboard.queries import TrafficRollup

@@ -10,7 +10,8 @@ always agree with the log and the dashboard never reads a million rows to draw a
 (schema 5): ``prediction_hours`` (requests, latency sum and maximum, and requests under each of
 :data:`LATENCY_EDGES_MS` per model, hour and version) and ``label_days`` (labels per model, day of the
 labelled prediction and version, counted when the label or, if the label came first, the prediction is
-stored). ``drift_days`` keeps the Monitoring page's drift of a day, keyed by the requests it covered.
+stored). ``drift_days`` keeps the Monitoring page's drift of a day, keyed by the requests it covered (and,
+under day ``live``, its live metrics keyed by the newest label they saw).
 """
 
 from __future__ import annotations
@@ -216,9 +217,11 @@ def time_bucket(column: Any, dialect: str, by: str) -> Any:
     return sa.func.substr(sa.cast(column, sa.String), 1, 13 if by == "hour" else 10)
 
 
-def hour_key(at: dt.datetime) -> str:
+def hour_key(at: dt.datetime | str) -> str:
     """``YYYY-MM-DD HH`` of a prediction's time, as :func:`time_bucket` reads it back from the stored value
     (an aware time counts in UTC); its first 10 characters are the day's key."""
+    if isinstance(at, str):                         # ISO text, as SQLite stores it
+        return at[:13].replace("T", " ")
     if at.tzinfo is not None:
         at = at.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return at.isoformat(" ")[:13]

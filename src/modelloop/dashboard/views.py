@@ -228,11 +228,45 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+LIVE_DAY = "live"            # the ``drift_days`` row (version 0) that keeps the live metrics
+
+
 def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -> dict[str, Any]:
-    """``live_metrics`` of the latest labels, computed again only when a label arrived."""
+    """``live_metrics`` of the latest labels, kept in memory and in the catalog (``drift_days``, day
+    :data:`LIVE_DAY`) with the newest feedback id they saw. When a label arrived since, the last figures are
+    shown at once and computed again in a background thread; only figures never computed make the page wait
+    (a fresh process imports scikit-learn's metrics for them)."""
     ws, name = project.workspace, project.config.name
-    return cache.memo(("live", name, newest_label(ws.catalog), limit, tuple(windows)),
-                      lambda: live_metrics(ws, latest_labeled(ws.catalog, name, limit), windows))
+    newest = newest_label(ws.catalog)
+    key = ("live", name, newest, limit, tuple(windows))
+    found = cache.get(key)
+    if found is not None:
+        return found
+    settings = hashlib.sha256(json.dumps([limit, list(windows)]).encode()).hexdigest()[:16]
+
+    def compute() -> dict[str, Any]:
+        figures = json.loads(json.dumps(live_metrics(ws, latest_labeled(ws.catalog, name, limit), windows),
+                                        default=_plain))
+        ws.catalog.put_drift_day(name, 0, LIVE_DAY, settings, newest, figures)
+        cache.put(key, figures)
+        return figures
+
+    stored = ws.catalog.get_drift_day(name, 0, LIVE_DAY, settings)
+    if stored is None:
+        return compute()
+    if stored["requests"] == newest:
+        cache.put(key, stored["figures"])
+    elif cache.claim(key[:2]):
+        def refresh() -> None:
+            try:
+                compute()
+            except Exception:  # the page keeps showing the last figures; the next view tries again
+                log.exception("live metrics could not be computed")
+            finally:
+                cache.release(key[:2])
+
+        threading.Thread(target=refresh, name="modelloop-ui-live", daemon=True).start()
+    return stored["figures"]
 
 
 def last_alerts(project: Project, cache: DriftCache) -> dict[str, Any] | None:
@@ -276,8 +310,11 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
     live = _live(project, cache, max(windows, default=1000), windows)
     cache.put(("alerts", cfg.name), {"at": utcnow().isoformat(timespec="seconds"), "count": len(alerts),
                                      "features": sorted({a["feature"] for a in alerts})})
-    shown = per_day.get(today) or {}
-    as_of = shown.get("computed_at") if shown.get("requests", counts[today]) != counts[today] else None
+    shown = per_day.get(today) or {}                 # today's last figures, while newer ones are computed
+    as_of = shown.get("computed_at")
+    if shown.get("requests", counts[today]) == counts[today] or \
+            (as_of and (utcnow() - as_of).total_seconds() < TODAY_SECONDS):
+        as_of = None
     return {"model": model_row, "days": [d.isoformat() for d in days], "drift_rows": names,
             "drift_counts": {d.isoformat(): per_day[d]["n"] for d in per_day},
             "today_as_of": as_of and {"at": as_of.strftime("%H:%M"), "requests": shown["requests"]},

@@ -17,8 +17,8 @@ and its completion is the label word (``refund_request``).
 modelloop: one project (``task: text_generation``, ``prompt``/``completion`` pairs, frozen random 80/20
 split), fine-tuned by the train stage as ``modelloop train`` runs it: LoRA on the bundled SmolLM2-135M-
 Instruct (its last ``--lora-layers`` layers, q/k/v/o projections), ``train.budget`` = ``--budget`` seconds
-(the issue's 15 minutes by default; one trial, the configured one, which the shared search driver always
-lets finish: ``--epochs`` is what bounds it). Its greedy answers to the test prompts (``GenerativeModel.predict``,
+(the issue's 15 minutes by default; one trial, the configured one, stopped after the optimizer step that
+passes the budget, or after ``--epochs``, whichever comes first; the evaluation after it is outside the budget). Its greedy answers to the test prompts (``GenerativeModel.predict``,
 what ``modelloop predict`` and the server return) are read as labels.
 
 Peers, on the same train and test rows of that frozen split:

@@ -69,3 +69,19 @@ def test_a_study_of_other_data_is_refused_with_what_to_do(tmp_path):
     _study(tmp_path, fingerprint="a")
     with pytest.raises(ConfigError, match=r"started with other data or settings \(resume with the same data\)"):
         _study(tmp_path, fingerprint="b")
+
+
+def test_bounded_first_gives_the_first_trial_the_deadline_and_runs_one_trial_past_a_spent_budget(tmp_path):
+    study = _study(tmp_path)
+    seen: list = []
+    search_loop(study, _run(study, seen=seen), budget=1000, n_trials=2, bounded_first=True)
+    assert all(d < math.inf for _, _, d in seen) and len(seen) == 2
+    fresh = open_study(f"sqlite:///{tmp_path / 'p.db'}", "s", metric="rmse", fingerprint="a", seed=0,
+                       startup_trials=2, differs="")
+    fresh.set_user_attr(SPENT_KEY, 5000.0)            # spent before any trial completed (a killed run)
+    seen.clear()
+    search_loop(fresh, _run(fresh, seen=seen), budget=1000, n_trials=None, bounded_first=True)
+    assert len(seen) == 1 and seen[0][2] < math.inf   # one trial, told its deadline has passed: a model
+    seen.clear()
+    search_loop(fresh, _run(fresh, seen=seen), budget=1000, n_trials=None, bounded_first=True)
+    assert seen == []                                 # one completed: the spent budget runs no more

@@ -8,8 +8,11 @@ of the data); everything about running trials is written once here:
   parameters again, and seeds the sampler past the trials already there (so a resumed search does
   not replay the first run's random start-up suggestions).
 * :func:`search_loop` runs trials until ``n_trials`` finished trials or the time ``budget``, which
-  spans every run of the study (``modelloop_spent_s``). The first trial of a study may run past the
-  budget (a search must end with one model); an interrupted trial is failed and queued again.
+  spans every run of the study (``modelloop_spent_s``). A family whose trial stops at its deadline
+  with a usable result (``bounded_first``: the fine-tunes, which stop at an epoch or step boundary
+  after at least one) gets the deadline on every trial, the first included, and its first trial runs
+  even when the budget is already spent; otherwise the first trial of a study may run past the budget
+  (a search must end with one model). An interrupted trial is failed and queued again.
 * :func:`finished`, :func:`ranked`, :func:`spent`: what counts, in the study's order of merit.
 * :func:`run_and_tell` and :func:`early_stopping_epochs`: one trial of a family that trains networks
   (how its outcome is told) and its early-stopped epochs (history, best epoch, checkpoint, pruning).
@@ -135,22 +138,30 @@ def spent(study: optuna.Study) -> float:
 
 def search_loop(study: optuna.Study, run_trial: Callable[[optuna.Trial, float], R], *, budget: float | None,
                 n_trials: int | None, on_trial: Callable[[R], Any] | None = None,
-                progress: Callable[[int, float], None] | None = None) -> None:
-    """Ask, run, record: ``run_trial(trial, deadline)`` fits and scores one trial and tells the study
-    (a deadline of ``inf`` while no trial has completed: the first one always finishes)."""
+                progress: Callable[[int, float], None] | None = None, bounded_first: bool = False) -> None:
+    """Ask, run, record: ``run_trial(trial, deadline)`` fits and scores one trial and tells the study.
+    While no trial has completed the deadline is ``inf`` (the first one always finishes), unless
+    ``bounded_first``: then every trial gets the budget's deadline, and when none has completed one
+    trial runs even past it (``run_trial`` must then stop at the deadline with what it reached)."""
     spent_before = spent(study)
     start = time.monotonic()
     deadline = start + budget - spent_before if budget is not None else math.inf
     n_done = len(finished(study))
-    while (n_trials is None or n_done < n_trials) and time.monotonic() < deadline:
-        may_stop = any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+    def completed() -> bool:
+        return any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+    ran = 0
+    while (n_trials is None or n_done < n_trials) and (time.monotonic() < deadline
+                                                        or (bounded_first and not ran and not completed())):
+        may_stop = bounded_first or completed()
         trial = study.ask()
         try:
             result = run_trial(trial, deadline if may_stop else math.inf)
         except KeyboardInterrupt:
             abandon(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
             raise
-        n_done += 1
+        n_done, ran = n_done + 1, ran + 1
         seconds = spent_before + time.monotonic() - start
         study.set_user_attr(SPENT_KEY, seconds)
         if on_trial is not None:

@@ -128,8 +128,11 @@ def params_key(job: GenJob, params: dict[str, Any]) -> str:
 
 def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None = None, deadline: float = math.inf,
                on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Fine-tune one configuration: epochs until early stopping, ``params["epochs"]`` or the deadline.
-    Returns the best epoch's validation loss, its trainable weights, the history and tokens/s."""
+    """Fine-tune one configuration: epochs until early stopping, ``params["epochs"]`` or the deadline
+    (``time.monotonic()``), which stops the run after the optimizer step that passes it, mid-epoch too:
+    that partial epoch is validated and counts like any other (``stopped_by_budget``; its history row
+    says ``batches`` of ``of_batches``). Returns the best epoch's validation loss, its trainable weights,
+    the history and tokens/s."""
     require_torch()
     s = job.settings
     net = network_for(job, params)
@@ -146,25 +149,33 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     while state["epoch"] < int(params["epochs"]):
         epoch = state["epoch"]
         t0 = time.perf_counter()
-        train_loss, n_tokens = _epoch(net, job, objective, epoch, opt, sched)
+        train_loss, n_tokens, stopped = _epoch(net, job, objective, epoch, opt, sched, deadline)
         seconds = time.perf_counter() - t0
         val, figures = objective.validation(net)
         state["tokens"] += n_tokens
         state["seconds"] += seconds
         record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val_loss": round(val, 5),
                   "tokens_per_s": round(n_tokens / max(seconds, 1e-9), 1), **figures}
+        if stopped is not None:  # the deadline passed inside the epoch: its batches done, of how many
+            record.update(batches=stopped, of_batches=batches_per_epoch)
+            state["stopped_by_budget"] = True
         state["history"].append(record)
         if state["best"] is None or val < state["best"] - 1e-6:
             state.update(best=val, best_epoch=epoch + 1, bad=0, best_weights=trainable_state(net))
         else:
             state["bad"] += 1
         state["epoch"] = epoch + 1
-        _save_checkpoint(checkpoint, key, net, opt, sched, state)
+        if stopped is None:  # a partial epoch is not a resume point: a killed run replays it whole
+            _save_checkpoint(checkpoint, key, net, opt, sched, state)
         if on_epoch is not None:
             on_epoch(record)
-        if state["bad"] >= s.early_stopping_patience or time.monotonic() > deadline:
+        if state["bad"] >= s.early_stopping_patience:
+            break
+        if time.monotonic() > deadline:
+            state["stopped_by_budget"] = state.get("stopped_by_budget") or state["epoch"] < int(params["epochs"])
             break
     return {"value": float(state["best"]), "weights": state["best_weights"], "history": state["history"],
+            "stopped_by_budget": bool(state.get("stopped_by_budget")),
             "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "resumed_from_epoch": resumed,
             "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
             "train_tokens": int(state["tokens"]), "train_seconds": round(state["seconds"], 2)}
@@ -188,10 +199,13 @@ class SftObjective:
         return nll / max(count, 1), {}
 
 
-def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: Any) -> tuple[float, int]:
+def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: Any,
+           deadline: float = math.inf) -> tuple[float, int, int | None]:
     """One pass over the objective's items (packed sequences, or preference pairs), shuffled by (seed,
     epoch): a replayed epoch after a resume is the epoch an uninterrupted run would have had. Returns the
-    weighted mean loss (per labelled token, or per pair) and the tokens read (padding excluded)."""
+    weighted mean loss (per labelled token, or per pair), the tokens read (padding excluded) and, when
+    ``deadline`` passed before the end, the batches done (the pass stops after the optimizer step that
+    follows the deadline; None: the whole pass ran)."""
     torch = require_torch()
     s = job.settings
     seqs = objective.items
@@ -212,7 +226,9 @@ def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: A
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-    return total / max(labelled, 1), read
+            if i < len(batches) - 1 and time.monotonic() > deadline:
+                return total / max(labelled, 1), read, i + 1
+    return total / max(labelled, 1), read, None
 
 
 def _save_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, state: dict[str, Any]) -> None:

@@ -1,6 +1,9 @@
 """The search over fine-tuning configurations, on the shared Optuna driver (``training/search.py``): the
 configured values are the first trial; with ``model.search`` the learning rate, epochs and, for LoRA, the
-rank, alpha and target modules are drawn within ``train.budget`` / ``train.trials``. Each trial is one
+rank, alpha and target modules are drawn within ``train.budget`` / ``train.trials``. ``train.budget`` bounds
+every trial, the first and the configured one (``search: false``) included: a trial stops after the
+optimizer step that passes the deadline, mid-epoch too, and is scored on what it reached
+(``stopped_by_budget``). Each trial is one
 :func:`~.fit.run_params`, scored by its validation loss (lower is better); the best trial's weights are
 kept on disk, so the model is built without training it again."""
 
@@ -82,7 +85,7 @@ def run_generative_search(job: GenJob, *, storage: str, study_name: str, work_di
                 if not any(t.system_attrs.get("fixed_params") == defaults
                            for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
                     study.enqueue_trial(defaults)
-                _loop(study, job, work_dir, None, len(finished(study)) + 1, on_epoch, progress)
+                _loop(study, job, work_dir, budget, len(finished(study)) + 1, on_epoch, progress)
         else:
             for params in [defaults, *(warm_start or [])]:
                 if set(params) >= set(defaults):
@@ -106,7 +109,7 @@ def _loop(study: optuna.Study, job: GenJob, work_dir: Path, budget: float | None
             _keep_if_best(study, work_dir, trial.number, value, info)
             checkpoint.unlink(missing_ok=True)
             for k in ("epochs_run", "best_epoch", "resumed_from_epoch", "tokens_per_s", "train_tokens",
-                      "train_seconds", "history"):
+                      "train_seconds", "history", "stopped_by_budget"):
                 trial.set_user_attr(k, info[k])
         except ModelloopError:
             study.tell(trial, state=TrialState.FAIL)
@@ -120,7 +123,8 @@ def _loop(study: optuna.Study, job: GenJob, work_dir: Path, budget: float | None
         return _record(study.tell(trial, value if state == TrialState.COMPLETE else None, state=state),
                        job.settings.method)
 
-    search_loop(study, run_trial, budget=budget, n_trials=n_trials, progress=progress)
+    # every trial, the first included, stops at the budget's deadline (after one optimizer step at least)
+    search_loop(study, run_trial, budget=budget, n_trials=n_trials, progress=progress, bounded_first=True)
 
 
 def _keep_if_best(study: optuna.Study, work_dir: Path, number: int, value: float, info: dict[str, Any]) -> None:
@@ -146,7 +150,8 @@ def _conclude(study: optuna.Study, job: GenJob, work_dir: Path, resumed: int) ->
         attrs = best.user_attrs
         result = {"value": best.value, "weights": weights,
                   **{k: attrs.get(k) for k in ("epochs_run", "best_epoch", "history", "tokens_per_s",
-                                               "train_tokens", "train_seconds")}, "resumed_from_epoch": 0}
+                                               "train_tokens", "train_seconds")}, "resumed_from_epoch": 0,
+                  "stopped_by_budget": bool(attrs.get("stopped_by_budget"))}
     else:  # the weights file was lost or torn: train the best configuration again
         result = run_params(job, params)
     record = next(r for r in records if r.number == best.number)

@@ -20,8 +20,10 @@ records) for ``task: text_classification``:
    validation; LoRA merged), is scored on the test split, logged to MLflow and registered.
 
 **Budget.** With ``model.search: true`` the search runs within ``train.budget`` seconds (over all
-runs of a resumed search) and ``train.trials`` (for ``head``, 30 trials when ``train.trials`` is
-unset); a trial past the deadline stops after its current epoch. When two candidates can be blended,
+runs of a resumed search) less the time this run spent embedding and tokenizing the rows
+(``embedding_seconds`` in the summary), and ``train.trials`` (for ``head``, 30 trials when
+``train.trials`` is unset); a trial past the deadline, the first included, stops after its current
+epoch (one epoch at least). When two candidates can be blended,
 the search gets ``train.budget`` less :func:`.blend.blend_reserve` and the blend its reserve plus what
 the search left unspent. With ``search: false`` one trial
 with the configured values runs its epochs in full.
@@ -114,14 +116,16 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     text, target = _text_column(cfg, schema), cfg.data.target
     parts, stats = _split_rows(df, side, text, target, settings, cfg)
     choice = _choose(settings, parts, text, ws.root)
+    embedding_started = time.monotonic()
     cands, job, enc_stats = _candidates(ws, row, df, parts, stats, text, target, settings, choice,
                                         budget if budget is not None else cfg.train.budget)
+    embedding_s = time.monotonic() - embedding_started  # encoders' embeddings and tokenizing: in the budget
     study = text_study_name(ws, row["id"])
     tracker = tracker_for(ws)
     total = budget if budget is not None else cfg.train.budget
     reserve = blend_reserve(cands, total, settings.search)  # the blend's fits are part of the budget
-    search = _search_settings(cfg, settings, cands, None if total is None else total - reserve, trials,
-                              warm_start)
+    searched = None if total is None else max(0.0, total - reserve - embedding_s)
+    search = _search_settings(cfg, settings, cands, searched, trials, warm_start)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,
             "modelloop.task": "text_classification"}
     with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
@@ -159,6 +163,7 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     result = record_model(ws, row, run_id, version, model, summary, evaluation, model.task, kind, started,
                           parts["test"], register_as_production, family="text")
     return {**result, "backbone": choice, "search_stopped": chosen["stopped"], "blend": blend,
+            "embedding_seconds": round(embedding_s, 2),
             "by_script": by_script(model, parts["test"], text, target, cfg.metric)}
 
 

@@ -1,0 +1,68 @@
+"""``train.budget`` bounds every fine-tuning trial, the first and the configured one included: a trial
+stops after the optimizer step that passes the deadline (mid-epoch too), is scored on what it reached and
+says ``stopped_by_budget``; the model it leaves is registered and answers behind the server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import yaml
+from clirun import cli
+from servers import running
+
+from modelloop.families.generative.config import GenerativeModelConfig
+from modelloop.families.generative.data import Shape, encode_examples, examples_of
+from modelloop.families.generative.fit import GenJob, params_of, run_params
+
+
+def test_a_passed_deadline_stops_the_run_after_one_optimizer_step(tiny_llama, pairs):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    settings = GenerativeModelConfig(backbone=str(tiny_llama), method="full", epochs=5, batch_size=1, grad_accum=2,
+                                     max_length=64, learning_rate=1e-2, packing=False)
+    ex = examples_of(pairs.head(24), Shape("pairs", "prompt", "completion"), tok)
+    ids, labels, _ = encode_examples(tok, ex, 64)
+    job = GenJob(settings, str(tiny_llama), "fp", int(tok.pad_token_id), ids[:18], labels[:18], ids[18:],
+                 labels[18:], 0, "cpu")
+    out = run_params(job, params_of(settings), deadline=time.monotonic())
+    assert out["stopped_by_budget"] is True and out["epochs_run"] == 1
+    (row,) = out["history"]
+    assert row["batches"] == 2 and row["of_batches"] == 18  # one optimizer step of two accumulated batches
+    assert out["weights"] and round(out["value"], 5) == row["val_loss"]
+    whole = run_params(job, {**params_of(settings), "epochs": 1})
+    assert whole["stopped_by_budget"] is False and "batches" not in whole["history"][0]
+
+
+def test_a_tiny_budget_bounds_the_first_trial_and_its_model_is_served(tmp_path, capsys, tiny_llama, pairs):
+    from gen_toy import gen_config
+
+    from modelloop.project import Project
+    from modelloop.serving import ServeConfig, create_app
+
+    pairs.to_json(tmp_path / "qa.jsonl", orient="records", lines=True, force_ascii=False)
+    # 100 epochs of one-sequence steps with a patience that never ends them: minutes unbounded
+    raw = gen_config(tmp_path, tiny_llama, epochs=100, early_stopping_patience=100, batch_size=1, packing=False,
+                     learning_rate=1e-3, eval_samples=2, max_new_tokens=4)
+    raw["train"] = {"budget": 2}
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    assert cli(["ingest"], capsys, tmp_path)[0] == 0
+    t0 = time.monotonic()
+    code, out, err = cli(["train", "--json"], capsys, tmp_path)
+    seconds = time.monotonic() - t0
+    assert code == 0, err[-3000:]
+    summary = json.loads(out)
+    g = summary["generation"]
+    assert g["stopped_by_budget"] is True and 1 <= g["epochs_run"] < 100, g
+    # the budget, plus loading, one validation pass and the evaluation of 2 answers of 4 tokens (the
+    # unbounded run takes 100 epochs of ~50 steps)
+    assert seconds < 2 + 30, seconds
+    ws = Project.load(str(tmp_path / "modelloop.yaml")).workspace
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        r = httpx.post(f"{url}/v1/chat/completions", timeout=60,
+                       json={"model": "helpdesk", "max_tokens": 4,
+                             "messages": [{"role": "user", "content": "Where is my order?"}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["role"] == "assistant"

@@ -269,7 +269,9 @@ def test_every_tfidf_the_search_can_draw_converts_to_an_equal_graph(tmp_path):
     suggest_tfidf(trial)
     space = trial.distributions
     params = {"tfidf_c": 10.0, "char_max": space["char_max"].high, "word_max": space["word_max"].high,
-              "min_df": 2, "tf": "binary"}
+              "min_df": 2, "tf": "binary", "nb": True}
+    if "seg_max" in space:  # jieba installed: its word n-grams too
+        params["seg_max"] = space["seg_max"].high
     texts = [f"有一段时间房间很干净 {w} good room" for w in ("服务周到", "早餐一般", "价格太贵", "位置不错")] * 6
     y = np.array([0, 1, 1, 0] * 6)
     model = TfidfTextModel.from_pipeline(fit_tfidf(texts, y, params, class_weight="balanced", seed=0),

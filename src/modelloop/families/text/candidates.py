@@ -15,7 +15,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from ...evaluation.metrics import score
-from .classical import TFIDF, TfidfTextModel, fit_tfidf, full_proba, suggest_tfidf, tfidf_defaults, tfidf_inputs
+from .classical import (TFIDF, TfidfTextModel, fit_tfidf, full_proba, pipeline_inputs, suggest_tfidf, tfidf_defaults,
+                        tfidf_inputs)
 from .config import TextModelConfig
 from .fit import FitJob, _fit_head, _params_key, build_model, run_params
 from .frozen import FROZEN_KIND, FrozenTextModel
@@ -193,7 +194,8 @@ class TfidfCandidate(_Labelled):
         pipe = self._fit(params, texts if fit_rows is None else pick(fit_rows),
                          self.y_fit if fit_rows is None else self.y_fit[fit_rows])
         return full_proba(pipe, np.asarray(pipe[-1].classes_, dtype=np.int64), len(self.classes),
-                          pipe.predict_proba(tfidf_inputs(list(self.val_texts or []) if rows is None else pick(rows))))
+                          pipe.predict_proba(tfidf_inputs(list(self.val_texts or []) if rows is None else pick(rows),
+                                                          pipeline_inputs(pipe))))
 
     def build(self, params: dict[str, Any], result: dict[str, Any], *, text_column: str, target: str | None,
               description: dict[str, Any]) -> Any:

@@ -2,7 +2,7 @@
 the OpenAI-compatible server answering multi-turn chats, ratings and corrections through ``/v1/feedback``,
 then ``modelloop retrain``: accepted and corrected answers become conversations in the messages column
 (the request's turns, the answer as the last assistant turn), refused ones are not learned, and the gate
-compares the champion and the challenger and decides."""
+compares the champion and the challenger and decides; the ONNX variant is checked on chats."""
 
 from __future__ import annotations
 
@@ -81,6 +81,35 @@ def test_a_chat_project_retrains_on_its_rated_conversations(tmp_path, capsys, ti
     assert decision["promoted"] is (gate["recent_gain"] > 0 and gate["holdout_drop"] <= gate["max_holdout_drop"])
     production = ws.catalog.get_alias("helpdesk", "production")
     assert production == (decision["challenger"]["model"]["version"] if decision["promoted"] else champion_version)
+
+    # optimize's variants are checked on chats (their messages are the prompt and the target)
+    from modelloop.data.ingest import ensure_split
+    from modelloop.families.generative.variants import generative_variant_maker
+    from modelloop.registry import load_model
+
+    drow, df, _ = load_dataset(ws)
+    train = df[ensure_split(ws, drow, df) == "train"].reset_index(drop=True)
+    champion = load_model(ws, ws.catalog.get_model("helpdesk", champion_version))
+    pred = generative_variant_maker(champion, train, target="messages", seed=0, scratch=tmp_path / "s")("onnx")
+    checks = pred.model.describe()["variant"]["checks"]
+    assert checks["same_greedy_answers"] == checks["prompts"] == 16
+
+
+@pytest.mark.slow
+def test_modelloop_optimize_scores_a_chat_models_onnx_variant_on_its_test_chats(tmp_path, capsys, tiny_llama):
+    """``modelloop optimize`` on a chat project (minutes on a loaded machine: it times the PyTorch model on
+    batches of 64 answers); the variant checks on chats run in the default suite (above)."""
+    from gen_toy import gen_config, make_chats
+
+    make_chats(36).to_json(tmp_path / "chats.jsonl", orient="records", lines=True, force_ascii=False)
+    raw = gen_config(tmp_path, tiny_llama, source="chats.jsonl", epochs=3, eval_samples=2, max_new_tokens=8)
+    raw["data"]["target"] = "messages"
+    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    assert cli(["run"], capsys, tmp_path)[0] == 0
+    code, out, err = cli(["optimize", "--variant", "onnx", "--no-promote", "--json"], capsys, tmp_path)
+    assert code == 0, err[-3000:]
+    rows = {v["name"]: v for v in json.loads(out)["variants"]}
+    assert rows["onnx"]["agreement"] == 1.0 and rows["onnx"]["metric"] == rows["native"]["metric"], rows
 
 
 def test_the_reference_answer_of_a_chat_is_its_last_assistant_turn():

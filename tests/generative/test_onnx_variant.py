@@ -1,12 +1,16 @@
 """The ``onnx`` and ``onnx_int8_dynamic`` variants: the merged network exported to ONNX with its KV cache
 as inputs and outputs and run by ONNX Runtime inside the same decoding loops. On the tiny Llama the ONNX
 graph answers as the PyTorch network does (greedy decoding, a left-padded batch of concurrent requests,
-perplexity), survives the registry's pickling, and int8 quantizes the MatMuls except the layers kept fp32."""
+perplexity), survives the registry's pickling, and int8 quantizes the MatMuls except the layers kept fp32.
+The graph is a file (the tied embedding stored once), not pickled bytes: a registered variant's pickle is
+small, its graph sits beside the registered models, and a fresh process loads it from there and answers."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -66,16 +70,97 @@ def test_concurrent_requests_share_onnx_decoding_steps_as_they_do_pytorch_ones(o
     assert answers(onnx_variant[0].model) == answers(trained.model)
 
 
-def test_int8_quantizes_the_matmuls_except_the_layers_kept_fp32(trained):
+def test_int8_quantizes_the_matmuls_except_the_layers_kept_fp32(trained, tmp_path):
     import onnx
 
     from modelloop.families.generative.onnx_export import export_onnx, quantize_graph
     from modelloop.families.generative.quantize import FP32_LINEAR
 
-    graph = onnx.load_from_string(quantize_graph(export_onnx(trained.model.network())))
+    graph = onnx.load(str(quantize_graph(export_onnx(trained.model.network(), tmp_path / "fp32.onnx"),
+                                         tmp_path / "int8.onnx")))
     kept = [
         n.name for n in graph.graph.node if n.op_type == "MatMul" and any(p in n.name for p in FP32_LINEAR)
     ]
     int8 = [n for n in graph.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
     assert kept and int8  # lm_head, down_proj, o_proj stay fp32; q/k/v, gate, up are int8
     assert not any(any(p in n.name for p in FP32_LINEAR) for n in int8)
+
+
+def test_the_tied_embedding_is_stored_once(trained, tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from modelloop.families.generative.onnx_export import export_onnx
+
+    net = trained.model.network()
+    graph = onnx.load(str(export_onnx(net, tmp_path / "g.onnx")))
+    embedding = net.get_input_embeddings().weight.detach().numpy()
+    shapes = [tuple(t.dims) for t in graph.graph.initializer]
+    assert embedding.T.shape in shapes and embedding.shape not in shapes  # only lm_head's (hidden, vocab) copy
+    stored = sum(numpy_helper.to_array(t).nbytes for t in graph.graph.initializer)
+    weights = sum(p.numel() * 4 for p in net.parameters())  # tied: the embedding counted once
+    assert stored <= weights * 1.01 and np.array_equal(
+        next(numpy_helper.to_array(t) for t in graph.graph.initializer if tuple(t.dims) == embedding.T.shape),
+        embedding.T)
+
+
+def test_a_registered_onnx_variant_is_a_file_a_fresh_process_loads_and_serves(tiny_llama, pairs, tmp_path):
+    """``modelloop optimize``'s registration of the onnx variant (``_register``), on a project of its own;
+    then a new Python process loads the version from the registry and answers as the model does here."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+    from gen_toy import gen_config
+
+    from modelloop.data.ingest import ensure_split, load_dataset
+    from modelloop.families.generative.onnx_export import graph_files
+    from modelloop.families.generative.variants import generative_variant_maker
+    from modelloop.optimization.optimize import VariantResult, _register
+    from modelloop.project import Project
+    from modelloop.registry import load_model, resolve_model
+
+    root, scratch = tmp_path / "p", tmp_path / "scratch"
+    root.mkdir()
+    pairs.to_json(root / "qa.jsonl", orient="records", lines=True, force_ascii=False)
+    raw = gen_config(root, tiny_llama, epochs=2, eval_samples=1, max_new_tokens=6)
+    (root / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    project = Project.load(str(root / "modelloop.yaml"))
+    project.ingest()
+    project.train()
+    ws = project.workspace
+    parent = resolve_model(ws)
+    model = load_model(ws, parent)
+    drow, df, _ = load_dataset(ws)
+    train = df[ensure_split(ws, drow, df) == "train"].reset_index(drop=True)
+    pred = generative_variant_maker(model, train, target="completion", seed=0, scratch=scratch)("onnx")
+    version = _register(ws, parent, pred, VariantResult("onnx", size_bytes=pred.size), [], drow)
+    row = ws.catalog.get_model("helpdesk", version)
+    graph = Path(row["formats"]["graph"])
+    assert graph.parent == ws.models_dir and graph.is_file()
+    graph_bytes = sum(f.stat().st_size for f in graph_files(graph))
+    loaded = load_model(ws, row)
+    assert loaded.onnx_file_ == str(graph) and not getattr(loaded, "onnx_", None)
+    pickled = len(pickle.dumps(loaded))
+    assert pickled < graph_bytes / 5  # the registry's pickle holds no graph (the tokenizer files, settings)
+    assert abs(pred.size - (graph_bytes + pickled)) < 1000  # the variant's size: the graph once, plus that
+    import shutil
+
+    shutil.rmtree(scratch)  # optimize's scratch folder is gone after it
+    prompts = [{"prompt": q} for q in ("Where is my order?", "怎么退货？")]
+    script = (
+        "import json\n"
+        "from modelloop.project import Project\n"
+        "from modelloop.registry import load_model\n"
+        "from modelloop.families.generative.onnx_export import OrtCausalLM\n"
+        f"ws = Project.load({str(root / 'modelloop.yaml')!r}).workspace\n"
+        f"m = load_model(ws, ws.catalog.get_model('helpdesk', {version}))\n"
+        "assert isinstance(m.network(), OrtCausalLM)\n"
+        f"print(json.dumps(m.predict({prompts!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == model.predict(prompts)

@@ -19,7 +19,7 @@ from ..errors import ConfigError, DataError
 from ..families.heads import KINDS, BaseHead, class_indices, head_for
 from ..workspace import Workspace
 
-__all__ = ["TASKS", "evaluate", "evaluate_model", "evaluate_predictions", "label_indices", "render_report",
+__all__ = ["TASKS", "evaluate", "evaluate_model", "evaluate_predictions", "label_indices", "model_inputs", "render_report",
            "write_evaluation_report"]
 
 TASKS = tuple(KINDS)  # the output kinds a registered model version records as ``info.task``
@@ -72,10 +72,15 @@ def _outputs(model: Any, df: pd.DataFrame, target: str, head: BaseHead) -> tuple
     if df.empty:
         raise DataError(f"data has no rows with a value in target column '{target}'")
     y = head.truth(df[target], target)
-    # a target that is also one of the model's inputs stays (a chat's messages: the prompt is every turn
-    # before the last, the reference answer is that last turn)
+    return y, head.native_scores(model, model_inputs(model, df, target))
+
+
+def model_inputs(model: Any, df: pd.DataFrame, target: str) -> pd.DataFrame:
+    """``df`` as the model is asked to predict it: without the target column, unless the target is one of
+    the model's input columns (a chat's messages: the prompt is every turn before the last, and the
+    reference answer is that last turn)."""
     inputs = getattr(getattr(model, "schema", None), "columns", None) or {}
-    return y, head.native_scores(model, df if target in inputs else df.drop(columns=[target]))
+    return df if target in inputs else df.drop(columns=[target], errors="ignore")
 
 
 def _model_head(model: Any, task: str) -> BaseHead:

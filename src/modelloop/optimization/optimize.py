@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import StateError
-from ..evaluation.evaluate import evaluate_model
+from ..evaluation.evaluate import evaluate_model, model_inputs
 from ..evaluation.metrics import direction
 from ..workspace import Workspace
 
@@ -169,7 +169,7 @@ def _time(pred: VariantPredictor, frame: pd.DataFrame, repeats: int = 200) -> tu
 
 def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, base_metric: float | None, test: pd.DataFrame,
                       target: str, head: Any, metric: str, max_drop: float) -> VariantResult:
-    X = test.drop(columns=[target])
+    X = model_inputs(pred.model, test, target)  # (a chat model's target, its messages, is its input too)
     rss = _rss_mb()
     p50, p99, thr = _time(pred, X)
     res = VariantResult(pred.name, size_bytes=pred.size, latency_p50_ms=round(p50, 4), latency_p99_ms=round(p99, 4),
@@ -178,6 +178,7 @@ def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, bas
     class _Wrapped:  # evaluate_model wants predict/predict_proba; route them through the variant
         classes_ = getattr(pred.model, "classes_", None)
         threshold_ = getattr(pred.model, "threshold_", None)
+        schema = getattr(pred.model, "schema", None)  # its input columns (model_inputs)
 
         def predict_proba(self, frame):
             return pred.fn(frame)
@@ -358,8 +359,14 @@ def _register(ws: Workspace, parent: dict, pred: VariantPredictor, chosen: Varia
         tracker.log(rid, params={"variant": chosen.name, "parent_version": parent["version"]},
                     metrics={k: v for k, v in asdict(chosen).items() if isinstance(v, (int, float))
                              and not isinstance(v, bool)})
+        # a model that keeps files outside its pickle (a generative ONNX graph) moves them beside the
+        # registered models first, so the pickle points at files that outlive optimize's scratch folder
+        store = getattr(pred.model, "store_files", None)
+        kept: list[Path] = store(ws.models_dir) if store is not None else []
         version = tracker.log_model(rid, pred.model, name=cfg.name)
     formats = {"native": f"models:/{cfg.name}/{version}"}
+    if kept:
+        formats["graph"] = str(kept[0])
     if pred.onnx_bytes is not None:
         key = pred.onnx_format
         path = ws.models_dir / f"{cfg.name}-v{version}{'-int8' if key == 'onnx_int8' else ''}.onnx"

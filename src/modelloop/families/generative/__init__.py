@@ -70,7 +70,7 @@ class GenerativeFamily:
                       max_drop: float, threads: int | None) -> Callable[[str], Any]:
         from .variants import generative_variant_maker
 
-        return generative_variant_maker(teacher, train, target=target, seed=seed)
+        return generative_variant_maker(teacher, train, target=target, seed=seed, scratch=scratch)
 
     def serving_figures(self, recent: list[dict[str, Any]]) -> dict[str, Any]:
         """``modelloop monitor``'s ``serving`` section: tokens/s, time to first token, the shares of empty,

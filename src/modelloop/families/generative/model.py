@@ -32,7 +32,10 @@ class GenerativeModel:
     classes_ = None
     threshold_ = None
     quantized_: str | None = None  # "int8_dynamic": Linear layers quantized on load (``variant``)
-    onnx_: bytes | None = None  # an onnx / onnx_int8_dynamic variant's graph with its KV cache (``onnx_export.py``)
+    onnx_: bytes | None = None  # a graph pickled whole (versions registered before onnx_file_; still loaded)
+    # an onnx / onnx_int8_dynamic variant's graph with its KV cache (``onnx_export.py``): a file, not pickled;
+    # ``store_files`` puts it beside the registered models, where it is loaded from by path
+    onnx_file_: str | None = None
     serves_records = False  # optimize times it by ``predict`` (its answers are text, not the table runtime's scores)
 
     def __init__(self, settings: dict[str, Any] | None = None):
@@ -83,8 +86,8 @@ class GenerativeModel:
         ``onnx_int8_dynamic`` variant's graph run by ONNX Runtime behind the same calls (``onnx_export.py``)."""
         self._check_fitted()
         if "_net" not in self.__dict__:
-            graph = getattr(self, "onnx_", None)
-            if graph:
+            graph = self.graph_source()
+            if graph is not None:
                 from transformers import AutoConfig, GenerationConfig
 
                 from .onnx_export import OrtCausalLM
@@ -99,6 +102,56 @@ class GenerativeModel:
             else:
                 self.__dict__["_net"] = self._build(merged=True)
         return self.__dict__["_net"]
+
+    def graph_source(self) -> bytes | Path | None:
+        """An ONNX variant's graph: its file (refused when it is gone), or the bytes an older version
+        pickled; None for a PyTorch network."""
+        path = getattr(self, "onnx_file_", None)
+        if path:
+            if not Path(path).is_file():
+                raise ModelloopError(f"the ONNX graph of this version is missing ({path}); restore the file or "
+                                     "run `modelloop optimize` again")
+            return Path(path)
+        return getattr(self, "onnx_", None) or None
+
+    def store_files(self, folder: Path) -> list[Path]:
+        """Before registration (``modelloop optimize``): the graph file (and its external data) copied into
+        ``folder``, named by its content (a version registered twice shares one copy), and this model
+        pointed at it; returns the files (none for a model without one)."""
+        import hashlib
+        import shutil
+
+        from .onnx_export import graph_files
+
+        path = getattr(self, "onnx_file_", None)
+        if not path:
+            return []
+        files = graph_files(Path(path))
+        digest = hashlib.sha256()
+        for f in files:
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"graph-{digest.hexdigest()[:20]}.onnx"
+        if files[0].resolve() != target.resolve():
+            for f in files:  # the data file keeps the name the graph refers to it by
+                dst = folder / (target.name + f.name[len(files[0].name):])
+                if not dst.is_file():
+                    tmp = dst.with_name(dst.name + ".part")
+                    shutil.copyfile(f, tmp)
+                    tmp.replace(dst)
+            if len(files) > 1:  # the graph names its data file: rename it inside the graph
+                import onnx
+
+                model = onnx.load(str(target), load_external_data=False)
+                for tensor in model.graph.initializer:
+                    for entry in tensor.external_data:
+                        if entry.key == "location":
+                            entry.value = target.name + files[1].name[len(files[0].name):]
+                onnx.save_model(model, str(target))
+        self.onnx_file_ = str(target)
+        return graph_files(target)
 
     def base_network(self) -> Any:
         """The base model alone (the baseline the report compares against)."""
@@ -131,18 +184,20 @@ class GenerativeModel:
             net = int8_dynamic(net)
         return net.eval()
 
-    def variant(self, kind: str, calibration: pd.DataFrame | None = None) -> GenerativeModel:
+    def variant(self, kind: str, calibration: pd.DataFrame | None = None,
+                folder: Path | None = None) -> GenerativeModel:
         """This model as ``modelloop optimize`` builds it (``variants.py``): ``merged`` (the adapters merged
         into the base, stored as every weight), ``int8_dynamic`` (merged, smoothed for int8 on
         ``calibration``'s examples when given, and its Linear layers quantized to int8 when loaded:
         ``quantize.py``), ``onnx`` (merged, exported to ONNX with its KV cache) or ``onnx_int8_dynamic`` (merged,
-        smoothed like int8_dynamic, exported, its MatMul weights quantized to int8 by ONNX Runtime)."""
+        smoothed like int8_dynamic, exported, its MatMul weights quantized to int8 by ONNX Runtime); an ONNX
+        variant's graph is a file in ``folder`` (a new temporary folder when None), not pickled bytes."""
         import copy
 
         from safetensors.torch import save
 
         if kind not in ("merged", "int8_dynamic", "onnx", "onnx_int8_dynamic") or getattr(self, "quantized_", None) \
-                is not None or getattr(self, "onnx_", None):
+                is not None or getattr(self, "onnx_", None) or getattr(self, "onnx_file_", None):
             raise ValueError(f"no {kind!r} variant of this model (variant of {self.describe().get('quantized')})")
         out = GenerativeModel(self.settings)
         out.__setstate__(self.__getstate__())
@@ -158,9 +213,16 @@ class GenerativeModel:
                 if ids else 0
             variant["smoothing"] = {"alpha": SMOOTH_ALPHA, "calibration_examples": len(ids), "groups": groups}
         if kind.startswith("onnx"):  # the graph alone: no PyTorch weights to keep
-            from .onnx_export import export_onnx, quantize_graph
+            from .onnx_export import export_onnx, graph_files, quantize_graph
 
-            out.onnx_ = export_onnx(net) if kind == "onnx" else quantize_graph(export_onnx(net))
+            folder = Path(folder if folder is not None else tempfile.mkdtemp(prefix="modelloop-onnx-"))
+            graph = export_onnx(net, folder / f"{kind}-fp32.onnx")
+            if kind == "onnx_int8_dynamic":
+                int8 = quantize_graph(graph, folder / f"{kind}.onnx")
+                for f in graph_files(graph):
+                    f.unlink()
+                graph = int8
+            out.onnx_file_, out.onnx_ = str(graph), None
             out.weights_ = b""
         else:
             out.weights_ = save({k: v.detach().contiguous() for k, v in net.named_parameters()})

@@ -8,20 +8,27 @@ each layer's cached ``past.<i>.key`` / ``past.<i>.value`` (B, heads, P, head_dim
 one needs ``onnxscript``) with a left-padded batch that has a cache, so the masked path is the one
 recorded. :class:`OrtCausalLM` takes and returns transformers' ``DynamicCache``, so ``generate.py``,
 ``batching.py`` (continuous batching) and ``sequences.py`` (perplexity) run it unchanged.
+
+The graph is a file (ONNX Runtime loads it by path), never pickled bytes; a tied input embedding and output
+projection are stored once (:func:`share_tied_embedding`), and weights over :data:`EXTERNAL_DATA_BYTES` go
+to an external data file beside it.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-__all__ = ["OrtCausalLM", "export_onnx", "quantize_graph"]
+__all__ = ["EXTERNAL_DATA_BYTES", "OrtCausalLM", "export_onnx", "graph_files", "quantize_graph", "save_graph",
+           "share_tied_embedding"]
 
 OPSET = 17
+EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to an external data file beside the graph
 
 
 def _dims(config: Any) -> tuple[int, int, int]:
@@ -37,8 +44,10 @@ def _names(layers: int) -> tuple[list[str], list[str]]:
     return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present]
 
 
-def export_onnx(net: Any) -> bytes:
-    """The network (a transformers causal LM, adapters merged) as an ONNX model with a KV cache."""
+def export_onnx(net: Any, path: Path) -> Path:
+    """The network (a transformers causal LM, adapters merged) as an ONNX model with a KV cache, written to
+    ``path`` (its weights in ``path.data`` beside it when over :data:`EXTERNAL_DATA_BYTES`); a tied input
+    embedding and output projection are stored once (:func:`share_tied_embedding`)."""
     import torch
     from transformers import DynamicCache
 
@@ -90,15 +99,74 @@ def export_onnx(net: Any) -> bytes:
             opset_version=OPSET,
             dynamo=False,
         )
-    return buffer.getvalue()
+    import onnx
+
+    model = onnx.load_from_string(buffer.getvalue())
+    share_tied_embedding(model)
+    return save_graph(model, path)
 
 
-def quantize_graph(graph: bytes) -> bytes:
-    """The graph with ONNX Runtime's dynamic int8 quantization of its MatMul weights (per output channel;
-    activations quantized per call), except the layers ``quantize.py`` keeps fp32 (``lm_head``,
-    ``down_proj``, ``o_proj``: quantizing them costs the most perplexity)."""
+def save_graph(model: Any, path: Path) -> Path:
+    """``model`` (an ``onnx.ModelProto``) written to ``path``: one file, or with its initializers in
+    ``<name>.data`` beside it when they exceed :data:`EXTERNAL_DATA_BYTES` (protobuf's 2 GB limit is near).
+    ONNX Runtime loads either from the path."""
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    large = sum(len(t.raw_data) for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
+    if large:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=f"{path.name}.data", size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))
+    return path
+
+
+def graph_files(path: Path) -> list[Path]:
+    """The graph file and its external data file, when it has one."""
+    data = path.with_name(f"{path.name}.data")
+    return [path, data] if data.is_file() else [path]
+
+
+def share_tied_embedding(model: Any) -> bool:
+    """Store a tied embedding once: the exporter writes the input embedding ``E`` (vocab, hidden) for its
+    ``Gather`` and the output projection as a transposed copy ``E.T`` (hidden, vocab) for ``lm_head``'s
+    ``MatMul``. The lookup then reads the columns of ``E.T`` (``Gather`` on axis 1, then a ``Transpose``
+    back to (batch, new, hidden)), and ``E`` is dropped. Returns whether the graph had such a pair."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    lookups = [n for n in graph.node if n.op_type == "Gather" and n.input[0] in inits
+               and len(inits[n.input[0]].dims) == 2 and n.input[1] == "input_ids"]
+    heads = [n for n in graph.node if n.op_type == "MatMul" and "lm_head" in n.name and n.input[1] in inits]
+    if len(lookups) != 1 or len(heads) != 1:
+        return False
+    lookup, head = lookups[0], heads[0]
+    embedding, projection = inits[lookup.input[0]], inits[head.input[1]]
+    if list(embedding.dims) != list(projection.dims)[::-1]:
+        return False
+    if not np.array_equal(numpy_helper.to_array(embedding).T, numpy_helper.to_array(projection)):
+        return False  # not tied: two matrices
+    columns = f"{lookup.output[0]}/columns"
+    gather = helper.make_node("Gather", [projection.name, lookup.input[1]], [columns], name=f"{lookup.name}_tied",
+                              axis=1)
+    transpose = helper.make_node("Transpose", [columns], [lookup.output[0]], name=f"{lookup.name}_tied_T",
+                                 perm=[1, 2, 0])
+    at = list(graph.node).index(lookup)
+    graph.node.remove(lookup)
+    graph.node.insert(at, transpose)
+    graph.node.insert(at, gather)
+    graph.initializer.remove(embedding)
+    return True
+
+
+def quantize_graph(src: Path, dst: Path) -> Path:
+    """The graph at ``src`` with ONNX Runtime's dynamic int8 quantization of its MatMul weights (per output
+    channel; activations quantized per call), written to ``dst``, except the layers ``quantize.py`` keeps
+    fp32 (``lm_head``, ``down_proj``, ``o_proj``: quantizing them costs the most perplexity; a tied
+    embedding read from ``lm_head``'s weight stays fp32 with it)."""
     import tempfile
-    from pathlib import Path
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -107,21 +175,20 @@ def quantize_graph(graph: bytes) -> bytes:
 
     keep = [
         n.name
-        for n in onnx.load_from_string(graph).graph.node
+        for n in onnx.load(str(src), load_external_data=False).graph.node
         if n.op_type in ("MatMul", "Gemm") and any(part in n.name for part in FP32_LINEAR)
     ]
-    with tempfile.TemporaryDirectory(prefix="modelloop-onnx-") as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(graph)
+    with tempfile.TemporaryDirectory(prefix="modelloop-onnx-", dir=dst.parent) as tmp:
+        out = Path(tmp) / "int8.onnx"
         quantize_dynamic(
             src,
-            dst,
+            out,
             per_channel=True,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
             nodes_to_exclude=keep,
         )
-        return dst.read_bytes()
+        return save_graph(onnx.load(str(out)), dst)
 
 
 class OrtCausalLM:
@@ -130,7 +197,7 @@ class OrtCausalLM:
     -> ``.logits`` and ``.past_key_values`` (a ``DynamicCache``), plus ``config``, ``generation_config``, ``device``
     and ``parameters()`` (one empty CPU tensor: where inputs go)."""
 
-    def __init__(self, graph: bytes, config: Any, generation_config: Any = None, threads: int = 1):
+    def __init__(self, graph: bytes | str | Path, config: Any, generation_config: Any = None, threads: int = 1):
         import onnxruntime as ort
         import torch
 
@@ -140,7 +207,9 @@ class OrtCausalLM:
         # no busy-waiting between calls: the decoding loop's Python work between tokens and PyTorch in the
         # same process (the base model, other variants) would lose those cores to spinning threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        # a path: ONNX Runtime reads the file (and its external data beside it) itself
+        self.session = ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), options,
+                                            providers=["CPUExecutionProvider"])
         self.config, self.generation_config = config, generation_config
         self.device = torch.device("cpu")
         self.layers, self.kv_heads, self.head_dim = _dims(config)

@@ -68,7 +68,7 @@ def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None
                             "backbone": native.backbone_, "context": engine.context,
                             "max_new_tokens": native.max_new_tokens}}
     rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row),
-                 reason=f"generative model served by {'ONNX Runtime' if getattr(native, 'onnx_', None) else 'PyTorch'} "
+                 reason=f"generative model served by {'ONNX Runtime' if native.graph_source() is not None else 'PyTorch'} "
                         "with a KV cache", scorer=score, variant="native",
                  extra=extra)
     rt.engine = engine  # type: ignore[attr-defined]  # the OpenAI routes decode through it

@@ -13,7 +13,8 @@ before the stage scores and times it:
   ``optimize.max_metric_drop`` on the test split, like every variant.
 
 - ``onnx``: the merged network exported to ONNX with its KV cache as inputs and outputs, run by ONNX
-  Runtime in the same decoding loops (``onnx_export.py``). Checked: the perplexity may change by at most
+  Runtime in the same decoding loops (``onnx_export.py``); the graph is a file (a tied embedding stored
+  once), copied beside the registered models when the variant is registered and loaded from there by path. Checked: the perplexity may change by at most
   ``ONNX_PERPLEXITY_TOLERANCE`` (float arithmetic in another order); the greedy agreement is recorded.
 - ``onnx_int8_dynamic``: the same graph from the smoothed network, its MatMul weights quantized to int8 by ONNX
   Runtime (the layers ``int8_dynamic`` keeps fp32 stay fp32). Checked like ``int8_dynamic``.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,13 +42,19 @@ PERPLEXITY_BUDGET = 0.05  # int8: at most 5 % more perplexity than the model it 
 CALIBRATION_ROWS = 32     # int8: training rows (not the checked ones) whose activations set the smoothing
 
 
-def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed: int) -> Callable[[str], Any]:
-    """``name -> VariantPredictor`` for the names in :data:`GENERATIVE_VARIANTS`; others are skipped."""
+def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, seed: int,
+                             scratch: Path | None = None) -> Callable[[str], Any]:
+    """``name -> VariantPredictor`` for the names in :data:`GENERATIVE_VARIANTS`; others are skipped. The ONNX
+    variants' graphs are files in ``scratch`` (optimize's temporary folder; registration copies the chosen
+    one beside the registered models: ``GenerativeModel.store_files``); a variant's size is its pickle plus
+    its graph files."""
+    from ...evaluation.evaluate import model_inputs
     from ...optimization.optimize import VariantPredictor, VariantSkipped
     from .metrics import perplexity
+    from .onnx_export import graph_files
 
     sample = train.sample(n=min(CHECK_PROMPTS, len(train)), random_state=seed) if len(train) else train
-    prompts = sample.drop(columns=[target], errors="ignore")
+    prompts = model_inputs(teacher, sample, target)  # a chat's messages are its prompt and its target
     rest = train.drop(index=sample.index)  # int8's smoothing is calibrated on other rows than it is checked on
     calibration = rest.sample(n=min(CALIBRATION_ROWS, len(rest)), random_state=seed) if len(rest) else sample
 
@@ -56,7 +64,7 @@ def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, 
                                  f"{', '.join(GENERATIVE_VARIANTS)}")
         if name == "merged" and teacher.method_ != "lora":
             raise VariantSkipped("merged: fine-tuned on every weight, there are no adapters to merge")
-        model = teacher.variant(name, calibration=calibration)
+        model = teacher.variant(name, calibration=calibration, folder=scratch)
         before, after = teacher.predict(prompts), model.predict(prompts)
         same = sum(a == b for a, b in zip(before, after, strict=True))
         checks: dict[str, Any] = {"prompts": len(before), "same_greedy_answers": same}
@@ -73,7 +81,9 @@ def generative_variant_maker(teacher: Any, train: pd.DataFrame, *, target: str, 
                 raise VariantSkipped(f"{name}: perplexity {quantized} vs {base} on {len(sample)} training "
                                      f"rows, more than {allowed:.1%} {'apart' if name == 'onnx' else 'higher'}")
         model.description_["variant"] = {**model.description_.get("variant", {}), "name": name, "checks": checks}
-        return VariantPredictor(name, lambda frame: np.asarray(model.predict(frame), dtype=object),
-                                len(pickle.dumps(model)), model, serves_records=False)
+        graph = getattr(model, "onnx_file_", None)
+        size = len(pickle.dumps(model)) + (sum(f.stat().st_size for f in graph_files(Path(graph))) if graph else 0)
+        return VariantPredictor(name, lambda frame: np.asarray(model.predict(frame), dtype=object), size, model,
+                                serves_records=False)
 
     return make

@@ -143,7 +143,7 @@ def test_a_few_labels_weight_the_detectors_they_point_to_and_the_choice_follows_
         assert max(ap, key=lambda k: ap[k] if k != "ensemble" else -1) == finder
         # the weights the labels gave lean on the detector that finds the labelled anomalies ...
         weights, share = label_weights({d: ap[d] for d in raw}, 6 / 80, 6)
-        assert max(weights, key=lambda k: weights[k]) == finder and 0 < share < 0.5
+        assert max(weights, key=lambda k: weights[k]) == finder and 0 < share < 1
         # ... and the choice follows them: that detector alone, since the others only add noise
         assert sel["chosen"] == finder and sel["labelled_anomalies"] == 6 and "weighted by average precision" in sel["why"]
     # knn and iforest each find the labelled anomalies through their own noise, ecod at random: the labels
@@ -166,8 +166,11 @@ def test_a_few_labels_weight_the_detectors_they_point_to_and_the_choice_follows_
 def test_label_weights_shrink_toward_equal_shares_with_few_labels():
     from modelloop.families.anomaly.search import label_weights
 
-    few, share_few = label_weights({"a": 1.0, "b": 0.1}, 0.1, 3)
-    many, share_many = label_weights({"a": 1.0, "b": 0.1}, 0.1, 60)
-    assert 0.5 < few["a"] < many["a"] < 1.0 and share_few < share_many
+    ap = {"a": 1.0, "b": 0.4, "c": 0.1}  # base rate 0.1: c ranks the labelled anomalies as random scores do
+    few, share_few = label_weights(ap, 0.1, 3)
+    many, share_many = label_weights(ap, 0.1, 60)
+    assert 0.5 < few["a"] < many["a"] < 1.0 and many["b"] < few["b"] < 0.5 and share_few < share_many
     assert sum(few.values()) == pytest.approx(1.0) and sum(many.values()) == pytest.approx(1.0)
+    # the shrinkage is toward equal shares of the members that beat the base rate: c has none however few
+    assert few["c"] == many["c"] == 0.0 and few["a"] == pytest.approx((1 - share_few) / 2 + share_few * 0.9 / 1.2)
     assert label_weights({"a": 0.05, "b": 0.02}, 0.1, 50) == ({"a": 0.5, "b": 0.5}, 0.0)  # no better than chance

@@ -312,7 +312,8 @@ def jobs_submit(command: list[str] = typer.Argument(..., help="the modelloop com
 
     res = submit_job(_project(config).workspace, command, _command_infos(), config=config, priority=priority,
                      cpus=cpus, gpus=gpus, memory=memory, custom=resource)
-    _emit(res, as_json, lambda r: out.print(f"job {r['id']} queued; follow it: modelloop jobs logs {r['id']} -f"))
+    _emit(res, as_json, lambda r: out.print(f"job {r['id']} queued; follow it: modelloop jobs logs {r['id']} -f"
+                                            + "".join(f"\n  note: {n}" for n in r["notes"]), markup=False))
 
 
 @jobs_app.command("list")

@@ -18,7 +18,7 @@ from ..errors import ConfigError, cap_list
 from ..workspace import Workspace
 from .lifetime import sigterm_interrupts
 from .predict import predict_demand
-from .queue import FINISHED, JobQueue
+from .queue import FINISHED, WAITING, JobQueue
 from .resources import Resources, asked_resources, machine_pool, parse_priority
 
 __all__ = ["CommandInfo", "cancel_job", "follow_logs", "job_view", "list_jobs", "show_job", "start_worker",
@@ -61,48 +61,84 @@ def submit_job(ws: Workspace, command: list[str], commands: Mapping[str, Command
                memory: str | None = None, custom: list[str] | None = None,
                submitter: str | None = None) -> dict[str, Any]:
     """Queue ``modelloop COMMAND`` (one transaction); ``{"id"}``. Refused at once (ConfigError):
-    an unknown command, a priority outside high/normal/low/0-100, more than the pool has."""
+    an unknown command, a priority outside high/normal/low/0-100, more than the pool (or the Ray
+    cluster, when it answers) has, naming both. ``notes``: what was decided for the user (a family's
+    GPU default fallen back to CPU), kept in the job's ``notes``."""
     args = _job_command(ws, command, commands, config)
     level = parse_priority(priority)
     cfg = ws.config.compute
-    pool = machine_pool(cfg.pool) if cfg.engine == "local" else None
-    declared = _family_request(ws, args[0], pool)
-    gpus = _rank_gpus(ws, args[0], declared, gpus, pool)
-    cpus = _process_cpus(ws, args[0], declared, pool) if cpus is None else cpus
+    pool, where, fix = _submit_pool(ws)
+    declared = _family_request(ws, args[0], pool, where)
+    notes = list(declared["notes"])
+    given_gpus = gpus
+    gpus = _rank_gpus(ws, args[0], declared, gpus, pool, where, fix)
+    if given_gpus is None and declared["family"] in DDP_FAMILIES and declared["wanted_gpus"] and not gpus \
+            and ws.config.train.ddp_processes > 1:
+        notes.append(f"train.ddp_processes: {ws.config.train.ddp_processes} ranks train on CPUs (gloo): "
+                     f"{where} has no GPU")
+    cpus = _process_cpus(ws, args[0], declared, pool, where, fix) if cpus is None else cpus
     asked = asked_resources(cpus, gpus, memory if memory is not None else declared["memory"], custom)
     if pool is not None:
-        if short := asked.shortfall(pool):
-            raise ConfigError(f"jobs submit: the job asks for more than the pool has ({'; '.join(short)}); "
-                              "ask for less or raise compute.pool in modelloop.yaml")
+        if short := asked.shortfall(pool, where):
+            raise ConfigError(f"jobs submit: the job asks for more than {where} has ({'; '.join(short)}); "
+                              f"{where} has {pool.text()} in all; ask for less or {fix}")
+    elif cfg.engine == "ray" and where:
+        notes.append(f"not checked against the cluster's resources: {where}")
     latest = ws.catalog.latest_dataset(ws.config.name)
     features = {"verb": args[0], "rows": latest["rows"] if latest else None, "task": ws.config.task,
-                "defaults_from": declared["family"]}
+                "defaults_from": declared["family"], **({"notes": notes} if notes else {})}
     job_id = _queue(ws).submit(project=ws.config.name, root=str(ws.root), command=args,
                                resources=asked.to_dict(), priority=level, submitter=submitter or _user(),
                                features=features, logs_dir=str(ws.state / "jobs"))
-    return {"id": job_id}
+    return {"id": job_id, "notes": notes}
+
+
+def _submit_pool(ws: Workspace) -> tuple[Resources | None, str, str]:
+    """What a job is checked against at submit: (the pool, its name in messages, how to get more).
+    The local engine's pool; on Ray the cluster's resources when its address answers (a local Ray that
+    ``auto`` starts gets the config's pool figures, this machine's where left out); None when unknown."""
+    cfg = ws.config.compute
+    if cfg.engine == "local":
+        return machine_pool(cfg.pool), "the pool", "raise compute.pool in modelloop.yaml"
+    if cfg.address == "auto":
+        return (machine_pool(cfg.pool), "the local Ray",
+                "raise compute.pool in modelloop.yaml (the local Ray that compute.address: auto starts)")
+    from .ray_engine import read_cluster
+
+    pool, why = read_cluster(cfg.address)
+    if pool is None:
+        return None, why, ""
+    return pool, f"the Ray cluster at {cfg.address}", "add nodes with those resources to the cluster"
 
 
 # Commands that train a model: their default request is what the project's family declares.
 TRAINS = ("train", "run", "retrain")
 
 
-def _family_request(ws: Workspace, verb: str, pool: Resources | None) -> dict[str, Any]:
+def _family_request(ws: Workspace, verb: str, pool: Resources | None, where: str = "the pool") -> dict[str, Any]:
     """A job's default request: the family's declared needs for a training command (``cpus: 0`` = every
-    CPU of the pool; its GPUs and memory at most the pool's, since it also runs without), else 1 CPU."""
+    CPU of the local pool, 1 on Ray; its GPUs and memory at most the pool's, since it also runs
+    without: a GPU default on a pool without GPUs falls back to CPU, said in ``notes``), else 1 CPU."""
     if verb not in TRAINS:
-        return {"cpus": None, "gpus": None, "memory": None, "family": None}
+        return {"cpus": None, "gpus": None, "memory": None, "family": None, "wanted_gpus": 0, "notes": []}
     from ..families import family_for_task
 
     family = family_for_task(ws.config.task)
     need = family.resources
-    cpus = float(need.cpus) if need.cpus else (pool.cpus if pool is not None else 1.0)
+    local = ws.config.compute.engine == "local"
+    # on Ray "every CPU" stays 1: the search's workers are Ray tasks asking the cluster for their own
+    cpus = float(need.cpus) if need.cpus else (pool.cpus if pool is not None and local else 1.0)
     gpus, memory = need.gpus, int(need.memory_gb * 2**30)
     if _device(ws) == "cpu":
         gpus = 0                             # model.device: cpu never uses the GPUs it could have
+    wanted, notes = gpus, []
     if pool is not None:
         cpus, gpus, memory = min(cpus, pool.cpus), min(gpus, pool.gpus), min(memory, pool.memory)
-    return {"cpus": cpus, "gpus": gpus, "memory": str(memory), "family": family.name}
+        if gpus < wanted:
+            notes.append(f"the {family.name} family's default of {wanted} GPU{'s' if wanted > 1 else ''} "
+                         + (f"fell back to CPU: {where} has no GPU" if not gpus else f"is {gpus}: {where} has {gpus}"))
+    return {"cpus": cpus, "gpus": gpus, "memory": str(memory), "family": family.name, "wanted_gpus": wanted,
+            "notes": notes}
 
 
 # The families whose fine-tuning runs in train.ddp_processes data-parallel processes (their train stages).
@@ -115,7 +151,7 @@ def _device(ws: Workspace) -> str:
 
 
 def _rank_gpus(ws: Workspace, verb: str, declared: dict[str, Any], gpus: int | None,
-               pool: Resources | None) -> int | None:
+               pool: Resources | None, where: str = "the pool", fix: str = "") -> int | None:
     """A data-parallel fine-tune on GPUs (nccl) needs one GPU a rank: ``train.ddp_processes`` GPUs when
     the job runs on CUDA (``model.device: cuda``, or ``auto`` with GPUs given). ``--gpus`` wins, but
     fewer than the ranks (and not 0, which trains on CPUs) is refused, as is more than the pool has."""
@@ -128,12 +164,14 @@ def _rank_gpus(ws: Workspace, verb: str, declared: dict[str, Any], gpus: int | N
                           f"need {ddp} gpus, --gpus gave {gpus}; give --gpus {ddp}, or --gpus 0 to train on CPUs")
     if pool is not None and ddp > pool.gpus:
         raise ConfigError(f"jobs submit: train.ddp_processes: {ddp} processes on GPUs (nccl, one GPU a process) "
-                          f"need {ddp} gpus, the pool has {pool.gpus}; lower train.ddp_processes, raise "
-                          "compute.pool.gpus, or give --gpus 0 to train on CPUs")
+                          f"need {ddp} gpus, {where} has {pool.gpus}; lower train.ddp_processes, "
+                          + ("raise compute.pool.gpus" if where == "the pool" else fix)
+                          + ", or give --gpus 0 to train on CPUs")
     return max(ddp, gpus or 0)
 
 
-def _process_cpus(ws: Workspace, verb: str, declared: dict[str, Any], pool: Resources | None) -> float | None:
+def _process_cpus(ws: Workspace, verb: str, declared: dict[str, Any], pool: Resources | None,
+                  where: str = "the pool", fix: str = "") -> float | None:
     """A training job's CPUs: at least one a process it starts (``train.parallel`` search workers on the
     local engine; the ``train.ddp_processes`` ranks of a text or image fine-tune); more than the pool has
     is refused, naming both numbers."""
@@ -149,8 +187,9 @@ def _process_cpus(ws: Workspace, verb: str, declared: dict[str, Any], pool: Reso
     if n <= 1:
         return cpus
     if pool is not None and n > pool.cpus:
-        raise ConfigError(f"jobs submit: {key}: {n} processes need {n} cpus, the pool has {pool.cpus:g}; "
-                          f"lower {key}, raise compute.pool.cpus, or give --cpus")
+        raise ConfigError(f"jobs submit: {key}: {n} processes need {n} cpus, {where} has {pool.cpus:g}; "
+                          f"lower {key}, " + ("raise compute.pool.cpus" if where == "the pool" else fix)
+                          + ", or give --cpus")
     return max(float(cpus or 1.0), float(n))
 
 
@@ -182,7 +221,19 @@ def job_view(row: dict[str, Any], history: list[dict[str, Any]], predicted: dict
         "predicted": predicted, "worker": row["worker"], "gpus": (row["assigned"] or {}).get("gpus"),
         "exit_code": row["exit_code"], "usage": row["usage"], "result": row["result"],
         "stop_requested": row["stop"], "logs": row["logs"], "root": row["root"],
+        "notes": list((row["features"] or {}).get("notes") or []),
+        "cannot_fit": _cannot_fit(row, history),
     }
+
+
+def _cannot_fit(row: dict[str, Any], history: list[dict[str, Any]]) -> str | None:
+    """Why a waiting job cannot start on a worker's pool at all (its latest event, a worker's note), else None."""
+    from .worker import CANNOT_FIT
+
+    last = history[-1]["reason"] if history else None
+    if row["state"] in WAITING and last and last.startswith(CANNOT_FIT):
+        return last[len(CANNOT_FIT):]
+    return None
 
 
 def list_jobs(ws: Workspace, states: list[str] | None = None) -> list[dict[str, Any]]:

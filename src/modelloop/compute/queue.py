@@ -172,6 +172,27 @@ class JobQueue:
                 _event(c, job_id, state, reason)
         return n == 1
 
+    def note_waiting(self, notes: dict[int, str]) -> list[int]:
+        """Append an event (in the job's own waiting state) with ``notes[id]`` as its reason to each
+        waiting job whose latest event does not say it already (``cannot fit ...``, ``fits ... again``);
+        the ids noted."""
+        if not notes:
+            return []
+        done = []
+        with self.catalog.tx() as c:
+            latest = {r.job_id: r.reason for r in c.execute(
+                sa.select(job_events.c.job_id, job_events.c.reason)
+                .where(job_events.c.id.in_(sa.select(sa.func.max(job_events.c.id))
+                                           .where(job_events.c.job_id.in_(list(notes)))
+                                           .group_by(job_events.c.job_id))))}
+            states = dict(c.execute(sa.select(jobs.c.id, jobs.c.state)
+                                    .where(jobs.c.id.in_(list(notes)), jobs.c.state.in_(WAITING))).all())
+            for job_id, reason in notes.items():
+                if job_id in states and latest.get(job_id) != reason:
+                    _event(c, job_id, states[job_id], reason)
+                    done.append(job_id)
+        return done
+
     def lost(self, is_dead: Callable[[dict[str, Any]], str | None]) -> list[tuple[dict[str, Any], str]]:
         """Running jobs whose worker ``is_dead`` says is gone, with the reason it gives."""
         out = []

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from .engines import JOB_LAUNCHER, Handle
 from .resources import Resources
 
-__all__ = ["RayEngine", "check_address", "cluster_pool", "connect_ray"]
+__all__ = ["RayEngine", "check_address", "cluster_pool", "connect_ray", "read_cluster"]
 
 _HOW = "start one with `ray start --head --node-ip-address 127.0.0.1` or set compute.address: auto"
 
@@ -77,6 +77,29 @@ def cluster_pool(ray: Any) -> Resources:
               and not k.startswith("accelerator_type:")}
     return Resources(cpus=float(res.get("CPU", 0)), gpus=int(res.get("GPU", 0)), memory=int(res.get("memory", 0)),
                      custom=custom)
+
+
+def read_cluster(address: str) -> tuple[Resources | None, str]:
+    """The resources of the cluster at ``address`` for ``jobs submit``'s check (joined, read, left), or
+    (None, why) when it does not answer or Ray is not installed: the job is queued unchecked then."""
+    try:
+        check_address(address)
+    except ConfigError:
+        return None, f"no Ray cluster answers at {address} now"
+    try:
+        import ray
+    except ImportError:
+        return None, "Ray is not installed here"
+    if ray.is_initialized():
+        return cluster_pool(ray), ""
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except Exception as exc:  # any failure to join leaves the job unchecked, said so
+        return None, f"the Ray cluster at {address} could not be joined ({type(exc).__name__})"
+    try:
+        return cluster_pool(ray), ""
+    finally:
+        ray.shutdown()
 
 
 def _run_job(argv: list[str], root: str, log: str, env: dict[str, str], grace: float) -> tuple[int, int | None]:

@@ -67,15 +67,21 @@ class Resources:
         return Resources(self.cpus - other.cpus, self.gpus - other.gpus, self.memory - other.memory,
                          {k: self.custom.get(k, 0.0) - other.custom.get(k, 0.0) for k in keys})
 
-    def shortfall(self, pool: Resources) -> list[str]:
-        """``gpus: 2 asked, the pool has 1`` for each resource the whole pool could never give."""
+    def shortfall(self, pool: Resources, where: str = "the pool") -> list[str]:
+        """``gpus: 2 asked, the pool has 1`` for each resource the whole pool (``where``) could never give."""
         out = []
         for name, asked, has in (("cpus", self.cpus, pool.cpus), ("gpus", self.gpus, pool.gpus),
                                  ("memory", self.memory, pool.memory),
                                  *((k, v, pool.custom.get(k, 0.0)) for k, v in self.custom.items())):
             if asked > has + 1e-9:
-                out.append(f"{name}: {_show(asked)} asked, the pool has {_show(has)}")
+                out.append(f"{name}: {_show(asked)} asked, {where} has {_show(has)}")
         return out
+
+
+    def text(self) -> str:
+        """``2 CPUs, 0 GPUs, 4.0 GiB`` (and the custom resources): a pool as messages name it."""
+        custom = "".join(f", {k} {_show(v)}" for k, v in sorted(self.custom.items()))
+        return f"{self.cpus:g} CPUs, {self.gpus} GPUs, {self.memory / 2**30:.1f} GiB{custom}"
 
 
 def _show(v: float) -> str:

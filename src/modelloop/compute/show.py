@@ -53,7 +53,11 @@ def command_text(args: list[str]) -> str:
 
 
 def render_jobs(jobs: list[dict[str, Any]], console: Console | None = None) -> None:
-    (console or Console()).print(_jobs_table(jobs))
+    console = console or Console()
+    console.print(_jobs_table(jobs))
+    for j in jobs:
+        if j.get("cannot_fit"):
+            console.print(f"* job {j['id']} cannot start: {j['cannot_fit']}", markup=False)
 
 
 def watch_jobs(fetch: Callable[[], list[dict[str, Any]]], console: Console | None = None, every: float = 2.0,
@@ -78,7 +82,8 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table | str:
     for j in jobs:
         r = j["resources"]
         res = f"{r['cpus']:g}c" + (f" {r['gpus']}g" if r["gpus"] else "")
-        t.add_row(str(j["id"]), f"[{_COLOR.get(j['state'], 'white')}]{j['state']}[/]", str(j["priority"]),
+        state = j["state"] + ("*" if j.get("cannot_fit") else "")
+        t.add_row(str(j["id"]), f"[{_COLOR.get(j['state'], 'white')}]{state}[/]", str(j["priority"]),
                   command_text(j["command"])[:48], res, seconds_text(j["wait_seconds"]),
                   seconds_text(j["predicted"]["seconds"]), str(j["attempts"]), progress_text(j))
     return t
@@ -90,6 +95,10 @@ def render_job(job: dict[str, Any], console: Console | None = None) -> None:
                   f"{job['attempts']}  by {job['submitter']}")
     console.print(f"  command: modelloop {' '.join(job['command'])}")
     console.print(f"  resources: {job['resources']}  gpus: {job['gpus']}")
+    for note in job.get("notes") or []:
+        console.print(f"  note: {note}", markup=False)
+    if job.get("cannot_fit"):
+        console.print(f"  cannot start: {job['cannot_fit']}", markup=False)
     console.print(f"  predicted: {seconds_text(job['predicted']['seconds'])} from {job['predicted']['based_on']} jobs"
                   f"; waited {seconds_text(job['wait_seconds'])}; logs: {job['logs']}")
     if job["state"] == "running":

@@ -25,7 +25,10 @@ from .queue import FINISHED, JobQueue, worker_id
 from .resources import Resources
 from .scheduler import Running, Waiting, effective_priority, plan
 
-__all__ = ["Worker", "epoch_seconds", "job_result"]
+__all__ = ["CANNOT_FIT", "Worker", "epoch_seconds", "job_result"]
+
+# How a waiting job's note starts when a worker's whole pool can never run it (``jobs list`` shows it).
+CANNOT_FIT = "cannot fit: "
 
 
 def epoch_seconds(at: Any) -> float:
@@ -70,6 +73,7 @@ class Worker:
         self.handles: dict[int, Handle] = {}
         self.rows: dict[int, dict[str, Any]] = {}
         self.log = log or (lambda _msg: None)
+        self._unfit: set[int] = set()          # waiting jobs this worker noted cannot fit its pool
 
     # ---- one round -------------------------------------------------------------------------------
     def step(self) -> None:
@@ -152,6 +156,18 @@ class Worker:
             state = self.queue.requeue_lost(row, why, self.cfg.max_attempts)
             self.log(f"job {row['id']}: {why}; {state}")
 
+    def _fit_note(self, row: dict[str, Any], asked: Resources) -> dict[int, str]:
+        """A waiting job this worker's whole pool can never run (the pool shrank under it, or it was
+        queued unchecked): ``{id: "cannot fit ..."}``, the reason ``jobs list`` shows. One that this
+        worker said could not fit and now fits: ``{id: "fits ... again"}``. Nothing otherwise."""
+        short = asked.shortfall(self.pool, f"worker {self.name}'s pool")
+        if short:
+            return {row["id"]: f"{CANNOT_FIT}{'; '.join(short)}"}
+        if row["id"] in self._unfit:
+            self._unfit.discard(row["id"])
+            return {row["id"]: f"fits worker {self.name}'s pool again"}
+        return {}
+
     def _admit(self) -> None:
         now = time.time()
         running = [Running(id=i, priority=self.rows[i]["priority"], started=h.started,
@@ -160,6 +176,7 @@ class Worker:
                            admitted=self.rows[i].get("admitted"))
                    for i, h in self.handles.items()]
         preempt: list[int] = []
+        notes: dict[int, str] = {}
 
         def decide(waiting: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
             finished = self.queue.history_rows()
@@ -175,6 +192,9 @@ class Worker:
             for row in waiting:
                 row["admitted"] = effective_priority(views[row["id"]], now, self.cfg.aging_per_minute)
             preempt.extend(decision.preempt)
+            for row in waiting:
+                notes.update(self._fit_note(row, views[row["id"]].resources))
+            self._unfit.update(i for i, n in notes.items() if n.startswith(CANNOT_FIT))
             used = {g for i in self.handles for g in (self.rows[i].get("assigned") or {}).get("gpus", [])}
             free_gpus = [g for g in range(self.pool.gpus) if g not in used]
             chosen = {}
@@ -188,6 +208,8 @@ class Worker:
             self.handles[row["id"]], self.rows[row["id"]] = h, row
             self.queue.set_pid(row["id"], h.pid)
             self.log(f"job {row['id']} started (attempt {row['attempts']}" + (f", pid {h.pid})" if h.pid else ")"))
+        for job_id in self.queue.note_waiting(notes):
+            self.log(f"job {job_id}: {notes[job_id]}")
         for job_id in preempt:
             self.queue.ask_stop(job_id, "preempt")
             victim = self.handles.get(job_id)

@@ -149,6 +149,9 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
     env.filters["size"] = lambda n: f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 2**10:.3g} KiB"
     env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v  # 0.8214, not 0.821428571...
     env.filters["ms"] = lambda v: "—" if v is None else f"{v:.3g} ms"
+    for name in env.list_templates(filter_func=lambda n: n.endswith(".html")):
+        env.get_template(name)          # compiled now, and the catalog opened now, not by the first visitor
+    project.workspace.catalog  # noqa: B018
     drift_cache, rollup = DriftCache(), TrafficRollup()  # what the log's pages keep between requests
     if warm:
         threading.Thread(target=warm_up, args=(project, drift_cache, rollup), name="modelloop-ui-warm-up",

@@ -26,7 +26,9 @@ version (``profile_dataset``: report, split shift, HTML + JSON) in another, as `
 ``modelloop profile`` do. ``pandas`` is the basic pass a user would write instead: ``read_parquet``,
 ``describe(include="all")``, missing shares, distinct counts and duplicate rows. Both are timed from
 after their imports; the ratio printed is (ingest + profile) / pandas. ``--rounds`` repeats the
-ingest and pandas rows, alternating them, and prints each round (the machine may be shared).
+ingest and pandas rows, alternating them, and prints each round (the machine may be shared), with each
+side's CPU seconds (user + system, all threads) beside the wall time: on a busy machine the wall times of
+rounds run minutes apart vary several-fold, their CPU seconds much less.
 """
 
 from __future__ import annotations
@@ -140,11 +142,18 @@ def _run_ydata(path: str) -> dict[str, float]:
     return {"read_s": t1 - t0, "wall_s": t2 - t1, "html_kb": len(html) / 1024, "import_rss_mb": import_rss}
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system, every thread) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run_pandas(path: str) -> dict[str, float]:
     """The basic pandas pass: summary statistics, missing shares, distinct counts, duplicate rows."""
     import pandas as pd
 
     import_rss = _rss_mb()
+    cpu = _cpu_s()
     t0 = time.perf_counter()
     df = pd.read_parquet(path)
     t1 = time.perf_counter()
@@ -152,7 +161,7 @@ def _run_pandas(path: str) -> dict[str, float]:
                "duplicates": int(df.duplicated().sum())}
     t2 = time.perf_counter()
     return {"read_s": t1 - t0, "wall_s": t2 - t0, "import_rss_mb": import_rss, "html_kb": 0.0,
-            "duplicates": summary["duplicates"]}
+            "duplicates": summary["duplicates"], "cpu_s": _cpu_s() - cpu}
 
 
 def _project_config(path: str, project: str) -> str:
@@ -167,10 +176,11 @@ def _run_stage(stage: str, path: str, project: str) -> dict[str, float]:
 
     project_ = Project.load(_project_config(path, project))
     import_rss = _rss_mb()
+    cpu = _cpu_s()
     t0 = time.perf_counter()
     result = project_.ingest() if stage == "ingest" else project_.profile()
     t1 = time.perf_counter()
-    out = {"wall_s": t1 - t0, "read_s": 0.0, "import_rss_mb": import_rss}
+    out = {"wall_s": t1 - t0, "read_s": 0.0, "import_rss_mb": import_rss, "cpu_s": _cpu_s() - cpu}
     if stage == "ingest":
         out["created"] = result["created"]
     else:
@@ -213,7 +223,8 @@ def _first_report(path: str, tmp: str, round_: int) -> dict[str, float] | None:
     return {"wall_s": ingest["wall_s"] + profile["wall_s"], "read_s": 0.0, "ingest_s": ingest["wall_s"],
             "profile_s": profile["wall_s"], "import_rss_mb": max(ingest["import_rss_mb"], profile["import_rss_mb"]),
             "peak_rss_mb": max(ingest["peak_rss_mb"], profile["peak_rss_mb"]),
-            "ingest_peak_mb": ingest["peak_rss_mb"], "profile_peak_mb": profile["peak_rss_mb"], "html_kb": 0.0}
+            "ingest_peak_mb": ingest["peak_rss_mb"], "profile_peak_mb": profile["peak_rss_mb"], "html_kb": 0.0,
+            "cpu_s": ingest.get("cpu_s", 0.0) + profile.get("cpu_s", 0.0)}
 
 
 def _available(python: str, module: str) -> bool:
@@ -293,6 +304,8 @@ def _print_first_report(rounds: dict[str, list[dict[str, float]]]) -> None:
             p = pandas[i]
             line += (f"; pandas basic pass {p['wall_s']:.2f} s (peak {p['peak_rss_mb']:.0f} MiB): "
                      f"ingest+profile / pandas = {r['wall_s'] / p['wall_s']:.2f}x")
+            if p.get("cpu_s") and r.get("cpu_s"):  # less sensitive than wall time to what else the machine runs
+                line += f"; CPU s {r['cpu_s']:.2f} vs {p['cpu_s']:.2f} = {r['cpu_s'] / p['cpu_s']:.2f}x"
         print(line)
 
 

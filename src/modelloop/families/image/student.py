@@ -51,7 +51,7 @@ MAX_VIEWS = 16_000   # fewer views per image (at least 2) on a large set: the te
 AUGMENT = 0.5        # strength of those augmentations (fit.augmenter)
 EPOCHS = 10
 MAX_SECONDS = 300.0  # the student's epochs stop starting after this (the teacher's labelling is not counted)
-FROZEN = 5           # of a truncated EfficientNet student's blocks: the stem and these stay the teacher's
+FROZEN = 7           # of a truncated EfficientNet student's 8 blocks: the stem and these stay the teacher's
 CACHE_BYTES = 1 << 30  # the frozen blocks' outputs (float16) are kept for all views up to this size
 
 

@@ -7,10 +7,16 @@ recognises an id issued by another (``MODELLOOP_SERVE_SECRET``), and a shared
 ``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics`` adds up all workers. The parent converts the
 model to ONNX once before the workers start, so they load the cached file instead of converting
 side by side. Every worker appends to the same prediction log (SQLite WAL, batched inserts).
+
+A reload reaches every worker before it answers: the workers follow a shared folder
+(``reload_files.FileBroadcast``, ``MODELLOOP_RELOAD_DIR``) with the code Ray Serve's replicas use to
+follow their broadcast actor (``ray_serve.follow_reloads``); uvicorn starts each worker with
+``workers_app_from_env``, which builds the app with the factory named in ``MODELLOOP_SERVE_FACTORY``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -24,9 +30,11 @@ from ..errors import ConfigError
 from ..workspace import Workspace
 from .config import ServeConfig, serve_config
 
-__all__ = ["SPEC_ENV", "app_from_env", "build_app", "serve", "spec_from_env", "worker_env"]
+__all__ = ["FACTORY_ENV", "SPEC_ENV", "app_from_env", "build_app", "serve", "spec_from_env", "worker_env",
+           "workers_app_from_env"]
 
 SPEC_ENV = "MODELLOOP_SERVE_SPEC"
+FACTORY_ENV = "MODELLOOP_SERVE_FACTORY"      # the factory each of several workers builds its app with
 log = logging.getLogger("modelloop.serving")
 
 
@@ -58,12 +66,16 @@ def serve(ws: Workspace, host: str | None = None, port: int | None = None, worke
         uvicorn.run((build or build_app)(ws, cfg, model), **common)
         return
     _warm_onnx(ws, model)
+    from .reload_files import RELOAD_DIR_ENV
+
     metrics_dir = tempfile.mkdtemp(prefix="modelloop-metrics-")
-    env = {**worker_env(ws, cfg, model), "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    reload_dir = tempfile.mkdtemp(prefix="modelloop-reload-")
+    env = {**worker_env(ws, cfg, model), "PROMETHEUS_MULTIPROC_DIR": metrics_dir, RELOAD_DIR_ENV: reload_dir,
+           FACTORY_ENV: factory}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        uvicorn.run(factory, factory=True, workers=cfg.workers, **common)
+        uvicorn.run("modelloop.serving.launch:workers_app_from_env", factory=True, workers=cfg.workers, **common)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -71,6 +83,7 @@ def serve(ws: Workspace, host: str | None = None, port: int | None = None, worke
             else:
                 os.environ[k] = v
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(reload_dir, ignore_errors=True)
 
 
 def worker_env(ws: Workspace, cfg: ServeConfig, model: str | None) -> dict[str, str]:
@@ -94,6 +107,18 @@ def spec_from_env() -> tuple[Workspace, ServeConfig, str | None]:
 def app_from_env() -> Any:
     """The app of one worker process, rebuilt from ``MODELLOOP_SERVE_SPEC``."""
     return build_app(*spec_from_env())
+
+
+def workers_app_from_env() -> Any:
+    """The app of one of several worker processes: ``MODELLOOP_SERVE_FACTORY``'s, following the
+    server's reload folder, so that a reload reaches every worker before it answers."""
+    from .ray_serve import follow_reloads
+    from .reload_files import RELOAD_DIR_ENV, FileBroadcast
+
+    module, _, name = os.environ.get(FACTORY_ENV, "modelloop.serving.launch:app_from_env").partition(":")
+    app = getattr(importlib.import_module(module), name)()
+    folder = os.environ.get(RELOAD_DIR_ENV)
+    return follow_reloads(app, FileBroadcast(folder)) if folder else app
 
 
 def build_app(ws: Workspace, cfg: ServeConfig, model: str | None) -> Any:

@@ -192,7 +192,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     model = load_model(ws, resolve_model(ws))
     gen = summary.get("generation", {})
     print(
-        f"  fine-tuned in {train_s:.0f} s: {gen.get('epochs_run')} epochs, {gen.get('tokens_per_s')} tokens/s, "
+        f"  fine-tuned in {train_s:.0f} s: {gen.get('epochs_run')} epochs"
+        f"{' (stopped by train.budget)' if gen.get('stopped_by_budget') else ''}, {gen.get('tokens_per_s')} tokens/s, "
         f"test perplexity {gen.get('perplexity')} (base {gen.get('base_perplexity')})",
         flush=True,
     )
@@ -252,6 +253,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for k in (
                 "epochs_run",
                 "best_epoch",
+                "stopped_by_budget",
                 "tokens_per_s",
                 "train_tokens",
                 "perplexity",

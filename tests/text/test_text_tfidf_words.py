@@ -72,3 +72,17 @@ def test_a_words_model_without_jieba_names_the_install(monkeypatch):
     with pytest.raises(ModelloopError, match=r"pip install 'modelloop\[multilingual\]'"):
         model.score_texts(["房间很干净"])
     assert "seg_max" not in suggest_tfidf(__import__("optuna").create_study().ask())
+
+
+def test_a_tfidf_champion_from_before_the_new_options_still_warm_starts_the_search():
+    from modelloop.families.text.candidates import TfidfCandidate
+    from modelloop.families.text.config import TextModelConfig
+    from modelloop.families.text.search import warm_sets
+
+    cand = TfidfCandidate(settings=TextModelConfig(), y_fit=LABELS, y_val=LABELS, classes=["neg", "pos"],
+                          metric="f1_macro", class_weight="balanced", seed=0)
+    old = {"family": "tfidf", "tfidf_c": 5.0, "char_max": 3, "word_max": 0, "min_df": 1, "tf": "binary"}
+    (params,) = warm_sets([old], {"tfidf": cand})
+    assert params == {**tfidf_defaults(), **{k: v for k, v in old.items() if k != "family"}}
+    assert warm_sets([{"family": "head", "head_c": 0.1}], {"tfidf": cand}) == []  # another method's set
+    assert warm_sets([{"family": "tfidf", "tfidf_c": 5.0}], {"tfidf": cand}) == []  # not a TF-IDF champion's set

@@ -177,6 +177,7 @@ class TfidfCandidate(_Labelled):
     val_texts: list[str] | None = None
     name = TFIDF
     family = TFIDF
+    added_params = ("nb", "seg_max")  # joined the space after models were registered: a warm set may lack them
 
     def defaults(self) -> dict[str, Any]:
         return tfidf_defaults()

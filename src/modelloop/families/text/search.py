@@ -133,15 +133,17 @@ def _warm_params(warm_start: list[dict[str, Any]] | None, settings: TextModelCon
 
 def warm_sets(warm_start: list[dict[str, Any]] | None, cands: dict[str, Candidate]) -> list[dict[str, Any]]:
     """Warm-start sets (e.g. the champion's ``best_params`` with its ``family``) of a candidate of this
-    search, reduced to that candidate's names; sets of another method or backbone are ignored."""
+    search, reduced to that candidate's names; sets of another method or backbone are ignored. A set
+    lacking only names that joined the candidate's space later (its ``added_params``, e.g. TF-IDF's
+    ``nb`` and ``seg_max``: a champion from before them) takes their defaults."""
     out = []
     for w in warm_start or []:
         name = w.get(CANDIDATE) or next((n for n, c in cands.items() if c.family == w.get("family")), None)
         if name not in cands or (w.get("family") not in (None, cands[name].family)):
             continue
-        names = set(cands[name].defaults())
-        if names <= set(w):
-            out.append(_tagged(cands, name, {k: w[k] for k in names}))
+        defaults = cands[name].defaults()
+        if set(defaults) - set(w) <= set(getattr(cands[name], "added_params", ())):
+            out.append(_tagged(cands, name, {k: w.get(k, v) for k, v in defaults.items()}))
     return out
 
 

@@ -1,8 +1,12 @@
 """One fine-tuning configuration of a causal language model: LoRA adapters (PEFT) or every weight, the loss
 on completion tokens only, packed sequences, gradient accumulation (and checkpointing), early stopping on
 the validation loss, mixed precision on CUDA, and a checkpoint after each epoch, so a killed run resumes
-at its next epoch. The optimizer and schedule are the text family's (``make_optimizer``,
-``make_scheduler``); the search (``search.py``) calls :func:`run_params` once per trial.
+at its next epoch. The optimizer is the text family's (``make_optimizer``), the schedule its warm-up then
+linear or cosine decay (``make_scheduler``'s values) over a length that a deadline can shorten: after
+``PLAN_AFTER`` optimizer steps (or the first epoch, if shorter) and after each epoch's validation, the
+seconds per step so far say how many steps fit before the deadline, and the schedule is cut to that
+(never lengthened), so the decay ends at the deadline instead of being stopped halfway. The search
+(``search.py``) calls :func:`run_params` once per trial.
 
 Preference pairs (``GenJob.preference``) are learned by DPO instead (``preference.DpoObjective``); both
 objectives share the epoch loop, the schedule, early stopping and the checkpoints.
@@ -26,7 +30,7 @@ import numpy as np
 
 from ...training.checkpoint import load_checkpoint, save_checkpoint
 from ..text.backbone import require_torch
-from ..text.fit import make_optimizer, make_scheduler
+from ..text.fit import make_optimizer
 from .backbone import load_causal_lm
 from .config import GenerativeModelConfig
 from .data import pack
@@ -36,6 +40,7 @@ from .sequences import batch_tensors, loss_sums, sequence_nll
 __all__ = ["GenJob", "SftObjective", "network_for", "run_params"]
 
 DEFAULT_TARGETS = ("q_proj", "v_proj")
+PLAN_AFTER = 10  # optimizer steps timed before a deadline first shortens the schedule
 
 
 @dataclass
@@ -131,8 +136,10 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     """Fine-tune one configuration: epochs until early stopping, ``params["epochs"]`` or the deadline
     (``time.monotonic()``), which stops the run after the optimizer step that passes it, mid-epoch too:
     that partial epoch is validated and counts like any other (``stopped_by_budget``; its history row
-    says ``batches`` of ``of_batches``). Returns the best epoch's validation loss, its trainable weights,
-    the history and tokens/s."""
+    says ``batches`` of ``of_batches``). With a deadline the schedule is shortened to the steps that fit
+    (:func:`_replan`) and the run also stops at its end. Returns the best epoch's validation loss, its
+    trainable weights, the history, tokens/s and the schedule's ``steps_configured``, ``steps_planned``,
+    ``steps_run`` and ``last_step_lr``."""
     require_torch()
     s = job.settings
     net = network_for(job, params)
@@ -141,17 +148,19 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     batches_per_epoch = math.ceil(len(objective.items) / s.batch_size)
     steps = math.ceil(batches_per_epoch / s.grad_accum) * int(params["epochs"])
     opt = make_optimizer(net, float(params["learning_rate"]), s.weight_decay)
-    sched = make_scheduler(opt, s.schedule, int(steps * s.warmup_ratio), steps)
     key = params_key(job, params)
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "bad": 0, "history": [],
-                             "tokens": 0, "seconds": 0.0, "best_weights": None}
+                             "tokens": 0, "seconds": 0.0, "best_weights": None, "steps_planned": steps}
+    sched = _scheduler(opt, s.schedule, s.warmup_ratio, state)  # reads state["steps_planned"] at every step
     resumed = _load_checkpoint(checkpoint, key, net, opt, sched, state)
+    clock = (time.monotonic(), int(sched.last_epoch))  # when and at which step this process began stepping
     while state["epoch"] < int(params["epochs"]):
         epoch = state["epoch"]
         t0 = time.perf_counter()
-        train_loss, n_tokens, stopped = _epoch(net, job, objective, epoch, opt, sched, deadline)
+        train_loss, n_tokens, stopped = _epoch(net, job, objective, epoch, opt, sched, deadline, state, clock)
         seconds = time.perf_counter() - t0
         val, figures = objective.validation(net)
+        _replan(state, int(sched.last_epoch), clock, deadline)  # validation time counts from now on too
         state["tokens"] += n_tokens
         state["seconds"] += seconds
         record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val_loss": round(val, 5),
@@ -171,14 +180,51 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
             on_epoch(record)
         if state["bad"] >= s.early_stopping_patience:
             break
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or sched.last_epoch >= state["steps_planned"]:
             state["stopped_by_budget"] = state.get("stopped_by_budget") or state["epoch"] < int(params["epochs"])
             break
     return {"value": float(state["best"]), "weights": state["best_weights"], "history": state["history"],
             "stopped_by_budget": bool(state.get("stopped_by_budget")),
             "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "resumed_from_epoch": resumed,
             "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
-            "train_tokens": int(state["tokens"]), "train_seconds": round(state["seconds"], 2)}
+            "train_tokens": int(state["tokens"]), "train_seconds": round(state["seconds"], 2),
+            "steps_configured": steps, "steps_planned": int(state["steps_planned"]),
+            "steps_run": int(sched.last_epoch),
+            # the learning rate of the last optimizer step taken (near 0 when the schedule ran to its end)
+            "last_step_lr": float(opt.param_groups[0]["initial_lr"] * sched.lr_lambdas[0](max(sched.last_epoch - 1, 0)))}
+
+
+def _scheduler(opt: Any, schedule: str, warmup_ratio: float, plan: dict[str, Any]) -> Any:
+    """``make_scheduler``'s schedule (the same learning rates, step for step, while the plan keeps its
+    length) over ``plan["steps_planned"]`` steps, read at every step so that :func:`_replan` can shorten it;
+    the warm-up is ``warmup_ratio`` of the planned steps. Past its end the learning rate stays 0."""
+    torch = require_torch()
+
+    def factor(step: int) -> float:
+        total = int(plan["steps_planned"])
+        warmup = int(total * warmup_ratio)
+        step = min(step, total)
+        if step < warmup:
+            return float(step) / float(max(1, warmup))
+        if schedule == "cosine":
+            progress = float(step - warmup) / float(max(1, total - warmup))
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        return max(0.0, float(total - step) / float(max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _replan(plan: dict[str, Any], step: int, clock: tuple[float, int], deadline: float) -> None:
+    """Shorten ``plan["steps_planned"]`` (never lengthen it) to the steps that fit before ``deadline`` at
+    the seconds per step this process has taken since ``clock`` (its start time and step). No deadline,
+    or no step timed yet: unchanged."""
+    started, first = clock
+    if math.isinf(deadline) or step <= first:
+        return
+    now = time.monotonic()
+    per_step = (now - started) / (step - first)
+    fit = int(max(deadline - now, 0.0) / max(per_step, 1e-9))
+    plan["steps_planned"] = max(step, min(int(plan["steps_planned"]), step + fit))
 
 
 class SftObjective:
@@ -199,13 +245,15 @@ class SftObjective:
         return nll / max(count, 1), {}
 
 
-def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: Any,
-           deadline: float = math.inf) -> tuple[float, int, int | None]:
+def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: Any, deadline: float = math.inf,
+           plan: dict[str, Any] | None = None, clock: tuple[float, int] = (0.0, 0)
+           ) -> tuple[float, int, int | None]:
     """One pass over the objective's items (packed sequences, or preference pairs), shuffled by (seed,
     epoch): a replayed epoch after a resume is the epoch an uninterrupted run would have had. Returns the
     weighted mean loss (per labelled token, or per pair), the tokens read (padding excluded) and, when
     ``deadline`` passed before the end, the batches done (the pass stops after the optimizer step that
-    follows the deadline; None: the whole pass ran)."""
+    follows the deadline, or that ends ``plan``'s schedule; None: the whole pass ran). With a deadline,
+    the pass's ``PLAN_AFTER``-th step of the run, or its last if fewer, shortens ``plan`` (:func:`_replan`)."""
     torch = require_torch()
     s = job.settings
     seqs = objective.items
@@ -226,7 +274,10 @@ def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: A
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            if i < len(batches) - 1 and time.monotonic() > deadline:
+            if plan is not None and (sched.last_epoch - clock[1] == PLAN_AFTER or i == len(batches) - 1):
+                _replan(plan, int(sched.last_epoch), clock, deadline)
+            ended = plan is not None and sched.last_epoch >= plan["steps_planned"]
+            if i < len(batches) - 1 and (time.monotonic() > deadline or ended):
                 return total / max(labelled, 1), read, i + 1
     return total / max(labelled, 1), read, None
 

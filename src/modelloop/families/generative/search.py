@@ -109,7 +109,8 @@ def _loop(study: optuna.Study, job: GenJob, work_dir: Path, budget: float | None
             _keep_if_best(study, work_dir, trial.number, value, info)
             checkpoint.unlink(missing_ok=True)
             for k in ("epochs_run", "best_epoch", "resumed_from_epoch", "tokens_per_s", "train_tokens",
-                      "train_seconds", "history", "stopped_by_budget"):
+                      "train_seconds", "history", "stopped_by_budget", "steps_configured", "steps_planned", "steps_run",
+                      "last_step_lr"):
                 trial.set_user_attr(k, info[k])
         except ModelloopError:
             study.tell(trial, state=TrialState.FAIL)
@@ -150,7 +151,8 @@ def _conclude(study: optuna.Study, job: GenJob, work_dir: Path, resumed: int) ->
         attrs = best.user_attrs
         result = {"value": best.value, "weights": weights,
                   **{k: attrs.get(k) for k in ("epochs_run", "best_epoch", "history", "tokens_per_s",
-                                               "train_tokens", "train_seconds")}, "resumed_from_epoch": 0,
+                                               "train_tokens", "train_seconds", "steps_configured", "steps_planned",
+                                               "steps_run", "last_step_lr")}, "resumed_from_epoch": 0,
                   "stopped_by_budget": bool(attrs.get("stopped_by_budget"))}
     else:  # the weights file was lost or torn: train the best configuration again
         result = run_params(job, params)

@@ -119,7 +119,8 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
         params, result = chosen["params"], chosen["result"]
         lora = None if settings.method == "full" else lora_settings(settings, params, _config(source))
         training = {k: result.get(k) for k in ("tokens_per_s", "train_tokens", "train_seconds", "epochs_run",
-                                               "best_epoch", "history", "stopped_by_budget")}
+                                               "best_epoch", "history", "stopped_by_budget", "steps_configured",
+                                               "steps_planned", "steps_run", "last_step_lr")}
         training.update(truncated_examples=cut, fit_examples=len(fit_ids), validation_examples=len(val_ids),
                         validation_loss=result["value"], params=params)
         model = GenerativeModel(settings.model_dump(mode="json")).fitted(
@@ -148,6 +149,9 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                          "tokens_per_s": training["tokens_per_s"], "train_tokens": training["train_tokens"],
                          "epochs_run": training["epochs_run"], "best_epoch": training["best_epoch"],
                          "stopped_by_budget": bool(training["stopped_by_budget"]),
+                         "steps_configured": training["steps_configured"],
+                         "steps_planned": training["steps_planned"], "steps_run": training["steps_run"],
+                         "last_step_lr": training["last_step_lr"],
                          "perplexity": evaluation["perplexity"], "base_perplexity": evaluation["base_perplexity"],
                          "base_metrics": evaluation["base_metrics"], "profile": profile}
     return out

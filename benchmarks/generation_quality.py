@@ -197,6 +197,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         f"test perplexity {gen.get('perplexity')} (base {gen.get('base_perplexity')})",
         flush=True,
     )
+    if gen.get("steps_planned") is not None:  # the schedule's length, shortened to what fit the budget
+        print(
+            f"  schedule: {gen.get('steps_run')} of {gen.get('steps_planned')} planned optimizer steps "
+            f"({gen.get('steps_configured')} configured), last step's learning rate {gen.get('last_step_lr'):.2e}",
+            flush=True,
+        )
     t = time.perf_counter()
     answers = model.predict(prompts)
     print(f"  e.g. fine-tuned answers: {answers[:4]}", flush=True)
@@ -254,6 +260,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "epochs_run",
                 "best_epoch",
                 "stopped_by_budget",
+                "steps_configured",
+                "steps_planned",
+                "steps_run",
+                "last_step_lr",
                 "tokens_per_s",
                 "train_tokens",
                 "perplexity",

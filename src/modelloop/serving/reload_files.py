@@ -8,7 +8,7 @@ worker sees it within ``WATCH_SECONDS``, loads the model next to the one it serv
 the version it now serves; the reload answers once every worker alive when it started has acked, with
 ``replicas: [{replica, version}]`` as on Ray.
 
-The folder holds ``generation.json`` (``{"generation", "target", "expected"}``, replaced atomically under
+The folder holds ``generation.json`` (``{"number", "target", "expected"}``, replaced atomically under
 an ``fcntl`` lock), ``alive/<host:pid>`` (touched on every wait: a worker silent for ``lost_after``
 seconds, or gone with its ``leave``, is not waited for) and ``acks/<generation>/<host:pid>``. A worker
 waiting for the next generation reads one small file every ``WATCH_SECONDS``: no work per request.
@@ -61,7 +61,7 @@ class FileBroadcast:
         try:
             return json.loads((self.dir / "generation.json").read_text())
         except (OSError, ValueError):
-            return {"generation": 0, "target": None, "expected": []}
+            return {"number": 0, "target": None, "expected": []}
 
     def _write(self, value: dict[str, Any]) -> None:
         tmp = self.dir / f".generation.{os.getpid()}"
@@ -95,7 +95,7 @@ class FileBroadcast:
     # ---- the broadcast's methods (the same as the Ray actor's) ----------------------------------------
     async def register(self, replica: str) -> int:
         self._touch(replica)
-        return int(self._read()["generation"])
+        return int(self._read()["number"])
 
     async def leave(self, replica: str) -> None:
         with contextlib.suppress(OSError):
@@ -107,10 +107,10 @@ class FileBroadcast:
         def start() -> tuple[int, list[str]]:
             with self._locked():
                 cur = self._read()
-                g = int(cur["generation"])
+                g = int(cur["number"])
                 if target is None or cur["target"] != target or not self._pending(g, cur["expected"]):
                     g += 1
-                    cur = {"generation": g, "target": target, "expected": self._alive()}
+                    cur = {"number": g, "target": target, "expected": self._alive()}
                     (self.dir / "acks" / str(g)).mkdir(exist_ok=True)
                     self._write(cur)
                     for old in (self.dir / "acks").iterdir():
@@ -126,9 +126,9 @@ class FileBroadcast:
         self._touch(replica)
         while True:
             cur = self._read()
-            if int(cur["generation"]) > seen:
+            if int(cur["number"]) > seen:
                 self._touch(replica)
-                return int(cur["generation"]), cur["target"]
+                return int(cur["number"]), cur["target"]
             if time.monotonic() >= end:
                 self._touch(replica)
                 return None

@@ -111,12 +111,15 @@ def app_from_env() -> Any:
 
 def workers_app_from_env() -> Any:
     """The app of one of several worker processes: ``MODELLOOP_SERVE_FACTORY``'s, following the
-    server's reload folder, so that a reload reaches every worker before it answers."""
-    from .ray_serve import follow_reloads
+    server's reload folder, so that a reload reaches every worker before it answers. A worker takes
+    connections only once its first model load has ended (``hold_until_loaded``): the workers share one
+    socket, and a worker still loading answered its share of requests 503 "model not loaded yet" while the
+    other already served (tests/serving/test_durability.py failed on it)."""
+    from .ray_serve import follow_reloads, hold_until_loaded
     from .reload_files import RELOAD_DIR_ENV, FileBroadcast
 
     module, _, name = os.environ.get(FACTORY_ENV, "modelloop.serving.launch:app_from_env").partition(":")
-    app = getattr(importlib.import_module(module), name)()
+    app = hold_until_loaded(getattr(importlib.import_module(module), name)())
     folder = os.environ.get(RELOAD_DIR_ENV)
     return follow_reloads(app, FileBroadcast(folder)) if folder else app
 

@@ -7,6 +7,7 @@ without a console error; each test leaves a screenshot in its pytest tmp_path.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -53,9 +54,19 @@ def url(ui_project, ui_traffic):
         yield base
 
 
+def _monitoring_settled(page, url: str) -> None:
+    """Monitoring once no day's drift is pending (the first view leaves them to a background thread)."""
+    for _ in range(600):
+        page.goto(url + "/monitoring")
+        if page.locator("#drift-pending").count() == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("drift still pending after 60 s")
+
+
 def test_ui_browser_overview_links_and_language(page, url, tmp_path: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 400})
-    page.goto(url + "/monitoring")                                    # the Overview shows its last alerts
+    _monitoring_settled(page, url)                                    # the Overview shows its last alerts
     page.goto(url + "/")
     assert page.locator("h1").inner_text() == "Overview"
     assert "amount" in page.locator("#stage-monitoring").inner_text()
@@ -81,7 +92,7 @@ def test_ui_browser_serving_and_monitoring_charts(page, url, tmp_path: Path) -> 
     page.get_by_role("link", name="7d", exact=True).click()
     assert page.locator("#traffic tbody tr").count() >= 3                # three days of traffic
     page.screenshot(path=str(tmp_path / "serving.png"), full_page=True)
-    page.goto(url + "/monitoring")
+    _monitoring_settled(page, url)
     assert page.locator("#chart-drift rect.fired").count() >= 1          # the shifted day
     assert "amount" in page.locator("#alerts").inner_text()
     page.screenshot(path=str(tmp_path / "monitoring.png"), full_page=True)

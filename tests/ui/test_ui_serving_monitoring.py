@@ -30,6 +30,16 @@ def _table(page: str, table_id: str) -> list[list[str]]:
             for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
 
 
+def _settled(client, path: str = "/monitoring?lang=en"):
+    """The Monitoring page once no day's drift is pending (computed in the background since the first view)."""
+    for _ in range(600):
+        page = client.get(path)
+        if 'id="drift-pending"' not in page.text:
+            return page
+        time.sleep(0.1)
+    raise AssertionError("drift still pending after 60 s")
+
+
 def test_ui_serving_counts_and_latency_agree_with_the_log(client, ui_project, ui_traffic) -> None:
     log = ui_project.workspace.catalog.recent_predictions("toy", limit=100_000)
     per_day = Counter(r["at"].strftime("%Y-%m-%d") for r in log)
@@ -67,7 +77,7 @@ def test_ui_serving_counts_and_latency_agree_with_the_log(client, ui_project, ui
 
 
 def test_ui_monitoring_drift_by_day_alerts_labels_and_coverage(client, ui_project, ui_traffic) -> None:
-    page = client.get("/monitoring")
+    page = _settled(client, "/monitoring")
     assert page.status_code == 200
     days = [(ui_traffic["now"].date() - dt.timedelta(days=d)).isoformat() for d in (2, 1, 0)]
     alerts = _table(page.text, "alerts")
@@ -150,7 +160,7 @@ def test_ui_monitoring_after_a_restart_reads_finished_days_from_the_catalog(clie
     cat.add_predictions([{"request_id": "traffic-2-more", "name": "toy", "version": ui_traffic["production"],
                           "at": at, "inputs": {}, "output": {"label": 0}, "latency_ms": 1.0}])
     with TestClient(create_app(ui_project, keys=[])) as restarted:
-        assert restarted.get("/monitoring").status_code == 200
+        assert _settled(restarted, "/monitoring").status_code == 200
     after = stored()
     assert after[days[0]][1] == before[days[0]][1] + 1 and after[days[0]][0] > before[days[0]][0]
     assert after[days[1]] == before[days[1]]
@@ -194,3 +204,82 @@ def test_ui_serving_reads_the_servers_errors_and_batch_sizes(ui_project, ui_traf
     batches = re.search(r'<figure id="chart-batches">(.*?)</figure>', page, re.S).group(1)
     assert sum(int(n) for n in re.findall(r": (\d+)</title>", batches)) == 4
     assert "modelloop serve --ui" not in page
+
+
+def test_ui_monitoring_never_waits_for_drift_and_fills_it_in_the_background(client, ui_project, ui_traffic) -> None:
+    """A catalog without drift_days: the first view answers with the days pending and nothing computed yet
+    (its finished days pending in the answer, a reload note and refresh), and once the background thread is done the page shows the
+    figures a full computation gave, stored alike."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from modelloop.catalog import drift_days
+    from modelloop.dashboard import create_app
+
+    cat = ui_project.workspace.catalog
+    prod = cat.get_alias("toy", "production")
+    days = [(ui_traffic["now"].date() - dt.timedelta(days=d)).isoformat() for d in (2, 1)]   # finished days
+
+    def stored() -> dict[str, tuple]:
+        with cat.tx() as c:
+            q = sa.select(drift_days).where(drift_days.c.version == prod, drift_days.c.day.in_(days))
+            return {r.day: (r.requests, r.figures) for r in c.execute(q)}
+
+    def heat(page: str) -> list[str]:
+        chart = re.search(r'<figure id="chart-drift">(.*?)</figure>', page, re.S).group(1)
+        return [cell for cell in re.findall(r"<title>(.*?)</title>", chart)
+                if any(f" · {d[5:]}:" in cell for d in days)]
+
+    reference = _settled(client).text                   # the figures of a full computation
+    expected = stored()
+    assert set(expected) == set(days) and heat(reference)
+    with cat.tx() as c:
+        c.execute(drift_days.delete().where(drift_days.c.day != "live"))
+    with TestClient(create_app(ui_project, keys=[])) as fresh:
+        first = fresh.get("/monitoring?lang=en")
+        assert first.status_code == 200
+        status = re.search(r'<ul id="drift-days-status" role="status">(.*?)</ul>', first.text, re.S).group(1)
+        assert all(f'<li class="pending" data-day="{d}">{d}: computing</li>' in status for d in days)
+        assert '<meta http-equiv="refresh" content="5">' in first.text and "<script" not in first.text
+        done = _settled(fresh)
+        assert heat(done.text) == heat(reference)
+        assert [a for a in _table(done.text, "alerts") if a[0] in days] == \
+            [a for a in _table(reference, "alerts") if a[0] in days]
+        assert 'http-equiv="refresh"' not in done.text and 'id="drift-days-status"' not in done.text
+    assert stored() == expected
+
+
+def test_ui_monitoring_shows_a_days_failed_drift_as_an_error(client, ui_project, ui_traffic) -> None:
+    """A day whose background computation failed (here: the training rows' snapshot is gone) is shown with
+    the error, not left blank or pending for ever; the figures come once the cause is gone."""
+    import os
+    from pathlib import Path
+
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from modelloop.catalog import drift_days
+    from modelloop.dashboard import create_app
+
+    cat = ui_project.workspace.catalog
+    prod = cat.get_model("toy", cat.get_alias("toy", "production"))
+    snapshot = Path(cat.get_dataset(prod["dataset_id"], "toy")["path"])
+    day = (ui_traffic["now"].date() - dt.timedelta(days=1)).isoformat()
+    _settled(client)
+    with cat.tx() as c:
+        c.execute(drift_days.delete().where(drift_days.c.day == day))
+    os.rename(snapshot, snapshot.with_name(snapshot.name + ".away"))
+    try:
+        with TestClient(create_app(ui_project, keys=[])) as fresh:
+            page = _settled(fresh)
+            error = re.search(rf'<li class="error" data-day="{day}">(.*?)</li>', page.text, re.S)
+            assert error and "drift could not be computed: " in error.group(1)
+            assert 'class="pending"' not in page.text
+    finally:
+        os.rename(snapshot.with_name(snapshot.name + ".away"), snapshot)
+    with cat.tx() as c:
+        assert c.execute(sa.select(drift_days).where(drift_days.c.day == day)).first() is None
+    with TestClient(create_app(ui_project, keys=[])) as fresh:
+        assert 'class="error"' not in _settled(fresh).text
+    with cat.tx() as c:
+        assert c.execute(sa.select(drift_days).where(drift_days.c.day == day)).first() is not None

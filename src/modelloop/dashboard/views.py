@@ -14,7 +14,9 @@ Every figure of these pages comes from the catalog's rollups (:mod:`.queries`), 
 the catalog's ``drift_days`` per (model version, day, monitor settings) with the number of requests that
 day it covered: a finished day's count no longer changes, so after a restart, and in every worker of
 ``serve --ui --workers N``, it is read back rather than computed again; only today's column is recomputed,
-at most once a minute (:data:`TODAY_SECONDS`) across the workers sharing the catalog.
+at most once a minute (:data:`TODAY_SECONDS`) across the workers sharing the catalog. The page never waits
+for drift: a day the catalog does not hold yet is computed in a background thread (one computation of a day
+at a time per process) and shown as pending, or with its error, until a reload finds it.
 """
 
 from __future__ import annotations
@@ -165,12 +167,14 @@ def _drift_settings(project: Project) -> str:
 
 
 def _day_drift(project: Project, model_row: dict[str, Any], day: dt.date, requests: int,
-               cache: DriftCache) -> dict[str, Any]:
+               cache: DriftCache, jobs: list[Callable[[], None]]) -> dict[str, Any]:
     """One day's drift entries (features, prediction, label) over its latest requests, kept in memory and in
     the catalog with the day's count of requests. A finished day is computed once (read back after a
     restart). Today's count moves with traffic: its last figures (this process's, or the catalog's after a
-    restart) are shown at once, and computed again in a background thread when its requests changed and they
-    are older than :data:`TODAY_SECONDS`; only a day never computed is computed while the page waits."""
+    restart) are shown at once, and computed again in the background when its requests changed and they are
+    older than :data:`TODAY_SECONDS`. The page never waits: a day not held yet is added to ``jobs`` (run in
+    one background thread by :func:`monitoring_view`) and shown as ``pending``, or with the ``error`` of its
+    last try until :data:`TODAY_SECONDS` later."""
     ws = project.workspace
     key = (model_row["name"], model_row["version"], day.isoformat(), requests)
     cached = cache.get(key)
@@ -182,7 +186,7 @@ def _day_drift(project: Project, model_row: dict[str, Any], day: dt.date, reques
         if stored is not None and stored["requests"] == requests:
             cache.put(key, stored["figures"])
             return stored["figures"]                    # computed before a restart, or by another worker
-        return _compute_day(project, model_row, day, requests, cache, settings)
+        return _later(project, model_row, day, requests, cache, settings, jobs, None)
     last = cache.get(key[:3])
     if last is None:
         stored = ws.catalog.get_drift_day(key[0], key[1], key[2], settings)
@@ -190,19 +194,39 @@ def _day_drift(project: Project, model_row: dict[str, Any], day: dt.date, reques
             last = {**stored["figures"], "requests": stored["requests"], "computed_at": stored["computed_at"]}
             cache.put(key[:3], last)
     if last is None:
-        return _compute_day(project, model_row, day, requests, cache, settings)
-    if last["requests"] != requests and (utcnow() - last["computed_at"]).total_seconds() >= TODAY_SECONDS \
-            and cache.claim(key[:3]):
-        def refresh() -> None:
+        return _later(project, model_row, day, requests, cache, settings, jobs, None)
+    if last["requests"] != requests and (utcnow() - last["computed_at"]).total_seconds() >= TODAY_SECONDS:
+        return _later(project, model_row, day, requests, cache, settings, jobs, last)
+    return last
+
+
+def _later(project: Project, model_row: dict[str, Any], day: dt.date, requests: int, cache: DriftCache,
+           settings: str, jobs: list[Callable[[], None]], last: dict[str, Any] | None) -> dict[str, Any]:
+    """``last`` (or a pending day) now, and the day's drift computed in the background: one job per day at a
+    time across the views of this process (:meth:`DriftCache.claim`); a failure is kept as the day's
+    ``error`` (shown, and tried again once it is :data:`TODAY_SECONDS` old)."""
+    key = (model_row["name"], model_row["version"], day.isoformat())
+    failed = cache.get(("failed", *key))
+    if failed is not None and (utcnow() - failed["at"]).total_seconds() < TODAY_SECONDS:
+        return {**(last or {"n": 0, "entries": {}}), "error": failed["error"]}
+    if cache.claim(key):
+        def job() -> None:
             try:
                 _compute_day(project, model_row, day, requests, cache, settings)
-            except Exception:  # the page keeps showing the last figures; the next view tries again
-                log.exception("today's drift could not be computed")
+                cache.put(("failed", *key), None)
+            except Exception as e:  # shown on the page as the day's error; a later view tries again
+                log.exception("drift of %s could not be computed", day)
+                cache.put(("failed", *key), {"error": f"{type(e).__name__}: {e}", "at": utcnow()})
             finally:
-                cache.release(key[:3])
+                cache.release(key)
 
-        threading.Thread(target=refresh, name="modelloop-ui-drift-today", daemon=True).start()
-    return last
+        jobs.append(job)
+    return last if last is not None else {"n": 0, "entries": {}, "pending": True}
+
+
+def _run_jobs(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        job()
 
 
 def _compute_day(project: Project, model_row: dict[str, Any], day: dt.date, requests: int, cache: DriftCache,
@@ -295,7 +319,10 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
         model_row = None
     requests = rollup.traffic(ws.catalog, cfg.name, since, "day", utcnow())["buckets"]
     counts = {d: (requests.get(d.isoformat()) or {}).get("requests", 0) for d in days}
-    per_day = {d: _day_drift(project, model_row, d, counts[d], cache) for d in days} if model_row else {}
+    jobs: list[Callable[[], None]] = []
+    per_day = {d: _day_drift(project, model_row, d, counts[d], cache, jobs) for d in days} if model_row else {}
+    if jobs:                                        # the days not held yet, newest first, while the page answers
+        threading.Thread(target=_run_jobs, args=(jobs[::-1],), name="modelloop-ui-drift", daemon=True).start()
     names = sorted({k for found in per_day.values() for k in found["entries"]},
                    key=lambda k: (k.startswith("("), k))
     cols = [d.isoformat()[5:] for d in days]
@@ -308,8 +335,9 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
                 for d in days]
     windows = cfg.monitor.metric_windows
     live = _live(project, cache, max(windows, default=1000), windows)
-    cache.put(("alerts", cfg.name), {"at": utcnow().isoformat(timespec="seconds"), "count": len(alerts),
-                                     "features": sorted({a["feature"] for a in alerts})})
+    if not any(found.get("pending") or found.get("error") for found in per_day.values()):  # every day known
+        cache.put(("alerts", cfg.name), {"at": utcnow().isoformat(timespec="seconds"), "count": len(alerts),
+                                         "features": sorted({a["feature"] for a in alerts})})
     shown = per_day.get(today) or {}                 # today's last figures, while newer ones are computed
     as_of = shown.get("computed_at")
     if shown.get("requests", counts[today]) == counts[today] or \
@@ -317,6 +345,8 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
         as_of = None
     return {"model": model_row, "days": [d.isoformat() for d in days], "drift_rows": names,
             "drift_counts": {d.isoformat(): per_day[d]["n"] for d in per_day},
+            "drift_pending": [d.isoformat() for d in days if per_day.get(d, {}).get("pending")],
+            "drift_failed": {d.isoformat(): per_day[d]["error"] for d in per_day if per_day[d].get("error")},
             "today_as_of": as_of and {"at": as_of.strftime("%H:%M"), "requests": shown["requests"]},
             "heat_map": heat_map(names, cols, cells, title=t["drift_by_day"]) if names else None,
             "alerts": alerts, "coverage": coverage, "live": live, "labels_total": labels_by_version(project, cache),
@@ -327,12 +357,12 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
 
 
 def warm_up(project: Project, cache: DriftCache, rollup: TrafficRollup) -> None:
-    """Compute what a first visitor of Monitoring would wait for and the catalog does not hold yet (the days
-    of drift never computed, today's when older than a minute), in a thread started with the server; a
-    failure is logged, and the page computes what it needs itself."""
+    """Start computing what the catalog does not hold yet for Monitoring (the days of drift never computed,
+    today's when older than a minute, in the view's background thread; the live metrics), in a thread
+    started with the server; a failure is logged, and the page starts what it needs itself."""
     try:
         start = time.perf_counter()
         monitoring_view(project, cache, rollup, strings("en"))
-        log.info("dashboard caches warmed in %.1f s", time.perf_counter() - start)
+        log.info("dashboard warm-up ran in %.1f s", time.perf_counter() - start)
     except Exception:  # a warm-up is an optimisation: the page computes, and reports, what it needs
         log.exception("dashboard warm-up failed")

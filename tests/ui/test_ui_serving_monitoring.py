@@ -283,3 +283,33 @@ def test_ui_monitoring_shows_a_days_failed_drift_as_an_error(client, ui_project,
         assert 'class="error"' not in _settled(fresh).text
     with cat.tx() as c:
         assert c.execute(sa.select(drift_days).where(drift_days.c.day == day)).first() is not None
+
+
+def test_ui_monitoring_two_views_at_once_start_one_computation(client, ui_project, ui_traffic) -> None:
+    """Views arriving while a day is being computed leave it to the thread already computing it."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from modelloop.catalog import drift_days
+    from modelloop.dashboard import create_app
+
+    cat = ui_project.workspace.catalog
+    _settled(client)
+
+    def drift_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "modelloop-ui-drift"}
+
+    with cat.tx() as c:
+        c.execute(drift_days.delete().where(drift_days.c.day != "live"))
+    before = drift_threads()
+    with TestClient(create_app(ui_project, keys=[])) as fresh:
+        views: list[int] = []
+        requests = [threading.Thread(target=lambda: views.append(fresh.get("/monitoring").status_code))
+                    for _ in range(3)]
+        for r in requests:
+            r.start()
+        for r in requests:
+            r.join()
+        assert views == [200, 200, 200] and len(drift_threads() - before) <= 1
+        assert 'id="drift-pending"' not in _settled(fresh).text

@@ -58,7 +58,7 @@ def _monitoring_settled(page, url: str) -> None:
     """Monitoring once no day's drift is pending (the first view leaves them to a background thread)."""
     for _ in range(600):
         page.goto(url + "/monitoring")
-        if page.locator("#drift-pending").count() == 0:
+        if page.locator("#drift-pending").count() + page.locator("#live-pending").count() == 0:
             return
         time.sleep(0.1)
     raise AssertionError("drift still pending after 60 s")

@@ -31,10 +31,11 @@ def _table(page: str, table_id: str) -> list[list[str]]:
 
 
 def _settled(client, path: str = "/monitoring?lang=en"):
-    """The Monitoring page once no day's drift is pending (computed in the background since the first view)."""
+    """The Monitoring page once no day's drift and no live figure is pending (computed in the background since
+    the first view)."""
     for _ in range(600):
         page = client.get(path)
-        if 'id="drift-pending"' not in page.text:
+        if 'id="drift-pending"' not in page.text and 'id="live-pending"' not in page.text:
             return page
         time.sleep(0.1)
     raise AssertionError("drift still pending after 60 s")
@@ -207,7 +208,7 @@ def test_ui_serving_reads_the_servers_errors_and_batch_sizes(ui_project, ui_traf
 
 
 def test_ui_monitoring_never_waits_for_drift_and_fills_it_in_the_background(client, ui_project, ui_traffic) -> None:
-    """A catalog without drift_days: the first view answers with the days pending and nothing computed yet
+    """A catalog without drift_days: the first view answers with the days and live metrics pending
     (its finished days pending in the answer, a reload note and refresh), and once the background thread is done the page shows the
     figures a full computation gave, stored alike."""
     import sqlalchemy as sa
@@ -234,15 +235,16 @@ def test_ui_monitoring_never_waits_for_drift_and_fills_it_in_the_background(clie
     expected = stored()
     assert set(expected) == set(days) and heat(reference)
     with cat.tx() as c:
-        c.execute(drift_days.delete().where(drift_days.c.day != "live"))
+        c.execute(drift_days.delete())                   # the live metrics' row too
     with TestClient(create_app(ui_project, keys=[])) as fresh:
         first = fresh.get("/monitoring?lang=en")
+        assert 'id="live-pending"' in first.text and 'id="live"' not in first.text
         assert first.status_code == 200
         status = re.search(r'<ul id="drift-days-status" role="status">(.*?)</ul>', first.text, re.S).group(1)
         assert all(f'<li class="pending" data-day="{d}">{d}: computing</li>' in status for d in days)
         assert '<meta http-equiv="refresh" content="5">' in first.text and "<script" not in first.text
         done = _settled(fresh)
-        assert heat(done.text) == heat(reference)
+        assert heat(done.text) == heat(reference) and _table(done.text, "live") == _table(reference, "live")
         assert [a for a in _table(done.text, "alerts") if a[0] in days] == \
             [a for a in _table(reference, "alerts") if a[0] in days]
         assert 'http-equiv="refresh"' not in done.text and 'id="drift-days-status"' not in done.text

@@ -255,11 +255,11 @@ def _plain(value: Any) -> Any:
 LIVE_DAY = "live"            # the ``drift_days`` row (version 0) that keeps the live metrics
 
 
-def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -> dict[str, Any]:
+def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -> dict[str, Any] | None:
     """``live_metrics`` of the latest labels, kept in memory and in the catalog (``drift_days``, day
     :data:`LIVE_DAY`) with the newest feedback id they saw. When a label arrived since, the last figures are
-    shown at once and computed again in a background thread; only figures never computed make the page wait
-    (a fresh process imports scikit-learn's metrics for them)."""
+    shown at once and computed again in a background thread; figures never computed are computed there too
+    (a fresh process imports scikit-learn's metrics for them), and None means they are pending."""
     ws, name = project.workspace, project.config.name
     newest = newest_label(ws.catalog)
     key = ("live", name, newest, limit, tuple(windows))
@@ -276,9 +276,7 @@ def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -
         return figures
 
     stored = ws.catalog.get_drift_day(name, 0, LIVE_DAY, settings)
-    if stored is None:
-        return compute()
-    if stored["requests"] == newest:
+    if stored is not None and stored["requests"] == newest:
         cache.put(key, stored["figures"])
     elif cache.claim(key[:2]):
         def refresh() -> None:
@@ -290,7 +288,7 @@ def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -
                 cache.release(key[:2])
 
         threading.Thread(target=refresh, name="modelloop-ui-live", daemon=True).start()
-    return stored["figures"]
+    return stored["figures"] if stored is not None else None
 
 
 def last_alerts(project: Project, cache: DriftCache) -> dict[str, Any] | None:
@@ -349,7 +347,7 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
             "drift_failed": {d.isoformat(): per_day[d]["error"] for d in per_day if per_day[d].get("error")},
             "today_as_of": as_of and {"at": as_of.strftime("%H:%M"), "requests": shown["requests"]},
             "heat_map": heat_map(names, cols, cells, title=t["drift_by_day"]) if names else None,
-            "alerts": alerts, "coverage": coverage, "live": live, "labels_total": labels_by_version(project, cache),
+            "alerts": alerts, "coverage": coverage, "live": live or {}, "live_pending": live is None, "labels_total": labels_by_version(project, cache),
             "holdout": (model_row or {}).get("metrics", {}), "metric": cfg.metric,
             "coverage_chart": line_chart([c["day"][5:] for c in coverage],
                                          {t["label_share"]: [c["labels"] / c["requests"] if c["requests"] else None

@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from .search import SPENT_KEY, abandon, finished, spent, tpe_sampler
 
-__all__ = ["PROCESS_KEY", "WORKER_KEY", "parallel_search_loop", "storage_for"]
+__all__ = ["PROCESS_KEY", "WORKER_KEY", "message_taker", "parallel_search_loop", "storage_for"]
 
 WORKER_KEY = "modelloop_worker"   # trial user attr: which worker (0..N-1) ran it
 PROCESS_KEY = "modelloop_process"  # trial user attr: the worker's host:pid (and its Ray task on that engine)
@@ -77,16 +77,7 @@ def parallel_search_loop(study: optuna.Study, storage: str, run_trial: Callable[
                                spent_before, start, barrier, asking, results))
              for i in range(workers)]
     n_done = len(finished(study))
-
-    def take(kind: str, payload: Any, n_done: int) -> int:
-        """One message of a worker: a finished trial (logged here) or its error (raised here)."""
-        if kind == "error":  # pickled by our own worker (a fork of this process), never read from a file
-            raise pickle.loads(payload)
-        if on_trial is not None:
-            on_trial(payload)
-        if progress is not None:
-            progress(n_done + 1, spent_before + time.monotonic() - start)
-        return n_done + 1
+    take = message_taker(on_trial, progress, spent_before, start)
 
     try:
         for p in procs:
@@ -146,6 +137,23 @@ def _exit_with_search() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="modelloop-search-watch", daemon=True).start()
+
+
+
+def message_taker(on_trial: Callable[[Any], Any] | None, progress: Callable[[int, float], None] | None,
+                  spent_before: float, start: float) -> Callable[[str, Any, int], int]:
+    """What the parent does with one message of a search worker (a forked process here, a Ray task in
+    ``ray_search``): a finished trial is logged and counted, an error is raised. The error was pickled by
+    our own worker (``_worker``) and came through our own queue, never from a file or a client."""
+    def take(kind: str, payload: Any, n_done: int) -> int:
+        if kind == "error":
+            raise pickle.loads(payload)
+        if on_trial is not None:
+            on_trial(payload)
+        if progress is not None:
+            progress(n_done + 1, spent_before + time.monotonic() - start)
+        return n_done + 1
+    return take
 
 
 def _worker(index: int, storage: str, study_name: str, run_trial: Callable[..., Any], seed: int, group: bool,

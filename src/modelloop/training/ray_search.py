@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pickle
 import socket
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .parallel import _worker
+from .parallel import _worker, message_taker
 from .search import abandon, finished, spent
 
 __all__ = ["AskLock", "ray_search_loop"]
@@ -123,15 +122,7 @@ def ray_search_loop(study: optuna.Study, storage: str, run_trial: Callable[..., 
     refs = [task.remote(i, storage, study.study_name, shared, seed, group, budget, n_trials, spent_before,
                         start_wall, lock, results) for i in range(workers)]
     n_done = len(finished(study))
-
-    def take(kind: str, payload: Any, n_done: int) -> int:
-        if kind == "error":  # pickled by our own worker task (_worker), never read from a file
-            raise pickle.loads(payload)
-        if on_trial is not None:
-            on_trial(payload)
-        if progress is not None:
-            progress(n_done + 1, spent_before + time.monotonic() - start)
-        return n_done + 1
+    take = message_taker(on_trial, progress, spent_before, start)
 
     try:
         while True:

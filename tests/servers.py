@@ -93,3 +93,23 @@ def predict_all(url: str, records: list[dict[str, Any]], chunk: int = 200) -> li
             assert r.status_code == 200, f"records {i}..{i + chunk - 1}: {r.status_code} {r.text[:600]}"
             out.extend(r.json()["predictions"])
     return out
+
+
+def served_equals_offline(ws: Any, frame: Any, target: str) -> tuple[list[dict[str, Any]], Any]:
+    """Serve the production model of ``ws`` on 127.0.0.1, send ``frame``'s rows (without ``target``) as a
+    client would, and check the answers' probabilities equal the loaded model's offline ones. Returns the
+    served answers and the model."""
+    import numpy as np
+
+    from modelloop.registry import load_model, resolve_model
+    from modelloop.serving import ServeConfig, create_app
+
+    inputs = frame.drop(columns=[target])
+    records = json.loads(inputs.to_json(orient="records", force_ascii=False))
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
+        served = predict_all(url, records)
+    model = load_model(ws, resolve_model(ws))
+    offline = model.predict_proba(inputs)
+    got = np.array([[p["probabilities"][str(c)] for c in model.classes_] for p in served])
+    np.testing.assert_allclose(got, offline, atol=1e-4)
+    return served, model

@@ -4,18 +4,15 @@ trained on as offline prediction does."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import torch
-from servers import predict_all, running
+from servers import served_equals_offline
 from text_toy import build_tiny_backbone, make_texts
 
 from modelloop.config import parse_config
 from modelloop.data.ingest import ingest
 from modelloop.families.text.stage import train_text
-from modelloop.registry import load_model, resolve_model
-from modelloop.serving import ServeConfig, create_app
 from modelloop.workspace import Workspace
 
 torch.set_num_threads(1)  # each rank on one thread
@@ -36,11 +33,6 @@ def test_a_two_process_fine_tune_registers_a_model_that_serves_its_rows(tmp_path
     assert res["best_family"] == "full"
     info = ws.catalog.get_model("intents", res["model"]["version"])["info"]["description"]
     assert info["ddp_processes"] == 2 and info["epochs_run"] == 2
-    records = json.loads(texts.drop(columns=["intent"]).to_json(orient="records"))
-    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
-        served = predict_all(url, records)
-    model = load_model(ws, resolve_model(ws))
+    _, model = served_equals_offline(ws, texts, "intent")
     offline = model.predict_proba(texts.drop(columns=["intent"]))
-    got = np.array([[p["probabilities"][str(c)] for c in model.classes_] for p in served])
-    np.testing.assert_allclose(got, offline, atol=1e-4)
     assert (np.asarray(model.classes_)[offline.argmax(axis=1)] == texts["intent"].to_numpy()).mean() >= 0.6

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 from clirun import cli
-from servers import predict_all, running
+from servers import predict_all, running, served_equals_offline
 
 from modelloop.errors import ConfigError
 
@@ -50,17 +50,7 @@ def _workspace(root: Path, frame: pd.DataFrame, **model: object):
 
 
 def _served_equals_offline(ws, frame: pd.DataFrame) -> list[dict]:
-    from modelloop.registry import load_model, resolve_model
-    from modelloop.serving import ServeConfig, create_app
-
-    records = json.loads(frame.drop(columns=["sentiment"]).to_json(orient="records", force_ascii=False))
-    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
-        served = predict_all(url, records)
-    model = load_model(ws, resolve_model(ws))
-    offline = model.predict_proba(frame.drop(columns=["sentiment"]))
-    got = np.array([[p["probabilities"][str(c)] for c in model.classes_] for p in served])
-    np.testing.assert_allclose(got, offline, atol=1e-4)
-    return served
+    return served_equals_offline(ws, frame, "sentiment")[0]
 
 
 _FROZEN: dict[str, object] = {}

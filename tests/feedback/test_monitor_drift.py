@@ -95,3 +95,34 @@ def test_a_part_is_compared_once_training_spans_its_cycle(days: float, parts: li
     assert sorted(ref.columns) == sorted(cur.columns) == [f"t:{p}" for p in parts]
     assert described["t"]["from"] == described["t"]["to"] == current["t"][0]
     assert described["t"]["training_from"] == start.isoformat()
+
+
+def test_the_reference_is_read_once_per_version_and_each_caller_gets_its_own_copy(
+        served: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard asks for drift once per day shown: the training rows and the model's answers on them
+    are the same each time, so the snapshot is read and the model answers once, and a caller converting
+    columns (drift_report does) does not change what the next one gets."""
+    import modelloop.data.ingest as ingest
+    from modelloop.feedback import monitor as mon
+
+    ws = served.workspace
+    row = resolve_model(ws)
+    mon._TRAINING_ROWS.clear()
+    mon._REFERENCE_OUTPUTS.clear()
+    reads: list[str] = []
+    real = ingest.load_dataset
+
+    def counted(ws_, ref=None):  # a spy that calls the real reader
+        reads.append(ref)
+        return real(ws_, ref)
+
+    monkeypatch.setattr(ingest, "load_dataset", counted)
+    recent = ws.catalog.recent_predictions(ws.config.name, limit=500)
+    first = mon.drift_report(ws, row, recent)
+    first_rows = mon.training_rows(ws, row)
+    first_rows["amount"] = -1.0  # a caller's change stays in its copy
+    second = mon.drift_report(ws, row, recent)
+    assert len(reads) == 1, reads
+    assert mon.training_rows(ws, row)["amount"].min() >= 0
+    assert second["features"] == first["features"] and second["prediction"] == first["prediction"]
+    assert len(mon._REFERENCE_OUTPUTS) == 1

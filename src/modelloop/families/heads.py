@@ -121,8 +121,7 @@ class BaseHead(ABC):
         return True
 
     def reference_outputs(self, model: Any, frame: pd.DataFrame, target: str) -> Any:
-        """What the model says on reference rows
-, in ``served_output``'s terms (output drift compares
+        """What the model says on reference rows, in ``served_output``'s terms (output drift compares
         them with the served answers): its predictions; a head for which answering them is too dear
         (generation) says what stands for them."""
         return model.predict(frame.drop(columns=[target], errors="ignore"))

@@ -24,7 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,12 +47,41 @@ log = logging.getLogger(__name__)
 
 
 def training_rows(ws: Workspace, model_row: dict[str, Any], limit: int = 50_000) -> pd.DataFrame:
-    """The rows the model was trained on (train side of its dataset's frozen split), sampled."""
-    from ..data.ingest import ensure_split, load_dataset
+    """The rows the model was trained on (train side of its dataset's frozen split), sampled.
 
-    drow, df, _ = load_dataset(ws, model_row["dataset_id"])
-    train = df[ensure_split(ws, drow, df) == "train"]
-    return train.sample(n=limit, random_state=0) if len(train) > limit else train
+    Kept in memory for the last few dataset versions (a version never changes): the dashboard asks for
+    the same reference once per day of drift it shows, and each read was a snapshot load and a split
+    lookup. The caller gets its own copy to convert columns in.
+    """
+    from ..data.ingest import ensure_split, load_dataset, split_key
+
+    def load() -> pd.DataFrame:
+        drow, df, _ = load_dataset(ws, model_row["dataset_id"])
+        train = df[ensure_split(ws, drow, df) == "train"]
+        return train.sample(n=limit, random_state=0) if len(train) > limit else train
+
+    key = (str(ws.root), str(model_row["dataset_id"]), split_key(ws.config), limit)
+    return _kept(_TRAINING_ROWS, key, load).copy()
+
+
+_KEEP = 4  # versions kept per cache: a champion and a challenger or two, never the whole history
+_TRAINING_ROWS: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_REFERENCE_OUTPUTS: OrderedDict[tuple, list] = OrderedDict()
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept(cache: OrderedDict[tuple, Any], key: tuple, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` on a miss; the least recently used entry past ``_KEEP`` goes."""
+    with _KEPT_LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()  # outside the lock: two threads may both make it once, neither waits on the other's load
+    with _KEPT_LOCK:
+        cache[key] = value
+        while len(cache) > _KEEP:
+            cache.popitem(last=False)
+    return value
 
 
 def live_metrics(ws: Workspace, labeled: list[dict[str, Any]], windows: list[int]) -> dict[str, Any]:
@@ -124,9 +156,13 @@ def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, r
     preds = [head.served_output(r["output"] or {}) for r in recent]
     if not preds:
         return None
-    model = load_model(ws, model_row)
-    sample = reference.head(5000)
-    ref_pred = head.reference_outputs(model, sample, ws.config.data.target)
+    from ..data.ingest import split_key
+
+    def outputs() -> list:  # the model's answers on its training rows: the same for every window compared
+        return list(head.reference_outputs(load_model(ws, model_row), reference.head(5000), ws.config.data.target))
+
+    key = (str(ws.root), model_row["name"], model_row["version"], str(model_row["dataset_id"]), split_key(ws.config))
+    ref_pred = _kept(_REFERENCE_OUTPUTS, key, outputs)
     kind = head.drift_kind
     conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))
     res = compare_distributions(pd.DataFrame({"prediction": conv(ref_pred)}),

@@ -161,7 +161,8 @@ def _prediction_drift(ws: Workspace, model_row: dict, reference: pd.DataFrame, r
     def outputs() -> list:  # the model's answers on its training rows: the same for every window compared
         return list(head.reference_outputs(load_model(ws, model_row), reference.head(5000), ws.config.data.target))
 
-    key = (str(ws.root), model_row["name"], model_row["version"], str(model_row["dataset_id"]), split_key(ws.config))
+    key = (str(ws.root), model_row["name"], model_row["version"], str(model_row.get("created_at")),  # a wiped
+           str(model_row["dataset_id"]), split_key(ws.config))  # project's new version 1 is another model
     ref_pred = _kept(_REFERENCE_OUTPUTS, key, outputs)
     kind = head.drift_kind
     conv = (lambda v: pd.Series(v, dtype=float)) if kind == "numeric" else (lambda v: pd.Series(v).astype(str))

@@ -142,7 +142,7 @@ def _family_request(ws: Workspace, verb: str, pool: Resources | None, where: str
 
 
 # The families whose fine-tuning runs in train.ddp_processes data-parallel processes (their train stages).
-DDP_FAMILIES = ("text", "image")
+DDP_FAMILIES = ("text", "image", "generative")
 
 
 def _device(ws: Workspace) -> str:
@@ -173,7 +173,7 @@ def _rank_gpus(ws: Workspace, verb: str, declared: dict[str, Any], gpus: int | N
 def _process_cpus(ws: Workspace, verb: str, declared: dict[str, Any], pool: Resources | None,
                   where: str = "the pool", fix: str = "") -> float | None:
     """A training job's CPUs: at least one a process it starts (``train.parallel`` search workers on the
-    local engine; the ``train.ddp_processes`` ranks of a text or image fine-tune); more than the pool has
+    local engine; the ``train.ddp_processes`` ranks of a text, image or generative fine-tune); more than the pool has
     is refused, naming both numbers."""
     cpus = declared["cpus"]
     if verb not in TRAINS:

@@ -70,7 +70,7 @@ class Group:
         mine = at[self.rank :: self.world] if len(rows) >= least * self.world else at[: len(rows) * self.main]
         if len(mine) == 0:
             return rows[:least], 0.0
-        return rows[mine], float(weights[mine].sum() / weights.sum()) * self.world
+        return rows[mine], float(weights[mine].sum() / (weights.sum() or 1.0)) * self.world
 
     def sum(self, value: float) -> float:
         """``value`` summed over the ranks (every rank gets the sum)."""
@@ -85,14 +85,19 @@ class Group:
 
     def decide(self, code: int) -> int:
         """Rank 0's ``code`` on every rank (the other ranks' argument is ignored)."""
+        return self.decide_all([code])[0]
+
+    def decide_all(self, codes: list[int]) -> list[int]:
+        """Rank 0's ``codes`` on every rank, in one broadcast (the other ranks' values are ignored, not
+        their count, which must be the same)."""
         if self.world == 1:
-            return code
+            return list(codes)
         import torch
         import torch.distributed as dist
 
-        t = torch.tensor([code if self.main else 0], dtype=torch.int64, device=_collective_device())
+        t = torch.tensor(codes if self.main else [0] * len(codes), dtype=torch.int64, device=_collective_device())
         dist.broadcast(t, src=0)
-        return int(t.item())
+        return [int(v) for v in t.tolist()]
 
     def wrap(self, net: Any) -> Any:
         """``net`` under DistributedDataParallel (its weights broadcast from rank 0 now), or ``net``."""
@@ -199,15 +204,21 @@ def data_parallel(
         ]
         for p in procs:
             p.start()
+        wait = 60.0
         try:
             _await_started(procs, store)
             group = join_group(0, world, store, device, threads)
             yield group
+        except BaseException:
+            # rank 0 left early (an error, a pruned trial, SIGTERM): the other ranks wait for it in their
+            # next collective, which would not end before TIMEOUT; a pruned trial's ranks are already told
+            wait = 5.0
+            raise
         finally:
             leave_group()
             torch.set_num_threads(before)
             for p in procs:
-                p.join(timeout=60)
+                p.join(timeout=wait)
                 if p.is_alive():
                     p.kill()
                     p.join()

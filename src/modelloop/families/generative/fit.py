@@ -13,6 +13,13 @@ objectives share the epoch loop, the schedule, early stopping and the checkpoint
 
 A packed sequence holds several examples; each attends only to its own tokens (a block-diagonal causal
 mask, positions restarting at 0), so packing changes the speed, not what is learned.
+
+``GenJob.ddp_processes > 1`` (``train.ddp_processes``) runs the same loop in that many data-parallel processes
+(``training/distributed.py``): each global batch is split over the ranks, each rank's loss weighted by its
+share of the batch's labelled tokens (of its pairs, for DPO), so the averaged gradient is the one-process
+step's. Rank 0 is this process: it validates, checkpoints, calls ``on_epoch`` and takes every decision
+that reads a clock (the deadline, the shortened schedule, early stopping), which it sends to the other
+ranks after each optimizer step and each epoch, so they leave together and step on the same schedule.
 """
 
 from __future__ import annotations
@@ -29,11 +36,12 @@ from typing import Any
 import numpy as np
 
 from ...training.checkpoint import load_checkpoint, save_checkpoint
+from ...training.distributed import SINGLE, Group, data_parallel
 from ..text.backbone import require_torch
 from ..text.fit import make_optimizer
 from .backbone import load_causal_lm
 from .config import GenerativeModelConfig
-from .data import pack
+from .data import IGNORE, pack
 from .preference import DpoObjective, PreferencePairs
 from .sequences import batch_tensors, loss_sums, sequence_nll
 
@@ -58,6 +66,7 @@ class GenJob:
     seed: int
     device: str
     preference: PreferencePairs | None = None  # the rejected answers: DPO on (fit_ids[i], rejected[i]) pairs
+    ddp_processes: int = 1  # train.ddp_processes: fine-tune in this many processes (training/distributed.py)
 
 
 def device_of(preference: str) -> str:
@@ -141,6 +150,18 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     trainable weights, the history, tokens/s and the schedule's ``steps_configured``, ``steps_planned``,
     ``steps_run`` and ``last_step_lr``."""
     require_torch()
+    with data_parallel(job.ddp_processes, job.device, _ddp_worker, (job, params, checkpoint),
+                       preload=("transformers.modeling_utils", "peft")) as group:
+        return _fine_tune(job, params, checkpoint=checkpoint, deadline=deadline, on_epoch=on_epoch, group=group)
+
+
+def _ddp_worker(group: Group, job: GenJob, params: dict[str, Any], checkpoint: Path | None) -> None:
+    """Ranks 1..N-1 of a data-parallel fine-tune: step on their share of each batch; rank 0 decides the rest."""
+    _fine_tune(job, params, checkpoint=checkpoint, deadline=math.inf, on_epoch=None, group=group)
+
+
+def _fine_tune(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
+               on_epoch: Callable[[dict[str, Any]], None] | None, group: Group) -> dict[str, Any]:
     s = job.settings
     net = network_for(job, params)
     # DPO's reference log-probabilities are the untouched network's: computed here, before any step
@@ -152,37 +173,45 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "bad": 0, "history": [],
                              "tokens": 0, "seconds": 0.0, "best_weights": None, "steps_planned": steps}
     sched = _scheduler(opt, s.schedule, s.warmup_ratio, state)  # reads state["steps_planned"] at every step
-    resumed = _load_checkpoint(checkpoint, key, net, opt, sched, state)
+    resumed = _load_checkpoint(checkpoint, key, net, opt, sched, state)  # every rank reads rank 0's file
+    model = group.wrap(net)  # DDP: rank 0's weights on every rank; the steps train through it
     clock = (time.monotonic(), int(sched.last_epoch))  # when and at which step this process began stepping
     while state["epoch"] < int(params["epochs"]):
         epoch = state["epoch"]
         t0 = time.perf_counter()
-        train_loss, n_tokens, stopped = _epoch(net, job, objective, epoch, opt, sched, deadline, state, clock)
+        train_loss, n_tokens, stopped = _epoch(model, job, objective, epoch, opt, sched, deadline, state, clock,
+                                               group=group)
         seconds = time.perf_counter() - t0
-        val, figures = objective.validation(net)
-        _replan(state, int(sched.last_epoch), clock, deadline)  # validation time counts from now on too
-        state["tokens"] += n_tokens
-        state["seconds"] += seconds
-        record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val_loss": round(val, 5),
-                  "tokens_per_s": round(n_tokens / max(seconds, 1e-9), 1), **figures}
-        if stopped is not None:  # the deadline passed inside the epoch: its batches done, of how many
-            record.update(batches=stopped, of_batches=batches_per_epoch)
-            state["stopped_by_budget"] = True
-        state["history"].append(record)
-        if state["best"] is None or val < state["best"] - 1e-6:
-            state.update(best=val, best_epoch=epoch + 1, bad=0, best_weights=trainable_state(net))
-        else:
-            state["bad"] += 1
-        state["epoch"] = epoch + 1
-        if stopped is None:  # a partial epoch is not a resume point: a killed run replays it whole
-            _save_checkpoint(checkpoint, key, net, opt, sched, state)
-        if on_epoch is not None:
-            on_epoch(record)
-        if state["bad"] >= s.early_stopping_patience:
+        state["epoch"], end = epoch + 1, _GO
+        if group.main:  # validation, the schedule, early stopping and the checkpoint are rank 0's
+            val, figures = objective.validation(net)
+            _replan(state, int(sched.last_epoch), clock, deadline)  # validation time counts from now on too
+            state["tokens"] += n_tokens
+            state["seconds"] += seconds
+            record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val_loss": round(val, 5),
+                      "tokens_per_s": round(n_tokens / max(seconds, 1e-9), 1), **figures}
+            if stopped is not None:  # the deadline passed inside the epoch: its batches done, of how many
+                record.update(batches=stopped, of_batches=batches_per_epoch)
+                state["stopped_by_budget"] = True
+            state["history"].append(record)
+            if state["best"] is None or val < state["best"] - 1e-6:
+                state.update(best=val, best_epoch=epoch + 1, bad=0, best_weights=trainable_state(net))
+            else:
+                state["bad"] += 1
+            if stopped is None:  # a partial epoch is not a resume point: a killed run replays it whole
+                _save_checkpoint(checkpoint, key, net, opt, sched, state)
+            if on_epoch is not None:
+                on_epoch(record)
+            if state["bad"] >= s.early_stopping_patience:
+                end = _STOP
+            elif time.monotonic() > deadline or sched.last_epoch >= state["steps_planned"]:
+                state["stopped_by_budget"] = state.get("stopped_by_budget") or state["epoch"] < int(params["epochs"])
+                end = _STOP
+        end, state["steps_planned"] = group.decide_all([end, int(state["steps_planned"])])
+        if end == _STOP:
             break
-        if time.monotonic() > deadline or sched.last_epoch >= state["steps_planned"]:
-            state["stopped_by_budget"] = state.get("stopped_by_budget") or state["epoch"] < int(params["epochs"])
-            break
+    if not group.main:
+        return {}
     return {"value": float(state["best"]), "weights": state["best_weights"], "history": state["history"],
             "stopped_by_budget": bool(state.get("stopped_by_budget")),
             "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "resumed_from_epoch": resumed,
@@ -192,6 +221,9 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
             "steps_run": int(sched.last_epoch),
             # the learning rate of the last optimizer step taken (near 0 when the schedule ran to its end)
             "last_step_lr": float(opt.param_groups[0]["initial_lr"] * sched.lr_lambdas[0](max(sched.last_epoch - 1, 0)))}
+
+
+_GO, _STOP = 0, 1  # rank 0's decision after an optimizer step or an epoch, sent to every rank
 
 
 def _scheduler(opt: Any, schedule: str, warmup_ratio: float, plan: dict[str, Any]) -> Any:
@@ -239,6 +271,13 @@ class SftObjective:
         loss, n = loss_sums(net, batch_tensors(seqs, self.job.pad_id, self.job.device))
         return loss / max(n, 1), n, sum(len(ids) for seq in seqs for ids, _ in seq)
 
+    @staticmethod
+    def weights(seqs: list) -> np.ndarray:
+        """Each packed sequence's labelled tokens that :func:`loss_sums` counts (all but its first token's
+        label): a data-parallel rank's share of a batch's loss per token."""
+        return np.array([sum(t != IGNORE for _, lab in seq for t in lab) - (seq[0][1][0] != IGNORE)
+                         for seq in seqs], dtype=float)
+
     def validation(self, net: Any) -> tuple[float, dict[str, float]]:
         """The validation loss per completion token (nothing else to report)."""
         nll, count = sequence_nll(net, self.job.val_ids, self.job.val_labels, self.job.pad_id, self.job.device)
@@ -246,14 +285,18 @@ class SftObjective:
 
 
 def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: Any, deadline: float = math.inf,
-           plan: dict[str, Any] | None = None, clock: tuple[float, int] = (0.0, 0)
+           plan: dict[str, Any] | None = None, clock: tuple[float, int] = (0.0, 0), group: Group = SINGLE
            ) -> tuple[float, int, int | None]:
     """One pass over the objective's items (packed sequences, or preference pairs), shuffled by (seed,
     epoch): a replayed epoch after a resume is the epoch an uninterrupted run would have had. Returns the
     weighted mean loss (per labelled token, or per pair), the tokens read (padding excluded) and, when
     ``deadline`` passed before the end, the batches done (the pass stops after the optimizer step that
     follows the deadline, or that ends ``plan``'s schedule; None: the whole pass ran). With a deadline,
-    the pass's ``PLAN_AFTER``-th step of the run, or its last if fewer, shortens ``plan`` (:func:`_replan`)."""
+    the pass's ``PLAN_AFTER``-th step of the run, or its last if fewer, shortens ``plan`` (:func:`_replan`).
+
+    In a data-parallel run (``group``) each rank steps on its share of every global batch, its loss scaled
+    by its share of the batch's weight (``objective.weights``) times the ranks; rank 0's stop and
+    shortened plan reach every rank after each optimizer step; the loss and tokens are summed over the ranks."""
     torch = require_torch()
     s = job.settings
     seqs = objective.items
@@ -263,12 +306,15 @@ def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: A
     params = [p for p in net.parameters() if p.requires_grad]
     net.train()
     opt.zero_grad(set_to_none=True)
-    total, labelled, read = 0.0, 0, 0
+    total, labelled, read, done = 0.0, 0, 0, None
     for i, rows in enumerate(batches):
+        items = [seqs[j] for j in rows]
+        mine, share = group.split(np.arange(len(items)), objective.weights(items))
         with _autocast(job.device, s.mixed_precision):
-            loss, n, tokens = objective.step_loss(net, [seqs[j] for j in rows])
-        (loss / s.grad_accum).backward()
-        total, labelled, read = total + float(loss.detach()) * n, labelled + n, read + tokens
+            loss, n, tokens = objective.step_loss(net, [items[j] for j in mine])
+        (loss * share / s.grad_accum).backward()
+        if share > 0:  # a rank without rows of its own stepped on borrowed ones, weighted 0
+            total, labelled, read = total + float(loss.detach()) * n, labelled + n, read + tokens
         if (i + 1) % s.grad_accum == 0 or i == len(batches) - 1:
             torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
             opt.step()
@@ -277,9 +323,15 @@ def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: A
             if plan is not None and (sched.last_epoch - clock[1] == PLAN_AFTER or i == len(batches) - 1):
                 _replan(plan, int(sched.last_epoch), clock, deadline)
             ended = plan is not None and sched.last_epoch >= plan["steps_planned"]
-            if i < len(batches) - 1 and (time.monotonic() > deadline or ended):
-                return total / max(labelled, 1), read, i + 1
-    return total / max(labelled, 1), read, None
+            stop = int(i < len(batches) - 1 and (time.monotonic() > deadline or ended))
+            if group.world > 1:
+                stop, planned = group.decide_all([stop, int(plan["steps_planned"]) if plan is not None else 0])
+                if plan is not None:
+                    plan["steps_planned"] = planned
+            if stop:
+                done = i + 1
+                break
+    return group.sum(total) / max(group.sum(labelled), 1), int(group.sum(read)), done
 
 
 def _save_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, state: dict[str, Any]) -> None:

@@ -129,6 +129,11 @@ class DpoObjective:
         read = sum(len(self.fit[0][i]) + len(self.fit[2][i]) for i in rows)
         return loss, len(rows), read
 
+    @staticmethod
+    def weights(rows: Sequence[int]) -> np.ndarray:
+        """Every pair weighs the same in a batch's mean loss (a data-parallel rank's share is its pairs)."""
+        return np.ones(len(rows))
+
     def validation(self, net: Any) -> tuple[float, dict[str, float]]:
         """The held-out pairs' mean DPO loss, reward accuracy and margin."""
         torch = require_torch()

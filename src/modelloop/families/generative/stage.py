@@ -103,7 +103,8 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
         PreferencePairs(*fit_rejected, *val_rejected)
     fingerprint = model_fingerprint(source)
     job = GenJob(settings, source, fingerprint, int(tokenizer.pad_token_id or 0), fit_ids, fit_labels,
-                 val_ids, val_labels, cfg.seed, device_of(settings.device), preference)
+                 val_ids, val_labels, cfg.seed, device_of(settings.device), preference,
+                 ddp_processes=cfg.train.ddp_processes)
     name = study_name(ws, row["id"], settings)
     n_trials = trials if trials is not None else cfg.train.trials
     if settings.search and budget is None and cfg.train.budget is None and n_trials is None:
@@ -122,7 +123,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                                                "best_epoch", "history", "stopped_by_budget", "steps_configured",
                                                "steps_planned", "steps_run", "last_step_lr")}
         training.update(truncated_examples=cut, fit_examples=len(fit_ids), validation_examples=len(val_ids),
-                        validation_loss=result["value"], params=params)
+                        validation_loss=result["value"], params=params, ddp_processes=job.ddp_processes)
         model = GenerativeModel(settings.model_dump(mode="json")).fitted(
             backbone=settings.backbone, root=str(ws.root), source=source, fingerprint=fingerprint, shape=shape,
             schema=input_schema(shape, cfg.data.target), tokenizer=tokenizer, method=settings.method, lora=lora,

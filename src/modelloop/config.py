@@ -113,7 +113,7 @@ class TrainConfig(_Section):
                                                                  "served model (batch 1, CPU time on an uncontended core, this machine)")
     parallel: int = Field(1, ge=1, description="search trials run at once, each in its own worker process "
                                                "sharing the Optuna storage (at most this machine's CPU count)")
-    ddp_processes: int = Field(1, ge=1, description="text and image fine-tuning in this many data-parallel "
+    ddp_processes: int = Field(1, ge=1, description="text, image and generative fine-tuning in this many data-parallel "
                                                     "processes (torch DDP: gloo on CPU, nccl on GPUs; "
                                                     "at most this machine's CPU count, and its GPU count on CUDA)")
 

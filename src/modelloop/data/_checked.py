@@ -33,7 +33,11 @@ class CheckedTable:
     ``frame`` reads the source (names stripped, float NaN as missing); ``replaced`` holds the columns
     the type check turned into numbers (one value per source row); ``keep`` marks the rows kept (those
     with a target), None when all are; ``parquet`` is the file ``frame`` scans, with the names its
-    columns have there, so that the snapshot is copied from it by pyarrow batch by batch.
+    columns have there, so that the snapshot is copied from it by pyarrow batch by batch, and its number
+    of rows. ``held``: columns kept whole as the checks read them (the split's role columns), so that they
+    are not read again; ``digested``: the content digest of the columns as they were checked
+    (``ingest.read_checked_source`` feeds it while it reads them), which ``digest`` gives when it covers
+    every column and every row is kept.
     """
 
     frame: pl.LazyFrame
@@ -41,7 +45,9 @@ class CheckedTable:
     report: dict[str, Any]
     keep: np.ndarray | None = None
     replaced: dict[str, pl.Series] = field(default_factory=dict)
-    parquet: tuple[Path, list[str]] | None = None
+    parquet: tuple[Path, list[str], int] | None = None
+    held: dict[str, pl.Series] = field(default_factory=dict)
+    digested: ContentDigest | None = None
 
     @property
     def names(self) -> list[str]:
@@ -51,17 +57,26 @@ class CheckedTable:
     def rows(self) -> int:
         if self.keep is not None:
             return int(self.keep.sum())
+        if self.parquet is not None:  # the file's footer, read once by ``scan_parquet``
+            return self.parquet[2]
         return int(self.frame.select(pl.len()).collect().item())
 
     def columns(self, names: list[str]) -> pl.DataFrame:
         """Some columns of the checked table, whole."""
-        out = self.frame.select(names).collect()
-        swap = [self.replaced[c] for c in names if c in self.replaced]
-        out = out.with_columns(swap) if swap else out
+        have = {**self.held, **self.replaced}
+        if all(c in have for c in names):
+            out = pl.DataFrame([have[c] for c in names])
+        else:
+            out = self.frame.select(names).collect()
+            swap = [self.replaced[c] for c in names if c in self.replaced]
+            out = out.with_columns(swap) if swap else out
         return out if self.keep is None else out.filter(pl.Series(self.keep))
 
     def digest(self) -> ContentDigest:
-        """The content digest, fed a column at a time."""
+        """The content digest: the one made as the columns were checked, or else one fed a column at a
+        time (a source with a column the checks skip, ``_row_id`` say, or rows dropped for their target)."""
+        if self.digested is not None and self.keep is None and self.digested.columns == self.names:
+            return self.digested
         digest = ContentDigest()
         for name in self.names:
             digest.add(self.columns([name]).to_series())
@@ -86,7 +101,7 @@ class CheckedTable:
         """(first source row, batch) of the source's columns, in order."""
         start = 0
         if self.parquet is not None:  # pyarrow, one thread: Polars' slices decode a row group per slice
-            path, file_names = self.parquet
+            path, file_names, _ = self.parquet
             batches = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 16).iter_batches(
                 batch_size=ROWS_PER_BATCH, columns=file_names, use_threads=False)
         else:  # in memory: a slice at a time, so the Arrow copy of its text is one batch's
@@ -98,9 +113,9 @@ class CheckedTable:
             start += batch.num_rows
 
 
-def scan_parquet(path: Path) -> tuple[pl.LazyFrame, list[str]] | None:
+def scan_parquet(path: Path) -> tuple[pl.LazyFrame, list[str], int] | None:
     """The columns of a Parquet file as pandas would read them (index columns left out, names stripped,
-    NaN as missing) and their names in the file; None when it has no rows or is not Parquet (the
+    NaN as missing), their names in the file and its number of rows; None when it has no rows or is not Parquet (the
     eager reader then says why)."""
     try:
         file = pq.ParquetFile(path)
@@ -112,4 +127,4 @@ def scan_parquet(path: Path) -> tuple[pl.LazyFrame, list[str]] | None:
     if not file_names or file.metadata.num_rows == 0:
         return None
     frame = to_lazy(path).select(pl.col(c).alias(c.strip()) for c in file_names)
-    return frame, file_names
+    return frame, file_names, file.metadata.num_rows

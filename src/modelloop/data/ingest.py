@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,9 +86,17 @@ def _partial_labels(cfg: Config) -> bool:
 
 def read_checked_source(cfg: Config) -> CheckedTable:
     """``read_config_source`` as ingest reads it: a Parquet source is checked where it lies, column by
-    column, and never loaded whole; any other source is read into pandas and checked by it."""
+    column, and never loaded whole; any other source is read into pandas and checked by it.
+
+    A Parquet source's columns are read once for the checks: each one, as the schema inference reads it,
+    is type-checked (text that holds numbers becomes numbers) and fed to the content digest, so that
+    the table's id and row hashes need no second pass over the file (``CheckedTable.digest``).
+    """
+    import polars as pl
+
     from ._checked import CheckedTable, scan_parquet
     from ._tables import to_lazy
+    from .snapshot import ContentDigest
 
     d, path = cfg.data, _parquet_path(cfg)
     scanned = scan_parquet(path) if path is not None else None
@@ -95,10 +104,20 @@ def read_checked_source(cfg: Config) -> CheckedTable:
             or _family_reader(cfg) is not None:
         df, schema, read = read_config_source(cfg)  # which also says what is wrong with the source
         return CheckedTable(to_lazy(df, "data.source"), schema, read)
-    frame, file_names = scanned
-    schema = _infer_schema(cfg, frame)
-    replaced, coerced = _numbers_checked(frame, schema, coerce=d.on_type_error == "coerce")
-    y = (replaced[d.target] if d.target in replaced else frame.select(d.target).collect().to_series()).to_pandas()
+    frame = scanned[0]
+    digest, replaced, held = ContentDigest(), {}, {}
+    coerced: dict[str, Any] = {}
+    coerce, roles = d.on_type_error == "coerce", _split_inputs(cfg, frame.collect_schema().names())
+
+    def checked(name: str, kind: str, values: Any) -> None:
+        if kind == "numeric" and not (values.dtype.is_numeric() or values.dtype == pl.Boolean):
+            values = replaced[name] = _as_numbers(values, kind, coerce, coerced)
+        digest.add(values)
+        if name in roles:  # the target's check and the split read them: kept rather than read again
+            held[name] = values
+
+    schema = _infer_schema(cfg, frame, each=checked)
+    y = (held[d.target] if d.target in held else frame.select(d.target).collect().to_series()).to_pandas()
     report: dict[str, Any] = {"source": d.source}
     partial = _partial_labels(cfg)
     if not partial:
@@ -107,18 +126,20 @@ def read_checked_source(cfg: Config) -> CheckedTable:
     report["dropped_missing_target"] = int((~keep).sum())
     report["coerced"] = coerced
     return CheckedTable(frame, schema, report, keep=None if keep.all() else keep, replaced=replaced,
-                        parquet=(path, file_names))
+                        parquet=(path, scanned[1], scanned[2]), held=held, digested=digest)
 
 
-def _infer_schema(cfg: Config, frame: Any, kinds: dict[str, str] | None = None) -> Schema:
+def _infer_schema(cfg: Config, frame: Any, kinds: dict[str, str] | None = None,
+                  each: Callable[[str, str, Any], None] | None = None) -> Schema:
     """The schema of ``frame`` (pandas or Polars) under the config's roles and column overrides (and the
-    ``kinds`` a family's reader gives its columns; its one ``text`` column is the input role)."""
+    ``kinds`` a family's reader gives its columns; its one ``text`` column is the input role); ``each``:
+    ``infer_schema``'s."""
     from .sources import infer_schema
 
     d = cfg.data
     text = d.text or next((c for c, k in (kinds or {}).items() if k == "text"), None)
     return infer_schema(frame, target=d.target, id=d.id, time=d.time, text=text,
-                        overrides={**(kinds or {}), **d.columns}, drop=d.drop)
+                        overrides={**(kinds or {}), **d.columns}, drop=d.drop, each=each)
 
 
 def _parquet_path(cfg: Config) -> Path | None:
@@ -132,23 +153,17 @@ def _parquet_path(cfg: Config) -> Path | None:
     return path
 
 
-def _numbers_checked(frame: pl.LazyFrame, schema: Schema, *, coerce: bool) -> tuple[dict[str, pl.Series], dict]:
-    """``check_types`` a column at a time: the text columns that are numeric, as numbers, and the report."""
+def _as_numbers(column: pl.Series, kind: str, coerce: bool, report: dict[str, Any]) -> pl.Series:
+    """``check_types`` of one text column the schema calls numeric: the column as numbers (or the error
+    naming its first text value); what was coerced goes into ``report``."""
     import polars as pl
 
     from .sources import check_types
 
-    types = frame.collect_schema()
-    replaced: dict[str, pl.Series] = {}
-    report: dict[str, Any] = {}
-    for c, kind in schema.columns.items():
-        if kind != "numeric" or c not in types or types[c].is_numeric() or types[c] == pl.Boolean:
-            continue
-        column = frame.select(c).collect().to_series().to_pandas()
-        fixed, found = check_types(column.to_frame(), Schema(columns={c: kind}), coerce=coerce)
-        replaced[c] = pl.Series(c, fixed[c], nan_to_null=True)
-        report.update(found)
-    return replaced, report
+    name = column.name
+    fixed, found = check_types(column.to_pandas().to_frame(), Schema(columns={name: kind}), coerce=coerce)
+    report.update(found)
+    return pl.Series(name, fixed[name], nan_to_null=True)
 
 
 def _read_sources(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -170,15 +185,14 @@ def _read_sources(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
 def ingest(ws: Workspace) -> dict[str, Any]:
     """Create (or find) the dataset version for the configured source; ``created`` says which.
 
-    The checked table is read in passes (``read_checked_source``): a pass over its columns gives the
-    version id and the row ids, and only a new version is written, a batch of rows at a time.
+    The checked table is read in passes (``read_checked_source``): a pass over its columns checks them and
+    gives the version id and the row ids, and only a new version is written, a batch of rows at a time.
     """
     from ._tables import release_memory
 
     table = read_checked_source(ws.config)
+    digest, table.digested = table.digest(), None  # its row hashes are freed with ``digest`` below
     release_memory()  # between the passes: each one's peak then starts from what is in use
-    digest = table.digest()
-    release_memory()
     side_entries, side_files = snapshot_side_tables(ws.config)
     vid = side_version_id(digest.version_id(table.names), side_entries)
     known = _version(ws, vid) or _legacy_version(ws, table.rows, vid)

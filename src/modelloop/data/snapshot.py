@@ -109,15 +109,17 @@ class ContentDigest:
         self.repeated_rows: int | None = None  # rows whose hash repeats an earlier one's (``row_ids`` counts)
 
     def add(self, column: pl.Series) -> None:
-        """Hash ``column`` (named; every column added has the same length), ``_SLICE`` rows at a time so
-        that the copies its canonical form takes stay small."""
+        """Hash ``column`` (named; every column added has the same length), ``_SLICE`` rows of text at a
+        time so that the copies its canonical form takes stay small (numbers: ``_NUMBER_SLICE``, a copy of
+        8 bytes a row, and each slice's few Polars calls cost more than their work on a small one)."""
         import polars as pl
 
         target = _canonical_type(column)
         parts = [hashlib.sha256() for _ in range(3)]  # validity, values (or text lengths), text bytes
         rows = np.empty(len(column), dtype=np.uint64)
-        for at in range(0, len(column), _SLICE):
-            piece = column.slice(at, _SLICE)
+        step = _NUMBER_SLICE if _fixed_width(target) else _SLICE
+        for at in range(0, len(column), step):
+            piece = column.slice(at, step)
             piece = piece.cast(target) if piece.dtype != target else piece
             piece = piece.fill_nan(None) if target.is_float() else piece
             _update(parts, piece)
@@ -130,6 +132,11 @@ class ContentDigest:
         else:
             np.bitwise_xor(self._rows, rows, out=self._rows)
             np.multiply(self._rows, _MIX, out=self._rows)
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns added, in the order they were added (the order the row hashes combine them in)."""
+        return list(self._columns)
 
     def version_id(self, order: list[str]) -> str:
         """The 12-hex-digit id of the table whose columns, in ``order``, were all added."""
@@ -147,7 +154,19 @@ class ContentDigest:
         return ids
 
 
-_SLICE = 131_072  # rows hashed at a time (a multiple of 8: the validity bits pack into whole bytes)
+_SLICE = 131_072  # rows of text hashed at a time (a multiple of 8: the validity bits pack into whole bytes)
+_NUMBER_SLICE = 1_048_576  # rows of numbers, dates or booleans hashed at a time (a multiple of 8 too)
+
+
+def _fixed_width(dtype: pl.DataType) -> bool:
+    import polars as pl
+
+    return dtype.is_numeric() or dtype.is_temporal() or dtype == pl.Boolean
+
+
+def _all_valid(rows: int) -> bytes:
+    """``np.packbits`` of ``rows`` true values: the validity bits of a slice without a missing value."""
+    return b"\xff" * (rows // 8) + (bytes([(0xFF << (8 - rows % 8)) & 0xFF]) if rows % 8 else b"")
 
 
 def _canonical_type(s: pl.Series) -> pl.DataType:
@@ -165,15 +184,18 @@ def _update(parts: list[Any], s: pl.Series) -> None:
     import polars as pl
 
     validity, values, text = parts
-    validity.update(np.packbits(s.is_not_null().to_numpy()).tobytes())
+    nulls = s.null_count()  # the fills and the bit packing are left out where nothing is missing
+    validity.update(np.packbits(s.is_not_null().to_numpy()) if nulls else _all_valid(len(s)))
     if s.dtype in (pl.String, pl.Binary):
-        arr = s.fill_null("" if s.dtype == pl.String else b"").rechunk().to_arrow()  # large_string/binary
+        arr = (s.fill_null("" if s.dtype == pl.String else b"") if nulls else s).rechunk().to_arrow()
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-        values.update(np.diff(offsets).tobytes())
+        values.update(np.diff(offsets))  # large_string/binary: 64-bit offsets
         if arr.buffers()[2] is not None:
             text.update(memoryview(arr.buffers()[2])[offsets[0]:offsets[-1]])
-    elif s.dtype.is_numeric() or s.dtype.is_temporal() or s.dtype == pl.Boolean:
-        values.update(s.to_physical().fill_null(False if s.dtype == pl.Boolean else 0).to_numpy().tobytes())
+    elif _fixed_width(s.dtype):
+        physical = s.to_physical()
+        physical = physical.fill_null(False if s.dtype == pl.Boolean else 0) if nulls else physical
+        values.update(np.ascontiguousarray(physical.to_numpy()))
     else:  # nested and object columns: Polars' hash, stable within a Polars version only
         values.update(s.hash(seed=0).to_numpy().tobytes())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -208,12 +208,15 @@ def _datetime_formats(df: pd.DataFrame, kinds: Mapping[str, str]) -> dict[str, s
 
 def infer_schema(df: pd.DataFrame | pl.DataFrame | pl.LazyFrame, *, target: str, id: str | None = None,
                  time: str | None = None, text: str | None = None, overrides: Mapping[str, str] | None = None,
-                 drop: list[str] | tuple[str, ...] = ()) -> Schema:
+                 drop: list[str] | tuple[str, ...] = (),
+                 each: Callable[[str, str, pd.Series | pl.Series], None] | None = None) -> Schema:
     """Kinds per column; config overrides win, the id column is an identifier, dropped columns too.
 
     ``df`` may be a Polars frame, a lazy one read a column at a time, so that ingest infers the schema of
     a Parquet file without loading it. Kinds the config sets are not inferred, and a long text column is
     judged on a sample (``_kind_values``): the rules read every value, which took 12 s of a 1M-row ingest.
+    ``each(name, kind, values)`` is called with every column (but those starting with ``_``), in order,
+    while it is read: ingest checks and hashes it then, instead of reading the column again.
     """
     names = df.collect_schema().names() if isinstance(df, (pl.DataFrame, pl.LazyFrame)) else list(df.columns)
     overrides = dict(overrides or {})
@@ -231,6 +234,8 @@ def infer_schema(df: pd.DataFrame | pl.DataFrame | pl.LazyFrame, *, target: str,
         values = df.select(c).collect().to_series() if isinstance(df, pl.LazyFrame) else df[c]
         kinds[c] = fixed.get(c) or overrides.get(c) or _infer_kind(_kind_values(values))
         dtypes[c] = _pandas_dtype(values)
+        if each is not None:
+            each(c, kinds[c], values)
         if kinds[c] == "datetime" and isinstance(values, pl.Series) and values.dtype not in (pl.Date, pl.Datetime):
             dates[c] = values.to_pandas()  # text: its format is found below (a date or datetime has none)
     kinds.update(fixed)

@@ -54,11 +54,12 @@ def test_a_trial_left_running_by_a_killed_process_is_failed_and_queued_again(tmp
     assert again.trials[1].state == TrialState.WAITING and again.trials[1].system_attrs["fixed_params"] == {"x": x}
 
 
-def test_the_first_trial_has_no_deadline_and_the_budget_spans_runs(tmp_path):
+def test_every_trial_gets_the_deadline_and_the_budget_spans_runs(tmp_path):
     study = _study(tmp_path)
     seen: list = []
     search_loop(study, _run(study, seen=seen), budget=1000, n_trials=2)
-    assert seen[0][2] == math.inf and seen[1][2] < math.inf
+    assert len(seen) == 2 and all(d < math.inf for _, _, d in seen)   # the first trial included
+    assert seen[0][2] == seen[1][2]                                    # one deadline for the whole search
     study.set_user_attr(SPENT_KEY, 999.9999)          # the budget all but spent by earlier runs
     seen.clear()
     search_loop(_study(tmp_path), _run(study, seen=seen), budget=1000, n_trials=None)
@@ -71,17 +72,12 @@ def test_a_study_of_other_data_is_refused_with_what_to_do(tmp_path):
         _study(tmp_path, fingerprint="b")
 
 
-def test_bounded_first_gives_the_first_trial_the_deadline_and_runs_one_trial_past_a_spent_budget(tmp_path):
-    study = _study(tmp_path)
-    seen: list = []
-    search_loop(study, _run(study, seen=seen), budget=1000, n_trials=2, bounded_first=True)
-    assert all(d < math.inf for _, _, d in seen) and len(seen) == 2
-    fresh = open_study(f"sqlite:///{tmp_path / 'p.db'}", "s", metric="rmse", fingerprint="a", seed=0,
-                       startup_trials=2, differs="")
+def test_one_trial_runs_past_a_budget_spent_before_any_trial_completed(tmp_path):
+    fresh = _study(tmp_path)
     fresh.set_user_attr(SPENT_KEY, 5000.0)            # spent before any trial completed (a killed run)
-    seen.clear()
-    search_loop(fresh, _run(fresh, seen=seen), budget=1000, n_trials=None, bounded_first=True)
+    seen: list = []
+    search_loop(fresh, _run(fresh, seen=seen), budget=1000, n_trials=None)
     assert len(seen) == 1 and seen[0][2] < math.inf   # one trial, told its deadline has passed: a model
     seen.clear()
-    search_loop(fresh, _run(fresh, seen=seen), budget=1000, n_trials=None, bounded_first=True)
+    search_loop(fresh, _run(fresh, seen=seen), budget=1000, n_trials=None)
     assert seen == []                                 # one completed: the spent budget runs no more

@@ -6,7 +6,9 @@ The single-process :func:`~modelloop.training.search.search_loop` keeps its budg
   starts; a worker only *loads* it, so it never abandons a peer's running trial;
 * the workers start together (a barrier after their imports), then each asks, runs and tells trials
   until the shared deadline (``budget`` minus the time spent in earlier runs, from one clock) or until
-  ``n_trials`` trials are finished or running (counted and asked under one lock); the first trial of a study may run past the budget;
+  ``n_trials`` trials are finished or running (counted and asked under one lock); every trial, the
+  first included, is given that deadline and stops there with what it reached; while the study has no
+  completed trial and none running, a worker starts one even past a spent budget (one model at least);
 * each worker's sampler is TPE seeded apart from its peers, with ``constant_liar`` so that peers
   asking at the same time do not get the same suggestion;
 * finished trials come back to the parent over a queue, which calls ``on_trial`` and ``progress``
@@ -175,19 +177,21 @@ def _worker(index: int, storage: str, study_name: str, run_trial: Callable[..., 
         except threading.BrokenBarrierError:
             pass  # a peer did not come up: run without it
         deadline = start + budget - spent_before if budget is not None else math.inf
-        while time.monotonic() < deadline:
+        while True:
             with asking:  # one asker at a time: SQLite has no row lock, so two could pop one queued trial
                 trials = study.get_trials(deepcopy=False)
-                if n_trials is not None:
-                    taken = len(finished(study)) + sum(t.state == TrialState.RUNNING for t in trials)
-                    if taken >= n_trials:
-                        break
-                may_stop = any(t.state == TrialState.COMPLETE for t in trials)
+                running = sum(t.state == TrialState.RUNNING for t in trials)
+                if n_trials is not None and len(finished(study)) + running >= n_trials:
+                    break
+                # past the deadline a trial runs only while the study has no model and none is on its way
+                if time.monotonic() >= deadline and (running or any(t.state == TrialState.COMPLETE
+                                                                    for t in trials)):
+                    break
                 trial = study.ask()
                 trial.set_user_attr(WORKER_KEY, index)
                 trial.set_user_attr(PROCESS_KEY, process or f"{socket.gethostname()}:{os.getpid()}")
             try:
-                result = run_trial(study, trial, deadline if may_stop else math.inf)
+                result = run_trial(study, trial, deadline)
             except KeyboardInterrupt:
                 abandon(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
                 return

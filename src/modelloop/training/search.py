@@ -8,12 +8,12 @@ of the data); everything about running trials is written once here:
   parameters again, and seeds the sampler past the trials already there (so a resumed search does
   not replay the first run's random start-up suggestions).
 * :func:`search_loop` runs trials until ``n_trials`` finished trials or the time ``budget``, which
-  spans every run of the study (``modelloop_spent_s``). A family whose trial stops at its deadline
-  with a usable result (``bounded_first``: the fine-tunes, which stop at an epoch or step boundary
-  after at least one) gets the deadline on every trial, the first included, and its first trial runs
-  even when the budget is already spent; otherwise the first trial of a study may run past the budget
-  (a search must end with one model). An interrupted trial is failed and queued again.
-* :func:`finished`, :func:`ranked`, :func:`spent`: what counts, in the study's order of merit.
+  spans every run of the study (``modelloop_spent_s``). Every trial, the first included, is given the
+  budget's deadline and must stop there with what it reached (a fine-tune after the epoch or step that
+  passes it, a boosted model after the round that passes it); while no trial has completed, one trial
+  runs even when the budget is already spent, so a search ends with one model. An interrupted trial
+  is failed and queued again.
+* :func:`finished`, :func:`completed`, :func:`ranked`, :func:`spent`: what counts, in the study's order of merit.
 * :func:`run_and_tell` and :func:`early_stopping_epochs`: one trial of a family that trains networks
   (how its outcome is told) and its early-stopped epochs (history, best epoch, checkpoint, pruning).
 """
@@ -33,8 +33,8 @@ from ..errors import ConfigError
 from ..evaluation.metrics import direction
 
 __all__ = ["FINGERPRINT_KEY", "SPENT_KEY", "STATE_NAMES", "SearchResult", "TrialRecord", "abandon",
-           "early_stopping_epochs", "finished", "open_study", "ranked", "run_and_tell", "search_loop", "spent",
-           "tpe_sampler"]
+           "completed", "early_stopping_epochs", "finished", "open_study", "ranked", "run_and_tell", "search_loop",
+           "spent", "tpe_sampler"]
 
 SPENT_KEY = "modelloop_spent_s"
 FINGERPRINT_KEY = "modelloop_fingerprint"
@@ -54,6 +54,7 @@ class TrialRecord:
     duration_s: float
     best_iteration: int | None = None
     error: str | None = None
+    stopped_by_budget: bool = False  # the deadline cut the trial's fit short (its result is what it reached)
 
 
 @dataclass
@@ -73,6 +74,8 @@ class SearchResult:
     # how far to trust validation_score (tabular): k-fold repeats, the score's std over folds
     # ("spread") and, on a small table, whether the tuned threshold beat the noise ("threshold")
     cv: dict[str, Any] | None = None
+    # seconds of the search (within train.budget) and of choosing and refitting after it (outside it)
+    seconds: dict[str, float] | None = None
 
 
 
@@ -138,26 +141,21 @@ def spent(study: optuna.Study) -> float:
 
 def search_loop(study: optuna.Study, run_trial: Callable[[optuna.Trial, float], R], *, budget: float | None,
                 n_trials: int | None, on_trial: Callable[[R], Any] | None = None,
-                progress: Callable[[int, float], None] | None = None, bounded_first: bool = False) -> None:
+                progress: Callable[[int, float], None] | None = None) -> None:
     """Ask, run, record: ``run_trial(trial, deadline)`` fits and scores one trial and tells the study.
-    While no trial has completed the deadline is ``inf`` (the first one always finishes), unless
-    ``bounded_first``: then every trial gets the budget's deadline, and when none has completed one
-    trial runs even past it (``run_trial`` must then stop at the deadline with what it reached)."""
+    Every trial gets the budget's deadline (``inf`` without a budget) and must stop at it with what it
+    reached; while no trial has completed, one trial runs even past a spent budget (a search ends with
+    one model: the trial, told its deadline has passed, stops at its first boundary)."""
     spent_before = spent(study)
     start = time.monotonic()
     deadline = start + budget - spent_before if budget is not None else math.inf
     n_done = len(finished(study))
-
-    def completed() -> bool:
-        return any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-
     ran = 0
     while (n_trials is None or n_done < n_trials) and (time.monotonic() < deadline
-                                                        or (bounded_first and not ran and not completed())):
-        may_stop = bounded_first or completed()
+                                                        or (not ran and not completed(study))):
         trial = study.ask()
         try:
-            result = run_trial(trial, deadline if may_stop else math.inf)
+            result = run_trial(trial, deadline)
         except KeyboardInterrupt:
             abandon(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
             raise
@@ -168,6 +166,11 @@ def search_loop(study: optuna.Study, run_trial: Callable[[optuna.Trial, float], 
             on_trial(result)
         if progress is not None:
             progress(n_done, seconds)
+
+
+def completed(study: optuna.Study) -> bool:
+    """Whether some trial of the study has completed (a search past its deadline then has its model)."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 # ---------------------------------------------------------------------------------------------- neural trials

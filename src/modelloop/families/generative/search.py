@@ -125,7 +125,7 @@ def _loop(study: optuna.Study, job: GenJob, work_dir: Path, budget: float | None
                        job.settings.method)
 
     # every trial, the first included, stops at the budget's deadline (after one optimizer step at least)
-    search_loop(study, run_trial, budget=budget, n_trials=n_trials, progress=progress, bounded_first=True)
+    search_loop(study, run_trial, budget=budget, n_trials=n_trials, progress=progress)
 
 
 def _keep_if_best(study: optuna.Study, work_dir: Path, number: int, value: float, info: dict[str, Any]) -> None:

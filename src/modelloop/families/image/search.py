@@ -152,7 +152,7 @@ def _loop(study: optuna.Study, job: ImageJob, work_dir: Path, settings: SearchSe
             study.enqueue_trial(params, skip_if_exists=True)
         budget, n_trials = settings.budget, settings.n_trials
     search_loop(study, lambda trial, deadline: _run_trial(study, trial, job, work_dir, deadline),
-                budget=budget, n_trials=n_trials, progress=progress, bounded_first=True,  # stops after an epoch
+                budget=budget, n_trials=n_trials, progress=progress,  # stops after an epoch
                 on_trial=(lambda result: on_trial(*result)) if on_trial is not None else None)
 
 

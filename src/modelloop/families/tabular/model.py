@@ -30,6 +30,8 @@ Encoding choices (each one also converts to ONNX, see ``modelloop.families.tabul
 from __future__ import annotations
 
 import inspect
+import math
+import time
 from typing import Any
 
 import numpy as np
@@ -314,12 +316,19 @@ def fit_estimator(
     class_weight: str = "balanced",
     valid: tuple[pd.DataFrame, np.ndarray] | None = None,
     early_stopping_rounds: int = 50,
+    deadline: float = math.inf,
 ) -> int | None:
     """Fit ``pipe`` in place; with ``valid``, boosting stops early on it. Returns the best iteration.
 
     Use this rather than ``pipe.fit``: it passes what the constructors cannot hold (LightGBM's
     categorical column indices, XGBoost's balanced sample weights), and early stopping needs the
     validation rows *after* preprocessing, so the two steps are fitted one after the other.
+
+    ``deadline`` (``time.monotonic()``): boosting stops after the first round that ends past it, once
+    ``DEADLINE_MIN_ROUNDS`` rounds are fitted, and keeps the rounds fitted so far (with ``valid``: the
+    best of them), so ``train.budget`` bounds every trial. A linear model cannot stop inside its fit
+    (scikit-learn's solvers have no callback): it runs to the end, and the caller checks the deadline
+    between fits.
     """
     prep, model = pipe.named_steps["prep"], pipe.named_steps["model"]
     family = _family_of(model)
@@ -331,43 +340,90 @@ def fit_estimator(
         return None
     Xv = prep.transform(valid[0]) if valid is not None else None
     if family == "lightgbm":
-        return _fit_lightgbm(model, Xt, y, weights, categorical_indices(prep), Xv, valid, early_stopping_rounds)
+        return _fit_lightgbm(model, Xt, y, weights, categorical_indices(prep), Xv, valid, early_stopping_rounds,
+                             deadline)
     if family == "catboost":
-        return _fit_catboost(model, Xt, y, weights, Xv, valid, early_stopping_rounds)
-    if valid is None:
-        model.fit(Xt, y, sample_weight=weights, verbose=False)
-        return None
-    model.set_params(early_stopping_rounds=early_stopping_rounds)
-    try:
-        model.fit(Xt, y, sample_weight=weights, eval_set=[(Xv, valid[1])], verbose=False)
-    finally:
-        model.set_params(early_stopping_rounds=None)
-    return int(model.best_iteration) + 1
+        return _fit_catboost(model, Xt, y, weights, Xv, valid, early_stopping_rounds, deadline)
+    return _fit_xgboost(model, Xt, y, weights, Xv, valid, early_stopping_rounds, deadline)
+
+
+DEADLINE_MIN_ROUNDS = 10  # boosting rounds a fit keeps even past its deadline (one round is no model)
+
+
+def _past(deadline: float, rounds_done: int) -> bool:
+    """Whether a boosting fit with ``rounds_done`` rounds should stop at ``deadline``."""
+    return rounds_done >= DEADLINE_MIN_ROUNDS and time.monotonic() > deadline
 
 
 def _fit_lightgbm(model: Any, Xt: np.ndarray, y: np.ndarray, weights: np.ndarray | None, cat_idx: list[int],
-                  Xv: np.ndarray | None, valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int) -> int | None:
+                  Xv: np.ndarray | None, valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int,
+                  deadline: float) -> int | None:
     import lightgbm as lgb
 
+    best: dict[str, Any] = {}  # the best round so far on the first valid metric, as early stopping keeps
+
+    def stop_at_deadline(env: Any) -> None:  # LightGBM's own early stop: the model keeps the rounds so far
+        results = env.evaluation_result_list or []
+        if results:
+            value, higher = results[0][2], results[0][3]
+            if not best or (value > best["value"] if higher else value < best["value"]):
+                best.update(value=value, iteration=env.iteration, results=results)
+        if _past(deadline, env.iteration + 1):
+            raise lgb.callback.EarlyStopException(best.get("iteration", env.iteration),
+                                                  best.get("results", results))
+
+    callbacks: list[Any] = [stop_at_deadline] if math.isfinite(deadline) else []
     kwargs: dict[str, Any] = {"categorical_feature": cat_idx or "auto", "sample_weight": weights}
     if valid is not None:
-        kwargs["callbacks"] = [lgb.early_stopping(rounds, verbose=False)]
+        callbacks.append(lgb.early_stopping(rounds, verbose=False))
         # LightGBM 4.7 deprecates eval_set in favour of eval_X/eval_y; older versions only know eval_set.
         if "eval_X" in inspect.signature(model.fit).parameters:
             kwargs.update(eval_X=(Xv,), eval_y=(valid[1],))
         else:
             kwargs["eval_set"] = [(Xv, valid[1])]
-    model.fit(Xt, y, **kwargs)
+    model.fit(Xt, y, callbacks=callbacks or None, **kwargs)
     return int(model.best_iteration_ or model.n_estimators) if valid is not None else None
 
 
+def _fit_xgboost(model: Any, Xt: np.ndarray, y: np.ndarray, weights: np.ndarray | None, Xv: np.ndarray | None,
+                 valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int, deadline: float) -> int | None:
+    import xgboost as xgb
+
+    class StopAtDeadline(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            return _past(deadline, epoch + 1)
+
+    # callbacks and early stopping live in the constructor's parameters: set for this fit only
+    model.set_params(callbacks=[StopAtDeadline()] if math.isfinite(deadline) else None,
+                     early_stopping_rounds=rounds if valid is not None else None)
+    try:
+        if valid is None:
+            model.fit(Xt, y, sample_weight=weights, verbose=False)
+            return None
+        model.fit(Xt, y, sample_weight=weights, eval_set=[(Xv, valid[1])], verbose=False)
+    finally:
+        model.set_params(callbacks=None, early_stopping_rounds=None)
+    return int(model.best_iteration) + 1
+
+
+class _CatBoostDeadline:
+    """CatBoost's fit callback: ``after_iteration`` returning False stops the fit (its best model kept)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def after_iteration(self, info: Any) -> bool:
+        return not _past(self.deadline, int(info.iteration))
+
+
 def _fit_catboost(model: Any, Xt: np.ndarray, y: np.ndarray, weights: np.ndarray | None, Xv: np.ndarray | None,
-                  valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int) -> int | None:
+                  valid: tuple[pd.DataFrame, np.ndarray] | None, rounds: int, deadline: float) -> int | None:
+    callbacks = [_CatBoostDeadline(deadline)] if math.isfinite(deadline) else None
     if valid is None:
-        model.fit(Xt, y, sample_weight=weights)
+        model.fit(Xt, y, sample_weight=weights, callbacks=callbacks)
         return None
     model.fit(Xt, y, sample_weight=weights, eval_set=(Xv, valid[1]), early_stopping_rounds=rounds,
-              use_best_model=True)
+              use_best_model=True, callbacks=callbacks)
     return int(model.get_best_iteration() or 0) + 1
 
 

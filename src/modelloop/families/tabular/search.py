@@ -23,8 +23,14 @@ killed process) are marked failed on start and their parameters queued again (th
 :mod:`.search`). With ``parallel`` > 1 its own worker processes share the study
 (:mod:`modelloop.training.parallel`). Those, and trials interrupted by ``KeyboardInterrupt``, do not count as finished.
 
-The time budget is checked before each trial and between folds (a trial that runs past it is
-pruned once some trial has completed); the final refit comes after the budget.
+**The budget bounds every trial**, the first included (the shared driver gives each the deadline):
+each fold's boosting stops at its share of the time left (``_fold_deadline``: the folds still to fit
+share it equally), keeping the rounds fitted so far, so a trial that cannot finish in time still ends
+near the deadline with out-of-fold output for every row and is scored like any other. A linear model
+cannot stop inside a fit; it is checked between folds, and a trial past the deadline there is pruned
+once some trial has completed. While none has, one trial runs even past a spent budget (a search ends
+with a model; each fold then keeps ``DEADLINE_MIN_ROUNDS`` rounds). Choosing the ensemble or stack
+and the final refit on all rows come after the budget (``SearchResult.after_search_s`` says how long).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import math
 import os
 import time
 import warnings
@@ -61,7 +68,15 @@ from .model import (
 )
 from .ensemble import blend, blend_estimator, caruana_weights, level2_model, stack_estimator, stack_features
 from ...training.parallel import parallel_search_loop
-from ...training.search import SearchResult, TrialRecord, STATE_NAMES, finished, open_study, search_loop
+from ...training.search import (
+    STATE_NAMES,
+    SearchResult,
+    TrialRecord,
+    completed,
+    finished,
+    open_study,
+    search_loop,
+)
 from .threshold import tune_threshold
 
 __all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search", "suggest_params"]
@@ -180,6 +195,7 @@ def run_search(
                                    "arguments, or pass a new study_name")
         resumed = len(finished(study))
         _enqueue_first_trials(study, settings, warm_start)
+        started = time.monotonic()
         if settings.parallel > 1:
             # the workers do not time latency (a closure does not pickle): the parent does, in _conclude
             runner = functools.partial(_trial_in_worker, data, dataclasses.replace(settings, latency_fn=None),
@@ -197,7 +213,11 @@ def run_search(
         else:
             search_loop(study, lambda trial, deadline: _run_trial(study, trial, data, settings, work_dir, deadline),
                         budget=settings.budget, n_trials=settings.n_trials, on_trial=on_trial, progress=progress)
-        return _conclude(study, data, settings, work_dir, resumed)
+        searched = time.monotonic()
+        result = _conclude(study, data, settings, work_dir, resumed)
+        result.seconds = {"search": round(searched - started, 3),
+                          "after_search": round(time.monotonic() - searched, 3)}
+        return result
 
 
 # --------------------------------------------------------------------------- checks and data
@@ -382,10 +402,13 @@ def _cross_validate(family: str, params: dict[str, Any], data: _Data, settings: 
     iterations: list[int] = []
     for step, (tr, va) in enumerate(data.folds):
         pipe = _build(family, {**params, **_rounds(family, MAX_ROUNDS)}, data, settings)
+        share = _fold_deadline(deadline, step, len(data.folds))
         best = fit_estimator(pipe, data.X.iloc[tr], data.y[tr], task=settings.task,
                              class_weight=settings.class_weight,
                              valid=(data.X.iloc[va], data.y[va]),
-                             early_stopping_rounds=EARLY_STOPPING_ROUNDS)
+                             early_stopping_rounds=EARLY_STOPPING_ROUNDS, deadline=share)
+        if trial is not None and time.monotonic() > share:  # the fit ran to its share: the deadline cut it
+            trial.set_user_attr("stopped_by_budget", True)
         if best is not None:
             iterations.append(best)
         out = _predict(pipe, data.X.iloc[va], data.n_classes, settings.task)
@@ -394,11 +417,23 @@ def _cross_validate(family: str, params: dict[str, Any], data: _Data, settings: 
         fold_scores.append(score(settings.metric, data.y[va], out))
         if trial is not None:
             trial.report(float(np.nanmean(fold_scores)), step)
-            if trial.should_prune() or (time.monotonic() > deadline and step < len(data.folds) - 1):
-                raise optuna.TrialPruned()
+            if trial.should_prune() or (time.monotonic() > deadline and step < len(data.folds) - 1
+                                        and completed(trial.study)):
+                raise optuna.TrialPruned()  # past the budget with a model already: the search ends
     done = seen > 0
     oof[done] = total[done] / (seen[done] if oof.ndim == 1 else seen[done, None])
     return oof, int(round(np.mean(iterations))) if iterations else None
+
+
+def _fold_deadline(deadline: float, step: int, n_folds: int) -> float:
+    """Fold ``step``'s share of the time left before ``deadline``: an equal part for it and each fold
+    after it, so a trial that cannot finish its folds in time stops every fold's boosting at its share
+    and still ends at the deadline with out-of-fold output for every row. Past the deadline each fold
+    keeps ``DEADLINE_MIN_ROUNDS`` rounds. A trial that ends well before the deadline is unaffected."""
+    if not math.isfinite(deadline):
+        return deadline
+    now = time.monotonic()
+    return now + (deadline - now) / (n_folds - step)
 
 
 def _positions(data: _Data) -> np.ndarray:
@@ -463,7 +498,8 @@ def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
         value = float(t.intermediate_values[max(t.intermediate_values)])
     return TrialRecord(t.number, t.params.get("family", "unknown"), _native(t.params), value,
                        STATE_NAMES[t.state], float(t.user_attrs.get("duration_s", 0.0)),
-                       t.user_attrs.get("best_iteration"), t.user_attrs.get("error"))
+                       t.user_attrs.get("best_iteration"), t.user_attrs.get("error"),
+                       bool(t.user_attrs.get("stopped_by_budget", False)))
 
 
 def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_dir: Path,

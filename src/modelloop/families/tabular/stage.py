@@ -104,7 +104,14 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
     warnings = [w for w in [ordinal_warning(train_df[target], target) if task == "multiclass" else None] if w]
     for w in warnings:
         log.warning("%s", w)
-    return {**out, "warnings": warnings}
+    return {**out, "warnings": warnings, "budget": _budget_report(run_budget, result)}
+
+
+def _budget_report(budget: float | None, result: Any) -> dict[str, Any]:
+    """How ``train.budget`` was spent: the search within it (every trial bounded by its deadline; the
+    trials it cut short), and choosing the ensemble or stack and refitting on all rows after it."""
+    return {"seconds": budget, **{f"{k}_seconds": v for k, v in (result.seconds or {}).items()},
+            "trials_stopped_by_budget": sum(bool(t.stopped_by_budget) for t in result.trials)}
 
 
 def _latency_fn(X: pd.DataFrame, seed: int) -> Callable[[Any], tuple[float, str]]:

@@ -242,12 +242,12 @@ def _search_loop(study: optuna.Study, cands: dict[str, Candidate], metric: str, 
         study.enqueue_trial(params, skip_if_exists=True)
     if not settings.until_stale:
         search_loop(study, run, budget=settings.budget, n_trials=settings.n_trials, progress=progress,
-                    on_trial=hook, bounded_first=True)
+                    on_trial=hook)
         return "trials" if settings.n_trials is not None and len(finished(study)) >= settings.n_trials else "budget"
     while True:  # rounds of trials until the budget ends or the best has not moved for STALE_TRIALS trials
         before = len(finished(study))
-        search_loop(study, run, budget=settings.budget, n_trials=before + _ROUND, progress=progress, on_trial=hook,
-                    bounded_first=True)  # a fine-tune stops after the epoch that passes the deadline
+        search_loop(study, run, budget=settings.budget, n_trials=before + _ROUND, progress=progress,
+                    on_trial=hook)  # a fine-tune stops after the epoch that passes the deadline
         if len(finished(study)) < before + _ROUND:
             return "budget"
         best = ranked(study)

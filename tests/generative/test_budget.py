@@ -56,6 +56,7 @@ def test_a_tiny_budget_bounds_the_first_trial_and_its_model_is_served(tmp_path, 
     summary = json.loads(out)
     g = summary["generation"]
     assert g["stopped_by_budget"] is True and 1 <= g["epochs_run"] < 100, g
+    assert 0 < g["evaluation_seconds"] < seconds      # the test split's evaluation, outside the budget
     # the budget, plus loading, one validation pass and the evaluation of 2 answers of 4 tokens (the
     # unbounded run takes 100 epochs of ~50 steps)
     assert seconds < 2 + 30, seconds

@@ -129,7 +129,9 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
             schema=input_schema(shape, cfg.data.target), tokenizer=tokenizer, method=settings.method, lora=lora,
             weights=result["weights"], context=context, description={"training": training})
         summary.model = model
+        evaluated = time.monotonic()  # the test split's evaluation: after the search, outside train.budget
         evaluation = evaluate_generation(model, test_df, settings.eval_samples)
+        evaluation_seconds = round(time.monotonic() - evaluated, 3)
         model.description_["evaluation"] = {k: evaluation[k] for k in ("perplexity", "base_perplexity",
                                                                         "base_metrics", "answered", "preference")}
         report = _write_report(ws, evaluation, row, model, training)
@@ -154,7 +156,8 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                          "steps_planned": training["steps_planned"], "steps_run": training["steps_run"],
                          "last_step_lr": training["last_step_lr"],
                          "perplexity": evaluation["perplexity"], "base_perplexity": evaluation["base_perplexity"],
-                         "base_metrics": evaluation["base_metrics"], "profile": profile}
+                         "base_metrics": evaluation["base_metrics"], "profile": profile,
+                         "evaluation_seconds": evaluation_seconds}
     return out
 
 

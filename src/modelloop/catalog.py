@@ -11,7 +11,9 @@ always agree with the log and the dashboard never reads a million rows to draw a
 :data:`LATENCY_EDGES_MS` per model, hour and version) and ``label_days`` (labels per model, day of the
 labelled prediction and version, counted when the label or, if the label came first, the prediction is
 stored). ``drift_days`` keeps the Monitoring page's drift of a day, keyed by the requests it covered (and,
-under day ``live``, its live metrics keyed by the newest label they saw).
+under day ``live``, its live metrics keyed by the newest label they saw). ``claims`` (schema 6) names the
+background computation each process of the dashboard has under way, so processes sharing the catalog start
+each one once (:meth:`Catalog.claim`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .errors import NotFoundError, StateError
 
 __all__ = ["LATENCY_EDGES_MS", "MIGRATIONS", "SCHEMA_VERSION", "Catalog", "hour_key", "time_bucket", "utcnow"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # upper edges (ms) of the latency buckets the log's rollup counts under; slower requests count above the last
 LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 _md = sa.MetaData()
@@ -206,6 +208,12 @@ drift_days = sa.Table(
     sa.Column("requests", sa.BigInteger, nullable=False),        # the day's requests when it was computed
     sa.Column("figures", sa.JSON, nullable=False),
     sa.Column("computed_at", sa.DateTime, nullable=False),
+)
+claims = sa.Table(
+    "claims", _md,
+    sa.Column("key", sa.String(255), primary_key=True),          # what is being computed
+    sa.Column("owner", sa.String(64), nullable=False),           # who computes it (a random id per app)
+    sa.Column("at", sa.DateTime, nullable=False),                # when the claim was taken
 )
 
 
@@ -406,8 +414,14 @@ def _add_log_rollups(c: Connection) -> None:
         .group_by(predictions.c.name, day, predictions.c.version)))
 
 
+def _add_claims(c: Connection) -> None:
+    """Schema 5 -> 6: the ``claims`` table (empty) of the dashboard's background computations."""
+    claims.create(c, checkfirst=True)
+
+
 # MIGRATIONS[v] takes a catalog of schema version v to v + 1, inside the opening transaction
-MIGRATIONS = {1: _add_model_family, 2: _add_job_queue, 3: _add_anomaly_window, 4: _add_log_rollups}
+MIGRATIONS = {1: _add_model_family, 2: _add_job_queue, 3: _add_anomaly_window, 4: _add_log_rollups,
+              5: _add_claims}
 
 
 class Catalog:
@@ -679,6 +693,28 @@ class Catalog:
             stmt = (postgresql if c.dialect.name == "postgresql" else sqlite).insert(drift_days).values(**row)
             c.execute(stmt.on_conflict_do_update(index_elements=["name", "version", "day", "settings"],
                                                  set_={k: stmt.excluded[k] for k in ("requests", "figures", "computed_at")}))
+
+    def claim(self, key: str, owner: str, seconds: float) -> bool:
+        """True when ``owner`` now holds the claim on ``key``: nobody held it, or its holder took it more than
+        ``seconds`` ago (and so is taken to have died). One statement each way, so of two processes claiming
+        at once exactly one wins, on SQLite and PostgreSQL alike."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        now = utcnow()
+        with self.tx() as c:
+            dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+            taken = c.execute(dialect.insert(claims).values(key=key, owner=owner, at=now)   # (rowcount is -1 on
+                              .on_conflict_do_nothing().returning(claims.c.key)).first()    # psycopg here)
+            if taken is None:
+                stale = now - dt.timedelta(seconds=seconds)
+                taken = c.execute(claims.update().where(claims.c.key == key, claims.c.at < stale)
+                                  .values(owner=owner, at=now).returning(claims.c.key)).first()
+            return taken is not None
+
+    def release(self, key: str, owner: str) -> None:
+        """Give up ``owner``'s claim on ``key`` (a claim taken over by another owner is left alone)."""
+        with self.tx() as c:
+            c.execute(claims.delete().where(claims.c.key == key, claims.c.owner == owner))
 
     # ---- joins for monitoring and retraining ----------------------------------------------------
     def recent_predictions(self, name: str, limit: int, version: int | None = None) -> list[dict[str, Any]]:

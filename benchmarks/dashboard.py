@@ -314,13 +314,14 @@ def main() -> None:
                             computed_at=row.computed_at - dt.timedelta(hours=1), requests=row.requests - 1))
             print(f"dashboard pages, {start} (a fresh process, in process ASGI):", flush=True)
             starts[start] = pages_in_a_fresh_process(folder, args.repeat)
+        from modelloop.dashboard.background import Background
         from modelloop.dashboard.queries import TrafficRollup
         from modelloop.dashboard.views import DriftCache, warm_up
 
         with project.workspace.catalog.tx() as c:
             c.execute(sa.delete(drift_days))
         t0 = time.perf_counter()
-        warm_up(project, DriftCache(), TrafficRollup())     # starts the computation in its threads
+        warm_up(project, DriftCache(Background(project.workspace.catalog)), TrafficRollup())  # starts its threads
         background_done()
         warm_s = time.perf_counter() - t0
         print(f"warm-up that `modelloop ui` / `serve --ui` start with, on a catalog without stored drift "

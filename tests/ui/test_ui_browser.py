@@ -164,3 +164,29 @@ def test_ui_browser_script_column_is_text(page, ui_xss_project) -> None:
         page.goto(base + "/data")
         assert XSS in page.locator("table").inner_text()             # shown as text; no dialog fired
         assert page.locator("table script").count() == 0
+
+
+def test_ui_browser_monitoring_parts_update_without_a_reload(page, ui_project, ui_traffic, tmp_path: Path) -> None:
+    """Drift and live metrics still computing: the page's script (static/refresh.js, from 'self' under the
+    CSP) fetches the two parts until they are done and swaps them in; the page itself is never reloaded
+    and logs no console error (the fixture checks)."""
+    from modelloop.catalog import drift_days
+    from modelloop.dashboard import create_app
+
+    with ui_project.workspace.catalog.tx() as c:
+        c.execute(drift_days.delete())                      # every day and the live metrics to compute
+    with running(create_app(ui_project, keys=[KEY]), ready=False) as base:
+        wait_http(base + "/static/style.css")
+        parts: list[str] = []
+        page.on("response", lambda r: parts.append(r.url) if "/parts/" in r.url else None)
+        page.goto(base + "/monitoring")
+        assert page.locator("#part-drift[data-refresh]").count() == 1     # pending when the page came
+        page.evaluate("window.notReloaded = true")
+        page.locator("#drift-pending").wait_for(state="detached", timeout=60_000)
+        page.locator("#live-pending").wait_for(state="detached", timeout=60_000)
+        assert page.evaluate("window.notReloaded === true")                # the same document all along
+        assert page.locator("#chart-drift rect.fired").count() >= 1 and "amount" in page.inner_text("#alerts")
+        assert page.locator("#live tbody tr").count() >= 1
+        assert page.locator("[data-refresh]").count() == 0                 # nothing more is fetched
+        assert any(u.endswith("/parts/monitoring-drift") for u in parts), parts
+        page.screenshot(path=str(tmp_path / "monitoring-updated.png"), full_page=True)

@@ -45,3 +45,16 @@ def log_three_days(project: Any) -> dict[str, Any]:
     cat.add_predictions(rows)
     cat.add_feedback_many(labels)
     return {"now": now, "production": prod, "other": other}
+
+
+def monitoring_settled(client: Any, path: str = "/monitoring?lang=en") -> Any:
+    """The Monitoring page once no day's drift and no live figure is pending (computed in the background since
+    the first view)."""
+    import time
+
+    for _ in range(600):
+        page = client.get(path)
+        if 'id="drift-pending"' not in page.text and 'id="live-pending"' not in page.text:
+            return page
+        time.sleep(0.1)
+    raise AssertionError("drift still pending after 60 s")

@@ -21,9 +21,9 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -40,12 +40,14 @@ from ..compute.show import command_text, seconds_text
 from ..errors import ConfigError, ModelloopError, NotFoundError, StateError
 from ..project import Project
 from ..serving.security import ApiKeys, load_api_keys
+from .background import Background
 from .compare import dataset_source, diff_datasets, diff_models
 from .i18n import LANGS, pick_lang, strings
 from .lineage import deployment_history, lineage_svg
 from .search_history import search_history
 from .queries import RANGES, TrafficRollup
-from .views import DriftCache, labels_by_version, last_alerts, monitoring_view, server_figures, serving_view, warm_up
+from .views import (DriftCache, labels_by_version, last_alerts, monitoring_view, production_live, server_figures,
+                    serving_view, warm_up)
 
 __all__ = ["create_app"]
 
@@ -152,11 +154,18 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
     for name in env.list_templates(filter_func=lambda n: n.endswith(".html")):
         env.get_template(name)          # compiled now, and the catalog opened now, not by the first visitor
     project.workspace.catalog  # noqa: B018
-    drift_cache, rollup = DriftCache(), TrafficRollup()  # what the log's pages keep between requests
+    background = Background(project.workspace.catalog)      # what the pages compute without waiting
+    drift_cache, rollup = DriftCache(background), TrafficRollup()  # what the log's pages keep between requests
     if warm:
-        threading.Thread(target=warm_up, args=(project, drift_cache, rollup), name="modelloop-ui-warm-up",
-                         daemon=True).start()
-    app = FastAPI(title="modelloop ui", docs_url=None, redoc_url=None, openapi_url=None)
+        background.start([lambda: warm_up(project, drift_cache, rollup)], "modelloop-ui-warm-up")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """On shutdown the background jobs not begun yet are dropped (the server waits for the one running)."""
+        yield
+        background.stop()
+
+    app = FastAPI(title="modelloop ui", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def lang_of(request: Request) -> str:
@@ -194,8 +203,7 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
             return {}
         return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
-    @app.get("/", response_class=HTMLResponse)
-    def overview(request: Request) -> Response:
+    def overview_context(request: Request) -> dict[str, Any]:
         status = project.status()
         latest = status["datasets"][-1] if status["datasets"] else None
         prod = status["production"]
@@ -204,9 +212,13 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
         since = (now - timedelta(hours=24)).replace(minute=0, second=0, microsecond=0)
         day = rollup.traffic(project.workspace.catalog, cfg.name, since, "day", now)["buckets"]
         labels = sum(labels_by_version(project, drift_cache).values())
-        return render(request, "overview.html", status=status, latest=latest, prod=prod_model,
-                      requests_24h=sum(b["requests"] for b in day.values()), labels=labels,
-                      alerts=last_alerts(project, drift_cache))
+        return {"status": status, "latest": latest, "prod": prod_model, "labels": labels,
+                "requests_24h": sum(b["requests"] for b in day.values()), "alerts": last_alerts(project, drift_cache),
+                "live": prod_model and production_live(project, drift_cache, prod_model["version"])}
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview(request: Request) -> Response:
+        return render(request, "overview.html", **overview_context(request))
 
     @app.get("/models", response_class=HTMLResponse)
     def models(request: Request, done: str | None = None) -> Response:
@@ -321,10 +333,28 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
         metrics = server_figures(server_metrics(), t) if server_metrics is not None else None
         return render(request, "serving.html", view=serving_view(project, rollup, range_, t), server=metrics)
 
+    def monitoring_context(request: Request) -> dict[str, Any]:
+        return {"view": monitoring_view(project, drift_cache, rollup, strings(lang_of(request))),
+                "min_rows": cfg.monitor.min_rows}
+
     @app.get("/monitoring", response_class=HTMLResponse)
     def monitoring(request: Request) -> Response:
-        view = monitoring_view(project, drift_cache, rollup, strings(lang_of(request)))
-        return render(request, "monitoring.html", view=view, min_rows=cfg.monitor.min_rows)
+        return render(request, "monitoring.html", **monitoring_context(request))
+
+    # The parts a page refreshes alone (static/refresh.js): the template of each and the context its page
+    # builds; the same guards as the pages (the middleware) and the same escaping.
+    parts: dict[str, Callable[[Request], dict[str, Any]]] = {
+        "overview-loop": overview_context, "monitoring-drift": monitoring_context,
+        "monitoring-live": monitoring_context}
+
+    @app.get("/parts/{name}", response_class=HTMLResponse)
+    def part(request: Request, name: str) -> Response:
+        """One part of a page as HTML, for the page's script to swap in without a reload."""
+        if name not in parts:
+            return fail(request, 404, f"no page part '{name}'; allowed: {', '.join(parts)}")
+        response = render(request, f"parts/{name}.html", **parts[name](request))
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.get("/retrains", response_class=HTMLResponse)
     def retrains(request: Request) -> Response:

@@ -51,8 +51,9 @@ _EN = {
     "labels_all": "labels in all", "holdout": "holdout", "label_coverage": "Label coverage by day",
     "label_share": "share labelled", "day": "day", "share": "share",
     "drift_needs": "A day needs at least this many requests for its drift",
-    "reload": "this page reloads itself every 5 s (or reload it).", "drift_computing": "computing", "drift_failed": "drift could not be computed",
-    "drift_reload": "Drift of these days is being computed; this page reloads itself every 5 s (or reload it).",
+    "reload": "this part updates itself every 5 s (or reload the page).", "drift_computing": "computing", "drift_failed": "drift could not be computed",
+    "drift_reload": "Drift of these days is being computed; this part updates itself every 5 s (or reload the page).",
+    "live_failed": "live metrics could not be computed", "live_on_labels": "live",
     "today_as_of": "Today's column is as of {at} UTC ({requests} requests then); it is being computed again.",
     "interval_95": "95 % interval",
     "interval_note": "Accuracy's interval is Wilson's, from the share and the test split's rows (n). The other "
@@ -107,8 +108,9 @@ _ZH = {
     "labels_all": "标签总数", "holdout": "留出集", "label_coverage": "每日标签覆盖率",
     "label_share": "已标注比例", "day": "日期", "share": "比例",
     "drift_needs": "一天至少需要这么多请求才计算漂移",
-    "reload": "本页每 5 秒自动刷新（也可手动刷新）。", "drift_computing": "计算中", "drift_failed": "漂移计算失败",
-    "drift_reload": "这些天的漂移正在计算；本页每 5 秒自动刷新（也可手动刷新）。",
+    "reload": "此部分每 5 秒自动更新（也可刷新页面）。", "drift_computing": "计算中", "drift_failed": "漂移计算失败",
+    "drift_reload": "这些天的漂移正在计算；此部分每 5 秒自动更新（也可刷新页面）。",
+    "live_failed": "线上指标计算失败", "live_on_labels": "线上",
     "today_as_of": "今天一列截至 UTC {at}（当时 {requests} 个请求）；正在重新计算。",
     "interval_95": "95% 区间",
     "interval_note": "准确率的区间为 Wilson 区间，由比例和测试集行数 (n) 算出。其他指标没有区间：目录只保存各版本的"

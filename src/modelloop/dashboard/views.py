@@ -15,8 +15,9 @@ the catalog's ``drift_days`` per (model version, day, monitor settings) with the
 day it covered: a finished day's count no longer changes, so after a restart, and in every worker of
 ``serve --ui --workers N``, it is read back rather than computed again; only today's column is recomputed,
 at most once a minute (:data:`TODAY_SECONDS`) across the workers sharing the catalog. The page never waits
-for drift: a day the catalog does not hold yet is computed in a background thread (one computation of a day
-at a time per process) and shown as pending, or with its error, until a reload finds it.
+for drift or live metrics: what the catalog does not hold yet is computed in the background
+(:mod:`.background`: one computation of a thing at a time across the processes sharing the catalog) and
+shown as pending, or with its error, until a refresh of the page's part (or a reload) finds it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..catalog import utcnow
 from ..errors import NotFoundError
 from ..feedback.monitor import drift_report, live_metrics
 from ..project import Project
+from .background import Background
 from .charts import bar_chart, heat_map, line_chart
 from .i18n import strings
 from .queries import (RANGES, TrafficRollup, buckets, day_requests, label_coverage, labels_per_version,
@@ -41,7 +43,8 @@ from .queries import (RANGES, TrafficRollup, buckets, day_requests, label_covera
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DriftCache", "labels_by_version", "last_alerts", "monitoring_view", "serving_view", "server_figures", "warm_up"]
+__all__ = ["DriftCache", "labels_by_version", "last_alerts", "monitoring_view", "production_live", "serving_view",
+           "server_figures", "warm_up"]
 
 DRIFT_DAYS = 7               # the heat map's columns: today and the six days before
 DRIFT_DAY_ROWS = 1000        # a day's latest requests compared (at most monitor.window)
@@ -109,9 +112,11 @@ def server_figures(metrics_text: bytes | None, t: dict[str, str]) -> dict[str, A
 
 class DriftCache:
     """Figures that only change when their key does: finished days' drift per (model version, day, requests
-    that day), live metrics and label counts per newest label; bounded, shared by requests."""
+    that day), live metrics and label counts per newest label; bounded, shared by requests. ``background``
+    computes what is missing."""
 
-    def __init__(self, size: int = 512):
+    def __init__(self, background: Background, size: int = 512):
+        self.background = background
         self.size = size
         self._data: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
@@ -134,18 +139,6 @@ class DriftCache:
             if len(self._data) >= self.size:
                 self._data.pop(next(iter(self._data)))
             self._data[key] = value
-
-    def claim(self, key: tuple[Any, ...]) -> bool:
-        """True for the one caller that may start the work named ``key`` until :meth:`release`."""
-        with self._lock:
-            if ("busy", key) in self._data:
-                return False
-            self._data[("busy", key)] = True
-            return True
-
-    def release(self, key: tuple[Any, ...]) -> None:
-        with self._lock:
-            self._data.pop(("busy", key), None)
 
 
 def _cell(entry: dict[str, Any] | None, n: int) -> dict[str, Any] | None:
@@ -174,7 +167,7 @@ def _day_drift(project: Project, model_row: dict[str, Any], day: dt.date, reques
     restart) are shown at once, and computed again in the background when its requests changed and they are
     older than :data:`TODAY_SECONDS`. The page never waits: a day not held yet is added to ``jobs`` (run in
     one background thread by :func:`monitoring_view`) and shown as ``pending``, or with the ``error`` of its
-    last try until :data:`TODAY_SECONDS` later."""
+    last try until :data:`~.background.RETRY_SECONDS` later."""
     ws = project.workspace
     key = (model_row["name"], model_row["version"], day.isoformat(), requests)
     cached = cache.get(key)
@@ -202,37 +195,28 @@ def _day_drift(project: Project, model_row: dict[str, Any], day: dt.date, reques
 
 def _later(project: Project, model_row: dict[str, Any], day: dt.date, requests: int, cache: DriftCache,
            settings: str, jobs: list[Callable[[], None]], last: dict[str, Any] | None) -> dict[str, Any]:
-    """``last`` (or a pending day) now, and the day's drift computed in the background: one job per day at a
-    time across the views of this process (:meth:`DriftCache.claim`); a failure is kept as the day's
-    ``error`` (shown, and tried again once it is :data:`TODAY_SECONDS` old)."""
-    key = (model_row["name"], model_row["version"], day.isoformat())
-    failed = cache.get(("failed", *key))
-    if failed is not None and (utcnow() - failed["at"]).total_seconds() < TODAY_SECONDS:
-        return {**(last or {"n": 0, "entries": {}}), "error": failed["error"]}
-    if cache.claim(key):
-        def job() -> None:
-            try:
-                _compute_day(project, model_row, day, requests, cache, settings)
-                cache.put(("failed", *key), None)
-            except Exception as e:  # shown on the page as the day's error; a later view tries again
-                log.exception("drift of %s could not be computed", day)
-                cache.put(("failed", *key), {"error": f"{type(e).__name__}: {e}", "at": utcnow()})
-            finally:
-                cache.release(key)
-
-        jobs.append(job)
+    """``last`` (or a pending day) now, and the day's drift added to ``jobs`` (computed in the background by
+    :func:`monitoring_view`); a failure is shown as the day's ``error`` and tried again once it is
+    :data:`~.background.RETRY_SECONDS` old."""
+    bg = cache.background
+    key = f"drift:{project.config.name}:{model_row['version']}:{day.isoformat()}:{settings}"
+    error = bg.failure(key)
+    if error is not None:
+        return {**(last or {"n": 0, "entries": {}}), "error": error}
+    jobs.append(lambda: bg.attempt(key, lambda: _compute_day(project, model_row, day, requests, cache, settings),
+                                   f"drift of {day}"))
     return last if last is not None else {"n": 0, "entries": {}, "pending": True}
-
-
-def _run_jobs(jobs: list[Callable[[], None]]) -> None:
-    for job in jobs:
-        job()
 
 
 def _compute_day(project: Project, model_row: dict[str, Any], day: dt.date, requests: int, cache: DriftCache,
                  settings: str) -> dict[str, Any]:
     ws, cfg = project.workspace, project.config
     key = (model_row["name"], model_row["version"], day.isoformat(), requests)
+    if day != utcnow().date():          # another process may have computed it since the view looked
+        stored = ws.catalog.get_drift_day(key[0], key[1], key[2], settings)
+        if stored is not None and stored["requests"] == requests:
+            cache.put(key, stored["figures"])
+            return stored["figures"]
     n = min(requests, cfg.monitor.window, DRIFT_DAY_ROWS)
     found: dict[str, Any] = {"n": n, "entries": {}}
     if n >= cfg.monitor.min_rows:
@@ -255,17 +239,21 @@ def _plain(value: Any) -> Any:
 LIVE_DAY = "live"            # the ``drift_days`` row (version 0) that keeps the live metrics
 
 
-def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -> dict[str, Any] | None:
-    """``live_metrics`` of the latest labels, kept in memory and in the catalog (``drift_days``, day
-    :data:`LIVE_DAY`) with the newest feedback id they saw. When a label arrived since, the last figures are
-    shown at once and computed again in a background thread; figures never computed are computed there too
-    (a fresh process imports scikit-learn's metrics for them), and None means they are pending."""
+def _live(project: Project, cache: DriftCache) -> tuple[dict[str, Any] | None, str | None]:
+    """``live_metrics`` of the latest labels and the error of their last computation. They are kept in memory
+    and in the catalog (``drift_days``, day :data:`LIVE_DAY`) with the newest feedback id they saw. When a
+    label arrived since, the last figures are shown at once and computed again in a background thread;
+    figures never computed are computed there too (a fresh process imports scikit-learn's metrics for
+    them), and None means they are pending, or failed when the error is given (tried again
+    :data:`~.background.RETRY_SECONDS` later)."""
     ws, name = project.workspace, project.config.name
+    windows = project.config.monitor.metric_windows
+    limit = max(windows, default=1000)
     newest = newest_label(ws.catalog)
     key = ("live", name, newest, limit, tuple(windows))
     found = cache.get(key)
     if found is not None:
-        return found
+        return found, None
     settings = hashlib.sha256(json.dumps([limit, list(windows)]).encode()).hexdigest()[:16]
 
     def compute() -> dict[str, Any]:
@@ -276,19 +264,23 @@ def _live(project: Project, cache: DriftCache, limit: int, windows: list[int]) -
         return figures
 
     stored = ws.catalog.get_drift_day(name, 0, LIVE_DAY, settings)
+    bg, claim = cache.background, f"live:{name}:{settings}"
     if stored is not None and stored["requests"] == newest:
         cache.put(key, stored["figures"])
-    elif cache.claim(key[:2]):
-        def refresh() -> None:
-            try:
-                compute()
-            except Exception:  # the page keeps showing the last figures; the next view tries again
-                log.exception("live metrics could not be computed")
-            finally:
-                cache.release(key[:2])
+        return stored["figures"], None
+    job = bg.job(claim, compute, "live metrics")
+    bg.start([job] if job else [], "modelloop-ui-live")
+    return (stored["figures"] if stored is not None else None), bg.failure(claim)
 
-        threading.Thread(target=refresh, name="modelloop-ui-live", daemon=True).start()
-    return stored["figures"] if stored is not None else None
+
+def production_live(project: Project, cache: DriftCache, version: int) -> dict[str, Any] | None:
+    """The live figure of the project's metric for ``version`` over its shortest window (``value``, ``n``
+    labels, ``window``), as Monitoring shows it; None while pending or without labels."""
+    live, _ = _live(project, cache)
+    for window, figures in ((live or {}).get(str(version)) or {}).items():
+        if figures.get(project.config.metric) is not None:
+            return {"value": figures[project.config.metric], "n": figures["n"], "window": window}
+    return None
 
 
 def last_alerts(project: Project, cache: DriftCache) -> dict[str, Any] | None:
@@ -319,8 +311,11 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
     counts = {d: (requests.get(d.isoformat()) or {}).get("requests", 0) for d in days}
     jobs: list[Callable[[], None]] = []
     per_day = {d: _day_drift(project, model_row, d, counts[d], cache, jobs) for d in days} if model_row else {}
-    if jobs:                                        # the days not held yet, newest first, while the page answers
-        threading.Thread(target=_run_jobs, args=(jobs[::-1],), name="modelloop-ui-drift", daemon=True).start()
+    if jobs and model_row:                  # the days not held yet, newest first, by one thread across processes
+        batch = jobs[::-1]
+        claim = f"drift:{cfg.name}:{model_row['version']}:{_drift_settings(project)}"
+        job = cache.background.job(claim, lambda: [each() for each in batch], "drift")
+        cache.background.start([job] if job else [], "modelloop-ui-drift")
     names = sorted({k for found in per_day.values() for k in found["entries"]},
                    key=lambda k: (k.startswith("("), k))
     cols = [d.isoformat()[5:] for d in days]
@@ -331,8 +326,7 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
     labelled = label_coverage(ws.catalog, cfg.name, since)
     coverage = [{"day": d.isoformat(), "requests": counts[d], "labels": labelled.get(d.isoformat(), 0)}
                 for d in days]
-    windows = cfg.monitor.metric_windows
-    live = _live(project, cache, max(windows, default=1000), windows)
+    live, live_error = _live(project, cache)
     if not any(found.get("pending") or found.get("error") for found in per_day.values()):  # every day known
         cache.put(("alerts", cfg.name), {"at": utcnow().isoformat(timespec="seconds"), "count": len(alerts),
                                          "features": sorted({a["feature"] for a in alerts})})
@@ -347,7 +341,8 @@ def monitoring_view(project: Project, cache: DriftCache, rollup: TrafficRollup, 
             "drift_failed": {d.isoformat(): per_day[d]["error"] for d in per_day if per_day[d].get("error")},
             "today_as_of": as_of and {"at": as_of.strftime("%H:%M"), "requests": shown["requests"]},
             "heat_map": heat_map(names, cols, cells, title=t["drift_by_day"]) if names else None,
-            "alerts": alerts, "coverage": coverage, "live": live or {}, "live_pending": live is None, "labels_total": labels_by_version(project, cache),
+            "alerts": alerts, "coverage": coverage, "live": live or {}, "live_pending": live is None and live_error is None,
+            "live_error": live_error, "labels_total": labels_by_version(project, cache),
             "holdout": (model_row or {}).get("metrics", {}), "metric": cfg.metric,
             "coverage_chart": line_chart([c["day"][5:] for c in coverage],
                                          {t["label_share"]: [c["labels"] / c["requests"] if c["requests"] else None

@@ -1,5 +1,6 @@
 """A training job asks the pool for the processes its config starts: ``train.parallel`` search workers and
-the ``train.ddp_processes`` ranks of a text or image fine-tune (one CPU each, one GPU each on CUDA/nccl).
+the ``train.ddp_processes`` ranks of a text, image or generative fine-tune (one CPU each, one GPU each on CUDA/nccl;
+on the Ray engine a generative fine-tune's ranks are Ray Train workers asking the cluster themselves).
 Submitted through the CLI, run by the real worker loop: the job holds what it asked for while it runs."""
 
 from __future__ import annotations
@@ -108,3 +109,25 @@ def test_more_processes_than_the_pool_has_is_exit_2_naming_both(tmp_path, capsys
     code, _, err = cli(["jobs", "submit", *args, "--", "train"], capsys, tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
     assert json.loads(cli(["jobs", "list", "--json"], capsys, tmp_path)[1]) == []
+
+
+def test_a_generative_fine_tune_holds_its_ranks_locally_and_leaves_them_to_ray_train_on_ray(tmp_path, capsys):
+    """Local engine: the ranks are the job's processes, a CPU each. Ray engine: they are Ray Train's
+    workers asking the cluster for their own CPU and GPU (training/distributed.py), so the job holds 1 CPU
+    and no GPU, and says so; model.device: cuda with fewer GPUs than ranks is refused."""
+    def project(engine: str, model: dict, gpus: int = 2) -> None:
+        _text_project(tmp_path, {"ddp_processes": 2}, {"backbone": "tiny", **model}, pool={"gpus": gpus},
+                      compute={"engine": engine})
+        raw = yaml.safe_load((tmp_path / "modelloop.yaml").read_text())
+        raw.update(task="text_generation", data={"source": "data.csv", "target": "y"})
+        (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw))
+
+    project("local", {"device": "cpu"})
+    assert (lambda r: (r["cpus"], r["gpus"]))(_submit(tmp_path, capsys)["resources"]) == (2.0, 0)
+    project("ray", {})
+    job = _submit(tmp_path, capsys)
+    assert (job["resources"]["cpus"], job["resources"]["gpus"]) == (1.0, 0)
+    assert any("2 ranks run as Ray Train workers" in n for n in job["notes"]), job
+    project("ray", {"device": "cuda"}, gpus=1)
+    code, _, err = cli(["jobs", "submit", "--", "train"], capsys, tmp_path)
+    assert code == 2 and "2 Ray Train workers on GPUs (one GPU each) need 2 gpus, the local Ray has 1" in err

@@ -100,3 +100,29 @@ def test_the_train_stage_registers_a_two_process_model_that_serves_as_offline(ti
                                json={"model": "helpdesk", "temperature": 0, "max_tokens": 12,
                                      "messages": [{"role": "user", "content": question}]}).json()
             assert reply["choices"][0]["message"]["content"] == answer
+
+
+@pytest.mark.slow
+def test_on_the_ray_engine_the_ranks_are_ray_train_workers(runs, tiny_llama, pairs, tmp_path):
+    """Slow (a Ray head, Ray Train's controller and 2 workers importing transformers: about a minute here);
+    the loop the workers run is the one the fast tests above check in local processes."""
+    pytest.importorskip("ray")
+    import ray
+    from jobs_toy import ray_head
+
+    one, _ = runs
+    job = _job(tiny_llama, pairs, 2)
+    seen = []
+    with ray_head(cpus=2) as (address, _):
+        job.ray_address = address
+        try:
+            out = run_params(job, params_of(job.settings), checkpoint=tmp_path / "ckpt.pt", on_epoch=seen.append)
+        finally:
+            ray.shutdown()
+    # rank 0 ran on the cluster: its epochs reach on_epoch once the run has ended, all 3 of them
+    assert [r["epoch"] for r in seen] == [1, 2, 3] and out["epochs_run"] == 3 and _no_rank_left()
+    for key in ("train_loss", "val_loss"):
+        assert [h[key] for h in out["history"]] == pytest.approx([h[key] for h in one["history"]], rel=2e-3)
+    for name, w in one["weights"].items():
+        torch.testing.assert_close(out["weights"][name], w, atol=2e-4, rtol=2e-3, msg=name)
+    assert not list(tmp_path.glob("modelloop-ray-train-*"))  # Ray Train's run folder removed

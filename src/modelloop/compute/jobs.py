@@ -72,7 +72,10 @@ def submit_job(ws: Workspace, command: list[str], commands: Mapping[str, Command
     notes = list(declared["notes"])
     given_gpus = gpus
     gpus = _rank_gpus(ws, args[0], declared, gpus, pool, where, fix)
-    if given_gpus is None and declared["family"] in DDP_FAMILIES and declared["wanted_gpus"] and not gpus \
+    if declared["family"] in DDP_FAMILIES and ws.config.train.ddp_processes > 1 and _ranks_on_ray(ws, declared):
+        notes.append(f"train.ddp_processes: {ws.config.train.ddp_processes} ranks run as Ray Train workers, each "
+                     "asking the cluster for 1 CPU (and 1 GPU on CUDA); the job holds none of theirs")
+    elif given_gpus is None and declared["family"] in DDP_FAMILIES and declared["wanted_gpus"] and not gpus \
             and ws.config.train.ddp_processes > 1:
         notes.append(f"train.ddp_processes: {ws.config.train.ddp_processes} ranks train on CPUs (gloo): "
                      f"{where} has no GPU")
@@ -143,6 +146,13 @@ def _family_request(ws: Workspace, verb: str, pool: Resources | None, where: str
 
 # The families whose fine-tuning runs in train.ddp_processes data-parallel processes (their train stages).
 DDP_FAMILIES = ("text", "image", "generative")
+# Those whose ranks are Ray Train's TorchTrainer workers on compute.engine: ray (each asks the cluster for
+# its own CPU and GPU); the others' ranks are processes of the job itself, on whichever node runs it.
+RAY_TRAIN_FAMILIES = ("generative",)
+
+
+def _ranks_on_ray(ws: Workspace, declared: dict[str, Any]) -> bool:
+    return ws.config.compute.engine == "ray" and declared["family"] in RAY_TRAIN_FAMILIES
 
 
 def _device(ws: Workspace) -> str:
@@ -159,6 +169,12 @@ def _rank_gpus(ws: Workspace, verb: str, declared: dict[str, Any], gpus: int | N
     given = declared["gpus"] if gpus is None else gpus
     if ddp <= 1 or gpus == 0 or (given == 0 and _device(ws) != "cuda"):
         return given
+    if _ranks_on_ray(ws, declared):  # Ray Train's workers ask the cluster for a GPU each: the job holds none
+        if _device(ws) == "cuda" and pool is not None and ddp > pool.gpus:
+            raise ConfigError(f"jobs submit: train.ddp_processes: {ddp} Ray Train workers on GPUs (one GPU each) "
+                              f"need {ddp} gpus, {where} has {pool.gpus}; lower train.ddp_processes, {fix}, "
+                              "or set model.device: cpu")
+        return 0 if gpus is None else gpus
     if gpus is not None and gpus < ddp:
         raise ConfigError(f"jobs submit: train.ddp_processes: {ddp} processes on GPUs (nccl, one GPU a process) "
                           f"need {ddp} gpus, --gpus gave {gpus}; give --gpus {ddp}, or --gpus 0 to train on CPUs")
@@ -183,6 +199,8 @@ def _process_cpus(ws: Workspace, verb: str, declared: dict[str, Any], pool: Reso
     # on the Ray engine the search workers are Ray tasks that ask the cluster for their own CPU
     # (training/ray_search.py): the job holding them too could leave them no CPU to start on
     parallel = train.parallel if ws.config.compute.engine == "local" else 1
+    if _ranks_on_ray(ws, declared):  # so are Ray Train's workers (training/distributed.py)
+        ddp = 1
     key, n = max((("train.parallel", parallel), ("train.ddp_processes", ddp)), key=lambda kv: kv[1])
     if n <= 1:
         return cpus

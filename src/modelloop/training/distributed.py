@@ -18,6 +18,12 @@ How it is laid out here (the family's training loop stays one loop):
 - Decisions (early stopping, the deadline, pruning) are taken by rank 0 on the validation rows and sent
   to every rank (:meth:`Group.decide`), so all ranks leave the epoch loop together.
 
+Against ``torchrun``: the same process group and collectives for N ranks on one machine, with rank 0 kept
+in the caller (torchrun starts every rank as a new process and rendezvouses through a TCP store); no
+multi-node launch and no elastic restarts (torchrun's default is none either). Across machines, on
+``compute.engine: ray``, :func:`ray_data_parallel` runs the ranks as the workers of Ray Train's
+``TorchTrainer`` instead (rank 0 included, so what rank 0 runs must pickle).
+
 Backends: ``gloo`` on CPU (tested, 2 processes); ``nccl`` with one GPU a rank (``cuda:rank``) when the
 run's device is CUDA. The CUDA/nccl path is written to PyTorch's documented recipe but has not been run:
 no GPU was available when it was written. A rank that dies leaves the others blocked in a collective
@@ -39,7 +45,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["SINGLE", "TIMEOUT", "Group", "check_processes", "data_parallel", "join_group"]
+__all__ = ["SINGLE", "TIMEOUT", "Group", "check_processes", "data_parallel", "join_group", "ray_data_parallel",
+           "ray_device"]
 
 TIMEOUT = datetime.timedelta(minutes=30)
 
@@ -262,3 +269,78 @@ def _worker_main(
         worker(group, *args)
     finally:
         leave_group()
+
+
+def ray_data_parallel(world: int, device: str, main: Callable[[Group], Any], worker: Callable[..., Any],
+                      args: tuple[Any, ...], *, address: str, storage: Path | None = None) -> Any:
+    """Run the ``world`` ranks as the workers of Ray Train's ``TorchTrainer`` on the cluster at ``address``
+    (``auto``: a local Ray): rank 0 runs ``main(group)``, ranks 1..N-1 ``worker(group, *args)``; returns
+    what ``main`` returned. Ray Train joins the process group (gloo, or nccl with one GPU a worker on
+    CUDA: untested, no GPU here); each worker asks the cluster for 1 CPU (and 1 GPU), so the calling
+    job must not hold them. ``main`` pickles (no open trial, no callback into this process); its value
+    comes back as the run's checkpoint, written by rank 0 under ``storage`` (a temporary folder there,
+    removed after; it must be a path every node reaches, as the Ray job engine's project folder is).
+    A rank that fails fails the run (no retry): a RuntimeError naming Ray's error."""
+    from ..compute.ray_engine import connect_ray
+
+    connect_ray(address)
+    import torch
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    gpu = device.startswith("cuda")
+    if storage is not None:
+        storage.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="modelloop-ray-train-", dir=storage) as tmp:
+        trainer = TorchTrainer(
+            _ray_rank,
+            train_loop_config={"main": main, "worker": worker, "args": args, "device": device},
+            torch_config=TorchConfig(backend=_backend(device), timeout_s=int(TIMEOUT.total_seconds())),
+            scaling_config=ScalingConfig(num_workers=world, use_gpu=gpu,
+                                         resources_per_worker={"CPU": 1, **({"GPU": 1} if gpu else {})}),
+            run_config=RunConfig(name="ddp", storage_path=tmp, failure_config=FailureConfig(max_failures=0)),
+        )
+        try:
+            result = trainer.fit()
+        except Exception as exc:  # Ray's TrainingFailedError, with the rank's own error inside
+            raise RuntimeError(f"data-parallel run on Ray ({world} TorchTrainer workers) failed: {exc}") from exc
+        if result.checkpoint is None:
+            raise RuntimeError("data-parallel run on Ray ended without rank 0's result")
+        with result.checkpoint.as_directory() as folder:
+            # our own rank 0 wrote it a moment ago into this private folder: a full unpickle is safe
+            return torch.load(Path(folder) / _RESULT, weights_only=False)
+
+
+_RESULT = "rank0.pt"
+
+
+def ray_device(address: str, preference: str, world: int) -> str:
+    """The device of ``world`` Ray Train workers for ``model.device``: ``cuda`` or ``cpu`` as asked; for
+    ``auto``, ``cuda`` when the cluster has a GPU for each worker. (The job that starts them holds no GPU
+    itself, so its own ``auto`` would always see none.)"""
+    if preference in ("cpu", "cuda"):
+        return preference
+    from ..compute.ray_engine import connect_ray
+
+    return "cuda" if float(connect_ray(address).cluster_resources().get("GPU", 0)) >= world else "cpu"
+
+
+def _ray_rank(config: dict[str, Any]) -> None:
+    """One TorchTrainer worker: Ray Train has joined it to the process group."""
+    import ray.train
+    import torch
+
+    ctx = ray.train.get_context()
+    group = Group(ctx.get_world_rank(), ctx.get_world_size())
+    if config["device"].startswith("cuda"):  # "cuda" is this worker's own GPU (untested: no GPU here)
+        from ray.train.torch import get_device
+
+        torch.cuda.set_device(get_device())
+    if not group.main:
+        config["worker"](group, *config["args"])
+        ray.train.report({"rank": group.rank})  # every worker reports as often as rank 0 (Ray's barrier)
+        return
+    out = config["main"](group)
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(out, Path(folder) / _RESULT)
+        ray.train.report({"rank": 0}, checkpoint=ray.train.Checkpoint.from_directory(folder))

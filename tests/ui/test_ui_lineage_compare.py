@@ -143,20 +143,51 @@ def test_ui_models_show_variants_size_and_latency(two_versions) -> None:
         assert c.get("/models/1/report").status_code == 404
 
 
-def test_ui_models_compare_gives_accuracy_its_wilson_interval(ui_project) -> None:
-    """Accuracy (a share of the test rows) with its Wilson 95 % interval from the test split's row count, as
-    scipy computes it; the other metrics without one, and the page says why."""
+def test_ui_models_compare_gives_every_metric_an_interval(ui_project) -> None:
+    """Accuracy (a share of the test rows) at once with its Wilson 95 % interval from the test split's row
+    count, as scipy computes it; the other metrics computing, then with bootstrap intervals over the
+    version's answers on its test split (the holdout figure inside; accuracy's bootstrap close to Wilson's),
+    stored once per version and the same when computed again (fixed seed)."""
+    import time
+
+    import sqlalchemy as sa
     from scipy.stats import binomtest
+
+    from modelloop.catalog import drift_days
+    from modelloop.dashboard.intervals import INTERVALS_DAY, bootstrap_intervals
 
     cat = ui_project.workspace.catalog
     models = {m["version"]: m for m in cat.list_models("toy")}
+    with cat.tx() as c:
+        c.execute(drift_days.delete().where(drift_days.c.day == INTERVALS_DAY))
     with _client(ui_project) as c:
-        page = c.get("/models/compare?a=2&b=1&lang=en").text
-    row = re.search(r"<td>accuracy</td>.*?<td class=\"interval\">(.*?)</td>", page, re.S).group(1)
+        first = c.get("/models/compare?a=2&b=1&lang=en").text
+        for _ in range(1200):
+            part = c.get("/parts/compare-metrics?a=2&b=1&lang=en")
+            if 'id="intervals-pending"' not in part.text:
+                break
+            time.sleep(0.1)
+    assert 'id="intervals-pending"' in first and 'data-refresh="/parts/compare-metrics?a=2&amp;b=1"' in first
+    assert part.status_code == 200 and "data-refresh" not in part.text and 'class="error"' not in part.text
+    rows = dict(re.findall(r"<tr[^>]*><td>(\w+)</td>.*?<td class=\"interval\">(.*?)</td></tr>", part.text, re.S))
     for side, version in (("A", 2), ("B", 1)):
         n = cat.list_splits(models[version]["dataset_id"])[0]["counts"]["test"]
         correct = round(models[version]["metrics"]["accuracy"] * n)
         ci = binomtest(correct, n).proportion_ci(method="wilson")
-        assert f"{side} [{ci.low:.3f}, {ci.high:.3f}] (n {n})" in row
-    others = re.findall(r"<td>(\w+)</td>(?:<td>[^<]*</td>){3}<td class=\"interval\">—</td>", page)
-    assert others and "accuracy" not in others and "per-row" in page
+        assert f'<span class="wilson">{side} [{ci.low:.3f}, {ci.high:.3f}] (n {n})</span>' in rows["accuracy"]
+        assert f'<span class="wilson">{side}' in first                 # Wilson's needs no computation
+        with cat.tx() as c:
+            stored = c.execute(sa.select(drift_days.c.figures).where(
+                drift_days.c.day == INTERVALS_DAY, drift_days.c.version == version)).scalar_one()
+        assert stored["n"] == n and stored["seed"] == 0 and stored["resamples"] == 200
+        boot = stored["metrics"]["accuracy"]
+        assert abs(boot["low"] - ci.low) < 0.05 and abs(boot["high"] - ci.high) < 0.05
+        for metric, value in models[version]["metrics"].items():
+            if metric == "accuracy" or metric not in stored["metrics"]:
+                continue
+            low, high = stored["metrics"][metric]["low"], stored["metrics"][metric]["high"]
+            assert low <= value <= high and low < high, (metric, value, low, high)
+            assert f'<span class="bootstrap">{side} [{low:.3f}, {high:.3f}] (n {n})</span>' in rows[metric]
+    assert {"f1_macro", "roc_auc", "log_loss"} <= set(stored["metrics"])
+    assert bootstrap_intervals(ui_project, models[1]) == stored                # version 1's, again: the same
+    assert "bootstrap" in part.text and "200 resamples" in part.text

@@ -43,6 +43,7 @@ from ..serving.security import ApiKeys, load_api_keys
 from .background import Background
 from .compare import dataset_source, diff_datasets, diff_models
 from .i18n import LANGS, pick_lang, strings
+from .intervals import version_intervals
 from .lineage import deployment_history, lineage_svg
 from .search_history import search_history
 from .queries import RANGES, TrafficRollup
@@ -249,11 +250,15 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
 
     @app.get("/models/compare", response_class=HTMLResponse)
     def model_compare(request: Request, a: str | None = None, b: str | None = None) -> Response:
+        return compare_models(request, a, b, "model_compare.html")
+
+    def compare_models(request: Request, a: str | None, b: str | None, template: str) -> Response:
         status = project.status()
         versions = [str(m["version"]) for m in status["models"]]
         options = [(m["version"], f"{m['name']}:{m['version']} {m.get('family') or ''}") for m in status["models"]]
-        return compared(request, "model_compare.html", versions, options, a, b,
-                        lambda x, y: diff_models(project, status, x, y))
+        return compared(request, template, versions, options, a, b,
+                        lambda x, y: diff_models(project, status, x, y,
+                                                 lambda row: version_intervals(project, background, row)))
 
     @app.get("/models/{version}/report")
     def model_report(request: Request, version: str) -> Response:
@@ -341,18 +346,21 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
     def monitoring(request: Request) -> Response:
         return render(request, "monitoring.html", **monitoring_context(request))
 
-    # The parts a page refreshes alone (static/refresh.js): the template of each and the context its page
-    # builds; the same guards as the pages (the middleware) and the same escaping.
-    parts: dict[str, Callable[[Request], dict[str, Any]]] = {
-        "overview-loop": overview_context, "monitoring-drift": monitoring_context,
-        "monitoring-live": monitoring_context}
+    # The parts a page refreshes alone (static/refresh.js), each rendered from its template with the context
+    # its page builds; the same guards as the pages (the middleware) and the same escaping.
+    parts: dict[str, Callable[[Request], Response]] = {
+        "overview-loop": lambda r: render(r, "parts/overview-loop.html", **overview_context(r)),
+        "monitoring-drift": lambda r: render(r, "parts/monitoring-drift.html", **monitoring_context(r)),
+        "monitoring-live": lambda r: render(r, "parts/monitoring-live.html", **monitoring_context(r)),
+        "compare-metrics": lambda r: compare_models(r, r.query_params.get("a"), r.query_params.get("b"),
+                                                    "parts/compare-metrics.html")}
 
     @app.get("/parts/{name}", response_class=HTMLResponse)
     def part(request: Request, name: str) -> Response:
         """One part of a page as HTML, for the page's script to swap in without a reload."""
         if name not in parts:
             return fail(request, 404, f"no page part '{name}'; allowed: {', '.join(parts)}")
-        response = render(request, f"parts/{name}.html", **parts[name](request))
+        response = parts[name](request)
         response.headers["Cache-Control"] = "no-store"
         return response
 

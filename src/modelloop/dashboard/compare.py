@@ -1,10 +1,9 @@
 """Two versions side by side: dataset versions (schema, rows, quality scores, per-column profile) and model
 versions (holdout metrics with the change in each metric's direction, search parameters, size, variants).
 
-Metric intervals: the catalog keeps each version's holdout figures and the row counts of its dataset's
-split, not its per-row test predictions, so a bootstrap is not possible from what is stored. Accuracy, a
-share of the test rows, gets its Wilson 95 % interval from that share and the test split's row count
-(:func:`wilson`); the other metrics have none, and the page says why.
+Metric intervals (95 %): accuracy, a share of the test rows, gets Wilson's interval from that share and the
+test split's row count (:func:`wilson`), at once; every other metric gets a bootstrap interval over the version's answers on its test split (:mod:`.intervals`), computed once per
+version in the background and shown as computing until then.
 
 Inputs are ``Project.status()`` rows, the profile's JSON report (``reports/quality-{id}.json``, written by
 ``modelloop profile``) and the run row of each model; nothing is recomputed, so a diff is as cheap as
@@ -15,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError, ModelloopError, NotFoundError
@@ -109,27 +109,41 @@ def _change(metric: str, a: Any, b: Any) -> float | None:
         return None
 
 
-def diff_models(project: Project, status: dict[str, Any], a: str, b: str) -> dict[str, Any]:
-    """Holdout metrics (b against a, positive = better in the metric's direction), and every parameter,
-    size and format that differs; the run rows come from the catalog."""
+Bootstrapped = Callable[[dict[str, Any]], tuple[dict[str, Any] | None, str | None]]
+
+
+def diff_models(project: Project, status: dict[str, Any], a: str, b: str,
+                bootstrapped: Bootstrapped | None = None) -> dict[str, Any]:
+    """Holdout metrics (b against a, positive = better in the metric's direction) with their 95 % intervals,
+    and every parameter, size and format that differs; the run rows come from the catalog.
+    ``bootstrapped(catalog model row)`` gives a version's bootstrap intervals (:func:`.intervals.version_intervals`:
+    the figures, or None and an error while they are computing or failed)."""
     rows = {m["version"]: m for m in status["models"]}
     ma, mb = _pair(rows, a, b, "model", ", ".join(map(str, rows)) or "none yet")
     cat = project.workspace.catalog
-    info_a, info_b = (cat.get_model(project.config.name, m["version"])["info"] for m in (ma, mb))
-    n_a, n_b = (_test_rows(project, cat.get_model(project.config.name, m["version"])["dataset_id"])
-                for m in (ma, mb))
+    row_a, row_b = (cat.get_model(project.config.name, m["version"]) for m in (ma, mb))
+    info_a, info_b = row_a["info"], row_b["info"]
+    n_a, n_b = (_test_rows(project, row["dataset_id"]) for row in (row_a, row_b))
 
-    def interval(name: str, value: Any, n: int | None) -> dict[str, Any] | None:
-        if name not in PROPORTIONS or n is None or not isinstance(value, int | float) or not 0 <= value <= 1:
-            return None
-        low, high = wilson(float(value), n)
-        return {"low": low, "high": high, "n": n}
+    boot_a, boot_b = ((bootstrapped(row) if bootstrapped else (None, None)) for row in (row_a, row_b))
+
+    def interval(name: str, value: Any, n: int | None, boot: dict[str, Any] | None) -> dict[str, Any] | None:
+        found = (boot or {}).get("metrics", {}).get(name)
+        if name in PROPORTIONS and n is not None and isinstance(value, int | float) and 0 <= value <= 1:
+            low, high = wilson(float(value), n)
+            return {"low": low, "high": high, "n": n, "method": "wilson"}
+        if found is not None and isinstance(value, int | float):
+            return {"low": found["low"], "high": found["high"], "n": (boot or {}).get("n"), "method": "bootstrap"}
+        return None
 
     metrics = [{"name": k, "a": ma["metrics"].get(k), "b": mb["metrics"].get(k),
                 "better": _change(k, ma["metrics"].get(k), mb["metrics"].get(k)),
-                "interval_a": interval(k, ma["metrics"].get(k), n_a),
-                "interval_b": interval(k, mb["metrics"].get(k), n_b)}
+                "interval_a": interval(k, ma["metrics"].get(k), n_a, boot_a[0]),
+                "interval_b": interval(k, mb["metrics"].get(k), n_b, boot_b[0])}
                for k in sorted(set(ma["metrics"]) | set(mb["metrics"]))]
+    bootstrap = {side: {"pending": bootstrapped is not None and found is None and error is None, "error": error,
+                        "n": (found or {}).get("n"), "resamples": (found or {}).get("resamples")}
+                 for side, (found, error) in (("a", boot_a), ("b", boot_b))}
     runs = {r["id"]: r for r in cat.list_runs(project.config.name)}
 
     def described(m: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +158,7 @@ def diff_models(project: Project, status: dict[str, Any], a: str, b: str) -> dic
 
     fa, fb = described(ma, info_a), described(mb, info_b)
     keys = sorted(set(fa) | set(fb))
-    return {"a": ma, "b": mb, "metrics": metrics,
+    return {"a": ma, "b": mb, "metrics": metrics, "bootstrap": bootstrap,
             "params": [{"name": k, "a": fa.get(k), "b": fb.get(k)} for k in keys if fa.get(k) != fb.get(k)],
             "same": [k for k in keys if fa.get(k) == fb.get(k)]}
 

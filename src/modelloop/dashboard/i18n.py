@@ -57,8 +57,11 @@ _EN = {
     "today_as_of": "Today's column is as of {at} UTC ({requests} requests then); it is being computed again.",
     "interval_95": "95 % interval",
     "interval_note": "Accuracy's interval is Wilson's, from the share and the test split's rows (n). The other "
-                     "metrics have none: the catalog keeps each version's holdout figures, not its per-row "
-                     "test predictions, so they cannot be bootstrapped here.",
+                     "metrics' are bootstrap percentiles: the version's model answers its test split again, and "
+                     "the metric is computed on 200 resamples of those rows (fixed seed), once per version.",
+    "intervals_computing": "The bootstrap intervals are being computed; this part updates itself every 5 s "
+                           "(or reload the page).",
+    "intervals_failed": "intervals could not be computed",
     "no_model": "No model yet: `modelloop train` registers one.", "compared_with": "compared with the training rows of",
     "lineage": "Lineage", "lineage_note": "dataset version → model version → alias (where it is deployed)",
     "diff": "Compare", "compare_two": "Compare two versions", "schema": "schema", "added": "added",
@@ -113,8 +116,10 @@ _ZH = {
     "live_failed": "线上指标计算失败", "live_on_labels": "线上",
     "today_as_of": "今天一列截至 UTC {at}（当时 {requests} 个请求）；正在重新计算。",
     "interval_95": "95% 区间",
-    "interval_note": "准确率的区间为 Wilson 区间，由比例和测试集行数 (n) 算出。其他指标没有区间：目录只保存各版本的"
-                     "留出集指标，不保存逐行测试预测，因此无法在此自助抽样。",
+    "interval_note": "准确率的区间为 Wilson 区间，由比例和测试集行数 (n) 算出。其他指标的区间为自助法百分位数："
+                     "该版本的模型重新预测其测试集，在这些行的 200 次重抽样上计算指标（固定随机种子），每个版本只算一次。",
+    "intervals_computing": "自助法区间正在计算；此部分每 5 秒自动更新（也可刷新页面）。",
+    "intervals_failed": "区间计算失败",
     "no_model": "尚无模型：`modelloop train` 会注册一个。", "compared_with": "对比训练数据：",
     "lineage": "血缘", "lineage_note": "数据集版本 → 模型版本 → 别名（部署位置）",
     "diff": "比较", "compare_two": "比较两个版本", "schema": "结构", "added": "新增",

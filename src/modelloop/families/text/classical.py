@@ -50,14 +50,15 @@ from scipy import sparse
 from ...errors import ModelloopError
 from .pipeline import TextPipelineModel
 
-__all__ = ["TFIDF", "TfidfTextModel", "export_tfidf_onnx", "fit_tfidf", "pipeline_inputs", "segment", "segmenter",
-           "suggest_tfidf", "tfidf_defaults", "tfidf_inputs"]
+__all__ = ["LARGEST_N", "TFIDF", "VECTORIZERS", "TfidfTextModel", "export_tfidf_onnx", "fit_linear", "fit_tfidf", "min_df_of",
+           "pipeline_inputs", "read_inputs", "segment", "segmenter", "suggest_tfidf", "tfidf_defaults", "tfidf_inputs"]
 
 TFIDF = "tfidf"
 _SPACES = re.compile(r"\s+")
 _MAX_FEATURES = 300_000  # per vectorizer: the graph holds each n-gram's text
 _ATOL = 1e-4
 _INPUTS = ("chars", "words", "segs")
+LARGEST_N = {"chars": 3, "words": 2, "segs": 2}  # the largest n-gram of each input that the search tries
 
 
 def tfidf_defaults() -> dict[str, Any]:
@@ -73,13 +74,13 @@ def suggest_tfidf(trial: Any) -> dict[str, Any]:
     """The TF-IDF search space (each range holds the defaults); ``seg_max`` (jieba word n-grams) only
     when jieba is installed; ``nb`` (NB-SVM scaling) applies to two classes (ignored with more)."""
     params = {"tfidf_c": trial.suggest_float("tfidf_c", 0.1, 100.0, log=True),
-              "char_max": trial.suggest_int("char_max", 2, 3),  # 4-grams: see the module docstring
-              "word_max": trial.suggest_int("word_max", 0, 2),
+              "char_max": trial.suggest_int("char_max", 2, LARGEST_N["chars"]),  # not 4: see the module docstring
+              "word_max": trial.suggest_int("word_max", 0, LARGEST_N["words"]),
               "min_df": trial.suggest_categorical("min_df", [1, 2]),
               "tf": trial.suggest_categorical("tf", ["raw", "binary"]),
               "nb": trial.suggest_categorical("nb", [False, True])}
     if segmenter() is not None:
-        params["seg_max"] = trial.suggest_int("seg_max", 0, 2)
+        params["seg_max"] = trial.suggest_int("seg_max", 0, LARGEST_N["segs"])
     return params
 
 
@@ -134,27 +135,53 @@ def pipeline_inputs(pipe: Any) -> list[str]:
     return [name for name, _, _ in pipe[0].transformers_ if name in _INPUTS]
 
 
+# each input's vectorizer: its token pattern and the parameter giving its largest n-gram (0: not read)
+VECTORIZERS = {"chars": (r"\S", "char_max"), "words": (r"[a-z0-9_]+", "word_max"), "segs": (r"\S+", "seg_max")}
+
+
+def read_inputs(params: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """``(input, token pattern, largest n)`` of each input the parameters read: characters always,
+    words when ``word_max`` > 0, jieba words when ``seg_max`` > 0 (trials from before it: 0)."""
+    return [(name, pattern, int(params.get(key, 0))) for name, (pattern, key) in VECTORIZERS.items()
+            if int(params.get(key, 0)) > 0]
+
+
+def min_df_of(params: dict[str, Any], rows: int) -> int:
+    """The vectorizers' ``min_df``: the searched one, or 1 on fewer than 20 rows."""
+    return int(params["min_df"]) if rows >= 20 else 1
+
+
+def fit_linear(X: Any, y: np.ndarray, params: dict[str, Any], *, class_weight: str, seed: int) -> Any:
+    """The logistic regression on TF-IDF features ``X`` (NB-scaled first with ``nb`` and two classes,
+    the ratio then folded into its weights, so it reads unscaled features)."""
+    from sklearn.linear_model import LogisticRegression
+
+    # newton-cg, not lbfgs: on 2,560 reviews' 190,000 n-grams lbfgs spent 1.6-6.3 s a fit (mostly in
+    # scipy's L-BFGS-B on the long weight vector) and stopped short of the optimum; newton-cg 0.4-0.5 s
+    # to it (liblinear's answer), which is what lets a trial cross-validate (crossval.py)
+    lr = LogisticRegression(C=float(params["tfidf_c"]), solver="newton-cg", max_iter=2000, random_state=seed,
+                            class_weight="balanced" if class_weight == "balanced" else None)
+    ratio = _nb_ratio(X, y) if params.get("nb") and len(np.unique(y)) == 2 else None
+    lr.fit(X if ratio is None else X @ sparse.diags(ratio), y)
+    if ratio is not None:  # x * r . w == x . (r * w): the graph stays vectorizers -> logistic regression
+        lr.coef_ = (lr.coef_ * ratio).astype(lr.coef_.dtype)
+    return lr
+
+
 def fit_tfidf(texts: list[str], y: np.ndarray, params: dict[str, Any], *, class_weight: str, seed: int) -> Any:
-    """The fitted pipeline (ColumnTransformer of the two vectorizers -> LogisticRegression)."""
+    """The fitted pipeline (ColumnTransformer of the vectorizers -> LogisticRegression)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    min_df = int(params["min_df"]) if len(texts) >= 20 else 1
+    min_df = min_df_of(params, len(texts))
 
     def vectorizer(pattern: str, top: int) -> TfidfVectorizer:
         return TfidfVectorizer(lowercase=False, token_pattern=pattern, ngram_range=(1, top), min_df=min_df,
                                binary=params.get("tf", "raw") == "binary",  # trials from before it: raw
                                max_features=_MAX_FEATURES, dtype=np.float32)
 
-    parts = [("chars", vectorizer(r"\S", int(params["char_max"])), "chars")]
-    if int(params["word_max"]) > 0:
-        parts.append(("words", vectorizer(r"[a-z0-9_]+", int(params["word_max"])), "words"))
-    if int(params.get("seg_max", 0)) > 0:  # trials from before it, or without jieba: 0
-        parts.append(("segs", vectorizer(r"\S+", int(params["seg_max"])), "segs"))
-    lr = LogisticRegression(C=float(params["tfidf_c"]), max_iter=2000, random_state=seed,
-                            class_weight="balanced" if class_weight == "balanced" else None)
+    parts = [(name, vectorizer(pattern, top), name) for name, pattern, top in read_inputs(params)]
     frame = tfidf_inputs(texts, [name for name, _, _ in parts])
     features = ColumnTransformer(parts)
     with warnings.catch_warnings():
@@ -166,10 +193,7 @@ def fit_tfidf(texts: list[str], y: np.ndarray, params: dict[str, Any], *, class_
                 raise
             features = ColumnTransformer([p for p in parts if p[0] != "words"])  # ASCII words of all-Chinese text
             X = features.fit_transform(frame.drop(columns="words"))
-        ratio = _nb_ratio(X, y) if params.get("nb") and len(np.unique(y)) == 2 else None
-        lr.fit(X if ratio is None else X @ sparse.diags(ratio), y)
-    if ratio is not None:  # x * r . w == x . (r * w): the graph stays vectorizers -> logistic regression
-        lr.coef_ = (lr.coef_ * ratio).astype(lr.coef_.dtype)
+        lr = fit_linear(X, y, params, class_weight=class_weight, seed=seed)
     return Pipeline([("features", features), ("linear", lr)])
 
 

@@ -163,6 +163,8 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, cands: dict[str, Candid
             checkpoint.unlink(missing_ok=True)
         for k in ("epochs_run", "best_epoch", "precision", "resumed_from_epoch"):
             trial.set_user_attr(k, info[k])
+        if info.get("cv"):  # a cross-validated trial (crossval.py): its folds' scores and spread
+            trial.set_user_attr("cv", info["cv"])
         trial.set_user_attr("history", info["history"])
     except KeyboardInterrupt:
         # the checkpoint stays: the driver queues these parameters again, and the next run resumes it
@@ -273,7 +275,10 @@ def _conclude(study: optuna.Study, cands: dict[str, Candidate], metric: str, wor
     cand = cands[name]
     params = {**cand.defaults(), **_split_params(cands, best.params)[1]}  # a trial from before a new parameter: its default
     payload = load_tensors(_trial_file(work_dir, best.number)) if cand.keeps_weights else None
-    if payload is None:  # a head or TF-IDF refits in seconds; lost weights: train again
+    cv = best.user_attrs.get("cv")
+    if cv and hasattr(cand, "scored"):  # TF-IDF or a frozen head: its build refits it, the score is known
+        result = cand.scored(float(best.value or 0.0), cv)
+    elif payload is None:  # a head refits in seconds; lost weights: train again
         result = cand.run(params)
     else:
         attrs = best.user_attrs
@@ -283,5 +288,13 @@ def _conclude(study: optuna.Study, cands: dict[str, Candidate], metric: str, wor
     best_record = next(r for r in records if r.number == best.number)
     summary = SearchResult(model=None, metric=metric, direction=direction(metric),  # type: ignore[arg-type]
                            validation_score=float(best.value or 0.0), best_single=best_record, ensemble=None,
-                           threshold=None, trials=records, resumed_trials=resumed)
+                           threshold=None, trials=records, resumed_trials=resumed,
+                           cv=_spread(cv) if cv else None)
     return {"candidate": name, "params": params, "result": result}, summary
+
+
+def _spread(cv: dict[str, Any]) -> dict[str, Any]:
+    """The train summary's ``cv`` of a cross-validated winner, in the tabular search's keys (``folds``,
+    ``repeats``, ``spread``: the std of its folds' scores) plus ``scores``, ``rows`` and ``folds_run``."""
+    return {"folds": cv["folds"], "repeats": 1, "spread": round(float(cv["spread"]), 4), "scores": cv["scores"],
+            "rows": cv["rows"], "folds_run": cv["folds_run"]}

@@ -23,9 +23,9 @@ records) for ``task: text_classification``:
 runs of a resumed search) less the time this run spent embedding and tokenizing the rows
 (``embedding_seconds`` in the summary), and ``train.trials`` (for ``head``, 30 trials when
 ``train.trials`` is unset); a trial past the deadline, the first included, stops after its current
-epoch (one epoch at least). When two candidates can be blended,
-the search gets ``train.budget`` less :func:`.blend.blend_reserve` and the blend its reserve plus what
-the search left unspent. With ``search: false`` one trial
+epoch (one epoch at least); a TF-IDF or frozen-head trial is cross-validated (:mod:`.crossval`) and
+stops between folds. The blend reuses the trials' out-of-fold predictions and gets what the search
+left unspent. With ``search: false`` one trial
 with the configured values runs its epochs in full.
 
 Steps 3 and 4 live in ``text_search.py`` (the trials) and ``text_fit.py`` (one configuration:
@@ -57,7 +57,7 @@ from .backbone import (
     texts_of,
     tokenize_windows,
 )
-from .blend import blend_reserve, build_blend, choose_blend
+from .blend import build_blend, choose_blend
 from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
 from .fit import FitJob, _device, _network_for, embed
@@ -123,8 +123,7 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     study = text_study_name(ws, row["id"])
     tracker = tracker_for(ws)
     total = budget if budget is not None else cfg.train.budget
-    reserve = blend_reserve(cands, total, settings.search)  # the blend's fits are part of the budget
-    searched = None if total is None else max(0.0, total - reserve - embedding_s)
+    searched = None if total is None else max(0.0, total - embedding_s)
     search = _search_settings(cfg, settings, cands, searched, trials, warm_start)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,
             "modelloop.task": "text_classification"}
@@ -136,7 +135,7 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                                           progress=progress)
         choice.update(_compared(cands, summary, chosen["candidate"], cfg.metric, choice))
         left = None if search.budget is None or not settings.search else \
-            reserve + max(0.0, search.budget - (time.monotonic() - search_started))
+            max(0.0, search.budget - (time.monotonic() - search_started))  # for members to cross-validate again
         blend = choose_blend(cands, summary.trials, metric=cfg.metric, seed=cfg.seed,
                              best_single=summary.validation_score, seconds=left)
         kept = bool(blend and blend["kept"])
@@ -280,7 +279,8 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
 
     cfg = ws.config
     common = dict(y_fit=parts["y_fit"], y_val=parts["y_val"], classes=parts["classes"],
-                  metric=cfg.metric, class_weight=cfg.train.class_weight, seed=cfg.seed)
+                  metric=cfg.metric, class_weight=cfg.train.class_weight, seed=cfg.seed,
+                  augmented=len(parts["aug"]))  # the last fit rows: never held out by the folds
     cands: dict[str, Any] = {}
     jobs: list[FitJob] = []
     enc_stats: dict[str, dict[str, Any]] = {}

@@ -90,3 +90,33 @@ def test_a_parquet_ingest_reads_each_column_once_for_its_checks_and_once_for_the
     assert snap.columns == [ROW_ID, *df.columns] and snap[ROW_ID].n_unique() == len(df)
     assert snap["amount"].dtype.is_numeric() and snap["amount"].to_list() == [int(v) for v in df["amount"]]
     assert read_manifest(row["path"])["row_hashes"] == {"columns": df.columns, "repeated": 0}
+
+
+def test_read_ahead_gives_every_item_in_order_raises_the_makers_error_and_stops_with_its_caller():
+    import threading
+
+    from modelloop.data._checked import read_ahead
+
+    assert list(read_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("bad row group")
+
+    got = read_ahead(failing())
+    assert next(got) == 1
+    with pytest.raises(ValueError, match="bad row group"):
+        next(got)
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    taken = read_ahead(endless(), depth=2)
+    assert [next(taken) for _ in range(3)] == [0, 1, 2]
+    taken.close()  # the caller stops: the thread ends, a few items ahead at most
+    assert not [t for t in threading.enumerate() if t.name == "modelloop-read-ahead"]
+    assert len(made) <= 3 + 2 + 1

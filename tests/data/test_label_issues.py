@@ -77,6 +77,15 @@ def test_a_class_missing_from_a_training_fold_keeps_its_column() -> None:
     assert proba.shape == (200, 3) and np.allclose(proba.sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_folds_fit_two_at_a_time_give_the_probabilities_of_one_after_the_other(
+        n_classes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = _table(n_classes)
+    together = out_of_fold_proba(x, y, folds=5, seed=3, categorical=[2])
+    monkeypatch.setattr("modelloop.data.label_issues._parallel_folds", lambda x: 1)
+    assert np.array_equal(together, out_of_fold_proba(x, y, folds=5, seed=3, categorical=[2]))
+
+
 def test_planted_flips_are_found() -> None:
     import polars as pl
 

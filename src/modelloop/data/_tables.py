@@ -31,6 +31,7 @@ __all__ = [
     "to_lazy",
     "to_polars",
     "user_columns",
+    "worker_threads",
 ]
 
 
@@ -158,3 +159,11 @@ def _malloc_trim() -> Any:
         return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):  # not glibc
         return None
+
+
+def worker_threads(most: int = 2) -> int:
+    """Threads for independent pieces of work that run without the GIL (a column's read and sorts, a
+    fold's LightGBM fit): the cores this process may use, at most ``most`` (two: the pieces' memory adds
+    up, and the machines this is tuned for have two cores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, most))

@@ -142,20 +142,46 @@ def assign_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 def out_of_fold_proba(x: np.ndarray, y: np.ndarray, *, model: str = "lightgbm", folds: int = 5, seed: int = 0,
                       categorical: list[int] | None = None) -> np.ndarray:
-    """(n, K) probabilities, each row's from a model trained on the other folds (``y`` in 0..K-1)."""
+    """(n, K) probabilities, each row's from a model trained on the other folds (``y`` in 0..K-1).
+
+    The folds' models are fit two at a time on a machine of two cores or more (``_parallel_folds``): each
+    is one thread of LightGBM's, run without the GIL, and independent of the others, so the
+    probabilities are the same as one after the other.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     n_classes = int(y.max()) + 1
     counts = np.bincount(y, minlength=n_classes)
     proba = np.tile(counts / counts.sum(), (len(y), 1))
     fold = assign_folds(y, folds, seed)
+    todo = []
     for f in range(folds):
         te, tr = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
         present = np.unique(y[tr])
-        if len(te) == 0 or len(present) < 2:
-            continue
-        proba[te] = 0.0
-        proba[np.ix_(te, present)] = _fit_predict(model, x[tr], np.searchsorted(present, y[tr]), x[te],
-                                                  len(present), categorical or [], seed)
+        if len(te) and len(present) >= 2:
+            todo.append((te, tr, present))
+
+    def fit(job: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        te, tr, present = job
+        return _fit_predict(model, x[tr], np.searchsorted(present, y[tr]), x[te], len(present),
+                            categorical or [], seed)
+
+    with ThreadPoolExecutor(_parallel_folds(x)) as pool:
+        for (te, _, present), got in zip(todo, pool.map(fit, todo), strict=True):
+            proba[te] = 0.0
+            proba[np.ix_(te, present)] = got
     return proba
+
+
+_PARALLEL_BYTES = 64 << 20  # a feature matrix above this is fit a fold at a time: each fit copies it
+
+
+def _parallel_folds(x: np.ndarray) -> int:
+    """Folds fit at once: two (``worker_threads``) when ``x`` is small enough that two fits' copies of
+    it are cheap, else one."""
+    from ._tables import worker_threads
+
+    return worker_threads() if x.nbytes <= _PARALLEL_BYTES else 1
 
 
 def _fit_predict(model: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, n_classes: int,

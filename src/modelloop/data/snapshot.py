@@ -217,13 +217,25 @@ def write_snapshot_batches(batches: Iterable[pa.RecordBatch], directory: Path, m
         writer = None
         try:
             for batch in batches:
-                writer = writer or pq.ParquetWriter(path, batch.schema, use_dictionary=_few_distinct(batch))
+                writer = writer or pq.ParquetWriter(path, batch.schema, use_dictionary=_few_distinct(batch),
+                                                    write_statistics=_with_statistics(batch.schema))
                 writer.write_batch(batch)
         finally:
             if writer is not None:
                 writer.close()
 
     return _write_version(Path(directory), manifest, write, files)
+
+
+def _with_statistics(schema: pa.Schema) -> list[str]:
+    """Columns whose row groups get min/max statistics: all but text and bytes. A text column's took a
+    fifth of the 1M x 30 snapshot's write (0.2 of 0.9 CPU s), and no reader of a version filters text by
+    range; numbers and times keep theirs (row groups skipped by a filter on them)."""
+    import pyarrow.types as pt
+
+    text = (pt.is_string, pt.is_large_string, pt.is_binary, pt.is_large_binary, pt.is_string_view,
+            pt.is_binary_view)
+    return [f.name for f in schema if not any(is_(f.type) for is_ in text)]
 
 
 def _few_distinct(batch: pa.RecordBatch) -> list[str]:

@@ -115,19 +115,24 @@ def test_a_generative_fine_tune_holds_its_ranks_locally_and_leaves_them_to_ray_t
     """Local engine: the ranks are the job's processes, a CPU each. Ray engine: they are Ray Train's
     workers asking the cluster for their own CPU and GPU (training/distributed.py), so the job holds 1 CPU
     and no GPU, and says so; model.device: cuda with fewer GPUs than ranks is refused."""
-    def project(engine: str, model: dict, gpus: int = 2) -> None:
-        _text_project(tmp_path, {"ddp_processes": 2}, {"backbone": "tiny", **model}, pool={"gpus": gpus},
-                      compute={"engine": engine})
+    def project(engine: str, model: dict, gpus: int = 2, cpus: int = 2) -> None:
+        _text_project(tmp_path, {"ddp_processes": 2}, {"backbone": "tiny", **model},
+                      pool={"gpus": gpus, "cpus": cpus}, compute={"engine": engine})
         raw = yaml.safe_load((tmp_path / "modelloop.yaml").read_text())
         raw.update(task="text_generation", data={"source": "data.csv", "target": "y"})
         (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw))
 
     project("local", {"device": "cpu"})
     assert (lambda r: (r["cpus"], r["gpus"]))(_submit(tmp_path, capsys)["resources"]) == (2.0, 0)
-    project("ray", {})
+    project("ray", {}, cpus=3)
     job = _submit(tmp_path, capsys)
     assert (job["resources"]["cpus"], job["resources"]["gpus"]) == (1.0, 0)
     assert any("2 ranks run as Ray Train workers" in n for n in job["notes"]), job
-    project("ray", {"device": "cuda"}, gpus=1)
+    project("ray", {"device": "cuda"}, gpus=1, cpus=3)
     code, _, err = cli(["jobs", "submit", "--", "train"], capsys, tmp_path)
     assert code == 2 and "2 Ray Train workers on GPUs (one GPU each) need 2 gpus, the local Ray has 1" in err
+    project("ray", {})                     # 2 CPUs: the job's one and the 2 workers' would never all start
+    code, _, err = cli(["jobs", "submit", "--", "train"], capsys, tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert ("train.ddp_processes: 2 Ray Train workers (1 CPU each) and the job that starts them (1 CPU) need 3 "
+            "cpus, the local Ray has 2; lower train.ddp_processes or raise compute.pool") in err

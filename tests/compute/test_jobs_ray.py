@@ -63,3 +63,51 @@ def test_jobs_run_as_tasks_of_a_real_local_ray_with_preemption(tmp_path):
             import ray as ray_module
 
             ray_module.shutdown()
+
+
+def test_auto_joins_the_ray_of_the_worker_that_runs_the_job(tmp_path, monkeypatch):
+    """A job the Ray engine runs has RAY_ADDRESS set to its worker's Ray, which compute.address: auto joins
+    (checked first: one that does not answer is the usual exit-2 error naming it), instead of starting a
+    second local Ray beside the worker's. The worker's side is the slow test below."""
+    from modelloop.compute.ray_engine import connect_ray
+    from modelloop.errors import ConfigError
+
+    address = f"127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(ConfigError, match=f"no Ray cluster answers at {address}"):
+        connect_ray("auto")
+
+
+JOINER = ("import sys; from modelloop.compute.ray_engine import connect_ray; "
+          "open(sys.argv[1], 'w').write(connect_ray('auto').get_runtime_context().gcs_address)")
+
+
+@pytest.mark.slow
+def test_a_job_of_the_ray_engine_joins_its_workers_ray(tmp_path):
+    """Slow (a Ray head, and the job's process joining it: 20-40 s here)."""
+    pytest.importorskip("ray")
+    import sys
+
+    from modelloop.compute.ray_engine import RayEngine, cluster_pool, connect_ray
+
+    with ray_head(cpus=1) as (address, _):
+        try:
+            ray = connect_ray(address)
+            queue = JobQueue(Catalog(f"sqlite:///{tmp_path / 'c.db'}"))
+            w = Worker(queue, ComputeConfig(poll_seconds=0.05, engine="ray"), cluster_pool(ray),
+                       RayEngine(ray, (sys.executable, "-c", JOINER)))
+            out = tmp_path / "joined"
+            job = queue.submit(project="p", root=str(tmp_path), command=[str(out)], priority=50, submitter="t",
+                               resources={"cpus": 1, "gpus": 0, "memory": 0, "custom": {}}, features={},
+                               logs_dir=str(tmp_path / "jobs"))
+            end = time.monotonic() + 120
+            while queue.get(job)["state"] not in FINISHED:
+                assert time.monotonic() < end
+                w.step()
+                time.sleep(0.1)
+            assert queue.get(job)["state"] == "succeeded", (tmp_path / "jobs").glob("*")
+            assert out.read_text() == ray.get_runtime_context().gcs_address
+        finally:
+            import ray as ray_module
+
+            ray_module.shutdown()

@@ -85,6 +85,7 @@ def submit_job(ws: Workspace, command: list[str], commands: Mapping[str, Command
         if short := asked.shortfall(pool, where):
             raise ConfigError(f"jobs submit: the job asks for more than {where} has ({'; '.join(short)}); "
                               f"{where} has {pool.text()} in all; ask for less or {fix}")
+        _check_ray_train_room(ws, declared, asked, pool, where, fix)
     elif cfg.engine == "ray" and where:
         notes.append(f"not checked against the cluster's resources: {where}")
     latest = ws.catalog.latest_dataset(ws.config.name)
@@ -154,6 +155,18 @@ RAY_TRAIN_FAMILIES = ("generative",)
 
 def _ranks_on_ray(ws: Workspace, declared: dict[str, Any]) -> bool:
     return ws.config.compute.engine == "ray" and declared["family"] in RAY_TRAIN_FAMILIES
+
+
+def _check_ray_train_room(ws: Workspace, declared: dict[str, Any], asked: Resources, pool: Resources,
+                          where: str, fix: str) -> None:
+    """Ray Train's workers ask for their CPU while the job that starts them holds its own: a cluster
+    with fewer CPUs than both would leave the workers waiting for ever. Refused at submit, naming both."""
+    ranks = ws.config.train.ddp_processes
+    if ranks <= 1 or not _ranks_on_ray(ws, declared) or asked.cpus + ranks <= pool.cpus + 1e-9:
+        return
+    raise ConfigError(f"jobs submit: train.ddp_processes: {ranks} Ray Train workers (1 CPU each) and the job "
+                      f"that starts them ({asked.cpus:g} CPU) need {asked.cpus + ranks:g} cpus, {where} has "
+                      f"{pool.cpus:g}; lower train.ddp_processes or {fix}")
 
 
 def _device(ws: Workspace) -> str:

@@ -57,7 +57,11 @@ def check_address(address: str, timeout: float = 3.0) -> tuple[str, int] | None:
 
 def connect_ray(address: str, cpus: float | None = None, gpus: int | None = None, memory: int | None = None) -> Any:
     """Check ``address`` answers, then join it (or start a local Ray for ``auto``, with ``compute.pool``'s
-    figures where given: ``memory`` becomes Ray's ``memory`` resource); the ``ray`` module."""
+    figures where given: ``memory`` becomes Ray's ``memory`` resource); the ``ray`` module. A job the Ray
+    engine runs has ``RAY_ADDRESS`` (Ray's own variable) set to its worker's Ray, which ``auto`` then joins:
+    the Ray tasks and Ray Train workers the job starts share that worker's pool instead of a second local Ray."""
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
     check_address(address)
     try:
         import ray
@@ -166,7 +170,9 @@ class RayEngine:
             opts["memory"] = int(res["memory"])
         if res.get("custom"):
             opts["resources"] = dict(res["custom"])
-        env = {"MODELLOOP_JOB_ID": str(job["id"]), "PYTHONUNBUFFERED": "1"}
+        # the job's own Ray work (search trials, Ray Train workers) joins this Ray: connect_ray's auto
+        env = {"MODELLOOP_JOB_ID": str(job["id"]), "PYTHONUNBUFFERED": "1",
+               "RAY_ADDRESS": self.ray.get_runtime_context().gcs_address}
         ref = self._task.options(**opts).remote([*self.launcher, *job["command"]], job["root"], str(log), env,
                                                 self.grace)
         return Handle(job_id=job["id"], pid=0, started=time.time(), popen=ref)

@@ -170,3 +170,44 @@ def test_train_parallel_is_one_to_the_cpu_count(cancer, tmp_path):
         run_search(X, y, schema=schema, folds=folds, settings=SearchSettings(task="binary", metric="f1",
                                                                              parallel=cpus + 1),
                    storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="x", work_dir=tmp_path / "w")
+
+
+def _tell_failed(study, trial, deadline):
+    """A trial that fails (its error recorded), as a worker's run_trial tells it; notes its deadline."""
+    trial.suggest_float("x", 0.0, 1.0)
+    trial.set_user_attr("error", "boom")
+    trial.set_user_attr("deadline_in_s", deadline - time.monotonic())
+    study.tell(trial, state=TrialState.FAIL)
+    return trial.number
+
+
+def _tell_complete(study, trial, deadline):
+    trial.set_user_attr("deadline_in_s", deadline - time.monotonic())
+    study.tell(trial, trial.suggest_float("x", 0.0, 1.0))
+    return trial.number
+
+
+def test_a_worker_past_a_spent_budget_runs_one_trial_while_the_study_has_no_model(tmp_path):
+    """The worker (in this process: same code as a forked or Ray one): with the budget already spent it
+    runs one trial, told a deadline that has passed, even when that trial fails; with a completed trial
+    in the study it runs none."""
+    import queue
+    import threading
+
+    from modelloop.training.parallel import _worker
+    from modelloop.training.ray_search import _NoBarrier
+
+    storage = f"sqlite:///{tmp_path / 'w.db'}"
+    study = open_study(storage, "w", metric="rmse", fingerprint="a", seed=0, startup_trials=2, differs="")
+
+    def work(run_trial) -> list[int]:   # budget 10 s, 50 s spent by earlier runs: the numbers told
+        results: queue.Queue = queue.Queue()
+        _worker(0, storage, "w", run_trial, 0, False, 10.0, None, 50.0, time.monotonic(), _NoBarrier(),
+                threading.Lock(), results)
+        return [results.get_nowait()[1] for _ in range(results.qsize())]
+
+    assert work(_tell_failed) == [0]        # one trial, and only one though it failed
+    assert work(_tell_complete) == [1]      # still no model: one more
+    assert work(_tell_complete) == []       # the study has its model: a spent budget runs no more
+    assert all(t.user_attrs["deadline_in_s"] < 0 for t in study.trials)   # each told its deadline had passed
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]

@@ -177,6 +177,7 @@ def _worker(index: int, storage: str, study_name: str, run_trial: Callable[..., 
         except threading.BrokenBarrierError:
             pass  # a peer did not come up: run without it
         deadline = start + budget - spent_before if budget is not None else math.inf
+        late = False  # this worker ran a trial past the deadline: one at most (it may have failed)
         while True:
             with asking:  # one asker at a time: SQLite has no row lock, so two could pop one queued trial
                 trials = study.get_trials(deepcopy=False)
@@ -184,9 +185,10 @@ def _worker(index: int, storage: str, study_name: str, run_trial: Callable[..., 
                 if n_trials is not None and len(finished(study)) + running >= n_trials:
                     break
                 # past the deadline a trial runs only while the study has no model and none is on its way
-                if time.monotonic() >= deadline and (running or any(t.state == TrialState.COMPLETE
-                                                                    for t in trials)):
-                    break
+                if time.monotonic() >= deadline:
+                    if late or running or any(t.state == TrialState.COMPLETE for t in trials):
+                        break
+                    late = True
                 trial = study.ask()
                 trial.set_user_attr(WORKER_KEY, index)
                 trial.set_user_attr(PROCESS_KEY, process or f"{socket.gethostname()}:{os.getpid()}")

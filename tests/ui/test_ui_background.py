@@ -46,6 +46,36 @@ def test_catalog_claims_one_owner_at_a_time_and_a_dead_ones_lapses(store_url) ->
     cat.close()
 
 
+def test_ui_two_apps_sharing_a_catalog_start_one_drift_computation(ui_project, ui_traffic) -> None:
+    """Two dashboards over one catalog (as ``modelloop ui`` beside ``serve --ui``, or two workers), four views
+    at once: the catalog's claim lets one of them compute the missing days; the other views show them
+    pending, and every view shows them once computed."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from modelloop.catalog import drift_days
+    from modelloop.dashboard import create_app
+
+    def drift_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "modelloop-ui-drift"}
+
+    for t in drift_threads():
+        t.join()
+    with ui_project.workspace.catalog.tx() as c:
+        c.execute(drift_days.delete().where(drift_days.c.day != "live"))
+    with TestClient(create_app(ui_project, keys=[])) as one, TestClient(create_app(ui_project, keys=[])) as two:
+        codes: list[int] = []
+        views = [threading.Thread(target=lambda c=c: codes.append(c.get("/monitoring").status_code))
+                 for c in (one, two, one, two)]
+        for v in views:
+            v.start()
+        for v in views:
+            v.join()
+        assert codes == [200] * 4 and len(drift_threads()) == 1
+        assert 'id="drift-pending"' not in _settled(one).text and 'id="drift-pending"' not in _settled(two).text
+
+
 def test_ui_page_parts_are_the_pages_elements_guarded_and_escaped(ui_project, ui_xss_project) -> None:
     """GET /parts/NAME answers the element the page refreshes (same id), nothing around it, never cached,
     behind the same key rules; values from data are escaped in it as on the page."""

@@ -7,6 +7,12 @@ those rows drawn with replacement under a fixed seed; each metric's interval is 
 percentiles of its resampled values. A model never changes and its test split is frozen, so a version's
 intervals are computed once, in the background (:mod:`.background`), and kept in the catalog's
 ``drift_days`` under day :data:`INTERVALS_DAY` (keyed by the resampling settings) for every process.
+
+The computation runs in a child process: it is seconds of Python (scikit-learn's metrics on every
+resample), and in a thread of the server it held the interpreter's lock against every page the process
+answered meanwhile (benchmarks/dashboard.py: pages after a first comparison went from tens of milliseconds
+to several hundred). One child per server process, spawned (no lock of the server's threads inherited) at
+the first computation and kept, so its imports (seconds) are paid once; versions queue for it.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -73,6 +82,37 @@ def bootstrap_intervals(project: Project, model_row: dict[str, Any]) -> dict[str
                                "resamples": len(v)} for name, v in values.items()}}
 
 
+_CHILD: list[ProcessPoolExecutor] = []     # the one child of this process, once started
+_CHILD_LOCK = threading.Lock()
+
+
+def _bootstrap_in_child(config: Any, model_row: dict[str, Any]) -> dict[str, Any]:
+    """:func:`bootstrap_intervals` in the child, over a catalog connection of its own for the call."""
+    project = Project(config)
+    try:
+        return bootstrap_intervals(project, model_row)
+    finally:
+        project.workspace.catalog.close()
+
+
+def _bootstrap_elsewhere(project: Project, model_row: dict[str, Any]) -> dict[str, Any]:
+    """:func:`bootstrap_intervals` in this process's child; its error is raised here as it was there (a
+    child that died is replaced at the next call)."""
+    import multiprocessing
+
+    with _CHILD_LOCK:
+        if not _CHILD:
+            _CHILD.append(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+        child = _CHILD[0]
+    try:
+        return child.submit(_bootstrap_in_child, project.config, model_row).result()
+    except BrokenProcessPool:
+        with _CHILD_LOCK:
+            if _CHILD and _CHILD[0] is child:
+                _CHILD.clear()
+        raise
+
+
 def version_intervals(project: Project, background: Background,
                       model_row: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """A version's stored intervals and None, or None (computing now, in the background) and the error of
@@ -84,7 +124,7 @@ def version_intervals(project: Project, background: Background,
     key = f"intervals:{name}:{version}:{_settings()}"
 
     def compute() -> None:
-        found = bootstrap_intervals(project, model_row)
+        found = _bootstrap_elsewhere(project, model_row)
         catalog.put_drift_day(name, version, INTERVALS_DAY, _settings(), found["n"], found)
 
     job = background.job(key, compute, f"metric intervals of {name}:{version}")

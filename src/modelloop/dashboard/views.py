@@ -239,13 +239,13 @@ def _plain(value: Any) -> Any:
 LIVE_DAY = "live"            # the ``drift_days`` row (version 0) that keeps the live metrics
 
 
-def _live(project: Project, cache: DriftCache) -> tuple[dict[str, Any] | None, str | None]:
+def _live(project: Project, cache: DriftCache, start: bool = True) -> tuple[dict[str, Any] | None, str | None]:
     """``live_metrics`` of the latest labels and the error of their last computation. They are kept in memory
     and in the catalog (``drift_days``, day :data:`LIVE_DAY`) with the newest feedback id they saw. When a
     label arrived since, the last figures are shown at once and computed again in a background thread;
     figures never computed are computed there too (a fresh process imports scikit-learn's metrics for
     them), and None means they are pending, or failed when the error is given (tried again
-    :data:`~.background.RETRY_SECONDS` later)."""
+    :data:`~.background.RETRY_SECONDS` later). ``start=False``: what is known, computing nothing."""
     ws, name = project.workspace, project.config.name
     windows = project.config.monitor.metric_windows
     limit = max(windows, default=1000)
@@ -268,6 +268,8 @@ def _live(project: Project, cache: DriftCache) -> tuple[dict[str, Any] | None, s
     if stored is not None and stored["requests"] == newest:
         cache.put(key, stored["figures"])
         return stored["figures"], None
+    if not start:
+        return (stored["figures"] if stored is not None else None), bg.failure(claim)
     job = bg.job(claim, compute, "live metrics")
     bg.start([job] if job else [], "modelloop-ui-live")
     return (stored["figures"] if stored is not None else None), bg.failure(claim)
@@ -275,8 +277,9 @@ def _live(project: Project, cache: DriftCache) -> tuple[dict[str, Any] | None, s
 
 def production_live(project: Project, cache: DriftCache, version: int) -> dict[str, Any] | None:
     """The live figure of the project's metric for ``version`` over its shortest window (``value``, ``n``
-    labels, ``window``), as Monitoring shows it; None while pending or without labels."""
-    live, _ = _live(project, cache)
+    labels, ``window``), as Monitoring last computed it (the Overview starts no computation: a thread
+    computing beside the page slows every page of the process); None before that or without labels."""
+    live, _ = _live(project, cache, start=False)
     for window, figures in ((live or {}).get(str(version)) or {}).items():
         if figures.get(project.config.metric) is not None:
             return {"value": figures[project.config.metric], "n": figures["n"], "window": window}

@@ -335,7 +335,8 @@ def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: A
     total, labelled, read, done = 0.0, 0, 0, None
     for i, rows in enumerate(batches):
         items = [seqs[j] for j in rows]
-        mine, share = group.split(np.arange(len(items)), objective.weights(items))
+        at = np.arange(len(items))
+        mine, share = (at, 1.0) if group.world == 1 else group.split(at, objective.weights(items))
         with _autocast(job.device, s.mixed_precision):
             loss, n, tokens = objective.step_loss(net, [items[j] for j in mine])
         (loss * share / s.grad_accum).backward()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -126,3 +127,32 @@ def test_on_the_ray_engine_the_ranks_are_ray_train_workers(runs, tiny_llama, pai
     for name, w in one["weights"].items():
         torch.testing.assert_close(out["weights"][name], w, atol=2e-4, rtol=2e-3, msg=name)
     assert not list(tmp_path.glob("modelloop-ray-train-*"))  # Ray Train's run folder removed
+
+
+def test_dpo_on_lora_adapters_in_two_processes_takes_the_one_process_steps(tiny_llama):
+    """DPO (every pair weighs the same in a batch's loss) through PEFT's LoRA adapters under DDP: 18
+    pairs in global batches of 4 (the last, 2 pairs, one a rank), 2 epochs, no dropout."""
+    from gen_toy import FACTS
+
+    from modelloop.families.generative.data import detect_shape
+    from modelloop.families.generative.preference import PreferencePairs, encode_preferences
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    frame = pd.DataFrame([{"prompt": q, "chosen": a, "rejected": FACTS[(i + 1) % len(FACTS)][1]}
+                          for i, (q, a) in enumerate(FACTS * 4)])
+    ids, labels, rej_ids, rej_labels, _ = encode_preferences(tok, frame, detect_shape(None, list(frame.columns)), 64)
+    settings = GenerativeModelConfig(backbone=str(tiny_llama), method="lora", epochs=2, batch_size=4,
+                                     learning_rate=2e-2, early_stopping_patience=3, lora_dropout=0.0,
+                                     lora_target_modules=["q_proj", "v_proj"])
+    out = {}
+    for n in (1, 2):
+        job = GenJob(settings, str(tiny_llama), "fp", int(tok.pad_token_id), ids[:18], labels[:18], ids[18:],
+                     labels[18:], 0, "cpu", PreferencePairs(rej_ids[:18], rej_labels[:18], rej_ids[18:],
+                                                            rej_labels[18:]), ddp_processes=n)
+        out[n] = run_params(job, params_of(settings))
+    one, two = out[1], out[2]
+    assert one["history"][-1]["val_loss"] < one["history"][0]["val_loss"]  # it learned something
+    for key in ("train_loss", "val_loss", "val_margin"):
+        assert [h[key] for h in two["history"]] == pytest.approx([h[key] for h in one["history"]], rel=2e-3, abs=1e-4)
+    for name, w in one["weights"].items():
+        torch.testing.assert_close(two["weights"][name], w, atol=2e-4, rtol=2e-3, msg=name)

@@ -711,6 +711,18 @@ class Catalog:
                                   .values(owner=owner, at=now).returning(claims.c.key)).first()
             return taken is not None
 
+    def claim_holder(self, key: str) -> str | None:
+        """The owner holding the claim on ``key``, or None."""
+        with self.tx() as c:
+            return c.execute(sa.select(claims.c.owner).where(claims.c.key == key)).scalar()
+
+    def take_over(self, key: str, holder: str, owner: str) -> bool:
+        """Hand ``holder``'s claim on ``key`` to ``owner`` (its caller knows ``holder`` died); False when
+        ``holder`` no longer holds it (released, or taken over by another)."""
+        with self.tx() as c:
+            return c.execute(claims.update().where(claims.c.key == key, claims.c.owner == holder)
+                             .values(owner=owner, at=utcnow()).returning(claims.c.key)).first() is not None
+
     def release(self, key: str, owner: str) -> None:
         """Give up ``owner``'s claim on ``key`` (a claim taken over by another owner is left alone)."""
         with self.tx() as c:

@@ -46,6 +46,34 @@ def test_catalog_claims_one_owner_at_a_time_and_a_dead_ones_lapses(store_url) ->
     cat.close()
 
 
+def test_background_takes_over_the_claim_of_a_process_gone_from_this_host(ui_project) -> None:
+    """A claim whose holder was killed (a process id of this host that no longer exists) is taken over at
+    once instead of leaving the thing 'computing' until the claim lapses; a live holder's, or another
+    host's, is left alone; a job run releases its claim."""
+    import os
+    import socket
+
+    from modelloop.dashboard.background import Background
+
+    cat = ui_project.workspace.catalog
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()[:32]
+    bg = Background(cat)
+    ran: list[str] = []
+    for key, holder, taken in (("k-gone", f"{host}:{gone.pid}:ab", True),
+                               ("k-alive", f"{host}:{os.getppid()}:ab", False),
+                               ("k-elsewhere", f"another-host:{gone.pid}:ab", False)):
+        assert cat.claim(key, holder, 600)
+        job = bg.job(key, lambda key=key: ran.append(key), key)
+        assert (job is not None) == taken, key
+        assert cat.claim_holder(key) == (bg.owner if taken else holder)
+        if job is not None:
+            job()
+            assert cat.claim_holder(key) is None
+    assert ran == ["k-gone"]
+
+
 def test_ui_two_apps_sharing_a_catalog_start_one_drift_computation(ui_project, ui_traffic) -> None:
     """Two dashboards over one catalog (as ``modelloop ui`` beside ``serve --ui``, or two workers), four views
     at once: the catalog's claim lets one of them compute the missing days; the other views show them

@@ -8,8 +8,9 @@ A page never waits for them: it shows what is known, starts the rest here and sa
   once, so a stopping server waits for one job at most.
 * **One computation of a thing at a time**, across the processes sharing the catalog (``modelloop ui`` and
   every worker of ``serve --ui --workers N``): a job starts only under a claim, taken in memory first and
-  then in the catalog's ``claims`` (:meth:`~modelloop.catalog.Catalog.claim`), which lapses after
-  :data:`CLAIM_SECONDS` should its holder die.
+  then in the catalog's ``claims`` (:meth:`~modelloop.catalog.Catalog.claim`). A claim names its holder's
+  host and process id: a claim whose process is gone from this host (killed, out of memory) is taken over
+  at once, and any other lapses after :data:`CLAIM_SECONDS`.
 * **A failure is kept** as the thing's error for :data:`RETRY_SECONDS`, shown by the page instead of
   "computing" for ever, and tried again by the first view after that.
 """
@@ -17,7 +18,9 @@ A page never waits for them: it shows what is known, starts the rest here and sa
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +41,7 @@ class Background:
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
-        self.owner = secrets.token_hex(8)           # this process's app, in the catalog's claims
+        self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(6)}"  # this app, in claims
         self._busy: set[str] = set()
         self._failed: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -64,6 +67,9 @@ class Background:
             self._busy.add(key)
         try:
             claimed = self.catalog.claim(key, self.owner, CLAIM_SECONDS)
+            if not claimed and _dead((holder := self.catalog.claim_holder(key)) or ""):
+                log.warning("taking over %s from %s, a process of this host that is gone", key, holder)
+                claimed = self.catalog.take_over(key, str(holder), self.owner)
         except Exception:
             self._done(key, claimed=False)
             raise
@@ -121,3 +127,18 @@ class Background:
     def stop(self) -> None:
         """Jobs not begun yet return at once (the server is stopping; the one running finishes)."""
         self._stopping.set()
+
+
+def _dead(owner: str) -> bool:
+    """True when ``owner`` (``host:pid:token``) names a process of this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname()[:32] or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:                 # exists, owned by another user
+        return False
+    return False

@@ -34,6 +34,10 @@ def test_catalog_claims_one_owner_at_a_time_and_a_dead_ones_lapses(store_url) ->
         c.execute(claims.update().values(at=dt.datetime(2000, 1, 1)))
     assert not cat.claim("drift:toy:1:2026-01-01:x", "c", 40 * 365 * 86400)     # not dead for this long
     assert cat.claim("drift:toy:1:2026-01-01:x", "c", 600)               # taken over
+    assert cat.claim_holder("drift:toy:1:2026-01-01:x") == "c" and cat.claim_holder("nothing") is None
+    assert not cat.take_over("drift:toy:1:2026-01-01:x", "b", "d")           # b no longer holds it
+    assert cat.take_over("drift:toy:1:2026-01-01:x", "c", "d")               # c died (its caller knows)
+    assert cat.claim_holder("drift:toy:1:2026-01-01:x") == "d"
     with cat.tx() as c:                                                  # a schema 5 catalog gets the table
         c.execute(sa.text("DROP TABLE claims"))
         c.execute(meta.update().where(meta.c.key == "schema_version").values(value="5"))

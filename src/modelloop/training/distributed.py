@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelloopError
 
 __all__ = ["SINGLE", "TIMEOUT", "Group", "check_processes", "data_parallel", "join_group", "ray_data_parallel",
            "ray_device"]
@@ -303,6 +303,9 @@ def ray_data_parallel(world: int, device: str, main: Callable[[Group], Any], wor
         try:
             result = trainer.fit()
         except Exception as exc:  # Ray's TrainingFailedError, with the rank's own error inside
+            own = _modelloop_error(exc)
+            if own is not None:
+                raise own from None  # the user's to fix (exit 2), as in one process
             raise RuntimeError(f"data-parallel run on Ray ({world} TorchTrainer workers) failed: {exc}") from exc
         if result.checkpoint is None:
             raise RuntimeError("data-parallel run on Ray ended without rank 0's result")
@@ -312,6 +315,20 @@ def ray_data_parallel(world: int, device: str, main: Callable[[Group], Any], wor
 
 
 _RESULT = "rank0.pt"
+
+
+def _modelloop_error(exc: BaseException) -> ModelloopError | None:
+    """The :class:`ModelloopError` (a data or config error) a Ray Train worker raised, if that is what
+    failed the run: Ray's ``WorkerGroupError`` holds each failed rank's exception, whose ``cause`` (Ray's
+    task error) or ``__cause__`` is the rank's own."""
+    todo: list[BaseException] = list(getattr(exc, "worker_failures", {}).values())
+    while todo:
+        e = todo.pop()
+        causes = [c for c in (getattr(e, "cause", None), e.__cause__) if isinstance(c, BaseException)]
+        if isinstance(e, ModelloopError) and not causes:
+            return e
+        todo += causes
+    return None
 
 
 def ray_device(address: str, preference: str, world: int) -> str:

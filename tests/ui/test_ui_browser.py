@@ -190,3 +190,21 @@ def test_ui_browser_monitoring_parts_update_without_a_reload(page, ui_project, u
         assert page.locator("[data-refresh]").count() == 0                 # nothing more is fetched
         assert any(u.endswith("/parts/monitoring-drift") for u in parts), parts
         page.screenshot(path=str(tmp_path / "monitoring-updated.png"), full_page=True)
+
+
+def test_ui_browser_comparison_asks_for_its_intervals_part(page, ui_project) -> None:
+    """While a version's bootstrap intervals compute, the comparison's script asks for its metrics part at the
+    URL in data-refresh (query string and all) and gets it; no console error (the fixture checks)."""
+    from modelloop.catalog import drift_days
+    from modelloop.dashboard import create_app
+    from modelloop.dashboard.intervals import INTERVALS_DAY
+
+    with ui_project.workspace.catalog.tx() as c:
+        c.execute(drift_days.delete().where(drift_days.c.day == INTERVALS_DAY))
+    with running(create_app(ui_project, keys=[]), ready=False) as base:
+        wait_http(base + "/static/style.css")
+        with page.expect_response(lambda r: "/parts/compare-metrics" in r.url, timeout=30_000) as asked:
+            page.goto(base + "/models/compare?a=2&b=1")
+            assert page.locator("#intervals-pending").count() == 1
+        assert asked.value.status == 200 and asked.value.url.endswith("/parts/compare-metrics?a=2&b=1")
+        assert page.locator("#part-compare-metrics #compare-metrics tbody tr").count() >= 5

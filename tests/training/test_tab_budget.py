@@ -52,7 +52,7 @@ def _assert_bounded_and_usable(table, result, seconds, slack):
     assert seconds < BUDGET + slack, f"the search took {seconds:.1f} s on a {BUDGET} s budget"
     first = min(result.trials, key=lambda r: r.number)
     assert first.state == "complete" and first.stopped_by_budget       # cut, and still a result
-    assert DEADLINE_MIN_ROUNDS <= first.best_iteration < MAX_ROUNDS
+    assert 1 <= first.best_iteration < MAX_ROUNDS
     assert result.seconds is not None and result.seconds["search"] < BUDGET + slack
     proba = result.model.predict_proba(X)[:, 1]
     assert result.validation_score > 0.75                               # chance is 0.5
@@ -70,7 +70,7 @@ def test_a_boosting_fit_stops_at_its_deadline_with_the_rounds_so_far(slow_table)
         best = fit_estimator(pipe, X.iloc[tr], target[tr], task="binary", valid=(X.iloc[va], target[va]),
                              deadline=t0 + 0.5)
         assert time.monotonic() - t0 < 0.5 + 2.0, family
-        assert best is not None and DEADLINE_MIN_ROUNDS <= best < MAX_ROUNDS, family
+        assert best is not None and 1 <= best < MAX_ROUNDS, family   # the best of the rounds it reached
         assert pipe.predict_proba(X.iloc[va]).shape == (len(va), 2)
     # past its deadline already: the fit keeps DEADLINE_MIN_ROUNDS rounds (one round is no model)
     pipe = build_estimator("lightgbm", {"n_estimators": MAX_ROUNDS}, task="binary", numeric_cols=list(X.columns),

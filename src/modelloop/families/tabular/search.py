@@ -30,7 +30,7 @@ near the deadline with out-of-fold output for every row and is scored like any o
 cannot stop inside a fit; it is checked between folds, and a trial past the deadline there is pruned
 once some trial has completed. While none has, one trial runs even past a spent budget (a search ends
 with a model; each fold then keeps ``DEADLINE_MIN_ROUNDS`` rounds). Choosing the ensemble or stack
-and the final refit on all rows come after the budget (``SearchResult.after_search_s`` says how long).
+and the final refit on all rows come after the budget (``SearchResult.seconds`` says how long).
 """
 
 from __future__ import annotations

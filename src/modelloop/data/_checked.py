@@ -36,8 +36,7 @@ class CheckedTable:
     the type check turned into numbers (one value per source row); ``keep`` marks the rows kept (those
     with a target), None when all are; ``parquet`` is the file ``frame`` scans, with the names its
     columns have there, so that the snapshot is copied from it by pyarrow batch by batch, and its number
-    of rows. ``held``: columns kept whole as the checks read them (the split's role columns), so that they
-    are not read again; ``digested``: the content digest of the columns as they were checked
+    of rows. ``digested``: the content digest of the columns as they were checked
     (``ingest.read_checked_source`` feeds it while it reads them), which ``digest`` gives when it covers
     every column and every row is kept.
     """
@@ -48,7 +47,6 @@ class CheckedTable:
     keep: np.ndarray | None = None
     replaced: dict[str, pl.Series] = field(default_factory=dict)
     parquet: tuple[Path, list[str], int] | None = None
-    held: dict[str, pl.Series] = field(default_factory=dict)
     digested: ContentDigest | None = None
 
     @property
@@ -65,13 +63,9 @@ class CheckedTable:
 
     def columns(self, names: list[str]) -> pl.DataFrame:
         """Some columns of the checked table, whole."""
-        have = {**self.held, **self.replaced}
-        if all(c in have for c in names):
-            out = pl.DataFrame([have[c] for c in names])
-        else:
-            out = self.frame.select(names).collect()
-            swap = [self.replaced[c] for c in names if c in self.replaced]
-            out = out.with_columns(swap) if swap else out
+        out = self.frame.select(names).collect()
+        swap = [self.replaced[c] for c in names if c in self.replaced]
+        out = out.with_columns(swap) if swap else out
         return out if self.keep is None else out.filter(pl.Series(self.keep))
 
     def digest(self) -> ContentDigest:

@@ -105,19 +105,19 @@ def read_checked_source(cfg: Config) -> CheckedTable:
         df, schema, read = read_config_source(cfg)  # which also says what is wrong with the source
         return CheckedTable(to_lazy(df, "data.source"), schema, read)
     frame = scanned[0]
-    digest, replaced, held = ContentDigest(), {}, {}
+    digest, replaced, target = ContentDigest(), {}, []
     coerced: dict[str, Any] = {}
-    coerce, roles = d.on_type_error == "coerce", _split_inputs(cfg, frame.collect_schema().names())
+    coerce = d.on_type_error == "coerce"
 
     def checked(name: str, kind: str, values: Any) -> None:
         if kind == "numeric" and not (values.dtype.is_numeric() or values.dtype == pl.Boolean):
             values = replaced[name] = _as_numbers(values, kind, coerce, coerced)
         digest.add(values)
-        if name in roles:  # the target's check and the split read them: kept rather than read again
-            held[name] = values
+        if name == d.target:  # the target's check reads it next (the split reads it again after the copy:
+            target.append(values)  # kept through the copy, it would add to the ingest's peak)
 
     schema = _infer_schema(cfg, frame, each=checked)
-    y = (held[d.target] if d.target in held else frame.select(d.target).collect().to_series()).to_pandas()
+    y = (target.pop() if target else frame.select(d.target).collect().to_series()).to_pandas()
     report: dict[str, Any] = {"source": d.source}
     partial = _partial_labels(cfg)
     if not partial:
@@ -126,7 +126,7 @@ def read_checked_source(cfg: Config) -> CheckedTable:
     report["dropped_missing_target"] = int((~keep).sum())
     report["coerced"] = coerced
     return CheckedTable(frame, schema, report, keep=None if keep.all() else keep, replaced=replaced,
-                        parquet=(path, scanned[1], scanned[2]), held=held, digested=digest)
+                        parquet=(path, scanned[1], scanned[2]), digested=digest)
 
 
 def _infer_schema(cfg: Config, frame: Any, kinds: dict[str, str] | None = None,

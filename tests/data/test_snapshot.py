@@ -72,6 +72,18 @@ def test_row_ids_keep_duplicates_apart_and_follow_the_occurrence_rule():
     assert (twice[:200] == once).all() and len(np.unique(twice)) == 400
 
 
+def test_distinct_hashes_are_their_own_ids_and_count_no_repeat():
+    """The shortcut for a table without repeated rows gives what the occurrence rule gives."""
+    from modelloop.data.snapshot import _row_ids
+
+    h = np.random.default_rng(2).permutation(2**20).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    ids, repeated = _row_ids(h)
+    assert repeated == 0 and (ids == h.view(np.int64)).all() and not np.shares_memory(ids, h)
+    h[7] = h[3]
+    ids, repeated = _row_ids(h)
+    assert repeated == 1 and ids[7] == (h[7] ^ np.uint64(0x9E3779B97F4A7C15)).view(np.int64) and ids[3] == h[3]
+
+
 def test_a_table_of_chat_messages_has_a_content_id(tmp_path):
     """A chat project's messages column, read back from Parquet as arrays of dicts, is hashed by its JSON
     text: equal conversations give equal ids, another turn another id (pandas refused to hash them, so a

@@ -84,6 +84,10 @@ def test_train_on_a_small_table_repeats_k_fold_and_reports_spread_and_threshold(
     assert res["cv"]["repeats"] == SMALL_TABLE_REPEATS and res["cv"]["folds"] == 3 * SMALL_TABLE_REPEATS
     assert res["cv_spread"] == res["cv"]["spread"] > 0
     assert res["cv"]["threshold"]["used"] in ("default", "tuned")
+    # how train.budget was spent: the search within it, choosing and refitting after it (train JSON)
+    spent = res["budget"]
+    assert spent["seconds"] == 60 and 0 < spent["search_seconds"] < 60 and spent["after_search_seconds"] > 0
+    assert spent["trials_stopped_by_budget"] == 0
     render_train(res)
     shown = capsys.readouterr().out
     assert f"{SMALL_TABLE_REPEATS} repeats of k-fold" in shown and "threshold: " in shown

@@ -1,6 +1,6 @@
 """``ray_data_parallel`` (training/distributed.py): a data or config error a Ray Train worker raises reaches
 the caller as itself (exit 2, as in one process), not as Ray's wrapper; any other failure is a RuntimeError
-naming Ray's error. The training through TorchTrainer itself is tests/generative/test_ddp.py's."""
+naming Ray's error. The training through TorchTrainer itself is tests/generative/test_generative_ddp.py's."""
 
 from __future__ import annotations
 

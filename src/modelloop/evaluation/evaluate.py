@@ -8,6 +8,8 @@ What the figures and the page hold for a kind of output is its head's decision
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from ..families.heads import KINDS, BaseHead, class_indices, head_for
 from ..workspace import Workspace
 
 __all__ = ["TASKS", "evaluate", "evaluate_model", "evaluate_predictions", "label_indices", "model_inputs", "render_report",
-           "write_evaluation_report"]
+           "scores_of", "write_evaluation_report"]
 
 TASKS = tuple(KINDS)  # the output kinds a registered model version records as ``info.task``
 
@@ -65,7 +67,37 @@ def render_report(evaluation: dict, *, title: str, task: str, classes: Sequence[
                        importances=importances, context=context)
 
 
+def scores_of(model: Any, df: pd.DataFrame, target: str, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The true values and the model's native scores on ``df``'s rows that have a target, in order, as
+    the head of output kind ``task`` reads them: what ``evaluate_model`` scores (a family's per-group
+    figures of the same test rows take them from here rather than asking the model again)."""
+    return _outputs(model, df, target, _model_head(model, task))
+
+
+# The last (model, frame) scored, held weakly: training's evaluation, its HTML report and a family's
+# per-group figures ask for the same test rows' scores one after the other, and a frozen encoder's
+# answers are dear (800 texts through the multilingual USE: ~30 s on a loaded machine, three times).
+# A dead model or frame never matches (its weak reference is then None); a new call replaces the entry.
+_LAST_SCORED: list[tuple[Any, Any, str, type, np.ndarray, np.ndarray]] = []
+_LAST_LOCK = threading.Lock()
+
+
 def _outputs(model: Any, df: pd.DataFrame, target: str, head: BaseHead) -> tuple[np.ndarray, np.ndarray]:
+    with _LAST_LOCK:
+        for model_ref, frame_ref, kept_target, kind, y, out in _LAST_SCORED:
+            if model_ref() is model and frame_ref() is df and kept_target == target and kind is type(head):
+                return y.copy(), out.copy()  # a caller may change its arrays in place
+    y, out = _score(model, df, target, head)
+    try:
+        entry = (weakref.ref(model), weakref.ref(df), target, type(head), y, out)
+    except TypeError:  # an object without weak references is scored again next time
+        return y, out
+    with _LAST_LOCK:
+        _LAST_SCORED[:] = [entry]
+    return y.copy(), out.copy()
+
+
+def _score(model: Any, df: pd.DataFrame, target: str, head: BaseHead) -> tuple[np.ndarray, np.ndarray]:
     if target not in df.columns:
         raise DataError(f"data has no target column '{target}'; evaluation needs labeled rows")
     df = df[df[target].notna()]

@@ -187,15 +187,14 @@ def by_script(model: Any, test: pd.DataFrame, text: str, target: str, metric: st
     import polars as pl
 
     from ...data.shift import text_stats
+    from ...evaluation.evaluate import scores_of
     from ...evaluation.metrics import score
 
     if test.empty:
         return {}
-    texts = texts_of(test, text)
+    y, proba = scores_of(model, test, target, model.task)  # the evaluation's scores: not embedded again
+    texts = texts_of(test[test[target].notna()], text)
     share = text_stats(pl.Series(texts, dtype=pl.String))["cjk_share"].to_numpy()
-    index = {str(c): i for i, c in enumerate(model.classes_)}
-    y = test[target].map(lambda v: index.get(str(v), -1)).to_numpy()
-    proba = model.predict_proba(test)
     out: dict[str, Any] = {}
     for name, rows in (("cjk", share >= 0.3), ("other", share < 0.3)):
         keep = rows & (y >= 0)

@@ -57,9 +57,11 @@ def test_a_tiny_budget_bounds_the_first_trial_and_its_model_is_served(tmp_path, 
     g = summary["generation"]
     assert g["stopped_by_budget"] is True and 1 <= g["epochs_run"] < 100, g
     assert 0 < g["evaluation_seconds"] < seconds      # the test split's evaluation, outside the budget
-    # the budget, plus loading, one validation pass and the evaluation of 2 answers of 4 tokens (the
-    # unbounded run takes 100 epochs of ~50 steps)
-    assert seconds < 2 + 30, seconds
+    # the deadline cut the schedule (535 of 4,300 configured steps on a quiet machine; unbounded, all of
+    # them): what shows the budget at work whatever the load; the whole call took 6.7 s quiet, 32.7-43 s
+    # at load 8-10, so its wall bound is only a coarse one
+    assert g["steps_run"] < g["steps_configured"] / 2, g
+    assert seconds < 2 + 90, seconds  # the budget, plus loading, validation and the 2-answer evaluation
     ws = Project.load(str(tmp_path / "modelloop.yaml")).workspace
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         r = httpx.post(f"{url}/v1/chat/completions", timeout=60,

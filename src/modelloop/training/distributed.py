@@ -277,8 +277,9 @@ def ray_data_parallel(world: int, device: str, main: Callable[[Group], Any], wor
     (``auto``: a local Ray): rank 0 runs ``main(group)``, ranks 1..N-1 ``worker(group, *args)``; returns
     what ``main`` returned. Ray Train joins the process group (gloo, or nccl with one GPU a worker on
     CUDA: untested, no GPU here); each worker asks the cluster for 1 CPU (and 1 GPU), so the calling
-    job must not hold them. ``main`` pickles (no open trial, no callback into this process); its value
-    comes back as the run's checkpoint, written by rank 0 under ``storage`` (a temporary folder there,
+    job must not hold them. ``main`` pickles (no open trial, no callback into this process); its value,
+    tensors and plain containers only (read back with ``torch.load(weights_only=True)``), comes back as
+    the run's checkpoint, written by rank 0 under ``storage`` (a temporary folder there,
     removed after; it must be a path every node reaches, as the Ray job engine's project folder is).
     A rank that fails fails the run (no retry): a RuntimeError naming Ray's error."""
     from ..compute.ray_engine import connect_ray
@@ -310,8 +311,9 @@ def ray_data_parallel(world: int, device: str, main: Callable[[Group], Any], wor
         if result.checkpoint is None:
             raise RuntimeError("data-parallel run on Ray ended without rank 0's result")
         with result.checkpoint.as_directory() as folder:
-            # our own rank 0 wrote it a moment ago into this private folder: a full unpickle is safe
-            return torch.load(Path(folder) / _RESULT, weights_only=False)
+            # tensors and plain containers only (weights, history, figures): a file on shared storage is
+            # never unpickled as code, whoever could write there
+            return torch.load(Path(folder) / _RESULT, map_location="cpu", weights_only=True)
 
 
 _RESULT = "rank0.pt"

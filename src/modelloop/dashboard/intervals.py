@@ -47,7 +47,7 @@ def bootstrap_intervals(project: Project, model_row: dict[str, Any]) -> dict[str
     its model's answers on its dataset's test split; metrics a resample cannot compute (a class missing
     from it) use the resamples that could, and a metric no resample gave is left out."""
     from ..data.ingest import ensure_split, load_dataset
-    from ..evaluation.evaluate import model_inputs
+    from ..evaluation.evaluate import scores_of
     from ..families import label_column
     from ..families.heads import head_for
     from ..registry import load_model
@@ -65,8 +65,7 @@ def bootstrap_intervals(project: Project, model_row: dict[str, Any]) -> dict[str
         test = test.iloc[np.sort(rng.choice(len(test), MAX_ROWS, replace=False))]
     head = head_for({"task": model_row["info"]["task"], "classes": getattr(model, "classes_", None),
                      "threshold": getattr(model, "threshold_", None)})
-    truth = np.asarray(head.truth(test[target], target))
-    scores = np.asarray(head.native_scores(model, model_inputs(model, test, target)))
+    truth, scores = scores_of(model, test, target, model_row["info"]["task"])  # what `evaluate` scores
     values: dict[str, list[float]] = {}
     for _ in range(RESAMPLES if len(test) else 0):
         rows = rng.integers(0, len(test), len(test))

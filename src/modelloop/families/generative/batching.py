@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..text.backbone import require_torch
-from .generate import Answer, Step, pick, sampler
+from .generate import Answer, Choices, Step, pick, sampler
 
 __all__ = ["BatchDecoder"]
 
@@ -68,11 +68,12 @@ class BatchDecoder:
     # ---- the request side ----------------------------------------------------------------------------
     def stream(self, prompt_ids: Sequence[int], *, max_new_tokens: int, temperature: float = 0.0,
                top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
-               should_stop: Callable[[], bool] | None = None) -> Iterator[Step]:
-        """The steps of one request, as :func:`.generate.decode_stream` yields them."""
+               should_stop: Callable[[], bool] | None = None, choices: Choices | None = None) -> Iterator[Step]:
+        """The steps of one request, as :func:`.generate.decode_stream` yields them (``choices``: each
+        token picked among those that continue one of them)."""
         seq = _Seq(list(prompt_ids), temperature, top_p, sampler(seed),
                    Answer(self.tokenizer, max_new_tokens=max_new_tokens, stop=stop, ends=self.ends,
-                          should_stop=should_stop))
+                          should_stop=should_stop, choices=choices))
         if max_new_tokens < 1:
             yield Step(None, "", "length")
             return
@@ -172,10 +173,15 @@ class BatchDecoder:
 
 def _picks(logits: Any, seqs: Sequence[_Seq]) -> list[int]:
     """Each sequence's next token from its row of ``logits`` (n, vocab): one argmax for the greedy rows,
-    :func:`.generate.pick` with its own settings and random stream for the sampled ones."""
+    :func:`.generate.pick` with its own settings and random stream for the sampled ones and for those
+    restricted to their choices' tokens."""
     greedy = logits.argmax(-1).tolist()
-    return [greedy[i] if s.temperature <= 0.0 else pick(logits[i].float().cpu(), s.temperature, s.top_p, s.generator)
-            for i, s in enumerate(seqs)]
+    out = []
+    for i, s in enumerate(seqs):
+        allowed = s.answer.allowed()
+        out.append(greedy[i] if s.temperature <= 0.0 and allowed is None else
+                   pick(logits[i].float().cpu(), s.temperature, s.top_p, s.generator, allowed))
+    return out
 
 
 class _Batch:

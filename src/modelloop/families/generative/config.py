@@ -9,6 +9,7 @@ the bundled SmolLM2-135M-Instruct. Example::
       lora_r: 8                  # searched (with alpha, learning rate, targets) when search: true
       max_length: 256            # tokens per packed training sequence
       max_new_tokens: 64         # default answer length when serving and evaluating
+      choices: auto              # label answers: decode within the training labels (off: free text)
       dpo_beta: 0.1              # preference pairs (prompt, chosen, rejected) are learned by DPO
 
 Budget and trial cap come from ``train:``.
@@ -67,6 +68,10 @@ class GenerativeModelConfig(BaseModel):
     dpo_beta: float = Field(default=0.1, gt=0.0, le=10.0, description="preference pairs (prompt, chosen, "
                             "rejected): DPO's beta, how far the model may move from the base to prefer the "
                             "chosen answers (higher: closer to the base)")
+    choices: Literal["auto", "off"] = Field(default="auto", description="auto: when the training answers are "
+                                            "labels (at most 20 distinct short answers, each seen twice), every "
+                                            "answer is decoded within them (predict, evaluation, the servers); "
+                                            "off: free decoding")
     search: bool = Field(default=False, description="Optuna over learning rate, LoRA rank/alpha and target "
                                                     "modules within train.budget / train.trials")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..text.backbone import require_torch
 
-__all__ = ["Answer", "Step", "decode_stream", "end_ids", "pick", "sampler"]
+__all__ = ["Answer", "Choices", "Step", "decode_stream", "end_ids", "pick", "sampler"]
 
 
 @dataclass
@@ -39,6 +39,26 @@ def end_ids(tokenizer: Any, net: Any = None) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
+class Choices:
+    """The answers a label model may give, as a token trie: each choice's completion tokens as training
+    learned them, up to and including its end-of-turn token. Decoding under it picks, at each step, the
+    likeliest token among those that continue some choice (``allowed``), so a greedy answer is always
+    one of the labels and ends where that label's completion ended."""
+
+    def __init__(self, sequences: Sequence[Sequence[int]], ends: set[int]):
+        self.next: dict[tuple[int, ...], set[int]] = {}
+        for seq in sequences:
+            cut = next((i + 1 for i, t in enumerate(seq) if t in ends), len(seq))
+            for i in range(cut):
+                self.next.setdefault(tuple(seq[:i]), set()).add(int(seq[i]))
+        self.count = len(sequences)
+
+    def allowed(self, tokens: Sequence[int]) -> list[int] | None:
+        """The tokens that continue a choice after ``tokens`` (None: no choice starts so; decoding is free)."""
+        found = self.next.get(tuple(tokens))
+        return sorted(found) if found else None
+
+
 class Answer:
     """The text side of one generation, token by token: the answer so far, what was sent, characters held
     back (a possible start of a stop string, an incomplete character), and why it ended. Shared by
@@ -46,12 +66,16 @@ class Answer:
     answer is cut and streamed the same way whichever decoded it."""
 
     def __init__(self, tokenizer: Any, *, max_new_tokens: int, stop: Sequence[str] = (), ends: set[int],
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None, choices: Choices | None = None):
         self.tokenizer, self.max_new_tokens, self.stop, self.ends = tokenizer, max_new_tokens, stop, ends
-        self.should_stop = should_stop
+        self.should_stop, self.choices = should_stop, choices
         self.hold = max((len(s) for s in stop), default=1) - 1
         self.tokens: list[int] = []
         self.sent = 0
+
+    def allowed(self) -> list[int] | None:
+        """The tokens the next step may pick (``choices``' continuations; None: any)."""
+        return None if self.choices is None else self.choices.allowed(self.tokens)
 
     def take(self, token: int) -> Step:
         """The step a newly decoded token makes (its ``finish_reason`` set when the answer ends)."""
@@ -78,17 +102,20 @@ class Answer:
 def decode_stream(net: Any, tokenizer: Any, prompt_ids: Sequence[int], *, max_new_tokens: int,
                   temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
                   stop: Sequence[str] = (), ends: set[int] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> Iterator[Step]:
-    """Generate after ``prompt_ids``; yields a :class:`Step` per token (the last one has a finish reason)."""
+                  should_stop: Callable[[], bool] | None = None, choices: Choices | None = None) -> Iterator[Step]:
+    """Generate after ``prompt_ids``; yields a :class:`Step` per token (the last one has a finish reason).
+    With ``choices`` every token is picked among those that continue one of them."""
     torch = require_torch()
     ends = ends if ends is not None else end_ids(tokenizer, net)
     device = next(net.parameters()).device
     generator = sampler(seed)
-    answer = Answer(tokenizer, max_new_tokens=max_new_tokens, stop=stop, ends=ends, should_stop=should_stop)
+    answer = Answer(tokenizer, max_new_tokens=max_new_tokens, stop=stop, ends=ends, should_stop=should_stop,
+                    choices=choices)
     with torch.inference_mode():
         out = net(input_ids=torch.tensor([list(prompt_ids)], device=device), use_cache=True)
         for _ in range(max_new_tokens):
-            step = answer.take(pick(out.logits[0, -1].float().cpu(), temperature, top_p, generator))
+            step = answer.take(pick(out.logits[0, -1].float().cpu(), temperature, top_p, generator,
+                                    answer.allowed()))
             yield step
             if step.finish_reason is not None:
                 return
@@ -107,9 +134,14 @@ def _flush(tokenizer: Any, tokens: list[int], sent: int) -> str:
     return tokenizer.decode(tokens, skip_special_tokens=True)[sent:] if tokens else ""
 
 
-def pick(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
-    """The next token: the most likely one (temperature 0), else drawn within the top-p mass."""
+def pick(logits: Any, temperature: float, top_p: float, generator: Any, allowed: Sequence[int] | None = None
+         ) -> int:
+    """The next token: the most likely one (temperature 0), else drawn within the top-p mass; only among
+    ``allowed`` when given (the other tokens' logits masked to -inf)."""
     torch = require_torch()
+    if allowed is not None:
+        keep = torch.tensor(list(allowed), dtype=torch.long)
+        logits = torch.full_like(logits, float("-inf")).index_copy(0, keep, logits.index_select(0, keep))
     if temperature <= 0.0:
         return int(torch.argmax(logits))
     probs = torch.softmax(logits / temperature, dim=-1)

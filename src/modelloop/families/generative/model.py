@@ -4,6 +4,10 @@ loaded, the adapters merged in) on first use.
 
 ``predict`` answers each record's prompt greedily, as evaluation, ``modelloop predict`` and the servers
 do; ``generate`` is the decoding loop with its sampling options; ``nll`` scores text for perplexity.
+
+A model whose training answers are labels (``metrics.is_label_set``; ``model.choices: auto``) keeps them
+(``choices_``): its answers are then decoded within them (:class:`.generate.Choices`), wherever they are
+asked for, so it always answers one of its labels.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import pandas as pd
 from ...errors import ModelloopError
 from ..text.backbone import require_torch
 from .backbone import load_causal_lm, load_tokenizer, model_fingerprint, resolve_model
-from .data import Shape, encode_examples, examples_of, row_example
-from .generate import Step, decode_stream, end_ids
+from .data import Shape, encode_examples, examples_of, row_example, split_completion
+from .generate import Choices, Step, decode_stream, end_ids
 
 __all__ = ["GenerativeModel"]
 
@@ -37,6 +41,7 @@ class GenerativeModel:
     # ``store_files`` puts it beside the registered models, where it is loaded from by path
     onnx_file_: str | None = None
     serves_records = False  # optimize times it by ``predict`` (its answers are text, not the table runtime's scores)
+    choices_: list[str] | None = None  # the training answers, when they are labels: answers are decoded within them
 
     def __init__(self, settings: dict[str, Any] | None = None):
         self.settings = dict(settings or {})
@@ -44,9 +49,10 @@ class GenerativeModel:
     # ---- built by the train stage ---------------------------------------------------------------
     def fitted(self, *, backbone: str, root: str, source: str, fingerprint: str, shape: Shape, schema: Any,
                tokenizer: Any, method: str, lora: dict[str, Any] | None, weights: dict[str, Any],
-               context: int, description: dict[str, Any]) -> GenerativeModel:
+               context: int, description: dict[str, Any], choices: list[str] | None = None) -> GenerativeModel:
         from safetensors.torch import save
 
+        self.choices_ = list(choices) if choices else None
         self.backbone_, self.root_, self.source_, self.fingerprint_ = backbone, root, source, fingerprint
         self.shape_, self.schema, self.method_, self.lora_ = shape, schema, method, lora
         self.context_, self.description_ = int(context), dict(description)
@@ -238,15 +244,30 @@ class GenerativeModel:
         ids = self.tokenizer(example.prompt, add_special_tokens=False)["input_ids"] if example.prompt else []
         return list(ids) or [int(self.tokenizer.bos_token_id or self.tokenizer.eos_token_id)]
 
+    def choice_trie(self, ends: set[int]) -> Choices | None:
+        """The label answers' completion tokens as training rendered them (None: a free-text model)."""
+        if not getattr(self, "choices_", None):
+            return None
+        if "_choices" not in self.__dict__:
+            tok, asked = self.tokenizer, [{"role": "user", "content": "?"}]
+            self.__dict__["_choices"] = Choices(
+                [tok(split_completion(tok, asked, c), add_special_tokens=False)["input_ids"] for c in self.choices_ or []],
+                ends)
+        return self.__dict__["_choices"]
+
     def generate(self, prompt_ids: Sequence[int], *, max_new_tokens: int | None = None, temperature: float = 0.0,
                  top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
-                 should_stop: Callable[[], bool] | None = None, base: bool = False) -> Iterator[Step]:
-        """Decode after ``prompt_ids`` (the fine-tuned model, or the base with ``base=True``)."""
+                 should_stop: Callable[[], bool] | None = None, base: bool = False,
+                 choices: bool | None = None) -> Iterator[Step]:
+        """Decode after ``prompt_ids`` (the fine-tuned model, or the base with ``base=True``). ``choices``:
+        decode within the label answers (None: for the fine-tuned model when it has them, not for the base;
+        a free-text model has none either way)."""
         net = self.base_network() if base else self.network()
         ends = self.__dict__.setdefault("_ends", end_ids(self.tokenizer, net))
+        within = (not base) if choices is None else choices
         return decode_stream(net, self.tokenizer, prompt_ids, max_new_tokens=max_new_tokens or self.max_new_tokens,
                              temperature=temperature, top_p=top_p, seed=seed, stop=stop, ends=ends,
-                             should_stop=should_stop)
+                             should_stop=should_stop, choices=self.choice_trie(ends) if within else None)
 
     @property
     def max_new_tokens(self) -> int:
@@ -255,10 +276,11 @@ class GenerativeModel:
     def answer(self, prompt_ids: Sequence[int], *, base: bool = False, **options: Any) -> str:
         return "".join(step.delta for step in self.generate(prompt_ids, base=base, **options))
 
-    def predict(self, X: Any, *, base: bool = False) -> list[str]:
-        """The greedy answer to each record's prompt (a frame, or a list of records)."""
+    def predict(self, X: Any, *, base: bool = False, choices: bool | None = None) -> list[str]:
+        """The greedy answer to each record's prompt (a frame, or a list of records); ``choices`` as in
+        :meth:`generate`."""
         records = X.to_dict("records") if isinstance(X, pd.DataFrame) else list(X)
-        return [self.answer(self.prompt_ids(r), base=base) for r in records]
+        return [self.answer(self.prompt_ids(r), base=base, choices=choices) for r in records]
 
     def nll(self, frame: pd.DataFrame, *, base: bool = False) -> tuple[float, int]:
         """Summed negative log-likelihood and count of the completion tokens of ``frame``'s examples."""
@@ -282,7 +304,7 @@ class GenerativeModel:
                 "backbone": getattr(self, "backbone_", None), "backbone_fingerprint": getattr(self, "fingerprint_", None),
                 "shape": self.shape_.to_dict() if hasattr(self, "shape_") else None,
                 "context": getattr(self, "context_", None), "lora": getattr(self, "lora_", None),
-                "quantized": getattr(self, "quantized_", None),
+                "quantized": getattr(self, "quantized_", None), "choices": getattr(self, "choices_", None),
                 **getattr(self, "description_", {})}
 
     def feature_importances(self) -> None:

@@ -32,7 +32,10 @@ class Engine:
         net = model.network()
         self.context = int(getattr(net.config, "max_position_embeddings", model.context_))
         self.roles = ROLES
-        self.decoder = BatchDecoder(net, model.tokenizer, end_ids(model.tokenizer, net), max_batch=max_batch)
+        ends = end_ids(model.tokenizer, net)
+        # a label model answers within its labels here too, as ``modelloop predict`` does (``model.choices``)
+        self.choices = model.choice_trie(ends)
+        self.decoder = BatchDecoder(net, model.tokenizer, ends, max_batch=max_batch)
 
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """Chat messages through the tokenizer's template, the assistant's turn opened."""
@@ -48,7 +51,7 @@ class Engine:
                seed: int | None, stop: Sequence[str], should_stop: Any = None) -> Iterator[Step]:
         """Decoding steps of one request, decoded together with the others running (``batching.py``)."""
         return self.decoder.stream(prompt_ids, max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                   seed=seed, stop=stop, should_stop=should_stop)
+                                   seed=seed, stop=stop, should_stop=should_stop, choices=self.choices)
 
 
 def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, threads: int) -> Runtime:
@@ -66,7 +69,8 @@ def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None
 
     extra = {"generation": {"shape": native.shape_.to_dict(), "method": native.method_,
                             "backbone": native.backbone_, "context": engine.context,
-                            "max_new_tokens": native.max_new_tokens}}
+                            "max_new_tokens": native.max_new_tokens,
+                            "choices": getattr(native, "choices_", None)}}
     rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row),
                  reason=f"generative model served by {'ONNX Runtime' if native.graph_source() is not None else 'PyTorch'} "
                         "with a KV cache", scorer=score, variant="native",

@@ -9,7 +9,9 @@ against the base model -> registered model version.
    epoch; the best trial's weights become a :class:`~.model.GenerativeModel`;
 4. on the test split: perplexity of the base and the fine-tuned model, and for prompts (up to
    ``model.eval_samples``) the greedy answers of both, scored by exact match (label accuracy when the
-   answers are labels), chrF and ROUGE-L; the HTML report shows them side by side;
+   answers are labels), chrF and ROUGE-L; the HTML report shows them side by side. When the training
+   answers are labels (``model.choices: auto``) the model keeps them and answers within them
+   (:func:`label_choices`), here as wherever it is served; the base model's answers stay free;
 5. registration through :func:`modelloop.training.train.record_model` (family ``generative``, head
    ``generation``); the summary adds ``generation``: tokens/s, perplexities, the data profile.
 """
@@ -31,12 +33,12 @@ from .backbone import load_tokenizer, model_fingerprint, resolve_model
 from .config import GenerativeModelConfig
 from .data import Shape, answer_of, data_profile, detect_shape, encode_examples, examples_of, validation_rows
 from .fit import GenJob, device_of, lora_settings
-from .metrics import perplexity, text_metrics
+from .metrics import is_label_set, perplexity, text_metrics
 from .model import GenerativeModel
 from .preference import PreferencePairs, encode_preferences, preference_figures
 from .search import SEARCH_METRIC, run_generative_search
 
-__all__ = ["evaluate_generation", "generative_settings", "shape_of", "train_generative"]
+__all__ = ["evaluate_generation", "generative_settings", "label_choices", "shape_of", "train_generative"]
 
 
 def generative_settings(cfg: Any) -> GenerativeModelConfig:
@@ -131,7 +133,8 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
         model = GenerativeModel(settings.model_dump(mode="json")).fitted(
             backbone=settings.backbone, root=str(ws.root), source=source, fingerprint=fingerprint, shape=shape,
             schema=input_schema(shape, cfg.data.target), tokenizer=tokenizer, method=settings.method, lora=lora,
-            weights=result["weights"], context=context, description={"training": training})
+            weights=result["weights"], context=context, description={"training": training},
+            choices=label_choices(train_df, shape, settings))
         summary.model = model
         evaluated = time.monotonic()  # the test split's evaluation: after the search, outside train.budget
         evaluation = evaluate_generation(model, test_df, settings.eval_samples)
@@ -152,7 +155,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     profile = data_profile(df[side == "train"], shape, tokenizer, context)
     out["generation"] = {"shape": shape.kind, "objective": "dpo" if preference is not None else "sft",
                          "preference": evaluation["preference"], "method": settings.method,
-                         "backbone": settings.backbone,
+                         "backbone": settings.backbone, "choices": model.choices_,
                          "tokens_per_s": training["tokens_per_s"], "train_tokens": training["train_tokens"],
                          "epochs_run": training["epochs_run"], "best_epoch": training["best_epoch"],
                          "stopped_by_budget": bool(training["stopped_by_budget"]),
@@ -163,6 +166,15 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                          "base_metrics": evaluation["base_metrics"], "profile": profile,
                          "evaluation_seconds": evaluation_seconds}
     return out
+
+
+def label_choices(frame: pd.DataFrame, shape: Shape, settings: GenerativeModelConfig) -> list[str] | None:
+    """The distinct training answers when they are labels (``metrics.is_label_set``) and ``model.choices``
+    is ``auto``, for a prompted or chat model (plain text and preference pairs: None)."""
+    if settings.choices != "auto" or shape.kind not in ("pairs", "chat") or not len(frame):
+        return None
+    answers = [a for a in (answer_of(r, shape) for r in frame.to_dict("records")) if a.strip()]
+    return sorted(set(answers)) if answers and is_label_set(answers) else None
 
 
 def _encoded(tokenizer: Any, frame: pd.DataFrame, shape: Shape, context: int

@@ -67,7 +67,8 @@ def weight_grid(members: int, steps: int = GRID) -> np.ndarray:
 def _best_trials(records: list[Any], cands: dict[str, Any], metric: str
                  ) -> list[tuple[str, dict[str, Any], float, float]]:
     """``(candidate, params, score, seconds)`` of the best finished trial of each blendable candidate
-    (one that cross-validates), best first; ``seconds``: that trial's duration."""
+    (one that cross-validates and is served without PyTorch: not a PyTorch encoder's head), best first;
+    ``seconds``: that trial's duration."""
     from .search import _split_params
 
     sign = 1.0 if direction(metric) == "maximize" else -1.0
@@ -76,7 +77,7 @@ def _best_trials(records: list[Any], cands: dict[str, Any], metric: str
         if rec.value is None or not np.isfinite(rec.value):
             continue
         name, params = _split_params(cands, rec.params)
-        if name not in cands or not hasattr(cands[name], "cross_validate"):
+        if name not in cands or not hasattr(cands[name], "cross_validate") or not getattr(cands[name], "blendable", True):
             continue
         if name not in best or sign * rec.value > sign * best[name][1]:
             best[name] = ({**cands[name].defaults(), **params}, float(rec.value), float(rec.duration_s))
@@ -127,13 +128,17 @@ def _weights(metric: str, y: np.ndarray, oof: list[np.ndarray], rows: np.ndarray
 
 
 def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed: int,
-                 best_single: float, seconds: float | None = None) -> dict[str, Any] | None:
+                 best_single: float, seconds: float | None = None,
+                 fine_tune: float | None = None) -> dict[str, Any] | None:
     """The blend of the search's best trials, or None when fewer than two candidates can be blended.
     Returns ``{"kept", "members": [{candidate, name, params, validation, weight}], "validation", "cv":
     {folds, spread, scores}, "best_single", "oof", "pooled": {rows, blend, best_member, member}, "folds",
     "seconds", "why"}``: ``validation`` is the blend's cross-fitted score (each fold weighed by the other
     folds), a member's ``validation`` its trial's cross-validated score; ``best_single``: the search's best
-    score (of any candidate); ``seconds``: what is left of train.budget for it (None: no limit)."""
+    score (of any candidate); ``seconds``: what is left of train.budget for it (None: no limit);
+    ``fine_tune``: the search's winner is a fine-tune, scored on the validation rows with this score
+    (:func:`.search.fair_best`): the blend is then compared with it on those rows (its cross-fitted
+    predictions there, ``validation_rows``), not by its CV mean."""
     started = time.monotonic()
     deadline = started + seconds if seconds is not None else math.inf
     ranked = _best_trials(records, cands, metric)[:MAX_MEMBERS]
@@ -162,9 +167,17 @@ def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed
     weights = grid[_weights(metric, y, oof, every, grid)]
     mixed = lambda ws, rows: sum(w * p[rows] for w, p in zip(ws, oof, strict=True))  # noqa: E731
     # the blend's score: each fold weighed by the other folds' rows, so no weight is judged on the rows that chose it
-    fitted = [float(score(metric, y[rows], mixed(grid[_weights(metric, y, oof, np.setdiff1d(every, rows), grid)],
-                                                 rows))) for rows in held]
+    crossfit = np.zeros_like(oof[0])
+    for rows in held:
+        crossfit[rows] = mixed(grid[_weights(metric, y, oof, np.setdiff1d(every, rows), grid)], rows)
+    fitted = [float(score(metric, y[rows], crossfit[rows])) for rows in held]
     blend_cv = float(np.mean(fitted))
+    val = first.val_rows()
+    versus, blend_score, rule = best_single, blend_cv, "cross-validated"
+    if fine_tune is not None and len(val):
+        versus, rule = fine_tune, "on the validation rows"
+        blend_score = float(score(metric, y[val], crossfit[val]))
+        out["validation_rows"] = {"blend": round(blend_score, 4), "fine_tune": round(fine_tune, 4)}
     pooled = float(score(metric, y[every], mixed(weights, every)))
     singles = [float(score(metric, y[every], p[every])) for p in oof]
     best_i = int(np.argmax(sign * np.asarray(singles)))
@@ -180,13 +193,13 @@ def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed
     if (weights > 0).sum() < 2:
         out["why"] = (f"the out-of-fold weights put everything on {mix.split(' x ', 1)[1]}: the best single "
                       f"candidate ({best_single:.4f}) is kept")
-    elif sign * blend_cv > sign * best_single:
-        out.update(kept=True, why=f"blend {mix}: cross-validated {metric} {blend_cv:.4f} > best single "
-                                  f"{best_single:.4f} (weights from the {len(held)} folds' out-of-fold predictions, "
+    elif sign * blend_score > sign * versus:
+        out.update(kept=True, why=f"blend {mix}: {rule} {metric} {blend_score:.4f} > best single "
+                                  f"{versus:.4f} (weights from the {len(held)} folds' out-of-fold predictions, "
                                   f"each fold scored with weights chosen on the others)")
     else:
-        out["why"] = (f"blend {mix}: cross-validated {metric} {blend_cv:.4f}, not above the best single "
-                      f"candidate's {best_single:.4f}; the single one is kept")
+        out["why"] = (f"blend {mix}: {rule} {metric} {blend_score:.4f}, not above the best single "
+                      f"candidate's {versus:.4f}; the single one is kept")
     return out
 
 

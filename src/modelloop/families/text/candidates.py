@@ -1,9 +1,11 @@
 """What one text search chooses between: the configured encoder (MiniLM or a local model, by head,
 LoRA or full fine-tuning), a frozen multilingual encoder with the head, and TF-IDF + logistic
 regression. Each candidate brings its search space, how one trial is fitted and scored (a fine-tune
-on the validation rows; TF-IDF and a frozen encoder's head by cross-validation over the fit and
-validation rows, :mod:`.crossval`), and how the chosen trial becomes the registered model;
-:mod:`.search` runs them all in one Optuna study on the shared driver, and the best score wins.
+on the validation rows; TF-IDF, a frozen encoder's head and a PyTorch encoder's head — its embeddings
+are fixed too — by cross-validation over the fit and validation rows, :mod:`.crossval`), and how the
+chosen trial becomes the registered model; :mod:`.search` runs them all in one Optuna study on the
+shared driver, and the best score wins (a fine-tune against a cross-validated candidate: on the
+validation rows both were scored on, :func:`.search.fair_best`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from .fit import FitJob, _fit_head, _params_key, build_model, run_params
 from .frozen import FROZEN_KIND, FrozenTextModel
 from .pipeline import softmax
 
-__all__ = ["Candidate", "EncoderCandidate", "FrozenCandidate", "TfidfCandidate"]
+__all__ = ["Candidate", "EncoderCandidate", "EncoderHeadCandidate", "FrozenCandidate", "TfidfCandidate",
+           "encoder_candidate"]
 
 
 class Candidate(Protocol):
@@ -139,11 +142,17 @@ class _Labelled:
         """``[len(rows), K]`` probabilities of rows ``rows`` by a model fitted on rows ``train``."""
         raise NotImplementedError
 
+    def val_rows(self) -> np.ndarray:
+        """The validation rows' positions in :attr:`y_all` (after every fit row)."""
+        return len(self.y_fit) + np.arange(len(self.y_val))
+
     def cross_validate(self, params: dict[str, Any], *, deadline: float = math.inf,
                        may_stop: Callable[[], bool] = lambda: True) -> dict[str, Any] | None:
-        """``{"folds", "folds_run", "mean", "spread", "scores", "rows", "oof"}``: the metric on each fold
-        (fitted on the others), their mean and standard deviation, and the out-of-fold probabilities of
-        every row (``oof`` [rows, K]: zero on rows never held out; None when the folds were cut short).
+        """``{"folds", "folds_run", "mean", "spread", "scores", "rows", "oof", "val_score"}``: the metric on
+        each fold (fitted on the others), their mean and standard deviation, the out-of-fold probabilities
+        of every row (``oof`` [rows, K]: zero on rows never held out; None when the folds were cut short)
+        and the metric of those on the validation rows alone (``val_score``, None when cut short): the
+        rows a fine-tune is scored on, where :func:`.search.fair_best` compares the two kinds.
         Past ``deadline`` after a fold: the trial is pruned when ``may_stop()`` (another trial has a
         score), else it ends with the folds it ran (a search ends with a model). None when no folds."""
         folds = self.cv_folds()
@@ -158,9 +167,13 @@ class _Labelled:
                 break
             oof[rows] = self.fold_proba(params, train, rows)
             scores.append(float(score(self.metric, y[rows], oof[rows])))
+        complete = len(scores) == len(folds)
+        val = self.val_rows()
+        val_score = float(score(self.metric, y[val], oof[val])) if complete and len(val) else None
         return {"folds": len(folds), "folds_run": len(scores), "mean": float(np.mean(scores)),
                 "spread": float(np.std(scores)), "scores": [round(v, 4) for v in scores],
-                "rows": int(sum(len(r) for _, r in folds)), "oof": oof if len(scores) == len(folds) else None}
+                "rows": int(sum(len(r) for _, r in folds)), "oof": oof if complete else None,
+                "val_score": val_score}
 
     def run(self, params: dict[str, Any], *, checkpoint: Path | None = None, deadline: float = math.inf,
             trial: Any = None) -> dict[str, Any]:
@@ -245,6 +258,62 @@ class FrozenCandidate(_Labelled):
         info = self._info(params, result, description)
         return FrozenTextModel.from_head(backbone=self.backbone, engine=self.engine, W=W, b=b, classes=self.classes,
                                          target=target, description=info, **self._common(text_column))
+
+
+@dataclass
+class EncoderHeadCandidate(_Labelled):
+    """The configured PyTorch encoder with ``method: head``: the head on its frozen embeddings (each
+    text's windows' mean, :func:`.fit._head_features`), cross-validated as a frozen encoder's head is
+    (a fold is one logistic regression), where :class:`EncoderCandidate` scored it on the validation
+    rows alone. Registered as the :class:`~.model.TextModel` the encoder candidate builds (its head
+    refitted on fit + validation rows); not a blend member (the blend serves its members without PyTorch)."""
+
+    job: FitJob | None = None
+    name: str = "encoder"
+    backbone: str = ""
+    family = "head"
+    blendable = False
+
+    def _job(self) -> FitJob:
+        assert self.job is not None
+        return self.job
+
+    def defaults(self) -> dict[str, Any]:
+        from .search import default_params
+
+        return default_params(self._job().settings)
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        from .search import suggest_params
+
+        return suggest_params(trial, self._job().settings)
+
+    def fold_proba(self, params: dict[str, Any], train: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        from .fit import _head_features
+
+        feats = _head_features(self._job())
+        X = np.vstack([feats["fit"], feats["val"]])
+        W, b = _fit_head(X[train], self.y_all[train], len(self.classes), c=float(params["head_c"]),
+                         class_weight=self.class_weight, seed=self.seed)
+        return softmax(X[rows] @ W.T + b)
+
+    def build(self, params: dict[str, Any], result: dict[str, Any], *, text_column: str, target: str | None,
+              description: dict[str, Any]) -> Any:
+        from .model import TextModel
+
+        cv = {"cv": result["cv"]} if result.get("cv") else {}
+        model = build_model(self._job(), params, result, model_class=TextModel, text_column=text_column,
+                            target=target, description={**cv, **description})
+        model.windows_ = True  # long texts read whole, as the stage trained it (TextModel.scores_windows)
+        return model
+
+
+def encoder_candidate(job: FitJob, common: dict[str, Any], *, name: str, backbone: str) -> Any:
+    """The candidate of a PyTorch encoder: cross-validated when it trains only a head on its frozen
+    embeddings (:class:`EncoderHeadCandidate`), else scored on the validation rows (a fine-tune)."""
+    if job.method == "head":
+        return EncoderHeadCandidate(**common, settings=job.settings, job=job, name=name, backbone=backbone)
+    return EncoderCandidate(job, name=name, backbone=backbone)
 
 
 @dataclass

@@ -27,8 +27,8 @@ from ...training.search import STATE_NAMES, SearchResult, TrialRecord, finished,
 if TYPE_CHECKING:
     from .candidates import Candidate
 
-__all__ = ["CANDIDATE", "HEAD_TRIALS", "STALE_TRIALS", "default_params", "run_text_search", "space", "suggest_params",
-           "warm_sets"]
+__all__ = ["CANDIDATE", "HEAD_TRIALS", "STALE_TRIALS", "default_params", "fair_best", "run_text_search", "space",
+           "suggest_params", "warm_sets"]
 
 HEAD_TRIALS = 30  # trial cap of a head search when train.trials is not set
 
@@ -270,7 +270,7 @@ def _conclude(study: optuna.Study, cands: dict[str, Candidate], metric: str, wor
         first = next((r.error for r in records if r.error), "no trial finished within the budget")
         raise ModelloopError(f"no text-model trial completed; first error: {first}. Fix the data or raise "
                              "train.budget / train.trials and run again")
-    best = ranked_trials[0]
+    best, compared = fair_best(ranked_trials, metric)
     name, _ = _split_params(cands, best.params)
     cand = cands[name]
     params = {**cand.defaults(), **_split_params(cands, best.params)[1]}  # a trial from before a new parameter: its default
@@ -290,7 +290,34 @@ def _conclude(study: optuna.Study, cands: dict[str, Candidate], metric: str, wor
                            validation_score=float(best.value or 0.0), best_single=best_record, ensemble=None,
                            threshold=None, trials=records, resumed_trials=resumed,
                            cv=_spread(cv) if cv else None)
-    return {"candidate": name, "params": params, "result": result}, summary
+    return {"candidate": name, "params": params, "result": result, "compared": compared}, summary
+
+
+def fair_best(ranked_trials: list[optuna.trial.FrozenTrial], metric: str
+              ) -> tuple[optuna.trial.FrozenTrial, dict[str, Any] | None]:
+    """The winning trial of a study holding two kinds of score, and how the kinds were compared.
+
+    A fine-tune's trial (no ``cv`` attribute) is scored on the validation rows; a TF-IDF or head trial
+    by its cross-validation's mean over the fit and validation rows. The first is chosen among its
+    trials on those few rows (and its epochs stopped on them), the second among its trials on every
+    training row, so ranking the two values together weighs a noisy, optimistic figure against a
+    steady one. Each kind's best trial is kept as ranked within its kind; the two are then compared on
+    the same rows, the validation rows: the cross-validated trial's out-of-fold score there
+    (``cv.val_score``: each row predicted by a model that did not see it) against the fine-tune's. A tie
+    goes to the cross-validated trial. With one kind only, or no ``val_score`` (folds cut short by the
+    budget), the best value wins as before. ``compared``: None, or ``{"rows", "fine_tune", "cross_validated",
+    "winner"}`` (the two scores on the validation rows)."""
+    first = ranked_trials[0]
+    crossed = next((t for t in ranked_trials if t.user_attrs.get("cv")), None)
+    tuned = next((t for t in ranked_trials if not t.user_attrs.get("cv")), None)
+    if crossed is None or tuned is None or tuned.value is None:
+        return first, None
+    held = crossed.user_attrs["cv"].get("val_score")
+    if held is None:
+        return first, None
+    winner = tuned if _better(float(tuned.value), float(held), metric) else crossed
+    return winner, {"rows": "validation", "fine_tune": round(float(tuned.value), 4),
+                    "cross_validated": round(float(held), 4), "winner": winner.number}
 
 
 def _spread(cv: dict[str, Any]) -> dict[str, Any]:

@@ -134,10 +134,18 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                                           job=job, on_trial=_trial_logger(tracker, run_id, cfg.metric),
                                           progress=progress)
         choice.update(_compared(cands, summary, chosen["candidate"], cfg.metric, choice))
+        fine_tune = None
+        if chosen.get("compared"):  # a fine-tune against a cross-validated trial: on the validation rows
+            choice["compared"] = chosen["compared"]
+            c = chosen["compared"]
+            choice["why"] = (f"{choice.get('why', '')}; fine-tune vs cross-validated candidate on the validation "
+                             f"rows: {c['fine_tune']} vs {c['cross_validated']}").lstrip("; ")
+            if not hasattr(cands[chosen["candidate"]], "cross_validate"):
+                fine_tune = float(summary.validation_score)
         left = None if search.budget is None or not settings.search else \
             max(0.0, search.budget - (time.monotonic() - search_started))  # for members to cross-validate again
         blend = choose_blend(cands, summary.trials, metric=cfg.metric, seed=cfg.seed,
-                             best_single=summary.validation_score, seconds=left)
+                             best_single=summary.validation_score, seconds=left, fine_tune=fine_tune)
         kept = bool(blend and blend["kept"])
         if blend:
             choice["why"] = f"{choice.get('why', '')}; {blend['why']}".lstrip("; ")
@@ -273,7 +281,7 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
     TF-IDF; the first PyTorch encoder's job; each encoder's text stats. Encoders after the first are
     embedded only while less than half of ``budget`` has gone on embedding (the rest is the search's);
     one left out is named in ``choice["skipped"]``."""
-    from .candidates import EncoderCandidate, FrozenCandidate, TfidfCandidate
+    from .candidates import FrozenCandidate, TfidfCandidate, encoder_candidate
     from .encoders import FROZEN
 
     cfg = ws.config
@@ -308,7 +316,7 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
             job = _stage_job(ws, row, df, parts, enc_stats[name], text, own, name)
             jobs.append(job)
             key = "encoder" if len(networks) == 1 else f"encoder:{name}"
-            cands[key] = EncoderCandidate(job, name=key, backbone=name)
+            cands[key] = encoder_candidate(job, common, name=key, backbone=name)
     choice["tried"] = [n for n in choice["tried"] if n in enc_stats]
     for name, why in choice.get("skipped", {}).items():  # the summary prints `why`: say it was not compared after all
         choice["why"] = f"{choice['why']}; {name} skipped: {why}"

@@ -294,7 +294,7 @@ class SftObjective:
 
     def step_loss(self, net: Any, seqs: list) -> tuple[Any, int, int]:
         """A batch's mean loss per labelled token, their count (its weight) and the tokens read."""
-        loss, n = loss_sums(net, batch_tensors(seqs, self.job.pad_id, self.job.device))
+        loss, n = loss_sums(net, batch_tensors(seqs, self.job.pad_id, self.job.device), labelled_only=True)
         return loss / max(n, 1), n, sum(len(ids) for seq in seqs for ids, _ in seq)
 
     @staticmethod
@@ -306,7 +306,8 @@ class SftObjective:
 
     def validation(self, net: Any) -> tuple[float, dict[str, float]]:
         """The validation loss per completion token (nothing else to report)."""
-        nll, count = sequence_nll(net, self.job.val_ids, self.job.val_labels, self.job.pad_id, self.job.device)
+        nll, count = sequence_nll(net, self.job.val_ids, self.job.val_labels, self.job.pad_id, self.job.device,
+                                  labelled_only=True)
         return nll / max(count, 1), {}
 
 

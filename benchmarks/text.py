@@ -410,7 +410,7 @@ def real_reviews(path: Path, budget: float, seed: int, work: Path) -> dict:
     words = df["text"].str.split().str.len()
     print(f"{path.name}: {len(df)} reviews {df['label'].value_counts().to_dict()}, median {int(words.median())} "
           f"words (max {int(words.max())}); budget {budget:g} s, seed {seed}, {os.cpu_count()} CPU cores", flush=True)
-    result = run_set(path.name, df, budget, work, seed, word_peer=True)
+    result = run_set(path.name, df, budget, work, seed, word_peer=True, reuse_embeddings=True)
     result["median_words"] = int(words.median())
     return result
 

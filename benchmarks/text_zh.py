@@ -156,10 +156,14 @@ def _served(ws, version: int | None = None):
     return rt, (lambda t: rt.predict([{"text": t}]))
 
 
-def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 0, word_peer: bool = False) -> dict:
+def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 0, word_peer: bool = False,
+            reuse_embeddings: bool = False) -> dict:
     """One set's comparison. ``word_peer``: also TF-IDF on word 1-2-grams (sublinear tf) + LR, the peer a
     user writes for English documents (``benchmarks/text.py --reviews``); reported beside the goal's
-    character 1-3-gram peer, which stays what the goal is checked against."""
+    character 1-3-gram peer, which stays what the goal is checked against. ``reuse_embeddings``: the
+    MiniLM baseline's project starts with the modelloop project's token and embedding caches (the same
+    dataset, so the same rows' MiniLM embeddings): on long documents embedding them again costs as much
+    as the first time; only the baseline's ``train_seconds`` change."""
     from modelloop.families.text.stage import train_text
 
     print(f"\n== {name}: {len(df)} rows, {df['label'].nunique()} classes", flush=True)
@@ -186,6 +190,13 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
 
     mini_ws = _project(work / "minilm", df, budget, {"backbone": "bundled", "method": "head", "classical": False},
                        seed)
+    if reuse_embeddings:
+        import shutil
+
+        cache, into = Path(ws.state) / "cache", Path(mini_ws.state) / "cache"
+        into.mkdir(parents=True, exist_ok=True)
+        copied = [shutil.copy2(f, into / f.name) for f in sorted(cache.glob("*.npz"))] if cache.is_dir() else []
+        print(f"  MiniLM baseline starts with the modelloop project's {len(copied)} cache files", flush=True)
     t0 = time.time()
     train_text(mini_ws)
     mini_s = time.time() - t0

@@ -115,9 +115,11 @@ class TrainConfig(_Section):
                                                "sharing the Optuna storage (at most this machine's CPU count)")
     ddp_processes: int = Field(1, ge=1, description="text, image and generative fine-tuning in this many data-parallel "
                                                     "processes (torch DDP: gloo on CPU, nccl on GPUs; "
-                                                    "at most this machine's CPU count, and its GPU count on CUDA)")
+                                                    "at most this machine's CPU count, and its GPU count on CUDA; "
+                                                    "on compute.engine: ray Ray Train workers, at most the "
+                                                    "cluster's CPUs, checked when the run starts)")
 
-    @field_validator("parallel", "ddp_processes")
+    @field_validator("parallel")
     @classmethod
     def _at_most_the_cpus(cls, value: int) -> int:
         """More workers than CPUs only slows every trial down (and the budget counts wall time)."""
@@ -385,6 +387,17 @@ def anomaly_section_fits_task(cfg: Config) -> list[str]:
     if cfg.anomaly.per_day is not None and not cfg.data.time:  # alerts per day: the records' rate in time
         return [f"anomaly.alert_budget: {cfg.anomaly.alert_budget!r} (alerts per day) needs data.time (the records' "
                 "time column), got data.time: null; or give alerts per 1,000 records (a number, or '5 per 1000')"]
+    return []
+
+
+@_check
+def ddp_processes_fit_the_machine(cfg: Config) -> list[str]:
+    # local ranks share this machine's cores; on the Ray engine they are Ray Train workers, which the
+    # cluster's CPUs bound (training/distributed.py checks that where the cluster is known: the run's start)
+    n, cpus = cfg.train.ddp_processes, os.cpu_count() or 1
+    if cfg.compute.engine == "local" and n > cpus:
+        return [f"train.ddp_processes: must be 1..{cpus} (this machine's CPU count) on compute.engine: local, got "
+                f"{n}; on compute.engine: ray the ranks are Ray Train workers on the cluster's CPUs"]
     return []
 
 

@@ -1,6 +1,6 @@
 """A training job asks the pool for the processes its config starts: ``train.parallel`` search workers and
 the ``train.ddp_processes`` ranks of a text, image or generative fine-tune (one CPU each, one GPU each on CUDA/nccl;
-on the Ray engine a generative fine-tune's ranks are Ray Train workers asking the cluster themselves).
+on the Ray engine the ranks are Ray Train workers asking the cluster themselves).
 Submitted through the CLI, run by the real worker loop: the job holds what it asked for while it runs."""
 
 from __future__ import annotations
@@ -46,14 +46,15 @@ def _submit(root, capsys, *args: str, verb: str = "train") -> dict:
 
 def test_a_ray_cluster_job_asks_a_cpu_for_each_process(tmp_path, capsys):
     """On the Ray engine a family's "every CPU" is 1 at submit (the cluster is not asked then): the
-    processes the config starts are what the job asks."""
-    _text_project(tmp_path, {"ddp_processes": 2}, {"device": "cpu"}, compute={"engine": "ray"})
-    on_cpus = _submit(tmp_path, capsys)["resources"]
-    assert (on_cpus["cpus"], on_cpus["gpus"]) == (2.0, 0)       # gloo; model.device: cpu takes no GPU
-    _text_project(tmp_path, {"ddp_processes": 2}, compute={"engine": "ray"})
-    on_gpus = _submit(tmp_path, capsys)["resources"]
-    assert (on_gpus["cpus"], on_gpus["gpus"]) == (2.0, 2)       # auto with a GPU: nccl, one GPU a rank
-    assert _submit(tmp_path, capsys, "--cpus", "1")["resources"]["cpus"] == 1.0      # --cpus wins
+    processes the config starts are what the job asks, less those Ray places itself."""
+    # a text fine-tune's ranks are Ray Train workers asking the cluster for their own CPU and GPU
+    # (training/distributed.py): the job holds 1 CPU and none of their GPUs, on CPUs or on GPUs
+    for model in ({"device": "cpu"}, {}):
+        _text_project(tmp_path, {"ddp_processes": 2}, model, pool={"cpus": 4}, compute={"engine": "ray"})
+        job = _submit(tmp_path, capsys)
+        assert (job["resources"]["cpus"], job["resources"]["gpus"]) == (1.0, 0), model
+        assert any("2 ranks run as Ray Train workers" in n for n in job["notes"]), job
+    assert _submit(tmp_path, capsys, "--cpus", "2")["resources"]["cpus"] == 2.0      # --cpus wins
     assert _submit(tmp_path, capsys, verb="status")["resources"]["cpus"] == 1.0      # not training
     # train.parallel: 2 search workers are Ray tasks asking the cluster for their own CPU: the job
     # (their parent) holds 1, or they could find none to start on; on the local engine it holds 2

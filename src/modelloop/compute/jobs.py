@@ -72,7 +72,7 @@ def submit_job(ws: Workspace, command: list[str], commands: Mapping[str, Command
     notes = list(declared["notes"])
     given_gpus = gpus
     gpus = _rank_gpus(ws, args[0], declared, gpus, pool, where, fix)
-    if declared["family"] in DDP_FAMILIES and ws.config.train.ddp_processes > 1 and _ranks_on_ray(ws, declared):
+    if ws.config.train.ddp_processes > 1 and _ranks_on_ray(ws, declared):
         notes.append(f"train.ddp_processes: {ws.config.train.ddp_processes} ranks run as Ray Train workers, each "
                      "asking the cluster for 1 CPU (and 1 GPU on CUDA); the job holds none of theirs")
     elif given_gpus is None and declared["family"] in DDP_FAMILIES and declared["wanted_gpus"] and not gpus \
@@ -85,7 +85,7 @@ def submit_job(ws: Workspace, command: list[str], commands: Mapping[str, Command
         if short := asked.shortfall(pool, where):
             raise ConfigError(f"jobs submit: the job asks for more than {where} has ({'; '.join(short)}); "
                               f"{where} has {pool.text()} in all; ask for less or {fix}")
-        _check_ray_train_room(ws, declared, asked, pool, where, fix)
+        _check_ray_room(ws, declared, asked, pool, where, fix)
     elif cfg.engine == "ray" and where:
         notes.append(f"not checked against the cluster's resources: {where}")
     latest = ws.catalog.latest_dataset(ws.config.name)
@@ -146,27 +146,36 @@ def _family_request(ws: Workspace, verb: str, pool: Resources | None, where: str
             "notes": notes}
 
 
-# The families whose fine-tuning runs in train.ddp_processes data-parallel processes (their train stages).
+# The families whose fine-tuning runs in train.ddp_processes data-parallel processes (their train stages):
+# on compute.engine: ray the ranks are Ray Train's TorchTrainer workers, each asking the cluster for its own
+# CPU (and GPU), so the job that starts them holds none of theirs (training/distributed.py).
 DDP_FAMILIES = ("text", "image", "generative")
-# Those whose ranks are Ray Train's TorchTrainer workers on compute.engine: ray (each asks the cluster for
-# its own CPU and GPU); the others' ranks are processes of the job itself, on whichever node runs it.
-RAY_TRAIN_FAMILIES = ("generative",)
+# The families whose train.parallel search workers are Ray tasks on compute.engine: ray (training/ray_search.py).
+RAY_SEARCH_FAMILIES = ("tabular",)
 
 
 def _ranks_on_ray(ws: Workspace, declared: dict[str, Any]) -> bool:
-    return ws.config.compute.engine == "ray" and declared["family"] in RAY_TRAIN_FAMILIES
+    return ws.config.compute.engine == "ray" and declared["family"] in DDP_FAMILIES
 
 
-def _check_ray_train_room(ws: Workspace, declared: dict[str, Any], asked: Resources, pool: Resources,
-                          where: str, fix: str) -> None:
-    """Ray Train's workers ask for their CPU while the job that starts them holds its own: a cluster
-    with fewer CPUs than both would leave the workers waiting for ever. Refused at submit, naming both."""
-    ranks = ws.config.train.ddp_processes
-    if ranks <= 1 or not _ranks_on_ray(ws, declared) or asked.cpus + ranks <= pool.cpus + 1e-9:
+def _check_ray_room(ws: Workspace, declared: dict[str, Any], asked: Resources, pool: Resources,
+                    where: str, fix: str) -> None:
+    """Ray Train's workers and a search's Ray tasks ask for their CPU while the job that starts them holds
+    its own: a cluster with fewer CPUs than both would leave them waiting for ever (all the ranks at once;
+    at least one search task). Refused at submit, naming both."""
+    train = ws.config.train
+    if train.ddp_processes > 1 and _ranks_on_ray(ws, declared):
+        need, key = train.ddp_processes, "train.ddp_processes"
+        what = f"{need} Ray Train workers (1 CPU each)"
+    elif train.parallel > 1 and ws.config.compute.engine == "ray" and declared["family"] in RAY_SEARCH_FAMILIES:
+        need, key, what = 1, "train.parallel", "the search's Ray tasks (1 CPU each, one at least)"
+    else:
         return
-    raise ConfigError(f"jobs submit: train.ddp_processes: {ranks} Ray Train workers (1 CPU each) and the job "
-                      f"that starts them ({asked.cpus:g} CPU) need {asked.cpus + ranks:g} cpus, {where} has "
-                      f"{pool.cpus:g}; lower train.ddp_processes or {fix}")
+    if asked.cpus + need <= pool.cpus + 1e-9:
+        return
+    lower = f"lower train.ddp_processes or {fix}" if key == "train.ddp_processes" else f"give --cpus less or {fix}"
+    raise ConfigError(f"jobs submit: {key}: {what} and the job that starts them ({asked.cpus:g} CPU) "
+                      f"need {asked.cpus + need:g} cpus, {where} has {pool.cpus:g}; {lower}")
 
 
 def _device(ws: Workspace) -> str:
@@ -202,9 +211,10 @@ def _rank_gpus(ws: Workspace, verb: str, declared: dict[str, Any], gpus: int | N
 
 def _process_cpus(ws: Workspace, verb: str, declared: dict[str, Any], pool: Resources | None,
                   where: str = "the pool", fix: str = "") -> float | None:
-    """A training job's CPUs: at least one a process it starts (``train.parallel`` search workers on the
-    local engine; the ``train.ddp_processes`` ranks of a text, image or generative fine-tune); more than the pool has
-    is refused, naming both numbers."""
+    """A training job's CPUs: at least one a process it starts on the local engine (``train.parallel``
+    search workers, the ``train.ddp_processes`` ranks of a text, image or generative fine-tune; on Ray
+    both ask the cluster for their own, :func:`_check_ray_room`); more than the pool has is refused,
+    naming both numbers."""
     cpus = declared["cpus"]
     if verb not in TRAINS:
         return cpus

@@ -29,7 +29,11 @@ from .engines import JOB_LAUNCHER, Handle
 from .config import PoolConfig
 from .resources import Resources, machine_pool
 
-__all__ = ["RayEngine", "check_address", "cluster_pool", "connect_ray", "local_ray_pool", "read_cluster"]
+__all__ = ["JOB_CPUS", "RayEngine", "check_address", "cluster_pool", "connect_ray", "cpus_beside_job",
+           "local_ray_pool", "read_cluster"]
+
+# The CPUs a job of the Ray engine holds on its worker's Ray (set in the job's environment, beside RAY_ADDRESS)
+JOB_CPUS = "MODELLOOP_JOB_CPUS"
 
 _HOW = "start one with `ray start --head --node-ip-address 127.0.0.1` or set compute.address: auto"
 
@@ -85,6 +89,17 @@ def cluster_pool(ray: Any) -> Resources:
               and not k.startswith("accelerator_type:")}
     return Resources(cpus=float(res.get("CPU", 0)), gpus=int(res.get("GPU", 0)), memory=int(res.get("memory", 0)),
                      custom=custom)
+
+
+def cpus_beside_job(ray: Any) -> tuple[float, float]:
+    """(the CPUs of the cluster ``ray`` is joined to, those of them the job running this process holds):
+    the Ray tasks or Ray Train workers a job starts cannot have the CPUs its own Ray task holds. Only a
+    job of the Ray engine holds any (``JOB_CPUS``), and only on its worker's Ray (``RAY_ADDRESS``)."""
+    total = float(ray.cluster_resources().get("CPU", 0))
+    held = os.environ.get(JOB_CPUS)
+    if not held or os.environ.get("RAY_ADDRESS") != ray.get_runtime_context().gcs_address:
+        return total, 0.0
+    return total, float(held)
 
 
 def local_ray_pool(cfg: PoolConfig) -> Resources:
@@ -172,7 +187,7 @@ class RayEngine:
             opts["resources"] = dict(res["custom"])
         # the job's own Ray work (search trials, Ray Train workers) joins this Ray: connect_ray's auto
         env = {"MODELLOOP_JOB_ID": str(job["id"]), "PYTHONUNBUFFERED": "1",
-               "RAY_ADDRESS": self.ray.get_runtime_context().gcs_address}
+               "RAY_ADDRESS": self.ray.get_runtime_context().gcs_address, JOB_CPUS: f"{opts['num_cpus']:g}"}
         ref = self._task.options(**opts).remote([*self.launcher, *job["command"]], job["root"], str(log), env,
                                                 self.grace)
         return Handle(job_id=job["id"], pid=0, started=time.time(), popen=ref)

@@ -22,7 +22,8 @@ Against ``torchrun``: the same process group and collectives for N ranks on one 
 in the caller (torchrun starts every rank as a new process and rendezvouses through a TCP store); no
 multi-node launch and no elastic restarts (torchrun's default is none either). Across machines, on
 ``compute.engine: ray``, :func:`ray_data_parallel` runs the ranks as the workers of Ray Train's
-``TorchTrainer`` instead (rank 0 included, so what rank 0 runs must pickle).
+``TorchTrainer`` instead (rank 0 included, so what rank 0 runs must pickle). A family calls one entry,
+:func:`run_ranks`, which picks between the two: the text, image and generative fine-tunes share it.
 
 Backends: ``gloo`` on CPU (tested, 2 processes); ``nccl`` with one GPU a rank (``cuda:rank``) when the
 run's device is CUDA. The CUDA/nccl path is written to PyTorch's documented recipe but has not been run:
@@ -35,8 +36,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
+import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +50,7 @@ import numpy as np
 from ..errors import ConfigError, ModelloopError
 
 __all__ = ["SINGLE", "TIMEOUT", "Group", "check_processes", "data_parallel", "join_group", "ray_data_parallel",
-           "ray_device"]
+           "ray_device", "ray_ranks_address", "report_epochs", "run_ranks"]
 
 TIMEOUT = datetime.timedelta(minutes=30)
 
@@ -271,6 +275,46 @@ def _worker_main(
         leave_group()
 
 
+def run_ranks(world: int, device: str, rank_0: Callable[..., Any], worker: Callable[..., Any],
+              args: tuple[Any, ...], *, deadline: float, ray_address: str | None = None,
+              storage: Path | None = None, preload: tuple[str, ...] = ()) -> Any:
+    """One data-parallel fine-tune, whichever engine runs it: ``rank_0(group=, deadline=)`` is rank 0's loop
+    and its value the result, ``worker(group, *args)`` the other ranks'. Without ``ray_address`` (or with
+    one rank) rank 0 is this process and the others local processes (:func:`data_parallel`); with it
+    every rank is a Ray Train worker on that cluster (:func:`ray_data_parallel`): ``rank_0`` must then
+    pickle (no open Optuna trial, no callback into this process) and the deadline (``time.monotonic()``
+    here) travels as wall-clock time, since each node's monotonic clock differs. ``storage``: the folder
+    beside the run's checkpoint, which holds Ray Train's run folder meanwhile."""
+    if ray_address is None or world == 1:
+        with data_parallel(world, device, worker, args, preload=preload) as group:
+            return rank_0(group=group, deadline=deadline)
+    wall = math.inf if math.isinf(deadline) else time.time() + (deadline - time.monotonic())
+    main = functools.partial(_on_node_clock, rank_0, wall)
+    return ray_data_parallel(world, device, main, worker, args, address=ray_address, storage=storage)
+
+
+def _on_node_clock(rank_0: Callable[..., Any], wall_deadline: float, group: Group) -> Any:
+    deadline = math.inf if math.isinf(wall_deadline) else time.monotonic() + (wall_deadline - time.time())
+    return rank_0(group=group, deadline=deadline)
+
+
+def ray_ranks_address(engine: str, address: str, world: int) -> str | None:
+    """The cluster whose Ray Train workers run a fine-tune's ranks (``compute.engine: ray`` and
+    ``train.ddp_processes`` > 1), else None (the ranks are local processes): what a train stage passes on."""
+    return address if engine == "ray" and world > 1 else None
+
+
+def report_epochs(trial: Any, history: list[dict[str, Any]], metric: str) -> None:
+    """Report each epoch's validation score of a run that ran on Ray (rank 0 on the cluster cannot hold the
+    Optuna trial) to ``trial`` once the run has ended, as the local loop does after each epoch: the
+    trial is not pruned (its epochs have run), but the study's pruner sees its curve for later trials."""
+    if trial is None:
+        return
+    for record in history:
+        value = float(record[f"valid_{metric}"])
+        trial.report(value if math.isfinite(value) else float("nan"), int(record["epoch"]) - 1)
+
+
 def ray_data_parallel(world: int, device: str, main: Callable[[Group], Any], worker: Callable[..., Any],
                       args: tuple[Any, ...], *, address: str, storage: Path | None = None) -> Any:
     """Run the ``world`` ranks as the workers of Ray Train's ``TorchTrainer`` on the cluster at ``address``
@@ -281,10 +325,18 @@ def ray_data_parallel(world: int, device: str, main: Callable[[Group], Any], wor
     tensors and plain containers only (read back with ``torch.load(weights_only=True)``), comes back as
     the run's checkpoint, written by rank 0 under ``storage`` (a temporary folder there,
     removed after; it must be a path every node reaches, as the Ray job engine's project folder is).
-    A rank that fails fails the run (no retry): a RuntimeError naming Ray's error."""
-    from ..compute.ray_engine import connect_ray
+    A rank that fails fails the run (no retry): a RuntimeError naming Ray's error. More workers than the
+    cluster's CPUs beside the job that starts them (:func:`~modelloop.compute.ray_engine.cpus_beside_job`)
+    would wait for ever: a ConfigError naming both, before anything starts."""
+    from ..compute.ray_engine import connect_ray, cpus_beside_job
 
-    connect_ray(address)
+    total, held = cpus_beside_job(connect_ray(address))
+    if world + held > total:
+        job = f" and the job that starts them ({held:g} CPU)" if held else ""
+        room = int(total - held)
+        fix = f"lower train.ddp_processes to at most {room}" if room > 1 else "set train.ddp_processes: 1 (no Ray Train)"
+        raise ConfigError(f"train.ddp_processes: {world} Ray Train workers (1 CPU each){job} need {world + held:g} "
+                          f"CPUs, the Ray cluster at {address} has {total:g}; {fix} or add nodes to the cluster")
     import torch
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -313,10 +365,37 @@ def ray_data_parallel(world: int, device: str, main: Callable[[Group], Any], wor
         with result.checkpoint.as_directory() as folder:
             # tensors and plain containers only (weights, history, figures): a file on shared storage is
             # never unpickled as code, whoever could write there
-            return torch.load(Path(folder) / _RESULT, map_location="cpu", weights_only=True)
+            return _from_plain(torch.load(Path(folder) / _RESULT, map_location="cpu", weights_only=True))
 
 
 _RESULT = "rank0.pt"
+_ARRAY = "__modelloop_ndarray__"  # a NumPy array of rank 0's result, travelling as a tensor
+
+
+def _to_plain(value: Any) -> Any:
+    """Rank 0's result in what ``torch.load(weights_only=True)`` reads: NumPy arrays as marked tensors, NumPy
+    scalars as Python numbers; :func:`_from_plain` undoes it, so the caller gets what one process returns."""
+    import torch
+
+    if isinstance(value, np.ndarray):
+        return {_ARRAY: torch.from_numpy(np.ascontiguousarray(value))}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_plain(v) for v in value)
+    return value
+
+
+def _from_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY}:
+            return value[_ARRAY].numpy()
+        return {k: _from_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_plain(v) for v in value)
+    return value
 
 
 def _modelloop_error(exc: BaseException) -> ModelloopError | None:
@@ -361,5 +440,5 @@ def _ray_rank(config: dict[str, Any]) -> None:
         return
     out = config["main"](group)
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(out, Path(folder) / _RESULT)
+        torch.save(_to_plain(out), Path(folder) / _RESULT)
         ray.train.report({"rank": 0}, checkpoint=ray.train.Checkpoint.from_directory(folder))

@@ -21,6 +21,7 @@ The storage must reach every node: SQLite in the project folder on one machine o
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ..errors import ConfigError
 from .parallel import _worker, message_taker
 from .search import abandon, finished, spent
 
@@ -95,13 +97,31 @@ def _ray_worker(index: int, storage: str, study_name: str, run_trial: Callable[.
             _NoBarrier(), _Asking(lock), results, process=f"{socket.gethostname()}:{os.getpid()} ray task {task}")
 
 
+def _workers_that_fit(workers: int, total: float, held: float, address: str) -> int:
+    """The search tasks (1 CPU each) that can run at once beside the job that starts them; none is a
+    ConfigError: a task never placed would leave the search waiting for ever."""
+    room = int(total - held)
+    job = f" beside the job that starts it ({held:g} CPU)" if held else ""
+    if room < 1:
+        raise ConfigError(f"train.parallel: the Ray cluster at {address} has {total:g} CPUs, none free for the "
+                          f"search's Ray tasks (1 CPU each){job}: they would wait for ever; add CPUs to the "
+                          "cluster, or submit the job with fewer --cpus")
+    if workers > room:
+        logging.getLogger(__name__).warning(
+            "train.parallel: %d asked, %d run at once: the Ray cluster at %s has %g CPUs%s", workers, room,
+            address, total, job)
+    return min(workers, room)
+
+
 def ray_search_loop(study: optuna.Study, storage: str, run_trial: Callable[..., Any], *, address: str,
                     workers: int, seed: int, group: bool, budget: float | None, n_trials: int | None,
                     on_trial: Callable[[Any], Any] | None = None,
                     progress: Callable[[int, float], None] | None = None) -> None:
     """Run the search with ``workers`` Ray tasks on ``address`` (``auto``: a local Ray); returns when
-    every task has ended. An address that does not answer is a ConfigError naming it."""
-    from ..compute.ray_engine import connect_ray
+    every task has ended. An address that does not answer is a ConfigError naming it; so is a cluster with
+    no CPU beside the job that starts the search (its tasks would wait for ever), and with fewer CPUs
+    there than ``workers`` the search runs that many at once and says so (a logged warning)."""
+    from ..compute.ray_engine import connect_ray, cpus_beside_job
 
     try:
         import ray as installed
@@ -109,6 +129,12 @@ def ray_search_loop(study: optuna.Study, storage: str, run_trial: Callable[..., 
     except ImportError:
         joined_here = False      # connect_ray says how to install it
     ray = connect_ray(address)
+    try:
+        workers = _workers_that_fit(workers, *cpus_beside_job(ray), address)
+    except ConfigError:
+        if joined_here:
+            ray.shutdown()
+        raise
     from ray.util.queue import Empty, Queue
 
     spent_before = spent(study)

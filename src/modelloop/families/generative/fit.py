@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ...training.checkpoint import load_checkpoint, save_checkpoint
-from ...training.distributed import SINGLE, Group, data_parallel, ray_data_parallel
+from ...training.distributed import SINGLE, Group, run_ranks
 from ..text.backbone import require_torch
 from ..text.fit import make_optimizer
 from .backbone import load_causal_lm
@@ -152,33 +152,17 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     trainable weights, the history, tokens/s and the schedule's ``steps_configured``, ``steps_planned``,
     ``steps_run`` and ``last_step_lr``."""
     require_torch()
-    if job.ray_address is not None and job.ddp_processes > 1:
-        return _on_ray(job, params, checkpoint=checkpoint, deadline=deadline, on_epoch=on_epoch)
-    with data_parallel(job.ddp_processes, job.device, _ddp_worker, (job, params, checkpoint),
-                       preload=("transformers.modeling_utils", "peft")) as group:
-        return _fine_tune(job, params, checkpoint=checkpoint, deadline=deadline, on_epoch=on_epoch, group=group)
-
-
-def _on_ray(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
-            on_epoch: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-    """The ranks as Ray Train's TorchTrainer workers (``compute.engine: ray``): rank 0 runs on the cluster
-    too, so the deadline travels on the wall clock and ``on_epoch`` sees each epoch's record once the run
-    has ended (it cannot stop the run). The checkpoint's folder holds Ray Train's run folder meanwhile."""
-    wall = math.inf if math.isinf(deadline) else time.time() + (deadline - time.monotonic())
-    main = functools.partial(_rank_0_on_ray, job=job, params=params, checkpoint=checkpoint, wall_deadline=wall)
-    result = ray_data_parallel(job.ddp_processes, job.device, main, _ddp_worker, (job, params, checkpoint),
-                               address=job.ray_address or "auto",
-                               storage=checkpoint.parent if checkpoint is not None else None)
-    if on_epoch is not None:
+    # on Ray, rank 0 runs on the cluster too: on_epoch sees each epoch's record once the run has ended
+    on_ray = job.ray_address is not None and job.ddp_processes > 1
+    rank_0 = functools.partial(_fine_tune, job, params, checkpoint=checkpoint, on_epoch=None if on_ray else on_epoch)
+    result = run_ranks(job.ddp_processes, job.device, rank_0, _ddp_worker, (job, params, checkpoint),
+                       deadline=deadline, ray_address=job.ray_address,
+                       storage=checkpoint.parent if checkpoint is not None else None,
+                       preload=("transformers.modeling_utils", "peft"))
+    if on_ray and on_epoch is not None:  # so there it cannot stop the run
         for record in result["history"][result["resumed_from_epoch"]:]:
             on_epoch(record)
     return result
-
-
-def _rank_0_on_ray(group: Group, *, job: GenJob, params: dict[str, Any], checkpoint: Path | None,
-                   wall_deadline: float) -> dict[str, Any]:
-    deadline = math.inf if math.isinf(wall_deadline) else time.monotonic() + (wall_deadline - time.time())
-    return _fine_tune(job, params, checkpoint=checkpoint, deadline=deadline, on_epoch=None, group=group)
 
 
 def _ddp_worker(group: Group, job: GenJob, params: dict[str, Any], checkpoint: Path | None) -> None:

@@ -13,6 +13,7 @@ The search (``search.py``) calls :func:`run_params` once per trial.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -27,7 +28,7 @@ import torch
 from ...errors import ConfigError, DataError
 from ...evaluation.metrics import direction, score
 from ...training.checkpoint import load_checkpoint, save_checkpoint
-from ...training.distributed import SINGLE, Group, data_parallel
+from ...training.distributed import SINGLE, Group, report_epochs, run_ranks
 from ...training.search import early_stopping_epochs
 from ..text.fit import class_weights, fit_linear_head, make_optimizer
 from .backbone import ImageNetwork, load_network, to_tensor
@@ -55,6 +56,7 @@ class ImageJob:
     root: Path | None = None
     features: dict[str, np.ndarray] = field(default_factory=dict)  # frozen-backbone features, by part
     ddp_processes: int = 1  # train.ddp_processes: fine-tune in this many processes (training/distributed.py)
+    ray_address: str | None = None  # compute.engine: ray: the ranks are Ray Train workers on this cluster
 
     @property
     def method(self) -> str:
@@ -220,9 +222,17 @@ def better(value: float, best: float | None, metric: str) -> bool:
 def _run_finetune(job: ImageJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
                   trial: optuna.Trial | None) -> dict[str, Any]:
     """With ``job.ddp_processes > 1`` this process is rank 0 of a data-parallel run (:func:`_ddp_worker`):
-    it validates, checkpoints and reports; before each further epoch and at the end it tells the others."""
-    with data_parallel(job.ddp_processes, job.device, _ddp_worker, (job, params, checkpoint)) as group:
-        return _finetune(job, params, checkpoint=checkpoint, deadline=deadline, trial=trial, group=group)
+    it validates, checkpoints and reports; before each further epoch and at the end it tells the others.
+    On Ray (``job.ray_address``) every rank is a Ray Train worker, rank 0 without the trial (it does not
+    pickle): the trial gets each epoch's score once the run has ended and is never pruned mid-run."""
+    on_ray = job.ray_address is not None and job.ddp_processes > 1
+    rank_0 = functools.partial(_finetune, job, params, checkpoint=checkpoint, trial=None if on_ray else trial)
+    result = run_ranks(job.ddp_processes, job.device, rank_0, _ddp_worker, (job, params, checkpoint),
+                       deadline=deadline, ray_address=job.ray_address,
+                       storage=checkpoint.parent if checkpoint is not None else None)
+    if on_ray:
+        report_epochs(trial, result["history"][result["resumed_from_epoch"]:], job.metric)
+    return result
 
 
 _GO, _STOP = 0, 1  # rank 0's word before each epoch after the first of this run, and once at the end

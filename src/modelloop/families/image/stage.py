@@ -27,6 +27,7 @@ import pandas as pd
 
 from ...data.images import IMAGE_COLUMN
 from ...errors import ConfigError, DataError
+from ...training.distributed import ray_device, ray_ranks_address
 from ...training.search import TrialRecord
 from ..tabular.model import encode_labels
 from ..text.estimator import validation_split
@@ -134,10 +135,16 @@ def _job(ws: Any, row: dict, df: pd.DataFrame, side: np.ndarray, target: str,
     decoder = ImageModel({"image_size": settings.image_size})
     decoder.image_size_ = settings.image_size
     y = lambda frame: frame[target].map(lambda v: index[str(v)]).to_numpy(dtype=np.int64)  # noqa: E731
+    ray_address = None if settings.method == "head" else \
+        ray_ranks_address(cfg.compute.engine, cfg.compute.address, cfg.train.ddp_processes)
     job = ImageJob(settings, list(classes or []), decoder.pixels(fit_df), y(fit_df), decoder.pixels(val_df),
-                   y(val_df), cfg.metric, cfg.train.class_weight, cfg.seed, device_for(settings.device),
+                   y(val_df), cfg.metric, cfg.train.class_weight, cfg.seed,
+                   device_for(settings.device) if ray_address is None else "cpu",  # on Ray the job holds no GPU
                    root=Path(cfg.root), ddp_processes=cfg.train.ddp_processes)
     job.features = _cached_features(ws, row["id"], job, fit_df, val_df)
+    if ray_address is not None:  # the ranks are Ray Train's workers, on the cluster's device
+        job.ray_address = ray_address
+        job.device = ray_device(ray_address, settings.device, cfg.train.ddp_processes)
     rows = {"fit": len(fit_df), "validation": len(val_df), "test": len(test_df)}
     return job, test_df, rows
 

@@ -25,7 +25,7 @@ import optuna
 from ...errors import ConfigError, DataError, ModelloopError
 from ...evaluation.metrics import direction, score
 from ...training.checkpoint import load_checkpoint, save_checkpoint
-from ...training.distributed import SINGLE, Group, data_parallel
+from ...training.distributed import SINGLE, Group, report_epochs, run_ranks
 from .backbone import (
     backbone_fingerprint,
     init_new_embeddings,
@@ -69,6 +69,7 @@ class FitJob:
     # stopping and the head read each text whole, as serving does; None: one window a text
     val_counts: list[int] | None = None
     ddp_processes: int = 1  # train.ddp_processes: fine-tune in this many processes (training/distributed.py)
+    ray_address: str | None = None  # compute.engine: ray: the ranks are Ray Train workers on this cluster
 
     def val_windows(self) -> list[int]:
         return list(self.val_counts) if self.val_counts is not None else [1] * len(self.val_ids)
@@ -313,10 +314,18 @@ def _params_key(job: FitJob, params: dict[str, Any]) -> str:
 def _run_finetune(job: FitJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
                   trial: optuna.Trial | None) -> dict[str, Any]:
     """Train ``params`` with early stopping; returns the best epoch's trainable weights and its score.
-    With ``job.ddp_processes > 1`` this process is rank 0 of a data-parallel run (:func:`_ddp_worker`)."""
-    with data_parallel(job.ddp_processes, job.device, _ddp_worker, (job, params, checkpoint),
-                       preload=("transformers.modeling_utils", "peft")) as group:
-        return _finetune(job, params, checkpoint=checkpoint, deadline=deadline, trial=trial, group=group)
+    With ``job.ddp_processes > 1`` this process is rank 0 of a data-parallel run (:func:`_ddp_worker`); on
+    Ray (``job.ray_address``) every rank is a Ray Train worker, rank 0 without the trial (it does not
+    pickle): the trial gets each epoch's score once the run has ended and is never pruned mid-run."""
+    on_ray = job.ray_address is not None and job.ddp_processes > 1
+    rank_0 = functools.partial(_finetune, job, params, checkpoint=checkpoint, trial=None if on_ray else trial)
+    result = run_ranks(job.ddp_processes, job.device, rank_0, _ddp_worker, (job, params, checkpoint),
+                       deadline=deadline, ray_address=job.ray_address,
+                       storage=checkpoint.parent if checkpoint is not None else None,
+                       preload=("transformers.modeling_utils", "peft"))
+    if on_ray:
+        report_epochs(trial, result["history"][result["resumed_from_epoch"]:], job.metric)
+    return result
 
 
 def _ddp_worker(group: Group, job: FitJob, params: dict[str, Any], checkpoint: Path | None) -> None:

@@ -62,6 +62,7 @@ from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
 from .fit import FitJob, _device, _network_for, embed
 from .search import HEAD_TRIALS, _SearchSettings, run_text_search, warm_sets
+from ...training.distributed import ray_device, ray_ranks_address
 from ...training.search import TrialRecord
 
 __all__ = ["HEAD_TRIALS", "fit_text_model", "run_text_search", "text_settings", "text_study_name", "train_text",
@@ -432,10 +433,14 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stat
     y_fit = np.repeat(parts["y_fit"], [len(ws) for ws in fit_windows]) if settings.method != "head" \
         else parts["y_fit"]
     val_windows = [by_row[r] for r in val_df[ROW_ID]]
+    ray_address = None if settings.method == "head" else \
+        ray_ranks_address(cfg.compute.engine, cfg.compute.address, cfg.train.ddp_processes)
+    device = _device(settings.device) if ray_address is None else \
+        ray_device(ray_address, settings.device, cfg.train.ddp_processes)  # Ray Train's workers' device
     job = FitJob(settings, source, tokenizer, max_length, added, parts["classes"], fit_ids, y_fit,
                  [w for ws in val_windows for w in ws], parts["y_val"], cfg.metric, cfg.train.class_weight,
-                 cfg.seed, _device(settings.device), val_counts=[len(ws) for ws in val_windows],
-                 ddp_processes=cfg.train.ddp_processes)
+                 cfg.seed, device, val_counts=[len(ws) for ws in val_windows],
+                 ddp_processes=cfg.train.ddp_processes, ray_address=ray_address)
     if settings.method == "head":
         job.features = _cached_embeddings(ws, row["id"], key, job, df, by_row, fit_df, val_df, aug_windows)
     return job

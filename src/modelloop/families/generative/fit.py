@@ -43,6 +43,7 @@ from ..text.fit import make_optimizer
 from .backbone import load_causal_lm
 from .config import GenerativeModelConfig
 from .data import IGNORE, pack
+from .layer_cache import FrozenLayers
 from .preference import DpoObjective, PreferencePairs
 from .sequences import batch_tensors, loss_sums, sequence_nll
 
@@ -277,8 +278,14 @@ class SftObjective:
         self.items = pack(job.fit_ids, job.fit_labels, job.settings.max_length, packing=job.settings.packing)
 
     def step_loss(self, net: Any, seqs: list) -> tuple[Any, int, int]:
-        """A batch's mean loss per labelled token, their count (its weight) and the tokens read."""
-        loss, n = loss_sums(net, batch_tensors(seqs, self.job.pad_id, self.job.device), labelled_only=True)
+        """A batch's mean loss per labelled token, their count (its weight) and the tokens read; below
+        ``model.lora_layers`` through the frozen layers' kept output (``layer_cache.py``)."""
+        if "frozen" not in self.__dict__:
+            self.frozen = FrozenLayers.of(net, self.job.settings.lora_layers) \
+                if self.job.settings.method == "lora" else None
+        batch = batch_tensors(seqs, self.job.pad_id, self.job.device)
+        loss, n = loss_sums(net, batch, labelled_only=True) if self.frozen is None else \
+            self.frozen.loss_sums(net, seqs, batch)
         return loss / max(n, 1), n, sum(len(ids) for seq in seqs for ids, _ in seq)
 
     @staticmethod

@@ -87,14 +87,14 @@ def sequence_logps(net: Any, batch: dict[str, Any], *, labelled_only: bool = Fal
         labels = batch["labels"]
         keep = torch.zeros_like(labels, dtype=torch.bool)
         keep[:, :-1] = labels[:, 1:] != IGNORE
-        out = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                  position_ids=batch["position_ids"], use_cache=False, logits_to_keep=keep)
+        out = net(**_inputs(batch), attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
+                  use_cache=False, logits_to_keep=keep)
         token = -torch.nn.functional.cross_entropy(out.logits.float(), labels[:, 1:][keep[:, :-1]],
                                                    reduction="none")  # (kept,), row-major like ``keep``
         rows = keep.nonzero()[:, 0]
         return torch.zeros(labels.shape[0], dtype=token.dtype, device=token.device).index_add(0, rows, token)
     out = net(
-        input_ids=batch["input_ids"],
+        **_inputs(batch),
         attention_mask=batch["attention_mask"],
         position_ids=batch["position_ids"],
         use_cache=False,
@@ -105,6 +105,12 @@ def sequence_logps(net: Any, batch: dict[str, Any], *, labelled_only: bool = Fal
         logits.transpose(1, 2), target, ignore_index=IGNORE, reduction="none"
     )  # (n, t-1), 0 where ignored
     return token.sum(dim=1)
+
+
+def _inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The token ids, or the hidden states given instead (``layer_cache.FrozenLayers``: the kept output of
+    the frozen layers, run through the adapted ones)."""
+    return {"inputs_embeds": batch["inputs_embeds"]} if "inputs_embeds" in batch else {"input_ids": batch["input_ids"]}
 
 
 def _keeps_logits(net: Any) -> bool:

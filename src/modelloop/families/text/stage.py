@@ -21,7 +21,10 @@ records) for ``task: text_classification``:
 
 **Budget.** With ``model.search: true`` the search runs within ``train.budget`` seconds (over all
 runs of a resumed search) less the time this run spent embedding and tokenizing the rows
-(``embedding_seconds`` in the summary), and ``train.trials`` (for ``head``, 30 trials when
+(``embedding_seconds`` in the summary), at least ``SEARCH_FLOOR`` of ``train.budget`` (embedding that
+took longer — long documents on a busy CPU — runs the train over its budget by that much, so that the
+candidates are still compared: past a spent budget only the first candidate's configured trial ran,
+and of its folds one), and ``train.trials`` (for ``head``, 30 trials when
 ``train.trials`` is unset); a trial past the deadline, the first included, stops after its current
 epoch (one epoch at least); a TF-IDF or frozen-head trial is cross-validated (:mod:`.crossval`) and
 stops between folds. The blend reuses the trials' out-of-fold predictions and gets what the search
@@ -65,7 +68,7 @@ from .search import HEAD_TRIALS, _SearchSettings, run_text_search, warm_sets
 from ...training.distributed import ray_device, ray_ranks_address
 from ...training.search import TrialRecord
 
-__all__ = ["HEAD_TRIALS", "fit_text_model", "run_text_search", "text_settings", "text_study_name", "train_text",
+__all__ = ["HEAD_TRIALS", "SEARCH_FLOOR", "fit_text_model", "run_text_search", "text_settings", "text_study_name", "train_text",
            "validation_split"]
 
 
@@ -79,6 +82,9 @@ def text_settings(cfg: Any) -> TextModelConfig:
 
 
 # --------------------------------------------------------------------------- the stage
+SEARCH_FLOOR = 0.15  # the share of train.budget the search gets however long embedding took
+
+
 def text_study_name(ws: Any, dataset_id: str) -> str:
     """Resumable while the dataset and everything but the budget (and ``model.search``) stay the same."""
     from ...config import config_hash
@@ -124,7 +130,7 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     study = text_study_name(ws, row["id"])
     tracker = tracker_for(ws)
     total = budget if budget is not None else cfg.train.budget
-    searched = None if total is None else max(0.0, total - embedding_s)
+    searched = None if total is None else max(SEARCH_FLOOR * total, total - embedding_s)
     search = _search_settings(cfg, settings, cands, searched, trials, warm_start)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,
             "modelloop.task": "text_classification"}

@@ -96,10 +96,23 @@ def cpus_beside_job(ray: Any) -> tuple[float, float]:
     the Ray tasks or Ray Train workers a job starts cannot have the CPUs its own Ray task holds. Only a
     job of the Ray engine holds any (``JOB_CPUS``), and only on its worker's Ray (``RAY_ADDRESS``)."""
     total = float(ray.cluster_resources().get("CPU", 0))
-    held = os.environ.get(JOB_CPUS)
-    if not held or os.environ.get("RAY_ADDRESS") != ray.get_runtime_context().gcs_address:
+    held, joined = os.environ.get(JOB_CPUS), os.environ.get("RAY_ADDRESS")
+    if not held or not joined or not _same_address(ray, joined, ray.get_runtime_context().gcs_address):
         return total, 0.0
     return total, float(held)
+
+
+def _same_address(ray: Any, one: str, other: str) -> bool:
+    """Whether two ``HOST:PORT`` name the same Ray: Ray reports a loopback host it was given as this
+    node's IP address (``127.0.0.1:6379`` joined is ``192.0.2.2:6379``)."""
+    if one == other:
+        return True
+
+    def canonical(address: str) -> tuple[str, str]:
+        host, _, port = address.rpartition(":")
+        return (ray.util.get_node_ip_address() if host in ("127.0.0.1", "localhost", "::1") else host), port
+
+    return canonical(one) == canonical(other)
 
 
 def local_ray_pool(cfg: PoolConfig) -> Resources:

@@ -264,6 +264,66 @@ def test_image_ranks_as_ray_train_workers_give_the_local_two_process_result(ray_
         np.testing.assert_allclose(ray_run["payload"][name], w, atol=2e-4, err_msg=name)
 
 
+@pytest.mark.slow
+def test_on_a_real_head_a_job_holding_its_cpus_gets_the_exit_2_error_not_a_wait(ray_cluster, monkeypatch):
+    """Slow only for the head (the checks take a second). A job of the Ray engine joins its worker's Ray by
+    ``RAY_ADDRESS`` and knows its own CPUs by ``MODELLOOP_JOB_CPUS``: the GCS address Ray reports once
+    joined is that same string, so the job's CPUs are counted; joined elsewhere they are not."""
+    from modelloop.compute.ray_engine import connect_ray, cpus_beside_job
+
+    address, _ = ray_cluster
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.setenv("MODELLOOP_JOB_CPUS", "2")
+    assert cpus_beside_job(connect_ray("auto")) == (2.0, 2.0)
+    with pytest.raises(ConfigError, match="the Ray cluster at auto has 2 CPUs, none free .* \\(2 CPU\\)"):
+        ray_search_loop(optuna.create_study(), "sqlite://", print, address="auto", workers=2, seed=0, group=False,
+                        budget=None, n_trials=1)
+    with pytest.raises(ConfigError, match="2 Ray Train workers .* and the job that starts them \\(2 CPU\\) need 4"):
+        D.run_ranks(2, "cpu", print, print, (), deadline=math.inf, ray_address="auto")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # another Ray's job: its CPUs are not this cluster's
+    assert cpus_beside_job(connect_ray(address)) == (2.0, 0.0)
+
+
+# a job's program standing in for `modelloop train` with train.parallel: 2 on compute.address: auto
+SEARCHER = ("import sys, optuna; from modelloop.errors import ModelloopError; "
+            "from modelloop.training.ray_search import ray_search_loop\n"
+            "try:\n    ray_search_loop(optuna.create_study(), 'sqlite://', print, address='auto', workers=2, seed=0, "
+            "group=False, budget=None, n_trials=1)\n"
+            "except ModelloopError as e:\n    print(e, file=sys.stderr); sys.exit(2)")
+
+
+@pytest.mark.slow
+def test_a_ray_engine_job_whose_search_has_no_cpu_left_ends_with_exit_2(ray_cluster, tmp_path):
+    """The hang this fixes, end to end: the Ray engine's worker runs a job holding both CPUs of the cluster;
+    the job's search (2 Ray tasks) would never be placed. It ends with exit 2 and the one-line reason."""
+    import sys
+
+    from modelloop.catalog import Catalog
+    from modelloop.compute import ComputeConfig
+    from modelloop.compute.queue import FINISHED, JobQueue
+    from modelloop.compute.ray_engine import RayEngine, cluster_pool, connect_ray
+    from modelloop.compute.worker import Worker
+
+    address, _ = ray_cluster
+    ray = connect_ray(address)
+    queue = JobQueue(Catalog(f"sqlite:///{tmp_path / 'c.db'}"))
+    w = Worker(queue, ComputeConfig(poll_seconds=0.05, engine="ray"), cluster_pool(ray),
+               RayEngine(ray, (sys.executable, "-c", SEARCHER)))
+    job = queue.submit(project="p", root=str(tmp_path), command=[], priority=50, submitter="t",
+                       resources={"cpus": 2, "gpus": 0, "memory": 0, "custom": {}}, features={},
+                       logs_dir=str(tmp_path / "jobs"))
+    end = time.monotonic() + 180
+    while queue.get(job)["state"] not in FINISHED:
+        assert time.monotonic() < end, "the job's search is still waiting for a CPU"
+        w.step()
+        time.sleep(0.1)
+    row = queue.get(job)
+    assert (row["state"], row["exit_code"]) == ("failed", 2)
+    log = open(row["logs"]).read()
+    assert "train.parallel: the Ray cluster at auto has 2 CPUs, none free for the search's Ray tasks (1 CPU each) " \
+           "beside the job that starts it (2 CPU): they would wait for ever" in log, log
+
+
 @pytest.mark.parametrize("family", ["text", "image"])
 def test_the_train_stage_sends_the_ranks_to_ray_train_on_the_ray_engine(family, tmp_path, monkeypatch):
     """A project with ``compute.engine: ray`` and ``train.ddp_processes: 2``: the stage hands the fine-tune to

@@ -112,22 +112,14 @@ class TrainConfig(_Section):
     max_latency_ms: float | None = Field(None, gt=0, description="most ms a record may take through the "
                                                                  "served model (batch 1, CPU time on an uncontended core, this machine)")
     parallel: int = Field(1, ge=1, description="search trials run at once, each in its own worker process "
-                                               "sharing the Optuna storage (at most this machine's CPU count)")
+                                               "sharing the Optuna storage (at most this machine's CPU count on "
+                                               "compute.engine: local; on ray Ray tasks, as many as the "
+                                               "cluster's free CPUs allow, checked when the search starts)")
     ddp_processes: int = Field(1, ge=1, description="text, image and generative fine-tuning in this many data-parallel "
                                                     "processes (torch DDP: gloo on CPU, nccl on GPUs; "
                                                     "at most this machine's CPU count, and its GPU count on CUDA; "
                                                     "on compute.engine: ray Ray Train workers, at most the "
                                                     "cluster's CPUs, checked when the run starts)")
-
-    @field_validator("parallel")
-    @classmethod
-    def _at_most_the_cpus(cls, value: int) -> int:
-        """More workers than CPUs only slows every trial down (and the budget counts wall time)."""
-        cpus = os.cpu_count() or 1
-        if value > cpus:
-            raise PydanticCustomError("parallel_over_cpus", "must be 1..{cpus} (this machine's CPU count)",
-                                      {"cpus": cpus})
-        return value
 
 
 class RetrainConfig(_Section):
@@ -387,6 +379,18 @@ def anomaly_section_fits_task(cfg: Config) -> list[str]:
     if cfg.anomaly.per_day is not None and not cfg.data.time:  # alerts per day: the records' rate in time
         return [f"anomaly.alert_budget: {cfg.anomaly.alert_budget!r} (alerts per day) needs data.time (the records' "
                 "time column), got data.time: null; or give alerts per 1,000 records (a number, or '5 per 1000')"]
+    return []
+
+
+@_check
+def parallel_fits_the_machine(cfg: Config) -> list[str]:
+    # More local workers than CPUs only slows every trial down (and the budget counts wall time). On the
+    # Ray engine the workers are Ray tasks, which the cluster's free CPUs bound (training/ray_search.py
+    # checks that where the cluster is known: the search's start)
+    n, cpus = cfg.train.parallel, os.cpu_count() or 1
+    if cfg.compute.engine == "local" and n > cpus:
+        return [f"train.parallel: must be 1..{cpus} (this machine's CPU count) on compute.engine: local, got {n}; "
+                "on compute.engine: ray the workers are Ray tasks on the cluster's CPUs"]
     return []
 
 

@@ -165,6 +165,9 @@ def test_train_parallel_is_one_to_the_cpu_count(cancer, tmp_path):
         parse_config({**base, "train": {"parallel": 0}})
     with pytest.raises(ConfigError, match=rf"train\.parallel: must be 1\.\.{cpus} \(this machine's CPU count\)"):
         parse_config({**base, "train": {"parallel": cpus + 1}})
+    # on the Ray engine the workers are Ray tasks: the cluster's free CPUs bound them when the search starts
+    on_ray = parse_config({**base, "train": {"parallel": cpus + 6}, "compute": {"engine": "ray"}})
+    assert on_ray.train.parallel == cpus + 6
     X, y, schema, folds = cancer
     with pytest.raises(ConfigError, match=rf"train\.parallel: must be 1\.\.{cpus}"):  # the API checks it too
         run_search(X, y, schema=schema, folds=folds, settings=SearchSettings(task="binary", metric="f1",

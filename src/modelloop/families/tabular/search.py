@@ -245,7 +245,7 @@ def _check_settings(s: SearchSettings) -> None:
     if s.ensemble_size < 1:
         raise ConfigError(f"train.ensemble_size: must be >= 1, got {s.ensemble_size}")
     cpus = os.cpu_count() or 1
-    if not 1 <= s.parallel <= cpus:
+    if s.parallel < 1 or (s.ray_address is None and s.parallel > cpus):  # on Ray: the cluster's free CPUs bound it
         raise ConfigError(f"train.parallel: must be 1..{cpus} (this machine's CPU count), got {s.parallel}")
     if s.max_latency_ms is not None and not s.max_latency_ms > 0:
         raise ConfigError(f"train.max_latency_ms: must be a number of milliseconds > 0, got {s.max_latency_ms}")

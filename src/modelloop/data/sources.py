@@ -174,19 +174,36 @@ def _infer_kind(s: pd.Series) -> str:
     # The per-value rules read each distinct value once, weighted by its count: the same shares, and
     # a column of a few categories costs what its categories cost.
     counts = text.value_counts(sort=False)
-    distinct, weight = pd.Series(counts.index, dtype=text.dtype), counts.to_numpy()
-    if distinct.str.lower().isin(_BOOL_STRINGS).all() and len(text) > 0:
+    return _text_kind(pd.Series(counts.index, dtype=text.dtype), counts.to_numpy(), text.head(500), len(text))
+
+
+def _counted_text_kind(values: pl.Series) -> str:
+    """``_infer_kind`` of a whole Polars text column, its values counted by Polars: pandas gets only the
+    distinct values (and the first 500), not a Python object per row (a million e-mail addresses held
+    ~70 MiB of them, at the ingest's peak), for the same kind."""
+    text = values.drop_nulls().cast(pl.String)
+    counts = text.value_counts(name="_n")
+    distinct = pd.Series(counts.get_column(values.name).to_list(), dtype=object)
+    head = pd.Series(text.head(500).to_list(), dtype=object)
+    return _text_kind(distinct, counts.get_column("_n").cast(pl.Int64).to_numpy(), head, text.len())
+
+
+def _text_kind(distinct: pd.Series, weight: np.ndarray, head: pd.Series, present: int) -> str:
+    """The kind of a text column from its ``distinct`` values, their counts (``weight``), its first
+    non-missing values (``head``, at least 500 of them where it has them) and its ``present`` values."""
+    n = max(present, 1)
+    if distinct.str.lower().isin(_BOOL_STRINGS).all() and present > 0:
         return "boolean"
-    if len(text) and weight[pd.to_numeric(distinct, errors="coerce").notna().to_numpy()].sum() / len(text) >= 0.9:
+    if present and weight[pd.to_numeric(distinct, errors="coerce").notna().to_numpy()].sum() / present >= 0.9:
         return "numeric"  # a numeric column with a few stray strings: check_types reports them
-    if _looks_datetime(text):
+    if _looks_datetime(head):
         return "datetime"
     uniq = len(distinct) / n
 
     def mean(per_value: pd.Series) -> float:
-        return float((weight * per_value.to_numpy(dtype=np.int64)).sum() / len(text)) if len(text) else 0.0
+        return float((weight * per_value.to_numpy(dtype=np.int64)).sum() / present) if present else 0.0
 
-    words = mean(distinct.str.count(r"\s+")) + 1 if len(text) else 0
+    words = mean(distinct.str.count(r"\s+")) + 1 if present else 0
     if words >= 4 or (mean(distinct.str.len()) > 40 and uniq > 0.5):
         return "text"
     if uniq > 0.9 and n > 50:
@@ -232,7 +249,7 @@ def infer_schema(df: pd.DataFrame | pl.DataFrame | pl.LazyFrame, *, target: str,
     dates: dict[str, pd.Series] = {}  # text columns of dates: their format is read from every value
     for c in cols:
         values = df.select(c).collect().to_series() if isinstance(df, pl.LazyFrame) else df[c]
-        kinds[c] = fixed.get(c) or overrides.get(c) or _infer_kind(_kind_values(values))
+        kinds[c] = fixed.get(c) or overrides.get(c) or _column_kind(values)
         dtypes[c] = _pandas_dtype(values)
         if each is not None:
             each(c, kinds[c], values)
@@ -249,7 +266,16 @@ _HEAD_ROWS = 2_000  # a column's first values, always in the sample: _looks_date
 _SHARE_SLACK = 0.05  # how far the sample's share of distinct values may lie from the column's
 
 
-def _kind_values(values: pd.Series | pl.Series) -> pd.Series:
+def _column_kind(values: pd.Series | pl.Series) -> str:
+    """The inferred kind of a column: ``_infer_kind`` of what ``_kind_values`` reads of it, a Polars text
+    column read whole counted by Polars (``_counted_text_kind``)."""
+    if isinstance(values, pl.Series) and is_stringy(values.dtype):
+        kept = _kind_values(values, whole=False)
+        return _infer_kind(kept) if kept is not None else _counted_text_kind(values)
+    return _infer_kind(_kind_values(values))
+
+
+def _kind_values(values: pd.Series | pl.Series, whole: bool = True) -> pd.Series | None:
     """What ``_infer_kind`` reads of a column: all of it, or a sample of a long text column (the
     rules' cost is per value) where a sample reads as the column does.
 
@@ -268,6 +294,8 @@ def _kind_values(values: pd.Series | pl.Series) -> pd.Series:
         present = sample.dropna().astype(str)
         if abs(present.nunique() / max(len(present), 1) - share) <= _SHARE_SLACK:
             return sample
+    if not whole:  # the caller reads the whole column its own way
+        return None
     return values.to_pandas() if isinstance(values, pl.Series) else values
 
 

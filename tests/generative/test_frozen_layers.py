@@ -90,3 +90,31 @@ def test_a_lora_layers_run_learns_through_the_kept_states(three_layers, pairs):
     net = network_for(job, params_of(settings))
     objective.step_loss(net, objective.items[:2])
     assert objective.frozen is not None and len(objective.frozen.kept) == 2
+
+
+@pytest.mark.parametrize("lora_layers", [1, None])
+def test_the_schedule_is_first_planned_after_the_epoch_that_fills_the_cache(three_layers, pairs, monkeypatch,
+                                                                            lora_layers):
+    """The first epoch runs the frozen layers (slower): a deadline's plan is made from the later steps' pace."""
+    import time
+
+    from transformers import AutoTokenizer
+
+    from modelloop.families.generative import fit
+    from modelloop.families.generative.config import GenerativeModelConfig
+    from modelloop.families.generative.data import Shape, encode_examples, examples_of
+
+    tok = AutoTokenizer.from_pretrained(three_layers)
+    ids, labels, _ = encode_examples(tok, examples_of(pairs, Shape("pairs", "prompt", "completion"), tok), 64)
+    settings = GenerativeModelConfig(backbone=str(three_layers), epochs=3, lora_layers=lora_layers, batch_size=4,
+                                     max_length=128, learning_rate=1e-2)
+    job = fit.GenJob(settings, str(three_layers), "fp", int(tok.pad_token_id), ids[:40], labels[:40], ids[40:],
+                     labels[40:], 0, "cpu")
+    planned_at: list[int] = []
+    replan = fit._replan
+    monkeypatch.setattr(fit, "_replan", lambda plan, step, clock, deadline: (planned_at.append(step),
+                                                                          replan(plan, step, clock, deadline)))
+    result = fit.run_params(job, fit.params_of(settings), deadline=time.monotonic() + 600)
+    per_epoch = result["steps_configured"] // 3
+    assert result["epochs_run"] == 3 and planned_at
+    assert (min(planned_at) > per_epoch) == (lora_layers is not None)

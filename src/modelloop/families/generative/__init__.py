@@ -10,7 +10,8 @@ profile), ``metrics`` (exact match, chrF, ROUGE-L, perplexity), ``generate`` (de
 (the served answers' figures), ``drift`` (the served prompts' embeddings against the training ones') and
 ``feedback`` (rated answers as training rows of the model's shape, for ``modelloop retrain``).
 ``sequences`` (batches of packed sequences and their log-likelihoods) sits under ``fit`` and
-``preference`` (DPO on preference pairs).
+``preference`` (DPO on preference pairs); ``layer_cache`` (the frozen layers' output kept per training
+sequence when only the last ``model.lora_layers`` are adapted) under ``fit``.
 """
 
 from __future__ import annotations

@@ -187,16 +187,21 @@ def _fine_tune(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None, 
     resumed = _load_checkpoint(checkpoint, key, net, opt, sched, state)  # every rank reads rank 0's file
     model = group.wrap(net)  # DDP: rank 0's weights on every rank; the steps train through it
     clock = (time.monotonic(), int(sched.last_epoch))  # when and at which step this process began stepping
+    # the first epoch that fills the frozen layers' cache is slower than the rest: the schedule is first
+    # planned on the steps after it (layer_cache.py)
+    warm_up = state["epoch"] if getattr(objective, "warms_up", lambda _net: False)(model) else None
     while state["epoch"] < int(params["epochs"]):
         epoch = state["epoch"]
+        warming = epoch == warm_up
         t0 = time.perf_counter()
-        train_loss, n_tokens, stopped = _epoch(model, job, objective, epoch, opt, sched, deadline, state, clock,
-                                               group=group)
+        train_loss, n_tokens, stopped = _epoch(model, job, objective, epoch, opt, sched, deadline,
+                                               None if warming else state, clock, group=group)
         seconds = time.perf_counter() - t0
         state["epoch"], end = epoch + 1, _GO
         if group.main:  # validation, the schedule, early stopping and the checkpoint are rank 0's
             val, figures = objective.validation(net)
-            _replan(state, int(sched.last_epoch), clock, deadline)  # validation time counts from now on too
+            if not warming:
+                _replan(state, int(sched.last_epoch), clock, deadline)  # validation time counts from now on too
             state["tokens"] += n_tokens
             state["seconds"] += seconds
             record = {"epoch": epoch + 1, "train_loss": round(train_loss, 5), "val_loss": round(val, 5),
@@ -221,6 +226,8 @@ def _fine_tune(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None, 
         end, state["steps_planned"] = group.decide_all([end, int(state["steps_planned"])])
         if end == _STOP:
             break
+        if warming:
+            clock = (time.monotonic(), int(sched.last_epoch))
     if not group.main:
         return {}
     return {"value": float(state["best"]), "weights": state["best_weights"], "history": state["history"],
@@ -277,12 +284,18 @@ class SftObjective:
         self.job = job
         self.items = pack(job.fit_ids, job.fit_labels, job.settings.max_length, packing=job.settings.packing)
 
-    def step_loss(self, net: Any, seqs: list) -> tuple[Any, int, int]:
-        """A batch's mean loss per labelled token, their count (its weight) and the tokens read; below
-        ``model.lora_layers`` through the frozen layers' kept output (``layer_cache.py``)."""
+    def warms_up(self, net: Any) -> bool:
+        """Whether this run keeps the frozen layers' output (``model.lora_layers``, one process): its first
+        epoch then runs them and the later epochs do not."""
         if "frozen" not in self.__dict__:
             self.frozen = FrozenLayers.of(net, self.job.settings.lora_layers) \
                 if self.job.settings.method == "lora" else None
+        return self.frozen is not None
+
+    def step_loss(self, net: Any, seqs: list) -> tuple[Any, int, int]:
+        """A batch's mean loss per labelled token, their count (its weight) and the tokens read; below
+        ``model.lora_layers`` through the frozen layers' kept output (``layer_cache.py``)."""
+        self.warms_up(net)
         batch = batch_tensors(seqs, self.job.pad_id, self.job.device)
         loss, n = loss_sums(net, batch, labelled_only=True) if self.frozen is None else \
             self.frozen.loss_sums(net, seqs, batch)

@@ -124,15 +124,18 @@ class FactsInPass:
     while the pass goes on to hash the column and read the next one: Polars sorts and counts without the
     GIL, so the second core takes them, and ``modelloop profile`` of the new version need not read and sort
     every column again. One column at a time is in the thread (``add`` waits for the one before): the pass
-    holds at most two columns. A text column's facts are waited for when the pass is done with the column
-    (``column_done``), so that they never meet the next column's read and kind inference; one with more
+    holds at most two columns. The facts in the thread are waited for when the pass is done with a column
+    (``column_done``) if it or the next column (in ``order``) is text: a text column's read and kind
+    inference, and its facts, take the most memory, and they never meet the other thread's; one with more
     than ``_FEW_DISTINCT`` distinct values (estimated) is left to the profile, which reads it alone: its
     distinct count is a hash table as large as the column (+50 MiB for a million e-mail addresses), which
     on top of the pass's own memory took the ingest's peak from ~290 to 320-340 MiB at 1M x 30. A column
     whose facts fail leaves none (the profile then computes them, and reports what failed)."""
 
-    def __init__(self, outliers: OutliersConfig) -> None:
+    def __init__(self, outliers: OutliersConfig, order: pl.Schema | None = None) -> None:
         self._outliers = outliers
+        self._wide_next = {a: _wide(order[b]) for a, b in zip(list(order), list(order)[1:], strict=False)
+                           } if order is not None else {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="modelloop-facts")
         self._pending: Future[dict[str, dict[str, Any]]] | None = None
         self._columns: dict[str, dict[str, Any]] = {}
@@ -148,15 +151,16 @@ class FactsInPass:
     def add(self, values: pl.Series, kind: str) -> None:
         """Compute the facts of ``values`` (a whole column, named) of declared ``kind``."""
         self._wait()
-        wide = not values.dtype.is_numeric() and not values.dtype.is_temporal() and values.dtype != pl.Boolean
+        wide = _wide(values.dtype)
         if self._failed or (wide and _many_distinct(values)):
             return
         self._pending = self._pool.submit(profile_columns, values.to_frame(), {values.name: kind}, self._outliers)
         self._wide = wide
 
-    def column_done(self) -> None:
-        """The pass is done with the column last added: a text column's facts are waited for now."""
-        if self._wide:
+    def column_done(self, name: str) -> None:
+        """The pass is done with column ``name``, the one last added: the facts in the thread are waited
+        for now when it or the next column is text."""
+        if self._wide or self._wide_next.get(name, False):
             self._wait()
 
     def record(self, rows: int) -> dict[str, Any] | None:
@@ -171,6 +175,11 @@ class FactsInPass:
             except Exception:  # only a saving is lost: the profile computes them again
                 self._failed = True
             self._pending = None
+
+
+def _wide(dtype: pl.DataType) -> bool:
+    """Not a fixed-width type (text, bytes, nested): its memory grows with its values."""
+    return not dtype.is_numeric() and not dtype.is_temporal() and dtype != pl.Boolean
 
 
 _FEW_DISTINCT = 65_536  # distinct values of a text column whose facts ingest computes (more: the profile's)

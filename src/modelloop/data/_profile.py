@@ -73,10 +73,13 @@ def _pass1(df: pl.DataFrame) -> dict[str, Any]:
         elif not t.is_nested():
             exprs.append(col.n_unique().alias(f"{c}\x00distinct"))
         if is_numeric(t):
-            x = col.cast(pl.Float64)
-            exprs += [x.min().alias(f"{c}\x00min"), x.max().alias(f"{c}\x00max"),
+            # Integers and floats as they are: a cast to floats keeps their order, zero and sign, so the
+            # extremes cast afterwards are the same numbers, without a float copy of the column per
+            # expression (five at once, 40 MiB for a million integers, at the peak of ingest's facts).
+            x = col if t.is_integer() or t.is_float() else col.cast(pl.Float64)
+            exprs += [x.min().cast(pl.Float64).alias(f"{c}\x00min"), x.max().cast(pl.Float64).alias(f"{c}\x00max"),
                       (x == 0).sum().alias(f"{c}\x00zeros"), (x < 0).sum().alias(f"{c}\x00negatives"),
-                      x.is_infinite().sum().alias(f"{c}\x00infinite")]
+                      (x.is_infinite().sum() if t.is_float() else pl.lit(0, pl.UInt32)).alias(f"{c}\x00infinite")]
         elif t == pl.Boolean:
             exprs.append(col.sum().alias(f"{c}\x00true"))
         elif t.is_temporal():
@@ -110,15 +113,17 @@ def _sorted_facts(s: pl.Series) -> dict[str, Any]:
     (``facts_record``) then equal the profile's of the snapshot.
     """
     ordered = s.sort().rechunk()
-    exprs = [pl.col(s.name).n_unique().alias(f"{s.name}\x00distinct")]
+    facts = ordered.to_frame().select(pl.col(s.name).n_unique().alias(f"{s.name}\x00distinct")).row(0, named=True)
     if is_numeric(s.dtype):
-        x = pl.col(s.name).cast(pl.Float64)
+        x = ordered.cast(pl.Float64)  # once (a copy of an integer column), not once per expression
         if s.dtype != pl.Float64 and not ordered.null_count():
             x = x.set_sorted()
         # One list-valued quantile: picked by position from the sorted values.
-        exprs += [x.quantile(list(QUANTILES)).alias(f"{s.name}\x00quantiles"),
-                  x.mean().alias(f"{s.name}\x00mean"), x.std().alias(f"{s.name}\x00std")]
-    return ordered.to_frame().select(exprs).row(0, named=True)
+        c = pl.col(s.name)
+        facts.update(x.to_frame().select(c.quantile(list(QUANTILES)).alias(f"{s.name}\x00quantiles"),
+                                         c.mean().alias(f"{s.name}\x00mean"), c.std().alias(f"{s.name}\x00std"))
+                     .row(0, named=True))
+    return facts
 
 
 def _outlier_bounds(facts: dict[str, Any], cfg: OutliersConfig, mad: float | None) -> tuple[float, float] | None:

@@ -115,11 +115,11 @@ def read_checked_source(cfg: Config) -> CheckedTable:
             values = replaced[name] = _as_numbers(values, kind, coerce, coerced)
         facts.add(values, kind)  # in a thread, while this one hashes the column and reads the next
         digest.add(values)
-        facts.column_done()
+        facts.column_done(name)
         if name == d.target:  # the target's check reads it next (the split reads it again after the copy:
             target.append(values)  # kept through the copy, it would add to the ingest's peak)
 
-    with FactsInPass(cfg.quality.outliers) as facts:
+    with FactsInPass(cfg.quality.outliers, frame.collect_schema()) as facts:
         schema = _infer_schema(cfg, frame, each=checked)
         record = facts.record(scanned[2])
     y = (target.pop() if target else frame.select(d.target).collect().to_series()).to_pandas()

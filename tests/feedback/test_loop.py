@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 from modelloop import Project, parse_config
 from modelloop.feedback.store import nothing_usable
 from modelloop.registry import load_model, resolve_model
+from workspace_copy import copy_project
 
 
 def world(n: int, seed: int, shifted: bool = False) -> pd.DataFrame:
@@ -31,21 +33,31 @@ def world(n: int, seed: int, shifted: bool = False) -> pd.DataFrame:
     return pd.DataFrame({"x1": x1, "amount": amount, "merchant": m, "y": y})
 
 
-def trained_project(tmp_path, **sections) -> Project:
-    world(1500, 0).to_csv(tmp_path / "d.csv", index=False)
-    cfg = parse_config({"name": "loop", "data": {"source": "d.csv", "target": "y"},
-                        "train": {"trials": 5, "cv_folds": 3, "families": ["lightgbm", "linear"],
-                                  "ensemble": False},
-                        "retrain": {"min_new_labels": 100},
-                        "monitor": {"min_rows": 100}, **sections}, root=tmp_path)
-    p = Project(cfg)
-    p.run()
-    return p
+def loop_config(**sections) -> dict:
+    return {"name": "loop", "data": {"source": "d.csv", "target": "y"},
+            "train": {"trials": 5, "cv_folds": 3, "families": ["lightgbm", "linear"], "ensemble": False},
+            "retrain": {"min_new_labels": 100}, "monitor": {"min_rows": 100}, **sections}
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory) -> Path:
+    """One trained project (v1 in production) per module; each test changes a copy of it."""
+    root = tmp_path_factory.mktemp("loop-trained")
+    world(1500, 0).to_csv(root / "d.csv", index=False)
+    Project(parse_config(loop_config(), root=root)).run()
+    return root
+
+
+def trained_project(trained_root: Path, tmp_path: Path, **sections) -> Project:
+    """A copy of the trained project, opened with these config sections (the ``optimize`` section
+    the optimize tests add plays no part in training)."""
+    root = copy_project(trained_root, tmp_path / "project")
+    return Project(parse_config(loop_config(**sections), root=root))
 
 
 @pytest.fixture
-def project(tmp_path):
-    return trained_project(tmp_path)
+def project(trained_root, tmp_path):
+    return trained_project(trained_root, tmp_path)
 
 
 def serve_stream(p: Project, df: pd.DataFrame) -> list[str]:
@@ -105,10 +117,10 @@ def test_concept_drift_is_detected_and_the_retrained_model_is_promoted(project, 
 
 
 @pytest.mark.parametrize("how", ["config", "flag"])
-def test_production_stays_optimized_through_retrain(tmp_path, how):
+def test_production_stays_optimized_through_retrain(trained_root, tmp_path, how):
     """optimize.promote (or one `optimize --promote`): the variant replaces the trained model, and a
     promoted challenger is optimized in turn, so production never falls back to an unoptimized model."""
-    p = trained_project(tmp_path, optimize={"promote": how == "config", "variants": ["onnx"]})
+    p = trained_project(trained_root, tmp_path, optimize={"promote": how == "config", "variants": ["onnx"]})
     opt = p.optimize(promote=True) if how == "flag" else p.optimize()
     assert opt["promoted"] and opt["model"]["version"] == 2 and p.status()["production"]["version"] == 2
     shifted = world(1200, 1, shifted=True)

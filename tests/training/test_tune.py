@@ -30,14 +30,28 @@ from modelloop.families.tabular.threshold import tune_threshold
 from modelloop.families.tabular import search as tune_module
 
 
-@pytest.fixture(scope="module")
-def cancer():
+def _cancer(n_folds: int):
     data = load_breast_cancer(as_frame=True)
     X = data.data
     y = pd.Series(np.where(data.target == 1, "benign", "malignant"))
     schema = Schema(columns={c: "numeric" for c in X.columns})
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=0).split(X, y))
     return X, y, schema, folds
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    """3 folds: what these tests check (trial order, resume, threshold, ensemble choice) does not
+    depend on the fold count, and each trial fits 3 models instead of 5."""
+    return _cancer(3)
+
+
+@pytest.fixture(scope="module")
+def cancer_5fold():
+    """The tests whose situation is built from this search's outcome (which member a trial outside the
+    ensemble beats, an ensemble that a limit trims at a price, a threshold within the fold noise) were
+    made on 5 folds."""
+    return _cancer(5)
 
 
 def _search(cancer, tmp: Path, name: str = "s", storage: str | None = None, progress=None, **overrides):
@@ -133,8 +147,8 @@ def test_ensemble_kept_when_better(cancer, tmp_path):
     assert result.model.predict_proba(X).shape == (len(X), 2)
 
 
-def test_ensemble_not_kept_when_not_better(cancer, tmp_path):
-    result, _ = _search(cancer, tmp_path, families=["linear"], n_trials=3, ensemble_size=1)
+def test_ensemble_not_kept_when_not_better(cancer_5fold, tmp_path):
+    result, _ = _search(cancer_5fold, tmp_path, families=["linear"], n_trials=3, ensemble_size=1)
     assert result.ensemble is not None and result.ensemble["kept"] is False
     assert isinstance(result.model.estimator_, Pipeline)
     assert result.validation_score == pytest.approx(result.best_single.value)
@@ -223,14 +237,14 @@ def test_max_latency_keeps_the_best_model_within_the_limit(cancer, tmp_path):
     assert len(refitted_lgbm) <= 1 and kinds.count("trial") <= tune_module.MAX_LATENCY_TRIES
 
 
-def test_max_latency_trims_an_ensemble_before_falling_back_to_one_model(cancer, tmp_path):
-    free, _ = _search(cancer, tmp_path, families=["lightgbm", "linear"], n_trials=10,
+def test_max_latency_trims_an_ensemble_before_falling_back_to_one_model(cancer_5fold, tmp_path):
+    free, _ = _search(cancer_5fold, tmp_path, families=["lightgbm", "linear"], n_trials=10,
                       max_latency_ms=1e6, latency_fn=_cost)
     members = free.ensemble["members"]
     cost = {n: _family_cost(f) for n, f in zip(members, free.model.describe()["families"], strict=True)}
     assert len(members) >= 3
     limit = sum(cost.values()) - min(cost.values()) / 2   # the whole ensemble is over, a smaller set fits
-    trimmed, calls = _search(cancer, tmp_path, families=["lightgbm", "linear"], n_trials=10,
+    trimmed, calls = _search(cancer_5fold, tmp_path, families=["lightgbm", "linear"], n_trials=10,
                              max_latency_ms=limit, latency_fn=_cost)   # the same study: nothing retrained
     lat = trimmed.latency
     assert calls == [] and lat["met"] is True and lat["tried"][0]["latency_ms"] > limit
@@ -244,11 +258,11 @@ def test_max_latency_trims_an_ensemble_before_falling_back_to_one_model(cancer, 
     assert trimmed.ensemble["kept"] is True
 
 
-def test_max_latency_without_refits_left_still_takes_the_best_member_within_the_limit(cancer, tmp_path,
+def test_max_latency_without_refits_left_still_takes_the_best_member_within_the_limit(cancer_5fold, tmp_path,
                                                                                       monkeypatch):
     """Out of refits, a trial that would need one is passed over, not the end of the walk: the best
     member within the limit further down is kept, not the fastest model timed so far."""
-    free, _ = _search(cancer, tmp_path, metric="log_loss", families=["lightgbm", "linear", "xgboost"], n_trials=10,
+    free, _ = _search(cancer_5fold, tmp_path, metric="log_loss", families=["lightgbm", "linear", "xgboost"], n_trials=10,
                       max_latency_ms=1e6, latency_fn=_cost)
     members = free.ensemble["members"]
     score = {t.number: t.value for t in free.trials if t.state == "complete"}
@@ -263,7 +277,7 @@ def test_max_latency_without_refits_left_still_takes_the_best_member_within_the_
         return sum(ms.get(n, 1.0) for n in model.describe()["members"]), "cost model"
 
     monkeypatch.setattr(tune_module, "MAX_LATENCY_TRIES", 0)
-    result, calls = _search(cancer, tmp_path, metric="log_loss", families=["lightgbm", "linear", "xgboost"], n_trials=10,
+    result, calls = _search(cancer_5fold, tmp_path, metric="log_loss", families=["lightgbm", "linear", "xgboost"], n_trials=10,
                             max_latency_ms=0.5, latency_fn=cost)        # the same study: nothing retrained
     lat = result.latency
     assert calls == [] and "trial" not in {t["kind"] for t in lat["tried"]}      # nothing refitted
@@ -341,7 +355,7 @@ def stall_on_third(family, params, data, settings, trial=None, deadline=np.inf):
 tune._cross_validate = stall_on_third
 data = load_breast_cancer(as_frame=True)
 X, y = data.data, pd.Series(np.where(data.target == 1, "benign", "malignant"))
-folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, y))
 run_search(X, y, schema=Schema(columns={c: "numeric" for c in X.columns}), folds=folds,
            settings=SearchSettings(task="binary", metric="f1", budget=None, n_trials=10),
            storage=f"sqlite:///{tmp / 'optuna.db'}", study_name="s", work_dir=tmp / "s")

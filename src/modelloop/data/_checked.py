@@ -12,19 +12,16 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._profile import facts_record, profile_columns
 from ._tables import to_lazy
-from .quality_config import OutliersConfig
 from .schema import Schema
 from .snapshot import ROW_ID, ContentDigest
 
@@ -41,8 +38,7 @@ class CheckedTable:
     columns have there, so that the snapshot is copied from it by pyarrow batch by batch, and its number
     of rows. ``digested``: the content digest of the columns as they were checked
     (``ingest.read_checked_source`` feeds it while it reads them), which ``digest`` gives when it covers
-    every column and every row is kept. ``facts``: the profile's column facts (``_profile.facts_record``),
-    computed in the same pass, when they cover the table as stored (every row kept); None otherwise.
+    every column and every row is kept.
     """
 
     frame: pl.LazyFrame
@@ -52,7 +48,6 @@ class CheckedTable:
     replaced: dict[str, pl.Series] = field(default_factory=dict)
     parquet: tuple[Path, list[str], int] | None = None
     digested: ContentDigest | None = None
-    facts: dict[str, Any] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -117,81 +112,6 @@ class CheckedTable:
         for batch in batches:
             yield start, batch
             start += batch.num_rows
-
-
-class FactsInPass:
-    """The profile's facts of each column a pass reads (``_profile.profile_columns``), computed in a thread
-    while the pass goes on to hash the column and read the next one: Polars sorts and counts without the
-    GIL, so the second core takes them, and ``modelloop profile`` of the new version need not read and sort
-    every column again. One column at a time is in the thread (``add`` waits for the one before): the pass
-    holds at most two columns. The facts in the thread are waited for when the pass is done with a column
-    (``column_done``) if it or the next column (in ``order``) is text: a text column's read and kind
-    inference, and its facts, take the most memory, and they never meet the other thread's; one with more
-    than ``_FEW_DISTINCT`` distinct values (estimated) is left to the profile, which reads it alone: its
-    distinct count is a hash table as large as the column (+50 MiB for a million e-mail addresses), which
-    on top of the pass's own memory took the ingest's peak from ~290 to 320-340 MiB at 1M x 30. A column
-    whose facts fail leaves none (the profile then computes them, and reports what failed)."""
-
-    def __init__(self, outliers: OutliersConfig, order: pl.Schema | None = None) -> None:
-        self._outliers = outliers
-        self._wide_next = {a: _wide(order[b]) for a, b in zip(list(order), list(order)[1:], strict=False)
-                           } if order is not None else {}
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="modelloop-facts")
-        self._pending: Future[dict[str, dict[str, Any]]] | None = None
-        self._columns: dict[str, dict[str, Any]] = {}
-        self._failed = False
-        self._wide = False  # the column in the thread is not fixed-width (text, nested)
-
-    def __enter__(self) -> FactsInPass:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def add(self, values: pl.Series, kind: str) -> None:
-        """Compute the facts of ``values`` (a whole column, named) of declared ``kind``."""
-        self._wait()
-        wide = _wide(values.dtype)
-        if self._failed or (wide and _many_distinct(values)):
-            return
-        self._pending = self._pool.submit(profile_columns, values.to_frame(), {values.name: kind}, self._outliers)
-        self._wide = wide
-
-    def column_done(self, name: str) -> None:
-        """The pass is done with column ``name``, the one last added: the facts in the thread are waited
-        for now when it or the next column is text."""
-        if self._wide or self._wide_next.get(name, False):
-            self._wait()
-
-    def record(self, rows: int) -> dict[str, Any] | None:
-        """Every column's facts, for a table of ``rows`` rows (``facts_record``), or None when one failed."""
-        self._wait()
-        return None if self._failed else facts_record(self._columns, rows, self._outliers)
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            try:
-                self._columns.update(self._pending.result())
-            except Exception:  # only a saving is lost: the profile computes them again
-                self._failed = True
-            self._pending = None
-
-
-def _wide(dtype: pl.DataType) -> bool:
-    """Not a fixed-width type (text, bytes, nested): its memory grows with its values."""
-    return not dtype.is_numeric() and not dtype.is_temporal() and dtype != pl.Boolean
-
-
-_FEW_DISTINCT = 65_536  # distinct values of a text column whose facts ingest computes (more: the profile's)
-
-
-def _many_distinct(values: pl.Series) -> bool:
-    """More than ``_FEW_DISTINCT`` distinct values, by Polars' HyperLogLog estimate (milliseconds; nested
-    columns, which it cannot estimate, count as many)."""
-    try:
-        return cast(int, values.approx_n_unique()) > _FEW_DISTINCT
-    except pl.exceptions.PolarsError:
-        return True
 
 
 _AHEAD = 2  # batches read ahead of the writer: each is one batch's memory (~2.5 MiB for the 1M x 30 table)

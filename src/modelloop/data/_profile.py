@@ -4,18 +4,11 @@ Pass 1 (one select over every column): missing, distinct, min/max/mean/std/quant
 string lengths. Pass 2 (one select): histograms and outlier counts, which need pass 1's bounds.
 Then, per string-like column, value counts (top categories) and pattern shares, computed on the
 distinct values weighted by their counts — or on a sample when a column has too many of them.
-
-A column's facts depend on its values, its declared kind and the outlier settings alone, not on the
-other columns or on how a file splits it into row groups, so ingest computes them as it reads each
-column of a Parquet source and stores them with the version (``facts_record``); ``modelloop profile``
-reuses those that still hold (``reusable_facts``) instead of reading and sorting every column again.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,7 +17,7 @@ import polars as pl
 from ._tables import is_numeric, is_stringy
 from .quality_config import OutliersConfig
 
-__all__ = ["FACTS_FILE", "QUANTILES", "facts_record", "json_value", "profile_columns", "reusable_facts"]
+__all__ = ["QUANTILES", "json_value", "profile_columns"]
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 HIST_BINS = 20
@@ -75,9 +68,11 @@ def _pass1(df: pl.DataFrame) -> dict[str, Any]:
         if is_numeric(t):
             # Integers and floats as they are: a cast to floats keeps their order, zero and sign, so the
             # extremes cast afterwards are the same numbers, without a float copy of the column per
-            # expression (five at once, 40 MiB for a million integers, at the peak of ingest's facts).
+            # expression (five at once: 40 MiB for a million integers, six such columns in a batch).
             x = col if t.is_integer() or t.is_float() else col.cast(pl.Float64)
+            mean = col.cast(pl.Float64)  # a sum of floats: an integer column's as before, to the last digit
             exprs += [x.min().cast(pl.Float64).alias(f"{c}\x00min"), x.max().cast(pl.Float64).alias(f"{c}\x00max"),
+                      mean.mean().alias(f"{c}\x00mean"), mean.std().alias(f"{c}\x00std"),
                       (x == 0).sum().alias(f"{c}\x00zeros"), (x < 0).sum().alias(f"{c}\x00negatives"),
                       (x.is_infinite().sum() if t.is_float() else pl.lit(0, pl.UInt32)).alias(f"{c}\x00infinite")]
         elif t == pl.Boolean:
@@ -98,21 +93,14 @@ def _pass1(df: pl.DataFrame) -> dict[str, Any]:
 
 
 def _sorted_facts(s: pl.Series) -> dict[str, Any]:
-    """Distinct count and (numbers) quantiles, mean and standard deviation of ``s``, read from one sorted
-    copy of it.
+    """Distinct count and (numbers) quantiles of ``s``, both read from one sorted copy of it.
 
     On a sorted column Polars counts distinct values as runs and picks quantiles by position, so a sort
     (a column at a time: one copy held) replaces a hash table of every value and a second sort; on a
     million-row benchmark table 16 numeric and date columns took 1.7-1.9 s instead of 2.9-3.1 s (load ~11 on
     2 shared cores), the same numbers. A cast to floats keeps an integer column's order (Polars does not carry its sorted flag over).
-
-    The mean and the standard deviation are sums, and a sum of floats depends on the order it adds in:
-    over the column as read, Polars adds a chunk (a Parquet row group) at a time, so the same values read
-    from two files (ingest's source, the version's snapshot) differed in the last digit. Over the sorted
-    copy, one contiguous array whatever the file, they are the same for the same values: ingest's facts
-    (``facts_record``) then equal the profile's of the snapshot.
     """
-    ordered = s.sort().rechunk()
+    ordered = s.sort()
     facts = ordered.to_frame().select(pl.col(s.name).n_unique().alias(f"{s.name}\x00distinct")).row(0, named=True)
     if is_numeric(s.dtype):
         x = ordered.cast(pl.Float64)  # once (a copy of an integer column), not once per expression
@@ -120,9 +108,7 @@ def _sorted_facts(s: pl.Series) -> dict[str, Any]:
             x = x.set_sorted()
         # One list-valued quantile: picked by position from the sorted values.
         c = pl.col(s.name)
-        facts.update(x.to_frame().select(c.quantile(list(QUANTILES)).alias(f"{s.name}\x00quantiles"),
-                                         c.mean().alias(f"{s.name}\x00mean"), c.std().alias(f"{s.name}\x00std"))
-                     .row(0, named=True))
+        facts.update(x.to_frame().select(c.quantile(list(QUANTILES)).alias(f"{s.name}\x00quantiles")).row(0, named=True))
     return facts
 
 
@@ -295,31 +281,3 @@ def profile_columns(df: pl.DataFrame, kinds: dict[str, str], outliers: OutliersC
         f.pop("_datetime_like", None)
         f.pop("_bool_like", None)
     return cols
-
-
-FACTS_FILE = "facts.json"
-"""A version's stored column facts (``facts_record``), beside its ``data.parquet``."""
-FACTS_FORMAT = 1  # raised whenever what a column's facts hold, or how they are computed, changes
-
-
-def facts_record(columns: Mapping[str, dict[str, Any]], rows: int, outliers: OutliersConfig) -> dict[str, Any]:
-    """Facts of some columns of a table of ``rows`` rows (``profile_columns``' under ``outliers``), as
-    stored with a version: what they were computed under travels with them (``reusable_facts`` checks it)."""
-    return {"format": FACTS_FORMAT, "rows": rows, "outliers": outliers.model_dump(mode="json"),
-            "columns": dict(columns)}
-
-
-def reusable_facts(record: Mapping[str, Any] | None, dtypes: Mapping[str, pl.DataType], kinds: Mapping[str, str],
-                   rows: int, outliers: OutliersConfig) -> dict[str, dict[str, Any]]:
-    """The columns of a stored ``facts_record`` whose facts ``profile_columns`` would give again for a
-    table of ``rows`` rows with these ``dtypes`` and declared ``kinds`` under ``outliers``: same format,
-    row count and outlier settings, and per column the same Polars type and declared kind. Copies: the
-    profile adds to them."""
-    if not record or record.get("format") != FACTS_FORMAT or record.get("rows") != rows \
-            or record.get("outliers") != outliers.model_dump(mode="json"):
-        return {}
-    out = {}
-    for c, f in (record.get("columns") or {}).items():
-        if c in dtypes and f.get("dtype") == str(dtypes[c]) and f.get("kind") == kinds.get(c):
-            out[c] = json.loads(json.dumps(f))
-    return out

@@ -94,7 +94,7 @@ def read_checked_source(cfg: Config) -> CheckedTable:
     """
     import polars as pl
 
-    from ._checked import CheckedTable, FactsInPass, scan_parquet
+    from ._checked import CheckedTable, scan_parquet
     from ._tables import to_lazy
     from .snapshot import ContentDigest
 
@@ -105,23 +105,18 @@ def read_checked_source(cfg: Config) -> CheckedTable:
         df, schema, read = read_config_source(cfg)  # which also says what is wrong with the source
         return CheckedTable(to_lazy(df, "data.source"), schema, read)
     frame = scanned[0]
-    digest, replaced = ContentDigest(), {}
-    target: list[pl.Series] = []
+    digest, replaced, target = ContentDigest(), {}, []
     coerced: dict[str, Any] = {}
     coerce = d.on_type_error == "coerce"
 
     def checked(name: str, kind: str, values: Any) -> None:
         if kind == "numeric" and not (values.dtype.is_numeric() or values.dtype == pl.Boolean):
             values = replaced[name] = _as_numbers(values, kind, coerce, coerced)
-        facts.add(values, kind)  # in a thread, while this one hashes the column and reads the next
         digest.add(values)
-        facts.column_done(name)
         if name == d.target:  # the target's check reads it next (the split reads it again after the copy:
             target.append(values)  # kept through the copy, it would add to the ingest's peak)
 
-    with FactsInPass(cfg.quality.outliers, frame.collect_schema()) as facts:
-        schema = _infer_schema(cfg, frame, each=checked)
-        record = facts.record(scanned[2])
+    schema = _infer_schema(cfg, frame, each=checked)
     y = (target.pop() if target else frame.select(d.target).collect().to_series()).to_pandas()
     report: dict[str, Any] = {"source": d.source}
     partial = _partial_labels(cfg)
@@ -131,8 +126,7 @@ def read_checked_source(cfg: Config) -> CheckedTable:
     report["dropped_missing_target"] = int((~keep).sum())
     report["coerced"] = coerced
     return CheckedTable(frame, schema, report, keep=None if keep.all() else keep, replaced=replaced,
-                        parquet=(path, scanned[1], scanned[2]), digested=digest,
-                        facts=record if keep.all() else None)  # facts of dropped rows do not hold
+                        parquet=(path, scanned[1], scanned[2]), digested=digest)
 
 
 def _infer_schema(cfg: Config, frame: Any, kinds: dict[str, str] | None = None,
@@ -230,8 +224,7 @@ def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray
                 "source": table.report, "hash": HASH_SCHEME, "side_tables": side[0]}
     if hashes is not None:
         manifest["row_hashes"] = hashes
-    path = write_snapshot_batches(table.record_batches(ids), ws.datasets_dir / vid, manifest, side[1],
-                                  _facts_file(table.facts))
+    path = write_snapshot_batches(table.record_batches(ids), ws.datasets_dir / vid, manifest, side[1])
     release_memory()
     row = ws.catalog.add_dataset(id=vid, project=cfg.name, step="ingest", parents=[], schema=schema,
                                  rows=rows, path=str(path), source=table.report)
@@ -242,21 +235,6 @@ def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray
         roles.insert(0, ROW_ID, ids)
     freeze_split(ws, row, roles)
     return row
-
-
-def _facts_file(record: dict[str, Any] | None) -> dict[str, str]:
-    """The version's column facts file (``_profile.FACTS_FILE``), none when there are no facts or they do
-    not make strict JSON (the profile then computes them)."""
-    import json
-
-    from ._profile import FACTS_FILE
-
-    if record is None:
-        return {}
-    try:
-        return {FACTS_FILE: json.dumps(record, allow_nan=False)}
-    except (TypeError, ValueError):
-        return {}
 
 
 def _version(ws: Workspace, vid: str) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ from ..errors import DataError
 from ._checks import (POS, correlated_pairs, cross_checks, duplicate_rows, key_checks, leakage_scores,
                       rule_checks, share_severity, take_rows)
 from ._findings import Check, Finding, compute_scores, evaluate_gate, severity_rank
-from ._profile import json_value, profile_columns, reusable_facts
+from ._profile import json_value, profile_columns
 from ._tables import column_batches, is_internal, is_numeric, to_lazy, to_polars
 from .label_issues import ROW_ID, find_label_issues
 from .quality_config import FINDING_KINDS, QualityConfig, parse_section
@@ -300,15 +300,13 @@ class _Run:
         self.found += findings
 
 
-def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig, keys: Sequence[str] = (),
-           facts: Mapping[str, Any] | None = None) -> _Run:
-    """Column facts (the full-table passes, a batch of columns at a time; a column whose stored ``facts``
-    still hold is not read) and the per-column findings."""
+def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig, keys: Sequence[str] = ()) -> _Run:
+    """Column facts (the full-table passes, a batch of columns at a time) and the per-column findings."""
     dtypes = data.collect_schema()
     names, declared = _resolve(dtypes.names(), schema)
     height = int(data.select(pl.len()).collect().item())
-    cols: dict[str, dict[str, Any]] = reusable_facts(facts, dtypes, declared, height, cfg.outliers)
-    for batch in column_batches(dtypes, [c for c in names if c not in cols]):
+    cols: dict[str, dict[str, Any]] = {}
+    for batch in column_batches(dtypes, names):
         cols.update(profile_columns(data.select(batch).collect(), declared, cfg.outliers))
     cols = {c: cols[c] for c in names}
     run = _Run(data, height, dtypes, cfg, names, declared, cols,
@@ -437,21 +435,18 @@ def _at_most(frame: pl.DataFrame, rows: int, seed: int) -> pl.DataFrame:
 def profile(df: Any, schema: Schema | None = None, config: QualityConfig | Mapping[str, Any] | None = None, *,
             reference: Any = None, task: str | None = None,
             findings: Sequence[Finding | Mapping[str, Any]] = (), seed: int = 0,
-            keys: Sequence[str] = (), distinct_rows: bool = False,
-            facts: Mapping[str, Any] | None = None) -> QualityReport:
+            keys: Sequence[str] = (), distinct_rows: bool = False) -> QualityReport:
     """Profile ``df`` (pandas, Polars eager or lazy, or a Parquet path) against ``schema`` and ``quality:``.
 
     ``reference`` (e.g. the train split when ``df`` is the test split) adds per-feature shift;
     ``task`` defaults to one inferred from the target; ``findings`` from ``integrate`` are merged;
     ``keys``: declared id/key columns, not flagged for their many distinct values; ``distinct_rows``: the
-    caller knows that no two rows are equal (ingest found no repeated row hash), so duplicates are not searched;
-    ``facts``: column facts stored with the table (``_profile.facts_record``, which ingest writes), used for
-    the columns they still hold for (``_profile.reusable_facts``) instead of reading those columns.
+    caller knows that no two rows are equal (ingest found no repeated row hash), so duplicates are not searched.
     Without a schema, every non-internal column is profiled and kinds are inferred.
     """
     started = time.perf_counter()
     cfg = parse_section(QualityConfig, config, "quality")
-    run = _start(to_lazy(df), schema, cfg, keys, facts)
+    run = _start(to_lazy(df), schema, cfg, keys)
     _table_checks(run, findings, distinct_rows)
     _sampled_checks(run, task, seed)
     if reference is not None:

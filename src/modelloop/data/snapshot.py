@@ -215,10 +215,9 @@ def write_snapshot(df: pd.DataFrame, directory: Path, manifest: dict[str, Any],
 
 
 def write_snapshot_batches(batches: Iterable[pa.RecordBatch], directory: Path, manifest: dict[str, Any],
-                           files: dict[str, Path] | None = None, texts: dict[str, str] | None = None) -> Path:
+                           files: dict[str, Path] | None = None) -> Path:
     """``write_snapshot`` of a table given as record batches (one schema), written as they come: the
-    table is never whole in memory. Each batch becomes a row group. ``texts``: ``{name: text}`` files
-    written into the version with it (ingest's column facts)."""
+    table is never whole in memory. Each batch becomes a row group."""
     import pyarrow.parquet as pq
 
     def write(path: Path) -> None:
@@ -232,7 +231,7 @@ def write_snapshot_batches(batches: Iterable[pa.RecordBatch], directory: Path, m
             if writer is not None:
                 writer.close()
 
-    return _write_version(Path(directory), manifest, write, files, texts)
+    return _write_version(Path(directory), manifest, write, files)
 
 
 def _with_statistics(schema: pa.Schema) -> list[str]:
@@ -264,7 +263,7 @@ def _few_distinct(batch: pa.RecordBatch) -> list[str]:
 
 
 def _write_version(directory: Path, manifest: dict[str, Any], write_data: Callable[[Path], None],
-                   files: dict[str, Path] | None = None, texts: dict[str, str] | None = None) -> Path:
+                   files: dict[str, Path] | None = None) -> Path:
     """A version's folder, made in a temporary folder beside it and renamed into place; kept as it is
     when it exists (same content, same id)."""
     if (directory / "manifest.json").exists():
@@ -276,8 +275,6 @@ def _write_version(directory: Path, manifest: dict[str, Any], write_data: Callab
         for name, source in (files or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, tmp / name)
-        for name, text in (texts or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         os.replace(tmp, directory)
     except OSError:

@@ -31,7 +31,7 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
 
     The version's Parquet file is scanned, not loaded: the profile reads the columns (or rows) each
     step needs, the split its row ids (the role columns, in pandas, only to make a new split), and the split
-    shift the compared columns. The column facts ingest stored with the version are reused, not recomputed.
+    shift the compared columns.
     """
     import polars as pl
 
@@ -56,7 +56,7 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     integration = _lineage_findings(ws, row) + _family_findings(ws, row, frame, side)
     keys = [c for c in (cfg.data.id, cfg.data.user, cfg.data.item, *cfg.data.keys) if c]  # ids: many values by design
     report = profile(frame, schema, cfg.quality, task=task, seed=cfg.seed, findings=integration, keys=keys,
-                     distinct_rows=_distinct_rows(row, frame.collect_schema().names()), facts=_stored_facts(row))
+                     distinct_rows=_distinct_rows(row, frame.collect_schema().names()))
     shift = _split_shift(frame, side, schema, cfg)
     if shift is not None:
         report.sampled["shift"] = shift[1]  # the rows compared per side (the report's page says so too)
@@ -87,19 +87,6 @@ def _distinct_rows(row: dict[str, Any], columns: list[str]) -> bool:
     if not hashes:
         return False
     return hashes["repeated"] == 0 and sorted(hashes["columns"]) == sorted(columns)
-
-
-def _stored_facts(row: dict[str, Any]) -> dict[str, Any] | None:
-    """The column facts ingest stored with the version (``_profile.FACTS_FILE``), or None. The profile
-    uses those that still hold (same types, kinds, rows and outlier settings) and reads only the rest."""
-    from pathlib import Path
-
-    from ._profile import FACTS_FILE
-
-    try:
-        return json.loads((Path(row["path"]) / FACTS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _partial_labels(task: str | None) -> bool:

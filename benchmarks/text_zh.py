@@ -157,17 +157,27 @@ def _served(ws, version: int | None = None):
 
 
 def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 0, word_peer: bool = False,
-            reuse_embeddings: bool = False) -> dict:
+            reuse_embeddings: bool = False, warm_cache: Path | None = None) -> dict:
     """One set's comparison. ``word_peer``: also TF-IDF on word 1-2-grams (sublinear tf) + LR, the peer a
     user writes for English documents (``benchmarks/text.py --reviews``); reported beside the goal's
     character 1-3-gram peer, which stays what the goal is checked against. ``reuse_embeddings``: the
     MiniLM baseline's project starts with the modelloop project's token and embedding caches (the same
     dataset, so the same rows' MiniLM embeddings): on long documents embedding them again costs as much
-    as the first time; only the baseline's ``train_seconds`` change."""
+    as the first time; only the baseline's ``train_seconds`` change. ``warm_cache``: a folder of cache
+    files (``*.npz``) of an earlier run on the same data that the modelloop project starts with, as a
+    user's second ``modelloop train`` of the same dataset version does: its embedding is then read, not
+    computed, and the search gets the budget that embedding took on the first run."""
     from modelloop.families.text.stage import train_text
 
     print(f"\n== {name}: {len(df)} rows, {df['label'].nunique()} classes", flush=True)
     ws = _project(work / "modelloop", df, budget, {"search": True}, seed)
+    if warm_cache is not None:
+        import shutil
+
+        into = Path(ws.state) / "cache"
+        into.mkdir(parents=True, exist_ok=True)
+        copied = [shutil.copy2(f, into / f.name) for f in sorted(Path(warm_cache).glob("*.npz"))]
+        print(f"  modelloop project starts with {len(copied)} cache files from {warm_cache}", flush=True)
     train, test = _split(ws)
     t0 = time.time()
     best = train_text(ws)

@@ -90,6 +90,11 @@ def test_a_lora_layers_run_learns_through_the_kept_states(three_layers, pairs):
     net = network_for(job, params_of(settings))
     objective.step_loss(net, objective.items[:2])
     assert objective.frozen is not None and len(objective.frozen.kept) == 2
+    import dataclasses
+
+    checkpointed = SftObjective(dataclasses.replace(
+        job, settings=settings.model_copy(update={"gradient_checkpointing": True})))
+    assert not checkpointed.warms_up(net)  # a checkpointed layer re-runs on inputs that need a gradient
 
 
 @pytest.mark.parametrize("lora_layers", [1, None])

@@ -285,11 +285,13 @@ class SftObjective:
         self.items = pack(job.fit_ids, job.fit_labels, job.settings.max_length, packing=job.settings.packing)
 
     def warms_up(self, net: Any) -> bool:
-        """Whether this run keeps the frozen layers' output (``model.lora_layers``, one process): its first
+        """Whether this run keeps the frozen layers' output (``model.lora_layers``, one process, without
+        gradient checkpointing, whose re-run of a layer needs inputs that require a gradient): its first
         epoch then runs them and the later epochs do not."""
         if "frozen" not in self.__dict__:
-            self.frozen = FrozenLayers.of(net, self.job.settings.lora_layers) \
-                if self.job.settings.method == "lora" else None
+            s = self.job.settings
+            self.frozen = FrozenLayers.of(net, s.lora_layers) \
+                if s.method == "lora" and not s.gradient_checkpointing else None
         return self.frozen is not None
 
     def step_loss(self, net: Any, seqs: list) -> tuple[Any, int, int]:

@@ -88,3 +88,27 @@ def test_numeric_facts_of_integers_and_floats_are_those_of_their_float_copy():
                     "negatives": int((x < 0).sum()), "infinite": int(x.is_infinite().sum())}
         expected = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in expected.items()}
         assert {k: facts[c][k] for k in expected} == expected, c
+
+
+@pytest.mark.parametrize("case", ["distinct", "distinct_with_missing", "one_repeat", "few_values"])
+def test_a_text_columns_distinct_count_from_its_hashes_is_the_exact_count(case, monkeypatch):
+    """Every value distinct is proved by as many distinct hashes (no hash table of the strings); a repeat
+    (or a collision) falls back to the exact count. Same figure either way."""
+    import modelloop.data._profile as profile_module
+    from modelloop.data.quality_config import OutliersConfig
+
+    n = 12_000
+    values: list[str | None] = [f"user{i}@mail.org" for i in range(n)]
+    if case == "distinct_with_missing":
+        values[::7] = [None] * len(values[::7])
+    elif case == "one_repeat":
+        values[-1] = values[0]
+    elif case == "few_values":
+        values = [f"v{i % 40}" for i in range(n)]
+    column = pl.Series("c", values, dtype=pl.String)
+    hashed: list[int | None] = []
+    real = profile_module._all_distinct
+    monkeypatch.setattr(profile_module, "_all_distinct", lambda s: hashed.append(real(s)) or hashed[-1])
+    facts = profile_module.profile_columns(column.to_frame(), {}, OutliersConfig())["c"]
+    assert facts["distinct"] == column.drop_nulls().n_unique()
+    assert (hashed[0] is not None) == case.startswith("distinct")  # the shortcut where it proves something

@@ -9,7 +9,7 @@ distinct values weighted by their counts — or on a sample when a column has to
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -57,12 +57,15 @@ def _q(q: float) -> str:
 
 def _pass1(df: pl.DataFrame) -> dict[str, Any]:
     exprs: list[pl.Expr] = []
+    known: dict[str, Any] = {}  # facts found before the select (a text column whose values all differ)
     ordered = []  # numbers and dates: distinct values and quantiles from one sort (_sorted_facts)
     for c, t in df.schema.items():
         col = pl.col(c)
         exprs.append(col.null_count().alias(f"{c}\x00missing"))
         if is_numeric(t) or t.is_temporal():
             ordered.append(c)
+        elif t == pl.String and (distinct := _all_distinct(df.get_column(c))) is not None:
+            known[f"{c}\x00distinct"] = distinct
         elif not t.is_nested():
             exprs.append(col.n_unique().alias(f"{c}\x00distinct"))
         if is_numeric(t):
@@ -79,7 +82,7 @@ def _pass1(df: pl.DataFrame) -> dict[str, Any]:
             exprs.append(col.sum().alias(f"{c}\x00true"))
         elif t.is_temporal():
             exprs += [col.min().alias(f"{c}\x00min"), col.max().alias(f"{c}\x00max")]
-    facts = df.select(exprs).row(0, named=True)
+    facts = {**df.select(exprs).row(0, named=True), **known}
     strings = [c for c, t in df.schema.items() if is_stringy(t)]
     if strings:  # the lengths once, then their facts (as expressions of one select they were found 3 times;
         # a lazy select found them once, but held ~30 MiB more on a million distinct e-mail addresses)
@@ -90,6 +93,28 @@ def _pass1(df: pl.DataFrame) -> dict[str, Any]:
     for c in ordered:
         facts.update(_sorted_facts(df.get_column(c)))
     return facts
+
+
+def _all_distinct(s: pl.Series) -> int | None:
+    """``s.n_unique()`` (a missing value counted as one) when every present value of the text column ``s``
+    is distinct, else None (the caller counts them exactly).
+
+    Equal values hash alike, so as many distinct 64-bit hashes as present values proves them all
+    distinct: a hash and a sort of numbers (0.13-0.15 s for a million ids or e-mail addresses) instead of
+    a hash table of the strings (0.37-0.45 s, load ~7). A collision, or a repeated value, gives fewer
+    hashes and the exact count is made. Only tried where HyperLogLog estimates nearly every value
+    distinct (an identifier, free text): elsewhere the hash table is small and cheap.
+    """
+    present = s.len() - s.null_count()
+    if present < _HASHED_DISTINCT_MIN or cast(int, s.approx_n_unique()) < 0.95 * present:
+        return None
+    hashes = np.sort(s.drop_nulls().hash(seed=0).to_numpy())
+    if int(np.count_nonzero(hashes[1:] != hashes[:-1])) + 1 != present:
+        return None
+    return present + (1 if s.null_count() else 0)
+
+
+_HASHED_DISTINCT_MIN = 10_000  # present values below which a text column's hash table is cheap anyway
 
 
 def _sorted_facts(s: pl.Series) -> dict[str, Any]:

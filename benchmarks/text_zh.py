@@ -122,7 +122,7 @@ def _project(root: Path, df: pd.DataFrame, budget: float, model: dict, seed: int
 
     root.mkdir(parents=True, exist_ok=True)
     df.to_json(root / "data.jsonl", orient="records", lines=True, force_ascii=False)
-    raw = {"name": "zh", "task": "text_classification", "seed": seed,
+    raw = {"name": "zh", "task": "text_classification", "seed": seed, "split": {"seed": seed},
            "data": {"source": "data.jsonl", "text": "text", "target": "label"},
            "train": {"budget": budget}, "serve": {"text_threads": 1}, "model": model}
     (root / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")

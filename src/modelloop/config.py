@@ -383,26 +383,19 @@ def anomaly_section_fits_task(cfg: Config) -> list[str]:
 
 
 @_check
-def parallel_fits_the_machine(cfg: Config) -> list[str]:
-    # More local workers than CPUs only slows every trial down (and the budget counts wall time). On the
-    # Ray engine the workers are Ray tasks, which the cluster's free CPUs bound (training/ray_search.py
-    # checks that where the cluster is known: the search's start)
-    n, cpus = cfg.train.parallel, os.cpu_count() or 1
-    if cfg.compute.engine == "local" and n > cpus:
-        return [f"train.parallel: must be 1..{cpus} (this machine's CPU count) on compute.engine: local, got {n}; "
-                "on compute.engine: ray the workers are Ray tasks on the cluster's CPUs"]
-    return []
-
-
-@_check
-def ddp_processes_fit_the_machine(cfg: Config) -> list[str]:
-    # local ranks share this machine's cores; on the Ray engine they are Ray Train workers, which the
-    # cluster's CPUs bound (training/distributed.py checks that where the cluster is known: the run's start)
-    n, cpus = cfg.train.ddp_processes, os.cpu_count() or 1
-    if cfg.compute.engine == "local" and n > cpus:
-        return [f"train.ddp_processes: must be 1..{cpus} (this machine's CPU count) on compute.engine: local, got "
-                f"{n}; on compute.engine: ray the ranks are Ray Train workers on the cluster's CPUs"]
-    return []
+def processes_fit_the_machine(cfg: Config) -> list[str]:
+    # Local search workers and DDP ranks share this machine's cores: more than its CPUs only slows each
+    # down (and the budget counts wall time). On the Ray engine they are Ray tasks / Ray Train workers,
+    # which the cluster's free CPUs bound, checked where the cluster is known: the run's start
+    # (training/ray_search.py, training/distributed.py)
+    cpus = os.cpu_count() or 1
+    if cfg.compute.engine != "local":
+        return []
+    return [f"train.{key}: must be 1..{cpus} (this machine's CPU count) on compute.engine: local, got {n}; on "
+            f"compute.engine: ray the {what} on the cluster's CPUs"
+            for key, n, what in (("parallel", cfg.train.parallel, "workers are Ray tasks"),
+                                 ("ddp_processes", cfg.train.ddp_processes, "ranks are Ray Train workers"))
+            if n > cpus]
 
 
 @_check

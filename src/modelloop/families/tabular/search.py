@@ -575,6 +575,9 @@ def _bagged(members: list[TrialRecord], weights: list[float], threshold: float |
         return None
     pipes, pipe_weights, owners = [], [], []
     for rec, w, path in zip(members, weights, paths, strict=True):
+        # a pickle, read only from this study's own folder in the project (written by _save_fold_models of this
+        # search or its resumed runs), the same trust as the registry's models (tracking.log_model); never a
+        # file a user or a client hands in
         folds = joblib.load(path)
         pipes += folds
         pipe_weights += [float(w) / len(folds)] * len(folds)

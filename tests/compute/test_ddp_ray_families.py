@@ -151,6 +151,25 @@ def test_the_deadline_travels_to_rank_0_on_the_wall_clock(monkeypatch):
     assert seen["deadline"] == math.inf
 
 
+def test_what_lives_in_this_process_reaches_rank_0_here_and_is_replayed_after_a_run_on_ray(monkeypatch):
+    """``in_process`` (a trial, a callback) is given to rank 0 only when it runs in this process; on Ray
+    rank 0 gets None and ``replay`` gets this run's epochs (from ``resumed_from_epoch``) once it ended."""
+    history = [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]
+
+    def rank_0(*, group, deadline, trial):
+        return {"trial": trial, "history": history, "resumed_from_epoch": 1}
+
+    replayed: list = []
+    monkeypatch.setattr(D, "ray_data_parallel", lambda world, device, main, worker, args, *, address, storage:
+                        main(D.SINGLE))
+    here = D.run_ranks(1, "cpu", rank_0, print, (), deadline=math.inf, in_process={"trial": "T"},
+                       replay=replayed.extend)
+    assert here["trial"] == "T" and replayed == []
+    there = D.run_ranks(2, "cpu", rank_0, print, (), deadline=math.inf, ray_address="auto",
+                        in_process={"trial": "T"}, replay=replayed.extend)
+    assert there["trial"] is None and replayed == history[1:]
+
+
 def test_a_run_on_ray_reports_its_epochs_to_the_trial_afterwards():
     trial = optuna.create_study(direction="maximize").ask()
     D.report_epochs(trial, [{"epoch": 2, "valid_f1": 0.5}, {"epoch": 3, "valid_f1": float("nan")}], "f1")

@@ -277,20 +277,29 @@ def _worker_main(
 
 def run_ranks(world: int, device: str, rank_0: Callable[..., Any], worker: Callable[..., Any],
               args: tuple[Any, ...], *, deadline: float, ray_address: str | None = None,
-              storage: Path | None = None, preload: tuple[str, ...] = ()) -> Any:
+              storage: Path | None = None, preload: tuple[str, ...] = (),
+              in_process: dict[str, Any] | None = None,
+              replay: Callable[[list[dict[str, Any]]], None] | None = None) -> Any:
     """One data-parallel fine-tune, whichever engine runs it: ``rank_0(group=, deadline=)`` is rank 0's loop
     and its value the result, ``worker(group, *args)`` the other ranks'. Without ``ray_address`` (or with
     one rank) rank 0 is this process and the others local processes (:func:`data_parallel`); with it
     every rank is a Ray Train worker on that cluster (:func:`ray_data_parallel`): ``rank_0`` must then
-    pickle (no open Optuna trial, no callback into this process) and the deadline (``time.monotonic()``
-    here) travels as wall-clock time, since each node's monotonic clock differs. ``storage``: the folder
-    beside the run's checkpoint, which holds Ray Train's run folder meanwhile."""
+    pickle and the deadline (``time.monotonic()`` here) travels as wall-clock time, since each node's
+    monotonic clock differs. ``in_process``: keyword arguments of ``rank_0`` that live in this process (an
+    open Optuna trial, a callback after each epoch), given only when rank 0 runs here (None on Ray); there ``replay``
+    gets instead the epochs' records of this run (``result["history"]`` from ``resumed_from_epoch``) once
+    it has ended, so they are seen though they could not stop it. ``storage``: the folder beside the
+    run's checkpoint, which holds Ray Train's run folder meanwhile."""
     if ray_address is None or world == 1:
         with data_parallel(world, device, worker, args, preload=preload) as group:
-            return rank_0(group=group, deadline=deadline)
+            return rank_0(group=group, deadline=deadline, **(in_process or {}))
     wall = math.inf if math.isinf(deadline) else time.time() + (deadline - time.monotonic())
-    main = functools.partial(_on_node_clock, rank_0, wall)
-    return ray_data_parallel(world, device, main, worker, args, address=ray_address, storage=storage)
+    here_only = dict.fromkeys(in_process or {})  # None on the cluster: they cannot travel there
+    main = functools.partial(_on_node_clock, functools.partial(rank_0, **here_only), wall)
+    result = ray_data_parallel(world, device, main, worker, args, address=ray_address, storage=storage)
+    if replay is not None:
+        replay(result["history"][result["resumed_from_epoch"]:])
+    return result
 
 
 def _on_node_clock(rank_0: Callable[..., Any], wall_deadline: float, group: Group) -> Any:

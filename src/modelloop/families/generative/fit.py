@@ -153,17 +153,19 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     trainable weights, the history, tokens/s and the schedule's ``steps_configured``, ``steps_planned``,
     ``steps_run`` and ``last_step_lr``."""
     require_torch()
-    # on Ray, rank 0 runs on the cluster too: on_epoch sees each epoch's record once the run has ended
-    on_ray = job.ray_address is not None and job.ddp_processes > 1
-    rank_0 = functools.partial(_fine_tune, job, params, checkpoint=checkpoint, on_epoch=None if on_ray else on_epoch)
-    result = run_ranks(job.ddp_processes, job.device, rank_0, _ddp_worker, (job, params, checkpoint),
-                       deadline=deadline, ray_address=job.ray_address,
-                       storage=checkpoint.parent if checkpoint is not None else None,
-                       preload=("transformers.modeling_utils", "peft"))
-    if on_ray and on_epoch is not None:  # so there it cannot stop the run
-        for record in result["history"][result["resumed_from_epoch"]:]:
-            on_epoch(record)
-    return result
+    # on Ray, rank 0 runs on the cluster too: on_epoch sees each epoch's record once the run has ended, so
+    # there it cannot stop the run
+    return run_ranks(job.ddp_processes, job.device,
+                     functools.partial(_fine_tune, job, params, checkpoint=checkpoint), _ddp_worker,
+                     (job, params, checkpoint), deadline=deadline, ray_address=job.ray_address,
+                     storage=checkpoint.parent if checkpoint is not None else None,
+                     preload=("transformers.modeling_utils", "peft"), in_process={"on_epoch": on_epoch},
+                     replay=None if on_epoch is None else functools.partial(_each, on_epoch))
+
+
+def _each(on_epoch: Callable[[dict[str, Any]], None], history: list[dict[str, Any]]) -> None:
+    for record in history:
+        on_epoch(record)
 
 
 def _ddp_worker(group: Group, job: GenJob, params: dict[str, Any], checkpoint: Path | None) -> None:

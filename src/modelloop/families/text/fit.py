@@ -317,15 +317,12 @@ def _run_finetune(job: FitJob, params: dict[str, Any], *, checkpoint: Path | Non
     With ``job.ddp_processes > 1`` this process is rank 0 of a data-parallel run (:func:`_ddp_worker`); on
     Ray (``job.ray_address``) every rank is a Ray Train worker, rank 0 without the trial (it does not
     pickle): the trial gets each epoch's score once the run has ended and is never pruned mid-run."""
-    on_ray = job.ray_address is not None and job.ddp_processes > 1
-    rank_0 = functools.partial(_finetune, job, params, checkpoint=checkpoint, trial=None if on_ray else trial)
-    result = run_ranks(job.ddp_processes, job.device, rank_0, _ddp_worker, (job, params, checkpoint),
-                       deadline=deadline, ray_address=job.ray_address,
-                       storage=checkpoint.parent if checkpoint is not None else None,
-                       preload=("transformers.modeling_utils", "peft"))
-    if on_ray:
-        report_epochs(trial, result["history"][result["resumed_from_epoch"]:], job.metric)
-    return result
+    return run_ranks(job.ddp_processes, job.device,
+                     functools.partial(_finetune, job, params, checkpoint=checkpoint), _ddp_worker,
+                     (job, params, checkpoint), deadline=deadline, ray_address=job.ray_address,
+                     storage=checkpoint.parent if checkpoint is not None else None,
+                     preload=("transformers.modeling_utils", "peft"), in_process={"trial": trial},
+                     replay=functools.partial(report_epochs, trial, metric=job.metric))
 
 
 def _ddp_worker(group: Group, job: FitJob, params: dict[str, Any], checkpoint: Path | None) -> None:

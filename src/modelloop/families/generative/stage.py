@@ -28,7 +28,7 @@ import pandas as pd
 
 from ...data.schema import Schema
 from ...errors import ConfigError, DataError
-from ...training.distributed import ray_device
+from ...training.distributed import ray_device, ray_ranks_address
 from .backbone import load_tokenizer, model_fingerprint, resolve_model
 from .config import GenerativeModelConfig
 from .data import Shape, answer_of, data_profile, detect_shape, encode_examples, examples_of, validation_rows
@@ -105,7 +105,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     preference = None if fit_rejected is None or val_rejected is None else \
         PreferencePairs(*fit_rejected, *val_rejected)
     fingerprint = model_fingerprint(source)
-    ray_address = cfg.compute.address if cfg.compute.engine == "ray" and cfg.train.ddp_processes > 1 else None
+    ray_address = ray_ranks_address(cfg.compute.engine, cfg.compute.address, cfg.train.ddp_processes)
     device = device_of(settings.device) if ray_address is None else \
         ray_device(ray_address, settings.device, cfg.train.ddp_processes)  # Ray Train's workers' device
     job = GenJob(settings, source, fingerprint, int(tokenizer.pad_token_id or 0), fit_ids, fit_labels,

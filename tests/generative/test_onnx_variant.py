@@ -164,3 +164,25 @@ def test_a_registered_onnx_variant_is_a_file_a_fresh_process_loads_and_serves(ti
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == model.predict(prompts)
+
+
+def test_the_prefill_computes_only_the_last_positions_logits(onnx_variant, trained):
+    """The decoding loops ask the graph for the last position's logits only (``logits_to_keep=1``, the
+    graph's ``logits_index``): the same row as the full logits, the vocabulary projection run once, and
+    the cache it returns carries on to the next step as the full pass's does."""
+    import torch
+
+    from modelloop.families.generative.generate import last_logits
+
+    net = onnx_variant[0].model.network()
+    assert net.indexed and last_logits(net) == {"logits_to_keep": 1}
+    ids = torch.tensor([trained.model.prompt_ids({"prompt": "Where is my order?"})])
+    full = net(input_ids=ids, use_cache=True)
+    last = net(input_ids=ids, use_cache=True, logits_to_keep=1)
+    assert full.logits.shape[1] == ids.shape[1] and last.logits.shape[1] == 1
+    assert torch.allclose(last.logits[0, -1], full.logits[0, -1], atol=1e-5)
+    token = torch.tensor([[int(last.logits[0, -1].argmax())]])
+    steps = [net(input_ids=token, past_key_values=out.past_key_values, use_cache=True).logits for out in (full, last)]
+    assert torch.equal(steps[0], steps[1])
+    pytorch = trained.model.network()(input_ids=torch.cat([ids, token], 1)).logits[0, -1]
+    assert torch.allclose(steps[1][0, -1], pytorch, atol=1e-4)

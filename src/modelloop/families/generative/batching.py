@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..text.backbone import require_torch
-from .generate import Answer, Choices, Step, pick, sampler
+from .generate import Answer, Choices, Step, kv_cache, last_logits, pick, sampler
 
 __all__ = ["BatchDecoder"]
 
@@ -62,6 +62,7 @@ class BatchDecoder:
         self.pending: queue.Queue[_Seq] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.last = last_logits(net)  # the prefill's arguments asking for the last position's logits only
         self.steps = 0          # batched forward passes run (decoding steps after the prefill)
         self.widest = 0         # the most sequences one step decoded
 
@@ -141,7 +142,7 @@ class BatchDecoder:
         if not arrived:
             return
         try:
-            logits, cache, mask = _prefill(self.net, arrived, int(self.tokenizer.pad_token_id or 0))
+            logits, cache, mask = _prefill(self.net, arrived, int(self.tokenizer.pad_token_id or 0), self.last)
             tokens = _picks(logits, arrived)
             going = [i for i, seq in enumerate(arrived) if self._emit(seq, tokens[i])]
             if going:
@@ -174,8 +175,10 @@ class BatchDecoder:
 def _picks(logits: Any, seqs: Sequence[_Seq]) -> list[int]:
     """Each sequence's next token from its row of ``logits`` (n, vocab): one argmax for the greedy rows,
     :func:`.generate.pick` with its own settings and random stream for the sampled ones and for those
-    restricted to their choices' tokens."""
-    greedy = logits.argmax(-1).tolist()
+    restricted to their choices' tokens. The argmax is NumPy's (the first maximum, as PyTorch's): a
+    PyTorch one this wide wakes PyTorch's thread pool, which then competes for the cores with ONNX
+    Runtime's threads running the next step."""
+    greedy = logits.detach().float().cpu().numpy().argmax(-1).tolist()
     out = []
     for i, s in enumerate(seqs):
         allowed = s.answer.allowed()
@@ -258,26 +261,24 @@ def _layers(cache: Any) -> list[tuple[Any, Any]]:
 
 
 def _cache(layers: list[tuple[Any, Any]]) -> Any:
-    from transformers import DynamicCache
-
-    return DynamicCache(ddp_cache_data=layers)
+    return kv_cache(layers)
 
 
-def _prefill(net: Any, seqs: list[_Seq], pad_id: int) -> tuple[Any, Any, Any]:
+def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any]) -> tuple[Any, Any, Any]:
     """The prompts' forward pass: the last position's logits per sequence (n, vocab), the KV cache and
     the attention mask (n, width). One prompt runs alone and unpadded (``decode_stream``'s arithmetic);
-    several run as one left-padded batch."""
+    several run as one left-padded batch. ``last``: :func:`.generate.last_logits`."""
     torch = require_torch()
     device = net.device
     if len(seqs) == 1:
-        out = net(input_ids=torch.tensor([seqs[0].ids], device=device), use_cache=True)
+        out = net(input_ids=torch.tensor([seqs[0].ids], device=device), use_cache=True, **last)
         return out.logits[:, -1], out.past_key_values, torch.ones((1, len(seqs[0].ids)), dtype=torch.long)
     width = max(len(s.ids) for s in seqs)
     ids = torch.tensor([[pad_id] * (width - len(s.ids)) + s.ids for s in seqs])
     mask = torch.tensor([[0] * (width - len(s.ids)) + [1] * len(s.ids) for s in seqs])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = net(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-              use_cache=True)
+              use_cache=True, **last)
     return out.logits[:, -1], out.past_key_values, mask
 
 

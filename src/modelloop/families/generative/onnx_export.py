@@ -1,13 +1,19 @@
 """The ``onnx`` variant's network: the merged causal LM exported to ONNX with its KV cache as inputs and
 outputs, run by ONNX Runtime behind the call the decoding loops make of a PyTorch network.
 
-The exported graph takes ``input_ids`` (B, T), ``attention_mask`` (B, P + T), ``position_ids`` (B, T) and
-each layer's cached ``past.<i>.key`` / ``past.<i>.value`` (B, heads, P, head_dim), and returns ``logits``
-(B, T, vocab) and the layers' ``present.*`` (B, heads, P + T, head_dim): one graph serves the prefill
-(P = 0) and every decoding step. It is traced (``torch.onnx.export``, the TorchScript exporter: the dynamo
+The exported graph takes ``input_ids`` (B, T), ``attention_mask`` (B, P + T), ``position_ids`` (B, T),
+``logits_index`` (K,: the positions whose logits it computes, transformers' ``logits_to_keep`` as a tensor)
+and each layer's cached ``past.<i>.key`` / ``past.<i>.value`` (B, heads, P, head_dim), and returns ``logits``
+(B, K, vocab) and the layers' ``present.*`` (B, heads, P + T, head_dim): one graph serves the prefill
+(P = 0; the decoding loops ask for the last position's logits only, so a prompt's positions skip the
+49k-word vocabulary projection) and every decoding step. Graphs exported before ``logits_index`` existed
+compute every position's logits and still load. It is traced (``torch.onnx.export``, the TorchScript exporter: the dynamo
 one needs ``onnxscript``) with a left-padded batch that has a cache, so the masked path is the one
 recorded. :class:`OrtCausalLM` takes and returns transformers' ``DynamicCache``, so ``generate.py``,
-``batching.py`` (continuous batching) and ``sequences.py`` (perplexity) run it unchanged.
+``batching.py`` (continuous batching) and ``sequences.py`` (perplexity) run it unchanged. It runs the graph
+through IO binding: the cache tensors go in as they are (NumPy views of the tensors, no copy) and ONNX
+Runtime writes the logits and the new cache straight into arrays the returned tensors share, so the only
+copy of the cache per step is the graph's own ``Concat`` of past and new keys/values.
 
 The graph is a file (ONNX Runtime loads it by path), never pickled bytes; a tied input embedding and output
 projection are stored once (:func:`share_tied_embedding`), and weights over :data:`EXTERNAL_DATA_BYTES` go
@@ -41,7 +47,7 @@ def _dims(config: Any) -> tuple[int, int, int]:
 def _names(layers: int) -> tuple[list[str], list[str]]:
     past = [f"past.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
     present = [f"present.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
-    return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present]
+    return ["input_ids", "attention_mask", "position_ids", "logits_index", *past], ["logits", *present]
 
 
 def export_onnx(net: Any, path: Path) -> Path:
@@ -58,7 +64,8 @@ def export_onnx(net: Any, path: Path) -> Path:
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, *past: Any) -> Any:
+        def forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, logits_index: Any,
+                    *past: Any) -> Any:
             cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(layers)])
             out = self.m(
                 input_ids=input_ids,
@@ -66,6 +73,7 @@ def export_onnx(net: Any, path: Path) -> Path:
                 position_ids=position_ids,
                 past_key_values=cache,
                 use_cache=True,
+                logits_to_keep=logits_index,  # a 1-D tensor: these positions' logits only
             )
             flat = [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)]
             return (out.logits, *flat)
@@ -75,15 +83,17 @@ def export_onnx(net: Any, path: Path) -> Path:
     mask = torch.ones((batch, cached + new), dtype=torch.long)
     mask[0, 0] = 0  # a left-padded row: the traced graph applies the mask
     positions = torch.tensor([[cached - 1, cached], [cached, cached + 1]])
+    index = torch.tensor([new - 1])
     past = [torch.zeros((batch, kv_heads, cached, head_dim)) for _ in range(2 * layers)]
     inputs, outputs = _names(layers)
     dynamic = {
         "input_ids": {0: "batch", 1: "new"},
         "attention_mask": {0: "batch", 1: "total"},
         "position_ids": {0: "batch", 1: "new"},
-        "logits": {0: "batch", 1: "new"},
+        "logits_index": {0: "kept"},
+        "logits": {0: "batch", 1: "kept"},
     }
-    dynamic.update({n: {0: "batch", 2: "cached"} for n in inputs[3:]})
+    dynamic.update({n: {0: "batch", 2: "cached"} for n in inputs[4:]})
     dynamic.update({n: {0: "batch", 2: "total"} for n in outputs[1:]})
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -91,7 +101,7 @@ def export_onnx(net: Any, path: Path) -> Path:
         # the TorchScript exporter writes to a file object too (the stubs name paths only)
         torch.onnx.export(
             Step(net.eval()),
-            (ids, mask, positions, *past),
+            (ids, mask, positions, index, *past),
             buffer,  # type: ignore[arg-type]
             input_names=inputs,
             output_names=outputs,
@@ -193,9 +203,9 @@ def quantize_graph(src: Path, dst: Path) -> Path:
 
 class OrtCausalLM:
     """An exported graph behind the calls ``generate.py``, ``batching.py`` and ``sequences.py`` make of a
-    transformers network: ``net(input_ids=, attention_mask=, position_ids=, past_key_values=, use_cache=)``
-    -> ``.logits`` and ``.past_key_values`` (a ``DynamicCache``), plus ``config``, ``generation_config``, ``device``
-    and ``parameters()`` (one empty CPU tensor: where inputs go)."""
+    transformers network: ``net(input_ids=, attention_mask=, position_ids=, past_key_values=, use_cache=,
+    logits_to_keep=)`` -> ``.logits`` and ``.past_key_values`` (a ``DynamicCache``), plus ``config``,
+    ``generation_config``, ``device`` and ``parameters()`` (one empty CPU tensor: where inputs go)."""
 
     def __init__(self, graph: bytes | str | Path, config: Any, generation_config: Any = None, threads: int = 1):
         import onnxruntime as ort
@@ -213,7 +223,12 @@ class OrtCausalLM:
         self.config, self.generation_config = config, generation_config
         self.device = torch.device("cpu")
         self.layers, self.kv_heads, self.head_dim = _dims(config)
-        self.inputs, _ = _names(self.layers)
+        names = [i.name for i in self.session.get_inputs()]
+        self.indexed = "logits_index" in names  # False: a graph exported before it computes every position
+        self.past = [n for n in names if n.startswith("past.")]
+        self.present = [o.name for o in self.session.get_outputs()][1:]
+        vocab = self.session.get_outputs()[0].shape[-1]
+        self.vocab = vocab if isinstance(vocab, int) else int(config.vocab_size)
 
     def eval(self) -> OrtCausalLM:
         return self
@@ -224,59 +239,68 @@ class OrtCausalLM:
 
         yield torch.zeros(0)
 
-    def __call__(
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def forward(
         self,
         input_ids: Any,
         attention_mask: Any = None,
         position_ids: Any = None,
         past_key_values: Any = None,
         use_cache: bool = True,
+        logits_to_keep: Any = 0,
         **_: Any,
     ) -> Any:
+        """One forward pass (transformers' arguments; ``logits_to_keep``: an int keeps the last positions'
+        logits, 0 all of them, a tensor as transformers' ``slice_logits_to_keep`` reads it)."""
         import torch
-        from transformers import DynamicCache
 
-        ids = input_ids.detach().cpu().numpy().astype(np.int64)
+        from .generate import kv_cache
+
+        ids = _array(input_ids, np.int64)
         batch, new = ids.shape
-        if past_key_values is not None and len(getattr(past_key_values, "layers", [])):
-            past = [
-                t.detach().cpu().numpy()
-                for layer in past_key_values.layers
-                for t in (layer.keys, layer.values)
-            ]
-        else:
-            past = [
-                np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32) for _ in range(2 * self.layers)
-            ]
-        cached = past[0].shape[2]
         if attention_mask is not None and attention_mask.dim() == 4:  # packed examples (``sequences.py``)
-            return self._packed(ids, position_ids.detach().cpu().numpy().astype(np.int64))
-        mask = (
-            np.ones((batch, cached + new), np.int64)
-            if attention_mask is None
-            else attention_mask.detach().cpu().numpy().astype(np.int64)
-        )
-        if position_ids is None:
-            positions = np.broadcast_to(np.arange(cached, cached + new, dtype=np.int64), (batch, new))
+            out = self._packed(ids, _array(position_ids, np.int64))
+            return _kept(out, logits_to_keep)
+        if past_key_values is not None and len(getattr(past_key_values, "layers", [])):
+            # a tensor of this class's own output is a view of its NumPy array: no copy
+            past = [_array(t, np.float32) for layer in past_key_values.layers for t in (layer.keys, layer.values)]
         else:
-            positions = position_ids.detach().cpu().numpy().astype(np.int64)
-        logits, *present = self._run(ids, mask, np.ascontiguousarray(positions), past)
-        layers = [
-            (torch.from_numpy(present[2 * i]), torch.from_numpy(present[2 * i + 1]))
-            for i in range(self.layers)
-        ]
-        return SimpleNamespace(
-            logits=torch.from_numpy(logits), past_key_values=DynamicCache(ddp_cache_data=layers)
-        )
+            past = [np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32)] * (2 * self.layers)
+        cached = past[0].shape[2]
+        mask = np.ones((batch, cached + new), np.int64) if attention_mask is None else _array(attention_mask, np.int64)
+        if position_ids is None:
+            positions = np.ascontiguousarray(
+                np.broadcast_to(np.arange(cached, cached + new, dtype=np.int64), (batch, new)))
+        else:
+            positions = _array(position_ids, np.int64)
+        last = logits_to_keep if isinstance(logits_to_keep, int) and 0 < logits_to_keep < new else 0
+        logits, present = self._run(ids, mask, positions, past, last)
+        layers = [(torch.from_numpy(present[2 * i]), torch.from_numpy(present[2 * i + 1])) for i in range(self.layers)]
+        out = SimpleNamespace(logits=torch.from_numpy(logits), past_key_values=kv_cache(layers))
+        return out if isinstance(logits_to_keep, int) else _kept(out, logits_to_keep)
 
-    def _run(
-        self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list[np.ndarray]
-    ) -> list[Any]:
-        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-        feeds.update(
-            zip(self.inputs[3:], (np.ascontiguousarray(p, dtype=np.float32) for p in past), strict=True)
-        )
-        return list(self.session.run(None, feeds))
+    def _run(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list[np.ndarray],
+             last: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The graph on these inputs, through IO binding: the logits of every position, or of the ``last``
+        ones (when > 0), and the new cache, written by ONNX Runtime into arrays allocated here."""
+        batch, new = ids.shape
+        total = past[0].shape[2] + new
+        binding = self.session.io_binding()
+        for name, value in (("input_ids", ids), ("attention_mask", mask), ("position_ids", positions)):
+            binding.bind_cpu_input(name, value)
+        kept = last or new
+        if self.indexed:
+            binding.bind_cpu_input("logits_index", np.arange(new - kept, new, dtype=np.int64))
+        for name, value in zip(self.past, past, strict=True):
+            binding.bind_cpu_input(name, value)
+        logits = np.empty((batch, kept if self.indexed else new, self.vocab), np.float32)
+        present = [np.empty((batch, self.kv_heads, total, self.head_dim), np.float32) for _ in self.present]
+        for name, out in zip(["logits", *self.present], [logits, *present], strict=True):
+            binding.bind_output(name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        self.session.run_with_iobinding(binding)
+        return (logits if self.indexed else logits[:, new - kept:]), present
 
     def _packed(self, ids: np.ndarray, positions: np.ndarray) -> Any:
         """Logits of packed sequences (each example sees only itself; its positions start at 0): every
@@ -300,3 +324,18 @@ class OrtCausalLM:
         for i, (b, s, e) in enumerate(segments):
             out[b, s:e] = logits[i, width - (e - s) :]
         return SimpleNamespace(logits=torch.from_numpy(out), past_key_values=None)
+
+
+def _array(t: Any, dtype: Any) -> np.ndarray:
+    """A tensor as a C-contiguous NumPy array of ``dtype`` (a view when it already is one)."""
+    return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=dtype)
+
+
+def _kept(out: Any, logits_to_keep: Any) -> Any:
+    """``out`` with only the logits transformers keeps for ``logits_to_keep`` (an int or a tensor)."""
+    if isinstance(logits_to_keep, int) and logits_to_keep == 0:
+        return out
+    from transformers.modeling_utils import slice_logits_to_keep
+
+    out.logits = slice_logits_to_keep(out.logits, logits_to_keep)
+    return out

@@ -26,6 +26,7 @@ __all__ = [
     "is_numeric",
     "is_stringy",
     "like_input",
+    "pandas_dtype",
     "preview",
     "release_memory",
     "to_lazy",
@@ -90,6 +91,37 @@ def column_batches(schema: pl.Schema, names: Sequence[str]) -> list[list[str]]:
                 batches.append(fixed)
                 fixed = []
     return batches + ([fixed] if fixed else [])
+
+
+def pandas_dtype(dtype: pl.DataType, has_nulls: bool) -> str | None:
+    """The name of the dtype pandas reads a Polars column of ``dtype`` as (``Series.to_pandas``), told
+    without importing pandas: a gap turns integers into floats and booleans into objects. None for the
+    types this does not know (nested, decimal, times of day, durations, time zones): ask pandas then."""
+    if dtype in (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64):
+        return "float64" if has_nulls else str(dtype).lower()
+    if dtype in (pl.Float32, pl.Float64):
+        return str(dtype).lower()
+    if dtype == pl.Boolean:
+        return "object" if has_nulls else "bool"
+    if dtype == pl.String:
+        return "str" if _pandas_major() >= 3 else "object"  # pandas 3 reads text as its ``str`` dtype
+    if isinstance(dtype, pl.Categorical):
+        return "category"
+    if dtype == pl.Date:
+        return "datetime64[ms]"
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+        return f"datetime64[{dtype.time_unit}]"
+    return None
+
+
+@cache
+def _pandas_major() -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("pandas").split(".")[0])
+    except (PackageNotFoundError, ValueError):  # pragma: no cover - pandas is a dependency
+        return 0
 
 
 def like_input(out: pl.DataFrame, original: Any) -> Any:

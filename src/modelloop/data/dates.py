@@ -24,14 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-try:  # public from pandas 2.2
-    from pandas.tseries.api import guess_datetime_format
-except ImportError:  # pragma: no cover - pandas 2.1
-    from pandas._libs.tslibs.parsing import guess_datetime_format
+if TYPE_CHECKING:  # pandas on first use: ingest imports the constants (DATE_SHARE) without it
+    import pandas as pd
 
 __all__ = ["DATE_SHARE", "YEARS", "infer_datetime_format", "is_datetime_column", "parse_datetimes",
            "read_datetime"]
@@ -47,6 +45,8 @@ _GUESSED_FROM = 20  # values a format is guessed from (each month-first, then da
 def read_datetime(value: str, fmt: str | None = None) -> dt.datetime | None:
     """``value`` as a datetime (aware when it names an offset), or None when the rules above do not
     read it. ``fmt`` is the column's format from the schema (None: a column of mixed spellings)."""
+    import pandas as pd
+
     text = value.strip()
     t = _python_iso(text)
     if t is None and fmt is not None:
@@ -72,6 +72,8 @@ def _python_iso(text: str) -> dt.datetime | None:
 
 
 def _dated(text: str) -> dt.datetime | None:
+    import pandas as pd
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "could not infer format": each value is read on its own
         parsed = pd.to_datetime(text, errors="coerce", format="mixed")
@@ -88,6 +90,8 @@ def parse_datetimes(values: pd.Series, fmt: str | None = None) -> pd.Series:
     column's format by pandas' vectorised port of ``strptime``, which reads as Python's does; the
     order differs, which matters nowhere since two readers that both read a value agree on it), so
     a column of a million timestamps costs what its distinct values cost."""
+    import pandas as pd
+
     present = values.notna().to_numpy()
     codes, uniq = pd.factorize(values[present].astype(str).str.strip().to_numpy(dtype=object))
     out = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]")
@@ -110,6 +114,8 @@ def _parse_unique(uniq: np.ndarray, fmt: str | None) -> np.ndarray:
 
 def _read(uniq: np.ndarray, fmt: str) -> np.ndarray:
     """pandas' reader in ``fmt`` (``"mixed"``: dateutil's guess, kept where the value carries its year)."""
+    import pandas as pd
+
     text = pd.Series(uniq, dtype=object)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -124,6 +130,8 @@ def _read(uniq: np.ndarray, fmt: str) -> np.ndarray:
 def _iso_unique(uniq: np.ndarray) -> np.ndarray:
     """Both ISO 8601 readers over distinct values: pandas' (vectorised), then Python's for what
     pandas refuses (a lowercase t or z, ``20240305``)."""
+    import pandas as pd
+
     out = np.full(len(uniq), np.datetime64("NaT"), dtype="datetime64[us]")
     if not len(uniq):
         return out
@@ -153,6 +161,8 @@ def infer_datetime_format(values: pd.Series) -> str | None:
     """The one ``strptime`` format every non-ISO value of the column is written in, or None (all
     ISO 8601, or mixed spellings). Month-first is tried before day-first, so ``03/05/2024`` reads
     as pandas and dateutil read it unless the column also holds ``13/05/2024``."""
+    import pandas as pd
+
     uniq = pd.unique(values.dropna().astype(str).str.strip().to_numpy(dtype=object))
     uniq = uniq[uniq != ""]
     rest = pd.Series(uniq[np.isnat(_iso_unique(uniq))])
@@ -169,6 +179,11 @@ def infer_datetime_format(values: pd.Series) -> str | None:
 def _candidates(sample: Iterable[str]) -> list[str]:
     """Formats guessed from ``sample`` that carry a four-digit year and that no ISO reader could
     read otherwise (``%Y-%d-%m`` would turn ISO's 5 March into 3 May)."""
+    try:  # public from pandas 2.2
+        from pandas.tseries.api import guess_datetime_format
+    except ImportError:  # pragma: no cover - pandas 2.1
+        from pandas._libs.tslibs.parsing import guess_datetime_format
+
     out: list[str] = []
     for dayfirst in (False, True):
         for v in sample:

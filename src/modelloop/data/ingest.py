@@ -54,7 +54,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     return df, schema, dict(report)
 
 
-def _settle_target(cfg: Config, y: pd.Series, report: dict[str, Any]) -> None:
+def _settle_target(cfg: Config, y: pd.Series | pl.Series, report: dict[str, Any]) -> None:
     """The task (inferred from the target ``y`` when the config leaves it out), then the target's check."""
     from .split import check_target
 
@@ -90,7 +90,9 @@ def read_checked_source(cfg: Config) -> CheckedTable:
 
     A Parquet source's columns are read once for the checks: each one, as the schema inference reads it,
     is type-checked (text that holds numbers becomes numbers) and fed to the content digest, so that
-    the table's id and row hashes need no second pass over the file (``CheckedTable.digest``).
+    the table's id and row hashes need no second pass over the file (``CheckedTable.digest``). They stay
+    Polars columns throughout: the schema, the target's checks and the split read them without pandas,
+    whose import alone was 42 MiB of the ingest's peak (text of dates, or of numbers, still needs it).
     """
     import polars as pl
 
@@ -117,12 +119,12 @@ def read_checked_source(cfg: Config) -> CheckedTable:
             target.append(values)  # kept through the copy, it would add to the ingest's peak)
 
     schema = _infer_schema(cfg, frame, each=checked)
-    y = (target.pop() if target else frame.select(d.target).collect().to_series()).to_pandas()
+    y = target.pop() if target else frame.select(d.target).collect().to_series()  # Polars: no pandas
     report: dict[str, Any] = {"source": d.source}
     partial = _partial_labels(cfg)
     if not partial:
         _settle_target(cfg, y, report)
-    keep = y.notna().to_numpy() | partial
+    keep = y.is_not_null().to_numpy() | partial
     report["dropped_missing_target"] = int((~keep).sum())
     report["coerced"] = coerced
     return CheckedTable(frame, schema, report, keep=None if keep.all() else keep, replaced=replaced,
@@ -199,7 +201,7 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     if known:
         if ws.catalog.get_split(known["id"], split_key(ws.config)) is None:
             roles = _split_inputs(ws.config, known["schema"]["columns"])
-            freeze_split(ws, known, read_snapshot(known["path"], columns=[ROW_ID, *roles]))
+            freeze_split(ws, known, _read_roles(known, [ROW_ID, *roles]))
         return {**known, "created": False}
     ids = None if ROW_ID in table.names else digest.row_ids()
     # no repeated row hash: no two rows are equal, which the profile reads instead of searching again
@@ -216,6 +218,8 @@ def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray
     and a copy of its ``side`` tables (``side_tables.snapshot_side_tables``), record it and freeze its
     split (its catalog row). ``hashes``: the columns the row hashes covered and how many rows repeated
     an earlier row's hash (the manifest's ``row_hashes``)."""
+    import polars as pl
+
     from ._tables import release_memory
 
     cfg = ws.config
@@ -230,9 +234,9 @@ def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray
                                  rows=rows, path=str(path), source=table.report)
     # the test split is frozen now, from the role columns alone: later stages (profile, train) look it up
     inputs = _split_inputs(cfg, table.names)
-    roles = table.columns(inputs if ids is not None else [ROW_ID, *inputs]).to_pandas()
-    if ids is not None:
-        roles.insert(0, ROW_ID, ids)
+    roles = table.columns(inputs if ids is not None else [ROW_ID, *inputs])
+    if ids is not None:  # (a table without role columns has no height before its ids)
+        roles = pl.DataFrame([pl.Series(ROW_ID, ids), *roles.get_columns()])
     freeze_split(ws, row, roles)
     return row
 
@@ -326,11 +330,10 @@ def ensure_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> pd.Ser
     return side
 
 
-def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> dict[str, Any]:
+def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame | pl.DataFrame) -> dict[str, Any]:
     """The stored split of ``row`` under the configured settings (its catalog row), made when missing
-    from ``df``: the version's ``_row_id`` and role columns (``_split_inputs``)."""
-    import pandas as pd
-
+    from ``df`` (pandas, or Polars: a new version's split is made without pandas): the version's
+    ``_row_id`` and role columns (``_split_inputs``)."""
     from .split import make_split
 
     cfg, cat, key = ws.config, ws.catalog, split_key(ws.config)
@@ -340,6 +343,8 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> dict[s
         for parent in row.get("parents") or []:
             p = cat.get_split(parent, key)
             if p is not None:
+                import pandas as pd
+
                 inherit = pd.read_parquet(p["path"])
         frame = make_split(df, strategy=str(cfg.split.strategy), test_size=cfg.split.test_size,
                            seed=cfg.split.seed, target=cfg.data.target, time=cfg.data.time,
@@ -347,11 +352,8 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> dict[s
         path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        # the side is the one column worth a dictionary: pyarrow tried one on the row ids too, a hash
-        # table of a million ids that doubled the ingest's peak over this step (+42 MiB at 1M rows, +4 now)
-        frame.to_parquet(tmp, index=False, use_dictionary=["split"], row_group_size=_SPLIT_ROW_GROUP)
+        counts = _write_split(frame, tmp)
         tmp.replace(path)
-        counts = {k: int(v) for k, v in frame["split"].value_counts().items()}
         cat.add_split(dataset_id=row["id"], key=key, settings=cfg.split.model_dump(),
                       counts=counts, path=str(path))
         stored = cat.get_split(row["id"], key)
@@ -360,6 +362,39 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame) -> dict[s
 
 
 _SPLIT_ROW_GROUP = 131_072  # rows per row group of a split file: the writer holds one row group at a time
+
+
+def _write_split(frame: pd.DataFrame | pl.DataFrame, path: Path) -> dict[str, int]:
+    """Write a split (``_row_id``: int64, ``split``: text) to ``path``; the rows per side, most first (ties
+    in the order the sides first appear, as pandas' ``value_counts``). A Polars split is written by
+    pyarrow in the columns and types pandas writes (without pandas' metadata, which its reader does
+    not need for them)."""
+    import polars as pl
+
+    # the side is the one column worth a dictionary: pyarrow tried one on the row ids too, a hash
+    # table of a million ids that doubled the ingest's peak over this step (+42 MiB at 1M rows, +4 now)
+    if not isinstance(frame, pl.DataFrame):
+        frame.to_parquet(path, index=False, use_dictionary=["split"], row_group_size=_SPLIT_ROW_GROUP)
+        return {k: int(v) for k, v in frame["split"].value_counts().items()}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(ROW_ID, pa.int64()), ("split", pa.large_string())])
+    with pq.ParquetWriter(path, schema, use_dictionary=["split"]) as writer:
+        for part in frame.iter_slices(_SPLIT_ROW_GROUP):  # a row group's text at a time
+            writer.write_table(part.to_arrow().cast(schema), row_group_size=_SPLIT_ROW_GROUP)
+    sides = frame.get_column("split")
+    counts = {s: int((sides == s).sum()) for s in sides.unique(maintain_order=True).to_list()}
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def _read_roles(row: dict[str, Any], columns: list[str]) -> pl.DataFrame:
+    """Columns of a stored version, read by Polars (a split made from them needs no pandas)."""
+    import polars as pl
+
+    from .snapshot import snapshot_file
+
+    return pl.read_parquet(snapshot_file(row["path"]), columns=columns)
 
 
 def _split_inputs(cfg: Config, columns: Any) -> list[str]:
@@ -371,15 +406,15 @@ def _split_inputs(cfg: Config, columns: Any) -> list[str]:
 def split_sides(ws: Workspace, row: dict[str, Any], data: pl.LazyFrame) -> pl.Series:
     """``ensure_split`` for the version's whole table ``data``, with Polars: the side of each row, in order.
 
-    Only making a new split reads the role columns into pandas (``make_split``); a stored split is
-    looked up without pandas, so that reading a version (``modelloop profile``) does not load it.
+    A stored split is looked up, and a missing one made (``make_split``), without pandas, so that reading
+    a version (``modelloop profile``) does not load it.
     """
     import polars as pl
 
     key = split_key(ws.config)
     if ws.catalog.get_split(row["id"], key) is None:
         roles = _split_inputs(ws.config, data.collect_schema().names())
-        freeze_split(ws, row, read_snapshot(row["path"], columns=[ROW_ID, *roles]))
+        freeze_split(ws, row, _read_roles(row, [ROW_ID, *roles]))
     stored = ws.catalog.get_split(row["id"], key)
     assert stored is not None
     split = pl.read_parquet(stored["path"], columns=[ROW_ID, "split"])

@@ -11,17 +11,19 @@ import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from ..errors import ConfigError, DataError
-from ._tables import is_stringy
-from .dates import DATE_SHARE, infer_datetime_format, is_datetime_column
+from ._tables import is_stringy, pandas_dtype
 from .encoding import detect_encoding
 from .schema import Schema
+
+if TYPE_CHECKING:  # pandas on first use: a Parquet source's schema is inferred with Polars
+    import pandas as pd
 
 __all__ = ["ReadReport", "check_types", "detect_encoding", "infer_schema", "read_table"]
 
@@ -57,6 +59,8 @@ def _where_undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> st
 
 
 def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) -> pd.DataFrame:
+    import pandas as pd
+
     if encoding == "auto":
         with open(path, "rb") as fh:
             encoding = detect_encoding(fh.read(8 << 20))
@@ -83,6 +87,7 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) 
 
 
 def _read_sql(source: str, query: str | None) -> pd.DataFrame:
+    import pandas as pd
     import sqlalchemy as sa
 
     if not query:
@@ -129,6 +134,8 @@ def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query:
 
 
 def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: ReadReport) -> pd.DataFrame:
+    import pandas as pd
+
     if kind == "csv":
         return _read_csv(path, encoding, on_bad_lines, report)
     try:
@@ -145,9 +152,26 @@ def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: 
 
 
 # ---- schema inference ---------------------------------------------------------------------------
+# A Polars column (ingest of a Parquet source) is judged by Polars where its kind is certain without
+# pandas (``_polars_kind``): the same rules, so that such an ingest never imports pandas (42 MiB of its
+# peak). Where Polars cannot settle a rule exactly (a share of numbers near the bar, text that might be
+# dates), the column goes to the pandas rules below, as every column did before.
+_BOOL_DTYPES = ("bool", "object")  # pandas' dtype of a Polars boolean column without / with a gap
+_NUMBER = r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"  # text pd.to_numeric surely reads
+# text pd.to_numeric might read (what it reads is a subset): nothing but digits, signs, points,
+# exponents and spaces, or a signed inf/infinity/nan, or any non-ASCII character (not judged here)
+_NOT_NUMBER = r"[^0-9+\-.,_eE\s\x1c-\x1f]"
+_SPECIAL_NUMBER = r"(?i)^[\s\x1c-\x1f]*[-+]?(inf|infinity|nan)[\s\x1c-\x1f]*$"
+_NON_ASCII = r"[^\x00-\x7f]"
+_SPACES = r"[\s\x1c-\x1f]+"  # Python's \s (str.isspace): Rust's Unicode \s and the four separators
+_PLAUSIBLE_YEAR = r"(?:1[89]|2[0-2])[0-9]{2}"  # a year of YEARS, or one a time zone moves into them
+
+
 def _looks_datetime(s: pd.Series) -> bool:
     """Values that carry a date (``data.dates``): codes (``m01``), month and weekday names and bare
     times stay categorical, though dateutil reads them as times in year 1 or in this year."""
+    from .dates import DATE_SHARE, is_datetime_column
+
     sample = s.dropna().head(500).astype(str)
     if sample.empty or sample.str.fullmatch(r"[-+]?\d+(\.\d+)?").mean() > 0.5:
         return False
@@ -158,7 +182,28 @@ def _looks_datetime(s: pd.Series) -> bool:
     return is_datetime_column(sample)
 
 
+def _date_prefilter(sample: pl.Series) -> bool | None:
+    """``_looks_datetime`` of the first non-missing values ``sample`` (text), by Polars: False where it
+    is False without reading dates, else None (the date readers decide). Its shares bound pandas': an
+    ASCII digit is a digit to Python's ``\\d`` too, and a non-ASCII character is never ruled out (Python's
+    and Rust's Unicode tables differ). A value read as a date in YEARS carries that year in its text (or
+    one an offset moves into them: 1899, 2201), which is stricter than the four digits pandas' rule asks."""
+    from .dates import DATE_SHARE
+
+    if sample.is_empty() or _share(sample.str.contains(r"^[-+]?[0-9]+(\.[0-9]+)?$")) > 0.5:
+        return False
+    possible = sample.str.contains(_PLAUSIBLE_YEAR) | sample.str.contains(_NON_ASCII)
+    return False if _share(possible) < DATE_SHARE else None
+
+
+def _share(mask: pl.Series) -> float:
+    """The share of true values of a boolean Series (with no missing value)."""
+    return float(mask.sum()) / len(mask)
+
+
 def _infer_kind(s: pd.Series) -> str:
+    import pandas as pd
+
     non_null = s.dropna()
     n = max(len(non_null), 1)
     if pd.api.types.is_bool_dtype(s):
@@ -167,7 +212,7 @@ def _infer_kind(s: pd.Series) -> str:
         return "datetime"
     if pd.api.types.is_numeric_dtype(s):
         is_int = pd.api.types.is_integer_dtype(s)
-        if is_int and n > 50 and re.search(r"(^|_)id$", str(s.name), re.IGNORECASE) and non_null.nunique() == n:
+        if is_int and _identifier_name(s.name, n) and non_null.nunique() == n:
             return "identifier"
         return "numeric"
     text = non_null.astype(str)
@@ -177,20 +222,77 @@ def _infer_kind(s: pd.Series) -> str:
     return _text_kind(pd.Series(counts.index, dtype=text.dtype), counts.to_numpy(), text.head(500), len(text))
 
 
-def _counted_text_kind(values: pl.Series) -> str:
-    """``_infer_kind`` of a whole Polars text column, its values counted by Polars: pandas gets only the
+def _identifier_name(name: Any, n: int) -> bool:
+    """A column of more than 50 whole numbers named like an id (``id``, ``user_id``)."""
+    return n > 50 and re.search(r"(^|_)id$", str(name), re.IGNORECASE) is not None
+
+
+def _polars_kind(values: pl.Series) -> str | None:
+    """``_infer_kind`` of a Polars column that is not text, by Polars, where it is certain without pandas;
+    else None. pandas reads integers with a gap as floats (numeric, never an identifier) and booleans
+    with one as objects (their text, "True" and "False", is boolean too)."""
+    dtype, nulls = values.dtype, values.null_count()
+    if dtype == pl.Boolean:
+        return "boolean" if nulls < len(values) else None
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        return "datetime"
+    if dtype in (pl.Float32, pl.Float64):
+        return "numeric"
+    if dtype.is_integer() and pandas_dtype(dtype, bool(nulls)) is not None:
+        n = max(len(values) - nulls, 1)
+        if not nulls and _identifier_name(values.name, n) and values.n_unique() == n:
+            return "identifier"
+        return "numeric"
+    return None
+
+
+def _counted_text_kind(values: pl.Series, allow_pandas: bool = True) -> str | None:
+    """``_infer_kind`` of a whole Polars text column, its values counted by Polars: the rules read the
     distinct values (and the first 500), not a Python object per row (a million e-mail addresses held
-    ~70 MiB of them, at the ingest's peak), for the same kind."""
+    ~70 MiB of them, at the ingest's peak), for the same kind. The rules run in Polars; where they
+    cannot settle the kind there, pandas' rules do (None instead when ``allow_pandas`` is false)."""
     text = values.drop_nulls().cast(pl.String)
     counts = text.value_counts(name="_n")
-    distinct = pd.Series(counts.get_column(values.name).to_list(), dtype=object)
-    head = pd.Series(text.head(500).to_list(), dtype=object)
-    return _text_kind(distinct, counts.get_column("_n").cast(pl.Int64).to_numpy(), head, text.len())
+    distinct, weight = counts.get_column(values.name), counts.get_column("_n").cast(pl.Int64).to_numpy()
+    kind = _polars_text_kind(distinct, weight, text.head(500), text.len())
+    if kind is not None or not allow_pandas:
+        return kind
+    import pandas as pd
+
+    return _text_kind(pd.Series(distinct.to_list(), dtype=object), weight,
+                      pd.Series(text.head(500).to_list(), dtype=object), text.len())
+
+
+def _polars_text_kind(distinct: pl.Series, weight: np.ndarray, head: pl.Series, present: int) -> str | None:
+    """``_text_kind`` in Polars (text ``distinct`` and ``head``), or None where it is not certain there."""
+    n = max(present, 1)
+    if present > 0 and distinct.str.to_lowercase().is_in(list(_BOOL_STRINGS)).all():
+        return "boolean"
+    if present:
+        surely = distinct.str.contains(_NUMBER).to_numpy()
+        maybe = (surely | ~distinct.str.contains(_NOT_NUMBER).to_numpy()
+                 | distinct.str.contains(_SPECIAL_NUMBER).to_numpy() | distinct.str.contains(_NON_ASCII).to_numpy())
+        if weight[surely].sum() / present >= 0.9:
+            return "numeric"
+        if weight[maybe].sum() / present >= 0.9:
+            return None  # near the bar: pd.to_numeric decides
+    dated = _date_prefilter(head)
+    if dated is None:
+        return None
+    uniq = len(distinct) / n
+
+    def mean(per_value: pl.Series) -> float:
+        return float((weight * per_value.to_numpy().astype(np.int64)).sum() / present) if present else 0.0
+
+    words = mean(distinct.str.count_matches(_SPACES)) + 1 if present else 0
+    return _kind_of_text(words, mean(distinct.str.len_chars()), uniq, n)
 
 
 def _text_kind(distinct: pd.Series, weight: np.ndarray, head: pd.Series, present: int) -> str:
     """The kind of a text column from its ``distinct`` values, their counts (``weight``), its first
     non-missing values (``head``, at least 500 of them where it has them) and its ``present`` values."""
+    import pandas as pd
+
     n = max(present, 1)
     if distinct.str.lower().isin(_BOOL_STRINGS).all() and present > 0:
         return "boolean"
@@ -204,7 +306,13 @@ def _text_kind(distinct: pd.Series, weight: np.ndarray, head: pd.Series, present
         return float((weight * per_value.to_numpy(dtype=np.int64)).sum() / present) if present else 0.0
 
     words = mean(distinct.str.count(r"\s+")) + 1 if present else 0
-    if words >= 4 or (mean(distinct.str.len()) > 40 and uniq > 0.5):
+    return _kind_of_text(words, mean(distinct.str.len()), uniq, n)
+
+
+def _kind_of_text(words: float, length: float, uniq: float, n: int) -> str:
+    """A text column that is neither booleans, numbers nor dates, by its mean number of ``words`` and
+    ``length`` (per value) and its share of distinct values ``uniq`` among ``n``."""
+    if words >= 4 or (length > 40 and uniq > 0.5):
         return "text"
     if uniq > 0.9 and n > 50:
         return "identifier"
@@ -214,6 +322,10 @@ def _text_kind(distinct: pd.Series, weight: np.ndarray, head: pd.Series, present
 def _datetime_formats(df: pd.DataFrame, kinds: Mapping[str, str]) -> dict[str, str]:
     """The one format each text datetime column is written in, read from all its values (a sample
     could miss a ``13/05/2024`` that makes the column day-first)."""
+    import pandas as pd
+
+    from .dates import infer_datetime_format
+
     out: dict[str, str] = {}
     for c, kind in kinds.items():
         if kind == "datetime" and c in df and not pd.api.types.is_datetime64_any_dtype(df[c]):
@@ -230,12 +342,14 @@ def infer_schema(df: pd.DataFrame | pl.DataFrame | pl.LazyFrame, *, target: str,
     """Kinds per column; config overrides win, the id column is an identifier, dropped columns too.
 
     ``df`` may be a Polars frame, a lazy one read a column at a time, so that ingest infers the schema of
-    a Parquet file without loading it. Kinds the config sets are not inferred, and a long text column is
-    judged on a sample (``_kind_values``): the rules read every value, which took 12 s of a 1M-row ingest.
+    a Parquet file without loading it (nor pandas, unless a column needs its rules: ``_polars_kind``).
+    Kinds the config sets are not inferred, and a long text column is judged on a sample
+    (``_kind_values``): the rules read every value, which took 12 s of a 1M-row ingest.
     ``each(name, kind, values)`` is called with every column (but those starting with ``_``), in order,
     while it is read: ingest checks and hashes it then, instead of reading the column again.
     """
-    names = df.collect_schema().names() if isinstance(df, (pl.DataFrame, pl.LazyFrame)) else list(df.columns)
+    polars = isinstance(df, (pl.DataFrame, pl.LazyFrame))
+    names = df.collect_schema().names() if polars else list(df.columns)
     overrides = dict(overrides or {})
     cols = [c for c in names if not c.startswith("_")]
     for name in [target, id, time, text, *overrides, *drop]:
@@ -256,9 +370,18 @@ def infer_schema(df: pd.DataFrame | pl.DataFrame | pl.LazyFrame, *, target: str,
         if kinds[c] == "datetime" and isinstance(values, pl.Series) and values.dtype not in (pl.Date, pl.Datetime):
             dates[c] = values.to_pandas()  # text: its format is found below (a date or datetime has none)
     kinds.update(fixed)
-    formats = _datetime_formats(df if isinstance(df, pd.DataFrame) else pd.DataFrame(dates), kinds)
+    if not polars:
+        formats = _datetime_formats(df, kinds)
+    else:  # pandas only for text columns of dates (their formats are pandas' guesses)
+        formats = _datetime_formats(_frame(dates), kinds) if dates else {}
     return Schema(columns=kinds, target=target, id=id, text=text, time=time, dtypes=dtypes,
                   datetime_formats=formats)
+
+
+def _frame(columns: dict[str, pd.Series]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns)
 
 
 _SAMPLE_ROWS = 20_000  # values of a long text column that the kind rules read
@@ -267,12 +390,28 @@ _SHARE_SLACK = 0.05  # how far the sample's share of distinct values may lie fro
 
 
 def _column_kind(values: pd.Series | pl.Series) -> str:
-    """The inferred kind of a column: ``_infer_kind`` of what ``_kind_values`` reads of it, a Polars text
-    column read whole counted by Polars (``_counted_text_kind``)."""
+    """The inferred kind of a column: ``_infer_kind`` of what ``_kind_values`` reads of it; a Polars
+    column by Polars where it can (``_polars_kind``), a text one read whole counted by Polars
+    (``_counted_text_kind``)."""
     if isinstance(values, pl.Series) and is_stringy(values.dtype):
-        kept = _kind_values(values, whole=False)
-        return _infer_kind(kept) if kept is not None else _counted_text_kind(values)
+        kept = _text_sample(values)
+        return cast(str, _counted_text_kind(kept if kept is not None else values))
+    if isinstance(values, pl.Series):
+        kind = _polars_kind(values)
+        if kind is not None:
+            return kind
     return _infer_kind(_kind_values(values))
+
+
+def _text_sample(values: pl.Series) -> pl.Series | None:
+    """``_kind_values`` of a long Polars text column, in Polars: the sample, or None to read it whole."""
+    drawn = _sample_rows(values)
+    if drawn is None:
+        return None
+    rows, share = drawn
+    sample = values.gather(rows)
+    present = sample.drop_nulls().cast(pl.String)
+    return sample if abs(present.n_unique() / max(len(present), 1) - share) <= _SHARE_SLACK else None
 
 
 def _kind_values(values: pd.Series | pl.Series, whole: bool = True) -> pd.Series | None:
@@ -286,17 +425,20 @@ def _kind_values(values: pd.Series | pl.Series, whole: bool = True) -> pd.Series
     within ``_SHARE_SLACK`` of the column's (few distinct values, or nearly all distinct); columns in
     between are read whole. The sample is drawn with a fixed seed: the same file, the same schema.
     """
-    column = values if isinstance(values, pl.Series) else _to_polars(values)
+    if isinstance(values, pl.Series):
+        sample = _text_sample(values)
+        if sample is not None:
+            return sample.to_pandas()
+        return values.to_pandas() if whole else None
+    column = _to_polars(values)
     drawn = _sample_rows(column) if column is not None else None
     if drawn is not None:
         rows, share = drawn
-        sample = values.iloc[rows] if isinstance(values, pd.Series) else values.gather(rows).to_pandas()
+        sample = values.iloc[rows]
         present = sample.dropna().astype(str)
         if abs(present.nunique() / max(len(present), 1) - share) <= _SHARE_SLACK:
             return sample
-    if not whole:  # the caller reads the whole column its own way
-        return None
-    return values.to_pandas() if isinstance(values, pl.Series) else values
+    return values if whole else None
 
 
 def _sample_rows(s: pl.Series) -> tuple[np.ndarray, float] | None:
@@ -331,14 +473,19 @@ def _to_polars(values: pd.Series) -> pl.Series | None:
 
 def _pandas_dtype(values: pd.Series | pl.Series) -> str:
     """The dtype pandas reads the column as (a gap turns integers into floats, so a null row is shown)."""
-    if isinstance(values, pd.Series):
+    if not isinstance(values, pl.Series):
         return str(values.dtype)
+    known = pandas_dtype(values.dtype, bool(values.null_count()))
+    if known is not None:
+        return known
     rows = [0, *np.flatnonzero(values.is_null().to_numpy())[:1]] if len(values) else []
     return str(values.gather(rows).to_pandas().dtype)
 
 
 def check_types(df: pd.DataFrame, schema: Schema, *, coerce: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Find numeric columns holding text in some rows: an error naming an example row, or coerce to NaN."""
+    import pandas as pd
+
     report: dict[str, Any] = {}
     for c, kind in schema.columns.items():
         s = df[c]

@@ -6,17 +6,34 @@ project is compared on the same rows; derived versions inherit the assignment of
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import pandas as pd
+import polars as pl
 
 from ..errors import DataError
+from ._tables import pandas_dtype
 from .snapshot import ROW_ID
+
+if TYPE_CHECKING:  # pandas on first use: a new version's split of a Parquet source is made with Polars
+    import pandas as pd
 
 __all__ = ["check_target", "make_folds", "make_split"]
 
 
-def check_target(y: pd.Series, task: str, target: str) -> None:
-    """A target read as classes (its task's head's ``target_kind``) needs at least two; a numeric one numbers."""
+def check_target(y: pd.Series | pl.Series, task: str, target: str) -> None:
+    """A target read as classes (its task's head's ``target_kind``) needs at least two; a numeric one numbers.
+
+    A Polars ``y`` is checked by Polars where its type reads in pandas as numbers, booleans, text or
+    categories (``_tables.pandas_dtype``), with the same outcome and message as pandas would give."""
+    if isinstance(y, pl.Series):
+        read_as = pandas_dtype(y.dtype, bool(y.null_count()))
+        if read_as is None or read_as.startswith("datetime") or read_as == "category":
+            y = y.to_pandas()  # pandas counts a category's unused levels too: it decides those
+        else:
+            return _check_polars_target(y, read_as, task, target)
+    import pandas as pd
+
     from .task import target_kind
 
     y = y.dropna()
@@ -36,13 +53,47 @@ def check_target(y: pd.Series, task: str, target: str) -> None:
                         f"classification needs at least two")
 
 
-def make_split(df: pd.DataFrame, *, strategy: str, test_size: float, seed: int, target: str,
+def _check_polars_target(y: pl.Series, read_as: str, task: str, target: str) -> None:
+    from .task import target_kind
+
+    y = (y.fill_nan(None) if y.dtype.is_float() else y).drop_nulls()
+    if y.is_empty():
+        raise DataError(f"target column '{target}' has no values")
+    kind = target_kind(task)
+    numbers = read_as.startswith(("int", "uint", "float")) or read_as == "bool"
+    if kind == "numeric":
+        if not numbers:
+            raise DataError(f"target column '{target}' must be numeric for task {task}, "
+                            f"got values like {y[0]!r}; use task: classification")
+        return
+    if kind != "categorical":
+        return
+    if y.n_unique() < 2:  # the class as pandas shows it: a NumPy scalar of its dtype for numbers
+        value = np.dtype(read_as).type(y[0]) if numbers else y[0]
+        raise DataError(f"target column '{target}' has a single class ({value!r}); "
+                        f"classification needs at least two")
+
+
+def make_split(df: pd.DataFrame | pl.DataFrame, *, strategy: str, test_size: float, seed: int, target: str,
                time: str | None = None, group: str | None = None,
-               inherit: pd.DataFrame | None = None, user: str | None = None) -> pd.DataFrame:
+               inherit: pd.DataFrame | None = None, user: str | None = None) -> pd.DataFrame | pl.DataFrame:
     """``_row_id`` -> ``split`` ('train' | 'test'). Inherited rows keep their side; new rows are split.
-    ``user``: the user column of strategy ``user`` (a share of each user's rows)."""
+    ``user``: the user column of strategy ``user`` (a share of each user's rows).
+
+    A Polars ``df`` (a new version's role columns at ingest) is split without pandas, into the same rows
+    (``_codes``, ``_times``), and gives a Polars frame; with ``inherit`` it is split as pandas."""
     if strategy == "user":
         group = user
+    if isinstance(df, pl.DataFrame):
+        if inherit is None:  # the sides as an Enum: a byte a row, where a million strings took 16 MiB
+            is_test = pl.Series("split", _split_new(df, strategy, test_size, seed, target, time, group))
+            side = pl.Enum(["train", "test"])
+            sides = is_test.to_frame().select(pl.when(pl.first()).then(pl.lit("test", dtype=side))
+                                           .otherwise(pl.lit("train", dtype=side)).alias("split"))
+            return pl.DataFrame([df.get_column(ROW_ID), sides.to_series()])
+        df = df.to_pandas()
+    import pandas as pd
+
     if inherit is None:  # a new version: no lookup, no copy of the rows to split
         test = _split_new(df, strategy, test_size, seed, target, time, group)
         return pd.DataFrame({ROW_ID: df[ROW_ID].to_numpy(), "split": _sides(test)})
@@ -58,20 +109,21 @@ def make_split(df: pd.DataFrame, *, strategy: str, test_size: float, seed: int, 
 def _sides(test: np.ndarray) -> pd.Series:
     """'test' where ``test`` holds, else 'train', as text, built by Arrow from codes: a million Python
     strings took longer than the split itself."""
+    import pandas as pd
     import pyarrow as pa
 
     names = pa.DictionaryArray.from_arrays(pa.array(test.astype(np.int8)), pa.array(["train", "test"]))
     return pd.Series(names.cast(pa.large_string()).to_pandas(), name="split")
 
 
-def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, target: str,
+def _split_new(df: pd.DataFrame | pl.DataFrame, strategy: str, test_size: float, seed: int, target: str,
                time: str | None, group: str | None) -> np.ndarray:
     """The test rows (a mask) among the rows of ``df``."""
     n = len(df)
     if n < 2:
         return np.zeros(n, dtype=bool)
     if strategy == "time":
-        order = np.argsort(pd.to_datetime(df[time], errors="coerce", format="mixed").to_numpy(), kind="stable")
+        order = np.argsort(_times(df, time), kind="stable")
         test = np.zeros(n, dtype=bool)
         test[order[int(round(n * (1 - test_size))):]] = True
         return test
@@ -79,15 +131,16 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
     # 1M-row ingest 1 s and 80 MiB, and a split is a shuffle
     rng = np.random.default_rng(seed)
     if strategy == "user":
-        when = pd.to_datetime(df[time], errors="coerce", format="mixed").to_numpy() if time else None
-        return _per_user(df[group], test_size, rng, when)
+        when = _times(df, time) if time else None
+        return _per_user(_codes(df, group), test_size, rng, when)
     if strategy == "group":
-        groups, names = pd.factorize(df[group], use_na_sentinel=False)
-        chosen = rng.permutation(len(names))[:_test_count(len(names), test_size)]
+        groups = _codes(df, group)
+        names = int(groups.max()) + 1
+        chosen = rng.permutation(names)[:_test_count(names, test_size)]
         return np.isin(groups, chosen)
     if strategy == "stratified":
-        labels = pd.factorize(df[target], use_na_sentinel=False)[0]
-        single = np.bincount(labels)[labels] == 1
+        labels = _codes(df, target)
+        single = (np.bincount(labels) == 1)[labels]
         if not single.any():
             return _test_rows(labels, test_size, rng)
         # a class with one row cannot be on both sides: its row trains (a model that never saw the label
@@ -95,17 +148,60 @@ def _split_new(df: pd.DataFrame, strategy: str, test_size: float, seed: int, tar
         test = np.zeros(n, dtype=bool)
         rest = np.flatnonzero(~single)
         if len(rest) >= 2:
-            test[rest] = _test_rows(pd.factorize(labels[rest])[0], test_size, rng)
+            test[rest] = _test_rows(_first_seen(labels[rest]), test_size, rng)
         return test
     return _test_rows(np.zeros(n, dtype=np.int64), test_size, rng)
 
 
-def _per_user(users: pd.Series, test_size: float, rng: np.random.Generator,
+def _codes(df: pd.DataFrame | pl.DataFrame, column: Any) -> np.ndarray:
+    """``pd.factorize(df[column], use_na_sentinel=False)[0]``: each value's code, numbered in the order the
+    values first appear (a missing value gets one too); the split's draws follow that order."""
+    if not isinstance(df, pl.DataFrame):
+        import pandas as pd
+
+        return pd.factorize(df[column], use_na_sentinel=False)[0]
+    values = df.get_column(column)
+    values = values.fill_nan(None) if values.dtype.is_float() else values  # NaN is missing, as to pandas
+    seen = values.unique(maintain_order=True)  # equal values as pandas' hash table has them (-0.0 is 0.0)
+    if len(seen) <= _FEW_VALUES:  # a pass per value into a byte a row: a million codes took 60 MiB more
+        codes = np.zeros(len(values), dtype=np.int8)  # by a dense rank, as many by a Polars mapping
+        for code, value in enumerate(seen.to_list()[1:], start=1):
+            codes[(values.is_null() if value is None else (values == value).fill_null(False)).to_numpy()] = code
+        return codes
+    nulls = [i for i, v in enumerate(seen.to_list()) if v is None]
+    positions = pl.Series([i for i in range(len(seen)) if i not in nulls], dtype=pl.UInt32)
+    mapped = values.replace_strict(seen.drop_nulls(), positions, return_dtype=pl.UInt32)
+    return (mapped.fill_null(nulls[0]) if nulls else mapped).to_numpy()
+
+
+_FEW_VALUES = 32  # values coded a pass each (classes, a few groups)
+
+
+def _first_seen(codes: np.ndarray) -> np.ndarray:
+    """``codes`` (integers) renumbered 0, 1, ... in the order each first appears (``pd.factorize``'s)."""
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.empty(len(first), dtype=np.intp)
+    order[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return order[inverse.reshape(-1)]
+
+
+def _times(df: pd.DataFrame | pl.DataFrame, column: Any) -> np.ndarray:
+    """``df[column]`` as datetimes to sort by (text read as ``pd.to_datetime`` reads it, NaT where not)."""
+    if isinstance(df, pl.DataFrame):
+        values = df.get_column(column)
+        if values.dtype == pl.Date or (isinstance(values.dtype, pl.Datetime) and values.dtype.time_zone is None):
+            return values.to_numpy()  # the same instants, NaT for a gap: sorted as pandas' would be
+        df = values.to_frame().to_pandas()
+    import pandas as pd
+
+    return pd.to_datetime(df[column], errors="coerce", format="mixed").to_numpy()
+
+
+def _per_user(codes: np.ndarray, test_size: float, rng: np.random.Generator,
               times: np.ndarray | None = None) -> np.ndarray:
     """``test_size`` of each user's rows (rounded, at least one, never all: a user with one row stays in
     train): drawn at random, or with ``times`` each user's latest (leave the last ones out); every test
-    user is also a training user, and no row is on both sides."""
-    codes = pd.factorize(users, use_na_sentinel=False)[0]
+    user is also a training user, and no row is on both sides. ``codes``: each row's user (``_codes``)."""
     order = rng.permutation(len(codes)) if times is None else np.argsort(times, kind="stable")[::-1]
     rows = order[np.argsort(codes[order], kind="stable")]  # each user's rows together: random, or latest first
     counts = np.bincount(codes)
@@ -141,6 +237,7 @@ def make_folds(df: pd.DataFrame, *, strategy: str, n_folds: int, seed: int, targ
                time: str | None = None, group: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Validation folds over the training rows (positions). ``n_folds == 1`` or a time split: one
     holdout of the latest/random 20%."""
+    import pandas as pd
     from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
     n = len(df)

@@ -30,7 +30,7 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
     """The quality report (JSON contract: scores, gate, columns, findings) of a dataset version.
 
     The version's Parquet file is scanned, not loaded: the profile reads the columns (or rows) each
-    step needs, the split its row ids (the role columns, in pandas, only to make a new split), and the split
+    step needs, the split its row ids (and the role columns, only to make a new split), and the split
     shift the compared columns.
     """
     import polars as pl

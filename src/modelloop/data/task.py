@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+    import polars as pl
 
 __all__ = ["TaskInference", "infer_task", "recorded_task", "target_kind"]
 
@@ -29,12 +30,15 @@ class TaskInference:
         return asdict(self)
 
 
-def infer_task(y: pd.Series, target: str) -> TaskInference:
+def infer_task(y: pd.Series | pl.Series, target: str) -> TaskInference:
     """The task the values of target column ``target`` ask for, as the family that serves a left-out
-    task infers it."""
+    task infers it. The family reads a pandas Series: a Polars one (ingest of a Parquet source) is
+    converted for it."""
     from ..families import family_for_task
 
     family: Any = family_for_task(None)  # its optional ``infer_task`` (the Family protocol's extension)
+    if not hasattr(y, "dropna"):  # Polars
+        y = y.to_pandas()
     return family.infer_task(y, target)
 
 

@@ -157,7 +157,7 @@ def _served(ws, version: int | None = None):
 
 
 def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 0, word_peer: bool = False,
-            reuse_embeddings: bool = False, warm_cache: Path | None = None) -> dict:
+            reuse_embeddings: bool = False, warm_cache: Path | None = None, peer_cache: Path | None = None) -> dict:
     """One set's comparison. ``word_peer``: also TF-IDF on word 1-2-grams (sublinear tf) + LR, the peer a
     user writes for English documents (``benchmarks/text.py --reviews``); reported beside the goal's
     character 1-3-gram peer, which stays what the goal is checked against. ``reuse_embeddings``: the
@@ -166,7 +166,11 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
     as the first time; only the baseline's ``train_seconds`` change. ``warm_cache``: a folder of cache
     files (``*.npz``) of an earlier run on the same data that the modelloop project starts with, as a
     user's second ``modelloop train`` of the same dataset version does: its embedding is then read, not
-    computed, and the search gets the budget that embedding took on the first run."""
+    computed, and the search gets the budget that embedding took on the first run. ``peer_cache``: a
+    folder of cache files the MiniLM baseline alone starts with (an earlier run of that baseline on the
+    same data: the same rows' MiniLM embeddings), for when the modelloop project left MiniLM out (its
+    embedding did not fit ``train.budget``) and so has none to give it; its F1 is the same, only its
+    ``train_seconds`` leave out the embedding."""
     from modelloop.families.text.stage import train_text
 
     print(f"\n== {name}: {len(df)} rows, {df['label'].nunique()} classes", flush=True)
@@ -207,8 +211,15 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
         into.mkdir(parents=True, exist_ok=True)
         copied = [shutil.copy2(f, into / f.name) for f in sorted(cache.glob("*.npz"))] if cache.is_dir() else []
         print(f"  MiniLM baseline starts with the modelloop project's {len(copied)} cache files", flush=True)
+    if peer_cache is not None:
+        import shutil
+
+        into = Path(mini_ws.state) / "cache"
+        into.mkdir(parents=True, exist_ok=True)
+        copied = [shutil.copy2(f, into / f.name) for f in sorted(Path(peer_cache).glob("*.npz"))]
+        print(f"  MiniLM baseline starts with {len(copied)} cache files from {peer_cache}", flush=True)
     t0 = time.time()
-    train_text(mini_ws)
+    mini_res = train_text(mini_ws)
     mini_s = time.time() - t0
     mini_rt, _ = _served(mini_ws)
     mini = mini_rt.native
@@ -236,6 +247,7 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
     out = {"set": name, "rows": len(df), "train_rows": len(train), "test_rows": len(test), "macro_f1": f1,
            "p50_ms_batch1": p50, "train_seconds": {"modelloop": round(best_s, 1), "tfidf": round(peer_s, 2),
                                                    "minilm": round(mini_s, 1)},
+           "budget": budget, "minilm_embedding_seconds": mini_res.get("embedding_seconds"),
            "modelloop_model": {"best_family": best["best_family"], "backbone": best["backbone"],
                                "trials": best["trials"], "search_stopped": best["search_stopped"],
                                "variant": rt.variant, "blend": best["blend"],

@@ -37,6 +37,7 @@ from ...errors import ConfigError, DataError, ModelloopError
 __all__ = [
     "BUNDLED",
     "BackboneError",
+    "EmbeddingDeadline",
     "INSTALL_HINT",
     "SLOW_FUSIONS",
     "backbone_fingerprint",
@@ -72,6 +73,15 @@ _MAX_NEW_TOKENS = 5000
 
 class BackboneError(ConfigError):
     """``model.backbone`` names nothing that can be loaded (missing folder, unreachable hub name...)."""
+
+
+class EmbeddingDeadline(Exception):
+    """An encoder's embedding of the rows passed the deadline the stage gave it (its share of
+    ``train.budget``): ``done`` of ``total`` windows were embedded when it stopped."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"stopped after {done} of {total} windows")
+        self.done, self.total = done, total
 
 
 def require_torch() -> Any:

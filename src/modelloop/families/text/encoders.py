@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import platform
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ E5 = "multilingual-e5"
 FROZEN: tuple[str, ...] = (USE, E5)
 CJK_THRESHOLD = 0.10   # mean share of CJK characters per text at or above which auto picks a multilingual encoder
 MAX_WINDOWS = 64       # windows read of one text; the rest of a longer text is cut (and the answer says so)
+_CHUNK_WINDOWS = 64    # windows embedded between two looks at the clock when a deadline is set
 
 
 @dataclass(frozen=True)
@@ -187,12 +190,13 @@ class FrozenEncoder:
             self._counter = lambda text: full(text) - self._specials
         return self._counter
 
-    def embed_pooled(self, texts: Sequence[str], window: Window | None = None
+    def embed_pooled(self, texts: Sequence[str], window: Window | None = None, *, deadline: float = math.inf
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mean embedding of each text's windows ``[n, dim]``, the windows read of each text, and which
         texts were cut after ``MAX_WINDOWS`` windows. ``window``: this encoder's token windows unless
-        given (a model trained on character windows keeps them)."""
-        from .backbone import mean_by_text
+        given (a model trained on character windows keeps them). Past ``deadline``
+        (``time.monotonic()``) between two chunks of windows: :class:`~.backbone.EmbeddingDeadline`."""
+        from .backbone import EmbeddingDeadline, mean_by_text
 
         window = window or self.window
         pieces, counts, cut = [], np.zeros(len(texts), dtype=np.int64), np.zeros(len(texts), dtype=bool)
@@ -204,7 +208,14 @@ class FrozenEncoder:
                                                 self.count_tokens())
             pieces.extend(windows)
             counts[i] = len(windows)
-        emb = self.embed(pieces)
+        if deadline == math.inf:
+            emb = self.embed(pieces)
+        else:
+            emb = np.zeros((len(pieces), self.dim), dtype=np.float32)
+            for start in range(0, len(pieces), _CHUNK_WINDOWS):
+                if time.monotonic() > deadline:
+                    raise EmbeddingDeadline(start, len(pieces))
+                emb[start:start + _CHUNK_WINDOWS] = self.embed(pieces[start:start + _CHUNK_WINDOWS])
         return mean_by_text(emb, counts).astype(np.float32), counts, cut
 
     def specials(self) -> int:

@@ -27,6 +27,7 @@ from ...evaluation.metrics import direction, score
 from ...training.checkpoint import load_checkpoint, save_checkpoint
 from ...training.distributed import SINGLE, Group, report_epochs, run_ranks
 from .backbone import (
+    EmbeddingDeadline,
     backbone_fingerprint,
     init_new_embeddings,
     length_batches,
@@ -227,13 +228,19 @@ def _val_probabilities(net: Any, job: FitJob, precision: str) -> np.ndarray:
     return softmax(mean_by_text(_logits(net, job.val_ids, job.pad_id, job.device, precision), job.val_windows()))
 
 
-def embed(net: Any, ids: list[list[int]], pad_id: int, device: str = "cpu") -> np.ndarray:
-    """Pooled encoder outputs ``[n, hidden]`` (float32), in batches sorted by length."""
+def embed(net: Any, ids: list[list[int]], pad_id: int, device: str = "cpu", *,
+          deadline: float = math.inf) -> np.ndarray:
+    """Pooled encoder outputs ``[n, hidden]`` (float32), in batches sorted by length; past ``deadline``
+    (``time.monotonic()``) between two batches, :class:`~.backbone.EmbeddingDeadline`."""
     torch = require_torch()
     out = np.zeros((len(ids), net.head.in_features), dtype=np.float32)
     net.eval()
+    done = 0
     with torch.inference_mode():
         for rows in length_batches(ids, _EMBED_BATCH):
+            if time.monotonic() > deadline:
+                raise EmbeddingDeadline(done, len(ids))
+            done += len(rows)
             input_ids, mask = pad_batch([ids[i] for i in rows], pad_id)
             out[rows] = net.embed(torch.from_numpy(input_ids).to(device),
                                   torch.from_numpy(mask).to(device)).float().cpu().numpy()

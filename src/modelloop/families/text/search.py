@@ -225,7 +225,9 @@ def run_text_search(cands: dict[str, Candidate], *, metric: str, seed: int, stor
 def _search_loop(study: optuna.Study, cands: dict[str, Candidate], metric: str, work_dir: Path,
                  settings: _SearchSettings, on_trial: Callable | None, progress: Callable | None) -> str:
     """Run the trials; returns why the search stopped (configured | trials | budget | converged)."""
-    defaults = [_tagged(cands, n, c.defaults()) for n, c in cands.items()]
+    # TF-IDF's configured trial first: seconds of work, so a search cut short by embedding still has a model
+    first = sorted(cands, key=lambda n: cands[n].family != "tfidf")
+    defaults = [_tagged(cands, n, cands[n].defaults()) for n in first]
     def run(trial: optuna.Trial, deadline: float) -> Any:
         return _run_trial(study, trial, cands, metric, work_dir, deadline)
 

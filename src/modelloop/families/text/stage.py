@@ -20,15 +20,16 @@ records) for ``task: text_classification``:
    validation; LoRA merged), is scored on the test split, logged to MLflow and registered.
 
 **Budget.** With ``model.search: true`` the search runs within ``train.budget`` seconds (over all
-runs of a resumed search) less the time this run spent embedding and tokenizing the rows
-(``embedding_seconds`` in the summary), at least ``SEARCH_FLOOR`` of ``train.budget`` (embedding that
-took longer — long documents on a busy CPU — runs the train over its budget by that much, so that the
-candidates are still compared: past a spent budget only the first candidate's configured trial ran,
-and of its folds one), and ``train.trials`` (for ``head``, 30 trials when
+runs of a resumed search) less the time this run spent before it (reading, embedding and tokenizing
+the rows: ``embedding_seconds`` in the summary), at least ``SEARCH_FLOOR`` of ``train.budget``.
+Embedding gets the rest: each encoder not cached, the first included, is timed on a sample and left
+out when its estimate does not fit what is left, or stopped at that deadline (``backbone.embedding``,
+``backbone.skipped``; :func:`_candidates`), so a long-document set on a busy CPU trains TF-IDF within
+the budget instead of embedding past it. Trials are capped by ``train.trials`` (for ``head``, 30 trials when
 ``train.trials`` is unset); a trial past the deadline, the first included, stops after its current
 epoch (one epoch at least); a TF-IDF or frozen-head trial is cross-validated (:mod:`.crossval`) and
-stops between folds. The blend reuses the trials' out-of-fold predictions and gets what the search
-left unspent. With ``search: false`` one trial
+stops between folds; TF-IDF's configured trial runs first. The blend reuses the trials' out-of-fold
+predictions and gets what the search left unspent. With ``search: false`` one trial
 with the configured values runs its epochs in full.
 
 Steps 3 and 4 live in ``text_search.py`` (the trials) and ``text_fit.py`` (one configuration:
@@ -39,9 +40,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,7 @@ import pandas as pd
 from ...errors import ConfigError, DataError
 from ..tabular.model import encode_labels
 from .backbone import (
+    EmbeddingDeadline,
     backbone_fingerprint,
     effective_max_length,
     extend_vocabulary,
@@ -116,7 +120,7 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     from ...registry import tracker_for
     from ...training.train import record_model
 
-    cfg, started = ws.config, time.time()
+    cfg, started, clock = ws.config, time.time(), time.monotonic()
     settings = text_settings(cfg)
     row, df, schema = load_dataset(ws, dataset)
     side = ensure_split(ws, row, df).to_numpy()
@@ -130,12 +134,12 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     study = text_study_name(ws, row["id"])
     tracker = tracker_for(ws)
     total = budget if budget is not None else cfg.train.budget
-    searched = None if total is None else max(SEARCH_FLOOR * total, total - embedding_s)
-    search = _search_settings(cfg, settings, cands, searched, trials, warm_start)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,
             "modelloop.task": "text_classification"}
     with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
-        search_started = time.monotonic()
+        search_started = time.monotonic()  # the search gets what reading, embedding and the tracker left
+        searched = None if total is None else max(SEARCH_FLOOR * total, total - (search_started - clock))
+        search = _search_settings(cfg, settings, cands, searched, trials, warm_start)
         chosen, summary = run_text_search(cands, metric=cfg.metric, seed=cfg.seed, storage=ws.optuna_url,
                                           study_name=study, work_dir=ws.study_dir(study), settings=search,
                                           job=job, on_trial=_trial_logger(tracker, run_id, cfg.metric),
@@ -281,13 +285,54 @@ def _choose(settings: TextModelConfig, parts: dict[str, Any], text: str, root: A
     return {"configured": configured, "tried": names, "chosen": names[0], "why": why}
 
 
+class _Skip(Exception):
+    """An encoder left out before the search; the message says why (``backbone.skipped``)."""
+
+
+@dataclass
+class _EmbedShare:
+    """What one encoder may spend embedding the rows: ``seconds`` from now (``deadline``), the part of
+    ``train.budget`` left before the search's floor after ``spent`` seconds of embedding the encoders
+    before it. ``estimate`` records the timed guess (``backbone.embedding``) and leaves the encoder out
+    when it does not fit; ``stopped`` says why an embedding that passed the deadline was dropped."""
+
+    seconds: float
+    budget: float
+    spent: float
+    record: dict[str, Any]
+    deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.seconds
+        self.record.update(left_s=round(max(0.0, self.seconds), 1))
+
+    def estimate(self, guess: float, what: str, timed: str) -> None:
+        self.record.update(estimated_s=round(guess, 1), timed=timed)
+        if guess > self.seconds:
+            raise _Skip(f"embedding its {what} would take ~{guess:.0f} s (timed on {timed}), over the "
+                        f"{max(0.0, self.seconds):.0f} s of train.budget {self.budget:g} s left for embedding "
+                        f"({self.spent:.0f} s spent on it, {SEARCH_FLOOR:.0%} kept for the search)")
+
+    def stopped(self, exc: EmbeddingDeadline) -> _Skip:
+        self.record.update(stopped_after=f"{exc.done} of {exc.total} windows")
+        guess = self.record.get("estimated_s")
+        return _Skip(f"its embedding passed the {self.seconds:.0f} s of train.budget {self.budget:g} s left for "
+                     f"embedding (estimated ~{guess} s) and was stopped after {exc.done} of {exc.total} windows")
+
+
 def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any], text: str,
                 target: str, settings: TextModelConfig, choice: dict[str, Any], budget: float | None
                 ) -> tuple[dict[str, Any], FitJob | None, dict[str, dict[str, Any]]]:
-    """The search's candidates: each encoder of ``choice["tried"]`` (frozen, or a PyTorch one) and
-    TF-IDF; the first PyTorch encoder's job; each encoder's text stats. Encoders after the first are
-    embedded only while less than half of ``budget`` has gone on embedding (the rest is the search's);
-    one left out is named in ``choice["skipped"]``."""
+    """The search's candidates: TF-IDF and each encoder of ``choice["tried"]`` (frozen, or a PyTorch
+    one); the first PyTorch encoder's job; each encoder's text stats.
+
+    Embedding may spend what ``SEARCH_FLOOR`` leaves of ``budget``. Before an encoder embeds rows it
+    has not cached, the first included, its cost here is timed on a few texts (frozen) or windows
+    (PyTorch) and scaled to all of them (``backbone.embedding``: estimated_s, left_s, timed); one
+    whose guess is over what is left is not embedded, and one whose embedding passes that deadline
+    anyway (a guess too low on a busy machine) is stopped and dropped: each is named in
+    ``choice["skipped"]`` with why. An encoder is never left out when no other candidate would
+    remain (``model.classical`` off and nothing embedded): it then runs past the budget."""
     from .candidates import FrozenCandidate, TfidfCandidate, encoder_candidate
     from .encoders import FROZEN
 
@@ -298,37 +343,51 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
     cands: dict[str, Any] = {}
     jobs: list[FitJob] = []
     enc_stats: dict[str, dict[str, Any]] = {}
-    networks = [n for n in choice["tried"] if n not in FROZEN]
+    names = list(choice["tried"])
+    networks = [n for n in names if n not in FROZEN]
+    allowed = None if budget is None else (1.0 - SEARCH_FLOOR) * budget
     started = time.monotonic()
-    for i, name in enumerate(choice["tried"]):
+    for i, name in enumerate(names):
         spent = time.monotonic() - started
-        if i and budget is not None and spent > budget / 2:
-            choice.setdefault("skipped", {})[name] = (f"embedding the encoders before it took "
-                                                      f"{spent:.0f} s of train.budget {budget:g} s")
-            continue
-        if i and budget is not None and name in FROZEN and not _frozen_cache(ws, row["id"], name).is_file():
-            guess, probe = _embedding_seconds(name, texts_of(df, text))
-            if spent + guess > budget / 2:
-                choice.setdefault("skipped", {})[name] = (
-                    f"embedding its {len(df)} texts would take ~{guess:.0f} s (timed on {probe} of them) after "
-                    f"{spent:.0f} s spent embedding: over half of train.budget {budget:g} s")
-                continue
+        may_skip = allowed is not None and (settings.classical or bool(enc_stats) or i < len(names) - 1)
+        share = None
+        if may_skip:
+            assert allowed is not None and budget is not None
+            record = choice.setdefault("embedding", {}).setdefault(name, {})
+            share = _EmbedShare(allowed - spent, budget, spent, record)
         own = settings.model_copy(update={"backbone": name})
-        enc_stats[name] = dict(stats)
-        if name in FROZEN:
-            frozen = FrozenCandidate(**common, settings=own, backbone=name)  # type: ignore[arg-type]
-            frozen.engine, frozen.features = _frozen_features(ws, row["id"], df, parts, enc_stats[name], text, name)
-            cands[frozen.name] = frozen
-        else:
-            job = _stage_job(ws, row, df, parts, enc_stats[name], text, own, name)
-            jobs.append(job)
-            key = "encoder" if len(networks) == 1 else f"encoder:{name}"
-            cands[key] = encoder_candidate(job, common, name=key, backbone=name)
-    choice["tried"] = [n for n in choice["tried"] if n in enc_stats]
+        own_stats = dict(stats)
+        t0 = time.monotonic()
+        try:
+            if share is not None and share.seconds <= 0:
+                raise _Skip(f"embedding the encoders before it took {spent:.0f} s, all of train.budget "
+                            f"{share.budget:g} s but the search's {SEARCH_FLOOR:.0%}")
+            if name in FROZEN:
+                frozen = FrozenCandidate(**common, settings=own, backbone=name)  # type: ignore[arg-type]
+                frozen.engine, frozen.features = _frozen_features(ws, row["id"], df, parts, own_stats, text, name,
+                                                                  share)
+                cands[frozen.name] = frozen
+            else:
+                job = _stage_job(ws, row, df, parts, own_stats, text, own, name, share)
+                jobs.append(job)
+                key = "encoder" if len(networks) == 1 else f"encoder:{name}"
+                cands[key] = encoder_candidate(job, common, name=key, backbone=name)
+        except _Skip as skip:
+            choice.setdefault("skipped", {})[name] = str(skip)
+            continue
+        finally:
+            if share is not None:
+                share.record["seconds"] = round(time.monotonic() - t0, 1)
+        enc_stats[name] = own_stats
+    choice["tried"] = [n for n in names if n in enc_stats]
+    if choice["tried"]:
+        choice["chosen"] = choice["tried"][0]
+        stats.update(enc_stats[choice["tried"][0]])
+    else:  # every encoder left out: TF-IDF alone
+        choice["chosen"] = "tfidf"
     for name, why in choice.get("skipped", {}).items():  # the summary prints `why`: say it was not compared after all
         choice["why"] = f"{choice['why']}; {name} skipped: {why}"
-    stats.update(enc_stats[choice["tried"][0]])
-    if settings.classical:
+    if settings.classical:  # last in the study (its identity), first searched (search._search_loop)
         cands["tfidf"] = TfidfCandidate(**common, settings=settings,  # type: ignore[arg-type]
                                         fit_texts=texts_of(parts["fit"], text) + texts_of(parts["aug"], text),
                                         val_texts=texts_of(parts["val"], text))
@@ -383,8 +442,10 @@ def _embedding_seconds(backbone: str, texts: list[str], probe: int = 8) -> tuple
 
 
 def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any],
-                     text: str, backbone: str) -> tuple[str, dict[str, np.ndarray]]:
-    """Pooled embeddings of the fit (+ augmented) and validation rows, cached per dataset version."""
+                     text: str, backbone: str, share: _EmbedShare | None = None) -> tuple[str, dict[str, np.ndarray]]:
+    """Pooled embeddings of the fit (+ augmented) and validation rows, cached per dataset version.
+    ``share``: rows not cached are embedded only when the timed guess fits it, and within its deadline
+    (else :class:`_Skip`)."""
     from ...data.snapshot import ROW_ID
     from .encoders import default_engine, frozen_encoder
 
@@ -396,7 +457,16 @@ def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str
         with np.load(path) as z:
             rows, emb, windows, cut = z["row_id"], z["emb"], z["windows"], z["truncated"]
     else:
-        emb, windows, cut = enc.embed_pooled(texts_of(df, text))
+        texts = texts_of(df, text)
+        if share is not None:
+            guess, probe = _embedding_seconds(backbone, texts)
+            share.estimate(guess * (len(texts) + len(parts["aug"])) / max(1, len(texts)),
+                           f"{len(texts) + len(parts['aug'])} texts", f"{probe} texts")
+        try:
+            emb, windows, cut = enc.embed_pooled(texts, deadline=share.deadline if share else math.inf)
+        except EmbeddingDeadline as exc:
+            assert share is not None
+            raise share.stopped(exc) from None
         rows = df[ROW_ID].to_numpy(dtype=np.int64)
         _write_npz(path, row_id=rows, emb=emb, windows=windows, truncated=cut)
     where = {int(r): i for i, r in enumerate(rows)}
@@ -412,8 +482,9 @@ def _frozen_features(ws: Any, dataset_id: str, df: pd.DataFrame, parts: dict[str
 
 
 def _stage_job(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any], text: str,
-               settings: TextModelConfig, backbone: str) -> FitJob:
-    """Tokenize (cached) for the PyTorch encoder -> the job (its frozen embeddings for ``head``)."""
+               settings: TextModelConfig, backbone: str, share: _EmbedShare | None = None) -> FitJob:
+    """Tokenize (cached) for the PyTorch encoder -> the job (its frozen embeddings for ``head``, within
+    ``share`` when given: :func:`_cached_embeddings`)."""
     from ...data.snapshot import ROW_ID
 
     cfg = ws.config
@@ -448,7 +519,7 @@ def _stage_job(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stat
                  cfg.seed, device, val_counts=[len(ws) for ws in val_windows],
                  ddp_processes=cfg.train.ddp_processes, ray_address=ray_address)
     if settings.method == "head":
-        job.features = _cached_embeddings(ws, row["id"], key, job, df, by_row, fit_df, val_df, aug_windows)
+        job.features = _cached_embeddings(ws, row["id"], key, job, df, by_row, fit_df, val_df, aug_windows, share)
     return job
 
 
@@ -507,19 +578,33 @@ def _cached_tokens(ws: Any, dataset_id: str, key: str, df: pd.DataFrame, text: s
     return by_row, {int(r): bool(c) for r, c in zip(rows, cut, strict=True)}
 
 
-def _pooled(net: Any, windows: list[list[list[int]]], job: FitJob) -> np.ndarray:
+def _pooled(net: Any, windows: list[list[list[int]]], job: FitJob, deadline: float = math.inf) -> np.ndarray:
     """Each text's mean embedding over its windows ``[n, hidden]``."""
-    emb = embed(net, [w for ws in windows for w in ws], job.pad_id, job.device)
+    emb = embed(net, [w for ws in windows for w in ws], job.pad_id, job.device, deadline=deadline)
     if not emb.size:
         return np.zeros((len(windows), net.head.in_features), dtype=np.float32)
     return mean_by_text(emb, [len(w) for w in windows]).astype(np.float32)
 
 
+def _window_seconds(net: Any, windows: list[list[int]], job: FitJob, probe: int = 16) -> tuple[float, int]:
+    """(seconds to embed every window, windows timed): ``probe`` windows spread over them, timed after
+    a warm-up batch, scaled to all (1,500 long reviews' ~12,000 MiniLM windows took 1,452 s at load 12-16)."""
+    sample = windows[:: max(1, len(windows) // probe)][:probe]
+    if not sample:
+        return 0.0, 0
+    embed(net, sample[:2], job.pad_id, job.device)
+    t0 = time.monotonic()
+    embed(net, sample, job.pad_id, job.device)
+    return (time.monotonic() - t0) / len(sample) * len(windows), len(sample)
+
+
 def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: FitJob, df: pd.DataFrame,
                        by_row: dict[int, list[list[int]]], fit_df: pd.DataFrame, val_df: pd.DataFrame,
-                       aug_windows: list[list[list[int]]]) -> dict[str, np.ndarray]:
+                       aug_windows: list[list[list[int]]], share: _EmbedShare | None = None
+                       ) -> dict[str, np.ndarray]:
     """Frozen-encoder embeddings of every row (each the mean over its windows; cached per dataset
-    version) and of augmented rows."""
+    version) and of augmented rows. ``share``: what is not cached is embedded only when its timed
+    guess (:func:`_window_seconds`) fits, and within the deadline (else :class:`_Skip`)."""
     from ...data.snapshot import ROW_ID
 
     s = job.settings
@@ -532,7 +617,16 @@ def _cached_embeddings(ws: Any, dataset_id: str, key: str, job: FitJob, df: pd.D
     else:
         net = _network_for(job, {}).to(job.device)
         rows = df[ROW_ID].to_numpy(dtype=np.int64)
-        emb = _pooled(net, [by_row[int(r)] for r in rows], job)
+        windows = [by_row[int(r)] for r in rows]
+        if share is not None:
+            every = [w for ws in windows for w in ws] + [w for ws in aug_windows for w in ws]
+            guess, probe = _window_seconds(net, every, job)
+            share.estimate(guess, f"{len(every)} windows of {len(windows) + len(aug_windows)} texts", f"{probe} windows")
+        try:
+            emb = _pooled(net, windows, job, share.deadline if share else math.inf)
+        except EmbeddingDeadline as exc:
+            assert share is not None
+            raise share.stopped(exc) from None
         _write_npz(path, row_id=rows, emb=emb)
     where = {int(r): i for i, r in enumerate(rows)}
     fit = emb[[where[int(r)] for r in fit_df[ROW_ID]]]

@@ -197,7 +197,8 @@ def _autogluon(train, test, budget: float, python: Path = AG_PYTHON, presets: st
         out = json.loads(paths[2].read_text())
     order = [str(c) for c in sorted(test["target"].unique())]
     proba = np.asarray(out["proba"])[:, [out["classes"].index(c) for c in order]]
-    pred = np.asarray(out["pred"]).astype(test["target"].dtype)
+    dtype = test["target"].dtype
+    pred = np.asarray(out["pred"]).astype(dtype if pd.api.types.is_numeric_dtype(dtype) else str)
     return {**_scores(test["target"], pred, proba), "seconds": round(out["seconds"], 1), "best": out["best"]}
 
 

@@ -51,6 +51,8 @@ def _columns(n: int = N) -> dict[str, pl.Series]:
         "iso_text": pl.Series([(day + dt.timedelta(hours=int(d))).isoformat() for d in rng.integers(0, 9000, n)]),
         "when": pl.Series([day + dt.timedelta(minutes=int(m)) for m in rng.integers(0, 10**6, n)]),
         "when_utc": pl.Series([day + dt.timedelta(minutes=int(m)) for m in rng.integers(0, 10**6, n)]).dt.replace_time_zone("UTC"),
+        "when_paris": pl.Series([day + dt.timedelta(minutes=int(m)) for m in rng.integers(0, 10**6, n)],
+                                dtype=pl.Datetime("ms")).dt.replace_time_zone("Europe/Paris"),
         "day": pl.Series([day.date() + dt.timedelta(days=int(d)) for d in rng.integers(0, 400, n)]),
         "wait": pl.Series([dt.timedelta(seconds=int(s)) for s in rng.integers(0, 100, n)]),
         "text_gap": pl.Series([None if g else f"t{i % 40}" for i, g in enumerate(gaps)]),
@@ -124,7 +126,7 @@ def _ingest_in_a_new_process(tmp_path, config) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-_PANDAS_READS = ("dates_text", "iso_text", "wait", "when_utc", "flag_none")  # text of dates, durations, zones
+_PANDAS_READS = ("dates_text", "iso_text", "wait", "flag_none")  # text of dates, durations, all missing
 
 
 def _parquet_project(tmp_path) -> pl.DataFrame:

@@ -96,7 +96,7 @@ def column_batches(schema: pl.Schema, names: Sequence[str]) -> list[list[str]]:
 def pandas_dtype(dtype: pl.DataType, has_nulls: bool) -> str | None:
     """The name of the dtype pandas reads a Polars column of ``dtype`` as (``Series.to_pandas``), told
     without importing pandas: a gap turns integers into floats and booleans into objects. None for the
-    types this does not know (nested, decimal, times of day, durations, time zones): ask pandas then."""
+    types this does not know (nested, decimal, times of day, durations, fixed offsets): ask pandas then."""
     if dtype in (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64):
         return "float64" if has_nulls else str(dtype).lower()
     if dtype in (pl.Float32, pl.Float64):
@@ -111,6 +111,8 @@ def pandas_dtype(dtype: pl.DataType, has_nulls: bool) -> str | None:
         return "datetime64[ms]"
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
         return f"datetime64[{dtype.time_unit}]"
+    if isinstance(dtype, pl.Datetime) and (dtype.time_zone == "UTC" or "/" in (dtype.time_zone or "")):
+        return f"datetime64[{dtype.time_unit}, {dtype.time_zone}]"  # a zone's name, as pandas prints it
     return None
 
 

@@ -139,6 +139,7 @@ def _modelloop(train: pd.DataFrame, test: pd.DataFrame, budget: float, families:
     # of ``seconds`` is ingest, profile, the test evaluation and registration)
     spent = summary.get("budget") or {}
     return {**res, "seconds": round(seconds, 1), "best": f"{model.family} {'+'.join(desc.get('families') or [])}"
+            + (" class-scaled" if desc.get("class_scale") else "")
             + (f" (search {spent['search_seconds']:.1f} s, after it {spent['after_search_seconds']:.1f} s)"
                if "search_seconds" in spent else "")}
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import StackingClassifier, StackingRegressor, VotingClassifier, VotingRegressor
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import Bunch
 
-__all__ = ["StackedClassifier", "StackedRegressor", "blend", "blend_estimator", "caruana_weights", "level2_model",
-           "stack_estimator", "stack_features"]
+__all__ = ["ClassScaledClassifier", "StackedClassifier", "StackedRegressor", "blend", "blend_estimator",
+           "caruana_weights", "class_scaled", "level2_model", "stack_estimator", "stack_features"]
 
 
 def caruana_weights(
@@ -140,4 +141,36 @@ def stack_estimator(members: Sequence[Any], level2: Any, *, task: str, n_classes
     est.estimators_ = list(members)
     est.named_estimators_ = Bunch(**dict(pairs))
     est.final_estimator_ = level2
+    return est
+
+
+# --------------------------------------------------------------------------- multiclass decision
+class ClassScaledClassifier(ClassifierMixin, BaseEstimator):
+    """A fitted multiclass estimator whose probabilities are multiplied by one factor per class and
+    renormalised (``threshold.apply_class_scale``), so that their argmax is the decision tuned for an
+    F1-type metric out of fold (``threshold.tune_class_scale``): the multiclass counterpart of a binary
+    model's tuned threshold, carried by the probabilities so that every path that takes the argmax
+    (``labels_from_proba``, serving, the ONNX graph's ``label``) decides alike. ``estimators_`` holds the
+    one inner estimator and ``weights`` its weight 1, so the code that walks blends walks it too."""
+
+    def __init__(self, estimator: Any = None, scale: Any = None) -> None:
+        self.estimator = estimator
+        self.scale = scale
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        from .threshold import apply_class_scale
+
+        return apply_class_scale(self.estimators_[0].predict_proba(X), self.scale_)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes_)[self.predict_proba(X).argmax(axis=1)]
+
+
+def class_scaled(estimator: Any, scale: np.ndarray) -> ClassScaledClassifier:
+    """``estimator`` (fitted, classes are indices) served with its probabilities scaled by ``scale``."""
+    est = ClassScaledClassifier(estimator, np.asarray(scale, dtype=float))
+    est.estimators_ = [estimator]
+    est.weights = np.ones(1)
+    est.scale_ = np.asarray(scale, dtype=float)
+    est.classes_ = np.arange(len(est.scale_))
     return est

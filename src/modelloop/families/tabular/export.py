@@ -184,6 +184,10 @@ def _register_converters() -> None:
     update_registered_converter(StackedClassifier, "ModelloopStackedClassifier", _stack_shape, _convert_stack,
                                 options={"zipmap": [False], "nocl": [False]})
     update_registered_converter(StackedRegressor, "ModelloopStackedRegressor", _stack_shape, _convert_stack)
+    from .ensemble import ClassScaledClassifier
+
+    update_registered_converter(ClassScaledClassifier, "ModelloopClassScaledClassifier", _stack_shape,
+                                _convert_class_scaled, options={"zipmap": [False], "nocl": [False]})
     try:
         import catboost as cb
     except ImportError:  # the optional extra: no CatBoost model can exist without it
@@ -249,6 +253,34 @@ def _convert_stack(scope: Any, operator: Any, container: Any) -> None:
     for mine, theirs in zip(operator.outputs, final.outputs, strict=True):
         container.add_node("Identity", [theirs.onnx_name], [mine.full_name],
                            name=scope.get_unique_operator_name("StackOut"))
+
+
+def _convert_class_scaled(scope: Any, operator: Any, container: Any) -> None:
+    """The inner estimator on all the graph's inputs, its probabilities times the class scale and
+    renormalised (``threshold.apply_class_scale``; the row sum as a MatMul with ones, valid in any
+    opset), the label their argmax."""
+    from onnx import TensorProto
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
+
+    raw = operator.raw_operator
+    inner = raw.estimators_[0]
+    sub = scope.declare_local_operator(sklearn_operator_name_map[type(inner)], inner)
+    sub.inputs = operator.inputs
+    sub.outputs.append(scope.declare_local_variable("scaled_inner_label", Int64TensorType()))
+    proba = scope.declare_local_variable("scaled_inner_proba", FloatTensorType())
+    sub.outputs.append(proba)
+    k = len(raw.scale_)
+    scale, ones = scope.get_unique_variable_name("class_scale"), scope.get_unique_variable_name("class_ones")
+    container.add_initializer(scale, TensorProto.FLOAT, [1, k], [float(v) for v in raw.scale_])
+    container.add_initializer(ones, TensorProto.FLOAT, [k, 1], [1.0] * k)
+    scaled, total = scope.get_unique_variable_name("scaled_proba"), scope.get_unique_variable_name("scaled_sum")
+    container.add_node("Mul", [proba.onnx_name, scale], [scaled], name=scope.get_unique_operator_name("ScaleMul"))
+    container.add_node("MatMul", [scaled, ones], [total], name=scope.get_unique_operator_name("ScaleSum"))
+    container.add_node("Div", [scaled, total], [operator.outputs[1].full_name],
+                       name=scope.get_unique_operator_name("ScaleDiv"))
+    container.add_node("ArgMax", [operator.outputs[1].full_name], [operator.outputs[0].full_name], axis=1,
+                       keepdims=0, name=scope.get_unique_operator_name("ScaleArgMax"))
 
 
 def _parse_catboost_classifier(scope: Any, model: Any, inputs: list[Any], custom_parsers: Any = None) -> Any:

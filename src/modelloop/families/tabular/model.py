@@ -581,6 +581,8 @@ class TabularModel(BaseEstimator):
 def _members(estimator: Any) -> tuple[list[Any], list[float]]:
     """The fitted pipelines inside an estimator and their blend weights."""
     inner = getattr(estimator, "estimators_", None)
+    if inner is not None and hasattr(estimator, "scale_"):  # a multiclass decision over one estimator
+        return _members(inner[0])
     if inner is None or isinstance(estimator, Pipeline):
         return [estimator], [1.0]
     weights = getattr(estimator, "weights", None)

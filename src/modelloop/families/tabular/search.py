@@ -69,7 +69,8 @@ from .model import (
     prepare_features,
     prepared_columns,
 )
-from .ensemble import blend, blend_estimator, caruana_weights, level2_model, stack_estimator, stack_features
+from .ensemble import (blend, blend_estimator, caruana_weights, class_scaled, level2_model, stack_estimator,
+                       stack_features)
 from ...training.parallel import parallel_search_loop
 from ...training.search import (
     STATE_NAMES,
@@ -80,7 +81,7 @@ from ...training.search import (
     open_study,
     search_loop,
 )
-from .threshold import tune_threshold
+from .threshold import f1_of_labels, tune_class_scale, tune_threshold
 
 __all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search", "suggest_params"]
 
@@ -634,6 +635,7 @@ def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_d
         members, weights, threshold, chosen_score = stack.members, [], stack.threshold, stack.info["score"]
         threshold, chosen_score, cv = _review_small_table(chosen_oof, threshold, float(chosen_score), data, settings)
         model.threshold_ = threshold if settings.task == "binary" else None
+        chosen_score = _class_decision(model, chosen_oof, float(chosen_score), data, settings, cv)
         return SearchResult(model, settings.metric, direction(settings.metric), float(chosen_score), best,
                             ensemble, threshold, records, resumed, None, cv=cv)
     model = (_bagged(members, list(weights), threshold, data, settings, work_dir) if _bags(settings, data)
@@ -651,6 +653,7 @@ def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_d
     threshold, chosen_score, cv = _review_small_table(oof, threshold, float(chosen_score), data, settings)
     if threshold != model.threshold_:
         model.threshold_ = threshold
+    chosen_score = _class_decision(model, oof, float(chosen_score), data, settings, cv)
     return SearchResult(model, settings.metric, direction(settings.metric), float(chosen_score), best,
                         ensemble, threshold, records, resumed, latency, cv=cv)
 
@@ -705,6 +708,44 @@ def _review_small_table(oof: np.ndarray, threshold: float | None, chosen: float,
         return threshold, chosen, cv
     cv["spread"] = float(np.nanstd(default_folds))
     return DEFAULT_THRESHOLD, default, cv
+
+
+def _class_decision(model: TabularModel, oof: np.ndarray, chosen: float, data: _Data, settings: SearchSettings,
+                    cv: dict[str, Any]) -> float:
+    """The multiclass decision for an F1-type metric (issue 27): one factor per class on the chosen model's
+    OOF probabilities (``threshold.tune_class_scale``), kept, as a small table's threshold is, only when
+    its cross-fitted gain (each fold decided with factors tuned on the other OOF rows, minus the fold's
+    argmax score) beats the fold-to-fold noise (std of those gains / sqrt(k)). A kept scale wraps
+    ``model.estimator_`` (``ensemble.class_scaled``: the served probabilities carry it) and the validation
+    score becomes the tuned one; ``cv["class_scale"]`` reports either way. Returns the validation score."""
+    if settings.task != "multiclass" or not settings.tune_threshold or settings.metric not in ("f1_macro",
+                                                                                               "f1_weighted"):
+        return chosen
+    k, metric, y = data.n_classes, settings.metric, data.y_eval
+    scale, tuned = tune_class_scale(y, oof, metric)
+    position = _positions(data)
+    gains = []
+    for _, va in data.folds:
+        rest = np.ones(len(data.eval_idx), dtype=bool)
+        rest[position[va]] = False
+        fold_scale, _ = tune_class_scale(y[rest], oof[rest], metric)
+        part, truth = oof[position[va]], data.y[va]
+        gains.append(f1_of_labels(metric, truth, (part * fold_scale).argmax(axis=1), k)
+                     - f1_of_labels(metric, truth, part.argmax(axis=1), k))
+    per_repeat = max(1, len(data.folds) // max(1, settings.cv_repeats))
+    gain, noise = float(np.mean(gains)), float(np.std(gains) / np.sqrt(per_repeat))
+    kept = bool(gain > noise and np.any(scale < 1.0))
+    cv["class_scale"] = {
+        "scale": [float(v) for v in scale], "tuned": float(tuned), "default": float(chosen), "gain": gain,
+        "noise": noise, "used": "tuned" if kept else "argmax",
+        "reason": (f"per-class factors gain {gain:.4f} out of fold, more than the fold-to-fold noise {noise:.4f}"
+                   if kept else f"per-class factors gain only {gain:.4f} out of fold, within the fold-to-fold "
+                                f"noise {noise:.4f}: kept the argmax")}
+    if not kept:
+        return chosen
+    model.estimator_ = class_scaled(model.estimator_, scale)
+    model.description_ = {**model.description_, "class_scale": [float(v) for v in scale]}
+    return float(tuned)
 
 
 MAX_LATENCY_TRIES = 6     # trials refitted and timed at most when the OOF choice is too slow

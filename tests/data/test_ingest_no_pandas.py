@@ -155,8 +155,6 @@ def test_a_parquet_ingest_never_imports_pandas_and_freezes_pandas_split(tmp_path
     assert list(stored["counts"]) == ["train", "test"]
 
 
-@pytest.mark.xfail(strict=True, reason="the tabular family's infer_task (families/tabular/task.py) reads a "
-                                        "pandas Series: a task left out of the config imports pandas")
 def test_a_parquet_ingest_that_infers_the_task_never_imports_pandas(tmp_path):
     _parquet_project(tmp_path)
     got = _ingest_in_a_new_process(tmp_path, {"name": "np", "data": {"source": "t.parquet", "target": "y"}})

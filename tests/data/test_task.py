@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 
 from modelloop import Project, parse_config
@@ -26,6 +27,9 @@ RNG = np.random.default_rng(0)
 def test_infer_task_follows_autogluon_s_rules(values, task):
     got = infer_task(pd.Series(values), "y")
     assert got.task == task and "target 'y'" in got.reason
+    # a Polars target (ingest of a Parquet source) is read alike, gaps and infinities included
+    with_gaps = np.append(values, [None, np.inf] if np.asarray(values).dtype.kind == "f" else [None])
+    assert infer_task(pl.Series(with_gaps.tolist()), "y") == infer_task(pd.Series(with_gaps.tolist()), "y")
 
 
 def _project(tmp_path, y, **config) -> Project:

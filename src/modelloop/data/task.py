@@ -32,13 +32,10 @@ class TaskInference:
 
 def infer_task(y: pd.Series | pl.Series, target: str) -> TaskInference:
     """The task the values of target column ``target`` ask for, as the family that serves a left-out
-    task infers it. The family reads a pandas Series: a Polars one (ingest of a Parquet source) is
-    converted for it."""
+    task infers it: from a pandas Series, or a Polars one (ingest of a Parquet source), read alike."""
     from ..families import family_for_task
 
     family: Any = family_for_task(None)  # its optional ``infer_task`` (the Family protocol's extension)
-    if not hasattr(y, "dropna"):  # Polars
-        y = y.to_pandas()
     return family.infer_task(y, target)
 
 

@@ -21,6 +21,7 @@ from ...data.task import TaskInference
 
 if TYPE_CHECKING:
     import pandas as pd
+    import polars as pl
 
 __all__ = ["column_task", "infer_task", "ordinal_warning"]
 
@@ -30,24 +31,32 @@ FEW_VALUES_SHARE = 0.1          # at most this share of distinct values: classes
 FEW_VALUES_SHARE_LARGE = 0.05
 
 
-def infer_task(y: pd.Series, target: str) -> TaskInference:
-    """``classification`` or ``regression`` for the values of target column ``target``."""
+def infer_task(y: pd.Series | pl.Series, target: str) -> TaskInference:
+    """``classification`` or ``regression`` for the values of target column ``target``: a pandas Series,
+    or a Polars one (ingest of a Parquet source reads its target without pandas), read alike."""
     import numpy as np
-    import pandas as pd
 
-    y = y.replace([np.inf, -np.inf], np.nan).dropna()
-    rows, distinct = len(y), int(y.nunique())
+    if hasattr(y, "dropna"):  # pandas
+        import pandas as pd
+
+        y = y.replace([np.inf, -np.inf], np.nan).dropna()
+        numbers = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+        floats, distinct = pd.api.types.is_float_dtype(y), int(y.nunique())
+    else:  # Polars: integers with a gap stay integers (pandas' floats of them are whole numbers too)
+        y = y.filter(y.is_finite()) if y.dtype.is_float() else y.drop_nulls()
+        numbers, floats, distinct = y.dtype.is_integer() or y.dtype.is_float(), y.dtype.is_float(), y.n_unique()
+    rows = len(y)
     what = f"target '{target}'"
     if rows == 0 or distinct <= 2:
         return TaskInference("classification", f"{what} holds {distinct} distinct value(s)")
-    if pd.api.types.is_bool_dtype(y) or not pd.api.types.is_numeric_dtype(y):
+    if not numbers:
         return TaskInference("classification", f"{what} holds text or booleans ({distinct} distinct values)")
     share = FEW_VALUES_SHARE_LARGE if rows > LARGE_DATA_ROWS else FEW_VALUES_SHARE
     few = distinct <= share * rows and distinct <= MULTICLASS_UPPER_LIMIT
     counted = f"{distinct} distinct values in {rows} rows"
     if not few:
         return TaskInference("regression", f"{what} holds numbers with many distinct values ({counted})")
-    if pd.api.types.is_float_dtype(y) and not np.array_equal(y.to_numpy(), np.round(y.to_numpy())):
+    if floats and not np.array_equal(y.to_numpy(), np.round(y.to_numpy())):
         return TaskInference("regression", f"{what} holds fractional numbers ({counted})")
     return TaskInference("classification", f"{what} holds few distinct whole numbers ({counted}, at most "
                                            f"{share:.0%} of the rows)")

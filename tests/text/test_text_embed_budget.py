@@ -115,3 +115,32 @@ def test_a_lone_encoder_without_tfidf_is_embedded_past_the_budget(project, tiny_
     res, _ = _train(ws, 3.0, monkeypatch)
     assert slow_encoder["rows"] >= 90 and "skipped" not in res["backbone"]
     assert res["best_family"] == "head" and res["backbone"]["tried"] == [str(tiny_backbone)]
+
+
+def test_the_embedding_guess_leaves_out_what_the_encoder_loads_on_first_use(monkeypatch):
+    """A frozen encoder loads its engine and its window tokenizer on first use (USE's SentencePiece
+    counter: ~0.5 s); the guess times the probe texts after both are loaded, or 8 probes of 4,000
+    texts charge that load 500 times (a fresh process guessed 263 s for 10 s of USE embedding, and the
+    Chinese sets' encoders were skipped at 300 s)."""
+    from modelloop.families.text import encoders, stage
+
+    class FirstUseLoads:
+        """Embeds instantly once loaded; loading (engine or tokenizer) takes 0.4 s, once."""
+
+        loaded = False
+
+        def _load(self):
+            if not self.loaded:
+                time.sleep(0.4)
+                self.loaded = True
+
+        def embed(self, texts):  # the engine alone: what the guess warmed up before
+            return None
+
+        def embed_pooled(self, texts, **_):
+            self._load()
+
+    monkeypatch.setattr(encoders, "frozen_encoder", lambda name, engine, threads=1: FirstUseLoads())
+    seconds, probe = stage._embedding_seconds("multilingual-use", ["一段评论"] * 4000)
+    assert probe == 8
+    assert seconds < 20, f"the guess charged the first-use load to every text: {seconds:.0f} s"

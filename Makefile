@@ -60,7 +60,7 @@ bench: $(BENCH)/.installed $(AG)/.installed $(BENCH_DATA)
 	$(BENCH)/bin/python benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/mypy src/modelloop
 
 clean:

@@ -70,20 +70,29 @@ def test_concurrent_requests_share_onnx_decoding_steps_as_they_do_pytorch_ones(o
     assert answers(onnx_variant[0].model) == answers(trained.model)
 
 
-def test_int8_quantizes_the_matmuls_except_the_layers_kept_fp32(trained, tmp_path):
+def test_int8_quantizes_every_matmul_the_three_outlier_layers_block_wise(trained, tmp_path):
+    """q/k/v and gate/up get per-channel dynamic int8; lm_head, down_proj and o_proj (their inputs' outliers
+    cost the most under one activation scale) get block-wise 8-bit weights (``MatMulNBits``); no fp32
+    weight MatMul is left, and the tied embedding's lookup still reads its fp32 weight."""
     import onnx
 
-    from modelloop.families.generative.onnx_export import export_onnx, quantize_graph
+    from modelloop.families.generative.onnx_export import BLOCK, export_onnx, quantize_graph
     from modelloop.families.generative.quantize import FP32_LINEAR
 
     graph = onnx.load(str(quantize_graph(export_onnx(trained.model.network(), tmp_path / "fp32.onnx"),
                                          tmp_path / "int8.onnx")))
-    kept = [
-        n.name for n in graph.graph.node if n.op_type == "MatMul" and any(p in n.name for p in FP32_LINEAR)
-    ]
-    int8 = [n for n in graph.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
-    assert kept and int8  # lm_head, down_proj, o_proj stay fp32; q/k/v, gate, up are int8
-    assert not any(any(p in n.name for p in FP32_LINEAR) for n in int8)
+    inits = {t.name for t in graph.graph.initializer}
+    fp32 = [n.name for n in graph.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+    dynamic = [n for n in graph.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    blocks = [n for n in graph.graph.node if n.op_type == "MatMulNBits"]
+    assert not fp32 and dynamic and blocks
+    assert not any(any(p in n.name for p in FP32_LINEAR) for n in dynamic)
+    assert {p for n in blocks for p in FP32_LINEAR if p in n.name} == set(FP32_LINEAR)
+    assert all({a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}["bits"] == 8 for n in blocks)
+    assert all({a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}["block_size"] == BLOCK
+               for n in blocks)
+    lookup = next(n for n in graph.graph.node if n.op_type == "Gather" and n.input[1] == "input_ids")
+    assert lookup.input[0] in inits  # the embedding's fp32 weight stays for the lookup
 
 
 def test_the_tied_embedding_is_stored_once(trained, tmp_path):
@@ -96,9 +105,10 @@ def test_the_tied_embedding_is_stored_once(trained, tmp_path):
     net = trained.model.network()
     graph = onnx.load(str(export_onnx(net, tmp_path / "g.onnx")))
     embedding = net.get_input_embeddings().weight.detach().numpy()
-    shapes = [tuple(t.dims) for t in graph.graph.initializer]
+    weights_only = [t for t in graph.graph.initializer if not t.name.startswith("rotary.")]  # cos/sin tables
+    shapes = [tuple(t.dims) for t in weights_only]
     assert embedding.T.shape in shapes and embedding.shape not in shapes  # only lm_head's (hidden, vocab) copy
-    stored = sum(numpy_helper.to_array(t).nbytes for t in graph.graph.initializer)
+    stored = sum(numpy_helper.to_array(t).nbytes for t in weights_only)
     weights = sum(p.numel() * 4 for p in net.parameters())  # tied: the embedding counted once
     assert stored <= weights * 1.01 and np.array_equal(
         next(numpy_helper.to_array(t) for t in graph.graph.initializer if tuple(t.dims) == embedding.T.shape),

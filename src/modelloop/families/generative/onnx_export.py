@@ -1,19 +1,27 @@
 """The ``onnx`` variant's network: the merged causal LM exported to ONNX with its KV cache as inputs and
 outputs, run by ONNX Runtime behind the call the decoding loops make of a PyTorch network.
 
-The exported graph takes ``input_ids`` (B, T), ``attention_mask`` (B, P + T), ``position_ids`` (B, T),
+The graph takes ``input_ids`` (B, T), ``attention_mask`` (B, P + T), ``position_ids`` (B, T),
 ``logits_index`` (K,: the positions whose logits it computes, transformers' ``logits_to_keep`` as a tensor)
-and each layer's cached ``past.<i>.key`` / ``past.<i>.value`` (B, heads, P, head_dim), and returns ``logits``
-(B, K, vocab) and the layers' ``present.*`` (B, heads, P + T, head_dim): one graph serves the prefill
-(P = 0; the decoding loops ask for the last position's logits only, so a prompt's positions skip the
-49k-word vocabulary projection) and every decoding step. Graphs exported before ``logits_index`` existed
-compute every position's logits and still load. It is traced (``torch.onnx.export``, the TorchScript exporter: the dynamo
-one needs ``onnxscript``) with a left-padded batch that has a cache, so the masked path is the one
-recorded. :class:`OrtCausalLM` takes and returns transformers' ``DynamicCache``, so ``generate.py``,
-``batching.py`` (continuous batching) and ``sequences.py`` (perplexity) run it unchanged. It runs the graph
-through IO binding: the cache tensors go in as they are (NumPy views of the tensors, no copy) and ONNX
-Runtime writes the logits and the new cache straight into arrays the returned tensors share, so the only
-copy of the cache per step is the graph's own ``Concat`` of past and new keys/values.
+and each layer's cached ``past.<i>.key`` / ``past.<i>.value`` (B, kv_heads, P, head_dim), and returns
+``logits`` (B, K, vocab) and the layers' ``present.*`` (B, kv_heads, P + T, head_dim): one graph serves the
+prefill (P = 0; the decoding loops ask for the last position's logits only, so a prompt's positions skip
+the 49k-word vocabulary projection) and every decoding step. Graphs exported before ``logits_index``
+existed compute every position's logits and still load.
+
+Two ways to write it, same inputs and outputs: a Llama-style network (:func:`fused_blocker` says which) is
+written node by node with ONNX Runtime's fused operators (:func:`fused_graph`: ``GroupQueryAttention``,
+``RotaryEmbedding``, ``SkipSimplifiedLayerNormalization``; ~14 nodes per layer); any other causal LM is
+traced (:func:`traced_graph`, ``torch.onnx.export``'s TorchScript exporter: the dynamo one needs
+``onnxscript``) with a left-padded batch that has a cache, so the masked path is the one recorded
+(~110 nodes per layer, mostly shape arithmetic; on SmolLM2 3,400 per step). Graphs registered before the
+fused one existed are traced ones and load as before. :func:`quantize_graph` makes the int8 graph.
+
+:class:`OrtCausalLM` takes and returns transformers' ``DynamicCache``, so ``generate.py``, ``batching.py``
+(continuous batching) and ``sequences.py`` (perplexity) run it unchanged. It runs the graph through IO
+binding: the cache tensors go in as they are (NumPy views of the tensors, no copy) and ONNX Runtime writes
+the logits and the new cache straight into arrays the returned tensors share, so the only copy of the cache
+per step is the graph's own joining of past and new keys/values.
 
 The graph is a file (ONNX Runtime loads it by path), never pickled bytes; a tied input embedding and output
 projection are stored once (:func:`share_tied_embedding`), and weights over :data:`EXTERNAL_DATA_BYTES` go
@@ -30,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EXTERNAL_DATA_BYTES", "OrtCausalLM", "export_onnx", "graph_files", "quantize_graph", "save_graph",
-           "share_tied_embedding"]
+__all__ = ["BLOCK", "EXTERNAL_DATA_BYTES", "OrtCausalLM", "block_int8_matmuls", "export_onnx", "fused_blocker",
+           "fused_graph", "graph_files", "quantize_graph", "save_graph", "share_tied_embedding", "traced_graph"]
 
 OPSET = 17
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to an external data file beside the graph
@@ -50,10 +58,20 @@ def _names(layers: int) -> tuple[list[str], list[str]]:
     return ["input_ids", "attention_mask", "position_ids", "logits_index", *past], ["logits", *present]
 
 
-def export_onnx(net: Any, path: Path) -> Path:
+def export_onnx(net: Any, path: Path, *, fused: bool = True) -> Path:
     """The network (a transformers causal LM, adapters merged) as an ONNX model with a KV cache, written to
-    ``path`` (its weights in ``path.data`` beside it when over :data:`EXTERNAL_DATA_BYTES`); a tied input
-    embedding and output projection are stored once (:func:`share_tied_embedding`)."""
+    ``path`` (its weights in ``path.data`` beside it when over :data:`EXTERNAL_DATA_BYTES`): the fused graph
+    (:func:`fused_graph`) when the network is a Llama-style decoder it can write (``fused`` and
+    :func:`fused_blocker` says None), else the traced one (:func:`traced_graph`). Both take and return the
+    same inputs and outputs."""
+    model = fused_graph(net) if fused and fused_blocker(net) is None else traced_graph(net)
+    return save_graph(model, path)
+
+
+def traced_graph(net: Any) -> Any:
+    """The network traced by ``torch.onnx.export`` (TorchScript) into an ``onnx.ModelProto``: any causal LM
+    transformers runs with a ``DynamicCache``; a tied input embedding and output projection are stored once
+    (:func:`share_tied_embedding`)."""
     import torch
     from transformers import DynamicCache
 
@@ -113,7 +131,188 @@ def export_onnx(net: Any, path: Path) -> Path:
 
     model = onnx.load_from_string(buffer.getvalue())
     share_tied_embedding(model)
-    return save_graph(model, path)
+    return model
+
+
+FUSED_TYPES = ("llama", "mistral")  # config.model_type the fused graph is written for (structure checked too)
+FUSED_ROPE = ("default", "linear", "llama3")  # rotary types whose cos/sin do not depend on the length
+
+
+def fused_blocker(net: Any) -> str | None:
+    """Why :func:`fused_graph` cannot write ``net`` (None: it can): a Llama-style decoder, bias-free
+    projections, SiLU MLP, RMS norms, a rotary embedding of a fixed table, no sliding window, and a
+    head size ONNX Runtime's ``GroupQueryAttention`` runs (a multiple of 16)."""
+    config = net.config
+    inner = getattr(net, "model", None)
+    layers = getattr(inner, "layers", None)
+    if getattr(config, "model_type", None) not in FUSED_TYPES:
+        return f"model_type {getattr(config, 'model_type', None)!r} (fused: {', '.join(FUSED_TYPES)})"
+    if layers is None or getattr(inner, "rotary_emb", None) is None or getattr(inner, "norm", None) is None \
+            or getattr(net, "lm_head", None) is None or getattr(net.lm_head, "bias", None) is not None:
+        return "not a Llama-style decoder (model.layers, model.rotary_emb, model.norm, a bias-free lm_head)"
+    head_dim = _dims(config)[2]
+    if head_dim % 16:
+        return f"head_dim {head_dim} is not a multiple of 16 (ONNX Runtime's GroupQueryAttention)"
+    rope = (getattr(config, "rope_parameters", None) or {}).get("rope_type", "default")
+    if rope not in FUSED_ROPE:
+        return f"rope type {rope!r} (fused: {', '.join(FUSED_ROPE)})"
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True) is not False:
+        return "sliding-window attention"
+    if str(getattr(config, "hidden_act", "silu")) != "silu":
+        return f"activation {config.hidden_act!r}"
+    attention = {"q_proj", "k_proj", "v_proj", "o_proj"}
+    for layer in layers:
+        attn, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+        parts = {n: m for n, m in attn.named_children()} if attn is not None else {}
+        linears = [parts.get(n) for n in sorted(attention)]
+        linears += [getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
+        if any(lin is None or getattr(lin, "weight", None) is None or getattr(lin, "bias", None) is not None
+               for lin in linears):
+            return "a layer's projections are not bias-free Linear layers"
+        if set(parts) - attention:
+            return f"attention has other parts ({', '.join(sorted(set(parts) - attention))})"
+        if any(getattr(getattr(layer, n, None), "variance_epsilon", None) is None
+               for n in ("input_layernorm", "post_attention_layernorm")):
+            return "a layer's norms are not RMS norms"
+    return None
+
+
+def fused_graph(net: Any) -> Any:
+    """The network written node by node as ONNX Runtime's fused decoder (an ``onnx.ModelProto``): per layer
+    ``SimplifiedLayerNormalization`` / ``SkipSimplifiedLayerNormalization`` (RMS norm and the residual add),
+    one MatMul for q/k/v and one for gate/up, ``RotaryEmbedding`` at each token's own position, and
+    ``GroupQueryAttention`` (grouped K/V heads read in place, no ``Expand``; past and new keys joined
+    inside the kernel, the left padding masked by an additive bias built once per call from
+    ``attention_mask``). The traced graph runs ~110 small shape nodes per layer around the same
+    arithmetic (3,400 nodes per step for SmolLM2); this one ~15. Same inputs and outputs as
+    :func:`traced_graph`; a tied embedding is stored once (the lookup gathers columns of ``lm_head``'s
+    (hidden, vocab) weight). Only for networks :func:`fused_blocker` passes."""
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    config = net.config
+    layers, kv_heads, head_dim = _dims(config)
+    heads = int(config.num_attention_heads)
+    inner = net.model
+    inits: list[Any] = []
+    nodes: list[Any] = []
+
+    def weight(name: str, value: Any) -> str:
+        array = value.detach().float().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(op: str, inputs: list[str], outputs: list[str] | str, name: str, **attrs: Any) -> list[str]:
+        outs = [outputs] if isinstance(outputs, str) else outputs
+        domain = "com.microsoft" if op in _MS_OPS else ""
+        nodes.append(helper.make_node(op, inputs, outs, name=name, domain=domain, **attrs))
+        return outs
+
+    def linear(x: str, modules: list[Any], name: str) -> str:
+        """One MatMul for these bias-free Linear layers (their outputs side by side)."""
+        w = torch.cat([m.weight.detach().float() for m in modules], dim=0).T
+        return node("MatMul", [x, weight(f"{name}.weight", w)], f"{name}/out", f"{name}/MatMul")[0]
+
+    # the embedding: tied -> the columns of lm_head's (hidden, vocab) weight, else its own (vocab, hidden)
+    embedding, head = net.get_input_embeddings().weight, net.lm_head.weight
+    head_name = weight("lm_head.weight", head.detach().float().T)
+    if embedding.data_ptr() == head.data_ptr() or torch.equal(embedding, head):
+        columns = node("Gather", [head_name, "input_ids"], "embed/columns", "/model/embed_tokens/Gather_tied", axis=1)
+        x = node("Transpose", columns, "embed/out", "/model/embed_tokens/Transpose", perm=[1, 2, 0])[0]
+    else:
+        x = node("Gather", [weight("embed.weight", embedding), "input_ids"], "embed/out", "/model/embed_tokens/Gather")[0]
+
+    # once per call: the lengths GroupQueryAttention reads and the padding's additive bias (B, 1, S, total)
+    ids_shape = node("Shape", ["input_ids"], "ids_shape", "/shape/ids")[0]
+    mask_shape = node("Shape", ["attention_mask"], "mask_shape", "/shape/mask")[0]
+    one, zero, two = (weight(n, np.array([v], np.int64)) for n, v in (("c_one", 1), ("c_zero", 0), ("c_two", 2)))
+    batch = node("Slice", [ids_shape, zero, one], "batch", "/shape/batch")[0]
+    new = node("Slice", [ids_shape, one, two], "new", "/shape/new")[0]
+    total = node("Slice", [mask_shape, one, two], "total", "/shape/total")[0]
+    total32 = node("Cast", [total], "total32", "/shape/total32", to=TensorProto.INT32)[0]
+    scalar_total = node("Squeeze", [total32, zero], "total_sequence_length", "/shape/total_scalar")[0]
+    last = node("Sub", [total32, weight("c_one32", np.array([1], np.int32))], "last32", "/shape/last")[0]
+    seqlens = node("Expand", [last, batch], "seqlens_k", "/shape/seqlens_k")[0]
+    maskf = node("Cast", ["attention_mask"], "mask_f", "/mask/cast", to=TensorProto.FLOAT)[0]
+    hidden_mask = node("Sub", [weight("c_onef", np.array(1.0, np.float32)), maskf], "mask_hidden", "/mask/not")[0]
+    lowest = weight("c_lowest", np.array(np.finfo(np.float32).min, np.float32))
+    bias2 = node("Mul", [hidden_mask, lowest], "mask_bias2", "/mask/bias")[0]
+    bias4 = node("Unsqueeze", [bias2, weight("c_axes12", np.array([1, 2], np.int64))], "mask_bias4", "/mask/4d")[0]
+    bias_shape = node("Concat", [batch, one, new, total], "bias_shape", "/mask/shape", axis=0)[0]
+    bias = node("Expand", [bias4, bias_shape], "attention_bias", "/mask/expand")[0]
+
+    # the rotary table: cos/sin (positions, head_dim / 2) as the network's own rotary module computes them
+    positions = torch.arange(int(config.max_position_embeddings)).unsqueeze(0)
+    cos, sin = inner.rotary_emb(torch.zeros(1, dtype=torch.float32), positions)
+    cos_name = weight("rotary.cos", cos[0, :, : head_dim // 2])
+    sin_name = weight("rotary.sin", sin[0, :, : head_dim // 2])
+
+    residual = ""  # the residual stream ("" before the first layer's norm)
+    pending = x  # what the next norm adds to it
+    for i, layer in enumerate(inner.layers):
+        p = f"/model/layers.{i}"
+        attn, mlp = layer.self_attn, layer.mlp
+        eps = float(layer.input_layernorm.variance_epsilon)
+        w_in = weight(f"layers.{i}.input_layernorm.weight", layer.input_layernorm.weight)
+        if not residual:
+            h = node("SimplifiedLayerNormalization", [pending, w_in], f"{p}/ln_in", f"{p}/input_layernorm",
+                     axis=-1, epsilon=eps, stash_type=1)[0]
+            residual = pending
+        else:
+            h, _, _, residual = node("SkipSimplifiedLayerNormalization", [pending, residual, w_in],
+                                     [f"{p}/ln_in", "", "", f"{p}/residual_in"], f"{p}/input_layernorm", epsilon=eps)
+        qkv = linear(h, [attn.q_proj, attn.k_proj, attn.v_proj], f"{p}/self_attn/qkv_proj")
+        split = weight(f"{p}/qkv_split", np.array([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim],
+                                                  np.int64))
+        q, k, v = node("Split", [qkv, split], [f"{p}/q", f"{p}/k", f"{p}/v"], f"{p}/self_attn/qkv_split", axis=-1)
+        q = node("RotaryEmbedding", [q, "position_ids", cos_name, sin_name], f"{p}/q_rot", f"{p}/self_attn/q_rotary",
+                 num_heads=heads, interleaved=0)[0]
+        k = node("RotaryEmbedding", [k, "position_ids", cos_name, sin_name], f"{p}/k_rot", f"{p}/self_attn/k_rotary",
+                 num_heads=kv_heads, interleaved=0)[0]
+        out = node("GroupQueryAttention", [q, k, v, f"past.{i}.key", f"past.{i}.value", seqlens, scalar_total,
+                                           "", "", "", bias],
+                   [f"{p}/attn", f"present.{i}.key", f"present.{i}.value"], f"{p}/self_attn/GroupQueryAttention",
+                   num_heads=heads, kv_num_heads=kv_heads, scale=float(attn.scaling))[0]
+        o = linear(out, [attn.o_proj], f"{p}/self_attn/o_proj")
+        w_post = weight(f"layers.{i}.post_attention_layernorm.weight", layer.post_attention_layernorm.weight)
+        h, _, _, residual = node("SkipSimplifiedLayerNormalization", [o, residual, w_post],
+                                 [f"{p}/ln_post", "", "", f"{p}/residual_mid"], f"{p}/post_attention_layernorm",
+                                 epsilon=float(layer.post_attention_layernorm.variance_epsilon))
+        gate_up = linear(h, [mlp.gate_proj, mlp.up_proj], f"{p}/mlp/gate_up_proj")
+        gate, up = node("Split", [gate_up, weight(f"{p}/gate_up_split", np.array([mlp.gate_proj.weight.shape[0]] * 2,
+                                                                                   np.int64))],
+                        [f"{p}/gate", f"{p}/up"], f"{p}/mlp/gate_up_split", axis=-1)
+        sig = node("Sigmoid", [gate], f"{p}/gate_sigmoid", f"{p}/mlp/Sigmoid")[0]
+        silu = node("Mul", [gate, sig], f"{p}/gate_silu", f"{p}/mlp/silu")[0]
+        act = node("Mul", [silu, up], f"{p}/act", f"{p}/mlp/Mul")[0]
+        pending = linear(act, [mlp.down_proj], f"{p}/mlp/down_proj")
+    w_norm = weight("norm.weight", inner.norm.weight)
+    h, _, _, _ = node("SkipSimplifiedLayerNormalization", [pending, residual, w_norm],
+                      ["final_norm", "", "", "final_residual"], "/model/norm",
+                      epsilon=float(inner.norm.variance_epsilon))
+    kept = node("Gather", [h, "logits_index"], "kept_hidden", "/model/logits_index", axis=1)[0]
+    node("MatMul", [kept, head_name], "logits", "/lm_head/MatMul")
+
+    names_in, names_out = _names(layers)
+    past_shape: list[str | int | None] = ["batch", kv_heads, "cached", head_dim]
+    present_shape: list[str | int | None] = ["batch", kv_heads, "total", head_dim]
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "new"]),
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"]),
+              helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "new"]),
+              helper.make_tensor_value_info("logits_index", TensorProto.INT64, ["kept"])]
+    inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, past_shape) for n in names_in[4:]]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                             ["batch", "kept", int(head.shape[0])])]
+    outputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, present_shape) for n in names_out[1:]]
+    graph = helper.make_graph(nodes, "modelloop_fused_decoder", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),
+                                                    helper.make_opsetid("com.microsoft", 1)],
+                              producer_name="modelloop")
+    model.ir_version = min(model.ir_version, 8)  # onnx 1.23 writes 11 by default
+    return model
+
+
+_MS_OPS = {"SkipSimplifiedLayerNormalization", "RotaryEmbedding", "GroupQueryAttention", "MatMulNBits"}
 
 
 def save_graph(model: Any, path: Path) -> Path:
@@ -172,10 +371,17 @@ def share_tied_embedding(model: Any) -> bool:
 
 
 def quantize_graph(src: Path, dst: Path) -> Path:
-    """The graph at ``src`` with ONNX Runtime's dynamic int8 quantization of its MatMul weights (per output
-    channel; activations quantized per call), written to ``dst``, except the layers ``quantize.py`` keeps
-    fp32 (``lm_head``, ``down_proj``, ``o_proj``: quantizing them costs the most perplexity; a tied
-    embedding read from ``lm_head``'s weight stays fp32 with it)."""
+    """The graph at ``src`` with int8 MatMul weights, written to ``dst``: ONNX Runtime's dynamic int8
+    quantization (weights per output channel, each call's activations with one scale) for all but the
+    layers ``quantize.py`` keeps fp32 in PyTorch (``lm_head``, ``down_proj``, ``o_proj``: their inputs'
+    outliers cost the most perplexity under one activation scale); those get block-wise int8 weights
+    instead (:func:`block_int8_matmuls`: ``MatMulNBits``, one scale per :data:`BLOCK` weights and per
+    block of each activation row, so an outlier costs only its own block). A tied embedding read from
+    ``lm_head``'s weight keeps that weight in fp32 for its lookup.
+
+    Measured on SmolLM2-135M (fused graph, 1 thread, 48 assistant completions): per-channel dynamic int8
+    with the three layers fp32 +0.5 % perplexity, 37 / 41 ms per decoding step at 1 / 8 sequences; with
+    the three block-wise +1.35 %, 16 / 31 ms (the fp32 ``lm_head`` alone read 113 MB per step)."""
     import tempfile
 
     import onnx
@@ -197,8 +403,68 @@ def quantize_graph(src: Path, dst: Path) -> Path:
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
             nodes_to_exclude=keep,
+            # the fused graph's contrib ops (GroupQueryAttention, ...) have no ONNX shape inference: their
+            # outputs' type is this
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-        return save_graph(onnx.load(str(out)), dst)
+        model = onnx.load(str(out))
+        block_int8_matmuls(model, set(keep))
+        return save_graph(model, dst)
+
+
+BLOCK = 32  # block-wise int8: weights per scale along the input dimension
+
+
+def block_int8_matmuls(model: Any, names: set[str]) -> int:
+    """The ``MatMul`` nodes called ``names`` whose weight is a 2-D initializer, as ONNX Runtime's
+    ``MatMulNBits`` (com.microsoft) with 8-bit weights: per output column, each block of :data:`BLOCK`
+    input rows scaled by its largest magnitude (symmetric, stored offset by 128), computed with int8
+    activations quantized per block (``accuracy_level`` 4). A weight no other node reads is dropped.
+    Returns how many were converted. (ONNX Runtime's own ``MatMulNBitsQuantizer`` needs ``onnx_ir``.)"""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    done = 0
+    for n in list(graph.node):
+        if n.op_type != "MatMul" or n.name not in names or n.input[1] not in inits or len(inits[n.input[1]].dims) != 2:
+            continue
+        weight = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
+        rows, cols = weight.shape
+        packed, scales = _block_int8(weight)
+        q = numpy_helper.from_array(packed, f"{n.input[1]}/int8_blocks")
+        s = numpy_helper.from_array(scales, f"{n.input[1]}/int8_scales")
+        graph.initializer.extend([q, s])
+        at = list(graph.node).index(n)
+        graph.node.remove(n)
+        graph.node.insert(at, helper.make_node("MatMulNBits", [n.input[0], q.name, s.name], list(n.output),
+                                               name=n.name, domain="com.microsoft", K=rows, N=cols, bits=8,
+                                               block_size=BLOCK, accuracy_level=4))
+        readers[n.input[1]] -= 1
+        if readers[n.input[1]] == 0:
+            graph.initializer.remove(inits[n.input[1]])
+        done += 1
+    if done and not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return done
+
+
+def _block_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``weight`` (K, N) as ``MatMulNBits``' 8-bit layout: uint8 (N, blocks, BLOCK), each column's blocks of
+    BLOCK rows (zero-padded), stored as round(w / scale) + 128; scales (N * blocks,) = max|w| / 127."""
+    rows, cols = weight.shape
+    blocks = -(-rows // BLOCK)
+    padded = np.zeros((blocks * BLOCK, cols), np.float32)
+    padded[:rows] = weight
+    by_column = padded.T.reshape(cols, blocks, BLOCK)
+    scales = np.abs(by_column).max(axis=2) / 127.0
+    scales[scales == 0] = 1.0
+    q = np.clip(np.rint(by_column / scales[:, :, None]), -127, 127) + 128
+    return q.astype(np.uint8), scales.astype(np.float32).reshape(-1)
 
 
 class OrtCausalLM:

@@ -17,7 +17,8 @@ before the stage scores and times it:
   once), copied beside the registered models when the variant is registered and loaded from there by path. Checked: the perplexity may change by at most
   ``ONNX_PERPLEXITY_TOLERANCE`` (float arithmetic in another order); the greedy agreement is recorded.
 - ``onnx_int8_dynamic``: the same graph from the smoothed network, its MatMul weights quantized to int8 by ONNX
-  Runtime (the layers ``int8_dynamic`` keeps fp32 stay fp32). Checked like ``int8_dynamic``.
+  Runtime (dynamic, per output channel; the layers ``int8_dynamic`` keeps fp32 get block-wise 8-bit weights
+  instead: ``onnx_export.quantize_graph``). Checked like ``int8_dynamic``.
 
 Other names are skipped with the allowed ones.
 """

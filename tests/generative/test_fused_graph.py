@@ -1,0 +1,123 @@
+"""The fused ONNX decoder (``onnx_export.fused_graph``): a Llama-style network written node by node as ONNX
+Runtime's GroupQueryAttention / RotaryEmbedding / SimplifiedLayerNormalization graph instead of traced.
+On a tiny grouped-query Llama (4 query heads, 2 K/V heads) it computes what the PyTorch network computes
+for a left-padded batch, through a prefill and decoding steps with the cache it returns, at each row's
+own positions; it runs a handful of nodes per layer (the traced graph ~110); a network it cannot write
+falls back to the traced graph with the reason; and block-wise int8 MatMuls stay close to fp32."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+
+def _llama(head_dim: int = 16, layers: int = 2):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=96, hidden_size=4 * head_dim, num_hidden_layers=layers, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=head_dim, intermediate_size=96, max_position_embeddings=64,
+                         tie_word_embeddings=True, rope_theta=10000.0)
+    return LlamaForCausalLM(config).eval()
+
+
+def _left_padded_run(net, model):
+    """Logits of a left-padded batch of 2 (prefill, then two decoding steps at each row's own positions)
+    from the PyTorch network and from ``model`` (an OrtCausalLM)."""
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = []
+    for m in (net, model):
+        logits = []
+        with torch.no_grad():
+            step = m(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+            logits.append(step.logits[mask.bool()])  # the real tokens' rows
+            cache, full, pos = step.past_key_values, mask, positions[:, -1:]
+            for token in ([[13], [14]], [[15], [16]]):
+                full, pos = torch.cat([full, torch.ones((2, 1), dtype=torch.long)], 1), pos + 1
+                step = m(input_ids=torch.tensor(token), attention_mask=full, position_ids=pos, past_key_values=cache,
+                         use_cache=True)
+                cache = step.past_key_values
+                logits.append(step.logits[:, -1])
+        out.append(torch.cat(logits))
+    return out
+
+
+def test_the_fused_graph_computes_the_networks_logits_with_grouped_heads_and_left_padding(tmp_path):
+    import onnx
+
+    from modelloop.families.generative.onnx_export import OrtCausalLM, export_onnx, fused_blocker
+
+    net = _llama()
+    assert fused_blocker(net) is None
+    path = export_onnx(net, tmp_path / "fused.onnx")
+    graph = onnx.load(str(path))
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("GroupQueryAttention") == 2 and "Expand" not in [
+        n.op_type for n in graph.graph.node if "layers." in n.name]  # the grouped K/V heads are not copied
+    assert len(ops) < 20 * 2 + 30  # a handful of nodes per layer (traced: ~110)
+    torch_logits, ort_logits = _left_padded_run(net, OrtCausalLM(path, net.config))
+    assert torch.allclose(ort_logits, torch_logits, atol=1e-4), (ort_logits - torch_logits).abs().max()
+
+
+def test_a_network_the_fused_graph_cannot_write_is_traced(tmp_path):
+    import onnx
+
+    from modelloop.families.generative.onnx_export import OrtCausalLM, export_onnx, fused_blocker
+
+    net = _llama(head_dim=8)  # GroupQueryAttention needs a multiple of 16
+    assert "head_dim 8" in fused_blocker(net)
+    path = export_onnx(net, tmp_path / "traced.onnx")
+    assert "GroupQueryAttention" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+    torch_logits, ort_logits = _left_padded_run(net, OrtCausalLM(path, net.config))
+    assert torch.allclose(ort_logits, torch_logits, atol=1e-4)
+
+
+def test_the_traced_and_fused_graphs_answer_alike():
+    """``fused=False`` forces the traced graph (older registered graphs are traced ones: same inputs and
+    outputs, so OrtCausalLM runs either)."""
+    import tempfile
+    from pathlib import Path
+
+    from modelloop.families.generative.onnx_export import OrtCausalLM, export_onnx
+
+    net = _llama()
+    with tempfile.TemporaryDirectory() as tmp:
+        fused = OrtCausalLM(export_onnx(net, Path(tmp) / "f.onnx"), net.config)
+        traced = OrtCausalLM(export_onnx(net, Path(tmp) / "t.onnx", fused=False), net.config)
+        a, b = _left_padded_run(net, fused)[1], _left_padded_run(net, traced)[1]
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_block_int8_matmuls_stay_close_to_fp32_where_one_activation_scale_does_not():
+    """An input with one outlier channel (what ``down_proj`` sees): per-block scales keep the other
+    channels' precision; the fp32 weight goes unless another node reads it."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modelloop.families.generative.onnx_export import block_int8_matmuls
+
+    rng = np.random.default_rng(0)
+    k, n = 96, 40
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    x = rng.standard_normal((4, k)).astype(np.float32)
+    x[:, 3] *= 200.0  # one outlier channel
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])],
+                              [numpy_helper.from_array(w, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    assert block_int8_matmuls(model, {"mm"}) == 1
+    assert [t.name for t in model.graph.initializer if t.name == "W"] == []
+    y = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    exact = x @ w
+    scale = np.abs(x).max() / 127  # one scale per call, as dynamic int8 quantizes activations
+    w_scale = np.abs(w).max(axis=0) / 127  # per output channel
+    one_scale = (np.rint(x / scale) * scale) @ (np.rint(w / w_scale) * w_scale)
+    block_err, one_err = np.abs(y - exact).max(), np.abs(one_scale - exact).max()
+    assert block_err < 0.02 * np.abs(exact).max() and block_err < one_err / 2

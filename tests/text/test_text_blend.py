@@ -129,7 +129,8 @@ def test_a_blend_serves_its_rows_as_offline_and_survives_save_and_load(tmp_path)
     loaded = load_model(ws, resolve_model(ws))
     offline = model.predict_proba(frame[["review"]])
     np.testing.assert_allclose(loaded.predict_proba(frame[["review"]]), offline, atol=1e-12)
-    assert load_runtime(ws).variant == "onnx"  # its TF-IDF member through the skl2onnx graph
+    runtime = load_runtime(ws)  # its TF-IDF member through its scorer, USE through its engine
+    assert runtime.variant == "native" and "scorer" in runtime.reason and "multilingual-use" in runtime.reason
     batch = json.loads(frame[["review"]].to_json(orient="records", force_ascii=False))
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         served = predict_all(url, batch)

@@ -119,3 +119,31 @@ def test_a_named_backbone_without_a_limit_is_not_timed(tmp_path):
 
     res = train_text(_workspace(tmp_path, _chinese(16), {}, {"backbone": USE}))
     assert res["latency"] is None and res["backbone"]["tried"] == [USE]
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_the_tfidf_scorer_equals_the_pipeline_for_every_input_the_search_can_draw(classes):
+    """What serves a TF-IDF model (and a blend's TF-IDF member): the widest n-grams of the search space,
+    raw and binary counts, NB scaling, on Chinese, English, mixed, empty and unseen texts."""
+    import optuna
+
+    from modelloop.families.text.classical import (
+        TfidfScorer, TfidfTextModel, fit_tfidf, pipeline_inputs, suggest_tfidf, tfidf_inputs)
+
+    space = (trial := optuna.create_study().ask(), suggest_tfidf(trial))[0].distributions
+    texts = _chinese(40)["review"].tolist() + ["My card was charged TWICE", "where is my parcel?"] * 4
+    y = np.arange(len(texts)) % classes
+    probe = [*texts[:6], "", "   ", "全新的文字 unseen words 123", "退款" * 300]
+    for tf in ("binary", "raw"):
+        params = {"tfidf_c": 10.0, "char_max": space["char_max"].high, "word_max": space["word_max"].high,
+                  "min_df": 1, "tf": tf, "nb": tf == "binary"}
+        if "seg_max" in space:
+            params["seg_max"] = space["seg_max"].high
+        pipe = fit_tfidf(texts, y, params, class_weight="balanced", seed=0)
+        want = pipe.predict_proba(tfidf_inputs(probe, pipeline_inputs(pipe)))
+        np.testing.assert_allclose(TfidfScorer(pipe).proba(probe), want, atol=1e-5)
+        model = TfidfTextModel.from_pipeline(pipe, classes=list(range(classes)), text_column="t", target=None,
+                                             config={}, seed=0, class_weight="balanced", metric="f1_macro",
+                                             description={})
+        np.testing.assert_allclose(model.score_texts(probe)[0], want, atol=1e-5)  # what serving calls
+        assert model.scorer() is not None and "_scorer" not in model.__getstate__()  # rebuilt, not pickled

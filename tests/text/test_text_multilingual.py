@@ -214,7 +214,8 @@ def test_tfidf_is_searched_beside_the_encoder_and_wins_where_the_encoder_cannot_
     assert res["test_metrics"]["f1_macro"] >= 0.9 and res["by_script"]["cjk"]["rows"] == res["rows"]["test"]
     from modelloop.serving.runtime import load_runtime
 
-    assert load_runtime(ws).variant == "onnx"  # the skl2onnx graph, checked when the server loads it
+    runtime = load_runtime(ws)  # its scorer: no graph to convert when the server loads it
+    assert runtime.variant == "native" and "scorer" in runtime.reason
     from modelloop.registry import load_model, resolve_model
     from modelloop.serving import ServeConfig, create_app
 

@@ -48,7 +48,7 @@ import pandas as pd
 from scipy import sparse
 
 from ...errors import ModelloopError
-from .pipeline import TextPipelineModel
+from .pipeline import TextPipelineModel, softmax
 
 __all__ = ["LARGEST_N", "TFIDF", "VECTORIZERS", "TfidfTextModel", "export_tfidf_onnx", "fit_linear", "fit_tfidf", "min_df_of",
            "pipeline_inputs", "read_inputs", "segment", "segmenter", "suggest_tfidf", "tfidf_defaults", "tfidf_inputs"]
@@ -124,10 +124,68 @@ def tfidf_inputs(texts: list[str], inputs: tuple[str, ...] | list[str] = ("chars
     """The inputs of the pipeline and its graph, those named in ``inputs``: ``words`` (lowercased
     text), ``chars`` (its characters separated by spaces, whitespace runs as ``␣``) and ``segs`` (its
     jieba words separated by spaces, :func:`segment`)."""
+    return pd.DataFrame(input_texts(texts, inputs))
+
+
+def input_texts(texts: list[str], inputs: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
+    """:func:`tfidf_inputs` as lists by input name (no frame: what :class:`TfidfScorer` reads)."""
     low = [t.lower() for t in texts]
     build = {"words": lambda: low, "chars": lambda: [" ".join(_SPACES.sub("\u2423", t)) for t in low],
              "segs": lambda: [segment(t) for t in low]}
-    return pd.DataFrame({name: build[name]() for name in _INPUTS if name in inputs})
+    return {name: build[name]() for name in _INPUTS if name in inputs}
+
+
+class TfidfScorer:
+    """A fitted pipeline's probabilities computed from its parts: each vectorizer's own analyzer
+    (scikit-learn's ``build_analyzer``, so the same n-grams), vocabulary and idf, its l2 norm, and the
+    regression's weights; equal to ``predict_proba`` (float rounding aside).
+
+    Why: at batch 1 the pipeline's pandas frame, ColumnTransformer and sparse matrices cost ~4 ms a
+    text, and the skl2onnx graph's TfIdfVectorizer op ~1.7 ms on a 3,200-review vocabulary (converting
+    that graph took ~2 min on a loaded 2-core machine); this costs ~0.1-0.3 ms, most of it the analyzers
+    (benchmarks/RESULTS.md). A pipeline of other parts raises ValueError: the caller keeps scikit-learn."""
+
+    def __init__(self, pipe: Any):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        features, lr = pipe[0], pipe[-1]
+        self.parts: list[tuple[str, Any, dict[str, int], np.ndarray, bool, str | None, int]] = []
+        offset = 0
+        for name, vec, column in features.transformers_:
+            if vec == "drop":
+                continue
+            if not isinstance(vec, TfidfVectorizer) or not isinstance(column, str) or vec.sublinear_tf \
+                    or not vec.use_idf or vec.norm not in ("l2", None):
+                raise ValueError(f"{name}: not a TF-IDF vectorizer of one text column this scorer computes")
+            self.parts.append((column, vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_, np.float64),
+                               bool(vec.binary), vec.norm, offset))
+            offset += len(vec.vocabulary_)
+        self.coef = np.asarray(lr.coef_, dtype=np.float64)          # [1 or K, features]
+        self.intercept = np.asarray(lr.intercept_, dtype=np.float64)
+        self.inputs = [column for column, *_ in self.parts]
+
+    def proba(self, texts: list[str]) -> np.ndarray:
+        """``[n, classes the regression saw]`` probabilities of raw ``texts``."""
+        inputs = input_texts(texts, self.inputs)
+        logits = np.tile(self.intercept, (len(texts), 1))
+        for column, analyze, vocab, idf, binary, norm, offset in self.parts:
+            for i, doc in enumerate(inputs[column]):
+                counts: dict[int, int] = {}
+                for term in analyze(doc):
+                    j = vocab.get(term)
+                    if j is not None:
+                        counts[j] = counts.get(j, 0) + 1
+                if not counts:
+                    continue
+                idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
+                values = idf[idx] if binary else np.fromiter(counts.values(), np.float64, len(counts)) * idf[idx]
+                if norm == "l2":
+                    values = values / np.sqrt(values @ values)
+                logits[i] += self.coef[:, offset + idx] @ values
+        if self.coef.shape[0] == 1:  # binary: the logistic of the one decision value
+            p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            return np.column_stack([1.0 - p, p])
+        return softmax(logits)
 
 
 def pipeline_inputs(pipe: Any) -> list[str]:
@@ -235,11 +293,23 @@ class TfidfTextModel(TextPipelineModel):
     def n_parameters(self) -> int:
         return int(np.asarray(self.pipeline_[-1].coef_).size + np.asarray(self.pipeline_[-1].intercept_).size)
 
+    def scorer(self) -> TfidfScorer | None:
+        """The pipeline's :class:`TfidfScorer` (built once, not pickled), None when it has other parts."""
+        if "_scorer" not in self.__dict__:
+            try:
+                self._scorer: TfidfScorer | None = TfidfScorer(self.pipeline_)
+            except ValueError:
+                self._scorer = None
+        return self._scorer
+
     def score_texts(self, texts: list[str], session: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        frame = tfidf_inputs(texts, pipeline_inputs(self.pipeline_))
-        if session is None:
-            proba = self.pipeline_.predict_proba(frame)
+        scorer = self.scorer() if session is None else None
+        if scorer is not None:
+            proba = scorer.proba(texts)
+        elif session is None:
+            proba = self.pipeline_.predict_proba(tfidf_inputs(texts, pipeline_inputs(self.pipeline_)))
         else:
+            frame = tfidf_inputs(texts, pipeline_inputs(self.pipeline_))
             feed = {name: frame[[name]].to_numpy(dtype=object) for name in _graph_inputs(session)}
             proba = np.asarray(session.run(["probabilities"], feed)[0], dtype=np.float64)
         n = len(texts)

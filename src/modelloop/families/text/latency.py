@@ -19,8 +19,8 @@ median over the texts, a p50:
   tokenizer and windows included (:func:`network_ms`). The graph is exported once per encoder and kept
   in the per-user cache (``latency/``), from a head fitted on the probe texts (its weights do not change
   the cost);
-* TF-IDF: the search's first trial's pipeline fitted on at most ``TFIDF_ROWS`` training texts, through
-  its skl2onnx graph in ONNX Runtime as served (:func:`tfidf_ms`).
+* TF-IDF: the largest n-grams the search tries, fitted on at most ``TFIDF_ROWS`` training texts, through
+  its scorer as served (:func:`tfidf_ms`).
 
 A blend costs the sum of its members'.
 """
@@ -44,7 +44,7 @@ __all__ = ["AUTO_SOURCE", "LIMIT_SOURCE", "PASSES", "PROBE", "TFIDF_ROWS", "Late
 
 PROBE = 16        # training texts timed, spread over the set
 PASSES = 3        # calls per text; the least CPU time counts
-TFIDF_ROWS = 200
+TFIDF_ROWS = 1000
 _REFERENCE_VERSION = "1"  # bump when the reference graph's recipe changes
 
 
@@ -82,29 +82,29 @@ def encoder_ms(backbone: str, texts: Sequence[str], stop_above: float | None = N
 
 
 def tfidf_ms(texts: Sequence[str], y: np.ndarray, probe: Sequence[str], *, seed: int) -> float:
-    """TF-IDF + logistic regression's cost of one text: the search's first trial's parameters, fitted on
-    at most ``TFIDF_ROWS`` of ``texts``, through its skl2onnx graph as served (through scikit-learn when
-    it does not convert, as the server would: ~4 ms a text, most of it the per-call overhead)."""
+    """TF-IDF + logistic regression's cost of one text as served (its :class:`~.classical.TfidfScorer`),
+    for the largest n-grams the search tries (jieba words too where jieba is installed, each text cut
+    afresh as a new request's is), fitted on at most ``TFIDF_ROWS`` of ``texts``: its cost is the
+    analyzers', which the vocabulary's size hardly changes."""
     import warnings
 
-    from ...errors import ModelloopError
-    from .classical import TfidfTextModel, fit_tfidf, tfidf_defaults
+    from .classical import LARGEST_N, TfidfScorer, _cut, fit_tfidf, segmenter, tfidf_defaults
 
+    params = {**tfidf_defaults(), "char_max": LARGEST_N["chars"], "word_max": LARGEST_N["words"]}
+    if segmenter() is not None:
+        params["seg_max"] = LARGEST_N["segs"]
     pick = np.random.default_rng(seed).permutation(len(texts))[:TFIDF_ROWS]
     if len(np.unique(y[pick])) < 2:
         pick = np.arange(len(texts))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe = fit_tfidf([texts[i] for i in pick], y[pick], tfidf_defaults(), class_weight="balanced", seed=seed)
-    classes = sorted(int(c) for c in np.unique(y))
-    model = TfidfTextModel.from_pipeline(pipe, classes=classes, text_column="text", target=None, config={},
-                                         seed=seed, class_weight="balanced", metric="f1_macro", description={})
-    with tempfile.TemporaryDirectory(prefix="modelloop-tfidf-") as folder:
-        try:
-            session = model._open_session(model.export_onnx(Path(folder) / "tfidf.onnx")["path"], 1)
-        except ModelloopError:
-            session = None
-        return per_text_ms(lambda t: model.score_texts([t], session), probe)
+        scorer = TfidfScorer(fit_tfidf([texts[i] for i in pick], y[pick], params, class_weight="balanced", seed=seed))
+
+    def call(text: str) -> Any:
+        _cut.cache_clear()  # a served text is new: its jieba cut is not cached
+        return scorer.proba([text])
+
+    return per_text_ms(call, probe)
 
 
 def network_ms(source: str, max_length: int, probe: Sequence[str], stop_above: float | None = None) -> float:

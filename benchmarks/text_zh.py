@@ -253,7 +253,9 @@ def run_set(name: str, df: pd.DataFrame, budget: float, work: Path, seed: int = 
                                "variant": rt.variant, "blend": best["blend"],
                                # the winner's score: a CV mean over the training rows (TF-IDF, frozen head)
                                "validation_score": best["validation_score"], "cv": best.get("cv"),
-                               "embedding_seconds": best.get("embedding_seconds")},
+                               "embedding_seconds": best.get("embedding_seconds"),
+                               # the served model's cost against train.max_latency_ms or auto's bound
+                               "latency": best.get("latency")},
            "minilm_timed": "int8 graph (quantize_dynamic, per channel), 1 thread, tokenizer + session + head",
            "ratios": {"f1_minus_tfidf": round(f1["modelloop"] - f1["tfidf"], 4),
                       "f1_minus_minilm": round(f1["modelloop"] - f1["minilm"], 4),

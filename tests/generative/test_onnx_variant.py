@@ -70,14 +70,13 @@ def test_concurrent_requests_share_onnx_decoding_steps_as_they_do_pytorch_ones(o
     assert answers(onnx_variant[0].model) == answers(trained.model)
 
 
-def test_int8_quantizes_every_matmul_the_three_outlier_layers_block_wise(trained, tmp_path):
-    """q/k/v and gate/up get per-channel dynamic int8; lm_head, down_proj and o_proj (their inputs' outliers
-    cost the most under one activation scale) get block-wise 8-bit weights (``MatMulNBits``); no fp32
-    weight MatMul is left, and the tied embedding's lookup still reads its fp32 weight."""
+def test_int8_quantizes_every_matmul_the_outlier_layers_block_wise(trained, tmp_path):
+    """q/k/v, o, gate/up get per-channel dynamic int8; lm_head and down_proj (their inputs' outliers cost
+    the most under one activation scale) get block-wise 8-bit weights (``MatMulNBits``); no fp32 weight
+    MatMul is left, and the tied embedding's lookup still reads its fp32 weight."""
     import onnx
 
-    from modelloop.families.generative.onnx_export import BLOCK, export_onnx, quantize_graph
-    from modelloop.families.generative.quantize import FP32_LINEAR
+    from modelloop.families.generative.onnx_export import BLOCK, BLOCK_LINEAR, export_onnx, quantize_graph
 
     graph = onnx.load(str(quantize_graph(export_onnx(trained.model.network(), tmp_path / "fp32.onnx"),
                                          tmp_path / "int8.onnx")))
@@ -86,11 +85,12 @@ def test_int8_quantizes_every_matmul_the_three_outlier_layers_block_wise(trained
     dynamic = [n for n in graph.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
     blocks = [n for n in graph.graph.node if n.op_type == "MatMulNBits"]
     assert not fp32 and dynamic and blocks
-    assert not any(any(p in n.name for p in FP32_LINEAR) for n in dynamic)
-    assert {p for n in blocks for p in FP32_LINEAR if p in n.name} == set(FP32_LINEAR)
-    assert all({a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}["bits"] == 8 for n in blocks)
-    assert all({a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}["block_size"] == BLOCK
-               for n in blocks)
+    assert not any(any(p in n.name for p in BLOCK_LINEAR) for n in dynamic)
+    assert any("o_proj" in n.name for n in dynamic)
+    assert {p for n in blocks for p in BLOCK_LINEAR if p in n.name} == set(BLOCK_LINEAR)
+    for n in blocks:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        assert attrs["bits"] == 8 and attrs["block_size"] == BLOCK
     lookup = next(n for n in graph.graph.node if n.op_type == "Gather" and n.input[1] == "input_ids")
     assert lookup.input[0] in inits  # the embedding's fp32 weight stays for the lookup
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK", "EXTERNAL_DATA_BYTES", "OrtCausalLM", "block_int8_matmuls", "export_onnx", "fused_blocker",
+__all__ = ["BLOCK", "BLOCK_LINEAR", "EXTERNAL_DATA_BYTES", "OrtCausalLM", "block_int8_matmuls", "export_onnx", "fused_blocker",
            "fused_graph", "graph_files", "quantize_graph", "save_graph", "share_tied_embedding", "traced_graph"]
 
 OPSET = 17
@@ -372,27 +372,29 @@ def share_tied_embedding(model: Any) -> bool:
 
 def quantize_graph(src: Path, dst: Path) -> Path:
     """The graph at ``src`` with int8 MatMul weights, written to ``dst``: ONNX Runtime's dynamic int8
-    quantization (weights per output channel, each call's activations with one scale) for all but the
-    layers ``quantize.py`` keeps fp32 in PyTorch (``lm_head``, ``down_proj``, ``o_proj``: their inputs'
-    outliers cost the most perplexity under one activation scale); those get block-wise int8 weights
-    instead (:func:`block_int8_matmuls`: ``MatMulNBits``, one scale per :data:`BLOCK` weights and per
-    block of each activation row, so an outlier costs only its own block). A tied embedding read from
-    ``lm_head``'s weight keeps that weight in fp32 for its lookup.
+    quantization (weights per output channel, each call's activations with one scale) for all but
+    :data:`BLOCK_LINEAR` (``lm_head``, ``down_proj``: their inputs' outliers cost the most perplexity under
+    one activation scale, even smoothed), which get block-wise int8 weights instead
+    (:func:`block_int8_matmuls`: ``MatMulNBits``, one scale per :data:`BLOCK` weights and per block of each
+    activation row, so an outlier costs only its own block; ONNX Runtime runs them ~4x slower than the
+    dynamic ones per row, so only these two). ``o_proj`` is dynamic: ``quantize.smooth`` flattens its input
+    through ``v_proj`` (the PyTorch int8 variant keeps it fp32). A tied embedding read from ``lm_head``'s
+    weight keeps that weight in fp32 for its lookup.
 
-    Measured on SmolLM2-135M (fused graph, 1 thread, 48 assistant completions): per-channel dynamic int8
-    with the three layers fp32 +0.5 % perplexity, 37 / 41 ms per decoding step at 1 / 8 sequences; with
-    the three block-wise +1.35 %, 16 / 31 ms (the fp32 ``lm_head`` alone read 113 MB per step)."""
+    Measured on SmolLM2-135M (fused graph, smoothed, 1 thread, 48 assistant completions): ``lm_head``,
+    ``down_proj``, ``o_proj`` fp32 +0.5 % perplexity, 37 / 41 ms per decoding step at 1 / 8 sequences
+    (the fp32 ``lm_head`` alone read 113 MB per step); the three block-wise +1.25-1.35 %, 14-16 / 28-31 ms;
+    ``o_proj`` dynamic (smoothed through ``v_proj``) +1.02 %, 17 / 27 ms and a prefill ~40 % cheaper;
+    ``down_proj`` dynamic too +4.2 % (+6.9 % smoothed at alpha 0.9)."""
     import tempfile
 
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from .quantize import FP32_LINEAR
-
     keep = [
         n.name
         for n in onnx.load(str(src), load_external_data=False).graph.node
-        if n.op_type in ("MatMul", "Gemm") and any(part in n.name for part in FP32_LINEAR)
+        if n.op_type in ("MatMul", "Gemm") and any(part in n.name for part in BLOCK_LINEAR)
     ]
     with tempfile.TemporaryDirectory(prefix="modelloop-onnx-", dir=dst.parent) as tmp:
         out = Path(tmp) / "int8.onnx"
@@ -412,6 +414,7 @@ def quantize_graph(src: Path, dst: Path) -> Path:
         return save_graph(model, dst)
 
 
+BLOCK_LINEAR = ("lm_head", "down_proj")  # int8 graph: block-wise int8 weights (the others: dynamic int8)
 BLOCK = 32  # block-wise int8: weights per scale along the input dimension
 
 

@@ -121,3 +121,18 @@ def test_block_int8_matmuls_stay_close_to_fp32_where_one_activation_scale_does_n
     one_scale = (np.rint(x / scale) * scale) @ (np.rint(w / w_scale) * w_scale)
     block_err, one_err = np.abs(y - exact).max(), np.abs(one_scale - exact).max()
     assert block_err < 0.02 * np.abs(exact).max() and block_err < one_err / 2
+
+
+def test_an_onnx_runtime_without_the_fused_operators_gets_the_traced_graph(tmp_path, monkeypatch):
+    """The installed runtime runs the fused operators (probed once on a toy graph); one that does not
+    (older than the fused graph's GroupQueryAttention inputs) is given the traced graph, which it runs."""
+    import onnx
+
+    from modelloop.families.generative import onnx_export
+
+    assert onnx_export.ort_runs_fused()
+    monkeypatch.setattr(onnx_export, "ort_runs_fused", lambda: False)
+    net = _llama()
+    assert "onnxruntime" in onnx_export.fused_blocker(net)
+    path = onnx_export.export_onnx(net, tmp_path / "g.onnx")
+    assert "GroupQueryAttention" not in {n.op_type for n in onnx.load(str(path)).graph.node}

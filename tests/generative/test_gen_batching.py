@@ -71,3 +71,19 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_finish(trained):
     assert steps[1][-1].finish_reason == "cancelled" and len(steps[1]) == 2
     alone = list(model.generate(jobs[0]["prompt_ids"], max_new_tokens=40, temperature=2.0, seed=3))
     assert [s.token for s in steps[0]] == [s.token for s in alone]
+
+
+def test_close_ends_the_idle_decoding_thread_and_a_later_request_starts_it_again(trained):
+    """What runs at interpreter exit (and may run when a server stops): the idle thread, waiting inside
+    PyTorch's inference mode, is ended and joined rather than killed in the interpreter's teardown."""
+    model = trained.model
+    engine = Engine(model)
+    ask = lambda: "".join(s.delta for s in engine.stream(**_job(model, "Where is my order?")))  # noqa: E731
+    first = ask()
+    assert engine.decoder.running  # idle, waiting for the next request
+    engine.decoder.close()
+    assert not engine.decoder.running
+    engine.decoder.close()  # closing a closed decoder is a no-op
+    assert ask() == first and engine.decoder.running
+    engine.decoder.close()
+    assert not engine.decoder.running

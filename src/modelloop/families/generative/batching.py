@@ -23,13 +23,16 @@ tokens tie to ~1e-6). The thread ends after ``idle_s`` without work and starts a
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import ModelloopError
 from ..text.backbone import require_torch
 from .generate import Answer, Choices, Step, kv_cache, last_logits, pick, sampler
 
@@ -65,6 +68,26 @@ class BatchDecoder:
         self.last = last_logits(net)  # the prefill's arguments asking for the last position's logits only
         self.steps = 0          # batched forward passes run (decoding steps after the prefill)
         self.widest = 0         # the most sequences one step decoded
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    @property
+    def running(self) -> bool:
+        """Whether the decoding thread is alive (decoding, or idle for at most ``idle_s``)."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the decoding thread and wait for it (at most ``timeout`` s); requests still running or
+        waiting get an error, and a later request starts the thread again. Run at interpreter exit too:
+        the idle thread (a daemon, waiting inside PyTorch's inference mode) otherwise sometimes died in
+        the interpreter's teardown with "terminate called without an active exception", ending the
+        process with SIGABRT (1 of 6 benchmark processes)."""
+        with self._lock:
+            thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self.pending.put(_CLOSE)  # type: ignore[arg-type]  # the one item that is no request
+        thread.join(timeout)
 
     # ---- the request side ----------------------------------------------------------------------------
     def stream(self, prompt_ids: Sequence[int], *, max_new_tokens: int, temperature: float = 0.0,
@@ -108,6 +131,13 @@ class BatchDecoder:
                             self._thread = None
                             return
                     continue
+                except _Closed as closed:
+                    self._fail(batch.seqs + closed.waiting, ModelloopError("the model's decoder was closed "
+                                                                         "(the server is stopping)"))
+                    batch.clear()
+                    with self._lock:
+                        self._thread = None
+                    return
                 except Exception as exc:  # a fault of the decoder itself: the running requests fail with it
                     self._fail(batch.seqs, exc)
                     batch.clear()
@@ -129,7 +159,10 @@ class BatchDecoder:
         while len(batch.seqs) + len(arrived) < self.max_batch:
             try:
                 first = block and not arrived
-                arrived.append(self.pending.get(block=first, timeout=self.idle_s if first else None))
+                item: Any = self.pending.get(block=first, timeout=self.idle_s if first else None)
+                if item is _CLOSE:
+                    raise _Closed(arrived + _drain(self.pending))
+                arrived.append(item)
             except queue.Empty:
                 if block and not arrived:
                     raise
@@ -170,6 +203,34 @@ class BatchDecoder:
         except Exception as exc:  # every running request fails with it; the decoder goes on
             self._fail(batch.seqs, exc)
             batch.clear()
+
+
+_CLOSE = object()  # put on ``pending`` by ``close``: the decoding thread ends
+
+
+class _Closed(Exception):
+    """``close`` was called; ``waiting``: the requests admitted or queued meanwhile, failed with it."""
+
+    def __init__(self, waiting: list[_Seq]):
+        super().__init__("closed")
+        self.waiting = waiting
+
+
+def _drain(pending: queue.Queue) -> list[_Seq]:
+    out: list[_Seq] = []
+    while True:
+        try:
+            item = pending.get_nowait()
+        except queue.Empty:
+            return out
+        if item is not _CLOSE:
+            out.append(item)
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    decoder = ref()
+    if decoder is not None:
+        decoder.close()
 
 
 def _picks(logits: Any, seqs: Sequence[_Seq]) -> list[int]:

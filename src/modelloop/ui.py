@@ -97,12 +97,12 @@ def render_train(r: dict[str, Any]) -> None:
         if "tried" not in lat:  # text: the served members' costs against the limit or auto's bound
             out.print(f"  latency     ~{lat['latency_ms']:.2f} ms CPU a text ({' + '.join(lat['served'])}), {verdict} "
                       f"{lat['limit_ms']:g} ms of {lat['source']}")
-        else:
+        else:  # tabular: the model served, and what the search's choice cost when it was too slow
             out.print(f"  latency     {lat['latency_ms']:.3f} ms CPU a record, {verdict} train.max_latency_ms "
                       f"{lat['limit_ms']:g}")
-        if "tried" in lat and lat["latency_ms"] != (first := lat["tried"][0])["latency_ms"]:  # the choice was too slow
-            out.print(f"              instead of {_members(first)}: {first['latency_ms']:.3f} ms, OOF "
-                      f"{_fmt(first['score'])}; {len(lat['tried'])} timed", style="dim")
+            if lat["latency_ms"] != (first := lat["tried"][0])["latency_ms"]:
+                out.print(f"              instead of {_members(first)}: {first['latency_ms']:.3f} ms, OOF "
+                          f"{_fmt(first['score'])}; {len(lat['tried'])} timed", style="dim")
     stack = (r.get("ensemble") or {}).get("stack")  # tabular: the level-2 model over the candidates' OOF outputs
     if stack and stack.get("reason"):
         out.print(f"  stacking    {'kept' if stack['kept'] else 'not kept'}: {stack['reason']}", style="dim")

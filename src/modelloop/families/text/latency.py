@@ -56,7 +56,9 @@ def probe_texts(texts: Sequence[str], n: int = PROBE) -> list[str]:
 
 def per_text_ms(call: Callable[[str], Any], texts: Sequence[str], passes: int = PASSES,
                 stop_above: float | None = None) -> float:
-    """The median over ``texts`` of each text's least CPU milliseconds over ``passes`` calls of ``call``;
+    """The median over ``texts`` of each text's least CPU milliseconds over ``passes`` calls of ``call``
+    (not ``optimization.optimize.cpu_ms``, which times one call on its own thread: here texts differ in
+    length, and an encoder's engine may compute on threads of its own);
     after a pass whose median is already over ``stop_above``, that median (e5 at ~45 ms a text need not be
     timed three times to be over a 5 ms bound)."""
     if not texts:

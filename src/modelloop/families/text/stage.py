@@ -67,8 +67,8 @@ from .backbone import (
 from .blend import build_blend, choose_blend
 from .config import TextModelConfig
 from .estimator import fit_text_model, validation_split
-from .latency import LatencyBound, latency_bound
 from .fit import FitJob, _device, _network_for, embed
+from .latency import LatencyBound, latency_bound
 from .search import HEAD_TRIALS, _SearchSettings, run_text_search, warm_sets
 from ...training.distributed import ray_device, ray_ranks_address
 from ...training.search import TrialRecord
@@ -361,12 +361,12 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
     allowed = None if budget is None else (1.0 - SEARCH_FLOOR) * budget
     started = time.monotonic()
     for i, name in enumerate(names):
-        if bound is not None and (settings.classical or bool(enc_stats) or i < len(names) - 1):
-            if over := bound.over(name):  # never the last candidate left
-                choice.setdefault("skipped", {})[name] = over
-                continue
+        another = settings.classical or bool(enc_stats) or i < len(names) - 1  # never the last candidate left
+        if bound is not None and another and (over := bound.over(name)):
+            choice.setdefault("skipped", {})[name] = over
+            continue
         spent = time.monotonic() - started
-        may_skip = allowed is not None and (settings.classical or bool(enc_stats) or i < len(names) - 1)
+        may_skip = allowed is not None and another
         share = None
         if may_skip:
             assert allowed is not None and budget is not None

@@ -31,46 +31,32 @@ def check_target(y: pd.Series | pl.Series, task: str, target: str) -> None:
         if read_as is None or read_as.startswith("datetime") or read_as == "category":
             y = y.to_pandas()  # pandas counts a category's unused levels too: it decides those
         else:
-            return _check_polars_target(y, read_as, task, target)
+            kept = (y.fill_nan(None) if y.dtype.is_float() else y).drop_nulls()
+            numbers = read_as.startswith(("int", "uint", "float")) or read_as == "bool"
+            # the value as pandas shows it: a NumPy scalar of its dtype for numbers
+            first = None if kept.is_empty() else np.dtype(read_as).type(kept[0]) if numbers else kept[0]
+            return _judge(target, task, rows=len(kept), numbers=numbers, classes=lambda: kept.n_unique(),
+                          first=first)
     import pandas as pd
 
+    kept_pd = y.dropna()
+    first = None if kept_pd.empty else kept_pd.iloc[0]
+    return _judge(target, task, rows=len(kept_pd), numbers=pd.api.types.is_numeric_dtype(kept_pd),
+                  classes=lambda: len(kept_pd.value_counts()), first=first)  # unused levels count, as before
+
+
+def _judge(target: str, task: str, *, rows: int, numbers: bool, classes: Any, first: Any) -> None:
+    """The one place the target's messages are worded (pandas and Polars give the same facts)."""
     from .task import target_kind
 
-    y = y.dropna()
-    if y.empty:
+    if rows == 0:
         raise DataError(f"target column '{target}' has no values")
     kind = target_kind(task)
-    if kind == "numeric":
-        if not pd.api.types.is_numeric_dtype(y):
-            raise DataError(f"target column '{target}' must be numeric for task {task}, "
-                            f"got values like {y.iloc[0]!r}; use task: classification")
-        return
-    if kind != "categorical":
-        return
-    counts = y.value_counts()
-    if len(counts) < 2:
-        raise DataError(f"target column '{target}' has a single class ({counts.index[0]!r}); "
-                        f"classification needs at least two")
-
-
-def _check_polars_target(y: pl.Series, read_as: str, task: str, target: str) -> None:
-    from .task import target_kind
-
-    y = (y.fill_nan(None) if y.dtype.is_float() else y).drop_nulls()
-    if y.is_empty():
-        raise DataError(f"target column '{target}' has no values")
-    kind = target_kind(task)
-    numbers = read_as.startswith(("int", "uint", "float")) or read_as == "bool"
-    if kind == "numeric":
-        if not numbers:
-            raise DataError(f"target column '{target}' must be numeric for task {task}, "
-                            f"got values like {y[0]!r}; use task: classification")
-        return
-    if kind != "categorical":
-        return
-    if y.n_unique() < 2:  # the class as pandas shows it: a NumPy scalar of its dtype for numbers
-        value = np.dtype(read_as).type(y[0]) if numbers else y[0]
-        raise DataError(f"target column '{target}' has a single class ({value!r}); "
+    if kind == "numeric" and not numbers:
+        raise DataError(f"target column '{target}' must be numeric for task {task}, "
+                        f"got values like {first!r}; use task: classification")
+    if kind == "categorical" and classes() < 2:
+        raise DataError(f"target column '{target}' has a single class ({first!r}); "
                         f"classification needs at least two")
 
 

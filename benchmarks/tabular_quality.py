@@ -261,6 +261,14 @@ def _run_split(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace
     return row
 
 
+def _cell(r: dict[str, Any], key: str, spread: bool) -> str:
+    """One figure of a table row (with its +- std over splits when ``spread``), or ``n/a`` when the tool
+    has none: ``pr_auc`` exists only on binary sets (it printed ``nan +-nan`` on multiclass ones)."""
+    if key not in r:
+        return f"{'n/a':>{19 if spread else 10}}"
+    return f"{r[key]:>10.4f}" + (f" +-{r.get(key + '_std', np.nan):.4f}" if spread else "")
+
+
 def _print_row(title: str, row: dict[str, dict | None], spread: bool = False) -> None:
     """A set's table; with ``spread``, each figure is a mean over splits followed by its +- std."""
     ours = row["modelloop"]
@@ -271,9 +279,7 @@ def _print_row(title: str, row: dict[str, dict | None], spread: bool = False) ->
         if r is None:
             print(f"{label:28}   not installed (`make bench` installs it)")
             continue
-        cells = "".join(
-            f"{r.get(k, np.nan):>10.4f}" + (f" +-{r.get(k + '_std', np.nan):.4f}" if spread else "")
-            for k in ("f1_macro", "accuracy", "roc_auc", "pr_auc"))
+        cells = "".join(_cell(r, k, spread) for k in ("f1_macro", "accuracy", "roc_auc", "pr_auc"))
         print(f"{label:28}{cells}{r['seconds']:>9.1f}" + (f"  best: {r['best']}" if "best" in r else ""))
     if ours is None:
         return

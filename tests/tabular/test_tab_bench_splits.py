@@ -98,3 +98,15 @@ def test_aggregate_marks_a_tool_missing_on_any_split():
     assert agg["b"] is None
     assert agg["a"]["f1_macro"] == pytest.approx(0.6) and "best" not in agg["a"]
     assert [s["best"] for s in agg["a"]["splits"]] == ["x", "y"]
+
+
+@pytest.mark.parametrize("splits", ["1", "3"])
+def test_a_figure_a_tool_lacks_prints_n_a_not_nan(bench, capsys, monkeypatch, splits):
+    """pr_auc exists only on binary sets: a multiclass set's table says n/a there (it printed nan +-nan)."""
+    mod, _ = bench
+    _, out = _main(mod, capsys, monkeypatch, "--splits", splits)
+    table = out[: out.index("\n{")]
+    assert "nan" not in table
+    rows = [line for line in table.splitlines() if line.startswith(("modelloop", "flaml", "lightgbm_defaults"))]
+    assert rows and all(line.split()[4] == "n/a" for line in rows if "+-" not in line)
+    assert all("n/a" in line for line in rows)

@@ -4,7 +4,12 @@ One decoding thread per served model runs the loop:
 
 1. requests that arrived since the last step are admitted (up to ``max_batch`` sequences decode at once;
    the rest wait for a slot): their prompts are prefilled together in one left-padded forward pass (a
-   prompt that arrives alone runs unpadded), each first token picked and sent;
+   prompt that arrives alone runs unpadded), each first token picked and sent. With a prefix cache
+   (``prefix_cache.py``), a prompt whose leading tokens an earlier prompt computed (the chat template's
+   system turn, a conversation's earlier turns) starts from that prompt's keys and values and computes
+   only the tokens after them, in a forward pass of its own (batch 1, unpadded: ONNX Runtime's
+   ``GroupQueryAttention`` takes several new tokens after a past only at batch 1); each prompt's keys and
+   values are then stored for later ones;
 2. the running sequences' KV caches live in one left-padded batch: newly prefilled caches are padded on
    the left to the batch's width (or the batch to theirs) and stacked; the attention mask hides the
    padding, and each sequence's position is its own length, so every sequence sees exactly its tokens;
@@ -16,8 +21,9 @@ One decoding thread per served model runs the loop:
    is polled every step) leave the batch at once, and padding columns no sequence needs are dropped.
 
 A sequence alone in the batch runs unpadded and unmasked, the arithmetic of :func:`decode_stream`: a
-request on an idle server answers exactly as ``modelloop predict`` does. Under concurrency the padded
-batch's arithmetic may differ in the last bits of a logit (a greedy answer could then differ where two
+request on an idle server answers exactly as ``modelloop predict`` does (with a prefix cache hit, its
+prompt is computed in two calls, prefix and rest: the same values to the last bits of fp32 arithmetic).
+Under concurrency the padded batch's arithmetic may differ in the last bits of a logit (a greedy answer could then differ where two
 tokens tie to ~1e-6). The thread ends after ``idle_s`` without work and starts again on the next request.
 """
 
@@ -35,6 +41,7 @@ from typing import Any
 from ...errors import ModelloopError
 from ..text.backbone import require_torch
 from .generate import Answer, Choices, Step, kv_cache, last_logits, pick, sampler
+from .prefix_cache import Hit, PrefixCache
 
 __all__ = ["BatchDecoder"]
 
@@ -59,8 +66,10 @@ class _Seq:
 class BatchDecoder:
     """Decodes every submitted request in shared forward passes (see the module docstring)."""
 
-    def __init__(self, net: Any, tokenizer: Any, ends: set[int], *, max_batch: int = 16, idle_s: float = 30.0):
+    def __init__(self, net: Any, tokenizer: Any, ends: set[int], *, max_batch: int = 16, idle_s: float = 30.0,
+                 prefix_cache: PrefixCache | None = None):
         self.net, self.tokenizer, self.ends = net, tokenizer, ends
+        self.prefix_cache = prefix_cache  # None: every prompt is computed whole
         self.max_batch, self.idle_s = max(1, int(max_batch)), idle_s
         self.pending: queue.Queue[_Seq] = queue.Queue()
         self._lock = threading.Lock()
@@ -175,7 +184,8 @@ class BatchDecoder:
         if not arrived:
             return
         try:
-            logits, cache, mask = _prefill(self.net, arrived, int(self.tokenizer.pad_token_id or 0), self.last)
+            logits, cache, mask = _prefill(self.net, arrived, int(self.tokenizer.pad_token_id or 0), self.last,
+                                           self.prefix_cache)
             tokens = _picks(logits, arrived)
             going = [i for i, seq in enumerate(arrived) if self._emit(seq, tokens[i])]
             if going:
@@ -325,10 +335,30 @@ def _cache(layers: list[tuple[Any, Any]]) -> Any:
     return kv_cache(layers)
 
 
-def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any]) -> tuple[Any, Any, Any]:
+def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any],
+             prefixes: PrefixCache | None = None) -> tuple[Any, Any, Any]:
     """The prompts' forward pass: the last position's logits per sequence (n, vocab), the KV cache and
-    the attention mask (n, width). One prompt runs alone and unpadded (``decode_stream``'s arithmetic);
-    several run as one left-padded batch. ``last``: :func:`.generate.last_logits`."""
+    the attention mask (n, width), left-padded. Without a prefix cache hit: :func:`_prefill_whole`. A
+    prompt with one is computed alone from the cached keys and values (:func:`_prefill_from`), the others
+    together, and the parts are joined in the prompts' order. Every prompt is then offered to the cache."""
+    hits = [prefixes.lookup(s.ids) for s in seqs] if prefixes is not None else [None] * len(seqs)
+    if not any(hits):
+        logits, cache, mask = _prefill_whole(net, seqs, pad_id, last)
+    else:
+        cold = [i for i, hit in enumerate(hits) if hit is None]
+        parts = [(cold, *_prefill_whole(net, [seqs[i] for i in cold], pad_id, last))] if cold else []
+        parts += [([i], *_prefill_from(net, seqs[i], hit, last)) for i, hit in enumerate(hits) if hit is not None]
+        logits, cache, mask = _join(parts)
+    if prefixes is not None:
+        layers = _layers(cache)
+        for i, seq in enumerate(seqs):
+            prefixes.insert(seq.ids, [(k[i:i + 1], v[i:i + 1]) for k, v in layers])
+    return logits, cache, mask
+
+
+def _prefill_whole(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Whole prompts: one runs alone and unpadded (``decode_stream``'s arithmetic); several run as one
+    left-padded batch. ``last``: :func:`.generate.last_logits`."""
     torch = require_torch()
     device = net.device
     if len(seqs) == 1:
@@ -341,6 +371,34 @@ def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any]) -> t
     out = net(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
               use_cache=True, **last)
     return out.logits[:, -1], out.past_key_values, mask
+
+
+def _prefill_from(net: Any, seq: _Seq, hit: Hit, last: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """One prompt from a cached prefix: its tokens after the ``hit``'s, at their own positions, attending
+    to the cached keys and values (batch 1, unpadded); the cache returned covers the whole prompt."""
+    torch = require_torch()
+    past = kv_cache(hit.layers)  # the model appends to copies: the stored tensors stay as they are
+    out = net(input_ids=torch.tensor([seq.ids[hit.tokens:]], device=net.device), past_key_values=past,
+              use_cache=True, **last)
+    return out.logits[:, -1], out.past_key_values, torch.ones((1, len(seq.ids)), dtype=torch.long)
+
+
+def _join(parts: list[tuple[list[int], Any, Any, Any]]) -> tuple[Any, Any, Any]:
+    """Prefill parts (the prompts' indices, logits, cache, mask) as one left-padded batch in the prompts'
+    order; one part covering every prompt in order is returned as it is."""
+    if len(parts) == 1 and parts[0][0] == sorted(parts[0][0]):
+        return parts[0][1], parts[0][2], parts[0][3]
+    torch = require_torch()
+    order = [i for rows, *_ in parts for i in rows]
+    back = torch.tensor(sorted(range(len(order)), key=order.__getitem__))  # joined row of prompt i
+    width = max(mask.shape[1] for *_, mask in parts)
+    logits = torch.cat([p[1] for p in parts])[back]
+    per_part = [_layers(p[2]) for p in parts]
+    layers = [(torch.cat([_left_pad(layers[n][0], width) for layers in per_part])[back],
+               torch.cat([_left_pad(layers[n][1], width) for layers in per_part])[back])
+              for n in range(len(per_part[0]))]
+    mask = torch.cat([_left_pad(p[3], width, dim=1) for p in parts])[back]
+    return logits, _cache(layers), mask
 
 
 def _left_pad(t: Any, width: int, dim: int = 2) -> Any:

@@ -5,6 +5,9 @@ evaluation did), and the OpenAI-compatible routes (``serving/openai.py``) decode
 Concurrency: requests that decode at the same time share one forward pass per token (continuous
 batching, ``batching.py``: a request joins the running batch after its prefill and leaves it when it ends,
 at most ``MAX_BATCH`` at once). A stream whose client went away stops, and frees its slot, at its next token.
+A prompt that starts with tokens an earlier prompt computed (the chat template's system turn, a
+conversation's earlier turns) reuses their keys and values (``prefix_cache.py``, at most
+``PREFIX_CACHE_MB`` per served model, least recently used first out).
 """
 
 from __future__ import annotations
@@ -18,16 +21,21 @@ from ...serving.runtime import Runtime, native_model, table_columns
 from .batching import BatchDecoder
 from .data import ROLES, as_messages, prompt_text
 from .generate import Step, end_ids
+from .prefix_cache import PrefixCache
 
-__all__ = ["MAX_BATCH", "Engine", "generative_runtime"]
+__all__ = ["MAX_BATCH", "PREFIX_CACHE_MB", "Engine", "generative_runtime"]
 
 MAX_BATCH = 16  # sequences one decoding step serves; further requests wait for a slot
+# the prefix cache's bound per served model: SmolLM2-135M's keys and values take 46 KB per token, so
+# ~1,400 prompt tokens (a 1B Llama's 32 KB-128 KB per token: 500-2,000)
+PREFIX_CACHE_MB = 64
 
 
 class Engine:
     """Prompts to token ids and decoding for the OpenAI routes, within the model's context."""
 
-    def __init__(self, model: Any, *, max_batch: int = MAX_BATCH):
+    def __init__(self, model: Any, *, max_batch: int = MAX_BATCH, prefix_cache_mb: float = PREFIX_CACHE_MB):
+        """``prefix_cache_mb``: the bound of the prefix cache's keys and values (0: no prefix cache)."""
         self.model = model
         net = model.network()
         self.context = int(getattr(net.config, "max_position_embeddings", model.context_))
@@ -35,7 +43,10 @@ class Engine:
         ends = end_ids(model.tokenizer, net)
         # a label model answers within its labels here too, as ``modelloop predict`` does (``model.choices``)
         self.choices = model.choice_trie(ends)
-        self.decoder = BatchDecoder(net, model.tokenizer, ends, max_batch=max_batch)
+        if prefix_cache_mb < 0:
+            raise ValueError(f"prefix_cache_mb must be >= 0 (0: off), got {prefix_cache_mb}")
+        prefixes = PrefixCache(int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 else None
+        self.decoder = BatchDecoder(net, model.tokenizer, ends, max_batch=max_batch, prefix_cache=prefixes)
 
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """Chat messages through the tokenizer's template, the assistant's turn opened."""

@@ -13,12 +13,12 @@ pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
 
-def _llama(head_dim: int = 16, layers: int = 2):
+def _llama(head_dim: int = 16, layers: int = 2, positions: int = 64):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=96, hidden_size=4 * head_dim, num_hidden_layers=layers, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=head_dim, intermediate_size=96, max_position_embeddings=64,
+                         num_key_value_heads=2, head_dim=head_dim, intermediate_size=96, max_position_embeddings=positions,
                          tie_word_embeddings=True, rope_theta=10000.0)
     return LlamaForCausalLM(config).eval()
 
@@ -136,3 +136,44 @@ def test_an_onnx_runtime_without_the_fused_operators_gets_the_traced_graph(tmp_p
     assert "onnxruntime" in onnx_export.fused_blocker(net)
     path = onnx_export.export_onnx(net, tmp_path / "g.onnx")
     assert "GroupQueryAttention" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_decoding_steps_append_to_one_shared_buffer_and_never_overwrite_a_cache_handed_out(tmp_path):
+    """The fused graph's decoding steps bind one buffer as past and present (GroupQueryAttention appends
+    the new token in place instead of copying the cache each step): the logits stay the traced graph's
+    over more steps than the buffer's headroom (a new buffer then), consecutive steps reuse the buffer,
+    and a step from an older cache (a fork) copies rather than writing over the newer cache's positions."""
+    from modelloop.families.generative.onnx_export import SHARE_HEADROOM, OrtCausalLM, export_onnx
+
+    net = _llama(positions=128)
+    fused = OrtCausalLM(export_onnx(net, tmp_path / "f.onnx"), net.config)
+    traced = OrtCausalLM(export_onnx(net, tmp_path / "t.onnx", fused=False), net.config)
+    assert fused.shares and not traced.shares
+    ids = torch.tensor([[0, 5, 6, 7], [8, 9, 10, 11]])
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]])
+    caches, addresses, logits = {}, [], {}
+    with torch.no_grad():
+        for name, m in (("fused", fused), ("traced", traced)):
+            out = m(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+            cache, full, steps = out.past_key_values, mask, []
+            for i in range(SHARE_HEADROOM + 4):
+                full = torch.cat([full, torch.ones((2, 1), dtype=torch.long)], 1)
+                pos = full.sum(-1, keepdim=True) - 1
+                out = m(input_ids=torch.tensor([[12 + i % 50], [13 + i % 50]]), attention_mask=full, position_ids=pos,
+                        past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                steps.append(out.logits[:, -1])
+                if name == "fused":
+                    addresses.append(cache.layers[0].keys.data_ptr())
+            caches[name], logits[name] = (cache, full), torch.stack(steps)
+    assert torch.allclose(logits["fused"], logits["traced"], atol=1e-4)
+    assert len(set(addresses)) == 2  # the first step's buffer, then one more when its headroom ran out
+    # a fork: two steps from the same cache; the second must not write over the first's new position
+    cache, full = caches["fused"]
+    full = torch.cat([full, torch.ones((2, 1), dtype=torch.long)], 1)
+    pos = full.sum(-1, keepdim=True) - 1
+    with torch.no_grad():
+        a = fused(input_ids=torch.tensor([[20], [21]]), attention_mask=full, position_ids=pos, past_key_values=cache)
+        kept = a.past_key_values.layers[0].keys.clone()
+        fused(input_ids=torch.tensor([[30], [31]]), attention_mask=full, position_ids=pos, past_key_values=cache)
+    assert torch.equal(a.past_key_values.layers[0].keys, kept)

@@ -20,8 +20,11 @@ fused one existed are traced ones and load as before. :func:`quantize_graph` mak
 :class:`OrtCausalLM` takes and returns transformers' ``DynamicCache``, so ``generate.py``, ``batching.py``
 (continuous batching) and ``sequences.py`` (perplexity) run it unchanged. It runs the graph through IO
 binding: the cache tensors go in as they are (NumPy views of the tensors, no copy) and ONNX Runtime writes
-the logits and the new cache straight into arrays the returned tensors share, so the only copy of the cache
-per step is the graph's own joining of past and new keys/values.
+the logits and the new cache straight into arrays the returned tensors share. The traced graph joins past
+and new keys/values into a new array each step (a copy of the whole cache); the fused graph's decoding
+steps do not: its cache lives in buffers with room for more positions (:data:`SHARE_HEADROOM`), bound as
+both past and present, so ``GroupQueryAttention`` writes only the new token's keys and values
+(:meth:`OrtCausalLM._shared_buffers`; the returned cache is a view of the filled positions).
 
 The graph is a file (ONNX Runtime loads it by path), never pickled bytes; a tied input embedding and output
 projection are stored once (:func:`share_tied_embedding`), and weights over :data:`EXTERNAL_DATA_BYTES` go
@@ -32,7 +35,9 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 import warnings
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -544,6 +549,10 @@ class OrtCausalLM:
         self.present = [o.name for o in self.session.get_outputs()][1:]
         vocab = self.session.get_outputs()[0].shape[-1]
         self.vocab = vocab if isinstance(vocab, int) else int(config.vocab_size)
+        # GroupQueryAttention appends in place when past and present are one buffer (the fused graph only)
+        self.shares = self.session.get_modelmeta().graph_name == FUSED_GRAPH_NAME
+        self._buffers: dict[int, _Buffers] = {}  # by the first buffer's address: the caches it handed out
+        self._lock = threading.Lock()
 
     def eval(self) -> OrtCausalLM:
         return self
@@ -578,12 +587,17 @@ class OrtCausalLM:
         if attention_mask is not None and attention_mask.dim() == 4:  # packed examples (``sequences.py``)
             out = self._packed(ids, _array(position_ids, np.int64))
             return _kept(out, logits_to_keep)
-        if past_key_values is not None and len(getattr(past_key_values, "layers", [])):
+        tensors = [t for layer in getattr(past_key_values, "layers", None) or [] for t in (layer.keys, layer.values)]
+        shared = self._shared_buffers(tensors, batch, new) if tensors and new == 1 and self.shares else None
+        if shared is not None:
+            past, cached = shared[0], shared[1].width
+        elif tensors:
             # a tensor of this class's own output is a view of its NumPy array: no copy
-            past = [_array(t, np.float32) for layer in past_key_values.layers for t in (layer.keys, layer.values)]
+            past = [_array(t, np.float32) for t in tensors]
+            cached = past[0].shape[2]
         else:
             past = [np.zeros((batch, self.kv_heads, 0, self.head_dim), np.float32)] * (2 * self.layers)
-        cached = past[0].shape[2]
+            cached = 0
         mask = np.ones((batch, cached + new), np.int64) if attention_mask is None else _array(attention_mask, np.int64)
         if position_ids is None:
             positions = np.ascontiguousarray(
@@ -591,15 +605,49 @@ class OrtCausalLM:
         else:
             positions = _array(position_ids, np.int64)
         last = logits_to_keep if isinstance(logits_to_keep, int) and 0 < logits_to_keep < new else 0
-        logits, present = self._run(ids, mask, positions, past, last)
+        logits, present = self._run(ids, mask, positions, past, last, shared=shared is not None)
+        if shared is not None:
+            shared[1].width = cached + new
+            present = [a[:, :, :cached + new] for a in past]
         layers = [(torch.from_numpy(present[2 * i]), torch.from_numpy(present[2 * i + 1])) for i in range(self.layers)]
         out = SimpleNamespace(logits=torch.from_numpy(logits), past_key_values=kv_cache(layers))
         return out if isinstance(logits_to_keep, int) else _kept(out, logits_to_keep)
 
+    def _shared_buffers(self, tensors: list[Any], batch: int, new: int) -> tuple[list[np.ndarray], _Buffers] | None:
+        """The buffers a decoding step of the fused graph reads and appends to in place: those whose filled
+        positions ``tensors`` are (the cache of this model's previous step, nothing appended to it since),
+        else new ones with :data:`SHARE_HEADROOM` positions of room, the cache copied in (once per batch
+        change; the graph would copy it every step). None when the cache is no float32 CPU cache of this
+        model's shape."""
+        import torch
+
+        first = tensors[0]
+        cached = int(first.shape[2])
+        shape = (batch, self.kv_heads, cached, self.head_dim)
+        if any(t.dtype != torch.float32 or t.device.type != "cpu" or tuple(t.shape) != shape for t in tensors):
+            return None
+        with self._lock:
+            for key in [k for k, b in self._buffers.items() if b.arrays() is None]:
+                del self._buffers[key]
+            found = self._buffers.get(first.data_ptr())
+            arrays = found.holds(tensors, cached, new) if found is not None else None
+            if found is not None and arrays is not None:
+                return arrays, found
+        room = cached + new + SHARE_HEADROOM
+        arrays = [np.empty((batch, self.kv_heads, room, self.head_dim), np.float32) for _ in tensors]
+        for a, t in zip(arrays, tensors, strict=True):
+            a[:, :, :cached] = t.detach().numpy()
+        made = _Buffers(arrays, cached)
+        with self._lock:
+            self._buffers[arrays[0].ctypes.data] = made
+        return arrays, made
+
     def _run(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list[np.ndarray],
-             last: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+             last: int = 0, *, shared: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
         """The graph on these inputs, through IO binding: the logits of every position, or of the ``last``
-        ones (when > 0), and the new cache, written by ONNX Runtime into arrays allocated here."""
+        ones (when > 0), and the new cache, written by ONNX Runtime into arrays allocated here (``shared``:
+        appended to ``past`` in place, which the caller made the buffers of :meth:`_shared_buffers`; the
+        mask's width is then the filled positions after this call)."""
         batch, new = ids.shape
         total = past[0].shape[2] + new
         binding = self.session.io_binding()
@@ -611,7 +659,8 @@ class OrtCausalLM:
         for name, value in zip(self.past, past, strict=True):
             binding.bind_cpu_input(name, value)
         logits = np.empty((batch, kept if self.indexed else new, self.vocab), np.float32)
-        present = [np.empty((batch, self.kv_heads, total, self.head_dim), np.float32) for _ in self.present]
+        present = past if shared else [np.empty((batch, self.kv_heads, total, self.head_dim), np.float32)
+                                       for _ in self.present]
         for name, out in zip(["logits", *self.present], [logits, *present], strict=True):
             binding.bind_output(name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
         self.session.run_with_iobinding(binding)
@@ -639,6 +688,35 @@ class OrtCausalLM:
         for i, (b, s, e) in enumerate(segments):
             out[b, s:e] = logits[i, width - (e - s) :]
         return SimpleNamespace(logits=torch.from_numpy(out), past_key_values=None)
+
+
+FUSED_GRAPH_NAME = "modelloop_fused_decoder"  # the graph name fused_graph writes (kept by quantize_graph)
+SHARE_HEADROOM = 64  # positions of room a shared cache buffer gets beyond the cache copied into it
+
+
+class _Buffers:
+    """One cache's past/present buffers (per layer keys, values: (batch, kv_heads, room, head_dim)), held
+    weakly (they live as long as the caches handed out of them), and how many positions are filled."""
+
+    def __init__(self, arrays: list[np.ndarray], width: int):
+        self.refs = [weakref.ref(a) for a in arrays]
+        self.width = width
+
+    def arrays(self) -> list[np.ndarray] | None:
+        """The buffers, or None once any was released."""
+        arrays = [r() for r in self.refs]
+        return None if any(a is None for a in arrays) else arrays  # type: ignore[return-value]
+
+    def holds(self, tensors: list[Any], cached: int, new: int) -> list[np.ndarray] | None:
+        """The buffers when ``tensors`` are exactly their filled positions (the latest cache handed out of
+        them: appending then overwrites nothing another cache shows) and they have room for ``new`` more."""
+        arrays = self.arrays()
+        if arrays is None or cached != self.width or len(arrays) != len(tensors):
+            return None
+        ok = all(a.shape[2] >= cached + new and t.data_ptr() == a.ctypes.data
+                 and tuple(t.stride()) == tuple(s // a.itemsize for s in a.strides)
+                 for a, t in zip(arrays, tensors, strict=True))
+        return arrays if ok else None
 
 
 def _array(t: Any, dtype: Any) -> np.ndarray:

@@ -332,6 +332,38 @@ def _graph_inputs(session: Any) -> list[str]:
     return [i.name for i in session.get_inputs()]
 
 
+def _tensor_outputs(proto: Any, n_classes: int) -> None:
+    """Give a converted classifier graph the outputs ``zipmap: False`` would: ``label`` and ``probabilities``
+    as tensors, in place. skl2onnx ends the classifier with ``Cast(label) -> output_label`` and
+    ``ZipMap(probabilities) -> output_probability`` (a sequence of maps); the ZipMap goes, the Cast's output
+    is renamed ``label`` (its input renamed first) and ``probabilities`` becomes the graph's output."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    zipmaps = [n for n in graph.node if n.op_type == "ZipMap"]
+    outputs = [o.name for o in graph.output]
+    if len(zipmaps) != 1 or outputs != ["output_label", zipmaps[0].output[0]]:
+        raise ModelloopError(f"unexpected outputs of the converted pipeline: {outputs}")
+    zipmap = zipmaps[0]
+    probabilities = zipmap.input[0]
+    graph.node.remove(zipmap)
+
+    def rename(old: str, new: str) -> None:
+        for node in graph.node:
+            node.input[:] = [new if x == old else x for x in node.input]
+            node.output[:] = [new if x == old else x for x in node.output]
+        for info in graph.value_info:
+            if info.name == old:
+                info.name = new
+
+    rename("label", "label_raw")  # the classifier's own label output, before the Cast
+    rename("output_label", "label")
+    rename(probabilities, "probabilities")
+    graph.output[0].name = "label"
+    graph.output.remove(graph.output[1])
+    graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes]))
+
+
 def export_tfidf_onnx(model: TfidfTextModel, path: str | Path, *, texts: list[str] | None = None) -> dict[str, Any]:
     """Convert the pipeline (skl2onnx), check it against scikit-learn on the export check texts (and
     ``texts``), write it to ``path`` (temp + rename). A ModelloopError when it does not convert or
@@ -349,8 +381,12 @@ def export_tfidf_onnx(model: TfidfTextModel, path: str | Path, *, texts: list[st
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # no ``options``: skl2onnx maps any option to its estimator by walking every fitted attribute,
+            # the vocabularies' items included (a dir() call per n-gram: 92 % of a 57k-n-gram conversion);
+            # the ZipMap it then adds is taken out below
             proto = to_onnx(pipe, initial_types=[(n, StringTensorType([None, 1])) for n in names],
-                            options={id(pipe[-1]): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+                            target_opset={"": 17, "ai.onnx.ml": 3})
+        _tensor_outputs(proto, len(model.classes_))
     except Exception as exc:
         raise ModelloopError(f"skl2onnx cannot convert the TF-IDF pipeline ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None

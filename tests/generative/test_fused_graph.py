@@ -177,3 +177,33 @@ def test_decoding_steps_append_to_one_shared_buffer_and_never_overwrite_a_cache_
         kept = a.past_key_values.layers[0].keys.clone()
         fused(input_ids=torch.tensor([[30], [31]]), attention_mask=full, position_ids=pos, past_key_values=cache)
     assert torch.equal(a.past_key_values.layers[0].keys, kept)
+
+
+def test_prefill_rows_computes_several_prompts_from_their_cached_prefixes_in_one_pass_as_one_by_one(tmp_path):
+    """Prompts that start from cached prefixes of different lengths, side by side in one row of one pass
+    (a block-diagonal causal bias): each one's last logits and whole cache are what it gets alone from its
+    prefix, and what the PyTorch network computes for the whole prompt."""
+    from modelloop.families.generative.generate import kv_cache
+    from modelloop.families.generative.onnx_export import OrtCausalLM, export_onnx
+
+    net = _llama()
+    fused = OrtCausalLM(export_onnx(net, tmp_path / "f.onnx"), net.config)
+    assert fused.packs_rows
+    prompts = [[1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 9, 10], [11, 12, 13, 14, 15, 16, 17, 18]]
+    split = [4, 3, 5]  # cached tokens of each
+    rows, alone, whole = [], [], []
+    with torch.no_grad():
+        for ids, n in zip(prompts, split, strict=True):
+            prefix = fused(input_ids=torch.tensor([ids[:n]]), use_cache=True).past_key_values
+            layers = [(layer.keys.clone(), layer.values.clone()) for layer in prefix.layers]
+            rows.append((ids[n:], layers))
+            alone.append(fused(input_ids=torch.tensor([ids[n:]]), past_key_values=kv_cache(layers), use_cache=True))
+            whole.append(net(input_ids=torch.tensor([ids])).logits[0, -1])
+        logits, caches = fused.prefill_rows(rows)
+    assert logits.shape == (3, net.config.vocab_size)
+    for i, ids in enumerate(prompts):
+        assert torch.allclose(logits[i], alone[i].logits[0, -1], atol=1e-5)
+        assert torch.allclose(logits[i], whole[i], atol=1e-4)
+        for (k, v), layer in zip(caches[i], alone[i].past_key_values.layers, strict=True):
+            assert k.shape == (1, 2, len(ids), 16) and torch.allclose(k, layer.keys, atol=1e-5)
+            assert torch.allclose(v, layer.values, atol=1e-5)

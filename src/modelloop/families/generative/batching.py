@@ -7,9 +7,10 @@ One decoding thread per served model runs the loop:
    prompt that arrives alone runs unpadded), each first token picked and sent. With a prefix cache
    (``prefix_cache.py``), a prompt whose leading tokens an earlier prompt computed (the chat template's
    system turn, a conversation's earlier turns) starts from that prompt's keys and values and computes
-   only the tokens after them, in a forward pass of its own (batch 1, unpadded: ONNX Runtime's
-   ``GroupQueryAttention`` takes several new tokens after a past only at batch 1); each prompt's keys and
-   values are then stored for later ones;
+   only the tokens after them: such prompts share one forward pass when the network can put them side by
+   side in one row (the fused ONNX graph's ``prefill_rows``: ONNX Runtime's ``GroupQueryAttention`` takes
+   several new tokens after a past only at batch 1), else each runs alone (batch 1, unpadded); each
+   prompt's keys and values are then stored for later ones;
 2. the running sequences' KV caches live in one left-padded batch: newly prefilled caches are padded on
    the left to the batch's width (or the batch to theirs) and stacked; the attention mask hides the
    padding, and each sequence's position is its own length, so every sequence sees exactly its tokens;
@@ -347,7 +348,14 @@ def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any],
     else:
         cold = [i for i, hit in enumerate(hits) if hit is None]
         parts = [(cold, *_prefill_whole(net, [seqs[i] for i in cold], pad_id, last))] if cold else []
-        parts += [([i], *_prefill_from(net, seqs[i], hit, last)) for i, hit in enumerate(hits) if hit is not None]
+        warm = [(i, hit) for i, hit in enumerate(hits) if hit is not None]
+        if len(warm) > 1 and getattr(net, "packs_rows", False):  # one pass for all of them
+            logits, caches = net.prefill_rows([(seqs[i].ids[hit.tokens:], hit.layers) for i, hit in warm])
+            parts += [([i], logits[j:j + 1], _cache(caches[j]), require_torch().ones((1, len(seqs[i].ids)),
+                                                                                     dtype=require_torch().long))
+                      for j, (i, _) in enumerate(warm)]
+        else:
+            parts += [([i], *_prefill_from(net, seqs[i], hit, last)) for i, hit in warm]
         logits, cache, mask = _join(parts)
     if prefixes is not None:
         layers = _layers(cache)

@@ -7,7 +7,11 @@ and each layer's cached ``past.<i>.key`` / ``past.<i>.value`` (B, kv_heads, P, h
 ``logits`` (B, K, vocab) and the layers' ``present.*`` (B, kv_heads, P + T, head_dim): one graph serves the
 prefill (P = 0; the decoding loops ask for the last position's logits only, so a prompt's positions skip
 the 49k-word vocabulary projection) and every decoding step. Graphs exported before ``logits_index``
-existed compute every position's logits and still load.
+existed compute every position's logits and still load. The fused graph also takes ``attention_bias``
+(B, 1, T, P + T), added to the attention scores: :class:`OrtCausalLM` makes it from ``attention_mask``
+(the padding hidden), or block-diagonal when several prompts from cached prefixes share one row
+(:meth:`OrtCausalLM.prefill_rows`); fused graphs exported before it computed the padding's bias inside
+and still load (one prompt per row then).
 
 Two ways to write it, same inputs and outputs: a Llama-style network (:func:`fused_blocker` says which) is
 written node by node with ONNX Runtime's fused operators (:func:`fused_graph`: ``GroupQueryAttention``,
@@ -272,24 +276,18 @@ def fused_graph(net: Any) -> Any:
     else:
         x = node("Gather", [weight("embed.weight", embedding), "input_ids"], "embed/out", "/model/embed_tokens/Gather")[0]
 
-    # once per call: the lengths GroupQueryAttention reads and the padding's additive bias (B, 1, S, total)
+    # once per call: the lengths GroupQueryAttention reads; the additive attention bias (B, 1, S, total) is an
+    # input (OrtCausalLM makes it from attention_mask, or block-diagonal for several prompts in one row)
     ids_shape = node("Shape", ["input_ids"], "ids_shape", "/shape/ids")[0]
     mask_shape = node("Shape", ["attention_mask"], "mask_shape", "/shape/mask")[0]
     one, zero, two = (weight(n, np.array([v], np.int64)) for n, v in (("c_one", 1), ("c_zero", 0), ("c_two", 2)))
     batch = node("Slice", [ids_shape, zero, one], "batch", "/shape/batch")[0]
-    new = node("Slice", [ids_shape, one, two], "new", "/shape/new")[0]
     total = node("Slice", [mask_shape, one, two], "total", "/shape/total")[0]
     total32 = node("Cast", [total], "total32", "/shape/total32", to=TensorProto.INT32)[0]
     scalar_total = node("Squeeze", [total32, zero], "total_sequence_length", "/shape/total_scalar")[0]
     last = node("Sub", [total32, weight("c_one32", np.array([1], np.int32))], "last32", "/shape/last")[0]
     seqlens = node("Expand", [last, batch], "seqlens_k", "/shape/seqlens_k")[0]
-    maskf = node("Cast", ["attention_mask"], "mask_f", "/mask/cast", to=TensorProto.FLOAT)[0]
-    hidden_mask = node("Sub", [weight("c_onef", np.array(1.0, np.float32)), maskf], "mask_hidden", "/mask/not")[0]
-    lowest = weight("c_lowest", np.array(np.finfo(np.float32).min, np.float32))
-    bias2 = node("Mul", [hidden_mask, lowest], "mask_bias2", "/mask/bias")[0]
-    bias4 = node("Unsqueeze", [bias2, weight("c_axes12", np.array([1, 2], np.int64))], "mask_bias4", "/mask/4d")[0]
-    bias_shape = node("Concat", [batch, one, new, total], "bias_shape", "/mask/shape", axis=0)[0]
-    bias = node("Expand", [bias4, bias_shape], "attention_bias", "/mask/expand")[0]
+    bias = "attention_bias"
 
     # the rotary table: cos/sin (positions, head_dim / 2) as the network's own rotary module computes them
     positions = torch.arange(int(config.max_position_embeddings)).unsqueeze(0)
@@ -349,7 +347,8 @@ def fused_graph(net: Any) -> Any:
     inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "new"]),
               helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"]),
               helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "new"]),
-              helper.make_tensor_value_info("logits_index", TensorProto.INT64, ["kept"])]
+              helper.make_tensor_value_info("logits_index", TensorProto.INT64, ["kept"]),
+              helper.make_tensor_value_info("attention_bias", TensorProto.FLOAT, ["batch", 1, "new", "total"])]
     inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, past_shape) for n in names_in[4:]]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
                                              ["batch", "kept", int(head.shape[0])])]
@@ -545,6 +544,8 @@ class OrtCausalLM:
         self.layers, self.kv_heads, self.head_dim = _dims(config)
         names = [i.name for i in self.session.get_inputs()]
         self.indexed = "logits_index" in names  # False: a graph exported before it computes every position
+        # the fused graph since its attention bias became an input: several prompts in one row (prefill_rows)
+        self.packs_rows = "attention_bias" in names
         self.past = [n for n in names if n.startswith("past.")]
         self.present = [o.name for o in self.session.get_outputs()][1:]
         vocab = self.session.get_outputs()[0].shape[-1]
@@ -643,19 +644,28 @@ class OrtCausalLM:
         return arrays, made
 
     def _run(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list[np.ndarray],
-             last: int = 0, *, shared: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+             last: int = 0, *, shared: bool = False, bias: np.ndarray | None = None,
+             index: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """The graph on these inputs, through IO binding: the logits of every position, or of the ``last``
         ones (when > 0), and the new cache, written by ONNX Runtime into arrays allocated here (``shared``:
         appended to ``past`` in place, which the caller made the buffers of :meth:`_shared_buffers`; the
-        mask's width is then the filled positions after this call)."""
+        mask's width is then the filled positions after this call). ``bias``: the attention bias (B, 1, new,
+        total) when not the padding's, for a graph that takes one; ``index``: the positions whose logits it
+        computes, when not the ``last`` ones."""
         batch, new = ids.shape
         total = past[0].shape[2] + new
         binding = self.session.io_binding()
         for name, value in (("input_ids", ids), ("attention_mask", mask), ("position_ids", positions)):
             binding.bind_cpu_input(name, value)
-        kept = last or new
+        kept = len(index) if index is not None else last or new
         if self.indexed:
-            binding.bind_cpu_input("logits_index", np.arange(new - kept, new, dtype=np.int64))
+            binding.bind_cpu_input("logits_index", index if index is not None else
+                                   np.arange(new - kept, new, dtype=np.int64))
+        if self.packs_rows:
+            if bias is None:  # the padding's: a position whose mask is 0 is hidden from every query
+                hidden = np.where(mask == 0, np.finfo(np.float32).min, 0.0).astype(np.float32)
+                bias = np.ascontiguousarray(np.broadcast_to(hidden[:, None, None, :], (batch, 1, new, mask.shape[1])))
+            binding.bind_cpu_input("attention_bias", bias)
         for name, value in zip(self.past, past, strict=True):
             binding.bind_cpu_input(name, value)
         logits = np.empty((batch, kept if self.indexed else new, self.vocab), np.float32)
@@ -665,6 +675,43 @@ class OrtCausalLM:
             binding.bind_output(name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
         self.session.run_with_iobinding(binding)
         return (logits if self.indexed else logits[:, new - kept:]), present
+
+    def prefill_rows(self, rows: list[tuple[list[int], list[tuple[Any, Any]]]]) -> tuple[Any, list[list[tuple[Any, Any]]]]:
+        """Several prompts, each from its cached prefix (``rows``: the tokens after the prefix, and the
+        prefix's per-layer (keys, values), each (1, kv_heads, L, head_dim)), in one forward pass: the
+        prefixes side by side as the past of one row, the tokens after them side by side as its new tokens,
+        at their own positions, each prompt's tokens attending only to its own prefix and its own earlier
+        tokens (a block-diagonal causal bias; ONNX Runtime's ``GroupQueryAttention`` takes several new
+        tokens after a past only at batch 1). The weights are read once for all of them instead of once
+        per prompt. Returns each prompt's last-token logits (n, vocab) and its whole cache (prefix and
+        tokens: per layer (1, kv_heads, L + tokens, head_dim)). Graphs with an ``attention_bias`` input
+        only (``packs_rows``)."""
+        import torch
+
+        if not self.packs_rows:
+            raise ValueError("this graph computes its attention bias itself: one prompt per row")
+        starts = np.cumsum([0] + [int(p[0][0].shape[2]) for _, p in rows])
+        ends = np.cumsum([0] + [len(t) for t, _ in rows])
+        cached, new = int(starts[-1]), int(ends[-1])
+        ids = np.asarray([[t for tokens, _ in rows for t in tokens]], np.int64)
+        positions = np.asarray([[int(starts[i + 1] - starts[i]) + j for i, (tokens, _) in enumerate(rows)
+                                 for j in range(len(tokens))]], np.int64)
+        past = [np.ascontiguousarray(np.concatenate([_array(p[n // 2][n % 2], np.float32) for _, p in rows], axis=2))
+                for n in range(2 * self.layers)]
+        bias = np.full((1, 1, new, cached + new), np.finfo(np.float32).min, np.float32)
+        for i in range(len(rows)):
+            a, b = int(ends[i]), int(ends[i + 1])
+            bias[0, 0, a:b, starts[i]:starts[i + 1]] = 0.0  # its own prefix
+            bias[0, 0, a:b, cached + a:cached + b][np.tril_indices(b - a)] = 0.0  # its own tokens, causally
+        logits, present = self._run(ids, np.ones((1, cached + new), np.int64), positions, past, bias=bias,
+                                    index=(ends[1:] - 1).astype(np.int64))
+        caches = []
+        for i in range(len(rows)):
+            a, b = int(ends[i]), int(ends[i + 1])
+            per = [torch.from_numpy(np.concatenate([p[:, :, starts[i]:starts[i + 1]], p[:, :, cached + a:cached + b]], axis=2))
+                   for p in present]
+            caches.append([(per[2 * n], per[2 * n + 1]) for n in range(self.layers)])
+        return torch.from_numpy(logits[0]), caches
 
     def _packed(self, ids: np.ndarray, positions: np.ndarray) -> Any:
         """Logits of packed sequences (each example sees only itself; its positions start at 0): every

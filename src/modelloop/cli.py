@@ -382,6 +382,7 @@ def worker(config: str = ConfigOpt, idle_exit: float | None = typer.Option(
 
 def main() -> None:
     """Entry point: user mistakes exit 2 with one line, interrupts 130, bugs 1 with a traceback."""
+    _quiet_library_notices()
     try:
         app(standalone_mode=False)
     except ModelloopError as exc:
@@ -400,6 +401,20 @@ def main() -> None:
         if type(exc).__name__ == "Abort":
             raise SystemExit(130) from None
         raise
+
+
+def _quiet_library_notices() -> None:
+    """Hide other packages' deprecation notices (FutureWarning, DeprecationWarning) from a command's output:
+    they are addressed to the developers of the code that calls those packages, not to its users, who can do
+    nothing about them (PEFT asking transformers for ``is_gradient_checkpointing`` printed two such lines
+    into every LoRA ``modelloop run``). modelloop's own warnings still show; ``python -W`` or
+    ``PYTHONWARNINGS`` set anything and the filters are the user's."""
+    import warnings
+
+    if sys.warnoptions:
+        return
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(?!modelloop\b)")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from sklearn.metrics import f1_score, log_loss
 from modelloop.data.schema import Schema
 from modelloop.data.split import make_folds
 from modelloop.families.tabular import search as S
+from modelloop.families.tabular.ensemble import ClassScaledClassifier
+from modelloop.families.tabular.model import multiclass_weights, prepare_features
 from modelloop.families.tabular.search import SMALL_TABLE_ROWS, SearchSettings, run_search
 
 
@@ -34,6 +36,12 @@ def _search(tmp_path, X, y, *, metric: str = "f1_macro", task: str = "multiclass
                         settings=settings, storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="s",
                         work_dir=tmp_path / "w")
     return result
+
+
+def _prior(idx: np.ndarray) -> np.ndarray:
+    """The decision scale the search should use: the tempered class weights, largest 1."""
+    w = multiclass_weights(idx)
+    return w / w.max()
 
 
 def _losses(tmp_path, result, y) -> dict[int, float]:
@@ -64,7 +72,8 @@ def test_small_multiclass_f1_search_chooses_on_oof_log_loss(tmp_path):
     oofs = [np.load(tmp_path / "w" / f"trial_{n}.npy") for n in ens["members"]]
     blended = np.average(np.stack(oofs), axis=0, weights=ens["weights"])
     assert ens["log_loss"] == pytest.approx(log_loss(idx, blended, labels=list(range(4))), rel=1e-6)
-    assert ens["score"] == pytest.approx(f1_score(idx, blended.argmax(1), average="macro"))
+    prior = _prior(idx)
+    assert ens["score"] == pytest.approx(f1_score(idx, (blended * prior).argmax(1), average="macro"))
     # greedy candidates reach past train.ensemble_size (5) on the log-loss ranking
     ranked = sorted(losses, key=lambda n: (losses[n], n))
     assert set(ens["members"]) <= set(ranked[: 5 * S.LOSS_SELECTION_DEPTH])
@@ -94,3 +103,39 @@ def test_which_searches_choose_on_log_loss(task, metric, rows, by_loss):
                    eval_idx=np.arange(rows), fit_idx=np.arange(rows), numeric=[], categorical=[],
                    schema=Schema(columns={}))
     assert S._selection(data, SearchSettings(task=task, metric=metric)).by_loss is by_loss
+
+
+def test_small_multiclass_fits_unweighted_and_decides_with_the_class_weights(tmp_path, monkeypatch):
+    """The tempered class weights become a decision (probabilities times the weights, then the argmax) on
+    the tables that choose on the log-loss: every fit is unweighted, the trial values and the served model
+    decide with the weights; other searches keep fitting with them."""
+    seen: list[str] = []
+    real = S.fit_estimator
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["class_weight"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(S, "fit_estimator", spy)
+    X, y = _table(500, 3)
+    result = _search(tmp_path, X, y, n_trials=4)
+    assert seen and set(seen) == {"none"}
+    idx = pd.factorize(y, sort=True)[0]
+    prior = _prior(idx)
+    for r in result.trials:
+        if r.state == "complete":
+            oof = np.load(tmp_path / "w" / f"trial_{r.number}.npy")
+            assert r.value == pytest.approx(f1_score(idx, (oof * prior).argmax(1), average="macro"))
+    scaled = result.model.estimator_
+    assert isinstance(scaled, ClassScaledClassifier)
+    decision = result.cv["class_scale"]
+    assert decision["prior"] == pytest.approx(list(prior))
+    expected = prior if decision["used"] == "argmax" else prior * decision["scale"] / (prior * decision["scale"]).max()
+    assert scaled.scale_ == pytest.approx(expected)
+    # the served labels are the argmax of the unweighted members' probabilities times that scale
+    inner = scaled.estimators_[0].predict_proba(prepare_features(X, Schema(columns={c: "numeric" for c in X})))
+    assert np.array_equal(np.asarray(sorted(set(y)))[(inner * expected).argmax(1)], result.model.predict(X))
+
+    seen.clear()
+    _search(tmp_path / "acc", X, y, metric="accuracy", stack=False, n_trials=2)
+    assert set(seen) == {"balanced"}

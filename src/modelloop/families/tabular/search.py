@@ -81,7 +81,7 @@ from ...training.search import (
     open_study,
     search_loop,
 )
-from .threshold import f1_of_labels, tune_class_scale, tune_threshold
+from .threshold import apply_class_scale, f1_of_labels, tune_class_scale, tune_threshold
 
 __all__ = ["DEFAULT_PARAMS", "SearchResult", "SearchSettings", "TrialRecord", "run_search", "suggest_params"]
 
@@ -160,6 +160,9 @@ class _Data:
     numeric: list[str]
     categorical: list[str]
     schema: Schema
+    # a small multiclass table's class weights as a decision (``_prior_decision``): the OOF output is
+    # scored, and the served probabilities scaled, with them; the models are fitted unweighted
+    decision_scale: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -190,6 +193,9 @@ def run_search(
     """
     _check_settings(settings)
     data = _prepare_data(X, y, schema, folds, settings)
+    data.decision_scale = _prior_decision(data, settings)
+    if data.decision_scale is not None:  # the weights decide instead of weighting the fits
+        settings = dataclasses.replace(settings, class_weight="none")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     with _quiet(), _blas_threads(settings.n_jobs):
@@ -442,7 +448,7 @@ def _cross_validate(family: str, params: dict[str, Any], data: _Data, settings: 
         out = _predict(pipe, data.X.iloc[va], data.n_classes, settings.task)
         total[position[va]] += out
         seen[position[va]] += 1
-        fold_scores.append(score(settings.metric, data.y[va], out))
+        fold_scores.append(score(settings.metric, data.y[va], _decided(out, data)))
         if trial is not None:
             trial.report(float(np.nanmean(fold_scores)), step)
             if trial.should_prune() or (time.monotonic() > deadline and step < len(data.folds) - 1
@@ -503,11 +509,40 @@ def _threshold_applies(settings: SearchSettings) -> bool:
 
 
 def _score_oof(out: np.ndarray, data: _Data, settings: SearchSettings) -> tuple[float, float | None]:
-    """(score, threshold) of OOF output; the threshold is tuned when that applies, else None."""
+    """(score, threshold) of OOF output; the threshold is tuned when that applies, else None. A small
+    multiclass table's output is scored as decided (``_decided``)."""
     if _threshold_applies(settings):
         threshold, value = tune_threshold(data.y_eval, out[:, 1], settings.metric)
         return value, threshold
-    return score(settings.metric, data.y_eval, out), None
+    return score(settings.metric, data.y_eval, _decided(out, data)), None
+
+
+def _prior_decision(data: _Data, settings: SearchSettings) -> np.ndarray | None:
+    """The class weights of ``class_weight: balanced`` on a small multiclass table with an F1-type metric
+    (the log-loss choice's tables, ``_selection``), applied as a decision instead of to the fits: the
+    models are fitted unweighted and every class's probability is multiplied by its tempered weight
+    (``model.multiclass_weights``: sqrt of balanced, capped) before the argmax, in the OOF scores and in
+    the served model (``ensemble.class_scaled``). None elsewhere (the fits are weighted as before).
+
+    Why: weighted rows change what a tree or a logistic regression fits on a few hundred rows, and its
+    probabilities then serve the log-loss choice badly; scaling calibrated probabilities by the same
+    weights is the prior correction those weights aim at. Measured with LightGBM defaults on the
+    benchmark's 5 splits (benchmarks/RESULTS.md, 2026-12-06): test macro-F1 fishing 0.4852 against 0.4709
+    with the weights fitted (0.4806 unweighted), chile 0.4972 against 0.4937 (0.4888), mathlevel 0.2168
+    against 0.2156 (0.2207)."""
+    if settings.class_weight != "balanced" or not _selection(data, settings).by_loss:
+        return None
+    from .model import multiclass_weights
+
+    weights = multiclass_weights(data.y[data.fit_idx])  # a class absent from every fold's rows weighs 0
+    scale = np.zeros(data.n_classes)
+    scale[: len(weights)] = weights
+    return scale / scale.max()
+
+
+def _decided(out: np.ndarray, data: _Data) -> np.ndarray:
+    """OOF output as the served model decides it: scaled by ``data.decision_scale`` when it has one."""
+    return out if data.decision_scale is None or out.ndim != 2 else apply_class_scale(out, data.decision_scale)
 
 
 def _save_oof(work_dir: Path, number: int, oof: np.ndarray) -> None:
@@ -668,7 +703,7 @@ def _conclude(study: optuna.Study, data: _Data, settings: SearchSettings, work_d
 def _fold_scores(oof: np.ndarray, threshold: float | None, data: _Data, settings: SearchSettings) -> np.ndarray:
     """The chosen OOF output scored on each fold's valid part (every repeat's folds)."""
     position = _positions(data)
-    return np.array([score(settings.metric, data.y[va], oof[position[va]], threshold=threshold)
+    return np.array([score(settings.metric, data.y[va], _decided(oof[position[va]], data), threshold=threshold)
                      for _, va in data.folds])
 
 
@@ -724,10 +759,17 @@ def _class_decision(model: TabularModel, oof: np.ndarray, chosen: float, data: _
     its cross-fitted gain (each fold decided with factors tuned on the other OOF rows, minus the fold's
     argmax score) beats the fold-to-fold noise (std of those gains / sqrt(k)). A kept scale wraps
     ``model.estimator_`` (``ensemble.class_scaled``: the served probabilities carry it) and the validation
-    score becomes the tuned one; ``cv["class_scale"]`` reports either way. Returns the validation score."""
+    score becomes the tuned one; ``cv["class_scale"]`` reports either way. Returns the validation score.
+
+    With ``data.decision_scale`` (a small table's class weights as a decision, ``_prior_decision``) the
+    factors are tuned on top of it, and the served model always carries it (times the kept factors)."""
+    prior = data.decision_scale
     if settings.task != "multiclass" or not settings.tune_threshold or settings.metric not in ("f1_macro",
                                                                                                "f1_weighted"):
+        if prior is not None:
+            _serve_scaled(model, prior)
         return chosen
+    oof = _decided(oof, data)
     k, metric, y = data.n_classes, settings.metric, data.y_eval
     scale, tuned = tune_class_scale(y, oof, metric)
     position = _positions(data)
@@ -748,11 +790,20 @@ def _class_decision(model: TabularModel, oof: np.ndarray, chosen: float, data: _
         "reason": (f"per-class factors gain {gain:.4f} out of fold, more than the fold-to-fold noise {noise:.4f}"
                    if kept else f"per-class factors gain only {gain:.4f} out of fold, within the fold-to-fold "
                                 f"noise {noise:.4f}: kept the argmax")}
+    if prior is not None:
+        cv["class_scale"]["prior"] = [float(v) for v in prior]
     if not kept:
+        if prior is not None:
+            _serve_scaled(model, prior)
         return chosen
+    _serve_scaled(model, scale if prior is None else prior * scale / float((prior * scale).max()))
+    return float(tuned)
+
+
+def _serve_scaled(model: TabularModel, scale: np.ndarray) -> None:
+    """``model`` serves its probabilities times ``scale`` (renormalised), so that their argmax decides."""
     model.estimator_ = class_scaled(model.estimator_, scale)
     model.description_ = {**model.description_, "class_scale": [float(v) for v in scale]}
-    return float(tuned)
 
 
 MAX_LATENCY_TRIES = 6     # trials refitted and timed at most when the OOF choice is too slow

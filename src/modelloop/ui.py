@@ -57,12 +57,15 @@ def render_dataset(r: dict[str, Any]) -> None:
     out.print(f"dataset [bold]{r['id']}[/] (v{r['seq']}): {r['rows']} rows — {state}")
 
 
-def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+def _metrics_table(metrics: dict[str, Any], title: str, base: dict[str, Any] | None = None) -> Table:
+    """The test figures; with ``base`` (a fine-tuned generative model's base model) a column of its own."""
     t = Table(title=title, show_header=True, header_style="bold")
     t.add_column("metric")
     t.add_column("value", justify="right")
+    if base is not None:
+        t.add_column("base model", justify="right")
     for k, v in metrics.items():
-        t.add_row(k, _fmt(v))
+        t.add_row(k, _fmt(v), *([_fmt(base.get(k))] if base is not None else []))
     return t
 
 
@@ -110,7 +113,11 @@ def render_train(r: dict[str, Any]) -> None:
         out.print(f"  [yellow]warning[/]     {warning}")
     if backbone := r.get("backbone"):  # text models: what `backbone: auto` (or the config) chose, and why
         out.print(f"  backbone    {backbone['chosen']} ({backbone['why']})")
-    out.print(f"  validation  {r['metric']} = {_fmt(r['validation_score'])}"
+    if gen := r.get("generation"):  # a fine-tuned language model: its training, then base vs fine-tuned below
+        stopped = ", stopped by train.budget" if gen.get("stopped_by_budget") else ""
+        speed = f", {gen['tokens_per_s']:.0f} tokens/s" if gen.get("tokens_per_s") else ""
+        out.print(f"  training    {gen['method']} on {gen['backbone']}: {gen.get('epochs_run')} epochs{speed}{stopped}")
+    out.print(f"  validation  {r.get('validation_metric') or r['metric']} = {_fmt(r['validation_score'])}"
               + (f", threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""))
     if cv := r.get("cv"):  # tabular: how far to trust the validation score, and the threshold's choice
         out.print(f"              ± {cv['spread']:.4f} (std over {cv['folds']} folds, {cv['repeats']} "
@@ -120,8 +127,11 @@ def render_train(r: dict[str, Any]) -> None:
     keys = r.get("summary_metrics") or [  # a family may name the figures its summary shows (a recommender's @k)
         "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "pr_auc", "log_loss", "rmse", "mae",
         "r2"]
-    shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]}
-    out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)"))
+    shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]} or dict(r["test_metrics"])
+    base = None
+    if gen and gen.get("base_metrics") is not None:
+        base = {**gen["base_metrics"], "perplexity": gen.get("base_perplexity")}
+    out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)", base))
     for script, figures in (r.get("by_script") or {}).items():  # text models: Chinese/Japanese/Korean rows apart
         label = "CJK rows" if script == "cjk" else "other rows"
         out.print(f"  {label:<11} {r['metric']} = {_fmt(figures[r['metric']])}, accuracy {_fmt(figures['accuracy'])} "

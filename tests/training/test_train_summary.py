@@ -33,3 +33,24 @@ def test_without_stack_or_warnings_the_summary_says_nothing_of_them(capsys):
     render_train(_result())
     shown = capsys.readouterr().out
     assert "stacking" not in shown and "warning" not in shown
+
+
+def test_a_fine_tuned_language_model_shows_its_figures_beside_the_base_models(capsys):
+    """A generative search minimises the validation loss: the summary names it (it said ``chrf = 2.4315``),
+    and the test table, whose figures are none of a classifier's, shows them with the base model's
+    (it was empty)."""
+    from modelloop.ui import render_train
+
+    generation = {"method": "lora", "backbone": "bundled", "epochs_run": 1, "tokens_per_s": 78.6,
+                  "stopped_by_budget": True, "base_metrics": {"exact_match": 0.0, "chrf": 0.121, "rouge_l": 0.05},
+                  "base_perplexity": 14.93}
+    render_train(_result(metric="chrf", validation_metric="log_loss", validation_score=2.4315, best_family="lora",
+                         families=None, test_metrics={"exact_match": 0.0, "chrf": 0.2173, "rouge_l": 0.1409,
+                                                      "perplexity": 11.33}, generation=generation))
+    shown = capsys.readouterr().out
+    assert "validation  log_loss = 2.4315" in shown and "chrf = 2.4315" not in shown
+    assert "lora on bundled: 1 epochs, 79 tokens/s, stopped by train.budget" in shown
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in shown.splitlines() if line.count("│") == 4}
+    assert rows["chrf"] == ["0.2173", "0.1210"] and rows["perplexity"] == ["11.3300", "14.9300"]
+    assert set(rows) == {"exact_match", "chrf", "rouge_l", "perplexity"} and "base model" in shown

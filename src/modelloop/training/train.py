@@ -54,7 +54,8 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
         report = write_evaluation_report(ws, model, test_df, evaluation, name=name, version=version,
                                          dataset_id=row["id"])
     search = {"metric": cfg.metric, "direction": result.direction,
-              "validation_score": result.validation_score, "threshold": result.threshold,
+              "validation_score": result.validation_score, "validation_metric": result.metric,
+              "threshold": result.threshold,
               "best_family": result.best_single.family, "best_params": result.best_single.params,
               "ensemble": result.ensemble, "trials": len(result.trials),
               "resumed_trials": result.resumed_trials, "latency": result.latency,
@@ -80,6 +81,8 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
     return {"model": {"name": name, "version": version}, "dataset": row["id"], "run_id": run_id,
             "task": task, "family": family, "task_inferred": cfg.task_inferred, "metric": cfg.metric,
             "validation_score": result.validation_score,
+            # what validation_score measures: train.metric, except a search that minimises a loss (generative)
+            "validation_metric": result.metric,
             "test_metrics": evaluation["metrics"],
             "rows": {"train": int(row["rows"]) - int(evaluation["rows"]), "test": evaluation["rows"]},
             "best_family": result.best_single.family, "ensemble": result.ensemble,

@@ -125,3 +125,41 @@ def test_greedy_answers_are_the_same_with_and_without_the_prefix_cache_onnx(trai
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert ("GroupQueryAttention" in ops) == fused
     _check_same_answers(_Served(trained.model, OrtCausalLM(path, net.config, net.generation_config)))
+
+
+@pytest.mark.parametrize("runtime", ["pytorch", "traced"])
+def test_prompts_with_cached_prefixes_of_different_lengths_share_one_left_padded_pass(runtime, tmp_path):
+    """PyTorch and the traced graph take several new tokens after a past in a batch: prompts whose cached
+    prefixes differ in length (one shorter than the longest uncached rest, so it recomputes cached tokens;
+    one shorter than that rest altogether) prefill as one left-padded batch, each row's last logits and
+    cache what the whole prompt gives alone."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modelloop.families.generative.batching import _prefill_past_batch
+    from modelloop.families.generative.prefix_cache import Hit
+
+    torch.manual_seed(0)
+    net = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       num_key_value_heads=1, intermediate_size=64, max_position_embeddings=64)).eval()
+    if runtime == "traced":
+        from modelloop.families.generative.onnx_export import OrtCausalLM, export_onnx
+
+        net = OrtCausalLM(export_onnx(net, tmp_path / "t.onnx", fused=False), net.config)
+        assert net.batched_past
+    prompts = [list(range(1, 13)), [1, 2, 3, 20, 21, 22, 23, 24], [5, 6, 30]]
+    cached = [9, 3, 2]  # rests of 3, 5 and 1 tokens: the first row recomputes 2 cached tokens
+    with torch.no_grad():
+        hits = []
+        for ids, n in zip(prompts, cached, strict=True):
+            prefix = net(input_ids=torch.tensor([ids[:n]]), use_cache=True).past_key_values
+            hits.append(Hit(n, [(layer.keys, layer.values) for layer in prefix.layers]))
+        logits, cache, mask = _prefill_past_batch(net, [SimpleNamespace(ids=ids) for ids in prompts], hits, 0,
+                                                  {"logits_to_keep": 1})
+        assert mask.tolist()[2] == [0] * 9 + [1] * 3 and mask.tolist()[0] == [1] * 12
+        for i, ids in enumerate(prompts):
+            whole = net(input_ids=torch.tensor([ids]), use_cache=True)
+            assert torch.allclose(logits[i], whole.logits[0, -1], atol=1e-5)
+            keys = cache.layers[1].keys[i, :, -len(ids):]
+            assert torch.allclose(keys, whole.past_key_values.layers[1].keys[0], atol=1e-5)

@@ -9,8 +9,9 @@ One decoding thread per served model runs the loop:
    system turn, a conversation's earlier turns) starts from that prompt's keys and values and computes
    only the tokens after them: such prompts share one forward pass when the network can put them side by
    side in one row (the fused ONNX graph's ``prefill_rows``: ONNX Runtime's ``GroupQueryAttention`` takes
-   several new tokens after a past only at batch 1), else each runs alone (batch 1, unpadded); each
-   prompt's keys and values are then stored for later ones;
+   several new tokens after a past only at batch 1), or as one left-padded batch with a past (PyTorch, the
+   traced graph: :func:`_prefill_past_batch`), else each alone (batch 1, unpadded); each prompt's keys and
+   values are then stored for later ones;
 2. the running sequences' KV caches live in one left-padded batch: newly prefilled caches are padded on
    the left to the batch's width (or the batch to theirs) and stacked; the attention mask hides the
    padding, and each sequence's position is its own length, so every sequence sees exactly its tokens;
@@ -349,11 +350,14 @@ def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any],
         cold = [i for i, hit in enumerate(hits) if hit is None]
         parts = [(cold, *_prefill_whole(net, [seqs[i] for i in cold], pad_id, last))] if cold else []
         warm = [(i, hit) for i, hit in enumerate(hits) if hit is not None]
-        if len(warm) > 1 and getattr(net, "packs_rows", False):  # one pass for all of them
+        if len(warm) > 1 and getattr(net, "packs_rows", False):  # one pass for all of them, one row
             logits, caches = net.prefill_rows([(seqs[i].ids[hit.tokens:], hit.layers) for i, hit in warm])
             parts += [([i], logits[j:j + 1], _cache(caches[j]), require_torch().ones((1, len(seqs[i].ids)),
                                                                                      dtype=require_torch().long))
                       for j, (i, _) in enumerate(warm)]
+        elif len(warm) > 1 and getattr(net, "batched_past", True):  # one pass, a left-padded batch
+            parts.append(([i for i, _ in warm], *_prefill_past_batch(net, [seqs[i] for i, _ in warm],
+                                                                     [hit for _, hit in warm], pad_id, last)))
         else:
             parts += [([i], *_prefill_from(net, seqs[i], hit, last)) for i, hit in warm]
         logits, cache, mask = _join(parts)
@@ -389,6 +393,30 @@ def _prefill_from(net: Any, seq: _Seq, hit: Hit, last: dict[str, Any]) -> tuple[
     out = net(input_ids=torch.tensor([seq.ids[hit.tokens:]], device=net.device), past_key_values=past,
               use_cache=True, **last)
     return out.logits[:, -1], out.past_key_values, torch.ones((1, len(seq.ids)), dtype=torch.long)
+
+
+def _prefill_past_batch(net: Any, seqs: list[_Seq], hits: list[Hit], pad_id: int,
+                        last: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Prompts from cached prefixes as one left-padded batch with a past (PyTorch, the traced graph): each
+    row's new tokens are its last T (T: the longest uncached rest), its past the first ``len - T`` of
+    its cached positions (a row with a shorter cached prefix recomputes a few cached tokens), so every
+    row is its prompt right-aligned, padding only on the left, as :func:`_prefill_whole` lays it out."""
+    torch = require_torch()
+    new = max(len(s.ids) - hit.tokens for s, hit in zip(seqs, hits, strict=True))
+    kept = [max(len(s.ids) - new, 0) for s in seqs]  # cached positions each row takes as its past
+    width = max(kept)
+    ids = torch.tensor([[pad_id] * (new - len(s.ids) + k) + s.ids[k:] for s, k in zip(seqs, kept, strict=True)])
+    mask = torch.tensor([[0] * (width - k) + [1] * k + [0] * (new - len(s.ids) + k) + [1] * (len(s.ids) - k)
+                         for s, k in zip(seqs, kept, strict=True)])
+    positions = torch.tensor([[0] * (new - len(s.ids) + k) + list(range(k, len(s.ids)))
+                              for s, k in zip(seqs, kept, strict=True)])
+    past = [(torch.cat([_left_pad(hit.layers[n][0][:, :, :k], width) for hit, k in zip(hits, kept, strict=True)]),
+             torch.cat([_left_pad(hit.layers[n][1][:, :, :k], width) for hit, k in zip(hits, kept, strict=True)]))
+            for n in range(len(hits[0].layers))]
+    device = net.device
+    out = net(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+              past_key_values=_cache(past), use_cache=True, **last)
+    return out.logits[:, -1], out.past_key_values, mask
 
 
 def _join(parts: list[tuple[list[int], Any, Any, Any]]) -> tuple[Any, Any, Any]:

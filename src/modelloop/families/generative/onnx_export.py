@@ -552,6 +552,8 @@ class OrtCausalLM:
         self.vocab = vocab if isinstance(vocab, int) else int(config.vocab_size)
         # GroupQueryAttention appends in place when past and present are one buffer (the fused graph only)
         self.shares = self.session.get_modelmeta().graph_name == FUSED_GRAPH_NAME
+        # several new tokens after a past in a batch: the traced graph, not GroupQueryAttention (batch 1 only)
+        self.batched_past = not self.shares
         self._buffers: dict[int, _Buffers] = {}  # by the first buffer's address: the caches it handed out
         self._lock = threading.Lock()
 

@@ -163,3 +163,27 @@ def test_prompts_with_cached_prefixes_of_different_lengths_share_one_left_padded
             assert torch.allclose(logits[i], whole.logits[0, -1], atol=1e-5)
             keys = cache.layers[1].keys[i, :, -len(ids):]
             assert torch.allclose(keys, whole.past_key_values.layers[1].keys[0], atol=1e-5)
+
+
+def test_prompts_arriving_together_at_a_cold_cache_compute_their_common_prefix_once():
+    """A cold server's first requests (nothing cached) that start alike: their common leading tokens are
+    computed once and cached, then each computes only its rest; the logits are the whole prompts'."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from modelloop.families.generative.batching import _prefill
+
+    torch.manual_seed(0)
+    net = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       num_key_value_heads=1, intermediate_size=64, max_position_embeddings=64)).eval()
+    common = list(range(1, 11))
+    prompts = [[*common, 20, 21], [*common, 30], [*common, 40, 41, 42], [50, 51, 52, 53]]
+    cache = PrefixCache(1 << 20, min_tokens=8)
+    with torch.no_grad():
+        logits, _, mask = _prefill(net, [SimpleNamespace(ids=p) for p in prompts], 0, {"logits_to_keep": 1}, cache)
+        for i, ids in enumerate(prompts):
+            assert torch.allclose(logits[i], net(input_ids=torch.tensor([ids])).logits[0, -1], atol=1e-5)
+    stats = cache.stats()
+    assert stats["hits"] == 3 and stats["reused_tokens"] == 3 * len(common)  # the unlike prompt: computed whole
+    assert mask.shape == (4, 13)

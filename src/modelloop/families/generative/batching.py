@@ -11,7 +11,8 @@ One decoding thread per served model runs the loop:
    side in one row (the fused ONNX graph's ``prefill_rows``: ONNX Runtime's ``GroupQueryAttention`` takes
    several new tokens after a past only at batch 1), or as one left-padded batch with a past (PyTorch, the
    traced graph: :func:`_prefill_past_batch`), else each alone (batch 1, unpadded); each prompt's keys and
-   values are then stored for later ones;
+   values are then stored for later ones. Prompts arriving together that start alike with nothing cached
+   (a cold server's first chat requests) get their common leading tokens computed once and cached first;
 2. the running sequences' KV caches live in one left-padded batch: newly prefilled caches are padded on
    the left to the batch's width (or the batch to theirs) and stacked; the attention mask hides the
    padding, and each sequence's position is its own length, so every sequence sees exactly its tokens;
@@ -344,6 +345,9 @@ def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any],
     prompt with one is computed alone from the cached keys and values (:func:`_prefill_from`), the others
     together, and the parts are joined in the prompts' order. Every prompt is then offered to the cache."""
     hits = [prefixes.lookup(s.ids) for s in seqs] if prefixes is not None else [None] * len(seqs)
+    if prefixes is not None and _share_cold_prefix(net, [s.ids for s, hit in zip(seqs, hits, strict=True)
+                                                         if hit is None], prefixes, last):
+        hits = [hit or prefixes.lookup(s.ids) for s, hit in zip(seqs, hits, strict=True)]
     if not any(hits):
         logits, cache, mask = _prefill_whole(net, seqs, pad_id, last)
     else:
@@ -366,6 +370,27 @@ def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any],
         for i, seq in enumerate(seqs):
             prefixes.insert(seq.ids, [(k[i:i + 1], v[i:i + 1]) for k, v in layers])
     return logits, cache, mask
+
+
+def _share_cold_prefix(net: Any, prompts: list[list[int]], prefixes: PrefixCache, last: dict[str, Any]) -> bool:
+    """Prompts arriving together that no cached prefix serves but that start alike (a cold server's first
+    chat requests): each group sharing at least ``min_tokens`` leading tokens gets its common tokens
+    computed once, alone, and cached, so each prompt then computes only its rest. Whether any was."""
+    groups: dict[tuple[int, ...], list[list[int]]] = {}
+    for ids in prompts:
+        if len(ids) > prefixes.min_tokens:
+            groups.setdefault(tuple(ids[:prefixes.min_tokens]), []).append(ids)
+    done = False
+    for group in (g for g in groups.values() if len(g) > 1):
+        first, shared = group[0], min(len(p) for p in group) - 1
+        for other in group[1:]:
+            n = 0
+            while n < shared and other[n] == first[n]:
+                n += 1
+            shared = n
+        out = net(input_ids=require_torch().tensor([first[:shared]], device=net.device), use_cache=True, **last)
+        done = prefixes.insert(first[:shared], _layers(out.past_key_values)) or done
+    return done
 
 
 def _prefill_whole(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any]) -> tuple[Any, Any, Any]:

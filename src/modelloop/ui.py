@@ -113,10 +113,8 @@ def render_train(r: dict[str, Any]) -> None:
         out.print(f"  [yellow]warning[/]     {warning}")
     if backbone := r.get("backbone"):  # text models: what `backbone: auto` (or the config) chose, and why
         out.print(f"  backbone    {backbone['chosen']} ({backbone['why']})")
-    if gen := r.get("generation"):  # a fine-tuned language model: its training, then base vs fine-tuned below
-        stopped = ", stopped by train.budget" if gen.get("stopped_by_budget") else ""
-        speed = f", {gen['tokens_per_s']:.0f} tokens/s" if gen.get("tokens_per_s") else ""
-        out.print(f"  training    {gen['method']} on {gen['backbone']}: {gen.get('epochs_run')} epochs{speed}{stopped}")
+    if training := r.get("training_summary"):  # a family's one line on its training (a fine-tuned language model)
+        out.print(f"  training    {training}")
     out.print(f"  validation  {r.get('validation_metric') or r['metric']} = {_fmt(r['validation_score'])}"
               + (f", threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""))
     if cv := r.get("cv"):  # tabular: how far to trust the validation score, and the threshold's choice
@@ -128,10 +126,8 @@ def render_train(r: dict[str, Any]) -> None:
         "accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "pr_auc", "log_loss", "rmse", "mae",
         "r2"]
     shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]} or dict(r["test_metrics"])
-    base = None
-    if gen and gen.get("base_metrics") is not None:
-        base = {**gen["base_metrics"], "perplexity": gen.get("base_perplexity")}
-    out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)", base))
+    # a fine-tuned model's base model, scored on the same test rows: a column beside the model's figures
+    out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)", r.get("base_test_metrics")))
     for script, figures in (r.get("by_script") or {}).items():  # text models: Chinese/Japanese/Korean rows apart
         label = "CJK rows" if script == "cjk" else "other rows"
         out.print(f"  {label:<11} {r['metric']} = {_fmt(figures[r['metric']])}, accuracy {_fmt(figures['accuracy'])} "

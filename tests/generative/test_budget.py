@@ -57,6 +57,11 @@ def test_a_tiny_budget_bounds_the_first_trial_and_its_model_is_served(tmp_path, 
     g = summary["generation"]
     assert g["stopped_by_budget"] is True and 1 <= g["epochs_run"] < 100, g
     assert 0 < g["evaluation_seconds"] < seconds      # the test split's evaluation, outside the budget
+    # what the one-screen summary shows: the training line, validation named by its loss, the base model
+    assert summary["validation_metric"] == "log_loss" and summary["metric"] == "chrf"
+    assert summary["training_summary"].endswith(f"{g['epochs_run']} epochs, {g['tokens_per_s']:.0f} tokens/s, "
+                                                "stopped by train.budget")
+    assert summary["base_test_metrics"] == {**g["base_metrics"], "perplexity": g["base_perplexity"]}
     # the deadline cut the schedule (535 of 4,300 configured steps on a quiet machine; unbounded, all of
     # them): what shows the budget at work whatever the load; the whole call took 6.7 s quiet, 32.7-43 s
     # at load 8-10, so its wall bound is only a coarse one

@@ -41,12 +41,11 @@ def test_a_fine_tuned_language_model_shows_its_figures_beside_the_base_models(ca
     (it was empty)."""
     from modelloop.ui import render_train
 
-    generation = {"method": "lora", "backbone": "bundled", "epochs_run": 1, "tokens_per_s": 78.6,
-                  "stopped_by_budget": True, "base_metrics": {"exact_match": 0.0, "chrf": 0.121, "rouge_l": 0.05},
-                  "base_perplexity": 14.93}
     render_train(_result(metric="chrf", validation_metric="log_loss", validation_score=2.4315, best_family="lora",
                          families=None, test_metrics={"exact_match": 0.0, "chrf": 0.2173, "rouge_l": 0.1409,
-                                                      "perplexity": 11.33}, generation=generation))
+                                                      "perplexity": 11.33},
+                         training_summary="lora on bundled: 1 epochs, 79 tokens/s, stopped by train.budget",
+                         base_test_metrics={"exact_match": 0.0, "chrf": 0.121, "rouge_l": 0.05, "perplexity": 14.93}))
     shown = capsys.readouterr().out
     assert "validation  log_loss = 2.4315" in shown and "chrf = 2.4315" not in shown
     assert "lora on bundled: 1 epochs, 79 tokens/s, stopped by train.budget" in shown

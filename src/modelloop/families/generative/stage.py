@@ -165,6 +165,13 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                          "perplexity": evaluation["perplexity"], "base_perplexity": evaluation["base_perplexity"],
                          "base_metrics": evaluation["base_metrics"], "profile": profile,
                          "evaluation_seconds": evaluation_seconds}
+    # the one-screen summary's lines (ui.render_train reads them without knowing the family)
+    speed = f", {training['tokens_per_s']:.0f} tokens/s" if training["tokens_per_s"] else ""
+    stopped = ", stopped by train.budget" if training["stopped_by_budget"] else ""
+    out["training_summary"] = (f"{settings.method} on {settings.backbone}: {training['epochs_run']} epochs{speed}"
+                               f"{stopped}")
+    if evaluation["base_metrics"] is not None:
+        out["base_test_metrics"] = {**evaluation["base_metrics"], "perplexity": evaluation["base_perplexity"]}
     return out
 
 

@@ -55,6 +55,10 @@ class ServeConfig(BaseModel):
     log_batch: int = Field(500, ge=1, le=100_000, description="prediction log rows per write")
     # generative models (the OpenAI-compatible routes): a request above either cap is a 400 naming it
     max_tokens: int = Field(512, ge=1, le=32_768, description="most tokens one completion may generate")
+    # generative models: keys and values of prompts kept for later prompts that start with the same tokens
+    # (the chat template's system turn, a conversation's earlier turns: families/generative/prefix_cache.py)
+    prefix_cache_mb: float = Field(64.0, ge=0, le=65_536, description="MB of prompt keys and values a "
+                                   "generative model keeps for prompts that start alike; 0: off")
     # recommenders (POST /v1/recommend): a larger k is a 422 naming k
     max_k: int = Field(100, ge=1, le=10_000, description="most items one recommendation may list")
     max_prompt_tokens: int | None = Field(None, ge=1, description="most prompt tokens; null: the model's "

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ...serving.config import ServeConfig, serve_config
 from ...serving.runtime import Runtime, native_model, table_columns
 from .batching import BatchDecoder
 from .data import ROLES, as_messages, prompt_text
@@ -26,9 +27,9 @@ from .prefix_cache import PrefixCache
 __all__ = ["MAX_BATCH", "PREFIX_CACHE_MB", "Engine", "generative_runtime"]
 
 MAX_BATCH = 16  # sequences one decoding step serves; further requests wait for a slot
-# the prefix cache's bound per served model: SmolLM2-135M's keys and values take 46 KB per token, so
-# ~1,400 prompt tokens (a 1B Llama's 32 KB-128 KB per token: 500-2,000)
-PREFIX_CACHE_MB = 64
+# the prefix cache's bound per served model (``serve.prefix_cache_mb``): SmolLM2-135M's keys and values take
+# 46 KB per token, so ~1,400 prompt tokens (a 1B Llama's 32 KB-128 KB per token: 500-2,000)
+PREFIX_CACHE_MB = float(ServeConfig.model_fields["prefix_cache_mb"].default)
 
 
 class Engine:
@@ -68,7 +69,7 @@ class Engine:
 def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, threads: int) -> Runtime:
     """The served object of a generative model version (the fine-tuned network, adapters merged)."""
     native = native_model(ws, row)
-    engine = Engine(native)
+    engine = Engine(native, prefix_cache_mb=serve_config(ws.config).prefix_cache_mb)
 
     def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
         answers = []

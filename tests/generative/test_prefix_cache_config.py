@@ -1,0 +1,33 @@
+"""``serve.prefix_cache_mb`` sizes the served generative model's prefix cache, 0 turns it off, and a bad
+value is a config error naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelloop.config import parse_config
+from modelloop.errors import ConfigError
+from modelloop.families.generative.serve import PREFIX_CACHE_MB
+from modelloop.serving.runtime import load_runtime
+from modelloop.workspace import Workspace
+
+
+def _runtime(trained, **serve):
+    raw = {"name": "helpdesk", "task": "text_generation", "data": {"source": "qa.jsonl", "target": "completion"},
+           "serve": serve}
+    return load_runtime(Workspace(parse_config(raw, root=trained.root)), "helpdesk:1")
+
+
+def test_the_served_model_keeps_prefixes_within_the_configured_bound(trained):
+    default = _runtime(trained).engine.decoder.prefix_cache
+    assert default is not None and default.max_bytes == int(PREFIX_CACHE_MB * 2**20) == 64 * 2**20
+    assert _runtime(trained, prefix_cache_mb=0.5).engine.decoder.prefix_cache.max_bytes == 2**19
+    assert _runtime(trained, prefix_cache_mb=0).engine.decoder.prefix_cache is None
+
+
+@pytest.mark.parametrize("value", [-1, "lots"])
+def test_a_bad_bound_names_the_key(tmp_path, value):
+    raw = {"name": "x", "task": "text_generation", "data": {"source": "qa.jsonl", "target": "completion"},
+           "serve": {"prefix_cache_mb": value}}
+    with pytest.raises(ConfigError, match=r"serve\.prefix_cache_mb"):
+        parse_config(raw, root=tmp_path)

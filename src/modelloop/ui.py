@@ -224,12 +224,17 @@ def render_retrain(r: dict[str, Any]) -> None:
     verdict = "[bold green]promoted[/]" if r["promoted"] else "[bold yellow]not promoted[/]"
     ch, cl = r["champion"], r["challenger"]
     out.print(f"challenger {cl['model']['name']}:{cl['model']['version']} {verdict} — {r['reason']}")
-    t = Table(title=f"{r['metric']} on the same rows", header_style="bold")
+    gate = r.get("gate") or {}
+    # the figure the gate compares on each slice (a head may name its own: a language model's perplexity on
+    # the holdout, chrF on recent answers)
+    names = {part: gate.get(f"{part}_metric") or r["metric"] for part in ("holdout", "recent")}
+    same = names["holdout"] == names["recent"]
+    t = Table(title=f"{names['holdout'] if same else 'the gate'} on the same rows", header_style="bold")
     for c in ("slice", f"champion v{ch['model']['version']}", f"challenger v{cl['model']['version']}"):
         t.add_column(c)
     for part in ("holdout", "recent"):
-        t.add_row(f"{part} ({r['rows'][part]} rows)", _fmt(ch["metrics"][part].get(r["metric"])),
-                  _fmt(cl["metrics"][part].get(r["metric"])))
+        label = f"{part} ({r['rows'][part]} rows)" + ("" if same else f", {names[part]}")
+        t.add_row(label, _fmt(ch["metrics"][part].get(names[part])), _fmt(cl["metrics"][part].get(names[part])))
     out.print(t)
     if (r.get("feedback_inputs") or {}).get("why"):  # labelled rows whose input could not be restored
         out.print(f"  [yellow]{r['feedback_inputs']['why']}[/]")

@@ -80,6 +80,9 @@ def test_the_assistant_example_runs_the_whole_loop_on_the_command_line(tmp_path,
     assert decision["added_rows"] == 7
     assert decision["metric"] == "chrf (recent), perplexity (holdout)"
     gate = decision["gate"]
+    assert (gate["recent_metric"], gate["holdout_metric"], gate["relative"]) == ("chrf", "perplexity", True)
+    assert " chrf" in decision["reason"]  # the recent slice's change is worded in chrF, the holdout's as a share
+    assert "perplexity" in decision["reason"] or (not decision["promoted"] and "does not beat" in decision["reason"])
     champion, challenger = decision["champion"]["metrics"], decision["challenger"]["metrics"]
     assert "perplexity" in champion["holdout"] and "chrf" in challenger["recent"]
     before, after = champion["holdout"]["perplexity"], challenger["holdout"]["perplexity"]

@@ -225,17 +225,21 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     beats = gain > 0 and gain >= rc.min_improvement
     holds = drop <= rc.max_holdout_drop
     promoted = beats and holds
-    relative = metric in IN_TARGET_UNITS  # rmse, mae: shares of the champion's figure, not target units
-    unit, fmt = (f" of the champion's {metric}", "{:+.1%}") if relative else (f" {metric}", "{:+.4f}")
-    allowed = fmt.format(rc.max_holdout_drop).lstrip("+") if relative else rc.max_holdout_drop
+    # each slice's change in its own figure's terms: a share of the champion's for errors in target units
+    # (rmse, mae, perplexity), else the figure's own units
+    relative = holdout_metric in IN_TARGET_UNITS
+    gain_txt, unit = _change(recent_metric, gain)
+    drop_txt, holdout_unit = _change(holdout_metric, drop)
+    allowed = f"{rc.max_holdout_drop:.1%}" if relative else rc.max_holdout_drop
     if promoted:
-        reason = (f"challenger beats champion on the recent slice by {fmt.format(gain)}{unit} and drops "
-                  f"{fmt.format(drop)} on the frozen holdout (allowed {allowed})")
+        reason = (f"challenger beats champion on the recent slice by {gain_txt}{unit} and drops "
+                  f"{drop_txt}{holdout_unit if holdout_metric != recent_metric else ''} on the frozen holdout "
+                  f"(allowed {allowed})")
     elif not beats:
-        reason = (f"challenger does not beat the champion on the recent slice: gain {fmt.format(gain)}{unit} "
+        reason = (f"challenger does not beat the champion on the recent slice: gain {gain_txt}{unit} "
                   f"(needs > 0 and >= {rc.min_improvement})")
     else:
-        reason = (f"challenger falls {fmt.format(drop).lstrip('+')}{unit} on the frozen holdout (allowed "
+        reason = (f"challenger falls {drop_txt.lstrip('+')}{holdout_unit} on the frozen holdout (allowed "
                   f"{allowed}): refused")
     ws.catalog.add_decision(name=cfg.name, trigger=triggers, dataset_id=merged["id"],
                             champion=_brief(champion, scores["champion"]),
@@ -246,9 +250,18 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
             **({"feedback_inputs": merged["feedback_inputs"]} if merged.get("feedback_inputs") else {}),
             "rows": {"holdout": len(holdout), "recent": len(recent)}, "metric": metric,
             "gate": {"recent_gain": gain, "holdout_drop": drop, "min_improvement": rc.min_improvement,
-                     "max_holdout_drop": rc.max_holdout_drop, "relative": relative},
+                     "max_holdout_drop": rc.max_holdout_drop, "relative": relative,
+                     "recent_metric": recent_metric, "holdout_metric": holdout_metric},
             "triggers": triggers, "champion": _brief(champion, scores["champion"]),
             "challenger": _brief(challenger, scores["challenger"])}
+
+
+def _change(metric: str, value: float) -> tuple[str, str]:
+    """A gate figure's change as the reason words it: ``+1.2%`` `` of the champion's rmse`` for an error in
+    the target's units, ``+0.0123`` `` f1_macro`` otherwise."""
+    if metric in IN_TARGET_UNITS:
+        return f"{value:+.1%}", f" of the champion's {metric}"
+    return f"{value:+.4f}", f" {metric}"
 
 
 def _gate_metrics(task: str, metric: str) -> tuple[str, str]:

@@ -308,6 +308,13 @@ def _quiet() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- the study
+# What a trial's value and its stored out-of-fold output mean. Bumped when that changes, so that a stored
+# study of the earlier meaning is not resumed and concluded by the new rules (``stage.study_name`` keys on
+# it): 2 since 54bff22, whose small multiclass tables fit unweighted and decide with the class weights (a
+# study resumed across it mixed weighted trials into a search that then scaled them by the weights again).
+TRIAL_SCORING = 2
+
+
 def _fingerprint(settings: SearchSettings, data: _Data) -> str:
     h = hashlib.sha256()
     h.update(repr((settings.task, settings.metric, sorted(settings.families), data.classes)).encode())

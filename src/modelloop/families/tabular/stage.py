@@ -23,6 +23,7 @@ from ...registry import tracker_for
 from ...training.train import record_model
 from ...workspace import Workspace
 from ..heads import head_kind
+from . import search
 from .search import SearchSettings, cv_repeats, run_search
 from .task import ordinal_warning
 
@@ -33,11 +34,11 @@ __all__ = ["study_name", "train_tabular"]
 
 def study_name(ws: Workspace, dataset_id: str) -> str:
     """A search is resumable while the dataset and everything but the budget (and ``train.parallel``) stay
-    the same."""
+    the same, and so does what its trials' values mean (``search.TRIAL_SCORING``)."""
     cfg = ws.config
     train = cfg.train.model_dump(exclude={"budget", "trials", "parallel"})  # parallel: resumes either way
     key = json.dumps([train, cfg.metric, cfg.split.model_dump(), cfg.task, cfg.seed,
-                      config_hash(cfg, "data")], sort_keys=True, default=str)
+                      config_hash(cfg, "data"), search.TRIAL_SCORING], sort_keys=True, default=str)
     import hashlib
 
     return f"{cfg.name}-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"

@@ -195,9 +195,11 @@ def _autogluon(train, test, budget: float, python: Path = AG_PYTHON, presets: st
         paths = [Path(d) / n for n in ("train.csv", "test.csv", "out.json")]
         train.to_csv(paths[0], index=False)
         test.to_csv(paths[1], index=False)
+        # in the temporary folder: AutoGluon's CatBoost leaves a catboost_<time> training folder in the
+        # working directory (seen in the repository after a run)
         subprocess.run([str(python), "-c", _AG_SCRIPT, *map(str, paths[:2]), str(budget), str(paths[2]),
                         presets],
-                       check=True)
+                       check=True, cwd=d)
         out = json.loads(paths[2].read_text())
     order = [str(c) for c in sorted(test["target"].unique())]
     proba = np.asarray(out["proba"])[:, [out["classes"].index(c) for c in order]]

@@ -44,7 +44,7 @@ from typing import Any
 from ...errors import ModelloopError
 from ..text.backbone import require_torch
 from .generate import Answer, Choices, Step, kv_cache, last_logits, pick, sampler
-from .prefix_cache import Hit, PrefixCache
+from .prefix_cache import Hit, PrefixCache, common_prefix
 
 __all__ = ["BatchDecoder"]
 
@@ -384,10 +384,7 @@ def _share_cold_prefix(net: Any, prompts: list[list[int]], prefixes: PrefixCache
     for group in (g for g in groups.values() if len(g) > 1):
         first, shared = group[0], min(len(p) for p in group) - 1
         for other in group[1:]:
-            n = 0
-            while n < shared and other[n] == first[n]:
-                n += 1
-            shared = n
+            shared = common_prefix(first, other, shared)
         out = net(input_ids=require_torch().tensor([first[:shared]], device=net.device), use_cache=True, **last)
         done = prefixes.insert(first[:shared], _layers(out.past_key_values)) or done
     return done

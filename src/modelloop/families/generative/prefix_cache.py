@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MIN_TOKENS", "PrefixCache"]
+__all__ = ["MIN_TOKENS", "PrefixCache", "common_prefix"]
 
 MIN_TOKENS = 8  # a shorter shared prefix is not worth a prompt's own prefill call (see batching._prefill)
 
@@ -61,7 +61,7 @@ class PrefixCache:
         best, best_key = 0, None
         limit = len(ids) - 1
         for key in self.entries:
-            n = _common(key, ids, limit)
+            n = common_prefix(key, ids, limit)
             if n > best:
                 best, best_key = n, key
         if best_key is None or best < self.min_tokens:
@@ -109,7 +109,7 @@ class PrefixCache:
         self.bytes -= sum(_nbytes(k) + _nbytes(v) for k, v in self.entries.pop(key))
 
 
-def _common(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
     """How many leading tokens ``a`` and ``b`` share, at most ``limit``."""
     n = min(len(a), len(b), limit)
     i = 0

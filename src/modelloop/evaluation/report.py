@@ -312,7 +312,10 @@ def _confusion_chart(matrix: np.ndarray, labels: list[Any]) -> _Chart:
             names = [_text(lab, 14) for lab in labels]
             ax.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
             ax.set_yticks(range(k), names)
-        ax.set(xlabel="predicted", ylabel="true")
+        # padding: the browser draws the class names in its own font (the SVG keeps text as text), often
+        # wider than matplotlib measured, and they ran into the axis title
+        ax.set_xlabel("predicted", labelpad=8)
+        ax.set_ylabel("true", labelpad=14)
         note = "counts per cell; colour = share of the true class's rows"
         if k > _ANNOTATE_UP_TO:
             note = f"{k} classes: colour = share of the true class's rows (counts in the JSON output)"

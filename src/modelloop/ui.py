@@ -154,7 +154,8 @@ def render_predict(r: dict[str, Any]) -> None:
               f"in {r['seconds']} s")
     out.print(f"  wrote {r['out']} with {', '.join(r['columns'])}")
     if r.get("failed"):
-        out.print(f"  [yellow]{r['failed']:,} rows could not be scored[/]: their error column says why")
+        out.print(f"  [yellow]{r['failed']:,} row{'s' if r['failed'] != 1 else ''} could not be scored[/]: "
+                  "the error column says why")
 
 
 def render_evaluation(r: dict[str, Any]) -> None:

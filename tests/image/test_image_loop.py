@@ -158,7 +158,7 @@ def test_predict_scores_a_folder_and_a_table_of_paths_reporting_bad_files_per_ro
     table.to_csv(folder / "batch.csv", index=False)
     code, out, _ = cli(["predict", "--data", str(folder / "batch.csv"), "--out", str(tmp_path / "t.jsonl")],
                        capsys, trained_parts)
-    assert code == 0 and "1 rows could not be scored" in out
+    assert code == 0 and "1 row could not be scored" in out
     scored = pd.read_json(tmp_path / "t.jsonl", lines=True)
     assert list(scored.columns[:2]) == ["file", "shelf"] and scored["error"].notna().tolist() == [False, False, True]
     assert scored["error"][2].startswith("cannot read the file")

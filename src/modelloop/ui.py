@@ -348,6 +348,11 @@ def demo_summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                                 f"f1_macro recent {ch['recent'].get('f1_macro', float('nan')):.3f} → "
                                 f"{cl['recent'].get('f1_macro', float('nan')):.3f}, holdout "
                                 f"{ch['holdout'].get('f1_macro', float('nan')):.3f} → {cl['holdout'].get('f1_macro', float('nan')):.3f}"))
+        interval = (r.get("gate") or {}).get("recent_gain_interval")
+        if interval:
+            rows.append(("", f"recent gain 95% interval {interval[0]:+.3f} to {interval[1]:+.3f} on "
+                             f"{r['rows']['recent']:,} rows" + (": within the noise" if r["gate"].get("recent_gain_within_noise")
+                                                                else "")))
         if (r.get("optimize") or {}).get("promoted"):
             rows.append(("", f"v{r['challenger']['model']['version']} optimized ({r['optimize']['chosen']}), "
                              f"serving v{r['optimize']['model']['version']}"))

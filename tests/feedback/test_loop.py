@@ -103,6 +103,9 @@ def test_concept_drift_is_detected_and_the_retrained_model_is_promoted(project, 
     res = project.retrain(if_needed=True)
     assert res["promoted"] is True, res["reason"]
     assert res["challenger"]["metrics"]["recent"]["f1_macro"] > res["champion"]["metrics"]["recent"]["f1_macro"]
+    lo, hi = res["gate"]["recent_gain_interval"]  # a clear gain: the whole interval above 0
+    assert 0 < lo <= res["gate"]["recent_gain"] <= hi and not res["gate"]["recent_gain_within_noise"], res["gate"]
+    assert f"(95% interval {lo:+.4f} to {hi:+.4f} on 360 recent rows)" in res["reason"]
     assert project.status()["production"]["version"] == 2
     decision = project.workspace.catalog.list_decisions("loop")[-1]
     assert decision["promoted"] and decision["dataset_id"] == res["dataset"]
@@ -145,6 +148,9 @@ def test_poisoned_feedback_is_refused_and_the_reason_recorded(project, tmp_path)
     assert res["promoted"] is False
     ch, cl = res["champion"]["metrics"], res["challenger"]["metrics"]
     assert cl["holdout"]["f1_macro"] < ch["holdout"]["f1_macro"] - 0.1
+    # it learned the flipped labels: on the (poisoned) recent slice it gains beyond the noise, and only
+    # the frozen holdout catches it
+    assert res["gate"]["recent_gain_interval"][0] > 0 and "frozen holdout" in res["reason"], res["gate"]
     assert "frozen holdout" in res["reason"] or "does not beat" in res["reason"]
     assert project.status()["production"]["version"] == 1
     decision = project.workspace.catalog.list_decisions("loop")[-1]
@@ -172,3 +178,14 @@ def test_if_needed_does_nothing_without_a_trigger(project):
     res = project.retrain(if_needed=True)
     assert res["skipped"] and res["promoted"] is False and res["triggers"]["fired"] == []
     assert len(project.status()["models"]) == 1
+
+
+def test_a_gain_on_a_few_recent_rows_is_called_noise(project, tmp_path):
+    """40 labels of the unchanged world: 12 recent rows cannot tell champion and challenger apart, and the
+    reason says so beside the interval, whatever the gate decides."""
+    same = world(40, 5)
+    post_labels(project, tmp_path, serve_stream(project, same), same["y"])
+    res = project.retrain()
+    lo, hi = res["gate"]["recent_gain_interval"]
+    assert res["rows"]["recent"] == 12 and lo <= 0 < hi and res["gate"]["recent_gain_within_noise"], res["gate"]
+    assert "on 12 recent rows: within the noise, too few rows to tell the two apart)" in res["reason"]

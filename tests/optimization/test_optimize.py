@@ -133,7 +133,7 @@ def test_variants_are_timed_on_the_serving_path(project):
 def test_the_quality_change_comes_with_a_paired_bootstrap_interval():
     """Noise on a small test set is told apart from a real loss: a variant that flips a fifth of the
     decisions has an interval well below zero; one that flips a single row of 400 straddles zero."""
-    from modelloop.optimization.optimize import _delta_interval
+    from modelloop.evaluation.metrics import paired_change_interval
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
@@ -141,14 +141,14 @@ def test_the_quality_change_comes_with_a_paired_bootstrap_interval():
     worse = base.copy()
     flip = rng.random(400) < 0.2
     worse[flip] = worse[flip][:, ::-1]
-    lo, hi = _delta_interval("f1_macro", 1.0, y, (worse, None), (base, None))
+    lo, hi = paired_change_interval("f1_macro", y, (worse, None), (base, None))
     assert hi < -0.1
     one = base.copy()
     one[0] = one[0][::-1]
-    lo, hi = _delta_interval("f1_macro", 1.0, y, (one, None), (base, None))
+    lo, hi = paired_change_interval("f1_macro", y, (one, None), (base, None))
     assert lo < 0.0 <= hi + 1e-12 and lo > -0.02
-    # for a metric to minimize the sign turns a loss into a negative change too
-    lo, hi = _delta_interval("log_loss", -1.0, y, (worse, None), (base, None))
+    # for a metric to minimize (the metric's direction) a loss is a negative change too
+    lo, hi = paired_change_interval("log_loss", y, (worse, None), (base, None))
     assert hi < 0
 
 

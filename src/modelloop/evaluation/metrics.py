@@ -28,6 +28,7 @@ __all__ = [
     "direction",
     "improvement",
     "labels_from_proba",
+    "paired_change_interval",
     "regression_metrics",
     "score",
 ]
@@ -144,3 +145,28 @@ def classification_metrics(y_true, proba, *, threshold: float | None = None) -> 
 
 def regression_metrics(y_true, pred) -> dict[str, float]:
     return {n: score(n, y_true, pred) for n in REGRESSION_METRICS}
+
+
+def paired_change_interval(metric: str, y_true: np.ndarray, after: tuple[np.ndarray, float | None],
+                           before: tuple[np.ndarray, float | None], *, rounds: int = 200, seed: int = 0,
+                           figure: Callable[..., float] | None = None) -> list[float]:
+    """The 95 % interval of ``after``'s change against ``before`` over paired bootstrap resamples of the
+    rows: how much of a change measured on a few rows (a small test set, a recent slice with few
+    positives) is noise. ``after`` and ``before`` are (output, threshold) of the two models on the same
+    rows; ``figure(metric, y, output, threshold=...)`` computes one figure (default :func:`score`; a head's
+    own figure otherwise). The change is in the metric's own units, positive when ``after`` is better (a
+    caller judging errors in the target's units as a share, as :func:`improvement` does, divides by
+    ``before``'s figure). A resample whose figure is undefined (a class missing) is left out."""
+    compute = figure or score
+    y = np.asarray(y_true)
+    sign = 1.0 if direction(metric) == "maximize" else -1.0
+    rng = np.random.default_rng(seed)
+    changes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(rounds):
+            i = rng.integers(0, len(y), len(y))
+            changes.append(sign * (compute(metric, y[i], after[0][i], threshold=after[1])
+                                   - compute(metric, y[i], before[0][i], threshold=before[1])))
+        lo, hi = np.nanpercentile(np.array(changes, dtype=float), [2.5, 97.5])
+    return [round(float(lo), 6), round(float(hi), 6)]

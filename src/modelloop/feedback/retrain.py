@@ -209,12 +209,13 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     side = ensure_split(ws, row, df)
     holdout, recent = df[side == "test"], df[side == "recent"]
     task = champion["info"]["task"]
-    scores = {}
+    recent_metric, holdout_metric = _gate_metrics(task, metric)
+    scores, answers = {}, {}
     for name, m in (("champion", champion), ("challenger", challenger)):
         model = load_model(ws, m)
         scores[name] = {"holdout": _score(model, holdout, ws, task), "recent": _score(model, recent, ws, task)}
+        answers[name] = _recent_answers(model, recent, ws, task, recent_metric, scores[name]["recent"])
     champ, chall = scores["champion"], scores["challenger"]
-    recent_metric, holdout_metric = _gate_metrics(task, metric)
     gain = improvement(recent_metric, _figure(champ["recent"], recent_metric), _figure(chall["recent"], recent_metric))
     drop = -improvement(holdout_metric, _figure(champ["holdout"], holdout_metric),
                         _figure(chall["holdout"], holdout_metric))
@@ -222,6 +223,7 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
         metric = recent_metric if recent_metric == holdout_metric else f"{recent_metric} (recent), " \
                                                                        f"{holdout_metric} (holdout)"
     rc = cfg.retrain
+    interval = _gain_interval(recent_metric, answers, _figure(champ["recent"], recent_metric))
     beats = gain > 0 and gain >= rc.min_improvement
     holds = drop <= rc.max_holdout_drop
     promoted = beats and holds
@@ -231,13 +233,14 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     gain_txt, unit = _change(recent_metric, gain)
     drop_txt, holdout_unit = _change(holdout_metric, drop)
     allowed = f"{rc.max_holdout_drop:.1%}" if relative else rc.max_holdout_drop
+    noise = _noise_words(recent_metric, interval, len(recent))
     if promoted:
-        reason = (f"challenger beats champion on the recent slice by {gain_txt}{unit} and drops "
+        reason = (f"challenger beats champion on the recent slice by {gain_txt}{unit}{noise} and drops "
                   f"{drop_txt}{holdout_unit if holdout_metric != recent_metric else ''} on the frozen holdout "
                   f"(allowed {allowed})")
     elif not beats:
         reason = (f"challenger does not beat the champion on the recent slice: gain {gain_txt}{unit} "
-                  f"(needs > 0 and >= {rc.min_improvement})")
+                  f"(needs > 0 and >= {rc.min_improvement}){noise}")
     else:
         reason = (f"challenger falls {drop_txt.lstrip('+')}{holdout_unit} on the frozen holdout (allowed "
                   f"{allowed}): refused")
@@ -249,11 +252,63 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     return {"promoted": promoted, "reason": reason, "dataset": merged["id"], "added_rows": merged["added"],
             **({"feedback_inputs": merged["feedback_inputs"]} if merged.get("feedback_inputs") else {}),
             "rows": {"holdout": len(holdout), "recent": len(recent)}, "metric": metric,
-            "gate": {"recent_gain": gain, "holdout_drop": drop, "min_improvement": rc.min_improvement,
+            "gate": {"recent_gain": gain, "recent_gain_interval": interval,
+                     "recent_gain_within_noise": _within_noise(interval), "holdout_drop": drop,
+                     "min_improvement": rc.min_improvement,
                      "max_holdout_drop": rc.max_holdout_drop, "relative": relative,
                      "recent_metric": recent_metric, "holdout_metric": holdout_metric},
             "triggers": triggers, "champion": _brief(champion, scores["champion"]),
             "challenger": _brief(challenger, scores["challenger"])}
+
+
+def _recent_answers(model: Any, recent: pd.DataFrame, ws: Workspace, task: str, metric: str,
+                    figures: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, float | None] | None:
+    """(truth, output, threshold) of ``model`` on the recent slice, for the gain's interval: only where
+    the gate compares a registry figure the slice gave (a head's own gate figure, a recommender's
+    interactions: None). The rows were just scored, so this reads evaluate's cache."""
+    from ..evaluation.evaluate import scores_of
+    from ..evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+    if metric not in CLASSIFICATION_METRICS + REGRESSION_METRICS or metric not in figures \
+            or hasattr(model, "evaluate_interactions"):
+        return None
+    y, out = scores_of(model, recent, str(label_column(ws.config)), task)
+    return y, out, getattr(model, "threshold_", None)
+
+
+def _gain_interval(metric: str, answers: dict[str, Any], champion_figure: float) -> list[float] | None:
+    """The 95 % paired-bootstrap interval of the challenger's recent gain, in the gain's terms (a share
+    of the champion's figure for an error in the target's units); None when it cannot be computed."""
+    from ..evaluation.metrics import paired_change_interval
+
+    champ, chall = answers["champion"], answers["challenger"]
+    if champ is None or chall is None or len(champ[0]) < 2:
+        return None
+    lo, hi = paired_change_interval(metric, champ[0], chall[1:], champ[1:])
+    if metric in IN_TARGET_UNITS:
+        scale = abs(champion_figure) or 1.0
+        lo, hi = lo / scale, hi / scale
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    return [round(float(lo), 6), round(float(hi), 6)]
+
+
+def _within_noise(interval: list[float] | None) -> bool | None:
+    """Whether the recent slice cannot tell the two models apart: its interval holds 0 (a bound at 0
+    included: no change on >= 2.5% of the resamples); one of a single point (the same answers) can.
+    None without an interval."""
+    if interval is None:
+        return None
+    return interval[0] <= 0 <= interval[1] and interval[0] < interval[1]
+
+
+def _noise_words(metric: str, interval: list[float] | None, rows: int) -> str:
+    """The interval as the reason says it, and whether the recent slice can tell the two models apart."""
+    if interval is None:
+        return ""
+    lo, hi = (_change(metric, v)[0] for v in interval)
+    verdict = ": within the noise, too few rows to tell the two apart" if _within_noise(interval) else ""
+    return f" (95% interval {lo} to {hi} on {rows:,} recent rows{verdict})"
 
 
 def _change(metric: str, value: float) -> tuple[str, str]:

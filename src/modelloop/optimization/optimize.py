@@ -194,7 +194,7 @@ def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, bas
         res.agreement = head.agreement(a, b, (thr_a, thr_b))  # the answers each serves, at its own threshold
         sign = 1.0 if direction(metric) == "maximize" else -1.0
         res.metric_delta = round(sign * (res.metric - base_metric), 6)
-        res.metric_delta_ci = _delta_interval(metric, sign, y, (a, thr_a), (b, thr_b), head=head)
+        res.metric_delta_ci = _delta_interval(metric, y, (a, thr_a), (b, thr_b), head)
         res.kept = res.metric_delta >= -max_drop
         lo, hi = res.metric_delta_ci
         res.reason = "within the quality budget" if res.kept else \
@@ -205,32 +205,18 @@ def _evaluate_variant(pred: VariantPredictor, base: VariantPredictor | None, bas
     return res
 
 
-def _delta_interval(metric: str, sign: float, y: np.ndarray, variant: tuple[np.ndarray, float | None],
-                    base: tuple[np.ndarray, float | None], rounds: int = 200, seed: int = 0,
-                    head: Any = None) -> list[float]:
-    """The 95 % interval of ``sign * (metric(variant) - metric(base))`` over paired bootstrap resamples
-    of the test rows: how much of a change on a small test set (few positives) is noise."""
-    import warnings
-
-    from ..evaluation.metrics import score
-
-    from ..evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+def _delta_interval(metric: str, y: np.ndarray, variant: tuple[np.ndarray, float | None],
+                    base: tuple[np.ndarray, float | None], head: Any) -> list[float]:
+    """The 95 % paired-bootstrap interval of the variant's change against the base on the test rows
+    (:func:`..evaluation.metrics.paired_change_interval`), through the head's own figure for a metric
+    outside the registry (generated text: chrf)."""
+    from ..evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS, paired_change_interval
 
     def by_head(name: str, y_true: Any, output: Any, threshold: float | None = None) -> float:
-        return head.evaluate(y_true, output)["metrics"][name]  # a head's own figure (generated text: chrf)
+        return head.evaluate(y_true, output)["metrics"][name]
 
     known = metric in CLASSIFICATION_METRICS + REGRESSION_METRICS or head is None
-    figure = score if known else by_head
-    rng = np.random.default_rng(seed)
-    deltas = []
-    with warnings.catch_warnings():  # a resample may lack a class: its figure is nan, left out
-        warnings.simplefilter("ignore")
-        for _ in range(rounds):
-            i = rng.integers(0, len(y), len(y))
-            deltas.append(sign * (figure(metric, y[i], variant[0][i], threshold=variant[1])
-                                  - figure(metric, y[i], base[0][i], threshold=base[1])))
-    lo, hi = np.nanpercentile(np.array(deltas, dtype=float), [2.5, 97.5])
-    return [round(float(lo), 6), round(float(hi), 6)]
+    return paired_change_interval(metric, y, variant, base, figure=None if known else by_head)
 
 
 def _choose(results: list[VariantResult], target: str) -> VariantResult:

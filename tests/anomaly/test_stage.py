@@ -66,6 +66,10 @@ def test_an_alert_budget_per_day_draws_the_line_at_the_training_rows_rate(sensor
     assert m["alerts_per_day"] == pytest.approx(m["alerts_per_1000"] / 1000 * budget["records_per_day"], rel=1e-3)
     page = open(summary["report"], encoding="utf-8").read()
     assert f"alert line: alert_budget 2 per day at {budget['records_per_day']:g} records a day" in page
+    # the standard page: the score distribution by verdict, and the curves the labelled test rows allow;
+    # the alert counts among the facts, not in the table of figures that are better high
+    assert "<h2>Score distribution</h2>" in page and "<h2>ROC curve</h2>" in page and "<h2>Confusion matrix</h2>" in page
+    assert "<td>alerts_per_day</td>" not in page and "<dt>alerts per day</dt>" in page
 
 
 def test_served_answers_carry_reasons_and_equal_offline_for_the_training_rows(sensors):

@@ -36,7 +36,7 @@ from ..errors import ConfigError, DataError, cap_list
 from .metrics import classification_metrics, direction, labels_from_proba, regression_metrics
 
 __all__ = ["check_threshold", "class_charts", "evaluate_classes", "evaluate_values", "prepare_classes",
-           "prepare_values", "render_page", "value_charts", "write_report"]
+           "prepare_values", "render_page", "score_chart", "value_charts", "write_report"]
 
 _MAX_CURVE_CLASSES = 10      # one-vs-rest curves drawn for at most this many classes
 _MAX_SCATTER = 5_000         # points in the predicted-vs-actual scatter
@@ -312,10 +312,12 @@ def _confusion_chart(matrix: np.ndarray, labels: list[Any]) -> _Chart:
             names = [_text(lab, 14) for lab in labels]
             ax.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
             ax.set_yticks(range(k), names)
-        # padding: the browser draws the class names in its own font (the SVG keeps text as text), often
-        # wider than matplotlib measured, and they ran into the axis title
-        ax.set_xlabel("predicted", labelpad=8)
-        ax.set_ylabel("true", labelpad=14)
+        ax.set_xlabel("predicted")
+        # the rows' title level with the top of the class names, horizontal and tied to the axes: rotated
+        # beside an equal-aspect image, constrained layout left it at the figure's edge, and the SVG text
+        # (drawn by the browser) was cut there ('true' half visible in the images and anomaly reports)
+        ax.set_ylabel("true", rotation=0, ha="right", va="bottom")
+        ax.yaxis.set_label_coords(-0.02, 1.01)
         note = "counts per cell; colour = share of the true class's rows"
         if k > _ANNOTATE_UP_TO:
             note = f"{k} classes: colour = share of the true class's rows (counts in the JSON output)"
@@ -386,6 +388,31 @@ def _residual_chart(y: np.ndarray, pred: np.ndarray) -> _Chart:
         return _Chart("Residuals", _svg(fig, "residuals"), note)
 
 
+def score_chart(scores: Any, threshold: float, labels: Any = None, *, names: Sequence[str],
+                line: str = "alert line") -> _Chart:
+    """A detector's scores in [0, 1] with its ``threshold`` (``line``): one histogram per group of
+    ``labels`` (0: ``names[0]``, 1: ``names[1]``, -1 or None: unlabelled), log counts, so a few dozen
+    labelled positives still show beside thousands of other rows."""
+    s = np.clip(np.asarray(scores, dtype=float), 0.0, 1.0)
+    y = np.full(len(s), -1) if labels is None else np.asarray(labels, dtype=int)
+    if not len(s):
+        return _Chart("Score distribution", None, "no rows were scored")
+    bins = np.linspace(0.0, 1.0, 51)
+    groups = [("unlabelled", y < 0, "#9ca3af"), (names[0], y == 0, _PALETTE[0]), (names[1], y == 1, _PALETTE[1])]
+    with _figure() as fig:
+        ax = fig.subplots()
+        for name, mask, color in groups:
+            if mask.any():
+                ax.hist(s[mask], bins=bins, color=color, alpha=0.6, label=f"{_text(name)} ({int(mask.sum()):,})",
+                        histtype="stepfilled", log=True)
+        ax.axvline(threshold, color="#111827", lw=1.2, ls="--", label=f"{_text(line)} {threshold:.3f}")
+        ax.set(xlabel="score", ylabel="rows (log scale)", xlim=(0, 1))
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        ax.grid(axis="y", alpha=0.3)
+        above = float(np.mean(s > threshold))
+        return _Chart("Score distribution", _svg(fig, "scores"), f"{above:.2%} of the rows score above the line")
+
+
 def class_charts(y_true: Any, output: Any, evaluation: Mapping[str, Any], *, classes: Sequence[Any], kind: str,
                  threshold: float | None = None, exactly: int | None = None, calibration: bool = False) -> list[_Chart]:
     """ROC and precision-recall curves and the confusion matrix of class probabilities (and the
@@ -431,7 +458,7 @@ h2 { font-size: 16px; margin: 0 0 12px; }
 .facts dd { margin: 0; font-weight: 600; word-break: break-all; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--line); text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, th.text, td.text { text-align: left; }
 th { color: var(--muted); font-weight: 600; font-size: 13px; }
 td.dir { color: var(--muted); font-size: 12px; }
 .chart svg { width: 100%; height: auto; display: block; }

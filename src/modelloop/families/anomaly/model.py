@@ -127,10 +127,15 @@ class AnomalyModel(BaseEstimator):
 
         head = AnomalyHead("anomaly", self.classes_, self.threshold_, self.features_,
                            int(self.selection_.get("reasons", 3)))
+        from .labels import label_vector
+
         scores = self.predict_proba(df) if len(df) else np.zeros((0, 1 + len(self.features_)))
         answers = head.record_outputs(scores, df.to_dict(orient="records"))
+        target = getattr(self, "target_", None)  # None: a version trained before it was kept
+        labels = label_vector(df[target], self.classes_, len(df)) if target in df.columns else None
         return anomaly_report_html(df, scores, answers, evaluation, threshold=self.threshold_, title=title,
-                                   context=context, selection=self.selection_)
+                                   context=context, selection=self.selection_, labels=labels,
+                                   names=[str(c) for c in self.classes_])
 
     def describe(self) -> dict[str, Any]:
         return {"family": "anomaly", "members": [{"detector": m.name, "params": m.params,

@@ -114,6 +114,7 @@ def train_anomaly(ws: Any, *, budget: float | None = None, trials: int | None = 
         model = _with_verdicts(model, X, job.y, cfg.seed)
         selection = model.selection_
         model.cleaning_plan_ = cleaning_plan(ws, row)
+        model.target_ = target  # the labels' column, for the evaluation page's labelled charts
         result.model, result.threshold = model, model.threshold_
         evaluation = evaluate_anomaly(model, test_df, target)
         tracker.log(run_id, params={"task": "anomaly", "dataset": row["id"], "selection": selection["chosen"],

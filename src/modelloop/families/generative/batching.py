@@ -107,21 +107,36 @@ class BatchDecoder:
                should_stop: Callable[[], bool] | None = None, choices: Choices | None = None) -> Iterator[Step]:
         """The steps of one request, as :func:`.generate.decode_stream` yields them (``choices``: each
         token picked among those that continue one of them)."""
-        seq = _Seq(list(prompt_ids), temperature, top_p, sampler(seed),
-                   Answer(self.tokenizer, max_new_tokens=max_new_tokens, stop=stop, ends=self.ends,
-                          should_stop=should_stop, choices=choices))
+        seq = self._seq(prompt_ids, max_new_tokens, temperature, top_p, seed, stop, should_stop, choices)
         if max_new_tokens < 1:
             yield Step(None, "", "length")
             return
         self.pending.put(seq)
         self._ensure_thread()
-        while True:
-            item = seq.out.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from _steps(seq)
+
+    def answer_all(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
+                   choices: Choices | None = None) -> list[str]:
+        """The greedy answers to ``prompts``, decoded together: all are queued before the decoding thread
+        looks, so they share one prefill and then one forward pass per token (at most ``max_batch`` at
+        once; the others join as answers end), as concurrent requests are served. Evaluation's answers
+        (``stage.evaluate_generation``): one pass per token for all samples instead of one per token per
+        sample. Padded, so a greedy answer may differ from :meth:`stream`'s alone on a ~1e-6 tie (module
+        docstring)."""
+        if max_new_tokens < 1:
+            return ["" for _ in prompts]
+        seqs = [self._seq(p, max_new_tokens, 0.0, 1.0, None, (), None, choices) for p in prompts]
+        for seq in seqs:
+            self.pending.put(seq)
+        self._ensure_thread()
+        return ["".join(step.delta for step in _steps(seq)) for seq in seqs]
+
+    def _seq(self, prompt_ids: Sequence[int], max_new_tokens: int, temperature: float, top_p: float,
+             seed: int | None, stop: Sequence[str], should_stop: Callable[[], bool] | None,
+             choices: Choices | None) -> _Seq:
+        return _Seq(list(prompt_ids), temperature, top_p, sampler(seed),
+                    Answer(self.tokenizer, max_new_tokens=max_new_tokens, stop=stop, ends=self.ends,
+                           should_stop=should_stop, choices=choices))
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -238,6 +253,17 @@ def _drain(pending: queue.Queue) -> list[_Seq]:
             return out
         if item is not _CLOSE:
             out.append(item)
+
+
+def _steps(seq: _Seq) -> Iterator[Step]:
+    """A queued sequence's steps as the decoding thread sends them (its error raised here)."""
+    while True:
+        item = seq.out.get()
+        if item is _DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _close_at_exit(ref: weakref.ref) -> None:

@@ -62,3 +62,28 @@ def test_ui_overview_feedback_stage_links_to_retrains(ui_project) -> None:
     last = ui_project.status()["last_retrain"]
     assert last == ui_project.retrain_decisions()[0]
     assert "champion kept" in page and "not better on &lt;script&gt;" in page and XSS not in page
+
+
+def test_ui_retrains_leads_with_the_projects_metric_and_folds_the_rest(tmp_path) -> None:
+    """Each model's train.metric on both slices first; its other figures (ten a slice for a classifier)
+    folded under 'all figures'."""
+    from fastapi.testclient import TestClient
+    from toy import RAW_CONFIG
+
+    from modelloop.config import parse_config
+    from modelloop.dashboard import create_app
+    from modelloop.project import Project
+
+    project = Project(parse_config({**RAW_CONFIG, "task": "classification", "train": {**RAW_CONFIG["train"], "metric": "roc_auc"}},
+                                   root=tmp_path))
+    _decision(project.workspace.catalog, promoted=True, reason="beats it", champion=0.7422, challenger=0.9375)
+    with TestClient(create_app(project, keys=[])) as c:
+        row = re.findall(r'<tr class="decision.*?</tr>', c.get("/retrains").text, re.S)[0]
+        zh = c.get("/retrains?lang=zh-CN").text
+    folded = re.findall(r"<details>.*?</details>", row, re.S)
+    lead = re.sub(r"<details>.*?</details>", "", row, flags=re.S)
+    for figure in ("0.7422", "0.7322", "0.9375", "0.9275"):  # champion and challenger, recent and holdout
+        assert f'<b class="metric">roc_auc = {figure}</b>' in lead, figure
+    assert '<span class="metric">' not in lead and len(folded) == 2 and "all figures" in folded[1]
+    assert '<span class="metric">roc_auc = 0.9375</span>' in folded[1]
+    assert "全部指标" in zh

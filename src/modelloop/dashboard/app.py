@@ -366,7 +366,11 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
 
     @app.get("/retrains", response_class=HTMLResponse)
     def retrains(request: Request) -> Response:
-        return render(request, "retrains.html", decisions=project.retrain_decisions())
+        try:
+            metric = project.config.metric  # each decision leads with it
+        except StateError:  # no dataset version to infer the task from: every figure, none first
+            metric = None
+        return render(request, "retrains.html", decisions=project.retrain_decisions(), metric=metric)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str | None = None) -> Response:

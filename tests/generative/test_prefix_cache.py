@@ -44,11 +44,11 @@ def test_insert_keeps_copies_replaces_covered_prompts_and_evicts_the_least_recen
     assert cache.lookup([1, 2, 3, 4, 5]).layers[0][0][0, 0, :, 0].tolist() == [1, 2, 3, 4]
     assert not cache.insert([1, 2, 3], _kv([1, 2, 3]))  # a stored prompt already starts with it
     assert cache.insert([1, 2, 3, 4, 5], _kv([1, 2, 3, 4, 5]))  # covers [1, 2, 3, 4], which leaves
-    assert list(cache.entries) == [(1, 2, 3, 4, 5)]
+    assert [tokens for _, tokens in cache.entries] == [(1, 2, 3, 4, 5)]
     assert cache.insert([7, 7, 7], _kv([7, 7, 7]))
     cache.lookup([1, 2, 3, 4, 5, 6])  # now the most recently used
     assert cache.insert([8, 8, 8], _kv([8, 8, 8]))  # over 2 * one bytes: the least recently used leaves
-    assert list(cache.entries) == [(1, 2, 3, 4, 5), (8, 8, 8)] and cache.bytes <= cache.max_bytes
+    assert [tokens for _, tokens in cache.entries] == [(1, 2, 3, 4, 5), (8, 8, 8)] and cache.bytes <= cache.max_bytes
     assert not PrefixCache(one - 1).insert([1, 2, 3, 4, 5, 6, 7, 8], _kv([1, 2, 3, 4, 5, 6, 7, 8]))
     with pytest.raises(ValueError, match="max_bytes"):
         PrefixCache(-1)
@@ -181,7 +181,7 @@ def test_prompts_arriving_together_at_a_cold_cache_compute_their_common_prefix_o
     prompts = [[*common, 20, 21], [*common, 30], [*common, 40, 41, 42], [50, 51, 52, 53]]
     cache = PrefixCache(1 << 20, min_tokens=8)
     with torch.no_grad():
-        logits, _, mask = _prefill(net, [SimpleNamespace(ids=p) for p in prompts], 0, {"logits_to_keep": 1}, cache)
+        logits, _, mask = _prefill(net, [SimpleNamespace(ids=p, salt="") for p in prompts], 0, {"logits_to_keep": 1}, cache)
         for i, ids in enumerate(prompts):
             assert torch.allclose(logits[i], net(input_ids=torch.tensor([ids])).logits[0, -1], atol=1e-5)
     stats = cache.stats()

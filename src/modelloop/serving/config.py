@@ -59,6 +59,13 @@ class ServeConfig(BaseModel):
     # (the chat template's system turn, a conversation's earlier turns: families/generative/prefix_cache.py)
     prefix_cache_mb: float = Field(64.0, ge=0, le=65_536, description="MB of prompt keys and values a "
                                    "generative model keeps for prompts that start alike; 0: off")
+    # who a cached prefix serves: a cached prefix answers faster, which tells a client how another's prompt
+    # began. "key" (the default): with API keys configured, only requests with the same key (the cache is
+    # salted by a hash of the key, as vLLM's cache_salt); the cost is one prefill of the shared system turn
+    # per key. "shared": every request (one client, or clients that may know each other's prompts)
+    prefix_cache_scope: Literal["key", "shared"] = Field("key", description="key: a served generative model's "
+                                                        "cached prompt prefix serves only requests made with "
+                                                        "the same API key; shared: every request")
     # recommenders (POST /v1/recommend): a larger k is a 422 naming k
     max_k: int = Field(100, ge=1, le=10_000, description="most items one recommendation may list")
     max_prompt_tokens: int | None = Field(None, ge=1, description="most prompt tokens; null: the model's "

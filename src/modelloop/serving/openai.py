@@ -165,6 +165,7 @@ def add_openai_routes(app: FastAPI, state: Any) -> None:
             return exc.response()
         rid = state.new_request_id()
         call = _Call(rt, engine, ids, params, chat, rid)  # the id /v1/feedback takes
+        call.api_key = _bearer(request) if state.keys.enabled else None  # its prefix cache salt (Engine)
         if params["stream"]:
             return StreamingResponse(call.events(state), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Request-Id": call.id})
@@ -225,12 +226,13 @@ class _Call:
         self.text, self.tokens, self.finish = "", 0, "length"
         self.ttft_ms: float | None = None
         self.cancelled = threading.Event()
+        self.api_key: str | None = None
 
     def _steps(self) -> Any:
         p = self.params
         return self.engine.stream(self.ids, max_tokens=p["max_tokens"], temperature=p["temperature"],
                                   top_p=p["top_p"], seed=p["seed"], stop=p["stop"],
-                                  should_stop=self.cancelled.is_set)
+                                  should_stop=self.cancelled.is_set, api_key=self.api_key)
 
     def _take(self, step: Any) -> None:
         if self.ttft_ms is None:

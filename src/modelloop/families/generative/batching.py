@@ -64,6 +64,7 @@ class _Seq:
     out: queue.Queue = field(default_factory=queue.Queue)
     last: int = 0       # the token to feed next
     length: int = 0     # tokens in its cache (its next position)
+    salt: str | None = ""  # its prefix cache salt (``prefix_cache.py``); None: the cache is not used for it
 
 
 class BatchDecoder:
@@ -104,10 +105,14 @@ class BatchDecoder:
     # ---- the request side ----------------------------------------------------------------------------
     def stream(self, prompt_ids: Sequence[int], *, max_new_tokens: int, temperature: float = 0.0,
                top_p: float = 1.0, seed: int | None = None, stop: Sequence[str] = (),
-               should_stop: Callable[[], bool] | None = None, choices: Choices | None = None) -> Iterator[Step]:
+               should_stop: Callable[[], bool] | None = None, choices: Choices | None = None,
+               cache_salt: str | None = "") -> Iterator[Step]:
         """The steps of one request, as :func:`.generate.decode_stream` yields them (``choices``: each
-        token picked among those that continue one of them)."""
+        token picked among those that continue one of them; ``cache_salt``: only cached prefixes stored
+        under the same salt serve it, and its prompt is stored under it; None: the prefix cache is neither
+        read nor written for it)."""
         seq = self._seq(prompt_ids, max_new_tokens, temperature, top_p, seed, stop, should_stop, choices)
+        seq.salt = cache_salt
         if max_new_tokens < 1:
             yield Step(None, "", "length")
             return
@@ -370,10 +375,10 @@ def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any],
     the attention mask (n, width), left-padded. Without a prefix cache hit: :func:`_prefill_whole`. A
     prompt with one is computed alone from the cached keys and values (:func:`_prefill_from`), the others
     together, and the parts are joined in the prompts' order. Every prompt is then offered to the cache."""
-    hits = [prefixes.lookup(s.ids) for s in seqs] if prefixes is not None else [None] * len(seqs)
-    if prefixes is not None and _share_cold_prefix(net, [s.ids for s, hit in zip(seqs, hits, strict=True)
-                                                         if hit is None], prefixes, last):
-        hits = [hit or prefixes.lookup(s.ids) for s, hit in zip(seqs, hits, strict=True)]
+    hits = [_lookup(prefixes, s) for s in seqs]
+    if prefixes is not None and _share_cold_prefix(net, [s for s, hit in zip(seqs, hits, strict=True)
+                                                         if hit is None and s.salt is not None], prefixes, last):
+        hits = [hit or _lookup(prefixes, s) for s, hit in zip(seqs, hits, strict=True)]
     if not any(hits):
         logits, cache, mask = _prefill_whole(net, seqs, pad_id, last)
     else:
@@ -394,25 +399,32 @@ def _prefill(net: Any, seqs: list[_Seq], pad_id: int, last: dict[str, Any],
     if prefixes is not None:
         layers = _layers(cache)
         for i, seq in enumerate(seqs):
-            prefixes.insert(seq.ids, [(k[i:i + 1], v[i:i + 1]) for k, v in layers])
+            if seq.salt is not None:
+                prefixes.insert(seq.ids, [(k[i:i + 1], v[i:i + 1]) for k, v in layers], seq.salt)
     return logits, cache, mask
 
 
-def _share_cold_prefix(net: Any, prompts: list[list[int]], prefixes: PrefixCache, last: dict[str, Any]) -> bool:
+def _lookup(prefixes: PrefixCache | None, seq: _Seq) -> Hit | None:
+    """The cached prefix of ``seq``'s salt that serves it (None: no cache, none stored, or no salt)."""
+    return None if prefixes is None or seq.salt is None else prefixes.lookup(seq.ids, seq.salt)
+
+
+def _share_cold_prefix(net: Any, seqs: list[_Seq], prefixes: PrefixCache, last: dict[str, Any]) -> bool:
     """Prompts arriving together that no cached prefix serves but that start alike (a cold server's first
-    chat requests): each group sharing at least ``min_tokens`` leading tokens gets its common tokens
-    computed once, alone, and cached, so each prompt then computes only its rest. Whether any was."""
-    groups: dict[tuple[int, ...], list[list[int]]] = {}
-    for ids in prompts:
-        if len(ids) > prefixes.min_tokens:
-            groups.setdefault(tuple(ids[:prefixes.min_tokens]), []).append(ids)
+    chat requests): each group of one salt sharing at least ``min_tokens`` leading tokens gets its common
+    tokens computed once, alone, and cached under that salt, so each prompt then computes only its rest.
+    Whether any was."""
+    groups: dict[tuple[str, tuple[int, ...]], list[list[int]]] = {}
+    for seq in seqs:
+        if len(seq.ids) > prefixes.min_tokens:
+            groups.setdefault((seq.salt or "", tuple(seq.ids[:prefixes.min_tokens])), []).append(seq.ids)
     done = False
-    for group in (g for g in groups.values() if len(g) > 1):
+    for (salt, _), group in ((k, g) for k, g in groups.items() if len(g) > 1):
         first, shared = group[0], min(len(p) for p in group) - 1
         for other in group[1:]:
             shared = common_prefix(first, other, shared)
         out = net(input_ids=require_torch().tensor([first[:shared]], device=net.device), use_cache=True, **last)
-        done = prefixes.insert(first[:shared], _layers(out.past_key_values)) or done
+        done = prefixes.insert(first[:shared], _layers(out.past_key_values), salt) or done
     return done
 
 

@@ -7,7 +7,11 @@ batching, ``batching.py``: a request joins the running batch after its prefill a
 at most ``MAX_BATCH`` at once). A stream whose client went away stops, and frees its slot, at its next token.
 A prompt that starts with tokens an earlier prompt computed (the chat template's system turn, a
 conversation's earlier turns) reuses their keys and values (``prefix_cache.py``, at most
-``PREFIX_CACHE_MB`` per served model, least recently used first out).
+``PREFIX_CACHE_MB`` per served model, least recently used first out). With ``serve.prefix_cache_scope:
+key`` (the default) a request's prompt finds only prefixes stored by requests with the same API key (the
+cache salted by a hash of the key), so a faster answer tells no client how another client's prompt
+began; requests without a key share one salt. ``/v1/predict``'s answers (no key reaches the scorer) then
+neither read nor fill the cache. ``shared``: every request finds every prefix.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from ...serving.runtime import Runtime, native_model, table_columns
 from .batching import BatchDecoder
 from .data import ROLES, as_messages, prompt_text
 from .generate import Step, end_ids
-from .prefix_cache import PrefixCache
+from .prefix_cache import PrefixCache, key_salt
 
 __all__ = ["MAX_BATCH", "PREFIX_CACHE_MB", "Engine", "generative_runtime"]
 
@@ -30,14 +34,19 @@ MAX_BATCH = 16  # sequences one decoding step serves; further requests wait for 
 # the prefix cache's bound per served model (``serve.prefix_cache_mb``): SmolLM2-135M's keys and values take
 # 46 KB per token, so ~1,400 prompt tokens (a 1B Llama's 32 KB-128 KB per token: 500-2,000)
 PREFIX_CACHE_MB = float(ServeConfig.model_fields["prefix_cache_mb"].default)
+PREFIX_CACHE_SCOPE = str(ServeConfig.model_fields["prefix_cache_scope"].default)
 
 
 class Engine:
     """Prompts to token ids and decoding for the OpenAI routes, within the model's context."""
 
-    def __init__(self, model: Any, *, max_batch: int = MAX_BATCH, prefix_cache_mb: float = PREFIX_CACHE_MB):
-        """``prefix_cache_mb``: the bound of the prefix cache's keys and values (0: no prefix cache)."""
-        self.model = model
+    def __init__(self, model: Any, *, max_batch: int = MAX_BATCH, prefix_cache_mb: float = PREFIX_CACHE_MB,
+                 prefix_cache_scope: str = PREFIX_CACHE_SCOPE):
+        """``prefix_cache_mb``: the bound of the prefix cache's keys and values (0: no prefix cache);
+        ``prefix_cache_scope``: ``key`` (a request finds the prefixes of its own API key) or ``shared``."""
+        if prefix_cache_scope not in ("key", "shared"):
+            raise ValueError(f"prefix_cache_scope must be 'key' or 'shared', got {prefix_cache_scope!r}")
+        self.model, self.scope = model, prefix_cache_scope
         net = model.network()
         self.context = int(getattr(net.config, "max_position_embeddings", model.context_))
         self.roles = ROLES
@@ -60,23 +69,37 @@ class Engine:
         return ids or [int(tok.bos_token_id or tok.eos_token_id)]
 
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float, top_p: float,
-               seed: int | None, stop: Sequence[str], should_stop: Any = None) -> Iterator[Step]:
-        """Decoding steps of one request, decoded together with the others running (``batching.py``)."""
+               seed: int | None, stop: Sequence[str], should_stop: Any = None,
+               api_key: str | None = None, cached: bool = True) -> Iterator[Step]:
+        """Decoding steps of one request, decoded together with the others running (``batching.py``);
+        ``api_key``: the request's key (None: it came without one), its prefix cache salt under scope
+        ``key``; ``cached=False``: the prefix cache is neither read nor filled for it."""
         return self.decoder.stream(prompt_ids, max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                   seed=seed, stop=stop, should_stop=should_stop, choices=self.choices)
+                                   seed=seed, stop=stop, should_stop=should_stop, choices=self.choices,
+                                   cache_salt=self.cache_salt(api_key) if cached else None)
+
+    def cache_salt(self, api_key: str | None) -> str:
+        """The prefix cache salt of a request with this key: its hash under scope ``key``, else the
+        shared ``""``."""
+        return key_salt(api_key) if self.scope == "key" else ""
 
 
 def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, threads: int) -> Runtime:
     """The served object of a generative model version (the fine-tuned network, adapters merged)."""
     native = native_model(ws, row)
-    engine = Engine(native, prefix_cache_mb=serve_config(ws.config).prefix_cache_mb)
+    settings = serve_config(ws.config)
+    engine = Engine(native, prefix_cache_mb=settings.prefix_cache_mb,
+                    prefix_cache_scope=settings.prefix_cache_scope)
+    # /v1/predict's records reach the scorer without the request's key: under scope "key" they neither
+    # read nor fill the prefix cache, so they learn nothing of the keyed requests' prompts
+    cached = engine.scope == "shared"
 
     def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
         answers = []
         for record in records:
             answers.append("".join(s.delta for s in engine.stream(
                 native.prompt_ids(record), max_tokens=native.max_new_tokens, temperature=0.0, top_p=1.0,
-                seed=None, stop=())))
+                seed=None, stop=(), cached=cached)))
         return np.asarray(answers, dtype=object), None
 
     extra = {"generation": {"shape": native.shape_.to_dict(), "method": native.method_,

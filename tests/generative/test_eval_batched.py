@@ -1,7 +1,8 @@
-"""The train stage's evaluation decodes its samples together and projects the vocabulary only where a
-completion token is scored: on the assistant example these were ~80% and ~20% of an evaluation that took
-as long as the 300 s training budget (benchmarks/RESULTS.md). Counted in forward passes and projected
-positions, not seconds."""
+"""The train stage's evaluation decodes its samples together, projects the vocabulary only where a
+completion token is scored, and runs the layers the fine-tuned and the base model share once for both
+perplexities: on the assistant example the answers were ~80% and the perplexities ~20% of an evaluation
+that took as long as the 300 s training budget (benchmarks/RESULTS.md). Counted in forward passes and
+projected positions, not seconds."""
 
 from __future__ import annotations
 
@@ -9,20 +10,21 @@ import pytest
 
 from modelloop.families.generative.backbone import load_tokenizer, model_fingerprint
 from modelloop.families.generative.data import Shape
+from modelloop.families.generative.metrics import perplexity
 from modelloop.families.generative.model import GenerativeModel
 from modelloop.families.generative.stage import evaluate_generation, input_schema
 
 SAMPLES, NEW_TOKENS = 6, 3  # more samples than one batch's passes (NEW_TOKENS + 1): one at a time cannot fit
 
 
-def _untrained(tiny_llama, tmp_path) -> GenerativeModel:
-    """The tiny Llama as a 'full' fine-tune with no weight changed (nothing to train for a count)."""
+def _untrained(tiny_llama, tmp_path, weights=None) -> GenerativeModel:
+    """The tiny Llama as a 'full' fine-tune with only ``weights`` changed (nothing to train for a count)."""
     shape = Shape("pairs", "prompt", "completion")
     settings = {"backbone": str(tiny_llama), "method": "full", "max_new_tokens": NEW_TOKENS, "choices": "off"}
     return GenerativeModel(settings).fitted(
         backbone=str(tiny_llama), root=str(tmp_path), source=str(tiny_llama),
         fingerprint=model_fingerprint(str(tiny_llama)), shape=shape, schema=input_schema(shape, "completion"),
-        tokenizer=load_tokenizer(str(tiny_llama)), method="full", lora=None, weights={}, context=64,
+        tokenizer=load_tokenizer(str(tiny_llama)), method="full", lora=None, weights=weights or {}, context=64,
         description={})
 
 
@@ -35,18 +37,33 @@ def _count(net, decoding: list[int], projected: list[int]) -> None:
 
 
 def test_evaluation_decodes_its_samples_together_and_projects_only_scored_tokens(tiny_llama, pairs, tmp_path):
-    model = _untrained(tiny_llama, tmp_path)
+    import torch
+
+    # fine-tuned above its (only) layer, as a LoRA fine-tune of the last layers is: the layer is shared
+    model = _untrained(tiny_llama, tmp_path, {"model.norm.weight": torch.full((32,), 1.5)})
     frame = pairs.head(SAMPLES + 4)
     counts = {"tuned": ([], []), "base": ([], [])}
     _count(model.network(), *counts["tuned"])
     _count(model.base_network(), *counts["base"])
+    lower: list[int] = []  # passes of the shared layer, in either network
+    for net in (model.network(), model.base_network()):
+        net.model.layers[0].register_forward_pre_hook(lambda *_: lower.append(1))
     records = frame.head(SAMPLES).to_dict("records")
     alone = {"tuned": model.predict(records), "base": model.predict(records, base=True)}
+    separate = {"tuned": model.nll(frame), "base": model.nll(frame, base=True)}
     for decoding, projected in counts.values():
         decoding.clear()
         projected.clear()
+    lower.clear()
 
     out = evaluate_generation(model, frame, SAMPLES)
+
+    # the perplexities ran the shared layer once per batch of 8 rows for both models, with the same figures
+    decoded = len(counts["tuned"][0]) + len(counts["base"][0])
+    assert len(lower) - decoded == -(-len(frame) // 8), (len(lower), decoded)
+    assert out["perplexity"] == pytest.approx(perplexity(*separate["tuned"]), rel=1e-6)
+    assert out["base_perplexity"] == pytest.approx(perplexity(*separate["base"]), rel=1e-6)
+    assert out["perplexity"] != pytest.approx(out["base_perplexity"], rel=1e-3)  # two models were scored
 
     for name, (decoding, projected) in counts.items():
         # one prefill of all samples, then one pass per token for all of them (predict: one per sample)

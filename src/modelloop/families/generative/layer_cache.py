@@ -11,6 +11,10 @@ layers' forward pass, most of a step's cost when few layers are adapted.
 It applies to a transformers decoder whose body has ``layers`` and ``norm`` (Llama, Mistral, Qwen2, Phi-3,
 ...) with no dropout below the adapters, in one process (a data-parallel run goes through DDP's own forward,
 which this would bypass), within ``LIMIT_BYTES`` of kept states (beyond it, batches run whole).
+
+The same split serves the train stage's evaluation: the fine-tuned network, merged, and the base hold the
+same weights below the adapted layers, so :func:`paired_nll` runs those layers once per test batch and
+each network only its own layers above them (:func:`shared_layers` finds how many by comparing weights).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..text.backbone import require_torch
-from .sequences import loss_sums
+from .sequences import batch_tensors, loss_sums
 
-__all__ = ["LIMIT_BYTES", "FrozenLayers"]
+__all__ = ["LIMIT_BYTES", "FrozenLayers", "paired_nll", "shared_layers"]
 
 LIMIT_BYTES = 2 << 30  # kept hidden states of one run (fp32): ~900k tokens of SmolLM2's width 576
+# decoders whose body feeds ``inputs_embeds`` to its layers as they are (Gemma's, for one, scales them first)
+SPLITTABLE = ("llama", "mistral", "qwen2", "qwen3", "phi3")
 
 
 class FrozenLayers:
@@ -91,6 +97,63 @@ class FrozenLayers:
             self.kept[id(s)] = seen["h"][j, :n].detach().clone()
         self.bytes += need
         return True
+
+
+def shared_layers(a: Any, b: Any) -> int:
+    """How many lower transformer layers two networks of one base share bit for bit, embeddings included
+    (0: none, or not both decoders this module can split). A LoRA fine-tune with ``model.lora_layers: N``,
+    merged, keeps the base's weights below its last N layers."""
+    torch = require_torch()
+    body_a, body_b = _body(a), _body(b)
+    if body_a is None or body_b is None or len(body_a.layers) != len(body_b.layers) or \
+            getattr(body_a.config, "model_type", None) not in SPLITTABLE or \
+            not _same(body_a.embed_tokens, body_b.embed_tokens, torch):
+        return 0
+    n = 0
+    while n < len(body_a.layers) and _same(body_a.layers[n], body_b.layers[n], torch):
+        n += 1
+    return n
+
+
+def paired_nll(nets: Sequence[Any], ids: list[list[int]], labels: list[list[int]], pad_id: int, first: int,
+               batch_size: int = 8) -> list[tuple[float, int]]:
+    """:func:`.sequences.sequence_nll` (``labelled_only``) of each of ``nets``, whose first ``first`` layers
+    are the same (:func:`shared_layers`): those layers run once per batch, on the first network, and each
+    network runs only its layers above them on their output. The train stage's evaluation scores the base
+    and the fine-tuned model on the same test rows: with 4 of SmolLM2's 30 layers adapted, 26 of 60 layer
+    passes were done twice."""
+    torch = require_torch()
+    totals = [[0.0, 0] for _ in nets]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    device = next(nets[0].parameters()).device
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            batch = batch_tensors([[(ids[i], labels[i])] for i in order[s:s + batch_size]], pad_id, str(device))
+            embeds = _lower(_body(nets[0]), first, batch)
+            for net, total in zip(nets, totals, strict=True):
+                body = _body(net)
+                with _layers(body, body.layers[first:]):
+                    loss, n = loss_sums(net, {**batch, "inputs_embeds": embeds}, labelled_only=True)
+                total[0], total[1] = total[0] + float(loss), total[1] + n
+    return [(float(t[0]), int(t[1])) for t in totals]
+
+
+def _lower(body: Any, first: int, batch: dict[str, Any]) -> Any:
+    """The hidden states after ``body``'s first ``first`` layers (the input of the next), per position."""
+    seen: dict[str, Any] = {}
+    hook = body.norm.register_forward_pre_hook(lambda _m, args: seen.setdefault("h", args[0]))
+    try:
+        with _layers(body, body.layers[:first]):
+            body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 position_ids=batch["position_ids"], use_cache=False)
+    finally:
+        hook.remove()
+    return seen["h"]
+
+
+def _same(a: Any, b: Any, torch: Any) -> bool:
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    return pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa)
 
 
 def _body(net: Any) -> Any:

@@ -319,6 +319,21 @@ class GenerativeModel:
         return sequence_nll(net, ids, labels, int(self.tokenizer.pad_token_id or 0), str(net.device),
                             labelled_only=True)
 
+    def nll_with_base(self, frame: pd.DataFrame) -> tuple[tuple[float, int], tuple[float, int]]:
+        """:meth:`nll` of the fine-tuned model and of the base, the layers they share (a LoRA fine-tune of
+        the last ``model.lora_layers`` layers, merged, keeps the base's below them) run once for both
+        (:func:`.layer_cache.paired_nll`); without shared layers, each model's own pass."""
+        from .layer_cache import paired_nll, shared_layers
+
+        net, base = self.network(), self.base_network()
+        first = shared_layers(net, base)
+        if not first:
+            return self.nll(frame), self.nll(frame, base=True)
+        ids, labels, _ = encode_examples(self.tokenizer, examples_of(frame, self.shape_, self.tokenizer),
+                                         self.context_)
+        tuned, plain = paired_nll([net, base], ids, labels, int(self.tokenizer.pad_token_id or 0), first)
+        return tuned, plain
+
     def evaluation_metrics(self, frame: pd.DataFrame) -> dict[str, Any]:
         """Figures beside the head's (``modelloop evaluate``, the retrain gate): the perplexity of the
         completions of ``frame``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from modelloop.data.snapshot import ROW_ID
@@ -28,3 +29,23 @@ def test_every_class_with_two_rows_or_more_is_stratified_exactly():
     df = _table({"a": 50, "b": 30, "c": 20})
     split = make_split(df, strategy="stratified", test_size=0.2, seed=0, target="y")
     assert df[split["split"].to_numpy() == "test"]["y"].value_counts().to_dict() == {"a": 10, "b": 6, "c": 4}
+
+
+@pytest.mark.parametrize("strategy", ["stratified", "random"])
+def test_cv_folds_keep_a_groups_rows_together_under_any_split(strategy):
+    """data.group keeps a group's rows in one fold whatever split.strategy (a card's burst of frauds on
+    both sides of a fold let the out-of-fold figures learn the card); stratified folds keep the class share."""
+    from modelloop.data.split import make_folds
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 300, 3000)
+    y = (rng.random(3000) < np.where(groups % 10 == 0, 0.5, 0.02)).astype(int)  # some groups rich in positives
+    df = pd.DataFrame({"y": y, "card": [f"c{g}" for g in groups]})
+    folds = make_folds(df, strategy=strategy, n_folds=5, seed=0, target="y", group="card")
+    assert len(folds) == 5 and sorted(np.concatenate([va for _, va in folds]).tolist()) == list(range(3000))
+    for tr, va in folds:
+        assert not set(df["card"].iloc[tr]) & set(df["card"].iloc[va])
+        if strategy == "stratified":
+            assert abs(y[va].mean() - y.mean()) < 0.02
+    ungrouped = make_folds(df, strategy=strategy, n_folds=5, seed=0, target="y")
+    assert any(set(df["card"].iloc[tr]) & set(df["card"].iloc[va]) for tr, va in ungrouped)

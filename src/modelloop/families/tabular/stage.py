@@ -44,6 +44,12 @@ def study_name(ws: Workspace, dataset_id: str) -> str:
     return f"{cfg.name}-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
+def _grouped_suffix(cfg: Any) -> str:
+    """Folds grouped by ``data.group`` under a stratified or random split (``split.make_folds``) are other
+    folds than before they were grouped: a study of the old folds is not resumed (its fingerprint differs)."""
+    return "-g" if cfg.data.group and cfg.split.strategy in ("stratified", "random") else ""
+
+
 def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | None = None,
                   dataset: str | None = None, warm_start: list[dict] | None = None, kind: str = "train",
                   progress: Callable[[int, float], None] | None = None,
@@ -73,7 +79,7 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
         max_latency_ms=cfg.train.max_latency_ms, parallel=cfg.train.parallel, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed),
         ray_address=cfg.compute.address if cfg.compute.engine == "ray" else None)
     # repeats change the folds (the study's fingerprint): a search of another repeat count is another study
-    study = study_name(ws, row["id"]) + (f"-r{repeats}" if repeats > 1 else "")
+    study = study_name(ws, row["id"]) + (f"-r{repeats}" if repeats > 1 else "") + _grouped_suffix(cfg)
     tracker = tracker_for(ws)
     started = time.time()
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study}

@@ -99,7 +99,7 @@ def render_train(r: dict[str, Any]) -> None:
         verdict = "within" if lat["met"] else "[red]over[/]"
         if "tried" not in lat:  # text: the served members' costs against the limit or auto's bound
             out.print(f"  latency     ~{lat['latency_ms']:.2f} ms CPU a text ({' + '.join(lat['served'])}), {verdict} "
-                      f"{lat['limit_ms']:g} ms of {lat['source']}")
+                      f"{lat['limit_ms']:.3g} ms of {lat['source']}")
         else:  # tabular: the model served, and what the search's choice cost when it was too slow
             out.print(f"  latency     {lat['latency_ms']:.3f} ms CPU a record, {verdict} train.max_latency_ms "
                       f"{lat['limit_ms']:g}")

@@ -197,7 +197,8 @@ def _autogluon(train, test, budget: float, python: Path = AG_PYTHON, presets: st
         test.to_csv(paths[1], index=False)
         # in the temporary folder: AutoGluon's CatBoost leaves a catboost_<time> training folder in the
         # working directory (seen in the repository after a run)
-        subprocess.run([str(python), "-c", _AG_SCRIPT, *map(str, paths[:2]), str(budget), str(paths[2]),
+        # absolute: a relative --autogluon-python names a file from here, not from the temporary folder
+        subprocess.run([str(python.absolute()), "-c", _AG_SCRIPT, *map(str, paths[:2]), str(budget), str(paths[2]),
                         presets],
                        check=True, cwd=d)
         out = json.loads(paths[2].read_text())

@@ -110,3 +110,23 @@ def test_a_figure_a_tool_lacks_prints_n_a_not_nan(bench, capsys, monkeypatch, sp
     rows = [line for line in table.splitlines() if line.startswith(("modelloop", "flaml", "lightgbm_defaults"))]
     assert rows and all(line.split()[4] == "n/a" for line in rows if "+-" not in line)
     assert all("n/a" in line for line in rows)
+
+
+def test_autogluon_python_may_be_given_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """AutoGluon runs in a temporary folder (its CatBoost writes there): a relative --autogluon-python, as the
+    documented command gives it (.venv-ag/bin/python), must still name the file from where the script started."""
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("tabular_quality_ag", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fake = tmp_path / "env" / "python"
+    fake.parent.mkdir()
+    # a stand-in interpreter: called as `python -c SCRIPT train test budget out presets`, it writes the answer
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\njson.dump({{'pred': [0, 1], 'classes': ['0', '1'], "
+                    "'proba': [[0.9, 0.1], [0.2, 0.8]], 'seconds': 1.0, 'best': 'stub'}, open(sys.argv[6], 'w'))\n")
+    fake.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    rows = pd.DataFrame({"x": [0.0, 1.0], "target": [0, 1]})
+    out = mod._autogluon(rows, rows, 1.0, Path("env/python"))
+    assert out is not None and out["f1_macro"] == 1.0 and out["best"] == "stub"

@@ -88,6 +88,8 @@ def test_malformed_bodies_are_422_naming_the_field(served):
     assert r.status_code == 422 and "body.user" in r.json()["message"]
     r = client.post("/v1/recommend", json={"user": "u1", "kk": 3})
     assert r.status_code == 422 and "body.kk: unknown field (did you mean 'k'?)" in r.json()["message"]
+    r = client.post("/v1/interactions", json={"user": "u1", "item": "i1", "event": "rating", "value": "great"})
+    assert r.status_code == 422 and r.json()["message"] == 'body.value: input should be a valid number, got "great"'
 
 
 def test_predict_answers_the_training_rows_as_offline(served):

@@ -49,7 +49,7 @@ class InteractionRequest(BaseModel):
     user: Id
     item: Id
     event: StrictStr = Field("click", min_length=1, max_length=64, description="click, view, purchase, rating...")
-    value: StrictFloat | StrictInt | None = Field(None, description="a rating (explicit models learn it)")
+    value: StrictFloat | None = Field(None, description="a rating (explicit models learn it); an integer is read as a float")
     request_id: StrictStr | None = Field(None, min_length=1, max_length=64,
                                          description="the /v1/recommend (or /v1/predict) answer it followed")
 

@@ -219,12 +219,37 @@ def _path(loc: tuple) -> str:
     return out or "body"
 
 
+# pydantic's names of a union's members in an error's location (``user: str | int`` gives ``user.str``
+# and ``user.int``), and how a message names each
+_UNION_MEMBERS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
+
+
+def _merge_union_members(errors: Sequence[Any]) -> list[Any]:
+    """One error for a value that matched no member of a union, at the union's own location: ``input
+    should be a string or an integer``, not one clause a member (``body.user.str: ...; body.user.int: ...``)."""
+    out: list[Any] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        prev = out[-1] if out else None
+        member = loc[-1] if loc and isinstance(loc[-1], str) and loc[-1] in _UNION_MEMBERS else None
+        if member is None or not str(err["type"]).endswith("_type"):
+            out.append(err)
+        elif prev is not None and prev.get("_members") and tuple(prev["loc"]) == loc[:-1]:
+            prev["_members"].append(member)
+            names = [_UNION_MEMBERS[m] for m in prev["_members"]]
+            prev["msg"] = f"Input should be {', '.join(names[:-1])} or {names[-1]}"
+        else:
+            out.append({**err, "loc": loc[:-1], "type": "union_type", "_members": [member],
+                        "msg": f"Input should be {_UNION_MEMBERS[member]}"})
+    return out
+
+
 def describe_errors(errors: Sequence[Any], allowed: list[str], target: str | None = None,
                     limit: int = 20, *, text: str | None = None) -> list[dict[str, Any]]:
     """pydantic error dicts as ``{"loc", "field", "type", "msg"}`` whose ``msg`` names the field.
     ``text`` is a text model's input column, which takes no null."""
     out: list[dict[str, Any]] = []
-    for err in errors[:limit]:
+    for err in _merge_union_members(errors)[:limit]:
         loc = tuple(err["loc"])
         path, kind = _path(loc), err["type"]
         field = loc[-1] if loc and isinstance(loc[-1], str) else None

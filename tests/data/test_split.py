@@ -49,3 +49,12 @@ def test_cv_folds_keep_a_groups_rows_together_under_any_split(strategy):
             assert abs(y[va].mean() - y.mean()) < 0.02
     ungrouped = make_folds(df, strategy=strategy, n_folds=5, seed=0, target="y")
     assert any(set(df["card"].iloc[tr]) & set(df["card"].iloc[va]) for tr, va in ungrouped)
+
+
+def test_fewer_groups_than_folds_still_keep_each_group_in_one_fold():
+    """Three groups and five stratified folds: grouped folds (three), never a group on both sides."""
+    from modelloop.data.split import make_folds
+
+    df = pd.DataFrame({"y": [0, 1] * 30, "card": ["a", "b", "c"] * 20})
+    folds = make_folds(df, strategy="stratified", n_folds=5, seed=0, target="y", group="card")
+    assert len(folds) == 3 and all(not set(df["card"].iloc[tr]) & set(df["card"].iloc[va]) for tr, va in folds)

@@ -241,23 +241,22 @@ def make_folds(df: pd.DataFrame, *, strategy: str, n_folds: int, seed: int, targ
             order = np.random.default_rng(seed).permutation(n)
         cut = int(round(n * 0.8))
         return [(np.sort(order[:cut]), np.sort(order[cut:]))]
-    if strategy == "group":
-        groups = df[group].astype(str).to_numpy()
-        k = min(n_folds, len(np.unique(groups)))
-        return [(a, b) for a, b in GroupKFold(n_splits=k).split(idx, groups=groups)]
     groups_of = df[group].astype(str).to_numpy() if group is not None and group in df.columns else None
+    n_groups = len(np.unique(groups_of)) if groups_of is not None else 0
+    if strategy == "group":
+        return list(GroupKFold(n_splits=min(n_folds, n_groups)).split(idx, groups=groups_of))
     if strategy == "stratified":
         y = df[target].astype(str).to_numpy()
         smallest = int(pd.Series(y).value_counts().min())
-        if smallest >= 2:
-            k = min(n_folds, smallest)
-            if groups_of is not None and len(np.unique(groups_of)) >= k:
-                # data.group: a group's rows (a customer's, a card's burst of frauds) stay in one fold, or
-                # the out-of-fold figures, and the threshold tuned on them, learn it from its siblings
-                from sklearn.model_selection import StratifiedGroupKFold
+        if smallest >= 2 and groups_of is None:
+            return list(StratifiedKFold(n_splits=min(n_folds, smallest), shuffle=True, random_state=seed).split(idx, y))
+        if smallest >= 2 and n_groups >= min(n_folds, smallest):
+            # data.group: a group's rows (a customer's, a card's burst of frauds) stay in one fold, or
+            # the out-of-fold figures, and the threshold tuned on them, learn it from its siblings
+            from sklearn.model_selection import StratifiedGroupKFold
 
-                return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y, groups_of))
-            return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y))
-    if groups_of is not None and len(np.unique(groups_of)) >= 2:
-        return list(GroupKFold(n_splits=min(n_folds, len(np.unique(groups_of)))).split(idx, groups=groups_of))
+            k = min(n_folds, smallest)
+            return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y, groups_of))
+    if n_groups >= 2:  # grouped, unstratified: fewer groups than stratified folds, or a random split
+        return list(GroupKFold(n_splits=min(n_folds, n_groups)).split(idx, groups=groups_of))
     return list(KFold(n_splits=min(n_folds, n), shuffle=True, random_state=seed).split(idx))

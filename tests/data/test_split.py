@@ -58,3 +58,20 @@ def test_fewer_groups_than_folds_still_keep_each_group_in_one_fold():
     df = pd.DataFrame({"y": [0, 1] * 30, "card": ["a", "b", "c"] * 20})
     folds = make_folds(df, strategy="stratified", n_folds=5, seed=0, target="y", group="card")
     assert len(folds) == 3 and all(not set(df["card"].iloc[tr]) & set(df["card"].iloc[va]) for tr, va in folds)
+
+
+def test_grouped_folds_of_each_repeat_are_another_partition():
+    """A small table's repeats of k-fold are make_folds with seeds 0, 1, ... (search.cv_repeats): grouped
+    folds under a random split must differ between seeds, or every repeat re-fits the same partition and
+    the repeats buy nothing (GroupKFold unshuffled did)."""
+    from modelloop.data.split import make_folds
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"y": rng.normal(size=400), "card": [f"c{g}" for g in rng.integers(0, 40, 400)]})
+    partitions = [make_folds(df, strategy="random", n_folds=5, seed=seed, target="y", group="card")
+                  for seed in range(3)]
+    for folds in partitions:
+        assert len(folds) == 5
+        assert all(not set(df["card"].iloc[tr]) & set(df["card"].iloc[va]) for tr, va in folds)
+    as_sets = [{frozenset(va.tolist()) for _, va in folds} for folds in partitions]
+    assert as_sets[0] != as_sets[1] and as_sets[1] != as_sets[2]

@@ -258,5 +258,8 @@ def make_folds(df: pd.DataFrame, *, strategy: str, n_folds: int, seed: int, targ
             k = min(n_folds, smallest)
             return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y, groups_of))
     if n_groups >= 2:  # grouped, unstratified: fewer groups than stratified folds, or a random split
-        return list(GroupKFold(n_splits=min(n_folds, n_groups)).split(idx, groups=groups_of))
+        # shuffled by ``seed``: a small table's repeats of k-fold (``search.cv_repeats``) are partitions with
+        # seeds seed, seed + 1, ...; unshuffled, GroupKFold gave every repeat the same folds
+        return list(GroupKFold(n_splits=min(n_folds, n_groups), shuffle=True, random_state=seed)
+                    .split(idx, groups=groups_of))
     return list(KFold(n_splits=min(n_folds, n), shuffle=True, random_state=seed).split(idx))

@@ -46,8 +46,12 @@ def study_name(ws: Workspace, dataset_id: str) -> str:
 
 def _grouped_suffix(cfg: Any) -> str:
     """Folds grouped by ``data.group`` under a stratified or random split (``split.make_folds``) are other
-    folds than before they were grouped: a study of the old folds is not resumed (its fingerprint differs)."""
-    return "-g" if cfg.data.group and cfg.split.strategy in ("stratified", "random") else ""
+    folds than before they were grouped: a study of the old folds is not resumed (its fingerprint differs).
+    A random split's grouped folds are shuffled by the seed since 2026-12-06 (``-gs``: the repeats of a
+    small table were identical partitions before)."""
+    if not cfg.data.group:
+        return ""
+    return {"stratified": "-g", "random": "-gs"}.get(cfg.split.strategy, "")
 
 
 def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | None = None,

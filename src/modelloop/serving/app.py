@@ -214,7 +214,8 @@ class ServerState:
         async with self._reload_lock:
             old = self.runtime
             try:
-                new = await asyncio.to_thread(load_runtime, self.ws, self.ref, text_threads=threads)
+                new = await asyncio.to_thread(load_runtime, self.ws, self.ref, text_threads=threads,
+                                              serve=self.config)
             except Exception as exc:
                 self.metrics.reloads.labels("failed").inc()
                 self.load_error = f"{type(exc).__name__}: {exc}"
@@ -276,8 +277,10 @@ class ServerState:
         return hmac.compare_digest(hmac.new(self.secret, base, sha256).hexdigest()[:8], tag)
 
     # ---- inference -------------------------------------------------------------------------------
-    async def infer(self, rt: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = await self._infer(rt, records)
+    async def infer(self, rt: Any, records: list[dict[str, Any]], api_key: str | None = None) -> list[dict[str, Any]]:
+        """``api_key``: the request's (None: keys off or none sent); a generative model's prefix cache
+        is salted by it (``Runtime.for_key``)."""
+        out = await self._infer(rt.for_key(api_key), records)
         cut = sum("truncated" in o for o in out)
         if cut:
             self.metrics.truncated.inc(cut)
@@ -289,7 +292,7 @@ class ServerState:
         assert self.batcher is not None
         if self.cache is None:
             return await self.batcher.predict(rt, records)
-        keys = [(rt.name, rt.version, json.dumps(r, sort_keys=True, separators=(",", ":")))
+        keys = [(rt.name, rt.version, rt.cache_salt, json.dumps(r, sort_keys=True, separators=(",", ":")))
                 for r in records]
         found = [self.cache.get(k) for k in keys]
         missing = [i for i, f in enumerate(found) if f is None]
@@ -402,7 +405,7 @@ def _routes(app: FastAPI, state: ServerState) -> None:
                      start: float) -> None:
         """Infer, log and send the predictions of validated records (both predict routes)."""
         try:
-            outputs = await state.infer(rt, records)
+            outputs = await state.infer(rt, records, _bearer(scope) if state.keys.enabled else None)
         except Exception as exc:
             scope["modelloop.error"] = "inference"
             log.exception("inference failed on model %s:%s", rt.name, rt.version)

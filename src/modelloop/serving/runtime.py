@@ -12,6 +12,7 @@ A family whose serving path fails serves the native model, and says why (``GET /
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from ..data.cleaning import CleaningPlan
 from ..data.dates import read_datetime
 from ..data.schema import Schema
 from ..workspace import Workspace
+from .config import ServeConfig, serve_config
 from .validation import RequestValidator
 
 __all__ = ["ONNX_ATOL", "Runtime", "Scorer", "available_cpus", "load_runtime", "native_model", "onnx_path",
@@ -51,11 +53,14 @@ class Runtime:
                  reason: str | None = None, check: dict[str, Any] | None = None,
                  plan: dict[str, Any] | None = None, table: Sequence[str] = (),
                  scorer: Scorer | None = None, variant: str | None = None,
-                 extra: dict[str, Any] | None = None):
+                 extra: dict[str, Any] | None = None,
+                 by_key: Callable[[Runtime, str | None], Runtime] | None = None):
         """``scorer``: a family's way from validated records to scores (and which texts were cut), e.g.
         the tabular family's ONNX feed and ``session``, or the text family's tokenizer and network;
         without one the ``native`` model is scored through the head; ``extra``: what the family adds
-        to ``GET /v1/model``."""
+        to ``GET /v1/model``; ``by_key``: a family whose answers depend on the request's API key (a
+        generative model's prefix cache salt): ``(runtime, key) -> the runtime answering that key``
+        (:meth:`for_key`)."""
         from ..families.heads import head_for
 
         info = row.get("info") or {}
@@ -78,12 +83,30 @@ class Runtime:
         self.text_session: Any = None  # a text model's ONNX Runtime session (the text family sets it)
         self._scorer = scorer
         self._extra = dict(extra or {})
+        self._by_key = by_key
+        # which requests this runtime's answers may draw on each other's for (a generative model's prefix
+        # cache salt; :meth:`keyed`): "" for every request, else the salt of one API key
+        self.cache_salt = ""
 
     def with_scorer(self, make: Callable[[Runtime], Scorer]) -> Runtime:
         """This runtime scoring through ``make(self)``: a family's scorer built from the runtime's
         schema, head and cleaning plan (the tabular family's ONNX feed)."""
         self._scorer = make(self)
         return self
+
+    def for_key(self, api_key: str | None) -> Runtime:
+        """The runtime that answers a request made with ``api_key`` (None: sent without one, or no keys
+        configured): this one, unless the family's answers depend on the key (``by_key``: a generative
+        model's prefix cache, salted per key), then one runtime per key (:meth:`keyed`), so that the
+        micro-batcher, which batches only requests of one runtime, never mixes keys in a batch."""
+        return self if self._by_key is None else self._by_key(self, api_key)
+
+    def keyed(self, salt: str, scorer: Scorer) -> Runtime:
+        """A copy of this runtime (same model, schema and head) scoring through ``scorer``, its
+        ``cache_salt`` ``salt``: what a family's ``by_key`` returns for one key."""
+        view = copy.copy(self)
+        view._scorer, view.cache_salt = scorer, salt
+        return view
 
     # ---- inference ---------------------------------------------------------------------------
     def score_records(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -137,12 +160,16 @@ def request_schema(schema: Schema, plan: CleaningPlan | None) -> Schema:
 
 # ---- loading -------------------------------------------------------------------------------------
 def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_ATOL,
-                 onnx: bool = True, use_cache: bool = True, text_threads: int | None = None) -> Runtime:
+                 onnx: bool = True, use_cache: bool = True, text_threads: int | None = None,
+                 serve: ServeConfig | None = None) -> Runtime:
     """Load a model version (production by default) as ONNX when it converts and checks, else native.
 
     ``use_cache=False`` converts again even when an ONNX file is recorded for the version.
     ``text_threads``: intra-op threads of a text model's session (default: the CPUs this process may
-    use); a tabular session always runs on one.
+    use); a tabular session always runs on one. ``serve``: the server's settings (``create_app``'s
+    ``config``), default the project's ``serve:`` section; a family reads them as
+    ``serve_config(ws.config)`` (a generative model's prefix cache), so it is handed a workspace whose
+    config carries them.
     """
     from ..families import family_of
     from ..registry import resolve_model
@@ -151,8 +178,17 @@ def load_runtime(ws: Workspace, ref: str | None = None, *, atol: float = ONNX_AT
     plan = _cleaning_plan(ws, row)
     if not onnx:
         return Runtime(row, native=native_model(ws, row), reason="ONNX disabled by the caller", plan=plan)
-    return family_of(row).runtime(ws, row, plan=plan, threads=text_threads or available_cpus(), atol=atol,
-                                  use_cache=use_cache)
+    return family_of(row).runtime(_serving(ws, serve), row, plan=plan, threads=text_threads or available_cpus(),
+                                  atol=atol, use_cache=use_cache)
+
+
+def _serving(ws: Workspace, serve: ServeConfig | None) -> Workspace:
+    """``ws`` with ``serve`` as its config's ``serve:`` section (``ws`` itself when it already is)."""
+    if serve is None or serve_config(ws.config) is serve:
+        return ws
+    view = copy.copy(ws)  # the same paths and catalog (opened by resolve_model: a cached attribute, shared)
+    view.config = ws.config.model_copy(update={"serve": serve})
+    return view
 
 
 def _cleaning_plan(ws: Workspace, row: dict[str, Any]) -> dict[str, Any] | None:

@@ -10,8 +10,9 @@ conversation's earlier turns) reuses their keys and values (``prefix_cache.py``,
 ``PREFIX_CACHE_MB`` per served model, least recently used first out). With ``serve.prefix_cache_scope:
 key`` (the default) a request's prompt finds only prefixes stored by requests with the same API key (the
 cache salted by a hash of the key), so a faster answer tells no client how another client's prompt
-began; requests without a key share one salt. ``/v1/predict``'s answers (no key reaches the scorer) then
-neither read nor fill the cache. ``shared``: every request finds every prefix.
+began; requests without a key (or with no keys configured) share one salt. ``/v1/predict`` is salted as
+the OpenAI routes are: the server asks the runtime for the one answering the request's key
+(``Runtime.for_key``), a copy whose scorer carries that key. ``shared``: every request finds every prefix.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ...serving.config import ServeConfig, serve_config
-from ...serving.runtime import Runtime, native_model, table_columns
+from ...serving.runtime import Runtime, Scorer, native_model, table_columns
 from .batching import BatchDecoder
 from .data import ROLES, as_messages, prompt_text
 from .generate import Step, end_ids
@@ -70,13 +71,13 @@ class Engine:
 
     def stream(self, prompt_ids: Sequence[int], *, max_tokens: int, temperature: float, top_p: float,
                seed: int | None, stop: Sequence[str], should_stop: Any = None,
-               api_key: str | None = None, cached: bool = True) -> Iterator[Step]:
+               api_key: str | None = None) -> Iterator[Step]:
         """Decoding steps of one request, decoded together with the others running (``batching.py``);
         ``api_key``: the request's key (None: it came without one), its prefix cache salt under scope
-        ``key``; ``cached=False``: the prefix cache is neither read nor filled for it."""
+        ``key``."""
         return self.decoder.stream(prompt_ids, max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                    seed=seed, stop=stop, should_stop=should_stop, choices=self.choices,
-                                   cache_salt=self.cache_salt(api_key) if cached else None)
+                                   cache_salt=self.cache_salt(api_key))
 
     def cache_salt(self, api_key: str | None) -> str:
         """The prefix cache salt of a request with this key: its hash under scope ``key``, else the
@@ -85,30 +86,44 @@ class Engine:
 
 
 def generative_runtime(ws: Any, row: dict[str, Any], plan: dict[str, Any] | None, threads: int) -> Runtime:
-    """The served object of a generative model version (the fine-tuned network, adapters merged)."""
+    """The served object of a generative model version (the fine-tuned network, adapters merged), its engine
+    set by ``serve_config(ws.config)`` (the server's settings: ``load_runtime(serve=...)``)."""
     native = native_model(ws, row)
     settings = serve_config(ws.config)
     engine = Engine(native, prefix_cache_mb=settings.prefix_cache_mb,
                     prefix_cache_scope=settings.prefix_cache_scope)
-    # /v1/predict's records reach the scorer without the request's key: under scope "key" they neither
-    # read nor fill the prefix cache, so they learn nothing of the keyed requests' prompts
-    cached = engine.scope == "shared"
 
-    def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
-        answers = []
-        for record in records:
-            answers.append("".join(s.delta for s in engine.stream(
-                native.prompt_ids(record), max_tokens=native.max_new_tokens, temperature=0.0, top_p=1.0,
-                seed=None, stop=(), cached=cached)))
-        return np.asarray(answers, dtype=object), None
+    def scorer(api_key: str | None) -> Scorer:
+        """/v1/predict's answers to requests made with ``api_key``: greedy, as evaluation's."""
+        def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray | None]:
+            answers = []
+            for record in records:
+                answers.append("".join(s.delta for s in engine.stream(
+                    native.prompt_ids(record), max_tokens=native.max_new_tokens, temperature=0.0, top_p=1.0,
+                    seed=None, stop=(), api_key=api_key)))
+            return np.asarray(answers, dtype=object), None
+
+        return score
+
+    # one runtime per prefix cache salt (the requests without a key, and every request under scope "shared":
+    # the runtime itself), kept while it serves: a key's requests still batch together
+    keyed: dict[str, Runtime] = {}
+
+    def by_key(rt: Runtime, api_key: str | None) -> Runtime:
+        salt = engine.cache_salt(api_key)
+        if not salt:
+            return base
+        if salt not in keyed:
+            keyed[salt] = base.keyed(salt, scorer(api_key))
+        return keyed[salt]
 
     extra = {"generation": {"shape": native.shape_.to_dict(), "method": native.method_,
                             "backbone": native.backbone_, "context": engine.context,
                             "max_new_tokens": native.max_new_tokens,
                             "choices": getattr(native, "choices_", None)}}
-    rt = Runtime(row, native=native, plan=plan, table=table_columns(ws, row),
-                 reason=f"generative model served by {'ONNX Runtime' if native.graph_source() is not None else 'PyTorch'} "
-                        "with a KV cache", scorer=score, variant="native",
-                 extra=extra)
-    rt.engine = engine  # type: ignore[attr-defined]  # the OpenAI routes decode through it
-    return rt
+    base = Runtime(row, native=native, plan=plan, table=table_columns(ws, row),
+                   reason=f"generative model served by {'ONNX Runtime' if native.graph_source() is not None else 'PyTorch'} "
+                          "with a KV cache", scorer=scorer(None), variant="native",
+                   extra=extra, by_key=by_key)
+    base.engine = engine  # type: ignore[attr-defined]  # the OpenAI routes decode through it
+    return base

@@ -130,6 +130,25 @@ def test_schema_inference_kinds():
         infer_schema(df, target="y", overrides={"nope": "numeric"})
 
 
+def test_a_files_unnamed_row_numbers_are_an_identifier_not_a_feature(tmp_path):
+    """R's write.csv and pandas' to_csv write the row numbers under a blank header by default: read back,
+    pandas names them ``Unnamed: 0``. They must not train (a file sorted by its target leaks it), while
+    an unnamed column of measurements stays a feature."""
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"glu": rng.integers(60, 200, 120), "y": rng.integers(0, 2, 120)})
+    frame.index += 1  # R counts from 1
+    frame.to_csv(tmp_path / "t.csv")  # the index, under a blank header
+    df, _ = read_table(str(tmp_path / "t.csv"))
+    assert "Unnamed: 0" in df.columns
+    for table in (df, pl.from_pandas(df)):
+        s = infer_schema(table, target="y")
+        assert s.columns["Unnamed: 0"] == "identifier" and s.features() == ["glu"]
+    measured = df.assign(**{"Unnamed: 0": rng.integers(0, 5, 120)})  # repeats: not row numbers
+    assert infer_schema(measured, target="y").columns["Unnamed: 0"] == "numeric"
+
+
 def test_numeric_column_with_text_names_column_and_row():
     df = pd.DataFrame({"amount": ["1.5", "2", "abc", "4"] * 10, "y": [0, 1] * 20})
     s = infer_schema(df, target="y", overrides={"amount": "numeric"})

@@ -25,7 +25,7 @@ from .schema import Schema
 if TYPE_CHECKING:  # pandas on first use: a Parquet source's schema is inferred with Polars
     import pandas as pd
 
-__all__ = ["ReadReport", "check_types", "detect_encoding", "infer_schema", "read_table"]
+__all__ = ["ReadReport", "check_types", "detect_encoding", "infer_schema", "is_sql_source", "read_table"]
 
 _BOOL_STRINGS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
 _GB_ALIASES = {"gbk", "gb2312", "gb18030", "cp936", "hz"}
@@ -35,7 +35,8 @@ class ReadReport(dict):
     """What a read noticed: encoding used, malformed lines skipped (with line numbers), coercions."""
 
 
-def _is_sql(source: str) -> bool:
+def is_sql_source(source: str) -> bool:
+    """A database URL (``data.source: postgresql://...``) rather than a file path (``file://`` is a file)."""
     return "://" in source and not source.startswith("file://")
 
 
@@ -106,7 +107,7 @@ def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query:
                encoding: str = "auto", on_bad_lines: str = "error") -> tuple[pd.DataFrame, ReadReport]:
     """Read one source into a DataFrame; the report says how (encoding, skipped lines)."""
     report = ReadReport(source=source)
-    if fmt == "sql" or _is_sql(source):
+    if fmt == "sql" or is_sql_source(source):
         df = _read_sql(source, query)
     else:
         path = Path(source) if Path(source).is_absolute() else root / source
@@ -223,8 +224,11 @@ def _infer_kind(s: pd.Series) -> str:
 
 
 def _identifier_name(name: Any, n: int) -> bool:
-    """A column of more than 50 whole numbers named like an id (``id``, ``user_id``)."""
-    return n > 50 and re.search(r"(^|_)id$", str(name), re.IGNORECASE) is not None
+    """A column of more than 50 whole numbers named like an id (``id``, ``user_id``), or with no name at all:
+    pandas reads a blank header as ``Unnamed: 0``, the row numbers R's ``write.csv`` and pandas'
+    ``to_csv`` write by default. Row numbers are never a feature (a file sorted by its target would
+    leak it through them)."""
+    return n > 50 and re.search(r"(^|_)id$|^Unnamed: \d+$|^$", str(name), re.IGNORECASE) is not None
 
 
 def _polars_kind(values: pl.Series) -> str | None:

@@ -243,3 +243,26 @@ def test_an_error_listing_many_values_shows_ten_and_counts_the_rest(tmp_path, ca
     code, _, err = cli(["evaluate", "--data", "new.csv"], capsys, tmp_path)
     [line] = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert code == 2 and "known labels: c00, c01, c02, c03, c04, c05, c06, c07, c08, c09 and 5 more" in line
+
+
+def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, capsys):
+    """`modelloop init proj --source FILE --target COL`: the user's table and target go into the config
+    (the path relative to the project folder), checked first: a wrong column or file exits 2 naming what
+    is there, and writes nothing."""
+    _table(80).to_csv(tmp_path / "mine.csv", index=False)
+    code, _, err = cli(["init", "proj", "--source", "mine.csv", "--target", "why"], capsys, tmp_path)
+    assert code == 2 and "--target: 'why' is not a column of mine.csv; its columns: rid, x1, x2, cat, y" in err
+    code, _, err = cli(["init", "proj", "--source", "mine.csv"], capsys, tmp_path)
+    assert code == 2 and "--source needs --target; the columns of mine.csv: rid, x1, x2, cat, y" in err
+    code, _, err = cli(["init", "proj", "--source", "other.csv", "--target", "y"], capsys, tmp_path)
+    assert code == 2 and "--source: file not found" in err and "other.csv" in err
+    assert not (tmp_path / "proj").exists()
+
+    code, out, _ = cli(["init", "proj", "--source", "mine.csv", "--target", "y"], capsys, tmp_path)
+    assert code == 0 and "Next: cd proj && modelloop run" in out
+    code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "proj")
+    assert code == 0 and json.loads(out)["rows"] == 80
+
+    (tmp_path / "blank").mkdir()
+    code, out, _ = cli(["init"], capsys, tmp_path / "blank")
+    assert code == 0 and "set data.source and data.target in modelloop.yaml" in out and "cd " not in out

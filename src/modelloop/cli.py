@@ -57,13 +57,21 @@ def _emit(result: dict[str, Any], as_json: bool, render) -> None:
 def init(directory: Path = typer.Argument(Path("."), help="project folder to create"),
          example: str | None = typer.Option(None, "--example", help="fraud | intents | sentiment | anomaly | "
                                                                      "assistant | images | recommend"),
+         source: str | None = typer.Option(None, "--source", help="your own table (CSV, Parquet, JSONL path or "
+                                                                  "database URL) as data.source"),
+         target: str | None = typer.Option(None, "--target", help="the column to predict, as data.target"),
          as_json: bool = JsonOpt) -> None:
     """Scaffold a project: a commented modelloop.yaml (and example data with --example)."""
     from .scaffold import init_project
 
-    res = init_project(directory, example=example)
-    _emit(res, as_json, lambda r: out.print(f"Created [bold]{r['config']}[/]. Next: "
-                                            f"cd {directory} && modelloop run"))
+    res = init_project(directory, example=example, source=source, target=target)
+    here = "" if Path(directory).resolve() == Path.cwd() else f"cd {directory} && "
+    ready = res["example"] or res["source"]
+    _emit(res, as_json, lambda r: out.print(
+        f"Created [bold]{r['config']}[/]. Next: " + (f"{here}modelloop run" if ready else
+                                                     f"set data.source and data.target in {r['config']} (or "
+                                                     f"init with --source FILE --target COLUMN), then "
+                                                     f"{here}modelloop run")))
 
 
 @app.command()

@@ -27,8 +27,8 @@ _BLANK = """\
 name: {name}
 # task: classification        # classification | regression; left out, inferred from the target
 data:
-  source: data/train.csv      # CSV, Parquet, JSONL path, or a SQLAlchemy URL (then `query:`)
-  target: label               # the column to predict
+  source: {source}      # CSV, Parquet, JSONL path, or a SQLAlchemy URL (then `query:`)
+  target: {target}               # the column to predict
   id: null                    # optional row id column (never used as a feature)
 train:
   budget: 120                 # seconds for the whole search
@@ -36,14 +36,28 @@ train:
 """
 
 
-def init_project(directory: Path | str, *, example: str | None = None) -> dict[str, Any]:
-    """Write ``modelloop.yaml`` (and the example's data) into ``directory``; never overwrites."""
+def init_project(directory: Path | str, *, example: str | None = None, source: str | None = None,
+                 target: str | None = None) -> dict[str, Any]:
+    """Write ``modelloop.yaml`` (and the example's data) into ``directory``; never overwrites.
+
+    ``source`` / ``target`` (``init --source --target``, as Ludwig's ``init_config --dataset --target``):
+    the user's own table and the column to predict go into the config, the path written relative to the
+    project folder (how ``data.source`` is read); a file that is not there or a target that is not one of
+    its columns is refused here, naming the columns, rather than at the first ``modelloop run``."""
     root = Path(directory)
     cfg_path = root / "modelloop.yaml"
     if cfg_path.exists():
         raise ConfigError(f"{cfg_path} already exists; choose another folder or edit it")
     if example is not None and example not in EXAMPLES:
         raise ConfigError(f"--example: unknown example '{example}'; allowed: {', '.join(EXAMPLES)}")
+    if example is not None and (source or target):
+        raise ConfigError("--example writes its own data and config; give either --example or --source/--target")
+    if (source is None) != (target is None):
+        given, missing = ("--source", "--target") if target is None else ("--target", "--source")
+        columns = _columns(Path(source)) if source is not None else None
+        raise ConfigError(f"{given} needs {missing}" + (f"; the columns of {source}: {', '.join(columns)}"
+                                                        if columns else ""))
+    entry = _own_source(root, source, target) if source is not None and target is not None else None
     root.mkdir(parents=True, exist_ok=True)
     files = [str(cfg_path)]
     if example in _GENERATED_TABLES:  # a seeded generator writes data/<file>; <example>.yaml is the config
@@ -76,8 +90,45 @@ def init_project(directory: Path | str, *, example: str | None = None) -> dict[s
         text = src.joinpath(f"{example}.yaml").read_text()
         files.append(str(data))
     else:
-        text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model")
+        text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model",
+                             source=entry[0] if entry else "data/train.csv", target=entry[1] if entry else "label")
     tmp = cfg_path.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(cfg_path)
-    return {"config": str(cfg_path), "files": files, "example": example}
+    return {"config": str(cfg_path), "files": files, "example": example, "source": source, "target": target}
+
+
+def _own_source(root: Path, source: str, target: str) -> tuple[str, str]:
+    """``(data.source, data.target)`` as YAML scalars for a user's own table: a database URL as given, a
+    file relative to ``root`` (checked to exist, and ``target`` against its columns where they can be read
+    without reading the rows)."""
+    import json
+    import os
+
+    from .data.sources import is_sql_source
+
+    if is_sql_source(source):
+        return json.dumps(source), json.dumps(target)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"--source: file not found: {path.resolve()}")
+    columns = _columns(path)
+    if columns is not None and target not in columns:
+        raise ConfigError(f"--target: '{target}' is not a column of {source}; its columns: {', '.join(columns)}")
+    where = os.path.relpath(path.resolve(), root.resolve())
+    return json.dumps(where), json.dumps(target)
+
+
+def _columns(path: Path) -> list[str] | None:
+    """The column names of a CSV, Parquet or JSONL file from its header or schema (no rows read); None
+    when they cannot be had that way (another format, another encoding: ingest reads and checks it)."""
+    import polars as pl
+
+    scan = {".csv": pl.scan_csv, ".tsv": lambda p: pl.scan_csv(p, separator="\t"), ".parquet": pl.scan_parquet,
+            ".jsonl": pl.scan_ndjson, ".ndjson": pl.scan_ndjson}.get(path.suffix.lower())
+    if scan is None or not path.is_file():
+        return None
+    try:
+        return [c for c in scan(path).collect_schema().names() if c]
+    except Exception:  # undecodable bytes, a malformed header: `modelloop ingest` reports it in full
+        return None

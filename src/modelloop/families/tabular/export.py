@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ModelloopError
+from .fuse import compact_graph
 from .model import TabularModel, prepare_features, prepared_columns
 
 __all__ = ["INPUT_COLUMNS_KEY", "check_onnx", "onnx_inputs", "to_onnx"]
@@ -44,8 +45,10 @@ INPUT_COLUMNS_KEY = "modelloop.input_columns"
 _REGISTERED = False
 
 
-def to_onnx(model: TabularModel, *, target_opset: int | dict[str, int] | None = None) -> Any:
-    """The ``onnx.ModelProto`` of ``model.estimator_`` with one input tensor per prepared column."""
+def to_onnx(model: TabularModel, *, target_opset: int | dict[str, int] | None = None, compact: bool = True) -> Any:
+    """The ``onnx.ModelProto`` of ``model.estimator_`` with one input tensor per prepared column,
+    compacted (:func:`.fuse.compact_graph`: the same outputs; ``compact=False`` only to measure what
+    that saves)."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
@@ -60,6 +63,8 @@ def to_onnx(model: TabularModel, *, target_opset: int | dict[str, int] | None = 
     options = None if model.task == "regression" else {id(estimator): {"zipmap": False}}
     onx = convert_sklearn(estimator, initial_types=inputs, options=options,
                           target_opset=target_opset or _default_opset())
+    if compact:  # one copy of identical preprocessing, an ensemble's trees in one node per split kind
+        compact_graph(onx)
     names = [i.name for i in onx.graph.input]
     if len(names) != len(inputs):
         raise ModelloopError(f"ONNX graph has {len(names)} inputs for {len(inputs)} prepared columns")

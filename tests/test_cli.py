@@ -87,6 +87,28 @@ def test_registered_model_reproduces_the_reported_test_metrics(trained, project)
     assert (model.predict(test.drop(columns=["y"])) == np.where(proba[:, 1] >= model.threshold_, 1, 0)).all()
 
 
+def test_the_test_figure_comes_with_its_bootstrap_interval(trained, project, capsys):
+    """120 test rows move f1_macro by several points: the summary gives the 95 % interval of train.metric,
+    which holds the figure, is as wide as resampling these rows makes it, and narrows on more rows."""
+    from modelloop import Project
+    from modelloop.evaluation.evaluate import figure_interval
+    from modelloop.registry import load_model, resolve_model
+    from modelloop.ui import render_train
+
+    interval, f1 = trained["test_interval"], trained["test_metrics"]["f1_macro"]
+    assert interval["metric"] == "f1_macro" and interval["rows"] == trained["rows"]["test"] == 120
+    assert interval["low"] < f1 < interval["high"] and 0.05 < interval["high"] - interval["low"] < 0.4
+    p = Project.load(project / "modelloop.yaml")
+    row = resolve_model(p.workspace, "tiny@production")
+    assert row["info"]["test_interval"] == interval
+    model = load_model(p.workspace, row)
+    more = figure_interval(model, _table(n=2400, seed=7), target="y", task="binary", metric="f1_macro")
+    assert more is not None and more["high"] - more["low"] < (interval["high"] - interval["low"]) / 2.5
+    assert figure_interval(model, _table(n=50, seed=7), target="y", task="binary", metric="log_loss")["low"] > 0
+    render_train(trained)
+    assert "f1_macro 95 % interval" in capsys.readouterr().out
+
+
 def test_evaluate_on_a_new_labeled_file(trained, project, capsys):
     _table(n=200, seed=5).to_csv(project / "new.csv", index=False)
     code, out, _ = cli(["evaluate", "--data", "new.csv", "--json"], capsys, project)

@@ -128,6 +128,9 @@ def render_train(r: dict[str, Any]) -> None:
     shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]} or dict(r["test_metrics"])
     # a fine-tuned model's base model, scored on the same test rows: a column beside the model's figures
     out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)", r.get("base_test_metrics")))
+    if interval := r.get("test_interval"):  # how far the test figure would move with other rows like these
+        out.print(f"  test        {interval['metric']} 95 % interval {_fmt(interval['low'])} to "
+                  f"{_fmt(interval['high'])} (bootstrap, {interval['rows']} rows)", style="dim")
     for script, figures in (r.get("by_script") or {}).items():  # text models: Chinese/Japanese/Korean rows apart
         label = "CJK rows" if script == "cjk" else "other rows"
         out.print(f"  {label:<11} {r['metric']} = {_fmt(figures[r['metric']])}, accuracy {_fmt(figures['accuracy'])} "

@@ -21,8 +21,8 @@ from ..errors import ConfigError, DataError
 from ..families.heads import KINDS, BaseHead, class_indices, head_for
 from ..workspace import Workspace
 
-__all__ = ["TASKS", "evaluate", "evaluate_model", "evaluate_predictions", "label_indices", "model_inputs", "render_report",
-           "scores_of", "write_evaluation_report"]
+__all__ = ["TASKS", "evaluate", "evaluate_model", "evaluate_predictions", "figure_interval", "label_indices",
+           "model_inputs", "render_report", "scores_of", "write_evaluation_report"]
 
 TASKS = tuple(KINDS)  # the output kinds a registered model version records as ``info.task``
 
@@ -105,6 +105,34 @@ def _score(model: Any, df: pd.DataFrame, target: str, head: BaseHead) -> tuple[n
         raise DataError(f"data has no rows with a value in target column '{target}'")
     y = head.truth(df[target], target)
     return y, head.native_scores(model, model_inputs(model, df, target))
+
+
+INTERVAL_ROUNDS = 200       # bootstrap resamples of a test figure's interval
+INTERVAL_MAX_ROWS = 50_000  # above it the resamples cost more than the interval tells (it is narrow there)
+
+
+def figure_interval(model: Any, df: pd.DataFrame, *, target: str, task: str, metric: str) -> dict[str, Any] | None:
+    """The 95 % bootstrap interval of ``model``'s ``metric`` on the labeled rows ``df`` (the frozen test
+    split): a few hundred test rows move a figure by several points, and a user comparing it with the
+    validation score, or two models' figures, should see how far. None when the head has no cheap figure
+    for ``metric`` (generated text, rankings) or there are more than ``INTERVAL_MAX_ROWS`` rows."""
+    from .metrics import bootstrap_interval
+
+    if hasattr(model, "evaluate_interactions") or len(df) > INTERVAL_MAX_ROWS:
+        return None
+    head = _model_head(model, task)
+    if not head.has_figures or metric not in head.metrics or target not in df.columns:
+        return None
+    y, out = _outputs(model, df, target, head)  # the evaluation's own scores when it has just run
+    if len(y) < 2:
+        return None
+
+    def figure(name: str, y_true: np.ndarray, output: np.ndarray, threshold: float | None = None) -> float:
+        value = head.figure(name, y_true, output)
+        return float("nan") if value is None else value
+
+    low, high = bootstrap_interval(metric, y, out, rounds=INTERVAL_ROUNDS, figure=figure)
+    return {"metric": metric, "low": low, "high": high, "rows": int(len(y)), "rounds": INTERVAL_ROUNDS}
 
 
 def model_inputs(model: Any, df: pd.DataFrame, target: str) -> pd.DataFrame:

@@ -103,6 +103,14 @@ class BaseHead(ABC):
         """True labels of column ``target`` as ``evaluate`` compares them with the scores."""
         return np.asarray(y)
 
+    # whether ``figure`` computes this head's metrics (asked before any scoring, which may be costly)
+    has_figures = False
+
+    def figure(self, metric: str, y_true: np.ndarray, scores: np.ndarray) -> float | None:
+        """One figure of ``metric`` on these rows, cheaply enough to repeat on a few hundred resamples of
+        them (the test figure's bootstrap interval); None: the head has no such figure."""
+        return None
+
     def agreement(self, a: np.ndarray, b: np.ndarray, thresholds: tuple[float | None, float | None]) -> float:
         """The share of records two models (scores ``a`` and ``b``, each at its own threshold) answer alike."""
         return float(np.mean(np.asarray(a) == np.asarray(b)))
@@ -143,6 +151,7 @@ class ClassificationHead(BaseHead):
     stratifies = True
     target_kind = "categorical"
     live_metrics = ("accuracy", "f1_macro", "roc_auc", "log_loss")
+    has_figures = True
 
     def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None):
         if not classes:
@@ -197,6 +206,11 @@ class ClassificationHead(BaseHead):
     def served_output(self, output: Mapping[str, Any]) -> Any:
         return output.get("label")
 
+    def figure(self, metric: str, y_true: np.ndarray, scores: np.ndarray) -> float | None:
+        from ..evaluation.metrics import score
+
+        return score(metric, y_true, scores, threshold=self.threshold) if metric in self.metrics else None
+
     @property
     def _exactly(self) -> int | None:
         return 2 if self.kind == "binary" else None
@@ -238,6 +252,7 @@ class RegressionHead(BaseHead):
     default_metric = "rmse"
     target_kind = "numeric"
     live_metrics = ("mae", "rmse", "r2")
+    has_figures = True
 
     def native_scores(self, model: Any, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict(frame), dtype=np.float64)
@@ -265,6 +280,11 @@ class RegressionHead(BaseHead):
         if not math.isfinite(value):
             raise DataError(f"label: must be a finite number for a regression model, got {shown}")
         return value
+
+    def figure(self, metric: str, y_true: np.ndarray, scores: np.ndarray) -> float | None:
+        from ..evaluation.metrics import score
+
+        return score(metric, y_true, scores) if metric in self.metrics else None
 
     def evaluate(self, y_true: Any, scores: np.ndarray) -> dict[str, Any]:
         from ..evaluation.report import evaluate_values

@@ -46,7 +46,7 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
     import datetime as dt
 
     from ..catalog import utcnow
-    from ..evaluation.evaluate import write_evaluation_report
+    from ..evaluation.evaluate import figure_interval, write_evaluation_report
 
     cfg, cat = ws.config, ws.catalog
     name = cfg.name
@@ -66,7 +66,8 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
                 artifacts={"report": str(report)},
                 started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None),
                 ended_at=utcnow())
-    info = {"task": task, "head": KINDS[task].name, "task_inferred": cfg.task_inferred, "threshold": result.threshold,
+    interval = figure_interval(model, test_df, target=cfg.data.target, task=task, metric=cfg.metric)
+    info = {"task": task, "head": KINDS[task].name, "test_interval": interval, "task_inferred": cfg.task_inferred, "threshold": result.threshold,
             "classes": _jsonable(model.classes_), "description": model.describe(), "report": str(report),
             "search": search}
     cat.add_model(name=name, version=version, run_id=run_id, dataset_id=row["id"],
@@ -84,6 +85,8 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
             # what validation_score measures: train.metric, except a search that minimises a loss (generative)
             "validation_metric": result.metric,
             "test_metrics": evaluation["metrics"],
+            # the 95 % bootstrap interval of train.metric on the test rows (None where a head has no cheap figure)
+            "test_interval": interval,
             "rows": {"train": int(row["rows"]) - int(evaluation["rows"]), "test": evaluation["rows"]},
             "best_family": result.best_single.family, "ensemble": result.ensemble,
             "families": model.describe().get("families"), "latency": result.latency,

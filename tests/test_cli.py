@@ -107,6 +107,8 @@ def test_the_test_figure_comes_with_its_bootstrap_interval(trained, project, cap
     assert figure_interval(model, _table(n=50, seed=7), target="y", task="binary", metric="log_loss")["low"] > 0
     render_train(trained)
     assert "f1_macro 95 % interval" in capsys.readouterr().out
+    code, out, _ = cli(["evaluate", "--json"], capsys, project)  # the frozen test rows again: the same interval
+    assert code == 0 and json.loads(out)["interval"] == interval
 
 
 def test_evaluate_on_a_new_labeled_file(trained, project, capsys):

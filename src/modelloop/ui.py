@@ -165,6 +165,9 @@ def render_evaluation(r: dict[str, Any]) -> None:
     m = r["model"]
     out.print(f"[bold]{m['name']}:{m['version']}[/] on {r['data']} ({r['rows']} rows)")
     out.print(_metrics_table(r["metrics"], "metrics"))
+    if interval := r.get("interval"):
+        out.print(f"{interval['metric']} 95 % interval {_fmt(interval['low'])} to {_fmt(interval['high'])} "
+                  f"(bootstrap, {interval['rows']} rows)", style="dim")
     out.print(f"report: {r['report']}")
 
 

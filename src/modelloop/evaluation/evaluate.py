@@ -217,6 +217,7 @@ def evaluate(ws: Workspace, *, model: str | None = None, data: str | None = None
         evaluation = {"metrics": own(df) if own is not None else {}, "rows": len(df), "labelled": 0}
     else:
         evaluation = evaluate_model(native, df, target=str(target), task=task)
+        evaluation["interval"] = figure_interval(native, df, target=str(target), task=task, metric=cfg.metric)
     report = write_evaluation_report(ws, native, df, evaluation, name=row["name"], version=row["version"],
                                      dataset_id=row["dataset_id"], suffix="-adhoc" if data else "")
     return {"model": {"name": row["name"], "version": row["version"]}, "data": source,

@@ -47,6 +47,7 @@ The sets (``--datasets``, default all of them):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -216,8 +217,11 @@ def _flaml(train, test, budget: float) -> dict | None:
         return None
     automl = AutoML()
     t = time.time()
-    automl.fit(train.drop(columns=["target"]), train["target"], task="classification", time_budget=budget,
-               metric="macro_f1", verbose=0, seed=0)
+    # in a temporary folder: FLAML's CatBoost learner leaves a catboost_<time> training folder in the working
+    # directory (found in the repository after a run), as AutoGluon's does
+    with tempfile.TemporaryDirectory() as d, contextlib.chdir(d):
+        automl.fit(train.drop(columns=["target"]), train["target"], task="classification", time_budget=budget,
+                   metric="macro_f1", verbose=0, seed=0)
     X = test.drop(columns=["target"])
     return {**_scores(test["target"], automl.predict(X), automl.predict_proba(X)),
             "seconds": round(time.time() - t, 1)}

@@ -101,6 +101,7 @@ def test_the_test_figure_comes_with_its_bootstrap_interval(trained, project, cap
     p = Project.load(project / "modelloop.yaml")
     row = resolve_model(p.workspace, "tiny@production")
     assert row["info"]["test_interval"] == interval
+    assert f"{interval['low']:.4f} to {interval['high']:.4f}" in Path(trained["report"]).read_text()
     model = load_model(p.workspace, row)
     more = figure_interval(model, _table(n=2400, seed=7), target="y", task="binary", metric="f1_macro")
     assert more is not None and more["high"] - more["low"] < (interval["high"] - interval["low"]) / 2.5

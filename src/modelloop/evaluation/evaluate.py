@@ -183,6 +183,8 @@ def write_evaluation_report(ws: Workspace, model: Any, df: pd.DataFrame, evaluat
     context = {"model": f"{name}:{version}", "dataset": dataset_id, "rows": evaluation["rows"],
                "threshold": getattr(model, "threshold_", None),
                "created_at": dt.datetime.now().isoformat(timespec="seconds")}
+    if interval := evaluation.get("interval"):  # how far the figure would move with other rows like these
+        context[f"{interval['metric']} 95 % interval"] = f"{interval['low']:.4f} to {interval['high']:.4f}"
     html = render_report(evaluation, title=f"{name} v{version} evaluation", task=task, classes=head.classes or [],
                          y_true=y, output=out, threshold=getattr(model, "threshold_", None),
                          importances=model.feature_importances(), context=context)

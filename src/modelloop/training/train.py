@@ -50,6 +50,8 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
 
     cfg, cat = ws.config, ws.catalog
     name = cfg.name
+    interval = figure_interval(model, test_df, target=cfg.data.target, task=task, metric=cfg.metric)
+    evaluation = {**evaluation, "interval": interval}  # the report's facts show it
     if report is None:
         report = write_evaluation_report(ws, model, test_df, evaluation, name=name, version=version,
                                          dataset_id=row["id"])
@@ -66,7 +68,6 @@ def record_model(ws: Workspace, row: dict, run_id: str, version: int, model: Any
                 artifacts={"report": str(report)},
                 started_at=dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None),
                 ended_at=utcnow())
-    interval = figure_interval(model, test_df, target=cfg.data.target, task=task, metric=cfg.metric)
     info = {"task": task, "head": KINDS[task].name, "test_interval": interval, "task_inferred": cfg.task_inferred, "threshold": result.threshold,
             "classes": _jsonable(model.classes_), "description": model.describe(), "report": str(report),
             "search": search}

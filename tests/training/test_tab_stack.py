@@ -42,7 +42,7 @@ def test_a_stack_that_beats_the_blend_out_of_fold_is_kept_exported_and_served(tm
     result = _search(tmp_path, X, y, "regression", "rmse", ["linear", "lightgbm"])
     stack = result.ensemble["stack"]
     best = min(t.value for t in result.trials)
-    assert stack["kept"] and stack["families"] == ["lightgbm", "linear"] and "above" in stack["reason"]
+    assert stack["kept"] and stack["families"] == ["lightgbm", "linear"] and "better than" in stack["reason"]
     assert result.validation_score == pytest.approx(stack["score"]) and stack["score"] < best
     model = result.model
     assert model.family == "stacked" and model.describe()["stacked"] == {"level2": "LinearRegression"}
@@ -61,7 +61,7 @@ def test_a_stack_that_does_not_beat_the_blend_is_reported_and_dropped(tmp_path) 
     y = pd.Series((X["a"] + rng.normal(0, 0.3, 240) > 0).astype(int), name="y")  # one member is enough
     result = _search(tmp_path, X, y, "binary", "roc_auc", ["linear", "lightgbm"])
     stack = result.ensemble["stack"]
-    assert not stack["kept"] and "not above" in stack["reason"] and stack["score"] <= stack["to_beat"]
+    assert not stack["kept"] and "no better than" in stack["reason"] and stack["score"] <= stack["to_beat"]
     assert result.model.family != "stacked"
 
 

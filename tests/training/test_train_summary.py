@@ -19,11 +19,11 @@ def test_the_summary_shows_the_stack_verdict_and_the_ordinal_warning(capsys):
 
     warning = ordinal_warning(pd.Series([1, 2, 3, 4, 5] * 20), "grade")
     assert warning  # evenly spaced whole numbers: the family warns
-    stack = {"kept": False, "reason": "the level-2 model scores 0.6010 out of fold, not above the best single "
+    stack = {"kept": False, "reason": "the level-2 model scores f1_macro 0.6010 out of fold, no better than the best single "
                                       "model or blend (0.6100)"}
     render_train(_result(ensemble={"kept": True, "stack": stack}, warnings=[warning]))
     shown = capsys.readouterr().out
-    assert "stacking    not kept: the level-2 model scores 0.6010" in shown
+    assert "stacking    not kept: the level-2 model scores f1_macro 0.6010" in shown
     assert "warning" in shown and "regression" in shown
 
 

@@ -1131,8 +1131,9 @@ def _try_stack(ranked: list[TrialRecord], data: _Data, settings: SearchSettings,
     better = bool(np.isfinite(value) and (value > to_beat if maximize else value < to_beat))
     info = {"members": [r.number for r in members], "families": [r.family for r in members],
             "level2": type(level2).__name__, "score": float(value), "to_beat": float(to_beat), "kept": better,
-            "reason": (f"the level-2 model scores {value:.4f} out of fold, "
-                       f"{'above' if better else 'not above'} the best single model or blend ({to_beat:.4f})")}
+            "reason": (f"the level-2 model scores {settings.metric} {value:.4f} out of fold, "
+                       f"{'better than' if better else 'no better than'} the best single model or blend "
+                       f"({to_beat:.4f})")}
     return _Stack(members, features, oof, threshold, info)
 
 

@@ -224,11 +224,11 @@ def choose_blend(cands: dict[str, Any], records: list[Any], *, metric: str, seed
         out["why"] = (f"the out-of-fold weights put everything on {mix.split(' x ', 1)[1]}: the best single "
                       f"candidate ({best_single:.4f}) is kept")
     elif sign * blend_score > sign * versus:
-        out.update(kept=True, why=f"blend {mix}: {rule} {metric} {blend_score:.4f} > best single "
+        out.update(kept=True, why=f"blend {mix}: {rule} {metric} {blend_score:.4f}, better than the best single candidate's "
                                   f"{versus:.4f} (weights from the {len(held)} folds' out-of-fold predictions, "
                                   f"each fold scored with weights chosen on the others)")
     else:
-        out["why"] = (f"blend {mix}: {rule} {metric} {blend_score:.4f}, not above the best single "
+        out["why"] = (f"blend {mix}: {rule} {metric} {blend_score:.4f}, no better than the best single "
                       f"candidate's {versus:.4f}; the single one is kept")
     return out
 

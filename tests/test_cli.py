@@ -288,6 +288,18 @@ def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, 
     code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "proj")
     assert code == 0 and json.loads(out)["rows"] == 80
 
+    import sqlite3  # a database URL: its query goes into data.query, and it needs one
+
+    with sqlite3.connect(tmp_path / "shop.db") as db:
+        _table(80).to_sql("orders", db, index=False)
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    code, _, err = cli(["init", "db", "--source", url, "--target", "y"], capsys, tmp_path)
+    assert code == 2 and "is a database URL: give --query" in err
+    code, _, _ = cli(["init", "db", "--source", url, "--target", "y", "--query", "SELECT * FROM orders"], capsys,
+                     tmp_path)
+    code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "db")
+    assert code == 0 and json.loads(out)["rows"] == 80
+
     (tmp_path / "blank").mkdir()
     code, out, _ = cli(["init"], capsys, tmp_path / "blank")
     assert code == 0 and "set data.source and data.target in modelloop.yaml" in out and "cd " not in out

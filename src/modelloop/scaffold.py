@@ -29,7 +29,7 @@ name: {name}
 data:
   source: {source}      # CSV, Parquet, JSONL path, or a SQLAlchemy URL (then `query:`)
   target: {target}               # the column to predict
-  id: null                    # optional row id column (never used as a feature)
+{query}  id: null                    # optional row id column (never used as a feature)
 train:
   budget: 120                 # seconds for the whole search
   # metric: f1_macro          # default: f1_macro for classification, rmse for regression
@@ -37,7 +37,7 @@ train:
 
 
 def init_project(directory: Path | str, *, example: str | None = None, source: str | None = None,
-                 target: str | None = None) -> dict[str, Any]:
+                 target: str | None = None, query: str | None = None) -> dict[str, Any]:
     """Write ``modelloop.yaml`` (and the example's data) into ``directory``; never overwrites.
 
     ``source`` / ``target`` (``init --source --target``, as Ludwig's ``init_config --dataset --target``):
@@ -57,7 +57,7 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
         columns = _columns(Path(source)) if source is not None else None
         raise ConfigError(f"{given} needs {missing}" + (f"; the columns of {source}: {', '.join(columns)}"
                                                         if columns else ""))
-    entry = _own_source(root, source, target) if source is not None and target is not None else None
+    entry = _own_source(root, source, target, query) if source is not None and target is not None else None
     root.mkdir(parents=True, exist_ok=True)
     files = [str(cfg_path)]
     if example in _GENERATED_TABLES:  # a seeded generator writes data/<file>; <example>.yaml is the config
@@ -91,24 +91,30 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
         files.append(str(data))
     else:
         text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model",
-                             source=entry[0] if entry else "data/train.csv", target=entry[1] if entry else "label")
+                             source=entry[0] if entry else "data/train.csv", target=entry[1] if entry else "label",
+                             query=f"  query: {entry[2]}\n" if entry and entry[2] else "")
     tmp = cfg_path.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(cfg_path)
     return {"config": str(cfg_path), "files": files, "example": example, "source": source, "target": target}
 
 
-def _own_source(root: Path, source: str, target: str) -> tuple[str, str]:
-    """``(data.source, data.target)`` as YAML scalars for a user's own table: a database URL as given, a
-    file relative to ``root`` (checked to exist, and ``target`` against its columns where they can be read
-    without reading the rows)."""
+def _own_source(root: Path, source: str, target: str, query: str | None) -> tuple[str, str, str | None]:
+    """``(data.source, data.target, data.query)`` as YAML scalars for a user's own table: a database URL as
+    given (with its ``query``, which it needs), a file relative to ``root`` (checked to exist, and
+    ``target`` against its columns where they can be read without reading the rows)."""
     import json
     import os
 
     from .data.sources import is_sql_source
 
     if is_sql_source(source):
-        return json.dumps(source), json.dumps(target)
+        if not query:
+            raise ConfigError(f"--source {source} is a database URL: give --query with the SQL that reads the "
+                              f"table (e.g. --query 'SELECT * FROM my_table')")
+        return json.dumps(source), json.dumps(target), json.dumps(query)
+    if query:
+        raise ConfigError("--query applies to a database URL source; a file is read whole")
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"--source: file not found: {path.resolve()}")
@@ -116,7 +122,7 @@ def _own_source(root: Path, source: str, target: str) -> tuple[str, str]:
     if columns is not None and target not in columns:
         raise ConfigError(f"--target: '{target}' is not a column of {source}; its columns: {', '.join(columns)}")
     where = os.path.relpath(path.resolve(), root.resolve())
-    return json.dumps(where), json.dumps(target)
+    return json.dumps(where), json.dumps(target), None
 
 
 def _columns(path: Path) -> list[str] | None:

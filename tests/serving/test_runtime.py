@@ -119,6 +119,38 @@ def test_a_graph_with_one_float_input_is_left_alone() -> None:
     assert model.SerializeToString() == before
 
 
+def _three_columns(extra_reader: bool):
+    from onnx import TensorProto, helper
+
+    cols = ["a", "b", "c"]
+    nodes = [helper.make_node("Concat", cols, ["merged"], axis=1), helper.make_node("Identity", ["merged"], ["y"])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 3])]
+    if extra_reader:  # a column read on its own as well
+        nodes.append(helper.make_node("Neg", ["b"], ["z"]))
+        outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 1]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(c, TensorProto.FLOAT, [None, 1])
+                                           for c in cols], outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("extra_reader", [False, True])
+def test_packing_skips_a_concat_of_exactly_the_packed_columns(extra_reader) -> None:
+    """skl2onnx's graph concatenates the numeric columns first: packed, that Concat (and the Split, when
+    nothing else reads a column) would rebuild the tensor the server already fed."""
+    import onnxruntime as ort
+
+    model = _three_columns(extra_reader)
+    _pack(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert "Concat" not in ops and ("Split" in ops) == extra_reader
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {PACKED_INPUT: x})
+    np.testing.assert_array_equal(out[0], x)
+    if extra_reader:
+        np.testing.assert_array_equal(out[1], -x[:, 1:2])
+
+
 def test_served_onnx_agrees_with_native(toy, native) -> None:
     from modelloop.data.ingest import load_dataset
 

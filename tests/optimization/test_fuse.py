@@ -119,3 +119,25 @@ def test_a_single_model_graph_is_left_as_converted() -> None:
     model = TabularModel(schema, "binary", "lightgbm", {"n_estimators": 10}).fit(df, targets["binary"])
     plain, compacted = _unfused(model), to_onnx(model)
     assert [n.op_type for n in compacted.graph.node] == [n.op_type for n in plain.graph.node]
+
+
+def test_dedupe_keeps_one_of_identical_nodes_but_never_merges_an_input_default() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modelloop.families.tabular.fuse import dedupe_nodes
+
+    one = np.ones((1, 2), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "k1"], ["a"]), helper.make_node("Add", ["x", "k2"], ["b"]),
+         helper.make_node("Add", ["x", "c"], ["d"]), helper.make_node("Sum", ["a", "b", "d"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2]),
+              helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 2])],  # fed, or its default
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
+        [numpy_helper.from_array(one, "k1"), numpy_helper.from_array(one, "k2"), numpy_helper.from_array(one, "c")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert dedupe_nodes(model) == 1                    # b is a; d reads the input 'c', whatever its default
+    assert [n.output[0] for n in model.graph.node] == ["a", "d", "y"]
+    assert sorted(i.name for i in model.graph.initializer) == ["c", "k1"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 2), dtype=np.float32)
+    np.testing.assert_array_equal(session.run(None, {"x": x, "c": 5 * one})[0], [[7.0, 7.0]])

@@ -60,7 +60,11 @@ def dedupe_nodes(model: Any) -> int:
     rename: dict[str, str] = {}
     first_init: dict[tuple, str] = {}
     kept_inits = []
+    fed = {i.name for i in graph.input}  # an initializer that is also an input is a default: kept as it is
     for init in graph.initializer:
+        if init.name in fed:
+            kept_inits.append(init)
+            continue
         arr = numpy_helper.to_array(init)
         value = (init.data_type, tuple(init.dims), repr(arr.tolist()) if arr.dtype == object else arr.tobytes())
         if value in first_init:

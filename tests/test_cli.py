@@ -106,6 +106,8 @@ def test_the_test_figure_comes_with_its_bootstrap_interval(trained, project, cap
     more = figure_interval(model, _table(n=2400, seed=7), target="y", task="binary", metric="f1_macro")
     assert more is not None and more["high"] - more["low"] < (interval["high"] - interval["low"]) / 2.5
     assert figure_interval(model, _table(n=50, seed=7), target="y", task="binary", metric="log_loss")["low"] > 0
+    one_class = _table(n=50, seed=7).assign(y=0)  # roc_auc is undefined on every resample: no interval
+    assert figure_interval(model, one_class, target="y", task="binary", metric="roc_auc") is None
     render_train(trained)
     assert "f1_macro 95 % interval" in capsys.readouterr().out
     code, out, _ = cli(["evaluate", "--json"], capsys, project)  # the frozen test rows again: the same interval

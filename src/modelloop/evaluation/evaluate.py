@@ -132,6 +132,8 @@ def figure_interval(model: Any, df: pd.DataFrame, *, target: str, task: str, met
         return float("nan") if value is None else value
 
     low, high = bootstrap_interval(metric, y, out, rounds=INTERVAL_ROUNDS, figure=figure)
+    if not (np.isfinite(low) and np.isfinite(high)):  # no resample could compute it (a single class: roc_auc)
+        return None
     return {"metric": metric, "low": low, "high": high, "rows": int(len(y)), "rounds": INTERVAL_ROUNDS}
 
 

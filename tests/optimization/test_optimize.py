@@ -168,3 +168,55 @@ def test_the_latency_limit_times_cpu_not_waiting() -> None:
             pass
 
     assert 0.9 <= _cpu_ms(busy, seconds=0.2) < 3.0           # 1 ms of CPU a call is 1 ms
+
+
+class _WarmsToARepeat:
+    """A model whose call costs 1 ms of CPU on a record it did not just see, and nothing on the same one
+    again: how a tree walk behaves once the branch predictor has learned one record's path."""
+
+    task = "binary"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, ...]] = []
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        import time
+
+        rows = tuple(frame.index)
+        if not self.seen or self.seen[-1] != rows:
+            end = time.thread_time() + 0.001
+            while time.thread_time() < end:
+                pass
+        self.seen.append(rows)
+        return np.full((len(frame), 2), 0.5)
+
+
+def test_batch_1_timings_go_round_distinct_records() -> None:
+    """The figure ``train.max_latency_ms`` compares (``served_latency``) and the optimize stage's p50/p99
+    time one record a call over changing records, as a server sees them: one record repeated is timed
+    at its best case (a 500-tree LightGBM: 40 against 63 us a record, benchmarks/RESULTS.md)."""
+    from modelloop.families.tabular.variants import served_latency
+    from modelloop.optimization.optimize import VariantPredictor, _time
+
+    frame = pd.DataFrame({"x": np.arange(100.0)})
+    model = _WarmsToARepeat()
+    ms, served = served_latency(model, frame)
+    assert served == "native"
+    assert ms > 0.8                       # each call a new record: 1 ms (one record repeated: ~0)
+    assert all(len(rows) == 1 for rows in model.seen)
+    assert {rows[0] for rows in model.seen} == set(range(64))  # the first 64 records, round robin
+
+    model = _WarmsToARepeat()
+    pred = VariantPredictor("fake", model.predict_proba, 0, model, serves_records=False)
+    p50, p99, _ = _time(pred, frame, repeats=64)
+    ones = [rows for rows in model.seen if len(rows) == 1]
+    assert len(ones) == 5 + 64 and {r[0] for r in ones} == set(range(64))
+    assert p50 > 0.8
+
+    from modelloop.optimization.optimize import cycle_records
+
+    got: list[int] = []
+    one = cycle_records(lambda f: (lambda: got.append(int(f.index[0]))), frame.iloc[:3])
+    for _ in range(7):
+        one()
+    assert got == [0, 1, 2, 0, 1, 2, 0]   # a frame of fewer records: all of them, in turn

@@ -75,3 +75,24 @@ def test_grouped_folds_of_each_repeat_are_another_partition():
         assert all(not set(df["card"].iloc[tr]) & set(df["card"].iloc[va]) for tr, va in folds)
     as_sets = [{frozenset(va.tolist()) for _, va in folds} for folds in partitions]
     assert as_sets[0] != as_sets[1] and as_sets[1] != as_sets[2]
+
+
+def test_dealt_group_folds_stay_balanced_and_a_stratified_search_that_cannot_stratify_deals_them():
+    """Groups of very different sizes: each seeded partition's folds stay within one group's size of each
+    other (scikit-learn's shuffled GroupKFold dealt them by count: 36 to 76 rows on 279); a stratified
+    search whose smallest class has one row cannot stratify and deals its groups (scheme 'grouped')."""
+    from modelloop.data.split import fold_scheme, make_folds
+
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1, 20, 30)
+    df = pd.DataFrame({"card": np.repeat([f"c{i}" for i in range(30)], sizes), "y": rng.normal(size=sizes.sum())})
+    for seed in range(3):
+        folds = make_folds(df, strategy="random", n_folds=5, seed=seed, target="y", group="card")
+        rows = [len(va) for _, va in folds]
+        assert max(rows) - min(rows) <= sizes.max() and sum(rows) == len(df)
+    labels = df.assign(y=["a"] + ["b", "c"] * ((len(df) - 1) // 2) + ["b"] * ((len(df) - 1) % 2))
+    assert fold_scheme(labels, strategy="stratified", n_folds=5, target="y", group="card") == "grouped"
+    assert fold_scheme(labels, strategy="stratified", n_folds=5, target="y") == "kfold"
+    assert fold_scheme(labels.iloc[1:], strategy="stratified", n_folds=5, target="y", group="card") == \
+        "stratified-group"
+    assert fold_scheme(df, strategy="group", n_folds=5, target="y", group="card") == "group"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ...config import config_hash
 from ...data.ingest import ensure_split, load_dataset
-from ...data.split import make_folds
+from ...data.split import fold_scheme, make_folds
 from ...evaluation.evaluate import evaluate_model
 from ...registry import tracker_for
 from ...training.train import record_model
@@ -44,14 +44,13 @@ def study_name(ws: Workspace, dataset_id: str) -> str:
     return f"{cfg.name}-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def _grouped_suffix(cfg: Any) -> str:
-    """Folds grouped by ``data.group`` under a stratified or random split (``split.make_folds``) are other
+def _grouped_suffix(scheme: str) -> str:
+    """Folds grouped by ``data.group`` under a stratified or random split (``split.fold_scheme``) are other
     folds than before they were grouped: a study of the old folds is not resumed (its fingerprint differs).
-    A random split's grouped folds are shuffled by the seed since 2026-12-06 (``-gs``: the repeats of a
-    small table were identical partitions before)."""
-    if not cfg.data.group:
-        return ""
-    return {"stratified": "-g", "random": "-gs"}.get(cfg.split.strategy, "")
+    ``-g``: stratified groups; ``-gs``: groups dealt in a seeded order (since 2026-12-06: the repeats of a
+    small table were identical partitions before, and a stratified search that cannot stratify its groups
+    deals them too)."""
+    return {"stratified-group": "-g", "grouped": "-gs"}.get(scheme, "")
 
 
 def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | None = None,
@@ -83,7 +82,9 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
         max_latency_ms=cfg.train.max_latency_ms, parallel=cfg.train.parallel, latency_fn=_latency_fn(train_df.drop(columns=[target]), cfg.seed),
         ray_address=cfg.compute.address if cfg.compute.engine == "ray" else None)
     # repeats change the folds (the study's fingerprint): a search of another repeat count is another study
-    study = study_name(ws, row["id"]) + (f"-r{repeats}" if repeats > 1 else "") + _grouped_suffix(cfg)
+    scheme = fold_scheme(train_df, strategy=cfg.split.strategy, n_folds=cfg.train.cv_folds, target=target,
+                         group=cfg.data.group)
+    study = study_name(ws, row["id"]) + (f"-r{repeats}" if repeats > 1 else "") + _grouped_suffix(scheme)
     tracker = tracker_for(ws)
     started = time.time()
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study}

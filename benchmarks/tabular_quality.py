@@ -47,8 +47,8 @@ The sets (``--datasets``, default all of them):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -219,9 +219,14 @@ def _flaml(train, test, budget: float) -> dict | None:
     t = time.time()
     # in a temporary folder: FLAML's CatBoost learner leaves a catboost_<time> training folder in the working
     # directory (found in the repository after a run), as AutoGluon's does
-    with tempfile.TemporaryDirectory() as d, contextlib.chdir(d):
-        automl.fit(train.drop(columns=["target"]), train["target"], task="classification", time_budget=budget,
-                   metric="macro_f1", verbose=0, seed=0)
+    with tempfile.TemporaryDirectory() as d:
+        start = os.getcwd()
+        os.chdir(d)  # (contextlib.chdir needs Python 3.11; the project supports 3.10)
+        try:
+            automl.fit(train.drop(columns=["target"]), train["target"], task="classification", time_budget=budget,
+                       metric="macro_f1", verbose=0, seed=0)
+        finally:
+            os.chdir(start)
     X = test.drop(columns=["target"])
     return {**_scores(test["target"], automl.predict(X), automl.predict_proba(X)),
             "seconds": round(time.time() - t, 1)}

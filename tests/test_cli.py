@@ -302,6 +302,16 @@ def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, 
     code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "db")
     assert code == 0 and json.loads(out)["rows"] == 80
 
+    code, _, err = cli(["init", "q", "--query", "SELECT 1"], capsys, tmp_path)
+    assert code == 2 and "--query needs --source" in err
+
+    # a tab-separated file (read as such by ingest too) whose header has spaces (ingest strips them)
+    _table(80).to_csv(tmp_path / "tabs.tsv", sep="\t", index=False, header=[" rid", "x1 ", "x2", "cat", " y"])
+    code, _, err = cli(["init", "tsv", "--source", "tabs.tsv", "--target", "y"], capsys, tmp_path)
+    assert code == 0, err
+    code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "tsv")
+    assert code == 0 and json.loads(out)["rows"] == 80 and "y" in json.loads(out)["schema"]["columns"]
+
     (tmp_path / "blank").mkdir()
     code, out, _ = cli(["init"], capsys, tmp_path / "blank")
     assert code == 0 and "set data.source and data.target in modelloop.yaml" in out and "cd " not in out

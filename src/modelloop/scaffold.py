@@ -52,6 +52,8 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
         raise ConfigError(f"--example: unknown example '{example}'; allowed: {', '.join(EXAMPLES)}")
     if example is not None and (source or target):
         raise ConfigError("--example writes its own data and config; give either --example or --source/--target")
+    if query is not None and source is None:
+        raise ConfigError("--query needs --source DATABASE_URL (the database the SQL reads)")
     if (source is None) != (target is None):
         given, missing = ("--source", "--target") if target is None else ("--target", "--source")
         columns = _columns(Path(source)) if source is not None else None
@@ -116,9 +118,9 @@ def _own_source(root: Path, source: str, target: str, query: str | None) -> tupl
     if query:
         raise ConfigError("--query applies to a database URL source; a file is read whole")
     path = Path(source)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"--source: file not found: {path.resolve()}")
-    columns = _columns(path)
+    columns = _columns(path)  # None for a folder (text or images): ingest reads and checks it
     if columns is not None and target not in columns:
         raise ConfigError(f"--target: '{target}' is not a column of {source}; its columns: {', '.join(columns)}")
     where = os.path.relpath(path.resolve(), root.resolve())
@@ -135,6 +137,6 @@ def _columns(path: Path) -> list[str] | None:
     if scan is None or not path.is_file():
         return None
     try:
-        return [c for c in scan(path).collect_schema().names() if c]
+        return [c.strip() for c in scan(path).collect_schema().names() if c.strip()]  # as ingest strips them
     except Exception:  # undecodable bytes, a malformed header: `modelloop ingest` reports it in full
         return None

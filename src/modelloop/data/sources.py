@@ -72,6 +72,7 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             df = pd.read_csv(path, encoding=encoding, low_memory=False,
+                             sep="\t" if path.suffix.lower() == ".tsv" else ",",  # as `predict` reads it
                              on_bad_lines="warn" if on_bad_lines == "skip" else "error")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: cannot be decoded as {encoding} ({_where_undecodable(path, encoding, exc)}); "

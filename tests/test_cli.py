@@ -311,6 +311,8 @@ def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, 
     assert code == 0, err
     code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "tsv")
     assert code == 0 and json.loads(out)["rows"] == 80 and "y" in json.loads(out)["schema"]["columns"]
+    code, out, _ = cli(["ingest"], capsys, tmp_path / "tsv")  # the summary says how each column was read
+    assert code == 0 and "columns     2 numeric, 1 categorical, 1 identifier (rid: never a feature" in out
 
     (tmp_path / "blank").mkdir()
     code, out, _ = cli(["init"], capsys, tmp_path / "blank")

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .errors import cap_list
+
 err = Console(stderr=True)
 out = Console()
 
@@ -52,9 +54,26 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("—" if v is None else str(v))
 
 
+_KIND_ORDER = ("numeric", "categorical", "boolean", "datetime", "text", "identifier")
+
+
 def render_dataset(r: dict[str, Any]) -> None:
     state = "new version" if r.get("created") else "unchanged (existing version)"
     out.print(f"dataset [bold]{r['id']}[/] (v{r['seq']}): {r['rows']} rows — {state}")
+    schema = r.get("schema") or {}
+    kinds: dict[str, list[str]] = {}
+    for column, kind in (schema.get("columns") or {}).items():
+        if column != schema.get("target"):
+            kinds.setdefault(kind, []).append(str(column))
+    if kinds:  # how each column was read: an identifier (an id, row numbers) never trains, which a user should see
+        def rank(kind: str) -> int:
+            return _KIND_ORDER.index(kind) if kind in _KIND_ORDER else len(_KIND_ORDER)
+
+        parts = [f"{len(names)} {kind}" + (f" ({cap_list(names, 5)}: never a feature, unless data.columns "
+                                            f"says otherwise)" if kind == "identifier" else
+                                            f" ({cap_list(names, 5)})" if kind in ("datetime", "text") else "")
+                 for kind, names in sorted(kinds.items(), key=lambda kv: rank(kv[0]))]
+        out.print(f"  columns     {', '.join(parts)}; target {schema.get('target')}", style="dim")
 
 
 def _metrics_table(metrics: dict[str, Any], title: str, base: dict[str, Any] | None = None) -> Table:

@@ -14,7 +14,7 @@ from modelloop.families.text.backbone import BackboneError
 from modelloop.families.text import fit as F
 from modelloop.families.text.stage import text_study_name, train_text
 
-TRAIN_KEYS = {"model", "dataset", "run_id", "task", "task_inferred", "metric", "validation_score", "validation_metric", "test_metrics", "rows",
+TRAIN_KEYS = {"model", "dataset", "run_id", "task", "task_inferred", "metric", "validation_score", "validation_metric", "test_metrics", "test_interval", "rows",
               "best_family", "ensemble", "threshold", "trials", "resumed_trials", "production", "report",
               "seconds", "families", "latency", "family", "backbone", "search_stopped", "by_script",
               "cv_spread", "cv",  # the shared registration's cross-validation figures (None for text)

@@ -296,7 +296,7 @@ def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, 
         _table(80).to_sql("orders", db, index=False)
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     code, _, err = cli(["init", "db", "--source", url, "--target", "y"], capsys, tmp_path)
-    assert code == 2 and "is a database URL: give --query" in err
+    assert code == 2 and "is a database URL: give --query" in err and "shop.db" not in err  # a URL may hold a password
     code, _, _ = cli(["init", "db", "--source", url, "--target", "y", "--query", "SELECT * FROM orders"], capsys,
                      tmp_path)
     code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "db")

@@ -112,8 +112,8 @@ def _own_source(root: Path, source: str, target: str, query: str | None) -> tupl
 
     if is_sql_source(source):
         if not query:
-            raise ConfigError(f"--source {source} is a database URL: give --query with the SQL that reads the "
-                              f"table (e.g. --query 'SELECT * FROM my_table')")
+            raise ConfigError("--source is a database URL: give --query with the SQL that reads the table "
+                              "(e.g. --query 'SELECT * FROM my_table')")  # the URL not echoed: it may hold a password
         return json.dumps(source), json.dumps(target), json.dumps(query)
     if query:
         raise ConfigError("--query applies to a database URL source; a file is read whole")

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .data.quality_config import CleanConfig, QualityConfig
-from .errors import ConfigError, StateError, cap_list
+from .errors import ConfigError, StateError, cap_list, shown_url
 from .serving.config import ServeConfig
 from .compute.config import ComputeConfig
 from .families.anomaly.config import AnomalyConfig
@@ -429,7 +429,7 @@ def sql_source_has_query(cfg: Config) -> list[str]:
         return []
     is_url = "://" in cfg.data.source and not cfg.data.source.startswith("file://")
     if (cfg.data.format == "sql" or is_url) and not cfg.data.query:
-        return [f"data.query: a SQL source ({cfg.data.source}) needs a query, got null"]
+        return [f"data.query: a SQL source ({shown_url(cfg.data.source)}) needs a query, got null"]
     return []
 
 

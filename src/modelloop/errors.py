@@ -8,10 +8,11 @@ can catch what they expect (``ValueError``, ``LookupError``...).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError", "cap_list"]
+__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError", "cap_list", "shown_url"]
 
 LIST_LIMIT = 10
 
@@ -26,6 +27,12 @@ def cap_list(values: Iterable[Any], limit: int = LIST_LIMIT, show: Callable[[Any
     shown = ", ".join(show(v) for v in items[:limit])
     rest = len(items) - limit
     return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def shown_url(url: str) -> str:
+    """A database URL as a message may show it: ``postgresql://app:***@db/shop``, the password masked (a
+    message reaches terminals, logs and CI output; SQLAlchemy's ``hide_password`` does the same)."""
+    return re.sub(r"(://[^:/@\s]+):[^@\s]*@", r"\1:***@", url)
 
 
 class ModelloopError(Exception):

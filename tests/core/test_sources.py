@@ -196,3 +196,18 @@ def test_long_columns_are_judged_as_a_full_read_judges_them(monkeypatch):
         "flag": "categorical", "yes_no": "boolean", "mid": "categorical", "code": "identifier", "note": "text",
         "when": "datetime", "num_text": "numeric", "cat": "categorical", "amount": "numeric", "y": "numeric"}
     assert sampled.dtypes == lazy.dtypes == full.dtypes
+
+
+def test_a_database_urls_password_is_masked_in_messages_and_the_read_report():
+    """A read report is kept in the catalog and shown by `ingest --json` and the dashboard; messages reach
+    terminals and CI logs: neither may carry the password of data.source's URL."""
+    from modelloop.errors import ConfigError, shown_url
+
+    assert shown_url("postgresql+psycopg://app:s3cret@db:5432/shop") == "postgresql+psycopg://app:***@db:5432/shop"
+    assert shown_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    with pytest.raises(ConfigError) as info:
+        read_table("postgresql://app:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in str(info.value) and "app:***@" in str(info.value)
+    with pytest.raises(DataError) as failed:  # nothing listens on port 1: the connection error names the URL
+        read_table("postgresql+psycopg://app:s3cret@127.0.0.1:1/none", query="SELECT 1")
+    assert "s3cret" not in str(failed.value) and "app:***@" in str(failed.value)

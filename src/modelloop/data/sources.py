@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, shown_url
 from ._tables import is_stringy, pandas_dtype
 from .encoding import detect_encoding
 from .schema import Schema
@@ -93,7 +93,7 @@ def _read_sql(source: str, query: str | None) -> pd.DataFrame:
     import sqlalchemy as sa
 
     if not query:
-        raise ConfigError(f"data.query: a SQL source ({source}) needs a query, got null")
+        raise ConfigError(f"data.query: a SQL source ({shown_url(source)}) needs a query, got null")
     try:
         engine = sa.create_engine(source)
         with engine.connect() as conn:
@@ -101,13 +101,13 @@ def _read_sql(source: str, query: str | None) -> pd.DataFrame:
     except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
         cause = getattr(exc, "orig", None) or exc.__cause__ or exc
         msg = str(getattr(cause, "orig", None) or cause).splitlines()[0]
-        raise DataError(f"data.query failed on {source}: {msg}") from None
+        raise DataError(f"data.query failed on {shown_url(source)}: {shown_url(msg)}") from None
 
 
 def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query: str | None = None,
                encoding: str = "auto", on_bad_lines: str = "error") -> tuple[pd.DataFrame, ReadReport]:
     """Read one source into a DataFrame; the report says how (encoding, skipped lines)."""
-    report = ReadReport(source=source)
+    report = ReadReport(source=shown_url(source))  # kept in the catalog and shown: no password
     if fmt == "sql" or is_sql_source(source):
         df = _read_sql(source, query)
     else:

@@ -211,3 +211,12 @@ def test_a_database_urls_password_is_masked_in_messages_and_the_read_report():
     with pytest.raises(DataError) as failed:  # nothing listens on port 1: the connection error names the URL
         read_table("postgresql+psycopg://app:s3cret@127.0.0.1:1/none", query="SELECT 1")
     assert "s3cret" not in str(failed.value) and "app:***@" in str(failed.value)
+
+
+def test_the_read_report_of_a_postgresql_source_keeps_no_password(pg_url):
+    """The local server trusts every connection, so a password in the URL is ignored by it: the read works
+    and its report (what the catalog keeps) names the source masked."""
+    url = pg_url.replace("postgres@", "postgres:s3cret@", 1)
+    df, report = read_table(url, query="SELECT 1 AS x, 2 AS y")
+    assert df.to_dict("records") == [{"x": 1, "y": 2}]
+    assert "s3cret" not in report["source"] and "postgres:***@" in report["source"]

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, cap_list
 
 __all__ = ["EXAMPLES", "init_project"]
 
@@ -57,7 +57,7 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
     if (source is None) != (target is None):
         given, missing = ("--source", "--target") if target is None else ("--target", "--source")
         columns = _columns(Path(source)) if source is not None else None
-        raise ConfigError(f"{given} needs {missing}" + (f"; the columns of {source}: {', '.join(columns)}"
+        raise ConfigError(f"{given} needs {missing}" + (f"; the columns of {source}: {cap_list(columns)}"
                                                         if columns else ""))
     entry = _own_source(root, source, target, query) if source is not None and target is not None else None
     root.mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ def _own_source(root: Path, source: str, target: str, query: str | None) -> tupl
         raise ConfigError(f"--source: file not found: {path.resolve()}")
     columns = _columns(path)  # None for a folder (text or images): ingest reads and checks it
     if columns is not None and target not in columns:
-        raise ConfigError(f"--target: '{target}' is not a column of {source}; its columns: {', '.join(columns)}")
+        raise ConfigError(f"--target: '{target}' is not a column of {source}; its columns: {cap_list(columns)}")
     where = os.path.relpath(path.resolve(), root.resolve())
     return json.dumps(where), json.dumps(target), None
 

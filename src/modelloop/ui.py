@@ -76,6 +76,12 @@ def render_dataset(r: dict[str, Any]) -> None:
         out.print(f"  columns     {', '.join(parts)}; target {schema.get('target')}", style="dim")
 
 
+def _interval(interval: dict[str, Any]) -> str:
+    """A figure's bootstrap interval (``evaluation.evaluate.figure_interval``) as train and evaluate show it."""
+    return (f"{interval['metric']} 95 % interval {_fmt(interval['low'])} to {_fmt(interval['high'])} "
+            f"(bootstrap, {interval['rows']} rows)")
+
+
 def _metrics_table(metrics: dict[str, Any], title: str, base: dict[str, Any] | None = None) -> Table:
     """The test figures; with ``base`` (a fine-tuned generative model's base model) a column of its own."""
     t = Table(title=title, show_header=True, header_style="bold")
@@ -148,8 +154,7 @@ def render_train(r: dict[str, Any]) -> None:
     # a fine-tuned model's base model, scored on the same test rows: a column beside the model's figures
     out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)", r.get("base_test_metrics")))
     if interval := r.get("test_interval"):  # how far the test figure would move with other rows like these
-        out.print(f"  test        {interval['metric']} 95 % interval {_fmt(interval['low'])} to "
-                  f"{_fmt(interval['high'])} (bootstrap, {interval['rows']} rows)", style="dim")
+        out.print(f"  test        {_interval(interval)}", style="dim")
     for script, figures in (r.get("by_script") or {}).items():  # text models: Chinese/Japanese/Korean rows apart
         label = "CJK rows" if script == "cjk" else "other rows"
         out.print(f"  {label:<11} {r['metric']} = {_fmt(figures[r['metric']])}, accuracy {_fmt(figures['accuracy'])} "
@@ -185,8 +190,7 @@ def render_evaluation(r: dict[str, Any]) -> None:
     out.print(f"[bold]{m['name']}:{m['version']}[/] on {r['data']} ({r['rows']} rows)")
     out.print(_metrics_table(r["metrics"], "metrics"))
     if interval := r.get("interval"):
-        out.print(f"{interval['metric']} 95 % interval {_fmt(interval['low'])} to {_fmt(interval['high'])} "
-                  f"(bootstrap, {interval['rows']} rows)", style="dim")
+        out.print(_interval(interval), style="dim")
     out.print(f"report: {r['report']}")
 
 

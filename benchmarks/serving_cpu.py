@@ -1,9 +1,10 @@
 """Serving CPU per request, without the network: the ASGI app driven in-process, CPU by thread.
 
-    .venv/bin/python benchmarks/serving_cpu.py --dir D [--concurrency 16] [--requests 16000] [--rounds 3]
+    .venv/bin/python benchmarks/serving_cpu.py (--dir D | --project P) [--concurrency 16] [--requests 16000] [--rounds 3]
 
 ``D`` is a project folder that ``benchmarks/serving.py --dir D`` trained (its production model is
-served). ``c`` coroutines each send their next single-record request when the last one is answered,
+served); ``--project P`` serves an existing project's production model as it is (``make demo``'s
+``demo/``; nothing is trained or written there), with 500 records of that model's dataset. ``c`` coroutines each send their next single-record request when the last one is answered,
 straight into the app (no sockets, no HTTP parser). Alternating in the same process:
 
 * **modelloop**  ``POST /v1/predict``: validation, micro-batching, ONNX Runtime, prediction log
@@ -94,7 +95,8 @@ async def _main(args: argparse.Namespace) -> None:
     import serving as bench  # benchmarks/serving.py: the project and its records
     from modelloop.serving import ServeConfig, create_app
 
-    project, records = bench.build_project(args.dir, 5000, 20)
+    project, records = (bench.existing_project(args.project) if args.project
+                        else bench.build_project(args.dir, 5000, 20))
     app = create_app(project.workspace, config=ServeConfig(reload_poll_seconds=0), api_keys=[])
 
     @app.post("/v1/noop")
@@ -122,13 +124,17 @@ async def _main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", type=Path, required=True, help="a project benchmarks/serving.py --dir trained")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dir", type=Path, help="a project benchmarks/serving.py --dir trained")
+    where.add_argument("--project", type=Path, help="an existing project (make demo's demo/), served as it is")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--requests", type=int, default=16000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    if not (args.dir / "modelloop.yaml").exists():
+    if args.dir is not None and not (args.dir / "modelloop.yaml").exists():
         ap.error(f"{args.dir} has no modelloop.yaml; train one first: benchmarks/serving.py --dir {args.dir}")
+    if args.project is not None and not (args.project / "modelloop.yaml").exists():
+        ap.error(f"{args.project} has no modelloop.yaml")
     try:
         import uvloop  # the event loop `modelloop serve` runs on (the `serve` extra)
     except ImportError:

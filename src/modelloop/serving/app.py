@@ -38,7 +38,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from hashlib import blake2b, sha256
 from typing import Any, Literal
@@ -64,7 +64,7 @@ from .config import ServeConfig, serve_config
 from .log import PredictionLog
 from ..compute.metrics import QueueCollector
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
-from .security import ApiKeys, BodyLimitMiddleware, load_api_keys
+from .security import ApiKeys, BodyLimitMiddleware, BodyTooLarge, limited_receive, load_api_keys, reject_too_large
 from .validation import ValidationProblem, describe_errors
 
 __all__ = ["create_app"]
@@ -343,7 +343,7 @@ def create_app(ws: Workspace, *, config: ServeConfig | None = None, model: str |
                   description="Predictions, feedback and health of the production model.",
                   lifespan=state.lifespan, **_telemetry_option(cfg.telemetry))
     app.state.serving = state
-    _routes(app, state)
+    predict = _routes(app, state)
     _errors(app, state)
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -352,6 +352,8 @@ def create_app(ws: Workspace, *, config: ServeConfig | None = None, model: str |
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    if not cfg.telemetry:  # with telemetry on, the router names each request's span: keep the full path
+        app.add_middleware(PredictFastPath, endpoint=predict, state=state, cors=bool(cfg.cors_origins))
     app.openapi = lambda: _openapi(app, state)  # type: ignore[method-assign]
     return app
 
@@ -365,7 +367,8 @@ def _telemetry_option(enabled: bool) -> dict[str, Any]:
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
-def _routes(app: FastAPI, state: ServerState) -> None:
+def _routes(app: FastAPI, state: ServerState) -> Callable[..., Awaitable[None]]:
+    """Register every route; returns ``POST /v1/predict``'s ASGI endpoint (``PredictFastPath`` calls it)."""
     bearer = HTTPBearer(auto_error=False, description="an API key (env MODELLOOP_API_KEYS)")
 
     async def require_key(creds: HTTPAuthorizationCredentials | None = Security(bearer)) -> None:
@@ -374,11 +377,12 @@ def _routes(app: FastAPI, state: ServerState) -> None:
 
     keyed = [Depends(require_key)]
 
-    # /v1/predict is a bare ASGI endpoint inside the app (same middleware, same error handlers):
-    # FastAPI's per-request dependency and parameter machinery, and Starlette's Request object and
-    # body stream, cost more than validating and predicting one record, so the hot path checks its
-    # key, reads its body and sends its answer itself. Its OpenAPI entry is written by ``_openapi``
-    # from the served model's schema.
+    # /v1/predict is a bare ASGI endpoint: FastAPI's per-request dependency and parameter machinery,
+    # and Starlette's Request object and body stream, cost more than validating and predicting one
+    # record, so the hot path checks its key, reads its body and sends its answer itself. A POST
+    # reaches it through ``PredictFastPath`` (before the app's middleware, doing what they do for this
+    # route); the route registered here answers the other methods and the requests that path leaves to
+    # the stack (CORS, telemetry). Its OpenAPI entry is written by ``_openapi`` from the served schema.
     async def predict(scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Predict one or many records with the model being served."""
         start = time.perf_counter()
@@ -503,6 +507,8 @@ def _routes(app: FastAPI, state: ServerState) -> None:
             state.metrics.log_pending.set(state.plog.pending)
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    return predict
+
 
 def _no_key() -> HTTPException:
     return HTTPException(401, "missing or wrong API key; send 'Authorization: Bearer KEY'",
@@ -583,9 +589,14 @@ def _errors(app: FastAPI, state: ServerState) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        if exc.status_code == 400 and keyless(request):
-            exc = _no_key()
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return _http_error(exc, exc.status_code == 400 and keyless(request))
+
+
+def _http_error(exc: HTTPException, keyless: bool = False) -> Response:
+    """An ``HTTPException`` as its JSON answer, ``{"detail"}`` (a 400 to a caller without the key: 401)."""
+    if keyless:
+        exc = _no_key()
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def _invalid(errors: list[dict[str, Any]]) -> Response:
@@ -617,6 +628,76 @@ class MetricsMiddleware:
         finally:
             endpoint = _ENDPOINTS.get(scope["path"], "other")
             self.metrics.observe_request(endpoint, status, time.perf_counter() - start)
+            if status >= 400:
+                kind = scope.get("modelloop.error") or _ERROR_KINDS.get(status, "internal")
+                self.metrics.errors.labels(kind).inc()
+
+
+class PredictFastPath:
+    """Pure ASGI, the outermost of the app's own middleware: ``POST /v1/predict`` goes straight to its
+    endpoint, every other request on through the stack.
+
+    The stack's layers (``MetricsMiddleware``, ``BodyLimitMiddleware``, Starlette's exception middleware,
+    FastAPI's exit-stack middleware, the router's regex matches) are one coroutine and one wrapped ``send``
+    each: about a third of the event loop's Python per prediction in process (py-spy, 2026-12-06;
+    ``benchmarks/RESULTS.md``). This path does what they
+    do for that one route, with the same shared pieces: the body limit (413 from ``Content-Length``
+    up front, or while a chunked body streams: ``security.reject_too_large``, ``limited_receive``), the answers
+    of the app's error handlers (``HTTPException`` as ``{"detail"}``, ``ValidationProblem`` as the 422
+    of every endpoint) and the request metrics (``ServingMetrics.observe_request``, errors by kind).
+    Anything else raised goes up to Starlette's ``ServerErrorMiddleware`` (500), as before. A request
+    with an ``Origin`` header takes the full stack when CORS is configured (``CORSMiddleware`` adds
+    its headers there); a server with ``serve.telemetry`` on does not install this path."""
+
+    def __init__(self, app: Any, *, endpoint: Callable[..., Awaitable[None]], state: ServerState, cors: bool):
+        self.app, self.endpoint, self.cors = app, endpoint, cors
+        self.metrics, self.limit = state.metrics, state.config.max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if (scope["type"] != "http" or scope["path"] != "/v1/predict" or scope["method"] != "POST"
+                or scope.get("root_path") or (self.cors and any(k == b"origin" for k, _ in scope["headers"]))):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 0  # until the answer starts
+
+        async def tracked(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        limit = self.limit
+        try:
+            for name, value in scope["headers"]:
+                if name == b"content-length":  # the server then reads no more than the declared length
+                    try:
+                        declared = int(value)
+                    except ValueError:
+                        declared = -1
+                    if declared > limit:
+                        await reject_too_large(tracked, limit)
+                        return
+                    break
+            else:  # a chunked body is counted while it streams
+                receive = limited_receive(receive, limit)
+            try:
+                await self.endpoint(scope, receive, tracked)
+            except BodyTooLarge:
+                if status:
+                    raise
+                await reject_too_large(tracked, limit)
+            except HTTPException as exc:
+                if status:
+                    raise
+                await _http_error(exc)(scope, receive, tracked)
+            except ValidationProblem as problem:
+                if status:
+                    raise
+                await _invalid(problem.errors)(scope, receive, tracked)
+        finally:
+            status = status or 500
+            self.metrics.observe_request("/v1/predict", status, time.perf_counter() - start)
             if status >= 400:
                 kind = scope.get("modelloop.error") or _ERROR_KINDS.get(status, "internal")
                 self.metrics.errors.labels(kind).inc()

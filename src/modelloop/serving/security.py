@@ -28,7 +28,8 @@ from starlette.exceptions import HTTPException
 
 from ..errors import ConfigError
 
-__all__ = ["ENV_KEYS", "ApiKeys", "BodyLimitMiddleware", "BodyTooLarge", "load_api_keys"]
+__all__ = ["ENV_KEYS", "ApiKeys", "BodyLimitMiddleware", "BodyTooLarge", "limited_receive", "load_api_keys",
+           "reject_too_large"]
 
 ENV_KEYS = "MODELLOOP_API_KEYS"
 
@@ -101,17 +102,7 @@ class BodyLimitMiddleware:
                     await self._reject(send)
                     return
                 break
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge(limit)
-            return message
-
+        limited = limited_receive(receive, limit)
         started = False
 
         async def tracked_send(message: dict) -> None:
@@ -129,9 +120,30 @@ class BodyLimitMiddleware:
     async def _reject(self, send: Callable) -> None:
         if self.on_reject is not None:
             self.on_reject()
-        body = json.dumps({"detail": BodyTooLarge(self.max_bytes).detail}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await reject_too_large(send, self.max_bytes)
+
+
+def limited_receive(receive: Callable, limit: int) -> Callable:
+    """``receive`` counting the body's bytes: :class:`BodyTooLarge` once they pass ``limit``."""
+    seen = 0
+
+    async def limited() -> dict:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return limited
+
+
+async def reject_too_large(send: Callable, limit: int) -> None:
+    """The 413 of a body above ``limit`` bytes; the connection closes (the rest of the body is not read)."""
+    body = json.dumps({"detail": BodyTooLarge(limit).detail}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

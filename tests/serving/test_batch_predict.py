@@ -102,3 +102,19 @@ def test_a_file_without_a_model_column_names_it(project, capsys, tmp_path):
     code, _, err = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o.csv")],
                        capsys, project)
     assert code == 2 and "has no column(s) country" in err
+
+
+def test_a_blank_header_is_written_back_blank(toy, project, capsys, tmp_path):
+    """R's write.csv and pandas' to_csv leave the row-name column's header blank; pandas reads it as
+    ``Unnamed: 0``. The output keeps the user's header, so R reads it back with ``row.names = 1``."""
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(30)
+    rows.index = rows.index + 101
+    rows.to_csv(tmp_path / "in.csv")  # index written under a blank header
+    assert (tmp_path / "in.csv").read_text().startswith(",")
+    code, _, err = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.csv")],
+                       capsys, project)
+    assert code == 0, err
+    header = (tmp_path / "out.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "" and "Unnamed: 0" not in header and header[-1] == "proba_1"
+    got = pd.read_csv(tmp_path / "out.csv", index_col=0)
+    assert got.index.tolist() == list(range(101, 131))

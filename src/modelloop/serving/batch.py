@@ -11,6 +11,7 @@ this as ``mlflow models predict``.
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -55,11 +56,22 @@ def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int) -> Iterato
             yield batch.to_pandas()
 
 
-class _Writer:
-    """Appends frames to a temporary file next to ``path``; ``commit`` renames it into place."""
+def _blank_headers(path: Path) -> dict[str, str]:
+    """pandas' names for a CSV's blank header cells (``Unnamed: 0``: R's ``write.csv`` and pandas'
+    ``to_csv`` leave the row-name column unnamed) mapped back to blank, so a table written from a CSV
+    keeps its header as the user wrote it."""
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        header = next(csv.reader(fh, delimiter=sep), [])
+    return {f"Unnamed: {i}": "" for i, name in enumerate(header) if name == ""}
 
-    def __init__(self, path: Path, kind: str):
-        self.path, self.kind = path, kind
+
+class _Writer:
+    """Appends frames to a temporary file next to ``path``; ``commit`` renames it into place.
+    ``header`` renames columns in a CSV's header line (``_blank_headers``)."""
+
+    def __init__(self, path: Path, kind: str, header: dict[str, str] | None = None):
+        self.path, self.kind, self.header = path, kind, header or {}
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self._parquet: Any = None
         self._first = True
@@ -67,7 +79,8 @@ class _Writer:
     def write(self, frame: pd.DataFrame) -> None:
         if self.kind == "csv":
             sep = "\t" if self.path.suffix.lower() == ".tsv" else ","
-            frame.to_csv(self.tmp, sep=sep, index=False, header=self._first, mode="w" if self._first else "a")
+            names = [self.header.get(str(c), c) for c in frame.columns] if self._first else False
+            frame.to_csv(self.tmp, sep=sep, index=False, header=names, mode="w" if self._first else "a")
         elif self.kind == "jsonl":
             with open(self.tmp, "w" if self._first else "a", encoding="utf-8") as fh:
                 fh.write(frame.to_json(orient="records", lines=True, date_format="iso"))
@@ -124,7 +137,8 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
         raise DataError(f"--data: {src} is a folder; this model scores a file ({', '.join(sorted(FORMATS))})")
     else:
         frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks)
-    writer, rows, added, failed = _Writer(dst, kind_out), 0, [], None
+    blank = _blank_headers(src) if kind_out == "csv" and src.is_file() and FORMATS.get(src.suffix.lower()) == "csv" else {}
+    writer, rows, added, failed = _Writer(dst, kind_out, blank), 0, [], None
     try:
         for frame, added in frames:
             writer.write(frame)

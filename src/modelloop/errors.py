@@ -12,7 +12,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError", "cap_list", "shown_url"]
+__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError", "cap_list", "shown_number",
+           "shown_url"]
 
 LIST_LIMIT = 10
 
@@ -27,6 +28,12 @@ def cap_list(values: Iterable[Any], limit: int = LIST_LIMIT, show: Callable[[Any
     shown = ", ".join(show(v) for v in items[:limit])
     rest = len(items) - limit
     return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def shown_number(value: float) -> str:
+    """A metric as a person reads it: four decimals (``0.8123``), or from 1,000 up thousands separated with
+    one decimal (an rmse on prices: ``15,393.1``, not ``15393.1195``); the HTML reports write figures alike."""
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
 
 
 def shown_url(url: str) -> str:

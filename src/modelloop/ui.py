@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .errors import cap_list
+from .errors import cap_list, shown_number
 
 err = Console(stderr=True)
 out = Console()
@@ -51,7 +51,7 @@ def stage_printer(stage: str) -> None:
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else ("—" if v is None else str(v))
+    return shown_number(v) if isinstance(v, float) else ("—" if v is None else str(v))
 
 
 _KIND_ORDER = ("numeric", "categorical", "boolean", "datetime", "text", "identifier")
@@ -143,7 +143,7 @@ def render_train(r: dict[str, Any]) -> None:
     out.print(f"  validation  {r.get('validation_metric') or r['metric']} = {_fmt(r['validation_score'])}"
               + (f", threshold {r['threshold']:.3f}" if r.get("threshold") is not None else ""))
     if cv := r.get("cv"):  # tabular: how far to trust the validation score, and the threshold's choice
-        out.print(f"              ± {cv['spread']:.4f} (std over {cv['folds']} folds, {cv['repeats']} "
+        out.print(f"              ± {_fmt(cv['spread'])} (std over {cv['folds']} folds, {cv['repeats']} "
                   f"repeat{'s' if cv['repeats'] != 1 else ''} of k-fold)", style="dim")
         if th := cv.get("threshold"):
             out.print(f"              threshold: {th['used']} ({th['reason']})", style="dim")

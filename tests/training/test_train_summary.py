@@ -53,3 +53,18 @@ def test_a_fine_tuned_language_model_shows_its_figures_beside_the_base_models(ca
             for line in shown.splitlines() if line.count("│") == 4}
     assert rows["chrf"] == ["0.2173", "0.1210"] and rows["perplexity"] == ["11.3300", "14.9300"]
     assert set(rows) == {"exact_match", "chrf", "rouge_l", "perplexity"} and "base model" in shown
+
+
+def test_a_regression_on_prices_shows_its_figures_as_a_person_reads_them(capsys):
+    """An rmse on house prices read ``15393.1195 ± 2157.0616``: four decimals on a figure in the tens of
+    thousands. From 1,000 up the summary separates thousands with one decimal, as the HTML report does."""
+    from modelloop.ui import render_train
+
+    render_train(_result(metric="rmse", validation_score=15393.1195, test_metrics={"rmse": 17747.6536, "r2": 0.5932},
+                         cv={"spread": 2157.0616, "folds": 10, "repeats": 2},
+                         test_interval={"metric": "rmse", "low": 14457.4746, "high": 21721.6371, "rows": 110}))
+    shown = capsys.readouterr().out
+    assert "validation  rmse = 15,393.1" in shown and "± 2,157.1 (std over 10 folds" in shown
+    assert "17,747.7" in shown and "0.5932" in shown
+    assert "rmse 95 % interval 14,457.5 to 21,721.6" in shown
+    assert "15393.1195" not in shown

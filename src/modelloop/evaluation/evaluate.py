@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, shown_number
 from ..families.heads import KINDS, BaseHead, class_indices, head_for
 from ..workspace import Workspace
 
@@ -186,7 +186,7 @@ def write_evaluation_report(ws: Workspace, model: Any, df: pd.DataFrame, evaluat
                "threshold": getattr(model, "threshold_", None),
                "created_at": dt.datetime.now().isoformat(timespec="seconds")}
     if interval := evaluation.get("interval"):  # how far the figure would move with other rows like these
-        context[f"{interval['metric']} 95 % interval"] = f"{interval['low']:.4f} to {interval['high']:.4f}"
+        context[f"{interval['metric']} 95 % interval"] = f"{shown_number(interval['low'])} to {shown_number(interval['high'])}"
     html = render_report(evaluation, title=f"{name} v{version} evaluation", task=task, classes=head.classes or [],
                          y_true=y, output=out, threshold=getattr(model, "threshold_", None),
                          importances=model.feature_importances(), context=context)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from ..errors import ConfigError, DataError, cap_list
+from ..errors import ConfigError, DataError, cap_list, shown_number
 from .metrics import classification_metrics, direction, labels_from_proba, regression_metrics
 
 __all__ = ["check_threshold", "class_charts", "evaluate_classes", "evaluate_values", "prepare_classes",
@@ -484,7 +484,7 @@ def _fmt(value: Any) -> str:
         return _e(value)
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
+    return shown_number(value)
 
 
 def _header_html(title: str, task: str, context: Mapping[str, Any] | None) -> str:

@@ -56,7 +56,7 @@ from optuna.trial import TrialState
 from sklearn.pipeline import Pipeline
 
 from ...data.schema import Schema
-from ...errors import ConfigError, DataError, ModelloopError, cap_list
+from ...errors import ConfigError, DataError, ModelloopError, cap_list, shown_number
 from ...evaluation.metrics import F1_TYPE, direction, score
 from ..heads import KINDS
 from .model import (
@@ -1131,9 +1131,9 @@ def _try_stack(ranked: list[TrialRecord], data: _Data, settings: SearchSettings,
     better = bool(np.isfinite(value) and (value > to_beat if maximize else value < to_beat))
     info = {"members": [r.number for r in members], "families": [r.family for r in members],
             "level2": type(level2).__name__, "score": float(value), "to_beat": float(to_beat), "kept": better,
-            "reason": (f"the level-2 model scores {settings.metric} {value:.4f} out of fold, "
+            "reason": (f"the level-2 model scores {settings.metric} {shown_number(value)} out of fold, "
                        f"{'better than' if better else 'no better than'} the best single model or blend "
-                       f"({to_beat:.4f})")}
+                       f"({shown_number(to_beat)})")}
     return _Stack(members, features, oof, threshold, info)
 
 

@@ -108,3 +108,37 @@ def test_the_event_loop_is_never_blocked_by_inference(slots) -> None:
         return late
 
     assert asyncio.run(main()) < 0.04
+
+
+def test_the_next_batch_does_not_wait_for_a_busy_event_loop() -> None:
+    """The worker takes what is queued as soon as it is free: while the event loop is busy (parsing,
+    answering), batches keep running."""
+    async def main() -> tuple[int, list]:
+        b = MicroBatcher(max_batch_size=4)
+        rt = FakeRuntime(delay=0.02)
+        task = asyncio.gather(*(b.predict(rt, [i]) for i in range(12)))
+        for _ in range(5):              # the requests queue, and the idle worker is woken
+            await asyncio.sleep(0)
+        time.sleep(0.5)                 # the loop busy for 500 ms, holding no answer back from the worker
+        ran = len(rt.calls)
+        outs = await task
+        b.close()
+        return ran, outs
+
+    ran, outs = asyncio.run(main())
+    assert ran == 3 and outs == [[{"label": i}] for i in range(12)]
+
+
+def test_close_answers_what_is_queued_then_refuses() -> None:
+    async def main() -> None:
+        b = MicroBatcher(max_batch_size=2)
+        rt = FakeRuntime(delay=0.01)
+        jobs = [asyncio.ensure_future(b.predict(rt, [i])) for i in range(6)]
+        await asyncio.sleep(0)
+        b.close()                       # the workers answer all six before they stop
+        assert sorted(r for c in rt.calls for r in c) == list(range(6))
+        assert [await j for j in jobs] == [[{"label": i}] for i in range(6)]
+        with pytest.raises(RuntimeError, match="closed"):
+            await b.predict(rt, [7])
+
+    asyncio.run(main())

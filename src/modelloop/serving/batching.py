@@ -2,15 +2,18 @@
 
 How a batch forms (no timer anywhere on the request path):
 
-* a request appends its records to the queue; when no inference is running, a dispatcher starts and
-  takes *everything already waiting* (up to ``max_batch_size`` records) on its first event-loop turn;
-  with an idle queue that is the request alone, so it runs at once;
-* inference runs in a worker thread (ORT releases the GIL), so the event loop keeps parsing
-  requests meanwhile; those wait in the queue and leave together as the next batch when the
-  thread frees. The busier the server, the larger the batches: batching costs nothing when idle;
-* when a batch already holds two or more requests (a sign of concurrency), the dispatcher gives the
-  event loop a few zero-length turns, at most ``max_wait_ms`` in all, to admit requests whose bytes
-  have already arrived, and stops at the first turn that adds none.
+* a request appends its records to the queue. Inference runs in ``slots`` worker threads of the
+  batcher's own (ORT releases the GIL, so the event loop keeps parsing requests meanwhile);
+* a worker that finishes a batch takes *everything already waiting* (up to ``max_batch_size``
+  records) as its next batch at once, in its own thread: the busier the server, the larger the
+  batches, and the event loop has no part in starting the next inference call (no task, no
+  executor hand-off, no thread to wake while work keeps coming);
+* when a worker is idle, the request that finds it so schedules a wake-up for the end of the event
+  loop's turn, so every request parsed in that turn joins the batch; an idle queue's request runs at
+  once. When the forming batch holds two or more requests (a sign of concurrency), the wake-up waits
+  a few more zero-length turns, at most ``max_wait_ms`` in all, to admit requests whose bytes have
+  already arrived, and stops at the first turn that adds none;
+* each batch's answers go back to the event loop in one ``call_soon_threadsafe``.
 
 Requests hold a reference to the runtime they were validated against; a batch only mixes requests
 of the same runtime, so a hot swap never feeds a record to a model with another schema.
@@ -19,10 +22,10 @@ of the same runtime, so a hot swap never feeds a record to a model with another 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 __all__ = ["MicroBatcher"]
@@ -38,7 +41,8 @@ class _Item:
 class MicroBatcher:
     """``await batcher.predict(runtime, records)`` -> ``runtime.predict(records)``, batched.
 
-    ``on_batch(n_records, seconds)`` is called after each inference call (for metrics).
+    ``on_batch(n_records, seconds)`` is called after each inference call (for metrics), in the
+    worker thread.
     """
 
     def __init__(self, *, max_batch_size: int = 64, max_wait_ms: float = 2.0, slots: int = 1,
@@ -48,9 +52,18 @@ class MicroBatcher:
         self.slots = slots
         self.on_batch = on_batch
         self._queue: deque[_Item] = deque()
-        self._busy = 0
-        self._tasks: set[asyncio.Task] = set()
-        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="modelloop-infer")
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._idle = 0           # workers waiting for a batch
+        self._waking = False     # a wake-up is scheduled on the event loop (requests gather for it)
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"modelloop-infer_{i}", daemon=True)
+                         for i in range(slots)]
+        for thread in self._threads:
+            thread.start()
+        with self._lock:  # every worker waits for work before the first request comes
+            while self._idle < slots:
+                self._ready.wait()
 
     @property
     def pending(self) -> int:
@@ -60,28 +73,49 @@ class MicroBatcher:
     async def predict(self, runtime: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append(_Item(runtime, records, future))
-        if self._busy < self.slots:
-            self._busy += 1
-            task = loop.create_task(self._dispatch())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the micro-batcher is closed")
+            self._queue.append(_Item(runtime, records, future))
+            wake = self._idle > 0 and not self._waking
+            self._waking = self._waking or wake
+        if wake:  # once this turn's requests are queued too
+            loop.call_soon(self._wake, loop, 0, time.perf_counter() + self.max_wait)
         return await future
 
-    async def _dispatch(self) -> None:
-        try:
-            while self._queue:
-                batch = self._take()
-                if len(batch) > 1 and self.max_wait > 0:
-                    batch = await self._linger(batch)
-                await self._run(batch)
-        finally:
-            self._busy -= 1
+    def _wake(self, loop: asyncio.AbstractEventLoop, seen: int, deadline: float) -> None:
+        """Wake an idle worker, after more turns of the loop while each adds requests (``max_wait``)."""
+        with self._lock:
+            waiting = len(self._queue)
+            if (waiting > 1 and waiting != seen and self.max_wait > 0 and time.perf_counter() < deadline
+                    and sum(len(i.records) for i in self._queue) < self.max_batch_size):
+                loop.call_soon(self._wake, loop, waiting, deadline)
+                return
+            self._waking = False
+            self._ready.notify()
 
-    def _take(self, batch: list[_Item] | None = None) -> list[_Item]:
-        """Waiting items of the first item's runtime, up to ``max_batch_size`` records."""
-        batch = batch or [self._queue.popleft()]
-        runtime, size = batch[0].runtime, sum(len(i.records) for i in batch)
+    def _work(self) -> None:
+        started = False
+        while True:
+            with self._lock:
+                while not self._closed and (not self._queue or self._waking):
+                    self._idle += 1
+                    if not started:  # __init__ waits for every worker's first wait
+                        started = True
+                        self._ready.notify_all()
+                    self._ready.wait()
+                    self._idle -= 1
+                if not self._queue:  # closed, and nothing left to answer
+                    return
+                batch = self._take()
+                if self._queue and self._idle and not self._waking:
+                    self._ready.notify()  # another slot takes the rest
+            self._run(batch)
+
+    def _take(self) -> list[_Item]:
+        """Waiting items of the first item's runtime, up to ``max_batch_size`` records (under the lock)."""
+        first = self._queue.popleft()
+        batch, runtime, size = [first], first.runtime, len(first.records)
         skipped: list[_Item] = []
         while self._queue and size < self.max_batch_size:
             item = self._queue[0]
@@ -96,46 +130,56 @@ class MicroBatcher:
         self._queue.extendleft(reversed(skipped))
         return batch
 
-    async def _linger(self, batch: list[_Item]) -> list[_Item]:
-        deadline = time.perf_counter() + self.max_wait
-        while time.perf_counter() < deadline:
-            before = len(batch)
-            await asyncio.sleep(0)
-            batch = self._take(batch)
-            if len(batch) == before:
-                break
-        return batch
-
-    async def _run(self, batch: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
+    def _run(self, batch: list[_Item]) -> None:
+        """One inference call (in a worker thread); its answers settle the futures on their loop."""
         records = [r for item in batch for r in item.records]
-        runtime = batch[0].runtime
         start = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self._executor, runtime.predict, records)
+            outputs = batch[0].runtime.predict(records)
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0].future, exc=exc)
+                _deliver([(batch[0].future, None, exc)])
                 return
             for item in batch:  # one bad request must not fail its neighbours
-                await self._run([item])
+                self._run([item])
             return
         if self.on_batch is not None:
             self.on_batch(len(records), time.perf_counter() - start)
+        done: list[tuple[asyncio.Future, Any, BaseException | None]] = []
         at = 0
         for item in batch:
             n = len(item.records)
-            _settle(item.future, result=outputs[at:at + n])
+            done.append((item.future, outputs[at:at + n], None))
             at += n
+        _deliver(done)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+        """Answer what is queued, then stop the workers."""
+        with self._lock:
+            self._closed = True
+            self._waking = False
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join()
 
 
-def _settle(future: asyncio.Future, *, result: Any = None, exc: BaseException | None = None) -> None:
-    if future.done():  # the client went away and the request was cancelled
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+def _deliver(results: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    """Settle the futures on their event loop: one call a batch (one loop serves a server)."""
+    loops: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for result in results:
+        loops.setdefault(result[0].get_loop(), []).append(result)
+    for loop, some in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, some)
+        except RuntimeError:  # the loop has closed: nobody waits for these answers
+            pass
+
+
+def _settle(results: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for future, result, exc in results:
+        if future.done():  # the client went away and the request was cancelled
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)

@@ -36,12 +36,12 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ModelloopError
+from .columns import INPUT_COLUMNS_KEY
 from .fuse import compact_graph
 from .model import TabularModel, prepare_features, prepared_columns
 
 __all__ = ["INPUT_COLUMNS_KEY", "check_onnx", "onnx_inputs", "to_onnx"]
 
-INPUT_COLUMNS_KEY = "modelloop.input_columns"
 _REGISTERED = False
 
 

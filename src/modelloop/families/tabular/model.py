@@ -47,6 +47,7 @@ from ...data.dates import parse_datetimes
 from ...data.schema import Schema
 from ...errors import ConfigError, DataError, StateError
 from ...evaluation.metrics import labels_from_proba
+from .columns import DATETIME_PARTS, prepared_columns
 
 __all__ = [
     "categorical_indices",
@@ -67,7 +68,6 @@ __all__ = [
 
 FAMILIES: tuple[str, ...] = ("lightgbm", "xgboost", "linear", "catboost")
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
-DATETIME_PARTS: tuple[str, ...] = ("year", "month", "day", "dayofweek", "hour", "epoch")
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 _EPOCH = pd.Timestamp("1970-01-01")
@@ -133,21 +133,6 @@ def _datetime_parts(s: pd.Series, col: str, fmt: str | None) -> dict[str, pd.Ser
         "epoch": (s - _EPOCH) / pd.Timedelta(seconds=1),
     }
     return {f"{col}__{p}": parts[p].astype("float64") for p in DATETIME_PARTS}
-
-
-def prepared_columns(schema: Schema) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) names of the prepared frame, in the order :func:`prepare_features` emits."""
-    numeric: list[str] = []
-    categorical: list[str] = []
-    for col in schema.features():
-        kind = schema.columns[col]
-        if kind == "datetime":
-            numeric.extend(f"{col}__{p}" for p in DATETIME_PARTS)
-        elif kind == "categorical":
-            categorical.append(col)
-        else:
-            numeric.append(col)
-    return numeric, categorical
 
 
 def raw_column(prepared: str, schema: Schema) -> str:

@@ -49,8 +49,7 @@ from ...data.dates import read_datetime
 from ...data.schema import Schema
 from ...serving.runtime import ONNX_ATOL, Runtime, Scorer, native_model, onnx_path, served_diff
 from ...workspace import Workspace
-from .export import INPUT_COLUMNS_KEY
-from .model import DATETIME_PARTS, prepared_columns
+from .columns import DATETIME_PARTS, INPUT_COLUMNS_KEY, prepared_columns
 
 __all__ = ["PACKED_INPUT", "check_frame", "input_map", "onnx_runtime", "onnx_scorer", "packed_inputs", "serving_session",
            "synthetic_frame", "tabular_runtime", "variant_runtime"]

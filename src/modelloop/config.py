@@ -179,7 +179,8 @@ class Config(_Section):
     task: str | None = Field(
         None, description="one of the registered families' tasks (modelloop.families.TASKS); default: inferred "
                           "from the target (few values, text, booleans: classification; fractional or many "
-                          "distinct numbers: regression)")
+                          "distinct numbers: regression; classes whose features are one free-text column and at "
+                          "most 3 others: text_classification)")
     seed: int = 0
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -206,6 +207,8 @@ class Config(_Section):
     root: Path = Field(default=Path("."), exclude=True)
     # How ``task`` was inferred ({"task", "reason"}); None while it is the config's own (or unknown).
     _task_inferred: dict[str, str] | None = PrivateAttr(None)
+    # ``model`` holds the inferred task's family defaults (the config had no ``model:``), not the user's own
+    _model_follows_task: bool = PrivateAttr(False)
 
     @field_validator("task")
     @classmethod
@@ -265,15 +268,23 @@ class Config(_Section):
         """
         if self.task is not None and self._task_inferred is None:
             return
-        before = (self.task, self.split.strategy, self._task_inferred, self.split._follows_task)
+        from .families import settings_schema_for
+
+        before = (self.task, self.split.strategy, self._task_inferred, self.split._follows_task, self.model,
+                  self._model_follows_task)
         self.task = task  # type: ignore[assignment]  # one of the Literal's values, from infer_task
         self._task_inferred = {"task": task, "reason": reason}
         if self.split._follows_task:
             self.split.strategy = None  # it followed an earlier inference: let it follow this one
         _settle_split(self)
+        if self.model is None or self._model_follows_task:  # no ``model:`` of the user's: the family's defaults
+            settings = settings_schema_for(task)
+            self.model = None if settings is None else settings.model_validate({})
+            self._model_follows_task = self.model is not None
         problems = [p for check in CHECKS.values() for p in check(self)]
         if problems:
-            self.task, self.split.strategy, self._task_inferred, self.split._follows_task = before  # type: ignore[assignment]
+            (self.task, self.split.strategy, self._task_inferred, self.split._follows_task, self.model,
+             self._model_follows_task) = before  # type: ignore[assignment]
             why = (f" (task {task} was inferred: {reason}; set `task:` in modelloop.yaml to choose "
                    f"another)")
             raise ConfigError("\n".join(p + why for p in problems))

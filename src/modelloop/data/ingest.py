@@ -47,21 +47,23 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     df, coerced = check_types(df, schema, coerce=d.on_type_error == "coerce")
     before = len(df)
     if not partial:  # partial labels (anomaly detection): every row is kept, labelled or not
-        _settle_target(cfg, df[d.target], report)
+        _settle_target(cfg, df[d.target], report, schema)
         df = df[df[d.target].notna()].reset_index(drop=True)
     report["dropped_missing_target"] = before - len(df)
     report["coerced"] = coerced
     return df, schema, dict(report)
 
 
-def _settle_target(cfg: Config, y: pd.Series | pl.Series, report: dict[str, Any]) -> None:
-    """The task (inferred from the target ``y`` when the config leaves it out), then the target's check."""
+def _settle_target(cfg: Config, y: pd.Series | pl.Series, report: dict[str, Any], schema: Schema) -> None:
+    """The task (inferred from the target ``y`` and the kinds of the feature columns when the config leaves
+    it out), then the target's check."""
     from .split import check_target
 
-    if cfg.task is None or cfg.task_inferred is not None:  # left out of the config: the target decides
+    if cfg.task is None or cfg.task_inferred is not None:  # left out of the config: the data decides
         from .task import infer_task
 
-        inferred = infer_task(y, cfg.data.target)
+        roles = {schema.target, schema.id}
+        inferred = infer_task(y, cfg.data.target, {c: k for c, k in schema.columns.items() if c not in roles})
         cfg.settle_task(inferred.task, inferred.reason)
         report["task"] = inferred.to_dict()
     check_target(y, str(cfg.task), cfg.data.target)
@@ -123,7 +125,7 @@ def read_checked_source(cfg: Config) -> CheckedTable:
     report: dict[str, Any] = {"source": d.source}
     partial = _partial_labels(cfg)
     if not partial:
-        _settle_target(cfg, y, report)
+        _settle_target(cfg, y, report, schema)
     keep = y.is_not_null().to_numpy() | partial
     report["dropped_missing_target"] = int((~keep).sum())
     report["coerced"] = coerced

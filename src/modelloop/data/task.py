@@ -10,6 +10,7 @@ feedback merge), sees the same task even when new rows would tip the ratio.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,13 +31,14 @@ class TaskInference:
         return asdict(self)
 
 
-def infer_task(y: pd.Series | pl.Series, target: str) -> TaskInference:
+def infer_task(y: pd.Series | pl.Series, target: str, kinds: Mapping[str, str] | None = None) -> TaskInference:
     """The task the values of target column ``target`` ask for, as the family that serves a left-out
-    task infers it: from a pandas Series, or a Polars one (ingest of a Parquet source), read alike."""
+    task infers it: from a pandas Series, or a Polars one (ingest of a Parquet source), read alike.
+    ``kinds`` (the other columns' kinds, as ingest read them) lets it see a table that is really texts."""
     from ..families import family_for_task
 
     family: Any = family_for_task(None)  # its optional ``infer_task`` (the Family protocol's extension)
-    return family.infer_task(y, target)
+    return family.infer_task(y, target, kinds)
 
 
 def target_kind(task: str) -> str | None:

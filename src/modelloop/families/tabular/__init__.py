@@ -71,10 +71,10 @@ class TabularFamily:
 
     # It serves a project whose task is left out (``families.INFERRED_TASKS_FAMILY``): it says which of its
     # tasks a target asks for, at ingest (``infer_task``, with the reason) and in the profile (``column_task``).
-    def infer_task(self, y: Any, target: str) -> Any:
+    def infer_task(self, y: Any, target: str, kinds: Any = None) -> Any:
         from .task import infer_task
 
-        return infer_task(y, target)
+        return infer_task(y, target, kinds)
 
     def column_task(self, dtype: Any, kind: str | None, distinct: int) -> str:
         from .task import column_task

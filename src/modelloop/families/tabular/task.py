@@ -8,6 +8,10 @@ whole numbers (ratings, codes) make a classification. Guessing a classifier for 
 once spent the search on a 400-class model and crashed evaluation; guessing a regressor for codes
 would predict 2.4 for class 2 or 3, so whole numbers with few values stay classes.
 
+A table whose features are one free-text column (and at most ``TEXT_TABLE_MAX_OTHER`` others: a language,
+a source) with a class target is a text classification: a tabular model drops free text, so reviews and
+their sentiment trained as a table came out at chance, answering one class for every row.
+
 ``column_task`` is the profile's quicker reading of a target it profiles without a task (from the
 column's Polars type, kind and distinct count). The data layer asks for both through the family
 (``data/task.py``, ``data/quality.py``).
@@ -15,25 +19,44 @@ column's Polars type, kind and distinct count). The data layer asks for both thr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...data.task import TaskInference
+from ...errors import cap_list
 
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-__all__ = ["column_task", "infer_task", "ordinal_warning"]
+__all__ = ["column_task", "infer_task", "ordinal_warning", "text_warning"]
 
 MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
 LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
+TEXT_TABLE_MAX_OTHER = 3       # other feature columns beside one text column that still make a table of texts
 FEW_VALUES_SHARE = 0.1          # at most this share of distinct values: classes (numbers)
 FEW_VALUES_SHARE_LARGE = 0.05
 
 
-def infer_task(y: pd.Series | pl.Series, target: str) -> TaskInference:
+def infer_task(y: pd.Series | pl.Series, target: str, kinds: Mapping[str, str] | None = None) -> TaskInference:
     """``classification`` or ``regression`` for the values of target column ``target``: a pandas Series,
-    or a Polars one (ingest of a Parquet source reads its target without pandas), read alike."""
+    or a Polars one (ingest of a Parquet source reads its target without pandas), read alike; with the
+    feature columns' ``kinds``, ``text_classification`` for a class target on a table of texts."""
+    found = _target_task(y, target)
+    if found.task != "classification" or not kinds:
+        return found
+    text = [c for c, k in kinds.items() if k == "text"]
+    other = [c for c, k in kinds.items() if k not in ("text", "identifier")]
+    if len(text) != 1 or len(other) > TEXT_TABLE_MAX_OTHER:
+        return found
+    beside = f" beside {cap_list(other)}" if other else ""
+    return TaskInference("text_classification", f"{found.reason}, and the features are the free text of "
+                                                f"'{text[0]}'{beside}: a text classifier reads it, a "
+                                                f"tabular model would drop it")
+
+
+def _target_task(y: pd.Series | pl.Series, target: str) -> TaskInference:
+    """The target's own reading (AutoGluon's rules, the module's docstring)."""
     import numpy as np
 
     if hasattr(y, "dropna"):  # pandas
@@ -96,3 +119,15 @@ def ordinal_warning(y: pd.Series, target: str) -> str | None:
     return (f"target '{target}' holds {len(levels)} evenly spaced numbers ({shown}): they are "
             "trained as unordered classes; if their order matters (a rating, a grade), set `task: regression` "
             "in modelloop.yaml and round its predictions")
+
+
+def text_warning(columns: Mapping[str, str], roles: set[str | None]) -> str | None:
+    """What a tabular model leaves out of a table with free-text ``columns`` (name -> kind; ``roles``: the
+    target and id): their words never reach it, which a user reading only the score would not know."""
+    text = [c for c, k in columns.items() if k == "text" and c not in roles]
+    if not text:
+        return None
+    return (f"{cap_list(repr(c) for c in text)} hold{'s' if len(text) == 1 else ''} free text, which a tabular "
+            f"model does not read; to train on it, set task: text_classification and data.text: {text[0]} "
+            f"(a text classifier reads one text column), or data.columns: {{{text[0]}: categorical}} to use "
+            f"its values as categories")

@@ -142,3 +142,27 @@ def test_close_answers_what_is_queued_then_refuses() -> None:
             await b.predict(rt, [7])
 
     asyncio.run(main())
+
+
+def test_the_worker_survives_what_a_model_or_a_metric_raises() -> None:
+    class Stop(BaseException):
+        pass
+
+    class Stopping(FakeRuntime):
+        def predict(self, records: list) -> list:
+            if records == ["stop"]:
+                raise Stop()
+            return super().predict(records)
+
+    def broken_metric(n: int, seconds: float) -> None:
+        raise ValueError("metrics down")
+
+    async def main() -> None:
+        b = MicroBatcher(max_batch_size=4, on_batch=broken_metric)
+        rt = Stopping()
+        with pytest.raises(Stop):
+            await asyncio.wait_for(b.predict(rt, ["stop"]), 5)
+        assert await asyncio.wait_for(b.predict(rt, [1]), 5) == [{"label": 1}]   # the worker answers on
+        b.close()
+
+    asyncio.run(main())

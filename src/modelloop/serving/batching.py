@@ -22,6 +22,7 @@ of the same runtime, so a hot swap never feeds a record to a model with another 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -29,6 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = ["MicroBatcher"]
+
+log = logging.getLogger("modelloop.serving")
 
 
 class _Item:
@@ -136,7 +139,7 @@ class MicroBatcher:
         start = time.perf_counter()
         try:
             outputs = batch[0].runtime.predict(records)
-        except Exception as exc:
+        except BaseException as exc:  # the worker lives on; the request gets the error, as from an executor
             if len(batch) == 1:
                 _deliver([(batch[0].future, None, exc)])
                 return
@@ -144,7 +147,10 @@ class MicroBatcher:
                 self._run([item])
             return
         if self.on_batch is not None:
-            self.on_batch(len(records), time.perf_counter() - start)
+            try:
+                self.on_batch(len(records), time.perf_counter() - start)
+            except Exception:  # a metric must not keep the answers back
+                log.exception("micro-batcher: on_batch failed")
         done: list[tuple[asyncio.Future, Any, BaseException | None]] = []
         at = 0
         for item in batch:

@@ -104,3 +104,39 @@ def test_ingest_of_reviews_infers_a_text_classifier_with_its_family_s_settings(t
     later = Project(parse_config({"data": {"source": "r.csv", "target": "sentiment"}}, root=tmp_path))
     assert later.status()["metric"] == "f1_macro" and later.config.task == "text_classification"
     assert isinstance(later.config.model, settings_schema_for("text_classification"))
+
+
+def _image_folder(root, n=6):
+    from PIL import Image
+
+    for label, colour in (("cat", (200, 40, 40)), ("dog", (40, 40, 200))):
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (16, 16), colour).save(root / label / f"{i}.png")
+
+
+def test_a_folder_of_images_with_the_task_left_out_is_an_image_classification(tmp_path):
+    """``init --source photos --target label`` then ``run``: the folder was read as a folder of texts and
+    ingest failed ("no non-empty .txt files in its class folders"). Its images now settle the task."""
+    from modelloop.data.task import infer_folder_task
+
+    _image_folder(tmp_path / "photos")
+    p = Project(parse_config({"data": {"source": "photos", "target": "label"}}, root=tmp_path))
+    ds = p.ingest()
+    assert ds["rows"] == 12 and ds["source"]["task"] == {
+        "task": "image_classification", "reason": "data.source photos/ holds images (12 of its 12 files)"}
+    later = Project(parse_config({"data": {"source": "photos", "target": "label"}}, root=tmp_path))
+    assert later.status()["metric"] == "f1_macro" and later.config.task == "image_classification"
+    # a folder of texts says nothing here (it is read as a table of texts, then inferred as one)
+    (tmp_path / "notes" / "a").mkdir(parents=True)
+    (tmp_path / "notes" / "a" / "1.txt").write_text("hello")
+    assert infer_folder_task(tmp_path / "notes") is None
+
+
+def test_a_folder_of_texts_with_the_task_left_out_is_a_text_classification(tmp_path):
+    for label, words in (("pos", "great love"), ("neg", "awful refund")):
+        (tmp_path / "t" / label).mkdir(parents=True)
+        for i in range(20):
+            (tmp_path / "t" / label / f"{i}.txt").write_text(f"{words} item {i}")
+    p = Project(parse_config({"data": {"source": "t", "target": "label"}}, root=tmp_path))
+    assert p.ingest()["source"]["task"]["task"] == "text_classification"

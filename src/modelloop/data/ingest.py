@@ -10,6 +10,7 @@ from ..config import Config
 from ..errors import DataError, cap_list
 from ..workspace import Workspace
 from .schema import Schema
+from .task import TaskInference
 from .side_tables import side_version_id, snapshot_side_tables
 from .snapshot import (HASH_SCHEME, ROW_ID, assign_row_ids, content_hash, read_manifest, read_snapshot,
                        update_manifest, write_snapshot_batches)
@@ -30,6 +31,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     from .sources import check_types, read_table
 
     d = cfg.data
+    folder = _folder_task(cfg)
     own, kinds = _family_reader(cfg), None
     if d.sources:
         df, report = _read_sources(cfg)
@@ -47,23 +49,44 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     df, coerced = check_types(df, schema, coerce=d.on_type_error == "coerce")
     before = len(df)
     if not partial:  # partial labels (anomaly detection): every row is kept, labelled or not
-        _settle_target(cfg, df[d.target], report, schema)
+        _settle_target(cfg, df[d.target], report, schema, folder)
         df = df[df[d.target].notna()].reset_index(drop=True)
     report["dropped_missing_target"] = before - len(df)
     report["coerced"] = coerced
     return df, schema, dict(report)
 
 
-def _settle_target(cfg: Config, y: pd.Series | pl.Series, report: dict[str, Any], schema: Schema) -> None:
+def _folder_task(cfg: Config) -> TaskInference | None:
+    """A folder ``data.source`` and the task left out: the task its files ask for (a folder of images in
+    class folders: an image classification), settled before it is read, since the task's family reads it.
+    None when the folder's files do not say (a text folder is read as a table, then inferred as one)."""
+    d = cfg.data
+    if (cfg.task is not None and cfg.task_inferred is None) or d.sources or not d.source:
+        return None
+    path = Path(str(d.source))
+    path = path if path.is_absolute() else cfg.root / path
+    if not path.is_dir():
+        return None
+    from .task import infer_folder_task
+
+    inferred = infer_folder_task(path)
+    if inferred is not None:
+        cfg.settle_task(inferred.task, inferred.reason)
+    return inferred
+
+
+def _settle_target(cfg: Config, y: pd.Series | pl.Series, report: dict[str, Any], schema: Schema,
+                   folder: TaskInference | None = None) -> None:
     """The task (inferred from the target ``y`` and the kinds of the feature columns when the config leaves
-    it out), then the target's check."""
+    it out, or from the ``folder`` it was read from), then the target's check."""
     from .split import check_target
 
     if cfg.task is None or cfg.task_inferred is not None:  # left out of the config: the data decides
         from .task import infer_task
 
         roles = {schema.target, schema.id}
-        inferred = infer_task(y, cfg.data.target, {c: k for c, k in schema.columns.items() if c not in roles})
+        inferred = folder or infer_task(y, cfg.data.target,
+                                        {c: k for c, k in schema.columns.items() if c not in roles})
         cfg.settle_task(inferred.task, inferred.reason)
         report["task"] = inferred.to_dict()
     check_target(y, str(cfg.task), cfg.data.target)

@@ -14,10 +14,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
     import polars as pl
 
-__all__ = ["TaskInference", "infer_task", "recorded_task", "target_kind"]
+__all__ = ["TaskInference", "infer_folder_task", "infer_task", "recorded_task", "target_kind"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,15 @@ def infer_task(y: pd.Series | pl.Series, target: str, kinds: Mapping[str, str] |
 
     family: Any = family_for_task(None)  # its optional ``infer_task`` (the Family protocol's extension)
     return family.infer_task(y, target, kinds)
+
+
+def infer_folder_task(path: Path) -> TaskInference | None:
+    """The task a folder ``data.source`` asks for by the files in it, as the family that serves a left-out
+    task infers it (its optional ``infer_folder_task``); None when the files do not say."""
+    from ..families import family_for_task
+
+    family: Any = family_for_task(None)
+    return family.infer_folder_task(path) if hasattr(family, "infer_folder_task") else None
 
 
 def target_kind(task: str) -> str | None:

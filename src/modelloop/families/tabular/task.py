@@ -20,6 +20,7 @@ column's Polars type, kind and distinct count). The data layer asks for both thr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...data.task import TaskInference
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-__all__ = ["column_task", "infer_task", "ordinal_warning", "text_warning"]
+__all__ = ["column_task", "infer_folder_task", "infer_task", "ordinal_warning", "text_warning"]
 
 MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
 LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
@@ -53,6 +54,20 @@ def infer_task(y: pd.Series | pl.Series, target: str, kinds: Mapping[str, str] |
     return TaskInference("text_classification", f"{found.reason}, and the features are the free text of "
                                                 f"'{text[0]}'{beside}: a text classifier reads it, a "
                                                 f"tabular model would drop it")
+
+
+def infer_folder_task(path: Path) -> TaskInference | None:
+    """``image_classification`` for a folder whose files are mostly images (``data.images``' formats: class
+    folders, or a table of paths beside them); None otherwise (a folder of .txt files is read as a table
+    of texts and inferred as one). It read as a text folder before, and failed: no .txt files."""
+    from ...data.images import IMAGE_SUFFIXES, visible_files
+
+    files = visible_files(path)
+    images = sum(f.suffix.lower() in IMAGE_SUFFIXES for f in files)
+    if images == 0 or images * 2 < len(files):
+        return None
+    return TaskInference("image_classification", f"data.source {path.name}/ holds images ({images} of its "
+                                                 f"{len(files)} files)")
 
 
 def _target_task(y: pd.Series | pl.Series, target: str) -> TaskInference:

@@ -25,7 +25,7 @@ from ...workspace import Workspace
 from ..heads import head_kind
 from . import search
 from .search import SearchSettings, cv_repeats, run_search
-from .task import ordinal_warning, text_warning
+from .task import interactions_warning, ordinal_warning, text_warning
 
 log = logging.getLogger("modelloop.train")
 
@@ -114,7 +114,8 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
                        test_df, register_as_production, family="tabular")
     # what the user may want to change in modelloop.yaml: logged (stderr) and in the JSON
     warnings = [w for w in [ordinal_warning(train_df[target], target) if task == "multiclass" else None,
-                            text_warning(schema.columns, {schema.target, schema.id})] if w]
+                            text_warning(schema.columns, {schema.target, schema.id}),
+                            interactions_warning(schema.columns, {schema.target, schema.id}, target)] if w]
     for w in warnings:
         log.warning("%s", w)
     return {**out, "warnings": warnings, "budget": _budget_report(run_budget, result)}

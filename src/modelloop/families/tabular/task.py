@@ -19,6 +19,7 @@ column's Polars type, kind and distinct count). The data layer asks for both thr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-__all__ = ["column_task", "infer_folder_task", "infer_task", "ordinal_warning", "text_warning"]
+__all__ = ["column_task", "infer_folder_task", "infer_task", "interactions_warning", "ordinal_warning", "text_warning"]
 
 MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
 LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
@@ -146,3 +147,24 @@ def text_warning(columns: Mapping[str, str], roles: set[str | None]) -> str | No
             f"model does not read; to train on it, set task: text_classification and data.text: {text[0]} "
             f"(a text classifier reads one text column), or data.columns: {{{text[0]}: categorical}} to use "
             f"its values as categories")
+
+
+_USER = re.compile(r"^(user|customer|client|member|buyer|visitor|reader|viewer|listener)[ _-]?(id)?$", re.IGNORECASE)
+_ITEM = re.compile(r"^(item|product|movie|film|book|song|track|article|sku|video|course|listing)[ _-]?(id)?$",
+                   re.IGNORECASE)
+INTERACTIONS_MAX_OTHER = 2  # other features beside a user and an item column that still make an interaction log
+
+
+def interactions_warning(columns: Mapping[str, str], roles: set[str | None], target: str) -> str | None:
+    """A table of who-rated-what (a user column, an item column, at most ``INTERACTIONS_MAX_OTHER`` others)
+    trained as a table: its ids are numbers or codes to a tabular model, which learns little from them
+    (users' ratings of items trained as classes came out at chance); a recommender is what reads them."""
+    features = [c for c in columns if c not in roles]
+    users = [c for c in features if _USER.match(str(c))]
+    items = [c for c in features if _ITEM.match(str(c))]
+    if not users or not items or len(features) - 2 > INTERACTIONS_MAX_OTHER:
+        return None
+    return (f"the features look like interactions ({users[0]} x {items[0]}): a tabular model reads the ids as "
+            f"numbers or categories; to recommend items to users, set task: recommendation with "
+            f"data.user: {users[0]}, data.item: {items[0]} and data.rating: {target} (no data.rating for clicks or "
+            f"purchases)")

@@ -140,3 +140,15 @@ def test_a_folder_of_texts_with_the_task_left_out_is_a_text_classification(tmp_p
             (tmp_path / "t" / label / f"{i}.txt").write_text(f"{words} item {i}")
     p = Project(parse_config({"data": {"source": "t", "target": "label"}}, root=tmp_path))
     assert p.ingest()["source"]["task"]["task"] == "text_classification"
+
+
+def test_train_in_a_later_process_trains_the_inferred_family(tmp_path):
+    """``modelloop ingest`` then ``modelloop train`` (two processes): train chose its family from the config's
+    task before reading the dataset version, so a left-out task was the tabular family's whatever ingest
+    had inferred ("the schema has no feature columns" on a table of texts). It settles the task first."""
+    _image_folder(tmp_path / "photos", n=8)
+    Project(parse_config({"data": {"source": "photos", "target": "label"}}, root=tmp_path)).ingest()
+    later = Project(parse_config({"data": {"source": "photos", "target": "label"}, "train": {"budget": 5}},
+                                 root=tmp_path))
+    result = later.train(trials=1)
+    assert result["family"] == "image" and result["task_inferred"]["task"] == "image_classification"

@@ -128,6 +128,8 @@ def _family_request(ws: Workspace, verb: str, pool: Resources | None, where: str
         return {"cpus": None, "gpus": None, "memory": None, "family": None, "wanted_gpus": 0, "notes": []}
     from ..families import family_for_task
 
+    if ws.config.task is None and (latest := ws.catalog.latest_dataset(ws.config.name)) is not None:
+        ws.settle_task(dataset=latest)  # a left-out task as ingest inferred it (a text or image family's needs)
     family = family_for_task(ws.config.task)
     need = family.resources
     local = ws.config.compute.engine == "local"

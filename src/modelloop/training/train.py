@@ -28,8 +28,11 @@ def train(ws: Workspace, *, budget: float | None = None, trials: int | None = No
           register_as_production: bool | None = None) -> dict[str, Any]:
     """Search, fit, evaluate on the frozen test split, register: the family serving the config's
     task does the work. Returns a JSON-ready summary."""
+    from ..data.ingest import dataset_row
     from ..families import family_for_task
 
+    if ws.config.task is None or ws.config.task_inferred is not None:
+        dataset_row(ws, dataset)  # settles a left-out task as inferred for the version: it picks the family
     return family_for_task(ws.config.task).train(
         ws, budget=budget, trials=trials, dataset=dataset, warm_start=warm_start, kind=kind, progress=progress,
         register_as_production=register_as_production)

@@ -152,3 +152,16 @@ def test_train_in_a_later_process_trains_the_inferred_family(tmp_path):
                                  root=tmp_path))
     result = later.train(trials=1)
     assert result["family"] == "image" and result["task_inferred"]["task"] == "image_classification"
+
+
+def test_a_text_target_of_answers_beside_a_text_column_is_a_text_generation():
+    """Prompts and the answers to them, task left out: the answers read as 200 classes of a text classifier.
+    Mostly distinct text in the target is answers to write (the generative family takes data.target as the
+    completion and the one other column as the prompt)."""
+    answers = pd.Series([f"Open Settings, choose item {i} and follow the steps." for i in range(200)])
+    got = infer_task(answers, "response", {"prompt": "text"})
+    assert got.task == "text_generation" and "200 distinct values in 200 rows" in got.reason
+    assert infer_task(pl.Series(answers.tolist()), "response", {"prompt": "text"}).task == "text_generation"
+    labels = pd.Series(RNG.choice(["refund", "shipping", "login"], 200))
+    assert infer_task(labels, "intent", {"prompt": "text"}).task == "text_classification"  # few values: classes
+    assert infer_task(answers.head(10), "response", {"prompt": "text"}).task == "text_classification"  # 10 rows

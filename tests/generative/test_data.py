@@ -33,6 +33,11 @@ def test_shape_from_column_names_and_from_config():
         detect_shape(_data(messages="chat"), ["prompt", "completion"])
     with pytest.raises(ConfigError, match=r"^data: no column says what to learn"):
         detect_shape(_data(), ["question", "answer"])
+    # data.target is the answer; the one other column asks for it (a text_generation inferred at ingest)
+    assert detect_shape(_data(target="answer"), ["question", "answer"]) == Shape("pairs", prompt="question",
+                                                                                completion="answer")
+    with pytest.raises(ConfigError, match=r"^data: no column says what to learn"):  # which column is the prompt?
+        detect_shape(_data(target="answer"), ["question", "topic", "answer"])
 
 
 def test_messages_are_checked_naming_the_position():

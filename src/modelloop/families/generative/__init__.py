@@ -102,7 +102,8 @@ class GenerativeFamily:
         if schema.text:
             return {str(schema.text): "text"}
         try:
-            return dict.fromkeys(detect_shape(None, list(schema.columns)).input_columns(), "text")
+            columns = [str(c) for c in schema.columns if not str(c).startswith("_")]
+            return dict.fromkeys(detect_shape(schema, columns).input_columns(), "text")  # its target: the answer
         except Exception:  # no column named as a shape names it: nothing to compare
             return {}
 

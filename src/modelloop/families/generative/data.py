@@ -107,6 +107,10 @@ def detect_shape(data: Any, columns: Sequence[str]) -> Shape:
         return Shape("pairs", prompt="prompt", completion="completion")
     if "text" in names:
         return Shape("text", text="text")
+    target = get("target")
+    others = [c for c in columns if c != target]
+    if target in names and len(others) == 1:  # data.target is the answer; the one other column asks for it
+        return Shape("pairs", prompt=others[0], completion=target)
     raise ConfigError("data: no column says what to learn; name the columns prompt and completion, messages, "
                       f"text, or prompt, chosen and rejected (preference pairs), or set data.prompt and data.completion, data.messages or data.text "
                       f"(columns: {', '.join(columns)})")

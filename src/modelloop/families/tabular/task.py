@@ -35,6 +35,8 @@ __all__ = ["column_task", "infer_folder_task", "infer_task", "interactions_warni
 
 MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
 LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
+GENERATION_MIN_ROWS = 20       # a text target with at least this many values ...
+GENERATION_DISTINCT_SHARE = 0.5  # ... at least this share of them distinct: answers to write, not classes
 TEXT_TABLE_MAX_OTHER = 3       # other feature columns beside one text column that still make a table of texts
 FEW_VALUES_SHARE = 0.1          # at most this share of distinct values: classes (numbers)
 FEW_VALUES_SHARE_LARGE = 0.05
@@ -51,10 +53,37 @@ def infer_task(y: pd.Series | pl.Series, target: str, kinds: Mapping[str, str] |
     other = [c for c, k in kinds.items() if k not in ("text", "identifier")]
     if len(text) != 1 or len(other) > TEXT_TABLE_MAX_OTHER:
         return found
+    if (answers := _free_text(y)) is not None:
+        return TaskInference("text_generation", f"target '{target}' holds free text ({answers}) and the "
+                                                f"features are the free text of '{text[0]}': a generative "
+                                                f"model learns to write the one from the other")
     beside = f" beside {cap_list(other)}" if other else ""
     return TaskInference("text_classification", f"{found.reason}, and the features are the free text of "
                                                 f"'{text[0]}'{beside}: a text classifier reads it, a "
                                                 f"tabular model would drop it")
+
+
+def _free_text(y: pd.Series | pl.Series) -> str | None:
+    """How a target reads as answers to write rather than labels to choose: text, at least
+    ``GENERATION_MIN_ROWS`` values, at least ``GENERATION_DISTINCT_SHARE`` of them distinct; None otherwise."""
+    if hasattr(y, "dropna"):  # pandas
+        import pandas as pd
+
+        values = y.dropna()
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            return None
+        distinct = int(values.nunique())
+    else:
+        import polars as pl
+
+        values = y.drop_nulls()
+        if values.dtype not in (pl.String, pl.Categorical):
+            return None
+        distinct = values.n_unique()
+    rows = len(values)
+    if rows < GENERATION_MIN_ROWS or distinct < GENERATION_DISTINCT_SHARE * rows:
+        return None
+    return f"{distinct} distinct values in {rows} rows"
 
 
 def infer_folder_task(path: Path) -> TaskInference | None:

@@ -317,3 +317,29 @@ def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, 
     (tmp_path / "blank").mkdir()
     code, out, _ = cli(["init"], capsys, tmp_path / "blank")
     assert code == 0 and "set data.source and data.target in modelloop.yaml" in out and "cd " not in out
+
+
+def test_init_task_writes_it_and_a_task_without_labels_needs_no_target(tmp_path, capsys):
+    """`modelloop init proj --source sensors.csv --task anomaly_detection`: rows without a column to predict
+    (an anomaly detector, a recommender) had no way in: `--source needs --target`. The task is written as
+    task:, checked against the registered ones, and the project ingests every row."""
+    import yaml
+
+    from modelloop.families import TASKS, partial_labels
+
+    unlabelled = [t for t in TASKS if partial_labels(t)]
+    _table(80).drop(columns=["y"]).to_csv(tmp_path / "rows.csv", index=False)
+    code, _, err = cli(["init", "p", "--source", "rows.csv"], capsys, tmp_path)
+    assert code == 2 and f"(rows without a column to predict: --task {' or '.join(unlabelled)})" in err
+    code, _, err = cli(["init", "p", "--source", "rows.csv", "--task", "churn"], capsys, tmp_path)
+    assert code == 2 and "--task: unknown task 'churn'; allowed: " + ", ".join(TASKS) in err
+    assert not (tmp_path / "p").exists()
+    code, out, err = cli(["init", "p", "--source", "rows.csv", "--task", unlabelled[0]], capsys, tmp_path)
+    assert code == 0, err
+    written = yaml.safe_load((tmp_path / "p" / "modelloop.yaml").read_text())
+    assert written["task"] == unlabelled[0] and "target" not in written["data"]
+    code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "p")
+    assert code == 0 and json.loads(out)["rows"] == 80
+    # a task that needs labels still needs its target
+    code, _, err = cli(["init", "q", "--source", "rows.csv", "--task", "regression"], capsys, tmp_path)
+    assert code == 2 and "--source needs --target" in err

@@ -62,11 +62,13 @@ def init(directory: Path = typer.Argument(Path("."), help="project folder to cre
          target: str | None = typer.Option(None, "--target", help="the column to predict, as data.target"),
          query: str | None = typer.Option(None, "--query", help="with a database URL --source: the SQL that "
                                                                 "reads the table, as data.query"),
+         task: str | None = typer.Option(None, "--task", help="as task: (left out: inferred from the data); "
+                                                              "anomaly detection and recommendation need no --target"),
          as_json: bool = JsonOpt) -> None:
     """Scaffold a project: a commented modelloop.yaml (and example data with --example)."""
     from .scaffold import init_project
 
-    res = init_project(directory, example=example, source=source, target=target, query=query)
+    res = init_project(directory, example=example, source=source, target=target, query=query, task=task)
     here = "" if Path(directory).resolve() == Path.cwd() else f"cd {directory} && "
     ready = res["example"] or res["source"]
     _emit(res, as_json, lambda r: out.print(

@@ -25,41 +25,54 @@ _BLANK = """\
 # modelloop project. Every key but data.source and data.target has a default;
 # `modelloop init --example fraud` writes a complete, commented example.
 name: {name}
-# task: classification        # classification | regression; left out, inferred from the target
-data:
+{task}data:
   source: {source}      # CSV, Parquet, JSONL path, or a SQLAlchemy URL (then `query:`)
-  target: {target}               # the column to predict
-{query}  id: null                    # optional row id column (never used as a feature)
+{target}{query}  id: null                    # optional row id column (never used as a feature)
 train:
   budget: 120                 # seconds for the whole search
   # metric: f1_macro          # default: f1_macro for classification, rmse for regression
 """
 
 
+_TASK_LEFT_OUT = "# task: {tasks}\n#   left out: inferred from the data at ingest (`modelloop run` says which and why)\n"
+_TARGET = "  target: {target}               # the column to predict\n"
+_NO_TARGET = "  # target: null               # optional for task {task}: a column of labels for a few rows, if any\n"
+
+
 def init_project(directory: Path | str, *, example: str | None = None, source: str | None = None,
-                 target: str | None = None, query: str | None = None) -> dict[str, Any]:
+                 target: str | None = None, query: str | None = None, task: str | None = None) -> dict[str, Any]:
     """Write ``modelloop.yaml`` (and the example's data) into ``directory``; never overwrites.
 
     ``source`` / ``target`` (``init --source --target``, as Ludwig's ``init_config --dataset --target``):
     the user's own table and the column to predict go into the config, the path written relative to the
     project folder (how ``data.source`` is read); a file that is not there or a target that is not one of
-    its columns is refused here, naming the columns, rather than at the first ``modelloop run``."""
+    its columns is refused here, naming the columns, rather than at the first ``modelloop run``. ``task``
+    (``init --task``) is written as ``task:``; a task whose labels are partial (anomaly detection, a
+    recommender) needs no ``--target``."""
+    from .families import TASKS, partial_labels
+
     root = Path(directory)
     cfg_path = root / "modelloop.yaml"
     if cfg_path.exists():
         raise ConfigError(f"{cfg_path} already exists; choose another folder or edit it")
     if example is not None and example not in EXAMPLES:
         raise ConfigError(f"--example: unknown example '{example}'; allowed: {', '.join(EXAMPLES)}")
-    if example is not None and (source or target):
-        raise ConfigError("--example writes its own data and config; give either --example or --source/--target")
+    if example is not None and (source or target or task):
+        raise ConfigError("--example writes its own data and config; give either --example or "
+                          "--source/--target/--task")
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"--task: unknown task '{task}'; allowed: {', '.join(TASKS)}")
+    optional = task is not None and partial_labels(task)
     if query is not None and source is None:
         raise ConfigError("--query needs --source DATABASE_URL (the database the SQL reads)")
-    if (source is None) != (target is None):
+    if (source is None) != (target is None) and not (optional and target is None):
         given, missing = ("--source", "--target") if target is None else ("--target", "--source")
         columns = _columns(Path(source)) if source is not None else None
+        unlabelled = " or ".join(t for t in TASKS if partial_labels(t))
         raise ConfigError(f"{given} needs {missing}" + (f"; the columns of {source}: {cap_list(columns)}"
-                                                        if columns else ""))
-    entry = _own_source(root, source, target, query) if source is not None and target is not None else None
+                                                        if columns else "")
+                          + (f" (rows without a column to predict: --task {unlabelled})" if target is None else ""))
+    entry = _own_source(root, source, target, query) if source is not None else None
     root.mkdir(parents=True, exist_ok=True)
     files = [str(cfg_path)]
     if example in _GENERATED_TABLES:  # a seeded generator writes data/<file>; <example>.yaml is the config
@@ -92,16 +105,21 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
         text = src.joinpath(f"{example}.yaml").read_text()
         files.append(str(data))
     else:
+        label = entry[1] if entry else ("label" if not optional else None)
         text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model",
-                             source=entry[0] if entry else "data/train.csv", target=entry[1] if entry else "label",
+                             task=f"task: {task}\n" if task else _TASK_LEFT_OUT.format(tasks=" | ".join(TASKS)),
+                             source=entry[0] if entry else "data/train.csv",
+                             target=_TARGET.format(target=label) if label else _NO_TARGET.format(task=task),
                              query=f"  query: {entry[2]}\n" if entry and entry[2] else "")
     tmp = cfg_path.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(cfg_path)
-    return {"config": str(cfg_path), "files": files, "example": example, "source": source, "target": target}
+    return {"config": str(cfg_path), "files": files, "example": example, "source": source, "target": target,
+            "task": task}
 
 
-def _own_source(root: Path, source: str, target: str, query: str | None) -> tuple[str, str, str | None]:
+def _own_source(root: Path, source: str, target: str | None,
+                query: str | None) -> tuple[str, str | None, str | None]:
     """``(data.source, data.target, data.query)`` as YAML scalars for a user's own table: a database URL as
     given (with its ``query``, which it needs), a file relative to ``root`` (checked to exist, and
     ``target`` against its columns where they can be read without reading the rows)."""
@@ -114,17 +132,17 @@ def _own_source(root: Path, source: str, target: str, query: str | None) -> tupl
         if not query:
             raise ConfigError("--source is a database URL: give --query with the SQL that reads the table "
                               "(e.g. --query 'SELECT * FROM my_table')")  # the URL not echoed: it may hold a password
-        return json.dumps(source), json.dumps(target), json.dumps(query)
+        return json.dumps(source), json.dumps(target) if target else None, json.dumps(query)
     if query:
         raise ConfigError("--query applies to a database URL source; a file is read whole")
     path = Path(source)
     if not path.exists():
         raise ConfigError(f"--source: file not found: {path.resolve()}")
     columns = _columns(path)  # None for a folder (text or images): ingest reads and checks it
-    if columns is not None and target not in columns:
+    if columns is not None and target is not None and target not in columns:
         raise ConfigError(f"--target: '{target}' is not a column of {source}; its columns: {cap_list(columns)}")
     where = os.path.relpath(path.resolve(), root.resolve())
-    return json.dumps(where), json.dumps(target), None
+    return json.dumps(where), json.dumps(target) if target else None, None
 
 
 def _columns(path: Path) -> list[str] | None:

@@ -214,3 +214,24 @@ def test_retention_deletes_old_images_and_the_cap_keeps_those_awaiting_feedback(
     os.utime(path, (now - 40 * 86400, now - 40 * 86400))
     ServedImages(folder, 1 << 40, days=30).keep(y, digest_of(y))
     assert not path.exists() and (folder / digest_of(y)[7:9] / digest_of(y)[7:]).is_file()
+
+
+def test_evaluate_data_reads_a_folder_of_class_folders_as_images(trained_parts: Path, tmp_path: Path, capsys):
+    """`modelloop evaluate --data photos/` on an image model reads the folder as the image family does; it
+    was read as a folder of .txt files ('no non-empty .txt files in its class folders', exit 2)."""
+    from modelloop.examples.images import generate_images
+    from modelloop.families import family_of
+
+    generate_images(tmp_path / "labeled", per_class=4, size=32, seed=5, classes=CLASSES)
+    code, out, err = cli(["evaluate", "--model", "1", "--data", str(tmp_path / "labeled"), "--json"], capsys,
+                         trained_parts)
+    assert code == 0, err
+    result = json.loads(out)
+    ws = Project.load(trained_parts / "modelloop.yaml").workspace
+    row = ws.catalog.get_model("parts", 1)
+    model = family_of(row).load(ws, row)
+    files = sorted((tmp_path / "labeled").rglob("*.*"))
+    truth = [f.parent.name for f in files]
+    guessed = np.asarray(model.classes_)[model.predict_proba([f.read_bytes() for f in files]).argmax(1)]
+    assert result["rows"] == len(files) == 12
+    assert result["metrics"]["accuracy"] == np.mean(guessed == np.asarray(truth))

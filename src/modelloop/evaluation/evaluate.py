@@ -198,7 +198,6 @@ def write_evaluation_report(ws: Workspace, model: Any, df: pd.DataFrame, evaluat
 def evaluate(ws: Workspace, *, model: str | None = None, data: str | None = None) -> dict[str, Any]:
     """Score the production (or latest, or named) model on its frozen test set or on ``data``."""
     from ..data.ingest import ensure_split, load_dataset
-    from ..data.sources import read_table
     from ..registry import load_model, resolve_model
 
     cfg = ws.config
@@ -206,7 +205,7 @@ def evaluate(ws: Workspace, *, model: str | None = None, data: str | None = None
     native = load_model(ws, row)
     task = row["info"]["task"]
     if data:
-        df, _ = read_table(data, root=Path.cwd(), encoding=cfg.data.encoding)
+        df = _labeled_file(ws, row, data)
         source = str(data)
     else:
         drow, full, _ = load_dataset(ws, row["dataset_id"])
@@ -226,3 +225,19 @@ def evaluate(ws: Workspace, *, model: str | None = None, data: str | None = None
                                      dataset_id=row["dataset_id"], suffix="-adhoc" if data else "")
     return {"model": {"name": row["name"], "version": row["version"]}, "data": source,
             "task": task, **evaluation, "report": str(report)}
+
+
+def _labeled_file(ws: Workspace, row: dict[str, Any], data: str) -> pd.DataFrame:
+    """``evaluate --data``: the labeled file (a path from the current folder) read as the model's family
+    reads ``data.source`` (``Family.read_source``: a folder of class folders of images, a table of image
+    paths), else as a table. A table reader would take a folder for one of texts."""
+    from ..data.sources import read_table
+    from ..families import family_of
+
+    cfg = ws.config
+    reader = getattr(family_of(row), "read_source", None)
+    if reader is None:
+        return read_table(data, root=Path.cwd(), encoding=cfg.data.encoding)[0]
+    path = Path(data) if Path(data).is_absolute() else Path.cwd() / data
+    own = cfg.data.model_copy(update={"source": str(path), "sources": [], "query": None, "format": "auto"})
+    return reader(cfg.model_copy(update={"data": own}))[0]

@@ -343,3 +343,12 @@ def test_init_task_writes_it_and_a_task_without_labels_needs_no_target(tmp_path,
     # a task that needs labels still needs its target
     code, _, err = cli(["init", "q", "--source", "rows.csv", "--task", "regression"], capsys, tmp_path)
     assert code == 2 and "--source needs --target" in err
+
+
+def test_output_to_a_pipe_keeps_each_line_whole(tmp_path, capsys):
+    """Piped into a log or CI, rich cut lines at 80 columns mid-sentence ("... in \\nr/modelloop.yaml"),
+    so a grep for the line missed it. A terminal still wraps to its width."""
+    code, out, _ = cli(["init", "a_rather_long_project_folder_name"], capsys, tmp_path)
+    line = ("Next: set data.source and data.target in a_rather_long_project_folder_name/modelloop.yaml (or init "
+            "with --source FILE --target COLUMN), then cd a_rather_long_project_folder_name && modelloop run")
+    assert code == 0 and line in out.splitlines()[0] and len(out.splitlines()[0]) > 80

@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from .errors import ModelloopError
+from .ui import err, out  # one pair of consoles: ui's
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="modelloop: from raw data to a deployed, monitored model and back again.")
-err = Console(stderr=True)
-out = Console()
 
 ConfigOpt = typer.Option("modelloop.yaml", "-c", "--config", help="path to modelloop.yaml")
 JsonOpt = typer.Option(False, "--json", help="print one JSON object on stdout")

@@ -14,8 +14,18 @@ from rich.table import Table
 
 from .errors import cap_list, shown_number
 
-err = Console(stderr=True)
-out = Console()
+
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal wraps long lines to its width; a pipe, a log file or CI keeps each line whole (rich
+    would cut it at 80 columns mid-sentence, and a grep for the line would miss it)."""
+    console = Console(stderr=stderr)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+err = _console(stderr=True)
+out = _console()
 
 __all__ = [
     "demo_summary_rows",

@@ -277,11 +277,19 @@ class Config(_Section):
         if self.split._follows_task:
             self.split.strategy = None  # it followed an earlier inference: let it follow this one
         _settle_split(self)
+        settings = settings_schema_for(task)
+        problems: list[str] = []
         if self.model is None or self._model_follows_task:  # no ``model:`` of the user's: the family's defaults
-            settings = settings_schema_for(task)
             self.model = None if settings is None else settings.model_validate({})
             self._model_follows_task = self.model is not None
-        problems = [p for check in CHECKS.values() for p in check(self)]
+        elif settings is not None and not isinstance(self.model, settings):
+            # the user's ``model:`` written beside a left-out task: validated as the inferred task's family's
+            raw = self.model.model_dump(exclude_unset=True) if isinstance(self.model, BaseModel) else self.model
+            try:
+                self.model = settings.model_validate(raw)
+            except ValidationError as exc:
+                problems = [_format_error({**e, "loc": ("model", *e["loc"])}, task) for e in exc.errors()]
+        problems = problems or [p for check in CHECKS.values() for p in check(self)]
         if problems:
             (self.task, self.split.strategy, self._task_inferred, self.split._follows_task, self.model,
              self._model_follows_task) = before  # type: ignore[assignment]
@@ -358,14 +366,15 @@ def model_section_fits_task(cfg: Config) -> list[str]:
     # them it would be silently ignored. Asking the family also reports a missing optional dependency.
     from .families import family_for_task, tasks_with_settings
 
-    if cfg.model is None:
+    # A task left out is inferred at ingest: the section is checked (and validated as that task's family's
+    # settings) when ``Config.settle_task`` settles it.
+    if cfg.model is None or cfg.task is None:
         return []
     family = family_for_task(cfg.task)
     if family.settings_schema() is None:
         tasks = " | ".join(tasks_with_settings())
         return [f"model: only used by task: {tasks} (the {family.name} family has no model section), got task: "
-                f"{cfg.task or 'left out (inferred: classification or regression)'}; "
-                f"remove the section or set task: {tasks}"]
+                f"{cfg.task}; remove the section or set task: {tasks}"]
     return []
 
 

@@ -51,6 +51,21 @@ def test_settings_that_contradict_the_inferred_task_name_the_inference(raw, expe
     assert cfg.task is None  # nothing half-settled
 
 
+def test_a_model_section_beside_a_left_out_task_is_the_inferred_familys_settings():
+    # init --source writes no task:; a user who then tunes the text model (model.backbone) was refused at
+    # load ("got task: left out (inferred: classification or regression)") before the data could say
+    cfg = parse_config({**MIN, "model": {"backbone": "bundled", "method": "lora"}})
+    cfg.settle_task("text_classification", "the features are the free text of 'review'")
+    assert (cfg.model.backbone, cfg.model.method, cfg.model.max_length) == ("bundled", "lora", 128)
+    with pytest.raises(ConfigError, match=r"model: only used by task: .*got task: classification; .*"
+                                          r"\(task classification was inferred: 2 classes; set `task:`"):
+        parse_config({**MIN, "model": {"backbone": "bundled"}}).settle_task("classification", "2 classes")
+    typo = parse_config({**MIN, "model": {"bakcbone": "bundled"}})
+    with pytest.raises(ConfigError, match=r"model.bakcbone: unknown key \(did you mean 'backbone'\?\)"):
+        typo.settle_task("text_classification", "free text")
+    assert typo.task is None  # a refused inference leaves the config as it was
+
+
 @pytest.mark.parametrize("raw, expected", [
     ({**MIN, "trian": {}}, "trian: unknown key (did you mean 'train'?)"),
     ({"data": {"source": "a.csv", "target": "y", "tagret": 1}}, "data.tagret: unknown key (did you mean 'target'?)"),
@@ -61,7 +76,7 @@ def test_settings_that_contradict_the_inferred_task_name_the_inference(raw, expe
     ({**MIN, "split": {"strategy": "time"}}, "split.strategy: 'time' needs data.time"),
     ({"data": {"source": "a.csv", "target": "y", "id": "y"}}, "data.id: must differ from data.target"),
     ({"data": {"source": "sqlite:///x.db", "target": "y"}}, "data.query: a SQL source"),
-    ({**MIN, "model": {"method": "lora"}}, "model: only used by task: text_classification"),
+    ({**MIN, "task": "classification", "model": {"method": "lora"}}, "model: only used by task: text_classification"),
     ({**MIN, "task": "speech_recognition"},
      f'task: must be one of {", ".join(TASKS)}, got "speech_recognition"'),
     ({**MIN, "task": "image_classification", "train": {"max_latency_ms": 5}},

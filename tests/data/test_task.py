@@ -118,7 +118,7 @@ def _image_folder(root, n=6):
 def test_a_folder_of_images_with_the_task_left_out_is_an_image_classification(tmp_path):
     """``init --source photos --target label`` then ``run``: the folder was read as a folder of texts and
     ingest failed ("no non-empty .txt files in its class folders"). Its images now settle the task."""
-    from modelloop.data.task import infer_folder_task
+    from modelloop.data.task import infer_source_task
 
     _image_folder(tmp_path / "photos")
     p = Project(parse_config({"data": {"source": "photos", "target": "label"}}, root=tmp_path))
@@ -130,7 +130,7 @@ def test_a_folder_of_images_with_the_task_left_out_is_an_image_classification(tm
     # a folder of texts says nothing here (it is read as a table of texts, then inferred as one)
     (tmp_path / "notes" / "a").mkdir(parents=True)
     (tmp_path / "notes" / "a" / "1.txt").write_text("hello")
-    assert infer_folder_task(tmp_path / "notes") is None
+    assert infer_source_task(tmp_path / "notes") is None
 
 
 def test_a_folder_of_texts_with_the_task_left_out_is_a_text_classification(tmp_path):
@@ -165,3 +165,26 @@ def test_a_text_target_of_answers_beside_a_text_column_is_a_text_generation():
     labels = pd.Series(RNG.choice(["refund", "shipping", "login"], 200))
     assert infer_task(labels, "intent", {"prompt": "text"}).task == "text_classification"  # few values: classes
     assert infer_task(answers.head(10), "response", {"prompt": "text"}).task == "text_classification"  # 10 rows
+
+
+def test_a_table_of_image_paths_or_a_zip_of_images_is_an_image_classification(tmp_path):
+    """The image family reads a table of image paths and labels, and a zip of images, too: read as a table,
+    the path strings trained a text classifier (or a table of identifiers). Ingest now sees the images."""
+    import zipfile
+
+    from modelloop.data.task import infer_source_task
+
+    _image_folder(tmp_path / "photos")
+    rows = [{"file": f"photos/{c}/{i}.png", "label": c} for c in ("cat", "dog") for i in range(6)]
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    p = Project(parse_config({"data": {"source": "labels.csv", "target": "label"}}, root=tmp_path))
+    ds = p.ingest()
+    assert ds["rows"] == 12 and ds["source"]["task"] == {
+        "task": "image_classification", "reason": "column 'file' of labels.csv holds image paths (12 of the first 12 "
+                                                  "values)"}
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        for f in sorted((tmp_path / "photos").rglob("*.png")):
+            z.write(f, f.relative_to(tmp_path / "photos"))
+    assert infer_source_task(tmp_path / "photos.zip").task == "image_classification"
+    pd.DataFrame({"note": ["a.txt", "b.png", "c"], "y": [1, 2, 3]}).to_csv(tmp_path / "plain.csv", index=False)
+    assert infer_source_task(tmp_path / "plain.csv") is None  # one path in three: a table

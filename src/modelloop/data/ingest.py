@@ -31,7 +31,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     from .sources import check_types, read_table
 
     d = cfg.data
-    folder = _folder_task(cfg)
+    folder = _source_task(cfg)
     own, kinds = _family_reader(cfg), None
     if d.sources:
         df, report = _read_sources(cfg)
@@ -56,20 +56,20 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     return df, schema, dict(report)
 
 
-def _folder_task(cfg: Config) -> TaskInference | None:
-    """A folder ``data.source`` and the task left out: the task its files ask for (a folder of images in
-    class folders: an image classification), settled before it is read, since the task's family reads it.
-    None when the folder's files do not say (a text folder is read as a table, then inferred as one)."""
+def _source_task(cfg: Config) -> TaskInference | None:
+    """A file or folder ``data.source`` and the task left out: the task it asks for before it is read (a
+    folder of images, a table of image paths: an image classification), settled first, since that task's
+    family reads the source itself. None when it does not say (the table's target and columns decide)."""
     d = cfg.data
     if (cfg.task is not None and cfg.task_inferred is None) or d.sources or not d.source:
         return None
     path = Path(str(d.source))
     path = path if path.is_absolute() else cfg.root / path
-    if not path.is_dir():
+    if not path.exists():
         return None
-    from .task import infer_folder_task
+    from .task import infer_source_task
 
-    inferred = infer_folder_task(path)
+    inferred = infer_source_task(path)
     if inferred is not None:
         cfg.settle_task(inferred.task, inferred.reason)
     return inferred

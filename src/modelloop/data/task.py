@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-__all__ = ["TaskInference", "infer_folder_task", "infer_task", "recorded_task", "target_kind"]
+__all__ = ["TaskInference", "infer_source_task", "infer_task", "recorded_task", "target_kind"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,14 @@ def infer_task(y: pd.Series | pl.Series, target: str, kinds: Mapping[str, str] |
     return family.infer_task(y, target, kinds)
 
 
-def infer_folder_task(path: Path) -> TaskInference | None:
-    """The task a folder ``data.source`` asks for by the files in it, as the family that serves a left-out
-    task infers it (its optional ``infer_folder_task``); None when the files do not say."""
+def infer_source_task(path: Path) -> TaskInference | None:
+    """The task a file or folder ``data.source`` asks for before it is read (a folder of images, a table of
+    image paths), as the family that serves a left-out task infers it (its optional ``infer_source_task``);
+    None when the source does not say."""
     from ..families import family_for_task
 
     family: Any = family_for_task(None)
-    return family.infer_folder_task(path) if hasattr(family, "infer_folder_task") else None
+    return family.infer_source_task(path) if hasattr(family, "infer_source_task") else None
 
 
 def target_kind(task: str) -> str | None:

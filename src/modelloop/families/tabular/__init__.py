@@ -76,10 +76,10 @@ class TabularFamily:
 
         return infer_task(y, target, kinds)
 
-    def infer_folder_task(self, path: Any) -> Any:
-        from .task import infer_folder_task
+    def infer_source_task(self, path: Any) -> Any:
+        from .task import infer_source_task
 
-        return infer_folder_task(path)
+        return infer_source_task(path)
 
     def column_task(self, dtype: Any, kind: str | None, distinct: int) -> str:
         from .task import column_task

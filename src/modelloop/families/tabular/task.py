@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-__all__ = ["column_task", "infer_folder_task", "infer_task", "interactions_warning", "ordinal_warning", "text_warning"]
+__all__ = ["column_task", "infer_source_task", "infer_task", "interactions_warning", "ordinal_warning", "text_warning"]
 
 MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
 LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
@@ -86,18 +86,58 @@ def _free_text(y: pd.Series | pl.Series) -> str | None:
     return f"{distinct} distinct values in {rows} rows"
 
 
-def infer_folder_task(path: Path) -> TaskInference | None:
-    """``image_classification`` for a folder whose files are mostly images (``data.images``' formats: class
-    folders, or a table of paths beside them); None otherwise (a folder of .txt files is read as a table
-    of texts and inferred as one). It read as a text folder before, and failed: no .txt files."""
+SOURCE_PEEK_ROWS = 200  # rows of a table read to tell a table of image paths
+
+
+def infer_source_task(path: Path) -> TaskInference | None:
+    """``image_classification`` for what the image family reads (``data.images``): a folder or a zip whose
+    files are mostly images, or a table with a column of image paths (more than half of its first
+    ``SOURCE_PEEK_ROWS`` values end in an image suffix); None otherwise (a folder of .txt files is read as a
+    table of texts and inferred as one). A folder of images read as a folder of texts and failed, and a
+    table of paths trained a classifier of the path strings."""
+    import zipfile
+
     from ...data.images import IMAGE_SUFFIXES, visible_files
 
-    files = visible_files(path)
-    images = sum(f.suffix.lower() in IMAGE_SUFFIXES for f in files)
-    if images == 0 or images * 2 < len(files):
+    if path.is_dir() or zipfile.is_zipfile(path):
+        names = ([str(f) for f in visible_files(path)] if path.is_dir()
+                 else [n for n in zipfile.ZipFile(path).namelist() if not n.endswith("/")])
+        images = sum(n.lower().endswith(IMAGE_SUFFIXES) for n in names)
+        if images == 0 or images * 2 < len(names):
+            return None
+        return TaskInference("image_classification", f"data.source {path.name}{'/' if path.is_dir() else ''} "
+                                                     f"holds images ({images} of its {len(names)} files)")
+    column, share = _image_path_column(path, IMAGE_SUFFIXES)
+    if column is None:
         return None
-    return TaskInference("image_classification", f"data.source {path.name}/ holds images ({images} of its "
-                                                 f"{len(files)} files)")
+    return TaskInference("image_classification", f"column '{column}' of {path.name} holds image paths ({share})")
+
+
+def _image_path_column(path: Path, suffixes: tuple[str, ...]) -> tuple[str | None, str]:
+    """The text column of a table file whose first values are mostly image paths, and how many were."""
+    import polars as pl
+
+    readers = {".csv": lambda: pl.read_csv(path, n_rows=SOURCE_PEEK_ROWS, infer_schema=False),
+               ".tsv": lambda: pl.read_csv(path, separator="\t", n_rows=SOURCE_PEEK_ROWS, infer_schema=False),
+               ".jsonl": lambda: pl.read_ndjson(path, n_rows=SOURCE_PEEK_ROWS),
+               ".ndjson": lambda: pl.read_ndjson(path, n_rows=SOURCE_PEEK_ROWS),
+               ".parquet": lambda: pl.read_parquet(path, n_rows=SOURCE_PEEK_ROWS),
+               ".pq": lambda: pl.read_parquet(path, n_rows=SOURCE_PEEK_ROWS)}
+    read = readers.get(path.suffix.lower())
+    if read is None:
+        return None, ""
+    try:
+        head = read()
+    except Exception:  # undecodable, malformed: ingest's own reader reports it in full
+        return None, ""
+    for name in head.columns:
+        values = head[name].drop_nulls()
+        if values.dtype != pl.String or len(values) == 0:
+            continue
+        hits = sum(str(v).lower().endswith(suffixes) for v in values.to_list())
+        if hits * 2 > len(values):
+            return str(name), f"{hits} of the first {len(values)} values"
+    return None, ""
 
 
 def _target_task(y: pd.Series | pl.Series, target: str) -> TaskInference:

@@ -28,6 +28,7 @@ __all__ = ["PROFILE_FIELDS", "PROPORTIONS", "SOURCE_ROWS", "dataset_source", "di
 PROFILE_FIELDS = ("missing_share", "distinct", "mean", "std", "min", "max")
 MAX_PROFILE_BYTES = 32 * 2**20      # a profile report larger than this is not read for a diff
 SOURCE_ROWS = 5                     # the Trace page shows this many of a dataset version's rows
+SOURCE_CELL_CHARS = 200             # a longer value there (an image's base64, a document) is cut, with "…"
 PROPORTIONS = ("accuracy",)         # metrics that are a share of the test rows: Wilson intervals
 Z_95 = 1.959963984540054            # the standard normal's 97.5 % quantile
 
@@ -174,8 +175,18 @@ def dataset_source(project: Project, dataset_id: str) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     try:
         batch = next(pq.ParquetFile(snapshot_file(row["path"])).iter_batches(batch_size=SOURCE_ROWS), None)
-        rows = [] if batch is None else [{k: v for k, v in r.items() if k != ROW_ID} for r in batch.to_pylist()]
+        rows = [] if batch is None else [{k: _cell(v) for k, v in r.items() if k != ROW_ID} for r in batch.to_pylist()]
     except OSError:                          # the snapshot was removed: the record is still shown
         pass
     return {"source": row["source"], "step": row["step"], "parents": row["parents"], "rows": rows,
             "columns": list(rows[0]) if rows else []}
+
+
+def _cell(value: Any) -> Any:
+    """A first row's value as the Trace page shows it: a text longer than ``SOURCE_CELL_CHARS`` cut (an image
+    version's rows hold each file's bytes as base64, hundreds of kilobytes a photo)."""
+    if isinstance(value, str) and len(value) > SOURCE_CELL_CHARS:
+        return value[:SOURCE_CELL_CHARS] + "…"
+    if isinstance(value, bytes) and len(value) > SOURCE_CELL_CHARS:
+        return f"<{len(value)} bytes>"
+    return value

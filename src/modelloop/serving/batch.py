@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import DataError
 from ..workspace import Workspace
 
-__all__ = ["FORMATS", "ChunkMapper", "predict_file", "score_chunk"]
+__all__ = ["FORMATS", "ChunkMapper", "answer_columns", "predict_file", "score_chunk"]
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
            ".ndjson": "jsonl"}
@@ -190,8 +190,15 @@ def score_chunk(runtime: Any, chunk: pd.DataFrame, offset: int) -> tuple[pd.Data
         records = validator.validate_json(body)
     except ValueError as exc:  # ValidationProblem: records[i] -> the file's row number
         raise DataError(_row_message(str(exc), offset)) from None
-    columns = runtime.head.columns(runtime.score_records(records)[0])
-    return chunk.assign(**columns), [c for c in columns if c not in chunk.columns] or list(columns)
+    columns = answer_columns(chunk, runtime.head.columns(runtime.score_records(records)[0]))
+    return chunk.assign(**columns), list(columns)
+
+
+def answer_columns(frame: pd.DataFrame, columns: dict[str, Any]) -> dict[str, Any]:
+    """The model's columns as written beside the input ``frame``'s: one whose name the input already has
+    (a labelled file's ``label``, the target of an image folder project) is ``predicted_<name>``, so the
+    input's column is kept; it was overwritten by the answers."""
+    return {(f"predicted_{name}" if name in frame.columns else name): v for name, v in columns.items()}
 
 
 def _numbers(frame: pd.DataFrame, schema: Any, offset: int) -> pd.DataFrame:

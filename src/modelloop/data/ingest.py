@@ -31,7 +31,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     from .sources import check_types, read_table
 
     d = cfg.data
-    folder = _source_task(cfg)
+    before_read = _source_task(cfg)
     own, kinds = _family_reader(cfg), None
     if d.sources:
         df, report = _read_sources(cfg)
@@ -49,7 +49,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
     df, coerced = check_types(df, schema, coerce=d.on_type_error == "coerce")
     before = len(df)
     if not partial:  # partial labels (anomaly detection): every row is kept, labelled or not
-        _settle_target(cfg, df[d.target], report, schema, folder)
+        _settle_target(cfg, df[d.target], report, schema, before_read)
         df = df[df[d.target].notna()].reset_index(drop=True)
     report["dropped_missing_target"] = before - len(df)
     report["coerced"] = coerced
@@ -76,16 +76,16 @@ def _source_task(cfg: Config) -> TaskInference | None:
 
 
 def _settle_target(cfg: Config, y: pd.Series | pl.Series, report: dict[str, Any], schema: Schema,
-                   folder: TaskInference | None = None) -> None:
+                   before_read: TaskInference | None = None) -> None:
     """The task (inferred from the target ``y`` and the kinds of the feature columns when the config leaves
-    it out, or from the ``folder`` it was read from), then the target's check."""
+    it out, unless the source said it ``before_read``: ``_source_task``), then the target's check."""
     from .split import check_target
 
     if cfg.task is None or cfg.task_inferred is not None:  # left out of the config: the data decides
         from .task import infer_task
 
         roles = {schema.target, schema.id}
-        inferred = folder or infer_task(y, cfg.data.target,
+        inferred = before_read or infer_task(y, cfg.data.target,
                                         {c: k for c, k in schema.columns.items() if c not in roles})
         cfg.settle_task(inferred.task, inferred.reason)
         report["task"] = inferred.to_dict()

@@ -208,10 +208,15 @@ def check_batch_predict_equals_served(t: Trained, tmp_path: Path) -> None:
     result = predict_file(t.ws, src, dst, chunk_rows=7)
     out = pd.read_parquet(dst)
     assert result["rows"] == len(t.frame) == len(out)
-    assert list(out.columns[: len(t.frame.columns)]) == list(t.frame.columns)
     runtime = load_runtime(t.ws)
     served = runtime.head.columns(runtime.score_records(runtime.validator.validate_json(
         json.dumps({"records": t.records}).encode()))[0])
+    # the input's columns first; one with an answer's name (a ratings file's rating) kept as given_<name>
+    kept = [f"given_{c}" if c in served else c for c in t.frame.columns]
+    assert list(out.columns[: len(t.frame.columns)]) == kept
+    for c in t.frame.columns:
+        if c in served:
+            assert [str(v) for v in out[f"given_{c}"]] == [str(v) for v in t.frame[c]]
     for name, values in served.items():
         if values.dtype.kind == "f":
             # 1e-6: a float32 network scores a 7-row chunk and the whole batch with other matrix shapes

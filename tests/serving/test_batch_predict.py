@@ -46,18 +46,20 @@ def test_predict_csv_keeps_the_columns_and_adds_the_served_answers(toy, project,
     np.testing.assert_allclose(got["proba_1"], [s["probabilities"]["1"] for s in served], atol=1e-6)
 
 
-def test_an_input_column_named_like_an_answer_is_kept_and_the_answer_is_predicted_label(toy, project, tmp_path):
-    # a labelled file whose labels are in 'label' (an image folder project's target): the answers overwrote them
+def test_an_input_column_named_like_an_answer_is_kept_as_given_and_the_answer_keeps_its_name(toy, project,
+                                                                                            tmp_path):
+    # a labelled file whose labels are in 'label' (an image folder project's target): the answers overwrote
+    # them. The answers keep the names programs read; the input's column is kept as given_label.
     from modelloop.serving.batch import predict_file
 
     rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(50).assign(label="given")
     rows.to_csv(tmp_path / "in.csv", index=False)
     res = predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "out.csv")
-    assert res["columns"] == ["predicted_label", "proba_0", "proba_1"]
+    assert res["columns"] == ["label", "proba_0", "proba_1"]
     got = pd.read_csv(tmp_path / "out.csv")
-    assert list(got.columns) == [*rows.columns, "predicted_label", "proba_0", "proba_1"]
-    assert (got["label"] == "given").all()
-    assert got["predicted_label"].tolist() == [s["label"] for s in _served(toy, rows.drop(columns=["label"]))]
+    assert list(got.columns) == [*rows.columns[:-1], "given_label", "label", "proba_0", "proba_1"]
+    assert (got["given_label"] == "given").all()
+    assert got["label"].tolist() == [s["label"] for s in _served(toy, rows.drop(columns=["label"]))]
 
 
 def test_predict_streams_jsonl_into_parquet_in_chunks(toy, project, tmp_path):

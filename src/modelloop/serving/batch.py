@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import DataError
 from ..workspace import Workspace
 
-__all__ = ["FORMATS", "ChunkMapper", "answer_columns", "predict_file", "score_chunk"]
+__all__ = ["FORMATS", "ChunkMapper", "given_columns", "predict_file", "score_chunk"]
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
            ".ndjson": "jsonl"}
@@ -190,15 +190,17 @@ def score_chunk(runtime: Any, chunk: pd.DataFrame, offset: int) -> tuple[pd.Data
         records = validator.validate_json(body)
     except ValueError as exc:  # ValidationProblem: records[i] -> the file's row number
         raise DataError(_row_message(str(exc), offset)) from None
-    columns = answer_columns(chunk, runtime.head.columns(runtime.score_records(records)[0]))
-    return chunk.assign(**columns), list(columns)
+    columns = runtime.head.columns(runtime.score_records(records)[0])
+    return given_columns(chunk, columns).assign(**columns), list(columns)
 
 
-def answer_columns(frame: pd.DataFrame, columns: dict[str, Any]) -> dict[str, Any]:
-    """The model's columns as written beside the input ``frame``'s: one whose name the input already has
-    (a labelled file's ``label``, the target of an image folder project) is ``predicted_<name>``, so the
-    input's column is kept; it was overwritten by the answers."""
-    return {(f"predicted_{name}" if name in frame.columns else name): v for name, v in columns.items()}
+def given_columns(frame: pd.DataFrame, answers: Iterable[str]) -> pd.DataFrame:
+    """The input ``frame`` with each column whose name an answer column has (a labelled file's ``label``,
+    a ratings file's ``rating``) kept as ``given_<name>``: the answers keep the names programs read
+    (``label``, ``proba_<class>``, ``prediction``, ``rating``), and the input's values are not overwritten
+    by them, as they were."""
+    clash = [c for c in answers if c in frame.columns]
+    return frame.rename(columns={c: f"given_{c}" for c in clash}) if clash else frame
 
 
 def _numbers(frame: pd.DataFrame, schema: Any, offset: int) -> pd.DataFrame:

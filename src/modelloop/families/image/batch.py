@@ -25,7 +25,7 @@ import pandas as pd
 
 from ...data.images import IMAGE_COLUMN, PATH_COLUMN, BadImage, decode_base64, path_column, visible_files
 from ...errors import DataError
-from ...serving.batch import answer_columns
+from ...serving.batch import given_columns
 from .serve import ImageRequestValidator
 
 __all__ = ["ERROR_COLUMN", "predict_frames"]
@@ -81,8 +81,8 @@ def _scored(runtime: Any, validator: ImageRequestValidator, part: pd.DataFrame,
         except OSError as exc:  # a path that is missing or unreadable
             errors.append(f"cannot read the file: {exc.strerror or exc}")
     scores = runtime.score_records(records)[0] if records else np.zeros((0, len(runtime.head.classes or [])))
-    columns = answer_columns(part, runtime.head.columns(np.asarray(scores)))
-    out = part.copy()
+    columns = runtime.head.columns(np.asarray(scores))
+    out = given_columns(part, [*columns, ERROR_COLUMN]).copy()
     for name, values in columns.items():
         full = pd.Series([None] * len(part), dtype=object if values.dtype == object else np.float64)
         full.iloc[ok] = values

@@ -27,7 +27,7 @@ import base64
 import binascii
 import io
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image
 
-__all__ = ["IMAGE_COLUMN", "IMAGE_SUFFIXES", "MAX_PIXELS", "PATH_COLUMN", "STAT_COLUMNS", "BadImage", "ImageTooLarge",
+__all__ = ["IMAGE_COLUMN", "IMAGE_SUFFIXES", "image_paths", "mostly_images", "MAX_PIXELS", "PATH_COLUMN", "STAT_COLUMNS", "BadImage", "ImageTooLarge",
            "decode_base64", "decode_image", "image_kinds", "image_stats", "iter_pixels", "path_column",
            "read_image_source", "resize", "visible_files"]
 
@@ -283,10 +283,21 @@ def _table_items(path: Path, target: str, encoding: str, *, opener: Callable[[st
             for p, label in sorted(zip(df[column], df[target], strict=True), key=lambda r: (str(r[1]), str(r[0])))]
 
 
+def image_paths(values: Iterable[Any]) -> tuple[int, int]:
+    """(values ending in an image suffix, values) of a column or a list of file names: more than half
+    make a column of image paths (``path_column``, and the task a left-out ``task:`` is inferred as)."""
+    names = [str(v).lower() for v in values]
+    return sum(n.endswith(IMAGE_SUFFIXES) for n in names), len(names)
+
+
+def mostly_images(hits: int, total: int) -> bool:
+    return total > 0 and hits * 2 > total
+
+
 def path_column(df: pd.DataFrame, target: str, where: str) -> str:
     """The column of image paths: the one whose values end in an image suffix (or a usual name)."""
     found = [c for c in df.columns if c != target and df[c].dtype == object
-             and df[c].dropna().astype(str).str.lower().str.endswith(IMAGE_SUFFIXES).mean() > 0.5]
+             and mostly_images(*image_paths(df[c].dropna()))]
     if len(found) != 1:
         named = [c for c in df.columns if str(c).lower() in _PATH_NAMES and c != target]
         found = named if len(named) == 1 else found

@@ -97,25 +97,26 @@ def infer_source_task(path: Path) -> TaskInference | None:
     table of paths trained a classifier of the path strings."""
     import zipfile
 
-    from ...data.images import IMAGE_SUFFIXES, visible_files
+    from ...data.images import image_paths, mostly_images, visible_files
 
     if path.is_dir() or zipfile.is_zipfile(path):
-        names = ([str(f) for f in visible_files(path)] if path.is_dir()
-                 else [n for n in zipfile.ZipFile(path).namelist() if not n.endswith("/")])
-        images = sum(n.lower().endswith(IMAGE_SUFFIXES) for n in names)
-        if images == 0 or images * 2 < len(names):
+        images, files = image_paths(visible_files(path) if path.is_dir()
+                                    else [n for n in zipfile.ZipFile(path).namelist() if not n.endswith("/")])
+        if not mostly_images(images, files):
             return None
         return TaskInference("image_classification", f"data.source {path.name}{'/' if path.is_dir() else ''} "
-                                                     f"holds images ({images} of its {len(names)} files)")
-    column, share = _image_path_column(path, IMAGE_SUFFIXES)
+                                                     f"holds images ({images} of its {files} files)")
+    column, share = _image_path_column(path)
     if column is None:
         return None
     return TaskInference("image_classification", f"column '{column}' of {path.name} holds image paths ({share})")
 
 
-def _image_path_column(path: Path, suffixes: tuple[str, ...]) -> tuple[str | None, str]:
+def _image_path_column(path: Path) -> tuple[str | None, str]:
     """The text column of a table file whose first values are mostly image paths, and how many were."""
     import polars as pl
+
+    from ...data.images import image_paths, mostly_images
 
     readers = {".csv": lambda: pl.read_csv(path, n_rows=SOURCE_PEEK_ROWS, infer_schema=False),
                ".tsv": lambda: pl.read_csv(path, separator="\t", n_rows=SOURCE_PEEK_ROWS, infer_schema=False),
@@ -131,12 +132,11 @@ def _image_path_column(path: Path, suffixes: tuple[str, ...]) -> tuple[str | Non
     except Exception:  # undecodable, malformed: ingest's own reader reports it in full
         return None, ""
     for name in head.columns:
-        values = head[name].drop_nulls()
-        if values.dtype != pl.String or len(values) == 0:
+        if head[name].dtype != pl.String:
             continue
-        hits = sum(str(v).lower().endswith(suffixes) for v in values.to_list())
-        if hits * 2 > len(values):
-            return str(name), f"{hits} of the first {len(values)} values"
+        hits, total = image_paths(head[name].drop_nulls().to_list())
+        if mostly_images(hits, total):
+            return str(name), f"{hits} of the first {total} values"
     return None, ""
 
 

@@ -272,6 +272,29 @@ def test_an_error_listing_many_values_shows_ten_and_counts_the_rest(tmp_path, ca
     assert code == 2 and "known labels: c00, c01, c02, c03, c04, c05, c06, c07, c08, c09 and 5 more" in line
 
 
+def test_init_writes_a_non_english_column_and_path_as_the_user_typed_them(tmp_path, capsys):
+    """A Chinese team's table: the config names 情感 and 评论.csv readably (it held \\u60c5\\u611f), is
+    UTF-8 whatever the locale, and ingests; a name YAML cannot hold as it is (a line separator) is
+    escaped and still reads back."""
+    import yaml
+
+    frame = _table(80).rename(columns={"y": "情感"})
+    frame.to_csv(tmp_path / "评论.csv", index=False)
+    code, _, err = cli(["init", "proj", "--source", "评论.csv", "--target", "情感"], capsys, tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "proj" / "modelloop.yaml").read_bytes().decode("utf-8")
+    assert 'target: "情感"' in text and '"../评论.csv"' in text and "\\u" not in text
+    code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "proj")
+    assert code == 0 and json.loads(out)["rows"] == 80
+
+    odd = "a\u2028b"
+    _table(80).rename(columns={"y": odd}).to_csv(tmp_path / "odd.csv", index=False)
+    code, _, err = cli(["init", "odd", "--source", "odd.csv", "--target", odd], capsys, tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "odd" / "modelloop.yaml").read_text(encoding="utf-8")
+    assert "\u2028" not in text and yaml.safe_load(text)["data"]["target"] == odd
+
+
 def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, capsys):
     """`modelloop init proj --source FILE --target COL`: the user's table and target go into the config
     (the path relative to the project folder), checked first: a wrong column or file exits 2 naming what

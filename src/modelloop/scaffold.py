@@ -112,7 +112,7 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
                              target=_TARGET.format(target=label) if label else _NO_TARGET.format(task=task),
                              query=f"  query: {entry[2]}\n" if entry and entry[2] else "")
     tmp = cfg_path.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(cfg_path)
     return {"config": str(cfg_path), "files": files, "example": example, "source": source, "target": target,
             "task": task}
@@ -123,7 +123,6 @@ def _own_source(root: Path, source: str, target: str | None,
     """``(data.source, data.target, data.query)`` as YAML scalars for a user's own table: a database URL as
     given (with its ``query``, which it needs), a file relative to ``root`` (checked to exist, and
     ``target`` against its columns where they can be read without reading the rows)."""
-    import json
     import os
 
     from .data.sources import is_sql_source
@@ -132,7 +131,7 @@ def _own_source(root: Path, source: str, target: str | None,
         if not query:
             raise ConfigError("--source is a database URL: give --query with the SQL that reads the table "
                               "(e.g. --query 'SELECT * FROM my_table')")  # the URL not echoed: it may hold a password
-        return json.dumps(source), json.dumps(target) if target else None, json.dumps(query)
+        return _scalar(source), _scalar(target) if target else None, _scalar(query)
     if query:
         raise ConfigError("--query applies to a database URL source; a file is read whole")
     path = Path(source)
@@ -142,7 +141,16 @@ def _own_source(root: Path, source: str, target: str | None,
     if columns is not None and target is not None and target not in columns:
         raise ConfigError(f"--target: '{target}' is not a column of {source}; its columns: {cap_list(columns)}")
     where = os.path.relpath(path.resolve(), root.resolve())
-    return json.dumps(where), json.dumps(target) if target else None, None
+    return _scalar(where), _scalar(target) if target else None, None
+
+
+def _scalar(value: str) -> str:
+    """``value`` as a double-quoted YAML scalar that a person reads as typed: a column named 情感 is
+    written so, not as ``\\u60c5\\u611f`` (JSON's escapes are YAML's; the file is written as UTF-8). A value
+    with characters a YAML file may not hold as they are (a line separator, C1 controls) keeps the escapes."""
+    import json
+
+    return json.dumps(value, ensure_ascii=not value.isprintable())
 
 
 def _columns(path: Path) -> list[str] | None:

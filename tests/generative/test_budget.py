@@ -56,7 +56,9 @@ def test_a_tiny_budget_bounds_the_first_trial_and_its_model_is_served(tmp_path, 
     summary = json.loads(out)
     g = summary["generation"]
     assert g["stopped_by_budget"] is True and 1 <= g["epochs_run"] < 100, g
-    assert 0 < g["evaluation_seconds"] < seconds      # the test split's evaluation, outside the budget
+    assert 0 < g["evaluation_seconds"] < seconds      # the test split's evaluation, timed apart
+    # its 2 answers are one batch: always answered, by both models, whatever is left of the budget
+    assert (g["evaluated_rows"], g["evaluation_rows"], g["evaluation_stopped_by_budget"]) == (2, 2, False), g
     # what the one-screen summary shows: the training line, validation named by its loss, the base model
     assert summary["validation_metric"] == "log_loss" and summary["metric"] == "chrf"
     assert summary["training_summary"].endswith(f"{g['epochs_run']} epochs, {g['tokens_per_s']:.0f} tokens/s, "
@@ -66,7 +68,7 @@ def test_a_tiny_budget_bounds_the_first_trial_and_its_model_is_served(tmp_path, 
     # them): what shows the budget at work whatever the load; the whole call took 6.7 s quiet, 32.7-43 s
     # at load 8-10, so its wall bound is only a coarse one
     assert g["steps_run"] < g["steps_configured"] / 2, g
-    assert seconds < 2 + 90, seconds  # the budget, plus loading, validation and the 2-answer evaluation
+    assert seconds < 2 + 90, seconds  # the budget, plus loading, validation and the perplexities
     ws = Project.load(str(tmp_path / "modelloop.yaml")).workspace
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         r = httpx.post(f"{url}/v1/chat/completions", timeout=60,

@@ -62,7 +62,9 @@ class GenerativeModelConfig(BaseModel):
     max_new_tokens: int = Field(default=64, ge=1, le=4096, description="answer length when evaluating")
     eval_samples: int = Field(default=64, ge=0, le=100000, description="test prompts answered for the task "
                                                                        "scores and the report (0: perplexity "
-                                                                       "only); `modelloop evaluate` answers all")
+                                                                       "only), those that fit in train.budget "
+                                                                       "(one batch at least); `modelloop "
+                                                                       "evaluate` answers all")
     mixed_precision: bool = Field(default=True, description="autocast (bf16, else fp16) when training on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dpo_beta: float = Field(default=0.1, gt=0.0, le=10.0, description="preference pairs (prompt, chosen, "

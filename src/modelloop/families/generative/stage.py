@@ -9,7 +9,8 @@ against the base model -> registered model version.
    epoch; the best trial's weights become a :class:`~.model.GenerativeModel`;
 4. on the test split: perplexity of the base and the fine-tuned model, and for prompts (up to
    ``model.eval_samples``) the greedy answers of both (decoded together, as concurrent served requests
-   are: :func:`evaluate_generation`), scored by exact match (label accuracy when the
+   are: :func:`evaluate_generation`; within ``train.budget``, which leaves them a share:
+   ``eval_budget.py``), scored by exact match (label accuracy when the
    answers are labels), chrF and ROUGE-L; the HTML report shows them side by side. When the training
    answers are labels (``model.choices: auto``) the model keeps them and answers within them
    (:func:`label_choices`), here as wherever it is served; the base model's answers stay free;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +35,7 @@ from ...training.distributed import ray_device, ray_ranks_address
 from .backbone import load_tokenizer, model_fingerprint, resolve_model
 from .config import GenerativeModelConfig
 from .data import Shape, answer_of, data_profile, detect_shape, encode_examples, examples_of, validation_rows
+from .eval_budget import answer_in_time, budget_note, search_budget
 from .fit import GenJob, device_of, lora_settings
 from .metrics import is_label_set, perplexity, text_metrics
 from .model import GenerativeModel
@@ -83,7 +86,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     from ...registry import tracker_for
     from ...training.train import record_model
 
-    cfg, started = ws.config, time.time()
+    cfg, started, clock = ws.config, time.time(), time.monotonic()
     settings = generative_settings(cfg)
     row, df, _ = load_dataset(ws, dataset)
     side = ensure_split(ws, row, df).to_numpy()
@@ -114,6 +117,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                  ray_address=ray_address)
     name = study_name(ws, row["id"], settings)
     n_trials = trials if trials is not None else cfg.train.trials
+    budget = budget if budget is not None else cfg.train.budget
     if settings.search and budget is None and cfg.train.budget is None and n_trials is None:
         raise ConfigError("train: set a time budget or trials (or both); with neither the search never ends")
     tracker = tracker_for(ws)
@@ -122,7 +126,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
         chosen, summary = run_generative_search(
             job, storage=ws.optuna_url, study_name=name, work_dir=ws.study_dir(name),
-            budget=budget if budget is not None else cfg.train.budget, n_trials=n_trials,
+            budget=search_budget(budget, answers=answers_asked(shape, settings, test_df)), n_trials=n_trials,
             warm_start=warm_start, progress=progress)
         params, result = chosen["params"], chosen["result"]
         lora = None if settings.method == "full" else lora_settings(settings, params, _config(source))
@@ -137,11 +141,13 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
             weights=result["weights"], context=context, description={"training": training},
             choices=label_choices(train_df, shape, settings))
         summary.model = model
-        evaluated = time.monotonic()  # the test split's evaluation: after the search, outside train.budget
-        evaluation = evaluate_generation(model, test_df, settings.eval_samples)
+        evaluated = time.monotonic()  # the test split's evaluation: its answers end at the budget's deadline
+        evaluation = evaluate_generation(model, test_df, settings.eval_samples,
+                                         deadline=math.inf if budget is None else clock + budget)
         evaluation_seconds = round(time.monotonic() - evaluated, 3)
         model.description_["evaluation"] = {k: evaluation[k] for k in ("perplexity", "base_perplexity",
-                                                                        "base_metrics", "answered", "preference")}
+                                                                        "base_metrics", "answered", "preference",
+                                                                        "evaluated_rows", "evaluation_rows")}
         report = _write_report(ws, evaluation, row, model, training)
         tracker.log(run_id, params={"task": "text_generation", "dataset": row["id"], "method": settings.method,
                                     "backbone": settings.backbone, "best_params": params, "shape": shape.to_dict()},
@@ -165,12 +171,16 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                          "last_step_lr": training["last_step_lr"],
                          "perplexity": evaluation["perplexity"], "base_perplexity": evaluation["base_perplexity"],
                          "base_metrics": evaluation["base_metrics"], "profile": profile,
-                         "evaluation_seconds": evaluation_seconds}
+                         "evaluation_seconds": evaluation_seconds, "evaluated_rows": evaluation["evaluated_rows"],
+                         "evaluation_rows": evaluation["evaluation_rows"],
+                         "evaluation_stopped_by_budget": evaluation["budget_note"] is not None}
     # the one-screen summary's lines (ui.render_train reads them without knowing the family)
     speed = f", {training['tokens_per_s']:.0f} tokens/s" if training["tokens_per_s"] else ""
     stopped = ", stopped by train.budget" if training["stopped_by_budget"] else ""
     out["training_summary"] = (f"{settings.method} on {settings.backbone}: {training['epochs_run']} epochs{speed}"
                                f"{stopped}")
+    if evaluation["budget_note"] is not None:  # the task scores are of fewer rows than asked
+        out["evaluation_summary"] = evaluation["budget_note"]
     if evaluation["base_metrics"] is not None:
         out["base_test_metrics"] = {**evaluation["base_metrics"], "perplexity": evaluation["base_perplexity"]}
     return out
@@ -211,10 +221,19 @@ def _context(source: str, settings: GenerativeModelConfig) -> int:
     return min(settings.max_length, int(getattr(config, "max_position_embeddings", settings.max_length)))
 
 
-def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: int) -> dict[str, Any]:
+def answers_asked(shape: Shape, settings: GenerativeModelConfig, frame: pd.DataFrame) -> bool:
+    """Whether the evaluation generates answers: prompts (not plain text), ``model.eval_samples`` and test rows."""
+    return shape.kind != "text" and settings.eval_samples > 0 and len(frame) > 0
+
+
+def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: int, *,
+                        deadline: float = math.inf) -> dict[str, Any]:
     """Perplexity (base and fine-tuned) on ``frame``'s completions, and task scores of both on the greedy
     answers to its first ``samples`` prompts (none for plain text, which has no prompts); for preference
     pairs also the chosen answers' log-probability margin over the rejected ones (``preference``).
+    The answers end at ``deadline`` (``time.monotonic()``; the train stage's ``train.budget``): both
+    models are scored on the rows answered by then, at least one batch (:func:`.eval_budget.answer_in_time`);
+    ``evaluated_rows`` of ``evaluation_rows`` says how many, ``budget_note`` the summary's line when fewer.
 
     The answers are decoded together through the serving batch decoder
     (:meth:`.model.GenerativeModel.predict_together`), as concurrent requests to the served model are:
@@ -229,10 +248,13 @@ def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: in
     metrics: dict[str, Any] = {}
     base: dict[str, Any] = {}
     shown: list[dict[str, Any]] = []
+    wanted, note = 0, None
     if model.shape_.kind != "text" and samples and len(frame):
         records = frame.head(samples).to_dict("records")
+        answers = answer_in_time(model, records, deadline)
+        wanted, note, records = len(records), budget_note(answers), records[:answers.rows]
         refs = [answer_of(r, model.shape_) for r in records]
-        tuned, plain = model.predict_together(records), model.predict_together(records, base=True)
+        tuned, plain = answers.tuned, answers.base
         metrics.update(text_metrics(refs, tuned))
         base.update(text_metrics(refs, plain))
         shown = [{"prompt": _prompt_shown(r, model.shape_), "reference": ref, "base": b, "fine_tuned": t}
@@ -246,7 +268,7 @@ def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: in
                                         model.context_, int(model.tokenizer.pad_token_id or 0))
     return {"preference": preference,"metrics": metrics, "base_metrics": base, "rows": len(frame), "tokens": n, "samples": shown,
             "perplexity": perplexity(nll, n), "base_perplexity": perplexity(base_nll, base_n),
-            "answered": len(shown)}
+            "answered": len(shown), "evaluated_rows": len(shown), "evaluation_rows": wanted, "budget_note": note}
 
 
 def _prompt_shown(record: dict[str, Any], shape: Shape) -> str:
@@ -265,7 +287,8 @@ def _write_report(ws: Any, evaluation: dict[str, Any], row: dict[str, Any], mode
     def write(version: int) -> Any:
         name = ws.config.name
         context = {"model": f"{name}:{version}", "dataset": row["id"], "rows": evaluation["rows"],
-                   "method": model.method_, "backbone": model.backbone_, "tokens/s": training["tokens_per_s"]}
+                   "method": model.method_, "backbone": model.backbone_, "tokens/s": training["tokens_per_s"],
+                   **({"answers": evaluation["budget_note"]} if evaluation.get("budget_note") else {})}
         return write_html(ws.reports_dir / f"evaluation-{name}-v{version}.html",
                           render_generation_report(evaluation, title=f"{name} v{version} evaluation",
                                                    context=context))

@@ -163,6 +163,8 @@ def render_train(r: dict[str, Any]) -> None:
     shown = {k: r["test_metrics"][k] for k in keys if k in r["test_metrics"]} or dict(r["test_metrics"])
     # a fine-tuned model's base model, scored on the same test rows: a column beside the model's figures
     out.print(_metrics_table(shown, f"test set ({r['rows']['test']} rows)", r.get("base_test_metrics")))
+    if note := r.get("evaluation_summary"):  # a family's line when its test figures cover fewer rows than asked
+        out.print(f"  evaluation  {note}", style="dim")
     if interval := r.get("test_interval"):  # how far the test figure would move with other rows like these
         out.print(f"  test        {_interval(interval)}", style="dim")
     for script, figures in (r.get("by_script") or {}).items():  # text models: Chinese/Japanese/Korean rows apart

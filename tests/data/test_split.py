@@ -96,3 +96,40 @@ def test_dealt_group_folds_stay_balanced_and_a_stratified_search_that_cannot_str
     assert fold_scheme(labels.iloc[1:], strategy="stratified", n_folds=5, target="y", group="card") == \
         "stratified-group"
     assert fold_scheme(df, strategy="group", n_folds=5, target="y", group="card") == "group"
+
+
+@pytest.mark.parametrize("strategy", ["stratified", "random", "group"])
+def test_a_group_column_with_one_group_is_a_config_error_naming_it(strategy):
+    """data.group with one group among the training rows: no fold can keep a group apart, so the search
+    refuses it (exit 2) naming the column, its count and what is needed. Before, random and stratified
+    splits silently folded that group's rows on both sides, and the group strategy (two groups in all, the
+    test set taking one) failed in scikit-learn's GroupKFold with a traceback."""
+    from modelloop.data.split import make_folds
+    from modelloop.errors import ConfigError
+
+    df = pd.DataFrame({"y": [0, 1] * 30, "site": ["s0"] * 60})
+    with pytest.raises(ConfigError, match=r"data.group: column 'site' has 1 group among the 60 training rows.*"
+                                          r"need at least 2"):
+        make_folds(df, strategy=strategy, n_folds=5, seed=0, target="y", group="site")
+
+
+def test_no_more_groups_than_folds_is_one_partition_and_says_so():
+    """Three groups and five folds: three folds of one group each, the same partition for every seed (so a
+    small table's repeats would be copies: fold_groups.one_partition), and a warning naming the column,
+    its groups and the folds asked for. Five groups and five folds: one partition, nothing to warn of."""
+    from modelloop.data.split import fold_groups, make_folds
+
+    df = pd.DataFrame({"y": [0, 1] * 30, "site": ["a", "b", "c"] * 20})
+    for strategy in ("random", "stratified", "group"):
+        plan = fold_groups(df, strategy=strategy, n_folds=5, target="y", group="site")
+        assert plan is not None and plan.one_partition and plan.folds == 3
+        assert plan.warning is not None and all(s in plan.warning for s in ("'site'", "3 groups", "cv_folds (5)"))
+        folds = make_folds(df, strategy=strategy, n_folds=5, seed=0, target="y", group="site")
+        assert sorted(len(set(df["site"].iloc[va])) for _, va in folds) == [1, 1, 1]
+    five = df.assign(site=[f"s{i % 5}" for i in range(60)])
+    plan = fold_groups(five, strategy="random", n_folds=5, target="y", group="site")
+    assert plan is not None and plan.one_partition and plan.warning is None
+    many = df.assign(site=[f"s{i % 12}" for i in range(60)])
+    plan = fold_groups(many, strategy="random", n_folds=5, target="y", group="site")
+    assert plan is not None and not plan.one_partition and plan.folds == 5 and plan.warning is None
+    assert fold_groups(df, strategy="random", n_folds=5, target="y") is None

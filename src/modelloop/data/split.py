@@ -6,19 +6,20 @@ project is compared on the same rows; derived versions inherit the assignment of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ._tables import pandas_dtype
 from .snapshot import ROW_ID
 
 if TYPE_CHECKING:  # pandas on first use: a new version's split of a Parquet source is made with Polars
     import pandas as pd
 
-__all__ = ["check_target", "fold_scheme", "make_folds", "make_split"]
+__all__ = ["FoldGroups", "check_target", "fold_groups", "fold_scheme", "make_folds", "make_split"]
 
 
 def check_target(y: pd.Series | pl.Series, task: str, target: str) -> None:
@@ -224,21 +225,92 @@ def fold_scheme(df: pd.DataFrame, *, strategy: str, n_folds: int, target: str, g
     group strategy: scikit-learn's ``GroupKFold``), ``stratified``, ``stratified-group``
     (``StratifiedGroupKFold``), ``grouped`` (groups dealt in a seeded order: a random split with
     ``data.group``, or a stratified one that cannot stratify its groups) or ``kfold``. A search names its
-    study after the schemes whose folds changed (``families/tabular/stage``), so one rule decides both."""
+    study after the schemes whose folds changed (``families/tabular/stage``), so one rule decides both.
+
+    ``data.group`` with one group among the rows is refused (ConfigError): no fold can keep a group apart
+    from its siblings, and the folds used to split that group silently (or, under the group strategy,
+    scikit-learn failed with a traceback)."""
+    return _scheme(df, strategy, n_folds, target, group)[0]
+
+
+_GROUPED = ("group", "stratified-group", "grouped")
+
+
+def _scheme(df: pd.DataFrame, strategy: str, n_folds: int, target: str, group: str | None) -> tuple[str, int]:
+    """(:func:`fold_scheme`, the groups of ``group`` among the rows: 0 when not counted)."""
+    if strategy == "time" or n_folds == 1:
+        return "holdout", 0
+    n_groups = int(df[group].astype(str).nunique()) if group is not None and group in df.columns else 0
+    if group is not None and group in df.columns and n_groups < 2:
+        _too_few_groups(group, n_groups, len(df), strategy)
+    if strategy == "group":
+        return "group", n_groups
+    if strategy == "stratified":
+        smallest = _smallest_class(df, target)
+        if smallest >= 2 and not n_groups:
+            return "stratified", n_groups
+        if smallest >= 2 and n_groups >= min(n_folds, smallest):
+            return "stratified-group", n_groups
+    return ("grouped" if n_groups >= 2 else "kfold"), n_groups
+
+
+def _smallest_class(df: pd.DataFrame, target: str) -> int:
     import pandas as pd
 
-    if strategy == "time" or n_folds == 1:
-        return "holdout"
-    n_groups = df[group].astype(str).nunique() if group is not None and group in df.columns else 0
+    return int(pd.Series(df[target].astype(str).to_numpy()).value_counts().min())
+
+
+def _too_few_groups(group: str, n_groups: int, rows: int, strategy: str) -> None:
+    """Refuse ``data.group`` with fewer than 2 groups among the training rows, saying what is needed."""
     if strategy == "group":
-        return "group"
-    if strategy == "stratified":
-        smallest = int(pd.Series(df[target].astype(str).to_numpy()).value_counts().min())
-        if smallest >= 2 and not n_groups:
-            return "stratified"
-        if smallest >= 2 and n_groups >= min(n_folds, smallest):
-            return "stratified-group"
-    return "grouped" if n_groups >= 2 else "kfold"
+        test = (" (split.strategy 'group' put the others in the test set: it needs at least 3 groups in all, "
+                "one for the test set and two for the folds)")
+        fix = "name a column with more groups, or split.strategy random or stratified without data.group"
+    else:
+        test, fix = "", "name a column with more groups, or leave data.group out"
+    raise ConfigError(f"data.group: column '{group}' has {n_groups} group{'' if n_groups == 1 else 's'} among the "
+                      f"{rows} training rows{test}; cross-validation folds grouped by it need at least 2 (one to "
+                      f"validate on while the others train): {fix}")
+
+
+@dataclass(frozen=True)
+class FoldGroups:
+    """The groups of ``data.group`` among the rows a search folds, and the folds each partition has."""
+
+    column: str
+    rows: int
+    groups: int
+    folds: int   # folds a partition has: train.cv_folds, fewer when the groups (or a class's rows) are fewer
+    asked: int   # train.cv_folds
+
+    @property
+    def one_partition(self) -> bool:
+        """Each group is a fold of its own: every seed gives the same partition, so repeats of k-fold
+        (``search.cv_repeats``) would add fits and no evidence, and report a spread over copies."""
+        return self.groups <= self.folds
+
+    @property
+    def warning(self) -> str | None:
+        """What the user should know when the groups, not train.cv_folds, decide the folds."""
+        if self.groups >= self.asked:
+            return None
+        return (f"data.group: column '{self.column}' has {self.groups} groups among the {self.rows} training rows, "
+                f"fewer than train.cv_folds ({self.asked}): the search validates on {self.folds} folds, "
+                f"{'one group each, as one partition (not repeated)' if self.one_partition else 'of whole groups'}, "
+                f"so its validation score rests on {self.groups} groups; a column with at least {self.asked} groups "
+                f"gives the folds asked for (set train.cv_folds: {self.groups} to say this is meant)")
+
+
+def fold_groups(df: pd.DataFrame, *, strategy: str, n_folds: int, target: str,
+                group: str | None = None) -> FoldGroups | None:
+    """The groups :func:`make_folds` keeps whole and how many folds it makes of them; None when its folds
+    are not grouped (no ``data.group``, one fold, a time split)."""
+    scheme, groups = _scheme(df, strategy, n_folds, target, group)
+    if scheme not in _GROUPED:
+        return None
+    assert group is not None
+    limit = _smallest_class(df, target) if scheme == "stratified-group" else groups  # stratified: groups >= it
+    return FoldGroups(column=group, rows=len(df), groups=groups, folds=min(n_folds, limit), asked=n_folds)
 
 
 def make_folds(df: pd.DataFrame, *, strategy: str, n_folds: int, seed: int, target: str,
@@ -255,6 +327,8 @@ def make_folds(df: pd.DataFrame, *, strategy: str, n_folds: int, seed: int, targ
     from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
     scheme = fold_scheme(df, strategy=strategy, n_folds=n_folds, target=target, group=group)
+    plan = fold_groups(df, strategy=strategy, n_folds=n_folds, target=target, group=group) \
+        if scheme in _GROUPED else None
     n = len(df)
     idx = np.arange(n)
     if scheme == "holdout":
@@ -264,24 +338,25 @@ def make_folds(df: pd.DataFrame, *, strategy: str, n_folds: int, seed: int, targ
             order = np.random.default_rng(seed).permutation(n)
         cut = int(round(n * 0.8))
         return [(np.sort(order[:cut]), np.sort(order[cut:]))]
-    groups_of = df[group].astype(str).to_numpy() if scheme in ("group", "stratified-group", "grouped") else None
-    n_groups = len(np.unique(groups_of)) if groups_of is not None else 0
-    if scheme == "group":
-        return list(GroupKFold(n_splits=min(n_folds, n_groups)).split(idx, groups=groups_of))
-    if scheme in ("stratified", "stratified-group"):
+    if scheme == "stratified":
         y = df[target].astype(str).to_numpy()
-        k = min(n_folds, int(pd.Series(y).value_counts().min()))
-        if scheme == "stratified":
-            return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y))
+        k = min(n_folds, _smallest_class(df, target))
+        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y))
+    if scheme == "kfold":
+        return list(KFold(n_splits=min(n_folds, n), shuffle=True, random_state=seed).split(idx))
+    assert plan is not None and group is not None
+    groups_of = df[group].astype(str).to_numpy()
+    if scheme == "group":
+        return list(GroupKFold(n_splits=plan.folds).split(idx, groups=groups_of))
+    if scheme == "stratified-group":
         # data.group: a group's rows (a customer's, a card's burst of frauds) stay in one fold, or the
         # out-of-fold figures, and the threshold tuned on them, learn it from its siblings
         from sklearn.model_selection import StratifiedGroupKFold
 
-        return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(idx, y, groups_of))
-    if scheme == "grouped":
-        assert groups_of is not None
-        return _dealt_group_folds(groups_of, min(n_folds, n_groups), seed)
-    return list(KFold(n_splits=min(n_folds, n), shuffle=True, random_state=seed).split(idx))
+        y = df[target].astype(str).to_numpy()
+        return list(StratifiedGroupKFold(n_splits=plan.folds, shuffle=True, random_state=seed).split(idx, y,
+                                                                                                    groups_of))
+    return _dealt_group_folds(groups_of, plan.folds, seed)
 
 
 def _dealt_group_folds(groups_of: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

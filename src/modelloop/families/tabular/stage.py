@@ -17,7 +17,7 @@ import pandas as pd
 
 from ...config import config_hash
 from ...data.ingest import ensure_split, load_dataset
-from ...data.split import fold_scheme, make_folds
+from ...data.split import fold_groups, fold_scheme, make_folds
 from ...evaluation.evaluate import evaluate_model
 from ...registry import tracker_for
 from ...training.train import record_model
@@ -67,9 +67,13 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
     target = cfg.data.target
     task = head_kind(cfg.task, df[target])
     run_budget = budget if budget is not None else cfg.train.budget
-    # repeated k-fold on a small table (search.cv_repeats); a time or group split is one partition
+    # repeated k-fold on a small table (search.cv_repeats); a time or group split is one partition, and so
+    # are folds of one group each (data.group with no more groups than folds): repeats of it would be copies
+    groups = fold_groups(train_df, strategy=cfg.split.strategy, n_folds=cfg.train.cv_folds, target=target,
+                         group=cfg.data.group)
     repeats = cv_repeats(len(train_df), run_budget) \
-        if cfg.split.strategy in ("random", "stratified") and cfg.train.cv_folds > 1 else 1
+        if cfg.split.strategy in ("random", "stratified") and cfg.train.cv_folds > 1 \
+        and not (groups is not None and groups.one_partition) else 1
     folds = [fold for r in range(repeats)
              for fold in make_folds(train_df, strategy=cfg.split.strategy, n_folds=cfg.train.cv_folds,
                                     seed=cfg.seed + r, target=target, time=cfg.data.time, group=cfg.data.group)]
@@ -113,7 +117,8 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
     out = record_model(ws, row, run_id, version, model, result, evaluation, task, kind, started,
                        test_df, register_as_production, family="tabular")
     # what the user may want to change in modelloop.yaml: logged (stderr) and in the JSON
-    warnings = [w for w in [ordinal_warning(train_df[target], target) if task == "multiclass" else None,
+    warnings = [w for w in [groups.warning if groups is not None else None,
+                            ordinal_warning(train_df[target], target) if task == "multiclass" else None,
                             text_warning(schema.columns, {schema.target, schema.id}),
                             interactions_warning(schema.columns, {schema.target, schema.id}, target)] if w]
     for w in warnings:

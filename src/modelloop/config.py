@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .data.quality_config import CleanConfig, QualityConfig
+from .data.source_url import is_sql_source
 from .errors import ConfigError, StateError, cap_list, shown_url
 from .serving.config import ServeConfig
 from .compute.config import ComputeConfig
@@ -447,8 +448,7 @@ def one_kind_of_source(cfg: Config) -> list[str]:
 def sql_source_has_query(cfg: Config) -> list[str]:
     if cfg.data.source is None:
         return []
-    is_url = "://" in cfg.data.source and not cfg.data.source.startswith("file://")
-    if (cfg.data.format == "sql" or is_url) and not cfg.data.query:
+    if (cfg.data.format == "sql" or is_sql_source(cfg.data.source)) and not cfg.data.query:
         return [f"data.query: a SQL source ({shown_url(cfg.data.source)}) needs a query, got null"]
     return []
 

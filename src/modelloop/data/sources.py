@@ -21,6 +21,7 @@ from ..errors import ConfigError, DataError, shown_url
 from ._tables import is_stringy, pandas_dtype
 from .encoding import detect_encoding
 from .schema import Schema
+from .source_url import is_sql_source  # here too: data.sources.is_sql_source is public
 
 if TYPE_CHECKING:  # pandas on first use: a Parquet source's schema is inferred with Polars
     import pandas as pd
@@ -33,11 +34,6 @@ _GB_ALIASES = {"gbk", "gb2312", "gb18030", "cp936", "hz"}
 
 class ReadReport(dict):
     """What a read noticed: encoding used, malformed lines skipped (with line numbers), coercions."""
-
-
-def is_sql_source(source: str) -> bool:
-    """A database URL (``data.source: postgresql://...``) rather than a file path (``file://`` is a file)."""
-    return "://" in source and not source.startswith("file://")
 
 
 def _where_undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:

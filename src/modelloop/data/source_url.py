@@ -1,0 +1,15 @@
+"""What kind of place ``data.source`` names, told from its text alone.
+
+The config's checks (``config.sql_source_has_query``), the scaffold and the readers (``data.sources``) ask
+the same question; it lives here, apart from the readers, because loading a config must not import them
+(Polars and NumPy: ~0.25 s on every command).
+"""
+
+from __future__ import annotations
+
+__all__ = ["is_sql_source"]
+
+
+def is_sql_source(source: str) -> bool:
+    """A database URL (``data.source: postgresql://...``) rather than a file path (``file://`` is a file)."""
+    return "://" in source and not source.startswith("file://")

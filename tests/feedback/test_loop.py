@@ -191,3 +191,50 @@ def test_a_gain_on_a_few_recent_rows_is_called_noise(project, tmp_path):
     lo, hi = res["gate"]["recent_gain_interval"]
     assert res["rows"]["recent"] == 12 and lo <= 0 < hi and res["gate"]["recent_gain_within_noise"], res["gate"]
     assert "on 12 recent rows: within the noise, too few rows to tell the two apart)" in res["reason"]
+
+
+def test_feedback_sorted_by_label_still_gives_a_recent_slice_of_every_class(project, tmp_path):
+    """A labelling team's file sorted by label: the latest 30% of the feedback is all class 0, where f1_macro
+    scores any model answering 0 to everything as a perfect one. The recent slice is then the latest 30% of
+    each class's feedback, held out of the challenger's training, and the reason says so."""
+    same = world(600, 6)
+    same = same.sort_values("y", ascending=False, kind="stable").reset_index(drop=True)  # the 0s come last
+    counts = same["y"].value_counts().to_dict()
+    assert counts[1] < len(same) * 0.7  # the latest 180 rows (30%) hold class 0 alone
+    post_labels(project, tmp_path, serve_stream(project, same), same["y"])
+    res = project.retrain()
+    expected = {str(c): round(n * 0.3) for c, n in counts.items()}
+    # the slice is the split's recent side, so the challenger never trained on it
+    from modelloop.data.ingest import ensure_split, load_dataset
+
+    ws = project.workspace
+    row, df, _ = load_dataset(ws, res["dataset"])
+    side = ensure_split(ws, row, df)
+    assert df.loc[side == "recent", "y"].value_counts().to_dict() == {int(c): n for c, n in expected.items()}
+    assert set(side[df["_origin"] == "feedback"]) == {"train", "recent"}
+    assert res["reason"].endswith(
+        "; the latest 180 feedback rows held only class '0', where f1_macro cannot compare models: the recent "
+        f"slice is the latest 30% of each class's feedback instead ({expected['0']:,} '0', {expected['1']:,} '1')")
+    gate = res["gate"]
+    assert gate["judged_on"] == "recent" and gate["recent_slice"]["how"] == "latest_of_each_class", gate
+    assert gate["recent_slice"]["classes"] == expected and gate["recent_slice"]["latest_classes"] == {"0": 180}
+    assert res["rows"]["recent"] == sum(expected.values()) and gate["recent_gain_interval"] is not None
+
+
+def test_feedback_of_one_class_lets_the_frozen_holdout_decide(project, tmp_path):
+    """Feedback that holds one class alone cannot give a recent slice that compares models: the frozen
+    holdout decides (the challenger must beat the champion there), and the reason says why."""
+    same = world(700, 7)
+    zeros = same[same["y"] == 0].head(300).reset_index(drop=True)
+    post_labels(project, tmp_path, serve_stream(project, zeros), zeros["y"])
+    res = project.retrain()
+    ch, cl = (res[m]["metrics"]["holdout"]["f1_macro"] for m in ("champion", "challenger"))
+    gain = cl - ch
+    assert res["promoted"] is (gain > 0), (gain, res["reason"])
+    verdict = (f"challenger beats the champion there by {gain:+.4f} f1_macro" if gain > 0 else
+               f"challenger does not beat the champion there: gain {gain:+.4f} f1_macro (needs > 0 and >= 0.0)")
+    assert res["reason"] == ("the recent slice (90 rows) holds only class '0' (so does all the new feedback): "
+                             f"f1_macro cannot compare models there, so the frozen holdout decides: {verdict}")
+    gate = res["gate"]
+    assert gate["judged_on"] == "holdout" and gate["recent_slice"]["classes"] == {"0": 90}, gate
+    assert gate["recent_slice"]["compares"] is False and gate["recent_gain_interval"] is None

@@ -12,6 +12,10 @@ from training. Champion and challenger are scored on both, and the gate decides:
   lets a model follow a real change of the world, where old data says less, and stops a collapse
   such as poisoned labels.
 
+A class figure cannot compare models on a recent slice of one class (``recent.py``): the slice is then
+the latest share of each class's feedback, and where even that holds one class the frozen holdout
+decides alone (the challenger must gain there by ``min_improvement``; ``gate.judged_on: holdout``).
+
 Both are in the metric's direction (a lower rmse is better); for errors in the target's units
 (rmse, mae) both are shares of the champion's figure (``gate.relative``): 0.1 rmse is nothing on
 house prices and everything on a rate.
@@ -36,10 +40,11 @@ from ..data.snapshot import ROW_ID, content_hash, write_snapshot
 from ..data.stages import cleaning_plan
 from ..errors import StateError
 from ..evaluation.evaluate import evaluate_model
-from ..evaluation.metrics import IN_TARGET_UNITS, improvement
+from ..evaluation.metrics import CLASSIFICATION_METRICS, IN_TARGET_UNITS, improvement
 from ..families import family_of, label_column
 from ..registry import PRODUCTION, load_model, promote, resolve_model
 from ..workspace import Workspace
+from .recent import choose_recent, class_counts, one_class_words
 from .store import labeled_frame
 
 __all__ = ["check_triggers", "merge_feedback", "retrain", "rollback"]
@@ -117,12 +122,16 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
     row = cat.add_dataset(id=vid, project=cfg.name, step="feedback-merge", parents=[parent["id"]],
                           schema=schema.to_dict(), rows=len(merged), path=str(path),
                           source={"feedback_rows": len(new), "parent": parent["id"]})
-    _write_split(ws, row, parent, merged, new)
+    recent_metric = _gate_metrics(str((champion["info"] or {}).get("task") or ""), cfg.metric)[0]
+    _write_split(ws, row, parent, merged, new, recent_metric)
     return {**row, "added": len(new), **({"feedback_inputs": note} if note else {})}
 
 
-def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, new: pd.DataFrame) -> None:
-    """Parent rows keep their side; the latest ``recent_fraction`` of the new feedback is ``recent``."""
+def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, new: pd.DataFrame,
+                 recent_metric: str) -> None:
+    """Parent rows keep their side; the latest ``recent_fraction`` of the new feedback is ``recent`` (of
+    each class's feedback where the latest share cannot compare models by a class figure: ``recent.py``).
+    How it was chosen is kept in the split's settings (``recent_slice``) for the gate to say."""
     cat, key = ws.catalog, split_key(ws.config)
     if cat.get_split(row["id"], key) is not None:
         return
@@ -130,8 +139,8 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
     base_side = ensure_split(ws, parent, base)
     sides = dict(zip(base[ROW_ID], base_side, strict=True))
     order = new.sort_values("_feedback_at", kind="stable")
-    n_recent = max(1, int(round(len(order) * ws.config.retrain.recent_fraction)))
-    recent_ids = set(order[ROW_ID].iloc[-n_recent:])
+    recent_ids, how = choose_recent(order, ws.config.retrain.recent_fraction, label_column(ws.config),
+                                    recent_metric)
     for rid in new[ROW_ID]:
         sides[rid] = "recent" if rid in recent_ids else "train"
     frame = pd.DataFrame({ROW_ID: merged[ROW_ID], "split": merged[ROW_ID].map(sides)})
@@ -140,7 +149,8 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
     counts = {k: int(v) for k, v in frame["split"].value_counts().items()}
-    cat.add_split(dataset_id=row["id"], key=key, settings={**ws.config.split.model_dump(), "recent": True},
+    cat.add_split(dataset_id=row["id"], key=key, settings={**ws.config.split.model_dump(), "recent": True,
+                                                             "recent_slice": how},
                   counts=counts, path=str(path))
 
 
@@ -223,8 +233,13 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
         metric = recent_metric if recent_metric == holdout_metric else f"{recent_metric} (recent), " \
                                                                        f"{holdout_metric} (holdout)"
     rc = cfg.retrain
-    interval = _gain_interval(recent_metric, answers, _figure(champ["recent"], recent_metric))
+    recent_slice = _recent_slice(ws, row, recent, recent_metric)
+    judged_on = "recent" if recent_slice.get("compares", True) else "holdout"
+    interval = _gain_interval(recent_metric, answers, _figure(champ["recent"], recent_metric)) \
+        if judged_on == "recent" else None
     beats = gain > 0 and gain >= rc.min_improvement
+    if judged_on == "holdout":  # the recent slice cannot compare models: the challenger must gain on the holdout
+        beats = -drop > 0 and -drop >= rc.min_improvement
     holds = drop <= rc.max_holdout_drop
     promoted = beats and holds
     # each slice's change in its own figure's terms: a share of the champion's for errors in target units
@@ -234,7 +249,10 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     drop_txt, holdout_unit = _change(holdout_metric, drop)
     allowed = f"{rc.max_holdout_drop:.1%}" if relative else rc.max_holdout_drop
     noise = _noise_words(recent_metric, interval, len(recent))
-    if promoted:
+    if judged_on == "holdout":
+        reason = _holdout_reason(recent_slice, len(recent), recent_metric, holdout_metric, -drop,
+                                 rc.min_improvement, promoted)
+    elif promoted:
         reason = (f"challenger beats champion on the recent slice by {gain_txt}{unit}{noise} and drops "
                   f"{drop_txt}{holdout_unit if holdout_metric != recent_metric else ''} on the frozen holdout "
                   f"(allowed {allowed})")
@@ -244,6 +262,8 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     else:
         reason = (f"challenger falls {drop_txt.lstrip('+')}{holdout_unit} on the frozen holdout (allowed "
                   f"{allowed}): refused")
+    if recent_slice.get("how") == "latest_of_each_class":
+        reason += "; " + _each_class_words(recent_slice, recent_metric)
     ws.catalog.add_decision(name=cfg.name, trigger=triggers, dataset_id=merged["id"],
                             champion=_brief(champion, scores["champion"]),
                             challenger=_brief(challenger, scores["challenger"]), promoted=promoted, reason=reason)
@@ -256,9 +276,47 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
                      "recent_gain_within_noise": _within_noise(interval), "holdout_drop": drop,
                      "min_improvement": rc.min_improvement,
                      "max_holdout_drop": rc.max_holdout_drop, "relative": relative,
-                     "recent_metric": recent_metric, "holdout_metric": holdout_metric},
+                     "recent_metric": recent_metric, "holdout_metric": holdout_metric,
+                     "judged_on": judged_on, "recent_slice": recent_slice},
             "triggers": triggers, "champion": _brief(champion, scores["champion"]),
             "challenger": _brief(challenger, scores["challenger"])}
+
+
+def _recent_slice(ws: Workspace, row: dict, recent: pd.DataFrame, metric: str) -> dict[str, Any]:
+    """How the recent slice was chosen (the split's note, ``recent.choose_recent``), its rows (with the
+    recent rows earlier merges kept) and, for a class figure, its classes and whether it ``compares``
+    models: at least two classes (a slice of one scores a model answering that class to everything as a
+    perfect one). A split written before the note reads ``latest``."""
+    stored = ws.catalog.get_split(row["id"], split_key(ws.config)) or {}
+    note = {"how": "latest", **((stored.get("settings") or {}).get("recent_slice") or {}), "rows": len(recent)}
+    label = label_column(ws.config)
+    if metric in CLASSIFICATION_METRICS and label is not None and label in recent.columns:
+        note["classes"] = class_counts(recent[label])
+        note["compares"] = len(note["classes"]) >= 2
+    return note
+
+
+def _holdout_reason(note: dict[str, Any], rows: int, recent_metric: str, holdout_metric: str, gain: float,
+                    min_improvement: float, promoted: bool) -> str:
+    """The reason of a decision the frozen holdout made alone, starting with why the recent slice could not."""
+    alone = " (so does all the new feedback)" if note.get("feedback_classes") == 1 else ""
+    gain_txt, unit = _change(holdout_metric, gain)
+    verdict = (f"challenger beats the champion there by {gain_txt}{unit}" if promoted
+               else f"challenger does not beat the champion there: gain {gain_txt}{unit} "
+                    f"(needs > 0 and >= {min_improvement})")
+    return (f"the recent slice ({rows:,} rows) holds {one_class_words(note.get('classes') or {})}{alone}: "
+            f"{recent_metric} cannot compare models there, so the frozen holdout decides: {verdict}")
+
+
+def _each_class_words(note: dict[str, Any], metric: str) -> str:
+    """Why the recent slice is the latest share of each class's feedback, and what it holds."""
+    latest = note.get("latest_classes") or {}
+    held = (f"only class {next(iter(latest))!r}, where {metric} cannot compare models" if len(latest) == 1
+            else f"only {len(latest)} of the feedback's {note.get('feedback_classes')} classes, where {metric} "
+                 f"scores each missing class 0 for every model")
+    classes = ", ".join(f"{n:,} {c!r}" for c, n in (note.get("classes") or {}).items())
+    return (f"the latest {note.get('latest_rows', 0):,} feedback rows held {held}: the recent slice is the "
+            f"latest {note.get('fraction', 0):.0%} of each class's feedback instead ({classes})")
 
 
 def _recent_answers(model: Any, recent: pd.DataFrame, ws: Workspace, task: str, metric: str,

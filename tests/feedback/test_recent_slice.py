@@ -1,0 +1,34 @@
+"""Which new feedback rows the retrain's recent slice holds (``feedback.recent.choose_recent``): the latest
+share, unless the gate's class figure cannot compare models there. The whole retrain is in test_loop.py."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from modelloop.feedback.recent import choose_recent
+
+
+def _feedback(labels: list) -> pd.DataFrame:
+    return pd.DataFrame({"_row_id": range(len(labels)), "y": labels})  # oldest first
+
+
+def test_a_class_averaged_figure_gets_every_class_of_the_feedback():
+    """Multiclass feedback whose latest 30% misses class 'a': f1_macro would score 'a' 0 for every model,
+    so each class gives its own latest 30%; accuracy only needs two classes and keeps the latest share."""
+    fb = _feedback(["a"] * 8 + ["b"] * 8 + ["c"] * 2 + ["b"] * 2)
+    ids, note = choose_recent(fb, 0.3, "y", "f1_macro")
+    assert sorted(ids) == [6, 7, 15, 17, 18, 19]  # a's last 2, b's last 3, c's last 1
+    assert note == {"how": "latest_of_each_class", "rows": 6, "fraction": 0.3, "classes": {"b": 3, "a": 2, "c": 1},
+                    "feedback_classes": 3, "latest_classes": {"b": 4, "c": 2}, "latest_rows": 6}
+    ids, note = choose_recent(fb, 0.3, "y", "accuracy")
+    assert sorted(ids) == list(range(14, 20)) and note["how"] == "latest"
+
+
+def test_one_class_of_feedback_or_a_figure_of_no_class_keeps_the_latest_share():
+    """No slice of one-class feedback holds two classes (the gate lets the holdout decide), and a regression
+    or a head's own figure has no classes to keep."""
+    ids, note = choose_recent(_feedback(["x"] * 10), 0.3, "y", "f1_macro")
+    assert sorted(ids) == [7, 8, 9] and note["how"] == "latest" and note["feedback_classes"] == 1
+    for metric in ("rmse", "precision_at_budget"):
+        ids, note = choose_recent(_feedback(["a"] * 5 + ["b"] * 5), 0.3, "y", metric)
+        assert sorted(ids) == [7, 8, 9] and note == {"how": "latest", "rows": 3, "fraction": 0.3}

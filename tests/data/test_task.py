@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -12,6 +14,7 @@ from modelloop.data.task import infer_task
 from modelloop.errors import ConfigError
 
 RNG = np.random.default_rng(0)
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "modelloop" / "examples"
 
 
 @pytest.mark.parametrize("values, task", [
@@ -104,6 +107,24 @@ def test_ingest_of_reviews_infers_a_text_classifier_with_its_family_s_settings(t
     later = Project(parse_config({"data": {"source": "r.csv", "target": "sentiment"}}, root=tmp_path))
     assert later.status()["metric"] == "f1_macro" and later.config.task == "text_classification"
     assert isinstance(later.config.model, settings_schema_for("text_classification"))
+
+
+def test_chinese_reviews_are_text_and_chinese_categories_stay_categories(tmp_path):
+    """Chinese is written without spaces: a review (跑鞋退货了，外观不行。) was one "word" under 40 characters,
+    so mostly-distinct reviews were read as an identifier and the bundled Chinese reviews, task left out,
+    trained a tabular model with no feature ("the schema has no feature columns"). Now they are text and
+    the task a text classification; a column of a few Chinese categories is still categorical."""
+    from modelloop.data.sources import infer_schema
+
+    zh = pd.read_json(EXAMPLES / "sentiment.jsonl", lines=True).query("lang == 'zh'")
+    frame = pd.DataFrame({"评论": zh["review"].to_numpy(), "类别": RNG.choice(["电子产品及其配件", "家用电器", "服装鞋帽"], len(zh)),
+                          "情感": zh["sentiment"].to_numpy()})
+    kinds = infer_schema(frame, target="情感").columns
+    assert (kinds["评论"], kinds["类别"]) == ("text", "categorical")
+    assert infer_schema(pl.from_pandas(frame), target="情感").columns == kinds  # a Parquet source alike
+    frame.to_csv(tmp_path / "评论.csv", index=False)
+    p = Project(parse_config({"data": {"source": "评论.csv", "target": "情感"}}, root=tmp_path))
+    assert p.ingest()["source"]["task"]["task"] == "text_classification"
 
 
 def _image_folder(root, n=6):

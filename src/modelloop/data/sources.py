@@ -162,6 +162,9 @@ _NOT_NUMBER = r"[^0-9+\-.,_eE\s\x1c-\x1f]"
 _SPECIAL_NUMBER = r"(?i)^[\s\x1c-\x1f]*[-+]?(inf|infinity|nan)[\s\x1c-\x1f]*$"
 _NON_ASCII = r"[^\x00-\x7f]"
 _SPACES = r"[\s\x1c-\x1f]+"  # Python's \s (str.isspace): Rust's Unicode \s and the four separators
+# Chinese and Japanese characters (Han, kana): scripts written without spaces between words, one Python
+# and Rust regex alike (the characters themselves in the class, not escapes either engine reads its own way)
+_UNSPACED = "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
 _PLAUSIBLE_YEAR = r"(?:1[89]|2[0-2])[0-9]{2}"  # a year of YEARS, or one a time zone moves into them
 
 
@@ -286,7 +289,7 @@ def _polars_text_kind(distinct: pl.Series, weight: np.ndarray, head: pl.Series, 
         return float((weight * per_value.to_numpy().astype(np.int64)).sum() / present) if present else 0.0
 
     words = mean(distinct.str.count_matches(_SPACES)) + 1 if present else 0
-    return _kind_of_text(words, mean(distinct.str.len_chars()), uniq, n)
+    return _kind_of_text(words, mean(distinct.str.len_chars()), uniq, n, mean(distinct.str.count_matches(_UNSPACED)))
 
 
 def _text_kind(distinct: pd.Series, weight: np.ndarray, head: pd.Series, present: int) -> str:
@@ -307,13 +310,20 @@ def _text_kind(distinct: pd.Series, weight: np.ndarray, head: pd.Series, present
         return float((weight * per_value.to_numpy(dtype=np.int64)).sum() / present) if present else 0.0
 
     words = mean(distinct.str.count(r"\s+")) + 1 if present else 0
-    return _kind_of_text(words, mean(distinct.str.len()), uniq, n)
+    return _kind_of_text(words, mean(distinct.str.len()), uniq, n, mean(distinct.str.count(_UNSPACED)))
 
 
-def _kind_of_text(words: float, length: float, uniq: float, n: int) -> str:
+UNSPACED_TEXT_CHARS = 6  # Chinese/Japanese characters a value holds on average to read as text: ~4 words
+
+
+def _kind_of_text(words: float, length: float, uniq: float, n: int, unspaced: float = 0.0) -> str:
     """A text column that is neither booleans, numbers nor dates, by its mean number of ``words`` and
-    ``length`` (per value) and its share of distinct values ``uniq`` among ``n``."""
-    if words >= 4 or (length > 40 and uniq > 0.5):
+    ``length`` (per value), its share of distinct values ``uniq`` among ``n``, and its mean count of
+    characters of scripts written without spaces (``unspaced``): a Chinese review (跑鞋退货了，外观不行。) is
+    one "word" by its spaces and under 40 characters, and was read as an identifier (mostly distinct),
+    so a Chinese sentiment table trained a tabular model with no features. Such a column is text from
+    ``UNSPACED_TEXT_CHARS`` of those characters when mostly distinct; a category (电子产品) stays one."""
+    if words >= 4 or (length > 40 and uniq > 0.5) or (unspaced >= UNSPACED_TEXT_CHARS and uniq > 0.5):
         return "text"
     if uniq > 0.9 and n > 50:
         return "identifier"

@@ -9,8 +9,8 @@ against the base model -> registered model version.
    epoch; the best trial's weights become a :class:`~.model.GenerativeModel`;
 4. on the test split: perplexity of the base and the fine-tuned model, and for prompts (up to
    ``model.eval_samples``) the greedy answers of both (decoded together, as concurrent served requests
-   are: :func:`evaluate_generation`; within ``train.budget``, which leaves them a share:
-   ``eval_budget.py``), scored by exact match (label accuracy when the
+   are: :func:`evaluate_generation`; with the perplexities within ``train.budget``, which leaves them a
+   share: ``eval_budget.py``), scored by exact match (label accuracy when the
    answers are labels), chrF and ROUGE-L; the HTML report shows them side by side. When the training
    answers are labels (``model.choices: auto``) the model keeps them and answers within them
    (:func:`label_choices`), here as wherever it is served; the base model's answers stay free;
@@ -35,7 +35,7 @@ from ...training.distributed import ray_device, ray_ranks_address
 from .backbone import load_tokenizer, model_fingerprint, resolve_model
 from .config import GenerativeModelConfig
 from .data import Shape, answer_of, data_profile, detect_shape, encode_examples, examples_of, validation_rows
-from .eval_budget import answer_in_time, budget_note, search_budget
+from .eval_budget import answer_in_time, answers_deadline, budget_note, nll_in_time, search_budget
 from .fit import GenJob, device_of, lora_settings
 from .metrics import is_label_set, perplexity, text_metrics
 from .model import GenerativeModel
@@ -126,7 +126,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     with tracker.run(f"{kind}-{row['id']}", tags=tags) as run_id:
         chosen, summary = run_generative_search(
             job, storage=ws.optuna_url, study_name=name, work_dir=ws.study_dir(name),
-            budget=search_budget(budget, answers=answers_asked(shape, settings, test_df)), n_trials=n_trials,
+            budget=search_budget(budget, len(test_df)), n_trials=n_trials,
             warm_start=warm_start, progress=progress)
         params, result = chosen["params"], chosen["result"]
         lora = None if settings.method == "full" else lora_settings(settings, params, _config(source))
@@ -147,7 +147,8 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
         evaluation_seconds = round(time.monotonic() - evaluated, 3)
         model.description_["evaluation"] = {k: evaluation[k] for k in ("perplexity", "base_perplexity",
                                                                         "base_metrics", "answered", "preference",
-                                                                        "evaluated_rows", "evaluation_rows")}
+                                                                        "evaluated_rows", "evaluation_rows",
+                                                                        "perplexity_rows")}
         report = _write_report(ws, evaluation, row, model, training)
         tracker.log(run_id, params={"task": "text_generation", "dataset": row["id"], "method": settings.method,
                                     "backbone": settings.backbone, "best_params": params, "shape": shape.to_dict()},
@@ -173,13 +174,14 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                          "base_metrics": evaluation["base_metrics"], "profile": profile,
                          "evaluation_seconds": evaluation_seconds, "evaluated_rows": evaluation["evaluated_rows"],
                          "evaluation_rows": evaluation["evaluation_rows"],
+                         "perplexity_rows": evaluation["perplexity_rows"],
                          "evaluation_stopped_by_budget": evaluation["budget_note"] is not None}
     # the one-screen summary's lines (ui.render_train reads them without knowing the family)
     speed = f", {training['tokens_per_s']:.0f} tokens/s" if training["tokens_per_s"] else ""
     stopped = ", stopped by train.budget" if training["stopped_by_budget"] else ""
     out["training_summary"] = (f"{settings.method} on {settings.backbone}: {training['epochs_run']} epochs{speed}"
                                f"{stopped}")
-    if evaluation["budget_note"] is not None:  # the task scores are of fewer rows than asked
+    if evaluation["budget_note"] is not None:  # the test figures are of fewer rows than asked
         out["evaluation_summary"] = evaluation["budget_note"]
     if evaluation["base_metrics"] is not None:
         out["base_test_metrics"] = {**evaluation["base_metrics"], "perplexity": evaluation["base_perplexity"]}
@@ -221,19 +223,16 @@ def _context(source: str, settings: GenerativeModelConfig) -> int:
     return min(settings.max_length, int(getattr(config, "max_position_embeddings", settings.max_length)))
 
 
-def answers_asked(shape: Shape, settings: GenerativeModelConfig, frame: pd.DataFrame) -> bool:
-    """Whether the evaluation generates answers: prompts (not plain text), ``model.eval_samples`` and test rows."""
-    return shape.kind != "text" and settings.eval_samples > 0 and len(frame) > 0
-
-
 def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: int, *,
                         deadline: float = math.inf) -> dict[str, Any]:
     """Perplexity (base and fine-tuned) on ``frame``'s completions, and task scores of both on the greedy
     answers to its first ``samples`` prompts (none for plain text, which has no prompts); for preference
     pairs also the chosen answers' log-probability margin over the rejected ones (``preference``).
-    The answers end at ``deadline`` (``time.monotonic()``; the train stage's ``train.budget``): both
-    models are scored on the rows answered by then, at least one batch (:func:`.eval_budget.answer_in_time`);
-    ``evaluated_rows`` of ``evaluation_rows`` says how many, ``budget_note`` the summary's line when fewer.
+    Within ``deadline`` (``time.monotonic()``; the train stage's ``train.budget``, ``eval_budget.py``): the
+    answers until half way there, then the perplexities; both models are scored on the rows reached, at
+    least one batch of each; ``evaluated_rows`` of ``evaluation_rows`` (answers) and ``perplexity_rows``
+    of ``rows`` say how many, ``budget_note`` is the summary's line when fewer; the preference margins
+    are of the perplexity's rows.
 
     The answers are decoded together through the serving batch decoder
     (:meth:`.model.GenerativeModel.predict_together`), as concurrent requests to the served model are:
@@ -244,31 +243,36 @@ def evaluate_generation(model: GenerativeModel, frame: pd.DataFrame, samples: in
     Then the perplexities were ~70% of it: the layers the two models share (all but the last
     ``model.lora_layers`` of a LoRA fine-tune) run once for both (:meth:`.model.GenerativeModel.nll_with_base`,
     the same figures to the bit)."""
-    (nll, n), (base_nll, base_n) = model.nll_with_base(frame)
+    model.network(), model.base_network()  # loaded before the first batch is timed
     metrics: dict[str, Any] = {}
     base: dict[str, Any] = {}
     shown: list[dict[str, Any]] = []
-    wanted, note = 0, None
+    answers = None
     if model.shape_.kind != "text" and samples and len(frame):
         records = frame.head(samples).to_dict("records")
-        answers = answer_in_time(model, records, deadline)
-        wanted, note, records = len(records), budget_note(answers), records[:answers.rows]
+        answers = answer_in_time(model, records, answers_deadline(deadline))
+        records = records[:answers.rows]
         refs = [answer_of(r, model.shape_) for r in records]
         tuned, plain = answers.tuned, answers.base
         metrics.update(text_metrics(refs, tuned))
         base.update(text_metrics(refs, plain))
         shown = [{"prompt": _prompt_shown(r, model.shape_), "reference": ref, "base": b, "fine_tuned": t}
                  for r, ref, b, t in zip(records, refs, plain, tuned, strict=True)]
+    scored = nll_in_time(model, frame, deadline)
+    (nll, n), (base_nll, base_n) = scored.tuned, scored.base
     # ``metrics``: the generation head's scores of the answers and the model's perplexity, as ``modelloop
     # evaluate`` computes them (``GenerativeModel.evaluation_metrics``)
     metrics["perplexity"], base["perplexity"] = perplexity(nll, n), perplexity(base_nll, base_n)
     preference = None
     if model.shape_.kind == "preference" and len(frame):
-        preference = preference_figures(model.network(), model.base_network(), frame, model.shape_, model.tokenizer,
-                                        model.context_, int(model.tokenizer.pad_token_id or 0))
-    return {"preference": preference,"metrics": metrics, "base_metrics": base, "rows": len(frame), "tokens": n, "samples": shown,
-            "perplexity": perplexity(nll, n), "base_perplexity": perplexity(base_nll, base_n),
-            "answered": len(shown), "evaluated_rows": len(shown), "evaluation_rows": wanted, "budget_note": note}
+        preference = preference_figures(model.network(), model.base_network(), frame.head(scored.rows),
+                                        model.shape_, model.tokenizer, model.context_,
+                                        int(model.tokenizer.pad_token_id or 0))
+    return {"preference": preference, "metrics": metrics, "base_metrics": base, "rows": len(frame), "tokens": n,
+            "samples": shown, "perplexity": perplexity(nll, n), "base_perplexity": perplexity(base_nll, base_n),
+            "answered": len(shown), "evaluated_rows": len(shown),
+            "evaluation_rows": answers.wanted if answers is not None else 0, "perplexity_rows": scored.rows,
+            "budget_note": budget_note(answers, scored)}
 
 
 def _prompt_shown(record: dict[str, Any], shape: Shape) -> str:

@@ -6,6 +6,7 @@ import sqlite3
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 
 from modelloop.data.sources import check_types, detect_encoding, infer_schema, read_table
@@ -161,6 +162,27 @@ def test_numeric_column_with_text_names_column_and_row():
     df2 = pd.DataFrame({"amount": [str(i) for i in range(50)] + ["n/a?"], "y": [0, 1] * 25 + [0]})
     with pytest.raises(DataError, match="column 'amount'"):
         check_types(df2, infer_schema(df2, target="y"))
+
+
+def test_numbers_with_thousands_separators_are_numbers(tmp_path):
+    """Incomes exported from a spreadsheet: "1,100" failed ingest as text in a numeric column, and a
+    column where every value had separators was not read as numbers at all. Digits grouped in threes
+    are read as the number; a decimal comma or a bad grouping is still text, named as before."""
+    rng = np.random.default_rng(0)
+    values = np.round(rng.uniform(10, 5000, 200), 1)
+    frame = pd.DataFrame({"income": [f"{v:,.1f}" if v >= 1000 else f"{v:.1f}" for v in values],
+                          "big": [f"{v * 1000:,.0f}" for v in values], "y": rng.integers(0, 2, 200)})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    df, _ = read_table(str(tmp_path / "t.csv"))
+    for table in (df, pl.from_pandas(df)):
+        assert infer_schema(table, target="y").columns | {} == {"income": "numeric", "big": "numeric", "y": "numeric"}
+    fixed, report = check_types(df, infer_schema(df, target="y"))
+    np.testing.assert_allclose(fixed["income"], values)
+    np.testing.assert_allclose(fixed["big"], np.round(values * 1000))
+    assert report == {}
+    odd = df.assign(income=df["income"].where(df.index != 7, "1,10"))
+    with pytest.raises(DataError, match=r"column 'income' is numeric but 1 row\(s\) hold text, e.g. row 8 .*'1,10'"):
+        check_types(odd, infer_schema(odd, target="y"))
 
 
 def test_long_columns_are_judged_as_a_full_read_judges_them(monkeypatch):

@@ -87,6 +87,27 @@ def test_a_row_the_server_would_refuse_stops_the_run_and_writes_nothing(project,
     assert os.listdir(tmp_path) == ["in.csv"]  # no output, no temporary file
 
 
+def test_numbers_with_thousands_separators_are_read_as_ingest_reads_them(toy, project, capsys, tmp_path):
+    """A spreadsheet's export writes 1,234.5: predict reads it as the number (it stopped: "must be a
+    number"), and answers as for the plain figures; a decimal comma (0,5) is still refused."""
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(60)
+    rows = rows.assign(amount=np.round(rows["amount"].abs() * 1000, 1))
+    rows.to_csv(tmp_path / "plain.csv", index=False)
+    rows.assign(amount=[f"{v:,.1f}" for v in rows["amount"]]).to_csv(tmp_path / "grouped.csv", index=False)
+    assert "," in pd.read_csv(tmp_path / "grouped.csv")["amount"].astype(str).str.cat()
+    answers = {}
+    for name in ("plain", "grouped"):
+        code, _, err = cli(["predict", "--data", str(tmp_path / f"{name}.csv"), "--out",
+                            str(tmp_path / f"{name}-out.csv")], capsys, project)
+        assert code == 0, err
+        answers[name] = pd.read_csv(tmp_path / f"{name}-out.csv")
+    pd.testing.assert_frame_equal(answers["grouped"].drop(columns=["amount"]), answers["plain"].drop(columns=["amount"]))
+    rows.astype({"amount": object}).assign(amount=["0,5"] * len(rows)).to_csv(tmp_path / "comma.csv", index=False)
+    code, _, err = cli(["predict", "--data", str(tmp_path / "comma.csv"), "--out", str(tmp_path / "c.csv")],
+                       capsys, project)
+    assert code == 2 and "row 1, amount: must be a number" in err and "'0,5'" in err
+
+
 def test_an_interrupted_run_leaves_no_output(toy, project, tmp_path):
     from modelloop.serving.batch import predict_file
 

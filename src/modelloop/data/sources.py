@@ -295,12 +295,12 @@ def _polars_text_kind(distinct: pl.Series, weight: np.ndarray, head: pl.Series, 
 def _text_kind(distinct: pd.Series, weight: np.ndarray, head: pd.Series, present: int) -> str:
     """The kind of a text column from its ``distinct`` values, their counts (``weight``), its first
     non-missing values (``head``, at least 500 of them where it has them) and its ``present`` values."""
-    import pandas as pd
+    from .numbers import read_numbers
 
     n = max(present, 1)
     if distinct.str.lower().isin(_BOOL_STRINGS).all() and present > 0:
         return "boolean"
-    if present and weight[pd.to_numeric(distinct, errors="coerce").notna().to_numpy()].sum() / present >= 0.9:
+    if present and weight[read_numbers(distinct).notna().to_numpy()].sum() / present >= 0.9:
         return "numeric"  # a numeric column with a few stray strings: check_types reports them
     if _looks_datetime(head):
         return "datetime"
@@ -494,15 +494,18 @@ def _pandas_dtype(values: pd.Series | pl.Series) -> str:
 
 
 def check_types(df: pd.DataFrame, schema: Schema, *, coerce: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Find numeric columns holding text in some rows: an error naming an example row, or coerce to NaN."""
+    """Find numeric columns holding text in some rows: an error naming an example row, or coerce to NaN.
+    Numbers with thousands separators are numbers (:func:`.numbers.read_numbers`)."""
     import pandas as pd
+
+    from .numbers import read_numbers
 
     report: dict[str, Any] = {}
     for c, kind in schema.columns.items():
         s = df[c]
         if kind != "numeric" or pd.api.types.is_numeric_dtype(s):
             continue
-        as_num = pd.to_numeric(s, errors="coerce")
+        as_num = read_numbers(s)
         bad = as_num.isna() & s.notna() & (s.astype(str).str.strip() != "")
         if not bad.any():
             df = df.assign(**{c: as_num})

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.numbers import read_numbers
 from ..errors import DataError
 from ..workspace import Workspace
 
@@ -209,7 +210,7 @@ def _numbers(frame: pd.DataFrame, schema: Any, offset: int) -> pd.DataFrame:
     for col in frame.columns:
         if schema.columns.get(col) != "numeric" or pd.api.types.is_numeric_dtype(frame[col]):
             continue
-        numbers = pd.to_numeric(frame[col], errors="coerce")
+        numbers = read_numbers(frame[col])
         bad = frame[col].notna() & numbers.isna() & (frame[col].astype(str).str.strip() != "")
         if bad.any():
             i = int(bad.to_numpy().argmax())

@@ -295,6 +295,19 @@ def test_init_writes_a_non_english_column_and_path_as_the_user_typed_them(tmp_pa
     assert "\u2028" not in text and yaml.safe_load(text)["data"]["target"] == odd
 
 
+def test_init_reads_the_header_of_a_gbk_csv_as_ingest_does(tmp_path, capsys):
+    """Excel in China saves a CSV as GBK: init read its header as UTF-8 and refused the real column,
+    "--target: '情感' is not a column of gbk.csv; its columns: ����, ���"."""
+    frame = _table(80).rename(columns={"y": "情感", "cat": "类别"})
+    (tmp_path / "gbk.csv").write_bytes(frame.to_csv(index=False).encode("gbk"))
+    code, _, err = cli(["init", "proj", "--source", "gbk.csv", "--target", "情感"], capsys, tmp_path)
+    assert code == 0, err
+    code, _, err = cli(["init", "other", "--source", "gbk.csv", "--target", "情"], capsys, tmp_path)
+    assert code == 2 and "its columns: rid, x1, x2, 类别, 情感" in err
+    code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "proj")
+    assert code == 0 and json.loads(out)["rows"] == 80
+
+
 def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, capsys):
     """`modelloop init proj --source FILE --target COL`: the user's table and target go into the config
     (the path relative to the project folder), checked first: a wrong column or file exits 2 naming what

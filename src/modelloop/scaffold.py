@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -155,14 +156,31 @@ def _scalar(value: str) -> str:
 
 def _columns(path: Path) -> list[str] | None:
     """The column names of a CSV, Parquet or JSONL file from its header or schema (no rows read); None
-    when they cannot be had that way (another format, another encoding: ingest reads and checks it)."""
+    when they cannot be had that way (another format, a malformed file: ingest reads and checks it). A
+    CSV's header is decoded as ingest decodes the file (``file_encoding``: a GBK file saved by Excel too;
+    Polars reads every CSV as UTF-8, and a GBK header came out as U+FFFD characters)."""
     import polars as pl
 
-    scan = {".csv": pl.scan_csv, ".tsv": lambda p: pl.scan_csv(p, separator="\t"), ".parquet": pl.scan_parquet,
-            ".jsonl": pl.scan_ndjson, ".ndjson": pl.scan_ndjson}.get(path.suffix.lower())
-    if scan is None or not path.is_file():
+    suffix = path.suffix.lower()
+    scans: dict[str, Callable[[Path], pl.LazyFrame]] = {".parquet": pl.scan_parquet, ".jsonl": pl.scan_ndjson,
+                                                         ".ndjson": pl.scan_ndjson}
+    scan = scans.get(suffix)
+    if not path.is_file() or (scan is None and suffix not in (".csv", ".tsv")):
         return None
     try:
-        return [c.strip() for c in scan(path).collect_schema().names() if c.strip()]  # as ingest strips them
+        if scan is None:
+            names = _csv_header(path, "\t" if suffix == ".tsv" else ",")
+        else:
+            names = scan(path).collect_schema().names()
+        return [c.strip() for c in names if c.strip()]  # as ingest strips them
     except Exception:  # undecodable bytes, a malformed header: `modelloop ingest` reports it in full
         return None
+
+
+def _csv_header(path: Path, sep: str) -> list[str]:
+    import csv
+
+    from .data.encoding import file_encoding
+
+    with open(path, newline="", encoding=file_encoding(path)) as fh:
+        return next(csv.reader(fh, delimiter=sep), [])

@@ -155,3 +155,32 @@ def test_a_blank_header_is_written_back_blank(toy, project, capsys, tmp_path):
     assert header[0] == "" and "Unnamed: 0" not in header and header[-1] == "proba_1"
     got = pd.read_csv(tmp_path / "out.csv", index_col=0)
     assert got.index.tolist() == list(range(101, 131))
+
+
+def test_a_gbk_csv_saved_by_excel_and_a_bom_jsonl_are_read_as_ingest_reads_them(toy, project, tmp_path):
+    # Excel in China saves a CSV as GBK: predict failed with pandas' UnicodeDecodeError traceback (ingest
+    # and evaluate read it); a JSON Lines file with a BOM (Windows Notepad) failed too
+    from modelloop.serving.batch import predict_file
+
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(40)
+    rows["备注"] = ["客户说退款还没到，请尽快处理"] * len(rows)
+    (tmp_path / "utf8.csv").write_text(rows.to_csv(index=False), encoding="utf-8")
+    (tmp_path / "gbk.csv").write_bytes(rows.to_csv(index=False).encode("gbk"))
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + rows.to_json(orient="records", lines=True,
+                                                                         force_ascii=False).encode())
+    predict_file(toy.ws, tmp_path / "utf8.csv", tmp_path / "want.csv")
+    want = pd.read_csv(tmp_path / "want.csv")
+    for name in ("gbk.csv", "bom.jsonl"):
+        predict_file(toy.ws, tmp_path / name, tmp_path / "got.csv")
+        got = pd.read_csv(tmp_path / "got.csv")
+        assert got["备注"].tolist() == rows["备注"].tolist()
+        pd.testing.assert_frame_equal(got[["label", "proba_1"]], want[["label", "proba_1"]])
+
+
+def test_a_file_that_does_not_decode_is_a_clear_error(toy, project, capsys, tmp_path):
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(5)
+    (tmp_path / "bad.jsonl").write_bytes(rows.to_json(orient="records", lines=True).encode()
+                                         + '{"备注": "退款"}\n'.encode("gbk"))
+    code, _, err = cli(["predict", "--data", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "o.csv")],
+                       capsys, project)
+    assert code == 2 and "bad.jsonl cannot be decoded as utf-8" in err and "line 6" in err and "save it as UTF-8" in err

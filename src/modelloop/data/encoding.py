@@ -1,11 +1,17 @@
 """Which text encoding a file's bytes are in, when ``data.encoding`` is ``auto``: one rule shared by
-the table readers (``sources.py``) and the text-folder reader (``text_folder.py``)."""
+the table readers (``sources.py``), the text-folder reader (``text_folder.py``), and the commands that
+read a user's file outside ingest (``init --source``'s header, ``predict --data``), so a GBK CSV saved by
+Excel is read alike everywhere."""
 
 from __future__ import annotations
 
 import codecs
+from pathlib import Path
 
-__all__ = ["detect_encoding"]
+__all__ = ["SAMPLE_BYTES", "detect_encoding", "file_encoding", "where_undecodable"]
+
+SAMPLE_BYTES = 8 << 20  # bytes read to detect a file's encoding
+_GB_ALIASES = {"gbk", "gb2312", "gb18030", "cp936", "hz"}
 
 
 def _mostly_cjk(text: str) -> bool:
@@ -26,3 +32,33 @@ def detect_encoding(raw: bytes) -> str:
         if enc != "gb18030" or _mostly_cjk(text):
             return enc
     return "latin-1"
+
+
+def file_encoding(path: Path, encoding: str = "auto") -> str:
+    """The codec a text file is read with: ``auto`` detected from its first ``SAMPLE_BYTES``; a GB name
+    as GB18030, the superset Python decodes every GBK and GB2312 file with."""
+    if encoding == "auto":
+        with open(path, "rb") as fh:
+            return detect_encoding(fh.read(SAMPLE_BYTES))
+    if encoding.lower().replace("-", "").replace("_", "") in _GB_ALIASES:
+        return "gb18030"
+    return encoding
+
+
+def where_undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:
+    """Where the file stops decoding, as a line and byte of the file: pandas' error counts bytes
+    from the start of its read buffer, not of the file."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, lines = 0, 1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            held = len(decoder.getstate()[0])  # bytes of a character begun in the last chunk
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                before = chunk[:max(err.start - held, 0)]
+                line = lines + before.count(b"\n")
+                return f"{err.reason} at line {line}, byte {offset - held + err.start}"
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+    return f"{exc.reason} at byte {exc.start} of a read buffer"

@@ -6,7 +6,6 @@ column, and what to do about it; nothing is written until a read has fully succe
 
 from __future__ import annotations
 
-import codecs
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -19,7 +18,7 @@ import polars as pl
 
 from ..errors import ConfigError, DataError, shown_url
 from ._tables import is_stringy, pandas_dtype
-from .encoding import detect_encoding
+from .encoding import detect_encoding, file_encoding, where_undecodable
 from .schema import Schema
 from .source_url import is_sql_source  # here too: data.sources.is_sql_source is public
 
@@ -29,40 +28,16 @@ if TYPE_CHECKING:  # pandas on first use: a Parquet source's schema is inferred 
 __all__ = ["ReadReport", "check_types", "detect_encoding", "infer_schema", "is_sql_source", "read_table"]
 
 _BOOL_STRINGS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
-_GB_ALIASES = {"gbk", "gb2312", "gb18030", "cp936", "hz"}
 
 
 class ReadReport(dict):
     """What a read noticed: encoding used, malformed lines skipped (with line numbers), coercions."""
 
 
-def _where_undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:
-    """Where the file stops decoding, as a line and byte of the file: pandas' error counts bytes
-    from the start of its read buffer, not of the file."""
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset, lines = 0, 1
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            held = len(decoder.getstate()[0])  # bytes of a character begun in the last chunk
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as err:
-                before = chunk[:max(err.start - held, 0)]
-                line = lines + before.count(b"\n")
-                return f"{err.reason} at line {line}, byte {offset - held + err.start}"
-            offset += len(chunk)
-            lines += chunk.count(b"\n")
-    return f"{exc.reason} at byte {exc.start} of a read buffer"
-
-
 def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) -> pd.DataFrame:
     import pandas as pd
 
-    if encoding == "auto":
-        with open(path, "rb") as fh:
-            encoding = detect_encoding(fh.read(8 << 20))
-    elif encoding.lower().replace("-", "").replace("_", "") in _GB_ALIASES:
-        encoding = "gb18030"
+    encoding = file_encoding(path, encoding)
     report["encoding"] = encoding
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -71,7 +46,7 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) 
                              sep="\t" if path.suffix.lower() == ".tsv" else ",",  # as `predict` reads it
                              on_bad_lines="warn" if on_bad_lines == "skip" else "error")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: cannot be decoded as {encoding} ({_where_undecodable(path, encoding, exc)}); "
+        raise DataError(f"{path}: cannot be decoded as {encoding} ({where_undecodable(path, encoding, exc)}); "
                         f"set data.encoding (e.g. utf-8, gb18030, latin-1)") from None
     except pd.errors.ParserError as exc:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
@@ -142,7 +117,7 @@ def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: 
         return pd.read_json(path, lines=True, encoding="utf-8-sig" if encoding == "auto" else encoding)
     except UnicodeDecodeError as exc:
         enc = "utf-8" if encoding == "auto" else encoding  # utf-8-sig: UTF-8 with or without a BOM
-        raise DataError(f"{path}: cannot be decoded as {enc} ({_where_undecodable(path, enc, exc)}); "
+        raise DataError(f"{path}: cannot be decoded as {enc} ({where_undecodable(path, enc, exc)}); "
                         f"JSON Lines files are UTF-8 (or set data.encoding)") from None
     except (ValueError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

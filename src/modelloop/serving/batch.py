@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.encoding import file_encoding, where_undecodable
 from ..data.numbers import read_numbers
 from ..errors import DataError
 from ..workspace import Workspace
@@ -45,11 +46,20 @@ def _format(path: Path, what: str) -> str:
 
 def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int) -> Iterator[pd.DataFrame]:
     """The input in frames of ``rows`` rows; text-like columns stay text (``"007"`` is not 7)."""
-    if kind == "csv":
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        yield from pd.read_csv(path, sep=sep, dtype=dtypes, chunksize=rows, keep_default_na=True)
-    elif kind == "jsonl":
-        yield from pd.read_json(path, lines=True, dtype=dtypes, chunksize=rows)
+    if kind in ("csv", "jsonl"):
+        # a CSV in the encoding ingest would detect (Excel in China saves GBK); JSON Lines are UTF-8
+        enc = file_encoding(path) if kind == "csv" else "utf-8-sig"
+        try:
+            if kind == "csv":
+                sep = "\t" if path.suffix.lower() == ".tsv" else ","
+                yield from pd.read_csv(path, sep=sep, dtype=dtypes, chunksize=rows, keep_default_na=True,
+                                       encoding=enc)
+            else:
+                yield from pd.read_json(path, lines=True, dtype=dtypes, chunksize=rows, encoding=enc)
+        except UnicodeDecodeError as exc:
+            shown = "utf-8" if enc == "utf-8-sig" else enc  # utf-8-sig: UTF-8 with or without a BOM
+            raise DataError(f"--data: {path} cannot be decoded as {shown} ({where_undecodable(path, enc, exc)}); "
+                            f"save it as UTF-8") from None
     else:
         import pyarrow.parquet as pq
 
@@ -62,7 +72,7 @@ def _blank_headers(path: Path) -> dict[str, str]:
     ``to_csv`` leave the row-name column unnamed) mapped back to blank, so a table written from a CSV
     keeps its header as the user wrote it."""
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+    with open(path, newline="", encoding=file_encoding(path), errors="replace") as fh:
         header = next(csv.reader(fh, delimiter=sep), [])
     return {f"Unnamed: {i}": "" for i, name in enumerate(header) if name == ""}
 

@@ -9,8 +9,10 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .errors import cap_list, shown_number
 
@@ -293,12 +295,12 @@ def render_profile(r: dict[str, Any]) -> None:
               f"consistency {sc['consistency']:.1f})")
     out.print("gate: [green]passed[/]" if gate["passed"] else "gate: [red]failed[/]")
     for f in gate.get("failed", []):
-        out.print(f"  [red]✗[/] {f['message']}")
+        out.print(f"  [red]✗[/] {escape(f['message'])}")
     t = Table(title="findings", header_style="bold")
     for c in ("severity", "kind", "column", "count", "message"):
         t.add_column(c)
-    for f in r["findings"][:20]:
-        t.add_row(f["severity"], f["kind"], f.get("column") or "", str(f.get("count", "")), f["message"])
+    for f in r["findings"][:20]:  # Text: a message's '[deny]' (a rule's columns) is not rich markup
+        t.add_row(f["severity"], f["kind"], Text(f.get("column") or ""), str(f.get("count", "")), Text(f["message"]))
     out.print(t)
     if len(r["findings"]) > 20:
         out.print(f"... and {len(r['findings']) - 20} more in the report")

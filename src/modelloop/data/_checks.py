@@ -131,7 +131,10 @@ def rule_checks(df: Frame, rules: dict[str, ColumnRule], kinds: dict[str, str]
         failed, checked = int(row[f"f{i}"]), int(row[f"n{i}"])
         checks.append(Check("validity", f"{c}.{prop}", checked, failed))
         if failed:
-            examples = lf.filter(mask.fill_null(False)).select(c).head(3).collect().to_series().to_list()
+            # distinct examples (among the first 1000 bad values): one bad value repeated is shown once,
+            # and the others beside it
+            examples = (lf.filter(mask.fill_null(False)).select(c).head(1000).unique(maintain_order=True)
+                        .head(3).collect().to_series().to_list())
             share = failed / max(checked, 1)
             kind = "type_mismatch" if prop in ("kind", "type") else "rule_violation"
             what = "missing" if prop == "not_null" else f"break rule '{prop}'"

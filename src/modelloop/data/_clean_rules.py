@@ -18,6 +18,7 @@ import polars as pl
 from ..errors import ConfigError, DataError
 from ._expr import parse_expr
 from ._profile import BOOL_STRINGS, json_value
+from ._text_norm import normalize_expr
 from ._tables import is_internal, is_numeric, is_stringy, preview
 from .label_issues import find_label_issues
 from .quality_config import (ClipOutliers, CoerceTypes, DropColumns, DropDuplicates, DropLabelIssues,
@@ -380,7 +381,7 @@ def replay_step(df: pl.DataFrame, step: Step, *, where: str, skip_missing: tuple
     if op == "drop_columns":
         return df.drop([c for c in named if c in df.columns])
     if op == "normalize_text":
-        return df.with_columns([_normalize(pl.col(c).cast(pl.String), step).alias(c) for c in present])
+        return df.with_columns([normalize_expr(pl.col(c).cast(pl.String), step).alias(c) for c in present])
     if op == "coerce_types":
         fmt, dtypes = step.get("datetime_format"), step.get("dtypes", {})
         out = df.with_columns([_coerce(df, c, step["columns"][c], fmt, dtypes.get(c, "Float64")).alias(c)
@@ -393,38 +394,6 @@ def replay_step(df: pl.DataFrame, step: Step, *, where: str, skip_missing: tuple
                     out = out.with_columns(_coerce_datetime_fallback(out, c))
         return out
     raise DataError(f"{where}: unknown cleaning step {op!r}; the plan was written by a newer modelloop?")
-
-
-_FULL = [chr(c) for c in range(0xFF01, 0xFF5F)] + ["\u3000"]   # full-width ASCII forms, ideographic space
-_HALF = [chr(c) for c in range(0x21, 0x7F)] + [" "]
-
-
-def _simplified(text: str | None) -> str | None:
-    from .text_chinese import to_simplified
-
-    return to_simplified(text)
-
-
-def _normalize(x: pl.Expr, step: Step) -> pl.Expr:
-    if step.get("unicode"):
-        x = x.str.normalize(step["unicode"])
-    if step.get("width") == "half":
-        x = x.str.replace_many(_FULL, _HALF)
-    elif step.get("width") == "full":
-        x = x.str.replace_many(_HALF, _FULL)
-    if step.get("traditional_to_simplified"):
-        x = x.map_elements(_simplified, return_dtype=pl.String, skip_nulls=True)
-    if step.get("collapse_whitespace"):
-        x = x.str.replace_all(r"\s+", " ")
-    if step.get("strip"):
-        x = x.str.strip_chars()
-    if step.get("case") == "lower":
-        x = x.str.to_lowercase()
-    elif step.get("case") == "upper":
-        x = x.str.to_uppercase()
-    if step.get("empty_as_null"):
-        x = pl.when(x == "").then(None).otherwise(x)
-    return x
 
 
 RULES: dict[str, Callable[..., tuple[pl.DataFrame, Change, Step | None]]] = {

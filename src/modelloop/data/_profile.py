@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from ._tables import is_numeric, is_stringy
+from ._variants import variant_groups
 from .quality_config import OutliersConfig
 
 __all__ = ["QUANTILES", "json_value", "profile_columns"]
@@ -189,13 +190,15 @@ def _pass2(df: pl.DataFrame, cols: dict[str, dict[str, Any]], cfg: OutliersConfi
             f["outliers"] = {"method": cfg.method, "count": 0, "share": 0.0, "lower": None, "upper": None}
 
 
-def _string_facts(s: pl.Series, facts: dict[str, Any], want_top: bool) -> None:
-    """Top values and pattern shares of one string-like column, from its weighted distinct values."""
+def _string_facts(s: pl.Series, facts: dict[str, Any], want_top: bool) -> pl.DataFrame | None:
+    """Top values and pattern shares of one string-like column, from its weighted distinct values.
+
+    Returns the value counts (``v``, ``n``) when they are the whole column's, else None (sampled)."""
     s = s.cast(pl.String) if s.dtype != pl.String else s
     non_null = facts["rows"] - facts["missing"]
     if non_null == 0:
         facts["top"] = []
-        return
+        return None
     sampled = facts["distinct"] > PATTERN_ROWS
     base = s.drop_nulls()
     if sampled:
@@ -222,6 +225,7 @@ def _string_facts(s: pl.Series, facts: dict[str, Any], want_top: bool) -> None:
         facts["_datetime_like"] = _datetime_share(vc["v"].head(200))
     facts["_bool_like"] = bool(vc["v"].head(3).str.to_lowercase().is_in(list(BOOL_STRINGS)).all()
                                and vc.height <= 2)
+    return None if sampled else vc
 
 
 def _datetime_share(values: pl.Series) -> float:
@@ -295,14 +299,18 @@ def profile_columns(df: pl.DataFrame, kinds: dict[str, str], outliers: OutliersC
     for c, t in df.schema.items():
         f = cols[c]
         declared_cat = f["kind"] in ("categorical", "boolean")
+        values = None
         if is_stringy(t):
             want_top = f.get("distinct", 0) <= max(1000, 0.5 * (n - f["missing"])) or declared_cat
-            _string_facts(df.get_column(c), f, want_top)
+            values = _string_facts(df.get_column(c), f, want_top)
         elif declared_cat and is_numeric(t) and f.get("distinct", 0) <= 1000:
             vc = df.get_column(c).drop_nulls().value_counts(sort=True, name="n").head(TOP_K)
             non_null = n - f["missing"]
             f["top"] = [{"value": json_value(v), "count": int(k), "share": k / non_null} for v, k in vc.iter_rows()]
         f["inferred_kind"] = infer_kind(f, t, c)
+        if values is not None and (f["kind"] or f["inferred_kind"]) in ("categorical", "boolean"):
+            # spellings of one category (read by quality's spelling_variants finding, then dropped)
+            f["_variants"] = variant_groups(values)
         f.pop("_datetime_like", None)
         f.pop("_bool_like", None)
     return cols

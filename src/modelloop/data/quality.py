@@ -160,6 +160,8 @@ def _column_findings(cols: dict[str, dict[str, Any]], cfg: QualityConfig, target
                                     f"categorical column '{c}' has {distinct} distinct values (more than "
                                     f"quality.high_cardinality = {cfg.high_cardinality}); declare it text or "
                                     f"identifier, or group rare values", {"distinct": distinct}))
+        if f.get("_variants"):
+            findings.append(_variants_finding(c, f["_variants"], n - miss, c == target))
         out = f.get("outliers")
         if out and out["count"] and kind == "numeric" and c != target:
             findings.append(Finding("outliers", c, "warning" if out["share"] >= 0.05 else "info", out["count"],
@@ -167,6 +169,58 @@ def _column_findings(cols: dict[str, dict[str, Any]], cfg: QualityConfig, target
                                     f"[{out['lower']:.4g}, {out['upper']:.4g}] ({out['method']})",
                                     {"share": out["share"], "lower": out["lower"], "upper": out["upper"]}))
     return checks, findings
+
+
+def _variants_finding(c: str, variants: dict[str, Any], present: int, is_target: bool) -> Finding:
+    """``spelling_variants``: values that are one category spelt several ways, and the rule that merges them.
+
+    On the target each spelling is a class of its own (a warning: it splits a class); on a feature a
+    category of its own, a warning from 1% of the rows."""
+    groups, rows = variants["groups"], variants["rows"]
+    share = rows / present if present else 0.0
+    settings = {"columns": [c], **variants["settings"]}
+    rule = ", ".join(f"{k}: {_yaml(v)}" for k, v in settings.items())
+    said = []
+    for g in groups[:3]:
+        others = ", ".join(f"{v['value']!r} ({v['count']} rows)" for v in g["variants"])
+        verb = "is" if len(g["variants"]) == 1 else "are"
+        into = f" (merged into {g['merged']!r})" if g["merged"] != g["value"] else ""
+        said.append(f"{others} {verb} {g['value']!r} ({g['count']} rows) but for "
+                    f"{' and '.join(g['differs_by'])}{into}")
+    more = variants["groups_total"] - len(said)
+    where = f"target '{c}'" if is_target else f"column '{c}'"
+    split = ", so the model sees separate classes" if is_target else ""
+    message = (f"{where}: {'; '.join(said)}{f'; and {more} more such groups' if more > 0 else ''}{split}; "
+               f"clean rule normalize_text ({rule}) merges them")
+    severity = "warning" if is_target or share >= 0.01 else "info"
+    return Finding("spelling_variants", c, severity, rows, message,
+                   {"share": share, "groups": groups, "groups_total": variants["groups_total"],
+                    "rule": {"action": "normalize_text", **settings}})
+
+
+def _spelt_class(finding: Finding, found: list[Finding]) -> Finding:
+    """A ``class_imbalance`` finding whose small class is another class misspelt says so: the fix is to
+    merge the spellings (``spelling_variants``), not to weight the class."""
+    if finding.kind != "class_imbalance" or finding.column is None:
+        return finding
+    minority = (finding.details.get("minority") if finding.details else None)
+    for v in found:
+        if v.kind != "spelling_variants" or v.column != finding.column:
+            continue
+        for g in v.details["groups"]:
+            if any(x["value"] == minority for x in g["variants"]):
+                finding.message += (f"; but {minority!r} is {g['value']!r} spelt differently (spelling_variants): "
+                                    f"merge them first")
+    return finding
+
+
+def _yaml(v: Any) -> str:
+    """A setting as modelloop.yaml spells it (``[deny]``, ``true``, ``lower``)."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list):
+        return f"[{', '.join(map(str, v))}]"
+    return str(v)
 
 
 def _top_shares(data: pl.LazyFrame, cols: dict[str, dict[str, Any]]) -> None:
@@ -202,7 +256,7 @@ def _target_facts(data: pl.DataFrame, target: str, task: str
         return facts, [Finding("class_imbalance", target, "warning", int(minority["count"]),
                                f"target '{target}': class {minority['value']!r} has {minority['count']} rows "
                                f"({minority['share']:.1%}), {ratio:.1%} of the largest class; prefer f1/pr_auc "
-                               f"metrics and class weights", {"ratio": ratio})]
+                               f"metrics and class weights", {"ratio": ratio, "minority": minority["value"]})]
     return facts, []
 
 
@@ -317,6 +371,7 @@ def _start(data: pl.LazyFrame, schema: Schema | None, cfg: QualityConfig, keys: 
     run.add(*_column_findings(cols, cfg, run.target, run.id_col, keys))
     for c in cols.values():
         c.pop("_top_share", None)
+        c.pop("_variants", None)
     return run
 
 
@@ -380,7 +435,7 @@ def _sampled_checks(run: _Run, task: str | None, seed: int) -> None:
     if target is None:
         return
     run.extra["target"] = facts
-    run.found += target_findings
+    run.found += [_spelt_class(f, run.found) for f in target_findings]
     if cfg.leakage.enabled and kind is not None:
         run.extra["leakage"], fs = leakage_scores(sample, target, run.features, kind, cfg.leakage, seed)
         run.found += fs

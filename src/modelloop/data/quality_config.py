@@ -71,7 +71,7 @@ SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
 FINDING_KINDS: tuple[str, ...] = (
     "missing_values", "duplicate_rows", "duplicate_keys", "key_conflict", "constant_column",
     "near_constant_column", "high_cardinality", "outliers", "target_leakage", "label_issues",
-    "rule_violation", "check_failed", "type_mismatch", "class_imbalance", "split_shift",
+    "rule_violation", "check_failed", "type_mismatch", "spelling_variants", "class_imbalance", "split_shift",
     "source_conflict", "correlated_features",
     # the image family's profile checks (families/image/quality.py)
     "unreadable_files", "duplicate_images", "near_duplicate_images", "train_test_near_duplicates",

@@ -133,3 +133,100 @@ def test_no_more_groups_than_folds_is_one_partition_and_says_so():
     plan = fold_groups(many, strategy="random", n_folds=5, target="y", group="site")
     assert plan is not None and not plan.one_partition and plan.folds == 5 and plan.warning is None
     assert fold_groups(df, strategy="random", n_folds=5, target="y") is None
+
+
+def _grouped_table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Cards with bursts: some cards rich in positives (a card's frauds come together), 2 % elsewhere."""
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 300, n)
+    y = (rng.random(n) < np.where(groups % 10 == 0, 0.5, 0.02)).astype(int)
+    return pd.DataFrame({ROW_ID: np.arange(n), "y": y, "card": [f"c{g}" for g in groups]})
+
+
+@pytest.mark.parametrize("strategy", ["stratified", "random"])
+def test_the_frozen_test_split_keeps_each_group_on_one_side(strategy):
+    """data.group under a random or stratified split: whole groups in the test set (it drew rows: a card's
+    rows on both sides, so the test score knew the card), about test_size of the rows, and the stratified
+    split keeps the positives' share (StratifiedGroupKFold-like); Polars gives the same sides as pandas."""
+    import polars as pl
+
+    df = _grouped_table()
+    for seed in range(3):
+        split = make_split(df, strategy=strategy, test_size=0.2, seed=seed, target="y", group="card")
+        test = split["split"].to_numpy() == "test"
+        assert not set(df["card"][test]) & set(df["card"][~test])
+        assert 0.17 <= test.mean() <= 0.23
+        if strategy == "stratified":
+            assert abs(df["y"][test].mean() - df["y"].mean()) < 0.01
+        as_polars = make_split(pl.from_pandas(df), strategy=strategy, test_size=0.2, seed=seed, target="y", group="card")
+        assert (as_polars["split"].cast(pl.String).to_numpy() == split["split"].to_numpy()).all()
+    other = make_split(df, strategy=strategy, test_size=0.2, seed=1, target="y", group="card")
+    assert (other["split"] != split["split"]).any()  # the seed draws other groups
+    ungrouped = make_split(df, strategy=strategy, test_size=0.2, seed=0, target="y")
+    test = ungrouped["split"].to_numpy() == "test"
+    assert set(df["card"][test]) & set(df["card"][~test])  # without data.group rows are drawn, as before
+
+
+def test_whole_groups_keep_a_class_trained_and_refuse_a_single_group():
+    """A class whose rows all lie in one group trains (a model that never saw it cannot be scored on it);
+    one group cannot be split into two sides: a ConfigError naming the column."""
+    from modelloop.errors import ConfigError
+
+    df = pd.DataFrame({ROW_ID: np.arange(60), "y": ["a", "b"] * 29 + ["rare", "rare"],
+                       "card": [f"c{i % 10}" for i in range(58)] + ["solo", "solo"]})
+    for seed in range(10):
+        split = make_split(df, strategy="stratified", test_size=0.2, seed=seed, target="y", group="card")
+        assert set(split["split"][df["card"] == "solo"]) == {"train"}
+    with pytest.raises(ConfigError, match=r"data.group: column 'card' has 1 group among the 60 rows"):
+        make_split(df.assign(card="one"), strategy="random", test_size=0.2, seed=0, target="y", group="card")
+
+
+def test_a_new_row_of_a_split_group_goes_where_its_group_is():
+    """A derived version's new rows (not in the parent's split) join their group's side: a new row of a test
+    card is tested, never trained on; a card of an older split on both sides counts as test."""
+    df = _grouped_table(600)
+    parent = make_split(df, strategy="stratified", test_size=0.2, seed=0, target="y", group="card")
+    test_card = df["card"][parent["split"].to_numpy() == "test"].iloc[0]
+    train_card = df["card"][parent["split"].to_numpy() == "train"].iloc[0]
+    new = pd.DataFrame({ROW_ID: [10_000, 10_001, 10_002, 10_003], "y": [0, 1, 0, 1],
+                        "card": [test_card, train_card, "new", "new"]})
+    inherit = parent.copy()
+    inherit.loc[inherit[ROW_ID] == int(df[ROW_ID][df["card"] == train_card].iloc[0]), "split"] = "test"  # an old split
+    split = make_split(pd.concat([df, new], ignore_index=True), strategy="stratified", test_size=0.2, seed=0,
+                       target="y", group="card", inherit=inherit)
+    sides = dict(zip(split[ROW_ID], split["split"], strict=True))
+    assert sides[10_000] == "test" and sides[10_001] == "test"
+    assert sides[10_002] == sides[10_003] == "train"  # a new card alone among the new rows: not split, it trains
+
+
+@pytest.mark.parametrize("strategy", ["stratified", "random", "group"])
+def test_a_single_holdout_keeps_each_group_on_one_side(strategy):
+    """train.cv_folds 1 with data.group: the search's holdout is 20 % of the rows in whole groups (it drew
+    20 % of the rows, scoring trials on cards they trained on), stratified where the split is."""
+    from modelloop.data.split import fold_scheme, make_folds
+
+    df = _grouped_table().drop(columns=[ROW_ID])
+    assert fold_scheme(df, strategy=strategy, n_folds=1, target="y", group="card") == "group-holdout"
+    for seed in range(3):
+        [(train, valid)] = make_folds(df, strategy=strategy, n_folds=1, seed=seed, target="y", group="card")
+        assert not set(df["card"].iloc[train]) & set(df["card"].iloc[valid])
+        assert sorted([*train, *valid]) == list(range(len(df))) and 0.17 <= len(valid) / len(df) <= 0.23
+        if strategy == "stratified":
+            assert abs(df["y"].iloc[valid].mean() - df["y"].mean()) < 0.01
+    assert fold_scheme(df, strategy="time", n_folds=1, target="y", group="card") == "holdout"
+    assert fold_scheme(df, strategy=strategy, n_folds=1, target="y") == "holdout"
+
+
+def test_whole_groups_hold_groups_of_every_size():
+    """Groups of very different sizes (a few busy customers, many quiet ones): the test set holds about
+    test_size of the groups too, of every size. Placing the largest first made it the 64 busiest of the
+    fraud example's 1,073 customers."""
+    rng = np.random.default_rng(0)
+    sizes = rng.geometric(0.08, 1000)
+    df = pd.DataFrame({ROW_ID: np.arange(sizes.sum()), "y": rng.integers(0, 2, sizes.sum()),
+                       "customer": np.repeat(np.arange(1000), sizes)})
+    split = make_split(df, strategy="stratified", test_size=0.2, seed=0, target="y", group="customer")
+    test = split["split"].to_numpy() == "test"
+    tested = df["customer"][test].unique()
+    assert 0.15 <= len(tested) / 1000 <= 0.25 and 0.18 <= test.mean() <= 0.22
+    assert np.median(sizes[tested]) <= 1.5 * np.median(sizes)

@@ -15,7 +15,7 @@ def test_fewer_groups_than_folds_train_one_partition_with_a_warning(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(240, 2))
     y = (x[:, 0] + rng.normal(size=240) > 0).astype(int)
-    sites = [f"s{s}" for s in rng.integers(0, 3, 240)]
+    sites = [f"s{s}" for s in rng.integers(0, 4, 240)]  # one site is the frozen test set (whole groups), 3 train
     pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "site": sites, "y": y}).to_csv(tmp_path / "data.csv", index=False)
     raw = {"name": "sites", "task": "classification", "data": {"source": "data.csv", "target": "y", "group": "site"},
            "train": {"cv_folds": 5, "families": ["linear"], "ensemble": False}}

@@ -325,7 +325,15 @@ def check_row_ids(row: dict[str, Any], columns: Any) -> None:
 
 
 def split_key(cfg: Config) -> str:
-    """The frozen split is keyed by what decides it (strategy, size, seed and the role columns)."""
+    """The frozen split is keyed by what decides it (strategy, size, seed and the role columns).
+
+    Since 2026-12-06 a random or stratified split with ``data.group`` keeps each group on one side
+    (``split.whole_groups``); it drew rows before. The key is the same: a stored split is never drawn
+    again, so a project keeps the test set its models were scored on (a new key would have drawn every
+    grouped project a new one on its next run, under models trained on some of its rows); a version split
+    from then on (a new source, a fresh workspace) is drawn in whole groups, and a derived version's new
+    rows go where their group is (``split.group_sides``). The split's settings say which rule made it:
+    ``groups`` (its ``both``: the groups on both sides, 0 for whole groups) only on splits made since."""
     import hashlib
     import json
 
@@ -359,7 +367,7 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame | pl.DataF
     """The stored split of ``row`` under the configured settings (its catalog row), made when missing
     from ``df`` (pandas, or Polars: a new version's split is made without pandas): the version's
     ``_row_id`` and role columns (``_split_inputs``)."""
-    from .split import make_split
+    from .split import group_counts, make_split
 
     cfg, cat, key = ws.config, ws.catalog, split_key(ws.config)
     stored = cat.get_split(row["id"], key)
@@ -379,8 +387,11 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame | pl.DataF
         tmp = path.with_suffix(".tmp")
         counts = _write_split(frame, tmp)
         tmp.replace(path)
-        cat.add_split(dataset_id=row["id"], key=key, settings=cfg.split.model_dump(),
-                      counts=counts, path=str(path))
+        settings = cfg.split.model_dump()
+        group = cfg.data.group
+        if group is not None and group in df.columns and cfg.split.strategy != "user":
+            settings["groups"] = group_counts(df, frame, group)  # 'both': 0 where the groups were kept whole
+        cat.add_split(dataset_id=row["id"], key=key, settings=settings, counts=counts, path=str(path))
         stored = cat.get_split(row["id"], key)
     assert stored is not None
     return stored

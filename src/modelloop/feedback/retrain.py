@@ -141,8 +141,9 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
     order = new.sort_values("_feedback_at", kind="stable")
     recent_ids, how = choose_recent(order, ws.config.retrain.recent_fraction, label_column(ws.config),
                                     recent_metric)
+    moved = _test_group_rows(ws, merged, sides, set(new[ROW_ID]) - set(recent_ids))
     for rid in new[ROW_ID]:
-        sides[rid] = "recent" if rid in recent_ids else "train"
+        sides[rid] = "recent" if rid in recent_ids else "test" if rid in moved else "train"
     frame = pd.DataFrame({ROW_ID: merged[ROW_ID], "split": merged[ROW_ID].map(sides)})
     path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
     tmp = path.with_suffix(".tmp")
@@ -150,8 +151,26 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
     tmp.replace(path)
     counts = {k: int(v) for k, v in frame["split"].value_counts().items()}
     cat.add_split(dataset_id=row["id"], key=key, settings={**ws.config.split.model_dump(), "recent": True,
-                                                             "recent_slice": how},
+                                                             "recent_slice": how,
+                                                             **({"feedback_to_test": len(moved)} if moved else {})},
                   counts=counts, path=str(path))
+
+
+def _test_group_rows(ws: Workspace, merged: pd.DataFrame, sides: dict, candidates: set) -> set:
+    """The new feedback rows (among ``candidates``, those not in the recent slice) of a ``data.group`` group on
+    the frozen test side (``sides``: the parent rows' sides): they join the test side, as the group's rows
+    did, so the challenger never trains on a group it is scored on (a customer's new transactions taught it
+    the customer, and its holdout figure rose for it). A stratified or random split's groups were drawn
+    whole since 2026-12-06; a group of an older split on both sides counts as test. The recent slice stays
+    the latest feedback (a time split: a group may span it, as under split.strategy time)."""
+    group = ws.config.data.group
+    if group is None or group not in merged.columns or ws.config.split.strategy in ("time", "user") or not candidates:
+        return set()
+    from ..data.split import group_sides
+
+    known = merged[ROW_ID].map(sides)  # the parent's rows (the new rows get their sides after this)
+    on_test = group_sides(merged[group], known).to_numpy() == "test"
+    return set(merged[ROW_ID][on_test & merged[ROW_ID].isin(candidates).to_numpy()])
 
 
 def _score(model: Any, df: pd.DataFrame, ws: Workspace, task: str) -> dict[str, Any]:

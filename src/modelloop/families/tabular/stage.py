@@ -49,8 +49,8 @@ def _grouped_suffix(scheme: str) -> str:
     folds than before they were grouped: a study of the old folds is not resumed (its fingerprint differs).
     ``-g``: stratified groups; ``-gs``: groups dealt in a seeded order (since 2026-12-06: the repeats of a
     small table were identical partitions before, and a stratified search that cannot stratify its groups
-    deals them too)."""
-    return {"stratified-group": "-g", "grouped": "-gs"}.get(scheme, "")
+    deals them too); ``-gh``: one holdout of whole groups (train.cv_folds 1, since 2026-12-06: it drew rows)."""
+    return {"stratified-group": "-g", "grouped": "-gs", "group-holdout": "-gh"}.get(scheme, "")
 
 
 def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | None = None,

@@ -187,6 +187,28 @@ def test_a_parquet_source_is_checked_in_place_and_is_the_same_version_as_its_csv
     assert via_csv.ingest()["id"] != parquet_row["id"]  # with the id column: another table
 
 
+def test_text_that_is_not_a_date_in_a_date_column_stops_ingest_or_is_coerced_csv_and_parquet_alike(tmp_path):
+    """A loans table's 'applied' dates held 'not a date' in 10 rows: ingest kept them, training read them
+    as missing and the server refused them, so `predict` on the training file stopped. Now a CSV and a
+    Parquet file (dates stored as text) both stop naming the row, or with coerce store it missing."""
+    from modelloop.data.snapshot import snapshot_file
+    from modelloop.errors import DataError
+
+    df = _table(200).assign(applied=pd.date_range("2024-01-01", periods=200, freq="h").strftime("%d/%m/%Y %H:%M"))
+    df.loc[7, "applied"] = "not a date"
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.to_parquet(tmp_path / "t.parquet", index=False)
+    for source in ("t.csv", "t.parquet"):
+        with pytest.raises(DataError, match=r"column 'applied' holds dates but 1 row\(s\) hold text that is not "
+                                            r"one, e.g. row 8 .*'not a date'"):
+            _project(tmp_path, source=source).ingest()
+    rows = [_project(tmp_path, source=source, on_type_error="coerce").ingest() for source in ("t.csv", "t.parquet")]
+    for row in rows:
+        assert row["source"]["coerced"]["applied"]["coerced_to_missing"] == 1
+        stored = pd.read_parquet(snapshot_file(row["path"]))
+        assert stored["applied"].isna().sum() == 1 and stored["applied"].notna().sum() == 199
+
+
 def test_reingest_finds_a_version_hashed_before_the_digest(tmp_path, monkeypatch):
     """A catalog from before ``HASH_SCHEME`` (its ids hash the pandas rows) keeps its versions."""
     from modelloop.data.ingest import read_config_source, split_key

@@ -185,6 +185,24 @@ def test_numbers_with_thousands_separators_are_numbers(tmp_path):
         check_types(odd, infer_schema(odd, target="y"))
 
 
+def test_text_in_a_date_column_is_named_like_text_in_a_numeric_one():
+    """'not a date' among timestamps was kept, read as missing by training and refused by the server,
+    so the model could not serve its own training rows: now an error naming the row, or missing with
+    data.on_type_error: coerce. Dates in the column's own format pass."""
+    stamps = pd.date_range("2024-01-01", periods=120, freq="D")
+    df = pd.DataFrame({"applied": stamps.strftime("%d/%m/%Y %H:%M"), "y": [0, 1] * 60})
+    schema = infer_schema(df, target="y")
+    assert schema.columns["applied"] == "datetime" and schema.datetime_format("applied") == "%d/%m/%Y %H:%M"
+    assert check_types(df, schema)[1] == {}
+    df.loc[[4, 9], "applied"] = ["not a date", "soon"]
+    with pytest.raises(DataError, match=r"column 'applied' holds dates but 2 row\(s\) hold text that is not one, "
+                                        r"e.g. row 5 \(file line 6\): 'not a date'.*data.on_type_error: coerce"):
+        check_types(df, schema)
+    fixed, report = check_types(df, schema, coerce=True)
+    assert fixed["applied"].isna().sum() == 2 and fixed["applied"].iloc[0] == df["applied"].iloc[0]
+    assert report["applied"]["coerced_to_missing"] == 2
+
+
 def test_long_columns_are_judged_as_a_full_read_judges_them(monkeypatch):
     """Text columns longer than the sample are judged on one, read lazily from Polars, with the
     verdicts of a full read: a stray value deep in a yes/no column, and a column whose share of

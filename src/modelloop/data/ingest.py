@@ -144,6 +144,7 @@ def read_checked_source(cfg: Config) -> CheckedTable:
             target.append(values)  # kept through the copy, it would add to the ingest's peak)
 
     schema = _infer_schema(cfg, frame, each=checked)
+    _check_text_dates(frame, schema, coerce, coerced, replaced)
     y = target.pop() if target else frame.select(d.target).collect().to_series()  # Polars: no pandas
     report: dict[str, Any] = {"source": d.source}
     partial = _partial_labels(cfg)
@@ -178,6 +179,25 @@ def _parquet_path(cfg: Config) -> Path | None:
     if not path.is_file() or (d.format == "auto" and path.suffix.lower() not in (".parquet", ".pq")):
         return None
     return path
+
+
+def _check_text_dates(frame: Any, schema: Schema, coerce: bool, report: dict[str, Any],
+                      replaced: dict[str, Any]) -> None:
+    """``check_types`` of a Parquet file's date-time columns stored as text, once the schema knows
+    each one's format (a value no reader reads as a date: an error, or missing with ``coerce``)."""
+    import polars as pl
+
+    from .sources import check_types
+
+    types = frame.collect_schema()
+    for name, kind in schema.columns.items():
+        if kind == "datetime" and types.get(name) == pl.String and name not in replaced:
+            column = frame.select(name).collect().to_series()
+            fixed, found = check_types(column.to_pandas().to_frame(), Schema(
+                columns={name: kind}, datetime_formats=dict(schema.datetime_formats)), coerce=coerce)
+            if found:
+                report.update(found)
+                replaced[name] = column.set(pl.Series(fixed[name].isna().to_numpy()), None)  # coerced: missing
 
 
 def _as_numbers(column: pl.Series, kind: str, coerce: bool, report: dict[str, Any]) -> pl.Series:

@@ -469,8 +469,10 @@ def _pandas_dtype(values: pd.Series | pl.Series) -> str:
 
 
 def check_types(df: pd.DataFrame, schema: Schema, *, coerce: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Find numeric columns holding text in some rows: an error naming an example row, or coerce to NaN.
-    Numbers with thousands separators are numbers (:func:`.numbers.read_numbers`)."""
+    """Find numeric or date-time columns holding text in some rows that is not one: an error naming an
+    example row, or (``coerce``) the value made missing. Numbers with thousands separators are numbers
+    (:func:`.numbers.read_numbers`); a date is what training and the server read as one
+    (:func:`.dates.parse_datetimes` in the column's format)."""
     import pandas as pd
 
     from .numbers import read_numbers
@@ -478,6 +480,10 @@ def check_types(df: pd.DataFrame, schema: Schema, *, coerce: bool = False) -> tu
     report: dict[str, Any] = {}
     for c, kind in schema.columns.items():
         s = df[c]
+        if kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(s):
+            df, found = _check_dates(df, c, schema.datetime_format(c), coerce)
+            report.update(found)
+            continue
         if kind != "numeric" or pd.api.types.is_numeric_dtype(s):
             continue
         as_num = read_numbers(s)
@@ -496,3 +502,25 @@ def check_types(df: pd.DataFrame, schema: Schema, *, coerce: bool = False) -> tu
         report[c] = {"coerced_to_missing": int(bad.sum()), "example_row": pos + 1,
                      "example_value": str(s.iloc[pos])}
     return df, report
+
+
+def _check_dates(df: pd.DataFrame, c: str, fmt: str | None, coerce: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``check_types`` of a date-time column kept as text: a value no reader reads as a date was kept
+    as it was, read as missing by training, and refused by the server ("must be an ISO 8601
+    date-time"), so the model could not serve its own training rows. Now it is an error naming the
+    row, as text in a numeric column is, or (``coerce``) missing in the dataset too."""
+    from .dates import parse_datetimes
+
+    s = df[c]
+    text = s.astype(str).str.strip()
+    bad = (parse_datetimes(s, fmt).isna() & s.notna() & (text != "")).to_numpy()
+    if not bad.any():
+        return df, {}
+    pos = int(np.flatnonzero(bad)[0])
+    if not coerce:
+        raise DataError(
+            f"column '{c}' holds dates but {int(bad.sum())} row(s) hold text that is not one, e.g. row {pos + 1} "
+            f"(file line {pos + 2}): {str(s.iloc[pos])!r}; fix the data, declare data.columns.{c}: categorical, "
+            f"or set data.on_type_error: coerce")
+    return df.assign(**{c: s.mask(bad)}), {c: {"coerced_to_missing": int(bad.sum()), "example_row": pos + 1,
+                                                "example_value": str(s.iloc[pos])}}

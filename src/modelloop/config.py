@@ -21,7 +21,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .data.quality_config import CleanConfig, QualityConfig
 from .data.source_url import is_sql_source
-from .errors import ConfigError, StateError, cap_list, shown_url
+from .errors import ConfigError, StateError, cap_list, shown_json, shown_url
 from .serving.config import ServeConfig
 from .compute.config import ComputeConfig
 from .families.anomaly.config import AnomalyConfig
@@ -358,6 +358,9 @@ def split_needs_its_column(cfg: Config) -> list[str]:
         return ["split.strategy: 'user' needs data.user (the user id column), got data.user: null"]
     if s == "stratified" and cfg.task is not None and not _head(cfg.task).stratifies:
         return ["split.strategy: 'stratified' needs a classification task; use random, time or group"]
+    if s == "stratified" and cfg.data.target is None:  # a task whose labels are optional, left out (anomaly)
+        return [f"split.strategy: 'stratified' keeps each label's share on both sides, and this project has no "
+                f"labels (task {cfg.task} without data.target); use random, time or group, or set data.target"]
     return []
 
 
@@ -487,7 +490,7 @@ def _format_error(err: Any, task: Any = None) -> str:
         key = f"{path}.{ctx.get('discriminator', 'action').strip(chr(39))}"
         if "expected_tags" not in ctx:
             return f"{key}: required, but missing"
-        return f"{key}: must be one of {ctx['expected_tags']}, got {json.dumps(tag, default=str)}"
+        return f"{key}: must be one of {ctx['expected_tags']}, got {shown_json(tag)}"
     if err["type"] == "missing":
         return f"{path}: required, but missing"
     msg = err["msg"]
@@ -496,7 +499,7 @@ def _format_error(err: Any, task: Any = None) -> str:
     else:
         msg = msg[0].lower() + msg[1:] if msg else msg
         msg = msg.replace("input should be", "must be")
-    return f"{path}: {msg}, got {json.dumps(value, default=str)}"
+    return f"{path}: {msg}, got {shown_json(value)}"
 
 
 def parse_config(raw: Any, *, root: Path | str = ".") -> Config:

@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError", "cap_list", "shown_number",
-           "shown_url"]
+__all__ = ["ConfigError", "DataError", "ModelloopError", "NotFoundError", "StateError", "cap_list", "shown_json",
+           "shown_number", "shown_url"]
 
 LIST_LIMIT = 10
 
@@ -34,6 +34,15 @@ def shown_number(value: float) -> str:
     """A metric as a person reads it: four decimals (``0.8123``), or from 1,000 up thousands separated with
     one decimal (an rmse on prices: ``15,393.1``, not ``15393.1195``); the HTML reports write figures alike."""
     return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
+
+
+def shown_json(value: Any) -> str:
+    """A value as a message quotes it: JSON (``"正面"``, ``null``, ``[1, 2]``, as the client sent it), its
+    letters as written. ``json.dumps`` escapes every non-ASCII character, so a Chinese label was shown to
+    a person as ``"\\u6b63\\u9762"``; control characters stay escaped, so a message keeps to one line."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def shown_url(url: str) -> str:

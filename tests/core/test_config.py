@@ -71,9 +71,13 @@ def test_a_model_section_beside_a_left_out_task_is_the_inferred_familys_settings
     ({"data": {"source": "a.csv", "target": "y", "tagret": 1}}, "data.tagret: unknown key (did you mean 'target'?)"),
     ({**MIN, "train": {"budget": -5}}, "train.budget: must be greater than 0, got -5"),
     ({**MIN, "split": {"strategy": "foo"}}, "split.strategy: must be 'stratified', 'random', 'time', 'group' or 'user', got \"foo\""),
+    ({**MIN, "split": {"strategy": "分层"}}, 'got "分层"'),  # as typed; it read got "\\u5206\\u5c42"
     ({"data": {"source": "a.csv"}}, "data.target: required, but missing"),
     ({**MIN, "task": "classification", "train": {"metric": "rmse"}}, "train.metric: must be one of"),
     ({**MIN, "split": {"strategy": "time"}}, "split.strategy: 'time' needs data.time"),
+    ({"task": "anomaly_detection", "data": {"source": "a.csv"}, "split": {"strategy": "stratified"}},
+     "split.strategy: 'stratified' keeps each label's share on both sides, and this project has no labels "
+     "(task anomaly_detection without data.target); use random, time or group, or set data.target"),
     ({"data": {"source": "a.csv", "target": "y", "id": "y"}}, "data.id: must differ from data.target"),
     ({"data": {"source": "sqlite:///x.db", "target": "y"}}, "data.query: a SQL source"),
     ({**MIN, "task": "classification", "model": {"method": "lora"}}, "model: only used by task: text_classification"),

@@ -62,6 +62,7 @@ def test_null_is_a_missing_value(api, toy) -> None:
 # ---- validation -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(("change", "field", "words"), [
     ({"amount": "12"}, "amount", "must be a number"),
+    ({"amount": "一百"}, "amount", 'got "一百"'),  # as sent; it read got "\\u4e00\\u767e"
     ({"colour": "red"}, "colour", "unknown field"),
     ({"online": "perhaps"}, "online", "true, false"),
 ])

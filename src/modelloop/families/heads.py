@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, cap_list
+from ..errors import ConfigError, DataError, cap_list, shown_json
 from ..evaluation.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 if TYPE_CHECKING:  # the data layer asks heads of a task without loading pandas (the profile runs on Polars)
@@ -189,8 +189,8 @@ class ClassificationHead(BaseHead):
         classes = self.classes or []
         if strict:
             if isinstance(label, (dict, list)) or label not in classes:
-                raise DataError(f"label: must be one of {cap_list(classes, show=json.dumps)}, "
-                                f"got {json.dumps(label)}")
+                raise DataError(f"label: must be one of {cap_list(classes, show=shown_json)}, "
+                                f"got {shown_json(label)}")
             return label
         found = self._by_text.get(label_text(label))
         if found is None or isinstance(label, (dict, list)):
@@ -270,7 +270,7 @@ class RegressionHead(BaseHead):
         """A finite number, or (not ``strict``) text that reads as one (a CSV cell); never a boolean,
         which a regressor would learn as 0/1 without anyone having meant it."""
         _not_missing(label)
-        shown = json.dumps(label) if strict else repr(label)
+        shown = shown_json(label) if strict else repr(label)
         if isinstance(label, (bool, np.bool_)) or (strict and not isinstance(label, (int, float))):
             raise DataError(f"label: must be a finite number for a regression model, got {shown}")
         try:
@@ -359,7 +359,7 @@ class GenerationHead(BaseHead):
         _not_missing(label)
         if not isinstance(label, str) or not label.strip():
             raise DataError(f"label: must be the corrected answer as non-empty text, got "
-                            f"{json.dumps(label) if strict else repr(label)}")
+                            f"{shown_json(label) if strict else repr(label)}")
         return label
 
     def evaluate(self, y_true: Any, scores: np.ndarray) -> dict[str, Any]:
@@ -506,7 +506,7 @@ class AnomalyHead(BaseHead):
         _not_missing(label)
         text = label.strip() if isinstance(label, str) and not strict else label
         if not isinstance(text, str) or text not in self.VERDICTS:
-            shown = json.dumps(label) if strict else repr(label)
+            shown = shown_json(label) if strict else repr(label)
             raise DataError(f"label: must be a verdict, confirmed or false_alarm, got {shown}")
         classes = self.classes or ["false_alarm", "confirmed"]
         return classes[1] if text == "confirmed" else classes[0]
@@ -579,7 +579,7 @@ class RankingHead(BaseHead):
                 raise ValueError
             number = float(value)
         except (TypeError, ValueError):
-            raise DataError(f"label: must be a rating (a number), got {json.dumps(label, default=str)}") from None
+            raise DataError(f"label: must be a rating (a number), got {shown_json(label)}") from None
         if not math.isfinite(number):
             raise DataError(f"label: must be a finite rating, got {label!r}")
         return number

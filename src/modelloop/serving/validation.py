@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import decimal
 import difflib
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from ..data.dates import read_datetime
 from ..data.schema import Schema
+from ..errors import shown_json
 
 __all__ = ["RequestValidator", "ValidationProblem", "describe_errors"]
 
@@ -58,7 +58,7 @@ _INT_MAX = int(decimal.Decimal(repr(FLOAT_MAX)))
 
 
 def _got(v: Any) -> str:
-    text = json.dumps(v, default=str)
+    text = shown_json(v)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -18,12 +18,11 @@ Budget, trial cap, metric and class weighting come from ``train:`` as for tabula
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ...errors import ConfigError
+from ...errors import ConfigError, shown_json
 
 __all__ = ["AUGMENT_OPS", "METHODS", "AugmentConfig", "TextModelConfig", "parse_text_config"]
 
@@ -137,7 +136,7 @@ def parse_text_config(raw: Any, *, prefix: str = "model") -> TextModelConfig:
             msg = err["msg"]
             msg = "must be " + msg.removeprefix("Input should be ") if err["type"] == "literal_error" \
                 else msg[:1].lower() + msg[1:].replace("input should be", "must be")
-            lines.append(f"{path}: {msg}, got {json.dumps(err.get('input'), default=str)}")
+            lines.append(f"{path}: {msg}, got {shown_json(err.get('input'))}")
         raise ConfigError("\n".join(lines)) from None
 
 

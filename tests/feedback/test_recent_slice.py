@@ -26,9 +26,16 @@ def test_a_class_averaged_figure_gets_every_class_of_the_feedback():
 
 def test_one_class_of_feedback_or_a_figure_of_no_class_keeps_the_latest_share():
     """No slice of one-class feedback holds two classes (the gate lets the holdout decide), and a regression
-    or a head's own figure has no classes to keep."""
+    figure has no classes to keep."""
     ids, note = choose_recent(_feedback(["x"] * 10), 0.3, "y", "f1_macro")
     assert sorted(ids) == [7, 8, 9] and note["how"] == "latest" and note["feedback_classes"] == 1
-    for metric in ("rmse", "precision_at_budget"):
-        ids, note = choose_recent(_feedback(["a"] * 5 + ["b"] * 5), 0.3, "y", metric)
-        assert sorted(ids) == [7, 8, 9] and note == {"how": "latest", "rows": 3, "fraction": 0.3}
+    ids, note = choose_recent(_feedback(["a"] * 5 + ["b"] * 5), 0.3, "y", "rmse")
+    assert sorted(ids) == [7, 8, 9] and note == {"how": "latest", "rows": 3, "fraction": 0.3}
+
+
+def test_verdicts_of_one_kind_last_give_each_verdicts_latest_share_for_precision_at_the_budget():
+    """An anomaly gate's precision at the alert budget is 0.0 for every flagging model on false alarms
+    alone: confirmed verdicts first and false alarms last give each verdict's latest 30% instead."""
+    ids, note = choose_recent(_feedback(["confirmed"] * 10 + ["false_alarm"] * 10), 0.3, "y", "precision_at_budget")
+    assert sorted(ids) == [7, 8, 9, 17, 18, 19] and note["how"] == "latest_of_each_class"
+    assert note["latest_classes"] == {"false_alarm": 6} and note["classes"] == {"confirmed": 3, "false_alarm": 3}

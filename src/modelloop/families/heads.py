@@ -123,6 +123,11 @@ class BaseHead(ABC):
         """The evaluation page's charts (``evaluation.report``'s ``class_charts`` / ``value_charts``)."""
         return []
 
+    def class_texts(self, y: pd.Series) -> pd.Series:
+        """Each stored label as the text of the class it counts as (a missing one stays missing): what the
+        retrain gate counts when it asks whether a slice holds two classes (``feedback.recent``)."""
+        return y.map(lambda v: None if v is None or v != v else label_text(v))  # NaN != NaN: missing
+
     def learnable(self, label: Any) -> bool:
         """Whether a stored feedback label is a training example for a retrain (every label is, unless
         the head says otherwise: a refused generated answer without a correction is not)."""
@@ -500,6 +505,12 @@ class AnomalyHead(BaseHead):
             raise DataError(f"target '{target}' holds labels the model never saw, e.g. {unknown.iloc[0]!r}; "
                             f"known labels: {cap_list(self.classes or [])}")
         return (text == classes[1]).to_numpy(dtype=np.int64)
+
+    def class_texts(self, y: pd.Series) -> pd.Series:
+        """A verdict counts as the label column's value it stands for (``confirmed`` -> the anomaly value):
+        the API keeps the client's verdict, a file's import the value, and both are one class."""
+        classes = [label_text(c) for c in self.classes or ["false_alarm", "confirmed"]]
+        return super().class_texts(y).replace({"confirmed": classes[1], "false_alarm": classes[0]})
 
     def check_label(self, label: Any, *, strict: bool = False) -> Any:
         """An analyst's verdict: ``confirmed`` -> the anomaly value, ``false_alarm`` -> the normal one."""

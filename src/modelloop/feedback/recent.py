@@ -12,6 +12,12 @@ the feedback holds, still each class's newest rows, decided when the split is wr
 challenger never trains on them. Widening the latest share backwards until another class appears would
 take the whole last class out of training and judge on a handful of the other class's rows.
 
+An anomaly head's gate figure, ``precision_at_budget`` (the share of flagged records the analysts
+confirmed), is such a figure too: on verdicts of one kind every model that flags any record scores the
+same (1.0 on ``confirmed`` alone, 0.0 on ``false_alarm`` alone). Its classes are the verdicts, counted
+by the class each stands for (the head's ``class_texts``: ``confirmed`` and the label column's anomaly
+value are one class).
+
 Feedback of one class alone cannot give a slice that compares models: the gate then decides on the
 frozen holdout (``retrain._decide``) and its reason says why.
 """
@@ -26,10 +32,14 @@ from ..data.snapshot import ROW_ID
 from ..evaluation.metrics import CLASSIFICATION_METRICS
 from ..families.heads import label_text
 
-__all__ = ["CLASS_AVERAGED", "choose_recent", "classes_needed", "class_counts", "one_class_words"]
+__all__ = ["CLASS_AVERAGED", "CLASS_FIGURES", "choose_recent", "classes_needed", "class_counts",
+           "one_class_words"]
 
 # Figures averaged over every class the model knows: a class missing from the slice scores 0 for all models.
 CLASS_AVERAGED = frozenset({"f1", "f1_macro", "precision_macro", "recall_macro", "pr_auc"})
+# Figures that need two classes on the slice to compare models: the registry's class figures and the
+# anomaly gate's precision at the alert budget (verdicts of one kind: 1.0 or 0.0 for every flagging model).
+CLASS_FIGURES = frozenset(CLASSIFICATION_METRICS) | {"precision_at_budget"}
 
 
 def class_counts(labels: pd.Series) -> dict[str, int]:
@@ -42,20 +52,21 @@ def classes_needed(metric: str, feedback_classes: int) -> int:
     """How many classes the recent slice must hold for ``metric`` to compare models: none for a figure
     that is not a class figure (regression, a head's own gate figure, a ranking), every class of the
     feedback for a class-averaged one, else two (or fewer when the feedback holds fewer)."""
-    if metric not in CLASSIFICATION_METRICS:
+    if metric not in CLASS_FIGURES:
         return 0
     return feedback_classes if metric in CLASS_AVERAGED else min(2, feedback_classes)
 
 
 def choose_recent(order: pd.DataFrame, fraction: float, label: str | None,
                   metric: str) -> tuple[set[Any], dict[str, Any]]:
-    """The ``_row_id`` of the recent slice among the new feedback ``order`` (oldest first), and how it was
+    """The ``_row_id`` of the recent slice among the new feedback ``order`` (oldest first; its ``label``
+    column as the classes the gate counts: ``retrain`` passes the head's ``class_texts``), and how it was
     chosen: ``{"how": "latest" | "latest_of_each_class", "rows", "fraction", "classes"?,
     "feedback_classes"?, "latest_classes"?}`` (the class keys for a class figure only)."""
     n = max(1, int(round(len(order) * fraction)))
     latest = order.iloc[-n:]
     note: dict[str, Any] = {"how": "latest", "rows": n, "fraction": fraction}
-    if label is None or label not in order.columns or metric not in CLASSIFICATION_METRICS:
+    if label is None or label not in order.columns or metric not in CLASS_FIGURES:
         return set(latest[ROW_ID]), note
     held, feedback = class_counts(latest[label]), class_counts(order[label])
     note.update(classes=held, feedback_classes=len(feedback))

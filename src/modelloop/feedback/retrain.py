@@ -40,11 +40,11 @@ from ..data.snapshot import ROW_ID, content_hash, write_snapshot
 from ..data.stages import cleaning_plan
 from ..errors import StateError
 from ..evaluation.evaluate import evaluate_model
-from ..evaluation.metrics import CLASSIFICATION_METRICS, IN_TARGET_UNITS, improvement
+from ..evaluation.metrics import IN_TARGET_UNITS, improvement
 from ..families import family_of, label_column
 from ..registry import PRODUCTION, load_model, promote, resolve_model
 from ..workspace import Workspace
-from .recent import choose_recent, class_counts, one_class_words
+from .recent import CLASS_FIGURES, choose_recent, class_counts, one_class_words
 from .store import labeled_frame
 
 __all__ = ["check_triggers", "merge_feedback", "retrain", "rollback"]
@@ -123,7 +123,7 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
                           schema=schema.to_dict(), rows=len(merged), path=str(path),
                           source={"feedback_rows": len(new), "parent": parent["id"]})
     recent_metric = _gate_metrics(str((champion["info"] or {}).get("task") or ""), cfg.metric)[0]
-    _write_split(ws, row, parent, merged, new, recent_metric)
+    _write_split(ws, row, parent, merged, _as_classes(new, label, champion), recent_metric)
     return {**row, "added": len(new), **({"feedback_inputs": note} if note else {})}
 
 
@@ -252,13 +252,20 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
         metric = recent_metric if recent_metric == holdout_metric else f"{recent_metric} (recent), " \
                                                                        f"{holdout_metric} (holdout)"
     rc = cfg.retrain
-    recent_slice = _recent_slice(ws, row, recent, recent_metric)
-    judged_on = "recent" if recent_slice.get("compares", True) else "holdout"
+    recent_slice = _recent_slice(ws, row, _as_classes(recent, label_column(cfg), champion), recent_metric)
+    if recent_slice.get("compares", True) and _missing(recent_metric, champ["recent"], chall["recent"]):
+        recent_slice["compares"] = False  # two classes, yet neither model gives the figure (flags no row there)
+    holdout_note = _holdout_note(_as_classes(holdout, label_column(cfg), champion), label_column(cfg),
+                                 holdout_metric, champ["holdout"], chall["holdout"])
+    judged_on = "recent" if recent_slice.get("compares", True) else \
+        "holdout" if holdout_note is None else "none"
     interval = _gain_interval(recent_metric, answers, _figure(champ["recent"], recent_metric)) \
         if judged_on == "recent" else None
     beats = gain > 0 and gain >= rc.min_improvement
     if judged_on == "holdout":  # the recent slice cannot compare models: the challenger must gain on the holdout
         beats = -drop > 0 and -drop >= rc.min_improvement
+    if judged_on == "none":  # neither slice can: nothing says the challenger is better
+        beats = False
     holds = drop <= rc.max_holdout_drop
     promoted = beats and holds
     # each slice's change in its own figure's terms: a share of the champion's for errors in target units
@@ -268,7 +275,10 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     drop_txt, holdout_unit = _change(holdout_metric, drop)
     allowed = f"{rc.max_holdout_drop:.1%}" if relative else rc.max_holdout_drop
     noise = _noise_words(recent_metric, interval, len(recent))
-    if judged_on == "holdout":
+    if judged_on == "none":
+        reason = (f"{_recent_cannot(recent_slice, len(recent), recent_metric)}, and the frozen holdout "
+                  f"{holdout_note}: the champion stays")
+    elif judged_on == "holdout":
         reason = _holdout_reason(recent_slice, len(recent), recent_metric, holdout_metric, -drop,
                                  rc.min_improvement, promoted)
     elif promoted:
@@ -301,15 +311,42 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
             "challenger": _brief(challenger, scores["challenger"])}
 
 
+def _as_classes(frame: pd.DataFrame, label: str | None, champion: dict) -> pd.DataFrame:
+    """``frame`` with its ``label`` column as the classes the gate counts (the champion's head's
+    ``class_texts``: an anomaly verdict as the label value it stands for); unchanged without one."""
+    if label is None or label not in frame.columns:
+        return frame
+    from ..families.heads import head_for
+
+    return frame.assign(**{label: head_for(champion["info"] or {}).class_texts(frame[label])})
+
+
+def _missing(metric: str, champion: dict[str, Any], challenger: dict[str, Any]) -> bool:
+    """Whether neither model gives ``metric`` on a slice (both would count as 0 and tie)."""
+    return all(m.get(metric) is None or m.get(metric) != m.get(metric) for m in (champion, challenger))
+
+
+def _holdout_note(holdout: pd.DataFrame, label: str | None, metric: str, champion: dict[str, Any],
+                  challenger: dict[str, Any]) -> str | None:
+    """Why the frozen holdout cannot compare models (``holds no labelled row, where roc_auc cannot
+    compare models either``), or None when it can: a model gives its ``metric`` there."""
+    if not _missing(metric, champion, challenger):
+        return None
+    counts = class_counts(holdout[label]) if label is not None and label in holdout.columns else {}
+    held = one_class_words(counts) if len(counts) < 2 else f"{len(counts)} classes"
+    return f"holds {held}, where {metric} cannot compare models either"
+
+
 def _recent_slice(ws: Workspace, row: dict, recent: pd.DataFrame, metric: str) -> dict[str, Any]:
     """How the recent slice was chosen (the split's note, ``recent.choose_recent``), its rows (with the
-    recent rows earlier merges kept) and, for a class figure, its classes and whether it ``compares``
-    models: at least two classes (a slice of one scores a model answering that class to everything as a
-    perfect one). A split written before the note reads ``latest``."""
+    recent rows earlier merges kept) and, for a class figure (``recent.CLASS_FIGURES``; ``recent``'s labels
+    as the head's classes), its classes and whether it ``compares`` models: at least two classes (a slice
+    of one scores a model answering that class to everything as a perfect one). A split written before the
+    note reads ``latest``."""
     stored = ws.catalog.get_split(row["id"], split_key(ws.config)) or {}
     note = {"how": "latest", **((stored.get("settings") or {}).get("recent_slice") or {}), "rows": len(recent)}
     label = label_column(ws.config)
-    if metric in CLASSIFICATION_METRICS and label is not None and label in recent.columns:
+    if metric in CLASS_FIGURES and label is not None and label in recent.columns:
         note["classes"] = class_counts(recent[label])
         note["compares"] = len(note["classes"]) >= 2
     return note
@@ -318,13 +355,24 @@ def _recent_slice(ws: Workspace, row: dict, recent: pd.DataFrame, metric: str) -
 def _holdout_reason(note: dict[str, Any], rows: int, recent_metric: str, holdout_metric: str, gain: float,
                     min_improvement: float, promoted: bool) -> str:
     """The reason of a decision the frozen holdout made alone, starting with why the recent slice could not."""
-    alone = " (so does all the new feedback)" if note.get("feedback_classes") == 1 else ""
     gain_txt, unit = _change(holdout_metric, gain)
     verdict = (f"challenger beats the champion there by {gain_txt}{unit}" if promoted
                else f"challenger does not beat the champion there: gain {gain_txt}{unit} "
                     f"(needs > 0 and >= {min_improvement})")
-    return (f"the recent slice ({rows:,} rows) holds {one_class_words(note.get('classes') or {})}{alone}: "
-            f"{recent_metric} cannot compare models there, so the frozen holdout decides: {verdict}")
+    return f"{_recent_cannot(note, rows, recent_metric)}, so the frozen holdout decides: {verdict}"
+
+
+def _recent_cannot(note: dict[str, Any], rows: int, metric: str) -> str:
+    """Why the recent slice cannot compare models: it holds one class, or neither model gives its figure
+    there (an anomaly model that flags none of its rows has no precision at the budget)."""
+    classes = note.get("classes") or {}
+    if len(classes) < 2:
+        alone = " (so does all the new feedback)" if note.get("feedback_classes") == 1 else ""
+        return (f"the recent slice ({rows:,} rows) holds {one_class_words(classes)}{alone}: "
+                f"{metric} cannot compare models there")
+    doing = f"flags any of the recent slice's {rows:,} rows" if metric == "precision_at_budget" \
+        else f"gives a {metric} on the recent slice ({rows:,} rows)"
+    return f"neither model {doing}: {metric} cannot compare models there"
 
 
 def _each_class_words(note: dict[str, Any], metric: str) -> str:

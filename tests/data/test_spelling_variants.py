@@ -36,7 +36,7 @@ def test_padded_target_class_is_named_with_the_rule_that_merges_it() -> None:
     f = _variants(report, "deny")
     assert f["severity"] == "warning" and f["count"] == 16
     assert f["message"].startswith("target 'deny': ' yes ' (16 rows) is 'yes' (80 rows) but for spaces")
-    assert "clean rule normalize_text (columns: [deny], strip: true) merges them" in f["message"]
+    assert "the clean rule {action: normalize_text, columns: [deny], strip: true} (under clean.rules) merges them" in f["message"]
     assert f["details"]["rule"] == {"action": "normalize_text", "columns": ["deny"], "strip": True}
     imbalance = next(x for x in report.findings if x.kind == "class_imbalance")
     assert "' yes ' is 'yes' spelt differently" in imbalance.message
@@ -127,5 +127,5 @@ def test_the_cli_table_shows_the_rule_as_written(monkeypatch) -> None:
     ui.render_profile({**report, "dataset": {"version": 1, "id": "x", "rows": 296}})
     text = buf.getvalue()
     # '[deny]' is the rule's columns list, not rich markup to swallow
-    assert "clean rule normalize_text (columns: [deny], strip: true) merges them" in text
+    assert "the clean rule {action: normalize_text, columns: [deny], strip: true} (under clean.rules) merges them" in text
     assert text.count("columns: [deny]") == 2  # the table and the failed gate's line

@@ -191,7 +191,7 @@ def _variants_finding(c: str, variants: dict[str, Any], present: int, is_target:
     where = f"target '{c}'" if is_target else f"column '{c}'"
     split = ", so the model sees separate classes" if is_target else ""
     message = (f"{where}: {'; '.join(said)}{f'; and {more} more such groups' if more > 0 else ''}{split}; "
-               f"clean rule normalize_text ({rule}) merges them")
+               f"the clean rule {{action: normalize_text, {rule}}} (under clean.rules) merges them")
     severity = "warning" if is_target or share >= 0.01 else "info"
     return Finding("spelling_variants", c, severity, rows, message,
                    {"share": share, "groups": groups, "groups_total": variants["groups_total"],

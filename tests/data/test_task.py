@@ -57,6 +57,24 @@ def test_ingest_infers_the_task_and_later_commands_follow_it(tmp_path, y, task, 
     assert later.config.task_inferred == ds["source"]["task"]
 
 
+def test_a_cleaned_version_says_its_task_was_inferred_at_an_earlier_ingest(tmp_path):
+    """The inference's reason describes the ingested rows: after a clean merged ' yes ' into 'yes', train
+    said "(3 distinct values)" of a 2-class target. It now says which version it was inferred on."""
+    y = RNG.choice(["yes", "no"], 400).astype(object)
+    y[:12] = " yes "
+    pd.DataFrame({"x": RNG.normal(size=400), "y": y}).to_csv(tmp_path / "d.csv", index=False)
+    raw = {"data": {"source": "d.csv", "target": "y"},
+           "clean": {"rules": [{"action": "normalize_text", "columns": ["y"], "strip": True}]}}
+    p = Project(parse_config(raw, root=tmp_path))
+    p.ingest()
+    assert "3 distinct" in p.config.task_inferred["reason"] and "at the ingest" not in p.config.task_inferred["reason"]
+    p.clean()
+    later = Project(parse_config(raw, root=tmp_path))
+    assert later.status()["metric"] == "f1_macro"  # a new process settles the task from the current version
+    assert later.config.task == "classification"
+    assert later.config.task_inferred["reason"].endswith("(at the ingest of v1, which v2 derives from)")
+
+
 def test_the_config_s_task_wins(tmp_path):
     p = _project(tmp_path, RNG.integers(0, 3, 400), task="regression")
     ds = p.ingest()

@@ -63,7 +63,9 @@ def target_kind(task: str) -> str | None:
 
 
 def recorded_task(catalog: Any, row: dict[str, Any]) -> TaskInference | None:
-    """The inference stored at the ingest that ``row`` (a dataset version) derives from, if any."""
+    """The inference stored at the ingest that ``row`` (a dataset version) derives from, if any. Its
+    reason describes the ingested data, so one read from an earlier version says which (a cleaned
+    version said "3 distinct values" of a target the clean had merged into 2)."""
     todo, seen = [row], set()
     while todo:
         r = todo.pop()
@@ -72,7 +74,11 @@ def recorded_task(catalog: Any, row: dict[str, Any]) -> TaskInference | None:
         seen.add(r["id"])
         stored = (r.get("source") or {}).get("task")
         if isinstance(stored, dict) and stored.get("task") in _registered_tasks():
-            return TaskInference(str(stored["task"]), str(stored.get("reason") or ""))
+            reason = str(stored.get("reason") or "")
+            if r["id"] != row["id"] and reason:
+                reason += f" (at the ingest of v{r['seq']}, which v{row['seq']} derives from)" \
+                    if r.get("seq") and row.get("seq") else " (at the ingest this version derives from)"
+            return TaskInference(str(stored["task"]), reason)
         todo += [catalog.get_dataset(p) for p in r.get("parents") or []]
     return None
 

@@ -381,6 +381,30 @@ def test_init_task_writes_it_and_a_task_without_labels_needs_no_target(tmp_path,
     assert code == 2 and "--source needs --target" in err
 
 
+def test_init_task_recommendation_asks_for_the_interaction_columns_by_name(tmp_path, capsys):
+    """`modelloop init shop --source ratings.csv --task recommendation` wrote the anomaly project's comment
+    ('a column of labels for a few rows') and no data.user / data.item, and the first run stopped on
+    "split.strategy: 'user' needs data.user", a key the team never set. The config now names the
+    interaction columns (the table's own columns shown), and a run without them names data.user and
+    data.item."""
+    import yaml
+
+    pd.DataFrame({"customer": ["a", "b", "a"], "book": ["x", "y", "y"], "stars": [5, 3, 4]}).to_csv(
+        tmp_path / "ratings.csv", index=False)
+    code, _, err = cli(["init", "shop", "--source", "ratings.csv", "--task", "recommendation"], capsys, tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "shop" / "modelloop.yaml").read_text()
+    assert "a column of labels" not in text
+    assert "  user: null                  # required: the user id column; the columns: customer, book, stars" in text
+    assert "  item: null                  # required: the item id column" in text and "# rating: null" in text
+    written = yaml.safe_load(text)["data"]
+    assert (written["user"], written["item"]) == (None, None) and "rating" not in written
+    code, _, err = cli(["ingest"], capsys, tmp_path / "shop")
+    assert code == 2 and "split.strategy" not in err, err
+    assert "data.user: required for task recommendation (the user id column of each interaction), got nothing" in err
+    assert "data.item: required for task recommendation (the item id column of each interaction)" in err
+
+
 def test_output_to_a_pipe_keeps_each_line_whole(tmp_path, capsys):
     """Piped into a log or CI, rich cut lines at 80 columns mid-sentence ("... in \\nr/modelloop.yaml"),
     so a grep for the line missed it. A terminal still wraps to its width."""

@@ -354,7 +354,7 @@ def split_needs_its_column(cfg: Config) -> list[str]:
         return ["split.strategy: 'time' needs data.time (the timestamp column), got data.time: null"]
     if s == "group" and not cfg.data.group:
         return ["split.strategy: 'group' needs data.group (the group column), got data.group: null"]
-    if s == "user" and not cfg.data.user:
+    if s == "user" and not cfg.data.user and not cfg.split._follows_task:  # a recommender's own: interaction_columns
         return ["split.strategy: 'user' needs data.user (the user id column), got data.user: null"]
     if s == "stratified" and cfg.task is not None and not _head(cfg.task).stratifies:
         return ["split.strategy: 'stratified' needs a classification task; use random, time or group"]
@@ -362,6 +362,16 @@ def split_needs_its_column(cfg: Config) -> list[str]:
         return [f"split.strategy: 'stratified' keeps each label's share on both sides, and this project has no "
                 f"labels (task {cfg.task} without data.target); use random, time or group, or set data.target"]
     return []
+
+
+@_check
+def interaction_columns(cfg: Config) -> list[str]:
+    """A recommender (a task split per user by default) learns from (user, item) pairs: both columns are
+    named, or the first run stops here rather than on the split the user never set."""
+    if cfg.task is None or _head(cfg.task).default_split != "user":
+        return []
+    return [f"data.{k}: required for task {cfg.task} (the {k} id column of each interaction), got nothing"
+            for k in ("user", "item") if not getattr(cfg.data, k)]
 
 
 @_check

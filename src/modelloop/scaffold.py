@@ -38,6 +38,13 @@ train:
 _TASK_LEFT_OUT = "# task: {tasks}\n#   left out: inferred from the data at ingest (`modelloop run` says which and why)\n"
 _TARGET = "  target: {target}               # the column to predict\n"
 _NO_TARGET = "  # target: null               # optional for task {task}: a column of labels for a few rows, if any\n"
+# a recommender's table is interactions: it names its columns instead of a target (``data.user`` ...)
+_INTERACTIONS = """\
+  user: null                  # required: the user id column{columns}
+  item: null                  # required: the item id column
+  # rating: null              # a rating column (explicit feedback); left out, interactions are implicit
+  # time: null                # a timestamp column: each user's latest interactions are the test
+"""
 
 
 def init_project(directory: Path | str, *, example: str | None = None, source: str | None = None,
@@ -110,13 +117,24 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
         text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model",
                              task=f"task: {task}\n" if task else _TASK_LEFT_OUT.format(tasks=" | ".join(TASKS)),
                              source=entry[0] if entry else "data/train.csv",
-                             target=_TARGET.format(target=label) if label else _NO_TARGET.format(task=task),
+                             target=_TARGET.format(target=label) if label else _no_target(task, source),
                              query=f"  query: {entry[2]}\n" if entry and entry[2] else "")
     tmp = cfg_path.with_suffix(".yaml.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(cfg_path)
     return {"config": str(cfg_path), "files": files, "example": example, "source": source, "target": target,
             "task": task}
+
+
+def _no_target(task: str | None, source: str | None) -> str:
+    """The ``data:`` lines in place of a target: a recommender's interaction columns (the source's own
+    columns named, to choose from), else the optional label column of a partial-labels task."""
+    from .families import TASKS
+
+    if TASKS.get(str(task)) != "recommend":
+        return _NO_TARGET.format(task=task)
+    columns = _columns(Path(source)) if source is not None else None
+    return _INTERACTIONS.format(columns=f"; the columns: {cap_list(columns)}" if columns else "")
 
 
 def _own_source(root: Path, source: str, target: str | None,

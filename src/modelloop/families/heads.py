@@ -446,6 +446,9 @@ class AnomalyHead(BaseHead):
     stratifies = True
     target_kind = "categorical"
     gate_metrics = ("precision_at_budget", "roc_auc")  # retrain: recent verdicts, frozen labelled holdout
+    # monitor: of the answers analysts gave a verdict on, the flagged ones confirmed, and the confirmed ones
+    # flagged (not pr_auc: verdicts come mostly on alerts, so it would read the analysts' choice of records)
+    live_metrics = ("precision_at_budget", "recall")
     VERDICTS = ("confirmed", "false_alarm")
 
     def __init__(self, kind: str, classes: Sequence[Any] | None = None, threshold: float | None = None,
@@ -505,6 +508,17 @@ class AnomalyHead(BaseHead):
             raise DataError(f"target '{target}' holds labels the model never saw, e.g. {unknown.iloc[0]!r}; "
                             f"known labels: {cap_list(self.classes or [])}")
         return (text == classes[1]).to_numpy(dtype=np.int64)
+
+    def live_figures(self, labels: Sequence[Any], outputs: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+        """Precision of the alerts (the flagged answers' share confirmed) and recall (the confirmed answers'
+        share flagged), each None when no verdict says it; the served answer's ``is_anomaly`` is the flag."""
+        import pandas as pd
+
+        y = self.truth(pd.Series(list(labels), dtype=object), "label")
+        flagged = np.array([bool((o or {}).get("is_anomaly")) for o in outputs])
+        hits = int((flagged & (y == 1)).sum())
+        return {"precision_at_budget": hits / int(flagged.sum()) if flagged.any() else None,
+                "recall": hits / int((y == 1).sum()) if (y == 1).any() else None}
 
     def class_texts(self, y: pd.Series) -> pd.Series:
         """A verdict counts as the label column's value it stands for (``confirmed`` -> the anomaly value):

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import html
-import io
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from ..errors import ConfigError, DataError, cap_list, shown_number
+from .charts import chart_figure, chart_svg, chart_text
 from .metrics import classification_metrics, direction, labels_from_proba, regression_metrics
 
 __all__ = ["check_threshold", "class_charts", "evaluate_classes", "evaluate_values", "prepare_classes",
@@ -195,42 +195,6 @@ class _Chart:
     wide: bool = False
 
 
-@contextlib.contextmanager
-def _figure(width: float = 6.0, height: float = 4.2) -> Iterator[Any]:
-    """A pyplot-free figure on an Agg canvas, cleared on exit."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    try:
-        yield fig
-    finally:
-        fig.clear()
-
-
-def _svg(fig: Any, key: str) -> str:
-    """The figure as an inline ``<svg>`` element: no XML prolog, text kept as text, stable ids."""
-    import matplotlib as mpl
-
-    buf = io.StringIO()
-    # A per-chart hash salt keeps element ids deterministic yet distinct between charts on the page.
-    with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"modelloop-{key}",
-                         "svg.id": f"chart-{key}"}):
-        # No RDF metadata block: no date (stable output) and nothing that points off the page.
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
-    text = buf.getvalue()
-    return text[text.index("<svg"):].strip()
-
-
-def _text(value: Any, width: int = 28) -> str:
-    """A label safe for matplotlib: shortened, and ``$`` escaped so it is never read as mathtext."""
-    s = str(value)
-    if len(s) > width:
-        s = s[: width - 1] + "…"
-    return s.replace("$", r"\$")
-
-
 def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(x) <= _MAX_CURVE_POINTS:
         return x, y
@@ -256,33 +220,33 @@ def _roc_chart(y: np.ndarray, proba: np.ndarray, labels: list[Any]) -> _Chart:
     chosen, note = _curve_classes(y, len(labels))
     if not chosen:
         return _Chart("ROC curve", None, note)
-    with _figure() as fig:
+    with chart_figure() as fig:
         ax = fig.subplots()
         ax.plot([0, 1], [0, 1], ls="--", color="#9ca3af", lw=1, label="chance")
         for n, c in enumerate(chosen):
             fpr, tpr, _ = skm.roc_curve(y == c, proba[:, c])
             auc = skm.auc(fpr, tpr)
             fpr, tpr = _thin(fpr, tpr)
-            name = "" if len(labels) == 2 else f"{_text(labels[c], 16)} "
+            name = "" if len(labels) == 2 else f"{chart_text(labels[c], 16)} "
             ax.plot(fpr, tpr, color=_PALETTE[n % len(_PALETTE)], lw=1.8, label=f"{name}AUC {auc:.3f}")
         ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(loc="lower right", fontsize=8, frameon=False)
         ax.grid(alpha=0.3)
-        return _Chart("ROC curve", _svg(fig, "roc"), note)
+        return _Chart("ROC curve", chart_svg(fig, "roc"), note)
 
 
 def _pr_chart(y: np.ndarray, proba: np.ndarray, labels: list[Any]) -> _Chart:
     chosen, note = _curve_classes(y, len(labels))
     if not chosen:
         return _Chart("Precision-recall curve", None, note)
-    with _figure() as fig:
+    with chart_figure() as fig:
         ax = fig.subplots()
         for n, c in enumerate(chosen):
             positive = y == c
             prec, rec, _ = skm.precision_recall_curve(positive, proba[:, c], drop_intermediate=True)
             ap = skm.average_precision_score(positive, proba[:, c])
             rec, prec = _thin(rec, prec)
-            name = "" if len(labels) == 2 else f"{_text(labels[c], 16)} "
+            name = "" if len(labels) == 2 else f"{chart_text(labels[c], 16)} "
             color = _PALETTE[n % len(_PALETTE)]
             ax.step(rec, prec, where="post", color=color, lw=1.8, label=f"{name}AP {ap:.3f}")
             if len(labels) == 2:
@@ -291,7 +255,7 @@ def _pr_chart(y: np.ndarray, proba: np.ndarray, labels: list[Any]) -> _Chart:
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(loc="upper right", fontsize=8, frameon=False)
         ax.grid(alpha=0.3)
-        return _Chart("Precision-recall curve", _svg(fig, "pr"), note)
+        return _Chart("Precision-recall curve", chart_svg(fig, "pr"), note)
 
 
 def _confusion_chart(matrix: np.ndarray, labels: list[Any]) -> _Chart:
@@ -299,7 +263,7 @@ def _confusion_chart(matrix: np.ndarray, labels: list[Any]) -> _Chart:
     side = min(3.5 + 0.45 * k, 12.0)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
-    with _figure(side + 1.2, side) as fig:
+    with chart_figure(side + 1.2, side) as fig:
         ax = fig.subplots()
         im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         fig.colorbar(im, ax=ax, shrink=0.8, label="share of the true class")
@@ -309,7 +273,7 @@ def _confusion_chart(matrix: np.ndarray, labels: list[Any]) -> _Chart:
                     ax.text(j, i, f"{matrix[i, j]:,}", ha="center", va="center", fontsize=9,
                             color="white" if share[i, j] > 0.6 else "#111827")
         if k <= 40:
-            names = [_text(lab, 14) for lab in labels]
+            names = [chart_text(lab, 14) for lab in labels]
             ax.set_xticks(range(k), names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
             ax.set_yticks(range(k), names)
         ax.set_xlabel("predicted")
@@ -321,7 +285,7 @@ def _confusion_chart(matrix: np.ndarray, labels: list[Any]) -> _Chart:
         note = "counts per cell; colour = share of the true class's rows"
         if k > _ANNOTATE_UP_TO:
             note = f"{k} classes: colour = share of the true class's rows (counts in the JSON output)"
-        return _Chart("Confusion matrix", _svg(fig, "confusion"), note, wide=k > 10)
+        return _Chart("Confusion matrix", chart_svg(fig, "confusion"), note, wide=k > 10)
 
 
 def _calibration_chart(y: np.ndarray, proba: np.ndarray) -> _Chart:
@@ -331,7 +295,7 @@ def _calibration_chart(y: np.ndarray, proba: np.ndarray) -> _Chart:
         return _Chart("Calibration", None, "needs both classes in y_true")
     # Quantile bins: with rare positives, equal-width bins would put nearly every row in the first.
     frac, mean = calibration_curve(y, proba[:, 1], n_bins=10, strategy="quantile")
-    with _figure() as fig:
+    with chart_figure() as fig:
         ax = fig.subplots()
         ax.plot([0, 1], [0, 1], ls="--", color="#9ca3af", lw=1, label="perfectly calibrated")
         ax.plot(mean, frac, marker="o", color=_PALETTE[0], lw=1.8, label="model")
@@ -339,7 +303,7 @@ def _calibration_chart(y: np.ndarray, proba: np.ndarray) -> _Chart:
                ylim=(0, 1.01))
         ax.legend(loc="upper left", fontsize=8, frameon=False)
         ax.grid(alpha=0.3)
-        return _Chart("Calibration (reliability)", _svg(fig, "calibration"), "10 bins of equal row count")
+        return _Chart("Calibration (reliability)", chart_svg(fig, "calibration"), "10 bins of equal row count")
 
 
 def _importance_chart(importances: Mapping[str, float] | None) -> _Chart | None:
@@ -350,14 +314,14 @@ def _importance_chart(importances: Mapping[str, float] | None) -> _Chart | None:
     top = items[:_TOP_FEATURES][::-1]
     if not top:
         return None
-    with _figure(6.5, 1.2 + 0.3 * len(top)) as fig:
+    with chart_figure(6.5, 1.2 + 0.3 * len(top)) as fig:
         ax = fig.subplots()
         ax.barh(range(len(top)), [v for _, v in top], color=_PALETTE[0])
-        ax.set_yticks(range(len(top)), [_text(k, 32) for k, _ in top], fontsize=8)
+        ax.set_yticks(range(len(top)), [chart_text(k, 32) for k, _ in top], fontsize=8)
         ax.set(xlabel="importance")
         ax.grid(axis="x", alpha=0.3)
         note = f"top {len(top)} of {len(items)} features" if len(items) > len(top) else ""
-        return _Chart("Feature importance", _svg(fig, "importance"), note)
+        return _Chart("Feature importance", chart_svg(fig, "importance"), note)
 
 
 def _scatter_chart(y: np.ndarray, pred: np.ndarray) -> _Chart:
@@ -365,7 +329,7 @@ def _scatter_chart(y: np.ndarray, pred: np.ndarray) -> _Chart:
     if len(y) > _MAX_SCATTER:
         idx = np.sort(np.random.default_rng(0).choice(len(y), _MAX_SCATTER, replace=False))
     lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
-    with _figure(5.5, 5.0) as fig:
+    with chart_figure(5.5, 5.0) as fig:
         ax = fig.subplots()
         ax.scatter(y[idx], pred[idx], s=6, alpha=0.4, color=_PALETTE[0], linewidths=0)
         ax.plot([lo, hi], [lo, hi], ls="--", color="#9ca3af", lw=1, label="perfect prediction")
@@ -373,19 +337,19 @@ def _scatter_chart(y: np.ndarray, pred: np.ndarray) -> _Chart:
         ax.legend(loc="upper left", fontsize=8, frameon=False)
         ax.grid(alpha=0.3)
         note = f"a random sample of {len(idx):,} of {len(y):,} rows" if len(idx) < len(y) else ""
-        return _Chart("Predicted vs actual", _svg(fig, "scatter"), note)
+        return _Chart("Predicted vs actual", chart_svg(fig, "scatter"), note)
 
 
 def _residual_chart(y: np.ndarray, pred: np.ndarray) -> _Chart:
     residual = pred - y
-    with _figure() as fig:
+    with chart_figure() as fig:
         ax = fig.subplots()
         ax.hist(residual, bins=50, color=_PALETTE[0], alpha=0.85)
         ax.axvline(0, color="#111827", lw=1)
         ax.set(xlabel="residual (predicted - actual)", ylabel="rows")
         ax.grid(axis="y", alpha=0.3)
         note = f"mean {residual.mean():.4g}, std {residual.std():.4g}"
-        return _Chart("Residuals", _svg(fig, "residuals"), note)
+        return _Chart("Residuals", chart_svg(fig, "residuals"), note)
 
 
 def score_chart(scores: Any, threshold: float, labels: Any = None, *, names: Sequence[str],
@@ -399,18 +363,18 @@ def score_chart(scores: Any, threshold: float, labels: Any = None, *, names: Seq
         return _Chart("Score distribution", None, "no rows were scored")
     bins = np.linspace(0.0, 1.0, 51)
     groups = [("unlabelled", y < 0, "#9ca3af"), (names[0], y == 0, _PALETTE[0]), (names[1], y == 1, _PALETTE[1])]
-    with _figure() as fig:
+    with chart_figure() as fig:
         ax = fig.subplots()
         for name, mask, color in groups:
             if mask.any():
-                ax.hist(s[mask], bins=bins, color=color, alpha=0.6, label=f"{_text(name)} ({int(mask.sum()):,})",
+                ax.hist(s[mask], bins=bins, color=color, alpha=0.6, label=f"{chart_text(name)} ({int(mask.sum()):,})",
                         histtype="stepfilled", log=True)
-        ax.axvline(threshold, color="#111827", lw=1.2, ls="--", label=f"{_text(line)} {threshold:.3f}")
+        ax.axvline(threshold, color="#111827", lw=1.2, ls="--", label=f"{chart_text(line)} {threshold:.3f}")
         ax.set(xlabel="score", ylabel="rows (log scale)", xlim=(0, 1))
         ax.legend(loc="upper left", fontsize=8, frameon=False)
         ax.grid(axis="y", alpha=0.3)
         above = float(np.mean(s > threshold))
-        return _Chart("Score distribution", _svg(fig, "scores"), f"{above:.2%} of the rows score above the line")
+        return _Chart("Score distribution", chart_svg(fig, "scores"), f"{above:.2%} of the rows score above the line")
 
 
 def class_charts(y_true: Any, output: Any, evaluation: Mapping[str, Any], *, classes: Sequence[Any], kind: str,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import io
 from typing import Any
 
 __all__ = ["render_monitor"]
@@ -36,24 +35,18 @@ def _flat(v: Any) -> Any:
 def _psi_chart(features: dict[str, Any]) -> str:
     if not features:
         return ""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..evaluation.charts import chart_figure, chart_svg, chart_text
 
     items = sorted(features.items(), key=lambda kv: kv[1]["psi"])[-25:]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(items) + 1))
-    ax.barh([k for k, _ in items], [v["psi"] for _, v in items],
-            color=["#b00020" if v["drifted"] else "#4c78a8" for _, v in items])
-    thr = next(iter(features.values()))["threshold"]
-    ax.axvline(thr, color="#444", ls="--", lw=1)
-    ax.set_xlabel("PSI (training data vs recent traffic)")
-    fig.tight_layout()
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.find("<svg"):]
+    with chart_figure(7, 0.3 * len(items) + 1) as fig:
+        ax = fig.add_subplot()
+        ax.barh(range(len(items)), [v["psi"] for _, v in items],
+                color=["#b00020" if v["drifted"] else "#4c78a8" for _, v in items])
+        ax.set_yticks(range(len(items)), [chart_text(k, 40) for k, _ in items])  # two names cut alike: two bars
+        thr = next(iter(features.values()))["threshold"]
+        ax.axvline(thr, color="#444", ls="--", lw=1)
+        ax.set_xlabel("PSI (training data vs recent traffic)")
+        return chart_svg(fig, "psi")
 
 
 def render_monitor(r: dict[str, Any]) -> str:

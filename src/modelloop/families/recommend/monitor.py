@@ -1,12 +1,13 @@
 """What ``modelloop monitor`` says of a served recommender (``Family.drift_extra``), beyond the logged
 inputs:
 
-* ``item``: the items users took lately (``POST /v1/interactions`` since the window began, and the items
-  of ``/v1/predict`` records) against the training interactions' item popularity: the popularity drift.
-  It replaces the generic comparison of the logged ``item`` input, which ``/v1/recommend`` requests do
-  not carry;
-* ``user``: known against new users among the window's requests (training: all known), so a wave of
-  users the model never saw is drift;
+* the item column (``data.item``, by its name): the items users took lately (``POST /v1/interactions``
+  since the window began, and the items of ``/v1/predict`` records) against the training interactions'
+  item popularity: the popularity drift. It replaces the generic comparison of the logged item input,
+  which ``/v1/recommend`` requests do not carry;
+* the user column (``data.user``): known against new users among the window's requests (training: all
+  known), so a wave of users the model never saw is drift. It replaces the generic comparison of user ids,
+  which says nothing of a model that knows each user by id;
 * the ``recommendations`` section: answers served, items shown, the click-through (interactions that name
   a served answer's request id, impressions, skips and dismissals aside; per answer and per item shown), the coverage of the catalog by what was
   served, the share answered by the popularity fallback, and the shares of new users and new items.
@@ -46,16 +47,18 @@ def recommend_drift(ws: Any, model_row: dict[str, Any], reference: pd.DataFrame,
               if (r.get("inputs") or {}).get(model.item_col) is not None and r not in served]
     features: dict[str, Any] = {}
     if items:
-        ref = pd.DataFrame({"item": reference[model.item_col].map(label_text).astype("string")})
-        features.update(compare_distributions(ref, pd.DataFrame({"item": pd.Series(items, dtype="string")}),
-                                              {"item": "categorical"}, psi_threshold=psi_threshold,
+        name = model.item_col  # the user's own column name: it replaces the generic comparison of that input
+        ref = pd.DataFrame({name: reference[model.item_col].map(label_text).astype("string")})
+        features.update(compare_distributions(ref, pd.DataFrame({name: pd.Series(items, dtype="string")}),
+                                              {name: "categorical"}, psi_threshold=psi_threshold,
                                               p_threshold=p_threshold))
     users = [_user_of(r.get("inputs") or {}, model.user_col) for r in recent]
     known = ["known" if label_text(u) in model.user_pos_ else "new" for u in users if u is not None]
     if known:
-        features.update(compare_distributions(pd.DataFrame({"user": pd.Series(["known"] * len(reference), dtype="string")}),
-                                              pd.DataFrame({"user": pd.Series(known, dtype="string")}),
-                                              {"user": "categorical"}, psi_threshold=psi_threshold,
+        name = model.user_col
+        features.update(compare_distributions(pd.DataFrame({name: pd.Series(["known"] * len(reference), dtype="string")}),
+                                              pd.DataFrame({name: pd.Series(known, dtype="string")}),
+                                              {name: "categorical"}, psi_threshold=psi_threshold,
                                               p_threshold=p_threshold))
     ids = {r["request_id"] for r in served}
     clicks = sum(1 for x in taken if x.get("request_id") in ids and x.get("event") not in NOT_TAKEN)

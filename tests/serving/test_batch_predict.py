@@ -184,3 +184,15 @@ def test_a_file_that_does_not_decode_is_a_clear_error(toy, project, capsys, tmp_
     code, _, err = cli(["predict", "--data", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "o.csv")],
                        capsys, project)
     assert code == 2 and "bad.jsonl cannot be decoded as utf-8" in err and "line 6" in err and "save it as UTF-8" in err
+
+
+def test_a_jsonl_output_keeps_chinese_text_as_written(toy, project, tmp_path):
+    # pandas' to_json escaped every non-ASCII character: {"\u5907\u6ce8":"\u9000\u6b3e"} for {"备注":"退款"}
+    from modelloop.serving.batch import predict_file
+
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(5).assign(备注="退款")
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "out.jsonl")
+    text = (tmp_path / "out.jsonl").read_text(encoding="utf-8")
+    assert '"备注":"退款"' in text and "\\u" not in text
+    assert [json.loads(line)["备注"] for line in text.splitlines()] == ["退款"] * 5

@@ -94,7 +94,8 @@ class _Writer:
             frame.to_csv(self.tmp, sep=sep, index=False, header=names, mode="w" if self._first else "a")
         elif self.kind == "jsonl":
             with open(self.tmp, "w" if self._first else "a", encoding="utf-8") as fh:
-                fh.write(frame.to_json(orient="records", lines=True, date_format="iso"))
+                # the text as written (评论, not \u8bc4\u8bba): the file is UTF-8, like the input it copies
+                fh.write(frame.to_json(orient="records", lines=True, date_format="iso", force_ascii=False))
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq

@@ -45,7 +45,7 @@ from sklearn.utils.class_weight import compute_sample_weight
 
 from ...data.dates import parse_datetimes
 from ...data.schema import Schema
-from ...errors import ConfigError, DataError, StateError
+from ...errors import ConfigError, DataError, StateError, cap_list
 from ...evaluation.metrics import labels_from_proba
 from .columns import DATETIME_PARTS, prepared_columns
 
@@ -84,7 +84,7 @@ def prepare_features(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """
     features = schema.features()
     if not features:
-        raise DataError("the schema has no feature columns (numeric, categorical, boolean or datetime)")
+        raise DataError(_no_features(schema))
     missing = [c for c in features if c not in df.columns]
     if missing:
         raise DataError(f"missing feature column(s) {missing}; the model expects columns {features}")
@@ -116,6 +116,19 @@ def _boolean(s: pd.Series) -> pd.Series:
     lowered = s.astype(object).map(lambda v: str(v).strip().lower() if pd.notna(v) else None)
     mapped = lowered.map(lambda v: 1.0 if v in _TRUE else 0.0 if v in _FALSE else np.nan)
     return mapped.astype("float64")
+
+
+def _no_features(schema: Schema) -> str:
+    """Why a table gives a tabular model nothing to read, naming its columns and their kinds: a table of
+    Chinese reviews with ``task: classification`` said only 'the schema has no feature columns (numeric,
+    categorical, boolean or datetime)', not that its review column is text, which a text model reads."""
+    others = {c: k for c, k in schema.columns.items() if c not in (schema.target, schema.id)}
+    text = [c for c, k in others.items() if k == "text"]
+    hint = (f"; a text column ({cap_list(text)}) is read by a text model: set task: text_classification"
+            if text else "; set data.columns to give a column its kind")
+    shown = cap_list(f"{c} ({k})" for c, k in others.items()) or "none"
+    return (f"the table has no column a tabular model reads (numeric, categorical, boolean or datetime); "
+            f"its columns besides the target and id: {shown}{hint}")
 
 
 def _datetime_parts(s: pd.Series, col: str, fmt: str | None) -> dict[str, pd.Series]:

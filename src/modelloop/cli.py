@@ -241,7 +241,8 @@ def feedback(file: str = typer.Argument(..., help="CSV/Parquet/JSONL with column
     res = _project(config).feedback(file)
     _emit(res, as_json,
           lambda r: out.print(f"{r['accepted']} accepted, {r['unknown_request']} unknown request ids, "
-                              f"{r['duplicate']} duplicates, {r['invalid']} invalid labels (of {r['rows']})"))
+                              f"{r['duplicate']} duplicates, {r['invalid']} invalid labels (of {r['rows']})"
+                              + (f"; the first: {r['invalid_why']}" if r.get("invalid_why") else "")))
     if why := nothing_usable(res):
         raise DataError(f"{file}: {why}")
 

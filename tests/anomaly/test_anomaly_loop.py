@@ -76,6 +76,9 @@ def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_pat
     pd.DataFrame([{"request_id": answers[calm[1]]["request_id"], "label": "yes"}]).to_csv(tmp_path / "bad.csv", index=False)
     code, _, err = cli(["feedback", "bad.csv"], capsys, tmp_path)
     assert code == 2 and "invalid labels" in err
+    # the anomaly model's rule, not 'one of the model's classes (or a number for regression)': its classes
+    # (anomaly, normal) are not what a feedback file gives
+    assert err.rstrip().endswith("returned; label: must be a verdict, confirmed or false_alarm, got 'yes'"), err
 
     code, out, err = cli(["retrain", "--json"], capsys, tmp_path)
     assert code == 0, err

@@ -172,8 +172,9 @@ def test_feedback_counts_unknown_duplicate_invalid(project, tmp_path):
     useless = post_labels(project, tmp_path, ["nope", ids[3]], [1, "maybe"])
     assert nothing_usable(useless) == (
         "none of the 2 feedback rows was accepted: 1 unknown request ids (e.g. 'nope'); 1 invalid labels "
-        f"(e.g. '{ids[3]}'). A request id is the request_id of a prediction /v1/predict returned; a label is "
-        "one of the model's classes (or a number for regression)")
+        f"(e.g. '{ids[3]}'). A request id is the request_id of a prediction /v1/predict returned; label: must "
+        "be one of 0, 1, got 'maybe'")  # the model's own rule, as its head says it
+    assert useless["invalid_why"] == "label: must be one of 0, 1, got 'maybe'" and "invalid_why" not in again
 
 
 def test_if_needed_does_nothing_without_a_trigger(project):

@@ -27,7 +27,9 @@ def check_label(label: Any, info: dict[str, Any]) -> Any:
 
 
 def import_feedback(ws: Workspace, path: str | Path) -> dict[str, Any]:
-    """Import ``request_id,label`` rows; counts of accepted, unknown_request, duplicate, invalid."""
+    """Import ``request_id,label`` rows; counts of accepted, unknown_request, duplicate, invalid, and with
+    an invalid label ``invalid_why``: what the model's head said of the first (``label: must be a verdict,
+    confirmed or false_alarm, got 'fraud'``), the rule of this model rather than of every model."""
     df, _ = read_table(str(path), root=Path.cwd())
     missing = [c for c in ("request_id", "label") if c not in df.columns]
     if missing:
@@ -42,9 +44,13 @@ def import_feedback(ws: Workspace, path: str | Path) -> dict[str, Any]:
     examples: dict[str, list[str]] = {k: [] for k in counts}
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
+    why: str | None = None
     for rid, label in zip(ids, df["label"].tolist(), strict=True):
         kind = _classify(ws, rid, label, known, already | seen, versions)
-        if isinstance(kind, tuple):
+        if isinstance(kind, tuple) and kind[0] == "invalid":
+            why = why or str(kind[1])
+            kind = "invalid"
+        elif isinstance(kind, tuple):
             rows.append({"request_id": rid, "label": kind[1], "source": "file"})
             seen.add(rid)
             kind = "accepted"
@@ -52,7 +58,8 @@ def import_feedback(ws: Workspace, path: str | Path) -> dict[str, Any]:
         if len(examples[kind]) < 3 and kind != "accepted":
             examples[kind].append(rid)
     cat.add_feedback_many(rows)
-    return {**counts, "rows": len(df), "examples": {k: v for k, v in examples.items() if v}}
+    return {**counts, "rows": len(df), "examples": {k: v for k, v in examples.items() if v},
+            **({"invalid_why": why} if why else {})}
 
 
 def nothing_usable(counts: dict[str, Any]) -> str | None:
@@ -64,9 +71,9 @@ def nothing_usable(counts: dict[str, Any]) -> str | None:
     parts = [f"{counts[k]} {what} (e.g. {', '.join(map(repr, seen.get(k, [])))})"
              for k, what in (("unknown_request", "unknown request ids"), ("invalid", "invalid labels"))
              if counts[k]]
+    label = counts.get("invalid_why") or "a label is one of the model's classes (or a number for regression)"
     return (f"none of the {counts['rows']} feedback rows was accepted: {'; '.join(parts)}. A request id is "
-            f"the request_id of a prediction /v1/predict returned; a label is one of the model's classes "
-            f"(or a number for regression)")
+            f"the request_id of a prediction /v1/predict returned; {label}")
 
 
 def _classify(ws: Workspace, rid: str, label: Any, known: set[str], taken: set[str],
@@ -82,8 +89,8 @@ def _classify(ws: Workspace, rid: str, label: Any, known: set[str], taken: set[s
         versions[v] = ws.catalog.get_model(pred["name"], v)["info"]
     try:
         return ("ok", check_label(label, versions[v]))
-    except DataError:
-        return "invalid"
+    except DataError as exc:
+        return ("invalid", str(exc))
 
 
 def labeled_frame(ws: Workspace, since: Any = None) -> pd.DataFrame:

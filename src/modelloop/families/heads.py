@@ -126,7 +126,7 @@ class BaseHead(ABC):
     def class_texts(self, y: pd.Series) -> pd.Series:
         """Each stored label as the text of the class it counts as (a missing one stays missing): what the
         retrain gate counts when it asks whether a slice holds two classes (``feedback.recent``)."""
-        return y.map(lambda v: None if v is None or v != v else label_text(v))  # NaN != NaN: missing
+        return y.map(_class_text)
 
     def learnable(self, label: Any) -> bool:
         """Whether a stored feedback label is a training example for a retrain (every label is, unless
@@ -655,3 +655,12 @@ def head_for(info: Mapping[str, Any]) -> BaseHead:
     if hasattr(head, "from_info"):  # a head that reads more of what its version recorded
         return head.from_info(kind, info)
     return head(kind, info.get("classes") if head is ClassificationHead else None, info.get("threshold"))
+
+
+def _class_text(value: Any) -> str | None:
+    """``class_texts`` of one stored label: missing (None, NaN) stays missing; a label that is not one
+    value (a rated conversation's messages, a generation's correction with its rating) is its text, never
+    compared with itself (``array != array`` has no truth value: retrain of a chat project failed)."""
+    if isinstance(value, (list, tuple, dict, set)) or np.ndim(value) > 0:
+        return str(value)
+    return None if value is None or value != value else label_text(value)  # NaN != NaN: missing

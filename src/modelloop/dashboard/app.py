@@ -37,7 +37,7 @@ from ..catalog import utcnow
 from ..compute.jobs import cancel_job, list_jobs
 from ..compute.queue import FINISHED, WAITING
 from ..compute.show import command_text, seconds_text
-from ..errors import ConfigError, ModelloopError, NotFoundError, StateError
+from ..errors import ConfigError, ModelloopError, NotFoundError, StateError, shown_json
 from ..project import Project
 from ..serving.security import ApiKeys, load_api_keys
 from .background import Background
@@ -152,6 +152,9 @@ def create_app(project: Project, *, keys: list[str] | ApiKeys | None = None,
     env.filters["size"] = lambda n: f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 2**10:.3g} KiB"
     env.filters["num"] = lambda v: f"{v:.4g}" if isinstance(v, float) else v  # 0.8214, not 0.821428571...
     env.filters["ms"] = lambda v: "—" if v is None else f"{v:.3g} ms"
+    # a value as JSON a person reads: Jinja's tojson escapes every non-ASCII character and ', <, >, &
+    # (a Chinese model's output read {"label": "\u7269\u6d41..."}); autoescape makes this one safe
+    env.filters["json"] = shown_json
     for name in env.list_templates(filter_func=lambda n: n.endswith(".html")):
         env.get_template(name)          # compiled now, and the catalog opened now, not by the first visitor
     project.workspace.catalog  # noqa: B018

@@ -405,6 +405,28 @@ def test_init_task_recommendation_asks_for_the_interaction_columns_by_name(tmp_p
     assert "data.item: required for task recommendation (the item id column of each interaction)" in err
 
 
+@pytest.mark.parametrize("task, metric", [("anomaly_detection", "pr_auc"), ("recommendation", "ndcg")])
+def test_init_task_writes_the_metric_line_of_that_task(tmp_path, capsys, task, metric):
+    """The config's commented metric line read '# metric: f1_macro  # default: f1_macro for classification,
+    rmse for regression' for every task: a team that uncommented it on an anomaly or recommendation project
+    got 'train.metric: must be one of pr_auc, roc_auc'. It now names the task's default and what is allowed,
+    and uncommented it loads."""
+    import yaml
+
+    from modelloop.config import parse_config
+    from modelloop.families import head_of_task
+
+    pd.DataFrame({"customer": ["a", "b"], "book": ["x", "y"]}).to_csv(tmp_path / "rows.csv", index=False)
+    code, _, err = cli(["init", "p", "--source", "rows.csv", "--task", task], capsys, tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "p" / "modelloop.yaml").read_text()
+    line = f"  # metric: {metric:<17} # default for task {task}; allowed: {', '.join(head_of_task(task).metrics)}"
+    assert line in text.splitlines() and "f1_macro" not in text
+    raw = yaml.safe_load(text.replace("  # metric:", "  metric:"))
+    raw["data"].update({"user": "customer", "item": "book"} if task == "recommendation" else {})
+    assert parse_config(raw, root=tmp_path / "p").metric == metric
+
+
 def test_output_to_a_pipe_keeps_each_line_whole(tmp_path, capsys):
     """Piped into a log or CI, rich cut lines at 80 columns mid-sentence ("... in \\nr/modelloop.yaml"),
     so a grep for the line missed it. A terminal still wraps to its width."""

@@ -31,8 +31,8 @@ name: {name}
 {target}{query}  id: null                    # optional row id column (never used as a feature)
 train:
   budget: 120                 # seconds for the whole search
-  # metric: f1_macro          # default: f1_macro for classification, rmse for regression
-"""
+{metric}"""
+_METRIC_LEFT_OUT = "  # metric: f1_macro          # default: f1_macro for classification, rmse for regression\n"
 
 
 _TASK_LEFT_OUT = "# task: {tasks}\n#   left out: inferred from the data at ingest (`modelloop run` says which and why)\n"
@@ -118,12 +118,25 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
                              task=f"task: {task}\n" if task else _TASK_LEFT_OUT.format(tasks=" | ".join(TASKS)),
                              source=entry[0] if entry else "data/train.csv",
                              target=_TARGET.format(target=label) if label else _no_target(task, source),
-                             query=f"  query: {entry[2]}\n" if entry and entry[2] else "")
+                             query=f"  query: {entry[2]}\n" if entry and entry[2] else "",
+                             metric=_metric_line(task))
     tmp = cfg_path.with_suffix(".yaml.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(cfg_path)
     return {"config": str(cfg_path), "files": files, "example": example, "source": source, "target": target,
             "task": task}
+
+
+def _metric_line(task: str | None) -> str:
+    """The commented ``train.metric`` line: the task's own default and allowed figures (an anomaly
+    detector's pr_auc, a recommender's ndcg: f1_macro, uncommented, was refused there), else the two
+    defaults a left-out task may get."""
+    from .families import head_of_task
+
+    head = head_of_task(task) if task is not None else None
+    if head is None or not head.default_metric:
+        return _METRIC_LEFT_OUT
+    return f"  # metric: {head.default_metric:<17} # default for task {task}; allowed: {', '.join(head.metrics)}\n"
 
 
 def _no_target(task: str | None, source: str | None) -> str:

@@ -308,6 +308,20 @@ def test_init_reads_the_header_of_a_gbk_csv_as_ingest_does(tmp_path, capsys):
     assert code == 0 and json.loads(out)["rows"] == 80
 
 
+def test_init_in_a_chinese_folder_writes_a_name_the_config_takes(tmp_path, capsys):
+    """'modelloop init 情感项目 --source ...' wrote name: 情感项目, and every later command exited 2 on it
+    ('name: string should match pattern ...')."""
+    import yaml
+
+    _table(80).to_csv(tmp_path / "mine.csv", index=False)
+    code, _, err = cli(["init", "情感项目", "--source", "mine.csv", "--target", "y"], capsys, tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "情感项目" / "modelloop.yaml").read_text(encoding="utf-8")
+    assert yaml.safe_load(text)["name"] == "model" and '"情感项目", is not a model name' in text
+    code, out, err = cli(["ingest", "--json"], capsys, tmp_path / "情感项目")
+    assert code == 0 and json.loads(out)["rows"] == 80, err
+
+
 def test_init_with_a_users_own_table_writes_a_project_that_ingests_it(tmp_path, capsys):
     """`modelloop init proj --source FILE --target COL`: the user's table and target go into the config
     (the path relative to the project folder), checked first: a wrong column or file exits 2 naming what

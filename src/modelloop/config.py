@@ -167,6 +167,11 @@ class UiConfig(_Section):
                                                          "(default: read-only without one, actions need one)")
 
 
+# a model's name: in the registry (name:version, name@alias), its files and the API's URLs
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MODEL_NAME_RULE = "a letter A-Z or a digit, then letters A-Z, digits, _ . or -"
+
+
 class StorageConfig(_Section):
     catalog: str | None = None
     tracking: str | None = None
@@ -174,7 +179,7 @@ class StorageConfig(_Section):
 
 
 class Config(_Section):
-    name: str = Field("model", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field("model", pattern=MODEL_NAME_PATTERN)
     # Left out, the task is inferred from the target column at ingest (``modelloop.data.task``), filled in
     # by ``settle_task``; until then it is None. A task written here always wins.
     task: str | None = Field(
@@ -503,6 +508,8 @@ def _format_error(err: Any, task: Any = None) -> str:
         return f"{key}: must be one of {ctx['expected_tags']}, got {shown_json(tag)}"
     if err["type"] == "missing":
         return f"{path}: required, but missing"
+    if err["type"] == "string_pattern_mismatch" and loc == ("name",):  # not the regular expression
+        return f"name: must be {MODEL_NAME_RULE} (it names the model in the registry), got {shown_json(value)}"
     msg = err["msg"]
     if err["type"] == "literal_error":
         msg = "must be " + msg.removeprefix("Input should be ")

@@ -114,7 +114,7 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
         files.append(str(data))
     else:
         label = entry[1] if entry else ("label" if not optional else None)
-        text = _BLANK.format(name=root.resolve().name.replace(" ", "_") or "model",
+        text = _BLANK.format(name=_model_name(root.resolve().name),
                              task=f"task: {task}\n" if task else _TASK_LEFT_OUT.format(tasks=" | ".join(TASKS)),
                              source=entry[0] if entry else "data/train.csv",
                              target=_TARGET.format(target=label) if label else _no_target(task, source),
@@ -148,6 +148,21 @@ def _no_target(task: str | None, source: str | None) -> str:
         return _NO_TARGET.format(task=task)
     columns = _columns(Path(source)) if source is not None else None
     return _INTERACTIONS.format(columns=f"; the columns: {cap_list(columns)}" if columns else "")
+
+
+def _model_name(folder: str) -> str:
+    """``name:`` for a project in ``folder``: the folder's name where it is a model name, else its letters
+    and digits joined by ``_`` with a comment saying why (``init 情感项目`` wrote ``name: 情感项目``, which
+    every later command refused: 'string should match pattern ...')."""
+    import re
+
+    from .config import MODEL_NAME_PATTERN, MODEL_NAME_RULE
+
+    if re.match(MODEL_NAME_PATTERN, folder):
+        return folder
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", folder).strip("_.-") or "model"
+    return (f"{name}{' ' * max(1, 26 - len(name))}# the folder's name, {_scalar(folder)}, is not a model name: "
+            f"{MODEL_NAME_RULE}")
 
 
 def _own_source(root: Path, source: str, target: str | None,

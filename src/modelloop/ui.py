@@ -197,6 +197,9 @@ def render_predict(r: dict[str, Any]) -> None:
     if r.get("failed"):
         out.print(f"  [yellow]{r['failed']:,} row{'s' if r['failed'] != 1 else ''} could not be scored[/]: "
                   "the error column says why")
+    if coerced := r.get("coerced"):
+        said = ", ".join(f"{c} {n:,}" for c, n in coerced.items())
+        out.print("  [yellow]values read as missing[/] (data.on_type_error: coerce, as at ingest): " + escape(said))
 
 
 def render_evaluation(r: dict[str, Any]) -> None:

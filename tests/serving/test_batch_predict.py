@@ -108,6 +108,30 @@ def test_numbers_with_thousands_separators_are_read_as_ingest_reads_them(toy, pr
     assert code == 2 and "row 1, amount: must be a number" in err and "'0,5'" in err
 
 
+def test_with_coerce_a_value_ingest_would_store_missing_is_scored_missing(toy, project, capsys, tmp_path):
+    """A project whose data.on_type_error is coerce trained on 'twelve' as a missing amount; predict on that
+    file stopped at the row ("must be a number"). Now it scores the row as training read it and says how
+    many values it read as missing; without coerce it still stops."""
+    raw = {**toy.raw, "data": {**toy.raw["data"], "on_type_error": "coerce"}}
+    (project / "modelloop.yaml").write_text(yaml.safe_dump(raw))
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(50).astype({"amount": object})
+    rows.loc[37, "amount"] = "twelve"
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    rows.assign(amount=rows["amount"].where(rows.index != 37, None)).to_csv(tmp_path / "gap.csv", index=False)
+    code, out, err = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.csv"),
+                          "--json"], capsys, project)
+    assert code == 0, err
+    assert json.loads(out)["coerced"] == {"amount": 1}
+    code, _, err = cli(["predict", "--data", str(tmp_path / "gap.csv"), "--out", str(tmp_path / "gap-out.csv")],
+                       capsys, project)
+    assert code == 0, err
+    got, gap = pd.read_csv(tmp_path / "out.csv"), pd.read_csv(tmp_path / "gap-out.csv")
+    pd.testing.assert_frame_equal(got.drop(columns=["amount"]), gap.drop(columns=["amount"]))
+    code, out, _ = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o2.csv")],
+                       capsys, project)
+    assert code == 0 and "values read as missing (data.on_type_error: coerce, as at ingest): amount 1" in out
+
+
 def test_an_interrupted_run_leaves_no_output(toy, project, tmp_path):
     from modelloop.serving.batch import predict_file
 

@@ -148,7 +148,8 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     elif src.is_dir():
         raise DataError(f"--data: {src} is a folder; this model scores a file ({', '.join(sorted(FORMATS))})")
     else:
-        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks)
+        coerced: dict[str, int] | None = {} if ws.config.data.on_type_error == "coerce" else None
+        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks, coerced)
     blank = _blank_headers(src) if kind_out == "csv" and src.is_file() and FORMATS.get(src.suffix.lower()) == "csv" else {}
     writer, rows, added, failed = _Writer(dst, kind_out, blank), 0, [], None
     try:
@@ -165,12 +166,16 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
         raise
     return {"model": {"name": runtime.name, "version": runtime.version}, "data": str(src), "out": str(dst),
             "rows": rows, "columns": added, "variant": runtime.variant,
-            "seconds": round(time.time() - started, 2), **({"failed": failed} if failed is not None else {})}
+            "seconds": round(time.time() - started, 2), **({"failed": failed} if failed is not None else {}),
+            **({"coerced": coerced} if own is None and coerced else {})}
 
 
-def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int,
-                   map_chunks: ChunkMapper | None = None) -> Iterator[tuple[pd.DataFrame, list[str]]]:
-    """The input's chunks with the model's columns added, validated as the server validates a body."""
+def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int, map_chunks: ChunkMapper | None = None,
+                   coerced: dict[str, int] | None = None) -> Iterator[tuple[pd.DataFrame, list[str]]]:
+    """The input's chunks with the model's columns added, validated as the server validates a body. With
+    ``coerced`` (the project's ``data.on_type_error: coerce``) a value that is not a number in a numeric
+    column, or not a date in a date-time one, is missing, as ingest stored it, and counted there per
+    column: the file the model was trained on is scored as it was read for training."""
     schema, validator = runtime.request_schema, runtime.validator
     texts = {c: str for c, k in schema.columns.items() if k in ("categorical", "text", "datetime", "identifier")}
 
@@ -181,7 +186,7 @@ def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int,
             if missing:
                 raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "
                                 f"{', '.join(validator.features[:20])}")
-            yield rows, chunk
+            yield rows, (chunk if coerced is None else _coerce_types(chunk, schema, coerced))
             rows += len(chunk)
 
     if map_chunks is not None:
@@ -213,6 +218,22 @@ def given_columns(frame: pd.DataFrame, answers: Iterable[str]) -> pd.DataFrame:
     by them, as they were."""
     clash = [c for c in answers if c in frame.columns]
     return frame.rename(columns={c: f"given_{c}" for c in clash}) if clash else frame
+
+
+def _coerce_types(chunk: pd.DataFrame, schema: Any, counts: dict[str, int]) -> pd.DataFrame:
+    """``chunk`` with what ingest's ``check_types(coerce=True)`` would make missing made missing (the
+    same reading of numbers and dates), counted into ``counts``."""
+    from ..data.schema import Schema
+    from ..data.sources import check_types
+
+    kinds = {c: k for c, k in schema.columns.items() if k in ("numeric", "datetime") and c in chunk.columns}
+    if not kinds:
+        return chunk
+    fixed, found = check_types(chunk, Schema(columns=kinds, datetime_formats=dict(schema.datetime_formats)),
+                               coerce=True)
+    for c, report in found.items():
+        counts[c] = counts.get(c, 0) + int(report["coerced_to_missing"])
+    return fixed
 
 
 def _numbers(frame: pd.DataFrame, schema: Any, offset: int) -> pd.DataFrame:

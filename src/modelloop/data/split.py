@@ -197,7 +197,7 @@ def whole_groups(groups: np.ndarray, classes: np.ndarray, share: float, rng: np.
         return np.zeros(len(groups), dtype=bool)
     if n_groups < 2:
         raise ConfigError(f"data.group: column '{column}' has {n_groups} group{'' if n_groups == 1 else 's'} among "
-                          f"the {len(groups)} rows to split; a test split that keeps each group on one side needs "
+                          f"the {len(groups)} rows to split; a test or validation split that keeps each group on one side needs "
                           f"at least 2: name a column with more groups, or leave data.group out")
     groups, classes = groups.astype(np.int64), classes.astype(np.int64)
     k = int(classes.max()) + 1

@@ -258,9 +258,18 @@ def pack(ids: Sequence[list[int]], labels: Sequence[list[int]], max_length: int,
     return bins
 
 
-def validation_rows(n: int, share: float, seed: int) -> np.ndarray:
-    """A seeded boolean mask of the rows held out for validation (at least one, never all)."""
+def validation_rows(n: int, share: float, seed: int, groups: pd.Series | None = None) -> np.ndarray:
+    """A seeded boolean mask of the rows held out for validation (at least one, never all).
+
+    ``groups`` (the rows' ``data.group`` values, named by the column): whole groups, about ``share`` of
+    the rows (``split.whole_groups``), as the test split keeps them: a customer's conversations on both
+    sides let early stopping choose on customers the model trains on."""
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        from ...data.split import whole_groups
+
+        return whole_groups(pd.factorize(groups.astype(str))[0], np.zeros(n, dtype=np.int64), share, rng,
+                            column=str(groups.name))
     k = min(max(1, round(n * share)), max(n - 1, 0))
     mask = np.zeros(n, dtype=bool)
     mask[rng.permutation(n)[:k]] = True

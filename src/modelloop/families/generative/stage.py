@@ -68,12 +68,15 @@ def input_schema(shape: Shape, target: str | None) -> Schema:
 
 
 def study_name(ws: Any, dataset_id: str, settings: GenerativeModelConfig) -> str:
+    """``-gv``: validation rows of whole ``data.group`` groups (since 2026-12-06: they were drawn by rows),
+    so a grouped project's study of the old rows is not resumed."""
     from ...config import config_hash
 
     cfg = ws.config
     key = json.dumps([settings.model_dump(mode="json", exclude={"search"}), cfg.split.model_dump(), cfg.seed,
                       config_hash(cfg, "data")], sort_keys=True, default=str)
-    return f"{cfg.name}-generative-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    grouped = "-gv" if cfg.data.group is not None else ""
+    return f"{cfg.name}-generative-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}{grouped}"
 
 
 def train_generative(ws: Any, *, budget: float | None = None, trials: int | None = None, dataset: str | None = None,
@@ -98,7 +101,9 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     test_df = df[side == "test"].reset_index(drop=True)
     if len(train_df) < 2:
         raise DataError(f"the train split has {len(train_df)} rows; a generative model needs at least 2")
-    held = validation_rows(len(train_df), settings.validation_size, cfg.seed)
+    group = cfg.data.group  # whole groups held out, as the test split keeps them
+    held = validation_rows(len(train_df), settings.validation_size, cfg.seed,
+                           groups=train_df[group] if group is not None and group in train_df.columns else None)
     (fit_ids, fit_labels, fit_rejected), cut = _encoded(tokenizer, train_df[~held], shape, context)
     (val_ids, val_labels, val_rejected), _ = _encoded(tokenizer, train_df[held], shape, context)
     if not fit_ids or not val_ids:

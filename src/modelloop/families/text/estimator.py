@@ -31,8 +31,14 @@ if TYPE_CHECKING:
 __all__ = ["fit_text_model", "prepare_job", "validation_split"]
 
 
-def validation_split(y: pd.Series, size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit, validation) positions: stratified when every class has two rows, else random."""
+def validation_split(y: pd.Series, size: float, seed: int,
+                     groups: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) positions: stratified when every class has two rows, else random.
+
+    ``groups`` (the rows' ``data.group`` values, named by the column): whole groups are held out
+    (``split.whole_groups``, about ``size`` of the rows and of each class's), as the test split and the
+    tabular folds keep them. Drawn by rows, a customer's reviews on both sides let early stopping and the
+    search choose on customers the model trains on."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
@@ -42,8 +48,15 @@ def validation_split(y: pd.Series, size: float, seed: int) -> tuple[np.ndarray, 
                         f"model.validation_size ({size}) for early stopping")
     labels = y.astype(str).to_numpy()
     counts = pd.Series(labels).value_counts()
-    strat = labels if counts.min() >= 2 and n_val >= len(counts) else None
-    fit, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=strat)
+    stratify = bool(counts.min() >= 2 and n_val >= len(counts))
+    if groups is not None:
+        from ...data.split import whole_groups
+
+        classes = pd.factorize(labels)[0] if stratify else np.zeros(len(y), dtype=np.int64)
+        held = whole_groups(pd.factorize(groups.astype(str))[0], classes, size, np.random.default_rng(seed),
+                            column=str(groups.name))
+        return idx[~held], idx[held]
+    fit, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=labels if stratify else None)
     return np.sort(fit), np.sort(val)
 
 

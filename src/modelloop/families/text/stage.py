@@ -91,14 +91,17 @@ SEARCH_FLOOR = 0.15  # the share of train.budget the search gets however long em
 
 
 def text_study_name(ws: Any, dataset_id: str) -> str:
-    """Resumable while the dataset and everything but the budget (and ``model.search``) stay the same."""
+    """Resumable while the dataset and everything but the budget (and ``model.search``) stay the same.
+    ``-gv``: validation rows of whole ``data.group`` groups (since 2026-12-06: they were drawn by rows), so
+    a grouped project's study of the old rows is not resumed."""
     from ...config import config_hash
 
     cfg = ws.config
     model = text_settings(cfg).model_dump(mode="json", exclude={"search"})
     key = json.dumps([model, cfg.metric, cfg.train.class_weight, cfg.split.model_dump(), cfg.seed,
                       config_hash(cfg, "data")], sort_keys=True, default=str)
-    return f"{cfg.name}-text-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    grouped = "-gv" if cfg.data.group is not None else ""
+    return f"{cfg.name}-text-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}{grouped}"
 
 
 def train_text(ws: Any, *, budget: float | None = None, trials: int | None = None, dataset: str | None = None,
@@ -257,7 +260,9 @@ def _split_rows(df: pd.DataFrame, side: np.ndarray, text: str, target: str, sett
         raise DataError(f"column '{text}' has no non-empty text in the train split")
     _, classes = encode_labels(df.loc[~empty, target], "multiclass")
     index = {str(c): i for i, c in enumerate(classes or [])}
-    fit, val = validation_split(train_df[target], settings.validation_size, cfg.seed)
+    group = cfg.data.group  # whole groups held out, as the test split keeps them
+    fit, val = validation_split(train_df[target], settings.validation_size, cfg.seed,
+                                groups=train_df[group] if group is not None and group in train_df.columns else None)
     fit_df, val_df = train_df.iloc[fit].reset_index(drop=True), train_df.iloc[val].reset_index(drop=True)
     aug_df, aug_report = _augment(settings, fit_df, text, cfg)
     stats["rows"] = {"fit": len(fit_df), "validation": len(val_df), "augmented": len(aug_df), "test": len(test_df)}

@@ -185,6 +185,19 @@ def test_numbers_with_thousands_separators_are_numbers(tmp_path):
         check_types(odd, infer_schema(odd, target="y"))
 
 
+def test_full_width_digits_are_numbers():
+    """Prices typed with a Chinese input method (１２, ３.５) beside ASCII ones made the column an identifier;
+    they are the numbers they stand for, at ingest and in predict's files alike (read_numbers)."""
+    rng = np.random.default_rng(1)
+    values = rng.integers(1, 500, 120).astype(float) / 2
+    full = str.maketrans("0123456789.", "０１２３４５６７８９．")
+    df = pd.DataFrame({"价格": [f"{v:g}".translate(full) if i % 3 else f"{v:g}" for i, v in enumerate(values)],
+                       "y": [0, 1] * 60})
+    schema = infer_schema(df, target="y")
+    assert schema.columns["价格"] == "numeric"
+    np.testing.assert_allclose(check_types(df, schema)[0]["价格"], values)
+
+
 def test_text_in_a_date_column_is_named_like_text_in_a_numeric_one():
     """'not a date' among timestamps was kept, read as missing by training and refused by the server,
     so the model could not serve its own training rows: now an error naming the row, or missing with

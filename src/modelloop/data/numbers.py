@@ -5,7 +5,8 @@ Why: spreadsheets export large numbers with thousands separators (``1,100``, ``1
 ("3 row(s) hold text ... '1,100'"), and one where every value did was not even read as a number. A
 value is read with its separators when they group the digits in threes before any decimal point
 (``1,100``, ``-12,345.6``); ``0,5`` or ``1,10`` (a decimal comma, a typo) is not a number here and is
-reported as before. The same reading everywhere, so a file ``predict`` scores is read as ingest read
+reported as before. Full-width digits (``１２``, what a Chinese or Japanese input method types) are the
+digits they stand for (Unicode NFKC), as the ``normalize_text`` rule reads them. The same reading everywhere, so a file ``predict`` scores is read as ingest read
 the training data.
 """
 
@@ -25,7 +26,11 @@ def read_numbers(values: pd.Series) -> pd.Series:
     numbers = pd.to_numeric(values, errors="coerce")
     unread = (numbers.isna() & values.notna()).to_numpy()
     if unread.any():
-        text = values[unread].astype(str)
+        text = values[unread].astype(str).str.normalize("NFKC")  # full-width digits: １２ is 12
+        numbers = numbers.astype("float64")
+        numbers.iloc[np.flatnonzero(unread)] = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
+        unread = (numbers.isna() & values.notna()).to_numpy()
+        text = values[unread].astype(str).str.normalize("NFKC")
         grouped = text.str.match(GROUPED_NUMBER).to_numpy(dtype=bool)
         if grouped.any():
             numbers = numbers.astype("float64")

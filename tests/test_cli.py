@@ -286,6 +286,10 @@ def test_init_writes_a_non_english_column_and_path_as_the_user_typed_them(tmp_pa
     assert 'target: "情感"' in text and '"../评论.csv"' in text and "\\u" not in text
     code, out, _ = cli(["ingest", "--json"], capsys, tmp_path / "proj")
     assert code == 0 and json.loads(out)["rows"] == 80
+    assert '"target": "情感"' in out  # --json as written, not "\\u60c5\\u611f"
+    code, out, _ = cli(["profile", "--json"], capsys, tmp_path / "proj")
+    report = Path(json.loads(out)["report"]["json"]).read_text(encoding="utf-8")
+    assert code == 0 and "情感" in report and "\\u" not in report
 
     odd = "a\u2028b"
     _table(80).rename(columns={"y": odd}).to_csv(tmp_path / "odd.csv", index=False)

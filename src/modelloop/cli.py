@@ -45,8 +45,15 @@ def _finite(v: Any) -> Any:
 
 
 def _emit(result: dict[str, Any], as_json: bool, render) -> None:
+    """``--json``: one object on stdout, its text as written (a 评论 column reads 评论, not \\u8bc4\\u8bba),
+    escaped only where the output's encoding cannot hold it; else the one-screen summary."""
     if as_json:
-        sys.stdout.write(json.dumps(_finite(result), default=str) + "\n")
+        text = json.dumps(_finite(result), default=str, ensure_ascii=False)
+        try:
+            text.encode(sys.stdout.encoding or "utf-8")
+        except (UnicodeEncodeError, LookupError):
+            text = json.dumps(_finite(result), default=str)
+        sys.stdout.write(text + "\n")
     else:
         render(result)
 

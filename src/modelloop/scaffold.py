@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, cap_list
+from .errors import ConfigError, DataError, cap_list
 
 __all__ = ["EXAMPLES", "init_project"]
 
@@ -219,6 +219,8 @@ def _columns(path: Path) -> list[str] | None:
         else:
             names = scan(path).collect_schema().names()
         return [c.strip() for c in names if c.strip()]  # as ingest strips them
+    except DataError:  # a UTF-8 file with bad bytes: garbled names would be refused with no word of why
+        raise
     except Exception:  # undecodable bytes, a malformed header: `modelloop ingest` reports it in full
         return None
 
@@ -226,7 +228,11 @@ def _columns(path: Path) -> list[str] | None:
 def _csv_header(path: Path, sep: str) -> list[str]:
     import csv
 
-    from .data.encoding import file_encoding
+    from .data.encoding import file_encoding, undecodable
 
-    with open(path, newline="", encoding=file_encoding(path)) as fh:
-        return next(csv.reader(fh, delimiter=sep), [])
+    encoding = file_encoding(path)
+    try:
+        with open(path, newline="", encoding=encoding) as fh:
+            return next(csv.reader(fh, delimiter=sep), [])
+    except UnicodeDecodeError as exc:  # in the first read buffer; a bad byte further on is ingest's to report
+        raise DataError(f"--source: {undecodable(path, encoding, exc, detected=True, force=None)}") from None

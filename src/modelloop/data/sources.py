@@ -18,7 +18,7 @@ import polars as pl
 
 from ..errors import ConfigError, DataError, shown_url
 from ._tables import is_stringy, pandas_dtype
-from .encoding import detect_encoding, file_encoding, where_undecodable
+from .encoding import detect_encoding, file_encoding, undecodable, where_undecodable
 from .schema import Schema
 from .source_url import is_sql_source  # here too: data.sources.is_sql_source is public
 
@@ -37,7 +37,7 @@ class ReadReport(dict):
 def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) -> pd.DataFrame:
     import pandas as pd
 
-    encoding = file_encoding(path, encoding)
+    detected, encoding = encoding == "auto", file_encoding(path, encoding)
     report["encoding"] = encoding
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -46,8 +46,7 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) 
                              sep="\t" if path.suffix.lower() == ".tsv" else ",",  # as `predict` reads it
                              on_bad_lines="warn" if on_bad_lines == "skip" else "error")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: cannot be decoded as {encoding} ({where_undecodable(path, encoding, exc)}); "
-                        f"set data.encoding (e.g. utf-8, gb18030, latin-1)") from None
+        raise DataError(undecodable(path, encoding, exc, detected=detected, force="data.encoding")) from None
     except pd.errors.ParserError as exc:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         where = f" line {m.group(2)}: expected {m.group(1)} fields, saw {m.group(3)}" if m else f" {exc}"

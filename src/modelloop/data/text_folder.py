@@ -8,8 +8,9 @@ The layout of most public text-classification sets (IMDB, 20 Newsgroups, ...)::
 
 Each file is one example whose label is the name of its top-level sub-folder (files in deeper
 folders belong to the same class). Files are read as UTF-8, else decoded the way CSV sources are
-(``detect_encoding``: GB18030 for Chinese text, else Windows-1252), so a folder mixing encodings
-reads cleanly; empty files and hidden files are skipped and counted in the report. Rows come sorted
+(``detect_encoding``: GB18030 for Chinese text, else Windows-1252; a UTF-8 file with a few bad bytes
+is reported, not misread), so a folder mixing encodings reads cleanly; empty files and hidden files
+are skipped and counted in the report. Rows come sorted
 by class and path so the same folder always gives the same dataset version.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DataError, cap_list
-from .encoding import detect_encoding
+from .encoding import detect_encoding, undecodable
 
 __all__ = ["read_text_folder"]
 
@@ -72,8 +73,7 @@ def _read_text(file: Path, encoding: str) -> tuple[str, str]:
     try:
         text = raw.decode(enc)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{file}: cannot be decoded as {enc} ({exc.reason} at byte {exc.start}); "
-                        f"set data.encoding (e.g. utf-8, gb18030, latin-1)") from None
+        raise DataError(undecodable(file, enc, exc, detected=encoding == "auto", force="data.encoding")) from None
     except LookupError:
         raise DataError(f"data.encoding: unknown encoding '{enc}'; use e.g. utf-8, gb18030, latin-1") from None
     return text.removeprefix("\ufeff"), "utf-8" if enc == "utf-8-sig" else enc

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..data.encoding import file_encoding, where_undecodable
+from ..data.encoding import file_encoding, undecodable
 from ..data.numbers import read_numbers
 from ..errors import DataError
 from ..workspace import Workspace
@@ -56,10 +56,8 @@ def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int) -> Iterato
                                        encoding=enc)
             else:
                 yield from pd.read_json(path, lines=True, dtype=dtypes, chunksize=rows, encoding=enc)
-        except UnicodeDecodeError as exc:
-            shown = "utf-8" if enc == "utf-8-sig" else enc  # utf-8-sig: UTF-8 with or without a BOM
-            raise DataError(f"--data: {path} cannot be decoded as {shown} ({where_undecodable(path, enc, exc)}); "
-                            f"save it as UTF-8") from None
+        except UnicodeDecodeError as exc:  # a CSV's encoding was detected; a JSON Lines file is UTF-8
+            raise DataError(f"--data: {undecodable(path, enc, exc, detected=kind == 'csv', force=None)}") from None
     else:
         import pyarrow.parquet as pq
 

@@ -10,15 +10,23 @@ reads them (a torn last line of a crash is skipped and counted).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_interaction", "interactions_path", "read_interactions_log"]
+__all__ = ["append_interaction", "interaction_id", "interactions_path", "read_interactions_log"]
 
 _LOCK = threading.Lock()
+
+
+def interaction_id(record: dict[str, Any]) -> str:
+    """The stable id of a stored interaction (its row's ``_request_id`` in a merged dataset version): a
+    retrain adds it once, and the gate finds the answer it followed (``feedback/exposure.py``)."""
+    key = json.dumps([record.get(k) for k in ("at", "user", "item", "event", "value", "request_id")], default=str)
+    return "ix:" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
 def interactions_path(ws: Any) -> Path:

@@ -15,6 +15,9 @@ from training. Champion and challenger are scored on both, and the gate decides:
 A class figure cannot compare models on a recent slice of one class (``recent.py``): the slice is then
 the latest share of each class's feedback, and where even that holds one class the frozen holdout
 decides alone (the challenger must gain there by ``min_improvement``; ``gate.judged_on: holdout``).
+A recommender's recent interactions that answer the champion's own recommendations favour it
+(exposure bias, ``exposure.py``): the models are compared on the other (organic) interactions, and where
+too few users remain the frozen holdout decides alone likewise.
 
 Both are in the metric's direction (a lower rmse is better); for errors in the target's units
 (rmse, mae) both are shares of the champion's figure (``gate.relative``): 0.1 rmse is nothing on
@@ -239,11 +242,17 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     holdout, recent = df[side == "test"], df[side == "recent"]
     task = champion["info"]["task"]
     recent_metric, holdout_metric = _gate_metrics(task, metric)
+    models = {"champion": load_model(ws, champion), "challenger": load_model(ws, challenger)}
+    exposure: dict[str, Any] = {}
+    judged = recent
+    if hasattr(models["champion"], "evaluate_interactions"):  # a recommender: leave out its own answers' echo
+        from .exposure import organic_rows
+
+        judged, exposure = organic_rows(ws, champion, recent, models["champion"].user_col)
     scores, answers = {}, {}
-    for name, m in (("champion", champion), ("challenger", challenger)):
-        model = load_model(ws, m)
-        scores[name] = {"holdout": _score(model, holdout, ws, task), "recent": _score(model, recent, ws, task)}
-        answers[name] = _recent_answers(model, recent, ws, task, recent_metric, scores[name]["recent"])
+    for name, model in models.items():
+        scores[name] = {"holdout": _score(model, holdout, ws, task), "recent": _score(model, judged, ws, task)}
+        answers[name] = _recent_answers(model, judged, ws, task, recent_metric, scores[name]["recent"])
     champ, chall = scores["champion"], scores["challenger"]
     gain = improvement(recent_metric, _figure(champ["recent"], recent_metric), _figure(chall["recent"], recent_metric))
     drop = -improvement(holdout_metric, _figure(champ["holdout"], holdout_metric),
@@ -252,7 +261,10 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
         metric = recent_metric if recent_metric == holdout_metric else f"{recent_metric} (recent), " \
                                                                        f"{holdout_metric} (holdout)"
     rc = cfg.retrain
-    recent_slice = _recent_slice(ws, row, _as_classes(recent, label_column(cfg), champion), recent_metric)
+    recent_slice = {**_recent_slice(ws, row, _as_classes(recent, label_column(cfg), champion), recent_metric),
+                    **{k: v for k, v in exposure.items() if k != "exposure_bias"}}
+    if exposure.get("exposure_bias"):  # too few interactions that did not answer the champion's own list
+        recent_slice.update(compares=False, exposure_bias=True)
     if recent_slice.get("compares", True) and _missing(recent_metric, champ["recent"], chall["recent"]):
         recent_slice["compares"] = False  # two classes, yet neither model gives the figure (flags no row there)
     holdout_note = _holdout_note(_as_classes(holdout, label_column(cfg), champion), label_column(cfg),
@@ -274,7 +286,7 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     gain_txt, unit = _change(recent_metric, gain)
     drop_txt, holdout_unit = _change(holdout_metric, drop)
     allowed = f"{rc.max_holdout_drop:.1%}" if relative else rc.max_holdout_drop
-    noise = _noise_words(recent_metric, interval, len(recent))
+    noise = _noise_words(recent_metric, interval, len(judged))
     if judged_on == "none":
         reason = (f"{_recent_cannot(recent_slice, len(recent), recent_metric)}, and the frozen holdout "
                   f"{holdout_note}: the champion stays")
@@ -293,6 +305,10 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
                   f"{allowed}): refused")
     if recent_slice.get("how") == "latest_of_each_class":
         reason += "; " + _each_class_words(recent_slice, recent_metric)
+    if judged_on == "recent" and recent_slice.get("exposed_rows"):
+        from .exposure import exposure_words
+
+        reason += "; " + exposure_words(recent_slice, decides=False)
     ws.catalog.add_decision(name=cfg.name, trigger=triggers, dataset_id=merged["id"],
                             champion=_brief(champion, scores["champion"]),
                             challenger=_brief(challenger, scores["challenger"]), promoted=promoted, reason=reason)
@@ -365,6 +381,10 @@ def _holdout_reason(note: dict[str, Any], rows: int, recent_metric: str, holdout
 def _recent_cannot(note: dict[str, Any], rows: int, metric: str) -> str:
     """Why the recent slice cannot compare models: it holds one class, or neither model gives its figure
     there (an anomaly model that flags none of its rows has no precision at the budget)."""
+    if note.get("exposure_bias"):  # a recommender's slice: the champion's own answers coming back
+        from .exposure import exposure_words
+
+        return exposure_words(note, decides=True)
     classes = note.get("classes") or {}
     if len(classes) < 2:
         alone = " (so does all the new feedback)" if note.get("feedback_classes") == 1 else ""

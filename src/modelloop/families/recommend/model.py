@@ -263,8 +263,7 @@ class RecommenderModel:
         ``modelloop retrain``: the user and item (as text), the rating (``value``; a model of ratings
         learns only the interactions that carry one; ``NOT_TAKEN`` events are never learned), the time, the item's known attributes, and
         ``_request_id`` (a stable id of the interaction, so a retrain adds it once) and ``_feedback_at``."""
-        import hashlib
-        import json
+        from ...feedback.interactions import interaction_id
 
         rows = []
         for rec in stored:
@@ -282,8 +281,7 @@ class RecommenderModel:
                 row[self.time_col] = str(rec.get("at", ""))[:16].replace("T", " ")
             for name, values in self.features_.items():
                 row[name] = values.get(item)
-            key = json.dumps([rec.get(k) for k in ("at", "user", "item", "event", "value", "request_id")], default=str)
-            row["_request_id"] = "ix:" + hashlib.sha256(key.encode()).hexdigest()[:24]
+            row["_request_id"] = interaction_id(rec)
             row["_feedback_at"] = pd.Timestamp(rec.get("at"))
             rows.append(row)
         return pd.DataFrame(rows, columns=[self.user_col, self.item_col, *([self.rating_col] if self.rating_col else []),

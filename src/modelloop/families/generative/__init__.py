@@ -6,7 +6,8 @@ Its modules, each above the ones it imports: ``config`` (the ``model:`` section)
 model comes from, the GGUF conversion cache), ``data`` (shapes, chat templates, tokens, packing, the data
 profile), ``metrics`` (exact match, chrF, ROUGE-L, perplexity), ``generate`` (decoding with a KV cache),
 ``fit`` (one fine-tuning run), ``search`` (on the shared driver), ``model`` (:class:`GenerativeModel`),
-``report`` (the HTML page), ``eval_budget`` (the stage's evaluation within ``train.budget``), ``stage`` (the
+``report`` (the HTML page), ``eval_budget`` (the stage's evaluation within ``train.budget``), ``few_steps`` (the
+stage's warning when the fine-tune made too few optimizer steps to change the model), ``stage`` (the
 train stage), ``serve`` (the served object), ``monitor``
 (the served answers' figures), ``drift`` (the served prompts' embeddings against the training ones') and
 ``feedback`` (rated answers as training rows of the model's shape, for ``modelloop retrain``).

@@ -1,8 +1,8 @@
 """One fine-tuning configuration of a causal language model: LoRA adapters (PEFT) or every weight, the loss
 on completion tokens only, packed sequences, gradient accumulation (and checkpointing), early stopping on
 the validation loss, mixed precision on CUDA, and a checkpoint after each epoch, so a killed run resumes
-at its next epoch. The optimizer is the text family's (``make_optimizer``), the schedule its warm-up then
-linear or cosine decay (``make_scheduler``'s values) over a length that a deadline can shorten: after
+at its next epoch. The optimizer is the text family's (``make_optimizer``), the schedule a warm-up whose
+first step already has a learning rate above 0, then linear or cosine decay (``make_scheduler``'s values) over a length that a deadline can shorten: after
 ``PLAN_AFTER`` optimizer steps (or the first epoch, if shorter) and after each epoch's validation, the
 seconds per step so far say how many steps fit before the deadline, and the schedule is cut to that
 (never lengthened), so the decay ends at the deadline instead of being stopped halfway. The search
@@ -150,8 +150,8 @@ def run_params(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None =
     that partial epoch is validated and counts like any other (``stopped_by_budget``; its history row
     says ``batches`` of ``of_batches``). With a deadline the schedule is shortened to the steps that fit
     (:func:`_replan`) and the run also stops at its end. Returns the best epoch's validation loss, its
-    trainable weights, the history, tokens/s and the schedule's ``steps_configured``, ``steps_planned``,
-    ``steps_run`` and ``last_step_lr``."""
+    trainable weights, the history, tokens/s, the seconds loading the model took (``load_seconds``) and the
+    schedule's ``steps_configured``, ``steps_planned``, ``steps_run`` and ``last_step_lr``."""
     require_torch()
     # on Ray, rank 0 runs on the cluster too: on_epoch sees each epoch's record once the run has ended, so
     # there it cannot stop the run
@@ -176,15 +176,18 @@ def _ddp_worker(group: Group, job: GenJob, params: dict[str, Any], checkpoint: P
 def _fine_tune(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None, deadline: float,
                on_epoch: Callable[[dict[str, Any]], None] | None, group: Group) -> dict[str, Any]:
     s = job.settings
+    loading = time.monotonic()  # the budget's seconds spent before the first step (few_steps.py reports them)
     net = network_for(job, params)
     # DPO's reference log-probabilities are the untouched network's: computed here, before any step
     objective = DpoObjective(job, net) if job.preference is not None else SftObjective(job)
+    load_seconds = time.monotonic() - loading
     batches_per_epoch = math.ceil(len(objective.items) / s.batch_size)
     steps = math.ceil(batches_per_epoch / s.grad_accum) * int(params["epochs"])
     opt = make_optimizer(net, float(params["learning_rate"]), s.weight_decay)
     key = params_key(job, params)
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "bad": 0, "history": [],
-                             "tokens": 0, "seconds": 0.0, "best_weights": None, "steps_planned": steps}
+                             "tokens": 0, "seconds": 0.0, "best_weights": None, "steps_planned": steps,
+                             "last_step_lr": 0.0}
     sched = _scheduler(opt, s.schedule, s.warmup_ratio, state)  # reads state["steps_planned"] at every step
     resumed = _load_checkpoint(checkpoint, key, net, opt, sched, state)  # every rank reads rank 0's file
     model = group.wrap(net)  # DDP: rank 0's weights on every rank; the steps train through it
@@ -196,8 +199,9 @@ def _fine_tune(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None, 
         epoch = state["epoch"]
         warming = epoch == warm_up
         t0 = time.perf_counter()
-        train_loss, n_tokens, stopped = _epoch(model, job, objective, epoch, opt, sched, deadline,
-                                               None if warming else state, clock, group=group)
+        train_loss, n_tokens, stopped, used_lr = _epoch(model, job, objective, epoch, opt, sched, deadline,
+                                                        None if warming else state, clock, group=group)
+        state["last_step_lr"] = used_lr
         seconds = time.perf_counter() - t0
         state["epoch"], end = epoch + 1, _GO
         if group.main:  # validation, the schedule, early stopping and the checkpoint are rank 0's
@@ -238,26 +242,33 @@ def _fine_tune(job: GenJob, params: dict[str, Any], *, checkpoint: Path | None, 
             "tokens_per_s": round(state["tokens"] / max(state["seconds"], 1e-9), 1),
             "train_tokens": int(state["tokens"]), "train_seconds": round(state["seconds"], 2),
             "steps_configured": steps, "steps_planned": int(state["steps_planned"]),
-            "steps_run": int(sched.last_epoch),
-            # the learning rate of the last optimizer step taken (near 0 when the schedule ran to its end)
-            "last_step_lr": float(opt.param_groups[0]["initial_lr"] * sched.lr_lambdas[0](max(sched.last_epoch - 1, 0)))}
+            "steps_run": int(sched.last_epoch), "load_seconds": round(load_seconds, 2),
+            # the learning rate the last optimizer step took (near 0 when the schedule ran to its end), as it
+            # stepped: a schedule shortened after it would tell another one
+            "last_step_lr": float(state["last_step_lr"])}
 
 
 _GO, _STOP = 0, 1  # rank 0's decision after an optimizer step or an epoch, sent to every rank
 
 
 def _scheduler(opt: Any, schedule: str, warmup_ratio: float, plan: dict[str, Any]) -> Any:
-    """``make_scheduler``'s schedule (the same learning rates, step for step, while the plan keeps its
-    length) over ``plan["steps_planned"]`` steps, read at every step so that :func:`_replan` can shorten it;
-    the warm-up is ``warmup_ratio`` of the planned steps. Past its end the learning rate stays 0."""
+    """``make_scheduler``'s schedule (the same learning rates after the warm-up, step for step, while the plan
+    keeps its length) over ``plan["steps_planned"]`` steps, read at every step so that :func:`_replan` can shorten it;
+    the warm-up is ``warmup_ratio`` of the planned steps. Past its end the learning rate stays 0.
+
+    The warm-up ramps (step + 1) / (warm-up + 1), not ``make_scheduler``'s step / warm-up, whose first step
+    has learning rate 0: a ``train.budget`` that model loading had nearly spent once allowed one optimizer
+    step, planned as the first of a long warm-up, and the "fine-tuned" model was the base model (same chrF
+    and perplexity). The warm-up is sized to the planned steps, which a deadline shortens (:func:`_replan`),
+    so a short run has a short one; past the warm-up the values are ``make_scheduler``'s."""
     torch = require_torch()
 
     def factor(step: int) -> float:
         total = int(plan["steps_planned"])
         warmup = int(total * warmup_ratio)
         step = min(step, total)
-        if step < warmup:
-            return float(step) / float(max(1, warmup))
+        if step < warmup:  # step 0 above 0 already: a budget that allows one step still learns
+            return float(step + 1) / float(warmup + 1)
         if schedule == "cosine":
             progress = float(step - warmup) / float(max(1, total - warmup))
             return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
@@ -321,12 +332,13 @@ class SftObjective:
 
 def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: Any, deadline: float = math.inf,
            plan: dict[str, Any] | None = None, clock: tuple[float, int] = (0.0, 0), group: Group = SINGLE
-           ) -> tuple[float, int, int | None]:
+           ) -> tuple[float, int, int | None, float]:
     """One pass over the objective's items (packed sequences, or preference pairs), shuffled by (seed,
     epoch): a replayed epoch after a resume is the epoch an uninterrupted run would have had. Returns the
-    weighted mean loss (per labelled token, or per pair), the tokens read (padding excluded) and, when
+    weighted mean loss (per labelled token, or per pair), the tokens read (padding excluded), when
     ``deadline`` passed before the end, the batches done (the pass stops after the optimizer step that
-    follows the deadline, or that ends ``plan``'s schedule; None: the whole pass ran). With a deadline,
+    follows the deadline, or that ends ``plan``'s schedule; None: the whole pass ran), and the learning
+    rate of its last optimizer step. With a deadline,
     the pass's ``PLAN_AFTER``-th step of the run, or its last if fewer, shortens ``plan`` (:func:`_replan`).
 
     In a data-parallel run (``group``) each rank steps on its share of every global batch, its loss scaled
@@ -341,7 +353,7 @@ def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: A
     params = [p for p in net.parameters() if p.requires_grad]
     net.train()
     opt.zero_grad(set_to_none=True)
-    total, labelled, read, done = 0.0, 0, 0, None
+    total, labelled, read, done, used_lr = 0.0, 0, 0, None, 0.0
     for i, rows in enumerate(batches):
         items = [seqs[j] for j in rows]
         at = np.arange(len(items))
@@ -353,6 +365,7 @@ def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: A
             total, labelled, read = total + float(loss.detach()) * n, labelled + n, read + tokens
         if (i + 1) % s.grad_accum == 0 or i == len(batches) - 1:
             torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
+            used_lr = float(opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -367,7 +380,7 @@ def _epoch(net: Any, job: GenJob, objective: Any, epoch: int, opt: Any, sched: A
             if stop:
                 done = i + 1
                 break
-    return group.sum(total) / max(group.sum(labelled), 1), int(group.sum(read)), done
+    return group.sum(total) / max(group.sum(labelled), 1), int(group.sum(read)), done, used_lr
 
 
 def _save_checkpoint(path: Path | None, key: str, net: Any, opt: Any, sched: Any, state: dict[str, Any]) -> None:

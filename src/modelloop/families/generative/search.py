@@ -110,7 +110,7 @@ def _loop(study: optuna.Study, job: GenJob, work_dir: Path, budget: float | None
             checkpoint.unlink(missing_ok=True)
             for k in ("epochs_run", "best_epoch", "resumed_from_epoch", "tokens_per_s", "train_tokens",
                       "train_seconds", "history", "stopped_by_budget", "steps_configured", "steps_planned", "steps_run",
-                      "last_step_lr"):
+                      "last_step_lr", "load_seconds"):
                 trial.set_user_attr(k, info[k])
         except ModelloopError:
             study.tell(trial, state=TrialState.FAIL)
@@ -152,7 +152,8 @@ def _conclude(study: optuna.Study, job: GenJob, work_dir: Path, resumed: int) ->
         result = {"value": best.value, "weights": weights,
                   **{k: attrs.get(k) for k in ("epochs_run", "best_epoch", "history", "tokens_per_s",
                                                "train_tokens", "train_seconds", "steps_configured", "steps_planned",
-                                               "steps_run", "last_step_lr")}, "resumed_from_epoch": 0,
+                                               "steps_run", "last_step_lr", "load_seconds")},
+                  "resumed_from_epoch": 0,
                   "stopped_by_budget": bool(attrs.get("stopped_by_budget"))}
     else:  # the weights file was lost or torn: train the best configuration again
         result = run_params(job, params)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -36,11 +37,14 @@ from .backbone import load_tokenizer, model_fingerprint, resolve_model
 from .config import GenerativeModelConfig
 from .data import Shape, answer_of, data_profile, detect_shape, encode_examples, examples_of, validation_rows
 from .eval_budget import answer_in_time, answers_deadline, budget_note, nll_in_time, search_budget
+from .few_steps import few_steps_warning
 from .fit import GenJob, device_of, lora_settings
 from .metrics import is_label_set, perplexity, text_metrics
 from .model import GenerativeModel
 from .preference import PreferencePairs, encode_preferences, preference_figures
 from .search import SEARCH_METRIC, run_generative_search
+
+log = logging.getLogger("modelloop.train")
 
 __all__ = ["evaluate_generation", "generative_settings", "label_choices", "shape_of", "train_generative"]
 
@@ -137,7 +141,8 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
         lora = None if settings.method == "full" else lora_settings(settings, params, _config(source))
         training = {k: result.get(k) for k in ("tokens_per_s", "train_tokens", "train_seconds", "epochs_run",
                                                "best_epoch", "history", "stopped_by_budget", "steps_configured",
-                                               "steps_planned", "steps_run", "last_step_lr")}
+                                               "steps_planned", "steps_run", "last_step_lr",
+                                               "load_seconds")}
         training.update(truncated_examples=cut, fit_examples=len(fit_ids), validation_examples=len(val_ids),
                         validation_loss=result["value"], params=params, ddp_processes=job.ddp_processes)
         model = GenerativeModel(settings.model_dump(mode="json")).fitted(
@@ -174,7 +179,7 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                          "stopped_by_budget": bool(training["stopped_by_budget"]),
                          "steps_configured": training["steps_configured"],
                          "steps_planned": training["steps_planned"], "steps_run": training["steps_run"],
-                         "last_step_lr": training["last_step_lr"],
+                         "last_step_lr": training["last_step_lr"], "load_seconds": training["load_seconds"],
                          "perplexity": evaluation["perplexity"], "base_perplexity": evaluation["base_perplexity"],
                          "base_metrics": evaluation["base_metrics"], "profile": profile,
                          "evaluation_seconds": evaluation_seconds, "evaluated_rows": evaluation["evaluated_rows"],
@@ -186,6 +191,14 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
     stopped = ", stopped by train.budget" if training["stopped_by_budget"] else ""
     out["training_summary"] = (f"{settings.method} on {settings.backbone}: {training['epochs_run']} epochs{speed}"
                                f"{stopped}")
+    # what the user should change when the fine-tune hardly moved the model (ui.render_train prints them)
+    few = few_steps_warning(steps_run=int(training["steps_run"] or 0),
+                            stopped_by_budget=bool(training["stopped_by_budget"]),
+                            search_seconds=search_budget(budget, len(test_df)), load_seconds=training["load_seconds"],
+                            fit_examples=len(fit_ids), epochs=int(params["epochs"]))
+    out["warnings"] = [few] if few is not None else []
+    for w in out["warnings"]:
+        log.warning("%s", w)
     if evaluation["budget_note"] is not None:  # the test figures are of fewer rows than asked
         out["evaluation_summary"] = evaluation["budget_note"]
     if evaluation["base_metrics"] is not None:

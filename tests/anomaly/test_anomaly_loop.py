@@ -88,7 +88,9 @@ def test_verdicts_come_back_and_retrain_gates_on_precision_at_the_budget(tmp_pat
     assert {"precision_at_budget", "roc_auc"} <= set(challenger["recent"])
     assert ("roc_auc" in challenger["holdout"]) == (labels == "sparse")  # no labelled holdout: no figure
     gate = decision["gate"]
-    assert decision["promoted"] == (gate["recent_gain"] > 0 and gate["holdout_drop"] <= gate["max_holdout_drop"])
+    # no labelled holdout: nothing to fall on (holdout_drop null), the recent verdicts decide
+    assert (gate["holdout_drop"] is None) == (labels == "none"), gate
+    assert decision["promoted"] == (gate["recent_gain"] > 0 and (gate["holdout_drop"] or 0) <= gate["max_holdout_drop"])
     assert champion["recent"]["precision_at_budget"] is not None
     from modelloop.data.ingest import load_dataset
     from modelloop.families import label_column

@@ -10,7 +10,8 @@ from training. Champion and challenger are scored on both, and the gate decides:
 * the challenger must beat the champion on the recent slice by ``retrain.min_improvement``, and
 * must not fall on the frozen holdout by more than ``retrain.max_holdout_drop``. The default (0.1)
   lets a model follow a real change of the world, where old data says less, and stops a collapse
-  such as poisoned labels.
+  such as poisoned labels. A holdout without a labelled row (an unlabelled anomaly project's) is not
+  checked: the reason says so and ``gate.holdout_drop`` is null.
 
 A class figure cannot compare models on a recent slice of one class (``recent.py``): the slice is then
 the latest share of each class's feedback, and where even that holds one class the frozen holdout
@@ -271,6 +272,7 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
                                  holdout_metric, champ["holdout"], chall["holdout"])
     judged_on = "recent" if recent_slice.get("compares", True) else \
         "holdout" if holdout_note is None else "none"
+    checked = holdout_note is None  # the frozen holdout gives its figure: the drop was measured
     interval = _gain_interval(recent_metric, answers, _figure(champ["recent"], recent_metric)) \
         if judged_on == "recent" else None
     beats = gain > 0 and gain >= rc.min_improvement
@@ -278,7 +280,7 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
         beats = -drop > 0 and -drop >= rc.min_improvement
     if judged_on == "none":  # neither slice can: nothing says the challenger is better
         beats = False
-    holds = drop <= rc.max_holdout_drop
+    holds = not checked or drop <= rc.max_holdout_drop
     promoted = beats and holds
     # each slice's change in its own figure's terms: a share of the champion's for errors in target units
     # (rmse, mae, perplexity), else the figure's own units
@@ -289,20 +291,24 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     noise = _noise_words(recent_metric, interval, len(judged))
     if judged_on == "none":
         reason = (f"{_recent_cannot(recent_slice, len(recent), recent_metric)}, and the frozen holdout "
-                  f"{holdout_note}: the champion stays")
+                  f"{holdout_note}, where {holdout_metric} cannot compare models either: the champion stays")
     elif judged_on == "holdout":
         reason = _holdout_reason(recent_slice, len(recent), recent_metric, holdout_metric, -drop,
                                  rc.min_improvement, promoted)
-    elif promoted:
+    elif promoted and checked:
         reason = (f"challenger beats champion on the recent slice by {gain_txt}{unit}{noise} and drops "
                   f"{drop_txt}{holdout_unit if holdout_metric != recent_metric else ''} on the frozen holdout "
                   f"(allowed {allowed})")
+    elif promoted:
+        reason = f"challenger beats champion on the recent slice by {gain_txt}{unit}{noise}"
     elif not beats:
         reason = (f"challenger does not beat the champion on the recent slice: gain {gain_txt}{unit} "
                   f"(needs > 0 and >= {rc.min_improvement}){noise}")
     else:
         reason = (f"challenger falls {drop_txt.lstrip('+')}{holdout_unit} on the frozen holdout (allowed "
                   f"{allowed}): refused")
+    if judged_on == "recent" and not checked:  # an unlabelled anomaly project: no holdout figure to fall on
+        reason += f"; {_unchecked_words(str(holdout_note), holdout_metric)}"
     if recent_slice.get("how") == "latest_of_each_class":
         reason += "; " + _each_class_words(recent_slice, recent_metric)
     if judged_on == "recent" and recent_slice.get("exposed_rows"):
@@ -318,7 +324,7 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
             **({"feedback_inputs": merged["feedback_inputs"]} if merged.get("feedback_inputs") else {}),
             "rows": {"holdout": len(holdout), "recent": len(recent)}, "metric": metric,
             "gate": {"recent_gain": gain, "recent_gain_interval": interval,
-                     "recent_gain_within_noise": _within_noise(interval), "holdout_drop": drop,
+                     "recent_gain_within_noise": _within_noise(interval), "holdout_drop": drop if checked else None,
                      "min_improvement": rc.min_improvement,
                      "max_holdout_drop": rc.max_holdout_drop, "relative": relative,
                      "recent_metric": recent_metric, "holdout_metric": holdout_metric,
@@ -344,13 +350,19 @@ def _missing(metric: str, champion: dict[str, Any], challenger: dict[str, Any]) 
 
 def _holdout_note(holdout: pd.DataFrame, label: str | None, metric: str, champion: dict[str, Any],
                   challenger: dict[str, Any]) -> str | None:
-    """Why the frozen holdout cannot compare models (``holds no labelled row, where roc_auc cannot
-    compare models either``), or None when it can: a model gives its ``metric`` there."""
+    """What the frozen holdout holds when it cannot compare models (``holds no labelled row``, ``holds
+    only class 'normal'``), or None when it can: a model gives its ``metric`` there."""
     if not _missing(metric, champion, challenger):
         return None
     counts = class_counts(holdout[label]) if label is not None and label in holdout.columns else {}
-    held = one_class_words(counts) if len(counts) < 2 else f"{len(counts)} classes"
-    return f"holds {held}, where {metric} cannot compare models either"
+    return f"holds {one_class_words(counts) if len(counts) < 2 else f'{len(counts)} classes'}"
+
+
+def _unchecked_words(note: str, metric: str) -> str:
+    """Why the frozen holdout was not checked where the recent slice decided: there is no drop to allow
+    or refuse (``gate.holdout_drop`` is null), and a figure of 0 would read as one measured."""
+    why = "" if note == f"holds {one_class_words({})}" else f", where {metric} cannot compare models"
+    return f"the frozen holdout {note}{why}, so it was not checked"
 
 
 def _recent_slice(ws: Workspace, row: dict, recent: pd.DataFrame, metric: str) -> dict[str, Any]:

@@ -132,6 +132,22 @@ def test_with_coerce_a_value_ingest_would_store_missing_is_scored_missing(toy, p
     assert code == 0 and "values read as missing (data.on_type_error: coerce, as at ingest): amount 1" in out
 
 
+def test_the_rows_reach_the_model_with_their_digits(toy, project):
+    """predict sends each chunk through the server's validator as JSON: pandas wrote 10 decimal places, so
+    -0.000123456789 reached the model as -0.0001234568, where /v1/predict keeps every digit."""
+    from modelloop.serving import batch
+    from modelloop.serving.runtime import load_runtime
+
+    runtime = load_runtime(toy.ws)
+    seen: list = []
+    score = runtime.score_records
+    runtime.score_records = lambda records: (seen.extend(records), score(records))[1]
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(3)
+    rows["amount"] = [1700000000.123, 12345.6789012, -0.000123456789]
+    batch.score_chunk(runtime, rows, 0)
+    assert [r["amount"] for r in seen] == [1700000000.123, 12345.6789012, -0.000123456789]
+
+
 def test_an_interrupted_run_leaves_no_output(toy, project, tmp_path):
     from modelloop.serving.batch import predict_file
 

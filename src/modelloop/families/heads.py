@@ -496,8 +496,8 @@ class AnomalyHead(BaseHead):
     def columns(self, scores: np.ndarray) -> dict[str, np.ndarray]:
         answers = self.outputs(scores)
         return {"score": _score_column(scores).astype(np.float64), "is_anomaly": self.flagged(scores),
-                "reasons": np.array([json.dumps([r["feature"] for r in a["reasons"]]) for a in answers],
-                                    dtype=object)}
+                "reasons": np.array([json.dumps([r["feature"] for r in a["reasons"]], ensure_ascii=False)
+                                     for a in answers], dtype=object)}  # 金额 as written, not \u91d1\u989d
 
     def truth(self, y: pd.Series, target: str) -> np.ndarray:
         """1 for the label column's anomaly value, 0 for its normal one (a DataError for any other)."""

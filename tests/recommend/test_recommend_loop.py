@@ -41,16 +41,28 @@ def test_init_run_serve_interact_retrain(tmp_path, capsys):
                     assert r.status_code == 201, r.text
                     stored += 1
             r = client.post("/v1/interactions", json={"user": "u1", "item": "i1", "event": "click"})
-            assert r.status_code == 201  # no rating: kept, not learned by a model of ratings
+            # no rating: a model of ratings could never learn it, so it is refused, not acknowledged and dropped
+            assert r.status_code == 422 and "body.value: required: this model learns from ratings" in r.text, r.text
+            r = client.post("/v1/interactions", json={"user": "u1", "item": "i1", "event": "impression"})
+            assert r.status_code == 201, r.text  # shown, not taken: no rating needed (click-through)
+    from modelloop.feedback.interactions import append_interaction, read_interactions_log
+
+    assert len(read_interactions_log(ws)[0]) == stored + 1  # the refused click was not stored
+    # one stored before the server refused them: retrain counts it, with the reason, never leaves it out silently
+    append_interaction(ws, {"user": "u2", "item": "i2", "event": "click", "value": None,
+                            "at": "2026-12-06T10:00:00", "request_id": None, "served_by": None})
     code, out, err = cli(["retrain", "--json"], capsys, root)
     assert code == 0, err
     decision = json.loads(out)
     assert decision["added_rows"] == stored
+    left_out = decision["feedback_inputs"]
+    assert left_out["without_rating"] == 1 and left_out["interactions"] == stored + 2
+    assert "1 of the" in left_out["why"] and "carries no rating (value)" in left_out["why"]
     assert decision["rows"]["recent"] >= 1 and decision["rows"]["holdout"] > 0
     for side in ("champion", "challenger"):
         assert {"ndcg", "rmse"} <= set(decision[side]["metrics"]["recent"]), decision[side]
     assert isinstance(decision["promoted"], bool) and decision["reason"]
     code, _, err = cli(["retrain"], capsys, root)  # nothing new since: refused, not a second merge
-    assert code == 2 and "no new labeled feedback" in err
+    assert code == 2 and "no new labeled feedback" in err and "carries no rating" in err  # and why the click is not
     code, _, err = cli(["optimize"], capsys, root)  # nothing to build: one line, exit 2, no traceback
     assert code == 2 and "a recommender has no optimized variants" in err and "Traceback" not in err

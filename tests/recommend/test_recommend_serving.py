@@ -205,3 +205,34 @@ def test_the_served_answers_are_the_offline_ones_for_every_training_user(served)
         for body in ({"user": user, "k": 5}, {"user": user, "k": 20, "exclude": [str(model.items_[1])]}):
             got = client.post("/v1/recommend", json=body).json()
             assert got["recommendations"] == model.recommend(user, body["k"], exclude=body.get("exclude", ()))[0]
+
+
+def test_a_model_of_ratings_refuses_an_interaction_it_could_never_learn(ratings):
+    """A click without a value answered 201 and retrain then left it out without a word: a model of ratings
+    now refuses it (422 naming value and what to send) and stores nothing; a rating, and an impression
+    (click-through, never learned), are still stored. The clicks model still takes a click without a value
+    (``test_an_interaction_is_on_disk_before_201_and_needs_an_issued_request_id``)."""
+    project, _ = ratings
+    ws = project.workspace
+    with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url, \
+            httpx.Client(base_url=url, timeout=60) as client:
+        before = len(read_interactions_log(ws)[0])
+        for body in ({"user": "u1", "item": "i1"}, {"user": "u1", "item": "i1", "event": "rating"},
+                     {"user": "u1", "item": "i1", "event": "purchase", "value": None}):
+            r = client.post("/v1/interactions", json=body)
+            assert r.status_code == 422, (body, r.text)
+            problem = r.json()["detail"][0]
+            assert problem["loc"] == ["body", "value"] and problem["msg"].startswith(
+                "body.value: required: this model learns from ratings (data.rating 'rating'); send the rating")
+            assert "or event dismiss, impression, skip for an item shown and not taken" in problem["msg"]
+        assert len(read_interactions_log(ws)[0]) == before  # nothing acknowledged, nothing stored
+        for body in ({"user": "u1", "item": "i1", "event": "rating", "value": 4},
+                     {"user": "u1", "item": "i2", "event": "impression"}):
+            assert client.post("/v1/interactions", json=body).status_code == 201, body
+        stored = read_interactions_log(ws)[0][before:]
+        assert [(x["event"], x["value"]) for x in stored] == [("rating", 4.0), ("impression", None)]
+        model = _native(ws)
+        assert model.interaction_note(stored) == {}  # all of it is learned or meant for click-through
+        old = {"user": "u3", "item": "i3", "event": "click", "value": None}  # logged before the refusal
+        note = model.interaction_note([*stored, old])
+        assert note["without_rating"] == 1 and note["interactions"] == 3 and "data.rating 'rating'" in note["why"]

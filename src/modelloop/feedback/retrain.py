@@ -59,15 +59,26 @@ def _row_ids(request_ids: pd.Series) -> np.ndarray:
                      for r in request_ids], dtype=np.int64)
 
 
+def _nothing_new(note: dict[str, Any]) -> None:
+    """Nothing new to merge (``merge_feedback``'s None); where some stored feedback could not be learned
+    (the family's note says why), the refusal says so rather than "nothing new"."""
+    if note.get("why"):
+        raise StateError(f"no new labeled feedback to learn from; {note['why']}")
+
+
 def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | None:
     """The champion's dataset + new labeled feedback as a new version (None when nothing is new)."""
     cfg, cat = ws.config, ws.catalog
     parent, base, schema = load_dataset(ws, champion["dataset_id"])
-    interaction_rows = getattr(load_model(ws, champion), "interaction_rows", None)
+    model = load_model(ws, champion)
+    interaction_rows = getattr(model, "interaction_rows", None)
+    note: dict[str, Any] = {}
     if interaction_rows is not None:  # a recommender learns from the interactions (POST /v1/interactions)
         from .interactions import read_interactions_log
 
-        fb = interaction_rows(read_interactions_log(ws)[0])
+        stored = read_interactions_log(ws)[0]
+        fb = interaction_rows(stored)
+        note = model.interaction_note(stored)  # acknowledged but not learnable: counted, with the reason
     else:
         fb = labeled_frame(ws)
     if not fb.empty and interaction_rows is None:  # feedback kept but not to learn from (a refused answer)
@@ -76,15 +87,16 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
         learnable = head_for(champion["info"] or {}).learnable
         fb = fb[[learnable(v) for v in fb[label_column(cfg)]]]
     if fb.empty:
+        _nothing_new(note)
         return None
     if "_request_id" in base.columns:
         fb = fb[~fb["_request_id"].isin(set(base["_request_id"].dropna()))]
     fb = fb.drop_duplicates("_request_id", keep="first")
-    note: dict[str, Any] = {}
     inputs = getattr(family_of(champion), "feedback_inputs", None)
     if inputs is not None and not fb.empty:  # the log keeps what stands for the input (an image's digest)
         fb, note = inputs(ws, fb.reset_index(drop=True))
     if fb.empty:
+        _nothing_new(note)
         return None
     plan = cleaning_plan(ws, parent)
     if plan:  # logged inputs are raw records: clean them as the parent's rows were (indicators, fills)

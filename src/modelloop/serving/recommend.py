@@ -7,8 +7,9 @@
 answer is logged like a prediction under its request id. ``/v1/interactions`` takes ``{"user", "item",
 "event" (default click), "value" (a rating, optional), "request_id" (the recommendation it followed,
 optional)}`` and answers 201 once the interaction is on disk (``feedback/interactions.py``); an id this
-server never issued is a 404 naming ``request_id``. Bad fields are a 422 naming ``body.<field>``; keys as
-the other routes.
+server never issued is a 404 naming ``request_id``; a model of ratings refuses a taken interaction without
+a ``value`` (422 naming ``body.value``: retrain could never learn it). Bad fields are a 422 naming
+``body.<field>``; keys as the other routes.
 """
 
 from __future__ import annotations
@@ -146,10 +147,14 @@ def add_recommend_routes(app: FastAPI, state: Any, keyed: list[Any]) -> None:
     @app.post("/v1/interactions", dependencies=keyed, status_code=201, openapi_extra=_body_of(InteractionRequest), responses={
         401: {"description": "missing or wrong API key"},
         404: {"description": "request_id is not one this server issued"},
-        422: {"description": "a field is wrong"}})
+        422: {"description": "a field is wrong (a model of ratings: value is required but for impression, "
+                              "skip, dismiss)"}})
     async def interactions(request: Request) -> Any:
         """Store what a user did (a click, a purchase, a rating), durable before the answer."""
         body = _parse(InteractionRequest, await request.body())
+        model = getattr(state.runtime, "recommender", None)  # no model loaded yet: stored, counted at retrain
+        if model is not None and model.rating_missing(body.event, body.value):
+            raise _field_problem("value", model.rating_required())  # never acknowledge what retrain cannot learn
         served_by = None
         if body.request_id is not None:
             rid = body.request_id

@@ -29,6 +29,11 @@ SIMILAR_USERS = "similar_users"  # ... when only the user's features (a user sid
 NOT_TAKEN = frozenset({"impression", "skip", "dismiss"})  # interaction events that say a user did not take it
 
 
+def _numeric(value: Any) -> bool:
+    """A rating: a number, not a bool (JSON's true is no rating)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class RecommenderModel:
     """Recommends items to users; ``classes_`` is None (its outputs are scores, not labels)."""
 
@@ -261,7 +266,8 @@ class RecommenderModel:
     def interaction_rows(self, stored: list[dict[str, Any]]) -> pd.DataFrame:
         """Stored interactions (``POST /v1/interactions``) as rows of the training table, for
         ``modelloop retrain``: the user and item (as text), the rating (``value``; a model of ratings
-        learns only the interactions that carry one; ``NOT_TAKEN`` events are never learned), the time, the item's known attributes, and
+        learns only the interactions that carry one, ``interaction_note`` counts the others; ``NOT_TAKEN``
+        events are never learned), the time, the item's known attributes, and
         ``_request_id`` (a stable id of the interaction, so a retrain adds it once) and ``_feedback_at``."""
         from ...feedback.interactions import interaction_id
 
@@ -270,8 +276,8 @@ class RecommenderModel:
             if rec.get("event") in NOT_TAKEN:  # shown or turned down: logged for click-through, never learned
                 continue
             value = rec.get("value")
-            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if self.explicit_ and not numeric:
+            numeric = _numeric(value)
+            if self.explicit_ and not numeric:  # counted by ``interaction_note``
                 continue
             item = label_text(rec["item"])
             row: dict[str, Any] = {self.user_col: label_text(rec["user"]), self.item_col: item}
@@ -287,6 +293,33 @@ class RecommenderModel:
         return pd.DataFrame(rows, columns=[self.user_col, self.item_col, *([self.rating_col] if self.rating_col else []),
                                            *([self.time_col] if self.time_col else []), *self.features_,
                                            "_request_id", "_feedback_at"])
+
+    def rating_missing(self, event: Any, value: Any) -> bool:
+        """Whether this is a taken interaction (not a ``NOT_TAKEN`` event) without the rating a model of
+        ratings needs: it could never be learned, so ``POST /v1/interactions`` refuses it (422) rather
+        than acknowledge a record retrain would leave out. Impressions stay accepted (click-through)."""
+        return self.explicit_ and event not in NOT_TAKEN and not _numeric(value)
+
+    def rating_required(self) -> str:
+        """The refusal's words for an interaction without a rating (``rating_missing``)."""
+        return (f"required: this model learns from ratings (data.rating '{self.rating_col}'); send the rating "
+                f"the user gave as a number, or event {', '.join(sorted(NOT_TAKEN))} for an item shown and "
+                "not taken")
+
+    def interaction_note(self, stored: list[dict[str, Any]]) -> dict[str, Any]:
+        """Retrain's count of the stored interactions a model of ratings cannot learn (no rating: logged
+        before ``POST /v1/interactions`` refused them), with the reason, so an acknowledged record is never
+        left out without a word; empty when there is none."""
+        missing = sum(1 for rec in stored if self.rating_missing(rec.get("event"), rec.get("value")))
+        if not missing:
+            return {}
+        one = missing == 1
+        return {"interactions": len(stored), "without_rating": missing,
+                "why": f"{missing} of the {len(stored)} stored interactions {'carries' if one else 'carry'} no rating "
+                       f"(value): a model of ratings (data.rating '{self.rating_col}') cannot learn "
+                       f"{'it' if one else 'them'}, so {'it is' if one else 'they are'} not in the new dataset "
+                       "(logged before POST /v1/interactions refused an interaction without one, or while the server "
+                       "had no model loaded)"}
 
     # ---- evaluation --------------------------------------------------------------------------------
     def evaluate_interactions(self, df: pd.DataFrame) -> dict[str, Any]:

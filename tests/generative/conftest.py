@@ -61,3 +61,23 @@ def pairs():
 @pytest.fixture(scope="session")
 def chats():
     return make_chats(30)
+
+
+@pytest.fixture
+def full_tune_job(tiny_llama, pairs):
+    """A full fine-tune of the tiny model on 18 training and 6 validation pairs, 5 epochs of 9 optimizer steps
+    (batch 1, 2 accumulated): ``(job, settings)`` for ``fit.run_params`` with a deadline."""
+    from transformers import AutoTokenizer
+
+    from modelloop.families.generative.config import GenerativeModelConfig
+    from modelloop.families.generative.data import Shape, encode_examples, examples_of
+    from modelloop.families.generative.fit import GenJob
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    settings = GenerativeModelConfig(backbone=str(tiny_llama), method="full", epochs=5, batch_size=1, grad_accum=2,
+                                     max_length=64, learning_rate=1e-2, packing=False)
+    ex = examples_of(pairs.head(24), Shape("pairs", "prompt", "completion"), tok)
+    ids, labels, _ = encode_examples(tok, ex, 64)
+    return GenJob(settings, str(tiny_llama), "fp", int(tok.pad_token_id), ids[:18], labels[:18], ids[18:],
+                  labels[18:], 0, "cpu"), settings
+

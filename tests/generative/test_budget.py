@@ -12,21 +12,11 @@ import yaml
 from clirun import cli
 from servers import running
 
-from modelloop.families.generative.config import GenerativeModelConfig
-from modelloop.families.generative.data import Shape, encode_examples, examples_of
-from modelloop.families.generative.fit import GenJob, params_of, run_params
+from modelloop.families.generative.fit import params_of, run_params
 
 
-def test_a_passed_deadline_stops_the_run_after_one_optimizer_step(tiny_llama, pairs):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_llama)
-    settings = GenerativeModelConfig(backbone=str(tiny_llama), method="full", epochs=5, batch_size=1, grad_accum=2,
-                                     max_length=64, learning_rate=1e-2, packing=False)
-    ex = examples_of(pairs.head(24), Shape("pairs", "prompt", "completion"), tok)
-    ids, labels, _ = encode_examples(tok, ex, 64)
-    job = GenJob(settings, str(tiny_llama), "fp", int(tok.pad_token_id), ids[:18], labels[:18], ids[18:],
-                 labels[18:], 0, "cpu")
+def test_a_passed_deadline_stops_the_run_after_one_optimizer_step(full_tune_job):
+    job, settings = full_tune_job
     out = run_params(job, params_of(settings), deadline=time.monotonic())
     assert out["stopped_by_budget"] is True and out["epochs_run"] == 1
     (row,) = out["history"]

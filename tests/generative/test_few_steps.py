@@ -12,23 +12,13 @@ import torch
 import yaml
 from clirun import cli
 
-from modelloop.families.generative.config import GenerativeModelConfig
-from modelloop.families.generative.data import Shape, encode_examples, examples_of
 from modelloop.families.generative.few_steps import few_steps_warning
-from modelloop.families.generative.fit import GenJob, network_for, params_of, run_params, trainable_state
+from modelloop.families.generative.fit import network_for, params_of, run_params, trainable_state
 
 
-def test_a_one_step_fine_tune_moves_the_weights(tiny_llama, pairs):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_llama)
+def test_a_one_step_fine_tune_moves_the_weights(full_tune_job):
     # 5 epochs of 9 steps: a warm-up of 2 steps (the default warmup_ratio 0.05), of which one is run
-    settings = GenerativeModelConfig(backbone=str(tiny_llama), method="full", epochs=5, batch_size=1, grad_accum=2,
-                                     max_length=64, learning_rate=1e-2, packing=False)
-    ex = examples_of(pairs.head(24), Shape("pairs", "prompt", "completion"), tok)
-    ids, labels, _ = encode_examples(tok, ex, 64)
-    job = GenJob(settings, str(tiny_llama), "fp", int(tok.pad_token_id), ids[:18], labels[:18], ids[18:],
-                 labels[18:], 0, "cpu")
+    job, settings = full_tune_job
     params = params_of(settings)
     out = run_params(job, params, deadline=time.monotonic())  # a passed deadline: one optimizer step
     assert out["steps_run"] == 1 and out["steps_configured"] == 45 and out["stopped_by_budget"] is True, out

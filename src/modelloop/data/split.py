@@ -142,6 +142,8 @@ def _split_new(df: pd.DataFrame | pl.DataFrame, strategy: str, test_size: float,
                time: str | None, group: str | None, adding: bool = False) -> np.ndarray:
     """The test rows (a mask) among the rows of ``df`` (``adding``: the new rows of a split version)."""
     n = len(df)
+    if strategy == "group" and not adding:
+        _split_groups(_codes(df, group) if n else np.zeros(0, dtype=np.int64), group)
     if n < 2:
         return np.zeros(n, dtype=bool)
     if strategy == "time":
@@ -176,6 +178,20 @@ def _split_new(df: pd.DataFrame | pl.DataFrame, strategy: str, test_size: float,
             test[rest] = _test_rows(_first_seen(labels[rest]), test_size, rng)
         return test
     return _test_rows(np.zeros(n, dtype=np.int64), test_size, rng)
+
+
+def _split_groups(groups: np.ndarray, column: str | None) -> None:
+    """Refuse a ``group`` split of fewer than 2 groups (``groups``: each row's group code): its test set
+    would be empty (the split keeps a group to train on), so no model could be scored on it. Ingest froze
+    that empty test set before, and train then failed saying the test set held the other groups."""
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    if n_groups >= 2:
+        return
+    raise ConfigError(f"data.group: column '{column}' has {n_groups} group{'' if n_groups == 1 else 's'} among the "
+                      f"{len(groups)} rows to split; split.strategy 'group' puts whole groups in the test set and "
+                      f"keeps at least one to train on, so it needs at least 2 (3 to train: one for the test set "
+                      f"and two for the validation folds): name a column with more groups, or split.strategy "
+                      f"random or stratified without data.group")
 
 
 def whole_groups(groups: np.ndarray, classes: np.ndarray, share: float, rng: np.random.Generator, *,

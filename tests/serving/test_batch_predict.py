@@ -236,3 +236,33 @@ def test_a_jsonl_output_keeps_chinese_text_as_written(toy, project, tmp_path):
     text = (tmp_path / "out.jsonl").read_text(encoding="utf-8")
     assert '"备注":"退款"' in text and "\\u" not in text
     assert [json.loads(line)["备注"] for line in text.splitlines()] == ["退款"] * 5
+
+
+@pytest.mark.parametrize("encoding, note", [
+    # GBK with more symbols than Chinese characters: auto takes it for Latin-1 ('温度' read as 'ÎÂ¶È')
+    ("gbk", "温度≤30°C，误差±0.5‰"),
+    # Shift-JIS (a Japanese team's Excel): auto takes it for GB18030 and reads other characters
+    ("shift_jis", "返金がまだ届いていません"),
+])
+def test_predict_reads_a_csv_in_the_projects_data_encoding_as_ingest_does(toy, project, capsys, tmp_path,
+                                                                          encoding, note):
+    # predict detected every CSV's encoding, where ingest obeyed data.encoding: the same file was read
+    # right for training and garbled (or refused) for scoring
+    from modelloop.data.encoding import SAMPLE_BYTES, detect_encoding
+
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(30).assign(note=note)
+    raw = rows.to_csv(index=False).encode(encoding)
+    assert detect_encoding(raw[:SAMPLE_BYTES]) not in (encoding, "gb18030" if encoding == "gbk" else encoding)
+    (tmp_path / "in.csv").write_bytes(raw)
+    (project / f"{encoding}.yaml").write_text(yaml.safe_dump({**toy.raw, "data": {**toy.raw["data"],
+                                                                                  "encoding": encoding}}))
+    code, _, err = cli(["predict", "-c", f"{encoding}.yaml", "--data", str(tmp_path / "in.csv"),
+                        "--out", str(tmp_path / "out.csv")], capsys, project)
+    assert code == 0, err
+    assert pd.read_csv(tmp_path / "out.csv")["note"].tolist() == [note] * 30
+
+    # without the setting, detection as before: a UTF-8 file is read as UTF-8
+    rows.to_csv(tmp_path / "utf8.csv", index=False)
+    code, _, err = cli(["predict", "--data", str(tmp_path / "utf8.csv"), "--out", str(tmp_path / "o.csv")],
+                       capsys, project)
+    assert code == 0 and pd.read_csv(tmp_path / "o.csv")["note"].tolist() == [note] * 30, err

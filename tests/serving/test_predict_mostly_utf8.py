@@ -28,7 +28,7 @@ def test_predict_reports_the_first_bad_byte_instead_of_a_garbled_file(toy, proje
                        capsys, project)
     assert code == 2 and not (tmp_path / "o.csv").exists()
     assert "--data: " in err and "bad.csv is UTF-8 with bytes that are not UTF-8" in err and "line 22, byte" in err
-    assert "fix those bytes" in err and "data.encoding" not in err     # predict takes no other encoding
+    assert "fix those bytes" in err and "or set data.encoding" in err  # predict reads data.encoding, as ingest
 
     latin = rows.assign(备注="José, Zürich")                          # a genuine Windows-1252 file: read as before
     (tmp_path / "latin.csv").write_bytes(latin.to_csv(index=False).replace("备注", "note").encode("cp1252"))

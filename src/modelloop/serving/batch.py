@@ -44,11 +44,12 @@ def _format(path: Path, what: str) -> str:
     return kind
 
 
-def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int) -> Iterator[pd.DataFrame]:
-    """The input in frames of ``rows`` rows; text-like columns stay text (``"007"`` is not 7)."""
+def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int, encoding: str = "auto") -> Iterator[pd.DataFrame]:
+    """The input in frames of ``rows`` rows; text-like columns stay text (``"007"`` is not 7). A CSV is
+    read in ``encoding`` (the project's ``data.encoding``) as ingest reads it: detected when ``auto``
+    (Excel in China saves GBK), else the one set. JSON Lines are UTF-8."""
     if kind in ("csv", "jsonl"):
-        # a CSV in the encoding ingest would detect (Excel in China saves GBK); JSON Lines are UTF-8
-        enc = file_encoding(path) if kind == "csv" else "utf-8-sig"
+        enc = file_encoding(path, encoding) if kind == "csv" else "utf-8-sig"
         try:
             if kind == "csv":
                 sep = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -56,8 +57,11 @@ def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int) -> Iterato
                                        encoding=enc)
             else:
                 yield from pd.read_json(path, lines=True, dtype=dtypes, chunksize=rows, encoding=enc)
-        except UnicodeDecodeError as exc:  # a CSV's encoding was detected; a JSON Lines file is UTF-8
-            raise DataError(f"--data: {undecodable(path, enc, exc, detected=kind == 'csv', force=None)}") from None
+        except UnicodeDecodeError as exc:  # a CSV's encoding was detected or set; a JSON Lines file is UTF-8
+            csv_file = kind == "csv"
+            why = undecodable(path, enc, exc, detected=csv_file and encoding == "auto",
+                              force="data.encoding" if csv_file else None)
+            raise DataError(f"--data: {why}") from None
     else:
         import pyarrow.parquet as pq
 
@@ -65,12 +69,12 @@ def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int) -> Iterato
             yield batch.to_pandas()
 
 
-def _blank_headers(path: Path) -> dict[str, str]:
+def _blank_headers(path: Path, encoding: str = "auto") -> dict[str, str]:
     """pandas' names for a CSV's blank header cells (``Unnamed: 0``: R's ``write.csv`` and pandas'
     ``to_csv`` leave the row-name column unnamed) mapped back to blank, so a table written from a CSV
     keeps its header as the user wrote it."""
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    with open(path, newline="", encoding=file_encoding(path), errors="replace") as fh:
+    with open(path, newline="", encoding=file_encoding(path, encoding), errors="replace") as fh:
         header = next(csv.reader(fh, delimiter=sep), [])
     return {f"Unnamed: {i}": "" for i, name in enumerate(header) if name == ""}
 
@@ -128,6 +132,8 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     (the image family: a folder of images, a table of image paths) gives the scored frames through its
     optional ``predict_frames(runtime, src, chunk_rows)`` hook instead. ``map_chunks`` scores the
     chunks elsewhere (Ray workers), in order; the file is still read and written here.
+
+    A CSV input is read in the project's ``data.encoding`` (detected when ``auto``), as ingest reads it.
     """
     from ..families import family_of
     from .runtime import load_runtime
@@ -138,7 +144,7 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     if dst.resolve() == src.resolve():
         raise DataError(f"--out: {dst} is the input file; write the predictions to another file")
     kind_out = _format(dst, "--out")
-    started = time.time()
+    started, encoding = time.time(), ws.config.data.encoding
     runtime = load_runtime(ws, model, text_threads=None)
     own = getattr(family_of(runtime.row), "predict_frames", None)
     if own is not None:
@@ -147,8 +153,8 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
         raise DataError(f"--data: {src} is a folder; this model scores a file ({', '.join(sorted(FORMATS))})")
     else:
         coerced: dict[str, int] | None = {} if ws.config.data.on_type_error == "coerce" else None
-        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks, coerced)
-    blank = _blank_headers(src) if kind_out == "csv" and src.is_file() and FORMATS.get(src.suffix.lower()) == "csv" else {}
+        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks, coerced, encoding)
+    blank = _blank_headers(src, encoding) if kind_out == "csv" and src.is_file() and FORMATS.get(src.suffix.lower()) == "csv" else {}
     writer, rows, added, failed = _Writer(dst, kind_out, blank), 0, [], None
     try:
         for frame, added in frames:
@@ -169,17 +175,19 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
 
 
 def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int, map_chunks: ChunkMapper | None = None,
-                   coerced: dict[str, int] | None = None) -> Iterator[tuple[pd.DataFrame, list[str]]]:
+                   coerced: dict[str, int] | None = None, encoding: str = "auto",
+                   ) -> Iterator[tuple[pd.DataFrame, list[str]]]:
     """The input's chunks with the model's columns added, validated as the server validates a body. With
     ``coerced`` (the project's ``data.on_type_error: coerce``) a value that is not a number in a numeric
     column, or not a date in a date-time one, is missing, as ingest stored it, and counted there per
-    column: the file the model was trained on is scored as it was read for training."""
+    column: the file the model was trained on is scored as it was read for training. A CSV is read in
+    ``encoding`` (``data.encoding``, as ingest reads it)."""
     schema, validator = runtime.request_schema, runtime.validator
     texts = {c: str for c, k in schema.columns.items() if k in ("categorical", "text", "datetime", "identifier")}
 
     def numbered() -> Iterator[tuple[int, pd.DataFrame]]:
         rows = 0
-        for chunk in _chunks(src, kind_in, texts, chunk_rows):
+        for chunk in _chunks(src, kind_in, texts, chunk_rows, encoding):
             missing = [c for c in validator.features if c not in chunk.columns]
             if missing:
                 raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "

@@ -380,6 +380,17 @@ def interaction_columns(cfg: Config) -> list[str]:
 
 
 @_check
+def relevant_rating_needs_ratings(cfg: Config) -> list[str]:
+    # a recommender's ``model.relevant_rating`` compares held-out ratings: implicit interactions have none
+    threshold = getattr(cfg.model, "relevant_rating", None)
+    if threshold is None or cfg.data.rating:
+        return []
+    return [f"model.relevant_rating: {threshold:g} needs data.rating (the rating column), got data.rating: null; "
+            "without ratings every held-out interaction is relevant: remove model.relevant_rating or set "
+            "data.rating"]
+
+
+@_check
 def model_section_fits_task(cfg: Config) -> list[str]:
     # ``model:`` is the settings of a family that has them (a pretrained encoder's); on a family without
     # them it would be silently ignored. Asking the family also reports a missing optional dependency.

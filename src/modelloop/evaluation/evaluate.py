@@ -150,6 +150,15 @@ def _model_head(model: Any, task: str) -> BaseHead:
                      "threshold": getattr(model, "threshold_", None)})
 
 
+def judged_as_configured(model: Any, cfg: Any) -> Any:
+    """``model`` judged by the project's relevance now: a recommender's held-out ratings below the config's
+    ``model.relevant_rating`` are no hit, whatever the setting was when it was trained (so the retrain
+    gate compares a champion trained before the setting and its challenger on the same figures)."""
+    if hasattr(model, "evaluate_interactions"):
+        model.relevant_rating_ = getattr(cfg.model, "relevant_rating", None)
+    return model
+
+
 def evaluate_model(model: Any, df: pd.DataFrame, *, target: str, task: str) -> dict[str, Any]:
     """Metrics, per-class figures and confusion matrix of ``model`` on labeled rows ``df``, as the head
     of output kind ``task`` computes them."""
@@ -202,7 +211,7 @@ def evaluate(ws: Workspace, *, model: str | None = None, data: str | None = None
 
     cfg = ws.config
     row = resolve_model(ws, model)
-    native = load_model(ws, row)
+    native = judged_as_configured(load_model(ws, row), cfg)
     task = row["info"]["task"]
     if data:
         df = _labeled_file(ws, row, data)

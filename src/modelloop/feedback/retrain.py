@@ -43,7 +43,7 @@ from ..data.side_tables import inherited_side_tables
 from ..data.snapshot import ROW_ID, content_hash, write_snapshot
 from ..data.stages import cleaning_plan
 from ..errors import StateError
-from ..evaluation.evaluate import evaluate_model
+from ..evaluation.evaluate import evaluate_model, judged_as_configured
 from ..evaluation.metrics import IN_TARGET_UNITS, improvement
 from ..families import family_of, label_column
 from ..registry import PRODUCTION, load_model, promote, resolve_model
@@ -255,7 +255,8 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     holdout, recent = df[side == "test"], df[side == "recent"]
     task = champion["info"]["task"]
     recent_metric, holdout_metric = _gate_metrics(task, metric)
-    models = {"champion": load_model(ws, champion), "challenger": load_model(ws, challenger)}
+    models = {"champion": judged_as_configured(load_model(ws, champion), cfg),
+              "challenger": judged_as_configured(load_model(ws, challenger), cfg)}
     exposure: dict[str, Any] = {}
     judged = recent
     if hasattr(models["champion"], "evaluate_interactions"):  # a recommender: leave out its own answers' echo

@@ -2,7 +2,10 @@
 
 A user's training items are excluded from their list before it is cut at ``k`` (recommending what the
 user already took is no hit), so a model is never rewarded for echoing the train split. Every held-out
-item of a user is relevant (for ratings too: what a user chose to rate is what they found).
+item of a user is relevant (for ratings too: what a user chose to rate is what they found), unless
+``model.relevant_rating`` is set: then a held-out rating below it (a 1-star item the user disliked) is
+no hit (``relevant``). A user with no relevant held-out item is left out of the means (the IR
+convention: there is nothing to find for them).
 
 * precision@k, recall@k, hit rate@k, NDCG@k (binary gains, log2 discount), MAP@k (average precision over
   ``min(k, relevant)``), averaged over test users;
@@ -19,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 __all__ = ["ACTIVITY_BUCKETS", "RANKING_METRICS", "activity_bucket", "ranking_metrics", "rating_metrics",
-           "top_k"]
+           "relevant", "top_k"]
 
 RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate")
 # users by their number of training interactions: the report's per-bucket table
@@ -28,6 +31,15 @@ ACTIVITY_BUCKETS = (("cold", 0, 5), ("medium", 5, 20), ("heavy", 20, None))
 
 def activity_bucket(n: int) -> str:
     return next(name for name, lo, hi in ACTIVITY_BUCKETS if n >= lo and (hi is None or n < hi))
+
+
+def relevant(values: np.ndarray, relevant_rating: float | None) -> np.ndarray:
+    """Which held-out interactions count as relevant: all (``relevant_rating`` None: implicit feedback,
+    or ratings taken as chosen), else those rated at least ``relevant_rating`` (a missing rating: not)."""
+    values = np.asarray(values, dtype=np.float64)
+    if relevant_rating is None:
+        return np.ones(len(values), dtype=bool)
+    return np.nan_to_num(values, nan=-np.inf) >= relevant_rating
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

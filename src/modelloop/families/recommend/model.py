@@ -20,7 +20,7 @@ from ...data.schema import Schema
 from ...errors import DataError
 from ..heads import label_text
 from .data import Interactions, id_text
-from .metrics import ACTIVITY_BUCKETS, activity_bucket, ranking_metrics, rating_metrics, top_k
+from .metrics import ACTIVITY_BUCKETS, activity_bucket, ranking_metrics, rating_metrics, relevant, top_k
 
 __all__ = ["NOT_TAKEN", "POPULAR", "SIMILAR_USERS", "RecommenderModel"]
 
@@ -58,6 +58,7 @@ class RecommenderModel:
     name_: str
     params_: dict[str, Any]
     k_: int
+    relevant_rating_: float | None  # model.relevant_rating: held-out ratings below it are no hit (None: all are)
     features_: dict[str, dict[str, Any]]
     selection_: dict[str, Any]
     cold_pos_: dict[str, int]   # users of the user side table without interactions -> their feature row
@@ -68,7 +69,7 @@ class RecommenderModel:
               train_rows: np.ndarray, recommender: Any, name: str, params: dict[str, Any], k: int,
               features: dict[str, dict[str, Any]], selection: dict[str, Any],
               user_features: dict[str, dict[str, Any]] | None = None,
-              side_users: list[str] | None = None) -> RecommenderModel:
+              side_users: list[str] | None = None, relevant_rating: float | None = None) -> RecommenderModel:
         model = cls()
         model.schema = schema
         model.user_col, model.item_col, model.rating_col, model.time_col = columns
@@ -82,6 +83,7 @@ class RecommenderModel:
         model.counts_ = np.asarray((seen > 0).sum(axis=0)).ravel().astype(np.float64)
         model.n_train_users_ = int((np.diff(model.seen_indptr_) > 0).sum())
         model.rec_, model.name_, model.params_, model.k_ = recommender, name, dict(params), int(k)
+        model.relevant_rating_ = relevant_rating
         model.features_ = features
         model.selection_ = dict(selection)
         model.with_user_features(user_features or {}, side_users or [])
@@ -324,18 +326,23 @@ class RecommenderModel:
     # ---- evaluation --------------------------------------------------------------------------------
     def evaluate_interactions(self, df: pd.DataFrame) -> dict[str, Any]:
         """The figures on held-out interactions ``df``: ranking metrics at ``k`` with training items
-        excluded (unknown users ranked by popularity), rating errors (explicit), per activity bucket."""
+        excluded (unknown users ranked by popularity), rating errors (explicit), per activity bucket.
+        With ``relevant_rating_`` a held-out rating below it is no hit; the ranking figures are means over
+        the ``users`` with a relevant held-out item not taken in training (``unscored_users``: the others)."""
         users = id_text(df[self.user_col])
         items = np.array([self.item_pos_.get(x, -1) for x in id_text(df[self.item_col])], dtype=np.int64)
+        threshold = getattr(self, "relevant_rating_", None)  # a model registered before the setting: None
         frame = pd.DataFrame({"user": users, "item": items})
+        if threshold is not None and self.rating_col is not None:
+            frame = frame[relevant(df[self.rating_col].to_numpy(dtype=np.float64), threshold)]
         truth_of: dict[str, np.ndarray] = {}
         for user, group in frame.groupby("user", sort=True):
             u = self.user_pos_.get(user, -1)
-            relevant = np.unique(group["item"].to_numpy())
+            wanted = np.unique(group["item"].to_numpy())
             if u >= 0:
-                relevant = relevant[~np.isin(relevant, self.seen(u))]
-            if len(relevant):
-                truth_of[str(user)] = relevant
+                wanted = wanted[~np.isin(wanted, self.seen(u))]
+            if len(wanted):
+                truth_of[str(user)] = wanted
         names = list(truth_of)
         known = np.array([self.user_pos_.get(n, -1) for n in names], dtype=np.int64)
         cold = {n: self.similar_user_scores(names[n]) for n in np.flatnonzero(known < 0).tolist()}
@@ -361,6 +368,8 @@ class RecommenderModel:
             sel = np.array([activity_bucket(a) == name for a in activity.tolist()], dtype=bool)
             buckets[name] = {"users": int(sel.sum()), "ndcg": float(ndcg[sel].mean()) if sel.any() else None}
         return {"metrics": metrics, "rows": int(len(df)), "users": len(names), "k": self.k_,
+                "unscored_users": int(pd.Series(users).nunique()) - len(names),
+                "relevant_rating": threshold if self.rating_col is not None else None,
                 "cold_users": int((known < 0).sum()), "buckets": buckets}
 
     def evaluation_html(self, df: pd.DataFrame, evaluation: dict[str, Any], *, title: str,
@@ -376,6 +385,7 @@ class RecommenderModel:
 
     def describe(self) -> dict[str, Any]:
         return {"family": "recommend", "recommender": self.name_, "params": self.params_, "k": self.k_,
+                "relevant_rating": getattr(self, "relevant_rating_", None),
                 "explicit": self.explicit_, "users": len(self.users_), "items": len(self.items_),
                 "columns": {"user": self.user_col, "item": self.item_col, "rating": self.rating_col,
                             "time": self.time_col},

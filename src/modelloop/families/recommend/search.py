@@ -2,7 +2,8 @@
 
 A trial is one recommender with its parameters, fitted on the train split less a seeded validation
 share of its interactions and valued on that share by ``train.metric`` (NDCG@k by default; RMSE or MAE
-for explicit ratings when chosen), with the training items excluded as in the final evaluation. Every
+for explicit ratings when chosen), with the training items excluded and ``model.relevant_rating``
+applied as in the final evaluation. Every
 recommender is tried at its defaults first, so each has a trial however short the budget. The best
 trial's recommender is then fitted on the whole train split.
 """
@@ -21,7 +22,7 @@ import optuna
 from ...evaluation.metrics import direction
 from ...training.search import SearchResult, TrialRecord, finished, open_study, ranked, search_loop
 from .data import Interactions
-from .metrics import ranking_metrics, rating_metrics
+from .metrics import ranking_metrics, rating_metrics, relevant
 from .kinds import DEFAULTS, build_recommender
 
 __all__ = ["RecommendSearch", "run_recommend_search", "suggest_params", "validation_rows"]
@@ -69,6 +70,7 @@ class RecommendSearch:
     budget: float | None
     n_trials: int | None
     side: Any = None         # the items' feature matrix (content.item_matrix), for content and hybrid
+    relevant_rating: float | None = None  # ratings: a held-out one below it is no hit (None: every one is)
 
     def fit(self, name: str, params: dict[str, Any], rows: np.ndarray | None = None) -> Any:
         R = self.inter.matrix(rows, explicit=self.explicit)
@@ -82,6 +84,8 @@ class RecommendSearch:
             return float(rating_metrics(inter.values[held], rec.predict(inter.u[held], inter.i[held]))[self.metric]
                          or 0.0)
         seen = inter.matrix(fit_rows).tocsr()
+        if self.explicit and self.relevant_rating is not None:
+            held = held[relevant(inter.values[held], self.relevant_rating)]
         users = np.unique(inter.u[held])
         truth = []
         for u in users.tolist():
@@ -108,7 +112,8 @@ def run_recommend_search(job: RecommendSearch, *, storage: str, study_name: str,
     """Trials on the shared driver; the result's ``best_single`` names the chosen recommender."""
     inter = job.inter
     fingerprint = json.dumps([len(inter.u), len(inter.users), len(inter.items), float(np.round(inter.values.sum(), 6)),
-                              job.models, job.metric, job.k, job.epochs, job.seed])
+                              job.models, job.metric, job.k, job.epochs, job.seed,
+                              *([job.relevant_rating] if job.relevant_rating is not None else [])])
     level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress is the caller's to show
     try:

@@ -47,9 +47,19 @@ def _study_name(ws: Any, dataset_id: str, settings: RecommendSettings) -> str:
     from ...config import config_hash
 
     cfg = ws.config
-    key = json.dumps([settings.model_dump(mode="json"), cfg.split.model_dump(), cfg.seed, cfg.metric,
+    section = settings.model_dump(mode="json")
+    if section.get("relevant_rating") is None:  # left out: the name of a study begun before the setting
+        section.pop("relevant_rating", None)
+    key = json.dumps([section, cfg.split.model_dump(), cfg.seed, cfg.metric,
                       config_hash(cfg, "data")], sort_keys=True, default=str)
     return f"{cfg.name}-recommend-{dataset_id}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def _scored_line(scored: dict[str, Any]) -> str:
+    """The train summary's line on whom the ranking figures average over."""
+    relevant = f"rating >= {scored['relevant_rating']:g}" if scored["relevant_rating"] is not None else "any"
+    return (f"ranking figures over {scored['users']} test users with a relevant held-out item ({relevant}, not "
+            f"taken in training); {scored['unscored_users']} without one left out")
 
 
 def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None = None, dataset: str | None = None,
@@ -82,7 +92,8 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
     # the items' own columns (category, title, price) and the item side table: catalog facts, from every row
     features = {**item_features(df, item, {user, rating or "", when or ""}), **item_side}
     job = RecommendSearch(train_inter, explicit, models, cfg.metric, settings.k, settings.epochs, cfg.seed,
-                          budget, n_trials, side=item_matrix(features, inter.items))
+                          budget, n_trials, side=item_matrix(features, inter.items),
+                          relevant_rating=settings.relevant_rating)
     study = _study_name(ws, row["id"], settings)
     tracker = tracker_for(ws)
     tags = {"modelloop.dataset": row["id"], "modelloop.kind": kind, "modelloop.study": study,
@@ -106,7 +117,7 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
             schema=model_schema(schema, user, item), columns=(user, item, rating, when), inter=inter,
             train_rows=train_rows, recommender=fitted, name=best.family, params=best.params, k=settings.k,
             features=features, user_features=user_side, side_users=side_users,
-            selection=selection)
+            selection=selection, relevant_rating=settings.relevant_rating)
         result.model = model
         evaluation = model.evaluate_interactions(test_df)
         tracker.log(run_id, params={"task": "ranking", "dataset": row["id"], "recommender": best.family},
@@ -114,6 +125,8 @@ def train_recommend(ws: Any, *, budget: float | None = None, trials: int | None 
         version = int(tracker.log_model(run_id, model, name=cfg.name))
     summary = record_model(ws, row, run_id, version, model, result, evaluation, "ranking", kind, started, test_df,
                            register_as_production, family="recommend")
+    scored = {"users": evaluation["users"], "unscored_users": evaluation["unscored_users"],
+              "relevant_rating": evaluation["relevant_rating"]}
     return {**summary, "recommender": model.describe(), "selection": selection, "k": settings.k,
-            "buckets": evaluation["buckets"],
+            "buckets": evaluation["buckets"], "scored_users": scored, "evaluation_summary": _scored_line(scored),
             "summary_metrics": ["ndcg", "precision", "recall", "map", "hit_rate", "coverage", "novelty", "rmse", "mae"]}

@@ -155,13 +155,18 @@ def predict(config: str = ConfigOpt,
             model: str | None = typer.Option(None, "--model", help="NAME:VERSION, NAME@ALIAS or VERSION"),
             engine: str = typer.Option("local", "--engine", help="local | ray (chunks scored by Ray workers of "
                                                                "compute.address)"),
+            out_encoding: str | None = typer.Option(None, "--out-encoding",
+                                                    help="a CSV output's: utf-8 | utf-8-sig (with the BOM Excel "
+                                                         "needs) | gbk; default utf-8, with a BOM where the "
+                                                         "input CSV had one"),
             as_json: bool = JsonOpt) -> None:
     """Score a file with a model (production by default), as the API would; the input's columns are kept."""
     from .ui import render_predict, rows_progress
 
     project = _project(config)
     with rows_progress("predict") as progress:
-        res = project.predict(data, out_file, model=model, progress=progress, engine=engine)
+        res = project.predict(data, out_file, model=model, progress=progress, engine=engine,
+                              out_encoding=out_encoding)
     _emit(res, as_json, render_predict)
 
 

@@ -57,18 +57,21 @@ class Project:
         return evaluate(self.workspace, model=model, data=data)
 
     def predict(self, data: str | Path, out: str | Path, *, model: str | None = None,
-                progress: Callable[[int], None] | None = None, engine: str = "local") -> dict[str, Any]:
+                progress: Callable[[int], None] | None = None, engine: str = "local",
+                out_encoding: str | None = None) -> dict[str, Any]:
         """Batch prediction: every row of ``data`` scored by the served object into ``out``; ``engine="ray"``
-        scores its chunks on Ray workers of ``compute.address``'s cluster."""
+        scores its chunks on Ray workers of ``compute.address``'s cluster. ``out_encoding``: a CSV output's
+        (``serving.batch.OUT_ENCODINGS``; default UTF-8, with a BOM where the input CSV had one)."""
         if engine == "ray":
             from .serving.ray_predict import predict_file_on_ray
 
-            return predict_file_on_ray(self.workspace, data, out, model=model, progress=progress)
+            return predict_file_on_ray(self.workspace, data, out, model=model, progress=progress,
+                                       out_encoding=out_encoding)
         if engine != "local":
             raise ConfigError(f"predict --engine: must be local or ray, got {engine!r}")
         from .serving.batch import predict_file
 
-        return predict_file(self.workspace, data, out, model=model, progress=progress)
+        return predict_file(self.workspace, data, out, model=model, progress=progress, out_encoding=out_encoding)
 
     def optimize(self, *, model: str | None = None, variants: list[str] | None = None,
                  promote: bool | None = None) -> dict[str, Any]:

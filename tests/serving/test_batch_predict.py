@@ -266,3 +266,58 @@ def test_predict_reads_a_csv_in_the_projects_data_encoding_as_ingest_does(toy, p
     code, _, err = cli(["predict", "--data", str(tmp_path / "utf8.csv"), "--out", str(tmp_path / "o.csv")],
                        capsys, project)
     assert code == 0 and pd.read_csv(tmp_path / "o.csv")["note"].tolist() == [note] * 30, err
+
+
+def test_an_excel_csv_utf8_input_gets_a_bom_output_and_out_encoding_chooses(toy, project, capsys, tmp_path):
+    # the output was UTF-8 without a BOM whatever the input: Excel showed its Chinese text garbled
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(45).assign(备注="退款还没到")
+    (tmp_path / "excel.csv").write_bytes(rows.to_csv(index=False).encode("utf-8-sig"))  # Excel's "CSV UTF-8"
+    rows.to_csv(tmp_path / "plain.csv", index=False)
+    from modelloop.serving.batch import predict_file
+
+    res = predict_file(toy.ws, tmp_path / "excel.csv", tmp_path / "excel_out.csv", chunk_rows=20)  # 3 chunks
+    raw = (tmp_path / "excel_out.csv").read_bytes()
+    assert res["out_encoding"] == "utf-8-sig" and raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\xef\xbb\xbf") == 1
+    assert pd.read_csv(tmp_path / "excel_out.csv", encoding="utf-8-sig")["备注"].tolist() == ["退款还没到"] * 45
+    predict_file(toy.ws, tmp_path / "plain.csv", tmp_path / "plain_out.csv")  # programs' default kept
+    assert not (tmp_path / "plain_out.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+
+    for asked, codec in (("gbk", "gbk"), ("UTF-8-SIG", "utf-8-sig"), ("utf8", "utf-8")):
+        code, out, err = cli(["predict", "--data", str(tmp_path / "excel.csv"), "--out", str(tmp_path / "o.csv"),
+                              "--out-encoding", asked, "--json"], capsys, project)
+        assert code == 0 and json.loads(out)["out_encoding"] == codec, err
+        raw = (tmp_path / "o.csv").read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf") == (codec == "utf-8-sig")
+        assert "备注" in raw.decode(codec) and raw.decode(codec).count("退款还没到") == 45
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "o.csv", "--out-encoding", "latin-9"], "--out-encoding: must be one of utf-8, utf-8-sig, gbk"),
+    (["--out", "o.csv", "--out-encoding", "big5"], "got 'big5'"),
+    (["--out", "o.jsonl", "--out-encoding", "gbk"], "applies to a CSV output"),
+])
+def test_a_bad_out_encoding_exits_2_naming_the_allowed_ones(project, capsys, tmp_path, args, message):
+    pd.read_csv(project / "data.csv").head(5).to_csv(tmp_path / "in.csv", index=False)
+    code, _, err = cli(["predict", "-c", str(project / "modelloop.yaml"), "--data", "in.csv", *args], capsys,
+                       tmp_path)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert os.listdir(tmp_path) == ["in.csv"]
+
+
+def test_a_value_the_out_encoding_cannot_hold_names_its_row_and_writes_nothing(toy, project, capsys, tmp_path):
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(50).assign(备注="好评")
+    rows.loc[36, "备注"] = "好评👍"  # GBK has no emoji
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    (tmp_path / "o.csv").write_text("an earlier output\n")
+    code, _, err = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o.csv"),
+                        "--out-encoding", "gbk"], capsys, project)
+    assert code == 2 and "row 37, 备注: '好评👍' cannot be written in gbk" in err and "utf-8-sig" in err, err
+    assert (tmp_path / "o.csv").read_text() == "an earlier output\n"
+    assert sorted(os.listdir(tmp_path)) == ["in.csv", "o.csv"]  # no temporary file left
+    from modelloop.errors import DataError
+    from modelloop.serving.batch import predict_file
+
+    with pytest.raises(DataError, match=r"row 37, 备注"):  # row 17 of the second chunk: the file's row 37
+        predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "o.csv", chunk_rows=20, out_encoding="gbk")
+    assert (tmp_path / "o.csv").read_text() == "an earlier output\n"
+    assert sorted(os.listdir(tmp_path)) == ["in.csv", "o.csv"]

@@ -25,10 +25,14 @@ from ..data.numbers import read_numbers
 from ..errors import DataError
 from ..workspace import Workspace
 
-__all__ = ["FORMATS", "ChunkMapper", "given_columns", "predict_file", "score_chunk"]
+__all__ = ["FORMATS", "OUT_ENCODINGS", "ChunkMapper", "given_columns", "predict_file", "score_chunk"]
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
            ".ndjson": "jsonl"}
+# a CSV output's encodings (``--out-encoding``): UTF-8 for programs (the default); UTF-8 with a BOM, which
+# Excel needs to read UTF-8 (the default where the input CSV began with one: Excel's "CSV UTF-8"); GBK,
+# what Excel on Chinese Windows reads and writes
+OUT_ENCODINGS = ("utf-8", "utf-8-sig", "gbk")
 CHUNK_ROWS = 20_000
 
 # Scores (offset, chunk) pairs, in order, into (scored chunk, added columns): in this process by default;
@@ -79,21 +83,80 @@ def _blank_headers(path: Path, encoding: str = "auto") -> dict[str, str]:
     return {f"Unnamed: {i}": "" for i, name in enumerate(header) if name == ""}
 
 
+def _out_encoding(src: Path, kind_out: str, asked: str | None) -> str | None:
+    """A CSV output's encoding: ``asked`` (``--out-encoding``, one of ``OUT_ENCODINGS``), else UTF-8 with a
+    BOM where the input CSV began with one (saved by Excel as "CSV UTF-8": Excel opens the answers as it
+    opened the input), else UTF-8. None for another output (Parquet; JSON Lines are UTF-8)."""
+    import codecs
+
+    if asked is not None:
+        try:
+            name: str | None = codecs.lookup(asked).name
+        except LookupError:
+            name = None
+        if name not in OUT_ENCODINGS:
+            raise DataError(f"--out-encoding: must be one of {', '.join(OUT_ENCODINGS)} (utf-8-sig: UTF-8 with "
+                            f"the BOM Excel needs; gbk: Excel on Chinese Windows), got {asked!r}")
+        if kind_out != "csv":
+            raise DataError(f"--out-encoding: applies to a CSV output (.csv, .tsv); --out is {kind_out}")
+        return name
+    if kind_out != "csv":
+        return None
+    bom = False
+    if src.is_file() and FORMATS.get(src.suffix.lower()) == "csv":
+        with open(src, "rb") as fh:
+            bom = fh.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
+    return "utf-8-sig" if bom else "utf-8"
+
+
+def _unencodable(frame: pd.DataFrame, names: list[Any] | None, encoding: str, offset: int) -> str:
+    """Which header name or cell (the first row, 1-based in the file's data rows) ``encoding`` cannot hold."""
+    def fits(v: Any) -> bool:
+        try:
+            str(v).encode(encoding)
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    fix = f"choose another --out-encoding ({', '.join(e for e in OUT_ENCODINGS if e != encoding)})"
+    bad_name = next((n for n in names or [] if not fits(n)), None)
+    if bad_name is not None:
+        return f"--out-encoding {encoding}: the column name {bad_name!r} cannot be written in {encoding}; {fix}"
+    first: tuple[int, str, Any] | None = None
+    for col in frame.columns:
+        values = frame[col]
+        if values.dtype != object and not isinstance(values.dtype, pd.StringDtype):
+            continue
+        bad = values.map(lambda v: isinstance(v, str) and not fits(v)).to_numpy(dtype=bool)
+        if bad.any() and (first is None or int(bad.argmax()) < first[0]):
+            first = (int(bad.argmax()), str(col), values.iloc[int(bad.argmax())])
+    if first is None:
+        return f"--out-encoding {encoding}: a value of rows {offset + 1}-{offset + len(frame)} cannot be written; {fix}"
+    return (f"--out-encoding {encoding}: row {offset + first[0] + 1}, {first[1]}: {first[2]!r} cannot be written "
+            f"in {encoding}; {fix}")
+
+
 class _Writer:
     """Appends frames to a temporary file next to ``path``; ``commit`` renames it into place.
-    ``header`` renames columns in a CSV's header line (``_blank_headers``)."""
+    ``header`` renames columns in a CSV's header line (``_blank_headers``); ``encoding`` is a CSV's
+    (``_out_encoding``). A value a CSV's encoding cannot hold is a DataError naming its row and column."""
 
-    def __init__(self, path: Path, kind: str, header: dict[str, str] | None = None):
-        self.path, self.kind, self.header = path, kind, header or {}
+    def __init__(self, path: Path, kind: str, header: dict[str, str] | None = None, encoding: str | None = None):
+        self.path, self.kind, self.header, self.encoding = path, kind, header or {}, encoding or "utf-8"
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self._parquet: Any = None
         self._first = True
+        self._rows = 0
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.kind == "csv":
             sep = "\t" if self.path.suffix.lower() == ".tsv" else ","
-            names = [self.header.get(str(c), c) for c in frame.columns] if self._first else False
-            frame.to_csv(self.tmp, sep=sep, index=False, header=names, mode="w" if self._first else "a")
+            names = [self.header.get(str(c), c) for c in frame.columns] if self._first else None
+            try:  # utf-8-sig appended: Python writes the BOM only at the start of the file
+                frame.to_csv(self.tmp, sep=sep, index=False, header=names if names is not None else False,
+                             mode="w" if self._first else "a", encoding=self.encoding)
+            except UnicodeEncodeError:
+                raise DataError(_unencodable(frame, names, self.encoding, self._rows)) from None
         elif self.kind == "jsonl":
             with open(self.tmp, "w" if self._first else "a", encoding="utf-8") as fh:
                 # the text as written (评论, not \u8bc4\u8bba): the file is UTF-8, like the input it copies
@@ -107,6 +170,7 @@ class _Writer:
                 self._parquet = pq.ParquetWriter(self.tmp, table.schema)
             self._parquet.write_table(table.cast(self._parquet.schema))
         self._first = False
+        self._rows += len(frame)
 
     def commit(self) -> None:
         if self._parquet is not None:
@@ -123,7 +187,7 @@ class _Writer:
 
 def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str | None = None,
                  chunk_rows: int = CHUNK_ROWS, progress: Callable[[int], None] | None = None,
-                 map_chunks: ChunkMapper | None = None) -> dict[str, Any]:
+                 map_chunks: ChunkMapper | None = None, out_encoding: str | None = None) -> dict[str, Any]:
     """Score every row of ``data`` with ``model`` (production by default) into ``out``.
 
     Returns ``{"model", "data", "out", "rows", "columns", "variant", "seconds"}`` (and ``failed``, the rows
@@ -133,7 +197,10 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     optional ``predict_frames(runtime, src, chunk_rows)`` hook instead. ``map_chunks`` scores the
     chunks elsewhere (Ray workers), in order; the file is still read and written here.
 
-    A CSV input is read in the project's ``data.encoding`` (detected when ``auto``), as ingest reads it.
+    A CSV input is read in the project's ``data.encoding`` (detected when ``auto``), as ingest reads it. A
+    CSV output is written in ``out_encoding`` (``OUT_ENCODINGS``; default: UTF-8, with a BOM where the
+    input CSV began with one), returned as ``out_encoding``; a value it cannot hold stops the run (a
+    DataError naming the row and column), and nothing is written.
     """
     from ..families import family_of
     from .runtime import load_runtime
@@ -144,6 +211,7 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     if dst.resolve() == src.resolve():
         raise DataError(f"--out: {dst} is the input file; write the predictions to another file")
     kind_out = _format(dst, "--out")
+    enc_out = _out_encoding(src, kind_out, out_encoding)
     started, encoding = time.time(), ws.config.data.encoding
     runtime = load_runtime(ws, model, text_threads=None)
     own = getattr(family_of(runtime.row), "predict_frames", None)
@@ -155,7 +223,7 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
         coerced: dict[str, int] | None = {} if ws.config.data.on_type_error == "coerce" else None
         frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks, coerced, encoding)
     blank = _blank_headers(src, encoding) if kind_out == "csv" and src.is_file() and FORMATS.get(src.suffix.lower()) == "csv" else {}
-    writer, rows, added, failed = _Writer(dst, kind_out, blank), 0, [], None
+    writer, rows, added, failed = _Writer(dst, kind_out, blank, enc_out), 0, [], None
     try:
         for frame, added in frames:
             writer.write(frame)
@@ -170,6 +238,7 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
         raise
     return {"model": {"name": runtime.name, "version": runtime.version}, "data": str(src), "out": str(dst),
             "rows": rows, "columns": added, "variant": runtime.variant,
+            **({"out_encoding": enc_out} if enc_out is not None else {}),
             "seconds": round(time.time() - started, 2), **({"failed": failed} if failed is not None else {}),
             **({"coerced": coerced} if own is None and coerced else {})}
 

@@ -44,7 +44,7 @@ class ChunkScorer:
 
 def predict_file_on_ray(ws: Workspace, data: str | Path, out: str | Path, *, model: str | None = None,
                         progress: Callable[[int], None] | None = None, chunk_rows: int = 20_000,
-                        workers: int | None = None) -> dict[str, Any]:
+                        workers: int | None = None, out_encoding: str | None = None) -> dict[str, Any]:
     """``predict_file`` with the chunks scored by ``workers`` Ray actors (default: the cluster's CPUs);
     the same answer, plus ``engine: ray`` and ``workers``."""
     address = ws.config.compute.address
@@ -72,7 +72,7 @@ def predict_file_on_ray(ws: Workspace, data: str | Path, out: str | Path, *, mod
 
     try:
         result = predict_file(ws, data, out, model=model, chunk_rows=chunk_rows, progress=progress,
-                              map_chunks=map_chunks)
+                              map_chunks=map_chunks, out_encoding=out_encoding)
     finally:
         if address == "auto":
             ray.shutdown()

@@ -283,6 +283,16 @@ def test_auto_reads_the_language_mix_and_compares_a_second_encoder(tmp_path):
     assert chosen == "bundled" and "fine-tun" in why
     assert auto_backbones(["我的卡被扣了两次钱"], method="lora")[0] == ["bundled"]  # only MiniLM fine-tunes
     assert auto_backbones(["my card was charged twice"], method="head")[0] == ["bundled", USE]
+    # the reason said "Chinese or mixed" for every CJK text; it names what it saw
+    said = {name: choose_backbone(texts, method="head") for name, texts in {
+        "Japanese": ["返金がまだ届いていません", "カードが二回請求されました", "東京駅"],
+        "Chinese": ["我的卡被扣了两次钱", "退款还没到"],
+        "Korean": ["환불이 아직 안 왔어요", "카드가 두 번 결제됐어요"],
+        "Chinese and Japanese": ["我的卡被扣了两次钱", "退款到现在还没有到账", "返金がまだ届いていません"],
+        "Chinese mixed with non-CJK text": ["我的卡被扣了两次 twice", "where is my parcel"]}.items()}
+    for name, (chosen, why) in said.items():
+        assert chosen == USE and f": {name}, the multilingual encoder" in why, why
+    assert "Chinese" not in said["Japanese"][1] and "mixed" not in said["Japanese"][1]
 
     frame = _reviews(12, long_of=10)  # (two encoders embed every row: a short "long" review)
     ws = _workspace(tmp_path, frame)  # model: {} -> backbone auto

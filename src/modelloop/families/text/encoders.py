@@ -28,7 +28,8 @@ keep their character windows (``LEGACY_WINDOW``, :func:`split_windows`).
 **``backbone: auto``** (:func:`choose_backbone`) reads the share of CJK characters of the training
 texts (``data.shift.text_stats``, the same figure drift monitoring compares): mostly English (under
 ``CJK_THRESHOLD``) -> the bundled MiniLM, else -> ``multilingual-use``; :func:`auto_backbones` adds a
-second encoder that runs here, and the search keeps whichever scores best on the validation rows.
+second encoder that runs here, and the search keeps whichever scores best on the validation rows. The
+reason names the languages it saw (:func:`cjk_languages`: Japanese, Chinese, Korean, mixed).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import numpy as np
 from ...errors import ConfigError
 
 __all__ = ["AUTO", "CJK_THRESHOLD", "E5", "FROZEN", "LEGACY_WINDOW", "MAX_WINDOWS", "USE", "FrozenEncoder", "Window",
-           "auto_backbones", "available", "check_frozen", "choose_backbone", "cjk_share", "default_engine", "frozen_encoder", "split_windows",
+           "auto_backbones", "available", "check_frozen", "choose_backbone", "cjk_languages", "cjk_share", "default_engine", "frozen_encoder", "split_windows",
            "token_windows"]
 
 AUTO = "auto"
@@ -314,6 +315,38 @@ def _cjk(ch: str) -> bool:
     return "\u3040" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af" or "\uf900" <= ch <= "\ufaff"
 
 
+_KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")  # hiragana, katakana (half-width too)
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LANGUAGE_SHARE = 0.2  # share of the texts with CJK characters a language needs to be named
+_SHORT_HAN = 8         # Han characters under which a text without kana may be Japanese too (a name, 東京駅)
+
+
+def cjk_languages(texts: Sequence[str], share: float) -> str:
+    """The languages of ``texts``' CJK characters, for a reason: each text with kana is Japanese, with
+    hangul Korean, with Han characters only Chinese (where some texts have kana, only those of at least
+    ``_SHORT_HAN`` Han characters: a Japanese name or title is kanji alone); the languages of at least
+    ``_LANGUAGE_SHARE`` of the texts counted are named, most texts first ("Japanese", "Chinese and
+    Japanese"), "mixed with non-CJK text" added where ``share`` (:func:`cjk_share`) is under one half."""
+    counts = {"Japanese": 0, "Korean": 0, "Chinese": 0}
+    han_only: list[int] = []
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        if _KANA.search(text):
+            counts["Japanese"] += 1
+        elif _HANGUL.search(text):
+            counts["Korean"] += 1
+        elif han := len(_HAN.findall(text)):
+            han_only.append(han)
+    counts["Chinese"] = sum(1 for n in han_only if not counts["Japanese"] or n >= _SHORT_HAN)
+    total = sum(counts.values())
+    named = [name for name, n in sorted(counts.items(), key=lambda kv: -kv[1])
+             if total and n >= _LANGUAGE_SHARE * total]
+    languages = " and ".join(named) or "CJK"
+    return f"{languages} mixed with non-CJK text" if share < 0.5 else languages
+
+
 def cjk_share(texts: Sequence[str]) -> float:
     """The mean share of CJK characters per text (``data.shift.text_stats``, as monitoring computes it)."""
     import polars as pl
@@ -336,7 +369,8 @@ def available(name: str) -> bool:
 def auto_backbones(texts: Sequence[str], *, method: str) -> tuple[list[str], str]:
     """``backbone: auto``'s encoders, the preferred one first (:func:`choose_backbone`), then a second
     that applies here, which the search compares with it on the validation rows: mostly English ->
-    MiniLM, then the multilingual USE; Chinese or mixed -> USE, then e5 (MiniLM where e5 cannot run).
+    MiniLM, then the multilingual USE; CJK (Chinese, Japanese, Korean) or mixed -> USE, then e5 (MiniLM
+    where e5 cannot run).
     Fine-tuning (``lora``/``full``) has MiniLM alone."""
     first, why = choose_backbone(texts, method=method)
     if method != "head":
@@ -356,4 +390,5 @@ def choose_backbone(texts: Sequence[str], *, method: str) -> tuple[str, str]:
         return "bundled", f"{figure}; method {method} fine-tunes, and only MiniLM (bundled) can be fine-tuned"
     if share < CJK_THRESHOLD:
         return "bundled", f"{figure} (under {CJK_THRESHOLD:.0%}): mostly English, MiniLM (bundled)"
-    return USE, f"{figure} (at least {CJK_THRESHOLD:.0%}): Chinese or mixed, the multilingual encoder {USE}"
+    return USE, (f"{figure} (at least {CJK_THRESHOLD:.0%}): {cjk_languages(texts, share)}, the multilingual "
+                 f"encoder {USE}")

@@ -4,6 +4,9 @@ both the training and the held-out side of a fold, and a trial was chosen on cus
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 
@@ -70,3 +73,27 @@ def test_without_a_group_the_folds_stay_stratified_row_folds(tmp_path, tiny_back
     want = StratifiedKFold(5, shuffle=True, random_state=ws.config.seed).split(rows, cand.y_all)
     for (train, held), (w_train, w_held) in zip(cand.cv_folds(), want, strict=True):
         assert np.array_equal(train, w_train) and np.array_equal(held, w_held)
+
+
+def test_fewer_groups_than_folds_warn_as_the_tabular_stage_does(tmp_path, tiny_backbone, texts, capsys, caplog):
+    """4 customers, one of them the frozen test set: the text search's 5 cross-validation folds are one
+    customer each. `modelloop train` says so with split.fold_groups' warning, as the tabular stage does
+    (the text stage said nothing: its validation score rested on 3 customers unannounced)."""
+    from clirun import cli
+
+    texts.assign(customer=[f"c{i % 4}" for i in range(len(texts))]).to_json(
+        tmp_path / "data.jsonl", orient="records", lines=True, force_ascii=False)
+    (tmp_path / "modelloop.yaml").write_text(
+        "name: intents\ntask: text_classification\n"
+        "data: {source: data.jsonl, target: intent, text: message, group: customer}\n"
+        f"train: {{budget: 30, trials: 2}}\nmodel: {{backbone: '{tiny_backbone}', method: head, classical: true}}\n")
+    assert cli(["ingest"], capsys, tmp_path)[0] == 0
+    code, out, err = cli(["train", "--json"], capsys, tmp_path)
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert len(warnings) == 1, warnings
+    assert re.match(r"data.group: column 'customer' has 3 groups among the \d+ training rows, fewer than the text "
+                    r"search's cross-validation folds \(5\): the search validates on 3 folds, one group each",
+                    warnings[0]), warnings
+    assert "train.cv_folds" not in warnings[0]  # the text search's folds do not read it
+    assert warnings[0] in caplog.messages  # logged as the tabular stage logs it; the summary prints the list

@@ -19,7 +19,8 @@ TRAIN_KEYS = {"model", "dataset", "run_id", "task", "task_inferred", "metric", "
               "seconds", "families", "latency", "family", "backbone", "search_stopped", "by_script",
               "cv_spread", "cv",  # the shared registration's cross-validation figures (None for text)
               "blend",  # the TF-IDF / frozen-encoder blend (None: fewer than two such candidates here)
-              "embedding_seconds"}  # embedding and tokenizing before the search: spent from train.budget
+              "embedding_seconds",  # embedding and tokenizing before the search: spent from train.budget
+              "warnings"}  # what the user should know (fewer data.group groups than folds), as the tabular stage's
 
 
 def _child_runs(ws, parent: str) -> list:
@@ -37,6 +38,7 @@ def test_head_stage_registers_like_the_tabular_stage(project, tiny_backbone):
     res = train_text(ws)
     assert set(res) == TRAIN_KEYS and res["embedding_seconds"] > 0  # the head embeds every row first
     assert res["best_family"] == "head" and res["ensemble"] is None and res["threshold"] is None
+    assert res["warnings"] == []  # no data.group: no folds of too few groups to warn of
     assert res["blend"] is None  # a PyTorch head alone: nothing to blend
     assert res["task"] == "multiclass" and res["trials"] == 1 and res["production"] is True
     assert res["family"] == "text"

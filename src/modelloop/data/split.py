@@ -406,6 +406,7 @@ class FoldGroups:
     groups: int
     folds: int   # folds a partition has: train.cv_folds, fewer when the groups (or a class's rows) are fewer
     asked: int   # train.cv_folds
+    asked_by: str = "train.cv_folds"  # what asked for the folds (the text search: its cross-validation folds)
 
     @property
     def one_partition(self) -> bool:
@@ -418,23 +419,26 @@ class FoldGroups:
         """What the user should know when the groups, not train.cv_folds, decide the folds."""
         if self.groups >= self.asked:
             return None
+        meant = f" (set train.cv_folds: {self.groups} to say this is meant)" if self.asked_by == "train.cv_folds" else ""
         return (f"data.group: column '{self.column}' has {self.groups} groups among the {self.rows} training rows, "
-                f"fewer than train.cv_folds ({self.asked}): the search validates on {self.folds} folds, "
+                f"fewer than {self.asked_by} ({self.asked}): the search validates on {self.folds} folds, "
                 f"{'one group each, as one partition (not repeated)' if self.one_partition else 'of whole groups'}, "
                 f"so its validation score rests on {self.groups} groups; a column with at least {self.asked} groups "
-                f"gives the folds asked for (set train.cv_folds: {self.groups} to say this is meant)")
+                f"gives the folds asked for{meant}")
 
 
 def fold_groups(df: pd.DataFrame, *, strategy: str, n_folds: int, target: str,
-                group: str | None = None) -> FoldGroups | None:
+                group: str | None = None, asked_by: str = "train.cv_folds") -> FoldGroups | None:
     """The groups :func:`make_folds` keeps whole and how many folds it makes of them; None when its folds
-    are not grouped (no ``data.group``, one fold, a time split)."""
+    are not grouped (no ``data.group``, one fold, a time split). ``asked_by``: what set ``n_folds``, as its
+    :attr:`FoldGroups.warning` names it (the text search's fixed folds are not train.cv_folds)."""
     scheme, groups = _scheme(df, strategy, n_folds, target, group)
     if scheme not in _GROUPED:
         return None
     assert group is not None
     limit = _smallest_class(df, target) if scheme == "stratified-group" else groups  # stratified: groups >= it
-    return FoldGroups(column=group, rows=len(df), groups=groups, folds=min(n_folds, limit), asked=n_folds)
+    return FoldGroups(column=group, rows=len(df), groups=groups, folds=min(n_folds, limit), asked=n_folds,
+                      asked_by=asked_by)
 
 
 def make_folds(df: pd.DataFrame, *, strategy: str, n_folds: int, seed: int, target: str,

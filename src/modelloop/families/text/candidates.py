@@ -26,13 +26,15 @@ from optuna.trial import TrialState
 from ...evaluation.metrics import direction, score
 from .classical import TFIDF, TfidfTextModel, fit_linear, fit_tfidf, full_proba, suggest_tfidf, tfidf_defaults
 from .config import TextModelConfig
-from .crossval import NgramCounts, cv_split
+from .crossval import NgramCounts, cv_groups, cv_split
 from .fit import FitJob, _fit_head, _params_key, build_model, run_params
 from .frozen import FROZEN_KIND, FrozenTextModel
 from .pipeline import softmax
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ...data.split import FoldGroups
 
 __all__ = ["Candidate", "EncoderCandidate", "EncoderHeadCandidate", "FrozenCandidate", "TfidfCandidate",
            "encoder_candidate"]
@@ -139,9 +141,17 @@ class _Labelled:
         """The folds of the fit and validation rows (augmented copies left out), the same for every
         candidate of the search; None when a class has fewer than 2 such rows. With :attr:`groups`
         (``data.group``) each group's rows are in one fold."""
+        return cv_split(self.y_all, self._cv_rows(), self.seed, groups=self.groups)
+
+    def cv_groups(self) -> FoldGroups | None:
+        """The groups :meth:`cv_folds` keeps whole (:func:`.crossval.cv_groups`: its warning when they are
+        fewer than the folds); None without :attr:`groups` or folds."""
+        return cv_groups(self.y_all, self._cv_rows(), groups=self.groups)
+
+    def _cv_rows(self) -> np.ndarray:
+        """The rows the folds share out: the fit rows but their augmented copies, then the validation rows."""
         n_fit = len(self.y_fit)
-        rows = np.r_[np.arange(n_fit - self.augmented), n_fit + np.arange(len(self.y_val))]
-        return cv_split(self.y_all, rows, self.seed, groups=self.groups)
+        return np.r_[np.arange(n_fit - self.augmented), n_fit + np.arange(len(self.y_val))]
 
     def fold_proba(self, params: dict[str, Any], train: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``[len(rows), K]`` probabilities of rows ``rows`` by a model fitted on rows ``train``."""

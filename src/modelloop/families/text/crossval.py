@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from ...data.split import make_folds
+from ...data.split import FoldGroups, fold_groups, make_folds
 from .classical import _MAX_FEATURES, LARGEST_N, min_df_of, read_inputs, tfidf_inputs
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["CV_FOLDS", "NgramCounts", "cv_split"]
+__all__ = ["CV_FOLDS", "NgramCounts", "cv_groups", "cv_split"]
 
 CV_FOLDS = 5
 
@@ -51,20 +51,44 @@ def cv_split(y: np.ndarray, rows: np.ndarray, seed: int, folds: int = CV_FOLDS, 
     from sklearn.model_selection import StratifiedKFold
 
     labels = np.asarray(y)[rows]
-    counts = np.bincount(labels)
-    k = min(folds, int(counts[counts > 0].min())) if len(labels) else 0
+    k = _fold_count(labels, folds)
     if k < 2:
         return None
     if groups is not None:
-        import pandas as pd
-
-        column = str(groups.name)
-        label = "label" if column != "label" else "class"
-        frame = pd.DataFrame({column: groups.to_numpy(), label: labels})
-        grouped = make_folds(frame, strategy="stratified", n_folds=folds, seed=seed, target=label, group=column)
+        frame, label = _grouped_frame(labels, groups)
+        grouped = make_folds(frame, strategy="stratified", n_folds=folds, seed=seed, target=label,
+                             group=str(groups.name))
         return [(rows[tr], rows[te]) for tr, te in grouped]
     split = StratifiedKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(rows)), labels)
     return [(rows[tr], rows[te]) for tr, te in split]
+
+
+def cv_groups(y: np.ndarray, rows: np.ndarray, folds: int = CV_FOLDS, *,
+              groups: pd.Series | None = None) -> FoldGroups | None:
+    """The groups :func:`cv_split`'s folds of ``rows`` keep whole (:func:`~modelloop.data.split.fold_groups`,
+    as the tabular stage reads its folds: its ``warning`` when the groups are fewer than the folds); None
+    without ``groups`` or without folds."""
+    labels = np.asarray(y)[rows]
+    if groups is None or _fold_count(labels, folds) < 2:
+        return None
+    frame, label = _grouped_frame(labels, groups)
+    return fold_groups(frame, strategy="stratified", n_folds=folds, target=label, group=str(groups.name),
+                       asked_by="the text search's cross-validation folds")
+
+
+def _fold_count(labels: np.ndarray, folds: int) -> int:
+    """Stratified folds ``labels`` allow: ``folds``, fewer when the rarest class has fewer rows (0: none)."""
+    counts = np.bincount(labels)
+    return min(folds, int(counts[counts > 0].min())) if len(labels) else 0
+
+
+def _grouped_frame(labels: np.ndarray, groups: pd.Series) -> tuple[pd.DataFrame, str]:
+    """The rows' groups (under their column's name) and labels, as :func:`make_folds` reads them."""
+    import pandas as pd
+
+    column = str(groups.name)
+    label = "label" if column != "label" else "class"
+    return pd.DataFrame({column: groups.to_numpy(), label: labels}), label
 
 
 class NgramCounts:

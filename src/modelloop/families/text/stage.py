@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import time
@@ -75,6 +76,7 @@ from ...training.search import TrialRecord
 
 __all__ = ["HEAD_TRIALS", "SEARCH_FLOOR", "fit_text_model", "run_text_search", "text_settings", "text_study_name", "train_text",
            "validation_split"]
+log = logging.getLogger("modelloop.train")
 
 
 # --------------------------------------------------------------------------- settings and data
@@ -188,7 +190,12 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
         version = int(tracker.log_model(run_id, model, name=cfg.name))
     result = record_model(ws, row, run_id, version, model, summary, evaluation, model.task, kind, started,
                           parts["test"], register_as_production, family="text")
-    return {**result, "backbone": choice, "search_stopped": chosen["stopped"], "blend": blend,
+    # fewer data.group groups than the cross-validation folds: fold_groups' warning, as the tabular stage gives it
+    plan = next((c.cv_groups() for c in cands.values() if hasattr(c, "cv_groups")), None)
+    warnings = [plan.warning] if plan is not None and plan.warning else []
+    for w in warnings:
+        log.warning("%s", w)
+    return {**result, "warnings": warnings, "backbone": choice, "search_stopped": chosen["stopped"], "blend": blend,
             "embedding_seconds": round(embedding_s, 2),
             "by_script": by_script(model, parts["test"], text, target, cfg.metric)}
 

@@ -20,6 +20,10 @@ from modelloop.serving.batch import predict_file
 @pytest.mark.parametrize(("args", "message"), [
     (["--engine", "rya"], "predict --engine: must be local or ray, got 'rya'"),
     (["--engine", "ray"], "no Ray cluster answers at 127.0.0.1:{port}"),
+    # the option is checked before Ray is asked (it was refused only after connecting)
+    (["--engine", "ray", "--out-encoding", "latin-9"], "--out-encoding: must be one of utf-8, utf-8-sig, gbk"),
+    (["--engine", "ray", "--out", "out.parquet", "--out-encoding", "gbk"],
+     "--out-encoding: applies to a CSV output (.csv, .tsv); --out is parquet"),
 ])
 def test_refusals_exit_2_with_one_line(tmp_path, capsys, args, message):
     port = free_port()

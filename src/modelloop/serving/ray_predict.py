@@ -24,7 +24,7 @@ import pandas as pd
 from ..compute.ray_engine import connect_ray
 from ..errors import ModelloopError
 from ..workspace import Workspace
-from .batch import predict_file, score_chunk
+from .batch import _format, _out_encoding, predict_file, score_chunk
 
 __all__ = ["ChunkScorer", "predict_file_on_ray"]
 
@@ -47,6 +47,7 @@ def predict_file_on_ray(ws: Workspace, data: str | Path, out: str | Path, *, mod
                         workers: int | None = None, out_encoding: str | None = None) -> dict[str, Any]:
     """``predict_file`` with the chunks scored by ``workers`` Ray actors (default: the cluster's CPUs);
     the same answer, plus ``engine: ray`` and ``workers``."""
+    _out_encoding(Path(data), _format(Path(out), "--out"), out_encoding)  # a bad option exits before Ray starts
     address = ws.config.compute.address
     ray = connect_ray(address)
     n = max(1, int(workers or ray.cluster_resources().get("CPU", 1)))

@@ -321,3 +321,30 @@ def test_a_value_the_out_encoding_cannot_hold_names_its_row_and_writes_nothing(t
         predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "o.csv", chunk_rows=20, out_encoding="gbk")
     assert (tmp_path / "o.csv").read_text() == "an earlier output\n"
     assert sorted(os.listdir(tmp_path)) == ["in.csv", "o.csv"]
+
+
+def test_with_several_sources_predict_reads_a_csv_in_the_encoding_they_agree_on(toy, project, capsys, tmp_path):
+    # with data.sources (each read in its own encoding) predict ignored them and detected: a Shift-JIS
+    # project's file was read as GB18030
+    note = "返金がまだ届いていません"
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(30).assign(note=note)
+    (tmp_path / "in.csv").write_bytes(rows.to_csv(index=False).encode("shift_jis"))
+    data = {k: v for k, v in toy.raw["data"].items() if k not in ("source", "encoding")}
+
+    def predict(sources: list[dict], out: str) -> list[str]:
+        (project / "multi.yaml").write_text(yaml.safe_dump({**toy.raw, "data": {**data, "sources": sources}}))
+        code, _, err = cli(["predict", "-c", "multi.yaml", "--data", str(tmp_path / "in.csv"),
+                            "--out", str(tmp_path / out)], capsys, project)
+        assert code == 0, err
+        return pd.read_csv(tmp_path / out)["note"].tolist()
+
+    agree = [{"name": "a", "source": "a.csv", "encoding": "shift_jis"},
+             {"name": "b", "source": "b.tsv", "encoding": "SJIS"},          # an alias of the same codec
+             {"name": "c", "source": "c.parquet"},                          # read as Parquet: no encoding
+             {"name": "d", "source": "postgresql://db/x", "query": "select 1"}]
+    assert predict(agree, "agree.csv") == [note] * 30
+    # sources that disagree: data.encoding decides (auto: detected, as before)
+    disagree = [{"name": "a", "source": "a.csv", "encoding": "shift_jis"}, {"name": "b", "source": "b.csv"}]
+    assert predict(disagree, "auto.csv") != [note] * 30
+    rows.to_csv(tmp_path / "in.csv", index=False)                           # UTF-8: detected right
+    assert predict(disagree, "utf8.csv") == [note] * 30

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["SAMPLE_BYTES", "detect_encoding", "file_encoding", "undecodable", "where_undecodable"]
+if TYPE_CHECKING:
+    from ..config import DataConfig
+
+__all__ = ["SAMPLE_BYTES", "detect_encoding", "file_encoding", "project_encoding", "undecodable", "where_undecodable"]
 
 SAMPLE_BYTES = 8 << 20  # bytes read to detect a file's encoding
 _GB_ALIASES = {"gbk", "gb2312", "gb18030", "cp936", "hz"}
@@ -49,6 +53,25 @@ def detect_encoding(raw: bytes) -> str:
         if enc != "gb18030" or _mostly_cjk(text):
             return enc
     return "latin-1"
+
+
+def project_encoding(data: DataConfig) -> str:
+    """The encoding a user's CSV for this project (``predict --data``) is read in, as ingest read the
+    training data: ``data.encoding`` with one source; with ``data.sources`` (each read in its own
+    ``encoding``), the one encoding every source read as text agrees on (a SQL or Parquet source has
+    none), else ``data.encoding`` (``auto``: detected). Codec aliases agree (``GBK`` and ``cp936``)."""
+    from .source_url import is_sql_source
+
+    def name(enc: str) -> str:
+        try:
+            return enc if enc == "auto" else codecs.lookup(enc).name
+        except LookupError:
+            return enc
+
+    text = {name(s.encoding) for s in data.sources
+            if s.format not in ("sql", "parquet") and not is_sql_source(s.source)
+            and not (s.format == "auto" and Path(s.source).suffix.lower() in (".parquet", ".pq"))}
+    return text.pop() if len(text) == 1 else data.encoding
 
 
 def file_encoding(path: Path, encoding: str = "auto") -> str:

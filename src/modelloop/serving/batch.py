@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..data.encoding import file_encoding, undecodable
+from ..data.encoding import file_encoding, project_encoding, undecodable
 from ..data.numbers import read_numbers
 from ..errors import DataError
 from ..workspace import Workspace
@@ -197,7 +197,8 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     optional ``predict_frames(runtime, src, chunk_rows)`` hook instead. ``map_chunks`` scores the
     chunks elsewhere (Ray workers), in order; the file is still read and written here.
 
-    A CSV input is read in the project's ``data.encoding`` (detected when ``auto``), as ingest reads it. A
+    A CSV input is read in the project's ``data.encoding`` (detected when ``auto``), as ingest reads it
+    (with ``data.sources``, the encoding they agree on: ``encoding.project_encoding``). A
     CSV output is written in ``out_encoding`` (``OUT_ENCODINGS``; default: UTF-8, with a BOM where the
     input CSV began with one), returned as ``out_encoding``; a value it cannot hold stops the run (a
     DataError naming the row and column), and nothing is written.
@@ -212,7 +213,7 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
         raise DataError(f"--out: {dst} is the input file; write the predictions to another file")
     kind_out = _format(dst, "--out")
     enc_out = _out_encoding(src, kind_out, out_encoding)
-    started, encoding = time.time(), ws.config.data.encoding
+    started, encoding = time.time(), project_encoding(ws.config.data)
     runtime = load_runtime(ws, model, text_threads=None)
     own = getattr(family_of(runtime.row), "predict_frames", None)
     if own is not None:

@@ -144,6 +144,9 @@ def _split_new(df: pd.DataFrame | pl.DataFrame, strategy: str, test_size: float,
     n = len(df)
     if strategy == "group" and not adding:
         _split_groups(_codes(df, group) if n else np.zeros(0, dtype=np.int64), group)
+    if n < 2 and not adding:  # new rows of a split version may be one: they train
+        raise DataError(f"the table has {n} row{'' if n == 1 else 's'} to split; the frozen test split needs at "
+                        f"least 2 (one to train on, one to score the model on): add rows to the data source")
     if n < 2:
         return np.zeros(n, dtype=bool)
     if strategy == "time":

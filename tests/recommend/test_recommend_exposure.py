@@ -18,11 +18,14 @@ from modelloop.project import Project
 from modelloop.serving import ServeConfig, create_app
 
 
-def _served(root: Any, *, organic: bool) -> Any:
+def _served(root: Any, *, organic: bool, organic_value: int = 4, relevant_rating: float | None = None) -> Any:
     """A trained ratings project whose 60 users each rate 2 items of the champion's answer (with its
-    request_id) and, with ``organic``, 2 items they found elsewhere (no request_id, never shown to them)."""
+    request_id) and, with ``organic``, 2 items they found elsewhere (no request_id, never shown to them),
+    rated ``organic_value``."""
     raw = write_project(root, explicit=True, models=["popularity", "mf"])
     raw["retrain"] = {"recent_fraction": 0.5}
+    if relevant_rating is not None:
+        raw["model"]["relevant_rating"] = relevant_rating
     project = Project(parse_config(raw, root=root))
     project.ingest()
     project.train()
@@ -41,7 +44,7 @@ def _served(root: Any, *, organic: bool) -> Any:
                 found = [i for i in catalog if i not in taken[user] and i not in shown][:2] if organic else []
                 for item in found:
                     r = client.post("/v1/interactions", json={"user": user, "item": item, "event": "rating",
-                                                              "value": 4})
+                                                              "value": organic_value})
                     assert r.status_code == 201, r.text
     return ws
 
@@ -71,3 +74,14 @@ def test_organic_recent_interactions_compare_the_models(tmp_path):
     assert f"judged on the recent slice's {recent['organic_rows']} interactions" in decision["reason"]
     assert "that answer the champion's own recommendations, where it is favoured (exposure bias) are left out" \
         in decision["reason"]
+
+
+def test_organic_users_without_a_relevant_rating_do_not_count_toward_the_minimum(tmp_path):
+    # model.relevant_rating 3: the organic 1-star ratings are no hit, so their users are left out of the
+    # ranking means; the count said 60 organic users and compared the models on none of them
+    ws = _served(tmp_path / "shop", organic=True, organic_value=1, relevant_rating=3)
+    decision = retrain(ws)
+    recent = decision["gate"]["recent_slice"]
+    assert recent["organic_rows"] > 0 and recent["organic_users"] == 0 and recent["relevant_rating"] == 3
+    assert decision["gate"]["judged_on"] == "holdout" and recent["compares"] is False, decision["reason"]
+    assert "come from 0 users with a rating of at least 3, too few to compare models" in decision["reason"]

@@ -34,17 +34,30 @@ MIN_ORGANIC_USERS = 20
 _ANSWERS_READ = 200_000
 
 
-def organic_rows(ws: Workspace, champion: dict[str, Any], recent: pd.DataFrame,
-                 user_col: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def organic_rows(ws: Workspace, champion: dict[str, Any], recent: pd.DataFrame, user_col: str, *,
+                 rating_col: str | None = None,
+                 relevant_rating: float | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The recent rows the gate compares the models on, and what it found: ``{"exposed_rows",
     "organic_rows", "organic_users", "min_organic_users"}``, plus ``"exposure_bias": True`` where the
     organic rows are too few and the frozen holdout must decide (the rows returned are then the whole
-    slice, scored for the record only). With no exposed row the slice is returned as it is."""
+    slice, scored for the record only). With no exposed row the slice is returned as it is.
+
+    With ``relevant_rating`` (``model.relevant_rating``, on ratings ``rating_col``) the organic users are
+    those with an interaction rated at least that (``metrics.relevant``): the others are left out of the
+    ranking means, so they do not make the slice large enough to compare models; the note adds
+    ``relevant_rating``."""
+    from ..families.recommend.metrics import relevant
+
     exposed = exposed_mask(ws, champion, recent)
     organic = recent[~exposed]
-    users = int(organic[user_col].map(label_text).nunique()) if user_col in organic.columns else 0
+    counted = organic
+    rated = relevant_rating is not None and rating_col is not None and rating_col in organic.columns
+    if rated:
+        counted = organic[relevant(pd.to_numeric(organic[rating_col], errors="coerce").to_numpy(), relevant_rating)]
+    users = int(counted[user_col].map(label_text).nunique()) if user_col in counted.columns else 0
     note: dict[str, Any] = {"exposed_rows": int(exposed.sum()), "organic_rows": len(organic),
-                            "organic_users": users, "min_organic_users": MIN_ORGANIC_USERS}
+                            "organic_users": users, "min_organic_users": MIN_ORGANIC_USERS,
+                            **({"relevant_rating": relevant_rating} if rated else {})}
     if not exposed.any():
         return recent, note
     if users >= MIN_ORGANIC_USERS:
@@ -99,11 +112,14 @@ def exposure_words(note: dict[str, Any], *, decides: bool) -> str:
     which of its interactions the comparison left out."""
     exposed, organic = note.get("exposed_rows", 0), note.get("organic_rows", 0)
     bias = "answer the champion's own recommendations, where it is favoured (exposure bias)"
+    users = f"{note.get('organic_users', 0):,} users"
+    if note.get("relevant_rating") is not None:
+        users += f" with a rating of at least {note['relevant_rating']:g}"
     if not decides:
-        return (f"judged on the recent slice's {organic:,} interactions ({note.get('organic_users', 0):,} users) "
+        return (f"judged on the recent slice's {organic:,} interactions ({users}) "
                 f"that did not come from the champion's recommendations; the {exposed:,} that {bias} are left out")
     if not organic:
         return f"the recent slice's {exposed:,} interactions all {bias}"
     return (f"{exposed:,} of the recent slice's {exposed + organic:,} interactions {bias}, and the other "
-            f"{organic:,} come from {note.get('organic_users', 0):,} users, too few to compare models (fewer "
+            f"{organic:,} come from {users}, too few to compare models (fewer "
             f"than {note.get('min_organic_users', MIN_ORGANIC_USERS)})")

@@ -262,7 +262,9 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
     if hasattr(models["champion"], "evaluate_interactions"):  # a recommender: leave out its own answers' echo
         from .exposure import organic_rows
 
-        judged, exposure = organic_rows(ws, champion, recent, models["champion"].user_col)
+        ranker = models["champion"]
+        judged, exposure = organic_rows(ws, champion, recent, ranker.user_col, rating_col=ranker.rating_col,
+                                        relevant_rating=getattr(ranker, "relevant_rating_", None))
     scores, answers = {}, {}
     for name, model in models.items():
         scores[name] = {"holdout": _score(model, holdout, ws, task), "recent": _score(model, judged, ws, task)}

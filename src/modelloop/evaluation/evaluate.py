@@ -239,14 +239,16 @@ def evaluate(ws: Workspace, *, model: str | None = None, data: str | None = None
 def _labeled_file(ws: Workspace, row: dict[str, Any], data: str) -> pd.DataFrame:
     """``evaluate --data``: the labeled file (a path from the current folder) read as the model's family
     reads ``data.source`` (``Family.read_source``: a folder of class folders of images, a table of image
-    paths), else as a table. A table reader would take a folder for one of texts."""
+    paths), else as a table (a CSV in ``project_encoding``, as ``predict --data`` reads one). A table
+    reader would take a folder for one of texts."""
+    from ..data.encoding import project_encoding
     from ..data.sources import read_table
     from ..families import family_of
 
     cfg = ws.config
     reader = getattr(family_of(row), "read_source", None)
-    if reader is None:
-        return read_table(data, root=Path.cwd(), encoding=cfg.data.encoding)[0]
+    if reader is None:  # a CSV in the encoding predict reads one in: with data.sources, the one they agree on
+        return read_table(data, root=Path.cwd(), encoding=project_encoding(cfg.data))[0]
     path = Path(data) if Path(data).is_absolute() else Path.cwd() / data
     own = cfg.data.model_copy(update={"source": str(path), "sources": [], "query": None, "format": "auto"})
     return reader(cfg.model_copy(update={"data": own}))[0]

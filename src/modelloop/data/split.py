@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, cap_list
 from ._tables import pandas_dtype
 from .snapshot import ROW_ID
 
@@ -152,7 +152,10 @@ def _split_new(df: pd.DataFrame | pl.DataFrame, strategy: str, test_size: float,
     if strategy == "time":
         order = np.argsort(_times(df, time), kind="stable")
         test = np.zeros(n, dtype=bool)
-        test[order[int(round(n * (1 - test_size))):]] = True
+        cut = int(round(n * (1 - test_size)))  # the latest test_size of the rows, rounded
+        if not adding:  # a new version: at least the latest row tests and the earliest trains (2 rows, 0.2: 2)
+            cut = min(max(cut, 1), n - 1)
+        test[order[cut:]] = True
         return test
     # numpy rather than scikit-learn's splitters: importing scikit-learn (and SciPy behind it) cost a
     # 1M-row ingest 1 s and 80 MiB, and a split is a shuffle
@@ -179,8 +182,20 @@ def _split_new(df: pd.DataFrame | pl.DataFrame, strategy: str, test_size: float,
         rest = np.flatnonzero(~single)
         if len(rest) >= 2:
             test[rest] = _test_rows(_first_seen(labels[rest]), test_size, rng)
+        elif not adding:  # every class has one row: nothing could test (new rows of a split version train)
+            _no_class_to_test(df, target)
         return test
     return _test_rows(np.zeros(n, dtype=np.int64), test_size, rng)
+
+
+def _no_class_to_test(df: pd.DataFrame | pl.DataFrame, target: str) -> None:
+    """Stop a stratified split of a new version whose every class has a single row: each trains, so the
+    frozen test split would be empty (it was frozen so before, and the model never scored)."""
+    values = df[target].to_list()
+    raise DataError(f"split.strategy stratified: every class of target '{target}' has 1 row "
+                    f"({cap_list(f'{v!r}: 1' for v in values)}); a class's only row trains (a model that never "
+                    f"saw a label cannot be scored on it), so the frozen test split would be empty: it needs a "
+                    f"class with at least 2 rows (one to train on, one to test): add rows to the data source")
 
 
 def _split_groups(groups: np.ndarray, column: str | None) -> None:

@@ -36,3 +36,15 @@ def test_predict_reports_the_first_bad_byte_instead_of_a_garbled_file(toy, proje
                        capsys, project)
     assert code == 0, err
     assert pd.read_csv(tmp_path / "o.csv")["note"].tolist() == ["José, Zürich"] * 20
+
+
+def test_predict_reports_a_windows_1252_file_with_rows_pasted_in_utf8(toy, project, capsys, tmp_path):
+    # read as Windows-1252 as a whole, the pasted rows' 'Renée' came out 'RenÃ©e' and predict exited 0
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(20).assign(note="José, Zürich")
+    pasted = rows.head(2).assign(note="Renée, Besançon").to_csv(index=False, header=False).encode()
+    (tmp_path / "mixed.csv").write_bytes(rows.to_csv(index=False).encode("cp1252") + pasted)
+    code, _, err = cli(["predict", "--data", str(tmp_path / "mixed.csv"), "--out", str(tmp_path / "o.csv")],
+                       capsys, project)
+    assert code == 2 and not (tmp_path / "o.csv").exists()
+    assert "--data: " in err and "mixed.csv mixes two encodings" in err and "UTF-8 (the first: line 22)" in err, err
+    assert "bytes that are not UTF-8" in err and "at line 2, byte" in err and "or set data.encoding" in err

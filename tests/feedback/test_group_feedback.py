@@ -52,7 +52,8 @@ def _sides(p: Project, dataset: dict) -> pd.DataFrame:
     return df.merge(split, on=ROW_ID)
 
 
-def test_feedback_of_a_test_group_is_tested_not_trained_on(tmp_path):
+def _project(tmp_path) -> Project:
+    """900 transactions of 60 cards (``data.group: card``), ingested and trained."""
     _cards(900, 0).to_csv(tmp_path / "d.csv", index=False)
     raw = {"name": "cards", "task": "classification",
            "data": {"source": "d.csv", "target": "y", "group": "card", "columns": {"card": "categorical"}},
@@ -60,6 +61,11 @@ def test_feedback_of_a_test_group_is_tested_not_trained_on(tmp_path):
            "retrain": {"min_new_labels": 10}}
     p = Project(parse_config(raw, root=tmp_path))
     p.run()
+    return p
+
+
+def test_feedback_of_a_test_group_is_tested_not_trained_on(tmp_path):
+    p = _project(tmp_path)
     first = p.status()["datasets"][0]
     frozen = _sides(p, first)
     test_cards = set(frozen["card"][frozen["split"] == "test"])
@@ -79,3 +85,42 @@ def test_feedback_of_a_test_group_is_tested_not_trained_on(tmp_path):
     assert res["rows"]["holdout"] == int((frozen["split"] == "test").sum()) + int((of_test_cards["split"] == "test").sum())
     stored = p.workspace.catalog.get_split(p.status()["datasets"][-1]["id"], split_key(p.workspace.config))
     assert stored["settings"]["feedback_to_test"] == int((of_test_cards["split"] == "test").sum())
+
+
+def _gate_groups(merged: pd.DataFrame) -> tuple[set, set]:
+    """The cards of the rows the challenger trained on that the champion did not (new feedback on the
+    train side), and the cards of the rows the gate judges it on (every recent row)."""
+    fresh = merged[(merged["_origin"] == "feedback") & (merged["split"] == "train")]
+    return set(fresh["card"]), set(merged["card"][merged["split"] == "recent"])
+
+
+def test_the_recent_slice_takes_whole_groups(tmp_path):
+    """A card's older feedback rows trained the challenger while its newer ones were in the recent slice,
+    which then judged the challenger on cards it had learnt and the champion had not. The slice takes whole
+    cards now (latest first), and a card an earlier slice holds keeps its new rows out of training too."""
+    p = _project(tmp_path)
+    _serve_and_label(p, _cards(300, 1), tmp_path)
+    res = p.retrain()
+    if not res["promoted"]:  # the next retrain starts from this one's version
+        p.promote(f"cards:{res['challenger']['model']['version']}")
+    merged = _sides(p, p.status()["datasets"][-1])
+    trained, judged = _gate_groups(merged)
+    assert trained and judged and not trained & judged
+    new = merged[merged["_origin"] == "feedback"]
+    assert set(new["split"]) <= {"train", "recent", "test"} and "recent" in set(new["split"])
+    groups = res["gate"]["recent_slice"]["groups"]
+    assert groups == {"column": "card", "groups": len(judged), "feedback_groups": new["card"].nunique(),
+                      "held_by_earlier_slice": 0}, groups
+    assert res["rows"]["recent"] >= round(0.3 * len(new))  # whole cards: at least the share asked for
+    assert f"the recent slice holds whole 'card' groups, latest feedback first ({len(judged)} of the new " \
+           f"feedback's {groups['feedback_groups']})" in res["reason"], res["reason"]
+
+    # the next feedback: the cards of the first slice are held by it, whatever their latest feedback
+    _serve_and_label(p, _cards(300, 2), tmp_path)
+    res2 = p.retrain()
+    merged2 = _sides(p, p.status()["datasets"][-1])
+    trained2, judged2 = _gate_groups(merged2[merged2[ROW_ID].isin(set(merged2[ROW_ID]) - set(merged[ROW_ID]))
+                                             | (merged2["split"] == "recent")])
+    assert judged <= judged2 and trained2 and not trained2 & judged2
+    assert res2["gate"]["recent_slice"]["groups"]["held_by_earlier_slice"] == \
+        len(judged & set(merged2["card"][~merged2[ROW_ID].isin(set(merged[ROW_ID]))]))

@@ -39,3 +39,19 @@ def test_verdicts_of_one_kind_last_give_each_verdicts_latest_share_for_precision
     ids, note = choose_recent(_feedback(["confirmed"] * 10 + ["false_alarm"] * 10), 0.3, "y", "precision_at_budget")
     assert sorted(ids) == [7, 8, 9, 17, 18, 19] and note["how"] == "latest_of_each_class"
     assert note["latest_classes"] == {"false_alarm": 6} and note["classes"] == {"confirmed": 3, "false_alarm": 3}
+
+
+def test_with_groups_the_slice_takes_whole_groups_latest_first():
+    """data.group: the groups whose latest feedback is newest go whole to the slice until it holds the share
+    (of each class where the latest one cannot compare models); a group an earlier slice held goes first."""
+    fb = _feedback(list("aaaaaaabbb")).assign(g=["G1", "G2", "G1", "G3", "G2", "G4", "G3", "G5", "G5", "G6"])
+    ids, note = choose_recent(fb, 0.3, "y", "rmse", group="g")
+    assert sorted(ids) == [7, 8, 9] and note["rows"] == 3  # G6, then G5 (its 2 rows) reach the 3 asked for
+    ids, note = choose_recent(fb, 0.3, "y", "f1_macro", group="g")  # the latest 3 are all 'b'
+    assert sorted(ids) == [3, 6, 9]  # a's 2: G3 whole; b's 1: G6
+    assert note["how"] == "latest_of_each_class" and note["classes"] == {"a": 2, "b": 1}
+    assert note["groups"] == {"column": "g", "groups": 2, "feedback_groups": 6, "held_by_earlier_slice": 0}
+    ids, note = choose_recent(fb, 0.3, "y", "f1_macro", group="g", held=fb["g"] == "G1")
+    assert sorted(ids) == [0, 2, 9] and note["groups"]["held_by_earlier_slice"] == 1
+    ids, note = choose_recent(fb, 0.3, "y", "rmse", group="g", held=fb["g"].isin(["G1", "G2"]))
+    assert sorted(ids) == [0, 1, 2, 4] and note["rows"] == 4  # held groups alone pass the share: nothing added

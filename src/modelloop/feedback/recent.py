@@ -18,6 +18,11 @@ same (1.0 on ``confirmed`` alone, 0.0 on ``false_alarm`` alone). Its classes are
 by the class each stands for (the head's ``class_texts``: ``confirmed`` and the label column's anomaly
 value are one class).
 
+With ``data.group`` the slice takes whole groups, those whose latest feedback is the most recent first,
+until it holds the rows asked for (of each class, where the latest share cannot compare models): a
+customer's older feedback rows in the challenger's training would teach it the customer its newer rows
+then judge it on, and flatter it against the champion, which never saw them.
+
 Feedback of one class alone cannot give a slice that compares models: the gate then decides on the
 frozen holdout (``retrain._decide``) and its reason says why.
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data.snapshot import ROW_ID
@@ -57,28 +63,83 @@ def classes_needed(metric: str, feedback_classes: int) -> int:
     return feedback_classes if metric in CLASS_AVERAGED else min(2, feedback_classes)
 
 
-def choose_recent(order: pd.DataFrame, fraction: float, label: str | None,
-                  metric: str) -> tuple[set[Any], dict[str, Any]]:
+def choose_recent(order: pd.DataFrame, fraction: float, label: str | None, metric: str, *,
+                  group: str | None = None, held: pd.Series | None = None) -> tuple[set[Any], dict[str, Any]]:
     """The ``_row_id`` of the recent slice among the new feedback ``order`` (oldest first; its ``label``
     column as the classes the gate counts: ``retrain`` passes the head's ``class_texts``), and how it was
     chosen: ``{"how": "latest" | "latest_of_each_class", "rows", "fraction", "classes"?,
-    "feedback_classes"?, "latest_classes"?}`` (the class keys for a class figure only)."""
+    "feedback_classes"?, "latest_classes"?, "groups"?}`` (the class keys for a class figure only).
+
+    With ``group`` (``data.group``'s column) the slice takes whole groups (``_WholeGroups``): ``held`` marks
+    the rows whose group must go to it (one an earlier slice holds), and ``groups`` says how many it took."""
     n = max(1, int(round(len(order) * fraction)))
-    latest = order.iloc[-n:]
-    note: dict[str, Any] = {"how": "latest", "rows": n, "fraction": fraction}
+    whole = _WholeGroups(order, group, held) if group is not None and group in order.columns else None
+    latest = order[whole.take(np.ones(len(order), dtype=bool), n)] if whole is not None else order.iloc[-n:]
+    note: dict[str, Any] = {"how": "latest", "rows": len(latest), "fraction": fraction}
     if label is None or label not in order.columns or metric not in CLASS_FIGURES:
-        return set(latest[ROW_ID]), note
-    held, feedback = class_counts(latest[label]), class_counts(order[label])
-    note.update(classes=held, feedback_classes=len(feedback))
-    if len(held) >= classes_needed(metric, len(feedback)):
-        return set(latest[ROW_ID]), note
+        return set(latest[ROW_ID]), _with_groups(note, whole)
+    held_classes, feedback = class_counts(latest[label]), class_counts(order[label])
+    note.update(classes=held_classes, feedback_classes=len(feedback))
+    if len(held_classes) >= classes_needed(metric, len(feedback)):
+        return set(latest[ROW_ID]), _with_groups(note, whole)
     text = order[label].map(label_text)
-    picked = [rows.iloc[-max(1, int(round(len(rows) * fraction))):]
-              for _, rows in order[text.notna()].groupby(text[text.notna()], sort=True)]
-    chosen = pd.concat(picked)
+    if whole is not None:  # each class's latest share, in whole groups
+        whole.reset()
+        for cls in sorted(text.dropna().unique()):
+            of_class = (text == cls).to_numpy()
+            whole.take(of_class, max(1, int(round(of_class.sum() * fraction))))
+        chosen = order[whole.chosen[whole.codes]]
+    else:
+        chosen = pd.concat([rows.iloc[-max(1, int(round(len(rows) * fraction))):]
+                            for _, rows in order[text.notna()].groupby(text[text.notna()], sort=True)])
     note.update(how="latest_of_each_class", rows=len(chosen), classes=class_counts(chosen[label]),
-                latest_classes=held, latest_rows=n)
-    return set(chosen[ROW_ID]), note
+                latest_classes=held_classes, latest_rows=len(latest))
+    return set(chosen[ROW_ID]), _with_groups(note, whole)
+
+
+class _WholeGroups:
+    """The recent slice drawn in whole ``data.group`` groups, so that no group has new feedback rows both
+    in it and in the challenger's training rows (a customer's older rows taught the challenger the
+    customer its newer rows then judge it on). The groups whose latest feedback is the most recent go
+    first, whole, until the slice holds the rows asked for (the last one may take it past them); the
+    groups ``held`` marks (an earlier slice holds rows of them) are in it from the start."""
+
+    def __init__(self, order: pd.DataFrame, group: str, held: pd.Series | None) -> None:
+        self.column = group
+        self.codes = pd.factorize(order[group], use_na_sentinel=False)[0]
+        self.count = int(self.codes.max()) + 1 if len(self.codes) else 0
+        self.held = np.zeros(self.count, dtype=bool)
+        if held is not None:
+            self.held[self.codes[np.asarray(held, dtype=bool)]] = True
+        self.reset()
+
+    def reset(self) -> None:
+        self.chosen = self.held.copy()
+
+    def take(self, rows: np.ndarray, need: int) -> np.ndarray:
+        """Adds groups of ``rows`` (a mask over the feedback), latest first, until the chosen groups hold
+        ``need`` of ``rows``; the mask of every chosen group's rows."""
+        pos = np.flatnonzero(rows)
+        last = np.full(self.count, -1, dtype=np.int64)
+        np.maximum.at(last, self.codes[pos], pos)
+        ranked = np.argsort(-last, kind="stable")
+        ranked = ranked[(last[ranked] >= 0) & ~self.chosen[ranked]]
+        size = np.bincount(self.codes[pos], minlength=self.count)
+        have = int(size[self.chosen].sum())
+        if have < need and len(ranked):
+            upto = int(np.searchsorted(have + np.cumsum(size[ranked]), need)) + 1
+            self.chosen[ranked[:upto]] = True
+        return self.chosen[self.codes]
+
+    def note(self) -> dict[str, Any]:
+        """``{column, groups, feedback_groups, held_by_earlier_slice}``: the groups chosen, those of the new
+        feedback, and those chosen because an earlier slice holds rows of them."""
+        return {"column": self.column, "groups": int(self.chosen.sum()), "feedback_groups": self.count,
+                "held_by_earlier_slice": int(self.held.sum())}
+
+
+def _with_groups(note: dict[str, Any], whole: _WholeGroups | None) -> dict[str, Any]:
+    return {**note, "groups": whole.note()} if whole is not None else note
 
 
 def one_class_words(counts: dict[str, int]) -> str:

@@ -5,7 +5,7 @@ request id, each row keeping its provenance in ``_origin``/``_request_id``; a fa
 stand-in for the input, such as an image's digest, gives the input back through its optional
 ``feedback_inputs(ws, frame) -> (frame, note)``). Its split inherits the
 frozen test set; the most recent share of the new feedback becomes the ``recent`` slice, held out
-from training. Champion and challenger are scored on both, and the gate decides:
+from training (in whole ``data.group`` groups: no group has new rows both there and in training). Champion and challenger are scored on both, and the gate decides:
 
 * the challenger must beat the champion on the recent slice by ``retrain.min_improvement``, and
 * must not fall on the frozen holdout by more than ``retrain.max_holdout_drop``. The default (0.1)
@@ -146,8 +146,10 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
 def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, new: pd.DataFrame,
                  recent_metric: str) -> None:
     """Parent rows keep their side; the latest ``recent_fraction`` of the new feedback is ``recent`` (of
-    each class's feedback where the latest share cannot compare models by a class figure: ``recent.py``).
-    How it was chosen is kept in the split's settings (``recent_slice``) for the gate to say."""
+    each class's feedback where the latest share cannot compare models by a class figure: ``recent.py``),
+    in whole ``data.group`` groups where the project has one (not under ``split.strategy: user``, whose
+    model must know each user it ranks for), so the challenger trains on no new row of a group it is
+    judged on. How it was chosen is kept in the split's settings (``recent_slice``) for the gate to say."""
     cat, key = ws.catalog, split_key(ws.config)
     if cat.get_split(row["id"], key) is not None:
         return
@@ -155,8 +157,15 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
     base_side = ensure_split(ws, parent, base)
     sides = dict(zip(base[ROW_ID], base_side, strict=True))
     order = new.sort_values("_feedback_at", kind="stable")
-    recent_ids, how = choose_recent(order, ws.config.retrain.recent_fraction, label_column(ws.config),
-                                    recent_metric)
+    group = ws.config.data.group
+    if group is not None and group in order.columns and ws.config.split.strategy != "user":
+        # whole groups, with every group an earlier slice holds rows of (group_sides' "recent")
+        earlier = base.loc[(base_side == "recent").to_numpy(), group] if group in base.columns else []
+        recent_ids, how = choose_recent(order, ws.config.retrain.recent_fraction, label_column(ws.config),
+                                        recent_metric, group=group, held=order[group].isin(earlier))
+    else:
+        recent_ids, how = choose_recent(order, ws.config.retrain.recent_fraction, label_column(ws.config),
+                                        recent_metric)
     moved = _test_group_rows(ws, merged, sides, set(new[ROW_ID]) - set(recent_ids))
     for rid in new[ROW_ID]:
         sides[rid] = "recent" if rid in recent_ids else "test" if rid in moved else "train"
@@ -177,8 +186,8 @@ def _test_group_rows(ws: Workspace, merged: pd.DataFrame, sides: dict, candidate
     the frozen test side (``sides``: the parent rows' sides): they join the test side, as the group's rows
     did, so the challenger never trains on a group it is scored on (a customer's new transactions taught it
     the customer, and its holdout figure rose for it). A stratified or random split's groups were drawn
-    whole since 2026-12-06; a group of an older split on both sides counts as test. The recent slice stays
-    the latest feedback (a time split: a group may span it, as under split.strategy time)."""
+    whole since 2026-12-06; a group of an older split on both sides counts as test. The recent slice takes
+    whole groups (``_write_split``), so a group's new rows are all recent or none."""
     group = ws.config.data.group
     if group is None or group not in merged.columns or ws.config.split.strategy in ("time", "user") or not candidates:
         return set()
@@ -326,6 +335,8 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
         reason += f"; {_unchecked_words(str(holdout_note), holdout_metric)}"
     if recent_slice.get("how") == "latest_of_each_class":
         reason += "; " + _each_class_words(recent_slice, recent_metric)
+    if recent_slice.get("groups"):
+        reason += "; " + _group_words(recent_slice["groups"])
     if judged_on == "recent" and recent_slice.get("exposed_rows"):
         from .exposure import exposure_words
 
@@ -431,6 +442,18 @@ def _each_class_words(note: dict[str, Any], metric: str) -> str:
     classes = ", ".join(f"{n:,} {c!r}" for c, n in (note.get("classes") or {}).items())
     return (f"the latest {note.get('latest_rows', 0):,} feedback rows held {held}: the recent slice is the "
             f"latest {note.get('fraction', 0):.0%} of each class's feedback instead ({classes})")
+
+
+def _group_words(groups: dict[str, Any]) -> str:
+    """How the recent slice took whole ``data.group`` groups (``recent_slice.groups``)."""
+    held = groups.get("held_by_earlier_slice") or 0
+    earlier = f", {held:,} of them because an earlier slice holds rows of them" if held else ""
+    words = (f"the recent slice holds whole {groups['column']!r} groups, latest feedback first "
+             f"({groups['groups']:,} of the new feedback's {groups['feedback_groups']:,}{earlier}), so the "
+             f"challenger trained on no new row of a group it is judged on")
+    if groups["groups"] >= groups["feedback_groups"]:
+        words += ": it learnt none of the new feedback"
+    return words
 
 
 def _recent_answers(model: Any, recent: pd.DataFrame, ws: Workspace, task: str, metric: str,

@@ -283,6 +283,13 @@ def render_retrain(r: dict[str, Any]) -> None:
         label = f"{part} ({r['rows'][part]} rows)" + ("" if same else f", {names[part]}")
         t.add_row(label, _fmt(ch["metrics"][part].get(names[part])), _fmt(cl["metrics"][part].get(names[part])))
     out.print(t)
+    earlier = (gate.get("recent_slice") or {}).get("earlier_slices") or {}
+    if earlier.get("rows"):  # earlier slices' feedback: learnt now, but where its group is judged on
+        out.print(f"  earlier recent slices: {earlier.get('returned_to_training', 0):,} of their {earlier['rows']:,} "
+                  f"rows returned to training" + "".join(
+                      f", {earlier[k]:,} {words}" for k, words in (
+                          ("to_test", "joined the frozen holdout with their group"),
+                          ("kept", "stay in the recent slice with their group")) if earlier.get(k)))
     if (r.get("feedback_inputs") or {}).get("why"):  # labelled rows whose input could not be restored
         out.print(f"  [yellow]{r['feedback_inputs']['why']}[/]")
     if r.get("optimize"):

@@ -97,7 +97,8 @@ def _gate_groups(merged: pd.DataFrame) -> tuple[set, set]:
 def test_the_recent_slice_takes_whole_groups(tmp_path):
     """A card's older feedback rows trained the challenger while its newer ones were in the recent slice,
     which then judged the challenger on cards it had learnt and the champion had not. The slice takes whole
-    cards now (latest first), and a card an earlier slice holds keeps its new rows out of training too."""
+    cards now (latest first). The next retrain returns the first slice's rows to training (feedback no later
+    model learnt), but those of a card the new slice takes: a card's rows stay on one side."""
     p = _project(tmp_path)
     _serve_and_label(p, _cards(300, 1), tmp_path)
     res = p.retrain()
@@ -115,12 +116,28 @@ def test_the_recent_slice_takes_whole_groups(tmp_path):
     assert f"the recent slice holds whole 'card' groups, latest feedback first ({len(judged)} of the new " \
            f"feedback's {groups['feedback_groups']})" in res["reason"], res["reason"]
 
-    # the next feedback: the cards of the first slice are held by it, whatever their latest feedback
+    # the next feedback: the first slice's rows return to training, but those of a card the new slice takes
+    first = set(merged[ROW_ID][merged["split"] == "recent"])
     _serve_and_label(p, _cards(300, 2), tmp_path)
     res2 = p.retrain()
     merged2 = _sides(p, p.status()["datasets"][-1])
-    trained2, judged2 = _gate_groups(merged2[merged2[ROW_ID].isin(set(merged2[ROW_ID]) - set(merged[ROW_ID]))
-                                             | (merged2["split"] == "recent")])
-    assert judged <= judged2 and trained2 and not trained2 & judged2
-    assert res2["gate"]["recent_slice"]["groups"]["held_by_earlier_slice"] == \
-        len(judged & set(merged2["card"][~merged2[ROW_ID].isin(set(merged[ROW_ID]))]))
+    fresh = ~merged2[ROW_ID].isin(set(merged[ROW_ID]))
+    new_slice = set(merged2["card"][fresh & (merged2["split"] == "recent")])
+    was_first = merged2[merged2[ROW_ID].isin(first)]
+    kept = was_first[was_first["card"].isin(new_slice)]
+    back = was_first[~was_first["card"].isin(new_slice)]
+    assert len(kept) and len(back) and set(kept["split"]) == {"recent"}
+    assert (back["split"] == "train").any() and set(back["split"]) <= {"train", "test"}
+    test_cards = set(merged2["card"][~merged2["_origin"].eq("feedback") & (merged2["split"] == "test")])
+    assert set(back["card"][back["split"] == "test"]) <= test_cards  # a test card's rows join the holdout
+    trained2 = set(merged2["card"][(merged2["split"] == "train") & (fresh | merged2[ROW_ID].isin(first))])
+    assert trained2 and not trained2 & set(merged2["card"][merged2["split"] == "recent"]) and not trained2 & test_cards
+    assert set(merged2["split"][~merged2["_origin"].eq("feedback")]) <= {"train", "test"}  # frozen test kept:
+    base = merged[~merged["_origin"].eq("feedback")].set_index(ROW_ID)["split"]
+    assert merged2[~merged2["_origin"].eq("feedback")].set_index(ROW_ID)["split"].sort_index().equals(base.sort_index())
+    slice2 = res2["gate"]["recent_slice"]
+    assert slice2["earlier_slices"] == {"rows": len(first), "kept": len(kept),
+                                        "returned_to_training": int((back["split"] == "train").sum()),
+                                        "to_test": int((back["split"] == "test").sum())}, slice2
+    assert slice2["groups"]["held_by_earlier_slice"] == kept["card"].nunique()
+    assert res2["rows"]["recent"] == int((fresh & (merged2["split"] == "recent")).sum()) + len(kept)

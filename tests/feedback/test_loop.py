@@ -119,6 +119,35 @@ def test_concept_drift_is_detected_and_the_retrained_model_is_promoted(project, 
     assert back["model"]["version"] == 1 and back["rolled_back_from"] == 2
 
 
+def test_an_earlier_recent_slice_is_learnt_by_the_next_challenger(project, tmp_path):
+    """The first retrain's recent slice judged its challenger; the next retrain's challenger trains on it
+    (neither model learnt it, and the gate judges on the new slice alone). It stayed on the recent side of
+    every later version: feedback no model ever learnt, judging every later retrain."""
+    from modelloop.data.ingest import ensure_split, load_dataset
+
+    ws = project.workspace
+    first_batch = world(400, 3, shifted=True)
+    post_labels(project, tmp_path, serve_stream(project, first_batch), first_batch["y"])
+    res = project.retrain()
+    if not res["promoted"]:  # the next retrain starts from the production model's dataset
+        project.promote(f"loop:{res['challenger']['model']['version']}")
+    row, df, _ = load_dataset(ws, res["dataset"])
+    first = set(df["_row_id"][(ensure_split(ws, row, df) == "recent").to_numpy()])
+    assert len(first) == res["rows"]["recent"] == 120
+    assert res["gate"]["recent_slice"]["earlier_slices"] == {"rows": 0, "kept": 0, "returned_to_training": 0,
+                                                             "to_test": 0}
+
+    second_batch = world(400, 4, shifted=True)
+    post_labels(project, tmp_path, serve_stream(project, second_batch), second_batch["y"])
+    res2 = project.retrain()
+    row2, df2, _ = load_dataset(ws, res2["dataset"])
+    side2 = pd.Series(ensure_split(ws, row2, df2).to_numpy(), index=df2["_row_id"].to_numpy())
+    assert set(side2[list(first)]) == {"train"}  # the second challenger trained on the first slice
+    assert res2["rows"]["recent"] == 120 and res2["rows"]["holdout"] == 300  # the new slice; the frozen test set
+    assert res2["gate"]["recent_slice"]["earlier_slices"] == {"rows": 120, "kept": 0, "returned_to_training": 120,
+                                                              "to_test": 0}
+
+
 @pytest.mark.parametrize("how", ["config", "flag"])
 def test_production_stays_optimized_through_retrain(trained_root, tmp_path, how):
     """optimize.promote (or one `optimize --promote`): the variant replaces the trained model, and a

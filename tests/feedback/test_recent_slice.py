@@ -43,7 +43,7 @@ def test_verdicts_of_one_kind_last_give_each_verdicts_latest_share_for_precision
 
 def test_with_groups_the_slice_takes_whole_groups_latest_first():
     """data.group: the groups whose latest feedback is newest go whole to the slice until it holds the share
-    (of each class where the latest one cannot compare models); a group an earlier slice held goes first."""
+    (of each class where the latest one cannot compare models)."""
     fb = _feedback(list("aaaaaaabbb")).assign(g=["G1", "G2", "G1", "G3", "G2", "G4", "G3", "G5", "G5", "G6"])
     ids, note = choose_recent(fb, 0.3, "y", "rmse", group="g")
     assert sorted(ids) == [7, 8, 9] and note["rows"] == 3  # G6, then G5 (its 2 rows) reach the 3 asked for
@@ -51,7 +51,17 @@ def test_with_groups_the_slice_takes_whole_groups_latest_first():
     assert sorted(ids) == [3, 6, 9]  # a's 2: G3 whole; b's 1: G6
     assert note["how"] == "latest_of_each_class" and note["classes"] == {"a": 2, "b": 1}
     assert note["groups"] == {"column": "g", "groups": 2, "feedback_groups": 6, "held_by_earlier_slice": 0}
-    ids, note = choose_recent(fb, 0.3, "y", "f1_macro", group="g", held=fb["g"] == "G1")
-    assert sorted(ids) == [0, 2, 9] and note["groups"]["held_by_earlier_slice"] == 1
-    ids, note = choose_recent(fb, 0.3, "y", "rmse", group="g", held=fb["g"].isin(["G1", "G2"]))
-    assert sorted(ids) == [0, 1, 2, 4] and note["rows"] == 4  # held groups alone pass the share: nothing added
+
+
+def test_earlier_slices_return_to_training_but_the_groups_the_new_slice_takes():
+    """The rows of earlier slices leave the recent side (the next model learns them), except those of a
+    group the new slice takes: a group's rows stay on one side. They do not pull their groups in."""
+    fb = _feedback(list("aaaaaaabbb")).assign(g=["G1", "G2", "G1", "G3", "G2", "G4", "G3", "G5", "G5", "G6"])
+    earlier = pd.DataFrame({"_row_id": [100, 101, 102, 103], "g": ["G5", "G1", "G9", "G5"]})
+    ids, note = choose_recent(fb, 0.3, "y", "rmse", group="g", earlier=earlier)
+    assert sorted(ids) == [7, 8, 9, 100, 103] and note["rows"] == 3  # G1 (held before) is not pulled in
+    assert note["earlier_slices"] == {"rows": 4, "kept": 2} and note["groups"]["held_by_earlier_slice"] == 1
+    ids, note = choose_recent(fb, 0.3, "y", "f1_macro", group="g", earlier=earlier)
+    assert sorted(ids) == [3, 6, 9] and note["earlier_slices"] == {"rows": 4, "kept": 0}  # G3, G6
+    ids, note = choose_recent(fb, 0.3, "y", "rmse", earlier=earlier)  # no data.group: every row returns
+    assert sorted(ids) == [7, 8, 9] and note["earlier_slices"] == {"rows": 4, "kept": 0} and "groups" not in note

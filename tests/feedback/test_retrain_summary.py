@@ -35,3 +35,18 @@ def test_one_figure_for_both_slices_keeps_the_plain_table(capsys):
     shown = capsys.readouterr().out
     assert "f1_macro on the same rows" in shown
     assert _rows(shown) == {"holdout (48 rows)": ["0.7000", "0.7140"], "recent (12 rows)": ["0.5000", "0.6000"]}
+
+
+def test_the_summary_says_how_many_earlier_slice_rows_returned_to_training(capsys):
+    from modelloop.ui import render_retrain
+
+    slice_ = {"earlier_slices": {"rows": 120, "kept": 30, "returned_to_training": 80, "to_test": 10}}
+    render_retrain(_decision({"recent_metric": "f1_macro", "holdout_metric": "f1_macro", "recent_slice": slice_},
+                             "f1_macro", {"f1_macro": 0.7}, {"f1_macro": 0.5}))
+    assert ("earlier recent slices: 80 of their 120 rows returned to training, 10 joined the frozen holdout with "
+            "their group, 30 stay in the recent slice with their group") in " ".join(capsys.readouterr().out.split())
+    render_retrain(_decision({"recent_metric": "f1_macro", "holdout_metric": "f1_macro",
+                              "recent_slice": {"earlier_slices": {"rows": 0, "kept": 0, "returned_to_training": 0,
+                                                                  "to_test": 0}}},
+                             "f1_macro", {"f1_macro": 0.7}, {"f1_macro": 0.5}))
+    assert "earlier recent slices" not in capsys.readouterr().out  # a first retrain: no earlier slice

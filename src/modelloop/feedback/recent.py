@@ -23,6 +23,12 @@ until it holds the rows asked for (of each class, where the latest share cannot 
 customer's older feedback rows in the challenger's training would teach it the customer its newer rows
 then judge it on, and flatter it against the champion, which never saw them.
 
+The rows of earlier slices (the champion's dataset's ``recent`` side) go back to training: neither model
+learnt them, the gate judges on the new slice, and feedback a team labelled is then learnt by the next
+model instead of judging every later one. Those of a group the new slice takes stay with it (a group's
+rows on one side: the challenger would learn the customer it is judged on); the champion never trained on
+them either.
+
 Feedback of one class alone cannot give a slice that compares models: the gate then decides on the
 frozen holdout (``retrain._decide``) and its reason says why.
 """
@@ -64,24 +70,26 @@ def classes_needed(metric: str, feedback_classes: int) -> int:
 
 
 def choose_recent(order: pd.DataFrame, fraction: float, label: str | None, metric: str, *,
-                  group: str | None = None, held: pd.Series | None = None) -> tuple[set[Any], dict[str, Any]]:
+                  group: str | None = None, earlier: pd.DataFrame | None = None) -> tuple[set[Any], dict[str, Any]]:
     """The ``_row_id`` of the recent slice among the new feedback ``order`` (oldest first; its ``label``
-    column as the classes the gate counts: ``retrain`` passes the head's ``class_texts``), and how it was
-    chosen: ``{"how": "latest" | "latest_of_each_class", "rows", "fraction", "classes"?,
-    "feedback_classes"?, "latest_classes"?, "groups"?}`` (the class keys for a class figure only).
+    column as the classes the gate counts: ``retrain`` passes the head's ``class_texts``), with the rows
+    of ``earlier`` (earlier slices' rows) that stay in it, and how it was chosen: ``{"how": "latest" |
+    "latest_of_each_class", "rows", "fraction", "classes"?, "feedback_classes"?, "latest_classes"?,
+    "groups"?, "earlier_slices"?}`` (the class keys for a class figure only; ``rows``: the new rows).
 
-    With ``group`` (``data.group``'s column) the slice takes whole groups (``_WholeGroups``): ``held`` marks
-    the rows whose group must go to it (one an earlier slice holds), and ``groups`` says how many it took."""
+    With ``group`` (``data.group``'s column) the slice takes whole groups (``_WholeGroups``), and ``groups``
+    says how many. Every row of ``earlier`` returns to training but those of a group the slice takes
+    (``earlier_slices``: ``{rows, kept}``; ``groups.held_by_earlier_slice``: the groups they are of)."""
     n = max(1, int(round(len(order) * fraction)))
-    whole = _WholeGroups(order, group, held) if group is not None and group in order.columns else None
+    whole = _WholeGroups(order, group) if group is not None and group in order.columns else None
     latest = order[whole.take(np.ones(len(order), dtype=bool), n)] if whole is not None else order.iloc[-n:]
     note: dict[str, Any] = {"how": "latest", "rows": len(latest), "fraction": fraction}
     if label is None or label not in order.columns or metric not in CLASS_FIGURES:
-        return set(latest[ROW_ID]), _with_groups(note, whole)
+        return _with_earlier(set(latest[ROW_ID]), note, order, whole, earlier)
     held_classes, feedback = class_counts(latest[label]), class_counts(order[label])
     note.update(classes=held_classes, feedback_classes=len(feedback))
     if len(held_classes) >= classes_needed(metric, len(feedback)):
-        return set(latest[ROW_ID]), _with_groups(note, whole)
+        return _with_earlier(set(latest[ROW_ID]), note, order, whole, earlier)
     text = order[label].map(label_text)
     if whole is not None:  # each class's latest share, in whole groups
         whole.reset()
@@ -94,27 +102,38 @@ def choose_recent(order: pd.DataFrame, fraction: float, label: str | None, metri
                             for _, rows in order[text.notna()].groupby(text[text.notna()], sort=True)])
     note.update(how="latest_of_each_class", rows=len(chosen), classes=class_counts(chosen[label]),
                 latest_classes=held_classes, latest_rows=len(latest))
-    return set(chosen[ROW_ID]), _with_groups(note, whole)
+    return _with_earlier(set(chosen[ROW_ID]), note, order, whole, earlier)
+
+
+def _with_earlier(ids: set[Any], note: dict[str, Any], order: pd.DataFrame, whole: _WholeGroups | None,
+                  earlier: pd.DataFrame | None) -> tuple[set[Any], dict[str, Any]]:
+    """The slice's ``ids`` with the rows of ``earlier`` of a group it takes (whole groups on one side; the
+    others return to training), and ``note`` with ``earlier_slices`` and ``groups``."""
+    kept = earlier.iloc[:0] if earlier is not None else None
+    if earlier is not None and whole is not None and whole.column in earlier.columns:
+        taken = order.loc[order[ROW_ID].isin(ids), whole.column]
+        kept = earlier[earlier[whole.column].isin(taken)]
+    if whole is not None:
+        note = {**note, "groups": whole.note(0 if kept is None else kept[whole.column].nunique(dropna=False))}
+    if earlier is None or kept is None:
+        return ids, note
+    return ids | set(kept[ROW_ID]), {**note, "earlier_slices": {"rows": len(earlier), "kept": len(kept)}}
 
 
 class _WholeGroups:
     """The recent slice drawn in whole ``data.group`` groups, so that no group has new feedback rows both
     in it and in the challenger's training rows (a customer's older rows taught the challenger the
     customer its newer rows then judge it on). The groups whose latest feedback is the most recent go
-    first, whole, until the slice holds the rows asked for (the last one may take it past them); the
-    groups ``held`` marks (an earlier slice holds rows of them) are in it from the start."""
+    first, whole, until the slice holds the rows asked for (the last one may take it past them)."""
 
-    def __init__(self, order: pd.DataFrame, group: str, held: pd.Series | None) -> None:
+    def __init__(self, order: pd.DataFrame, group: str) -> None:
         self.column = group
         self.codes = pd.factorize(order[group], use_na_sentinel=False)[0]
         self.count = int(self.codes.max()) + 1 if len(self.codes) else 0
-        self.held = np.zeros(self.count, dtype=bool)
-        if held is not None:
-            self.held[self.codes[np.asarray(held, dtype=bool)]] = True
         self.reset()
 
     def reset(self) -> None:
-        self.chosen = self.held.copy()
+        self.chosen = np.zeros(self.count, dtype=bool)
 
     def take(self, rows: np.ndarray, need: int) -> np.ndarray:
         """Adds groups of ``rows`` (a mask over the feedback), latest first, until the chosen groups hold
@@ -131,15 +150,11 @@ class _WholeGroups:
             self.chosen[ranked[:upto]] = True
         return self.chosen[self.codes]
 
-    def note(self) -> dict[str, Any]:
+    def note(self, held: int) -> dict[str, Any]:
         """``{column, groups, feedback_groups, held_by_earlier_slice}``: the groups chosen, those of the new
-        feedback, and those chosen because an earlier slice holds rows of them."""
+        feedback, and ``held``: those of them an earlier slice holds rows of (which stay in the slice)."""
         return {"column": self.column, "groups": int(self.chosen.sum()), "feedback_groups": self.count,
-                "held_by_earlier_slice": int(self.held.sum())}
-
-
-def _with_groups(note: dict[str, Any], whole: _WholeGroups | None) -> dict[str, Any]:
-    return {**note, "groups": whole.note()} if whole is not None else note
+                "held_by_earlier_slice": held}
 
 
 def one_class_words(counts: dict[str, int]) -> str:

@@ -5,7 +5,8 @@ request id, each row keeping its provenance in ``_origin``/``_request_id``; a fa
 stand-in for the input, such as an image's digest, gives the input back through its optional
 ``feedback_inputs(ws, frame) -> (frame, note)``). Its split inherits the
 frozen test set; the most recent share of the new feedback becomes the ``recent`` slice, held out
-from training (in whole ``data.group`` groups: no group has new rows both there and in training). Champion and challenger are scored on both, and the gate decides:
+from training (in whole ``data.group`` groups: no group has new rows both there and in training), and
+earlier slices' rows return to training (but those of a group the new slice takes). Champion and challenger are scored on both, and the gate decides:
 
 * the challenger must beat the champion on the recent slice by ``retrain.min_improvement``, and
 * must not fall on the frozen holdout by more than ``retrain.max_holdout_drop``. The default (0.1)
@@ -145,11 +146,14 @@ def merge_feedback(ws: Workspace, champion: dict[str, Any]) -> dict[str, Any] | 
 
 def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, new: pd.DataFrame,
                  recent_metric: str) -> None:
-    """Parent rows keep their side; the latest ``recent_fraction`` of the new feedback is ``recent`` (of
-    each class's feedback where the latest share cannot compare models by a class figure: ``recent.py``),
-    in whole ``data.group`` groups where the project has one (not under ``split.strategy: user``, whose
-    model must know each user it ranks for), so the challenger trains on no new row of a group it is
-    judged on. How it was chosen is kept in the split's settings (``recent_slice``) for the gate to say."""
+    """Parent rows keep their side, but those of earlier recent slices; the latest ``recent_fraction`` of
+    the new feedback is ``recent`` (of each class's feedback where the latest share cannot compare models
+    by a class figure: ``recent.py``), in whole ``data.group`` groups where the project has one (not under
+    ``split.strategy: user``, whose model must know each user it ranks for), so the challenger trains on
+    no new row of a group it is judged on. The earlier slices' rows return to training, but those of a
+    group the new slice takes (``recent.choose_recent``); a returning row of a test-side group joins the
+    test side, as the group's new rows do. How it was chosen is kept in the split's settings
+    (``recent_slice``) for the gate to say."""
     cat, key = ws.catalog, split_key(ws.config)
     if cat.get_split(row["id"], key) is not None:
         return
@@ -158,17 +162,16 @@ def _write_split(ws: Workspace, row: dict, parent: dict, merged: pd.DataFrame, n
     sides = dict(zip(base[ROW_ID], base_side, strict=True))
     order = new.sort_values("_feedback_at", kind="stable")
     group = ws.config.data.group
-    if group is not None and group in order.columns and ws.config.split.strategy != "user":
-        # whole groups, with every group an earlier slice holds rows of (group_sides' "recent")
-        earlier = base.loc[(base_side == "recent").to_numpy(), group] if group in base.columns else []
-        recent_ids, how = choose_recent(order, ws.config.retrain.recent_fraction, label_column(ws.config),
-                                        recent_metric, group=group, held=order[group].isin(earlier))
-    else:
-        recent_ids, how = choose_recent(order, ws.config.retrain.recent_fraction, label_column(ws.config),
-                                        recent_metric)
-    moved = _test_group_rows(ws, merged, sides, set(new[ROW_ID]) - set(recent_ids))
-    for rid in new[ROW_ID]:
+    whole = group is not None and group in order.columns and ws.config.split.strategy != "user"
+    earlier = base.loc[(base_side == "recent").to_numpy()]
+    recent_ids, how = choose_recent(order, ws.config.retrain.recent_fraction, label_column(ws.config),
+                                    recent_metric, group=group if whole else None, earlier=earlier)
+    back = set(earlier[ROW_ID]) - recent_ids
+    moved = _test_group_rows(ws, merged, sides, (set(new[ROW_ID]) - recent_ids) | back)
+    for rid in [*new[ROW_ID], *back]:
         sides[rid] = "recent" if rid in recent_ids else "test" if rid in moved else "train"
+    how["earlier_slices"] = {**how["earlier_slices"], "returned_to_training": len(back - moved),
+                             "to_test": len(back & moved)}
     frame = pd.DataFrame({ROW_ID: merged[ROW_ID], "split": merged[ROW_ID].map(sides)})
     path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
     tmp = path.with_suffix(".tmp")
@@ -187,7 +190,8 @@ def _test_group_rows(ws: Workspace, merged: pd.DataFrame, sides: dict, candidate
     did, so the challenger never trains on a group it is scored on (a customer's new transactions taught it
     the customer, and its holdout figure rose for it). A stratified or random split's groups were drawn
     whole since 2026-12-06; a group of an older split on both sides counts as test. The recent slice takes
-    whole groups (``_write_split``), so a group's new rows are all recent or none."""
+    whole groups (``_write_split``), so a group's new rows are all recent or none; the candidates also hold
+    the earlier slices' rows returning from the recent side, which a test-side group's take to test too."""
     group = ws.config.data.group
     if group is None or group not in merged.columns or ws.config.split.strategy in ("time", "user") or not candidates:
         return set()
@@ -393,7 +397,7 @@ def _unchecked_words(note: str, metric: str) -> str:
 
 def _recent_slice(ws: Workspace, row: dict, recent: pd.DataFrame, metric: str) -> dict[str, Any]:
     """How the recent slice was chosen (the split's note, ``recent.choose_recent``), its rows (with the
-    recent rows earlier merges kept) and, for a class figure (``recent.CLASS_FIGURES``; ``recent``'s labels
+    earlier slices' rows of the groups it took) and, for a class figure (``recent.CLASS_FIGURES``; ``recent``'s labels
     as the head's classes), its classes and whether it ``compares`` models: at least two classes (a slice
     of one scores a model answering that class to everything as a perfect one). A split written before the
     note reads ``latest``."""
@@ -447,7 +451,7 @@ def _each_class_words(note: dict[str, Any], metric: str) -> str:
 def _group_words(groups: dict[str, Any]) -> str:
     """How the recent slice took whole ``data.group`` groups (``recent_slice.groups``)."""
     held = groups.get("held_by_earlier_slice") or 0
-    earlier = f", {held:,} of them because an earlier slice holds rows of them" if held else ""
+    earlier = f", {held:,} of them with an earlier slice's rows, which stay in it" if held else ""
     words = (f"the recent slice holds whole {groups['column']!r} groups, latest feedback first "
              f"({groups['groups']:,} of the new feedback's {groups['feedback_groups']:,}{earlier}), so the "
              f"challenger trained on no new row of a group it is judged on")

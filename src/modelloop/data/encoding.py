@@ -98,7 +98,7 @@ def project_encoding(data: DataConfig) -> str:
     read in its own ``encoding``), the one encoding every source read as text agrees on (a SQL or
     Parquet source has none), else ``data.encoding`` (``auto``: detected). Codec aliases agree (``GBK``
     and ``cp936``)."""
-    from .source_url import is_sql_source
+    from .source_url import file_kind, is_sql_source
 
     def name(enc: str) -> str:
         try:
@@ -107,8 +107,7 @@ def project_encoding(data: DataConfig) -> str:
             return enc
 
     text = {name(s.encoding) for s in data.sources
-            if s.format not in ("sql", "parquet") and not is_sql_source(s.source)
-            and not (s.format == "auto" and Path(s.source).suffix.lower() in (".parquet", ".pq"))}
+            if s.format != "sql" and not is_sql_source(s.source) and file_kind(s.source, s.format) != "parquet"}
     return text.pop() if len(text) == 1 else data.encoding
 
 

@@ -20,12 +20,13 @@ from ..errors import ConfigError, DataError, shown_url
 from ._tables import is_stringy, pandas_dtype
 from .encoding import detect_encoding, file_encoding, undecodable, where_undecodable
 from .schema import Schema
-from .source_url import is_sql_source  # here too: data.sources.is_sql_source is public
+from .source_url import file_kind, is_sql_source  # here too: data.sources.is_sql_source is public
 
 if TYPE_CHECKING:  # pandas on first use: a Parquet source's schema is inferred with Polars
     import pandas as pd
 
-__all__ = ["ReadReport", "check_types", "detect_encoding", "infer_schema", "is_sql_source", "read_table"]
+__all__ = ["ReadReport", "check_types", "detect_encoding", "file_kind", "infer_schema", "is_sql_source",
+           "read_table"]
 
 _BOOL_STRINGS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
 
@@ -92,9 +93,7 @@ def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query:
             return df, report
         if path.is_file() and path.stat().st_size == 0:
             raise DataError(f"{path}: file is empty; expected a header row and data rows")
-        kind = fmt if fmt != "auto" else {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet",
-                                            ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                                            ".json": "jsonl"}.get(path.suffix.lower())
+        kind = file_kind(path, fmt)
         if kind is None:
             raise DataError(f"{path}: unknown file type '{path.suffix}'; allowed: .csv, .parquet, .jsonl "
                             f"(or set data.format)")

@@ -7,8 +7,8 @@ model comes from, the GGUF conversion cache), ``data`` (shapes, chat templates, 
 profile), ``metrics`` (exact match, chrF, ROUGE-L, perplexity), ``generate`` (decoding with a KV cache),
 ``fit`` (one fine-tuning run), ``search`` (on the shared driver), ``model`` (:class:`GenerativeModel`),
 ``report`` (the HTML page), ``eval_budget`` (the stage's evaluation within ``train.budget``), ``few_steps`` (the
-stage's warning when the fine-tune made too few optimizer steps to change the model), ``stage`` (the
-train stage), ``serve`` (the served object), ``monitor``
+stage's warnings when the fine-tune made too few optimizer steps to change the model, or its training loss did
+not fall), ``stage`` (the train stage), ``serve`` (the served object), ``monitor``
 (the served answers' figures), ``drift`` (the served prompts' embeddings against the training ones') and
 ``feedback`` (rated answers as training rows of the model's shape, for ``modelloop retrain``).
 ``sequences`` (batches of packed sequences and their log-likelihoods) sits under ``fit`` and

@@ -37,7 +37,7 @@ from .backbone import load_tokenizer, model_fingerprint, resolve_model
 from .config import GenerativeModelConfig
 from .data import Shape, answer_of, data_profile, detect_shape, encode_examples, examples_of, validation_rows
 from .eval_budget import answer_in_time, answers_deadline, budget_note, nll_in_time, search_budget
-from .few_steps import few_steps_warning
+from .few_steps import few_steps_warning, flat_loss_warning
 from .fit import GenJob, device_of, lora_settings
 from .metrics import is_label_set, perplexity, text_metrics
 from .model import GenerativeModel
@@ -196,7 +196,10 @@ def train_generative(ws: Any, *, budget: float | None = None, trials: int | None
                             stopped_by_budget=bool(training["stopped_by_budget"]),
                             search_seconds=search_budget(budget, len(test_df)), load_seconds=training["load_seconds"],
                             fit_examples=len(fit_ids), epochs=int(params["epochs"]))
-    out["warnings"] = [few] if few is not None else []
+    # enough steps, but a training loss that never fell (a learning rate far too low, LoRA on what moves nothing)
+    flat = None if few is not None else flat_loss_warning(training["history"] or [], method=settings.method,
+                                                          learning_rate=float(params["learning_rate"]))
+    out["warnings"] = [w for w in (few, flat) if w is not None]
     for w in out["warnings"]:
         log.warning("%s", w)
     if evaluation["budget_note"] is not None:  # the test figures are of fewer rows than asked

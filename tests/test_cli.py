@@ -423,6 +423,41 @@ def test_init_task_recommendation_asks_for_the_interaction_columns_by_name(tmp_p
     assert "data.item: required for task recommendation (the item id column of each interaction)" in err
 
 
+def test_init_task_recommendation_suggests_relevant_rating_and_uncommented_it_trains(tmp_path, capsys):
+    """`init --task recommendation` wrote no word of the opt-in model.relevant_rating: a team with 1-5 stars
+    that never learnt of it got precision/recall/ndcg counting a held-out 1-star rating as a hit. The config
+    now carries it commented (as the metric line); as written it loads with no model section, and with
+    data.rating set and the two lines uncommented it loads, trains and the figures use it."""
+    import yaml
+
+    from modelloop.config import parse_config
+    from modelloop.examples.recommend import generate_interactions
+    from modelloop.project import Project
+
+    generate_interactions(users=60, items=40, per_user=10, seed=0).to_csv(tmp_path / "ratings.csv", index=False)
+    code, _, err = cli(["init", "shop", "--source", "ratings.csv", "--task", "recommendation"], capsys, tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "shop" / "modelloop.yaml").read_text()
+    lines = text.splitlines()
+    assert "# model:" in lines and any(line.startswith("  # relevant_rating: 4 ") for line in lines)
+    assert "model" not in yaml.safe_load(text)
+    # the team's edit: the columns named, the two lines uncommented (a short budget for the test)
+    edited = (text.replace("user: null ", "user: user ").replace("item: null ", "item: item ")
+              .replace("# rating: null ", "rating: rating ").replace("# model:", "model:")
+              .replace("  # relevant_rating:", "  relevant_rating:").replace("budget: 120 ", "budget: 4 "))
+    raw = yaml.safe_load(edited)
+    assert raw["model"] == {"relevant_rating": 4}
+    project = Project(parse_config(raw, root=tmp_path / "shop"))
+    assert project.config.model.relevant_rating == 4
+    project.ingest()
+    summary = project.train()
+    assert summary["scored_users"]["relevant_rating"] == 4 and summary["recommender"]["relevant_rating"] == 4
+    # uncommented without data.rating: the comment's 'needs data.rating' is the loader's exit 2
+    (tmp_path / "shop" / "modelloop.yaml").write_text(edited.replace("rating: rating ", "# rating: null "))
+    code, _, err = cli(["ingest"], capsys, tmp_path / "shop")
+    assert code == 2 and "model.relevant_rating: 4 needs data.rating" in err, err
+
+
 @pytest.mark.parametrize("task, metric", [("anomaly_detection", "pr_auc"), ("recommendation", "ndcg")])
 def test_init_task_writes_the_metric_line_of_that_task(tmp_path, capsys, task, metric):
     """The config's commented metric line read '# metric: f1_macro  # default: f1_macro for classification,

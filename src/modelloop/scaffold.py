@@ -29,7 +29,7 @@ name: {name}
 {task}data:
   source: {source}      # CSV, Parquet, JSONL path, or a SQLAlchemy URL (then `query:`)
 {target}{query}  id: null                    # optional row id column (never used as a feature)
-train:
+{model}train:
   budget: 120                 # seconds for the whole search
 {metric}"""
 _METRIC_LEFT_OUT = "  # metric: f1_macro          # default: f1_macro for classification, rmse for regression\n"
@@ -44,6 +44,13 @@ _INTERACTIONS = """\
   item: null                  # required: the item id column
   # rating: null              # a rating column (explicit feedback); left out, interactions are implicit
   # time: null                # a timestamp column: each user's latest interactions are the test
+"""
+# a recommender's opt-in ``model.relevant_rating`` (with data.rating), commented as the metric line is: a
+# team with 1-5 stars that never heard of it got ranking figures counting a held-out 1-star rating as a hit
+_RELEVANT_RATING = """\
+# model:
+  # relevant_rating: 4        # needs data.rating: a held-out rating below it is no hit in precision, recall,
+                              # ndcg, map, hit_rate (4 on 1-5 stars); left out, a 1-star rating is a hit too
 """
 
 
@@ -119,7 +126,7 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
                              source=entry[0] if entry else "data/train.csv",
                              target=_TARGET.format(target=label) if label else _no_target(task, source),
                              query=f"  query: {entry[2]}\n" if entry and entry[2] else "",
-                             metric=_metric_line(task))
+                             model=_RELEVANT_RATING if _recommends(task) else "", metric=_metric_line(task))
     tmp = cfg_path.with_suffix(".yaml.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(cfg_path)
@@ -139,12 +146,16 @@ def _metric_line(task: str | None) -> str:
     return f"  # metric: {head.default_metric:<17} # default for task {task}; allowed: {', '.join(head.metrics)}\n"
 
 
+def _recommends(task: str | None) -> bool:
+    from .families import TASKS
+
+    return TASKS.get(str(task)) == "recommend"
+
+
 def _no_target(task: str | None, source: str | None) -> str:
     """The ``data:`` lines in place of a target: a recommender's interaction columns (the source's own
     columns named, to choose from), else the optional label column of a partial-labels task."""
-    from .families import TASKS
-
-    if TASKS.get(str(task)) != "recommend":
+    if not _recommends(task):
         return _NO_TARGET.format(task=task)
     columns = _columns(Path(source)) if source is not None else None
     return _INTERACTIONS.format(columns=f"; the columns: {cap_list(columns)}" if columns else "")

@@ -41,7 +41,7 @@ def test_gbk_and_shift_jis_files_still_read_right(tmp_path):
     assert detect_encoding(note) == "cp1252"
     jp = pd.DataFrame({"id": range(30), "メモ": ["返金がまだ届いていません", "ｶﾀｶﾅ、テスト。"] * 15})
     jp.to_csv(tmp_path / "sjis.csv", index=False, encoding="shift_jis")
-    assert detect_encoding((tmp_path / "sjis.csv").read_bytes()) == "gb18030"  # as before: set shift_jis
+    assert detect_encoding((tmp_path / "sjis.csv").read_bytes()) == "cp932"  # was GB18030: test_shift_jis
     df, report = read_table(str(tmp_path / "sjis.csv"), encoding="shift_jis")
     assert report["encoding"] == "shift_jis" and df["メモ"].tolist() == jp["メモ"].tolist()
 

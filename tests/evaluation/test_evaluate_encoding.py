@@ -11,7 +11,7 @@ import yaml
 
 from clirun import cli
 
-LABELS = ("返品あり", "返品なし")
+LABELS = ("返品有", "返品無")  # kanji only, as the column names: auto gives GB18030 (with kana: Shift-JIS)
 
 
 def _table(n: int, seed: int) -> pd.DataFrame:

@@ -238,11 +238,22 @@ def test_a_jsonl_output_keeps_chinese_text_as_written(toy, project, tmp_path):
     assert [json.loads(line)["备注"] for line in text.splitlines()] == ["退款"] * 5
 
 
+def test_a_shift_jis_csv_is_detected_and_read_right(toy, project, tmp_path):
+    # Japanese Excel's CSV was detected as GB18030 and its Japanese read as other, Chinese characters
+    from modelloop.serving.batch import predict_file
+
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(30).assign(メモ="返金がまだ届いていません")
+    (tmp_path / "in.csv").write_bytes(rows.to_csv(index=False).encode("cp932"))
+    predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv")["メモ"].tolist() == ["返金がまだ届いていません"] * 30
+
+
 @pytest.mark.parametrize("encoding, note", [
     # GBK with more symbols than Chinese characters: auto takes it for Latin-1 ('温度' read as 'ÎÂ¶È')
     ("gbk", "温度≤30°C，误差±0.5‰"),
-    # Shift-JIS (a Japanese team's Excel): auto takes it for GB18030 and reads other characters
-    ("shift_jis", "返金がまだ届いていません"),
+    # Shift-JIS (a Japanese team's Excel) with no kana, kanji names only: auto takes it for GB18030 and
+    # reads other characters (with kana it is detected: test_a_shift_jis_csv_is_detected_and_read_right)
+    ("shift_jis", "株式会社山田商事"),
 ])
 def test_predict_reads_a_csv_in_the_projects_data_encoding_as_ingest_does(toy, project, capsys, tmp_path,
                                                                           encoding, note):
@@ -325,8 +336,8 @@ def test_a_value_the_out_encoding_cannot_hold_names_its_row_and_writes_nothing(t
 
 def test_with_several_sources_predict_reads_a_csv_in_the_encoding_they_agree_on(toy, project, capsys, tmp_path):
     # with data.sources (each read in its own encoding) predict ignored them and detected: a Shift-JIS
-    # project's file was read as GB18030
-    note = "返金がまだ届いていません"
+    # project's file was read as GB18030 (kanji only: with kana, auto detects Shift-JIS too)
+    note = "株式会社山田商事"
     rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(30).assign(note=note)
     (tmp_path / "in.csv").write_bytes(rows.to_csv(index=False).encode("shift_jis"))
     data = {k: v for k, v in toy.raw["data"].items() if k not in ("source", "encoding")}

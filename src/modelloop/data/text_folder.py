@@ -8,8 +8,8 @@ The layout of most public text-classification sets (IMDB, 20 Newsgroups, ...)::
 
 Each file is one example whose label is the name of its top-level sub-folder (files in deeper
 folders belong to the same class). Files are read as UTF-8, else decoded the way CSV sources are
-(``detect_encoding``: GB18030 for Chinese text, else Windows-1252; a UTF-8 file with a few bad bytes
-is reported, not misread), so a folder mixing encodings reads cleanly; empty files and hidden files
+(``detect_encoding``: cp932 for Shift-JIS Japanese with kana, GB18030 for Chinese text, else
+Windows-1252; a UTF-8 file with a few bad bytes is reported, not misread), so a folder mixing encodings reads cleanly; empty files and hidden files
 are skipped and counted in the report. Rows come sorted
 by class and path so the same folder always gives the same dataset version.
 """

@@ -127,6 +127,22 @@ def _project(tmp_path, df: pd.DataFrame, **raw) -> None:
     (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(cfg))
 
 
+def test_predict_names_a_chinese_feature_in_the_reasons_column_as_written(tmp_path, capsys):
+    # json.dumps escaped non-ASCII: the reasons column read ["\u91d1\u989d"] for ["金额"] (fixed in 896b7ea)
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"金额": rng.normal(100, 5, 300).round(2), "数量": rng.integers(1, 5, 300)})
+    _project(tmp_path, df, anomaly={"detectors": ["knn"]}, train={"trials": 1, "budget": 10})
+    code, _, err = cli(["run"], capsys, tmp_path)
+    assert code == 0, err
+    df.head(20).assign(金额=[1e6] + [100.0] * 19).to_csv(tmp_path / "new.csv", index=False)
+    code, _, err = cli(["predict", "--data", "new.csv", "--out", "out.csv"], capsys, tmp_path)
+    assert code == 0, err
+    out = pd.read_csv(tmp_path / "out.csv")
+    reasons = out["reasons"].iloc[0]  # as the file holds it (json.loads would undo the escapes)
+    assert out["is_anomaly"].iloc[0] and '"金额"' in reasons and "\\u" not in reasons, reasons
+    assert "\\u" not in (tmp_path / "out.csv").read_text(encoding="utf-8-sig")
+
+
 @pytest.mark.parametrize("df,data,says", [
     (pd.DataFrame({"id": [f"r{i}" for i in range(50)], "label": [None] * 49 + ["anomaly"]}),
      {"id": "id", "target": "label"}, "no usable feature for anomaly detection: no feature column"),

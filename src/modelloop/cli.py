@@ -44,7 +44,7 @@ def _finite(v: Any) -> Any:
     return v
 
 
-def _emit(result: dict[str, Any], as_json: bool, render) -> None:
+def _emit(result: dict[str, Any] | list[Any], as_json: bool, render) -> None:
     """``--json``: one object on stdout, its text as written (a 评论 column reads 评论, not \\u8bc4\\u8bba),
     escaped only where the output's encoding cannot hold it; else the one-screen summary."""
     if as_json:
@@ -352,11 +352,7 @@ def jobs_list(state: list[str] | None = typer.Option(None, "--state", help="only
     if watch is not None and not as_json:
         watch_jobs(lambda: list_jobs(ws, state or None), out, every=watch)
         return
-    res = list_jobs(ws, state or None)
-    if as_json:
-        sys.stdout.write(json.dumps(_finite(res), default=str) + "\n")
-    else:
-        render_jobs(res, out)
+    _emit(list_jobs(ws, state or None), as_json, lambda res: render_jobs(res, out))
 
 
 @jobs_app.command("show")

@@ -50,6 +50,18 @@ def test_submit_list_show_cancel_through_the_cli(tmp_path, capsys):
     assert "train" in out and "cancelled" in out and "-c" not in out
 
 
+def test_jobs_list_json_keeps_text_as_written(tmp_path, capsys):
+    """``jobs list --json`` writes a job's Chinese argument as written, as every other ``--json`` does
+    (it escaped it to \\u8bc4\\u8bba: ``json.dumps``' default)."""
+    make_project(tmp_path)
+    code, _, err = cli(["jobs", "submit", "--json", "--", "predict", "--data", "评论.csv"], capsys, tmp_path)
+    assert code == 0, err
+    code, out, err = cli(["jobs", "list", "--json"], capsys, tmp_path)
+    assert code == 0, err
+    assert "评论.csv" in out and "\\u8bc4" not in out
+    assert json.loads(out)[0]["command"][:3] == ["predict", "--data", "评论.csv"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["submit", "--gpus", "3", "--", "train"], "more than the pool has (gpus: 3 asked, the pool has 2)"),
     (["submit", "--cpus", "4", "--", "train"], "cpus: 4 asked, the pool has 2"),

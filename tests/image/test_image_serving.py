@@ -46,6 +46,9 @@ def test_own_training_images_are_answered_as_offline(served):
         served_p = np.array([[p["probabilities"][str(c)] for c in model.classes_] for p in preds])
         np.testing.assert_allclose(served_p, offline, atol=1e-5)
         assert [p["label"] for p in preds] == list(np.asarray(model.classes_)[offline.argmax(1)])
+    # the uploads are counted under their own route in /metrics (they were 'other')
+    metrics = httpx.get(f"{url}/metrics", timeout=60).text
+    assert 'modelloop_requests_total{endpoint="/v1/predict/image",status="200"}' in metrics
 
 
 def test_the_log_keeps_digests_and_statistics_not_the_bytes(served):

@@ -71,12 +71,12 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("modelloop.serving")
 SECRET_ENV = "MODELLOOP_SERVE_SECRET"
-_ENDPOINTS = {p: p for p in ("/v1/predict", "/v1/feedback", "/v1/health", "/v1/ready", "/v1/model",
-                             "/v1/admin/reload", "/metrics", "/docs", "/openapi.json",
+_ENDPOINTS = {p: p for p in ("/v1/predict", "/v1/predict/image", "/v1/feedback", "/v1/health", "/v1/ready",
+                             "/v1/model", "/v1/admin/reload", "/metrics", "/docs", "/openapi.json",
                              "/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/recommend",
                              "/v1/interactions")}
-_KEYED = frozenset({"/v1/predict", "/v1/feedback", "/v1/model", "/v1/admin/reload", "/v1/recommend",
-                    "/v1/interactions"})  # security.py
+_KEYED = frozenset({"/v1/predict", "/v1/predict/image", "/v1/feedback", "/v1/model", "/v1/admin/reload",
+                    "/v1/recommend", "/v1/interactions"})  # security.py
 _ERROR_KINDS = {401: "auth", 403: "auth", 404: "not_found", 405: "bad_request", 409: "conflict",
                 413: "too_large", 422: "validation", 503: "not_ready"}
 

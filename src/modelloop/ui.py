@@ -421,6 +421,11 @@ def demo_summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("fresh data", f"{ch['rows']} rows: f1_macro v{ch['version']} {ch['metrics']['f1_macro']:.3f} → "
                                    f"v{cl['version']} {cl['metrics']['f1_macro']:.3f}, roc_auc "
                                    f"{ch['metrics']['roc_auc']:.3f} → {cl['metrics']['roc_auc']:.3f}"))
+        for metric, c in (f.get("change") or {}).items():  # how much of each change is noise, as the gate says
+            if c.get("interval"):
+                lo, hi = c["interval"]
+                rows.append(("", f"{metric} {c['delta']:+.3f}, 95% interval {lo:+.3f} to {hi:+.3f}"
+                                 + (": within the noise" if c.get("within_noise") else "")))
     return rows
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "IN_TARGET_UNITS",
     "REGRESSION_METRICS",
     "bootstrap_interval",
+    "change_within_noise",
     "classification_metrics",
     "direction",
     "improvement",
@@ -207,6 +208,16 @@ def paired_change_interval(metric: str, y_true: np.ndarray, after: tuple[np.ndar
     return _percentiles(len(y), lambda i: sign * (compute(metric, y[i], after[0][i], threshold=after[1])
                                                   - compute(metric, y[i], before[0][i], threshold=before[1])),
                         rounds, seed)
+
+
+def change_within_noise(interval: list[float] | None) -> bool | None:
+    """Whether a :func:`paired_change_interval` says the rows cannot tell the two models apart: it holds 0
+    (a bound at 0 included: no change on >= 2.5% of the resamples); one of a single point (the same
+    answers) can. None without an interval. The retrain gate's ``recent_gain_within_noise`` and the
+    demo's fresh-data ``within_noise``."""
+    if interval is None:
+        return None
+    return interval[0] <= 0 <= interval[1] and interval[0] < interval[1]
 
 
 def _percentiles(n: int, statistic: Callable[[np.ndarray], float], rounds: int, seed: int) -> list[float]:

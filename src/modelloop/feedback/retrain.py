@@ -45,7 +45,7 @@ from ..data.snapshot import ROW_ID, content_hash, write_snapshot
 from ..data.stages import cleaning_plan
 from ..errors import StateError
 from ..evaluation.evaluate import evaluate_model, judged_as_configured
-from ..evaluation.metrics import IN_TARGET_UNITS, improvement
+from ..evaluation.metrics import IN_TARGET_UNITS, change_within_noise, improvement
 from ..families import family_of, label_column
 from ..registry import PRODUCTION, load_model, promote, resolve_model
 from ..workspace import Workspace
@@ -354,7 +354,7 @@ def _decide(ws: Workspace, champion: dict, challenger: dict, merged: dict, trigg
             **({"feedback_inputs": merged["feedback_inputs"]} if merged.get("feedback_inputs") else {}),
             "rows": {"holdout": len(holdout), "recent": len(recent)}, "metric": metric,
             "gate": {"recent_gain": gain, "recent_gain_interval": interval,
-                     "recent_gain_within_noise": _within_noise(interval), "holdout_drop": drop if checked else None,
+                     "recent_gain_within_noise": change_within_noise(interval), "holdout_drop": drop if checked else None,
                      "min_improvement": rc.min_improvement,
                      "max_holdout_drop": rc.max_holdout_drop, "relative": relative,
                      "recent_metric": recent_metric, "holdout_metric": holdout_metric,
@@ -492,21 +492,12 @@ def _gain_interval(metric: str, answers: dict[str, Any], champion_figure: float)
     return [round(float(lo), 6), round(float(hi), 6)]
 
 
-def _within_noise(interval: list[float] | None) -> bool | None:
-    """Whether the recent slice cannot tell the two models apart: its interval holds 0 (a bound at 0
-    included: no change on >= 2.5% of the resamples); one of a single point (the same answers) can.
-    None without an interval."""
-    if interval is None:
-        return None
-    return interval[0] <= 0 <= interval[1] and interval[0] < interval[1]
-
-
 def _noise_words(metric: str, interval: list[float] | None, rows: int) -> str:
     """The interval as the reason says it, and whether the recent slice can tell the two models apart."""
     if interval is None:
         return ""
     lo, hi = (_change(metric, v)[0] for v in interval)
-    verdict = ": within the noise, too few rows to tell the two apart" if _within_noise(interval) else ""
+    verdict = ": within the noise, too few rows to tell the two apart" if change_within_noise(interval) else ""
     return f" (95% interval {lo} to {hi} on {rows:,} recent rows{verdict})"
 
 

@@ -29,18 +29,25 @@ def test_a_one_step_fine_tune_moves_the_weights(full_tune_job):
     assert moved, "one optimizer step left every weight as the base model's"
 
 
-def test_the_train_summary_warns_of_a_budget_that_allowed_one_step(tmp_path, capsys, tiny_llama, pairs):
+def _train_summary(tmp_path, capsys, tiny_llama, pairs, train: dict | None = None, **model) -> dict:
+    """``modelloop ingest`` then ``train --json`` on the tiny model with these model settings: the summary."""
     from gen_toy import gen_config
 
     pairs.to_json(tmp_path / "qa.jsonl", orient="records", lines=True, force_ascii=False)
-    raw = gen_config(tmp_path, tiny_llama, epochs=100, early_stopping_patience=100, batch_size=1, packing=False,
-                     eval_samples=2, max_new_tokens=4)
-    raw["train"] = {"budget": 0.01}  # spent before the first step ends: the fine-tune makes one
+    raw = gen_config(tmp_path, tiny_llama, eval_samples=2, max_new_tokens=4, **model)
+    if train is not None:
+        raw["train"] = train
     (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     assert cli(["ingest"], capsys, tmp_path)[0] == 0
     code, out, err = cli(["train", "--json"], capsys, tmp_path)
     assert code == 0, err[-3000:]
-    summary = json.loads(out)
+    return json.loads(out)
+
+
+def test_the_train_summary_warns_of_a_budget_that_allowed_one_step(tmp_path, capsys, tiny_llama, pairs):
+    # a budget spent before the first step ends: the fine-tune makes one
+    summary = _train_summary(tmp_path, capsys, tiny_llama, pairs, train={"budget": 0.01}, epochs=100,
+                             early_stopping_patience=100, batch_size=1, packing=False)
     g = summary["generation"]
     assert g["steps_run"] == 1 and g["stopped_by_budget"] is True and g["last_step_lr"] > 0, g
     (warning,) = summary["warnings"]
@@ -95,16 +102,8 @@ def test_a_partial_or_single_epoch_is_not_judged():
 
 
 def test_the_train_summary_warns_of_a_training_loss_that_did_not_fall(tmp_path, capsys, tiny_llama, pairs):
-    from gen_toy import gen_config
-
-    pairs.to_json(tmp_path / "qa.jsonl", orient="records", lines=True, force_ascii=False)
-    raw = gen_config(tmp_path, tiny_llama, epochs=3, early_stopping_patience=3, learning_rate=1e-9,
-                     eval_samples=2, max_new_tokens=4)
-    (tmp_path / "modelloop.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
-    assert cli(["ingest"], capsys, tmp_path)[0] == 0
-    code, out, err = cli(["train", "--json"], capsys, tmp_path)
-    assert code == 0, err[-3000:]
-    summary = json.loads(out)
+    summary = _train_summary(tmp_path, capsys, tiny_llama, pairs, epochs=3, early_stopping_patience=3,
+                             learning_rate=1e-9)
     g = summary["generation"]
     assert g["steps_run"] >= 5 and g["epochs_run"] == 3 and g["stopped_by_budget"] is False, g  # enough steps
     (warning,) = summary["warnings"]

@@ -88,11 +88,14 @@ class SplitConfig(_Section):
     # Left out, the strategy follows the data: time when data.time is set, else stratified for a
     # classification and random for a regression (a continuous target has no strata). It is filled
     # in once the task is known: at load when ``task`` is set, else when it is inferred.
-    strategy: Literal["stratified", "random", "time", "group", "user"] | None = Field(
+    strategy: Literal["stratified", "random", "time", "group", "user", "column"] | None = Field(
         None, description="default: time with data.time, else stratified (classification), random (regression) "
-                          "or user (recommendation: a share of each user's interactions)")
+                          "or user (recommendation: a share of each user's interactions); column: the rows "
+                          "split.column marks test are the test split")
     test_size: float = Field(0.2, gt=0.0, lt=0.9)
     seed: int = 0
+    column: str | None = Field(None, description="split.strategy column: the column saying each row's side "
+                                                 "(test or train, true or false, 1 or 0); never a feature")
     # True when ``strategy`` was filled in from the task rather than written in the config
     _follows_task: bool = PrivateAttr(False)
 
@@ -361,6 +364,17 @@ def split_needs_its_column(cfg: Config) -> list[str]:
         return ["split.strategy: 'group' needs data.group (the group column), got data.group: null"]
     if s == "user" and not cfg.data.user and not cfg.split._follows_task:  # a recommender's own: interaction_columns
         return ["split.strategy: 'user' needs data.user (the user id column), got data.user: null"]
+    if s == "column" and not cfg.split.column:
+        return ["split.strategy: 'column' needs split.column (the column marking each row test or train), "
+                "got split.column: null"]
+    if cfg.split.column and s != "column":
+        given = "null (left out)" if s is None else f"{s}{' (left out, so it follows the task)' if cfg.split._follows_task else ''}"
+        return [f"split.column: read only by split.strategy: column, got split.strategy: {given}; "
+                f"set split.strategy: column to use the column's sides, or remove split.column"]
+    if s == "column" and cfg.split.column in (cfg.data.target, cfg.data.id, cfg.data.time, cfg.data.group,
+                                              cfg.data.user):
+        return [f"split.column: '{cfg.split.column}' is also a role column (data.target, id, time, group or "
+                f"user); name a column of its own that marks each row test or train"]
     if s == "stratified" and cfg.task is not None and not _head(cfg.task).stratifies:
         return ["split.strategy: 'stratified' needs a classification task; use random, time or group"]
     if s == "stratified" and cfg.data.target is None:  # a task whose labels are optional, left out (anomaly)

@@ -166,8 +166,10 @@ def _infer_schema(cfg: Config, frame: Any, kinds: dict[str, str] | None = None,
 
     d = cfg.data
     text = d.text or next((c for c, k in (kinds or {}).items() if k == "text"), None)
+    marks = split_column(cfg)  # never a feature: it says which rows score the model
     return infer_schema(frame, target=d.target, id=d.id, time=d.time, text=text,
-                        overrides={**(kinds or {}), **d.columns}, drop=d.drop, each=each)
+                        overrides={**(kinds or {}), **d.columns, **({marks: "identifier"} if marks else {})},
+                        drop=d.drop, each=each)
 
 
 def _parquet_path(cfg: Config) -> Path | None:
@@ -361,6 +363,8 @@ def split_key(cfg: Config) -> str:
     key = [s.strategy, s.test_size, s.seed, cfg.data.target, cfg.data.time, cfg.data.group]
     if s.strategy == "user":  # only then: the keys of every other strategy stay what they were
         key.append(cfg.data.user)
+    if s.strategy == "column":
+        key.append(s.column)
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
 
 
@@ -401,7 +405,7 @@ def freeze_split(ws: Workspace, row: dict[str, Any], df: pd.DataFrame | pl.DataF
                 inherit = pd.read_parquet(p["path"])
         frame = make_split(df, strategy=str(cfg.split.strategy), test_size=cfg.split.test_size,
                            seed=cfg.split.seed, target=cfg.data.target, time=cfg.data.time,
-                           group=cfg.data.group, inherit=inherit, user=cfg.data.user)
+                           group=cfg.data.group, inherit=inherit, user=cfg.data.user, column=split_column(cfg))
         path = ws.datasets_dir / row["id"] / f"split-{key}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -454,9 +458,15 @@ def _read_roles(row: dict[str, Any], columns: list[str]) -> pl.DataFrame:
 
 
 def _split_inputs(cfg: Config, columns: Any) -> list[str]:
-    """The role columns a new split reads (target, time, group, user) that ``columns`` has."""
+    """The role columns a new split reads (target, time, group, user, split.column) that ``columns`` has."""
     d = cfg.data
-    return [c for c in dict.fromkeys([d.target, d.time, d.group, d.user]) if c is not None and c in columns]
+    return [c for c in dict.fromkeys([d.target, d.time, d.group, d.user, split_column(cfg)])
+            if c is not None and c in columns]
+
+
+def split_column(cfg: Config) -> str | None:
+    """``split.column`` under ``split.strategy: column`` (the column marking each row's side), else None."""
+    return cfg.split.column if cfg.split.strategy == "column" else None
 
 
 def split_sides(ws: Workspace, row: dict[str, Any], data: pl.LazyFrame) -> pl.Series:

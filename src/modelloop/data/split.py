@@ -19,7 +19,7 @@ from .snapshot import ROW_ID
 if TYPE_CHECKING:  # pandas on first use: a new version's split of a Parquet source is made with Polars
     import pandas as pd
 
-__all__ = ["FoldGroups", "check_target", "fold_groups", "fold_scheme", "group_counts", "group_sides", "make_folds", "make_split",
+__all__ = ["FoldGroups", "check_target", "column_sides", "fold_groups", "fold_scheme", "group_counts", "group_sides", "make_folds", "make_split",
            "whole_groups"]
 
 
@@ -64,14 +64,18 @@ def _judge(target: str, task: str, *, rows: int, numbers: bool, classes: Any, fi
 
 def make_split(df: pd.DataFrame | pl.DataFrame, *, strategy: str, test_size: float, seed: int, target: str,
                time: str | None = None, group: str | None = None,
-               inherit: pd.DataFrame | None = None, user: str | None = None) -> pd.DataFrame | pl.DataFrame:
+               inherit: pd.DataFrame | None = None, user: str | None = None,
+               column: str | None = None) -> pd.DataFrame | pl.DataFrame:
     """``_row_id`` -> ``split`` ('train' | 'test'). Inherited rows keep their side; new rows are split.
-    ``user``: the user column of strategy ``user`` (a share of each user's rows).
+    ``user``: the user column of strategy ``user`` (a share of each user's rows); ``column``: the column of
+    strategy ``column`` (each row's side as the data says it, ``column_sides``).
 
     A Polars ``df`` (a new version's role columns at ingest) is split without pandas, into the same rows
     (``_codes``, ``_times``), and gives a Polars frame; with ``inherit`` it is split as pandas."""
     if strategy == "user":
         group = user
+    if strategy == "column":
+        group = column
     if isinstance(df, pl.DataFrame):
         if inherit is None:  # the sides as an Enum: a byte a row, where a million strings took 16 MiB
             is_test = pl.Series("split", _split_new(df, strategy, test_size, seed, target, time, group))
@@ -140,8 +144,11 @@ def _sides(test: np.ndarray) -> pd.Series:
 
 def _split_new(df: pd.DataFrame | pl.DataFrame, strategy: str, test_size: float, seed: int, target: str,
                time: str | None, group: str | None, adding: bool = False) -> np.ndarray:
-    """The test rows (a mask) among the rows of ``df`` (``adding``: the new rows of a split version)."""
+    """The test rows (a mask) among the rows of ``df`` (``adding``: the new rows of a split version).
+    Under strategy ``column``, ``group`` is the column marking the sides (``make_split``)."""
     n = len(df)
+    if strategy == "column":
+        return column_sides(df, group, adding=adding)
     if strategy == "group" and not adding:
         _split_groups(_codes(df, group) if n else np.zeros(0, dtype=np.int64), group)
     if n < 2 and not adding:  # new rows of a split version may be one: they train
@@ -186,6 +193,40 @@ def _split_new(df: pd.DataFrame | pl.DataFrame, strategy: str, test_size: float,
             _no_class_to_test(df, target)
         return test
     return _test_rows(np.zeros(n, dtype=np.int64), test_size, rng)
+
+
+TEST_MARKS = ("test", "true", "1")
+TRAIN_MARKS = ("train", "false", "0")
+
+
+def column_sides(df: pd.DataFrame | pl.DataFrame, column: str | None, *, adding: bool = False) -> np.ndarray:
+    """The test mask ``split.column`` gives (strategy ``column``): a row is test when its value is test, true
+    or 1 and train when it is train, false or 0 (text in any case and spacing, booleans, integers). Any other
+    value, a missing one included, stops the ingest naming the values and how many rows hold them; so does a
+    new version with no row on one side (``adding``, the new rows of a split version, may be all one side).
+
+    Why: a team with a holdout of its own (a golden set, last quarter's cases, a competition's test file)
+    scores every model on exactly those rows, as Ludwig's ``split: fixed`` does, instead of a share drawn
+    from them."""
+    import pandas as pd
+
+    assert column is not None
+    values = df.get_column(column).to_pandas() if isinstance(df, pl.DataFrame) else df[column]
+    text = values.astype("string").str.strip().str.lower()
+    text = text.mask(text.isin(["1.0"]), "1").mask(text.isin(["0.0"]), "0")
+    test, train = text.isin(TEST_MARKS).to_numpy(bool), text.isin(TRAIN_MARKS).to_numpy(bool)
+    bad = ~(test | train)
+    if bad.any():
+        counts = pd.Series(values[bad].astype(object).where(values[bad].notna(), "<missing>")).value_counts()
+        shown = cap_list(f"{v!r}: {n} row{'' if n == 1 else 's'}" for v, n in counts.items())
+        raise DataError(f"split.column '{column}': {int(bad.sum())} row{'' if bad.sum() == 1 else 's'} say neither "
+                        f"test nor train ({shown}); allowed: test or train (any case), true or false, 1 or 0 "
+                        f"(a validation row is a training row here: the search draws its own folds from them)")
+    if not adding and len(df) and (test.all() or not test.any()):
+        side = "test" if test.all() else "train"
+        raise DataError(f"split.column '{column}': all {len(df)} rows say {side}; the frozen test split needs "
+                        f"rows on both sides (training rows to fit on, test rows to score on)")
+    return test
 
 
 def _no_class_to_test(df: pd.DataFrame | pl.DataFrame, target: str) -> None:

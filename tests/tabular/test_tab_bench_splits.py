@@ -130,3 +130,41 @@ def test_autogluon_python_may_be_given_relative_to_the_working_directory(tmp_pat
     rows = pd.DataFrame({"x": [0.0, 1.0], "target": [0, 1]})
     out = mod._autogluon(rows, rows, 1.0, Path("env/python"))
     assert out is not None and out["f1_macro"] == 1.0 and out["best"] == "stub"
+
+
+def test_pool_reads_the_goals_over_an_earlier_runs_splits_and_this_ones(bench, capsys, monkeypatch, tmp_path):
+    """--pool: a second run of new seeds adds to the first's per-split figures; the means, spreads, paired
+    gaps and goals read all of them, as one run of every seed would."""
+    mod, seen = bench
+    first, out = _main(mod, capsys, monkeypatch, "--splits", "2")
+    assert first["wine"]["modelloop"]["seeds"] == [0, 1]
+    (tmp_path / "first.log").write_text(out)          # the whole output, tables then JSON
+    seen.clear()
+    pooled, out = _main(mod, capsys, monkeypatch, "--splits", "2", "--first-split", "2",
+                        "--pool", str(tmp_path / "first.log"))
+    assert len(seen["modelloop"]) == 2                  # only the new seeds were run
+    whole, _ = _main(mod, capsys, monkeypatch, "--splits", "4")
+    for tool in ("modelloop", "lightgbm_defaults", "flaml"):
+        assert pooled["wine"][tool]["seeds"] == [0, 1, 2, 3]
+        assert pooled["wine"][tool]["splits"] == whole["wine"][tool]["splits"]
+        assert pooled["wine"][tool]["f1_macro"] == whole["wine"][tool]["f1_macro"]
+        assert pooled["wine"][tool]["f1_macro_std"] == whole["wine"][tool]["f1_macro_std"]
+    assert "mean +- std over 4 splits (seeds 0, 1, 2, 3, with --pool)" in out
+    assert "per split -0.0300 +- 0.0000 (standard error over 4), lower on 4 of 4" in out
+
+
+def test_pool_refuses_a_seed_counted_twice_and_a_run_without_seeds(bench, capsys, monkeypatch, tmp_path):
+    mod, _ = bench
+    first, _ = _main(mod, capsys, monkeypatch, "--splits", "2")
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    with pytest.raises(SystemExit, match=r"split seed\(s\) \[1\] already in this run"):
+        _main(mod, capsys, monkeypatch, "--splits", "2", "--first-split", "1", "--pool", str(tmp_path / "first.json"))
+    for row in first["wine"].values():
+        if row:
+            del row["seeds"]
+    (tmp_path / "old.json").write_text(json.dumps(first))
+    with pytest.raises(SystemExit, match="set wine records no split seeds"):
+        _main(mod, capsys, monkeypatch, "--splits", "2", "--first-split", "2", "--pool", str(tmp_path / "old.json"))
+    (tmp_path / "text.log").write_text("no json here\n")
+    with pytest.raises(SystemExit, match="no JSON in it"):
+        _main(mod, capsys, monkeypatch, "--splits", "2", "--pool", str(tmp_path / "text.log"))

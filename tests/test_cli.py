@@ -487,3 +487,34 @@ def test_output_to_a_pipe_keeps_each_line_whole(tmp_path, capsys):
     line = ("Next: set data.source and data.target in a_rather_long_project_folder_name/modelloop.yaml (or init "
             "with --source FILE --target COLUMN), then cd a_rather_long_project_folder_name && modelloop run")
     assert code == 0 and line in out.splitlines()[0] and len(out.splitlines()[0]) > 80
+
+
+def test_init_suggests_a_holdout_column_as_the_test_split_and_uncommented_it_splits_so(tmp_path, capsys):
+    """A table with a column named as a holdout mark (here 'Split'): `init` writes split.strategy column
+    commented, naming it; as written the config has no split section, uncommented the marked rows are the
+    frozen test split. A table without such a column gets no such lines."""
+    import yaml
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=50), "y": [0, 1] * 25,
+                       "Split": ["test" if i % 5 == 0 else "train" for i in range(50)]})
+    df.to_csv(tmp_path / "rows.csv", index=False)
+    code, _, err = cli(["init", "own", "--source", "rows.csv", "--target", "y"], capsys, tmp_path)
+    assert code == 0, err
+    text = (tmp_path / "own" / "modelloop.yaml").read_text()
+    assert '# split:                      # "Split" looks like your own holdout mark' in text
+    assert "split" not in yaml.safe_load(text)
+    edited = text.replace("# split: ", "split: ").replace("#   strategy:", "  strategy:").replace("#   column:", "  column:")
+    assert yaml.safe_load(edited)["split"] == {"strategy": "column", "column": "Split"}
+    (tmp_path / "own" / "modelloop.yaml").write_text(edited)
+    code, out, err = cli(["ingest", "--json"], capsys, tmp_path / "own")
+    assert code == 0, err
+    from modelloop import Project
+    from modelloop.data.ingest import split_key
+
+    ws = Project.load(tmp_path / "own" / "modelloop.yaml").workspace
+    split = ws.catalog.get_split(ws.catalog.latest_dataset("own")["id"], split_key(ws.config))
+    assert split["counts"] == {"train": 40, "test": 10}
+    df.drop(columns="Split").to_csv(tmp_path / "plain.csv", index=False)
+    assert cli(["init", "plain", "--source", "plain.csv", "--target", "y"], capsys, tmp_path)[0] == 0
+    assert "split" not in (tmp_path / "plain" / "modelloop.yaml").read_text()

@@ -29,7 +29,7 @@ name: {name}
 {task}data:
   source: {source}      # CSV, Parquet, JSONL path, or a SQLAlchemy URL (then `query:`)
 {target}{query}  id: null                    # optional row id column (never used as a feature)
-{model}train:
+{model}{split}train:
   budget: 120                 # seconds for the whole search
 {metric}"""
 _METRIC_LEFT_OUT = "  # metric: f1_macro          # default: f1_macro for classification, rmse for regression\n"
@@ -44,6 +44,15 @@ _INTERACTIONS = """\
   item: null                  # required: the item id column
   # rating: null              # a rating column (explicit feedback); left out, interactions are implicit
   # time: null                # a timestamp column: each user's latest interactions are the test
+"""
+# a column whose name says it marks a holdout (``split.strategy: column``), suggested commented: left as it
+# is, the team's own test rows were drawn into training and a 20 % share of every row was scored instead
+_HOLDOUT_NAMES = ("split", "is_test", "holdout", "is_holdout", "partition", "subset", "train_test", "data_split",
+                  "dataset_split")
+_HOLDOUT = """\
+# split:                      # {column} looks like your own holdout mark: uncomment to score every model
+#   strategy: column          # on its test rows (test/train, true/false or 1/0); left out, a share of the
+#   column: {column}{pad}# rows is drawn and {column} is a feature
 """
 # a recommender's opt-in ``model.relevant_rating`` (with data.rating), commented as the metric line is: a
 # team with 1-5 stars that never heard of it got ranking figures counting a held-out 1-star rating as a hit
@@ -126,7 +135,8 @@ def init_project(directory: Path | str, *, example: str | None = None, source: s
                              source=entry[0] if entry else "data/train.csv",
                              target=_TARGET.format(target=label) if label else _no_target(task, source),
                              query=f"  query: {entry[2]}\n" if entry and entry[2] else "",
-                             model=_RELEVANT_RATING if _recommends(task) else "", metric=_metric_line(task))
+                             model=_RELEVANT_RATING if _recommends(task) else "", metric=_metric_line(task),
+                             split=_holdout_line(source))
     tmp = cfg_path.with_suffix(".yaml.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(cfg_path)
@@ -144,6 +154,17 @@ def _metric_line(task: str | None) -> str:
     if head is None or not head.default_metric:
         return _METRIC_LEFT_OUT
     return f"  # metric: {head.default_metric:<17} # default for task {task}; allowed: {', '.join(head.metrics)}\n"
+
+
+def _holdout_line(source: str | None) -> str:
+    """The commented ``split: {strategy: column}`` lines when a column of ``source`` is named as a holdout
+    mark is (``_HOLDOUT_NAMES``, any case), else nothing."""
+    columns = _columns(Path(source)) if source is not None else None
+    column = next((c for c in columns or [] if c.lower() in _HOLDOUT_NAMES), None)
+    if column is None:
+        return ""
+    name = _scalar(column)
+    return _HOLDOUT.format(column=name, pad=" " * max(1, 18 - len(name)))
 
 
 def _recommends(task: str | None) -> bool:

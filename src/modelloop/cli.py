@@ -157,8 +157,9 @@ def predict(config: str = ConfigOpt,
                                                                "compute.address)"),
             out_encoding: str | None = typer.Option(None, "--out-encoding",
                                                     help="a CSV output's: utf-8 | utf-8-sig (with the BOM Excel "
-                                                         "needs) | gbk; default utf-8, with a BOM where the "
-                                                         "input CSV had one"),
+                                                         "needs) | gbk | cp932; default utf-8, with a BOM where "
+                                                         "the input CSV came from Excel (a BOM, or GBK, "
+                                                         "Shift-JIS or Windows-1252)"),
             as_json: bool = JsonOpt) -> None:
     """Score a file with a model (production by default), as the API would; the input's columns are kept."""
     from .ui import render_predict, rows_progress

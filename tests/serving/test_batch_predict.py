@@ -303,7 +303,7 @@ def test_an_excel_csv_utf8_input_gets_a_bom_output_and_out_encoding_chooses(toy,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--out", "o.csv", "--out-encoding", "latin-9"], "--out-encoding: must be one of utf-8, utf-8-sig, gbk"),
+    (["--out", "o.csv", "--out-encoding", "latin-9"], "--out-encoding: must be one of utf-8, utf-8-sig, gbk, cp932"),
     (["--out", "o.csv", "--out-encoding", "big5"], "got 'big5'"),
     (["--out", "o.jsonl", "--out-encoding", "gbk"], "applies to a CSV output"),
 ])
@@ -359,3 +359,25 @@ def test_with_several_sources_predict_reads_a_csv_in_the_encoding_they_agree_on(
     assert predict(disagree, "auto.csv") != [note] * 30
     rows.to_csv(tmp_path / "in.csv", index=False)                           # UTF-8: detected right
     assert predict(disagree, "utf8.csv") == [note] * 30
+
+
+@pytest.mark.parametrize("encoding, note", [("gbk", "退款还没到"), ("cp932", "返金がまだ届いていません"),
+                                            ("cp1252", "café crème")])
+def test_an_excel_code_page_input_gets_a_bom_output_excel_opens(toy, project, capsys, tmp_path, encoding, note):
+    """Excel's plain "CSV" is the Windows code page (GBK, cp932, Windows-1252): the answers were plain UTF-8,
+    which Excel showed garbled. They are UTF-8 with the BOM now; --out-encoding cp932 (or shift_jis) writes
+    what Japanese Excel reads, as gbk does for Chinese."""
+    from modelloop.serving.batch import predict_file
+
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(30).assign(note=note)
+    (tmp_path / "in.csv").write_bytes(rows.to_csv(index=False).encode(encoding))
+    res = predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "out.csv")
+    raw = (tmp_path / "out.csv").read_bytes()
+    assert res["out_encoding"] == "utf-8-sig" and raw.startswith(b"\xef\xbb\xbf")
+    assert pd.read_csv(tmp_path / "out.csv", encoding="utf-8-sig")["note"].tolist() == [note] * 30
+    if encoding == "cp932":
+        for asked in ("cp932", "shift_jis"):
+            code, out, err = cli(["predict", "--data", str(tmp_path / "in.csv"), "--out", str(tmp_path / "j.csv"),
+                                  "--out-encoding", asked, "--json"], capsys, project)
+            assert code == 0 and json.loads(out)["out_encoding"] == "cp932", err
+            assert (tmp_path / "j.csv").read_bytes().decode("cp932").count(note) == 30

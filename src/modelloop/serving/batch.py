@@ -30,9 +30,10 @@ __all__ = ["FORMATS", "OUT_ENCODINGS", "ChunkMapper", "given_columns", "predict_
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
            ".ndjson": "jsonl"}
 # a CSV output's encodings (``--out-encoding``): UTF-8 for programs (the default); UTF-8 with a BOM, which
-# Excel needs to read UTF-8 (the default where the input CSV began with one: Excel's "CSV UTF-8"); GBK,
-# what Excel on Chinese Windows reads and writes
-OUT_ENCODINGS = ("utf-8", "utf-8-sig", "gbk")
+# Excel needs to read UTF-8 (the default where the input CSV came from Excel: ``_out_encoding``); GBK and
+# cp932 (Windows' Shift-JIS), what Excel on Chinese and Japanese Windows read and write
+OUT_ENCODINGS = ("utf-8", "utf-8-sig", "gbk", "cp932")
+_OUT_ALIASES = {"shift_jis": "cp932"}  # what Japanese Excel calls Shift-JIS is cp932, its superset
 CHUNK_ROWS = 20_000
 
 # Scores (offset, chunk) pairs, in order, into (scored chunk, added columns): in this process by default;
@@ -83,10 +84,14 @@ def _blank_headers(path: Path, encoding: str = "auto") -> dict[str, str]:
     return {f"Unnamed: {i}": "" for i, name in enumerate(header) if name == ""}
 
 
-def _out_encoding(src: Path, kind_out: str, asked: str | None) -> str | None:
+def _out_encoding(src: Path, kind_out: str, asked: str | None, encoding: str = "auto") -> str | None:
     """A CSV output's encoding: ``asked`` (``--out-encoding``, one of ``OUT_ENCODINGS``), else UTF-8 with a
-    BOM where the input CSV began with one (saved by Excel as "CSV UTF-8": Excel opens the answers as it
-    opened the input), else UTF-8. None for another output (Parquet; JSON Lines are UTF-8)."""
+    BOM where the input CSV came from Excel, else UTF-8. None for another output (Parquet; JSON Lines are
+    UTF-8). From Excel: the input began with a BOM (its "CSV UTF-8"), or was read (in ``encoding``, the
+    project's, detected when ``auto``) in a code page (its plain "CSV": GBK on Chinese Windows, cp932 on
+    Japanese, Windows-1252 on Western). Excel then opens the answers as it opened the input, and every
+    character the model or the rows hold can be written; plain UTF-8 showed a Chinese team's Excel every
+    Chinese cell garbled."""
     import codecs
 
     if asked is not None:
@@ -94,19 +99,25 @@ def _out_encoding(src: Path, kind_out: str, asked: str | None) -> str | None:
             name: str | None = codecs.lookup(asked).name
         except LookupError:
             name = None
+        name = _OUT_ALIASES.get(name or "", name)
         if name not in OUT_ENCODINGS:
             raise DataError(f"--out-encoding: must be one of {', '.join(OUT_ENCODINGS)} (utf-8-sig: UTF-8 with "
-                            f"the BOM Excel needs; gbk: Excel on Chinese Windows), got {asked!r}")
+                            f"the BOM Excel needs; gbk: Excel on Chinese Windows; cp932: Excel on Japanese "
+                            f"Windows), got {asked!r}")
         if kind_out != "csv":
             raise DataError(f"--out-encoding: applies to a CSV output (.csv, .tsv); --out is {kind_out}")
         return name
     if kind_out != "csv":
         return None
-    bom = False
+    excel = False
     if src.is_file() and FORMATS.get(src.suffix.lower()) == "csv":
         with open(src, "rb") as fh:
-            bom = fh.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
-    return "utf-8-sig" if bom else "utf-8"
+            excel = fh.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
+        try:
+            excel = excel or codecs.lookup(file_encoding(src, encoding)).name not in ("utf-8", "utf-8-sig", "ascii")
+        except LookupError:  # an unknown data.encoding: the read names it
+            pass
+    return "utf-8-sig" if excel else "utf-8"
 
 
 def _unencodable(frame: pd.DataFrame, names: list[Any] | None, encoding: str, offset: int) -> str:
@@ -200,8 +211,8 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     A CSV input is read in the project's ``data.encoding`` (detected when ``auto``), as ingest reads it
     (with ``data.sources``, the encoding they agree on: ``encoding.project_encoding``). A
     CSV output is written in ``out_encoding`` (``OUT_ENCODINGS``; default: UTF-8, with a BOM where the
-    input CSV began with one), returned as ``out_encoding``; a value it cannot hold stops the run (a
-    DataError naming the row and column), and nothing is written.
+    input CSV came from Excel: ``_out_encoding``), returned as ``out_encoding``; a value it cannot hold
+    stops the run (a DataError naming the row and column), and nothing is written.
     """
     from ..families import family_of
     from .runtime import load_runtime
@@ -212,8 +223,8 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     if dst.resolve() == src.resolve():
         raise DataError(f"--out: {dst} is the input file; write the predictions to another file")
     kind_out = _format(dst, "--out")
-    enc_out = _out_encoding(src, kind_out, out_encoding)
     started, encoding = time.time(), project_encoding(ws.config.data)
+    enc_out = _out_encoding(src, kind_out, out_encoding, encoding)
     runtime = load_runtime(ws, model, text_threads=None)
     own = getattr(family_of(runtime.row), "predict_frames", None)
     if own is not None:

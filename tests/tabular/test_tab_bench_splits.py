@@ -159,6 +159,11 @@ def test_pool_refuses_a_seed_counted_twice_and_a_run_without_seeds(bench, capsys
     (tmp_path / "first.json").write_text(json.dumps(first))
     with pytest.raises(SystemExit, match=r"split seed\(s\) \[1\] already in this run"):
         _main(mod, capsys, monkeypatch, "--splits", "2", "--first-split", "1", "--pool", str(tmp_path / "first.json"))
+    for split in first["wine"]["modelloop"]["splits"]:
+        split["holdout"] = "test"  # a run with --modelloop-holdout test: another protocol
+    (tmp_path / "other.json").write_text(json.dumps(first))
+    with pytest.raises(SystemExit, match="ran modelloop with --modelloop-holdout test, this run with share"):
+        _main(mod, capsys, monkeypatch, "--splits", "2", "--first-split", "2", "--pool", str(tmp_path / "other.json"))
     for row in first["wine"].values():
         if row:
             del row["seeds"]
@@ -168,3 +173,18 @@ def test_pool_refuses_a_seed_counted_twice_and_a_run_without_seeds(bench, capsys
     (tmp_path / "text.log").write_text("no json here\n")
     with pytest.raises(SystemExit, match="no JSON in it"):
         _main(mod, capsys, monkeypatch, "--splits", "2", "--pool", str(tmp_path / "text.log"))
+
+
+def test_modelloop_holdout_test_fits_on_exactly_the_peers_rows(tmp_path):
+    """--modelloop-holdout test: modelloop's frozen test split is the shared test rows (split.strategy
+    column), so it fits on every training row the peers fit on, where the default keeps 5% of them."""
+    spec = importlib.util.spec_from_file_location("tabular_quality_real", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    df = mod.load_wine(as_frame=True).frame
+    train, test = mod._split(df, 0)
+    own = mod._modelloop(train, test, 3, ["linear"], holdout="test")
+    assert own["fit_rows"] == len(train) and own["holdout"] == "test"
+    share = mod._modelloop(train, test, 3, ["linear"])
+    assert share["fit_rows"] == len(train) - int(np.ceil(0.05 * len(train))) and share["holdout"] == "share"
+    assert 0.8 < own["f1_macro"] <= 1.0  # scored on the shared test rows, as before

@@ -73,3 +73,13 @@ def test_a_text_folder_file_of_two_encodings_is_reported(tmp_path):
     (tmp_path / "bon" / "b.txt").write_bytes("Très bon café, à côté de l'hôtel.\n".encode("cp1252") + "Crème brûlée\n".encode())
     with pytest.raises(DataError, match=r"b.txt mixes two encodings .*: lines in UTF-8 \(the first: line 2\)"):
         read_text_folder(tmp_path)
+
+
+def test_init_reports_a_file_of_two_encodings_before_writing_a_config(tmp_path, capsys):
+    """init reads the header in the detected encoding, as ingest reads the file: a Windows-1252 file with
+    UTF-8 lines in its first read is reported as such (not as a bad header), and no project is written."""
+    (tmp_path / "shop.csv").write_bytes(b"id,name,city\n" + LATIN + PASTED)
+    code, _, err = cli(["init", "proj", "--source", "shop.csv", "--target", "city"], capsys, tmp_path)
+    assert code == 2 and "Traceback" not in err and "is not a column" not in err
+    assert "--source: shop.csv mixes two encodings" in err and "lines in UTF-8 (the first: line 32)" in err
+    assert not (tmp_path / "proj").exists()

@@ -81,3 +81,25 @@ def test_one_trial_runs_past_a_budget_spent_before_any_trial_completed(tmp_path)
     seen.clear()
     search_loop(fresh, _run(fresh, seen=seen), budget=1000, n_trials=None)
     assert seen == []                                 # one completed: the spent budget runs no more
+
+
+def test_a_run_that_ends_at_its_deadline_records_the_whole_budget_spent(tmp_path):
+    """A trial that returns just before the deadline, then work after it (the callbacks) that takes the loop
+    past it: the run recorded the time at the trial's end, under the budget, and the next run of the same
+    budget started a trial its deadline cut at once (tests/training/test_tune.py's resume test flaked so).
+    The time recorded is the loop's stop now, so the next run has nothing left and runs no trial."""
+    import time
+
+    study = _study(tmp_path)
+    budget = 0.4
+
+    def run(trial: optuna.Trial, deadline: float):
+        time.sleep(max(0.0, deadline - time.monotonic() - 0.05))  # ends 50 ms before the deadline
+        return study.tell(trial, trial.suggest_float("x", -3.0, 3.0) ** 2)
+
+    search_loop(study, run, budget=budget, n_trials=None, on_trial=lambda _: time.sleep(0.1))
+    assert study.user_attrs[SPENT_KEY] >= budget
+    seen: list = []
+    again = _study(tmp_path)
+    search_loop(again, _run(again, seen=seen), budget=budget, n_trials=None)
+    assert seen == []

@@ -185,8 +185,11 @@ def _worker(index: int, storage: str, study_name: str, run_trial: Callable[..., 
                 if n_trials is not None and len(finished(study)) + running >= n_trials:
                     break
                 # past the deadline a trial runs only while the study has no model and none is on its way
-                if time.monotonic() >= deadline:
+                if (now := time.monotonic()) >= deadline:
                     if late or running or any(t.state == TrialState.COMPLETE for t in trials):
+                        # the spent time as of this check (``search.search_loop`` does the same)
+                        study.set_user_attr(SPENT_KEY, max(spent_before + now - start,
+                                                           float(study.user_attrs.get(SPENT_KEY) or 0.0)))
                         break
                     late = True
                 trial = study.ask()

@@ -382,3 +382,23 @@ def test_an_excel_code_page_input_gets_a_bom_output_excel_opens(toy, project, ca
                                   "--out-encoding", asked, "--json"], capsys, project)
             assert code == 0 and json.loads(out)["out_encoding"] == "cp932", err
             assert (tmp_path / "j.csv").read_bytes().decode("cp932").count(note) == 30
+
+
+def test_predict_detects_a_csvs_encoding_once(toy, project, tmp_path, monkeypatch):
+    """The output encoding, the blank headers and the rows each asked for the input's encoding: three 8 MB
+    reads and detections of one file. It is detected once per version of the file; a rewritten file is
+    detected again."""
+    from modelloop.data import encoding
+    from modelloop.serving.batch import predict_file
+
+    calls: list[int] = []
+    real = encoding.detect_encoding
+    monkeypatch.setattr(encoding, "detect_encoding", lambda raw: calls.append(len(raw)) or real(raw))
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(30).assign(note="退款还没到")
+    (tmp_path / "in.csv").write_bytes(rows.to_csv(index=False).encode("gbk"))
+    res = predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "out.csv")
+    assert len(calls) == 1 and res["out_encoding"] == "utf-8-sig"
+    assert pd.read_csv(tmp_path / "out.csv", encoding="utf-8-sig")["note"].tolist() == ["退款还没到"] * 30
+    (tmp_path / "in.csv").write_bytes(rows.assign(note="refund").to_csv(index=False).encode("utf-8"))
+    res = predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "out.csv")
+    assert len(calls) == 2 and res["out_encoding"] == "utf-8"

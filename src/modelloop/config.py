@@ -368,7 +368,8 @@ def split_needs_its_column(cfg: Config) -> list[str]:
         return ["split.strategy: 'column' needs split.column (the column marking each row test or train), "
                 "got split.column: null"]
     if cfg.split.column and s != "column":
-        given = "null (left out)" if s is None else f"{s}{' (left out, so it follows the task)' if cfg.split._follows_task else ''}"
+        left_out = " (left out, so it follows the task)" if cfg.split._follows_task else ""
+        given = "null (left out)" if s is None else f"{s}{left_out}"
         return [f"split.column: read only by split.strategy: column, got split.strategy: {given}; "
                 f"set split.strategy: column to use the column's sides, or remove split.column"]
     if s == "column" and cfg.split.column in (cfg.data.target, cfg.data.id, cfg.data.time, cfg.data.group,

@@ -178,3 +178,11 @@ def test_a_text_model_takes_the_other_columns_of_its_table() -> None:
     with pytest.raises(ValidationProblem) as info:
         v.validate_json(b'{"records": [{"message": "hi", "intent": "refund"}]}')
     assert "is the target" in info.value.errors[0]["msg"]
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T02:00:01+02:01", "9999-12-31T23:00:00-02:00"])
+def test_an_aware_time_outside_the_years_in_utc_is_refused_naming_the_field(value) -> None:
+    """Year 1 with a positive offset is year 0 in UTC (and 9999 with a negative one year 10000): the model
+    reads times in UTC, and the server answered 500 (OverflowError), found by tests/serving/test_fuzz.py."""
+    [err] = problems([{**GOOD, "signup": value}])
+    assert err["field"] == "signup" and "ISO 8601 date-time" in err["msg"]

@@ -299,6 +299,34 @@ def test_init_writes_a_non_english_column_and_path_as_the_user_typed_them(tmp_pa
     assert "\u2028" not in text and yaml.safe_load(text)["data"]["target"] == odd
 
 
+def test_a_table_with_utc_offset_times_profiles(tmp_path, capsys):
+    """Times written with their offset (every API export) made ``modelloop profile`` exit 2 blaming
+    ``quality.rules`` the user never wrote; a time that is year 0 once in UTC made it a traceback (with
+    ``data.on_type_error: coerce``, which kept it). Now the column profiles as the dates it holds, and that
+    value is one the ingest names (exit 2, its file line) or, coerced, a missing date."""
+    frame = _table(80)
+    frame["signup"] = [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00+0{i % 3}:00" for i in range(80)]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    code, _, err = cli(["init", "proj", "--source", "t.csv", "--target", "y"], capsys, tmp_path)
+    assert code == 0, err
+    code, out, err = cli(["ingest", "--json"], capsys, tmp_path / "proj")
+    assert code == 0 and json.loads(out)["schema"]["columns"]["signup"] == "datetime", err
+    code, out, err = cli(["profile", "--json"], capsys, tmp_path / "proj")
+    assert code == 0, err
+    assert not [f for f in json.loads(out)["findings"] if f["kind"] == "type_mismatch"]
+
+    frame.loc[5, "signup"] = "0001-01-01T02:00:01+02:01"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    code, _, err = cli(["ingest"], capsys, tmp_path / "proj")
+    assert code == 2 and "'signup'" in err and "0001-01-01T02:00:01+02:01" in err and "(file line 7)" in err
+    config = tmp_path / "proj" / "modelloop.yaml"
+    config.write_text(config.read_text().replace("data:\n", "data:\n  on_type_error: coerce\n", 1))
+    code, _, err = cli(["ingest"], capsys, tmp_path / "proj")
+    assert code == 0, err
+    code, out, err = cli(["profile", "--json"], capsys, tmp_path / "proj")
+    assert code == 0, err
+
+
 def test_init_reads_the_header_of_a_gbk_csv_as_ingest_does(tmp_path, capsys):
     """Excel in China saves a CSV as GBK: init read its header as UTF-8 and refused the real column,
     "--target: '情感' is not a column of gbk.csv; its columns: ����, ���"."""

@@ -74,7 +74,8 @@ def test_a_day_first_column_is_read_day_first_throughout() -> None:
 SPELLINGS = ["2024-03-05", "2024-03-05 08:55:00", "2024-03-05T08:55:00Z", "2024-03-05t08:55:00z",
              "2024-03-05T10:55:00+02:00", "2024-03-05 08:55:00.250", "20240305", "2024-03",
              "03/05/2024 08:55", "5 Mar 2024", "March 5, 2024", "Tue, 05 Mar 2024 08:55:00 +0000",
-             " 2024-03-05 ", "m01", "may", "Monday", "12:30", "not a date", "03/05/24"]
+             " 2024-03-05 ", "m01", "may", "Monday", "12:30", "not a date", "03/05/24",
+             "0001-01-01T02:00:01+02:01", "9999-12-31T23:00:00-02:00", "0001-01-01T00:00:00", "1500-06-01T00:00:00Z"]
 
 
 @pytest.mark.parametrize("fmt", [None, "%m/%d/%Y %H:%M", "%d %b %Y"])
@@ -108,3 +109,13 @@ def test_a_column_without_four_digit_years_is_no_date_column(values) -> None:
 
     assert not is_datetime_column(pd.Series(values * 30))
     assert kind_of(values)[0] == "categorical"
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T02:00:01+02:01", "9999-12-31T23:00:00-02:00"])
+def test_an_aware_time_outside_the_years_in_utc_is_no_date(value) -> None:
+    """Year 1 with a positive offset is year 0 in UTC, 9999 with a negative one year 10000: NumPy held them
+    and Python's datetime cannot, so the server's conversion raised (HTTP 500) and the profile's time span
+    of such a column raised ValueError (a traceback from ``modelloop profile``). Both readers say no date."""
+    assert read_datetime(value) is None
+    assert parse_datetimes(pd.Series([value, "2024-03-05T10:55:00+02:00"])).isna().tolist() == [True, False]
+    assert read_datetime("0001-01-01T00:00:00") == dt.datetime(1, 1, 1)  # the range's own ends still read

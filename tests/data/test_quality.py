@@ -191,6 +191,21 @@ def test_declared_rules_count_violations() -> None:
     assert r.scores["validity"] < 90
 
 
+def test_a_date_column_with_utc_offsets_is_checked_as_training_reads_dates() -> None:
+    """API exports write times with their offset. Polars' reader, which the kind check used, refused to be
+    evaluated lazily on them, so ``modelloop profile`` of any such column exited 2 blaming ``quality.rules``
+    (none declared); and its one format guessed from the first value made a column mixing offsets and local
+    times half 'not dates'. The check reads dates as training does: only the value no reader takes is one."""
+    times = ["2024-03-05T10:55:00+02:00", "2024-03-06T08:00:00Z", "2024-03-07 09:00:00", "soon", None,
+             "0001-01-01T02:00:01+02:01"]
+    frame = pl.DataFrame({"at": times, "y": [0, 1, 0, 1, 0, 1]})
+    r = profile(frame.lazy(), Schema(columns={"at": "datetime", "y": "categorical"}, target="y"),
+                QualityConfig(label_issues={"enabled": False}))
+    [mismatch] = [f for f in r.findings if f.kind == "type_mismatch"]
+    assert mismatch.column == "at" and mismatch.count == 2
+    assert "soon" in mismatch.message and "0001-01-01T02:00:01+02:01" in mismatch.message
+
+
 def test_scores_move_the_right_way() -> None:
     rng = np.random.default_rng(0)
     base = pl.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500), "start": np.arange(500),

@@ -55,7 +55,7 @@ def type_violation(c: str, dtype: pl.DataType, kind: str | None) -> pl.Expr | No
         if dtype.is_temporal() or is_numeric(dtype):
             return None
         if is_stringy(dtype):
-            return x.cast(pl.String).str.to_datetime(strict=False).is_null() & x.is_not_null()
+            return x.cast(pl.String).map_batches(_not_dates, return_dtype=pl.Boolean) & x.is_not_null()
         return x.is_not_null()
     if kind == "boolean":
         if dtype == pl.Boolean:
@@ -64,6 +64,18 @@ def type_violation(c: str, dtype: pl.DataType, kind: str | None) -> pl.Expr | No
             return ~x.is_in([0, 1])
         return ~x.cast(pl.String).str.to_lowercase().str.strip_chars().is_in(sorted(BOOL_STRINGS))
     return None
+
+
+def _not_dates(values: pl.Series) -> pl.Series:
+    """True where a text value is not a date as modelloop reads dates everywhere else (``dates.py``: ISO 8601
+    with or without an offset, else a spelling that carries its year), so a value the model reads as a date is
+    never reported as not one. Polars' own reader, used before, refused to be evaluated lazily on ISO times
+    with an offset (``2024-03-05T08:55:00+02:00``, every API export), which failed ``profile`` on such a column
+    with a message about ``quality.rules`` the user never wrote, and it guessed one format from the first value,
+    so a column mixing offsets and local times read its other spelling as not dates."""
+    from .dates import parse_datetimes
+
+    return pl.Series(values.name, np.isnat(parse_datetimes(values.to_pandas()).to_numpy()))
 
 
 def _rule_masks(c: str, dtype: pl.DataType, rule: ColumnRule, where: str) -> dict[str, tuple[pl.Expr, str]]:

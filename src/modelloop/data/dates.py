@@ -44,7 +44,10 @@ _GUESSED_FROM = 20  # values a format is guessed from (each month-first, then da
 # ---- one value (the server) ----------------------------------------------------------------------
 def read_datetime(value: str, fmt: str | None = None) -> dt.datetime | None:
     """``value`` as a datetime (aware when it names an offset), or None when the rules above do not
-    read it. ``fmt`` is the column's format from the schema (None: a column of mixed spellings)."""
+    read it or an aware time lies outside years 1-9999 once in UTC, as the model reads it
+    (``0001-01-01T02:00:01+02:01``: the server's conversion raised OverflowError, an HTTP 500 the schema
+    fuzzer found; training reads it as no date, ``parse_datetimes``). ``fmt`` is the column's format from
+    the schema (None: a column of mixed spellings)."""
     import pandas as pd
 
     text = value.strip()
@@ -59,6 +62,11 @@ def read_datetime(value: str, fmt: str | None = None) -> dt.datetime | None:
         t = None if pd.isna(parsed) else parsed.to_pydatetime()
     if t is None and fmt is None:
         t = _dated(text)
+    if t is not None and t.tzinfo is not None:
+        try:
+            t.astimezone(dt.timezone.utc)
+        except OverflowError:
+            return None
     return t
 
 
@@ -84,7 +92,10 @@ def _dated(text: str) -> dt.datetime | None:
 
 # ---- a column (training) -------------------------------------------------------------------------
 def parse_datetimes(values: pd.Series, fmt: str | None = None) -> pd.Series:
-    """A column as naive UTC ``datetime64[us]`` (NaT where :func:`read_datetime` reads nothing).
+    """A column as naive UTC ``datetime64[us]`` (NaT where :func:`read_datetime` reads nothing, and where a
+    time lies outside years 1-9999 once in UTC, as the server refuses it: ``0001-01-01T02:00:01+02:01`` is
+    year 0 there, which NumPy holds and Python's datetime cannot, and the profile's and drift's time spans
+    raised on it).
 
     Each distinct value is read once, by the same rules and readers as :func:`read_datetime` (the
     column's format by pandas' vectorised port of ``strptime``, which reads as Python's does; the
@@ -96,7 +107,11 @@ def parse_datetimes(values: pd.Series, fmt: str | None = None) -> pd.Series:
     codes, uniq = pd.factorize(values[present].astype(str).str.strip().to_numpy(dtype=object))
     out = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[us]")
     out[present] = _parse_unique(np.asarray(uniq, dtype=object), fmt)[codes]
+    out[(out < _FIRST) | (out > _LAST)] = np.datetime64("NaT")
     return pd.Series(out, index=values.index)
+
+
+_FIRST, _LAST = np.datetime64("0001-01-01T00:00:00", "us"), np.datetime64("9999-12-31T23:59:59.999999", "us")
 
 
 def _parse_unique(uniq: np.ndarray, fmt: str | None) -> np.ndarray:

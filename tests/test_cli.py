@@ -327,6 +327,26 @@ def test_a_table_with_utc_offset_times_profiles(tmp_path, capsys):
     assert code == 0, err
 
 
+def test_a_semicolon_csv_from_excel_in_europe_inits_and_ingests_with_its_numbers(tmp_path, capsys):
+    """Windows-1252, semicolons, decimal commas: ``init --source`` found one column 'betrag;größe;kunde' and
+    refused --target kunde; the header (as Chinese), the fields and the numbers are read as written now, and
+    the read says how. ``data.delimiter`` set wrong, or to a word, is named."""
+    frame = _table(80)
+    de = pd.DataFrame({"betrag": frame["x1"].round(2), "größe": frame["cat"], "kunde": frame["y"]})
+    (tmp_path / "kunden.csv").write_bytes(de.to_csv(index=False, sep=";", decimal=",").encode("cp1252"))
+    code, _, err = cli(["init", "proj", "--source", "kunden.csv", "--target", "kunde"], capsys, tmp_path)
+    assert code == 0, err
+    code, out, err = cli(["ingest", "--json"], capsys, tmp_path / "proj")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["schema"]["columns"] == {"betrag": "numeric", "größe": "categorical", "kunde": "numeric"}
+    assert (got["source"]["delimiter"], got["source"]["decimal"], got["source"]["encoding"]) == (";", ",", "cp1252")
+    config = tmp_path / "proj" / "modelloop.yaml"
+    config.write_text(config.read_text().replace("data:\n", "data:\n  delimiter: semicolon\n", 1))
+    code, _, err = cli(["ingest"], capsys, tmp_path / "proj")
+    assert code == 2 and "data.delimiter: must be 'auto', ',', ';'" in err and '"semicolon"' in err
+
+
 def test_init_reads_the_header_of_a_gbk_csv_as_ingest_does(tmp_path, capsys):
     """Excel in China saves a CSV as GBK: init read its header as UTF-8 and refused the real column,
     "--target: '情感' is not a column of gbk.csv; its columns: ����, ���"."""

@@ -30,6 +30,8 @@ __all__ = ["CHECKS", "DEFAULT_CONFIG_NAME", "Config", "config_hash", "load_confi
 
 DEFAULT_CONFIG_NAME = "modelloop.yaml"
 Kind = Literal["numeric", "categorical", "boolean", "datetime", "text", "identifier"]
+Delimiter = Literal["auto", ",", ";", "\t", "|"]  # data/delimiters.py DELIMITERS
+Decimal = Literal["auto", ".", ","]
 
 
 class _Section(BaseModel):
@@ -44,6 +46,8 @@ class SourceConfig(_Section):
     query: str | None = None
     format: Literal["auto", "csv", "parquet", "jsonl", "sql"] = "auto"
     encoding: str = "auto"
+    delimiter: Delimiter = "auto"
+    decimal: Decimal = "auto"
 
 
 class DataConfig(_Section):
@@ -54,6 +58,11 @@ class DataConfig(_Section):
     query: str | None = None
     format: Literal["auto", "csv", "parquet", "jsonl", "sql"] = "auto"
     encoding: str = "auto"
+    delimiter: Delimiter = Field("auto", description="a CSV's field delimiter; auto: detected from its header "
+                                                     "and first rows (a semicolon-separated file from Excel in "
+                                                     "Europe too)")
+    decimal: Decimal = Field("auto", description="a CSV's decimal mark; auto: the comma where the fields are "
+                                                 "not comma-separated and numbers are written 34,56")
     on_bad_lines: Literal["error", "skip"] = "error"
     on_type_error: Literal["error", "coerce"] = "error"
     # image sources: a file that does not decode stops the ingest naming it, or is left out and counted

@@ -247,7 +247,7 @@ def _columns(path: Path) -> list[str] | None:
         return None
     try:
         if scan is None:
-            names = _csv_header(path, "\t" if suffix == ".tsv" else ",")
+            names = _csv_header(path)
         else:
             names = scan(path).collect_schema().names()
         return [c.strip() for c in names if c.strip()]  # as ingest strips them
@@ -257,14 +257,18 @@ def _columns(path: Path) -> list[str] | None:
         return None
 
 
-def _csv_header(path: Path, sep: str) -> list[str]:
+def _csv_header(path: Path) -> list[str]:
+    """A CSV's header as ingest reads it: in its encoding and delimiter (``file_dialect``: a semicolon-separated
+    file from Excel in Europe read as one column named ``betrag;land;kunde``)."""
     import csv
 
+    from .data.delimiters import file_dialect
     from .data.encoding import file_encoding, undecodable
 
     encoding = file_encoding(path)
     try:
+        delimiter = file_dialect(path, encoding).delimiter
         with open(path, newline="", encoding=encoding) as fh:
-            return next(csv.reader(fh, delimiter=sep), [])
+            return next(csv.reader(fh, delimiter=delimiter), [])
     except UnicodeDecodeError as exc:  # in the first read buffer; a bad byte further on is ingest's to report
         raise DataError(f"--source: {undecodable(path, encoding, exc, detected=True, force=None)}") from None

@@ -87,6 +87,19 @@ def test_a_row_the_server_would_refuse_stops_the_run_and_writes_nothing(project,
     assert os.listdir(tmp_path) == ["in.csv"]  # no output, no temporary file
 
 
+def _same_answers_as_plain(project: Path, capsys, tmp_path: Path, name: str) -> pd.DataFrame:
+    """``predict`` of ``{name}.csv`` and of ``plain.csv`` (the same rows, its amounts written plain) give the
+    same answers: the former's output."""
+    answers = {}
+    for each in ("plain", name):
+        code, _, err = cli(["predict", "--data", str(tmp_path / f"{each}.csv"), "--out",
+                            str(tmp_path / f"{each}-out.csv")], capsys, project)
+        assert code == 0, err
+        answers[each] = pd.read_csv(tmp_path / f"{each}-out.csv", dtype={"amount": str})
+    pd.testing.assert_frame_equal(answers[name].drop(columns=["amount"]), answers["plain"].drop(columns=["amount"]))
+    return answers[name]
+
+
 def test_numbers_with_thousands_separators_are_read_as_ingest_reads_them(toy, project, capsys, tmp_path):
     """A spreadsheet's export writes 1,234.5: predict reads it as the number (it stopped: "must be a
     number"), and answers as for the plain figures; a decimal comma (0,5) is still refused."""
@@ -95,17 +108,22 @@ def test_numbers_with_thousands_separators_are_read_as_ingest_reads_them(toy, pr
     rows.to_csv(tmp_path / "plain.csv", index=False)
     rows.assign(amount=[f"{v:,.1f}" for v in rows["amount"]]).to_csv(tmp_path / "grouped.csv", index=False)
     assert "," in pd.read_csv(tmp_path / "grouped.csv")["amount"].astype(str).str.cat()
-    answers = {}
-    for name in ("plain", "grouped"):
-        code, _, err = cli(["predict", "--data", str(tmp_path / f"{name}.csv"), "--out",
-                            str(tmp_path / f"{name}-out.csv")], capsys, project)
-        assert code == 0, err
-        answers[name] = pd.read_csv(tmp_path / f"{name}-out.csv")
-    pd.testing.assert_frame_equal(answers["grouped"].drop(columns=["amount"]), answers["plain"].drop(columns=["amount"]))
+    _same_answers_as_plain(project, capsys, tmp_path, "grouped")
     rows.astype({"amount": object}).assign(amount=["0,5"] * len(rows)).to_csv(tmp_path / "comma.csv", index=False)
     code, _, err = cli(["predict", "--data", str(tmp_path / "comma.csv"), "--out", str(tmp_path / "c.csv")],
                        capsys, project)
     assert code == 2 and "row 1, amount: must be a number" in err and "'0,5'" in err
+
+
+def test_amounts_written_with_a_currency_sign_are_read_as_ingest_reads_them(toy, project, capsys, tmp_path):
+    """An export of the same rows with its amounts formatted ($1,234.50, or 12 € after the number): the same
+    answers as for the plain figures (predict stopped: "must be a number")."""
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(60)
+    rows.to_csv(tmp_path / "plain.csv", index=False)
+    money = [f"${v:,.2f}" if i % 2 else f"{v:.2f} €" for i, v in enumerate(rows["amount"])]
+    rows.assign(amount=[m if pd.notna(v) else "" for m, v in zip(money, rows["amount"], strict=True)]).to_csv(
+        tmp_path / "money.csv", index=False)
+    assert _same_answers_as_plain(project, capsys, tmp_path, "money")["amount"].str.contains("$", regex=False).any()
 
 
 def test_with_coerce_a_value_ingest_would_store_missing_is_scored_missing(toy, project, capsys, tmp_path):
@@ -402,3 +420,26 @@ def test_predict_detects_a_csvs_encoding_once(toy, project, tmp_path, monkeypatc
     (tmp_path / "in.csv").write_bytes(rows.assign(note="refund").to_csv(index=False).encode("utf-8"))
     res = predict_file(toy.ws, tmp_path / "in.csv", tmp_path / "out.csv")
     assert len(calls) == 2 and res["out_encoding"] == "utf-8"
+
+
+def test_an_excel_csv_from_germany_is_read_and_answered_in_its_own_dialect(toy, project, capsys, tmp_path):
+    """Excel in Germany (and much of Europe) saves Windows-1252 with semicolons between fields and decimal
+    commas. ``predict`` read it as one column (exit 2: no column amount). It reads it as ingest does now and
+    answers in the same dialect, so that Excel there opens the answers: the same answers as for the plain
+    CSV of the same rows, the amounts and probabilities written 34,56."""
+    from modelloop.serving.batch import predict_file
+
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(60).assign(note="Größe für Müller")
+    rows.to_csv(tmp_path / "plain.csv", index=False)
+    (tmp_path / "de.csv").write_bytes(rows.to_csv(index=False, sep=";", decimal=",").encode("cp1252"))
+    assert "," in (tmp_path / "de.csv").read_bytes().decode("cp1252").splitlines()[1]  # a decimal comma
+    plain = predict_file(toy.ws, tmp_path / "plain.csv", tmp_path / "plain-out.csv")
+    code, out, err = cli(["predict", "--data", str(tmp_path / "de.csv"), "--out", str(tmp_path / "de-out.csv"),
+                          "--json"], capsys, project)
+    assert code == 0, err
+    assert json.loads(out)["rows"] == plain["rows"] == 60 and json.loads(out)["out_encoding"] == "utf-8-sig"
+    text = (tmp_path / "de-out.csv").read_text(encoding="utf-8-sig")
+    assert text.splitlines()[0].count(";") == len(rows.columns) + 2 and "Größe für Müller" in text
+    got = pd.read_csv(tmp_path / "de-out.csv", sep=";", decimal=",", encoding="utf-8-sig")
+    want = pd.read_csv(tmp_path / "plain-out.csv")
+    pd.testing.assert_frame_equal(got, want)

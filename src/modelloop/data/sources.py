@@ -35,17 +35,20 @@ class ReadReport(dict):
     """What a read noticed: encoding used, malformed lines skipped (with line numbers), coercions."""
 
 
-def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport) -> pd.DataFrame:
+def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport, delimiter: str = "auto",
+              decimal: str = "auto") -> pd.DataFrame:
     import pandas as pd
 
+    from .delimiters import file_dialect
+
     detected, encoding = encoding == "auto", file_encoding(path, encoding)
-    report["encoding"] = encoding
+    dialect = file_dialect(path, encoding, delimiter, decimal)  # as `predict` reads it
+    report.update(encoding=encoding, delimiter=dialect.delimiter, decimal=dialect.decimal)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            df = pd.read_csv(path, encoding=encoding, low_memory=False,
-                             sep="\t" if path.suffix.lower() == ".tsv" else ",",  # as `predict` reads it
-                             on_bad_lines="warn" if on_bad_lines == "skip" else "error")
+            df = pd.read_csv(path, encoding=encoding, low_memory=False, sep=dialect.delimiter,
+                             decimal=dialect.decimal, on_bad_lines="warn" if on_bad_lines == "skip" else "error")
     except UnicodeDecodeError as exc:
         raise DataError(undecodable(path, encoding, exc, detected=detected, force="data.encoding")) from None
     except pd.errors.ParserError as exc:
@@ -76,8 +79,10 @@ def _read_sql(source: str, query: str | None) -> pd.DataFrame:
 
 
 def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query: str | None = None,
-               encoding: str = "auto", on_bad_lines: str = "error") -> tuple[pd.DataFrame, ReadReport]:
-    """Read one source into a DataFrame; the report says how (encoding, skipped lines)."""
+               encoding: str = "auto", on_bad_lines: str = "error", delimiter: str = "auto",
+               decimal: str = "auto") -> tuple[pd.DataFrame, ReadReport]:
+    """Read one source into a DataFrame; the report says how (a CSV's encoding, delimiter and decimal mark,
+    skipped lines)."""
     report = ReadReport(source=shown_url(source))  # kept in the catalog and shown: no password
     if fmt == "sql" or is_sql_source(source):
         df = _read_sql(source, query)
@@ -97,18 +102,19 @@ def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query:
         if kind is None:
             raise DataError(f"{path}: unknown file type '{path.suffix}'; allowed: .csv, .parquet, .jsonl "
                             f"(or set data.format)")
-        df = _read_file(path, kind, encoding, on_bad_lines, report)
+        df = _read_file(path, kind, encoding, on_bad_lines, report, delimiter, decimal)
     if df.shape[1] == 0 or len(df) == 0:
         raise DataError(f"{source}: no data rows; expected a header and at least one row")
     df.columns = [str(c).strip() for c in df.columns]
     return df, report
 
 
-def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: ReadReport) -> pd.DataFrame:
+def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: ReadReport, delimiter: str = "auto",
+               decimal: str = "auto") -> pd.DataFrame:
     import pandas as pd
 
     if kind == "csv":
-        return _read_csv(path, encoding, on_bad_lines, report)
+        return _read_csv(path, encoding, on_bad_lines, report, delimiter, decimal)
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
@@ -129,9 +135,10 @@ def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: 
 # dates), the column goes to the pandas rules below, as every column did before.
 _BOOL_DTYPES = ("bool", "object")  # pandas' dtype of a Polars boolean column without / with a gap
 _NUMBER = r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"  # text pd.to_numeric surely reads
-# text pd.to_numeric might read (what it reads is a subset): nothing but digits, signs, points,
-# exponents and spaces, or a signed inf/infinity/nan, or any non-ASCII character (not judged here)
-_NOT_NUMBER = r"[^0-9+\-.,_eE\s\x1c-\x1f]"
+# text read_numbers might read (what it reads is a subset): nothing but digits, signs, points,
+# exponents, spaces, a dollar or percent sign ($1,234.50, 12.5%: numbers.CURRENCIES), or a signed
+# inf/infinity/nan, or any non-ASCII character (not judged here)
+_NOT_NUMBER = r"[^0-9+\-.,_eE\s\x1c-\x1f$%]"
 _SPECIAL_NUMBER = r"(?i)^[\s\x1c-\x1f]*[-+]?(inf|infinity|nan)[\s\x1c-\x1f]*$"
 _NON_ASCII = r"[^\x00-\x7f]"
 _SPACES = r"[\s\x1c-\x1f]+"  # Python's \s (str.isspace): Rust's Unicode \s and the four separators

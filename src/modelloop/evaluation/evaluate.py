@@ -248,7 +248,8 @@ def _labeled_file(ws: Workspace, row: dict[str, Any], data: str) -> pd.DataFrame
     cfg = ws.config
     reader = getattr(family_of(row), "read_source", None)
     if reader is None:  # a CSV in the encoding predict reads one in: with data.sources, the one they agree on
-        return read_table(data, root=Path.cwd(), encoding=project_encoding(cfg.data))[0]
+        return read_table(data, root=Path.cwd(), encoding=project_encoding(cfg.data), delimiter=cfg.data.delimiter,
+                          decimal=cfg.data.decimal)[0]
     path = Path(data) if Path(data).is_absolute() else Path.cwd() / data
     own = cfg.data.model_copy(update={"source": str(path), "sources": [], "query": None, "format": "auto"})
     return reader(cfg.model_copy(update={"data": own}))[0]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.delimiters import Dialect, file_dialect
 from ..data.encoding import file_encoding, project_encoding, undecodable
 from ..data.numbers import read_numbers
 from ..errors import DataError
@@ -49,17 +50,19 @@ def _format(path: Path, what: str) -> str:
     return kind
 
 
-def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int, encoding: str = "auto") -> Iterator[pd.DataFrame]:
+def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int, encoding: str = "auto",
+            dialect: Dialect | None = None) -> Iterator[pd.DataFrame]:
     """The input in frames of ``rows`` rows; text-like columns stay text (``"007"`` is not 7). A CSV is
     read in ``encoding`` (the project's ``data.encoding``) as ingest reads it: detected when ``auto``
-    (Excel in China saves GBK), else the one set. JSON Lines are UTF-8."""
+    (Excel in China saves GBK), else the one set; in ``dialect`` (default: detected, ``file_dialect``).
+    JSON Lines are UTF-8."""
     if kind in ("csv", "jsonl"):
         enc = file_encoding(path, encoding) if kind == "csv" else "utf-8-sig"
         try:
             if kind == "csv":
-                sep = "\t" if path.suffix.lower() == ".tsv" else ","
-                yield from pd.read_csv(path, sep=sep, dtype=dtypes, chunksize=rows, keep_default_na=True,
-                                       encoding=enc)
+                sep, decimal = dialect or file_dialect(path, encoding)
+                yield from pd.read_csv(path, sep=sep, decimal=decimal, dtype=dtypes, chunksize=rows,
+                                       keep_default_na=True, encoding=enc)
             else:
                 yield from pd.read_json(path, lines=True, dtype=dtypes, chunksize=rows, encoding=enc)
         except UnicodeDecodeError as exc:  # a CSV's encoding was detected or set; a JSON Lines file is UTF-8
@@ -74,13 +77,12 @@ def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int, encoding: 
             yield batch.to_pandas()
 
 
-def _blank_headers(path: Path, encoding: str = "auto") -> dict[str, str]:
+def _blank_headers(path: Path, encoding: str, delimiter: str) -> dict[str, str]:
     """pandas' names for a CSV's blank header cells (``Unnamed: 0``: R's ``write.csv`` and pandas'
     ``to_csv`` leave the row-name column unnamed) mapped back to blank, so a table written from a CSV
     keeps its header as the user wrote it."""
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
     with open(path, newline="", encoding=file_encoding(path, encoding), errors="replace") as fh:
-        header = next(csv.reader(fh, delimiter=sep), [])
+        header = next(csv.reader(fh, delimiter=delimiter), [])
     return {f"Unnamed: {i}": "" for i, name in enumerate(header) if name == ""}
 
 
@@ -120,6 +122,17 @@ def _out_encoding(src: Path, kind_out: str, asked: str | None, encoding: str = "
     return "utf-8-sig" if excel else "utf-8"
 
 
+def _out_dialect(given: Dialect | None, out: Path) -> Dialect:
+    """A CSV answer's dialect: the input CSV's, so a file from Excel in Germany (semicolons, decimal commas)
+    is answered as that Excel opens it, with a ``.tsv`` output's tab; else commas and decimal points. An
+    answer separated by commas never writes a decimal comma."""
+    if out.suffix.lower() == ".tsv":
+        delimiter = "\t"
+    else:
+        delimiter = given.delimiter if given is not None and given.delimiter != "\t" else ","
+    return Dialect(delimiter, given.decimal if given is not None and delimiter != "," else ".")
+
+
 def _unencodable(frame: pd.DataFrame, names: list[Any] | None, encoding: str, offset: int) -> str:
     """Which header name or cell (the first row, 1-based in the file's data rows) ``encoding`` cannot hold."""
     def fits(v: Any) -> bool:
@@ -149,11 +162,14 @@ def _unencodable(frame: pd.DataFrame, names: list[Any] | None, encoding: str, of
 
 class _Writer:
     """Appends frames to a temporary file next to ``path``; ``commit`` renames it into place.
-    ``header`` renames columns in a CSV's header line (``_blank_headers``); ``encoding`` is a CSV's
-    (``_out_encoding``). A value a CSV's encoding cannot hold is a DataError naming its row and column."""
+    ``header`` renames columns in a CSV's header line (``_blank_headers``); ``encoding`` and ``dialect`` are a
+    CSV's (``_out_encoding``, ``_out_dialect``). A value a CSV's encoding cannot hold is a DataError naming its
+    row and column."""
 
-    def __init__(self, path: Path, kind: str, header: dict[str, str] | None = None, encoding: str | None = None):
+    def __init__(self, path: Path, kind: str, header: dict[str, str] | None = None, encoding: str | None = None,
+                 dialect: Dialect | None = None):
         self.path, self.kind, self.header, self.encoding = path, kind, header or {}, encoding or "utf-8"
+        self.dialect = dialect or _out_dialect(None, path)
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self._parquet: Any = None
         self._first = True
@@ -161,10 +177,10 @@ class _Writer:
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.kind == "csv":
-            sep = "\t" if self.path.suffix.lower() == ".tsv" else ","
             names = [self.header.get(str(c), c) for c in frame.columns] if self._first else None
             try:  # utf-8-sig appended: Python writes the BOM only at the start of the file
-                frame.to_csv(self.tmp, sep=sep, index=False, header=names if names is not None else False,
+                frame.to_csv(self.tmp, sep=self.dialect.delimiter, decimal=self.dialect.decimal, index=False,
+                             header=names if names is not None else False,
                              mode="w" if self._first else "a", encoding=self.encoding)
             except UnicodeEncodeError:
                 raise DataError(_unencodable(frame, names, self.encoding, self._rows)) from None
@@ -225,6 +241,8 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
     kind_out = _format(dst, "--out")
     started, encoding = time.time(), project_encoding(ws.config.data)
     enc_out = _out_encoding(src, kind_out, out_encoding, encoding)
+    d = ws.config.data  # a CSV input's dialect (data.delimiter, data.decimal; detected when auto)
+    dialect = file_dialect(src, encoding, d.delimiter, d.decimal) if src.is_file() and FORMATS.get(src.suffix.lower()) == "csv" else None
     runtime = load_runtime(ws, model, text_threads=None)
     own = getattr(family_of(runtime.row), "predict_frames", None)
     if own is not None:
@@ -233,9 +251,11 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
         raise DataError(f"--data: {src} is a folder; this model scores a file ({', '.join(sorted(FORMATS))})")
     else:
         coerced: dict[str, int] | None = {} if ws.config.data.on_type_error == "coerce" else None
-        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks, coerced, encoding)
-    blank = _blank_headers(src, encoding) if kind_out == "csv" and src.is_file() and FORMATS.get(src.suffix.lower()) == "csv" else {}
-    writer, rows, added, failed = _Writer(dst, kind_out, blank, enc_out), 0, [], None
+        frames = _scored_chunks(runtime, src, _format(src, "--data"), chunk_rows, map_chunks, coerced, encoding,
+                                dialect)
+    blank = _blank_headers(src, encoding, dialect.delimiter) if kind_out == "csv" and dialect is not None else {}
+    writer = _Writer(dst, kind_out, blank, enc_out, _out_dialect(dialect, dst))
+    rows, added, failed = 0, [], None
     try:
         for frame, added in frames:
             writer.write(frame)
@@ -256,7 +276,7 @@ def predict_file(ws: Workspace, data: str | Path, out: str | Path, *, model: str
 
 
 def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int, map_chunks: ChunkMapper | None = None,
-                   coerced: dict[str, int] | None = None, encoding: str = "auto",
+                   coerced: dict[str, int] | None = None, encoding: str = "auto", dialect: Dialect | None = None,
                    ) -> Iterator[tuple[pd.DataFrame, list[str]]]:
     """The input's chunks with the model's columns added, validated as the server validates a body. With
     ``coerced`` (the project's ``data.on_type_error: coerce``) a value that is not a number in a numeric
@@ -268,7 +288,7 @@ def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int, map_c
 
     def numbered() -> Iterator[tuple[int, pd.DataFrame]]:
         rows = 0
-        for chunk in _chunks(src, kind_in, texts, chunk_rows, encoding):
+        for chunk in _chunks(src, kind_in, texts, chunk_rows, encoding, dialect):
             missing = [c for c in validator.features if c not in chunk.columns]
             if missing:
                 raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "

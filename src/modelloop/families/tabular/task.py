@@ -118,8 +118,12 @@ def _image_path_column(path: Path) -> tuple[str | None, str]:
 
     from ...data.images import image_paths, mostly_images
 
-    readers = {".csv": lambda: pl.read_csv(path, n_rows=SOURCE_PEEK_ROWS, infer_schema=False),
-               ".tsv": lambda: pl.read_csv(path, separator="\t", n_rows=SOURCE_PEEK_ROWS, infer_schema=False),
+    from ...data.delimiters import file_dialect
+
+    def csv() -> pl.DataFrame:
+        return pl.read_csv(path, separator=file_dialect(path).delimiter, n_rows=SOURCE_PEEK_ROWS, infer_schema=False)
+
+    readers = {".csv": csv, ".tsv": csv,
                ".jsonl": lambda: pl.read_ndjson(path, n_rows=SOURCE_PEEK_ROWS),
                ".ndjson": lambda: pl.read_ndjson(path, n_rows=SOURCE_PEEK_ROWS),
                ".parquet": lambda: pl.read_parquet(path, n_rows=SOURCE_PEEK_ROWS),

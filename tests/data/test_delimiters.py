@@ -1,0 +1,59 @@
+"""A CSV's delimiter and decimal mark (``data/delimiters.py``): Excel in much of Europe saves semicolons
+between fields and commas in numbers; read with commas, such a file was one column."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from modelloop.data.delimiters import detect_dialect, file_dialect
+from modelloop.data.sources import read_table
+
+GERMAN = "betrag;land;kunde\n34,56;DE;nein\n82,16;AT;ja\n-1,5;CH;ja\n"
+
+
+@pytest.mark.parametrize("text, delimiter, decimal", [
+    (GERMAN, ";", ","),
+    ("a,b,c\n1,2,3\n4.5,5,6\n", ",", "."),
+    ("name;amount, EUR;label\nx;34,56;yes\ny;1,5;no\n", ";", ","),  # a comma in the header: most fields win
+    ("a;b\n1.5;2\n3,5;4\n", ";", "."),           # a decimal point anywhere: the comma is no decimal mark
+    ("a\tb\n1,5\t2\n", "\t", "."),                # a tab file's 1,5 may be a list: data.decimal says
+    ("a|b|c\n1|2|3\n", "|", "."),
+    ("review\nGreat; loved it\nBad; meh\n", ",", "."),  # one column: its text's semicolons are no fields
+    ('id,comment\n1,"a;b;c"\n2,d\n', ",", "."),  # quoted semicolons
+    ("a;b\n" + "1;2\n" * 9 + "3;4;5;6\n", ";", "."),  # one malformed record in ten: on_bad_lines' to report
+    ("a;b\n1;2\n3;4;5;6\n7;8;9\n", ",", "."),     # a third consistent: no delimiter reads it
+])
+def test_the_header_and_first_records_decide(text, delimiter, decimal) -> None:
+    assert detect_dialect(text) == (delimiter, decimal)
+
+
+def test_a_set_value_is_kept() -> None:
+    assert detect_dialect(GERMAN, delimiter=",") == (",", ".")
+    assert detect_dialect(GERMAN, decimal=".") == (";", ".")
+    assert detect_dialect("a,b\n1,2\n", decimal=",") == (",", ",")
+
+
+def test_an_excel_csv_from_germany_reads_as_its_numbers(tmp_path) -> None:
+    """Windows-1252 (Excel's code page there), semicolons, decimal commas: the numbers are numbers, and the
+    read says how it read the file; ``data.delimiter`` set to the comma reads the one column it was."""
+    path = tmp_path / "kunden.csv"
+    path.write_bytes((GERMAN.replace("land", "größe")).encode("cp1252"))
+    df, report = read_table(str(path))
+    assert list(df.columns) == ["betrag", "größe", "kunde"]
+    assert df["betrag"].tolist() == [34.56, 82.16, -1.5]
+    assert (report["delimiter"], report["decimal"], report["encoding"]) == (";", ",", "cp1252")
+    df, _ = read_table(str(path), delimiter=",")
+    assert list(df.columns) == ["betrag;größe;kunde"]
+
+
+def test_a_tsv_file_is_tab_separated_and_a_rewritten_file_is_detected_again(tmp_path) -> None:
+    path = tmp_path / "t.tsv"
+    path.write_text("a;b\tc\n1;2\t3\n")
+    assert file_dialect(path) == ("\t", ".")
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n")
+    assert file_dialect(path) == (",", ".")
+    path.write_text(GERMAN + "9,9;IT;ja\n")
+    assert file_dialect(path) == (";", ",")
+    assert pd.read_csv(path, sep=";", decimal=",")["betrag"].iloc[-1] == 9.9

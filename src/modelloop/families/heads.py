@@ -163,7 +163,10 @@ class ClassificationHead(BaseHead):
             raise ValueError("a classification head needs the model's classes")
         super().__init__(kind, classes, threshold if kind == "binary" else None)
         self._keys = [str(c) for c in self.classes or []]
-        self._by_text = {label_text(c): c for c in self.classes or []}
+        self._exact = _exact_index(self.classes or [])
+        self._by_text: dict[str, Any] = {}
+        for c in self.classes or []:
+            self._by_text.setdefault(label_text(c), c)
 
     def native_scores(self, model: Any, frame: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict_proba(frame), dtype=np.float64)
@@ -197,8 +200,11 @@ class ClassificationHead(BaseHead):
                 raise DataError(f"label: must be one of {cap_list(classes, show=shown_json)}, "
                                 f"got {shown_json(label)}")
             return label
-        found = self._by_text.get(label_text(label))
-        if found is None or isinstance(label, (dict, list)):
+        if isinstance(label, (dict, list)):
+            raise DataError(f"label: must be one of {cap_list(classes)}, got {label!r}")
+        found = _exact_class(self._exact, label)
+        found = classes[found] if found is not None else self._by_text.get(label_text(label))
+        if found is None:
             raise DataError(f"label: must be one of {cap_list(classes)}, got {label!r}")
         return found
 
@@ -407,15 +413,45 @@ def _not_missing(label: Any) -> None:
 
 
 def class_indices(classes: Sequence[Any], y: pd.Series, target: str) -> np.ndarray:
-    """Labels of column ``target`` as indices into ``classes``, matched by their text (``label_text``:
-    1, 1.0 and '1' agree); a DataError names a label the model never saw."""
-    index = {label_text(c): i for i, c in enumerate(classes)}
-    mapped = y.map(lambda v: index.get(label_text(v), -1))
+    """Labels of column ``target`` as indices into ``classes``: a label that is one of them as it is, else matched
+    by its text (``label_text``: 1, 1.0 and '1' agree); a DataError names a label the model never saw.
+
+    Exactly first: classes that differ only in surrounding spaces ('yes' and 'yes ', from a spreadsheet; the
+    profile names them and the clean rule that merges them) share one text, and matching by text alone sent
+    every 'yes' to the class 'yes ': a model right on 77 % of its rows scored 8 % accuracy on its test split."""
+    index: dict[str, int] = {}
+    for i, c in enumerate(classes):
+        index.setdefault(label_text(c), i)
+    exact = _exact_index(classes)
+
+    def position(v: Any) -> int:
+        found = _exact_class(exact, v)
+        return found if found is not None else index.get(label_text(v), -1)
+
+    mapped = y.map(position)
     unknown = y[mapped.to_numpy() < 0]
     if len(unknown):
         raise DataError(f"target '{target}' holds labels the model never saw, e.g. {unknown.iloc[0]!r}; "
                         f"known labels: {cap_list(index)}")
     return mapped.to_numpy(dtype=int)
+
+
+def _exact_index(classes: Sequence[Any]) -> dict[Any, int]:
+    """Each class's position, by its value as it is (as a dict compares: 1 and 1.0 agree, '1' does not)."""
+    index: dict[Any, int] = {}
+    for i, c in enumerate(classes):
+        try:
+            index.setdefault(c, i)
+        except TypeError:  # an unhashable class: matched by its text only
+            pass
+    return index
+
+
+def _exact_class(index: dict[Any, int], label: Any) -> int | None:
+    try:
+        return index.get(label)
+    except TypeError:  # an unhashable label
+        return None
 
 
 def _proba_matrix(outputs: Sequence[Mapping[str, Any] | None], keys: Sequence[str]) -> np.ndarray | None:

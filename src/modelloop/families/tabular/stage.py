@@ -25,7 +25,7 @@ from ...workspace import Workspace
 from ..heads import head_kind
 from . import search
 from .search import SearchSettings, cv_repeats, run_search
-from .task import interactions_warning, ordinal_warning, text_warning
+from .task import interactions_warning, ordinal_warning, padded_classes_warning, text_warning
 
 log = logging.getLogger("modelloop.train")
 
@@ -119,6 +119,7 @@ def train_tabular(ws: Workspace, *, budget: float | None = None, trials: int | N
     # what the user may want to change in modelloop.yaml: logged (stderr) and in the JSON
     warnings = [w for w in [groups.warning if groups is not None else None,
                             ordinal_warning(train_df[target], target) if task == "multiclass" else None,
+                            padded_classes_warning(train_df[target], target) if task != "regression" else None,
                             text_warning(schema.columns, {schema.target, schema.id}),
                             interactions_warning(schema.columns, {schema.target, schema.id}, target)] if w]
     for w in warnings:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
-__all__ = ["column_task", "infer_source_task", "infer_task", "interactions_warning", "ordinal_warning", "text_warning"]
+__all__ = ["column_task", "infer_source_task", "infer_task", "interactions_warning", "ordinal_warning",
+           "padded_classes_warning", "text_warning"]
 
 MULTICLASS_UPPER_LIMIT = 1000   # more distinct numbers than this: a regression, whatever the rows
 LARGE_DATA_ROWS = 1000          # past this many rows the share of distinct values must be smaller
@@ -208,6 +209,28 @@ def ordinal_warning(y: pd.Series, target: str) -> str | None:
     return (f"target '{target}' holds {len(levels)} evenly spaced numbers ({shown}): they are "
             "trained as unordered classes; if their order matters (a rating, a grade), set `task: regression` "
             "in modelloop.yaml and round its predictions")
+
+
+def padded_classes_warning(y: pd.Series, target: str) -> str | None:
+    """A classification target whose labels differ only in surrounding spaces ('yes' and 'yes ', as a
+    spreadsheet leaves them): trained as classes apart, each with part of its rows, though the served labels,
+    feedback and evaluation read them as one text. The profile names them too (``spelling_variants``), in a
+    report a user running ``modelloop run`` may never open. None when the labels have no such pair."""
+    import pandas as pd
+
+    from ..heads import label_text
+
+    counts = pd.Series(y).dropna().value_counts()
+    by_text: dict[str, list[Any]] = {}
+    for label in counts.index:
+        by_text.setdefault(label_text(label), []).append(label)
+    padded = [labels for labels in by_text.values() if len(labels) > 1]
+    if not padded:
+        return None
+    shown = "; ".join(" and ".join(f"{v!r} ({counts[v]} rows)" for v in labels) for labels in padded[:3])
+    return (f"target '{target}' holds labels that differ only in surrounding spaces ({shown}): the model learns "
+            f"them as separate classes; the clean rule {{action: normalize_text, columns: [{target}], strip: true}} "
+            f"(under clean.rules) merges them")
 
 
 def text_warning(columns: Mapping[str, str], roles: set[str | None]) -> str | None:

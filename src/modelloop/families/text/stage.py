@@ -54,6 +54,7 @@ import pandas as pd
 
 from ...errors import ConfigError, DataError
 from ..tabular.model import encode_labels
+from ..tabular.task import padded_classes_warning
 from .backbone import (
     EmbeddingDeadline,
     backbone_fingerprint,
@@ -192,7 +193,9 @@ def train_text(ws: Any, *, budget: float | None = None, trials: int | None = Non
                           parts["test"], register_as_production, family="text")
     # fewer data.group groups than the cross-validation folds: fold_groups' warning, as the tabular stage gives it
     plan = next((c.cv_groups() for c in cands.values() if hasattr(c, "cv_groups")), None)
-    warnings = [plan.warning] if plan is not None and plan.warning else []
+    warnings = [w for w in (plan.warning if plan is not None else None,
+                            padded_classes_warning(parts["train"][target], target) if model.task != "regression"
+                            else None) if w]
     for w in warnings:
         log.warning("%s", w)
     return {**result, "warnings": warnings, "backbone": choice, "search_stopped": chosen["stopped"], "blend": blend,

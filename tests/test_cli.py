@@ -347,6 +347,36 @@ def test_a_semicolon_csv_from_excel_in_europe_inits_and_ingests_with_its_numbers
     assert code == 2 and "data.delimiter: must be 'auto', ',', ';'" in err and '"semicolon"' in err
 
 
+def test_an_excel_workbook_inits_and_ingests_with_its_cell_types_and_the_sheet_chosen(tmp_path, capsys):
+    """An Excel workbook as data.source: init reads its first sheet's header, ingest its cells (numbers,
+    dates and text as typed); data.sheet picks another sheet, a sheet it lacks is named with those it has,
+    and an Excel 97-2003 file is told to be saved as .xlsx."""
+    frame = _table(80).assign(signup=pd.date_range("2024-01-01", periods=80, freq="D"))
+    with pd.ExcelWriter(tmp_path / "kunden.xlsx") as book:
+        frame.to_excel(book, sheet_name="Daten", index=False)
+        frame.head(30).to_excel(book, sheet_name="Neu", index=False)
+    code, _, err = cli(["init", "proj", "--source", "kunden.xlsx", "--target", "y"], capsys, tmp_path)
+    assert code == 0, err
+    code, out, err = cli(["ingest", "--json"], capsys, tmp_path / "proj")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["rows"] == 80 and got["source"]["sheet"] == "Daten"
+    assert {k: got["schema"]["columns"][k] for k in ("x1", "cat", "signup")} == {
+        "x1": "numeric", "cat": "categorical", "signup": "datetime"}
+    config = tmp_path / "proj" / "modelloop.yaml"
+    text = config.read_text()
+    config.write_text(text.replace("data:\n", "data:\n  sheet: Neu\n", 1))
+    code, out, err = cli(["ingest", "--json"], capsys, tmp_path / "proj")
+    assert code == 0 and json.loads(out)["rows"] == 30, err
+    config.write_text(text.replace("data:\n", "data:\n  sheet: Tabelle1\n", 1))
+    code, _, err = cli(["ingest"], capsys, tmp_path / "proj")
+    assert code == 2 and "data.sheet: kunden.xlsx has no sheet 'Tabelle1'; its sheets: 'Daten', 'Neu'" in err
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0")
+    config.write_text(text.replace('"../kunden.xlsx"', '"../old.xls"'))
+    code, _, err = cli(["ingest"], capsys, tmp_path / "proj")
+    assert code == 2 and "save it as .xlsx or CSV" in err
+
+
 def test_init_reads_the_header_of_a_gbk_csv_as_ingest_does(tmp_path, capsys):
     """Excel in China saves a CSV as GBK: init read its header as UTF-8 and refused the real column,
     "--target: '情感' is not a column of gbk.csv; its columns: ����, ���"."""

@@ -44,10 +44,11 @@ class SourceConfig(_Section):
     name: str
     source: str
     query: str | None = None
-    format: Literal["auto", "csv", "parquet", "jsonl", "sql"] = "auto"
+    format: Literal["auto", "csv", "parquet", "jsonl", "excel", "sql"] = "auto"
     encoding: str = "auto"
     delimiter: Delimiter = "auto"
     decimal: Decimal = "auto"
+    sheet: str | None = None
 
 
 class DataConfig(_Section):
@@ -56,8 +57,9 @@ class DataConfig(_Section):
     combine: Literal["union", "join"] = "union"
     keys: list[str] = Field(default_factory=list, description="join keys (and conflict keys for a union)")
     query: str | None = None
-    format: Literal["auto", "csv", "parquet", "jsonl", "sql"] = "auto"
+    format: Literal["auto", "csv", "parquet", "jsonl", "excel", "sql"] = "auto"
     encoding: str = "auto"
+    sheet: str | None = Field(None, description="an Excel workbook's sheet to read; left out: its first sheet")
     delimiter: Delimiter = Field("auto", description="a CSV's field delimiter; auto: detected from its header "
                                                      "and first rows (a semicolon-separated file from Excel in "
                                                      "Europe too)")

@@ -243,10 +243,14 @@ def _columns(path: Path) -> list[str] | None:
     scans: dict[str, Callable[[Path], pl.LazyFrame]] = {".parquet": pl.scan_parquet, ".jsonl": pl.scan_ndjson,
                                                          ".ndjson": pl.scan_ndjson}
     scan = scans.get(suffix)
-    if not path.is_file() or (scan is None and suffix not in (".csv", ".tsv")):
+    if not path.is_file() or (scan is None and suffix not in (".csv", ".tsv", ".xlsx", ".xlsm")):
         return None
     try:
-        if scan is None:
+        if suffix in (".xlsx", ".xlsm"):  # its first sheet's header, as ingest reads it by default
+            from .data.sources import read_excel
+
+            names = [str(c) for c in read_excel(path, None, what="--source", rows=0).columns]
+        elif scan is None:
             names = _csv_header(path)
         else:
             names = scan(path).collect_schema().names()

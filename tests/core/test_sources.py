@@ -115,10 +115,14 @@ def test_missing_file_and_wrong_format(tmp_path):
     fake.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="not a valid parquet file"):
         read_table(str(fake))
-    odd = tmp_path / "x.xlsx"
+    odd = tmp_path / "x.docx"
     odd.write_text("x")
-    with pytest.raises(DataError, match="unknown file type"):
+    with pytest.raises(DataError, match=r"unknown file type '.docx'; allowed: .csv, .parquet, .jsonl, .xlsx"):
         read_table(str(odd))
+    not_a_book = tmp_path / "x.xlsx"
+    not_a_book.write_text("x")
+    with pytest.raises(DataError, match="not a valid Excel workbook"):
+        read_table(str(not_a_book))
 
 
 def test_parquet_jsonl_and_sql_give_the_same_table(tmp_path):

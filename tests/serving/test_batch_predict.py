@@ -180,7 +180,8 @@ def test_an_interrupted_run_leaves_no_output(toy, project, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--data", "in.xlsx", "--out", "o.csv"], "unknown file type '.xlsx'"),
+    (["--data", "in.xls", "--out", "o.csv"], "save it as .xlsx or CSV); allowed: .csv"),
+    (["--data", "in.xlsx", "--out", "o.csv"], "not a valid Excel workbook"),
     (["--data", "missing.csv", "--out", "o.csv"], "file not found"),
     (["--data", "in.csv", "--out", "o.txt"], "--out: unknown file type '.txt'"),
     (["--data", "in.csv", "--out", "in.csv"], "is the input file"),
@@ -188,6 +189,7 @@ def test_an_interrupted_run_leaves_no_output(toy, project, tmp_path):
 def test_bad_arguments_exit_2_naming_what_is_wrong(project, capsys, tmp_path, args, message):
     pd.read_csv(project / "data.csv").head(5).to_csv(tmp_path / "in.csv", index=False)
     (tmp_path / "in.xlsx").write_text("x")
+    (tmp_path / "in.xls").write_text("x")
     code, _, err = cli(["predict", "-c", str(project / "modelloop.yaml"), *args], capsys, tmp_path)
     assert code == 2 and message in err, err
 
@@ -443,3 +445,29 @@ def test_an_excel_csv_from_germany_is_read_and_answered_in_its_own_dialect(toy, 
     got = pd.read_csv(tmp_path / "de-out.csv", sep=";", decimal=",", encoding="utf-8-sig")
     want = pd.read_csv(tmp_path / "plain-out.csv")
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_an_excel_workbook_is_scored_into_a_workbook_with_the_csvs_answers(toy, project, capsys, tmp_path):
+    """Small teams keep their tables in Excel: ``predict --data rows.xlsx --out answers.xlsx`` reads the first
+    sheet as ingest reads a workbook, and writes the rows and answers to a sheet, the same answers as for the
+    CSV of the same rows; a file that is no workbook exits 2 naming it, and writes nothing."""
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(50).assign(note="Größe 大小")
+    rows.to_csv(tmp_path / "plain.csv", index=False)
+    with pd.ExcelWriter(tmp_path / "rows.xlsx") as book:
+        rows.to_excel(book, sheet_name="Kunden", index=False)
+        rows.head(2).to_excel(book, sheet_name="other", index=False)
+    code, out, err = cli(["predict", "--data", str(tmp_path / "rows.xlsx"), "--out", str(tmp_path / "answers.xlsx"),
+                          "--json"], capsys, project)
+    assert code == 0, err
+    assert json.loads(out)["rows"] == 50
+    cli(["predict", "--data", str(tmp_path / "plain.csv"), "--out", str(tmp_path / "plain-out.csv")], capsys, project)
+    got = pd.read_excel(tmp_path / "answers.xlsx", sheet_name="predictions")
+    want = pd.read_csv(tmp_path / "plain-out.csv")
+    assert list(got.columns) == list(want.columns) and got["note"].tolist() == ["Größe 大小"] * 50
+    assert got["label"].tolist() == want["label"].tolist()
+    np.testing.assert_allclose(got["proba_1"], want["proba_1"], rtol=1e-12)
+    (tmp_path / "bad.xlsx").write_bytes(b"id,amount\n1,2\n")
+    code, _, err = cli(["predict", "--data", str(tmp_path / "bad.xlsx"), "--out", str(tmp_path / "x.csv")],
+                       capsys, project)
+    assert code == 2 and "not a valid Excel workbook" in err and "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()

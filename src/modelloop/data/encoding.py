@@ -218,7 +218,7 @@ def project_encoding(data: DataConfig) -> str:
             return enc
 
     text = {name(s.encoding) for s in data.sources
-            if s.format != "sql" and not is_sql_source(s.source) and file_kind(s.source, s.format) != "parquet"}
+            if s.format != "sql" and not is_sql_source(s.source) and file_kind(s.source, s.format) not in ("parquet", "excel")}
     return text.pop() if len(text) == 1 else data.encoding
 
 

@@ -41,7 +41,7 @@ def read_config_source(cfg: Config) -> tuple[pd.DataFrame, Schema, dict[str, Any
         assert d.source is not None  # the config requires source or sources
         df, report = read_table(d.source, root=cfg.root, fmt=d.format, query=d.query,
                                 encoding=d.encoding, on_bad_lines=d.on_bad_lines, delimiter=d.delimiter,
-                                decimal=d.decimal)
+                                decimal=d.decimal, sheet=d.sheet)
     partial = _partial_labels(cfg)
     if d.target not in df.columns and not (partial and d.target is None):
         raise DataError(f"data.target: column '{d.target}' is not in {d.source or ', '.join(s.name for s in d.sources)}; "
@@ -226,7 +226,7 @@ def _read_sources(cfg: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
     for s in d.sources:
         frames[s.name], reports[s.name] = read_table(s.source, root=cfg.root, fmt=s.format, query=s.query,
                                                      encoding=s.encoding, on_bad_lines=d.on_bad_lines,
-                                                     delimiter=s.delimiter, decimal=s.decimal)
+                                                     delimiter=s.delimiter, decimal=s.decimal, sheet=s.sheet)
     df, findings = integrate(frames, how=d.combine, keys=d.keys or None)
     report = {"source": [s.name for s in d.sources], "sources": {k: dict(v) for k, v in reports.items()},
               "combine": d.combine, "keys": d.keys, "integration_findings": [f.to_dict() for f in findings]}

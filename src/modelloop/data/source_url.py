@@ -18,7 +18,7 @@ def is_sql_source(source: str) -> bool:
 
 
 FILE_KINDS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
-              ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+              ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".xlsx": "excel", ".xlsm": "excel"}
 
 
 def file_kind(path: str | Path, fmt: str = "auto") -> str | None:

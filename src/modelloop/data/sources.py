@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pandas on first use: a Parquet source's schema is inferred 
     import pandas as pd
 
 __all__ = ["ReadReport", "check_types", "detect_encoding", "file_kind", "infer_schema", "is_sql_source",
-           "read_table"]
+           "read_excel", "read_table"]
 
 _BOOL_STRINGS = {"true", "false", "yes", "no", "t", "f", "y", "n"}
 
@@ -80,9 +80,9 @@ def _read_sql(source: str, query: str | None) -> pd.DataFrame:
 
 def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query: str | None = None,
                encoding: str = "auto", on_bad_lines: str = "error", delimiter: str = "auto",
-               decimal: str = "auto") -> tuple[pd.DataFrame, ReadReport]:
+               decimal: str = "auto", sheet: str | None = None) -> tuple[pd.DataFrame, ReadReport]:
     """Read one source into a DataFrame; the report says how (a CSV's encoding, delimiter and decimal mark,
-    skipped lines)."""
+    skipped lines; an Excel workbook's sheet)."""
     report = ReadReport(source=shown_url(source))  # kept in the catalog and shown: no password
     if fmt == "sql" or is_sql_source(source):
         df = _read_sql(source, query)
@@ -100,13 +100,47 @@ def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query:
             raise DataError(f"{path}: file is empty; expected a header row and data rows")
         kind = file_kind(path, fmt)
         if kind is None:
-            raise DataError(f"{path}: unknown file type '{path.suffix}'; allowed: .csv, .parquet, .jsonl "
-                            f"(or set data.format)")
-        df = _read_file(path, kind, encoding, on_bad_lines, report, delimiter, decimal)
+            old = " (an Excel 97-2003 workbook: save it as .xlsx or CSV)" if path.suffix.lower() == ".xls" else ""
+            raise DataError(f"{path}: unknown file type '{path.suffix}'{old}; allowed: .csv, .parquet, .jsonl, "
+                            f".xlsx (or set data.format)")
+        if kind == "excel":
+            df = read_excel(path, sheet, report)
+        else:
+            df = _read_file(path, kind, encoding, on_bad_lines, report, delimiter, decimal)
     if df.shape[1] == 0 or len(df) == 0:
         raise DataError(f"{source}: no data rows; expected a header and at least one row")
     df.columns = [str(c).strip() for c in df.columns]
     return df, report
+
+
+def read_excel(path: Path, sheet: str | None, report: ReadReport | None = None, *, what: str = "data.sheet",
+               dtype: Any = None, rows: int | None = None) -> pd.DataFrame:
+    """An Excel workbook's sheet (``sheet``; None: the first) as a frame: numbers, dates and text as the cells
+    hold them (openpyxl; a formula as its value Excel last saved), its first ``rows`` only when given (0: the
+    header). A file that is no workbook, or a sheet it does not have, is a DataError naming the sheets it has
+    (``what``: the setting that names the sheet)."""
+    import zipfile
+
+    import pandas as pd
+
+    missing: list[str] | None = None
+    try:
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            names = [str(n) for n in book.sheet_names]
+            chosen = sheet if sheet is not None else names[0]
+            if chosen in names:
+                df = book.parse(chosen, dtype=dtype, nrows=rows)
+            else:
+                missing = names
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a valid Excel workbook (.xlsx) ({first}); save it from Excel again, or as "
+                        f"CSV") from None
+    if missing is not None:
+        raise DataError(f"{what}: {path.name} has no sheet {sheet!r}; its sheets: {', '.join(map(repr, missing))}")
+    if report is not None:
+        report["sheet"] = chosen
+    return df
 
 
 def _read_file(path: Path, kind: str, encoding: str, on_bad_lines: str, report: ReadReport, delimiter: str = "auto",

@@ -29,7 +29,8 @@ from ..workspace import Workspace
 __all__ = ["FORMATS", "OUT_ENCODINGS", "ChunkMapper", "given_columns", "predict_file", "score_chunk"]
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
-           ".ndjson": "jsonl"}
+           ".ndjson": "jsonl", ".xlsx": "excel"}
+EXCEL_ROWS = 1_048_576  # rows an Excel sheet holds, its header one of them
 # a CSV output's encodings (``--out-encoding``): UTF-8 for programs (the default); UTF-8 with a BOM, which
 # Excel needs to read UTF-8 (the default where the input CSV came from Excel: ``_out_encoding``); GBK and
 # cp932 (Windows' Shift-JIS), what Excel on Chinese and Japanese Windows read and write
@@ -45,7 +46,8 @@ ChunkMapper = Callable[[Any, Iterator[tuple[int, pd.DataFrame]]], Iterator[tuple
 def _format(path: Path, what: str) -> str:
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise DataError(f"{what}: unknown file type '{path.suffix}' ({path}); allowed: "
+        old = "; an Excel 97-2003 workbook: save it as .xlsx or CSV" if path.suffix.lower() == ".xls" else ""
+        raise DataError(f"{what}: unknown file type '{path.suffix}' ({path}{old}); allowed: "
                         f"{', '.join(sorted(FORMATS))}")
     return kind
 
@@ -70,6 +72,12 @@ def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int, encoding: 
             why = undecodable(path, enc, exc, detected=csv_file and encoding == "auto",
                               force="data.encoding" if csv_file else None)
             raise DataError(f"--data: {why}") from None
+    elif kind == "excel":  # a workbook is read whole (Excel's sheets are at most EXCEL_ROWS rows): its first sheet
+        from ..data.sources import read_excel
+
+        frame = read_excel(path, None, what="--data", dtype=dtypes)
+        for start in range(0, len(frame), rows):
+            yield frame.iloc[start:start + rows].reset_index(drop=True)
     else:
         import pyarrow.parquet as pq
 
@@ -160,6 +168,13 @@ def _unencodable(frame: pd.DataFrame, names: list[Any] | None, encoding: str, of
             f"in {encoding}; {fix}")
 
 
+def _excel_value(v: Any) -> Any:
+    """A cell's value: a time as Excel holds one, without a zone (an aware one in UTC)."""
+    if isinstance(v, pd.Timestamp):
+        return (v.tz_convert(None) if v.tzinfo is not None else v).to_pydatetime()
+    return v
+
+
 class _Writer:
     """Appends frames to a temporary file next to ``path``; ``commit`` renames it into place.
     ``header`` renames columns in a CSV's header line (``_blank_headers``); ``encoding`` and ``dialect`` are a
@@ -172,6 +187,7 @@ class _Writer:
         self.dialect = dialect or _out_dialect(None, path)
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self._parquet: Any = None
+        self._book: Any = None  # an Excel output: a write-only workbook, its rows streamed in
         self._first = True
         self._rows = 0
 
@@ -188,6 +204,8 @@ class _Writer:
             with open(self.tmp, "w" if self._first else "a", encoding="utf-8") as fh:
                 # the text as written (评论, not \u8bc4\u8bba): the file is UTF-8, like the input it copies
                 fh.write(frame.to_json(orient="records", lines=True, date_format="iso", force_ascii=False))
+        elif self.kind == "excel":
+            self._write_excel(frame)
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -199,9 +217,34 @@ class _Writer:
         self._first = False
         self._rows += len(frame)
 
+    def _write_excel(self, frame: pd.DataFrame) -> None:
+        """Rows appended to the sheet ``predictions``: numbers, booleans and text as cells, a missing value
+        empty. More rows than a sheet holds, or a control character Excel cannot store, is a DataError
+        naming what to write instead, and nothing is written."""
+        from openpyxl.utils.exceptions import IllegalCharacterError
+
+        if self._book is None:
+            from openpyxl import Workbook
+
+            self._book = Workbook(write_only=True)
+            self._sheet = self._book.create_sheet("predictions")
+            self._sheet.append([str(c) for c in frame.columns])
+        if self._rows + len(frame) >= EXCEL_ROWS:
+            raise DataError(f"--out: an Excel sheet holds {EXCEL_ROWS - 1:,} rows and a header; the input has more: "
+                            f"write .csv or .parquet")
+        cells = frame.astype(object).where(frame.notna(), None)
+        for n, row in enumerate(cells.itertuples(index=False, name=None), self._rows + 1):
+            try:
+                self._sheet.append([_excel_value(v) for v in row])
+            except IllegalCharacterError:
+                raise DataError(f"--out: row {n} holds a control character an Excel cell cannot store; write "
+                                f".csv or .parquet") from None
+
     def commit(self) -> None:
         if self._parquet is not None:
             self._parquet.close()
+        if self._book is not None:
+            self._book.save(self.tmp)
         if self._first:  # no rows at all: still an output file with nothing in it
             self.tmp.touch()
         os.replace(self.tmp, self.path)

@@ -57,7 +57,7 @@ class AnomalyFamily:
 
         d = cfg.data
         df, report = read_table(str(d.source), root=Path(cfg.root), fmt=d.format, query=d.query, encoding=d.encoding,
-                                on_bad_lines=d.on_bad_lines, delimiter=d.delimiter, decimal=d.decimal)
+                                on_bad_lines=d.on_bad_lines, delimiter=d.delimiter, decimal=d.decimal, sheet=d.sheet)
         return df, report, None
 
     def feedback_inputs(self, ws: Any, frame: Any) -> tuple[Any, dict[str, Any]]:

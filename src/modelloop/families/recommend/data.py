@@ -44,7 +44,7 @@ def read_interactions(cfg: Any) -> tuple[pd.DataFrame, dict[str, Any], dict[str,
     d = cfg.data
     assert d.source is not None
     df, report = read_table(d.source, root=cfg.root, fmt=d.format, query=d.query, encoding=d.encoding,
-                            on_bad_lines=d.on_bad_lines, delimiter=d.delimiter, decimal=d.decimal)
+                            on_bad_lines=d.on_bad_lines, delimiter=d.delimiter, decimal=d.decimal, sheet=d.sheet)
     for key, column in (("user", user), ("item", item), ("rating", rating), ("time", time)):
         if column is not None and column not in df.columns:
             raise DataError(f"data.{key}: column '{column}' is not in {d.source}; columns: {cap_list(df.columns)}")

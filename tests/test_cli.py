@@ -377,6 +377,19 @@ def test_an_excel_workbook_inits_and_ingests_with_its_cell_types_and_the_sheet_c
     assert code == 2 and "save it as .xlsx or CSV" in err
 
 
+def test_init_reads_a_sources_header_once(tmp_path, capsys, monkeypatch):
+    """init asked a source's columns up to three times (the target, a holdout column, the task's columns): a
+    workbook parsed three times. Once per version of the file now."""
+    from modelloop.data import sources
+
+    calls: list[str] = []
+    real = sources.read_excel
+    monkeypatch.setattr(sources, "read_excel", lambda path, *a, **k: calls.append(str(path)) or real(path, *a, **k))
+    _table(40).to_excel(tmp_path / "t.xlsx", index=False)
+    code, _, err = cli(["init", "proj", "--source", "t.xlsx", "--target", "y"], capsys, tmp_path)
+    assert code == 0 and len(calls) == 1, (err, calls)
+
+
 def test_init_reads_the_header_of_a_gbk_csv_as_ingest_does(tmp_path, capsys):
     """Excel in China saves a CSV as GBK: init read its header as UTF-8 and refused the real column,
     "--target: '情感' is not a column of gbk.csv; its columns: ����, ���"."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from importlib import resources
@@ -233,12 +234,25 @@ def _scalar(value: str) -> str:
 
 
 def _columns(path: Path) -> list[str] | None:
-    """The column names of a CSV, Parquet or JSONL file from its header or schema (no rows read); None
-    when they cannot be had that way (another format, a malformed file: ingest reads and checks it). A
-    CSV's header is decoded as ingest decodes the file (``file_encoding``: a GBK file saved by Excel too;
-    Polars reads every CSV as UTF-8, and a GBK header came out as U+FFFD characters)."""
+    """The column names of a CSV, Parquet, JSONL or Excel file (its first sheet) from its header or schema (no
+    rows read); None when they cannot be had that way (another format, a malformed file: ingest reads and
+    checks it). A CSV's header is decoded as ingest decodes the file (``file_encoding``: a GBK file saved by
+    Excel too; Polars reads every CSV as UTF-8, and a GBK header came out as U+FFFD characters). Read once
+    per version of the file: ``init`` asks up to three times (the target, the holdout column, the task's
+    columns), and a workbook's header costs a parse of the whole workbook."""
+    if not path.is_file():
+        return None
+    from .data.encoding import file_version
+
+    names = _columns_of(str(path), file_version(path))
+    return None if names is None else list(names)
+
+
+@functools.lru_cache(maxsize=8)
+def _columns_of(given: str, version: tuple[str, int, int, int, int]) -> tuple[str, ...] | None:
     import polars as pl
 
+    path = Path(given)
     suffix = path.suffix.lower()
     scans: dict[str, Callable[[Path], pl.LazyFrame]] = {".parquet": pl.scan_parquet, ".jsonl": pl.scan_ndjson,
                                                          ".ndjson": pl.scan_ndjson}
@@ -254,7 +268,7 @@ def _columns(path: Path) -> list[str] | None:
             names = _csv_header(path)
         else:
             names = scan(path).collect_schema().names()
-        return [c.strip() for c in names if c.strip()]  # as ingest strips them
+        return tuple(c.strip() for c in names if c.strip())  # as ingest strips them
     except DataError:  # a UTF-8 file with bad bytes: garbled names would be refused with no word of why
         raise
     except Exception:  # undecodable bytes, a malformed header: `modelloop ingest` reports it in full

@@ -257,7 +257,7 @@ def _columns_of(given: str, version: tuple[str, int, int, int, int]) -> tuple[st
     scans: dict[str, Callable[[Path], pl.LazyFrame]] = {".parquet": pl.scan_parquet, ".jsonl": pl.scan_ndjson,
                                                          ".ndjson": pl.scan_ndjson}
     scan = scans.get(suffix)
-    if not path.is_file() or (scan is None and suffix not in (".csv", ".tsv", ".xlsx", ".xlsm")):
+    if not path.is_file() or (scan is None and suffix not in (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")):
         return None
     try:
         if suffix in (".xlsx", ".xlsm"):  # its first sheet's header, as ingest reads it by default

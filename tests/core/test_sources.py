@@ -61,6 +61,20 @@ def test_windows_1252_words_are_never_taken_for_chinese_or_japanese(tmp_path, wo
     assert df["Name"].tolist() == ["Müller", "Schäfer"] and df["Größe"].tolist() == [1.5, 2.0]
 
 
+@pytest.mark.parametrize("encoding, detected", [("utf-16", "utf-16"), ("utf-16-le", "utf-16-le"),
+                                                 ("utf-16-be", "utf-16-be"), ("utf-32", "utf-32")])
+def test_excels_unicode_text_is_utf16_and_tab_separated(tmp_path, encoding, detected):
+    """Excel's "Unicode Text" export is UTF-16 with a byte-order mark, tab-separated, saved as .txt: it was read
+    as Windows-1252, its header one column 'ÿþb e t r a g'. A BOM, or UTF-16's NUL high bytes, say it now."""
+    text = "betrag\tstadt\ty\n" + "1.5\tMünchen\tja\n2\t北京\tnein\n" * 20
+    raw = text.encode(encoding)
+    assert detect_encoding(raw) == detected
+    (tmp_path / "data.txt").write_bytes(raw)
+    df, report = read_table(str(tmp_path / "data.txt"))
+    assert list(df.columns) == ["betrag", "stadt", "y"] and report["delimiter"] == "\t"
+    assert df["stadt"].tolist()[:2] == ["München", "北京"] and df["betrag"].sum() == 70
+
+
 def test_a_file_that_is_not_the_encoding_set_names_the_line_and_byte_of_the_file(tmp_path):
     """Past the first read buffer too: the place is counted in the file, not in pandas' buffer."""
     head = b"message,label\n" + "été ok,a\n".encode() * 200_000   # 2.2 MB of valid UTF-8

@@ -183,7 +183,7 @@ def test_an_interrupted_run_leaves_no_output(toy, project, tmp_path):
     (["--data", "in.xls", "--out", "o.csv"], "save it as .xlsx or CSV); allowed: .csv"),
     (["--data", "in.xlsx", "--out", "o.csv"], "not a valid Excel workbook"),
     (["--data", "missing.csv", "--out", "o.csv"], "file not found"),
-    (["--data", "in.csv", "--out", "o.txt"], "--out: unknown file type '.txt'"),
+    (["--data", "in.csv", "--out", "o.docx"], "--out: unknown file type '.docx'"),
     (["--data", "in.csv", "--out", "in.csv"], "is the input file"),
 ])
 def test_bad_arguments_exit_2_naming_what_is_wrong(project, capsys, tmp_path, args, message):
@@ -471,3 +471,17 @@ def test_an_excel_workbook_is_scored_into_a_workbook_with_the_csvs_answers(toy, 
                        capsys, project)
     assert code == 2 and "not a valid Excel workbook" in err and "Traceback" not in err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_excels_unicode_text_is_scored_and_answered_tab_separated(toy, project, capsys, tmp_path):
+    """Excel's "Unicode Text" (.txt: UTF-16, tabs) gives the CSV's answers, written tab-separated to a .txt
+    (UTF-8 with the BOM Excel reads); predict refused the .txt that ingest reads."""
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(40)
+    rows.to_csv(tmp_path / "plain.csv", index=False)
+    (tmp_path / "rows.txt").write_bytes(rows.to_csv(index=False, sep="\t").encode("utf-16"))
+    for name in ("plain.csv", "rows.txt"):
+        code, _, err = cli(["predict", "--data", str(tmp_path / name), "--out", str(tmp_path / f"out-{name}")],
+                           capsys, project)
+        assert code == 0, err
+    got = pd.read_csv(tmp_path / "out-rows.txt", sep="\t", encoding="utf-8-sig")
+    pd.testing.assert_frame_equal(got, pd.read_csv(tmp_path / "out-plain.csv"))

@@ -28,7 +28,7 @@ from ..workspace import Workspace
 
 __all__ = ["FORMATS", "OUT_ENCODINGS", "ChunkMapper", "given_columns", "predict_file", "score_chunk"]
 
-FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".xlsx": "excel"}
 EXCEL_ROWS = 1_048_576  # rows an Excel sheet holds, its header one of them
 # a CSV output's encodings (``--out-encoding``): UTF-8 for programs (the default); UTF-8 with a BOM, which
@@ -132,12 +132,16 @@ def _out_encoding(src: Path, kind_out: str, asked: str | None, encoding: str = "
 
 def _out_dialect(given: Dialect | None, out: Path) -> Dialect:
     """A CSV answer's dialect: the input CSV's, so a file from Excel in Germany (semicolons, decimal commas)
-    is answered as that Excel opens it, with a ``.tsv`` output's tab; else commas and decimal points. An
-    answer separated by commas never writes a decimal comma."""
-    if out.suffix.lower() == ".tsv":
+    is answered as that Excel opens it, and Excel's tab-separated "Unicode Text" (``.txt``) as tab-separated
+    text; a ``.tsv`` output's tab, a ``.csv`` output's comma where the input was tab-separated; else commas and
+    decimal points. An answer separated by commas never writes a decimal comma."""
+    suffix = out.suffix.lower()
+    if suffix == ".tsv":
         delimiter = "\t"
+    elif given is None or (suffix == ".csv" and given.delimiter == "\t"):
+        delimiter = ","
     else:
-        delimiter = given.delimiter if given is not None and given.delimiter != "\t" else ","
+        delimiter = given.delimiter
     return Dialect(delimiter, given.decimal if given is not None and delimiter != "," else ".")
 
 

@@ -255,6 +255,27 @@ def test_amounts_and_rates_as_a_spreadsheet_formats_them_are_numbers(tmp_path):
     assert got[5:].isna().all()
 
 
+def test_codes_with_leading_zeros_are_read_as_written_and_are_not_numbers(tmp_path):
+    """Zip codes and account numbers written with leading zeros (00782, 000123) were read as numbers: the
+    zeros lost (00782 stored as 782, so a client sending the code as written got an unseen category) and a
+    column of them numeric. They are text as written, categories or identifiers, for pandas and Polars alike;
+    a column of plain whole numbers, or one where 0 stands alone, is still numeric."""
+    rng = np.random.default_rng(4)
+    n = 300
+    frame = pd.DataFrame({"zip": [f"{v:05d}" for v in rng.integers(0, 120, n)],
+                          "account": [f"{i:06d}" for i in range(n)],
+                          "count": rng.integers(0, 50, n), "flag": rng.integers(0, 2, n), "y": rng.integers(0, 2, n)})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    df, _ = read_table(str(tmp_path / "t.csv"))
+    assert df["zip"].tolist() == frame["zip"].tolist() and df["account"].iloc[5] == "000005"
+    for table in (df, pl.from_pandas(df)):
+        kinds = infer_schema(table, target="y").columns
+        assert {c: kinds[c] for c in ("zip", "account", "count", "flag")} == {
+            "zip": "categorical", "account": "identifier", "count": "numeric", "flag": "numeric"}, type(table)
+    fixed, report = check_types(df, infer_schema(df, target="y"))
+    assert fixed["zip"].tolist() == frame["zip"].tolist() and report == {}
+
+
 def test_full_width_digits_are_numbers():
     """Prices typed with a Chinese input method (１２, ３.５) beside ASCII ones made the column an identifier;
     they are the numbers they stand for, at ingest and in predict's files alike (read_numbers)."""

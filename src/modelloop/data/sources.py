@@ -44,11 +44,13 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport, 
     detected, encoding = encoding == "auto", file_encoding(path, encoding)
     dialect = file_dialect(path, encoding, delimiter, decimal)  # as `predict` reads it
     report.update(encoding=encoding, delimiter=dialect.delimiter, decimal=dialect.decimal)
+    codes = _code_columns(path, encoding, dialect.delimiter)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             df = pd.read_csv(path, encoding=encoding, low_memory=False, sep=dialect.delimiter,
-                             decimal=dialect.decimal, on_bad_lines="warn" if on_bad_lines == "skip" else "error")
+                             decimal=dialect.decimal, on_bad_lines="warn" if on_bad_lines == "skip" else "error",
+                             dtype=dict.fromkeys(codes, str) or None)
     except UnicodeDecodeError as exc:
         raise DataError(undecodable(path, encoding, exc, detected=detected, force="data.encoding")) from None
     except pd.errors.ParserError as exc:
@@ -60,6 +62,41 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport, 
     bad = [int(n) for w in caught for n in re.findall(r"Skipping line (\d+)", str(w.message))]
     report["skipped_lines"] = bad
     return df
+
+
+CODE_SAMPLE_ROWS = 10_000  # rows a CSV's columns of codes with leading zeros are found in
+_DIGITS = r"^\s*[0-9]+\s*$"
+_LEADING_ZERO = r"^\s*0[0-9]"
+
+
+def is_code_column(values: Any) -> bool:
+    """Whether text ``values`` (pandas or Polars) are codes written with digits: every present value digits
+    only, at least one with a leading zero (zip codes 00782, accounts 000123, products 0042). As numbers
+    their zeros were lost: 00782 was trained as 782, a client sending the code as written got the answer for
+    an unseen category, and a column of such codes was numeric. They are categories or identifiers."""
+    if isinstance(values, pl.Series):
+        present = values.drop_nulls().cast(pl.String)
+        return (not present.is_empty() and bool(present.str.contains(_DIGITS).all())
+                and bool(present.str.contains(_LEADING_ZERO).any()))
+    present = values.dropna().astype(str)
+    return (not present.empty and bool(present.str.match(_DIGITS).all())
+            and bool(present.str.match(_LEADING_ZERO).any()))
+
+
+def _code_columns(path: Path, encoding: str, delimiter: str) -> list[str]:
+    """The columns of a CSV whose first ``CODE_SAMPLE_ROWS`` rows hold codes with leading zeros
+    (``is_code_column``), to be read as text; none where those rows cannot be read (the full read reports
+    why). A column whose first leading zero comes later is read as numbers."""
+    import pandas as pd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            head = pd.read_csv(path, encoding=encoding, sep=delimiter, nrows=CODE_SAMPLE_ROWS, dtype=str,
+                               on_bad_lines="skip")
+    except (ValueError, OSError, UnicodeDecodeError):
+        return []
+    return [c for c in head.columns if is_code_column(head[c])]
 
 
 def _read_sql(source: str, query: str | None) -> pd.DataFrame:
@@ -286,7 +323,7 @@ def _polars_text_kind(distinct: pl.Series, weight: np.ndarray, head: pl.Series, 
     n = max(present, 1)
     if present > 0 and distinct.str.to_lowercase().is_in(list(_BOOL_STRINGS)).all():
         return "boolean"
-    if present:
+    if present and not is_code_column(distinct):  # 00782: a code (``_text_kind``)
         surely = distinct.str.contains(_NUMBER).to_numpy()
         maybe = (surely | ~distinct.str.contains(_NOT_NUMBER).to_numpy()
                  | distinct.str.contains(_SPECIAL_NUMBER).to_numpy() | distinct.str.contains(_NON_ASCII).to_numpy())
@@ -314,9 +351,10 @@ def _text_kind(distinct: pd.Series, weight: np.ndarray, head: pd.Series, present
     n = max(present, 1)
     if distinct.str.lower().isin(_BOOL_STRINGS).all() and present > 0:
         return "boolean"
-    if present and weight[read_numbers(distinct).notna().to_numpy()].sum() / present >= 0.9:
+    coded = is_code_column(distinct)  # 00782: a code, neither a number nor a date
+    if not coded and present and weight[read_numbers(distinct).notna().to_numpy()].sum() / present >= 0.9:
         return "numeric"  # a numeric column with a few stray strings: check_types reports them
-    if _looks_datetime(head):
+    if not coded and _looks_datetime(head):
         return "datetime"
     uniq = len(distinct) / n
 

@@ -38,6 +38,24 @@ def test_reingesting_unchanged_data_keeps_the_version(tmp_path):
     assert [d["version"] for d in p.status()["datasets"]] == [1, 2]
 
 
+def test_a_kind_declared_after_an_ingest_makes_a_version_with_it(tmp_path):
+    """Unchanged data kept its version, and the version its schema: ``data.columns: {c: ...}`` or another
+    target written after the first ingest took effect only once the data changed (a store code declared
+    categorical trained as a number). The data read with another schema is a version of its own; re-ingesting
+    it finds it, and the first config finds the first version."""
+    df = _table().assign(store=lambda d: np.arange(len(d)) % 7)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    first = _project(tmp_path).ingest()
+    assert first["schema"]["columns"]["store"] == "numeric"
+    declared = _project(tmp_path, columns={"store": "categorical"})
+    second, again = declared.ingest(), declared.ingest()
+    assert second["created"] and second["id"] != first["id"] and second["schema"]["columns"]["store"] == "categorical"
+    assert not again["created"] and again["id"] == second["id"]
+    assert load_dataset(declared.workspace)[2].columns["store"] == "categorical"
+    back = _project(tmp_path).ingest()
+    assert not back["created"] and back["id"] == first["id"]
+
+
 def test_snapshot_has_stable_row_ids_and_manifest(tmp_path):
     df = _table()
     df = pd.concat([df, df.iloc[:3]])  # exact duplicates get distinct row ids

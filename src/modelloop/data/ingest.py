@@ -247,6 +247,9 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     side_entries, side_files = snapshot_side_tables(ws.config)
     vid = side_version_id(digest.version_id(table.names), side_entries)
     known = _version(ws, vid) or _legacy_version(ws, table.rows, vid)
+    if known and _schema_text(known["schema"]) != _schema_text(table.schema.to_dict()):
+        vid = _schema_version_id(vid, table.schema.to_dict())
+        known = _version(ws, vid)
     if known:
         if ws.catalog.get_split(known["id"], split_key(ws.config)) is None:
             roles = _split_inputs(ws.config, known["schema"]["columns"])
@@ -258,6 +261,24 @@ def ingest(ws: Workspace) -> dict[str, Any]:
     del digest  # its row hashes: the ids are all the write needs of them
     release_memory()
     return {**_store_version(ws, table, vid, ids, (side_entries, side_files), hashes), "created": True}
+
+
+def _schema_text(schema: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(schema, sort_keys=True, default=str)
+
+
+def _schema_version_id(vid: str, schema: dict[str, Any]) -> str:
+    """The id of unchanged data read with another schema than its version ``vid`` holds: a column's kind
+    declared in ``data.columns``, another target or id, or the reading rules of a newer modelloop (codes with
+    leading zeros). Such data kept its version, and the version its schema, so a declaration took effect
+    only once the data changed (``zip: categorical`` trained as a number). The id of the data as first read
+    is unchanged: a project whose schema did not move keeps its versions."""
+    import hashlib
+
+    h = hashlib.sha256(f"modelloop-schema-1:{vid}:{_schema_text(schema)}".encode())
+    return h.hexdigest()[: len(vid)]
 
 
 def _store_version(ws: Workspace, table: CheckedTable, vid: str, ids: np.ndarray | None,

@@ -57,3 +57,13 @@ def test_a_tsv_file_is_tab_separated_and_a_rewritten_file_is_detected_again(tmp_
     path.write_text(GERMAN + "9,9;IT;ja\n")
     assert file_dialect(path) == (";", ",")
     assert pd.read_csv(path, sep=";", decimal=",")["betrag"].iloc[-1] == 9.9
+
+
+def test_excels_empty_trailing_columns_are_left_out_and_reported(tmp_path) -> None:
+    """A table Excel saved with empty columns after it (';;' ending each line, blank headers): pandas named
+    them 'Unnamed: 3', they became features every client had to send as null. They are left out, and the
+    read says so; an empty column with a name, and a blank-headed one with values, are kept."""
+    (tmp_path / "t.csv").write_text("a;b;notes;;\n1,5;x;;;\n2;;;7;\n;;;;\n")
+    df, report = read_table(str(tmp_path / "t.csv"))
+    assert list(df.columns) == ["a", "b", "notes", "Unnamed: 3"] and df["a"].tolist()[:2] == [1.5, 2.0]
+    assert report["empty_columns_dropped"] == ["Unnamed: 4"]

@@ -147,6 +147,12 @@ def read_table(source: str, *, root: Path = Path("."), fmt: str = "auto", query:
     if df.shape[1] == 0 or len(df) == 0:
         raise DataError(f"{source}: no data rows; expected a header and at least one row")
     df.columns = [str(c).strip() for c in df.columns]
+    # Excel leaves empty columns without a header after a table it saved (a trailing ';;' on each line): pandas
+    # named them 'Unnamed: 3', they became features, and every client had to send "Unnamed: 3": null
+    empty = [c for c in df.columns if c.startswith("Unnamed: ") and df[c].isna().all()]
+    if empty:
+        df = df.drop(columns=empty)
+        report["empty_columns_dropped"] = empty
     return df, report
 
 

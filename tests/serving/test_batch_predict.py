@@ -485,3 +485,18 @@ def test_excels_unicode_text_is_scored_and_answered_tab_separated(toy, project, 
         assert code == 0, err
     got = pd.read_csv(tmp_path / "out-rows.txt", sep="\t", encoding="utf-8-sig")
     pd.testing.assert_frame_equal(got, pd.read_csv(tmp_path / "out-plain.csv"))
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "empty.xlsx"])
+def test_a_file_of_a_header_alone_is_named_and_writes_nothing(project, capsys, tmp_path, name):
+    """A header without rows exited 2 with the validator's 'records: list should have at least 1 item after
+    validation, not 0'; the message says what the file lacks now."""
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(0)
+    if name.endswith(".xlsx"):
+        rows.to_excel(tmp_path / name, index=False)
+    else:
+        rows.to_csv(tmp_path / name, index=False)
+    code, _, err = cli(["predict", "--data", str(tmp_path / name), "--out", str(tmp_path / "out.csv")],
+                       capsys, project)
+    assert code == 2 and f"--data: {name} has no data rows to score" in err
+    assert not (tmp_path / "out.csv").exists()

@@ -247,6 +247,10 @@ class _Writer:
     def commit(self) -> None:
         if self._parquet is not None:
             self._parquet.close()
+        if self.kind == "excel" and self._book is None:  # nothing written: still a workbook Excel opens
+            from openpyxl import Workbook
+
+            self._book = Workbook()
         if self._book is not None:
             self._book.save(self.tmp)
         if self._first:  # no rows at all: still an output file with nothing in it
@@ -336,12 +340,16 @@ def _scored_chunks(runtime: Any, src: Path, kind_in: str, chunk_rows: int, map_c
     def numbered() -> Iterator[tuple[int, pd.DataFrame]]:
         rows = 0
         for chunk in _chunks(src, kind_in, texts, chunk_rows, encoding, dialect):
+            if chunk.empty:  # a header alone (a CSV's one chunk): nothing to score
+                continue
             missing = [c for c in validator.features if c not in chunk.columns]
             if missing:
                 raise DataError(f"--data: {src.name} has no column(s) {', '.join(missing[:10])}; the model reads "
                                 f"{', '.join(validator.features[:20])}")
             yield rows, (chunk if coerced is None else _coerce_types(chunk, schema, coerced))
             rows += len(chunk)
+        if not rows:  # the validator's "records: list should have at least 1 item" said it in its terms
+            raise DataError(f"--data: {src.name} has no data rows to score (a header alone)")
 
     if map_chunks is not None:
         yield from map_chunks(runtime, numbered())

@@ -377,6 +377,13 @@ def test_an_excel_workbook_inits_and_ingests_with_its_cell_types_and_the_sheet_c
     assert code == 2 and "save it as .xlsx or CSV" in err
 
 
+def test_init_of_an_empty_file_says_it_has_no_header(tmp_path, capsys):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    code, _, err = cli(["init", "proj", "--source", "empty.csv", "--target", "y"], capsys, tmp_path)
+    assert code == 2 and "--source: empty.csv has no header row (an empty file?)" in err
+    assert not (tmp_path / "proj").exists()
+
+
 def test_init_reads_a_sources_header_once(tmp_path, capsys, monkeypatch):
     """init asked a source's columns up to three times (the target, a holdout column, the task's columns): a
     workbook parsed three times. Once per version of the file now."""

@@ -218,6 +218,9 @@ def _own_source(root: Path, source: str, target: str | None,
     if not path.exists():
         raise ConfigError(f"--source: file not found: {path.resolve()}")
     columns = _columns(path)  # None for a folder (text or images): ingest reads and checks it
+    if columns == []:  # the target's message listed no columns
+        raise ConfigError(f"--source: {source} has no header row (an empty file?); expected the table's column "
+                          f"names on its first line")
     if columns is not None and target is not None and target not in columns:
         raise ConfigError(f"--target: '{target}' is not a column of {source}; its columns: {cap_list(columns)}")
     where = os.path.relpath(path.resolve(), root.resolve())

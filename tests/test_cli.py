@@ -341,6 +341,8 @@ def test_a_semicolon_csv_from_excel_in_europe_inits_and_ingests_with_its_numbers
     got = json.loads(out)
     assert got["schema"]["columns"] == {"betrag": "numeric", "größe": "categorical", "kunde": "numeric"}
     assert (got["source"]["delimiter"], got["source"]["decimal"], got["source"]["encoding"]) == (";", ",", "cp1252")
+    code, out, _ = cli(["ingest"], capsys, tmp_path / "proj")  # the summary says how the file was read
+    assert code == 0 and "read        semicolon-separated, decimal comma; encoding cp1252" in out
     config = tmp_path / "proj" / "modelloop.yaml"
     config.write_text(config.read_text().replace("data:\n", "data:\n  delimiter: semicolon\n", 1))
     code, _, err = cli(["ingest"], capsys, tmp_path / "proj")

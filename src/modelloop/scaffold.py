@@ -281,15 +281,11 @@ def _columns_of(given: str, version: tuple[str, int, int, int, int]) -> tuple[st
 def _csv_header(path: Path) -> list[str]:
     """A CSV's header as ingest reads it: in its encoding and delimiter (``file_dialect``: a semicolon-separated
     file from Excel in Europe read as one column named ``betrag;land;kunde``)."""
-    import csv
-
-    from .data.delimiters import file_dialect
+    from .data.delimiters import csv_header, file_dialect
     from .data.encoding import file_encoding, undecodable
 
     encoding = file_encoding(path)
     try:
-        delimiter = file_dialect(path, encoding).delimiter
-        with open(path, newline="", encoding=encoding) as fh:
-            return next(csv.reader(fh, delimiter=delimiter), [])
+        return csv_header(path, encoding, file_dialect(path, encoding).delimiter)
     except UnicodeDecodeError as exc:  # in the first read buffer; a bad byte further on is ingest's to report
         raise DataError(f"--source: {undecodable(path, encoding, exc, detected=True, force=None)}") from None

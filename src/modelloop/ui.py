@@ -86,6 +86,32 @@ def render_dataset(r: dict[str, Any]) -> None:
                                             f" ({cap_list(names, 5)})" if kind in ("datetime", "text") else "")
                  for kind, names in sorted(kinds.items(), key=lambda kv: rank(kv[0]))]
         out.print(f"  columns     {', '.join(parts)}; target {schema.get('target')}", style="dim")
+    source = r.get("source") or {}
+    reads = {f"{name}: ": read for name, read in (source.get("sources") or {}).items()} or {"": source}
+    for prefix, read in reads.items():
+        if notes := read_notes(read):  # how the file was read where it is not a plain UTF-8 CSV
+            out.print(f"  read        {prefix}{'; '.join(notes)}", style="dim")
+
+
+def read_notes(read: dict[str, Any]) -> list[str]:
+    """What a user should know of how a file was read (the read report of ``data.sources.read_table``): a
+    dialect other than commas and decimal points, a legacy encoding, the sheet, columns left out, and names
+    the header repeats (pandas reads ``a`` twice as ``a`` and ``a.1``)."""
+    from .data.delimiters import Dialect
+
+    notes = []
+    delimiter, decimal = read.get("delimiter"), read.get("decimal")
+    if delimiter is not None and (delimiter, decimal) != (",", "."):
+        notes.append(Dialect(delimiter, decimal or ".").describe())
+    if read.get("encoding") not in (None, "utf-8", "utf-8-sig", "ascii"):
+        notes.append(f"encoding {read['encoding']}")
+    if read.get("sheet"):
+        notes.append(f"sheet {read['sheet']!r}")
+    if dropped := read.get("empty_columns_dropped"):
+        notes.append(f"left out {len(dropped)} empty column{'s' if len(dropped) != 1 else ''} without a name")
+    for name, names in (read.get("repeated_columns") or {}).items():
+        notes.append(f"the header names {len(names)} columns {name!r}: read as {', '.join(map(repr, names))}")
+    return notes
 
 
 def _interval(interval: dict[str, Any]) -> str:

@@ -67,3 +67,14 @@ def test_excels_empty_trailing_columns_are_left_out_and_reported(tmp_path) -> No
     df, report = read_table(str(tmp_path / "t.csv"))
     assert list(df.columns) == ["a", "b", "notes", "Unnamed: 3"] and df["a"].tolist()[:2] == [1.5, 2.0]
     assert report["empty_columns_dropped"] == ["Unnamed: 4"]
+
+
+def test_a_header_that_names_a_column_twice_is_reported_with_the_names_it_was_read_as(tmp_path) -> None:
+    """pandas reads a header's second 'amount' as 'amount.1', silently; the read report says so (and the
+    ingest summary prints it)."""
+    (tmp_path / "t.csv").write_text("amount;amount;y\n1;2;a\n3;4;b\n")
+    df, report = read_table(str(tmp_path / "t.csv"))
+    assert list(df.columns) == ["amount", "amount.1", "y"]
+    assert report["repeated_columns"] == {"amount": ["amount", "amount.1"]}
+    (tmp_path / "u.csv").write_text("a,b\n1,2\n")
+    assert "repeated_columns" not in read_table(str(tmp_path / "u.csv"))[1]

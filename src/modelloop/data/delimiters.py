@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from .encoding import SAMPLE_BYTES, file_encoding, file_version
 
-__all__ = ["DECIMALS", "DELIMITERS", "Dialect", "detect_dialect", "file_dialect"]
+__all__ = ["DECIMALS", "DELIMITERS", "Dialect", "csv_header", "detect_dialect", "file_dialect"]
 
 DELIMITERS = (",", ";", "\t", "|")
 """Delimiters ``auto`` tells apart, in order of preference where two read a file equally well."""
@@ -96,6 +96,13 @@ def file_dialect(path: Path, encoding: str = "auto", delimiter: str = "auto", de
     if delimiter != "auto" and decimal != "auto":
         return Dialect(delimiter, decimal)
     return _detected(*file_version(path), file_encoding(path, encoding), delimiter, decimal)
+
+
+def csv_header(path: Path, encoding: str, delimiter: str, *, errors: str = "strict") -> list[str]:
+    """A CSV's first record as written (blank and repeated names kept, which pandas renames ``Unnamed: 0`` and
+    ``a.1``), read in ``encoding`` (``errors`` as ``open`` takes it) with ``delimiter``."""
+    with open(path, newline="", encoding=encoding, errors=errors) as fh:
+        return next(csv.reader(fh, delimiter=delimiter), [])
 
 
 _HEAD_BYTES = min(SAMPLE_BYTES, 1 << 16)  # SAMPLE_RECORDS records of a wide table fit; a record that does

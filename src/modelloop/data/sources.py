@@ -39,7 +39,7 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport, 
               decimal: str = "auto") -> pd.DataFrame:
     import pandas as pd
 
-    from .delimiters import file_dialect
+    from .delimiters import csv_header, file_dialect
 
     detected, encoding = encoding == "auto", file_encoding(path, encoding)
     dialect = file_dialect(path, encoding, delimiter, decimal)  # as `predict` reads it
@@ -61,7 +61,21 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport, 
         raise DataError(f"{path}: file is empty; expected a header row and data rows") from None
     bad = [int(n) for w in caught for n in re.findall(r"Skipping line (\d+)", str(w.message))]
     report["skipped_lines"] = bad
+    if repeated := _repeated_names(csv_header(path, encoding, dialect.delimiter, errors="replace"), df.columns):
+        report["repeated_columns"] = repeated
     return df
+
+
+def _repeated_names(header: list[str], columns: Any) -> dict[str, list[str]]:
+    """A name the header gives more than one column, with the names pandas gave them (``a``, ``a.1``): they
+    are read apart under those names, which a user who wrote ``a`` twice should be told."""
+    if len(header) != len(columns):
+        return {}
+    named: dict[str, list[str]] = {}
+    for name, read in zip(header, columns, strict=True):
+        if name.strip():
+            named.setdefault(name.strip(), []).append(str(read))
+    return {name: reads for name, reads in named.items() if len(reads) > 1}
 
 
 CODE_SAMPLE_ROWS = 10_000  # rows a CSV's columns of codes with leading zeros are found in

@@ -11,7 +11,6 @@ this as ``mlflow models predict``.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..data.delimiters import Dialect, file_dialect
+from ..data.delimiters import Dialect, csv_header, file_dialect
 from ..data.encoding import file_encoding, project_encoding, undecodable
 from ..data.numbers import read_numbers
 from ..errors import DataError
@@ -89,8 +88,7 @@ def _blank_headers(path: Path, encoding: str, delimiter: str) -> dict[str, str]:
     """pandas' names for a CSV's blank header cells (``Unnamed: 0``: R's ``write.csv`` and pandas'
     ``to_csv`` leave the row-name column unnamed) mapped back to blank, so a table written from a CSV
     keeps its header as the user wrote it."""
-    with open(path, newline="", encoding=file_encoding(path, encoding), errors="replace") as fh:
-        header = next(csv.reader(fh, delimiter=delimiter), [])
+    header = csv_header(path, file_encoding(path, encoding), delimiter, errors="replace")
     return {f"Unnamed: {i}": "" for i, name in enumerate(header) if name == ""}
 
 

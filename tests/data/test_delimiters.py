@@ -78,3 +78,20 @@ def test_a_header_that_names_a_column_twice_is_reported_with_the_names_it_was_re
     assert report["repeated_columns"] == {"amount": ["amount", "amount.1"]}
     (tmp_path / "u.csv").write_text("a,b\n1,2\n")
     assert "repeated_columns" not in read_table(str(tmp_path / "u.csv"))[1]
+
+
+def test_excels_error_values_are_missing_values(tmp_path) -> None:
+    """A formula that failed leaves #DIV/0! (or #VALUE!, #REF!) in Excel's CSV and workbook: a numeric column
+    with one stopped ingest as text in a number column, and a text column learnt it as a category."""
+    from modelloop.data.sources import infer_schema
+
+    ratio = ["#DIV/0!" if i % 10 == 0 else f"{i / 3:.4f}" for i in range(60)]
+    kind = ["#REF!" if i % 7 == 0 else "ab"[i % 2] for i in range(60)]
+    rows = [f"{i},{r},{k},{i % 2}" for i, (r, k) in enumerate(zip(ratio, kind, strict=True))]
+    (tmp_path / "t.csv").write_text("id,ratio,kind,y\n" + "\n".join(rows) + "\n")
+    df, _ = read_table(str(tmp_path / "t.csv"))
+    assert df["ratio"].isna().sum() == 6 and df["kind"].isna().sum() == 9
+    assert set(df["kind"].dropna()) == {"a", "b"}
+    assert infer_schema(df, target="y").columns["ratio"] == "numeric"
+    pd.DataFrame({"ratio": ["#DIV/0!", 1.5]}).to_excel(tmp_path / "e.xlsx", index=False)
+    assert read_table(str(tmp_path / "e.xlsx"))[0]["ratio"].isna().tolist() == [True, False]

@@ -500,3 +500,15 @@ def test_a_file_of_a_header_alone_is_named_and_writes_nothing(project, capsys, t
                        capsys, project)
     assert code == 2 and f"--data: {name} has no data rows to score" in err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_excels_error_values_are_scored_as_missing_values(toy, project, capsys, tmp_path):
+    """#DIV/0! in a numeric column stopped predict ('must be a number'); it is a missing value, as ingest reads
+    it: the answers equal those for the same rows with the cells empty."""
+    rows = pd.read_csv(project / "data.csv").drop(columns=["y"]).head(40)
+    rows.loc[::5, "amount"] = np.nan
+    rows.to_csv(tmp_path / "plain.csv", index=False)
+    rows.astype({"amount": object}).fillna({"amount": "#DIV/0!"}).to_csv(tmp_path / "errors.csv", index=False)
+    assert "#DIV/0!" in (tmp_path / "errors.csv").read_text()
+    got = _same_answers_as_plain(project, capsys, tmp_path, "errors")
+    assert got["amount"].isna().sum() == rows["amount"].isna().sum()  # read as the missing values they are

@@ -22,11 +22,15 @@ from typing import NamedTuple
 
 from .encoding import SAMPLE_BYTES, file_encoding, file_version
 
-__all__ = ["DECIMALS", "DELIMITERS", "Dialect", "csv_header", "detect_dialect", "file_dialect"]
+__all__ = ["DECIMALS", "DELIMITERS", "EXCEL_ERRORS", "Dialect", "csv_header", "detect_dialect", "file_dialect"]
 
 DELIMITERS = (",", ";", "\t", "|")
 """Delimiters ``auto`` tells apart, in order of preference where two read a file equally well."""
 DECIMALS = (".", ",")
+EXCEL_ERRORS = ["#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!"]
+"""Excel's error values, which its CSVs and workbooks hold where a formula failed: a missing value to every
+reader of a user's file (pandas already reads #N/A so). A numeric column with one stopped ingest ("holds text
+... '#DIV/0!'") and a text column learnt it as a category."""
 SAMPLE_RECORDS = 200  # records (the header first) a dialect is judged on
 CONSISTENT = 0.9  # share of the sampled records that must have the header's number of fields
 _COMMA_NUMBER = re.compile(r"\s*[-+]?\d+,\d+\s*")  # 34,56: a decimal comma (a thousands comma is not in

@@ -18,6 +18,7 @@ import polars as pl
 
 from ..errors import ConfigError, DataError, shown_url
 from ._tables import is_stringy, pandas_dtype
+from .delimiters import EXCEL_ERRORS
 from .encoding import detect_encoding, file_encoding, undecodable, where_undecodable
 from .schema import Schema
 from .source_url import file_kind, is_sql_source  # here too: data.sources.is_sql_source is public
@@ -48,7 +49,7 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport, 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            df = pd.read_csv(path, encoding=encoding, low_memory=False, sep=dialect.delimiter,
+            df = pd.read_csv(path, encoding=encoding, low_memory=False, sep=dialect.delimiter, na_values=EXCEL_ERRORS,
                              decimal=dialect.decimal, on_bad_lines="warn" if on_bad_lines == "skip" else "error",
                              dtype=dict.fromkeys(codes, str) or None)
     except UnicodeDecodeError as exc:
@@ -106,7 +107,7 @@ def _code_columns(path: Path, encoding: str, delimiter: str) -> list[str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            head = pd.read_csv(path, encoding=encoding, sep=delimiter, nrows=CODE_SAMPLE_ROWS, dtype=str,
+            head = pd.read_csv(path, encoding=encoding, sep=delimiter, nrows=CODE_SAMPLE_ROWS, dtype=str, na_values=EXCEL_ERRORS,
                                on_bad_lines="skip")
     except (ValueError, OSError, UnicodeDecodeError):
         return []
@@ -186,7 +187,7 @@ def read_excel(path: Path, sheet: str | None, report: ReadReport | None = None, 
             names = [str(n) for n in book.sheet_names]
             chosen = sheet if sheet is not None else names[0]
             if chosen in names:
-                df = book.parse(chosen, dtype=dtype, nrows=rows)
+                df = book.parse(chosen, dtype=dtype, nrows=rows, na_values=EXCEL_ERRORS)
             else:
                 missing = names
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:

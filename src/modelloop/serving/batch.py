@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..data.delimiters import Dialect, csv_header, file_dialect
+from ..data.delimiters import EXCEL_ERRORS, Dialect, csv_header, file_dialect
 from ..data.encoding import file_encoding, project_encoding, undecodable
 from ..data.numbers import read_numbers
 from ..errors import DataError
@@ -63,7 +63,7 @@ def _chunks(path: Path, kind: str, dtypes: dict[str, Any], rows: int, encoding: 
             if kind == "csv":
                 sep, decimal = dialect or file_dialect(path, encoding)
                 yield from pd.read_csv(path, sep=sep, decimal=decimal, dtype=dtypes, chunksize=rows,
-                                       keep_default_na=True, encoding=enc)
+                                       keep_default_na=True, na_values=EXCEL_ERRORS, encoding=enc)
             else:
                 yield from pd.read_json(path, lines=True, dtype=dtypes, chunksize=rows, encoding=enc)
         except UnicodeDecodeError as exc:  # a CSV's encoding was detected or set; a JSON Lines file is UTF-8

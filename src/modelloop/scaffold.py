@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -255,21 +254,21 @@ def _columns(path: Path) -> list[str] | None:
 def _columns_of(given: str, version: tuple[str, int, int, int, int]) -> tuple[str, ...] | None:
     import polars as pl
 
+    from .data.source_url import file_kind
+
     path = Path(given)
-    suffix = path.suffix.lower()
-    scans: dict[str, Callable[[Path], pl.LazyFrame]] = {".parquet": pl.scan_parquet, ".jsonl": pl.scan_ndjson,
-                                                         ".ndjson": pl.scan_ndjson}
-    scan = scans.get(suffix)
-    if not path.is_file() or (scan is None and suffix not in (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")):
+    kind = file_kind(path)  # as ingest reads the file (``FILE_KINDS``)
+    if kind is None:
         return None
     try:
-        if suffix in (".xlsx", ".xlsm"):  # its first sheet's header, as ingest reads it by default
+        if kind == "excel":  # its first sheet's header, as ingest reads it by default
             from .data.sources import read_excel
 
             names = [str(c) for c in read_excel(path, None, what="--source", rows=0).columns]
-        elif scan is None:
+        elif kind == "csv":
             names = _csv_header(path)
         else:
+            scan = pl.scan_parquet if kind == "parquet" else pl.scan_ndjson
             names = scan(path).collect_schema().names()
         return tuple(c.strip() for c in names if c.strip())  # as ingest strips them
     except DataError:  # a UTF-8 file with bad bytes: garbled names would be refused with no word of why

@@ -67,13 +67,14 @@ def train(root: Path, raw: dict[str, Any]) -> Any:
 
 
 def assert_serves_own_rows(ws: Any, csv_path: Path, target: str, text: tuple[str, ...] = ()) -> None:
-    """Every row of ``csv_path``, sent as a client sends it (the columns ``text`` as the text they hold), is
-    answered 200 with the offline scores."""
+    """Every row of ``csv_path`` (a CSV, or a workbook's first sheet), sent as a client sends it (the columns
+    ``text`` as the text they hold, times in ISO 8601), is answered 200 with the offline scores."""
     from modelloop.data.sources import read_table
     from modelloop.registry import load_model, resolve_model
 
-    rows = pd.read_csv(csv_path, dtype=dict.fromkeys(text, str))
-    records = json.loads(rows.drop(columns=[target]).to_json(orient="records"))
+    read = pd.read_excel if csv_path.suffix == ".xlsx" else pd.read_csv
+    rows = read(csv_path, dtype=dict.fromkeys(text, str))
+    records = json.loads(rows.drop(columns=[target]).to_json(orient="records", date_format="iso"))
     with running(create_app(ws, config=ServeConfig(reload_poll_seconds=0), api_keys=[])) as url:
         served = predict_all(url, records)
     model = load_model(ws, resolve_model(ws))
@@ -129,3 +130,20 @@ def test_codes_with_leading_zeros_serve_their_own_rows(tmp_path) -> None:
     _, frame, schema = load_dataset(ws)
     assert schema.columns["zip"] == "categorical" and set(frame["zip"]) <= {f"{v:05d}" for v in range(0, 900, 60)}
     assert_serves_own_rows(ws, tmp_path / "data.csv", "label", text=("zip",))
+
+
+def test_a_workbooks_rows_serve_their_own_rows(tmp_path) -> None:
+    """A model trained from an Excel workbook (its times typed as dates, its numbers as numbers) answers the
+    workbook's rows, sent as JSON, as offline."""
+    rng = np.random.default_rng(5)
+    n = 240
+    table = spellings_table(n, seed=5)[["merchant", "month", "member", "label"]]
+    table["paid_at"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 300 * 24, n), "h")
+    table["amount"] = rng.gamma(2.0, 40.0, n).round(2)
+    table.to_excel(tmp_path / "data.xlsx", index=False, sheet_name="Daten")
+    ws = train(tmp_path, {"name": "book", "data": {"source": "data.xlsx", "target": "label"}, "train": FAST_TRAIN})
+    from modelloop.data.ingest import load_dataset
+
+    _, _, schema = load_dataset(ws)
+    assert schema.columns["paid_at"] == "datetime" and schema.columns["amount"] == "numeric"
+    assert_serves_own_rows(ws, tmp_path / "data.xlsx", "label")

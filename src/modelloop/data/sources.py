@@ -18,7 +18,7 @@ import polars as pl
 
 from ..errors import ConfigError, DataError, shown_url
 from ._tables import is_stringy, pandas_dtype
-from .delimiters import EXCEL_ERRORS
+from .delimiters import EXCEL_ERRORS, csv_header, file_dialect
 from .encoding import detect_encoding, file_encoding, undecodable, where_undecodable
 from .schema import Schema
 from .source_url import file_kind, is_sql_source  # here too: data.sources.is_sql_source is public
@@ -40,8 +40,6 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport, 
               decimal: str = "auto") -> pd.DataFrame:
     import pandas as pd
 
-    from .delimiters import csv_header, file_dialect
-
     detected, encoding = encoding == "auto", file_encoding(path, encoding)
     dialect = file_dialect(path, encoding, delimiter, decimal)  # as `predict` reads it
     report.update(encoding=encoding, delimiter=dialect.delimiter, decimal=dialect.decimal)
@@ -49,9 +47,9 @@ def _read_csv(path: Path, encoding: str, on_bad_lines: str, report: ReadReport, 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            df = pd.read_csv(path, encoding=encoding, low_memory=False, sep=dialect.delimiter, na_values=EXCEL_ERRORS,
-                             decimal=dialect.decimal, on_bad_lines="warn" if on_bad_lines == "skip" else "error",
-                             dtype=dict.fromkeys(codes, str) or None)
+            df = pd.read_csv(path, encoding=encoding, low_memory=False, sep=dialect.delimiter,
+                             decimal=dialect.decimal, na_values=EXCEL_ERRORS, dtype=dict.fromkeys(codes, str) or None,
+                             on_bad_lines="warn" if on_bad_lines == "skip" else "error")
     except UnicodeDecodeError as exc:
         raise DataError(undecodable(path, encoding, exc, detected=detected, force="data.encoding")) from None
     except pd.errors.ParserError as exc:
@@ -107,8 +105,8 @@ def _code_columns(path: Path, encoding: str, delimiter: str) -> list[str]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            head = pd.read_csv(path, encoding=encoding, sep=delimiter, nrows=CODE_SAMPLE_ROWS, dtype=str, na_values=EXCEL_ERRORS,
-                               on_bad_lines="skip")
+            head = pd.read_csv(path, encoding=encoding, sep=delimiter, nrows=CODE_SAMPLE_ROWS, dtype=str,
+                               na_values=EXCEL_ERRORS, on_bad_lines="skip")
     except (ValueError, OSError, UnicodeDecodeError):
         return []
     return [c for c in head.columns if is_code_column(head[c])]

@@ -189,7 +189,8 @@ class _Writer:
         self.dialect = dialect or _out_dialect(None, path)
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self._parquet: Any = None
-        self._book: Any = None  # an Excel output: a write-only workbook, its rows streamed in
+        self._book: Any = None  # an Excel output: a write-only workbook, its rows streamed in to ``_sheet``
+        self._sheet: Any = None
         self._first = True
         self._rows = 0
 
